@@ -1,0 +1,30 @@
+"""Command-line entry point (`repspace`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from repspace import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repspace",
+        description="Measure how far fine-tuning moves a pre-trained model's representation space.",
+    )
+    parser.add_argument("--version", action="version", version=f"repspace {__version__}")
+    parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

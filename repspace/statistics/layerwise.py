@@ -1,0 +1,259 @@
+"""Paired streaming accumulators for one layer or many layers at once.
+
+:class:`LayerwiseMoments` holds, for every captured layer of the base and the tuned
+model, a :class:`FeatureMoments`, and for every compared pair of layers a
+:class:`CrossMoments` (plus per-sample drift when the widths agree).  The capture sink
+feeds it batch by batch; ``compute()`` returns every metric that is a closed-form
+function of the statistics, and ``cka_matrix()`` the cross-layer CKA.
+
+It follows torchmetrics' shape: ``update`` / ``merge`` / ``compute`` and
+``state_dict()`` with per-state reduction rules.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from repspace._validation import check_min_rows
+from repspace.statistics.drift_stats import PairedDriftStats
+from repspace.statistics.moments import CrossMoments, FeatureMoments
+
+__all__ = ["LayerwiseMoments", "PairedMoments"]
+
+PairSpec = str | Sequence[tuple[str, str]]
+
+
+class LayerwiseMoments:
+    """Streaming statistics of paired base/tuned features for many layers.
+
+    Parameters
+    ----------
+    pairs : "matched" | "all" | list of (base_layer, tuned_layer)
+        Which cross statistics to keep.  ``"matched"``: each layer with the same-named
+        layer (O(L·pq) memory); ``"all"``: every base layer with every tuned layer, for
+        :meth:`cka_matrix` (O(L²·pq)); or an explicit list.
+    precision : {"auto", "float64"}
+        See :class:`~repspace.statistics.moments.FeatureMoments`.
+    paired_drift : bool
+        Also track per-sample cosine similarity and relative shift for pairs of equal width.
+    """
+
+    def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
+                 paired_drift: bool = True):
+        if isinstance(pairs, str) and pairs not in ("matched", "all"):
+            raise ValueError(f"pairs must be 'matched', 'all' or a list of (base, tuned) "
+                             f"layer names; got {pairs!r}")
+        self.pairs_spec = pairs if isinstance(pairs, str) else [tuple(p) for p in pairs]
+        self.precision = precision
+        self.track_drift = paired_drift
+        self.base: dict[str, FeatureMoments] = {}
+        self.tuned: dict[str, FeatureMoments] = {}
+        self.cross: dict[tuple[str, str], CrossMoments] = {}
+        self.drift: dict[tuple[str, str], PairedDriftStats] = {}
+        self.n = 0
+
+    # -- layout ----------------------------------------------------------------------
+    def _pairs_for(self, base_names, tuned_names) -> list[tuple[str, str]]:
+        if self.pairs_spec == "matched":
+            missing_t = [b for b in base_names if b not in tuned_names]
+            missing_b = [t for t in tuned_names if t not in base_names]
+            if missing_t or missing_b:
+                raise ValueError(
+                    f"layers differ between base and tuned: only in base {missing_t}, only in "
+                    f"tuned {missing_b}; capture the same layer names on both models"
+                )
+            return [(b, b) for b in base_names]
+        if self.pairs_spec == "all":
+            return [(b, t) for b in base_names for t in tuned_names]
+        for b, t in self.pairs_spec:
+            if b not in base_names:
+                raise ValueError(f"pair ({b!r}, {t!r}): base layer {b!r} was not given to "
+                                 f"update(); got {sorted(base_names)}")
+            if t not in tuned_names:
+                raise ValueError(f"pair ({b!r}, {t!r}): tuned layer {t!r} was not given to "
+                                 f"update(); got {sorted(tuned_names)}")
+        return list(self.pairs_spec)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self.cross)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.base)
+
+    # -- streaming ---------------------------------------------------------------------
+    def update(self, base: Mapping[str, object], tuned: Mapping[str, object]) -> None:
+        """Add one batch: ``{layer: (b, p_layer)}`` for the base and the tuned model."""
+        if not isinstance(base, Mapping) or not isinstance(tuned, Mapping):
+            raise TypeError("update() takes two mappings {layer_name: (batch, features)}")
+        if not base:
+            raise ValueError("update() got no layers")
+        if self.base and (set(base) != set(self.base) or set(tuned) != set(self.tuned)):
+            raise ValueError(
+                f"layers changed between batches: expected base {sorted(self.base)} and tuned "
+                f"{sorted(self.tuned)}, got {sorted(base)} and {sorted(tuned)}"
+            )
+        rows = {f"base[{k}]": v.shape[0] for k, v in base.items()}
+        rows.update({f"tuned[{k}]": v.shape[0] for k, v in tuned.items()})
+        if len(set(rows.values())) != 1:
+            raise ValueError(f"all layers of one batch need the same number of rows "
+                             f"(paired samples); got {rows}")
+        if not self.cross:
+            for name in base:
+                self.base[name] = FeatureMoments(self.precision, name=f"base[{name}]")
+            for name in tuned:
+                self.tuned[name] = FeatureMoments(self.precision, name=f"tuned[{name}]")
+            for pair in self._pairs_for(list(base), list(tuned)):
+                self.cross[pair] = CrossMoments()
+
+        # Validate every layer before touching any state, so a bad layer leaves no
+        # half-updated accumulator behind.
+        shifted, norms = {}, {}
+        for side, feats, accs in (("b", base, self.base), ("t", tuned, self.tuned)):
+            for name, batch in feats.items():
+                shifted[side, name] = accs[name].shifted(batch, row_offset=self.n)
+        for side, feats, accs in (("b", base, self.base), ("t", tuned, self.tuned)):
+            for name in feats:
+                norms[side, name] = accs[name].update_shifted(shifted[side, name])
+        for (b, t), cross in self.cross.items():
+            xs, ys = shifted["b", b], shifted["t", t]
+            cross.update_shifted(xs, ys, norms["b", b], norms["t", t])
+            if self.track_drift and xs.shape[1] == ys.shape[1]:
+                raw_x = xs.double() + self.base[b].shift
+                raw_y = ys.double() + self.tuned[t].shift
+                self.drift.setdefault((b, t), PairedDriftStats()).update(raw_x, raw_y)
+        self.n += next(iter(rows.values()))
+
+    def merge(self, other: "LayerwiseMoments") -> "LayerwiseMoments":
+        """Add another accumulator's samples (same layers and pairs)."""
+        if not isinstance(other, LayerwiseMoments):
+            raise TypeError(f"cannot merge {type(other).__name__} into LayerwiseMoments")
+        if other.n == 0:
+            return self
+        if self.n == 0 and not self.cross:
+            self.base = {k: FeatureMoments(self.precision, name=v.name) for k, v in other.base.items()}
+            self.tuned = {k: FeatureMoments(self.precision, name=v.name) for k, v in other.tuned.items()}
+            self.cross = {k: CrossMoments() for k in other.cross}
+        if set(other.cross) != set(self.cross):
+            raise ValueError("cannot merge accumulators that track different layer pairs")
+        for k in self.base:
+            self.base[k].adopt_shift_of(other.base[k])
+        for k in self.tuned:
+            self.tuned[k].adopt_shift_of(other.tuned[k])
+        # Cross terms first: they are re-shifted with the other side's pre-merge sums.
+        for (b, t), cross in self.cross.items():
+            cross.merge_from(other.cross[b, t], self.base[b], self.tuned[t],
+                             other.base[b], other.tuned[t])
+        for k in self.base:
+            self.base[k].merge(other.base[k])
+        for k in self.tuned:
+            self.tuned[k].merge(other.tuned[k])
+        for pair, d in other.drift.items():
+            self.drift.setdefault(pair, PairedDriftStats()).merge(d)
+        self.n += other.n
+        return self
+
+    def state_dict(self) -> dict:
+        """Nested states: ``{"base": {layer: {...}}, "tuned": ..., "cross": {(b, t): {...}}}``."""
+        return {
+            "n": self.n,
+            "base": {k: v.state_dict() for k, v in self.base.items()},
+            "tuned": {k: v.state_dict() for k, v in self.tuned.items()},
+            "cross": {k: v.state_dict() for k, v in self.cross.items()},
+        }
+
+    # -- results ------------------------------------------------------------------------
+    def _check_ready(self, minimum: int = 2) -> None:
+        if self.n == 0:
+            raise ValueError("no samples were accumulated; call update() first")
+        check_min_rows(self.n, minimum, "this metric")
+
+    def compute(self, top_k: int = 10) -> dict[tuple[str, str], dict[str, float]]:
+        """Every closed-form metric for every tracked pair: ``{(base, tuned): {metric: value}}``.
+
+        Keys are the metric functions' names (``linear_cka``, ``linear_cka_debiased``,
+        ``frechet_distance``, ``mmd`` (linear kernel, unbiased), ``procrustes_distance``,
+        ``effective_rank_base`` / ``_tuned``, ``stable_rank_*``, ``numerical_rank_*``,
+        ``participation_ratio_*``, and for equal widths ``subspace_overlap``,
+        ``cosine_similarity_mean`` / ``_q50`` and ``relative_shift_mean`` / ``_q50``).
+        """
+        from repspace.metrics import summary  # metrics sit above statistics
+
+        self._check_ready(4)
+        return summary.layerwise_summary(self, top_k=top_k)
+
+    def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
+        """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.
+
+        Requires ``pairs="all"`` (or an explicit list; untracked pairs are NaN).
+        """
+        from repspace.metrics.cka import linear_cka_from_moments
+
+        self._check_ready(4 if debiased else 2)
+        bnames, tnames = list(self.base), list(self.tuned)
+        out = np.full((len(bnames), len(tnames)), np.nan)
+        centred_b = {k: v.centred() for k, v in self.base.items()}
+        centred_t = {k: v.centred() for k, v in self.tuned.items()}
+        for (b, t), cross in self.cross.items():
+            out[bnames.index(b), tnames.index(t)] = linear_cka_from_moments(
+                centred_b[b], centred_t[t], cross.centred(self.base[b], self.tuned[t]),
+                debiased=debiased)
+        return out, bnames, tnames
+
+
+class PairedMoments:
+    """Streaming statistics of one paired representation (base X: n×p, tuned Y: n×q).
+
+    A single-layer view of :class:`LayerwiseMoments`::
+
+        acc = PairedMoments()
+        for xb, yb in batches:
+            acc.update(xb, yb)
+        acc.linear_cka(debiased=True)
+    """
+
+    def __init__(self, precision: str = "auto", paired_drift: bool = True):
+        self._layers = LayerwiseMoments("matched", precision=precision, paired_drift=paired_drift)
+
+    @property
+    def n(self) -> int:
+        return self._layers.n
+
+    @property
+    def x(self) -> FeatureMoments:
+        return self._layers.base["x"]
+
+    @property
+    def y(self) -> FeatureMoments:
+        return self._layers.tuned["x"]
+
+    @property
+    def xy(self) -> CrossMoments:
+        return self._layers.cross["x", "x"]
+
+    def update(self, x_batch, y_batch) -> "PairedMoments":
+        self._layers.update({"x": x_batch}, {"x": y_batch})
+        return self
+
+    def merge(self, other: "PairedMoments") -> "PairedMoments":
+        if not isinstance(other, PairedMoments):
+            raise TypeError(f"cannot merge {type(other).__name__} into PairedMoments")
+        self._layers.merge(other._layers)
+        return self
+
+    def state_dict(self) -> dict:
+        return self._layers.state_dict()
+
+    def linear_cka(self, debiased: bool = False) -> float:
+        from repspace.metrics.cka import linear_cka_from_moments
+
+        self._layers._check_ready(4 if debiased else 2)
+        return linear_cka_from_moments(self.x.centred(), self.y.centred(),
+                                       self.xy.centred(self.x, self.y), debiased=debiased)
+
+    def compute(self, top_k: int = 10) -> dict[str, float]:
+        """All closed-form metrics (see :meth:`LayerwiseMoments.compute`)."""
+        return self._layers.compute(top_k=top_k)["x", "x"]

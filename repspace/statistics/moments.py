@@ -1,0 +1,312 @@
+"""Streaming sufficient statistics of one representation and of a pair of representations.
+
+Why these statistics: linear CKA (biased and debiased), the covariance spectrum, the
+Fréchet distance, the linear MMD, the Procrustes distance and principal angles are all
+closed-form functions of a handful of sums over samples, so they can be computed
+exactly on any number of samples in memory O(p² + q² + pq).
+
+Notation: a sample x ∈ Rᵖ is stored shifted, x' = x − c, with c the (rounded) mean of
+the first batch.  Shifting keeps the sums small, which is what makes float32 GEMMs on
+activations with a large common offset (e.g. +1e3) accurate; all sums are accumulated
+in float64.  With kᵢ = ‖x'ᵢ‖² and lᵢ = ‖y'ᵢ‖² the states are
+
+    one side:  n, Σx', Σx'x'ᵀ, Σk, Σk², Σk·x', per-feature min/max
+    cross:     Σx'y'ᵀ, Σk·l, Σk·y', Σl·x'
+
+The k-statistics are what the debiased (Song et al. 2012) HSIC₁ needs.  Changing the
+shift is a polynomial identity in the shift difference (:meth:`FeatureMoments.reshifted`),
+which makes accumulators mergeable whatever their shifts, and lets :meth:`centred`
+return the statistics about the exact sample mean.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from repspace._validation import as_matrix, check_finite
+
+__all__ = ["FeatureMoments", "CrossMoments", "CentredFeature", "CentredCross", "gemm_dtype"]
+
+PRECISIONS = ("auto", "float64")
+
+
+def gemm_dtype(input_dtype: torch.dtype, precision: str) -> torch.dtype:
+    """dtype of the per-batch GEMMs: the input's (float32 for half types) unless opted out."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if precision == "float64" or input_dtype == torch.float64:
+        return torch.float64
+    return torch.float32
+
+
+def prepare_batch(batch, name: str, row_offset: int) -> torch.Tensor:
+    """Validate one batch (2-D, finite) and return it as a floating tensor."""
+    t = as_matrix(batch, name)
+    check_finite(t, name, row_offset=row_offset)
+    return t
+
+
+@dataclass
+class CentredFeature:
+    """Statistics of one representation about its exact sample mean (float64).
+
+    ``scatter`` is Xcᵀ Xc (not divided by n); ``k1 = Σkᵢ``, ``k2 = Σkᵢ²`` and
+    ``kx = Σ kᵢ xcᵢ`` with ``kᵢ = ‖xcᵢ‖²``; ``constant`` flags zero-variance features;
+    ``eps`` is the unit round-off of the GEMMs that produced ``scatter``.
+    """
+
+    n: int
+    mean: torch.Tensor
+    scatter: torch.Tensor
+    k1: torch.Tensor
+    k2: torch.Tensor
+    kx: torch.Tensor
+    constant: torch.Tensor
+    eps: float
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def covariance(self, ddof: int = 1) -> torch.Tensor:
+        return self.scatter / (self.n - ddof)
+
+    @property
+    def is_constant(self) -> bool:
+        """True when every feature has zero variance (the representation is one point)."""
+        return bool(self.constant.all())
+
+
+@dataclass
+class CentredCross:
+    """Cross statistics of a pair about both sample means: Xcᵀ Yc, Σkl, Σk·yc, Σl·xc."""
+
+    n: int
+    scatter: torch.Tensor
+    kl: torch.Tensor
+    ky: torch.Tensor
+    lx: torch.Tensor
+
+
+class FeatureMoments:
+    """Streaming moments of one representation (n samples × p features).
+
+    ``update(batch)`` adds rows; ``merge(other)`` adds another accumulator's rows;
+    ``centred()`` returns :class:`CentredFeature`.  Memory is O(p²), independent of n.
+
+    Parameters
+    ----------
+    precision : {"auto", "float64"}
+        ``"auto"`` runs the per-batch GEMM in the input dtype (float32 for float16/
+        bfloat16/float32, float64 for float64) on shifted data and accumulates across
+        batches in float64.  ``"float64"`` upcasts every batch before the GEMM
+        (about 4x slower on CPUs, for bit-for-bit paranoia).
+    shift : optional (p,) array
+        Fix the shift instead of taking the first batch's mean (all ranks of a
+        distributed run use the same shift so that their states add).
+    """
+
+    # How each state reduces across processes (torchmetrics-style); "shift" must agree.
+    reductions = {
+        "n": "sum", "sum": "sum", "outer": "sum", "k1": "sum", "k2": "sum", "kx": "sum",
+        "min": "min", "max": "max", "eps": "max", "shift": "same",
+    }
+
+    def __init__(self, precision: str = "auto", shift=None, name: str = "x"):
+        gemm_dtype(torch.float32, precision)  # validates the argument
+        self.precision = precision
+        self.name = name
+        self.n = 0
+        self.eps = 0.0
+        self.shift: torch.Tensor | None = None
+        if shift is not None:
+            self._init_states(as_matrix(shift, f"{name} shift").reshape(1, -1).double()[0])
+
+    # -- state handling ------------------------------------------------------------
+    def _init_states(self, shift: torch.Tensor) -> None:
+        p, dev = shift.shape[0], shift.device
+        f64 = dict(dtype=torch.float64, device=dev)
+        self.shift = shift.to(**f64)
+        self.sum = torch.zeros(p, **f64)
+        self.outer = torch.zeros(p, p, **f64)
+        self.k1 = torch.zeros((), **f64)
+        self.k2 = torch.zeros((), **f64)
+        self.kx = torch.zeros(p, **f64)
+        self.min = torch.full((p,), float("inf"), **f64)
+        self.max = torch.full((p,), float("-inf"), **f64)
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.shift is None else int(self.shift.shape[0])
+
+    def state_dict(self) -> dict:
+        """The states named in :attr:`reductions` (tensors on their device)."""
+        return {k: getattr(self, k) for k in self.reductions}
+
+    def shifted(self, batch, row_offset: int | None = None) -> torch.Tensor:
+        """Validate ``batch``, set the shift from it if unset, return x − c in the GEMM dtype."""
+        t = prepare_batch(batch, self.name, self.n if row_offset is None else row_offset)
+        dtype = gemm_dtype(t.dtype, self.precision)
+        if self.shift is None:
+            # Round the shift to the GEMM dtype so that x − c is computed consistently.
+            self._init_states(t.double().mean(0).to(dtype).double())
+        elif t.shape[1] != self.dim:
+            raise ValueError(
+                f"{self.name} batch has {t.shape[1]} features but earlier batches had "
+                f"{self.dim}; every batch of one layer must have the same width"
+            )
+        t = t.to(self.shift.device)
+        self.eps = max(self.eps, torch.finfo(dtype).eps)
+        return t.to(dtype) - self.shift.to(dtype)
+
+    def update(self, batch) -> torch.Tensor:
+        """Add a batch (b × p).  Returns the float64 squared norms kᵢ (used by cross terms)."""
+        xs = self.shifted(batch)
+        return self.update_shifted(xs)
+
+    def update_shifted(self, xs: torch.Tensor) -> torch.Tensor:
+        x64 = xs.double()
+        k = (x64 * x64).sum(1)
+        self.n += xs.shape[0]
+        self.sum += x64.sum(0)
+        self.outer += (xs.T @ xs).double()
+        self.k1 += k.sum()
+        self.k2 += (k * k).sum()
+        self.kx += x64.T @ k
+        self.min = torch.minimum(self.min, x64.min(0).values)
+        self.max = torch.maximum(self.max, x64.max(0).values)
+        return k
+
+    # -- shifting, merging, centring -------------------------------------------------
+    def reshifted(self, new_shift: torch.Tensor) -> "FeatureMoments":
+        """A copy whose statistics are about ``new_shift`` (exact polynomial identity)."""
+        d = self.shift - new_shift  # x'' = x' + d
+        n, s, m = self.n, self.sum, self.outer
+        delta, sd, md = d @ d, s @ d, m @ d
+        out = FeatureMoments(self.precision, name=self.name)
+        out._init_states(new_shift.clone())
+        out.n, out.eps = n, self.eps
+        out.sum = s + n * d
+        out.outer = m + torch.outer(s, d) + torch.outer(d, s) + n * torch.outer(d, d)
+        out.k1 = self.k1 + 2 * sd + n * delta
+        out.k2 = (self.k2 + 4 * (self.kx @ d) + 2 * delta * self.k1 + 4 * (d @ md)
+                  + 4 * delta * sd + n * delta * delta)
+        out.kx = self.kx + self.k1 * d + 2 * md + 2 * sd * d + delta * s + n * delta * d
+        out.min = self.min + d
+        out.max = self.max + d
+        return out
+
+    def _check_mergeable(self, other: "FeatureMoments") -> None:
+        if not isinstance(other, FeatureMoments):
+            raise TypeError(f"cannot merge {type(other).__name__} into FeatureMoments")
+        if self.dim is not None and other.dim is not None and self.dim != other.dim:
+            raise ValueError(
+                f"cannot merge {self.name}: {self.dim} features vs {other.dim} features"
+            )
+
+    def adopt_shift_of(self, other: "FeatureMoments") -> None:
+        """Give an accumulator that has seen no data ``other``'s shift (before a merge)."""
+        if self.shift is None and other.shift is not None:
+            self._init_states(other.shift.clone())
+
+    def merge(self, other: "FeatureMoments") -> "FeatureMoments":
+        """Add ``other``'s samples to this accumulator (in place; returns self)."""
+        self._check_mergeable(other)
+        if other.n == 0:
+            return self
+        self.adopt_shift_of(other)
+        dev = self.shift.device
+        o = other
+        if not torch.equal(other.shift.to(dev), self.shift):
+            o = other.reshifted(self.shift.to(other.shift.device))
+        self.n += o.n
+        self.eps = max(self.eps, o.eps)
+        for key in ("sum", "outer", "k1", "k2", "kx"):
+            setattr(self, key, getattr(self, key) + getattr(o, key).to(dev))
+        self.min = torch.minimum(self.min, o.min.to(dev))
+        self.max = torch.maximum(self.max, o.max.to(dev))
+        return self
+
+    def mean(self) -> torch.Tensor:
+        return self.shift + self.sum / self.n
+
+    def centred(self) -> CentredFeature:
+        """Statistics about the exact sample mean."""
+        if self.n == 0:
+            raise ValueError(f"{self.name}: no samples were accumulated; call update() first")
+        c = self.reshifted(self.mean())
+        return CentredFeature(
+            n=self.n, mean=c.shift, scatter=c.outer, k1=c.k1, k2=c.k2, kx=c.kx,
+            constant=self.min == self.max, eps=self.eps,
+        )
+
+
+class CrossMoments:
+    """Streaming cross statistics between two representations with given shifts.
+
+    Holds Σx'y'ᵀ (p × q), Σk·l, Σk·y' and Σl·x'.  The shifts belong to the two
+    :class:`FeatureMoments` it is used with; it never sees raw data on its own.
+    """
+
+    reductions = {"sum_xy": "sum", "kl": "sum", "ky": "sum", "lx": "sum"}
+
+    def __init__(self):
+        self.sum_xy: torch.Tensor | None = None
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.reductions}
+
+    def _init_states(self, p: int, q: int, device) -> None:
+        f64 = dict(dtype=torch.float64, device=device)
+        self.sum_xy = torch.zeros(p, q, **f64)
+        self.kl = torch.zeros((), **f64)
+        self.ky = torch.zeros(q, **f64)
+        self.lx = torch.zeros(p, **f64)
+
+    def update_shifted(self, xs, ys, k, l) -> None:
+        if self.sum_xy is None:
+            self._init_states(xs.shape[1], ys.shape[1], xs.device)
+        if xs.dtype != ys.dtype:  # one side float64, the other float32
+            xs, ys = xs.double(), ys.double()
+        self.sum_xy += (xs.T @ ys).double()
+        self.kl += k @ l
+        self.ky += ys.double().T @ k
+        self.lx += xs.double().T @ l
+
+    def reshifted(self, fx: FeatureMoments, fy: FeatureMoments, new_x, new_y) -> "CrossMoments":
+        """Cross statistics about new shifts; ``fx``/``fy`` hold the current shifts and sums."""
+        d, e = fx.shift - new_x, fy.shift - new_y
+        n, sx, sy, sxy = fx.n, fx.sum, fy.sum, self.sum_xy
+        delta, eps = d @ d, e @ e
+        sxd, sye = sx @ d, sy @ e
+        out = CrossMoments()
+        out.sum_xy = sxy + torch.outer(sx, e) + torch.outer(d, sy) + n * torch.outer(d, e)
+        out.kl = (self.kl + 2 * (self.ky @ e) + eps * fx.k1 + 2 * (self.lx @ d)
+                  + 4 * (d @ sxy @ e) + 2 * eps * sxd + delta * fy.k1 + 2 * delta * sye
+                  + n * delta * eps)
+        out.ky = (self.ky + fx.k1 * e + 2 * (sxy.T @ d) + 2 * sxd * e + delta * sy
+                  + n * delta * e)
+        out.lx = (self.lx + fy.k1 * d + 2 * (sxy @ e) + 2 * sye * d + eps * sx
+                  + n * eps * d)
+        return out
+
+    def merge_from(self, other: "CrossMoments", fx_self, fy_self, fx_other, fy_other) -> None:
+        """Add ``other`` (whose sides are ``fx_other``/``fy_other``) before the sides merge."""
+        if other.sum_xy is None:
+            return
+        o = other
+        dev = fx_other.shift.device
+        if not (torch.equal(fx_other.shift, fx_self.shift.to(dev))
+                and torch.equal(fy_other.shift, fy_self.shift.to(dev))):
+            o = other.reshifted(fx_other, fy_other, fx_self.shift.to(dev), fy_self.shift.to(dev))
+        if self.sum_xy is None:
+            self._init_states(o.sum_xy.shape[0], o.sum_xy.shape[1], fx_self.shift.device)
+        for key in self.reductions:
+            setattr(self, key, getattr(self, key) + getattr(o, key).to(self.sum_xy.device))
+
+    def centred(self, fx: FeatureMoments, fy: FeatureMoments) -> CentredCross:
+        if self.sum_xy is None or fx.n == 0:
+            raise ValueError("no paired samples were accumulated; call update() first")
+        c = self.reshifted(fx, fy, fx.mean(), fy.mean())
+        return CentredCross(n=fx.n, scatter=c.sum_xy, kl=c.kl, ky=c.ky, lx=c.lx)
