@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from repspace._validation import check_min_rows
+from repspace._validation import as_matrix, check_min_rows
 from repspace.statistics.drift_stats import PairedDriftStats
 from repspace.statistics.moments import CrossMoments, FeatureMoments
 
@@ -41,13 +41,14 @@ class LayerwiseMoments:
     """
 
     def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
-                 paired_drift: bool = True):
+                 paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned")):
         if isinstance(pairs, str) and pairs not in ("matched", "all"):
             raise ValueError(f"pairs must be 'matched', 'all' or a list of (base, tuned) "
                              f"layer names; got {pairs!r}")
         self.pairs_spec = pairs if isinstance(pairs, str) else [tuple(p) for p in pairs]
         self.precision = precision
         self.track_drift = paired_drift
+        self.side_names = side_names
         self.base: dict[str, FeatureMoments] = {}
         self.tuned: dict[str, FeatureMoments] = {}
         self.cross: dict[tuple[str, str], CrossMoments] = {}
@@ -76,6 +77,10 @@ class LayerwiseMoments:
                                  f"update(); got {sorted(tuned_names)}")
         return list(self.pairs_spec)
 
+    def _label(self, side: int, layer: str) -> str:
+        """How errors name a layer: ``base[encoder.layer.3]`` (or just ``x`` for one layer)."""
+        return f"{self.side_names[side]}[{layer}]" if layer else self.side_names[side]
+
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return list(self.cross)
@@ -96,17 +101,24 @@ class LayerwiseMoments:
                 f"layers changed between batches: expected base {sorted(self.base)} and tuned "
                 f"{sorted(self.tuned)}, got {sorted(base)} and {sorted(tuned)}"
             )
-        rows = {f"base[{k}]": v.shape[0] for k, v in base.items()}
-        rows.update({f"tuned[{k}]": v.shape[0] for k, v in tuned.items()})
+        base = {k: as_matrix(v, self._label(0, k)) for k, v in base.items()}
+        tuned = {k: as_matrix(v, self._label(1, k)) for k, v in tuned.items()}
+        rows = {self._label(0, k): v.shape[0] for k, v in base.items()}
+        rows.update({self._label(1, k): v.shape[0] for k, v in tuned.items()})
         if len(set(rows.values())) != 1:
+            if len(rows) == 2:
+                (a, na), (b, nb) = rows.items()
+                raise ValueError(f"{a} has {na} rows but {b} has {nb}; paired metrics need "
+                                 "the same samples, in the same order, through both models")
             raise ValueError(f"all layers of one batch need the same number of rows "
                              f"(paired samples); got {rows}")
         if not self.cross:
+            pairs = self._pairs_for(list(base), list(tuned))  # validate before any state
             for name in base:
-                self.base[name] = FeatureMoments(self.precision, name=f"base[{name}]")
+                self.base[name] = FeatureMoments(self.precision, name=self._label(0, name))
             for name in tuned:
-                self.tuned[name] = FeatureMoments(self.precision, name=f"tuned[{name}]")
-            for pair in self._pairs_for(list(base), list(tuned)):
+                self.tuned[name] = FeatureMoments(self.precision, name=self._label(1, name))
+            for pair in pairs:
                 self.cross[pair] = CrossMoments()
 
         # Validate every layer before touching any state, so a bad layer leaves no
@@ -216,7 +228,8 @@ class PairedMoments:
     """
 
     def __init__(self, precision: str = "auto", paired_drift: bool = True):
-        self._layers = LayerwiseMoments("matched", precision=precision, paired_drift=paired_drift)
+        self._layers = LayerwiseMoments("matched", precision=precision,
+                                        paired_drift=paired_drift, side_names=("x", "y"))
 
     @property
     def n(self) -> int:
@@ -224,18 +237,18 @@ class PairedMoments:
 
     @property
     def x(self) -> FeatureMoments:
-        return self._layers.base["x"]
+        return self._layers.base[""]
 
     @property
     def y(self) -> FeatureMoments:
-        return self._layers.tuned["x"]
+        return self._layers.tuned[""]
 
     @property
     def xy(self) -> CrossMoments:
-        return self._layers.cross["x", "x"]
+        return self._layers.cross["", ""]
 
     def update(self, x_batch, y_batch) -> "PairedMoments":
-        self._layers.update({"x": x_batch}, {"x": y_batch})
+        self._layers.update({"": x_batch}, {"": y_batch})
         return self
 
     def merge(self, other: "PairedMoments") -> "PairedMoments":
@@ -256,4 +269,4 @@ class PairedMoments:
 
     def compute(self, top_k: int = 10) -> dict[str, float]:
         """All closed-form metrics (see :meth:`LayerwiseMoments.compute`)."""
-        return self._layers.compute(top_k=top_k)["x", "x"]
+        return self._layers.compute(top_k=top_k)["", ""]

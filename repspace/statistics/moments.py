@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite
@@ -121,7 +122,12 @@ class FeatureMoments:
         self.eps = 0.0
         self.shift: torch.Tensor | None = None
         if shift is not None:
-            self._init_states(as_matrix(shift, f"{name} shift").reshape(1, -1).double()[0])
+            c = torch.as_tensor(np.asarray(shift, dtype=np.float64) if not isinstance(
+                shift, torch.Tensor) else shift).double()
+            if c.ndim != 1 or not bool(torch.isfinite(c).all()):
+                raise ValueError(f"shift for {name} must be a finite 1-D vector of length "
+                                 f"n_features; got shape {tuple(c.shape)}")
+            self._init_states(c)
 
     # -- state handling ------------------------------------------------------------
     def _init_states(self, shift: torch.Tensor) -> None:
@@ -153,7 +159,7 @@ class FeatureMoments:
             self._init_states(t.double().mean(0).to(dtype).double())
         elif t.shape[1] != self.dim:
             raise ValueError(
-                f"{self.name} batch has {t.shape[1]} features but earlier batches had "
+                f"{self.name} batch has {t.shape[1]} features but this accumulator holds "
                 f"{self.dim}; every batch of one layer must have the same width"
             )
         t = t.to(self.shift.device)

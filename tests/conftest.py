@@ -1,0 +1,17 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines are slow and shared: no per-example deadline, bounded example counts.
+settings.register_profile(
+    "repspace", deadline=None, max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 30)),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("repspace")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
