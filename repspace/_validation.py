@@ -90,6 +90,10 @@ def as_matrix(a: Any, name: str) -> torch.Tensor:
 
 def check_finite(t: torch.Tensor, name: str, row_offset: int = 0) -> None:
     """Raise ``ValueError`` if ``t`` holds NaN or Inf, saying how many rows/columns and where."""
+    # Fast path: NaN/Inf propagate into the sum; only a non-finite sum (or an overflow of
+    # finite values) needs the element-wise scan.
+    if bool(torch.isfinite(t.sum())):
+        return
     finite = torch.isfinite(t)
     if bool(finite.all()):
         return

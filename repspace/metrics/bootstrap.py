@@ -1,6 +1,7 @@
 """Bootstrap confidence intervals for any paired metric (rows resampled jointly)."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -8,7 +9,7 @@ import numpy as np
 import scipy.stats
 from tqdm.auto import tqdm
 
-from repspace._validation import as_matrix, check_finite, check_paired
+from repspace._validation import RepspaceWarning, as_matrix, check_finite, check_paired
 
 __all__ = ["BootstrapResult", "bootstrap_ci"]
 
@@ -45,8 +46,10 @@ def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
 
     Caveat: a resample repeats rows; estimators built on distinct pairs (debiased
     HSIC/CKA, unbiased MMD) then see exact duplicates, which biases them slightly
-    upwards, and k-NN metrics see zero distances.  Prefer ``method="percentile"`` and
-    interpret such intervals as indicative.
+    upwards (biased linear CKA behaves like a smaller sample), and k-NN metrics see zero
+    distances.  When p is not much smaller than n the whole bootstrap distribution can
+    sit beside the estimate; a warning says so, and ``method="basic"`` reflects the
+    shift.
 
     Returns a :class:`BootstrapResult` (``str()`` gives "est [95% CI lo, hi]").
     """
@@ -76,6 +79,13 @@ def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
     )
     bar.close()
     dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
-    return BootstrapResult(estimate, float(res.confidence_interval.low),
-                           float(res.confidence_interval.high), float(res.standard_error),
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not low <= estimate <= high:
+        warnings.warn(
+            f"the {method} bootstrap interval [{low:.4g}, {high:.4g}] excludes the estimate "
+            f"{estimate:.4g}: resampling with replacement duplicates rows, which shifts "
+            "estimators such as CKA when n is not much larger than the feature count; "
+            "use method='basic' (bias-reflected) or more samples, and report the shift",
+            RepspaceWarning, stacklevel=2)
+    return BootstrapResult(estimate, low, high, float(res.standard_error),
                            confidence_level, n_resamples, method, dist)

@@ -172,16 +172,23 @@ class FeatureMoments:
         return self.update_shifted(xs)
 
     def update_shifted(self, xs: torch.Tensor) -> torch.Tensor:
-        x64 = xs.double()
-        k = (x64 * x64).sum(1)
+        """Add shifted rows.  Returns kᵢ = ‖x'ᵢ‖² in the GEMM dtype (for cross terms).
+
+        Every O(b·p) reduction runs in the GEMM dtype on shifted (small) values and only
+        its O(p) result is upcast: float64 copies of the batch would cost as much as the
+        GEMMs themselves on a CPU.  Sums across batches are float64.
+        """
+        k = (xs * xs).sum(1)
+        k64 = k.double()
         self.n += xs.shape[0]
-        self.sum += x64.sum(0)
+        self.sum += xs.sum(0).double()
         self.outer += (xs.T @ xs).double()
-        self.k1 += k.sum()
-        self.k2 += (k * k).sum()
-        self.kx += x64.T @ k
-        self.min = torch.minimum(self.min, x64.min(0).values)
-        self.max = torch.maximum(self.max, x64.max(0).values)
+        self.k1 += k64.sum()
+        self.k2 += (k64 * k64).sum()
+        self.kx += (xs.T @ k).double()
+        lo, hi = torch.aminmax(xs, dim=0)
+        self.min = torch.minimum(self.min, lo.double())
+        self.max = torch.maximum(self.max, hi.double())
         return k
 
     # -- shifting, merging, centring -------------------------------------------------
@@ -274,11 +281,11 @@ class CrossMoments:
         if self.sum_xy is None:
             self._init_states(xs.shape[1], ys.shape[1], xs.device)
         if xs.dtype != ys.dtype:  # one side float64, the other float32
-            xs, ys = xs.double(), ys.double()
+            xs, ys, k, l = xs.double(), ys.double(), k.double(), l.double()
         self.sum_xy += (xs.T @ ys).double()
-        self.kl += k @ l
-        self.ky += ys.double().T @ k
-        self.lx += xs.double().T @ l
+        self.kl += k.double() @ l.double()
+        self.ky += (ys.T @ k).double()
+        self.lx += (xs.T @ l).double()
 
     def reshifted(self, fx: FeatureMoments, fy: FeatureMoments, new_x, new_y) -> "CrossMoments":
         """Cross statistics about new shifts; ``fx``/``fy`` hold the current shifts and sums."""

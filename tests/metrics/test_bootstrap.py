@@ -42,3 +42,13 @@ def test_bootstrap_forwards_metric_kwargs_and_validates(rng):
         bootstrap_ci(linear_cka, x, y, confidence_level=95)
     with pytest.raises(ValueError, match="rows"):
         bootstrap_ci(linear_cka, x, y[:-1])
+
+
+def test_bootstrap_warns_when_duplicates_shift_the_distribution(rng):
+    from repspace._validation import RepspaceWarning
+
+    x = rng.standard_normal((300, 150))
+    y = x @ rng.standard_normal((150, 150)) * 0.1 + x
+    with pytest.warns(RepspaceWarning, match="excludes the estimate"):
+        res = bootstrap_ci(linear_cka, x, y, n_resamples=50)
+    assert res.low > res.estimate
