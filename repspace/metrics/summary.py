@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from repspace.metrics.cka import linear_cka_from_moments
 from repspace.metrics.drift import (
     frechet_distance_from_moments,
@@ -21,8 +23,6 @@ from repspace.metrics.spectrum import (
     spectrum,
     stable_rank,
 )
-
-import numpy as np
 
 __all__ = ["layerwise_summary", "spectrum_summary"]
 

@@ -191,6 +191,8 @@ class LayerwiseMoments:
         ``effective_rank_base`` / ``_tuned``, ``stable_rank_*``, ``numerical_rank_*``,
         ``participation_ratio_*``, and for equal widths ``subspace_overlap``,
         ``cosine_similarity_mean`` / ``_q50`` and ``relative_shift_mean`` / ``_q50``).
+        Needs at least 4 samples (the debiased estimators); undefined values are NaN
+        with an ``UndefinedMetricWarning``.
         """
         from repspace.metrics import summary  # metrics sit above statistics
 
