@@ -1,5 +1,9 @@
 import os
 
+# Tests never touch the network: transformers / huggingface_hub read this at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

@@ -1,0 +1,32 @@
+"""Content hashes that identify checkpoints and data in reports."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".model", ".txt")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_sha256(path: str | Path) -> str | None:
+    """sha256 of a file, or of a directory's weight/config files (names and contents).
+
+    None for something that is not on disk (a hub id: its revision identifies it).
+    """
+    p = Path(path)
+    if p.is_file():
+        return file_sha256(p)
+    if not p.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file() and q.suffix in HASHED_SUFFIXES):
+        h.update(str(f.relative_to(p)).encode())
+        h.update(bytes.fromhex(file_sha256(f)))
+    return h.hexdigest()

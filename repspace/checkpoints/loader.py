@@ -1,0 +1,193 @@
+"""Load any checkpoint a user points at: detect its kind, then load it safely.
+
+Kinds, detected in this order:
+
+- ``repspace``: a folder with ``repspace_manifest.json`` (repspace's training output);
+- ``peft``: a PEFT adapter folder (``adapter_config.json``); its base comes from the
+  config's ``base_model_name_or_path`` or from ``base=``;
+- ``hf``: a Hugging Face model folder (``config.json``);
+- ``state_dict``: a single weights file (``.safetensors``, or ``.ckpt``/``.pt``/``.pth``/
+  ``.bin`` read with ``weights_only=True``) applied onto the base's architecture (or the
+  architecture in ``config=``);
+- ``hub``: anything else shaped like ``org/name``: a model id on the Hugging Face hub
+  (needs a network or a warm cache; this machine is offline).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repspace.checkpoints.errors import CheckpointError
+from repspace.checkpoints.hashing import checkpoint_sha256
+from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
+
+__all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model",
+           "MANIFEST_NAME", "register_manifest_loader"]
+
+MANIFEST_NAME = "repspace_manifest.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_MANIFEST_LOADERS: dict[str, Any] = {}
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A loaded model with what identifies it in a report."""
+
+    spec: str                     # what the user passed
+    name: str                     # short display name (folder or file stem)
+    kind: str                     # repspace | peft | hf | state_dict | hub
+    model: torch.nn.Module
+    processor: Any = None         # tokenizer or multimodal processor, when one ships
+    sha256: str | None = None
+    base: str | None = None       # the base checkpoint it was applied onto, if any
+    notes: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+
+
+def register_manifest_loader(weights_format: str, fn) -> None:
+    """Let a method family load its own repspace checkpoints: ``fn(path, manifest, base_loader)``."""
+    _MANIFEST_LOADERS[weights_format] = fn
+
+
+def detect_kind(spec: str) -> str:
+    p = Path(spec)
+    if p.is_dir():
+        for marker, kind in ((MANIFEST_NAME, "repspace"), ("adapter_config.json", "peft"),
+                             ("config.json", "hf")):
+            if (p / marker).is_file():
+                return kind
+        raise CheckpointError(f"{spec}: a folder without config.json, adapter_config.json or "
+                              f"{MANIFEST_NAME}; point at a model or adapter folder")
+    if p.is_file():
+        if p.suffix.lower() in STATE_DICT_SUFFIXES:
+            return "state_dict"
+        raise CheckpointError(f"{spec}: unknown checkpoint file type {p.suffix!r}; expected "
+                              f"{', '.join(STATE_DICT_SUFFIXES)} or a folder")
+    if p.suffix.lower() in STATE_DICT_SUFFIXES or spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+        raise CheckpointError(f"{spec}: no such file or folder")
+    return "hub"
+
+
+def _model_class(config):
+    import transformers
+
+    for arch in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModel
+
+
+def _hub_hint(spec: str, exc: Exception) -> CheckpointError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return CheckpointError(
+        f"{spec}: could not load it from a local folder, the Hugging Face cache or the hub "
+        f"({first}); on an offline machine pass a local model folder")
+
+
+def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | None = None):
+    """A transformers model from a folder or hub id, in the class its config names."""
+    import transformers
+
+    local = Path(spec).is_dir()
+    try:
+        cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local)
+        cls = _model_class(cfg)
+        return cls.from_pretrained(spec, config=cfg, local_files_only=local,
+                                   dtype=dtype or torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        if local:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"{spec}: not a loadable transformers model ({first})") from None
+        raise _hub_hint(spec, exc) from None
+
+
+def load_processor(spec: str | None):
+    """The tokenizer / processor shipped with a checkpoint, or None."""
+    if spec is None:
+        return None
+    import transformers
+
+    local = Path(spec).is_dir()
+    for cls in (transformers.AutoProcessor, transformers.AutoTokenizer):
+        try:
+            return cls.from_pretrained(spec, local_files_only=local)
+        except Exception:  # noqa: BLE001 - "no processor here" comes in many exception types
+            continue
+    return None
+
+
+def _base_of_adapter(path: Path, base: str | None) -> str:
+    try:
+        cfg = json.loads((path / "adapter_config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
+    named = cfg.get("base_model_name_or_path")
+    if base:
+        return base
+    if not named:
+        raise CheckpointError(f"{path}: the adapter does not name its base model "
+                              "(base_model_name_or_path is empty); pass --base")
+    if not Path(named).exists() and named.startswith(("/", ".", "~")):
+        raise CheckpointError(f"{path}: its base model {named} does not exist on this machine; "
+                              "pass --base with the base model folder")
+    return named
+
+
+def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
+                    strict: bool = True, dtype: torch.dtype | None = None) -> LoadedCheckpoint:
+    """Load ``spec`` (see module docstring) in eval mode.
+
+    ``base``: the base checkpoint a PEFT adapter or a bare state dict is applied onto
+    (required for state dicts unless ``config`` names the architecture).
+    """
+    spec = str(spec)
+    base = str(base) if base is not None else None
+    kind = detect_kind(spec)
+    path = Path(spec)
+    name = path.stem if path.is_file() else (path.name or spec)
+    out: LoadedCheckpoint
+    if kind in ("hf", "hub"):
+        model = load_hf_model(spec, config=config, dtype=dtype)
+        out = LoadedCheckpoint(spec, name if kind == "hf" else spec, kind, model,
+                               load_processor(spec), checkpoint_sha256(spec))
+    elif kind == "peft":
+        from peft import PeftModel
+
+        base_spec = _base_of_adapter(path, base)
+        base_model = load_checkpoint(base_spec, dtype=dtype).model
+        try:
+            model = PeftModel.from_pretrained(base_model, spec, is_trainable=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"{spec}: adapter does not fit its base {base_spec} ({first}); "
+                                  "pass --base with the model it was trained on") from None
+        out = LoadedCheckpoint(spec, name, kind, model,
+                               load_processor(spec) or load_processor(base_spec),
+                               checkpoint_sha256(spec), base=base_spec)
+    elif kind == "state_dict":
+        if base is None and config is None:
+            raise CheckpointError(f"{spec}: a bare weights file has no architecture; pass the base "
+                                  "checkpoint (repspace compare BASE TUNED) or --config")
+        state = read_state_dict(path)  # read (and refuse unsafe pickles) before building a model
+        arch_spec = config or base
+        model = load_hf_model(base if base is not None else config, config=config, dtype=dtype)
+        notes = apply_state_dict(model, state, spec, strict=strict)
+        out = LoadedCheckpoint(spec, name, kind, model, load_processor(base or arch_spec),
+                               checkpoint_sha256(spec), base=base, notes=notes)
+    else:  # repspace
+        manifest = json.loads((path / MANIFEST_NAME).read_text())
+        fmt = manifest.get("weights_format")
+        loader = _MANIFEST_LOADERS.get(fmt)
+        if loader is None:
+            raise CheckpointError(f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "
+                                  "this version of repspace cannot load; upgrade repspace")
+        out = loader(path, manifest, lambda s: load_checkpoint(s, dtype=dtype), base)
+        out.manifest = manifest
+    out.model.eval()
+    return out
