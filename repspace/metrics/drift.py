@@ -137,11 +137,21 @@ class MMDResult:
         return self.mmd2
 
 
-def mmd_linear_from_moments(cx: CentredFeature, cy: CentredFeature) -> float:
-    """Unbiased linear-kernel MMD²: ‖μx − μy‖² − tr(Σx)/n_x − tr(Σy)/n_y."""
+def mmd_linear_from_moments(cx: CentredFeature, cy: CentredFeature,
+                            cxy: CentredCross | None = None) -> float:
+    """Unbiased linear-kernel MMD² from moments.
+
+    Unpaired: ‖μx − μy‖² − tr(Σx)/n_x − tr(Σy)/n_y.  Paired (``cxy`` given, rows are the
+    same inputs): with dᵢ = xᵢ − yᵢ, ‖d̄‖² − tr(S_d)/(n(n−1)) where
+    tr S_d = tr Sxx + tr Syy − 2 tr Sxy (scatter matrices) — zero for identical features.
+    """
     _same_width(cx.dim, cy.dim, "MMD")
     check_min_rows(min(cx.n, cy.n), 2, "unbiased MMD")
     diff = cx.mean - cy.mean
+    if cxy is not None:
+        n = cx.n
+        tr_d = torch.trace(cx.scatter) + torch.trace(cy.scatter) - 2 * torch.trace(cxy.scatter)
+        return float(diff @ diff - tr_d / (n * (n - 1)))
     return float(diff @ diff - torch.trace(cx.scatter) / (cx.n * (cx.n - 1))
                  - torch.trace(cy.scatter) / (cy.n * (cy.n - 1)))
 
@@ -175,12 +185,19 @@ def _within_sums(z: torch.Tensor, labels: torch.Tensor, kernel: str, gamma: floa
     return quad, rows, float(rows.sum()), torch.ones(n, dtype=torch.float64, device=z.device)
 
 
-def _mmd2_from_sums(quad, rows, total, diag, labels, m: int, n: int, unbiased: bool):
-    """MMD² for every label column from the within-sample sums (U- or V-statistic)."""
+def _mmd2_from_sums(quad, rows, total, diag, labels, m: int, n: int, unbiased: bool,
+                    pair_sum: float | None = None):
+    """MMD² for every label column from the within-sample sums (U- or V-statistic).
+
+    ``pair_sum`` = Σᵢ k(xᵢ, yᵢ) selects the paired U-statistic, which also leaves out the
+    cross terms of the same input (they are dependent).
+    """
     r_a = rows @ labels
     s_xx = quad                       # Σ_{i≠j ∈ X} k
     s_yy = total - 2.0 * r_a + quad   # Σ_{i≠j ∈ Y} k, since 1 − a marks Y
     s_xy = r_a - quad                 # Σ_{i ∈ X, j ∈ Y} k
+    if unbiased and pair_sum is not None:
+        return (s_xx + s_yy - 2.0 * (s_xy - pair_sum)) / (n * (n - 1))
     if unbiased:
         return s_xx / (m * (m - 1)) + s_yy / (n * (n - 1)) - 2.0 * s_xy / (m * n)
     d_x = diag @ labels
@@ -189,7 +206,7 @@ def _mmd2_from_sums(quad, rows, total, diag, labels, m: int, n: int, unbiased: b
 
 
 def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: float = 1.0,
-        permutations: int = 0, unbiased: bool = True, seed: int = 0,
+        permutations: int = 0, unbiased: bool = True, paired: bool = False, seed: int = 0,
         tile_size: int = 1024) -> MMDResult:
     """Maximum mean discrepancy MMD² between the distributions of ``x`` and ``y``.
 
@@ -203,6 +220,13 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
     ``sigma_factor`` × median pairwise distance of the pooled sample (median heuristic),
     summed in float64 tiles without storing the (m+n)² kernel matrix.
 
+    ``paired=True`` (row i of x and y come from the same input, e.g. base and tuned
+    features): the U-statistic of Gretton et al. (Lemma 6) with
+    h(zᵢ, zⱼ) = k(xᵢ,xⱼ) + k(yᵢ,yⱼ) − k(xᵢ,yⱼ) − k(xⱼ,yᵢ) over i ≠ j, which leaves out the
+    dependent same-input cross terms k(xᵢ, yᵢ); it is exactly 0 for identical features,
+    where the unpaired estimator is negative.  Its permutation test swaps x and y within
+    random pairs.
+
     ``permutations=k`` adds a permutation test of H₀: same distribution, reusing each
     kernel tile for all permutations; p = (1 + #{MMD²_perm ≥ MMD²_obs}) / (1 + k).
     """
@@ -212,6 +236,8 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
         raise ValueError(f"permutations must be a non-negative integer; got {permutations!r}")
     xt, yt = _checked(x, "x"), _checked(y, "y")
     _same_width(xt, yt, "MMD")
+    if paired:
+        check_paired(xt, yt)
     m, n = xt.shape[0], yt.shape[0]
     check_min_rows(min(m, n), 2, "MMD")
     z = torch.cat([xt, yt])
@@ -230,6 +256,11 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
                 raise ValueError("the median pairwise distance of the pooled samples is 0; pass "
                                  "sigma= explicitly or use kernel='linear'")
         gamma = 1.0 / (2.0 * sig ** 2)
+    pair_sum = None
+    if paired:
+        zx, zy = z[:m], z[m:]
+        pair_sum = float((zx * zy).sum() if kernel == "linear"
+                         else torch.exp(-gamma * ((zx - zy) ** 2).sum(1)).sum())
     observed = torch.zeros(m + n, 1, dtype=torch.float64, device=z.device)
     observed[:m] = 1.0
     gen = torch.Generator().manual_seed(seed)
@@ -241,12 +272,16 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
             if c == 0:
                 cols.append(observed[:, 0])
                 continue
-            a = torch.zeros(m + n, dtype=torch.float64)
-            a[torch.randperm(m + n, generator=gen)[:m]] = 1.0
+            if paired:  # swap the two members of random pairs: pairs stay pairs
+                swap = torch.randint(0, 2, (m,), generator=gen).double()
+                a = torch.cat([1.0 - swap, swap])
+            else:
+                a = torch.zeros(m + n, dtype=torch.float64)
+                a[torch.randperm(m + n, generator=gen)[:m]] = 1.0
             cols.append(a.to(z.device))
         labels = torch.stack(cols, 1)
         stats.append(_mmd2_from_sums(*_within_sums(z, labels, kernel, gamma, tile_size),
-                                     labels, m, n, unbiased))
+                                     labels, m, n, unbiased, pair_sum))
     stats = torch.cat(stats).cpu().numpy()
     p_value = None
     if permutations:

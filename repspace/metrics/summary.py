@@ -55,7 +55,7 @@ def layerwise_summary(acc, top_k: int = 10) -> dict[tuple[str, str], dict[str, f
         row.update({f"{k}_tuned": v for k, v in spec_t[t].items()})
         if cx.dim == cy.dim:
             row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
-            row["mmd"] = mmd_linear_from_moments(cx, cy)
+            row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
             k = min(top_k, cx.dim, cx.n - 1)
             row["subspace_overlap"] = float(np.mean(np.cos(
                 principal_angles_from_moments(cx, cy, k)) ** 2))

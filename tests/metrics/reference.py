@@ -68,3 +68,14 @@ def correlated_pair(rng, n=200, p=12, q=9, noise=0.5):
     x = rng.standard_normal((n, p)) @ rng.standard_normal((p, p))
     y = x @ rng.standard_normal((p, q)) + noise * rng.standard_normal((n, q))
     return x, y
+
+
+def mmd2_paired_naive(x, y, kern):
+    """Gretton et al. 2012, Lemma 6: U-statistic of h over pairs i ≠ j (m = n)."""
+    n = len(x)
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                total += kern(x[i], x[j]) + kern(y[i], y[j]) - kern(x[i], y[j]) - kern(x[j], y[i])
+    return total / (n * (n - 1))

@@ -72,6 +72,39 @@ def test_mmd_linear_equals_naive_double_loop(rng, unbiased):
         assert got == pytest.approx(((x.mean(0) - y.mean(0)) ** 2).sum(), rel=1e-9)
 
 
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_paired_mmd_equals_naive_h_statistic(rng, kernel):
+    x = rng.standard_normal((11, 3))
+    y = x + 0.3 * rng.standard_normal((11, 3)) + 0.2
+    sigma = 1.1
+    kern = ((lambda a, b: a @ b) if kernel == "linear"  # noqa: E731
+            else (lambda a, b: math.exp(-((a - b) ** 2).sum() / (2 * sigma ** 2))))
+    got = mmd(x, y, kernel=kernel, sigma=sigma, paired=True, tile_size=4).mmd2
+    assert got == pytest.approx(ref.mmd2_paired_naive(x, y, kern), rel=1e-9)
+    assert mmd(x, x, kernel=kernel, sigma=sigma, paired=True).mmd2 == pytest.approx(0, abs=1e-12)
+    assert mmd(x, x, kernel=kernel, sigma=sigma).mmd2 < 0  # the unpaired estimator is not 0
+    with pytest.raises(ValueError, match="rows"):
+        mmd(x, y[:-1], paired=True)
+
+
+def test_paired_mmd_from_moments_matches(rng):
+    from repspace.metrics.drift import mmd_linear_from_moments
+    from repspace.statistics import PairedMoments
+
+    x = rng.standard_normal((40, 5))
+    y = 1.5 * x + rng.standard_normal((40, 5))
+    acc = PairedMoments(precision="float64").update(x, y)
+    got = mmd_linear_from_moments(acc.x.centred(), acc.y.centred(), acc.xy.centred(acc.x, acc.y))
+    assert got == pytest.approx(mmd(x, y, kernel="linear", paired=True).mmd2, rel=1e-10)
+
+
+def test_paired_permutation_test_detects_a_shift(rng):
+    x = rng.standard_normal((50, 3))
+    assert mmd(x, x + 0.5, paired=True, permutations=99).p_value == pytest.approx(0.01)
+    noisy = mmd(x, x + 0.01 * rng.standard_normal(x.shape), paired=True, permutations=99)
+    assert noisy.p_value > 0.05
+
+
 def test_mmd_median_heuristic_bandwidth(rng):
     x, y = rng.standard_normal((20, 3)), rng.standard_normal((15, 3))
     res = mmd(x, y, sigma_factor=0.5)

@@ -1,0 +1,59 @@
+"""The in-memory result of a comparison, the one input of every report writer."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class CheckpointInfo:
+    """Identity of one checkpoint in a report."""
+
+    name: str
+    spec: str
+    kind: str
+    sha256: str | None = None
+    base: str | None = None
+    notes: list[str] = field(default_factory=list)
+    manifest: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class CompareResult:
+    """Per-layer metrics of each tuned checkpoint against the base.
+
+    ``metrics[tuned_name][layer][metric]`` holds floats keyed by the metric functions'
+    names; ``spectra[checkpoint_name][layer]`` singular values (descending) for the layers
+    chosen for spectrum plots (the base under its own name); ``embedding`` an optional
+    2-D embedding ``{"layer", "method", "points": {checkpoint_name: (m, 2) array}}``.
+    """
+
+    base: CheckpointInfo
+    tuned: list[CheckpointInfo]
+    layers: list[str]
+    metrics: dict[str, dict[str, dict[str, float]]]
+    settings: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
+    spectra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    embedding: dict | None = None
+
+    @property
+    def tuned_names(self) -> list[str]:
+        return [t.name for t in self.tuned]
+
+    def series(self, tuned: str, metric: str) -> np.ndarray:
+        """``metric`` of checkpoint ``tuned`` over the layers (NaN where absent)."""
+        rows = self.metrics.get(tuned, {})
+        return np.array([rows.get(layer, {}).get(metric, np.nan) for layer in self.layers],
+                        dtype=np.float64)
+
+    def metric_names(self) -> list[str]:
+        names: dict[str, None] = {}
+        for rows in self.metrics.values():
+            for row in rows.values():
+                names.update(dict.fromkeys(row))
+        return list(names)

@@ -1,0 +1,67 @@
+"""Tidy rows, CSV, terminal and markdown tables of a comparison."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from repspace.report.result import CompareResult
+
+CSV_COLUMNS = ("checkpoint", "layer", "layer_index", "metric", "value")
+HEADLINE = ("linear_cka", "linear_cka_debiased", "effective_rank_base", "effective_rank_tuned",
+            "frechet_distance", "cosine_similarity_mean")
+
+
+def tidy_rows(result: CompareResult) -> list[dict]:
+    """One row per checkpoint × layer × metric."""
+    rows = []
+    for name in result.tuned_names:
+        for i, layer in enumerate(result.layers):
+            for metric, value in result.metrics.get(name, {}).get(layer, {}).items():
+                rows.append({"checkpoint": name, "layer": layer, "layer_index": i,
+                             "metric": metric, "value": value})
+    return rows
+
+
+def to_csv(result: CompareResult) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in tidy_rows(result):
+        writer.writerow({**row, "value": repr(float(row["value"]))})
+    return buf.getvalue()
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3e}"
+
+
+def _grid(result: CompareResult, metrics) -> tuple[list[str], list[list[str]]]:
+    metrics = [m for m in metrics if m in result.metric_names()]
+    header = ["checkpoint", "layer", *metrics]
+    body = []
+    for name in result.tuned_names:
+        for layer in result.layers:
+            row = result.metrics.get(name, {}).get(layer, {})
+            body.append([name, layer, *(_fmt(row.get(m)) for m in metrics)])
+    return header, body
+
+
+def terminal_table(result: CompareResult, metrics=HEADLINE) -> str:
+    header, body = _grid(result, metrics)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    line = "  ".join
+    out = [line(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    out.append(line("-" * w for w in widths))
+    for r in body:
+        out.append(line(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(out)
+
+
+def markdown_table(result: CompareResult, metrics=HEADLINE) -> str:
+    header, body = _grid(result, metrics)
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(out)
