@@ -1,10 +1,22 @@
-"""Command-line entry point (`repspace`)."""
+"""Command-line entry point (`repspace`).
+
+Each subcommand lives with its feature (``repspace/<feature>/cli.py``) and exposes
+``add_parser(subparsers)`` and ``run(args) -> int``; this module only dispatches and
+turns expected failures into one-line errors with a non-zero exit code.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from repspace import __version__
+
+# subcommand -> module with add_parser / run
+COMMANDS = {
+    "compare": "repspace.compare.cli",
+    "demo": "repspace.demo",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,10 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"repspace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the main job on the embedded default")
-    demo.add_argument("--num-samples", type=int, default=4096, help="probe samples (default 4096)")
-    demo.add_argument("--seed", type=int, default=0)
+    for module in COMMANDS.values():
+        importlib.import_module(module).add_parser(sub)
     return parser
+
+
+def _quiet_libraries() -> None:
+    """transformers' own loading bars and deprecation chatter drown repspace's output."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,16 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _quiet_libraries()
     try:
-        if args.command == "demo":
-            from repspace.demo import main as demo_main
-
-            return demo_main(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"repspace {args.command}: error: {exc}", file=sys.stderr)
+        return importlib.import_module(COMMANDS[args.command]).run(args)
+    except (ValueError, FileNotFoundError, PermissionError) as exc:
+        # Expected failures (bad input, unloadable checkpoint) are one line, no traceback.
+        message = " ".join(str(exc).split())
+        print(f"repspace {args.command}: error: {message}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    except KeyboardInterrupt:
+        print(f"repspace {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -62,7 +62,14 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(args) -> int:
+def add_parser(sub):
+    p = sub.add_parser("demo", help="run the main job on the embedded default")
+    p.add_argument("--num-samples", type=int, default=4096, help="probe samples (default 4096)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def run(args) -> int:
     results = run_demo(n=args.num_samples, seed=args.seed)
     print("repspace demo: synthetic base vs two kinds of update, streamed through the "
           "exact metrics engine")

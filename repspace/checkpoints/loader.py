@@ -160,6 +160,9 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         from peft import PeftModel
 
         base_spec = _base_of_adapter(path, base)
+        if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+            raise CheckpointError(f"{spec}: adapter folder without weights (adapter_model."
+                                  "safetensors or adapter_model.bin); was save_pretrained interrupted?")
         base_model = load_checkpoint(base_spec, dtype=dtype).model
         try:
             model = PeftModel.from_pretrained(base_model, spec, is_trainable=False)

@@ -8,6 +8,7 @@ arbitrary Python objects (and so run code) — we turn that refusal into an expl
 from __future__ import annotations
 
 import pickle
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -52,10 +53,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's message is long; the offending global (e.g. "os.system") is what matters.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it references {found.group(1)}" if found else "it holds Python objects beyond tensors"
         raise CheckpointError(
-            f"{path}: refused — it holds Python objects beyond tensors, and unpickling them "
-            f"could run arbitrary code ({first[:160]}); {_convert_hint(path)}") from None
+            f"{path}: refused — {what}, and unpickling it could run arbitrary code; "
+            f"{_convert_hint(path)}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or "

@@ -1,0 +1,84 @@
+"""`repspace compare BASE TUNED [TUNED ...] -o OUT`: argument parsing and output."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from repspace.report import terminal_table, write_report
+from repspace.report.summary import summarize
+from repspace.report.writer import report_dict
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "compare", help="how far tuned checkpoints moved the base's representations",
+        description="Compare the per-layer representations of one or more tuned checkpoints "
+                    "with the base checkpoint and write a report folder.")
+    p.add_argument("base", help="base checkpoint: HF model folder or hub id")
+    p.add_argument("tuned", nargs="+", help="tuned checkpoint(s): HF folder, PEFT adapter folder, "
+                   "weights file (.safetensors/.ckpt/.pt/.bin) or repspace training output")
+    p.add_argument("-o", "--output", default="repspace-report", help="report folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.add_argument("--probe", default="builtin", help="probe data: 'builtin', a .txt (one sample "
+                   "per line), .jsonl/.csv (text and/or image), or an image folder")
+    p.add_argument("--num-samples", type=int, default=512, help="probe samples (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=64, help="max tokens per text sample")
+    p.add_argument("--layers", default="blocks", help="comma-separated layer names, globs, re:REGEX "
+                   "or presets (blocks, vision, text, embeddings); see `repspace layers`")
+    p.add_argument("--pooling", default="mean", choices=["mean", "first", "cls", "last", "tokens"])
+    p.add_argument("--metrics", type=_csv_list, default=None,
+                   help="comma-separated metric names to report (default: all)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base", dest="base_override", default=None,
+                   help="apply adapters / weights files onto this model instead of BASE")
+    p.add_argument("--config", default=None, help="model config (folder or config.json) naming "
+                   "the architecture of bare weights files")
+    p.add_argument("--non-strict", action="store_true",
+                   help="load weights files even when some keys are missing or unexpected")
+    p.add_argument("--precision", default="float64", choices=["float64", "auto"],
+                   help="GEMM precision of the statistics (default %(default)s)")
+    p.add_argument("--sample-rows", type=int, default=1000,
+                   help="rows kept per layer for RBF CKA, RBF MMD, k-NN overlap and the embedding")
+    p.add_argument("--spectrum-layers", type=_csv_list, default=None,
+                   help="layers for the spectrum plot (default: first, middle, last)")
+    p.add_argument("--embedding", default="umap", choices=["umap", "pca", "none"])
+    p.add_argument("--embedding-layer", default=None, help="layer of the 2-D embedding (default: last)")
+    p.add_argument("--no-report", action="store_true", help="print results without writing a folder")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def run(args) -> int:
+    from repspace.compare.engine import compare
+
+    layers = _csv_list(args.layers)
+    result = compare(
+        args.base, args.tuned, probe=args.probe, num_samples=args.num_samples,
+        base_override=args.base_override, config=args.config, strict=not args.non_strict,
+        max_length=args.max_length, batch_size=args.batch_size, seed=args.seed,
+        layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
+        metrics=args.metrics, device=args.device, precision=args.precision,
+        sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
+        embedding=args.embedding, embedding_layer=args.embedding_layer,
+        progress=not args.quiet and not args.json)
+    out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite)
+    if args.json:
+        payload = report_dict(result, summarize(result), {})
+        payload["output"] = str(out) if out else None
+        json.dump(payload, sys.stdout, indent=2)
+        print()
+        return 0
+    print(terminal_table(result))
+    print()
+    print(summarize(result))
+    if out:
+        print(f"\nreport: {out}/report.html (also report.md, report.json, metrics.csv, plots/)")
+    return 0

@@ -1,0 +1,191 @@
+"""`repspace compare`: how far each tuned checkpoint moved the base's representations.
+
+For every tuned checkpoint the base and the tuned model run on the same probe batches;
+hidden states of the chosen layers are pooled and streamed into exact sufficient
+statistics (float64, ``precision="float64"`` GEMMs by default: a comparison is bound by
+the forward passes, not by the statistics), plus a bounded paired row sample for the
+sample-based metrics.  The result is a :class:`~repspace.report.CompareResult`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from repspace.capture import capture_paired
+from repspace.checkpoints import LoadedCheckpoint, load_checkpoint
+from repspace.compare.sink import CompareSink
+from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
+from repspace.metrics.spectrum import spectrum
+from repspace.probe import load_probe, make_batches
+from repspace.report.result import CheckpointInfo, CompareResult
+
+__all__ = ["compare", "compare_models", "SAMPLE_METRICS", "embed_2d"]
+
+SAMPLE_METRICS = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
+
+
+def _info(ck: LoadedCheckpoint, name: str) -> CheckpointInfo:
+    return CheckpointInfo(name=name, spec=ck.spec, kind=ck.kind, sha256=ck.sha256, base=ck.base,
+                          notes=list(ck.notes), manifest=ck.manifest)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return out
+
+
+def _sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: int) -> dict:
+    out: dict[str, float] = {}
+    if x.shape[0] < 4:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined values are NaN; the report shows them
+        if "rbf_cka" in wanted:
+            out["rbf_cka"] = rbf_cka(x, y, seed=seed)
+        if "mmd_rbf" in wanted and x.shape[1] == y.shape[1]:
+            try:
+                out["mmd_rbf"] = mmd(x, y, kernel="rbf", paired=True, seed=seed).mmd2
+            except ValueError:  # all rows identical: no bandwidth
+                out["mmd_rbf"] = math.nan
+        if "mutual_knn_overlap" in wanted and x.shape[0] > 10:
+            try:
+                out["mutual_knn_overlap"] = mutual_knn_overlap(x, y, k=10)
+            except ValueError:  # zero rows under the cosine metric
+                out["mutual_knn_overlap"] = math.nan
+    return out
+
+
+def embed_2d(points: dict[str, np.ndarray], method: str = "umap", seed: int = 0):
+    """Joint 2-D embedding of several point sets; returns ``(method_used, {name: (m, 2)})``."""
+    names = list(points)
+    stacked = np.vstack([points[n] for n in names]).astype(np.float64)
+    used = method
+    coords = None
+    if method == "umap" and stacked.shape[0] >= 20:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import umap
+
+                coords = umap.UMAP(n_components=2, random_state=seed, n_neighbors=15,
+                                   init="random").fit_transform(stacked)
+        except Exception:  # noqa: BLE001 - UMAP is optional polish; PCA is the fallback
+            coords = None
+    if coords is None:
+        used = "pca"
+        centred = stacked - stacked.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        coords = centred @ vt[:2].T
+        if coords.shape[1] < 2:
+            coords = np.hstack([coords, np.zeros((coords.shape[0], 2 - coords.shape[1]))])
+    out, start = {}, 0
+    for n in names:
+        out[n] = coords[start:start + points[n].shape[0]]
+        start += points[n].shape[0]
+    return used, out
+
+
+def _default_spectrum_layers(layers: list[str]) -> list[str]:
+    picks = sorted({0, len(layers) // 2, len(layers) - 1})
+    return [layers[i] for i in picks]
+
+
+def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn, *,
+                   layers="blocks", pooling: str = "mean", metrics: Sequence[str] | None = None,
+                   batch_size: int = 32, device: str | None = None, seed: int = 0,
+                   precision: str = "float64", sample_rows: int = 1000,
+                   spectrum_layers: Sequence[str] | None = None, embedding: str = "umap",
+                   embedding_layer: str | None = None, progress: bool = True,
+                   probe_info: dict | None = None, names: Sequence[str] | None = None) -> CompareResult:
+    """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call."""
+    wanted = set(metrics) if metrics else None
+    tuned_names = _unique_names(list(names) if names else [t.name for t in tuned])
+    all_layers: list[str] | None = None
+    per_tuned: dict[str, dict[str, dict[str, float]]] = {}
+    spectra: dict[str, dict[str, np.ndarray]] = {}
+    samples_base: dict[str, torch.Tensor] = {}
+    samples_tuned: dict[str, dict[str, torch.Tensor]] = {}
+    for name, ck in tqdm(list(zip(tuned_names, tuned)), desc="compare", unit="checkpoint",
+                         disable=not progress or len(tuned) < 2):
+        sink = CompareSink(max_rows=sample_rows, seed=seed, precision=precision)
+        capture_paired(base.model, ck.model, batches_fn(), layers, pooling=pooling, sink=sink,
+                       batch_size=batch_size, device=device, progress=progress)
+        accs = list(sink.accumulators.values()) or [sink.acc]
+        rows: dict[str, dict[str, float]] = {}
+        for acc in accs:
+            rows.update({b: r for (b, _), r in acc.compute().items()})
+        layer_order = [layer for acc in accs for layer in acc.layers]
+        all_layers = all_layers or layer_order
+        chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
+        for layer in layer_order:
+            x, y = sink.samples["base"].get(layer), sink.samples["tuned"].get(layer)
+            if x is not None:
+                rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
+                samples_base.setdefault(layer, x)
+                samples_tuned.setdefault(name, {})[layer] = y
+        for acc in accs:
+            for layer in acc.layers:
+                if layer in chosen:
+                    spectra.setdefault(base.name, {})[layer] = spectrum(acc.base[layer]).singular_values
+                    spectra.setdefault(name, {})[layer] = spectrum(acc.tuned[layer]).singular_values
+        if wanted:
+            rows = {layer: {k: v for k, v in r.items() if any(k.startswith(w) for w in wanted)}
+                    for layer, r in rows.items()}
+        per_tuned[name] = rows
+    layers_out = all_layers or []
+    emb = None
+    if embedding != "none" and layers_out:
+        layer = embedding_layer or layers_out[-1]
+        if layer not in samples_base:
+            raise ValueError(f"--embedding-layer {layer!r} was not captured; choose one of "
+                             f"{', '.join(layers_out)}")
+        pts = {base.name: samples_base[layer].numpy()}
+        pts.update({n: samples_tuned[n][layer].numpy() for n in tuned_names
+                    if samples_tuned.get(n, {}).get(layer) is not None
+                    and samples_tuned[n][layer].shape[1] == pts[base.name].shape[1]})
+        method, coords = embed_2d(pts, embedding, seed=seed)
+        emb = {"layer": layer, "method": method, "points": coords}
+    settings = {"layers": layers if isinstance(layers, str) else list(layers), "pooling": pooling,
+                "metrics": sorted(wanted) if wanted else "all", "batch_size": batch_size,
+                "device": device or "cpu", "seed": seed, "precision": precision,
+                "sample_rows": sample_rows, "embedding": embedding}
+    return CompareResult(base=_info(base, base.name), tuned=[_info(t, n) for n, t in
+                                                            zip(tuned_names, tuned)],
+                         layers=layers_out, metrics=per_tuned, settings=settings,
+                         probe=probe_info or {}, spectra=spectra, embedding=emb)
+
+
+def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
+            num_samples: int | None = 512, base_override: str | None = None,
+            config: str | None = None, strict: bool = True, max_length: int = 64,
+            batch_size: int = 32, seed: int = 0, **kwargs) -> CompareResult:
+    """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
+
+    ``tuned`` checkpoints that are adapters or bare weights are applied onto ``base``
+    (or onto ``base_override`` when given).  See :func:`compare_models` for the rest.
+    """
+    if not tuned:
+        raise ValueError("give at least one tuned checkpoint to compare with the base")
+    torch.manual_seed(seed)
+    base_ck = load_checkpoint(base, config=config)
+    tuned_cks = [load_checkpoint(t, base=base_override or base, config=config, strict=strict)
+                 for t in tuned]
+    probe_set = load_probe(probe, num_samples=num_samples, seed=seed)
+    processor = base_ck.processor or next((t.processor for t in tuned_cks if t.processor), None)
+
+    def batches():
+        return make_batches(probe_set, base_ck.model, processor, batch_size=batch_size,
+                            max_length=max_length)
+
+    next(iter(batches()))  # fail early on unusable probe data, before any capture
+    return compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
+                          probe_info=probe_set.describe(), **kwargs)

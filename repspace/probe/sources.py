@@ -1,0 +1,149 @@
+"""Probe data: the inputs shown to the base and the tuned models.
+
+Sources (``load_probe(source, ...)``):
+
+- ``"builtin"``: the shapes world's probe set (images + captions), generated
+  deterministically offline;
+- ``*.txt``: one text sample per line;
+- ``*.jsonl``: objects with ``"text"`` (or ``"caption"``/``"question"``) and/or
+  ``"image"`` (a path relative to the file);
+- ``*.csv``: columns ``image`` and/or ``text``/``caption``;
+- a folder of images, with an optional ``captions.jsonl`` / ``captions.csv`` beside them.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TEXT_KEYS = ("text", "caption", "question", "sentence")
+
+
+@dataclass
+class ProbeSet:
+    """Paired probe samples: ``texts[i]`` and/or ``images[i]`` (HxWx3 uint8 or a path)."""
+
+    source: str
+    texts: list[str] | None = None
+    images: list = field(default=None, repr=False)
+
+    def __post_init__(self):
+        n = {len(v) for v in (self.texts, self.images) if v is not None}
+        if not n:
+            raise ValueError(f"probe data {self.source}: no texts and no images")
+        if len(n) != 1:
+            raise ValueError(f"probe data {self.source}: {len(self.texts)} texts but "
+                             f"{len(self.images)} images")
+        if n == {0}:
+            raise ValueError(f"probe data {self.source}: empty")
+
+    def __len__(self) -> int:
+        return len(self.texts if self.texts is not None else self.images)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m, v in (("text", self.texts), ("image", self.images)) if v is not None)
+
+    def subset(self, n: int | None, seed: int) -> "ProbeSet":
+        """The first ``n`` samples of a seeded permutation (all samples when n is None)."""
+        if n is None or n >= len(self):
+            return self
+        if n < 1:
+            raise ValueError(f"--num-samples must be ≥ 1; got {n}")
+        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        pick = lambda v: None if v is None else [v[i] for i in idx]  # noqa: E731
+        return ProbeSet(self.source, pick(self.texts), pick(self.images))
+
+    def sha256(self) -> str:
+        """Content hash of the samples actually used (texts, image bytes or paths)."""
+        h = hashlib.sha256()
+        for t in self.texts or []:
+            h.update(t.encode())
+            h.update(b"\0")
+        for im in self.images or []:
+            h.update(np.ascontiguousarray(im).tobytes() if isinstance(im, np.ndarray)
+                     else str(im).encode())
+        return h.hexdigest()
+
+    def describe(self) -> dict:
+        return {"source": self.source, "num_samples": len(self), "modalities": list(self.modalities),
+                "sha256": self.sha256()}
+
+
+def builtin_probe(n: int = 512, seed: int = 0) -> ProbeSet:
+    """The shapes world's probe set (deterministic, offline)."""
+    from repspace.data import make_probe_set
+
+    probe = make_probe_set(n, seed=seed)
+    return ProbeSet("builtin:shapes-world", list(probe["captions"]), list(probe["images"]))
+
+
+def _text_of(obj: dict) -> str | None:
+    for k in TEXT_KEYS:
+        if isinstance(obj.get(k), str):
+            return obj[k]
+    return None
+
+
+def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
+    texts = [_text_of(r) for r in records]
+    images = [r.get("image") or r.get("file_name") for r in records]
+    has_text, has_image = any(t is not None for t in texts), any(i for i in images)
+    if has_text and any(t is None for t in texts):
+        i = texts.index(None)
+        raise ValueError(f"{source}: record {i} has no text field ({'/'.join(TEXT_KEYS)})")
+    if has_image:
+        for i, im in enumerate(images):
+            if not im:
+                raise ValueError(f"{source}: record {i} has no image field")
+            if not (base / im).is_file():
+                raise ValueError(f"{source}: record {i}: image {base / im} does not exist")
+        images = [str(base / im) for im in images]
+    return ProbeSet(source, texts if has_text else None, images if has_image else None)
+
+
+def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
+               seed: int = 0) -> ProbeSet:
+    """Load probe data from ``source`` (see module docstring) and keep ``num_samples``."""
+    if str(source) == "builtin":
+        return builtin_probe(num_samples or 512, seed=seed)
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(f"probe data {path}: no such file or folder")
+    if path.is_dir():
+        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        for side in ("captions.jsonl", "captions.csv"):
+            if (path / side).is_file():
+                return load_probe(path / side, num_samples, seed)
+        if not images:
+            raise ValueError(f"probe data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no "
+                             "captions.jsonl/captions.csv")
+        return ProbeSet(str(path), None, [str(p) for p in images]).subset(num_samples, seed)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".txt":
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            probe = ProbeSet(str(path), [line for line in lines if line])
+        elif suffix == ".jsonl":
+            records = []
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
+            probe = _from_records(records, path.parent, str(path))
+        elif suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as f:
+                probe = _from_records(list(csv.DictReader(f)), path.parent, str(path))
+        else:
+            raise ValueError(f"probe data {path}: unknown format {suffix!r}; use .txt, .jsonl, "
+                             ".csv, a folder of images, or 'builtin'")
+    except UnicodeDecodeError:
+        raise ValueError(f"probe data {path}: not UTF-8 text") from None
+    return probe.subset(num_samples, seed)
