@@ -80,7 +80,7 @@ def builtin_probe(n: int = 512, seed: int = 0) -> ProbeSet:
     from repspace.data import make_probe_set
 
     probe = make_probe_set(n, seed=seed)
-    return ProbeSet("builtin:shapes-world", list(probe["captions"]), list(probe["images"]))
+    return ProbeSet("builtin:shapes-world", list(probe.captions), list(probe.images))
 
 
 def _text_of(obj: dict) -> str | None:
