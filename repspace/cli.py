@@ -12,11 +12,17 @@ import sys
 
 from repspace import __version__
 
-# subcommand -> module with add_parser / run
+# subcommand -> (module, its parser-adding function, its run function)
 COMMANDS = {
-    "compare": "repspace.compare.cli",
-    "demo": "repspace.demo",
+    "compare": ("repspace.compare.cli", "add_parser", "run"),
+    "layers": ("repspace.capture.cli", "add_layers_parser", "run_layers"),
+    "demo": ("repspace.demo", "add_parser", "run"),
 }
+
+
+def _command(name: str, which: int):
+    module, *functions = COMMANDS[name]
+    return getattr(importlib.import_module(module), functions[which])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"repspace {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS.values():
-        importlib.import_module(module).add_parser(sub)
+    for name in COMMANDS:
+        _command(name, 0)(sub)
     return parser
 
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     _quiet_libraries()
     try:
-        return importlib.import_module(COMMANDS[args.command]).run(args)
+        return _command(args.command, 1)(args)
     except (ValueError, FileNotFoundError, PermissionError) as exc:
         # Expected failures (bad input, unloadable checkpoint) are one line, no traceback.
         message = " ".join(str(exc).split())

@@ -1,0 +1,160 @@
+"""``repspace layers MODEL``: print the selectable layer names of a checkpoint.
+
+Wire into :mod:`repspace.cli` with::
+
+    from repspace.capture.cli import add_layers_parser, run_layers
+    add_layers_parser(sub)                     # in build_parser()
+    if args.command == "layers": return run_layers(args)
+
+The model is built from its ``config.json`` on the ``meta`` device: no weights are
+read, so listing a 7B checkpoint is instant and needs no memory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from repspace.capture.names import canonical_modules, split_input_suffix
+from repspace.capture.presets import PRESETS, resolve_preset
+from repspace.capture.selection import resolve_layers
+
+__all__ = ["add_layers_parser", "format_flat", "format_tree", "load_skeleton", "run_layers"]
+
+
+def add_layers_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``layers`` sub-command to an ``argparse`` sub-parsers object."""
+    p = subparsers.add_parser(
+        "layers", help="list the selectable layer names of a model checkpoint",
+        description="Print the canonical layer names (usable as `layers=` globs/regexes/presets) "
+                    "of a local Hugging Face checkpoint directory or config.json.")
+    p.add_argument("model", metavar="MODEL", help="checkpoint directory, config.json or hub id "
+                   "(a PEFT adapter directory lists its base model's names)")
+    p.add_argument("--format", choices=("tree", "flat"), default="tree", help="output layout")
+    p.add_argument("--depth", type=int, default=None, help="tree: deepest level to print")
+    p.add_argument("--select", metavar="PATTERN", action="append",
+                   help=f"print only what a name/glob/'re:' regex/preset ({', '.join(PRESETS)}) selects")
+    p.add_argument("--model-class", default=None,
+                   help="transformers class to build (default: config.architectures[0])")
+    return p
+
+
+def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module:
+    """Build the model of a local checkpoint on the meta device (no weights loaded)."""
+    import torch
+    import transformers
+
+    spec = str(path)
+    path = Path(path)
+    if not path.exists():
+        from repspace.checkpoints import CheckpointError, detect_kind
+
+        try:
+            kind = detect_kind(spec)
+        except CheckpointError:
+            kind = None
+        if kind != "hub":
+            raise ValueError(f"MODEL {spec!r} does not exist; pass a checkpoint directory, a "
+                             "config.json or a Hugging Face hub id")
+        try:  # a hub id: only its config.json is fetched (or read from the cache)
+            config = transformers.AutoConfig.from_pretrained(spec)
+        except (OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ValueError(f"cannot fetch the config of hub model {spec!r} ({first}); on an "
+                             "offline machine pass a local checkpoint directory") from None
+        return _build_on_meta(config, model_class)
+    if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+        import json
+
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if not base or not Path(base).exists():
+            raise ValueError(f"{path} is a PEFT adapter whose base model {base!r} is not a local "
+                             "path; run `repspace layers` on the base checkpoint (names are shared)")
+        path = Path(base)
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read a transformers config from {str(path)!r}: {exc}") from None
+    return _build_on_meta(config, model_class)
+
+
+def _build_on_meta(config, model_class: str | None) -> nn.Module:
+    import torch
+    import transformers
+
+    name = model_class or (config.architectures or [None])[0]
+    cls = getattr(transformers, name, None) if name else None
+    if name and cls is None:
+        raise ValueError(f"--model-class {name!r} is not a transformers class")
+    with torch.device("meta"):
+        return cls(config) if cls is not None else transformers.AutoModel.from_config(config)
+
+
+def _annotations(model: nn.Module) -> dict[str, list[str]]:
+    marks: dict[str, list[str]] = {}
+    for preset in PRESETS:
+        for n in resolve_preset(model, preset):
+            marks.setdefault(n, []).append(preset)
+    return marks
+
+
+def format_flat(model: nn.Module, names: list[str] | None = None) -> str:
+    """One canonical name per line, with the class and the presets that include it."""
+    modules, marks = canonical_modules(model), _annotations(model)
+    names = names if names is not None else list(modules)
+    lines = []
+    for n in names:
+        cls = type(modules[split_input_suffix(n)[0]]).__name__
+        tag = f"  [{', '.join(marks[n])}]" if n in marks else ""
+        lines.append(f"{n}  ({cls}){tag}")
+    return "\n".join(lines)
+
+
+def format_tree(model: nn.Module, depth: int | None = None) -> str:
+    """Indented module tree of the canonical names (presets marked, ``depth`` levels)."""
+    modules, marks = canonical_modules(model), _annotations(model)
+    lines = [type(model).__name__]
+    printed: set[str] = set()
+    for n, m in modules.items():
+        level = n.count(".")
+        parts = n.split(".")
+        for i in range(1, len(parts)):  # containers (ModuleList) are shown, not selectable
+            anc = ".".join(parts[:i])
+            if anc not in modules and anc not in printed and (depth is None or i - 1 < depth):
+                lines.append(f"{'  ' * i}{parts[i - 1]}  (container)")
+                printed.add(anc)
+        if depth is not None and level >= depth:
+            continue
+        tags = list(marks.get(n, [])) + [f"{p} (input)" for p in marks.get(n + ":input", [])]
+        tag = f"  [{', '.join(tags)}]" if tags else ""
+        lines.append(f"{'  ' * (level + 1)}{n.rsplit('.', 1)[-1]}  ({type(m).__name__}){tag}")
+    return "\n".join(lines)
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    """Execute ``repspace layers``; returns the exit code (2 on bad input)."""
+    try:
+        model = load_skeleton(args.model, getattr(args, "model_class", None))
+        if getattr(args, "select", None):
+            print(format_flat(model, resolve_layers(model, args.select)))
+        elif args.format == "flat":
+            print(format_flat(model))
+        else:
+            print(format_tree(model, getattr(args, "depth", None)))
+    except ValueError as exc:
+        print(f"repspace layers: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m repspace.capture.cli MODEL``."""
+    parser = argparse.ArgumentParser(prog="repspace")
+    add_layers_parser(parser.add_subparsers(dest="command", required=True))
+    return run_layers(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

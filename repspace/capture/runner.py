@@ -1,0 +1,182 @@
+"""The batch loop: run base (and tuned) models on the same batches, pool, feed a sink.
+
+>>> from repspace.capture import capture_paired
+>>> sink = capture_paired(base, tuned, {"input_ids": ids, "attention_mask": mask},
+...                       layers="blocks", pooling="mean", batch_size=64)
+>>> sink.acc.n                      # LayerwiseMoments fed batch by batch
+
+Deterministic: batches keep their order, dropout is off (``eval()``), token
+subsampling is seeded by ``(seed, batch index)``.  Forward passes run under
+``torch.inference_mode`` and stop after the last requested layer (``early_stop``).
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from repspace.capture.hooks import LayerCapture
+from repspace.capture.inputs import (batch_hash, batch_rows, chain_hash, check_input_keys,
+                                     iter_batches, resolve_device)
+from repspace.capture.names import unwrap_model
+from repspace.capture.pooling import Pooling, pool_states
+from repspace.capture.selection import LayerSpec, resolve_layers, resolve_paired_layers
+from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink
+from repspace.capture.tokens import (align_tokens, image_token_id, layer_stream,
+                                     num_virtual_tokens)
+
+__all__ = ["AdapterInactiveWarning", "capture", "capture_paired", "describe_model"]
+
+Inputs = Mapping[str, object] | Iterable[Mapping[str, object]]
+
+
+class AdapterInactiveWarning(UserWarning):
+    """The tuned model's states equal the base model's bit for bit at every layer."""
+
+
+def describe_model(model: nn.Module) -> dict:
+    """JSON-able identity of a model for manifests: classes, checkpoint path, PEFT types."""
+    root = unwrap_model(model)
+    cfg = getattr(root, "config", None)
+    peft = getattr(model, "peft_config", None)
+    return {
+        "class": type(model).__name__,
+        "architecture": type(root).__name__,
+        "name_or_path": str(getattr(cfg, "_name_or_path", "") or ""),
+        "peft": sorted(str(getattr(c.peft_type, "value", c.peft_type)) for c in peft.values())
+        if isinstance(peft, dict) else [],
+    }
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _run(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pooling, sink,
+         batch_size: int, device, progress: bool, early_stop: bool) -> tuple[object, dict]:
+    pool = Pooling.of(pooling)
+    if device is not None:
+        dev = resolve_device(device)
+        for m in models.values():
+            m.to(dev)
+    devices = {s: _model_device(m) for s, m in models.items()}
+    virtual = {s: num_virtual_tokens(m) for s, m in models.items()}
+    image_ids = {s: image_token_id(m) for s, m in models.items()}
+    info = {"models": {s: describe_model(m) for s, m in models.items()}, "layers": names,
+            "sides": list(models), "pooling": pool.describe()}
+    done = sink.start(info)
+    batches, total = iter_batches(inputs, batch_size)
+    checked: set[frozenset] = set()
+    identical = dict.fromkeys(names, True)
+    chain, offset, seen = "", 0, 0
+    with ExitStack() as stack:
+        caps = {s: stack.enter_context(LayerCapture(m, names, early_stop=early_stop))
+                for s, m in models.items()}
+        bar = stack.enter_context(tqdm(total=total, disable=not progress, desc="capture",
+                                       unit="batch", leave=False))
+        for i, batch in enumerate(batches):
+            bar.update(1)
+            seen = i + 1
+            keys = frozenset(batch) if isinstance(batch, Mapping) else None
+            if keys not in checked:
+                for m in models.values():
+                    check_input_keys(m, batch)
+                checked.add(keys)
+            n, h = batch_rows(batch), batch_hash(batch)
+            if i < done:  # already stored by an interrupted run: verify, skip
+                chain = chain_hash(chain, h)
+                if i == done - 1 and chain != sink.resume_hash:
+                    raise ValueError(f"the first {done} input batches differ from those of the "
+                                     "interrupted capture being resumed; pass the same inputs in "
+                                     "the same order, or overwrite=True to start again")
+                offset += n
+                continue
+            sides, index, streams = {}, {}, {}
+            for side, cap in caps.items():
+                on_dev = {k: v.to(devices[side]) if torch.is_tensor(v) else v for k, v in batch.items()}
+                raw = cap.forward(on_dev)
+                sides[side], index[side] = {}, {}
+                for name, states in raw.items():
+                    streams[name] = layer_stream(models[side], name, batch)
+                    states, valid = align_tokens(name, states, on_dev, streams[name], virtual[side],
+                                                 image_token=image_ids[side], modality=pool.modality)
+                    rows, idx = pool_states(states, valid, pool, layer=name, batch_index=i,
+                                            sample_offset=offset)
+                    sides[side][name] = rows
+                    if idx is not None:
+                        index[side][name] = idx
+            if len(sides) == 2:
+                for name in names:
+                    if identical[name]:
+                        identical[name] = torch.equal(sides["base"][name].cpu(),
+                                                      sides["tuned"][name].cpu())
+            sink.update(CapturedBatch(sides=sides, streams=streams, n=n, batch_index=i, hash=h,
+                                      index=index if pool.mode == "tokens" else {}))
+            offset += n
+    if seen < done:
+        raise ValueError(f"the resumed capture already holds {done} batches but the inputs have "
+                         f"only {seen}; pass the same inputs as the interrupted run")
+    sink.finish()
+    return sink, identical if seen > done else {}
+
+
+def capture(model: nn.Module, inputs: Inputs, layers: LayerSpec, *, pooling: str | Pooling = "mean",
+            sink=None, batch_size: int = 32, device: str | None = None, progress: bool = True,
+            early_stop: bool = True, side: str = "base"):
+    """Capture ``layers`` of one model over ``inputs``; returns the sink.
+
+    Parameters
+    ----------
+    inputs : ``{key: Tensor (n, ...)}`` (split into ``batch_size`` batches) or an
+        iterable of batch mappings.
+    layers : names / globs / regexes / presets (:mod:`repspace.capture.selection`).
+    pooling : ``"mean"``, ``"first"``, ``"cls"``, ``"last"``, ``"tokens"``, ``"none"``
+        or a :class:`Pooling` (e.g. ``Pooling("tokens", max_tokens=32, seed=0)``).
+    sink : :class:`MemorySink` (default) or :class:`DiskSink`.
+    device : ``"cpu"``, ``"cuda"``, ``"mps"``, ``"auto"``; moves the model.  ``None``
+        keeps it where it is and sends inputs to its device.
+    early_stop : stop each forward pass after the last requested layer.
+    side : name of this model in the sink (``sink.tensors[side]``).
+    """
+    names = resolve_layers(model, layers)
+    sink = MemorySink() if sink is None else sink
+    return _run({side: model}, inputs, names, pooling=pooling, sink=sink, batch_size=batch_size,
+                device=device, progress=progress, early_stop=early_stop)[0]
+
+
+def capture_paired(base: nn.Module, tuned: nn.Module, inputs: Inputs, layers: LayerSpec, *,
+                   pooling: str | Pooling = "mean", sink=None, batch_size: int = 32,
+                   device: str | None = None, progress: bool = True, early_stop: bool = True,
+                   check_adapter: bool = True):
+    """Capture the same ``layers`` of a base and a tuned model on the same batches.
+
+    Rows stay paired (sample i of the base with sample i of the tuned model).  The
+    default sink is an :class:`AccumulatorSink` (``sink.acc`` is a
+    ``LayerwiseMoments``, memory constant in n).  Layer names must resolve to the same
+    canonical names on both models (``ValueError`` naming both otherwise).
+
+    With ``check_adapter`` an :class:`AdapterInactiveWarning` is issued when the tuned
+    states are bit-identical to the base states at every layer — the usual sign of an
+    adapter that is not active (zero-initialised LoRA B, a ``disable_adapter()``
+    context, a forgotten ``set_adapter``) or of capturing the base model twice.
+    """
+    if base is tuned:
+        raise ValueError("base and tuned are the same object; PEFT's get_peft_model modifies the "
+                         "model in place — build the base model separately (or deepcopy it first)")
+    names = resolve_paired_layers(base, tuned, layers)
+    sink = AccumulatorSink() if sink is None else sink
+    sink, identical = _run({"base": base, "tuned": tuned}, inputs, names, pooling=pooling,
+                           sink=sink, batch_size=batch_size, device=device, progress=progress,
+                           early_stop=early_stop)
+    if check_adapter and identical and all(identical.values()):
+        warnings.warn(AdapterInactiveWarning(
+            f"the tuned model ({type(tuned).__name__}) produced states bit-identical to the base "
+            f"model at every captured layer ({len(identical)}); the adapter is probably not "
+            "active (zero-initialised LoRA B, disable_adapter(), wrong active adapter) or the "
+            "same weights were passed twice"), stacklevel=2)
+    return sink

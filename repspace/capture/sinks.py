@@ -1,0 +1,121 @@
+"""Where captured rows go: the streaming accumulator, memory, or disk (:mod:`.disk`).
+
+A sink receives one :class:`CapturedBatch` per input batch::
+
+    sink.start(info) -> int       # batches already stored (resume); 0 for fresh sinks
+    sink.update(captured)         # rows of every side ("base", "tuned") and layer
+    sink.finish()
+
+Memory use of :class:`AccumulatorSink` is constant in the number of samples: it only
+keeps the sufficient statistics of :class:`repspace.statistics.LayerwiseMoments`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["AccumulatorSink", "CapturedBatch", "MemorySink"]
+
+
+@dataclass
+class CapturedBatch:
+    """Pooled rows of one input batch.
+
+    sides    : ``{side: {layer: Tensor (rows, d)}}`` (``(b, t, d)`` with pooling ``none``)
+    index    : ``{side: {layer: LongTensor (rows,)}}`` global sample number of each token
+               row (pooling ``tokens`` only, else empty)
+    streams  : ``{layer: "text" | "vision" | "decoder"}`` token stream of each layer
+    n        : samples in the batch;  batch_index : position in the run
+    hash     : SHA-256 of the batch inputs (resume / manifest check)
+    """
+
+    sides: dict[str, dict[str, torch.Tensor]]
+    streams: dict[str, str]
+    n: int
+    batch_index: int
+    hash: str = ""
+    index: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+class AccumulatorSink:
+    """Stream paired base/tuned rows into ``LayerwiseMoments`` (memory constant in n).
+
+    With pooled rows (``mean``/``first``/``cls``/``last``) every layer has one row per
+    sample and a single accumulator (:attr:`acc`) holds everything.  With
+    ``pooling="tokens"`` layers of different token streams (vision patches vs text
+    tokens) have different row counts, so one accumulator per stream is kept in
+    :attr:`accumulators` (``acc`` is then the first of them).
+    """
+
+    def __init__(self, acc=None, **acc_kwargs):
+        from repspace.statistics import LayerwiseMoments
+
+        self._factory = lambda: LayerwiseMoments(**{"pairs": "matched", **acc_kwargs})
+        self._first = acc if acc is not None else self._factory()
+        self.accumulators: dict[str, object] = {}
+
+    @property
+    def acc(self):
+        return next(iter(self.accumulators.values()), self._first)
+
+    def start(self, info: dict) -> int:
+        return 0
+
+    def update(self, captured: CapturedBatch) -> None:
+        if set(captured.sides) != {"base", "tuned"}:
+            raise ValueError("AccumulatorSink needs paired captures (base and tuned); use "
+                             "capture_paired() or a DiskSink for a single model")
+        base, tuned = captured.sides["base"], captured.sides["tuned"]
+        groups: dict[str, list[str]] = {}
+        for name, rows in base.items():
+            if rows.ndim != 2:
+                raise ValueError(f"layer {name!r} has unpooled states {tuple(rows.shape)}; the "
+                                 "accumulator needs pooling mean/first/cls/last/tokens")
+            key = captured.streams[name] if captured.index else "all"
+            groups.setdefault(key, []).append(name)
+            if captured.index and not torch.equal(captured.index["base"][name],
+                                                  captured.index["tuned"][name]):
+                raise ValueError(f"layer {name!r}: base and tuned kept different tokens; their "
+                                 "attention masks differ, so token rows cannot be paired")
+        for key, names in groups.items():
+            if key not in self.accumulators:
+                self.accumulators[key] = self._first if not self.accumulators else self._factory()
+            self.accumulators[key].update({n: base[n] for n in names},
+                                          {n: tuned[n] for n in names})
+
+    def finish(self) -> None:
+        pass
+
+
+class MemorySink:
+    """Keep every row in memory (small n, tests, notebooks): :attr:`tensors`."""
+
+    def __init__(self):
+        self._parts: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self._index: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self.n = 0
+
+    def start(self, info: dict) -> int:
+        return 0
+
+    def update(self, captured: CapturedBatch) -> None:
+        for side, layers in captured.sides.items():
+            for name, rows in layers.items():
+                self._parts.setdefault(side, {}).setdefault(name, []).append(rows.cpu())
+        for side, layers in captured.index.items():
+            for name, idx in layers.items():
+                self._index.setdefault(side, {}).setdefault(name, []).append(idx.cpu())
+        self.n += captured.n
+
+    def finish(self) -> None:
+        pass
+
+    @property
+    def tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``{side: {layer: Tensor}}`` concatenated over batches."""
+        return {s: {n: torch.cat(p) for n, p in layers.items()} for s, layers in self._parts.items()}
+
+    @property
+    def sample_index(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {s: {n: torch.cat(p) for n, p in layers.items()} for s, layers in self._index.items()}

@@ -1,0 +1,127 @@
+"""Which token positions of a captured layer are real: masks, streams, virtual tokens.
+
+Every captured layer belongs to a *stream* — the token sequence its states index:
+
+* ``"vision"``: image-patch tokens of a vision tower (``(b, 1 + patches, d)`` with a
+  CLS first in ViT/BLIP); no attention mask, every token is valid;
+* ``"decoder"``: a text decoder fed ``decoder_input_ids`` / ``decoder_attention_mask``
+  (BLIP VQA, encoder-decoder LMs);
+* ``"text"``: everything else, masked by ``attention_mask`` when it is given.
+
+Prompt tuning and P-tuning prepend ``num_virtual_tokens`` positions to the input
+embeddings of the tuned model; :func:`align_tokens` strips them so the tuned sequence
+lines up with the base one (prefix tuning only adds keys/values: nothing to strip).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from repspace.capture.presets import is_vision_layer
+
+__all__ = ["MODALITIES", "align_tokens", "image_token_id", "layer_stream", "num_virtual_tokens"]
+
+MODALITIES = ("auto", "text", "image", "all")
+
+_STREAM_KEYS = {"text": ("attention_mask", "input_ids"),
+                "decoder": ("decoder_attention_mask", "decoder_input_ids")}
+
+
+def num_virtual_tokens(model: nn.Module) -> int:
+    """Positions a PEFT prompt-learning adapter prepends to the sequence (0 if none)."""
+    try:
+        from peft import PeftModel, PeftType
+    except ImportError:
+        return 0
+    if not isinstance(model, PeftModel) or not getattr(model, "has_active_enabled_adapter", True):
+        return 0  # inside disable_adapter(): the base forward runs, nothing is prepended
+    cfg = model.active_peft_config
+    if not getattr(cfg, "is_prompt_learning", False) or cfg.peft_type == PeftType.PREFIX_TUNING:
+        return 0
+    return int(cfg.num_virtual_tokens)
+
+
+def image_token_id(model: nn.Module) -> int | None:
+    """The placeholder id a LLaVA-style model replaces by image features (else ``None``)."""
+    from repspace.capture.names import unwrap_model
+
+    cfg = getattr(unwrap_model(model), "config", None)
+    for key in ("image_token_id", "image_token_index"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def layer_stream(model: nn.Module, name: str, batch: Mapping[str, object]) -> str:
+    """The stream (``"vision"``, ``"decoder"`` or ``"text"``) a layer's tokens belong to."""
+    if is_vision_layer(model, name):
+        return "vision"
+    if "decoder" in name and any(k in batch for k in _STREAM_KEYS["decoder"]):
+        return "decoder"
+    return "text"
+
+
+def _to_tokens(states: torch.Tensor, name: str) -> torch.Tensor:
+    if states.ndim == 3:
+        return states
+    if states.ndim == 2:  # already one vector per sample (pooler, classifier input)
+        return states[:, None, :]
+    if states.ndim == 4:  # conv feature map (b, c, h, w): each position is a token
+        return states.flatten(2).transpose(1, 2)
+    raise ValueError(f"layer {name!r} produced states of shape {tuple(states.shape)}; expected "
+                     "(batch, tokens, hidden), (batch, hidden) or (batch, channels, h, w)")
+
+
+def align_tokens(name: str, states: torch.Tensor, batch: Mapping[str, object], stream: str,
+                 n_virtual: int = 0, *, image_token: int | None = None, modality: str = "auto"
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(states (b, t, d), valid (b, t) bool or None)`` with virtual tokens stripped.
+
+    ``valid is None`` means every position is a real token.  A length that fits neither
+    the mask nor mask + virtual tokens raises ``ValueError`` rather than guessing.
+
+    In a LLaVA-style model image features sit inside the text sequence at the
+    ``image_token`` placeholder positions; ``modality`` keeps them apart from the text
+    tokens: ``"text"`` (the ``"auto"`` default when placeholders are present) drops
+    them, ``"image"`` keeps only them, ``"all"`` keeps both.
+    """
+    states, valid = _align(name, states, batch, stream, n_virtual)
+    ids = batch.get("input_ids")
+    if (stream != "text" or image_token is None or modality == "all" or not torch.is_tensor(ids)
+            or ids.shape[:2] != states.shape[:2]):
+        if modality == "image" and stream != "vision":
+            raise ValueError(f"modality='image' needs image placeholder tokens in input_ids; layer "
+                             f"{name!r} has none (use a vision-tower layer or modality='auto')")
+        return states, valid
+    is_image = ids.to(states.device) == image_token
+    if modality == "auto" and not bool(is_image.any()):
+        return states, valid
+    keep = is_image if modality == "image" else ~is_image
+    return states, keep if valid is None else valid & keep
+
+
+def _align(name: str, states: torch.Tensor, batch: Mapping[str, object], stream: str,
+           n_virtual: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    states = _to_tokens(states, name)
+    if stream == "vision":
+        return states, None
+    mask_key, ids_key = _STREAM_KEYS[stream]
+    ref = batch.get(mask_key, batch.get(ids_key))
+    if not torch.is_tensor(ref) or ref.ndim != 2:
+        # No mask nor ids (e.g. inputs_embeds): all positions valid, but prompt-learning
+        # tokens are still at the front.
+        return (states[:, n_virtual:] if n_virtual and states.shape[1] > n_virtual else states), None
+    length, seq = ref.shape[1], states.shape[1]
+    if seq == length + n_virtual and n_virtual:
+        states = states[:, n_virtual:]
+    elif seq != length:
+        raise ValueError(f"layer {name!r} has {seq} tokens per sample but {ref.shape[1]} are in "
+                         f"{'the ' + mask_key if mask_key in batch else ids_key}"
+                         f"{f' (+{n_virtual} virtual tokens)' if n_virtual else ''}; "
+                         "pool it with pooling='none' or pick a layer on the input sequence")
+    if mask_key not in batch:
+        return states, None
+    return states, ref.to(device=states.device, dtype=torch.bool)
