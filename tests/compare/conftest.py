@@ -44,19 +44,24 @@ def base_dir(tmp_path_factory):
     return d
 
 
-def train_lora(base_dir, out, steps=30, seed=0):
-    """A LoRA adapter trained for a few steps on a toy sentence task; saved to ``out``."""
+def train_lora(base_dir, out, steps=30, seed=0, lr=1e-2, label_word="red", tokenizer=None):
+    """A LoRA adapter (r = 4 on query/value) trained for a few steps on a toy sentence task.
+
+    The task: does the sentence contain ``label_word``?  Mean-pooled last hidden state
+    → linear head.  Saved to ``out`` with ``base_dir`` recorded as its base.
+    """
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
 
     torch.manual_seed(seed)
-    tok = word_tokenizer()
-    model = get_peft_model(BertModel.from_pretrained(base_dir),
+    tok = tokenizer or word_tokenizer()
+    model = get_peft_model(AutoModel.from_pretrained(base_dir, local_files_only=True),
                            LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"]))
-    head = torch.nn.Linear(32, 1)
+    head = torch.nn.Linear(model.config.hidden_size, 1)
     enc = tok(SENTENCES, padding=True, return_tensors="pt")
-    labels = torch.tensor([float("red" in s) for s in SENTENCES])
+    labels = torch.tensor([float(label_word in s) for s in SENTENCES])
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-2)
+    opt = torch.optim.AdamW(params, lr=lr)
     losses = []
     for _ in range(steps):
         pooled = model(**enc).last_hidden_state.mean(1)

