@@ -150,7 +150,10 @@ def main() -> None:
     if args.worker is not None:
         print(json.dumps(memory_worker(args.worker, 64, 32)))
         return
-    print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    import os
+
+    print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average at start {os.getloadavg()[0]:.2f} (other processes skew timings)")
     r = time_overhead(n=args.n, b=args.batch, t=args.tokens, repeats=3 if args.quick else args.repeats)
     print(f"\n## overhead ({r['model']}, n={r['n']}, batch {r['batch']}, <= {r['tokens']} tokens, "
           f"median of {r['repeats']})")

@@ -155,6 +155,7 @@ class DiskSink:
                              "share a shard; use shard_size=batch_size or pad to a fixed length") from None
         _atomic_save_tensors(self.path / file, merged, {"n": str(n)})
         m = self.manifest
+        m.setdefault("streams", dict(self._buffer[0].streams))
         m["shards"].append({"file": file, "n": n, "batches": len(self._buffer), "data_hash": self._chain})
         m["n"] += n
         m["batches"] += len(self._buffer)

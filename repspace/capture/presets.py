@@ -74,13 +74,12 @@ def is_vision_layer(model: nn.Module, name: str) -> bool:
     """Whether ``name`` belongs to a vision tower (its states are image-patch tokens)."""
     if _has_vision_words(name):
         return True
-    root = unwrap_model(model)
     # A multimodal model names its vision tower (vision_model, vision_tower, visual);
     # only a pure vision model (ViT: main input pixel_values, no named tower) makes
     # every layer a vision layer.
-    if any(_has_vision_words(child) for child, _ in root.named_children()):
+    if any(_has_vision_words(path) for path, _ in block_lists(model)):
         return False
-    return getattr(root, "main_input_name", "") == "pixel_values"
+    return getattr(unwrap_model(model), "main_input_name", "") == "pixel_values"
 
 
 def _has_vision_words(name: str) -> bool:

@@ -72,6 +72,7 @@ def _run(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pool
     done = sink.start(info)
     batches, total = iter_batches(inputs, batch_size)
     checked: set[frozenset] = set()
+    stream_cache: dict[tuple, str] = {}  # structural lookups, once per (side, layer, keys)
     identical = dict.fromkeys(names, True)
     chain, offset, seen = "", 0, 0
     with ExitStack() as stack:
@@ -102,7 +103,10 @@ def _run(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pool
                 raw = cap.forward(on_dev)
                 sides[side], index[side] = {}, {}
                 for name, states in raw.items():
-                    streams[name] = layer_stream(models[side], name, batch)
+                    ck = (side, name, keys)
+                    if ck not in stream_cache:
+                        stream_cache[ck] = layer_stream(models[side], name, batch)
+                    streams[name] = stream_cache[ck]
                     states, valid = align_tokens(name, states, on_dev, streams[name], virtual[side],
                                                  image_token=image_ids[side], modality=pool.modality)
                     rows, idx = pool_states(states, valid, pool, layer=name, batch_index=i,

@@ -46,14 +46,24 @@ class AccumulatorSink:
     ``pooling="tokens"`` layers of different token streams (vision patches vs text
     tokens) have different row counts, so one accumulator per stream is kept in
     :attr:`accumulators` (``acc`` is then the first of them).
+
+    ``buffer_rows``: rows are collected until a stream holds this many, then handed to
+    the accumulator in one ``update``.  Each update has a fixed O(p²) float64 cost per
+    layer, which dominates small batches; buffering amortises it while memory stays
+    bounded (``buffer_rows × Σ widths × 2 sides`` floats, independent of n).  The
+    accumulators are complete after :meth:`finish` (the runner calls it).
     """
 
-    def __init__(self, acc=None, **acc_kwargs):
+    def __init__(self, acc=None, *, buffer_rows: int = 2048, **acc_kwargs):
         from repspace.statistics import LayerwiseMoments
 
+        if not isinstance(buffer_rows, int) or buffer_rows < 1:
+            raise ValueError(f"buffer_rows must be a positive integer; got {buffer_rows!r}")
         self._factory = lambda: LayerwiseMoments(**{"pairs": "matched", **acc_kwargs})
         self._first = acc if acc is not None else self._factory()
         self.accumulators: dict[str, object] = {}
+        self.buffer_rows = buffer_rows
+        self._pending: dict[str, list[tuple[dict, dict]]] = {}
 
     @property
     def acc(self):
@@ -81,11 +91,22 @@ class AccumulatorSink:
         for key, names in groups.items():
             if key not in self.accumulators:
                 self.accumulators[key] = self._first if not self.accumulators else self._factory()
-            self.accumulators[key].update({n: base[n] for n in names},
-                                          {n: tuned[n] for n in names})
+            pending = self._pending.setdefault(key, [])
+            pending.append(({n: base[n] for n in names}, {n: tuned[n] for n in names}))
+            if sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows:
+                self._flush(key)
+
+    def _flush(self, key: str) -> None:
+        pending = self._pending.pop(key, [])
+        if not pending:
+            return
+        names = list(pending[0][0])
+        cat = (lambda side: {n: torch.cat([p[side][n] for p in pending]) for n in names})
+        self.accumulators[key].update(cat(0), cat(1))
 
     def finish(self) -> None:
-        pass
+        for key in list(self._pending):
+            self._flush(key)
 
 
 class MemorySink:

@@ -127,3 +127,25 @@ def _quiet_library_deprecations():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
         yield
+
+
+IMAGE_TOKEN = VOCAB - 1
+
+
+@pytest.fixture(scope="session")
+def _llava():
+    cfg = transformers.LlavaConfig(
+        vision_config=transformers.CLIPVisionConfig(
+            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+            image_size=16, patch_size=8, projection_dim=16),
+        text_config=transformers.LlamaConfig(
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64),
+        image_token_index=IMAGE_TOKEN, vision_feature_layer=-1,
+        vision_feature_select_strategy="default")  # drops CLS: 4 image tokens per image
+    return _build(transformers.LlavaForConditionalGeneration, cfg)
+
+
+@pytest.fixture
+def llava(_llava):
+    return copy.deepcopy(_llava)

@@ -170,3 +170,23 @@ def test_wrong_input_keys(bert, blip_caption, text, pixels):
     with pytest.raises(ValueError, match="device"):
         capture(bert, text, "blocks", device="cuda:0" if not torch.cuda.is_available() else "nope",
                 progress=False)
+
+
+def test_runner_early_stop_and_without(bert, text):
+    later = _counting(bert.encoder.layer[1])
+    a = capture(bert, text, "encoder.layer.0", batch_size=3, progress=False)
+    assert later == []
+    b = capture(bert, text, "encoder.layer.0", batch_size=3, progress=False, early_stop=False)
+    assert later == [1, 1]
+    assert torch.equal(a.tensors["base"]["encoder.layer.0"], b.tensors["base"]["encoder.layer.0"])
+
+
+def test_peft_training_flags_restored(bert, text):
+    import peft
+
+    tuned = peft.get_peft_model(bert, peft.LoraConfig(target_modules=["query"], r=2))
+    flags = {n: m.training for n, m in tuned.named_modules()}
+    with LayerCapture(tuned, "blocks") as cap:
+        cap.forward(text)
+        assert not any(m.training for m in tuned.modules())
+    assert {n: m.training for n, m in tuned.named_modules()} == flags

@@ -157,3 +157,16 @@ def test_blip_vqa_ia3_and_vit_lora(blip_vqa, vit, pixels):
 def test_same_object_is_rejected(bert, text):
     with pytest.raises(ValueError, match="same object"):
         capture_paired(bert, bert, text, "blocks", progress=False)
+
+
+def test_accumulator_buffering_is_exact(bert, text):
+    tuned = nonzero_lora(peft.get_peft_model(copy.deepcopy(bert), peft.LoraConfig(target_modules=["query"], r=2)))
+    one = capture_paired(bert, tuned, text, "blocks", batch_size=2, progress=False,
+                         sink=AccumulatorSink(buffer_rows=1)).acc
+    big = capture_paired(bert, tuned, text, "blocks", batch_size=2, progress=False).acc
+    assert one.n == big.n == 6
+    for name in one.layers:
+        torch.testing.assert_close(one.base[name].centred().scatter, big.base[name].centred().scatter)
+        torch.testing.assert_close(one.tuned[name].mean(), big.tuned[name].mean())
+    with pytest.raises(ValueError, match="buffer_rows"):
+        AccumulatorSink(buffer_rows=0)
