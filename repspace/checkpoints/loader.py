@@ -90,16 +90,22 @@ def _hub_hint(spec: str, exc: Exception) -> CheckpointError:
         f"({first}); on an offline machine pass a local model folder")
 
 
-def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | None = None):
-    """A transformers model from a folder or hub id, in the class its config names."""
+def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | None = None,
+                  device_map: str | dict | None = None):
+    """A transformers model from a folder or hub id, in the class its config names.
+
+    ``device_map`` (``"auto"``, ``"cpu"``, ``{"": "cuda:0"}``, …) is handed to
+    ``from_pretrained`` (accelerate's big-model dispatch).
+    """
     import transformers
 
     local = Path(spec).is_dir()
     try:
         cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local)
         cls = _model_class(cfg)
+        extra = {} if device_map is None else {"device_map": device_map}
         return cls.from_pretrained(spec, config=cfg, local_files_only=local,
-                                   dtype=dtype or torch.float32)
+                                   dtype=dtype or torch.float32, **extra)
     except (OSError, ValueError, KeyError) as exc:
         if local:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -140,7 +146,8 @@ def _base_of_adapter(path: Path, base: str | None) -> str:
 
 
 def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
-                    strict: bool = True, dtype: torch.dtype | None = None) -> LoadedCheckpoint:
+                    strict: bool = True, dtype: torch.dtype | None = None,
+                    device_map: str | dict | None = None) -> LoadedCheckpoint:
     """Load ``spec`` (see module docstring) in eval mode.
 
     ``base``: the base checkpoint a PEFT adapter or a bare state dict is applied onto
@@ -153,7 +160,7 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     name = path.stem if path.is_file() else (path.name or spec)
     out: LoadedCheckpoint
     if kind in ("hf", "hub"):
-        model = load_hf_model(spec, config=config, dtype=dtype)
+        model = load_hf_model(spec, config=config, dtype=dtype, device_map=device_map)
         out = LoadedCheckpoint(spec, name if kind == "hf" else spec, kind, model,
                                load_processor(spec), checkpoint_sha256(spec))
     elif kind == "peft":
@@ -163,7 +170,7 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
             raise CheckpointError(f"{spec}: adapter folder without weights (adapter_model."
                                   "safetensors or adapter_model.bin); was save_pretrained interrupted?")
-        base_model = load_checkpoint(base_spec, dtype=dtype).model
+        base_model = load_checkpoint(base_spec, dtype=dtype, device_map=device_map).model
         try:
             model = PeftModel.from_pretrained(base_model, spec, is_trainable=False)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -179,7 +186,8 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
                                   "checkpoint (repspace compare BASE TUNED) or --config")
         state = read_state_dict(path)  # read (and refuse unsafe pickles) before building a model
         arch_spec = config or base
-        model = load_hf_model(base if base is not None else config, config=config, dtype=dtype)
+        model = load_hf_model(base if base is not None else config, config=config, dtype=dtype,
+                              device_map=device_map)
         notes = apply_state_dict(model, state, spec, strict=strict)
         out = LoadedCheckpoint(spec, name, kind, model, load_processor(base or arch_spec),
                                checkpoint_sha256(spec), base=base, notes=notes)

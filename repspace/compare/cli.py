@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from repspace.report import terminal_table, write_report
@@ -34,7 +35,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--pooling", default="mean", choices=["mean", "first", "cls", "last", "tokens"])
     p.add_argument("--metrics", type=_csv_list, default=None,
                    help="comma-separated metric names to report (default: all)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto (under torchrun, "
+                   "cuda/auto mean each rank's own GPU)")
+    p.add_argument("--device-map", default=None, help="load the models with accelerate's "
+                   "device_map (e.g. auto: layers spread over the GPUs, then CPU); overrides --device")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="weights dtype (default float32; bfloat16 halves the memory of big models)")
+    p.add_argument("--dist-timeout", type=float, default=None, help="under torchrun: seconds a "
+                   "rank waits for the others before giving up (default 600)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", dest="base_override", default=None,
                    help="apply adapters / weights files onto this model instead of BASE")
@@ -65,10 +73,13 @@ def run(args) -> int:
         base_override=args.base_override, config=args.config, strict=not args.non_strict,
         max_length=args.max_length, batch_size=args.batch_size, seed=args.seed,
         layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
-        metrics=args.metrics, device=args.device, precision=args.precision,
+        metrics=args.metrics, device=args.device, device_map=args.device_map,
+        dist_timeout=args.dist_timeout, dtype=args.dtype, precision=args.precision,
         sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
         embedding=args.embedding, embedding_layer=args.embedding_layer,
         progress=not args.quiet and not args.json)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0  # under torchrun only rank 0 writes and prints; every rank has the result
     out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite)
     if args.json:
         payload = report_dict(result, summarize(result), {})

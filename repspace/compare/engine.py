@@ -8,6 +8,7 @@ sample-based metrics.  The result is a :class:`~repspace.report.CompareResult`.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from repspace.checkpoints import LoadedCheckpoint, load_checkpoint
 from repspace.compare.sink import CompareSink
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
-from repspace.probe import load_probe, make_batches
+from repspace.probe import ProbeSet, load_probe, make_batches
 from repspace.report.result import CheckpointInfo, CompareResult
 
 __all__ = ["compare", "compare_models", "SAMPLE_METRICS", "embed_2d"]
@@ -99,49 +100,102 @@ def _default_spectrum_layers(layers: list[str]) -> list[str]:
     return [layers[i] for i in picks]
 
 
+def _step(ctx, phase: str):
+    """``ctx.step(phase)`` in a distributed run (failures agreed on by all ranks), else a no-op."""
+    return ctx.step(phase) if ctx is not None else contextlib.nullcontext()
+
+
+def _capture(base, ck, batches_fn, name, sink, ctx, **capture_kwargs) -> None:
+    """Capture one checkpoint's shard; in a distributed run, combine the ranks' sinks."""
+    with _step(ctx, f"capture of {name}"):
+        capture_paired(base.model, ck.model, batches_fn(), sink=sink, **capture_kwargs)
+    if ctx is not None:
+        from repspace.distributed import gather_row_sample, reduce_sink
+
+        with ctx.collective(f"reduction of {name}"):
+            reduce_sink(sink, ctx.group, ctx.device)
+            gather_row_sample(sink, ctx.group)
+
+
+def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, spectra,
+                        samples_base, samples_tuned) -> tuple[dict, list[str]]:
+    """Per-layer metrics of one tuned checkpoint from its (reduced) sink."""
+    accs = list(sink.accumulators.values()) or [sink.acc]
+    rows: dict[str, dict[str, float]] = {}
+    for acc in accs:
+        rows.update({b: r for (b, _), r in acc.compute().items()})
+    layer_order = [layer for acc in accs for layer in acc.layers]
+    chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
+    for layer in layer_order:
+        x, y = sink.samples["base"].get(layer), sink.samples["tuned"].get(layer)
+        if x is not None:
+            rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
+            samples_base.setdefault(layer, x)
+            samples_tuned.setdefault(name, {})[layer] = y
+    for acc in accs:
+        for layer in acc.layers:
+            if layer in chosen:
+                spectra.setdefault(base_name, {})[layer] = spectrum(acc.base[layer]).singular_values
+                spectra.setdefault(name, {})[layer] = spectrum(acc.tuned[layer]).singular_values
+    if wanted:
+        rows = {layer: {k: v for k, v in r.items() if any(k.startswith(w) for w in wanted)}
+                for layer, r in rows.items()}
+    return rows, layer_order
+
+
 def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn, *,
                    layers="blocks", pooling: str = "mean", metrics: Sequence[str] | None = None,
                    batch_size: int = 32, device: str | None = None, seed: int = 0,
                    precision: str = "float64", sample_rows: int = 1000,
                    spectrum_layers: Sequence[str] | None = None, embedding: str = "umap",
                    embedding_layer: str | None = None, progress: bool = True,
-                   probe_info: dict | None = None, names: Sequence[str] | None = None) -> CompareResult:
-    """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call."""
+                   probe_info: dict | None = None, names: Sequence[str] | None = None,
+                   dist=None, row_offset: int = 0) -> CompareResult:
+    """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call.
+
+    Distributed (``dist``: a :class:`~repspace.distributed.DistContext`): ``batches_fn``
+    yields this rank's shard and ``row_offset`` is the global number of its first sample;
+    the statistics are all-reduced, the row sample is merged on rank 0, rank 0 computes
+    the metrics and every rank returns the same result.  A failure on any rank raises
+    ``ValueError("rank K failed during <phase>: …")`` on every rank.
+    """
     wanted = set(metrics) if metrics else None
     tuned_names = _unique_names(list(names) if names else [t.name for t in tuned])
+    main = dist is None or dist.is_main
+    if pooling == "tokens" and dist is not None:
+        row_offset = dist.rank << 40  # token rows: disjoint key domains per rank (docs/scaling.md)
     all_layers: list[str] | None = None
     per_tuned: dict[str, dict[str, dict[str, float]]] = {}
     spectra: dict[str, dict[str, np.ndarray]] = {}
     samples_base: dict[str, torch.Tensor] = {}
     samples_tuned: dict[str, dict[str, torch.Tensor]] = {}
     for name, ck in tqdm(list(zip(tuned_names, tuned)), desc="compare", unit="checkpoint",
-                         disable=not progress or len(tuned) < 2):
-        sink = CompareSink(max_rows=sample_rows, seed=seed, precision=precision)
-        capture_paired(base.model, ck.model, batches_fn(), layers, pooling=pooling, sink=sink,
-                       batch_size=batch_size, device=device, progress=progress)
-        accs = list(sink.accumulators.values()) or [sink.acc]
-        rows: dict[str, dict[str, float]] = {}
-        for acc in accs:
-            rows.update({b: r for (b, _), r in acc.compute().items()})
-        layer_order = [layer for acc in accs for layer in acc.layers]
-        all_layers = all_layers or layer_order
-        chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
-        for layer in layer_order:
-            x, y = sink.samples["base"].get(layer), sink.samples["tuned"].get(layer)
-            if x is not None:
-                rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
-                samples_base.setdefault(layer, x)
-                samples_tuned.setdefault(name, {})[layer] = y
-        for acc in accs:
-            for layer in acc.layers:
-                if layer in chosen:
-                    spectra.setdefault(base.name, {})[layer] = spectrum(acc.base[layer]).singular_values
-                    spectra.setdefault(name, {})[layer] = spectrum(acc.tuned[layer]).singular_values
-        if wanted:
-            rows = {layer: {k: v for k, v in r.items() if any(k.startswith(w) for w in wanted)}
-                    for layer, r in rows.items()}
-        per_tuned[name] = rows
-    layers_out = all_layers or []
+                         disable=not progress or len(tuned) < 2 or not main):
+        sink = CompareSink(max_rows=sample_rows, seed=seed, precision=precision,
+                           row_offset=row_offset)
+        _capture(base, ck, batches_fn, name, sink, dist, layers=layers, pooling=pooling,
+                 batch_size=batch_size, device=device, progress=progress and main)
+        with _step(dist, f"metrics of {name}"):
+            if main:
+                per_tuned[name], order = _checkpoint_metrics(
+                    sink, name, base.name, wanted, seed, spectrum_layers, spectra,
+                    samples_base, samples_tuned)
+                all_layers = all_layers or order
+        del sink
+    result = None
+    with _step(dist, "the report"):
+        if main:
+            result = _result(base, tuned, tuned_names, all_layers or [], per_tuned, spectra,
+                             samples_base, samples_tuned, layers=layers, pooling=pooling,
+                             wanted=wanted, batch_size=batch_size, device=device, seed=seed,
+                             precision=precision, sample_rows=sample_rows, embedding=embedding,
+                             embedding_layer=embedding_layer, probe_info=probe_info, dist=dist)
+    return result if dist is None else dist.broadcast_object(result, "sending the result")
+
+
+def _result(base, tuned, tuned_names, layers_out, per_tuned, spectra, samples_base,
+            samples_tuned, *, layers, pooling, wanted, batch_size, device, seed, precision,
+            sample_rows, embedding, embedding_layer, probe_info, dist) -> CompareResult:
     emb = None
     if embedding != "none" and layers_out:
         layer = embedding_layer or layers_out[-1]
@@ -158,34 +212,86 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                 "metrics": sorted(wanted) if wanted else "all", "batch_size": batch_size,
                 "device": device or "cpu", "seed": seed, "precision": precision,
                 "sample_rows": sample_rows, "embedding": embedding}
+    if dist is not None:
+        settings["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
     return CompareResult(base=_info(base, base.name), tuned=[_info(t, n) for n, t in
                                                             zip(tuned_names, tuned)],
                          layers=layers_out, metrics=per_tuned, settings=settings,
                          probe=probe_info or {}, spectra=spectra, embedding=emb)
 
 
+def _shard(probe_set: ProbeSet, rows: range) -> ProbeSet | None:
+    """The samples ``rows`` of a probe set (None when empty)."""
+    if len(rows) == 0:
+        return None
+    pick = lambda v: None if v is None else v[rows.start:rows.stop]  # noqa: E731
+    return ProbeSet(probe_set.source, pick(probe_set.texts), pick(probe_set.images))
+
+
 def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             num_samples: int | None = 512, base_override: str | None = None,
             config: str | None = None, strict: bool = True, max_length: int = 64,
-            batch_size: int = 32, seed: int = 0, **kwargs) -> CompareResult:
+            batch_size: int = 32, seed: int = 0, device_map: str | dict | None = None,
+            dtype: str | None = None,
+            distributed: bool | None = None, dist_timeout: float | None = None,
+            **kwargs) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
 
     ``tuned`` checkpoints that are adapters or bare weights are applied onto ``base``
     (or onto ``base_override`` when given).  See :func:`compare_models` for the rest.
+
+    ``device_map`` (e.g. ``"auto"``): load the models with accelerate's big-model
+    dispatch (layers spread over the available GPUs, then CPU); the models then stay
+    where accelerate put them (``device`` is ignored).  ``dtype``: weights dtype
+    (``"bfloat16"``, ``"float16"``; default float32).  ``distributed``: ``None`` (auto:
+    a running ``torch.distributed`` group or torchrun's ``WORLD_SIZE > 1``), ``True`` or
+    ``False``; each rank captures a contiguous shard of the probe set, cut on batch
+    boundaries, so the statistics equal one process's to float64 rounding and the row
+    sample is the same rows.  ``dist_timeout``: seconds a collective waits for a peer.
     """
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
-    torch.manual_seed(seed)
-    base_ck = load_checkpoint(base, config=config)
-    tuned_cks = [load_checkpoint(t, base=base_override or base, config=config, strict=strict)
-                 for t in tuned]
-    probe_set = load_probe(probe, num_samples=num_samples, seed=seed)
-    processor = base_ck.processor or next((t.processor for t in tuned_cks if t.processor), None)
+    ctx = None
+    if distributed is not False:
+        from repspace.distributed import DistContext
 
-    def batches():
-        return make_batches(probe_set, base_ck.model, processor, batch_size=batch_size,
-                            max_length=max_length)
+        ctx = DistContext.from_env(kwargs.get("device"), dist_timeout)
+        if ctx is None and distributed:
+            raise ValueError("distributed=True but no process group is running and WORLD_SIZE "
+                             "is not set; launch with torchrun --nproc-per-node N")
+    try:
+        if ctx is not None:
+            kwargs["device"] = ctx.compute_device(kwargs.get("device"))
+        if device_map is not None:
+            kwargs["device"] = None  # accelerate placed the layers; moving would break its hooks
+        torch.manual_seed(seed)
+        with _step(ctx, "loading"):
+            load = dict(config=config, device_map=device_map,
+                        dtype=getattr(torch, dtype) if dtype else None)
+            base_ck = load_checkpoint(base, **load)
+            tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
+                         for t in tuned]
+            probe_set = load_probe(probe, num_samples=num_samples, seed=seed)
+            rows = ctx.shard(len(probe_set), batch_size) if ctx else range(len(probe_set))
+            local = _shard(probe_set, rows)
+            processor = base_ck.processor or next((t.processor for t in tuned_cks if t.processor), None)
 
-    next(iter(batches()))  # fail early on unusable probe data, before any capture
-    return compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
-                          probe_info=probe_set.describe(), **kwargs)
+            def batches():
+                if local is None:
+                    return iter(())
+                return make_batches(local, base_ck.model, processor, batch_size=batch_size,
+                                    max_length=max_length)
+
+            if local is not None:
+                next(iter(batches()))  # fail early on unusable probe data, before any capture
+        result = compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
+                                probe_info=probe_set.describe(), dist=ctx,
+                                row_offset=rows.start, **kwargs)
+        if device_map is not None:
+            result.settings["device_map"] = device_map
+        if dtype is not None:
+            result.settings["dtype"] = dtype
+        return result
+    finally:
+        if ctx is not None:
+            ctx.close()

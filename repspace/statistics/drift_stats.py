@@ -54,6 +54,11 @@ def summarize(values: np.ndarray) -> DriftSummary:
 class _StreamingSummary:
     """Exact count/mean/M2 (Chan et al. parallel update), min, max and a histogram."""
 
+    # How each state reduces across processes; "chan": (n, mean, m2) merged by the
+    # parallel formula (see merge), which also yields the reduced n.
+    reductions = {"n": "chan", "mean": "chan", "m2": "chan", "n_undefined": "sum",
+                  "counts": "sum", "min": "min", "max": "max"}
+
     def __init__(self, edges: np.ndarray):
         self.edges = edges
         self.n = 0

@@ -150,6 +150,15 @@ class FeatureMoments:
         """The states named in :attr:`reductions` (tensors on their device)."""
         return {k: getattr(self, k) for k in self.reductions}
 
+    def load_state_dict(self, states: dict) -> "FeatureMoments":
+        """Replace the states (e.g. by their reduction across processes); returns self."""
+        if self.shift is None:
+            self._init_states(torch.as_tensor(states["shift"]).double())
+        for key in self.reductions:
+            setattr(self, key, states[key])
+        self.n, self.eps = int(self.n), float(self.eps)
+        return self
+
     def shifted(self, batch, row_offset: int | None = None) -> torch.Tensor:
         """Validate ``batch``, set the shift from it if unset, return x − c in the GEMM dtype."""
         t = prepare_batch(batch, self.name, self.n if row_offset is None else row_offset)
@@ -269,6 +278,12 @@ class CrossMoments:
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.reductions}
+
+    def load_state_dict(self, states: dict) -> "CrossMoments":
+        """Replace the states (e.g. by their reduction across processes); returns self."""
+        for key in self.reductions:
+            setattr(self, key, states[key])
+        return self
 
     def _init_states(self, p: int, q: int, device) -> None:
         f64 = dict(dtype=torch.float64, device=device)
