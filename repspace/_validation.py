@@ -17,7 +17,6 @@ __all__ = [
     "RepspaceWarning",
     "UndefinedMetricWarning",
     "as_matrix",
-    "as_numpy64",
     "check_finite",
     "check_paired",
     "check_min_rows",
@@ -123,11 +122,3 @@ def check_paired(x: torch.Tensor, y: torch.Tensor, x_name: str = "x", y_name: st
             f"{x_name} has {x.shape[0]} rows but {y_name} has {y.shape[0]}; paired metrics "
             "need the same samples, in the same order, through both models"
         )
-
-
-def as_numpy64(a: Any, name: str, *, finite: bool = True) -> np.ndarray:
-    """Validate like :func:`as_matrix` and return a float64 numpy array."""
-    t = as_matrix(a, name)
-    if finite:
-        check_finite(t, name)
-    return t.to("cpu", torch.float64).numpy()

@@ -222,10 +222,7 @@ def _result(base, tuned, tuned_names, layers_out, per_tuned, spectra, samples_ba
 
 def _shard(probe_set: ProbeSet, rows: range) -> ProbeSet | None:
     """The samples ``rows`` of a probe set (None when empty)."""
-    if len(rows) == 0:
-        return None
-    pick = lambda v: None if v is None else v[rows.start:rows.stop]  # noqa: E731
-    return ProbeSet(probe_set.source, pick(probe_set.texts), pick(probe_set.images))
+    return probe_set.select(rows) if len(rows) else None
 
 
 def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",

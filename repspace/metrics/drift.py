@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from repspace._validation import as_matrix, check_finite, check_min_rows, check_paired
+from repspace._validation import (
+    as_matrix,
+    check_finite,
+    check_min_rows,
+    check_paired,
+    warn_undefined,
+)
 from repspace.metrics.kernels import median_distance, sq_distances
 from repspace.statistics.drift_stats import per_sample_drift, summarize
 from repspace.statistics.moments import CentredCross, CentredFeature, FeatureMoments
@@ -34,6 +40,7 @@ __all__ = [
     "principal_angles",
     "principal_angles_from_moments",
     "subspace_overlap",
+    "overlap_of_angles",
 ]
 
 
@@ -316,7 +323,6 @@ def procrustes_distance_from_moments(cx: CentredFeature, cy: CentredFeature,
     nuc = float(torch.linalg.svdvals(cxy.scatter).sum())
     norm = math.sqrt(float(torch.trace(cx.scatter)) * float(torch.trace(cy.scatter)))
     if norm == 0.0:
-        from repspace._validation import warn_undefined
         return warn_undefined("Procrustes distance is undefined: a representation is constant")
     return 2.0 - 2.0 * nuc / norm
 
@@ -337,7 +343,6 @@ def procrustes_distance(x, y) -> float:
     xc, yc = xt - xt.mean(0), yt - yt.mean(0)
     nx, ny = float(xc.norm()), float(yc.norm())
     if nx == 0.0 or ny == 0.0:
-        from repspace._validation import warn_undefined
         return warn_undefined("Procrustes distance is undefined: a representation is constant")
     if xc.shape[0] < min(xc.shape[1], yc.shape[1]):
         # With Xcᵀ = Qx Rx and Ycᵀ = Qy Ry (reduced QR), XcᵀYc = Qx (Rx Ryᵀ) Qyᵀ has the
@@ -438,4 +443,9 @@ def subspace_overlap(x, y, k: int = 10) -> float:
 
     1 = same subspace, k/p ≈ chance for random subspaces.  Equals ‖U_Xᵀ U_Y‖²_F / k.
     """
-    return float(np.mean(np.cos(principal_angles(x, y, k)) ** 2))
+    return overlap_of_angles(principal_angles(x, y, k))
+
+
+def overlap_of_angles(angles: np.ndarray) -> float:
+    """Mean cos² of principal angles: the summary :func:`subspace_overlap` reports."""
+    return float(np.mean(np.cos(angles) ** 2))

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-
 from repspace.metrics.cka import linear_cka_from_moments
 from repspace.metrics.drift import (
     frechet_distance_from_moments,
     mmd_linear_from_moments,
+    overlap_of_angles,
     principal_angles_from_moments,
     procrustes_distance_from_moments,
 )
@@ -57,8 +56,7 @@ def layerwise_summary(acc, top_k: int = 10) -> dict[tuple[str, str], dict[str, f
             row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
             row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
             k = min(top_k, cx.dim, cx.n - 1)
-            row["subspace_overlap"] = float(np.mean(np.cos(
-                principal_angles_from_moments(cx, cy, k)) ** 2))
+            row["subspace_overlap"] = overlap_of_angles(principal_angles_from_moments(cx, cy, k))
         drift = acc.drift.get((b, t))
         if drift is not None:
             d = drift.compute()

@@ -55,8 +55,11 @@ class ProbeSet:
             return self
         if n < 1:
             raise ValueError(f"--num-samples must be ≥ 1; got {n}")
-        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
-        pick = lambda v: None if v is None else [v[i] for i in idx]  # noqa: E731
+        return self.select(np.sort(np.random.default_rng(seed).permutation(len(self))[:n]))
+
+    def select(self, indices) -> "ProbeSet":
+        """The samples at ``indices`` (any iterable of ints, e.g. a ``range`` shard), in order."""
+        pick = lambda v: None if v is None else [v[int(i)] for i in indices]  # noqa: E731
         return ProbeSet(self.source, pick(self.texts), pick(self.images))
 
     def sha256(self) -> str:
