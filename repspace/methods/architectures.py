@@ -1,0 +1,162 @@
+"""Where each method attaches, per architecture family.
+
+A method never hard-codes module names: it asks the model's :class:`ArchSpec` for the
+modules of a *site* in some *towers*.  Sites:
+
+``query_value``   attention query and value projections (LoRA's default targets)
+``key_value``     attention key and value projections (IA3 rescales their outputs)
+``ffn_in``        first feed-forward projection (IA3 rescales its *input* side: ``ffn_out``)
+``ffn_out``       last feed-forward projection (Houlsby adapter after it; IA3 feed-forward)
+``attn_out``      attention output projection (Houlsby adapter after it)
+``self_attention`` self-attention modules (prefix-tuning adds key/value vectors there)
+``embeddings``    the module whose *output* is the token sequence entering the first block,
+                  one per modality (AdaLink's sites; prompt tuning prepends to ``text``)
+
+Towers are ``"text"`` (the language model / text encoder / text decoder) and ``"vision"``
+(the image encoder); ``embeddings`` is keyed by modality (``"text"``, ``"image"``).
+
+Patterns are regular expressions that must match a whole ``named_modules()`` path of the
+*unwrapped* model (see :func:`repspace.capture.names.unwrap_model`).  To add an
+architecture, add one :class:`ArchSpec` to ``ARCHITECTURES`` (see ``docs/methods.md``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from torch import nn
+
+__all__ = ["ArchSpec", "ARCHITECTURES", "architecture_of", "find_modules"]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Attachment sites of one architecture family.
+
+    Attributes:
+        name: family name (``"blip"``, ``"llava"``, ``"gpt2"``, ...).
+        model_types: ``config.model_type`` values of the family.
+        sites: ``site -> tower -> regex`` (``embeddings``: ``modality -> regex``).
+        fused_qkv: the attention projects query, key and value with one module
+            (GPT-2 ``c_attn``, BLIP vision ``qkv``); LoRA then adapts all three.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    sites: dict[str, dict[str, str]] = field(default_factory=dict)
+    fused_qkv: tuple[str, ...] = ()
+
+    def towers(self) -> tuple[str, ...]:
+        return tuple(sorted({t for s, d in self.sites.items() if s != "embeddings" for t in d}))
+
+    def pattern(self, site: str, towers: tuple[str, ...] | list[str]) -> str:
+        """One regex matching ``site`` in any of ``towers`` (ValueError if none applies)."""
+        table = self.sites.get(site, {})
+        missing = [t for t in towers if t not in table]
+        if missing or not towers:
+            have = ", ".join(sorted(table)) or "none"
+            raise ValueError(f"{self.name} models have no {site} site in tower(s) "
+                             f"{', '.join(missing) or '(none given)'}; available: {have}")
+        return "|".join(f"(?:{table[t]})" for t in towers)
+
+
+_BLIP_T = r"(?:text_decoder\.bert|text_encoder)\.encoder\.layer\.\d+\."
+_BLIP_V = r"vision_model\.encoder\.layers\.\d+\."
+_LLAVA_T = r"(?:model\.language_model|language_model\.model|language_model)\.layers\.\d+\."
+_LLAVA_V = r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.\d+\."
+_BERT_T = r"(?:bert\.)?encoder\.layer\.\d+\."
+_GPT2_T = r"(?:transformer\.)?h\.\d+\."
+_LLAMA_T = r"(?:model\.)?layers\.\d+\."
+_VIT_V = r"(?:vit\.)?encoder\.layer\.\d+\."
+
+ARCHITECTURES: tuple[ArchSpec, ...] = (
+    ArchSpec("blip", ("blip",), {
+        "query_value": {"text": _BLIP_T + r"attention\.self\.(?:query|value)", "vision": _BLIP_V + r"self_attn\.qkv"},
+        "key_value": {"text": _BLIP_T + r"attention\.self\.(?:key|value)", "vision": _BLIP_V + r"self_attn\.qkv"},
+        "ffn_in": {"text": _BLIP_T + r"intermediate\.dense", "vision": _BLIP_V + r"mlp\.fc1"},
+        "ffn_out": {"text": _BLIP_T + r"output\.dense", "vision": _BLIP_V + r"mlp\.fc2"},
+        "attn_out": {"text": _BLIP_T + r"attention\.output\.dense", "vision": _BLIP_V + r"self_attn\.projection"},
+        "self_attention": {"text": _BLIP_T + r"attention\.self", "vision": _BLIP_V + r"self_attn"},
+        "embeddings": {"text": r"text_decoder\.bert\.embeddings|text_encoder\.embeddings",
+                       "image": r"vision_model\.embeddings"},
+    }, fused_qkv=("vision",)),
+    ArchSpec("llava", ("llava",), {
+        "query_value": {"text": _LLAVA_T + r"self_attn\.(?:q|v)_proj", "vision": _LLAVA_V + r"self_attn\.(?:q|v)_proj"},
+        "key_value": {"text": _LLAVA_T + r"self_attn\.(?:k|v)_proj", "vision": _LLAVA_V + r"self_attn\.(?:k|v)_proj"},
+        "ffn_in": {"text": _LLAVA_T + r"mlp\.(?:gate|up)_proj", "vision": _LLAVA_V + r"mlp\.fc1"},
+        "ffn_out": {"text": _LLAVA_T + r"mlp\.down_proj", "vision": _LLAVA_V + r"mlp\.fc2"},
+        "attn_out": {"text": _LLAVA_T + r"self_attn\.o_proj", "vision": _LLAVA_V + r"self_attn\.out_proj"},
+        "self_attention": {"text": _LLAVA_T + r"self_attn", "vision": _LLAVA_V + r"self_attn"},
+        "embeddings": {"text": r"(?:model\.language_model|language_model\.model|language_model)\.embed_tokens",
+                       "image": r"(?:model\.)?multi_modal_projector"},
+    }),
+    ArchSpec("gpt2", ("gpt2",), {
+        "query_value": {"text": _GPT2_T + r"attn\.c_attn"},
+        "key_value": {"text": _GPT2_T + r"attn\.c_attn"},
+        "ffn_in": {"text": _GPT2_T + r"mlp\.c_fc"},
+        "ffn_out": {"text": _GPT2_T + r"mlp\.c_proj"},
+        "attn_out": {"text": _GPT2_T + r"attn\.c_proj"},
+        "self_attention": {"text": _GPT2_T + r"attn"},
+        # wte + wpe -> dropout -> first block: the dropout's output is the block input.
+        "embeddings": {"text": r"(?:transformer\.)?drop"},
+    }, fused_qkv=("text",)),
+    ArchSpec("bert", ("bert",), {
+        "query_value": {"text": _BERT_T + r"attention\.self\.(?:query|value)"},
+        "key_value": {"text": _BERT_T + r"attention\.self\.(?:key|value)"},
+        "ffn_in": {"text": _BERT_T + r"intermediate\.dense"},
+        "ffn_out": {"text": _BERT_T + r"output\.dense"},
+        "attn_out": {"text": _BERT_T + r"attention\.output\.dense"},
+        "self_attention": {"text": _BERT_T + r"attention\.self"},
+        "embeddings": {"text": r"(?:bert\.)?embeddings"},
+    }),
+    ArchSpec("llama", ("llama", "mistral", "qwen2"), {
+        "query_value": {"text": _LLAMA_T + r"self_attn\.(?:q|v)_proj"},
+        "key_value": {"text": _LLAMA_T + r"self_attn\.(?:k|v)_proj"},
+        "ffn_in": {"text": _LLAMA_T + r"mlp\.(?:gate|up)_proj"},
+        "ffn_out": {"text": _LLAMA_T + r"mlp\.down_proj"},
+        "attn_out": {"text": _LLAMA_T + r"self_attn\.o_proj"},
+        "self_attention": {"text": _LLAMA_T + r"self_attn"},
+        "embeddings": {"text": r"(?:model\.)?embed_tokens"},
+    }),
+    ArchSpec("vit", ("vit",), {
+        "query_value": {"vision": _VIT_V + r"attention\.attention\.(?:query|value)"},
+        "key_value": {"vision": _VIT_V + r"attention\.attention\.(?:key|value)"},
+        "ffn_in": {"vision": _VIT_V + r"intermediate\.dense"},
+        "ffn_out": {"vision": _VIT_V + r"output\.dense"},
+        "attn_out": {"vision": _VIT_V + r"attention\.output\.dense"},
+        "self_attention": {"vision": _VIT_V + r"attention\.attention"},
+        "embeddings": {"image": r"(?:vit\.)?embeddings"},
+    }),
+)
+
+
+def architecture_of(model: nn.Module) -> ArchSpec:
+    """The :class:`ArchSpec` of ``model`` (unwrapped from PEFT), by ``config.model_type``."""
+    from repspace.capture.names import unwrap_model
+
+    root = unwrap_model(model)
+    model_type = getattr(getattr(root, "config", None), "model_type", None)
+    for spec in ARCHITECTURES:
+        if model_type in spec.model_types:
+            return spec
+    known = ", ".join(t for s in ARCHITECTURES for t in s.model_types)
+    raise ValueError(f"{type(root).__name__} (model_type {model_type!r}): repspace has no method "
+                     f"sites for this architecture (known: {known}); add an ArchSpec "
+                     "(docs/methods.md, 'Adding an architecture')")
+
+
+def find_modules(model: nn.Module, pattern: str, what: str = "modules") -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the unwrapped model whose full path matches ``pattern``.
+
+    Raises ValueError naming ``what`` when nothing matches: a method that silently
+    adapts zero modules would train nothing and report a wrong number.
+    """
+    from repspace.capture.names import unwrap_model
+
+    root = unwrap_model(model)
+    rx = re.compile(pattern)
+    out = [(n, m) for n, m in root.named_modules() if n and rx.fullmatch(n)]
+    if not out:
+        raise ValueError(f"{type(root).__name__}: no {what} match {pattern!r}; is this the "
+                         "architecture family repspace thinks it is?")
+    return out

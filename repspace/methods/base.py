@@ -1,0 +1,220 @@
+"""The method registry and what every method shares: config dataclasses, freezing,
+parameter counts and the trainable-weights round trip.
+
+A method family lives in ``repspace/methods/<family>/`` and registers itself with
+:func:`register_method`: a name, a config dataclass (subclass of :class:`MethodConfig`)
+and an ``apply(model, config, arch, stage) -> model`` function that injects its modules
+into an already *frozen* model and marks exactly its own parameters trainable.
+
+Multi-stage methods (PT-PEFT) declare ``num_stages > 1``; stage ``k`` adds to what stages
+``< k`` built.  :func:`apply_method` with ``stage=None`` builds every stage, which is how
+a saved checkpoint is rebuilt before its trainable weights are loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from repspace.methods.architectures import ArchSpec, architecture_of
+
+__all__ = [
+    "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
+    "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
+    "load_trainable_state_dict", "generation_kwargs", "method_name",
+]
+
+# Families import lazily, so `import repspace` stays cheap and peft is only imported on use.
+_FAMILIES = ("full", "lora", "ia3", "adapter", "prefix", "prompt", "adalink", "ptpeft")
+_REGISTRY: dict[str, "MethodSpec"] = {}
+_loaded = False
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config.  Subclasses are dataclasses with defaults for every field.
+
+    ``budget_field`` names the parameter-budget knob (LoRA ``r``, adapter ``width``,
+    prefix/prompt ``num_virtual_tokens``, AdaLink ``rank``) that studies sweep.
+    """
+
+    method: ClassVar[str] = ""
+    budget_field: ClassVar[str | None] = None
+    num_stages: ClassVar[int] = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, including ``"method"``; inverse of :func:`config_from_dict`."""
+        out = {"method": self.method}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @property
+    def budget(self) -> Any:
+        return None if self.budget_field is None else getattr(self, self.budget_field)
+
+    def stage_steps(self, total_steps: int) -> list[int]:
+        """Steps of each stage for a run of ``total_steps`` (one stage: all of them)."""
+        return [int(total_steps)]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config_class: type[MethodConfig]
+    apply: Callable[..., nn.Module]
+    summary: str
+    paper: str = ""
+    defaults: dict = dataclasses.field(default_factory=dict)  # config overrides for this name
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    trainable: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.trainable / self.total if self.total else 0.0
+
+    def __str__(self) -> str:
+        return f"{self.trainable:,} trainable of {self.total:,} ({100 * self.fraction:.3f} %)"
+
+
+def register_method(name: str, config_class: type[MethodConfig], apply: Callable[..., nn.Module],
+                    summary: str, paper: str = "", **defaults) -> None:
+    """Register method ``name``.  ``defaults`` override config fields for this name
+    (e.g. ``pt_lora`` and ``pt_adapter`` share one config class)."""
+    if not dataclasses.is_dataclass(config_class) or not issubclass(config_class, MethodConfig):
+        raise TypeError(f"{config_class!r} must be a dataclass subclassing MethodConfig")
+    _REGISTRY[name] = MethodSpec(name, config_class, apply, summary, paper, dict(defaults))
+
+
+def _load_families() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for family in _FAMILIES:
+            importlib.import_module(f"repspace.methods.{family}")
+
+
+def available_methods() -> list[str]:
+    _load_families()
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    _load_families()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def make_config(method: str, **options) -> MethodConfig:
+    """Config of ``method`` with ``options`` overriding its defaults; unknown options fail
+    in one line naming the valid ones."""
+    spec = get_method(method)
+    fields = {f.name for f in dataclasses.fields(spec.config_class)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"method {method!r} has no option(s) {', '.join(unknown)}; "
+                         f"its options are {', '.join(sorted(fields)) or 'none'}")
+    kwargs = {**spec.defaults, **options}
+    for f in dataclasses.fields(spec.config_class):  # JSON/TOML give lists; configs use tuples
+        if isinstance(kwargs.get(f.name), list):
+            kwargs[f.name] = tuple(kwargs[f.name])
+    return spec.config_class(**kwargs)
+
+
+def method_name(config: MethodConfig) -> str:
+    """Registry name of ``config`` (one config class per registered name)."""
+    return type(config).method
+
+
+def config_from_dict(d: dict) -> MethodConfig:
+    """Inverse of :meth:`MethodConfig.to_dict`."""
+    d = dict(d)
+    if "method" not in d:
+        raise ValueError("method config has no 'method' entry")
+    return make_config(d.pop("method"), **d)
+
+
+def apply_method(model: nn.Module, config: MethodConfig, stage: int | None = None) -> nn.Module:
+    """Inject ``config``'s method into ``model`` and return it (possibly wrapped, e.g. by PEFT).
+
+    ``stage=None`` builds all stages; ``stage=k`` (1-based) runs only stage ``k``'s step,
+    on a model that already went through stages ``< k``.  Stage 1 (and ``None``) first
+    freezes every parameter, so afterwards exactly the method's parameters are trainable.
+    """
+    spec = get_method(method_name(config))
+    n = type(config).num_stages
+    stages = range(1, n + 1) if stage is None else [stage]
+    if stage is not None and not 1 <= stage <= n:
+        raise ValueError(f"method {spec.name} has {n} stage(s); got stage={stage}")
+    arch: ArchSpec | None = None
+    if spec.name != "full":
+        arch = architecture_of(model)
+    for k in stages:
+        if k == 1:
+            for p in model.parameters():
+                p.requires_grad_(False)
+        model = spec.apply(model, config, arch, k)
+    if count_parameters(model).trainable == 0:
+        raise ValueError(f"method {spec.name} left no trainable parameter in {type(model).__name__}; "
+                         "check its target towers")
+    return model
+
+
+def count_parameters(model: nn.Module) -> ParamCount:
+    """Trainable and total parameter counts (shared tensors counted once)."""
+    seen: set[int] = set()
+    trainable = total = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return ParamCount(trainable, total)
+
+
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{parameter name: detached CPU tensor}`` of the trainable parameters only."""
+    return {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy ``state`` into ``model``'s trainable parameters; every one must be present with
+    its shape, and nothing else may be in ``state`` (ValueError naming ``source`` otherwise)."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(set(params) - set(state))
+    extra = sorted(set(state) - set(params))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if extra:
+            parts.append(f"unexpected {len(extra)} (e.g. {extra[0]})")
+        raise ValueError(f"{source}: weights do not fit the rebuilt method ({'; '.join(parts)}); "
+                         "was it trained with a different method config or repspace version?")
+    for n, p in params.items():
+        if tuple(state[n].shape) != tuple(p.shape):
+            raise ValueError(f"{source}: {n} has shape {tuple(state[n].shape)}, the rebuilt "
+                             f"model expects {tuple(p.shape)}")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state[n].to(dtype=p.dtype, device=p.device))
+
+
+def generation_kwargs(model: nn.Module) -> dict[str, Any]:
+    """Extra ``generate()`` keyword arguments an injected method needs (e.g. ``use_cache=False``
+    for methods that re-prepend virtual tokens on every call)."""
+    out: dict[str, Any] = {}
+    for m in model.modules():
+        out.update(getattr(m, "repspace_generation_kwargs", None) or {})
+    return out
