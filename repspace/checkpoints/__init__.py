@@ -2,6 +2,7 @@
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.hashing import checkpoint_sha256, file_sha256
 from repspace.checkpoints.loader import (
+    EMBEDDED,
     MANIFEST_NAME,
     LoadedCheckpoint,
     detect_kind,
@@ -9,10 +10,12 @@ from repspace.checkpoints.loader import (
     load_hf_model,
     load_processor,
     register_manifest_loader,
+    resolve_spec,
 )
 from repspace.checkpoints.state_dict import apply_state_dict, read_state_dict
 
 __all__ = [
+    "EMBEDDED",
     "MANIFEST_NAME",
     "CheckpointError",
     "LoadedCheckpoint",
@@ -25,4 +28,5 @@ __all__ = [
     "load_processor",
     "read_state_dict",
     "register_manifest_loader",
+    "resolve_spec",
 ]

@@ -11,6 +11,9 @@ Kinds, detected in this order:
   architecture in ``config=``);
 - ``hub``: anything else shaped like ``org/name``: a model id on the Hugging Face hub
   (needs a network or a warm cache; this machine is offline).
+
+The spec ``"embedded"`` (when no such local folder exists) names repspace's embedded default
+model, a tiny BLIP pre-trained on the built-in shapes world and shipped in the package.
 """
 from __future__ import annotations
 
@@ -27,11 +30,21 @@ from repspace.checkpoints.hashing import checkpoint_sha256
 from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
 
 __all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model",
-           "MANIFEST_NAME", "register_manifest_loader"]
+           "MANIFEST_NAME", "EMBEDDED", "register_manifest_loader", "resolve_spec"]
 
 MANIFEST_NAME = "repspace_manifest.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _MANIFEST_LOADERS: dict[str, Any] = {}
+EMBEDDED = "embedded"
+
+
+def resolve_spec(spec: str) -> str:
+    """``"embedded"`` -> the shipped model's folder; anything else unchanged."""
+    if spec == EMBEDDED and not Path(spec).exists():
+        from repspace.models import embedded_path
+
+        return str(embedded_path())
+    return spec
 
 
 @dataclass
@@ -153,11 +166,12 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     ``base``: the base checkpoint a PEFT adapter or a bare state dict is applied onto
     (required for state dicts unless ``config`` names the architecture).
     """
-    spec = str(spec)
-    base = str(base) if base is not None else None
+    given = str(spec)
+    spec = resolve_spec(given)
+    base = resolve_spec(str(base)) if base is not None else None
     kind = detect_kind(spec)
     path = Path(spec)
-    name = path.stem if path.is_file() else (path.name or spec)
+    name = given if given == EMBEDDED else (path.stem if path.is_file() else (path.name or spec))
     out: LoadedCheckpoint
     if kind in ("hf", "hub"):
         model = load_hf_model(spec, config=config, dtype=dtype, device_map=device_map)
@@ -192,8 +206,14 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         out = LoadedCheckpoint(spec, name, kind, model, load_processor(base or arch_spec),
                                checkpoint_sha256(spec), base=base, notes=notes)
     else:  # repspace
-        manifest = json.loads((path / MANIFEST_NAME).read_text())
+        try:
+            manifest = json.loads((path / MANIFEST_NAME).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path / MANIFEST_NAME}: unreadable manifest ({exc}); "
+                                  "was the run interrupted while saving?") from None
         fmt = manifest.get("weights_format")
+        if fmt not in _MANIFEST_LOADERS:
+            import repspace.training  # noqa: F401 - registers the loaders of training runs
         loader = _MANIFEST_LOADERS.get(fmt)
         if loader is None:
             raise CheckpointError(f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "

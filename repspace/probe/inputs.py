@@ -27,6 +27,18 @@ def model_modalities(model: torch.nn.Module) -> tuple[str, ...]:
     return mods
 
 
+def _decoder_start_id(model: torch.nn.Module) -> int | None:
+    """BLIP's captioning decoder reads ``[DEC]`` (bos) at position 0, where its tokenizer puts
+    ``[CLS]``; BLIP's own code (``blip_decoder.forward``) and ``generate`` overwrite it, so the
+    probe must too or the decoder is probed on an input it never saw in training."""
+    from repspace.capture.names import unwrap_model
+
+    root = unwrap_model(model)
+    if type(root).__name__ != "BlipForConditionalGeneration":
+        return None
+    return getattr(getattr(root.config, "text_config", None), "bos_token_id", None)
+
+
 def _load_image(im):
     from PIL import Image
 
@@ -54,6 +66,7 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
         raise ValueError(f"{type(model).__name__} needs {' and '.join(wanted)} inputs but the probe "
                          f"data {probe.source} has only {' and '.join(probe.modalities)}")
     accepted = forward_parameters(model)
+    start_id = _decoder_start_id(model)
     for start in range(0, len(probe), batch_size):
         kwargs = {"return_tensors": "pt"}
         if "text" in wanted:
@@ -67,4 +80,8 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
             enc = processor(images=kwargs.pop("images"), return_tensors="pt")
         else:
             enc = processor(**kwargs)
-        yield {k: v for k, v in dict(enc).items() if k in accepted and torch.is_tensor(v)}
+        batch = {k: v for k, v in dict(enc).items() if k in accepted and torch.is_tensor(v)}
+        if start_id is not None and "input_ids" in batch:
+            batch["input_ids"] = batch["input_ids"].clone()
+            batch["input_ids"][:, 0] = start_id
+        yield batch

@@ -55,3 +55,17 @@ def test_builtin_probe_on_blip_separates_towers(blip_dirs, tmp_path, capsys):
     assert len(vision) == 2 and len(text) == 2
     assert all(v == pytest.approx(1.0, abs=1e-9) for v in vision)
     assert min(text) < 0.999
+
+
+def test_blip_caption_probe_starts_with_decoder_token(blip_dirs):
+    """BLIP's decoder was trained on [DEC] at position 0 (BLIP overwrites the tokenizer's
+    [CLS]); the probe batches must do the same or they probe an unseen input."""
+    from repspace.checkpoints import load_checkpoint
+    from repspace.probe import load_probe, make_batches
+
+    base, _ = blip_dirs
+    ck = load_checkpoint(str(base))
+    batch = next(make_batches(load_probe("builtin", num_samples=4), ck.model, ck.processor))
+    bos = ck.model.config.text_config.bos_token_id
+    assert (batch["input_ids"][:, 0] == bos).all()
+    assert (batch["input_ids"][:, 1] != bos).all()
