@@ -1,1 +1,75 @@
-"""(being written)"""
+"""(IA)^3 (Liu et al. 2022, arXiv 2205.05638) through HF peft.
+
+Learned vectors rescale activations element-wise::
+
+    k' = l_k * (W_k x),   v' = l_v * (W_v x),   ffn: W_out (l_ff * act(W_in x))
+
+with ``l`` initialised to ones, so the adapted model starts exactly equal to the base.
+Targets: the ``key_value`` site (vector on the *output*, ``d_out`` entries each) and the
+``ffn_out`` site, marked feed-forward (vector on its *input*, ``d_in`` entries).
+
+Fused query/key/value projections (GPT-2 ``c_attn``, BLIP vision ``qkv``) cannot rescale
+key and value alone: the vector covers all ``3 d`` outputs, query included -- the same
+choice as peft's own GPT-2 default (``target_modules=["c_attn", "mlp.c_proj"]``).
+
+Injected in place with ``peft.inject_adapter_in_model`` (model returned unwrapped);
+trainable parameters are ``<target>.ia3_l.default``; parameters trainable before the call
+stay trainable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from repspace.capture.names import unwrap_model
+from repspace.methods.architectures import ArchSpec
+from repspace.methods.base import MethodConfig, register_method
+from repspace.methods.lora.targets import check_towers, exact_pattern, keep_trainable, site_modules
+
+__all__ = ["IA3Config", "apply_ia3"]
+
+
+@dataclass
+class IA3Config(MethodConfig):
+    """(IA)^3 on the ``key_value`` and ``ffn_out`` sites of ``towers``."""
+
+    method = "ia3"
+    budget_field = None
+    towers: tuple[str, ...] = ("text",)
+
+    def __post_init__(self):
+        self.towers = check_towers("ia3", self.towers)
+
+
+def apply_ia3(model: nn.Module, config: IA3Config, arch: ArchSpec, stage: int = 1) -> nn.Module:
+    """Inject (IA)^3 vectors into ``model`` in place and return it."""
+    import peft
+    from transformers.pytorch_utils import Conv1D
+
+    root = unwrap_model(model)
+    attn = site_modules(root, arch, ("key_value",), config.towers, "ia3")
+    ffn = site_modules(root, arch, ("ffn_out",), config.towers, "ia3")
+    if "default" in (getattr(root, "peft_config", None) or {}):
+        raise ValueError(f"ia3: {type(root).__name__} already carries a peft adapter 'default'; "
+                         "apply IA3 to a model without LoRA/IA3")
+    targets = attn + [t for t in ffn if t[0] not in {n for n, _ in attn}]
+    for name, m in targets:
+        if not isinstance(m, (nn.Linear, Conv1D)):
+            raise ValueError(f"ia3: target {name} is a {type(m).__name__}; (IA)^3 supports "
+                             "nn.Linear and transformers Conv1D only")
+    peft_config = peft.IA3Config(
+        target_modules=exact_pattern(n for n, _ in targets),
+        feedforward_modules=exact_pattern(n for n, _ in ffn),
+        fan_in_fan_out=all(isinstance(m, Conv1D) for _, m in targets),
+        init_ia3_weights=True,
+    )
+    with keep_trainable(root):
+        peft.inject_adapter_in_model(peft_config, root)
+    return model
+
+
+register_method("ia3", IA3Config, apply_ia3,
+                "(IA)^3: learned vectors rescale keys, values and feed-forward activations",
+                paper="Liu et al. 2022, Few-Shot Parameter-Efficient Fine-Tuning is Better and "
+                      "Cheaper than In-Context Learning, arXiv:2205.05638")

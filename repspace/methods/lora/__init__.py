@@ -1,1 +1,91 @@
-"""(being written)"""
+"""LoRA (Hu et al. 2021, arXiv 2106.09685) through HF peft.
+
+Each targeted linear map ``W`` (``d_in -> d_out``) gains a trainable low-rank update::
+
+    h = W x + (alpha / r) * B A x,   A: r x d_in (Kaiming init),  B: d_out x r (zero init)
+
+so the adapted model starts exactly equal to the base; trainable parameters per target
+``r * (d_in + d_out)``.  Targets are the modules of ``sites`` (see
+:mod:`repspace.methods.architectures`) in ``towers``; on a fused query/key/value projection
+(GPT-2 ``c_attn`` Conv1D, BLIP vision ``qkv``) LoRA adapts all three.
+
+Injection uses ``peft.inject_adapter_in_model``: the model is modified *in place* and
+returned unwrapped (``generate()`` works as before).  Each target becomes a peft
+``LoraLayer`` keeping the original under ``<target>.base_layer``; the trainable parameters
+are named ``<target>.lora_A.default.weight`` and ``<target>.lora_B.default.weight``.
+Parameters that were trainable before the call stay trainable (peft would freeze them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from repspace.capture.names import unwrap_model
+from repspace.methods.architectures import ArchSpec
+from repspace.methods.base import MethodConfig, register_method
+from repspace.methods.lora.targets import (
+    check_positive_int, check_towers, exact_pattern, keep_trainable, site_modules,
+)
+
+__all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
+
+LORA_SITES = ("query_value", "key_value", "ffn_in", "ffn_out", "attn_out")
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    """LoRA: rank ``r``, scale ``alpha / r``, ``dropout`` on the LoRA input path, adapted
+    ``sites`` (subset of :data:`LORA_SITES`) in ``towers`` (``"text"``, ``"vision"``)."""
+
+    method = "lora"
+    budget_field = "r"
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.0
+    towers: tuple[str, ...] = ("text",)
+    sites: tuple[str, ...] = ("query_value",)
+
+    def __post_init__(self):
+        check_positive_int("lora", "r", self.r)
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
+                or self.alpha <= 0:
+            raise ValueError(f"lora: alpha must be a positive number; got {self.alpha!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
+            raise ValueError(f"lora: dropout must be in [0, 1); got {self.dropout!r}")
+        self.towers = check_towers("lora", self.towers)
+        self.sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
+        bad = [s for s in self.sites if s not in LORA_SITES]
+        if not self.sites or bad:
+            raise ValueError(f"lora: sites must be a non-empty subset of {', '.join(LORA_SITES)}; "
+                             f"got {self.sites!r}")
+
+
+def apply_lora(model: nn.Module, config: LoRAConfig, arch: ArchSpec, stage: int = 1) -> nn.Module:
+    """Inject LoRA into ``model`` in place and return it; only the new ``lora_A``/``lora_B``
+    parameters (plus whatever was trainable before) are trainable."""
+    import peft
+    from transformers.pytorch_utils import Conv1D
+
+    root = unwrap_model(model)
+    targets = site_modules(root, arch, config.sites, config.towers, "lora")
+    if "default" in (getattr(root, "peft_config", None) or {}):
+        raise ValueError(f"lora: {type(root).__name__} already carries a peft adapter 'default'; "
+                         "apply LoRA to a model without LoRA/IA3")
+    conv1d = [isinstance(m, Conv1D) for _, m in targets]
+    peft_config = peft.LoraConfig(
+        r=config.r, lora_alpha=config.alpha, lora_dropout=float(config.dropout), bias="none",
+        target_modules=exact_pattern(n for n, _ in targets),
+        # Conv1D stores W as (d_in, d_out); with mixed module types peft fixes it per module
+        fan_in_fan_out=all(conv1d),
+    )
+    with keep_trainable(root):
+        peft.inject_adapter_in_model(peft_config, root)
+    return model
+
+
+register_method("lora", LoRAConfig, apply_lora,
+                "LoRA: trainable low-rank update B A on attention projections",
+                paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, "
+                      "arXiv:2106.09685")
