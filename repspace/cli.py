@@ -17,6 +17,7 @@ COMMANDS = {
     "compare": ("repspace.compare.cli", "add_parser", "run"),
     "layers": ("repspace.capture.cli", "add_layers_parser", "run_layers"),
     "demo": ("repspace.demo", "add_parser", "run"),
+    "train": ("repspace.training.cli", "add_train_parser", "run_train"),
 }
 
 
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repspace {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"repspace {args.command}: interrupted; nothing was written", file=sys.stderr)
+        # compare/study write nothing half-done; train keeps its last saved state to resume from.
+        print(f"repspace {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

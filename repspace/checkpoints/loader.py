@@ -63,7 +63,11 @@ class LoadedCheckpoint:
 
 
 def register_manifest_loader(weights_format: str, fn) -> None:
-    """Let a method family load its own repspace checkpoints: ``fn(path, manifest, base_loader)``."""
+    """Let a method family load its own repspace checkpoints.
+
+    ``fn(path, manifest, base_loader, base) -> LoadedCheckpoint``: ``base_loader(spec)`` loads
+    a checkpoint with the caller's dtype; ``base`` is the user's ``--base`` override or None.
+    """
     _MANIFEST_LOADERS[weights_format] = fn
 
 

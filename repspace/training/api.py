@@ -1,0 +1,217 @@
+"""`train(cfg) -> TrainResult`: one fine-tuning run from a :class:`TrainConfig` to a run folder.
+
+Order of work (cheap checks first, so bad input fails in seconds): output folder vs config
+hash -> method config -> base checkpoint -> task glue (architecture x task) -> data records
+-> method injection (seeded) -> tensors pre-materialised once -> loop -> held-out evaluation
+-> run folder (see :mod:`repspace.training.runs`).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from repspace.checkpoints.loader import MANIFEST_NAME
+from repspace.methods.base import ParamCount
+from repspace.training.config import TrainConfig
+from repspace.training.state import atomic_write_text, latest_state
+
+__all__ = ["train", "TrainResult", "evaluate_model"]
+
+_RUN_MARKERS = (MANIFEST_NAME, "train_config.json", "state", "train_log.jsonl")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``finished`` is False when the call stopped early (``max_steps_this_call``); the run
+    then resumes on the next call with the same config.  ``timings`` in seconds.
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    params: ParamCount
+    scores: dict = field(default_factory=dict)
+    manifest: dict | None = None
+    finished: bool = False
+    step: int = 0
+    losses: list = field(default_factory=list)
+    resumed_from: int | None = None
+    timings: dict = field(default_factory=dict)
+    model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model (this call)
+
+
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"TrainConfig.device {spec!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
+
+
+def _output_status(cfg: TrainConfig, config_hash: str) -> str:
+    """``"fresh"``, ``"overwrite"``, ``"resume"`` or ``"done"`` for ``cfg.output_dir``; writes nothing."""
+    run_dir = Path(cfg.output_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"output_dir {run_dir} is a file; choose a folder")
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "fresh"
+    if not any((run_dir / m).exists() for m in _RUN_MARKERS):
+        raise ValueError(f"output_dir {run_dir} is not empty and holds no repspace run; choose an empty or new folder")
+    if cfg.overwrite:
+        return "overwrite"
+    old_hash = None
+    try:
+        old_hash = json.loads((run_dir / "train_config.json").read_text()).get("config_hash")
+    except (OSError, json.JSONDecodeError):
+        pass
+    if old_hash != config_hash:
+        raise ValueError(f"output_dir {run_dir} holds a different run (config hash {str(old_hash)[:12]} vs "
+                         f"{config_hash[:12]}); pass overwrite=True (--overwrite) or choose another --output")
+    if (run_dir / MANIFEST_NAME).is_file():
+        return "done"
+    return "resume" if latest_state(run_dir) is not None else "fresh"
+
+
+def _make_output(run_dir: Path, status: str) -> None:
+    """Create the folder (emptying it for ``"overwrite"``: only ever a repspace run folder)."""
+    if status == "overwrite":
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def evaluate_model(task, model, enc, records, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
+    """Greedy predictions on ``records`` scored by :func:`repspace.training.tasks.score`."""
+    from repspace.methods import generation_kwargs
+    from repspace.training.tasks import score
+
+    was_training = model.training
+    model.eval()
+    max_new = cfg.max_new_tokens or (32 if cfg.task == "captioning" else 8)
+    with torch.no_grad():
+        preds = task.predict(model, enc, cfg.eval_batch_size or cfg.batch_size, max_new, generation_kwargs(model))
+    model.train(was_training)
+    return score(cfg.task, preds, records)
+
+
+def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = None,
+          max_steps_this_call: int | None = None,
+          on_start: Callable[[ParamCount], None] | None = None) -> TrainResult:
+    """Fine-tune ``cfg.base`` with ``cfg.method`` on ``cfg.task`` and write the run folder.
+
+    Resumes when ``cfg.output_dir`` holds an unfinished run of the same config hash; returns
+    the stored result (no training) when it holds the finished one.  ``callback(step, loss)``
+    runs after every step (raising ``KeyboardInterrupt`` there stops the run after saving its
+    state); ``max_steps_this_call`` stops after that many steps (state saved, ``finished=False``);
+    ``on_start(ParamCount)`` is called once the method is applied, before the first step.
+    """
+    from repspace.checkpoints import checkpoint_sha256, load_checkpoint, resolve_spec
+    from repspace.methods import apply_method, count_parameters, make_config
+    from repspace.training.data import load_records
+    from repspace.training.runs import write_run
+    from repspace.training.tasks import make_task
+    from repspace.training.trainer import Loop, seed_everything
+
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"train() needs a TrainConfig, got {type(cfg).__name__}")
+    if max_steps_this_call is not None and max_steps_this_call < 1:
+        raise ValueError(f"max_steps_this_call must be a positive integer or None, got {max_steps_this_call!r}")
+    config_hash = cfg.config_hash()  # resolves the method (unknown method: one-line error)
+    mcfg = make_config(cfg.method, **cfg.method_options)
+    device = _device(cfg.device)
+    status = _output_status(cfg, config_hash)
+    run_dir = Path(cfg.output_dir)
+    if status == "done":
+        manifest = json.loads((run_dir / MANIFEST_NAME).read_text())
+        return TrainResult(run_dir, cfg, ParamCount(manifest["trainable_params"], manifest["total_params"]),
+                           manifest.get("scores", {}), manifest, True, cfg.steps)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    base = load_checkpoint(cfg.base)
+    model, processor = base.model, base.processor
+    timings["load_base"] = time.perf_counter() - t
+    task = make_task(model, processor, cfg.task)
+    t = time.perf_counter()
+    train_records, test_records = load_records(cfg, "train"), load_records(cfg, "test")
+    val_records = load_records(cfg, "val") if cfg.eval_every else None
+    if not train_records:
+        raise ValueError("the training set is empty; raise n_train / data_fraction or check the data files")
+    timings["records"] = time.perf_counter() - t
+    task.fit(train_records)
+    seed_everything(cfg.seed)
+    model = task.prepare_model(model)
+    n_stages = type(mcfg).num_stages
+    model = apply_method(model, mcfg, stage=1 if n_stages > 1 else None)
+    task.after_apply(model)
+    if on_start is not None:
+        on_start(count_parameters(model))
+    t = time.perf_counter()
+    enc_train, enc_test = task.encode(train_records, True), task.encode(test_records, False)
+    enc_val = task.encode(val_records, False) if val_records else None
+    timings["encode"] = time.perf_counter() - t
+    stage_steps = [cfg.steps] if n_stages == 1 else list(mcfg.stage_steps(cfg.steps))
+    if sum(stage_steps) != cfg.steps or len(stage_steps) != n_stages:
+        raise ValueError(f"method {cfg.method}: stage_steps({cfg.steps}) = {stage_steps} does not split the steps "
+                         f"into {n_stages} stage(s)")
+    resolved_base = resolve_spec(cfg.base)
+    base_sha = base.sha256 or checkpoint_sha256(resolved_base)
+    if status == "resume":
+        try:
+            old_sha = json.loads((run_dir / "train_config.json").read_text()).get("base_sha256")
+        except (OSError, json.JSONDecodeError):
+            old_sha = None
+        if old_sha and base_sha and old_sha != base_sha:
+            raise ValueError(f"output_dir {run_dir}: the base {cfg.base} changed since this run started "
+                             "(sha256 differs); pass overwrite=True (--overwrite) to start over")
+    _make_output(run_dir, status)
+    if status in ("fresh", "overwrite"):
+        atomic_write_text(run_dir / "train_config.json", json.dumps(
+            {"train_config": cfg.to_dict(), "config_hash": config_hash, "base_sha256": base_sha}, indent=2))
+
+    def apply_stage(m, k: int):
+        m = apply_method(m, mcfg, stage=k)
+        task.after_apply(m)
+        return m
+
+    def evaluate(m):
+        return evaluate_model(task, m, enc_val, val_records, cfg, device)
+
+    desc = f"train {cfg.method} {cfg.task}"
+    loop = Loop(cfg, run_dir, config_hash, task, enc_train, stage_steps, apply_stage,
+                evaluate if enc_val is not None else None, device, progress, desc)
+    out = loop.run(model, callback=callback, max_steps_this_call=max_steps_this_call)
+    model = out.model
+    timings["train"] = out.seconds
+    trained_numel = sum(p.numel() for p in {id(p): p for p in model.parameters() if id(p) in out.trained}.values())
+    params = ParamCount(trained_numel, count_parameters(model).total)
+    if not out.finished:
+        return TrainResult(run_dir, cfg, params, {}, None, False, out.step, out.losses, out.resumed_from,
+                           timings, model)
+    t = time.perf_counter()
+    scores = evaluate_model(task, model, enc_test, test_records, cfg, device)
+    timings["evaluate"] = time.perf_counter() - t
+    full = cfg.method == "full"
+    weights = {n: p.detach().cpu() for n, p in model.named_parameters() if full or id(p) in out.trained}
+    manifest = write_run(run_dir, weights=weights, full=full, processor=processor, fields={
+        "method": cfg.method, "method_config": mcfg.to_dict(), "budget": mcfg.budget,
+        "task": cfg.task, "task_kind": task.kind, "task_state": task.state(),
+        "domain": None if cfg.data else cfg.domain, "data": cfg.data, "data_fraction": cfg.data_fraction,
+        "seed": cfg.seed, "steps": cfg.steps, "stage_steps": stage_steps,
+        "trainable_params": params.trainable, "total_params": params.total,
+        "base": cfg.base, "base_path": str(Path(resolved_base).resolve()) if Path(resolved_base).exists() else resolved_base,
+        "base_sha256": base_sha, "scores": scores, "train_config": cfg.to_dict(), "config_hash": config_hash,
+        "n_train_items": enc_train.n, "n_eval_items": enc_test.n, "final_loss": out.losses[-1] if out.losses else None,
+    })
+    shutil.rmtree(run_dir / "state", ignore_errors=True)
+    with open(run_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": out.step, "test": scores, "timings": timings}) + "\n")
+    model.eval()
+    return TrainResult(run_dir, cfg, params, scores, manifest, True, out.step, out.losses, out.resumed_from,
+                       timings, model)

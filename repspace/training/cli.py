@@ -1,0 +1,104 @@
+"""`repspace train --method M --task captioning|vqa ...`: argument parsing and output.
+
+The lead wires it into ``repspace/cli.py`` as
+``"train": ("repspace.training.cli", "add_train_parser", "run_train")``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_train_parser", "run_train", "parse_option"]
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``"r=8"`` -> ``("r", 8)``; values parse as JSON when they can (numbers, true/false,
+    lists), a comma makes a list (``towers=text,vision``), anything else stays a string."""
+    if "=" not in text:
+        raise ValueError(f"--option {text!r}: expected NAME=VALUE (e.g. r=8 or towers=text,vision)")
+    key, value = (s.strip() for s in text.split("=", 1))
+    if not key:
+        raise ValueError(f"--option {text!r}: empty option name")
+
+    def one(v: str):
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+
+    if "," in value and not value.startswith("["):
+        return key, [one(v.strip()) for v in value.split(",") if v.strip()]
+    return key, one(value)
+
+
+def add_train_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train", help="fine-tune a base model with a PEFT method (or full FT) on captioning/VQA",
+        description="Fine-tune BASE with METHOD on the built-in shapes world (or COCO/VQAv2-style data) "
+                    "and write a run folder that `repspace compare BASE RUN` reads.")
+    p.add_argument("--method", required=True, help="method name (see `repspace methods` / "
+                   "repspace.methods.available_methods())")
+    p.add_argument("--task", required=True, choices=["captioning", "vqa"])
+    p.add_argument("--base", default="embedded", help="base checkpoint: 'embedded', a model folder or hub id")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="method option, repeatable (e.g. --option r=8 --option towers=text,vision)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: per method family)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--warmup-ratio", type=float, default=0.05)
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "linear", "constant"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-fraction", type=float, default=1.0)
+    p.add_argument("--domain", default="source", help="shapes-world domain: source or shifted")
+    p.add_argument("--data", default=None, help="data-spec JSON for COCO/VQAv2-style data (default: shapes world)")
+    p.add_argument("--n-train", type=int, default=2000, help="shapes-world training images")
+    p.add_argument("--n-eval", type=int, default=200, help="held-out images (shapes world) / items (real data)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", default=None, help="run folder (default runs/<method>-<task>-s<seed>)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="require an unfinished run in --output to resume")
+    g.add_argument("--overwrite", action="store_true", help="start over in an --output holding another run")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run_train(args) -> int:
+    from repspace.training import TrainConfig, train
+    from repspace.training.state import latest_state
+
+    options = dict(parse_option(o) for o in args.option)
+    cfg = TrainConfig(
+        base=args.base, method=args.method, method_options=options, task=args.task, domain=args.domain,
+        data=args.data, data_fraction=args.data_fraction, n_train=args.n_train, n_eval=args.n_eval,
+        image_size=args.image_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, schedule=args.schedule,
+        seed=args.seed, eval_every=args.eval_every, save_every=args.save_every, device=args.device,
+        output_dir=args.output, overwrite=args.overwrite)
+    if args.resume and latest_state(Path(cfg.output_dir)) is None:
+        raise ValueError(f"--resume: {cfg.output_dir} holds no unfinished run to resume")
+    err = sys.stderr if args.json else sys.stdout
+    print(f"repspace train: {cfg.method} on {cfg.task} from {cfg.base} -> {cfg.output_dir} "
+          f"(lr {cfg.resolved_lr():g}, {cfg.steps} steps)", file=err)
+
+    def announce(params) -> None:
+        print(f"trainable parameters: {params}", file=err, flush=True)
+
+    result = train(cfg, progress=not args.no_progress, on_start=announce)
+    if result.resumed_from is not None:
+        print(f"resumed from step {result.resumed_from}", file=err)
+    if args.json:
+        print(json.dumps({"run_dir": str(result.run_dir), "scores": result.scores,
+                          "trainable_params": result.params.trainable, "total_params": result.params.total,
+                          "resumed_from": result.resumed_from, "timings": result.timings}, indent=2))
+    else:
+        for k, v in result.scores.items():
+            print(f"  {k:<24} {v:.4f}")
+        print(f"run folder: {result.run_dir}")
+    return 0

@@ -1,0 +1,185 @@
+"""`TrainConfig`: everything that defines a training run, validated at construction.
+
+The config is a plain dataclass; :meth:`TrainConfig.config_hash` is a sha256 of the fields
+that change the *result* (not ``output_dir``, ``overwrite``, ``save_every``, ``device``),
+so a run folder can tell "same run, resume it" from "different run, refuse".
+
+Learning-rate defaults (``lr=None``), by method family (AdamW, batch 32, a few hundred
+steps on the tiny shapes-world model; literature values for the same optimiser):
+
+=========  ======  ==========================================================
+family     lr      why
+=========  ======  ==========================================================
+full       1e-4    every weight moves; larger rates destroy the pre-training
+lora       1e-3    low-rank deltas start at zero (B = 0)
+ia3        3e-3    multiplicative vectors start at one, need larger steps
+adapter    1e-3    near-identity bottlenecks
+prefix     5e-3    a handful of virtual key/value vectors
+prompt     5e-3    a handful of virtual input tokens
+adalink    1e-3    residual low-rank bottleneck on the embeddings
+ptpeft     1e-3    prefix stage then LoRA/adapter stage
+=========  ======  ==========================================================
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "default_lr"]
+
+TASKS = ("captioning", "vqa")
+SCHEDULES = ("cosine", "linear", "constant")
+DEFAULT_LR = {"full": 1e-4, "lora": 1e-3, "ia3": 3e-3, "adapter": 1e-3, "prefix": 5e-3,
+              "prompt": 5e-3, "adalink": 1e-3, "ptpeft": 1e-3}
+# Fields that do not change what is trained (excluded from the hash).
+_NOT_HASHED = ("output_dir", "overwrite", "save_every", "device", "eval_batch_size")
+
+
+def default_lr(method: str) -> float:
+    """Default learning rate of ``method``: by its family (the package it registered from)."""
+    from repspace.methods import get_method
+
+    family = get_method(method).apply.__module__.split(".")
+    fam = family[2] if len(family) > 2 and family[:2] == ["repspace", "methods"] else method
+    return DEFAULT_LR.get(fam, DEFAULT_LR.get(method, 1e-3))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run (see :mod:`repspace.training`).
+
+    Attributes:
+        base: checkpoint spec of the pre-trained model (folder, hub id, ``"embedded"``).
+        method: registry name (:func:`repspace.methods.available_methods`).
+        method_options: keyword overrides of the method's config (``{"r": 8}``).
+        task: ``"captioning"`` or ``"vqa"``.
+        domain: shapes-world domain (``"source"``/``"shifted"``); ignored when ``data`` is set.
+        data: ``None`` (shapes world) or a data-spec JSON naming COCO-style caption files or
+            VQAv2-style question/annotation files and image folders (see :mod:`repspace.training.data`).
+        data_fraction: nested share of the training set kept (0, 1].
+        data_seed: seed of the shapes world (the *data*; ``seed`` varies only the training).
+        n_train, n_eval: shapes-world images in the train / held-out (test) split.
+        image_size: side the images are rendered/loaded at (the processor resizes after).
+        steps, batch_size, lr (None: :func:`default_lr`), weight_decay, warmup_ratio,
+        schedule (cosine | linear | constant decay after warmup), max_grad_norm (<= 0: off).
+        seed: seeds python, numpy, torch, the data order and method initialisation.
+        eval_every: evaluate on the val split every this many steps (None: only at the end).
+        save_every: write a resumable state every this many steps.
+        max_new_tokens: generation length at evaluation (None: 32 captioning, 8 VQA).
+        output_dir: run folder (None: ``runs/<method>-<task>-s<seed>``).
+        overwrite: replace a run folder that holds a *different* run.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``.
+    """
+
+    base: str = "embedded"
+    method: str = "lora"
+    method_options: dict = field(default_factory=dict)
+    task: str = "vqa"
+    domain: str = "source"
+    data: str | None = None
+    data_fraction: float = 1.0
+    data_seed: int = 0
+    n_train: int = 2000
+    n_eval: int = 200
+    image_size: int = 32
+    steps: int = 300
+    batch_size: int = 32
+    lr: float | None = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    schedule: str = "cosine"
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    eval_every: int | None = None
+    save_every: int = 100
+    max_new_tokens: int | None = None
+    eval_batch_size: int | None = None
+    output_dir: str | None = None
+    overwrite: bool = False
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, str) or not self.base:
+            raise ValueError(f"TrainConfig.base must be a checkpoint spec string, got {self.base!r}")
+        if not isinstance(self.method, str) or not self.method:
+            raise ValueError(f"TrainConfig.method must be a method name, got {self.method!r}")
+        if not isinstance(self.method_options, dict):
+            raise ValueError(f"TrainConfig.method_options must be a dict, got {type(self.method_options).__name__}")
+        if self.task not in TASKS:
+            raise ValueError(f"TrainConfig.task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        from repspace.data import DOMAINS
+
+        if self.domain not in DOMAINS:
+            raise ValueError(f"TrainConfig.domain must be one of {', '.join(sorted(DOMAINS))}, got {self.domain!r}")
+        if self.data is not None and (not isinstance(self.data, str) or not self.data):
+            raise ValueError(f"TrainConfig.data must be a path to a data-spec JSON or None, got {self.data!r}")
+        if isinstance(self.data_fraction, bool) or not isinstance(self.data_fraction, (int, float)) \
+                or not 0.0 < float(self.data_fraction) <= 1.0:
+            raise ValueError(f"TrainConfig.data_fraction must be in (0, 1], got {self.data_fraction!r}")
+        self.data_fraction = float(self.data_fraction)
+        for name, low in (("n_train", 1), ("n_eval", 1), ("steps", 1), ("batch_size", 1),
+                          ("save_every", 1), ("seed", 0), ("data_seed", 0)):
+            v = getattr(self, name)
+            if not _is_int(v) or v < low:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
+        if not _is_int(self.image_size) or self.image_size < 18:
+            raise ValueError(f"TrainConfig.image_size must be an integer >= 18, got {self.image_size!r}")
+        for name in ("eval_every", "max_new_tokens", "eval_batch_size"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < 1):
+                raise ValueError(f"TrainConfig.{name} must be a positive integer or None, got {v!r}")
+        if self.lr is not None:
+            if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
+                raise ValueError(f"TrainConfig.lr must be in (0, 1) or None (method default), got {self.lr!r}")
+            self.lr = float(self.lr)
+        for name, hi in (("weight_decay", 10.0), ("warmup_ratio", 1.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
+                raise ValueError(f"TrainConfig.{name} must be in [0, {hi:g}], got {v!r}")
+            setattr(self, name, float(v))
+        if isinstance(self.max_grad_norm, bool) or not isinstance(self.max_grad_norm, (int, float)):
+            raise ValueError(f"TrainConfig.max_grad_norm must be a number (<= 0 disables clipping), got {self.max_grad_norm!r}")
+        self.max_grad_norm = float(self.max_grad_norm)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.output_dir is None:
+            self.output_dir = f"runs/{self.method}-{self.task}-s{self.seed}"
+        self.output_dir = str(self.output_dir)
+        try:
+            json.dumps(self.method_options)
+        except TypeError:
+            raise ValueError("TrainConfig.method_options must be JSON-serialisable (numbers, strings, lists)") from None
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (inverse: :meth:`from_dict`)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Config from :meth:`to_dict` output; unknown keys fail in one line naming them."""
+        if not isinstance(d, dict):
+            raise ValueError(f"TrainConfig.from_dict needs a dict, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"TrainConfig has no field(s) {', '.join(unknown)}; fields are {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else default_lr(self.method)
+
+    def config_hash(self) -> str:
+        """sha256 (hex) of the canonical JSON of the result-relevant fields; ``lr=None`` is
+        hashed as the resolved default, so changing a default changes the hash."""
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_HASHED}
+        d["lr"] = self.resolved_lr()
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()

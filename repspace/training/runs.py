@@ -1,0 +1,180 @@
+"""The run folder (a checkpoint ``repspace compare`` can load) and :func:`load_run`.
+
+Files (written atomically; the manifest last, so its presence means "complete")::
+
+    repspace_manifest.json   schema "repspace.run" v1 (fields: see MANIFEST_FIELDS)
+    weights.safetensors      "repspace.trainable": the parameters the method trained
+                             (all stages, plus new task heads); "repspace.full": every parameter
+    processor / tokenizer files (save_pretrained of the base's processor)
+    train_config.json        the TrainConfig and its hash (written at the start: resume check)
+    train_log.jsonl          one JSON line per logged step / evaluation
+
+Rebuilding (:func:`load_run`): load the base (``base=`` or the manifest's ``base``, checked
+against ``base_sha256``), add the task head, ``apply_method`` with every stage, then load the
+weights strictly (every trainable parameter present, no unknown name, shapes equal).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repspace.checkpoints.errors import CheckpointError
+from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint
+from repspace.training.state import atomic_write_text
+
+__all__ = ["write_run", "load_run", "manifest_loader", "SCHEMA", "WEIGHTS_NAME", "MANIFEST_FIELDS"]
+
+SCHEMA = "repspace.run"
+SCHEMA_VERSION = 1
+WEIGHTS_NAME = "weights.safetensors"
+MANIFEST_FIELDS = (
+    "schema", "schema_version", "weights_format", "weights_file", "method", "method_config", "budget",
+    "task", "task_kind", "task_state", "domain", "data", "data_fraction", "seed", "steps", "stage_steps",
+    "trainable_params", "total_params", "base", "base_path", "base_sha256", "scores", "train_config",
+    "config_hash", "repspace_version", "created",
+)
+
+
+def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _save_processor(run_dir: Path, processor) -> None:
+    if processor is None or not hasattr(processor, "save_pretrained"):
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".processor.", dir=run_dir))
+    try:
+        processor.save_pretrained(str(tmp))
+        for f in tmp.iterdir():
+            if f.is_file():
+                os.replace(f, run_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_run(run_dir: Path, *, weights: dict[str, torch.Tensor], full: bool, processor,
+              fields: dict[str, Any]) -> dict:
+    """Write weights, processor files and the manifest (last); returns the manifest."""
+    from repspace import __version__
+
+    run_dir = Path(run_dir)
+    _save_weights(run_dir / WEIGHTS_NAME, weights)
+    _save_processor(run_dir, processor)
+    manifest = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+                "weights_format": "repspace.full" if full else "repspace.trainable",
+                "weights_file": WEIGHTS_NAME, **fields, "repspace_version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    missing = [k for k in MANIFEST_FIELDS if k not in manifest]
+    if missing:  # a programming error, never user input
+        raise RuntimeError(f"manifest lacks {missing}")
+    atomic_write_text(run_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+# -- loading --------------------------------------------------------------------------------
+def _resolve_base(path: Path, manifest: dict, base: str | None, base_loader) -> tuple[LoadedCheckpoint, list[str]]:
+    from repspace.checkpoints.hashing import checkpoint_sha256
+    from repspace.checkpoints.loader import resolve_spec
+
+    notes: list[str] = []
+    if base is not None:
+        loaded = base_loader(str(base))
+        if manifest.get("base_sha256") and loaded.sha256 and loaded.sha256 != manifest["base_sha256"]:
+            notes.append(f"base {base} differs from the one the run was trained on (sha256 mismatch)")
+        return loaded, notes
+    candidates = [manifest.get("base"), manifest.get("base_path")]
+    for spec in [c for c in candidates if c]:
+        try:
+            resolved = resolve_spec(spec)
+        except Exception:  # noqa: BLE001 - e.g. the embedded model is not installed
+            continue
+        if Path(resolved).exists():
+            sha = checkpoint_sha256(resolved)
+            if manifest.get("base_sha256") and sha != manifest["base_sha256"]:
+                raise CheckpointError(f"{path}: its base {spec} changed since training (sha256 differs); "
+                                      "pass --base with the model it was trained on")
+            return base_loader(spec), notes
+    raise CheckpointError(f"{path}: its base model {manifest.get('base')!r} is not on this machine; "
+                          "pass --base with the base checkpoint it was trained on")
+
+
+def load_weights_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], full: bool, source: str) -> None:
+    """Copy ``state`` into ``model``: with ``full`` every parameter must be present; otherwise
+    every *trainable* one (plus, for multi-stage methods, earlier-stage ones).  Unknown names
+    and shape mismatches fail in one line naming ``source``."""
+    params = dict(model.named_parameters())
+    need = set(params) if full else {n for n, p in params.items() if p.requires_grad}
+    missing = sorted(need - set(state))
+    extra = sorted(set(state) - set(params))
+    if missing or extra:
+        parts = [f"missing {len(missing)} (e.g. {missing[0]})"] if missing else []
+        parts += [f"unexpected {len(extra)} (e.g. {extra[0]})"] if extra else []
+        raise CheckpointError(f"{source}: weights do not fit the rebuilt model ({'; '.join(parts)}); "
+                              "was it trained with a different method config, base or repspace version?")
+    for n, t in state.items():
+        if tuple(t.shape) != tuple(params[n].shape):
+            raise CheckpointError(f"{source}: {n} has shape {tuple(t.shape)}, the rebuilt model expects "
+                                  f"{tuple(params[n].shape)}")
+    with torch.no_grad():
+        for n, t in state.items():
+            params[n].copy_(t.to(dtype=params[n].dtype, device=params[n].device))
+
+
+def manifest_loader(path, manifest: dict, base_loader, base: str | None = None) -> LoadedCheckpoint:
+    """Loader registered for ``repspace.trainable`` / ``repspace.full`` run folders."""
+    from repspace.checkpoints.hashing import checkpoint_sha256
+    from repspace.checkpoints.loader import load_processor
+    from repspace.checkpoints.state_dict import read_state_dict
+    from repspace.methods import apply_method, config_from_dict
+    from repspace.training.tasks import make_task
+
+    path = Path(path)
+    if manifest.get("schema") != SCHEMA:
+        raise CheckpointError(f"{path / MANIFEST_NAME}: not a repspace training run (schema {manifest.get('schema')!r})")
+    for key in ("method_config", "task", "weights_format"):
+        if key not in manifest:
+            raise CheckpointError(f"{path / MANIFEST_NAME}: missing {key!r}; was the run written by repspace?")
+    weights_file = path / manifest.get("weights_file", WEIGHTS_NAME)
+    state = read_state_dict(weights_file)  # safe read before building anything
+    loaded_base, notes = _resolve_base(path, manifest, base, base_loader)
+    model, processor = loaded_base.model, load_processor(str(path)) or loaded_base.processor
+    task = make_task(model, processor, manifest["task"])
+    task.load_state(manifest.get("task_state") or {})
+    model = task.prepare_model(model)
+    model = apply_method(model, config_from_dict(manifest["method_config"]), stage=None)
+    task.after_apply(model)
+    load_weights_strict(model, state, manifest["weights_format"] == "repspace.full", str(weights_file))
+    model.eval()
+    return LoadedCheckpoint(spec=str(path), name=path.name, kind="repspace", model=model, processor=processor,
+                            sha256=checkpoint_sha256(path), base=loaded_base.spec, notes=notes, manifest=manifest)
+
+
+def load_run(path: str | os.PathLike, base: str | None = None) -> LoadedCheckpoint:
+    """Rebuild a finished run: base + method (all stages) + trained weights, in eval mode.
+
+    ``base`` overrides the manifest's base (needed when it is not on this machine).
+    """
+    from repspace.checkpoints import load_checkpoint
+
+    path = Path(path)
+    if not (path / MANIFEST_NAME).is_file():
+        raise CheckpointError(f"{path}: no {MANIFEST_NAME}; not a finished repspace run "
+                              "(an unfinished one resumes with `repspace train --output` on the same folder)")
+    return load_checkpoint(str(path), base=base)
