@@ -18,6 +18,7 @@ COMMANDS = {
     "layers": ("repspace.capture.cli", "add_layers_parser", "run_layers"),
     "demo": ("repspace.demo", "add_parser", "run"),
     "train": ("repspace.training.cli", "add_train_parser", "run_train"),
+    "methods": ("repspace.methods.cli", "add_parser", "run"),
 }
 
 
