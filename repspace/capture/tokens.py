@@ -30,17 +30,27 @@ _STREAM_KEYS = {"text": ("attention_mask", "input_ids"),
 
 
 def num_virtual_tokens(model: nn.Module) -> int:
-    """Positions a PEFT prompt-learning adapter prepends to the sequence (0 if none)."""
+    """Positions a prompt-learning method prepends to the sequence (0 if none): a PEFT
+    prompt-learning adapter's ``num_virtual_tokens``, or repspace's own prompt tuning (a
+    module with a ``repspace_num_virtual_tokens`` attribute, see
+    :mod:`repspace.methods.prompt`)."""
+    from repspace.capture.names import unwrap_model
+
     try:
         from peft import PeftModel, PeftType
     except ImportError:
-        return 0
-    if not isinstance(model, PeftModel) or not getattr(model, "has_active_enabled_adapter", True):
-        return 0  # inside disable_adapter(): the base forward runs, nothing is prepended
-    cfg = model.active_peft_config
-    if not getattr(cfg, "is_prompt_learning", False) or cfg.peft_type == PeftType.PREFIX_TUNING:
-        return 0
-    return int(cfg.num_virtual_tokens)
+        PeftModel = None
+    if PeftModel is not None and isinstance(model, PeftModel):
+        if not getattr(model, "has_active_enabled_adapter", True):
+            return 0  # inside disable_adapter(): the base forward runs, nothing is prepended
+        cfg = model.active_peft_config
+        if getattr(cfg, "is_prompt_learning", False) and cfg.peft_type != PeftType.PREFIX_TUNING:
+            return int(cfg.num_virtual_tokens)
+    for module in unwrap_model(model).modules():
+        n = getattr(module, "repspace_num_virtual_tokens", None)
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return n
+    return 0
 
 
 def image_token_id(model: nn.Module) -> int | None:

@@ -67,7 +67,7 @@ _LLAVA_V = r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.\d+\.
 _BERT_T = r"(?:bert\.)?encoder\.layer\.\d+\."
 _GPT2_T = r"(?:transformer\.)?h\.\d+\."
 _LLAMA_T = r"(?:model\.)?layers\.\d+\."
-_VIT_V = r"(?:vit\.)?encoder\.layer\.\d+\."
+_VIT_V = r"(?:vit\.)?(?:encoder\.layer|layers)\.\d+\."
 
 ARCHITECTURES: tuple[ArchSpec, ...] = (
     ArchSpec("blip", ("blip",), {
@@ -118,13 +118,15 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         "self_attention": {"text": _LLAMA_T + r"self_attn"},
         "embeddings": {"text": r"(?:model\.)?embed_tokens"},
     }),
+    # transformers >= 5 names ViT blocks ``layers.N`` with ``q_proj``/``mlp.fc1``; earlier
+    # versions ``encoder.layer.N`` with ``attention.attention.query``/``intermediate.dense``.
     ArchSpec("vit", ("vit",), {
-        "query_value": {"vision": _VIT_V + r"attention\.attention\.(?:query|value)"},
-        "key_value": {"vision": _VIT_V + r"attention\.attention\.(?:key|value)"},
-        "ffn_in": {"vision": _VIT_V + r"intermediate\.dense"},
-        "ffn_out": {"vision": _VIT_V + r"output\.dense"},
-        "attn_out": {"vision": _VIT_V + r"attention\.output\.dense"},
-        "self_attention": {"vision": _VIT_V + r"attention\.attention"},
+        "query_value": {"vision": _VIT_V + r"attention\.(?:attention\.(?:query|value)|(?:q|v)_proj)"},
+        "key_value": {"vision": _VIT_V + r"attention\.(?:attention\.(?:key|value)|(?:k|v)_proj)"},
+        "ffn_in": {"vision": _VIT_V + r"(?:intermediate\.dense|mlp\.fc1)"},
+        "ffn_out": {"vision": _VIT_V + r"(?:output\.dense|mlp\.fc2)"},
+        "attn_out": {"vision": _VIT_V + r"attention\.(?:output\.dense|o_proj)"},
+        "self_attention": {"vision": r"(?:vit\.)?(?:encoder\.layer\.\d+\.attention\.attention|layers\.\d+\.attention)"},
         "embeddings": {"image": r"(?:vit\.)?embeddings"},
     }),
 )
