@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": ("repspace.demo", "add_parser", "run"),
     "train": ("repspace.training.cli", "add_train_parser", "run_train"),
     "methods": ("repspace.methods.cli", "add_parser", "run"),
+    "pretrain": ("repspace.training.pretrain", "add_pretrain_parser", "run_pretrain"),
 }
 
 
