@@ -1,79 +1,76 @@
-"""`repspace demo`: the main job on the embedded default.
+"""`repspace demo [-o OUT] [--quick]`: the preset study on the embedded model.
 
-Until the training and study runner land, the demo exercises the metrics engine end to
-end on deterministic synthetic representations that mimic the PT-PEFT paper's finding:
-a "collapsing" update (a low-rank update that dominates a few directions, as LoRA and
-adapters are reported to do) versus a "preserving" one (a small rotation plus noise,
-as prefix-tuning is reported to do).  It streams both through the same accumulator a
-capture run would use and prints the per-layer table.
+Trains every method family (full, LoRA, adapter, prefix, prompt, IA³, AdaLink, PT-LoRA,
+PT-adapter) on shapes-world VQA from the embedded tiny BLIP, compares each run with the
+base, and writes the study folder (``summary.md``, ``results/``, ``figures/``) plus one
+joint compare report of every method against the base (``compare_report/``).  Cells are
+cached, so a second run only rewrites the outputs.  ``--quick`` is a seconds-long version
+(a few steps, tiny data) for smoke tests; its numbers mean nothing.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
+from pathlib import Path
 
-from repspace.statistics import LayerwiseMoments
+from repspace.study import CompareSettings, StudyConfig, load_study_config, preset_path
 
-METRICS = ("linear_cka", "linear_cka_debiased", "effective_rank_base", "effective_rank_tuned",
-           "frechet_distance", "cosine_similarity_mean")
+__all__ = ["demo_config", "add_parser", "run", "QUICK_METHODS"]
 
-
-def synthetic_layers(n: int, p: int, layers: int, seed: int):
-    """Base features with a power-law spectrum and two tuned variants, per layer."""
-    rng = np.random.default_rng(seed)
-    decay = np.arange(1, p + 1, dtype=np.float64) ** -0.5
-    base, collapse, preserve = {}, {}, {}
-    for layer in range(layers):
-        name = f"encoder.layer.{layer}"
-        x = rng.standard_normal((n, p)) * decay @ np.linalg.qr(rng.standard_normal((p, p)))[0]
-        u = rng.standard_normal((p, 2))
-        strength = 0.5 * (layer + 1)  # later layers move more
-        collapse[name] = x + strength * (x @ u) @ u.T / p ** 0.5
-        angle = 0.02 * (layer + 1)
-        rot = np.eye(p)
-        rot[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-        preserve[name] = x @ rot + 0.01 * rng.standard_normal((n, p))
-        base[name] = x
-    return base, {"collapsing update (LoRA-like)": collapse,
-                  "preserving update (prefix-like)": preserve}
+QUICK_METHODS = ("base", "lora", "prefix", "pt_lora")
 
 
-def run_demo(n: int = 4096, p: int = 64, layers: int = 4, batch_size: int = 512,
-             seed: int = 0) -> dict:
-    base, tuned_sets = synthetic_layers(n, p, layers, seed)
-    results = {}
-    for label, tuned in tuned_sets.items():
-        acc = LayerwiseMoments(precision="float64")
-        for start in tqdm(range(0, n, batch_size), desc=label, leave=False):
-            acc.update({k: torch.from_numpy(v[start:start + batch_size]) for k, v in base.items()},
-                       {k: torch.from_numpy(v[start:start + batch_size]) for k, v in tuned.items()})
-        results[label] = {layer: row for (layer, _), row in acc.compute().items()}
-    return results
-
-
-def format_table(results: dict) -> str:
-    lines = []
-    for label, rows in results.items():
-        lines.append(f"\n{label}")
-        lines.append("  " + "layer".ljust(18) + "".join(m.rjust(24) for m in METRICS))
-        for layer, row in rows.items():
-            lines.append("  " + layer.ljust(18) + "".join(f"{row[m]:24.4f}" for m in METRICS))
-    return "\n".join(lines)
+def demo_config(quick: bool = False) -> StudyConfig:
+    """The preset ``demo`` study; ``quick``: four methods (base, LoRA, prefix, PT-LoRA),
+    2 steps, tiny data and probe."""
+    config = load_study_config(preset_path("demo"))
+    if quick:
+        config = config.replace(name="demo-quick", methods=QUICK_METHODS, steps=2, batch_size=4,
+                                n_train=8, n_eval=4,
+                                compare=CompareSettings(num_samples=16, batch_size=16,
+                                                        sample_rows=16))
+    return config
 
 
 def add_parser(sub):
-    p = sub.add_parser("demo", help="run the main job on the embedded default")
-    p.add_argument("--num-samples", type=int, default=4096, help="probe samples (default 4096)")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("demo", help="train every method on the embedded model and compare "
+                       "(the preset study)",
+                       description="Run the preset study: every method family fine-tuned on "
+                                   "shapes-world VQA from the embedded model, each compared "
+                                   "with the base; writes tables, figures and a summary.")
+    p.add_argument("-o", "--output", default=None,
+                   help="study folder (default: repspace-demo, or repspace-demo-quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="seconds-long smoke version (2 steps, tiny data; numbers mean nothing)")
+    p.add_argument("--force", action="store_true", help="recompute every cell")
+    p.add_argument("--no-compare-report", action="store_true",
+                   help="skip the joint compare report of every method")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def run(args) -> int:
-    results = run_demo(n=args.num_samples, seed=args.seed)
-    print("repspace demo: synthetic base vs two kinds of update, streamed through the "
-          "exact metrics engine")
-    print(format_table(results))
-    print("\nThe collapsing update lowers the effective rank layer by layer; the preserving "
-          "one keeps CKA near 1 and the effective rank unchanged.")
-    return 0
+    from repspace.study.joint import joint_compare_report
+    from repspace.study.runner import run_study
+    from repspace.study.summary import headline
+
+    config = demo_config(args.quick)
+    out = Path(args.output or ("repspace-demo-quick" if args.quick else "repspace-demo"))
+    print(f"repspace demo: {len(config.methods)} methods on the {config.base} model, task "
+          f"{', '.join(config.tasks)}; writing {out}/")
+    try:
+        result = run_study(config, out, progress=not args.quiet, force=args.force)
+    except KeyboardInterrupt:
+        print(f"\nrepspace demo: interrupted; finished cells are kept in {out}/cells and the "
+              "next run continues from there")
+        return 130
+    if not args.no_compare_report and result.records:
+        report = joint_compare_report(result, out / "compare_report", progress=not args.quiet)
+        if report is not None:
+            result.files["compare_report"] = report
+    print()
+    for line in headline(result):
+        print(line)
+    if "compare_report" in result.files:
+        print(f"Joint compare report: {result.files['compare_report']}/report.html")
+    for label, error in result.failed.items():
+        print(f"FAILED {label}: {error}")
+    return 1 if result.failed else 0
