@@ -20,6 +20,7 @@ COMMANDS = {
     "train": ("repspace.training.cli", "add_train_parser", "run_train"),
     "methods": ("repspace.methods.cli", "add_parser", "run"),
     "pretrain": ("repspace.training.pretrain", "add_pretrain_parser", "run_pretrain"),
+    "study": ("repspace.study.cli", "add_study_parser", "run_study_cli"),
 }
 
 

@@ -1,0 +1,78 @@
+"""`repspace study CONFIG [-o OUT] [--force] [--dry-run] [--jobs 1]`."""
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_study_parser", "run_study_cli", "print_grid"]
+
+
+def add_study_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "study", help="train and compare a grid of fine-tuning runs (methods × budgets × data × seeds)",
+        description="Run a study: train every cell of the grid in CONFIG, compare each run with "
+                    "the base, and write tables, figures and summary.md.  Finished cells are "
+                    "cached: rerunning skips them, an interrupted study resumes.")
+    p.add_argument("config", help="study file (.toml, .yaml or .json), or 'preset:NAME' "
+                   "(e.g. preset:demo)")
+    p.add_argument("-o", "--output", default=None,
+                   help="study folder (default: the config's `output`, else studies/<name>)")
+    p.add_argument("--force", action="store_true",
+                   help="recompute every cell (deletes its run folder first)")
+    p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    p.add_argument("--jobs", type=int, default=1, help="cells run at once (only 1 is supported)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _load(spec: str):
+    from repspace.study import load_study_config, preset_path
+
+    if spec.startswith("preset:"):
+        return load_study_config(preset_path(spec.split(":", 1)[1]))
+    return load_study_config(spec)
+
+
+def print_grid(config, output) -> None:
+    from repspace.study.runner import plan_study
+
+    planned = plan_study(config, output)
+    done = sum(p.done for p in planned)
+    print(f"study {config.name}: {len(planned)} cells ({done} cached) in {output}")
+    for p in planned:
+        c = p.train_config
+        extra = (f"steps={c.steps} lr={c.resolved_lr():g} options={c.method_options}"
+                 if c is not None else "no training (reference)")
+        print(f"  {'cached ' if p.done else 'to run '} {p.label:<36} {p.key[:10]}  {extra}")
+
+
+def run_study_cli(args) -> int:
+    from pathlib import Path
+
+    from repspace.study.runner import run_study
+    from repspace.study.summary import headline
+
+    if args.jobs != 1:
+        raise ValueError(f"--jobs {args.jobs}: only --jobs 1 is supported (cells run one after "
+                         "another; torch already uses every core inside a cell)")
+    config = _load(args.config)
+    output = Path(args.output) if args.output else config.output_dir()
+    if args.dry_run:
+        print_grid(config, output)
+        return 0
+    try:
+        result = run_study(config, output, progress=not args.quiet, force=args.force,
+                           figures=not args.no_figures)
+    except KeyboardInterrupt:
+        print(f"\nrepspace study: interrupted; finished cells are kept in {output}/cells; "
+              "rerun the same command to continue", flush=True)
+        return 130
+    print(f"\nstudy {config.name}: {len(result.records)} cells "
+          f"({len(result.computed)} computed, {len(result.cached)} cached, "
+          f"{len(result.failed)} failed)")
+    for line in headline(result):
+        print(f"  {line}")
+    for label, error in result.failed.items():
+        print(f"  FAILED {label}: {error}")
+    print(f"results: {output}/summary.md (tables in results/, figures in figures/)")
+    return 1 if result.failed else 0

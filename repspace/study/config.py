@@ -1,0 +1,377 @@
+"""`StudyConfig`: one study's grid and settings, loaded from TOML or YAML and validated.
+
+A study trains every cell of the grid ``tasks × methods × budgets × data_fractions × seeds``
+and compares each trained run with the base.  The method ``"base"`` means *no training*:
+its cell compares the base with itself and is the reference every plot draws against.
+
+File format (TOML; YAML takes the same keys)::
+
+    name = "demo"
+    base = "embedded"                      # any checkpoint spec load_checkpoint accepts
+    tasks = ["vqa"]                        # "vqa" | "captioning"
+    methods = ["base", "lora", "prefix"]
+    seeds = [0, 1, 2]
+    data_fractions = [0.25, 1.0]
+    steps = 100                            # or {default = 100, prefix = 200}
+    batch_size = 16
+    lr = {prefix = 3e-2}                   # or one float; unset: the method's default
+    n_train = 512                          # shapes-world sizes and domain
+    n_eval = 64
+    domain = "source"
+    output = "studies/demo"                # default: studies/<name>
+    summary_layer = -1                     # layer index the one-number summaries use
+
+    [options.lora]                         # make_config("lora", r=8, ...)
+    r = 8
+    [budgets]                              # values of each method's budget_field
+    lora = [2, 8, 32]
+    [train]                                # any other TrainConfig field
+    warmup_ratio = 0.1
+    [compare]                              # compare() settings
+    probe = "builtin"
+    num_samples = 256
+    layers = "blocks"
+    batch_size = 32
+
+Every error is one line naming the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config"]
+
+BASE_METHOD = "base"
+TASKS = ("vqa", "captioning")
+_COMPARE_KEYS = ("probe", "num_samples", "layers", "batch_size", "pooling", "seed",
+                 "sample_rows", "max_length")
+_TOP_KEYS = ("name", "base", "tasks", "methods", "options", "budgets", "data_fractions",
+             "seeds", "steps", "batch_size", "lr", "n_train", "n_eval", "domain",
+             "image_size", "train", "compare", "output", "summary_layer")
+# TrainConfig fields the study sets itself; [train] may not set them.
+_OWNED_TRAIN_FIELDS = ("base", "method", "method_options", "task", "domain", "data_fraction",
+                       "n_train", "n_eval", "image_size", "steps", "batch_size", "lr", "seed",
+                       "output_dir")
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Settings of every cell's ``compare(base, [run])`` (part of each cell's cache key)."""
+
+    probe: str = "builtin"
+    num_samples: int = 256
+    layers: str | tuple[str, ...] = "blocks"
+    batch_size: int = 32
+    pooling: str = "mean"
+    seed: int = 0
+    sample_rows: int = 512
+    max_length: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = d["layers"] if isinstance(d["layers"], str) else list(d["layers"])
+        return d
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study.  Build with :func:`load_study_config` or :meth:`from_dict`."""
+
+    name: str
+    methods: tuple[str, ...]
+    base: str = "embedded"
+    tasks: tuple[str, ...] = ("vqa",)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budgets: dict[str, tuple] = field(default_factory=dict)
+    data_fractions: tuple[float, ...] = (1.0,)
+    seeds: tuple[int, ...] = (0,)
+    steps: int | dict[str, int] = 100
+    batch_size: int = 16
+    lr: float | dict[str, float] | None = None
+    n_train: int = 512
+    n_eval: int = 64
+    domain: str = "source"
+    image_size: int | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    compare: CompareSettings = field(default_factory=CompareSettings)
+    output: str | None = None
+    summary_layer: int = -1
+    source: str = "<dict>"
+
+    # -- per-method lookups -------------------------------------------------------------
+    def steps_for(self, method: str) -> int:
+        if isinstance(self.steps, dict):
+            return int(self.steps.get(method, self.steps.get("default", 100)))
+        return int(self.steps)
+
+    def lr_for(self, method: str) -> float | None:
+        if isinstance(self.lr, dict):
+            value = self.lr.get(method, self.lr.get("default"))
+            return None if value is None else float(value)
+        return None if self.lr is None else float(self.lr)
+
+    def budgets_for(self, method: str) -> tuple:
+        """The budget values swept for ``method``; ``(None,)`` means its configured default."""
+        return tuple(self.budgets.get(method, ())) or (None,)
+
+    @property
+    def trained_methods(self) -> tuple[str, ...]:
+        return tuple(m for m in self.methods if m != BASE_METHOD)
+
+    def output_dir(self) -> Path:
+        return Path(self.output) if self.output else Path("studies") / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the study folder's ``study.json``); ``from_dict`` inverts it."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "source"}
+        d["compare"] = self.compare.to_dict()
+        return json.loads(json.dumps(d, default=list))
+
+    def replace(self, **changes) -> "StudyConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>", check_methods: bool = True
+                  ) -> "StudyConfig":
+        return _parse(data, source, check_methods)
+
+
+def load_study_config(path: str | Path, check_methods: bool = True) -> StudyConfig:
+    """Read and validate a study file (``.toml``, ``.yaml``/``.yml``, or ``.json``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"study config {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ValueError(f"{path}: unknown study config format {suffix!r}; use .toml, .yaml "
+                         "or .json")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # tomllib/yaml/json parse errors: one line with the position
+        kind = {".yml": "YAML"}.get(suffix, suffix[1:].upper())
+        raise ValueError(f"{path}: not valid {kind}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the study config must be a table of keys, got "
+                         f"{type(data).__name__}")
+    return _parse(data, str(path), check_methods)
+
+
+# -- validation ---------------------------------------------------------------------------
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, problem: str):
+        raise ValueError(f"{self.source}: key {key!r}: {problem}")
+
+    def str_(self, key, v) -> str:
+        if not isinstance(v, str) or not v.strip():
+            self.fail(key, f"must be a non-empty string, got {v!r}")
+        return v
+
+    def int_(self, key, v, low: int | None = None) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            self.fail(key, f"must be an integer, got {v!r}")
+        if low is not None and v < low:
+            self.fail(key, f"must be ≥ {low}, got {v}")
+        return v
+
+    def float_(self, key, v, low_open: float | None = None, high: float | None = None) -> float:
+        if isinstance(v, str) and self.source.endswith((".yaml", ".yml")):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            self.fail(key, f"must be a number, got {v!r}")
+        if low_open is not None and v <= low_open:
+            self.fail(key, f"must be > {low_open}, got {v}")
+        if high is not None and v > high:
+            self.fail(key, f"must be ≤ {high}, got {v}")
+        return float(v)
+
+    def list_(self, key, v, item, unique: bool = True) -> tuple:
+        if not isinstance(v, (list, tuple)) or not v:
+            self.fail(key, f"must be a non-empty list, got {v!r}")
+        out = tuple(item(f"{key}[{i}]", x) for i, x in enumerate(v))
+        if unique and len(set(out)) != len(out):
+            self.fail(key, f"has duplicates: {list(out)}")
+        return out
+
+    def table(self, key, v) -> dict:
+        if not isinstance(v, dict):
+            self.fail(key, f"must be a table/mapping, got {v!r}")
+        return v
+
+
+def _known_methods(check: bool) -> list[str] | None:
+    if not check:
+        return None
+    from repspace.methods import available_methods
+
+    return available_methods()
+
+
+def _budget_field(method: str) -> str | None:
+    from repspace.methods import get_method
+
+    return get_method(method).config_class.budget_field
+
+
+def _per_method(c: _Checker, key: str, v, methods: tuple, item) -> Any:
+    """A scalar, or a table ``{method or "default": value}``."""
+    if isinstance(v, dict):
+        out = {}
+        for m, x in v.items():
+            if m != "default" and m not in methods:
+                c.fail(f"{key}.{m}", f"{m!r} is not one of the study's methods "
+                                     f"({', '.join(methods)}) nor 'default'")
+            out[m] = item(f"{key}.{m}", x)
+        return out
+    return item(key, v)
+
+
+def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
+    c = _Checker(source)
+    data = {k: v for k, v in data.items() if v is not None}  # YAML `key: null` = unset
+    unknown = sorted(set(data) - set(_TOP_KEYS))
+    if unknown:
+        c.fail(unknown[0], f"unknown key; valid keys are {', '.join(_TOP_KEYS)}")
+    if "methods" not in data:
+        c.fail("methods", "missing; list the methods to train (\"base\" = the untrained model)")
+    kw: dict[str, Any] = {"source": source}
+    kw["name"] = c.str_("name", data.get("name", Path(source).stem if source != "<dict>"
+                                          else "study"))
+    known = _known_methods(check_methods)
+
+    def method_item(key, m):
+        c.str_(key, m)
+        if known is not None and m != BASE_METHOD and m not in known:
+            c.fail(key, f"unknown method {m!r}; choose from {BASE_METHOD}, {', '.join(known)}")
+        return m
+
+    methods = c.list_("methods", data["methods"], method_item)
+    kw["methods"] = methods
+    if "base" in data:
+        kw["base"] = c.str_("base", data["base"])
+
+    def task_item(key, t):
+        if t not in TASKS:
+            c.fail(key, f"unknown task {t!r}; choose from {', '.join(TASKS)}")
+        return t
+
+    if "tasks" in data:
+        kw["tasks"] = c.list_("tasks", data["tasks"], task_item)
+    if "data_fractions" in data:
+        kw["data_fractions"] = c.list_("data_fractions", data["data_fractions"],
+                                       lambda k, v: c.float_(k, v, low_open=0.0, high=1.0))
+    if "seeds" in data:
+        kw["seeds"] = c.list_("seeds", data["seeds"], lambda k, v: c.int_(k, v, low=0))
+    if "steps" in data:
+        kw["steps"] = _per_method(c, "steps", data["steps"], methods,
+                                  lambda k, v: c.int_(k, v, low=1))
+    if "lr" in data:
+        kw["lr"] = _per_method(c, "lr", data["lr"], methods,
+                               lambda k, v: c.float_(k, v, low_open=0.0))
+    for key, low in (("batch_size", 1), ("n_train", 1), ("n_eval", 1), ("image_size", 8)):
+        if key in data:
+            kw[key] = c.int_(key, data[key], low=low)
+    if "summary_layer" in data:
+        kw["summary_layer"] = c.int_("summary_layer", data["summary_layer"])
+    for key in ("domain", "output"):
+        if key in data:
+            kw[key] = c.str_(key, data[key])
+    kw["options"] = _options(c, data.get("options", {}), methods, check_methods)
+    kw["budgets"] = _budgets(c, data.get("budgets", {}), methods, kw["options"], check_methods)
+    if "train" in data:
+        train = c.table("train", data["train"])
+        for k in train:
+            if k in _OWNED_TRAIN_FIELDS:
+                c.fail(f"train.{k}", "is set by the study itself; use the top-level key "
+                                     f"({'options' if k == 'method_options' else k})")
+        kw["train"] = dict(train)
+    if "compare" in data:
+        kw["compare"] = _compare(c, c.table("compare", data["compare"]))
+    return StudyConfig(**kw)
+
+
+def _options(c: _Checker, options, methods, check: bool) -> dict:
+    c.table("options", options)
+    out = {}
+    for m, opts in options.items():
+        if m not in methods or m == BASE_METHOD:
+            c.fail(f"options.{m}", f"{m!r} is not a trained method of this study "
+                                   f"({', '.join(x for x in methods if x != BASE_METHOD)})")
+        c.table(f"options.{m}", opts)
+        if check:
+            from repspace.methods import make_config
+
+            try:
+                make_config(m, **opts)
+            except (ValueError, TypeError) as exc:
+                c.fail(f"options.{m}", " ".join(str(exc).split()))
+        out[m] = dict(opts)
+    return out
+
+
+def _budgets(c: _Checker, budgets, methods, options, check: bool) -> dict:
+    c.table("budgets", budgets)
+    out = {}
+    for m, values in budgets.items():
+        if m not in methods or m == BASE_METHOD:
+            c.fail(f"budgets.{m}", f"{m!r} is not a trained method of this study")
+        values = c.list_(f"budgets.{m}", values, lambda k, v: v)
+        if check:
+            from repspace.methods import make_config
+
+            fld = _budget_field(m)
+            if fld is None:
+                c.fail(f"budgets.{m}", f"method {m!r} has no budget knob (budget_field is None)")
+            if fld in options.get(m, {}):
+                c.fail(f"budgets.{m}", f"options.{m}.{fld} is set too; sweep it here only")
+            for i, v in enumerate(values):
+                try:
+                    make_config(m, **{**options.get(m, {}), fld: v})
+                except (ValueError, TypeError) as exc:
+                    c.fail(f"budgets.{m}[{i}]", " ".join(str(exc).split()))
+        out[m] = values
+    return out
+
+
+def _compare(c: _Checker, data: dict) -> CompareSettings:
+    unknown = sorted(set(data) - set(_COMPARE_KEYS))
+    if unknown:
+        c.fail(f"compare.{unknown[0]}", f"unknown key; valid keys are {', '.join(_COMPARE_KEYS)}")
+    kw: dict[str, Any] = {}
+    if "probe" in data:
+        kw["probe"] = c.str_("compare.probe", data["probe"])
+    for key, low in (("num_samples", 4), ("batch_size", 1), ("seed", 0), ("sample_rows", 0),
+                     ("max_length", 1)):
+        if key in data:
+            kw[key] = c.int_(f"compare.{key}", data[key], low=low)
+    if "pooling" in data:
+        kw["pooling"] = c.str_("compare.pooling", data["pooling"])
+        if kw["pooling"] not in ("mean", "first", "cls", "last"):
+            c.fail("compare.pooling", f"must be mean, first, cls or last, got {kw['pooling']!r}")
+    if "layers" in data:
+        v = data["layers"]
+        kw["layers"] = (c.str_("compare.layers", v) if isinstance(v, str)
+                        else c.list_("compare.layers", v, c.str_))
+    return CompareSettings(**kw)

@@ -1,0 +1,279 @@
+"""Study figures (PDF + PNG each), drawn from :class:`~repspace.study.results.StudyTables`.
+
+- ``score_vs_preservation``: task score against mean CKA to the base and against the
+  effective-rank ratio at the summary layer, one point per method (error bars: 95 %
+  t-intervals over seeds);
+- ``effective_rank_layers``: effective rank per layer per method, the base dashed;
+- ``cka_layers``: linear CKA to the base per layer per method;
+- ``data_fraction`` / ``budget``: score, mean CKA and rank ratio against the data fraction
+  and against the trainable-parameter count (the empirical-study paper's axes), drawn
+  only when the grid varies them;
+- ``ptpeft_vs_vanilla``: PT-PEFT beside its vanilla counterpart (score, rank ratio).
+
+The "main slice" the per-method figures use: per method its first listed budget and the
+largest data fraction.  A figure the grid cannot support is skipped with a note.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from repspace.report.plots import save_figure, short_layer_names
+from repspace.report.style import BASE_COLOR, color_for, paper_style
+from repspace.study.config import BASE_METHOD
+from repspace.study.results import PRIMARY_SCORE, StudyTables, mean_ci
+
+__all__ = ["make_figures", "main_slice", "PT_PAIRS"]
+
+PT_PAIRS = (("pt_lora", "lora"), ("pt_adapter", "adapter"))
+
+
+def _color(method: str) -> str:
+    return BASE_COLOR if method == BASE_METHOD else color_for(method)
+
+
+def _finite(v) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _err(row: dict, col: str) -> list[list[float]] | None:
+    """Asymmetric error bar ``[[below], [above]]`` from the CI columns (None if undefined)."""
+    m, lo, hi = row.get(col), row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
+    if not (_finite(m) and _finite(lo) and _finite(hi)):
+        return None
+    return [[m - lo], [hi - m]]
+
+
+def main_slice(summary: list[dict], task: str) -> list[dict]:
+    """Per method (study order): the row at its first budget and largest data fraction."""
+    rows = [r for r in summary if r["task"] == task]
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        first_budget = mine[0]["budget"]
+        mine = [r for r in mine if r["budget"] == first_budget]
+        fractions = [r["data_fraction"] for r in mine if r["data_fraction"] is not None]
+        top = max(fractions) if fractions else None
+        out[method] = next(r for r in mine if r["data_fraction"] == top)
+    return list(out.values())
+
+
+def _tasks(tables: StudyTables) -> list[str]:
+    return list(dict.fromkeys(r["task"] for r in tables.summary))
+
+
+def _score_label(task: str) -> str:
+    return f"{task}: {PRIMARY_SCORE.get(task, 'score').replace('_', ' ')}"
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(frameon=False, fontsize=7, ncol=1 if len(handles) < 7 else 2)
+
+
+def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
+    tasks = [t for t in _tasks(tables)
+             if any(_finite(r["primary_score"]) for r in main_slice(tables.summary, t))]
+    if not tasks:
+        return "score_vs_preservation skipped: no cell has a task score"
+    xs = (("mean_linear_cka", "mean linear CKA to base (over layers)"),
+          ("erank_ratio", f"effective-rank ratio tuned / base ({tables.summary_layer})"))
+    with paper_style():
+        fig, axes = plt.subplots(len(tasks), 2, figsize=(8.0, 3.2 * len(tasks)), squeeze=False)
+        for row_axes, task in zip(axes, tasks):
+            for ax, (col, xlabel) in zip(row_axes, xs):
+                for r in main_slice(tables.summary, task):
+                    if not (_finite(r[col]) and _finite(r["primary_score"])):
+                        continue
+                    ax.errorbar(r[col], r["primary_score"], xerr=_err(r, col),
+                                yerr=_err(r, "primary_score"), fmt="o", ms=5, capsize=2,
+                                color=_color(r["method"]), label=r["method"])
+                    ax.annotate(r["method"], (r[col], r["primary_score"]), fontsize=6,
+                                xytext=(3, 3), textcoords="offset points")
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(_score_label(task))
+            _legend(row_axes[1])
+        fig.suptitle("Task score vs representation preservation", y=1.0)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def _layer_means(tables: StudyTables, group: dict, metric: str) -> tuple[list[str], np.ndarray,
+                                                                          np.ndarray, np.ndarray]:
+    """Per-layer mean and CI over seeds of ``metric`` for one summary group."""
+    keys = ("task", "method", "budget", "data_fraction")
+    by_layer: dict[int, list[float]] = {}
+    names: dict[int, str] = {}
+    for r in tables.long:
+        if r["metric"] == metric and all(r[k] == group[k] for k in keys):
+            by_layer.setdefault(r["layer_index"], []).append(r["value"])
+            names[r["layer_index"]] = r["layer"]
+    idx = sorted(by_layer)
+    stats = [mean_ci(by_layer[i], tables.confidence) for i in idx]
+    return ([names[i] for i in idx], np.array([s[0] for s in stats]),
+            np.array([s[1] for s in stats]), np.array([s[2] for s in stats]))
+
+
+def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title: str,
+               reference: str | None) -> list[Path] | str:
+    tasks = _tasks(tables)
+    if not tables.long:
+        return f"{stem.name} skipped: no per-layer metrics"
+    with paper_style():
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.4), squeeze=False)
+        for ax, task in zip(axes[0], tasks):
+            rows = main_slice(tables.summary, task)
+            names: list[str] = []
+            if reference:  # the base's value (mean over every cell of the task)
+                groups = [r for r in rows]
+                vals = [_layer_means(tables, g, reference) for g in groups]
+                vals = [v for v in vals if v[0]]
+                if vals:
+                    names = vals[0][0]
+                    base = np.nanmean(np.vstack([v[1] for v in vals if len(v[1]) == len(names)]), 0)
+                    ax.plot(range(len(base)), base, color=BASE_COLOR, ls="--", marker="s", ms=3,
+                            label="base (no training)")
+            for r in rows:
+                if reference and r["method"] == BASE_METHOD:
+                    continue
+                layer_names, mean, low, high = _layer_means(tables, r, metric)
+                if not layer_names or np.isnan(mean).all():
+                    continue
+                names = names or layer_names
+                x = np.arange(len(mean))
+                ax.plot(x, mean, marker="o", ms=3, color=_color(r["method"]), label=r["method"])
+                if np.isfinite(low).any():
+                    ax.fill_between(x, low, high, color=_color(r["method"]), alpha=0.15, lw=0)
+            short = short_layer_names(names)
+            ax.set_xticks(range(len(short)))
+            ax.set_xticklabels(short, rotation=60 if len(short) > 4 else 0,
+                               ha="right" if len(short) > 4 else "center", fontsize=6)
+            ax.set_xlabel("layer")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{title} ({task})")
+            if metric == "linear_cka":
+                ax.axhline(1.0, color=BASE_COLOR, lw=0.8, ls=":")
+            _legend(ax)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+_SWEEP_Y = (("primary_score", None), ("mean_linear_cka", "mean linear CKA to base"),
+            ("erank_ratio", "effective-rank ratio tuned / base"))
+
+
+def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
+    """Score and distortion against the data fraction or the trainable-parameter count."""
+    tasks = _tasks(tables)
+    lines: dict[tuple[str, str], list[dict]] = {}
+    for r in tables.summary:
+        if r["method"] == BASE_METHOD:
+            continue
+        if axis == "data_fraction":
+            first_budget = next(x["budget"] for x in tables.summary
+                                if x["task"] == r["task"] and x["method"] == r["method"])
+            if r["budget"] == first_budget:
+                lines.setdefault((r["task"], r["method"]), []).append(r)
+        else:
+            fr = [x["data_fraction"] for x in tables.summary
+                  if x["task"] == r["task"] and x["method"] == r["method"]]
+            if r["data_fraction"] == max(fr):
+                lines.setdefault((r["task"], r["method"]), []).append(r)
+    xcol = "data_fraction" if axis == "data_fraction" else "trainable_params"
+    lines = {k: v for k, v in lines.items() if len({x[xcol] for x in v}) > 1}
+    if not lines:
+        return (f"{stem.name} skipped: the grid does not vary "
+                f"{'data_fractions' if axis == 'data_fraction' else 'budgets'}")
+    with paper_style():
+        fig, axes = plt.subplots(len(tasks), 3, figsize=(11.0, 3.0 * len(tasks)), squeeze=False)
+        for row_axes, task in zip(axes, tasks):
+            bases = [r for r in tables.summary if r["task"] == task and r["method"] == BASE_METHOD]
+            for ax, (col, ylabel) in zip(row_axes, _SWEEP_Y):
+                for (t, method), rows in lines.items():
+                    if t != task:
+                        continue
+                    rows = sorted(rows, key=lambda x: x[xcol])
+                    x = [r[xcol] for r in rows]
+                    y = [r[col] for r in rows]
+                    lo = [r[col] - r[f"{col}_ci_low"] if _finite(r[f"{col}_ci_low"]) else 0
+                          for r in rows]
+                    hi = [r[f"{col}_ci_high"] - r[col] if _finite(r[f"{col}_ci_high"]) else 0
+                          for r in rows]
+                    ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=4, capsize=2,
+                                color=_color(method), label=method)
+                if bases and _finite(bases[0][col]):
+                    ax.axhline(bases[0][col], color=BASE_COLOR, ls="--", lw=0.9,
+                               label="base (no training)")
+                ax.set_xlabel("fraction of training data" if axis == "data_fraction"
+                              else "trainable parameters")
+                if axis != "data_fraction":
+                    ax.set_xscale("log")
+                ax.set_ylabel(ylabel or _score_label(task))
+            _legend(row_axes[0])
+        fig.suptitle("Score and distortion vs " + ("data size" if axis == "data_fraction"
+                                                   else "parameter budget"), y=1.0)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
+    panels = []
+    for task in _tasks(tables):
+        rows = {r["method"]: r for r in main_slice(tables.summary, task)}
+        pairs = [(pt, v) for pt, v in PT_PAIRS if pt in rows and v in rows]
+        if pairs:
+            panels.append((task, rows, pairs))
+    if not panels:
+        return "ptpeft_vs_vanilla skipped: the grid has no (pt_lora, lora) or (pt_adapter, adapter) pair"
+    cols = (("primary_score", None), ("erank_ratio", f"effective-rank ratio ({tables.summary_layer})"),
+            ("mean_linear_cka", "mean linear CKA to base"))
+    with paper_style():
+        fig, axes = plt.subplots(len(panels), 3, figsize=(10.0, 3.0 * len(panels)), squeeze=False)
+        for row_axes, (task, rows, pairs) in zip(axes, panels):
+            for ax, (col, ylabel) in zip(row_axes, cols):
+                for i, pair in enumerate(pairs):
+                    for j, method in enumerate(pair):
+                        r = rows[method]
+                        err = _err(r, col)
+                        ax.bar(i + (j - 0.5) * 0.38, r[col] if _finite(r[col]) else 0, 0.36,
+                               yerr=err, capsize=2, color=_color(method), label=method,
+                               hatch="" if j == 0 else "//", edgecolor="white")
+                ax.set_xticks(range(len(pairs)))
+                ax.set_xticklabels([f"{pt} vs {v}" for pt, v in pairs])
+                ax.set_ylabel(ylabel or _score_label(task))
+                if col != "primary_score":
+                    ax.axhline(1.0, color=BASE_COLOR, lw=0.8, ls="--")
+            _legend(row_axes[0])
+        fig.suptitle("PT-PEFT (prefix first) vs vanilla PEFT", y=1.0)
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+def make_figures(tables: StudyTables, folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Every figure the grid supports; returns ``({file name: path}, notes)``."""
+    folder = Path(folder)
+    jobs = {
+        "score_vs_preservation": lambda s: _score_vs_preservation(tables, s),
+        "effective_rank_layers": lambda s: _per_layer(
+            tables, s, "effective_rank_tuned", "effective rank (Roy & Vetterli)",
+            "Effective rank per layer", reference="effective_rank_base"),
+        "cka_layers": lambda s: _per_layer(tables, s, "linear_cka", "linear CKA to base",
+                                           "CKA to the base per layer", reference=None),
+        "data_fraction": lambda s: _sweep(tables, s, "data_fraction"),
+        "budget": lambda s: _sweep(tables, s, "budget"),
+        "ptpeft_vs_vanilla": lambda s: _ptpeft(tables, s),
+    }
+    files, notes = {}, []
+    if not tables.summary:
+        return files, ["figures skipped: no finished cell"]
+    for name, job in jobs.items():
+        out = job(folder / name)
+        if isinstance(out, str):
+            notes.append(out)
+        else:
+            files.update({p.name: p for p in out})
+    return files, notes

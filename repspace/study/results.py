@@ -1,0 +1,258 @@
+"""Study tables: long (cell × layer × metric), wide (one row per cell), and over seeds.
+
+Wide per-cell columns (``cells.csv``):
+
+- identity: ``cell, task, method, budget_field, budget, data_fraction, seed``;
+- size: ``trainable_params, total_params, trainable_percent``;
+- scores: ``score_<name>`` for every task score, ``primary_score`` (VQA accuracy for
+  ``vqa``, CIDEr for ``captioning``);
+- preservation: ``mean_linear_cka`` / ``mean_linear_cka_debiased`` / ``min_linear_cka``
+  over the compared layers; at the summary layer (``summary_layer``, default the last):
+  ``linear_cka_at_layer``, ``erank_base``, ``erank_tuned``, ``erank_delta`` = tuned − base,
+  ``erank_ratio`` = tuned / base, ``frechet_distance``; ``mean_erank_ratio`` over layers;
+- cost: ``train_seconds, compare_seconds``.
+
+Over seeds (``summary.csv``): every numeric column ``c`` becomes ``c`` (mean over seeds),
+``c_ci_low``, ``c_ci_high`` (95 % Student-t interval, n − 1 degrees of freedom:
+mean ± t₀.₉₇₅,ₙ₋₁ · s / √n with s the n − 1 standard deviation) and ``n_seeds``.  With
+one seed the interval is undefined and written as NaN (empty in CSV).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.stats
+
+__all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
+           "write_tables", "write_results", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
+
+PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider"}
+ID_COLUMNS = ("cell", "task", "method", "budget_field", "budget", "data_fraction", "seed")
+GROUP_COLUMNS = ("task", "method", "budget_field", "budget", "data_fraction")
+_NOT_AGGREGATED = set(ID_COLUMNS) | {"summary_layer"}
+
+
+@dataclass
+class StudyTables:
+    long: list[dict] = field(default_factory=list)
+    cells: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
+    summary_layer: str | None = None
+    confidence: float = 0.95
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """``(mean, low, high, n)`` of the finite ``values``: Student-t interval with n − 1 dof.
+
+    NaN interval when n < 2 (a single seed says nothing about seed variance); all NaN
+    when no value is finite.
+    """
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(v.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, 1
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def _ident(record: dict) -> dict:
+    c = record["cell"]
+    return {"cell": record["label"], "task": c["task"], "method": c["method"],
+            "budget_field": c.get("budget_field"), "budget": c.get("budget"),
+            "data_fraction": c.get("data_fraction"), "seed": c["seed"]}
+
+
+def long_rows(records: list[dict]) -> list[dict]:
+    """One row per cell × layer × metric (tidy)."""
+    rows = []
+    for rec in records:
+        ident = _ident(rec)
+        for i, layer in enumerate(rec["layers"]):
+            for metric, value in rec["metrics"].get(layer, {}).items():
+                rows.append({**ident, "layer": layer, "layer_index": i, "metric": metric,
+                             "value": _num(value)})
+    return rows
+
+
+def _num(v) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _layer_series(rec: dict, metric: str) -> np.ndarray:
+    return np.array([_num(rec["metrics"].get(layer, {}).get(metric)) for layer in rec["layers"]],
+                    dtype=np.float64)
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if math.isfinite(a) and math.isfinite(b) and b != 0 else math.nan
+
+
+def cell_rows(records: list[dict], summary_layer: int = -1) -> list[dict]:
+    """One wide row per cell (see the module doc for the columns)."""
+    rows = []
+    score_names: dict[str, None] = {}
+    for rec in records:
+        score_names.update(dict.fromkeys(rec.get("scores", {})))
+    for rec in records:
+        ident = _ident(rec)
+        layers = rec["layers"]
+        row = dict(ident)
+        params = rec.get("params") or {}
+        trainable, total = params.get("trainable"), params.get("total")
+        row["trainable_params"] = _num(trainable)
+        row["total_params"] = _num(total)
+        row["trainable_percent"] = 100 * _ratio(_num(trainable), _num(total))
+        scores = rec.get("scores", {})
+        for name in score_names:
+            row[f"score_{name.replace('/', '.')}"] = _num(scores.get(name))
+        primary = PRIMARY_SCORE.get(ident["task"])
+        row["primary_score"] = _num(scores.get(primary)) if primary in scores else (
+            _num(next(iter(scores.values()))) if scores else math.nan)
+        cka = _layer_series(rec, "linear_cka")
+        row["mean_linear_cka"] = _nanmean(cka)
+        row["mean_linear_cka_debiased"] = _nanmean(_layer_series(rec, "linear_cka_debiased"))
+        row["min_linear_cka"] = float(np.nanmin(cka)) if np.isfinite(cka).any() else math.nan
+        eb, et = _layer_series(rec, "effective_rank_base"), _layer_series(rec, "effective_rank_tuned")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row["mean_erank_ratio"] = _nanmean(et / eb)
+        if layers and -len(layers) <= summary_layer < len(layers):
+            i = summary_layer
+            row["summary_layer"] = layers[i]
+            row["linear_cka_at_layer"] = float(cka[i])
+            row["erank_base"], row["erank_tuned"] = float(eb[i]), float(et[i])
+            row["erank_delta"] = float(et[i] - eb[i])
+            row["erank_ratio"] = _ratio(float(et[i]), float(eb[i]))
+            row["frechet_distance"] = _num(rec["metrics"][layers[i]].get("frechet_distance"))
+        else:
+            row["summary_layer"] = None
+            for k in ("linear_cka_at_layer", "erank_base", "erank_tuned", "erank_delta",
+                      "erank_ratio", "frechet_distance"):
+                row[k] = math.nan
+        secs = rec.get("seconds") or {}
+        row["train_seconds"] = _num(secs.get("train"))
+        row["compare_seconds"] = _num(secs.get("compare"))
+        rows.append(row)
+    return rows
+
+
+def aggregate(rows: list[dict], confidence: float = 0.95) -> list[dict]:
+    """Rows grouped over seeds (first-appearance order): mean and t-interval per column."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[c] for c in GROUP_COLUMNS), []).append(r)
+    numeric = [c for c in (rows[0] if rows else {}) if c not in _NOT_AGGREGATED]
+    out = []
+    for key, members in groups.items():
+        agg = dict(zip(GROUP_COLUMNS, key))
+        agg["seeds"] = " ".join(str(m["seed"]) for m in members)
+        agg["n_seeds"] = len(members)
+        agg["summary_layer"] = members[0].get("summary_layer")
+        for c in numeric:
+            mean, low, high, _ = mean_ci([m.get(c) for m in members], confidence)
+            agg[c], agg[f"{c}_ci_low"], agg[f"{c}_ci_high"] = mean, low, high
+        out.append(agg)
+    return out
+
+
+def build_tables(records: list[dict], summary_layer: int = -1,
+                 confidence: float = 0.95) -> StudyTables:
+    cells = cell_rows(records, summary_layer)
+    layer = next((r["summary_layer"] for r in cells if r.get("summary_layer")), None)
+    return StudyTables(long_rows(records), cells, aggregate(cells, confidence), layer, confidence)
+
+
+# -- writing ------------------------------------------------------------------------------
+def _columns(rows: list[dict]) -> list[str]:
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    return list(cols)
+
+
+def _csv_value(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    cols = _columns(rows)
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([_csv_value(r.get(c)) for c in cols])
+    return buf.getvalue()
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _write_parquet(path: Path, rows: list[dict]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = _columns(rows)
+    data = {c: [r.get(c) for r in rows] for c in cols}
+    for c, values in data.items():  # mixed budget types (int, str): store as text
+        kinds = {type(v) for v in values if v is not None}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            data[c] = [None if v is None else str(v) for v in values]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(pa.table(data), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_tables(tables: StudyTables, folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """CSV always; parquet when pyarrow imports.  Returns ``(files, notes)``."""
+    files, notes = {}, []
+    named = {"metrics_long": tables.long, "cells": tables.cells, "summary": tables.summary}
+    for name, rows in named.items():
+        files[f"{name}.csv"] = atomic_write_text(folder / f"{name}.csv", to_csv(rows))
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        notes.append("parquet tables skipped: pyarrow is not installed (pip install pyarrow)")
+    else:
+        for name, rows in named.items():
+            files[f"{name}.parquet"] = _write_parquet(folder / f"{name}.parquet", rows)
+    return files, notes
+
+
+def write_results(result, figures: bool = True) -> None:
+    """Tables, figures and ``summary.md`` of a :class:`~repspace.study.runner.StudyResult`."""
+    from repspace.study.summary import write_summary
+
+    tables = build_tables(result.records, result.config.summary_layer)
+    result.tables = tables
+    files, notes = write_tables(tables, result.output_dir / "results")
+    result.files.update(files)
+    result.notes.extend(notes)
+    if figures:
+        from repspace.study.figures import make_figures
+
+        figs, fig_notes = make_figures(tables, result.output_dir / "figures")
+        result.files.update(figs)
+        result.notes.extend(fig_notes)
+    result.files["summary.md"] = write_summary(result)

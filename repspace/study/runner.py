@@ -1,0 +1,284 @@
+"""`run_study`: train and compare every grid cell, cached, resumable, one progress bar.
+
+Study folder::
+
+    <out>/study.json                  the resolved config and the grid (cell keys)
+    <out>/runs/<label>-<key10>/       each cell's training run (a compare-able checkpoint)
+    <out>/cells/<label>-<key10>.json  each finished cell: scores, params, per-layer metrics
+    <out>/results/                    tables (see :mod:`repspace.study.results`)
+    <out>/figures/                    figures (see :mod:`repspace.study.figures`)
+
+Caching: a cell whose ``cells/*.json`` exists (same key) is not recomputed.  The JSON is
+written atomically after the compare, so an interruption loses at most the running cell,
+and its trainer resumes from its last save on the next run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from repspace import __version__
+from repspace.study.config import StudyConfig
+from repspace.study.grid import Cell, cell_key, expand_grid, train_config_for
+
+__all__ = ["PlannedCell", "StudyResult", "plan_study", "run_study", "CELL_SCHEMA"]
+
+CELL_SCHEMA = "repspace.study.cell"
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    key: str
+    run_dir: Path | None          # None for the base cell
+    record_path: Path
+    train_config: Any = None      # TrainConfig (None for the base cell)
+
+    @property
+    def label(self) -> str:
+        return self.cell.label
+
+    @property
+    def done(self) -> bool:
+        return _read_record(self.record_path, self.key) is not None
+
+
+@dataclass
+class StudyResult:
+    """What :func:`run_study` produced; ``records`` are the cells' JSON payloads."""
+
+    config: StudyConfig
+    output_dir: Path
+    records: list[dict]
+    computed: list[str] = field(default_factory=list)   # labels run this time
+    cached: list[str] = field(default_factory=list)     # labels loaded from cells/
+    failed: dict[str, str] = field(default_factory=dict)  # label -> one-line error
+    tables: Any = None                                   # results.StudyTables
+    files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=1, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and not isinstance(v, (dict, list, tuple, str)):
+        return _jsonable(v.item())
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _read_record(path: Path, key: str) -> dict | None:
+    """The finished cell's payload, or None (missing, unreadable or another key)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("schema") != CELL_SCHEMA or record.get("key") != key:
+        return None
+    return record
+
+
+def plan_study(config: StudyConfig, output_dir: str | Path | None = None) -> list[PlannedCell]:
+    """Every cell with its key and paths (builds, and so validates, every TrainConfig)."""
+    out = Path(output_dir) if output_dir is not None else config.output_dir()
+    planned = []
+    for cell in expand_grid(config):
+        if cell.is_base:
+            key = cell_key(config, cell)
+            stem = f"{cell.label}-{key[:10]}"
+            planned.append(PlannedCell(cell, key, None, out / "cells" / f"{stem}.json"))
+            continue
+        try:
+            cfg = train_config_for(config, cell)
+        except ValueError as exc:
+            raise ValueError(f"{config.source}: cell {cell.label}: {exc}") from None
+        key = cell_key(config, cell, cfg)
+        stem = f"{cell.label}-{key[:10]}"
+        cfg.output_dir = str(out / "runs" / stem)
+        planned.append(PlannedCell(cell, key, out / "runs" / stem,
+                                   out / "cells" / f"{stem}.json", cfg))
+    return planned
+
+
+def _flat_scores(scores: dict | None, prefix: str = "") -> dict[str, float]:
+    """``{"vqa_accuracy": 0.5, "per_type": {"color": 0.4}}`` → ``{..., "per_type/color": 0.4}``."""
+    out: dict[str, float] = {}
+    for k, v in (scores or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat_scores(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def _compare_kwargs(config: StudyConfig) -> dict:
+    s = config.compare
+    return dict(probe=s.probe, num_samples=s.num_samples, layers=s.layers,
+                batch_size=s.batch_size, pooling=s.pooling, seed=s.seed,
+                sample_rows=s.sample_rows, max_length=s.max_length, embedding="none",
+                distributed=False, progress=False)
+
+
+def default_compare(base: str, tuned: list[str], **kwargs):
+    from repspace.compare import compare
+
+    return compare(base, tuned, **kwargs)
+
+
+def default_train(cfg, progress: bool = False):
+    from repspace.training import train
+
+    return train(cfg, progress=progress)
+
+
+def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
+    """Task scores of the untrained base on the cell's held-out split (the trainer's own
+    evaluation: same records, same greedy decoding, same scorer)."""
+    import torch
+
+    from repspace.checkpoints import load_checkpoint
+    from repspace.training import TrainConfig, evaluate_model
+    from repspace.training.data import load_records
+    from repspace.training.tasks import Task, make_task
+
+    kw = dict(config.train)
+    if config.image_size is not None:
+        kw["image_size"] = config.image_size
+    method = config.trained_methods[0] if config.trained_methods else "full"
+    cfg = TrainConfig(base=config.base, method=method, task=cell.task, domain=config.domain,
+                      n_train=config.n_train, n_eval=config.n_eval, seed=cell.seed,
+                      batch_size=config.batch_size, **kw)
+    base = load_checkpoint(config.base)
+    task = make_task(base.model, base.processor, cell.task)
+    if type(task).fit is not Task.fit:  # only tasks that learn state (answer sets) need the data
+        task.fit(load_records(cfg, "train"))
+    model = task.prepare_model(base.model).eval()
+    records = load_records(cfg, "test")
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    model.to(device)
+    return evaluate_model(task, model, task.encode(records, False), records, cfg, device)
+
+
+def _params(result) -> dict:
+    p = getattr(result, "params", None)
+    if p is None:
+        return {"trainable": None, "total": None}
+    return {"trainable": int(p.trainable), "total": int(p.total)}
+
+
+def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_score_fn,
+              force: bool, out: Path) -> dict:
+    t0 = time.perf_counter()
+    cmp_kwargs = _compare_kwargs(config)
+    if pc.cell.is_base:
+        scores = base_score_fn(config, pc.cell)
+        params = {"trainable": 0, "total": None}
+        run_rel = None
+        t1 = time.perf_counter()
+        with warnings.catch_warnings():  # base vs itself: identical states are the point
+            warnings.filterwarnings("ignore", message=".*bit-identical to the base.*")
+            result = compare_fn(config.base, [config.base], **cmp_kwargs)
+    else:
+        if force and pc.run_dir.exists():
+            shutil.rmtree(pc.run_dir)
+        trained = train_fn(pc.train_config, progress=False)
+        if getattr(trained, "finished", True) is False:
+            raise RuntimeError(f"training of {pc.label} stopped before its last step")
+        scores, params = getattr(trained, "scores", {}), _params(trained)
+        run_dir = Path(trained.run_dir)
+        run_rel = os.path.relpath(run_dir.resolve(), out.resolve())
+        t1 = time.perf_counter()
+        result = compare_fn(config.base, [str(run_dir)], **cmp_kwargs)
+    name = result.tuned_names[0]
+    metrics = {layer: dict(result.metrics.get(name, {}).get(layer, {})) for layer in result.layers}
+    record = {
+        "schema": CELL_SCHEMA, "schema_version": 1, "key": pc.key, "label": pc.label,
+        "cell": pc.cell.to_dict(), "scores": _flat_scores(scores), "params": params,
+        "run_dir": run_rel, "layers": list(result.layers), "metrics": metrics,
+        "train_config": pc.train_config.to_dict() if pc.train_config is not None else None,
+        "compare": config.compare.to_dict(), "repspace": __version__,
+        "seconds": {"train": t1 - t0, "compare": time.perf_counter() - t1},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(pc.record_path, record)
+    return json.loads(json.dumps(_jsonable(record)))  # same shape as a cached record
+
+
+def run_study(config: StudyConfig, output_dir: str | Path | None = None, progress: bool = True,
+              train_fn: Callable | None = None, compare_fn: Callable | None = None,
+              base_score_fn: Callable | None = None, force: bool = False,
+              write_outputs: bool = True, figures: bool = True) -> StudyResult:
+    """Run (or finish) the study; returns a :class:`StudyResult`.
+
+    ``train_fn(train_config, progress=False) -> TrainResult`` (default
+    :func:`repspace.training.train`), ``compare_fn(base, [tuned], **settings) ->
+    CompareResult`` (default :func:`repspace.compare.compare`) and
+    ``base_score_fn(config, cell) -> scores`` are the seams a test or another backend
+    plugs into.  ``force``: recompute every cell (its run folder is deleted first).
+    A cell that fails is reported in ``result.failed`` and skipped (not cached); the
+    other cells still run.  ``KeyboardInterrupt`` stops at once; finished cells are kept.
+    """
+    out = Path(output_dir) if output_dir is not None else config.output_dir()
+    train_fn = train_fn or default_train
+    compare_fn = compare_fn or default_compare
+    base_score_fn = base_score_fn or default_base_scores
+    planned = plan_study(config, out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "study.json", {
+        "schema": "repspace.study", "schema_version": 1, "repspace": __version__,
+        "config": config.to_dict(), "source": config.source,
+        "cells": [{"label": p.label, "key": p.key, **p.cell.to_dict()} for p in planned]})
+    result = StudyResult(config, out, [])
+    records: dict[str, dict] = {}
+    if not force:
+        for p in planned:
+            rec = _read_record(p.record_path, p.key)
+            if rec is not None:
+                records[p.label] = rec
+                result.cached.append(p.label)
+    todo = [p for p in planned if p.label not in records]
+    bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc=f"study {config.name}",
+               unit="cell", disable=not progress, dynamic_ncols=True)
+    try:
+        for p in todo:
+            bar.set_postfix_str(p.label)
+            try:
+                records[p.label] = _run_cell(config, p, train_fn, compare_fn, base_score_fn,
+                                             force, out)
+                result.computed.append(p.label)
+                (out / "cells" / f"{p.label}.error.txt").unlink(missing_ok=True)
+            except Exception as exc:  # noqa: BLE001 - one failed cell must not sink the study
+                result.failed[p.label] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+                (out / "cells").mkdir(parents=True, exist_ok=True)
+                (out / "cells" / f"{p.label}.error.txt").write_text(traceback.format_exc())
+            bar.update(1)
+        bar.set_postfix_str("done")
+    finally:
+        bar.close()
+    result.records = [records[p.label] for p in planned if p.label in records]
+    if write_outputs:
+        from repspace.study.results import write_results
+
+        write_results(result, figures=figures)
+    return result

@@ -1,0 +1,135 @@
+"""The study's ``summary.md`` and its plain-language headline lines."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from repspace.study.claims import check_claims
+from repspace.study.config import BASE_METHOD
+from repspace.study.figures import main_slice
+from repspace.study.results import PRIMARY_SCORE, atomic_write_text
+
+__all__ = ["headline", "markdown", "write_summary"]
+
+
+def _ok(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _pm(row: dict, col: str, digits: int = 3) -> str:
+    """``mean ± half-width`` (half of the 95 % t-interval), ``mean`` alone with one seed."""
+    m, lo, hi = row.get(col), row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
+    if not _ok(m):
+        return "n/a"
+    if _ok(lo) and _ok(hi):
+        return f"{m:.{digits}f} ± {(hi - lo) / 2:.{digits}f}"
+    return f"{m:.{digits}f}"
+
+
+def headline(result) -> list[str]:
+    """Five plain-language lines: closest method, best score, rank change, PT-PEFT, where."""
+    tables = result.tables
+    lines: list[str] = []
+    for task in dict.fromkeys(r["task"] for r in tables.summary):
+        rows = [r for r in main_slice(tables.summary, task) if r["method"] != BASE_METHOD]
+        if not rows:
+            continue
+        score = PRIMARY_SCORE.get(task, "score")
+        by_cka = sorted((r for r in rows if _ok(r["mean_linear_cka"])),
+                        key=lambda r: -r["mean_linear_cka"])
+        if by_cka:
+            top, low = by_cka[0], by_cka[-1]
+            lines.append(f"[{task}] Closest to the base representation: {top['method']} "
+                         f"(mean CKA {top['mean_linear_cka']:.4f}); furthest: {low['method']} "
+                         f"({low['mean_linear_cka']:.4f}).")
+        scored = sorted((r for r in rows if _ok(r["primary_score"])),
+                        key=lambda r: -r["primary_score"])
+        base = next((r for r in main_slice(tables.summary, task) if r["method"] == BASE_METHOD),
+                    None)
+        if scored:
+            extra = (f"; untrained base {base['primary_score']:.3f}"
+                     if base and _ok(base["primary_score"]) else "")
+            lines.append(f"[{task}] Best {score}: {scored[0]['method']} "
+                         f"({scored[0]['primary_score']:.3f}); lowest: {scored[-1]['method']} "
+                         f"({scored[-1]['primary_score']:.3f}){extra}.")
+        ranks = [f"{r['method']} {r['erank_ratio']:.2f}×" for r in rows if _ok(r["erank_ratio"])]
+        if ranks:
+            lines.append(f"[{task}] Effective rank at {tables.summary_layer} vs base: "
+                         + ", ".join(ranks) + ".")
+        by = {r["method"]: r for r in rows}
+        pt = [f"{a} {by[a]['primary_score']:.3f} vs {b} {by[b]['primary_score']:.3f} "
+              f"(rank ratio {by[a]['erank_ratio']:.2f} vs {by[b]['erank_ratio']:.2f})"
+              for a, b in (("pt_lora", "lora"), ("pt_adapter", "adapter"))
+              if a in by and b in by and _ok(by[a]["primary_score"]) and _ok(by[b]["primary_score"])]
+        if pt:
+            lines.append(f"[{task}] PT-PEFT vs vanilla ({score}): " + "; ".join(pt) + ".")
+    lines.append(f"Tables: {result.output_dir / 'results'}; figures: "
+                 f"{result.output_dir / 'figures'}; summary: {result.output_dir / 'summary.md'}.")
+    return lines
+
+
+def _table(tables, task: str) -> list[str]:
+    score = PRIMARY_SCORE.get(task, "score")
+    layer = tables.summary_layer
+    head = ["method", "budget", "data", "seeds", "trainable %", score, "mean CKA",
+            f"erank ratio ({layer})", "erank Δ"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in (r for r in tables.summary if r["task"] == task):
+        budget = "—" if r["budget"] is None else f"{r['budget_field']}={r['budget']}"
+        data = "—" if r["data_fraction"] is None else f"{r['data_fraction']:g}"
+        pct = f"{r['trainable_percent']:.3f}" if _ok(r["trainable_percent"]) else (
+            "0" if r["method"] == BASE_METHOD else "n/a")
+        out.append("| " + " | ".join([
+            r["method"], budget, data, str(r["n_seeds"]), pct, _pm(r, "primary_score"),
+            _pm(r, "mean_linear_cka", 4), _pm(r, "erank_ratio"), _pm(r, "erank_delta", 2)]) + " |")
+    return out
+
+
+def markdown(result) -> str:
+    cfg, tables = result.config, result.tables
+    n = len(result.records) + len(result.failed)
+    lines = [f"# repspace study: {cfg.name}", "",
+             f"{n} cells ({len(result.computed)} computed in the last run, {len(result.cached)} "
+             f"from cache, {len(result.failed)} failed). Base `{cfg.base}`, tasks "
+             f"{', '.join(cfg.tasks)}, seeds {', '.join(map(str, cfg.seeds))}, probe "
+             f"`{cfg.compare.probe}` ({cfg.compare.num_samples} samples, layers "
+             f"`{cfg.compare.layers}`).", ""]
+    lines += [f"- {line}" for line in headline(result)[:-1]]
+    one_seed = all(r["n_seeds"] < 2 for r in tables.summary)
+    lines += ["", "Values are means over seeds ± half the 95 % Student-t interval (n − 1 dof)"
+              + (". **One seed per cell: no interval is defined (NaN in the CSVs).**"
+                 if one_seed else "; cells with one seed show the mean alone."),
+              "`erank ratio` = effective rank of the tuned model / the base's, at the summary "
+              "layer; `mean CKA` = linear CKA to the base averaged over the compared layers.", ""]
+    for task in dict.fromkeys(r["task"] for r in tables.summary):
+        lines += [f"## {task}", "", *_table(tables, task), ""]
+    claims = check_claims(tables) if tables.summary else []
+    if claims:
+        lines += ["## The papers' claims on this study", "",
+                  "Direction checks on the main slice (first budget, largest data fraction), "
+                  "not significance tests.", "",
+                  "| task | paper | claim | verdict | evidence |", "|---|---|---|---|---|"]
+        cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731 - |x − 1| in evidence
+        lines += ["| " + " | ".join(cell(c[k]) for k in ("task", "paper", "claim", "verdict",
+                                                          "evidence")) + " |" for c in claims]
+        lines.append("")
+    if result.failed:
+        lines += ["## Failed cells", "", *[f"- `{k}`: {v}" for k, v in result.failed.items()],
+                  "", "Tracebacks: `cells/<cell>.error.txt`. Rerun the study to retry them.", ""]
+    pngs = [p for name, p in result.files.items() if name.endswith(".png")]
+    if pngs:
+        lines += ["## Figures", ""]
+        lines += [f"![{p.stem}](figures/{p.name})" for p in pngs] + [""]
+    lines += ["## Files", "",
+              "- `results/cells.csv`: one row per cell (scores, parameter counts, summaries)",
+              "- `results/summary.csv`: means and 95 % CIs over seeds",
+              "- `results/metrics_long.csv`: every metric per cell × layer",
+              "- `cells/*.json`: cached cell results; `runs/*`: the trained runs "
+              "(`repspace compare BASE runs/<cell>` works on them)", ""]
+    if result.notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in result.notes], ""]
+    return "\n".join(lines)
+
+
+def write_summary(result) -> Path:
+    return atomic_write_text(Path(result.output_dir) / "summary.md", markdown(result))

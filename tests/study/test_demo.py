@@ -1,0 +1,49 @@
+"""The demo preset and `repspace demo --quick` (needs the embedded model)."""
+import argparse
+
+import pytest
+
+from repspace.demo import QUICK_METHODS, add_parser, demo_config, run
+from repspace.study import load_study_config, plan_study, preset_path
+from repspace.study.cli import add_study_parser, run_study_cli
+
+
+def test_preset_is_valid_and_covers_every_method_family(tmp_path):
+    cfg = load_study_config(preset_path("demo"))  # validates every method and option
+    assert set(cfg.methods) == {"base", "full", "lora", "adapter", "prefix", "prompt", "ia3",
+                                "adalink", "pt_lora", "pt_adapter"}
+    assert cfg.base == "embedded" and cfg.tasks == ("vqa",)
+    assert len(plan_study(cfg, tmp_path)) == 10
+    quick = demo_config(quick=True)
+    assert quick.methods == QUICK_METHODS and quick.steps == 2
+    with pytest.raises(ValueError, match="no study preset 'nope'"):
+        preset_path("nope")
+
+
+def test_study_cli_rejects_parallel_jobs(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_study_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(ValueError, match="only --jobs 1"):
+        run_study_cli(parser.parse_args(["study", "preset:demo", "--jobs", "2"]))
+
+
+def _embedded_ready() -> bool:
+    try:
+        from repspace.models import embedded_path
+
+        return (embedded_path() / "model.safetensors").is_file()
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _embedded_ready(), reason="the embedded model is not built yet")
+def test_quick_demo_runs_end_to_end(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "demo"
+    assert run(parser.parse_args(["demo", "--quick", "-o", str(out), "--quiet"])) == 0
+    text = capsys.readouterr().out
+    assert "Closest to the base representation" in text and "PT-PEFT vs vanilla" in text
+    assert (out / "summary.md").is_file() and (out / "results" / "cells.csv").is_file()
+    assert (out / "figures" / "ptpeft_vs_vanilla.png").is_file()
+    assert (out / "compare_report" / "report.html").is_file()

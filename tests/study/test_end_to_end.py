@@ -1,0 +1,69 @@
+"""One real study: real training (repspace.training.train) and real compare on a tiny BLIP
+saved to a temporary folder, then the CLI on the same folder (everything cached)."""
+import argparse
+import csv
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("repspace.training")
+
+from repspace.study import StudyConfig, run_study  # noqa: E402
+from repspace.study.cli import add_study_parser, run_study_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_blip(tmp_path_factory):
+    from repspace.models import build_processor, tiny_blip_config
+
+    transformers.logging.set_verbosity_error()
+    folder = tmp_path_factory.mktemp("base") / "tiny-blip"
+    torch.manual_seed(0)
+    cfg = tiny_blip_config(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2,
+                           text_hidden=32, text_layers=2, num_heads=2)
+    transformers.BlipForConditionalGeneration(cfg).eval().save_pretrained(folder)
+    build_processor(32).save_pretrained(folder)
+    return folder
+
+
+def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, capsys):
+    data = {"name": "e2e", "base": str(tiny_blip), "methods": ["base", "lora", "prefix"],
+            "steps": 2, "batch_size": 4, "n_train": 8, "n_eval": 4,
+            "compare": {"num_samples": 16, "batch_size": 16, "sample_rows": 16}}
+    (tmp_path / "study.json").write_text(json.dumps(data))
+    result = run_study(StudyConfig.from_dict(data), tmp_path / "out", progress=False)
+    assert not result.failed and len(result.computed) == 3
+    by = {r["cell"]["method"]: r for r in result.records}
+    assert by["base"]["params"]["trainable"] == 0
+    assert 0 < by["lora"]["params"]["trainable"] < by["lora"]["params"]["total"]
+    assert "vqa_accuracy" in by["lora"]["scores"] and "vqa_accuracy" in by["base"]["scores"]
+    layers = by["lora"]["layers"]
+    assert len(layers) == 4  # the "blocks" preset: 2 vision + 2 text blocks
+    for rec in result.records:
+        for layer in layers:
+            m = rec["metrics"][layer]
+            assert -1e-9 <= m["linear_cka"] <= 1 + 1e-9 and m["effective_rank_tuned"] > 1
+    assert by["base"]["metrics"][layers[-1]]["linear_cka"] == pytest.approx(1.0, abs=1e-9)
+    run_dir = tmp_path / "out" / by["lora"]["run_dir"]
+    assert (run_dir / "repspace_manifest.json").is_file()
+    with open(tmp_path / "out" / "results" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["base", "lora", "prefix"]
+    for name in ("cka_layers", "effective_rank_layers", "score_vs_preservation"):
+        assert (tmp_path / "out" / "figures" / f"{name}.pdf").stat().st_size > 0
+
+    # the CLI on the same study: every cell is cached, nothing trains
+    parser = argparse.ArgumentParser()
+    add_study_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"),
+                              "--quiet", "--no-figures"])
+    assert run_study_cli(args) == 0
+    out = capsys.readouterr().out
+    assert "0 computed, 3 cached" in out and "summary.md" in out
+    args = parser.parse_args(["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"),
+                              "--dry-run"])
+    assert run_study_cli(args) == 0
+    out = capsys.readouterr().out
+    assert "3 cells (3 cached)" in out and "vqa-lora-d1-s0" in out
