@@ -46,6 +46,12 @@ class _TwoStages:
         first = min(max(round(self.stage1_fraction * total_steps), 1), total_steps - 1)
         return [first, total_steps - first]
 
+    def __post_init__(self):
+        check_positive_int(self.method, "num_virtual_tokens", self.num_virtual_tokens)
+        self.towers = check_towers(self.method, self.towers)
+        self.stage1_fraction = _check_fraction(self.method, self.stage1_fraction)
+        self.stage2_config()  # validates the stage-2 options now, not at stage 2
+
 
 @dataclass
 class PTLoRAConfig(_TwoStages, MethodConfig):
@@ -54,18 +60,11 @@ class PTLoRAConfig(_TwoStages, MethodConfig):
 
     method = "pt_lora"
     budget_field = "r"
-    num_stages = 2
     num_virtual_tokens: int = 10
     r: int = 8
     alpha: float = 16
     towers: tuple[str, ...] = ("text",)
     stage1_fraction: float = 0.5
-
-    def __post_init__(self):
-        check_positive_int(self.method, "num_virtual_tokens", self.num_virtual_tokens)
-        self.towers = check_towers(self.method, self.towers)
-        self.stage1_fraction = _check_fraction(self.method, self.stage1_fraction)
-        self.stage2_config()  # validates r and alpha now, not at stage 2
 
     def stage2_config(self) -> MethodConfig:
         return make_config("lora", r=self.r, alpha=self.alpha, towers=self.towers)
@@ -78,17 +77,10 @@ class PTAdapterConfig(_TwoStages, MethodConfig):
 
     method = "pt_adapter"
     budget_field = "width"
-    num_stages = 2
     num_virtual_tokens: int = 10
     width: int = 16
     towers: tuple[str, ...] = ("text",)
     stage1_fraction: float = 0.5
-
-    def __post_init__(self):
-        check_positive_int(self.method, "num_virtual_tokens", self.num_virtual_tokens)
-        self.towers = check_towers(self.method, self.towers)
-        self.stage1_fraction = _check_fraction(self.method, self.stage1_fraction)
-        self.stage2_config()
 
     def stage2_config(self) -> MethodConfig:
         return make_config("adapter", width=self.width, towers=self.towers)
