@@ -63,6 +63,54 @@ def test_gpt2_matches_hand_built_sequence():
     torch.testing.assert_close(out.loss, ref)
 
 
+def test_blip_decoder_matches_hand_built_sequence():
+    """BLIP captioning: the prompt goes into ``text_decoder.bert`` in front of ``[DEC] ...``,
+    which still cross-attends to the image; logits and loss are those of the real tokens."""
+    model = prompted("blip")
+    fc.perturb_trainable(model, scale=1.0)
+    base = tiny_model("blip")
+    x = tiny_inputs("blip")
+    b, t = x["input_ids"].shape
+    text = base.text_decoder.bert
+    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), text.embeddings.word_embeddings(x["input_ids"])], 1)
+    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None].expand(b, -1)
+    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    with torch.no_grad():
+        image = base.vision_model(pixel_values=x["pixel_values"]).last_hidden_state
+        h = text(inputs_embeds=emb, position_ids=pos, attention_mask=mask, encoder_hidden_states=image,
+                 is_decoder=True).last_hidden_state
+        want = base.text_decoder.cls(h[:, P:])
+        out = model(**x)
+    torch.testing.assert_close(out.logits, want, rtol=0, atol=1e-6)
+    ref = F.cross_entropy(want[:, :-1].reshape(-1, want.shape[-1]), x["labels"][:, 1:].reshape(-1))
+    torch.testing.assert_close(out.loss, ref, rtol=0, atol=1e-6)
+
+
+def test_blip_vqa_prompts_the_question_encoder_only():
+    """BLIP VQA: the prompt is prepended to the question in ``text_encoder``; the answer
+    decoder cross-attends to the question's real tokens only (the prompt is stripped)."""
+    model = prompted("blip_vqa")
+    fc.perturb_trainable(model, scale=1.0)
+    base = tiny_model("blip_vqa")
+    x = tiny_inputs("blip_vqa")
+    b, t = x["input_ids"].shape
+    enc = base.text_encoder
+    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), enc.embeddings.word_embeddings(x["input_ids"])], 1)
+    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None].expand(b, -1)
+    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    seen = []
+    hook = model.text_decoder.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["encoder_hidden_states"]), with_kwargs=True)
+    with torch.no_grad():
+        image = base.vision_model(pixel_values=x["pixel_values"]).last_hidden_state
+        want = enc(inputs_embeds=emb, position_ids=pos, attention_mask=mask, encoder_hidden_states=image,
+                   ).last_hidden_state[:, P:]
+        model(**x)
+    hook.remove()
+    assert seen and seen[0].shape == (b, t, want.shape[-1])
+    torch.testing.assert_close(seen[0], want, rtol=0, atol=1e-6)
+
+
 def test_bert_pools_its_cls_token():
     model = prompted("bert")
     fc.perturb_trainable(model, scale=1.0)
