@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from torch import nn
 
-__all__ = ["ArchSpec", "ARCHITECTURES", "architecture_of", "find_modules"]
+__all__ = ["ArchSpec", "ARCHITECTURES", "architecture_of", "find_modules", "site_modules"]
 
 
 @dataclass(frozen=True)
@@ -161,4 +162,30 @@ def find_modules(model: nn.Module, pattern: str, what: str = "modules") -> list[
     if not out:
         raise ValueError(f"{type(root).__name__}: no {what} match {pattern!r}; is this the "
                          "architecture family repspace thinks it is?")
+    return out
+
+
+def site_modules(model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers: Iterable[str],
+                 what: str) -> list[tuple[str, nn.Module]]:
+    """``(real name, module)`` of every module of ``sites`` in ``towers``, in model order,
+    each once.  ValueError (one line, naming ``what``) when a tower lacks a site or nothing
+    matches.
+
+    Sites are matched against *canonical* layer names
+    (:func:`repspace.capture.names.canonical_modules`: ``base_layer`` path components
+    dropped, adapter sub-modules skipped), so a site still resolves on a model whose modules
+    another method already wrapped (PT-PEFT stage 2 on a model with a prefix injected); the
+    returned names are the real ``named_modules()`` paths of the unwrapped model, which is
+    what peft and ``setattr`` need.
+    """
+    from repspace.capture.names import canonical_modules, unwrap_model
+
+    root = unwrap_model(model)
+    rx = re.compile("|".join(f"(?:{arch.pattern(s, tuple(towers))})" for s in sites))
+    real: dict[int, str] = {id(m): n for n, m in root.named_modules()}  # deduplicated by torch
+    out = [(real[id(m)], m) for c, m in canonical_modules(root).items() if rx.fullmatch(c)]
+    if not out:
+        raise ValueError(f"{what}: no module of {type(root).__name__} matches site(s) "
+                         f"{', '.join(sites)} in tower(s) {', '.join(towers)}; is this really a "
+                         f"{arch.name} model?")
     return out

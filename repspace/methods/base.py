@@ -25,7 +25,8 @@ from repspace.methods.architectures import ArchSpec, architecture_of
 __all__ = [
     "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
     "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
-    "load_trainable_state_dict", "generation_kwargs", "method_name",
+    "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers",
+    "check_positive_int",
 ]
 
 # Families import lazily, so `import repspace` stays cheap and peft is only imported on use.
@@ -61,6 +62,26 @@ class MethodConfig:
     def stage_steps(self, total_steps: int) -> list[int]:
         """Steps of each stage for a run of ``total_steps`` (one stage: all of them)."""
         return [int(total_steps)]
+
+
+# Validators the families' config ``__post_init__`` share, so every method rejects a bad
+# option with the same one-line message.
+def check_towers(method: str, towers, allowed=("text", "vision")) -> tuple[str, ...]:
+    """``towers`` as a non-empty tuple of known tower names (ValueError otherwise)."""
+    towers = (towers,) if isinstance(towers, str) else tuple(towers)
+    bad = [t for t in towers if t not in allowed]
+    if not towers or bad:
+        raise ValueError(f"{method}: towers must be a non-empty subset of {', '.join(allowed)}; "
+                         f"got {towers!r}")
+    return towers
+
+
+def check_positive_int(method: str, field: str, value) -> int:
+    """``value`` unchanged if it is an int >= 1 (bool excluded); ValueError naming ``method``
+    and ``field`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{method}: {field} must be a positive integer; got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

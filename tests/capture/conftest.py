@@ -1,4 +1,5 @@
-"""Tiny models built from transformers configs (hidden 32, 2 layers) and their inputs."""
+"""Tiny models built from transformers configs (hidden 32, 2 layers) and their inputs.
+The configs live in tests/tiny_models.py, shared with tests/methods."""
 import copy
 import warnings
 
@@ -6,55 +7,50 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-transformers.logging.set_verbosity_error()
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-VOCAB = 64
-_TEXT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-             intermediate_size=37, max_position_embeddings=64)
-_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=37, image_size=16, patch_size=8)
-
-
-def _build(cls, config):
-    torch.manual_seed(0)
-    return cls(config).eval()
+# IMAGE_TOKEN is re-exported for test_multimodal (`from .conftest import IMAGE_TOKEN`).
+from tests.tiny_models import (  # noqa: E402, F401  (after the skip; re-export)
+    IMAGE_TOKEN,
+    VOCAB,
+    bert_config,
+    blip_config,
+    build,
+    gpt2_config,
+    llava_config,
+    quiet_library_deprecations,
+    vit_config,
+)
 
 
 @pytest.fixture(scope="session")
 def _bert():
-    return _build(transformers.BertModel, transformers.BertConfig(**_TEXT))
+    return build(transformers.BertModel, bert_config())
 
 
 @pytest.fixture(scope="session")
 def _gpt2():
-    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                                  bos_token_id=0, eos_token_id=0)
-    return _build(transformers.GPT2LMHeadModel, cfg)
+    return build(transformers.GPT2LMHeadModel, gpt2_config())
 
 
 @pytest.fixture(scope="session")
 def _vit():
-    return _build(transformers.ViTModel, transformers.ViTConfig(**_VISION))
-
-
-def _blip_config():
-    return transformers.BlipConfig(text_config=dict(_TEXT, bos_token_id=1, sep_token_id=2,
-                                                    pad_token_id=0),
-                                   # BLIP's default vision init range is 1e-10: states
-                                   # that small hide any difference; use BERT's 0.02.
-                                   vision_config=dict(_VISION, initializer_range=0.02),
-                                   projection_dim=16)
+    return build(transformers.ViTModel, vit_config())
 
 
 @pytest.fixture(scope="session")
 def _blip_caption():
-    return _build(transformers.BlipForConditionalGeneration, _blip_config())
+    return build(transformers.BlipForConditionalGeneration, blip_config())
 
 
 @pytest.fixture(scope="session")
 def _blip_vqa():
-    return _build(transformers.BlipForQuestionAnswering, _blip_config())
+    return build(transformers.BlipForQuestionAnswering, blip_config())
+
+
+@pytest.fixture(scope="session")
+def _llava():
+    return build(transformers.LlavaForConditionalGeneration, llava_config())
 
 
 # Function-scoped copies: PEFT wraps models in place.
@@ -81,6 +77,11 @@ def blip_caption(_blip_caption):
 @pytest.fixture
 def blip_vqa(_blip_vqa):
     return copy.deepcopy(_blip_vqa)
+
+
+@pytest.fixture
+def llava(_llava):
+    return copy.deepcopy(_llava)
 
 
 def make_text(n=6, t=7, seed=0, pad="right"):
@@ -122,30 +123,6 @@ def nonzero_lora(model, seed=1):
 
 @pytest.fixture(autouse=True)
 def _quiet_library_deprecations():
-    # peft 0.21 calls a transformers-5 deprecated API; not ours to fix.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+    with quiet_library_deprecations():
         yield
 
-
-IMAGE_TOKEN = VOCAB - 1
-
-
-@pytest.fixture(scope="session")
-def _llava():
-    cfg = transformers.LlavaConfig(
-        vision_config=transformers.CLIPVisionConfig(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-            image_size=16, patch_size=8, projection_dim=16),
-        text_config=transformers.LlamaConfig(
-            vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64),
-        image_token_index=IMAGE_TOKEN, vision_feature_layer=-1,
-        vision_feature_select_strategy="default")  # drops CLS: 4 image tokens per image
-    return _build(transformers.LlavaForConditionalGeneration, cfg)
-
-
-@pytest.fixture
-def llava(_llava):
-    return copy.deepcopy(_llava)

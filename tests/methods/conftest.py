@@ -1,98 +1,28 @@
 """Tiny models of every architecture family repspace trains (hidden 32, 2 layers), built
 from transformers configs, offline, with a fixed seed; function-scoped copies because
-methods inject in place."""
-import copy
-import warnings
+methods inject in place.  The models live in tests/tiny_models.py (shared with
+tests/capture); the names are re-exported here for the test modules that import them."""
 
 import pytest
-import torch
 
-transformers = pytest.importorskip("transformers")
-transformers.logging.set_verbosity_error()
+pytest.importorskip("transformers")
 
-VOCAB = 64
-IMAGE_TOKEN = VOCAB - 1
-_TEXT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-             intermediate_size=37, max_position_embeddings=64)
-_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=37, image_size=16, patch_size=8)
+from tests.tiny_models import (  # noqa: E402  (after the skip)
+    ARCHS,
+    IMAGE_TOKEN,
+    VOCAB,
+    blip_config,
+    llava_config,
+    quiet_library_deprecations,
+    tiny_inputs,
+    tiny_model,
+)
 
-
-def _build(cls, config):
-    torch.manual_seed(0)
-    return cls(config).eval()
-
-
-def blip_config():
-    return transformers.BlipConfig(
-        text_config=dict(_TEXT, bos_token_id=1, sep_token_id=2, pad_token_id=0, eos_token_id=2),
-        vision_config=dict(_VISION, initializer_range=0.02), projection_dim=16)
-
-
-def llava_config():
-    return transformers.LlavaConfig(
-        vision_config=transformers.CLIPVisionConfig(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-            image_size=16, patch_size=8, projection_dim=16),
-        text_config=transformers.LlamaConfig(
-            vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64),
-        image_token_index=IMAGE_TOKEN, vision_feature_layer=-1,
-        vision_feature_select_strategy="default")  # drops CLS: 4 image tokens per image
-
-
-_BUILDERS = {
-    "blip": lambda: _build(transformers.BlipForConditionalGeneration, blip_config()),
-    "blip_vqa": lambda: _build(transformers.BlipForQuestionAnswering, blip_config()),
-    "llava": lambda: _build(transformers.LlavaForConditionalGeneration, llava_config()),
-    "gpt2": lambda: _build(transformers.GPT2LMHeadModel, transformers.GPT2Config(
-        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64, bos_token_id=0,
-        eos_token_id=0)),
-    "bert": lambda: _build(transformers.BertForSequenceClassification,
-                           transformers.BertConfig(**_TEXT, num_labels=5)),
-}
-ARCHS = tuple(_BUILDERS)
-_cache: dict = {}
-
-
-def tiny_model(arch: str):
-    """A fresh copy of the tiny ``arch`` model (built once per session)."""
-    if arch not in _cache:
-        _cache[arch] = _BUILDERS[arch]()
-    return copy.deepcopy(_cache[arch])
-
-
-def tiny_inputs(arch: str, n: int = 3, t: int = 6, seed: int = 0) -> dict:
-    """Model inputs for ``arch`` (with labels where the head computes a loss)."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, VOCAB - 1, (n, t), generator=g)
-    mask = torch.ones(n, t, dtype=torch.long)
-    mask[-1, -2:] = 0  # one right-padded row
-    pixels = torch.randn(n, 3, 16, 16, generator=g)
-    if arch == "blip":
-        ids[:, 0] = 1
-        return {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask,
-                "labels": ids.masked_fill(mask == 0, -100)}
-    if arch == "blip_vqa":
-        ans = torch.randint(3, VOCAB - 1, (n, 3), generator=g)
-        ans[:, 0] = 1
-        return {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask, "labels": ans}
-    if arch == "llava":
-        ids = torch.cat([torch.full((n, 4), IMAGE_TOKEN), ids], 1)
-        mask = torch.cat([torch.ones(n, 4, dtype=torch.long), mask], 1)
-        return {"pixel_values": pixels, "input_ids": ids, "attention_mask": mask,
-                "labels": ids.masked_fill((mask == 0) | (ids == IMAGE_TOKEN), -100)}
-    if arch == "gpt2":
-        return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
-    if arch == "bert":
-        return {"input_ids": ids, "attention_mask": mask,
-                "labels": torch.randint(0, 5, (n,), generator=g)}
-    raise KeyError(arch)
+__all__ = ["ARCHS", "IMAGE_TOKEN", "VOCAB", "blip_config", "llava_config", "tiny_inputs",
+           "tiny_model"]
 
 
 @pytest.fixture(autouse=True)
 def _quiet_library_deprecations():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+    with quiet_library_deprecations():
         yield

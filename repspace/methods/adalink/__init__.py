@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from repspace.capture.names import unwrap_model
-from repspace.methods.architectures import ArchSpec
-from repspace.methods.base import MethodConfig, register_method
-from repspace.methods.lora.targets import check_positive_int, site_modules
+from repspace.methods.architectures import ArchSpec, site_modules
+from repspace.methods.base import MethodConfig, check_positive_int, register_method
 
 __all__ = ["AdaLinkConfig", "LowRankResidual", "apply_adalink", "MODALITIES"]
 

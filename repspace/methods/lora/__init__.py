@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from repspace.capture.names import unwrap_model
-from repspace.methods.architectures import ArchSpec
-from repspace.methods.base import MethodConfig, register_method
-from repspace.methods.lora.targets import (
-    check_positive_int, check_towers, exact_pattern, keep_trainable, site_modules,
-)
+from repspace.methods.architectures import ArchSpec, site_modules
+from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
+from repspace.methods.lora.targets import exact_pattern, keep_trainable
 
 __all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
 

@@ -1,11 +1,6 @@
-"""Resolve method sites to concrete modules, and run peft injection without touching what
-the caller already made trainable.  Shared by the LoRA, IA3, adapter and AdaLink families.
-
-Sites are matched against *canonical* layer names (:func:`repspace.capture.names.canonical_modules`:
-``base_layer`` path components dropped, adapter sub-modules skipped), so a site still
-resolves on a model whose modules another method already wrapped (PT-PEFT stage 2 on a
-model with a prefix injected); the returned names are the real ``named_modules()`` paths
-of the unwrapped model, which is what peft and ``setattr`` need.
+"""Run peft injection on resolved sites without touching what the caller already made
+trainable.  Shared by the peft-backed families (LoRA, IA3); sites are resolved by
+:func:`repspace.methods.architectures.site_modules`.
 """
 from __future__ import annotations
 
@@ -14,26 +9,7 @@ from typing import Iterable
 
 from torch import nn
 
-from repspace.capture.names import canonical_modules, unwrap_model
-from repspace.methods.architectures import ArchSpec
-
-__all__ = ["site_modules", "exact_pattern", "keep_trainable", "check_towers", "check_positive_int"]
-
-
-def site_modules(model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers: Iterable[str],
-                 what: str) -> list[tuple[str, nn.Module]]:
-    """``(real name, module)`` of every module of ``sites`` in ``towers``, in model order,
-    each once.  ValueError (one line, naming ``what``) when a tower lacks a site or nothing
-    matches."""
-    root = unwrap_model(model)
-    rx = re.compile("|".join(f"(?:{arch.pattern(s, tuple(towers))})" for s in sites))
-    real: dict[int, str] = {id(m): n for n, m in root.named_modules()}  # deduplicated by torch
-    out = [(real[id(m)], m) for c, m in canonical_modules(root).items() if rx.fullmatch(c)]
-    if not out:
-        raise ValueError(f"{what}: no module of {type(root).__name__} matches site(s) "
-                         f"{', '.join(sites)} in tower(s) {', '.join(towers)}; is this really a "
-                         f"{arch.name} model?")
-    return out
+__all__ = ["exact_pattern", "keep_trainable"]
 
 
 def exact_pattern(names: Iterable[str]) -> str:
@@ -61,19 +37,3 @@ class keep_trainable:
             if id(p) in self._ids:
                 p.requires_grad_(True)
         return False
-
-
-def check_towers(method: str, towers, allowed=("text", "vision")) -> tuple[str, ...]:
-    """``towers`` as a non-empty tuple of known tower names (ValueError otherwise)."""
-    towers = (towers,) if isinstance(towers, str) else tuple(towers)
-    bad = [t for t in towers if t not in allowed]
-    if not towers or bad:
-        raise ValueError(f"{method}: towers must be a non-empty subset of {', '.join(allowed)}; "
-                         f"got {towers!r}")
-    return towers
-
-
-def check_positive_int(method: str, field: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{method}: {field} must be a positive integer; got {value!r}")
-    return value

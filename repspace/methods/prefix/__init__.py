@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from repspace.capture.names import unwrap_model
-from repspace.methods.architectures import ArchSpec
-from repspace.methods.base import MethodConfig, register_method
-from repspace.methods.lora.targets import check_positive_int, check_towers, site_modules
+from repspace.methods.architectures import ArchSpec, site_modules
+from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
 
 __all__ = ["PrefixConfig", "apply_prefix", "inject_prefix", "prefix_modules", "prefix_parameters"]
 

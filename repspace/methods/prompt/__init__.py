@@ -28,8 +28,7 @@ from torch import nn
 
 from repspace.capture.names import unwrap_model
 from repspace.methods.architectures import ArchSpec, find_modules
-from repspace.methods.base import MethodConfig, register_method
-from repspace.methods.lora.targets import check_positive_int
+from repspace.methods.base import MethodConfig, check_positive_int, register_method
 
 __all__ = ["PromptConfig", "apply_prompt", "text_model_of", "PROMPT_INITS"]
 

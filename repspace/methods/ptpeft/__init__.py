@@ -19,8 +19,9 @@ from torch import nn
 
 from repspace.capture.names import unwrap_model
 from repspace.methods.architectures import ArchSpec
-from repspace.methods.base import MethodConfig, get_method, make_config, register_method
-from repspace.methods.lora.targets import check_positive_int, check_towers
+from repspace.methods.base import (
+    MethodConfig, check_positive_int, check_towers, get_method, make_config, register_method,
+)
 from repspace.methods.prefix import inject_prefix, prefix_modules, prefix_parameters
 
 __all__ = ["PTLoRAConfig", "PTAdapterConfig", "apply_ptpeft"]
