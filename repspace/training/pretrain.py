@@ -94,14 +94,36 @@ QUICK = PretrainConfig(steps=4, batch_size=8, n_train=64, n_test=8, max_new_toke
 
 def _lr_lambda(steps: int, warmup_ratio: float):
     """Multiplier of the peak LR at step ``s``: ``(s+1)/w`` for ``s < w``, then
-    ``0.5 (1 + cos(pi (s - w) / (steps - w)))`` (cosine from 1 to 0)."""
-    warm = max(1, int(round(warmup_ratio * steps)))
+    ``0.5 (1 + cos(pi (s - w) / (steps - w)))`` (cosine from 1 to 0; ``s`` past ``steps`` stays
+    at the end value), via the trainer's :func:`~repspace.training.trainer.lr_factor`."""
+    from repspace.training.trainer import lr_factor
 
-    def f(s: int) -> float:
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm))))
-    return f
+    # At least 1 warm-up step (the trainer allows 0): the shipped model's recipe always had one.
+    warm = max(1, int(round(warmup_ratio * steps)))
+    return lambda s: lr_factor(min(s, steps), steps, warm, "cosine")
+
+
+class _StreamPermutations:
+    """Epoch permutations of ``range(n)`` drawn one after another from a single
+    ``torch.Generator().manual_seed(seed)`` (the recipe's data order; the trainer reseeds per
+    epoch instead).  ``skip`` draws are discarded first: the loop that trained the shipped model
+    drew a permutation up front and replaced it before the first batch when ``batch_size > n``.
+    Epochs must be asked for in non-decreasing order (a stream cannot rewind)."""
+
+    def __init__(self, n: int, seed: int, skip: int) -> None:
+        import torch
+
+        self.n, self.gen, self.epoch, self.perm = n, torch.Generator().manual_seed(seed), -1 - skip, None
+
+    def __call__(self, epoch: int):
+        import torch
+
+        if epoch < self.epoch:
+            raise ValueError(f"pretrain: data order asked for epoch {epoch} after epoch {self.epoch}; "
+                             "the permutation stream only moves forward")
+        while self.epoch < epoch:
+            self.perm, self.epoch = torch.randperm(self.n, generator=self.gen), self.epoch + 1
+        return self.perm
 
 
 def _render(world, split: str, n: int):
@@ -149,47 +171,53 @@ def _publish(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _no_decay(name: str, p) -> bool:
+    """Biases, norms and embeddings get no weight decay (the recipe's second AdamW group)."""
+    return p.ndim < 2 or "embedding" in name
+
+
 def _train(model, pixels_u8, batch_ids, batch_mask, cfg: PretrainConfig, progress: bool):
-    """The optimisation loop; returns ``(loss_curve, seconds)``."""
+    """The optimisation loop, built from the trainer's pieces (seeding is the caller's);
+    returns ``(loss_curve, seconds)``.
+
+    ``pixels_u8``: ``(n, H, W, 3)`` uint8; ``batch_ids`` / ``batch_mask``: ``(n, T)`` decoder
+    inputs.  Not :class:`~repspace.training.trainer.Loop` itself: the shipped weights fix this
+    recipe's data order (one generator stream), AdamW groups and betas, warm-up rounding and
+    clipping order (model parameter order), all of which differ from the trainer's.
+    """
     import torch
     from tqdm.auto import tqdm
 
     from repspace.models import pixel_values
+    from repspace.training.trainer import adamw, clip_and_set_lr, epoch_batch
 
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    keep = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": keep, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup_ratio))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.98), no_decay=_no_decay)
+    lr_at = _lr_lambda(cfg.steps, cfg.warmup_ratio)
     n = len(pixels_u8)
-    order, pos = torch.randperm(n, generator=gen), 0
+    order = _StreamPermutations(n, cfg.seed, skip=int(cfg.batch_size > n))
     curve, window = [], []
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(cfg.steps):
-        if pos + cfg.batch_size > n:  # new epoch: fresh permutation (drop the ragged tail)
-            order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos:pos + min(cfg.batch_size, n)]
-        pos += cfg.batch_size
+        idx = epoch_batch(step, n, cfg.batch_size, order)
         mask = batch_mask[idx]
         width = int(mask.sum(1).max())  # trim padding columns shared by the whole batch
         ids, mask = batch_ids[idx, :width], mask[:, :width]
         loss = model(pixel_values=pixel_values(pixels_u8[idx]), input_ids=ids, attention_mask=mask,
                      labels=ids.masked_fill(mask == 0, -100)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
         if not math.isfinite(loss.item()):
             raise ValueError(f"pretrain: loss became {loss.item()} at step {step}; lower --lr")
+        loss.backward()
+        lr = cfg.lr * lr_at(step)
+        clip_and_set_lr(opt, lr, cfg.grad_clip, list(model.parameters()))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
         window.append(loss.item())
         if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
             curve.append([step + 1, round(sum(window) / len(window), 5)])
             window = []
-            bar.set_postfix(loss=f"{curve[-1][1]:.4f}", lr=f"{sched.get_last_lr()[0]:.1e}")
+            bar.set_postfix(loss=f"{curve[-1][1]:.4f}", lr=f"{lr:.1e}")
         bar.update(1)
     bar.close()
     model.eval()
@@ -237,6 +265,7 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     from repspace.evaluation import cider_d
     from repspace.models import (build_processor, embedded_path, evaluate_captions, generate_captions,
                                  pixel_values, tiny_blip_config)
+    from repspace.training.trainer import seed_everything
 
     cfg = PretrainConfig() if config is None else config
     if not isinstance(cfg, PretrainConfig):
@@ -255,7 +284,7 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     processor = build_processor(cfg.image_size)
     tok = processor.tokenizer
     enc = decoder_inputs(tok, [r[0] for r in train_refs])  # canonical caption = training target
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)  # the init draws from torch only; python/numpy as `repspace train` does
     model = transformers.BlipForConditionalGeneration(
         tiny_blip_config(image_size=cfg.image_size, tokenizer=tok, **cfg.architecture))
     curve, t_train = _train(model, torch.from_numpy(train_images), enc["input_ids"],

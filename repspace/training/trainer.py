@@ -28,7 +28,8 @@ from torch import nn
 
 from repspace.training.state import latest_state, load_state, save_state, set_rng_state
 
-__all__ = ["lr_factor", "batch_indices", "seed_everything", "Loop", "LoopResult"]
+__all__ = ["lr_factor", "batch_indices", "epoch_batch", "seed_everything", "adamw", "clip_and_set_lr",
+           "Loop", "LoopResult"]
 
 
 def seed_everything(seed: int) -> None:
@@ -49,13 +50,56 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * t)) if schedule == "cosine" else 1.0 - t
 
 
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Item indices of the batch of global ``step`` (see the module docstring)."""
+def epoch_batch(step: int, n: int, batch_size: int,
+                permutation: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """Item indices ``(min(n, batch_size),)`` of the batch of global ``step``.
+
+    An epoch is ``max(1, n // batch_size)`` batches (the ragged tail of each permutation is
+    dropped); batch ``k`` of epoch ``e`` is ``permutation(e)[k*B:(k+1)*B]``, or all of
+    ``permutation(e)`` when ``n <= batch_size``.  ``permutation(e)`` returns a ``(n,)`` int64
+    permutation; where it comes from is the caller's choice (:func:`batch_indices` reseeds per
+    epoch; ``repspace pretrain`` draws from one generator stream).
+    """
     per_epoch = max(1, n // batch_size)
     epoch, k = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g)
+    perm = permutation(epoch)
     return perm if n <= batch_size else perm[k * batch_size:(k + 1) * batch_size]
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Item indices of the batch of global ``step`` (see the module docstring)."""
+    def permutation(epoch: int) -> torch.Tensor:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return epoch_batch(step, n, batch_size, permutation)
+
+
+def adamw(named_params, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+          no_decay: Callable[[str, torch.Tensor], bool] | None = None) -> torch.optim.AdamW:
+    """AdamW over the ``requires_grad`` parameters of ``named_params`` ((name, tensor) pairs, order
+    kept).  ``no_decay(name, param) -> True`` moves a parameter into a second group with weight
+    decay 0, listed after the decayed group; ``None`` makes a single group.  ``foreach=False``
+    pins the single-tensor kernel (the CPU default) so a run's numbers do not depend on which
+    kernel the device would pick."""
+    named = [(n, p) for n, p in named_params if p.requires_grad]
+    if no_decay is None:
+        params = [p for _, p in named]
+    else:
+        params = [{"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
+                  {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0}]
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, foreach=False)
+
+
+def clip_and_set_lr(opt: torch.optim.Optimizer, lr: float, max_grad_norm: float, params=None) -> None:
+    """Ready ``opt.step()``: clip the global gradient norm of ``params`` (default: ``opt``'s
+    parameters in group order) to ``max_grad_norm`` (<= 0: no clipping) and set every group's
+    learning rate to ``lr``.  The order of ``params`` matters to the last bit: the per-tensor
+    norms are summed in that order."""
+    if max_grad_norm > 0:
+        if params is None:
+            params = [p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    for g in opt.param_groups:
+        g["lr"] = lr
 
 
 @dataclass
@@ -91,8 +135,7 @@ class Loop:
         return len(self.bounds) - 1
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        params = [p for _, p in model.named_parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.cfg.weight_decay, foreach=False)
+        return adamw(model.named_parameters(), self.lr, self.cfg.weight_decay)
 
     def weights(self, model: nn.Module, trained: set) -> dict[str, torch.Tensor]:
         return {n: p.detach().cpu() for n, p in model.named_parameters() if id(p) in trained}
@@ -166,14 +209,10 @@ class Loop:
                 if not torch.isfinite(loss):
                     raise ValueError(f"loss became {loss.item()} at step {step}; lower --lr")
                 loss.backward()
-                params = [p for g in opt.param_groups for p in g["params"]]
-                if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 lr = self.lr * lr_factor(step - self.bounds[k - 1], self.bounds[k] - self.bounds[k - 1],
                                          int(round(cfg.warmup_ratio * (self.bounds[k] - self.bounds[k - 1]))),
                                          cfg.schedule)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+                clip_and_set_lr(opt, lr, cfg.max_grad_norm)
                 updating = True
                 opt.step()
                 opt.zero_grad(set_to_none=True)
