@@ -1,10 +1,13 @@
 """`repspace compare`: how far each tuned checkpoint moved the base's representations.
 
-For every tuned checkpoint the base and the tuned model run on the same probe batches;
-hidden states of the chosen layers are pooled and streamed into exact sufficient
-statistics (float64, ``precision="float64"`` GEMMs by default: a comparison is bound by
-the forward passes, not by the statistics), plus a bounded paired row sample for the
-sample-based metrics.  The result is a :class:`~repspace.report.CompareResult`.
+One pass over the probe batches: each batch runs through the base once and through
+every tuned checkpoint (k + 1 forwards per batch for k checkpoints, not 2k); hidden
+states of the chosen layers are pooled and streamed into one pair of exact sufficient
+statistics per tuned checkpoint (float64, ``precision="float64"`` GEMMs by default: a
+comparison is bound by the forward passes, not by the statistics), plus a bounded
+paired row sample for the sample-based metrics.  Memory is constant in the number of
+samples: per batch rows, plus k accumulators.  Only the metrics asked for (``metrics``)
+are computed.  The result is a :class:`~repspace.report.CompareResult`.
 """
 from __future__ import annotations
 
@@ -17,11 +20,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from repspace.capture import capture_paired
+from repspace.capture import AdapterInactiveWarning, resolve_paired_layers
+from repspace.capture.runner import _run as _capture_run
 from repspace.checkpoints import LoadedCheckpoint, load_checkpoint
-from repspace.compare.sink import CompareSink
+from repspace.compare.sink import CompareSink, FanOutSink
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
-from repspace.metrics.spectrum import spectrum
+from repspace.metrics.cka import linear_cka_from_moments
+from repspace.metrics.drift import (frechet_distance_from_moments, mmd_linear_from_moments,
+                                    overlap_of_angles, principal_angles_from_moments,
+                                    procrustes_distance_from_moments)
+from repspace.metrics.spectrum import (effective_rank, numerical_rank, participation_ratio,
+                                       spectrum, stable_rank)
 from repspace.probe import ProbeSet, load_probe, make_batches
 from repspace.report.result import CheckpointInfo, CompareResult
 
@@ -105,16 +114,162 @@ def _step(ctx, phase: str):
     return ctx.step(phase) if ctx is not None else contextlib.nullcontext()
 
 
-def _capture(base, ck, batches_fn, name, sink, ctx, **capture_kwargs) -> None:
-    """Capture one checkpoint's shard; in a distributed run, combine the ranks' sinks."""
-    with _step(ctx, f"capture of {name}"):
-        capture_paired(base.model, ck.model, batches_fn(), sink=sink, **capture_kwargs)
+def _side_groups(models: Sequence[torch.nn.Module], max_size: int | None = None) -> list[list[int]]:
+    """Indices of ``models`` split into groups captured in one pass each (≤ ``max_size``).
+
+    Two models sharing a module (the same checkpoint passed twice, adapters wrapping one
+    module tree) cannot be captured in one pass: each one's hooks would fire in the other's
+    forward.  Such models go to separate groups; each group costs one more base forward
+    per batch, so the usual case (separately loaded checkpoints) is a single group.
+    """
+    groups: list[list[int]] = []
+    owned: list[set[int]] = []
+    for i, model in enumerate(models):
+        mods = {id(m) for m in model.modules()}
+        for group, seen in zip(groups, owned):
+            if (max_size is None or len(group) < max_size) and seen.isdisjoint(mods):
+                group.append(i)
+                seen |= mods
+                break
+        else:
+            groups.append([i])
+            owned.append(mods)
+    return groups
+
+
+def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size, device,
+                 progress, tuned_per_pass=None) -> None:
+    """Feed ``sinks[name]`` with (base, tuned) rows for every ``(name, ck)`` of ``pairs``.
+
+    The base runs once per batch for each group of :func:`_side_groups` (once in total
+    unless tuned models share modules or ``tuned_per_pass`` splits them), every tuned
+    model once per batch.
+    """
+    names = None
+    for name, ck in pairs:
+        if ck.model is base.model:
+            raise ValueError(f"base and tuned checkpoint {name!r} are the same model object; "
+                             "PEFT's get_peft_model modifies the model in place — build the base "
+                             "model separately (or deepcopy it first)")
+        names = resolve_paired_layers(base.model, ck.model, layers)
+    for group in _side_groups([ck.model for _, ck in pairs], tuned_per_pass):
+        # The runner compares sides "base" and "tuned" itself when there are just two.
+        sides = {"tuned" if j == 0 else f"tuned:{j}": pairs[i] for j, i in enumerate(group)}
+        fan = FanOutSink({side: sinks[name] for side, (name, _) in sides.items()})
+        models = {"base": base.model, **{side: ck.model for side, (_, ck) in sides.items()}}
+        _capture_run(models, batches_fn(), names, pooling=pooling, sink=fan,
+                     batch_size=batch_size, device=device, progress=progress, early_stop=True)
+        for side, (name, ck) in sides.items():
+            same = fan.identical[side]
+            if same and all(same.values()):
+                warnings.warn(AdapterInactiveWarning(
+                    f"tuned checkpoint {name!r} ({type(ck.model).__name__}) produced states "
+                    f"bit-identical to the base model at every captured layer ({len(same)}); "
+                    "the adapter is probably not active (zero-initialised LoRA B, "
+                    "disable_adapter(), wrong active adapter) or the same weights were passed "
+                    "twice"), stacklevel=3)
+
+
+def _capture(base, pairs, batches_fn, sinks, ctx, **capture_kwargs) -> None:
+    """Capture this rank's shard for every tuned checkpoint; distributed: combine the ranks'."""
+    label = ", ".join(name for name, _ in pairs)
+    with _step(ctx, f"capture of {label}"):
+        _capture_all(base, pairs, batches_fn, sinks, **capture_kwargs)
     if ctx is not None:
         from repspace.distributed import gather_row_sample, reduce_sink
 
-        with ctx.collective(f"reduction of {name}"):
-            reduce_sink(sink, ctx.group, ctx.device)
-            gather_row_sample(sink, ctx.group)
+        with ctx.collective(f"reduction of {label}"):
+            for name, _ in pairs:
+                reduce_sink(sinks[name], ctx.group, ctx.device)
+                gather_row_sample(sinks[name], ctx.group)
+
+
+_RANKS = ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio")
+
+
+def _rank(kind: str, sp) -> float:
+    if kind == "effective_rank":
+        return effective_rank(sp)
+    if kind == "stable_rank":
+        return stable_rank(sp)
+    if kind == "numerical_rank":
+        return float(numerical_rank(sp))
+    return participation_ratio(sp)
+
+
+def closed_form_metrics(acc, wanted: set[str] | None = None,
+                        top_k: int = 10) -> dict[tuple[str, str], dict[str, float]]:
+    """``acc.compute()`` restricted to the metric keys that start with a name in ``wanted``.
+
+    ``acc``: a :class:`~repspace.statistics.LayerwiseMoments`.  ``wanted=None``: every
+    metric (``acc.compute()`` itself).  Otherwise only the selected metrics and what they
+    need (centred statistics, cross terms, spectra, drift summaries) are computed, with
+    the same functions in the same order as :func:`repspace.metrics.summary.layerwise_summary`,
+    so every value equals ``acc.compute()``'s bit for bit (tests/compare check each key).
+    Returns ``{(base_layer, tuned_layer): {metric: value}}``.
+    """
+    if not wanted:
+        return acc.compute(top_k=top_k)
+    acc._check_ready(4)  # the same error as compute(): the debiased estimators need 4 rows
+
+    def want(key: str) -> bool:
+        return any(key.startswith(w) for w in wanted)
+
+    rank_keys = {side: [r for r in _RANKS if want(f"{r}_{side}")] for side in ("base", "tuned")}
+    need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased",
+                                       "procrustes_distance", "mmd"))
+    need_centred = (need_cross or rank_keys["base"] or rank_keys["tuned"]
+                    or any(want(k) for k in ("frechet_distance", "subspace_overlap")))
+    centred: dict[tuple[str, str], object] = {}
+
+    def centre(side: str, layer: str):
+        if (side, layer) not in centred:
+            centred[side, layer] = getattr(acc, side)[layer].centred()
+        return centred[side, layer]
+
+    spectra: dict[tuple[str, str], dict[str, float]] = {}
+
+    def ranks(side: str, layer: str) -> dict[str, float]:
+        if (side, layer) not in spectra:
+            sp = spectrum(centre(side, layer))
+            spectra[side, layer] = {r: _rank(r, sp) for r in rank_keys[side]}
+        return spectra[side, layer]
+
+    out = {}
+    for (b, t), cross in acc.cross.items():
+        row: dict[str, float] = {}
+        if need_centred:
+            cx, cy = centre("base", b), centre("tuned", t)
+        cxy = cross.centred(acc.base[b], acc.tuned[t]) if need_cross else None
+        if want("linear_cka"):
+            row["linear_cka"] = linear_cka_from_moments(cx, cy, cxy)
+        if want("linear_cka_debiased"):
+            row["linear_cka_debiased"] = linear_cka_from_moments(cx, cy, cxy, debiased=True)
+        if want("procrustes_distance"):
+            row["procrustes_distance"] = procrustes_distance_from_moments(cx, cy, cxy)
+        for side, layer in (("base", b), ("tuned", t)):
+            if rank_keys[side]:
+                row.update({f"{k}_{side}": v for k, v in ranks(side, layer).items()})
+        if need_centred and cx.dim == cy.dim:
+            if want("frechet_distance"):
+                row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
+            if want("mmd"):
+                row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
+            if want("subspace_overlap"):
+                k = min(top_k, cx.dim, cx.n - 1)
+                angles = principal_angles_from_moments(cx, cy, k)
+                row["subspace_overlap"] = overlap_of_angles(angles)
+        drift = acc.drift.get((b, t))
+        names = [n for n in ("cosine_similarity", "relative_shift")
+                 if want(f"{n}_mean") or want(f"{n}_q50")]
+        if drift is not None and names:
+            d = drift.compute()
+            for name in names:
+                for stat in ("mean", "q50"):
+                    if want(f"{name}_{stat}"):
+                        row[f"{name}_{stat}"] = d[name][stat]
+        out[b, t] = row
+    return out
 
 
 def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, spectra,
@@ -123,7 +278,7 @@ def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, sp
     accs = list(sink.accumulators.values()) or [sink.acc]
     rows: dict[str, dict[str, float]] = {}
     for acc in accs:
-        rows.update({b: r for (b, _), r in acc.compute().items()})
+        rows.update({b: r for (b, _), r in closed_form_metrics(acc, wanted).items()})
     layer_order = [layer for acc in accs for layer in acc.layers]
     chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
     for layer in layer_order:
@@ -143,6 +298,12 @@ def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, sp
     return rows, layer_order
 
 
+def _check_tuned_per_pass(value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"tuned_per_pass must be a positive integer or None (all tuned "
+                         f"checkpoints in one pass); got {value!r}")
+
+
 def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn, *,
                    layers="blocks", pooling: str = "mean", metrics: Sequence[str] | None = None,
                    batch_size: int = 32, device: str | None = None, seed: int = 0,
@@ -150,8 +311,15 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                    spectrum_layers: Sequence[str] | None = None, embedding: str = "umap",
                    embedding_layer: str | None = None, progress: bool = True,
                    probe_info: dict | None = None, names: Sequence[str] | None = None,
-                   dist=None, row_offset: int = 0) -> CompareResult:
+                   dist=None, row_offset: int = 0,
+                   tuned_per_pass: int | None = None) -> CompareResult:
     """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call.
+
+    All tuned checkpoints are captured in one pass over the batches: each batch runs
+    through the base once and through every tuned model (k + 1 forwards, not 2k).  That
+    holds k checkpoints' statistics at once (24·L·d² bytes each, docs/scaling.md);
+    ``tuned_per_pass=N`` caps it at N per pass, at the cost of one base forward per batch
+    and pass (⌈k / N⌉ passes).  Results are the same either way, bit for bit.
 
     Distributed (``dist``: a :class:`~repspace.distributed.DistContext`): ``batches_fn``
     yields this rank's shard and ``row_offset`` is the global number of its first sample;
@@ -159,6 +327,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     the metrics and every rank returns the same result.  A failure on any rank raises
     ``ValueError("rank K failed during <phase>: …")`` on every rank.
     """
+    _check_tuned_per_pass(tuned_per_pass)
     wanted = set(metrics) if metrics else None
     tuned_names = _unique_names(list(names) if names else [t.name for t in tuned])
     main = dist is None or dist.is_main
@@ -169,12 +338,14 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     spectra: dict[str, dict[str, np.ndarray]] = {}
     samples_base: dict[str, torch.Tensor] = {}
     samples_tuned: dict[str, dict[str, torch.Tensor]] = {}
-    for name, ck in tqdm(list(zip(tuned_names, tuned)), desc="compare", unit="checkpoint",
-                         disable=not progress or len(tuned) < 2 or not main):
-        sink = CompareSink(max_rows=sample_rows, seed=seed, precision=precision,
-                           row_offset=row_offset)
-        _capture(base, ck, batches_fn, name, sink, dist, layers=layers, pooling=pooling,
-                 batch_size=batch_size, device=device, progress=progress and main)
+    sinks = {name: CompareSink(max_rows=sample_rows, seed=seed, precision=precision,
+                               row_offset=row_offset) for name in tuned_names}
+    _capture(base, list(zip(tuned_names, tuned)), batches_fn, sinks, dist, layers=layers,
+             pooling=pooling, batch_size=batch_size, device=device, progress=progress and main,
+             tuned_per_pass=tuned_per_pass)
+    for name in tqdm(tuned_names, desc="metrics", unit="checkpoint",
+                     disable=not progress or len(tuned) < 2 or not main):
+        sink = sinks.pop(name)  # freed once its metrics are out
         with _step(dist, f"metrics of {name}"):
             if main:
                 per_tuned[name], order = _checkpoint_metrics(
@@ -248,6 +419,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
     """
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
+    _check_tuned_per_pass(kwargs.get("tuned_per_pass"))  # before minutes of loading
     ctx = None
     if distributed is not False:
         from repspace.distributed import DistContext

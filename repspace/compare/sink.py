@@ -73,3 +73,52 @@ class CompareSink(AccumulatorSink):
                 prev = self.samples[side].get(layer)
                 both = new if prev is None else torch.cat([prev, new])
                 self.samples[side][layer] = both[keep]
+
+
+class FanOutSink:
+    """One capture of the base and several tuned models, split into a pair sink per tuned model.
+
+    The runner hands it batches with sides ``{"base": ..., side_1: ..., side_k: ...}``;
+    each pair sink gets the usual paired batch (``{"base", "tuned"}``) of its own side, so
+    the base runs once per batch whatever k is, and memory stays per batch (no base rows
+    are kept between batches).
+
+    ``identical[side]``: ``{layer: bool}``, whether that side's rows equalled the base's bit
+    for bit on every batch so far (empty until a batch arrives), for the inactive-adapter
+    warning of :func:`repspace.capture.capture_paired`.
+    """
+
+    def __init__(self, sinks: dict[str, AccumulatorSink]):
+        if "base" in sinks:
+            raise ValueError("FanOutSink: 'base' is the base model's side; name the tuned sides "
+                             "differently")
+        self.sinks = sinks
+        self.identical: dict[str, dict[str, bool]] = {side: {} for side in sinks}
+
+    def start(self, info: dict) -> int:
+        done = {side: sink.start(info) for side, sink in self.sinks.items()}
+        if any(done.values()):
+            raise ValueError(f"FanOutSink cannot resume: pair sinks already hold batches {done}; "
+                             "give it fresh sinks")
+        return 0
+
+    def update(self, captured: CapturedBatch) -> None:
+        base = captured.sides["base"]
+        base_cpu: dict[str, torch.Tensor] = {}
+        for side, sink in self.sinks.items():
+            tuned = captured.sides[side]
+            same = self.identical[side] or dict.fromkeys(base, True)
+            for name, still in same.items():
+                if still:
+                    if name not in base_cpu:
+                        base_cpu[name] = base[name].cpu()
+                    same[name] = torch.equal(base_cpu[name], tuned[name].cpu())
+            self.identical[side] = same
+            index = ({"base": captured.index["base"], "tuned": captured.index[side]}
+                     if captured.index else {})
+            sink.update(dataclasses.replace(captured, sides={"base": base, "tuned": tuned},
+                                            index=index))
+
+    def finish(self) -> None:
+        for sink in self.sinks.values():
+            sink.finish()

@@ -147,3 +147,17 @@ def test_existing_output_needs_overwrite(base_dir, lora_dir, probe_file, tmp_pat
     rc, _, err = run_cli(capsys, "compare", base_dir, lora_dir, "--probe", probe_file, "-o", out,
                          *FAST)
     assert rc == 2 and "--overwrite" in err and (out / "notes.txt").exists()
+
+
+def test_tuned_per_pass_gives_the_same_numbers(base_dir, lora_dir, probe_file, tmp_path, capsys):
+    """Two tuned checkpoints in one pass vs one per pass: identical JSON metrics."""
+    args = ["compare", base_dir, lora_dir, lora_dir, "--probe", probe_file, "--no-report", "--json",
+            "--metrics", "linear_cka,effective_rank", *FAST]
+    rc1, one_pass, _ = run_cli(capsys, *args)
+    rc2, two_passes, _ = run_cli(capsys, *args, "--tuned-per-pass", "1")
+    assert rc1 == rc2 == 0
+    a, b = json.loads(one_pass)["results"], json.loads(two_passes)["results"]
+    assert len(a) == len(b) == 6 and [r["metrics"] for r in a] == [r["metrics"] for r in b]  # 2 x 3 layers
+    out = tmp_path / "never"
+    _assert_clean_failure(capsys, out, base_dir, lora_dir, "--probe", probe_file,
+                          "--tuned-per-pass", "0", match="tuned_per_pass")
