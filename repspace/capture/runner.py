@@ -29,13 +29,30 @@ from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink
 from repspace.capture.tokens import (align_tokens, image_token_id, layer_stream,
                                      num_virtual_tokens)
 
-__all__ = ["AdapterInactiveWarning", "capture", "capture_paired", "describe_model"]
+__all__ = ["AdapterInactiveWarning", "capture", "capture_paired", "capture_sides", "describe_model",
+           "check_distinct", "inactive_adapter_warning"]
 
 Inputs = Mapping[str, object] | Iterable[Mapping[str, object]]
 
 
 class AdapterInactiveWarning(UserWarning):
     """The tuned model's states equal the base model's bit for bit at every layer."""
+
+
+def inactive_adapter_warning(subject: str, n_layers: int) -> AdapterInactiveWarning:
+    """The warning for a tuned model (``subject``, e.g. "the tuned model (BertModel)") whose
+    states equalled the base's at all ``n_layers`` captured layers."""
+    return AdapterInactiveWarning(
+        f"{subject} produced states bit-identical to the base model at every captured layer "
+        f"({n_layers}); the adapter is probably not active (zero-initialised LoRA B, "
+        "disable_adapter(), wrong active adapter) or the same weights were passed twice")
+
+
+def check_distinct(base: nn.Module, tuned: nn.Module, subject: str = "base and tuned") -> None:
+    """Refuse a tuned model that *is* the base object (``subject`` names the pair)."""
+    if base is tuned:
+        raise ValueError(f"{subject} are the same object; PEFT's get_peft_model modifies the "
+                         "model in place — build the base model separately (or deepcopy it first)")
 
 
 def describe_model(model: nn.Module) -> dict:
@@ -57,8 +74,15 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _run(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pooling, sink,
-         batch_size: int, device, progress: bool, early_stop: bool) -> tuple[object, dict]:
+def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pooling, sink,
+                  batch_size: int, device, progress: bool, early_stop: bool) -> tuple[object, dict]:
+    """Run every model of ``models`` (side name -> model) on each batch and feed ``sink``.
+
+    ``names``: resolved canonical layer names, present in every model.  Returns ``(sink,
+    identical)``; ``identical`` (layer -> bool) compares sides ``"base"`` and ``"tuned"``
+    when there are exactly those two, else it is empty.  :func:`capture` and
+    :func:`capture_paired` are the one- and two-model front ends.
+    """
     pool = Pooling.of(pooling)
     if device is not None:
         dev = resolve_device(device)
@@ -149,7 +173,7 @@ def capture(model: nn.Module, inputs: Inputs, layers: LayerSpec, *, pooling: str
     """
     names = resolve_layers(model, layers)
     sink = MemorySink() if sink is None else sink
-    return _run({side: model}, inputs, names, pooling=pooling, sink=sink, batch_size=batch_size,
+    return capture_sides({side: model}, inputs, names, pooling=pooling, sink=sink, batch_size=batch_size,
                 device=device, progress=progress, early_stop=early_stop)[0]
 
 
@@ -169,18 +193,13 @@ def capture_paired(base: nn.Module, tuned: nn.Module, inputs: Inputs, layers: La
     adapter that is not active (zero-initialised LoRA B, a ``disable_adapter()``
     context, a forgotten ``set_adapter``) or of capturing the base model twice.
     """
-    if base is tuned:
-        raise ValueError("base and tuned are the same object; PEFT's get_peft_model modifies the "
-                         "model in place — build the base model separately (or deepcopy it first)")
+    check_distinct(base, tuned)
     names = resolve_paired_layers(base, tuned, layers)
     sink = AccumulatorSink() if sink is None else sink
-    sink, identical = _run({"base": base, "tuned": tuned}, inputs, names, pooling=pooling,
-                           sink=sink, batch_size=batch_size, device=device, progress=progress,
-                           early_stop=early_stop)
+    sink, identical = capture_sides({"base": base, "tuned": tuned}, inputs, names, pooling=pooling,
+                                    sink=sink, batch_size=batch_size, device=device, progress=progress,
+                                    early_stop=early_stop)
     if check_adapter and identical and all(identical.values()):
-        warnings.warn(AdapterInactiveWarning(
-            f"the tuned model ({type(tuned).__name__}) produced states bit-identical to the base "
-            f"model at every captured layer ({len(identical)}); the adapter is probably not "
-            "active (zero-initialised LoRA B, disable_adapter(), wrong active adapter) or the "
-            "same weights were passed twice"), stacklevel=2)
+        warnings.warn(inactive_adapter_warning(f"the tuned model ({type(tuned).__name__})",
+                                               len(identical)), stacklevel=2)
     return sink

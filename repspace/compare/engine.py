@@ -20,17 +20,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from repspace.capture import AdapterInactiveWarning, resolve_paired_layers
-from repspace.capture.runner import _run as _capture_run
+from repspace.capture import resolve_paired_layers
+from repspace.capture.runner import capture_sides, check_distinct, inactive_adapter_warning
 from repspace.checkpoints import LoadedCheckpoint, load_checkpoint
 from repspace.compare.sink import CompareSink, FanOutSink
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
-from repspace.metrics.cka import linear_cka_from_moments
-from repspace.metrics.drift import (frechet_distance_from_moments, mmd_linear_from_moments,
-                                    overlap_of_angles, principal_angles_from_moments,
-                                    procrustes_distance_from_moments)
-from repspace.metrics.spectrum import (effective_rank, numerical_rank, participation_ratio,
-                                       spectrum, stable_rank)
+from repspace.metrics.spectrum import spectrum
 from repspace.probe import ProbeSet, load_probe, make_batches
 from repspace.report.result import CheckpointInfo, CompareResult
 
@@ -147,27 +142,20 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
     """
     names = None
     for name, ck in pairs:
-        if ck.model is base.model:
-            raise ValueError(f"base and tuned checkpoint {name!r} are the same model object; "
-                             "PEFT's get_peft_model modifies the model in place — build the base "
-                             "model separately (or deepcopy it first)")
+        check_distinct(base.model, ck.model, f"base and tuned checkpoint {name!r}")
         names = resolve_paired_layers(base.model, ck.model, layers)
     for group in _side_groups([ck.model for _, ck in pairs], tuned_per_pass):
         # The runner compares sides "base" and "tuned" itself when there are just two.
         sides = {"tuned" if j == 0 else f"tuned:{j}": pairs[i] for j, i in enumerate(group)}
         fan = FanOutSink({side: sinks[name] for side, (name, _) in sides.items()})
         models = {"base": base.model, **{side: ck.model for side, (_, ck) in sides.items()}}
-        _capture_run(models, batches_fn(), names, pooling=pooling, sink=fan,
-                     batch_size=batch_size, device=device, progress=progress, early_stop=True)
+        capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
+                      batch_size=batch_size, device=device, progress=progress, early_stop=True)
         for side, (name, ck) in sides.items():
             same = fan.identical[side]
             if same and all(same.values()):
-                warnings.warn(AdapterInactiveWarning(
-                    f"tuned checkpoint {name!r} ({type(ck.model).__name__}) produced states "
-                    f"bit-identical to the base model at every captured layer ({len(same)}); "
-                    "the adapter is probably not active (zero-initialised LoRA B, "
-                    "disable_adapter(), wrong active adapter) or the same weights were passed "
-                    "twice"), stacklevel=3)
+                warnings.warn(inactive_adapter_warning(
+                    f"tuned checkpoint {name!r} ({type(ck.model).__name__})", len(same)), stacklevel=3)
 
 
 def _capture(base, pairs, batches_fn, sinks, ctx, **capture_kwargs) -> None:
@@ -184,101 +172,13 @@ def _capture(base, pairs, batches_fn, sinks, ctx, **capture_kwargs) -> None:
                 gather_row_sample(sinks[name], ctx.group)
 
 
-_RANKS = ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio")
-
-
-def _rank(kind: str, sp) -> float:
-    if kind == "effective_rank":
-        return effective_rank(sp)
-    if kind == "stable_rank":
-        return stable_rank(sp)
-    if kind == "numerical_rank":
-        return float(numerical_rank(sp))
-    return participation_ratio(sp)
-
-
-def closed_form_metrics(acc, wanted: set[str] | None = None,
-                        top_k: int = 10) -> dict[tuple[str, str], dict[str, float]]:
-    """``acc.compute()`` restricted to the metric keys that start with a name in ``wanted``.
-
-    ``acc``: a :class:`~repspace.statistics.LayerwiseMoments`.  ``wanted=None``: every
-    metric (``acc.compute()`` itself).  Otherwise only the selected metrics and what they
-    need (centred statistics, cross terms, spectra, drift summaries) are computed, with
-    the same functions in the same order as :func:`repspace.metrics.summary.layerwise_summary`,
-    so every value equals ``acc.compute()``'s bit for bit (tests/compare check each key).
-    Returns ``{(base_layer, tuned_layer): {metric: value}}``.
-    """
-    if not wanted:
-        return acc.compute(top_k=top_k)
-    acc._check_ready(4)  # the same error as compute(): the debiased estimators need 4 rows
-
-    def want(key: str) -> bool:
-        return any(key.startswith(w) for w in wanted)
-
-    rank_keys = {side: [r for r in _RANKS if want(f"{r}_{side}")] for side in ("base", "tuned")}
-    need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased",
-                                       "procrustes_distance", "mmd"))
-    need_centred = (need_cross or rank_keys["base"] or rank_keys["tuned"]
-                    or any(want(k) for k in ("frechet_distance", "subspace_overlap")))
-    centred: dict[tuple[str, str], object] = {}
-
-    def centre(side: str, layer: str):
-        if (side, layer) not in centred:
-            centred[side, layer] = getattr(acc, side)[layer].centred()
-        return centred[side, layer]
-
-    spectra: dict[tuple[str, str], dict[str, float]] = {}
-
-    def ranks(side: str, layer: str) -> dict[str, float]:
-        if (side, layer) not in spectra:
-            sp = spectrum(centre(side, layer))
-            spectra[side, layer] = {r: _rank(r, sp) for r in rank_keys[side]}
-        return spectra[side, layer]
-
-    out = {}
-    for (b, t), cross in acc.cross.items():
-        row: dict[str, float] = {}
-        if need_centred:
-            cx, cy = centre("base", b), centre("tuned", t)
-        cxy = cross.centred(acc.base[b], acc.tuned[t]) if need_cross else None
-        if want("linear_cka"):
-            row["linear_cka"] = linear_cka_from_moments(cx, cy, cxy)
-        if want("linear_cka_debiased"):
-            row["linear_cka_debiased"] = linear_cka_from_moments(cx, cy, cxy, debiased=True)
-        if want("procrustes_distance"):
-            row["procrustes_distance"] = procrustes_distance_from_moments(cx, cy, cxy)
-        for side, layer in (("base", b), ("tuned", t)):
-            if rank_keys[side]:
-                row.update({f"{k}_{side}": v for k, v in ranks(side, layer).items()})
-        if need_centred and cx.dim == cy.dim:
-            if want("frechet_distance"):
-                row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
-            if want("mmd"):
-                row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
-            if want("subspace_overlap"):
-                k = min(top_k, cx.dim, cx.n - 1)
-                angles = principal_angles_from_moments(cx, cy, k)
-                row["subspace_overlap"] = overlap_of_angles(angles)
-        drift = acc.drift.get((b, t))
-        names = [n for n in ("cosine_similarity", "relative_shift")
-                 if want(f"{n}_mean") or want(f"{n}_q50")]
-        if drift is not None and names:
-            d = drift.compute()
-            for name in names:
-                for stat in ("mean", "q50"):
-                    if want(f"{name}_{stat}"):
-                        row[f"{name}_{stat}"] = d[name][stat]
-        out[b, t] = row
-    return out
-
-
 def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, spectra,
                         samples_base, samples_tuned) -> tuple[dict, list[str]]:
     """Per-layer metrics of one tuned checkpoint from its (reduced) sink."""
     accs = list(sink.accumulators.values()) or [sink.acc]
     rows: dict[str, dict[str, float]] = {}
     for acc in accs:
-        rows.update({b: r for (b, _), r in closed_form_metrics(acc, wanted).items()})
+        rows.update({b: r for (b, _), r in acc.compute(metrics=wanted or None).items()})
     layer_order = [layer for acc in accs for layer in acc.layers]
     chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
     for layer in layer_order:

@@ -6,6 +6,7 @@ per-side spectra suffixed ``_base`` / ``_tuned``), so reports and scripts can re
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 
 from repspace.metrics.cka import linear_cka_from_moments
 from repspace.metrics.drift import (
@@ -23,45 +24,87 @@ from repspace.metrics.spectrum import (
     stable_rank,
 )
 
-__all__ = ["layerwise_summary", "spectrum_summary"]
+__all__ = ["layerwise_summary", "spectrum_summary", "RANKS"]
 
 
-def spectrum_summary(sp) -> dict[str, float]:
-    """Ranks of one representation's :class:`~repspace.metrics.Spectrum`."""
-    return {
-        "effective_rank": effective_rank(sp),
-        "stable_rank": stable_rank(sp),
-        "numerical_rank": float(numerical_rank(sp)),
-        "participation_ratio": participation_ratio(sp),
-    }
+RANKS = ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio")
 
 
-def layerwise_summary(acc, top_k: int = 10) -> dict[tuple[str, str], dict[str, float]]:
-    centred_b = {k: v.centred() for k, v in acc.base.items()}
-    centred_t = {k: v.centred() for k, v in acc.tuned.items()}
-    spec_b = {k: spectrum_summary(spectrum(v)) for k, v in centred_b.items()}
-    spec_t = {k: spectrum_summary(spectrum(v)) for k, v in centred_t.items()}
+def _rank(name: str, sp) -> float:
+    # module names resolved per call (no table of function objects), so patching one in tests works
+    if name == "effective_rank":
+        return effective_rank(sp)
+    if name == "stable_rank":
+        return stable_rank(sp)
+    if name == "numerical_rank":
+        return float(numerical_rank(sp))
+    return participation_ratio(sp)
+
+
+def spectrum_summary(sp, ranks: tuple[str, ...] = RANKS) -> dict[str, float]:
+    """Ranks (``ranks``, default all four) of one representation's :class:`~repspace.metrics.Spectrum`."""
+    return {name: _rank(name, sp) for name in ranks}
+
+
+def layerwise_summary(acc, top_k: int = 10,
+                      metrics: Collection[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(base_layer, tuned_layer): {metric: value}}`` for every pair tracked by ``acc``.
+
+    ``metrics``: keep only the keys starting with one of these names (``"linear_cka"``
+    keeps ``linear_cka`` and ``linear_cka_debiased``); ``None``: every key.  Only what the
+    kept keys need (centred moments, cross terms, spectra, drift) is computed, and each
+    value is the same number, bit for bit, as in the full computation.
+    """
+    def want(key: str) -> bool:
+        return metrics is None or any(key.startswith(m) for m in metrics)
+
+    ranks = {side: tuple(r for r in RANKS if want(f"{r}_{side}")) for side in ("base", "tuned")}
+    need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased", "procrustes_distance", "mmd"))
+    need_centred = (need_cross or ranks["base"] or ranks["tuned"]
+                    or want("frechet_distance") or want("subspace_overlap"))
+    centred: dict[tuple[str, str], object] = {}
+    spectra: dict[tuple[str, str], dict[str, float]] = {}
+
+    def centre(side: str, layer: str):
+        if (side, layer) not in centred:
+            centred[side, layer] = getattr(acc, side)[layer].centred()
+        return centred[side, layer]
+
+    def side_ranks(side: str, layer: str) -> dict[str, float]:
+        if (side, layer) not in spectra:  # a layer in several pairs: one spectrum
+            spectra[side, layer] = spectrum_summary(spectrum(centre(side, layer)), ranks[side])
+        return spectra[side, layer]
+
     out = {}
     for (b, t), cross in acc.cross.items():
-        cx, cy = centred_b[b], centred_t[t]
-        cxy = cross.centred(acc.base[b], acc.tuned[t])
-        row = {
-            "linear_cka": linear_cka_from_moments(cx, cy, cxy),
-            "linear_cka_debiased": linear_cka_from_moments(cx, cy, cxy, debiased=True),
-            "procrustes_distance": procrustes_distance_from_moments(cx, cy, cxy),
-        }
-        row.update({f"{k}_base": v for k, v in spec_b[b].items()})
-        row.update({f"{k}_tuned": v for k, v in spec_t[t].items()})
-        if cx.dim == cy.dim:
-            row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
-            row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
-            k = min(top_k, cx.dim, cx.n - 1)
-            row["subspace_overlap"] = overlap_of_angles(principal_angles_from_moments(cx, cy, k))
+        row: dict[str, float] = {}
+        if need_centred:
+            cx, cy = centre("base", b), centre("tuned", t)
+        cxy = cross.centred(acc.base[b], acc.tuned[t]) if need_cross else None
+        if want("linear_cka"):
+            row["linear_cka"] = linear_cka_from_moments(cx, cy, cxy)
+        if want("linear_cka_debiased"):
+            row["linear_cka_debiased"] = linear_cka_from_moments(cx, cy, cxy, debiased=True)
+        if want("procrustes_distance"):
+            row["procrustes_distance"] = procrustes_distance_from_moments(cx, cy, cxy)
+        for side, layer in (("base", b), ("tuned", t)):
+            if ranks[side]:
+                row.update({f"{k}_{side}": v for k, v in side_ranks(side, layer).items()})
+        if need_centred and cx.dim == cy.dim:
+            if want("frechet_distance"):
+                row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
+            if want("mmd"):
+                row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
+            if want("subspace_overlap"):
+                k = min(top_k, cx.dim, cx.n - 1)
+                row["subspace_overlap"] = overlap_of_angles(principal_angles_from_moments(cx, cy, k))
         drift = acc.drift.get((b, t))
-        if drift is not None:
+        kept = [n for n in ("cosine_similarity", "relative_shift") if want(f"{n}_mean") or want(f"{n}_q50")]
+        if drift is not None and kept:
             d = drift.compute()
-            for name in ("cosine_similarity", "relative_shift"):
-                row[f"{name}_mean"] = d[name]["mean"]
-                row[f"{name}_q50"] = d[name]["q50"]
+            for name in kept:
+                for stat in ("mean", "q50"):
+                    if want(f"{name}_{stat}"):
+                        row[f"{name}_{stat}"] = d[name][stat]
         out[b, t] = row
     return out

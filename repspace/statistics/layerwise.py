@@ -183,8 +183,9 @@ class LayerwiseMoments:
             raise ValueError("no samples were accumulated; call update() first")
         check_min_rows(self.n, minimum, "this metric")
 
-    def compute(self, top_k: int = 10) -> dict[tuple[str, str], dict[str, float]]:
-        """Every closed-form metric for every tracked pair: ``{(base, tuned): {metric: value}}``.
+    def compute(self, top_k: int = 10, metrics=None) -> dict[tuple[str, str], dict[str, float]]:
+        """Every closed-form metric for every tracked pair: ``{(base, tuned): {metric: value}}``
+        (``metrics``: only the keys starting with one of these names, and only their work).
 
         Keys are the metric functions' names (``linear_cka``, ``linear_cka_debiased``,
         ``frechet_distance``, ``mmd`` (linear kernel, unbiased), ``procrustes_distance``,
@@ -197,7 +198,7 @@ class LayerwiseMoments:
         from repspace.metrics import summary  # metrics sit above statistics
 
         self._check_ready(4)
-        return summary.layerwise_summary(self, top_k=top_k)
+        return summary.layerwise_summary(self, top_k=top_k, metrics=metrics)
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.

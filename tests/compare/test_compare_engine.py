@@ -9,6 +9,7 @@ from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare import compare, compare_models
 from repspace.compare import engine
 from repspace.compare.sink import CompareSink
+from repspace.metrics import summary
 from repspace.statistics import LayerwiseMoments, PairedDriftStats
 from tests.compare.conftest import SENTENCES, tiny_bert, word_tokenizer
 
@@ -165,30 +166,30 @@ def test_selected_metrics_equal_the_full_computation_bit_for_bit(acc):
     assert len(keys) >= 18 and "subspace_overlap" in keys
     prefixes = keys + ["linear", "effective_rank", "cosine_similarity", "relative"]
     for wanted in [{k} for k in prefixes] + [{"mmd", "stable_rank_base", "relative_shift_q50"}]:
-        got = engine.closed_form_metrics(acc, wanted)
+        got = acc.compute(metrics=wanted)
         assert list(got) == list(full)
         for pair, row in full.items():
             want = {k: v for k, v in row.items() if any(k.startswith(w) for w in wanted)}
             assert want, wanted
             assert list(got[pair]) == list(want), wanted
             assert all(same(got[pair][k], v) for k, v in want.items()), wanted
-    assert all(r == {} for r in engine.closed_form_metrics(acc, {"no_such_metric"}).values())
-    assert engine.closed_form_metrics(acc, None) == acc.compute()
+    assert all(r == {} for r in acc.compute(metrics={"no_such_metric"}).values())
+    assert acc.compute(metrics=None) == full
 
 
-COMPUTES = {  # engine-level function -> the metric keys it produces
-    "linear_cka_from_moments": ("linear_cka",),
-    "procrustes_distance_from_moments": ("procrustes_distance",),
-    "frechet_distance_from_moments": ("frechet_distance",),
-    "mmd_linear_from_moments": ("mmd",),
-    "principal_angles_from_moments": ("subspace_overlap",),
-    "effective_rank": ("effective_rank",),
-    "stable_rank": ("stable_rank",),
-    "numerical_rank": ("numerical_rank",),
-    "participation_ratio": ("participation_ratio",),
-    "rbf_cka": ("rbf_cka",),
-    "mmd": ("mmd_rbf",),
-    "mutual_knn_overlap": ("mutual_knn_overlap",),
+COMPUTES = {  # (module, function) -> the metric keys it produces
+    (summary, "linear_cka_from_moments"): ("linear_cka",),
+    (summary, "procrustes_distance_from_moments"): ("procrustes_distance",),
+    (summary, "frechet_distance_from_moments"): ("frechet_distance",),
+    (summary, "mmd_linear_from_moments"): ("mmd",),
+    (summary, "principal_angles_from_moments"): ("subspace_overlap",),
+    (summary, "effective_rank"): ("effective_rank",),
+    (summary, "stable_rank"): ("stable_rank",),
+    (summary, "numerical_rank"): ("numerical_rank",),
+    (summary, "participation_ratio"): ("participation_ratio",),
+    (engine, "rbf_cka"): ("rbf_cka",),
+    (engine, "mmd"): ("mmd_rbf",),
+    (engine, "mutual_knn_overlap"): ("mutual_knn_overlap",),
 }
 
 
@@ -203,21 +204,23 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
     base, tuned = cks
     calls = {}
 
-    def forbid(name, real):
+    def forbid(where, name, real):
         def wrapper(*args, **kwargs):
-            if not any(k.startswith(p) for p in COMPUTES[name] for k in keys):
+            if not any(k.startswith(p) for p in COMPUTES[where, name] for k in keys):
                 raise AssertionError(f"{name} ran but only {metrics} were asked for")
             calls[name] = calls.get(name, 0) + 1
             return real(*args, **kwargs)
         return wrapper
 
-    for name in COMPUTES:
-        monkeypatch.setattr(engine, name, forbid(name, getattr(engine, name)))
+    for where, name in COMPUTES:
+        monkeypatch.setattr(where, name, forbid(where, name, getattr(where, name)))
 
     def no_full_compute(*args, **kwargs):
         raise AssertionError("the full metric set was computed")
 
-    monkeypatch.setattr(LayerwiseMoments, "compute", no_full_compute)
+    real_compute = LayerwiseMoments.compute
+    monkeypatch.setattr(LayerwiseMoments, "compute", lambda self, top_k=10, metrics=None: (
+        no_full_compute() if metrics is None else real_compute(self, top_k, metrics)))
     real_drift = PairedDriftStats.compute
     monkeypatch.setattr(PairedDriftStats, "compute", lambda self: (
         real_drift(self) if any(k.startswith(("cosine", "relative")) for k in keys)
