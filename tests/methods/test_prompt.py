@@ -23,6 +23,17 @@ def prompt_of(model):
     return next(p for n, p in model.named_parameters() if n.endswith("adapter_prompt.weight"))
 
 
+def hand_built(model, words, x):
+    """``(inputs_embeds, position_ids, attention_mask)`` of the prompted sequence built by
+    hand: ``model``'s prompt first, then ``words(input_ids)``; the prompt at position 0 and
+    the real tokens at their own positions 0..t-1; a mask of ones over the prompt."""
+    b, t = x["input_ids"].shape
+    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), words(x["input_ids"])], 1)
+    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None].expand(b, -1)
+    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    return emb, pos, mask
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_counts_names_shapes(arch):
     base = tiny_model(arch)
@@ -48,11 +59,8 @@ def test_gpt2_matches_hand_built_sequence():
     fc.perturb_trainable(model, scale=1.0)
     base = tiny_model("gpt2")
     x = tiny_inputs("gpt2")
-    b, t = x["input_ids"].shape
     tr = base.transformer
-    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), tr.wte(x["input_ids"])], 1)
-    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None]
-    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    emb, pos, mask = hand_built(model, tr.wte, x)
     with torch.no_grad():
         h = tr(inputs_embeds=emb, position_ids=pos, attention_mask=mask).last_hidden_state
         want = base.lm_head(h[:, P:])
@@ -70,11 +78,8 @@ def test_blip_decoder_matches_hand_built_sequence():
     fc.perturb_trainable(model, scale=1.0)
     base = tiny_model("blip")
     x = tiny_inputs("blip")
-    b, t = x["input_ids"].shape
     text = base.text_decoder.bert
-    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), text.embeddings.word_embeddings(x["input_ids"])], 1)
-    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None].expand(b, -1)
-    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    emb, pos, mask = hand_built(model, text.embeddings.word_embeddings, x)
     with torch.no_grad():
         image = base.vision_model(pixel_values=x["pixel_values"]).last_hidden_state
         h = text(inputs_embeds=emb, position_ids=pos, attention_mask=mask, encoder_hidden_states=image,
@@ -95,9 +100,7 @@ def test_blip_vqa_prompts_the_question_encoder_only():
     x = tiny_inputs("blip_vqa")
     b, t = x["input_ids"].shape
     enc = base.text_encoder
-    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), enc.embeddings.word_embeddings(x["input_ids"])], 1)
-    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None].expand(b, -1)
-    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    emb, pos, mask = hand_built(model, enc.embeddings.word_embeddings, x)
     seen = []
     hook = model.text_decoder.register_forward_pre_hook(
         lambda m, a, kw: seen.append(kw["encoder_hidden_states"]), with_kwargs=True)
@@ -116,10 +119,7 @@ def test_bert_pools_its_cls_token():
     fc.perturb_trainable(model, scale=1.0)
     base = tiny_model("bert")
     x = tiny_inputs("bert")
-    b, t = x["input_ids"].shape
-    emb = torch.cat([prompt_of(model).detach().expand(b, -1, -1), base.bert.embeddings.word_embeddings(x["input_ids"])], 1)
-    pos = torch.cat([torch.zeros(P, dtype=torch.long), torch.arange(t)])[None]
-    mask = torch.cat([torch.ones(b, P, dtype=torch.long), x["attention_mask"]], 1)
+    emb, pos, mask = hand_built(model, base.bert.embeddings.word_embeddings, x)
     with torch.no_grad():
         h = base.bert(inputs_embeds=emb, position_ids=pos, attention_mask=mask).last_hidden_state
         want = base.classifier(base.bert.pooler(h[:, P:]))
