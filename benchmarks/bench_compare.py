@@ -46,16 +46,16 @@ def sentences(n: int, seed: int = 0) -> list[str]:
             f"next to a {pick('color')} {pick('shape')}" for _ in range(n)]
 
 
-def train_adapter(base: str, out: Path) -> None:
+def train_adapter(base: str, out: Path, seed: int = 0) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel, AutoTokenizer
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = get_peft_model(AutoModel.from_pretrained(base, local_files_only=True),
                            LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
-    texts = sentences(64, seed=1)
+    texts = sentences(64, seed=1 + seed)
     labels = torch.tensor([float("red" in t) for t in texts])
     head = torch.nn.Linear(model.config.hidden_size, 1)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]
