@@ -45,12 +45,32 @@ def majority_baseline(seed: int = 0, n_train: int = 2000, n_eval: int = 200) -> 
     return {"vqa_accuracy": float(vqa_accuracy(preds, refs)), "answers": mode}
 
 
+def zero_shot(cfg) -> dict:
+    """Scores of the untrained base on the runs' held-out questions (the trainer's own
+    records, greedy decoding and scorer; ``cfg`` is any run's TrainConfig)."""
+    import torch
+
+    from repspace.checkpoints import load_checkpoint
+    from repspace.training import evaluate_model
+    from repspace.training.data import load_records
+    from repspace.training.tasks import make_task
+
+    base = load_checkpoint(cfg.base)
+    task = make_task(base.model, base.processor, cfg.task)
+    task.fit(load_records(cfg, "train"))
+    model = task.prepare_model(base.model).eval()
+    records = load_records(cfg, "test")
+    return evaluate_model(task, model, task.encode(records, False), records, cfg, torch.device("cpu"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="method_table")
     ap.add_argument("--task", default="vqa", choices=["vqa", "captioning"])
     ap.add_argument("--methods", nargs="*", default=list(RECIPES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--base", default="embedded", help="base checkpoint (default: the embedded model)")
+    ap.add_argument("--zero-shot", action="store_true", help="add a row for the untrained base")
     args = ap.parse_args()
 
     from repspace.training import TrainConfig, train
@@ -61,7 +81,7 @@ def main() -> None:
         steps, lr, options = RECIPES[method]
         if args.task == "captioning":
             steps = max(steps // 3, 200)
-        cfg = TrainConfig(base="embedded", method=method, method_options=options, task=args.task,
+        cfg = TrainConfig(base=args.base, method=method, method_options=options, task=args.task,
                           domain="shifted" if args.task == "captioning" else "source",
                           steps=steps, lr=lr, seed=args.seed,
                           output_dir=str(out / f"{args.task}-{method}"))
@@ -72,6 +92,9 @@ def main() -> None:
                      "options": options, "seconds": round(time.perf_counter() - t0, 1),
                      "scores": res.scores})
     base = majority_baseline() if args.task == "vqa" else None
+    if args.zero_shot:
+        rows.insert(0, {"method": "base (no tuning)", "trainable_params": 0, "steps": 0, "lr": 0,
+                        "seconds": 0, "scores": zero_shot(cfg)})
     lines = ["| method | trainable params | steps | lr | wall s | " +
              ("VQA acc | color | count | exist | relation | shape |" if args.task == "vqa"
               else "CIDEr-D | BLEU-4 |"),

@@ -1,19 +1,26 @@
 """``repspace pretrain``: the reproducible recipe behind the embedded model.
 
 A randomly initialised tiny ``BlipForConditionalGeneration`` (:func:`repspace.models.tiny_blip_config`)
-learns to caption the shapes world's *source* domain:
+is pre-trained on the shapes world's *source* domain:
 
 * data: ``ShapesWorld(seed=world_seed, domain="source", image_size=32, n_train=n_train)``
-  train split, rendered once into a uint8 tensor; target = the canonical caption (chain
-  template) as ``[DEC] words [SEP]`` (:func:`repspace.data.decoder_inputs`);
-* order: epoch permutations from ``torch.Generator().manual_seed(seed)``; init from
-  ``torch.manual_seed(seed)``; no dropout, so a CPU run is a function of the seed;
+  train split, rendered once into a uint8 tensor;
+* targets (:mod:`repspace.training.pretrain_corpus`): recipe v2 (``corpus="captions+itm"``,
+  the shipped model) draws one of five texts per image and step: the three reference
+  captions (language modelling, every token) or a true / non-matching caption followed by
+  ``? yes`` / ``? no`` (image-text matching, loss on the answer only), a small stand-in for
+  BLIP's own LM + ITM pre-training; recipe v1 (``corpus="canonical"``) trains on the
+  canonical caption only, as ``[DEC] words [SEP]`` (:func:`repspace.data.decoder_inputs`);
+* order: epoch permutations from ``torch.Generator().manual_seed(seed)``, text choice from
+  ``torch.Generator().manual_seed(seed + 1)``; init from ``torch.manual_seed(seed)``; no
+  dropout, so a CPU run is a function of the seed;
 * optimiser: AdamW (betas 0.9/0.98), linear warm-up then cosine decay to 0, gradient
   clipping at 1.0; loss = token cross-entropy of the decoder (BLIP's own);
 * evaluation: greedy captions of the held-out *test* split (compositions never seen in
   training), CIDEr-D and BLEU-4 against the three references per image
-  (:mod:`repspace.evaluation`), plus the trivial baseline "always emit the most common
-  train caption".
+  (:mod:`repspace.evaluation`), the trivial baseline "always emit the most common
+  train caption", and held-out image-text matching accuracy
+  (:func:`~repspace.training.pretrain_corpus.matching_accuracy`).
 
 The folder (weights, config, processor, ``pretrain_manifest.json``) is written to a temporary
 sibling and moved into place with ``os.replace``, so ``--output`` is either the old folder or
@@ -36,7 +43,11 @@ from pathlib import Path
 
 __all__ = ["PretrainConfig", "QUICK", "pretrain", "add_pretrain_parser", "run_pretrain"]
 
-RECIPE = "repspace.pretrain.tiny_blip_captioning/v1"
+#: Recipe id per corpus (recorded in the manifest); the shipped model is v2.
+RECIPES = {"canonical": "repspace.pretrain.tiny_blip_captioning/v1",
+           "captions+itm": "repspace.pretrain.tiny_blip_captions_itm/v2-no-text",
+           "captions+itm+text": "repspace.pretrain.tiny_blip_captions_itm_text/v2"}
+RECIPE = RECIPES["captions+itm+text"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,11 @@ class PretrainConfig:
         image_size: image side in pixels.
         max_new_tokens: generation budget for evaluation captions (a caption is <= 16 tokens).
         architecture: keyword arguments of :func:`repspace.models.tiny_blip_config`.
+        corpus: the text targets (:mod:`repspace.training.pretrain_corpus`):
+            ``"captions+itm+text"`` (v2: the three reference captions, generated image-text
+            matching, and a text-only question-answer stream), ``"captions+itm"`` (v2 without
+            the text stream) or ``"canonical"`` (v1: the canonical caption only).
+        text_batch_size: texts per step of the text-only stream (``+text`` corpora only).
     """
 
     seed: int = 0
@@ -71,9 +87,11 @@ class PretrainConfig:
     architecture: dict = field(default_factory=lambda: dict(
         patch_size=4, vision_hidden=96, vision_layers=3, text_hidden=96, text_layers=3,
         num_heads=4, mlp_ratio=4))
+    corpus: str = "captions+itm+text"
+    text_batch_size: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "n_train", "n_test", "max_new_tokens"):
+        for name in ("steps", "batch_size", "n_train", "n_test", "max_new_tokens", "text_batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"pretrain: {name} must be a positive integer, got {v!r}")
@@ -81,6 +99,8 @@ class PretrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"pretrain: {name} must be a non-negative integer, got {v!r}")
+        if self.corpus not in RECIPES:
+            raise ValueError(f"pretrain: unknown corpus {self.corpus!r}; choose one of {', '.join(RECIPES)}")
         if self.n_test < 2:
             raise ValueError("pretrain: n_test must be >= 2 (CIDEr-D needs at least two images)")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1 or not self.grad_clip > 0:
@@ -127,7 +147,7 @@ class _StreamPermutations:
 
 
 def _render(world, split: str, n: int):
-    """Images ``(n, H, W, 3)`` uint8 and the 3 reference captions of samples ``0..n-1``."""
+    """Images ``(n, H, W, 3)`` uint8, the 3 reference captions and the scenes of samples ``0..n-1``."""
     import numpy as np
 
     from repspace.data.text import captions
@@ -135,7 +155,17 @@ def _render(world, split: str, n: int):
     idx = np.arange(n)
     scenes = [world.scene(split, int(i)) for i in idx]
     images = np.stack([world.image(split, int(i), s) for i, s in zip(idx, scenes)])
-    return images, [captions(s) for s in scenes]
+    return images, [captions(s) for s in scenes], scenes
+
+
+_TARGET_NOTES = {
+    "canonical": "canonical caption (captions[0])",
+    "captions+itm+text": "as captions+itm, plus a text-only stream of 'question answer' texts about train "
+                         "scenes of both domains (no image; text_batch_size per step)",
+    "captions+itm": "one of 5 texts per image and step: captions[0], captions[1], captions[2] (count as a "
+                    "digit for half the images), '<true caption> ? yes', '<non-matching caption> ? no' "
+                    "(loss on answer + [SEP] only); repspace.training.pretrain_corpus",
+}
 
 
 def _check_output(out: Path) -> None:
@@ -176,12 +206,17 @@ def _no_decay(name: str, p) -> bool:
     return p.ndim < 2 or "embedding" in name
 
 
-def _train(model, pixels_u8, batch_ids, batch_mask, cfg: PretrainConfig, progress: bool):
+def _train(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, text=None):
     """The optimisation loop, built from the trainer's pieces (seeding is the caller's);
     returns ``(loss_curve, seconds)``.
 
-    ``pixels_u8``: ``(n, H, W, 3)`` uint8; ``batch_ids`` / ``batch_mask``: ``(n, T)`` decoder
-    inputs.  Not :class:`~repspace.training.trainer.Loop` itself: the shipped weights fix this
+    ``pixels_u8``: ``(n, H, W, 3)`` uint8; ``targets``: a
+    :class:`~repspace.training.pretrain_corpus.TextTargets` with ``v`` texts per image.  With
+    ``v > 1`` each image of a batch gets one of its texts uniformly at random from a second
+    generator, ``torch.Generator().manual_seed(seed + 1)`` (with ``v == 1`` nothing is drawn,
+    so v1's data order is untouched).  ``text``: the text-only stream (``v == 1``) or
+    ``None``; each step adds the decoder's loss on ``text_batch_size`` of its texts, drawn
+    from ``torch.Generator().manual_seed(seed + 2)``, run without an image.  Not :class:`~repspace.training.trainer.Loop` itself: the shipped weights fix this
     recipe's data order (one generator stream), AdamW groups and betas, warm-up rounding and
     clipping order (model parameter order), all of which differ from the trainer's.
     """
@@ -195,17 +230,25 @@ def _train(model, pixels_u8, batch_ids, batch_mask, cfg: PretrainConfig, progres
     lr_at = _lr_lambda(cfg.steps, cfg.warmup_ratio)
     n = len(pixels_u8)
     order = _StreamPermutations(n, cfg.seed, skip=int(cfg.batch_size > n))
+    pick = torch.Generator().manual_seed(cfg.seed + 1)
+    pick_text = torch.Generator().manual_seed(cfg.seed + 2)
     curve, window = [], []
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(cfg.steps):
         idx = epoch_batch(step, n, cfg.batch_size, order)
-        mask = batch_mask[idx]
+        var = (torch.randint(targets.variants, (len(idx),), generator=pick) if targets.variants > 1
+               else torch.zeros(len(idx), dtype=torch.long))
+        mask = targets.attention_mask[idx, var]
         width = int(mask.sum(1).max())  # trim padding columns shared by the whole batch
-        ids, mask = batch_ids[idx, :width], mask[:, :width]
+        ids, mask = targets.input_ids[idx, var, :width], mask[:, :width]
+        labels = ids.masked_fill(targets.label_mask[idx, var, :width] == 0, -100)
         loss = model(pixel_values=pixel_values(pixels_u8[idx]), input_ids=ids, attention_mask=mask,
-                     labels=ids.masked_fill(mask == 0, -100)).loss
+                     labels=labels).loss
+        if text is not None:
+            loss = loss + _text_loss(model, text, torch.randint(len(text.input_ids), (cfg.text_batch_size,),
+                                                                generator=pick_text))
         if not math.isfinite(loss.item()):
             raise ValueError(f"pretrain: loss became {loss.item()} at step {step}; lower --lr")
         loss.backward()
@@ -222,6 +265,16 @@ def _train(model, pixels_u8, batch_ids, batch_mask, cfg: PretrainConfig, progres
     bar.close()
     model.eval()
     return curve, time.perf_counter() - start
+
+
+def _text_loss(model, text, rows):
+    """Decoder loss on text-only rows (no ``encoder_hidden_states``: BLIP's text layers then
+    skip cross-attention), with the same label smoothing and mean as the image loss."""
+    mask = text.attention_mask[rows, 0]
+    width = int(mask.sum(1).max())
+    ids, mask = text.input_ids[rows, 0, :width], mask[:, :width]
+    labels = ids.masked_fill(text.label_mask[rows, 0, :width] == 0, -100)
+    return model.text_decoder(input_ids=ids, attention_mask=mask, labels=labels, reduction="mean").loss
 
 
 def _versions() -> dict:
@@ -261,10 +314,11 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     import torch
     import transformers
 
-    from repspace.data import ShapesWorld, decoder_inputs
+    from repspace.data import ShapesWorld
     from repspace.evaluation import cider_d
     from repspace.models import (build_processor, embedded_path, evaluate_captions, generate_captions,
                                  pixel_values, tiny_blip_config)
+    from repspace.training.pretrain_corpus import build_targets, build_text_stream, matching_accuracy
     from repspace.training.trainer import seed_everything
 
     cfg = PretrainConfig() if config is None else config
@@ -277,18 +331,19 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
 
     world = ShapesWorld(seed=cfg.world_seed, domain="source", image_size=cfg.image_size,
                         n_train=cfg.n_train, n_test=cfg.n_test)
-    train_images, train_refs = _render(world, "train", cfg.n_train)
-    test_images, test_refs = _render(world, "test", cfg.n_test)
+    train_images, train_refs, train_scenes = _render(world, "train", cfg.n_train)
+    test_images, test_refs, test_scenes = _render(world, "test", cfg.n_test)
     t_data = time.perf_counter() - t0
 
     processor = build_processor(cfg.image_size)
     tok = processor.tokenizer
-    enc = decoder_inputs(tok, [r[0] for r in train_refs])  # canonical caption = training target
+    targets = build_targets(tok, train_scenes, cfg.corpus, cfg.seed)
+    text = (build_text_stream(tok, cfg.world_seed, cfg.n_train // 2, cfg.seed)
+            if cfg.corpus.endswith("+text") else None)
     seed_everything(cfg.seed)  # the init draws from torch only; python/numpy as `repspace train` does
     model = transformers.BlipForConditionalGeneration(
         tiny_blip_config(image_size=cfg.image_size, tokenizer=tok, **cfg.architecture))
-    curve, t_train = _train(model, torch.from_numpy(train_images), enc["input_ids"],
-                            enc["attention_mask"], cfg, progress)
+    curve, t_train = _train(model, torch.from_numpy(train_images), targets, cfg, progress, text=text)
 
     t1 = time.perf_counter()
     preds = generate_captions(model, tok, pixel_values(test_images), max_new_tokens=cfg.max_new_tokens)
@@ -299,17 +354,22 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     train_scores = evaluate_captions(train_preds, train_refs[:n_seen])
     common = Counter(r[0] for r in train_refs).most_common(1)[0][0]
     baseline = cider_d([common] * len(test_refs), test_refs)
+    matching = matching_accuracy(model, tok, pixel_values(test_images), test_scenes, seed=cfg.seed)
     t_eval = time.perf_counter() - t1
 
     manifest = {
-        "schema": "repspace.pretrain", "version": 1, "recipe": RECIPE,
+        "schema": "repspace.pretrain", "version": 1, "recipe": RECIPES[cfg.corpus],
         "command": "repspace pretrain" + ("" if output is None else f" --output {out}"),
         "config": asdict(cfg), "seed": cfg.seed, "steps": cfg.steps,
         "data": {"world": asdict(world.config), "split_train": "train", "split_eval": "test",
-                 "target": "canonical caption (captions[0])", "n_train": cfg.n_train, "n_test": cfg.n_test},
+                 "target": _TARGET_NOTES[cfg.corpus], "corpus": cfg.corpus,
+                 "sample_targets": targets.texts[:2],
+                 "text_stream": None if text is None else {"texts": len(text.texts), "samples": text.texts[:4]},
+                 "n_train": cfg.n_train, "n_test": cfg.n_test},
         "params": int(sum(p.numel() for p in model.parameters())),
         "scores": {"test": {**scores, "n": cfg.n_test}, "train_subset": {**train_scores, "n": n_seen},
-                   "baseline_most_common_train_caption": {"cider_d": baseline, "caption": common}},
+                   "baseline_most_common_train_caption": {"cider_d": baseline, "caption": common},
+                   "test_matching": {**matching, "n": cfg.n_test}},
         "loss_curve": curve,
         "samples": [{"prediction": p, "references": r} for p, r in zip(preds[:8], test_refs[:8])],
         "wall_time_s": {"data": round(t_data, 2), "train": round(t_train, 2), "eval": round(t_eval, 2),
@@ -349,6 +409,8 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help=f"images per step (default {d.batch_size})")
     p.add_argument("--n-train", type=int, default=None, help=f"train images (default {d.n_train})")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--corpus", default=None, choices=sorted(RECIPES),
+                   help=f"text targets (default {d.corpus}; 'canonical' = the v1 recipe)")
     p.add_argument("--quick", action="store_true",
                    help="tiny settings for smoke tests (4 steps on 64 images, seconds)")
     p.add_argument("--threads", type=int, default=1,
@@ -361,12 +423,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
     """Run ``repspace pretrain`` from parsed arguments; prints the held-out scores."""
     base = QUICK if args.quick else PretrainConfig()
     given = {"steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
-             "n_train": args.n_train, "lr": args.lr}
+             "n_train": args.n_train, "lr": args.lr, "corpus": args.corpus}
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
     m = pretrain(cfg, args.output, progress=not args.no_progress, threads=args.threads)
     s, b = m["scores"]["test"], m["scores"]["baseline_most_common_train_caption"]
     print(f"wrote {m['output']} ({m['params'] / 1e6:.2f} M params, {m['wall_time_s']['total']:.0f} s)")
     print(f"held-out test (n={s['n']}): CIDEr-D {s['cider_d']:.3f}  BLEU-4 {s['bleu4']:.3f}  "
           f"exact {s['exact']:.1%}  (baseline CIDEr-D {b['cider_d']:.3f})")
+    mt = m["scores"]["test_matching"]
+    print(f"held-out image-text matching: true caption {mt['positive']:.1%}, "
+          f"hard negative {mt['hard_negative']:.1%} (chance 50%)")
     sys.stdout.flush()
     return 0

@@ -109,7 +109,8 @@ def test_held_out_captions_beat_the_most_common_caption(embedded, held_out):
     baseline = cider_d([common] * len(refs), refs)
     assert baseline < 1.0
     assert score > 3.0 and score > 4 * baseline, (score, baseline, preds[:4])
-    assert np.mean([p == r[0] for p, r in zip(preds, refs)]) > 0.25  # whole captions right
+    # whole captions right (any reference): v2 spreads over three caption styles, 9 % here (v1: 47 %)
+    assert np.mean([p in r for p, r in zip(preds, refs)]) > 0.05
 
 
 def test_tiny_blip_config_validates():
@@ -119,3 +120,29 @@ def test_tiny_blip_config_validates():
         tiny_blip_config(vision_hidden=30, num_heads=4)
     with pytest.raises(ValueError, match="text_layers"):
         tiny_blip_config(text_layers=0, tokenizer=build_tokenizer())
+
+
+def test_the_base_knows_the_answer_words_of_builtin_vqa(embedded):
+    """Recipe v2 grounds yes / no (image-text matching) and the digits (captions) in images:
+    held-out matching is far above chance, and none of the answer words' output rows is still
+    at its initialisation (v1 left 6 of the 14 answer words untrained)."""
+    from repspace.training.pretrain_corpus import matching_accuracy
+
+    model, processor, _ = embedded
+    world = ShapesWorld(seed=0, domain="source", image_size=32)
+    scenes = [world.scene("test", i) for i in range(N_EVAL)]
+    pv = pixel_values(np.stack([world.image("test", i, s) for i, s in enumerate(scenes)]))
+    acc = matching_accuracy(model, processor.tokenizer, pv, scenes)
+    assert acc["positive"] > 0.8 and acc["hard_negative"] > 0.6, acc
+    assert embedded_manifest()["scores"]["test_matching"]["mean"] > 0.75
+
+    # A word the decoder never reads is only ever pushed down as a wrong output (tied
+    # embeddings), so never-used words share one output bias; no VQA answer word may sit there.
+    tok = processor.tokenizer
+    bias = model.text_decoder.cls.predictions.bias.detach()
+    never = bias[tok.convert_tokens_to_ids(["4", "5", "6", "7", "8", "9"])]  # counts never exceed 3
+    assert float(never.max() - never.min()) < 0.05
+    answers = ["yes", "no", "0", "1", "2", "3", "red", "green", "blue", "yellow", "white",
+               "circle", "square", "triangle"]
+    low = {w: round(float(bias[tok.convert_tokens_to_ids(w)]), 3) for w in answers}
+    assert all(b > float(never.max()) + 0.3 for b in low.values()), (low, never)

@@ -76,10 +76,16 @@ def data():
     from repspace.models import build_processor
 
     world = ShapesWorld(seed=0, domain="source", image_size=24, n_train=10, n_test=2)
-    images, refs = pt._render(world, "train", 10)
+    from repspace.training.pretrain_corpus import build_targets
+
+    images, refs, scenes = pt._render(world, "train", 10)
     tok = build_processor(24).tokenizer
     enc = decoder_inputs(tok, [r[0] for r in refs])
-    return torch.from_numpy(images), enc["input_ids"], enc["attention_mask"], tok
+    targets = build_targets(tok, scenes, "canonical", seed=0)
+    # the v1 corpus is exactly the canonical captions the reference loop was written for
+    assert torch.equal(targets.input_ids[:, 0], enc["input_ids"])
+    assert torch.equal(targets.label_mask[:, 0], enc["attention_mask"])
+    return torch.from_numpy(images), enc["input_ids"], enc["attention_mask"], tok, targets
 
 
 def _model(tok, seed):
@@ -90,7 +96,8 @@ def _model(tok, seed):
 
 
 _BASE = pt.PretrainConfig(steps=7, batch_size=4, n_train=10, n_test=2, image_size=24, lr=5e-3,
-                          weight_decay=0.1, warmup_ratio=0.3, grad_clip=0.5, architecture=_ARCH)
+                          weight_decay=0.1, warmup_ratio=0.3, grad_clip=0.5, architecture=_ARCH,
+                          corpus="canonical")
 
 
 @pytest.mark.parametrize("cfg", [
@@ -99,11 +106,11 @@ _BASE = pt.PretrainConfig(steps=7, batch_size=4, n_train=10, n_test=2, image_siz
     replace(_BASE, steps=3, batch_size=10, warmup_ratio=0.0),  # batch == data, no warm-up asked
 ], ids=["epochs", "batch_gt_n", "batch_eq_n"])
 def test_loop_is_bit_identical_to_the_reference_recipe(data, cfg):
-    pixels, ids, mask, tok = data
+    pixels, ids, mask, tok, targets = data
     ref, new = _model(tok, cfg.seed), _model(tok, cfg.seed)
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), new.state_dict().values()))
     losses = _reference_train(ref, pixels, ids, mask, cfg)
-    curve, _ = pt._train(new, pixels, ids, mask, cfg, progress=False)
+    curve, _ = pt._train(new, pixels, targets, cfg, progress=False)
     assert curve == [[cfg.steps, round(sum(losses) / len(losses), 5)]]
     a, b = ref.state_dict(), new.state_dict()
     assert a.keys() == b.keys()
