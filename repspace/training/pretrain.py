@@ -5,14 +5,16 @@ is pre-trained on the shapes world's *source* domain:
 
 * data: ``ShapesWorld(seed=world_seed, domain="source", image_size=32, n_train=n_train)``
   train split, rendered once into a uint8 tensor;
-* targets (:mod:`repspace.training.pretrain_corpus`): recipe v2 (``corpus="captions+itm"``,
-  the shipped model) draws one of five texts per image and step: the three reference
-  captions (language modelling, every token) or a true / non-matching caption followed by
-  ``? yes`` / ``? no`` (image-text matching, loss on the answer only), a small stand-in for
-  BLIP's own LM + ITM pre-training; recipe v1 (``corpus="canonical"``) trains on the
-  canonical caption only, as ``[DEC] words [SEP]`` (:func:`repspace.data.decoder_inputs`);
+* targets (:mod:`repspace.training.pretrain_corpus`): recipe v2
+  (``corpus="captions+itm+text"``, the shipped model) draws one of five texts per image and
+  step: the three reference captions (language modelling, every token) or a true /
+  non-matching caption followed by ``? yes`` / ``? no`` (image-text matching, loss on the
+  answer only), a small stand-in for BLIP's own LM + ITM pre-training; each step also adds
+  the loss on a batch of text-only ``question answer`` texts (no image: the language side
+  a real VLM brings).  Recipe v1 (``corpus="canonical"``) trains on the canonical caption
+  only, as ``[DEC] words [SEP]`` (:func:`repspace.data.decoder_inputs`);
 * order: epoch permutations from ``torch.Generator().manual_seed(seed)``, text choice from
-  ``torch.Generator().manual_seed(seed + 1)``; init from ``torch.manual_seed(seed)``; no
+  ``seed + 1``, text-only rows from ``seed + 2``; init from ``torch.manual_seed(seed)``; no
   dropout, so a CPU run is a function of the seed;
 * optimiser: AdamW (betas 0.9/0.98), linear warm-up then cosine decay to 0, gradient
   clipping at 1.0; loss = token cross-entropy of the decoder (BLIP's own);
@@ -216,9 +218,11 @@ def _train(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, text=
     generator, ``torch.Generator().manual_seed(seed + 1)`` (with ``v == 1`` nothing is drawn,
     so v1's data order is untouched).  ``text``: the text-only stream (``v == 1``) or
     ``None``; each step adds the decoder's loss on ``text_batch_size`` of its texts, drawn
-    from ``torch.Generator().manual_seed(seed + 2)``, run without an image.  Not :class:`~repspace.training.trainer.Loop` itself: the shipped weights fix this
-    recipe's data order (one generator stream), AdamW groups and betas, warm-up rounding and
-    clipping order (model parameter order), all of which differ from the trainer's.
+    from ``torch.Generator().manual_seed(seed + 2)``, run without an image.
+
+    Not :class:`~repspace.training.trainer.Loop` itself: the shipped weights fix this recipe's
+    data order (one generator stream), AdamW groups and betas, warm-up rounding and clipping
+    order (model parameter order), all of which differ from the trainer's.
     """
     import torch
     from tqdm.auto import tqdm

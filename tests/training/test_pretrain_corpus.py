@@ -96,7 +96,7 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     from repspace.models import tiny_blip_config
     from repspace.training.pretrain_corpus import TextTargets
 
-    scenes, tok = world_and_tok
+    _, tok = world_and_tok
     arch = dict(patch_size=8, vision_hidden=16, vision_layers=1, text_hidden=16, text_layers=1,
                 num_heads=2, mlp_ratio=2)
     world = ShapesWorld(seed=0, domain="source", image_size=32, n_train=12, n_test=2)
