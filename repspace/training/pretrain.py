@@ -342,7 +342,7 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     processor = build_processor(cfg.image_size)
     tok = processor.tokenizer
     targets = build_targets(tok, train_scenes, cfg.corpus, cfg.seed)
-    text = (build_text_stream(tok, cfg.world_seed, cfg.n_train // 2, cfg.seed)
+    text = (build_text_stream(tok, cfg.world_seed, max(1, cfg.n_train // 2), cfg.seed)
             if cfg.corpus.endswith("+text") else None)
     seed_everything(cfg.seed)  # the init draws from torch only; python/numpy as `repspace train` does
     model = transformers.BlipForConditionalGeneration(
