@@ -45,6 +45,18 @@ def majority_baseline(seed: int = 0, n_train: int = 2000, n_eval: int = 200) -> 
     return {"vqa_accuracy": float(vqa_accuracy(preds, refs)), "answers": mode}
 
 
+def _seconds(run_dir: str, measured: float) -> float:
+    """Wall time of a run: measured here, or, for a finished run the trainer returned from
+    its folder, the timings its train_log.jsonl recorded when it ran."""
+    log = Path(run_dir) / "train_log.jsonl"
+    if measured < 1.0 and log.is_file():
+        for line in reversed(log.read_text().splitlines()):
+            timings = json.loads(line).get("timings")
+            if timings:
+                return round(sum(timings.values()), 1)
+    return round(measured, 1)
+
+
 def zero_shot(cfg) -> dict:
     """Scores of the untrained base on the runs' held-out questions (the trainer's own
     records, greedy decoding and scorer; ``cfg`` is any run's TrainConfig)."""
@@ -89,7 +101,7 @@ def main() -> None:
         res = train(cfg, progress=True)
         rows.append({"method": method, "trainable_params": res.params.trainable,
                      "total_params": res.params.total, "steps": steps, "lr": lr,
-                     "options": options, "seconds": round(time.perf_counter() - t0, 1),
+                     "options": options, "seconds": _seconds(cfg.output_dir, time.perf_counter() - t0),
                      "scores": res.scores})
     base = majority_baseline() if args.task == "vqa" else None
     if args.zero_shot:
