@@ -192,9 +192,8 @@ def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, sp
             if layer in chosen:
                 spectra.setdefault(base_name, {})[layer] = spectrum(acc.base[layer]).singular_values
                 spectra.setdefault(name, {})[layer] = spectrum(acc.tuned[layer]).singular_values
-    if wanted:
-        rows = {layer: {k: v for k, v in r.items() if any(k.startswith(w) for w in wanted)}
-                for layer, r in rows.items()}
+    # No filtering left to do: acc.compute(metrics=...) keeps only the wanted closed-form keys
+    # and _sample_metrics computes only the wanted sample metrics.
     return rows, layer_order
 
 
