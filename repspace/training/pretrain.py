@@ -242,12 +242,8 @@ def _train(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, text=
     bar = tqdm(total=cfg.steps, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(cfg.steps):
         idx = epoch_batch(step, n, cfg.batch_size, order)
-        var = (torch.randint(targets.variants, (len(idx),), generator=pick) if targets.variants > 1
-               else torch.zeros(len(idx), dtype=torch.long))
-        mask = targets.attention_mask[idx, var]
-        width = int(mask.sum(1).max())  # trim padding columns shared by the whole batch
-        ids, mask = targets.input_ids[idx, var, :width], mask[:, :width]
-        labels = ids.masked_fill(targets.label_mask[idx, var, :width] == 0, -100)
+        var = torch.randint(targets.variants, (len(idx),), generator=pick) if targets.variants > 1 else 0
+        ids, mask, labels = _decoder_batch(targets, idx, var)
         loss = model(pixel_values=pixel_values(pixels_u8[idx]), input_ids=ids, attention_mask=mask,
                      labels=labels).loss
         if text is not None:
@@ -271,13 +267,20 @@ def _train(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, text=
     return curve, time.perf_counter() - start
 
 
+def _decoder_batch(targets, rows, variant):
+    """``(input_ids, attention_mask, labels)`` of text ``variant`` (an int, or one per row) of
+    ``rows`` of a :class:`~repspace.training.pretrain_corpus.TextTargets`, trimmed to the
+    batch's longest text; labels are -100 off the label mask."""
+    mask = targets.attention_mask[rows, variant]
+    width = int(mask.sum(1).max())  # trim padding columns shared by the whole batch
+    ids, mask = targets.input_ids[rows, variant, :width], mask[:, :width]
+    return ids, mask, ids.masked_fill(targets.label_mask[rows, variant, :width] == 0, -100)
+
+
 def _text_loss(model, text, rows):
     """Decoder loss on text-only rows (no ``encoder_hidden_states``: BLIP's text layers then
     skip cross-attention), with the same label smoothing and mean as the image loss."""
-    mask = text.attention_mask[rows, 0]
-    width = int(mask.sum(1).max())
-    ids, mask = text.input_ids[rows, 0, :width], mask[:, :width]
-    labels = ids.masked_fill(text.label_mask[rows, 0, :width] == 0, -100)
+    ids, mask, labels = _decoder_batch(text, rows, 0)
     return model.text_decoder(input_ids=ids, attention_mask=mask, labels=labels, reduction="mean").loss
 
 
