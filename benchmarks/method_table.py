@@ -57,24 +57,6 @@ def _seconds(run_dir: str, measured: float) -> float:
     return round(measured, 1)
 
 
-def zero_shot(cfg) -> dict:
-    """Scores of the untrained base on the runs' held-out questions (the trainer's own
-    records, greedy decoding and scorer; ``cfg`` is any run's TrainConfig)."""
-    import torch
-
-    from repspace.checkpoints import load_checkpoint
-    from repspace.training import evaluate_model
-    from repspace.training.data import load_records
-    from repspace.training.tasks import make_task
-
-    base = load_checkpoint(cfg.base)
-    task = make_task(base.model, base.processor, cfg.task)
-    task.fit(load_records(cfg, "train"))
-    model = task.prepare_model(base.model).eval()
-    records = load_records(cfg, "test")
-    return evaluate_model(task, model, task.encode(records, False), records, cfg, torch.device("cpu"))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="method_table")
@@ -85,7 +67,7 @@ def main() -> None:
     ap.add_argument("--zero-shot", action="store_true", help="add a row for the untrained base")
     args = ap.parse_args()
 
-    from repspace.training import TrainConfig, train
+    from repspace.training import TrainConfig, evaluate_base, train
 
     out = Path(args.out)
     rows = []
@@ -106,7 +88,7 @@ def main() -> None:
     base = majority_baseline() if args.task == "vqa" else None
     if args.zero_shot:
         rows.insert(0, {"method": "base (no tuning)", "trainable_params": 0, "steps": 0, "lr": 0,
-                        "seconds": 0, "scores": zero_shot(cfg)})
+                        "seconds": 0, "scores": evaluate_base(cfg)})
     lines = ["| method | trainable params | steps | lr | wall s | " +
              ("VQA acc | color | count | exist | relation | shape |" if args.task == "vqa"
               else "CIDEr-D | BLEU-4 |"),

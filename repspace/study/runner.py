@@ -154,12 +154,7 @@ def default_train(cfg, progress: bool = False):
 def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
     """Task scores of the untrained base on the cell's held-out split (the trainer's own
     evaluation: same records, same greedy decoding, same scorer)."""
-    import torch
-
-    from repspace.checkpoints import load_checkpoint
-    from repspace.training import TrainConfig, evaluate_model
-    from repspace.training.data import load_records
-    from repspace.training.tasks import Task, make_task
+    from repspace.training import TrainConfig, evaluate_base
 
     kw = dict(config.train)
     if config.image_size is not None:
@@ -168,16 +163,7 @@ def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
     cfg = TrainConfig(base=config.base, method=method, task=cell.task, domain=config.domain,
                       n_train=config.n_train, n_eval=config.n_eval, seed=cell.seed,
                       batch_size=config.batch_size, **kw)
-    base = load_checkpoint(config.base)
-    task = make_task(base.model, base.processor, cell.task)
-    if type(task).fit is not Task.fit:  # only tasks that learn state (answer sets) need the data
-        task.fit(load_records(cfg, "train"))
-    model = task.prepare_model(base.model).eval()
-    records = load_records(cfg, "test")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if cfg.device == "auto" else cfg.device))
-    model.to(device)
-    return evaluate_model(task, model, task.encode(records, False), records, cfg, device)
+    return evaluate_base(cfg)
 
 
 def _params(result) -> dict:

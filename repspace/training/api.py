@@ -21,7 +21,7 @@ from repspace.methods.base import ParamCount
 from repspace.training.config import TrainConfig
 from repspace.training.state import atomic_write_text, latest_state
 
-__all__ = ["train", "TrainResult", "evaluate_model"]
+__all__ = ["train", "TrainResult", "evaluate_model", "evaluate_base"]
 
 _RUN_MARKERS = (MANIFEST_NAME, "train_config.json", "state", "train_log.jsonl")
 
@@ -99,6 +99,24 @@ def evaluate_model(task, model, enc, records, cfg: TrainConfig, device: torch.de
         preds = task.predict(model, enc, cfg.eval_batch_size or cfg.batch_size, max_new, generation_kwargs(model))
     model.train(was_training)
     return score(cfg.task, preds, records)
+
+
+def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
+    """Task scores of the untrained ``cfg.base`` on ``cfg``'s held-out split: the records,
+    greedy decoding and scorer a run of ``cfg`` is evaluated with, no method applied."""
+    from repspace.checkpoints import load_checkpoint
+    from repspace.training.data import load_records
+    from repspace.training.tasks import Task, make_task
+
+    base = load_checkpoint(cfg.base)
+    task = make_task(base.model, base.processor, cfg.task)
+    if type(task).fit is not Task.fit:  # only tasks that learn state (answer sets) need the data
+        task.fit(load_records(cfg, "train"))
+    model = task.prepare_model(base.model).eval()
+    records = load_records(cfg, "test")
+    device = _device(cfg.device)
+    model.to(device)
+    return evaluate_model(task, model, task.encode(records, False), records, cfg, device)
 
 
 def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = None,
