@@ -87,15 +87,23 @@ def _make_output(run_dir: Path, status: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def evaluate_model(task, model, enc, records, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Greedy predictions on ``records`` scored by :func:`repspace.training.tasks.score`."""
+def evaluate_model(task, model, enc, records, cfg: TrainConfig, device: torch.device,
+                   label: str | None = None) -> dict[str, float]:
+    """Greedy predictions on ``records`` scored by :func:`repspace.training.tasks.score`.
+
+    Raises :class:`~repspace.methods.generation.CachedGenerationMismatch` when cached and
+    uncached decoding of the first batch disagree (``label``, default ``cfg.method``, names
+    the model in that error)."""
     from repspace.methods import generation_kwargs
+    from repspace.methods.generation import cache_checked
     from repspace.training.tasks import score
 
     was_training = model.training
     model.eval()
     max_new = cfg.max_new_tokens or (32 if cfg.task == "captioning" else 8)
-    with torch.no_grad():
+    # the first generated batch is decoded with and without the KV cache: a method whose hooks
+    # miss the cache (as on a new transformers release) fails here instead of scoring wrongly
+    with torch.no_grad(), cache_checked(model, label or cfg.method):
         preds = task.predict(model, enc, cfg.eval_batch_size or cfg.batch_size, max_new, generation_kwargs(model))
     model.train(was_training)
     return score(cfg.task, preds, records)
@@ -116,7 +124,8 @@ def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
     records = load_records(cfg, "test")
     device = _device(cfg.device)
     model.to(device)
-    return evaluate_model(task, model, task.encode(records, False), records, cfg, device)
+    return evaluate_model(task, model, task.encode(records, False), records, cfg, device,
+                          label="the untuned base")
 
 
 def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = None,

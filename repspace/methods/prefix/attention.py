@@ -28,6 +28,7 @@ import sys
 import torch
 from torch import nn
 
+from repspace.methods.kv_cache import pop_cache
 from repspace.methods.prefix.modules import PrefixKV, prefix_mask
 
 __all__ = ["attach", "attention_route", "ROUTE", "PrefixBlipTextSelfAttention", "PrefixBlipAttention"]
@@ -138,19 +139,21 @@ class PrefixBlipTextSelfAttention(_blip_text_cls()):
     """``BlipTextSelfAttention`` with ``adapter_prefix`` keys/values in its *self*-attention."""
 
     def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None,
-                encoder_attention_mask=None, past_key_values=None, **kwargs):
+                encoder_attention_mask=None, *args, **kwargs):
         if encoder_hidden_states is not None:  # cross-attention: untouched
             return super().forward(hidden_states, attention_mask, encoder_hidden_states,
-                                   encoder_attention_mask, past_key_values, **kwargs)
+                                   encoder_attention_mask, *args, **kwargs)
         from transformers.cache_utils import EncoderDecoderCache
 
+        # the cache is the fifth argument, named past_key_values (<= 5.23) or cache (>= 5.24)
+        cache = args[0] if args else pop_cache(kwargs)
         shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
         q = self.query(hidden_states).view(shape).transpose(1, 2)
         k = self.key(hidden_states).view(shape).transpose(1, 2)
         v = self.value(hidden_states).view(shape).transpose(1, 2)
-        if past_key_values is not None:
-            cache = (past_key_values.self_attention_cache
-                     if isinstance(past_key_values, EncoderDecoderCache) else past_key_values)
+        if cache is not None:
+            if isinstance(cache, EncoderDecoderCache):
+                cache = cache.self_attention_cache
             k, v = cache.update(k, v, self.layer_idx)
         prefix: PrefixKV = self.adapter_prefix
         pk, pv = prefix(k.shape[0], k)

@@ -30,6 +30,8 @@ import inspect
 import torch
 from torch import nn
 
+from repspace.methods.kv_cache import get_cache, has_cached_tokens
+
 __all__ = ["PromptEmbedding"]
 
 
@@ -72,8 +74,7 @@ class PromptEmbedding(nn.Module):
     # -- hooks (bound methods, so deepcopy of the model rebinds them to the copy) ----------
     def before_text_model(self, module: nn.Module, args: tuple, kwargs: dict):
         kw = _as_kwargs(module, args, kwargs)
-        past = kw.get("past_key_values")
-        if past is not None and hasattr(past, "get_seq_length") and past.get_seq_length() > 0:
+        if has_cached_tokens(get_cache(kw)):
             raise ValueError("prompt tuning re-prepends its virtual tokens on every call and cannot "
                              "extend a KV cache; generate with use_cache=False "
                              "(**repspace.methods.generation_kwargs(model))")
