@@ -82,7 +82,7 @@ def cache_checked(model: nn.Module, label: str, enabled: bool = True) -> Iterato
 
     Calls with ``use_cache=False`` (prompt tuning's own setting) are not checked: they do
     not touch the cache.  ``label`` names the method in the error."""
-    if not enabled:
+    if not enabled or not callable(getattr(model, "generate", None)):  # classifiers do not generate
         yield model
         return
     original = model.generate
