@@ -2,12 +2,18 @@
 
 Each subcommand lives with its feature (``repspace/<feature>/cli.py``) and exposes
 ``add_parser(subparsers)`` and ``run(args) -> int``; this module only dispatches and
-turns expected failures into one-line errors with a non-zero exit code.
+turns every failure into one line on stderr (:mod:`repspace.cli_errors`: exit 2 for bad
+input, 1 for anything unexpected, ``--debug`` for the traceback).  stdin is never read: a
+library prompt (transformers' "run the custom code? [y/N]") sees end-of-file, so
+``yes | repspace ...`` cannot answer it.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
+import signal
 import sys
 
 from repspace import __version__
@@ -29,15 +35,45 @@ def _command(name: str, which: int):
     return getattr(importlib.import_module(module), functions[which])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like every other repspace error)."""
+
+    def error(self, message):
+        from repspace.cli_errors import EXIT_INPUT, one_line
+
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+class _NoStdin(io.TextIOBase):
+    """A stdin that is always at end-of-file: ``input()`` raises EOFError, nothing is read."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size=-1) -> str:
+        return ""
+
+    def readline(self, size=-1) -> str:
+        return ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+DEBUG_HELP = "on an unexpected error, print the full traceback too"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="repspace",
         description="Measure how far fine-tuning moves a pre-trained model's representation space.",
     )
     parser.add_argument("--version", action="version", version=f"repspace {__version__}")
+    parser.add_argument("--debug", dest="debug_all", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         _command(name, 0)(sub)
+        sub.choices[name].add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 
@@ -55,24 +91,52 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _prog(command: str) -> str:
+    return f"repspace {command}" if command else "repspace"
+
+
+def _on_sigterm(signum, frame):
+    from repspace.cli_errors import Terminated
+
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    _quiet_libraries()
+    from repspace.cli_errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, print_error
+
+    command, debug = "", os.environ.get("REPSPACE_DEBUG", "") not in ("", "0")
+    saved_stdin, saved_term = sys.stdin, None
     try:
+        sys.stdin = _NoStdin()  # nothing repspace runs may ever read stdin
+        try:  # SIGTERM unwinds like Ctrl-C: staging folders are removed on the way out
+            saved_term = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, a usage error (already printed)
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        command = args.command or ""
+        debug = debug or getattr(args, "debug", False) or args.debug_all
+        if args.command is None:
+            parser.print_help()
+            return 0
+        _quiet_libraries()
         return _command(args.command, 1)(args)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        # Expected failures (bad input, unloadable checkpoint) are one line, no traceback.
-        message = " ".join(str(exc).split())
-        print(f"repspace {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except Terminated:
+        print(f"{_prog(command)}: terminated; nothing half-written was kept", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         # compare/study write nothing half-done; train keeps its last saved state to resume from.
-        print(f"repspace {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{_prog(command)}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns failures into one line
+        return print_error(command, exc, debug)
+    finally:
+        sys.stdin = saved_stdin
+        if saved_term is not None:
+            signal.signal(signal.SIGTERM, saved_term)
 
 
 if __name__ == "__main__":

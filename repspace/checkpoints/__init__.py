@@ -9,6 +9,7 @@ from repspace.checkpoints.loader import (
     load_checkpoint,
     load_hf_model,
     load_processor,
+    preflight_checkpoints,
     register_manifest_loader,
     resolve_spec,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "load_checkpoint",
     "load_hf_model",
     "load_processor",
+    "preflight_checkpoints",
     "read_state_dict",
     "register_manifest_loader",
     "resolve_spec",

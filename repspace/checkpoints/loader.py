@@ -18,6 +18,7 @@ model, a tiny BLIP pre-trained on the built-in shapes world and shipped in the p
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +28,14 @@ import torch
 
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.hashing import checkpoint_sha256
+from repspace.checkpoints.remote_code import (
+    check_adapter_config,
+    check_model_class,
+    refuse_remote_code,
+)
 from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
 
-__all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model",
+__all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model", "preflight_checkpoints",
            "MANIFEST_NAME", "EMBEDDED", "register_manifest_loader", "resolve_spec"]
 
 MANIFEST_NAME = "repspace_manifest.json"
@@ -90,11 +96,15 @@ def detect_kind(spec: str) -> str:
     return "hub"
 
 
-def _model_class(config):
+def _model_class(config, source: str):
     import transformers
 
-    for arch in getattr(config, "architectures", None) or []:
-        cls = getattr(transformers, arch, None)
+    archs = getattr(config, "architectures", None) or []
+    if not isinstance(archs, (list, tuple)):
+        raise CheckpointError(f"{source}: `architectures` must be a list of class names; got "
+                              f"{type(archs).__name__}")
+    for arch in archs:
+        cls = check_model_class(arch, source)  # a model class, never a function or pipeline
         if cls is not None:
             return cls
     return transformers.AutoModel
@@ -117,16 +127,29 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | Non
     import transformers
 
     local = Path(spec).is_dir()
+    for source in (spec, config):  # before any transformers call: it must never prompt
+        if source is not None:
+            refuse_remote_code(source)
     try:
-        cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local)
-        cls = _model_class(cfg)
+        # trust_remote_code=False: transformers refuses custom code instead of asking on stdin.
+        cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local,
+                                                      trust_remote_code=False)
+        named_by = Path(config or spec)
+        cls = _model_class(cfg, str(named_by / "config.json" if named_by.is_dir() else named_by))
         extra = {} if device_map is None else {"device_map": device_map}
         return cls.from_pretrained(spec, config=cfg, local_files_only=local,
-                                   dtype=dtype or torch.float32, **extra)
-    except (OSError, ValueError, KeyError) as exc:
-        if local:
+                                   dtype=dtype or torch.float32, trust_remote_code=False, **extra)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - untrusted files fail in many exception types
+        if isinstance(exc, pickle.UnpicklingError):
+            raise CheckpointError(f"{spec}: refused — a weights file in it holds Python objects "
+                                  "beyond tensors, and unpickling it could run arbitrary code; "
+                                  "ask its author for a .safetensors copy") from None
+        if local or not isinstance(exc, (OSError, ValueError, KeyError)):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"{spec}: not a loadable transformers model ({first})") from None
+            raise CheckpointError(f"{spec}: not a loadable transformers model "
+                                  f"({type(exc).__name__}: {first}); check or re-download it") from None
         raise _hub_hint(spec, exc) from None
 
 
@@ -137,9 +160,10 @@ def load_processor(spec: str | None):
     import transformers
 
     local = Path(spec).is_dir()
+    refuse_remote_code(spec)  # a tokenizer/processor auto_map: refused, never prompted for
     for cls in (transformers.AutoProcessor, transformers.AutoTokenizer):
         try:
-            return cls.from_pretrained(spec, local_files_only=local)
+            return cls.from_pretrained(spec, local_files_only=local, trust_remote_code=False)
         except Exception:  # noqa: BLE001 - "no processor here" comes in many exception types
             continue
     return None
@@ -148,8 +172,9 @@ def load_processor(spec: str | None):
 def _base_of_adapter(path: Path, base: str | None) -> str:
     try:
         cfg = json.loads((path / "adapter_config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
+    check_adapter_config(cfg, path / "adapter_config.json")
     named = cfg.get("base_model_name_or_path")
     if base:
         return base
@@ -160,6 +185,19 @@ def _base_of_adapter(path: Path, base: str | None) -> str:
         raise CheckpointError(f"{path}: its base model {named} does not exist on this machine; "
                               "pass --base with the base model folder")
     return named
+
+
+def preflight_checkpoints(specs) -> None:
+    """Cheap checks of every checkpoint before any is loaded: each exists (or looks like a hub
+    id) and none asks for remote code, so a typo in the last of several tuned checkpoints
+    fails in a second, not after the others were loaded."""
+    for spec in specs:
+        if spec is None:
+            continue
+        resolved = resolve_spec(str(spec))
+        if not Path(resolved).is_file() or Path(resolved).suffix != ".json":  # --config file
+            detect_kind(resolved)
+        refuse_remote_code(resolved)
 
 
 def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
@@ -175,6 +213,7 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     base = resolve_spec(str(base)) if base is not None else None
     kind = detect_kind(spec)
     path = Path(spec)
+    refuse_remote_code(path)  # any kind of folder: before transformers or peft read it
     name = given if given == EMBEDDED else (path.stem if path.is_file() else (path.name or spec))
     out: LoadedCheckpoint
     if kind in ("hf", "hub"):
@@ -185,13 +224,16 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         from peft import PeftModel
 
         base_spec = _base_of_adapter(path, base)
-        if not any((path / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
+        weights = [path / f for f in ("adapter_model.safetensors", "adapter_model.bin")
+                   if (path / f).is_file()]
+        if not weights:
             raise CheckpointError(f"{spec}: adapter folder without weights (adapter_model."
                                   "safetensors or adapter_model.bin); was save_pretrained interrupted?")
+        read_state_dict(weights[0])  # refuses payloads / truncation, naming the file, before peft
         base_model = load_checkpoint(base_spec, dtype=dtype, device_map=device_map).model
         try:
             model = PeftModel.from_pretrained(base_model, spec, is_trainable=False)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(f"{spec}: adapter does not fit its base {base_spec} ({first}); "
                                   "pass --base with the model it was trained on") from None
@@ -212,10 +254,16 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     else:  # repspace
         try:
             manifest = json.loads((path / MANIFEST_NAME).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path / MANIFEST_NAME}: unreadable manifest ({exc}); "
                                   "was the run interrupted while saving?") from None
+        if not isinstance(manifest, dict):
+            raise CheckpointError(f"{path / MANIFEST_NAME}: must hold a JSON object; got "
+                                  f"{type(manifest).__name__}")
         fmt = manifest.get("weights_format")
+        if not isinstance(fmt, str):
+            raise CheckpointError(f"{path / MANIFEST_NAME}: 'weights_format' must be a string; "
+                                  f"got {fmt!r}; was the run written by repspace?")
         if fmt not in _MANIFEST_LOADERS:
             import repspace.training  # noqa: F401 - registers the loaders of training runs
         loader = _MANIFEST_LOADERS.get(fmt)

@@ -26,9 +26,10 @@ NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "weights")
 
 
 def _convert_hint(path: Path) -> str:
-    return (f"convert it once on a machine where you trust it: python -c \"import torch; "
-            f"from safetensors.torch import save_file; sd = torch.load('{path.name}', "
-            f"weights_only=False); save_file(sd.get('state_dict', sd), '{path.stem}.safetensors')\"")
+    # No command line here: the file name is the attacker's to choose (it would be pasted into
+    # a shell), and converting means unpickling it, which is exactly the code execution refused.
+    return ("ask its author for a .safetensors copy, or convert it only inside a throw-away "
+            "sandbox (see docs/security.md)")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -68,9 +68,34 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _inputs(args) -> list[tuple[str, str | None]]:
+    """What this comparison reads (the output may not be, hold or lie inside any of them)."""
+    from repspace.checkpoints import resolve_spec
+
+    specs = [("base checkpoint", args.base), *(("tuned checkpoint", t) for t in args.tuned),
+             ("--base checkpoint", args.base_override), ("--config", args.config)]
+    found = [(what, resolve_spec(s)) for what, s in specs if s]
+    return found + ([("probe data", args.probe)] if args.probe != "builtin" else [])
+
+
+def preflight(args) -> None:
+    """Every check that needs no model, before minutes of loading: settings, output folder."""
+    from repspace.compare.options import check_settings
+    from repspace.outputs import check_output
+
+    layers = _csv_list(args.layers)
+    check_settings(num_samples=args.num_samples, batch_size=args.batch_size,
+                   max_length=args.max_length, sample_rows=args.sample_rows, metrics=args.metrics,
+                   layers=layers, dist_timeout=args.dist_timeout,
+                   tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers)
+    if not args.no_report and int(os.environ.get("RANK", 0)) == 0:
+        check_output(args.output, overwrite=args.overwrite, inputs=_inputs(args))
+
+
 def run(args) -> int:
     from repspace.compare.engine import compare
 
+    preflight(args)
     layers = _csv_list(args.layers)
     result = compare(
         args.base, args.tuned, probe=args.probe, num_samples=args.num_samples,
@@ -84,7 +109,8 @@ def run(args) -> int:
         tuned_per_pass=args.tuned_per_pass, progress=not args.quiet and not args.json)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 writes and prints; every rank has the result
-    out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite)
+    out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite,
+                                                   inputs=_inputs(args))
     if args.json:
         payload = report_dict(result, summarize(result), {})
         payload["output"] = str(out) if out else None

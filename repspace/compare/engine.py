@@ -20,13 +20,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from repspace.capture import resolve_paired_layers
+from repspace.capture.backbone import shared_layers
 from repspace.capture.runner import capture_sides, check_distinct, inactive_adapter_warning
-from repspace.checkpoints import LoadedCheckpoint, load_checkpoint
+from repspace.checkpoints import LoadedCheckpoint, load_checkpoint, preflight_checkpoints
+from repspace.compare.options import check_layer_choices, check_settings
 from repspace.compare.sink import CompareSink, FanOutSink
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
-from repspace.probe import ProbeSet, load_probe, make_batches
+from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
+from repspace.probe.processors import choose_processor
 from repspace.report.result import CheckpointInfo, CompareResult
 
 __all__ = ["compare", "compare_models", "SAMPLE_METRICS", "embed_2d"]
@@ -133,25 +135,32 @@ def _side_groups(models: Sequence[torch.nn.Module], max_size: int | None = None)
 
 
 def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size, device,
-                 progress, tuned_per_pass=None) -> None:
+                 progress, tuned_per_pass=None, layer_check=None) -> None:
     """Feed ``sinks[name]`` with (base, tuned) rows for every ``(name, ck)`` of ``pairs``.
 
     The base runs once per batch for each group of :func:`_side_groups` (once in total
     unless tuned models share modules or ``tuned_per_pass`` splits them), every tuned
     model once per batch.
     """
-    names = None
     for name, ck in pairs:
         check_distinct(base.model, ck.model, f"base and tuned checkpoint {name!r}")
-        names = resolve_paired_layers(base.model, ck.model, layers)
-    for group in _side_groups([ck.model for _, ck in pairs], tuned_per_pass):
+        try:
+            shared_layers(base.model, [ck.model], layers, warn=False)
+        except ValueError as exc:  # with several checkpoints, say which one lacks the layer
+            raise ValueError(f"tuned checkpoint {name!r} ({ck.spec}): {exc}") from None
+    # A bare backbone and its task-head variants are compared on the backbone they share.
+    base_model, tuned_models, names = shared_layers(base.model, [ck.model for _, ck in pairs],
+                                                    layers)
+    if layer_check is not None and names:
+        layer_check(names)  # --spectrum-layers / --embedding-layer: before the capture
+    for group in _side_groups(tuned_models, tuned_per_pass):
         # The runner compares sides "base" and "tuned" itself when there are just two.
-        sides = {"tuned" if j == 0 else f"tuned:{j}": pairs[i] for j, i in enumerate(group)}
-        fan = FanOutSink({side: sinks[name] for side, (name, _) in sides.items()})
-        models = {"base": base.model, **{side: ck.model for side, (_, ck) in sides.items()}}
+        sides = {"tuned" if j == 0 else f"tuned:{j}": (i, pairs[i]) for j, i in enumerate(group)}
+        fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()})
+        models = {"base": base_model, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
         capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
                       batch_size=batch_size, device=device, progress=progress, early_stop=True)
-        for side, (name, ck) in sides.items():
+        for side, (_, (name, ck)) in sides.items():
             same = fan.identical[side]
             if same and all(same.values()):
                 warnings.warn(inactive_adapter_warning(
@@ -239,9 +248,13 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     samples_tuned: dict[str, dict[str, torch.Tensor]] = {}
     sinks = {name: CompareSink(max_rows=sample_rows, seed=seed, precision=precision,
                                row_offset=row_offset) for name in tuned_names}
+
+    def layer_check(names):
+        check_layer_choices(names, spectrum_layers, embedding_layer, embedding)
+
     _capture(base, list(zip(tuned_names, tuned)), batches_fn, sinks, dist, layers=layers,
              pooling=pooling, batch_size=batch_size, device=device, progress=progress and main,
-             tuned_per_pass=tuned_per_pass)
+             tuned_per_pass=tuned_per_pass, layer_check=layer_check)
     for name in tqdm(tuned_names, desc="metrics", unit="checkpoint",
                      disable=not progress or len(tuned) < 2 or not main):
         sink = sinks.pop(name)  # freed once its metrics are out
@@ -319,6 +332,11 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
     _check_tuned_per_pass(kwargs.get("tuned_per_pass"))  # before minutes of loading
+    check_settings(num_samples=num_samples, batch_size=batch_size, max_length=max_length,
+                   sample_rows=kwargs.get("sample_rows", 1000), metrics=kwargs.get("metrics"),
+                   layers=kwargs.get("layers", "blocks"), dist_timeout=dist_timeout,
+                   spectrum_layers=kwargs.get("spectrum_layers"))
+    preflight_checkpoints([base, *tuned, base_override, config])
     ctx = None
     if distributed is not False:
         from repspace.distributed import DistContext
@@ -336,13 +354,16 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
         with _step(ctx, "loading"):
             load = dict(config=config, device_map=device_map,
                         dtype=getattr(torch, dtype) if dtype else None)
+            probe_set = load_probe(probe, num_samples=num_samples, seed=seed)  # cheap: first
             base_ck = load_checkpoint(base, **load)
             tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
                          for t in tuned]
-            probe_set = load_probe(probe, num_samples=num_samples, seed=seed)
             rows = ctx.shard(len(probe_set), batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
-            processor = base_ck.processor or next((t.processor for t in tuned_cks if t.processor), None)
+            # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
+            processor = choose_processor(
+                [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
+                model_modalities(base_ck.model), probe_set.texts)
 
             def batches():
                 if local is None:
@@ -359,6 +380,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             result.settings["device_map"] = device_map
         if dtype is not None:
             result.settings["dtype"] = dtype
+        result.settings["max_length"] = max_length  # it changes text features, so the numbers
         return result
     finally:
         if ctx is not None:

@@ -7,6 +7,7 @@ stem (``out/plots/cka``) and returns the written paths.  Colours come from
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -34,15 +35,26 @@ def short_layer_names(layers: list[str]) -> list[str]:
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
+    from repspace.outputs import current_umask
+
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ext in ("pdf", "png"):
-        path = stem.with_suffix(f".{ext}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format=ext, bbox_inches="tight")
-        os.replace(tmp, path)
-        paths.append(path)
-    plt.close(fig)
+    try:
+        for ext in ("pdf", "png"):
+            path = stem.with_suffix(f".{ext}")
+            # A unique temporary name: two studies writing one figures/ folder must not collide.
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    fig.savefig(f, format=ext, bbox_inches="tight")
+                os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what was asked
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            paths.append(path)
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -53,6 +53,10 @@ PAPER_RC = {
     "pdf.fonttype": 42,  # embed TrueType: editable text in the vector PDF
     "ps.fonttype": 42,
     "svg.fonttype": "none",
+    # Labels are checkpoint and layer names, i.e. anyone's text: "$x_1$" or "\\frac" must print
+    # as written, never go through mathtext or LaTeX (a parse error would kill the report).
+    "text.parse_math": False,
+    "text.usetex": False,
 }
 
 

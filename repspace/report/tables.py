@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
+import re
 
 from repspace.report.result import CompareResult
 
@@ -38,6 +40,20 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3e}"
 
 
+def md_text(text) -> str:
+    """``text`` as literal markdown: one line, markdown punctuation backslash-escaped and
+    HTML escaped (names come from checkpoint and probe files, i.e. from anyone)."""
+    text = " ".join(str(text).split())
+    text = re.sub(r"([\\`*_{}\[\]()#|~$^])", r"\\\1", text)  # mid-line: - . + ! are inert
+    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+    return html.escape(text, quote=False)
+
+
+def grid(result: CompareResult, metrics=HEADLINE) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (checkpoint, layer, formatted headline metrics) of the tables."""
+    return _grid(result, metrics)
+
+
 def _grid(result: CompareResult, metrics) -> tuple[list[str], list[list[str]]]:
     metrics = [m for m in metrics if m in result.metric_names()]
     header = ["checkpoint", "layer", *metrics]
@@ -63,5 +79,6 @@ def terminal_table(result: CompareResult, metrics=HEADLINE) -> str:
 def markdown_table(result: CompareResult, metrics=HEADLINE) -> str:
     header, body = _grid(result, metrics)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in body]
+    out += ["| " + " | ".join(md_text(c) if i < 2 else c for i, c in enumerate(r)) + " |"
+            for r in body]
     return "\n".join(out)

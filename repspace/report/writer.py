@@ -1,8 +1,10 @@
 """Write a complete report folder atomically.
 
-Everything is written into a hidden sibling folder first and moved into place with one
-``os.replace`` at the end, so an interrupted or failed run never leaves a half-written
-report (and an existing report is only replaced when ``overwrite=True``).
+Everything is written into a recognisable staging folder beside the target first
+(:mod:`repspace.outputs`), given the umask's modes and moved into place with one rename at
+the end, so an interrupted or failed run never leaves a half-written report, and only an
+existing *report* folder is ever replaced (with ``overwrite=True``).  Names come from
+checkpoints and probes, i.e. from strangers: report.md and report.html escape them.
 """
 from __future__ import annotations
 
@@ -12,18 +14,19 @@ import html
 import json
 import math
 import os
+import re
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from repspace import __version__
+from repspace.outputs import apply_umask, check_output, publish, staging_dir
 from repspace.report import plots as _plots
 from repspace.report.result import CompareResult
 from repspace.report.summary import summarize
-from repspace.report.tables import markdown_table, to_csv
+from repspace.report.tables import grid, markdown_table, md_text, to_csv
 
 SCHEMA = "repspace.report"
 SCHEMA_VERSION = 1
@@ -77,13 +80,16 @@ def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]
 
 
 def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) -> str:
-    lines = [f"# repspace report: {', '.join(result.tuned_names)} vs {result.base.name}", "",
-             summary, "", "## Inputs", "",
-             f"- base: `{result.base.spec}` ({result.base.kind}, sha256 {result.base.sha256 or 'n/a'})"]
-    lines += [f"- tuned: `{t.spec}` ({t.kind}, sha256 {t.sha256 or 'n/a'})" for t in result.tuned]
+    names = md_text(", ".join(result.tuned_names))
+    lines = [f"# repspace report: {names} vs {md_text(result.base.name)}", "",
+             md_text(summary), "", "## Inputs", "",
+             f"- base: {md_text(result.base.spec)} ({md_text(result.base.kind)}, sha256 "
+             f"{md_text(result.base.sha256 or 'n/a')})"]
+    lines += [f"- tuned: {md_text(t.spec)} ({md_text(t.kind)}, sha256 {md_text(t.sha256 or 'n/a')})"
+              for t in result.tuned]
     if result.probe:
-        lines.append(f"- probe data: {result.probe.get('source', '?')}, "
-                     f"{result.probe.get('num_samples', '?')} samples")
+        lines.append(f"- probe data: {md_text(result.probe.get('source', '?'))}, "
+                     f"{md_text(result.probe.get('num_samples', '?'))} samples")
     lines += ["", "## Per-layer metrics", "", markdown_table(result), "",
               "All metrics per layer are in `metrics.csv` (tidy) and `report.json`.", "",
               "## Figures", ""]
@@ -94,20 +100,24 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
     return "\n".join(lines)
 
 
+def _h(text) -> str:
+    """HTML-escaped text with control characters (terminal escapes, NUL) made visible."""
+    return html.escape(re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}",
+                              str(text)))
+
+
 def _html(result: CompareResult, summary: str, plots: dict[str, list[str]], root: Path) -> str:
     def img(path: str) -> str:
         data = base64.b64encode((root / path).read_bytes()).decode()
         return f'<figure><img alt="{html.escape(path)}" src="data:image/png;base64,{data}"></figure>'
 
-    md_table = markdown_table(result).splitlines()
-    head = [c.strip() for c in md_table[0].strip("|").split("|")]
-    rows = [[c.strip() for c in r.strip("|").split("|")] for r in md_table[2:]]
-    table = ("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    head, rows = grid(result)  # the cells themselves: a "|" in a name cannot shift columns
+    table = ("<table><thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in head)
              + "</tr></thead><tbody>"
-             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+             + "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in r) + "</tr>" for r in rows)
              + "</tbody></table>")
     figures = "".join(img(f) for files in plots.values() for f in files if f.endswith(".png"))
-    inputs = "".join(f"<li><code>{html.escape(t.spec)}</code> ({html.escape(t.kind)})</li>"
+    inputs = "".join(f"<li><code>{_h(t.spec)}</code> ({_h(t.kind)})</li>"
                      for t in [result.base, *result.tuned])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -119,7 +129,7 @@ th {{ background: #f2f2f2; }} td:nth-child(-n+2) {{ text-align: left; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} .summary {{ font-size: 1.05em; background: #f7f7f7; padding: 0.8em 1em; border-left: 4px solid #0072B2; }}
 </style></head><body>
 <h1>repspace report</h1>
-<p class="summary">{html.escape(summary)}</p>
+<p class="summary">{_h(summary)}</p>
 <h2>Inputs</h2><ul>{inputs}</ul>
 <h2>Per-layer metrics</h2>{table}
 <h2>Figures</h2>{figures}
@@ -129,15 +139,18 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} .summary {{ font-size: 
 
 
 def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = False,
-                 plots: tuple[str, ...] | None = None) -> Path:
+                 plots: tuple[str, ...] | None = None, inputs=()) -> Path:
     """Write ``report.json``, ``metrics.csv``, ``report.md``, ``report.html`` and
-    ``plots/*.{pdf,png}`` into ``out_dir`` atomically; returns ``out_dir``."""
-    out = Path(out_dir)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out}: already exists and is not empty; pass --overwrite or choose "
-                         "another output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    ``plots/*.{pdf,png}`` into ``out_dir`` atomically; returns ``out_dir``.
+
+    ``out_dir`` may be new, an empty folder, or (with ``overwrite``) an earlier report; never
+    anything else, and never one of ``inputs`` (``(what, path)`` pairs being read).  The
+    check runs again here (the CLI also runs it before loading any model) and once more
+    under the final rename (:func:`repspace.outputs.publish`).
+    """
+    out = check_output(out_dir, overwrite=overwrite, inputs=inputs)
+    created = [p for p in out.parents if not os.path.lexists(p)]  # removed again on failure
+    tmp = staging_dir(out)
     try:
         written: dict[str, list[str]] = {}
         for name, fn in _plots.ALL_PLOTS.items():
@@ -151,15 +164,14 @@ def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = F
         (tmp / "metrics.csv").write_text(to_csv(result))
         (tmp / "report.md").write_text(_markdown(result, summary, written))
         (tmp / "report.html").write_text(_html(result, summary, written, tmp))
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(out, trash)
-            os.replace(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        apply_umask(tmp)  # mkdtemp made it 0700: a report is as readable as any file you write
+        publish(tmp, out, overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # deepest first; only the empty ones this call made
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
-    return out
+    return Path(out_dir)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from repspace.checkpoints.confine import confined
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint
 from repspace.training.state import atomic_write_text
@@ -148,17 +149,31 @@ def manifest_loader(path, manifest: dict, base_loader, base: str | None = None) 
     path = Path(path)
     if manifest.get("schema") != SCHEMA:
         raise CheckpointError(f"{path / MANIFEST_NAME}: not a repspace training run (schema {manifest.get('schema')!r})")
-    for key in ("method_config", "task", "weights_format"):
+    for key, kind in (("method_config", dict), ("task", str), ("weights_format", str)):
         if key not in manifest:
             raise CheckpointError(f"{path / MANIFEST_NAME}: missing {key!r}; was the run written by repspace?")
-    weights_file = path / manifest.get("weights_file", WEIGHTS_NAME)
+        if not isinstance(manifest[key], kind):
+            raise CheckpointError(f"{path / MANIFEST_NAME}: {key!r} must be a JSON "
+                                  f"{'object' if kind is dict else 'string'}; got {manifest[key]!r:.60}")
+    for key, kind in (("task_state", dict), ("base", str), ("base_path", str), ("base_sha256", str)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise CheckpointError(f"{path / MANIFEST_NAME}: {key!r} must be a JSON "
+                                  f"{'object' if kind is dict else 'string'}; got {manifest[key]!r:.60}")
+    # The manifest is untrusted: its weights file must be this folder's own (symlinks resolved).
+    weights_file = confined(path, manifest.get("weights_file", WEIGHTS_NAME),
+                            f"{path / MANIFEST_NAME}: weights_file")
     state = read_state_dict(weights_file)  # safe read before building anything
     loaded_base, notes = _resolve_base(path, manifest, base, base_loader)
     model, processor = loaded_base.model, load_processor(str(path)) or loaded_base.processor
-    task = make_task(model, processor, manifest["task"])
-    task.load_state(manifest.get("task_state") or {})
-    model = task.prepare_model(model)
-    model = apply_method(model, config_from_dict(manifest["method_config"]), stage=None)
+    try:  # every field below comes from the (untrusted) manifest
+        task = make_task(model, processor, manifest["task"])
+        task.load_state(manifest.get("task_state") or {})
+        model = task.prepare_model(model)
+        model = apply_method(model, config_from_dict(manifest["method_config"]), stage=None)
+    except (TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise CheckpointError(f"{path / MANIFEST_NAME}: its method_config / task / task_state do not "
+                              f"describe a model repspace can rebuild ({type(exc).__name__}: "
+                              f"{str(exc)[:120]}); was the run written by repspace?") from None
     task.after_apply(model)
     load_weights_strict(model, state, manifest["weights_format"] == "repspace.full", str(weights_file))
     model.eval()

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from repspace.checkpoints.confine import confined
+
 __all__ = ["save_state", "load_state", "latest_state", "atomic_write_text", "rng_state", "set_rng_state"]
 
 
@@ -100,9 +102,12 @@ def latest_state(run_dir: Path) -> dict | None:
         return None
     try:
         latest = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return latest if (p.parent / str(latest.get("dir", ""))).is_dir() else None
+    if not isinstance(latest, dict) or not latest.get("dir"):
+        return None
+    # latest.json is data: its "dir" must be a step folder of this state/ (symlinks resolved).
+    return latest if confined(p.parent, latest["dir"], f"{p}: dir").is_dir() else None
 
 
 def load_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
@@ -113,7 +118,7 @@ def load_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     latest = latest_state(run_dir)
     if latest is None:
         raise ValueError(f"{run_dir}: no saved training state to resume from")
-    d = Path(run_dir) / "state" / latest["dir"]
+    d = confined(Path(run_dir) / "state", latest["dir"], f"{Path(run_dir) / 'state' / 'latest.json'}: dir")
     try:
         weights = load_file(str(d / "weights.safetensors"))
         blob = torch.load(d / "optimizer.pt", map_location="cpu", weights_only=True)

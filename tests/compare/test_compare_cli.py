@@ -146,7 +146,8 @@ def test_existing_output_needs_overwrite(base_dir, lora_dir, probe_file, tmp_pat
     (out / "notes.txt").write_text("keep")
     rc, _, err = run_cli(capsys, "compare", base_dir, lora_dir, "--probe", probe_file, "-o", out,
                          *FAST)
-    assert rc == 2 and "--overwrite" in err and (out / "notes.txt").exists()
+    # not a repspace report: refused even with --overwrite (it is somebody's folder)
+    assert rc == 2 and "not a repspace report" in err and (out / "notes.txt").exists()
 
 
 def test_tuned_per_pass_gives_the_same_numbers(base_dir, lora_dir, probe_file, tmp_path, capsys):

@@ -68,11 +68,19 @@ def test_existing_output_is_not_clobbered_without_overwrite(result, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="already exists.*--overwrite"):
+    with pytest.raises(ValueError, match="already exists and is not a repspace report"):
         write_report(result, out)
+    # --overwrite replaces only a repspace report, never a folder of someone else's files
+    with pytest.raises(ValueError, match="already exists and is not a repspace report"):
+        write_report(result, out, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
-    write_report(result, out, overwrite=True)
-    assert (out / "report.json").exists() and not (out / "keep.txt").exists()
+    report = tmp_path / "report"
+    write_report(result, report)
+    with pytest.raises(ValueError, match="already holds a repspace report; pass --overwrite"):
+        write_report(result, report)
+    (report / "extra.txt").write_text("x")
+    write_report(result, report, overwrite=True)
+    assert (report / "report.json").exists() and not (report / "extra.txt").exists()
 
 
 def test_failure_midway_leaves_no_partial_folder(result, tmp_path, monkeypatch):

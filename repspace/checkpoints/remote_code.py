@@ -1,0 +1,112 @@
+"""Refuse checkpoints that ask transformers to run code shipped with them.
+
+A ``config.json`` (or tokenizer / processor config) with an ``auto_map`` names Python
+files in the checkpoint that transformers would import to build the model: loading it
+means running a stranger's code.  Every repspace loader call passes
+``trust_remote_code=False`` (so transformers refuses instead of asking "run the custom
+code? [y/N]" on stdin), and :func:`refuse_remote_code` rejects such a folder *before* any
+transformers call, with one line naming the file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from repspace.checkpoints.errors import CheckpointError
+
+__all__ = ["CONFIG_FILES", "refuse_remote_code", "check_model_class"]
+
+# Files transformers reads an ``auto_map`` from (model, tokenizer, processors).
+CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
+                "preprocessor_config.json", "image_processor_config.json",
+                "feature_extractor_config.json", "video_preprocessor_config.json",
+                "adapter_config.json")
+_MAX_CONFIG_BYTES = 64 << 20  # a config larger than this is not a config
+
+
+def _config_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path] if path.suffix == ".json" else []
+    if not path.is_dir():
+        return []
+    named = [path / n for n in CONFIG_FILES]
+    # Any other *config*.json too: transformers' processors read several names.
+    extra = sorted(p for p in path.glob("*config*.json") if p not in named)
+    return [p for p in (*named, *extra) if p.is_file()]
+
+
+def _remote_code_keys(obj) -> list[str]:
+    if not isinstance(obj, dict):
+        return []
+    found = [k for k in ("auto_map", "custom_pipelines") if obj.get(k)]
+    # Processors nest their parts' configs (e.g. {"image_processor": {...}}).
+    for v in obj.values():
+        if isinstance(v, dict) and v.get("auto_map"):
+            found.append("auto_map")
+    return found
+
+
+def refuse_remote_code(spec: str | Path) -> None:
+    """Raise :class:`CheckpointError` if a local checkpoint (folder or config.json) would make
+    transformers import code from it; a no-op for anything that is not on disk (hub ids:
+    ``trust_remote_code=False`` makes transformers refuse them itself)."""
+    path = Path(spec)
+    for f in _config_files(path):
+        try:
+            if f.stat().st_size > _MAX_CONFIG_BYTES:
+                raise CheckpointError(f"{f}: {f.stat().st_size} bytes is too large for a config "
+                                      "file; check the checkpoint")
+            obj = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if f.name == "config.json" or f == path:
+                raise CheckpointError(f"{f}: not a readable JSON config ({exc}); re-download or "
+                                      "re-save the checkpoint") from None
+            continue  # other loaders report their own unreadable files
+        keys = _remote_code_keys(obj)
+        if keys:
+            raise CheckpointError(
+                f"{f}: refused — its {keys[0]!r} asks transformers to import Python code shipped "
+                "with the checkpoint, which repspace never runs; use a checkpoint whose "
+                "architecture is built into transformers (or remove the entry if you have "
+                "audited the code and the model class exists in transformers)")
+
+
+def check_model_class(name, source: str):
+    """The transformers model class ``name`` (from ``architectures`` or --model-class), or a
+    one-line refusal when it names anything else (a function, a pipeline, a tokenizer)."""
+    import transformers
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise CheckpointError(f"{source}: architectures entry {name!r} is not a class name; "
+                              "fix config.json")
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        raise CheckpointError(f"{source}: {name!r} is not a transformers model class; fix "
+                              "`architectures` in config.json (or --model-class)")
+    return cls
+
+
+# adapter_config.json fields whose type peft trusts (a string rank crashes deep inside it;
+# an absurd one allocates until the machine dies).
+_ADAPTER_INTS = ("r", "lora_alpha", "num_virtual_tokens", "num_transformer_submodules",
+                 "num_attention_heads", "num_layers", "token_dim", "encoder_hidden_size")
+_MAX_ADAPTER_INT = 1 << 16
+
+
+def check_adapter_config(cfg, source: Path) -> None:
+    """One-line refusal of an adapter_config.json peft would crash on (or choke the machine)."""
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{source}: must hold a JSON object; got {type(cfg).__name__}")
+    for key in ("base_model_name_or_path", "peft_type", "task_type"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise CheckpointError(f"{source}: {key!r} must be a string; got "
+                                  f"{type(cfg[key]).__name__}; fix or re-save the adapter")
+    for key in _ADAPTER_INTS:
+        v = cfg.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= _MAX_ADAPTER_INT:
+            raise CheckpointError(f"{source}: {key!r} is {v!r}; expected a number between 1 and "
+                                  f"{_MAX_ADAPTER_INT}; fix or re-save the adapter")

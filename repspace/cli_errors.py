@@ -1,0 +1,79 @@
+"""The one place where a command's exception becomes what the user sees.
+
+Expected failures (bad input: an unloadable or hostile checkpoint, a malformed probe, a bad
+argument, an unusable output folder, a full disk) are one line on stderr naming the file,
+checkpoint or argument and what to do, exit code 2.  Anything else is a repspace bug or an
+input it does not recognise: one line too, saying how to see the traceback (``--debug``),
+exit code 1.  Ctrl-C and SIGTERM: exit 130 / 143, after the command's own clean-up ran.
+"""
+from __future__ import annotations
+
+import errno
+import re
+import sys
+
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
+           "Terminated", "one_line", "classify"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+_MAX_CHARS = 1500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so every ``finally`` / clean-up still runs."""
+
+
+def one_line(text) -> str:
+    """``text`` on one line: whitespace runs (newlines included) become one space, control
+    characters (terminal escapes in a hostile file name) are shown escaped, long text is cut."""
+    text = " ".join(str(text).split())
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= _MAX_CHARS else text[:_MAX_CHARS] + " …"
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where or 'writing'}: no space left on the device; nothing half-written was "
+                "kept — free some space or choose an output folder on another disk")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: {reason}; check its permissions or choose another location"
+    return f"{where}: {reason}" if where else reason
+
+
+def classify(exc: BaseException) -> tuple[str, int]:
+    """``(one-line message, exit code)`` for an exception that ended a command."""
+    try:
+        from PIL import Image
+
+        bomb = (Image.DecompressionBombError,)
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        bomb = ()
+    if bomb and isinstance(exc, bomb):
+        return one_line(f"an image is too large to decode safely ({exc}); resize it or remove "
+                        "it from the probe data"), EXIT_INPUT
+    if isinstance(exc, ValueError):  # CheckpointError, OutputError, JSON / TOML / Unicode errors
+        return one_line(exc), EXIT_INPUT
+    if isinstance(exc, OSError):
+        return one_line(_os_error(exc)), EXIT_INPUT
+    if isinstance(exc, MemoryError):
+        return one_line("ran out of memory; lower --batch-size / --num-samples or use a "
+                        "smaller model"), EXIT_INPUT
+    detail = one_line(f"{type(exc).__name__}: {exc}")
+    return (f"unexpected error: {detail} (rerun with --debug for the traceback, and please "
+            "report it)"), EXIT_FAILED
+
+
+def print_error(command: str, exc: BaseException, debug: bool = False) -> int:
+    """Print ``exc`` the way repspace does (traceback first with ``debug``); returns the exit code."""
+    message, code = classify(exc)
+    if debug:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print(f"{f'repspace {command}' if command else 'repspace'}: error: {message}", file=sys.stderr)
+    return code
