@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         # compare/study write nothing half-done; train keeps its last saved state to resume from.
         print(f"{_prog(command)}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `repspace layers ... | head`: the reader has all it wanted
+        return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into one line
         return print_error(command, exc, debug)
     finally:

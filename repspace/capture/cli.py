@@ -59,23 +59,33 @@ def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module
             raise ValueError(f"MODEL {spec!r} does not exist; pass a checkpoint directory, a "
                              "config.json or a Hugging Face hub id")
         try:  # a hub id: only its config.json is fetched (or read from the cache)
-            config = transformers.AutoConfig.from_pretrained(spec)
+            config = transformers.AutoConfig.from_pretrained(spec, trust_remote_code=False)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ValueError(f"cannot fetch the config of hub model {spec!r} ({first}); on an "
                              "offline machine pass a local checkpoint directory") from None
         return _build_on_meta(config, model_class)
+    from repspace.checkpoints.remote_code import check_adapter_config, refuse_remote_code
+
+    refuse_remote_code(path)  # before transformers reads it: never run or prompt for its code
     if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
         import json
 
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        try:
+            adapter = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
+        check_adapter_config(adapter, path / "adapter_config.json")
+        base = adapter.get("base_model_name_or_path")
         if not base or not Path(base).exists():
             raise ValueError(f"{path} is a PEFT adapter whose base model {base!r} is not a local "
                              "path; run `repspace layers` on the base checkpoint (names are shared)")
         path = Path(base)
+        refuse_remote_code(path)
     try:
-        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True,
+                                                         trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"cannot read a transformers config from {str(path)!r}: {exc}") from None
     return _build_on_meta(config, model_class)
 
@@ -84,12 +94,17 @@ def _build_on_meta(config, model_class: str | None) -> nn.Module:
     import torch
     import transformers
 
-    name = model_class or (config.architectures or [None])[0]
-    cls = getattr(transformers, name, None) if name else None
+    from repspace.checkpoints.remote_code import check_model_class
+
+    archs = config.architectures or [None]
+    name = model_class or (archs[0] if isinstance(archs, (list, tuple)) else archs)
+    # A model class only: `architectures` is the checkpoint's text, never a function to call.
+    cls = check_model_class(name, "--model-class" if model_class else "config.json") if name else None
     if name and cls is None:
         raise ValueError(f"--model-class {name!r} is not a transformers class")
     with torch.device("meta"):
-        return cls(config) if cls is not None else transformers.AutoModel.from_config(config)
+        return cls(config) if cls is not None else transformers.AutoModel.from_config(
+            config, trust_remote_code=False)
 
 
 def _annotations(model: nn.Module) -> dict[str, list[str]]:
@@ -144,7 +159,9 @@ def run_layers(args: argparse.Namespace) -> int:
         else:
             print(format_tree(model, getattr(args, "depth", None)))
     except ValueError as exc:
-        print(f"repspace layers: error: {exc}", file=sys.stderr)
+        from repspace.cli_errors import one_line
+
+        print(f"repspace layers: error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -39,8 +39,10 @@ def load_embedded(path: str | Path | None = None):
 
     folder = embedded_path() if path is None else Path(path)
     _check_folder(folder)
-    model = transformers.BlipForConditionalGeneration.from_pretrained(folder, local_files_only=True)
-    processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+    model = transformers.BlipForConditionalGeneration.from_pretrained(
+        folder, local_files_only=True, trust_remote_code=False)
+    processor = transformers.AutoProcessor.from_pretrained(
+        folder, local_files_only=True, trust_remote_code=False)
     return model.eval(), processor
 
 

@@ -69,8 +69,16 @@ class ProbeSet:
             h.update(t.encode())
             h.update(b"\0")
         for im in self.images or []:
-            h.update(np.ascontiguousarray(im).tobytes() if isinstance(im, np.ndarray)
-                     else str(im).encode())
+            if isinstance(im, np.ndarray):
+                h.update(np.ascontiguousarray(im).tobytes())
+            else:  # a file: its bytes determine the numbers, its name does not
+                from repspace.checkpoints.hashing import file_sha256
+
+                try:
+                    h.update(bytes.fromhex(file_sha256(im)))
+                except OSError as exc:
+                    raise ValueError(f"probe data {self.source}: image {im} is unreadable "
+                                     f"({exc.strerror or exc})") from None
         return h.hexdigest()
 
     def describe(self) -> dict:
