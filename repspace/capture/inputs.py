@@ -17,6 +17,10 @@ from repspace.capture.names import unwrap_model
 
 __all__ = ["batch_hash", "batch_rows", "check_input_keys", "iter_batches", "resolve_device"]
 
+# Flattened-patch image inputs (Qwen2-VL): their rows are patches, not samples; the grid
+# tensor (one row per image, t*h*w patches each) says which rows belong to which image.
+_PATCH_GRIDS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_grid_thw"}
+
 # Keyword arguments HF forwards accept through **kwargs (TransformersKwargs & co.).
 _COMMON_KWARGS = {"output_hidden_states", "output_attentions", "return_dict", "use_cache",
                   "interpolate_pos_encoding", "cache_position", "task_ids"}
@@ -75,12 +79,34 @@ def check_input_keys(model: nn.Module, batch: Mapping[str, object]) -> None:
 
 def batch_rows(batch: Mapping[str, object]) -> int:
     """Number of samples in a batch (leading dim of its tensors, which must agree)."""
-    sizes = {k: v.shape[0] for k, v in batch.items() if torch.is_tensor(v) and v.ndim > 0}
+    sizes = {k: v.shape[0] for k, v in batch.items() if torch.is_tensor(v) and v.ndim > 0
+             and not _flattened(batch, k)}
     if not sizes:
         raise ValueError(f"batch {sorted(batch)} holds no batched tensors")
     if len(set(sizes.values())) != 1:
         raise ValueError(f"inputs disagree on the batch size: {sizes}")
     return next(iter(sizes.values()))
+
+
+def _flattened(batch: Mapping[str, object], key: str) -> bool:
+    grid = batch.get(_PATCH_GRIDS.get(key, ""))
+    return torch.is_tensor(grid) and torch.is_tensor(batch[key]) and batch[key].ndim == 2
+
+
+def _slice(inputs: Mapping[str, object], key: str, s: int, e: int):
+    """Rows ``s:e`` of ``inputs[key]``: the samples' own patches for flattened patch inputs."""
+    v = inputs[key]
+    if not (torch.is_tensor(v) and v.ndim > 0):
+        return v
+    if not _flattened(inputs, key):
+        return v[s:e]
+    per_image = inputs[_PATCH_GRIDS[key]].prod(-1)
+    if len(per_image) != batch_rows(inputs):
+        raise ValueError(f"{key} holds flattened patches of {len(per_image)} images for "
+                         f"{batch_rows(inputs)} samples; pass batches of one image per sample "
+                         "(an iterable of batch mappings) instead of one mapping")
+    bounds = torch.cat([per_image.new_zeros(1), per_image.cumsum(0)])
+    return v[int(bounds[s]):int(bounds[min(e, len(per_image))])]
 
 
 def iter_batches(inputs: Mapping[str, object] | Iterable[Mapping[str, object]],
@@ -94,8 +120,7 @@ def iter_batches(inputs: Mapping[str, object] | Iterable[Mapping[str, object]],
 
         def gen():
             for s in starts:
-                yield {k: (v[s:s + batch_size] if torch.is_tensor(v) and v.ndim > 0 else v)
-                       for k, v in inputs.items()}
+                yield {k: _slice(inputs, k, s, s + batch_size) for k in inputs}
         return gen(), len(starts)
     if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
         raise ValueError("inputs must be a mapping of tensors or an iterable of batch mappings; "

@@ -6,7 +6,16 @@ Every captured layer belongs to a *stream* — the token sequence its states ind
   CLS first in ViT/BLIP); no attention mask, every token is valid;
 * ``"decoder"``: a text decoder fed ``decoder_input_ids`` / ``decoder_attention_mask``
   (BLIP VQA, encoder-decoder LMs);
+* ``"query"``: learned query tokens of a Q-Former / resampler (BLIP-2, InstructBLIP):
+  their own sequence, not the text's; every query token is valid (InstructBLIP appends
+  the instruction tokens, masked by ``qformer_attention_mask``);
 * ``"text"``: everything else, masked by ``attention_mask`` when it is given.
+
+A vision tower may run on more images than there are samples: several crops per sample
+(LLaVA-NeXT anyres, Idefics3 image splitting) or one flattened patch sequence per image
+(Qwen2-VL, ``pixel_values`` of shape ``(patches, features)`` with ``image_grid_thw``).
+:func:`align_tokens` regroups such states per sample — all crops (or patches) of sample
+``i`` become the tokens of row ``i`` — so a sample stays one row, paired with its text.
 
 Prompt tuning and P-tuning prepend ``num_virtual_tokens`` positions to the input
 embeddings of the tuned model; :func:`align_tokens` strips them so the tuned sequence
@@ -25,6 +34,7 @@ __all__ = ["MODALITIES", "align_tokens", "image_token_id", "layer_stream", "num_
 
 MODALITIES = ("auto", "text", "image", "all")
 
+_QUERY_WORDS = ("qformer", "q_former", "resampler", "perceiver")
 _STREAM_KEYS = {"text": ("attention_mask", "input_ids"),
                 "decoder": ("decoder_attention_mask", "decoder_input_ids")}
 
@@ -69,6 +79,8 @@ def layer_stream(model: nn.Module, name: str, batch: Mapping[str, object]) -> st
     """The stream (``"vision"``, ``"decoder"`` or ``"text"``) a layer's tokens belong to."""
     if is_vision_layer(model, name):
         return "vision"
+    if any(w in part.lower() for part in name.split(".") for w in _QUERY_WORDS):
+        return "query"
     if "decoder" in name and any(k in batch for k in _STREAM_KEYS["decoder"]):
         return "decoder"
     return "text"
@@ -117,6 +129,13 @@ def _align(name: str, states: torch.Tensor, batch: Mapping[str, object], stream:
            n_virtual: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     states = _to_tokens(states, name)
     if stream == "vision":
+        return _per_sample(name, states, batch)
+    if stream == "query":
+        mask = batch.get("qformer_attention_mask")
+        if torch.is_tensor(mask) and states.shape[1] > mask.shape[1]:
+            n_query = states.shape[1] - mask.shape[1]
+            lead = torch.ones(mask.shape[0], n_query, dtype=torch.bool, device=states.device)
+            return states, torch.cat([lead, mask.to(device=states.device, dtype=torch.bool)], 1)
         return states, None
     mask_key, ids_key = _STREAM_KEYS[stream]
     ref = batch.get(mask_key, batch.get(ids_key))
@@ -135,3 +154,49 @@ def _align(name: str, states: torch.Tensor, batch: Mapping[str, object], stream:
     if mask_key not in batch:
         return states, None
     return states, ref.to(device=states.device, dtype=torch.bool)
+
+
+def _samples(batch: Mapping[str, object]) -> int | None:
+    for key in ("input_ids", "attention_mask", "pixel_values"):
+        v = batch.get(key)
+        if torch.is_tensor(v) and v.ndim >= 2 and not (key == "pixel_values" and "image_grid_thw" in batch):
+            return v.shape[0]
+    grid = batch.get("image_grid_thw")
+    return grid.shape[0] if torch.is_tensor(grid) else None
+
+
+def _images_per_sample(name: str, rows: int, batch: Mapping[str, object], n: int) -> list[int]:
+    """How many of a vision layer's ``rows`` images / crops / patches belong to each sample."""
+    grid = batch.get("image_grid_thw")
+    if torch.is_tensor(grid) and grid.shape[0] == n and int(grid.prod(-1).sum()) == rows:
+        return [int(c) for c in grid.prod(-1)]  # Qwen2-VL: t*h*w flattened patches per image
+    pixels = batch.get("pixel_values")
+    if torch.is_tensor(pixels) and pixels.ndim == 5 and pixels.shape[0] == n:
+        if rows == pixels.shape[0] * pixels.shape[1]:
+            return [pixels.shape[1]] * n
+        # Crops padded to the longest sample are all zeros; the models skip them the same way.
+        real = pixels.flatten(2).ne(0).any(-1).sum(1)
+        if int(real.sum()) == rows:
+            return [int(c) for c in real]
+    raise ValueError(f"layer {name!r} ran on {rows} images or crops for {n} samples and repspace "
+                     "cannot tell which belong to which sample; capture a layer that sees one "
+                     "sequence per sample (e.g. the text layers)")
+
+
+def _per_sample(name: str, states: torch.Tensor, batch: Mapping[str, object]
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Vision states with one row per sample (crops / patches of a sample concatenated)."""
+    n = _samples(batch)
+    if n is None or states.shape[0] == n:
+        return states, None
+    counts = _images_per_sample(name, states.shape[0], batch, n)
+    t, d = states.shape[1], states.shape[2]
+    width = max(counts) * t
+    out = states.new_zeros(n, width, d)
+    valid = torch.zeros(n, width, dtype=torch.bool, device=states.device)
+    start = 0
+    for i, c in enumerate(counts):
+        out[i, :c * t] = states[start:start + c].reshape(c * t, d)
+        valid[i, :c * t] = True
+        start += c
+    return out, valid

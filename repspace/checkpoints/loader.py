@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import torch
 
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.hashing import checkpoint_sha256
+from repspace.checkpoints.hf_format import load_saved_format
 from repspace.checkpoints.remote_code import (
     check_adapter_config,
     check_model_class,
@@ -161,11 +163,22 @@ def load_processor(spec: str | None):
 
     local = Path(spec).is_dir()
     refuse_remote_code(spec)  # a tokenizer/processor auto_map: refused, never prompted for
+    failure = None
     for cls in (transformers.AutoProcessor, transformers.AutoTokenizer):
         try:
-            return cls.from_pretrained(spec, local_files_only=local, trust_remote_code=False)
-        except Exception:  # noqa: BLE001 - "no processor here" comes in many exception types
+            out = cls.from_pretrained(spec, local_files_only=local, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001 - "no processor here" comes in many exception types
+            first = " ".join(str(exc).split()).split(". ")[0][:160]  # its first sentence
+            failure = failure or f"{type(exc).__name__}: {first}"
             continue
+        if failure is not None:
+            # Only the tokenizer loaded: say why the processor did not (e.g. a missing package),
+            # so a model that takes images fails naming it instead of dropping its images.
+            try:
+                out.repspace_processor_error = failure
+            except Exception:  # noqa: BLE001 - a tokenizer refusing attributes keeps no reason
+                pass
+        return out
     return None
 
 
@@ -185,6 +198,21 @@ def _base_of_adapter(path: Path, base: str | None) -> str:
         raise CheckpointError(f"{path}: its base model {named} does not exist on this machine; "
                               "pass --base with the base model folder")
     return named
+
+
+def _check_adapter_loaded(caught, spec: str, base_spec: str) -> None:
+    """peft only *warns* when adapter weights find no place in the base (an adapter trained
+    on another model or head): the adapter then does nothing and every CKA is 1.  Refuse that;
+    pass other warnings on."""
+    for w in caught:
+        text = str(w.message)
+        if "missing adapter keys" in text:
+            keys = re.findall(r"'([^']+)'", text)
+            raise CheckpointError(
+                f"{spec}: {len(keys) or 'some'} adapter weight(s) found no place in its base "
+                f"{base_spec} (e.g. {', '.join(keys[:2])}); the adapter was trained on another "
+                "model or head class: pass --base with the model it was trained on")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def preflight_checkpoints(specs) -> None:
@@ -232,7 +260,10 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         read_state_dict(weights[0])  # refuses payloads / truncation, naming the file, before peft
         base_model = load_checkpoint(base_spec, dtype=dtype, device_map=device_map).model
         try:
-            model = PeftModel.from_pretrained(base_model, spec, is_trainable=False)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model = PeftModel.from_pretrained(base_model, spec, is_trainable=False)
+            _check_adapter_loaded(caught, spec, base_spec)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(f"{spec}: adapter does not fit its base {base_spec} ({first}); "
@@ -248,7 +279,16 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         arch_spec = config or base
         model = load_hf_model(base if base is not None else config, config=config, dtype=dtype,
                               device_map=device_map)
-        notes = apply_state_dict(model, state, spec, strict=strict)
+        try:
+            notes = apply_state_dict(model, state, spec, strict=strict)
+        except CheckpointError:
+            # A model.safetensors written by save_pretrained keeps transformers' on-disk key
+            # names, which transformers 5 renames when loading: load it the same way.
+            saved = None if device_map is not None else load_saved_format(
+                path, config or base, strict=strict, dtype=dtype)
+            if saved is None:
+                raise
+            model, notes = saved
         out = LoadedCheckpoint(spec, name, kind, model, load_processor(base or arch_spec),
                                checkpoint_sha256(spec), base=base, notes=notes)
     else:  # repspace

@@ -51,13 +51,43 @@ def _load_image(im):
         raise ValueError(f"probe image {im}: cannot be read ({exc})") from None
 
 
+def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str]) -> None:
+    """Encoder-decoder LMs (T5, BART): the decoder sees its start token followed by the probe
+    text shifted right by one (teacher forcing on the same text), masked like the encoder's
+    input; without them the ``blocks`` preset's decoder layers would get no input at all."""
+    from repspace.capture.names import unwrap_model
+
+    cfg = getattr(unwrap_model(model), "config", None)
+    if (not getattr(cfg, "is_encoder_decoder", False) or "decoder_input_ids" not in accepted
+            or "decoder_input_ids" in batch or "input_ids" not in batch):
+        return
+    start = getattr(cfg, "decoder_start_token_id", None)
+    start = getattr(cfg, "pad_token_id", None) if start is None else start
+    if start is None:
+        raise ValueError(f"{type(model).__name__}: an encoder-decoder model whose config names no "
+                         "decoder_start_token_id nor pad_token_id; set one in its config.json")
+    ids = batch["input_ids"]
+    batch["decoder_input_ids"] = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], 1)
+    if "attention_mask" in batch and "decoder_attention_mask" in accepted:
+        mask = batch["attention_mask"]
+        batch["decoder_attention_mask"] = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
+
+
 def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size: int = 32,
                  max_length: int = 64) -> Iterator[dict]:
     """Yield ``{input_ids, attention_mask, pixel_values, ...}`` batches in probe order.
 
     Text is padded per batch (not to the longest sample overall) and truncated to
-    ``max_length`` tokens; the capture's pooling honours the attention mask.
+    ``max_length`` tokens of the probe text itself (image placeholders, chat template and
+    special tokens come on top, see :mod:`repspace.probe.prompts`); the capture's pooling
+    honours the attention mask.  A tokenizer without a pad token pads with a copy using
+    its eos (or unk, bos).  Encoder-decoder models also get decoder inputs
+    (:func:`_decoder_inputs`).
     """
+    from repspace.capture.tokens import image_token_id
+    from repspace.probe.prompts import (count_image_tokens, image_prompts, prompt_mode,
+                                        tokenizer_of, truncate_texts, with_pad_token)
+
     if processor is None:
         raise ValueError(f"{type(model).__name__}: no tokenizer or processor was found with the "
                          "checkpoint; save one next to the weights (save_pretrained)")
@@ -65,23 +95,40 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     if any(m not in probe.modalities for m in wanted):
         raise ValueError(f"{type(model).__name__} needs {' and '.join(wanted)} inputs but the probe "
                          f"data {probe.source} has only {' and '.join(probe.modalities)}")
+    if "image" in wanted and not hasattr(processor, "image_processor") \
+            and tokenizer_of(processor) is processor:
+        reason = getattr(processor, "repspace_processor_error", None)
+        raise ValueError(f"{type(model).__name__} takes images but only a tokenizer was loaded with "
+                         "the checkpoint, no image processor"
+                         f"{f' (AutoProcessor failed: {reason})' if reason else ''}; "
+                         "save the model's processor next to it or install what it needs")
+    processor = with_pad_token(processor)
     accepted = forward_parameters(model)
     start_id = _decoder_start_id(model)
+    image_token = image_token_id(model)
+    mode = None
     for start in range(0, len(probe), batch_size):
-        kwargs = {"return_tensors": "pt"}
-        if "text" in wanted:
-            kwargs.update(text=probe.texts[start:start + batch_size], padding=True,
-                          truncation=True, max_length=max_length)
-        if "image" in wanted:
-            kwargs["images"] = [_load_image(im) for im in probe.images[start:start + batch_size]]
-        if "images" not in kwargs:
-            enc = processor(kwargs.pop("text"), **kwargs)
-        elif "text" not in kwargs:
-            enc = processor(images=kwargs.pop("images"), return_tensors="pt")
+        texts = probe.texts[start:start + batch_size] if "text" in wanted else None
+        images = ([_load_image(im) for im in probe.images[start:start + batch_size]]
+                  if "image" in wanted else None)
+        if images is None:
+            enc = processor(texts, return_tensors="pt", padding=True, truncation=True,
+                            max_length=max_length)
+        elif texts is None:
+            enc = processor(images=images, return_tensors="pt")
         else:
-            enc = processor(**kwargs)
+            texts = truncate_texts(tokenizer_of(processor), texts, max_length)
+            if mode is None:
+                mode = prompt_mode(processor, image_token, texts[0], images[0])
+            enc = processor(text=image_prompts(processor, texts, mode), images=images,
+                            return_tensors="pt", padding=True)
+            if image_token is not None and count_image_tokens(enc, image_token) == 0:
+                raise ValueError(f"{type(model).__name__}: the probe prompts built with "
+                                 f"{type(processor).__name__} carry no image token (id "
+                                 f"{image_token}); save the model's own processor with it")
         batch = {k: v for k, v in dict(enc).items() if k in accepted and torch.is_tensor(v)}
         if start_id is not None and "input_ids" in batch:
             batch["input_ids"] = batch["input_ids"].clone()
             batch["input_ids"][:, 0] = start_id
+        _decoder_inputs(model, batch, accepted)
         yield batch

@@ -1,0 +1,114 @@
+"""Probe texts turned into what each processor expects.
+
+- **Pad token.** Batches are padded, and many causal-LM tokenizers (GPT-2, Llama, Mistral) have
+  no pad token.  :func:`with_pad_token` gives the probe a *copy* whose pad token is the
+  tokenizer's eos (else unk, else bos); the padded positions are masked out by the
+  attention mask, so which token fills them does not matter.  Nothing is written back.
+- **Image placeholders.** A model that splices image features into its text sequence
+  (LLaVA, LLaVA-NeXT, Idefics3, Qwen2-VL, PaliGemma, BLIP-2) needs its image token(s) in
+  the prompt; its processor expands them.  :func:`image_prompts` uses the processor's chat
+  template when it has one (a user turn: the image, then the probe text), else the
+  processor's ``image_token`` before the text — unless the processor inserts the
+  placeholders itself (PaliGemma, BLIP-2), which a dry run on the first sample shows.
+- **Truncation.** ``max_length`` counts the probe text's own tokens: :func:`truncate_texts`
+  cuts the text *before* the processor adds image tokens, template and special tokens, so
+  truncation can never cut image placeholders.
+"""
+from __future__ import annotations
+
+import copy
+
+__all__ = ["tokenizer_of", "with_pad_token", "truncate_texts", "image_prompts", "count_image_tokens"]
+
+
+def tokenizer_of(processor):
+    """The tokenizer inside a processor (or the processor itself when it is one), or None."""
+    if processor is None:
+        return None
+    if callable(getattr(processor, "convert_tokens_to_ids", None)):
+        return processor
+    return getattr(processor, "tokenizer", None)
+
+
+def with_pad_token(processor):
+    """``processor``, or a copy of it whose tokenizer has a pad token (the original is untouched)."""
+    tok = tokenizer_of(processor)
+    if tok is None or tok.pad_token is not None:
+        return processor
+    pad = next((t for t in (tok.eos_token, tok.unk_token, tok.bos_token) if t), None)
+    if pad is None:
+        raise ValueError(f"{type(tok).__name__}: the tokenizer has no pad, eos, unk or bos token to "
+                         "pad probe batches with; add a pad token to the checkpoint's tokenizer")
+    is_tokenizer = tok is processor
+    tok = copy.deepcopy(tok)
+    tok.pad_token = pad
+    if is_tokenizer:
+        return tok
+    proc = copy.copy(processor)
+    proc.tokenizer = tok
+    return proc
+
+
+def truncate_texts(tokenizer, texts: list[str], max_length: int) -> list[str]:
+    """Each text cut to its first ``max_length`` tokens (special tokens not counted)."""
+    if max_length < 1:
+        raise ValueError(f"--max-length must be ≥ 1; got {max_length}")
+    out = []
+    try:
+        enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        for text, offsets in zip(texts, enc["offset_mapping"]):
+            out.append(text if len(offsets) <= max_length else text[:offsets[max_length - 1][1]])
+        return out
+    except (NotImplementedError, TypeError, KeyError):  # slow tokenizers have no offsets
+        for text in texts:
+            tokens = tokenizer.tokenize(text)
+            out.append(text if len(tokens) <= max_length
+                       else tokenizer.convert_tokens_to_string(tokens[:max_length]))
+        return out
+
+
+def count_image_tokens(enc, image_token: int | None) -> int:
+    ids = enc.get("input_ids") if hasattr(enc, "get") else None
+    if image_token is None or ids is None:
+        return 0
+    import torch
+
+    return int((torch.as_tensor(ids) == image_token).sum())
+
+
+def _chat_prompt(processor, text: str) -> str:
+    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
+
+
+def image_prompts(processor, texts: list[str], mode: str) -> list[str]:
+    """The texts as prompts for ``mode``: ``"chat"``, ``"token"`` (image token first) or ``"plain"``."""
+    if mode == "chat":
+        return [_chat_prompt(processor, t) for t in texts]
+    if mode == "token":
+        return [f"{processor.image_token}\n{t}" for t in texts]
+    return list(texts)
+
+
+def prompt_mode(processor, image_token: int | None, sample_text: str, sample_image) -> str:
+    """How to build image+text prompts for this processor (see the module docstring).
+
+    ``"plain"`` when the model has no image placeholder token, or when the processor adds
+    the placeholders itself; ``"chat"`` when the processor has a chat template; else
+    ``"token"`` (needs the processor's ``image_token``).
+    """
+    if image_token is None:
+        return "plain"
+    if getattr(processor, "chat_template", None):
+        return "chat"
+    try:
+        enc = processor(text=[sample_text], images=[sample_image], return_tensors="pt")
+        if count_image_tokens(enc, image_token):
+            return "plain"
+    except (ValueError, TypeError, IndexError):  # "found 0 <image> tokens and 1 images"
+        pass
+    if isinstance(getattr(processor, "image_token", None), str):
+        return "token"
+    raise ValueError(f"{type(processor).__name__}: the model takes image token id {image_token} "
+                     "in its text, but the processor has no chat template and no image_token to "
+                     "build a prompt with; save the model's processor (with its chat template)")
