@@ -49,6 +49,22 @@ def test_float32_with_large_offset_matches_float64(rng, debiased):
     assert abs(acc.linear_cka(debiased=debiased) - exact) <= 1e-6
 
 
+@pytest.mark.parametrize("debiased", [False, True])
+def test_one_call_chunks_rows_exactly(rng, monkeypatch, debiased):
+    """The one-call path feeds rows in chunks (flat memory); chunked = the Gram formula,
+    and a NaN is still reported at its global row."""
+    import repspace.metrics.cka as cka
+
+    monkeypatch.setattr(cka, "ONE_CALL_CHUNK", 7)
+    x, y = ref.correlated_pair(rng, 50, 6, 4)
+    x = x + 3.0
+    expected = ref.cka_gram(ref.linear_gram(x), ref.linear_gram(y), debiased=debiased)
+    assert linear_cka(x, y, debiased=debiased) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    x[23, 2] = np.nan
+    with pytest.raises(ValueError, match="first at row 23, column 2"):
+        linear_cka(x, y)
+
+
 def test_half_precision_inputs_are_upcast(rng):
     x, y = ref.correlated_pair(rng, 300, 16, 16)
     for dtype in (torch.float16, torch.bfloat16):
