@@ -46,6 +46,20 @@ def print_grid(config, output) -> None:
         print(f"  {'cached ' if p.done else 'to run '} {p.label:<36} {p.key[:10]}  {extra}")
 
 
+def _check_output(config, output) -> None:
+    """Before any training: the study folder is new, empty or a study folder (resumed in
+    place), and neither the base checkpoint nor the probe data, nor inside / around them."""
+    from repspace.checkpoints import resolve_spec
+    from repspace.outputs import check_output, has_json_schema
+
+    inputs = [("base checkpoint", resolve_spec(config.base))]
+    if config.compare.probe != "builtin":
+        inputs.append(("probe data", config.compare.probe))
+    check_output(output, overwrite=True, inputs=inputs,
+                 is_ours=lambda p: has_json_schema(p, "study.json", "repspace.study"),
+                 kind="repspace study")
+
+
 def run_study_cli(args) -> int:
     from pathlib import Path
 
@@ -60,6 +74,7 @@ def run_study_cli(args) -> int:
     if args.dry_run:
         print_grid(config, output)
         return 0
+    _check_output(config, output)
     try:
         result = run_study(config, output, progress=not args.quiet, force=args.force,
                            figures=not args.no_figures)

@@ -302,10 +302,17 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     kw["budgets"] = _budgets(c, data.get("budgets", {}), methods, kw["options"], check_methods)
     if "train" in data:
         train = c.table("train", data["train"])
+        from dataclasses import fields
+
+        from repspace.training.config import TrainConfig
+
+        settable = sorted({f.name for f in fields(TrainConfig)} - set(_OWNED_TRAIN_FIELDS))
         for k in train:
             if k in _OWNED_TRAIN_FIELDS:
                 c.fail(f"train.{k}", "is set by the study itself; use the top-level key "
                                      f"({'options' if k == 'method_options' else k})")
+            if k not in settable:  # a typo must not become a TypeError deep in the grid
+                c.fail(f"train.{k}", f"unknown key; valid keys are {', '.join(settable)}")
         kw["train"] = dict(train)
     if "compare" in data:
         kw["compare"] = _compare(c, c.table("compare", data["compare"]))

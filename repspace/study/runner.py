@@ -14,6 +14,7 @@ and its trainer resumes from its last save on the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -93,7 +94,11 @@ def _read_record(path: Path, key: str) -> dict | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if record.get("schema") != CELL_SCHEMA or record.get("key") != key:
+    # A corrupt or foreign cell file is simply not a cached result: the cell is recomputed.
+    if not isinstance(record, dict) or record.get("schema") != CELL_SCHEMA or record.get("key") != key:
+        return None
+    shapes = (("metrics", dict), ("layers", list), ("scores", dict), ("params", dict), ("cell", dict))
+    if not all(isinstance(record.get(k), t) for k, t in shapes):
         return None
     return record
 
@@ -110,7 +115,7 @@ def plan_study(config: StudyConfig, output_dir: str | Path | None = None) -> lis
             continue
         try:
             cfg = train_config_for(config, cell)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise ValueError(f"{config.source}: cell {cell.label}: {exc}") from None
         key = cell_key(config, cell, cfg)
         stem = f"{cell.label}-{key[:10]}"
@@ -231,6 +236,31 @@ def run_study(config: StudyConfig, output_dir: str | Path | None = None, progres
     base_score_fn = base_score_fn or default_base_scores
     planned = plan_study(config, out)
     out.mkdir(parents=True, exist_ok=True)
+    with study_lock(out):
+        return _run_planned(config, out, planned, progress, train_fn, compare_fn, base_score_fn,
+                            force, write_outputs, figures)
+
+
+@contextlib.contextmanager
+def study_lock(out: Path):
+    """Hold ``out/.repspace-study.lock`` for the whole run: a second study on the same folder
+    fails at once with one line, instead of both training and writing the same cells."""
+    import fcntl
+
+    lock = open(out / ".repspace-study.lock", "a+")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ValueError(f"{out}: another repspace study is running in this folder; wait for "
+                             "it to finish or pass another -o") from None
+        yield
+    finally:
+        lock.close()  # closing releases the lock
+
+
+def _run_planned(config, out, planned, progress, train_fn, compare_fn, base_score_fn, force,
+                 write_outputs, figures) -> StudyResult:
     _write_json(out / "study.json", {
         "schema": "repspace.study", "schema_version": 1, "repspace": __version__,
         "config": config.to_dict(), "source": config.source,

@@ -8,6 +8,7 @@ hash -> method config -> base checkpoint -> task glue (architecture x task) -> d
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from repspace.checkpoints.loader import MANIFEST_NAME
+from repspace.checkpoints.loader import MANIFEST_NAME, resolve_spec
 from repspace.methods.base import ParamCount
 from repspace.training.config import TrainConfig
 from repspace.training.state import atomic_write_text, latest_state
@@ -61,6 +62,19 @@ def _output_status(cfg: TrainConfig, config_hash: str) -> str:
     run_dir = Path(cfg.output_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"output_dir {run_dir} is a file; choose a folder")
+    if run_dir.is_symlink():
+        raise ValueError(f"output_dir {run_dir} is a symbolic link; give a real folder")
+    base = Path(os.path.realpath(resolve_spec(cfg.base)))
+    real = Path(os.path.realpath(run_dir))
+    if Path(resolve_spec(cfg.base)).exists() and (real == base or base in real.parents
+                                                  or real in base.parents):
+        raise ValueError(f"output_dir {run_dir} is, contains or lies inside the base checkpoint "
+                         f"{cfg.base}; choose a run folder outside it")
+    for parent in run_dir.parents:  # before the base is loaded: a file on the way fails now
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"output_dir {run_dir}: {parent} is a file; choose another folder")
+            break
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "fresh"
     if not any((run_dir / m).exists() for m in _RUN_MARKERS):

@@ -28,6 +28,7 @@ import torch
 from repspace.checkpoints.confine import confined
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint
+from repspace.outputs import current_umask
 from repspace.training.state import atomic_write_text
 
 __all__ = ["write_run", "load_run", "manifest_loader", "SCHEMA", "WEIGHTS_NAME", "MANIFEST_FIELDS"]
@@ -50,6 +51,7 @@ def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from repspace.checkpoints.confine import confined
+from repspace.outputs import apply_umask, current_umask
 
 __all__ = ["save_state", "load_state", "latest_state", "atomic_write_text", "rng_state", "set_rng_state"]
 
@@ -37,6 +38,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -81,6 +83,7 @@ def save_state(run_dir: Path, step: int, stage: int, weights: dict[str, torch.Te
         torch.save({"optimizer": optimizer_state, "torch_rng": rng.pop("torch"), "cuda_rng": rng.pop("cuda")},
                    tmp / "optimizer.pt")
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "stage": stage, "rng": rng}))
+        apply_umask(tmp)  # mkdtemp's 0700 / save_file's modes -> what the umask asks
         final = root / name
         if final.exists():
             shutil.rmtree(final)
