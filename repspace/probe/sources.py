@@ -101,6 +101,29 @@ def _text_of(obj: dict) -> str | None:
     return None
 
 
+def check_image_files(paths, source: str) -> None:
+    """Open each image's header (cheap: no pixels decoded) before any model is loaded: a file
+    that is not an image, or a decompression bomb (a tiny file claiming billions of pixels),
+    fails here in one line naming it, not minutes later (or never, after eating the memory)."""
+    import warnings
+
+    from PIL import Image
+
+    for p in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(p) as im:
+                    w, h = im.size
+        except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+                SyntaxError) as exc:
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise ValueError(f"probe data {source}: image {p} cannot be used ({reason}); "
+                             "replace or remove it") from None
+        if w < 1 or h < 1:
+            raise ValueError(f"probe data {source}: image {p} is empty ({w}x{h})")
+
+
 def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
     texts = [_text_of(r) for r in records]
     images = [r.get("image") or r.get("file_name") for r in records]
@@ -115,6 +138,7 @@ def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
             if not (base / im).is_file():
                 raise ValueError(f"{source}: record {i}: image {base / im} does not exist")
         images = [str(base / im) for im in images]
+        check_image_files(images, source)
     return ProbeSet(source, texts if has_text else None, images if has_image else None)
 
 
@@ -134,6 +158,7 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
         if not images:
             raise ValueError(f"probe data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no "
                              "captions.jsonl/captions.csv")
+        check_image_files(images, str(path))
         return ProbeSet(str(path), None, [str(p) for p in images]).subset(num_samples, seed)
     suffix = path.suffix.lower()
     try:
