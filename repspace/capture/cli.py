@@ -46,8 +46,16 @@ def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module
     import torch
     import transformers
 
-    spec = str(path)
-    path = Path(path)
+    from repspace.checkpoints.loader import MANIFEST_NAME, resolve_spec
+    from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES
+
+    spec = resolve_spec(str(path))  # "embedded": the shipped model's folder, as compare reads it
+    path = Path(spec)
+    if path.is_dir() and (path / MANIFEST_NAME).is_file():
+        return _load_run(spec)
+    if path.is_file() and path.suffix.lower() in STATE_DICT_SUFFIXES:
+        raise ValueError(f"{spec}: a bare weights file has no architecture; run `repspace layers` "
+                         "on the base checkpoint it applies to (the names are the same)")
     if not path.exists():
         from repspace.checkpoints import CheckpointError, detect_kind
 
@@ -88,6 +96,17 @@ def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"cannot read a transformers config from {str(path)!r}: {exc}") from None
     return _build_on_meta(config, model_class)
+
+
+def _load_run(spec: str) -> nn.Module:
+    """A repspace training run: loaded as compare loads it (its method family builds the model
+    onto its base), so the names listed are the ones compare selects."""
+    from repspace.checkpoints import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(spec).model
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _build_on_meta(config, model_class: str | None) -> nn.Module:

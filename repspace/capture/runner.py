@@ -99,6 +99,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
     stream_cache: dict[tuple, str] = {}  # structural lookups, once per (side, layer, keys)
     identical = dict.fromkeys(names, True)
     chain, offset, seen = "", 0, 0
+    rows_checked = False
     with ExitStack() as stack:
         caps = {s: stack.enter_context(LayerCapture(m, names, early_stop=early_stop))
                 for s, m in models.items()}
@@ -138,6 +139,9 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                     sides[side][name] = rows
                     if idx is not None:
                         index[side][name] = idx
+            if not rows_checked and n > 1:
+                rows_checked = True
+                _check_rows_differ(next(iter(sides.values())), pool, n)
             if len(sides) == 2:
                 for name in names:
                     if identical[name]:
@@ -151,6 +155,19 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                          f"only {seen}; pass the same inputs as the interrupted run")
     sink.finish()
     return sink, identical if seen > done else {}
+
+
+def _check_rows_differ(rows: dict[str, torch.Tensor], pool: Pooling, n: int) -> None:
+    """Refuse a pooling that gives every sample the same row at every layer (checked on the
+    first batch): all metrics would be NaN or meaningless.  The usual cause is ``first`` or
+    ``cls`` on a causal model, whose first token is BOS and sees nothing after it."""
+    if pool.mode in ("tokens", "none") or not rows:
+        return
+    if all(r.shape[0] > 1 and bool((r == r[:1]).all()) for r in rows.values()):
+        raise ValueError(f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
+                         f"first batch at every captured layer (e.g. {next(iter(rows))!r}; a "
+                         "causal model's first token is its BOS and sees nothing after it); use "
+                         "--pooling mean or last")
 
 
 def capture(model: nn.Module, inputs: Inputs, layers: LayerSpec, *, pooling: str | Pooling = "mean",

@@ -281,13 +281,17 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
                               device_map=device_map)
         try:
             notes = apply_state_dict(model, state, spec, strict=strict)
-        except CheckpointError:
+        except CheckpointError as exc:
             # A model.safetensors written by save_pretrained keeps transformers' on-disk key
-            # names, which transformers 5 renames when loading: load it the same way.
-            saved = None if device_map is not None else load_saved_format(
-                path, config or base, strict=strict, dtype=dtype)
+            # names, which transformers 5 renames when loading: load it the same way.  When
+            # that does not fit either, the key-by-key error above is the one to show.
+            try:
+                saved = None if device_map is not None else load_saved_format(
+                    path, config or base, strict=strict, dtype=dtype)
+            except CheckpointError:
+                saved = None
             if saved is None:
-                raise
+                raise exc from None
             model, notes = saved
         out = LoadedCheckpoint(spec, name, kind, model, load_processor(base or arch_spec),
                                checkpoint_sha256(spec), base=base, notes=notes)

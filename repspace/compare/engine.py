@@ -12,6 +12,7 @@ are computed.  The result is a :class:`~repspace.report.CompareResult`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -308,6 +309,34 @@ def _shard(probe_set: ProbeSet, rows: range) -> ProbeSet | None:
     return probe_set.select(rows) if len(rows) else None
 
 
+# Library housekeeping (deprecations) says nothing about the numbers: not put in reports.
+_UNREPORTED = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning,
+               ResourceWarning)
+
+
+def _recording_warnings(fn):
+    """Run ``fn`` recording its warnings into ``result.warnings`` (each once); they are
+    re-issued afterwards, so they still reach the terminal and warning filters."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        caught: list = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = fn(*args, **kwargs)
+        finally:
+            unique = {(w.category, str(w.message)): w for w in caught}
+            for w in unique.values():
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        texts = [f"{cat.__name__}: {' '.join(msg.split())}" for cat, msg in unique
+                 if not issubclass(cat, _UNREPORTED)]
+        if result is not None:
+            result.warnings = list(dict.fromkeys([*result.warnings, *texts]))
+        return result
+    return wrapper
+
+
+@_recording_warnings
 def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             num_samples: int | None = 512, base_override: str | None = None,
             config: str | None = None, strict: bool = True, max_length: int = 64,

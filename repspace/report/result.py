@@ -29,7 +29,8 @@ class CompareResult:
     ``metrics[tuned_name][layer][metric]`` holds floats keyed by the metric functions'
     names; ``spectra[checkpoint_name][layer]`` singular values (descending) for the layers
     chosen for spectrum plots (the base under its own name); ``embedding`` an optional
-    2-D embedding ``{"layer", "method", "points": {checkpoint_name: (m, 2) array}}``.
+    2-D embedding ``{"layer", "method", "points": {checkpoint_name: (m, 2) array}}``;
+    ``warnings`` the warnings raised during the comparison (``"Category: message"``).
     """
 
     base: CheckpointInfo
@@ -40,6 +41,7 @@ class CompareResult:
     probe: dict = field(default_factory=dict)
     spectra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     embedding: dict | None = None
+    warnings: list[str] = field(default_factory=list)  # raised while comparing, shown in reports
 
     @property
     def tuned_names(self) -> list[str]:

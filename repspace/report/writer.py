@@ -75,6 +75,7 @@ def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]
         "spectra": {name: {layer: sv for layer, sv in by_layer.items()}
                     for name, by_layer in result.spectra.items()},
         "summary": summary,
+        "warnings": list(getattr(result, "warnings", [])),
         "plots": plots,
     })
 
@@ -90,6 +91,8 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
     if result.probe:
         lines.append(f"- probe data: {md_text(result.probe.get('source', '?'))}, "
                      f"{md_text(result.probe.get('num_samples', '?'))} samples")
+    if getattr(result, "warnings", None):
+        lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in result.warnings]
     lines += ["", "## Per-layer metrics", "", markdown_table(result), "",
               "All metrics per layer are in `metrics.csv` (tidy) and `report.json`.", "",
               "## Figures", ""]
@@ -119,6 +122,8 @@ def _html(result: CompareResult, summary: str, plots: dict[str, list[str]], root
     figures = "".join(img(f) for files in plots.values() for f in files if f.endswith(".png"))
     inputs = "".join(f"<li><code>{_h(t.spec)}</code> ({_h(t.kind)})</li>"
                      for t in [result.base, *result.tuned])
+    warned = "".join(f"<li>{_h(w)}</li>" for w in getattr(result, "warnings", []))
+    warned = f'<h2>Warnings</h2><ul class="warnings">{warned}</ul>' if warned else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>repspace report</title>
@@ -131,6 +136,7 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} .summary {{ font-size: 
 <h1>repspace report</h1>
 <p class="summary">{_h(summary)}</p>
 <h2>Inputs</h2><ul>{inputs}</ul>
+{warned}
 <h2>Per-layer metrics</h2>{table}
 <h2>Figures</h2>{figures}
 <p><small>repspace {__version__}. Full data: report.json, metrics.csv.</small></p>

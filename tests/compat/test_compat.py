@@ -1,0 +1,207 @@
+"""`repspace compare` on the models users bring: 19 real architectures, default probe, no workaround.
+
+Each architecture (tests/compat/zoo.py) is a tiny random model saved with ``save_pretrained``
+next to the tokenizer / processor class its hub checkpoints ship.  The checks and the docs
+table share tests/compat/checks.py.  The targeted tests below pin each general fix on the
+smallest model that needs it.
+"""
+import importlib.util
+import json
+import shutil
+
+import pytest
+import torch
+
+from tests.compat import checks, zoo
+
+# Qwen2VLProcessor cannot be built without torchvision (its video processor needs it).
+NEEDS_TORCHVISION = {"qwen2_vl"}
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+
+
+@pytest.mark.parametrize("arch", list(zoo.ARCHITECTURES))
+def test_architecture(arch, zoo_root):
+    results = checks.run_checks(arch, zoo_root)
+    assert set(results) == set(checks.CHECKS)
+    if arch in NEEDS_TORCHVISION and not HAS_TORCHVISION:
+        assert results["layers"] is None
+        for check in checks.CHECKS[1:]:  # a one-line error naming what is missing, never numbers
+            assert results[check] is not None and "Torchvision" in results[check], results[check]
+        return
+    assert results == dict.fromkeys(checks.CHECKS), results
+
+
+def _probe(n=4):
+    from repspace.probe import load_probe
+
+    return load_probe("builtin", num_samples=n)
+
+
+def test_pad_token_chosen_on_a_copy_and_never_written(zoo_root):
+    from transformers import AutoTokenizer
+
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe.prompts import with_pad_token
+
+    base = checks.build("gpt2", zoo_root)["base"]
+    before = {f.name: f.read_bytes() for f in base.iterdir()}
+    tok = load_processor(str(base))
+    assert tok.pad_token is None
+    padded = with_pad_token(tok)
+    assert padded.pad_token == tok.eos_token and tok.pad_token is None and padded is not tok
+    checks.compare(base, [base])
+    assert {f.name: f.read_bytes() for f in base.iterdir()} == before
+    assert AutoTokenizer.from_pretrained(base).pad_token is None
+
+
+@pytest.mark.parametrize("arch", ["llava", "llava_next", "idefics3", "paligemma", "blip2"])
+def test_truncation_never_cuts_image_tokens(arch, zoo_root):
+    from repspace.checkpoints.loader import load_processor
+    from repspace.capture.tokens import image_token_id
+    from repspace.probe import make_batches
+
+    base = checks.build(arch, zoo_root)["base"]
+    model = checks.load(base)
+    batch = lambda n: next(make_batches(_probe(), model, load_processor(str(base)),  # noqa: E731
+                                        max_length=n))
+    short, full = batch(1), batch(64)
+    image = image_token_id(model)
+    per_row = (short["input_ids"] == image).sum(1)
+    assert per_row.min() > 0 and torch.equal(per_row, (full["input_ids"] == image).sum(1))
+    assert short["input_ids"].shape[1] < full["input_ids"].shape[1]  # the text was cut
+
+
+def test_encoder_decoder_gets_shifted_decoder_inputs(zoo_root):
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import make_batches
+
+    base = checks.build("t5", zoo_root)["base"]
+    model = checks.load(base)
+    b = next(make_batches(_probe(), model, load_processor(str(base))))
+    start = model.config.decoder_start_token_id
+    assert (b["decoder_input_ids"][:, 0] == start).all()
+    assert torch.equal(b["decoder_input_ids"][:, 1:], b["input_ids"][:, :-1])
+    assert torch.equal(b["decoder_attention_mask"][:, 1:], b["attention_mask"][:, :-1])
+
+
+def test_backbone_and_task_head_compare_on_the_shared_backbone(zoo_root, tmp_path):
+    import transformers
+
+    base = checks.build("bert", zoo_root)["base"]
+    head = transformers.BertForSequenceClassification.from_pretrained(base, num_labels=3)
+    with torch.no_grad():
+        for p in head.bert.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    head.save_pretrained(tmp_path / "cls")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(base / f, tmp_path / "cls" / f)
+    result = checks.compare(base, [tmp_path / "cls"])
+    assert result.layers == ["encoder.layer.0", "encoder.layer.1"]
+    assert min(checks.ckas(result, 0)) < 1 - 1e-6
+    assert any("shared backbone" in w for w in result.warnings)
+    # the other way round: head model as base, bare backbone as tuned
+    assert checks.compare(tmp_path / "cls", [base]).layers == result.layers
+
+
+def test_degenerate_tokenizer_uses_the_tuned_one_or_fails(zoo_root, tmp_path):
+    paths = checks.build("bert", zoo_root)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(paths["base"] / f, bare / f)
+    good = checks.compare(paths["base"], [paths["full"]])
+    borrowed = checks.compare(bare, [paths["full"]])
+    assert any("not the base's" in w for w in borrowed.warnings)
+    assert checks.ckas(borrowed, 0) == checks.ckas(good, 0)
+    with pytest.raises(ValueError, match=r"\[UNK\]") as err:
+        checks.compare(bare, [bare])
+    assert "\n" not in str(err.value)
+
+
+def test_model_taking_images_without_image_processor_fails(zoo_root, tmp_path):
+    base = checks.build("llava", zoo_root)["base"]
+    text_only = tmp_path / "llava-no-image-processor"
+    shutil.copytree(base, text_only)
+    for f in ("preprocessor_config.json", "processor_config.json"):
+        (text_only / f).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no image processor") as err:
+        checks.compare(text_only, [text_only])
+    assert "\n" not in str(err.value)
+
+
+def test_adapter_that_misses_its_base_is_refused(zoo_root, tmp_path):
+    """A sequence-classification LoRA (keys under ``bert.``) applied onto the bare encoder."""
+    import transformers
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from repspace.checkpoints import CheckpointError
+
+    base = checks.build("bert", zoo_root)["base"]
+    head = transformers.BertForSequenceClassification.from_pretrained(base, num_labels=2)
+    lora = get_peft_model(head, LoraConfig(task_type=TaskType.SEQ_CLS, r=2,
+                                           target_modules=["query", "value"],
+                                           init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "cls-lora")
+    cfg = json.loads((tmp_path / "cls-lora" / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(base)
+    (tmp_path / "cls-lora" / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="found no place in its base") as err:
+        checks.compare(base, [tmp_path / "cls-lora"])
+    assert "\n" not in str(err.value)
+
+
+def test_first_token_pooling_on_a_causal_model_fails_loudly(zoo_root):
+    paths = checks.build("llama", zoo_root)
+    with pytest.raises(ValueError, match="--pooling mean or last") as err:
+        checks.compare(paths["base"], [paths["lora"]], pooling="first")
+    assert "\n" not in str(err.value)
+    assert checks.compare(paths["base"], [paths["lora"]], pooling="last").layers
+
+
+def test_warnings_are_recorded_in_the_report(zoo_root, tmp_path):
+    from repspace.report import write_report
+
+    base = checks.build("gpt2", zoo_root)["base"]
+    with pytest.warns(UserWarning, match="bit-identical"):
+        result = checks.compare(base, [base])
+    assert any("bit-identical" in w for w in result.warnings)
+    out = write_report(result, tmp_path / "report")
+    assert any("bit-identical" in w for w in json.loads((out / "report.json").read_text())["warnings"])
+    assert "bit-identical" in (out / "report.html").read_text()
+
+
+def test_layers_accepts_embedded():
+    assert "vision_model.encoder.layers.0" in checks.run_layers("embedded")
+
+
+def test_flattened_patches_batched_per_sample(zoo_root):
+    """Qwen2-VL through the API: one mapping of flattened ``pixel_values`` split per sample,
+    and its vision blocks pooled one row per sample."""
+    import numpy as np
+    import transformers
+    from PIL import Image
+
+    from repspace.capture import capture_paired
+
+    paths = checks.build("qwen2_vl", zoo_root)
+    tok = transformers.AutoTokenizer.from_pretrained(paths["base"])
+    images = transformers.Qwen2VLImageProcessor.from_pretrained(paths["base"])
+    probe = _probe(5)
+    pix = images(images=[Image.fromarray(np.asarray(im)) for im in probe.images], return_tensors="pt")
+    per_image = pix["image_grid_thw"].prod(-1) // images.merge_size ** 2
+    # What Qwen2VLProcessor does: one <|image_pad|> per merged patch.
+    texts = [f"<|vision_start|>{'<|image_pad|>' * int(k)}<|vision_end|>{t}"
+             for k, t in zip(per_image, probe.texts)]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    mm_types = (enc["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).long()  # 1 = image
+    inputs = {**enc, "mm_token_type_ids": mm_types, "pixel_values": pix["pixel_values"],
+              "image_grid_thw": pix["image_grid_thw"]}
+    base, lora = checks.load(paths["base"]), checks.load(paths["base"])
+    from peft import PeftModel
+
+    lora = PeftModel.from_pretrained(lora, paths["lora"])
+    sink = capture_paired(base, lora, inputs, "blocks", batch_size=2, progress=False)
+    assert sink.acc.n == 5
+    cka = sink.acc.compute(metrics=["linear_cka"])
+    assert min(r["linear_cka"] for r in cka.values()) < 1 - 1e-6
+    assert any("visual" in layer for layer, _ in cka)
