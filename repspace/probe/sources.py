@@ -135,6 +135,9 @@ def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
         for i, im in enumerate(images):
             if not im:
                 raise ValueError(f"{source}: record {i} has no image field")
+            if not isinstance(im, str):
+                raise ValueError(f"{source}: record {i}: image must be a file path (a string); "
+                                 f"got {type(im).__name__}")
             if not (base / im).is_file():
                 raise ValueError(f"{source}: record {i}: image {base / im} does not exist")
         images = [str(base / im) for im in images]
@@ -173,6 +176,10 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
                         records.append(json.loads(line))
                     except json.JSONDecodeError as exc:
                         raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
+                    if not isinstance(records[-1], dict):
+                        raise ValueError(f"{path}: line {i + 1} is JSON but not an object "
+                                         f"({type(records[-1]).__name__}); write one "
+                                         '{"text": ..., "image": ...} object per line')
             probe = _from_records(records, path.parent, str(path))
         elif suffix == ".csv":
             with path.open(newline="", encoding="utf-8") as f:
