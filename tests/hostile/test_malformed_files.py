@@ -1,0 +1,155 @@
+"""Malformed and truncated files: checkpoints, adapters, manifests, probes, study configs."""
+import json
+import struct
+import zlib
+
+import pytest
+
+from tests.hostile.conftest import FAST, refused
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_safetensors_weights_file(ws, capsys):
+    f = ws.root / "tuned.safetensors"
+    f.write_bytes((ws.base / "model.safetensors").read_bytes())
+    _truncate(f)
+    refused(capsys, ws.root, ["compare", ws.base, f, "--probe", ws.probe, *FAST], names=str(f))
+
+
+@pytest.mark.parametrize("header", [b"\xff" * 8, struct.pack("<Q", 10) + b"not json!!",
+                                    struct.pack("<Q", 2) + b"[]", b"\x00\x01"])
+def test_garbage_safetensors_header(ws, capsys, header):
+    f = ws.root / "tuned.safetensors"
+    f.write_bytes(header)
+    refused(capsys, ws.root, ["compare", ws.base, f, "--probe", ws.probe, *FAST], names=str(f))
+
+
+def test_truncated_pickle_weights_file(ws, capsys):
+    import torch
+
+    f = ws.root / "tuned.pt"
+    torch.save({"w": torch.zeros(64, 64)}, f)
+    _truncate(f, 0.3)
+    refused(capsys, ws.root, ["compare", ws.base, f, "--probe", ws.probe, *FAST], names=str(f))
+
+
+def test_truncated_model_safetensors_in_a_model_folder(ws, capsys):
+    _truncate(ws.base / "model.safetensors")
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(ws.base))
+
+
+def test_truncated_adapter_weights(ws, capsys):
+    _truncate(ws.adapter / "adapter_model.safetensors")
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(ws.adapter / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2, 3]", '"a string"', "",
+                                     '{"model_type": "no-such-model"}',
+                                     '{"model_type": "bert", "hidden_size": "big"}'])
+def test_broken_config_json(ws, capsys, content):
+    (ws.base / "config.json").write_text(content)
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(ws.base))
+
+
+def test_architectures_not_a_list(ws, capsys):
+    cfg = json.loads((ws.base / "config.json").read_text())
+    cfg["architectures"] = {"evil": 1}
+    (ws.base / "config.json").write_text(json.dumps(cfg))
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(ws.base))
+
+
+@pytest.mark.parametrize("field,value", [("r", "abc"), ("r", 10 ** 9), ("r", -4), ("r", True),
+                                         ("lora_alpha", [1]), ("base_model_name_or_path", 42),
+                                         ("peft_type", {"x": 1})])
+def test_adapter_config_with_wrong_types(ws, capsys, field, value):
+    path = ws.adapter / "adapter_config.json"
+    cfg = json.loads(path.read_text())
+    cfg[field] = value
+    path.write_text(json.dumps(cfg))
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(path))
+
+
+@pytest.mark.parametrize("content", ["[]", "{broken", "\udcff".encode("utf-8", "surrogatepass")])
+def test_adapter_config_not_an_object(ws, capsys, content):
+    path = ws.adapter / "adapter_config.json"
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(path))
+
+
+@pytest.mark.parametrize("manifest", ["[1]", "{oops", '{"schema": "repspace.run", "weights_format": ["x"]}',
+                                      '{"schema": "repspace.run", "weights_format": "repspace.trainable", '
+                                      '"method_config": "lora", "task": "vqa"}',
+                                      '{"schema": "repspace.run", "weights_format": "repspace.trainable", '
+                                      '"method_config": {}, "task": ["vqa"]}',
+                                      '{"schema": "repspace.run", "weights_format": "repspace.future"}'])
+def test_broken_run_manifest(ws, capsys, manifest):
+    run = ws.root / "run"
+    run.mkdir()
+    (run / "repspace_manifest.json").write_text(manifest)
+    refused(capsys, ws.root, ["compare", ws.base, run, "--probe", ws.probe, *FAST], names=str(run))
+
+
+@pytest.mark.parametrize("line", ['[1, 2]', '"just a string"', "{oops", "42"])
+def test_jsonl_probe_line_that_is_not_an_object(ws, capsys, line):
+    probe = ws.root / "probe.jsonl"
+    probe.write_text('{"text": "a red circle"}\n' + line + "\n")
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
+            names=str(probe))
+
+
+def test_probe_text_not_utf8(ws, capsys):
+    probe = ws.root / "latin1.txt"
+    probe.write_bytes("a red circle caf\xe9\n".encode("latin-1"))
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
+            names=str(probe))
+
+
+def test_probe_csv_without_text_or_image_columns(ws, capsys):
+    probe = ws.root / "probe.csv"
+    probe.write_text("foo,bar\n1,2\n3,4\n")
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
+            names=str(probe))
+
+
+def _png(width, height):
+    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression bomb)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind", ["bomb", "not-an-image", "empty"])
+def test_bad_image_in_an_image_probe_folder(ws, capsys, kind):
+    folder = ws.root / "images"
+    folder.mkdir()
+    (folder / "ok.png").write_bytes(_png(4, 4))
+    bad = folder / "bad.png"
+    bad.write_bytes({"bomb": _png(40000, 40000), "not-an-image": b"<html>hi</html>",
+                     "empty": b""}[kind])
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", folder, *FAST],
+            names=str(bad))
+
+
+def test_study_config_with_a_key_typo_in_train(ws, capsys):
+    cfg = ws.root / "study.toml"
+    cfg.write_text('name = "t"\nmethods = ["lora"]\ntasks = ["vqa"]\n[train]\nwarmup_ratoi = 0.1\n')
+    refused(capsys, ws.root, ["study", cfg, "-o", ws.root / "work" / "s"], names="warmup_ratoi")
+
+
+def test_study_config_that_is_not_toml(ws, capsys):
+    cfg = ws.root / "study.toml"
+    cfg.write_text('name = "t\nmethods = [lora\n')
+    refused(capsys, ws.root, ["study", cfg, "-o", ws.root / "work" / "s"], names=str(cfg))
