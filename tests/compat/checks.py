@@ -156,4 +156,4 @@ def _compare_all(paths: dict[str, Path], tuned: list[Path], out: dict) -> None:
 
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:240]}"
+    return f"{type(exc).__name__}: {text[:600]}"
