@@ -384,6 +384,9 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             load = dict(config=config, device_map=device_map,
                         dtype=getattr(torch, dtype) if dtype else None)
             probe_set = load_probe(probe, num_samples=num_samples, seed=seed)  # cheap: first
+            if len(probe_set) < 4 and kwargs.get("pooling", "mean") != "tokens":
+                raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
+                                 "metrics need at least 4 — use more probe samples")
             base_ck = load_checkpoint(base, **load)
             tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
                          for t in tuned]
@@ -410,6 +413,13 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
         if dtype is not None:
             result.settings["dtype"] = dtype
         result.settings["max_length"] = max_length  # it changes text features, so the numbers
+        # What else decides the numbers, by content: the architecture file of bare weights and
+        # the model adapters were applied onto instead of BASE.
+        for key, spec in (("config", config), ("base_override", base_override)):
+            if spec is not None:
+                from repspace.checkpoints import checkpoint_sha256, resolve_spec
+
+                result.settings[key] = {"spec": spec, "sha256": checkpoint_sha256(resolve_spec(spec))}
         return result
     finally:
         if ctx is not None:

@@ -76,11 +76,17 @@ def check_towers(method: str, towers, allowed=("text", "vision")) -> tuple[str, 
     return towers
 
 
+MAX_SIZE = 1 << 16  # ranks, widths and virtual-token counts above this are typos or attacks
+
+
 def check_positive_int(method: str, field: str, value) -> int:
     """``value`` unchanged if it is an int >= 1 (bool excluded); ValueError naming ``method``
     and ``field`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{method}: {field} must be a positive integer; got {value!r}")
+    if value > MAX_SIZE:  # a rank / width / token count this large only exhausts the memory
+        raise ValueError(f"{method}: {field} = {value} is beyond any model's width (at most "
+                         f"{MAX_SIZE}); pick a budget below the model's hidden size")
     return value
 
 

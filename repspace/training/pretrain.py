@@ -37,7 +37,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -188,19 +187,13 @@ def _normal_permissions(folder: Path) -> None:
 
 
 def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished folder ``tmp`` to ``out`` (same file system): rename the old folder
-    aside, rename ``tmp`` in, then delete the old one (restored if the swap fails)."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    """Move the finished folder ``tmp`` to ``out`` with one rename; an existing folder is only
+    replaced if it is still a pretrain output (re-checked under the rename, see
+    :func:`repspace.outputs.publish`)."""
+    from repspace.outputs import publish
+
+    publish(tmp, out, overwrite=True, is_ours=lambda p: (p / "pretrain_manifest.json").is_file(),
+            kind="pretrained model")
 
 
 def _no_decay(name: str, p) -> bool:
@@ -386,7 +379,9 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
                     "platform": platform.platform()},
         "versions": _versions(),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    from repspace.outputs import staging_dir
+
+    tmp = staging_dir(out)  # recognisable: a killed run's leftover is removed by the next one
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

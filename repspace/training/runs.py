@@ -172,7 +172,7 @@ def manifest_loader(path, manifest: dict, base_loader, base: str | None = None) 
         task.load_state(manifest.get("task_state") or {})
         model = task.prepare_model(model)
         model = apply_method(model, config_from_dict(manifest["method_config"]), stage=None)
-    except (TypeError, KeyError, AttributeError, IndexError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise CheckpointError(f"{path / MANIFEST_NAME}: its method_config / task / task_state do not "
                               f"describe a model repspace can rebuild ({type(exc).__name__}: "
                               f"{str(exc)[:120]}); was the run written by repspace?") from None

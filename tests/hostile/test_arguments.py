@@ -135,3 +135,16 @@ def test_no_traceback_for_an_unexpected_error_and_debug_shows_it(ws, capsys, mon
     rc = main([str(a) for a in _compare(ws, "--debug")])
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" in err and err.splitlines()[-1].startswith("repspace compare: error")
+
+
+def test_train_absurd_lora_rank(ws, capsys):
+    refused(capsys, ws.root, ["train", "--method", "lora", "--task", "vqa", "--option",
+                              "r=1000000000", "--output", "run", "--no-progress"], names="r = 1000000000",
+            out=ws.root / "work" / "run")
+
+
+def test_too_few_probe_samples_before_loading(ws, capsys, no_model):
+    probe = ws.root / "three.txt"
+    probe.write_text("a red circle\na blue square\na star\n")
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST, "-o", "out"],
+            names=str(probe), out=ws.root / "work" / "out")

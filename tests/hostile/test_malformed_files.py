@@ -153,3 +153,17 @@ def test_study_config_that_is_not_toml(ws, capsys):
     cfg = ws.root / "study.toml"
     cfg.write_text('name = "t\nmethods = [lora\n')
     refused(capsys, ws.root, ["study", cfg, "-o", ws.root / "work" / "s"], names=str(cfg))
+
+
+def test_run_manifest_with_an_absurd_rank(ws, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    run = ws.root / "run"
+    run.mkdir()
+    save_file({"w": torch.zeros(2)}, run / "weights.safetensors")
+    (run / "repspace_manifest.json").write_text(json.dumps({
+        "schema": "repspace.run", "weights_format": "repspace.trainable", "task": "vqa",
+        "method_config": {"method": "lora", "r": 10 ** 9}, "base": str(ws.base)}))
+    refused(capsys, ws.root, ["compare", ws.base, run, "--probe", ws.probe, *FAST],
+            names=str(run / "repspace_manifest.json"))
