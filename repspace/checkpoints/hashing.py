@@ -4,7 +4,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".model", ".txt")
+# Every file kind transformers / tokenizers read when building a model and its inputs
+# (weights, configs, vocabularies, merges, sentencepiece models, chat templates).
+HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".model", ".txt",
+                   ".jinja", ".tiktoken", ".spm", ".vocab", ".codes")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
