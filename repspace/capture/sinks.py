@@ -59,11 +59,40 @@ class AccumulatorSink:
 
         if not isinstance(buffer_rows, int) or buffer_rows < 1:
             raise ValueError(f"buffer_rows must be a positive integer; got {buffer_rows!r}")
-        self._factory = lambda: LayerwiseMoments(**{"pairs": "matched", **acc_kwargs})
+        self._factory = lambda **kw: LayerwiseMoments(**{"pairs": "matched", **acc_kwargs, **kw})
         self._first = acc if acc is not None else self._factory()
         self.accumulators: dict[str, object] = {}
         self.buffer_rows = buffer_rows
         self._pending: dict[str, list[tuple[dict, dict]]] = {}
+        self._base_owner: AccumulatorSink | None = None
+        self._sharers = 0  # sinks using this one's base statistics
+        self._flushed_base: dict[str, tuple[list, dict]] = {}
+
+    def share_base_with(self, owner: "AccumulatorSink") -> None:
+        """Use ``owner``'s base statistics (one base Gram for k tuned models).  ``owner``
+        must receive every batch first, with the same base tensors (as :class:`FanOutSink`
+        does); before any batch."""
+        if self.accumulators or owner is self:
+            raise ValueError("share_base_with: call it once, before any batch, with another sink")
+        self._base_owner = owner
+        owner._sharers += 1
+        if owner._first is not None:
+            owner._first.share_base()
+        self._first = None
+
+    def _new_accumulator(self, key: str):
+        if self._base_owner is None:
+            if not self.accumulators:
+                return self._first
+            acc = self._factory()
+            if self._sharers:
+                acc.share_base()
+            return acc
+        owner_acc = self._base_owner.accumulators.get(key)
+        if owner_acc is None:
+            raise ValueError(f"stream {key!r}: the sink sharing its base statistics has not "
+                             "seen it; it must be updated first")
+        return self._factory(base_from=owner_acc)
 
     @property
     def acc(self):
@@ -90,7 +119,7 @@ class AccumulatorSink:
                                  "attention masks differ, so token rows cannot be paired")
         for key, names in groups.items():
             if key not in self.accumulators:
-                self.accumulators[key] = self._first if not self.accumulators else self._factory()
+                self.accumulators[key] = self._new_accumulator(key)
             pending = self._pending.setdefault(key, [])
             pending.append(({n: base[n] for n in names}, {n: tuned[n] for n in names}))
             if sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows:
@@ -102,11 +131,28 @@ class AccumulatorSink:
             return
         names = list(pending[0][0])
         cat = (lambda side: {n: torch.cat([p[side][n] for p in pending]) for n in names})
-        self.accumulators[key].update(cat(0), cat(1))
+        rows = [p[0][n] for p in pending for n in names]
+        base = None
+        if self._base_owner is not None:  # the owner's concatenation of the same rows, if so
+            seen, owner_base = self._base_owner._flushed_base.get(key, ([], None))
+            if len(seen) == len(rows) and all(a is b for a, b in zip(seen, rows)):
+                base = owner_base
+        if base is None:
+            base = cat(0)
+        if self._sharers:  # the sharing sinks flush the same rows next
+            self._flushed_base[key] = (rows, base)
+        self.accumulators[key].update(base, cat(1))
 
     def finish(self) -> None:
         for key in list(self._pending):
             self._flush(key)
+
+    def release_shared(self) -> None:
+        """Forget the last base batch kept for sharing sinks (call after they all finished)."""
+        self._flushed_base.clear()
+        for acc in self.accumulators.values():
+            for fm in acc.base.values():
+                fm.forget()
 
 
 class MemorySink:

@@ -81,7 +81,8 @@ class FanOutSink:
     The runner hands it batches with sides ``{"base": ..., side_1: ..., side_k: ...}``;
     each pair sink gets the usual paired batch (``{"base", "tuned"}``) of its own side, so
     the base runs once per batch whatever k is, and memory stays per batch (no base rows
-    are kept between batches).
+    are kept between batches).  The pair sinks share the base statistics (the first owns
+    them), so each base batch is also accumulated once: one base Gram per layer, not k.
 
     ``identical[side]``: ``{layer: bool}``, whether that side's rows equalled the base's bit
     for bit on every batch so far (empty until a batch arrives), for the inactive-adapter
@@ -94,6 +95,11 @@ class FanOutSink:
                              "differently")
         self.sinks = sinks
         self.identical: dict[str, dict[str, bool]] = {side: {} for side in sinks}
+        # one base Gram per layer, not k: the first pair sink owns the base statistics
+        owner, *others = sinks.values()
+        for sink in others:
+            if isinstance(sink, AccumulatorSink) and isinstance(owner, AccumulatorSink):
+                sink.share_base_with(owner)
 
     def start(self, info: dict) -> int:
         done = {side: sink.start(info) for side, sink in self.sinks.items()}
@@ -120,5 +126,8 @@ class FanOutSink:
                                             index=index))
 
     def finish(self) -> None:
-        for sink in self.sinks.values():
+        for sink in self.sinks.values():  # the owner first: the others reuse its base batch
             sink.finish()
+        for sink in self.sinks.values():
+            if isinstance(sink, AccumulatorSink):
+                sink.release_shared()

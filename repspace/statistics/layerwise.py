@@ -38,10 +38,16 @@ class LayerwiseMoments:
         See :class:`~repspace.statistics.moments.FeatureMoments`.
     paired_drift : bool
         Also track per-sample cosine similarity and relative shift for pairs of equal width.
+    base_from : LayerwiseMoments, optional
+        Share that accumulator's base statistics: k tuned models against one base keep one
+        base Gram per layer, not k.  ``base_from`` is updated first each batch, and this
+        one with the same base batch objects, which it then does not add again.  Sharing
+        accumulators cannot be merged (each reduces across processes on its own copy).
     """
 
     def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
-                 paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned")):
+                 paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned"),
+                 base_from: "LayerwiseMoments | None" = None):
         if isinstance(pairs, str) and pairs not in ("matched", "all"):
             raise ValueError(f"pairs must be 'matched', 'all' or a list of (base, tuned) "
                              f"layer names; got {pairs!r}")
@@ -54,6 +60,8 @@ class LayerwiseMoments:
         self.cross: dict[tuple[str, str], CrossMoments] = {}
         self.drift: dict[tuple[str, str], PairedDriftStats] = {}
         self.n = 0
+        self.base_from = base_from
+        self.base_shared = False  # set by share_base(): others read this one's base statistics
 
     # -- layout ----------------------------------------------------------------------
     def _pairs_for(self, base_names, tuned_names) -> list[tuple[str, str]]:
@@ -81,6 +89,25 @@ class LayerwiseMoments:
         """How errors name a layer: ``base[encoder.layer.3]`` (or just ``x`` for one layer)."""
         return f"{self.side_names[side]}[{layer}]" if layer else self.side_names[side]
 
+    def share_base(self) -> None:
+        """Let other accumulators use this one's base statistics (``base_from=self``); call
+        it before the first batch, so that every base batch is remembered for them."""
+        if self.n:
+            raise ValueError("share_base() must be called before the first batch")
+        self.base_shared = True
+
+    def _base_moments(self, name: str) -> FeatureMoments:
+        """This layer's base statistics: new, or ``base_from``'s (shared, added once)."""
+        if self.base_from is None:
+            fm = FeatureMoments(self.precision, name=self._label(0, name))
+            fm.shared = self.base_shared
+            return fm
+        owner = self.base_from.base.get(name)
+        if owner is None or not owner.shared:
+            raise ValueError(f"base layer {name!r}: the accumulator given as base_from has not "
+                             "seen it or did not call share_base() before its first batch")
+        return owner
+
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return list(self.cross)
@@ -101,6 +128,7 @@ class LayerwiseMoments:
                 f"layers changed between batches: expected base {sorted(self.base)} and tuned "
                 f"{sorted(self.tuned)}, got {sorted(base)} and {sorted(tuned)}"
             )
+        raw = {"b": base, "t": tuned}  # the caller's objects: shared base statistics key on them
         base = {k: as_matrix(v, self._label(0, k)) for k, v in base.items()}
         tuned = {k: as_matrix(v, self._label(1, k)) for k, v in tuned.items()}
         rows = {self._label(0, k): v.shape[0] for k, v in base.items()}
@@ -115,7 +143,7 @@ class LayerwiseMoments:
         if not self.cross:
             pairs = self._pairs_for(list(base), list(tuned))  # validate before any state
             for name in base:
-                self.base[name] = FeatureMoments(self.precision, name=self._label(0, name))
+                self.base[name] = self._base_moments(name)
             for name in tuned:
                 self.tuned[name] = FeatureMoments(self.precision, name=self._label(1, name))
             for pair in pairs:
@@ -126,10 +154,16 @@ class LayerwiseMoments:
         shifted, norms = {}, {}
         for side, feats, accs in (("b", base, self.base), ("t", tuned, self.tuned)):
             for name, batch in feats.items():
-                shifted[side, name] = accs[name].shifted(batch, row_offset=self.n)
+                done = accs[name].remembered(raw[side][name])  # added by a sharing accumulator
+                if done is not None:
+                    shifted[side, name], norms[side, name] = done
+                else:
+                    shifted[side, name] = accs[name].shifted(batch, row_offset=self.n)
         for side, feats, accs in (("b", base, self.base), ("t", tuned, self.tuned)):
             for name in feats:
-                norms[side, name] = accs[name].update_shifted(shifted[side, name])
+                if (side, name) not in norms:
+                    norms[side, name] = accs[name].update_shifted(shifted[side, name])
+                    accs[name].remember(raw[side][name], shifted[side, name], norms[side, name])
         for (b, t), cross in self.cross.items():
             xs, ys = shifted["b", b], shifted["t", t]
             cross.update_shifted(xs, ys, norms["b", b], norms["t", t])
@@ -143,6 +177,9 @@ class LayerwiseMoments:
         """Add another accumulator's samples (same layers and pairs)."""
         if not isinstance(other, LayerwiseMoments):
             raise TypeError(f"cannot merge {type(other).__name__} into LayerwiseMoments")
+        if any(fm.shared for fm in self.base.values()):
+            raise ValueError("cannot merge into an accumulator whose base statistics are shared "
+                             "with others (base_from): the merge would add the base rows to all")
         if other.n == 0:
             return self
         if self.n == 0 and not self.cross:

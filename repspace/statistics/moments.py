@@ -122,6 +122,11 @@ class FeatureMoments:
         self.n = 0
         self.eps = 0.0
         self.shift: torch.Tensor | None = None
+        # Shared by several pair accumulators (k tuned models against one base): each batch
+        # is accumulated once; the last batch, its shifted rows and norms are remembered so
+        # the other accumulators reuse them (see LayerwiseMoments(base_from=...)).
+        self.shared = False
+        self._last: tuple | None = None
         if shift is not None:
             c = torch.as_tensor(np.asarray(shift, dtype=np.float64) if not isinstance(
                 shift, torch.Tensor) else shift).double()
@@ -183,6 +188,23 @@ class FeatureMoments:
         """Add a batch (b × p).  Returns the float64 squared norms kᵢ (used by cross terms)."""
         xs = self.shifted(batch)
         return self.update_shifted(xs)
+
+    # -- sharing one side between several pair accumulators --------------------------
+    def remembered(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(shifted rows, norms)`` if this shared accumulator already added ``batch``
+        (the same object) as its last batch, else ``None``."""
+        if self._last is not None and self._last[0] is batch:
+            return self._last[1], self._last[2]
+        return None
+
+    def remember(self, batch, xs: torch.Tensor, k: torch.Tensor) -> None:
+        """After adding ``batch``: keep it (shared accumulators only) for :meth:`remembered`."""
+        if self.shared:
+            self._last = (batch, xs, k)
+
+    def forget(self) -> None:
+        """Drop the remembered batch (after the last accumulator sharing this one saw it)."""
+        self._last = None
 
     def update_shifted(self, xs: torch.Tensor) -> torch.Tensor:
         """Add shifted rows.  Returns kᵢ = ‖x'ᵢ‖² in the GEMM dtype (for cross terms).
