@@ -27,7 +27,7 @@ from repspace.capture.pooling import Pooling, pool_states
 from repspace.capture.selection import LayerSpec, resolve_layers, resolve_paired_layers
 from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink
 from repspace.capture.tokens import (align_tokens, image_token_id, layer_stream,
-                                     num_virtual_tokens)
+                                     num_virtual_tokens, task_ids_needed)
 
 __all__ = ["AdapterInactiveWarning", "capture", "capture_paired", "capture_sides", "describe_model",
            "check_distinct", "inactive_adapter_warning"]
@@ -75,13 +75,17 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pooling, sink,
-                  batch_size: int, device, progress: bool, early_stop: bool) -> tuple[object, dict]:
+                  batch_size: int, device, progress: bool, early_stop: bool,
+                  task_id: int | None = None) -> tuple[object, dict]:
     """Run every model of ``models`` (side name -> model) on each batch and feed ``sink``.
 
     ``names``: resolved canonical layer names, present in every model.  Returns ``(sink,
     identical)``; ``identical`` (layer -> bool) compares sides ``"base"`` and ``"tuned"``
     when there are exactly those two, else it is empty.  :func:`capture` and
     :func:`capture_paired` are the one- and two-model front ends.
+
+    ``task_id``: the task of task-conditioned adapters (peft multitask prompt tuning, Poly),
+    passed to those models only as ``task_ids`` (one per sample); required when one is there.
     """
     pool = Pooling.of(pooling)
     if device is not None:
@@ -91,6 +95,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
     devices = {s: _model_device(m) for s, m in models.items()}
     virtual = {s: num_virtual_tokens(m) for s, m in models.items()}
     image_ids = {s: image_token_id(m) for s, m in models.items()}
+    tasks = {s: task_ids_needed(m, task_id, s) for s, m in models.items()}
     info = {"models": {s: describe_model(m) for s, m in models.items()}, "layers": names,
             "sides": list(models), "pooling": pool.describe()}
     done = sink.start(info)
@@ -125,6 +130,9 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
             sides, index, streams = {}, {}, {}
             for side, cap in caps.items():
                 on_dev = {k: v.to(devices[side]) if torch.is_tensor(v) else v for k, v in batch.items()}
+                if tasks[side] is not None:
+                    on_dev["task_ids"] = torch.full((n,), tasks[side], dtype=torch.long,
+                                                    device=devices[side])
                 raw = cap.forward(on_dev)
                 sides[side], index[side] = {}, {}
                 for name, states in raw.items():

@@ -63,6 +63,27 @@ def num_virtual_tokens(model: nn.Module) -> int:
     return 0
 
 
+def task_ids_needed(model: nn.Module, task_id: int | None, side: str = "tuned") -> int | None:
+    """``task_id`` when ``model`` is a task-conditioned peft adapter (multitask prompt tuning,
+    Poly: their forward needs ``task_ids``), else None; ValueError when one is needed and
+    ``task_id`` is None."""
+    try:
+        from peft import PeftModel, PeftType
+    except ImportError:
+        return None
+    if not isinstance(model, PeftModel) or not getattr(model, "has_active_enabled_adapter", True):
+        return None
+    kind = model.active_peft_config.peft_type
+    if kind not in (PeftType.MULTITASK_PROMPT_TUNING, PeftType.POLY):
+        return None
+    if task_id is None:
+        raise ValueError(f"the {side} model is a task-conditioned adapter ({kind.value}); pass the "
+                         "task to probe with --task-id N (task_id=N)")
+    if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
+        raise ValueError(f"--task-id must be a non-negative integer; got {task_id!r}")
+    return task_id
+
+
 def image_token_id(model: nn.Module) -> int | None:
     """The placeholder id a LLaVA-style model replaces by image features (else ``None``)."""
     from repspace.capture.names import unwrap_model

@@ -60,6 +60,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="at most N tuned checkpoints per pass over the probe (default: all in one pass, "
                         "k+1 forwards per batch; each holds its own statistics, 24*L*d^2 bytes: "
                         "lower N when they do not fit, at one more base forward per batch and pass)")
+    p.add_argument("--task-id", type=int, default=None, metavar="N",
+                   help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
+                        "prompt tuning and Poly")
     p.add_argument("--embedding", default="umap", choices=["umap", "pca", "none"])
     p.add_argument("--embedding-layer", default=None, help="layer of the 2-D embedding (default: last)")
     p.add_argument("--no-report", action="store_true", help="print results without writing a folder")
@@ -106,7 +109,8 @@ def run(args) -> int:
         dist_timeout=args.dist_timeout, dtype=args.dtype, precision=args.precision,
         sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
         embedding=args.embedding, embedding_layer=args.embedding_layer,
-        tuned_per_pass=args.tuned_per_pass, progress=not args.quiet and not args.json)
+        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id,
+        progress=not args.quiet and not args.json)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 writes and prints; every rank has the result
     out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite,

@@ -136,7 +136,7 @@ def _side_groups(models: Sequence[torch.nn.Module], max_size: int | None = None)
 
 
 def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size, device,
-                 progress, tuned_per_pass=None, layer_check=None) -> None:
+                 progress, tuned_per_pass=None, layer_check=None, task_id=None) -> None:
     """Feed ``sinks[name]`` with (base, tuned) rows for every ``(name, ck)`` of ``pairs``.
 
     The base runs once per batch for each group of :func:`_side_groups` (once in total
@@ -160,7 +160,8 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
         fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()})
         models = {"base": base_model, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
         capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
-                      batch_size=batch_size, device=device, progress=progress, early_stop=True)
+                      batch_size=batch_size, device=device, progress=progress, early_stop=True,
+                      task_id=task_id)
         for side, (_, (name, ck)) in sides.items():
             same = fan.identical[side]
             if same and all(same.values()):
@@ -221,7 +222,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                    embedding_layer: str | None = None, progress: bool = True,
                    probe_info: dict | None = None, names: Sequence[str] | None = None,
                    dist=None, row_offset: int = 0,
-                   tuned_per_pass: int | None = None) -> CompareResult:
+                   tuned_per_pass: int | None = None, task_id: int | None = None) -> CompareResult:
     """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call.
 
     All tuned checkpoints are captured in one pass over the batches: each batch runs
@@ -255,7 +256,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
 
     _capture(base, list(zip(tuned_names, tuned)), batches_fn, sinks, dist, layers=layers,
              pooling=pooling, batch_size=batch_size, device=device, progress=progress and main,
-             tuned_per_pass=tuned_per_pass, layer_check=layer_check)
+             tuned_per_pass=tuned_per_pass, layer_check=layer_check, task_id=task_id)
     for name in tqdm(tuned_names, desc="metrics", unit="checkpoint",
                      disable=not progress or len(tuned) < 2 or not main):
         sink = sinks.pop(name)  # freed once its metrics are out
@@ -274,6 +275,8 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                              wanted=wanted, batch_size=batch_size, device=device, seed=seed,
                              precision=precision, sample_rows=sample_rows, embedding=embedding,
                              embedding_layer=embedding_layer, probe_info=probe_info, dist=dist)
+    if result is not None and task_id is not None:
+        result.settings["task_id"] = task_id
     return result if dist is None else dist.broadcast_object(result, "sending the result")
 
 
