@@ -1,0 +1,247 @@
+"""Weight space of a fine-tune: per adapted matrix, the spectrum of ΔW and its intruder
+dimensions; per block, the same beside the representation-space rank of a compare report.
+
+    repspace weights BASE TUNED [TUNED ...] -o OUT [--report REPORT_DIR]
+
+``OUT`` gets ``weights.json`` (schema ``repspace.weights``), a tidy ``weights.csv`` (one row
+per checkpoint, matrix and metric) and ``weights.md``, and the figure
+``weight_vs_representation.{pdf,png}``: per block, the mean effective rank of ΔW and the
+intruder dimensions, and -- with ``--report`` (a ``repspace compare`` folder of the same
+checkpoints) -- the representation's effective-rank ratio beside them.  Formulas:
+:mod:`repspace.metrics.weights`; how effective weights are read: :mod:`repspace.capture.weights`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["WeightSpace", "weight_space", "add_weights_parser", "run_weights"]
+
+SCHEMA = "repspace.weights"
+SUMMARY_KEYS = ("delta_norm", "relative_delta", "delta_sigma_max", "delta_effective_rank",
+                "delta_stable_rank", "delta_numerical_rank", "intruder_dimensions", "min_max_cos")
+
+
+@dataclass
+class WeightSpace:
+    """``matrices``: ``{matrix name: metrics}`` of the changed linear maps; ``unchanged``:
+    names whose effective weight equals the base's exactly; ``skipped``: ``{name: reason}``;
+    ``blocks``: ``{block name: {metric: value}}`` aggregated over the block's matrices."""
+
+    matrices: dict[str, dict[str, float]]
+    unchanged: list[str]
+    skipped: dict[str, str]
+    blocks: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _block_of(name: str, blocks: list[str]) -> str | None:
+    for b in blocks:
+        if name == b or name.startswith(b + "."):
+            return b
+    return None
+
+
+def weight_space(base, tuned, k: int = 10, threshold: float = 0.5, side: str = "left") -> WeightSpace:
+    """:class:`WeightSpace` of ``tuned`` (an ``nn.Module``, PEFT-wrapped or not) against ``base``."""
+    from repspace.capture.presets import block_lists
+    from repspace.capture.weights import weight_pairs
+    from repspace.metrics.weights import weight_delta_summary
+
+    matrices: dict[str, dict[str, float]] = {}
+    unchanged, skipped = [], {}
+    for pair in weight_pairs(base, tuned):
+        if pair.tuned is None:
+            skipped[pair.name] = pair.note
+        elif np.array_equal(pair.tuned.numpy(), pair.base.numpy()):
+            unchanged.append(pair.name)
+        else:
+            matrices[pair.name] = {"route": pair.route, **weight_delta_summary(
+                pair.base, pair.tuned, k, threshold, side, eps=pair.eps)}
+    block_names = [b for _, names in block_lists(base) for b in names]
+    groups: dict[str, list[dict]] = {}
+    for name, row in matrices.items():
+        b = _block_of(name, block_names)
+        if b is not None:
+            groups.setdefault(b, []).append(row)
+    blocks = {b: {"matrices": len(rows),
+                  "delta_effective_rank": float(np.nanmean([r["delta_effective_rank"] for r in rows])),
+                  "relative_delta": float(np.mean([r["relative_delta"] for r in rows])),
+                  "intruder_dimensions": int(sum(r["intruder_dimensions"] for r in rows))}
+              for b, rows in ((b, groups[b]) for b in block_names if b in groups)}
+    return WeightSpace(matrices, unchanged, skipped, blocks)
+
+
+# -- report files ------------------------------------------------------------------------------
+def _csv(results: dict[str, WeightSpace]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["checkpoint", "matrix", "route", "metric", "value"])
+    for ckpt, ws in results.items():
+        for name, row in ws.matrices.items():
+            for key in SUMMARY_KEYS:
+                w.writerow([ckpt, name, row["route"], key, repr(float(row[key]))])
+    return buf.getvalue()
+
+
+def _markdown(results: dict[str, WeightSpace], settings: dict) -> str:
+    from repspace.report.tables import md_text
+
+    lines = ["# repspace weight space", "",
+             f"Intruder dimensions: top {settings['k']} {settings['side']} singular vectors of each "
+             f"tuned matrix whose best |cos| with every base singular vector is below "
+             f"{settings['threshold']} (Shuttleworth et al. 2024).", ""]
+    for ckpt, ws in results.items():
+        lines += [f"## {md_text(ckpt)}", "",
+                  f"{len(ws.matrices)} changed linear maps, {len(ws.unchanged)} unchanged, "
+                  f"{len(ws.skipped)} without a weight update.", "",
+                  "| block | matrices | mean erank(ΔW) | mean ‖ΔW‖/‖W₀‖ | intruder dims |",
+                  "|---|---:|---:|---:|---:|"]
+        for b, row in ws.blocks.items():
+            lines.append(f"| {md_text(b)} | {row['matrices']} | {row['delta_effective_rank']:.3f} | "
+                         f"{row['relative_delta']:.3g} | {row['intruder_dimensions']} |")
+        for name, why in ws.skipped.items():
+            lines.append(f"\n- `{md_text(name)}`: {md_text(why)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _representation_ranks(report_dir: Path | None, blocks: list[str]) -> dict[str, dict[str, float]]:
+    """``{checkpoint: {layer: effective-rank ratio tuned/base}}`` from a compare report."""
+    if report_dir is None:
+        return {}
+    data = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    out: dict[str, dict[str, float]] = {}
+    for r in data.get("results", []):
+        m = r.get("metrics", {})
+        base, tuned = m.get("effective_rank_base"), m.get("effective_rank_tuned")
+        if r.get("layer") in blocks and base and tuned is not None:
+            out.setdefault(r["checkpoint"], {})[r["layer"]] = tuned / base
+    return out
+
+
+def plot_weight_vs_representation(results: dict[str, WeightSpace], rep: dict[str, dict[str, float]],
+                                  stem: Path) -> list[Path]:
+    """Per block: mean effective rank of ΔW, intruder dimensions, and (with a compare
+    report) the representation's effective-rank ratio, one line per checkpoint."""
+    import matplotlib.pyplot as plt
+
+    from repspace.report.plots import save_figure, short_layer_names
+    from repspace.report.style import colors_for, paper_style
+
+    blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
+    panels = 3 if rep else 2
+    with paper_style():
+        fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 2.8), sharex=True)
+        colors = colors_for(list(results))
+        x = np.arange(len(blocks))
+        for ckpt, ws in results.items():
+            kw = dict(color=colors[ckpt], marker="o", ms=3, label=ckpt)
+            axes[0].plot(x, [ws.blocks.get(b, {}).get("delta_effective_rank", math.nan) for b in blocks], **kw)
+            axes[1].plot(x, [ws.blocks.get(b, {}).get("intruder_dimensions", math.nan) for b in blocks], **kw)
+            if rep:
+                axes[2].plot(x, [rep.get(ckpt, {}).get(b, math.nan) for b in blocks], **kw)
+        axes[0].set_ylabel("mean effective rank of ΔW")
+        axes[1].set_ylabel("intruder dimensions")
+        if rep:
+            axes[2].set_ylabel("representation erank (tuned / base)")
+            axes[2].axhline(1.0, color="0.6", lw=0.8, ls="--")
+        for ax in axes:
+            ax.set_xticks(x, short_layer_names(blocks), rotation=60, ha="right")
+            ax.set_xlabel("block")
+        axes[-1].legend(frameon=False, loc="best")
+        fig.suptitle("Weight space beside representation space")
+        fig.tight_layout()
+        return save_figure(fig, stem)
+
+
+# -- command line --------------------------------------------------------------------------------
+def add_weights_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "weights", help="weight-space analysis of fine-tunes: ΔW spectrum, rank, intruder dimensions",
+        description="For every linear map a fine-tune changed: singular values, effective / stable "
+                    "rank and relative size of ΔW, and intruder dimensions (Shuttleworth et al. "
+                    "2024); per block beside the representation rank of a compare report.")
+    p.add_argument("base", help="base checkpoint (folder, hub id, 'embedded')")
+    p.add_argument("tuned", nargs="+", help="fine-tuned checkpoints: PEFT adapter folders, full "
+                   "fine-tunes, repspace run folders")
+    p.add_argument("-o", "--output", required=True, help="new folder for the results")
+    p.add_argument("--report", default=None, help="a `repspace compare` folder of the same checkpoints "
+                   "(adds the representation's effective-rank ratio to the figure)")
+    p.add_argument("--top-k", type=int, default=10, help="tuned singular vectors examined for "
+                   "intruder dimensions (default 10)")
+    p.add_argument("--threshold", type=float, default=0.5, help="intruder if the best |cos| with "
+                   "every base singular vector is below this (default 0.5)")
+    p.add_argument("--side", choices=["left", "right"], default="left",
+                   help="singular vectors of the output space (left, as in the paper) or input space")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing weights folder")
+    return p
+
+
+def _is_weights_folder(path: Path) -> bool:
+    from repspace.outputs import has_json_schema
+
+    return has_json_schema(path, "weights.json", SCHEMA)
+
+
+def run_weights(args) -> int:
+    from repspace.checkpoints import load_checkpoint, resolve_spec
+    from repspace.outputs import apply_umask, check_output, publish, staging_dir
+
+    if isinstance(args.top_k, bool) or args.top_k < 1:
+        raise ValueError(f"--top-k must be a positive integer; got {args.top_k}")
+    if not 0.0 < args.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in (0, 1]; got {args.threshold}")
+    report_dir = Path(args.report) if args.report else None
+    if report_dir is not None and not (report_dir / "report.json").is_file():
+        raise ValueError(f"--report {args.report}: no report.json there; give a `repspace compare` "
+                         "output folder")
+    inputs = [("base checkpoint", resolve_spec(args.base))]
+    inputs += [("tuned checkpoint", resolve_spec(t)) for t in args.tuned]
+    out = check_output(args.output, overwrite=args.overwrite, inputs=inputs,
+                       is_ours=_is_weights_folder, kind="repspace weights")
+    base = load_checkpoint(args.base)
+    results: dict[str, WeightSpace] = {}
+    for spec in args.tuned:
+        ck = load_checkpoint(spec, base=args.base)
+        name = ck.name
+        while name in results:
+            name += "'"
+        results[name] = weight_space(base.model, ck.model, args.top_k, args.threshold, args.side)
+        if not results[name].matrices and not results[name].skipped:
+            raise ValueError(f"tuned checkpoint {spec}: no linear map differs from the base; is it "
+                             "the base itself, or an adapter that is not active?")
+    blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
+    settings = {"k": args.top_k, "threshold": args.threshold, "side": args.side,
+                "base": args.base, "tuned": list(args.tuned), "report": args.report}
+    tmp = staging_dir(out, "weights")
+    try:
+        (tmp / "weights.json").write_text(json.dumps({
+            "schema": SCHEMA, "schema_version": 1, "settings": settings,
+            "checkpoints": {c: {"matrices": ws.matrices, "unchanged": ws.unchanged,
+                                "skipped": ws.skipped, "blocks": ws.blocks}
+                            for c, ws in results.items()}}, indent=2, allow_nan=True), encoding="utf-8")
+        (tmp / "weights.csv").write_text(_csv(results), encoding="utf-8")
+        (tmp / "weights.md").write_text(_markdown(results, settings), encoding="utf-8")
+        if blocks:
+            plot_weight_vs_representation(results, _representation_ranks(report_dir, blocks),
+                                          tmp / "weight_vs_representation")
+        apply_umask(tmp)
+        publish(tmp, out, overwrite=args.overwrite, is_ours=_is_weights_folder, kind="repspace weights")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for ckpt, ws in results.items():
+        intr = sum(r["intruder_dimensions"] for r in ws.matrices.values())
+        print(f"{ckpt}: {len(ws.matrices)} changed linear maps, {intr} intruder dimensions "
+              f"(top {args.top_k}, |cos| < {args.threshold})")
+    print(f"wrote {out}/weights.json, weights.csv, weights.md" +
+          (", weight_vs_representation.pdf/png" if blocks else ""))
+    return 0
