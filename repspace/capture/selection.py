@@ -80,6 +80,12 @@ def resolve_layers(model: nn.Module, spec: LayerSpec) -> list[str]:
                                          not split_input_suffix(n)[1]))
 
 
+def _some(names: list[str], k: int = 5) -> str:
+    """At most ``k`` names, saying how many more there are."""
+    more = f", … (+{len(names) - k} more)" if len(names) > k else ""
+    return "[" + ", ".join(repr(n) for n in names[:k]) + more + "]"
+
+
 def resolve_paired_layers(base: nn.Module, tuned: nn.Module, spec: LayerSpec) -> list[str]:
     """Resolve ``spec`` on both models; the selections must name the same layers."""
     b = resolve_layers(base, spec)
@@ -94,6 +100,6 @@ def resolve_paired_layers(base: nn.Module, tuned: nn.Module, spec: LayerSpec) ->
         only_t = [n for n in t if n not in b]
         raise ValueError(f"layers {spec!r} select different layers in the base model "
                          f"({type(base).__name__}) and the tuned model ({type(tuned).__name__}): "
-                         f"only in base {only_b[:5]}, only in tuned {only_t[:5]}; select "
+                         f"only in base {_some(only_b)}, only in tuned {_some(only_t)}; select "
                          "names that exist in both")
     return b

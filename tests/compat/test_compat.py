@@ -205,3 +205,80 @@ def test_flattened_patches_batched_per_sample(zoo_root):
     cka = sink.acc.compute(metrics=["linear_cka"])
     assert min(r["linear_cka"] for r in cka.values()) < 1 - 1e-6
     assert any("visual" in layer for layer, _ in cka)
+
+
+@pytest.fixture(scope="module")
+def varied_images(tmp_path_factory):
+    """An image-folder probe whose images differ in size, so anyres / image splitting give
+    each sample its own number of crops (padded with all-zero crops in a batch)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("varied-probe")
+    rng = np.random.default_rng(0)
+    records = []
+    for i, (w, h) in enumerate([(32, 32), (64, 32), (32, 64), (48, 48), (16, 40), (24, 32)] * 2):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        records.append({"image": f"{i}.png", "text": f"picture {i}: a red circle left of a square"})
+    (folder / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    return folder
+
+
+@pytest.mark.parametrize("arch", ["llava_next", "idefics3"])
+def test_crops_per_sample_vary_and_pool_per_sample(arch, zoo_root, varied_images):
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import load_probe, make_batches
+
+    paths = checks.build(arch, zoo_root)
+    batch = next(make_batches(load_probe(varied_images), checks.load(paths["base"]),
+                              load_processor(str(paths["base"])), batch_size=6))
+    crops = batch["pixel_values"].flatten(2).ne(0).any(-1).sum(1)
+    assert len(set(crops.tolist())) > 1  # the zero-padded path is exercised
+    result = checks.compare(paths["base"], [paths["base"], paths["lora"]], probe=str(varied_images),
+                            batch_size=5)
+    assert checks.verdict("self", checks.ckas(result, 0)) is None
+    assert checks.verdict("lora", checks.ckas(result, 1)) is None
+
+
+def test_per_sample_regrouping_of_crops_and_patches():
+    """The rows a vision tower saw, regrouped: sample i's crops (or patches) become its tokens."""
+    from repspace.capture.tokens import align_tokens
+
+    t, d = 3, 2
+    pixels = torch.ones(2, 3, 3, 4, 4)
+    pixels[1, 2] = 0  # sample 1 has two real crops, padded with a zero crop
+    states = torch.arange(5 * t * d, dtype=torch.float32).reshape(5, t, d)
+    batch = {"input_ids": torch.ones(2, 7, dtype=torch.long), "pixel_values": pixels}
+    out, valid = align_tokens("vision_tower.layers.0", states, batch, "vision")
+    assert out.shape == (2, 3 * t, d)
+    assert torch.equal(out[0], states[:3].reshape(3 * t, d))
+    assert torch.equal(out[1, :2 * t], states[3:].reshape(2 * t, d))
+    assert valid[0].all() and valid[1, :2 * t].all() and not valid[1, 2 * t:].any()
+    # Qwen2-VL: flattened patches, t*h*w per image
+    grid = torch.tensor([[1, 2, 2], [1, 2, 4]])
+    flat = torch.randn(12, d)
+    batch = {"input_ids": torch.ones(2, 5, dtype=torch.long), "pixel_values": torch.randn(12, 8),
+             "image_grid_thw": grid}
+    out, valid = align_tokens("visual.blocks.0", flat, batch, "vision")
+    assert out.shape == (2, 8, d) and torch.equal(out[0, :4], flat[:4]) and torch.equal(out[1], flat[4:])
+    assert valid.sum(1).tolist() == [4, 8]
+    with pytest.raises(ValueError, match="cannot tell which belong to which sample"):
+        align_tokens("visual.blocks.0", torch.randn(11, d), batch, "vision")
+
+
+def test_pad_token_on_a_processor_copy(zoo_root):
+    """A processor whose tokenizer has no pad token (a LLaVA saved without <pad>) pads with a
+    copy; the loaded processor and its tokenizer are left as they were."""
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import make_batches
+    from repspace.probe.prompts import with_pad_token
+
+    base = checks.build("llava", zoo_root)["base"]
+    proc = load_processor(str(base))
+    proc.tokenizer.pad_token = None
+    padded = with_pad_token(proc)
+    assert padded is not proc and padded.tokenizer is not proc.tokenizer
+    assert padded.tokenizer.pad_token == proc.tokenizer.eos_token and proc.tokenizer.pad_token is None
+    batch = next(make_batches(_probe(4), checks.load(base), proc))
+    assert (batch["attention_mask"] == 0).any()  # it did pad
+    assert batch["input_ids"].shape[0] == 4 and proc.tokenizer.pad_token is None
