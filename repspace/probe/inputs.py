@@ -73,6 +73,24 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str]) -> 
         batch["decoder_attention_mask"] = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
 
 
+def _special_tokens(tokenizer) -> int:
+    try:
+        return int(tokenizer.num_special_tokens_to_add())
+    except Exception:  # noqa: BLE001 - tokenizers without the helper: pad a little more
+        return 4
+
+
+def _padding_rule(tokenizer):
+    """``padding`` keywords for a batch.  A tokenizer that returns no attention mask (SigLIP's
+    ``model_input_names == ["input_ids"]``) belongs to a model that attends to its padding, as
+    it was trained with fixed-length padding: pad to a fixed length then, so a sample's states
+    do not depend on the other samples of its batch.  Otherwise pad to the batch's longest."""
+    names = getattr(tokenizer, "model_input_names", None) or ["attention_mask"]
+    if "attention_mask" in names:
+        return lambda length: {"padding": True}
+    return lambda length: {"padding": "max_length", "max_length": length}
+
+
 def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size: int = 32,
                  max_length: int = 64) -> Iterator[dict]:
     """Yield ``{input_ids, attention_mask, pixel_values, ...}`` batches in probe order.
@@ -107,21 +125,27 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     start_id = _decoder_start_id(model)
     image_token = image_token_id(model)
     mode = None
+    padding = _padding_rule(tokenizer_of(processor))
     for start in range(0, len(probe), batch_size):
         texts = probe.texts[start:start + batch_size] if "text" in wanted else None
         images = ([_load_image(im) for im in probe.images[start:start + batch_size]]
                   if "image" in wanted else None)
         if images is None:
-            enc = processor(texts, return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_length)
+            enc = processor(texts, return_tensors="pt", truncation=True,
+                            **{"max_length": max_length, **padding(max_length)})
         elif texts is None:
             enc = processor(images=images, return_tensors="pt")
         else:
             texts = truncate_texts(tokenizer_of(processor), texts, max_length)
             if mode is None:
                 mode = prompt_mode(processor, image_token, texts[0], images[0])
+            # Placeholder expansion makes lengths image-dependent: fixed-length padding only
+            # for prompts the processor does not expand.
+            extra = _special_tokens(tokenizer_of(processor)) if mode == "plain" else None
             enc = processor(text=image_prompts(processor, texts, mode), images=images,
-                            return_tensors="pt", padding=True)
+                            return_tensors="pt",
+                            **(padding(max_length + extra) if extra is not None else
+                               {"padding": True}))
             if image_token is not None and count_image_tokens(enc, image_token) == 0:
                 raise ValueError(f"{type(model).__name__}: the probe prompts built with "
                                  f"{type(processor).__name__} carry no image token (id "

@@ -282,3 +282,22 @@ def test_pad_token_on_a_processor_copy(zoo_root):
     batch = next(make_batches(_probe(4), checks.load(base), proc))
     assert (batch["attention_mask"] == 0).any()  # it did pad
     assert batch["input_ids"].shape[0] == 4 and proc.tokenizer.pad_token is None
+
+
+@pytest.mark.parametrize("arch", ["bert", "siglip"])
+def test_no_attention_mask_means_fixed_length_padding(arch, zoo_root):
+    """A tokenizer that returns no attention mask (SigLIP's real one): the model attends to its
+    padding, so a sample's inputs must not depend on the other samples of its batch."""
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import make_batches
+    from repspace.probe.prompts import tokenizer_of
+
+    base = checks.build(arch, zoo_root)["base"]
+    proc = load_processor(str(base))
+    tokenizer_of(proc).model_input_names = ["input_ids"]
+    model = checks.load(base)
+    probe = _probe(8)
+    alone = next(make_batches(probe.select([0]), model, proc, max_length=20))
+    together = next(make_batches(probe, model, proc, max_length=20))
+    assert "attention_mask" not in together
+    assert torch.equal(alone["input_ids"][0], together["input_ids"][0])
