@@ -80,6 +80,13 @@ class AccumulatorSink:
             owner._first.share_base()
         self._first = None
 
+    def accumulator_for(self, key: str):
+        """The accumulator of token stream ``key``, created (empty) if this sink has none
+        yet -- also how a rank with no rows joins a cross-process reduction."""
+        if key not in self.accumulators:
+            self.accumulators[key] = self._new_accumulator(key)
+        return self.accumulators[key]
+
     def _new_accumulator(self, key: str):
         if self._base_owner is None:
             if not self.accumulators:
@@ -88,11 +95,7 @@ class AccumulatorSink:
             if self._sharers:
                 acc.share_base()
             return acc
-        owner_acc = self._base_owner.accumulators.get(key)
-        if owner_acc is None:
-            raise ValueError(f"stream {key!r}: the sink sharing its base statistics has not "
-                             "seen it; it must be updated first")
-        return self._factory(base_from=owner_acc)
+        return self._factory(base_from=self._base_owner.accumulator_for(key))
 
     @property
     def acc(self):
@@ -118,8 +121,7 @@ class AccumulatorSink:
                 raise ValueError(f"layer {name!r}: base and tuned kept different tokens; their "
                                  "attention masks differ, so token rows cannot be paired")
         for key, names in groups.items():
-            if key not in self.accumulators:
-                self.accumulators[key] = self._new_accumulator(key)
+            self.accumulator_for(key)
             pending = self._pending.setdefault(key, [])
             pending.append(({n: base[n] for n in names}, {n: tuned[n] for n in names}))
             if sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows:

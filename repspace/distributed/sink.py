@@ -40,10 +40,7 @@ def reduce_sink(sink, group=None, device=None) -> None:
             raise ValueError(f"rank {r} captured token streams {k} but another rank {keys}; "
                              "every rank must run the same models and layers")
     for key in keys:
-        if key not in sink.accumulators:
-            sink.accumulators[key] = sink._first if not sink.accumulators else sink._factory()
-    for key in keys:
-        reduce_accumulator(sink.accumulators[key], group=group, device=device)
+        reduce_accumulator(sink.accumulator_for(key), group=group, device=device)
 
 
 def gather_row_sample(sink, group=None) -> None:

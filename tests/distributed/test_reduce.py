@@ -114,6 +114,16 @@ def test_row_sample_is_the_single_process_sample(ranks):
     assert all(r["sink_cka"] == pytest.approx(want, rel=1e-10) for r in ranks)
 
 
+def test_fan_out_sinks_sharing_the_base_reduce_like_one_process(ranks):
+    """k tuned sides share one base accumulator; each reduces to the single-process value,
+    the rank without rows included."""
+    x, y = workers.data()
+    fan = workers.fan_out_sinks(x, y)
+    for side, sink in fan.sinks.items():
+        want = sink.acc.compute()["L", "L"]["linear_cka"]
+        assert all(r["fan_cka"][side] == pytest.approx(want, rel=1e-10) for r in ranks), side
+
+
 @pytest.mark.parametrize("n,b,w", [(72, 8, 2), (10, 4, 3), (5, 8, 2), (0, 3, 2), (100, 7, 8)])
 def test_batch_shards_tile_the_batches(n, b, w):
     shards = [batch_shard(n, b, r, w) for r in range(w)]

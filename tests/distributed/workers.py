@@ -79,10 +79,32 @@ def reduce_worker(rank, world, port, out_dir):
     reduce_sink(sink)
     gather_row_sample(sink)
     res["sink_cka"] = sink.acc.compute()["L", "L"]["linear_cka"]
+    # k = 3 tuned sides sharing one base accumulator (FanOutSink), rank 1 still empty
+    fan = fan_out_sinks(x, y, mine)
+    for pair_sink in fan.sinks.values():
+        reduce_sink(pair_sink)
+    res["fan_cka"] = {side: s.acc.compute()["L", "L"]["linear_cka"] for side, s in fan.sinks.items()}
     res["sample"] = {k: v["L"].tolist() for k, v in sink.samples.items() if "L" in v}
     with open(os.path.join(out_dir, f"reduce{rank}.json"), "w") as f:
         json.dump(res, f)
     dist.destroy_process_group()
+
+
+def fan_out_sinks(x, y, rows=None):
+    """A FanOutSink of three tuned sides (y, 2y + x, y²) fed ``rows`` of the data."""
+    from repspace.capture.sinks import CapturedBatch
+    from repspace.compare.sink import CompareSink, FanOutSink
+
+    rows = range(len(x)) if rows is None else rows
+    fan = FanOutSink({f"t{j}": CompareSink(max_rows=0, precision="float64", buffer_rows=16)
+                      for j in range(3)})
+    for s in range(rows.start, rows.stop, 8):
+        e = min(s + 8, rows.stop)
+        xb, yb = torch.from_numpy(x[s:e]), torch.from_numpy(y[s:e])
+        sides = {"base": {"L": xb}, "t0": {"L": yb}, "t1": {"L": 2 * yb + xb}, "t2": {"L": yb * yb}}
+        fan.update(CapturedBatch(sides=sides, streams={"L": "text"}, n=e - s, batch_index=s))
+    fan.finish()
+    return fan
 
 
 def failing_batches(mode, rank):
