@@ -99,9 +99,9 @@ def _materialise(acc: LayerwiseMoments, layout: dict, shifts: dict) -> None:
     acc.drift = {tuple(p): PairedDriftStats() for p in layout["drift"]}
     for side, accs in (("base", acc.base), ("tuned", acc.tuned)):
         for k, fm in accs.items():
-            fm._init_states(shifts[side, k])
+            fm.init_states(shifts[side, k])
     for (b, t), cm in acc.cross.items():
-        cm._init_states(layout["base"][b], layout["tuned"][t], acc.base[b].shift.device)
+        cm.init_states(layout["base"][b], layout["tuned"][t], acc.base[b].shift.device)
 
 
 def _agree_layout(acc: LayerwiseMoments, group) -> dict | None:
@@ -153,15 +153,12 @@ def _reduce_summary(summary, group, device) -> None:
     triple = torch.tensor([summary.n, summary.mean, summary.m2], dtype=torch.float64, device=device)
     gathered = [torch.empty_like(triple) for _ in range(dist.get_world_size(group))]
     dist.all_gather(gathered, triple, group=group)
-    n, mean, m2 = 0, 0.0, 0.0
+    merged = type(summary)(summary.edges)  # the summary's own (Chan) merge, rank by rank
     for t in gathered:
-        nb, mb, m2b = int(t[0].item()), float(t[1].item()), float(t[2].item())
-        if nb == 0:
-            continue
-        tot = n + nb
-        delta = mb - mean
-        mean, m2, n = mean + delta * nb / tot, m2 + m2b + delta * delta * n * nb / tot, tot
-    summary.n, summary.mean, summary.m2 = n, mean, m2
+        merged.merge(type(summary).from_moments(summary.edges, int(t[0].item()), float(t[1].item()),
+                                                float(t[2].item())))
+    n = merged.n
+    summary.n, summary.mean, summary.m2 = n, merged.mean, merged.m2
     summary.n_undefined = states["n_undefined"]
     summary.counts = states["counts"]
     summary.min = states["min"] if n else math.inf
@@ -212,7 +209,7 @@ def reduce_accumulator(acc, group=None, device: torch.device | str | None = None
         device = (torch.device("cuda", torch.cuda.current_device())
                   if dist.get_backend(group) == "nccl" else torch.device("cpu"))
     if isinstance(acc, PairedMoments):
-        _reduce_layerwise(acc._layers, group, device)
+        _reduce_layerwise(acc.layerwise, group, device)
         return acc
     if isinstance(acc, LayerwiseMoments):
         return _reduce_layerwise(acc, group, device)
@@ -222,7 +219,7 @@ def reduce_accumulator(acc, group=None, device: torch.device | str | None = None
         _reduce_layerwise(wrapper, group, device)
         reduced = wrapper.base.get("")
         if reduced is not None:
-            acc.__dict__.update(reduced.__dict__)
+            acc.load_state_dict(reduced.state_dict())
         return acc
     raise TypeError(f"cannot reduce {type(acc).__name__}; expected LayerwiseMoments, "
                     "PairedMoments or FeatureMoments")

@@ -69,6 +69,13 @@ class _StreamingSummary:
         self.max = -math.inf
         self.counts = np.zeros(len(edges) + 1, dtype=np.int64)  # + under/overflow bins
 
+    @classmethod
+    def from_moments(cls, edges: np.ndarray, n: int, mean: float, m2: float) -> "_StreamingSummary":
+        """A summary holding only count, mean and M2 (to merge partial moments by Chan)."""
+        out = cls(edges)
+        out.n, out.mean, out.m2 = int(n), float(mean), float(m2)
+        return out
+
     def update(self, values: np.ndarray) -> None:
         ok = values[np.isfinite(values)]
         self.n_undefined += int(values.size - ok.size)

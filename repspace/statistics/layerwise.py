@@ -276,6 +276,11 @@ class PairedMoments:
         return self._layers.n
 
     @property
+    def layerwise(self) -> LayerwiseMoments:
+        """The one-layer :class:`LayerwiseMoments` holding the states (layer name ``""``)."""
+        return self._layers
+
+    @property
     def x(self) -> FeatureMoments:
         return self._layers.base[""]
 

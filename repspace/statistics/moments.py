@@ -133,10 +133,12 @@ class FeatureMoments:
             if c.ndim != 1 or not bool(torch.isfinite(c).all()):
                 raise ValueError(f"shift for {name} must be a finite 1-D vector of length "
                                  f"n_features; got shape {tuple(c.shape)}")
-            self._init_states(c)
+            self.init_states(c)
 
     # -- state handling ------------------------------------------------------------
-    def _init_states(self, shift: torch.Tensor) -> None:
+    def init_states(self, shift: torch.Tensor) -> None:
+        """Zero statistics about ``shift`` (p,): how an accumulator that saw no rows takes
+        part in a reduction across processes, or adopts another's shift before a merge."""
         p, dev = shift.shape[0], shift.device
         f64 = dict(dtype=torch.float64, device=dev)
         self.shift = shift.to(**f64)
@@ -159,7 +161,7 @@ class FeatureMoments:
     def load_state_dict(self, states: dict) -> "FeatureMoments":
         """Replace the states (e.g. by their reduction across processes); returns self."""
         if self.shift is None:
-            self._init_states(torch.as_tensor(states["shift"]).double())
+            self.init_states(torch.as_tensor(states["shift"]).double())
         for key in self.reductions:
             setattr(self, key, states[key])
         self.n, self.eps = int(self.n), float(self.eps)
@@ -174,7 +176,7 @@ class FeatureMoments:
             # small.  The first SHIFT_ROWS rows estimate it well enough, without a float64
             # copy of a large batch.  Rounded to the GEMM dtype so x − c is consistent.
             head = t[:SHIFT_ROWS]
-            self._init_states(head.double().mean(0).to(dtype).double())
+            self.init_states(head.double().mean(0).to(dtype).double())
         elif t.shape[1] != self.dim:
             raise ValueError(
                 f"{self.name} batch has {t.shape[1]} features but this accumulator holds "
@@ -234,7 +236,7 @@ class FeatureMoments:
         n, s, m = self.n, self.sum, self.outer
         delta, sd, md = d @ d, s @ d, m @ d
         out = FeatureMoments(self.precision, name=self.name)
-        out._init_states(new_shift.clone())
+        out.init_states(new_shift.clone())
         out.n, out.eps = n, self.eps
         out.sum = s + n * d
         out.outer = m + torch.outer(s, d) + torch.outer(d, s) + n * torch.outer(d, d)
@@ -257,7 +259,7 @@ class FeatureMoments:
     def adopt_shift_of(self, other: "FeatureMoments") -> None:
         """Give an accumulator that has seen no data ``other``'s shift (before a merge)."""
         if self.shift is None and other.shift is not None:
-            self._init_states(other.shift.clone())
+            self.init_states(other.shift.clone())
 
     def merge(self, other: "FeatureMoments") -> "FeatureMoments":
         """Add ``other``'s samples to this accumulator (in place; returns self)."""
@@ -312,7 +314,8 @@ class CrossMoments:
             setattr(self, key, states[key])
         return self
 
-    def _init_states(self, p: int, q: int, device) -> None:
+    def init_states(self, p: int, q: int, device) -> None:
+        """Zero cross statistics for widths ``p`` × ``q`` (see FeatureMoments.init_states)."""
         f64 = dict(dtype=torch.float64, device=device)
         self.sum_xy = torch.zeros(p, q, **f64)
         self.kl = torch.zeros((), **f64)
@@ -321,7 +324,7 @@ class CrossMoments:
 
     def update_shifted(self, xs, ys, k, l) -> None:
         if self.sum_xy is None:
-            self._init_states(xs.shape[1], ys.shape[1], xs.device)
+            self.init_states(xs.shape[1], ys.shape[1], xs.device)
         if xs.dtype != ys.dtype:  # one side float64, the other float32
             xs, ys, k, l = xs.double(), ys.double(), k.double(), l.double()
         self.sum_xy += (xs.T @ ys).double()
@@ -356,7 +359,7 @@ class CrossMoments:
                 and torch.equal(fy_other.shift, fy_self.shift.to(dev))):
             o = other.reshifted(fx_other, fy_other, fx_self.shift.to(dev), fy_self.shift.to(dev))
         if self.sum_xy is None:
-            self._init_states(o.sum_xy.shape[0], o.sum_xy.shape[1], fx_self.shift.device)
+            self.init_states(o.sum_xy.shape[0], o.sum_xy.shape[1], fx_self.shift.device)
         for key in self.reductions:
             setattr(self, key, getattr(self, key) + getattr(o, key).to(self.sum_xy.device))
 
