@@ -223,9 +223,9 @@ def preflight_checkpoints(specs) -> None:
         if spec is None:
             continue
         resolved = resolve_spec(str(spec))
+        refuse_remote_code(resolved)
         if not Path(resolved).is_file() or Path(resolved).suffix != ".json":  # --config file
             detect_kind(resolved)
-        refuse_remote_code(resolved)
 
 
 def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
@@ -239,9 +239,9 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     given = str(spec)
     spec = resolve_spec(given)
     base = resolve_spec(str(base)) if base is not None else None
+    refuse_remote_code(spec)  # any kind of folder: before transformers or peft read it
     kind = detect_kind(spec)
     path = Path(spec)
-    refuse_remote_code(path)  # any kind of folder: before transformers or peft read it
     name = given if given == EMBEDDED else (path.stem if path.is_file() else (path.name or spec))
     out: LoadedCheckpoint
     if kind in ("hf", "hub"):

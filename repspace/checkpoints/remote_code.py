@@ -10,6 +10,7 @@ transformers call, with one line naming the file.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from repspace.checkpoints.errors import CheckpointError
@@ -46,11 +47,29 @@ def _remote_code_keys(obj) -> list[str]:
     return found
 
 
+def _refuse_special_files(path: Path) -> None:
+    """A named pipe, socket or device where a config or weights file should be would make a
+    reader block forever (or read without end): refused by name before anything opens it."""
+    import stat
+
+    entries = list(path.iterdir()) if path.is_dir() else [path] if os.path.lexists(path) else []
+    for entry in entries:
+        try:
+            mode = entry.stat().st_mode  # follows symlinks: what a reader would open
+        except OSError:
+            continue  # a dangling link: the reader that needs it reports it
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise CheckpointError(f"{entry}: not a regular file (a pipe, socket or device); "
+                                  "a checkpoint holds only files and folders")
+
+
 def refuse_remote_code(spec: str | Path) -> None:
     """Raise :class:`CheckpointError` if a local checkpoint (folder or config.json) would make
-    transformers import code from it; a no-op for anything that is not on disk (hub ids:
-    ``trust_remote_code=False`` makes transformers refuse them itself)."""
+    transformers import code from it, or holds a pipe / device that would hang its reader; a
+    no-op for anything that is not on disk (hub ids: ``trust_remote_code=False`` makes
+    transformers refuse them itself)."""
     path = Path(spec)
+    _refuse_special_files(path)
     for f in _config_files(path):
         try:
             if f.stat().st_size > _MAX_CONFIG_BYTES:

@@ -110,6 +110,8 @@ def check_image_files(paths, source: str) -> None:
     from PIL import Image
 
     for p in paths:
+        if not Path(p).is_file():  # a pipe named x.png would block the reader forever
+            raise ValueError(f"probe data {source}: image {p} is not a regular file")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -153,6 +155,8 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
     path = Path(source)
     if not path.exists():
         raise ValueError(f"probe data {path}: no such file or folder")
+    if not (path.is_dir() or path.is_file()):  # a pipe or device would block or never end
+        raise ValueError(f"probe data {path}: not a regular file or folder")
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         for side in ("captions.jsonl", "captions.csv"):

@@ -100,6 +100,15 @@ def _read_record(path: Path, key: str) -> dict | None:
     shapes = (("metrics", dict), ("layers", list), ("scores", dict), ("params", dict), ("cell", dict))
     if not all(isinstance(record.get(k), t) for k, t in shapes):
         return None
+    run_dir = record.get("run_dir")
+    if run_dir is not None:  # it is compared again later: it must be this study's own run
+        from repspace.checkpoints import CheckpointError
+        from repspace.checkpoints.confine import confined
+
+        try:
+            confined(path.parent.parent, run_dir, f"{path}: run_dir")
+        except CheckpointError:
+            return None
     return record
 
 

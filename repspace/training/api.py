@@ -83,8 +83,9 @@ def _output_status(cfg: TrainConfig, config_hash: str) -> str:
         return "overwrite"
     old_hash = None
     try:
-        old_hash = json.loads((run_dir / "train_config.json").read_text()).get("config_hash")
-    except (OSError, json.JSONDecodeError):
+        old = json.loads((run_dir / "train_config.json").read_text())
+        old_hash = old.get("config_hash") if isinstance(old, dict) else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         pass
     if old_hash != config_hash:
         raise ValueError(f"output_dir {run_dir} holds a different run (config hash {str(old_hash)[:12]} vs "
@@ -205,8 +206,9 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     base_sha = base.sha256 or checkpoint_sha256(resolved_base)
     if status == "resume":
         try:
-            old_sha = json.loads((run_dir / "train_config.json").read_text()).get("base_sha256")
-        except (OSError, json.JSONDecodeError):
+            old = json.loads((run_dir / "train_config.json").read_text())
+            old_sha = old.get("base_sha256") if isinstance(old, dict) else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             old_sha = None
         if old_sha and base_sha and old_sha != base_sha:
             raise ValueError(f"output_dir {run_dir}: the base {cfg.base} changed since this run started "

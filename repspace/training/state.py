@@ -130,6 +130,15 @@ def load_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise ValueError(f"{d}: saved training state is unreadable ({first}); "
                          "pass overwrite=True / --overwrite to start over") from None
+    # meta.json and optimizer.pt are data too: check their shape before the trainer trusts them.
+    ok = (isinstance(meta, dict) and isinstance(blob, dict) and isinstance(meta.get("rng"), dict)
+          and {"python", "numpy"} <= set(meta["rng"]) and "torch_rng" in blob
+          and isinstance(blob.get("optimizer"), dict)
+          and all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) for k in ("step", "stage"))
+          and 0 <= meta["step"] < 1 << 40 and 1 <= meta["stage"] <= 16)
+    if not ok:
+        raise ValueError(f"{d}: saved training state is malformed (meta.json / optimizer.pt); "
+                         "pass overwrite=True / --overwrite to start over")
     meta["rng"]["torch"] = blob["torch_rng"]
     meta["rng"]["cuda"] = blob.get("cuda_rng", [])
     return weights, blob["optimizer"], meta

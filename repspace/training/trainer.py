@@ -184,8 +184,13 @@ class Loop:
         model.to(self.device)
         opt = self.optimizer(model)
         if state is not None:
-            opt.load_state_dict(state[0])
-            set_rng_state(state[1])
+            try:  # the saved state is data: a malformed one is one line, not a traceback
+                opt.load_state_dict(state[0])
+                set_rng_state(state[1])
+            except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+                raise ValueError(f"{self.run_dir}/state: saved optimizer / RNG state does not fit "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}); pass --overwrite to "
+                                 "start over") from None
         stop = total if max_steps_this_call is None else min(total, start + max_steps_this_call)
         losses: list[float] = []
         bar = None

@@ -95,8 +95,10 @@ def snapshot(root: Path) -> dict[str, tuple]:
                 out[str(p)] = ("link", os.readlink(p))
             elif p.is_dir():
                 out[str(p)] = ("dir", st.st_mode)
-            else:
+            elif p.is_file():
                 out[str(p)] = ("file", st.st_mode, p.read_bytes())
+            else:  # a pipe or device: reading it would block
+                out[str(p)] = ("special", st.st_mode)
     return out
 
 

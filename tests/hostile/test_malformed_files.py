@@ -167,3 +167,39 @@ def test_run_manifest_with_an_absurd_rank(ws, capsys):
         "method_config": {"method": "lora", "r": 10 ** 9}, "base": str(ws.base)}))
     refused(capsys, ws.root, ["compare", ws.base, run, "--probe", ws.probe, *FAST],
             names=str(run / "repspace_manifest.json"))
+
+
+@pytest.mark.parametrize("where", ["config.json", "model.safetensors", "probe", "image"])
+def test_named_pipe_instead_of_a_file(ws, capsys, where):
+    import os
+
+    if where == "probe":
+        fifo = ws.root / "fifo.txt"
+        args = ["compare", ws.base, ws.adapter, "--probe", fifo, *FAST]
+    elif where == "image":
+        (ws.root / "images").mkdir()
+        fifo = ws.root / "images" / "a.png"
+        args = ["compare", ws.base, ws.adapter, "--probe", ws.root / "images", *FAST]
+    else:
+        fifo = ws.base / where
+        fifo.unlink()
+        args = ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST]
+    os.mkfifo(fifo)
+    refused(capsys, ws.root, args, names=str(fifo))
+
+
+def test_corrupt_or_foreign_cached_study_cells_are_not_trusted(tmp_path):
+    from repspace.study.runner import CELL_SCHEMA, _read_record
+
+    cells = tmp_path / "study" / "cells"
+    cells.mkdir(parents=True)
+    good = {"schema": CELL_SCHEMA, "key": "k", "metrics": {}, "layers": [], "scores": {},
+            "params": {}, "cell": {}, "run_dir": "runs/x"}
+    cases = {"list": [1], "metrics-type": {**good, "metrics": []},
+             "escape": {**good, "run_dir": "../../elsewhere/run"},
+             "absolute": {**good, "run_dir": "/etc"}}
+    for name, payload in cases.items():
+        (cells / f"{name}.json").write_text(json.dumps(payload))
+        assert _read_record(cells / f"{name}.json", "k") is None, name
+    (cells / "ok.json").write_text(json.dumps(good))
+    assert _read_record(cells / "ok.json", "k") == good
