@@ -122,6 +122,15 @@ def check_adapter_config(cfg, source: Path) -> None:
         if cfg.get(key) is not None and not isinstance(cfg[key], str):
             raise CheckpointError(f"{source}: {key!r} must be a string; got "
                                   f"{type(cfg[key]).__name__}; fix or re-save the adapter")
+    if str(cfg.get("peft_type", "")).upper() == "XLORA":
+        # X-LoRA's config names further adapter folders to load, anywhere on disk.
+        raise CheckpointError(f"{source}: X-LoRA adapters load other adapter folders named in "
+                              "their config; repspace does not follow such references")
+    tok = cfg.get("tokenizer_name_or_path")
+    if tok is not None:
+        if not isinstance(tok, str):
+            raise CheckpointError(f"{source}: 'tokenizer_name_or_path' must be a string")
+        refuse_remote_code(tok)  # peft loads this tokenizer (prompt-tuning text init)
     for key in _ADAPTER_INTS:
         v = cfg.get(key)
         if v is None:

@@ -123,3 +123,26 @@ def test_architectures_naming_no_model_class(ws, capsys, arch):
 @pytest.mark.parametrize("cls", ["pipeline", "BertTokenizer"])
 def test_layers_model_class_must_be_a_model(ws, capsys, cls):
     refused(capsys, ws.root, ["layers", ws.base, "--model-class", cls], names=repr(cls))
+
+
+def test_prompt_tuning_adapter_naming_a_remote_code_tokenizer(ws, capsys):
+    evil_tok = ws.root / "evil-tokenizer"
+    evil_tok.mkdir()
+    add_auto_map(evil_tok, "tokenizer_config.json")
+    path = ws.adapter / "adapter_config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(peft_type="PROMPT_TUNING", prompt_tuning_init="TEXT", prompt_tuning_init_text="hi",
+               tokenizer_name_or_path=str(evil_tok),
+               tokenizer_kwargs={"trust_remote_code": True})
+    path.write_text(json.dumps(cfg))
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(evil_tok / "tokenizer_config.json"))
+
+
+def test_xlora_adapter_referring_to_other_folders(ws, capsys):
+    path = ws.adapter / "adapter_config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(peft_type="XLORA", adapters={"0": str(ws.root / "elsewhere")})
+    path.write_text(json.dumps(cfg))
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST],
+            names=str(path))
