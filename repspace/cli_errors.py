@@ -13,7 +13,7 @@ import re
 import sys
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
-           "Terminated", "one_line", "classify"]
+           "Terminated", "one_line", "printable", "classify"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 _MAX_CHARS = 1500
@@ -30,6 +30,13 @@ def one_line(text) -> str:
     text = " ".join(str(text).split())
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     return text if len(text) <= _MAX_CHARS else text[:_MAX_CHARS] + " …"
+
+
+def printable(text) -> str:
+    """Multi-line output for a terminal: lines kept, other control characters (escape
+    sequences from hostile checkpoint names) shown escaped instead of interpreted."""
+    return "\n".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+                     for line in str(text).split("\n"))
 
 
 def _os_error(exc: OSError) -> str:

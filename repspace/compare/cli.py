@@ -121,9 +121,12 @@ def run(args) -> int:
         json.dump(payload, sys.stdout, indent=2)
         print()
         return 0
-    print(terminal_table(result))
+    from repspace.cli_errors import printable  # names may carry terminal escape sequences
+
+    print(printable(terminal_table(result)))
     print()
-    print(summarize(result))
+    print(printable(summarize(result)))
     if out:
-        print(f"\nreport: {out}/report.html (also report.md, report.json, metrics.csv, plots/)")
+        print(printable(f"\nreport: {out}/report.html (also report.md, report.json, metrics.csv, "
+                        "plots/)"))
     return 0

@@ -54,3 +54,12 @@ def test_hostile_checkpoint_name_is_escaped_and_plotted(ws, capsys, kind):
     rep = json.loads((out / "report.json").read_text())
     assert rep["inputs"]["tuned"][0]["name"] == HOSTILE_NAMES[kind]  # data kept verbatim in JSON
     assert rep["settings"]["max_length"] == 64  # --max-length changes results: it is recorded
+
+
+def test_terminal_escapes_in_a_name_are_not_sent_to_the_terminal(ws, capsys):
+    tuned = ws.root / HOSTILE_NAMES["ansi"]
+    shutil.copytree(ws.adapter, tuned)
+    rc = main([str(a) for a in ["compare", ws.base, tuned, "--probe", ws.probe, *FAST, "--no-report"]])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "\x1b" not in out and "red\\x1b[31mname" in out
