@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,10 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     kw: dict[str, Any] = {"source": source}
     kw["name"] = c.str_("name", data.get("name", Path(source).stem if source != "<dict>"
                                           else "study"))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}", kw["name"]):
+        # it becomes the folder studies/<name>: no separators, no "..", no hidden names
+        c.fail("name", "must be letters, digits and _ . + - (starting with a letter or digit, at "
+                       "most 100); it names the study folder")
     known = _known_methods(check_methods)
 
     def method_item(key, m):

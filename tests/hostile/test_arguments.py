@@ -148,3 +148,10 @@ def test_too_few_probe_samples_before_loading(ws, capsys, no_model):
     probe.write_text("a red circle\na blue square\na star\n")
     refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST, "-o", "out"],
             names=str(probe), out=ws.root / "work" / "out")
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/abs", ".hidden", "a/b"])
+def test_study_name_cannot_leave_the_studies_folder(ws, capsys, name):
+    cfg = ws.root / "study.toml"
+    cfg.write_text(f'name = {json.dumps(name)}\nmethods = ["base"]\ntasks = ["vqa"]\n')
+    refused(capsys, ws.root, ["study", cfg], names="name")
