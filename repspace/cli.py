@@ -87,8 +87,32 @@ def _quiet_libraries() -> None:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()  # retry chatter would add lines to a one-line error
     except ImportError:  # pragma: no cover - transformers is a dependency
         pass
+
+
+def _run_keeping_warnings(run, args, debug: bool) -> int:
+    """Run a command holding back its warnings: shown once it finished, dropped when it failed
+    (the error is then the one line on stderr; ``--debug`` shows them too)."""
+    import warnings
+
+    failure = None
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            code = run(args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the warnings
+            failure = exc
+        held = list(caught)
+    if failure is None or debug:
+        # re-issued outside the recorder: they reach the terminal (or an outer recorder)
+        for w in held:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if failure is not None:
+        raise failure
+    return code
 
 
 def _prog(command: str) -> str:
@@ -123,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         _quiet_libraries()
-        return _command(args.command, 1)(args)
+        return _run_keeping_warnings(_command(args.command, 1), args, debug)
     except Terminated:
         print(f"{_prog(command)}: terminated; nothing half-written was kept", file=sys.stderr)
         return EXIT_TERMINATED

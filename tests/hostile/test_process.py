@@ -63,3 +63,16 @@ def test_real_sigterm_while_writing_leaves_nothing(ws, capsys, monkeypatch):
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(TMP_PREFIX)]
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored after the command
+
+
+def test_a_real_process_prints_one_line_even_when_libraries_warn(ws):
+    """torch warns about the pickle protocol while refusing a payload; in a real process that
+    warning would be a second stderr line: warnings of a failed command are held back."""
+    from tests.hostile.conftest import payload_pickle
+
+    evil = payload_pickle(ws.root / "tuned.pt", ws.root / MARKER_NAME)
+    res = subprocess.run([sys.executable, "-m", "repspace", "compare", str(ws.base), str(evil),
+                          "--probe", str(ws.probe), *FAST, "-o", "out"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, cwd=ws.root / "work", env=_env(), timeout=300)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert str(evil) in res.stderr and not (ws.root / MARKER_NAME).exists()
