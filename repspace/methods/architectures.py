@@ -40,12 +40,16 @@ class ArchSpec:
         sites: ``site -> tower -> regex`` (``embeddings``: ``modality -> regex``).
         fused_qkv: the attention projects query, key and value with one module
             (GPT-2 ``c_attn``, BLIP vision ``qkv``); LoRA then adapts all three.
+        text_input: regex of the module whose input prompt tuning extends, where it is not
+            the parent of the text embeddings (BLIP-2 with a T5 language model: its
+            ``encoder``; the embedding, ``shared``, is what BLIP-2 itself calls).
     """
 
     name: str
     model_types: tuple[str, ...]
     sites: dict[str, dict[str, str]] = field(default_factory=dict)
     fused_qkv: tuple[str, ...] = ()
+    text_input: str | None = None
 
     def towers(self) -> tuple[str, ...]:
         return tuple(sorted({t for s, d in self.sites.items() if s != "embeddings" for t in d}))
@@ -65,10 +69,23 @@ _BLIP_T = r"(?:text_decoder\.bert|text_encoder)\.encoder\.layer\.\d+\."
 _BLIP_V = r"vision_model\.encoder\.layers\.\d+\."
 _LLAVA_T = r"(?:model\.language_model|language_model\.model|language_model)\.layers\.\d+\."
 _LLAVA_V = r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.\d+\."
-_BERT_T = r"(?:bert\.)?encoder\.layer\.\d+\."
+_BERT_T = r"(?:(?:bert|roberta)\.)?encoder\.layer\.\d+\."
 _GPT2_T = r"(?:transformer\.)?h\.\d+\."
 _LLAMA_T = r"(?:model\.)?layers\.\d+\."
 _VIT_V = r"(?:vit\.)?(?:encoder\.layer|layers)\.\d+\."
+_PHI3_T = r"(?:model\.)?layers\.\d+\."
+# T5 / FLAN-T5 (alone, or as BLIP-2's / InstructBLIP's language model): encoder and decoder
+# blocks are both the text tower; layer.0 is self-attention, decoder layer.1 cross-attention.
+_T5_T = r"(?:language_model\.)?(?:encoder|decoder)\.block\.\d+\.layer\.\d+\."
+_T5_ATTN = _T5_T + r"(?:SelfAttention|EncDecAttention)\."
+# BLIP-2 / InstructBLIP: ViT (fused qkv, like BLIP's) -> Q-Former -> OPT / T5 / Llama LM.
+_B2_V = r"vision_model\.encoder\.layers\.\d+\."
+_B2_OPT = r"language_model\.model\.decoder\.layers\.\d+\."
+_B2_LLAMA = r"language_model\.(?:model\.)?layers\.\d+\."
+_IDEFICS_T = r"model\.text_model\.layers\.\d+\."
+_IDEFICS_V = r"model\.vision_model\.encoder\.layers\.\d+\."
+_QWEN2VL_T = r"model\.language_model\.layers\.\d+\."
+_QWEN2VL_V = r"model\.visual\.blocks\.\d+\."
 
 ARCHITECTURES: tuple[ArchSpec, ...] = (
     ArchSpec("blip", ("blip",), {
@@ -81,7 +98,9 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         "embeddings": {"text": r"text_decoder\.bert\.embeddings|text_encoder\.embeddings",
                        "image": r"vision_model\.embeddings"},
     }, fused_qkv=("vision",)),
-    ArchSpec("llava", ("llava",), {
+    # LLaVA-NeXT and PaliGemma share LLaVA's layout (vision_tower -> multi_modal_projector ->
+    # language_model); SigLIP's vision blocks are named like CLIP's.
+    ArchSpec("llava", ("llava", "llava_next", "paligemma"), {
         "query_value": {"text": _LLAVA_T + r"self_attn\.(?:q|v)_proj", "vision": _LLAVA_V + r"self_attn\.(?:q|v)_proj"},
         "key_value": {"text": _LLAVA_T + r"self_attn\.(?:k|v)_proj", "vision": _LLAVA_V + r"self_attn\.(?:k|v)_proj"},
         "ffn_in": {"text": _LLAVA_T + r"mlp\.(?:gate|up)_proj", "vision": _LLAVA_V + r"mlp\.fc1"},
@@ -101,16 +120,16 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         # wte + wpe -> dropout -> first block: the dropout's output is the block input.
         "embeddings": {"text": r"(?:transformer\.)?drop"},
     }, fused_qkv=("text",)),
-    ArchSpec("bert", ("bert",), {
+    ArchSpec("bert", ("bert", "roberta"), {
         "query_value": {"text": _BERT_T + r"attention\.self\.(?:query|value)"},
         "key_value": {"text": _BERT_T + r"attention\.self\.(?:key|value)"},
         "ffn_in": {"text": _BERT_T + r"intermediate\.dense"},
         "ffn_out": {"text": _BERT_T + r"output\.dense"},
         "attn_out": {"text": _BERT_T + r"attention\.output\.dense"},
         "self_attention": {"text": _BERT_T + r"attention\.self"},
-        "embeddings": {"text": r"(?:bert\.)?embeddings"},
+        "embeddings": {"text": r"(?:(?:bert|roberta)\.)?embeddings"},
     }),
-    ArchSpec("llama", ("llama", "mistral", "qwen2"), {
+    ArchSpec("llama", ("llama", "mistral", "qwen2", "gemma", "gemma2"), {
         "query_value": {"text": _LLAMA_T + r"self_attn\.(?:q|v)_proj"},
         "key_value": {"text": _LLAMA_T + r"self_attn\.(?:k|v)_proj"},
         "ffn_in": {"text": _LLAMA_T + r"mlp\.(?:gate|up)_proj"},
@@ -130,6 +149,69 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
         "self_attention": {"vision": r"(?:vit\.)?(?:encoder\.layer\.\d+\.attention\.attention|layers\.\d+\.attention)"},
         "embeddings": {"image": r"(?:vit\.)?embeddings"},
     }),
+    # Phi-3 fuses q, k, v into qkv_proj and gate, up into gate_up_proj: LoRA and IA3 adapt the
+    # fused map (IA3's vector then rescales the queries too, as on GPT-2).
+    ArchSpec("phi3", ("phi3",), {
+        "query_value": {"text": _PHI3_T + r"self_attn\.qkv_proj"},
+        "key_value": {"text": _PHI3_T + r"self_attn\.qkv_proj"},
+        "ffn_in": {"text": _PHI3_T + r"mlp\.gate_up_proj"},
+        "ffn_out": {"text": _PHI3_T + r"mlp\.down_proj"},
+        "attn_out": {"text": _PHI3_T + r"self_attn\.o_proj"},
+        "self_attention": {"text": _PHI3_T + r"self_attn"},
+        "embeddings": {"text": r"(?:model\.)?embed_tokens"},
+    }, fused_qkv=("text",)),
+    # T5: LoRA/IA3/adapters on self- and cross-attention (peft's own T5 targets q, v / k, v,
+    # wo in both); prefixes on self-attention only.  AdaLink adapts the encoder's input
+    # embeddings (the input text; the decoder's are the target's) and prompt tuning prepends
+    # to the encoder input.
+    ArchSpec("t5", ("t5", "mt5", "umt5"), {
+        "query_value": {"text": _T5_ATTN + r"(?:q|v)"},
+        "key_value": {"text": _T5_ATTN + r"(?:k|v)"},
+        "ffn_in": {"text": _T5_T + r"DenseReluDense\.(?:wi|wi_0|wi_1)"},
+        "ffn_out": {"text": _T5_T + r"DenseReluDense\.wo"},
+        "attn_out": {"text": _T5_ATTN + r"o"},
+        "self_attention": {"text": _T5_T + r"SelfAttention"},
+        "embeddings": {"text": r"encoder\.embed_tokens"},
+    }),
+    # BLIP-2 and InstructBLIP: the text tower is the language model (OPT, Llama/Vicuna or
+    # T5 / FLAN-T5), the vision tower the ViT; the Q-Former between them is tuned only by
+    # full fine-tuning.  Image "embeddings" are the projected query outputs entering the LM.
+    ArchSpec("blip2", ("blip-2", "instructblip"), {
+        "query_value": {"text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn\.(?:q|v)_proj|{_T5_ATTN}(?:q|v)",
+                        "vision": _B2_V + r"self_attn\.qkv"},
+        "key_value": {"text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn\.(?:k|v)_proj|{_T5_ATTN}(?:k|v)",
+                      "vision": _B2_V + r"self_attn\.qkv"},
+        "ffn_in": {"text": rf"{_B2_OPT}fc1|{_B2_LLAMA}mlp\.(?:gate|up)_proj|{_T5_T}DenseReluDense\.(?:wi|wi_0|wi_1)",
+                   "vision": _B2_V + r"mlp\.fc1"},
+        "ffn_out": {"text": rf"{_B2_OPT}fc2|{_B2_LLAMA}mlp\.down_proj|{_T5_T}DenseReluDense\.wo",
+                    "vision": _B2_V + r"mlp\.fc2"},
+        "attn_out": {"text": rf"{_B2_OPT}self_attn\.out_proj|{_B2_LLAMA}self_attn\.o_proj|{_T5_ATTN}o",
+                     "vision": _B2_V + r"self_attn\.projection"},
+        "self_attention": {"text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn|{_T5_T}SelfAttention",
+                           "vision": _B2_V + r"self_attn"},
+        "embeddings": {"text": r"language_model\.(?:model\.decoder\.|model\.)?embed_tokens|language_model\.shared",
+                       "image": r"language_projection"},
+    }, fused_qkv=("vision",), text_input=r"language_model\.encoder"),
+    # Idefics3 / SmolVLM: vision_model -> connector (pixel shuffle + projection) -> text_model.
+    ArchSpec("idefics3", ("idefics3", "smolvlm"), {
+        "query_value": {"text": _IDEFICS_T + r"self_attn\.(?:q|v)_proj", "vision": _IDEFICS_V + r"self_attn\.(?:q|v)_proj"},
+        "key_value": {"text": _IDEFICS_T + r"self_attn\.(?:k|v)_proj", "vision": _IDEFICS_V + r"self_attn\.(?:k|v)_proj"},
+        "ffn_in": {"text": _IDEFICS_T + r"mlp\.(?:gate|up)_proj", "vision": _IDEFICS_V + r"mlp\.fc1"},
+        "ffn_out": {"text": _IDEFICS_T + r"mlp\.down_proj", "vision": _IDEFICS_V + r"mlp\.fc2"},
+        "attn_out": {"text": _IDEFICS_T + r"self_attn\.o_proj", "vision": _IDEFICS_V + r"self_attn\.out_proj"},
+        "self_attention": {"text": _IDEFICS_T + r"self_attn", "vision": _IDEFICS_V + r"self_attn"},
+        "embeddings": {"text": r"model\.text_model\.embed_tokens", "image": r"model\.connector"},
+    }),
+    # Qwen2-VL: vision blocks with fused qkv; the merger's output is the image tokens.
+    ArchSpec("qwen2_vl", ("qwen2_vl",), {
+        "query_value": {"text": _QWEN2VL_T + r"self_attn\.(?:q|v)_proj", "vision": _QWEN2VL_V + r"attn\.qkv"},
+        "key_value": {"text": _QWEN2VL_T + r"self_attn\.(?:k|v)_proj", "vision": _QWEN2VL_V + r"attn\.qkv"},
+        "ffn_in": {"text": _QWEN2VL_T + r"mlp\.(?:gate|up)_proj", "vision": _QWEN2VL_V + r"mlp\.fc1"},
+        "ffn_out": {"text": _QWEN2VL_T + r"mlp\.down_proj", "vision": _QWEN2VL_V + r"mlp\.fc2"},
+        "attn_out": {"text": _QWEN2VL_T + r"self_attn\.o_proj", "vision": _QWEN2VL_V + r"attn\.proj"},
+        "self_attention": {"text": _QWEN2VL_T + r"self_attn", "vision": _QWEN2VL_V + r"attn"},
+        "embeddings": {"text": r"model\.language_model\.embed_tokens", "image": r"model\.visual\.merger"},
+    }, fused_qkv=("vision",)),
 )
 
 

@@ -9,6 +9,9 @@ from repspace.methods.base import MethodConfig, register_method
 
 __all__ = ["FullConfig"]
 
+# image-encoder module paths across the supported LMMs (BLIP/BLIP-2/Idefics3, LLaVA/PaliGemma, Qwen2-VL)
+_VISION = ("vision_model.", "vision_tower.", "model.visual.")
+
 
 @dataclass
 class FullConfig(MethodConfig):
@@ -20,7 +23,7 @@ class FullConfig(MethodConfig):
 
 def _apply(model: nn.Module, config: FullConfig, arch, stage: int) -> nn.Module:
     for name, p in model.named_parameters():
-        frozen = config.freeze_vision and ("vision_model." in name or "vision_tower." in name)
+        frozen = config.freeze_vision and any(t in name for t in _VISION)
         p.requires_grad_(not frozen)
     return model
 

@@ -92,6 +92,9 @@ def _prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     pk, pv = prefix(key.shape[0], key)
     mask = prefix_mask(attention_mask, q_len, k_len, prefix.num_tokens, visible=not prefix.masked,
                        causal=causal, device=query.device)
+    bias = kwargs.get("position_bias")
+    if torch.is_tensor(bias) and bias.shape[-1] == k_len:  # T5: prefixes are position-free
+        kwargs["position_bias"] = nn.functional.pad(bias, (prefix.num_tokens, 0))
     if impl == "eager" and mask is not None and mask.dtype == torch.bool:
         mask = torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(
             ~mask, torch.finfo(query.dtype).min)
@@ -207,9 +210,10 @@ def kv_layout(module: nn.Module) -> tuple[int, int]:
     if route == "blip_vision":
         return module.num_heads, module.head_dim
     cfg = module.config
-    head_dim = getattr(module, "head_dim", None) or getattr(module, "attention_head_size", None)
+    head_dim = (getattr(module, "head_dim", None) or getattr(module, "attention_head_size", None)
+                or getattr(module, "key_value_proj_dim", None))  # T5
     heads = (getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
-             or cfg.num_attention_heads)
+             or getattr(module, "n_heads", None) or cfg.num_attention_heads)
     kv_heads = heads // getattr(module, "num_key_value_groups", 1)
     if not isinstance(head_dim, int) or not isinstance(kv_heads, int) or kv_heads < 1:
         raise ValueError(f"prefix-tuning: cannot tell the key layout of {type(module).__name__} "

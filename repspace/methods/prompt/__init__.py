@@ -21,6 +21,7 @@ RNG (seed it for reproducibility).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +55,10 @@ def text_model_of(root: nn.Module, arch: ArchSpec) -> tuple[str, nn.Module]:
     """``(name, module)`` of the transformer owning the text embeddings (the parent of the
     ``embeddings`` site; with several, e.g. BLIP VQA's encoder and decoder, the one whose
     path does not say ``decoder``: the model's text *input*)."""
+    if arch.text_input is not None:  # e.g. T5: the embedding is shared, the encoder is the input
+        own = [n for n, _ in root.named_modules() if n and re.fullmatch(arch.text_input, n)]
+        if own:
+            return own[0], root.get_submodule(own[0])
     matches = find_modules(root, arch.pattern("embeddings", ("text",)), "text embeddings")
     if len(matches) > 1:
         matches = [m for m in matches if "decoder" not in m[0]] or matches

@@ -53,6 +53,22 @@ def _as_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict:
     return out
 
 
+def _prepend_square(mask: torch.Tensor, p: int) -> torch.Tensor:
+    """``(b, h, t, t)`` mask -> ``(b, h, p + t, p + t)``: every position sees the ``p`` prompt
+    positions, prompt positions see only the prompt, real-real entries are unchanged."""
+    b, h, q, k = mask.shape
+    if mask.dtype == torch.bool:
+        see, hide = True, False
+    elif mask.is_floating_point():
+        see, hide = 0.0, torch.finfo(mask.dtype).min
+    else:
+        raise ValueError(f"prompt: cannot extend a 4-D attention mask of dtype {mask.dtype}")
+    out = torch.full((b, h, p + q, p + k), hide, dtype=mask.dtype, device=mask.device)
+    out[..., :, :p] = see
+    out[..., p:, p:] = mask
+    return out
+
+
 class PromptEmbedding(nn.Module):
     """``P`` learned input vectors (``weight``: ``(P, hidden)``) prepended to a text model's
     input; see the module docstring for the hooks that do it."""
@@ -90,17 +106,21 @@ class PromptEmbedding(nn.Module):
         mask = kw.get("attention_mask")
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.long, device=dev)
+        if mask.ndim == 4:  # a model-built mask (PaliGemma's prefix-LM): (batch, 1, t, t)
+            kw["attention_mask"] = _prepend_square(mask, p)
         elif mask.ndim != 2:
-            raise ValueError(f"prompt tuning needs a 2-D attention_mask (batch, tokens); got shape "
-                             f"{tuple(mask.shape)}")
-        kw["attention_mask"] = torch.cat([torch.ones(b, p, dtype=mask.dtype, device=dev), mask], 1)
+            raise ValueError(f"prompt tuning needs a 2-D (batch, tokens) or 4-D (batch, 1, tokens, "
+                             f"tokens) attention_mask; got shape {tuple(mask.shape)}")
+        else:
+            kw["attention_mask"] = torch.cat([torch.ones(b, p, dtype=mask.dtype, device=dev), mask], 1)
         if "position_ids" in inspect.signature(module.forward).parameters or "position_ids" in kw:
             pos = kw.get("position_ids")
             if pos is None:
                 pos = torch.arange(t, device=dev)[None]
             virt = torch.arange(p, device=dev) * int(self.rotary)  # absolute: all at position 0
-            kw["position_ids"] = torch.cat([virt.to(pos.dtype).expand(pos.shape[0], p),
-                                            pos + p if self.rotary else pos], 1)
+            # multimodal RoPE (Qwen2-VL) has one row of positions per axis: (axes, batch, t)
+            virt = virt.to(pos.dtype).expand(*pos.shape[:-1], p)
+            kw["position_ids"] = torch.cat([virt, pos + p if self.rotary else pos], -1)
         tti = kw.get("token_type_ids")
         if tti is not None:
             zeros = torch.zeros(tti.shape[0], p, dtype=tti.dtype, device=dev)
@@ -108,7 +128,7 @@ class PromptEmbedding(nn.Module):
         return (), kw
 
     def after_text_model(self, module: nn.Module, args: tuple, kwargs: dict, output):
-        n = kwargs["attention_mask"].shape[1]  # P + t, as set by before_text_model
+        n = kwargs["attention_mask"].shape[-1]  # P + t, as set by before_text_model
         if isinstance(output, tuple):
             if torch.is_tensor(output[0]) and output[0].ndim == 3 and output[0].shape[1] == n:
                 output = (output[0][:, self.num_tokens:], *output[1:])

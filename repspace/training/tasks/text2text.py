@@ -1,0 +1,62 @@
+"""Text-to-text glue for encoder-decoder LMs (T5 / FLAN-T5), as in AdaLink's text experiments.
+
+VQA on the scene's caption as a text task: the encoder reads
+``question: <question> context: <caption> </s>``, the decoder learns ``answer </s>`` (T5
+shifts the labels right itself, starting from ``decoder_start_token_id``).  Captioning needs
+an image model and is refused.  Evaluation is greedy decoding of equal-length inputs.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from repspace.training.tasks.base import Encoded, Task, generate_by_length, pad
+
+__all__ = ["TextToTextTask"]
+
+
+class TextToTextTask(Task):
+    kind = "text-to-text"
+
+    def __init__(self, model, processor, task: str) -> None:
+        if task == "captioning":
+            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
+        super().__init__(model, processor, task)
+        tok = self.tokenizer
+        self.eos = tok.eos_token_id
+        if self.eos is None or tok.pad_token_id is None:
+            raise ValueError(f"{type(model).__name__}: its tokenizer needs eos and pad tokens for text-to-text")
+        self.pad_id = tok.pad_token_id
+
+    def source(self, r: dict) -> list[int]:
+        if not r.get("caption"):
+            raise ValueError("text-to-text VQA answers from the scene's caption; these records have none "
+                             "(use the shapes world, or an image model for real VQA data)")
+        return list(self.tokenizer(f"question: {r['question']} context: {r['caption']}")["input_ids"])
+
+    def encode(self, records: Sequence[dict], train: bool) -> Encoded:
+        src = [self.source(r) for r in records]
+        tgt = [self.text_ids(r["answer"]) + [self.eos] for r in records]
+        t = {"input_ids": pad(src, self.pad_id), "attention_mask": pad([[1] * len(x) for x in src], 0),
+             "labels": pad(tgt, -100), "label_mask": pad([[1] * len(x) for x in tgt], 0)}
+        trim = {"input_ids": "attention_mask", "attention_mask": "attention_mask",
+                "labels": "label_mask", "label_mask": "label_mask"}
+        return Encoded(len(records), t, trim, src)
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = dict(batch)
+        batch.pop("label_mask", None)
+        return model(**batch).loss
+
+    def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
+        dev = next(model.parameters()).device
+
+        def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            out = model.generate(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                 eos_token_id=self.eos, pad_token_id=self.pad_id, **gen_kwargs)
+            return out[:, 1:].cpu()  # drop the decoder start token
+
+        new = generate_by_length(enc.prompts, batch_size, run)
+        return [self.decode(t, self.eos) for t in new]
