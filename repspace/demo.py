@@ -47,26 +47,19 @@ def add_parser(sub):
     return p
 
 
-def _one_thread_unless_configured() -> None:
-    """The embedded model is tiny: one intra-op thread trains it faster than two (0.24 s vs
-    0.47-0.94 s per batch-64 step on a 2-core machine), so unless the user chose a thread
-    count (OMP_NUM_THREADS) the demo uses one."""
-    import os
-
-    import torch
-
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
-
-
 def run(args) -> int:
-    _one_thread_unless_configured()
+    from repspace._threads import apply_threads
+    from repspace.checkpoints import resolve_spec
     from repspace.study.joint import joint_compare_report
     from repspace.study.runner import run_study
     from repspace.study.summary import headline
 
     config = demo_config(args.quick)
+    apply_threads(resolve_spec(config.base))  # the embedded model is small: one thread
     out = Path(args.output or ("repspace-demo-quick" if args.quick else "repspace-demo"))
+    from repspace.study.cli import _check_output
+
+    _check_output(config, out)  # a new, empty or study folder, before any training
     print(f"repspace demo: {len(config.methods)} methods on the {config.base} model, task "
           f"{', '.join(config.tasks)}; writing {out}/")
     try:

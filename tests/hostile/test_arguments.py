@@ -155,3 +155,10 @@ def test_study_name_cannot_leave_the_studies_folder(ws, capsys, name):
     cfg = ws.root / "study.toml"
     cfg.write_text(f'name = {json.dumps(name)}\nmethods = ["base"]\ntasks = ["vqa"]\n')
     refused(capsys, ws.root, ["study", cfg], names="name")
+
+
+def test_demo_into_someone_elses_folder(ws, capsys):
+    folder = ws.root / "work" / "docs"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    refused(capsys, ws.root, ["demo", "--quick", "-o", folder], names=str(folder))
