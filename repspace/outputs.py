@@ -26,7 +26,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["OutputError", "TMP_PREFIX", "check_output", "staging_dir", "publish", "clean_stale",
+__all__ = ["OutputError", "TMP_PREFIX", "check_output", "staging_dir", "staging_prefix", "publish",
+           "clean_stale",
            "apply_umask", "current_umask", "has_json_schema", "is_report_folder"]
 
 TMP_PREFIX = ".repspace-tmp-"
@@ -120,11 +121,16 @@ def clean_stale(parent: Path) -> list[Path]:
     return removed
 
 
+def staging_prefix() -> str:
+    """The name prefix of this process's temporary files and folders (see :func:`clean_stale`)."""
+    return f"{TMP_PREFIX}{os.getpid()}@{_host()}."
+
+
 def staging_dir(out: Path, tag: str = "") -> Path:
     """A fresh, recognisable staging folder beside ``out`` (parents created as needed)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out.parent)
-    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}@{_host()}.{tag}", dir=out.parent))
+    return Path(tempfile.mkdtemp(prefix=f"{staging_prefix()}{tag}", dir=out.parent))
 
 
 def _real(p: Path) -> Path:

@@ -28,7 +28,7 @@ import torch
 from repspace.checkpoints.confine import confined
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint
-from repspace.outputs import current_umask
+from repspace.outputs import clean_stale, current_umask, staging_prefix
 from repspace.training.state import atomic_write_text
 
 __all__ = ["write_run", "load_run", "manifest_loader", "SCHEMA", "WEIGHTS_NAME", "MANIFEST_FIELDS"]
@@ -47,7 +47,7 @@ MANIFEST_FIELDS = (
 def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(), dir=path.parent)  # recognisable leftover
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp)
@@ -62,7 +62,7 @@ def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
 def _save_processor(run_dir: Path, processor) -> None:
     if processor is None or not hasattr(processor, "save_pretrained"):
         return
-    tmp = Path(tempfile.mkdtemp(prefix=".processor.", dir=run_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=run_dir))
     try:
         processor.save_pretrained(str(tmp))
         for f in tmp.iterdir():
@@ -78,6 +78,7 @@ def write_run(run_dir: Path, *, weights: dict[str, torch.Tensor], full: bool, pr
     from repspace import __version__
 
     run_dir = Path(run_dir)
+    clean_stale(run_dir)  # temporary files of an earlier, killed save
     _save_weights(run_dir / WEIGHTS_NAME, weights)
     _save_processor(run_dir, processor)
     manifest = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,

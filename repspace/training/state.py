@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from repspace.checkpoints.confine import confined
-from repspace.outputs import apply_umask, current_umask
+from repspace.outputs import apply_umask, current_umask, staging_prefix
 
 __all__ = ["save_state", "load_state", "latest_state", "atomic_write_text", "rng_state", "set_rng_state"]
 
@@ -34,7 +34,7 @@ __all__ = ["save_state", "load_state", "latest_state", "atomic_write_text", "rng
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(), dir=path.parent)  # recognisable leftover
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
