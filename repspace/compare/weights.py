@@ -26,6 +26,8 @@ import numpy as np
 __all__ = ["WeightSpace", "weight_space", "add_weights_parser", "run_weights"]
 
 SCHEMA = "repspace.weights"
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+_LINES = ("-", "--", ":", "-.")
 SUMMARY_KEYS = ("delta_norm", "relative_delta", "delta_sigma_max", "delta_effective_rank",
                 "delta_stable_rank", "delta_numerical_rank", "intruder_dimensions", "min_max_cos")
 
@@ -139,11 +141,15 @@ def plot_weight_vs_representation(results: dict[str, WeightSpace], rep: dict[str
     blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
     panels = 3 if rep else 2
     with paper_style():
-        fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 2.8), sharex=True)
+        fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.0), sharex=True)
         colors = colors_for(list(results))
         x = np.arange(len(blocks))
+        seen: dict[str, int] = {}
         for ckpt, ws in results.items():
-            kw = dict(color=colors[ckpt], marker="o", ms=3, label=ckpt)
+            # checkpoints of one method family share its colour: tell them apart by marker/line
+            n = seen[colors[ckpt]] = seen.get(colors[ckpt], -1) + 1
+            kw = dict(color=colors[ckpt], marker=_MARKERS[n % len(_MARKERS)], ms=4,
+                      ls=_LINES[n % len(_LINES)], label=ckpt)
             axes[0].plot(x, [ws.blocks.get(b, {}).get("delta_effective_rank", math.nan) for b in blocks], **kw)
             axes[1].plot(x, [ws.blocks.get(b, {}).get("intruder_dimensions", math.nan) for b in blocks], **kw)
             if rep:
@@ -156,9 +162,9 @@ def plot_weight_vs_representation(results: dict[str, WeightSpace], rep: dict[str
         for ax in axes:
             ax.set_xticks(x, short_layer_names(blocks), rotation=60, ha="right")
             ax.set_xlabel("block")
-        axes[-1].legend(frameon=False, loc="best")
-        fig.suptitle("Weight space beside representation space")
-        fig.tight_layout()
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
         return save_figure(fig, stem)
 
 

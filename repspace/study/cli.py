@@ -22,6 +22,9 @@ def add_study_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="cells run at once (only 1 is supported)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 "
+                   "for small bases such as the embedded model, else every core; OMP_NUM_THREADS "
+                   "is honoured)")
     return p
 
 
@@ -63,6 +66,8 @@ def _check_output(config, output) -> None:
 def run_study_cli(args) -> int:
     from pathlib import Path
 
+    from repspace._threads import apply_threads
+    from repspace.checkpoints import resolve_spec
     from repspace.study.runner import run_study
     from repspace.study.summary import headline
 
@@ -75,6 +80,7 @@ def run_study_cli(args) -> int:
         print_grid(config, output)
         return 0
     _check_output(config, output)
+    apply_threads(resolve_spec(config.base), args.threads)
     try:
         result = run_study(config, output, progress=not args.quiet, force=args.force,
                            figures=not args.no_figures)

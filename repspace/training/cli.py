@@ -60,6 +60,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 "
+                   "for small bases such as the embedded model, else every core; OMP_NUM_THREADS "
+                   "is honoured)")
     p.add_argument("--output", default=None, help="run folder (default runs/<method>-<task>-s<seed>)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="require an unfinished run in --output to resume")
@@ -70,6 +73,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
 
 
 def run_train(args) -> int:
+    from repspace._threads import apply_threads
+    from repspace.checkpoints import resolve_spec
     from repspace.training import TrainConfig, train
     from repspace.training.state import latest_state
 
@@ -84,8 +89,9 @@ def run_train(args) -> int:
     if args.resume and latest_state(Path(cfg.output_dir)) is None:
         raise ValueError(f"--resume: {cfg.output_dir} holds no unfinished run to resume")
     err = sys.stderr if args.json else sys.stdout
+    threads = apply_threads(resolve_spec(cfg.base), args.threads)
     print(f"repspace train: {cfg.method} on {cfg.task} from {cfg.base} -> {cfg.output_dir} "
-          f"(lr {cfg.resolved_lr():g}, {cfg.steps} steps)", file=err)
+          f"(lr {cfg.resolved_lr():g}, {cfg.steps} steps, {threads} thread{'s' * (threads > 1)})", file=err)
 
     def announce(params) -> None:
         print(f"trainable parameters: {params}", file=err, flush=True)
