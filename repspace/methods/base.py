@@ -26,7 +26,7 @@ __all__ = [
     "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
     "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
     "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers",
-    "check_positive_int",
+    "check_positive_int", "head_parameters",
 ]
 
 # Families import lazily, so `import repspace` stays cheap and peft is only imported on use.
@@ -41,11 +41,14 @@ class MethodConfig:
 
     ``budget_field`` names the parameter-budget knob (LoRA ``r``, adapter ``width``,
     prefix/prompt ``num_virtual_tokens``, AdaLink ``rank``) that studies sweep.
+    ``train_head`` (every method): also train the task head (:func:`head_parameters`).
     """
 
     method: ClassVar[str] = ""
     budget_field: ClassVar[str | None] = None
     num_stages: ClassVar[int] = 1
+    # "PEFT + head" (Tian et al. 2024): the task head trains fully alongside the method
+    train_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, including ``"method"``; inverse of :func:`config_from_dict`."""
@@ -186,15 +189,42 @@ def apply_method(model: nn.Module, config: MethodConfig, stage: int | None = Non
     arch: ArchSpec | None = None
     if spec.name != "full":
         arch = architecture_of(model)
+    if not isinstance(getattr(config, "train_head", False), bool):
+        raise ValueError(f"{spec.name}: train_head must be true or false; got {config.train_head!r}")
     for k in stages:
         if k == 1:
             for p in model.parameters():
                 p.requires_grad_(False)
         model = spec.apply(model, config, arch, k)
+        if config.train_head:
+            for p in head_parameters(model):
+                p.requires_grad_(True)
     if count_parameters(model).trainable == 0:
         raise ValueError(f"method {spec.name} left no trainable parameter in {type(model).__name__}; "
                          "check its target towers")
     return model
+
+
+_HEADS = ("adapter_task_head", "classifier", "score")  # classification heads, by attribute
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of ``model``'s task head: a classification head (``adapter_task_head``,
+    ``classifier``, ``score``) if it has one, else its output embeddings (the LM head; where
+    they are tied to the input embeddings, that one shared matrix).  ValueError if none."""
+    from repspace.capture.names import unwrap_model
+
+    root = unwrap_model(model)
+    for name in _HEADS:
+        head = getattr(root, name, None)
+        if isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+            return list(head.parameters())
+    get = getattr(root, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if isinstance(head, nn.Module):
+        return list(head.parameters())
+    raise ValueError(f"train_head: {type(root).__name__} has no task head (classifier, score or "
+                     "output embeddings) to train")
 
 
 def count_parameters(model: nn.Module) -> ParamCount:

@@ -12,6 +12,13 @@ normal (std ``init_scale``, cut at 2 std; Houlsby's code uses 1e-3), ``W_up``, b
 so the adapted model starts *exactly* equal to the base (Houlsby draws ``W_up`` with the
 same tiny std; zero keeps step 0 identical, which drift measurements rely on).
 
+``placement="parallel"`` (He et al. 2022, "Towards a Unified View of Parameter-Efficient
+Transfer Learning", arXiv 2110.04366): one adapter per feed-forward sublayer, *beside* it --
+it reads the sublayer's input ``x`` (the input of ``ffn_in``) and its scaled output is added to
+the sublayer's output: ``FFN(x) + s * W_up act(W_down x)`` with ``s = parallel_scale`` (4, their
+setting).  Same init (so it starts at the base), ``2 d width + width + d`` parameters per layer.
+Beside attention is not implemented (their best placement is the feed-forward one).
+
 Each target is replaced in its parent by :class:`AdapterWrapped`, which keeps the original
 under ``base_layer`` and the bottleneck under ``adapter`` (both hidden by
 :mod:`repspace.capture.names`, so layer names do not shift).  Trainable parameters are named
@@ -29,14 +36,18 @@ from repspace.capture.names import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
 
-__all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "apply_adapter", "ACTIVATIONS"]
+__all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "apply_adapter",
+           "ACTIVATIONS", "PLACEMENTS"]
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+PLACEMENTS = ("sequential", "parallel")
 
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    """Houlsby adapter of bottleneck ``width`` with ``activation`` in ``towers``."""
+    """Houlsby adapter of bottleneck ``width`` with ``activation`` in ``towers``;
+    ``placement="parallel"``: He et al.'s parallel adapter beside each feed-forward sublayer,
+    its output scaled by ``parallel_scale``."""
 
     method = "adapter"
     budget_field = "width"
@@ -44,8 +55,16 @@ class AdapterConfig(MethodConfig):
     activation: str = "gelu"
     towers: tuple[str, ...] = ("text",)
     init_scale: float = 1e-3
+    placement: str = "sequential"
+    parallel_scale: float = 4.0
 
     def __post_init__(self):
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"adapter: placement must be one of {', '.join(PLACEMENTS)}; "
+                             f"got {self.placement!r}")
+        if isinstance(self.parallel_scale, bool) or not isinstance(self.parallel_scale, (int, float)) \
+                or not self.parallel_scale > 0:
+            raise ValueError(f"adapter: parallel_scale must be a positive number; got {self.parallel_scale!r}")
         check_positive_int("adapter", "width", self.width)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"adapter: activation must be one of {', '.join(ACTIVATIONS)}; "
@@ -62,9 +81,9 @@ class Bottleneck(nn.Module):
     """``h -> W_up act(W_down h + b_down) + b_up`` (the residual is added by the wrapper)."""
 
     def __init__(self, d: int, width: int, activation: str = "gelu", init_scale: float = 1e-3,
-                 dtype: torch.dtype | None = None, device=None):
+                 dtype: torch.dtype | None = None, device=None, d_in: int | None = None):
         super().__init__()
-        self.down = nn.Linear(d, width, dtype=dtype, device=device)
+        self.down = nn.Linear(d if d_in is None else d_in, width, dtype=dtype, device=device)
         self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(width, d, dtype=dtype, device=device)
         with torch.no_grad():
@@ -99,6 +118,76 @@ class AdapterWrapped(nn.Module):
         return h + self.adapter(h)
 
 
+class ParallelAdapterWrapped(AdapterWrapped):
+    """``base_layer`` (a feed-forward output projection) plus ``scale * adapter(x)`` where
+    ``x`` is the feed-forward sublayer's *input*, stashed by a pre-hook on its first
+    projection (He et al. 2022: the adapter runs beside the sublayer, not after it)."""
+
+    def __init__(self, base_layer: nn.Module, adapter: Bottleneck, scale: float):
+        super().__init__(base_layer, adapter)
+        self.scale = float(scale)
+        self.__dict__["_stash"] = None  # a plain attribute: not state, never saved
+
+    def stash(self, module, args, kwargs=None):
+        self.__dict__["_stash"] = args[0] if args else next(iter((kwargs or {}).values()))
+
+    def forward(self, *args, **kwargs):
+        x = self.__dict__["_stash"]
+        self.__dict__["_stash"] = None
+        if x is None:
+            raise ValueError("parallel adapter: the feed-forward input was not seen before its output "
+                             "projection ran; this architecture's ffn_in / ffn_out sites do not pair")
+        return self.base_layer(*args, **kwargs) + self.scale * self.adapter(x)
+
+
+def _input_width(name: str, module: nn.Module) -> int:
+    for attr in ("in_features", "nx"):
+        d = getattr(module, attr, None)
+        if isinstance(d, int):
+            return d
+    base = getattr(module, "base_layer", None)  # peft-wrapped (PT-PEFT, LoRA on ffn_in)
+    if base is not None:
+        return _input_width(name, base)
+    raise ValueError(f"adapter: cannot tell the input width of {name} ({type(module).__name__}); "
+                     "expected nn.Linear or transformers Conv1D")
+
+
+def _common_depth(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a.split("."), b.split(".")):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _apply_parallel(root: nn.Module, config: "AdapterConfig", arch: ArchSpec) -> None:
+    """One parallel adapter per feed-forward sublayer: input from its ``ffn_in`` module,
+    output added to its ``ffn_out`` module's."""
+    outs = site_modules(root, arch, ("ffn_out",), config.towers, "adapter")
+    ins = site_modules(root, arch, ("ffn_in",), config.towers, "adapter")
+    for name, module in outs:
+        if isinstance(module, AdapterWrapped):
+            raise ValueError(f"adapter: {name} already has an adapter; apply it once")
+        # the ffn_in sharing the longest path with this ffn_out is its sublayer's first map
+        # (Llama's gate_proj and up_proj read the same input; either will do)
+        src_name, src = max(ins, key=lambda t: _common_depth(t[0], name))
+        parts = name.split(".")
+        layer = max((i for i, p in enumerate(parts) if p.isdigit()), default=len(parts))
+        if _common_depth(src_name, name) <= layer:  # not even the same block
+            raise ValueError(f"adapter: no feed-forward input projection beside {name}; "
+                             "parallel placement needs ffn_in and ffn_out in the same sublayer")
+        weight = next(module.parameters(), None)
+        adapter = Bottleneck(_output_width(name, module), config.width, config.activation,
+                             config.init_scale, dtype=None if weight is None else weight.dtype,
+                             device=None if weight is None else weight.device,
+                             d_in=_input_width(src_name, src))
+        wrapped = ParallelAdapterWrapped(module, adapter, config.parallel_scale)
+        src.register_forward_pre_hook(wrapped.stash, with_kwargs=True)
+        parent_name, _, child = name.rpartition(".")
+        setattr(root.get_submodule(parent_name), child, wrapped)
+
+
 def _output_width(name: str, module: nn.Module) -> int:
     """``d`` of a linear-like module (``nn.Linear.out_features``, transformers ``Conv1D.nf``)."""
     for attr in ("out_features", "nf"):
@@ -113,6 +202,9 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
                   stage: int = 1) -> nn.Module:
     """Wrap every ``attn_out`` and ``ffn_out`` module of ``config.towers`` in place."""
     root = unwrap_model(model)
+    if config.placement == "parallel":
+        _apply_parallel(root, config, arch)
+        return model
     targets = site_modules(root, arch, ("attn_out", "ffn_out"), config.towers, "adapter")
     for name, module in targets:
         if isinstance(module, AdapterWrapped):

@@ -106,11 +106,11 @@ class PromptEmbedding(nn.Module):
         mask = kw.get("attention_mask")
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.long, device=dev)
-        if mask.ndim == 4:  # a model-built mask (PaliGemma's prefix-LM): (batch, 1, t, t)
+        if mask.ndim == 4 and mask.shape[-2] == mask.shape[-1] == t:  # PaliGemma's prefix-LM mask
             kw["attention_mask"] = _prepend_square(mask, p)
         elif mask.ndim != 2:
-            raise ValueError(f"prompt tuning needs a 2-D (batch, tokens) or 4-D (batch, 1, tokens, "
-                             f"tokens) attention_mask; got shape {tuple(mask.shape)}")
+            raise ValueError(f"prompt tuning needs a 2-D attention_mask (batch, tokens) or a 4-D one "
+                             f"(batch, 1, tokens, tokens); got shape {tuple(mask.shape)}")
         else:
             kw["attention_mask"] = torch.cat([torch.ones(b, p, dtype=mask.dtype, device=dev), mask], 1)
         if "position_ids" in inspect.signature(module.forward).parameters or "position_ids" in kw:
