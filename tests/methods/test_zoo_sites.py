@@ -41,6 +41,9 @@ EXPECTED = {
     "llava_next": dict(LLAMA, adalink=2 * 2 * 32 * K),
     "qwen2_vl": dict(LLAMA, adalink=2 * 2 * 32 * K),
 }
+# BLIP-2 with a T5 language model: T5's text-tower counts, AdaLink on text and image tokens
+EXPECTED["blip2_t5"] = dict(EXPECTED["t5"], adalink=2 * 2 * 32 * K)
+EXPECTED["instructblip"] = dict(LLAMA, adalink=2 * 2 * 32 * K)
 CONFIGS = {"lora": ("lora", dict(r=R)), "ia3": ("ia3", {}), "adapter": ("adapter", dict(width=W)),
            "parallel": ("adapter", dict(width=W, placement="parallel")),
            "adalink": ("adalink", dict(rank=K)), "prefix": ("prefix", dict(num_virtual_tokens=P)),
@@ -49,8 +52,10 @@ IDENTITY = ("lora", "ia3", "adapter", "parallel", "adalink")
 
 
 def _build(arch):
+    from tests.training.zoo_variants import BUILDERS
+
     torch.manual_seed(0)
-    model, _ = zoo.ARCHITECTURES[arch]()
+    model, _ = {**zoo.ARCHITECTURES, **BUILDERS}[arch]()
     return model.eval()
 
 
@@ -62,8 +67,12 @@ def _inputs(arch, model):
     image_token = getattr(cfg, "image_token_id", None) or getattr(cfg, "image_token_index", None)
     if image_token is None or arch == "qwen2_vl":  # Qwen2-VL: text only (its images need M-RoPE types)
         return dict(input_ids=ids)
-    n = {"blip2": 4, "paligemma": 4, "llava_next": 24, "idefics3": 1}[arch]  # image tokens
+    n = {"llava_next": 24, "idefics3": 1}.get(arch, 4)  # image tokens (BLIP-2: query tokens)
     x = dict(input_ids=torch.cat([torch.full((1, n), image_token), ids], 1))
+    if arch == "blip2_t5":
+        x["decoder_input_ids"] = ids[:, :4]
+    if arch == "instructblip":  # the instruction also goes to the Q-Former
+        x.update(qformer_input_ids=ids, qformer_attention_mask=torch.ones_like(ids))
     if arch == "llava_next":  # anyres: a 32x32 image as base crop + 2x2 grid (4 + 16 + 4 newlines)
         x.update(pixel_values=torch.randn(1, 5, 3, 16, 16), image_sizes=torch.tensor([[32, 32]]))
     elif arch == "idefics3":

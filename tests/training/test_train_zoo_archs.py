@@ -14,14 +14,17 @@ from repspace.methods import available_methods, count_parameters
 from repspace.training import TrainConfig, load_run, train
 
 from tests.compat import zoo
+from tests.training.zoo_variants import BUILDERS as VARIANTS
 
 # zoo name -> task trained (captioning for one LMM so both recipes run; VQA elsewhere)
 ARCHS = {"gemma2": "vqa", "phi3": "vqa", "t5": "vqa", "roberta": "vqa", "bert": "vqa",
-         "blip2": "captioning", "paligemma": "vqa", "idefics3": "vqa", "llava_next": "vqa"}
+         "blip2": "captioning", "paligemma": "vqa", "idefics3": "vqa", "llava_next": "vqa",
+         "blip2_t5": "vqa", "instructblip": "captioning"}
 KIND = {"gemma2": "causal-lm", "phi3": "causal-lm", "t5": "text-to-text",
         "roberta": "encoder-classification", "bert": "encoder-classification",
         "blip2": "blip-2-image-text-to-text", "paligemma": "paligemma-image-text-to-text",
-        "idefics3": "idefics3-image-text-to-text", "llava_next": "llava_next-image-text-to-text"}
+        "idefics3": "idefics3-image-text-to-text", "llava_next": "llava_next-image-text-to-text",
+        "blip2_t5": "blip-2-image-text-to-text", "instructblip": "instructblip-image-text-to-text"}
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 SMALL = {"r": 2, "width": 2, "num_virtual_tokens": 2, "rank": 2}
 
@@ -34,7 +37,15 @@ def zoo_base(tmp_path_factory):
         if name not in cache:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cache[name] = str(zoo.save(name, tmp_path_factory.mktemp(f"zoo-{name}")))
+                folder = tmp_path_factory.mktemp(f"zoo-{name}")
+                if name in VARIANTS:
+                    torch.manual_seed(0)
+                    model, processor = VARIANTS[name]()
+                    model.save_pretrained(folder)
+                    processor.save_pretrained(folder)
+                else:
+                    zoo.save(name, folder)
+                cache[name] = str(folder)
         return cache[name]
 
     return get
