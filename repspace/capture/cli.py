@@ -42,7 +42,9 @@ def add_layers_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module:
-    """Build the model of a local checkpoint on the meta device (no weights loaded)."""
+    """The model of any spec compare accepts as a model, to list its names: a model folder,
+    config.json or hub id is built on the meta device (no weights loaded); ``embedded`` is
+    the shipped model's folder; a repspace run is loaded as compare loads it."""
     import torch
     import transformers
 

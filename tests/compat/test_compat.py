@@ -301,3 +301,20 @@ def test_no_attention_mask_means_fixed_length_padding(arch, zoo_root):
     together = next(make_batches(probe, model, proc, max_length=20))
     assert "attention_mask" not in together
     assert torch.equal(alone["input_ids"][0], together["input_ids"][0])
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "t5", "blip2", "llava_next"])
+def test_cli_compare_writes_the_report(arch, zoo_root, tmp_path):
+    """The command a user types, defaults everywhere but the sample count."""
+    from repspace.cli import main
+
+    paths = checks.build(arch, zoo_root)
+    out = tmp_path / "report"
+    code = main(["compare", str(paths["base"]), str(paths["lora"]),
+                 str(paths["full"] / "model.safetensors"), "-o", str(out), "--num-samples", "16",
+                 "--quiet", "--embedding", "pca"])  # UMAP: seconds of numba start-up
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["warnings"] == [] and len(report["layers"]) >= 2
+    cka = [r["metrics"]["linear_cka"] for r in report["results"]]
+    assert all(0 < c < 1 for c in cka[:1]) and all(c == c for c in cka)  # no NaN
