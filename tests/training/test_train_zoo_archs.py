@@ -85,9 +85,12 @@ def _loss(task, model, batch):
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
-@pytest.mark.parametrize("method", available_methods())
+@pytest.mark.parametrize("method", available_methods() + ["adapter-parallel"])
 def test_every_method_trains_and_reloads(zoo_base, tmp_path, arch, method):
-    result = train(_config(zoo_base(arch), tmp_path, arch, method), progress=False)
+    extra = {}
+    if method == "adapter-parallel":
+        method, extra = "adapter", {"method_options": {**_options("adapter"), "placement": "parallel"}}
+    result = train(_config(zoo_base(arch), tmp_path, arch, method, **extra), progress=False)
     assert result.finished and len(result.losses) == 2
     assert all(torch.isfinite(torch.tensor(result.losses)))
     manifest = json.loads((result.run_dir / "repspace_manifest.json").read_text())
