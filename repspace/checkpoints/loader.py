@@ -163,13 +163,14 @@ def load_processor(spec: str | None):
 
     local = Path(spec).is_dir()
     refuse_remote_code(spec)  # a tokenizer/processor auto_map: refused, never prompted for
-    failure = None
+    failure, failures = None, []
     for cls in (transformers.AutoProcessor, transformers.AutoTokenizer):
         try:
             out = cls.from_pretrained(spec, local_files_only=local, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - "no processor here" comes in many exception types
             first = " ".join(str(exc).split()).split(". ")[0][:160]  # its first sentence
             failure = failure or f"{type(exc).__name__}: {first}"
+            failures.append(f"{cls.__name__}: {type(exc).__name__}: {first}")
             continue
         if failure is not None:
             # Only the tokenizer loaded: say why the processor did not (e.g. a missing package),
@@ -179,7 +180,17 @@ def load_processor(spec: str | None):
             except Exception:  # noqa: BLE001 - a tokenizer refusing attributes keeps no reason
                 pass
         return out
+    _PROCESSOR_FAILURES[str(spec)] = "; ".join(failures)  # for the error that follows
     return None
+
+
+# spec -> why neither AutoProcessor nor AutoTokenizer loaded (e.g. a missing package).
+_PROCESSOR_FAILURES: dict[str, str] = {}
+
+
+def processor_failure(spec: str) -> str | None:
+    """Why :func:`load_processor` returned None for ``spec`` (None if it did not)."""
+    return _PROCESSOR_FAILURES.get(str(spec))
 
 
 def _base_of_adapter(path: Path, base: str | None) -> str:

@@ -21,10 +21,15 @@ __all__ = ["processor_problem", "choose_processor"]
 MAX_UNKNOWN_FRACTION = 0.5
 
 
-def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str] | None) -> str | None:
-    """Why ``processor`` cannot build probe inputs for a model taking ``modalities``, or None."""
+def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str] | None,
+                      spec: str | None = None) -> str | None:
+    """Why ``processor`` (loaded from checkpoint ``spec``) cannot build probe inputs for a model
+    taking ``modalities``, or None."""
     if processor is None:
-        return "no tokenizer or processor was found with it"
+        from repspace.checkpoints.loader import processor_failure
+
+        why = processor_failure(spec) if spec is not None else None
+        return "no tokenizer or processor loaded with it" + (f" ({why})" if why else "")
     tok = tokenizer_of(processor)
     if "image" in modalities and tok is processor and not hasattr(processor, "image_processor"):
         reason = getattr(processor, "repspace_processor_error", None)
@@ -52,7 +57,7 @@ def choose_processor(candidates: Sequence[tuple[str, object]], modalities: Seque
     first); a ``UserWarning`` when it is not the base's; ``ValueError`` when none is usable."""
     problems = []
     for i, (spec, proc) in enumerate(candidates):
-        problem = processor_problem(proc, modalities, texts)
+        problem = processor_problem(proc, modalities, texts, spec)
         if problem is None:
             if i:
                 warnings.warn(f"probe inputs built with the processor of {spec}, not the base's "

@@ -318,3 +318,21 @@ def test_cli_compare_writes_the_report(arch, zoo_root, tmp_path):
     assert report["warnings"] == [] and len(report["layers"]) >= 2
     cka = [r["metrics"]["linear_cka"] for r in report["results"]]
     assert all(0 < c < 1 for c in cka[:1]) and all(c == c for c in cka)  # no NaN
+
+
+def test_tokenizer_that_cannot_load_names_why(zoo_root, tmp_path):
+    """A tokenizer class that needs a missing package (SigLIP's sentencepiece tokenizer):
+    the one-line error says what is missing, not just that nothing was found."""
+    if importlib.util.find_spec("sentencepiece") is not None:
+        pytest.skip("sentencepiece is installed: SiglipTokenizer loads")
+    base = checks.build("bert", zoo_root)["base"]
+    folder = tmp_path / "tok"  # a name that cannot match the error pattern itself
+    shutil.copytree(base, folder)
+    (folder / "tokenizer.json").unlink()
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg["tokenizer_class"] = "SiglipTokenizer"
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    (folder / "spiece.model").write_bytes(b"not read")
+    with pytest.raises(ValueError, match="(?i)sentencepiece") as err:
+        checks.compare(folder, [folder])
+    assert "\n" not in str(err.value)
