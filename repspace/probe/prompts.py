@@ -90,6 +90,16 @@ def image_prompts(processor, texts: list[str], mode: str) -> list[str]:
     return list(texts)
 
 
+def _places_images(processor, mode: str, image_token: int, text: str, image) -> bool:
+    """Whether prompts of ``mode`` come out of the processor with image placeholders."""
+    try:
+        enc = processor(text=image_prompts(processor, [text], mode), images=[image],
+                        return_tensors="pt")
+    except (ValueError, TypeError, IndexError, KeyError):  # "found 0 <image> tokens and 1 images"
+        return False
+    return count_image_tokens(enc, image_token) > 0
+
+
 def prompt_mode(processor, image_token: int | None, sample_text: str, sample_image) -> str:
     """How to build image+text prompts for this processor (see the module docstring).
 
@@ -99,14 +109,12 @@ def prompt_mode(processor, image_token: int | None, sample_text: str, sample_ima
     """
     if image_token is None:
         return "plain"
-    if getattr(processor, "chat_template", None):
+    # A chat template that renders no image placeholder (a text-only template) falls through.
+    if getattr(processor, "chat_template", None) and _places_images(processor, "chat", image_token,
+                                                                    sample_text, sample_image):
         return "chat"
-    try:
-        enc = processor(text=[sample_text], images=[sample_image], return_tensors="pt")
-        if count_image_tokens(enc, image_token):
-            return "plain"
-    except (ValueError, TypeError, IndexError):  # "found 0 <image> tokens and 1 images"
-        pass
+    if _places_images(processor, "plain", image_token, sample_text, sample_image):
+        return "plain"
     if isinstance(getattr(processor, "image_token", None), str):
         return "token"
     raise ValueError(f"{type(processor).__name__}: the model takes image token id {image_token} "

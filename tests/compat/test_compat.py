@@ -336,3 +336,24 @@ def test_tokenizer_that_cannot_load_names_why(zoo_root, tmp_path):
     with pytest.raises(ValueError, match="(?i)sentencepiece") as err:
         checks.compare(folder, [folder])
     assert "\n" not in str(err.value)
+
+
+def test_chat_template_without_image_placeholder_falls_back_to_the_image_token(zoo_root):
+    from repspace.capture.tokens import image_token_id
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import make_batches
+    from repspace.probe.prompts import prompt_mode
+
+    base = checks.build("llava", zoo_root)["base"]
+    proc, model = load_processor(str(base)), checks.load(base)
+    proc.chat_template = ("{% for m in messages %}USER: {% for c in m['content'] %}"
+                          "{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+                          "{% endfor %}")
+    import numpy as np
+    from PIL import Image
+
+    probe = _probe(2)
+    image = Image.fromarray(np.asarray(probe.images[0]))
+    assert prompt_mode(proc, image_token_id(model), probe.texts[0], image) == "token"
+    batch = next(make_batches(probe, model, proc))
+    assert ((batch["input_ids"] == image_token_id(model)).sum(1) > 0).all()
