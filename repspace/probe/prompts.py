@@ -9,7 +9,8 @@
   the prompt; its processor expands them.  :func:`image_prompts` uses the processor's chat
   template when it has one (a user turn: the image, then the probe text), else the
   processor's ``image_token`` before the text — unless the processor inserts the
-  placeholders itself (PaliGemma, BLIP-2), which a dry run on the first sample shows.
+  placeholders itself (PaliGemma, BLIP-2).  :func:`prompt_mode` tries each on the first
+  sample and keeps the first whose processor output carries image tokens.
 - **Truncation.** ``max_length`` counts the probe text's own tokens: :func:`truncate_texts`
   cuts the text *before* the processor adds image tokens, template and special tokens, so
   truncation can never cut image placeholders.
