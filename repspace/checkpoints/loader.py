@@ -120,11 +120,14 @@ def _hub_hint(spec: str, exc: Exception) -> CheckpointError:
 
 
 def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | None = None,
-                  device_map: str | dict | None = None):
+                  device_map: str | dict | None = None, strict: bool = True,
+                  notes: list[str] | None = None):
     """A transformers model from a folder or hub id, in the class its config names.
 
     ``device_map`` (``"auto"``, ``"cpu"``, ``{"": "cuda:0"}``, …) is handed to
-    ``from_pretrained`` (accelerate's big-model dispatch).
+    ``from_pretrained`` (accelerate's big-model dispatch).  Weights the class needs but the
+    files lack would be random values (transformers only logs that): with ``strict`` an
+    error naming examples, otherwise a note appended to ``notes``.
     """
     import transformers
 
@@ -139,8 +142,9 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | Non
         named_by = Path(config or spec)
         cls = _model_class(cfg, str(named_by / "config.json" if named_by.is_dir() else named_by))
         extra = {} if device_map is None else {"device_map": device_map}
-        return cls.from_pretrained(spec, config=cfg, local_files_only=local,
-                                   dtype=dtype or torch.float32, trust_remote_code=False, **extra)
+        model, info = cls.from_pretrained(spec, config=cfg, local_files_only=local,
+                                          dtype=dtype or torch.float32, trust_remote_code=False,
+                                          output_loading_info=True, **extra)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - untrusted files fail in many exception types
@@ -153,6 +157,16 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | Non
             raise CheckpointError(f"{spec}: not a loadable transformers model "
                                   f"({type(exc).__name__}: {first}); check or re-download it") from None
         raise _hub_hint(spec, exc) from None
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        text = (f"{len(missing)} weight(s) of {cls.__name__} missing from its files (e.g. "
+                f"{', '.join(missing[:3])}), so transformers filled them with random values")
+        if strict:
+            raise CheckpointError(f"{spec}: {text}; re-save or re-download it, or pass "
+                                  "--non-strict to measure it anyway")
+        if notes is not None:
+            notes.append(text)
+    return model
 
 
 def load_processor(spec: str | None):
@@ -256,9 +270,11 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     name = given if given == EMBEDDED else (path.stem if path.is_file() else (path.name or spec))
     out: LoadedCheckpoint
     if kind in ("hf", "hub"):
-        model = load_hf_model(spec, config=config, dtype=dtype, device_map=device_map)
+        notes: list[str] = []
+        model = load_hf_model(spec, config=config, dtype=dtype, device_map=device_map,
+                              strict=strict, notes=notes)
         out = LoadedCheckpoint(spec, name if kind == "hf" else spec, kind, model,
-                               load_processor(spec), checkpoint_sha256(spec))
+                               load_processor(spec), checkpoint_sha256(spec), notes=notes)
     elif kind == "peft":
         from peft import PeftModel
 

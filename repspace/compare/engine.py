@@ -157,7 +157,9 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
     for group in _side_groups(tuned_models, tuned_per_pass):
         # The runner compares sides "base" and "tuned" itself when there are just two.
         sides = {"tuned" if j == 0 else f"tuned:{j}": (i, pairs[i]) for j, i in enumerate(group)}
-        fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()})
+        fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()},
+                         labels={side: f"tuned checkpoint {name!r}"
+                                 for side, (_, (name, _)) in sides.items()})
         models = {"base": base_model, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
         capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
                       batch_size=batch_size, device=device, progress=progress, early_stop=True,
@@ -390,7 +392,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             if len(probe_set) < 4 and kwargs.get("pooling", "mean") != "tokens":
                 raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
                                  "metrics need at least 4 — use more probe samples")
-            base_ck = load_checkpoint(base, **load)
+            base_ck = load_checkpoint(base, strict=strict, **load)
             tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
                          for t in tuned]
             rows = ctx.shard(len(probe_set), batch_size) if ctx else range(len(probe_set))

@@ -16,6 +16,7 @@ moved to the device of its base rows, so each layer's statistics live on one dev
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 
@@ -89,7 +90,9 @@ class FanOutSink:
     warning of :func:`repspace.capture.capture_paired`.
     """
 
-    def __init__(self, sinks: dict[str, AccumulatorSink]):
+    def __init__(self, sinks: dict[str, AccumulatorSink], labels: dict[str, str] | None = None):
+        # labels: side -> what an error calls it (every pair sink sees its side as "tuned")
+        self.labels = labels or {}
         if "base" in sinks:
             raise ValueError("FanOutSink: 'base' is the base model's side; name the tuned sides "
                              "differently")
@@ -122,12 +125,25 @@ class FanOutSink:
             self.identical[side] = same
             index = ({"base": captured.index["base"], "tuned": captured.index[side]}
                      if captured.index else {})
-            sink.update(dataclasses.replace(captured, sides={"base": base, "tuned": tuned},
-                                            index=index))
+            with self._naming(side):
+                sink.update(dataclasses.replace(captured, sides={"base": base, "tuned": tuned},
+                                                index=index))
+
+    @contextlib.contextmanager
+    def _naming(self, side: str):
+        """An error about "tuned[layer]" names the tuned checkpoint of ``side`` instead."""
+        try:
+            yield
+        except ValueError as exc:
+            label = self.labels.get(side)
+            if label is None or "tuned[" not in str(exc):
+                raise
+            raise ValueError(str(exc).replace("tuned[", f"{label}[", 1)) from None
 
     def finish(self) -> None:
-        for sink in self.sinks.values():  # the owner first: the others reuse its base batch
-            sink.finish()
+        for side, sink in self.sinks.items():  # the owner first: the others reuse its base batch
+            with self._naming(side):
+                sink.finish()
         for sink in self.sinks.values():
             if isinstance(sink, AccumulatorSink):
                 sink.release_shared()

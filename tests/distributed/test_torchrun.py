@@ -62,8 +62,9 @@ def test_failure_on_rank_0_stops_every_rank_and_writes_nothing(args, tmp_path):
     res = run([*args, "--embedding-layer", "nope"], 2, tmp_path / "out")
     assert res.returncode != 0
     # one clear line from each rank (the two ranks share stderr, so lines may interleave)
-    message = ("repspace compare: error: rank 0 failed during the report: --embedding-layer "
-               "'nope' was not captured")
+    # (an unknown layer is now caught before the capture, on every rank: the lowest one reports)
+    message = ("repspace compare: error: rank 0 failed during capture of lora-r4: "
+               "--embedding-layer: 'nope' not among the captured layers")
     assert res.stderr.count(message) == 2, res.stderr[-3000:]
     assert res.stderr.count("repspace compare: error:") == 2
     assert not (tmp_path / "out").exists()

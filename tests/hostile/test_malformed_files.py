@@ -203,3 +203,33 @@ def test_corrupt_or_foreign_cached_study_cells_are_not_trusted(tmp_path):
         assert _read_record(cells / f"{name}.json", "k") is None, name
     (cells / "ok.json").write_text(json.dumps(good))
     assert _read_record(cells / "ok.json", "k") == good
+
+
+def test_model_folder_missing_weights_is_not_filled_with_random_values(ws, capsys):
+    import shutil
+
+    tuned = ws.root / "tuned"
+    shutil.copytree(ws.base, tuned)
+    cfg = json.loads((tuned / "config.json").read_text())
+    cfg["num_hidden_layers"] = 4  # one block more than its weights hold
+    (tuned / "config.json").write_text(json.dumps(cfg))
+    line = refused(capsys, ws.root, ["compare", ws.base, tuned, "--probe", ws.probe, *FAST,
+                                     "--layers", "encoder.layer.0"], names=str(tuned))
+    assert "random" in line and "encoder.layer.3" in line
+
+
+def test_nan_weights_error_names_the_checkpoint(ws, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    good, bad = ws.root / "good", ws.root / "bad"
+    shutil.copytree(ws.base, good)
+    shutil.copytree(ws.base, bad)
+    state = load_file(bad / "model.safetensors")
+    key = next(k for k in state if k.endswith("encoder.layer.0.output.dense.weight"))
+    state[key] = state[key] * float("nan")
+    save_file(state, bad / "model.safetensors", metadata={"format": "pt"})
+    line = refused(capsys, ws.root, ["compare", ws.base, good, bad, "--probe", ws.probe, *FAST],
+                   names="'bad'")
+    assert "non-finite" in line
