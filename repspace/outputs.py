@@ -50,7 +50,7 @@ def has_json_schema(folder: Path, file: str, schema: str) -> bool:
         if marker.is_symlink() or not marker.is_file() or marker.stat().st_size > (64 << 20):
             return False
         data = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and data.get("schema") == schema
 

@@ -83,7 +83,7 @@ def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module
 
         try:
             adapter = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
         check_adapter_config(adapter, path / "adapter_config.json")
         base = adapter.get("base_model_name_or_path")

@@ -210,7 +210,7 @@ def processor_failure(spec: str) -> str | None:
 def _base_of_adapter(path: Path, base: str | None) -> str:
     try:
         cfg = json.loads((path / "adapter_config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
     check_adapter_config(cfg, path / "adapter_config.json")
     named = cfg.get("base_model_name_or_path")
@@ -325,7 +325,7 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     else:  # repspace
         try:
             manifest = json.loads((path / MANIFEST_NAME).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CheckpointError(f"{path / MANIFEST_NAME}: unreadable manifest ({exc}); "
                                   "was the run interrupted while saving?") from None
         if not isinstance(manifest, dict):

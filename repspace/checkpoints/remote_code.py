@@ -76,7 +76,7 @@ def refuse_remote_code(spec: str | Path) -> None:
                 raise CheckpointError(f"{f}: {f.stat().st_size} bytes is too large for a config "
                                       "file; check the checkpoint")
             obj = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             if f.name == "config.json" or f == path:
                 raise CheckpointError(f"{f}: not a readable JSON config ({exc}); re-download or "
                                       "re-save the checkpoint") from None

@@ -178,8 +178,9 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
                 if line.strip():
                     try:
                         records.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
+                    except (json.JSONDecodeError, RecursionError) as exc:
+                        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                        raise ValueError(f"{path}: line {i + 1} is not valid JSON ({why})") from None
                     if not isinstance(records[-1], dict):
                         raise ValueError(f"{path}: line {i + 1} is JSON but not an object "
                                          f"({type(records[-1]).__name__}); write one "
@@ -187,7 +188,11 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
             probe = _from_records(records, path.parent, str(path))
         elif suffix == ".csv":
             with path.open(newline="", encoding="utf-8") as f:
-                probe = _from_records(list(csv.DictReader(f)), path.parent, str(path))
+                try:
+                    rows = list(csv.DictReader(f))
+                except csv.Error as exc:  # NUL bytes, a field beyond the size limit
+                    raise ValueError(f"{path}: not a readable CSV file ({exc})") from None
+                probe = _from_records(rows, path.parent, str(path))
         else:
             raise ValueError(f"probe data {path}: unknown format {suffix!r}; use .txt, .jsonl, "
                              ".csv, a folder of images, or 'builtin'")

@@ -92,7 +92,7 @@ def _read_record(path: Path, key: str) -> dict | None:
     """The finished cell's payload, or None (missing, unreadable or another key)."""
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     # A corrupt or foreign cell file is simply not a cached result: the cell is recomputed.
     if not isinstance(record, dict) or record.get("schema") != CELL_SCHEMA or record.get("key") != key:

@@ -85,7 +85,7 @@ def _output_status(cfg: TrainConfig, config_hash: str) -> str:
     try:
         old = json.loads((run_dir / "train_config.json").read_text())
         old_hash = old.get("config_hash") if isinstance(old, dict) else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         pass
     if old_hash != config_hash:
         raise ValueError(f"output_dir {run_dir} holds a different run (config hash {str(old_hash)[:12]} vs "
@@ -208,7 +208,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
         try:
             old = json.loads((run_dir / "train_config.json").read_text())
             old_sha = old.get("base_sha256") if isinstance(old, dict) else None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             old_sha = None
         if old_sha and base_sha and old_sha != base_sha:
             raise ValueError(f"output_dir {run_dir}: the base {cfg.base} changed since this run started "

@@ -105,7 +105,7 @@ def latest_state(run_dir: Path) -> dict | None:
         return None
     try:
         latest = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(latest, dict) or not latest.get("dir"):
         return None

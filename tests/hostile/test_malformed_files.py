@@ -233,3 +233,30 @@ def test_nan_weights_error_names_the_checkpoint(ws, capsys):
     line = refused(capsys, ws.root, ["compare", ws.base, good, bad, "--probe", ws.probe, *FAST],
                    names="'bad'")
     assert "non-finite" in line
+
+
+@pytest.mark.parametrize("where", ["config.json", "adapter_config.json", "manifest", "jsonl"])
+def test_deeply_nested_json(ws, capsys, where):
+    deep = "[" * 100000 + "]" * 100000
+    if where == "config.json":
+        target, args = ws.base / "config.json", ["compare", ws.base, ws.adapter, "--probe", ws.probe]
+    elif where == "adapter_config.json":
+        target = ws.adapter / "adapter_config.json"
+        args = ["compare", ws.base, ws.adapter, "--probe", ws.probe]
+    elif where == "manifest":
+        (ws.root / "run").mkdir()
+        target = ws.root / "run" / "repspace_manifest.json"
+        args = ["compare", ws.base, ws.root / "run", "--probe", ws.probe]
+    else:
+        target = ws.root / "probe.jsonl"
+        args = ["compare", ws.base, ws.adapter, "--probe", target]
+    target.write_text(deep)
+    refused(capsys, ws.root, [*args, *FAST], names=str(target))
+
+
+@pytest.mark.parametrize("content", ["text\nabc\x00def\n", "text\n" + "x" * 200000 + "\n"])
+def test_csv_probe_with_nul_bytes_or_a_giant_field(ws, capsys, content):
+    probe = ws.root / "probe.csv"
+    probe.write_text(content)
+    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
+            names=str(probe))
