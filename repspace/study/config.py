@@ -151,7 +151,10 @@ def load_study_config(path: str | Path, check_methods: bool = True) -> StudyConf
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ValueError(f"{path}: unknown study config format {suffix!r}; use .toml, .yaml "
                          "or .json")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; save the study config as UTF-8") from None
     try:
         if suffix == ".toml":
             try:

@@ -260,3 +260,13 @@ def test_csv_probe_with_nul_bytes_or_a_giant_field(ws, capsys, content):
     probe.write_text(content)
     refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
             names=str(probe))
+
+
+@pytest.mark.parametrize("suffix,content", [(".toml", b"name = \"caf\xe9\"\n"), (".json", b"[" * 50000),
+                                            (".yaml", b"!!python/object/apply:os.system ['touch PWNED']"),
+                                            (".yaml", b"- just\n- a list\n")])
+def test_study_config_hostile_files(ws, capsys, suffix, content):
+    cfg = ws.root / f"study{suffix}"
+    cfg.write_bytes(content)
+    refused(capsys, ws.root, ["study", cfg, "-o", ws.root / "work" / "s"], names=str(cfg),
+            out=ws.root / "work" / "s")
