@@ -35,7 +35,7 @@ def short_layer_names(layers: list[str]) -> list[str]:
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
-    from repspace.outputs import current_umask
+    from repspace.outputs import current_umask, staging_prefix
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -43,7 +43,8 @@ def save_figure(fig, stem: Path) -> list[Path]:
         for ext in ("pdf", "png"):
             path = stem.with_suffix(f".{ext}")
             # A unique temporary name: two studies writing one figures/ folder must not collide.
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f"{staging_prefix()}{path.name}.", suffix=".tmp",
+                                       dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as f:
                     fig.savefig(f, format=ext, bbox_inches="tight")

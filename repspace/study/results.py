@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import scipy.stats
 
+from repspace.outputs import staging_prefix
+
 __all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
            "write_tables", "write_results", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
 
@@ -202,7 +204,7 @@ def to_csv(rows: list[dict]) -> str:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{staging_prefix()}{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
@@ -218,7 +220,7 @@ def _write_parquet(path: Path, rows: list[dict]) -> Path:
         kinds = {type(v) for v in values if v is not None}
         if len(kinds) > 1 and not kinds <= {int, float}:
             data[c] = [None if v is None else str(v) for v in values]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{staging_prefix()}{path.name}.tmp")
     pq.write_table(pa.table(data), tmp)
     os.replace(tmp, path)
     return path

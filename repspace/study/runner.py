@@ -29,6 +29,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from repspace import __version__
+from repspace.outputs import clean_stale, staging_prefix
 from repspace.study.config import StudyConfig
 from repspace.study.grid import Cell, cell_key, expand_grid, train_config_for
 
@@ -71,7 +72,7 @@ class StudyResult:
 
 def _write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{staging_prefix()}{path.name}.tmp")
     tmp.write_text(json.dumps(_jsonable(payload), indent=1, sort_keys=False))
     os.replace(tmp, path)
 
@@ -246,6 +247,8 @@ def run_study(config: StudyConfig, output_dir: str | Path | None = None, progres
     planned = plan_study(config, out)
     out.mkdir(parents=True, exist_ok=True)
     with study_lock(out):
+        for folder in (out, out / "cells", out / "results", out / "figures"):
+            clean_stale(folder)  # temporary files of a killed study (none can be running here)
         return _run_planned(config, out, planned, progress, train_fn, compare_fn, base_score_fn,
                             force, write_outputs, figures)
 

@@ -251,3 +251,24 @@ def test_report_folder_honours_the_umask(ws, capsys):
     assert stat.S_IMODE((out / "report.json").stat().st_mode) == 0o640
     assert stat.S_IMODE((out / "plots" / "cka.png").stat().st_mode) == 0o640
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_killed_study_leaves_nothing_the_next_one_keeps(tmp_path):
+    """Temporary files of a study killed with SIGKILL carry the staging prefix of a dead process;
+    the next study in that folder removes them before it starts."""
+    from repspace.outputs import staging_prefix
+    from repspace.study import load_study_config
+    from repspace.study.runner import run_study
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    out = tmp_path / "study"
+    (out / "results").mkdir(parents=True)
+    prefix = staging_prefix().replace(f"-{os.getpid()}@", f"-{dead}@")
+    leftover = out / "results" / f"{prefix}summary.csv.tmp"
+    leftover.write_text("half")
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "s"\nmethods = ["base"]\ntasks = ["vqa"]\n')
+    run_study(load_study_config(cfg), out, progress=False, compare_fn=lambda *a, **k: None,
+              base_score_fn=lambda *a: {}, write_outputs=False)  # the cell fails; that is fine
+    assert not leftover.exists()
