@@ -11,6 +11,7 @@ subsampling is seeded by ``(seed, batch index)``.  Forward passes run under
 """
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from repspace._profile import add_time, stage, timed_iter
 from repspace.capture.hooks import LayerCapture
 from repspace.capture.inputs import (batch_hash, batch_rows, chain_hash, check_input_keys,
                                      iter_batches, resolve_device)
@@ -110,7 +112,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                 for s, m in models.items()}
         bar = stack.enter_context(tqdm(total=total, disable=not progress, desc="capture",
                                        unit="batch", leave=False))
-        for i, batch in enumerate(batches):
+        for i, batch in enumerate(timed_iter(batches)):
             bar.update(1)
             seen = i + 1
             keys = frozenset(batch) if isinstance(batch, Mapping) else None
@@ -133,8 +135,10 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                 if tasks[side] is not None:
                     on_dev["task_ids"] = torch.full((n,), tasks[side], dtype=torch.long,
                                                     device=devices[side])
-                raw = cap.forward(on_dev)
+                with stage("forward"):
+                    raw = cap.forward(on_dev)
                 sides[side], index[side] = {}, {}
+                pooling_started = time.perf_counter()
                 for name, states in raw.items():
                     ck = (side, name, keys)
                     if ck not in stream_cache:
@@ -147,6 +151,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                     sides[side][name] = rows
                     if idx is not None:
                         index[side][name] = idx
+                add_time("pooling", time.perf_counter() - pooling_started)
             if not rows_checked and n > 1:
                 rows_checked = True
                 _check_rows_differ(next(iter(sides.values())), pool, n)
@@ -155,13 +160,15 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                     if identical[name]:
                         identical[name] = torch.equal(sides["base"][name].cpu(),
                                                       sides["tuned"][name].cpu())
-            sink.update(CapturedBatch(sides=sides, streams=streams, n=n, batch_index=i, hash=h,
-                                      index=index if pool.mode == "tokens" else {}))
+            with stage("statistics"):
+                sink.update(CapturedBatch(sides=sides, streams=streams, n=n, batch_index=i, hash=h,
+                                          index=index if pool.mode == "tokens" else {}))
             offset += n
     if seen < done:
         raise ValueError(f"the resumed capture already holds {done} batches but the inputs have "
                          f"only {seen}; pass the same inputs as the interrupted run")
-    sink.finish()
+    with stage("statistics"):
+        sink.finish()
     return sink, identical if seen > done else {}
 
 

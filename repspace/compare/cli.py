@@ -67,6 +67,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--embedding-layer", default=None, help="layer of the 2-D embedding (default: last)")
     p.add_argument("--no-report", action="store_true", help="print results without writing a folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    p.add_argument("--profile", action="store_true", help="print the wall time of each stage (load, "
+                   "inputs, forward, pooling, statistics, metrics, report) on stderr at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -96,6 +98,17 @@ def preflight(args) -> None:
 
 
 def run(args) -> int:
+    from repspace._profile import profiling
+
+    with profiling() as profile:
+        code = _run(args)
+    if args.profile and int(os.environ.get("RANK", 0)) == 0:
+        print(profile.table(), file=sys.stderr)
+    return code
+
+
+def _run(args) -> int:
+    from repspace._profile import stage
     from repspace.compare.engine import compare
 
     preflight(args)
@@ -113,8 +126,9 @@ def run(args) -> int:
         progress=not args.quiet and not args.json)
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 writes and prints; every rank has the result
-    out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite,
-                                                   inputs=_inputs(args))
+    with stage("report"):
+        out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite,
+                                                       inputs=_inputs(args))
     if args.json:
         payload = report_dict(result, summarize(result), {})
         payload["output"] = str(out) if out else None

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from repspace._profile import stage
 from repspace.capture.backbone import shared_layers
 from repspace.capture.runner import capture_sides, check_distinct, inactive_adapter_warning
 from repspace.checkpoints import LoadedCheckpoint, load_checkpoint, preflight_checkpoints
@@ -262,7 +263,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     for name in tqdm(tuned_names, desc="metrics", unit="checkpoint",
                      disable=not progress or len(tuned) < 2 or not main):
         sink = sinks.pop(name)  # freed once its metrics are out
-        with _step(dist, f"metrics of {name}"):
+        with _step(dist, f"metrics of {name}"), stage("metrics"):
             if main:
                 per_tuned[name], order = _checkpoint_metrics(
                     sink, name, base.name, wanted, seed, spectrum_layers, spectra,
@@ -270,7 +271,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                 all_layers = all_layers or order
         del sink
     result = None
-    with _step(dist, "the report"):
+    with _step(dist, "the report"), stage("metrics"):  # the 2-D embedding and the result
         if main:
             result = _result(base, tuned, tuned_names, all_layers or [], per_tuned, spectra,
                              samples_base, samples_tuned, layers=layers, pooling=pooling,
@@ -385,7 +386,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
         if device_map is not None:
             kwargs["device"] = None  # accelerate placed the layers; moving would break its hooks
         torch.manual_seed(seed)
-        with _step(ctx, "loading"):
+        with _step(ctx, "loading"), stage("load"):
             load = dict(config=config, device_map=device_map,
                         dtype=getattr(torch, dtype) if dtype else None)
             probe_set = load_probe(probe, num_samples=num_samples, seed=seed)  # cheap: first
