@@ -167,8 +167,12 @@ class FeatureMoments:
         self.n, self.eps = int(self.n), float(self.eps)
         return self
 
-    def shifted(self, batch, row_offset: int | None = None) -> torch.Tensor:
-        """Validate ``batch``, set the shift from it if unset, return x − c in the GEMM dtype."""
+    def shifted(self, batch, row_offset: int | None = None,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """Validate ``batch``, set the shift from it if unset, return x − c in the GEMM dtype.
+
+        ``out``: a scratch tensor to write x − c into when its shape, dtype and device fit
+        (a fresh large tensor costs page faults -- a third of the subtraction's time)."""
         t = prepare_batch(batch, self.name, self.n if row_offset is None else row_offset)
         dtype = gemm_dtype(t.dtype, self.precision)
         if self.shift is None:
@@ -184,6 +188,8 @@ class FeatureMoments:
             )
         t = t.to(self.shift.device)
         self.eps = max(self.eps, torch.finfo(dtype).eps)
+        if out is not None and out.shape == t.shape and out.dtype == dtype and out.device == t.device:
+            return torch.sub(t.to(dtype), self.shift.to(dtype), out=out)
         return t.to(dtype) - self.shift.to(dtype)
 
     def update(self, batch) -> torch.Tensor:
