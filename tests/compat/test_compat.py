@@ -20,8 +20,8 @@ HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 @pytest.mark.parametrize("arch", list(zoo.ARCHITECTURES))
-def test_architecture(arch, zoo_root):
-    results = checks.run_checks(arch, zoo_root)
+def test_architecture(arch, arch_results):
+    results = arch_results(arch)
     assert set(results) == set(checks.CHECKS)
     if arch in NEEDS_TORCHVISION and not HAS_TORCHVISION:
         assert results["layers"] is None
@@ -29,6 +29,23 @@ def test_architecture(arch, zoo_root):
             assert results[check] is not None and "Torchvision" in results[check], results[check]
         return
     assert results == dict.fromkeys(checks.CHECKS), results
+
+
+def test_docs_compatibility_table_matches_the_suite(arch_results):
+    """docs/compatibility.md shows what the checks find (regenerate: python -m tests.compat.table)."""
+    from tests.compat.table import DOC
+
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[4:-1]]
+            for line in DOC.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| architecture")}
+    assert set(rows) == set(zoo.ARCHITECTURES), "regenerate: python -m tests.compat.table"
+    for arch in zoo.ARCHITECTURES:
+        if arch in NEEDS_TORCHVISION and HAS_TORCHVISION:
+            continue  # the doc was generated without torchvision; this row differs by design
+        found = ["✓" if arch_results(arch)[c] is None else "✗" for c in checks.CHECKS]
+        assert [c[0] for c in rows[arch]] == found, (
+            f"{arch}: docs say {rows[arch]}, the suite finds {found}; regenerate: "
+            "python -m tests.compat.table")
 
 
 def _probe(n=4):
