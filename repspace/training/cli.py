@@ -90,10 +90,14 @@ def run_train(args) -> int:
         raise ValueError(f"--resume: {cfg.output_dir} holds no unfinished run to resume")
     err = sys.stderr if args.json else sys.stdout
     threads = apply_threads(resolve_spec(cfg.base), args.threads)
-    print(f"repspace train: {cfg.method} on {cfg.task} from {cfg.base} -> {cfg.output_dir} "
-          f"(lr {cfg.resolved_lr():g}, {cfg.steps} steps, {threads} thread{'s' * (threads > 1)})", file=err)
+    header = (f"repspace train: {cfg.method} on {cfg.task} from {cfg.base} -> {cfg.output_dir} "
+              f"(lr {cfg.resolved_lr():g}, {cfg.steps} steps, {threads} thread{'s' * (threads > 1)})")
+    if not args.json:
+        print(header, file=err)
 
     def announce(params) -> None:
+        if args.json:  # on stderr: only once training starts, so a refusal stays one line there
+            print(header, file=err)
         print(f"trainable parameters: {params}", file=err, flush=True)
 
     result = train(cfg, progress=not args.no_progress, on_start=announce)

@@ -162,3 +162,9 @@ def test_demo_into_someone_elses_folder(ws, capsys):
     folder.mkdir()
     (folder / "thesis.tex").write_text("precious")
     refused(capsys, ws.root, ["demo", "--quick", "-o", folder], names=str(folder))
+
+
+def test_train_json_refusal_is_one_line_on_stderr(ws, capsys):
+    (ws.root / "work" / "afile").write_text("x")
+    refused(capsys, ws.root, ["train", "--method", "lora", "--task", "vqa", "--output",
+                              "afile/run", "--no-progress", "--json"], names="afile")
