@@ -7,7 +7,9 @@ dimensions; per block, the same beside the representation-space rank of a compar
 per checkpoint, matrix and metric) and ``weights.md``, and the figure
 ``weight_vs_representation.{pdf,png}``: per block, the mean effective rank of ΔW and the
 intruder dimensions, and -- with ``--report`` (a ``repspace compare`` folder of the same
-checkpoints) -- the representation's effective-rank ratio beside them.  Formulas:
+checkpoints) -- the representation's effective-rank ratio beside them.  With ``--probe``,
+also where each adapter acts (:mod:`repspace.compare.adapter_effect`): ‖Δh‖/‖h‖ per adapted
+module and probe sample, and ``adapter_effect.{pdf,png}`` per block.  Formulas:
 :mod:`repspace.metrics.weights`; how effective weights are read: :mod:`repspace.capture.weights`.
 """
 from __future__ import annotations
@@ -42,6 +44,8 @@ class WeightSpace:
     unchanged: list[str]
     skipped: dict[str, str]
     blocks: dict[str, dict[str, float]] = field(default_factory=dict)
+    effect: dict[str, dict[str, float]] = field(default_factory=dict)  # adapter_effect per module
+    effect_note: str = ""
 
 
 def _block_of(name: str, blocks: list[str]) -> str | None:
@@ -53,7 +57,6 @@ def _block_of(name: str, blocks: list[str]) -> str | None:
 
 def weight_space(base, tuned, k: int = 10, threshold: float = 0.5, side: str = "left") -> WeightSpace:
     """:class:`WeightSpace` of ``tuned`` (an ``nn.Module``, PEFT-wrapped or not) against ``base``."""
-    from repspace.capture.presets import block_lists
     from repspace.capture.weights import weight_pairs
     from repspace.metrics.weights import weight_delta_summary
 
@@ -67,7 +70,7 @@ def weight_space(base, tuned, k: int = 10, threshold: float = 0.5, side: str = "
         else:
             matrices[pair.name] = {"route": pair.route, **weight_delta_summary(
                 pair.base, pair.tuned, k, threshold, side, eps=pair.eps)}
-    block_names = [b for _, names in block_lists(base) for b in names]
+    block_names = _block_names(base)
     groups: dict[str, list[dict]] = {}
     for name, row in matrices.items():
         b = _block_of(name, block_names)
@@ -79,6 +82,47 @@ def weight_space(base, tuned, k: int = 10, threshold: float = 0.5, side: str = "
                   "intruder_dimensions": int(sum(r["intruder_dimensions"] for r in rows))}
               for b, rows in ((b, groups[b]) for b in block_names if b in groups)}
     return WeightSpace(matrices, unchanged, skipped, blocks)
+
+
+def effect_blocks(ws: WeightSpace, block_names: list[str]) -> dict[str, dict[str, float]]:
+    """Per block: the mean over its adapted modules of the mean, q25 and q75 of ‖Δh‖/‖h‖."""
+    groups: dict[str, list[dict]] = {}
+    for name, row in ws.effect.items():
+        b = _block_of(name, block_names)
+        if b is not None and row["n"]:
+            groups.setdefault(b, []).append(row)
+    return {b: {k: float(np.mean([r[k] for r in rows])) for k in ("mean", "q25", "q75")}
+            for b, rows in ((b, groups[b]) for b in block_names if b in groups)}
+
+
+def plot_adapter_effect(results: dict[str, WeightSpace], blocks: dict[str, dict[str, dict]],
+                        stem: Path) -> list[Path]:
+    """Per block: mean ‖Δh‖/‖h‖ of the adapted modules, with the interquartile band."""
+    import matplotlib.pyplot as plt
+
+    from repspace.report.plots import save_figure, short_layer_names
+    from repspace.report.style import colors_for, log_axis, paper_style
+
+    names = list(dict.fromkeys(b for per in blocks.values() for b in per))
+    with paper_style():
+        fig, ax = plt.subplots(figsize=(4.8, 3.0))
+        colors = colors_for(list(blocks))
+        x = np.arange(len(names))
+        seen: dict[str, int] = {}
+        for ckpt, per in blocks.items():
+            n = seen[colors[ckpt]] = seen.get(colors[ckpt], -1) + 1
+            get = lambda k: np.array([per.get(b, {}).get(k, math.nan) for b in names])  # noqa: E731
+            ax.plot(x, get("mean"), color=colors[ckpt], marker=_MARKERS[n % len(_MARKERS)], ms=4,
+                    ls=_LINES[n % len(_LINES)], label=ckpt)
+            ax.fill_between(x, get("q25"), get("q75"), color=colors[ckpt], alpha=0.15, lw=0)
+        log_axis(ax, "y")
+        ax.set_xticks(x, short_layer_names(names), rotation=60, ha="right")
+        ax.set_xlabel("block")
+        ax.set_ylabel("adapter output / frozen output  (‖Δh‖ / ‖h‖)")
+        handles, labels = ax.get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.14, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
+        return save_figure(fig, stem)
 
 
 # -- report files ------------------------------------------------------------------------------
@@ -111,6 +155,14 @@ def _markdown(results: dict[str, WeightSpace], settings: dict) -> str:
                          f"{row['relative_delta']:.3g} | {row['intruder_dimensions']} |")
         for name, why in ws.skipped.items():
             lines.append(f"\n- `{md_text(name)}`: {md_text(why)}")
+        if ws.effect:
+            lines += ["", "Where the adapter acts (‖Δh‖ / ‖h‖ per probe sample):", "",
+                      "| module | mean | q05 | median | q95 | samples |", "|---|---:|---:|---:|---:|---:|"]
+            for name, e in ws.effect.items():
+                lines.append(f"| {md_text(name)} | {e['mean']:.3g} | {e['q05']:.3g} | {e['q50']:.3g} | "
+                             f"{e['q95']:.3g} | {e['n']} |")
+        elif ws.effect_note:
+            lines += ["", md_text(ws.effect_note)]
         lines.append("")
     return "\n".join(lines)
 
@@ -187,6 +239,11 @@ def add_weights_parser(sub) -> argparse.ArgumentParser:
                    "every base singular vector is below this (default 0.5)")
     p.add_argument("--side", choices=["left", "right"], default="left",
                    help="singular vectors of the output space (left, as in the paper) or input space")
+    p.add_argument("--probe", default=None, help="also measure where each adapter acts: "
+                   "‖Δh‖/‖h‖ per adapted module on this probe ('builtin', a .txt/.jsonl/.csv "
+                   "file or an image folder; see `repspace compare --probe`)")
+    p.add_argument("--num-samples", type=int, default=128, help="probe samples for --probe (default 128)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size for --probe (default 16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights folder")
     return p
 
@@ -209,10 +266,20 @@ def run_weights(args) -> int:
     if report_dir is not None and not (report_dir / "report.json").is_file():
         raise ValueError(f"--report {args.report}: no report.json there; give a `repspace compare` "
                          "output folder")
+    for opt in ("num_samples", "batch_size"):
+        if getattr(args, opt) < 1:
+            raise ValueError(f"--{opt.replace('_', '-')} must be a positive integer; got {getattr(args, opt)}")
     inputs = [("base checkpoint", resolve_spec(args.base))]
     inputs += [("tuned checkpoint", resolve_spec(t)) for t in args.tuned]
+    if args.probe not in (None, "builtin"):
+        inputs.append(("probe data", args.probe))
     out = check_output(args.output, overwrite=args.overwrite, inputs=inputs,
                        is_ours=_is_weights_folder, kind="repspace weights")
+    probe = None
+    if args.probe is not None:
+        from repspace.probe import load_probe
+
+        probe = load_probe(args.probe, num_samples=args.num_samples, seed=0)  # before any model
     base = load_checkpoint(args.base)
     results: dict[str, WeightSpace] = {}
     for spec in args.tuned:
@@ -220,25 +287,35 @@ def run_weights(args) -> int:
         name = ck.name
         while name in results:
             name += "'"
-        results[name] = weight_space(base.model, ck.model, args.top_k, args.threshold, args.side)
-        if not results[name].matrices and not results[name].skipped:
+        ws = results[name] = weight_space(base.model, ck.model, args.top_k, args.threshold, args.side)
+        if not ws.matrices and not ws.skipped:
             raise ValueError(f"tuned checkpoint {spec}: no linear map differs from the base; is it "
                              "the base itself, or an adapter that is not active?")
+        if probe is not None:
+            _measure_effect(ws, base, ck, probe, args.batch_size)
     blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
+    block_names = _block_names(base.model)
+    effects = {c: effect_blocks(ws, block_names) for c, ws in results.items() if ws.effect}
     settings = {"k": args.top_k, "threshold": args.threshold, "side": args.side,
-                "base": args.base, "tuned": list(args.tuned), "report": args.report}
+                "base": args.base, "tuned": list(args.tuned), "report": args.report,
+                "probe": None if probe is None else probe.describe(),
+                "num_samples": None if probe is None else len(probe)}
     tmp = staging_dir(out, "weights")
     try:
         (tmp / "weights.json").write_text(json.dumps({
             "schema": SCHEMA, "schema_version": 1, "settings": settings,
             "checkpoints": {c: {"matrices": ws.matrices, "unchanged": ws.unchanged,
-                                "skipped": ws.skipped, "blocks": ws.blocks}
+                                "skipped": ws.skipped, "blocks": ws.blocks,
+                                "adapter_effect": ws.effect, "adapter_effect_blocks": effects.get(c, {}),
+                                "adapter_effect_note": ws.effect_note}
                             for c, ws in results.items()}}, indent=2, allow_nan=True), encoding="utf-8")
         (tmp / "weights.csv").write_text(_csv(results), encoding="utf-8")
         (tmp / "weights.md").write_text(_markdown(results, settings), encoding="utf-8")
         if blocks:
             plot_weight_vs_representation(results, _representation_ranks(report_dir, blocks),
                                           tmp / "weight_vs_representation")
+        if effects:
+            plot_adapter_effect(results, effects, tmp / "adapter_effect")
         apply_umask(tmp)
         publish(tmp, out, overwrite=args.overwrite, is_ours=_is_weights_folder, kind="repspace weights")
     except BaseException:
@@ -249,5 +326,27 @@ def run_weights(args) -> int:
         print(f"{ckpt}: {len(ws.matrices)} changed linear maps, {intr} intruder dimensions "
               f"(top {args.top_k}, |cos| < {args.threshold})")
     print(f"wrote {out}/weights.json, weights.csv, weights.md" +
-          (", weight_vs_representation.pdf/png" if blocks else ""))
+          (", weight_vs_representation.pdf/png" if blocks else "") +
+          (", adapter_effect.pdf/png" if effects else ""))
     return 0
+
+
+def _block_names(model) -> list[str]:
+    from repspace.capture.presets import block_lists
+
+    return [b for _, names in block_lists(model) for b in names]
+
+
+def _measure_effect(ws: WeightSpace, base, ck, probe, batch_size: int) -> None:
+    """Fill ``ws.effect`` (‖Δh‖/‖h‖ per adapted module of ``ck``) on ``probe``, or say why not."""
+    from repspace.compare.adapter_effect import adapted_modules, adapter_effect
+    from repspace.probe import make_batches, model_modalities
+    from repspace.probe.processors import choose_processor
+
+    if not adapted_modules(ck.model):
+        ws.effect_note = ("no adapter modules (e.g. a full fine-tune or merged weights): the "
+                          "adapter's share of each output is not defined; see the ΔW table")
+        return
+    processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
+                                 model_modalities(base.model), probe.texts)
+    ws.effect = adapter_effect(ck.model, make_batches(probe, base.model, processor, batch_size=batch_size))

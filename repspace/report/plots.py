@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from repspace.report.result import CompareResult
-from repspace.report.style import BASE_COLOR, colors_for, paper_style
+from repspace.report.style import BASE_COLOR, colors_for, log_axis, paper_style
 
 __all__ = ["save_figure", "plot_cka", "plot_effective_rank", "plot_spectra", "plot_drift",
            "plot_embedding", "plot_heatmap", "short_layer_names", "ALL_PLOTS"]
@@ -126,9 +126,10 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
                     continue
                 sv = np.asarray(sv, dtype=np.float64)
                 sv = sv[sv > 0]
-                ax.semilogy(np.arange(1, sv.size + 1), sv / sv[0], color=colors[name],
-                            ls="--" if name == result.base.name else "-", lw=1.2,
-                            label=name + (" (base)" if name == result.base.name else ""))
+                ax.plot(np.arange(1, sv.size + 1), sv / sv[0], color=colors[name],
+                        ls="--" if name == result.base.name else "-", lw=1.2,
+                        label=name + (" (base)" if name == result.base.name else ""))
+            log_axis(ax, "y")
             ax.set_title(short_layer_names(result.layers)[result.layers.index(layer)])
             ax.set_xlabel("component")
         axes[0][0].set_ylabel("σᵢ / σ₁ (centred features)")

@@ -63,3 +63,17 @@ PAPER_RC = {
 def paper_style():
     """Context manager applying :data:`PAPER_RC`."""
     return plt.rc_context(PAPER_RC)
+
+
+def log_axis(ax, axis: str = "y") -> None:
+    """Put ``axis`` of ``ax`` on a log scale with plain-number tick labels ("0.01", "100").
+
+    matplotlib's default log labels are mathtext (``$\\mathdefault{10^{2}}$``), which
+    :data:`PAPER_RC` turns off so that names print as written; without this they would
+    appear as raw TeX source."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())

@@ -123,6 +123,9 @@ class _StreamingSummary:
         return out
 
 
+StreamingSummary = _StreamingSummary  # public name: exact mean/min/max + histogram quantiles
+
+
 class PairedDriftStats:
     """Streaming per-sample cosine similarity and relative shift of paired rows."""
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from repspace.report.plots import save_figure, short_layer_names
-from repspace.report.style import BASE_COLOR, color_for, paper_style
+from repspace.report.style import BASE_COLOR, color_for, log_axis, paper_style
 from repspace.study.config import BASE_METHOD
 from repspace.study.results import PRIMARY_SCORE, StudyTables, mean_ci
 
@@ -211,7 +211,7 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
                 ax.set_xlabel("fraction of training data" if axis == "data_fraction"
                               else "trainable parameters")
                 if axis != "data_fraction":
-                    ax.set_xscale("log")
+                    log_axis(ax, "x")
                 ax.set_ylabel(ylabel or _score_label(task))
             _legend(row_axes[0])
         fig.suptitle("Score and distortion vs " + ("data size" if axis == "data_fraction"

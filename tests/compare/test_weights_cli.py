@@ -28,11 +28,12 @@ def test_lora_and_full_finetune(base_dir, lora_dir, probe_file, tmp_path, capsys
     report = tmp_path / "report"
     assert run("compare", base_dir, lora_dir, full, "--probe", probe_file, "-o", report) == 0
     out = tmp_path / "weights"
-    assert run("weights", base_dir, lora_dir, full, "-o", out, "--report", report, "--top-k", 3) == 0
+    assert run("weights", base_dir, lora_dir, full, "-o", out, "--report", report, "--top-k", 3,
+               "--probe", probe_file, "--num-samples", 12) == 0
     printed = capsys.readouterr().out
     assert "lora-r4: 6 changed linear maps" in printed and "full-ft: 1 changed linear maps" in printed
     for f in ("weights.json", "weights.csv", "weights.md", "weight_vs_representation.pdf",
-              "weight_vs_representation.png"):
+              "weight_vs_representation.png", "adapter_effect.pdf", "adapter_effect.png"):
         assert (out / f).is_file(), f
     data = json.loads((out / "weights.json").read_text())
     assert data["schema"] == "repspace.weights" and data["settings"]["k"] == 3
@@ -47,6 +48,14 @@ def test_lora_and_full_finetune(base_dir, lora_dir, probe_file, tmp_path, capsys
     assert row["route"] == "probed" and row["delta_numerical_rank"] == 4
     assert abs(row["delta_norm"] - float(torch.linalg.matrix_norm(dw))) <= 1e-10 * row["delta_norm"]
     assert set(lora["blocks"]) == {f"encoder.layer.{i}" for i in range(3)}
+    # where the adapter acts: every adapted module, every probe sample, a positive share
+    assert set(lora["adapter_effect"]) == {n for n, r in lora["matrices"].items() if r["route"] == "probed"}
+    assert all(e["n"] == 12 and e["n_undefined"] == 0 and 0 < e["min"] <= e["q50"] <= e["max"]
+               for e in lora["adapter_effect"].values())
+    assert set(lora["adapter_effect_blocks"]) == set(lora["blocks"])
+    assert data["checkpoints"]["full-ft"]["adapter_effect"] == {}
+    assert "no adapter modules" in data["checkpoints"]["full-ft"]["adapter_effect_note"]
+    assert data["settings"]["num_samples"] == 12
     full_rows = data["checkpoints"]["full-ft"]["matrices"]
     assert list(full_rows) == ["encoder.layer.1.output.dense"]
     assert full_rows["encoder.layer.1.output.dense"]["route"] == "weights"
@@ -70,3 +79,22 @@ def test_errors_are_one_line_and_write_nothing(base_dir, lora_dir, tmp_path, cap
     assert not out.exists()
     assert run("weights", base_dir, lora_dir, "-o", lora_dir / "inside") == 2  # output inside an input
     assert "that this run reads" in capsys.readouterr().err
+
+
+def test_log_axes_print_plain_numbers_not_tex_source():
+    """PAPER_RC turns mathtext off (names print as written); log axes then need plain
+    labels, or they show `$\\mathdefault{10^{2}}$`."""
+    import matplotlib.pyplot as plt
+
+    from repspace.report.style import log_axis, paper_style
+
+    with paper_style():
+        fig, ax = plt.subplots()
+        ax.plot([1, 10, 100], [0.01, 1, 100])
+        log_axis(ax, "y")
+        log_axis(ax, "x")
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_xticklabels() if t.get_text()]
+        plt.close(fig)
+    assert labels and not any("$" in t or "mathdefault" in t for t in labels)
+    assert "100" in labels and "0.01" in labels
