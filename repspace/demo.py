@@ -64,7 +64,11 @@ def run(args) -> int:
           f"{', '.join(config.tasks)}; writing {out}/")
     try:
         result = run_study(config, out, progress=not args.quiet, force=args.force)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from repspace.cli_errors import Terminated
+
+        if isinstance(exc, Terminated):  # SIGTERM: exit 143 through the CLI, not 130
+            raise
         print(f"\nrepspace demo: interrupted; finished cells are kept in {out}/cells and the "
               "next run continues from there")
         return 130

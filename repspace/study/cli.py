@@ -84,7 +84,11 @@ def run_study_cli(args) -> int:
     try:
         result = run_study(config, output, progress=not args.quiet, force=args.force,
                            figures=not args.no_figures)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from repspace.cli_errors import Terminated
+
+        if isinstance(exc, Terminated):  # SIGTERM: exit 143 through the CLI, not 130
+            raise
         print(f"\nrepspace study: interrupted; finished cells are kept in {output}/cells; "
               "rerun the same command to continue", flush=True)
         return 130
