@@ -36,6 +36,7 @@ from repspace.report.result import CheckpointInfo, CompareResult
 __all__ = ["compare", "compare_models", "SAMPLE_METRICS", "embed_2d"]
 
 SAMPLE_METRICS = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
+NULL_PERMUTATIONS = 200  # --metrics linear_cka_null: permutations of the row sample per layer
 
 
 def _info(ck: LoadedCheckpoint, name: str) -> CheckpointInfo:
@@ -65,6 +66,11 @@ def _sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: in
                 out["mmd_rbf"] = mmd(x, y, kernel="rbf", paired=True, seed=seed).mmd2
             except ValueError:  # all rows identical: no bandwidth
                 out["mmd_rbf"] = math.nan
+        if "linear_cka_null" in wanted:  # opt-in only: not in SAMPLE_METRICS (B products)
+            from repspace.metrics.permutation import cka_permutation_test
+
+            null = cka_permutation_test(x, y, n_permutations=NULL_PERMUTATIONS, seed=seed)
+            out["linear_cka_null_p"], out["linear_cka_null_z"] = null.p_value, null.z_score
         if "mutual_knn_overlap" in wanted and x.shape[0] > 10:
             try:
                 out["mutual_knn_overlap"] = mutual_knn_overlap(x, y, k=10)

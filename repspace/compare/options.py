@@ -13,7 +13,7 @@ _CLOSED_FORM = ("linear_cka", "linear_cka_debiased", "procrustes_distance", "fre
                 "mmd", "subspace_overlap", "cosine_similarity_mean", "cosine_similarity_q50",
                 "relative_shift_mean", "relative_shift_q50",
                 *(f"{r}_{side}" for r in RANKS for side in ("base", "tuned")))
-_SAMPLE = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
+_SAMPLE = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap", "linear_cka_null")
 # Family names select every key they prefix ("effective_rank" -> _base and _tuned).
 _FAMILIES = (*RANKS, "cosine_similarity", "relative_shift")
 METRIC_NAMES = (*_CLOSED_FORM, *_SAMPLE, *_FAMILIES)

@@ -16,6 +16,7 @@ from repspace.metrics.drift import (
     procrustes_distance,
     subspace_overlap,
 )
+from repspace.metrics.permutation import CKAPermutationResult, cka_permutation_test
 from repspace.metrics.spectrum import (
     Spectrum,
     effective_rank,
@@ -30,11 +31,13 @@ from repspace.metrics.spectrum import (
 
 __all__ = [
     "BootstrapResult",
+    "CKAPermutationResult",
     "MMDResult",
     "MinibatchCKA",
     "Spectrum",
     "bootstrap_ci",
     "cka_matrix",
+    "cka_permutation_test",
     "effective_rank",
     "explained_variance",
     "frechet_distance",
