@@ -21,6 +21,10 @@ def add_study_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once (only 1 is supported)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--seed-baseline", action="store_true",
+                   help="also compare consecutive seeds of each method with each other (their tuned "
+                        "models) into results/seed_baseline.csv, so a method's movement is judged "
+                        "against run-to-run variation (cached per pair)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 "
                    "for small bases such as the embedded model, else every core; OMP_NUM_THREADS "
@@ -92,6 +96,15 @@ def run_study_cli(args) -> int:
         print(f"\nrepspace study: interrupted; finished cells are kept in {output}/cells; "
               "rerun the same command to continue", flush=True)
         return 130
+    if args.seed_baseline:
+        from repspace.study.seed_baseline import seed_baseline
+
+        known = len(result.notes)
+        rows = seed_baseline(result, force=args.force)
+        for note in result.notes[known:]:
+            print(f"  {note}")
+        print(f"seed baseline: {len({(r['cell_a'], r['cell_b']) for r in rows})} seed pair(s) "
+              f"compared, {output}/results/seed_baseline.csv")
     print(f"\nstudy {config.name}: {len(result.records)} cells "
           f"({len(result.computed)} computed, {len(result.cached)} cached, "
           f"{len(result.failed)} failed)")
