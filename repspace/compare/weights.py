@@ -46,6 +46,8 @@ class WeightSpace:
     blocks: dict[str, dict[str, float]] = field(default_factory=dict)
     effect: dict[str, dict[str, float]] = field(default_factory=dict)  # adapter_effect per module
     effect_note: str = ""
+    merge: dict[str, dict] = field(default_factory=dict)  # merge fidelity per dtype (--merge-dtype)
+    merge_note: str = ""
 
 
 def _block_of(name: str, blocks: list[str]) -> str | None:
@@ -163,6 +165,12 @@ def _markdown(results: dict[str, WeightSpace], settings: dict) -> str:
                              f"{e['q95']:.3g} | {e['n']} |")
         elif ws.effect_note:
             lines += ["", md_text(ws.effect_note)]
+        if ws.merge:
+            from repspace.compare.merge_fidelity import markdown as merge_markdown
+
+            lines += merge_markdown(ws.merge)
+        elif ws.merge_note:
+            lines += ["", f"Merge fidelity: {md_text(ws.merge_note)}"]
         lines.append("")
     return "\n".join(lines)
 
@@ -242,8 +250,13 @@ def add_weights_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--probe", default=None, help="also measure where each adapter acts: "
                    "‖Δh‖/‖h‖ per adapted module on this probe ('builtin', a .txt/.jsonl/.csv "
                    "file or an image folder; see `repspace compare --probe`)")
-    p.add_argument("--num-samples", type=int, default=128, help="probe samples for --probe (default 128)")
+    p.add_argument("--num-samples", type=int, default=128, help="probe samples for --probe and --merge-dtype (default 128)")
     p.add_argument("--batch-size", type=int, default=16, help="batch size for --probe (default 16)")
+    p.add_argument("--merge-dtype", default=None, metavar="DTYPES",
+                   help="also measure merge fidelity of PEFT adapters: merge into the base in each "
+                        "of these comma-separated dtypes (float32, float16, bfloat16; as "
+                        "model.to(dtype).merge_and_unload()) and compare with the unmerged float32 "
+                        "model per layer (on --probe, default builtin) and per matrix")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights folder")
     return p
 
@@ -262,6 +275,11 @@ def run_weights(args) -> int:
         raise ValueError(f"--top-k must be a positive integer; got {args.top_k}")
     if not 0.0 < args.threshold <= 1.0:
         raise ValueError(f"--threshold must be in (0, 1]; got {args.threshold}")
+    merge_dtypes = None
+    if getattr(args, "merge_dtype", None) is not None:
+        from repspace.compare.merge_fidelity import parse_merge_dtypes
+
+        merge_dtypes = parse_merge_dtypes(args.merge_dtype)
     report_dir = Path(args.report) if args.report else None
     if report_dir is not None and not (report_dir / "report.json").is_file():
         raise ValueError(f"--report {args.report}: no report.json there; give a `repspace compare` "
@@ -276,10 +294,11 @@ def run_weights(args) -> int:
     out = check_output(args.output, overwrite=args.overwrite, inputs=inputs,
                        is_ours=_is_weights_folder, kind="repspace weights")
     probe = None
-    if args.probe is not None:
+    if args.probe is not None or merge_dtypes:
         from repspace.probe import load_probe
 
-        probe = load_probe(args.probe, num_samples=args.num_samples, seed=0)  # before any model
+        probe = load_probe(args.probe or "builtin", num_samples=args.num_samples,
+                           seed=0)  # before any model
     base = load_checkpoint(args.base)
     results: dict[str, WeightSpace] = {}
     for spec in args.tuned:
@@ -291,15 +310,17 @@ def run_weights(args) -> int:
         if not ws.matrices and not ws.skipped:
             raise ValueError(f"tuned checkpoint {spec}: no linear map differs from the base; is it "
                              "the base itself, or an adapter that is not active?")
-        if probe is not None:
+        if probe is not None and args.probe is not None:
             _measure_effect(ws, base, ck, probe, args.batch_size)
+        if merge_dtypes:
+            _measure_merge(ws, base, ck, probe, args.batch_size, merge_dtypes)
     blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
     block_names = _block_names(base.model)
     effects = {c: effect_blocks(ws, block_names) for c, ws in results.items() if ws.effect}
     settings = {"k": args.top_k, "threshold": args.threshold, "side": args.side,
                 "base": args.base, "tuned": list(args.tuned), "report": args.report,
                 "probe": None if probe is None else probe.describe(),
-                "num_samples": None if probe is None else len(probe)}
+                "num_samples": None if probe is None else len(probe), "merge_dtypes": merge_dtypes}
     tmp = staging_dir(out, "weights")
     try:
         (tmp / "weights.json").write_text(json.dumps({
@@ -307,7 +328,8 @@ def run_weights(args) -> int:
             "checkpoints": {c: {"matrices": ws.matrices, "unchanged": ws.unchanged,
                                 "skipped": ws.skipped, "blocks": ws.blocks,
                                 "adapter_effect": ws.effect, "adapter_effect_blocks": effects.get(c, {}),
-                                "adapter_effect_note": ws.effect_note}
+                                "adapter_effect_note": ws.effect_note,
+                                "merge_fidelity": ws.merge, "merge_fidelity_note": ws.merge_note}
                             for c, ws in results.items()}}, indent=2, allow_nan=True), encoding="utf-8")
         (tmp / "weights.csv").write_text(_csv(results), encoding="utf-8")
         (tmp / "weights.md").write_text(_markdown(results, settings), encoding="utf-8")
@@ -316,6 +338,11 @@ def run_weights(args) -> int:
                                           tmp / "weight_vs_representation")
         if effects:
             plot_adapter_effect(results, effects, tmp / "adapter_effect")
+        merges = {c: ws.merge for c, ws in results.items() if ws.merge}
+        if merges:
+            from repspace.compare.merge_fidelity import plot_merge_fidelity
+
+            plot_merge_fidelity(merges, tmp / "merge_fidelity")
         apply_umask(tmp)
         publish(tmp, out, overwrite=args.overwrite, is_ours=_is_weights_folder, kind="repspace weights")
     except BaseException:
@@ -325,9 +352,16 @@ def run_weights(args) -> int:
         intr = sum(r["intruder_dimensions"] for r in ws.matrices.values())
         print(f"{ckpt}: {len(ws.matrices)} changed linear maps, {intr} intruder dimensions "
               f"(top {args.top_k}, |cos| < {args.threshold})")
+        for dtype, f in ws.merge.items():
+            s = f["summary"]
+            print(f"{ckpt}: merged in {dtype}: min CKA {s['min_linear_cka']:.9f}, max relative shift "
+                  f"{s['max_relative_shift']:.3g}, median ‖W_m − W‖/‖ΔW‖ {s['median_merge_error']:.3g}")
+        if ws.merge_note:
+            print(f"{ckpt}: merge fidelity: {ws.merge_note}")
     print(f"wrote {out}/weights.json, weights.csv, weights.md" +
           (", weight_vs_representation.pdf/png" if blocks else "") +
-          (", adapter_effect.pdf/png" if effects else ""))
+          (", adapter_effect.pdf/png" if effects else "") +
+          (", merge_fidelity.pdf/png" if merges else ""))
     return 0
 
 
@@ -350,3 +384,21 @@ def _measure_effect(ws: WeightSpace, base, ck, probe, batch_size: int) -> None:
     processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
                                  model_modalities(base.model), probe.texts)
     ws.effect = adapter_effect(ck.model, make_batches(probe, base.model, processor, batch_size=batch_size))
+
+
+def _measure_merge(ws: WeightSpace, base, ck, probe, batch_size: int, dtypes: list[str]) -> None:
+    """Fill ``ws.merge`` (merge fidelity per dtype of ``ck``'s adapter) on ``probe``, or say why not."""
+    from repspace.compare.merge_fidelity import can_merge, merge_fidelity
+    from repspace.probe import make_batches, model_modalities
+    from repspace.probe.processors import choose_processor
+
+    why = can_merge(ck.model)
+    if why:
+        ws.merge_note = why
+        return
+    processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
+                                 model_modalities(base.model), probe.texts)
+    fid = merge_fidelity(ck.model, lambda: make_batches(probe, base.model, processor,
+                                                        batch_size=batch_size), dtypes,
+                         batch_size=batch_size)
+    ws.merge = {d: f.as_dict() for d, f in fid.items()}
