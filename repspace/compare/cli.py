@@ -93,7 +93,7 @@ def preflight(args) -> None:
                    max_length=args.max_length, sample_rows=args.sample_rows, metrics=args.metrics,
                    layers=layers, dist_timeout=args.dist_timeout,
                    tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers)
-    if not args.no_report and int(os.environ.get("RANK", 0)) == 0:
+    if not args.no_report:  # on every rank (read-only): all refuse together, none waits
         check_output(args.output, overwrite=args.overwrite, inputs=_inputs(args))
 
 

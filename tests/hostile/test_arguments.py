@@ -168,3 +168,13 @@ def test_train_json_refusal_is_one_line_on_stderr(ws, capsys):
     (ws.root / "work" / "afile").write_text("x")
     refused(capsys, ws.root, ["train", "--method", "lora", "--task", "vqa", "--output",
                               "afile/run", "--no-progress", "--json"], names="afile")
+
+
+def test_output_refusal_does_not_depend_on_the_rank(ws, capsys, monkeypatch, no_model):
+    """Under torchrun every rank checks -o before loading: one rank refusing alone would leave
+    the others waiting for it at the first collective."""
+    out = ws.root / "work" / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.setenv("RANK", "1")
+    refused(capsys, ws.root, _compare(ws, "-o", out), names=str(out))
