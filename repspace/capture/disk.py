@@ -32,6 +32,7 @@ from safetensors.torch import save_file
 
 from repspace.capture.inputs import chain_hash
 from repspace.capture.sinks import CapturedBatch
+from repspace.outputs import current_umask
 
 __all__ = ["CaptureReader", "DiskSink", "load_capture"]
 
@@ -49,6 +50,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -60,6 +62,7 @@ def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dic
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

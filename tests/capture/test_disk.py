@@ -1,6 +1,7 @@
 """Disk sink: round trip, manifest, resume after a crash, atomic writes, lazy loading."""
 import copy
 import json
+import os
 
 import peft
 import pytest
@@ -140,3 +141,17 @@ def test_disk_errors(tmp_path):
         DiskSink(tmp_path, dtype="int8")
     with pytest.raises(ValueError, match="no manifest.json"):
         load_capture(tmp_path)
+
+
+def test_files_honour_the_umask(pair, data, tmp_path):
+    """Shards and the manifest get the modes the umask asks for, not mkstemp's 0600."""
+    base, tuned = pair
+    old = os.umask(0o022)
+    try:
+        capture_paired(base, tuned, data, "blocks", sink=DiskSink(tmp_path / "run", shard_size=8),
+                       batch_size=4, progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "run").iterdir() if p.is_file()]
+    assert files and all(p.stat().st_mode & 0o777 == 0o644 for p in files), \
+        {p.name: oct(p.stat().st_mode & 0o777) for p in files}
