@@ -226,7 +226,7 @@ class FeatureMoments:
         k64 = k.double()
         self.n += xs.shape[0]
         self.sum += xs.sum(0).double()
-        self.outer += (xs.T @ xs).double()
+        self.outer.add_(xs.T @ xs)  # float32 GEMM added into float64 without a float64 copy
         self.k1 += k64.sum()
         self.k2 += (k64 * k64).sum()
         self.kx += (xs.T @ k).double()
@@ -245,7 +245,10 @@ class FeatureMoments:
         out.init_states(new_shift.clone())
         out.n, out.eps = n, self.eps
         out.sum = s + n * d
-        out.outer = m + torch.outer(s, d) + torch.outer(d, s) + n * torch.outer(d, d)
+        # m + s dᵀ + d sᵀ + n d dᵀ = m + (s + n d / 2) dᵀ + d (s + n d / 2)ᵀ: two rank-1
+        # updates in place instead of three outer products and their sums (p² passes)
+        half = s + (0.5 * n) * d
+        out.outer = m.clone().addr_(half, d).addr_(d, half)
         out.k1 = self.k1 + 2 * sd + n * delta
         out.k2 = (self.k2 + 4 * (self.kx @ d) + 2 * delta * self.k1 + 4 * (d @ md)
                   + 4 * delta * sd + n * delta * delta)
@@ -333,7 +336,7 @@ class CrossMoments:
             self.init_states(xs.shape[1], ys.shape[1], xs.device)
         if xs.dtype != ys.dtype:  # one side float64, the other float32
             xs, ys, k, l = xs.double(), ys.double(), k.double(), l.double()
-        self.sum_xy += (xs.T @ ys).double()
+        self.sum_xy.add_(xs.T @ ys)
         self.kl += k.double() @ l.double()
         self.ky += (ys.T @ k).double()
         self.lx += (xs.T @ l).double()
@@ -345,7 +348,8 @@ class CrossMoments:
         delta, eps = d @ d, e @ e
         sxd, sye = sx @ d, sy @ e
         out = CrossMoments()
-        out.sum_xy = sxy + torch.outer(sx, e) + torch.outer(d, sy) + n * torch.outer(d, e)
+        # sxy + sx eᵀ + d syᵀ + n d eᵀ = sxy + (sx + n d) eᵀ + d syᵀ: two in-place rank-1 updates
+        out.sum_xy = sxy.clone().addr_(sx + n * d, e).addr_(d, sy)
         out.kl = (self.kl + 2 * (self.ky @ e) + eps * fx.k1 + 2 * (self.lx @ d)
                   + 4 * (d @ sxy @ e) + 2 * eps * sxd + delta * fy.k1 + 2 * delta * sye
                   + n * delta * eps)
