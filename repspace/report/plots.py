@@ -14,10 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from repspace.report.result import CompareResult
-from repspace.report.style import BASE_COLOR, colors_for, log_axis, paper_style
+from repspace.report.style import BASE_COLOR, legend_outside, paper_style, styles_for
 
 __all__ = ["save_figure", "plot_cka", "plot_effective_rank", "plot_spectra", "plot_drift",
-           "plot_embedding", "plot_heatmap", "short_layer_names", "ALL_PLOTS"]
+           "plot_embedding", "plot_heatmap", "short_layer_names", "layer_groups", "broken",
+           "layer_axis", "caption", "ALL_PLOTS"]
 
 
 def short_layer_names(layers: list[str]) -> list[str]:
@@ -59,83 +60,199 @@ def save_figure(fig, stem: Path) -> list[Path]:
     return paths
 
 
-def _layer_axis(ax, result: CompareResult) -> None:
-    names = short_layer_names(result.layers)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=45 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+def layer_groups(layers: list[str]) -> list[tuple[str | None, list[int]]]:
+    """Consecutive runs of layers that belong to one tower (``vision_model``/``text_decoder``):
+    ``[(tower name or None, [layer indices])]``.
+
+    A tower is the first dotted component after the prefix all layers share; a lone layer
+    with its own component (``embeddings`` before ``encoder.layer.*``) is not a tower and
+    joins its neighbour, so a single-tower model gives one group named None."""
+    if not layers:
+        return []
+    parts = [name.split(".") for name in layers]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    keys = [p[common] if len(p) > common + 1 else None for p in parts]
+    runs: list[list] = []
+    for i, key in enumerate(keys):
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(i)
+        else:
+            runs.append([key, [i]])
+    merged: list[list] = []
+    for key, idx in runs:  # a one-layer run is no tower: it joins the run before (or after)
+        if merged and (len(idx) < 2 or len(merged[-1][1]) < 2):
+            merged[-1][1].extend(idx)
+            if len(merged[-1][1]) - len(idx) < 2:
+                merged[-1][0] = key
+        else:
+            merged.append([key, list(idx)])
+    if len(merged) == 1:
+        return [(None, merged[0][1])]
+    return [(key, idx) for key, idx in merged]
+
+
+def broken(y, layers: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` for a per-layer line with a NaN gap between towers, so that no line joins
+    the last vision layer to the first text layer."""
+    y = np.asarray(y, dtype=np.float64)
+    xs, ys = [], []
+    for g, (_, idx) in enumerate(layer_groups(layers)):
+        if g:
+            xs.append(idx[0] - 0.5)
+            ys.append(np.nan)
+        xs.extend(idx)
+        ys.extend(y[idx])
+    return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+
+
+def layer_axis(ax, layers: list[str], fontsize: float | None = None) -> None:
+    """Layer ticks (short names within each tower), a divider between towers and the tower
+    names along the top edge."""
+    groups = layer_groups(layers)
+    ticks = [""] * len(layers)
+    for _, idx in groups:
+        for i, short in zip(idx, short_layer_names([layers[i] for i in idx])):
+            ticks[i] = short
+    rotate = len(layers) > 4 or max((len(t) for t in ticks), default=0) > 10
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(ticks, rotation=45 if rotate else 0, ha="right" if rotate else "center",
+                       fontsize=fontsize)
+    ax.set_xlim(-0.5, len(layers) - 0.5)
     ax.set_xlabel("layer")
+    if len(groups) > 1:
+        for _, idx in groups[1:]:
+            ax.axvline(idx[0] - 0.5, color="#555555", lw=0.8, ls="-", alpha=0.6)
+        top = ax.secondary_xaxis("top")
+        top.set_xticks([(idx[0] + idx[-1]) / 2 for _, idx in groups])
+        top.set_xticklabels([str(name) for name, _ in groups], fontsize=8, style="italic")
+        top.tick_params(length=0)
+        top.spines["top"].set_visible(False)
 
 
-def _per_layer(result: CompareResult, metric: str, ax, label_suffix: str = "", **kw) -> bool:
-    colors = colors_for(result.tuned_names)
+def _per_layer(result: CompareResult, metric: str, ax, styles: dict, **kw) -> bool:
     drawn = False
     for name in result.tuned_names:
         y = result.series(name, metric)
         if np.isnan(y).all():
             continue
-        ax.plot(range(len(y)), y, marker="o", ms=3, color=colors[name],
-                label=name + label_suffix, **kw)
+        x, y = broken(y, result.layers)
+        st = styles[name]
+        ax.plot(x, y, marker=st["marker"], ms=4, color=st["color"], ls=st["ls"], lw=1.3,
+                label=name, **kw)
         drawn = True
     return drawn
 
 
+def _styles(result: CompareResult) -> dict[str, dict]:
+    return styles_for([*result.tuned_names, result.base.name], base=result.base.name)
+
+
+def _width(result: CompareResult, panels: int = 1) -> float:
+    return max(3.6, 0.4 * len(result.layers) + 2.2) * panels + 1.6  # + the legend on the right
+
+
 def plot_cka(result: CompareResult, stem: Path) -> list[Path]:
-    """Per-layer CKA to the base: linear (solid) and debiased (dashed)."""
+    """Per-layer CKA to the base: linear CKA, and debiased CKA in its own panel."""
+    metrics = [m for m in ("linear_cka", "linear_cka_debiased")
+               if any(not np.isnan(result.series(n, m)).all() for n in result.tuned_names)]
+    if not metrics:
+        return []
+    titles = {"linear_cka": "Linear CKA", "linear_cka_debiased": "Debiased linear CKA"}
+    styles = _styles(result)
     with paper_style():
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(result.layers) + 2.5), 3.0))
-        _per_layer(result, "linear_cka", ax)
-        _per_layer(result, "linear_cka_debiased", ax, label_suffix=" (debiased)", ls="--", alpha=0.8)
-        ax.axhline(1.0, color=BASE_COLOR, lw=0.8, ls=":")
-        ax.set_ylabel("CKA to base")
-        ax.set_title("Representation similarity to the base model")
-        _layer_axis(ax, result)
-        ax.legend(frameon=False, ncol=1 if len(result.tuned) < 4 else 2)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
+                                 squeeze=False)
+        for ax, metric in zip(axes[0], metrics):
+            _per_layer(result, metric, ax, styles)
+            ax.axhline(1.0, color=BASE_COLOR, lw=0.9, ls="--", label=f"{result.base.name} (base)")
+            ax.set_ylabel(f"{titles[metric]} to the base")
+            ax.set_title(titles[metric], loc="left")
+            layer_axis(ax, result.layers)
+        legend_outside(axes[0][-1], *_handles(fig))
+        fig.suptitle("Representation similarity to the base model")
+        fig.tight_layout()
         return save_figure(fig, stem)
+
+
+def _handles(fig):
+    seen: dict[str, object] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
 
 
 def plot_effective_rank(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer effective rank of each tuned checkpoint, with the base as reference."""
+    styles = _styles(result)
     with paper_style():
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(result.layers) + 2.5), 3.0))
+        fig, ax = plt.subplots(figsize=(_width(result), 3.2))
         if result.tuned_names:
             base = result.series(result.tuned_names[0], "effective_rank_base")
-            ax.plot(range(len(base)), base, color=BASE_COLOR, ls="--", marker="s", ms=3,
+            x, y = broken(base, result.layers)
+            st = styles[result.base.name]
+            ax.plot(x, y, color=st["color"], ls="--", marker=st["marker"], ms=4, lw=1.3,
                     label=f"{result.base.name} (base)")
-        _per_layer(result, "effective_rank_tuned", ax)
+        _per_layer(result, "effective_rank_tuned", ax, styles)
         ax.set_ylabel("effective rank (Roy & Vetterli)")
         ax.set_title("Effective rank of the feature matrix")
-        _layer_axis(ax, result)
-        ax.legend(frameon=False)
+        layer_axis(ax, result.layers)
+        legend_outside(ax)
         return save_figure(fig, stem)
 
 
 def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
-    """Singular-value spectra (log scale) at the layers kept in ``result.spectra``."""
-    layers = [layer for layer in result.layers
-              if any(layer in s for s in result.spectra.values())]
+    """Singular values of each tuned checkpoint relative to the base's, σᵢ / σᵢ(base), at
+    the layers kept in ``result.spectra``: 1 = the base's spectrum, above = more variance
+    along that component, below = collapsed."""
+    base_sv = result.spectra.get(result.base.name, {})
+    layers = [layer for layer in result.layers if layer in base_sv
+              and any(layer in result.spectra.get(n, {}) for n in result.tuned_names)]
     if not layers:
         return []
-    colors = colors_for(result.tuned_names)
-    colors[result.base.name] = BASE_COLOR
+    styles = _styles(result)
     with paper_style():
-        fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(layers), figsize=(3.0 * len(layers) + 1.8, 3.0),
+                                 squeeze=False)
         for ax, layer in zip(axes[0], layers):
-            for name in [*result.tuned_names, result.base.name]:  # base drawn on top
+            ref = np.asarray(base_sv[layer], dtype=np.float64)
+            ax.axhline(1.0, color=BASE_COLOR, ls="--", lw=1.0, label=f"{result.base.name} (base)")
+            for name in result.tuned_names:
                 sv = result.spectra.get(name, {}).get(layer)
                 if sv is None:
                     continue
                 sv = np.asarray(sv, dtype=np.float64)
-                sv = sv[sv > 0]
-                ax.plot(np.arange(1, sv.size + 1), sv / sv[0], color=colors[name],
-                        ls="--" if name == result.base.name else "-", lw=1.2,
-                        label=name + (" (base)" if name == result.base.name else ""))
-            log_axis(ax, "y")
-            ax.set_title(short_layer_names(result.layers)[result.layers.index(layer)])
-            ax.set_xlabel("component")
-        axes[0][0].set_ylabel("σᵢ / σ₁ (centred features)")
-        axes[0][-1].legend(frameon=False)
-        fig.suptitle("Singular-value spectra", y=1.02)
+                k = min(sv.size, ref.size)
+                keep = ref[:k] > ref[0] * 1e-6  # the base's numerically zero tail says nothing
+                k = int(keep.sum()) if keep.all() else int(np.argmin(keep))
+                if k == 0:
+                    continue
+                st = styles[name]
+                step = max(1, k // 12)
+                ax.plot(np.arange(1, k + 1), sv[:k] / ref[:k], color=st["color"], ls=st["ls"],
+                        lw=1.2, marker=st["marker"], ms=3, markevery=step, label=name)
+            ax.set_title(_layer_title(result.layers, layer), fontsize=9)
+            ax.set_xlabel("component i")
+        axes[0][0].set_ylabel("σᵢ(tuned) / σᵢ(base)")
+        legend_outside(axes[0][-1], *_handles(fig))
+        fig.suptitle("Singular-value spectra relative to the base")
+        fig.tight_layout()
         return save_figure(fig, stem)
+
+
+def tower_short_names(layers: list[str]) -> list[str]:
+    """Short layer names that stay unambiguous across towers: ``text_decoder: layer.2``."""
+    return [_layer_title(layers, layer) for layer in layers]
+
+
+def _layer_title(layers: list[str], layer: str) -> str:
+    for name, idx in layer_groups(layers):
+        if layers.index(layer) in idx:
+            short = short_layer_names([layers[i] for i in idx])[idx.index(layers.index(layer))]
+            return f"{name}: {short}" if name else short
+    return layer
 
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
@@ -146,15 +263,18 @@ def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
         return []
     labels = {"frechet_distance": "Fréchet distance", "mmd": "MMD² (linear kernel, paired)",
               "mmd_rbf": "MMD² (RBF kernel)"}
+    styles = _styles(result)
     with paper_style():
-        fig, axes = plt.subplots(1, len(metrics), figsize=(max(4.0, 0.3 * len(result.layers) + 2.5)
-                                                         * len(metrics), 3.0), squeeze=False)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
+                                 squeeze=False)
         for ax, metric in zip(axes[0], metrics):
-            _per_layer(result, metric, ax)
+            _per_layer(result, metric, ax, styles)
             ax.set_ylabel(labels[metric])
-            _layer_axis(ax, result)
-        axes[0][0].legend(frameon=False)
-        fig.suptitle("Drift from the base distribution", y=1.02)
+            ax.set_title(labels[metric], loc="left")
+            layer_axis(ax, result.layers)
+        legend_outside(axes[0][-1], *_handles(fig))
+        fig.suptitle("Drift from the base distribution")
+        fig.tight_layout()
         return save_figure(fig, stem)
 
 
@@ -163,40 +283,95 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
     emb = result.embedding
     if not emb or not emb.get("points"):
         return []
-    colors = colors_for(result.tuned_names)
-    colors[result.base.name] = BASE_COLOR
+    styles = styles_for([*result.tuned_names, result.base.name, *emb["points"]],
+                        base=result.base.name)
     with paper_style():
-        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        fig, ax = plt.subplots(figsize=(5.4, 3.8))
         for name, pts in emb["points"].items():
             pts = np.asarray(pts)
-            ax.scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.6, color=colors.get(name, "#777777"),
+            st = styles[name]
+            ax.scatter(pts[:, 0], pts[:, 1], s=9, alpha=0.6, color=st["color"], marker=st["marker"],
                        label=name + (" (base)" if name == result.base.name else ""), linewidths=0)
-        ax.set_xlabel(f"{emb['method'].upper()} 1")
-        ax.set_ylabel(f"{emb['method'].upper()} 2")
-        ax.set_title(f"Features at {emb['layer']}")
-        ax.legend(frameon=False, markerscale=2)
+        ax.set_xlabel(f"{emb['method'].upper()} component 1")
+        ax.set_ylabel(f"{emb['method'].upper()} component 2")
+        ax.set_title(f"Features at {_layer_title(result.layers, emb['layer'])}"
+                     if emb["layer"] in result.layers else f"Features at {emb['layer']}")
+        legend_outside(ax, markerscale=1.5)
         return save_figure(fig, stem)
 
 
 def plot_heatmap(result: CompareResult, stem: Path, metric: str = "linear_cka") -> list[Path]:
-    """Summary heat map: checkpoints × layers of ``metric``."""
-    import seaborn as sns
-
+    """Summary heat map: checkpoints × layers of ``metric``, the colour scale fitted to the
+    values shown (with a colour bar), the values printed in the cells."""
     data = np.vstack([result.series(n, metric) for n in result.tuned_names]) \
         if result.tuned_names else np.zeros((0, len(result.layers)))
-    if data.size == 0:
+    if data.size == 0 or np.isnan(data).all():
         return []
+    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+    if hi - lo < 1e-6:
+        lo, hi = lo - 0.005, hi + 0.005
+    digits = 2 if hi - lo > 0.3 else (3 if hi - lo > 0.03 else 4)
+    label = {"linear_cka": "linear CKA to the base"}.get(metric, metric.replace("_", " "))
     with paper_style():
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(result.layers) + 2.0),
-                                        0.45 * len(result.tuned_names) + 1.4))
-        sns.heatmap(data, ax=ax, vmin=0.0, vmax=1.0, cmap="viridis", annot=data.shape[1] <= 16,
-                    fmt=".2f", annot_kws={"size": 7}, cbar_kws={"label": metric.replace("_", " ")},
-                    xticklabels=short_layer_names(result.layers), yticklabels=result.tuned_names)
-        ax.set_xlabel("layer")
+        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(result.layers) + 3.0),
+                                        0.3 * len(result.tuned_names) + 1.9))
+        im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
+                       interpolation="nearest")
+        cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+        cbar.set_label(label)
+        if data.shape[1] <= 16 and data.shape[0] <= 20:
+            mid = (lo + hi) / 2
+            for (i, j), v in np.ndenumerate(data):
+                if np.isfinite(v):
+                    ax.text(j, i, f"{v:.{digits}f}", ha="center", va="center", fontsize=7,
+                            color="white" if v < mid else "black")
+        for _, idx in layer_groups(result.layers)[1:]:
+            ax.axvline(idx[0] - 0.5, color="white", lw=2)
+        layer_axis(ax, result.layers)
+        ax.set_yticks(range(len(result.tuned_names)))
+        ax.set_yticklabels(result.tuned_names)
         ax.set_ylabel("checkpoint")
-        ax.set_title(f"{metric.replace('_', ' ')} to the base")
+        ax.set_title(f"{label[0].upper() + label[1:]}, per checkpoint and layer")
         ax.grid(False)
+        ax.spines[:].set_visible(False)
         return save_figure(fig, stem)
+
+
+def caption(name: str, result: CompareResult) -> str:
+    """One-paragraph caption of figure ``name`` (plain text, for report.html and report.md)."""
+    n = result.probe.get("num_samples")
+    probe = (f"{n} probe samples from {result.probe.get('source', 'the probe')}" if n
+             else "the probe samples")
+    pooling = result.settings.get("pooling")
+    pooled = f", features {pooling}-pooled per sample" if pooling else ""
+    towers = [g for g, _ in layer_groups(result.layers) if g]
+    split = (f" The vertical line separates the towers ({', '.join(towers)}); lines are not "
+             "joined across it." if towers else "")
+    base = result.base.name
+    return {
+        "cka": f"Linear CKA (left) and debiased linear CKA (right) between each tuned "
+               f"checkpoint's and the base model {base}'s features, per layer, on {probe}"
+               f"{pooled}. 1 = the same representation up to rotation and scale (dashed line).",
+        "effective_rank": f"Effective rank (Roy & Vetterli, exponential of the entropy of the "
+                          f"normalised singular values) of the centred feature matrix per "
+                          f"layer, base {base} dashed grey, on {probe}{pooled}. A drop means "
+                          "the features collapse onto fewer directions.",
+        "spectra": f"Singular values of each tuned checkpoint's centred features divided by "
+                   f"the base {base}'s, component by component (1 = unchanged, dashed), at the "
+                   "layers shown. Above 1: more variance along that component; below: "
+                   "collapsed. Components where the base's singular value is numerically zero "
+                   "are left out.",
+        "drift": f"Distribution drift from the base {base} per layer: Fréchet distance "
+                 f"between Gaussians fitted to the features, and MMD², on {probe}{pooled}. "
+                 "0 = no drift.",
+        "embedding": f"2-D {str((result.embedding or {}).get('method', '')).upper()} embedding "
+                     f"of the base and tuned features at layer "
+                     f"{(result.embedding or {}).get('layer', '?')}, one point per probe "
+                     "sample.",
+        "heatmap": f"Linear CKA to the base {base} per checkpoint and layer; the colour scale "
+                   "spans the values shown (see the colour bar), so small differences stay "
+                   "visible.",
+    }.get(name, name) + split
 
 
 ALL_PLOTS = {

@@ -6,7 +6,8 @@ import matplotlib
 matplotlib.use("Agg")  # reports are written headless; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 
-BASE_COLOR = "#222222"
+BASE_COLOR = "#8C8C8C"  # mid grey: never the same as full fine-tuning's black
+BASE_MARKER = "s"
 # Fixed colours per method family (colour-blind safe, Okabe-Ito + Tol), so a method keeps
 # its colour across every figure and every report.
 METHOD_COLORS = {
@@ -20,6 +21,21 @@ METHOD_COLORS = {
     "ia3": "#CC79A7",
     "adalink": "#8B6914",
 }
+# ... and a fixed marker, so that a method stays identifiable in greyscale print too.
+METHOD_MARKERS = {
+    "pt-lora": "D",
+    "pt-adapter": "v",
+    "full": "X",
+    "lora": "o",
+    "adapter": "^",
+    "prefix": "P",
+    "prompt": "*",
+    "ia3": "h",
+    "adalink": "p",
+}
+FALLBACK_MARKERS = ["o", "^", "D", "v", "P", "X", "*", "h", "p", "<", ">"]
+# Checkpoints of one family (lora-r8, lora-r16) share the colour; these tell them apart.
+LINESTYLES = ["-", "--", "-.", ":"]
 FALLBACK = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
             "#882255", "#44AA99", "#999933"]
 
@@ -35,6 +51,68 @@ def color_for(name: str, index: int = 0) -> str:
 
 def colors_for(names: list[str]) -> dict[str, str]:
     return {n: color_for(n, i) for i, n in enumerate(names)}
+
+
+def _family(name: str) -> str | None:
+    low = name.lower().replace("_", "-")
+    return next((m for m in sorted(METHOD_COLORS, key=len, reverse=True) if m in low), None)
+
+
+def marker_for(name: str, index: int = 0) -> str:
+    """The method's marker if the name contains a known method, else a fallback slot."""
+    family = _family(name)
+    return METHOD_MARKERS[family] if family else FALLBACK_MARKERS[index % len(FALLBACK_MARKERS)]
+
+
+def styles_for(names: list[str], base: str | None = None) -> dict[str, dict]:
+    """Matplotlib keywords (``color``, ``marker``, ``ls``) per name, one distinct look each.
+
+    A name with a method in it gets the method's colour and marker (:data:`METHOD_COLORS`,
+    :data:`METHOD_MARKERS`); further checkpoints of the same family (``lora-r8``,
+    ``lora-r16``) keep the colour and get the next line style and a different marker.
+    ``base`` (if given and in ``names``) gets the grey dashed base look."""
+    out: dict[str, dict] = {}
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if base is not None and name == base:
+            out[name] = {"color": BASE_COLOR, "marker": BASE_MARKER, "ls": "--"}
+            continue
+        color, marker = color_for(name, i), marker_for(name, i)
+        key = color
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        if k:
+            others = [m for m in FALLBACK_MARKERS if m != marker]
+            marker = others[(k - 1) % len(others)]
+        out[name] = {"color": color, "marker": marker, "ls": LINESTYLES[k % len(LINESTYLES)]}
+    return out
+
+
+def legend_outside(ax_or_fig, handles=None, labels=None, **kw):
+    """A legend to the right of the axes (or figure), clear of the data."""
+    from matplotlib.figure import Figure
+
+    if handles is None:
+        handles, labels = ax_or_fig.get_legend_handles_labels() if not isinstance(
+            ax_or_fig, Figure) else _fig_handles(ax_or_fig)
+    if not handles:
+        return None
+    opts = {"frameon": False, "loc": "upper left", "borderaxespad": 0.0}
+    if isinstance(ax_or_fig, Figure):
+        opts.update(loc="upper left", bbox_to_anchor=(1.0, 0.95),
+                    bbox_transform=ax_or_fig.transFigure)
+    else:
+        opts.update(bbox_to_anchor=(1.02, 1.0))
+    opts.update(kw)
+    return ax_or_fig.legend(handles, labels, **opts)
+
+
+def _fig_handles(fig):
+    seen: dict[str, object] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
 
 
 PAPER_RC = {
@@ -75,5 +153,16 @@ def log_axis(ax, axis: str = "y") -> None:
 
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    from matplotlib.ticker import LogLocator
+
+    target.set_major_locator(LogLocator(base=10, numticks=6))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
     target.set_minor_formatter(NullFormatter())
+
+
+def compact_number(v: float) -> str:
+    """Short tick text: 0.01, 1, 100, 10k, 2.5M, 1G (no overlapping "1e+06" labels)."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"

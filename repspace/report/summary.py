@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from repspace.report.plots import short_layer_names
+from repspace.report.plots import tower_short_names
 from repspace.report.result import CompareResult
 
 
 def summarize(result: CompareResult) -> str:
     if not result.tuned_names or not result.layers:
         return "No tuned checkpoint was compared."
-    short = dict(zip(result.layers, short_layer_names(result.layers)))
+    short = dict(zip(result.layers, tower_short_names(result.layers)))
     last = result.layers[-1]
     sentences = []
     for name in result.tuned_names:

@@ -80,26 +80,102 @@ def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]
     })
 
 
+def _fmt_num(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3e}"
+
+
+def key_numbers(result: CompareResult) -> tuple[list[str], list[list[str]]]:
+    """The few numbers per checkpoint that matter (header, rows): mean and min linear CKA
+    (and the layer of the min), the effective-rank ratio tuned/base at the last layer, and
+    the mean Fréchet distance and Procrustes distance where measured."""
+    from repspace.report.plots import tower_short_names
+
+    short = dict(zip(result.layers, tower_short_names(result.layers)))
+    last = result.layers[-1] if result.layers else None
+    names = set(result.metric_names())
+    head = ["checkpoint", "mean linear CKA", "min linear CKA (layer)",
+            f"effective-rank ratio ({short.get(last, 'last layer')})"]
+    extra = [(m, label) for m, label in (("frechet_distance", "mean Fréchet distance"),
+                                          ("procrustes", "mean Procrustes distance"),
+                                          ("procrustes_distance", "mean Procrustes distance"))
+             if m in names]
+    head += [label for _, label in extra]
+    rows = []
+    for name in result.tuned_names:
+        cka = result.series(name, "linear_cka")
+        if np.isnan(cka).all():
+            mean, low = "n/a", "n/a"
+        else:
+            i = int(np.nanargmin(cka))
+            mean, low = _fmt_num(float(np.nanmean(cka)), 4), f"{cka[i]:.4f} ({short[result.layers[i]]})"
+        row = result.metrics.get(name, {}).get(last, {}) if last else {}
+        eb, et = row.get("effective_rank_base"), row.get("effective_rank_tuned")
+        ratio = et / eb if (eb and et is not None and math.isfinite(eb) and math.isfinite(et)) else None
+        cells = [name, mean, low, _fmt_num(ratio)]
+        for m, _ in extra:
+            s = result.series(name, m)
+            cells.append("n/a" if np.isnan(s).all() else _fmt_num(float(np.nanmean(s))))
+        rows.append(cells)
+    return head, rows
+
+
+def _settings_text(result: CompareResult) -> list[tuple[str, str]]:
+    """(label, value) lines of the report header."""
+    st = result.settings or {}
+    probe = result.probe or {}
+    out = [("base model", f"{result.base.name} = {result.base.spec} ({result.base.kind})")]
+    out += [("tuned", f"{t.name} = {t.spec} ({t.kind})") for t in result.tuned]
+    if probe:
+        sha = probe.get("sha256")
+        out.append(("probe", f"{probe.get('source', '?')}, n = {probe.get('num_samples', '?')}"
+                    + (f", sha256 {sha[:12]}…" if sha else "")
+                    + (f", modalities {', '.join(probe['modalities'])}"
+                       if probe.get("modalities") else "")))
+    from repspace.report.plots import layer_groups, short_layer_names
+
+    groups = layer_groups(result.layers)
+    if len(groups) > 1:
+        text = "; ".join(f"{g}: " + ", ".join(short_layer_names([result.layers[i] for i in idx]))
+                         for g, idx in groups)
+    else:
+        text = ", ".join(result.layers)
+    out.append(("layers", f"{len(result.layers)} ({st.get('layers', 'chosen')}): {text}"))
+    if st.get("pooling"):
+        out.append(("pooling", str(st["pooling"])))
+    rest = {k: v for k, v in st.items() if k not in ("layers", "pooling")}
+    if rest:
+        out.append(("settings", ", ".join(f"{k}={v}" for k, v in rest.items())))
+    return out
+
+
 def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) -> str:
+    from repspace.report.plots import caption
+
     names = md_text(", ".join(result.tuned_names))
     lines = [f"# repspace report: {names} vs {md_text(result.base.name)}", "",
-             md_text(summary), "", "## Inputs", "",
-             f"- base: {md_text(result.base.spec)} ({md_text(result.base.kind)}, sha256 "
-             f"{md_text(result.base.sha256 or 'n/a')})"]
-    lines += [f"- tuned: {md_text(t.spec)} ({md_text(t.kind)}, sha256 {md_text(t.sha256 or 'n/a')})"
-              for t in result.tuned]
-    if result.probe:
-        lines.append(f"- probe data: {md_text(result.probe.get('source', '?'))}, "
-                     f"{md_text(result.probe.get('num_samples', '?'))} samples")
+             md_text(summary), "", "## Setup", ""]
+    lines += [f"- **{label}**: {md_text(value)}" for label, value in _settings_text(result)]
+    lines += [f"- sha256 of {md_text(c.name)}: {md_text(c.sha256 or 'n/a')}"
+              for c in [result.base, *result.tuned]]
     if getattr(result, "warnings", None):
         lines += ["", "## Warnings", ""] + [f"- {md_text(w)}" for w in result.warnings]
-    lines += ["", "## Per-layer metrics", "", markdown_table(result), "",
+    head, rows = key_numbers(result)
+    lines += ["", "## Key numbers", "", "| " + " | ".join(md_text(h) for h in head) + " |",
+              "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
+    lines += ["", "## Per-layer metrics", "", "<details><summary>Full table "
+              f"({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary>",
+              "", markdown_table(result), "", "</details>", "",
               "All metrics per layer are in `metrics.csv` (tidy) and `report.json`.", "",
               "## Figures", ""]
-    for name, files in plots.items():
+    for i, (name, files) in enumerate(plots.items(), 1):
         png = next((f for f in files if f.endswith(".png")), None)
         if png:
-            lines += [f"![{name}]({png})", ""]
+            lines += [f"![{name}]({png})", "",
+                      f"*Figure {i}.* {md_text(caption(name, result))} "
+                      f"(vector version: `{next((f for f in files if f.endswith('.pdf')), '')}`)", ""]
     return "\n".join(lines)
 
 
@@ -110,34 +186,58 @@ def _h(text) -> str:
 
 
 def _html(result: CompareResult, summary: str, plots: dict[str, list[str]], root: Path) -> str:
-    def img(path: str) -> str:
+    from repspace.report.plots import caption
+
+    def img(i: int, name: str, path: str) -> str:
         data = base64.b64encode((root / path).read_bytes()).decode()
-        return f'<figure><img alt="{html.escape(path)}" src="data:image/png;base64,{data}"></figure>'
+        return (f'<figure id="fig-{_h(name)}"><img alt="Figure {i}: {_h(name)}" '
+                f'src="data:image/png;base64,{data}"><figcaption><b>Figure {i}.</b> '
+                f'{_h(caption(name, result))}</figcaption></figure>')
+
+    def table(head, rows, cls) -> str:
+        return (f'<table class="{cls}"><thead><tr>' + "".join(f"<th>{_h(h)}</th>" for h in head)
+                + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in r) + "</tr>" for r in rows)
+                + "</tbody></table>")
 
     head, rows = grid(result)  # the cells themselves: a "|" in a name cannot shift columns
-    table = ("<table><thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in head)
-             + "</tr></thead><tbody>"
-             + "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in r) + "</tr>" for r in rows)
-             + "</tbody></table>")
-    figures = "".join(img(f) for files in plots.values() for f in files if f.endswith(".png"))
-    inputs = "".join(f"<li><code>{_h(t.spec)}</code> ({_h(t.kind)})</li>"
-                     for t in [result.base, *result.tuned])
+    head = [h.replace("_", " ") for h in head]
+    full = table(head, rows, "full")
+    key = table(*key_numbers(result), "key")
+    pngs = [(name, next((f for f in files if f.endswith(".png")), None)) for name, files in plots.items()]
+    figures = "".join(img(i, name, f) for i, (name, f) in enumerate(pngs, 1) if f)
+    setup = "".join(f"<tr><th>{_h(label)}</th><td><code>{_h(value)}</code></td></tr>"
+                    if label in ("base model", "tuned") else
+                    f"<tr><th>{_h(label)}</th><td>{_h(value)}</td></tr>"
+                    for label, value in _settings_text(result))
     warned = "".join(f"<li>{_h(w)}</li>" for w in getattr(result, "warnings", []))
     warned = f'<h2>Warnings</h2><ul class="warnings">{warned}</ul>' if warned else ""
+    title = f"{', '.join(result.tuned_names)} vs {result.base.name}"
+    sentences = "".join(f"<li>{_h(x)}</li>" for x in re.split(r"(?<=\.) (?=\S)", summary) if x)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>repspace report</title>
+<title>repspace report: {_h(title)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }} th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
-th {{ background: #f2f2f2; }} td:nth-child(-n+2) {{ text-align: left; }}
-figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} .summary {{ font-size: 1.05em; background: #f7f7f7; padding: 0.8em 1em; border-left: 4px solid #0072B2; }}
+th {{ background: #f2f2f2; }} td:first-child {{ text-align: left; }}
+table.setup th, table.setup td {{ text-align: left; border: none; padding: 2px 10px 2px 0; background: none; vertical-align: top; }}
+table.setup code {{ word-break: break-all; }}
+.scroll {{ overflow-x: auto; max-width: 100%; }} table.full {{ font-size: 0.78em; }}
+table.full td:nth-child(2) {{ text-align: left; word-break: break-all; }}
+details {{ margin: 1em 0; }} summary {{ cursor: pointer; font-weight: 600; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ font-size: 0.9em; color: #444; margin-top: 0.3em; }}
+.summary {{ font-size: 1.0em; background: #f7f7f7; padding: 0.6em 1em 0.6em 2em; border-left: 4px solid #0072B2; }}
+ul.warnings {{ background: #fff6e5; border-left: 4px solid #E69F00; padding: 0.6em 0.6em 0.6em 2em; }}
 </style></head><body>
-<h1>repspace report</h1>
-<p class="summary">{_h(summary)}</p>
-<h2>Inputs</h2><ul>{inputs}</ul>
+<h1>repspace report: {_h(title)}</h1>
+<ul class="summary">{sentences}</ul>
+<h2>Setup</h2><table class="setup">{setup}</table>
 {warned}
-<h2>Per-layer metrics</h2>{table}
+<h2>Key numbers</h2><div class="scroll">{key}</div>
+<p><small>Mean and minimum over the {len(result.layers)} compared layers; effective-rank ratio = tuned / base at the last layer (1 = unchanged).</small></p>
+<h2>Per-layer metrics</h2>
+<details><summary>Full table ({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary><div class="scroll">{full}</div></details>
 <h2>Figures</h2>{figures}
 <p><small>repspace {__version__}. Full data: report.json, metrics.csv.</small></p>
 </body></html>

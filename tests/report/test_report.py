@@ -58,7 +58,7 @@ def test_report_folder_is_complete_and_parses(result, tmp_path):
             assert f.stat().st_size > 1000, f
     assert (out / "plots" / "cka.pdf").read_bytes().startswith(b"%PDF")
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 6 and "<table class=\"full\">" in html
     md = (out / "report.md").read_text()
     assert "plots/cka.png" in md and "| checkpoint | layer |" in md
     assert not list(tmp_path.glob(".out.*"))  # no temporary folder left behind
