@@ -149,15 +149,25 @@ def log_axis(ax, axis: str = "y") -> None:
     matplotlib's default log labels are mathtext (``$\\mathdefault{10^{2}}$``), which
     :data:`PAPER_RC` turns off so that names print as written; without this they would
     appear as raw TeX source."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter
 
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
     from matplotlib.ticker import LogLocator
 
+    import math
+
     target.set_major_locator(LogLocator(base=10, numticks=6))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
-    target.set_minor_formatter(NullFormatter())
+
+    def minor(v, _pos):  # label 2× and 5× only when the axis spans less than ~1.5 decades
+        lo, hi = sorted(target.get_view_interval())
+        if lo <= 0 or math.log10(hi / lo) > 1.5:
+            return ""
+        lead = v / 10 ** math.floor(math.log10(v) + 1e-9)
+        return compact_number(v) if round(lead, 6) in (2.0, 5.0) else ""
+
+    target.set_minor_formatter(FuncFormatter(minor))
 
 
 def compact_number(v: float) -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from repspace.report.plots import save_figure, short_layer_names
-from repspace.report.style import BASE_COLOR, color_for, log_axis, paper_style
+from repspace.report.plots import broken, layer_axis, save_figure
+from repspace.report.style import (BASE_COLOR, BASE_MARKER, color_for, legend_outside, log_axis,
+                                   marker_for, paper_style)
 from repspace.study.config import BASE_METHOD
 from repspace.study.results import PRIMARY_SCORE, StudyTables, mean_ci
 
@@ -33,6 +34,24 @@ PT_PAIRS = (("pt_lora", "lora"), ("pt_adapter", "adapter"))
 
 def _color(method: str) -> str:
     return BASE_COLOR if method == BASE_METHOD else color_for(method)
+
+
+def _marker(method: str) -> str:
+    return BASE_MARKER if method == BASE_METHOD else marker_for(method)
+
+
+SCORE_WORDS = {"vqa_accuracy": "VQA accuracy", "cider": "CIDEr"}
+
+
+def _fig_legend(fig) -> None:
+    """One legend for the figure, right of the panels (clear of the data)."""
+    seen: dict[str, object] = {}
+    for ax in fig.axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), frameon=False, loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), fontsize=8)
 
 
 def _finite(v) -> bool:
@@ -65,14 +84,25 @@ def _tasks(tables: StudyTables) -> list[str]:
     return list(dict.fromkeys(r["task"] for r in tables.summary))
 
 
+def _summary_layer(tables: StudyTables) -> str:
+    """The summary layer's short, tower-qualified name (``text_decoder: layer.2``)."""
+    from repspace.report.plots import tower_short_names
+
+    layers = list(dict.fromkeys(r["layer"] for r in sorted(tables.long,
+                                                          key=lambda r: r["layer_index"])))
+    if tables.summary_layer in layers:
+        return tower_short_names(layers)[layers.index(tables.summary_layer)]
+    return str(tables.summary_layer)
+
+
 def _score_label(task: str) -> str:
-    return f"{task}: {PRIMARY_SCORE.get(task, 'score').replace('_', ' ')}"
+    score = PRIMARY_SCORE.get(task, "score")
+    words = SCORE_WORDS.get(score, score.replace("_", " "))
+    return words if task.lower() in words.lower() else f"{words} ({task})"
 
 
 def _legend(ax) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(frameon=False, fontsize=7, ncol=1 if len(handles) < 7 else 2)
+    legend_outside(ax, fontsize=7)
 
 
 def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
@@ -81,7 +111,7 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
     if not tasks:
         return "score_vs_preservation skipped: no cell has a task score"
     xs = (("mean_linear_cka", "mean linear CKA to base (over layers)"),
-          ("erank_ratio", f"effective-rank ratio tuned / base ({tables.summary_layer})"))
+          ("erank_ratio", f"effective-rank ratio tuned / base ({_summary_layer(tables)})"))
     with paper_style():
         fig, axes = plt.subplots(len(tasks), 2, figsize=(8.0, 3.2 * len(tasks)), squeeze=False)
         for row_axes, task in zip(axes, tasks):
@@ -90,15 +120,16 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
                     if not (_finite(r[col]) and _finite(r["primary_score"])):
                         continue
                     ax.errorbar(r[col], r["primary_score"], xerr=_err(r, col),
-                                yerr=_err(r, "primary_score"), fmt="o", ms=5, capsize=2,
-                                color=_color(r["method"]), label=r["method"])
-                    ax.annotate(r["method"], (r[col], r["primary_score"]), fontsize=6,
-                                xytext=(3, 3), textcoords="offset points")
+                                yerr=_err(r, "primary_score"), fmt=_marker(r["method"]), ms=6,
+                                capsize=2, color=_color(r["method"]),
+                                label="base (no training)" if r["method"] == BASE_METHOD
+                                else r["method"])
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(_score_label(task))
-            _legend(row_axes[1])
-        fig.suptitle("Task score vs representation preservation", y=1.0)
+                ax.set_title(task, loc="left", fontsize=9)
+        fig.suptitle("Task score vs representation preservation")
         fig.tight_layout()
+        _fig_legend(fig)
         return save_figure(fig, stem)
 
 
@@ -135,30 +166,29 @@ def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title:
                 if vals:
                     names = vals[0][0]
                     base = np.nanmean(np.vstack([v[1] for v in vals if len(v[1]) == len(names)]), 0)
-                    ax.plot(range(len(base)), base, color=BASE_COLOR, ls="--", marker="s", ms=3,
+                    bx, by = broken(base, names)
+                    ax.plot(bx, by, color=BASE_COLOR, ls="--", marker=BASE_MARKER, ms=3,
                             label="base (no training)")
             for r in rows:
-                if reference and r["method"] == BASE_METHOD:
+                if r["method"] == BASE_METHOD:  # the base is the reference (line or 1.0)
                     continue
                 layer_names, mean, low, high = _layer_means(tables, r, metric)
                 if not layer_names or np.isnan(mean).all():
                     continue
                 names = names or layer_names
-                x = np.arange(len(mean))
-                ax.plot(x, mean, marker="o", ms=3, color=_color(r["method"]), label=r["method"])
+                x, y = broken(mean, layer_names)
+                ax.plot(x, y, marker=_marker(r["method"]), ms=4, color=_color(r["method"]),
+                        label=r["method"])
                 if np.isfinite(low).any():
-                    ax.fill_between(x, low, high, color=_color(r["method"]), alpha=0.15, lw=0)
-            short = short_layer_names(names)
-            ax.set_xticks(range(len(short)))
-            ax.set_xticklabels(short, rotation=60 if len(short) > 4 else 0,
-                               ha="right" if len(short) > 4 else "center", fontsize=6)
-            ax.set_xlabel("layer")
+                    ax.fill_between(x, broken(low, layer_names)[1], broken(high, layer_names)[1],
+                                    color=_color(r["method"]), alpha=0.15, lw=0)
+            layer_axis(ax, names, fontsize=7)
             ax.set_ylabel(ylabel)
-            ax.set_title(f"{title} ({task})")
+            ax.set_title(f"{title} ({task})", pad=18)
             if metric == "linear_cka":
-                ax.axhline(1.0, color=BASE_COLOR, lw=0.8, ls=":")
-            _legend(ax)
+                ax.axhline(1.0, color=BASE_COLOR, lw=0.9, ls="--", label="base (no training)")
         fig.tight_layout()
+        _fig_legend(fig)
         return save_figure(fig, stem)
 
 
@@ -203,7 +233,7 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
                           for r in rows]
                     hi = [r[f"{col}_ci_high"] - r[col] if _finite(r[f"{col}_ci_high"]) else 0
                           for r in rows]
-                    ax.errorbar(x, y, yerr=[lo, hi], marker="o", ms=4, capsize=2,
+                    ax.errorbar(x, y, yerr=[lo, hi], marker=_marker(method), ms=5, capsize=2,
                                 color=_color(method), label=method)
                 if bases and _finite(bases[0][col]):
                     ax.axhline(bases[0][col], color=BASE_COLOR, ls="--", lw=0.9,
@@ -213,10 +243,10 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
                 if axis != "data_fraction":
                     log_axis(ax, "x")
                 ax.set_ylabel(ylabel or _score_label(task))
-            _legend(row_axes[0])
         fig.suptitle("Score and distortion vs " + ("data size" if axis == "data_fraction"
-                                                   else "parameter budget"), y=1.0)
+                                                   else "parameter budget"))
         fig.tight_layout()
+        _fig_legend(fig)
         return save_figure(fig, stem)
 
 
@@ -229,27 +259,33 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
             panels.append((task, rows, pairs))
     if not panels:
         return "ptpeft_vs_vanilla skipped: the grid has no (pt_lora, lora) or (pt_adapter, adapter) pair"
-    cols = (("primary_score", None), ("erank_ratio", f"effective-rank ratio ({tables.summary_layer})"),
+    cols = (("primary_score", None),
+            ("erank_ratio", f"effective-rank ratio tuned / base\n({_summary_layer(tables)})"),
             ("mean_linear_cka", "mean linear CKA to base"))
     with paper_style():
-        fig, axes = plt.subplots(len(panels), 3, figsize=(10.0, 3.0 * len(panels)), squeeze=False)
+        fig, axes = plt.subplots(len(panels), 3, figsize=(10.0, 3.2 * len(panels)), squeeze=False)
         for row_axes, (task, rows, pairs) in zip(axes, panels):
             for ax, (col, ylabel) in zip(row_axes, cols):
+                # Points with 95 % intervals, the axis fitted to the values: bars from 0 would
+                # hide a 1.05 vs 1.07 difference.
                 for i, pair in enumerate(pairs):
                     for j, method in enumerate(pair):
                         r = rows[method]
-                        err = _err(r, col)
-                        ax.bar(i + (j - 0.5) * 0.38, r[col] if _finite(r[col]) else 0, 0.36,
-                               yerr=err, capsize=2, color=_color(method), label=method,
-                               hatch="" if j == 0 else "//", edgecolor="white")
+                        if not _finite(r[col]):
+                            continue
+                        ax.errorbar(i + (j - 0.5) * 0.4, r[col], yerr=_err(r, col), capsize=3,
+                                    fmt=_marker(method), ms=7, color=_color(method), label=method)
                 ax.set_xticks(range(len(pairs)))
-                ax.set_xticklabels([f"{pt} vs {v}" for pt, v in pairs])
+                ax.set_xticklabels([f"{pt}\nvs {v}" for pt, v in pairs])
+                ax.set_xlim(-0.6, len(pairs) - 0.4)
                 ax.set_ylabel(ylabel or _score_label(task))
+                ax.margins(y=0.25)
                 if col != "primary_score":
-                    ax.axhline(1.0, color=BASE_COLOR, lw=0.8, ls="--")
-            _legend(row_axes[0])
-        fig.suptitle("PT-PEFT (prefix first) vs vanilla PEFT", y=1.0)
+                    ax.axhline(1.0, color=BASE_COLOR, lw=0.9, ls="--", label="base (= 1)")
+                ax.set_title(task, loc="left", fontsize=9)
+        fig.suptitle("PT-PEFT (prefix first) vs vanilla PEFT")
         fig.tight_layout()
+        _fig_legend(fig)
         return save_figure(fig, stem)
 
 
