@@ -1,7 +1,11 @@
 """The papers' claims (``docs`` reproduction checklist) checked on a study's main slice.
 
-Each check compares means over seeds of the main slice (per method: first budget, largest
-data fraction; see :func:`repspace.study.figures.main_slice`) and states its criterion.
+Each check compares means over seeds and states its criterion.  Two methods are compared
+like with like (:class:`Matched`): at the largest data fraction both have, and at the same
+budget (``r=8`` vs ``r=8``) where both vary the same knob, otherwise at the budgets closest
+in trainable parameters; the evidence names the budgets compared.  One-method checks use
+the main slice (per method: first budget, largest data fraction; see
+:func:`repspace.study.figures.main_slice`).
 "holds" / "does not hold" is a *direction* on this model and data, not a significance
 test; when both sides have 95 % t-intervals that overlap the verdict says so.  A claim
 the grid cannot test (a method missing, one data fraction...) is "not testable".
@@ -33,12 +37,66 @@ def _claim(paper, claim, verdict, evidence) -> dict:
     return {"paper": paper, "claim": claim, "verdict": verdict, "evidence": evidence}
 
 
-def _greater(rows: dict, a: str, b: str, col: str) -> tuple[bool | None, str, bool]:
-    """``rows[a][col] > rows[b][col]``? (None when either is missing), evidence, CIs overlap."""
-    if a not in rows or b not in rows or not (_ok(rows[a][col]) and _ok(rows[b][col])):
+def _budget(r: dict) -> str:
+    """``r=8, 12k params`` / ``all params`` / ``no budget``: what a row's method was given."""
+    from repspace.report.style import compact_number
+
+    tp = r.get("trainable_params")
+    params = f"{compact_number(tp)} params" if _ok(tp) else ""
+    knob = f"{r['budget_field']}={r['budget']}" if r.get("budget") is not None else ""
+    return ", ".join(x for x in (knob, params) if x) or "no budget"
+
+
+class Matched:
+    """Pairs of methods compared like with like.
+
+    Two methods are compared at the largest data fraction both have and, where both vary
+    the same budget knob (``r``), at the same value of it (their first common value);
+    otherwise at the budget of the second method whose trainable-parameter count is closest
+    to the first method's main-slice row.  The evidence names the budgets compared."""
+
+    def __init__(self, tables: StudyTables, task: str):
+        self.rows = [r for r in tables.summary if r["task"] == task]
+        self.main = {r["method"]: r for r in main_slice(tables.summary, task)}
+
+    def __contains__(self, method: str) -> bool:
+        return method in self.main
+
+    def __getitem__(self, method: str) -> dict:
+        return self.main[method]
+
+    def pair(self, a: str, b: str) -> tuple[dict, dict] | None:
+        if a not in self.main or b not in self.main:
+            return None
+        mine = lambda m: [r for r in self.rows if r["method"] == m]  # noqa: E731
+        ra_all, rb_all = mine(a), mine(b)
+        fa = {r["data_fraction"] for r in ra_all}
+        fb = {r["data_fraction"] for r in rb_all}
+        common = sorted(x for x in fa & fb if x is not None)
+        if common:
+            ra_all = [r for r in ra_all if r["data_fraction"] == common[-1]]
+            rb_all = [r for r in rb_all if r["data_fraction"] == common[-1]]
+        ra = ra_all[0]
+        if ra.get("budget_field") and ra["budget_field"] == rb_all[0].get("budget_field"):
+            shared = [r for r in ra_all if any(x["budget"] == r["budget"] for x in rb_all)]
+            if shared:
+                ra = shared[0]
+                return ra, next(x for x in rb_all if x["budget"] == ra["budget"])
+        tp = ra.get("trainable_params")
+        if _ok(tp) and tp > 0 and all(_ok(x.get("trainable_params")) and x["trainable_params"] > 0
+                                      for x in rb_all):
+            return ra, min(rb_all, key=lambda x: abs(math.log(x["trainable_params"] / tp)))
+        return ra, rb_all[0]
+
+
+def _greater(rows: Matched, a: str, b: str, col: str) -> tuple[bool | None, str, bool]:
+    """``a > b`` on ``col``, like with like (None when either is missing), evidence, CIs overlap."""
+    pair = rows.pair(a, b)
+    if pair is None or not (_ok(pair[0][col]) and _ok(pair[1][col])):
         return None, "", False
-    ev = f"{a} {rows[a][col]:.3f} vs {b} {rows[b][col]:.3f}"
-    return rows[a][col] > rows[b][col], ev, _overlap(rows[a], rows[b], col)
+    ra, rb = pair
+    ev = f"{a} {ra[col]:.3f} ({_budget(ra)}) vs {b} {rb[col]:.3f} ({_budget(rb)})"
+    return ra[col] > rb[col], ev, _overlap(ra, rb, col)
 
 
 def _all_of(paper: str, claim: str, results, why: str = "a method of the comparison is missing"
@@ -61,7 +119,7 @@ def _needs(rows: dict, *groups: str) -> str:
 
 
 def _task_claims(tables: StudyTables, task: str) -> list[dict]:
-    rows = {r["method"]: r for r in main_slice(tables.summary, task)}
+    rows = Matched(tables, task)
     out = []
     pt = "PT-PEFT"
     lower = []
@@ -72,12 +130,12 @@ def _task_claims(tables: StudyTables, task: str) -> list[dict]:
     out.append(_all_of(pt, "LoRA/adapters lower the effective rank (ratio < 1)", lower,
                        _needs(rows, "lora|adapter")))
     near = []
-    if "prefix" in rows and _ok(rows["prefix"]["erank_ratio"]):
-        dp = abs(rows["prefix"]["erank_ratio"] - 1)
-        for m in ("lora", "adapter"):
-            if m in rows and _ok(rows[m]["erank_ratio"]):
-                dm = abs(rows[m]["erank_ratio"] - 1)
-                near.append((dp < dm, f"|prefix − 1| {dp:.3f} vs |{m} − 1| {dm:.3f}", False))
+    for m in ("lora", "adapter"):
+        pair = rows.pair("prefix", m)
+        if pair and _ok(pair[0]["erank_ratio"]) and _ok(pair[1]["erank_ratio"]):
+            dp, dm = abs(pair[0]["erank_ratio"] - 1), abs(pair[1]["erank_ratio"] - 1)
+            near.append((dp < dm, f"|prefix − 1| {dp:.3f} ({_budget(pair[0])}) vs |{m} − 1| "
+                                  f"{dm:.3f} ({_budget(pair[1])})", False))
     out.append(_all_of(pt, "prefix-tuning keeps the effective rank closer to the base", near,
                        _needs(rows, "prefix", "lora|adapter")))
     out.append(_all_of(pt, "prefix-tuning alone scores lower than LoRA/adapters",
@@ -91,11 +149,11 @@ def _task_claims(tables: StudyTables, task: str) -> list[dict]:
                        [_greater(rows, a, b, "erank_ratio") for a, b in pairs], why))
     ada = "AdaLink"
     comp = []
-    if "adalink" in rows and "lora" in rows and all(_ok(rows[m]["primary_score"])
-                                                    for m in ("adalink", "lora")):
-        a, b = rows["adalink"]["primary_score"], rows["lora"]["primary_score"]
-        comp.append((a >= 0.9 * b, f"adalink {a:.3f} vs lora {b:.3f} (criterion: ≥ 90 % of LoRA)",
-                     False))
+    pair = rows.pair("adalink", "lora")
+    if pair and all(_ok(r["primary_score"]) for r in pair):
+        a, b = pair[0]["primary_score"], pair[1]["primary_score"]
+        comp.append((a >= 0.9 * b, f"adalink {a:.3f} ({_budget(pair[0])}) vs lora {b:.3f} "
+                                   f"({_budget(pair[1])}) (criterion: ≥ 90 % of LoRA)", False))
     out.append(_all_of(ada, "competitive with LoRA", comp, _needs(rows, "adalink", "lora")))
     out.append(_all_of(ada, "better than prompt tuning",
                        [_greater(rows, "adalink", "prompt", "primary_score")],

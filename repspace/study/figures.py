@@ -27,7 +27,34 @@ from repspace.report.style import (BASE_COLOR, BASE_MARKER, color_for, legend_ou
 from repspace.study.config import BASE_METHOD
 from repspace.study.results import PRIMARY_SCORE, StudyTables, mean_ci
 
-__all__ = ["make_figures", "main_slice", "PT_PAIRS"]
+__all__ = ["make_figures", "main_slice", "PT_PAIRS", "CAPTIONS"]
+
+CAPTIONS = {
+    "score_vs_preservation": "Task score against representation preservation, one point per "
+                             "method on the main slice (each method's first budget, largest data "
+                             "fraction): left, mean linear CKA to the base over the compared "
+                             "layers; right, effective rank tuned / base at the summary layer "
+                             "(1 = unchanged). Error bars: 95 % t-intervals over seeds (none "
+                             "with one seed). Grey square: the untrained base.",
+    "effective_rank_layers": "Effective rank of the features per layer and method (main slice), "
+                             "mean over seeds with the 95 % band; the untrained base dashed "
+                             "grey. A vertical line separates the towers; lines are not joined "
+                             "across it.",
+    "cka_layers": "Linear CKA to the base per layer and method (main slice), mean over seeds "
+                  "with the 95 % band; 1 (dashed) = the base's own representation. A vertical "
+                  "line separates the towers; lines are not joined across it.",
+    "data_fraction": "Task score, mean linear CKA and effective-rank ratio against the fraction "
+                     "of training data used (each method at its first budget); dashed: the "
+                     "untrained base. Error bars: 95 % t-intervals over seeds.",
+    "budget": "Task score, mean linear CKA and effective-rank ratio against the number of "
+              "trainable parameters (log axis; each method at its largest data fraction); "
+              "dashed: the untrained base. Error bars: 95 % t-intervals over seeds.",
+    "ptpeft_vs_vanilla": "PT-PEFT (a prefix-tuning stage first) beside its vanilla "
+                         "counterpart on the main slice: task score, effective-rank ratio and "
+                         "mean linear CKA; the axes span the values (not from 0), error bars "
+                         "are 95 % t-intervals over seeds. Budgets compared: see the claim "
+                         "table in summary.md.",
+}
 
 PT_PAIRS = (("pt_lora", "lora"), ("pt_adapter", "adapter"))
 

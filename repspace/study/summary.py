@@ -106,8 +106,11 @@ def markdown(result) -> str:
     claims = check_claims(tables) if tables.summary else []
     if claims:
         lines += ["## The papers' claims on this study", "",
-                  "Direction checks on the main slice (first budget, largest data fraction), "
-                  "not significance tests.", "",
+                  "Direction checks, not significance tests. Two methods are compared like "
+                  "with like: at the largest data fraction both have and at the same budget "
+                  "where both vary the same knob (else the budgets closest in trainable "
+                  "parameters); the evidence names the budgets compared. One-method checks "
+                  "use the main slice (first budget, largest data fraction).", "",
                   "| task | paper | claim | verdict | evidence |", "|---|---|---|---|---|"]
         cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731 - |x − 1| in evidence
         lines += ["| " + " | ".join(cell(c[k]) for k in ("task", "paper", "claim", "verdict",
@@ -118,8 +121,13 @@ def markdown(result) -> str:
                   "", "Tracebacks: `cells/<cell>.error.txt`. Rerun the study to retry them.", ""]
     pngs = [p for name, p in result.files.items() if name.endswith(".png")]
     if pngs:
+        from repspace.study.figures import CAPTIONS
+
         lines += ["## Figures", ""]
-        lines += [f"![{p.stem}](figures/{p.name})" for p in pngs] + [""]
+        for i, p in enumerate(pngs, 1):
+            lines += [f"![{p.stem}](figures/{p.name})", "",
+                      f"*Figure {i}.* {CAPTIONS.get(p.stem, p.stem)} (vector: "
+                      f"`figures/{p.stem}.pdf`)", ""]
     lines += ["## Files", "",
               "- `results/cells.csv`: one row per cell (scores, parameter counts, summaries)",
               "- `results/summary.csv`: means and 95 % CIs over seeds",
