@@ -225,6 +225,34 @@ def _base_of_adapter(path: Path, base: str | None) -> str:
     return named
 
 
+def recorded_base(spec: str) -> str | None:
+    """The base model a checkpoint records: a PEFT adapter's ``base_model_name_or_path``, a
+    repspace run's manifest ``base`` (or ``base_path``); None for anything else.  Raises
+    :class:`CheckpointError` (one line) when an adapter's record is empty or unusable."""
+    path = Path(resolve_spec(spec))
+    if not path.is_dir():
+        return None
+    if (path / MANIFEST_NAME).is_file():
+        try:
+            manifest = json.loads((path / MANIFEST_NAME).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(f"{path / MANIFEST_NAME}: unreadable ({exc})") from None
+        if not isinstance(manifest, dict):
+            return None
+        for key in ("base", "base_path"):
+            named = manifest.get(key)
+            if isinstance(named, str) and named:
+                try:
+                    if Path(resolve_spec(named)).exists():
+                        return named
+                except Exception:  # noqa: BLE001 - e.g. a preset name not installed here
+                    continue
+        return manifest.get("base_path") or manifest.get("base") or None
+    if (path / "adapter_config.json").is_file():
+        return _base_of_adapter(path, None)
+    return None
+
+
 def _check_adapter_loaded(caught, spec: str, base_spec: str) -> None:
     """peft only *warns* when adapter weights find no place in the base (an adapter trained
     on another model or head): the adapter then does nothing and every CKA is 1.  Refuse that;

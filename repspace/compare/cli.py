@@ -20,9 +20,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "compare", help="how far tuned checkpoints moved the base's representations",
         description="Compare the per-layer representations of one or more tuned checkpoints "
                     "with the base checkpoint and write a report folder.")
-    p.add_argument("base", help="base checkpoint: HF model folder or hub id")
-    p.add_argument("tuned", nargs="+", help="tuned checkpoint(s): HF folder, PEFT adapter folder, "
+    p.add_argument("base", help="base checkpoint: HF model folder or hub id (given alone: the "
+                   "tuned checkpoint, an adapter or repspace run, compared with the base it records)")
+    p.add_argument("tuned", nargs="*", help="tuned checkpoint(s): HF folder, PEFT adapter folder, "
                    "weights file (.safetensors/.ckpt/.pt/.bin) or repspace training output")
+    p.add_argument("--name", action="append", default=None, metavar="WHICH=LABEL",
+                   help="label of a checkpoint in the report (repeatable): WHICH is base, "
+                        "tuned1, tuned2, ... (in command-line order) or the checkpoint exactly as "
+                        "given, e.g. --name base=MiniLM --name tuned1=LoRA-r8")
     p.add_argument("-o", "--output", default="repspace-report", help="report folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.add_argument("--probe", default="builtin", help="probe data: 'builtin', a .txt (one sample "
@@ -83,11 +88,95 @@ def _inputs(args) -> list[tuple[str, str | None]]:
     return found + ([("probe data", args.probe)] if args.probe != "builtin" else [])
 
 
+def resolve_positionals(args) -> None:
+    """``repspace compare ADAPTER``: the adapter (or repspace run) is the tuned checkpoint and
+    the base is the one it records."""
+    if args.tuned:
+        return
+    from repspace.checkpoints.loader import recorded_base
+
+    base = recorded_base(args.base)
+    if not base:
+        raise ValueError(f"{args.base}: give BASE TUNED; a single checkpoint must be a PEFT adapter "
+                         "or repspace run that records its base model")
+    args.tuned, args.base = [args.base], base
+
+
+def parse_names(args) -> tuple[str | None, list[str] | None]:
+    """``--name WHICH=LABEL`` options as (base label, tuned labels); one-line errors."""
+    if not args.name:
+        return None, None
+    labels: dict[str, str] = {}
+    for item in args.name:
+        which, sep, label = item.partition("=")
+        which, label = which.strip(), label.strip()
+        if not sep or not which or not label:
+            raise ValueError(f"--name {item!r}: expected WHICH=LABEL, e.g. base=MiniLM or "
+                             "tuned1=LoRA-r8")
+        if which == "base" or which == args.base:
+            key = "base"
+        elif which.startswith("tuned") and which[5:].isdigit():
+            i = int(which[5:])
+            if not 1 <= i <= len(args.tuned):
+                raise ValueError(f"--name {item!r}: there are {len(args.tuned)} tuned "
+                                 f"checkpoint(s) (tuned1..tuned{len(args.tuned)})")
+            key = f"tuned{i}"
+        elif which in args.tuned:
+            if args.tuned.count(which) > 1:
+                raise ValueError(f"--name {item!r}: {which} is given twice; name it tuned1, "
+                                 "tuned2, ...")
+            key = f"tuned{args.tuned.index(which) + 1}"
+        else:
+            raise ValueError(f"--name {item!r}: {which!r} is neither base, tunedN nor a "
+                             "checkpoint on the command line")
+        if key in labels:
+            raise ValueError(f"--name: {key} is named twice ({labels[key]!r}, {label!r})")
+        labels[key] = label
+    base = labels.get("base")
+    tuned = [labels.get(f"tuned{i}") for i in range(1, len(args.tuned) + 1)]
+    given = [x for x in [base, *tuned] if x]
+    dup = next((x for x in given if given.count(x) > 1), None)
+    if dup:
+        raise ValueError(f"--name: the label {dup!r} is given to two checkpoints")
+    return base, (tuned if any(tuned) else None)
+
+
+def swapped_warning(base: str, tuned: list[str]) -> str | None:
+    """A warning when the "base" is itself an adapter or run whose recorded base is one of the
+    tuned checkpoints (base and tuned swapped)."""
+    from pathlib import Path
+
+    from repspace.checkpoints import resolve_spec
+    from repspace.checkpoints.loader import recorded_base
+
+    try:
+        parent = recorded_base(base)
+    except Exception:  # noqa: BLE001 - the load proper reports unusable checkpoints
+        return None
+    if not parent:
+        return None
+
+    def same(a: str, b: str) -> bool:
+        try:
+            return a == b or Path(resolve_spec(a)).resolve() == Path(resolve_spec(b)).resolve()
+        except Exception:  # noqa: BLE001
+            return False
+
+    hit = next((t for t in tuned if same(parent, t)), None)
+    if hit is None:
+        return (f"the base {base} is itself fine-tuned (it records the base {parent}); the "
+                "report measures the tuned checkpoints against it, not against a pre-trained model")
+    return (f"base and tuned look swapped: the base {base} is fine-tuned from {hit}, which is "
+            f"given as a tuned checkpoint; did you mean `repspace compare {hit} {base}`?")
+
+
 def preflight(args) -> None:
     """Every check that needs no model, before minutes of loading: settings, output folder."""
     from repspace.compare.options import check_settings
     from repspace.outputs import check_output
 
+    resolve_positionals(args)
+    parse_names(args)
     layers = _csv_list(args.layers)
     check_settings(num_samples=args.num_samples, batch_size=args.batch_size,
                    max_length=args.max_length, sample_rows=args.sample_rows, metrics=args.metrics,
@@ -112,6 +201,14 @@ def _run(args) -> int:
     from repspace.compare.engine import compare
 
     preflight(args)
+    base_label, tuned_labels = parse_names(args)
+    swapped = swapped_warning(args.base, args.tuned)
+    if swapped:
+        import warnings
+
+        from repspace._validation import RepspaceWarning
+
+        warnings.warn(RepspaceWarning(swapped), stacklevel=1)
     layers = _csv_list(args.layers)
     result = compare(
         args.base, args.tuned, probe=args.probe, num_samples=args.num_samples,
@@ -124,6 +221,24 @@ def _run(args) -> int:
         embedding=args.embedding, embedding_layer=args.embedding_layer,
         tuned_per_pass=args.tuned_per_pass, task_id=args.task_id,
         progress=not args.quiet and not args.json)
+    if base_label or tuned_labels:
+        from repspace.report.result import rename_checkpoint
+
+        # unnamed ones keep their default (folder) name; a label may take a default's name
+        # only if that checkpoint is renamed too (checked: labels are unique, see below)
+        renames = [(info, label) for info, label in zip([result.base, *result.tuned],
+                                                         [base_label, *(tuned_labels or [])])
+                   if label]
+        taken = {i.name for i in [result.base, *result.tuned]} - {i.name for i, _ in renames}
+        clash = next((label for _, label in renames if label in taken), None)
+        if clash:
+            raise ValueError(f"--name: {clash!r} is already the name of another checkpoint")
+        for k, (info, label) in enumerate(renames):  # via unique temporaries: a<->b swaps work
+            rename_checkpoint(result, info.name, f"\x00{k}", info)
+        for k, (info, label) in enumerate(renames):
+            rename_checkpoint(result, f"\x00{k}", label, info)
+    if swapped:
+        result.warnings.append(f"RepspaceWarning: {swapped}")
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 writes and prints; every rank has the result
     with stage("report"):

@@ -59,3 +59,21 @@ class CompareResult:
             for row in rows.values():
                 names.update(dict.fromkeys(row))
         return list(names)
+
+
+def rename_checkpoint(result: CompareResult, old: str, new: str,
+                      info: CheckpointInfo | None = None) -> None:
+    """Show checkpoint ``old`` (base or tuned; ``info`` when only that one) as ``new``
+    everywhere in ``result``."""
+    if old == new:
+        return
+    for ck in [result.base, *result.tuned]:
+        if ck.name == old and (info is None or ck is info):
+            ck.name = new
+    if old in result.metrics:
+        result.metrics[new] = result.metrics.pop(old)
+    if old in result.spectra:
+        result.spectra[new] = result.spectra.pop(old)
+    if result.embedding and old in result.embedding.get("points", {}):
+        pts = result.embedding["points"]
+        result.embedding["points"] = {(new if k == old else k): v for k, v in pts.items()}
