@@ -9,8 +9,9 @@ so editing one method's options reruns only that method's cells, and switching b
 finds the old results again.
 
 The ``"base"`` method has no training config: its key hashes the base spec, the task's
-evaluation settings and the compare settings; it expands over tasks × seeds only (budgets
-and data fractions do not apply to an untrained model).
+evaluation settings and the compare settings; it has one cell per task, at the first seed
+(the training seed does not change an untrained model's evaluation; budgets and data
+fractions do not apply to it).
 """
 from __future__ import annotations
 
@@ -70,7 +71,10 @@ def expand_grid(config: StudyConfig) -> list[Cell]:
     for task in config.tasks:
         for method in config.methods:
             if method == BASE_METHOD:
-                cells += [Cell(task, method, seed) for seed in config.seeds]
+                # Once per task: the untrained base's scores and its compare against itself
+                # depend on the task's data (data_seed) and the compare settings, not on the
+                # training seed; one cell per seed only repeated the same evaluation.
+                cells.append(Cell(task, method, config.seeds[0]))
                 continue
             budgets = config.budgets_for(method)
             fld = _budget_field(method) if budgets != (None,) else None
