@@ -100,7 +100,10 @@ def run_study_cli(args) -> int:
         from repspace.study.seed_baseline import seed_baseline
 
         known = len(result.notes)
-        rows = seed_baseline(result, force=args.force)
+        rows = seed_baseline(result, force=args.force, figures=not args.no_figures)
+        from repspace.study.summary import write_summary
+
+        write_summary(result)  # again, with the seed-baseline section and its notes
         for note in result.notes[known:]:
             print(f"  {note}")
         print(f"seed baseline: {len({(r['cell_a'], r['cell_b']) for r in rows})} seed pair(s) "

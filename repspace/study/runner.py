@@ -68,6 +68,7 @@ class StudyResult:
     tables: Any = None                                   # results.StudyTables
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    seed_baseline: list[dict] = field(default_factory=list)  # see repspace.study.seed_baseline
 
 
 def _write_json(path: Path, payload: dict) -> None:

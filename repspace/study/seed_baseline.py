@@ -105,14 +105,16 @@ def _rows(a: dict, b: dict, pair: dict) -> list[dict]:
     return rows
 
 
-def seed_baseline(result, compare_fn: Callable | None = None, force: bool = False) -> list[dict]:
+def seed_baseline(result, compare_fn: Callable | None = None, force: bool = False,
+                  figures: bool = True) -> list[dict]:
     """Compare consecutive seeds of every trained group of a finished study.
 
     ``result``: a :class:`~repspace.study.runner.StudyResult` (its ``records``, ``config``
     and ``output_dir``).  ``compare_fn(base, [tuned], base_override=..., **settings)`` defaults
-    to :func:`repspace.compare.compare`.  Writes ``results/seed_baseline.csv``, adds it to
-    ``result.files`` and notes to ``result.notes``; returns the rows.  A pair whose compare
-    fails is noted and skipped (the others still run).
+    to :func:`repspace.compare.compare`.  Writes ``results/seed_baseline.csv`` (and, with
+    ``figures``, ``figures/seed_baseline.{pdf,png}``), adds them to ``result.files``, the rows
+    to ``result.seed_baseline`` (for ``summary.md``) and notes to ``result.notes``; returns the
+    rows.  A pair whose compare fails is noted and skipped (the others still run).
     """
     from repspace.study.runner import _compare_kwargs, default_compare
 
@@ -156,6 +158,81 @@ def seed_baseline(result, compare_fn: Callable | None = None, force: bool = Fals
     files = getattr(result, "files", None)
     if isinstance(files, dict):
         files["seed_baseline.csv"] = csv_path
+    if figures and rows:
+        paths = plot_seed_baseline(rows, out / "figures" / "seed_baseline")
+        if isinstance(files, dict):
+            files.update({f"seed_baseline{p.suffix}": p for p in paths})
     if hasattr(result, "notes"):
         result.notes.extend(notes)
+    result.seed_baseline = rows
     return rows
+
+
+def _groups(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        budget = "" if r.get("budget") is None else f" {r.get('budget_field') or 'budget'}={r['budget']}"
+        out.setdefault(f"{r['task']} {r['method']}{budget} d={r['data_fraction']}", []).append(r)
+    return out
+
+
+def _mean(values) -> float:
+    v = [x for x in values if isinstance(x, (int, float)) and math.isfinite(x)]
+    return sum(v) / len(v) if v else math.nan
+
+
+def summary_lines(rows: list[dict], figure: bool = True) -> list[str]:
+    """The ``summary.md`` section: per group, means over its seed pairs and layers."""
+    lines = ["## Seed-to-seed baseline", "",
+             "Consecutive seeds of each method compared with each other. `moved` = 1 − CKA to the "
+             "base (mean of the two seeds), `seed variation` = 1 − CKA between the seeds, ratio = "
+             "moved / seed variation (means over layers and seed pairs; per layer in "
+             "`results/seed_baseline.csv`). A ratio near 1: the method's movement is what "
+             "another seed alone gives.", "",
+             "| group | pairs | mean CKA seed↔seed | moved | seed variation | ratio |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, members in _groups(rows).items():
+        pairs = len({(r["cell_a"], r["cell_b"]) for r in members})
+        lines.append(f"| {name} | {pairs} | {_mean(r['cka_seed_to_seed'] for r in members):.4f} | "
+                     f"{_mean(r['moved'] for r in members):.4f} | "
+                     f"{_mean(r['seed_variation'] for r in members):.4f} | "
+                     f"{_mean(r['movement_ratio'] for r in members):.3g} |")
+    lines.append("")
+    if figure:
+        lines += ["![seed_baseline](figures/seed_baseline.png)", "",
+                  "*Seed baseline.* Per layer: how far each method moved the base (1 − CKA to the "
+                  "base, solid) against how far two of its seeds differ (1 − CKA seed to seed, "
+                  "dashed); means over seed pairs. (vector: `figures/seed_baseline.pdf`)", ""]
+    return lines
+
+
+def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
+    """Per layer and group: 1 − CKA to the base (solid) and 1 − CKA between seeds (dashed)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from repspace.report.plots import save_figure, short_layer_names
+    from repspace.report.style import colors_for, paper_style
+
+    groups = _groups(rows)
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    markers = ("o", "s", "^", "D", "v", "P")
+    with paper_style():
+        fig, ax = plt.subplots(figsize=(4.8, 3.2))
+        colors = colors_for(methods)
+        x = np.arange(len(layers))
+        for i, (name, members) in enumerate(groups.items()):
+            color = colors[members[0]["method"]]
+            per = lambda key: [_mean(r[key] for r in members if r["layer"] == l) for l in layers]  # noqa: E731
+            m = markers[i % len(markers)]
+            ax.plot(x, per("moved"), color=color, marker=m, ms=4, label=f"{name}: moved")
+            ax.plot(x, per("seed_variation"), color=color, marker=m, ms=3, ls="--", mfc="none",
+                    label=f"{name}: seed to seed")
+        ax.set_xticks(x, short_layer_names(layers), rotation=60, ha="right")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("1 − linear CKA")
+        handles, labels = ax.get_legend_handles_labels()
+        fig.tight_layout(rect=(0, 0.22, 1, 1))
+        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+        return save_figure(fig, stem)

@@ -116,6 +116,11 @@ def markdown(result) -> str:
         lines += ["| " + " | ".join(cell(c[k]) for k in ("task", "paper", "claim", "verdict",
                                                           "evidence")) + " |" for c in claims]
         lines.append("")
+    if getattr(result, "seed_baseline", None):
+        from repspace.study.seed_baseline import summary_lines
+
+        lines += summary_lines(result.seed_baseline,
+                               figure="seed_baseline.png" in getattr(result, "files", {}))
     if result.failed:
         lines += ["## Failed cells", "", *[f"- `{k}`: {v}" for k, v in result.failed.items()],
                   "", "Tracebacks: `cells/<cell>.error.txt`. Rerun the study to retry them.", ""]

@@ -106,3 +106,43 @@ def test_identical_seeds_give_an_undefined_ratio(tmp_path, trainer):
     result = study(tmp_path, trainer, StubCompare(), methods=["lora"], budgets={"lora": [2]}, seeds=[0, 1])
     rows = seed_baseline(result, compare_fn=Same())
     assert all(r["seed_variation"] == 0 and math.isnan(r["movement_ratio"]) for r in rows)
+
+
+def test_figure_and_summary_section(tmp_path, trainer, comparer):
+    from repspace.study.summary import markdown
+
+    result = study(tmp_path, trainer, comparer)
+    rows = seed_baseline(result, compare_fn=StubCompare())
+    assert result.seed_baseline == rows
+    for ext in ("pdf", "png"):
+        assert (tmp_path / "figures" / f"seed_baseline.{ext}").stat().st_size > 1000
+    md = markdown(result)
+    assert "## Seed-to-seed baseline" in md and "figures/seed_baseline.png" in md
+    lora_r2 = [r for r in rows if r["method"] == "lora" and r["budget"] == 2]
+    line = next(l for l in md.splitlines() if l.startswith("| vqa lora r=2"))
+    assert f"| {sum(r['movement_ratio'] for r in lora_r2) / len(lora_r2):.3g} |" in line
+    assert line.split("|")[2].strip() == "2"  # two seed pairs (0-1, 1-2)
+    no_fig = study(tmp_path / "nofig", trainer, comparer)
+    seed_baseline(no_fig, compare_fn=StubCompare(), figures=False)
+    assert not (tmp_path / "nofig" / "figures" / "seed_baseline.png").exists()
+    assert "figures/seed_baseline.png" not in markdown(no_fig)
+
+
+def test_cli_flag(tmp_path, monkeypatch, trainer, comparer, capsys):
+    from repspace.cli import main
+    from repspace.study import runner
+
+    monkeypatch.setattr(runner, "default_train", trainer)
+    monkeypatch.setattr(runner, "default_compare", comparer)
+    monkeypatch.setattr(runner, "default_base_scores", lambda c, cell: {"vqa_accuracy": 0.1})
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "sb"\nmethods = ["base", "lora"]\nseeds = [0, 1]\nsteps = 2\n'
+                   'n_train = 8\nn_eval = 4\n')
+    out = tmp_path / "out"
+    assert main(["study", str(cfg), "-o", str(out), "--quiet", "--no-figures", "--seed-baseline"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed baseline: 1 seed pair(s) compared" in printed
+    assert (out / "results" / "seed_baseline.csv").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "## Seed-to-seed baseline" in summary and "seed_baseline.png" not in summary
+    assert comparer.calls[-1][2]["base_override"] == "embedded"
