@@ -3,8 +3,8 @@
 Trains every method family (full, LoRA, adapter, prefix, prompt, IA³, AdaLink, PT-LoRA,
 PT-adapter) on shapes-world VQA from the embedded tiny BLIP, compares each run with the
 base, and writes the study folder (``summary.md``, ``results/``, ``figures/``) plus one
-joint compare report of every method against the base (``compare_report/``).  Cells are
-cached, so a second run only rewrites the outputs.  ``--quick`` is a seconds-long version
+joint compare report of every method against the base (``compare_report/``).  Cells and the joint
+report are cached (keyed by their inputs), so a second run only rewrites the study outputs.  ``--quick`` is a seconds-long version
 (a few steps, tiny data) for smoke tests; its numbers mean nothing.
 """
 from __future__ import annotations
@@ -73,7 +73,8 @@ def run(args) -> int:
               "next run continues from there")
         return 130
     if not args.no_compare_report and result.records:
-        report = joint_compare_report(result, out / "compare_report", progress=not args.quiet)
+        report = joint_compare_report(result, out / "compare_report", progress=not args.quiet,
+                                      force=args.force)
         if report is not None:
             result.files["compare_report"] = report
     print()

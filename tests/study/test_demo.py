@@ -47,3 +47,16 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert (out / "summary.md").is_file() and (out / "results" / "cells.csv").is_file()
     assert (out / "figures" / "ptpeft_vs_vanilla.png").is_file()
     assert (out / "compare_report" / "report.html").is_file()
+    # a rerun reuses every cached result, the joint compare report included (issue 17)
+    import repspace.study.runner as runner_mod
+
+    stamp = (out / "compare_report" / "report.json").stat().st_mtime_ns
+    calls = []
+    real = runner_mod.default_compare
+    runner_mod.default_compare = lambda *a, **k: calls.append(a) or real(*a, **k)
+    try:
+        assert run(parser.parse_args(["demo", "--quick", "-o", str(out), "--quiet"])) == 0
+    finally:
+        runner_mod.default_compare = real
+    assert calls == []  # no cell and no joint report recomputed
+    assert (out / "compare_report" / "report.json").stat().st_mtime_ns == stamp
