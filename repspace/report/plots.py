@@ -283,8 +283,8 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
     emb = result.embedding
     if not emb or not emb.get("points"):
         return []
-    styles = styles_for([*result.tuned_names, result.base.name, *emb["points"]],
-                        base=result.base.name)
+    styles = styles_for(list(dict.fromkeys([*result.tuned_names, result.base.name,
+                                            *emb["points"]])), base=result.base.name)
     with paper_style():
         fig, ax = plt.subplots(figsize=(5.4, 3.8))
         for name, pts in emb["points"].items():

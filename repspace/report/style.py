@@ -73,7 +73,7 @@ def styles_for(names: list[str], base: str | None = None) -> dict[str, dict]:
     ``base`` (if given and in ``names``) gets the grey dashed base look."""
     out: dict[str, dict] = {}
     seen: dict[str, int] = {}
-    for i, name in enumerate(names):
+    for i, name in enumerate(dict.fromkeys(names)):  # a name given twice keeps one look
         if base is not None and name == base:
             out[name] = {"color": BASE_COLOR, "marker": BASE_MARKER, "ls": "--"}
             continue
