@@ -174,5 +174,5 @@ def compact_number(v: float) -> str:
     """Short tick text: 0.01, 1, 100, 10k, 2.5M, 1G (no overlapping "1e+06" labels)."""
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= div:
-            return f"{v / div:g}{suffix}"
+            return f"{v / div:.3g}{suffix}"
     return f"{v:g}"

@@ -277,13 +277,23 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
         return save_figure(fig, stem)
 
 
+def _pair_label(a: dict, b: dict) -> str:
+    """``pt_lora (r=8)\nvs lora (r=8)``: the methods and the budgets compared."""
+    def one(r):
+        return r["method"] + (f" ({r['budget_field']}={r['budget']})"
+                               if r.get("budget") is not None else "")
+    return f"{one(a)}\nvs {one(b)}"
+
+
 def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
+    from repspace.study.claims import Matched
+
     panels = []
     for task in _tasks(tables):
-        rows = {r["method"]: r for r in main_slice(tables.summary, task)}
-        pairs = [(pt, v) for pt, v in PT_PAIRS if pt in rows and v in rows]
+        matched = Matched(tables, task)  # like with like: the claim checks' pairs
+        pairs = [(pt, v) for pt, v in PT_PAIRS if matched.pair(pt, v)]
         if pairs:
-            panels.append((task, rows, pairs))
+            panels.append((task, {p: matched.pair(*p) for p in pairs}, pairs))
     if not panels:
         return "ptpeft_vs_vanilla skipped: the grid has no (pt_lora, lora) or (pt_adapter, adapter) pair"
     cols = (("primary_score", None),
@@ -297,13 +307,13 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
                 # hide a 1.05 vs 1.07 difference.
                 for i, pair in enumerate(pairs):
                     for j, method in enumerate(pair):
-                        r = rows[method]
+                        r = rows[pair][j]
                         if not _finite(r[col]):
                             continue
                         ax.errorbar(i + (j - 0.5) * 0.4, r[col], yerr=_err(r, col), capsize=3,
                                     fmt=_marker(method), ms=7, color=_color(method), label=method)
                 ax.set_xticks(range(len(pairs)))
-                ax.set_xticklabels([f"{pt}\nvs {v}" for pt, v in pairs])
+                ax.set_xticklabels([_pair_label(*rows[p]) for p in pairs], fontsize=7)
                 ax.set_xlim(-0.6, len(pairs) - 0.4)
                 ax.set_ylabel(ylabel or _score_label(task))
                 ax.margins(y=0.25)
