@@ -121,12 +121,25 @@ def key_numbers(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _shown(spec: str) -> str:
+    """A checkpoint as the user named it: the built-in model as ``embedded``, not the folder
+    it resolves to (other specs are kept as given: relative stays relative)."""
+    try:
+        from repspace.checkpoints import resolve_spec
+
+        if spec == resolve_spec("embedded"):
+            return "embedded (the built-in model)"
+    except Exception:  # noqa: BLE001 - not installed: nothing to map
+        pass
+    return str(spec)
+
+
 def _settings_text(result: CompareResult) -> list[tuple[str, str]]:
     """(label, value) lines of the report header."""
     st = result.settings or {}
     probe = result.probe or {}
-    out = [("base model", f"{result.base.name} = {result.base.spec} ({result.base.kind})")]
-    out += [("tuned", f"{t.name} = {t.spec} ({t.kind})") for t in result.tuned]
+    out = [("base model", f"{result.base.name} = {_shown(result.base.spec)} ({result.base.kind})")]
+    out += [("tuned", f"{t.name} = {_shown(t.spec)} ({t.kind})") for t in result.tuned]
     if probe:
         sha = probe.get("sha256")
         out.append(("probe", f"{probe.get('source', '?')}, n = {probe.get('num_samples', '?')}"
