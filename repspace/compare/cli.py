@@ -95,7 +95,7 @@ def resolve_positionals(args) -> None:
         return
     from repspace.checkpoints.loader import recorded_base
 
-    base = recorded_base(args.base)
+    base = args.base_override or recorded_base(args.base)  # --base X: compare with X
     if not base:
         raise ValueError(f"{args.base}: give BASE TUNED; a single checkpoint must be a PEFT adapter "
                          "or repspace run that records its base model")
