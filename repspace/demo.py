@@ -3,9 +3,10 @@
 Trains every method family (full, LoRA, adapter, prefix, prompt, IA³, AdaLink, PT-LoRA,
 PT-adapter) on shapes-world VQA from the embedded tiny BLIP, compares each run with the
 base, and writes the study folder (``summary.md``, ``results/``, ``figures/``) plus one
-joint compare report of every method against the base (``compare_report/``).  Cells and the joint
-report are cached (keyed by their inputs), so a second run only rewrites the study outputs.  ``--quick`` is a seconds-long version
-(a few steps, tiny data) for smoke tests; its numbers mean nothing.
+joint compare report of every method against the base (``compare_report/``).  Cells and
+the joint report are cached (keyed by their inputs), so a second run only rewrites the
+study outputs.  ``--quick`` is a seconds-long version (a few steps, tiny data) for smoke
+tests; its numbers mean nothing.
 """
 from __future__ import annotations
 
