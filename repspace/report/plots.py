@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from repspace.report.result import CompareResult
-from repspace.report.style import BASE_COLOR, legend_outside, paper_style, styles_for
+from matplotlib.ticker import MaxNLocator
+
+from repspace.report.style import BASE_COLOR, legend_outside, log_axis, paper_style, styles_for
 
 __all__ = ["save_figure", "plot_cka", "plot_effective_rank", "plot_spectra", "plot_drift",
            "plot_embedding", "plot_heatmap", "short_layer_names", "layer_groups", "broken",
@@ -235,7 +237,12 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
                         lw=1.2, marker=st["marker"], ms=3, markevery=step, label=name)
             ax.set_title(_layer_title(result.layers, layer), fontsize=9)
             ax.set_xlabel("component i")
-        axes[0][0].set_ylabel("σᵢ(tuned) / σᵢ(base)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ratios = np.concatenate([ln.get_ydata() for ln in ax.get_lines()[1:]] or [[1.0]])
+            ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+            if ratios.size and ratios.max() / ratios.min() > 4:  # one big ratio flattens the rest
+                log_axis(ax, "y")
+        axes[0][0].set_ylabel("σᵢ(tuned) / σᵢ(base)  (1 = unchanged)")
         legend_outside(axes[0][-1], *_handles(fig))
         fig.suptitle("Singular-value spectra relative to the base")
         fig.tight_layout()
