@@ -62,6 +62,10 @@ def _disagreement(cached, plain) -> str:
     width = min(a.shape[1], b.shape[1])
     differs = (a[:, :width] != b[:, :width]).any(0).nonzero()
     steps_a, steps_b = cached.logits or (), plain.logits or ()
+    if not steps_a or not steps_b:  # no logits to tell a near-tie from a bug: tokens must agree
+        if a.shape != b.shape or len(differs):
+            return "different tokens (no logits were returned to compare)"
+        return ""
     prompt_len = a.shape[1] - len(steps_a)
     # logits up to and including the first differing token come from identical prefixes
     last = len(steps_a) if not len(differs) else int(differs[0]) - prompt_len + 1

@@ -122,3 +122,20 @@ def test_guard_accepts_float_noise_not_a_real_difference():
         assert torch.is_tensor(compare_cached_generation(fake(1e-7), (), kwargs, "prefix", model))
         with pytest.raises(CachedGenerationMismatch, match="new token 0: logits differ"):
             compare_cached_generation(fake(0.5), (), kwargs, "prefix", model)
+
+
+def test_without_logits_any_token_difference_is_a_mismatch():
+    """A generate() that returns no logits leaves only the tokens: they must be equal."""
+    from types import SimpleNamespace
+
+    model = _method("gpt2", "prefix")
+    seq = torch.tensor([[1, 2, 3, 4]])
+
+    def fake(other):
+        def generate(*a, **k):
+            return SimpleNamespace(sequences=seq if k["use_cache"] else other, logits=None)
+        return generate
+
+    assert torch.equal(compare_cached_generation(fake(seq.clone()), (), {}, "prefix", model), seq)
+    with pytest.raises(CachedGenerationMismatch, match="different tokens"):
+        compare_cached_generation(fake(torch.tensor([[1, 2, 3, 5]])), (), {}, "prefix", model)
