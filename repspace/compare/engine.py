@@ -386,6 +386,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
         if ctx is None and distributed:
             raise ValueError("distributed=True but no process group is running and WORLD_SIZE "
                              "is not set; launch with torchrun --nproc-per-node N")
+    finished = False
     try:
         if ctx is not None:
             kwargs["device"] = ctx.compute_device(kwargs.get("device"))
@@ -432,7 +433,10 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
                 from repspace.checkpoints import checkpoint_sha256, resolve_spec
 
                 result.settings[key] = {"spec": spec, "sha256": checkpoint_sha256(resolve_spec(spec))}
+        finished = True
         return result
     finally:
         if ctx is not None:
-            ctx.close()
+            # after a success every rank is here: wait for all before tearing the group down
+            # (a rank that destroys it while a peer still talks to it aborts inside gloo)
+            ctx.close(barrier=finished)

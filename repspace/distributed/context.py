@@ -110,9 +110,12 @@ class DistContext:
     def _comm_device(backend: str, local_rank: int) -> torch.device:
         return torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
 
-    def close(self) -> None:
-        """Destroy the process group if this context created it."""
+    def close(self, barrier: bool = False) -> None:
+        """Destroy the process group if this context created it; with ``barrier`` (only when
+        every rank is known to reach this call), after all ranks have arrived."""
         if self.owns_group and dist.is_initialized():
+            if barrier and self.world_size > 1:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 
