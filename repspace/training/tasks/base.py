@@ -145,7 +145,8 @@ class Task:
         raise NotImplementedError
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).loss
+        # "label_mask" only trims a batch to its longest target; no model takes it
+        return model(**{k: v for k, v in batch.items() if k != "label_mask"}).loss
 
     def predict(self, model: nn.Module, enc: Encoded, batch_size: int, max_new_tokens: int,
                 gen_kwargs: dict) -> list[str]:

@@ -44,11 +44,6 @@ class TextToTextTask(Task):
                 "labels": "label_mask", "label_mask": "label_mask"}
         return Encoded(len(records), t, trim, src)
 
-    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        batch = dict(batch)
-        batch.pop("label_mask", None)
-        return model(**batch).loss
-
     def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
         dev = next(model.parameters()).device
 

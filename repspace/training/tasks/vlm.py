@@ -142,11 +142,6 @@ class ImageTextToTextTask(Task):
         enc.images, enc.image_of = images, torch.tensor(image_of, dtype=torch.long)
         return enc
 
-    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        batch = dict(batch)
-        batch.pop("label_mask", None)
-        return model(**batch).loss
-
     def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
         dev = next(model.parameters()).device
 
