@@ -28,8 +28,6 @@ import numpy as np
 __all__ = ["WeightSpace", "weight_space", "add_weights_parser", "run_weights"]
 
 SCHEMA = "repspace.weights"
-_MARKERS = ("o", "s", "^", "D", "v", "P")
-_LINES = ("-", "--", ":", "-.")
 SUMMARY_KEYS = ("delta_norm", "relative_delta", "delta_sigma_max", "delta_effective_rank",
                 "delta_stable_rank", "delta_numerical_rank", "intruder_dimensions", "min_max_cos")
 
@@ -103,27 +101,23 @@ def plot_adapter_effect(results: dict[str, WeightSpace], blocks: dict[str, dict[
     import matplotlib.pyplot as plt
 
     from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import colors_for, log_axis, paper_style
+    from repspace.report.style import legend_outside, log_axis, paper_style, styles_for
 
     names = list(dict.fromkeys(b for per in blocks.values() for b in per))
     with paper_style():
         fig, ax = plt.subplots(figsize=(4.8, 3.0))
-        colors = colors_for(list(blocks))
+        styles = styles_for(list(blocks))
         x = np.arange(len(names))
-        seen: dict[str, int] = {}
         for ckpt, per in blocks.items():
-            n = seen[colors[ckpt]] = seen.get(colors[ckpt], -1) + 1
             get = lambda k: np.array([per.get(b, {}).get(k, math.nan) for b in names])  # noqa: E731
-            ax.plot(x, get("mean"), color=colors[ckpt], marker=_MARKERS[n % len(_MARKERS)], ms=4,
-                    ls=_LINES[n % len(_LINES)], label=ckpt)
-            ax.fill_between(x, get("q25"), get("q75"), color=colors[ckpt], alpha=0.15, lw=0)
+            ax.plot(x, get("mean"), **styles[ckpt], ms=4, label=ckpt)
+            ax.fill_between(x, get("q25"), get("q75"), color=styles[ckpt]["color"], alpha=0.15, lw=0)
         log_axis(ax, "y")
         ax.set_xticks(x, short_layer_names(names), rotation=60, ha="right")
         ax.set_xlabel("block")
         ax.set_ylabel("adapter output / frozen output  (‖Δh‖ / ‖h‖)")
-        handles, labels = ax.get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.14, 1, 1))
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
+        fig.tight_layout()
+        legend_outside(ax)
         return save_figure(fig, stem)
 
 
@@ -194,37 +188,34 @@ def plot_weight_vs_representation(results: dict[str, WeightSpace], rep: dict[str
     """Per block: mean effective rank of ΔW, intruder dimensions, and (with a compare
     report) the representation's effective-rank ratio, one line per checkpoint."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import colors_for, paper_style
+    from repspace.report.style import legend_outside, paper_style, styles_for
 
     blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
     panels = 3 if rep else 2
     with paper_style():
         fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.0), sharex=True)
-        colors = colors_for(list(results))
+        styles = styles_for(list(results))  # the method's colour and marker, as in every figure
         x = np.arange(len(blocks))
-        seen: dict[str, int] = {}
         for ckpt, ws in results.items():
-            # checkpoints of one method family share its colour: tell them apart by marker/line
-            n = seen[colors[ckpt]] = seen.get(colors[ckpt], -1) + 1
-            kw = dict(color=colors[ckpt], marker=_MARKERS[n % len(_MARKERS)], ms=4,
-                      ls=_LINES[n % len(_LINES)], label=ckpt)
+            kw = dict(**styles[ckpt], ms=4, label=ckpt)
             axes[0].plot(x, [ws.blocks.get(b, {}).get("delta_effective_rank", math.nan) for b in blocks], **kw)
             axes[1].plot(x, [ws.blocks.get(b, {}).get("intruder_dimensions", math.nan) for b in blocks], **kw)
             if rep:
                 axes[2].plot(x, [rep.get(ckpt, {}).get(b, math.nan) for b in blocks], **kw)
         axes[0].set_ylabel("mean effective rank of ΔW")
         axes[1].set_ylabel("intruder dimensions")
+        axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # a count
         if rep:
             axes[2].set_ylabel("representation erank (tuned / base)")
             axes[2].axhline(1.0, color="0.6", lw=0.8, ls="--")
         for ax in axes:
             ax.set_xticks(x, short_layer_names(blocks), rotation=60, ha="right")
             ax.set_xlabel("block")
-        handles, labels = axes[0].get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.12, 1, 1))
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+        fig.tight_layout()
+        legend_outside(fig)
         return save_figure(fig, stem)
 
 
