@@ -25,7 +25,7 @@ from repspace._validation import (
     warn_undefined,
 )
 from repspace.metrics.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
-from repspace.statistics.layerwise import LayerwiseMoments, PairedMoments
+from repspace.statistics.layerwise import LayerwiseMoments
 from repspace.statistics.moments import (
     CentredCross, CentredFeature, CrossMoments, FeatureMoments, gemm_dtype,
 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from repspace._validation import as_matrix, check_min_rows
 from repspace.statistics.drift_stats import PairedDriftStats
