@@ -55,7 +55,7 @@ def test_one_call_chunks_rows_exactly(rng, monkeypatch, debiased):
     and a NaN is still reported at its global row."""
     import repspace.metrics.cka as cka
 
-    monkeypatch.setattr(cka, "ONE_CALL_CHUNK", 7)
+    monkeypatch.setattr(cka, "ONE_CALL_CHUNK_ROWS", (7, 7))
     x, y = ref.correlated_pair(rng, 50, 6, 4)
     x = x + 3.0
     expected = ref.cka_gram(ref.linear_gram(x), ref.linear_gram(y), debiased=debiased)
