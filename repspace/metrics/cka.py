@@ -24,11 +24,10 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.metrics.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
+from repspace.functional.cka import linear_cka_from_moments
+from repspace.functional.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
 from repspace.statistics.layerwise import LayerwiseMoments
-from repspace.statistics.moments import (
-    CentredCross, CentredFeature, CrossMoments, FeatureMoments, gemm_dtype,
-)
+from repspace.statistics.moments import CrossMoments, FeatureMoments, gemm_dtype
 
 # The one-call linear CKA shifts its rows into one scratch buffer per side, a chunk at a
 # time.  A buffer above glibc's largest mmap threshold (32 MiB) is mapped fresh on every
@@ -46,36 +45,6 @@ def one_call_chunk_rows(width: int, itemsize: int) -> int:
 
 __all__ = ["linear_cka", "minibatch_cka", "MinibatchCKA", "rbf_cka", "cka_matrix",
            "linear_cka_from_moments"]
-
-
-def _hsic1_times_norm(s2: float, kl: float, k1: float, l1: float, n: int) -> float:
-    """n(n−3)·HSIC₁ for the linear kernel from moments about the mean (see module notes).
-
-    With centred rows (Σx = Σy = 0), kᵢ = ‖xᵢ‖², lᵢ = ‖yᵢ‖²:
-    tr(K̃L̃) = ‖XᵀY‖²_F − Σkl, 1ᵀK̃1 = −Σk, 1ᵀL̃1 = −Σl, 1ᵀK̃L̃1 = Σkl.
-    """
-    return (s2 - kl) + k1 * l1 / ((n - 1) * (n - 2)) - 2.0 * kl / (n - 2)
-
-
-def linear_cka_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross,
-                            debiased: bool = False) -> float:
-    """Linear CKA from centred streaming statistics (exact; see :func:`linear_cka`)."""
-    what = "debiased linear CKA" if debiased else "linear CKA"
-    if cx.is_constant or cy.is_constant:
-        side = "x (base)" if cx.is_constant else "y (tuned)"
-        return warn_undefined(f"{what} is undefined: {side} is constant (zero variance in "
-                              "every feature); check that the layer produces varying outputs")
-    sxy = float((cxy.scatter ** 2).sum())
-    sxx = float((cx.scatter ** 2).sum())
-    syy = float((cy.scatter ** 2).sum())
-    if not debiased:
-        return cka_from_hsic(sxy, sxx, syy, what)
-    n = cx.n
-    check_min_rows(n, 4, what)
-    hxy = _hsic1_times_norm(sxy, float(cxy.kl), float(cx.k1), float(cy.k1), n)
-    hxx = _hsic1_times_norm(sxx, float(cx.k2), float(cx.k1), float(cx.k1), n)
-    hyy = _hsic1_times_norm(syy, float(cy.k2), float(cy.k1), float(cy.k1), n)
-    return cka_from_hsic(hxy, hxx, hyy, what)
 
 
 def linear_cka(x, y, debiased: bool = False, precision: str = "auto") -> float:
@@ -216,8 +185,8 @@ def rbf_cka(x, y, sigma_factor: float = 0.8, debiased: bool = False, *,
     ``sigma_y`` are given.  The n² kernel sums are accumulated in float64 tiles of
     ``tile_size``², so memory is O(n + tile_size²) and time O(n²(p + q)).
 
-    See :func:`~repspace.metrics.kernels.median_distance` for how the median is taken
-    and :func:`~repspace.metrics.kernels.hsic_from_sums` for the HSIC estimators.
+    See :func:`~repspace.functional.kernels.median_distance` for how the median is taken
+    and :func:`~repspace.functional.kernels.hsic_from_sums` for the HSIC estimators.
     """
     xt, yt = as_matrix(x, "x"), as_matrix(y, "y")
     check_paired(xt, yt)

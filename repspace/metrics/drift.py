@@ -23,9 +23,20 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.metrics.kernels import median_distance, sq_distances
+from repspace.functional.drift import (
+    angles_between,
+    check_k,
+    frechet_distance_from_moments,
+    mmd_linear_from_moments,
+    overlap_of_angles,
+    principal_angles_from_moments,
+    procrustes_distance_from_moments,
+    same_width,
+    trace_sqrt_product,
+)
+from repspace.functional.kernels import median_distance, sq_distances
 from repspace.statistics.drift_stats import per_sample_drift, summarize
-from repspace.statistics.moments import CentredCross, CentredFeature, FeatureMoments
+from repspace.statistics.moments import FeatureMoments
 
 __all__ = [
     "frechet_distance",
@@ -50,55 +61,7 @@ def _checked(a, name: str) -> torch.Tensor:
     return t.double()
 
 
-def _same_width(x: torch.Tensor | int, y: torch.Tensor | int, what: str) -> None:
-    p = x if isinstance(x, int) else x.shape[1]
-    q = y if isinstance(y, int) else y.shape[1]
-    if p != q:
-        raise ValueError(f"{what} compares coordinates, so x and y need the same number of "
-                         f"features; got {p} and {q} (use CKA for different widths)")
-
-
 # -- Fréchet distance ------------------------------------------------------------------
-def _psd_eigvals_resolved(w: np.ndarray) -> np.ndarray:
-    """Eigenvalues of a PSD matrix with round-off zeros set to 0.
-
-    Eigenvalues at or below λ_max · p · ε (numpy's ``matrix_rank`` rule) are round-off
-    of exact zeros, e.g. of a covariance from fewer samples than features; their square
-    roots (~1e-8 relative each) would otherwise add up to a visible error.
-    """
-    floor = max(float(w.max()), 0.0) * w.size * np.finfo(np.float64).eps
-    return np.where(w > floor, w, 0.0)
-
-
-def _sqrt_psd(a: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((a + a.T) / 2.0)
-    return (v * np.sqrt(_psd_eigvals_resolved(w))) @ v.T
-
-
-def _trace_sqrt_product(cov_x: np.ndarray, cov_y: np.ndarray) -> float:
-    """tr((Σx Σy)^{1/2}) without ``sqrtm`` of a non-symmetric matrix.
-
-    The eigenvalues of Σx Σy are those of the PSD matrix Σx^{1/2} Σy Σx^{1/2} =
-    MᵀM with M = Σy^{1/2} Σx^{1/2}, so tr((ΣxΣy)^{1/2}) = Σ √λᵢ(MᵀM) = ‖M‖_*.  Taking the
-    singular values of M directly (rather than square roots of the eigenvalues of MᵀM)
-    keeps small terms accurate to ε·σ_max instead of √ε: the Fréchet distance of a
-    sample to itself is then ~1e-15 rather than ~1e-8.
-    """
-    m = _sqrt_psd(cov_y) @ _sqrt_psd(cov_x)
-    return float(np.linalg.svd(m, compute_uv=False).sum())
-
-
-def frechet_distance_from_moments(cx: CentredFeature, cy: CentredFeature) -> float:
-    """Fréchet distance from streaming moments (unbiased covariances, ddof = 1)."""
-    _same_width(cx.dim, cy.dim, "Fréchet distance")
-    check_min_rows(min(cx.n, cy.n), 2, "Fréchet distance")
-    cov_x = cx.covariance().cpu().numpy()
-    cov_y = cy.covariance().cpu().numpy()
-    diff = (cx.mean - cy.mean).cpu().numpy()
-    return float(diff @ diff + np.trace(cov_x) + np.trace(cov_y)
-                 - 2.0 * _trace_sqrt_product(cov_x, cov_y))
-
-
 def frechet_distance(x, y) -> float:
     """Fréchet (2-Wasserstein between Gaussians) distance, as in FID::
 
@@ -116,7 +79,7 @@ def frechet_distance(x, y) -> float:
     if isinstance(x, FeatureMoments) and isinstance(y, FeatureMoments):
         return frechet_distance_from_moments(x.centred(), y.centred())
     xt, yt = _checked(x, "x"), _checked(y, "y")
-    _same_width(xt, yt, "Fréchet distance")
+    same_width(xt, yt, "Fréchet distance")
     check_min_rows(min(xt.shape[0], yt.shape[0]), 2, "Fréchet distance")
     mx, my = xt.mean(0), yt.mean(0)
     xc, yc = xt - mx, yt - my
@@ -128,7 +91,7 @@ def frechet_distance(x, y) -> float:
     else:
         cov_x = (xc.T @ xc / (nx - 1)).cpu().numpy()
         cov_y = (yc.T @ yc / (ny - 1)).cpu().numpy()
-        tr_sqrt = _trace_sqrt_product(cov_x, cov_y)
+        tr_sqrt = trace_sqrt_product(cov_x, cov_y)
     diff = float(((mx - my) ** 2).sum())
     return diff + tr_x + tr_y - 2.0 * tr_sqrt
 
@@ -147,25 +110,6 @@ class MMDResult:
 
     def __float__(self) -> float:
         return self.mmd2
-
-
-def mmd_linear_from_moments(cx: CentredFeature, cy: CentredFeature,
-                            cxy: CentredCross | None = None) -> float:
-    """Unbiased linear-kernel MMD² from moments.
-
-    Unpaired: ‖μx − μy‖² − tr(Σx)/n_x − tr(Σy)/n_y.  Paired (``cxy`` given, rows are the
-    same inputs): with dᵢ = xᵢ − yᵢ, ‖d̄‖² − tr(S_d)/(n(n−1)) where
-    tr S_d = tr Sxx + tr Syy − 2 tr Sxy (scatter matrices) — zero for identical features.
-    """
-    _same_width(cx.dim, cy.dim, "MMD")
-    check_min_rows(min(cx.n, cy.n), 2, "unbiased MMD")
-    diff = cx.mean - cy.mean
-    if cxy is not None:
-        n = cx.n
-        tr_d = torch.trace(cx.scatter) + torch.trace(cy.scatter) - 2 * torch.trace(cxy.scatter)
-        return float(diff @ diff - tr_d / (n * (n - 1)))
-    return float(diff @ diff - torch.trace(cx.scatter) / (cx.n * (cx.n - 1))
-                 - torch.trace(cy.scatter) / (cy.n * (cy.n - 1)))
 
 
 def _within_sums(z: torch.Tensor, labels: torch.Tensor, kernel: str, gamma: float,
@@ -247,7 +191,7 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
     if not isinstance(permutations, int) or permutations < 0:
         raise ValueError(f"permutations must be a non-negative integer; got {permutations!r}")
     xt, yt = _checked(x, "x"), _checked(y, "y")
-    _same_width(xt, yt, "MMD")
+    same_width(xt, yt, "MMD")
     if paired:
         check_paired(xt, yt)
     m, n = xt.shape[0], yt.shape[0]
@@ -312,19 +256,10 @@ def paired_drift(x, y) -> dict:
     """
     xt, yt = _checked(x, "x"), _checked(y, "y")
     check_paired(xt, yt)
-    _same_width(xt, yt, "paired drift")
+    same_width(xt, yt, "paired drift")
     cos, rel = per_sample_drift(xt, yt)
     return {"cosine_similarity": summarize(cos.cpu().numpy()),
             "relative_shift": summarize(rel.cpu().numpy())}
-
-
-def procrustes_distance_from_moments(cx: CentredFeature, cy: CentredFeature,
-                                     cxy: CentredCross) -> float:
-    nuc = float(torch.linalg.svdvals(cxy.scatter).sum())
-    norm = math.sqrt(float(torch.trace(cx.scatter)) * float(torch.trace(cy.scatter)))
-    if norm == 0.0:
-        return warn_undefined("Procrustes distance is undefined: a representation is constant")
-    return 2.0 - 2.0 * nuc / norm
 
 
 def procrustes_distance(x, y) -> float:
@@ -393,30 +328,6 @@ def mutual_knn_overlap(x, y, k: int = 10, metric: str = "cosine", tile_size: int
     return total / (n * k)
 
 
-def _top_components(scatter: torch.Tensor, k: int) -> np.ndarray:
-    s = scatter.cpu().numpy()
-    w, v = np.linalg.eigh((s + s.T) / 2.0)
-    return v[:, ::-1][:, :k]
-
-
-def principal_angles_from_moments(cx: CentredFeature, cy: CentredFeature, k: int) -> np.ndarray:
-    _same_width(cx.dim, cy.dim, "principal angles")
-    _check_k(k, cx.dim, min(cx.n, cy.n))
-    return _angles(_top_components(cx.scatter, k), _top_components(cy.scatter, k))
-
-
-def _check_k(k, p: int, n: int) -> None:
-    if not isinstance(k, int) or not 1 <= k <= min(p, n - 1):
-        raise ValueError(f"k must be an integer in [1, min(n_features, n_samples − 1)] = "
-                         f"[1, {min(p, n - 1)}]; got {k!r}")
-
-
-def _angles(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
-    cos = np.linalg.svd(ux.T @ uy, compute_uv=False)
-    # Cosines of principal angles lie in [0, 1]; round-off can exceed 1 by ~1e-16.
-    return np.arccos(np.minimum(cos, 1.0))
-
-
 def principal_angles(x, y, k: int = 10) -> np.ndarray:
     """Principal angles (radians, ascending) between the top-k PCA subspaces of x and y.
 
@@ -428,14 +339,14 @@ def principal_angles(x, y, k: int = 10) -> np.ndarray:
     if isinstance(x, FeatureMoments) and isinstance(y, FeatureMoments):
         return principal_angles_from_moments(x.centred(), y.centred(), k)
     xt, yt = _checked(x, "x"), _checked(y, "y")
-    _same_width(xt, yt, "principal angles")
-    _check_k(k, xt.shape[1], min(xt.shape[0], yt.shape[0]))
+    same_width(xt, yt, "principal angles")
+    check_k(k, xt.shape[1], min(xt.shape[0], yt.shape[0]))
 
     def top(t):
         tc = (t - t.mean(0)).cpu().numpy()
         return np.linalg.svd(tc, full_matrices=False)[2][:k].T
 
-    return _angles(top(xt), top(yt))
+    return angles_between(top(xt), top(yt))
 
 
 def subspace_overlap(x, y, k: int = 10) -> float:
@@ -446,6 +357,3 @@ def subspace_overlap(x, y, k: int = 10) -> float:
     return overlap_of_angles(principal_angles(x, y, k))
 
 
-def overlap_of_angles(angles: np.ndarray) -> float:
-    """Mean cos² of principal angles: the summary :func:`subspace_overlap` reports."""
-    return float(np.mean(np.cos(angles) ** 2))

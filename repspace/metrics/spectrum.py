@@ -1,38 +1,29 @@
 """Spectrum of one representation: singular values and the ranks derived from them.
 
-Convention (stated because papers differ): σ₁ ≥ σ₂ ≥ … are the singular values of the
-**column-centred** feature matrix Xc (n × p); λᵢ = σᵢ² are the eigenvalues of the
-scatter matrix XcᵀXc (the covariance times n − 1).  Ranks built on σ (effective rank)
-and on λ (participation ratio) therefore differ on purpose.
-
-Route: with the rows at hand and n ≤ p, an SVD of Xc (float64); otherwise (n > p, or a
-streaming accumulator) ``eigvalsh`` of the p × p scatter matrix, σ = √λ.  The scatter
-route squares the condition number, so singular values below its resolution are
-indistinguishable from zero; every quantity below is computed over the *numerically
-non-zero* singular values σ > tol, with the default tolerance of
-``numpy.linalg.matrix_rank`` applied to the matrix actually decomposed:
-
-    SVD of Xc:        tol = σ₁ · max(n, p) · ε
-    eig of XcᵀXc:     λ-tol = λ₁ · p · ε   (i.e. σ-tol = σ₁ · √(p · ε))
-
-where ε is the unit round-off of the data or of the GEMMs that built the scatter matrix,
-whichever is coarser (float32 GEMMs: σ-tol ≈ 1e-2 σ₁ at p = 768; float64: ≈ 4e-7 σ₁).
-Accumulate with ``precision="float64"`` where fine spectral detail matters.
-
-References: Roy & Vetterli, The effective rank, EUSIPCO 2007; Rudelson & Vershynin,
-Sampling from large matrices, JACM 2007 (stable rank); Gao et al. 2017 / Recanatesi et
-al. 2019 (participation ratio); Garrido et al., RankMe, ICML 2023.
+The conventions (σ of the column-centred features, the resolution ``tol``, which
+eigen-route is taken) and the references are in :mod:`repspace.functional.spectrum`;
+the functions here accept arrays, tensors, accumulators or centred moments.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from repspace._validation import as_matrix, check_finite, check_min_rows, warn_undefined
-from repspace.statistics.moments import CentredFeature, FeatureMoments
+from repspace._validation import as_matrix, check_finite, check_min_rows
+from repspace.functional.centred import CentredFeature
+from repspace.functional.spectrum import (
+    Spectrum,
+    effective_rank_of,
+    numerical_rank_of,
+    participation_ratio_of,
+    resolved_or_nan,
+    spectrum_from_scatter,
+    spectrum_of_centred,
+    stable_rank_of,
+)
+from repspace.statistics.moments import FeatureMoments
 
 __all__ = [
     "Spectrum",
@@ -49,31 +40,6 @@ __all__ = [
 THRESHOLDS = (0.90, 0.95, 0.99)
 
 
-@dataclass(frozen=True)
-class Spectrum:
-    """Singular values of a centred representation and how they were obtained."""
-
-    singular_values: np.ndarray = field(repr=False)  # descending, ≥ 0, length min(n, p)
-    n_samples: int
-    n_features: int
-    method: str  # "svd" or "covariance"
-    eps: float   # unit round-off of the computation (see module docstring)
-    is_constant: bool = False
-
-    @property
-    def tol(self) -> float:
-        """Default resolution: singular values ≤ tol are numerically zero."""
-        s1 = float(self.singular_values[0]) if self.singular_values.size else 0.0
-        if self.method == "svd":
-            return s1 * max(self.n_samples, self.n_features) * self.eps
-        return s1 * math.sqrt(self.n_features * self.eps)
-
-    def resolved(self, tol: float | None = None) -> np.ndarray:
-        """Singular values above ``tol`` (default :attr:`tol`)."""
-        t = self.tol if tol is None else tol
-        return self.singular_values[self.singular_values > t]
-
-
 def spectrum(x) -> Spectrum:
     """Compute the :class:`Spectrum` of ``x``.
 
@@ -86,7 +52,7 @@ def spectrum(x) -> Spectrum:
     if isinstance(x, FeatureMoments):
         x = x.centred()
     if isinstance(x, CentredFeature):
-        return _from_scatter(x.scatter, x.n, x.eps, x.is_constant)
+        return spectrum_of_centred(x)
     t = as_matrix(x, "x")
     check_finite(t, "x")
     n, p = t.shape
@@ -97,25 +63,11 @@ def spectrum(x) -> Spectrum:
     constant = bool((t.max(0).values == t.min(0).values).all())
     if n > p:
         # The scatter matrix is formed in float64, so its resolution is float64's.
-        return _from_scatter(xc.T @ xc, n, float(np.finfo(np.float64).eps), constant)
+        return spectrum_from_scatter(xc.T @ xc, n, float(np.finfo(np.float64).eps), constant)
     sv = torch.linalg.svdvals(xc).cpu().numpy()
     if constant:
         sv = np.zeros_like(sv)
     return Spectrum(sv, n, p, "svd", max(eps_in, float(np.finfo(np.float64).eps)), constant)
-
-
-def _from_scatter(scatter: torch.Tensor, n: int, eps: float, constant: bool) -> Spectrum:
-    p = scatter.shape[0]
-    s = scatter.double().cpu().numpy()
-    lam = np.linalg.eigvalsh((s + s.T) / 2.0)[::-1]
-    lam = lam[: min(n, p)]
-    # A scatter matrix is PSD: eigenvalues below zero are round-off of a zero eigenvalue
-    # (they lie far below the resolution `tol`), so they map to σ = 0.
-    sv = np.sqrt(np.maximum(lam, 0.0))
-    if constant:
-        sv = np.zeros_like(sv)
-    eps = max(eps, float(np.finfo(np.float64).eps))
-    return Spectrum(sv, n, p, "covariance", eps, constant)
 
 
 def singular_values(x) -> np.ndarray:
@@ -124,29 +76,14 @@ def singular_values(x) -> np.ndarray:
 
 
 def numerical_rank(x, tol: float | None = None) -> int:
-    """#{σᵢ > tol}; default tol as in ``numpy.linalg.matrix_rank`` (module docstring)."""
-    if tol is not None and not tol >= 0:
-        raise ValueError(f"tol must be ≥ 0; got {tol!r}")
-    return int(spectrum(x).resolved(tol).size)
-
-
-def _resolved_or_nan(x, what: str, tol: float | None):
-    sp = spectrum(x)
-    sv = sp.resolved(tol)
-    if sv.size == 0:
-        return None, warn_undefined(
-            f"{what} is undefined: the representation is constant (no variance); check "
-            "that the layer produces varying outputs")
-    return sv, None
+    """#{σᵢ > tol}; default tol as in ``numpy.linalg.matrix_rank`` (see
+    :mod:`repspace.functional.spectrum`)."""
+    return numerical_rank_of(spectrum(x), tol)
 
 
 def stable_rank(x, tol: float | None = None) -> float:
     """Stable rank Σσᵢ² / σ₁² (Rudelson & Vershynin); 1 ≤ stable rank ≤ rank."""
-    sv, nan = _resolved_or_nan(x, "stable rank", tol)
-    if sv is None:
-        return nan
-    s2 = sv.astype(np.float64) ** 2
-    return float(s2.sum() / s2[0])
+    return stable_rank_of(spectrum(x), tol)
 
 
 def effective_rank(x, tol: float | None = None) -> float:
@@ -157,25 +94,17 @@ def effective_rank(x, tol: float | None = None) -> float:
     the PT-PEFT paper reports.  RankMe (Garrido et al. 2023) is the same up to its
     +1e-7 smoothing of pᵢ.
     """
-    sv, nan = _resolved_or_nan(x, "effective rank", tol)
-    if sv is None:
-        return nan
-    p = sv / sv.sum()
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return effective_rank_of(spectrum(x), tol)
 
 
 def participation_ratio(x, tol: float | None = None) -> float:
     """Participation ratio (Σλᵢ)² / Σλᵢ² of the covariance eigenvalues λᵢ = σᵢ²/(n−1)."""
-    sv, nan = _resolved_or_nan(x, "participation ratio", tol)
-    if sv is None:
-        return nan
-    lam = sv.astype(np.float64) ** 2
-    return float(lam.sum() ** 2 / (lam ** 2).sum())
+    return participation_ratio_of(spectrum(x), tol)
 
 
 def explained_variance(x) -> np.ndarray:
     """Cumulative explained-variance ratio: element k−1 is Σᵢ≤k λᵢ / Σλ (ends at 1)."""
-    sv, nan = _resolved_or_nan(x, "explained variance", 0.0)
+    sv, nan = resolved_or_nan(spectrum(x), "explained variance", 0.0)
     if sv is None:
         return np.array([nan])
     lam = sv.astype(np.float64) ** 2

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from repspace._validation import as_matrix, check_min_rows
+from repspace.functional.cka import linear_cka_from_moments
+from repspace.functional.summary import layerwise_summary
 from repspace.statistics.drift_stats import PairedDriftStats
 from repspace.statistics.moments import CrossMoments, FeatureMoments
 
@@ -231,18 +233,14 @@ class LayerwiseMoments:
         Needs at least 4 samples (the debiased estimators); undefined values are NaN
         with an ``UndefinedMetricWarning``.
         """
-        from repspace.metrics import summary  # metrics sit above statistics
-
         self._check_ready(4)
-        return summary.layerwise_summary(self, top_k=top_k, metrics=metrics)
+        return layerwise_summary(self, top_k=top_k, metrics=metrics)
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.
 
         Requires ``pairs="all"`` (or an explicit list; untracked pairs are NaN).
         """
-        from repspace.metrics.cka import linear_cka_from_moments
-
         self._check_ready(4 if debiased else 2)
         bnames, tnames = list(self.base), list(self.tuned)
         out = np.full((len(bnames), len(tnames)), np.nan)
@@ -305,8 +303,6 @@ class PairedMoments:
         return self._layers.state_dict()
 
     def linear_cka(self, debiased: bool = False) -> float:
-        from repspace.metrics.cka import linear_cka_from_moments
-
         self._layers._check_ready(4 if debiased else 2)
         return linear_cka_from_moments(self.x.centred(), self.y.centred(),
                                        self.xy.centred(self.x, self.y), debiased=debiased)

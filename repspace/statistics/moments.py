@@ -20,12 +20,11 @@ return the statistics about the exact sample mean.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite
+from repspace.functional.centred import CentredCross, CentredFeature
 
 __all__ = ["FeatureMoments", "CrossMoments", "CentredFeature", "CentredCross", "gemm_dtype"]
 
@@ -47,48 +46,6 @@ def prepare_batch(batch, name: str, row_offset: int) -> torch.Tensor:
     t = as_matrix(batch, name)
     check_finite(t, name, row_offset=row_offset)
     return t
-
-
-@dataclass
-class CentredFeature:
-    """Statistics of one representation about its exact sample mean (float64).
-
-    ``scatter`` is Xcᵀ Xc (not divided by n); ``k1 = Σkᵢ``, ``k2 = Σkᵢ²`` and
-    ``kx = Σ kᵢ xcᵢ`` with ``kᵢ = ‖xcᵢ‖²``; ``constant`` flags zero-variance features;
-    ``eps`` is the unit round-off of the GEMMs that produced ``scatter``.
-    """
-
-    n: int
-    mean: torch.Tensor
-    scatter: torch.Tensor
-    k1: torch.Tensor
-    k2: torch.Tensor
-    kx: torch.Tensor
-    constant: torch.Tensor
-    eps: float
-
-    @property
-    def dim(self) -> int:
-        return int(self.mean.shape[0])
-
-    def covariance(self, ddof: int = 1) -> torch.Tensor:
-        return self.scatter / (self.n - ddof)
-
-    @property
-    def is_constant(self) -> bool:
-        """True when every feature has zero variance (the representation is one point)."""
-        return bool(self.constant.all())
-
-
-@dataclass
-class CentredCross:
-    """Cross statistics of a pair about both sample means: Xcᵀ Yc, Σkl, Σk·yc, Σl·xc."""
-
-    n: int
-    scatter: torch.Tensor
-    kl: torch.Tensor
-    ky: torch.Tensor
-    lx: torch.Tensor
 
 
 class FeatureMoments:

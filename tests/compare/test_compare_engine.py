@@ -9,7 +9,7 @@ from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare import compare, compare_models
 from repspace.compare import engine
 from repspace.compare.sink import CompareSink
-from repspace.metrics import summary
+from repspace.functional import summary
 from repspace.statistics import LayerwiseMoments, PairedDriftStats
 from tests.compare.conftest import SENTENCES, tiny_bert, word_tokenizer
 
@@ -183,10 +183,10 @@ COMPUTES = {  # (module, function) -> the metric keys it produces
     (summary, "frechet_distance_from_moments"): ("frechet_distance",),
     (summary, "mmd_linear_from_moments"): ("mmd",),
     (summary, "principal_angles_from_moments"): ("subspace_overlap",),
-    (summary, "effective_rank"): ("effective_rank",),
-    (summary, "stable_rank"): ("stable_rank",),
-    (summary, "numerical_rank"): ("numerical_rank",),
-    (summary, "participation_ratio"): ("participation_ratio",),
+    (summary, "effective_rank_of"): ("effective_rank",),
+    (summary, "stable_rank_of"): ("stable_rank",),
+    (summary, "numerical_rank_of"): ("numerical_rank",),
+    (summary, "participation_ratio_of"): ("participation_ratio",),
     (engine, "rbf_cka"): ("rbf_cka",),
     (engine, "mmd"): ("mmd_rbf",),
     (engine, "mutual_knn_overlap"): ("mutual_knn_overlap",),
@@ -229,4 +229,4 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
     for name in ("t1", "t2"):
         assert res.metrics[name] and all(set(r) == keys for r in res.metrics[name].values())
     if "effective_rank_tuned" in keys:  # the tuned side's spectrum only, once per layer
-        assert calls["effective_rank"] == 2 * len(res.layers)
+        assert calls["effective_rank_of"] == 2 * len(res.layers)

@@ -5,23 +5,22 @@ per-side spectra suffixed ``_base`` / ``_tuned``), so reports and scripts can re
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Collection
 
-from repspace.metrics.cka import linear_cka_from_moments
-from repspace.metrics.drift import (
+from repspace.functional.cka import linear_cka_from_moments
+from repspace.functional.drift import (
     frechet_distance_from_moments,
     mmd_linear_from_moments,
     overlap_of_angles,
     principal_angles_from_moments,
     procrustes_distance_from_moments,
 )
-from repspace.metrics.spectrum import (
-    effective_rank,
-    numerical_rank,
-    participation_ratio,
-    spectrum,
-    stable_rank,
+from repspace.functional.spectrum import (
+    effective_rank_of,
+    numerical_rank_of,
+    participation_ratio_of,
+    spectrum_of_centred,
+    stable_rank_of,
 )
 
 __all__ = ["layerwise_summary", "spectrum_summary", "RANKS"]
@@ -33,16 +32,16 @@ RANKS = ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio
 def _rank(name: str, sp) -> float:
     # module names resolved per call (no table of function objects), so patching one in tests works
     if name == "effective_rank":
-        return effective_rank(sp)
+        return effective_rank_of(sp)
     if name == "stable_rank":
-        return stable_rank(sp)
+        return stable_rank_of(sp)
     if name == "numerical_rank":
-        return float(numerical_rank(sp))
-    return participation_ratio(sp)
+        return float(numerical_rank_of(sp))
+    return participation_ratio_of(sp)
 
 
 def spectrum_summary(sp, ranks: tuple[str, ...] = RANKS) -> dict[str, float]:
-    """Ranks (``ranks``, default all four) of one representation's :class:`~repspace.metrics.Spectrum`."""
+    """Ranks (``ranks``, default all four) of one representation's :class:`~repspace.functional.spectrum.Spectrum`."""
     return {name: _rank(name, sp) for name in ranks}
 
 
@@ -72,7 +71,7 @@ def layerwise_summary(acc, top_k: int = 10,
 
     def side_ranks(side: str, layer: str) -> dict[str, float]:
         if (side, layer) not in spectra:  # a layer in several pairs: one spectrum
-            spectra[side, layer] = spectrum_summary(spectrum(centre(side, layer)), ranks[side])
+            spectra[side, layer] = spectrum_summary(spectrum_of_centred(centre(side, layer)), ranks[side])
         return spectra[side, layer]
 
     out = {}
