@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from repspace.metrics.summary import RANKS
+from repspace.functional.summary import RANKS
 
 __all__ = ["METRIC_NAMES", "check_metrics", "check_settings", "check_layer_choices"]
 
