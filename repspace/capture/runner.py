@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,14 +32,30 @@ from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink
 from repspace.capture.tokens import (align_tokens, image_token_id, layer_stream,
                                      num_virtual_tokens, task_ids_needed)
 
-__all__ = ["AdapterInactiveWarning", "capture", "capture_paired", "capture_sides", "describe_model",
-           "check_distinct", "inactive_adapter_warning"]
+__all__ = ["AdapterDisabled", "AdapterInactiveWarning", "capture", "capture_paired",
+           "capture_sides", "describe_model", "check_distinct", "inactive_adapter_warning"]
 
 Inputs = Mapping[str, object] | Iterable[Mapping[str, object]]
 
 
 class AdapterInactiveWarning(UserWarning):
     """The tuned model's states equal the base model's bit for bit at every layer."""
+
+
+@dataclass(frozen=True)
+class AdapterDisabled:
+    """A capture side that runs ``model`` inside ``switch.disable_adapter()``: the base model
+    read from the tuned one, without loading a second copy (see
+    :mod:`repspace.compare.shared_base` for when that *is* the base).
+
+    ``model``: the module the forward runs on (the PEFT model, or its backbone when the
+    heads were stripped); ``switch``: the ``PeftModel`` whose adapters are turned off.
+    Sides holding the same ``model`` share one set of hooks: a hook fires in every forward
+    of its module, so two captures on one module tree would see each other's states.
+    """
+
+    model: nn.Module
+    switch: nn.Module
 
 
 def inactive_adapter_warning(subject: str, n_layers: int) -> AdapterInactiveWarning:
@@ -90,15 +107,21 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
     passed to those models only as ``task_ids`` (one per sample); required when one is there.
     """
     pool = Pooling.of(pooling)
+    off = {s: m.switch for s, m in models.items() if isinstance(m, AdapterDisabled)}
+    models = {s: m.model if isinstance(m, AdapterDisabled) else m for s, m in models.items()}
     if device is not None:
         dev = resolve_device(device)
         for m in models.values():
             m.to(dev)
     devices = {s: _model_device(m) for s, m in models.items()}
-    virtual = {s: num_virtual_tokens(m) for s, m in models.items()}
+    # A disabled adapter prepends nothing and takes no task ids: the base forward runs.
+    virtual = {s: 0 if s in off else num_virtual_tokens(m) for s, m in models.items()}
     image_ids = {s: image_token_id(m) for s, m in models.items()}
-    tasks = {s: task_ids_needed(m, task_id, s) for s, m in models.items()}
-    info = {"models": {s: describe_model(m) for s, m in models.items()}, "layers": names,
+    tasks = {s: None if s in off else task_ids_needed(m, task_id, s) for s, m in models.items()}
+    described = {s: describe_model(m) for s, m in models.items()}
+    for s in off:
+        described[s]["adapter_disabled"] = True
+    info = {"models": described, "layers": names,
             "sides": list(models), "pooling": pool.describe()}
     done = sink.start(info)
     batches, total = iter_batches(inputs, batch_size)
@@ -108,8 +131,11 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
     chain, offset, seen = "", 0, 0
     rows_checked = False
     with ExitStack() as stack:
-        caps = {s: stack.enter_context(LayerCapture(m, names, early_stop=early_stop))
-                for s, m in models.items()}
+        caps: dict[str, LayerCapture] = {}
+        for s, m in models.items():
+            twin = next((t for t in caps if models[t] is m), None)
+            caps[s] = caps[twin] if twin is not None else stack.enter_context(
+                LayerCapture(m, names, early_stop=early_stop))
         bar = stack.enter_context(tqdm(total=total, disable=not progress, desc="capture",
                                        unit="batch", leave=False))
         for i, batch in enumerate(timed_iter(batches)):
@@ -135,7 +161,8 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                 if tasks[side] is not None:
                     on_dev["task_ids"] = torch.full((n,), tasks[side], dtype=torch.long,
                                                     device=devices[side])
-                with stage("forward"):
+                with stage("forward"), (off[side].disable_adapter() if side in off
+                                        else nullcontext()):
                     raw = cap.forward(on_dev)
                 sides[side], index[side] = {}, {}
                 pooling_started = time.perf_counter()

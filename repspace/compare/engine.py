@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from repspace._profile import stage
 from repspace.capture.backbone import shared_layers
-from repspace.capture.runner import capture_sides, check_distinct, inactive_adapter_warning
+from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
+                                     inactive_adapter_warning)
 from repspace.checkpoints import LoadedCheckpoint, load_checkpoint, preflight_checkpoints
 from repspace.compare.options import check_layer_choices, check_settings
 from repspace.compare.sink import CompareSink, FanOutSink
@@ -150,8 +151,18 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
     unless tuned models share modules or ``tuned_per_pass`` splits them), every tuned
     model once per batch.
     """
+    shared = [name for name, ck in pairs if ck.model is base.model]
+    if shared:  # the base is the tuned PEFT model with its adapter disabled (shared_base)
+        from repspace.compare.shared_base import disabled_base_reason
+
+        why = disabled_base_reason(base.model)
+        if why is not None:
+            check_distinct(base.model, base.model,
+                           f"base and tuned checkpoint {shared[0]!r} ({why}, so disabling the "
+                           "adapter does not give the base)")
     for name, ck in pairs:
-        check_distinct(base.model, ck.model, f"base and tuned checkpoint {name!r}")
+        if ck.model is not base.model:
+            check_distinct(base.model, ck.model, f"base and tuned checkpoint {name!r}")
         try:
             shared_layers(base.model, [ck.model], layers, warn=False)
         except ValueError as exc:  # with several checkpoints, say which one lacks the layer
@@ -167,7 +178,8 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
         fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()},
                          labels={side: f"tuned checkpoint {name!r}"
                                  for side, (_, (name, _)) in sides.items()})
-        models = {"base": base_model, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
+        side_base = AdapterDisabled(base_model, base.model) if shared else base_model
+        models = {"base": side_base, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
         capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
                       batch_size=batch_size, device=device, progress=progress, early_stop=True,
                       task_id=task_id)
@@ -355,7 +367,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             batch_size: int = 32, seed: int = 0, device_map: str | dict | None = None,
             dtype: str | None = None,
             distributed: bool | None = None, dist_timeout: float | None = None,
-            **kwargs) -> CompareResult:
+            two_models: bool = False, **kwargs) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
 
     ``tuned`` checkpoints that are adapters or bare weights are applied onto ``base``
@@ -369,6 +381,12 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
     ``False``; each rank captures a contiguous shard of the probe set, cut on batch
     boundaries, so the statistics equal one process's to float64 rounding and the row
     sample is the same rows.  ``dist_timeout``: seconds a collective waits for a peer.
+
+    One PEFT adapter on its own base: the base is captured from the adapter's model with
+    the adapter disabled (one model in memory, identical numbers;
+    :mod:`repspace.compare.shared_base`); ``two_models=True``, or anything that makes
+    disabling differ from the base, loads the base separately.  ``settings["base_capture"]``
+    records which, and why.
     """
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
@@ -400,9 +418,22 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             if len(probe_set) < 4 and kwargs.get("pooling", "mean") != "tokens":
                 raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
                                  "metrics need at least 4 — use more probe samples")
-            base_ck = load_checkpoint(base, strict=strict, **load)
-            tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
-                         for t in tuned]
+            from repspace.compare.shared_base import (disabled_base_reason, plan_reason,
+                                                      shared_base_checkpoint)
+
+            why = plan_reason(base, tuned, base_override=base_override, config=config,
+                              two_models=two_models)
+            if why is None:  # one model: the tuned adapter's, base read with it disabled
+                tuned_cks = [load_checkpoint(tuned[0], base=base, strict=strict, **load)]
+                why = disabled_base_reason(tuned_cks[0].model)
+                base_ck = (shared_base_checkpoint(base, tuned_cks[0]) if why is None
+                           else load_checkpoint(base, strict=strict, **load))
+            else:
+                base_ck = load_checkpoint(base, strict=strict, **load)
+                tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
+                             for t in tuned]
+            base_capture = ({"mode": "adapter_disabled"} if why is None else
+                            {"mode": "separate", "reason": why})
             rows = ctx.shard(len(probe_set), batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
             # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
@@ -421,6 +452,7 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
         result = compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
                                 probe_info=probe_set.describe(), dist=ctx,
                                 row_offset=rows.start, **kwargs)
+        result.settings["base_capture"] = base_capture
         if device_map is not None:
             result.settings["device_map"] = device_map
         if dtype is not None:
