@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from repspace.capture.names import unwrap_model
+from repspace.introspection import unwrap_model
 from repspace.capture.selection import LayerSpec, resolve_paired_layers
 from repspace.capture.tokens import num_virtual_tokens
 

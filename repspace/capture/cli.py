@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from repspace.capture.names import canonical_modules, split_input_suffix
+from repspace.introspection import canonical_modules, split_input_suffix
 from repspace.capture.presets import PRESETS, resolve_preset
 from repspace.capture.selection import resolve_layers
 

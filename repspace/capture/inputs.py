@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
-from repspace.capture.names import unwrap_model
+from repspace.introspection import unwrap_model
 
 __all__ = ["batch_hash", "batch_rows", "check_input_keys", "iter_batches", "resolve_device"]
 

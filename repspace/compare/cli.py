@@ -51,10 +51,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", dest="base_override", default=None,
                    help="apply adapters / weights files onto this model instead of BASE")
-    p.add_argument("--two-models", action="store_true",
-                   help="load the base separately even for a PEFT adapter (default: the base is "
-                        "the adapter's model with the adapter disabled, one model in memory, "
-                        "where that is exactly the base; the report says which was used)")
     p.add_argument("--config", default=None, help="model config (folder or config.json) naming "
                    "the architecture of bare weights files")
     p.add_argument("--non-strict", action="store_true",
@@ -89,9 +85,7 @@ def _inputs(args) -> list[tuple[str, str | None]]:
     specs = [("base checkpoint", args.base), *(("tuned checkpoint", t) for t in args.tuned),
              ("--base checkpoint", args.base_override), ("--config", args.config)]
     found = [(what, resolve_spec(s)) for what, s in specs if s]
-    from repspace.probe import BUILTIN_PROBES
-
-    return found + ([("probe data", args.probe)] if args.probe not in BUILTIN_PROBES else [])
+    return found + ([("probe data", args.probe)] if args.probe != "builtin" else [])
 
 
 def resolve_positionals(args) -> None:
@@ -225,7 +219,7 @@ def _run(args) -> int:
         dist_timeout=args.dist_timeout, dtype=args.dtype, precision=args.precision,
         sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
         embedding=args.embedding, embedding_layer=args.embedding_layer,
-        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, two_models=args.two_models,
+        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id,
         progress=not args.quiet and not args.json)
     if base_label or tuned_labels:
         from repspace.report.result import rename_checkpoint

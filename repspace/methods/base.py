@@ -212,7 +212,7 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters of ``model``'s task head: a classification head (``adapter_task_head``,
     ``classifier``, ``score``) if it has one, else its output embeddings (the LM head; where
     they are tied to the input embeddings, that one shared matrix).  ValueError if none."""
-    from repspace.capture.names import unwrap_model
+    from repspace.introspection import unwrap_model
 
     root = unwrap_model(model)
     for name in _HEADS:

@@ -12,7 +12,7 @@ from repspace.probe.sources import ProbeSet
 
 def forward_parameters(model: torch.nn.Module) -> set[str]:
     """Names the (unwrapped) model's forward accepts."""
-    from repspace.capture.names import unwrap_model
+    from repspace.introspection import unwrap_model
 
     root = unwrap_model(model)
     return set(inspect.signature(root.forward).parameters)
@@ -31,7 +31,7 @@ def _decoder_start_id(model: torch.nn.Module) -> int | None:
     """BLIP's captioning decoder reads ``[DEC]`` (bos) at position 0, where its tokenizer puts
     ``[CLS]``; BLIP's own code (``blip_decoder.forward``) and ``generate`` overwrite it, so the
     probe must too or the decoder is probed on an input it never saw in training."""
-    from repspace.capture.names import unwrap_model
+    from repspace.introspection import unwrap_model
 
     root = unwrap_model(model)
     if type(root).__name__ != "BlipForConditionalGeneration":
@@ -55,7 +55,7 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str]) -> 
     """Encoder-decoder LMs (T5, BART): the decoder sees its start token followed by the probe
     text shifted right by one (teacher forcing on the same text), masked like the encoder's
     input; without them the ``blocks`` preset's decoder layers would get no input at all."""
-    from repspace.capture.names import unwrap_model
+    from repspace.introspection import unwrap_model
 
     cfg = getattr(unwrap_model(model), "config", None)
     if (not getattr(cfg, "is_encoder_decoder", False) or "decoder_input_ids" not in accepted

@@ -21,7 +21,7 @@ Beside attention is not implemented (their best placement is the feed-forward on
 
 Each target is replaced in its parent by :class:`AdapterWrapped`, which keeps the original
 under ``base_layer`` and the bottleneck under ``adapter`` (both hidden by
-:mod:`repspace.capture.names`, so layer names do not shift).  Trainable parameters are named
+:mod:`repspace.introspection`, so layer names do not shift).  Trainable parameters are named
 ``<target>.adapter.down.{weight,bias}`` and ``<target>.adapter.up.{weight,bias}``; the
 backbone's become ``<target>.base_layer.*``.  Nothing else's ``requires_grad`` is touched.
 """
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from repspace.capture.names import unwrap_model
+from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
 

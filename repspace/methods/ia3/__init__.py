@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from repspace.capture.names import unwrap_model
+from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace.methods.base import MethodConfig, check_towers, register_method
 from repspace.methods.lora.targets import exact_pattern, keep_trainable

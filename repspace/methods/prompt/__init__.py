@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from repspace.capture.names import unwrap_model
+from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, find_modules
 from repspace.methods.base import MethodConfig, check_positive_int, register_method
 

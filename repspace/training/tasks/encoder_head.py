@@ -43,7 +43,7 @@ class EncoderClassificationTask(SequenceClassificationTask):
     kind = "encoder-classification"
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        from repspace.capture.names import unwrap_model
+        from repspace.introspection import unwrap_model
 
         root = unwrap_model(model)
         hidden = getattr(root.config, "hidden_size", None)
@@ -54,13 +54,13 @@ class EncoderClassificationTask(SequenceClassificationTask):
         return model
 
     def after_apply(self, model: nn.Module) -> None:
-        from repspace.capture.names import unwrap_model
+        from repspace.introspection import unwrap_model
 
         for p in getattr(unwrap_model(model), HEAD_NAME).parameters():
             p.requires_grad_(True)
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from repspace.capture.names import unwrap_model
+        from repspace.introspection import unwrap_model
 
         root = unwrap_model(model)
         inputs = {k: v for k, v in batch.items() if k != "labels"}

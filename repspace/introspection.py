@@ -1,4 +1,8 @@
-"""Canonical, human-readable layer names shared by a base model and its tuned versions.
+"""Model introspection: the canonical, human-readable layer names that a base model and
+its tuned versions share, and the original architecture inside PEFT wrappers.
+
+A foundation module (it imports nothing from repspace): capture, probe, methods and
+training all need it.
 
 A layer name is the dotted ``named_modules()`` path of a module *relative to the
 original (un-wrapped) model*, e.g. ``encoder.layer.3`` or
