@@ -51,6 +51,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", dest="base_override", default=None,
                    help="apply adapters / weights files onto this model instead of BASE")
+    p.add_argument("--two-models", action="store_true",
+                   help="load the base separately even for a PEFT adapter (default: the base is "
+                        "the adapter's model with the adapter disabled, one model in memory, "
+                        "where that is exactly the base; the report says which was used)")
     p.add_argument("--config", default=None, help="model config (folder or config.json) naming "
                    "the architecture of bare weights files")
     p.add_argument("--non-strict", action="store_true",
@@ -219,7 +223,7 @@ def _run(args) -> int:
         dist_timeout=args.dist_timeout, dtype=args.dtype, precision=args.precision,
         sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
         embedding=args.embedding, embedding_layer=args.embedding_layer,
-        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id,
+        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, two_models=args.two_models,
         progress=not args.quiet and not args.json)
     if base_label or tuned_labels:
         from repspace.report.result import rename_checkpoint
