@@ -89,9 +89,7 @@ def _inputs(args) -> list[tuple[str, str | None]]:
     specs = [("base checkpoint", args.base), *(("tuned checkpoint", t) for t in args.tuned),
              ("--base checkpoint", args.base_override), ("--config", args.config)]
     found = [(what, resolve_spec(s)) for what, s in specs if s]
-    from repspace.probe import BUILTIN_PROBES
-
-    return found + ([("probe data", args.probe)] if args.probe not in BUILTIN_PROBES else [])
+    return found + ([("probe data", args.probe)] if args.probe != "builtin" else [])
 
 
 def resolve_positionals(args) -> None:
