@@ -187,6 +187,13 @@ def load_processor(spec: str | None):
             failures.append(f"{cls.__name__}: {type(exc).__name__}: {first}")
             continue
         if failure is not None:
+            # A video-capable VLM's processor fails on its video half (torchvision): its image
+            # and text halves, put back together, build the same image+text inputs.
+            from repspace.probe.processors import image_only_processor
+
+            images_only = image_only_processor(str(spec), out, failure)
+            if images_only is not None:
+                return images_only
             # Only the tokenizer loaded: say why the processor did not (e.g. a missing package),
             # so a model that takes images fails naming it instead of dropping its images.
             try:

@@ -33,6 +33,9 @@ def _classes(root: Path, name: str) -> tuple[str, str]:
         if (folder / f).is_file():
             value = json.loads((folder / f).read_text()).get(key)
             if value:
+                if f == "preprocessor_config.json" and json.loads(
+                        (folder / f).read_text()).get("processor_class"):
+                    return arch, json.loads((folder / f).read_text())["processor_class"]
                 if f == "preprocessor_config.json" and (folder / "tokenizer_config.json").is_file():
                     tok = json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
                     return arch, f"{tok} + {value}"
@@ -78,11 +81,14 @@ def render(results: dict[str, dict[str, str | None]], classes: dict[str, tuple[s
         lines += ["", "Failures (the one-line error repspace gives):", ""]
         lines += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
     lines += ["", "Notes:", "",
-              "- Qwen2-VL's processor class needs torchvision (its video processor) even for images;",
-              "  without it repspace refuses with the error above rather than dropping the images.",
-              "  With batches built by hand (flattened `pixel_values` + `image_grid_thw`), the Python",
-              "  API captures it, batched and pooled per sample",
-              "  (`tests/compat/test_compat.py::test_flattened_patches_batched_per_sample`).",
+              "- Qwen2-VL's processor class needs torchvision (its video processor) even for images.",
+              "  Without torchvision repspace puts the processor's image processor (its PIL path)",
+              "  and tokenizer back together (`repspace.probe.processors.ImageOnlyProcessor`), with",
+              "  the processor class's own `<|image_pad|>` expansion rule; its outputs equal the real",
+              "  processor's (`tests/probe/test_image_only_processor.py`). The same applies to every",
+              "  processor whose only unloadable part is its video processor and that uses",
+              "  transformers' generic `__call__` (Qwen2.5-VL, Qwen3-VL, GLM-4V, …); others fail",
+              "  with a one-line error naming what is missing, never dropping the images.",
               "- SigLIP ships a sentencepiece tokenizer (`SiglipTokenizer`), which needs the",
               "  `sentencepiece` package; the SigLIP row uses a Gemma fast tokenizer, as SigLIP 2 does.",
               "- A bare backbone (`BertModel`) and its task-head fine-tune",

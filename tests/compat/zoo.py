@@ -366,9 +366,11 @@ def qwen2_vl():
                                                          temporal_patch_size=2,
                                                          min_pixels=16 * 16, max_pixels=32 * 32)
     # Qwen2VLProcessor needs a video processor, which needs torchvision (absent here): the
-    # folder gets what the hub folder holds for images, the tokenizer (with the chat template)
-    # and the image processor's preprocessor_config.json.
-    return transformers.Qwen2VLForConditionalGeneration(cfg), _Parts(tok, image_processor)
+    # folder gets the files the hub folder (Qwen/Qwen2-VL-2B-Instruct) holds for images and
+    # text: the tokenizer, the image processor's preprocessor_config.json naming
+    # Qwen2VLProcessor as its processor class, and the processor's chat_template.json.
+    return (transformers.Qwen2VLForConditionalGeneration(cfg),
+            _Parts(tok, image_processor, processor_class="Qwen2VLProcessor"))
 
 
 def idefics3():
@@ -387,14 +389,25 @@ def idefics3():
 
 
 class _Parts:
-    """Processor parts saved side by side (where the processor class itself cannot be built)."""
+    """Processor parts saved side by side (where the processor class itself cannot be built),
+    in the hub's older layout: ``preprocessor_config.json`` names the processor class and
+    ``chat_template.json`` holds the processor's chat template (the tokenizer's)."""
 
-    def __init__(self, *parts):
-        self.parts = parts
+    def __init__(self, tokenizer, image_processor, processor_class: str):
+        self.tokenizer, self.image_processor = tokenizer, image_processor
+        self.processor_class = processor_class
 
     def save_pretrained(self, folder):
-        for part in self.parts:
-            part.save_pretrained(folder)
+        import json
+
+        folder = Path(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.image_processor.save_pretrained(folder)
+        cfg = json.loads((folder / "preprocessor_config.json").read_text())
+        cfg["processor_class"] = self.processor_class
+        (folder / "preprocessor_config.json").write_text(json.dumps(cfg, indent=2))
+        (folder / "chat_template.json").write_text(
+            json.dumps({"chat_template": self.tokenizer.chat_template}, indent=2))
 
 
 # name -> builder
