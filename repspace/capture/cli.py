@@ -104,6 +104,7 @@ def _load_run(spec: str) -> nn.Module:
     """A repspace training run: loaded as compare loads it (its method family builds the model
     onto its base), so the names listed are the ones compare selects."""
     from repspace.checkpoints import CheckpointError, load_checkpoint
+    from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 
     try:
         return load_checkpoint(spec).model

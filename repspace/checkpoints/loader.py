@@ -43,6 +43,7 @@ __all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model"
 MANIFEST_NAME = "repspace_manifest.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _MANIFEST_LOADERS: dict[str, Any] = {}
+RUN_FORMATS = ("repspace.trainable", "repspace.full")  # written by repspace.training.runs
 EMBEDDED = "embedded"
 
 
@@ -370,9 +371,12 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         if not isinstance(fmt, str):
             raise CheckpointError(f"{path / MANIFEST_NAME}: 'weights_format' must be a string; "
                                   f"got {fmt!r}; was the run written by repspace?")
-        if fmt not in _MANIFEST_LOADERS:
-            import repspace.training  # noqa: F401 - registers the loaders of training runs
         loader = _MANIFEST_LOADERS.get(fmt)
+        if loader is None and fmt in RUN_FORMATS:
+            # checkpoints sit below training and must not import it; training registers.
+            raise CheckpointError(f"{spec}: a repspace training run; its loader registers when "
+                                  "repspace.training is imported: `import repspace.training` first "
+                                  "(repspace compare, repspace layers and repspace.compare do)")
         if loader is None:
             raise CheckpointError(f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "
                                   "this version of repspace cannot load; upgrade repspace")

@@ -26,6 +26,7 @@ from repspace.capture.backbone import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
                                      inactive_adapter_warning)
 from repspace.checkpoints import LoadedCheckpoint, load_checkpoint, preflight_checkpoints
+from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 from repspace.compare.options import check_layer_choices, check_settings
 from repspace.compare.sink import CompareSink, FanOutSink
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka

@@ -5,16 +5,39 @@
     result.run_dir, result.scores, result.params
     tuned = load_run(result.run_dir)          # a LoadedCheckpoint, like load_checkpoint
 
-Importing this package registers the loaders of run folders with
-:func:`repspace.checkpoints.register_manifest_loader` (``"repspace.trainable"``,
-``"repspace.full"``), so ``load_checkpoint(run_dir)`` and ``repspace compare`` read them.
+Importing this package registers the loaders of run folders (:mod:`repspace.training.runs`)
+with :func:`repspace.checkpoints.register_manifest_loader`, so ``load_checkpoint(run_dir)``
+and ``repspace compare`` read them.  The trainer itself (:mod:`~repspace.training.api`,
+:mod:`~repspace.training.trainer`) is imported only when one of its names is used: reading
+a run folder needs the methods and the task heads, not the training loop.
 """
-from repspace.checkpoints.loader import register_manifest_loader
-from repspace.training.api import TrainResult, evaluate_base, evaluate_model, train
-from repspace.training.config import DEFAULT_LR, TrainConfig, default_lr
-from repspace.training.runs import load_run, manifest_loader
+from __future__ import annotations
 
-register_manifest_loader("repspace.trainable", manifest_loader)
-register_manifest_loader("repspace.full", manifest_loader)
+import importlib
+
+from repspace.training.runs import load_run  # importing runs registers the run-folder loaders
+
+# name -> module that defines it (loaded on first use, PEP 562)
+_LAZY = {
+    "TrainResult": "repspace.training.api",
+    "evaluate_base": "repspace.training.api",
+    "evaluate_model": "repspace.training.api",
+    "train": "repspace.training.api",
+    "DEFAULT_LR": "repspace.training.config",
+    "TrainConfig": "repspace.training.config",
+    "default_lr": "repspace.training.config",
+}
 
 __all__ = ["TrainConfig", "TrainResult", "train", "load_run", "evaluate_model", "evaluate_base", "DEFAULT_LR", "default_lr"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
+    raise AttributeError(f"module 'repspace.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

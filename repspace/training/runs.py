@@ -27,7 +27,7 @@ import torch
 
 from repspace.checkpoints.confine import confined
 from repspace.checkpoints.errors import CheckpointError
-from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint
+from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint, register_manifest_loader
 from repspace.outputs import clean_stale, current_umask, staging_prefix
 from repspace.training.state import atomic_write_text
 
@@ -196,3 +196,9 @@ def load_run(path: str | os.PathLike, base: str | None = None) -> LoadedCheckpoi
         raise CheckpointError(f"{path}: no {MANIFEST_NAME}; not a finished repspace run "
                               "(an unfinished one resumes with `repspace train --output` on the same folder)")
     return load_checkpoint(str(path), base=base)
+
+
+# Run folders are a format of checkpoints: the loader that reads them is registered here,
+# on import, because checkpoints (a lower floor) must not import training.
+register_manifest_loader("repspace.trainable", manifest_loader)
+register_manifest_loader("repspace.full", manifest_loader)
