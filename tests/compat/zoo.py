@@ -7,9 +7,9 @@ has none (GPT-2, Llama, Mistral), the model's own image token, chat templates wh
 real processor has one, anyres (LLaVA-NeXT) and image splitting (Idefics3) on.
 :func:`save` writes both with ``save_pretrained`` into a folder.
 
-Deviations from the real checkpoints (named, so a reader can judge them): SigLIP's real
-tokenizer is sentencepiece (``SiglipTokenizer``), which needs the ``sentencepiece``
-package, absent here: the folder ships a Gemma fast tokenizer (as SigLIP 2 does).
+SigLIP ships its sentencepiece ``SiglipTokenizer`` (trained here with the sentencepiece
+library), which needs the ``sentencepiece`` and ``protobuf`` packages (the ``test`` extra);
+without them a Gemma fast tokenizer stands in (as SigLIP 2 ships).
 """
 from __future__ import annotations
 
@@ -246,8 +246,32 @@ def clip():
     return transformers.CLIPModel(cfg), transformers.CLIPProcessor(clip_image_processor(), tok)
 
 
+def siglip_tokenizer():
+    """SigLIP's own ``SiglipTokenizer``: a sentencepiece unigram model (``spiece.model``, trained
+    here with the sentencepiece library; ``</s>`` pads, lower-cased).  Without the
+    ``sentencepiece`` / ``protobuf`` packages (the ``test`` extra installs them) a Gemma fast
+    tokenizer stands in, as SigLIP 2 ships."""
+    import importlib.util
+    import io
+    import tempfile
+
+    if not all(importlib.util.find_spec(m) for m in ("sentencepiece", "google.protobuf")):
+        return gemma_tokenizer()
+    import sentencepiece
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus()), model_writer=model, vocab_size=300, model_type="unigram",
+        hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>",
+        eos_piece="</s>", unk_piece="<unk>", minloglevel=2, num_threads=1)
+    with tempfile.TemporaryDirectory() as tmp:  # the tokenizer keeps the model in memory
+        path = Path(tmp) / "spiece.model"
+        path.write_bytes(model.getvalue())
+        return transformers.SiglipTokenizer(vocab_file=str(path))
+
+
 def siglip():
-    tok = gemma_tokenizer()
+    tok = siglip_tokenizer()
     cfg = transformers.SiglipConfig(
         text_config=dict(vocab_size=vocab_of(tok), max_position_embeddings=64,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **H),
