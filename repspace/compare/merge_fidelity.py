@@ -210,16 +210,15 @@ def markdown(fid: dict[str, dict]) -> list[str]:
 def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
     """Per layer: relative shift of the merged model (solid) and of the rounded, unmerged
     control (dashed), one colour per merge dtype, one marker per checkpoint."""
-    import matplotlib.pyplot as plt
 
     from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import colors_for, log_axis, paper_style
+    from repspace.report.style import colors_for, log_axis, paper_style, subplots
 
     layers = list(dict.fromkeys(l for fid in results.values() for f in fid.values() for l in f["layers"]))
     dtypes = list(dict.fromkeys(d for fid in results.values() for d in fid))
     markers = ("o", "s", "^", "D", "v", "P")
     with paper_style():
-        fig, ax = plt.subplots(figsize=(4.8, 3.0))
+        fig, ax = subplots(figsize=(4.8, 3.0))
         colors = colors_for(dtypes)
         x = np.arange(len(layers))
         for i, (ckpt, fid) in enumerate(results.items()):

@@ -98,14 +98,13 @@ def effect_blocks(ws: WeightSpace, block_names: list[str]) -> dict[str, dict[str
 def plot_adapter_effect(results: dict[str, WeightSpace], blocks: dict[str, dict[str, dict]],
                         stem: Path) -> list[Path]:
     """Per block: mean ‖Δh‖/‖h‖ of the adapted modules, with the interquartile band."""
-    import matplotlib.pyplot as plt
 
     from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import legend_outside, log_axis, paper_style, styles_for
+    from repspace.report.style import legend_outside, log_axis, paper_style, styles_for, subplots
 
     names = list(dict.fromkeys(b for per in blocks.values() for b in per))
     with paper_style():
-        fig, ax = plt.subplots(figsize=(4.8, 3.0))
+        fig, ax = subplots(figsize=(4.8, 3.0))
         styles = styles_for(list(blocks))
         x = np.arange(len(names))
         for ckpt, per in blocks.items():
@@ -187,16 +186,15 @@ def plot_weight_vs_representation(results: dict[str, WeightSpace], rep: dict[str
                                   stem: Path) -> list[Path]:
     """Per block: mean effective rank of ΔW, intruder dimensions, and (with a compare
     report) the representation's effective-rank ratio, one line per checkpoint."""
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import legend_outside, paper_style, styles_for
+    from repspace.report.style import legend_outside, paper_style, styles_for, subplots
 
     blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
     panels = 3 if rep else 2
     with paper_style():
-        fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.0), sharex=True)
+        fig, axes = subplots(1, panels, figsize=(3.2 * panels, 3.0), sharex=True)
         styles = styles_for(list(results))  # the method's colour and marker, as in every figure
         x = np.arange(len(blocks))
         for ckpt, ws in results.items():

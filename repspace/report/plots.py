@@ -10,13 +10,12 @@ import os
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from repspace.report.result import CompareResult
 from matplotlib.ticker import MaxNLocator
 
-from repspace.report.style import BASE_COLOR, legend_outside, log_axis, paper_style, styles_for
+from repspace.report.style import BASE_COLOR, legend_outside, log_axis, paper_style, styles_for, subplots
 
 __all__ = ["save_figure", "plot_cka", "plot_effective_rank", "plot_spectra", "plot_drift",
            "plot_embedding", "plot_heatmap", "short_layer_names", "layer_groups", "broken",
@@ -58,7 +57,7 @@ def save_figure(fig, stem: Path) -> list[Path]:
                 raise
             paths.append(path)
     finally:
-        plt.close(fig)
+        fig.clear()  # frees the artists now; the figure was never registered with pyplot
     return paths
 
 
@@ -164,7 +163,7 @@ def plot_cka(result: CompareResult, stem: Path) -> list[Path]:
     titles = {"linear_cka": "Linear CKA", "linear_cka_debiased": "Debiased linear CKA"}
     styles = _styles(result)
     with paper_style():
-        fig, axes = plt.subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
+        fig, axes = subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
                                  squeeze=False)
         for ax, metric in zip(axes[0], metrics):
             _per_layer(result, metric, ax, styles)
@@ -190,7 +189,7 @@ def plot_effective_rank(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer effective rank of each tuned checkpoint, with the base as reference."""
     styles = _styles(result)
     with paper_style():
-        fig, ax = plt.subplots(figsize=(_width(result), 3.2))
+        fig, ax = subplots(figsize=(_width(result), 3.2))
         if result.tuned_names:
             base = result.series(result.tuned_names[0], "effective_rank_base")
             x, y = broken(base, result.layers)
@@ -216,7 +215,7 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
         return []
     styles = _styles(result)
     with paper_style():
-        fig, axes = plt.subplots(1, len(layers), figsize=(3.0 * len(layers) + 1.8, 3.0),
+        fig, axes = subplots(1, len(layers), figsize=(3.0 * len(layers) + 1.8, 3.0),
                                  squeeze=False)
         for ax, layer in zip(axes[0], layers):
             ref = np.asarray(base_sv[layer], dtype=np.float64)
@@ -272,7 +271,7 @@ def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
               "mmd_rbf": "MMD² (RBF kernel)"}
     styles = _styles(result)
     with paper_style():
-        fig, axes = plt.subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
+        fig, axes = subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
                                  squeeze=False)
         for ax, metric in zip(axes[0], metrics):
             _per_layer(result, metric, ax, styles)
@@ -293,7 +292,7 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
     styles = styles_for(list(dict.fromkeys([*result.tuned_names, result.base.name,
                                             *emb["points"]])), base=result.base.name)
     with paper_style():
-        fig, ax = plt.subplots(figsize=(5.4, 3.8))
+        fig, ax = subplots(figsize=(5.4, 3.8))
         for name, pts in emb["points"].items():
             pts = np.asarray(pts)
             st = styles[name]
@@ -320,7 +319,7 @@ def plot_heatmap(result: CompareResult, stem: Path, metric: str = "linear_cka") 
     digits = 2 if hi - lo > 0.3 else (3 if hi - lo > 0.03 else 4)
     label = {"linear_cka": "linear CKA to the base"}.get(metric, metric.replace("_", " "))
     with paper_style():
-        fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(result.layers) + 3.0),
+        fig, ax = subplots(figsize=(max(4.0, 0.6 * len(result.layers) + 3.0),
                                         0.3 * len(result.tuned_names) + 1.9))
         im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
                        interpolation="nearest")

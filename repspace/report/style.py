@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")  # reports are written headless; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 BASE_COLOR = "#8C8C8C"  # mid grey: never the same as full fine-tuning's black
 BASE_MARKER = "s"
@@ -140,7 +138,23 @@ PAPER_RC = {
 
 def paper_style():
     """Context manager applying :data:`PAPER_RC`."""
-    return plt.rc_context(PAPER_RC)
+    return matplotlib.rc_context(PAPER_RC)
+
+
+_SUBPLOT_ARGS = {"sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
+                 "gridspec_kw"}
+
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """``plt.subplots`` without pyplot: a :class:`~matplotlib.figure.Figure` of its own.
+
+    Library code must not touch pyplot's global state: ``matplotlib.use`` would switch a
+    notebook user's backend, and pyplot figures stay registered (and displayed inline)
+    until closed.  A bare Figure saves to PNG and PDF through the format's own canvas.
+    """
+    grid = {k: kwargs.pop(k) for k in list(kwargs) if k in _SUBPLOT_ARGS}
+    fig = Figure(**kwargs)
+    return fig, fig.subplots(nrows, ncols, **grid)
 
 
 def log_axis(ax, axis: str = "y") -> None:

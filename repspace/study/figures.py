@@ -18,11 +18,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from repspace.report.plots import broken, layer_axis, save_figure
-from repspace.report.style import (BASE_COLOR, BASE_MARKER, color_for, legend_outside, log_axis,
+from repspace.report.style import (BASE_COLOR, BASE_MARKER, color_for, legend_outside, log_axis, subplots,
                                    marker_for, paper_style)
 from repspace.study.config import BASE_METHOD
 from repspace.study.results import PRIMARY_SCORE, StudyTables, mean_ci
@@ -140,7 +139,7 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
     xs = (("mean_linear_cka", "mean linear CKA to base (over layers)"),
           ("erank_ratio", f"effective-rank ratio tuned / base ({_summary_layer(tables)})"))
     with paper_style():
-        fig, axes = plt.subplots(len(tasks), 2, figsize=(8.0, 3.2 * len(tasks)), squeeze=False)
+        fig, axes = subplots(len(tasks), 2, figsize=(8.0, 3.2 * len(tasks)), squeeze=False)
         for row_axes, task in zip(axes, tasks):
             for ax, (col, xlabel) in zip(row_axes, xs):
                 for r in main_slice(tables.summary, task):
@@ -182,7 +181,7 @@ def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title:
     if not tables.long:
         return f"{stem.name} skipped: no per-layer metrics"
     with paper_style():
-        fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.4), squeeze=False)
+        fig, axes = subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.4), squeeze=False)
         for ax, task in zip(axes[0], tasks):
             rows = main_slice(tables.summary, task)
             names: list[str] = []
@@ -246,7 +245,7 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
         return (f"{stem.name} skipped: the grid does not vary "
                 f"{'data_fractions' if axis == 'data_fraction' else 'budgets'}")
     with paper_style():
-        fig, axes = plt.subplots(len(tasks), 3, figsize=(11.0, 3.0 * len(tasks)), squeeze=False)
+        fig, axes = subplots(len(tasks), 3, figsize=(11.0, 3.0 * len(tasks)), squeeze=False)
         for row_axes, task in zip(axes, tasks):
             bases = [r for r in tables.summary if r["task"] == task and r["method"] == BASE_METHOD]
             for ax, (col, ylabel) in zip(row_axes, _SWEEP_Y):
@@ -300,7 +299,7 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
             ("erank_ratio", f"effective-rank ratio tuned / base\n({_summary_layer(tables)})"),
             ("mean_linear_cka", "mean linear CKA to base"))
     with paper_style():
-        fig, axes = plt.subplots(len(panels), 3, figsize=(10.0, 3.2 * len(panels)), squeeze=False)
+        fig, axes = subplots(len(panels), 3, figsize=(10.0, 3.2 * len(panels)), squeeze=False)
         for row_axes, (task, rows, pairs) in zip(axes, panels):
             for ax, (col, ylabel) in zip(row_axes, cols):
                 # Points with 95 % intervals, the axis fitted to the values: bars from 0 would

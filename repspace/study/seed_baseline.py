@@ -208,18 +208,17 @@ def summary_lines(rows: list[dict], figure: bool = True) -> list[str]:
 
 def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
     """Per layer and group: 1 − CKA to the base (solid) and 1 − CKA between seeds (dashed)."""
-    import matplotlib.pyplot as plt
     import numpy as np
 
     from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import colors_for, paper_style
+    from repspace.report.style import colors_for, paper_style, subplots
 
     groups = _groups(rows)
     layers = list(dict.fromkeys(r["layer"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     markers = ("o", "s", "^", "D", "v", "P")
     with paper_style():
-        fig, ax = plt.subplots(figsize=(4.8, 3.2))
+        fig, ax = subplots(figsize=(4.8, 3.2))
         colors = colors_for(methods)
         x = np.arange(len(layers))
         for i, (name, members) in enumerate(groups.items()):
