@@ -95,7 +95,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pooling, sink,
                   batch_size: int, device, progress: bool, early_stop: bool,
-                  task_id: int | None = None) -> tuple[object, dict]:
+                  task_id: int | None = None, tap=None) -> tuple[object, dict]:
     """Run every model of ``models`` (side name -> model) on each batch and feed ``sink``.
 
     ``names``: resolved canonical layer names, present in every model.  Returns ``(sink,
@@ -105,6 +105,10 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
 
     ``task_id``: the task of task-conditioned adapters (peft multitask prompt tuning, Poly),
     passed to those models only as ``task_ids`` (one per sample); required when one is there.
+
+    ``tap(side, layer, states, batch, stream, n_virtual, image_token, sample_offset)``, if
+    given, also receives every layer's states as captured, before virtual tokens are
+    stripped and before pooling (per-segment analyses from the same forward passes).
     """
     pool = Pooling.of(pooling)
     off = {s: m.switch for s, m in models.items() if isinstance(m, AdapterDisabled)}
@@ -171,6 +175,9 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                     if ck not in stream_cache:
                         stream_cache[ck] = layer_stream(models[side], name, batch)
                     streams[name] = stream_cache[ck]
+                    if tap is not None:
+                        tap(side, name, states, on_dev, streams[name], virtual[side],
+                            image_ids[side], offset)
                     states, valid = align_tokens(name, states, on_dev, streams[name], virtual[side],
                                                  image_token=image_ids[side], modality=pool.modality)
                     rows, idx = pool_states(states, valid, pool, layer=name, batch_index=i,

@@ -69,6 +69,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="at most N tuned checkpoints per pass over the probe (default: all in one pass, "
                         "k+1 forwards per batch; each holds its own statistics, 24*L*d^2 bytes: "
                         "lower N when they do not fit, at one more base forward per batch and pass)")
+    p.add_argument("--segments", action="store_true",
+                   help="also the metrics over image tokens, text tokens and (tuned side) virtual "
+                        "tokens separately, from the same capture pass (multimodal and "
+                        "prompt-learning models); shown in the report")
     p.add_argument("--task-id", type=int, default=None, metavar="N",
                    help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
                         "prompt tuning and Poly")
@@ -224,6 +228,7 @@ def _run(args) -> int:
         sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
         embedding=args.embedding, embedding_layer=args.embedding_layer,
         tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, two_models=args.two_models,
+        segments=args.segments,
         progress=not args.quiet and not args.json)
     if base_label or tuned_labels:
         from repspace.report.result import rename_checkpoint

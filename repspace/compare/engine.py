@@ -145,12 +145,14 @@ def _side_groups(models: Sequence[torch.nn.Module], max_size: int | None = None)
 
 
 def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size, device,
-                 progress, tuned_per_pass=None, layer_check=None, task_id=None) -> None:
+                 progress, tuned_per_pass=None, layer_check=None, task_id=None,
+                 segments=None) -> None:
     """Feed ``sinks[name]`` with (base, tuned) rows for every ``(name, ck)`` of ``pairs``.
 
     The base runs once per batch for each group of :func:`_side_groups` (once in total
     unless tuned models share modules or ``tuned_per_pass`` splits them), every tuned
-    model once per batch.
+    model once per batch.  ``segments`` (a :class:`~repspace.compare.segments.SegmentCollector`)
+    also receives every layer's states, the base's from the first pass only.
     """
     shared = [name for name, ck in pairs if ck.model is base.model]
     if shared:  # the base is the tuned PEFT model with its adapter disabled (shared_base)
@@ -173,7 +175,7 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
                                                     layers)
     if layer_check is not None and names:
         layer_check(names)  # --spectrum-layers / --embedding-layer: before the capture
-    for group in _side_groups(tuned_models, tuned_per_pass):
+    for g, group in enumerate(_side_groups(tuned_models, tuned_per_pass)):
         # The runner compares sides "base" and "tuned" itself when there are just two.
         sides = {"tuned" if j == 0 else f"tuned:{j}": (i, pairs[i]) for j, i in enumerate(group)}
         fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()},
@@ -181,9 +183,16 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
                                  for side, (_, (name, _)) in sides.items()})
         side_base = AdapterDisabled(base_model, base.model) if shared else base_model
         models = {"base": side_base, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
+        tap = None
+        if segments is not None:
+            owner = {"base": "base", **{side: name for side, (_, (name, _)) in sides.items()}}
+
+            def tap(side, *args, owner=owner, first=g == 0):
+                if side != "base" or first:
+                    segments(owner[side], *args)
         capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
                       batch_size=batch_size, device=device, progress=progress, early_stop=True,
-                      task_id=task_id)
+                      task_id=task_id, tap=tap)
         for side, (_, (name, ck)) in sides.items():
             same = fan.identical[side]
             if same and all(same.values()):
@@ -244,7 +253,8 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                    embedding_layer: str | None = None, progress: bool = True,
                    probe_info: dict | None = None, names: Sequence[str] | None = None,
                    dist=None, row_offset: int = 0,
-                   tuned_per_pass: int | None = None, task_id: int | None = None) -> CompareResult:
+                   tuned_per_pass: int | None = None, task_id: int | None = None,
+                   segments: bool = False) -> CompareResult:
     """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call.
 
     All tuned checkpoints are captured in one pass over the batches: each batch runs
@@ -258,8 +268,18 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     the statistics are all-reduced, the row sample is merged on rank 0, rank 0 computes
     the metrics and every rank returns the same result.  A failure on any rank raises
     ``ValueError("rank K failed during <phase>: …")`` on every rank.
+
+    ``segments``: also the metrics over image, text and virtual tokens separately, from the
+    same forward passes (:mod:`repspace.compare.segments`), in ``result.analyses["segments"]``.
     """
     _check_tuned_per_pass(tuned_per_pass)
+    if segments and dist is not None:
+        raise ValueError("--segments runs in one process; launch it without torchrun")
+    collector = None
+    if segments:
+        from repspace.compare.segments import SegmentCollector
+
+        collector = SegmentCollector()
     wanted = set(metrics) if metrics else None
     tuned_names = _unique_names(list(names) if names else [t.name for t in tuned])
     main = dist is None or dist.is_main
@@ -278,7 +298,8 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
 
     _capture(base, list(zip(tuned_names, tuned)), batches_fn, sinks, dist, layers=layers,
              pooling=pooling, batch_size=batch_size, device=device, progress=progress and main,
-             tuned_per_pass=tuned_per_pass, layer_check=layer_check, task_id=task_id)
+             tuned_per_pass=tuned_per_pass, layer_check=layer_check, task_id=task_id,
+             segments=collector)
     for name in tqdm(tuned_names, desc="metrics", unit="checkpoint",
                      disable=not progress or len(tuned) < 2 or not main):
         sink = sinks.pop(name)  # freed once its metrics are out
@@ -299,6 +320,14 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                              embedding_layer=embedding_layer, probe_info=probe_info, dist=dist)
     if result is not None and task_id is not None:
         result.settings["task_id"] = task_id
+    if result is not None and collector is not None:
+        from repspace.compare.segments import segment_metrics
+
+        with stage("metrics"):
+            result.analyses["segments"] = {name: segment_metrics(collector, "base", name,
+                                                                 result.layers)
+                                           for name in tuned_names}
+        result.settings["segments"] = True
     return result if dist is None else dist.broadcast_object(result, "sending the result")
 
 

@@ -30,7 +30,9 @@ class CompareResult:
     names; ``spectra[checkpoint_name][layer]`` singular values (descending) for the layers
     chosen for spectrum plots (the base under its own name); ``embedding`` an optional
     2-D embedding ``{"layer", "method", "points": {checkpoint_name: (m, 2) array}}``;
-    ``warnings`` the warnings raised during the comparison (``"Category: message"``).
+    ``warnings`` the warnings raised during the comparison (``"Category: message"``);
+    ``analyses`` the optional analyses that ran (JSON-able, keyed by analysis: e.g.
+    ``"segments"``, ``"layer_matching"``; rendered by :mod:`repspace.report.analyses`).
     """
 
     base: CheckpointInfo
@@ -42,6 +44,7 @@ class CompareResult:
     spectra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     embedding: dict | None = None
     warnings: list[str] = field(default_factory=list)  # raised while comparing, shown in reports
+    analyses: dict = field(default_factory=dict)
 
     @property
     def tuned_names(self) -> list[str]:
