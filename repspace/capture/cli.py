@@ -38,13 +38,23 @@ def add_layers_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"print only what a name/glob/'re:' regex/preset ({', '.join(PRESETS)}) selects")
     p.add_argument("--model-class", default=None,
                    help="transformers class to build (default: config.architectures[0])")
+    p.add_argument("--base", default=None,
+                   help="as in compare: the model a PEFT adapter or a bare weights file MODEL "
+                        "applies onto (its names are listed)")
+    p.add_argument("--config", default=None,
+                   help="as in compare: model config (folder or config.json) naming the "
+                        "architecture of a bare weights file MODEL")
     return p
 
 
-def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module:
+def load_skeleton(path: str | Path, model_class: str | None = None, base: str | None = None,
+                  config: str | None = None) -> nn.Module:
     """The model of any spec compare accepts as a model, to list its names: a model folder,
     config.json or hub id is built on the meta device (no weights loaded); ``embedded`` is
-    the shipped model's folder; a repspace run is loaded as compare loads it."""
+    the shipped model's folder; a repspace run is loaded as compare loads it; a PEFT adapter
+    lists its base's names (``base`` or the one it records, local or hub); a bare weights
+    file the names of the architecture it is applied to (``base`` or ``config``, as compare
+    takes them: adapters and weights files keep the names of the model under them)."""
     import torch
     import transformers
 
@@ -56,8 +66,10 @@ def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         return _load_run(spec)
     if path.is_file() and path.suffix.lower() in STATE_DICT_SUFFIXES:
-        raise ValueError(f"{spec}: a bare weights file has no architecture; run `repspace layers` "
-                         "on the base checkpoint it applies to (the names are the same)")
+        if base is None and config is None:
+            raise ValueError(f"{spec}: a bare weights file has no architecture; pass --base (the "
+                             "checkpoint it applies to) or --config, as compare takes them")
+        return load_skeleton(config if config is not None else base, model_class)
     if not path.exists():
         from repspace.checkpoints import CheckpointError, detect_kind
 
@@ -86,12 +98,14 @@ def load_skeleton(path: str | Path, model_class: str | None = None) -> nn.Module
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
         check_adapter_config(adapter, path / "adapter_config.json")
-        base = adapter.get("base_model_name_or_path")
-        if not base or not Path(base).exists():
-            raise ValueError(f"{path} is a PEFT adapter whose base model {base!r} is not a local "
-                             "path; run `repspace layers` on the base checkpoint (names are shared)")
-        path = Path(base)
-        refuse_remote_code(path)
+        named = base or adapter.get("base_model_name_or_path")
+        if not named:
+            raise ValueError(f"{path} is a PEFT adapter that does not name its base model "
+                             "(base_model_name_or_path is empty); pass --base")
+        if not base and not Path(named).exists() and named.startswith(("/", ".", "~")):
+            raise ValueError(f"{path}: its base model {named} does not exist on this machine; "
+                             "pass --base with the base model folder")
+        return load_skeleton(named, model_class)  # a folder or a hub id, as compare loads it
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True,
                                                          trust_remote_code=False)
@@ -173,7 +187,8 @@ def format_tree(model: nn.Module, depth: int | None = None) -> str:
 def run_layers(args: argparse.Namespace) -> int:
     """Execute ``repspace layers``; returns the exit code (2 on bad input)."""
     try:
-        model = load_skeleton(args.model, getattr(args, "model_class", None))
+        model = load_skeleton(args.model, getattr(args, "model_class", None),
+                              getattr(args, "base", None), getattr(args, "config", None))
         if getattr(args, "select", None):
             print(format_flat(model, resolve_layers(model, args.select)))
         elif args.format == "flat":

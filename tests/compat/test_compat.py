@@ -177,6 +177,30 @@ def test_layers_accepts_embedded():
     assert "vision_model.encoder.layers.0" in checks.run_layers("embedded")
 
 
+def test_layers_accepts_every_spec_compare_accepts(zoo_root, tmp_path, capsys):
+    """Folder, config.json, adapter (its recorded base or --base), a bare weights file with
+    --base or --config: the same names compare selects; without an architecture, one line."""
+    from repspace.cli import main
+
+    paths = checks.build("llama", zoo_root)
+    moved = tmp_path / "adapter-elsewhere"  # an adapter whose recorded base is gone: --base
+    shutil.copytree(paths["lora"], moved)
+    cfg = json.loads((moved / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = "/nonexistent/llama"
+    (moved / "adapter_config.json").write_text(json.dumps(cfg))
+    weights = str(paths["full"] / "model.safetensors")
+    want = checks.run_layers(paths["base"])
+    for argv in ([str(paths["base"] / "config.json")], [str(paths["lora"])],
+                 [str(moved), "--base", str(paths["base"])], [weights, "--base", str(paths["base"])],
+                 [weights, "--config", str(paths["base"] / "config.json")]):
+        assert main(["layers", *argv, "--select", "blocks"]) == 0, argv
+        assert capsys.readouterr().out == want, argv
+    for argv, why in (([weights], "pass --base"), ([str(moved)], "does not exist on this machine")):
+        assert main(["layers", *argv]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1, err
+
+
 def test_flattened_patches_batched_per_sample(zoo_root):
     """Qwen2-VL through the API: one mapping of flattened ``pixel_values`` split per sample,
     and its vision blocks pooled one row per sample."""
