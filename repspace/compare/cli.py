@@ -73,6 +73,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="also the metrics over image tokens, text tokens and (tuned side) virtual "
                         "tokens separately, from the same capture pass (multimodal and "
                         "prompt-learning models); shown in the report")
+    p.add_argument("--adapter-effect", action="store_true",
+                   help="also where the adapter acts: ‖Δh‖/‖h‖ per adapted module and block "
+                        "(PEFT adapters), in the report")
+    p.add_argument("--weight-space", action="store_true",
+                   help="also the ΔW spectrum, effective rank and intruder dimensions per linear "
+                        "map and block beside the representation's rank (loads the base separately)")
+    p.add_argument("--merge-dtype", default=None, metavar="DTYPES",
+                   help="also merge fidelity: per-layer drift of the adapter merged in each of "
+                        "these dtypes (comma-separated: float32, float16, bfloat16) against the "
+                        "unmerged model")
+    p.add_argument("--match-layers", action="store_true",
+                   help="also match tuned blocks to base blocks by the cross-layer CKA matrix "
+                        "(models of different depth, e.g. block expansion); loads the base "
+                        "separately")
     p.add_argument("--task-id", type=int, default=None, metavar="N",
                    help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
                         "prompt tuning and Poly")
@@ -228,7 +242,9 @@ def _run(args) -> int:
         sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
         embedding=args.embedding, embedding_layer=args.embedding_layer,
         tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, two_models=args.two_models,
-        segments=args.segments,
+        segments=args.segments, adapter_effect=args.adapter_effect,
+        weight_space=args.weight_space, match_layers=args.match_layers,
+        merge_dtypes=_csv_list(args.merge_dtype) if args.merge_dtype else None,
         progress=not args.quiet and not args.json)
     if base_label or tuned_labels:
         from repspace.report.result import rename_checkpoint

@@ -397,7 +397,9 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             batch_size: int = 32, seed: int = 0, device_map: str | dict | None = None,
             dtype: str | None = None,
             distributed: bool | None = None, dist_timeout: float | None = None,
-            two_models: bool = False, **kwargs) -> CompareResult:
+            two_models: bool = False, adapter_effect: bool = False, weight_space: bool = False,
+            merge_dtypes: Sequence[str] | None = None, match_layers: bool = False,
+            **kwargs) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
 
     ``tuned`` checkpoints that are adapters or bare weights are applied onto ``base``
@@ -417,7 +419,17 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
     :mod:`repspace.compare.shared_base`); ``two_models=True``, or anything that makes
     disabling differ from the base, loads the base separately.  ``settings["base_capture"]``
     records which, and why.
+
+    ``adapter_effect``, ``weight_space``, ``merge_dtypes`` (e.g. ``["bfloat16"]``),
+    ``match_layers``: the PEFT-aware analyses of :mod:`repspace.compare.analyses`, on the
+    same checkpoints and probe batches, in ``result.analyses`` (one process only).
     """
+    from repspace.compare.analyses import needs_separate_base, run_analyses
+
+    if merge_dtypes is not None:
+        from repspace.compare.merge_fidelity import parse_merge_dtypes
+
+        merge_dtypes = parse_merge_dtypes(",".join(merge_dtypes))  # before loading anything
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
     _check_tuned_per_pass(kwargs.get("tuned_per_pass"))  # before minutes of loading
@@ -434,6 +446,10 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
         if ctx is None and distributed:
             raise ValueError("distributed=True but no process group is running and WORLD_SIZE "
                              "is not set; launch with torchrun --nproc-per-node N")
+        if ctx is not None and (adapter_effect or weight_space or merge_dtypes or match_layers):
+            ctx.close(barrier=False)
+            raise ValueError("--adapter-effect, --weight-space, --merge-dtype and --match-layers "
+                             "run in one process; launch them without torchrun")
     finished = False
     try:
         if ctx is not None:
@@ -452,7 +468,8 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
                                                       shared_base_checkpoint)
 
             why = plan_reason(base, tuned, base_override=base_override, config=config,
-                              two_models=two_models)
+                              two_models=two_models) or needs_separate_base(weight_space,
+                                                                            match_layers)
             if why is None:  # one model: the tuned adapter's, base read with it disabled
                 tuned_cks = [load_checkpoint(tuned[0], base=base, strict=strict, **load)]
                 why = disabled_base_reason(tuned_cks[0].model)
@@ -483,6 +500,11 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
                                 probe_info=probe_set.describe(), dist=ctx,
                                 row_offset=rows.start, **kwargs)
         result.settings["base_capture"] = base_capture
+        with stage("metrics"):
+            result.analyses.update(run_analyses(
+                base_ck, tuned_cks, result.tuned_names, batches, adapter_effect=adapter_effect,
+                weight_space=weight_space, merge_dtypes=merge_dtypes, match_layers=match_layers,
+                batch_size=batch_size, device=kwargs.get("device")))
         if device_map is not None:
             result.settings["device_map"] = device_map
         if dtype is not None:

@@ -345,6 +345,10 @@ def plot_heatmap(result: CompareResult, stem: Path, metric: str = "linear_cka") 
 
 def caption(name: str, result: CompareResult) -> str:
     """One-paragraph caption of figure ``name`` (plain text, for report.html and report.md)."""
+    if name.startswith("analysis_"):  # the issue-19 analyses caption their own figures
+        from repspace.report.analyses import analysis_caption
+
+        return analysis_caption(name, result)
     n = result.probe.get("num_samples")
     probe = (f"{n} probe samples from {result.probe.get('source', 'the probe')}" if n
              else "the probe samples")

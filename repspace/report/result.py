@@ -77,6 +77,9 @@ def rename_checkpoint(result: CompareResult, old: str, new: str,
         result.metrics[new] = result.metrics.pop(old)
     if old in result.spectra:
         result.spectra[new] = result.spectra.pop(old)
+    for per in result.analyses.values():  # each analysis is keyed by checkpoint name
+        if isinstance(per, dict) and old in per:
+            per[new] = per.pop(old)
     if result.embedding and old in result.embedding.get("points", {}):
         pts = result.embedding["points"]
         result.embedding["points"] = {(new if k == old else k): v for k, v in pts.items()}

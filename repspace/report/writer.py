@@ -76,6 +76,7 @@ def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]
                     for name, by_layer in result.spectra.items()},
         "summary": summary,
         "warnings": list(getattr(result, "warnings", [])),
+        "analyses": getattr(result, "analyses", {}),
         "plots": plots,
     })
 
@@ -157,7 +158,12 @@ def _settings_text(result: CompareResult) -> list[tuple[str, str]]:
     out.append(("layers", f"{len(result.layers)} ({st.get('layers', 'chosen')}): {text}"))
     if st.get("pooling"):
         out.append(("pooling", str(st["pooling"])))
-    rest = {k: v for k, v in st.items() if k not in ("layers", "pooling")}
+    from repspace.report.analyses import base_capture_text
+
+    captured = base_capture_text(st)
+    if captured:
+        out.append(("base capture", captured))
+    rest = {k: v for k, v in st.items() if k not in ("layers", "pooling", "base_capture")}
     if rest:
         out.append(("settings", ", ".join(f"{k}={v}" for k, v in rest.items())))
     return out
@@ -181,8 +187,10 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
     lines += ["", "## Per-layer metrics", "", "<details><summary>Full table "
               f"({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary>",
               "", markdown_table(result), "", "</details>", "",
-              "All metrics per layer are in `metrics.csv` (tidy) and `report.json`.", "",
-              "## Figures", ""]
+              "All metrics per layer are in `metrics.csv` (tidy) and `report.json`."]
+    from repspace.report.analyses import markdown_section
+
+    lines += markdown_section(result) + ["", "## Figures", ""]
     for i, (name, files) in enumerate(plots.items(), 1):
         png = next((f for f in files if f.endswith(".png")), None)
         if png:
@@ -226,6 +234,9 @@ def _html(result: CompareResult, summary: str, plots: dict[str, list[str]], root
     warned = "".join(f"<li>{_h(w)}</li>" for w in getattr(result, "warnings", []))
     warned = f'<h2>Warnings</h2><ul class="warnings">{warned}</ul>' if warned else ""
     title = f"{', '.join(result.tuned_names)} vs {result.base.name}"
+    from repspace.report.analyses import html_section
+
+    analyses = html_section(result)
     sentences = "".join(f"<li>{_h(x)}</li>" for x in re.split(r"(?<=\.) (?=\S)", summary) if x)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -251,6 +262,7 @@ ul.warnings {{ background: #fff6e5; border-left: 4px solid #E69F00; padding: 0.6
 <p><small>Mean and minimum over the {len(result.layers)} compared layers; effective-rank ratio = tuned / base at the last layer (1 = unchanged).</small></p>
 <h2>Per-layer metrics</h2>
 <details><summary>Full table ({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary><div class="scroll">{full}</div></details>
+{analyses}
 <h2>Figures</h2>{figures}
 <p><small>repspace {__version__}. Full data: report.json, metrics.csv.</small></p>
 </body></html>
@@ -277,6 +289,11 @@ def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = F
                 continue
             files = fn(result, tmp / "plots" / name)
             if files:
+                written[name] = [str(p.relative_to(tmp)) for p in files]
+        if plots is None:  # the analyses that ran (issue 19), captioned by report.analyses
+            from repspace.report.analyses import analysis_plots
+
+            for name, files in analysis_plots(result, tmp / "plots").items():
                 written[name] = [str(p.relative_to(tmp)) for p in files]
         summary = summarize(result)
         (tmp / "report.json").write_text(json.dumps(report_dict(result, summary, written), indent=2))
