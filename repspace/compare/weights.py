@@ -278,7 +278,7 @@ def run_weights(args) -> int:
             raise ValueError(f"--{opt.replace('_', '-')} must be a positive integer; got {getattr(args, opt)}")
     inputs = [("base checkpoint", resolve_spec(args.base))]
     inputs += [("tuned checkpoint", resolve_spec(t)) for t in args.tuned]
-    if args.probe not in (None, "builtin"):
+    if args.probe not in (None, "builtin", "general"):  # generated in memory: no file
         inputs.append(("probe data", args.probe))
     out = check_output(args.output, overwrite=args.overwrite, inputs=inputs,
                        is_ours=_is_weights_folder, kind="repspace weights")

@@ -4,6 +4,8 @@ Sources (``load_probe(source, ...)``):
 
 - ``"builtin"``: the shapes world's probe set (images + captions), generated
   deterministically offline;
+- ``"general"``: 256 diverse general-text sentences (:mod:`repspace.probe.general_text`),
+  text only: how much a method disturbs the model away from the task's own inputs;
 - ``*.txt``: one text sample per line;
 - ``*.jsonl``: objects with ``"text"`` (or ``"caption"``/``"question"``) and/or
   ``"image"`` (a path relative to the file);
@@ -22,6 +24,8 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEXT_KEYS = ("text", "caption", "question", "sentence")
+# Probe sources generated in memory (no file to check, read or keep an output away from).
+BUILTIN_PROBES = ("builtin", "general")
 
 
 @dataclass
@@ -152,6 +156,10 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
     """Load probe data from ``source`` (see module docstring) and keep ``num_samples``."""
     if str(source) == "builtin":
         return builtin_probe(num_samples or 512, seed=seed)
+    if str(source) == "general":
+        from repspace.probe.general_text import GENERAL_SENTENCES
+
+        return ProbeSet("builtin:general-text", list(GENERAL_SENTENCES)).subset(num_samples, seed)
     path = Path(source)
     if not path.exists():
         raise ValueError(f"probe data {path}: no such file or folder")

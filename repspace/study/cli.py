@@ -1,4 +1,4 @@
-"""`repspace study CONFIG [-o OUT] [--force] [--dry-run] [--jobs 1]`."""
+"""`repspace study CONFIG [-o OUT] [--base SPEC] [--force] [--dry-run] [--jobs 1]`."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,9 @@ def add_study_parser(sub) -> argparse.ArgumentParser:
                    "(e.g. preset:demo)")
     p.add_argument("-o", "--output", default=None,
                    help="study folder (default: the config's `output`, else studies/<name>)")
+    p.add_argument("--base", default=None, metavar="SPEC",
+                   help="use this base checkpoint instead of the config's `base` (e.g. the local "
+                        "folder of the model the config names); part of every cell's key")
     p.add_argument("--force", action="store_true",
                    help="recompute every cell (deletes its run folder first)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
@@ -60,8 +63,9 @@ def _check_output(config, output) -> None:
     from repspace.outputs import check_output, has_json_schema
 
     inputs = [("base checkpoint", resolve_spec(config.base))]
-    if config.compare.probe != "builtin":
-        inputs.append(("probe data", config.compare.probe))
+    from repspace.probe import BUILTIN_PROBES
+
+    inputs += [("probe data", p) for p in config.compare.probes if p not in BUILTIN_PROBES]
     check_output(output, overwrite=True, inputs=inputs,
                  is_ours=lambda p: has_json_schema(p, "study.json", "repspace.study"),
                  kind="repspace study")
@@ -79,6 +83,8 @@ def run_study_cli(args) -> int:
         raise ValueError(f"--jobs {args.jobs}: only --jobs 1 is supported (cells run one after "
                          "another; torch already uses every core inside a cell)")
     config = _load(args.config)
+    if args.base:
+        config = config.replace(base=args.base)
     output = Path(args.output) if args.output else config.output_dir()
     if args.dry_run:
         print_grid(config, output)

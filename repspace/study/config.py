@@ -28,7 +28,7 @@ File format (TOML; YAML takes the same keys)::
     [train]                                # any other TrainConfig field
     warmup_ratio = 0.1
     [compare]                              # compare() settings
-    probe = "builtin"
+    probe = ["builtin", "general"]         # default: the task's probe + general text
     num_samples = 256
     layers = "blocks"
     batch_size = 32
@@ -48,7 +48,11 @@ from typing import Any
 __all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config"]
 
 BASE_METHOD = "base"
-TASKS = ("vqa", "captioning")
+TASKS = ("vqa", "captioning", "classify")
+# Distortion on the task's own inputs and on general text can disagree (docs/reproduction.md):
+# a study measures both unless told otherwise.  The first probe is the primary one (the
+# ``metrics`` of a cell and every un-prefixed table column); the others add columns.
+DEFAULT_PROBES = ("builtin", "general")
 _COMPARE_KEYS = ("probe", "num_samples", "layers", "batch_size", "pooling", "seed",
                  "sample_rows", "max_length")
 _TOP_KEYS = ("name", "base", "tasks", "methods", "options", "budgets", "data_fractions",
@@ -62,9 +66,14 @@ _OWNED_TRAIN_FIELDS = ("base", "method", "method_options", "task", "domain", "da
 
 @dataclass(frozen=True)
 class CompareSettings:
-    """Settings of every cell's ``compare(base, [run])`` (part of each cell's cache key)."""
+    """Settings of every cell's ``compare(base, [run])`` (part of each cell's cache key).
 
-    probe: str = "builtin"
+    ``probe``: one probe source or several (compared one after the other; the first is the
+    primary probe).  A probe after the first that the base cannot read (e.g. general text
+    on a closed-vocabulary model) is recorded as skipped in the cell, with the reason.
+    """
+
+    probe: str | tuple[str, ...] = DEFAULT_PROBES
     num_samples: int = 256
     layers: str | tuple[str, ...] = "blocks"
     batch_size: int = 32
@@ -76,7 +85,13 @@ class CompareSettings:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["layers"] = d["layers"] if isinstance(d["layers"], str) else list(d["layers"])
+        d["probe"] = d["probe"] if isinstance(d["probe"], str) else list(d["probe"])
         return d
+
+    @property
+    def probes(self) -> tuple[str, ...]:
+        """The probe sources, primary first."""
+        return (self.probe,) if isinstance(self.probe, str) else tuple(self.probe)
 
 
 @dataclass(frozen=True)
@@ -376,7 +391,9 @@ def _compare(c: _Checker, data: dict) -> CompareSettings:
         c.fail(f"compare.{unknown[0]}", f"unknown key; valid keys are {', '.join(_COMPARE_KEYS)}")
     kw: dict[str, Any] = {}
     if "probe" in data:
-        kw["probe"] = c.str_("compare.probe", data["probe"])
+        v = data["probe"]
+        kw["probe"] = (c.str_("compare.probe", v) if isinstance(v, str)
+                       else c.list_("compare.probe", v, c.str_))
     for key, low in (("num_samples", 4), ("batch_size", 1), ("seed", 0), ("sample_rows", 0),
                      ("max_length", 1)):
         if key in data:

@@ -9,7 +9,12 @@ Wide per-cell columns (``cells.csv``):
 - preservation: ``mean_linear_cka`` / ``mean_linear_cka_debiased`` / ``min_linear_cka``
   over the compared layers; at the summary layer (``summary_layer``, default the last):
   ``linear_cka_at_layer``, ``erank_base``, ``erank_tuned``, ``erank_delta`` = tuned − base,
-  ``erank_ratio`` = tuned / base, ``frechet_distance``; ``mean_erank_ratio`` over layers;
+  ``erank_ratio`` = tuned / base, ``pr_base``, ``pr_tuned``, ``pr_ratio`` (participation
+  ratio, the same way), ``frechet_distance``; ``mean_erank_ratio`` over layers;
+- per probe, when the study compares on several (``compare.probe`` a list; see
+  :func:`repspace.study.runner.probe_label`): ``<probe>:mean_linear_cka``,
+  ``<probe>:linear_cka_at_layer``, ``<probe>:erank_ratio``, ``<probe>:pr_ratio`` (NaN where
+  the probe was skipped);
 - cost: ``train_seconds, compare_seconds``.
 
 Over seeds (``summary.csv``): every numeric column ``c`` becomes ``c`` (mean over seeds),
@@ -34,7 +39,7 @@ from repspace.outputs import staging_prefix
 __all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
            "write_tables", "write_results", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
 
-PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider"}
+PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider", "classify": "accuracy"}
 ID_COLUMNS = ("cell", "task", "method", "budget_field", "budget", "data_fraction", "seed")
 GROUP_COLUMNS = ("task", "method", "budget_field", "budget", "data_fraction")
 _NOT_AGGREGATED = set(ID_COLUMNS) | {"summary_layer"}
@@ -108,8 +113,11 @@ def cell_rows(records: list[dict], summary_layer: int = -1) -> list[dict]:
     """One wide row per cell (see the module doc for the columns)."""
     rows = []
     score_names: dict[str, None] = {}
+    probe_names: dict[str, None] = {}
     for rec in records:
         score_names.update(dict.fromkeys(rec.get("scores", {})))
+        probe_names.update(dict.fromkeys(rec.get("probes") or {}))
+        probe_names.update(dict.fromkeys(rec.get("probe_errors") or {}))
     for rec in records:
         ident = _ident(rec)
         layers = rec["layers"]
@@ -139,17 +147,47 @@ def cell_rows(records: list[dict], summary_layer: int = -1) -> list[dict]:
             row["erank_base"], row["erank_tuned"] = float(eb[i]), float(et[i])
             row["erank_delta"] = float(et[i] - eb[i])
             row["erank_ratio"] = _ratio(float(et[i]), float(eb[i]))
+            pb = _layer_series(rec, "participation_ratio_base")
+            pt = _layer_series(rec, "participation_ratio_tuned")
+            row["pr_base"], row["pr_tuned"] = float(pb[i]), float(pt[i])
+            row["pr_ratio"] = _ratio(float(pt[i]), float(pb[i]))
             row["frechet_distance"] = _num(rec["metrics"][layers[i]].get("frechet_distance"))
         else:
             row["summary_layer"] = None
             for k in ("linear_cka_at_layer", "erank_base", "erank_tuned", "erank_delta",
-                      "erank_ratio", "frechet_distance"):
+                      "erank_ratio", "pr_base", "pr_tuned", "pr_ratio", "frechet_distance"):
                 row[k] = math.nan
+        if len(probe_names) > 1:
+            for probe in probe_names:
+                row.update(_probe_columns(rec, probe, summary_layer))
         secs = rec.get("seconds") or {}
         row["train_seconds"] = _num(secs.get("train"))
         row["compare_seconds"] = _num(secs.get("compare"))
         rows.append(row)
     return rows
+
+
+PROBE_COLUMNS = ("mean_linear_cka", "linear_cka_at_layer", "erank_ratio", "pr_ratio")
+
+
+def _probe_columns(rec: dict, probe: str, summary_layer: int) -> dict[str, float]:
+    """``<probe>:<column>`` for :data:`PROBE_COLUMNS` from the cell's ``probes[probe]``
+    (NaN when that probe was skipped for this cell)."""
+    entry = (rec.get("probes") or {}).get(probe)
+    out = {f"{probe}:{c}": math.nan for c in PROBE_COLUMNS}
+    if not entry or not entry.get("layers"):
+        return out
+    sub = {"layers": entry["layers"], "metrics": entry["metrics"]}
+    layers = entry["layers"]
+    cka = _layer_series(sub, "linear_cka")
+    out[f"{probe}:mean_linear_cka"] = _nanmean(cka)
+    if -len(layers) <= summary_layer < len(layers):
+        i = summary_layer
+        out[f"{probe}:linear_cka_at_layer"] = float(cka[i])
+        for col, metric in (("erank_ratio", "effective_rank"), ("pr_ratio", "participation_ratio")):
+            out[f"{probe}:{col}"] = _ratio(float(_layer_series(sub, f"{metric}_tuned")[i]),
+                                           float(_layer_series(sub, f"{metric}_base")[i]))
+    return out
 
 
 def aggregate(rows: list[dict], confidence: float = 0.95) -> list[dict]:

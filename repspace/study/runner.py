@@ -147,9 +147,15 @@ def _flat_scores(scores: dict | None, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _compare_kwargs(config: StudyConfig) -> dict:
+def probe_label(source: str) -> str:
+    """Short column prefix of a probe source: ``builtin`` -> ``task`` (the shapes world, the
+    study tasks' own distribution), ``general`` -> ``general``, a file -> its stem."""
+    return {"builtin": "task", "general": "general"}.get(source, Path(source).stem or source)
+
+
+def _compare_kwargs(config: StudyConfig, probe: str | None = None) -> dict:
     s = config.compare
-    return dict(probe=s.probe, num_samples=s.num_samples, layers=s.layers,
+    return dict(probe=probe or s.probes[0], num_samples=s.num_samples, layers=s.layers,
                 batch_size=s.batch_size, pooling=s.pooling, seed=s.seed,
                 sample_rows=s.sample_rows, max_length=s.max_length, embedding="none",
                 distributed=False, progress=False)
@@ -214,10 +220,27 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
         result = compare_fn(config.base, [str(run_dir)], **cmp_kwargs)
     name = result.tuned_names[0]
     metrics = {layer: dict(result.metrics.get(name, {}).get(layer, {})) for layer in result.layers}
+    spec = config.base if pc.cell.is_base else str(run_dir)
+    probes = {probe_label(config.compare.probes[0]): {"source": config.compare.probes[0],
+                                                      "layers": list(result.layers), "metrics": metrics}}
+    probe_errors = {}
+    for source in config.compare.probes[1:]:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*bit-identical to the base.*")
+                extra = compare_fn(config.base, [spec], **_compare_kwargs(config, source))
+        except ValueError as exc:  # e.g. general text on a closed-vocabulary model: recorded
+            probe_errors[probe_label(source)] = f"{source}: {' '.join(str(exc).split())}"
+            continue
+        xname = extra.tuned_names[0]
+        probes[probe_label(source)] = {
+            "source": source, "layers": list(extra.layers),
+            "metrics": {layer: dict(extra.metrics.get(xname, {}).get(layer, {})) for layer in extra.layers}}
     record = {
         "schema": CELL_SCHEMA, "schema_version": 1, "key": pc.key, "label": pc.label,
         "cell": pc.cell.to_dict(), "scores": _flat_scores(scores), "params": params,
         "run_dir": run_rel, "layers": list(result.layers), "metrics": metrics,
+        "probes": probes, "probe_errors": probe_errors,
         "train_config": pc.train_config.to_dict() if pc.train_config is not None else None,
         "compare": config.compare.to_dict(), "repspace": __version__,
         "seconds": {"train": t1 - t0, "compare": time.perf_counter() - t1},

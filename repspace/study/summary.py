@@ -72,7 +72,7 @@ def _table(tables, task: str) -> list[str]:
     score = PRIMARY_SCORE.get(task, "score")
     layer = tables.summary_layer
     head = ["method", "budget", "data", "seeds", "trainable %", score, "mean CKA",
-            f"erank ratio ({layer})", "erank Δ"]
+            f"erank ratio ({layer})", "erank Δ", "PR ratio"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in (r for r in tables.summary if r["task"] == task):
         budget = "—" if r["budget"] is None else f"{r['budget_field']}={r['budget']}"
@@ -81,8 +81,30 @@ def _table(tables, task: str) -> list[str]:
             "0" if r["method"] == BASE_METHOD else "n/a")
         out.append("| " + " | ".join([
             r["method"], budget, data, str(r["n_seeds"]), pct, _pm(r, "primary_score"),
-            _pm(r, "mean_linear_cka", 4), _pm(r, "erank_ratio"), _pm(r, "erank_delta", 2)]) + " |")
+            _pm(r, "mean_linear_cka", 4), _pm(r, "erank_ratio"), _pm(r, "erank_delta", 2),
+            _pm(r, "pr_ratio")]) + " |")
     return out
+
+
+def _probe_table(tables, task: str) -> list[str]:
+    """One row per method: CKA, effective-rank and participation-ratio ratios on each probe
+    (only when the study compared on more than one)."""
+    probes = list(dict.fromkeys(c.split(":", 1)[0] for r in tables.summary for c in r
+                                if ":" in c and c.endswith(":erank_ratio")))
+    if len(probes) < 2:
+        return []
+    head = ["method", "budget", "data"] + [f"{p} {m}" for p in probes
+                                           for m in ("mean CKA", "erank ratio", "PR ratio")]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in (r for r in tables.summary if r["task"] == task):
+        budget = "—" if r["budget"] is None else f"{r['budget_field']}={r['budget']}"
+        data = "—" if r["data_fraction"] is None else f"{r['data_fraction']:g}"
+        out.append("| " + " | ".join([r["method"], budget, data] + [
+            _pm(r, f"{p}:{c}", 4 if c == "mean_linear_cka" else 3)
+            for p in probes for c in ("mean_linear_cka", "erank_ratio", "pr_ratio")]) + " |")
+    return ["", f"Per probe (ratios tuned / base at `{tables.summary_layer}`; `task` = the "
+                "shapes-world probe, the tasks' own distribution; `general` = diverse "
+                "general-text sentences, `repspace.probe.general_text`):", "", *out]
 
 
 def markdown(result) -> str:
@@ -92,7 +114,8 @@ def markdown(result) -> str:
              f"{n} cells ({len(result.computed)} computed in the last run, {len(result.cached)} "
              f"from cache, {len(result.failed)} failed). Base `{cfg.base}`, tasks "
              f"{', '.join(cfg.tasks)}, seeds {', '.join(map(str, cfg.seeds))}, probe "
-             f"`{cfg.compare.probe}` ({cfg.compare.num_samples} samples, layers "
+             f"{' + '.join(f'`{p}`' for p in cfg.compare.probes)} "
+             f"({cfg.compare.num_samples} samples each, layers "
              f"`{cfg.compare.layers}`).", ""]
     lines += [f"- {line}" for line in headline(result)[:-1]]
     one_seed = all(r["n_seeds"] < 2 for r in tables.summary)
@@ -100,9 +123,10 @@ def markdown(result) -> str:
               + (". **One seed per cell: no interval is defined (NaN in the CSVs).**"
                  if one_seed else "; cells with one seed show the mean alone."),
               "`erank ratio` = effective rank of the tuned model / the base's, at the summary "
-              "layer; `mean CKA` = linear CKA to the base averaged over the compared layers.", ""]
+              "layer; `PR ratio` the same for the participation ratio; `mean CKA` = linear "
+              "CKA to the base averaged over the compared layers.", ""]
     for task in dict.fromkeys(r["task"] for r in tables.summary):
-        lines += [f"## {task}", "", *_table(tables, task), ""]
+        lines += [f"## {task}", "", *_table(tables, task), *_probe_table(tables, task), ""]
     claims = check_claims(tables) if tables.summary else []
     if claims:
         lines += ["## The papers' claims on this study", "",
@@ -121,6 +145,10 @@ def markdown(result) -> str:
 
         lines += summary_lines(result.seed_baseline,
                                figure="seed_baseline.png" in getattr(result, "files", {}))
+    skipped = {f"`{probe}` ({why})": None for rec in result.records
+               for probe, why in (rec.get("probe_errors") or {}).items()}
+    if skipped:
+        lines += ["## Probes skipped", "", *[f"- {k}" for k in skipped], ""]
     if result.failed:
         lines += ["## Failed cells", "", *[f"- `{k}`: {v}" for k, v in result.failed.items()],
                   "", "Tracebacks: `cells/<cell>.error.txt`. Rerun the study to retry them.", ""]

@@ -1,4 +1,4 @@
-"""`repspace train --method M --task captioning|vqa ...`: argument parsing and output.
+"""`repspace train --method M --task captioning|vqa|classify ...`: argument parsing and output.
 
 The lead wires it into ``repspace/cli.py`` as
 ``"train": ("repspace.training.cli", "add_train_parser", "run_train")``.
@@ -40,7 +40,9 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                     "and write a run folder that `repspace compare BASE RUN` reads.")
     p.add_argument("--method", required=True, help="method name (see `repspace methods` / "
                    "repspace.methods.available_methods())")
-    p.add_argument("--task", required=True, choices=["captioning", "vqa"])
+    p.add_argument("--task", required=True, choices=["captioning", "vqa", "classify"],
+                   help="classify: sentence classification (how many shapes a shapes-world sentence "
+                        "describes) for text encoders (BERT/RoBERTa folders) and T5")
     p.add_argument("--base", default="embedded", help="base checkpoint: 'embedded', a model folder or hub id")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="method option, repeatable (e.g. --option r=8 --option towers=text,vision)")

@@ -30,7 +30,7 @@ from typing import Any
 
 __all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "default_lr"]
 
-TASKS = ("captioning", "vqa")
+TASKS = ("captioning", "vqa", "classify")
 SCHEDULES = ("cosine", "linear", "constant")
 DEFAULT_LR = {"full": 1e-4, "lora": 1e-3, "ia3": 3e-3, "adapter": 1e-3, "prefix": 5e-3,
               "prompt": 5e-3, "adalink": 1e-3, "ptpeft": 1e-3}
@@ -59,7 +59,8 @@ class TrainConfig:
         base: checkpoint spec of the pre-trained model (folder, hub id, ``"embedded"``).
         method: registry name (:func:`repspace.methods.available_methods`).
         method_options: keyword overrides of the method's config (``{"r": 8}``).
-        task: ``"captioning"`` or ``"vqa"``.
+        task: ``"captioning"``, ``"vqa"`` or ``"classify"`` (sentence classification: text
+            encoders and text-to-text models, :mod:`repspace.data.sentences`).
         domain: shapes-world domain (``"source"``/``"shifted"``); ignored when ``data`` is set.
         data: ``None`` (shapes world) or a data-spec JSON naming COCO-style caption files or
             VQAv2-style question/annotation files and image folders (see :mod:`repspace.training.data`).

@@ -16,6 +16,9 @@ Real data (``TrainConfig.data``) is a small JSON *data spec*; paths are relative
                "split": "train2014", "file_pattern": "COCO_{split}_{image_id:012d}.jpg"},
      "test":  {...}}
 
+    {"task": "classify",
+     "train": {"texts": "train.jsonl"}, "test": {"texts": "test.jsonl"}}   # {"text", "label"} per line
+
 (an optional ``"val"`` entry is used for ``eval_every``; else the test split).  COCO files
 are read by :class:`repspace.data.CocoCaptions`, VQAv2 files by :class:`repspace.data.VQADataset`,
 both validated eagerly with one-line errors.  ``data_fraction`` subsamples real training
@@ -54,6 +57,10 @@ def _shapes_records(cfg, split: str) -> list[dict]:
     world = ShapesWorld(seed=cfg.data_seed, domain=cfg.domain, image_size=cfg.image_size,
                         n_train=cfg.n_train, n_val=cfg.n_eval, n_test=cfg.n_eval,
                         data_fraction=cfg.data_fraction if split == "train" else 1.0)
+    if cfg.task == "classify":  # text only: no image is rendered
+        from repspace.data.sentences import sentence_records
+
+        return sentence_records(world, split)
     if cfg.task == "captioning":
         ds = world.caption_dataset(split)
         items = [ds[i] for i in range(len(ds))]
@@ -112,6 +119,10 @@ def _real_records(cfg, split: str) -> list[dict]:
             return None
         return root / str(entry[key])
 
+    if cfg.task == "classify":
+        rows = _labelled_texts(path("texts"))
+        idx = nested_subset(len(rows), cfg.data_fraction, cfg.data_seed) if split == "train" else range(min(len(rows), cfg.n_eval))
+        return [rows[int(i)] for i in idx]
     if cfg.task == "captioning":
         ds = CocoCaptions(path("annotations"), path("images"), image_size=cfg.image_size,
                           per_caption=split == "train")
@@ -125,4 +136,30 @@ def _real_records(cfg, split: str) -> list[dict]:
         item = ds[int(i)]
         item.setdefault("question_type", "all")
         out.append(item)
+    return out
+
+
+def _labelled_texts(path: Path) -> list[dict]:
+    """``{"text": ..., "label": ...}`` per line of a JSONL file, as classification records."""
+    import json
+
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file (a JSONL file of {{\"text\": ..., \"label\": ...}} lines)")
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip() \
+                or not isinstance(row.get("label"), (str, int)) or isinstance(row.get("label"), bool):
+            raise ValueError(f"{path}: line {i + 1} must be an object with a non-empty string \"text\" "
+                             "and a string or integer \"label\"")
+        label = str(row["label"])
+        out.append({"text": row["text"], "caption": row["text"], "answer": label, "answers": [label],
+                    "question_type": "all", "id": f"{path.name}/{i + 1}"})
+    if not out:
+        raise ValueError(f"{path}: no records")
     return out

@@ -28,7 +28,8 @@ def test_second_run_trains_nothing(tmp_path, trainer, comparer):
     first = run(config(), tmp_path, trainer, comparer)
     # 6 trained cells + the base once (not once per seed)
     assert len(trainer.calls) == 6 and len(first.computed) == 7 and not first.cached
-    assert len(comparer.calls) == 7
+    # the default probes: the task's (builtin) then general text, for every cell
+    assert [c[2]["probe"] for c in comparer.calls] == ["builtin", "general"] * 7
     assert comparer.calls[0][:2] == ("embedded", ["embedded"])  # the base cell: base vs base
     again = StubTrainer()
     second = run(config(), tmp_path, again, comparer)
@@ -86,3 +87,37 @@ def test_force_recomputes_everything(tmp_path, trainer, comparer):
     again = StubTrainer()
     res = run(config(), tmp_path, again, comparer, force=True)
     assert len(again.calls) == 6 and len(res.computed) == 7
+
+
+def test_two_probes_give_per_probe_columns_and_a_skipped_probe_is_reported(tmp_path, trainer):
+    """Every cell is compared on each probe; the first fills ``metrics`` (the un-prefixed
+    columns), each adds ``<probe>:...`` columns; a probe after the first that the model
+    cannot read is recorded with its reason (NaN columns, a summary section), not fatal."""
+    from tests.study.conftest import StubCompare
+
+    class PickyCompare(StubCompare):
+        def __call__(self, base, tuned, **kw):
+            if kw["probe"] == "words.txt" and "adapter" in tuned[0]:
+                raise ValueError("its tokenizer maps 76% of the probe's tokens to [UNK]")
+            out = super().__call__(base, tuned, **kw)
+            if kw["probe"] != "builtin":  # another probe: other numbers
+                name = out.tuned_names[0]
+                for layer, m in out.metrics[name].items():
+                    m["effective_rank_tuned"] = m["effective_rank_base"] * 0.5
+            return out
+
+    cfg = config(methods=["base", "lora", "adapter"], seeds=[0], budgets={},
+                 compare={"probe": ["builtin", "general", "words.txt"]})
+    res = run(cfg, tmp_path, trainer, PickyCompare())
+    assert not res.failed
+    by = {r["method"]: r for r in res.tables.cells}
+    lora, adapter = by["lora"], by["adapter"]
+    assert lora["general:erank_ratio"] == pytest.approx(0.5)
+    assert lora["words:erank_ratio"] == pytest.approx(0.5)
+    assert lora["task:erank_ratio"] == pytest.approx(lora["erank_ratio"]) and lora["erank_ratio"] != 0.5
+    assert adapter["general:erank_ratio"] == pytest.approx(0.5)
+    assert adapter["words:erank_ratio"] != adapter["words:erank_ratio"]  # NaN: skipped
+    rec = next(r for r in res.records if r["cell"]["method"] == "adapter")
+    assert "[UNK]" in rec["probe_errors"]["words"] and set(rec["probes"]) == {"task", "general"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Probes skipped" in summary and "general erank ratio" in summary

@@ -13,6 +13,10 @@ T5ForConditionalGeneration         (error: needs an image model)    question + c
 BLIP-2, InstructBLIP, PaliGemma,   processor's image prompt         processor's image prompt +
 LLaVA-NeXT, Idefics3, SmolVLM      (or chat template) + caption     question + answer
 =================================  ===============================  ======================
+
+``classify`` (sentence classification, :mod:`repspace.data.sentences`) runs on the text
+models that classify or write a label: ``*ForSequenceClassification``, BERT/RoBERTa
+masked-LM or bare encoders (a new head) and T5-style text-to-text (the label as text).
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ def make_task(model: nn.Module, processor, task: str) -> Task:
 
     root = unwrap_model(model)
     name = type(root).__name__
+    if task == "classify":
+        return _classify_task(root, processor)
     if name == "BlipForConditionalGeneration":
         return BlipGenerativeTask(root, processor, task)
     if name == "BlipForQuestionAnswering":
@@ -67,3 +73,23 @@ def make_task(model: nn.Module, processor, task: str) -> Task:
                      "BlipForConditionalGeneration, BlipForQuestionAnswering, LlavaForConditionalGeneration, "
                      f"{', '.join(IMAGE_TEXT_TYPES)} (*ForConditionalGeneration), text-only causal LMs, "
                      "T5-style text-to-text, *ForSequenceClassification, BERT/RoBERTa *ForMaskedLM or bare encoders")
+
+
+def _classify_task(root: nn.Module, processor) -> Task:
+    """Sentence classification: a head on a text encoder, or the label as text for T5."""
+    from repspace.training.tasks.encoder_head import EncoderClassificationTask
+    from repspace.training.tasks.seqcls import SequenceClassificationTask
+    from repspace.training.tasks.text2text import TextToTextTask
+
+    name = type(root).__name__
+    cfg = root.config
+    if name.endswith("ForSequenceClassification"):
+        return SequenceClassificationTask(root, processor, "classify")
+    if getattr(cfg, "model_type", None) in ENCODER_TYPES and (name.endswith("ForMaskedLM") or name.endswith("Model")):
+        return EncoderClassificationTask(root, processor, "classify")
+    if getattr(cfg, "vision_config", None) is None and getattr(cfg, "is_encoder_decoder", False) \
+            and name.endswith("ForConditionalGeneration"):
+        return TextToTextTask(root, processor, "classify")
+    raise ValueError(f"{name}: task classify (sentence classification) needs a text encoder (BERT/RoBERTa "
+                     "*ForMaskedLM, a bare encoder or *ForSequenceClassification) or a T5-style "
+                     "text-to-text model; use --task vqa or captioning for this model")

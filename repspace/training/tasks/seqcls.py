@@ -1,7 +1,9 @@
-"""Sequence classification glue (BERT): VQA as classification over the closed answer set.
+"""Sequence classification glue (BERT): VQA as classification over the closed answer set,
+or sentence classification (``task="classify"``, :mod:`repspace.data.sentences`).
 
-Input: ``[CLS] caption [SEP] question [SEP]`` (the scene's caption is the context);
-label: the answer's index in the answer vocabulary (sorted answers of the training set).
+Input: ``[CLS] caption [SEP] question [SEP]`` (VQA: the scene's caption is the context) or
+``[CLS] sentence [SEP]`` (classify); label: the answer's index in the answer vocabulary
+(sorted answers of the training set).
 The checkpoint's classifier is *replaced* by a fresh ``Linear(hidden, n_answers)`` (seeded)
 before the method is applied, and is made trainable after it whatever the method — a new
 head has to learn; it is counted in the trainable parameters and saved with them.
@@ -76,10 +78,13 @@ class SequenceClassificationTask(Task):
             p.requires_grad_(True)
 
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
-        if any(not r.get("caption") for r in records):
-            raise ValueError("text-only VQA answers from the scene's caption; these records have none")
         index = {a: i for i, a in enumerate(self.answers)}
-        enc = self.tokenizer([r["caption"] for r in records], [r["question"] for r in records], truncation=True)
+        if self.task == "classify":
+            enc = self.tokenizer([r["text"] for r in records], truncation=True)
+        else:
+            if any(not r.get("caption") for r in records):
+                raise ValueError("text-only VQA answers from the scene's caption; these records have none")
+            enc = self.tokenizer([r["caption"] for r in records], [r["question"] for r in records], truncation=True)
         ids = pad(enc["input_ids"], self.tokenizer.pad_token_id or 0)
         t = {"input_ids": ids, "attention_mask": pad([[1] * len(x) for x in enc["input_ids"]], 0),
              "labels": torch.tensor([index.get(r["answer"], -100) for r in records], dtype=torch.long)}
