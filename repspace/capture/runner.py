@@ -212,11 +212,21 @@ def _check_rows_differ(rows: dict[str, torch.Tensor], pool: Pooling, n: int) -> 
     ``cls`` on a causal model, whose first token is BOS and sees nothing after it."""
     if pool.mode in ("tokens", "none") or not rows:
         return
-    if all(r.shape[0] > 1 and bool((r == r[:1]).all()) for r in rows.values()):
+    same = [name for name, r in rows.items() if r.shape[0] > 1 and bool((r == r[:1]).all())]
+    if len(same) == len(rows):
         raise ValueError(f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
-                         f"first batch at every captured layer (e.g. {next(iter(rows))!r}; a "
+                         f"first batch at every captured layer (e.g. {same[0]!r}; a "
                          "causal model's first token is its BOS and sees nothing after it); use "
                          "--pooling mean or last")
+    if same:
+        # Some layers only: e.g. `first` on a VLM, whose vision tower's first patch differs
+        # per image while its causal text stream starts with the same BOS/template token.
+        # Their metrics would be undefined (NaN), so they are refused, named, not reported.
+        shown = ", ".join(repr(x) for x in same[:3]) + (f" and {len(same) - 3} more"
+                                                         if len(same) > 3 else "")
+        raise ValueError(f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
+                         f"first batch at {len(same)} of {len(rows)} captured layers ({shown}); "
+                         "use --pooling mean or last, or leave those layers out (--layers)")
 
 
 def capture(model: nn.Module, inputs: Inputs, layers: LayerSpec, *, pooling: str | Pooling = "mean",

@@ -161,6 +161,17 @@ def test_first_token_pooling_on_a_causal_model_fails_loudly(zoo_root):
     assert checks.compare(paths["base"], [paths["lora"]], pooling="last").layers
 
 
+def test_first_token_pooling_on_a_vlm_names_the_constant_layers(zoo_root):
+    """`first` on LLaVA: the vision tower's first token (CLS) differs per image, the causal text
+    stream's (BOS) does not; the text layers' metrics would be NaN, so they are named."""
+    paths = checks.build("llava", zoo_root)
+    with pytest.raises(ValueError, match=r"at 2 of 4 captured layers \('model.language_model") as err:
+        checks.compare(paths["base"], [paths["lora"]], pooling="first")
+    assert "\n" not in str(err.value) and "--pooling mean or last" in str(err.value)
+    result = checks.compare(paths["base"], [paths["lora"]], pooling="first", layers="vision")
+    assert all(0 < v <= 1 for v in checks.ckas(result, 0))
+
+
 def test_warnings_are_recorded_in_the_report(zoo_root, tmp_path):
     from repspace.report import write_report
 
