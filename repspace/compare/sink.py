@@ -53,6 +53,15 @@ class CompareSink(AccumulatorSink):
         """Bottom-k keys of the sampled rows per layer, ascending (the order of :attr:`samples`)."""
         return self._keys
 
+    def replace_sample(self, keys: dict[str, torch.Tensor], base: dict[str, torch.Tensor],
+                       tuned: dict[str, torch.Tensor]) -> None:
+        """Hold exactly these sampled rows (e.g. the global bottom-k gathered across
+        processes): per layer, ``keys`` ascending and the rows in the same order."""
+        if not (set(keys) == set(base) == set(tuned)):
+            raise ValueError("replace_sample: keys, base and tuned must name the same layers")
+        self._keys = dict(keys)
+        self.samples = {"base": dict(base), "tuned": dict(tuned)}
+
     def update(self, captured: CapturedBatch) -> None:
         base, tuned = captured.sides.get("base", {}), captured.sides.get("tuned", {})
         if any(n in tuned and tuned[n].device != r.device for n, r in base.items()):

@@ -61,14 +61,12 @@ def gather_row_sample(sink, group=None) -> None:
                               sink.samples["base"][layer][keep], sink.samples["tuned"][layer][keep])
     parts: list | None = [None] * world if dist.get_rank(group) == 0 else None
     dist.gather_object(payload, parts, dst=0, group=group)
-    sink.samples = {"base": {}, "tuned": {}}
-    sink._keys = {}
-    if parts is None:
-        return
-    for layer in layers:
+    keys_of, base, tuned = {}, {}, {}
+    for layer in layers if parts is not None else []:  # every rank but 0 ends empty
         got = [p[layer] for p in parts if layer in p]
         keys = torch.cat([g[0] for g in got])
         order = torch.argsort(keys)
-        sink._keys[layer] = keys[order]
-        sink.samples["base"][layer] = torch.cat([g[1] for g in got])[order]
-        sink.samples["tuned"][layer] = torch.cat([g[2] for g in got])[order]
+        keys_of[layer] = keys[order]
+        base[layer] = torch.cat([g[1] for g in got])[order]
+        tuned[layer] = torch.cat([g[2] for g in got])[order]
+    sink.replace_sample(keys_of, base, tuned)

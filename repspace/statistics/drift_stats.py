@@ -13,6 +13,10 @@ import math
 
 import numpy as np
 import torch
+import torch.distributed as dist
+
+from repspace.statistics.base import Accumulator
+from repspace.statistics.collective import collective_device, reduce_states
 
 __all__ = ["PairedDriftStats", "DriftSummary"]
 
@@ -51,7 +55,7 @@ def summarize(values: np.ndarray) -> DriftSummary:
     return out
 
 
-class _StreamingSummary:
+class _StreamingSummary(Accumulator):
     """Exact count/mean/M2 (Chan et al. parallel update), min, max and a histogram."""
 
     # How each state reduces across processes; "chan": (n, mean, m2) merged by the
@@ -99,6 +103,34 @@ class _StreamingSummary:
         self.n = n
         self.n_undefined += o.n_undefined
 
+    def reset(self) -> "_StreamingSummary":
+        self.__init__(self.edges)
+        return self
+
+    def compute(self) -> "DriftSummary":
+        return self.summary()
+
+    def all_reduce(self, group=None, device=None) -> "_StreamingSummary":
+        """Every rank's values, on every rank: (n, mean, M2) by Chan's merge, rank by rank in
+        rank order (the same float64 result everywhere), the rest by their rules."""
+        device = collective_device(group) if device is None else device
+        simple = {k: r for k, r in self.reductions.items() if r != "chan"}
+        states = reduce_states({k: getattr(self, k) for k in simple}, simple, group, device)
+        triple = torch.tensor([self.n, self.mean, self.m2], dtype=torch.float64, device=device)
+        gathered = [torch.empty_like(triple) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(gathered, triple, group=group)
+        merged = type(self)(self.edges)
+        for t in gathered:
+            merged.merge(type(self).from_moments(self.edges, int(t[0].item()), float(t[1].item()),
+                                                 float(t[2].item())))
+        n = merged.n
+        self.n, self.mean, self.m2 = n, merged.mean, merged.m2
+        self.n_undefined = states["n_undefined"]
+        self.counts = states["counts"]
+        self.min = states["min"] if n else math.inf
+        self.max = states["max"] if n else -math.inf
+        return self
+
     def quantile(self, q: float) -> float:
         """Histogram quantile, linear within the bin, clipped to the exact min/max."""
         target = q * self.n
@@ -126,7 +158,7 @@ class _StreamingSummary:
 StreamingSummary = _StreamingSummary  # public name: exact mean/min/max + histogram quantiles
 
 
-class PairedDriftStats:
+class PairedDriftStats(Accumulator):
     """Streaming per-sample cosine similarity and relative shift of paired rows."""
 
     def __init__(self):
@@ -141,6 +173,23 @@ class PairedDriftStats:
     def merge(self, other: "PairedDriftStats") -> "PairedDriftStats":
         self.cosine.merge(other.cosine)
         self.relative_shift.merge(other.relative_shift)
+        return self
+
+    def reset(self) -> "PairedDriftStats":
+        self.__init__()
+        return self
+
+    def state_dict(self) -> dict:
+        return {"cosine": self.cosine.state_dict(), "relative_shift": self.relative_shift.state_dict()}
+
+    def load_state_dict(self, states: dict) -> "PairedDriftStats":
+        self.cosine.load_state_dict(states["cosine"])
+        self.relative_shift.load_state_dict(states["relative_shift"])
+        return self
+
+    def all_reduce(self, group=None, device=None) -> "PairedDriftStats":
+        self.cosine.all_reduce(group, device)
+        self.relative_shift.all_reduce(group, device)
         return self
 
     def compute(self) -> dict:

@@ -18,15 +18,18 @@ import numpy as np
 from repspace._validation import as_matrix, check_min_rows
 from repspace.functional.cka import linear_cka_from_moments
 from repspace.functional.summary import layerwise_summary
+from repspace.statistics.base import Accumulator
+from repspace.statistics.collective import collective_device
 from repspace.statistics.drift_stats import PairedDriftStats
 from repspace.statistics.moments import CrossMoments, FeatureMoments
+from repspace.statistics.reduce import all_reduce_layerwise
 
 __all__ = ["LayerwiseMoments", "PairedMoments"]
 
 PairSpec = str | Sequence[tuple[str, str]]
 
 
-class LayerwiseMoments:
+class LayerwiseMoments(Accumulator):
     """Streaming statistics of paired base/tuned features for many layers.
 
     Parameters
@@ -213,7 +216,42 @@ class LayerwiseMoments:
             "base": {k: v.state_dict() for k, v in self.base.items()},
             "tuned": {k: v.state_dict() for k, v in self.tuned.items()},
             "cross": {k: v.state_dict() for k, v in self.cross.items()},
+            "drift": {k: v.state_dict() for k, v in self.drift.items()},
         }
+
+    def load_state_dict(self, states: dict) -> "LayerwiseMoments":
+        """Replace every state by ``states`` (as :meth:`state_dict` returns them)."""
+        self.base = {k: FeatureMoments(self.precision, name=self._label(0, k)).load_state_dict(v)
+                     for k, v in states["base"].items()}
+        self.tuned = {k: FeatureMoments(self.precision, name=self._label(1, k)).load_state_dict(v)
+                      for k, v in states["tuned"].items()}
+        self.cross = {tuple(k): CrossMoments().load_state_dict(v) for k, v in states["cross"].items()}
+        self.drift = {tuple(k): PairedDriftStats().load_state_dict(v)
+                      for k, v in states.get("drift", {}).items()}
+        self.n = int(states["n"])
+        return self
+
+    def reset(self) -> "LayerwiseMoments":
+        """Forget every sample and layer; keep the settings (pairs, precision, sharing)."""
+        self.base, self.tuned, self.cross, self.drift, self.n = {}, {}, {}, {}, 0
+        return self
+
+    def layout(self) -> dict | None:
+        """What this accumulator tracks (layer widths, pairs, drift pairs, display names);
+        None before any data.  Ranks of a distributed run must agree on it."""
+        if self.n == 0:
+            return None
+        return {"base": {k: v.dim for k, v in self.base.items()},
+                "tuned": {k: v.dim for k, v in self.tuned.items()},
+                "pairs": list(self.cross), "drift": list(self.drift),
+                "names": ({k: v.name for k, v in self.base.items()},
+                          {k: v.name for k, v in self.tuned.items()})}
+
+    def all_reduce(self, group=None, device=None) -> "LayerwiseMoments":
+        """Every rank's rows in this accumulator, on every rank (a collective; ranks that saw
+        no rows take part with zero states).  See :mod:`repspace.statistics.reduce`."""
+        device = collective_device(group) if device is None else device
+        return all_reduce_layerwise(self, group, device)
 
     # -- results ------------------------------------------------------------------------
     def _check_ready(self, minimum: int = 2) -> None:
@@ -253,7 +291,7 @@ class LayerwiseMoments:
         return out, bnames, tnames
 
 
-class PairedMoments:
+class PairedMoments(Accumulator):
     """Streaming statistics of one paired representation (base X: n×p, tuned Y: n×q).
 
     A single-layer view of :class:`LayerwiseMoments`::
@@ -301,6 +339,18 @@ class PairedMoments:
 
     def state_dict(self) -> dict:
         return self._layers.state_dict()
+
+    def load_state_dict(self, states: dict) -> "PairedMoments":
+        self._layers.load_state_dict(states)
+        return self
+
+    def reset(self) -> "PairedMoments":
+        self._layers.reset()
+        return self
+
+    def all_reduce(self, group=None, device=None) -> "PairedMoments":
+        self._layers.all_reduce(group, device)
+        return self
 
     def linear_cka(self, debiased: bool = False) -> float:
         self._layers._check_ready(4 if debiased else 2)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite
+from repspace.statistics.base import Accumulator
+from repspace.statistics.collective import agree, collective_device, global_means, reduce_states
 from repspace.functional.centred import CentredCross, CentredFeature
 
 __all__ = ["FeatureMoments", "CrossMoments", "CentredFeature", "CentredCross", "gemm_dtype"]
@@ -48,7 +50,7 @@ def prepare_batch(batch, name: str, row_offset: int) -> torch.Tensor:
     return t
 
 
-class FeatureMoments:
+class FeatureMoments(Accumulator):
     """Streaming moments of one representation (n samples × p features).
 
     ``update(batch)`` adds rows; ``merge(other)`` adds another accumulator's rows;
@@ -111,18 +113,39 @@ class FeatureMoments:
     def dim(self) -> int | None:
         return None if self.shift is None else int(self.shift.shape[0])
 
-    def state_dict(self) -> dict:
-        """The states named in :attr:`reductions` (tensors on their device)."""
-        return {k: getattr(self, k) for k in self.reductions}
-
     def load_state_dict(self, states: dict) -> "FeatureMoments":
         """Replace the states (e.g. by their reduction across processes); returns self."""
         if self.shift is None:
             self.init_states(torch.as_tensor(states["shift"]).double())
-        for key in self.reductions:
-            setattr(self, key, states[key])
+        super().load_state_dict(states)
         self.n, self.eps = int(self.n), float(self.eps)
         return self
+
+    def reset(self) -> "FeatureMoments":
+        """Forget every sample (and the shift); keep precision and name."""
+        self.__init__(self.precision, name=self.name)
+        return self
+
+    def compute(self) -> CentredFeature:
+        """The statistics about the exact sample mean (:meth:`centred`)."""
+        return self.centred()
+
+    def all_reduce(self, group=None, device=None) -> "FeatureMoments":
+        """Every rank's rows in this accumulator, on every rank (a collective).
+
+        The states are sums about this rank's own shift: they are first re-shifted to the
+        global mean (exact), then reduced by :attr:`reductions` in float64."""
+        device = collective_device(group) if device is None else device
+        width = agree(self.dim if self.n else None, group, "feature widths")
+        if width is None:  # no rank saw a row
+            return self
+        (mean,) = global_means([self if self.n else None], [width], group, device,
+                               self.precision == "auto")
+        if self.n:
+            super().load_state_dict(self.reshifted(mean.to(self.shift.device)).state_dict())
+        else:
+            self.init_states(mean)
+        return self.load_state_dict(reduce_states(self.state_dict(), self.reductions, group, device))
 
     def shifted(self, batch, row_offset: int | None = None,
                 out: torch.Tensor | None = None) -> torch.Tensor:
@@ -259,7 +282,7 @@ class FeatureMoments:
         )
 
 
-class CrossMoments:
+class CrossMoments(Accumulator):
     """Streaming cross statistics between two representations with given shifts.
 
     Holds Σx'y'ᵀ (p × q), Σk·l, Σk·y' and Σl·x'.  The shifts belong to the two
@@ -271,14 +294,13 @@ class CrossMoments:
     def __init__(self):
         self.sum_xy: torch.Tensor | None = None
 
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.reductions}
-
-    def load_state_dict(self, states: dict) -> "CrossMoments":
-        """Replace the states (e.g. by their reduction across processes); returns self."""
-        for key in self.reductions:
-            setattr(self, key, states[key])
+    def reset(self) -> "CrossMoments":
+        self.__init__()
         return self
+
+    def all_reduce(self, group=None, device=None):
+        raise TypeError("cross statistics are sums about both sides' shifts: all-reduce the "
+                        "LayerwiseMoments (or PairedMoments) that holds them")
 
     def init_states(self, p: int, q: int, device) -> None:
         """Zero cross statistics for widths ``p`` × ``q`` (see FeatureMoments.init_states)."""
