@@ -41,14 +41,19 @@ EXPECTED = {
     "llava_next": dict(LLAMA, adalink=2 * 2 * 32 * K),
     "qwen2_vl": dict(LLAMA, adalink=2 * 2 * 32 * K),
 }
+# parallel adapters beside attention too: one more per attention sublayer (query input 32
+# wide, output projection 32 wide): 2 blocks, T5 6 (4 self-, 2 cross-attentions)
+for _arch, _counts in EXPECTED.items():
+    _counts["parallel_both"] = _counts["parallel"] + (6 if _arch == "t5" else 2) * SITE
 # BLIP-2 with a T5 language model: T5's text-tower counts, AdaLink on text and image tokens
 EXPECTED["blip2_t5"] = dict(EXPECTED["t5"], adalink=2 * 2 * 32 * K)
 EXPECTED["instructblip"] = dict(LLAMA, adalink=2 * 2 * 32 * K)
 CONFIGS = {"lora": ("lora", dict(r=R)), "ia3": ("ia3", {}), "adapter": ("adapter", dict(width=W)),
            "parallel": ("adapter", dict(width=W, placement="parallel")),
+           "parallel_both": ("adapter", dict(width=W, placement="parallel", parallel_sites=("attention", "ffn"))),
            "adalink": ("adalink", dict(rank=K)), "prefix": ("prefix", dict(num_virtual_tokens=P)),
            "prompt": ("prompt", dict(num_virtual_tokens=P))}
-IDENTITY = ("lora", "ia3", "adapter", "parallel", "adalink")
+IDENTITY = ("lora", "ia3", "adapter", "parallel", "parallel_both", "adalink")
 
 
 def _build(arch):

@@ -17,7 +17,8 @@ Transfer Learning", arXiv 2110.04366): one adapter per feed-forward sublayer, *b
 it reads the sublayer's input ``x`` (the input of ``ffn_in``) and its scaled output is added to
 the sublayer's output: ``FFN(x) + s * W_up act(W_down x)`` with ``s = parallel_scale`` (4, their
 setting).  Same init (so it starts at the base), ``2 d width + width + d`` parameters per layer.
-Beside attention is not implemented (their best placement is the feed-forward one).
+``parallel_sites=("attention", "ffn")`` also puts one beside each attention sublayer (input of
+its query projection, output added to its output projection); see :mod:`.parallel`.
 
 Each target is replaced in its parent by :class:`AdapterWrapped`, which keeps the original
 under ``base_layer`` and the bottleneck under ``adapter`` (both hidden by
@@ -46,8 +47,8 @@ PLACEMENTS = ("sequential", "parallel")
 @dataclass
 class AdapterConfig(MethodConfig):
     """Houlsby adapter of bottleneck ``width`` with ``activation`` in ``towers``;
-    ``placement="parallel"``: He et al.'s parallel adapter beside each feed-forward sublayer,
-    its output scaled by ``parallel_scale``."""
+    ``placement="parallel"``: He et al.'s parallel adapter beside each sublayer of
+    ``parallel_sites`` (``"ffn"``, ``"attention"``), its output scaled by ``parallel_scale``."""
 
     method = "adapter"
     budget_field = "width"
@@ -57,8 +58,19 @@ class AdapterConfig(MethodConfig):
     init_scale: float = 1e-3
     placement: str = "sequential"
     parallel_scale: float = 4.0
+    parallel_sites: tuple[str, ...] = ("ffn",)
 
     def __post_init__(self):
+        from repspace.methods.adapter.parallel import PARALLEL_SITES
+
+        sites = (self.parallel_sites,) if isinstance(self.parallel_sites, str) else tuple(self.parallel_sites)
+        if not sites or any(x not in PARALLEL_SITES for x in sites) or len(set(sites)) != len(sites):
+            raise ValueError(f"adapter: parallel_sites must be a non-empty subset of "
+                             f"{', '.join(PARALLEL_SITES)}; got {self.parallel_sites!r}")
+        if self.placement != "parallel" and sites != ("ffn",):
+            raise ValueError("adapter: parallel_sites applies to placement='parallel' only; "
+                             "set placement='parallel' or drop parallel_sites")
+        self.parallel_sites = sites
         if self.placement not in PLACEMENTS:
             raise ValueError(f"adapter: placement must be one of {', '.join(PLACEMENTS)}; "
                              f"got {self.placement!r}")
@@ -140,54 +152,6 @@ class ParallelAdapterWrapped(AdapterWrapped):
         return self.base_layer(*args, **kwargs) + self.scale * self.adapter(x)
 
 
-def _input_width(name: str, module: nn.Module) -> int:
-    for attr in ("in_features", "nx"):
-        d = getattr(module, attr, None)
-        if isinstance(d, int):
-            return d
-    base = getattr(module, "base_layer", None)  # peft-wrapped (PT-PEFT, LoRA on ffn_in)
-    if base is not None:
-        return _input_width(name, base)
-    raise ValueError(f"adapter: cannot tell the input width of {name} ({type(module).__name__}); "
-                     "expected nn.Linear or transformers Conv1D")
-
-
-def _common_depth(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a.split("."), b.split(".")):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _apply_parallel(root: nn.Module, config: "AdapterConfig", arch: ArchSpec) -> None:
-    """One parallel adapter per feed-forward sublayer: input from its ``ffn_in`` module,
-    output added to its ``ffn_out`` module's."""
-    outs = site_modules(root, arch, ("ffn_out",), config.towers, "adapter")
-    ins = site_modules(root, arch, ("ffn_in",), config.towers, "adapter")
-    for name, module in outs:
-        if isinstance(module, AdapterWrapped):
-            raise ValueError(f"adapter: {name} already has an adapter; apply it once")
-        # the ffn_in sharing the longest path with this ffn_out is its sublayer's first map
-        # (Llama's gate_proj and up_proj read the same input; either will do)
-        src_name, src = max(ins, key=lambda t: _common_depth(t[0], name))
-        parts = name.split(".")
-        layer = max((i for i, p in enumerate(parts) if p.isdigit()), default=len(parts))
-        if _common_depth(src_name, name) <= layer:  # not even the same block
-            raise ValueError(f"adapter: no feed-forward input projection beside {name}; "
-                             "parallel placement needs ffn_in and ffn_out in the same sublayer")
-        weight = next(module.parameters(), None)
-        adapter = Bottleneck(_output_width(name, module), config.width, config.activation,
-                             config.init_scale, dtype=None if weight is None else weight.dtype,
-                             device=None if weight is None else weight.device,
-                             d_in=_input_width(src_name, src))
-        wrapped = ParallelAdapterWrapped(module, adapter, config.parallel_scale)
-        src.register_forward_pre_hook(wrapped.stash, with_kwargs=True)
-        parent_name, _, child = name.rpartition(".")
-        setattr(root.get_submodule(parent_name), child, wrapped)
-
-
 def _output_width(name: str, module: nn.Module) -> int:
     """``d`` of a linear-like module (``nn.Linear.out_features``, transformers ``Conv1D.nf``)."""
     for attr in ("out_features", "nf"):
@@ -203,7 +167,9 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
     """Wrap every ``attn_out`` and ``ffn_out`` module of ``config.towers`` in place."""
     root = unwrap_model(model)
     if config.placement == "parallel":
-        _apply_parallel(root, config, arch)
+        from repspace.methods.adapter.parallel import apply_parallel
+
+        apply_parallel(root, config, arch)
         return model
     targets = site_modules(root, arch, ("attn_out", "ffn_out"), config.towers, "adapter")
     for name, module in targets:
