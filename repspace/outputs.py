@@ -16,6 +16,7 @@ Promises (docs/security.md):
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,11 +24,11 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 __all__ = ["OutputError", "TMP_PREFIX", "check_output", "staging_dir", "staging_prefix", "publish",
-           "clean_stale",
+           "clean_stale", "atomic_path", "atomic_write_bytes", "atomic_write_text",
            "apply_umask", "current_umask", "has_json_schema", "is_report_folder"]
 
 TMP_PREFIX = ".repspace-tmp-"
@@ -124,6 +125,50 @@ def clean_stale(parent: Path) -> list[Path]:
 def staging_prefix() -> str:
     """The name prefix of this process's temporary files and folders (see :func:`clean_stale`)."""
     return f"{TMP_PREFIX}{os.getpid()}@{_host()}."
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; on success it gets the modes the umask asks
+    for and replaces ``path`` in one rename, on any failure it is removed.
+
+    The only way repspace writes a single file: readers see the old file or the new one,
+    never half of one.  The temporary name carries :func:`staging_prefix` (unique per call,
+    so concurrent writers never share it; :func:`clean_stale` recognises a crashed
+    process's leftovers).  ``fsync``: flush the data to disk before the rename (for files
+    a resumed run trusts, e.g. capture shards)::
+
+        with atomic_path(out / "weights.safetensors") as tmp:
+            save_file(tensors, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"{staging_prefix()}{path.name}.", suffix=".tmp",
+                                dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`); returns the path."""
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, *, fsync: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_path`); returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
 def staging_dir(out: Path, tag: str = "") -> Path:

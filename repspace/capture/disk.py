@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from safetensors.torch import save_file
 
 from repspace.capture.inputs import chain_hash
 from repspace.capture.sinks import CapturedBatch
-from repspace.outputs import current_umask
+from repspace.outputs import atomic_path, atomic_write_text
 
 __all__ = ["CaptureReader", "DiskSink", "load_capture"]
 
@@ -43,30 +42,9 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 _RESUME_KEYS = ("models", "layers", "sides", "pooling", "dtype")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp:  # a resumed run trusts every recorded shard
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 class DiskSink:
@@ -100,7 +78,7 @@ class DiskSink:
         return self.path / "manifest.json"
 
     def _write_manifest(self) -> None:
-        _atomic_write_bytes(self.manifest_path, json.dumps(self.manifest, indent=2).encode())
+        atomic_write_text(self.manifest_path, json.dumps(self.manifest, indent=2), fsync=True)
 
     def start(self, info: dict) -> int:
         """Open (or resume) the capture; returns the number of input batches already stored."""

@@ -6,8 +6,6 @@ stem (``out/plots/cka``) and returns the written paths.  Colours come from
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,24 +35,15 @@ def short_layer_names(layers: list[str]) -> list[str]:
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
-    from repspace.outputs import current_umask, staging_prefix
+    from repspace.outputs import atomic_path
 
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     try:
         for ext in ("pdf", "png"):
             path = stem.with_suffix(f".{ext}")
-            # A unique temporary name: two studies writing one figures/ folder must not collide.
-            fd, tmp = tempfile.mkstemp(prefix=f"{staging_prefix()}{path.name}.", suffix=".tmp",
-                                       dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    fig.savefig(f, format=ext, bbox_inches="tight")
-                os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what was asked
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_path(path) as tmp:  # unique: two studies may share a figures/ folder
+                fig.savefig(tmp, format=ext, bbox_inches="tight")
             paths.append(path)
     finally:
         fig.clear()  # frees the artists now; the figure was never registered with pyplot

@@ -27,14 +27,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.stats
 
-from repspace.outputs import staging_prefix
+from repspace.outputs import atomic_path, atomic_write_text
 
 __all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
            "write_tables", "write_results", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
@@ -240,14 +239,6 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{staging_prefix()}{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _write_parquet(path: Path, rows: list[dict]) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -258,9 +249,8 @@ def _write_parquet(path: Path, rows: list[dict]) -> Path:
         kinds = {type(v) for v in values if v is not None}
         if len(kinds) > 1 and not kinds <= {int, float}:
             data[c] = [None if v is None else str(v) for v in values]
-    tmp = path.with_name(f"{staging_prefix()}{path.name}.tmp")
-    pq.write_table(pa.table(data), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(data), str(tmp))
     return path
 
 

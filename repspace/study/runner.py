@@ -29,7 +29,7 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from repspace import __version__
-from repspace.outputs import clean_stale, staging_prefix
+from repspace.outputs import atomic_write_text, clean_stale
 from repspace.study.config import StudyConfig
 from repspace.study.grid import Cell, cell_key, expand_grid, train_config_for
 
@@ -72,10 +72,7 @@ class StudyResult:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{staging_prefix()}{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=1, sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(_jsonable(payload), indent=1, sort_keys=False))
 
 
 def _jsonable(v):
@@ -323,7 +320,7 @@ def _run_planned(config, out, planned, progress, train_fn, compare_fn, base_scor
             except Exception as exc:  # noqa: BLE001 - one failed cell must not sink the study
                 result.failed[p.label] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
                 (out / "cells").mkdir(parents=True, exist_ok=True)
-                (out / "cells" / f"{p.label}.error.txt").write_text(traceback.format_exc())
+                atomic_write_text(out / "cells" / f"{p.label}.error.txt", traceback.format_exc())
             bar.update(1)
         bar.set_postfix_str("done")
     finally:

@@ -28,8 +28,7 @@ import torch
 from repspace.checkpoints.confine import confined
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.loader import MANIFEST_NAME, LoadedCheckpoint, register_manifest_loader
-from repspace.outputs import clean_stale, current_umask, staging_prefix
-from repspace.training.state import atomic_write_text
+from repspace.outputs import atomic_path, atomic_write_text, clean_stale, staging_prefix
 
 __all__ = ["write_run", "load_run", "manifest_loader", "SCHEMA", "WEIGHTS_NAME", "MANIFEST_FIELDS"]
 
@@ -47,16 +46,8 @@ MANIFEST_FIELDS = (
 def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(), dir=path.parent)  # recognisable leftover
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(tmp))
 
 
 def _save_processor(run_dir: Path, processor) -> None:

@@ -26,24 +26,10 @@ import numpy as np
 import torch
 
 from repspace.checkpoints.confine import confined
-from repspace.outputs import apply_umask, current_umask, staging_prefix
+from repspace.outputs import apply_umask, atomic_write_text
 
 __all__ = ["save_state", "load_state", "latest_state", "atomic_write_text", "rng_state", "set_rng_state"]
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=staging_prefix(), dir=path.parent)  # recognisable leftover
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 is not what the umask asks
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def rng_state() -> dict[str, Any]:
