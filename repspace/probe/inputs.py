@@ -51,25 +51,50 @@ def _load_image(im):
         raise ValueError(f"probe image {im}: cannot be read ({exc})") from None
 
 
-def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str]) -> None:
+def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
+                    image_token: int | None = None) -> None:
     """Encoder-decoder LMs (T5, BART): the decoder sees its start token followed by the probe
     text shifted right by one (teacher forcing on the same text), masked like the encoder's
-    input; without them the ``blocks`` preset's decoder layers would get no input at all."""
+    input; without them the ``blocks`` preset's decoder layers would get no input at all.
+    Image placeholders (BLIP-2 / InstructBLIP on Flan-T5 put them in the encoder's text) are
+    left out: only the encoder replaces them by image features, the decoder would read the
+    bare placeholder embedding."""
     from repspace.introspection import unwrap_model
 
     cfg = getattr(unwrap_model(model), "config", None)
     if (not getattr(cfg, "is_encoder_decoder", False) or "decoder_input_ids" not in accepted
             or "decoder_input_ids" in batch or "input_ids" not in batch):
         return
-    start = getattr(cfg, "decoder_start_token_id", None)
-    start = getattr(cfg, "pad_token_id", None) if start is None else start
+    # A composite model (BLIP-2 / InstructBLIP on Flan-T5) keeps them in its text config.
+    configs = [cfg]
+    try:
+        text = cfg.get_text_config(decoder=True)
+    except (AttributeError, TypeError, ValueError):
+        text = None
+    if text is not None and text is not cfg:
+        configs.append(text)
+    start = next((getattr(c, "decoder_start_token_id", None) for c in configs
+                  if getattr(c, "decoder_start_token_id", None) is not None), None)
+    if start is None:
+        start = next((getattr(c, "pad_token_id", None) for c in configs
+                      if getattr(c, "pad_token_id", None) is not None), None)
     if start is None:
         raise ValueError(f"{type(model).__name__}: an encoder-decoder model whose config names no "
                          "decoder_start_token_id nor pad_token_id; set one in its config.json")
     ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    if image_token is not None and bool((ids == image_token).any()):
+        keep = ids != image_token
+        rows = [row[k] for row, k in zip(ids, keep)]
+        length = max(len(r) for r in rows)
+        text = ids.new_full((len(rows), length), start)  # padding: masked out below
+        text_mask = ids.new_zeros((len(rows), length))
+        for i, (row, k) in enumerate(zip(rows, keep)):
+            text[i, :len(row)] = row
+            text_mask[i, :len(row)] = 1 if mask is None else mask[i][k]
+        ids, mask = text, text_mask
     batch["decoder_input_ids"] = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], 1)
-    if "attention_mask" in batch and "decoder_attention_mask" in accepted:
-        mask = batch["attention_mask"]
+    if mask is not None and "decoder_attention_mask" in accepted:
         batch["decoder_attention_mask"] = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
 
 
@@ -154,5 +179,5 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
         if start_id is not None and "input_ids" in batch:
             batch["input_ids"] = batch["input_ids"].clone()
             batch["input_ids"][:, 0] = start_id
-        _decoder_inputs(model, batch, accepted)
+        _decoder_inputs(model, batch, accepted, image_token)
         yield batch
