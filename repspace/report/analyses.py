@@ -213,7 +213,7 @@ def html_section(result: CompareResult) -> str:
 
 # -- figures -----------------------------------------------------------------------------------
 def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.report.plots import layer_axis, save_figure
+    from repspace.report.plots import broken, layer_axis, save_figure
     from repspace.report.style import legend_outside, paper_style, styles_for, subplots
 
     seg = result.analyses.get("segments") or {}
@@ -224,14 +224,13 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
                           for l in result.layers], dtype=np.float64)
             if not np.isnan(y).all():
                 series[f"{name}: {s}"] = y
-    if not series:
-        return []
+    if not series or all(label.endswith(": text") for label in series):
+        return []  # text only: the figure would repeat the CKA figure
     with paper_style():
         fig, ax = subplots(figsize=(4.8, 3.0))
         styles = styles_for(list(series))
-        x = np.arange(len(result.layers))
-        for label, y in series.items():
-            ax.plot(x, y, **styles[label], ms=4, label=label)
+        for label, y in series.items():  # no line across a tower divider (report convention)
+            ax.plot(*broken(y, result.layers), **styles[label], ms=4, label=label)
         ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
         layer_axis(ax, result.layers)
         ax.set_ylabel("linear CKA to the base")

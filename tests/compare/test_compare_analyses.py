@@ -48,7 +48,8 @@ def test_one_model_analyses_in_the_report(base_dir, lora_dir, probe_file, tmp_pa
                  "Per segment: image and text tokens", "Where the adapter acts",
                  "Merge fidelity", "permutation null of linear CKA"):
         assert text in html and text in md, text
-    for fig in ("analysis_segments", "analysis_adapter_effect", "analysis_merge_fidelity"):
+    assert not (out / "plots" / "analysis_segments.png").exists()  # text only: the CKA figure
+    for fig in ("analysis_adapter_effect", "analysis_merge_fidelity"):
         assert (out / "plots" / f"{fig}.png").is_file()
         assert fig in rep["plots"]
     assert "Where the adapter acts: per block" in html  # the figure's own caption

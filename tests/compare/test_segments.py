@@ -73,7 +73,7 @@ def _lora_llava():
     return base.eval(), tuned.eval()
 
 
-def test_llava_image_and_text_segments_match_hand_masks():
+def test_llava_image_and_text_segments_match_hand_masks(tmp_path):
     base, tuned = _lora_llava()
     batches = _batches("llava")
     res = compare_models(LoadedCheckpoint("b", "base", "hf", base),
@@ -115,6 +115,12 @@ def test_llava_image_and_text_segments_match_hand_masks():
     for name in text:
         assert res.metrics["lora"][name]["linear_cka"] == pytest.approx(
             seg[name]["text"]["linear_cka"], rel=1e-6)
+    from repspace.report import write_report
+
+    out = write_report(res, tmp_path / "report")
+    html = (out / "report.html").read_text()
+    assert "Per segment: image and text tokens" in html and "analysis_segments" in html
+    assert (out / "plots" / "analysis_segments.png").is_file()
 
 
 def test_prompt_tuning_virtual_tokens_against_hand_statistics():
