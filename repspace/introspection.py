@@ -40,12 +40,13 @@ INPUT_SUFFIX = ":input"
 
 # Sub-module names that adapters add *inside* the module they modify.  A path
 # component equal to one of these (or starting with one of the prefixes) belongs to
-# the adapter, never to the pre-trained architecture, so it is not selectable.
+# the adapter, never to the pre-trained architecture, so it is not selectable.  These
+# are peft's; repspace's own methods declare theirs (MethodFacts.hidden_modules) and
+# register them here when they register (register_adapter_component).
 _ADAPTER_PARTS = {
     "modules_to_save", "prompt_encoder",
     "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B",
     "lora_magnitude_vector", "ia3_l", "vera_A", "vera_B", "oft_r", "boft_R", "hra_u",
-    "adapters", "adapter", "adalink",
 }
 # Wrappers keep the original module under one of these attributes: the component is
 # dropped from the path, so the original sub-modules keep their names and the wrapper

@@ -6,15 +6,15 @@
 """
 from repspace.methods.architectures import ARCHITECTURES, ArchSpec, architecture_of, find_modules
 from repspace.methods.base import (
-    MethodConfig, MethodSpec, ParamCount, apply_method, available_methods, config_from_dict,
+    MethodConfig, MethodFacts, MethodSpec, ParamCount, apply_method, available_methods, config_from_dict,
     count_parameters, generation_kwargs, get_method, load_trainable_state_dict, make_config,
-    method_name, register_method, trainable_state_dict,
+    method_facts, method_name, register_method, trainable_state_dict,
 )
 
 __all__ = [
     "ARCHITECTURES", "ArchSpec", "architecture_of", "find_modules",
-    "MethodConfig", "MethodSpec", "ParamCount", "apply_method", "available_methods",
+    "MethodConfig", "MethodFacts", "MethodSpec", "ParamCount", "apply_method", "available_methods",
     "config_from_dict", "count_parameters", "generation_kwargs", "get_method",
-    "load_trainable_state_dict", "make_config", "method_name", "register_method",
+    "load_trainable_state_dict", "make_config", "method_facts", "method_name", "register_method",
     "trainable_state_dict",
 ]

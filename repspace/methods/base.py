@@ -2,9 +2,13 @@
 parameter counts and the trainable-weights round trip.
 
 A method family lives in ``repspace/methods/<family>/`` and registers itself with
-:func:`register_method`: a name, a config dataclass (subclass of :class:`MethodConfig`)
-and an ``apply(model, config, arch, stage) -> model`` function that injects its modules
-into an already *frozen* model and marks exactly its own parameters trainable.
+:func:`register_method`: a name, a config dataclass (subclass of :class:`MethodConfig`),
+an ``apply(model, config, arch, stage) -> model`` function that injects its modules
+into an already *frozen* model and marks exactly its own parameters trainable, and its
+:class:`MethodFacts` (default learning rate, colour and marker in every figure, the
+sub-module names it inserts, whether it trains every weight).  Families are found by
+listing this package's sub-packages, so adding a method touches its own folder only
+(docs/methods.md, "Adding a method").
 
 Multi-stage methods (PT-PEFT) declare ``num_stages > 1``; stage ``k`` adds to what stages
 ``< k`` built.  :func:`apply_method` with ``stage=None`` builds every stage, which is how
@@ -14,23 +18,25 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
+from repspace.introspection import register_adapter_component
 from repspace.methods.architectures import ArchSpec, architecture_of
 
 __all__ = [
     "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
     "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
     "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers",
-    "check_positive_int", "head_parameters",
+    "check_positive_int", "head_parameters", "MethodFacts", "method_facts",
 ]
 
-# Families import lazily, so `import repspace` stays cheap and peft is only imported on use.
-_FAMILIES = ("full", "lora", "ia3", "adapter", "prefix", "prompt", "adalink", "ptpeft")
+# Families import lazily, so `import repspace` stays cheap and peft is only imported on use;
+# they are the sub-packages of repspace.methods (see _load_families).
 _REGISTRY: dict[str, "MethodSpec"] = {}
 _loaded = False
 
@@ -94,6 +100,31 @@ def check_positive_int(method: str, field: str, value) -> int:
 
 
 @dataclass(frozen=True)
+class MethodFacts:
+    """What the rest of repspace needs to know about a method, declared by the method.
+
+    ``default_lr``: learning rate when a run gives none (``TrainConfig.lr=None``).
+    ``color`` / ``marker``: its look in every figure (None: a fallback palette slot).
+    ``hidden_modules``: attribute names of the sub-modules it inserts into the model; they
+    are never selectable layers, so adding the method never adds or shifts a layer name.
+    ``trains_all_weights``: full fine-tuning: it needs no architecture sites, and a run
+    folder saves every weight instead of the trained ones.
+    ``order``: where ``repspace methods`` and the docs list it.
+    """
+
+    default_lr: float = 1e-3
+    color: str | None = None
+    marker: str | None = None
+    hidden_modules: tuple[str, ...] = ()
+    trains_all_weights: bool = False
+    order: int = 100
+
+    def __post_init__(self):
+        if not (isinstance(self.default_lr, float) and 0 < self.default_lr < 1):
+            raise ValueError(f"default_lr must be a float in (0, 1); got {self.default_lr!r}")
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     name: str
     config_class: type[MethodConfig]
@@ -101,6 +132,7 @@ class MethodSpec:
     summary: str
     paper: str = ""
     defaults: dict = dataclasses.field(default_factory=dict)  # config overrides for this name
+    facts: MethodFacts = MethodFacts()
 
 
 @dataclass(frozen=True)
@@ -117,25 +149,45 @@ class ParamCount:
 
 
 def register_method(name: str, config_class: type[MethodConfig], apply: Callable[..., nn.Module],
-                    summary: str, paper: str = "", **defaults) -> None:
-    """Register method ``name``.  ``defaults`` override config fields for this name
-    (e.g. ``pt_lora`` and ``pt_adapter`` share one config class)."""
+                    summary: str, paper: str = "", *, facts: MethodFacts = MethodFacts(),
+                    **defaults) -> None:
+    """Register method ``name`` with its :class:`MethodFacts`.  ``defaults`` override config
+    fields for this name (e.g. ``pt_lora`` and ``pt_adapter`` share one config class)."""
     if not dataclasses.is_dataclass(config_class) or not issubclass(config_class, MethodConfig):
         raise TypeError(f"{config_class!r} must be a dataclass subclassing MethodConfig")
-    _REGISTRY[name] = MethodSpec(name, config_class, apply, summary, paper, dict(defaults))
+    if not isinstance(facts, MethodFacts):
+        raise TypeError(f"facts of {name!r} must be a MethodFacts; got {type(facts).__name__}")
+    for component in facts.hidden_modules:
+        register_adapter_component(component)
+    _REGISTRY[name] = MethodSpec(name, config_class, apply, summary, paper, dict(defaults), facts)
+
+
+def _families() -> list[str]:
+    """The method families: every sub-package of repspace.methods (``__path__`` may list more
+    than one folder, e.g. a plugin directory appended by the user)."""
+    import repspace.methods as package
+
+    return sorted({m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg})
 
 
 def _load_families() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for family in _FAMILIES:
+        for family in _families():
             importlib.import_module(f"repspace.methods.{family}")
 
 
 def available_methods() -> list[str]:
+    """Registered method names, in their families' listing order (:attr:`MethodFacts.order`)."""
     _load_families()
-    return list(_REGISTRY)
+    order = {name: i for i, name in enumerate(_REGISTRY)}
+    return sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].facts.order, order[n]))
+
+
+def method_facts() -> dict[str, MethodFacts]:
+    """``{method name: its facts}`` for every registered method."""
+    return {name: get_method(name).facts for name in available_methods()}
 
 
 def get_method(name: str) -> MethodSpec:
@@ -187,7 +239,7 @@ def apply_method(model: nn.Module, config: MethodConfig, stage: int | None = Non
     if stage is not None and not 1 <= stage <= n:
         raise ValueError(f"method {spec.name} has {n} stage(s); got stage={stage}")
     arch: ArchSpec | None = None
-    if spec.name != "full":
+    if not spec.facts.trains_all_weights:  # full fine-tuning needs no sites
         arch = architecture_of(model)
     if not isinstance(getattr(config, "train_head", False), bool):
         raise ValueError(f"{spec.name}: train_head must be true or false; got {config.train_head!r}")

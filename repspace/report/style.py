@@ -1,36 +1,42 @@
 """One look for every figure: method colours, sizes and fonts for papers."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib
 from matplotlib.figure import Figure
 
 BASE_COLOR = "#8C8C8C"  # mid grey: never the same as full fine-tuning's black
 BASE_MARKER = "s"
-# Fixed colours per method family (colour-blind safe, Okabe-Ito + Tol), so a method keeps
-# its colour across every figure and every report.
-METHOD_COLORS = {
-    "pt-lora": "#CC3311",
-    "pt-adapter": "#EE7733",
-    "full": "#000000",
-    "lora": "#0072B2",
-    "adapter": "#E69F00",
-    "prefix": "#009E73",
-    "prompt": "#56B4E9",
-    "ia3": "#CC79A7",
-    "adalink": "#8B6914",
-}
-# ... and a fixed marker, so that a method stays identifiable in greyscale print too.
-METHOD_MARKERS = {
-    "pt-lora": "D",
-    "pt-adapter": "v",
-    "full": "X",
-    "lora": "o",
-    "adapter": "^",
-    "prefix": "P",
-    "prompt": "*",
-    "ia3": "h",
-    "adalink": "p",
-}
+
+
+class _FactView(Mapping):
+    """``{method name: colour or marker}`` read from each method's own facts
+    (:class:`repspace.methods.MethodFacts`); methods without one are left out."""
+
+    def __init__(self, field: str):
+        self._field = field
+
+    def _table(self) -> dict[str, str]:
+        from repspace.methods import method_facts  # the registry, read when a figure is drawn
+
+        return {name: getattr(f, self._field) for name, f in method_facts().items()
+                if getattr(f, self._field)}
+
+    def __getitem__(self, method: str) -> str:
+        return self._table()[method]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+# A method keeps its colour (colour-blind safe, Okabe-Ito + Tol) and marker (so it stays
+# identifiable in greyscale print) across every figure and report.
+METHOD_COLORS = _FactView("color")
+METHOD_MARKERS = _FactView("marker")
 FALLBACK_MARKERS = ["o", "^", "D", "v", "P", "X", "*", "h", "p", "<", ">"]
 # Checkpoints of one family (lora-r8, lora-r16) share the colour; these tell them apart.
 LINESTYLES = ["-", "--", "-.", ":"]
@@ -40,11 +46,8 @@ FALLBACK = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#
 
 def color_for(name: str, index: int = 0) -> str:
     """The method's colour if the checkpoint name contains a known method, else a palette slot."""
-    low = name.lower().replace("_", "-")
-    for method in sorted(METHOD_COLORS, key=len, reverse=True):  # "pt-lora" before "lora"
-        if method in low:
-            return METHOD_COLORS[method]
-    return FALLBACK[index % len(FALLBACK)]
+    family = _family(name)
+    return METHOD_COLORS[family] if family else FALLBACK[index % len(FALLBACK)]
 
 
 def colors_for(names: list[str]) -> dict[str, str]:
@@ -52,8 +55,11 @@ def colors_for(names: list[str]) -> dict[str, str]:
 
 
 def _family(name: str) -> str | None:
-    low = name.lower().replace("_", "-")
-    return next((m for m in sorted(METHOD_COLORS, key=len, reverse=True) if m in low), None)
+    """The registered method whose name ``name`` contains (``-`` and ``_`` alike; the longest
+    wins, so "pt-lora-r8" is pt_lora, not lora), among those with a colour."""
+    low = name.lower().replace("-", "_")
+    colours = METHOD_COLORS._table()
+    return next((m for m in sorted(colours, key=len, reverse=True) if m in low), None)
 
 
 def marker_for(name: str, index: int = 0) -> str:

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 
 from repspace.checkpoints.loader import MANIFEST_NAME, resolve_spec
-from repspace.methods.base import ParamCount
+from repspace.methods.base import ParamCount, get_method
 from repspace.training.config import TrainConfig
 from repspace.training.state import atomic_write_text, latest_state
 
@@ -240,7 +240,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     t = time.perf_counter()
     scores = evaluate_model(task, model, enc_test, test_records, cfg, device)
     timings["evaluate"] = time.perf_counter() - t
-    full = cfg.method == "full"
+    full = get_method(cfg.method).facts.trains_all_weights  # saves every weight, not the trained
     weights = {n: p.detach().cpu() for n, p in model.named_parameters() if full or id(p) in out.trained}
     manifest = write_run(run_dir, weights=weights, full=full, processor=processor, fields={
         "method": cfg.method, "method_config": mcfg.to_dict(), "budget": mcfg.budget,

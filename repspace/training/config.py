@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,19 +33,38 @@ __all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "default_lr"]
 
 TASKS = ("captioning", "vqa", "classify")
 SCHEDULES = ("cosine", "linear", "constant")
-DEFAULT_LR = {"full": 1e-4, "lora": 1e-3, "ia3": 3e-3, "adapter": 1e-3, "prefix": 5e-3,
-              "prompt": 5e-3, "adalink": 1e-3, "ptpeft": 1e-3}
+class _DefaultLR(Mapping):
+    """``{method: default learning rate}``, read from each method's own facts
+    (:class:`repspace.methods.MethodFacts`); a view, so a newly registered method appears."""
+
+    def _facts(self):
+        from repspace.methods import method_facts
+
+        return method_facts()
+
+    def __getitem__(self, method: str) -> float:
+        return self._facts()[method].default_lr
+
+    def __iter__(self):
+        return iter(self._facts())
+
+    def __len__(self) -> int:
+        return len(self._facts())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+DEFAULT_LR = _DefaultLR()
 # Fields that do not change what is trained (excluded from the hash).
 _NOT_HASHED = ("output_dir", "overwrite", "save_every", "device", "eval_batch_size")
 
 
 def default_lr(method: str) -> float:
-    """Default learning rate of ``method``: by its family (the package it registered from)."""
+    """Default learning rate of ``method``, as the method declares it (``MethodFacts``)."""
     from repspace.methods import get_method
 
-    family = get_method(method).apply.__module__.split(".")
-    fam = family[2] if len(family) > 2 and family[:2] == ["repspace", "methods"] else method
-    return DEFAULT_LR.get(fam, DEFAULT_LR.get(method, 1e-3))
+    return get_method(method).facts.default_lr
 
 
 def _is_int(v: Any) -> bool:

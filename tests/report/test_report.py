@@ -120,5 +120,5 @@ def test_terminal_table_and_helpers(result):
     assert short_layer_names(["a.b.0", "a.b.1"]) == ["b.0", "b.1"]
     assert short_layer_names(["enc.attn", "enc.mlp"]) == ["attn", "mlp"]
     assert short_layer_names(["text.layer.0", "vision.layer.0"]) == ["text.layer.0", "vision.layer.0"]
-    assert color_for("pt-lora-r8") == METHOD_COLORS["pt-lora"]
+    assert color_for("pt-lora-r8") == METHOD_COLORS["pt_lora"]
     assert color_for("my-lora") == METHOD_COLORS["lora"]

@@ -86,10 +86,14 @@ def test_learning_rate_defaults_by_family():
     from repspace.methods import available_methods, get_method
     from repspace.training import default_lr
 
+    # each method declares its own default (MethodFacts); these are the values runs with
+    # lr=None have always used
+    expected = {"full": 1e-4, "lora": 1e-3, "ia3": 3e-3, "adapter": 1e-3, "prefix": 5e-3,
+                "prompt": 5e-3, "adalink": 1e-3, "pt_lora": 1e-3, "pt_adapter": 1e-3}
+    assert set(available_methods()) >= set(expected)
     for m in available_methods():
-        family = get_method(m).apply.__module__.split(".")[2]
-        assert default_lr(m) == DEFAULT_LR.get(family, 1e-3), m
-    assert default_lr("full") == 1e-4
+        assert default_lr(m) == get_method(m).facts.default_lr == DEFAULT_LR[m], m
+    assert {m: default_lr(m) for m in expected} == expected
 
 
 def test_method_not_applicable_to_architecture(tiny_base, tmp_path):

@@ -27,7 +27,7 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, check_positive_int, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, register_method
 
 __all__ = ["AdaLinkConfig", "LowRankResidual", "apply_adalink", "MODALITIES"]
 
@@ -119,4 +119,5 @@ register_method("adalink", AdaLinkConfig, apply_adalink,
                 "AdaLink: residual low-rank maps on each modality's input embeddings",
                 paper="Wang et al. 2023, Non-Intrusive Adaptation: Input-Centric "
                       "Parameter-efficient Fine-Tuning for Versatile Multimodal Modeling, "
-                      "arXiv:2310.12100")
+                      "arXiv:2310.12100",
+                facts=MethodFacts(default_lr=1e-3, color="#8B6914", marker="p", hidden_modules=("adalink",), order=60))

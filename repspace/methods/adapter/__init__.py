@@ -35,7 +35,7 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
 
 __all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "apply_adapter",
            "ACTIVATIONS", "PLACEMENTS"]
@@ -187,4 +187,5 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
 register_method("adapter", AdapterConfig, apply_adapter,
                 "Houlsby adapter: residual bottleneck after attention and feed-forward outputs",
                 paper="Houlsby et al. 2019, Parameter-Efficient Transfer Learning for NLP, "
-                      "arXiv:1902.00751")
+                      "arXiv:1902.00751",
+                facts=MethodFacts(default_lr=1e-3, color="#E69F00", marker="^", hidden_modules=("adapters", "adapter"), order=30))

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from repspace.methods.base import MethodConfig, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, register_method
 
 __all__ = ["FullConfig"]
 
@@ -28,4 +28,5 @@ def _apply(model: nn.Module, config: FullConfig, arch, stage: int) -> nn.Module:
     return model
 
 
-register_method("full", FullConfig, _apply, "full fine-tuning: all weights train")
+register_method("full", FullConfig, _apply, "full fine-tuning: all weights train",
+                facts=MethodFacts(default_lr=1e-4, color="#000000", marker="X", trains_all_weights=True, order=0))

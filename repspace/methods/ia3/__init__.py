@@ -24,7 +24,7 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, check_towers, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, check_towers, register_method
 from repspace.methods.lora.targets import exact_pattern, keep_trainable
 
 __all__ = ["IA3Config", "apply_ia3"]
@@ -72,4 +72,5 @@ def apply_ia3(model: nn.Module, config: IA3Config, arch: ArchSpec, stage: int = 
 register_method("ia3", IA3Config, apply_ia3,
                 "(IA)^3: learned vectors rescale keys, values and feed-forward activations",
                 paper="Liu et al. 2022, Few-Shot Parameter-Efficient Fine-Tuning is Better and "
-                      "Cheaper than In-Context Learning, arXiv:2205.05638")
+                      "Cheaper than In-Context Learning, arXiv:2205.05638",
+                facts=MethodFacts(default_lr=3e-3, color="#CC79A7", marker="h", order=20))

@@ -23,7 +23,7 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
 from repspace.methods.lora.targets import exact_pattern, keep_trainable
 
 __all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
@@ -86,4 +86,5 @@ def apply_lora(model: nn.Module, config: LoRAConfig, arch: ArchSpec, stage: int 
 register_method("lora", LoRAConfig, apply_lora,
                 "LoRA: trainable low-rank update B A on attention projections",
                 paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, "
-                      "arXiv:2106.09685")
+                      "arXiv:2106.09685",
+                facts=MethodFacts(default_lr=1e-3, color="#0072B2", marker="o", order=10))

@@ -30,7 +30,7 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, check_positive_int, check_towers, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
 
 __all__ = ["PrefixConfig", "apply_prefix", "inject_prefix", "prefix_modules", "prefix_parameters"]
 
@@ -109,4 +109,5 @@ def apply_prefix(model: nn.Module, config: PrefixConfig, arch: ArchSpec, stage: 
 register_method("prefix", PrefixConfig, apply_prefix,
                 "prefix-tuning: learned key/value vectors prepended in every self-attention layer",
                 paper="Li & Liang 2021, Prefix-Tuning: Optimizing Continuous Prompts for Generation, "
-                      "arXiv:2101.00190")
+                      "arXiv:2101.00190",
+                facts=MethodFacts(default_lr=5e-3, color="#009E73", marker="P", order=40))

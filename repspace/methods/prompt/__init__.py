@@ -29,7 +29,7 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, find_modules
-from repspace.methods.base import MethodConfig, check_positive_int, register_method
+from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, register_method
 
 __all__ = ["PromptConfig", "apply_prompt", "text_model_of", "PROMPT_INITS"]
 
@@ -101,4 +101,5 @@ def apply_prompt(model: nn.Module, config: PromptConfig, arch: ArchSpec, stage: 
 register_method("prompt", PromptConfig, apply_prompt,
                 "prompt tuning: learned vectors prepended to the text input sequence",
                 paper="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning, "
-                      "arXiv:2104.08691")
+                      "arXiv:2104.08691",
+                facts=MethodFacts(default_lr=5e-3, color="#56B4E9", marker="*", order=50))

@@ -20,7 +20,7 @@ from torch import nn
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec
 from repspace.methods.base import (
-    MethodConfig, check_positive_int, check_towers, get_method, make_config, register_method,
+    MethodConfig, MethodFacts, check_positive_int, check_towers, get_method, make_config, register_method,
 )
 from repspace.methods.prefix import inject_prefix, prefix_modules, prefix_parameters
 
@@ -104,7 +104,9 @@ def apply_ptpeft(model: nn.Module, config: PTLoRAConfig | PTAdapterConfig, arch:
 
 register_method("pt_lora", PTLoRAConfig, apply_ptpeft,
                 "PT-PEFT: prefix-tuning, then LoRA with the prefix still training",
-                paper="Kim et al. 2024, arXiv:2411.00029 (Findings of EMNLP 2024)")
+                paper="Kim et al. 2024, arXiv:2411.00029 (Findings of EMNLP 2024)",
+                facts=MethodFacts(default_lr=1e-3, color="#CC3311", marker="D", order=70))
 register_method("pt_adapter", PTAdapterConfig, apply_ptpeft,
                 "PT-PEFT: prefix-tuning, then Houlsby adapters with the prefix still training",
-                paper="Kim et al. 2024, arXiv:2411.00029 (Findings of EMNLP 2024)")
+                paper="Kim et al. 2024, arXiv:2411.00029 (Findings of EMNLP 2024)",
+                facts=MethodFacts(default_lr=1e-3, color="#EE7733", marker="v", order=71))
