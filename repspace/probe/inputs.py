@@ -54,8 +54,8 @@ def _load_image(im):
 def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
                     image_token: int | None = None) -> None:
     """Encoder-decoder LMs (T5, BART): the decoder sees its start token followed by the probe
-    text shifted right by one (teacher forcing on the same text), masked like the encoder's
-    input; without them the ``blocks`` preset's decoder layers would get no input at all.
+    text shifted right by one (teacher forcing on the same text; each row's last token, its
+    eos, falls off), masked like the encoder's input; without them the ``blocks`` preset's decoder layers would get no input at all.
     Image placeholders (BLIP-2 / InstructBLIP on Flan-T5 put them in the encoder's text) are
     left out: only the encoder replaces them by image features, the decoder would read the
     bare placeholder embedding."""
@@ -95,7 +95,11 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
         ids, mask = text, text_mask
     batch["decoder_input_ids"] = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], 1)
     if mask is not None and "decoder_attention_mask" in accepted:
-        batch["decoder_attention_mask"] = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
+        # Row i reads its start token and its first L_i - 1 tokens (L_i of them, its own
+        # last token — eos — dropped): the encoder's mask as it is.  Shifting the mask too
+        # would give a padded row one more token (its eos) than the same sample alone, so a
+        # sample's decoder states would depend on its batch.
+        batch["decoder_attention_mask"] = mask.clone()
 
 
 def _special_tokens(tokenizer) -> int:

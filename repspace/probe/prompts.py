@@ -3,7 +3,9 @@
 - **Pad token.** Batches are padded, and many causal-LM tokenizers (GPT-2, Llama, Mistral) have
   no pad token.  :func:`with_pad_token` gives the probe a *copy* whose pad token is the
   tokenizer's eos (else unk, else bos); the padded positions are masked out by the
-  attention mask, so which token fills them does not matter.  Nothing is written back.
+  attention mask, so which token fills them does not matter.  The copy also pads on the
+  right (a left-padding tokenizer would shift a causal model's positions by the padding).
+  Nothing is written back.
 - **Image placeholders.** A model that splices image features into its text sequence
   (LLaVA, LLaVA-NeXT, Idefics3, Qwen2-VL, PaliGemma, BLIP-2) needs its image token(s) in
   the prompt; its processor expands them.  :func:`image_prompts` uses the processor's chat
@@ -32,17 +34,26 @@ def tokenizer_of(processor):
 
 
 def with_pad_token(processor):
-    """``processor``, or a copy of it whose tokenizer has a pad token (the original is untouched)."""
+    """``processor``, or a copy of it whose tokenizer has a pad token and pads on the right
+    (the original is untouched).
+
+    Right, because a causal model's position ids count from the first position of the row
+    whatever the mask says: a left-padded sample (chat tokenizers often save
+    ``padding_side="left"``, for generation) would be encoded at positions shifted by its
+    padding, so its states would depend on the other samples of its batch.  Padding on the
+    right leaves every real token where it is alone, for causal and bidirectional models.
+    """
     tok = tokenizer_of(processor)
-    if tok is None or tok.pad_token is not None:
+    if tok is None or (tok.pad_token is not None and getattr(tok, "padding_side", "right") == "right"):
         return processor
-    pad = next((t for t in (tok.eos_token, tok.unk_token, tok.bos_token) if t), None)
+    pad = tok.pad_token or next((t for t in (tok.eos_token, tok.unk_token, tok.bos_token) if t), None)
     if pad is None:
         raise ValueError(f"{type(tok).__name__}: the tokenizer has no pad, eos, unk or bos token to "
                          "pad probe batches with; add a pad token to the checkpoint's tokenizer")
     is_tokenizer = tok is processor
     tok = copy.deepcopy(tok)
     tok.pad_token = pad
+    tok.padding_side = "right"
     if is_tokenizer:
         return tok
     proc = copy.copy(processor)

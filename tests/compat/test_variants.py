@@ -5,7 +5,10 @@ tokenizers, other configurations):
 
 - a composite model whose language model is an encoder-decoder (BLIP-2 on Flan-T5): the
   decoder's start token lives in the text config, and the image placeholders of the
-  encoder's text are not the decoder's input.
+  encoder's text are not the decoder's input;
+- a tokenizer saved with ``padding_side="left"`` (chat models, for generation): a causal
+  model's positions would shift by each row's padding, so a sample's states would depend
+  on its batch.
 """
 import pytest
 import torch
@@ -67,7 +70,34 @@ def test_decoder_reads_the_text_without_image_placeholders(blip2_t5_paths):
     for i in range(4):  # the decoder reads the encoder's text tokens, shifted right by one
         text = batch["input_ids"][i][(batch["input_ids"][i] != image) & (batch["attention_mask"][i] == 1)]
         n = int(batch["decoder_attention_mask"][i].sum())
-        # start + the text (its last token dropped where the row is the batch's longest)
-        assert n - 1 in (len(text), len(text) - 1), (n, len(text))
+        assert n == len(text)  # start + the text but its last token (eos)
         assert torch.equal(batch["decoder_input_ids"][i, 1:n], text[:n - 1])
         assert not batch["decoder_attention_mask"][i, n:].any()
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("arch", ["t5", "gpt2", "llava"])
+def test_states_do_not_depend_on_the_batch(arch, padding_side, tmp_path):
+    """A sample's pooled states alone equal its states in a padded batch, whichever side
+    the tokenizer was saved to pad on (T5's decoder once saw one more token when padded)."""
+    from repspace.capture import capture
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import load_probe, make_batches
+    from repspace.probe.prompts import tokenizer_of
+
+    base = checks.build(arch, tmp_path)["base"]
+    proc = load_processor(str(base))
+    tokenizer_of(proc).padding_side = padding_side
+    model = checks.load(base)
+    probe = load_probe("builtin", num_samples=6)
+
+    def rows(p):
+        batches = list(make_batches(p, model, proc, batch_size=6))
+        return capture(model, batches, "blocks", pooling="mean", progress=False).tensors["base"]
+
+    together, alone = rows(probe), rows(probe.select([0]))
+    lengths = next(make_batches(probe, model, proc, batch_size=6))["attention_mask"].sum(1)
+    assert len(set(lengths.tolist())) > 1  # sample 0 shares its batch with longer/shorter rows
+    assert tokenizer_of(proc).padding_side == padding_side  # the loaded processor is untouched
+    for layer, states in alone.items():
+        torch.testing.assert_close(together[layer][:1], states, rtol=1e-4, atol=1e-5)
