@@ -10,12 +10,13 @@ from repspace.functional.summary import RANKS
 __all__ = ["METRIC_NAMES", "check_metrics", "check_settings", "check_layer_choices"]
 
 _CLOSED_FORM = ("linear_cka", "linear_cka_debiased", "procrustes_distance", "frechet_distance",
-                "mmd", "subspace_overlap", "cosine_similarity_mean", "cosine_similarity_q50",
+                "mmd_linear", "subspace_overlap", "cosine_similarity_mean", "cosine_similarity_q50",
                 "relative_shift_mean", "relative_shift_q50",
                 *(f"{r}_{side}" for r in RANKS for side in ("base", "tuned")))
 _SAMPLE = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap", "linear_cka_null")
-# Family names select every key they prefix ("effective_rank" -> _base and _tuned).
-_FAMILIES = (*RANKS, "cosine_similarity", "relative_shift")
+# Family names select every key they prefix ("effective_rank" -> _base and _tuned,
+# "mmd" -> mmd_linear and mmd_rbf: the kernel is always in the key, as in mmd(kernel=...)).
+_FAMILIES = (*RANKS, "cosine_similarity", "relative_shift", "mmd")
 METRIC_NAMES = (*_CLOSED_FORM, *_SAMPLE, *_FAMILIES)
 
 

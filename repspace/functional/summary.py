@@ -58,7 +58,8 @@ def layerwise_summary(acc, top_k: int = 10,
         return metrics is None or any(key.startswith(m) for m in metrics)
 
     ranks = {side: tuple(r for r in RANKS if want(f"{r}_{side}")) for side in ("base", "tuned")}
-    need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased", "procrustes_distance", "mmd"))
+    need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased", "procrustes_distance",
+                                         "mmd_linear"))
     need_centred = (need_cross or ranks["base"] or ranks["tuned"]
                     or want("frechet_distance") or want("subspace_overlap"))
     centred: dict[tuple[str, str], object] = {}
@@ -92,8 +93,8 @@ def layerwise_summary(acc, top_k: int = 10,
         if need_centred and cx.dim == cy.dim:
             if want("frechet_distance"):
                 row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
-            if want("mmd"):
-                row["mmd"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
+            if want("mmd_linear"):
+                row["mmd_linear"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
             if want("subspace_overlap"):
                 k = min(top_k, cx.dim, cx.n - 1)
                 row["subspace_overlap"] = overlap_of_angles(principal_angles_from_moments(cx, cy, k))

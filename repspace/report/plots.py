@@ -252,11 +252,11 @@ def _layer_title(layers: list[str], layer: str) -> str:
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer distribution drift: Fréchet distance and MMD²."""
-    metrics = [m for m in ("frechet_distance", "mmd", "mmd_rbf") if any(
+    metrics = [m for m in ("frechet_distance", "mmd_linear", "mmd_rbf") if any(
         not np.isnan(result.series(n, m)).all() for n in result.tuned_names)]
     if not metrics:
         return []
-    labels = {"frechet_distance": "Fréchet distance", "mmd": "MMD² (linear kernel, paired)",
+    labels = {"frechet_distance": "Fréchet distance", "mmd_linear": "MMD² (linear kernel, paired)",
               "mmd_rbf": "MMD² (RBF kernel)"}
     styles = _styles(result)
     with paper_style():

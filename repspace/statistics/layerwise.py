@@ -264,7 +264,7 @@ class LayerwiseMoments(Accumulator):
         (``metrics``: only the keys starting with one of these names, and only their work).
 
         Keys are the metric functions' names (``linear_cka``, ``linear_cka_debiased``,
-        ``frechet_distance``, ``mmd`` (linear kernel, unbiased), ``procrustes_distance``,
+        ``frechet_distance``, ``mmd_linear`` (linear kernel, paired, unbiased), ``procrustes_distance``,
         ``effective_rank_base`` / ``_tuned``, ``stable_rank_*``, ``numerical_rank_*``,
         ``participation_ratio_*``, and for equal widths ``subspace_overlap``,
         ``cosine_similarity_mean`` / ``_q50`` and ``relative_shift_mean`` / ``_q50``).

@@ -33,7 +33,7 @@ def test_base_against_itself_is_identical_everywhere(base_dir, probe_file, tmp_p
         assert m["linear_cka"] == pytest.approx(1.0, abs=1e-9)
         assert m["linear_cka_debiased"] == pytest.approx(1.0, abs=1e-9)
         assert m["frechet_distance"] == pytest.approx(0.0, abs=1e-9)
-        assert m["mmd"] == pytest.approx(0.0, abs=1e-12)
+        assert m["mmd_linear"] == pytest.approx(0.0, abs=1e-12)
         assert m["mmd_rbf"] == pytest.approx(0.0, abs=1e-12)
         assert m["procrustes_distance"] == pytest.approx(0.0, abs=1e-9)
         assert m["cosine_similarity_mean"] == pytest.approx(1.0, abs=1e-12)
@@ -58,7 +58,7 @@ def test_lora_moves_the_representation_and_report_is_complete(base_dir, lora_dir
     assert min(ckas) < 0.999 and all(0 < c <= 1 + 1e-9 for c in ckas)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert {r["metric"] for r in rows} >= {"linear_cka", "linear_cka_debiased", "effective_rank_tuned",
-                                          "frechet_distance", "mmd", "rbf_cka"}
+                                          "frechet_distance", "mmd_linear", "rbf_cka"}
     for plot in ("cka", "effective_rank", "spectra", "drift", "embedding", "heatmap"):
         assert (out / "plots" / f"{plot}.pdf").read_bytes().startswith(b"%PDF")
         assert (out / "plots" / f"{plot}.png").read_bytes().startswith(b"\x89PNG")

@@ -165,7 +165,7 @@ def test_selected_metrics_equal_the_full_computation_bit_for_bit(acc):
     keys = list(next(iter(full.values())))
     assert len(keys) >= 18 and "subspace_overlap" in keys
     prefixes = keys + ["linear", "effective_rank", "cosine_similarity", "relative"]
-    for wanted in [{k} for k in prefixes] + [{"mmd", "stable_rank_base", "relative_shift_q50"}]:
+    for wanted in [{k} for k in prefixes] + [{"mmd_linear", "stable_rank_base", "relative_shift_q50"}]:
         got = acc.compute(metrics=wanted)
         assert list(got) == list(full)
         for pair, row in full.items():
@@ -181,7 +181,7 @@ COMPUTES = {  # (module, function) -> the metric keys it produces
     (summary, "linear_cka_from_moments"): ("linear_cka",),
     (summary, "procrustes_distance_from_moments"): ("procrustes_distance",),
     (summary, "frechet_distance_from_moments"): ("frechet_distance",),
-    (summary, "mmd_linear_from_moments"): ("mmd",),
+    (summary, "mmd_linear_from_moments"): ("mmd_linear",),
     (summary, "principal_angles_from_moments"): ("subspace_overlap",),
     (summary, "effective_rank_of"): ("effective_rank",),
     (summary, "stable_rank_of"): ("stable_rank",),
