@@ -9,7 +9,8 @@ File format (TOML; YAML takes the same keys)::
     name = "demo"
     base = "embedded"                      # any checkpoint spec load_checkpoint accepts
     tasks = ["vqa"]                        # "vqa" | "captioning"
-    methods = ["base", "lora", "prefix"]
+    methods = ["base", "lora", "prefix"]   # "adapter@parallel": a second option set of
+                                           # adapter, with its own [options."adapter@parallel"]
     seeds = [0, 1, 2]
     data_fractions = [0.25, 1.0]
     steps = 100                            # or {default = 100, prefix = 200}
@@ -45,9 +46,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config"]
+__all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config",
+           "method_name"]
 
 BASE_METHOD = "base"
+
+
+def method_name(entry: str) -> str:
+    """The registry method of a study's method entry: ``"adapter@parallel"`` -> ``"adapter"``.
+
+    ``METHOD@VARIANT`` entries let one study hold two option sets of one method (Tian et al.'s
+    serial vs parallel adapter, PEFT vs PEFT + head): each entry is its own row of every
+    table, with its own ``[options."METHOD@VARIANT"]``, ``steps`` and ``lr`` keys (falling back
+    to the plain method's, then ``default``)."""
+    return entry.split("@", 1)[0]
 TASKS = ("vqa", "captioning", "classify")
 # Distortion on the task's own inputs and on general text can disagree (docs/reproduction.md):
 # a study measures both unless told otherwise.  The first probe is the primary one (the
@@ -122,12 +134,13 @@ class StudyConfig:
     # -- per-method lookups -------------------------------------------------------------
     def steps_for(self, method: str) -> int:
         if isinstance(self.steps, dict):
-            return int(self.steps.get(method, self.steps.get("default", 100)))
+            return int(self.steps.get(method, self.steps.get(method_name(method),
+                                                              self.steps.get("default", 100))))
         return int(self.steps)
 
     def lr_for(self, method: str) -> float | None:
         if isinstance(self.lr, dict):
-            value = self.lr.get(method, self.lr.get("default"))
+            value = self.lr.get(method, self.lr.get(method_name(method), self.lr.get("default")))
             return None if value is None else float(value)
         return None if self.lr is None else float(self.lr)
 
@@ -251,7 +264,7 @@ def _known_methods(check: bool) -> list[str] | None:
 def _budget_field(method: str) -> str | None:
     from repspace.methods import get_method
 
-    return get_method(method).config_class.budget_field
+    return get_method(method_name(method)).config_class.budget_field
 
 
 def _per_method(c: _Checker, key: str, v, methods: tuple, item) -> Any:
@@ -286,8 +299,12 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
 
     def method_item(key, m):
         c.str_(key, m)
-        if known is not None and m != BASE_METHOD and m not in known:
-            c.fail(key, f"unknown method {m!r}; choose from {BASE_METHOD}, {', '.join(known)}")
+        name, _, variant = m.partition("@")
+        if "@" in m and not re.fullmatch(r"[A-Za-z0-9_+-]{1,40}", variant):
+            c.fail(key, f"{m!r}: a variant is METHOD@NAME, NAME of letters, digits, _ + - "
+                        "(e.g. adapter@parallel)")
+        if known is not None and m != BASE_METHOD and name not in known:
+            c.fail(key, f"unknown method {name!r}; choose from {BASE_METHOD}, {', '.join(known)}")
         return m
 
     methods = c.list_("methods", data["methods"], method_item)
@@ -354,7 +371,7 @@ def _options(c: _Checker, options, methods, check: bool) -> dict:
             from repspace.methods import make_config
 
             try:
-                make_config(m, **opts)
+                make_config(method_name(m), **opts)
             except (ValueError, TypeError) as exc:
                 c.fail(f"options.{m}", " ".join(str(exc).split()))
         out[m] = dict(opts)
@@ -378,7 +395,7 @@ def _budgets(c: _Checker, budgets, methods, options, check: bool) -> dict:
                 c.fail(f"budgets.{m}", f"options.{m}.{fld} is set too; sweep it here only")
             for i, v in enumerate(values):
                 try:
-                    make_config(m, **{**options.get(m, {}), fld: v})
+                    make_config(method_name(m), **{**options.get(m, {}), fld: v})
                 except (ValueError, TypeError) as exc:
                     c.fail(f"budgets.{m}[{i}]", " ".join(str(exc).split()))
         out[m] = values

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repspace import __version__
-from repspace.study.config import BASE_METHOD, StudyConfig
+from repspace.study.config import BASE_METHOD, StudyConfig, method_name
 
 __all__ = ["Cell", "expand_grid", "train_config_for", "cell_key"]
 
@@ -62,7 +62,7 @@ class Cell:
 def _budget_field(method: str) -> str | None:
     from repspace.methods import get_method
 
-    return get_method(method).config_class.budget_field
+    return get_method(method_name(method)).config_class.budget_field
 
 
 def expand_grid(config: StudyConfig) -> list[Cell]:
@@ -98,7 +98,7 @@ def train_config_for(config: StudyConfig, cell: Cell, output_dir: str | Path | N
     if config.image_size is not None:
         kw["image_size"] = config.image_size
     return TrainConfig(
-        base=config.base, method=cell.method, method_options=options, task=cell.task,
+        base=config.base, method=method_name(cell.method), method_options=options, task=cell.task,
         domain=config.domain, data_fraction=cell.data_fraction, n_train=config.n_train,
         n_eval=config.n_eval, steps=config.steps_for(cell.method),
         batch_size=config.batch_size, lr=config.lr_for(cell.method), seed=cell.seed,

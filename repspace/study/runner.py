@@ -178,7 +178,9 @@ def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
     kw = dict(config.train)
     if config.image_size is not None:
         kw["image_size"] = config.image_size
-    method = config.trained_methods[0] if config.trained_methods else "full"
+    from repspace.study.config import method_name
+
+    method = method_name(config.trained_methods[0]) if config.trained_methods else "full"
     cfg = TrainConfig(base=config.base, method=method, task=cell.task, domain=config.domain,
                       n_train=config.n_train, n_eval=config.n_eval, seed=cell.seed,
                       batch_size=config.batch_size, **kw)

@@ -22,18 +22,22 @@ def _base(tmp_path, name):
 
 
 def test_parallel_adapter_and_peft_head_in_a_study_grid(tmp_path):
-    data = {"name": "opts", "base": _base(tmp_path, "t5"), "methods": ["base", "adapter", "lora"],
-            "options": {"adapter": {"placement": "parallel", "width": 2},
-                        "lora": {"r": 2, "train_head": True}},
+    # METHOD@VARIANT: two option sets of one method in one grid (serial vs parallel, PEFT vs + head)
+    data = {"name": "opts", "base": _base(tmp_path, "t5"),
+            "methods": ["base", "adapter", "adapter@parallel", "lora@head"],
+            "options": {"adapter": {"width": 2},
+                        "adapter@parallel": {"placement": "parallel", "width": 2},
+                        "lora@head": {"r": 2, "train_head": True}},
             "compare": COMPARE, **TRAIN}
     result = run_study(StudyConfig.from_dict(data), tmp_path / "out", progress=False)
     assert not result.failed, result.failed
     by = {r["cell"]["method"]: r for r in result.records}
     site = 2 * 32 * 2 + 2 + 32
-    assert by["adapter"]["params"]["trainable"] == 4 * site  # one per feed-forward sublayer
+    assert by["adapter"]["params"]["trainable"] == 10 * site  # after 6 attention + 4 feed-forward outputs
+    assert by["adapter@parallel"]["params"]["trainable"] == 4 * site  # one per feed-forward sublayer
     head = zoo.vocab_of(zoo.t5_tokenizer()) * 32  # lm_head (vocab x d_model; tied to the embedding)
-    assert by["lora"]["params"]["trainable"] == 12 * 2 * 64 + head  # LoRA on 12 maps + the head
-    for method in ("adapter", "lora"):
+    assert by["lora@head"]["params"]["trainable"] == 12 * 2 * 64 + head  # LoRA on 12 maps + the head
+    for method in ("adapter", "adapter@parallel", "lora@head"):
         ckas = [m["linear_cka"] for m in by[method]["metrics"].values()]
         assert all(c <= 1 + 1e-9 for c in ckas) and min(ckas) < 1 - 1e-6, (method, ckas)
 
