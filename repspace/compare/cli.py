@@ -84,8 +84,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "these dtypes (comma-separated: float32, float16, bfloat16) against the "
                         "unmerged model")
     p.add_argument("--match-layers", action="store_true",
-                   help="also match tuned blocks to base blocks by the cross-layer CKA matrix "
-                        "(models of different depth, e.g. block expansion); loads the base "
+                   help="also match tuned blocks to base blocks by the cross-layer CKA matrix; "
+                        "when the depths differ (block expansion, layer replication) the "
+                        "per-layer metrics are those of the matched pairs; loads the base "
                         "separately")
     p.add_argument("--task-id", type=int, default=None, metavar="N",
                    help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "

@@ -358,6 +358,41 @@ def _result(base, tuned, tuned_names, layers_out, per_tuned, spectra, samples_ba
                          probe=probe_info or {}, spectra=spectra, embedding=emb)
 
 
+def _depth_differs(base, tuned, layers) -> bool:
+    """True when ``layers`` does not name the same layers in the base and every tuned model
+    (e.g. a block-expanded model): ``--match-layers`` then pairs layers by matching."""
+    try:
+        shared_layers(base.model, [t.model for t in tuned], layers, warn=False)
+    except ValueError:
+        return True
+    return False
+
+
+def _compare_matched(base, tuned, batches_fn, probe_info, *, batch_size, seed, layers="blocks",
+                     pooling="mean", metrics=None, device=None, progress=True, names=None,
+                     precision="float64", **_ignored) -> CompareResult:
+    """The comparison of one tuned checkpoint of another depth, layer pairs matched by
+    cross-layer CKA (:mod:`repspace.compare.matched`)."""
+    from repspace.compare.matched import compare_matched
+
+    if len(tuned) != 1:
+        raise ValueError(f"--match-layers with models of different depth compares one tuned "
+                         f"checkpoint at a time; got {len(tuned)}")
+    name = (list(names) if names else [tuned[0].name])[0]
+    wanted = set(metrics) if metrics else None
+    per_layer, order, info = compare_matched(base, tuned[0], name, batches_fn, layers=layers,
+                                             pooling=pooling, batch_size=batch_size,
+                                             device=device, metrics=wanted, progress=progress)
+    settings = {"layers": layers if isinstance(layers, str) else list(layers), "pooling": pooling,
+                "metrics": sorted(wanted) if wanted else "all", "batch_size": batch_size,
+                "device": device or "cpu", "seed": seed, "precision": "float64",
+                "layer_pairing": "matched by cross-layer CKA (--match-layers: the models differ "
+                                 "in depth); each tuned layer against its matched base layer"}
+    return CompareResult(base=_info(base, base.name), tuned=[_info(tuned[0], name)],
+                         layers=order, metrics={name: per_layer}, settings=settings,
+                         probe=probe_info or {}, analyses={"layer_matching": {name: info}})
+
+
 def _shard(probe_set: ProbeSet, rows: range) -> ProbeSet | None:
     """The samples ``rows`` of a probe set (None when empty)."""
     return probe_set.select(rows) if len(rows) else None
@@ -496,14 +531,21 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
 
             if local is not None:
                 next(iter(batches()))  # fail early on unusable probe data, before any capture
-        result = compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
-                                probe_info=probe_set.describe(), dist=ctx,
-                                row_offset=rows.start, **kwargs)
+        matched = match_layers and _depth_differs(base_ck, tuned_cks,
+                                                  kwargs.get("layers", "blocks"))
+        if matched:  # another depth: compare the layer pairs matched by cross-layer CKA
+            result = _compare_matched(base_ck, tuned_cks, batches, probe_set.describe(),
+                                      batch_size=batch_size, seed=seed, **kwargs)
+        else:
+            result = compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
+                                    probe_info=probe_set.describe(), dist=ctx,
+                                    row_offset=rows.start, **kwargs)
         result.settings["base_capture"] = base_capture
         with stage("metrics"):
             result.analyses.update(run_analyses(
                 base_ck, tuned_cks, result.tuned_names, batches, adapter_effect=adapter_effect,
-                weight_space=weight_space, merge_dtypes=merge_dtypes, match_layers=match_layers,
+                weight_space=weight_space, merge_dtypes=merge_dtypes,
+                match_layers=match_layers and not matched,
                 batch_size=batch_size, device=kwargs.get("device")))
         if device_map is not None:
             result.settings["device_map"] = device_map

@@ -99,3 +99,61 @@ def test_bad_merge_dtype_is_a_one_line_error_before_loading(base_dir, lora_dir, 
                str(tmp_path / "x"), "--merge-dtype", "float8", *FAST])
     _, err = capsys.readouterr()
     assert rc != 0 and "--merge-dtype" in err and "float8" in err
+
+
+def test_match_layers_compares_matched_pairs_when_depth_changes(tmp_path, capsys):
+    """A LLaMA-Pro-style expansion (4 -> 6 blocks): same-name pairing is impossible, so
+    --match-layers pairs each tuned block with its matched base block; the per-layer metrics
+    are those of the matched pairs (checked against linear CKA of hooks' outputs)."""
+    import torch
+
+    from repspace.metrics import linear_cka
+    from tests.compare.conftest import SENTENCES, word_tokenizer
+    from tests.metrics.test_layer_matching import expanded_llama
+
+    base, tuned = expanded_llama()
+    tok = word_tokenizer()
+    for model, name in ((base, "llama4"), (tuned, "llama-pro6")):
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+    probe = tmp_path / "probe.txt"
+    probe.write_text("\n".join(SENTENCES))
+    out = tmp_path / "rep"
+    args = ["compare", tmp_path / "llama4", tmp_path / "llama-pro6", "--probe", probe, "-o", out,
+            "--metrics", "linear_cka,effective_rank,relative_shift", *FAST,
+            "--num-samples", len(SENTENCES)]  # every sentence: the hooks below see the same set
+    rc, _, err = run_cli(capsys, *args)
+    assert rc != 0 and "only in tuned" in err  # without --match-layers: a one-line error
+    rc, stdout, _ = run_cli(capsys, *args, "--match-layers")
+    assert rc == 0, stdout
+    rep = json.loads((out / "report.json").read_text())
+    assert "matched by cross-layer CKA" in rep["settings"]["layer_pairing"]
+    lm = rep["analyses"]["layer_matching"]["llama-pro6"]
+    assert [p["base"] for p in lm["pairs"]] == ["layers.0", "layers.1", "layers.1", "layers.2",
+                                                 "layers.3", "layers.3"]
+    assert rep["layers"] == [f"layers.{j}" for j in range(6)]
+    # independent: mean-pooled block outputs from forward hooks on the same tokenised probe
+    enc = tok(SENTENCES, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    enc.pop("token_type_ids", None)
+    keep = enc["attention_mask"][..., None].double()
+
+    def pooled(model):
+        got = []
+        hooks = [b.register_forward_hook(lambda m, a, o: got.append(
+            ((o[0] if isinstance(o, tuple) else o).double() * keep).sum(1) / keep.sum(1)))
+            for b in model.layers]
+        with torch.no_grad():
+            model(**enc)
+        for h in hooks:
+            h.remove()
+        return got
+
+    hb, ht = pooled(base), pooled(tuned)
+    index = {f"layers.{i}": i for i in range(4)}
+    for j, row in enumerate(rep["results"]):
+        b = index[lm["pairs"][j]["base"]]
+        want = linear_cka(hb[b], ht[j], precision="float64")
+        assert row["metrics"]["linear_cka"] == pytest.approx(want, rel=1e-6)
+        assert row["metrics"]["linear_cka"] == pytest.approx(lm["pairs"][j]["cka"], rel=1e-9)
+    html = (out / "report.html").read_text()
+    assert "Layer matching by cross-layer CKA" in html and "layer_pairing" in html
