@@ -183,13 +183,9 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
                                  for side, (_, (name, _)) in sides.items()})
         side_base = AdapterDisabled(base_model, base.model) if shared else base_model
         models = {"base": side_base, **{side: tuned_models[i] for side, (i, _) in sides.items()}}
-        tap = None
-        if segments is not None:
-            owner = {"base": "base", **{side: name for side, (_, (name, _)) in sides.items()}}
-
-            def tap(side, *args, owner=owner, first=g == 0):
-                if side != "base" or first:
-                    segments(owner[side], *args)
+        tap = None if segments is None else _segment_tap(
+            segments, {"base": "base", **{side: name for side, (_, (name, _)) in sides.items()}},
+            first=g == 0)
         capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
                       batch_size=batch_size, device=device, progress=progress, early_stop=True,
                       task_id=task_id, tap=tap)
@@ -198,6 +194,15 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
             if same and all(same.values()):
                 warnings.warn(inactive_adapter_warning(
                     f"tuned checkpoint {name!r} ({type(ck.model).__name__})", len(same)), stacklevel=3)
+
+
+def _segment_tap(segments, owner: dict[str, str], first: bool):
+    """``capture_sides``'s tap feeding ``segments`` under checkpoint names (``owner``: side ->
+    name); the base only in the first pass (later passes repeat the same base states)."""
+    def tap(side, *args):
+        if side != "base" or first:
+            segments(owner[side], *args)
+    return tap
 
 
 def _capture(base, pairs, batches_fn, sinks, ctx, **capture_kwargs) -> None:

@@ -62,8 +62,8 @@ def split_segments(name: str, raw: torch.Tensor, batch: Mapping[str, object], st
     if stream in ("text", "decoder") and n_virtual:
         mask_key, ids_key = _STREAM_KEYS[stream]
         ref = batch.get(mask_key, batch.get(ids_key))
-        if (torch.is_tensor(ref) and ref.ndim == 2 and tokens.shape[1] == ref.shape[1] + n_virtual) \
-                or not torch.is_tensor(ref):
+        fits = torch.is_tensor(ref) and ref.ndim == 2 and tokens.shape[1] == ref.shape[1] + n_virtual
+        if fits or not torch.is_tensor(ref):
             virtual = tokens[:, :n_virtual]
             out["virtual"] = (virtual, torch.ones(virtual.shape[:2], dtype=torch.bool,
                                                   device=virtual.device))

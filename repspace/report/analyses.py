@@ -25,7 +25,8 @@ __all__ = ["analysis_plots", "analysis_caption", "markdown_section", "html_secti
 def _f(v, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
-    if isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e6):
+    whole = isinstance(v, float) and v.is_integer() and abs(v) < 1e6
+    if isinstance(v, (int, np.integer)) or whole:
         return str(int(v))
     return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits + 1}f}"
 

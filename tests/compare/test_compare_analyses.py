@@ -70,8 +70,8 @@ def test_weight_space_and_layer_matching_load_the_base_separately(base_dir, lora
     assert bc["mode"] == "separate" and "--weight-space" in bc["reason"]
     ws = rep["analyses"]["weight_space"]["lora"]  # renamed with --name like everything else
     base = AutoModel.from_pretrained(base_dir, local_files_only=True)
-    tuned = peft.PeftModel.from_pretrained(AutoModel.from_pretrained(base_dir, local_files_only=True),
-                                           lora_dir)
+    tuned = peft.PeftModel.from_pretrained(
+        AutoModel.from_pretrained(base_dir, local_files_only=True), lora_dir)
     want = weight_space(base, tuned)
     assert set(ws["matrices"]) == set(want.matrices) and len(want.matrices) == 6
     for m, row in want.matrices.items():

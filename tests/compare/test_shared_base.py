@@ -63,8 +63,8 @@ def _save_adapter(tmp_path, base_dir, name, **cfg):
 
     torch.manual_seed(0)
     model = peft.get_peft_model(AutoModel.from_pretrained(base_dir, local_files_only=True),
-                                peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
-                                                **cfg))
+                                peft.LoraConfig(r=4, lora_alpha=8,
+                                                target_modules=["query", "value"], **cfg))
     _randomise_adapter(model, scale=0.1)
     out = tmp_path / name
     model.save_pretrained(out)
