@@ -5,7 +5,7 @@ like with like (:class:`Matched`): at the largest data fraction both have, and a
 budget (``r=8`` vs ``r=8``) where both vary the same knob, otherwise at the budgets closest
 in trainable parameters; the evidence names the budgets compared.  One-method checks use
 the main slice (per method: first budget, largest data fraction; see
-:func:`repspace.study.figures.main_slice`).
+:func:`repspace.study.results.main_slice`).
 "holds" / "does not hold" is a *direction* on this model and data, not a significance
 test; when both sides have 95 % t-intervals that overlap the verdict says so.  A claim
 the grid cannot test (a method missing, one data fraction...) is "not testable".
@@ -17,8 +17,7 @@ import math
 import numpy as np
 import scipy.stats
 
-from repspace.study.figures import main_slice
-from repspace.study.results import StudyTables
+from repspace.study.results import StudyTables, main_slice
 
 __all__ = ["check_claims"]
 

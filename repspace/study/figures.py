@@ -24,9 +24,9 @@ from repspace.report.plots import broken, layer_axis, save_figure
 from repspace.report.style import (BASE_COLOR, BASE_MARKER, color_for, legend_outside, log_axis, subplots,
                                    marker_for, paper_style)
 from repspace.study.config import BASE_METHOD
-from repspace.study.results import PRIMARY_SCORE, StudyTables, mean_ci
+from repspace.study.results import PRIMARY_SCORE, StudyTables, main_slice, mean_ci
 
-__all__ = ["make_figures", "main_slice", "PT_PAIRS", "CAPTIONS"]
+__all__ = ["make_figures", "PT_PAIRS", "CAPTIONS"]
 
 CAPTIONS = {
     "score_vs_preservation": "Task score against representation preservation, one point per "
@@ -90,20 +90,6 @@ def _err(row: dict, col: str) -> list[list[float]] | None:
     if not (_finite(m) and _finite(lo) and _finite(hi)):
         return None
     return [[m - lo], [hi - m]]
-
-
-def main_slice(summary: list[dict], task: str) -> list[dict]:
-    """Per method (study order): the row at its first budget and largest data fraction."""
-    rows = [r for r in summary if r["task"] == task]
-    out: dict[str, dict] = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        first_budget = mine[0]["budget"]
-        mine = [r for r in mine if r["budget"] == first_budget]
-        fractions = [r["data_fraction"] for r in mine if r["data_fraction"] is not None]
-        top = max(fractions) if fractions else None
-        out[method] = next(r for r in mine if r["data_fraction"] == top)
-    return list(out.values())
 
 
 def _tasks(tables: StudyTables) -> list[str]:

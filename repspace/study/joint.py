@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from repspace.study.config import BASE_METHOD
-from repspace.study.figures import main_slice
+from repspace.study.results import main_slice
 
 __all__ = ["joint_compare_report"]
 
@@ -21,7 +21,7 @@ def joint_compare_report(result, folder: str | Path, task: str | None = None,
     version) in ``report.json``'s settings; a rerun with the same key reuses the folder.
     """
     from repspace.report import write_report
-    from repspace.study.runner import _compare_kwargs, default_compare
+    from repspace.study import comparing
 
     tables = result.tables
     tasks = list(dict.fromkeys(r["task"] for r in tables.summary))
@@ -42,12 +42,12 @@ def joint_compare_report(result, folder: str | Path, task: str | None = None,
             cell_keys.append(rec.get("key"))
     if not specs:
         return None
-    kwargs = _compare_kwargs(result.config)
+    kwargs = comparing.compare_settings(result.config)
     kwargs.update(embedding="pca", progress=progress, names=names)
     key = _joint_key(result.config.base, task, names, cell_keys, kwargs)
     if not force and _cached(Path(folder), key):
         return Path(folder)
-    compared = (compare_fn or default_compare)(result.config.base, specs, **kwargs)
+    compared = (compare_fn or comparing.default_compare)(result.config.base, specs, **kwargs)
     compared.settings["joint_report_key"] = key
     return write_report(compared, folder, overwrite=True)
 

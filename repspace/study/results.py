@@ -36,7 +36,7 @@ import scipy.stats
 from repspace.outputs import atomic_path, atomic_write_text
 
 __all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
-           "write_tables", "write_results", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
+           "write_tables", "main_slice", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
 
 PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider", "classify": "accuracy"}
 ID_COLUMNS = ("cell", "task", "method", "budget_field", "budget", "data_fraction", "seed")
@@ -216,6 +216,20 @@ def build_tables(records: list[dict], summary_layer: int = -1,
 
 
 # -- writing ------------------------------------------------------------------------------
+def main_slice(summary: list[dict], task: str) -> list[dict]:
+    """Per method (study order): the row at its first budget and largest data fraction."""
+    rows = [r for r in summary if r["task"] == task]
+    out: dict[str, dict] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        first_budget = mine[0]["budget"]
+        mine = [r for r in mine if r["budget"] == first_budget]
+        fractions = [r["data_fraction"] for r in mine if r["data_fraction"] is not None]
+        top = max(fractions) if fractions else None
+        out[method] = next(r for r in mine if r["data_fraction"] == top)
+    return list(out.values())
+
+
 def _columns(rows: list[dict]) -> list[str]:
     cols: dict[str, None] = {}
     for r in rows:
@@ -268,21 +282,3 @@ def write_tables(tables: StudyTables, folder: Path) -> tuple[dict[str, Path], li
         for name, rows in named.items():
             files[f"{name}.parquet"] = _write_parquet(folder / f"{name}.parquet", rows)
     return files, notes
-
-
-def write_results(result, figures: bool = True) -> None:
-    """Tables, figures and ``summary.md`` of a :class:`~repspace.study.runner.StudyResult`."""
-    from repspace.study.summary import write_summary
-
-    tables = build_tables(result.records, result.config.summary_layer)
-    result.tables = tables
-    files, notes = write_tables(tables, result.output_dir / "results")
-    result.files.update(files)
-    result.notes.extend(notes)
-    if figures:
-        from repspace.study.figures import make_figures
-
-        figs, fig_notes = make_figures(tables, result.output_dir / "figures")
-        result.files.update(figs)
-        result.notes.extend(fig_notes)
-    result.files["summary.md"] = write_summary(result)

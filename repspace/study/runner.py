@@ -30,8 +30,10 @@ from tqdm.auto import tqdm
 
 from repspace import __version__
 from repspace.outputs import atomic_write_text, clean_stale
+from repspace.study import comparing
 from repspace.study.config import StudyConfig
 from repspace.study.grid import Cell, cell_key, expand_grid, train_config_for
+from repspace.study.writing import write_results
 
 __all__ = ["PlannedCell", "StudyResult", "plan_study", "run_study", "CELL_SCHEMA"]
 
@@ -150,20 +152,6 @@ def probe_label(source: str) -> str:
     return {"builtin": "task", "general": "general"}.get(source, Path(source).stem or source)
 
 
-def _compare_kwargs(config: StudyConfig, probe: str | None = None) -> dict:
-    s = config.compare
-    return dict(probe=probe or s.probes[0], num_samples=s.num_samples, layers=s.layers,
-                batch_size=s.batch_size, pooling=s.pooling, seed=s.seed,
-                sample_rows=s.sample_rows, max_length=s.max_length, embedding="none",
-                distributed=False, progress=False)
-
-
-def default_compare(base: str, tuned: list[str], **kwargs):
-    from repspace.compare import compare
-
-    return compare(base, tuned, **kwargs)
-
-
 def default_train(cfg, progress: bool = False):
     from repspace.training import train
 
@@ -197,7 +185,7 @@ def _params(result) -> dict:
 def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_score_fn,
               force: bool, out: Path) -> dict:
     t0 = time.perf_counter()
-    cmp_kwargs = _compare_kwargs(config)
+    cmp_kwargs = comparing.compare_settings(config)
     if pc.cell.is_base:
         scores = base_score_fn(config, pc.cell)
         params = {"trainable": 0, "total": None}
@@ -227,7 +215,7 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*bit-identical to the base.*")
-                extra = compare_fn(config.base, [spec], **_compare_kwargs(config, source))
+                extra = compare_fn(config.base, [spec], **comparing.compare_settings(config, source))
         except ValueError as exc:  # e.g. general text on a closed-vocabulary model: recorded
             probe_errors[probe_label(source)] = f"{source}: {' '.join(str(exc).split())}"
             continue
@@ -265,7 +253,7 @@ def run_study(config: StudyConfig, output_dir: str | Path | None = None, progres
     """
     out = Path(output_dir) if output_dir is not None else config.output_dir()
     train_fn = train_fn or default_train
-    compare_fn = compare_fn or default_compare
+    compare_fn = compare_fn or comparing.default_compare
     base_score_fn = base_score_fn or default_base_scores
     planned = plan_study(config, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -329,7 +317,5 @@ def _run_planned(config, out, planned, progress, train_fn, compare_fn, base_scor
         bar.close()
     result.records = [records[p.label] for p in planned if p.label in records]
     if write_outputs:
-        from repspace.study.results import write_results
-
         write_results(result, figures=figures)
     return result

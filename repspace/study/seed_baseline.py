@@ -33,7 +33,8 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from repspace.study.results import GROUP_COLUMNS, _ident, _num, atomic_write_text, to_csv
+from repspace.outputs import atomic_write_text
+from repspace.study.results import GROUP_COLUMNS, _ident, _num, to_csv
 
 __all__ = ["seed_pairs", "seed_baseline", "SEED_BASELINE_SCHEMA", "COLUMNS"]
 
@@ -116,9 +117,9 @@ def seed_baseline(result, compare_fn: Callable | None = None, force: bool = Fals
     to ``result.seed_baseline`` (for ``summary.md``) and notes to ``result.notes``; returns the
     rows.  A pair whose compare fails is noted and skipped (the others still run).
     """
-    from repspace.study.runner import _compare_kwargs, default_compare
+    from repspace.study import comparing
 
-    compare_fn = compare_fn or default_compare
+    compare_fn = compare_fn or comparing.default_compare
     out = Path(result.output_dir)
     settings = result.config.compare.to_dict()
     pairs, notes = seed_pairs(result.records)
@@ -138,7 +139,7 @@ def seed_baseline(result, compare_fn: Callable | None = None, force: bool = Fals
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # two runs may agree on early layers exactly
                     res = compare_fn(run_a, [run_b], base_override=result.config.base,
-                                     **_compare_kwargs(result.config))
+                                     **comparing.compare_settings(result.config))
             except Exception as exc:  # noqa: BLE001 - one failed pair must not sink the table
                 notes.append(f"seed baseline {a['label']} vs {b['label']} failed: "
                              f"{type(exc).__name__}: {' '.join(str(exc).split())}")

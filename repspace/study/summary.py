@@ -6,8 +6,8 @@ from pathlib import Path
 
 from repspace.study.claims import check_claims
 from repspace.study.config import BASE_METHOD
-from repspace.study.figures import main_slice
-from repspace.study.results import PRIMARY_SCORE, atomic_write_text
+from repspace.study.results import PRIMARY_SCORE, main_slice
+from repspace.outputs import atomic_write_text
 
 __all__ = ["headline", "markdown", "write_summary"]
 

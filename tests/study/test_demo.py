@@ -48,7 +48,7 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert (out / "figures" / "ptpeft_vs_vanilla.png").is_file()
     assert (out / "compare_report" / "report.html").is_file()
     # a rerun reuses every cached result, the joint compare report included (issue 17)
-    import repspace.study.runner as runner_mod
+    import repspace.study.comparing as runner_mod
 
     stamp = (out / "compare_report" / "report.json").stat().st_mtime_ns
     calls = []

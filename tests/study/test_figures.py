@@ -1,6 +1,7 @@
 """Figures from a tiny hand-made grid: every file exists and is non-empty; skips are noted."""
 from repspace.study.claims import check_claims
-from repspace.study.figures import make_figures, main_slice
+from repspace.study.figures import make_figures
+from repspace.study.results import main_slice
 from repspace.study.results import build_tables
 
 from tests.study.records import record

@@ -130,10 +130,10 @@ def test_figure_and_summary_section(tmp_path, trainer, comparer):
 
 def test_cli_flag(tmp_path, monkeypatch, trainer, comparer, capsys):
     from repspace.cli import main
-    from repspace.study import runner
+    from repspace.study import comparing, runner
 
     monkeypatch.setattr(runner, "default_train", trainer)
-    monkeypatch.setattr(runner, "default_compare", comparer)
+    monkeypatch.setattr(comparing, "default_compare", comparer)
     monkeypatch.setattr(runner, "default_base_scores", lambda c, cell: {"vqa_accuracy": 0.1})
     cfg = tmp_path / "s.toml"
     cfg.write_text('name = "sb"\nmethods = ["base", "lora"]\nseeds = [0, 1]\nsteps = 2\n'
