@@ -53,7 +53,9 @@ def _load_image(im):
 
 def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
                     image_token: int | None = None) -> None:
-    """Encoder-decoder LMs (T5, BART): the decoder sees its start token followed by the probe
+    """Models with a decoder fed ``decoder_input_ids`` (encoder-decoder LMs such as T5 and
+    BART, and BLIP's VQA model, whose answer decoder is not an encoder-decoder in its config):
+    the decoder sees its start token followed by the probe
     text shifted right by one (teacher forcing on the same text; each row's last token, its
     eos, falls off), masked like the encoder's input; without them the ``blocks`` preset's decoder layers would get no input at all.
     Image placeholders (BLIP-2 / InstructBLIP on Flan-T5 put them in the encoder's text) are
@@ -61,9 +63,9 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
     bare placeholder embedding."""
     from repspace.introspection import unwrap_model
 
-    cfg = getattr(unwrap_model(model), "config", None)
-    if (not getattr(cfg, "is_encoder_decoder", False) or "decoder_input_ids" not in accepted
-            or "decoder_input_ids" in batch or "input_ids" not in batch):
+    root = unwrap_model(model)
+    cfg = getattr(root, "config", None)
+    if "decoder_input_ids" not in accepted or "decoder_input_ids" in batch or "input_ids" not in batch:
         return
     # A composite model (BLIP-2 / InstructBLIP on Flan-T5) keeps them in its text config.
     configs = [cfg]
@@ -73,8 +75,11 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
         text = None
     if text is not None and text is not cfg:
         configs.append(text)
-    start = next((getattr(c, "decoder_start_token_id", None) for c in configs
-                  if getattr(c, "decoder_start_token_id", None) is not None), None)
+    # The model's own attribute first (BLIP VQA: its text config's bos, "[DEC]").
+    start = getattr(root, "decoder_start_token_id", None)
+    if not isinstance(start, int):
+        start = next((getattr(c, "decoder_start_token_id", None) for c in configs
+                      if getattr(c, "decoder_start_token_id", None) is not None), None)
     if start is None:
         start = next((getattr(c, "pad_token_id", None) for c in configs
                       if getattr(c, "pad_token_id", None) is not None), None)
