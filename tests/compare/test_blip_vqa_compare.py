@@ -48,3 +48,26 @@ def test_compare_runs_on_blip_vqa_and_reaches_the_answer_decoder(blip_vqa, tmp_p
     layers = [r["layer"] for r in rows]
     assert any(name.startswith("text_decoder.") for name in layers), layers
     assert all(r["metrics"]["linear_cka"] == pytest.approx(1.0, abs=1e-9) for r in rows)
+
+
+def test_a_lora_on_the_answer_decoder_moves_only_the_decoder(blip_vqa, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from repspace.cli import main
+
+    folder, model = blip_vqa
+    torch.manual_seed(1)
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=r"text_decoder\..*\.(query|value)",
+                                            init_lora_weights=False))
+    adapter = tmp_path / "lora"
+    lora.save_pretrained(adapter)
+    lora.unload()  # leave the module-scoped model as it was
+    out = tmp_path / "report"
+    assert main(["compare", str(folder), str(adapter), "-o", str(out), "--metrics", "linear_cka",
+                 "--num-samples", "12", "--embedding", "none", "--quiet"]) == 0
+    rows = {r["layer"]: r["metrics"]["linear_cka"]
+            for r in json.loads((out / "report.json").read_text())["results"]}
+    decoder = [v for k, v in rows.items() if k.startswith("text_decoder.")]
+    others = [v for k, v in rows.items() if not k.startswith("text_decoder.")]
+    assert decoder and min(decoder) < 1 - 1e-6
+    assert others and all(v == pytest.approx(1.0, abs=1e-9) for v in others)
