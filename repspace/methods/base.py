@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from repspace.checkpoints.errors import CheckpointError
 from repspace.introspection import register_adapter_component
 from repspace.methods.architectures import ArchSpec, architecture_of
 
@@ -297,27 +298,29 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model``'s trainable parameters; every one must be present with
-    its shape, and nothing else may be in ``state`` (ValueError naming ``source`` otherwise)."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    missing = sorted(set(params) - set(state))
+def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                              *, full: bool = False) -> None:
+    """Copy ``state`` into ``model`` strictly: every *trainable* parameter (``full``: every
+    parameter) must be present with its shape, and nothing unknown may be in ``state``;
+    otherwise a one-line :class:`~repspace.checkpoints.CheckpointError` (a ValueError) naming
+    ``source``.  The one strict loader of trained weights (run folders and resumed states)."""
+    params = dict(model.named_parameters())
+    need = set(params) if full else {n for n, p in params.items() if p.requires_grad}
+    missing = sorted(need - set(state))
     extra = sorted(set(state) - set(params))
     if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"unexpected {len(extra)} (e.g. {extra[0]})")
-        raise ValueError(f"{source}: weights do not fit the rebuilt method ({'; '.join(parts)}); "
-                         "was it trained with a different method config or repspace version?")
-    for n, p in params.items():
-        if tuple(state[n].shape) != tuple(p.shape):
-            raise ValueError(f"{source}: {n} has shape {tuple(state[n].shape)}, the rebuilt "
-                             f"model expects {tuple(p.shape)}")
+        parts = [f"missing {len(missing)} (e.g. {missing[0]})"] if missing else []
+        parts += [f"unexpected {len(extra)} (e.g. {extra[0]})"] if extra else []
+        raise CheckpointError(f"{source}: weights do not fit the rebuilt model ({'; '.join(parts)}); "
+                              "was it trained with a different method config, base or repspace "
+                              "version?")
+    for n, t in state.items():
+        if tuple(t.shape) != tuple(params[n].shape):
+            raise CheckpointError(f"{source}: {n} has shape {tuple(t.shape)}, the rebuilt model "
+                                  f"expects {tuple(params[n].shape)}")
     with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state[n].to(dtype=p.dtype, device=p.device))
+        for n, t in state.items():
+            params[n].copy_(t.to(dtype=params[n].dtype, device=params[n].device))
 
 
 def generation_kwargs(model: nn.Module) -> dict[str, Any]:

@@ -110,34 +110,12 @@ def _resolve_base(path: Path, manifest: dict, base: str | None, base_loader) -> 
                           "pass --base with the base checkpoint it was trained on")
 
 
-def load_weights_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], full: bool, source: str) -> None:
-    """Copy ``state`` into ``model``: with ``full`` every parameter must be present; otherwise
-    every *trainable* one (plus, for multi-stage methods, earlier-stage ones).  Unknown names
-    and shape mismatches fail in one line naming ``source``."""
-    params = dict(model.named_parameters())
-    need = set(params) if full else {n for n, p in params.items() if p.requires_grad}
-    missing = sorted(need - set(state))
-    extra = sorted(set(state) - set(params))
-    if missing or extra:
-        parts = [f"missing {len(missing)} (e.g. {missing[0]})"] if missing else []
-        parts += [f"unexpected {len(extra)} (e.g. {extra[0]})"] if extra else []
-        raise CheckpointError(f"{source}: weights do not fit the rebuilt model ({'; '.join(parts)}); "
-                              "was it trained with a different method config, base or repspace version?")
-    for n, t in state.items():
-        if tuple(t.shape) != tuple(params[n].shape):
-            raise CheckpointError(f"{source}: {n} has shape {tuple(t.shape)}, the rebuilt model expects "
-                                  f"{tuple(params[n].shape)}")
-    with torch.no_grad():
-        for n, t in state.items():
-            params[n].copy_(t.to(dtype=params[n].dtype, device=params[n].device))
-
-
 def manifest_loader(path, manifest: dict, base_loader, base: str | None = None) -> LoadedCheckpoint:
     """Loader registered for ``repspace.trainable`` / ``repspace.full`` run folders."""
     from repspace.checkpoints.hashing import checkpoint_sha256
     from repspace.checkpoints.loader import load_processor
     from repspace.checkpoints.state_dict import read_state_dict
-    from repspace.methods import apply_method, config_from_dict
+    from repspace.methods import apply_method, config_from_dict, load_trainable_state_dict
     from repspace.training.tasks import make_task
 
     path = Path(path)
@@ -169,7 +147,8 @@ def manifest_loader(path, manifest: dict, base_loader, base: str | None = None) 
                               f"describe a model repspace can rebuild ({type(exc).__name__}: "
                               f"{str(exc)[:120]}); was the run written by repspace?") from None
     task.after_apply(model)
-    load_weights_strict(model, state, manifest["weights_format"] == "repspace.full", str(weights_file))
+    load_trainable_state_dict(model, state, str(weights_file),
+                              full=manifest["weights_format"] == "repspace.full")
     model.eval()
     return LoadedCheckpoint(spec=str(path), name=path.name, kind="repspace", model=model, processor=processor,
                             sha256=checkpoint_sha256(path), base=loaded_base.spec, notes=notes, manifest=manifest)

@@ -172,9 +172,9 @@ class Loop:
             start = resumed_from = int(meta["step"])
             for applied in range(2, int(meta["stage"]) + 1):
                 model = self.apply_stage(model, applied)
-            from repspace.training.runs import load_weights_strict
+            from repspace.methods import load_trainable_state_dict
 
-            load_weights_strict(model, weights, False, f"{self.run_dir}/state")
+            load_trainable_state_dict(model, weights, f"{self.run_dir}/state")
             params = dict(model.named_parameters())
             trained = {id(params[n]) for n in weights} | {id(p) for p in model.parameters() if p.requires_grad}
             state = (opt_state, meta["rng"])
