@@ -51,7 +51,11 @@ def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
 
 
 def _save_processor(run_dir: Path, processor) -> None:
-    if processor is None or not hasattr(processor, "save_pretrained"):
+    from repspace.probe.processors import ImageOnlyProcessor
+
+    if processor is None or isinstance(processor, ImageOnlyProcessor) or not hasattr(processor, "save_pretrained"):
+        # ImageOnlyProcessor (Qwen2-VL without torchvision) is rebuilt from the base's own
+        # files, which load_run falls back to; it has no save_pretrained of its own
         return
     tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=run_dir))
     try:

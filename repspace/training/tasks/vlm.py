@@ -1,6 +1,6 @@
 """Image-text-to-text glue for LMMs whose processor builds the prompt: BLIP-2 / InstructBLIP,
-PaliGemma, LLaVA-NeXT, Idefics3 / SmolVLM (and any decoder-only ``*ForConditionalGeneration``
-with such a processor).
+PaliGemma, LLaVA-NeXT, Idefics3 / SmolVLM, Qwen2-VL (and any decoder-only
+``*ForConditionalGeneration`` with such a processor).
 
 The prompt is what each model's processor expects, built by the processor itself (so image
 tokens are expanded exactly as at inference -- LLaVA-NeXT's anyres grid, Idefics3's image
@@ -30,7 +30,9 @@ from repspace.training.tasks.base import Encoded, Task, generate_by_length, pad
 
 __all__ = ["ImageTextToTextTask"]
 
-_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+# per-token tensors (the rest of a processor's output is per image); Qwen2-VL's
+# mm_token_type_ids marks image tokens for its multimodal RoPE positions
+_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
 CAPTION_INSTRUCTION = "Describe the image."
 # BLIP-2 / InstructBLIP hand inputs_embeds to the LM's generate(), which then keeps a KV cache
 # even with use_cache=False; prompt tuning (which cannot extend a cache) decodes by hand there.
@@ -97,7 +99,7 @@ class ImageTextToTextTask(Task):
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
         images: list[dict[str, torch.Tensor]] = []
         seen: dict[int, int] = {}
-        image_of, prompts, rows, labels, types = [], [], [], [], []
+        image_of, prompts, rows, labels, types, mm_types = [], [], [], [], [], []
         qformer: dict[str, list[list[int]]] = {}
         for r in records:
             if r.get("image") is None:
@@ -123,11 +125,16 @@ class ImageTextToTextTask(Task):
                 labels.append([-100] * len(prompt) + target)
                 if "token_type_ids" in out:  # PaliGemma: prefix 0, suffix (the answer) 1
                     types.append(out["token_type_ids"][0].tolist() + [1] * len(target))
+                if "mm_token_type_ids" in out:  # Qwen2-VL: the answer is text (0)
+                    mm_types.append(out["mm_token_type_ids"][0].tolist() + [0] * len(target))
         t = {"input_ids": pad(rows, self.pad_id), "attention_mask": pad([[1] * len(x) for x in rows], 0)}
         trim = {"input_ids": "attention_mask", "attention_mask": "attention_mask"}
         if types:
             t["token_type_ids"] = pad(types, 0)
             trim["token_type_ids"] = "attention_mask"
+        if mm_types:
+            t["mm_token_type_ids"] = pad(mm_types, 0)
+            trim["mm_token_type_ids"] = "attention_mask"
         for k, v in qformer.items():
             t[k] = pad(v, self.pad_id if k == "qformer_input_ids" else 0)
             trim[k] = "qformer_attention_mask"
@@ -149,6 +156,8 @@ class ImageTextToTextTask(Task):
             kw = {k: v.to(dev) for k, v in enc.image_inputs(rows).items()}
             if "token_type_ids" in enc.tensors:
                 kw["token_type_ids"] = torch.zeros_like(ids).to(dev)
+            if "mm_token_type_ids" in enc.tensors:  # the prompt is each row's prefix
+                kw["mm_token_type_ids"] = enc.tensors["mm_token_type_ids"][rows, :ids.shape[1]].to(dev)
             if "qformer_input_ids" in enc.tensors:
                 b = enc.batch(rows)
                 kw.update({k: b[k].to(dev) for k in ("qformer_input_ids", "qformer_attention_mask")})
