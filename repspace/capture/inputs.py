@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import torch
 from torch import nn
 
+from repspace.devices import resolve_device  # re-exported: capture's public API had it
 from repspace.introspection import unwrap_model
 
 __all__ = ["batch_hash", "batch_rows", "check_input_keys", "iter_batches", "resolve_device"]
@@ -24,27 +25,6 @@ _PATCH_GRIDS = {"pixel_values": "image_grid_thw", "pixel_values_videos": "video_
 # Keyword arguments HF forwards accept through **kwargs (TransformersKwargs & co.).
 _COMMON_KWARGS = {"output_hidden_states", "output_attentions", "return_dict", "use_cache",
                   "interpolate_pos_encoding", "cache_position", "task_ids"}
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` -> cuda, then mps, then cpu; an unavailable device -> ValueError."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a torch device; use 'cpu', 'cuda', "
-                         "'cuda:N', 'mps' or 'auto'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                  and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r} requested but MPS is not available; use 'cpu'")
-    return dev
 
 
 def check_input_keys(model: nn.Module, batch: Mapping[str, object]) -> None:

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from repspace.checkpoints.loader import MANIFEST_NAME, resolve_spec
+from repspace.devices import resolve_device
 from repspace.methods.base import ParamCount, get_method
 from repspace.training.config import TrainConfig
 from repspace.training.state import atomic_write_text, latest_state
@@ -46,15 +47,6 @@ class TrainResult:
     resumed_from: int | None = None
     timings: dict = field(default_factory=dict)
     model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model (this call)
-
-
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(spec)
-    except RuntimeError:
-        raise ValueError(f"TrainConfig.device {spec!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
 
 
 def _output_status(cfg: TrainConfig, config_hash: str) -> str:
@@ -137,7 +129,7 @@ def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
         task.fit(load_records(cfg, "train"))
     model = task.prepare_model(base.model).eval()
     records = load_records(cfg, "test")
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device, "TrainConfig.device")
     model.to(device)
     return evaluate_model(task, model, task.encode(records, False), records, cfg, device,
                           label="the untuned base")
@@ -167,7 +159,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
         raise ValueError(f"max_steps_this_call must be a positive integer or None, got {max_steps_this_call!r}")
     config_hash = cfg.config_hash()  # resolves the method (unknown method: one-line error)
     mcfg = make_config(cfg.method, **cfg.method_options)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device, "TrainConfig.device")
     status = _output_status(cfg, config_hash)
     run_dir = Path(cfg.output_dir)
     if status == "done":

@@ -103,7 +103,14 @@ class BlockAdapter(nn.Module):
         return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
 
 
-def test_adalink_and_adapters_do_not_shift_names(bert, text):
+def test_adalink_and_adapters_do_not_shift_names(bert, text, monkeypatch):
+    import repspace.introspection as introspection
+
+    # hand-written adapters declare the sub-module names they insert, as repspace's own
+    # methods do through MethodFacts.hidden_modules (docs/methods.md)
+    monkeypatch.setattr(introspection, "_ADAPTER_PARTS", set(introspection._ADAPTER_PARTS))
+    introspection.register_adapter_component("adalink")
+    introspection.register_adapter_component("adapter")
     tuned = copy.deepcopy(bert)
     tuned.embeddings.word_embeddings = AdaLinkEmbedding(tuned.embeddings.word_embeddings)
     tuned.encoder.layer[0] = BlockAdapter(tuned.encoder.layer[0])
@@ -139,3 +146,15 @@ def test_match_in_base_not_tuned_names_both(bert, text):
         resolve_paired_layers(bert, shallow, "encoder.layer.1")
     with pytest.raises(ValueError, match="only in base"):
         capture_paired(bert, shallow, text, "blocks", progress=False)
+
+
+def test_repspace_methods_declare_the_names_they_hide():
+    """The built-in families register their inserted sub-module names when they load."""
+    import repspace.introspection as introspection
+    from repspace.methods import method_facts
+
+    facts = method_facts()
+    assert facts["adapter"].hidden_modules and facts["adalink"].hidden_modules
+    for f in facts.values():
+        for name in f.hidden_modules:
+            assert name in introspection._ADAPTER_PARTS
