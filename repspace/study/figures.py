@@ -66,7 +66,7 @@ def _marker(method: str) -> str:
     return BASE_MARKER if method == BASE_METHOD else marker_for(method)
 
 
-SCORE_WORDS = {"vqa_accuracy": "VQA accuracy", "cider": "CIDEr"}
+SCORE_WORDS = {"vqa_accuracy": "VQA accuracy", "cider_d": "CIDEr-D"}
 
 
 def _fig_legend(fig) -> None:

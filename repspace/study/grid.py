@@ -24,7 +24,11 @@ from typing import Any
 from repspace import __version__
 from repspace.study.config import BASE_METHOD, StudyConfig, method_name
 
-__all__ = ["Cell", "expand_grid", "train_config_for", "cell_key"]
+__all__ = ["Cell", "expand_grid", "train_config_for", "cell_key", "RECORD_SCHEMA"]
+
+# The layout of a cached cell record; bump it when a key or a score name changes, so old
+# caches are recomputed instead of read with missing values (2: bleu_4 / cider_d).
+RECORD_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ def _sha(payload: dict) -> str:
 
 def cell_key(config: StudyConfig, cell: Cell, train_config=None) -> str:
     """sha256 (hex) of everything that affects the cell's result (see the module doc)."""
-    payload: dict[str, Any] = {"repspace": __version__, "compare": config.compare.to_dict(),
+    payload: dict[str, Any] = {"repspace": __version__, "records": RECORD_SCHEMA,
+                               "compare": config.compare.to_dict(),
                                "cell": cell.to_dict()}
     if cell.is_base:
         payload["base"] = {"spec": config.base, "domain": config.domain,

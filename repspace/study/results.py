@@ -38,7 +38,7 @@ from repspace.outputs import atomic_path, atomic_write_text
 __all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
            "write_tables", "main_slice", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
 
-PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider", "classify": "accuracy"}
+PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider_d", "classify": "accuracy"}
 ID_COLUMNS = ("cell", "task", "method", "budget_field", "budget", "data_fraction", "seed")
 GROUP_COLUMNS = ("task", "method", "budget_field", "budget", "data_fraction")
 _NOT_AGGREGATED = set(ID_COLUMNS) | {"summary_layer"}

@@ -54,7 +54,7 @@ def test_coco_style_captioning(tiny_base, tmp_path):
     res = train(small_config(tiny_base("blip"), tmp_path, task="captioning", data=str(spec), steps=2), progress=False)
     assert res.manifest["data"] == str(spec) and res.manifest["domain"] is None
     assert res.manifest["n_train_items"] == 4 and res.manifest["n_eval_items"] == 1
-    assert set(res.scores) == {"bleu4", "cider"}
+    assert set(res.scores) == {"bleu_4", "cider_d"}
 
 
 def test_vqav2_style_vqa_with_soft_accuracy(tiny_base, tmp_path):

@@ -50,7 +50,7 @@ def _check_run(result, method):
     assert manifest["weights_format"] == ("repspace.full" if method == "full" else "repspace.trainable")
     assert manifest["trainable_params"] == result.params.trainable
     assert len(manifest["base_sha256"]) == 64
-    keys = {"bleu4", "cider"} if result.config.task == "captioning" else {"vqa_accuracy"}
+    keys = {"bleu_4", "cider_d"} if result.config.task == "captioning" else {"vqa_accuracy"}
     assert keys <= set(result.scores)
     return manifest
 

@@ -1,6 +1,7 @@
 """Scores of predictions against records.
 
-captioning: ``bleu4`` (corpus BLEU-4) and ``cider`` (CIDEr-D), vs every reference caption;
+captioning: ``bleu_4`` (corpus BLEU-4) and ``cider_d`` (CIDEr-D), vs every reference caption, named
+as :func:`repspace.evaluation.caption_metrics` names them;
 classify: ``accuracy`` (exact match of the predicted label) and ``accuracy/<label>`` per true label;
 VQA: ``vqa_accuracy`` (VQAv2 soft accuracy / exact match, :func:`repspace.evaluation.vqa_accuracy`)
 and ``vqa_accuracy/<question type>`` per type.
@@ -19,7 +20,7 @@ def score(task: str, predictions: Sequence[str], records: Sequence[dict]) -> dic
 
     if task == "captioning":
         m = caption_metrics(list(predictions), [list(r["captions"]) for r in records])
-        return {"bleu4": float(m["bleu_4"]), "cider": float(m["cider_d"])}
+        return {"bleu_4": float(m["bleu_4"]), "cider_d": float(m["cider_d"])}
     if task == "classify":
         hits = np.array([p == r["answer"] for p, r in zip(predictions, records)], dtype=np.float64)
         out = {"accuracy": float(hits.mean())}
