@@ -21,7 +21,13 @@ def add_study_parser(sub) -> argparse.ArgumentParser:
                         "folder of the model the config names); part of every cell's key")
     p.add_argument("--force", action="store_true",
                    help="recompute every cell (deletes its run folder first)")
-    p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the grid (cached cells and cells to run) and an estimate of the "
+                        "wall time on this machine, from a short calibration (a few training "
+                        "steps per method, one evaluation batch, one small compare; in a "
+                        "temporary folder), then exit")
+    p.add_argument("--no-estimate", action="store_true",
+                   help="with --dry-run: the grid only, no calibration")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once (only 1 is supported)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--seed-baseline", action="store_true",
@@ -43,17 +49,28 @@ def _load(spec: str):
     return load_study_config(spec)
 
 
-def print_grid(config, output) -> None:
+def print_grid(config, output, estimate: bool = False) -> None:
+    """The grid, cell by cell (cached or to run); with ``estimate``, then the wall time of the
+    cells to run from a short calibration (:func:`repspace.study.estimate.estimate_study`)."""
     from repspace.study.runner import plan_study
 
     planned = plan_study(config, output)
     done = sum(p.done for p in planned)
-    print(f"study {config.name}: {len(planned)} cells ({done} cached) in {output}")
+    print(f"study {config.name}: {len(planned)} cells ({done} cached, {len(planned) - done} "
+          f"to run) in {output}")
     for p in planned:
         c = p.train_config
         extra = (f"steps={c.steps} lr={c.resolved_lr():g} options={c.method_options}"
                  if c is not None else "no training (reference)")
         print(f"  {'cached ' if p.done else 'to run '} {p.label:<36} {p.key[:10]}  {extra}")
+    if estimate:
+        from repspace.study.estimate import estimate_study
+
+        if done < len(planned):
+            print("calibrating on this machine (a few steps per method, one evaluation batch, "
+                  "one small compare) ...", flush=True)
+        for line in estimate_study(config, planned).lines(config.compare.num_samples):
+            print(line)
 
 
 def _check_output(config, output) -> None:
@@ -87,7 +104,9 @@ def run_study_cli(args) -> int:
         config = config.replace(base=args.base)
     output = Path(args.output) if args.output else config.output_dir()
     if args.dry_run:
-        print_grid(config, output)
+        if not args.no_estimate:
+            apply_threads(resolve_spec(config.base), args.threads)  # time what a run would use
+        print_grid(config, output, estimate=not args.no_estimate)
         return 0
     _check_output(config, output)
     apply_threads(resolve_spec(config.base), args.threads)

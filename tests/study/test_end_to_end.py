@@ -3,6 +3,8 @@ saved to a temporary folder, then the CLI on the same folder (everything cached)
 import argparse
 import csv
 import json
+import math
+import time
 
 import pytest
 
@@ -66,4 +68,39 @@ def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, caps
                               "--dry-run"])
     assert run_study_cli(args) == 0
     out = capsys.readouterr().out
-    assert "3 cells (3 cached)" in out and "vqa-lora-d1-s0" in out
+    assert "3 cells (3 cached, 0 to run)" in out and "vqa-lora-d1-s0" in out
+    assert "nothing to run: all 3 cells are cached" in out  # no calibration when all is cached
+
+    # one more method: the dry run counts the cached cells and times only what would run
+    data["methods"].append("ia3")
+    data["steps"] = 40
+    (tmp_path / "study.json").write_text(json.dumps(data))
+    args = parser.parse_args(["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"),
+                              "--dry-run"])
+    before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    start = time.perf_counter()
+    assert run_study_cli(args) == 0
+    took = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before  # nothing written
+    # steps changed: every trained cell's key changed; the base cell stays cached
+    assert "4 cells (1 cached, 3 to run)" in out
+    line = next(x for x in out.splitlines() if x.startswith("estimated wall time"))
+    assert "for the 3 cell(s) to run" in line and "on this machine" in line
+    assert "cached, skipped: 1 cell(s) (vqa-base-s0)" in out
+    assert "lora" in out and "ia3" in out and "s/step" in out and "calibration took" in out
+    from repspace.study.estimate import estimate_study
+    from repspace.study.runner import plan_study
+
+    config = StudyConfig.from_dict(data)
+    est = estimate_study(config, plan_study(config, tmp_path / "out"))
+    assert est.cached == ["vqa-base-s0"] and len(est.to_run) == 3
+    assert all(math.isfinite(v) and v > 0 for v in (est.seconds, est.low, est.high))
+    assert est.low <= est.seconds <= est.high
+    # each cell: set-up + 40 steps + evaluation + compare; the steps alone bound it below
+    for label, seconds in est.per_cell.items():
+        method = label.split("-")[1]
+        assert seconds >= 40 * min(est.methods[method].steps)
+    # short: a few steps per method, not the 40 of each cell
+    assert all(len(t.steps) == 4 for t in est.methods.values())
+    assert est.calibration_seconds < 60 and took < 120
