@@ -125,6 +125,30 @@ def _padding_rule(tokenizer):
     return lambda length: {"padding": "max_length", "max_length": length}
 
 
+def _text_capacity(tokenizer) -> int | None:
+    """The tokenizer's ``model_max_length`` when it is a real limit (transformers puts ~1e30
+    there when the checkpoint names none), else None."""
+    n = getattr(tokenizer, "model_max_length", None)
+    return n if isinstance(n, int) and 0 < n < 1_000_000 else None
+
+
+def _warn_capped(tokenizer, texts, limit: int, max_length: int, cap: int | None, *,
+                 special: bool) -> bool:
+    """Warn (and return True) when a probe text is cut below ``--max-length`` because the
+    text encoder takes fewer positions."""
+    if cap is None or limit >= max_length or not texts:
+        return False
+    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=special)["input_ids"]]
+    if max(lengths) <= limit:
+        return False
+    import warnings
+
+    warnings.warn(f"probe texts cut to {limit} tokens, below --max-length {max_length}: the "
+                  f"text encoder takes at most {cap} positions (its tokenizer's "
+                  "model_max_length), special tokens included", UserWarning, stacklevel=3)
+    return True
+
+
 def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size: int = 32,
                  max_length: int = 64) -> Iterator[dict]:
     """Yield ``{input_ids, attention_mask, pixel_values, ...}`` batches in probe order.
@@ -159,27 +183,37 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     start_id = _decoder_start_id(model)
     image_token = image_token_id(model)
     mode = None
-    padding = _padding_rule(tokenizer_of(processor))
+    tok = tokenizer_of(processor)
+    padding = _padding_rule(tok)
+    # A text encoder with its own positions (CLIP 77, SigLIP 64: image_token is None) takes
+    # no more than its tokenizer's model_max_length tokens, special tokens included.
+    cap = _text_capacity(tok) if image_token is None else None
+    text_only = max_length if cap is None else min(max_length, cap)
+    budget = max_length if cap is None else max(1, min(max_length, cap - _special_tokens(tok)))
+    warned = False
     for start in range(0, len(probe), batch_size):
         texts = probe.texts[start:start + batch_size] if "text" in wanted else None
         images = ([_load_image(im) for im in probe.images[start:start + batch_size]]
                   if "image" in wanted else None)
         if images is None:
+            warned = warned or _warn_capped(tok, texts, text_only, max_length, cap, special=True)
             enc = processor(texts, return_tensors="pt", truncation=True,
-                            **{"max_length": max_length, **padding(max_length)})
+                            **{"max_length": text_only, **padding(text_only)})
         elif texts is None:
             enc = processor(images=images, return_tensors="pt")
         else:
-            texts = truncate_texts(tokenizer_of(processor), texts, max_length)
+            warned = warned or _warn_capped(tok, texts, budget, max_length, cap, special=False)
+            texts = truncate_texts(tok, texts, budget)
             if mode is None:
                 mode = prompt_mode(processor, image_token, texts[0], images[0])
             # Placeholder expansion makes lengths image-dependent: fixed-length padding only
             # for prompts the processor does not expand.
-            extra = _special_tokens(tokenizer_of(processor)) if mode == "plain" else None
+            extra = _special_tokens(tok) if mode == "plain" else None
+            fixed = None if extra is None else budget + extra
+            fixed = fixed if fixed is None or cap is None else min(fixed, cap)
             enc = processor(text=image_prompts(processor, texts, mode), images=images,
                             return_tensors="pt",
-                            **(padding(max_length + extra) if extra is not None else
-                               {"padding": True}))
+                            **(padding(fixed) if fixed is not None else {"padding": True}))
             if image_token is not None and count_image_tokens(enc, image_token) == 0:
                 raise ValueError(f"{type(model).__name__}: the probe prompts built with "
                                  f"{type(processor).__name__} carry no image token (id "

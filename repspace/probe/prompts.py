@@ -61,15 +61,31 @@ def with_pad_token(processor):
     return proc
 
 
+def _fits(tokenizer, text: str, max_length: int) -> bool:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_length
+
+
 def truncate_texts(tokenizer, texts: list[str], max_length: int) -> list[str]:
-    """Each text cut to its first ``max_length`` tokens (special tokens not counted)."""
+    """Each text cut to its first ``max_length`` tokens (special tokens not counted).
+
+    The cut text is tokenized again by the processor, and a word cut after its first
+    pieces can come out as more pieces than before (byte-level BPE): the cut moves back a
+    token until the text re-tokenizes to at most ``max_length`` tokens, so the limit holds
+    exactly (a text encoder's position limit depends on it); only a first token that
+    re-tokenizes into several pieces is kept as it is, there being no shorter cut."""
     if max_length < 1:
         raise ValueError(f"--max-length must be ≥ 1; got {max_length}")
     out = []
     try:
         enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
         for text, offsets in zip(texts, enc["offset_mapping"]):
-            out.append(text if len(offsets) <= max_length else text[:offsets[max_length - 1][1]])
+            if len(offsets) <= max_length:
+                out.append(text)
+                continue
+            k = max_length
+            while k > 1 and not _fits(tokenizer, text[:offsets[k - 1][1]], max_length):
+                k -= 1
+            out.append(text[:offsets[k - 1][1]])
         return out
     except (NotImplementedError, TypeError, KeyError):  # slow tokenizers have no offsets
         for text in texts:

@@ -8,7 +8,10 @@ tokenizers, other configurations):
   encoder's text are not the decoder's input;
 - a tokenizer saved with ``padding_side="left"`` (chat models, for generation): a causal
   model's positions would shift by each row's padding, so a sample's states would depend
-  on its batch.
+  on its batch;
+- probe texts longer than a text encoder's positions (CLIP 77, SigLIP 64): ``--max-length``
+  plus special tokens must not exceed them, and a text cut to N tokens must come out of
+  the tokenizer again as at most N tokens.
 """
 import pytest
 import torch
@@ -101,3 +104,65 @@ def test_states_do_not_depend_on_the_batch(arch, padding_side, tmp_path):
     assert tokenizer_of(proc).padding_side == padding_side  # the loaded processor is untouched
     for layer, states in alone.items():
         torch.testing.assert_close(together[layer][:1], states, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def long_probe(tmp_path_factory):
+    """Captions of 150+ tokens beside images."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("long-probe")
+    rng = np.random.default_rng(0)
+    words = "the fishing boats stayed in port while violinists practised scales".split()
+    records = []
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (20 + 4 * i, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        text = " ".join(words[(i + j) % len(words)] + ("ing" if j % 7 == 3 else "") for j in range(90))
+        records.append({"image": f"{i}.png", "text": text})
+    (folder / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    return folder
+
+
+def clip_reloaded(tmp_path_factory=None):
+    """CLIP's tokenizer as it loads from a saved folder: transformers' CLIP pipeline, whose
+    BPE marks word ends (``</w>``), so a word cut after its first pieces re-tokenizes into
+    other, sometimes more, pieces."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        zoo.clip_tokenizer().save_pretrained(tmp)
+        return transformers.AutoTokenizer.from_pretrained(tmp)
+
+
+@pytest.mark.parametrize("tokenizer", [clip_reloaded, zoo.gpt2_tokenizer, zoo.llama_tokenizer,
+                                       zoo.bert_tokenizer, zoo.t5_tokenizer])
+def test_truncated_texts_retokenize_within_the_limit(tokenizer, long_probe):
+    from repspace.probe import load_probe
+    from repspace.probe.prompts import truncate_texts
+
+    tok = tokenizer()
+    texts = load_probe(long_probe).texts
+    for limit in (2, 5, 17, 30, 63):
+        for cut in truncate_texts(tok, texts, limit):
+            n = len(tok(cut, add_special_tokens=False)["input_ids"])
+            assert 0 < n <= limit, (limit, n, cut[-30:])
+
+
+def test_text_encoder_positions_bound_the_probe_texts(long_probe, tmp_path):
+    """A CLIP whose text tower has 24 positions, probed with 150-token captions: every batch
+    fits, and the report says the texts were cut below --max-length."""
+    model, proc = zoo.clip()
+    cfg = model.config
+    cfg.text_config.max_position_embeddings = 24
+    proc.tokenizer.model_max_length = 24
+    torch.manual_seed(0)
+    base = tmp_path / "clip24"
+    transformers.CLIPModel(cfg).eval().save_pretrained(base)
+    proc.save_pretrained(base)
+    lora = checks.save_lora(base, tmp_path / "clip24-lora")
+    result = checks.compare(base, [lora], probe=str(long_probe))
+    assert checks.verdict("lora", checks.ckas(result, 0)) is None
+    assert any("cut to 22 tokens, below --max-length 64" in w for w in result.warnings), result.warnings

@@ -156,9 +156,27 @@ def t5_tokenizer():
                                         pad_token="<pad>", extra_ids=0)
 
 
+# CLIP's pre-tokenizer (transformers rebuilds it when the folder is loaded).
+CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
 def clip_tokenizer():
-    tok = template(byte_bpe(["<|startoftext|>", "<|endoftext|>"]),
-                   "<|startoftext|> $A <|endoftext|>")
+    """CLIP's byte-level BPE with word ends marked ``</w>``, lower-cased, as transformers'
+    CLIPTokenizer rebuilds it from ``vocab.json`` / ``merges.txt`` when the folder loads (a
+    vocabulary without the ``</w>`` pieces would load as a third unknown tokens)."""
+    from tokenizers import Regex
+
+    tok = Tokenizer(models.BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                           normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|startoftext|>", "<|endoftext|>"],
+                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                    end_of_word_suffix="</w>"))
+    tok = template(tok, "<|startoftext|> $A <|endoftext|>")
     return transformers.CLIPTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>",
                                           eos_token="<|endoftext|>", unk_token="<|endoftext|>",
                                           pad_token="<|endoftext|>")
