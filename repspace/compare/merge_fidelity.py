@@ -205,37 +205,3 @@ def markdown(fid: dict[str, dict]) -> list[str]:
         lines.append(f"| {dtype} | {s['median_merge_error']:.3g} | {s['max_merge_error']:.3g} | "
                      f"{s['median_update_error']:.3g} | {s['mean_absorbed_fraction']:.2%} |")
     return lines
-
-
-def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
-    """Per layer: relative shift of the merged model (solid) and of the rounded, unmerged
-    control (dashed), one colour per merge dtype, one marker per checkpoint."""
-
-    from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import colors_for, log_axis, paper_style, subplots
-
-    layers = list(dict.fromkeys(l for fid in results.values() for f in fid.values() for l in f["layers"]))
-    dtypes = list(dict.fromkeys(d for fid in results.values() for d in fid))
-    markers = ("o", "s", "^", "D", "v", "P")
-    with paper_style():
-        fig, ax = subplots(figsize=(4.8, 3.0))
-        colors = colors_for(dtypes)
-        x = np.arange(len(layers))
-        for i, (ckpt, fid) in enumerate(results.items()):
-            for dtype, f in fid.items():
-                get = lambda k: np.array([f["layers"].get(l, {}).get(k, math.nan) for l in layers])  # noqa: E731
-                tag = f"{ckpt}, {dtype}" if len(results) > 1 else dtype
-                merged, cast = get("relative_shift_mean"), get("cast_relative_shift_mean")
-                # a bit-exact layer (shift 0) has no place on a log axis: left out, not faked
-                ax.plot(x, np.where(merged > 0, merged, np.nan), color=colors[dtype],
-                        marker=markers[i % len(markers)], ms=4, label=f"{tag} merged")
-                ax.plot(x, np.where(cast > 0, cast, np.nan), color=colors[dtype], ls="--",
-                        marker=markers[i % len(markers)], ms=3, mfc="none", label=f"{tag} cast only")
-        log_axis(ax, "y")
-        ax.set_xticks(x, short_layer_names(layers), rotation=60, ha="right")
-        ax.set_xlabel("layer")
-        ax.set_ylabel("‖y_merged − y‖ / ‖y‖")
-        handles, labels = ax.get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.16, 1, 1))
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False)
-        return save_figure(fig, stem)

@@ -18,12 +18,14 @@ import argparse
 import csv
 import io
 import json
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from repspace.report.weight_figures import (plot_adapter_effect, plot_merge_fidelity,
+                                           plot_weight_vs_representation)
 
 __all__ = ["WeightSpace", "weight_space", "add_weights_parser", "run_weights"]
 
@@ -95,31 +97,6 @@ def effect_blocks(ws: WeightSpace, block_names: list[str]) -> dict[str, dict[str
             for b, rows in ((b, groups[b]) for b in block_names if b in groups)}
 
 
-def plot_adapter_effect(results: dict[str, WeightSpace], blocks: dict[str, dict[str, dict]],
-                        stem: Path) -> list[Path]:
-    """Per block: mean ‖Δh‖/‖h‖ of the adapted modules, with the interquartile band."""
-
-    from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import legend_outside, log_axis, paper_style, styles_for, subplots
-
-    names = list(dict.fromkeys(b for per in blocks.values() for b in per))
-    with paper_style():
-        fig, ax = subplots(figsize=(4.8, 3.0))
-        styles = styles_for(list(blocks))
-        x = np.arange(len(names))
-        for ckpt, per in blocks.items():
-            get = lambda k: np.array([per.get(b, {}).get(k, math.nan) for b in names])  # noqa: E731
-            ax.plot(x, get("mean"), **styles[ckpt], ms=4, label=ckpt)
-            ax.fill_between(x, get("q25"), get("q75"), color=styles[ckpt]["color"], alpha=0.15, lw=0)
-        log_axis(ax, "y")
-        ax.set_xticks(x, short_layer_names(names), rotation=60, ha="right")
-        ax.set_xlabel("block")
-        ax.set_ylabel("adapter output / frozen output  (‖Δh‖ / ‖h‖)")
-        fig.tight_layout()
-        legend_outside(ax)
-        return save_figure(fig, stem)
-
-
 # -- report files ------------------------------------------------------------------------------
 def _csv(results: dict[str, WeightSpace]) -> str:
     buf = io.StringIO()
@@ -180,41 +157,6 @@ def _representation_ranks(report_dir: Path | None, blocks: list[str]) -> dict[st
         if r.get("layer") in blocks and base and tuned is not None:
             out.setdefault(r["checkpoint"], {})[r["layer"]] = tuned / base
     return out
-
-
-def plot_weight_vs_representation(results: dict[str, WeightSpace], rep: dict[str, dict[str, float]],
-                                  stem: Path) -> list[Path]:
-    """Per block: mean effective rank of ΔW, intruder dimensions, and (with a compare
-    report) the representation's effective-rank ratio, one line per checkpoint."""
-    from matplotlib.ticker import MaxNLocator
-
-    from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import legend_outside, paper_style, styles_for, subplots
-
-    blocks = list(dict.fromkeys(b for ws in results.values() for b in ws.blocks))
-    panels = 3 if rep else 2
-    with paper_style():
-        fig, axes = subplots(1, panels, figsize=(3.2 * panels, 3.0), sharex=True)
-        styles = styles_for(list(results))  # the method's colour and marker, as in every figure
-        x = np.arange(len(blocks))
-        for ckpt, ws in results.items():
-            kw = dict(**styles[ckpt], ms=4, label=ckpt)
-            axes[0].plot(x, [ws.blocks.get(b, {}).get("delta_effective_rank", math.nan) for b in blocks], **kw)
-            axes[1].plot(x, [ws.blocks.get(b, {}).get("intruder_dimensions", math.nan) for b in blocks], **kw)
-            if rep:
-                axes[2].plot(x, [rep.get(ckpt, {}).get(b, math.nan) for b in blocks], **kw)
-        axes[0].set_ylabel("mean effective rank of ΔW")
-        axes[1].set_ylabel("intruder dimensions")
-        axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # a count
-        if rep:
-            axes[2].set_ylabel("representation erank (tuned / base)")
-            axes[2].axhline(1.0, color="0.6", lw=0.8, ls="--")
-        for ax in axes:
-            ax.set_xticks(x, short_layer_names(blocks), rotation=60, ha="right")
-            ax.set_xlabel("block")
-        fig.tight_layout()
-        legend_outside(fig)
-        return save_figure(fig, stem)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -323,14 +265,13 @@ def run_weights(args) -> int:
         (tmp / "weights.csv").write_text(_csv(results), encoding="utf-8")
         (tmp / "weights.md").write_text(_markdown(results, settings), encoding="utf-8")
         if blocks:
-            plot_weight_vs_representation(results, _representation_ranks(report_dir, blocks),
+            plot_weight_vs_representation({c: ws.blocks for c, ws in results.items()},
+                                          _representation_ranks(report_dir, blocks),
                                           tmp / "weight_vs_representation")
         if effects:
-            plot_adapter_effect(results, effects, tmp / "adapter_effect")
+            plot_adapter_effect(effects, tmp / "adapter_effect")
         merges = {c: ws.merge for c, ws in results.items() if ws.merge}
         if merges:
-            from repspace.compare.merge_fidelity import plot_merge_fidelity
-
             plot_merge_fidelity(merges, tmp / "merge_fidelity")
         apply_umask(tmp)
         publish(tmp, out, overwrite=args.overwrite, is_ours=_is_weights_folder, kind="repspace weights")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repspace.report.plots import register_captioner
 from repspace.report.result import CompareResult
 
 __all__ = ["analysis_plots", "analysis_caption", "markdown_section", "html_section",
@@ -241,18 +242,18 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
 
 
 def _plot_adapter_effect(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.compare.weights import plot_adapter_effect
+    from repspace.report.weight_figures import plot_adapter_effect
 
     blocks = {n: r["blocks"] for n, r in (result.analyses.get("adapter_effect") or {}).items()
               if r.get("blocks")}
-    return plot_adapter_effect({}, blocks, stem) if blocks else []
+    return plot_adapter_effect(blocks, stem) if blocks else []
 
 
 def _plot_weight_space(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.compare.weights import WeightSpace, plot_weight_vs_representation
+    from repspace.report.weight_figures import plot_weight_vs_representation
 
-    ws = {n: WeightSpace(r.get("matrices", {}), [], r.get("skipped", {}), r.get("blocks", {}))
-          for n, r in (result.analyses.get("weight_space") or {}).items() if r.get("blocks")}
+    ws = {n: r["blocks"] for n, r in (result.analyses.get("weight_space") or {}).items()
+          if r.get("blocks")}
     if not ws:
         return []
     rep = {}  # the representation's effective-rank ratio at the blocks the comparison captured
@@ -266,7 +267,7 @@ def _plot_weight_space(result: CompareResult, stem: Path) -> list[Path]:
 
 
 def _plot_merge(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.compare.merge_fidelity import plot_merge_fidelity
+    from repspace.report.weight_figures import plot_merge_fidelity
 
     merges = {n: per for n, per in (result.analyses.get("merge_fidelity") or {}).items()
               if "note" not in per}
@@ -332,11 +333,15 @@ def analysis_caption(name: str, result: CompareResult) -> str:
                                  "effective rank of ΔW, intruder dimensions, and the "
                                  "representation's effective-rank ratio tuned / base "
                                  "(1 = unchanged).",
-        "analysis_merge_fidelity": "Merge fidelity: per layer, ‖y_merged − y‖ / ‖y‖ of the "
-                                   "adapter merged in each dtype (solid) and of the unmerged "
-                                   "model with its weights merely rounded to that dtype "
-                                   "(dashed, the floor); a bit-exact layer has no point.",
+        "analysis_merge_fidelity": "Merge fidelity, one panel per dtype: per layer, "
+                                   "‖y_merged − y‖ / ‖y‖ of the adapter merged in that dtype "
+                                   "(filled markers) and of the unmerged model with its "
+                                   "weights merely rounded to it (hollow markers, dotted: the "
+                                   "floor); a bit-exact layer has no point.",
         "analysis_layer_matching": f"Cross-layer linear CKA between the base {base}'s blocks "
                                    "(rows) and the tuned model's (columns); circles: the "
                                    "monotone matching maximising the total CKA.",
     }.get(name, name)
+
+
+register_captioner("analysis_", analysis_caption)

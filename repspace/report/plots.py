@@ -6,6 +6,7 @@ stem (``out/plots/cka``) and returns the written paths.  Colours come from
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -332,12 +333,21 @@ def plot_heatmap(result: CompareResult, stem: Path, metric: str = "linear_cka") 
         return save_figure(fig, stem)
 
 
+# Figures drawn by other report modules caption themselves: {name prefix: caption function},
+# filled when that module is imported (report.analyses registers "analysis_").
+_CAPTIONERS: dict[str, Callable[[str, CompareResult], str]] = {}
+
+
+def register_captioner(prefix: str, fn: Callable[[str, CompareResult], str]) -> None:
+    """Let the module that draws figures named ``prefix…`` write their captions."""
+    _CAPTIONERS[prefix] = fn
+
+
 def caption(name: str, result: CompareResult) -> str:
     """One-paragraph caption of figure ``name`` (plain text, for report.html and report.md)."""
-    if name.startswith("analysis_"):  # the issue-19 analyses caption their own figures
-        from repspace.report.analyses import analysis_caption
-
-        return analysis_caption(name, result)
+    for prefix, fn in _CAPTIONERS.items():
+        if name.startswith(prefix):
+            return fn(name, result)
     n = result.probe.get("num_samples")
     probe = (f"{n} probe samples from {result.probe.get('source', 'the probe')}" if n
              else "the probe samples")

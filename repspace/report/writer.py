@@ -23,6 +23,7 @@ import numpy as np
 
 from repspace import __version__
 from repspace.outputs import apply_umask, check_output, publish, staging_dir
+from repspace.report import analyses as _analyses  # noqa: F401 - registers the analysis captions
 from repspace.report import plots as _plots
 from repspace.report.result import CompareResult
 from repspace.report.summary import summarize
