@@ -38,6 +38,9 @@ class _FactView(Mapping):
 METHOD_COLORS = _FactView("color")
 METHOD_MARKERS = _FactView("marker")
 FALLBACK_MARKERS = ["o", "^", "D", "v", "P", "X", "*", "h", "p", "<", ">"]
+# Further checkpoints of one family (lora-r16 after lora-r8) take these markers, first those
+# that no method wears.
+FAMILY_MARKERS = ["<", ">", "d", "8", "H", "1", "2", "3", "4"]
 # Checkpoints of one family (lora-r8, lora-r16) share the colour; these tell them apart.
 LINESTYLES = ["-", "--", "-.", ":"]
 FALLBACK = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
@@ -85,8 +88,10 @@ def styles_for(names: list[str], base: str | None = None) -> dict[str, dict]:
         key = color
         k = seen.get(key, 0)
         seen[key] = k + 1
-        if k:
-            others = [m for m in FALLBACK_MARKERS if m != marker]
+        if k:  # a marker no method and not the base wears, so lora-r16 is not read as adapter
+            taken = {*METHOD_MARKERS.values(), BASE_MARKER, marker}
+            others = [m for m in FAMILY_MARKERS if m not in taken] or [
+                m for m in FALLBACK_MARKERS if m != marker]
             marker = others[(k - 1) % len(others)]
         out[name] = {"color": color, "marker": marker, "ls": LINESTYLES[k % len(LINESTYLES)]}
     return out
@@ -180,11 +185,13 @@ def log_axis(ax, axis: str = "y") -> None:
     target.set_major_locator(LogLocator(base=10, numticks=6))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))
 
-    def minor(v, _pos):  # label 2× and 5× only when the axis spans less than ~1.5 decades
-        lo, hi = sorted(target.get_view_interval())
+    def minor(v, _pos):  # label 2× and 5× only when the axis spans less than ~1.5 decades,
+        lo, hi = sorted(target.get_view_interval())  # every minor tick when under half a decade
         if lo <= 0 or math.log10(hi / lo) > 1.5:
             return ""
         lead = v / 10 ** math.floor(math.log10(v) + 1e-9)
+        if math.log10(hi / lo) < 0.5:  # no power of ten may be in view: label them all
+            return compact_number(float(f"{v:.2g}"))
         return compact_number(v) if round(lead, 6) in (2.0, 5.0) else ""
 
     target.set_minor_formatter(FuncFormatter(minor))

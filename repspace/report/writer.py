@@ -60,6 +60,14 @@ def _jsonable(v):
     return v
 
 
+def figure_captions(result: CompareResult, plots: dict[str, list[str]]) -> dict[str, str]:
+    """``{figure file: caption}`` for every file written (PDF and PNG of one figure share
+    the caption that report.html and report.md print under it)."""
+    from repspace.report.plots import caption
+
+    return {f: caption(name, result) for name, files in plots.items() for f in files}
+
+
 def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]) -> dict:
     return _jsonable({
         "schema": SCHEMA,
@@ -79,6 +87,7 @@ def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]
         "warnings": list(getattr(result, "warnings", [])),
         "analyses": getattr(result, "analyses", {}),
         "plots": plots,
+        "captions": figure_captions(result, plots),
     })
 
 

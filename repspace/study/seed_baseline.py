@@ -202,37 +202,39 @@ def summary_lines(rows: list[dict], figure: bool = True) -> list[str]:
     if figure:
         lines += ["![seed_baseline](figures/seed_baseline.png)", "",
                   "*Seed baseline.* Per layer: how far each method moved the base (1 − CKA to the "
-                  "base, solid) against how far two of its seeds differ (1 − CKA seed to seed, "
-                  "dashed); means over seed pairs. (vector: `figures/seed_baseline.pdf`)", ""]
+                  "base, filled markers) against how far two of its seeds differ (1 − CKA seed to "
+                  "seed, hollow markers, dotted), in the method's colour and marker; means over seed pairs. (vector: `figures/seed_baseline.pdf`)", ""]
     return lines
 
 
 def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
-    """Per layer and group: 1 − CKA to the base (solid) and 1 − CKA between seeds (dashed)."""
+    """Per layer and group: 1 − CKA to the base (filled markers, the group's line) and
+    1 − CKA between seeds (hollow markers, dotted), each group in its method's colour and
+    marker (:func:`repspace.report.style.styles_for`), towers split, the legend outside."""
     import numpy as np
+    from matplotlib.lines import Line2D
 
-    from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import colors_for, paper_style, subplots
+    from repspace.report.plots import broken, layer_axis, save_figure
+    from repspace.report.style import legend_outside, paper_style, styles_for, subplots
 
     groups = _groups(rows)
     layers = list(dict.fromkeys(r["layer"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    markers = ("o", "s", "^", "D", "v", "P")
+    styles = styles_for(list(groups))
     with paper_style():
-        fig, ax = subplots(figsize=(4.8, 3.2))
-        colors = colors_for(methods)
-        x = np.arange(len(layers))
-        for i, (name, members) in enumerate(groups.items()):
-            color = colors[members[0]["method"]]
+        fig, ax = subplots(figsize=(max(3.6, 0.4 * len(layers) + 2.2) + 2.0, 3.2))
+        for name, members in groups.items():
+            st = styles[name]
             per = lambda key: [_mean(r[key] for r in members if r["layer"] == l) for l in layers]  # noqa: E731
-            m = markers[i % len(markers)]
-            ax.plot(x, per("moved"), color=color, marker=m, ms=4, label=f"{name}: moved")
-            ax.plot(x, per("seed_variation"), color=color, marker=m, ms=3, ls="--", mfc="none",
-                    label=f"{name}: seed to seed")
-        ax.set_xticks(x, short_layer_names(layers), rotation=60, ha="right")
-        ax.set_xlabel("layer")
+            ax.plot(*broken(per("moved"), layers), color=st["color"], marker=st["marker"],
+                    ls=st["ls"], ms=4, lw=1.3, label=name)
+            ax.plot(*broken(per("seed_variation"), layers), color=st["color"], marker=st["marker"],
+                    ls=":", ms=4, lw=1.0, mfc="none")
+        layer_axis(ax, layers)
         ax.set_ylabel("1 − linear CKA")
         handles, labels = ax.get_legend_handles_labels()
-        fig.tight_layout(rect=(0, 0.22, 1, 1))
-        fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+        key = [Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
+               Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none")]
+        fig.tight_layout()
+        legend_outside(ax, handles + key, labels + ["moved from the base (filled)",
+                                                    "seed to seed (hollow, dotted)"])
         return save_figure(fig, stem)

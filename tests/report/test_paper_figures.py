@@ -75,6 +75,10 @@ def test_styles_distinct_and_base_is_not_full():
     assert st["lora"]["color"] == st["lora-r16"]["color"]
     assert (st["lora"]["marker"], st["lora"]["ls"]) != (st["lora-r16"]["marker"], st["lora-r16"]["ls"])
     assert len({(s["color"], s["marker"]) for s in st.values()}) == 5
+    # a second LoRA's marker is no other method's (r16 must not wear the adapter's triangle)
+    from repspace.report.style import METHOD_MARKERS
+
+    assert st["lora-r16"]["marker"] not in set(METHOD_MARKERS.values())
     assert compact_number(2_000_000) == "2M" and compact_number(0.01) == "0.01"
 
 

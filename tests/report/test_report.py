@@ -1,5 +1,6 @@
 """Report writing: every file exists, parses, and says what the data says."""
 import csv
+import html as html_lib
 import json
 import math
 
@@ -59,6 +60,12 @@ def test_report_folder_is_complete_and_parses(result, tmp_path):
     assert (out / "plots" / "cka.pdf").read_bytes().startswith(b"%PDF")
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6 and "<table class=\"full\">" in html
+    # every figure file's caption is in report.json, the same text as under the figure
+    assert set(rep["captions"]) == {f for files in rep["plots"].values() for f in files}
+    assert rep["captions"]["plots/cka.pdf"] == rep["captions"]["plots/cka.png"]
+    assert rep["captions"]["plots/heatmap.png"].startswith("Linear CKA to the base base-model")
+    for text in rep["captions"].values():
+        assert html_lib.escape(text) in html
     md = (out / "report.md").read_text()
     assert "plots/cka.png" in md and "| checkpoint | layer |" in md
     assert not list(tmp_path.glob(".out.*"))  # no temporary folder left behind
