@@ -28,7 +28,7 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from repspace.compare.engine import compare
+from repspace.compare.api import compare
 args = json.loads(sys.argv[1])
 t1 = time.perf_counter()
 res = compare(args["base"], [args["adapter"]], num_samples=args["n"], batch_size=32,

@@ -221,7 +221,7 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from repspace._profile import stage
-    from repspace.compare.engine import compare
+    from repspace.compare.api import compare
 
     preflight(args)
     base_label, tuned_labels = parse_names(args)

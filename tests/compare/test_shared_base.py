@@ -13,7 +13,7 @@ peft = pytest.importorskip("peft")
 from repspace.capture.runner import AdapterDisabled, capture_sides  # noqa: E402
 from repspace.capture.selection import resolve_layers  # noqa: E402
 from repspace.capture.sinks import MemorySink  # noqa: E402
-from repspace.compare.engine import compare  # noqa: E402
+from repspace.compare.api import compare  # noqa: E402
 from repspace.compare.shared_base import disabled_base_reason  # noqa: E402
 from tests.compare.conftest import tiny_bert, word_tokenizer  # noqa: E402
 from tests.tiny_models import tiny_inputs, tiny_model  # noqa: E402

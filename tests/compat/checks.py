@@ -99,7 +99,7 @@ def run_layers(folder: Path) -> str:
 
 
 def compare(base: Path, tuned: list, **kw):
-    from repspace.compare.engine import compare as run
+    from repspace.compare.api import compare as run
 
     kw = {"num_samples": NUM_SAMPLES, "progress": False, "embedding": "none", **kw}
     return run(str(base), [str(t) for t in tuned], **kw)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import repspace.compare.api as api
 import repspace.compare.engine as engine
 from repspace.cli import main
 from tests.hostile.conftest import FAST, refused
@@ -14,7 +15,7 @@ def no_model(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the argument check")
 
-    monkeypatch.setattr(engine, "load_checkpoint", boom)
+    monkeypatch.setattr(api, "load_checkpoint", boom)
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_no_traceback_for_an_unexpected_error_and_debug_shows_it(ws, capsys, mon
     def bug(*a, **k):
         raise ZeroDivisionError("a repspace bug")
 
-    monkeypatch.setattr(engine, "load_checkpoint", bug)
+    monkeypatch.setattr(api, "load_checkpoint", bug)
     rc = main([str(a) for a in _compare(ws)])
     err = capsys.readouterr().err
     assert rc == 1 and len(err.splitlines()) == 1 and "--debug" in err and "Traceback" not in err

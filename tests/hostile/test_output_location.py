@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-import repspace.compare.engine as engine
+import repspace.compare.api as api
 import repspace.report.writer as writer
 from repspace.cli import main
 from repspace.outputs import TMP_PREFIX, clean_stale, staging_dir
@@ -22,7 +22,7 @@ def no_model(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the output/argument check")
 
-    monkeypatch.setattr(engine, "load_checkpoint", boom)
+    monkeypatch.setattr(api, "load_checkpoint", boom)
 
 
 def _compare(ws, *extra):

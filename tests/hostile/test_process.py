@@ -31,7 +31,7 @@ def test_yes_on_stdin_cannot_accept_remote_code(ws):
 
 def test_library_prompts_see_end_of_file(ws, capsys, monkeypatch):
     """Whatever a library asks on stdin while repspace runs reads nothing (EOF)."""
-    import repspace.compare.engine as engine
+    import repspace.compare.api as api
 
     seen = []
 
@@ -42,7 +42,7 @@ def test_library_prompts_see_end_of_file(ws, capsys, monkeypatch):
             seen.append(EOFError)
         raise ValueError("refused for the test")
 
-    monkeypatch.setattr(engine, "load_checkpoint", prompt)
+    monkeypatch.setattr(api, "load_checkpoint", prompt)
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("y\n"))
     assert main([str(a) for a in ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST,
                                   "-o", "out"]]) == 2
