@@ -75,6 +75,13 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
         text = None
     if text is not None and text is not cfg:
         configs.append(text)
+    # A composite forward may take decoder_input_ids for its encoder-decoder variants only
+    # (BLIP-2 on OPT takes them because BLIP-2 on Flan-T5 needs them): decoder inputs go to
+    # models that are encoder-decoders in their config or their language model's, or that
+    # name their own decoder start token (BLIP VQA's answer decoder).
+    if not (getattr(cfg, "is_encoder_decoder", False) or getattr(text, "is_encoder_decoder", False)
+            or isinstance(getattr(root, "decoder_start_token_id", None), int)):
+        return
     # The model's own attribute first (BLIP VQA: its text config's bos, "[DEC]").
     start = getattr(root, "decoder_start_token_id", None)
     if not isinstance(start, int):

@@ -58,6 +58,18 @@ def test_blip2_on_an_encoder_decoder_lm_compares(blip2_t5_paths):
     assert checks.verdicts(result) == dict.fromkeys(checks.CHECKS[1:]), checks.verdicts(result)
 
 
+def test_decoder_only_lm_behind_a_qformer_gets_no_decoder_inputs(tmp_path):
+    """BLIP-2 on OPT: its forward takes decoder_input_ids (for the Flan-T5 variant), but its
+    language model is decoder-only, whose `decoder.layers` read the text stream."""
+    from repspace.checkpoints.loader import load_processor
+    from repspace.probe import load_probe, make_batches
+
+    base = checks.build("blip2", tmp_path)["base"]
+    batch = next(make_batches(load_probe("builtin", num_samples=4), checks.load(base),
+                              load_processor(str(base))))
+    assert "decoder_input_ids" not in batch and "decoder_attention_mask" not in batch
+
+
 def test_decoder_reads_the_text_without_image_placeholders(blip2_t5_paths):
     from repspace.checkpoints.loader import load_processor
     from repspace.probe import load_probe, make_batches
