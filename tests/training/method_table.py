@@ -1,0 +1,152 @@
+"""Write the architecture x method table of docs/methods.md from the tests that check it.
+
+    python -m tests.training.method_table            # rewrites the table in docs/methods.md
+    python -m tests.training.method_table --stdout   # prints it instead
+
+Runs (in-process pytest, ~10-15 min on two cores) the zoo tests of issue 18 and renders one
+row per architecture, one column per method, from their outcomes:
+
+- ``trains``: ``test_train_zoo_archs.py::test_every_method_trains_and_reloads`` passed (2 steps,
+  finite loss, held-out evaluation with the cached / uncached decoding check, run folder
+  reloaded to bit-identical losses); for ``full`` also ``test_full_fine_tuning_lowers_the_loss``;
+- ``↓``: the loss falls over 20 steps on a fixed batch (``test_towers_untouched.py``,
+  ``test_classify.py`` for T5 and the encoders' full / LoRA);
+- ``=1``: ``repspace compare base RUN`` gives CKA exactly 1 on the towers the method leaves
+  alone and < 1 on the language model (``test_towers_untouched.py``);
+- ``#``: exact trainable count against a hand computation and identity at init where the
+  method promises it (``tests/methods/test_zoo_sites.py``, per architecture, every method);
+- a failure shows ✗ and the test's one-line reason below the table.
+
+Only the text between the two markers in docs/methods.md is replaced.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "methods.md"
+START, END = "<!-- arch-method-table:start -->", "<!-- arch-method-table:end -->"
+HERE = Path(__file__).resolve().parent
+TESTS = [str(HERE / "test_train_zoo_archs.py") + "::test_every_method_trains_and_reloads",
+         str(HERE / "test_train_zoo_archs.py") + "::test_full_fine_tuning_lowers_the_loss",
+         str(HERE / "test_towers_untouched.py"),
+         str(HERE / "test_classify.py") + "::test_every_method_lowers_the_t5_loss_over_20_steps",
+         str(HERE / "test_classify.py") + "::test_every_method_trains_its_own_parameters_beside_the_new_head",
+         str(HERE.parent / "methods" / "test_zoo_sites.py")]
+ROWS = {"gemma2": "Gemma2 (causal LM, text VQA)", "phi3": "Phi-3 (causal LM, text VQA)",
+        "t5": "T5 / FLAN-T5 (text-to-text VQA, classify)",
+        "roberta": "RoBERTa `ForMaskedLM` (new head: VQA, classify)",
+        "bert": "BERT bare `BertModel` (new head: VQA, classify)",
+        "blip2": "BLIP-2, OPT LM (captioning, VQA)", "blip2_t5": "BLIP-2, T5 LM (VQA)",
+        "instructblip": "InstructBLIP, Llama LM (captioning, VQA)",
+        "paligemma": "PaliGemma (captioning, VQA)", "idefics3": "Idefics3 / SmolVLM (chat VQA)",
+        "llava_next": "LLaVA-NeXT (chat VQA)", "qwen2_vl": "Qwen2-VL (chat VQA, no torchvision)"}
+COLUMNS = ("full", "lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink",
+           "pt_lora", "pt_adapter")
+
+
+class _Collector:
+    """Outcome of every test call, keyed by (test function, its parameters)."""
+
+    def __init__(self):
+        self.results: dict[tuple, tuple[bool, str]] = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            params = dict(getattr(getattr(item, "callspec", None), "params", {}) or {})
+            key = (item.originalname, params.get("arch"), params.get("method"))
+            reason = "" if report.passed else " ".join(str(report.longrepr).split())[-160:]
+            self.results[key] = (report.passed, reason)
+
+
+def _cell(res: dict, arch: str, column: str, notes: list[str]) -> str:
+    method = "adapter" if column == "adapter-parallel" else column
+    checks = [("test_every_method_trains_and_reloads", arch, column)]
+    if column == "full":
+        checks.append(("test_full_fine_tuning_lowers_the_loss", arch, None))
+    marks = []
+    for name, mark in (("test_peft_lowers_the_loss_and_leaves_the_other_towers_exactly_unchanged", "↓ =1"),
+                       ("test_peft_lowers_the_loss_on_text_lms", "↓")):
+        if (name, arch, column) in res:
+            checks.append((name, arch, column))
+            marks.append(mark)
+    if arch == "t5" and ("test_every_method_lowers_the_t5_loss_over_20_steps", None, column) in res:
+        checks.append(("test_every_method_lowers_the_t5_loss_over_20_steps", None, column))
+        marks.append("↓")
+    if arch == "roberta" and ("test_every_method_trains_its_own_parameters_beside_the_new_head", None, column) in res:
+        checks.append(("test_every_method_trains_its_own_parameters_beside_the_new_head", None, column))
+        if column in ("full", "lora"):
+            marks.append("↓")
+    if column != "full" and ("test_trainable_counts_and_identity_at_init", arch, None) in res:
+        checks.append(("test_trainable_counts_and_identity_at_init", arch, None))
+        marks.append("#")
+    missing = [c for c in checks if c not in res]
+    if missing and checks[0] in missing:
+        return "not tested"
+    failed = [(c, res[c][1]) for c in checks if c in res and not res[c][0]]
+    if failed:
+        for (name, a, m), why in failed:
+            notes.append(f"- {arch} × {column}: `{name}` failed: {why}")
+        return "✗"
+    marks = sorted(set(" ".join(marks).split()), key=("↓", "=1", "#").index)
+    return "trains" + (" " + " ".join(marks) if marks else "")
+
+
+def render(res: dict) -> str:
+    notes: list[str] = []
+    head = "| architecture (task recipe) | " + " | ".join(COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for arch, label in ROWS.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(res, arch, c, notes) for c in COLUMNS) + " |")
+    import torch
+    import transformers
+
+    out = [f"Generated by `python -m tests.training.method_table` from the tests it names "
+           f"(transformers {transformers.__version__}, torch {torch.__version__}); do not edit by hand. "
+           "`trains` = trains 2 steps, evaluates (cached = uncached decoding) and reloads to "
+           "bit-identical losses (full FT also lowers the loss); `↓` = the loss falls over 20 "
+           "steps on a fixed batch; `=1` = `compare base RUN` gives CKA exactly 1 on the untouched "
+           "vision tower (and Q-Former) and < 1 on the language model; `#` = exact trainable count "
+           "and identity at init where promised. `adapter-parallel` = `placement=\"parallel\"` "
+           "(feed-forward side).", "", *lines]
+    if notes:
+        out += ["", "Failures:", "", *notes]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stdout", action="store_true", help="print the table instead of writing it")
+    p.add_argument("-k", default=None, help="pytest -k expression: a partial table, for a quick look "
+                                            "(--stdout only)")
+    args = p.parse_args(argv)
+    if args.k and not args.stdout:
+        p.error("-k makes a partial table: use it with --stdout")
+    collector = _Collector()
+    code = pytest.main(["-q", "-p", "no:cacheprovider", *(["-k", args.k] if args.k else []), *TESTS],
+                       plugins=[collector])
+    if not collector.results:
+        print(f"no test ran (pytest exit {code})", file=sys.stderr)
+        return 2
+    table = render(collector.results)
+    if args.stdout:
+        print(table)
+        return 0
+    text = DOC.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print(f"{DOC}: markers {START} / {END} not found", file=sys.stderr)
+        return 2
+    i, j = text.index(START) + len(START), text.index(END)
+    DOC.write_text(text[:i] + "\n" + table + "\n" + text[j:], encoding="utf-8")
+    print(f"wrote the table into {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
