@@ -96,6 +96,10 @@ def render(results: dict[str, dict[str, str | None]], classes: dict[str, tuple[s
               "- A bare backbone (`BertModel`) and its task-head fine-tune",
               "  (`BertForSequenceClassification`, weights under `bert.`) compare on the shared",
               "  backbone (`test_backbone_and_task_head_compare_on_the_shared_backbone`).",
+              "- Other configurations of these architectures (BLIP-2 on Flan-T5, tokenizers that pad",
+              "  on the left, text encoders with fewer positions than `--max-length`, …), found by",
+              "  running the same checks on fixtures built independently of this zoo, are pinned in",
+              "  `tests/compat/test_variants.py`.",
               "", "What repspace does for these models is described in",
               "[compare.md](compare.md#how-the-probe-becomes-model-inputs) and",
               "[capture.md](capture.md#token-streams)."]
