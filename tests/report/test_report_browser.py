@@ -9,6 +9,7 @@ Without Chromium the tests skip with a reason — except under CI (``CI=true``),
 fail: ``.ci/run`` installs the package, and a silently skipped browser test would hide it.
 """
 import io
+import json
 import os
 import re
 
@@ -88,6 +89,10 @@ def test_report_html_renders_cleanly_in_chromium(browser, cli_report):
     assert all(i["shown"] > 100 for i in page.images), page.images  # laid out, not collapsed
     assert len(page.captions) == page.figures and all(
         re.match(r"Figure \d+\. \S", c) for c in page.captions), page.captions
+    # report.json has the caption of every figure file, the text shown under the image
+    captions = json.loads((cli_report / "report.json").read_text())["captions"]
+    shown = [re.sub(r"^Figure \d+\. ", "", c) for c in page.captions]
+    assert sorted(shown) == sorted(t for f, t in captions.items() if f.endswith(".png"))
     # not blank: a title, the summary, the tables and the figures are on the page
     assert page.title.startswith("repspace report: lora-r4, full-ft vs tiny-bert")
     for words in ("Setup", "Key numbers", "Per-layer metrics", "Figures", "lora-r4", "full-ft",
