@@ -15,6 +15,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -31,10 +32,77 @@ from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult
 
-__all__ = ["compare_models", "SAMPLE_METRICS", "embed_2d", "checkpoint_info", "step", "check_tuned_per_pass"]
+__all__ = ["compare_models", "CompareSettings", "SAMPLE_METRICS", "embed_2d", "checkpoint_info", "step",
+           "check_tuned_per_pass"]
 
 SAMPLE_METRICS = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
 NULL_PERMUTATIONS = 200  # --metrics linear_cka_null: permutations of the row sample per layer
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """How a comparison runs and what it computes: every option of :func:`compare_models`.
+
+    ``layers`` (preset, glob list or names), ``pooling`` (mean | first | last | tokens),
+    ``metrics`` (None: all; names or prefixes of report keys), ``batch_size``, ``device``
+    (None: auto), ``seed``, ``precision`` of the streaming GEMMs, ``sample_rows`` (row
+    sample per layer for the sample-based metrics), ``spectrum_layers`` (None: a few),
+    ``embedding`` (umap | pca | none) at ``embedding_layer`` (None: the last), ``progress``
+    bars, ``tuned_per_pass`` (None: every tuned checkpoint in one pass), ``task_id`` for
+    task-conditioned adapters, ``segments`` (also image / text / virtual-token metrics).
+    """
+
+    layers: object = "blocks"
+    pooling: str = "mean"
+    metrics: Sequence[str] | None = None
+    batch_size: int = 32
+    device: str | None = None
+    seed: int = 0
+    precision: str = "float64"
+    sample_rows: int = 1000
+    spectrum_layers: Sequence[str] | None = None
+    embedding: str = "umap"
+    embedding_layer: str | None = None
+    progress: bool = True
+    tuned_per_pass: int | None = None
+    task_id: int | None = None
+    segments: bool = False
+
+    @classmethod
+    def from_options(cls, **options) -> "CompareSettings":
+        """Settings from keyword options; an unknown one is a one-line error listing the valid."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"compare: unknown option(s) {', '.join(unknown)}; the options are "
+                             f"{', '.join(sorted(known))}")
+        return cls(**options)
+
+    @property
+    def wanted(self) -> set[str] | None:
+        """The requested metric names, or None for all."""
+        return set(self.metrics) if self.metrics else None
+
+    def report_dict(self) -> dict:
+        """The settings a report records (what decides its numbers)."""
+        wanted = self.wanted
+        return {"layers": self.layers if isinstance(self.layers, str) else list(self.layers),
+                "pooling": self.pooling, "metrics": sorted(wanted) if wanted else "all",
+                "batch_size": self.batch_size, "device": self.device or "cpu", "seed": self.seed,
+                "precision": self.precision, "sample_rows": self.sample_rows,
+                "embedding": self.embedding}
+
+
+@dataclass
+class _Captured:
+    """What the metrics pass leaves for the result: layer order, per-checkpoint metrics,
+    spectra and the row samples (for the 2-D embedding)."""
+
+    layers: list[str] = field(default_factory=list)
+    metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    spectra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    samples_base: dict[str, torch.Tensor] = field(default_factory=dict)
+    samples_tuned: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
 def checkpoint_info(ck: LoadedCheckpoint, name: str) -> CheckpointInfo:
@@ -140,9 +208,8 @@ def _side_groups(models: Sequence[torch.nn.Module], max_size: int | None = None)
     return groups
 
 
-def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size, device,
-                 progress, tuned_per_pass=None, layer_check=None, task_id=None,
-                 segments=None) -> None:
+def _capture_all(base, pairs, batches_fn, sinks, settings: CompareSettings, *, progress: bool,
+                 layer_check=None, segments=None) -> None:
     """Feed ``sinks[name]`` with (base, tuned) rows for every ``(name, ck)`` of ``pairs``.
 
     The base runs once per batch for each group of :func:`_side_groups` (once in total
@@ -150,6 +217,7 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
     model once per batch.  ``segments`` (a :class:`~repspace.compare.segments.SegmentCollector`)
     also receives every layer's states, the base's from the first pass only.
     """
+    layers = settings.layers
     shared = [name for name, ck in pairs if ck.model is base.model]
     if shared:  # the base is the tuned PEFT model with its adapter disabled (shared_base)
         from repspace.compare.shared_base import disabled_base_reason
@@ -171,7 +239,7 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
                                                     layers)
     if layer_check is not None and names:
         layer_check(names)  # --spectrum-layers / --embedding-layer: before the capture
-    for g, group in enumerate(_side_groups(tuned_models, tuned_per_pass)):
+    for g, group in enumerate(_side_groups(tuned_models, settings.tuned_per_pass)):
         # The runner compares sides "base" and "tuned" itself when there are just two.
         sides = {"tuned" if j == 0 else f"tuned:{j}": (i, pairs[i]) for j, i in enumerate(group)}
         fan = FanOutSink({side: sinks[name] for side, (_, (name, _)) in sides.items()},
@@ -182,9 +250,9 @@ def _capture_all(base, pairs, batches_fn, sinks, *, layers, pooling, batch_size,
         tap = None if segments is None else _segment_tap(
             segments, {"base": "base", **{side: name for side, (_, (name, _)) in sides.items()}},
             first=g == 0)
-        capture_sides(models, batches_fn(), names, pooling=pooling, sink=fan,
-                      batch_size=batch_size, device=device, progress=progress, early_stop=True,
-                      task_id=task_id, tap=tap)
+        capture_sides(models, batches_fn(), names, pooling=settings.pooling, sink=fan,
+                      batch_size=settings.batch_size, device=settings.device, progress=progress,
+                      early_stop=True, task_id=settings.task_id, tap=tap)
         for side, (_, (name, ck)) in sides.items():
             same = fan.identical[side]
             if same and all(same.values()):
@@ -201,11 +269,11 @@ def _segment_tap(segments, owner: dict[str, str], first: bool):
     return tap
 
 
-def _capture(base, pairs, batches_fn, sinks, ctx, **capture_kwargs) -> None:
+def _capture(base, pairs, batches_fn, sinks, ctx, settings: CompareSettings, **capture_kwargs) -> None:
     """Capture this rank's shard for every tuned checkpoint; distributed: combine the ranks'."""
     label = ", ".join(name for name, _ in pairs)
     with step(ctx, f"capture of {label}"):
-        _capture_all(base, pairs, batches_fn, sinks, **capture_kwargs)
+        _capture_all(base, pairs, batches_fn, sinks, settings, **capture_kwargs)
     if ctx is not None:
         from repspace.distributed import gather_row_sample, reduce_sink
 
@@ -215,9 +283,13 @@ def _capture(base, pairs, batches_fn, sinks, ctx, **capture_kwargs) -> None:
                 gather_row_sample(sinks[name], ctx.group)
 
 
-def _checkpoint_metrics(sink, name, base_name, wanted, seed, spectrum_layers, spectra,
-                        samples_base, samples_tuned) -> tuple[dict, list[str]]:
-    """Per-layer metrics of one tuned checkpoint from its (reduced) sink."""
+def _checkpoint_metrics(sink, name, base_name, settings: CompareSettings,
+                        captured: _Captured) -> tuple[dict, list[str]]:
+    """Per-layer metrics of one tuned checkpoint from its (reduced) sink; its spectra and row
+    samples go into ``captured``."""
+    wanted, seed, spectrum_layers = settings.wanted, settings.seed, settings.spectrum_layers
+    spectra, samples_base, samples_tuned = (captured.spectra, captured.samples_base,
+                                            captured.samples_tuned)
     accs = list(sink.accumulators.values()) or [sink.acc]
     rows: dict[str, dict[str, float]] = {}
     for acc in accs:
@@ -246,17 +318,15 @@ def check_tuned_per_pass(value) -> None:
                          f"checkpoints in one pass); got {value!r}")
 
 
-def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn, *,
-                   layers="blocks", pooling: str = "mean", metrics: Sequence[str] | None = None,
-                   batch_size: int = 32, device: str | None = None, seed: int = 0,
-                   precision: str = "float64", sample_rows: int = 1000,
-                   spectrum_layers: Sequence[str] | None = None, embedding: str = "umap",
-                   embedding_layer: str | None = None, progress: bool = True,
-                   probe_info: dict | None = None, names: Sequence[str] | None = None,
-                   dist=None, row_offset: int = 0,
-                   tuned_per_pass: int | None = None, task_id: int | None = None,
-                   segments: bool = False) -> CompareResult:
+def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn,
+                   settings: CompareSettings | None = None, *, probe_info: dict | None = None,
+                   names: Sequence[str] | None = None, dist=None, row_offset: int = 0,
+                   **options) -> CompareResult:
     """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call.
+
+    ``settings`` (:class:`CompareSettings`), or its fields as keyword ``options`` (both:
+    the options override the settings).  ``names``: report names of the tuned checkpoints;
+    ``probe_info``: what the report says about the probe.
 
     All tuned checkpoints are captured in one pass over the batches: each batch runs
     through the base once and through every tuned model (k + 1 forwards, not 2k).  That
@@ -273,54 +343,49 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     ``segments``: also the metrics over image, text and virtual tokens separately, from the
     same forward passes (:mod:`repspace.compare.segments`), in ``result.analyses["segments"]``.
     """
-    check_tuned_per_pass(tuned_per_pass)
-    if segments and dist is not None:
+    if settings is None:
+        settings = CompareSettings.from_options(**options)
+    elif options:
+        CompareSettings.from_options(**options)  # the names are checked: one-line error
+        settings = replace(settings, **options)
+    check_tuned_per_pass(settings.tuned_per_pass)
+    if settings.segments and dist is not None:
         raise ValueError("--segments runs in one process; launch it without torchrun")
     collector = None
-    if segments:
+    if settings.segments:
         from repspace.compare.segments import SegmentCollector
 
         collector = SegmentCollector()
-    wanted = set(metrics) if metrics else None
     tuned_names = _unique_names(list(names) if names else [t.name for t in tuned])
     main = dist is None or dist.is_main
-    if pooling == "tokens" and dist is not None:
+    if settings.pooling == "tokens" and dist is not None:
         row_offset = dist.rank << 40  # token rows: disjoint key domains per rank (docs/scaling.md)
-    all_layers: list[str] | None = None
-    per_tuned: dict[str, dict[str, dict[str, float]]] = {}
-    spectra: dict[str, dict[str, np.ndarray]] = {}
-    samples_base: dict[str, torch.Tensor] = {}
-    samples_tuned: dict[str, dict[str, torch.Tensor]] = {}
-    sinks = {name: CompareSink(max_rows=sample_rows, seed=seed, precision=precision,
-                               row_offset=row_offset) for name in tuned_names}
+    captured = _Captured()
+    sinks = {name: CompareSink(max_rows=settings.sample_rows, seed=settings.seed,
+                               precision=settings.precision, row_offset=row_offset)
+             for name in tuned_names}
 
     def layer_check(names):
-        check_layer_choices(names, spectrum_layers, embedding_layer, embedding)
+        check_layer_choices(names, settings.spectrum_layers, settings.embedding_layer,
+                            settings.embedding)
 
-    _capture(base, list(zip(tuned_names, tuned)), batches_fn, sinks, dist, layers=layers,
-             pooling=pooling, batch_size=batch_size, device=device, progress=progress and main,
-             tuned_per_pass=tuned_per_pass, layer_check=layer_check, task_id=task_id,
-             segments=collector)
+    _capture(base, list(zip(tuned_names, tuned)), batches_fn, sinks, dist, settings,
+             progress=settings.progress and main, layer_check=layer_check, segments=collector)
     for name in tqdm(tuned_names, desc="metrics", unit="checkpoint",
-                     disable=not progress or len(tuned) < 2 or not main):
+                     disable=not settings.progress or len(tuned) < 2 or not main):
         sink = sinks.pop(name)  # freed once its metrics are out
         with step(dist, f"metrics of {name}"), stage("metrics"):
             if main:
-                per_tuned[name], order = _checkpoint_metrics(
-                    sink, name, base.name, wanted, seed, spectrum_layers, spectra,
-                    samples_base, samples_tuned)
-                all_layers = all_layers or order
+                captured.metrics[name], order = _checkpoint_metrics(sink, name, base.name,
+                                                                    settings, captured)
+                captured.layers = captured.layers or order
         del sink
     result = None
     with step(dist, "the report"), stage("metrics"):  # the 2-D embedding and the result
         if main:
-            result = _result(base, tuned, tuned_names, all_layers or [], per_tuned, spectra,
-                             samples_base, samples_tuned, layers=layers, pooling=pooling,
-                             wanted=wanted, batch_size=batch_size, device=device, seed=seed,
-                             precision=precision, sample_rows=sample_rows, embedding=embedding,
-                             embedding_layer=embedding_layer, probe_info=probe_info, dist=dist)
-    if result is not None and task_id is not None:
-        result.settings["task_id"] = task_id
+            result = _result(base, tuned, tuned_names, captured, settings, probe_info, dist)
+    if result is not None and settings.task_id is not None:
+        result.settings["task_id"] = settings.task_id
     if result is not None and collector is not None:
         from repspace.compare.segments import segment_metrics
 
@@ -332,10 +397,12 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     return result if dist is None else dist.broadcast_object(result, "sending the result")
 
 
-def _result(base, tuned, tuned_names, layers_out, per_tuned, spectra, samples_base,
-            samples_tuned, *, layers, pooling, wanted, batch_size, device, seed, precision,
-            sample_rows, embedding, embedding_layer, probe_info, dist) -> CompareResult:
+def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareSettings,
+            probe_info: dict | None, dist) -> CompareResult:
     emb = None
+    layers_out, samples_base, samples_tuned = (captured.layers, captured.samples_base,
+                                               captured.samples_tuned)
+    embedding, embedding_layer = settings.embedding, settings.embedding_layer
     if embedding != "none" and layers_out:
         layer = embedding_layer or layers_out[-1]
         if layer not in samples_base:
@@ -345,15 +412,12 @@ def _result(base, tuned, tuned_names, layers_out, per_tuned, spectra, samples_ba
         pts.update({n: samples_tuned[n][layer].numpy() for n in tuned_names
                     if samples_tuned.get(n, {}).get(layer) is not None
                     and samples_tuned[n][layer].shape[1] == pts[base.name].shape[1]})
-        method, coords = embed_2d(pts, embedding, seed=seed)
+        method, coords = embed_2d(pts, embedding, seed=settings.seed)
         emb = {"layer": layer, "method": method, "points": coords}
-    settings = {"layers": layers if isinstance(layers, str) else list(layers), "pooling": pooling,
-                "metrics": sorted(wanted) if wanted else "all", "batch_size": batch_size,
-                "device": device or "cpu", "seed": seed, "precision": precision,
-                "sample_rows": sample_rows, "embedding": embedding}
+    report_settings = settings.report_dict()
     if dist is not None:
-        settings["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
-    return CompareResult(base=checkpoint_info(base, base.name), tuned=[checkpoint_info(t, n) for n, t in
-                                                            zip(tuned_names, tuned)],
-                         layers=layers_out, metrics=per_tuned, settings=settings,
-                         probe=probe_info or {}, spectra=spectra, embedding=emb)
+        report_settings["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
+    return CompareResult(base=checkpoint_info(base, base.name),
+                         tuned=[checkpoint_info(t, n) for n, t in zip(tuned_names, tuned)],
+                         layers=layers_out, metrics=captured.metrics, settings=report_settings,
+                         probe=probe_info or {}, spectra=captured.spectra, embedding=emb)
