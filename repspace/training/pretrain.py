@@ -3,7 +3,7 @@
 A randomly initialised tiny ``BlipForConditionalGeneration`` (:func:`repspace.models.tiny_blip_config`)
 is pre-trained on the shapes world's *source* domain:
 
-* data: ``ShapesWorld(seed=world_seed, domain="source", image_size=32, n_train=n_train)``
+* data: ``ShapesWorld(seed=data_seed, domain="source", image_size=32, n_train=n_train)``
   train split, rendered once into a uint8 tensor;
 * targets (:mod:`repspace.training.pretrain_corpus`): recipe v2
   (``corpus="captions+itm+text"``, the shipped model) draws one of five texts per image and
@@ -57,12 +57,12 @@ class PretrainConfig:
 
     Attributes:
         seed: initialisation and data-order seed.
-        world_seed: shapes-world seed (the data itself; 0 is the canonical world every
+        data_seed: shapes-world seed (the data itself; 0 is the canonical world every
             repspace evaluation uses).
         steps, batch_size: optimisation steps and images per step.
-        lr, weight_decay, warmup_ratio, grad_clip: AdamW peak learning rate, decoupled weight
+        lr, weight_decay, warmup_ratio, max_grad_norm: AdamW peak learning rate, decoupled weight
             decay, share of steps of linear warm-up (then cosine to 0), max gradient norm.
-        n_train, n_test: rendered train images (distinct scenes) and held-out test images.
+        n_train, n_eval: rendered train images (distinct scenes) and held-out test images.
         image_size: image side in pixels.
         max_new_tokens: generation budget for evaluation captions (a caption is <= 16 tokens).
         architecture: keyword arguments of :func:`repspace.models.tiny_blip_config`.
@@ -74,15 +74,15 @@ class PretrainConfig:
     """
 
     seed: int = 0
-    world_seed: int = 0
+    data_seed: int = 0
     steps: int = 2000
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_ratio: float = 0.05
-    grad_clip: float = 1.0
+    max_grad_norm: float = 1.0
     n_train: int = 30000
-    n_test: int = 200
+    n_eval: int = 200
     image_size: int = 32
     max_new_tokens: int = 24
     architecture: dict = field(default_factory=lambda: dict(
@@ -92,25 +92,25 @@ class PretrainConfig:
     text_batch_size: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "n_train", "n_test", "max_new_tokens", "text_batch_size"):
+        for name in ("steps", "batch_size", "n_train", "n_eval", "max_new_tokens", "text_batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"pretrain: {name} must be a positive integer, got {v!r}")
-        for name in ("seed", "world_seed"):
+        for name in ("seed", "data_seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"pretrain: {name} must be a non-negative integer, got {v!r}")
         if self.corpus not in RECIPES:
             raise ValueError(f"pretrain: unknown corpus {self.corpus!r}; choose one of {', '.join(RECIPES)}")
-        if self.n_test < 2:
-            raise ValueError("pretrain: n_test must be >= 2 (CIDEr-D needs at least two images)")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1 or not self.grad_clip > 0:
-            raise ValueError("pretrain: need lr > 0, weight_decay >= 0, 0 <= warmup_ratio < 1, grad_clip > 0; "
-                             f"got {self.lr}, {self.weight_decay}, {self.warmup_ratio}, {self.grad_clip}")
+        if self.n_eval < 2:
+            raise ValueError("pretrain: n_eval must be >= 2 (CIDEr-D needs at least two images)")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.warmup_ratio < 1 or not self.max_grad_norm > 0:
+            raise ValueError("pretrain: need lr > 0, weight_decay >= 0, 0 <= warmup_ratio < 1, max_grad_norm > 0; "
+                             f"got {self.lr}, {self.weight_decay}, {self.warmup_ratio}, {self.max_grad_norm}")
 
 
 #: Tiny settings for tests and smoke runs (same architecture, seconds on a CPU).
-QUICK = PretrainConfig(steps=4, batch_size=8, n_train=64, n_test=8, max_new_tokens=8)
+QUICK = PretrainConfig(steps=4, batch_size=8, n_train=64, n_eval=8, max_new_tokens=8)
 
 
 def _lr_lambda(steps: int, warmup_ratio: float):
@@ -246,7 +246,7 @@ def _train(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, text=
             raise ValueError(f"pretrain: loss became {loss.item()} at step {step}; lower --lr")
         loss.backward()
         lr = cfg.lr * lr_at(step)
-        clip_and_set_lr(opt, lr, cfg.grad_clip, list(model.parameters()))
+        clip_and_set_lr(opt, lr, cfg.max_grad_norm, list(model.parameters()))
         opt.step()
         opt.zero_grad(set_to_none=True)
         window.append(loss.item())
@@ -329,16 +329,16 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
-    world = ShapesWorld(seed=cfg.world_seed, domain="source", image_size=cfg.image_size,
-                        n_train=cfg.n_train, n_test=cfg.n_test)
+    world = ShapesWorld(seed=cfg.data_seed, domain="source", image_size=cfg.image_size,
+                        n_train=cfg.n_train, n_test=cfg.n_eval)
     train_images, train_refs, train_scenes = _render(world, "train", cfg.n_train)
-    test_images, test_refs, test_scenes = _render(world, "test", cfg.n_test)
+    test_images, test_refs, test_scenes = _render(world, "test", cfg.n_eval)
     t_data = time.perf_counter() - t0
 
     processor = build_processor(cfg.image_size)
     tok = processor.tokenizer
     targets = build_targets(tok, train_scenes, cfg.corpus, cfg.seed)
-    text = (build_text_stream(tok, cfg.world_seed, max(1, cfg.n_train // 2), cfg.seed)
+    text = (build_text_stream(tok, cfg.data_seed, max(1, cfg.n_train // 2), cfg.seed)
             if cfg.corpus.endswith("+text") else None)
     seed_everything(cfg.seed)  # the init draws from torch only; python/numpy as `repspace train` does
     model = transformers.BlipForConditionalGeneration(
@@ -348,7 +348,7 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     t1 = time.perf_counter()
     preds = generate_captions(model, tok, pixel_values(test_images), max_new_tokens=cfg.max_new_tokens)
     scores = evaluate_captions(preds, test_refs)
-    n_seen = min(cfg.n_train, cfg.n_test)
+    n_seen = min(cfg.n_train, cfg.n_eval)
     train_preds = generate_captions(model, tok, pixel_values(train_images[:n_seen]),
                                     max_new_tokens=cfg.max_new_tokens)
     train_scores = evaluate_captions(train_preds, train_refs[:n_seen])
@@ -365,11 +365,11 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
                  "target": _TARGET_NOTES[cfg.corpus], "corpus": cfg.corpus,
                  "sample_targets": targets.texts[:2],
                  "text_stream": None if text is None else {"texts": len(text.texts), "samples": text.texts[:4]},
-                 "n_train": cfg.n_train, "n_test": cfg.n_test},
+                 "n_train": cfg.n_train, "n_test": cfg.n_eval},
         "params": int(sum(p.numel() for p in model.parameters())),
-        "scores": {"test": {**scores, "n": cfg.n_test}, "train_subset": {**train_scores, "n": n_seen},
+        "scores": {"test": {**scores, "n": cfg.n_eval}, "train_subset": {**train_scores, "n": n_seen},
                    "baseline_most_common_train_caption": {"cider_d": baseline, "caption": common},
-                   "test_matching": {**matching, "n": cfg.n_test}},
+                   "test_matching": {**matching, "n": cfg.n_eval}},
         "loss_curve": curve,
         "samples": [{"prediction": p, "references": r} for p, r in zip(preds[:8], test_refs[:8])],
         "wall_time_s": {"data": round(t_data, 2), "train": round(t_train, 2), "eval": round(t_eval, 2),

@@ -76,8 +76,8 @@ def test_output_and_config_validation(tmp_path):
         pt.pretrain(pt.QUICK, tmp_path / "notes.txt", progress=False)
     with pytest.raises(ValueError, match="steps"):
         pt.PretrainConfig(steps=0)
-    with pytest.raises(ValueError, match="n_test"):
-        pt.PretrainConfig(n_test=1)
+    with pytest.raises(ValueError, match="n_eval"):
+        pt.PretrainConfig(n_eval=1)
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():

@@ -104,7 +104,7 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     one = build_targets(tok, sc, "canonical", seed=0)
     five = TextTargets(one.input_ids.repeat(1, 5, 1), one.attention_mask.repeat(1, 5, 1),
                        one.label_mask.repeat(1, 5, 1), [r * 5 for r in one.texts])
-    cfg = pt.PretrainConfig(steps=5, batch_size=4, n_train=12, n_test=2, image_size=32,
+    cfg = pt.PretrainConfig(steps=5, batch_size=4, n_train=12, n_eval=2, image_size=32,
                             architecture=arch, corpus="canonical")
     states = []
     for targets in (one, five):

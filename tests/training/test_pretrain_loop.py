@@ -62,7 +62,7 @@ def _reference_train(model, pixels_u8, batch_ids, batch_mask, cfg):
                      labels=ids.masked_fill(mask == 0, -100)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
         sched.step()
         losses.append(loss.item())
@@ -95,8 +95,8 @@ def _model(tok, seed):
     return transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=24, tokenizer=tok, **_ARCH))
 
 
-_BASE = pt.PretrainConfig(steps=7, batch_size=4, n_train=10, n_test=2, image_size=24, lr=5e-3,
-                          weight_decay=0.1, warmup_ratio=0.3, grad_clip=0.5, architecture=_ARCH,
+_BASE = pt.PretrainConfig(steps=7, batch_size=4, n_train=10, n_eval=2, image_size=24, lr=5e-3,
+                          weight_decay=0.1, warmup_ratio=0.3, max_grad_norm=0.5, architecture=_ARCH,
                           corpus="canonical")
 
 
