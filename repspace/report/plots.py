@@ -14,7 +14,8 @@ import numpy as np
 from repspace.report.result import CompareResult
 from matplotlib.ticker import MaxNLocator
 
-from repspace.report.style import BASE_COLOR, legend_outside, log_axis, paper_style, styles_for, subplots
+from repspace.report.style import (BASE_COLOR, figure_handles, legend_outside, log_axis, paper_style,
+                                   styles_for, subplots)
 
 __all__ = ["save_figure", "plot_cka", "plot_effective_rank", "plot_spectra", "plot_drift",
            "plot_embedding", "plot_heatmap", "short_layer_names", "layer_groups", "broken",
@@ -144,35 +145,37 @@ def _width(result: CompareResult, panels: int = 1) -> float:
     return max(3.6, 0.4 * len(result.layers) + 2.2) * panels + 1.6  # + the legend on the right
 
 
-def plot_cka(result: CompareResult, stem: Path) -> list[Path]:
-    """Per-layer CKA to the base: linear CKA, and debiased CKA in its own panel."""
-    metrics = [m for m in ("linear_cka", "linear_cka_debiased")
+def _metric_panels(result: CompareResult, stem: Path, labels: dict[str, str], ylabel, title: str,
+                   reference: float | None = None) -> list[Path]:
+    """One panel per metric of ``labels`` that has a value (per-layer lines, one per tuned
+    checkpoint), a shared legend outside; ``reference``: a dashed line for the base's value."""
+    metrics = [m for m in labels
                if any(not np.isnan(result.series(n, m)).all() for n in result.tuned_names)]
     if not metrics:
         return []
-    titles = {"linear_cka": "Linear CKA", "linear_cka_debiased": "Debiased linear CKA"}
     styles = _styles(result)
     with paper_style():
         fig, axes = subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
-                                 squeeze=False)
+                             squeeze=False)
         for ax, metric in zip(axes[0], metrics):
             _per_layer(result, metric, ax, styles)
-            ax.axhline(1.0, color=BASE_COLOR, lw=0.9, ls="--", label=f"{result.base.name} (base)")
-            ax.set_ylabel(f"{titles[metric]} to the base")
-            ax.set_title(titles[metric], loc="left")
+            if reference is not None:
+                ax.axhline(reference, color=BASE_COLOR, lw=0.9, ls="--",
+                           label=f"{result.base.name} (base)")
+            ax.set_ylabel(ylabel(metric))
+            ax.set_title(labels[metric], loc="left")
             layer_axis(ax, result.layers)
-        legend_outside(axes[0][-1], *_handles(fig))
-        fig.suptitle("Representation similarity to the base model")
+        legend_outside(axes[0][-1], *figure_handles(fig))
+        fig.suptitle(title)
         fig.tight_layout()
         return save_figure(fig, stem)
 
 
-def _handles(fig):
-    seen: dict[str, object] = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    return list(seen.values()), list(seen)
+def plot_cka(result: CompareResult, stem: Path) -> list[Path]:
+    """Per-layer CKA to the base: linear CKA, and debiased CKA in its own panel."""
+    titles = {"linear_cka": "Linear CKA", "linear_cka_debiased": "Debiased linear CKA"}
+    return _metric_panels(result, stem, titles, lambda m: f"{titles[m]} to the base",
+                          "Representation similarity to the base model", reference=1.0)
 
 
 def plot_effective_rank(result: CompareResult, stem: Path) -> list[Path]:
@@ -232,7 +235,7 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
             if ratios.size and ratios.max() / ratios.min() > 4:  # one big ratio flattens the rest
                 log_axis(ax, "y")
         axes[0][0].set_ylabel("σᵢ(tuned) / σᵢ(base)  (1 = unchanged)")
-        legend_outside(axes[0][-1], *_handles(fig))
+        legend_outside(axes[0][-1], *figure_handles(fig))
         fig.suptitle("Singular-value spectra relative to the base")
         fig.tight_layout()
         return save_figure(fig, stem)
@@ -253,25 +256,9 @@ def _layer_title(layers: list[str], layer: str) -> str:
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer distribution drift: Fréchet distance and MMD²."""
-    metrics = [m for m in ("frechet_distance", "mmd_linear", "mmd_rbf") if any(
-        not np.isnan(result.series(n, m)).all() for n in result.tuned_names)]
-    if not metrics:
-        return []
     labels = {"frechet_distance": "Fréchet distance", "mmd_linear": "MMD² (linear kernel, paired)",
               "mmd_rbf": "MMD² (RBF kernel)"}
-    styles = _styles(result)
-    with paper_style():
-        fig, axes = subplots(1, len(metrics), figsize=(_width(result, len(metrics)), 3.2),
-                                 squeeze=False)
-        for ax, metric in zip(axes[0], metrics):
-            _per_layer(result, metric, ax, styles)
-            ax.set_ylabel(labels[metric])
-            ax.set_title(labels[metric], loc="left")
-            layer_axis(ax, result.layers)
-        legend_outside(axes[0][-1], *_handles(fig))
-        fig.suptitle("Drift from the base distribution")
-        fig.tight_layout()
-        return save_figure(fig, stem)
+    return _metric_panels(result, stem, labels, labels.get, "Drift from the base distribution")
 
 
 def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:

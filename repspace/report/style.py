@@ -103,7 +103,7 @@ def legend_outside(ax_or_fig, handles=None, labels=None, **kw):
 
     if handles is None:
         handles, labels = ax_or_fig.get_legend_handles_labels() if not isinstance(
-            ax_or_fig, Figure) else _fig_handles(ax_or_fig)
+            ax_or_fig, Figure) else figure_handles(ax_or_fig)
     if not handles:
         return None
     opts = {"frameon": False, "loc": "upper left", "borderaxespad": 0.0}
@@ -116,7 +116,8 @@ def legend_outside(ax_or_fig, handles=None, labels=None, **kw):
     return ax_or_fig.legend(handles, labels, **opts)
 
 
-def _fig_handles(fig):
+def figure_handles(fig):
+    """Legend handles and labels of every axes of ``fig``, each label once (first wins)."""
     seen: dict[str, object] = {}
     for ax in fig.axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
