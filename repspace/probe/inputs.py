@@ -132,11 +132,23 @@ def _padding_rule(tokenizer):
     return lambda length: {"padding": "max_length", "max_length": length}
 
 
-def _text_capacity(tokenizer) -> int | None:
-    """The tokenizer's ``model_max_length`` when it is a real limit (transformers puts ~1e30
-    there when the checkpoint names none), else None."""
-    n = getattr(tokenizer, "model_max_length", None)
-    return n if isinstance(n, int) and 0 < n < 1_000_000 else None
+def _text_capacity(tokenizer, model: torch.nn.Module) -> int | None:
+    """How many tokens the text side takes: the smaller of the tokenizer's
+    ``model_max_length`` (when it is a real limit: transformers puts ~1e30 there when the
+    checkpoint names none) and the text config's ``max_position_embeddings`` (a tokenizer
+    saved without its limit still meets the model's position table); None when neither says."""
+    from repspace.introspection import unwrap_model
+
+    limits = [getattr(tokenizer, "model_max_length", None)]
+    cfg = getattr(unwrap_model(model), "config", None)
+    try:
+        text = cfg.get_text_config() if cfg is not None else None
+    except (AttributeError, TypeError, ValueError):
+        text = None
+    limits.append(getattr(text if text is not None else cfg, "max_position_embeddings", None))
+    limits = [n for n in limits if isinstance(n, int) and not isinstance(n, bool)
+              and 0 < n < 1_000_000]
+    return min(limits) if limits else None
 
 
 def _warn_capped(tokenizer, texts, limit: int, max_length: int, cap: int | None, *,
@@ -152,7 +164,8 @@ def _warn_capped(tokenizer, texts, limit: int, max_length: int, cap: int | None,
 
     warnings.warn(f"probe texts cut to {limit} tokens, below --max-length {max_length}: the "
                   f"text encoder takes at most {cap} positions (its tokenizer's "
-                  "model_max_length), special tokens included", UserWarning, stacklevel=3)
+                  "model_max_length or its config's max_position_embeddings), special tokens "
+                  "included", UserWarning, stacklevel=3)
     return True
 
 
@@ -193,8 +206,8 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     tok = tokenizer_of(processor)
     padding = _padding_rule(tok)
     # A text encoder with its own positions (CLIP 77, SigLIP 64: image_token is None) takes
-    # no more than its tokenizer's model_max_length tokens, special tokens included.
-    cap = _text_capacity(tok) if image_token is None else None
+    # no more tokens than it has positions, special tokens included.
+    cap = _text_capacity(tok, model) if image_token is None else None
     text_only = max_length if cap is None else min(max_length, cap)
     budget = max_length if cap is None else max(1, min(max_length, cap - _special_tokens(tok)))
     warned = False

@@ -163,13 +163,15 @@ def test_truncated_texts_retokenize_within_the_limit(tokenizer, long_probe):
             assert 0 < n <= limit, (limit, n, cut[-30:])
 
 
-def test_text_encoder_positions_bound_the_probe_texts(long_probe, tmp_path):
+@pytest.mark.parametrize("declared_by", ["tokenizer", "config only"])
+def test_text_encoder_positions_bound_the_probe_texts(declared_by, long_probe, tmp_path):
     """A CLIP whose text tower has 24 positions, probed with 150-token captions: every batch
-    fits, and the report says the texts were cut below --max-length."""
+    fits, and the report says the texts were cut below --max-length — whether its tokenizer
+    declares the limit (model_max_length) or only the model's config does."""
     model, proc = zoo.clip()
     cfg = model.config
     cfg.text_config.max_position_embeddings = 24
-    proc.tokenizer.model_max_length = 24
+    proc.tokenizer.model_max_length = 24 if declared_by == "tokenizer" else int(1e30)
     torch.manual_seed(0)
     base = tmp_path / "clip24"
     transformers.CLIPModel(cfg).eval().save_pretrained(base)
