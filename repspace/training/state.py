@@ -15,7 +15,6 @@ leaves the previous complete state in place.  Reading uses safetensors and
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from repspace.checkpoints.confine import confined
-from repspace.outputs import apply_umask, atomic_write_text
+from repspace.outputs import apply_umask, atomic_write_text, publish
 
 __all__ = ["save_state", "load_state", "latest_state", "atomic_write_text", "rng_state", "set_rng_state"]
 
@@ -70,10 +69,10 @@ def save_state(run_dir: Path, step: int, stage: int, weights: dict[str, torch.Te
                    tmp / "optimizer.pt")
         (tmp / "meta.json").write_text(json.dumps({**meta, "step": step, "stage": stage, "rng": rng}))
         apply_umask(tmp)  # mkdtemp's 0700 / save_file's modes -> what the umask asks
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        # the one folder swap repspace has: a leftover state of this step (an interrupted
+        # earlier try) is replaced only when it is one, and restored if the swap fails
+        publish(tmp, root / name, overwrite=True, is_ours=lambda d: (d / "meta.json").is_file(),
+                kind="training state")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
