@@ -38,7 +38,7 @@ def load_saved_format(weights: Path, arch_spec: str, *, strict: bool,
     ``arch_spec`` (a model folder or config.json), or None when that cannot apply (not a
     ``.safetensors`` file, no local config).  Raises ``CheckpointError`` naming missing /
     unexpected keys when the file still does not fit."""
-    from repspace.checkpoints.loader import _model_class
+    from repspace.checkpoints.remote_code import model_class_of
 
     config = _config_file(arch_spec)
     if weights.suffix.lower() != ".safetensors" or config is None:
@@ -53,7 +53,7 @@ def load_saved_format(weights: Path, arch_spec: str, *, strict: bool,
             shutil.copy(weights, Path(tmp) / "model.safetensors")
         cfg = transformers.AutoConfig.from_pretrained(tmp, local_files_only=True,
                                                       trust_remote_code=False)
-        cls = _model_class(cfg, str(config))
+        cls = model_class_of(cfg, str(config))
         try:
             model, info = cls.from_pretrained(tmp, config=cfg, local_files_only=True,
                                               dtype=dtype or torch.float32,

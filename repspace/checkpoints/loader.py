@@ -32,7 +32,7 @@ from repspace.checkpoints.hashing import checkpoint_sha256
 from repspace.checkpoints.hf_format import load_saved_format
 from repspace.checkpoints.remote_code import (
     check_adapter_config,
-    check_model_class,
+    model_class_of,
     refuse_remote_code,
 )
 from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
@@ -99,20 +99,6 @@ def detect_kind(spec: str) -> str:
     return "hub"
 
 
-def _model_class(config, source: str):
-    import transformers
-
-    archs = getattr(config, "architectures", None) or []
-    if not isinstance(archs, (list, tuple)):
-        raise CheckpointError(f"{source}: `architectures` must be a list of class names; got "
-                              f"{type(archs).__name__}")
-    for arch in archs:
-        cls = check_model_class(arch, source)  # a model class, never a function or pipeline
-        if cls is not None:
-            return cls
-    return transformers.AutoModel
-
-
 def _hub_hint(spec: str, exc: Exception) -> CheckpointError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return CheckpointError(
@@ -141,7 +127,7 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | Non
         cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local,
                                                       trust_remote_code=False)
         named_by = Path(config or spec)
-        cls = _model_class(cfg, str(named_by / "config.json" if named_by.is_dir() else named_by))
+        cls = model_class_of(cfg, str(named_by / "config.json" if named_by.is_dir() else named_by))
         extra = {} if device_map is None else {"device_map": device_map}
         model, info = cls.from_pretrained(spec, config=cfg, local_files_only=local,
                                           dtype=dtype or torch.float32, trust_remote_code=False,
@@ -190,7 +176,7 @@ def load_processor(spec: str | None):
         if failure is not None:
             # A video-capable VLM's processor fails on its video half (torchvision): its image
             # and text halves, put back together, build the same image+text inputs.
-            from repspace.probe.processors import image_only_processor
+            from repspace.checkpoints.processors import image_only_processor
 
             images_only = image_only_processor(str(spec), out, failure)
             if images_only is not None:

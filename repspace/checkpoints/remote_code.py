@@ -15,7 +15,7 @@ from pathlib import Path
 
 from repspace.checkpoints.errors import CheckpointError
 
-__all__ = ["CONFIG_FILES", "refuse_remote_code", "check_model_class"]
+__all__ = ["CONFIG_FILES", "refuse_remote_code", "check_model_class", "model_class_of"]
 
 # Files transformers reads an ``auto_map`` from (model, tokenizer, processors).
 CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
@@ -138,3 +138,19 @@ def check_adapter_config(cfg, source: Path) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= _MAX_ADAPTER_INT:
             raise CheckpointError(f"{source}: {key!r} is {v!r}; expected a number between 1 and "
                                   f"{_MAX_ADAPTER_INT}; fix or re-save the adapter")
+
+
+def model_class_of(config, source: str):
+    """The transformers class a config's ``architectures`` names (checked by
+    :func:`check_model_class`: a model class, never code), else ``AutoModel``."""
+    import transformers
+
+    archs = getattr(config, "architectures", None) or []
+    if not isinstance(archs, (list, tuple)):
+        raise CheckpointError(f"{source}: `architectures` must be a list of class names; got "
+                              f"{type(archs).__name__}")
+    for arch in archs:
+        cls = check_model_class(arch, source)  # a model class, never a function or pipeline
+        if cls is not None:
+            return cls
+    return transformers.AutoModel

@@ -51,7 +51,7 @@ def _save_weights(path: Path, weights: dict[str, torch.Tensor]) -> None:
 
 
 def _save_processor(run_dir: Path, processor) -> None:
-    from repspace.probe.processors import ImageOnlyProcessor
+    from repspace.checkpoints.processors import ImageOnlyProcessor
 
     if processor is None or isinstance(processor, ImageOnlyProcessor) or not hasattr(processor, "save_pretrained"):
         # ImageOnlyProcessor (Qwen2-VL without torchvision) is rebuilt from the base's own

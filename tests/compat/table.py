@@ -83,7 +83,7 @@ def render(results: dict[str, dict[str, str | None]], classes: dict[str, tuple[s
     lines += ["", "Notes:", "",
               "- Qwen2-VL's processor class needs torchvision (its video processor) even for images.",
               "  Without torchvision repspace puts the processor's image processor (its PIL path)",
-              "  and tokenizer back together (`repspace.probe.processors.ImageOnlyProcessor`), with",
+              "  and tokenizer back together (`repspace.checkpoints.processors.ImageOnlyProcessor`), with",
               "  the processor class's own `<|image_pad|>` expansion rule; its outputs equal the real",
               "  processor's (`tests/probe/test_image_only_processor.py`). The same applies to every",
               "  processor whose only unloadable part is its video processor and that uses",

@@ -2,7 +2,7 @@
 
 Qwen2-VL's processor cannot be built without torchvision (its video processor needs it), so
 repspace puts its tokenizer and image processor back together
-(:class:`repspace.probe.processors.ImageOnlyProcessor`).  Here the real processor class is
+(:class:`repspace.checkpoints.processors.ImageOnlyProcessor`).  Here the real processor class is
 built with its video half bypassed — in this test only — and both must give the same
 ``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values`` and
 ``image_grid_thw`` for prompts built the way the probe builds them, on images of several sizes.
@@ -50,7 +50,7 @@ def qwen2_vl(tmp_path_factory):
 
 def test_loader_builds_the_image_only_processor(qwen2_vl):
     from repspace.checkpoints.loader import load_processor
-    from repspace.probe.processors import ImageOnlyProcessor
+    from repspace.checkpoints.processors import ImageOnlyProcessor
 
     proc = load_processor(str(qwen2_vl))
     assert isinstance(proc, ImageOnlyProcessor)
@@ -125,7 +125,7 @@ def test_nested_processor_config_layout(qwen2_vl, tmp_path):
 def test_processor_with_its_own_call_is_not_reproduced(qwen2_vl, tmp_path):
     """A class whose __call__ is its own code (not the generic pipeline reproduced here) keeps
     the original one-line error instead of an imitation."""
-    from repspace.probe.processors import image_only_processor
+    from repspace.checkpoints.processors import image_only_processor
 
     cls = next((c for c in ("InternVLProcessor", "Qwen2_5OmniProcessor")
                 if getattr(transformers, c, None) is not None
@@ -146,7 +146,7 @@ def test_processor_with_its_own_call_is_not_reproduced(qwen2_vl, tmp_path):
 
 def test_image_token_from_the_model_config(qwen2_vl, tmp_path):
     """A tokenizer without ``image_token``: the placeholder is the model's image_token_id."""
-    from repspace.probe.processors import image_only_processor
+    from repspace.checkpoints.processors import image_only_processor
 
     tok = transformers.AutoTokenizer.from_pretrained(qwen2_vl)
     assert getattr(tok, "image_token", None) is None
