@@ -17,8 +17,10 @@ from repspace.probe.prompts import tokenizer_of
 __all__ = ["processor_problem", "choose_processor"]
 
 # More unknown tokens than this among the probe's text tokens: the tokenizer does not know
-# the language (an empty vocabulary gives 100 %).
-MAX_UNKNOWN_FRACTION = 0.5
+# the language (an empty vocabulary gives 100 %).  Real tokenizers give ~0 % on text in their
+# language (byte-level BPE and byte-fallback SentencePiece have no unknown at all); a third
+# of the words as [UNK] already feeds the model mostly one embedding, a silent wrong number.
+MAX_UNKNOWN_FRACTION = 0.1
 
 
 def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str] | None,
@@ -47,7 +49,8 @@ def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str]
         frac = sum(i == unk for i in ids) / len(ids)
         if frac > MAX_UNKNOWN_FRACTION:
             return (f"its tokenizer ({type(tok).__name__}, {len(tok)} tokens) maps {frac:.0%} of "
-                    f"the probe's tokens to {tok.unk_token} (an empty or wrong vocabulary)")
+                    f"the probe's tokens to {tok.unk_token} (an empty or wrong vocabulary, or a "
+                    "probe in a language it does not know: pass --probe with text it can read)")
     return None
 
 
