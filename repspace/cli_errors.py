@@ -71,8 +71,40 @@ def classify(exc: BaseException) -> tuple[str, int]:
         return one_line("ran out of memory; lower --batch-size / --num-samples or use a "
                         "smaller model"), EXIT_INPUT
     detail = one_line(f"{type(exc).__name__}: {exc}")
+    library = _failing_library(exc)
+    if library is not None:  # the model's own code raised: say so, with the version
+        name, version, where = library
+        return (f"the model's own code failed in {name} {version} ({where}): {detail}; this "
+                f"checkpoint may need another {name} version, or be an older layout it no longer "
+                "runs (rerun with --debug for the traceback)"), EXIT_FAILED
     return (f"unexpected error: {detail} (rerun with --debug for the traceback, and please "
             "report it)"), EXIT_FAILED
+
+
+_LIBRARIES = ("transformers", "peft", "accelerate")
+
+
+def _failing_library(exc: BaseException) -> tuple[str, str, str] | None:
+    """``(library, version, "function in file")`` when the innermost frame of ``exc``'s
+    traceback is in a model library's code (a model's forward), else None."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename.replace("\\", "/")
+    for name in _LIBRARIES:
+        marker = f"/{name}/"
+        if marker in path:
+            try:
+                from importlib.metadata import version
+
+                ver = version(name)
+            except Exception:  # noqa: BLE001 - only for the message
+                ver = "(version unknown)"
+            where = f"{tb.tb_frame.f_code.co_name} in {path.split(marker, 1)[1]}"
+            return name, ver, where
+    return None
 
 
 def print_error(command: str, exc: BaseException, debug: bool = False) -> int:
