@@ -108,13 +108,14 @@ def reference(base: str, adapter: str, probe: str, batch_size: int) -> dict:
 
 def repspace_run(base: str, adapter: str, probe: str, batch_size: int, full: bool, out: str) -> dict:
     from repspace.compare import compare
-    from repspace.report import write_report
 
     kw = dict(embedding="pca") if full else dict(metrics=["linear_cka"], embedding="none",
                                                  sample_rows=0)
     res = compare(base, [adapter], probe=probe, num_samples=None, batch_size=batch_size,
                   progress=False, **kw)
-    if full:
+    if full:  # only the full run writes (and imports) the report
+        from repspace.report import write_report
+
         write_report(res, out, overwrite=True)
     name = res.tuned_names[0]
     return {"cka": [res.metrics[name][layer]["linear_cka"] for layer in res.layers]}

@@ -6,9 +6,8 @@ import json
 import os
 import sys
 
-from repspace.report import terminal_table, write_report
 from repspace.report.summary import summarize
-from repspace.report.writer import report_dict
+from repspace.report.tables import terminal_table
 
 
 def _csv_list(text: str) -> list[str]:
@@ -268,9 +267,14 @@ def _run(args) -> int:
     if int(os.environ.get("RANK", 0)) != 0:
         return 0  # under torchrun only rank 0 writes and prints; every rank has the result
     with stage("report"):
-        out = None if args.no_report else write_report(result, args.output, overwrite=args.overwrite,
-                                                       inputs=_inputs(args))
+        out = None
+        if not args.no_report:
+            from repspace.report.writer import write_report  # matplotlib: only when writing
+
+            out = write_report(result, args.output, overwrite=args.overwrite, inputs=_inputs(args))
     if args.json:
+        from repspace.report.writer import report_dict
+
         payload = report_dict(result, summarize(result), {})
         payload["output"] = str(out) if out else None
         json.dump(payload, sys.stdout, indent=2)

@@ -32,7 +32,7 @@ from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult
 
-__all__ = ["compare_models", "CompareSettings", "SAMPLE_METRICS", "embed_2d", "checkpoint_info", "step",
+__all__ = ["compare_models", "CompareOptions", "SAMPLE_METRICS", "embed_2d", "checkpoint_info", "step",
            "check_tuned_per_pass"]
 
 SAMPLE_METRICS = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
@@ -40,7 +40,7 @@ NULL_PERMUTATIONS = 200  # --metrics linear_cka_null: permutations of the row sa
 
 
 @dataclass(frozen=True)
-class CompareSettings:
+class CompareOptions:
     """How a comparison runs and what it computes: every option of :func:`compare_models`.
 
     ``layers`` (preset, glob list or names), ``pooling`` (mean | first | last | tokens),
@@ -69,7 +69,7 @@ class CompareSettings:
     segments: bool = False
 
     @classmethod
-    def from_options(cls, **options) -> "CompareSettings":
+    def from_options(cls, **options) -> "CompareOptions":
         """Settings from keyword options; an unknown one is a one-line error listing the valid."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
@@ -208,7 +208,7 @@ def _side_groups(models: Sequence[torch.nn.Module], max_size: int | None = None)
     return groups
 
 
-def _capture_all(base, pairs, batches_fn, sinks, settings: CompareSettings, *, progress: bool,
+def _capture_all(base, pairs, batches_fn, sinks, settings: CompareOptions, *, progress: bool,
                  layer_check=None, segments=None) -> None:
     """Feed ``sinks[name]`` with (base, tuned) rows for every ``(name, ck)`` of ``pairs``.
 
@@ -269,7 +269,7 @@ def _segment_tap(segments, owner: dict[str, str], first: bool):
     return tap
 
 
-def _capture(base, pairs, batches_fn, sinks, ctx, settings: CompareSettings, **capture_kwargs) -> None:
+def _capture(base, pairs, batches_fn, sinks, ctx, settings: CompareOptions, **capture_kwargs) -> None:
     """Capture this rank's shard for every tuned checkpoint; distributed: combine the ranks'."""
     label = ", ".join(name for name, _ in pairs)
     with step(ctx, f"capture of {label}"):
@@ -283,7 +283,7 @@ def _capture(base, pairs, batches_fn, sinks, ctx, settings: CompareSettings, **c
                 gather_row_sample(sinks[name], ctx.group)
 
 
-def _checkpoint_metrics(sink, name, base_name, settings: CompareSettings,
+def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
                         captured: _Captured) -> tuple[dict, list[str]]:
     """Per-layer metrics of one tuned checkpoint from its (reduced) sink; its spectra and row
     samples go into ``captured``."""
@@ -319,12 +319,12 @@ def check_tuned_per_pass(value) -> None:
 
 
 def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn,
-                   settings: CompareSettings | None = None, *, probe_info: dict | None = None,
+                   settings: CompareOptions | None = None, *, probe_info: dict | None = None,
                    names: Sequence[str] | None = None, dist=None, row_offset: int = 0,
                    **options) -> CompareResult:
     """Compare loaded checkpoints; ``batches_fn()`` yields fresh input batches each call.
 
-    ``settings`` (:class:`CompareSettings`), or its fields as keyword ``options`` (both:
+    ``settings`` (:class:`CompareOptions`), or its fields as keyword ``options`` (both:
     the options override the settings).  ``names``: report names of the tuned checkpoints;
     ``probe_info``: what the report says about the probe.
 
@@ -344,9 +344,9 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     same forward passes (:mod:`repspace.compare.segments`), in ``result.analyses["segments"]``.
     """
     if settings is None:
-        settings = CompareSettings.from_options(**options)
+        settings = CompareOptions.from_options(**options)
     elif options:
-        CompareSettings.from_options(**options)  # the names are checked: one-line error
+        CompareOptions.from_options(**options)  # the names are checked: one-line error
         settings = replace(settings, **options)
     check_tuned_per_pass(settings.tuned_per_pass)
     if settings.segments and dist is not None:
@@ -397,7 +397,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     return result if dist is None else dist.broadcast_object(result, "sending the result")
 
 
-def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareSettings,
+def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareOptions,
             probe_info: dict | None, dist) -> CompareResult:
     emb = None
     layers_out, samples_base, samples_tuned = (captured.layers, captured.samples_base,

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from repspace.report.weight_figures import (plot_adapter_effect, plot_merge_fidelity,
-                                           plot_weight_vs_representation)
 
 __all__ = ["WeightSpace", "weight_space", "add_weights_parser", "run_weights"]
 
@@ -264,6 +262,9 @@ def run_weights(args) -> int:
                             for c, ws in results.items()}}, indent=2, allow_nan=True), encoding="utf-8")
         (tmp / "weights.csv").write_text(_csv(results), encoding="utf-8")
         (tmp / "weights.md").write_text(_markdown(results, settings), encoding="utf-8")
+        from repspace.report.weight_figures import (plot_adapter_effect, plot_merge_fidelity,
+                                                   plot_weight_vs_representation)
+
         if blocks:
             plot_weight_vs_representation({c: ws.blocks for c, ws in results.items()},
                                           _representation_ranks(report_dir, blocks),

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 from tqdm.auto import tqdm
 
 from repspace._validation import RepspaceWarning, as_matrix, check_finite, check_paired
@@ -71,6 +70,8 @@ def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
         idx = np.asarray(idx, dtype=np.int64)
         bar.update(1)
         return float(metric(xt[idx], yt[idx], **metric_kwargs))
+
+    import scipy.stats  # on use: importing scipy.stats costs ~0.5 s every repspace command
 
     res = scipy.stats.bootstrap(
         (np.arange(xt.shape[0]),), statistic, n_resamples=n_resamples, vectorized=False,

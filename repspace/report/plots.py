@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repspace.report.layer_names import layer_groups, layer_title, short_layer_names
 from repspace.report.result import CompareResult
 from matplotlib.ticker import MaxNLocator
 
@@ -20,20 +21,6 @@ from repspace.report.style import (BASE_COLOR, figure_handles, legend_outside, l
 __all__ = ["save_figure", "plot_cka", "plot_effective_rank", "plot_spectra", "plot_drift",
            "plot_embedding", "plot_heatmap", "short_layer_names", "layer_groups", "broken",
            "layer_axis", "caption", "ALL_PLOTS"]
-
-
-def short_layer_names(layers: list[str]) -> list[str]:
-    """Drop the dotted prefix all layer names share: ``encoder.layer.3`` → ``layer.3``."""
-    if len(layers) < 2:
-        return list(layers)
-    parts = [name.split(".") for name in layers]
-    # Keep a word before a bare index: "layer.3", not "3".
-    keep = [2 if p[-1].isdigit() and len(p) > 1 else 1 for p in parts]
-    common = 0
-    while (all(len(p) - common > k for p, k in zip(parts, keep))
-           and len({p[common] for p in parts}) == 1):
-        common += 1
-    return [".".join(p[common:]) for p in parts]
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
@@ -51,38 +38,6 @@ def save_figure(fig, stem: Path) -> list[Path]:
         fig.clear()  # frees the artists now; the figure was never registered with pyplot
     return paths
 
-
-def layer_groups(layers: list[str]) -> list[tuple[str | None, list[int]]]:
-    """Consecutive runs of layers that belong to one tower (``vision_model``/``text_decoder``):
-    ``[(tower name or None, [layer indices])]``.
-
-    A tower is the first dotted component after the prefix all layers share; a lone layer
-    with its own component (``embeddings`` before ``encoder.layer.*``) is not a tower and
-    joins its neighbour, so a single-tower model gives one group named None."""
-    if not layers:
-        return []
-    parts = [name.split(".") for name in layers]
-    common = 0
-    while all(len(p) > common + 1 for p in parts) and len({p[common] for p in parts}) == 1:
-        common += 1
-    keys = [p[common] if len(p) > common + 1 else None for p in parts]
-    runs: list[list] = []
-    for i, key in enumerate(keys):
-        if runs and runs[-1][0] == key:
-            runs[-1][1].append(i)
-        else:
-            runs.append([key, [i]])
-    merged: list[list] = []
-    for key, idx in runs:  # a one-layer run is no tower: it joins the run before (or after)
-        if merged and (len(idx) < 2 or len(merged[-1][1]) < 2):
-            merged[-1][1].extend(idx)
-            if len(merged[-1][1]) - len(idx) < 2:
-                merged[-1][0] = key
-        else:
-            merged.append([key, list(idx)])
-    if len(merged) == 1:
-        return [(None, merged[0][1])]
-    return [(key, idx) for key, idx in merged]
 
 
 def broken(y, layers: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +182,7 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
                 step = max(1, k // 12)
                 ax.plot(np.arange(1, k + 1), sv[:k] / ref[:k], color=st["color"], ls=st["ls"],
                         lw=1.2, marker=st["marker"], ms=3, markevery=step, label=name)
-            ax.set_title(_layer_title(result.layers, layer), fontsize=9)
+            ax.set_title(layer_title(result.layers, layer), fontsize=9)
             ax.set_xlabel("component i")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ratios = np.concatenate([ln.get_ydata() for ln in ax.get_lines()[1:]] or [[1.0]])
@@ -239,19 +194,6 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
         fig.suptitle("Singular-value spectra relative to the base")
         fig.tight_layout()
         return save_figure(fig, stem)
-
-
-def tower_short_names(layers: list[str]) -> list[str]:
-    """Short layer names that stay unambiguous across towers: ``text_decoder: layer.2``."""
-    return [_layer_title(layers, layer) for layer in layers]
-
-
-def _layer_title(layers: list[str], layer: str) -> str:
-    for name, idx in layer_groups(layers):
-        if layers.index(layer) in idx:
-            short = short_layer_names([layers[i] for i in idx])[idx.index(layers.index(layer))]
-            return f"{name}: {short}" if name else short
-    return layer
 
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
@@ -277,7 +219,7 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
                        label=name + (" (base)" if name == result.base.name else ""), linewidths=0)
         ax.set_xlabel(f"{emb['method'].upper()} component 1")
         ax.set_ylabel(f"{emb['method'].upper()} component 2")
-        ax.set_title(f"Features at {_layer_title(result.layers, emb['layer'])}"
+        ax.set_title(f"Features at {layer_title(result.layers, emb['layer'])}"
                      if emb["layer"] in result.layers else f"Features at {emb['layer']}")
         legend_outside(ax, markerscale=1.5)
         return save_figure(fig, stem)

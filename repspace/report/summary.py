@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from repspace.report.plots import tower_short_names
+from repspace.report.layer_names import tower_short_names
 from repspace.report.result import CompareResult
 
 

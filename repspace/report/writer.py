@@ -101,7 +101,7 @@ def key_numbers(result: CompareResult) -> tuple[list[str], list[list[str]]]:
     """The few numbers per checkpoint that matter (header, rows): mean and min linear CKA
     (and the layer of the min), the effective-rank ratio tuned/base at the last layer, and
     the mean Fréchet distance and Procrustes distance where measured."""
-    from repspace.report.plots import tower_short_names
+    from repspace.report.layer_names import tower_short_names
 
     short = dict(zip(result.layers, tower_short_names(result.layers)))
     last = result.layers[-1] if result.layers else None
@@ -157,7 +157,7 @@ def _settings_text(result: CompareResult) -> list[tuple[str, str]]:
                     + (f", sha256 {sha[:12]}…" if sha else "")
                     + (f", modalities {', '.join(probe['modalities'])}"
                        if probe.get("modalities") else "")))
-    from repspace.report.plots import layer_groups, short_layer_names
+    from repspace.report.layer_names import layer_groups, short_layer_names
 
     groups = layer_groups(result.layers)
     if len(groups) > 1:

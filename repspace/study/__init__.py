@@ -8,10 +8,17 @@ each compared with the base, cached per cell, summarised in tables and figures.
 CLI: ``repspace study CONFIG [-o OUT] [--force] [--dry-run]``; ``repspace demo`` runs the
 preset in ``repspace/study/presets/demo.toml``.
 """
-from repspace.study.config import BASE_METHOD, CompareSettings, StudyConfig, load_study_config
-from repspace.study.grid import Cell, cell_key, expand_grid, train_config_for
-from repspace.study.results import StudyTables, aggregate, build_tables, mean_ci
-from repspace.study.runner import PlannedCell, StudyResult, plan_study, run_study
+import importlib
+
+# name -> module (loaded on first use, PEP 562): the CLI registers `repspace study` without
+# importing the runner, figures and scipy
+_LAZY = {
+    **dict.fromkeys(("BASE_METHOD", "CompareSettings", "StudyConfig", "load_study_config"),
+                    "repspace.study.config"),
+    **dict.fromkeys(("Cell", "cell_key", "expand_grid", "train_config_for"), "repspace.study.grid"),
+    **dict.fromkeys(("StudyTables", "aggregate", "build_tables", "mean_ci"), "repspace.study.results"),
+    **dict.fromkeys(("PlannedCell", "StudyResult", "plan_study", "run_study"), "repspace.study.runner"),
+}
 
 __all__ = ["BASE_METHOD", "CompareSettings", "StudyConfig", "load_study_config", "Cell",
            "cell_key", "expand_grid", "train_config_for", "StudyTables", "aggregate",
@@ -28,3 +35,15 @@ def preset_path(name: str = "demo"):
         raise ValueError(f"no study preset {name!r}; shipped: "
                          f"{', '.join(p.stem for p in path.parent.glob('*.toml'))}")
     return path
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'repspace.study' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -98,7 +98,7 @@ def _tasks(tables: StudyTables) -> list[str]:
 
 def _summary_layer(tables: StudyTables) -> str:
     """The summary layer's short, tower-qualified name (``text_decoder: layer.2``)."""
-    from repspace.report.plots import tower_short_names
+    from repspace.report.layer_names import tower_short_names
 
     layers = list(dict.fromkeys(r["layer"] for r in sorted(tables.long,
                                                           key=lambda r: r["layer_index"])))
