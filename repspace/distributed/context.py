@@ -116,8 +116,31 @@ class DistContext:
         if self.owns_group and dist.is_initialized():
             if barrier and self.world_size > 1:
                 dist.barrier()
+                self._all_left_the_barrier()
             dist.destroy_process_group()
             self.owns_group = False
+
+    def _all_left_the_barrier(self) -> None:
+        """Wait, through the rendezvous store (not gloo), until every rank has returned from
+        the closing barrier.  A rank returns from a gloo barrier once it has *received* its
+        peers' messages, while its own last send may still be in flight; a peer that tears its
+        pairs down then makes that send fail in a gloo thread, which aborts the process
+        (SIGABRT, 'terminate called without an active exception').  Best effort: a store that
+        is gone (its host rank already left) means everyone had arrived."""
+        import time
+
+        try:
+            from torch.distributed.distributed_c10d import _get_default_store
+
+            store = _get_default_store()
+            store.add("repspace/closed", 1)
+            deadline = time.monotonic() + min(self.timeout_s, 60.0)
+            while store.add("repspace/closed", 0) < self.world_size:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+        except Exception:  # noqa: BLE001 - no store, or it closed: nothing left to wait for
+            return
 
     @property
     def is_main(self) -> bool:
