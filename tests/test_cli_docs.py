@@ -2,6 +2,8 @@
 import argparse
 from pathlib import Path
 
+import pytest
+
 from repspace.cli import COMMANDS, build_parser
 from repspace.cli_docs import render_cli_reference
 
@@ -45,3 +47,14 @@ def test_help_interpolation_and_defaults():
     assert "%(default)" not in text
     assert "| `--method METHOD` | text | required |" in text      # required option
     assert "(not with `--overwrite`)" in text                      # mutually exclusive group
+
+
+@pytest.mark.parametrize("command,dest", [("compare", "base_override"), ("layers", "base")])
+def test_base_override_is_the_option_name_and_base_its_older_spelling(command, dest):
+    """CLI = API = report: compare's option is `--base-override` (settings.base_override);
+    `--base` keeps working for existing scripts."""
+    parser = build_parser()
+    positional = ["B", "T"] if command == "compare" else ["M"]
+    new = parser.parse_args([command, *positional, "--base-override", "X"])
+    old = parser.parse_args([command, *positional, "--base", "X"])
+    assert getattr(new, dest) == getattr(old, dest) == "X"

@@ -38,9 +38,9 @@ def add_layers_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"print only what a name/glob/'re:' regex/preset ({', '.join(PRESETS)}) selects")
     p.add_argument("--model-class", default=None,
                    help="transformers class to build (default: config.architectures[0])")
-    p.add_argument("--base", default=None,
+    p.add_argument("--base-override", "--base", dest="base", default=None,
                    help="as in compare: the model a PEFT adapter or a bare weights file MODEL "
-                        "applies onto (its names are listed)")
+                        "applies onto (its names are listed); --base is the older spelling")
     p.add_argument("--config", default=None,
                    help="as in compare: model config (folder or config.json) naming the "
                         "architecture of a bare weights file MODEL")

@@ -48,8 +48,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dist-timeout", type=float, default=None, help="under torchrun: seconds a "
                    "rank waits for the others before giving up (default 600)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--base", dest="base_override", default=None,
-                   help="apply adapters / weights files onto this model instead of BASE")
+    p.add_argument("--base-override", "--base", dest="base_override", default=None,
+                   help="apply adapters / weights files onto this model instead of BASE (the "
+                        "report's settings.base_override; --base is the older spelling)")
     p.add_argument("--two-models", action="store_true",
                    help="load the base separately even for a PEFT adapter (default: the base is "
                         "the adapter's model with the adapter disabled, one model in memory, "
