@@ -1,8 +1,8 @@
 """Issue 18, item 5 on the zoo's LMMs and text LMs: each parameter-efficient method lowers the
 loss over 20 steps on a fixed batch, and `compare(base, RUN)` finds the towers it does not
 touch -- the vision encoder and BLIP-2's Q-Former -- exactly unchanged (linear CKA 1 to
-1e-9) and the language model it tunes moved (CKA < 1).  Full fine-tuning moves the vision
-tower too.  (Every method x architecture also trains and reloads to identical losses in
+1e-9) and the language model it tunes moved (CKA < 1), on BLIP-2, Idefics3, LLaVA-NeXT,
+PaliGemma and Qwen2-VL.  Full fine-tuning moves the vision tower too.  (Every method x architecture also trains and reloads to identical losses in
 test_train_zoo_archs.py; exact counts and identity at init are in tests/methods/test_zoo_sites.py.)"""
 import warnings
 
@@ -21,8 +21,10 @@ OPTIONS = {"lora": {"r": 2}, "adapter": {"width": 2}, "prefix": {"num_virtual_to
            "prompt": {"num_virtual_tokens": 2}, "adalink": {"rank": 2}}
 # the towers no PEFT here touches, by layer-name fragment
 UNTOUCHED = {"blip2": ("vision_model", "qformer"), "idefics3": ("vision_model",),
-             "llava_next": ("vision_tower",)}
-TUNED = {"blip2": "language_model", "idefics3": "text_model", "llava_next": "language_model"}
+             "llava_next": ("vision_tower",), "paligemma": ("vision_tower",),
+             "qwen2_vl": ("visual.blocks",)}  # AdaLink's image site is the merger after them
+TUNED = {"blip2": "language_model", "idefics3": "text_model", "llava_next": "language_model",
+         "paligemma": "language_model", "qwen2_vl": "language_model"}
 
 
 @pytest.fixture(scope="module")
