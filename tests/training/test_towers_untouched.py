@@ -1,8 +1,8 @@
 """Issue 18, item 5 on the zoo's LMMs and text LMs: each parameter-efficient method lowers the
 loss over 20 steps on a fixed batch, and `compare(base, RUN)` finds the towers it does not
 touch -- the vision encoder and BLIP-2's Q-Former -- exactly unchanged (linear CKA 1 to
-1e-9) and the language model it tunes moved (CKA < 1), on BLIP-2, Idefics3, LLaVA-NeXT,
-PaliGemma and Qwen2-VL.  Full fine-tuning moves the vision tower too.  (Every method x architecture also trains and reloads to identical losses in
+1e-9) and the language model it tunes moved (CKA < 1), on BLIP-2 (OPT and T5 language
+models), InstructBLIP, Idefics3, LLaVA-NeXT, PaliGemma and Qwen2-VL.  Full fine-tuning moves the vision tower too.  (Every method x architecture also trains and reloads to identical losses in
 test_train_zoo_archs.py; exact counts and identity at init are in tests/methods/test_zoo_sites.py.)"""
 import warnings
 
@@ -13,6 +13,7 @@ from repspace.compare import compare
 from repspace.training import TrainConfig, train
 
 from tests.compat import zoo
+from tests.training.zoo_variants import BUILDERS as VARIANTS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 torch.set_num_threads(1)
@@ -22,9 +23,11 @@ OPTIONS = {"lora": {"r": 2}, "adapter": {"width": 2}, "prefix": {"num_virtual_to
 # the towers no PEFT here touches, by layer-name fragment
 UNTOUCHED = {"blip2": ("vision_model", "qformer"), "idefics3": ("vision_model",),
              "llava_next": ("vision_tower",), "paligemma": ("vision_tower",),
-             "qwen2_vl": ("visual.blocks",)}  # AdaLink's image site is the merger after them
+             "qwen2_vl": ("visual.blocks",),  # AdaLink's image site is the merger after them
+             "blip2_t5": ("vision_model", "qformer"), "instructblip": ("vision_model", "qformer")}
 TUNED = {"blip2": "language_model", "idefics3": "text_model", "llava_next": "language_model",
-         "paligemma": "language_model", "qwen2_vl": "language_model"}
+         "paligemma": "language_model", "qwen2_vl": "language_model",
+         "blip2_t5": "language_model", "instructblip": "language_model"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,15 @@ def folder(tmp_path_factory):
         if name not in cache:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cache[name] = str(zoo.save(name, tmp_path_factory.mktemp(f"tow-{name}")))
+                if name in VARIANTS:  # BLIP-2 on T5, InstructBLIP: built like the zoo's, saved here
+                    torch.manual_seed(0)
+                    model, proc = VARIANTS[name]()
+                    out = tmp_path_factory.mktemp(f"tow-{name}")
+                    model.save_pretrained(out)
+                    proc.save_pretrained(out)
+                    cache[name] = str(out)
+                else:
+                    cache[name] = str(zoo.save(name, tmp_path_factory.mktemp(f"tow-{name}")))
         return cache[name]
 
     return get
