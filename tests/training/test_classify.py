@@ -4,7 +4,6 @@ saves it, RoBERTa *ForMaskedLM) and on T5 (label as text), the refusals, and eve
 lowering the loss over 20 steps on a fixed batch."""
 import json
 import re
-import warnings
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch
 from repspace.methods import available_methods
 from repspace.training import TrainConfig, load_run, train
 
-from tests.compat import zoo
+from tests.training.zoo_variants import saved_folders
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 torch.set_num_threads(1)
@@ -21,16 +20,7 @@ SMALL = {"r": 2, "width": 2, "num_virtual_tokens": 2, "rank": 2}
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    cache: dict = {}
-
-    def get(name: str) -> str:
-        if name not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cache[name] = str(zoo.save(name, tmp_path_factory.mktemp(f"cls-{name}")))
-        return cache[name]
-
-    return get
+    return saved_folders(tmp_path_factory, "cls")
 
 
 def _options(method: str) -> dict:

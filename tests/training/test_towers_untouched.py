@@ -4,7 +4,6 @@ touch -- the vision encoder and BLIP-2's Q-Former -- exactly unchanged (linear C
 1e-9) and the language model it tunes moved (CKA < 1), on BLIP-2 (OPT and T5 language
 models), InstructBLIP, Idefics3, LLaVA-NeXT, PaliGemma and Qwen2-VL.  Full fine-tuning moves the vision tower too.  (Every method x architecture also trains and reloads to identical losses in
 test_train_zoo_archs.py; exact counts and identity at init are in tests/methods/test_zoo_sites.py.)"""
-import warnings
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ import torch
 from repspace.compare import compare
 from repspace.training import TrainConfig, train
 
-from tests.compat import zoo
-from tests.training.zoo_variants import BUILDERS as VARIANTS
+from tests.training.zoo_variants import saved_folders
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 torch.set_num_threads(1)
@@ -32,24 +30,7 @@ TUNED = {"blip2": "language_model", "idefics3": "text_model", "llava_next": "lan
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    cache: dict = {}
-
-    def get(name: str) -> str:
-        if name not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if name in VARIANTS:  # BLIP-2 on T5, InstructBLIP: built like the zoo's, saved here
-                    torch.manual_seed(0)
-                    model, proc = VARIANTS[name]()
-                    out = tmp_path_factory.mktemp(f"tow-{name}")
-                    model.save_pretrained(out)
-                    proc.save_pretrained(out)
-                    cache[name] = str(out)
-                else:
-                    cache[name] = str(zoo.save(name, tmp_path_factory.mktemp(f"tow-{name}")))
-        return cache[name]
-
-    return get
+    return saved_folders(tmp_path_factory, "tow")
 
 
 def _train(base, tmp_path, method, steps=20):

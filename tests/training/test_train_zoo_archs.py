@@ -5,7 +5,6 @@ generates -- the held-out evaluation decodes with and without the KV cache and t
 (``evaluate_model`` raises ``CachedGenerationMismatch`` otherwise, so a finished run is the
 check).  Full fine-tuning must also lower the loss on a fixed batch."""
 import json
-import warnings
 
 import pytest
 import torch
@@ -13,8 +12,7 @@ import torch
 from repspace.methods import available_methods, count_parameters
 from repspace.training import TrainConfig, load_run, train
 
-from tests.compat import zoo
-from tests.training.zoo_variants import BUILDERS as VARIANTS
+from tests.training.zoo_variants import saved_folders
 
 # zoo name -> task trained (captioning for one LMM so both recipes run; VQA elsewhere)
 ARCHS = {"gemma2": "vqa", "phi3": "vqa", "t5": "vqa", "roberta": "vqa", "bert": "vqa",
@@ -32,24 +30,7 @@ SMALL = {"r": 2, "width": 2, "num_virtual_tokens": 2, "rank": 2}
 
 @pytest.fixture(scope="module")
 def zoo_base(tmp_path_factory):
-    cache: dict = {}
-
-    def get(name: str) -> str:
-        if name not in cache:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                folder = tmp_path_factory.mktemp(f"zoo-{name}")
-                if name in VARIANTS:
-                    torch.manual_seed(0)
-                    model, processor = VARIANTS[name]()
-                    model.save_pretrained(folder)
-                    processor.save_pretrained(folder)
-                else:
-                    zoo.save(name, folder)
-                cache[name] = str(folder)
-        return cache[name]
-
-    return get
+    return saved_folders(tmp_path_factory, "zoo")
 
 
 def _options(method: str) -> dict:

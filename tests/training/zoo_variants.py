@@ -1,6 +1,9 @@
 """Two LMM variants the compat zoo (tests/compat/zoo.py) does not hold, built from its
 tokenizers and configs: BLIP-2 with a T5 language model (the FLAN-T5 checkpoints) and
 InstructBLIP (instruction to the Q-Former too) with a Llama (Vicuna) language model."""
+import warnings
+
+import torch
 import transformers
 
 from tests.compat import zoo
@@ -34,3 +37,26 @@ def instructblip():
 
 
 BUILDERS = {"blip2_t5": blip2_t5, "instructblip": instructblip}
+
+
+def saved_folders(tmp_path_factory, prefix: str):
+    """``get(name) -> folder`` of a zoo (tests/compat/zoo.py) or variant checkpoint saved with
+    ``save_pretrained`` as a user has it, built once per fixture scope (fixed seeds)."""
+    cache: dict = {}
+
+    def get(name: str) -> str:
+        if name not in cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                folder = tmp_path_factory.mktemp(f"{prefix}-{name}")
+                if name in BUILDERS:
+                    torch.manual_seed(0)
+                    model, processor = BUILDERS[name]()
+                    model.save_pretrained(folder)
+                    processor.save_pretrained(folder)
+                else:
+                    zoo.save(name, folder)
+                cache[name] = str(folder)
+        return cache[name]
+
+    return get
