@@ -5,7 +5,7 @@ should not pay for importing matplotlib.
 """
 from __future__ import annotations
 
-import importlib
+from repspace._lazy import lazy_attributes
 
 _LAZY = {
     "CheckpointInfo": "repspace.report.result",
@@ -22,13 +22,4 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "CheckpointInfo", "CompareResult", "summa
            "terminal_table", "tidy_rows", "write_report"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'repspace.report' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

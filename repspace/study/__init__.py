@@ -8,7 +8,7 @@ each compared with the base, cached per cell, summarised in tables and figures.
 CLI: ``repspace study CONFIG [-o OUT] [--force] [--dry-run]``; ``repspace demo`` runs the
 preset in ``repspace/study/presets/demo.toml``.
 """
-import importlib
+from repspace._lazy import lazy_attributes
 
 # name -> module (loaded on first use, PEP 562): the CLI registers `repspace study` without
 # importing the runner, figures and scipy
@@ -37,13 +37,4 @@ def preset_path(name: str = "demo"):
     return path
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'repspace.study' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -13,7 +13,7 @@ a run folder needs the methods and the task heads, not the training loop.
 """
 from __future__ import annotations
 
-import importlib
+from repspace._lazy import lazy_attributes
 
 from repspace.training.runs import load_run  # importing runs registers the run-folder loaders
 
@@ -31,13 +31,4 @@ _LAZY = {
 __all__ = ["TrainConfig", "TrainResult", "train", "load_run", "evaluate_model", "evaluate_base", "DEFAULT_LR", "default_lr"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later lookups skip __getattr__
-        return value
-    raise AttributeError(f"module 'repspace.training' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
