@@ -27,7 +27,7 @@ from typing import Iterable
 
 from torch import nn
 
-__all__ = ["ArchSpec", "ARCHITECTURES", "architecture_of", "find_modules", "site_modules"]
+__all__ = ["ArchSpec", "ARCHITECTURES", "architecture_of", "find_modules", "site_modules", "output_width"]
 
 
 @dataclass(frozen=True)
@@ -271,3 +271,20 @@ def site_modules(model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers:
                          f"{', '.join(sites)} in tower(s) {', '.join(towers)}; is this really a "
                          f"{arch.name} model?")
     return out
+
+
+_WIDTH_ATTRS = ("normalized_shape", "out_features", "embedding_dim", "out_channels", "nf")
+
+
+def output_width(module: nn.Module, kinds: tuple[str, ...] = _WIDTH_ATTRS) -> int | None:
+    """The width of what ``module`` itself outputs, read from the first of ``kinds`` it has
+    (LayerNorm's ``normalized_shape``, Linear's ``out_features``, Embedding's
+    ``embedding_dim``, Conv's ``out_channels``, transformers Conv1D's ``nf``); None when it
+    has none (a container or a parameter-free module)."""
+    for attr in kinds:
+        d = getattr(module, attr, None)
+        if attr == "normalized_shape" and isinstance(module, nn.LayerNorm) and d:
+            return int(d[-1])
+        if attr != "normalized_shape" and isinstance(d, int) and not isinstance(d, bool):
+            return d
+    return None

@@ -32,7 +32,7 @@ from repspace.methods.architectures import ArchSpec, architecture_of
 __all__ = [
     "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
     "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
-    "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers",
+    "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers", "check_choices",
     "check_positive_int", "head_parameters", "MethodFacts", "method_facts",
 ]
 
@@ -76,14 +76,20 @@ class MethodConfig:
 
 # Validators the families' config ``__post_init__`` share, so every method rejects a bad
 # option with the same one-line message.
+def check_choices(method: str, field: str, value, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """``value`` (one name or several) as a non-empty tuple of names from ``allowed``;
+    ValueError naming ``method`` and ``field`` otherwise."""
+    names = (value,) if isinstance(value, str) else tuple(value)
+    bad = [v for v in names if v not in allowed]
+    if not names or bad:
+        raise ValueError(f"{method}: {field} must be a non-empty subset of {', '.join(allowed)}; "
+                         f"got {names!r}")
+    return names
+
+
 def check_towers(method: str, towers, allowed=("text", "vision")) -> tuple[str, ...]:
     """``towers`` as a non-empty tuple of known tower names (ValueError otherwise)."""
-    towers = (towers,) if isinstance(towers, str) else tuple(towers)
-    bad = [t for t in towers if t not in allowed]
-    if not towers or bad:
-        raise ValueError(f"{method}: towers must be a non-empty subset of {', '.join(allowed)}; "
-                         f"got {towers!r}")
-    return towers
+    return check_choices(method, "towers", towers, allowed)
 
 
 MAX_SIZE = 1 << 16  # ranks, widths and virtual-token counts above this are typos or attacks

@@ -26,8 +26,9 @@ import torch
 from torch import nn
 
 from repspace.introspection import unwrap_model
-from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, register_method
+from repspace.methods.architectures import ArchSpec, output_width, site_modules
+from repspace.methods.base import (MethodConfig, MethodFacts, check_choices, check_positive_int,
+                                   register_method)
 
 __all__ = ["AdaLinkConfig", "LowRankResidual", "apply_adalink", "MODALITIES"]
 
@@ -45,13 +46,7 @@ class AdaLinkConfig(MethodConfig):
 
     def __post_init__(self):
         check_positive_int("adalink", "rank", self.rank)
-        mods = self.modalities
-        self.modalities = (mods,) if isinstance(mods, str) else tuple(mods)
-        bad = [m for m in self.modalities if m not in MODALITIES]
-        if not self.modalities or bad:
-            raise ValueError("adalink: modalities must be a non-empty subset of "
-                             f"{', '.join(MODALITIES)}; "
-                             f"got {self.modalities!r}")
+        self.modalities = check_choices("adalink", "modalities", self.modalities, MODALITIES)
 
 
 class LowRankResidual(nn.Module):
@@ -79,11 +74,9 @@ def _output_width(root: nn.Module, name: str, module: nn.Module, modality: str) 
     Embedding, Conv), or -- for a parameter-free module such as GPT-2's dropout -- the
     text config's ``hidden_size``."""
     for m in reversed(list(module.modules())):
-        if isinstance(m, nn.LayerNorm) and m.normalized_shape:
-            return int(m.normalized_shape[-1])
-        for attr in ("out_features", "embedding_dim", "out_channels", "nf"):
-            if isinstance(getattr(m, attr, None), int):
-                return getattr(m, attr)
+        d = output_width(m)
+        if d is not None:
+            return d
     config = getattr(root, "config", None)
     if modality == "text" and config is not None and hasattr(config, "get_text_config"):
         d = getattr(config.get_text_config(), "hidden_size", None)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from repspace.introspection import unwrap_model
-from repspace.methods.architectures import ArchSpec, site_modules
+from repspace.methods.architectures import ArchSpec, output_width, site_modules
 from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
 
 __all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "apply_adapter",
@@ -154,12 +154,11 @@ class ParallelAdapterWrapped(AdapterWrapped):
 
 def _output_width(name: str, module: nn.Module) -> int:
     """``d`` of a linear-like module (``nn.Linear.out_features``, transformers ``Conv1D.nf``)."""
-    for attr in ("out_features", "nf"):
-        d = getattr(module, attr, None)
-        if isinstance(d, int):
-            return d
-    raise ValueError(f"adapter: cannot tell the output width of {name} ({type(module).__name__}); "
-                     "expected nn.Linear or transformers Conv1D")
+    d = output_width(module, kinds=("out_features", "nf"))
+    if d is None:
+        raise ValueError(f"adapter: cannot tell the output width of {name} ({type(module).__name__}); "
+                         "expected nn.Linear or transformers Conv1D")
+    return d
 
 
 def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,

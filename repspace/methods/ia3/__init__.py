@@ -25,7 +25,7 @@ from torch import nn
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace.methods.base import MethodConfig, MethodFacts, check_towers, register_method
-from repspace.methods.lora.targets import exact_pattern, keep_trainable
+from repspace.methods.lora.targets import exact_pattern, inject_peft, linear_layout
 
 __all__ = ["IA3Config", "apply_ia3"]
 
@@ -45,27 +45,18 @@ class IA3Config(MethodConfig):
 def apply_ia3(model: nn.Module, config: IA3Config, arch: ArchSpec, stage: int = 1) -> nn.Module:
     """Inject (IA)^3 vectors into ``model`` in place and return it."""
     import peft
-    from transformers.pytorch_utils import Conv1D
 
     root = unwrap_model(model)
     attn = site_modules(root, arch, ("key_value",), config.towers, "ia3")
     ffn = site_modules(root, arch, ("ffn_out",), config.towers, "ia3")
-    if "default" in (getattr(root, "peft_config", None) or {}):
-        raise ValueError(f"ia3: {type(root).__name__} already carries a peft adapter 'default'; "
-                         "apply IA3 to a model without LoRA/IA3")
     targets = attn + [t for t in ffn if t[0] not in {n for n, _ in attn}]
-    for name, m in targets:
-        if not isinstance(m, (nn.Linear, Conv1D)):
-            raise ValueError(f"ia3: target {name} is a {type(m).__name__}; (IA)^3 supports "
-                             "nn.Linear and transformers Conv1D only")
     peft_config = peft.IA3Config(
         target_modules=exact_pattern(n for n, _ in targets),
         feedforward_modules=exact_pattern(n for n, _ in ffn),
-        fan_in_fan_out=all(isinstance(m, Conv1D) for _, m in targets),
+        fan_in_fan_out=linear_layout("ia3", targets, linear_only=True),
         init_ia3_weights=True,
     )
-    with keep_trainable(root):
-        peft.inject_adapter_in_model(peft_config, root)
+    inject_peft("ia3", root, peft_config)
     return model
 
 

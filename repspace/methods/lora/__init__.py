@@ -23,8 +23,9 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
-from repspace.methods.lora.targets import exact_pattern, keep_trainable
+from repspace.methods.base import (MethodConfig, MethodFacts, check_choices, check_positive_int,
+                                   check_towers, register_method)
+from repspace.methods.lora.targets import exact_pattern, inject_peft, linear_layout
 
 __all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
 
@@ -53,33 +54,21 @@ class LoRAConfig(MethodConfig):
                 or not 0 <= self.dropout < 1:
             raise ValueError(f"lora: dropout must be in [0, 1); got {self.dropout!r}")
         self.towers = check_towers("lora", self.towers)
-        self.sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
-        bad = [s for s in self.sites if s not in LORA_SITES]
-        if not self.sites or bad:
-            raise ValueError(f"lora: sites must be a non-empty subset of {', '.join(LORA_SITES)}; "
-                             f"got {self.sites!r}")
+        self.sites = check_choices("lora", "sites", self.sites, LORA_SITES)
 
 
 def apply_lora(model: nn.Module, config: LoRAConfig, arch: ArchSpec, stage: int = 1) -> nn.Module:
     """Inject LoRA into ``model`` in place and return it; only the new ``lora_A``/``lora_B``
     parameters (plus whatever was trainable before) are trainable."""
     import peft
-    from transformers.pytorch_utils import Conv1D
 
     root = unwrap_model(model)
     targets = site_modules(root, arch, config.sites, config.towers, "lora")
-    if "default" in (getattr(root, "peft_config", None) or {}):
-        raise ValueError(f"lora: {type(root).__name__} already carries a peft adapter 'default'; "
-                         "apply LoRA to a model without LoRA/IA3")
-    conv1d = [isinstance(m, Conv1D) for _, m in targets]
     peft_config = peft.LoraConfig(
         r=config.r, lora_alpha=config.alpha, lora_dropout=float(config.dropout), bias="none",
         target_modules=exact_pattern(n for n, _ in targets),
-        # Conv1D stores W as (d_in, d_out); with mixed module types peft fixes it per module
-        fan_in_fan_out=all(conv1d),
-    )
-    with keep_trainable(root):
-        peft.inject_adapter_in_model(peft_config, root)
+        fan_in_fan_out=linear_layout("lora", targets))
+    inject_peft("lora", root, peft_config)
     return model
 
 

@@ -9,7 +9,7 @@ from typing import Iterable
 
 from torch import nn
 
-__all__ = ["exact_pattern", "keep_trainable"]
+__all__ = ["exact_pattern", "keep_trainable", "linear_layout", "inject_peft"]
 
 
 def exact_pattern(names: Iterable[str]) -> str:
@@ -37,3 +37,31 @@ class keep_trainable:
             if id(p) in self._ids:
                 p.requires_grad_(True)
         return False
+
+
+def linear_layout(method: str, targets: list[tuple[str, nn.Module]], linear_only: bool = False) -> bool:
+    """peft's ``fan_in_fan_out`` for ``targets``: True when every one is a transformers
+    ``Conv1D``, which stores W as (d_in, d_out) (with mixed module types peft fixes it per
+    module).  ``linear_only``: a target that is neither ``nn.Linear`` nor ``Conv1D`` is a
+    ValueError naming it (IA3's scaling vectors are defined for linear maps only)."""
+    from transformers.pytorch_utils import Conv1D
+
+    if linear_only:
+        for name, m in targets:
+            if not isinstance(m, (nn.Linear, Conv1D)):
+                raise ValueError(f"{method}: target {name} is a {type(m).__name__}; {method} "
+                                 "supports nn.Linear and transformers Conv1D only")
+    return all(isinstance(m, Conv1D) for _, m in targets)
+
+
+def inject_peft(method: str, root: nn.Module, peft_config) -> None:
+    """``peft.inject_adapter_in_model(peft_config, root)`` in place, keeping what was trainable
+    before (:class:`keep_trainable`); refuses a model that already carries peft's adapter
+    ``default`` (a second injection would silently share or replace it)."""
+    import peft
+
+    if "default" in (getattr(root, "peft_config", None) or {}):
+        raise ValueError(f"{method}: {type(root).__name__} already carries a peft adapter 'default'; "
+                         f"apply {method} to a model without LoRA/IA3")
+    with keep_trainable(root):
+        peft.inject_adapter_in_model(peft_config, root)
