@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -20,14 +21,15 @@ from repspace._profile import stage
 from repspace.capture.backbone import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.compare.analyses import needs_separate_base, run_analyses
-from repspace.compare.engine import check_tuned_per_pass, checkpoint_info, compare_models, step
+from repspace.compare.engine import (CompareOptions, check_tuned_per_pass, checkpoint_info,
+                                     compare_models, step)
 from repspace.compare.options import check_settings
 from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
 from repspace.probe.processors import choose_processor
 from repspace.report.result import CompareResult
 from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 
-__all__ = ["compare"]
+__all__ = ["compare", "CompareConfig"]
 
 
 def _depth_differs(base, tuned, layers) -> bool:
@@ -40,9 +42,8 @@ def _depth_differs(base, tuned, layers) -> bool:
     return False
 
 
-def _compare_matched(base, tuned, batches_fn, probe_info, *, batch_size, seed, layers="blocks",
-                     pooling="mean", metrics=None, device=None, progress=True, names=None,
-                     precision="float64", **_ignored) -> CompareResult:
+def _compare_matched(base, tuned, batches_fn, probe_info, o: CompareOptions,
+                     names: Sequence[str] | None) -> CompareResult:
     """The comparison of one tuned checkpoint of another depth, layer pairs matched by
     cross-layer CKA (:mod:`repspace.compare.matched`)."""
     from repspace.compare.matched import compare_matched
@@ -51,13 +52,14 @@ def _compare_matched(base, tuned, batches_fn, probe_info, *, batch_size, seed, l
         raise ValueError(f"--match-layers with models of different depth compares one tuned "
                          f"checkpoint at a time; got {len(tuned)}")
     name = (list(names) if names else [tuned[0].name])[0]
-    wanted = set(metrics) if metrics else None
-    per_layer, order, info = compare_matched(base, tuned[0], name, batches_fn, layers=layers,
-                                             pooling=pooling, batch_size=batch_size,
-                                             device=device, metrics=wanted, progress=progress)
-    settings = {"layers": layers if isinstance(layers, str) else list(layers), "pooling": pooling,
-                "metrics": sorted(wanted) if wanted else "all", "batch_size": batch_size,
-                "device": device or "cpu", "seed": seed, "precision": "float64",
+    wanted = o.wanted
+    per_layer, order, info = compare_matched(base, tuned[0], name, batches_fn, layers=o.layers,
+                                             pooling=o.pooling, batch_size=o.batch_size,
+                                             device=o.device, metrics=wanted, progress=o.progress)
+    settings = {"layers": o.layers if isinstance(o.layers, str) else list(o.layers),
+                "pooling": o.pooling, "metrics": sorted(wanted) if wanted else "all",
+                "batch_size": o.batch_size, "device": o.device or "cpu", "seed": o.seed,
+                "precision": "float64",
                 "layer_pairing": "matched by cross-layer CKA (--match-layers: the models differ "
                                  "in depth); each tuned layer against its matched base layer"}
     return CompareResult(base=checkpoint_info(base, base.name), tuned=[checkpoint_info(tuned[0], name)],
@@ -97,96 +99,161 @@ def _recording_warnings(fn):
     return wrapper
 
 
+def _load(base: str, tuned: Sequence[str], s: CompareConfig):
+    """The loaded base and tuned checkpoints, and how the base is captured (``settings
+    ["base_capture"]``): from the one tuned adapter's model with the adapter disabled, or
+    loaded separately (with the reason)."""
+    from repspace.compare.shared_base import (disabled_base_reason, plan_reason,
+                                              shared_base_checkpoint)
+
+    load = dict(config=s.config, device_map=s.device_map, strict=s.strict,
+                dtype=getattr(torch, s.dtype) if s.dtype else None)
+    why = plan_reason(base, tuned, base_override=s.base_override, config=s.config,
+                      two_models=s.two_models) or needs_separate_base(s.weight_space,
+                                                                      s.match_layers)
+    if why is None:  # one model: the tuned adapter's, base read with it disabled
+        tuned_cks = [load_checkpoint(tuned[0], base=base, **load)]
+        why = disabled_base_reason(tuned_cks[0].model)
+        base_ck = (shared_base_checkpoint(base, tuned_cks[0]) if why is None
+                   else load_checkpoint(base, **load))
+    else:
+        base_ck = load_checkpoint(base, **load)
+        tuned_cks = [load_checkpoint(t, base=s.base_override or base, **load) for t in tuned]
+    capture = {"mode": "adapter_disabled"} if why is None else {"mode": "separate", "reason": why}
+    return base_ck, tuned_cks, capture
+
+
+def _record_settings(result: CompareResult, s: CompareConfig) -> None:
+    """What else decides the numbers goes into the report's settings."""
+    if s.device_map is not None:
+        result.settings["device_map"] = s.device_map
+    if s.dtype is not None:
+        result.settings["dtype"] = s.dtype
+    result.settings["max_length"] = s.max_length  # it changes text features, so the numbers
+    # By content: the architecture file of bare weights and the model adapters were applied
+    # onto instead of BASE.
+    for key, spec in (("config", s.config), ("base_override", s.base_override)):
+        if spec is not None:
+            from repspace.checkpoints import checkpoint_sha256, resolve_spec
+
+            result.settings[key] = {"spec": spec, "sha256": checkpoint_sha256(resolve_spec(spec))}
+
+
+@dataclass(frozen=True)
+class CompareConfig(CompareOptions):
+    """Every option of :func:`compare`: the engine's (:class:`CompareOptions`: layers,
+    pooling, metrics, batch size, device, ...) and what the engine is not told about.
+
+    What to probe: ``probe`` (a source: ``builtin``, ``general``, a file, a folder),
+    ``num_samples`` (None: all), ``max_length`` (tokens per text).
+
+    What to load, and where: ``base_override`` (apply adapters / bare weights onto this
+    model instead of the base), ``config`` (the architecture of bare weights), ``strict``
+    (refuse weights that do not fit exactly), ``device_map`` (e.g. ``"auto"``: accelerate's
+    big-model dispatch, layers spread over the GPUs, then CPU; the models stay where it put
+    them and ``device`` is ignored), ``dtype`` (``"bfloat16"``, ``"float16"``; default
+    float32), ``two_models`` (load the base separately even for one adapter on its own
+    base), ``distributed`` (None: auto — a running ``torch.distributed`` group or torchrun's
+    ``WORLD_SIZE > 1``; each rank captures a contiguous shard of the probe set, cut on batch
+    boundaries, so the statistics equal one process's to float64 rounding and the row sample
+    is the same rows), ``dist_timeout`` (seconds a collective waits for a peer).
+
+    The PEFT-aware analyses of :mod:`repspace.compare.analyses`, on the same checkpoints and
+    probe batches, in ``result.analyses`` (one process only): ``adapter_effect``,
+    ``weight_space``, ``merge_dtypes`` (e.g. ``("bfloat16",)``), ``match_layers``.
+
+    Field names are the CLI's option names (``--num-samples`` is ``num_samples``).
+    """
+
+    probe: str = "builtin"
+    num_samples: int | None = 512
+    max_length: int = 64
+    base_override: str | None = None
+    config: str | None = None
+    strict: bool = True
+    device_map: str | dict | None = None
+    dtype: str | None = None
+    two_models: bool = False
+    distributed: bool | None = None
+    dist_timeout: float | None = None
+    adapter_effect: bool = False
+    weight_space: bool = False
+    merge_dtypes: Sequence[str] | None = None
+    match_layers: bool = False
+
+    def engine_options(self, **changes) -> CompareOptions:
+        """The engine's share of these settings (:func:`compare_models`), with ``changes``."""
+        return replace(CompareOptions(**{f.name: getattr(self, f.name)
+                                         for f in fields(CompareOptions)}), **changes)
+
+    @property
+    def analyses_wanted(self) -> bool:
+        return bool(self.adapter_effect or self.weight_space or self.merge_dtypes
+                    or self.match_layers)
+
+
 @_recording_warnings
-def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
-            num_samples: int | None = 512, base_override: str | None = None,
-            config: str | None = None, strict: bool = True, max_length: int = 64,
-            batch_size: int = 32, seed: int = 0, device_map: str | dict | None = None,
-            dtype: str | None = None,
-            distributed: bool | None = None, dist_timeout: float | None = None,
-            two_models: bool = False, adapter_effect: bool = False, weight_space: bool = False,
-            merge_dtypes: Sequence[str] | None = None, match_layers: bool = False,
-            **kwargs) -> CompareResult:
+def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = None, *,
+            names: Sequence[str] | None = None, **options) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
 
-    ``tuned`` checkpoints that are adapters or bare weights are applied onto ``base``
-    (or onto ``base_override`` when given).  See :func:`compare_models` for the rest.
-
-    ``device_map`` (e.g. ``"auto"``): load the models with accelerate's big-model
-    dispatch (layers spread over the available GPUs, then CPU); the models then stay
-    where accelerate put them (``device`` is ignored).  ``dtype``: weights dtype
-    (``"bfloat16"``, ``"float16"``; default float32).  ``distributed``: ``None`` (auto:
-    a running ``torch.distributed`` group or torchrun's ``WORLD_SIZE > 1``), ``True`` or
-    ``False``; each rank captures a contiguous shard of the probe set, cut on batch
-    boundaries, so the statistics equal one process's to float64 rounding and the row
-    sample is the same rows.  ``dist_timeout``: seconds a collective waits for a peer.
+    ``settings`` (:class:`CompareConfig`), or its fields as keyword ``options`` (both: the
+    options override the settings; an unknown name is a one-line error listing the known).
+    ``tuned`` checkpoints that are adapters or bare weights are applied onto ``base`` (or
+    onto ``base_override`` when given); ``names``: their report names (default: the
+    folder names, made unique).
 
     One PEFT adapter on its own base: the base is captured from the adapter's model with
     the adapter disabled (one model in memory, identical numbers;
     :mod:`repspace.compare.shared_base`); ``two_models=True``, or anything that makes
     disabling differ from the base, loads the base separately.  ``settings["base_capture"]``
-    records which, and why.
-
-    ``adapter_effect``, ``weight_space``, ``merge_dtypes`` (e.g. ``["bfloat16"]``),
-    ``match_layers``: the PEFT-aware analyses of :mod:`repspace.compare.analyses`, on the
-    same checkpoints and probe batches, in ``result.analyses`` (one process only).
+    of the result records which, and why.
     """
-    if merge_dtypes is not None:
+    if settings is None:
+        s = CompareConfig.from_options(**options)
+    else:
+        CompareConfig.from_options(**options)  # the names are checked: one-line error
+        s = replace(settings, **options)
+    if s.merge_dtypes is not None:
         from repspace.compare.merge_fidelity import parse_merge_dtypes
 
-        merge_dtypes = parse_merge_dtypes(",".join(merge_dtypes))  # before loading anything
+        # before loading anything
+        s = replace(s, merge_dtypes=parse_merge_dtypes(",".join(s.merge_dtypes)))
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
-    check_tuned_per_pass(kwargs.get("tuned_per_pass"))  # before minutes of loading
-    check_settings(num_samples=num_samples, batch_size=batch_size, max_length=max_length,
-                   sample_rows=kwargs.get("sample_rows", 1000), metrics=kwargs.get("metrics"),
-                   layers=kwargs.get("layers", "blocks"), dist_timeout=dist_timeout,
-                   spectrum_layers=kwargs.get("spectrum_layers"))
-    preflight_checkpoints([base, *tuned, base_override, config])
+    check_tuned_per_pass(s.tuned_per_pass)  # before minutes of loading
+    check_settings(num_samples=s.num_samples, batch_size=s.batch_size, max_length=s.max_length,
+                   sample_rows=s.sample_rows, metrics=s.metrics, layers=s.layers,
+                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers)
+    preflight_checkpoints([base, *tuned, s.base_override, s.config])
     ctx = None
-    if distributed is not False:
+    if s.distributed is not False:
         from repspace.distributed import DistContext
 
-        ctx = DistContext.from_env(kwargs.get("device"), dist_timeout)
-        if ctx is None and distributed:
+        ctx = DistContext.from_env(s.device, s.dist_timeout)
+        if ctx is None and s.distributed:
             raise ValueError("distributed=True but no process group is running and WORLD_SIZE "
                              "is not set; launch with torchrun --nproc-per-node N")
-        if ctx is not None and (adapter_effect or weight_space or merge_dtypes or match_layers):
+        if ctx is not None and s.analyses_wanted:
             ctx.close(barrier=False)
             raise ValueError("--adapter-effect, --weight-space, --merge-dtype and --match-layers "
                              "run in one process; launch them without torchrun")
     finished = False
     try:
+        device = s.device
         if ctx is not None:
-            kwargs["device"] = ctx.compute_device(kwargs.get("device"))
-        if device_map is not None:
-            kwargs["device"] = None  # accelerate placed the layers; moving would break its hooks
-        torch.manual_seed(seed)
+            device = ctx.compute_device(device)
+        if s.device_map is not None:
+            device = None  # accelerate placed the layers; moving would break its hooks
+        engine = s.engine_options(device=device)
+        torch.manual_seed(s.seed)
         with step(ctx, "loading"), stage("load"):
-            load = dict(config=config, device_map=device_map,
-                        dtype=getattr(torch, dtype) if dtype else None)
-            probe_set = load_probe(probe, num_samples=num_samples, seed=seed)  # cheap: first
-            if len(probe_set) < 4 and kwargs.get("pooling", "mean") != "tokens":
+            probe_set = load_probe(s.probe, num_samples=s.num_samples, seed=s.seed)  # cheap: first
+            if len(probe_set) < 4 and s.pooling != "tokens":
                 raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
                                  "metrics need at least 4 — use more probe samples")
-            from repspace.compare.shared_base import (disabled_base_reason, plan_reason,
-                                                      shared_base_checkpoint)
-
-            why = plan_reason(base, tuned, base_override=base_override, config=config,
-                              two_models=two_models) or needs_separate_base(weight_space,
-                                                                            match_layers)
-            if why is None:  # one model: the tuned adapter's, base read with it disabled
-                tuned_cks = [load_checkpoint(tuned[0], base=base, strict=strict, **load)]
-                why = disabled_base_reason(tuned_cks[0].model)
-                base_ck = (shared_base_checkpoint(base, tuned_cks[0]) if why is None
-                           else load_checkpoint(base, strict=strict, **load))
-            else:
-                base_ck = load_checkpoint(base, strict=strict, **load)
-                tuned_cks = [load_checkpoint(t, base=base_override or base, strict=strict, **load)
-                             for t in tuned]
-            base_capture = ({"mode": "adapter_disabled"} if why is None else
-                            {"mode": "separate", "reason": why})
-            rows = ctx.shard(len(probe_set), batch_size) if ctx else range(len(probe_set))
+            base_ck, tuned_cks, base_capture = _load(base, tuned, s)
+            rows = ctx.shard(len(probe_set), s.batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
             # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
             processor = choose_processor(
@@ -196,39 +263,27 @@ def compare(base: str, tuned: Sequence[str], *, probe: str = "builtin",
             def batches():
                 if local is None:
                     return iter(())
-                return make_batches(local, base_ck.model, processor, batch_size=batch_size,
-                                    max_length=max_length)
+                return make_batches(local, base_ck.model, processor, batch_size=s.batch_size,
+                                    max_length=s.max_length)
 
             if local is not None:
                 next(iter(batches()))  # fail early on unusable probe data, before any capture
-        matched = match_layers and _depth_differs(base_ck, tuned_cks,
-                                                  kwargs.get("layers", "blocks"))
+        matched = s.match_layers and _depth_differs(base_ck, tuned_cks, s.layers)
         if matched:  # another depth: compare the layer pairs matched by cross-layer CKA
-            result = _compare_matched(base_ck, tuned_cks, batches, probe_set.describe(),
-                                      batch_size=batch_size, seed=seed, **kwargs)
+            result = _compare_matched(base_ck, tuned_cks, batches, probe_set.describe(), engine,
+                                      names)
         else:
-            result = compare_models(base_ck, tuned_cks, batches, batch_size=batch_size, seed=seed,
-                                    probe_info=probe_set.describe(), dist=ctx,
-                                    row_offset=rows.start, **kwargs)
+            result = compare_models(base_ck, tuned_cks, batches, engine,
+                                    probe_info=probe_set.describe(), names=names, dist=ctx,
+                                    row_offset=rows.start)
         result.settings["base_capture"] = base_capture
         with stage("metrics"):
             result.analyses.update(run_analyses(
-                base_ck, tuned_cks, result.tuned_names, batches, adapter_effect=adapter_effect,
-                weight_space=weight_space, merge_dtypes=merge_dtypes,
-                match_layers=match_layers and not matched,
-                batch_size=batch_size, device=kwargs.get("device")))
-        if device_map is not None:
-            result.settings["device_map"] = device_map
-        if dtype is not None:
-            result.settings["dtype"] = dtype
-        result.settings["max_length"] = max_length  # it changes text features, so the numbers
-        # What else decides the numbers, by content: the architecture file of bare weights and
-        # the model adapters were applied onto instead of BASE.
-        for key, spec in (("config", config), ("base_override", base_override)):
-            if spec is not None:
-                from repspace.checkpoints import checkpoint_sha256, resolve_spec
-
-                result.settings[key] = {"spec": spec, "sha256": checkpoint_sha256(resolve_spec(spec))}
+                base_ck, tuned_cks, result.tuned_names, batches, adapter_effect=s.adapter_effect,
+                weight_space=s.weight_space, merge_dtypes=s.merge_dtypes,
+                match_layers=s.match_layers and not matched,
+                batch_size=s.batch_size, device=device))
+        _record_settings(result, s)
         finished = True
         return result
     finally:

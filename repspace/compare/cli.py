@@ -5,9 +5,13 @@ import argparse
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from repspace.report.summary import summarize
 from repspace.report.tables import terminal_table
+
+if TYPE_CHECKING:
+    from repspace.compare.api import CompareConfig
 
 
 def _csv_list(text: str) -> list[str]:
@@ -209,6 +213,28 @@ def preflight(args) -> None:
         check_output(args.output, overwrite=args.overwrite, inputs=_inputs(args))
 
 
+def settings_from_args(args) -> CompareConfig:
+    """The API's settings for these parsed options (one name each: ``--num-samples`` is
+    ``num_samples``)."""
+    from repspace.compare.api import CompareConfig
+
+    layers = _csv_list(args.layers)
+    return CompareConfig(
+        probe=args.probe, num_samples=args.num_samples, max_length=args.max_length,
+        base_override=args.base_override, config=args.config, strict=not args.non_strict,
+        device_map=args.device_map, dtype=args.dtype, two_models=args.two_models,
+        dist_timeout=args.dist_timeout,
+        layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
+        metrics=args.metrics, batch_size=args.batch_size, device=args.device, seed=args.seed,
+        precision=args.precision, sample_rows=args.sample_rows,
+        spectrum_layers=args.spectrum_layers, embedding=args.embedding,
+        embedding_layer=args.embedding_layer, progress=not args.quiet and not args.json,
+        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, segments=args.segments,
+        adapter_effect=args.adapter_effect, weight_space=args.weight_space,
+        match_layers=args.match_layers,
+        merge_dtypes=_csv_list(args.merge_dtype) if args.merge_dtype else None)
+
+
 def run(args) -> int:
     from repspace._profile import profiling
 
@@ -232,21 +258,7 @@ def _run(args) -> int:
         from repspace._validation import RepspaceWarning
 
         warnings.warn(RepspaceWarning(swapped), stacklevel=1)
-    layers = _csv_list(args.layers)
-    result = compare(
-        args.base, args.tuned, probe=args.probe, num_samples=args.num_samples,
-        base_override=args.base_override, config=args.config, strict=not args.non_strict,
-        max_length=args.max_length, batch_size=args.batch_size, seed=args.seed,
-        layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
-        metrics=args.metrics, device=args.device, device_map=args.device_map,
-        dist_timeout=args.dist_timeout, dtype=args.dtype, precision=args.precision,
-        sample_rows=args.sample_rows, spectrum_layers=args.spectrum_layers,
-        embedding=args.embedding, embedding_layer=args.embedding_layer,
-        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, two_models=args.two_models,
-        segments=args.segments, adapter_effect=args.adapter_effect,
-        weight_space=args.weight_space, match_layers=args.match_layers,
-        merge_dtypes=_csv_list(args.merge_dtype) if args.merge_dtype else None,
-        progress=not args.quiet and not args.json)
+    result = compare(args.base, args.tuned, settings_from_args(args))
     if base_label or tuned_labels:
         from repspace.report.result import rename_checkpoint
 
