@@ -16,7 +16,10 @@ LLaVA-NeXT, Idefics3, SmolVLM      (or chat template) + caption     question + a
 
 ``classify`` (sentence classification, :mod:`repspace.data.sentences`) runs on the text
 models that classify or write a label: ``*ForSequenceClassification``, BERT/RoBERTa
-masked-LM or bare encoders (a new head) and T5-style text-to-text (the label as text).
+masked-LM or bare encoders (a new head on ``[CLS]``), text-only causal LMs (GPT-2, Llama,
+Mistral, Qwen2, Gemma2, Phi-3: a new head on the last non-pad token,
+:class:`~repspace.training.tasks.causal.CausalClassificationTask`) and T5-style text-to-text
+(the label as text).  Image-text models are refused in one line.
 """
 from __future__ import annotations
 
@@ -76,7 +79,8 @@ def make_task(model: nn.Module, processor, task: str) -> Task:
 
 
 def _classify_task(root: nn.Module, processor) -> Task:
-    """Sentence classification: a head on a text encoder, or the label as text for T5."""
+    """Sentence classification: a head on a text encoder or a causal LM, or the label as text for T5."""
+    from repspace.training.tasks.causal import CausalClassificationTask
     from repspace.training.tasks.encoder_head import EncoderClassificationTask
     from repspace.training.tasks.seqcls import SequenceClassificationTask
     from repspace.training.tasks.text2text import TextToTextTask
@@ -87,9 +91,13 @@ def _classify_task(root: nn.Module, processor) -> Task:
         return SequenceClassificationTask(root, processor, "classify")
     if getattr(cfg, "model_type", None) in ENCODER_TYPES and (name.endswith("ForMaskedLM") or name.endswith("Model")):
         return EncoderClassificationTask(root, processor, "classify")
-    if getattr(cfg, "vision_config", None) is None and getattr(cfg, "is_encoder_decoder", False) \
+    text_only = getattr(cfg, "vision_config", None) is None
+    if text_only and (name.endswith("ForCausalLM") or name.endswith("LMHeadModel")):
+        return CausalClassificationTask(root, processor, "classify")
+    if text_only and getattr(cfg, "is_encoder_decoder", False) \
             and name.endswith("ForConditionalGeneration"):
         return TextToTextTask(root, processor, "classify")
     raise ValueError(f"{name}: task classify (sentence classification) needs a text encoder (BERT/RoBERTa "
-                     "*ForMaskedLM, a bare encoder or *ForSequenceClassification) or a T5-style "
-                     "text-to-text model; use --task vqa or captioning for this model")
+                     "*ForMaskedLM, a bare encoder or *ForSequenceClassification), a text-only causal LM "
+                     "(*ForCausalLM, GPT-2) or a T5-style text-to-text model; use --task vqa or captioning "
+                     "for this model")

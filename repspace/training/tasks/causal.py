@@ -9,6 +9,9 @@ Sequence layout (``bos``/``eos`` from the tokenizer; ``<image>`` x n from the mo
 Labels are -100 everywhere except ``answer [eos]`` / ``caption [eos]`` (the model shifts
 them).  ``n`` = (image_size / patch_size)^2, +1 with ``vision_feature_select_strategy="full"``
 (the count LLaVA's forward checks).  Generation runs on equal-length prompts, so no padding.
+
+Sentence classification (``task="classify"``) on a text-only causal LM is
+:class:`CausalClassificationTask`: a fresh head on the last non-pad token's hidden state.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from typing import Sequence
 import torch
 
 from repspace.training.tasks.base import Encoded, PixelStore, Task, generate_by_length, pad
+from repspace.training.tasks.encoder_head import EncoderClassificationTask
 
-__all__ = ["CausalLMTask"]
+__all__ = ["CausalLMTask", "CausalClassificationTask"]
 
 _TRIM = {"input_ids": "attention_mask", "labels": "attention_mask", "attention_mask": "attention_mask"}
 
@@ -86,3 +90,65 @@ class CausalLMTask(Task):
 
         new = generate_by_length(enc.prompts, batch_size, run)
         return [self.decode(t, self.eos) for t in new]
+
+
+class CausalClassificationTask(EncoderClassificationTask):
+    """Sentence classification (``task="classify"``) on a text-only causal LM folder
+    (GPT-2, Llama, Mistral, Qwen2, Gemma2, Phi-3 ... ``*ForCausalLM`` / ``*LMHeadModel``).
+
+    What transformers' ``*ForSequenceClassification`` does, on the checkpoint users have: a
+    fresh ``Linear(hidden, n_labels, bias=False)`` (seeded; trainable and saved whatever the
+    method) reads the final hidden state of the **last non-pad token** -- in a causal LM the
+    only position that has seen the whole sentence.  It is attached as ``adapter_task_head``
+    on the checkpoint's own model, so every layer name stays the base's (``repspace compare``
+    pairs them; capture hides ``adapter_*``); the LM head is kept but unused.
+
+    No pad token is needed (GPT-2 and Llama ship none): padding is marked by the attention
+    mask only, and "last non-pad" is the last position whose mask is 1, so right and left
+    padding pick the same token (transformers instead looks for ``pad_token_id`` and refuses
+    batches without one).  Position ids are counted over real tokens (``cumsum(mask) - 1``),
+    so a left-padded sentence also gets the positions it has alone -- GPT-2's absolute
+    position embeddings would otherwise shift.  Input: the tokenizer's own layout of the
+    sentence (Llama's ``<s>`` first, nothing added for GPT-2), padded right here.
+    """
+
+    kind = "causal-lm-classification"
+
+    def prepare_model(self, model):
+        from repspace.introspection import unwrap_model
+        from repspace.training.tasks.encoder_head import HEAD_NAME
+
+        root = unwrap_model(model)
+        hidden = getattr(root.config, "hidden_size", None)
+        if not isinstance(hidden, int):
+            raise ValueError(f"{type(root).__name__}: config has no hidden_size for the classification head")
+        ref = next(root.parameters())
+        head = torch.nn.Linear(hidden, len(self.answers), bias=False).to(ref.device, ref.dtype)
+        setattr(root, HEAD_NAME, head)
+        return model
+
+    def encode(self, records: Sequence[dict], train: bool) -> Encoded:
+        tok = self.tokenizer
+        index = {a: i for i, a in enumerate(self.answers)}
+        rows = [list(x) for x in tok([r["text"] for r in records], truncation=True)["input_ids"]]
+        if any(not r for r in rows):
+            raise ValueError("classify: a sentence tokenized to no tokens; every record needs a non-empty 'text'")
+        fill = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)  # masked anyway
+        t = {"input_ids": pad(rows, fill), "attention_mask": pad([[1] * len(r) for r in rows], 0),
+             "labels": torch.tensor([index.get(r["answer"], -100) for r in records], dtype=torch.long)}
+        return Encoded(len(records), t, {"input_ids": "attention_mask", "attention_mask": "attention_mask"})
+
+    def logits(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from repspace.introspection import unwrap_model
+        from repspace.training.tasks.encoder_head import HEAD_NAME
+
+        root = unwrap_model(model)
+        mask = batch["attention_mask"]
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        h = root.base_model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
+                            use_cache=False).last_hidden_state
+        width = torch.arange(mask.shape[-1], device=mask.device)
+        last = torch.where(mask.bool(), width, -1).max(-1).values  # last real token, either padding side
+        if bool((last < 0).any()):
+            raise ValueError("classify: a row of the batch has an all-zero attention_mask (no tokens)")
+        return getattr(root, HEAD_NAME)(h[torch.arange(h.shape[0], device=h.device), last])

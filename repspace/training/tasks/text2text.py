@@ -3,8 +3,9 @@
 VQA on the scene's caption as a text task: the encoder reads
 ``question: <question> context: <caption> </s>``, the decoder learns ``answer </s>`` (T5
 shifts the labels right itself, starting from ``decoder_start_token_id``).  Sentence
-classification (``task="classify"``) is text-to-text too: ``how many shapes: <sentence> </s>``
--> ``<label> </s>`` (the label word is generated, as T5 does GLUE).  Captioning needs
+classification (``task="classify"``) is text-to-text too: ``<sentence> </s>`` (the sentence
+carries its question, :mod:`repspace.data.sentences`) -> ``<label> </s>`` (the label word is
+generated, as T5 does GLUE).  Captioning needs
 an image model and is refused.  Evaluation is greedy decoding of equal-length inputs.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ class TextToTextTask(Task):
 
     def source(self, r: dict) -> list[int]:
         if self.task == "classify":
-            return list(self.tokenizer(f"how many shapes: {r['text']}")["input_ids"])
+            return list(self.tokenizer(r["text"])["input_ids"])
         if not r.get("caption"):
             raise ValueError("text-to-text VQA answers from the scene's caption; these records have none "
                              "(use the shapes world, or an image model for real VQA data)")
