@@ -67,7 +67,7 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
         return _load_run(spec)
     if path.is_file() and path.suffix.lower() in STATE_DICT_SUFFIXES:
         if base is None and config is None:
-            raise ValueError(f"{spec}: a bare weights file has no architecture; pass --base (the "
+            raise ValueError(f"{spec}: a bare weights file has no architecture; pass --base-override (the "
                              "checkpoint it applies to) or --config, as compare takes them")
         return load_skeleton(config if config is not None else base, model_class)
     if not path.exists():
@@ -101,10 +101,10 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
         named = base or adapter.get("base_model_name_or_path")
         if not named:
             raise ValueError(f"{path} is a PEFT adapter that does not name its base model "
-                             "(base_model_name_or_path is empty); pass --base")
+                             "(base_model_name_or_path is empty); pass --base-override")
         if not base and not Path(named).exists() and named.startswith(("/", ".", "~")):
             raise ValueError(f"{path}: its base model {named} does not exist on this machine; "
-                             "pass --base with the base model folder")
+                             "pass --base-override with the base model folder")
         return load_skeleton(named, model_class)  # a folder or a hub id, as compare loads it
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True,

@@ -75,7 +75,7 @@ def register_manifest_loader(weights_format: str, fn) -> None:
     """Let a method family load its own repspace checkpoints.
 
     ``fn(path, manifest, base_loader, base) -> LoadedCheckpoint``: ``base_loader(spec)`` loads
-    a checkpoint with the caller's dtype; ``base`` is the user's ``--base`` override or None.
+    a checkpoint with the caller's dtype; ``base`` is the user's ``--base-override`` (API ``base_override``) or None.
     """
     _MANIFEST_LOADERS[weights_format] = fn
 
@@ -212,10 +212,10 @@ def _base_of_adapter(path: Path, base: str | None) -> str:
         return base
     if not named:
         raise CheckpointError(f"{path}: the adapter does not name its base model "
-                              "(base_model_name_or_path is empty); pass --base")
+                              "(base_model_name_or_path is empty); pass --base-override")
     if not Path(named).exists() and named.startswith(("/", ".", "~")):
         raise CheckpointError(f"{path}: its base model {named} does not exist on this machine; "
-                              "pass --base with the base model folder")
+                              "pass --base-override with the base model folder")
     return named
 
 
@@ -258,7 +258,7 @@ def _check_adapter_loaded(caught, spec: str, base_spec: str) -> None:
             raise CheckpointError(
                 f"{spec}: {len(keys) or 'some'} adapter weight(s) found no place in its base "
                 f"{base_spec} (e.g. {', '.join(keys[:2])}); the adapter was trained on another "
-                "model or head class: pass --base with the model it was trained on")
+                "model or head class: pass --base-override with the model it was trained on")
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
@@ -316,7 +316,7 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(f"{spec}: adapter does not fit its base {base_spec} ({first}); "
-                                  "pass --base with the model it was trained on") from None
+                                  "pass --base-override with the model it was trained on") from None
         out = LoadedCheckpoint(spec, name, kind, model,
                                load_processor(spec) or load_processor(base_spec),
                                checkpoint_sha256(spec), base=base_spec)

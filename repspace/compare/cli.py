@@ -110,7 +110,7 @@ def _inputs(args) -> list[tuple[str, str | None]]:
     from repspace.checkpoints import resolve_spec
 
     specs = [("base checkpoint", args.base), *(("tuned checkpoint", t) for t in args.tuned),
-             ("--base checkpoint", args.base_override), ("--config", args.config)]
+             ("--base-override checkpoint", args.base_override), ("--config", args.config)]
     found = [(what, resolve_spec(s)) for what, s in specs if s]
     return found + ([("probe data", args.probe)] if args.probe != "builtin" else [])
 

@@ -22,7 +22,7 @@ That holds only when everything the adapter changed lives in adapter layers that
 - **any stored tensor outside the adapter's parameters**: the adapter file holds a tensor
   whose name lacks the tuner's parameter prefix (``lora_``, ``ia3_``, ``hada_``, …), i.e. a
   base weight overwritten on load — the generic rule that catches what the list misses;
-- several adapters in one model, several tuned checkpoints, ``--base`` / ``--config``
+- several adapters in one model, several tuned checkpoints, ``--base-override`` / ``--config``
   (the adapter is not applied onto the compared base), or a checkpoint that is not a
   PEFT adapter folder.
 """
@@ -54,7 +54,7 @@ def plan_reason(base: str, tuned: Sequence[str], *, base_override: str | None = 
     if config is not None:
         return "--config given: the base's architecture is not the adapter's own base"
     if base_override is not None and not _same(base_override, base):
-        return f"the adapter is applied onto --base {base_override}, not onto the compared base"
+        return f"the adapter is applied onto --base-override {base_override}, not onto the compared base"
     return adapter_file_reason(Path(spec))
 
 

@@ -28,12 +28,12 @@ def generate_captions(model, tokenizer, pixel_values: torch.Tensor, batch_size: 
 
 
 def evaluate_captions(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """``{"cider_d", "bleu4", "bleu_1".."bleu_4", "exact"}``; ``exact`` = share of predictions
+    """``{"cider_d", "bleu_1".."bleu_4", "exact"}``; ``exact`` = share of predictions
     equal to one of their references (after whitespace normalisation)."""
     from repspace.evaluation import caption_metrics
 
     scores = caption_metrics(list(predictions), [list(r) for r in references])
     exact = sum(p in {" ".join(r.split()) for r in refs} for p, refs in zip(predictions, references))
-    return {"cider_d": scores["cider_d"], "bleu4": scores["bleu_4"],
+    return {"cider_d": scores["cider_d"],
             **{k: v for k, v in scores.items() if k.startswith("bleu_")},
             "exact": exact / len(predictions)}

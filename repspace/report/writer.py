@@ -279,17 +279,17 @@ ul.warnings {{ background: #fff6e5; border-left: 4px solid #E69F00; padding: 0.6
 """
 
 
-def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = False,
+def write_report(result: CompareResult, output_dir: str | Path, overwrite: bool = False,
                  plots: tuple[str, ...] | None = None, inputs=()) -> Path:
     """Write ``report.json``, ``metrics.csv``, ``report.md``, ``report.html`` and
-    ``plots/*.{pdf,png}`` into ``out_dir`` atomically; returns ``out_dir``.
+    ``plots/*.{pdf,png}`` into ``output_dir`` atomically; returns ``output_dir``.
 
-    ``out_dir`` may be new, an empty folder, or (with ``overwrite``) an earlier report; never
+    ``output_dir`` may be new, an empty folder, or (with ``overwrite``) an earlier report; never
     anything else, and never one of ``inputs`` (``(what, path)`` pairs being read).  The
     check runs again here (the CLI also runs it before loading any model) and once more
     under the final rename (:func:`repspace.outputs.publish`).
     """
-    out = check_output(out_dir, overwrite=overwrite, inputs=inputs)
+    out = check_output(output_dir, overwrite=overwrite, inputs=inputs)
     created = [p for p in out.parents if not os.path.lexists(p)]  # removed again on failure
     tmp = staging_dir(out)
     try:
@@ -320,4 +320,4 @@ def write_report(result: CompareResult, out_dir: str | Path, overwrite: bool = F
             except OSError:
                 break
         raise
-    return Path(out_dir)
+    return Path(output_dir)

@@ -15,7 +15,7 @@ def add_study_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("config", help="study file (.toml, .yaml or .json), or 'preset:NAME' "
                    "(e.g. preset:demo)")
     p.add_argument("-o", "--output", default=None,
-                   help="study folder (default: the config's `output`, else studies/<name>)")
+                   help="study folder (default: the config's `output_dir`, else studies/<name>)")
     p.add_argument("--base", default=None, metavar="SPEC",
                    help="use this base checkpoint instead of the config's `base` (e.g. the local "
                         "folder of the model the config names); part of every cell's key")
@@ -102,7 +102,7 @@ def run_study_cli(args) -> int:
     config = _load(args.config)
     if args.base:
         config = config.replace(base=args.base)
-    output = Path(args.output) if args.output else config.output_dir()
+    output = Path(args.output) if args.output else config.study_dir()
     if args.dry_run:
         if not args.no_estimate:
             apply_threads(resolve_spec(config.base), args.threads)  # time what a run would use

@@ -19,7 +19,7 @@ File format (TOML; YAML takes the same keys)::
     n_train = 512                          # shapes-world sizes and domain
     n_eval = 64
     domain = "source"
-    output = "studies/demo"                # default: studies/<name>
+    output_dir = "studies/demo"            # default: studies/<name> (older spelling: output)
     summary_layer = -1                     # layer index the one-number summaries use
 
     [options.lora]                         # make_config("lora", r=8, ...)
@@ -69,7 +69,9 @@ _COMPARE_KEYS = ("probe", "num_samples", "layers", "batch_size", "pooling", "see
                  "sample_rows", "max_length")
 _TOP_KEYS = ("name", "base", "tasks", "methods", "options", "budgets", "data_fractions",
              "seeds", "steps", "batch_size", "lr", "n_train", "n_eval", "domain",
-             "image_size", "train", "compare", "output", "summary_layer")
+             "image_size", "train", "compare", "output_dir", "summary_layer")
+# Older spellings still read: key -> its name now (both given: an error).
+_OLD_KEYS = {"output": "output_dir"}
 # TrainConfig fields the study sets itself; [train] may not set them.
 _OWNED_TRAIN_FIELDS = ("base", "method", "method_options", "task", "domain", "data_fraction",
                        "n_train", "n_eval", "image_size", "steps", "batch_size", "lr", "seed",
@@ -127,7 +129,7 @@ class StudyConfig:
     image_size: int | None = None
     train: dict[str, Any] = field(default_factory=dict)
     compare: CompareSettings = field(default_factory=CompareSettings)
-    output: str | None = None
+    output_dir: str | None = None
     summary_layer: int = -1
     source: str = "<dict>"
 
@@ -152,8 +154,9 @@ class StudyConfig:
     def trained_methods(self) -> tuple[str, ...]:
         return tuple(m for m in self.methods if m != BASE_METHOD)
 
-    def output_dir(self) -> Path:
-        return Path(self.output) if self.output else Path("studies") / self.name
+    def study_dir(self) -> Path:
+        """The study folder: ``output_dir``, else ``studies/<name>``."""
+        return Path(self.output_dir) if self.output_dir else Path("studies") / self.name
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the study folder's ``study.json``); ``from_dict`` inverts it."""
@@ -283,6 +286,11 @@ def _per_method(c: _Checker, key: str, v, methods: tuple, item) -> Any:
 def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     c = _Checker(source)
     data = {k: v for k, v in data.items() if v is not None}  # YAML `key: null` = unset
+    for old, new in _OLD_KEYS.items():
+        if old in data:
+            if new in data:
+                c.fail(old, f"is the older spelling of {new!r}; give only {new!r}")
+            data[new] = data.pop(old)
     unknown = sorted(set(data) - set(_TOP_KEYS))
     if unknown:
         c.fail(unknown[0], f"unknown key; valid keys are {', '.join(_TOP_KEYS)}")
@@ -335,7 +343,7 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
             kw[key] = c.int_(key, data[key], low=low)
     if "summary_layer" in data:
         kw["summary_layer"] = c.int_("summary_layer", data["summary_layer"])
-    for key in ("domain", "output"):
+    for key in ("domain", "output_dir"):
         if key in data:
             kw[key] = c.str_(key, data[key])
     kw["options"] = _options(c, data.get("options", {}), methods, check_methods)

@@ -115,7 +115,7 @@ def _read_record(path: Path, key: str) -> dict | None:
 
 def plan_study(config: StudyConfig, output_dir: str | Path | None = None) -> list[PlannedCell]:
     """Every cell with its key and paths (builds, and so validates, every TrainConfig)."""
-    out = Path(output_dir) if output_dir is not None else config.output_dir()
+    out = Path(output_dir) if output_dir is not None else config.study_dir()
     planned = []
     for cell in expand_grid(config):
         if cell.is_base:
@@ -251,7 +251,7 @@ def run_study(config: StudyConfig, output_dir: str | Path | None = None, progres
     A cell that fails is reported in ``result.failed`` and skipped (not cached); the
     other cells still run.  ``KeyboardInterrupt`` stops at once; finished cells are kept.
     """
-    out = Path(output_dir) if output_dir is not None else config.output_dir()
+    out = Path(output_dir) if output_dir is not None else config.study_dir()
     train_fn = train_fn or default_train
     compare_fn = compare_fn or comparing.default_compare
     base_score_fn = base_score_fn or default_base_scores

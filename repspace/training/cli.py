@@ -65,7 +65,7 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 "
                    "for small bases such as the embedded model, else every core; OMP_NUM_THREADS "
                    "is honoured)")
-    p.add_argument("--output", default=None, help="run folder (default runs/<method>-<task>-s<seed>)")
+    p.add_argument("-o", "--output", default=None, help="run folder (default runs/<method>-<task>-s<seed>)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="require an unfinished run in --output to resume")
     g.add_argument("--overwrite", action="store_true", help="start over in an --output holding another run")

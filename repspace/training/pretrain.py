@@ -287,9 +287,9 @@ def _versions() -> dict:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-def pretrain(config: PretrainConfig | None = None, output: str | os.PathLike | None = None,
+def pretrain(config: PretrainConfig | None = None, output_dir: str | os.PathLike | None = None,
              progress: bool = True, threads: int | None = 1) -> dict:
-    """Run the recipe and write the model folder to ``output`` (default: the package's
+    """Run the recipe and write the model folder to ``output_dir`` (default: the package's
     embedded folder, :func:`repspace.models.embedded_path`).  Returns the manifest dict.
 
     ``threads``: torch intra-op threads while pretraining (restored afterwards; ``None`` keeps
@@ -305,12 +305,12 @@ def pretrain(config: PretrainConfig | None = None, output: str | os.PathLike | N
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _pretrain(config, output, progress)
+        return _pretrain(config, output_dir, progress)
     finally:
         torch.set_num_threads(before)
 
 
-def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
+def _pretrain(config: PretrainConfig | None, output_dir, progress: bool) -> dict:
     import torch
     import transformers
 
@@ -324,7 +324,7 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     cfg = PretrainConfig() if config is None else config
     if not isinstance(cfg, PretrainConfig):
         raise ValueError(f"pretrain: config must be a PretrainConfig, got {type(cfg).__name__}")
-    out = Path(embedded_path() if output is None else output).expanduser().resolve()
+    out = Path(embedded_path() if output_dir is None else output_dir).expanduser().resolve()
     _check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -359,13 +359,13 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
 
     manifest = {
         "schema": "repspace.pretrain", "version": 1, "recipe": RECIPES[cfg.corpus],
-        "command": "repspace pretrain" + ("" if output is None else f" --output {out}"),
+        "command": "repspace pretrain" + ("" if output_dir is None else f" --output {out}"),
         "config": asdict(cfg), "seed": cfg.seed, "steps": cfg.steps,
         "data": {"world": asdict(world.config), "split_train": "train", "split_eval": "test",
                  "target": _TARGET_NOTES[cfg.corpus], "corpus": cfg.corpus,
                  "sample_targets": targets.texts[:2],
                  "text_stream": None if text is None else {"texts": len(text.texts), "samples": text.texts[:4]},
-                 "n_train": cfg.n_train, "n_test": cfg.n_eval},
+                 "n_train": cfg.n_train, "n_eval": cfg.n_eval},
         "params": int(sum(p.numel() for p in model.parameters())),
         "scores": {"test": {**scores, "n": cfg.n_eval}, "train_subset": {**train_scores, "n": n_seen},
                    "baseline_most_common_train_caption": {"cider_d": baseline, "caption": common},
@@ -392,7 +392,7 @@ def _pretrain(config: PretrainConfig | None, output, progress: bool) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    manifest["output"] = str(out)
+    manifest["output_dir"] = str(out)
     return manifest
 
 
@@ -404,7 +404,7 @@ def add_pretrain_parser(subparsers) -> argparse.ArgumentParser:
         description="Train the tiny BLIP captioner from random initialisation on shapes-world "
                     "source-domain captions, report held-out CIDEr-D / BLEU-4, and write the model "
                     "folder (default: the package's embedded model).")
-    p.add_argument("--output", default=None, metavar="DIR",
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
                    help="model folder to write (default: repspace/models/embedded in the package)")
     p.add_argument("--steps", type=int, default=None, help=f"optimisation steps (default {d.steps})")
     p.add_argument("--seed", type=int, default=None, help=f"init / data-order seed (default {d.seed})")
@@ -429,8 +429,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     cfg = replace(base, **{k: v for k, v in given.items() if v is not None})
     m = pretrain(cfg, args.output, progress=not args.no_progress, threads=args.threads)
     s, b = m["scores"]["test"], m["scores"]["baseline_most_common_train_caption"]
-    print(f"wrote {m['output']} ({m['params'] / 1e6:.2f} M params, {m['wall_time_s']['total']:.0f} s)")
-    print(f"held-out test (n={s['n']}): CIDEr-D {s['cider_d']:.3f}  BLEU-4 {s['bleu4']:.3f}  "
+    print(f"wrote {m['output_dir']} ({m['params'] / 1e6:.2f} M params, {m['wall_time_s']['total']:.0f} s)")
+    print(f"held-out test (n={s['n']}): CIDEr-D {s['cider_d']:.3f}  BLEU-4 {s['bleu_4']:.3f}  "
           f"exact {s['exact']:.1%}  (baseline CIDEr-D {b['cider_d']:.3f})")
     mt = m["scores"]["test_matching"]
     print(f"held-out image-text matching: true caption {mt['positive']:.1%}, "

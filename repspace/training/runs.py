@@ -108,10 +108,10 @@ def _resolve_base(path: Path, manifest: dict, base: str | None, base_loader) -> 
             sha = checkpoint_sha256(resolved)
             if manifest.get("base_sha256") and sha != manifest["base_sha256"]:
                 raise CheckpointError(f"{path}: its base {spec} changed since training (sha256 differs); "
-                                      "pass --base with the model it was trained on")
+                                      "pass --base-override with the model it was trained on")
             return base_loader(spec), notes
     raise CheckpointError(f"{path}: its base model {manifest.get('base')!r} is not on this machine; "
-                          "pass --base with the base checkpoint it was trained on")
+                          "pass --base-override with the base checkpoint it was trained on")
 
 
 def manifest_loader(path, manifest: dict, base_loader, base: str | None = None) -> LoadedCheckpoint:

@@ -146,3 +146,16 @@ def test_the_base_knows_the_answer_words_of_builtin_vqa(embedded):
                "circle", "square", "triangle"]
     low = {w: round(float(bias[tok.convert_tokens_to_ids(w)]), 3) for w in answers}
     assert all(b > float(never.max()) + 0.3 for b in low.values()), (low, never)
+
+
+def test_manifest_speaks_the_current_vocabulary():
+    # the shipped record names its settings as PretrainConfig does today (one vocabulary:
+    # data_seed, max_grad_norm, n_eval), and its scores as the evaluation does (bleu_4)
+    from dataclasses import fields
+
+    from repspace.training.pretrain import PretrainConfig
+
+    m = embedded_manifest()
+    assert set(m["config"]) == {f.name for f in fields(PretrainConfig)}
+    assert m["data"]["n_eval"] == m["config"]["n_eval"] and "n_test" not in m["data"]
+    assert {"cider_d", "bleu_4"} <= set(m["scores"]["test"]) and "bleu4" not in m["scores"]["test"]

@@ -41,7 +41,7 @@ def test_quick_run_writes_a_complete_loadable_folder(quick_pair, capsys):
     assert sorted(p.name for p in quick_pair.iterdir()) == ["a", "b", "c"]  # no temp folders left
     m = json.loads((a / "pretrain_manifest.json").read_text())
     assert m["steps"] == pt.QUICK.steps and m["seed"] == 0 and m["recipe"] == pt.RECIPE
-    assert {"cider_d", "bleu4", "n"} <= set(m["scores"]["test"])
+    assert {"cider_d", "bleu_4", "n"} <= set(m["scores"]["test"])
     assert {"torch", "transformers"} <= set(m["versions"]) and m["wall_time_s"]["total"] > 0
     model, processor = load_embedded(a)
     assert not model.training and processor.tokenizer.bos_token == "[DEC]"

@@ -94,3 +94,14 @@ def test_unreadable_files(tmp_path):
         load_study_config(write(tmp_path, "x", "study.ini"))
     with pytest.raises(ValueError, match="must be a table"):
         load_study_config(write(tmp_path, "- 1\n- 2", "study.yaml"))
+
+
+def test_output_dir_is_the_key_and_output_its_older_spelling(tmp_path):
+    new = load_study_config(write(tmp_path, 'methods = ["base"]\noutput_dir = "o/new"\n', "a.toml"))
+    old = load_study_config(write(tmp_path, 'methods = ["base"]\noutput = "o/old"\n', "b.toml"))
+    assert (new.output_dir, new.study_dir().as_posix()) == ("o/new", "o/new")
+    assert old.output_dir == "o/old" and "output" not in old.to_dict()
+    assert load_study_config(write(tmp_path, 'methods = ["base"]\n', "c.toml")).study_dir().as_posix() \
+        == "studies/c"
+    with pytest.raises(ValueError, match=r"key 'output': is the older spelling of 'output_dir'"):
+        load_study_config(write(tmp_path, 'methods = ["base"]\noutput = "x"\noutput_dir = "y"\n', "d.toml"))
