@@ -97,9 +97,10 @@ def main() -> None:
         s = r["scores"]
         cells = ([s.get("vqa_accuracy")] + [s.get(f"vqa_accuracy/{t}") for t in
                                             ("color", "count", "exist", "relation", "shape")]
-                 if args.task == "vqa" else [s.get("cider"), s.get("bleu4")])
+                 if args.task == "vqa" else [s["cider_d"], s["bleu_4"]])  # a missing key: KeyError
         lines.append(f"| {r['method']} | {r['trainable_params']:,} | {r['steps']} | {r['lr']:g} | "
-                     f"{r['seconds']} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+                     f"{r['seconds']} | " + " | ".join("—" if c is None else f"{c:.3f}" for c in cells)
+                     + " |")
     if base:
         lines.append(f"| majority answer per type | 0 | — | — | — | {base['vqa_accuracy']:.3f} | | | | | |")
     table = "\n".join(lines)
