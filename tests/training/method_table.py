@@ -2,15 +2,17 @@
 
     python -m tests.training.method_table            # rewrites the table in docs/methods.md
     python -m tests.training.method_table --stdout   # prints it instead
+    python -m tests.training.method_table --expected # the table if every test passed (seconds)
 
-Runs (in-process pytest, ~10-15 min on two cores) the zoo tests of issue 18 and renders one
-row per architecture, one column per method, from their outcomes:
+Runs (in-process pytest; 249 tests, 1.5 min on this project's two-core machine) the zoo tests
+of issue 18 and renders one row per architecture, one column per method, from their outcomes:
 
 - ``trains``: ``test_train_zoo_archs.py::test_every_method_trains_and_reloads`` passed (2 steps,
   finite loss, held-out evaluation with the cached / uncached decoding check, run folder
   reloaded to bit-identical losses); for ``full`` also ``test_full_fine_tuning_lowers_the_loss``;
 - ``↓``: the loss falls over 20 steps on a fixed batch (``test_towers_untouched.py``,
-  ``test_classify.py`` for T5 and the encoders' full / LoRA);
+  ``test_classify.py`` for T5, ``test_loss_decrease_text.py`` for BERT and RoBERTa, where
+  the method's own parameters must also carry part of the drop);
 - ``=1``: ``repspace compare base RUN`` gives CKA exactly 1 on the towers the method leaves
   alone and < 1 on the language model (``test_towers_untouched.py``);
 - ``#``: exact trainable count against a hand computation and identity at init where the
@@ -18,6 +20,13 @@ row per architecture, one column per method, from their outcomes:
 - a failure shows ✗ and the test's one-line reason below the table.
 
 Only the text between the two markers in docs/methods.md is replaced.
+
+The rows, columns and marks come from the tests' own parametrization: ``--expected`` collects
+the same tests without running them (``pytest --collect-only``) and renders the table every
+cell would get if all of them passed.  ``test_method_table_doc.py`` (in CI, seconds) checks
+that docs/methods.md holds that table -- a cell may differ only as ✗ with its reason listed
+below the table -- and that every architecture and method the tests parametrize is a row /
+column, and every cell is trained by a test.
 """
 from __future__ import annotations
 
@@ -35,11 +44,12 @@ TESTS = [str(HERE / "test_train_zoo_archs.py") + "::test_every_method_trains_and
          str(HERE / "test_towers_untouched.py"),
          str(HERE / "test_classify.py") + "::test_every_method_lowers_the_t5_loss_over_20_steps",
          str(HERE / "test_classify.py") + "::test_every_method_trains_its_own_parameters_beside_the_new_head",
+         str(HERE / "test_loss_decrease_text.py"),
          str(HERE.parent / "methods" / "test_zoo_sites.py")]
 ROWS = {"gemma2": "Gemma2 (causal LM, text VQA)", "phi3": "Phi-3 (causal LM, text VQA)",
         "t5": "T5 / FLAN-T5 (text-to-text VQA, classify)",
         "roberta": "RoBERTa `ForMaskedLM` (new head: VQA, classify)",
-        "bert": "BERT bare `BertModel` (new head: VQA, classify)",
+        "bert": "BERT bare `BertModel` / `ForMaskedLM` (new head: VQA, classify)",
         "blip2": "BLIP-2, OPT LM (captioning, VQA)", "blip2_t5": "BLIP-2, T5 LM (VQA)",
         "instructblip": "InstructBLIP, Llama LM (captioning, VQA)",
         "paligemma": "PaliGemma (captioning, VQA)", "idefics3": "Idefics3 / SmolVLM (chat VQA)",
@@ -48,6 +58,15 @@ COLUMNS = ("full", "lora", "adapter", "adapter-parallel", "prefix", "prompt", "i
            "pt_lora", "pt_adapter")
 # the methods whose exact counts test_zoo_sites.py computes by hand (not full, not PT-PEFT)
 COUNTED = ("lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink")
+TRAINS = "test_every_method_trains_and_reloads"
+ENCODER_LOSS = "test_every_method_lowers_the_encoder_loss_over_20_steps"
+
+
+def _encoder_rows() -> dict:
+    """test_loss_decrease_text.py's encoder parameter -> table row (bert_mlm -> bert ...)."""
+    from tests.training.test_loss_decrease_text import ENCODERS
+
+    return dict(ENCODERS)
 
 
 class _Collector:
@@ -67,9 +86,58 @@ class _Collector:
             self.results[key] = (report.passed, reason)
 
 
+class _Collected:
+    """Every collected test call counted as passed: the table if all of them passed."""
+
+    def __init__(self):
+        self.results: dict[tuple, tuple[bool, str]] = {}
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        for item in items:
+            params = dict(getattr(getattr(item, "callspec", None), "params", {}) or {})
+            self.results[(item.originalname, params.get("arch"), params.get("method"))] = (True, "")
+
+
+def collect() -> dict:
+    """The (test function, arch, method) keys of every test the table reads, collected, not run."""
+    import contextlib
+    import io
+
+    collected = _Collected()
+    with contextlib.redirect_stdout(io.StringIO()) as out:  # the collected ids: not the table
+        code = pytest.main(["-q", "--collect-only", "-p", "no:cacheprovider", *TESTS], plugins=[collected])
+    if code != 0:
+        print(out.getvalue()[-3000:], file=sys.stderr)
+    if code != 0 or not collected.results:
+        raise RuntimeError(f"collecting the table's tests failed (pytest exit {code})")
+    return collected.results
+
+
+def problems(res: dict) -> list[str]:
+    """Where the tests' parametrization and the table's rows / columns disagree (one line each)."""
+    trained = {(a, m) for (name, a, m) in res if name == TRAINS}
+    out = []
+    for arch in sorted({a for a, _ in trained} - set(ROWS)):
+        out.append(f"{TRAINS} trains architecture {arch!r}, which has no row (ROWS)")
+    for column in sorted({m for _, m in trained} - set(COLUMNS)):
+        out.append(f"{TRAINS} trains method {column!r}, which has no column (COLUMNS)")
+    for name, a, m in sorted(res, key=str):
+        if name in ("test_peft_lowers_the_loss_and_leaves_the_other_towers_exactly_unchanged",
+                    "test_peft_lowers_the_loss_on_text_lms", "test_trainable_counts_and_identity_at_init") \
+                and a not in ROWS:
+            out.append(f"{name} covers architecture {a!r}, which has no row (ROWS)")
+        if name == ENCODER_LOSS and _encoder_rows().get(a) not in ROWS:
+            out.append(f"{name} covers encoder {a!r}, which maps to no row (ENCODERS)")
+    for arch in ROWS:
+        for column in COLUMNS:
+            if (TRAINS, arch, column) not in res:
+                out.append(f"{arch} x {column}: no {TRAINS} test (a row or column with no test)")
+    return out
+
+
 def _cell(res: dict, arch: str, column: str, notes: list[str]) -> str:
     method = "adapter" if column == "adapter-parallel" else column
-    checks = [("test_every_method_trains_and_reloads", arch, column)]
+    checks = [(TRAINS, arch, column)]
     if column == "full":
         checks.append(("test_full_fine_tuning_lowers_the_loss", arch, None))
     marks = []
@@ -81,10 +149,13 @@ def _cell(res: dict, arch: str, column: str, notes: list[str]) -> str:
     if arch == "t5" and ("test_every_method_lowers_the_t5_loss_over_20_steps", None, column) in res:
         checks.append(("test_every_method_lowers_the_t5_loss_over_20_steps", None, column))
         marks.append("↓")
-    if arch == "roberta" and ("test_every_method_trains_its_own_parameters_beside_the_new_head", None, column) in res:
-        checks.append(("test_every_method_trains_its_own_parameters_beside_the_new_head", None, column))
-        if column in ("full", "lora"):
-            marks.append("↓")
+    own = ("test_every_method_trains_its_own_parameters_beside_the_new_head", None, column)
+    if arch == "roberta" and own in res:
+        checks.append(own)
+    encoders = [(ENCODER_LOSS, p, column) for p, row in _encoder_rows().items() if row == arch]
+    if encoders and all(c in res for c in encoders):
+        checks += encoders
+        marks.append("↓")
     if column in COUNTED and ("test_trainable_counts_and_identity_at_init", arch, None) in res:
         checks.append(("test_trainable_counts_and_identity_at_init", arch, None))
         marks.append("#")
@@ -113,9 +184,11 @@ def render(res: dict) -> str:
            f"(transformers {transformers.__version__}, torch {torch.__version__}); do not edit by hand. "
            "`trains` = trains 2 steps, evaluates (cached = uncached decoding) and reloads to "
            "bit-identical losses (full FT also lowers the loss); `↓` = the loss falls over 20 "
-           "steps on a fixed batch; `=1` = `compare base RUN` gives CKA exactly 1 on the untouched "
-           "vision tower (and Q-Former) and < 1 on the language model; `#` = exact trainable count "
-           "and identity at init where promised. `adapter-parallel` = `placement=\"parallel\"` "
+           "steps on a fixed batch (BERT: on a bare and a `ForMaskedLM` folder; BERT and RoBERTa: "
+           "the method's own parameters carry part of the drop, not only the new head); `=1` = "
+           "`compare base RUN` gives CKA exactly 1 on the untouched vision tower (and Q-Former) "
+           "and < 1 on the language model; `#` = exact trainable count and identity at init where "
+           "promised. `adapter-parallel` = `placement=\"parallel\"` "
            "(feed-forward side).", "", *lines]
     if notes:
         out += ["", "Failures:", "", *notes]
@@ -125,11 +198,20 @@ def render(res: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stdout", action="store_true", help="print the table instead of writing it")
+    p.add_argument("--expected", action="store_true",
+                   help="print the table every cell would get if all its tests passed (collects the "
+                        "tests without running them: seconds) and any row / column / coverage problem")
     p.add_argument("-k", default=None, help="pytest -k expression: a partial table, for a quick look "
                                             "(--stdout only)")
     args = p.parse_args(argv)
     if args.k and not args.stdout:
         p.error("-k makes a partial table: use it with --stdout")
+    if args.expected:
+        res = collect()
+        print(render(res))
+        for line in problems(res):
+            print(f"problem: {line}", file=sys.stderr)
+        return 1 if problems(res) else 0
     collector = _Collector()
     code = pytest.main(["-q", "-p", "no:cacheprovider", *(["-k", args.k] if args.k else []), *TESTS],
                        plugins=[collector])
@@ -137,6 +219,9 @@ def main(argv=None) -> int:
         print(f"no test ran (pytest exit {code})", file=sys.stderr)
         return 2
     table = render(collector.results)
+    if not args.k and problems(collector.results):
+        print("\n".join(problems(collector.results)), file=sys.stderr)
+        return 2
     if args.stdout:
         print(table)
         return 0

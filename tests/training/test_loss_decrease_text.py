@@ -152,7 +152,8 @@ def _method(method: str):
 
 @pytest.mark.parametrize("arch", list(ENCODERS))
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_lowers_the_encoder_loss_over_20_steps(folder, data, tmp_path, monkeypatch, arch, method):
+def test_every_method_lowers_the_encoder_loss_over_20_steps(folder, data, tmp_path, monkeypatch,
+                                                            arch, method):
     first: dict[str, torch.Tensor] = {}  # each parameter's value when it first appeared (init)
     original = EncoderClassificationTask.after_apply
 
