@@ -41,8 +41,8 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="method name (see `repspace methods` / "
                    "repspace.methods.available_methods())")
     p.add_argument("--task", required=True, choices=["captioning", "vqa", "classify"],
-                   help="classify: sentence classification (how many shapes a shapes-world sentence "
-                        "describes) for text encoders (BERT/RoBERTa folders) and T5")
+                   help="classify: sentence classification (the colour of the leftmost/rightmost shape of a "
+                        "shapes-world sentence) for text encoders (BERT/RoBERTa folders), causal LMs and T5")
     p.add_argument("--base", default="embedded", help="base checkpoint: 'embedded', a model folder or hub id")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="method option, repeatable (e.g. --option r=8 --option towers=text,vision)")

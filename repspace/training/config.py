@@ -80,7 +80,7 @@ class TrainConfig:
         method: registry name (:func:`repspace.methods.available_methods`).
         method_options: keyword overrides of the method's config (``{"r": 8}``).
         task: ``"captioning"``, ``"vqa"`` or ``"classify"`` (sentence classification: text
-            encoders and text-to-text models, :mod:`repspace.data.sentences`).
+            encoders, text-only causal LMs and text-to-text models, :mod:`repspace.data.sentences`).
         domain: shapes-world domain (``"source"``/``"shifted"``); ignored when ``data`` is set.
         data: ``None`` (shapes world) or a data-spec JSON naming COCO-style caption files or
             VQAv2-style question/annotation files and image folders (see :mod:`repspace.training.data`).
