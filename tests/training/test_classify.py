@@ -275,3 +275,27 @@ def test_causal_prediction_does_not_depend_on_padding_side_or_batch(folder, tmp_
                            for i in range(enc.n)])
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(a, alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["mistral", "qwen2", "gemma2", "phi3"])
+def test_the_causal_recipe_covers_the_other_decoder_families(folder, arch):
+    """Mistral (no pad token), Qwen2, Gemma2 and Phi-3 get the same head, padding-side
+    independent from the start (no training needed to check the pooling and positions)."""
+    from repspace.checkpoints import load_checkpoint
+    from repspace.training.tasks import make_task
+    from repspace.training.tasks.causal import CausalClassificationTask
+
+    base = load_checkpoint(folder(arch))
+    task = make_task(base.model, base.processor, "classify")
+    assert isinstance(task, CausalClassificationTask)
+    records = _records()
+    task.fit(records)
+    torch.manual_seed(0)
+    model = task.prepare_model(base.model).eval()
+    enc = task.encode(records, train=False)
+    right = enc.batch(torch.arange(enc.n))
+    lens = right["attention_mask"].sum(1)
+    left = {k: torch.stack([torch.roll(row, int(row.shape[0] - n)) for row, n in zip(right[k], lens)])
+            for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        torch.testing.assert_close(task.logits(model, right), task.logits(model, left), atol=1e-5, rtol=1e-4)
