@@ -68,19 +68,47 @@ def sp_bpe(specials: list[str], unk: str, vocab: int = 300) -> Tokenizer:
 
 
 def wordpiece(specials: list[str], vocab: int = 300) -> Tokenizer:
+    """BERT style WordPiece.  The vocabulary is built here, not by tokenizers'
+    ``WordPieceTrainer``: that trainer breaks ties between equally frequent merges in hash
+    order, so every process learnt another vocabulary (three runs, three vocabularies) and
+    the numbers of every test on a BERT-tokenized model changed from run to run.  Here:
+    the specials, every character alone and as a ``##`` continuation, then the corpus's
+    whole words by frequency (ties by spelling) -- what a trained WordPiece vocabulary holds
+    at this size, the same in every process."""
+    from collections import Counter
+
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    return _train(tok, trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=specials))
+    words = Counter(w for text in corpus()
+                    for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)))
+    chars = sorted({c for w in words for c in w})
+    pieces = [*specials, *chars, *(f"##{c}" for c in chars)]
+    pieces += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
+               if len(w) > 1][:max(0, vocab - len(pieces))]
+    tok.model = models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]")
+    return tok
 
 
 def unigram(specials: list[str], vocab: int = 300) -> Tokenizer:
+    """T5 style Unigram.  tokenizers' ``UnigramTrainer`` finds the same pieces in every
+    process but with scores that differ in the sixth decimal (and so in order and ids); the
+    pieces are re-listed in a fixed order with their scores rounded, so a process's ids and
+    segmentations are every process's."""
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    return _train(tok, trainers.UnigramTrainer(vocab_size=vocab, special_tokens=specials,
-                                               unk_token="<unk>"))
+    _train(tok, trainers.UnigramTrainer(vocab_size=vocab, special_tokens=specials,
+                                        unk_token="<unk>"))
+    import json
+
+    model = json.loads(tok.to_str())["model"]
+    pieces = model["vocab"]
+    head = [(p, 0.0) for p, _ in pieces[:len(specials)]]
+    rest = sorted(((p, round(s, 1)) for p, s in pieces[len(specials):]), key=lambda ps: (-ps[1], ps[0]))
+    tok.model = models.Unigram([*head, *rest], unk_id=model["unk_id"], byte_fallback=False)
+    return tok
 
 
 def template(tok: Tokenizer, single: str) -> Tokenizer:
@@ -160,6 +188,43 @@ def t5_tokenizer():
 CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
+def _bpe_suffix(tok: Tokenizer, specials: list[str], size: int, suffix: str):
+    """BPE vocabulary and merges with word ends marked by ``suffix``, learnt from the corpus
+    as tokenizers' ``BpeTrainer`` learns them (most frequent adjacent pair first), but with
+    ties broken by spelling: the trainer numbers the new ``x</w>`` symbols in hash order and
+    breaks count ties by those numbers, so each process learnt other merges."""
+    from collections import Counter
+
+    words = Counter(w for text in corpus()
+                    for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = [*specials, *alphabet, *sorted({w[-1] + suffix for w in words})]
+    split = {w: [*w[:-1], w[-1] + suffix] for w in words}
+    merges = []
+    while len(vocab) < size:
+        pairs = Counter()
+        for w, n in words.items():
+            sym = split[w]
+            for pair in zip(sym, sym[1:]):
+                pairs[pair] += n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        vocab.append(best[0] + best[1])
+        for w, sym in split.items():
+            i, out = 0, []
+            while i < len(sym):
+                if i + 1 < len(sym) and (sym[i], sym[i + 1]) == best:
+                    out.append(sym[i] + sym[i + 1])
+                    i += 2
+                else:
+                    out.append(sym[i])
+                    i += 1
+            split[w] = out
+    return {t: i for i, t in enumerate(dict.fromkeys(vocab))}, merges
+
+
 def clip_tokenizer():
     """CLIP's byte-level BPE with word ends marked ``</w>``, lower-cased, as transformers'
     CLIPTokenizer rebuilds it from ``vocab.json`` / ``merges.txt`` when the folder loads (a
@@ -173,9 +238,8 @@ def clip_tokenizer():
         pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tok.decoder = decoders.ByteLevel()
-    _train(tok, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|startoftext|>", "<|endoftext|>"],
-                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                    end_of_word_suffix="</w>"))
+    vocab, merges = _bpe_suffix(tok, ["<|startoftext|>", "<|endoftext|>"], 400, "</w>")
+    tok.model = models.BPE(vocab, merges, unk_token="<|endoftext|>", end_of_word_suffix="</w>")
     tok = template(tok, "<|startoftext|> $A <|endoftext|>")
     return transformers.CLIPTokenizerFast(tokenizer_object=tok, bos_token="<|startoftext|>",
                                           eos_token="<|endoftext|>", unk_token="<|endoftext|>",

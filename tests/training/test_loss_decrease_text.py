@@ -20,9 +20,9 @@ measured, not assumed (seed 0, 20 steps, per method):
 - with the default dropout 0.1 the per-step training loss of 12 sentences jitters by
   +-0.04, as large as the decrease the old check asked for, so 20 noisy steps decided the
   verdict.  Dropout is 0 here, and the losses are measured in eval mode on the fixed set;
-- the zoo's BERT WordPiece vocabulary is trained, differently in each process (see
-  _bert_tokenizer): the BERT tokenizer here has a fixed vocabulary, so the numbers below are
-  the same in every run and test order.
+- the BERT tokenizer here has its own fixed vocabulary (_bert_tokenizer), so the numbers
+  below are the same in every run and test order (the zoo's WordPiece vocabulary, once
+  trained differently in each process, is now built deterministically too).
 
 Neither is a repspace bug: on the same models each method's own parameters sit in the
 forward path (the ablation below fails otherwise) and receive gradients.  Learning rates
