@@ -1,6 +1,6 @@
 """The architecture x method table of docs/methods.md agrees with the tests (issue 18, item 6).
 
-The full generator (``python -m tests.training.method_table``, ~25 min) runs the tests; this
+The full generator (``python -m tests.training.method_table``, ~2 min) runs the tests; this
 check (seconds, in CI) *collects* them (``--expected``: ``pytest --collect-only`` on the same
 test list) and compares the doc with the table every cell would get if they all passed.
 The rows, columns and marks are the tests' own parametrization (test_train_zoo_archs.ARCHS,
@@ -102,3 +102,26 @@ def test_cells_follow_the_tests_outcomes():
     assert notes and notes[-1].startswith("- bert × lora: ")
     del res[(mt.TRAINS, "phi3", "prompt")]
     assert mt._cell(res, "phi3", "prompt", notes) == "not tested"
+
+
+def test_full_parallel_adapter_and_pt_peft_cells_read_their_tests():
+    """full's ↓ comes from the 20-step full FT test (never =1: it moves the vision tower);
+    the parallel adapter and PT-PEFT get ↓ =1 # from the towers test (# = its hand count)
+    and ↓ # from the text-LM test; a failing one makes the cell ✗ with its reason."""
+    res = _all_pass()
+    res[("test_full_fine_tuning_lowers_the_loss", "blip2", None)] = (True, "")
+    notes: list[str] = []
+    assert mt._cell(res, "blip2", "full", notes) == "trains"
+    res[(mt.FULL, "blip2", None)] = (True, "")
+    assert mt._cell(res, "blip2", "full", notes) == "trains ↓"
+    for column in ("adapter-parallel", "pt_lora", "pt_adapter"):
+        res[(mt.TOWERS, "blip2", column)] = (True, "")
+        assert mt._cell(res, "blip2", column, notes) == "trains ↓ =1 #"
+        res[(mt.TEXT_LMS, "phi3", column)] = (True, "")
+        assert mt._cell(res, "phi3", column, notes) == "trains ↓ #"
+    res[(mt.TOWERS, "blip2", "prompt")] = (True, "")
+    assert mt._cell(res, "blip2", "prompt", notes) == "trains ↓ =1"  # its # is test_zoo_sites'
+    res[(mt.FULL, "phi3", None)] = (False, "AssertionError: [3.1, 3.2]")
+    res[("test_full_fine_tuning_lowers_the_loss", "phi3", None)] = (True, "")
+    assert mt._cell(res, "phi3", "full", notes) == "✗"
+    assert notes[-1].startswith(f"- phi3 × full: `{mt.FULL}` failed: ")
