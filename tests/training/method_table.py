@@ -11,8 +11,8 @@ of issue 18 and renders one row per architecture, one column per method, from th
   finite loss, held-out evaluation with the cached / uncached decoding check, run folder
   reloaded to bit-identical losses); for ``full`` also ``test_full_fine_tuning_lowers_the_loss``;
 - ``↓``: the loss falls over 20 steps on a fixed batch (``test_towers_untouched.py``, full
-  fine-tuning included, PT-PEFT through both stages with its stage-2 LoRA / adapter weights
-  off their zero init; ``test_classify.py`` for T5, ``test_loss_decrease_text.py`` for BERT
+  fine-tuning included, PT-PEFT over both stages and within stage 2, its stage-2 LoRA / adapter
+  weights off their zero init; ``test_classify.py`` for T5, ``test_loss_decrease_text.py`` for BERT
   and RoBERTa, where the method's own parameters must also carry part of the drop);
 - ``=1``: ``repspace compare base RUN`` gives CKA exactly 1 on the towers the method leaves
   alone and < 1 on the language model (``test_towers_untouched.py``); not claimed for ``full``,
@@ -200,8 +200,8 @@ def render(res: dict) -> str:
            "bit-identical losses (full FT also lowers the loss); `↓` = the loss falls over 20 "
            "steps on a fixed batch (BERT: on a bare and a `ForMaskedLM` folder; BERT and RoBERTa: "
            "the method's own parameters carry part of the drop, not only the new head; PT-PEFT: "
-           "through both stages, 10 + 10 steps, the stage-2 LoRA / adapter weights leaving their "
-           "zero init); `=1` = `compare base RUN` gives CKA exactly 1 on the untouched vision tower "
+           "over both stages, 10 + 10 steps, and within stage 2 too, the stage-2 LoRA / adapter "
+           "weights leaving their zero init); `=1` = `compare base RUN` gives CKA exactly 1 on the untouched vision tower "
            "(and Q-Former) and < 1 on the language model -- not claimed for full, whose recipe "
            "trains every weight (`freeze_vision=False`), the vision tower and Q-Former included "
            "(checked: CKA < 1 there too); `#` = exact trainable count by hand from the model's "

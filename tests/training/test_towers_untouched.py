@@ -105,9 +105,11 @@ def expected_trainable(arch: str, method: str, text) -> int:
 
 
 def _stage_two_moved(base, result, method):
-    """PT-PEFT: both stages ran, and the stage-2 weights (LoRA / adapter) that start at zero
-    (LoRA's B, the adapter's up-projection) are no longer zero."""
+    """PT-PEFT: both stages ran, the loss falls within stage 2 too (from its first step; the
+    prefix alone moves it little at this lr), and the stage-2 weights (LoRA / adapter) that
+    start at zero (LoRA's B, the adapter's up-projection) are no longer zero."""
     assert result.manifest["stage_steps"] == [10, 10], result.manifest["stage_steps"]
+    assert min(result.losses[-3:]) < result.losses[10] - 1e-3, result.losses
     name, options = _method(method)
     fresh = dict(apply_method(load_checkpoint(base).model, make_config(name, **options)).named_parameters())
     trained = dict(result.model.named_parameters())
