@@ -209,6 +209,12 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
     disabling differ from the base, loads the base separately.  ``settings["base_capture"]``
     of the result records which, and why.
     """
+    if isinstance(settings, CompareOptions) and not isinstance(settings, CompareConfig):
+        # the engine's settings alone: the rest at their defaults
+        settings = CompareConfig(**{f.name: getattr(settings, f.name) for f in fields(CompareOptions)})
+    if settings is not None and not isinstance(settings, CompareConfig):
+        raise TypeError(f"compare: settings must be a CompareConfig (or CompareOptions); got "
+                        f"{type(settings).__name__} -- pass options by name instead")
     if settings is None:
         s = CompareConfig.from_options(**options)
     else:
