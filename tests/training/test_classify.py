@@ -88,7 +88,9 @@ def test_sentence_labels_are_the_scene_ends_colours():
 
 @pytest.mark.parametrize("arch,kind", [("bert", "encoder-classification"),
                                        ("roberta", "encoder-classification"),
-                                       ("t5", "text-to-text")])
+                                       ("t5", "text-to-text"),
+                                       ("gpt2", "causal-lm-classification"),
+                                       ("llama", "causal-lm-classification")])
 def test_cli_train_classify_on_a_user_folder(folder, tmp_path, capsys, arch, kind):
     from repspace.cli import main
 
