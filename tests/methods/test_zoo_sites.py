@@ -45,6 +45,11 @@ EXPECTED = {
 # wide, output projection 32 wide): 2 blocks, T5 6 (4 self-, 2 cross-attentions)
 for _arch, _counts in EXPECTED.items():
     _counts["parallel_both"] = _counts["parallel"] + (6 if _arch == "t5" else 2) * SITE
+# PT-PEFT builds both stages: the prefix, then LoRA (its default query/value sites) or the
+# Houlsby adapter (after attention output and feed-forward), the prefix still trainable
+for _counts in EXPECTED.values():
+    _counts["pt_lora"] = _counts["prefix"] + _counts["lora"]
+    _counts["pt_adapter"] = _counts["prefix"] + _counts["adapter"]
 # BLIP-2 with a T5 language model: T5's text-tower counts, AdaLink on text and image tokens
 EXPECTED["blip2_t5"] = dict(EXPECTED["t5"], adalink=2 * 2 * 32 * K)
 EXPECTED["instructblip"] = dict(LLAMA, adalink=2 * 2 * 32 * K)
@@ -52,7 +57,9 @@ CONFIGS = {"lora": ("lora", dict(r=R)), "ia3": ("ia3", {}), "adapter": ("adapter
            "parallel": ("adapter", dict(width=W, placement="parallel")),
            "parallel_both": ("adapter", dict(width=W, placement="parallel", parallel_sites=("attention", "ffn"))),
            "adalink": ("adalink", dict(rank=K)), "prefix": ("prefix", dict(num_virtual_tokens=P)),
-           "prompt": ("prompt", dict(num_virtual_tokens=P))}
+           "prompt": ("prompt", dict(num_virtual_tokens=P)),
+           "pt_lora": ("pt_lora", dict(num_virtual_tokens=P, r=R)),
+           "pt_adapter": ("pt_adapter", dict(num_virtual_tokens=P, width=W))}
 IDENTITY = ("lora", "ia3", "adapter", "parallel", "parallel_both", "adalink")
 
 
@@ -106,5 +113,5 @@ def test_trainable_counts_and_identity_at_init(arch):
         got = _out(model, x)
         if key in IDENTITY:
             assert torch.equal(got, want), (arch, key)
-        else:  # prefix / prompt add inputs by nature: they must change the outputs
+        else:  # prefix / prompt (and PT-PEFT's prefix) add inputs by nature: they must change the outputs
             assert got.shape == want.shape and not torch.equal(got, want), (arch, key)

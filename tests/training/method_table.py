@@ -18,9 +18,9 @@ of issue 18 and renders one row per architecture, one column per method, from th
   alone and < 1 on the language model (``test_towers_untouched.py``); not claimed for ``full``,
   whose recipe trains the vision tower too (the same file checks it moves: CKA < 1);
 - ``#``: exact trainable count against a hand computation and identity at init where the
-  method promises it (``tests/methods/test_zoo_sites.py``, per architecture, the one-stage
-  methods; ``test_towers_untouched.py`` for the trained parallel adapter and PT-PEFT: prefix
-  + LoRA / adapter over both stages);
+  method promises it (``tests/methods/test_zoo_sites.py``, per architecture, every method
+  but full, PT-PEFT with both stages built; ``test_towers_untouched.py`` also for the trained
+  parallel adapter and PT-PEFT: prefix + LoRA / adapter over both stages);
 - a failure shows ✗ and the test's one-line reason below the table.
 
 Only the text between the two markers in docs/methods.md is replaced.
@@ -60,8 +60,9 @@ ROWS = {"gemma2": "Gemma2 (causal LM, text VQA)", "phi3": "Phi-3 (causal LM, tex
         "llava_next": "LLaVA-NeXT (chat VQA)", "qwen2_vl": "Qwen2-VL (chat VQA, no torchvision)"}
 COLUMNS = ("full", "lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink",
            "pt_lora", "pt_adapter")
-# the methods whose exact counts test_zoo_sites.py computes by hand (not full, not PT-PEFT)
-COUNTED = ("lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink")
+# the methods whose exact counts test_zoo_sites.py computes by hand (not full: it trains all)
+COUNTED = ("lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink", "pt_lora",
+           "pt_adapter")
 TRAINS = "test_every_method_trains_and_reloads"
 TOWERS = "test_peft_lowers_the_loss_and_leaves_the_other_towers_exactly_unchanged"
 TEXT_LMS = "test_peft_lowers_the_loss_on_text_lms"
