@@ -148,6 +148,20 @@ def test_every_method_lowers_the_t5_loss_over_20_steps(folder, tmp_path, method)
     assert min(losses[-3:]) < losses[0] - 0.05, losses
 
 
+def _record_trainable_at_init(monkeypatch, task_class) -> list[dict]:
+    """Copies of the trainable parameters after each method stage's ``after_apply`` (the
+    last one is the values training starts from)."""
+    snapshots: list[dict] = []
+    original = task_class.after_apply
+
+    def after_apply(self, model):
+        original(self, model)
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+
+    monkeypatch.setattr(task_class, "after_apply", after_apply)
+    return snapshots
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_its_own_parameters_beside_the_new_head(folder, tmp_path, monkeypatch, method):
     """RoBERTa *ForMaskedLM gets a fresh head; the method's own parameters (not only the
@@ -158,14 +172,7 @@ def test_every_method_trains_its_own_parameters_beside_the_new_head(folder, tmp_
     at ln 2 while full and LoRA still lower it.)"""
     from repspace.training.tasks.encoder_head import HEAD_NAME, EncoderClassificationTask
 
-    snapshots = []
-    original = EncoderClassificationTask.after_apply
-
-    def after_apply(self, model):  # called after each method stage: the last one is the init
-        original(self, model)
-        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
-
-    monkeypatch.setattr(EncoderClassificationTask, "after_apply", after_apply)
+    snapshots = _record_trainable_at_init(monkeypatch, EncoderClassificationTask)
     name, options = _method(method)
     result = train(_config(folder("roberta"), tmp_path, name, method_options=options,
                            lr=1e-3 if name == "full" else 1e-2), progress=False)
@@ -192,14 +199,7 @@ def test_every_method_trains_a_causal_lm_head_and_its_own_parameters(folder, tmp
     from repspace.training.tasks.causal import CausalClassificationTask
     from repspace.training.tasks.encoder_head import HEAD_NAME
 
-    snapshots = []
-    original = CausalClassificationTask.after_apply
-
-    def after_apply(self, model):  # called after each method stage: the last one is the init
-        original(self, model)
-        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
-
-    monkeypatch.setattr(CausalClassificationTask, "after_apply", after_apply)
+    snapshots = _record_trainable_at_init(monkeypatch, CausalClassificationTask)
     name, options = _method(method)
     result = train(_config(folder(arch), tmp_path, name, method_options=options,
                            lr=1e-3 if name == "full" else 1e-2), progress=False)
