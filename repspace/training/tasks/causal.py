@@ -114,18 +114,8 @@ class CausalClassificationTask(EncoderClassificationTask):
 
     kind = "causal-lm-classification"
 
-    def prepare_model(self, model):
-        from repspace.introspection import unwrap_model
-        from repspace.training.tasks.encoder_head import HEAD_NAME
-
-        root = unwrap_model(model)
-        hidden = getattr(root.config, "hidden_size", None)
-        if not isinstance(hidden, int):
-            raise ValueError(f"{type(root).__name__}: config has no hidden_size for the classification head")
-        ref = next(root.parameters())
-        head = torch.nn.Linear(hidden, len(self.answers), bias=False).to(ref.device, ref.dtype)
-        setattr(root, HEAD_NAME, head)
-        return model
+    def new_head(self, hidden: int, n_labels: int) -> torch.nn.Module:
+        return torch.nn.Linear(hidden, n_labels, bias=False)  # as transformers' score head
 
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
         tok = self.tokenizer

@@ -50,8 +50,12 @@ class EncoderClassificationTask(SequenceClassificationTask):
         if not isinstance(hidden, int):
             raise ValueError(f"{type(root).__name__}: config has no hidden_size for the classification head")
         ref = next(root.parameters())
-        setattr(root, HEAD_NAME, ClassificationHead(hidden, len(self.answers)).to(ref.device, ref.dtype))
+        setattr(root, HEAD_NAME, self.new_head(hidden, len(self.answers)).to(ref.device, ref.dtype))
         return model
+
+    def new_head(self, hidden: int, n_labels: int) -> nn.Module:
+        """The fresh head this task trains on the pooled hidden state."""
+        return ClassificationHead(hidden, n_labels)
 
     def after_apply(self, model: nn.Module) -> None:
         from repspace.introspection import unwrap_model
