@@ -20,6 +20,8 @@ __all__ = [
     "procrustes_distance_from_moments",
     "principal_angles_from_moments",
     "overlap_of_angles",
+    "resolved_count",
+    "undetermined_angles",
     "same_width",
     "check_k",
     "angles_between",
@@ -99,16 +101,39 @@ def procrustes_distance_from_moments(cx: CentredFeature, cy: CentredFeature,
         return warn_undefined("Procrustes distance is undefined: a representation is constant")
     return 2.0 - 2.0 * nuc / norm
 
-def _top_components(scatter: torch.Tensor, k: int) -> np.ndarray:
-    s = scatter.cpu().numpy()
+def _top_components(c: CentredFeature, k: int) -> tuple[np.ndarray, int]:
+    """Top-k eigenvectors of the scatter and its numerical rank (the spectrum's resolution)."""
+    s = c.scatter.cpu().numpy()
     w, v = np.linalg.eigh((s + s.T) / 2.0)
-    return v[:, ::-1][:, :k]
+    sv = np.sqrt(np.maximum(w[::-1], 0.0))
+    eps = max(c.eps, float(np.finfo(np.float64).eps))
+    return v[:, ::-1][:, :k], resolved_count(sv, c.dim, eps)
+
+
+def resolved_count(sv: np.ndarray, p: int, eps: float) -> int:
+    """#{σᵢ > σ₁·√(p·ε)}: the numerical rank at the scatter route's resolution."""
+    return int((sv > (sv[0] if sv.size else 0.0) * math.sqrt(p * eps)).sum()) if sv.size else 0
+
+
+def undetermined_angles(k: int, rank_x: int, rank_y: int) -> np.ndarray | None:
+    """NaN angles (with a warning) when a top-k subspace is not determined by the data:
+    a side of numerical rank r < k has k − r directions chosen by round-off."""
+    low = min(rank_x, rank_y)
+    if low >= k:
+        return None
+    side = "base (x)" if rank_x <= rank_y else "tuned (y)"
+    return np.full(k, warn_undefined(
+        f"principal angles of the top-{k} subspaces are undefined: the {side} representation "
+        f"has numerical rank {low} < {k}, so {k - low} of its directions are arbitrary; "
+        f"use k ≤ {low}"))
 
 
 def principal_angles_from_moments(cx: CentredFeature, cy: CentredFeature, k: int) -> np.ndarray:
     same_width(cx.dim, cy.dim, "principal angles")
     check_k(k, cx.dim, min(cx.n, cy.n))
-    return angles_between(_top_components(cx.scatter, k), _top_components(cy.scatter, k))
+    (ux, rx), (uy, ry) = _top_components(cx, k), _top_components(cy, k)
+    undetermined = undetermined_angles(k, rx, ry)
+    return undetermined if undetermined is not None else angles_between(ux, uy)
 
 
 def check_k(k, p: int, n: int) -> None:

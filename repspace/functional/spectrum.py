@@ -19,6 +19,11 @@ where ε is the unit round-off of the data or of the GEMMs that built the scatte
 whichever is coarser (float32 GEMMs: σ-tol ≈ 1e-2 σ₁ at p = 768; float64: ≈ 4e-7 σ₁).
 Accumulate with ``precision="float64"`` where fine spectral detail matters.
 
+The rows route of a compare (:mod:`repspace.statistics.routes`, method ``"rows"``) takes the
+SVD of the held rows (n ≤ p) but applies the scatter route's resolution σ₁·√(p·ε): a layer's
+ranks must not depend on whether its n crossed the break-even, so both routes cut at the
+same σ.
+
 References: Roy & Vetterli, The effective rank, EUSIPCO 2007; Rudelson & Vershynin,
 Sampling from large matrices, JACM 2007 (stable rank); Gao et al. 2017 / Recanatesi et
 al. 2019 (participation ratio); Garrido et al., RankMe, ICML 2023.
@@ -45,7 +50,7 @@ class Spectrum:
     singular_values: np.ndarray = field(repr=False)  # descending, ≥ 0, length min(n, p)
     n_samples: int
     n_features: int
-    method: str  # "svd" or "covariance"
+    method: str  # "svd", "covariance" or "rows" (SVD of held rows at the covariance's resolution)
     eps: float   # unit round-off of the computation (see module docstring)
     is_constant: bool = False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from repspace.functional.centred import CentredRows
 from repspace.functional.cka import linear_cka_from_moments
 from repspace.functional.drift import (
     frechet_distance_from_moments,
@@ -14,6 +15,14 @@ from repspace.functional.drift import (
     overlap_of_angles,
     principal_angles_from_moments,
     procrustes_distance_from_moments,
+)
+from repspace.functional.rows import (
+    frechet_distance_from_rows,
+    linear_cka_from_rows,
+    mmd_linear_from_rows,
+    principal_angles_from_rows,
+    procrustes_distance_from_rows,
+    spectrum_of_rows,
 )
 from repspace.functional.spectrum import (
     effective_rank_of,
@@ -46,13 +55,18 @@ def spectrum_summary(sp, ranks: tuple[str, ...] = RANKS) -> dict[str, float]:
 
 
 def layerwise_summary(acc, top_k: int = 10,
-                      metrics: Collection[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
+                      metrics: Collection[str] | None = None,
+                      progress=None) -> dict[tuple[str, str], dict[str, float]]:
     """``{(base_layer, tuned_layer): {metric: value}}`` for every pair tracked by ``acc``.
 
     ``metrics``: keep only the keys starting with one of these names (``"linear_cka"``
     keeps ``linear_cka`` and ``linear_cka_debiased``); ``None``: every key.  Only what the
-    kept keys need (centred moments, cross terms, spectra, drift) is computed, and each
-    value is the same number, bit for bit, as in the full computation.
+    kept keys need (centred statistics, cross terms, spectra, drift) is computed.  A pair
+    held as rows (:class:`~repspace.functional.centred.CentredRows`) goes through the
+    n-dimensional forms of :mod:`repspace.functional.rows`, a pair held as moments through
+    the d-dimensional ones: the same numbers.  Each side's centred statistics are dropped
+    once its last pair is done, so memory holds one layer's at a time for matched pairs.
+    ``progress``: called once per pair (a progress bar's ``update``).
     """
     def want(key: str) -> bool:
         return metrics is None or any(key.startswith(m) for m in metrics)
@@ -64,6 +78,10 @@ def layerwise_summary(acc, top_k: int = 10,
                     or want("frechet_distance") or want("subspace_overlap"))
     centred: dict[tuple[str, str], object] = {}
     spectra: dict[tuple[str, str], dict[str, float]] = {}
+    uses: dict[tuple[str, str], int] = {}
+    for b, t in acc.cross:
+        uses["base", b] = uses.get(("base", b), 0) + 1
+        uses["tuned", t] = uses.get(("tuned", t), 0) + 1
 
     def centre(side: str, layer: str):
         if (side, layer) not in centred:
@@ -72,7 +90,9 @@ def layerwise_summary(acc, top_k: int = 10,
 
     def side_ranks(side: str, layer: str) -> dict[str, float]:
         if (side, layer) not in spectra:  # a layer in several pairs: one spectrum
-            spectra[side, layer] = spectrum_summary(spectrum_of_centred(centre(side, layer)), ranks[side])
+            c = centre(side, layer)
+            sp = spectrum_of_rows(c) if isinstance(c, CentredRows) else spectrum_of_centred(c)
+            spectra[side, layer] = spectrum_summary(sp, ranks[side])
         return spectra[side, layer]
 
     out = {}
@@ -80,24 +100,15 @@ def layerwise_summary(acc, top_k: int = 10,
         row: dict[str, float] = {}
         if need_centred:
             cx, cy = centre("base", b), centre("tuned", t)
-        cxy = cross.centred(acc.base[b], acc.tuned[t]) if need_cross else None
-        if want("linear_cka"):
-            row["linear_cka"] = linear_cka_from_moments(cx, cy, cxy)
-        if want("linear_cka_debiased"):
-            row["linear_cka_debiased"] = linear_cka_from_moments(cx, cy, cxy, debiased=True)
-        if want("procrustes_distance"):
-            row["procrustes_distance"] = procrustes_distance_from_moments(cx, cy, cxy)
+            on_rows = isinstance(cx, CentredRows)
+            if on_rows:
+                row.update(_rows_pair(cx, cy, want, top_k))
+            else:
+                row.update(_moments_pair(cx, cy, cross.centred(acc.base[b], acc.tuned[t])
+                                         if need_cross else None, want, top_k))
         for side, layer in (("base", b), ("tuned", t)):
             if ranks[side]:
                 row.update({f"{k}_{side}": v for k, v in side_ranks(side, layer).items()})
-        if need_centred and cx.dim == cy.dim:
-            if want("frechet_distance"):
-                row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
-            if want("mmd_linear"):
-                row["mmd_linear"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
-            if want("subspace_overlap"):
-                k = min(top_k, cx.dim, cx.n - 1)
-                row["subspace_overlap"] = overlap_of_angles(principal_angles_from_moments(cx, cy, k))
         drift = acc.drift.get((b, t))
         kept = [n for n in ("cosine_similarity", "relative_shift") if want(f"{n}_mean") or want(f"{n}_q50")]
         if drift is not None and kept:
@@ -106,5 +117,55 @@ def layerwise_summary(acc, top_k: int = 10,
                 for stat in ("mean", "q50"):
                     if want(f"{name}_{stat}"):
                         row[f"{name}_{stat}"] = d[name][stat]
-        out[b, t] = row
+        out[b, t] = dict(sorted(row.items(), key=lambda kv: _ORDER.get(kv[0], len(_ORDER))))
+        for key in (("base", b), ("tuned", t)):
+            uses[key] -= 1
+            if uses[key] == 0:
+                centred.pop(key, None)
+        if progress is not None:
+            progress(1)
     return out
+
+
+_ORDER = {k: i for i, k in enumerate((
+    "linear_cka", "linear_cka_debiased", "procrustes_distance",
+    *(f"{r}_{side}" for side in ("base", "tuned") for r in RANKS),
+    "frechet_distance", "mmd_linear", "subspace_overlap"))}
+
+
+def _moments_pair(cx, cy, cxy, want, top_k: int) -> dict[str, float]:
+    row: dict[str, float] = {}
+    if want("linear_cka"):
+        row["linear_cka"] = linear_cka_from_moments(cx, cy, cxy)
+    if want("linear_cka_debiased"):
+        row["linear_cka_debiased"] = linear_cka_from_moments(cx, cy, cxy, debiased=True)
+    if want("procrustes_distance"):
+        row["procrustes_distance"] = procrustes_distance_from_moments(cx, cy, cxy)
+    if cx.dim == cy.dim:
+        if want("frechet_distance"):
+            row["frechet_distance"] = frechet_distance_from_moments(cx, cy)
+        if want("mmd_linear"):
+            row["mmd_linear"] = mmd_linear_from_moments(cx, cy, cxy)  # paired: same inputs
+        if want("subspace_overlap"):
+            k = min(top_k, cx.dim, cx.n - 1)
+            row["subspace_overlap"] = overlap_of_angles(principal_angles_from_moments(cx, cy, k))
+    return row
+
+
+def _rows_pair(cx, cy, want, top_k: int) -> dict[str, float]:
+    row: dict[str, float] = {}
+    if want("linear_cka"):
+        row["linear_cka"] = linear_cka_from_rows(cx, cy)
+    if want("linear_cka_debiased"):
+        row["linear_cka_debiased"] = linear_cka_from_rows(cx, cy, debiased=True)
+    if want("procrustes_distance"):
+        row["procrustes_distance"] = procrustes_distance_from_rows(cx, cy)
+    if cx.dim == cy.dim:
+        if want("frechet_distance"):
+            row["frechet_distance"] = frechet_distance_from_rows(cx, cy)
+        if want("mmd_linear"):
+            row["mmd_linear"] = mmd_linear_from_rows(cx, cy)
+        if want("subspace_overlap"):
+            k = min(top_k, cx.dim, cx.n - 1)
+            row["subspace_overlap"] = overlap_of_angles(principal_angles_from_rows(cx, cy, k))
+    return row

@@ -33,8 +33,10 @@ from repspace.functional.drift import (
     procrustes_distance_from_moments,
     same_width,
     trace_sqrt_product,
+    undetermined_angles,
 )
 from repspace.functional.kernels import median_distance, sq_distances
+from repspace.metrics.spectrum import numerical_rank
 from repspace.statistics.drift_stats import per_sample_drift, summarize
 from repspace.statistics.moments import FeatureMoments
 
@@ -335,6 +337,8 @@ def principal_angles(x, y, k: int = 10) -> np.ndarray:
     (p × k, orthonormal); cos θᵢ are the singular values of U_Xᵀ U_Y (Björck & Golub
     1973).  Needs p = q (the same coordinate system, e.g. one layer before and after
     fine-tuning).  Accepts arrays or :class:`~repspace.statistics.FeatureMoments`.
+    When a side's numerical rank is below k its top-k subspace is not determined (some of
+    its directions are round-off): the angles are NaN with an ``UndefinedMetricWarning``.
     """
     if isinstance(x, FeatureMoments) and isinstance(y, FeatureMoments):
         return principal_angles_from_moments(x.centred(), y.centred(), k)
@@ -346,7 +350,8 @@ def principal_angles(x, y, k: int = 10) -> np.ndarray:
         tc = (t - t.mean(0)).cpu().numpy()
         return np.linalg.svd(tc, full_matrices=False)[2][:k].T
 
-    return angles_between(top(xt), top(yt))
+    undetermined = undetermined_angles(k, numerical_rank(xt), numerical_rank(yt))
+    return undetermined if undetermined is not None else angles_between(top(xt), top(yt))
 
 
 def subspace_overlap(x, y, k: int = 10) -> float:

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite, check_min_rows
-from repspace.functional.centred import CentredFeature
+from repspace.functional.centred import CentredFeature, CentredRows
+from repspace.functional.rows import spectrum_of_rows
 from repspace.functional.spectrum import (
     Spectrum,
     effective_rank_of,
@@ -24,6 +25,7 @@ from repspace.functional.spectrum import (
     stable_rank_of,
 )
 from repspace.statistics.moments import FeatureMoments
+from repspace.statistics.rows import FeatureRows
 
 __all__ = [
     "Spectrum",
@@ -49,10 +51,12 @@ def spectrum(x) -> Spectrum:
     """
     if isinstance(x, Spectrum):
         return x
-    if isinstance(x, FeatureMoments):
+    if isinstance(x, (FeatureMoments, FeatureRows)):
         x = x.centred()
     if isinstance(x, CentredFeature):
         return spectrum_of_centred(x)
+    if isinstance(x, CentredRows):
+        return spectrum_of_rows(x)
     t = as_matrix(x, "x")
     check_finite(t, "x")
     n, p = t.shape

@@ -7,11 +7,14 @@ another accumulator (another shard, process or run), ``compute()`` returns metri
 from repspace.statistics.drift_stats import PairedDriftStats
 from repspace.statistics.layerwise import LayerwiseMoments, PairedMoments
 from repspace.statistics.moments import CentredCross, CentredFeature, CrossMoments, FeatureMoments
+from repspace.statistics.rows import CrossRows, FeatureRows
 
 __all__ = [
     "CentredCross",
     "CentredFeature",
     "CrossMoments",
+    "CrossRows",
+    "FeatureRows",
     "FeatureMoments",
     "LayerwiseMoments",
     "PairedDriftStats",

@@ -17,16 +17,20 @@ import numpy as np
 
 from repspace._validation import as_matrix, check_min_rows
 from repspace.functional.cka import linear_cka_from_moments
+from repspace.functional.rows import linear_cka_from_rows
 from repspace.functional.summary import layerwise_summary
 from repspace.statistics.base import Accumulator
 from repspace.statistics.collective import collective_device
 from repspace.statistics.drift_stats import PairedDriftStats
-from repspace.statistics.moments import CrossMoments, FeatureMoments
+from repspace.statistics.moments import CrossMoments, FeatureMoments, row_norms2
 from repspace.statistics.reduce import all_reduce_layerwise
+from repspace.statistics.rows import CrossRows, FeatureRows
+from repspace.statistics.units import Unit, unit_moments_bytes, unit_rows_bytes, units_of
 
-__all__ = ["LayerwiseMoments", "PairedMoments"]
+__all__ = ["LayerwiseMoments", "PairedMoments", "ROUTE_CHOICES"]
 
 PairSpec = str | Sequence[tuple[str, str]]
+ROUTE_CHOICES = ("auto", "rows", "moments")
 
 
 class LayerwiseMoments(Accumulator):
@@ -47,11 +51,19 @@ class LayerwiseMoments(Accumulator):
         base Gram per layer, not k.  ``base_from`` is updated first each batch, and this
         one with the same base batch objects, which it then does not add again.  Sharing
         accumulators cannot be merged (each reduces across processes on its own copy).
+    route : {"auto", "rows", "moments"}
+        How each layer holds its statistics (:mod:`repspace.statistics.routes`):
+        ``"auto"`` keeps the rows while they are smaller than the moments and converts, exactly,
+        when n crosses the break-even; ``"rows"`` / ``"moments"`` force one route.  Every
+        metric is the same number on both routes.  An accumulator sharing its base
+        (``base_from``) follows the owner's route layer by layer.
     """
 
     def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
                  paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned"),
-                 base_from: "LayerwiseMoments | None" = None):
+                 base_from: "LayerwiseMoments | None" = None, route: str = "auto"):
+        if route not in ROUTE_CHOICES:
+            raise ValueError(f"route must be one of {', '.join(ROUTE_CHOICES)}; got {route!r}")
         if isinstance(pairs, str) and pairs not in ("matched", "all"):
             raise ValueError(f"pairs must be 'matched', 'all' or a list of (base, tuned) "
                              f"layer names; got {pairs!r}")
@@ -59,9 +71,11 @@ class LayerwiseMoments(Accumulator):
         self.precision = precision
         self.track_drift = paired_drift
         self.side_names = side_names
-        self.base: dict[str, FeatureMoments] = {}
-        self.tuned: dict[str, FeatureMoments] = {}
-        self.cross: dict[tuple[str, str], CrossMoments] = {}
+        self.route = route
+        self.base: dict[str, FeatureMoments | FeatureRows] = {}
+        self.tuned: dict[str, FeatureMoments | FeatureRows] = {}
+        self.cross: dict[tuple[str, str], CrossMoments | CrossRows] = {}
+        self.units: list[Unit] = []
         self.drift: dict[tuple[str, str], PairedDriftStats] = {}
         self.n = 0
         self.base_from = base_from
@@ -100,17 +114,103 @@ class LayerwiseMoments(Accumulator):
             raise ValueError("share_base() must be called before the first batch")
         self.base_shared = True
 
-    def _base_moments(self, name: str) -> FeatureMoments:
+    def _new_side(self, side: int, name: str, rows: bool) -> FeatureMoments | FeatureRows:
+        cls = FeatureRows if rows else FeatureMoments
+        acc = cls(self.precision, name=self._label(side, name))
+        acc.shared = side == 0 and self.base_shared
+        return acc
+
+    def _base_moments(self, name: str, rows: bool) -> FeatureMoments | FeatureRows:
         """This layer's base statistics: new, or ``base_from``'s (shared, added once)."""
         if self.base_from is None:
-            fm = FeatureMoments(self.precision, name=self._label(0, name))
-            fm.shared = self.base_shared
-            return fm
+            return self._new_side(0, name, rows)
         owner = self.base_from.base.get(name)
         if owner is None or not owner.shared:
             raise ValueError(f"base layer {name!r}: the accumulator given as base_from has not "
                              "seen it or did not call share_base() before its first batch")
         return owner
+
+    def _starts_on_rows(self, unit: Unit) -> bool:
+        if self.base_from is not None:  # follow the owner of the shared base
+            return all(isinstance(self.base_from.base.get(layer), FeatureRows)
+                       for side, layer in unit.sides if side == "base")
+        return self.route != "moments"
+
+    # -- routes ------------------------------------------------------------------------
+    def _side(self, key: tuple[str, str]):
+        return (self.base if key[0] == "base" else self.tuned)[key[1]]
+
+    def unit_route(self, unit: Unit) -> str:
+        return "rows" if isinstance(self._side(unit.sides[0]), FeatureRows) else "moments"
+
+    def routes(self) -> dict[tuple[str, str], str]:
+        """``{(base_layer, tuned_layer): "rows" | "moments"}``: how each pair is held now."""
+        return {pair: self.unit_route(unit) for unit in self.units for pair in unit.pairs}
+
+    def widths(self) -> dict[tuple[str, str], int]:
+        return {k: self._side(k).dim for unit in self.units for k in unit.sides}
+
+    def statistics_bytes(self) -> dict[str, int]:
+        """Bytes held per unit (its name: the layer for matched pairs) on its current route."""
+        widths, out = self.widths(), {}
+        for unit in self.units:
+            if self.unit_route(unit) == "rows":
+                out[unit.name] = sum(self._side(k).nbytes for k in unit.sides)
+            else:
+                out[unit.name] = unit_moments_bytes(unit, widths)
+        return out
+
+    def _due_for_moments(self, unit: Unit) -> bool:
+        if self.base_from is not None:
+            return any(isinstance(self.base_from.base.get(layer), FeatureMoments)
+                       for side, layer in unit.sides if side == "base")
+        if self.route != "auto":
+            return False
+        itemsize = max(self._side(k).itemsize for k in unit.sides)
+        widths = self.widths()
+        return unit_rows_bytes(unit, widths, self.n, itemsize) >= unit_moments_bytes(unit, widths)
+
+    def _replayed(self, unit: Unit, share_base: bool):
+        """The unit's rows as moments: ``({side key: FeatureMoments}, {pair: CrossMoments})``,
+        every batch replayed in order as the moments route adds it (exact, no state of this
+        accumulator touched).  ``share_base``: use ``base_from``'s converted base moments."""
+        plan = {}
+        for key in unit.sides:
+            rows = self._side(key)
+            if key[0] == "base" and share_base and self.base_from is not None:
+                plan[key] = (self.base_from.base[key[1]], rows, False)
+            else:
+                fm = FeatureMoments(self.precision, name=rows.name)
+                fm.shared = rows.shared
+                plan[key] = (fm, rows, True)
+        cross = {pair: CrossMoments() for pair in unit.pairs}
+        offset = 0
+        for i in range(len(plan[unit.sides[0]][1].batches)):
+            xs, ks = {}, {}
+            for key, (fm, rows, own) in plan.items():
+                xs[key] = fm.shifted(rows.batches[i], row_offset=offset)
+                ks[key] = fm.update_shifted(xs[key]) if own else row_norms2(xs[key])
+            for (b, t), cm in cross.items():
+                cm.update_shifted(xs["base", b], xs["tuned", t], ks["base", b], ks["tuned", t])
+            offset += plan[unit.sides[0]][1].batches[i].shape[0]
+        for key, (fm, rows, own) in plan.items():
+            # a shared base converted during a batch: the sharers still to see that batch
+            # must find it added (as they would have on the rows route)
+            if own and rows._last is not None and rows._last[1] is rows.batches[-1]:
+                fm.remember(rows._last[0], xs[key], ks[key])
+        return {key: fm for key, (fm, _, _) in plan.items()}, cross
+
+    def _install(self, sides: dict, cross: dict) -> None:
+        for (side, layer), acc in sides.items():
+            (self.base if side == "base" else self.tuned)[layer] = acc
+        self.cross.update(cross)
+
+    def to_moments(self, unit: Unit | None = None) -> "LayerwiseMoments":
+        """Convert ``unit`` (default: every unit) from rows to moments, exactly."""
+        for u in self.units if unit is None else [unit]:
+            if self.unit_route(u) == "rows":
+                self._install(*self._replayed(u, share_base=True))
+        return self
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -146,39 +246,64 @@ class LayerwiseMoments(Accumulator):
                              f"(paired samples); got {rows}")
         if not self.cross:
             pairs = self._pairs_for(list(base), list(tuned))  # validate before any state
-            for name in base:
-                self.base[name] = self._base_moments(name)
-            for name in tuned:
-                self.tuned[name] = FeatureMoments(self.precision, name=self._label(1, name))
-            for pair in pairs:
-                self.cross[pair] = CrossMoments()
+            self.units = units_of(pairs)
+            for unit in self.units:
+                on_rows = self._starts_on_rows(unit)
+                for side, name in unit.sides:
+                    if side == "base":
+                        self.base[name] = self._base_moments(name, on_rows)
+                    else:
+                        self.tuned[name] = self._new_side(1, name, on_rows)
+                for pair in unit.pairs:
+                    self.cross[pair] = CrossRows() if on_rows else CrossMoments()
+            # layers in no pair: a side of their own, kept as moments
+            for side, names in ((0, base), (1, tuned)):
+                accs = self.base if side == 0 else self.tuned
+                for name in names:
+                    if name not in accs:
+                        accs[name] = (self._base_moments(name, False) if side == 0
+                                      else self._new_side(1, name, False))
 
         # Validate every layer before touching any state, so a bad layer leaves no
         # half-updated accumulator behind.
-        shifted, norms = {}, {}
+        shifted, norms, kept = {}, {}, {}
         for side, feats, accs in (("b", base, self.base), ("t", tuned, self.tuned)):
             for name, batch in feats.items():
                 done = accs[name].remembered(raw[side][name])  # added by a sharing accumulator
-                if done is not None:
+                if isinstance(accs[name], FeatureRows):
+                    if done is not None:
+                        shifted[side, name] = done
+                    else:
+                        kept[side, name] = shifted[side, name] = accs[name].prepared(
+                            raw[side][name], row_offset=self.n)
+                elif done is not None:
                     shifted[side, name], norms[side, name] = done
                 else:
                     shifted[side, name] = accs[name].shifted(batch, row_offset=self.n)
         for side, feats, accs in (("b", base, self.base), ("t", tuned, self.tuned)):
             for name in feats:
-                if (side, name) not in norms:
+                if (side, name) in kept:
+                    accs[name].add(kept[side, name])
+                    accs[name].remember(raw[side][name], kept[side, name])
+                elif (side, name) not in norms and not isinstance(accs[name], FeatureRows):
                     norms[side, name] = accs[name].update_shifted(shifted[side, name])
                     accs[name].remember(raw[side][name], shifted[side, name], norms[side, name])
         for (b, t), cross in self.cross.items():
             xs, ys = shifted["b", b], shifted["t", t]
-            cross.update_shifted(xs, ys, norms["b", b], norms["t", t])
+            if not isinstance(cross, CrossRows):  # rows are their own cross statistics
+                cross.update_shifted(xs, ys, norms["b", b], norms["t", t])
             if self.track_drift and xs.shape[1] == ys.shape[1]:
-                raw_x = xs.double() + self.base[b].shift
-                raw_y = ys.double() + self.tuned[t].shift
-                self.drift.setdefault((b, t), PairedDriftStats()).update(raw_x, raw_y)
+                # from the rows as given, so both routes see the same per-sample values
+                self.drift.setdefault((b, t), PairedDriftStats()).update(
+                    base[b].double().to(xs.device), tuned[t].double().to(xs.device))
         self.n += next(iter(rows.values()))
+        for unit in self.units:
+            if self.unit_route(unit) == "rows" and self._due_for_moments(unit):
+                self._install(*self._replayed(unit, share_base=True))
 
     def merge(self, other: "LayerwiseMoments") -> "LayerwiseMoments":
-        """Add another accumulator's samples (same layers and pairs)."""
+        """Add another accumulator's samples (same layers and pairs), unit by unit: rows
+        are concatenated while both hold rows, else both are taken as moments."""
         if not isinstance(other, LayerwiseMoments):
             raise TypeError(f"cannot merge {type(other).__name__} into LayerwiseMoments")
         if any(fm.shared for fm in self.base.values()):
@@ -187,53 +312,79 @@ class LayerwiseMoments(Accumulator):
         if other.n == 0:
             return self
         if self.n == 0 and not self.cross:
-            self.base = {k: FeatureMoments(self.precision, name=v.name) for k, v in other.base.items()}
-            self.tuned = {k: FeatureMoments(self.precision, name=v.name) for k, v in other.tuned.items()}
-            self.cross = {k: CrossMoments() for k in other.cross}
+            self.units = list(other.units)
+            for side, accs in (("base", other.base), ("tuned", other.tuned)):
+                for k, v in accs.items():
+                    getattr(self, side)[k] = type(v)(self.precision, name=v.name)
+            self.cross = {k: type(v)() for k, v in other.cross.items()}
         if set(other.cross) != set(self.cross):
             raise ValueError("cannot merge accumulators that track different layer pairs")
-        for k in self.base:
-            self.base[k].adopt_shift_of(other.base[k])
-        for k in self.tuned:
-            self.tuned[k].adopt_shift_of(other.tuned[k])
-        # Cross terms first: they are re-shifted with the other side's pre-merge sums.
-        for (b, t), cross in self.cross.items():
-            cross.merge_from(other.cross[b, t], self.base[b], self.tuned[t],
-                             other.base[b], other.tuned[t])
-        for k in self.base:
-            self.base[k].merge(other.base[k])
-        for k in self.tuned:
-            self.tuned[k].merge(other.tuned[k])
+        for unit in self.units:
+            if self.unit_route(unit) == "rows" and other.unit_route(unit) == "rows":
+                for key in unit.sides:
+                    self._side(key).merge(other._side(key))
+                continue
+            if self.unit_route(unit) == "rows":
+                self._install(*self._replayed(unit, share_base=False))
+            theirs, their_cross = ((other._replayed(unit, share_base=False))
+                                   if other.unit_route(unit) == "rows" else
+                                   ({k: other._side(k) for k in unit.sides},
+                                    {p: other.cross[p] for p in unit.pairs}))
+            self._merge_moments(unit, theirs, their_cross)
+        for side, accs in (("base", self.base), ("tuned", self.tuned)):  # layers in no pair
+            for k, fm in accs.items():
+                if not any((side, k) in u.sides for u in self.units):
+                    fm.merge(getattr(other, side)[k])
         for pair, d in other.drift.items():
             self.drift.setdefault(pair, PairedDriftStats()).merge(d)
         self.n += other.n
+        for unit in self.units:
+            if self.unit_route(unit) == "rows" and self._due_for_moments(unit):
+                self._install(*self._replayed(unit, share_base=True))
         return self
 
+    def _merge_moments(self, unit: Unit, theirs: dict, their_cross: dict) -> None:
+        for key in unit.sides:
+            self._side(key).adopt_shift_of(theirs[key])
+        # Cross terms first: they are re-shifted with the other side's pre-merge sums.
+        for b, t in unit.pairs:
+            self.cross[b, t].merge_from(their_cross[b, t], self.base[b], self.tuned[t],
+                                        theirs["base", b], theirs["tuned", t])
+        for key in unit.sides:
+            self._side(key).merge(theirs[key])
+
     def state_dict(self) -> dict:
-        """Nested states: ``{"base": {layer: {...}}, "tuned": ..., "cross": {(b, t): {...}}}``."""
+        """Nested states: ``{"base": {layer: {...}}, "tuned": ..., "cross": {(b, t): {...}}}``
+        (a rows-route side holds ``{"n", "rows"}``, its pairs' cross states are empty)."""
         return {
             "n": self.n,
             "base": {k: v.state_dict() for k, v in self.base.items()},
             "tuned": {k: v.state_dict() for k, v in self.tuned.items()},
-            "cross": {k: v.state_dict() for k, v in self.cross.items()},
+            "cross": {k: v.state_dict() if isinstance(v, CrossMoments) else {}
+                      for k, v in self.cross.items()},
             "drift": {k: v.state_dict() for k, v in self.drift.items()},
         }
 
     def load_state_dict(self, states: dict) -> "LayerwiseMoments":
         """Replace every state by ``states`` (as :meth:`state_dict` returns them)."""
-        self.base = {k: FeatureMoments(self.precision, name=self._label(0, k)).load_state_dict(v)
-                     for k, v in states["base"].items()}
-        self.tuned = {k: FeatureMoments(self.precision, name=self._label(1, k)).load_state_dict(v)
-                      for k, v in states["tuned"].items()}
-        self.cross = {tuple(k): CrossMoments().load_state_dict(v) for k, v in states["cross"].items()}
+        def side(i: int, k: str, state: dict):
+            cls = FeatureRows if "rows" in state else FeatureMoments
+            return cls(self.precision, name=self._label(i, k)).load_state_dict(state)
+
+        self.base = {k: side(0, k, v) for k, v in states["base"].items()}
+        self.tuned = {k: side(1, k, v) for k, v in states["tuned"].items()}
+        self.cross = {tuple(k): CrossMoments().load_state_dict(v) if v else CrossRows()
+                      for k, v in states["cross"].items()}
+        self.units = units_of(list(self.cross))
         self.drift = {tuple(k): PairedDriftStats().load_state_dict(v)
                       for k, v in states.get("drift", {}).items()}
         self.n = int(states["n"])
         return self
 
     def reset(self) -> "LayerwiseMoments":
-        """Forget every sample and layer; keep the settings (pairs, precision, sharing)."""
+        """Forget every sample and layer; keep the settings (pairs, precision, sharing, route)."""
         self.base, self.tuned, self.cross, self.drift, self.n = {}, {}, {}, {}, 0
+        self.units = []
         return self
 
     def layout(self) -> dict | None:
@@ -259,7 +410,8 @@ class LayerwiseMoments(Accumulator):
             raise ValueError("no samples were accumulated; call update() first")
         check_min_rows(self.n, minimum, "this metric")
 
-    def compute(self, top_k: int = 10, metrics=None) -> dict[tuple[str, str], dict[str, float]]:
+    def compute(self, top_k: int = 10, metrics=None,
+                progress=None) -> dict[tuple[str, str], dict[str, float]]:
         """Every closed-form metric for every tracked pair: ``{(base, tuned): {metric: value}}``
         (``metrics``: only the keys starting with one of these names, and only their work).
 
@@ -269,10 +421,10 @@ class LayerwiseMoments(Accumulator):
         ``participation_ratio_*``, and for equal widths ``subspace_overlap``,
         ``cosine_similarity_mean`` / ``_q50`` and ``relative_shift_mean`` / ``_q50``).
         Needs at least 4 samples (the debiased estimators); undefined values are NaN
-        with an ``UndefinedMetricWarning``.
+        with an ``UndefinedMetricWarning``.  ``progress``: called with 1 after each pair.
         """
         self._check_ready(4)
-        return layerwise_summary(self, top_k=top_k, metrics=metrics)
+        return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress)
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.
@@ -282,12 +434,26 @@ class LayerwiseMoments(Accumulator):
         self._check_ready(4 if debiased else 2)
         bnames, tnames = list(self.base), list(self.tuned)
         out = np.full((len(bnames), len(tnames)), np.nan)
-        centred_b = {k: v.centred() for k, v in self.base.items()}
-        centred_t = {k: v.centred() for k, v in self.tuned.items()}
+        rows_units = [u for u in self.units if self.unit_route(u) == "rows"]
+        grams = {}
+        for unit in rows_units:
+            widths = self.widths()
+            if all(self.n <= widths[k] for k in unit.sides):  # n × n Grams: smaller than d × d
+                grams.update({k: self._side(k).centred() for k in unit.sides})
+            else:
+                self.to_moments(unit)  # exact; the d × d forms are the cheaper ones here
+        centred = {}
         for (b, t), cross in self.cross.items():
-            out[bnames.index(b), tnames.index(t)] = linear_cka_from_moments(
-                centred_b[b], centred_t[t], cross.centred(self.base[b], self.tuned[t]),
-                debiased=debiased)
+            if ("base", b) in grams:
+                value = linear_cka_from_rows(grams["base", b], grams["tuned", t], debiased)
+            else:
+                for key in (("base", b), ("tuned", t)):
+                    if key not in centred:
+                        centred[key] = self._side(key).centred()
+                value = linear_cka_from_moments(centred["base", b], centred["tuned", t],
+                                                cross.centred(self.base[b], self.tuned[t]),
+                                                debiased=debiased)
+            out[bnames.index(b), tnames.index(t)] = value
         return out, bnames, tnames
 
 
@@ -302,8 +468,8 @@ class PairedMoments(Accumulator):
         acc.linear_cka(debiased=True)
     """
 
-    def __init__(self, precision: str = "auto", paired_drift: bool = True):
-        self._layers = LayerwiseMoments("matched", precision=precision,
+    def __init__(self, precision: str = "auto", paired_drift: bool = True, route: str = "auto"):
+        self._layers = LayerwiseMoments("matched", precision=precision, route=route,
                                         paired_drift=paired_drift, side_names=("x", "y"))
 
     @property
@@ -353,9 +519,7 @@ class PairedMoments(Accumulator):
         return self
 
     def linear_cka(self, debiased: bool = False) -> float:
-        self._layers._check_ready(4 if debiased else 2)
-        return linear_cka_from_moments(self.x.centred(), self.y.centred(),
-                                       self.xy.centred(self.x, self.y), debiased=debiased)
+        return float(self._layers.cka_matrix(debiased)[0][0, 0])
 
     def compute(self, top_k: int = 10) -> dict[str, float]:
         """All closed-form metrics (see :meth:`LayerwiseMoments.compute`)."""

@@ -50,6 +50,12 @@ def prepare_batch(batch, name: str, row_offset: int) -> torch.Tensor:
     return t
 
 
+def row_norms2(xs: torch.Tensor) -> torch.Tensor:
+    """kᵢ = ‖xᵢ‖² in the rows' dtype (the cross terms' and the debiased estimator's norms)."""
+    # vector_norm is one vectorised pass; (xs * xs).sum(1) costs ~50x more
+    return torch.linalg.vector_norm(xs, dim=1).square()
+
+
 class FeatureMoments(Accumulator):
     """Streaming moments of one representation (n samples × p features).
 
@@ -201,8 +207,7 @@ class FeatureMoments(Accumulator):
         its O(p) result is upcast: float64 copies of the batch would cost as much as the
         GEMMs themselves on a CPU.  Sums across batches are float64.
         """
-        # row norms²: vector_norm is one vectorised pass; (xs * xs).sum(1) costs ~50x more
-        k = torch.linalg.vector_norm(xs, dim=1).square()
+        k = row_norms2(xs)
         k64 = k.double()
         self.n += xs.shape[0]
         self.sum += xs.sum(0).double()

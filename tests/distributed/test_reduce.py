@@ -124,6 +124,31 @@ def test_fan_out_sinks_sharing_the_base_reduce_like_one_process(ranks):
         assert all(r["fan_cka"][side] == pytest.approx(want, rel=1e-10) for r in ranks), side
 
 
+@pytest.mark.parametrize("width", sorted(workers.ROUTE_CASES))
+def test_rows_route_reduces_like_one_process(ranks, width):
+    """Rows gathered in rank order (64 wide: rows stay rows) or, when the global n crosses
+    the break-even while every shard was still on rows (16 wide), converted to moments on
+    every rank: either way every rank holds one process's numbers, the empty rank too."""
+    x, y = workers.wide_data(p=width)
+    ref = LayerwiseMoments(precision="float64")
+    for s in range(0, len(x), 7):
+        ref.update({"a": x[s:s + 7]}, {"a": y[s:s + 7]})
+    want = ref.compute()["a", "a"]
+    assert ref.routes()["a", "a"] == workers.ROUTE_CASES[width]
+    fan = workers.fan_out_sinks(x, y)
+    for r in ranks:
+        got = r["routes"][str(width)]
+        assert got["n"] == 90 and got["global"] == workers.ROUTE_CASES[width]
+        assert set(got["fan_routes"].values()) == {workers.ROUTE_CASES[width]}
+        for k, v in want.items():
+            assert got["metrics"][k] == pytest.approx(v, rel=1e-10, abs=1e-12), k
+        for side, sink in fan.sinks.items():
+            assert got["fan"][side] == pytest.approx(sink.acc.compute()["L", "L"]["linear_cka"],
+                                                     rel=1e-10), side
+    assert ranks[0]["routes"][str(width)]["local"] == "rows"  # 45 rows of each width
+    assert ranks[1]["routes"][str(width)]["local"] is None    # the empty shard
+
+
 @pytest.mark.parametrize("n,b,w", [(72, 8, 2), (10, 4, 3), (5, 8, 2), (0, 3, 2), (100, 7, 8)])
 def test_batch_shards_tile_the_batches(n, b, w):
     shards = [batch_shard(n, b, r, w) for r in range(w)]

@@ -85,9 +85,51 @@ def reduce_worker(rank, world, port, out_dir):
         reduce_sink(pair_sink)
     res["fan_cka"] = {side: s.acc.compute()["L", "L"]["linear_cka"] for side, s in fan.sinks.items()}
     res["sample"] = {k: v["L"].tolist() for k, v in sink.samples.items() if "L" in v}
+    res["routes"] = route_results(rank, world)
     with open(os.path.join(out_dir, f"reduce{rank}.json"), "w") as f:
         json.dump(res, f)
     dist.destroy_process_group()
+
+
+def wide_data(n=90, p=64, seed=1):
+    """Paired features wider than a shard is long, with a large common offset."""
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((n, p)) * np.linspace(0.5, 3, p) + 1e3
+    y = x @ (np.eye(p) + 0.2 * g.standard_normal((p, p))) - 5e2
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+ROUTE_CASES = {  # width: what the global n = 90 does with it (rows: 90·2p·4 B vs 3p²·8 B)
+    64: "rows",     # stays on rows: 46 kB of rows against 98 kB of moments
+    16: "moments",  # each 45-row shard keeps rows (5.8 kB < 6.1 kB), the 90 rows do not
+}
+
+
+def route_results(rank, world):
+    """Auto-routed accumulators and a shared-base fan-out, reduced (rank 1 empty)."""
+    from repspace.distributed import reduce_accumulator, reduce_sink
+    from repspace.statistics import LayerwiseMoments
+
+    out = {}
+    for p in ROUTE_CASES:
+        x, y = wide_data(p=p)
+        mine = shards(len(x), world, empty_rank=1)[rank]
+        acc = LayerwiseMoments(precision="float64")
+        for s in range(mine.start, mine.stop, 7):
+            e = min(s + 7, mine.stop)
+            acc.update({"a": x[s:e]}, {"a": y[s:e]})
+        local = acc.routes().get(("a", "a"))
+        reduce_accumulator(acc)
+        fan = fan_out_sinks(x, y, mine)
+        for pair_sink in fan.sinks.values():
+            reduce_sink(pair_sink)
+        out[str(p)] = {"local": local, "global": acc.routes()[("a", "a")], "n": acc.n,
+                       "metrics": acc.compute()["a", "a"],
+                       "fan": {side: s.acc.compute()["L", "L"]["linear_cka"]
+                               for side, s in fan.sinks.items()},
+                       "fan_routes": {side: s.acc.routes()[("L", "L")]
+                                      for side, s in fan.sinks.items()}}
+    return out
 
 
 def fan_out_sinks(x, y, rows=None):

@@ -38,12 +38,16 @@ def _same(a: dict, b: dict):
             assert (np.isnan(v) and np.isnan(w)) or v == w, (pair, k, v, w)
 
 
-def test_layerwise_base_from_adds_each_base_batch_once(monkeypatch):
+@pytest.mark.parametrize("route", ["moments", "auto", "rows"])
+def test_layerwise_base_from_adds_each_base_batch_once(monkeypatch, route):
+    """Every route: the sharers' numbers are bit-identical to separate accumulators'; on the
+    moments route each base batch is added once (auto: the layers switch from rows to
+    moments after the second batch, replaying it once for all sharers)."""
     calls = _count_base_updates(monkeypatch)
-    owner = LayerwiseMoments()
+    owner = LayerwiseMoments(route=route)
     owner.share_base()
-    others = [LayerwiseMoments(base_from=owner) for _ in range(2)]
-    alone = [LayerwiseMoments() for _ in range(3)]
+    others = [LayerwiseMoments(base_from=owner, route=route) for _ in range(2)]
+    alone = [LayerwiseMoments(route=route) for _ in range(3)]
     shared_calls = 0
     for base, tuned in _batches():
         before = len(calls)
@@ -52,8 +56,10 @@ def test_layerwise_base_from_adds_each_base_batch_once(monkeypatch):
         shared_calls += sum(c.startswith("base") for c in calls[before:])
         for acc, t in zip(alone, tuned):
             acc.update(base, t)
-    assert shared_calls == 5 * 2  # 5 batches x 2 layers, not x 3 accumulators
+    # 5 batches x 2 layers, not x 3 accumulators; rows are added without moments
+    assert shared_calls == {"moments": 5 * 2, "auto": 5 * 2, "rows": 0}[route]
     assert all(owner.base[k] is o.base[k] for o in others for k in owner.base)
+    assert set(owner.routes().values()) == {"rows" if route == "rows" else "moments"}
     for acc, ref in zip([owner, *others], alone):
         assert acc.n == ref.n == 65
         _same(acc.compute(), ref.compute())

@@ -26,10 +26,10 @@ def paired_with_split(draw):
     return x + offset, y - offset, _split_points(draw, n)
 
 
-@given(paired_with_split(), st.booleans())
-def test_streaming_equals_full_batch_for_any_split(data, debiased):
+@given(paired_with_split(), st.booleans(), st.sampled_from(["auto", "rows", "moments"]))
+def test_streaming_equals_full_batch_for_any_split(data, debiased, route):
     x, y, cuts = data
-    acc = PairedMoments()
+    acc = PairedMoments(route=route)
     for a, b in zip(cuts[:-1], cuts[1:]):
         acc.update(x[a:b], y[a:b])
     full = ref.cka_gram(ref.linear_gram(x - x.mean(0)), ref.linear_gram(y - y.mean(0)), debiased)
@@ -38,11 +38,15 @@ def test_streaming_equals_full_batch_for_any_split(data, debiased):
         linear_cka(x, y, debiased=debiased), rel=1e-10, abs=1e-12)
 
 
-@given(paired_with_split(), st.booleans())
-def test_merge_of_two_accumulators_equals_one(data, debiased):
+@given(paired_with_split(), st.booleans(), st.sampled_from(["auto", "rows", "moments"]),
+       st.sampled_from(["auto", "rows", "moments"]))
+def test_merge_of_two_accumulators_equals_one(data, debiased, route_left, route_right):
+    """Any two routes merge into the numbers of one accumulator (rows are concatenated,
+    or taken as moments when either side holds moments)."""
     x, y, cuts = data
     mid = cuts[len(cuts) // 2] if len(cuts) > 2 else len(x) // 2
-    left, right, whole = PairedMoments(), PairedMoments(), PairedMoments()
+    left, right = PairedMoments(route=route_left), PairedMoments(route=route_right)
+    whole = PairedMoments()
     left.update(x[:mid], y[:mid])
     right.update(x[mid:], y[mid:])  # a different first-batch shift than `left`
     whole.update(x, y)
