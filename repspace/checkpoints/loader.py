@@ -30,6 +30,9 @@ import torch
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.hashing import checkpoint_sha256
 from repspace.checkpoints.hf_format import load_saved_format
+from repspace.checkpoints.precision import check_dtype, config_dtype, read_config, resolve_dtype
+from repspace.checkpoints.quantization import (QUANT_FLAGS, bnb_config, compute_dtype_of,
+                                               qlora_reason, refuse_stored_quantization)
 from repspace.checkpoints.remote_code import (
     check_adapter_config,
     model_class_of,
@@ -38,7 +41,8 @@ from repspace.checkpoints.remote_code import (
 from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
 
 __all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model", "preflight_checkpoints",
-           "MANIFEST_NAME", "EMBEDDED", "register_manifest_loader", "resolve_spec"]
+           "MANIFEST_NAME", "EMBEDDED", "register_manifest_loader", "resolve_spec",
+           "adapter_config", "local_config"]
 
 MANIFEST_NAME = "repspace_manifest.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -106,11 +110,24 @@ def _hub_hint(spec: str, exc: Exception) -> CheckpointError:
         f"({first}); on an offline machine pass a local model folder")
 
 
-def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | None = None,
+def _as_dict(obj) -> dict:
+    """A config entry (a dict, or a transformers object with ``to_dict``) as a dict."""
+    if isinstance(obj, dict):
+        return obj
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict() if callable(to_dict) else {}
+
+
+def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str | None = None,
                   device_map: str | dict | None = None, strict: bool = True,
-                  notes: list[str] | None = None):
+                  notes: list[str] | None = None, quantization: str | None = None):
     """A transformers model from a folder or hub id, in the class its config names.
 
+    ``dtype``: ``"auto"`` keeps the checkpoint's own (``torch_dtype`` / ``dtype`` of its
+    config, float32 when it names none; :mod:`repspace.checkpoints.precision`), weights
+    memory-mapped from safetensors, no second copy; a dtype (or its name) casts; None is
+    float32.  ``quantization`` (``"4bit"`` / ``"8bit"``): load through bitsandbytes
+    (:mod:`repspace.checkpoints.quantization`; the caller checked it can).
     ``device_map`` (``"auto"``, ``"cpu"``, ``{"": "cuda:0"}``, …) is handed to
     ``from_pretrained`` (accelerate's big-model dispatch).  Weights the class needs but the
     files lack would be random values (transformers only logs that): with ``strict`` an
@@ -128,9 +145,18 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | Non
                                                       trust_remote_code=False)
         named_by = Path(config or spec)
         cls = model_class_of(cfg, str(named_by / "config.json" if named_by.is_dir() else named_by))
+        stored = getattr(cfg, "quantization_config", None)
+        if quantization is None and stored is not None:
+            refuse_stored_quantization(spec, {"quantization_config": _as_dict(stored)}, None)
+        torch_dtype = torch.float32 if dtype is None else resolve_dtype(dtype, cfg)
         extra = {} if device_map is None else {"device_map": device_map}
+        if quantization is not None:
+            half = torch_dtype if torch_dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+            torch_dtype = half  # the dtype of the modules bitsandbytes leaves unquantized
+            extra["quantization_config"] = bnb_config(quantization, half)
+            extra.setdefault("device_map", {"": torch.cuda.current_device()})
         model, info = cls.from_pretrained(spec, config=cfg, local_files_only=local,
-                                          dtype=dtype or torch.float32, trust_remote_code=False,
+                                          dtype=torch_dtype, trust_remote_code=False,
                                           output_loading_info=True, **extra)
     except CheckpointError:
         raise
@@ -201,12 +227,18 @@ def processor_failure(spec: str) -> str | None:
     return _PROCESSOR_FAILURES.get(str(spec))
 
 
-def _base_of_adapter(path: Path, base: str | None) -> str:
+def adapter_config(path: Path) -> dict:
+    """An adapter folder's ``adapter_config.json``, checked (one-line errors naming it)."""
     try:
         cfg = json.loads((path / "adapter_config.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
     check_adapter_config(cfg, path / "adapter_config.json")
+    return cfg
+
+
+def _base_of_adapter(path: Path, base: str | None) -> str:
+    cfg = adapter_config(path)
     named = cfg.get("base_model_name_or_path")
     if base:
         return base
@@ -247,6 +279,45 @@ def recorded_base(spec: str) -> str | None:
     return None
 
 
+def _is_auto(dtype) -> bool:
+    return isinstance(dtype, str) and check_dtype(dtype) == "auto"
+
+
+def local_config(spec: str) -> dict | None:
+    """The ``config.json`` of a local model folder (None for anything else, or unreadable:
+    the load proper reports that)."""
+    path = Path(resolve_spec(str(spec)))
+    try:
+        return read_config(path / "config.json") if (path / "config.json").is_file() else None
+    except CheckpointError:
+        return None
+
+
+def _qlora_base_dtype(spec: str, adapter_cfg: dict, base_spec: str, dtype, quantization):
+    """The dtype to load a QLoRA adapter's base in (with a recorded note); ``dtype`` as given
+    for any other adapter.  Under ``auto``: the 4-bit compute dtype the base records, else
+    its own half dtype, else bfloat16 (QLoRA's compute dtype)."""
+    base_cfg = local_config(base_spec)
+    why = qlora_reason(adapter_cfg, base_cfg)
+    if why is None or quantization is not None or (base_cfg or {}).get("quantization_config"):
+        return dtype  # not QLoRA, loaded quantized, or a stored-quantized base (loads as stored)
+    if _is_auto(dtype):
+        own = config_dtype(base_cfg) if base_cfg else "float32"
+        chosen = compute_dtype_of(base_cfg) or (
+            getattr(torch, own) if own in ("bfloat16", "float16") else torch.bfloat16)
+    else:
+        chosen = dtype if dtype is not None else torch.float32
+    name = str(chosen).removeprefix("torch.")
+    from repspace._validation import RepspaceWarning
+
+    warnings.warn(RepspaceWarning(
+        f"note: {spec} is a QLoRA adapter ({why}); it is compared on the unquantized base in "
+        f"{name}: the numbers are the adapter's effect on the full-precision weights, not on the "
+        f"4-bit model it was trained with (docs/compare.md; {QUANT_FLAGS['4bit']} on a CUDA "
+        "machine with bitsandbytes loads the base as trained)"), stacklevel=3)
+    return chosen
+
+
 def _check_adapter_loaded(caught, spec: str, base_spec: str) -> None:
     """peft only *warns* when adapter weights find no place in the base (an adapter trained
     on another model or head): the adapter then does nothing and every CKA is 1.  Refuse that;
@@ -276,12 +347,16 @@ def preflight_checkpoints(specs) -> None:
 
 
 def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
-                    strict: bool = True, dtype: torch.dtype | None = None,
-                    device_map: str | dict | None = None) -> LoadedCheckpoint:
+                    strict: bool = True, dtype: torch.dtype | str | None = None,
+                    device_map: str | dict | None = None,
+                    quantization: str | None = None) -> LoadedCheckpoint:
     """Load ``spec`` (see module docstring) in eval mode.
 
     ``base``: the base checkpoint a PEFT adapter or a bare state dict is applied onto
-    (required for state dicts unless ``config`` names the architecture).
+    (required for state dicts unless ``config`` names the architecture).  ``dtype``:
+    ``"auto"`` (the checkpoint's own; an adapter's base's own; a QLoRA adapter's base in
+    bfloat16, with a note), a dtype or its name, None for float32.  ``quantization``:
+    ``"4bit"`` / ``"8bit"`` loads every transformers model through bitsandbytes.
     """
     given = str(spec)
     spec = resolve_spec(given)
@@ -294,20 +369,22 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     if kind in ("hf", "hub"):
         notes: list[str] = []
         model = load_hf_model(spec, config=config, dtype=dtype, device_map=device_map,
-                              strict=strict, notes=notes)
+                              strict=strict, notes=notes, quantization=quantization)
         out = LoadedCheckpoint(spec, name if kind == "hf" else spec, kind, model,
                                load_processor(spec), checkpoint_sha256(spec), notes=notes)
     elif kind == "peft":
         from peft import PeftModel
 
         base_spec = _base_of_adapter(path, base)
+        base_dtype = _qlora_base_dtype(spec, adapter_config(path), base_spec, dtype, quantization)
         weights = [path / f for f in ("adapter_model.safetensors", "adapter_model.bin")
                    if (path / f).is_file()]
         if not weights:
             raise CheckpointError(f"{spec}: adapter folder without weights (adapter_model."
                                   "safetensors or adapter_model.bin); was save_pretrained interrupted?")
         read_state_dict(weights[0])  # refuses payloads / truncation, naming the file, before peft
-        base_model = load_checkpoint(base_spec, dtype=dtype, device_map=device_map).model
+        base_model = load_checkpoint(base_spec, dtype=base_dtype, device_map=device_map,
+                                     quantization=quantization).model
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -324,10 +401,15 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         if base is None and config is None:
             raise CheckpointError(f"{spec}: a bare weights file has no architecture; pass the base "
                                   "checkpoint (repspace compare BASE TUNED) or --config")
+        if quantization is not None:
+            raise CheckpointError(f"{spec}: {QUANT_FLAGS[quantization]} quantizes models loaded "
+                                  "from folders; a bare weights file is applied onto a "
+                                  "full-precision architecture: leave the flag out")
         state = read_state_dict(path)  # read (and refuse unsafe pickles) before building a model
         arch_spec = config or base
         model = load_hf_model(base if base is not None else config, config=config, dtype=dtype,
                               device_map=device_map)
+        dtype = model.dtype  # "auto" resolved: the architecture's own
         try:
             notes = apply_state_dict(model, state, spec, strict=strict)
         except CheckpointError as exc:
@@ -366,7 +448,8 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
         if loader is None:
             raise CheckpointError(f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "
                                   "this version of repspace cannot load; upgrade repspace")
-        out = loader(path, manifest, lambda s: load_checkpoint(s, dtype=dtype), base)
+        out = loader(path, manifest, lambda s: load_checkpoint(s, dtype=dtype,
+                                                               quantization=quantization), base)
         out.manifest = manifest
     out.model.eval()
     return out

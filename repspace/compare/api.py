@@ -20,6 +20,7 @@ import torch
 from repspace._profile import stage
 from repspace.capture.backbone import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
+from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
 from repspace.compare.analyses import needs_separate_base, run_analyses
 from repspace.compare.engine import (CompareOptions, check_tuned_per_pass, checkpoint_info,
                                      compare_models, step)
@@ -107,7 +108,7 @@ def _load(base: str, tuned: Sequence[str], s: CompareConfig):
                                               shared_base_checkpoint)
 
     load = dict(config=s.config, device_map=s.device_map, strict=s.strict,
-                dtype=getattr(torch, s.dtype) if s.dtype else None)
+                dtype=check_dtype(s.dtype), quantization=quantization_of(s))
     why = plan_reason(base, tuned, base_override=s.base_override, config=s.config,
                       two_models=s.two_models) or needs_separate_base(s.weight_space,
                                                                       s.match_layers)
@@ -123,12 +124,47 @@ def _load(base: str, tuned: Sequence[str], s: CompareConfig):
     return base_ck, tuned_cks, capture
 
 
-def _record_settings(result: CompareResult, s: CompareConfig) -> None:
+def quantization_of(s: CompareConfig) -> str | None:
+    """``"4bit"`` / ``"8bit"`` / None; a one-line error when bitsandbytes cannot do it here."""
+    from repspace.checkpoints.quantization import check_quantization
+
+    return check_quantization(s.load_in_4bit, s.load_in_8bit)
+
+
+def _loaded_dtypes(base_ck, tuned_cks) -> dict[str, str]:
+    """The dtype each model was loaded in (``base``, ``tuned1``, … as ``--name`` counts)."""
+    return {"base": weights_dtype(base_ck.model),
+            **{f"tuned{i}": weights_dtype(t.model) for i, t in enumerate(tuned_cks, 1)}}
+
+
+def _note_slow_matmuls(loaded: dict[str, str], device, base_ck) -> None:
+    """Say once (a recorded note) when the models run in a half dtype this device has no
+    fast matrix multiply for; nothing is upcast behind the user's back."""
+    if device is None:  # device_map / quantized: where the weights were placed
+        p = next(base_ck.model.parameters(), None)
+        device = p.device if p is not None else "cpu"
+    else:
+        from repspace.devices import resolve_device
+
+        device = resolve_device(device)
+    note = slow_matmul_note(loaded.values(), device)
+    if note:
+        from repspace._validation import RepspaceWarning
+
+        warnings.warn(RepspaceWarning(note), stacklevel=3)
+
+
+def _record_settings(result: CompareResult, s: CompareConfig, loaded: dict[str, str]) -> None:
     """What else decides the numbers goes into the report's settings."""
     if s.device_map is not None:
         result.settings["device_map"] = s.device_map
-    if s.dtype is not None:
-        result.settings["dtype"] = s.dtype
+    # as asked (auto: each checkpoint's own) and as loaded: one dtype, or one per checkpoint
+    result.settings["dtype"] = check_dtype(s.dtype)
+    kinds = set(loaded.values())
+    result.settings["weights_dtype"] = kinds.pop() if len(kinds) == 1 else dict(loaded)
+    for flag in ("load_in_4bit", "load_in_8bit"):
+        if getattr(s, flag):
+            result.settings[flag] = True
     result.settings["max_length"] = s.max_length  # it changes text features, so the numbers
     # By content: the architecture file of bare weights and the model adapters were applied
     # onto instead of BASE.
@@ -151,8 +187,11 @@ class CompareConfig(CompareOptions):
     model instead of the base), ``config`` (the architecture of bare weights), ``strict``
     (refuse weights that do not fit exactly), ``device_map`` (e.g. ``"auto"``: accelerate's
     big-model dispatch, layers spread over the GPUs, then CPU; the models stay where it put
-    them and ``device`` is ignored), ``dtype`` (``"bfloat16"``, ``"float16"``; default
-    float32), ``two_models`` (load the base separately even for one adapter on its own
+    them and ``device`` is ignored), ``dtype`` (``"auto"``, the default: each checkpoint's
+    own, read from its config, weights memory-mapped; ``"float32"`` upcasts; ``"bfloat16"``,
+    ``"float16"``; None is ``"auto"``), ``load_in_4bit`` / ``load_in_8bit`` (through
+    bitsandbytes, on CUDA; the models stay on the GPU it put them on), ``two_models`` (load
+    the base separately even for one adapter on its own
     base), ``distributed`` (None: auto — a running ``torch.distributed`` group or torchrun's
     ``WORLD_SIZE > 1``; each rank captures a contiguous shard of the probe set, cut on batch
     boundaries, so the statistics equal one process's to float64 rounding and the row sample
@@ -172,7 +211,9 @@ class CompareConfig(CompareOptions):
     config: str | None = None
     strict: bool = True
     device_map: str | dict | None = None
-    dtype: str | None = None
+    dtype: str | None = "auto"
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
     two_models: bool = False
     distributed: bool | None = None
     dist_timeout: float | None = None
@@ -230,7 +271,8 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
     check_tuned_per_pass(s.tuned_per_pass)  # before minutes of loading
     check_settings(num_samples=s.num_samples, batch_size=s.batch_size, max_length=s.max_length,
                    sample_rows=s.sample_rows, metrics=s.metrics, layers=s.layers,
-                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers)
+                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers, dtype=s.dtype)
+    quantized = quantization_of(s) is not None  # bitsandbytes usable here, or a one-line error
     preflight_checkpoints([base, *tuned, s.base_override, s.config])
     ctx = None
     if s.distributed is not False:
@@ -249,8 +291,8 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
         device = s.device
         if ctx is not None:
             device = ctx.compute_device(device)
-        if s.device_map is not None:
-            device = None  # accelerate placed the layers; moving would break its hooks
+        if s.device_map is not None or quantized:
+            device = None  # accelerate / bitsandbytes placed the layers; moving would break them
         engine = s.engine_options(device=device)
         torch.manual_seed(s.seed)
         with step(ctx, "loading"), stage("load"):
@@ -259,6 +301,8 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
                 raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
                                  "metrics need at least 4 — use more probe samples")
             base_ck, tuned_cks, base_capture = _load(base, tuned, s)
+            loaded = _loaded_dtypes(base_ck, tuned_cks)
+            _note_slow_matmuls(loaded, device, base_ck)
             rows = ctx.shard(len(probe_set), s.batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
             # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
@@ -289,7 +333,7 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
                 weight_space=s.weight_space, merge_dtypes=s.merge_dtypes,
                 match_layers=s.match_layers and not matched,
                 batch_size=s.batch_size, device=device))
-        _record_settings(result, s)
+        _record_settings(result, s, loaded)
         finished = True
         return result
     finally:

@@ -47,8 +47,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "cuda/auto mean each rank's own GPU)")
     p.add_argument("--device-map", default=None, help="load the models with accelerate's "
                    "device_map (e.g. auto: layers spread over the GPUs, then CPU); overrides --device")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="weights dtype (default float32; bfloat16 halves the memory of big models)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights dtype (default auto: each checkpoint's own, torch_dtype / dtype "
+                        "of its config.json, float32 when it names none, weights memory-mapped; "
+                        "float32 upcasts; recorded in the report)")
+    p.add_argument("--load-in-4bit", action="store_true",
+                   help="load the models 4-bit through bitsandbytes (NF4, as QLoRA trains; needs "
+                        "bitsandbytes and a CUDA GPU)")
+    p.add_argument("--load-in-8bit", action="store_true",
+                   help="load the models 8-bit through bitsandbytes (needs bitsandbytes and a CUDA GPU)")
     p.add_argument("--dist-timeout", type=float, default=None, help="under torchrun: seconds a "
                    "rank waits for the others before giving up (default 600)")
     p.add_argument("--seed", type=int, default=0)
@@ -208,7 +215,11 @@ def preflight(args) -> None:
     check_settings(num_samples=args.num_samples, batch_size=args.batch_size,
                    max_length=args.max_length, sample_rows=args.sample_rows, metrics=args.metrics,
                    layers=layers, dist_timeout=args.dist_timeout,
-                   tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers)
+                   tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers,
+                   dtype=args.dtype)
+    from repspace.checkpoints.quantization import check_quantization
+
+    check_quantization(args.load_in_4bit, args.load_in_8bit)  # before minutes of loading
     if not args.no_report:  # on every rank (read-only): all refuse together, none waits
         check_output(args.output, overwrite=args.overwrite, inputs=_inputs(args))
 
@@ -223,6 +234,7 @@ def settings_from_args(args) -> CompareConfig:
         probe=args.probe, num_samples=args.num_samples, max_length=args.max_length,
         base_override=args.base_override, config=args.config, strict=not args.non_strict,
         device_map=args.device_map, dtype=args.dtype, two_models=args.two_models,
+        load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
         dist_timeout=args.dist_timeout,
         layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
         metrics=args.metrics, batch_size=args.batch_size, device=args.device, seed=args.seed,

@@ -41,8 +41,11 @@ def _positive(name: str, value, minimum: int = 1) -> None:
 
 def check_settings(*, num_samples=None, batch_size=32, max_length=64, sample_rows=1000,
                    metrics=None, layers="blocks", dist_timeout=None, tuned_per_pass=None,
-                   spectrum_layers=None) -> None:
+                   spectrum_layers=None, dtype="auto") -> None:
     """Every compare setting that can be checked without a model."""
+    from repspace.checkpoints.precision import check_dtype
+
+    check_dtype(dtype)
     _positive("--num-samples", num_samples)
     _positive("--batch-size", batch_size)
     _positive("--max-length", max_length)
