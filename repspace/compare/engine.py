@@ -103,6 +103,7 @@ class _Captured:
     spectra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     samples_base: dict[str, torch.Tensor] = field(default_factory=dict)
     samples_tuned: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    statistics: dict[str, dict[str, dict]] = field(default_factory=dict)
 
 
 def checkpoint_info(ck: LoadedCheckpoint, name: str) -> CheckpointInfo:
@@ -292,16 +293,21 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
                                             captured.samples_tuned)
     accs = list(sink.accumulators.values()) or [sink.acc]
     rows: dict[str, dict[str, float]] = {}
-    for acc in accs:
-        rows.update({b: r for (b, _), r in acc.compute(metrics=wanted or None).items()})
     layer_order = [layer for acc in accs for layer in acc.layers]
+    sampled = [layer for layer in layer_order if sink.samples["base"].get(layer) is not None]
     chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
-    for layer in layer_order:
-        x, y = sink.samples["base"].get(layer), sink.samples["tuned"].get(layer)
-        if x is not None:
+    with tqdm(total=sum(len(acc.cross) for acc in accs) + len(sampled), unit="layer",
+              desc=f"metrics {name}", disable=not settings.progress, leave=False) as bar:
+        for acc in accs:
+            captured.statistics.setdefault(name, {}).update(_statistics_record(acc))
+            rows.update({b: r for (b, _), r in acc.compute(metrics=wanted or None,
+                                                           progress=bar.update).items()})
+        for layer in sampled:
+            x, y = sink.samples["base"][layer], sink.samples["tuned"][layer]
             rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
             samples_base.setdefault(layer, x)
             samples_tuned.setdefault(name, {})[layer] = y
+            bar.update(1)
     for acc in accs:
         for layer in acc.layers:
             if layer in chosen:
@@ -310,6 +316,24 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
     # No filtering left to do: acc.compute(metrics=...) keeps only the wanted closed-form keys
     # and _sample_metrics computes only the wanted sample metrics.
     return rows, layer_order
+
+
+def _statistics_record(acc) -> dict[str, dict]:
+    """Per layer: the route its statistics took (rows or moments) and the bytes they held."""
+    held = acc.statistics_bytes()
+    return {unit.name: {"route": acc.unit_route(unit), "bytes": held[unit.name]}
+            for unit in acc.units}
+
+
+def statistics_summary(per_checkpoint: dict[str, dict[str, dict]]) -> dict:
+    """What a report records about the statistics: the route of every layer (the same for
+    every checkpoint unless their widths differ: then per checkpoint) and the bytes held."""
+    routes = {name: {layer: r["route"] for layer, r in layers.items()}
+              for name, layers in per_checkpoint.items()}
+    distinct = {tuple(sorted(r.items())) for r in routes.values()}
+    return {"routes": next(iter(routes.values())) if len(distinct) == 1 else routes,
+            "bytes": int(sum(r["bytes"] for layers in per_checkpoint.values()
+                             for r in layers.values()))}
 
 
 def check_tuned_per_pass(value) -> None:
@@ -415,6 +439,8 @@ def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareOpti
         method, coords = embed_2d(pts, embedding, seed=settings.seed)
         emb = {"layer": layer, "method": method, "points": coords}
     report_settings = settings.report_dict()
+    if captured.statistics:
+        report_settings["statistics"] = statistics_summary(captured.statistics)
     if dist is not None:
         report_settings["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
     return CompareResult(base=checkpoint_info(base, base.name),

@@ -181,8 +181,7 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     (:func:`_decoder_inputs`).
     """
     from repspace.capture.tokens import image_token_id
-    from repspace.probe.prompts import (count_image_tokens, image_prompts, prompt_mode,
-                                        tokenizer_of, truncate_texts, with_pad_token)
+    from repspace.probe.prompts import tokenizer_of, with_pad_token
 
     if processor is None:
         raise ValueError(f"{type(model).__name__}: no tokenizer or processor was found with the "
@@ -202,7 +201,6 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     accepted = forward_parameters(model)
     start_id = _decoder_start_id(model)
     image_token = image_token_id(model)
-    mode = None
     tok = tokenizer_of(processor)
     padding = _padding_rule(tok)
     # A text encoder with its own positions (CLIP 77, SigLIP 64: image_token is None) takes
@@ -210,6 +208,32 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     cap = _text_capacity(tok, model) if image_token is None else None
     text_only = max_length if cap is None else min(max_length, cap)
     budget = max_length if cap is None else max(1, min(max_length, cap - _special_tokens(tok)))
+    return SizedBatches(_batches(probe, model, wanted, processor, tok, padding, accepted, start_id,
+                                 image_token, cap, text_only, budget, max_length, batch_size),
+                        -(-len(probe) // batch_size))
+
+
+class SizedBatches:
+    """An iterator of batches that knows how many it yields (progress bars show a total)."""
+
+    def __init__(self, batches: Iterator[dict], total: int):
+        self._batches, self.total = batches, total
+
+    def __iter__(self) -> "SizedBatches":
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._batches)
+
+    def __len__(self) -> int:
+        return self.total
+
+
+def _batches(probe, model, wanted, processor, tok, padding, accepted, start_id, image_token, cap,
+             text_only, budget, max_length, batch_size) -> Iterator[dict]:
+    from repspace.probe.prompts import count_image_tokens, image_prompts, prompt_mode, truncate_texts
+
+    mode = None
     warned = False
     for start in range(0, len(probe), batch_size):
         texts = probe.texts[start:start + batch_size] if "text" in wanted else None

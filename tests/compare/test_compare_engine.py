@@ -174,7 +174,10 @@ def test_selected_metrics_equal_the_full_computation_bit_for_bit(acc):
             assert list(got[pair]) == list(want), wanted
             assert all(same(got[pair][k], v) for k, v in want.items()), wanted
     assert all(r == {} for r in acc.compute(metrics={"no_such_metric"}).values())
-    assert acc.compute(metrics=None) == full
+    again = acc.compute(metrics=None)
+    assert list(again) == list(full)
+    assert all(list(again[p]) == list(r) and all(same(again[p][k], v) for k, v in r.items())
+               for p, r in full.items())
 
 
 COMPUTES = {  # (module, function) -> the metric keys it produces
@@ -183,6 +186,16 @@ COMPUTES = {  # (module, function) -> the metric keys it produces
     (summary, "frechet_distance_from_moments"): ("frechet_distance",),
     (summary, "mmd_linear_from_moments"): ("mmd_linear",),
     (summary, "principal_angles_from_moments"): ("subspace_overlap",),
+    # the rows route's forms (a layer whose rows are smaller than its moments)
+    (summary, "linear_cka_from_rows"): ("linear_cka",),
+    (summary, "procrustes_distance_from_rows"): ("procrustes_distance",),
+    (summary, "frechet_distance_from_rows"): ("frechet_distance",),
+    (summary, "mmd_linear_from_rows"): ("mmd_linear",),
+    (summary, "principal_angles_from_rows"): ("subspace_overlap",),
+    (summary, "spectrum_of_rows"): ("effective_rank", "stable_rank", "numerical_rank",
+                                    "participation_ratio"),
+    (summary, "spectrum_of_centred"): ("effective_rank", "stable_rank", "numerical_rank",
+                                       "participation_ratio"),
     (summary, "effective_rank_of"): ("effective_rank",),
     (summary, "stable_rank_of"): ("stable_rank",),
     (summary, "numerical_rank_of"): ("numerical_rank",),
@@ -219,8 +232,8 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
         raise AssertionError("the full metric set was computed")
 
     real_compute = LayerwiseMoments.compute
-    monkeypatch.setattr(LayerwiseMoments, "compute", lambda self, top_k=10, metrics=None: (
-        no_full_compute() if metrics is None else real_compute(self, top_k, metrics)))
+    monkeypatch.setattr(LayerwiseMoments, "compute", lambda self, top_k=10, metrics=None, **kw: (
+        no_full_compute() if metrics is None else real_compute(self, top_k, metrics, **kw)))
     real_drift = PairedDriftStats.compute
     monkeypatch.setattr(PairedDriftStats, "compute", lambda self: (
         real_drift(self) if any(k.startswith(("cosine", "relative")) for k in keys)
