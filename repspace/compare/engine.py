@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 
@@ -104,6 +105,8 @@ class _Captured:
     samples_base: dict[str, torch.Tensor] = field(default_factory=dict)
     samples_tuned: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     statistics: dict[str, dict[str, dict]] = field(default_factory=dict)
+    # side accumulator -> Spectrum: a shared base is decomposed once for all checkpoints
+    spectra_cache: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
 
 
 def checkpoint_info(ck: LoadedCheckpoint, name: str) -> CheckpointInfo:
@@ -300,8 +303,9 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
               desc=f"metrics {name}", disable=not settings.progress, leave=False) as bar:
         for acc in accs:
             captured.statistics.setdefault(name, {}).update(_statistics_record(acc))
-            rows.update({b: r for (b, _), r in acc.compute(metrics=wanted or None,
-                                                           progress=bar.update).items()})
+            rows.update({b: r for (b, _), r in acc.compute(
+                metrics=wanted or None, progress=bar.update,
+                spectra_cache=captured.spectra_cache).items()})
         for layer in sampled:
             x, y = sink.samples["base"][layer], sink.samples["tuned"][layer]
             rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
@@ -310,9 +314,12 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
             bar.update(1)
     for acc in accs:
         for layer in acc.layers:
-            if layer in chosen:
-                spectra.setdefault(base_name, {})[layer] = spectrum(acc.base[layer]).singular_values
-                spectra.setdefault(name, {})[layer] = spectrum(acc.tuned[layer]).singular_values
+            if layer in chosen:  # decomposed once: the ranks' spectra, or now
+                for who, side in ((base_name, acc.base[layer]), (name, acc.tuned[layer])):
+                    sp = captured.spectra_cache.get(side)
+                    if sp is None:
+                        sp = captured.spectra_cache[side] = spectrum(side)
+                    spectra.setdefault(who, {})[layer] = sp.singular_values
     # No filtering left to do: acc.compute(metrics=...) keeps only the wanted closed-form keys
     # and _sample_metrics computes only the wanted sample metrics.
     return rows, layer_order

@@ -56,7 +56,7 @@ def spectrum_summary(sp, ranks: tuple[str, ...] = RANKS) -> dict[str, float]:
 
 def layerwise_summary(acc, top_k: int = 10,
                       metrics: Collection[str] | None = None,
-                      progress=None) -> dict[tuple[str, str], dict[str, float]]:
+                      progress=None, spectra_cache=None) -> dict[tuple[str, str], dict[str, float]]:
     """``{(base_layer, tuned_layer): {metric: value}}`` for every pair tracked by ``acc``.
 
     ``metrics``: keep only the keys starting with one of these names (``"linear_cka"``
@@ -66,7 +66,10 @@ def layerwise_summary(acc, top_k: int = 10,
     n-dimensional forms of :mod:`repspace.functional.rows`, a pair held as moments through
     the d-dimensional ones: the same numbers.  Each side's centred statistics are dropped
     once its last pair is done, so memory holds one layer's at a time for matched pairs.
-    ``progress``: called once per pair (a progress bar's ``update``).
+    ``progress``: called once per pair (a progress bar's ``update``).  ``spectra_cache``: a
+    mapping from a side's accumulator to its :class:`~repspace.functional.spectrum.Spectrum`
+    (e.g. a ``weakref.WeakKeyDictionary``), read and filled, so k tuned models against one
+    shared base decompose the base once, and callers reuse the spectra for their figures.
     """
     def want(key: str) -> bool:
         return metrics is None or any(key.startswith(m) for m in metrics)
@@ -90,8 +93,13 @@ def layerwise_summary(acc, top_k: int = 10,
 
     def side_ranks(side: str, layer: str) -> dict[str, float]:
         if (side, layer) not in spectra:  # a layer in several pairs: one spectrum
-            c = centre(side, layer)
-            sp = spectrum_of_rows(c) if isinstance(c, CentredRows) else spectrum_of_centred(c)
+            owner = getattr(acc, side)[layer]
+            sp = None if spectra_cache is None else spectra_cache.get(owner)
+            if sp is None:
+                c = centre(side, layer)
+                sp = spectrum_of_rows(c) if isinstance(c, CentredRows) else spectrum_of_centred(c)
+                if spectra_cache is not None:
+                    spectra_cache[owner] = sp
             spectra[side, layer] = spectrum_summary(sp, ranks[side])
         return spectra[side, layer]
 

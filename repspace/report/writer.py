@@ -16,10 +16,12 @@ import math
 import os
 import re
 import shutil
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from repspace import __version__
 from repspace.outputs import apply_umask, check_output, publish, staging_dir
@@ -294,23 +296,27 @@ ul.warnings {{ background: #fff6e5; border-left: 4px solid #E69F00; padding: 0.6
 
 
 def write_report(result: CompareResult, output_dir: str | Path, overwrite: bool = False,
-                 plots: tuple[str, ...] | None = None, inputs=()) -> Path:
+                 plots: tuple[str, ...] | None = None, inputs=(),
+                 progress: bool | None = None) -> Path:
     """Write ``report.json``, ``metrics.csv``, ``report.md``, ``report.html`` and
     ``plots/*.{pdf,png}`` into ``output_dir`` atomically; returns ``output_dir``.
 
     ``output_dir`` may be new, an empty folder, or (with ``overwrite``) an earlier report; never
     anything else, and never one of ``inputs`` (``(what, path)`` pairs being read).  The
     check runs again here (the CLI also runs it before loading any model) and once more
-    under the final rename (:func:`repspace.outputs.publish`).
+    under the final rename (:func:`repspace.outputs.publish`).  ``progress``: a bar over the
+    figures (None: when stderr is a terminal).
     """
     out = check_output(output_dir, overwrite=overwrite, inputs=inputs)
+    if progress is None:
+        progress = sys.stderr.isatty()
     created = [p for p in out.parents if not os.path.lexists(p)]  # removed again on failure
     tmp = staging_dir(out)
     try:
         written: dict[str, list[str]] = {}
-        for name, fn in _plots.ALL_PLOTS.items():
-            if plots is not None and name not in plots:
-                continue
+        chosen = {name: fn for name, fn in _plots.ALL_PLOTS.items() if plots is None or name in plots}
+        for name, fn in tqdm(chosen.items(), total=len(chosen), desc="report", unit="figure",
+                             disable=not progress, leave=False):
             files = fn(result, tmp / "plots" / name)
             if files:
                 written[name] = [str(p.relative_to(tmp)) for p in files]

@@ -410,8 +410,8 @@ class LayerwiseMoments(Accumulator):
             raise ValueError("no samples were accumulated; call update() first")
         check_min_rows(self.n, minimum, "this metric")
 
-    def compute(self, top_k: int = 10, metrics=None,
-                progress=None) -> dict[tuple[str, str], dict[str, float]]:
+    def compute(self, top_k: int = 10, metrics=None, progress=None,
+                spectra_cache=None) -> dict[tuple[str, str], dict[str, float]]:
         """Every closed-form metric for every tracked pair: ``{(base, tuned): {metric: value}}``
         (``metrics``: only the keys starting with one of these names, and only their work).
 
@@ -421,10 +421,12 @@ class LayerwiseMoments(Accumulator):
         ``participation_ratio_*``, and for equal widths ``subspace_overlap``,
         ``cosine_similarity_mean`` / ``_q50`` and ``relative_shift_mean`` / ``_q50``).
         Needs at least 4 samples (the debiased estimators); undefined values are NaN
-        with an ``UndefinedMetricWarning``.  ``progress``: called with 1 after each pair.
+        with an ``UndefinedMetricWarning``.  ``progress``: called with 1 after each pair;
+        ``spectra_cache``: see :func:`~repspace.functional.summary.layerwise_summary`.
         """
         self._check_ready(4)
-        return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress)
+        return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress,
+                                 spectra_cache=spectra_cache)
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.

@@ -243,3 +243,25 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
         assert res.metrics[name] and all(set(r) == keys for r in res.metrics[name].values())
     if "effective_rank_tuned" in keys:  # the tuned side's spectrum only, once per layer
         assert calls["effective_rank_of"] == 2 * len(res.layers)
+
+
+@pytest.mark.parametrize("route", ["rows", "moments"])
+def test_a_shared_base_is_decomposed_once_for_all_checkpoints(cks, batches, monkeypatch, route):
+    """k tuned checkpoints against one base: the base's spectrum (a d × d decomposition on
+    the moments route) is computed once per layer, and the spectrum figures reuse it."""
+    base, tuned = cks
+    calls = []
+    real = {name: getattr(summary, name) for name in ("spectrum_of_rows", "spectrum_of_centred")}
+    for name, fn in real.items():
+        monkeypatch.setattr(summary, name, lambda c, fn=fn, name=name: calls.append(name) or fn(c))
+    monkeypatch.setattr(engine, "spectrum", lambda x: pytest.fail("a spectrum was decomposed twice"))
+    factory = CompareSink.__init__
+
+    def forced(self, *args, **kwargs):
+        factory(self, *args, **{**kwargs, "route": route})
+    monkeypatch.setattr(CompareSink, "__init__", forced)
+    res = compare_models(base, tuned[:2], batches, spectrum_layers=None, **FAST)
+    layers = len(res.layers)
+    assert len(calls) == 3 * layers  # the base once, each tuned model once
+    assert set(calls) == {"spectrum_of_rows" if route == "rows" else "spectrum_of_centred"}
+    assert res.settings["statistics"]["routes"] == dict.fromkeys(res.layers, route)
