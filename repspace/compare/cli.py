@@ -56,6 +56,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "bitsandbytes and a CUDA GPU)")
     p.add_argument("--load-in-8bit", action="store_true",
                    help="load the models 8-bit through bitsandbytes (needs bitsandbytes and a CUDA GPU)")
+    p.add_argument("--plan", action="store_true",
+                   help="read only the configs (no weights) and print the memory of weights, "
+                        "statistics (per route), capture buffer and activations, and each "
+                        "layer's route; exit 2 when it cannot fit the free memory")
     p.add_argument("--dist-timeout", type=float, default=None, help="under torchrun: seconds a "
                    "rank waits for the others before giving up (default 600)")
     p.add_argument("--seed", type=int, default=0)
@@ -217,6 +221,8 @@ def preflight(args) -> None:
                    layers=layers, dist_timeout=args.dist_timeout,
                    tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers,
                    dtype=args.dtype)
+    if args.plan:
+        return  # writes nothing, loads nothing
     from repspace.checkpoints.quantization import check_quantization
 
     check_quantization(args.load_in_4bit, args.load_in_8bit)  # before minutes of loading
@@ -247,6 +253,22 @@ def settings_from_args(args) -> CompareConfig:
         merge_dtypes=_csv_list(args.merge_dtype) if args.merge_dtype else None)
 
 
+def _plan(args) -> int:
+    """``--plan``: the table from the configs alone; exit 2 (one line) when it cannot fit."""
+    from repspace.cli_errors import printable
+    from repspace.compare.plan import plan_compare
+
+    plan = plan_compare(args.base, args.tuned, settings_from_args(args))
+    if args.json:
+        json.dump(plan.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(printable(plan.to_text()))
+    sys.stdout.flush()
+    plan.check_fits()  # ValueError: one line on stderr, exit 2
+    return 0
+
+
 def run(args) -> int:
     from repspace._profile import profiling
 
@@ -262,6 +284,8 @@ def _run(args) -> int:
     from repspace.compare.api import compare
 
     preflight(args)
+    if args.plan:
+        return _plan(args)
     base_label, tuned_labels = parse_names(args)
     swapped = swapped_warning(args.base, args.tuned)
     if swapped:
