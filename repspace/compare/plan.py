@@ -287,8 +287,8 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
     t = s.max_length + (image if m.text_sees_images else 0)
     # one model's hooked states at a time (float32), plus the forward's own working set
     activation = s.batch_size * t * (sum(la.p for la in layers) * 4
-                                     + m.working_width * m.capture_itemsize) \
-        + s.batch_size * m.heads * t * t * m.capture_itemsize
+                                     + m.working_width * m.compute_itemsize) \
+        + s.batch_size * m.heads * t * t * m.compute_itemsize
     if available_bytes is None:
         on_gpu = quant is not None and not str(s.device or "").startswith("cuda")
         free, where = available_memory("cuda" if on_gpu else s.device, s.device_map)

@@ -99,6 +99,15 @@ def _weights(model: nn.Module, dtype: str, quant: str | None) -> int:
     return int(total)
 
 
+def capture_itemsize(dtype: str) -> int:
+    """Bytes per value of the rows the statistics receive from a model computing in
+    ``dtype``: whatever the hooks hand over (:func:`repspace.capture.hooks.hidden_tensor`
+    decides; today half-precision states arrive as float32)."""
+    from repspace.capture.hooks import hidden_tensor
+
+    return hidden_tensor(torch.zeros(1, dtype=getattr(torch, dtype)), "").element_size()
+
+
 def _load_dtype(requested: str, raw: dict, quant: str | None) -> str:
     if quant is not None:
         own = config_dtype(raw)
@@ -114,7 +123,8 @@ class PlannedModels:
     tuned_models: list[nn.Module]
     base_config: object
     tuned_configs: list[object]
-    capture_itemsize: int
+    capture_itemsize: int     # of the rows the statistics receive
+    compute_itemsize: int     # of the forward's activations (the weights' dtype)
     base_capture: str
     text_sees_images: bool
     working_width: int        # ≈ 4h + 2i values per token in the forward's working set
@@ -222,6 +232,7 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
     heads = getattr(text, "num_attention_heads", None) or getattr(text, "num_heads", 0) or 0
     sees = any(getattr(base_arch.config, k, None) is not None
                for k in ("image_token_index", "image_token_id"))
-    halves = [itemsize(d) for d in dtypes]
+    captured = [capture_itemsize(d) for d in dtypes]
     return PlannedModels(models, base_arch.model, tuned_models, base_arch.config, tuned_configs,
-                         max(halves), capture, sees, 4 * hidden + 2 * inter, heads, notes)
+                         max(captured), max(itemsize(d) for d in dtypes), capture, sees,
+                         4 * hidden + 2 * inter, heads, notes)

@@ -175,3 +175,25 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     with pytest.raises(ValueError, match="--dtype: 'int4' is not a weights dtype"):
         plan_compare(str(empty), [str(empty)], dtype="int4")
     assert Path(empty / "config.json").read_text() == "{not json"
+
+
+def test_the_plan_predicts_the_routes_and_bytes_compare_then_holds(tmp_path, probe_file):
+    """At the break-even n the plan and the comparison itself agree, layer by layer."""
+    from repspace.compare import compare
+    from tests.compare.conftest import tiny_bert, word_tokenizer
+
+    folders = []
+    for seed in (0, 1):  # hidden 16: the break-even (48 rows) is inside the 72-sentence probe
+        folder = tmp_path / f"bert16-{seed}"
+        tiny_bert(seed=seed, hidden=16).save_pretrained(folder)
+        word_tokenizer().save_pretrained(folder)
+        folders.append(str(folder))
+    even = break_even_rows(16, 16, 4)
+    assert even == 48
+    for n in (even - 1, even):
+        kw = dict(num_samples=n, batch_size=16, probe=str(probe_file))
+        plan = plan_compare(folders[0], folders[1:], available_bytes=1 << 40, **kw)
+        done = compare(folders[0], folders[1:], embedding="none", progress=False, sample_rows=8,
+                       **kw).settings["statistics"]
+        assert done["routes"] == {la.name: la.route for la in plan.layers}
+        assert done["bytes"] == plan.statistics_bytes
