@@ -60,6 +60,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="read only the configs (no weights) and print the memory of weights, "
                         "statistics (per route), capture buffer and activations, and each "
                         "layer's route; exit 2 when it cannot fit the free memory")
+    p.add_argument("--calibrate", action="store_true",
+                   help="with --plan, when it fits: also load the models and run one batch of "
+                        "the comparison to estimate its time (this reads the weights)")
     p.add_argument("--dist-timeout", type=float, default=None, help="under torchrun: seconds a "
                    "rank waits for the others before giving up (default 600)")
     p.add_argument("--seed", type=int, default=0)
@@ -221,8 +224,10 @@ def preflight(args) -> None:
                    layers=layers, dist_timeout=args.dist_timeout,
                    tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers,
                    dtype=args.dtype)
+    if args.calibrate and not args.plan:
+        raise ValueError("--calibrate: only with --plan (it times one batch to estimate the run)")
     if args.plan:
-        return  # writes nothing, loads nothing
+        return  # writes nothing (and loads nothing unless --calibrate)
     from repspace.checkpoints.quantization import check_quantization
 
     check_quantization(args.load_in_4bit, args.load_in_8bit)  # before minutes of loading
@@ -258,7 +263,8 @@ def _plan(args) -> int:
     from repspace.cli_errors import printable
     from repspace.compare.plan import plan_compare
 
-    plan = plan_compare(args.base, args.tuned, settings_from_args(args))
+    plan = plan_compare(args.base, args.tuned, settings_from_args(args),
+                        calibrate=args.calibrate)
     if args.json:
         json.dump(plan.to_dict(), sys.stdout, indent=2)
         print()

@@ -76,6 +76,7 @@ class Plan:
     available_bytes: int | None
     memory_source: str
     notes: list[str] = field(default_factory=list)
+    calibration: dict | None = None   # --calibrate: one batch timed (plan_calibrate)
 
     @property
     def total_bytes(self) -> int:
@@ -223,14 +224,17 @@ def _image_tokens(config) -> int:
 # -- the plan ----------------------------------------------------------------------------------
 
 def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig | None = None,
-                 *, available_bytes: int | None = None, **options) -> Plan:
+                 *, available_bytes: int | None = None, calibrate: bool = False,
+                 **options) -> Plan:
     """The memory plan of ``compare(base, tuned, settings)``, from the configs alone.
 
     ``tuned`` empty: ``base`` is an adapter (or repspace run) compared with the base it
     records, as ``repspace compare ADAPTER``.  ``settings`` / keyword ``options`` are
     :func:`~repspace.compare.api.compare`'s (``num_samples``, ``layers``, ``dtype``,
     ``pooling``, ``batch_size``, …).  ``available_bytes``: the free memory to check against
-    (default: measured, :func:`available_memory`).
+    (default: measured, :func:`available_memory`).  ``calibrate``: when it fits, also load
+    the models and time one batch of the real comparison to estimate its time
+    (:mod:`repspace.compare.plan_calibrate`; the only option that reads weights).
     """
     s = settings or CompareConfig()
     if not isinstance(s, CompareConfig):
@@ -299,9 +303,14 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
         notes.append(f"--pooling tokens: n = {n} samples × tokens per sample (at most "
                      f"{s.max_length} text{f', {image} image' if image else ''} tokens; padding "
                      "drops rows), so n may be smaller and a layer keep its rows longer than shown")
-    return Plan(models=m.models, layers=layers, num_samples=n, pooling=s.pooling, tokens=t,
+    plan = Plan(models=m.models, layers=layers, num_samples=n, pooling=s.pooling, tokens=t,
                 batch_size=s.batch_size, held=held, base_capture=m.base_capture,
                 weights_bytes=sum(x.weights_bytes + x.adapter_parameters * 4 for x in m.models),
                 statistics_bytes=statistics, buffer_bytes=buffer,
                 activation_bytes=int(activation), available_bytes=free, memory_source=where,
                 notes=notes)
+    if calibrate and plan.fits:
+        from repspace.compare.plan_calibrate import calibrate as timed
+
+        plan.calibration = timed(str(base), [str(t) for t in tuned], s, n)
+    return plan

@@ -20,6 +20,7 @@ from repspace.checkpoints.precision import check_dtype, config_dtype, itemsize
 from repspace.checkpoints.quantization import qlora_reason, stored_quantization
 from repspace.checkpoints.remote_code import model_class_of, refuse_remote_code
 from repspace.compare.plan_adapters import adapter_parameters
+from repspace.compare.plan_text import size_text
 
 __all__ = ["ModelPlan", "PlannedModels", "plan_models"]
 
@@ -204,8 +205,8 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
             dtype = _load_dtype(requested, a.raw, None)
             weights = _weights(model, dtype, None)
             parameters, architecture = sum(p.numel() for p in model.parameters()), type(model).__name__
-            note = (f"a bare weights file ({Path(resolved).stat().st_size / 2**30:.3g} GiB) is "
-                    "read whole while it is applied")
+            note = (f"a bare weights file ({size_text(Path(resolved).stat().st_size)}) is read "
+                    "whole while it is applied")
         else:  # a repspace training run: counted as a full copy of its base
             onto = arch(s.base_override or recorded_base(resolved) or base, "run's base")
             model, cfg = copy.deepcopy(onto.model), onto.config

@@ -46,7 +46,8 @@ def _runs(layers) -> list[tuple[list, object]]:
 
 def plan_text(plan) -> str:
     """The plan as the terminal table: checkpoints, layers and routes, memory, verdict."""
-    out = ["repspace compare --plan: configs read, no weights loaded", ""]
+    out = ["repspace compare --plan: configs read, no weights loaded"
+           + (" (then one batch run for --calibrate)" if plan.calibration else ""), ""]
     rows = []
     for m in plan.models:
         what = m.architecture + (f" + {m.adapter} ({_count(m.adapter_parameters)})"
@@ -88,4 +89,8 @@ def plan_text(plan) -> str:
     verdict = ("fits" if plan.available_bytes is not None else "fits (free memory unknown)") \
         if plan.fits else "does not fit (see the error below)"
     out += ["", f"verdict: {verdict}"]
+    if plan.calibration:
+        from repspace.compare.plan_calibrate import calibration_text
+
+        out += calibration_text(plan.calibration)
     return "\n".join(out)

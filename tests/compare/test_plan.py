@@ -197,3 +197,17 @@ def test_the_plan_predicts_the_routes_and_bytes_compare_then_holds(tmp_path, pro
                        **kw).settings["statistics"]
         assert done["routes"] == {la.name: la.route for la in plan.layers}
         assert done["bytes"] == plan.statistics_bytes
+
+
+def test_calibrate_times_two_real_batches_and_extrapolates_the_capture(base_dir, lora_dir,
+                                                                       probe_file, capsys):
+    plan = plan_compare(str(base_dir), [str(lora_dir)], num_samples=70, batch_size=8,
+                        probe=str(probe_file), available_bytes=1 << 40, calibrate=True)
+    c = plan.calibration
+    assert c["batches"] == 9 and c["batch_size"] == 8
+    assert c["forward_per_batch"] > 0 and c["capture"] >= 9 * c["forward_per_batch"]
+    assert "estimated capture: ≈" in plan.to_text()
+    assert plan_compare(str(base_dir), [str(lora_dir)], available_bytes=1).calibration is None
+    rc = main(["compare", str(base_dir), str(lora_dir), "--calibrate"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--calibrate: only with --plan" in err
