@@ -28,7 +28,7 @@ FLOORS: dict[int, tuple[str, ...]] = {
     3: ("metrics", "distributed", "checkpoints"),
     4: ("capture", "probe"),
     5: ("methods", "report"),
-    6: ("compare", "training"),
+    6: ("compare", "training", "track"),
     7: ("study", "demo", "cli", "cli_docs", "__main__"),
 }
 TOP = max(FLOORS)
