@@ -44,9 +44,10 @@ def llama_70b(tmp_path):
 def test_70b_config_plans_fast_and_weights_match_the_parameter_count(llama_70b):
     base, lora = llama_70b
     # The acceptance: the CLI, a fresh process, configs only.  Measured on this 2-core
-    # machine: 4.5-5.5 s wall, of which about 4 s is importing torch and transformers (any
-    # transformers-based tool pays it) and 0.3-0.6 s the plan itself (asserted below); CI is
-    # a loaded 2-core machine, so the bound has margin.
+    # machine: 5.2 s wall idle, 8-9 s at load average 2.8; about 4 s of it is importing torch
+    # and transformers (any transformers-based tool pays it), 0.2-0.6 s the plan itself
+    # (asserted < 2 s below).  The 2 s is not met end to end; CI is a loaded 2-core
+    # machine, so the bound here has margin.
     started = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "repspace", "compare", str(lora), "--plan",
                           "--json"], capture_output=True, text=True, timeout=120)
