@@ -8,6 +8,12 @@ every initialised CUDA device's — so the training run draws exactly the number
 have drawn without the measurement (dropout masks, data order, noise): its weights and
 losses are bit-identical.  Generators that training code creates itself (a
 ``torch.Generator`` of a sampler) are never touched by a measurement.
+
+Mixed-precision training (``Trainer(bf16=True)``, ``accelerate`` with ``mixed_precision``)
+wraps the model's ``forward`` in ``torch.autocast`` and keeps the original beside it
+(``_original_forward``); inside :func:`untouched` the original runs, so a measurement is
+in the model's own dtype — the numbers `repspace compare` gives for the saved checkpoint —
+and the wrapper is put back afterwards.
 """
 from __future__ import annotations
 
@@ -58,13 +64,19 @@ def set_rng_state(state: dict) -> None:
 def untouched(*models: nn.Module) -> Iterator[None]:
     """Eval mode and ``torch.no_grad()`` inside; training flags and RNG states restored after."""
     flags = {m: m.training for model in models for m in model.modules()}
+    wrapped = {m: m.__dict__["forward"] for m in flags
+               if "_original_forward" in m.__dict__ and "forward" in m.__dict__}
     state = rng_state()
     try:
+        for module in wrapped:  # accelerate's autocast wrapper off: the model's own dtype
+            module.forward = module.__dict__["_original_forward"]
         with torch.no_grad():
             for model in models:
                 model.eval()
             yield
     finally:
+        for module, forward in wrapped.items():
+            module.forward = forward
         for module, flag in flags.items():
             module.training = flag
         set_rng_state(state)

@@ -92,3 +92,14 @@ def test_untouched_restores_every_generator_and_flag():
     assert (random.random(), np.random.rand(), torch.rand(1)) == expected
     assert model.training and not model[0].training and model[1].training
     assert torch.is_grad_enabled() and before  # noqa: B015
+
+
+def test_untouched_runs_the_forward_under_accelerates_autocast_wrapper_unwrapped():
+    from types import MethodType
+
+    model = torch.nn.Linear(2, 2)
+    model._original_forward = model.forward
+    model.forward = MethodType(lambda self, x: "autocast", model)  # what accelerate installs
+    with untouched(model):
+        assert torch.is_tensor(model(torch.ones(1, 2)))
+    assert model(torch.ones(1, 2)) == "autocast"
