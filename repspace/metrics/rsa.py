@@ -53,7 +53,7 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.functional.kernels import sq_distances
+from repspace.functional.distances import distances
 
 __all__ = ["RSAResult", "rdm", "rsa", "DISTANCES", "RSA_METHODS"]
 
@@ -93,7 +93,7 @@ def _rdm(t: torch.Tensor, distance: str, name: str) -> torch.Tensor:
     t = t.double()
     if distance == "euclidean":
         t = t - t.mean(0)  # distances are shift-free; this helps round-off
-        d = torch.sqrt(sq_distances(t, t))
+        d = distances(t, t)
     else:
         if distance == "correlation":
             t = t - t.mean(1, keepdim=True)
