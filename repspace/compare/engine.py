@@ -23,12 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from repspace._profile import stage
+from repspace._validation import RepspaceWarning
 from repspace.capture.backbone import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
                                      inactive_adapter_warning)
 from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare.options import check_layer_choices
 from repspace.compare.sink import CompareSink, FanOutSink
+from repspace.functional.jackknife import LEVEL, default_blocks, jackknife_interval
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult
@@ -105,6 +107,10 @@ class _Captured:
     samples_base: dict[str, torch.Tensor] = field(default_factory=dict)
     samples_tuned: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     statistics: dict[str, dict[str, dict]] = field(default_factory=dict)
+    # jackknife: {checkpoint: {layer: {metric: replicates}}} and their intervals
+    replicates: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)
+    blocks: int = 0
     # side accumulator -> Spectrum: a shared base is decomposed once for all checkpoints
     spectra_cache: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
 
@@ -306,6 +312,14 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
             rows.update({b: r for (b, _), r in acc.compute(
                 metrics=wanted or None, progress=bar.update,
                 spectra_cache=captured.spectra_cache).items()})
+            blocks = default_blocks(acc.n)
+            if blocks >= 2:
+                for (b, _), reps in acc.replicates(blocks, metrics=wanted or None).items():
+                    captured.replicates.setdefault(name, {})[b] = reps
+                    captured.intervals.setdefault(name, {})[b] = {
+                        k: jackknife_interval(rows[b][k], r).to_dict()
+                        for k, r in reps.items() if k in rows[b]}
+                captured.blocks = blocks
         for layer in sampled:
             x, y = sink.samples["base"][layer], sink.samples["tuned"][layer]
             rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
@@ -341,6 +355,14 @@ def statistics_summary(per_checkpoint: dict[str, dict[str, dict]]) -> dict:
     return {"routes": next(iter(routes.values())) if len(distinct) == 1 else routes,
             "bytes": int(sum(r["bytes"] for layers in per_checkpoint.values()
                              for r in layers.values()))}
+
+
+def _needs_sample(settings: CompareOptions) -> bool:
+    """Whether anything reads the row sample: a sample-based metric or the 2-D embedding
+    (a big model's 1000 sampled rows per layer cost as much as a small probe's rows)."""
+    wanted = settings.wanted
+    return (settings.embedding != "none" or wanted is None
+            or bool(wanted & {*SAMPLE_METRICS, "linear_cka_null"}))
 
 
 def check_tuned_per_pass(value) -> None:
@@ -392,7 +414,8 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     if settings.pooling == "tokens" and dist is not None:
         row_offset = dist.rank << 40  # token rows: disjoint key domains per rank (docs/scaling.md)
     captured = _Captured()
-    sinks = {name: CompareSink(max_rows=settings.sample_rows, seed=settings.seed,
+    sinks = {name: CompareSink(max_rows=settings.sample_rows if _needs_sample(settings) else 0,
+                               seed=settings.seed,
                                precision=settings.precision, row_offset=row_offset)
              for name in tuned_names}
 
@@ -448,9 +471,51 @@ def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareOpti
     report_settings = settings.report_dict()
     if captured.statistics:
         report_settings["statistics"] = statistics_summary(captured.statistics)
+    if captured.intervals:
+        report_settings["intervals"] = {"method": "jackknife", "blocks": captured.blocks,
+                                        "level": LEVEL, "blocking": "row i in block i mod B; the last n mod B rows in every replicate"}
+    _warn_missing_intervals(captured)
     if dist is not None:
         report_settings["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
     return CompareResult(base=checkpoint_info(base, base.name),
                          tuned=[checkpoint_info(t, n) for n, t in zip(tuned_names, tuned)],
                          layers=layers_out, metrics=captured.metrics, settings=report_settings,
-                         probe=probe_info or {}, spectra=captured.spectra, embedding=emb)
+                         probe=probe_info or {}, spectra=captured.spectra, embedding=emb,
+                         intervals=captured.intervals, replicates=captured.replicates,
+                         differences=paired_differences(captured.metrics, captured.replicates,
+                                                        tuned_names))
+
+
+def _warn_missing_intervals(captured: _Captured) -> None:
+    """Layers held as moments have no per-block statistics: say which, once."""
+    missing = sorted({layer for name, per in captured.statistics.items()
+                      for layer, rec in per.items() if rec["route"] == "moments"})
+    if missing:
+        warnings.warn(
+            f"no intervals for {len(missing)} layer(s) held as moments ({', '.join(missing[:3])}"
+            f"{', …' if len(missing) > 3 else ''}): n is past their rows' break-even and "
+            "per-block moments are not kept; their numbers are point estimates",
+            RepspaceWarning, stacklevel=3)
+
+
+def paired_differences(metrics: dict, replicates: dict, names: Sequence[str]) -> dict:
+    """``{"A − B": {layer: {metric: {estimate, se, low, high}}}}`` for every pair of tuned
+    checkpoints: the jackknife over the same blocks of the same rows, so the interval of a
+    difference is paired (it is narrower than the two intervals side by side)."""
+    out: dict = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            per = {}
+            for layer, reps_a in replicates.get(a, {}).items():
+                reps_b = replicates.get(b, {}).get(layer, {})
+                cells = {}
+                for k, ra in reps_a.items():
+                    if k in reps_b and k in metrics[a][layer] and k in metrics[b][layer]:
+                        est = metrics[a][layer][k] - metrics[b][layer][k]
+                        iv = jackknife_interval(est, ra - reps_b[k])
+                        cells[k] = {"estimate": est, **iv.to_dict()}
+                if cells:
+                    per[layer] = cells
+            if per:
+                out[f"{a} − {b}"] = per
+    return out

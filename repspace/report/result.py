@@ -32,7 +32,10 @@ class CompareResult:
     2-D embedding ``{"layer", "method", "points": {checkpoint_name: (m, 2) array}}``;
     ``warnings`` the warnings raised during the comparison (``"Category: message"``);
     ``analyses`` the optional analyses that ran (JSON-able, keyed by analysis: e.g.
-    ``"segments"``, ``"layer_matching"``; rendered by :mod:`repspace.report.analyses`).
+    ``"segments"``, ``"layer_matching"``; rendered by :mod:`repspace.report.analyses`);
+    ``intervals[tuned][layer][metric]`` the jackknife interval of each metric
+    (``{"se", "low", "high"}``, method in ``settings["intervals"]``) and ``differences``
+    the paired intervals of every difference between two tuned checkpoints.
     """
 
     base: CheckpointInfo
@@ -45,6 +48,13 @@ class CompareResult:
     embedding: dict | None = None
     warnings: list[str] = field(default_factory=list)  # raised while comparing, shown in reports
     analyses: dict = field(default_factory=dict)
+    # {tuned: {layer: {metric: {"se", "low", "high"}}}}: jackknife intervals (settings["intervals"])
+    intervals: dict = field(default_factory=dict)
+    # {"A − B": {layer: {metric: {"estimate", "se", "low", "high"}}}}: paired over the same rows
+    differences: dict = field(default_factory=dict)
+    # {tuned: {layer: {metric: (B,) array}}}: the jackknife replicates behind ``intervals``
+    # (same blocks everywhere), for intervals of derived numbers; not written to report.json
+    replicates: dict = field(default_factory=dict, repr=False)
 
     @property
     def tuned_names(self) -> list[str]:
@@ -55,6 +65,28 @@ class CompareResult:
         rows = self.metrics.get(tuned, {})
         return np.array([rows.get(layer, {}).get(metric, np.nan) for layer in self.layers],
                         dtype=np.float64)
+
+    def interval(self, tuned: str, layer: str, metric: str) -> dict | None:
+        """``{"se", "low", "high"}`` of one metric, or None where none was computed."""
+        return self.intervals.get(tuned, {}).get(layer, {}).get(metric)
+
+    def derived_interval(self, tuned: str, fn, *metric_layers) -> dict | None:
+        """Jackknife interval of ``fn(values)`` where ``values`` are the metrics named by
+        ``(metric, layer)`` pairs: ``fn`` applied to the estimates and to each replicate
+        (the same blocks), e.g. a mean over layers or a ratio; None without replicates."""
+        import numpy as np
+
+        from repspace.functional.jackknife import jackknife_interval
+
+        reps = self.replicates.get(tuned, {})
+        try:
+            values = [self.metrics[tuned][layer][m] for m, layer in metric_layers]
+            arrays = [np.asarray(reps[layer][m]) for m, layer in metric_layers]
+        except KeyError:
+            return None
+        level = self.settings.get("intervals", {}).get("level", 0.95)
+        iv = jackknife_interval(float(fn(values)), np.array([fn(r) for r in zip(*arrays)]), level)
+        return {"estimate": iv.estimate, **iv.to_dict()}
 
     def metric_names(self) -> list[str]:
         names: dict[str, None] = {}

@@ -9,7 +9,7 @@ import re
 
 from repspace.report.result import CompareResult
 
-CSV_COLUMNS = ("checkpoint", "layer", "layer_index", "metric", "value")
+CSV_COLUMNS = ("checkpoint", "layer", "layer_index", "metric", "value", "se", "low", "high")
 HEADLINE = ("linear_cka", "linear_cka_debiased", "effective_rank_base", "effective_rank_tuned",
             "frechet_distance", "cosine_similarity_mean")
 
@@ -20,8 +20,10 @@ def tidy_rows(result: CompareResult) -> list[dict]:
     for name in result.tuned_names:
         for i, layer in enumerate(result.layers):
             for metric, value in result.metrics.get(name, {}).get(layer, {}).items():
+                iv = result.interval(name, layer, metric) or {}
                 rows.append({"checkpoint": name, "layer": layer, "layer_index": i,
-                             "metric": metric, "value": value})
+                             "metric": metric, "value": value,
+                             **{k: iv.get(k, math.nan) for k in ("se", "low", "high")}})
     return rows
 
 
@@ -30,14 +32,20 @@ def to_csv(result: CompareResult) -> str:
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in tidy_rows(result):
-        writer.writerow({**row, "value": repr(float(row["value"]))})
+        writer.writerow({**row, **{k: repr(float(row[k])) for k in ("value", "se", "low", "high")}})
     return buf.getvalue()
 
 
-def _fmt(v) -> str:
+def _fmt(v, iv: dict | None = None) -> str:
+    """``0.9123 ± 0.0110`` (half the 95 % interval) where an interval exists; no ``-0.0000``."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "nan"
-    return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3e}"
+    text = f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3e}"
+    text = "0.0000" if text == "-0.0000" else text
+    if iv and math.isfinite(iv.get("low", math.nan)) and math.isfinite(iv.get("high", math.nan)):
+        half = (iv["high"] - iv["low"]) / 2
+        text += f" ± {half:.4f}" if abs(half) < 1e4 else f" ± {half:.3e}"
+    return text
 
 
 def md_text(text) -> str:
@@ -61,7 +69,8 @@ def _grid(result: CompareResult, metrics) -> tuple[list[str], list[list[str]]]:
     for name in result.tuned_names:
         for layer in result.layers:
             row = result.metrics.get(name, {}).get(layer, {})
-            body.append([name, layer, *(_fmt(row.get(m)) for m in metrics)])
+            body.append([name, layer, *(_fmt(row.get(m), result.interval(name, layer, m))
+                                        for m in metrics)])
     return header, body
 
 

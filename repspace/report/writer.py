@@ -81,8 +81,10 @@ def report_dict(result: CompareResult, summary: str, plots: dict[str, list[str]]
         "settings": result.settings,
         "layers": result.layers,
         "results": [{"checkpoint": name, "layer": layer,
-                     "metrics": result.metrics.get(name, {}).get(layer, {})}
+                     "metrics": result.metrics.get(name, {}).get(layer, {}),
+                     "intervals": result.intervals.get(name, {}).get(layer, {})}
                     for name in result.tuned_names for layer in result.layers],
+        "differences": result.differences,
         "spectra": {name: {layer: sv for layer, sv in by_layer.items()}
                     for name, by_layer in result.spectra.items()},
         "summary": summary,
@@ -122,16 +124,33 @@ def key_numbers(result: CompareResult) -> tuple[list[str], list[list[str]]]:
             mean, low = "n/a", "n/a"
         else:
             i = int(np.nanargmin(cka))
-            mean, low = _fmt_num(float(np.nanmean(cka)), 4), f"{cka[i]:.4f} ({short[result.layers[i]]})"
+            mean = _with_interval(float(np.nanmean(cka)), result.derived_interval(
+                name, np.mean, *(("linear_cka", layer) for layer in result.layers)), 4)
+            low = (_with_interval(float(cka[i]), result.interval(name, result.layers[i], "linear_cka"), 4)
+                   + f" ({short[result.layers[i]]})")
         row = result.metrics.get(name, {}).get(last, {}) if last else {}
         eb, et = row.get("effective_rank_base"), row.get("effective_rank_tuned")
         ratio = et / eb if (eb and et is not None and math.isfinite(eb) and math.isfinite(et)) else None
-        cells = [name, mean, low, _fmt_num(ratio)]
+        ratio_iv = result.derived_interval(name, lambda v: v[1] / v[0], ("effective_rank_base", last),
+                                           ("effective_rank_tuned", last)) if last else None
+        cells = [name, mean, low, _with_interval(ratio, ratio_iv)]
         for m, _ in extra:
             s = result.series(name, m)
-            cells.append("n/a" if np.isnan(s).all() else _fmt_num(float(np.nanmean(s))))
+            cells.append("n/a" if np.isnan(s).all() else _with_interval(
+                float(np.nanmean(s)), result.derived_interval(
+                    name, np.mean, *((m, layer) for layer in result.layers))))
         rows.append(cells)
     return head, rows
+
+
+def _with_interval(v, iv: dict | None, digits: int = 3) -> str:
+    """``0.912 ± 0.011``: the value and half its 95 % interval (when there is one)."""
+    text = _fmt_num(v, digits)
+    if text == f"-{0:.{digits}f}":
+        text = f"{0:.{digits}f}"
+    if v is not None and iv and math.isfinite(iv.get("low", math.nan)) and math.isfinite(iv.get("high", math.nan)):
+        text += f" ± {(iv['high'] - iv['low']) / 2:.{digits}f}"
+    return text
 
 
 def _shown(spec: str) -> str:
@@ -214,6 +233,12 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
               f"({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary>",
               "", markdown_table(result), "", "</details>", "",
               "All metrics per layer are in `metrics.csv` (tidy) and `report.json`."]
+    if result.settings.get("intervals"):
+        iv = result.settings["intervals"]
+        lines += ["", f"± is half the {iv.get('level', 0.95):.0%} interval of a delete-one-block "
+                  f"jackknife over {iv.get('blocks')} blocks of probe rows (no extra forward "
+                  "pass; the same blocks for every checkpoint, so differences are paired: "
+                  "`differences` in report.json)."]
     from repspace.report.analyses import markdown_section
 
     lines += markdown_section(result) + ["", "## Figures", ""]

@@ -17,6 +17,7 @@ import numpy as np
 
 from repspace._validation import as_matrix, check_min_rows
 from repspace.functional.cka import linear_cka_from_moments
+from repspace.functional.jackknife import rows_replicates
 from repspace.functional.rows import linear_cka_from_rows
 from repspace.functional.summary import layerwise_summary
 from repspace.statistics.base import Accumulator
@@ -427,6 +428,22 @@ class LayerwiseMoments(Accumulator):
         self._check_ready(4)
         return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress,
                                  spectra_cache=spectra_cache)
+
+    def replicates(self, blocks: int, metrics=None,
+                   top_k: int = 10) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+        """Delete-one-block jackknife replicates of every closed-form metric, per pair held
+        as rows (:mod:`repspace.functional.jackknife`; row i in block i mod ``blocks``).
+        Pairs held as moments are absent: their per-block statistics are not kept."""
+        self._check_ready(4)
+        out = {}
+        for unit in self.units:
+            if self.unit_route(unit) != "rows":
+                continue
+            for b, t in unit.pairs:
+                x, y = self.base[b], self.tuned[t]
+                out[b, t] = rows_replicates(x.rows(), y.rows().to(x.rows().device), blocks,
+                                            metrics, top_k, (x.eps, y.eps))
+        return out
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.

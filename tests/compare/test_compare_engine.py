@@ -242,7 +242,9 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
     for name in ("t1", "t2"):
         assert res.metrics[name] and all(set(r) == keys for r in res.metrics[name].values())
     if "effective_rank_tuned" in keys:  # the tuned side's spectrum only, once per layer
-        assert calls["effective_rank_of"] == 2 * len(res.layers)
+        blocks = res.settings["intervals"]["blocks"]  # and once per jackknife replicate
+        assert calls["effective_rank_of"] == 2 * len(res.layers) * (1 + blocks)
+        assert set(res.intervals["t1"][res.layers[0]]) == keys  # intervals of those keys only
 
 
 @pytest.mark.parametrize("route", ["rows", "moments"])
