@@ -30,7 +30,9 @@ Q, so αᵢ ∝ ‖Vₓ Sₓ aᵢ‖₁ from the eigendecomposition of XᵀX and
 σ₁·√(p·ε), the resolution of an eigendecomposition of the scatter (the rule of
 :mod:`repspace.functional.spectrum`, applied on both routes so they keep the same directions).
 Dropping directions below the resolution is not regularisation: they are round-off of exact
-zeros (collinear features, p > n), which CCA would otherwise whiten into noise.  ``rank=k``
+zeros (collinear features, p > n), which CCA would otherwise whiten into noise.  ε is that of
+the GEMMs that built the scatter (float64: ≈4e-7·σ₁ at p = 768; float32 GEMMs ≈1e-2·σ₁, so
+accumulate with ``precision="float64"`` for CCA, as ``repspace compare`` does).  ``rank=k``
 keeps the top k principal directions of each side instead (which makes CCA into SVCCA).
 
 **Saturation.**  CCA is invariant to any invertible linear map, so when rₓ + r_y > n − 1 the
@@ -71,6 +73,7 @@ __all__ = [
     "Basis",
     "basis_of_moments",
     "basis_of_rows",
+    "bases_of_moments",
     "whitened_cross_of_moments",
     "whitened_cross_of_rows",
     "cca_from_moments",
@@ -285,19 +288,38 @@ def _cca(bx: Basis, by: Basis, q_of, n: int, ridge: float, rank, variance, what:
     return (bx, by) + _correlations(bx, by, q, n, ridge, _selection(rank, variance), what)
 
 
+def bases_of_moments(cx: CentredFeature, cy: CentredFeature) -> tuple[Basis, Basis]:
+    """Both sides' :class:`Basis` (one eigendecomposition of each scatter, O(p³ + q³)):
+    compute once per layer pair and pass as ``bases=`` to every ``*_from_moments`` measure."""
+    return basis_of_moments(cx), basis_of_moments(cy)
+
+
+def _bases(cx, cy, bases):
+    if bases is None:
+        return bases_of_moments(cx, cy)
+    bx, by = bases
+    if bx.dim != cx.dim or by.dim != cy.dim:
+        raise ValueError(f"bases are for widths ({bx.dim}, {by.dim}), the moments for "
+                         f"({cx.dim}, {cy.dim})")
+    return bx, by
+
+
 def _moments_q(cxy):
     return lambda bx, by: whitened_cross_of_moments(bx, by, cxy)
 
 
 def cca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
-                     ridge: float = 0.0, rank: int | None = None) -> CCAResult:
+                     ridge: float = 0.0, rank: int | None = None,
+                     bases: tuple[Basis, Basis] | None = None) -> CCAResult:
     """Canonical correlations of X and Y from their centred moments (exact at any n).
 
     ``ridge`` (default 0: none) and ``rank`` (default None: each side's numerical rank) are
-    described in the module docstring; the result records both.
+    described in the module docstring; the result records both.  ``bases``: the two sides'
+    :func:`bases_of_moments`, to share one eigendecomposition per side between the measures
+    of this module and :mod:`repspace.functional.shape` (computed here when None).
     """
     ridge = check_cca_args(cx.n, ridge, rank, "CCA")
-    return _cca(basis_of_moments(cx), basis_of_moments(cy), _moments_q(cxy), cx.n, ridge,
+    return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
                 rank, None, "CCA")[2]
 
 
@@ -328,16 +350,18 @@ def _svcca_args(k, variance):
 
 def svcca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
                        k: int | None = None, variance: float | None = 0.99,
-                       ridge: float = 0.0) -> CCAResult:
+                       ridge: float = 0.0,
+                       bases: tuple[Basis, Basis] | None = None) -> CCAResult:
     """SVCCA (Raghu et al. 2017): CCA of the top principal directions of each side.
 
     ``k`` directions per side when given, else the fewest explaining ``variance`` of each
     side's total variance (default 0.99, Raghu et al.'s choice); ``result.mean`` is the
-    SVCCA similarity, ``rank_x`` / ``rank_y`` the directions kept.
+    SVCCA similarity, ``rank_x`` / ``rank_y`` the directions kept.  ``bases``: as in
+    :func:`cca_from_moments`.
     """
     k, variance = _svcca_args(k, variance)
     ridge = check_cca_args(cx.n, ridge, k, "SVCCA")
-    return _cca(basis_of_moments(cx), basis_of_moments(cy), _moments_q(cxy), cx.n, ridge,
+    return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
                 k, variance, "SVCCA")[2]
 
 
@@ -370,17 +394,19 @@ def _check_weights_from(weights_from) -> None:
 
 def pwcca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
                        weights_from: str = "x", ridge: float = 0.0,
-                       rank: int | None = None) -> PWCCAResult:
+                       rank: int | None = None,
+                       bases: tuple[Basis, Basis] | None = None) -> PWCCAResult:
     """Projection-weighted CCA (Morcos et al. 2018) from centred moments.
 
     αᵢ ∝ Σⱼ |⟨hᵢ, xⱼ⟩| over the centred features xⱼ of the side named by ``weights_from``
     (``"x"``, the base, by default: how much of the base representation each canonical
     direction carries; ``"y"``; or ``"smaller"``, the narrower side, as Google's
-    ``pwcca.py`` chooses).  Not symmetric in X and Y.
+    ``pwcca.py`` chooses).  Not symmetric in X and Y.  ``bases``: as in
+    :func:`cca_from_moments`.
     """
     _check_weights_from(weights_from)
     ridge = check_cca_args(cx.n, ridge, rank, "PWCCA")
-    parts = _cca(basis_of_moments(cx), basis_of_moments(cy), _moments_q(cxy), cx.n, ridge,
+    parts = _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
                  rank, None, "PWCCA")
     return _pwcca(parts, weights_from, cx.dim, cy.dim)
 

@@ -45,7 +45,7 @@ import numpy as np
 from repspace._validation import warn_undefined
 from repspace.functional.cca import (
     Basis,
-    basis_of_moments,
+    bases_of_moments,
     check_cca_args,
     kept_pair,
     pair_of_rows,
@@ -112,17 +112,19 @@ def shape_from_parts(bx: Basis, by: Basis, q: np.ndarray, n: int, alpha: float,
 
 def shape_metric_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
                               alpha: float = 1.0, ridge: float = 0.0,
-                              rank: int | None = None) -> ShapeResult:
+                              rank: int | None = None,
+                              bases: tuple[Basis, Basis] | None = None) -> ShapeResult:
     """Generalized shape distance of X and Y from centred moments (exact at any n).
 
     ``alpha``: 1 (default) Procrustes, 0 CCA, between them partial whitening; ``ridge``
     (default 0: none) and ``rank`` (default None: the numerical rank) as in
-    :func:`repspace.functional.cca.cca_from_moments`.
+    :func:`repspace.functional.cca.cca_from_moments`, and ``bases`` (each side's
+    eigendecomposition, :func:`~repspace.functional.cca.bases_of_moments`) to share them.
     """
     alpha = _check_alpha(alpha)
     ridge = check_cca_args(cx.n, ridge, rank, "shape metric")
-    bx, by, q = kept_pair(basis_of_moments(cx), basis_of_moments(cy),
-                          lambda a, b: whitened_cross_of_moments(a, b, cxy), rank)
+    bx, by = bases if bases is not None else bases_of_moments(cx, cy)
+    bx, by, q = kept_pair(bx, by, lambda a, b: whitened_cross_of_moments(a, b, cxy), rank)
     return shape_from_parts(bx, by, q, cx.n, alpha, ridge)
 
 

@@ -332,3 +332,22 @@ def test_svcca_and_pwcca_arguments_are_checked():
         pwcca(x, x, weights_from="z")
     with pytest.raises(ValueError, match="5 rows but y has 6"):
         cca(x[:5], x[:6])
+
+
+def test_one_eigendecomposition_per_side_can_serve_every_measure():
+    from repspace.functional.cca import bases_of_moments
+    from repspace.functional.shape import shape_metric_from_moments
+    rng = np.random.default_rng(12)
+    x, y = ref.correlated_pair(rng, 120, 6, 5, noise=0.5)
+    cx, cy, cxy = streamed(x, y, "moments", [0, 50, 120])
+    bases = bases_of_moments(cx, cy)
+    np.testing.assert_array_equal(cca_from_moments(cx, cy, cxy, bases=bases).correlations,
+                                  cca_from_moments(cx, cy, cxy).correlations)
+    assert svcca_from_moments(cx, cy, cxy, k=3, bases=bases).mean == \
+        svcca_from_moments(cx, cy, cxy, k=3).mean
+    assert pwcca_from_moments(cx, cy, cxy, bases=bases).value == \
+        pwcca_from_moments(cx, cy, cxy).value
+    assert shape_metric_from_moments(cx, cy, cxy, alpha=0.5, bases=bases) == \
+        shape_metric_from_moments(cx, cy, cxy, alpha=0.5)
+    with pytest.raises(ValueError, match=r"bases are for widths \(5, 6\)"):
+        cca_from_moments(cx, cy, cxy, bases=bases[::-1])
