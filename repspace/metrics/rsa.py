@@ -83,9 +83,9 @@ def _unit_rows(t: torch.Tensor, name: str, what: str) -> torch.Tensor:
     norms = t.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
         bad = int((norms == 0).sum())
+        why = "no variance across features" if what == "correlation" else "zero norm"
         raise ValueError(f"the {what} distance is undefined for {bad} row(s) of {name} with "
-                         f"{'no variance across features' if what == 'correlation' else 'zero norm'}"
-                         "; use distance='euclidean'")
+                         f"{why}; use distance='euclidean'")
     return t / norms
 
 

@@ -102,7 +102,7 @@ def test_canonical_correlations_match_cca_zoo():
         theirs = np.array([np.corrcoef(zx[:, i], zy[:, i])[0, 1] for i in range(m)])
         ours = cca(x, y).correlations
         worst = max(worst, float(np.abs(ours - np.abs(theirs)).max()))
-    assert worst < 1e-8, worst  # cca-zoo solves by its own whitening: ~1e-10 here
+    assert worst < 1e-10, worst  # cca-zoo whitens on its own: 4e-14 here
 
 
 @pytest.mark.parametrize("n,p,q", [(200, 5, 4), (60, 12, 9), (30, 4, 20)])
@@ -196,7 +196,8 @@ def test_moments_rows_array_and_streaming_agree(data):
         rx, ry, _ = streamed(x, y, "rows", cuts)
         k = min(3, x.shape[1], y.shape[1])
         for kw in ({}, {"ridge": 0.1}, {"rank": k}):
-            a, b, c = cca_from_moments(mx, my, mxy, **kw), cca_from_rows(rx, ry, **kw), cca(x, y, **kw)
+            a, b = cca_from_moments(mx, my, mxy, **kw), cca_from_rows(rx, ry, **kw)
+            c = cca(x, y, **kw)
             assert (a.rank_x, a.rank_y) == (b.rank_x, b.rank_y) == (c.rank_x, c.rank_y)
             for u, v in ((a, b), (a, c)):
                 np.testing.assert_allclose(u.correlations, v.correlations, rtol=0, atol=1e-10)

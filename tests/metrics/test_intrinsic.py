@@ -136,7 +136,7 @@ def test_arguments_are_checked():
         twonn_dimension(x, discard_fraction=1.0)
     with pytest.raises(ValueError, match="fit must be 'linear' or 'mle'"):
         twonn_dimension(x, fit="ols")
-    with pytest.raises(ValueError, match=r"k must be an integer in \[2, n_samples − 1\] = \[2, 9\]"):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[2, n_samples − 1\] = \[2, 9"):
         mle_dimension(x, 10)
     with pytest.raises(ValueError, match=r"k must be an integer in \[3, "):
         mle_dimension(x, 2, unbiased=True)

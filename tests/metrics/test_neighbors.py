@@ -129,7 +129,7 @@ def test_arguments_and_undefined():
     x = rng.standard_normal((10, 3))
     with pytest.raises(ValueError, match=r"k must be an integer in \[2, n_samples − 1\]"):
         cknna(x, x, 1)
-    with pytest.raises(ValueError, match=r"k must be an integer in \[1, n_samples − 1\] = \[1, 9\]"):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, n_samples − 1\] = \[1, 9"):
         jaccard_knn(x, x, 10)
     with pytest.raises(ValueError, match="metric must be one of cosine, euclidean"):
         jaccard_knn(x, x, 3, "inner")
