@@ -86,10 +86,33 @@ def _per_layer(result: CompareResult, metric: str, ax, styles: dict, **kw) -> bo
             continue
         x, y = broken(y, result.layers)
         st = styles[name]
+        band = _band(result, name, metric)
+        if band is not None:  # the jackknife interval, in the line's colour
+            _, lo = broken(band[0], result.layers)
+            _, hi = broken(band[1], result.layers)
+            ax.fill_between(x, lo, hi, color=st["color"], alpha=0.18, lw=0)
         ax.plot(x, y, marker=st["marker"], ms=4, color=st["color"], ls=st["ls"], lw=1.3,
                 label=name, **kw)
         drawn = True
     return drawn
+
+
+def _band(result: CompareResult, name: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-layer (low, high) of ``metric``'s interval, NaN where a layer has none; None
+    when no layer has one."""
+    ivs = [result.interval(name, layer, metric) or {} for layer in result.layers]
+    lo = np.array([iv.get("low", np.nan) for iv in ivs], dtype=np.float64)
+    hi = np.array([iv.get("high", np.nan) for iv in ivs], dtype=np.float64)
+    return None if np.isnan(lo).all() else (lo, hi)
+
+
+def interval_note(result: CompareResult) -> str:
+    """The caption sentence that explains the shaded bands (empty without intervals)."""
+    iv = result.settings.get("intervals") if result.settings else None
+    if not iv:
+        return ""
+    return (f" Shaded: {iv.get('level', 0.95):.0%} interval of a delete-one-block jackknife "
+            f"over {iv.get('blocks')} blocks of probe rows (no extra forward pass).")
 
 
 def _styles(result: CompareResult) -> dict[str, dict]:
@@ -309,7 +332,8 @@ def caption(name: str, result: CompareResult) -> str:
         "heatmap": f"Linear CKA to the base {base} per checkpoint and layer; the colour scale "
                    "spans the values shown (see the colour bar), so small differences stay "
                    "visible.",
-    }.get(name, name) + split
+    }.get(name, name) + (interval_note(result) if name in ("cka", "effective_rank", "drift")
+                         else "") + split
 
 
 ALL_PLOTS = {
