@@ -83,14 +83,17 @@ class CompareOptions:
 
     @property
     def wanted(self) -> set[str] | None:
-        """The requested metric names, or None for all."""
-        return set(self.metrics) if self.metrics else None
+        """The requested metric names (``all``, ``default`` and prefixes expanded by the
+        registry), or None for the defaults."""
+        from repspace.metrics.registry import expand
+
+        return set(expand(list(self.metrics))) if self.metrics else None
 
     def report_dict(self) -> dict:
         """The settings a report records (what decides its numbers)."""
         wanted = self.wanted
         return {"layers": self.layers if isinstance(self.layers, str) else list(self.layers),
-                "pooling": self.pooling, "metrics": sorted(wanted) if wanted else "all",
+                "pooling": self.pooling, "metrics": sorted(wanted) if wanted else "default",
                 "batch_size": self.batch_size, "device": self.device or "cpu", "seed": self.seed,
                 "precision": self.precision, "sample_rows": self.sample_rows,
                 "embedding": self.embedding}
@@ -152,6 +155,33 @@ def _sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: in
                 out["mutual_knn_overlap"] = mutual_knn_overlap(x, y, k=10)
             except ValueError:  # zero rows under the cosine metric
                 out["mutual_knn_overlap"] = math.nan
+        out.update(_extra_sample_metrics(x, y, wanted, seed))
+    return out
+
+
+def _extra_sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: int) -> dict:
+    """The opt-in sample-based measures of issue 29 (``--metrics all`` or by name), on the
+    same seeded row sample; a measure the sample cannot support is NaN (its warning says why)."""
+    from repspace.metrics import energy, intrinsic, neighbors, rsa
+
+    jobs = {
+        "rsa_spearman": lambda: rsa.rsa(x, y, distance="correlation", method="spearman").value,
+        "cknna": lambda: neighbors.cknna(x, y, k=10),
+        "jaccard_knn": lambda: neighbors.jaccard_knn(x, y, k=10),
+        "twonn_dimension_base": lambda: intrinsic.twonn_dimension(x).dimension,
+        "twonn_dimension_tuned": lambda: intrinsic.twonn_dimension(y).dimension,
+        "energy_distance": lambda: energy.energy_distance(x, y, paired=True, seed=seed).energy,
+    }
+    out = {}
+    for key, job in jobs.items():
+        if key not in wanted or (key == "energy_distance" and x.shape[1] != y.shape[1]):
+            continue
+        try:
+            out[key] = float(job())
+        except ValueError as exc:  # too few rows, duplicates, zero rows: undefined here
+            warnings.warn(f"{key} is undefined on this row sample: {exc}", RepspaceWarning,
+                          stacklevel=2)
+            out[key] = math.nan
     return out
 
 
@@ -361,8 +391,10 @@ def _needs_sample(settings: CompareOptions) -> bool:
     """Whether anything reads the row sample: a sample-based metric or the 2-D embedding
     (a big model's 1000 sampled rows per layer cost as much as a small probe's rows)."""
     wanted = settings.wanted
+    from repspace.metrics.registry import REGISTRY
+
     return (settings.embedding != "none" or wanted is None
-            or bool(wanted & {*SAMPLE_METRICS, "linear_cka_null"}))
+            or any(REGISTRY[m].kind == "sample" for m in wanted if m in REGISTRY))
 
 
 def check_tuned_per_pass(value) -> None:

@@ -5,31 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from repspace.functional.summary import RANKS
+from repspace.metrics.registry import PREFIXES, REGISTRY, expand
 
 __all__ = ["METRIC_NAMES", "check_metrics", "check_settings", "check_layer_choices"]
 
-_CLOSED_FORM = ("linear_cka", "linear_cka_debiased", "procrustes_distance", "frechet_distance",
-                "mmd_linear", "subspace_overlap", "cosine_similarity_mean", "cosine_similarity_q50",
-                "relative_shift_mean", "relative_shift_q50",
-                *(f"{r}_{side}" for r in RANKS for side in ("base", "tuned")))
-_SAMPLE = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap", "linear_cka_null")
+_SAMPLE = tuple(m.name for m in REGISTRY.values() if m.kind == "sample")
 # Family names select every key they prefix ("effective_rank" -> _base and _tuned,
 # "mmd" -> mmd_linear and mmd_rbf: the kernel is always in the key, as in mmd(kernel=...)).
-_FAMILIES = (*RANKS, "cosine_similarity", "relative_shift", "mmd")
-METRIC_NAMES = (*_CLOSED_FORM, *_SAMPLE, *_FAMILIES)
+_FAMILIES = PREFIXES
+METRIC_NAMES = ("all", "default", *REGISTRY, *_FAMILIES)
 
 
 def check_metrics(metrics: Sequence[str] | None) -> None:
+    """Names, prefixes, ``all`` (every registered metric) and ``default`` (what a plain
+    compare computes), in any mix: ``all,linear_cka_null``; see :mod:`repspace.metrics.registry`."""
     if metrics is None:
         return
     if isinstance(metrics, str) or not metrics:
-        raise ValueError("--metrics: give comma-separated metric names (or leave it out for all); "
-                         f"known: {', '.join(METRIC_NAMES)}")
-    unknown = [m for m in metrics if m not in METRIC_NAMES]
-    if unknown:
-        raise ValueError(f"--metrics: unknown metric name(s) {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(METRIC_NAMES)}")
+        raise ValueError("--metrics: give comma-separated metric names, 'all' or 'default' (or "
+                         f"leave it out for the defaults); known: {', '.join(METRIC_NAMES)}")
+    expand(list(metrics))  # unknown names: one line naming them and the known ones
 
 
 def _positive(name: str, value, minimum: int = 1) -> None:
@@ -52,10 +47,10 @@ def check_settings(*, num_samples=None, batch_size=32, max_length=64, sample_row
     _positive("--sample-rows", sample_rows, minimum=0)
     # tuned_per_pass: compare() checks it itself (same message for the API and the CLI)
     check_metrics(metrics)
-    if sample_rows == 0 and metrics and any(m in _SAMPLE for m in metrics):
+    if sample_rows == 0 and metrics and any(m in _SAMPLE for m in expand(list(metrics))):
         raise ValueError(f"--sample-rows 0 keeps no rows, but --metrics asks for "
-                         f"{', '.join(m for m in metrics if m in _SAMPLE)}, which need them; "
-                         "give --sample-rows ≥ 4")
+                         f"{', '.join(m for m in expand(list(metrics)) if m in _SAMPLE)}, which "
+                         "need them; give --sample-rows ≥ 4")
     if dist_timeout is not None and not dist_timeout > 0:
         raise ValueError(f"--dist-timeout must be a positive number of seconds; got {dist_timeout!r}")
     if not layers or (not isinstance(layers, str) and not any(layers)):

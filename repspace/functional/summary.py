@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from repspace.functional.cca import (bases_of_moments, cca_from_moments, cca_from_rows,
+                                     pwcca_from_moments, pwcca_from_rows, svcca_from_moments,
+                                     svcca_from_rows)
 from repspace.functional.centred import CentredRows
 from repspace.functional.cka import linear_cka_from_moments
 from repspace.functional.drift import (
@@ -24,6 +27,7 @@ from repspace.functional.rows import (
     procrustes_distance_from_rows,
     spectrum_of_rows,
 )
+from repspace.functional.shape import shape_metric_from_moments, shape_metric_from_rows
 from repspace.functional.spectrum import (
     effective_rank_of,
     numerical_rank_of,
@@ -72,13 +76,16 @@ def layerwise_summary(acc, top_k: int = 10,
     shared base decompose the base once, and callers reuse the spectra for their figures.
     """
     def want(key: str) -> bool:
-        return metrics is None or any(key.startswith(m) for m in metrics)
+        if metrics is None:
+            return not key.startswith(OPT_IN)
+        return any(key.startswith(m) for m in metrics)
 
     ranks = {side: tuple(r for r in RANKS if want(f"{r}_{side}")) for side in ("base", "tuned")}
     need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased", "procrustes_distance",
-                                         "mmd_linear"))
+                                         "mmd_linear", *CCA_KEYS))
     need_centred = (need_cross or ranks["base"] or ranks["tuned"]
                     or want("frechet_distance") or want("subspace_overlap"))
+    cxy = None
     centred: dict[tuple[str, str], object] = {}
     spectra: dict[tuple[str, str], dict[str, float]] = {}
     uses: dict[tuple[str, str], int] = {}
@@ -112,8 +119,9 @@ def layerwise_summary(acc, top_k: int = 10,
             if on_rows:
                 row.update(_rows_pair(cx, cy, want, top_k))
             else:
-                row.update(_moments_pair(cx, cy, cross.centred(acc.base[b], acc.tuned[t])
-                                         if need_cross else None, want, top_k))
+                cxy = cross.centred(acc.base[b], acc.tuned[t]) if need_cross else None
+                row.update(_moments_pair(cx, cy, cxy, want, top_k))
+            row.update(_cca_family(cx, cy, cxy if not on_rows else None, want))
         for side, layer in (("base", b), ("tuned", t)):
             if ranks[side]:
                 row.update({f"{k}_{side}": v for k, v in side_ranks(side, layer).items()})
@@ -135,10 +143,49 @@ def layerwise_summary(acc, top_k: int = 10,
     return out
 
 
+# Opt-in keys (a plain compare does not compute them: `--metrics all` or by name): the CCA
+# family needs one eigendecomposition per side on the moments route.
+CCA_KEYS = ("cca_mean", "cca_r2", "svcca", "pwcca", "shape_angular")
+OPT_IN = ("cca_", "svcca", "pwcca", "shape_")
+SHAPE_ALPHA = 0.5  # shape_angular: halfway between CCA (α = 0) and Procrustes (α = 1)
+
+
+def _cca_family(cx, cy, cxy, want) -> dict[str, float]:
+    """Mean CCA, R²_CCA, SVCCA, PWCCA and the angular shape metric (issue 29), when asked;
+    one eigendecomposition per side serves all of them on the moments route."""
+    wanted = [k for k in CCA_KEYS if want(k)]
+    if not wanted:
+        return {}
+    row: dict[str, float] = {}
+    if isinstance(cx, CentredRows):
+        if want("cca_mean") or want("cca_r2"):
+            res = cca_from_rows(cx, cy)
+            row.update({"cca_mean": res.mean, "cca_r2": res.r2})
+        if want("svcca"):
+            row["svcca"] = svcca_from_rows(cx, cy).mean
+        if want("pwcca"):
+            row["pwcca"] = pwcca_from_rows(cx, cy).value
+        if want("shape_angular"):
+            row["shape_angular"] = shape_metric_from_rows(cx, cy, alpha=SHAPE_ALPHA).angular
+    else:
+        bases = bases_of_moments(cx, cy)
+        if want("cca_mean") or want("cca_r2"):
+            res = cca_from_moments(cx, cy, cxy, bases=bases)
+            row.update({"cca_mean": res.mean, "cca_r2": res.r2})
+        if want("svcca"):
+            row["svcca"] = svcca_from_moments(cx, cy, cxy, bases=bases).mean
+        if want("pwcca"):
+            row["pwcca"] = pwcca_from_moments(cx, cy, cxy, bases=bases).value
+        if want("shape_angular"):
+            row["shape_angular"] = shape_metric_from_moments(cx, cy, cxy, alpha=SHAPE_ALPHA,
+                                                             bases=bases).angular
+    return {k: v for k, v in row.items() if want(k)}
+
+
 _ORDER = {k: i for i, k in enumerate((
     "linear_cka", "linear_cka_debiased", "procrustes_distance",
     *(f"{r}_{side}" for side in ("base", "tuned") for r in RANKS),
-    "frechet_distance", "mmd_linear", "subspace_overlap"))}
+    "frechet_distance", "mmd_linear", "subspace_overlap", *CCA_KEYS))}
 
 
 def _moments_pair(cx, cy, cxy, want, top_k: int) -> dict[str, float]:

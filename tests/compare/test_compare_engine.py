@@ -267,3 +267,17 @@ def test_a_shared_base_is_decomposed_once_for_all_checkpoints(cks, batches, monk
     assert len(calls) == 3 * layers  # the base once, each tuned model once
     assert set(calls) == {"spectrum_of_rows" if route == "rows" else "spectrum_of_centred"}
     assert res.settings["statistics"]["routes"] == dict.fromkeys(res.layers, route)
+
+
+def test_metrics_all_reports_every_registered_measure(cks, batches):
+    """`--metrics all`: every registered key on every layer (the opt-in CCA family, shape,
+    RSA, neighbourhoods, intrinsic dimension and energy distance included)."""
+    from repspace.metrics.registry import REGISTRY
+
+    base, tuned = cks
+    res = compare_models(base, tuned[:1], batches, metrics=["all"], **FAST)
+    want = {k for k in REGISTRY if k != "linear_cka_null"} | {"linear_cka_null_p",
+                                                               "linear_cka_null_z"}
+    for layer in res.layers:
+        assert set(res.metrics["t1"][layer]) == want, layer
+    assert res.settings["metrics"] == sorted(REGISTRY)

@@ -15,10 +15,10 @@ def test_unknown_options_are_a_one_line_error_listing_the_valid_ones():
 def test_report_records_what_decides_the_numbers():
     s = CompareOptions(layers=("a", "b"), metrics=["linear_cka", "mmd"], device=None)
     d = s.report_dict()
-    assert d["layers"] == ["a", "b"] and d["metrics"] == ["linear_cka", "mmd"]
+    assert d["layers"] == ["a", "b"] and d["metrics"] == ["linear_cka", "mmd_linear", "mmd_rbf"]
     assert d["device"] == "cpu" and d["precision"] == "float64"
-    assert CompareOptions().report_dict()["metrics"] == "all"
-    assert s.wanted == {"linear_cka", "mmd"} and CompareOptions().wanted is None
+    assert CompareOptions().report_dict()["metrics"] == "default"
+    assert s.wanted == {"linear_cka", "mmd_linear", "mmd_rbf"} and CompareOptions().wanted is None
 
 
 # -- CompareConfig: every option of compare(), one name each for the API and the CLI -----------
