@@ -39,7 +39,9 @@ __all__ = ["compare_models", "CompareOptions", "SAMPLE_METRICS", "embed_2d", "ch
            "check_tuned_per_pass"]
 
 SAMPLE_METRICS = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
-NULL_PERMUTATIONS = 200  # --metrics linear_cka_null: permutations of the row sample per layer
+# --metrics linear_cka_null: permutations of the row sample per layer.  The p-value cannot be
+# below 1/(B + 1): 999 resolves p = 0.001, and the resolution is reported beside p.
+NULL_PERMUTATIONS = 999
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def _sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: in
 
             null = cka_permutation_test(x, y, n_permutations=NULL_PERMUTATIONS, seed=seed)
             out["linear_cka_null_p"], out["linear_cka_null_z"] = null.p_value, null.z_score
+            out["linear_cka_null_resolution"] = 1.0 / (NULL_PERMUTATIONS + 1)
         if "mutual_knn_overlap" in wanted and x.shape[0] > 10:
             try:
                 out["mutual_knn_overlap"] = mutual_knn_overlap(x, y, k=10)

@@ -50,7 +50,11 @@ def _null_rows(result: CompareResult) -> list[list[str]]:
         for layer in result.layers:
             m = result.metrics.get(name, {}).get(layer, {})
             if "linear_cka_null_p" in m:
-                rows.append([name, layer, _f(m.get("linear_cka")), _f(m["linear_cka_null_p"]),
+                res = m.get("linear_cka_null_resolution")
+                p = m["linear_cka_null_p"]
+                floor = res is not None and p <= res * (1 + 1e-9)
+                rows.append([name, layer, _f(m.get("linear_cka")),
+                             f"≤ {_f(p)}" if floor else _f(p),  # at the floor: not smaller
                              _f(m.get("linear_cka_null_z"))])
     return rows
 
@@ -62,7 +66,9 @@ def _tables(result: CompareResult) -> list[tuple[str, str, list[str], list[list[
     rows = _null_rows(result)
     if rows:
         out.append(("null", "Calibrated similarity: permutation null of linear CKA",
-                    ["checkpoint", "layer", "linear CKA", "p", "z"], rows, []))
+                    ["checkpoint", "layer", "linear CKA", "p", "z"], rows,
+                    ["p ≥ 1/(B + 1) for B permutations of the row sample: '≤' marks a p-value "
+                     "at that floor (every permutation scored lower); z says by how much"]))
     seg = a.get("segments") or {}
     if seg:
         rows, vrows = [], []

@@ -276,8 +276,8 @@ def test_metrics_all_reports_every_registered_measure(cks, batches):
 
     base, tuned = cks
     res = compare_models(base, tuned[:1], batches, metrics=["all"], **FAST)
-    want = {k for k in REGISTRY if k != "linear_cka_null"} | {"linear_cka_null_p",
-                                                               "linear_cka_null_z"}
+    want = {k for k in REGISTRY if k != "linear_cka_null"} | {
+        "linear_cka_null_p", "linear_cka_null_z", "linear_cka_null_resolution"}
     for layer in res.layers:
         assert set(res.metrics["t1"][layer]) == want, layer
     assert res.settings["metrics"] == sorted(REGISTRY)
