@@ -441,8 +441,9 @@ class LayerwiseMoments(Accumulator):
                 continue
             for b, t in unit.pairs:
                 x, y = self.base[b], self.tuned[t]
-                out[b, t] = rows_replicates(x.rows(), y.rows().to(x.rows().device), blocks,
-                                            metrics, top_k, (x.eps, y.eps))
+                xr = x.rows()
+                out[b, t] = rows_replicates(xr, y.rows().to(xr.device), blocks, metrics, top_k,
+                                            (x.eps, y.eps))
         return out
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
