@@ -26,6 +26,7 @@ from repspace._validation import (
 )
 from repspace.functional.cka import linear_cka_from_moments
 from repspace.functional.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
+from repspace.statistics.base import Accumulator
 from repspace.statistics.layerwise import LayerwiseMoments
 from repspace.statistics.moments import CrossMoments, FeatureMoments, gemm_dtype
 
@@ -109,7 +110,7 @@ def _gram_hsic(k: torch.Tensor, l: torch.Tensor, debiased: bool) -> float:
                           n, debiased)
 
 
-class MinibatchCKA:
+class MinibatchCKA(Accumulator):
     """Streaming minibatch CKA (Nguyen et al. 2021) — a *different estimator* from CKA.
 
     Each ``update(x_batch, y_batch)`` computes linear-kernel HSIC(K,L), HSIC(K,K) and
@@ -120,11 +121,13 @@ class MinibatchCKA:
     of samples that never share a batch.  Report it as "minibatch CKA (batch size b)".
     """
 
+    # per-batch HSIC sums add across processes like everything else (all_reduce from the table)
+    reductions = {"sums": "sum", "batches": "sum", "n": "sum"}
+    defaults = {"sums": lambda self: np.zeros(3), "batches": 0, "n": 0}
+
     def __init__(self, debiased: bool = True):
         self.debiased = debiased
-        self.sums = np.zeros(3)
-        self.batches = 0
-        self.n = 0
+        self.reset()
 
     def update(self, x_batch, y_batch) -> "MinibatchCKA":
         x = as_matrix(x_batch, "x_batch").double()

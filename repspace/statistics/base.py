@@ -7,9 +7,12 @@ combines across processes:
     "same"  must agree on every rank (a shift, a width)
     "chan"  (count, mean, M2) triples merged by the parallel formula (Chan et al. 1979)
 
-and implements ``update`` (add a batch), ``merge`` (add another accumulator of the same
-layout, in place), ``compute`` (the metrics) and ``reset`` (forget every sample, keep the
-settings).  From the table, this base gives ``state_dict`` / ``load_state_dict`` and the
+declares in :attr:`Accumulator.defaults` the empty value of every state (a constant, or a
+callable of the accumulator for a fresh object), and implements ``update`` (add a batch) and
+``merge`` (add another accumulator of the same layout, in place) -- both return ``self``, so
+calls chain -- and ``compute`` (the metrics).  ``reset`` (forget every sample, keep the
+settings) puts every declared state back to its default; a subclass's ``__init__`` sets its
+settings and calls it, so a fresh and a reset accumulator are the same.  From the table, this base gives ``state_dict`` / ``load_state_dict`` and the
 public collective ``all_reduce(group)``: afterwards every rank holds the statistics of
 all ranks' rows, exactly (float64), as if one accumulator had seen them all.  Subclasses
 whose states are sums about a per-rank shift override ``all_reduce`` to bring them to a
@@ -33,15 +36,21 @@ class Accumulator:
     """Base class of the streaming accumulators (see the module docstring)."""
 
     reductions: ClassVar[dict[str, str]] = {}
+    # state name -> its empty value, or a callable(self) making one (fresh objects)
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         bad = {k: r for k, r in cls.reductions.items() if r not in RULES}
         if bad:
             raise TypeError(f"{cls.__name__}.reductions: unknown rules {bad}; use one of {RULES}")
+        undeclared = sorted(set(cls.reductions) - set(cls.defaults))
+        if cls.defaults and undeclared:
+            raise TypeError(f"{cls.__name__}: states {undeclared} reduce across processes but "
+                            "have no declared default (reset could not restore them)")
 
     # -- what each accumulator implements ---------------------------------------------
-    def update(self, *batch: Any) -> Any:
+    def update(self, *batch: Any) -> "Accumulator":
         raise NotImplementedError
 
     def merge(self, other: "Accumulator") -> "Accumulator":
@@ -51,7 +60,10 @@ class Accumulator:
         raise NotImplementedError
 
     def reset(self) -> "Accumulator":
-        raise NotImplementedError
+        """Every state of :attr:`defaults` back to its empty value; settings are kept."""
+        for name, default in self.defaults.items():
+            setattr(self, name, default(self) if callable(default) else default)
+        return self
 
     # -- given by the reductions table ------------------------------------------------
     def state_dict(self) -> dict:

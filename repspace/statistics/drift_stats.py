@@ -62,16 +62,13 @@ class _StreamingSummary(Accumulator):
     # parallel formula (see merge), which also yields the reduced n.
     reductions = {"n": "chan", "mean": "chan", "m2": "chan", "n_undefined": "sum",
                   "counts": "sum", "min": "min", "max": "max"}
+    defaults = {"n": 0, "n_undefined": 0, "mean": 0.0, "m2": 0.0, "min": math.inf,
+                "max": -math.inf,  # counts: + under/overflow bins
+                "counts": lambda self: np.zeros(len(self.edges) + 1, dtype=np.int64)}
 
     def __init__(self, edges: np.ndarray):
         self.edges = edges
-        self.n = 0
-        self.n_undefined = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-        self.counts = np.zeros(len(edges) + 1, dtype=np.int64)  # + under/overflow bins
+        self.reset()
 
     @classmethod
     def from_moments(cls, edges: np.ndarray, n: int, mean: float, m2: float) -> "_StreamingSummary":
@@ -80,7 +77,7 @@ class _StreamingSummary(Accumulator):
         out.n, out.mean, out.m2 = int(n), float(mean), float(m2)
         return out
 
-    def update(self, values: np.ndarray) -> None:
+    def update(self, values: np.ndarray) -> "_StreamingSummary":
         ok = values[np.isfinite(values)]
         self.n_undefined += int(values.size - ok.size)
         if ok.size:
@@ -91,8 +88,9 @@ class _StreamingSummary(Accumulator):
             other.counts = np.bincount(np.searchsorted(self.edges, ok, side="right"),
                                        minlength=len(self.edges) + 1)
             self.merge(other)
+        return self
 
-    def merge(self, o: "_StreamingSummary") -> None:
+    def merge(self, o: "_StreamingSummary") -> "_StreamingSummary":
         n = self.n + o.n
         if o.n:
             delta = o.mean - self.mean
@@ -102,9 +100,6 @@ class _StreamingSummary(Accumulator):
             self.counts = self.counts + o.counts
         self.n = n
         self.n_undefined += o.n_undefined
-
-    def reset(self) -> "_StreamingSummary":
-        self.__init__(self.edges)
         return self
 
     def compute(self) -> "DriftSummary":
@@ -161,22 +156,21 @@ StreamingSummary = _StreamingSummary  # public name: exact mean/min/max + histog
 class PairedDriftStats(Accumulator):
     """Streaming per-sample cosine similarity and relative shift of paired rows."""
 
-    def __init__(self):
-        self.cosine = _StreamingSummary(COS_EDGES)
-        self.relative_shift = _StreamingSummary(REL_EDGES)
+    defaults = {"cosine": lambda self: _StreamingSummary(COS_EDGES),
+                "relative_shift": lambda self: _StreamingSummary(REL_EDGES)}
 
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self):
+        self.reset()
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> "PairedDriftStats":
         cos, rel = per_sample_drift(x, y)
         self.cosine.update(cos.cpu().numpy())
         self.relative_shift.update(rel.cpu().numpy())
+        return self
 
     def merge(self, other: "PairedDriftStats") -> "PairedDriftStats":
         self.cosine.merge(other.cosine)
         self.relative_shift.merge(other.relative_shift)
-        return self
-
-    def reset(self) -> "PairedDriftStats":
-        self.__init__()
         return self
 
     def state_dict(self) -> dict:

@@ -34,6 +34,10 @@ PairSpec = str | Sequence[tuple[str, str]]
 ROUTE_CHOICES = ("auto", "rows", "moments")
 
 
+def _empty(self) -> dict:
+    return {}
+
+
 class LayerwiseMoments(Accumulator):
     """Streaming statistics of paired base/tuned features for many layers.
 
@@ -60,6 +64,10 @@ class LayerwiseMoments(Accumulator):
         (``base_from``) follows the owner's route layer by layer.
     """
 
+    # reset: forget every sample and layer, keep the settings (pairs, precision, sharing, route)
+    defaults = {"base": _empty, "tuned": _empty, "cross": _empty, "drift": _empty,
+                "units": lambda self: [], "n": 0}
+
     def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
                  paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned"),
                  base_from: "LayerwiseMoments | None" = None, route: str = "auto"):
@@ -78,7 +86,7 @@ class LayerwiseMoments(Accumulator):
         self.cross: dict[tuple[str, str], CrossMoments | CrossRows] = {}
         self.units: list[Unit] = []
         self.drift: dict[tuple[str, str], PairedDriftStats] = {}
-        self.n = 0
+        self.reset()
         self.base_from = base_from
         self.base_shared = False  # set by share_base(): others read this one's base statistics
 
@@ -222,7 +230,7 @@ class LayerwiseMoments(Accumulator):
         return list(self.base)
 
     # -- streaming ---------------------------------------------------------------------
-    def update(self, base: Mapping[str, object], tuned: Mapping[str, object]) -> None:
+    def update(self, base: Mapping[str, object], tuned: Mapping[str, object]) -> "LayerwiseMoments":
         """Add one batch: ``{layer: (b, p_layer)}`` for the base and the tuned model."""
         if not isinstance(base, Mapping) or not isinstance(tuned, Mapping):
             raise TypeError("update() takes two mappings {layer_name: (batch, features)}")
@@ -301,6 +309,7 @@ class LayerwiseMoments(Accumulator):
         for unit in self.units:
             if self.unit_route(unit) == "rows" and self._due_for_moments(unit):
                 self._install(*self._replayed(unit, share_base=True))
+        return self
 
     def merge(self, other: "LayerwiseMoments") -> "LayerwiseMoments":
         """Add another accumulator's samples (same layers and pairs), unit by unit: rows
@@ -380,12 +389,6 @@ class LayerwiseMoments(Accumulator):
         self.drift = {tuple(k): PairedDriftStats().load_state_dict(v)
                       for k, v in states.get("drift", {}).items()}
         self.n = int(states["n"])
-        return self
-
-    def reset(self) -> "LayerwiseMoments":
-        """Forget every sample and layer; keep the settings (pairs, precision, sharing, route)."""
-        self.base, self.tuned, self.cross, self.drift, self.n = {}, {}, {}, {}, 0
-        self.units = []
         return self
 
     def layout(self) -> dict | None:

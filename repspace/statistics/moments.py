@@ -79,19 +79,20 @@ class FeatureMoments(Accumulator):
         "n": "sum", "sum": "sum", "outer": "sum", "k1": "sum", "k2": "sum", "kx": "sum",
         "min": "min", "max": "max", "eps": "max", "shift": "same",
     }
+    # Before the first batch the width is unknown: the p-sized states exist from then on
+    # (init_states); the remembered batch of a shared side is forgotten too.
+    defaults = {"n": 0, "eps": 0.0, "shift": None, "sum": None, "outer": None, "k1": None,
+                "k2": None, "kx": None, "min": None, "max": None, "_last": None}
 
     def __init__(self, precision: str = "auto", shift=None, name: str = "x"):
         gemm_dtype(torch.float32, precision)  # validates the argument
         self.precision = precision
         self.name = name
-        self.n = 0
-        self.eps = 0.0
-        self.shift: torch.Tensor | None = None
         # Shared by several pair accumulators (k tuned models against one base): each batch
         # is accumulated once; the last batch, its shifted rows and norms are remembered so
         # the other accumulators reuse them (see LayerwiseMoments(base_from=...)).
         self.shared = False
-        self._last: tuple | None = None
+        self.reset()
         if shift is not None:
             c = torch.as_tensor(np.asarray(shift, dtype=np.float64) if not isinstance(
                 shift, torch.Tensor) else shift).double()
@@ -125,11 +126,6 @@ class FeatureMoments(Accumulator):
             self.init_states(torch.as_tensor(states["shift"]).double())
         super().load_state_dict(states)
         self.n, self.eps = int(self.n), float(self.eps)
-        return self
-
-    def reset(self) -> "FeatureMoments":
-        """Forget every sample (and the shift); keep precision and name."""
-        self.__init__(self.precision, name=self.name)
         return self
 
     def compute(self) -> CentredFeature:
@@ -178,10 +174,11 @@ class FeatureMoments(Accumulator):
             return torch.sub(t.to(dtype), self.shift.to(dtype), out=out)
         return t.to(dtype) - self.shift.to(dtype)
 
-    def update(self, batch) -> torch.Tensor:
-        """Add a batch (b × p).  Returns the float64 squared norms kᵢ (used by cross terms)."""
-        xs = self.shifted(batch)
-        return self.update_shifted(xs)
+    def update(self, batch) -> "FeatureMoments":
+        """Add a batch (b × p); returns self (pair accumulators use :meth:`update_shifted`,
+        which returns the row norms their cross terms need)."""
+        self.update_shifted(self.shifted(batch))
+        return self
 
     # -- sharing one side between several pair accumulators --------------------------
     def remembered(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -287,11 +284,13 @@ class FeatureMoments(Accumulator):
         )
 
 
-class CrossMoments(Accumulator):
-    """Streaming cross statistics between two representations with given shifts.
+class CrossMoments:
+    """The cross part of a pair accumulator (internal to :class:`LayerwiseMoments`).
 
-    Holds Σx'y'ᵀ (p × q), Σk·l, Σk·y' and Σl·x'.  The shifts belong to the two
-    :class:`FeatureMoments` it is used with; it never sees raw data on its own.
+    Holds Σx'y'ᵀ (p × q), Σk·l, Σk·y' and Σl·x' about the shifts of the two
+    :class:`FeatureMoments` it is used with; it never sees raw data on its own, so it is not
+    an accumulator: it is updated, merged, re-shifted and reduced by the pair accumulator
+    that owns its two sides (``reductions`` says how its states add across processes).
     """
 
     reductions = {"sum_xy": "sum", "kl": "sum", "ky": "sum", "lx": "sum"}
@@ -299,8 +298,13 @@ class CrossMoments(Accumulator):
     def __init__(self):
         self.sum_xy: torch.Tensor | None = None
 
-    def reset(self) -> "CrossMoments":
-        self.__init__()
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.reductions}
+
+    def load_state_dict(self, states: dict) -> "CrossMoments":
+        for key in self.reductions:
+            value = states[key]
+            setattr(self, key, value.clone() if isinstance(value, torch.Tensor) else value)
         return self
 
     def all_reduce(self, group=None, device=None):

@@ -28,15 +28,15 @@ class FeatureRows(Accumulator):
     """
 
     reductions = {"n": "sum"}  # rows are gathered, not reduced (LayerwiseMoments.all_reduce)
+    defaults = {"n": 0, "batches": lambda self: [], "_last": None}
 
     def __init__(self, precision: str = "auto", name: str = "x"):
         gemm_dtype(torch.float32, precision)  # validates the argument
         self.precision = precision
         self.name = name
-        self.n = 0
-        self.batches: list[torch.Tensor] = []
         self.shared = False
-        self._last: tuple | None = None
+        self.batches: list[torch.Tensor] = []
+        self.reset()
 
     @property
     def dim(self) -> int | None:
@@ -90,10 +90,6 @@ class FeatureRows(Accumulator):
             raise ValueError(f"cannot merge {self.name}: {self.dim} features vs {other.dim}")
         self.batches.extend(other.batches)
         self.n += other.n
-        return self
-
-    def reset(self) -> "FeatureRows":
-        self.__init__(self.precision, name=self.name)
         return self
 
     def state_dict(self) -> dict:

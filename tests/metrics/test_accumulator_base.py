@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from repspace.statistics import FeatureMoments, LayerwiseMoments, PairedDriftStats, PairedMoments
+from repspace.statistics import (FeatureMoments, FeatureRows, LayerwiseMoments, PairedDriftStats,
+                                 PairedMoments)
 from repspace.statistics.base import Accumulator
 from repspace.statistics.moments import CrossMoments
 
@@ -30,7 +31,7 @@ def _layerwise(x, y, chunks=3):
 
 
 def test_every_accumulator_follows_the_contract():
-    for cls in (FeatureMoments, CrossMoments, LayerwiseMoments, PairedMoments, PairedDriftStats):
+    for cls in (FeatureMoments, FeatureRows, LayerwiseMoments, PairedMoments, PairedDriftStats):
         assert issubclass(cls, Accumulator)
         for method in ("update", "merge", "compute", "reset", "state_dict", "load_state_dict",
                        "all_reduce"):
