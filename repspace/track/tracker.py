@@ -201,6 +201,7 @@ class Tracker:
                                      max_length=self.max_length, rows=rows)
         self._sides: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._moved: dict = {}
+        self._base_spectra: dict = {}  # (token stream, layer) -> the base's Spectrum
         with self._step("the base's capture"):
             with untouched(module):
                 self._base = self._capture(side, self._base_names, "base")
@@ -346,13 +347,23 @@ class Tracker:
         return values
 
     def maybe_measure(self, model: nn.Module, step: int) -> dict[str, dict[str, float]] | None:
-        """:meth:`measure` when ``step`` is due (a multiple of ``every_n_steps``), else None."""
-        return self.measure(model, step) if self.due(step) else None
+        """:meth:`measure` when ``step`` is due (a multiple of ``every_n_steps``) and was not
+        the last step measured (a loop with gradient accumulation calls it several times per
+        optimizer step), else None."""
+        return self.measure(model, step) if self.due(step) and step != self.last_step else None
 
     def _metrics(self, sink) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
-        for acc in (list(sink.accumulators.values()) or [sink.acc]):
-            for (_, layer), row in acc.compute(metrics=list(self._computed)).items():
+        for key, acc in (sink.accumulators.items() or [("all", sink.acc)]):
+            # The base's rows are the same at every step: its spectra are decomposed once
+            # (spectra_cache maps a side's accumulator to its spectrum, read and filled).
+            cache = {acc.base[layer]: self._base_spectra[key, layer] for layer in acc.base
+                     if (key, layer) in self._base_spectra}
+            values = acc.compute(metrics=list(self._computed), spectra_cache=cache)
+            for layer in acc.base:
+                if acc.base[layer] in cache:
+                    self._base_spectra[key, layer] = cache[acc.base[layer]]
+            for (_, layer), row in values.items():
                 for ratio, (num, den) in RATIOS.items():
                     if kept(ratio, self.metrics) and num in row and den in row:
                         row[ratio] = row[num] / row[den] if row[den] else float("nan")

@@ -162,3 +162,6 @@ def test_a_list_of_texts_and_a_metric_subset(tiny_dir):
         "repspace/effective_rank_ratio/bert.encoder.layer.2": values["bert.encoder.layer.2"]["effective_rank_ratio"],
         "repspace/linear_cka_debiased/bert.encoder.layer.2": values["bert.encoder.layer.2"]["linear_cka_debiased"]}
     assert [len(b["input_ids"]) for b in tracker.batches] == [5, 5, 2]
+    assert tracker.maybe_measure(model, 0) is None  # measured already (gradient accumulation)
+    assert tracker.maybe_measure(model, 51) is None and tracker.maybe_measure(model, 50) == values
+    assert tracker.trajectory.steps == [0, 50]
