@@ -48,19 +48,37 @@ def run_analyses(base, tuned: Sequence, names: Sequence[str], batches_fn: Callab
                  adapter_effect: bool = False, weight_space: bool = False,
                  merge_dtypes: Sequence[str] | None = None, match_layers: bool = False,
                  batch_size: int = 32, device: str | None = None, top_k: int = 10,
-                 threshold: float = 0.5) -> dict:
+                 threshold: float = 0.5, progress: bool | None = None) -> dict:
     """``{analysis: {checkpoint name: result or {"note": why not}}}`` for the analyses asked
     for; ``base`` / ``tuned``: :class:`LoadedCheckpoint` objects, ``batches_fn()`` fresh
-    probe batches (the comparison's)."""
+    probe batches (the comparison's).  ``progress``: a bar over (analysis, checkpoint) and
+    the analyses' own batch bars (None: when stderr is a terminal)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
     from repspace.compare.weights import _block_names
 
     out: dict[str, dict] = {}
     if not (adapter_effect or weight_space or merge_dtypes or match_layers):
         return out
+    show = sys.stderr.isatty() if progress is None else progress
+    jobs = sum(map(bool, (adapter_effect, weight_space, merge_dtypes, match_layers))) * len(tuned)
+    bar = tqdm(total=jobs, desc="analyses", unit="analysis", disable=not show, leave=False)
+    try:
+        return _run(out, base, tuned, names, batches_fn, bar, show, _block_names(base.model),
+                    adapter_effect=adapter_effect, weight_space=weight_space,
+                    merge_dtypes=merge_dtypes, match_layers=match_layers, batch_size=batch_size,
+                    device=device, top_k=top_k, threshold=threshold)
+    finally:
+        bar.close()
+
+
+def _run(out, base, tuned, names, batches_fn, bar, show, blocks, *, adapter_effect, weight_space,
+         merge_dtypes, match_layers, batch_size, device, top_k, threshold) -> dict:
     if (weight_space or match_layers) and any(ck.model is base.model for ck in tuned):
         raise ValueError(needs_separate_base(weight_space, match_layers)
                          + "; load the base separately (two_models=True)")
-    blocks = _block_names(base.model)
     if adapter_effect:
         from repspace.compare.adapter_effect import adapted_modules
         from repspace.compare.adapter_effect import adapter_effect as measure
@@ -72,10 +90,13 @@ def run_analyses(base, tuned: Sequence, names: Sequence[str], batches_fn: Callab
                 res[name] = {"note": "no adapter modules (a full fine-tune, merged weights or "
                                      "prompt learning): the adapter's share of each output is "
                                      "not defined"}
+                bar.update(1)
                 continue
-            effect = _jsonable_effect(measure(ck.model, batches_fn(), device=device))
+            effect = _jsonable_effect(measure(ck.model, batches_fn(), device=device,
+                                              progress=show))
             ws = WeightSpace({}, [], {}, effect=effect)
             res[name] = {"modules": effect, "blocks": effect_blocks(ws, blocks)}
+            bar.update(1)
     if weight_space:
         from repspace.compare.weights import weight_space as measure_ws
 
@@ -87,6 +108,7 @@ def run_analyses(base, tuned: Sequence, names: Sequence[str], batches_fn: Callab
                          "intruder_dimensions": int(sum(r["intruder_dimensions"]
                                                         for r in ws.matrices.values())),
                          "top_k": top_k, "threshold": threshold}
+            bar.update(1)
     if merge_dtypes:
         from repspace.compare.merge_fidelity import can_merge, merge_fidelity
 
@@ -95,21 +117,24 @@ def run_analyses(base, tuned: Sequence, names: Sequence[str], batches_fn: Callab
             why = can_merge(ck.model)
             if why:
                 res[name] = {"note": why}
+                bar.update(1)
                 continue
             fid = merge_fidelity(ck.model, batches_fn, list(merge_dtypes), batch_size=batch_size,
-                                 device=device)
+                                 device=device, progress=show)
             res[name] = {d: f.as_dict() for d, f in fid.items()}
+            bar.update(1)
     if match_layers:
         from repspace.compare.layer_matching import layer_matching
 
         res = out["layer_matching"] = {}
         for name, ck in zip(names, tuned):
             m = layer_matching(base.model, ck.model, batches_fn, batch_size=batch_size,
-                               device=device)
+                               device=device, progress=show)
             d = m.as_dict()
             d.update(base_layers=list(m.base_names), tuned_layers=list(m.tuned_names),
                      matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
                      same_depth=len(m.base_names) == len(m.tuned_names),
                      identity=list(m.mapping) == list(range(len(m.tuned_names))))
             res[name] = d
+            bar.update(1)
     return out
