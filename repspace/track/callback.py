@@ -145,6 +145,10 @@ class DistortionCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         self._find_trainer()
+        if self.tracker is not None:  # train() again: the same base, the trajectory goes on
+            if self.measure_at_start and self.tracker.due(state.global_step):
+                self._measure(model, state, control)
+            return control
         base = self.base
         if base is None and state.global_step > 0:
             from repspace.track.tracker import _is_peft

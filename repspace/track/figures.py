@@ -86,7 +86,7 @@ def _layer_colorbar(fig, axes, layers: list[str]) -> None:
     n = len(layers)
     cmap = ListedColormap(_depth_colors(n))
     mappable = ScalarMappable(norm=BoundaryNorm(np.arange(n + 1) - 0.5, n), cmap=cmap)
-    bar = fig.colorbar(mappable, ax=axes, fraction=0.04 if n > 1 else 0.02, pad=0.02)
+    bar = fig.colorbar(mappable, ax=axes, fraction=0.025, aspect=35, pad=0.02)
     every = max(1, math.ceil(n / 12))
     ticks = list(range(0, n, every))
     bar.set_ticks(ticks)
