@@ -19,9 +19,36 @@ import torch
 from repspace.data._io import read_json, require_keys, require_list
 from repspace.data.images import load_image, to_float_tensor
 
-__all__ = ["VQADataset", "COCO_FILE_PATTERN"]
+__all__ = ["VQADataset", "COCO_FILE_PATTERN", "check_file_pattern"]
 
 COCO_FILE_PATTERN = "COCO_{split}_{image_id:012d}.jpg"
+_PATTERN_FIELDS = ("split", "image_id")
+
+
+def check_file_pattern(pattern, where: str) -> str:
+    """``pattern`` if it is a ``str.format`` pattern using only the fields ``split`` and
+    ``image_id``, with short format specs (``{image_id:012d}``); ``ValueError`` naming
+    ``where`` otherwise (an attribute lookup such as ``{image_id.__class__}``, or a width of
+    ``{image_id:>1000000000}`` that would build a gigabyte file name, is refused)."""
+    import string
+
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"{where}: file_pattern must be a non-empty string, got {pattern!r}")
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise ValueError(f"{where}: file_pattern {pattern!r} is not a format pattern ({exc})") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in _PATTERN_FIELDS or conversion is not None or "{" in (spec or ""):
+            raise ValueError(f"{where}: file_pattern {pattern!r} may only use {{split}} and "
+                             f"{{image_id}} (with a format such as {{image_id:012d}}); got {{{field}}}")
+        width = "".join(c for c in (spec or "") if c.isdigit())
+        if len(spec or "") > 16 or (width and int(width[:6]) > 255):
+            raise ValueError(f"{where}: file_pattern {pattern!r}: format {spec!r} is too wide for a "
+                             "file name")
+    return pattern
 
 
 class VQADataset(torch.utils.data.Dataset):
@@ -49,6 +76,7 @@ class VQADataset(torch.utils.data.Dataset):
         if image_format not in ("uint8", "float"):
             raise ValueError(f"image_format must be 'uint8' or 'float', got {image_format!r}")
         qpath = os.fspath(questions_file)
+        check_file_pattern(file_pattern, f"images of {qpath}")
         qs = require_list(read_json(qpath, "VQA questions"), "questions", qpath)
         self.questions: list[dict] = []
         seen: dict = {}
@@ -71,7 +99,8 @@ class VQADataset(torch.utils.data.Dataset):
                 try:
                     name = file_pattern.format(split=split, image_id=i)
                 except (KeyError, IndexError, ValueError) as e:
-                    raise ValueError(f"file_pattern {file_pattern!r} cannot format image_id {i!r}: {e}") from None
+                    raise ValueError(f"{qpath}: file_pattern {file_pattern!r} cannot format image_id "
+                                     f"{i!r}: {e}") from None
                 self.files[i] = os.path.join(self.image_dir, name)
                 if check_files and not os.path.isfile(self.files[i]):
                     raise ValueError(f"{qpath}: image file for image_id {i!r} does not exist: {self.files[i]}")

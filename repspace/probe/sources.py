@@ -14,9 +14,7 @@ Sources (``load_probe(source, ...)``):
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,27 +105,35 @@ def _text_of(obj: dict) -> str | None:
 
 def check_image_files(paths, source: str) -> None:
     """Open each image's header (cheap: no pixels decoded) before any model is loaded: a file
-    that is not an image, or a decompression bomb (a tiny file claiming billions of pixels),
-    fails here in one line naming it, not minutes later (or never, after eating the memory)."""
-    import warnings
-
-    from PIL import Image
+    that is not an image, a decompression bomb (a tiny file claiming billions of pixels) or a
+    pixel format repspace cannot render faithfully (32-bit integer or float, CMYK) fails here
+    in one line naming it, not minutes later (or never, after eating the memory)."""
+    from repspace.data.images import open_image, plain_rgb
 
     for p in paths:
-        if not Path(p).is_file():  # a pipe named x.png would block the reader forever
-            raise ValueError(f"probe data {source}: image {p} is not a regular file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(p) as im:
-                    w, h = im.size
-        except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-                SyntaxError) as exc:
-            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-            raise ValueError(f"probe data {source}: image {p} cannot be used ({reason}); "
-                             "replace or remove it") from None
-        if w < 1 or h < 1:
-            raise ValueError(f"probe data {source}: image {p} is empty ({w}x{h})")
+        where = f"probe data {source}: image {p}"
+        with open_image(p, where) as im:
+            plain_rgb(im, where)
+
+
+def _faithful_images(probe: ProbeSet) -> ProbeSet:
+    """``probe`` with every image file that a plain ``convert("RGB")`` would render wrongly
+    (16-bit grey: near-white; transparency: whatever colour hides under it) replaced by its
+    faithful RGB pixels (:func:`repspace.data.images.to_rgb`), decoded once here; other
+    images stay paths, decoded batch by batch."""
+    from repspace.data.images import decode_rgb, open_image, plain_rgb
+
+    if not probe.images or all(isinstance(im, np.ndarray) for im in probe.images):
+        return probe
+    images = list(probe.images)
+    for i, im in enumerate(images):
+        if isinstance(im, np.ndarray):
+            continue
+        where = f"probe data {probe.source}: image {im}"
+        with open_image(im, where) as opened:
+            if not plain_rgb(opened, where):
+                images[i] = np.asarray(decode_rgb(opened, where), dtype=np.uint8).copy()
+    return ProbeSet(probe.source, probe.texts, images)
 
 
 def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
@@ -174,36 +180,21 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
             raise ValueError(f"probe data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no "
                              "captions.jsonl/captions.csv")
         check_image_files(images, str(path))
-        return ProbeSet(str(path), None, [str(p) for p in images]).subset(num_samples, seed)
+        return _faithful_images(ProbeSet(str(path), None, [str(p) for p in images])
+                                .subset(num_samples, seed))
+    from repspace.data._io import read_csv, read_jsonl, read_text
+
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".txt":
-            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-            probe = ProbeSet(str(path), [line for line in lines if line])
-        elif suffix == ".jsonl":
-            records = []
-            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except (json.JSONDecodeError, RecursionError) as exc:
-                        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                        raise ValueError(f"{path}: line {i + 1} is not valid JSON ({why})") from None
-                    if not isinstance(records[-1], dict):
-                        raise ValueError(f"{path}: line {i + 1} is JSON but not an object "
-                                         f"({type(records[-1]).__name__}); write one "
-                                         '{"text": ..., "image": ...} object per line')
-            probe = _from_records(records, path.parent, str(path))
-        elif suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as f:
-                try:
-                    rows = list(csv.DictReader(f))
-                except csv.Error as exc:  # NUL bytes, a field beyond the size limit
-                    raise ValueError(f"{path}: not a readable CSV file ({exc})") from None
-                probe = _from_records(rows, path.parent, str(path))
-        else:
-            raise ValueError(f"probe data {path}: unknown format {suffix!r}; use .txt, .jsonl, "
-                             ".csv, a folder of images, or 'builtin'")
-    except UnicodeDecodeError:
-        raise ValueError(f"probe data {path}: not UTF-8 text") from None
-    return probe.subset(num_samples, seed)
+    if suffix == ".txt":
+        lines = [line.strip() for line in read_text(path, "probe data").splitlines()]
+        probe = ProbeSet(str(path), [line for line in lines if line])
+    elif suffix == ".jsonl":
+        records = [obj for _, obj in read_jsonl(path, "probe data", 'write one {"text": ..., '
+                                                '"image": ...} object per line')]
+        probe = _from_records(records, path.parent, str(path))
+    elif suffix == ".csv":
+        probe = _from_records(read_csv(path, "probe data"), path.parent, str(path))
+    else:
+        raise ValueError(f"probe data {path}: unknown format {suffix!r}; use .txt, .jsonl, "
+                         ".csv, a folder of images, or 'builtin'")
+    return _faithful_images(probe.subset(num_samples, seed))
