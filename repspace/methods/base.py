@@ -33,7 +33,7 @@ __all__ = [
     "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
     "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
     "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers", "check_choices",
-    "check_positive_int", "head_parameters", "MethodFacts", "method_facts",
+    "check_positive_int", "check_number", "head_parameters", "MethodFacts", "method_facts",
 ]
 
 # Families import lazily, so `import repspace` stays cheap and peft is only imported on use;
@@ -104,6 +104,24 @@ def check_positive_int(method: str, field: str, value) -> int:
         raise ValueError(f"{method}: {field} = {value} is beyond any model's width (at most "
                          f"{MAX_SIZE}); pick a budget below the model's hidden size")
     return value
+
+
+def check_number(method: str, field: str, value, low: float, high: float, *,
+                 low_open: bool = True) -> float:
+    """``value`` as a float if it is a finite real number in ``(low, high]`` (``[low, high]``
+    with ``low_open=False``); ValueError naming ``method`` and ``field`` otherwise.  A scale,
+    rate or initialisation of 1e300, inf or nan is refused here, at the door, instead of
+    surfacing as a non-finite loss at the first step that blames the learning rate."""
+    import math
+
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and (value > low if low_open else value >= low)
+          and value <= high)
+    if not ok:
+        what = (f"a positive number, at most {high:g}" if low == 0 and low_open else
+                f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}]")
+        raise ValueError(f"{method}: {field} must be {what}; got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -217,7 +235,27 @@ def make_config(method: str, **options) -> MethodConfig:
     for f in dataclasses.fields(spec.config_class):  # JSON/TOML give lists; configs use tuples
         if isinstance(kwargs.get(f.name), list):
             kwargs[f.name] = tuple(kwargs[f.name])
-    return spec.config_class(**kwargs)
+    config = spec.config_class(**kwargs)
+    _check_kinds(method, config)
+    return config
+
+
+def _check_kinds(method: str, config: MethodConfig) -> None:
+    """Every option of the kind its field's default has: a switch (bool default) is true or
+    false, a number (float default) a finite number.  Runs after a family's own
+    ``__post_init__`` (its ranges and messages come first), so a new method cannot forget
+    nan and inf."""
+    import math
+
+    for f in dataclasses.fields(config):
+        if f.default is dataclasses.MISSING:
+            continue
+        v = getattr(config, f.name)
+        if isinstance(f.default, bool) and not isinstance(v, bool):
+            raise ValueError(f"{method}: {f.name} must be true or false; got {v!r}")
+        if isinstance(f.default, float) and not isinstance(f.default, bool) and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise ValueError(f"{method}: {f.name} must be a finite number; got {v!r}")
 
 
 def method_name(config: MethodConfig) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,8 +166,10 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
                 raise ValueError(f"TrainConfig.{name} must be in [0, {hi:g}], got {v!r}")
             setattr(self, name, float(v))
-        if isinstance(self.max_grad_norm, bool) or not isinstance(self.max_grad_norm, (int, float)):
-            raise ValueError(f"TrainConfig.max_grad_norm must be a number (<= 0 disables clipping), got {self.max_grad_norm!r}")
+        if isinstance(self.max_grad_norm, bool) or not isinstance(self.max_grad_norm, (int, float)) \
+                or not math.isfinite(self.max_grad_norm):
+            raise ValueError(f"TrainConfig.max_grad_norm must be a finite number (<= 0 disables clipping), "
+                             f"got {self.max_grad_norm!r}")
         self.max_grad_norm = float(self.max_grad_norm)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")

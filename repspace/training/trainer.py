@@ -158,6 +158,20 @@ class Loop:
         save_state(self.run_dir, step, applied, self.weights(model, trained), opt.state_dict(),
                    {"config_hash": self.hash})
 
+    def _non_finite(self, value: float, step: int) -> str:
+        """The culprit of a non-finite loss: on the very first batch the learning rate has not
+        acted yet, so the base checkpoint or the method's initialisation (its options)
+        produced it; after updates, the optimisation diverged."""
+        cfg = self.cfg
+        if step == 0:
+            options = ", ".join(f"{k}={v!r}" for k, v in sorted(cfg.method_options.items()))
+            return (f"the loss is {value} on the first batch, before any update (the learning "
+                    f"rate is not the cause): the base checkpoint {cfg.base} or the "
+                    f"initialisation of {cfg.method}{f' (options {options})' if options else ''} "
+                    "gives non-finite outputs; check the method options and the base's weights")
+        return (f"the loss became {value} at step {step} of {cfg.steps}: training diverged; lower "
+                f"the learning rate (now {self.lr:g}, --lr) or raise --warmup-ratio")
+
     # -- the loop -----------------------------------------------------------------------------
     def run(self, model: nn.Module, callback: Callable | None = None,
             max_steps_this_call: int | None = None) -> LoopResult:
@@ -212,7 +226,7 @@ class Loop:
                          self.enc.batch(batch_indices(step, self.enc.n, cfg.batch_size, cfg.seed)).items()}
                 loss = self.task.loss(model, batch)
                 if not torch.isfinite(loss):
-                    raise ValueError(f"loss became {loss.item()} at step {step}; lower --lr")
+                    raise ValueError(self._non_finite(loss.item(), step))
                 loss.backward()
                 lr = self.lr * lr_factor(step - self.bounds[k - 1], self.bounds[k] - self.bounds[k - 1],
                                          int(round(cfg.warmup_ratio * (self.bounds[k] - self.bounds[k - 1]))),

@@ -35,13 +35,16 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, output_width, site_modules
-from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
+from repspace.methods.base import (MethodConfig, MethodFacts, check_number, check_positive_int, check_towers,
+                                   register_method)
 
 __all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "apply_adapter",
            "ACTIVATIONS", "PLACEMENTS"]
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 PLACEMENTS = ("sequential", "parallel")
+MAX_INIT_SCALE = 10.0    # standard deviation of W_down's initialisation (default 1e-3)
+MAX_SCALE = 1000.0       # multiplier of the parallel adapter's output (He et al.: 4)
 
 
 @dataclass
@@ -74,19 +77,15 @@ class AdapterConfig(MethodConfig):
         if self.placement not in PLACEMENTS:
             raise ValueError(f"adapter: placement must be one of {', '.join(PLACEMENTS)}; "
                              f"got {self.placement!r}")
-        if isinstance(self.parallel_scale, bool) or not isinstance(self.parallel_scale, (int, float)) \
-                or not self.parallel_scale > 0:
-            raise ValueError(f"adapter: parallel_scale must be a positive number; got {self.parallel_scale!r}")
+        check_number("adapter", "parallel_scale", self.parallel_scale, 0, MAX_SCALE)
         check_positive_int("adapter", "width", self.width)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"adapter: activation must be one of {', '.join(ACTIVATIONS)}; "
                              f"got {self.activation!r}")
         self.towers = check_towers("adapter", self.towers)
-        if isinstance(self.init_scale, bool) or not isinstance(self.init_scale, (int, float)) \
-                or not self.init_scale > 0:
-            # zero would leave W_down = W_up = 0: no gradient ever reaches the weights
-            raise ValueError("adapter: init_scale must be a positive number; "
-                             f"got {self.init_scale!r}")
+        # zero would leave W_down = W_up = 0: no gradient ever reaches the weights; a standard
+        # deviation above MAX_INIT_SCALE only saturates the bottleneck (1e300: inf weights)
+        check_number("adapter", "init_scale", self.init_scale, 0, MAX_INIT_SCALE)
 
 
 class Bottleneck(nn.Module):

@@ -23,8 +23,8 @@ from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import (MethodConfig, MethodFacts, check_choices, check_positive_int,
-                                   check_towers, register_method)
+from repspace.methods.base import (MAX_SIZE, MethodConfig, MethodFacts, check_choices, check_number,
+                                   check_positive_int, check_towers, register_method)
 from repspace.methods.lora.targets import exact_pattern, inject_peft, linear_layout
 
 __all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
@@ -47,9 +47,8 @@ class LoRAConfig(MethodConfig):
 
     def __post_init__(self):
         check_positive_int("lora", "r", self.r)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
-                or self.alpha <= 0:
-            raise ValueError(f"lora: alpha must be a positive number; got {self.alpha!r}")
+        # scale alpha / r multiplies every update: above MAX_SIZE it only overflows
+        check_number("lora", "alpha", self.alpha, 0, MAX_SIZE)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0 <= self.dropout < 1:
             raise ValueError(f"lora: dropout must be in [0, 1); got {self.dropout!r}")
