@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["OutputError", "TMP_PREFIX", "check_output", "staging_dir", "staging_prefix", "publish",
+__all__ = ["OutputError", "TMP_PREFIX", "check_location", "check_output", "staging_dir", "staging_prefix", "publish",
            "clean_stale", "atomic_path", "atomic_write_bytes", "atomic_write_text",
            "apply_umask", "current_umask", "has_json_schema", "is_report_folder"]
 
@@ -182,7 +182,7 @@ def _real(p: Path) -> Path:
     return Path(os.path.realpath(p))
 
 
-def _overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+def _overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]], option: str) -> None:
     real_out = _real(out)
     for what, spec in inputs:
         if spec is None or not str(spec) or not os.path.lexists(spec):
@@ -196,19 +196,20 @@ def _overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None
             relation = "contains"
         else:
             continue
-        raise OutputError(f"{out} {relation} the {what} {spec} that this run reads; choose an "
-                          "output folder outside every checkpoint and probe")
+        raise OutputError(f"{option} {out} {relation} the {what} {spec} that this run reads; choose "
+                          "an output folder outside every input of the run (checkpoints, probe "
+                          "and data files)")
 
 
-def check_output(out: str | Path, *, overwrite: bool = False,
-                 inputs: Iterable[tuple[str, str | Path | None]] = (),
-                 is_ours: Callable[[Path], bool] = is_report_folder, option: str = "-o",
-                 kind: str = "repspace report") -> Path:
-    """Validate an output folder before any work; returns it as an absolute path.
+def check_location(out: str | Path, *, inputs: Iterable[tuple[str, str | Path | None]] = (),
+                   option: str = "-o") -> Path:
+    """Where an output may go, whatever is there now; returns it as an absolute path.
 
-    ``inputs``: ``(what, path)`` pairs being read (checkpoints, probe files): the output may
-    not be, contain, or lie inside any of them.  ``is_ours(folder)``: whether an existing
-    folder is a repspace output that ``overwrite`` may replace.
+    Not empty text, not the file-system root, not the current folder or one of its parents,
+    not a symbolic link, not under a file or an unwritable folder, and not ``inputs``
+    (``(what, path)`` pairs being read: checkpoints, probe and data files), nor inside or
+    around any of them.  Every command that writes checks its output with this (through
+    :func:`check_output`, or directly where it resumes in place, as ``train`` does).
     """
     text = str(out)
     if not text.strip() or "\0" in text:
@@ -232,19 +233,34 @@ def check_output(out: str | Path, *, overwrite: bool = False,
                 raise OutputError(f"{option} {text}: {parent} is not writable; choose a location "
                                   "you can write to")
             break
-    _overlap(path, inputs)
-    if os.path.lexists(path):
-        if not path.is_dir():
-            raise OutputError(f"{option} {text}: is a file; give a folder path (repspace never "
-                              "replaces files)")
-        if any(path.iterdir()):
-            if not is_ours(path):
-                raise OutputError(f"{option} {text}: already exists and is not a {kind} folder; "
-                                  "repspace only ever replaces its own outputs — choose a new or "
-                                  "empty folder")
-            if not overwrite:
-                raise OutputError(f"{option} {text}: already holds a {kind}; pass --overwrite to "
-                                  "replace it, or choose another folder")
+    _overlap(path, inputs, option)
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputError(f"{option} {text}: is a file; give a folder path (repspace never "
+                          "replaces files)")
+    return path
+
+
+def check_output(out: str | Path, *, overwrite: bool = False,
+                 inputs: Iterable[tuple[str, str | Path | None]] = (),
+                 is_ours: Callable[[Path], bool] = is_report_folder, option: str = "-o",
+                 kind: str = "repspace report") -> Path:
+    """Validate an output folder before any work; returns it as an absolute path.
+
+    ``inputs``: ``(what, path)`` pairs being read (checkpoints, probe and data files): the
+    output may not be, contain, or lie inside any of them (:func:`check_location`).
+    ``is_ours(folder)``: whether an existing folder is a repspace output that ``overwrite``
+    may replace.
+    """
+    text = str(out)
+    path = check_location(out, inputs=inputs, option=option)
+    if os.path.lexists(path) and any(path.iterdir()):
+        if not is_ours(path):
+            raise OutputError(f"{option} {text}: already exists and is not a {kind} folder; "
+                              "repspace only ever replaces its own outputs — choose a new or "
+                              "empty folder")
+        if not overwrite:
+            raise OutputError(f"{option} {text}: already holds a {kind}; pass --overwrite to "
+                              "replace it, or choose another folder")
     return path
 
 

@@ -8,7 +8,6 @@ hash -> method config -> base checkpoint -> task glue (architecture x task) -> d
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -49,24 +48,26 @@ class TrainResult:
     model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model (this call)
 
 
+def run_inputs(cfg: TrainConfig) -> list[tuple[str, str | Path]]:
+    """``(what, path)`` of everything a run of ``cfg`` reads: the base checkpoint and the
+    data spec with every file it names (the run folder may not be, contain or lie inside
+    any of them)."""
+    from repspace.training.data import data_inputs
+
+    return [("base checkpoint", resolve_spec(cfg.base)), *data_inputs(cfg.data)]
+
+
 def _output_status(cfg: TrainConfig, config_hash: str) -> str:
-    """``"fresh"``, ``"overwrite"``, ``"resume"`` or ``"done"`` for ``cfg.output_dir``; writes nothing."""
+    """``"fresh"``, ``"overwrite"``, ``"resume"`` or ``"done"`` for ``cfg.output_dir``; writes nothing.
+
+    The location is checked the way every command checks its output
+    (:func:`repspace.outputs.check_location`): not the current folder or a parent, not a link
+    or under a file, and neither any input of the run (base, data spec, data files) nor
+    inside or around one — so ``--overwrite`` can never delete the data the run reads."""
+    from repspace.outputs import check_location
+
     run_dir = Path(cfg.output_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"output_dir {run_dir} is a file; choose a folder")
-    if run_dir.is_symlink():
-        raise ValueError(f"output_dir {run_dir} is a symbolic link; give a real folder")
-    base = Path(os.path.realpath(resolve_spec(cfg.base)))
-    real = Path(os.path.realpath(run_dir))
-    if Path(resolve_spec(cfg.base)).exists() and (real == base or base in real.parents
-                                                  or real in base.parents):
-        raise ValueError(f"output_dir {run_dir} is, contains or lies inside the base checkpoint "
-                         f"{cfg.base}; choose a run folder outside it")
-    for parent in run_dir.parents:  # before the base is loaded: a file on the way fails now
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"output_dir {run_dir}: {parent} is a file; choose another folder")
-            break
+    check_location(run_dir, inputs=run_inputs(cfg), option="-o")
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "fresh"
     if not any((run_dir / m).exists() for m in _RUN_MARKERS):
@@ -148,7 +149,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     """
     from repspace.checkpoints import checkpoint_sha256, load_checkpoint, resolve_spec
     from repspace.methods import apply_method, count_parameters, make_config
-    from repspace.training.data import load_records
+    from repspace.training.data import check_data, load_records
     from repspace.training.runs import write_run
     from repspace.training.tasks import make_task
     from repspace.training.trainer import Loop, seed_everything
@@ -161,6 +162,8 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     mcfg = make_config(cfg.method, **cfg.method_options)
     device = resolve_device(cfg.device, "TrainConfig.device")
     status = _output_status(cfg, config_hash)
+    if status != "done":
+        check_data(cfg)  # degenerate data (one class, an empty split): refused before loading
     run_dir = Path(cfg.output_dir)
     if status == "done":
         manifest = json.loads((run_dir / MANIFEST_NAME).read_text())

@@ -23,6 +23,13 @@ Real data (``TrainConfig.data``) is a small JSON *data spec*; paths are relative
 are read by :class:`repspace.data.CocoCaptions`, VQAv2 files by :class:`repspace.data.VQADataset`,
 both validated eagerly with one-line errors.  ``data_fraction`` subsamples real training
 data with the same nested rule as the shapes world; ``n_eval`` caps the held-out items.
+
+Before anything is trained (and before the base is loaded), :func:`check_data` refuses
+degenerate data in one line naming the file: a split without records, and a ``classify``
+training split whose labels are all one class, which trains to a loss of 0 and an
+"accuracy 1.0" without learning anything.  :func:`data_inputs` lists every file
+a run reads, so its output folder is kept away from them
+(:func:`repspace.outputs.check_location`).
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_records", "nested_subset"]
+__all__ = ["load_records", "nested_subset", "check_data", "data_inputs"]
 
 
 def nested_subset(n: int, fraction: float, seed: int) -> np.ndarray:
@@ -100,9 +107,95 @@ def _read_spec(path: str) -> dict:
     return spec
 
 
-def _real_records(cfg, split: str) -> list[dict]:
+# Keys of a data spec's split entry that name files or folders (relative to the spec).
+_FILE_KEYS = ("texts", "annotations", "questions", "images")
+
+
+def data_inputs(data: str | None) -> list[tuple[str, Path]]:
+    """``(what, path)`` of the data spec ``data`` and of every file or folder its splits name
+    (nothing for the shapes world, ``data=None``): what a run reads, which its output must
+    not be, contain or lie inside."""
+    if data is None:
+        return []
+    spec_path = Path(data)
+    out: list[tuple[str, Path]] = [("data spec", spec_path)]
+    spec = _read_spec(str(spec_path))
+    for split in ("train", "val", "test"):
+        entry = spec.get(split)
+        if isinstance(entry, dict):
+            out += [(f"{split} data ({key})", spec_path.parent / str(entry[key]))
+                    for key in _FILE_KEYS if isinstance(entry.get(key), str) and entry[key]]
+    return out
+
+
+def _subset(n: int, cfg, split: str):
+    return (nested_subset(n, cfg.data_fraction, cfg.data_seed) if split == "train"
+            else range(min(n, cfg.n_eval)))
+
+
+def _split_labels(cfg, split: str) -> tuple[str, list[str] | None, int]:
+    """``(where, labels, n)`` of ``split`` as :func:`load_records` would build it, without
+    decoding an image: ``where`` names its file, ``labels`` the class of each record
+    (None where the task has no classes: captioning, and VQA, whose answers are text a
+    generative model may learn whatever they are), ``n`` how many records."""
+    if cfg.data is None:
+        where = f"the shapes world ({cfg.domain} domain, n_train {cfg.n_train}, n_eval {cfg.n_eval})"
+        if cfg.task != "classify":  # generated captions and questions: never one answer
+            return where, None, cfg.n_train if split == "train" else cfg.n_eval
+        records = _shapes_records(cfg, split)
+        return where, [r["answer"] for r in records], len(records)
     from repspace.data import CocoCaptions, VQADataset
 
+    spec_path, entry = _entry(cfg, split)
+    if cfg.task == "classify":
+        path = _entry_path(spec_path, entry, split, "texts")
+        rows = _labelled_texts(path)
+        labels = [rows[int(i)]["answer"] for i in _subset(len(rows), cfg, split)]
+        return str(path), labels, len(labels)
+    if cfg.task == "captioning":
+        path = _entry_path(spec_path, entry, split, "annotations")
+        ds = CocoCaptions(path, _entry_path(spec_path, entry, split, "images"),
+                          image_size=cfg.image_size, per_caption=split == "train")
+        return str(path), None, len(_subset(len(ds), cfg, split))
+    kwargs = _vqa_kwargs(spec_path, entry, split)
+    path = _entry_path(spec_path, entry, split, "annotations")
+    ds = VQADataset(_entry_path(spec_path, entry, split, "questions"),
+                    _entry_path(spec_path, entry, split, "images"), path,
+                    image_size=cfg.image_size, **kwargs)
+    return str(path), None, len(_subset(len(ds), cfg, split))
+
+
+def _counts(labels: list[str], limit: int = 8) -> str:
+    from collections import Counter
+
+    top = Counter(labels).most_common()
+    text = ", ".join(f"{label!r}: {n}" for label, n in top[:limit])
+    return text + (f", … ({len(top) - limit} more classes)" if len(top) > limit else "")
+
+
+def check_data(cfg) -> None:
+    """Refuse degenerate training data before anything is loaded or trained, in one line
+    naming the data file and the count per class: a split with no records, and a
+    ``classify`` training split with a single class (every label the same), on which a run
+    reaches loss 0 and "accuracy 1.0" having learned nothing."""
+    splits = ["train", "test"] + (["val"] if cfg.eval_every else [])
+    for split in splits:
+        where, labels, n = _split_labels(cfg, split)
+        if n == 0:
+            raise ValueError(f"{where}: the {split} split has no records; add some, or check the "
+                             "data spec and --data-fraction")
+        if split == "train" and labels is not None and len(set(labels)) < 2:
+            frac = (f" after --data-fraction {cfg.data_fraction:g} ({n} records kept)"
+                    if cfg.data_fraction < 1 else "")
+            raise ValueError(f"{where}: every training record has the same label{frac} "
+                             f"(count per class: {_counts(labels)}); a {cfg.task} run needs at least "
+                             f"two classes to learn anything (it would score 1.0 by answering "
+                             f"{labels[0]!r} always) — "
+                             + ("add records of other classes" if cfg.data is not None else
+                                "raise --n-train"))
+
+
+def _entry(cfg, split: str) -> tuple[Path, dict]:
     spec_path = Path(cfg.data)
     spec = _read_spec(str(spec_path))
     if spec.get("task", cfg.task) != cfg.task:
@@ -110,29 +203,48 @@ def _real_records(cfg, split: str) -> list[dict]:
     entry = spec.get(split) if split != "val" else spec.get("val", spec["test"])
     if not isinstance(entry, dict):
         raise ValueError(f"{spec_path}: entry {split!r} must be a JSON object of file names")
-    root = spec_path.parent
+    return spec_path, entry
 
-    def path(key: str, required: bool = True):
-        if key not in entry:
-            if required:
-                raise ValueError(f"{spec_path}: entry {split!r} is missing {key!r}")
-            return None
-        return root / str(entry[key])
+
+def _vqa_kwargs(spec_path: Path, entry: dict, split: str) -> dict:
+    from repspace.data.vqa import check_file_pattern
+
+    kwargs = {k: str(entry[k]) for k in ("split", "file_pattern") if k in entry}
+    if "file_pattern" in entry:
+        check_file_pattern(entry["file_pattern"], f"{spec_path}: entry {split!r}")
+    return kwargs
+
+
+def _entry_path(spec_path: Path, entry: dict, split: str, key: str, required: bool = True):
+    if key not in entry:
+        if required:
+            raise ValueError(f"{spec_path}: entry {split!r} is missing {key!r}")
+        return None
+    if not isinstance(entry[key], str) or not entry[key]:
+        raise ValueError(f"{spec_path}: entry {split!r}: {key!r} must be a file name (a string), "
+                         f"got {type(entry[key]).__name__}")
+    return spec_path.parent / entry[key]
+
+
+def _real_records(cfg, split: str) -> list[dict]:
+    from repspace.data import CocoCaptions, VQADataset
+
+    spec_path, entry = _entry(cfg, split)
+
+    def path(key: str):
+        return _entry_path(spec_path, entry, split, key)
 
     if cfg.task == "classify":
         rows = _labelled_texts(path("texts"))
-        idx = nested_subset(len(rows), cfg.data_fraction, cfg.data_seed) if split == "train" else range(min(len(rows), cfg.n_eval))
-        return [rows[int(i)] for i in idx]
+        return [rows[int(i)] for i in _subset(len(rows), cfg, split)]
     if cfg.task == "captioning":
         ds = CocoCaptions(path("annotations"), path("images"), image_size=cfg.image_size,
                           per_caption=split == "train")
-        idx = nested_subset(len(ds), cfg.data_fraction, cfg.data_seed) if split == "train" else range(min(len(ds), cfg.n_eval))
-        return [ds[int(i)] for i in idx]
-    kwargs = {k: str(entry[k]) for k in ("split", "file_pattern") if k in entry}
+        return [ds[int(i)] for i in _subset(len(ds), cfg, split)]
+    kwargs = _vqa_kwargs(spec_path, entry, split)
     ds = VQADataset(path("questions"), path("images"), path("annotations"), image_size=cfg.image_size, **kwargs)
-    idx = nested_subset(len(ds), cfg.data_fraction, cfg.data_seed) if split == "train" else range(min(len(ds), cfg.n_eval))
     out = []
-    for i in idx:
+    for i in _subset(len(ds), cfg, split):
         item = ds[int(i)]
         item.setdefault("question_type", "all")
         out.append(item)
@@ -141,25 +253,20 @@ def _real_records(cfg, split: str) -> list[dict]:
 
 def _labelled_texts(path: Path) -> list[dict]:
     """``{"text": ..., "label": ...}`` per line of a JSONL file, as classification records."""
-    import json
+    from repspace.data._io import read_jsonl
 
     if not path.is_file():
         raise ValueError(f"{path}: no such file (a JSONL file of {{\"text\": ..., \"label\": ...}} lines)")
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip() \
+    for line, row in read_jsonl(path, "labelled texts", 'write one {"text": ..., "label": ...} '
+                                "object per line"):
+        if not isinstance(row.get("text"), str) or not row["text"].strip() \
                 or not isinstance(row.get("label"), (str, int)) or isinstance(row.get("label"), bool):
-            raise ValueError(f"{path}: line {i + 1} must be an object with a non-empty string \"text\" "
+            raise ValueError(f"{path}: line {line} must be an object with a non-empty string \"text\" "
                              "and a string or integer \"label\"")
         label = str(row["label"])
         out.append({"text": row["text"], "caption": row["text"], "answer": label, "answers": [label],
-                    "question_type": "all", "id": f"{path.name}/{i + 1}"})
+                    "question_type": "all", "id": f"{path.name}/{line}"})
     if not out:
         raise ValueError(f"{path}: no records")
     return out

@@ -170,8 +170,14 @@ _TARGET_NOTES = {
 
 
 def _check_output(out: Path) -> None:
+    """Before any work: where every command's output may go (not the current folder or a
+    parent, not a link, not under a file: :func:`repspace.outputs.check_location`), and an
+    existing folder only if `repspace pretrain` wrote it."""
+    from repspace.outputs import check_location
+
     if out.exists() and not out.is_dir():
         raise ValueError(f"pretrain: --output {out} is a file; pass a folder path")
+    check_location(out, option="pretrain: --output")
     if out.is_dir() and any(out.iterdir()) and not (out / "pretrain_manifest.json").is_file():
         raise ValueError(f"pretrain: --output {out} is a non-empty folder that was not written by "
                          "`repspace pretrain` (no pretrain_manifest.json); pick a new or empty folder")
@@ -324,7 +330,7 @@ def _pretrain(config: PretrainConfig | None, output_dir, progress: bool) -> dict
     cfg = PretrainConfig() if config is None else config
     if not isinstance(cfg, PretrainConfig):
         raise ValueError(f"pretrain: config must be a PretrainConfig, got {type(cfg).__name__}")
-    out = Path(embedded_path() if output_dir is None else output_dir).expanduser().resolve()
+    out = Path(os.path.abspath(Path(embedded_path() if output_dir is None else output_dir).expanduser()))
     _check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
