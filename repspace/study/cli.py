@@ -75,14 +75,18 @@ def print_grid(config, output, estimate: bool = False) -> None:
 
 def _check_output(config, output) -> None:
     """Before any training: the study folder is new, empty or a study folder (resumed in
-    place), and neither the base checkpoint nor the probe data, nor inside / around them."""
+    place), and none of the study's inputs (the base checkpoint, the probe files, the
+    training data spec and every file it names), nor inside / around one."""
     from repspace.checkpoints import resolve_spec
     from repspace.outputs import check_output, has_json_schema
+    from repspace.training.data import data_inputs
 
     inputs = [("base checkpoint", resolve_spec(config.base))]
     from repspace.probe import BUILTIN_PROBES
 
     inputs += [("probe data", p) for p in config.compare.probes if p not in BUILTIN_PROBES]
+    data = config.train.get("data")
+    inputs += data_inputs(data) if isinstance(data, str) and data else []
     check_output(output, overwrite=True, inputs=inputs,
                  is_ours=lambda p: has_json_schema(p, "study.json", "repspace.study"),
                  kind="repspace study")
@@ -93,6 +97,7 @@ def run_study_cli(args) -> int:
 
     from repspace._threads import apply_threads
     from repspace.checkpoints import resolve_spec
+    from repspace.study.preflight import preflight
     from repspace.study.runner import run_study
     from repspace.study.summary import headline
 
@@ -104,11 +109,15 @@ def run_study_cli(args) -> int:
         config = config.replace(base=args.base)
     output = Path(args.output) if args.output else config.study_dir()
     if args.dry_run:
+        # the refusals of a real run, before the grid is printed (without loading the base
+        # under --no-estimate: the layer names are then checked by the real run)
+        preflight(config, load_base=not args.no_estimate)
         if not args.no_estimate:
             apply_threads(resolve_spec(config.base), args.threads)  # time what a run would use
         print_grid(config, output, estimate=not args.no_estimate)
         return 0
     _check_output(config, output)
+    preflight(config)  # before the study folder exists: a bad study leaves nothing behind
     apply_threads(resolve_spec(config.base), args.threads)
     try:
         result = run_study(config, output, progress=not args.quiet, force=args.force,

@@ -34,7 +34,10 @@ File format (TOML; YAML takes the same keys)::
     layers = "blocks"
     batch_size = 32
 
-Every error is one line naming the file and the key.
+Every error is one line naming the file and the key.  A study file is small: one above
+:data:`MAX_FILE_BYTES`, one whose values expand (YAML anchors and aliases) to more than
+:data:`MAX_EXPANDED` values and characters, or one whose grid has more than :data:`MAX_CELLS`
+cells is refused before anything else reads it.
 """
 from __future__ import annotations
 
@@ -47,9 +50,13 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config",
-           "method_name"]
+           "method_name", "grid_size", "MAX_CELLS", "MAX_EXPANDED", "MAX_FILE_BYTES"]
 
 BASE_METHOD = "base"
+# Bounds of a study file (docs/security.md): a real one is a few kB with a few dozen values.
+MAX_FILE_BYTES = 1 << 20
+MAX_EXPANDED = 1_000_000   # values + characters once aliases are expanded
+MAX_CELLS = 10_000         # tasks x methods x budgets x data fractions x seeds
 
 
 def method_name(entry: str) -> str:
@@ -182,10 +189,13 @@ def load_study_config(path: str | Path, check_methods: bool = True) -> StudyConf
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
         raise ValueError(f"{path}: unknown study config format {suffix!r}; use .toml, .yaml "
                          "or .json")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text; save the study config as UTF-8") from None
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"study config {path} is {size:,} bytes, more than {MAX_FILE_BYTES:,}; a "
+                         "study file is a few keys — is this the right file?")
+    from repspace.data._io import read_text
+
+    text = read_text(path, "study config")  # UTF-8, a byte-order mark dropped
     try:
         if suffix == ".toml":
             try:
@@ -205,7 +215,48 @@ def load_study_config(path: str | Path, check_methods: bool = True) -> StudyConf
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the study config must be a table of keys, got "
                          f"{type(data).__name__}")
+    _check_expansion(data, str(path))
     return _parse(data, str(path), check_methods)
+
+
+def _check_expansion(data, source: str) -> None:
+    """Refuse ``data`` when it expands to more than :data:`MAX_EXPANDED` values and
+    characters, or refers to itself.  YAML anchors and aliases make a 1 kB file a structure
+    of billions of values ("billion laughs"): PyYAML shares the repeated parts, so loading is
+    cheap, but anything that walks them (a hash of the config, an error message, study.json)
+    would not finish.  Sizes are counted with each shared part counted once per use, without
+    walking it more than once."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[object, bool]] = [(data, False)]
+    while stack:
+        node, done = stack.pop()
+        if isinstance(node, dict):
+            children = [*node.keys(), *node.values()]
+        elif isinstance(node, (list, tuple)):
+            children = list(node)
+        else:
+            continue
+        key = id(node)
+        if done:
+            active.discard(key)
+            total = 1 + sum(sizes[id(c)] if isinstance(c, (dict, list, tuple)) else
+                            1 + (len(c) if isinstance(c, str) else 0) for c in children)
+            sizes[key] = min(total, MAX_EXPANDED + 1)
+            if total > MAX_EXPANDED:
+                raise ValueError(f"{source}: expands to more than {MAX_EXPANDED:,} values and "
+                                 "characters (YAML anchors and aliases repeating parts of the "
+                                 "file); a study config is a few keys — write it without aliases")
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise ValueError(f"{source}: refers to itself (a recursive YAML alias); write the study "
+                             "config without aliases")
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if isinstance(c, (dict, list, tuple))
+                     and id(c) not in sizes)
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -246,7 +297,11 @@ class _Checker:
         if not isinstance(v, (list, tuple)) or not v:
             self.fail(key, f"must be a non-empty list, got {v!r}")
         out = tuple(item(f"{key}[{i}]", x) for i, x in enumerate(v))
-        if unique and len(set(out)) != len(out):
+        try:
+            duplicates = unique and len(set(out)) != len(out)
+        except TypeError:  # a list or table where a number or a name belongs
+            self.fail(key, f"must be a list of numbers or names, got {v!r}")
+        if duplicates:
             self.fail(key, f"has duplicates: {list(out)}")
         return out
 
@@ -364,7 +419,28 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
         kw["train"] = dict(train)
     if "compare" in data:
         kw["compare"] = _compare(c, c.table("compare", data["compare"]))
-    return StudyConfig(**kw)
+    config = StudyConfig(**kw)
+    _check_grid(config)
+    return config
+
+
+def grid_size(config: StudyConfig) -> int:
+    """How many cells :func:`repspace.study.grid.expand_grid` makes of ``config``: per task,
+    one base cell, and budgets x data fractions x seeds cells per trained method."""
+    per_task = sum(1 if m == BASE_METHOD else
+                   len(config.budgets_for(m)) * len(config.data_fractions) * len(config.seeds)
+                   for m in config.methods)
+    return len(config.tasks) * per_task
+
+
+def _check_grid(config: StudyConfig) -> None:
+    n = grid_size(config)
+    if n > MAX_CELLS:
+        budgets = sum(len(config.budgets_for(m)) for m in config.trained_methods)
+        raise ValueError(f"{config.source}: the grid has {n:,} cells ({len(config.tasks)} task(s) x "
+                         f"{budgets} method budget(s) x {len(config.data_fractions)} data "
+                         f"fraction(s) x {len(config.seeds)} seed(s)), more than {MAX_CELLS:,}, each "
+                         "a training run; split it into smaller studies")
 
 
 def _options(c: _Checker, options, methods, check: bool) -> dict:
