@@ -113,4 +113,4 @@ register_method("adalink", AdaLinkConfig, apply_adalink,
                 paper="Wang et al. 2023, Non-Intrusive Adaptation: Input-Centric "
                       "Parameter-efficient Fine-Tuning for Versatile Multimodal Modeling, "
                       "arXiv:2310.12100",
-                facts=MethodFacts(default_lr=1e-3, color="#8B6914", marker="p", hidden_modules=("adalink",), order=60))
+                facts=MethodFacts(default_lr=1e-3, color="#882255", marker="p", hidden_modules=("adalink",), order=60))

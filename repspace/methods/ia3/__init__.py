@@ -64,4 +64,4 @@ register_method("ia3", IA3Config, apply_ia3,
                 "(IA)^3: learned vectors rescale keys, values and feed-forward activations",
                 paper="Liu et al. 2022, Few-Shot Parameter-Efficient Fine-Tuning is Better and "
                       "Cheaper than In-Context Learning, arXiv:2205.05638",
-                facts=MethodFacts(default_lr=3e-3, color="#CC79A7", marker="h", order=20))
+                facts=MethodFacts(default_lr=3e-3, color="#EE3377", marker="h", order=20))

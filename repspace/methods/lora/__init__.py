@@ -75,4 +75,4 @@ register_method("lora", LoRAConfig, apply_lora,
                 "LoRA: trainable low-rank update B A on attention projections",
                 paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, "
                       "arXiv:2106.09685",
-                facts=MethodFacts(default_lr=1e-3, color="#0072B2", marker="o", order=10))
+                facts=MethodFacts(default_lr=1e-3, color="#0077BB", marker="o", order=10))

@@ -110,4 +110,4 @@ register_method("prefix", PrefixConfig, apply_prefix,
                 "prefix-tuning: learned key/value vectors prepended in every self-attention layer",
                 paper="Li & Liang 2021, Prefix-Tuning: Optimizing Continuous Prompts for Generation, "
                       "arXiv:2101.00190",
-                facts=MethodFacts(default_lr=5e-3, color="#009E73", marker="P", order=40))
+                facts=MethodFacts(default_lr=5e-3, color="#117733", marker="P", order=40))

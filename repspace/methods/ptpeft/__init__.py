@@ -105,8 +105,8 @@ def apply_ptpeft(model: nn.Module, config: PTLoRAConfig | PTAdapterConfig, arch:
 register_method("pt_lora", PTLoRAConfig, apply_ptpeft,
                 "PT-PEFT: prefix-tuning, then LoRA with the prefix still training",
                 paper="Kim et al. 2024, arXiv:2411.00029 (Findings of EMNLP 2024)",
-                facts=MethodFacts(default_lr=1e-3, color="#CC3311", marker="D", order=70))
+                facts=MethodFacts(default_lr=1e-3, color="#004488", marker="D", order=70))
 register_method("pt_adapter", PTAdapterConfig, apply_ptpeft,
                 "PT-PEFT: prefix-tuning, then Houlsby adapters with the prefix still training",
                 paper="Kim et al. 2024, arXiv:2411.00029 (Findings of EMNLP 2024)",
-                facts=MethodFacts(default_lr=1e-3, color="#EE7733", marker="v", order=71))
+                facts=MethodFacts(default_lr=1e-3, color="#D55E00", marker="v", order=71))
