@@ -57,6 +57,14 @@ class Trajectory:
                              for layer, row in values.items()}
         self.values = dict(sorted(self.values.items()))
 
+    def merge(self, other: "Trajectory") -> "Trajectory":
+        """Add ``other``'s steps that this trajectory lacks (a resumed run continuing the
+        trajectory its first part wrote: ``tracker.trajectory.merge(read_trajectory(folder))``)."""
+        for step in other.steps:
+            if step not in self.values:
+                self.add(step, other.at(step))
+        return self
+
     def __len__(self) -> int:
         return len(self.values)
 

@@ -40,6 +40,11 @@ def test_tidy_table_and_round_trip(tmp_path):
     for metric in traj.metrics:  # NaN where a value is undefined or was not measured
         np.testing.assert_array_equal(back.matrix(metric), traj.matrix(metric))
     assert list(traj.to_dataframe().columns) == ["step", "layer", "layer_index", "metric", "value"]
+    resumed = Trajectory()
+    resumed.add(10, {"enc.layer.0": {"linear_cka": 0.5}})
+    resumed.add(15, {"enc.layer.0": {"linear_cka": 0.4}})
+    assert resumed.merge(back).steps == [0, 5, 10, 15]
+    assert resumed.at(10) == {"enc.layer.0": {"linear_cka": 0.5}}  # its own values win
     (tmp_path / "t" / "trajectory.json").write_text('{"schema": "repspace.report"}')
     with pytest.raises(ValueError, match="not a repspace trajectory"):
         read_trajectory(tmp_path / "t")
