@@ -30,7 +30,7 @@ from repspace.capture.runner import (AdapterDisabled, capture_sides, check_disti
 from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare.options import check_layer_choices
 from repspace.compare.sink import CompareSink, FanOutSink
-from repspace.functional.jackknife import LEVEL, default_blocks, jackknife_interval
+from repspace.functional.jackknife import DEFAULT_BLOCKS, LEVEL, default_blocks, jackknife_interval
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult
@@ -450,7 +450,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
         row_offset = dist.rank << 40  # token rows: disjoint key domains per rank (docs/scaling.md)
     captured = _Captured()
     sinks = {name: CompareSink(max_rows=settings.sample_rows if _needs_sample(settings) else 0,
-                               seed=settings.seed,
+                               seed=settings.seed, blocks=DEFAULT_BLOCKS,
                                precision=settings.precision, row_offset=row_offset)
              for name in tuned_names}
 
@@ -508,7 +508,10 @@ def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareOpti
         report_settings["statistics"] = statistics_summary(captured.statistics)
     if captured.intervals:
         report_settings["intervals"] = {"method": "jackknife", "blocks": captured.blocks,
-                                        "level": LEVEL, "blocking": "row i in block i mod B; the last n mod B rows in every replicate"}
+                                        "level": LEVEL,
+                                        "blocking": "row i in block i mod B (rows route: the "
+                                                    "last n mod B rows in every replicate; "
+                                                    "moments route: per-block moments)"}
     _warn_missing_intervals(captured)
     if dist is not None:
         report_settings["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
@@ -524,13 +527,15 @@ def _result(base, tuned, tuned_names, captured: _Captured, settings: CompareOpti
 def _warn_missing_intervals(captured: _Captured) -> None:
     """Layers held as moments have no per-block statistics: say which, once."""
     missing = sorted({layer for name, per in captured.statistics.items()
-                      for layer, rec in per.items() if rec["route"] == "moments"})
+                      for layer, rec in per.items()
+                      if layer not in captured.intervals.get(name, {})})
     if missing:
         warnings.warn(
-            f"no intervals for {len(missing)} layer(s) held as moments ({', '.join(missing[:3])}"
-            f"{', …' if len(missing) > 3 else ''}): n is past their rows' break-even and "
-            "per-block moments are not kept; their numbers are point estimates",
-            RepspaceWarning, stacklevel=3)
+            f"no intervals for {len(missing)} layer(s) ({', '.join(missing[:3])}"
+            f"{', …' if len(missing) > 3 else ''}): they are held as moments (n past their "
+            "rows' break-even) and too wide for per-block moments "
+            "(repspace.statistics.blocks), or the run was distributed; their numbers are "
+            "point estimates", RepspaceWarning, stacklevel=3)
 
 
 def paired_differences(metrics: dict, replicates: dict, names: Sequence[str]) -> dict:

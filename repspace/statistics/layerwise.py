@@ -11,6 +11,7 @@ It follows torchmetrics' shape: ``update`` / ``merge`` / ``compute`` and
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ from repspace.functional.jackknife import rows_replicates
 from repspace.functional.rows import linear_cka_from_rows
 from repspace.functional.summary import layerwise_summary
 from repspace.statistics.base import Accumulator
+from repspace.statistics.blocks import IntervalBlocks
 from repspace.statistics.collective import collective_device
 from repspace.statistics.drift_stats import PairedDriftStats
 from repspace.statistics.moments import CrossMoments, FeatureMoments, row_norms2
@@ -56,6 +58,10 @@ class LayerwiseMoments(Accumulator):
         base Gram per layer, not k.  ``base_from`` is updated first each batch, and this
         one with the same base batch objects, which it then does not add again.  Sharing
         accumulators cannot be merged (each reduces across processes on its own copy).
+    blocks : int
+        Keep per-block moments (row i in block i mod ``blocks``) for the layers held as moments,
+        where affordable (:mod:`repspace.statistics.blocks`), so :meth:`replicates` gives their
+        jackknife too; 0: none.
     route : {"auto", "rows", "moments"}
         How each layer holds its statistics (:mod:`repspace.statistics.routes`):
         ``"auto"`` keeps the rows while they are smaller than the moments and converts, exactly,
@@ -66,11 +72,13 @@ class LayerwiseMoments(Accumulator):
 
     # reset: forget every sample and layer, keep the settings (pairs, precision, sharing, route)
     defaults = {"base": _empty, "tuned": _empty, "cross": _empty, "drift": _empty,
-                "units": lambda self: [], "n": 0}
+                "units": lambda self: [], "n": 0,
+                "interval_blocks": lambda self: IntervalBlocks(self.block_count)}
 
     def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
                  paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned"),
-                 base_from: "LayerwiseMoments | None" = None, route: str = "auto"):
+                 base_from: "LayerwiseMoments | None" = None, route: str = "auto",
+                 blocks: int = 0):
         if route not in ROUTE_CHOICES:
             raise ValueError(f"route must be one of {', '.join(ROUTE_CHOICES)}; got {route!r}")
         if isinstance(pairs, str) and pairs not in ("matched", "all"):
@@ -81,6 +89,7 @@ class LayerwiseMoments(Accumulator):
         self.track_drift = paired_drift
         self.side_names = side_names
         self.route = route
+        self.block_count = blocks  # jackknife blocks of the moments layers (statistics/blocks.py)
         self.base: dict[str, FeatureMoments | FeatureRows] = {}
         self.tuned: dict[str, FeatureMoments | FeatureRows] = {}
         self.cross: dict[tuple[str, str], CrossMoments | CrossRows] = {}
@@ -297,6 +306,15 @@ class LayerwiseMoments(Accumulator):
                 elif (side, name) not in norms and not isinstance(accs[name], FeatureRows):
                     norms[side, name] = accs[name].update_shifted(shifted[side, name])
                     accs[name].remember(raw[side][name], shifted[side, name], norms[side, name])
+        if self.block_count and self.n == 0:  # units on moments from the first batch
+            widths = {**{("base", k): v.shape[1] for k, v in base.items()},
+                      **{("tuned", k): v.shape[1] for k, v in tuned.items()}}
+            for i, unit in enumerate(self.units):
+                if self.unit_route(unit) == "moments" and self.interval_blocks.affordable(unit, widths):
+                    self.interval_blocks.start(i, unit, lambda u=unit: self._block(u))
+        for i, unit in enumerate(self.units):
+            if self.unit_route(unit) == "moments":
+                self.interval_blocks.feed(i, unit, base, tuned, self.n)
         for (b, t), cross in self.cross.items():
             xs, ys = shifted["b", b], shifted["t", t]
             if not isinstance(cross, CrossRows):  # rows are their own cross statistics
@@ -306,10 +324,28 @@ class LayerwiseMoments(Accumulator):
                 self.drift.setdefault((b, t), PairedDriftStats()).update(
                     base[b].double().to(xs.device), tuned[t].double().to(xs.device))
         self.n += next(iter(rows.values()))
-        for unit in self.units:
+        for i, unit in enumerate(self.units):
             if self.unit_route(unit) == "rows" and self._due_for_moments(unit):
+                self._open_blocks(i, unit)
                 self._install(*self._replayed(unit, share_base=True))
         return self
+
+    def _block(self, unit: Unit) -> "LayerwiseMoments":
+        return LayerwiseMoments(list(unit.pairs), precision=self.precision, route="moments",
+                                paired_drift=self.track_drift, side_names=self.side_names)
+
+    def _open_blocks(self, index: int, unit: Unit) -> None:
+        """A unit going from rows to moments: its rows, replayed in order, into its blocks."""
+        if not (self.block_count and self.interval_blocks.affordable(unit, self.widths())):
+            return
+        self.interval_blocks.start(index, unit, lambda: self._block(unit))
+        sides = {key: self._side(key).batches for key in unit.sides}
+        first = 0
+        for i in range(len(sides[unit.sides[0]])):
+            base = {layer: rows[i] for (side, layer), rows in sides.items() if side == "base"}
+            tuned = {layer: rows[i] for (side, layer), rows in sides.items() if side == "tuned"}
+            self.interval_blocks.feed(index, unit, base, tuned, first)
+            first += sides[unit.sides[0]][i].shape[0]
 
     def merge(self, other: "LayerwiseMoments") -> "LayerwiseMoments":
         """Add another accumulator's samples (same layers and pairs), unit by unit: rows
@@ -347,6 +383,7 @@ class LayerwiseMoments(Accumulator):
                     fm.merge(getattr(other, side)[k])
         for pair, d in other.drift.items():
             self.drift.setdefault(pair, PairedDriftStats()).merge(d)
+        self.interval_blocks.merge(other.interval_blocks)  # row numbers: see blocks.py
         self.n += other.n
         for unit in self.units:
             if self.unit_route(unit) == "rows" and self._due_for_moments(unit):
@@ -406,6 +443,7 @@ class LayerwiseMoments(Accumulator):
         """Every rank's rows in this accumulator, on every rank (a collective; ranks that saw
         no rows take part with zero states).  See :mod:`repspace.statistics.reduce`."""
         device = collective_device(group) if device is None else device
+        self.interval_blocks.drop()  # per-block moments stay per process (statistics/blocks.py)
         return all_reduce_layerwise(self, group, device)
 
     # -- results ------------------------------------------------------------------------
@@ -434,13 +472,25 @@ class LayerwiseMoments(Accumulator):
 
     def replicates(self, blocks: int, metrics=None,
                    top_k: int = 10) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-        """Delete-one-block jackknife replicates of every closed-form metric, per pair held
-        as rows (:mod:`repspace.functional.jackknife`; row i in block i mod ``blocks``).
-        Pairs held as moments are absent: their per-block statistics are not kept."""
+        """Delete-one-block jackknife replicates of every closed-form metric: pairs held as
+        rows from their rows (:mod:`repspace.functional.jackknife`; row i in block i mod
+        ``blocks``), pairs held as moments from their per-block moments where kept
+        (``blocks=`` at construction; :mod:`repspace.statistics.blocks`), else absent."""
         self._check_ready(4)
         out = {}
-        for unit in self.units:
+        for index, unit in enumerate(self.units):
             if self.unit_route(unit) != "rows":
+                if index in self.interval_blocks.units:
+                    reps: dict = {}
+                    for loo in self.interval_blocks.leave_one_out(index, lambda: self._block(unit)):
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")  # an undefined replicate is NaN
+                            values = loo.compute(top_k=top_k, metrics=metrics)
+                        for pair, row in values.items():
+                            for key, v in row.items():
+                                reps.setdefault(pair, {}).setdefault(key, []).append(v)
+                    out.update({pair: {k: np.asarray(v) for k, v in row.items()}
+                                for pair, row in reps.items()})
                 continue
             for b, t in unit.pairs:
                 x, y = self.base[b], self.tuned[t]

@@ -87,3 +87,38 @@ def test_coverage_of_a_known_population_cka(key):
         iv = jackknife_interval(est, acc.replicates(20, metrics=[key])["l", "l"][key])
         hits += iv.low <= pop <= iv.high
     assert hits / 120 >= 0.90
+
+
+@pytest.mark.parametrize("route", ["moments", "auto"])
+def test_moments_layers_get_replicates_from_per_block_moments(route):
+    """n ≫ d: a layer held as moments (from the start, or converted from rows at the
+    break-even with its rows replayed into the blocks) gets the same replicates as the
+    metric of the rows outside each block."""
+    rng = np.random.default_rng(7)
+    n, p = 400, 12
+    x = rng.standard_normal((n, p)) + 3
+    y = x @ rng.standard_normal((p, p)) * 0.3 + x
+    acc = LayerwiseMoments(precision="float64", route=route, blocks=10)
+    for i in range(0, n, 37):
+        acc.update({"l": x[i:i + 37]}, {"l": y[i:i + 37]})
+    assert acc.routes() == {("l", "l"): "moments"}
+    reps = acc.replicates(10)["l", "l"]
+    ids = np.arange(n) % 10
+    for b in (0, 3, 9):
+        ref = LayerwiseMoments(precision="float64", route="moments")
+        ref.update({"l": x[ids != b]}, {"l": y[ids != b]})
+        with _quiet():
+            want = ref.compute()["l", "l"]
+        for key in ("linear_cka", "linear_cka_debiased", "effective_rank_base", "frechet_distance",
+                    "cosine_similarity_mean", "subspace_overlap", "procrustes_distance"):
+            assert reps[key][b] == pytest.approx(want[key], rel=1e-9), (key, b)
+
+
+def test_wide_moments_layers_keep_no_blocks_and_say_so():
+    from repspace.statistics.blocks import MAX_BYTES
+
+    acc = LayerwiseMoments(precision="float64", route="moments", blocks=20)
+    p = 1 + int(math.sqrt(MAX_BYTES / 20 / 24))  # 20 blocks of 3·p²·8 bytes: over the budget
+    x = np.random.default_rng(0).standard_normal((8, p))
+    acc.update({"l": x}, {"l": x})
+    assert acc.interval_blocks.units == {} and acc.replicates(4) == {}
