@@ -139,6 +139,8 @@ class Tracker:
     device : where a base given as a spec is loaded to (default CPU); a module stays put.
     distributed : None (auto: a running process group of > 1 ranks), True (required), False.
     task_id : for task-conditioned adapters (peft multitask prompt tuning), as compare's.
+    fallback_processor : used when neither ``processor`` nor the base's folder gives one (the
+        callback passes the trainer's ``processing_class``).
 
     Every argument is checked here, before any training step, with a one-line ``ValueError``
     naming it.
@@ -193,16 +195,18 @@ class Tracker:
         except ValueError as exc:
             raise ValueError(f"layers: {exc}") from None
         self._base_core_names = self._core_names(getattr(side, "model", side), self._base_names)
-        self.processor = processor_for(module, self.probe, processor=processor or loaded_processor,
-                                       base_spec=base_spec, fallback=fallback_processor)
-        rows = self.ctx.shard(len(self.probe), self.batch_size) if self.ctx else None
-        self.row_offset = rows.start if rows is not None else 0
-        self.batches = probe_batches(self.probe, module, self.processor, batch_size=self.batch_size,
-                                     max_length=self.max_length, rows=rows)
         self._sides: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._moved: dict = {}
         self._base_spectra: dict = {}  # (token stream, layer) -> the base's Spectrum
-        with self._step("the base's capture"):
+        rows = self.ctx.shard(len(self.probe), self.batch_size) if self.ctx else None
+        self.row_offset = rows.start if rows is not None else 0
+        with self._step("the probe and the base's capture"):  # distributed: a failure stops all
+            self.processor = processor_for(module, self.probe,
+                                           processor=processor or loaded_processor,
+                                           base_spec=base_spec, fallback=fallback_processor)
+            self.batches = probe_batches(self.probe, module, self.processor,
+                                         batch_size=self.batch_size, max_length=self.max_length,
+                                         rows=rows)
             with untouched(module):
                 self._base = self._capture(side, self._base_names, "base")
         self.trajectory = Trajectory(settings=self.settings(), probe=self.probe.describe())
