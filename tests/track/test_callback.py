@@ -23,13 +23,25 @@ def runs(tiny_dir, probe_txt, tmp_path_factory):
     tok = word_tokenizer()
     plain = train(load_tiny(tiny_dir), tok, out / "plain", steps=STEPS)
     cb = DistortionCallback(probe=probe_txt, every_n_steps=2, batch_size=8, metrics=METRICS)
-    with_cb = train(load_tiny(tiny_dir), tok, out / "tracked", steps=STEPS, callbacks=[cb],
-                    save_steps=STEPS)
-    return plain, with_cb, cb, out
+    seen = Integration()
+    with_cb = train(load_tiny(tiny_dir), tok, out / "tracked", steps=STEPS,
+                    callbacks=[seen, cb], save_steps=STEPS)
+    return plain, with_cb, cb, out, seen
+
+
+class Integration(TrainerCallback):
+    """What a report_to integration (TensorBoardCallback, WandbCallback, …) is handed: every
+    on_log call, with the step.  Listed before the tracker, as the integrations are."""
+
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append((state.global_step, dict(logs)))
 
 
 def test_training_is_bit_identical_with_the_tracker(runs):
-    plain, with_cb, _, _ = runs
+    plain, with_cb, *_ = runs
     assert plain.model.training is with_cb.model.training
     assert losses(plain) == losses(with_cb) and len(losses(plain)) == STEPS
     a, b = plain.model.state_dict(), with_cb.model.state_dict()
@@ -50,7 +62,7 @@ def test_the_test_sees_a_callback_that_draws_random_numbers(tiny_dir, runs, tmp_
 
 
 def test_values_reach_the_log_and_the_trajectory_folder(runs):
-    _, trainer, cb, out = runs
+    _, trainer, cb, out, seen = runs
     logged = tracked(trainer)
     assert sorted(logged) == [0, 2, 4]
     layers = [f"bert.encoder.layer.{i}" for i in range(3)]
@@ -60,6 +72,10 @@ def test_values_reach_the_log_and_the_trajectory_folder(runs):
                                "cosine_similarity_mean", "relative_shift_mean")}
     assert all(v == pytest.approx(1.0) for k, v in logged[0].items() if "/linear_cka/" in k)
     assert all(v < 1 for k, v in logged[4].items() if "/linear_cka/" in k)
+    # an integration saw them, at their steps, and still every loss
+    assert {step: {k: v for k, v in logs.items() if k.startswith("repspace/")}
+            for step, logs in seen.logs if any(k.startswith("repspace/") for k in logs)} == logged
+    assert [step for step, logs in seen.logs if "loss" in logs] == [1, 2, 3, 4]
     folder = out / "tracked" / "repspace-track"
     traj = read_trajectory(folder)
     assert traj.steps == [0, 2, 4] and traj.layers == layers
@@ -76,7 +92,7 @@ def test_values_reach_the_log_and_the_trajectory_folder(runs):
 def test_last_values_equal_compare_of_the_saved_checkpoint(runs, tiny_dir, probe_txt):
     from repspace.compare import compare
 
-    _, _, cb, out = runs
+    _, _, cb, out, _ = runs
     res = compare(str(tiny_dir), [str(out / "tracked" / f"checkpoint-{STEPS}")], probe=str(probe_txt),
                   num_samples=None, batch_size=8, metrics=METRICS, embedding="none",
                   sample_rows=0, progress=False)
