@@ -138,7 +138,9 @@ def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
 
 def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = None,
           max_steps_this_call: int | None = None,
-          on_start: Callable[[ParamCount], None] | None = None) -> TrainResult:
+          on_start: Callable[[ParamCount], None] | None = None,
+          track_every: int | None = None, track_probe: str = "builtin",
+          track_samples: int = 128) -> TrainResult:
     """Fine-tune ``cfg.base`` with ``cfg.method`` on ``cfg.task`` and write the run folder.
 
     Resumes when ``cfg.output_dir`` holds an unfinished run of the same config hash; returns
@@ -146,6 +148,13 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     runs after every step (raising ``KeyboardInterrupt`` there stops the run after saving its
     state); ``max_steps_this_call`` stops after that many steps (state saved, ``finished=False``);
     ``on_start(ParamCount)`` is called once the method is applied, before the first step.
+
+    ``track_every=N``: measure the distortion from the base every N steps (and at step 0)
+    with :class:`repspace.track.Tracker` on ``track_samples`` samples of ``track_probe`` (as
+    ``repspace compare --probe``), and write ``track/`` (trajectory.csv / .json, figures)
+    into the run folder.  Tracking is not part of the config: it does not change a single
+    weight or loss (the tracker restores every RNG state), and a resumed run continues the
+    trajectory.
     """
     from repspace.checkpoints import checkpoint_sha256, load_checkpoint, resolve_spec
     from repspace.methods import apply_method, count_parameters, make_config
@@ -182,6 +191,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
         raise ValueError("the training set is empty; raise n_train / data_fraction or check the data files")
     timings["records"] = time.perf_counter() - t
     task.fit(train_records)
+    tracker = _tracker(model, cfg, track_every, track_probe, track_samples, run_dir)
     seed_everything(cfg.seed)
     model = task.prepare_model(model)
     n_stages = type(mcfg).num_stages
@@ -224,7 +234,17 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     desc = f"train {cfg.method} {cfg.task}"
     loop = Loop(cfg, run_dir, config_hash, task, enc_train, stage_steps, apply_stage,
                 evaluate if enc_val is not None else None, device, progress, desc)
-    out = loop.run(model, callback=callback, max_steps_this_call=max_steps_this_call)
+    observe = None
+    if tracker is not None:
+        observe = tracker.maybe_measure  # eval mode, no grad, every RNG state restored
+        if status != "resume":
+            tracker.maybe_measure(model, 0)
+    try:
+        out = loop.run(model, callback=callback, max_steps_this_call=max_steps_this_call,
+                       observe=observe)
+    finally:  # an interrupted run keeps what it measured (resume continues it)
+        if tracker is not None and tracker.trajectory.steps:
+            tracker.finish(run_dir / "track")
     model = out.model
     timings["train"] = out.seconds
     trained_numel = sum(p.numel() for p in {id(p): p for p in model.parameters() if id(p) in out.trained}.values())
@@ -253,3 +273,25 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     model.eval()
     return TrainResult(run_dir, cfg, params, scores, manifest, True, out.step, out.losses, out.resumed_from,
                        timings, model)
+
+
+
+def _tracker(model, cfg: TrainConfig, every: int | None, probe: str, samples: int, run_dir: Path):
+    """The distortion tracker of ``train --track-every`` (its base: the loaded model, captured
+    now, before the method is applied), or None; its arguments checked before any step."""
+    if every is None:
+        return None
+    from repspace.track import Tracker
+    from repspace.track.trajectory import read_trajectory
+
+    try:
+        tracker = Tracker(model, probe, every_n_steps=every, num_samples=samples, seed=cfg.seed)
+    except ValueError as exc:
+        raise ValueError(f"--track-every: {exc}") from None
+    previous = run_dir / "track" / "trajectory.json"
+    if previous.exists():  # a resumed run continues its trajectory
+        try:
+            tracker.trajectory.merge(read_trajectory(previous))
+        except (OSError, ValueError):
+            pass  # a damaged earlier trajectory: this run's replaces it
+    return tracker

@@ -71,6 +71,13 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="start over in an --output holding another run")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--track-every", type=int, default=None, metavar="N",
+                   help="measure the distortion from the base every N steps (and at step 0) and "
+                        "write <output>/track/ (trajectory.csv, .json, figures); changes no weight")
+    p.add_argument("--track-probe", default="builtin",
+                   help="probe of --track-every, as compare's --probe (default: %(default)s)")
+    p.add_argument("--track-samples", type=int, default=128,
+                   help="probe samples of --track-every (default: %(default)s)")
     return p
 
 
@@ -102,7 +109,9 @@ def run_train(args) -> int:
             print(header, file=err)
         print(f"trainable parameters: {params}", file=err, flush=True)
 
-    result = train(cfg, progress=not args.no_progress, on_start=announce)
+    result = train(cfg, progress=not args.no_progress, on_start=announce,
+                   track_every=args.track_every, track_probe=args.track_probe,
+                   track_samples=args.track_samples)
     if result.resumed_from is not None:
         print(f"resumed from step {result.resumed_from}", file=err)
     if args.json:
@@ -113,4 +122,6 @@ def run_train(args) -> int:
         for k, v in result.scores.items():
             print(f"  {k:<24} {v:.4f}")
         print(f"run folder: {result.run_dir}")
+        if args.track_every:
+            print(f"distortion trajectory: {Path(result.run_dir) / 'track'}")
     return 0

@@ -174,7 +174,11 @@ class Loop:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, model: nn.Module, callback: Callable | None = None,
-            max_steps_this_call: int | None = None) -> LoopResult:
+            max_steps_this_call: int | None = None,
+            observe: Callable[[nn.Module, int], None] | None = None) -> LoopResult:
+        """Train from the saved state (if any) to the last step.  ``callback(step, loss)``
+        after every step; ``observe(model, step)`` too, with the model as it is then (a
+        stage boundary replaces it): the distortion tracker's hook."""
         cfg, total = self.cfg, self.bounds[-1]
         start, resumed_from, applied = 0, None, 1  # applied: stages built into the model
         trained = {id(p) for p in model.parameters() if p.requires_grad}
@@ -246,6 +250,8 @@ class Loop:
                     self._log({"step": step, "eval": self.evaluate(model)})
                 if step % cfg.save_every == 0 or step == stop:
                     self._save(model, opt, step, applied, trained)
+                if observe is not None:
+                    observe(model, step)
                 if callback is not None:
                     callback(step, losses[-1])
         except KeyboardInterrupt:
