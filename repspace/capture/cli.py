@@ -106,6 +106,14 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
             raise ValueError(f"{path}: its base model {named} does not exist on this machine; "
                              "pass --base-override with the base model folder")
         return load_skeleton(named, model_class)  # a folder or a hub id, as compare loads it
+    if path.is_dir() and (path / "config.json").is_file():
+        from repspace.checkpoints.precision import read_config
+        from repspace.checkpoints.sizes import check_layer_counts, stored_weights
+
+        # a config claiming 20 000 layers on a 3-layer checkpoint: refused before the skeleton
+        # (and the config's per-layer lists) are built
+        check_layer_counts(path / "config.json", read_config(path / "config.json"),
+                           stored_weights(path))
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True,
                                                          trust_remote_code=False)

@@ -28,8 +28,11 @@ def checkpoint_sha256(path: str | Path) -> str | None:
         return file_sha256(p)
     if not p.is_dir():
         return None
+    from repspace.checkpoints.files import weight_files
+
     h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file() and q.suffix in HASHED_SUFFIXES):
+    # every shard an index names is inside (checked at the door) and hashed, whatever its suffix
+    for f in weight_files(p, HASHED_SUFFIXES):
         h.update(str(f.relative_to(p)).encode())
         h.update(bytes.fromhex(file_sha256(f)))
     return h.hexdigest()

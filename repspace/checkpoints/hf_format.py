@@ -38,6 +38,7 @@ def load_saved_format(weights: Path, arch_spec: str, *, strict: bool,
     ``arch_spec`` (a model folder or config.json), or None when that cannot apply (not a
     ``.safetensors`` file, no local config).  Raises ``CheckpointError`` naming missing /
     unexpected keys when the file still does not fit."""
+    from repspace.checkpoints.kernels import no_hub_kernels
     from repspace.checkpoints.remote_code import model_class_of
 
     config = _config_file(arch_spec)
@@ -57,7 +58,8 @@ def load_saved_format(weights: Path, arch_spec: str, *, strict: bool,
         try:
             model, info = cls.from_pretrained(tmp, config=cfg, local_files_only=True,
                                               dtype=dtype or torch.float32,
-                                              trust_remote_code=False, output_loading_info=True)
+                                              trust_remote_code=False, output_loading_info=True,
+                                              **no_hub_kernels())
         except Exception as exc:  # noqa: BLE001 - shape mismatches and friends, in many types
             first = " ".join(str(exc).split())[:200]
             raise CheckpointError(f"{weights}: does not load onto {cls.__name__} "

@@ -41,6 +41,7 @@ from repspace.checkpoints.remote_code import (
 from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
 
 __all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model", "preflight_checkpoints",
+           "base_chain", "MAX_BASE_DEPTH", "check_sizes",
            "MANIFEST_NAME", "EMBEDDED", "register_manifest_loader", "resolve_spec",
            "adapter_config", "local_config"]
 
@@ -135,16 +136,23 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str
     """
     import transformers
 
+    from repspace.checkpoints.kernels import no_hub_kernels
+    from repspace.devices import check_device_map
+
+    check_device_map(device_map)
     local = Path(spec).is_dir()
     for source in (spec, config):  # before any transformers call: it must never prompt
         if source is not None:
             refuse_remote_code(source)
+    named_by = Path(config or spec)
+    config_file = named_by / "config.json" if named_by.is_dir() else named_by
+    if quantization is None:
+        check_sizes(spec, config)  # a config claiming more than its weights: before building
     try:
         # trust_remote_code=False: transformers refuses custom code instead of asking on stdin.
         cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local,
                                                       trust_remote_code=False)
-        named_by = Path(config or spec)
-        cls = model_class_of(cfg, str(named_by / "config.json" if named_by.is_dir() else named_by))
+        cls = model_class_of(cfg, str(config_file))
         stored = getattr(cfg, "quantization_config", None)
         if quantization is None and stored is not None:
             refuse_stored_quantization(spec, {"quantization_config": _as_dict(stored)}, None)
@@ -157,7 +165,7 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str
             extra.setdefault("device_map", {"": torch.cuda.current_device()})
         model, info = cls.from_pretrained(spec, config=cfg, local_files_only=local,
                                           dtype=torch_dtype, trust_remote_code=False,
-                                          output_loading_info=True, **extra)
+                                          output_loading_info=True, **no_hub_kernels(), **extra)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - untrusted files fail in many exception types
@@ -180,6 +188,53 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str
         if notes is not None:
             notes.append(text)
     return model
+
+
+_SIZES_CHECKED: set = set()  # (paths, stats) of configs already found to fit their weights
+
+
+def check_sizes(spec: str, config: str | None = None) -> None:
+    """The sizes the config of local model folder ``spec`` (or ``config``, naming its
+    architecture) claims, checked against what its weight files hold, from their headers
+    (:mod:`repspace.checkpoints.sizes`): layer counts first (the config's JSON alone), then
+    the parameters of the architecture built on the meta device.  A no-op for anything
+    else (hub ids, folders without weights); done once per unchanged folder."""
+    import os
+
+    from repspace.checkpoints.sizes import (check_layer_counts, check_parameter_count,
+                                            stored_weights)
+
+    if not Path(spec).is_dir():
+        return
+    named_by = Path(config or spec)
+    config_file = named_by / "config.json" if named_by.is_dir() else named_by
+    if not config_file.is_file():
+        return
+    weights = stored_weights(spec)
+    if weights is None:
+        return
+    try:
+        key = tuple((os.path.realpath(f), f.stat().st_mtime_ns, f.stat().st_size)
+                    for f in (config_file, *weights.files))
+    except OSError:
+        key = None
+    if key is not None and key in _SIZES_CHECKED:
+        return
+    raw = read_config(config_file)
+    check_layer_counts(config_file, raw, weights)
+    import transformers
+
+    try:
+        cfg = transformers.AutoConfig.from_pretrained(str(config or spec), local_files_only=True,
+                                                      trust_remote_code=False)
+        cls = model_class_of(cfg, str(config_file))
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - an unreadable config: from_pretrained reports it
+        return
+    check_parameter_count(config_file, cfg, cls, weights, raw)
+    if key is not None:
+        _SIZES_CHECKED.add(key)
 
 
 def load_processor(spec: str | None):
@@ -333,23 +388,95 @@ def _check_adapter_loaded(caught, spec: str, base_spec: str) -> None:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def preflight_checkpoints(specs) -> None:
+MAX_BASE_DEPTH = 8  # adapter -> base -> … links followed before a chain is called absurd
+
+
+def _identity(spec: str) -> str:
+    """One key per checkpoint: the real path of a local one, the spec of anything else."""
+    import os
+
+    resolved = resolve_spec(str(spec))
+    return os.path.realpath(resolved) if Path(resolved).exists() else resolved
+
+
+def _chain_error(chain: list[str], last: str, looped: bool) -> CheckpointError:
+    shown = " -> ".join([*chain, last])
+    if looped:
+        return CheckpointError(
+            f"{chain[0]}: its chain of base models loops ({shown}): an adapter or run records "
+            "itself, or a checkpoint that leads back to it, as its base "
+            "(base_model_name_or_path / the manifest's base); pass --base-override with the "
+            "model it was trained on")
+    return CheckpointError(f"{chain[0]}: its chain of base models is longer than "
+                           f"{MAX_BASE_DEPTH} ({shown} -> …); pass --base-override with the "
+                           "model it was trained on")
+
+
+def _extend_chain(chain: tuple[tuple[str, str], ...], spec: str) -> tuple[tuple[str, str], ...]:
+    """``chain`` (``(identity, as given)`` of the checkpoints being loaded, outermost first)
+    with ``spec`` appended; a one-line error when ``spec`` is already in it or it is too long."""
+    key = _identity(spec)
+    shown = [given for _, given in chain]
+    if any(key == k for k, _ in chain):
+        raise _chain_error(shown, str(spec), looped=True)
+    if len(chain) > MAX_BASE_DEPTH:
+        raise _chain_error(shown, str(spec), looped=False)
+    return (*chain, (key, str(spec)))
+
+
+def base_chain(spec: str) -> list[str]:
+    """``[spec, its recorded base, that one's recorded base, …]`` as far as the records go;
+    a one-line :class:`CheckpointError` naming the chain when it loops (an adapter recording
+    itself as its base, A -> B -> A) or is absurdly long.  A link that cannot be read ends
+    the chain quietly: loading it reports that, naming the file."""
+    chain = _extend_chain((), spec)
+    current = spec
+    while True:
+        try:
+            parent = recorded_base(current)
+        except CheckpointError:
+            parent = None
+        if not parent:
+            return [given for _, given in chain]
+        chain = _extend_chain(chain, parent)
+        current = parent
+
+
+def preflight_checkpoints(specs, chains=None) -> None:
     """Cheap checks of every checkpoint before any is loaded: each exists (or looks like a hub
-    id) and none asks for remote code, so a typo in the last of several tuned checkpoints
-    fails in a second, not after the others were loaded."""
+    id), none asks for remote code, and no chain of recorded bases loops, so a typo in the
+    last of several tuned checkpoints fails in a second, not after the others were loaded.
+
+    ``chains``: the specs whose recorded bases will be followed when they load (default:
+    all of ``specs``; a tuned adapter given a base by the caller never follows its own)."""
+    specs = list(specs)
+    folders = []
     for spec in specs:
         if spec is None:
             continue
         resolved = resolve_spec(str(spec))
         refuse_remote_code(resolved)
         if not Path(resolved).is_file() or Path(resolved).suffix != ".json":  # --config file
-            detect_kind(resolved)
+            if detect_kind(resolved) == "hf":
+                folders.append(resolved)
+    for spec in specs if chains is None else chains:
+        if spec is not None:
+            for link in base_chain(str(spec))[1:]:
+                resolved = resolve_spec(link)
+                try:
+                    if Path(resolved).is_dir() and detect_kind(resolved) == "hf":
+                        folders.append(resolved)
+                except CheckpointError:
+                    continue  # loading that link reports it, naming the folder
+    for folder in dict.fromkeys(folders):  # every model's sizes, before the first is loaded
+        check_sizes(folder)
 
 
 def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
                     strict: bool = True, dtype: torch.dtype | str | None = None,
                     device_map: str | dict | None = None,
-                    quantization: str | None = None) -> LoadedCheckpoint:
+                    quantization: str | None = None, *,
+                    _chain: tuple[tuple[str, str], ...] = ()) -> LoadedCheckpoint:
     """Load ``spec`` (see module docstring) in eval mode.
 
     ``base``: the base checkpoint a PEFT adapter or a bare state dict is applied onto
@@ -357,8 +484,13 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     ``"auto"`` (the checkpoint's own; an adapter's base's own; a QLoRA adapter's base in
     bfloat16, with a note), a dtype or its name, None for float32.  ``quantization``:
     ``"4bit"`` / ``"8bit"`` loads every transformers model through bitsandbytes.
+
+    A base loaded for an adapter or run is loaded with the chain so far: an adapter that
+    records itself (or a checkpoint leading back to it) as its base is a one-line error
+    naming the chain, not an endless recursion.
     """
     given = str(spec)
+    chain = _extend_chain(_chain, given)
     spec = resolve_spec(given)
     base = resolve_spec(str(base)) if base is not None else None
     refuse_remote_code(spec)  # any kind of folder: before transformers or peft read it
@@ -384,7 +516,7 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
                                   "safetensors or adapter_model.bin); was save_pretrained interrupted?")
         read_state_dict(weights[0])  # refuses payloads / truncation, naming the file, before peft
         base_model = load_checkpoint(base_spec, dtype=base_dtype, device_map=device_map,
-                                     quantization=quantization).model
+                                     quantization=quantization, _chain=chain).model
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -449,7 +581,8 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
             raise CheckpointError(f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "
                                   "this version of repspace cannot load; upgrade repspace")
         out = loader(path, manifest, lambda s: load_checkpoint(s, dtype=dtype,
-                                                               quantization=quantization), base)
+                                                               quantization=quantization,
+                                                               _chain=chain), base)
         out.manifest = manifest
     out.model.eval()
     return out

@@ -65,11 +65,16 @@ def _refuse_special_files(path: Path) -> None:
 
 def refuse_remote_code(spec: str | Path) -> None:
     """Raise :class:`CheckpointError` if a local checkpoint (folder or config.json) would make
-    transformers import code from it, or holds a pipe / device that would hang its reader; a
-    no-op for anything that is not on disk (hub ids: ``trust_remote_code=False`` makes
-    transformers refuse them itself)."""
+    transformers import code from it (``auto_map``, a Hub kernel), holds a pipe / device that
+    would hang its reader, a shard index pointing outside the folder, a processor asking for
+    absurd image sizes (:mod:`repspace.checkpoints.files`) or an adapter regex that backtracks
+    (:mod:`repspace.checkpoints.patterns`); a no-op for anything that is not on disk (hub ids:
+    ``trust_remote_code=False`` makes transformers refuse them itself)."""
+    from repspace.checkpoints.files import check_config_values, check_indexes
+
     path = Path(spec)
     _refuse_special_files(path)
+    check_indexes(path)  # shards named outside the folder: refused (outside its hash)
     for f in _config_files(path):
         try:
             if f.stat().st_size > _MAX_CONFIG_BYTES:
@@ -88,6 +93,11 @@ def refuse_remote_code(spec: str | Path) -> None:
                 "with the checkpoint, which repspace never runs; use a checkpoint whose "
                 "architecture is built into transformers (or remove the entry if you have "
                 "audited the code and the model class exists in transformers)")
+        check_config_values(obj, f)  # Hub kernels, absurd image sizes
+        if f.name == "adapter_config.json" and isinstance(obj, dict):
+            from repspace.checkpoints.patterns import check_adapter_patterns
+
+            check_adapter_patterns(obj, f)  # before any model loads: peft would hang on it
 
 
 def check_model_class(name, source: str):
@@ -131,6 +141,9 @@ def check_adapter_config(cfg, source: Path) -> None:
         if not isinstance(tok, str):
             raise CheckpointError(f"{source}: 'tokenizer_name_or_path' must be a string")
         refuse_remote_code(tok)  # peft loads this tokenizer (prompt-tuning text init)
+    from repspace.checkpoints.patterns import check_adapter_patterns
+
+    check_adapter_patterns(cfg, source)  # regexes peft would match: bounded, or refused
     for key in _ADAPTER_INTS:
         v = cfg.get(key)
         if v is None:

@@ -39,8 +39,12 @@ def load_embedded(path: str | Path | None = None):
 
     folder = embedded_path() if path is None else Path(path)
     _check_folder(folder)
+    # Hub kernels off, as every load in repspace (repspace/checkpoints/kernels.py, a floor
+    # above this one: the same test of the installed transformers, inline)
+    kernels = ({"use_kernels": False}
+               if hasattr(transformers.PreTrainedModel, "set_use_kernels") else {})
     model = transformers.BlipForConditionalGeneration.from_pretrained(
-        folder, local_files_only=True, trust_remote_code=False)
+        folder, local_files_only=True, trust_remote_code=False, **kernels)
     processor = transformers.AutoProcessor.from_pretrained(
         folder, local_files_only=True, trust_remote_code=False)
     return model.eval(), processor
