@@ -18,7 +18,8 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["SMALL_HIDDEN", "choose_threads", "apply_threads", "hidden_size_of"]
+__all__ = ["SMALL_HIDDEN", "choose_threads", "apply_threads", "hidden_size_of",
+           "check_threads", "max_threads"]
 
 SMALL_HIDDEN = 256  # the embedded model's 96 and the test models' 32 are far below it
 _WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
@@ -44,11 +45,34 @@ def hidden_size_of(folder: str | Path) -> int | None:
     return max(widths) if widths else None
 
 
+THREADS_PER_CORE = 4  # more threads than this per core only oversubscribe (and torch's
+# thread pool crashes, exit 139, at some hundred thousand)
+
+
+def max_threads() -> int:
+    """The most threads ``--threads`` accepts on this machine: 4 per core it may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return THREADS_PER_CORE * max(cores, os.cpu_count() or 1, 1)
+
+
+def check_threads(requested, option: str = "--threads") -> None:
+    """A thread count torch can run: a positive integer, at most :func:`max_threads`."""
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"{option} must be a positive integer; got {requested!r}")
+    limit = max_threads()
+    if requested > limit:
+        raise ValueError(f"{option} {requested}: this machine has {os.cpu_count()} CPU core(s); "
+                         f"give at most {limit} ({THREADS_PER_CORE} per core), or leave it out "
+                         "for repspace's choice")
+
+
 def choose_threads(base: str | Path | None = None, requested: int | None = None) -> int | None:
     """Threads to set (see the module docstring), or ``None`` to leave torch's setting."""
     if requested is not None:
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise ValueError(f"--threads must be a positive integer; got {requested!r}")
+        check_threads(requested)
         return requested
     if os.environ.get("OMP_NUM_THREADS"):
         return None

@@ -116,6 +116,37 @@ def _run_keeping_warnings(run, args, debug: bool) -> int:
     return code
 
 
+def _check_common_options(args) -> None:
+    """Options several commands share, checked once at the door (one message each, naming
+    the option): ``--threads`` (a positive count, at most 4 per core: torch's thread pool
+    crashes the process far beyond the machine), ``--seed`` (what torch, numpy and UMAP all
+    accept) and ``--device`` (a device that is there; not the meta device)."""
+    from repspace._threads import check_threads
+    from repspace.compare.options import check_seed
+    from repspace.devices import resolve_device
+
+    if getattr(args, "threads", None) is not None:
+        check_threads(args.threads)
+    if getattr(args, "seed", None) is not None:
+        check_seed(args.seed)
+    placed = getattr(args, "device_map", None) is not None or getattr(args, "load_in_4bit", False) \
+        or getattr(args, "load_in_8bit", False)  # then --device is not used
+    if isinstance(getattr(args, "device", None), str) and not placed:
+        resolve_device(args.device, "--device")  # the meta device, a GPU that is not there
+
+
+def _hub_kernels_off() -> None:
+    """transformers fetches compiled "Hub kernels" for some layers and quantizers on GPU
+    machines where the ``kernels`` package is installed (``lazy_load_kernel``, read from
+    ``USE_HUB_KERNELS`` when transformers is imported).  repspace runs no code it did not
+    ship: the command line turns that off before transformers is imported.  Every model load
+    also passes ``use_kernels=False`` (:func:`repspace.checkpoints.kernels.no_hub_kernels`)."""
+    os.environ["USE_HUB_KERNELS"] = "NO"
+    flags = sys.modules.get("transformers.integrations.hub_kernels")
+    if flags is not None and hasattr(flags, "_kernels_enabled"):  # imported already (tests)
+        flags._kernels_enabled = False
+
+
 def _prog(command: str) -> str:
     return f"repspace {command}" if command else "repspace"
 
@@ -127,12 +158,17 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repspace.cli_errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, print_error
+    from repspace.cli_errors import (EXIT_INTERRUPTED, EXIT_TERMINATED, EscapingStream,
+                                     Terminated, print_error)
 
     command, debug = "", os.environ.get("REPSPACE_DEBUG", "") not in ("", "0")
-    saved_stdin, saved_term = sys.stdin, None
+    saved_stdin, saved_out, saved_err, saved_term = sys.stdin, sys.stdout, sys.stderr, None
+    _hub_kernels_off()
     try:
         sys.stdin = _NoStdin()  # nothing repspace runs may ever read stdin
+        # Every line any command, library or warning prints goes through one filter: names
+        # from hostile files cannot reach the terminal as escape sequences or bidi overrides.
+        sys.stdout, sys.stderr = EscapingStream(saved_out), EscapingStream(saved_err)
         try:  # SIGTERM unwinds like Ctrl-C: staging folders are removed on the way out
             saved_term = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread: leave signals alone
@@ -147,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
+        _check_common_options(args)
         _quiet_libraries()
         return _run_keeping_warnings(_command(args.command, 1), args, debug)
     except Terminated:
@@ -161,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into one line
         return print_error(command, exc, debug)
     finally:
-        sys.stdin = saved_stdin
+        sys.stdin, sys.stdout, sys.stderr = saved_stdin, saved_out, saved_err
         if saved_term is not None:
             signal.signal(signal.SIGTERM, saved_term)
 

@@ -13,11 +13,24 @@ import re
 import sys
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
-           "Terminated", "one_line", "printable", "classify"]
+           "Terminated", "one_line", "printable", "escape_text", "EscapingStream", "classify"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 _MAX_CHARS = 1500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a terminal would act on instead of showing: C0 / C1 control characters (escape
+# sequences, carriage returns, backspaces) and the invisible Unicode format characters that
+# reorder or hide text (bidirectional overrides and isolates, the Arabic letter mark,
+# zero-width characters, line / paragraph separators, the byte-order mark).
+_INVISIBLE = "\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
+_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}]")
+# The same, keeping the layout characters a program's own output uses (newline, tab, the
+# carriage return of progress bars): for whole output streams.
+_STREAM_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_INVISIBLE}]")
+
+
+def _escaped(m: re.Match) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -28,15 +41,40 @@ def one_line(text) -> str:
     """``text`` on one line: whitespace runs (newlines included) become one space, control
     characters (terminal escapes in a hostile file name) are shown escaped, long text is cut."""
     text = " ".join(str(text).split())
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = _CONTROL.sub(_escaped, text)
     return text if len(text) <= _MAX_CHARS else text[:_MAX_CHARS] + " …"
 
 
 def printable(text) -> str:
     """Multi-line output for a terminal: lines kept, other control characters (escape
     sequences from hostile checkpoint names) shown escaped instead of interpreted."""
-    return "\n".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
-                     for line in str(text).split("\n"))
+    return "\n".join(_CONTROL.sub(_escaped, line) for line in str(text).split("\n"))
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every character a terminal would act on, or that reorders / hides text
+    (bidirectional overrides), shown escaped; newlines, tabs and carriage returns kept."""
+    return _STREAM_UNSAFE.sub(_escaped, text)
+
+
+class EscapingStream:
+    """A text stream that writes through :func:`escape_text`: the CLI's stdout and stderr while
+    a command runs, so no output path (tables, progress bars, warnings, messages of the
+    libraries) can print a hostile name's escape sequences or bidirectional overrides raw."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text) -> int:
+        self._stream.write(escape_text(text) if isinstance(text, str) else text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding, buffer, …
+        return getattr(self._stream, name)
 
 
 def _os_error(exc: OSError) -> str:

@@ -81,6 +81,13 @@ def task_ids_needed(model: nn.Module, task_id: int | None, side: str = "tuned") 
                          "task to probe with --task-id N (task_id=N)")
     if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
         raise ValueError(f"--task-id must be a non-negative integer; got {task_id!r}")
+    cfg = model.active_peft_config
+    tasks = getattr(cfg, "num_tasks", None) if kind is PeftType.MULTITASK_PROMPT_TUNING else \
+        getattr(cfg, "n_tasks", None)
+    if isinstance(tasks, int) and not isinstance(tasks, bool) and task_id >= tasks:
+        raise ValueError(f"--task-id {task_id}: the {side} model's {kind.value} adapter was "
+                         f"trained on {tasks} task(s), numbered 0 to {tasks - 1}; choose one of "
+                         "them")
     return task_id
 
 

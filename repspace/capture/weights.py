@@ -100,6 +100,10 @@ def weight_pairs(base: nn.Module, tuned: nn.Module, names: list[str] | None = No
         w0 = w0.double().cpu()
         w1 = linear_weight(tm)
         if w1 is not None and type(tm) is type(bm):
+            if tuple(w1.shape) != tuple(w0.shape):
+                raise ValueError(f"layer {name!r}: the tuned model maps {w1.shape[1]} -> "
+                                 f"{w1.shape[0]} features, the base {w0.shape[1]} -> "
+                                 f"{w0.shape[0]} (another width)")
             eps = max(eps, float(torch.finfo(w1.dtype).eps))
             out.append(MatrixPair(name, w0, w1.double().cpu(), "weights", eps=eps))
             continue

@@ -25,6 +25,7 @@ from repspace.compare.analyses import needs_separate_base, run_analyses
 from repspace.compare.engine import (CompareOptions, check_tuned_per_pass, checkpoint_info,
                                      compare_models, step)
 from repspace.compare.options import check_settings
+from repspace.compare.same_inputs import check_same_tokens
 from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
 from repspace.probe.processors import choose_processor
 from repspace.report.result import CompareResult
@@ -271,9 +272,17 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
     check_tuned_per_pass(s.tuned_per_pass)  # before minutes of loading
     check_settings(num_samples=s.num_samples, batch_size=s.batch_size, max_length=s.max_length,
                    sample_rows=s.sample_rows, metrics=s.metrics, layers=s.layers,
-                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers, dtype=s.dtype)
+                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers, dtype=s.dtype,
+                   seed=s.seed, device_map=s.device_map)
     quantized = quantization_of(s) is not None  # bitsandbytes usable here, or a one-line error
-    preflight_checkpoints([base, *tuned, s.base_override, s.config])
+    if s.device_map is None and not quantized:
+        from repspace.devices import resolve_device
+
+        resolve_device(s.device, "--device")  # not there, or the meta device: before loading
+    # the base's chain of recorded bases (and --base-override's) is followed when they load:
+    # a loop is refused here; a tuned adapter is applied onto base / base_override instead
+    preflight_checkpoints([base, *tuned, s.base_override, s.config],
+                          chains=[base, s.base_override])
     ctx = None
     if s.distributed is not False:
         from repspace.distributed import DistContext
@@ -306,9 +315,14 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
             rows = ctx.shard(len(probe_set), s.batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
             # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
+            modalities = model_modalities(base_ck.model)
             processor = choose_processor(
                 [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
-                model_modalities(base_ck.model), probe_set.texts)
+                modalities, probe_set.texts)
+            # every model reads those ids as its own tokenizer would have written them
+            check_same_tokens(processor, [(f"base checkpoint {base_ck.spec}", base_ck.processor),
+                                          *((f"tuned checkpoint {t.spec}", t.processor)
+                                            for t in tuned_cks)], modalities, probe_set.texts)
 
             def batches():
                 if local is None:

@@ -223,7 +223,8 @@ def preflight(args) -> None:
                    max_length=args.max_length, sample_rows=args.sample_rows, metrics=args.metrics,
                    layers=layers, dist_timeout=args.dist_timeout,
                    tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers,
-                   dtype=args.dtype)
+                   dtype=args.dtype, seed=args.seed, device=None if args.load_in_4bit or
+                   args.load_in_8bit else args.device, device_map=args.device_map)
     if args.calibrate and not args.plan:
         raise ValueError("--calibrate: only with --plan (it times one batch to estimate the run)")
     if args.plan:

@@ -144,13 +144,35 @@ def _summary(layers: dict, matrices: dict) -> dict[str, float]:
             "mean_absorbed_fraction": agg(np.mean, matrices, "absorbed_fraction")}
 
 
+def _overflow(model: nn.Module, dtype: str, what: str, label: str | None) -> None:
+    """A one-line error naming ``--merge-dtype`` when ``model`` (merged or cast to ``dtype``)
+    holds weights beyond the dtype's range: its numbers would be NaN / inf, which says nothing
+    about merging (and nothing about the probe data)."""
+    bad = [(n, int((~torch.isfinite(p)).sum())) for n, p in model.named_parameters()
+           if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if not bad:
+        return
+    total = sum(k for _, k in bad)
+    limit = float(torch.finfo(MERGE_DTYPES[dtype]).max)
+    more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
+    raise ValueError(
+        f"--merge-dtype {dtype}: {what.format(of=f' of {label}' if label else '')} in {dtype} "
+        "overflows: "
+        f"{total} weight(s) beyond {dtype}'s range (±{limit:.5g}) in {bad[0][0]}{more}, so the "
+        f"merged model computes inf / NaN; its merge fidelity cannot be measured in {dtype}: "
+        "use --merge-dtype bfloat16 (float32's range) or float32")
+
+
 def merge_fidelity(model: nn.Module, batches_fn: Callable, dtypes: Sequence[str] = ("bfloat16",), *,
                    layers="blocks", pooling: str = "mean", batch_size: int = 16,
-                   device: str | None = None, progress: bool = False) -> dict[str, MergeFidelity]:
+                   device: str | None = None, progress: bool = False,
+                   label: str | None = None) -> dict[str, MergeFidelity]:
     """Merge fidelity of PEFT ``model`` (unmerged, float32) for each of ``dtypes``.
 
     ``batches_fn()`` yields fresh input batches for the model (as for
     :func:`repspace.compare.compare_models`).  Returns ``{dtype: MergeFidelity}``.
+    ``label``: the checkpoint as the user named it, for messages.  A dtype whose range the
+    merged (or merely cast) weights exceed is a one-line error naming ``--merge-dtype``.
     """
     from repspace.checkpoints import LoadedCheckpoint
     from repspace.compare.engine import compare_models
@@ -163,11 +185,14 @@ def merge_fidelity(model: nn.Module, batches_fn: Callable, dtypes: Sequence[str]
     out: dict[str, MergeFidelity] = {}
     for name in dtypes:
         merged = merged_copy(reference, name)
+        _overflow(merged, name, "merging the adapter{of} into its base", label)
         matrices = merge_matrix_errors(reference, merged)
         upcast = copy.deepcopy(merged).float().eval()
         del merged
         # control: the unmerged model with its weights rounded to the dtype (no merge)
-        cast = copy.deepcopy(reference).to(MERGE_DTYPES[name]).float().eval()
+        cast = copy.deepcopy(reference).to(MERGE_DTYPES[name])
+        _overflow(cast, name, "casting the unmerged model{of}", label)
+        cast = cast.float().eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a faithful merge may give bit-identical early layers
             res = compare_models(

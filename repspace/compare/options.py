@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from repspace.metrics.registry import PREFIXES, REGISTRY, expand
 
-__all__ = ["METRIC_NAMES", "check_metrics", "check_settings", "check_layer_choices"]
+__all__ = ["METRIC_NAMES", "check_metrics", "check_settings", "check_layer_choices",
+           "check_seed", "MAX_SEED"]
 
 _SAMPLE = tuple(m.name for m in REGISTRY.values() if m.kind == "sample")
 # Family names select every key they prefix ("effective_rank" -> _base and _tuned,
@@ -34,13 +35,30 @@ def _positive(name: str, value, minimum: int = 1) -> None:
         raise ValueError(f"{name} must be an integer ≥ {minimum}; got {value!r}")
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState (UMAP's random_state) takes no more
+
+
+def check_seed(seed, option: str = "--seed") -> None:
+    """A seed every generator repspace hands it to accepts (torch, numpy, UMAP)."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{option} must be an integer from 0 to {MAX_SEED}; got {seed!r}")
+
+
 def check_settings(*, num_samples=None, batch_size=32, max_length=64, sample_rows=1000,
                    metrics=None, layers="blocks", dist_timeout=None, tuned_per_pass=None,
-                   spectrum_layers=None, dtype="auto") -> None:
+                   spectrum_layers=None, dtype="auto", seed=None, device=None,
+                   device_map=None) -> None:
     """Every compare setting that can be checked without a model."""
     from repspace.checkpoints.precision import check_dtype
+    from repspace.devices import check_device_map, resolve_device
 
     check_dtype(dtype)
+    check_seed(seed)
+    check_device_map(device_map)
+    if device_map is None and device is not None:
+        resolve_device(device, "--device")  # not there, or the meta device: before loading
     _positive("--num-samples", num_samples)
     _positive("--batch-size", batch_size)
     _positive("--max-length", max_length)

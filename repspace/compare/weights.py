@@ -143,18 +143,49 @@ def _markdown(results: dict[str, WeightSpace], settings: dict) -> str:
     return "\n".join(lines)
 
 
-def _representation_ranks(report_dir: Path | None, blocks: list[str]) -> dict[str, dict[str, float]]:
-    """``{checkpoint: {layer: effective-rank ratio tuned/base}}`` from a compare report."""
-    if report_dir is None:
-        return {}
-    data = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+def read_report_ranks(report_dir: Path) -> dict[str, dict[str, float]]:
+    """``{checkpoint: {layer: effective-rank ratio tuned/base}}`` from a compare report's
+    ``report.json``, read and checked before any model is loaded: a file that is not JSON, not
+    a compare report or holds rows of the wrong types is a one-line error naming it."""
+    import math
+
+    path = report_dir / "report.json"
+    where = f"--report {path}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{where}: not a readable report ({exc}); give the folder `repspace "
+                         "compare -o` wrote") from None
+    if not isinstance(data, dict) or data.get("schema") != "repspace.report":
+        raise ValueError(f"{where}: not a repspace compare report (no \"schema\": "
+                         "\"repspace.report\"); give the folder `repspace compare -o` wrote")
+    rows = data.get("results", [])
+    if not isinstance(rows, list):
+        raise ValueError(f"{where}: 'results' must be a list of rows; got "
+                         f"{type(rows).__name__}: the file is damaged, rerun repspace compare")
     out: dict[str, dict[str, float]] = {}
-    for r in data.get("results", []):
-        m = r.get("metrics", {})
+    for i, r in enumerate(rows):
+        m = r.get("metrics") if isinstance(r, dict) else None
+        if not isinstance(m, dict) or not isinstance(r.get("checkpoint"), str) \
+                or not isinstance(r.get("layer"), str):
+            raise ValueError(f"{where}: results[{i}] is not a row with a checkpoint, a layer and "
+                             "metrics: the file is damaged, rerun repspace compare")
         base, tuned = m.get("effective_rank_base"), m.get("effective_rank_tuned")
-        if r.get("layer") in blocks and base and tuned is not None:
+        if base is None or tuned is None:
+            continue
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (base, tuned)):
+            raise ValueError(f"{where}: results[{i}] has a non-numeric effective rank "
+                             f"({base!r}, {tuned!r}): the file is damaged, rerun repspace compare")
+        if base and math.isfinite(base) and math.isfinite(tuned):
             out.setdefault(r["checkpoint"], {})[r["layer"]] = tuned / base
     return out
+
+
+def _representation_ranks(ranks: dict[str, dict[str, float]] | None,
+                          blocks: list[str]) -> dict[str, dict[str, float]]:
+    """The ratios of :func:`read_report_ranks` at ``blocks``."""
+    return {c: {layer: v for layer, v in per.items() if layer in blocks}
+            for c, per in (ranks or {}).items()}
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -213,6 +244,7 @@ def run_weights(args) -> int:
     if report_dir is not None and not (report_dir / "report.json").is_file():
         raise ValueError(f"--report {args.report}: no report.json there; give a `repspace compare` "
                          "output folder")
+    ranks = read_report_ranks(report_dir) if report_dir is not None else None  # before loading
     for opt in ("num_samples", "batch_size"):
         if getattr(args, opt) < 1:
             raise ValueError(f"--{opt.replace('_', '-')} must be a positive integer; got {getattr(args, opt)}")
@@ -220,6 +252,9 @@ def run_weights(args) -> int:
     inputs += [("tuned checkpoint", resolve_spec(t)) for t in args.tuned]
     if args.probe not in (None, "builtin", "general"):  # generated in memory: no file
         inputs.append(("probe data", args.probe))
+    from repspace.checkpoints import preflight_checkpoints
+
+    preflight_checkpoints([args.base, *args.tuned], chains=[args.base])
     out = check_output(args.output, overwrite=args.overwrite, inputs=inputs,
                        is_ours=_is_weights_folder, kind="repspace weights")
     probe = None
@@ -235,7 +270,14 @@ def run_weights(args) -> int:
         name = ck.name
         while name in results:
             name += "'"
-        ws = results[name] = weight_space(base.model, ck.model, args.top_k, args.threshold, args.side)
+        try:
+            ws = results[name] = weight_space(base.model, ck.model, args.top_k, args.threshold,
+                                              args.side)
+        except ValueError as exc:  # another architecture or width: say which pair, and the fix
+            raise ValueError(f"tuned checkpoint {spec} against base {args.base}: {exc}; the "
+                             "weight space compares a fine-tune with the model it was "
+                             "fine-tuned from (same architecture and widths): give that base") \
+                from None
         if not ws.matrices and not ws.skipped:
             raise ValueError(f"tuned checkpoint {spec}: no linear map differs from the base; is it "
                              "the base itself, or an adapter that is not active?")
@@ -267,7 +309,7 @@ def run_weights(args) -> int:
 
         if blocks:
             plot_weight_vs_representation({c: ws.blocks for c, ws in results.items()},
-                                          _representation_ranks(report_dir, blocks),
+                                          _representation_ranks(ranks, blocks),
                                           tmp / "weight_vs_representation")
         if effects:
             plot_adapter_effect(effects, tmp / "adapter_effect")
@@ -302,34 +344,46 @@ def _block_names(model) -> list[str]:
     return [b for _, names in block_lists(model) for b in names]
 
 
+def _processor(base, ck, probe):
+    """The processor the probe inputs are built with (the base's, else the tuned one's), both
+    checkpoints' own tokenizers checked to agree with it on the probe texts."""
+    from repspace.compare.same_inputs import check_same_tokens
+    from repspace.probe import model_modalities
+    from repspace.probe.processors import choose_processor
+
+    modalities = model_modalities(base.model)
+    processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
+                                 modalities, probe.texts)
+    check_same_tokens(processor, [(f"base checkpoint {base.spec}", base.processor),
+                                  (f"tuned checkpoint {ck.spec}", ck.processor)], modalities,
+                      probe.texts)
+    return processor
+
+
 def _measure_effect(ws: WeightSpace, base, ck, probe, batch_size: int) -> None:
     """Fill ``ws.effect`` (‖Δh‖/‖h‖ per adapted module of ``ck``) on ``probe``, or say why not."""
     from repspace.compare.adapter_effect import adapted_modules, adapter_effect
-    from repspace.probe import make_batches, model_modalities
-    from repspace.probe.processors import choose_processor
+    from repspace.probe import make_batches
 
     if not adapted_modules(ck.model):
         ws.effect_note = ("no adapter modules (e.g. a full fine-tune or merged weights): the "
                           "adapter's share of each output is not defined; see the ΔW table")
         return
-    processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
-                                 model_modalities(base.model), probe.texts)
+    processor = _processor(base, ck, probe)
     ws.effect = adapter_effect(ck.model, make_batches(probe, base.model, processor, batch_size=batch_size))
 
 
 def _measure_merge(ws: WeightSpace, base, ck, probe, batch_size: int, dtypes: list[str]) -> None:
     """Fill ``ws.merge`` (merge fidelity per dtype of ``ck``'s adapter) on ``probe``, or say why not."""
     from repspace.compare.merge_fidelity import can_merge, merge_fidelity
-    from repspace.probe import make_batches, model_modalities
-    from repspace.probe.processors import choose_processor
+    from repspace.probe import make_batches
 
     why = can_merge(ck.model)
     if why:
         ws.merge_note = why
         return
-    processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
-                                 model_modalities(base.model), probe.texts)
+    processor = _processor(base, ck, probe)
     fid = merge_fidelity(ck.model, lambda: make_batches(probe, base.model, processor,
                                                         batch_size=batch_size), dtypes,
-                         batch_size=batch_size)
+                         batch_size=batch_size, label=ck.spec)
     ws.merge = {d: f.as_dict() for d, f in fid.items()}
