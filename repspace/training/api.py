@@ -242,6 +242,8 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     try:
         out = loop.run(model, callback=callback, max_steps_this_call=max_steps_this_call,
                        observe=observe)
+        if tracker is not None and out.step != tracker.last_step:
+            tracker.measure(out.model, out.step)  # the last step, due or not
     finally:  # an interrupted run keeps what it measured (resume continues it)
         if tracker is not None and tracker.trajectory.steps:
             tracker.finish(run_dir / "track")
