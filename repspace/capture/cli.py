@@ -55,7 +55,6 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
     lists its base's names (``base`` or the one it records, local or hub); a bare weights
     file the names of the architecture it is applied to (``base`` or ``config``, as compare
     takes them: adapters and weights files keep the names of the model under them)."""
-    import torch
     import transformers
 
     from repspace.checkpoints.loader import MANIFEST_NAME, resolve_spec

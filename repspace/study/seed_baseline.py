@@ -211,7 +211,6 @@ def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
     """Per layer and group: 1 − CKA to the base (filled markers, the group's line) and
     1 − CKA between seeds (hollow markers, dotted), each group in its method's colour and
     marker (:func:`repspace.report.style.styles_for`), towers split, the legend outside."""
-    import numpy as np
     from matplotlib.lines import Line2D
 
     from repspace.report.plots import broken, layer_axis, save_figure

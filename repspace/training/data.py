@@ -60,7 +60,6 @@ def load_records(cfg, split: str) -> list[dict]:
 def _shapes_records(cfg, split: str) -> list[dict]:
     from repspace.data import ShapesWorld
 
-    n = cfg.n_train if split == "train" else cfg.n_eval
     world = ShapesWorld(seed=cfg.data_seed, domain=cfg.domain, image_size=cfg.image_size,
                         n_train=cfg.n_train, n_val=cfg.n_eval, n_test=cfg.n_eval,
                         data_fraction=cfg.data_fraction if split == "train" else 1.0)

@@ -12,7 +12,6 @@ base; capture hides ``adapter_*`` modules); the MLM head is kept but unused.
 """
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 from torch import nn
