@@ -1,4 +1,6 @@
-"""How many intra-op threads `train`, `study` and `demo` give torch.
+"""How many intra-op threads every command that computes gives torch (`compare`, `weights`,
+`train`, `study`, `demo`; `pretrain` has its own default of one thread, see
+docs/embedded_model.md).
 
 Small models train faster on one thread: their matrices are too small for a second thread to
 pay for its synchronisation, and on a machine that is busy with anything else the second
@@ -18,10 +20,22 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["SMALL_HIDDEN", "choose_threads", "apply_threads", "hidden_size_of",
-           "check_threads", "max_threads"]
+__all__ = [
+    "SMALL_HIDDEN",
+    "THREADS_HELP",
+    "add_threads_option",
+    "apply_threads",
+    "check_threads",
+    "choose_threads",
+    "hidden_size_of",
+    "max_threads",
+]
 
 SMALL_HIDDEN = 256  # the embedded model's 96 and the test models' 32 are far below it
+# One help text for every command's --threads (docs/cli.md is generated from it).
+THREADS_HELP = ("torch intra-op threads (default: 1 for small bases such as the embedded model, "
+                "else every core; OMP_NUM_THREADS is honoured); on a busy machine --threads 1 "
+                "is often faster (docs/benchmarks.md, threads)")
 _WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
 
 
@@ -90,3 +104,8 @@ def apply_threads(base: str | Path | None = None, requested: int | None = None) 
     if n is not None:
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+def add_threads_option(parser) -> None:
+    """``--threads N`` with the one help text (checked at the CLI door, repspace/cli.py)."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)

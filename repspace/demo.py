@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repspace.study import CompareSettings, StudyConfig, load_study_config, preset_path
 
-__all__ = ["demo_config", "add_parser", "run", "QUICK_METHODS"]
+__all__ = ["QUICK_METHODS", "add_parser", "demo_config", "run"]
 
 QUICK_METHODS = ("base", "lora", "prefix", "pt_lora")
 
@@ -45,6 +45,9 @@ def add_parser(sub):
     p.add_argument("--no-compare-report", action="store_true",
                    help="skip the joint compare report of every method")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from repspace._threads import add_threads_option
+
+    add_threads_option(p)
     return p
 
 
@@ -56,7 +59,8 @@ def run(args) -> int:
     from repspace.study.summary import headline
 
     config = demo_config(args.quick)
-    apply_threads(resolve_spec(config.base))  # the embedded model is small: one thread
+    # the embedded model is small: one thread unless --threads says otherwise
+    apply_threads(resolve_spec(config.base), getattr(args, "threads", None))
     out = Path(args.output or ("repspace-demo-quick" if args.quick else "repspace-demo"))
     from repspace.study.cli import _check_output
 
