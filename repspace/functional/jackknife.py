@@ -31,15 +31,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy.special import stdtrit  # the t quantile; scipy.stats costs 0.4 s to import
 
 from repspace.functional.cka import linear_cka_from_sums
 from repspace.functional.drift import overlap_of_angles, resolved_count
 from repspace.functional.spectrum import Spectrum
 from repspace.functional.summary import RANKS, spectrum_summary
 
-__all__ = ["Interval", "jackknife_interval", "block_ids", "default_blocks", "rows_replicates",
-           "DEFAULT_BLOCKS", "LEVEL"]
+__all__ = [
+    "DEFAULT_BLOCKS",
+    "LEVEL",
+    "Interval",
+    "block_ids",
+    "default_blocks",
+    "jackknife_interval",
+    "rows_replicates",
+]
 
 DEFAULT_BLOCKS = 20
 LEVEL = 0.95
@@ -84,7 +91,7 @@ def jackknife_interval(estimate: float, replicates: np.ndarray, level: float = L
     if b < 2 or not math.isfinite(estimate) or not np.isfinite(reps).all():
         return Interval(estimate, math.nan, math.nan, math.nan, level, b)
     se = math.sqrt((b - 1) / b * float(((reps - reps.mean()) ** 2).sum()))
-    half = float(stats.t.ppf((1 + level) / 2, b - 1)) * se
+    half = float(stdtrit(b - 1, (1 + level) / 2)) * se
     return Interval(estimate, se, estimate - half, estimate + half, level, b)
 
 
