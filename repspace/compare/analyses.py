@@ -120,7 +120,7 @@ def _run(out, base, tuned, names, batches_fn, bar, show, blocks, *, adapter_effe
                 bar.update(1)
                 continue
             fid = merge_fidelity(ck.model, batches_fn, list(merge_dtypes), batch_size=batch_size,
-                                 device=device, progress=show)
+                                 device=device, progress=show, label=name)
             res[name] = {d: f.as_dict() for d, f in fid.items()}
             bar.update(1)
     if match_layers:

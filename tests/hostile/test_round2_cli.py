@@ -125,6 +125,7 @@ def test_a_float16_merge_overflow_blames_the_option_not_the_samples(ws, capsys, 
     line = refused(capsys, ws.root, args, names="--merge-dtype float16",
                    out=ws.root / "work" / "out")
     assert "merged-float16" not in line and "samples" not in line and "bfloat16" in line
+    assert "hot" in line  # the checkpoint whose merge overflows, as the user named it
 
 
 # -- names on the terminal -----------------------------------------------------------------------
