@@ -50,7 +50,9 @@ class AccumulatorSink:
     ``buffer_rows``: rows are collected until a stream holds this many, then handed to
     the accumulator in one ``update``.  Each update has a fixed O(p²) float64 cost per
     layer, which dominates small batches; buffering amortises it while memory stays
-    bounded (``buffer_rows × Σ widths × 2 sides`` floats, independent of n).  The
+    bounded (``buffer_rows × Σ widths × 2 sides`` floats, independent of n).  While the
+    accumulator keeps rows for every layer (``holds_rows_only``) each batch goes straight
+    in: rows have no per-update cost, and a buffer would hold them twice.  The
     accumulators are complete after :meth:`finish` (the runner calls it).
     """
 
@@ -67,6 +69,7 @@ class AccumulatorSink:
         self._base_owner: AccumulatorSink | None = None
         self._sharers = 0  # sinks using this one's base statistics
         self._flushed_base: dict[str, tuple[list, dict]] = {}
+        self._flushed_now: dict[str, bool] = {}  # per stream: whether the last batch flushed
 
     def share_base_with(self, owner: "AccumulatorSink") -> None:
         """Use ``owner``'s base statistics (one base Gram for k tuned models).  ``owner``
@@ -124,7 +127,13 @@ class AccumulatorSink:
             self.accumulator_for(key)
             pending = self._pending.setdefault(key, [])
             pending.append(({n: base[n] for n in names}, {n: tuned[n] for n in names}))
-            if sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows:
+            if self._base_owner is not None:  # flush with the owner, so the base rows match
+                flush = self._base_owner._flushed_now.get(key, False)
+            else:
+                flush = self.accumulators[key].holds_rows_only() or \
+                    sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows
+            self._flushed_now[key] = flush
+            if flush:
                 self._flush(key)
 
     def _flush(self, key: str) -> None:
@@ -132,7 +141,10 @@ class AccumulatorSink:
         if not pending:
             return
         names = list(pending[0][0])
-        cat = (lambda side: {n: torch.cat([p[side][n] for p in pending]) for n in names})
+        if len(pending) == 1:  # one batch: its own tensors, no copy (rows keep what they get)
+            cat = (lambda side: dict(pending[0][side]))
+        else:
+            cat = (lambda side: {n: torch.cat([p[side][n] for p in pending]) for n in names})
         rows = [p[0][n] for p in pending for n in names]
         base = None
         if self._base_owner is not None:  # the owner's concatenation of the same rows, if so

@@ -161,6 +161,16 @@ class LayerwiseMoments(Accumulator):
     def unit_route(self, unit: Unit) -> str:
         return "rows" if isinstance(self._side(unit.sides[0]), FeatureRows) else "moments"
 
+    def holds_rows_only(self) -> bool:
+        """True while every layer pair keeps its rows (before the first batch: will keep
+        them).  Rows cost nothing per update, so a caller batching updates to amortise the
+        moments' O(p²) cost has no reason to buffer, and buffering would hold them twice."""
+        if not self.units:
+            if self.base_from is not None:
+                return self.base_from.holds_rows_only()
+            return self.route != "moments"
+        return all(self.unit_route(unit) == "rows" for unit in self.units)
+
     def routes(self) -> dict[tuple[str, str], str]:
         """``{(base_layer, tuned_layer): "rows" | "moments"}``: how each pair is held now."""
         return {pair: self.unit_route(unit) for unit in self.units for pair in unit.pairs}
