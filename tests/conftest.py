@@ -12,11 +12,11 @@ os.environ.setdefault("REPSPACE_CACHE_DIR", tempfile.mkdtemp(prefix="repspace-te
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 # Test models are tiny: one intra-op thread is faster than two fighting over 2 shared cores
 # (a tiny BLIP backward took 1.4 s instead of 4 ms under contention).
 torch.set_num_threads(1)
-from hypothesis import HealthCheck, settings
 
 # CI machines are slow and shared: no per-example deadline, bounded example counts.
 settings.register_profile(

@@ -1,5 +1,4 @@
 """How an exception that ended a command is shown (repspace.cli_errors.classify)."""
-import pytest
 
 from repspace.cli_errors import EXIT_FAILED, EXIT_INPUT, classify
 

@@ -12,7 +12,6 @@ import of repspace and sees every edge, even ones in code paths the suite does n
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest

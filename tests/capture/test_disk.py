@@ -47,6 +47,7 @@ def test_round_trip_and_manifest(pair, data, tmp_path):
     assert m["models"]["base"]["architecture"] == "BertModel"
     assert m["models"]["tuned"]["peft"] == ["LORA"]
     assert len(m["data_hash"]) == 64
+    assert disk.manifest["data_hash"] == m["data_hash"]  # what the sink returned is what it wrote
     assert m["streams"] == {"embeddings": "text", "encoder.layer.0": "text", "encoder.layer.1": "text"}
     # Same inputs, other batching -> other hash; same batching -> same hash.
     again = capture(base, data, "blocks", sink=DiskSink(tmp_path / "b", shard_size=8), batch_size=4,

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from repspace.capture import LayerCapture, MemorySink, Pooling, capture, pool_states
+from repspace.capture import LayerCapture, Pooling, capture
 
 from .conftest import make_text
 

@@ -1,7 +1,6 @@
 """A rank that fails mid-capture: every rank gets one clear error, none returns a result."""
 import json
 
-import pytest
 
 from tests.distributed import workers
 from tests.distributed.conftest import launch

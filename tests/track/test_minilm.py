@@ -4,7 +4,6 @@ trained with transformers.Trainer and the callback; the last tracked values equa
 import pytest
 import torch
 
-from tests.compare.conftest import SENTENCES
 from tests.track.conftest import by_position
 
 minilm = pytest.importorskip(
