@@ -15,11 +15,14 @@ recorded note rather than upcasting silently.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from repspace.checkpoints.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch is imported where a function needs it: reading a config needs none
+    import torch
 
 __all__ = ["DTYPE_CHOICES", "check_dtype", "config_dtype", "read_config", "resolve_dtype",
            "weights_dtype", "slow_matmul_note", "itemsize"]
@@ -28,6 +31,16 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")  # the CLI's; the API
 _FLOATS = ("float32", "bfloat16", "float16", "float64")
 _ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16",
             "half": "float16", "double": "float64"}
+_ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+
+
+def _torch_dtype_name(value):
+    """``value`` as a dtype name when it is a ``torch.dtype`` (then torch is imported
+    already: no import here), else ``value`` unchanged."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    return value
 
 
 def check_dtype(dtype, option: str = "--dtype") -> str:
@@ -35,8 +48,7 @@ def check_dtype(dtype, option: str = "--dtype") -> str:
     None means the default, ``"auto"``."""
     if dtype is None:
         return "auto"
-    if isinstance(dtype, torch.dtype):
-        dtype = str(dtype).removeprefix("torch.")
+    dtype = _torch_dtype_name(dtype)
     name = _ALIASES.get(str(dtype), str(dtype))
     if name != "auto" and name not in _FLOATS:
         raise ValueError(f"{option}: {dtype!r} is not a weights dtype; choose auto (the "
@@ -57,8 +69,7 @@ def read_config(path: Path) -> dict:
 
 
 def _named(value) -> str | None:
-    if isinstance(value, torch.dtype):
-        value = str(value).removeprefix("torch.")
+    value = _torch_dtype_name(value)
     if isinstance(value, str):
         value = _ALIASES.get(value, value)
         return value if value in _FLOATS else None
@@ -95,12 +106,18 @@ def _sub_has_dtype(sub) -> bool:
 def resolve_dtype(dtype, config) -> torch.dtype:
     """The torch dtype to load a model of ``config`` in: ``"auto"`` (or None) reads the
     config (:func:`config_dtype`), anything else is that dtype."""
+    import torch
+
     name = check_dtype(dtype)
     return getattr(torch, config_dtype(config) if name == "auto" else name)
 
 
 def itemsize(dtype: str | torch.dtype) -> int:
     """Bytes per value of a floating dtype (by name or as a torch dtype)."""
+    if isinstance(dtype, str) and dtype in _ITEMSIZE:
+        return _ITEMSIZE[dtype]  # the floating dtypes by name: no torch import for a plan
+    import torch
+
     return (getattr(torch, dtype) if isinstance(dtype, str) else dtype).itemsize
 
 
@@ -143,6 +160,8 @@ _FAST_CPU = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16",
 def fast_matmul(dtype: str, device: torch.device | str | None) -> bool | None:
     """True / False: whether ``device`` multiplies ``dtype`` matrices natively; None when
     unknown (then nothing is said)."""
+    import torch
+
     dev = torch.device(device or "cpu")
     if dtype not in _FAST_CPU:
         return True
@@ -164,6 +183,8 @@ def fast_matmul(dtype: str, device: torch.device | str | None) -> bool | None:
 def slow_matmul_note(dtypes, device) -> str | None:
     """One sentence when a model runs in a half dtype that ``device`` has no fast matrix
     multiply for (said once, recorded in the report), else None."""
+    import torch
+
     slow = [d for d in dict.fromkeys(dtypes) if fast_matmul(d, device) is False]
     if not slow:
         return None

@@ -19,28 +19,15 @@ from repspace.checkpoints.loader import adapter_config, local_config, recorded_b
 from repspace.checkpoints.precision import check_dtype, config_dtype, itemsize
 from repspace.checkpoints.quantization import qlora_reason, stored_quantization
 from repspace.checkpoints.remote_code import model_class_of, refuse_remote_code
+# torch-free pieces, shared with the config-only plan (plan_fast)
+from repspace.compare.plan_core import SHARED_NOTE, SHARES_WEIGHTS, ModelPlan
+from repspace.compare.plan_core import load_dtype as _load_dtype
 from repspace.compare.plan_adapters import adapter_parameters
 from repspace.compare.plan_text import size_text
 
 __all__ = ["ModelPlan", "PlannedModels", "plan_models"]
 
 _QUANT_BYTES = {"4bit": 0.5 * 1.03, "8bit": 1.0}  # per linear weight value (+ NF4 absmax)
-
-
-@dataclass(frozen=True)
-class ModelPlan:
-    """One checkpoint: its architecture, parameters, dtype and what it adds to memory."""
-
-    role: str                 # base, tuned1, tuned2, …
-    spec: str
-    kind: str                 # hf | peft | state_dict | repspace | hub
-    architecture: str
-    parameters: int           # the model's (for an adapter: its base's)
-    dtype: str
-    weights_bytes: int        # what loading it adds to memory (0: shares another's)
-    adapter: str | None = None
-    adapter_parameters: int = 0
-    note: str | None = None
 
 
 # -- models on the meta device ----------------------------------------------------------------
@@ -107,14 +94,6 @@ def capture_itemsize(dtype: str) -> int:
     from repspace.capture.hooks import hidden_tensor
 
     return hidden_tensor(torch.zeros(1, dtype=getattr(torch, dtype)), "").element_size()
-
-
-def _load_dtype(requested: str, raw: dict, quant: str | None) -> str:
-    if quant is not None:
-        own = config_dtype(raw)
-        return own if own in ("bfloat16", "float16") else "bfloat16"
-    return config_dtype(raw) if requested == "auto" else requested
-
 
 
 @dataclass
@@ -188,7 +167,7 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
             if shared:
                 base_dtype, dtypes[0] = dtype, dtype
                 weights = 0
-                note = "; ".join(filter(None, [note, "shares the base's weights (one model)"]))
+                note = "; ".join(filter(None, [note, SHARES_WEIGHTS]))
             else:
                 weights = _weights(onto.model, dtype, quant)
             cfg, parameters, architecture = onto.config, sum(
@@ -225,8 +204,7 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
                                _weights(base_arch.model, base_dtype, base_quant)))
     capture = "adapter_disabled" if shared else f"separate ({why})"
     if shared:
-        notes.append("one model in memory: the adapter's, the base read with it disabled (two "
-                     "if the adapter file turns out to hold base tensors)")
+        notes.append(SHARED_NOTE)
     text = _text_config(base_arch.config)
     hidden = getattr(text, "hidden_size", None) or getattr(text, "d_model", 0) or 0
     inter = getattr(text, "intermediate_size", None) or getattr(text, "d_ff", None) or 4 * hidden

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: adapter_file_reason serves the torch-free --plan
+    import torch
 
 __all__ = ["disabled_base_reason", "plan_reason", "adapter_file_reason", "shared_base_checkpoint"]
 

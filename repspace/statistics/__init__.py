@@ -3,11 +3,26 @@
 Accumulators follow torchmetrics' shape: ``update()`` adds a batch, ``merge()`` adds
 another accumulator (another shard, process or run), ``compute()`` returns metrics, and
 ``state_dict()`` exposes the states with their reduction rules.
+
+The accumulators are imported on first use (PEP 562): :mod:`repspace.statistics.routes`
+(the rows-or-moments rule, pure arithmetic) is read by ``compare --plan`` without torch.
 """
-from repspace.statistics.drift_stats import PairedDriftStats
-from repspace.statistics.layerwise import LayerwiseMoments, PairedMoments
-from repspace.statistics.moments import CentredCross, CentredFeature, CrossMoments, FeatureMoments
-from repspace.statistics.rows import CrossRows, FeatureRows
+from __future__ import annotations
+
+from repspace._lazy import lazy_attributes
+
+# name -> module that defines it (loaded on first use)
+_LAZY = {
+    "CentredCross": "repspace.statistics.moments",
+    "CentredFeature": "repspace.statistics.moments",
+    "CrossMoments": "repspace.statistics.moments",
+    "FeatureMoments": "repspace.statistics.moments",
+    "CrossRows": "repspace.statistics.rows",
+    "FeatureRows": "repspace.statistics.rows",
+    "LayerwiseMoments": "repspace.statistics.layerwise",
+    "PairedMoments": "repspace.statistics.layerwise",
+    "PairedDriftStats": "repspace.statistics.drift_stats",
+}
 
 __all__ = [
     "CentredCross",
@@ -20,3 +35,5 @@ __all__ = [
     "PairedDriftStats",
     "PairedMoments",
 ]
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

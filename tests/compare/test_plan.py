@@ -77,7 +77,7 @@ def test_70b_config_plans_fast_and_weights_match_the_parameter_count(llama_70b):
 
 
 def test_plan_text_table_and_refusal_are_one_line_with_levers(llama_70b, capsys, monkeypatch):
-    from repspace.compare import plan as plan_module
+    from repspace.compare import plan_core as plan_module
 
     base, lora = llama_70b
     monkeypatch.setattr(plan_module, "_available_ram", lambda: 64 << 30)
