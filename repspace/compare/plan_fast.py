@@ -27,7 +27,7 @@ from pathlib import Path
 from repspace.compare.plan_core import (SHARED_NOTE, SHARES_WEIGHTS, ModelPlan, Plan,
                                         build_plan, load_dtype)
 
-__all__ = ["FAMILIES", "fast_plan", "plan_from_args"]
+__all__ = ["FAMILIES", "fast_plan", "plan_from_args", "recorded_adapter_base"]
 
 _ABSENT = object()
 
@@ -385,6 +385,29 @@ def settings_of_args(args) -> _ArgSettings:
         load_in_8bit=args.load_in_8bit, device=args.device, device_map=args.device_map,
         base_override=args.base_override, config=args.config, two_models=args.two_models,
         weight_space=args.weight_space, match_layers=args.match_layers)
+
+
+def recorded_adapter_base(spec: str) -> str | None:
+    """The base a PEFT adapter folder records (``base_model_name_or_path``), as
+    :func:`repspace.checkpoints.loader.recorded_base` reads it, without importing the loader
+    (torch); None for anything else or in doubt (then ask the loader, which also reports
+    an unusable record)."""
+    from repspace.checkpoints.remote_code import check_adapter_config
+
+    try:
+        if _kind(spec) != "peft":
+            return None
+        path = Path(spec) / "adapter_config.json"
+        cfg = _read_json(path)
+        check_adapter_config(cfg, path)
+    except Exception:  # noqa: BLE001 - _Unsure or a refusal: the loader reports it
+        return None
+    named = cfg.get("base_model_name_or_path")
+    if not isinstance(named, str) or not named:
+        return None
+    if not Path(named).exists() and named.startswith(("/", ".", "~")):
+        return None
+    return named
 
 
 def plan_from_args(args) -> Plan | None:

@@ -284,3 +284,50 @@ print("ok")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+def test_the_recorded_base_of_an_adapter_is_the_loaders(tmp_path):
+    from repspace.checkpoints import CheckpointError
+    from repspace.checkpoints.loader import recorded_base
+    from repspace.compare.plan_fast import recorded_adapter_base
+
+    base = save_config(tmp_path / "base", "llama")
+    lora = save_lora(tmp_path / "lora", base)
+    assert recorded_adapter_base(str(lora)) == recorded_base(str(lora)) == str(base)
+    hub = save_lora(tmp_path / "hub", "org/llama")
+    assert recorded_adapter_base(str(hub)) == recorded_base(str(hub)) == "org/llama"
+    assert recorded_adapter_base(str(base)) is None and recorded_base(str(base)) is None
+    for record in ("", str(tmp_path / "gone")):  # the loader's one-line errors, not guessed
+        _edit(lora, "adapter_config.json", base_model_name_or_path=record)
+        assert recorded_adapter_base(str(lora)) is None
+        with pytest.raises(CheckpointError):
+            recorded_base(str(lora))
+
+
+def _hook_applied() -> bool:
+    import inspect
+
+    from repspace.compare import cli
+
+    return "plan_from_args" in inspect.getsource(cli._plan)
+
+
+@pytest.mark.skipif(not _hook_applied(), reason="compare/cli.py does not try plan_fast yet "
+                    "(/tmp/helpers/plan_hook.patch)")
+@pytest.mark.parametrize("form", ["base tuned", "adapter"])
+def test_the_whole_command_imports_neither_torch_nor_transformers(form, tmp_path):
+    base = save_config(tmp_path / "base", "qwen2", dtype="bfloat16")
+    lora = save_lora(tmp_path / "lora", base, target_modules="all-linear")
+    specs = [str(base), str(lora)] if form == "base tuned" else [str(lora)]
+    code = f"""
+import sys
+from repspace.cli import main
+rc = main(["compare", *{specs!r}, "--plan", "--json"])
+heavy = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
+assert rc in (0, 2) and not heavy, (rc, heavy)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    plan = json.loads(run.stdout)
+    assert plan["models"][1]["adapter"].startswith("LoRA r=4 on ")
