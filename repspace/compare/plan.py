@@ -1,11 +1,15 @@
 """`repspace compare --plan`: what a comparison will hold in memory, from the configs alone.
 
 Nothing is loaded: every model is built from its ``config.json`` on the ``meta`` device
-(shapes, no storage: exact parameter counts in a fraction of a second, even for 70B), a
-PEFT adapter is applied onto that with peft itself (its ``adapter_config.json``: LoRA adds
-r·(in + out) per target module), and the captured layers are resolved with the selection
-compare uses (:func:`repspace.capture.backbone.shared_layers`).  Per layer pair the route
-rule of :mod:`repspace.statistics.routes` decides rows or moments.  The estimate:
+(shapes, no storage: exact parameter counts in a fraction of a second, even for 70B, after
+the seconds of importing torch and transformers), a PEFT adapter's parameters are counted
+from its ``adapter_config.json`` on that model (:mod:`repspace.compare.plan_adapters`: LoRA
+adds r·(in + out) per target module), and the captured layers are resolved with the
+selection compare uses (:func:`repspace.capture.backbone.shared_layers`).  Llama-family
+decoders (and LoRA adapters on them) with ``--layers blocks`` skip the build: the same plan
+from config.json arithmetic, without torch (:mod:`repspace.compare.plan_fast`).  Per layer
+pair the route rule of :mod:`repspace.statistics.routes` decides rows or moments
+(:func:`repspace.compare.plan_core.build_plan`).  The estimate:
 
 - **weights**: parameters × bytes of the dtype each model loads in (``--dtype auto``: its
   config's; 4-bit / 8-bit linear layers under ``--load-in-4bit`` / ``-8bit``), for every

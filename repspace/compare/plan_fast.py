@@ -2,12 +2,13 @@
 
 Building a 70B model on the meta device is exact for any architecture but costs seconds of
 imports (torch, transformers' config and modelling modules) before the first shape is
-known.  For the decoder families whose parameters follow from their config alone, this
-module writes down what the meta path would find — each parameter tensor of the
-transformers class, the block names the ``blocks`` preset selects, their widths, and the
-modules a LoRA adapter can sit on (counted by the same
-:func:`~repspace.compare.plan_adapters.lora_count`) — and builds the same
-:class:`~repspace.compare.plan_core.Plan` with :func:`~repspace.compare.plan_core.build_plan`.
+known.  For the decoder families whose parameters follow from their config alone (Llama,
+Mistral, Qwen2, Qwen3, Gemma and Phi-3 causal LMs, :data:`FAMILIES`), this module writes
+down what the meta path would find — each parameter tensor of the transformers class, the
+block names the ``blocks`` preset selects, their widths, and the modules a LoRA adapter can
+sit on (counted by the same :func:`~repspace.compare.plan_adapters.lora_count`) — and
+builds the same :class:`~repspace.compare.plan_core.Plan` with
+:func:`~repspace.compare.plan_core.build_plan`.
 
 :func:`fast_plan` returns None ("build them on the meta device") whenever it is not sure:
 another family or class, a missing or odd size, a value the config class would reject or
@@ -15,7 +16,12 @@ transform, a quantized or multimodal config, a hub id, a weights file or repspac
 layers than ``blocks``, an adapter other than LoRA on listed module names (regex targets,
 ``layers_to_transform``, ``modules_to_save``, DoRA, LoRA biases, any other LoRA variant
 switched on), a QLoRA adapter, ``--base-override`` / ``--config``, 4-/8-bit loading, or an
-unreadable file (the meta path then raises the one-line error).  tests/compare/test_plan_fast.py checks ``to_dict()`` equality with the meta path.
+unreadable file (the meta path then raises the one-line error).
+tests/compare/test_plan_fast.py checks ``to_dict()`` equality with the meta path.
+
+Not checked here: config fields that do not enter the count (``rms_norm_eps``,
+``rope_parameters``, …).  A config transformers would refuse for such a field gets a plan;
+the comparison itself then stops at loading with transformers' message.
 """
 from __future__ import annotations
 
@@ -40,7 +46,8 @@ class Family:
     (None: derived, ``num_key_value_heads`` = heads, ``head_dim`` = hidden // heads; checked
     against the config classes by the tests).  ``attention_bias`` / ``mlp_bias``: None
     when the config key decides, else fixed; ``o_bias``: whether o_proj follows the q/k/v
-    bias; ``qk_norm``: an RMSNorm of head_dim on queries and keys (Qwen3)."""
+    bias; ``qk_norm``: an RMSNorm of head_dim on queries and keys (Qwen3); ``fused``: one
+    qkv_proj and one gate_up_proj (Phi-3) instead of three and two maps."""
 
     architecture: str
     defaults: dict
@@ -48,23 +55,34 @@ class Family:
     mlp_bias: bool | None
     o_bias: bool
     qk_norm: bool = False
+    fused: bool = False
 
 
 FAMILIES = {
     "llama": Family("LlamaForCausalLM",
-                    {"num_key_value_heads": None, "head_dim": None, "tie_word_embeddings": False,
-                     "attention_bias": False, "mlp_bias": False},
+                    {"pad_token_id": None, "num_key_value_heads": None, "head_dim": None,
+                     "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
                     attention_bias=None, mlp_bias=None, o_bias=True),
     "mistral": Family("MistralForCausalLM",
-                      {"num_key_value_heads": 8, "head_dim": None, "tie_word_embeddings": False},
+                      {"pad_token_id": None, "num_key_value_heads": 8, "head_dim": None,
+                       "tie_word_embeddings": False},
                       attention_bias=False, mlp_bias=False, o_bias=False),
     "qwen2": Family("Qwen2ForCausalLM",
-                    {"num_key_value_heads": 32, "head_dim": None, "tie_word_embeddings": False},
+                    {"pad_token_id": None, "num_key_value_heads": 32, "head_dim": None,
+                     "tie_word_embeddings": False},
                     attention_bias=True, mlp_bias=False, o_bias=False),
     "qwen3": Family("Qwen3ForCausalLM",
-                    {"num_key_value_heads": 32, "head_dim": 128, "tie_word_embeddings": False,
-                     "attention_bias": False},
+                    {"pad_token_id": None, "num_key_value_heads": 32, "head_dim": 128,
+                     "tie_word_embeddings": False, "attention_bias": False},
                     attention_bias=None, mlp_bias=False, o_bias=True, qk_norm=True),
+    "gemma": Family("GemmaForCausalLM",
+                    {"pad_token_id": 0, "num_key_value_heads": 16, "head_dim": 256,
+                     "tie_word_embeddings": True, "attention_bias": False},
+                    attention_bias=None, mlp_bias=False, o_bias=True),
+    "phi3": Family("Phi3ForCausalLM",
+                   {"pad_token_id": 32000, "num_key_value_heads": None, "head_dim": None,
+                    "tie_word_embeddings": False},
+                   attention_bias=False, mlp_bias=False, o_bias=False, fused=True),
 }
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
              "vocab_size")
@@ -146,6 +164,12 @@ class _Decoder:
         q, kv = self.heads * hd, self.kv_heads * hd
         out = [("model.embed_tokens", "embedding", self.vocab, h, False)]
         for name in self.block_names():
+            if self.family.fused:
+                out += [(f"{name}.self_attn.o_proj", "linear", q, h, False),
+                        (f"{name}.self_attn.qkv_proj", "linear", h, q + 2 * kv, False),
+                        (f"{name}.mlp.gate_up_proj", "linear", h, 2 * i, False),
+                        (f"{name}.mlp.down_proj", "linear", i, h, False)]
+                continue
             out += [(f"{name}.self_attn.q_proj", "linear", h, q, False),
                     (f"{name}.self_attn.k_proj", "linear", h, kv, False),
                     (f"{name}.self_attn.v_proj", "linear", h, kv, False),
@@ -215,12 +239,17 @@ def _decoder(spec: str) -> _Decoder:
     head_dim = _positive(head_dim)
     if heads % kv:
         raise _Unsure
+    vocab = _positive(raw["vocab_size"])
+    pad = raw.get("pad_token_id", family.defaults["pad_token_id"])
+    if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int)
+                            or not -vocab <= pad < vocab):
+        raise _Unsure  # nn.Embedding refuses such a padding_idx; the meta path says so
     bias = family.attention_bias if family.attention_bias is not None else \
         _flag(get("attention_bias"))
     mlp_bias = family.mlp_bias if family.mlp_bias is not None else _flag(get("mlp_bias"))
     return _Decoder(spec, raw, family, hidden, _positive(raw["intermediate_size"]),
                     _positive(raw["num_hidden_layers"]), heads, kv, head_dim,
-                    _positive(raw["vocab_size"]), _flag(get("tie_word_embeddings")), bias,
+                    vocab, _flag(get("tie_word_embeddings")), bias,
                     mlp_bias)
 
 

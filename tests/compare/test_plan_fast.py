@@ -17,16 +17,18 @@ from repspace.compare.plan import plan_compare
 from repspace.compare.plan_fast import FAMILIES, fast_plan
 
 CONFIGS = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig,
-           "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}
+           "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
+           "gemma": transformers.GemmaConfig, "phi3": transformers.Phi3Config}
 TINY = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2)
 BUDGET = 1 << 40
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+              "qkv_proj", "gate_up_proj"]  # the last two: Phi-3's fused maps
 
 
 def save_config(folder, family: str, **kw):
     """A config.json as ``save_pretrained`` writes it (no weights: --plan reads none)."""
-    cfg = CONFIGS[family](**{**TINY, **kw})
+    cfg = CONFIGS[family](**{**TINY, "pad_token_id": 0, **kw})
     cfg.architectures = [FAMILIES[family].architecture]
     cfg.save_pretrained(folder)
     return folder
@@ -68,7 +70,8 @@ def test_base_against_itself_and_with_lora_equals_the_meta_plan(family, variant,
     fast, meta = both(base, [base])
     assert fast is not None and fast.to_dict() == meta.to_dict()
     assert [la.name for la in fast.layers] == ["model.layers.0", "model.layers.1"]
-    for name, kw in {"qv": {}, "all": dict(target_modules="all-linear"),
+    qv = ["qkv_proj"] if family == "phi3" else ["q_proj", "v_proj"]
+    for name, kw in {"qv": dict(target_modules=qv), "all": dict(target_modules="all-linear"),
                      "ranks": dict(target_modules=ALL_LINEAR, rank_pattern={"v_proj": 2,
                                    "model.layers.1.mlp.down_proj": 8}),
                      "embed+head": dict(target_modules=["embed_tokens", "lm_head", "q_proj"],
@@ -102,16 +105,17 @@ def test_settings_that_change_the_plan_agree_too(tmp_path):
 
 
 def test_minimal_configs_take_each_class_default(tmp_path):
-    """Only the sizes given: every optional key (KV heads, head_dim, tying, biases) is the
-    config class's default, which differs by family (Mistral 8 KV heads, Qwen 32, Qwen3
-    head_dim 128)."""
+    """Only the sizes given: every optional key (KV heads, head_dim, tying, biases, padding
+    index) is the config class's default, which differs by family (Mistral 8 KV heads, Qwen
+    32, Gemma 16; Qwen3 head_dim 128, Gemma 256; Gemma ties its head; Phi-3 pads with
+    32000, so its vocabulary must hold that index)."""
     for family in CONFIGS:
         folder = tmp_path / family
         folder.mkdir()
         (folder / "config.json").write_text(json.dumps(
             {"model_type": family, "architectures": [FAMILIES[family].architecture],
-             "vocab_size": 50, "hidden_size": 64, "intermediate_size": 96,
-             "num_hidden_layers": 2, "num_attention_heads": 32}))
+             "vocab_size": 32064 if family == "phi3" else 50, "hidden_size": 64,
+             "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 32}))
         fast, meta = both(folder, [folder])
         assert fast is not None and fast.to_dict() == meta.to_dict(), family
 
@@ -182,7 +186,8 @@ def _edit(folder, name, **changes):
 
 _DROP = "__drop__"
 REFUSED_CONFIG = {
-    "another family": dict(model_type="gemma", architectures=["GemmaForCausalLM"]),
+    "another family": dict(model_type="gemma2", architectures=["Gemma2ForCausalLM"]),
+    "pad beyond vocab": dict(pad_token_id=50),
     "another class": dict(architectures=["LlamaForSequenceClassification"]),
     "no architectures": dict(architectures=_DROP),
     "quantized": dict(quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True}),
