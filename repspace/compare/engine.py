@@ -171,8 +171,7 @@ def _extra_sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], se
         "rsa_spearman": lambda: rsa.rsa(x, y, distance="correlation", method="spearman").value,
         "cknna": lambda: neighbors.cknna(x, y, k=10),
         "jaccard_knn": lambda: neighbors.jaccard_knn(x, y, k=10),
-        "twonn_dimension_base": lambda: intrinsic.twonn_dimension(x).dimension,
-        "twonn_dimension_tuned": lambda: intrinsic.twonn_dimension(y).dimension,
+        **intrinsic.report_jobs(x, y),  # TwoNN and MLE: base, tuned, ratio tuned / base
         "energy_distance": lambda: energy.energy_distance(x, y, paired=True, seed=seed).energy,
     }
     out = {}

@@ -41,7 +41,7 @@ from repspace.functional.rows import sample_space
 from repspace.metrics.cka import one_call_chunk_rows
 from repspace.statistics.layerwise import PairedMoments
 
-__all__ = ["CCAResult", "PWCCAResult", "cca", "svcca", "pwcca", "centred_pair"]
+__all__ = ["CCAResult", "PWCCAResult", "cca", "centred_pair", "pwcca", "svcca"]
 
 
 def _rows(t: torch.Tensor) -> CentredRows:

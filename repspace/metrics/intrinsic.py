@@ -38,7 +38,14 @@ import torch
 from repspace._validation import RepspaceWarning, as_matrix, check_finite
 from repspace.functional.kernels import sq_distances
 
-__all__ = ["IntrinsicDimension", "twonn_dimension", "mle_dimension", "neighbour_distances"]
+__all__ = [
+    "ESTIMATORS",
+    "IntrinsicDimension",
+    "mle_dimension",
+    "neighbour_distances",
+    "report_jobs",
+    "twonn_dimension",
+]
 
 
 @dataclass(frozen=True)
@@ -143,3 +150,35 @@ def mle_dimension(x, k: int = 20, *, unbiased: bool = False,
     inverse = logs / (k - 2 if unbiased else k - 1)  # 1 / m̂ᵢ
     dim = 1.0 / inverse.mean() if inverse.mean() > 0 else math.inf
     return IntrinsicDimension(float(dim), "mle", int(d.shape[0]), int((~keep).sum()), k)
+
+
+# the report's estimators (registry keys ``<name>_dimension_{base,tuned,ratio}``), defaults as above
+ESTIMATORS = {"twonn": twonn_dimension, "mle": mle_dimension}
+
+
+def report_jobs(x, y) -> dict:
+    """``{report key: callable}`` for the intrinsic dimensions of a compare's row samples x
+    (base) and y (tuned): each estimator's base and tuned values and their ratio tuned / base
+    (read like the effective-rank ratio: 1 = unchanged).  Each side is estimated once, however
+    many keys ask for it; a side that cannot be estimated raises its ``ValueError`` from every
+    key that needs it, so the caller records each such key as undefined."""
+    done: dict[tuple[str, str], float] = {}
+
+    def side(est: str, name: str) -> float:
+        if (est, name) not in done:
+            done[est, name] = ESTIMATORS[est](x if name == "base" else y).dimension
+        return done[est, name]
+
+    def ratio(est: str) -> float:
+        b, t = side(est, "base"), side(est, "tuned")
+        if not (math.isfinite(b) and math.isfinite(t) and b > 0):
+            raise ValueError(f"{est} dimension ratio needs finite positive dimensions; got "
+                             f"base {b!r}, tuned {t!r}")
+        return t / b
+
+    jobs = {}
+    for est in ESTIMATORS:
+        for name in ("base", "tuned"):
+            jobs[f"{est}_dimension_{name}"] = (lambda e=est, s=name: side(e, s))
+        jobs[f"{est}_dimension_ratio"] = (lambda e=est: ratio(e))
+    return jobs

@@ -35,7 +35,7 @@ import torch
 from repspace._validation import as_matrix, check_finite, check_paired, warn_undefined
 from repspace.functional.kernels import sq_distances
 
-__all__ = ["knn_indices", "jaccard_knn", "cknna"]
+__all__ = ["cknna", "jaccard_knn", "knn_indices"]
 
 KNN_METRICS = ("cosine", "euclidean")
 

@@ -13,11 +13,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["MetricInfo", "REGISTRY", "FAMILIES", "INVARIANCES", "expand", "default_names",
-           "all_names", "markdown_table"]
+__all__ = [
+    "BOTH",
+    "FAMILIES",
+    "INVARIANCES",
+    "REGISTRY",
+    "MetricInfo",
+    "all_names",
+    "default_names",
+    "expand",
+    "markdown_table",
+]
 
+# An invariance named plainly holds when only one side is transformed (so also both); "… of
+# both" only when the same map is applied to both sides (a drift measure compares two
+# distributions in one space: moving one of them is the drift it measures).  Sample
+# permutation is always of both (the pairing is kept).  benchmarks/measure_sanity.py checks
+# every declaration on real features.
 INVARIANCES = ("orthogonal", "isotropic scaling", "invertible linear", "translation",
                "sample permutation", "feature permutation")
+BOTH = ("orthogonal of both", "isotropic scaling of both", "translation of both")
 _ORTH = ("orthogonal", "isotropic scaling", "translation", "sample permutation")
 _NONE_BUT_PERM = ("sample permutation",)
 
@@ -46,6 +61,10 @@ _RANK_DOC = {
     "participation_ratio": "(Σλ)² / Σλ²",
 }
 
+# intrinsic-dimension estimators: key stem, what they need, what they are
+_ID = (("twonn", "n ≥ 10", "TwoNN intrinsic dimension (Facco et al. 2017)"),
+       ("mle", "n > k = 20", "MLE intrinsic dimension (Levina–Bickel, MacKay–Ghahramani), k = 20"))
+
 _ENTRIES = [
     _m("linear_cka", "CKA", "similarity", "[0, 1]", "closed-form", _ORTH,
        description="linear CKA (Kornblith et al. 2019)"),
@@ -59,10 +78,11 @@ _ENTRIES = [
          description=f"{_RANK_DOC[r]} of the {side} features")
       for side in ("base", "tuned") for r in _RANK_DOC),
     _m("frechet_distance", "drift", "distance", "[0, ∞)", "closed-form",
-       ("orthogonal", "translation of both", "sample permutation"), "p = q",
+       ("orthogonal of both", "translation of both", "sample permutation"), "p = q",
        description="Fréchet distance of Gaussian fits"),
-    _m("mmd_linear", "drift", "distance", "ℝ (unbiased)", "closed-form", ("orthogonal", "sample permutation"),
-       "p = q", description="paired unbiased MMD², linear kernel"),
+    _m("mmd_linear", "drift", "distance", "ℝ (unbiased)", "closed-form",
+       ("orthogonal of both", "translation of both", "sample permutation"), "p = q",
+       description="paired unbiased MMD², linear kernel"),
     _m("subspace_overlap", "subspace", "similarity", "[0, 1]", "closed-form",
        ("orthogonal of both", "isotropic scaling", "translation", "sample permutation"),
        "p = q, numerical rank ≥ k", description="mean cos² of the top-10 principal angles"),
@@ -72,8 +92,9 @@ _ENTRIES = [
                       ("relative_shift", "distance", "[0, ∞)")) for stat in ("mean", "q50")),
     _m("rbf_cka", "CKA", "similarity", "[0, 1]", "sample", _ORTH,
        description="RBF-kernel CKA, median-heuristic bandwidth"),
-    _m("mmd_rbf", "drift", "distance", "ℝ (unbiased)", "sample", ("orthogonal", "translation", "sample permutation"),
-       "p = q", description="paired unbiased MMD², RBF kernel"),
+    _m("mmd_rbf", "drift", "distance", "ℝ (unbiased)", "sample",
+       ("orthogonal of both", "isotropic scaling of both", "translation of both",
+        "sample permutation"), "p = q", description="paired unbiased MMD², RBF kernel"),
     _m("mutual_knn_overlap", "neighbours", "similarity", "[0, 1]", "sample",
        ("orthogonal", "isotropic scaling", "sample permutation"), "n > 10",
        description="mutual k-NN overlap (Huh et al. 2024), k = 10"),
@@ -102,12 +123,16 @@ _ENTRIES = [
     _m("jaccard_knn", "neighbours", "similarity", "[0, 1]", "sample",
        ("orthogonal", "isotropic scaling", "sample permutation"), "n > 10", False,
        "Jaccard similarity of the k-NN sets, k = 10"),
-    *(_m(f"twonn_dimension_{side}", "intrinsic dimension", "property", "(0, p]", "sample",
-         ("orthogonal", "isotropic scaling", "translation", "sample permutation"), "n ≥ 10", False,
-         f"TwoNN intrinsic dimension (Facco et al. 2017) of the {side} features")
-      for side in ("base", "tuned")),
+    *(_m(f"{est}_dimension_{side}", "intrinsic dimension", "property", "(0, ∞)", "sample",
+         ("orthogonal", "isotropic scaling", "translation", "sample permutation"), need, False,
+         f"{what} of the {side} features")
+      for est, need, what in _ID for side in ("base", "tuned")),
+    # the ratio tuned / base, as the report reads the ranks (1 = unchanged)
+    *(_m(f"{est}_dimension_ratio", "intrinsic dimension", "property", "(0, ∞), 1 = unchanged",
+         "sample", ("orthogonal", "isotropic scaling", "translation", "sample permutation"), need,
+         False, f"{what}, tuned / base") for est, need, what in _ID),
     _m("energy_distance", "drift", "distance", "[0, ∞)", "sample",
-       ("orthogonal", "translation of both", "sample permutation"), "p = q", False,
+       ("orthogonal of both", "translation of both", "sample permutation"), "p = q", False,
        "energy distance (Székely), V-statistic"),
 ]
 
@@ -115,7 +140,8 @@ REGISTRY: dict[str, MetricInfo] = {m.name: m for m in _ENTRIES}
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(m.family for m in _ENTRIES))
 # prefixes that select several keys: "effective_rank" → _base and _tuned, "mmd" → both kernels
 PREFIXES = ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio",
-            "cosine_similarity", "relative_shift", "mmd", "twonn_dimension", "cca")
+            "cosine_similarity", "relative_shift", "mmd", "twonn_dimension", "mle_dimension",
+            "cca")
 
 
 def default_names() -> list[str]:

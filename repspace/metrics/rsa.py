@@ -55,7 +55,7 @@ from repspace._validation import (
 )
 from repspace.functional.distances import distances
 
-__all__ = ["RSAResult", "rdm", "rsa", "DISTANCES", "RSA_METHODS"]
+__all__ = ["DISTANCES", "RSA_METHODS", "RSAResult", "rdm", "rsa"]
 
 DISTANCES = ("correlation", "euclidean", "cosine")
 RSA_METHODS = ("spearman", "pearson")

@@ -11,6 +11,7 @@ from repspace.report.result import CompareResult
 
 CSV_COLUMNS = ("checkpoint", "layer", "layer_index", "metric", "value", "se", "low", "high")
 HEADLINE = ("linear_cka", "linear_cka_debiased", "effective_rank_base", "effective_rank_tuned",
+            "twonn_dimension_ratio", "mle_dimension_ratio",  # opt-in: shown when computed
             "frechet_distance", "cosine_similarity_mean")
 
 

@@ -142,3 +142,39 @@ def test_arguments_are_checked():
         mle_dimension(x, 2, unbiased=True)
     with pytest.raises(ValueError, match="TwoNN needs at least 3 samples"):
         twonn_dimension(x[:2])
+
+
+def test_report_jobs_give_each_side_once_and_the_ratio_tuned_over_base(monkeypatch):
+    """compare's keys: TwoNN and MLE of each side (the independent formulas above) and their
+    ratio tuned / base, each side estimated once however many keys read it."""
+    from repspace.metrics import intrinsic
+
+    rng = np.random.default_rng(3)
+    x, y = on_a_subspace(rng, 300, 3, 12), on_a_subspace(rng, 300, 6, 12)
+    calls = []
+    for name, fn in list(intrinsic.ESTIMATORS.items()):
+        monkeypatch.setitem(intrinsic.ESTIMATORS, name,
+                            lambda t, _fn=fn, _n=name: calls.append(_n) or _fn(t))
+    jobs = intrinsic.report_jobs(x, y)
+    got = {k: job() for k, job in jobs.items()}
+    assert sorted(calls) == ["mle", "mle", "twonn", "twonn"]
+    assert got["twonn_dimension_base"] == pytest.approx(twonn_formula(x), rel=1e-10)
+    assert got["mle_dimension_tuned"] == pytest.approx(mle_formula(y, 20), rel=1e-10)
+    for est in ("twonn", "mle"):
+        assert got[f"{est}_dimension_ratio"] == pytest.approx(
+            got[f"{est}_dimension_tuned"] / got[f"{est}_dimension_base"], rel=1e-15)
+        assert 1.4 < got[f"{est}_dimension_ratio"] < 2.6  # 6 vs 3 dimensions
+    from repspace.metrics.registry import REGISTRY
+    assert set(jobs) <= set(REGISTRY)  # every key compare reports is registered
+
+
+def test_report_jobs_fail_loudly_on_every_key_a_bad_side_feeds():
+    from repspace.metrics import intrinsic
+
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((15, 5)), rng.standard_normal((15, 5))  # n < k + 1 for MLE
+    jobs = intrinsic.report_jobs(x, y)
+    assert jobs["twonn_dimension_ratio"]() > 0
+    for key in ("mle_dimension_base", "mle_dimension_tuned", "mle_dimension_ratio"):
+        with pytest.raises(ValueError, match="k must be an integer"):
+            jobs[key]()
