@@ -336,3 +336,31 @@ assert rc in (0, 2) and not heavy, (rc, heavy)
     assert run.returncode == 0, run.stderr
     plan = json.loads(run.stdout)
     assert plan["models"][1]["adapter"].startswith("LoRA r=4 on ")
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2", "phi3"])
+def test_zoo_checkpoints_are_counted_as_the_loaded_models_hold_them(arch, tmp_path_factory):
+    """The zoo's saved models (real tokenizers, their pad ids, save_pretrained's config.json)
+    and LoRA adapters: parameters as loaded, the blocks' outputs as wide as planned."""
+    import torch
+
+    from repspace.capture import LayerCapture
+    from tests.compat import checks
+
+    root = tmp_path_factory.getbasetemp() / "plan-zoo"
+    paths = checks.build(arch, root)
+    s = CompareConfig(num_samples=64)
+    plan = fast_plan(str(paths["base"]), [str(paths["lora"]), str(paths["full"])], s)
+    assert plan is not None
+    model = checks.load(paths["base"])
+    assert plan.models[0].parameters == sum(p.numel() for p in model.parameters())
+    assert plan.models[2].parameters == plan.models[0].parameters  # the full fine-tune
+    ids = torch.tensor([[1, 2, 3]])
+    with LayerCapture(model, [la.name for la in plan.layers]) as cap, torch.no_grad():
+        states = cap.forward({"input_ids": ids})
+    assert {la.name: la.p for la in plan.layers} == {n: s.shape[-1] for n, s in states.items()}
+    from peft import PeftModel
+
+    lora = PeftModel.from_pretrained(model, paths["lora"])
+    assert plan.models[1].adapter_parameters == sum(
+        p.numel() for n, p in lora.named_parameters() if "lora_" in n)
