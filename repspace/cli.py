@@ -28,7 +28,7 @@ COMMANDS = {
     "metrics": ("repspace.metrics.cli", "add_parser", "run"),
     "pretrain": ("repspace.training.pretrain", "add_pretrain_parser", "run_pretrain"),
     "study": ("repspace.study.cli", "add_study_parser", "run_study_cli"),
-    "weights": ("repspace.compare.weights", "add_weights_parser", "run_weights"),
+    "weights": ("repspace.compare.weights_cli", "add_parser", "run"),
 }
 
 
