@@ -1,10 +1,13 @@
 """Wall time per stage of one run (``repspace compare --profile``).
 
-Stages do not nest, so they add up: ``load`` (probe data and checkpoints), ``inputs``
-(tokenising / image processing of each batch), ``forward`` (the models' forwards with the
-capture hooks), ``pooling`` (aligning and pooling the captured states), ``statistics``
-(streaming them into the accumulators), ``metrics`` and ``report``; ``other`` is the rest of
-the wall time.  Outside :func:`profiling`, :func:`stage` costs one global lookup.
+Stages: ``load`` (probe data and checkpoints), ``inputs`` (tokenising / image processing of
+each batch), ``forward`` (the models' forwards with the capture hooks), ``pooling`` (aligning
+and pooling the captured states), ``statistics`` (streaming them into the accumulators),
+``metrics`` and ``report``; ``other`` is the rest of the wall time.  A stage entered inside
+another (the forwards of an analysis inside ``metrics``, the first batch built inside
+``load``) counts for the inner stage only: each second is counted once, so the stages and
+``other`` add up to the total (100 %).  Outside :func:`profiling`, :func:`stage` costs one
+global lookup.
 """
 from __future__ import annotations
 
@@ -24,6 +27,14 @@ class Profile:
         self.start = time.perf_counter()
         self.end: float | None = None
         self.seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        # open stages, innermost last: [name, seconds its inner stages took so far]
+        self.open: list[list] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        """``seconds`` for stage ``name``, taken out of the stage it ran inside (if any)."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        if self.open:
+            self.open[-1][1] += seconds
 
     @property
     def total(self) -> float:
@@ -35,7 +46,8 @@ class Profile:
         rows = [(s, t) for s, t in self.seconds.items()]
         rows.append(("other", max(total - sum(self.seconds.values()), 0.0)))
         lines = [f"  {s:<11}{t:9.3f} s  {100 * t / total if total else 0:5.1f} %" for s, t in rows]
-        return "\n".join(["profile (wall time per stage):", *lines, f"  {'total':<11}{total:9.3f} s"])
+        title = "profile (wall time per stage; a stage inside another counts in the inner one):"
+        return "\n".join([title, *lines, f"  {'total':<11}{total:9.3f} s  100.0 %"])
 
 
 _active: Profile | None = None
@@ -61,16 +73,23 @@ def stage(name: str) -> Iterator[None]:
         yield
         return
     t = time.perf_counter()
+    frame = [name, 0.0]
+    prof.open.append(frame)
     try:
         yield
     finally:
-        prof.seconds[name] = prof.seconds.get(name, 0.0) + time.perf_counter() - t
+        prof.open.pop()
+        # its own time: the wall time less what its inner stages already counted
+        prof.add(name, time.perf_counter() - t - frame[1])
+        if prof.open:  # the inner stages' share is the enclosing stage's inner share too
+            prof.open[-1][1] += frame[1]
 
 
 def add_time(name: str, seconds: float) -> None:
-    """Add ``seconds`` to stage ``name`` of the active profile, if any."""
+    """Add ``seconds`` to stage ``name`` of the active profile, if any (taken out of the
+    stage it was measured inside)."""
     if _active is not None:
-        _active.seconds[name] = _active.seconds.get(name, 0.0) + seconds
+        _active.add(name, seconds)
 
 
 def timed_iter(items: Iterable, name: str = "inputs") -> Iterator:

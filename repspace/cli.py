@@ -109,9 +109,13 @@ def _run_keeping_warnings(run, args, debug: bool) -> int:
             failure = exc
         held = list(caught)
     if failure is None or debug:
-        # re-issued outside the recorder: they reach the terminal (or an outer recorder)
-        for w in held:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        from repspace.cli_errors import plain_warnings
+
+        # re-issued outside the recorder: they reach the terminal (or an outer recorder),
+        # one line each (no source line of the library that raised them)
+        with plain_warnings(debug):
+            for w in held:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if failure is not None:
         raise failure
     return code

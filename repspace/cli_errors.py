@@ -8,12 +8,15 @@ exit code 1.  Ctrl-C and SIGTERM: exit 130 / 143, after the command's own clean-
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
 import sys
+from collections.abc import Iterator
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
-           "Terminated", "one_line", "printable", "escape_text", "EscapingStream", "classify"]
+           "Terminated", "one_line", "printable", "escape_text", "EscapingStream", "classify",
+           "format_warning", "plain_warnings"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 _MAX_CHARS = 1500
@@ -75,6 +78,27 @@ class EscapingStream:
 
     def __getattr__(self, name):  # flush, isatty, fileno, encoding, buffer, …
         return getattr(self._stream, name)
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command line shows it: ``UserWarning: message`` on one line.
+    Python's default adds ``file:line:`` and the source line that raised it (a line of
+    peft's or repspace's code), which tells a user nothing; ``--debug`` keeps the default."""
+    return f"{category.__name__}: {one_line(message)}\n"
+
+
+@contextlib.contextmanager
+def plain_warnings(debug: bool = False) -> Iterator[None]:
+    """Show warnings with :func:`format_warning` within the block (unless ``debug``)."""
+    import warnings
+
+    saved = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
 
 
 def _os_error(exc: OSError) -> str:

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from repspace._threads import add_threads_option
 from repspace.report.summary import summarize
 from repspace.report.tables import terminal_table
 
@@ -33,7 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "given, e.g. --name base=MiniLM --name tuned1=LoRA-r8")
     p.add_argument("-o", "--output", default="repspace-report", help="report folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
-    p.add_argument("--probe", default="builtin", help="probe data: 'builtin', a .txt (one sample "
+    p.add_argument("--probe", default="builtin", help="probe data: 'builtin' (shapes-world "
+                   "captions and images), 'general' (256 diverse general-text sentences on 16 "
+                   "topics: how far the model moved off its training task), a .txt (one sample "
                    "per line), .jsonl/.csv (text and/or image), or an image folder")
     p.add_argument("--num-samples", type=int, default=512, help="probe samples (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -42,7 +45,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "or presets (blocks, vision, text, embeddings); see `repspace layers`")
     p.add_argument("--pooling", default="mean", choices=["mean", "first", "cls", "last", "tokens"])
     p.add_argument("--metrics", type=_csv_list, default=None,
-                   help="comma-separated metric names to report (default: all)")
+                   help="comma-separated metric names, families (effective_rank, mmd, ...), "
+                        "'default' (what a plain compare computes) or 'all' (every metric, opt-in "
+                        "ones included), mixed freely: default,linear_cka_null adds one metric "
+                        "(default: default; `repspace metrics` lists them)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto (under torchrun, "
                    "cuda/auto mean each rank's own GPU)")
     p.add_argument("--device-map", default=None, help="load the models with accelerate's "
@@ -116,6 +122,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="print the wall time of each stage (load, "
                    "inputs, forward, pooling, statistics, metrics, report) on stderr at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_option(p)
     return p
 
 
@@ -293,6 +300,10 @@ def _run(args) -> int:
     preflight(args)
     if args.plan:
         return _plan(args)
+    from repspace._threads import apply_threads
+    from repspace.checkpoints import resolve_spec
+
+    apply_threads(resolve_spec(args.base), args.threads)
     base_label, tuned_labels = parse_names(args)
     swapped = swapped_warning(args.base, args.tuned)
     if swapped:
