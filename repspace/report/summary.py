@@ -54,12 +54,32 @@ def summarize(result: CompareResult) -> str:
     n = result.probe.get("num_samples")
     tail = f" Measured on {n} probe samples" if n else " Measured"
     tail += f" at {len(result.layers)} layer(s) against {result.base.name}."
-    return " ".join(sentences) + tail
+    bound = rank_bound(result)
+    return " ".join(sentences) + tail + (f" {bound}" if bound else "")
+
+
+def rank_bound(result: CompareResult) -> str:
+    """The ceiling every rank in the report lives under, as a sentence ("" when no rank was
+    measured): a rank of n centred rows of d features is at most min(n − 1, d), so 256 probe
+    samples of a 384-wide layer cannot show an effective rank above 255 -- a rank near the
+    ceiling says the probe is too small to tell, not that the layer uses every direction."""
+    ranked = any(m.startswith(("effective_rank", "numerical_rank", "participation_ratio",
+                               "stable_rank")) for m in result.metric_names())
+    if not ranked:
+        return ""
+    n = result.probe.get("num_samples")
+    tokens = (result.settings or {}).get("pooling") == "tokens"
+    if isinstance(n, int) and n > 1 and not tokens:
+        return (f"Ranks are bounded by min(n − 1, d): with n = {n} probe samples no layer can "
+                f"exceed {n - 1}, whatever its width d.")
+    return "Ranks are bounded by min(n − 1, d) (n rows, d features per layer)."
 
 
 def _pm(value: float, iv: dict | None, digits: int) -> str:
-    """``24.1 ± 2.1`` (half the interval), or the value alone without one."""
+    """``24.1 ± 2.1`` (half the interval), or the value alone without one (never ``-0.0``)."""
     text = f"{value:.{digits}f}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
     if iv and np.isfinite(iv.get("low", np.nan)) and np.isfinite(iv.get("high", np.nan)):
         text += f" ± {(iv['high'] - iv['low']) / 2:.{digits}f}"
     return text

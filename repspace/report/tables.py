@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 import re
@@ -49,13 +48,23 @@ def _fmt(v, iv: dict | None = None) -> str:
     return text
 
 
+# "&" only where it would start an entity ("&amp;" would otherwise print as "&"): a plain
+# "Roy & Vetterli" stays readable in the .md file and renders as written.
+_ENTITY_START = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+
+
 def md_text(text) -> str:
-    """``text`` as literal markdown: one line, markdown punctuation backslash-escaped and
-    HTML escaped (names come from checkpoint and probe files, i.e. from anyone)."""
+    """``text`` as literal markdown: one line, markdown punctuation backslash-escaped, HTML
+    tags and entities neutralised, control characters and the invisible characters that
+    reorder or hide text (bidi overrides U+202A–U+202E, isolates U+2066–U+2069, zero-width
+    characters) shown escaped: names come from checkpoint and probe files, i.e. from anyone."""
+    from repspace.cli_errors import printable
+
     text = " ".join(str(text).split())
     text = re.sub(r"([\\`*_{}\[\]()#|~$^])", r"\\\1", text)  # mid-line: - . + ! are inert
-    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
-    return html.escape(text, quote=False)
+    text = printable(text)  # one line already: every control / invisible character escaped
+    text = _ENTITY_START.sub("&amp;", text)
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def grid(result: CompareResult, metrics=HEADLINE) -> tuple[list[str], list[list[str]]]:

@@ -28,7 +28,7 @@ from repspace.outputs import apply_umask, check_output, publish, staging_dir
 from repspace.report import analyses as _analyses  # noqa: F401 - registers the analysis captions
 from repspace.report import plots as _plots
 from repspace.report.result import CompareResult
-from repspace.report.summary import summarize
+from repspace.report.summary import rank_bound, summarize
 from repspace.report.tables import grid, markdown_table, md_text, to_csv
 
 SCHEMA = "repspace.report"
@@ -229,6 +229,9 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
     lines += ["", "## Key numbers", "", "| " + " | ".join(md_text(h) for h in head) + " |",
               "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
+    bound = rank_bound(result)
+    if bound:
+        lines += ["", md_text(bound)]
     lines += ["", "## Per-layer metrics", "", "<details><summary>Full table "
               f"({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary>",
               "", markdown_table(result), "", "</details>", "",
@@ -252,9 +255,12 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
 
 
 def _h(text) -> str:
-    """HTML-escaped text with control characters (terminal escapes, NUL) made visible."""
-    return html.escape(re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}",
-                              str(text)))
+    """HTML-escaped text with control characters (terminal escapes, NUL) and the invisible
+    characters that reorder or hide text (bidi overrides and isolates, zero-width
+    characters: a checkpoint named ``lora-\u202egnp.exe``) made visible."""
+    from repspace.cli_errors import escape_text
+
+    return html.escape(escape_text(str(text)).replace("\r", "\\x0d"))
 
 
 def _html(result: CompareResult, summary: str, plots: dict[str, list[str]], root: Path) -> str:
@@ -310,7 +316,7 @@ ul.warnings {{ background: #fff6e5; border-left: 4px solid #E69F00; padding: 0.6
 <h2>Setup</h2><table class="setup">{setup}</table>
 {warned}
 <h2>Key numbers</h2><div class="scroll">{key}</div>
-<p><small>Mean and minimum over the {len(result.layers)} compared layers; effective-rank ratio = tuned / base at the last layer (1 = unchanged).</small></p>
+<p><small>Mean and minimum over the {len(result.layers)} compared layers; effective-rank ratio = tuned / base at the last layer (1 = unchanged). {_h(rank_bound(result))}</small></p>
 <h2>Per-layer metrics</h2>
 <details><summary>Full table ({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary><div class="scroll">{full}</div></details>
 {analyses}
