@@ -231,6 +231,7 @@ class SizedBatches:
 
 def _batches(probe, model, wanted, processor, tok, padding, accepted, start_id, image_token, cap,
              text_only, budget, max_length, batch_size) -> Iterator[dict]:
+    from repspace.probe.batch_check import check_batch, finish_batch
     from repspace.probe.prompts import count_image_tokens, image_prompts, prompt_mode, truncate_texts
 
     mode = None
@@ -267,4 +268,8 @@ def _batches(probe, model, wanted, processor, tok, padding, accepted, start_id, 
             batch["input_ids"] = batch["input_ids"].clone()
             batch["input_ids"][:, 0] = start_id
         _decoder_inputs(model, batch, accepted, image_token)
+        # what training checks before its forward too: contiguous, dtypes, shapes, ids in the
+        # vocabulary, image tokens with images (a failure names the field)
+        batch = finish_batch(batch)
+        check_batch(model, batch, what="probe batch", image_token=image_token)
         yield batch

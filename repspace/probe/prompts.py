@@ -12,7 +12,11 @@
   template when it has one (a user turn: the image, then the probe text), else the
   processor's ``image_token`` before the text — unless the processor inserts the
   placeholders itself (PaliGemma, BLIP-2).  :func:`prompt_mode` tries each on the first
-  sample and keeps the first whose processor output carries image tokens.
+  sample and keeps the first whose processor output carries image tokens.  The chat template
+  is the processor's, else the tokenizer's (a folder may keep it in ``chat_template.json``
+  or in ``tokenizer_config.json``).  Training (:mod:`repspace.training.tasks.vlm`) builds its
+  prompts with the same functions (with the generation prompt, the answer following), so
+  whatever ``compare`` can feed a model, ``train`` can too.
 - **Truncation.** ``max_length`` counts the probe text's own tokens: :func:`truncate_texts`
   cuts the text *before* the processor adds image tokens, template and special tokens, so
   truncation can never cut image placeholders.
@@ -21,7 +25,8 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["tokenizer_of", "with_pad_token", "truncate_texts", "image_prompts", "count_image_tokens"]
+__all__ = ["tokenizer_of", "with_pad_token", "truncate_texts", "image_prompts", "count_image_tokens",
+           "chat_template_of", "prompt_mode"]
 
 
 def tokenizer_of(processor):
@@ -104,15 +109,33 @@ def count_image_tokens(enc, image_token: int | None) -> int:
     return int((torch.as_tensor(ids) == image_token).sum())
 
 
-def _chat_prompt(processor, text: str) -> str:
+def chat_template_of(processor) -> str | dict | None:
+    """The chat template a prompt is rendered with: the processor's own, else its tokenizer's
+    (folders keep it in ``chat_template.json`` / ``.jinja`` or in ``tokenizer_config.json``)."""
+    own = getattr(processor, "chat_template", None)
+    if own:
+        return own
+    tok = tokenizer_of(processor)
+    theirs = getattr(tok, "chat_template", None) if tok is not None else None
+    return theirs or None
+
+
+def _chat_prompt(processor, text: str, generation: bool = False) -> str:
     conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
+    kwargs = {}
+    if not getattr(processor, "chat_template", None):  # the tokenizer's template
+        kwargs["chat_template"] = chat_template_of(processor)
+    return processor.apply_chat_template(conversation, tokenize=False,
+                                         add_generation_prompt=generation, **kwargs)
 
 
-def image_prompts(processor, texts: list[str], mode: str) -> list[str]:
-    """The texts as prompts for ``mode``: ``"chat"``, ``"token"`` (image token first) or ``"plain"``."""
+def image_prompts(processor, texts: list[str], mode: str, generation: bool = False) -> list[str]:
+    """The texts as prompts for ``mode``: ``"chat"``, ``"token"`` (image token first) or ``"plain"``.
+
+    ``generation``: the chat template's generation prompt after the user turn (training: the
+    answer follows it); the probe feeds the user turn alone."""
     if mode == "chat":
-        return [_chat_prompt(processor, t) for t in texts]
+        return [_chat_prompt(processor, t, generation) for t in texts]
     if mode == "token":
         return [f"{processor.image_token}\n{t}" for t in texts]
     return list(texts)
@@ -138,8 +161,8 @@ def prompt_mode(processor, image_token: int | None, sample_text: str, sample_ima
     if image_token is None:
         return "plain"
     # A chat template that renders no image placeholder (a text-only template) falls through.
-    if getattr(processor, "chat_template", None) and _places_images(processor, "chat", image_token,
-                                                                    sample_text, sample_image):
+    if chat_template_of(processor) and _places_images(processor, "chat", image_token,
+                                                      sample_text, sample_image):
         return "chat"
     if _places_images(processor, "plain", image_token, sample_text, sample_image):
         return "plain"

@@ -46,6 +46,8 @@ class TrainResult:
     resumed_from: int | None = None
     timings: dict = field(default_factory=dict)
     model: torch.nn.Module | None = field(default=None, repr=False)  # the trained model (this call)
+    # multi-stage methods: stage -> (trainable parameters in it, of which the stage before trained)
+    stages: dict = field(default_factory=dict)
 
 
 def run_inputs(cfg: TrainConfig) -> list[tuple[str, str | Path]]:
@@ -253,7 +255,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     params = ParamCount(trained_numel, count_parameters(model).total)
     if not out.finished:
         return TrainResult(run_dir, cfg, params, {}, None, False, out.step, out.losses, out.resumed_from,
-                           timings, model)
+                           timings, model, out.stages)
     t = time.perf_counter()
     scores = evaluate_model(task, model, enc_test, test_records, cfg, device)
     timings["evaluate"] = time.perf_counter() - t
@@ -268,13 +270,15 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
         "base": cfg.base, "base_path": str(Path(resolved_base).resolve()) if Path(resolved_base).exists() else resolved_base,
         "base_sha256": base_sha, "scores": scores, "train_config": cfg.to_dict(), "config_hash": config_hash,
         "n_train_items": enc_train.n, "n_eval_items": enc_test.n, "final_loss": out.losses[-1] if out.losses else None,
+        # trainable_params counts every parameter trained in any stage; per stage here
+        **({"stage_trainable_params": [out.stages[k][0] for k in sorted(out.stages)]} if n_stages > 1 else {}),
     })
     shutil.rmtree(run_dir / "state", ignore_errors=True)
     with open(run_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": out.step, "test": scores, "timings": timings}) + "\n")
     model.eval()
     return TrainResult(run_dir, cfg, params, scores, manifest, True, out.step, out.losses, out.resumed_from,
-                       timings, model)
+                       timings, model, out.stages)
 
 
 

@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_train_parser", "run_train", "parse_option"]
+__all__ = ["add_train_parser", "run_train", "parse_option", "resume_command"]
+
+_PARSER: list = []  # the train parser, to write the command that resumes an interrupted run
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -78,7 +80,56 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
                    help="probe of --track-every, as compare's --probe (default: %(default)s)")
     p.add_argument("--track-samples", type=int, default=128,
                    help="probe samples of --track-every (default: %(default)s)")
+    _PARSER[:] = [p]
     return p
+
+
+def resume_command(args, output_dir: str) -> str:
+    """The ``repspace train`` command line that resumes the run ``args`` started: every
+    option given a non-default value, ``-o`` spelled out, ``--overwrite`` dropped (it would
+    start over) and ``--resume`` added."""
+    import shlex
+
+    words = ["repspace", "train"]
+    skip = {"help", "output", "overwrite", "resume"}
+    for action in (_PARSER[0]._actions if _PARSER else []):
+        if action.dest in skip or not action.option_strings:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default or value is None:
+            continue
+        flag = max(action.option_strings, key=len)
+        if isinstance(value, bool):
+            words.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    words += ["-o", str(output_dir), "--resume"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _say_interrupted(args, output_dir: str, steps: int, err) -> None:
+    """Ctrl-C / SIGTERM during training: which step is saved and the command that resumes."""
+    from repspace.training.state import latest_state
+
+    saved = latest_state(Path(output_dir))
+    if saved is None or not isinstance(saved.get("step"), int):
+        print(f"repspace train: no step of {output_dir} was saved (stopped before the first step "
+              "ended); rerunning the same command starts it again", file=err, flush=True)
+        return
+    print(f"repspace train: state saved at step {saved['step']} of {steps} in "
+          f"{Path(output_dir) / 'state'}; resume with:\n  {resume_command(args, output_dir)}",
+          file=err, flush=True)
+
+
+def _stage_summary(manifest: dict | None) -> str:
+    """``" (stage 1: 5,760; stage 2: 14,976)"`` from a multi-stage run's manifest, else ``""``."""
+    counts = (manifest or {}).get("stage_trainable_params")
+    if not isinstance(counts, list) or len(counts) < 2:
+        return ""
+    return " (" + "; ".join(f"stage {k}: {n:,}" for k, n in enumerate(counts, 1)) + ")"
 
 
 def run_train(args) -> int:
@@ -104,14 +155,30 @@ def run_train(args) -> int:
     if not args.json:
         print(header, file=err)
 
+    from repspace.methods import make_config
+
+    n_stages = type(make_config(cfg.method, **options)).num_stages
+
     def announce(params) -> None:
         if args.json:  # on stderr: only once training starts, so a refusal stays one line there
             print(header, file=err)
-        print(f"trainable parameters: {params}", file=err, flush=True)
+        if n_stages > 1:  # the manifest counts every stage: the total comes at the end
+            print(f"trainable parameters in stage 1 of {n_stages}: {params}; later stages add "
+                  "theirs (the total over all stages, which the manifest records, is printed "
+                  "at the end)", file=err, flush=True)
+        else:
+            print(f"trainable parameters: {params}", file=err, flush=True)
 
-    result = train(cfg, progress=not args.no_progress, on_start=announce,
-                   track_every=args.track_every, track_probe=args.track_probe,
-                   track_samples=args.track_samples)
+    try:
+        result = train(cfg, progress=not args.no_progress, on_start=announce,
+                       track_every=args.track_every, track_probe=args.track_probe,
+                       track_samples=args.track_samples)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the loop saved its last complete step
+        _say_interrupted(args, cfg.output_dir, cfg.steps, sys.stderr)
+        raise
+    if n_stages > 1 and result.manifest is not None:
+        print(f"trainable parameters over all {n_stages} stages: {result.params}"
+              f"{_stage_summary(result.manifest)}, as the manifest records", file=err)
     if result.resumed_from is not None:
         print(f"resumed from step {result.resumed_from}", file=err)
     if args.json:

@@ -111,6 +111,8 @@ class LoopResult:
     model: nn.Module | None = None
     trained: set = field(default_factory=set)   # ids of parameters trained in any stage
     seconds: float = 0.0
+    # stage -> (trainable parameters once it is built, of which kept from the stage before)
+    stages: dict = field(default_factory=dict)
 
 
 class Loop:
@@ -154,6 +156,15 @@ class Loop:
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         atomic_write_text(self.log_path, "".join(k + "\n" for k in keep))
 
+    @staticmethod
+    def _count(model: nn.Module, stages: dict, k: int, before: set) -> set:
+        """Record stage ``k``'s trainable count (and how many of those stage ``k - 1`` trained);
+        returns the ids of the parameters trainable now."""
+        now = {id(p): p for p in model.parameters() if p.requires_grad}
+        stages[k] = (sum(p.numel() for p in now.values()),
+                     sum(p.numel() for i, p in now.items() if i in before))
+        return set(now)
+
     def _save(self, model, opt, step: int, applied: int, trained: set) -> None:
         save_state(self.run_dir, step, applied, self.weights(model, trained), opt.state_dict(),
                    {"config_hash": self.hash})
@@ -182,6 +193,8 @@ class Loop:
         cfg, total = self.cfg, self.bounds[-1]
         start, resumed_from, applied = 0, None, 1  # applied: stages built into the model
         trained = {id(p) for p in model.parameters() if p.requires_grad}
+        stages: dict = {}
+        current = self._count(model, stages, 1, set())
         state = None
         if latest_state(self.run_dir) is not None:
             weights, opt_state, meta = load_state(self.run_dir)
@@ -190,6 +203,7 @@ class Loop:
             start = resumed_from = int(meta["step"])
             for applied in range(2, int(meta["stage"]) + 1):
                 model = self.apply_stage(model, applied)
+                current = self._count(model, stages, applied, current)
             from repspace.methods import load_trainable_state_dict
 
             load_trainable_state_dict(model, weights, f"{self.run_dir}/state")
@@ -224,10 +238,12 @@ class Loop:
                     applied += 1
                     model = self.apply_stage(model, applied).to(self.device)
                     trained |= {id(p) for p in model.parameters() if p.requires_grad}
+                    current = self._count(model, stages, applied, current)
                     opt = self.optimizer(model)
                 model.train()
                 batch = {n: v.to(self.device) for n, v in
                          self.enc.batch(batch_indices(step, self.enc.n, cfg.batch_size, cfg.seed)).items()}
+                self.task.check(model, batch)  # repspace's inputs verified: a failure past here is the model's
                 loss = self.task.loss(model, batch)
                 if not torch.isfinite(loss):
                     raise ValueError(self._non_finite(loss.item(), step))
@@ -266,4 +282,6 @@ class Loop:
                 applied += 1
                 model = self.apply_stage(model, applied).to(self.device)
                 trained |= {id(p) for p in model.parameters() if p.requires_grad}
-        return LoopResult(step, step >= total, losses, resumed_from, model, trained, time.perf_counter() - t0)
+                current = self._count(model, stages, applied, current)
+        return LoopResult(step, step >= total, losses, resumed_from, model, trained,
+                          time.perf_counter() - t0, stages)

@@ -32,12 +32,11 @@ def tokenizer_of(processor) -> Any:
 
 
 def pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
-    """``(len(rows), max_len)`` int64, right-padded with ``value``."""
-    width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.as_tensor(list(r), dtype=torch.long)
-    return out
+    """``(len(rows), max_len)`` int64, right-padded with ``value`` (the probe's
+    :func:`repspace.probe.layout.pad_rows`: one layout for compare and train)."""
+    from repspace.probe.layout import pad_rows
+
+    return pad_rows(rows, value)
 
 
 class PixelStore:
@@ -100,13 +99,18 @@ class Encoded:
     pixels: PixelStore | None = None
 
     def batch(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The records ``idx`` as model inputs, padding trimmed to the batch's longest row;
+        every tensor contiguous (a trimmed ``[:, :width]`` view is not, and model code calls
+        ``.view`` on its inputs: T5's loss does ``labels.view(-1)``)."""
+        from repspace.probe.batch_check import finish_batch
+
         out = {k: v[idx] for k, v in self.tensors.items()}
         for name, mask in self.trim.items():
             width = int(out[mask].sum(1).max())
             out[name] = out[name][:, :width]
         if self.pixels is not None:
             out["pixel_values"] = self.pixels.get(idx)
-        return out
+        return finish_batch(out)
 
 
 class Task:
@@ -143,6 +147,13 @@ class Task:
     # Data, loss, prediction --------------------------------------------------------------
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
         raise NotImplementedError
+
+    def check(self, model: nn.Module, batch: dict[str, torch.Tensor], what: str = "training batch") -> None:
+        """Verify ``batch`` before the forward (:func:`repspace.probe.batch_check.check_batch`):
+        a failure names the field and is repspace's error, not the model's."""
+        from repspace.probe.batch_check import check_batch
+
+        check_batch(model, batch, what=f"{self.kind} {what}")
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # "label_mask" only trims a batch to its longest target; no model takes it

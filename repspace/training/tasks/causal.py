@@ -19,6 +19,7 @@ from typing import Sequence
 
 import torch
 
+from repspace.probe.layout import answer_rows
 from repspace.training.tasks.base import Encoded, PixelStore, Task, generate_by_length, pad
 from repspace.training.tasks.encoder_head import EncoderClassificationTask
 
@@ -69,8 +70,9 @@ class CausalLMTask(Task):
         for r, p in zip(records, prompts):
             target = self.text_ids(r["caption"] if self.task == "captioning" else r["answer"],
                                    lead_space=True) + [self.eos]
-            rows.append(p + target)
-            labels.append([-100] * len(p) + target)
+            row, label = answer_rows(p, target, seq2seq=False)
+            rows.append(row)
+            labels.append(label)
         t = {"input_ids": pad(rows, self.pad_id), "attention_mask": pad([[1] * len(r) for r in rows], 0),
              "labels": pad(labels, -100)}
         pixels = PixelStore(self.image_processor, records) if self.image else None
@@ -85,6 +87,7 @@ class CausalLMTask(Task):
                       eos_token_id=self.eos, pad_token_id=self.pad_id)
             if self.image:
                 kw["pixel_values"] = enc.pixels.get(rows).to(dev)
+            self.check(model, {k: v for k, v in kw.items() if torch.is_tensor(v)}, "generation input")
             out = model.generate(**kw, **gen_kwargs)
             return out[:, ids.shape[1]:].cpu()
 

@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from repspace.probe.layout import answer_rows
 from repspace.training.tasks.base import Encoded, Task, generate_by_length, pad
 
 __all__ = ["TextToTextTask"]
@@ -42,7 +43,9 @@ class TextToTextTask(Task):
 
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
         src = [self.source(r) for r in records]
-        tgt = [self.text_ids(r["answer"]) + [self.eos] for r in records]
+        # the encoder reads the source, the labels are the answer (T5 shifts them itself)
+        tgt = [answer_rows(s, self.text_ids(r["answer"]) + [self.eos], seq2seq=True)[1]
+               for s, r in zip(src, records)]
         t = {"input_ids": pad(src, self.pad_id), "attention_mask": pad([[1] * len(x) for x in src], 0),
              "labels": pad(tgt, -100), "label_mask": pad([[1] * len(x) for x in tgt], 0)}
         trim = {"input_ids": "attention_mask", "attention_mask": "attention_mask",
@@ -53,6 +56,7 @@ class TextToTextTask(Task):
         dev = next(model.parameters()).device
 
         def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            self.check(model, {"input_ids": ids}, "generation input")
             out = model.generate(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                  eos_token_id=self.eos, pad_token_id=self.pad_id, **gen_kwargs)

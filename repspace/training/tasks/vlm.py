@@ -6,9 +6,16 @@ The prompt is what each model's processor expects, built by the processor itself
 tokens are expanded exactly as at inference -- LLaVA-NeXT's anyres grid, Idefics3's image
 splitting, BLIP-2's query tokens, PaliGemma's image prefix + ``bos``):
 
-* a processor with a chat template: one user turn ``[image, text]``, generation prompt on;
+* how the image gets into the prompt is decided as the probe decides it
+  (:func:`repspace.probe.prompts.prompt_mode`, on the first record): the chat template when
+  one renders image placeholders (the processor's, else the tokenizer's), else the plain
+  text when the processor inserts the placeholders itself (PaliGemma, BLIP-2), else the
+  processor's ``image_token`` before the text (LLaVA-NeXT, Idefics3, Qwen2-VL saved without
+  a chat template) -- so whatever ``compare`` can feed a model, training can too;
+* chat: one user turn ``[image, text]``, generation prompt on;
 * PaliGemma: ``caption en`` / ``answer en <question>`` (its task-prefix convention);
-* otherwise (BLIP-2): ``""`` / ``Question: <question> Answer:`` (the BLIP-2 paper's VQA prompt).
+* otherwise: ``""`` / ``Question: <question> Answer:`` (the BLIP-2 paper's VQA prompt),
+  after the image token where the processor needs one.
 
 The text is the question for VQA and ``Describe the image.`` for captioning (chat models).
 The sequence is ``prompt + answer [eos]`` with labels ``-100`` on the prompt and padding, so
@@ -26,6 +33,7 @@ from typing import Sequence
 
 import torch
 
+from repspace.probe.layout import answer_rows
 from repspace.training.tasks.base import Encoded, Task, generate_by_length, pad
 
 __all__ = ["ImageTextToTextTask"]
@@ -73,19 +81,26 @@ class ImageTextToTextTask(Task):
         if self.eos is None:
             raise ValueError(f"{name}: its tokenizer has no eos token to end answers with")
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos
-        self.chat = bool(getattr(processor, "chat_template", None))
+        from repspace.capture.tokens import image_token_id
+
+        self.image_token = image_token_id(model)
+        self.mode: str | None = None  # "chat" / "plain" / "token", decided on the first record
 
     # -- prompts ------------------------------------------------------------------------------
     def prompt_text(self, r: dict) -> str:
+        from repspace.probe.prompts import image_prompts, prompt_mode
+
         question = r["question"] if self.task == "vqa" else None
-        if self.chat:
-            text = question if question is not None else CAPTION_INSTRUCTION
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        chat_text = question if question is not None else CAPTION_INSTRUCTION
+        if self.mode is None:  # the probe's rule, tried on this record's text and image
+            self.mode = prompt_mode(self.processor, self.image_token, chat_text, r["image"])
+        if self.mode == "chat":
+            return image_prompts(self.processor, [chat_text], "chat", generation=True)[0]
         if self.model_type == "paligemma":
             image = getattr(self.processor, "image_token", "<image>")
             return image + ("caption en" if question is None else f"answer en {question}")
-        return "" if question is None else f"Question: {question} Answer:"
+        text = "" if question is None else f"Question: {question} Answer:"
+        return image_prompts(self.processor, [text], self.mode)[0]
 
     def _process(self, r: dict) -> dict[str, torch.Tensor]:
         out = self.processor(text=[self.prompt_text(r)], images=[r["image"]], return_tensors="pt")
@@ -117,12 +132,10 @@ class ImageTextToTextTask(Task):
             prompt = out["input_ids"][0].tolist()
             target = self.target(r)
             prompts.append(prompt)
-            if self.seq2seq:
-                rows.append(prompt)
-                labels.append(target)
-            else:
-                rows.append(prompt + target)
-                labels.append([-100] * len(prompt) + target)
+            row, label = answer_rows(prompt, target, self.seq2seq)
+            rows.append(row)
+            labels.append(label)
+            if not self.seq2seq:
                 if "token_type_ids" in out:  # PaliGemma: prefix 0, suffix (the answer) 1
                     types.append(out["token_type_ids"][0].tolist() + [1] * len(target))
                 if "mm_token_type_ids" in out:  # Qwen2-VL: the answer is text (0)
@@ -161,6 +174,7 @@ class ImageTextToTextTask(Task):
             if "qformer_input_ids" in enc.tensors:
                 b = enc.batch(rows)
                 kw.update({k: b[k].to(dev) for k in ("qformer_input_ids", "qformer_attention_mask")})
+            self.check(model, {"input_ids": ids, **kw}, "generation input")
             if gen_kwargs.get("use_cache") is False and self.model_type in _CACHE_FORCED and not self.seq2seq:
                 return self._greedy_uncached(model, ids.to(dev), kw, max_new_tokens).cpu()
             out = model.generate(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
