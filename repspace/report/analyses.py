@@ -19,8 +19,13 @@ import numpy as np
 from repspace.report.plots import register_captioner
 from repspace.report.result import CompareResult
 
-__all__ = ["analysis_plots", "analysis_caption", "markdown_section", "html_section",
-           "base_capture_text"]
+__all__ = [
+    "analysis_caption",
+    "analysis_plots",
+    "base_capture_text",
+    "html_section",
+    "markdown_section",
+]
 
 
 def _f(v, digits: int = 3) -> str:
@@ -67,8 +72,8 @@ def _tables(result: CompareResult) -> list[tuple[str, str, list[str], list[list[
     if rows:
         out.append(("null", "Calibrated similarity: permutation null of linear CKA",
                     ["checkpoint", "layer", "linear CKA", "p", "z"], rows,
-                    ["p ≥ 1/(B + 1) for B permutations of the row sample: '≤' marks a p-value "
-                     "at that floor (every permutation scored lower); z says by how much"]))
+                    [("p ≥ 1/(B + 1) for B permutations of the row sample: '≤' marks a p-value "
+                      "at that floor (every permutation scored lower); z says by how much")]))
     seg = a.get("segments") or {}
     if seg:
         rows, vrows = [], []
@@ -220,30 +225,58 @@ def html_section(result: CompareResult) -> str:
 
 
 # -- figures -----------------------------------------------------------------------------------
-def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.report.plots import broken, layer_axis, save_figure
-    from repspace.report.style import legend_outside, paper_style, styles_for, subplots
-
-    seg = result.analyses.get("segments") or {}
-    series = {}
-    for name, per in seg.items():
+def _segment_series(result: CompareResult) -> dict[str, dict[str, np.ndarray]]:
+    """``{checkpoint: {segment: per-layer linear CKA}}`` of the segments with a value."""
+    series: dict[str, dict[str, np.ndarray]] = {}
+    for name, per in (result.analyses.get("segments") or {}).items():
         for s in ("text", "image", "query"):
             y = np.array([per.get(l, {}).get(s, {}).get("linear_cka", math.nan)
                           for l in result.layers], dtype=np.float64)
             if not np.isnan(y).all():
-                series[f"{name}: {s}"] = y
-    if not series or all(label.endswith(": text") for label in series):
+                series.setdefault(name, {})[s] = y
+    return series
+
+
+def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
+    from repspace.report.figures_layout import (
+        MAX_LINES,
+        broken,
+        figure_legend,
+        grid,
+        layer_axis,
+        panel_position,
+        panel_width,
+        save_figure,
+    )
+    from repspace.report.style import paper_style, styles_for
+
+    series = _segment_series(result)
+    if not series or all(set(v) == {"text"} for v in series.values()):
         return []  # text only: the figure would repeat the CKA figure
+    lines = sum(len(v) for v in series.values())
+    # more than MAX_LINES lines: one panel per checkpoint (its segments), one y axis
+    groups = [list(series)] if lines <= MAX_LINES else [[n] for n in series]
+    styles = styles_for([f"{n}: {s}" for n, per in series.items() for s in per])
     with paper_style():
-        fig, ax = subplots(figsize=(4.8, 3.0))
-        styles = styles_for(list(series))
-        for label, y in series.items():  # no line across a tower divider (report convention)
-            ax.plot(*broken(y, result.layers), **styles[label], ms=4, label=label)
-        ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
-        layer_axis(ax, result.layers)
-        ax.set_ylabel("linear CKA to the base")
-        fig.tight_layout()
-        legend_outside(ax)
+        ncols = min(3, len(groups))
+        fig, axes = grid(math.ceil(len(groups) / ncols), ncols,
+                         panel_width(len(result.layers)) if ncols == 1 else 2.45, 2.8,
+                         sharex=True, sharey=True)
+        for ax, group in zip(axes.ravel(), groups):
+            for name in group:
+                for s, y in series[name].items():  # no line across a tower divider
+                    label = f"{name}: {s}"
+                    ax.plot(*broken(y, result.layers), **styles[label], ms=4, label=label)
+            ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
+            top, bottom, left = panel_position(fig, ax)
+            layer_axis(ax, result.layers, labels=bottom, towers=top)
+            ax.set_ylabel("linear CKA to the base" if left else "")
+            if len(groups) > 1:
+                ax.set_title(group[0], loc="left", fontsize=9)
+        for ax in axes.ravel()[len(groups):]:
+            fig.delaxes(ax)
+        figure_legend(fig)
+        fig.suptitle("Similarity to the base per token segment")
         return save_figure(fig, stem)
 
 
@@ -280,18 +313,36 @@ def _plot_merge(result: CompareResult, stem: Path) -> list[Path]:
     return plot_merge_fidelity(merges, stem) if merges else []
 
 
+def layer_matching_scale(result: CompareResult) -> tuple[float, float] | None:
+    """The one colour scale (low, high) of every layer-matching panel: the range of all the
+    CKA values shown, so one colour means one CKA in every panel."""
+    mats = [np.asarray(m["matrix"], dtype=np.float64)
+            for m in (result.analyses.get("layer_matching") or {}).values() if m.get("matrix")]
+    vals = np.concatenate([m.ravel() for m in mats]) if mats else np.zeros(0)
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return None
+    lo, hi = float(vals.min()), float(vals.max())
+    return (lo, hi) if hi > lo else (lo - 0.005, hi + 0.005)
+
+
 def _plot_layer_matching(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.report.plots import save_figure, short_layer_names
-    from repspace.report.style import paper_style, subplots
+    from repspace.report.figures_layout import grid, save_figure
+    from repspace.report.plots import short_layer_names
+    from repspace.report.style import paper_style
 
     lm = {n: m for n, m in (result.analyses.get("layer_matching") or {}).items() if m.get("matrix")}
-    if not lm:
+    scale = layer_matching_scale(result)
+    if not lm or scale is None:
         return []
     with paper_style():
-        fig, axes = subplots(1, len(lm), figsize=(3.6 * len(lm), 3.4), squeeze=False)
-        for ax, (name, m) in zip(axes[0], lm.items()):
+        ncols = min(3, len(lm))
+        fig, axes = grid(math.ceil(len(lm) / ncols), ncols, 3.0, 3.2, legend=False,
+                         sharex=False, sharey=False)
+        for ax, (name, m) in zip(axes.ravel(), lm.items()):
             mat = np.asarray(m["matrix"], dtype=np.float64)  # (base, tuned)
-            im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis")
+            im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", vmin=scale[0],
+                           vmax=scale[1])
             base_idx = {b: i for i, b in enumerate(m["base_layers"])}
             tuned_idx = {t: j for j, t in enumerate(m["tuned_layers"])}
             ax.scatter([tuned_idx[p["tuned"]] for p in m["pairs"]],
@@ -303,8 +354,13 @@ def _plot_layer_matching(result: CompareResult, stem: Path) -> list[Path]:
                           fontsize=6)
             ax.set_xlabel(f"{name} layer")
             ax.set_ylabel(f"base {result.base.name} layer")
-            fig.colorbar(im, ax=ax, label="linear CKA")
-        fig.tight_layout()
+            ax.set_title(name, loc="left", fontsize=9)
+            ax.grid(False)
+        for ax in axes.ravel()[len(lm):]:
+            fig.delaxes(ax)
+        fig.colorbar(im, ax=[a for a in axes.ravel()[:len(lm)]], label="linear CKA (one scale "
+                     "for every panel)", shrink=0.9)
+        fig.suptitle("Layer matching: cross-layer linear CKA, tuned against base")
         return save_figure(fig, stem)
 
 
@@ -313,12 +369,16 @@ _PLOTS = {"analysis_segments": _plot_segments, "analysis_adapter_effect": _plot_
           "analysis_layer_matching": _plot_layer_matching}
 
 
-def analysis_plots(result: CompareResult, folder: Path) -> dict[str, list[Path]]:
-    """Write the analyses' figures into ``folder``; ``{figure name: files}`` of those made."""
+def analysis_plots(result: CompareResult, folder: Path,
+                   only: tuple[str, ...] | None = None) -> dict[str, list[Path]]:
+    """Write the analyses' figures into ``folder`` (``only``: those named); ``{figure name:
+    files}`` of those made."""
     out = {}
     if not result.analyses:
         return out
     for name, fn in _PLOTS.items():
+        if only is not None and name not in only:
+            continue
         files = fn(result, Path(folder) / name)
         if files:
             out[name] = files
@@ -326,28 +386,43 @@ def analysis_plots(result: CompareResult, folder: Path) -> dict[str, list[Path]]
 
 
 def analysis_caption(name: str, result: CompareResult) -> str:
-    """Caption of an analysis figure (see :func:`analysis_plots`)."""
+    """Caption of an analysis figure (see :func:`analysis_plots`), as drawn."""
+    from repspace.report.figures_layout import MAX_LINES
+    from repspace.report.plots import tower_note
+    from repspace.report.weight_figures import weight_caption, weight_space_is_log
+
     base = result.base.name
-    return {
-        "analysis_segments": f"Linear CKA to the base {base} per layer over each token segment "
-                             "separately (per-sample means over the segment's tokens), from the "
-                             "comparison's capture pass; 1 = unchanged (dashed).",
-        "analysis_adapter_effect": "Where the adapter acts: per block, the mean over its "
-                                   "adapted modules of ‖Δh‖/‖h‖ (adapter branch output over "
-                                   "frozen output), band: interquartile range over samples.",
-        "analysis_weight_space": "Weight space beside representation space, per block: mean "
-                                 "effective rank of ΔW, intruder dimensions, and the "
-                                 "representation's effective-rank ratio tuned / base "
-                                 "(1 = unchanged).",
-        "analysis_merge_fidelity": "Merge fidelity, one panel per dtype: per layer, "
-                                   "‖y_merged − y‖ / ‖y‖ of the adapter merged in that dtype "
-                                   "(filled markers) and of the unmerged model with its "
-                                   "weights merely rounded to it (hollow markers, dotted: the "
-                                   "floor); a bit-exact layer has no point.",
-        "analysis_layer_matching": f"Cross-layer linear CKA between the base {base}'s blocks "
-                                   "(rows) and the tuned model's (columns); circles: the "
-                                   "monotone matching maximising the total CKA.",
-    }.get(name, name)
+    a = result.analyses or {}
+    if name == "analysis_segments":
+        lines = sum(len(v) for v in _segment_series(result).values())
+        return ("Linear CKA to the base " + base + " per layer over each token segment "
+                "separately (per-sample means over the segment's tokens), from the "
+                "comparison's capture pass; 1 = unchanged (dashed)."
+                + (" One panel per checkpoint (more than five lines would hide each other), "
+                   "on one y axis." if lines > MAX_LINES else "") + tower_note(result.layers))
+    if name == "analysis_adapter_effect":
+        eff = {n: r["blocks"] for n, r in (a.get("adapter_effect") or {}).items() if r.get("blocks")}
+        return weight_caption("adapter_effect", many=len(eff) > MAX_LINES) + tower_note(
+            list(dict.fromkeys(b for per in eff.values() for b in per)))
+    if name == "analysis_weight_space":
+        ws = {n: r["blocks"] for n, r in (a.get("weight_space") or {}).items() if r.get("blocks")}
+        rep = any(result.metrics.get(n, {}).get(b, {}).get("effective_rank_tuned") is not None
+                  for n in ws for b in result.layers)
+        return weight_caption("weight_space", log=weight_space_is_log(ws),
+                              with_representation=rep, many=len(ws) > MAX_LINES) + tower_note(
+            list(dict.fromkeys(b for per in ws.values() for b in per)))
+    if name == "analysis_merge_fidelity":
+        layers = [l for per in (a.get("merge_fidelity") or {}).values() if "note" not in per
+                  for f in per.values() for l in f.get("layers", {})]
+        return weight_caption("merge_fidelity") + tower_note(list(dict.fromkeys(layers)))
+    if name == "analysis_layer_matching":
+        scale = layer_matching_scale(result)
+        span = f" (from {scale[0]:.2f} to {scale[1]:.2f})" if scale else ""
+        return (f"Cross-layer linear CKA between the base {base}'s blocks (rows) and each tuned "
+                "model's (columns), one panel per tuned model, all on one colour scale"
+                f"{span} with one colour bar; circles: the monotone matching maximising the "
+                "total CKA.")
+    return name
 
 
 register_captioner("analysis_", analysis_caption)

@@ -179,9 +179,9 @@ def log_axis(ax, axis: str = "y") -> None:
 
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.yaxis if axis == "y" else ax.xaxis
-    from matplotlib.ticker import LogLocator
-
     import math
+
+    from matplotlib.ticker import LogLocator
 
     target.set_major_locator(LogLocator(base=10, numticks=6))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: compact_number(v)))

@@ -72,3 +72,16 @@ def test_simulation_reproduces_a_known_confusion():
 def test_fallback_palette_for_unknown_names_is_distinct_for_normal_vision():
     distance, a, b = _closest_pair(dict(enumerate(FALLBACK)), SIMULATIONS["normal"])
     assert distance >= MIN_DELTA_E, (a, b, distance)
+
+
+def test_lines_differ_without_colour():
+    """Greyscale print or total colour blindness: every method wears its own marker, and two
+    checkpoints of one family (same colour) differ in marker and line style."""
+    from repspace.report.style import BASE_MARKER, METHOD_MARKERS, styles_for
+
+    markers = [*METHOD_MARKERS.values(), BASE_MARKER]
+    assert len(markers) == len(set(markers)) >= 10, markers
+    names = [*METHOD_COLORS, "lora-r16", "lora-r32", "base"]
+    looks = styles_for(names, base="base")
+    assert len({(s["marker"], s["ls"]) for s in looks.values()}) == len(names)
+

@@ -45,8 +45,11 @@ def test_no_line_joins_the_last_vision_layer_to_the_first_text_layer():
 
 
 def _capture(monkeypatch):
+    from repspace.report import figures_lines, figures_points
+
     figs = []
-    monkeypatch.setattr(P, "save_figure", lambda fig, stem: figs.append(fig) or [stem])
+    for module in (P, figures_lines, figures_points):  # where the figures are drawn
+        monkeypatch.setattr(module, "save_figure", lambda fig, stem: figs.append(fig) or [stem])
     return figs
 
 
@@ -54,7 +57,7 @@ def test_per_layer_lines_broken_and_legend_outside(towers, monkeypatch, tmp_path
     figs = _capture(monkeypatch)
     P.plot_cka(towers, tmp_path / "cka")
     fig = figs[0]
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # runs the layout engine, as savefig does
     ax = fig.axes[0]
     lines = [ln for ln in ax.get_lines() if ln.get_label() in ("full", "lora", "lora-r16")]
     assert len(lines) == 3
