@@ -7,9 +7,9 @@ T5 shaped like T5 v1.1 / Flan-T5 (``num_heads * d_kv != d_model``; a non-contigu
 tensor reached T5's ``labels.view(-1)``) and LLaVA-NeXT, Idefics3, Qwen2-VL saved without a
 chat template ("found 0 image tokens"); PaliGemma without one is here too.
 
-The sweep is wide (23 cases x 3 methods, ~8 min on two cores): by default a representative
-subset runs (every failure class, every method, one refusal); ``REPSPACE_FULL_SWEEP=1`` runs
-every cell (docs/methods.md, "Independently built checkpoints").
+By default a representative subset runs (every failure class, each of the three methods, one
+refusal: 9 cells, ~30 s); ``REPSPACE_FULL_SWEEP=1`` runs every case x LoRA, prefix, AdaLink
+and every other registered method too (docs/methods.md, "Independently built checkpoints").
 """
 import math
 import os
@@ -24,8 +24,24 @@ from tests.training.independent_zoo import CASES, save_case
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 FULL = os.environ.get("REPSPACE_FULL_SWEEP", "") not in ("", "0")
+# the issue's three; the full sweep adds every other registered method
 METHODS = ("lora", "prefix", "adalink")
-OPTIONS = {"lora": {"r": 2}, "prefix": {"num_virtual_tokens": 2}, "adalink": {"rank": 2}}
+SMALL = {"r": 2, "width": 2, "num_virtual_tokens": 2, "rank": 2}
+
+
+def _options(method: str) -> dict:
+    import dataclasses
+
+    from repspace.methods import get_method
+
+    fields = {f.name for f in dataclasses.fields(get_method(method).config_class)}
+    return {k: v for k, v in SMALL.items() if k in fields}
+
+
+def _methods() -> list[str]:
+    from repspace.methods import available_methods
+
+    return list(METHODS) + ([m for m in available_methods() if m not in METHODS] if FULL else [])
 # what runs without REPSPACE_FULL_SWEEP: each failure class of issue 31 and each method
 DEFAULT = {("t5_v11", "lora"), ("flan_t5", "prefix"), ("llava_next", "lora"), ("idefics3", "adalink"),
            ("qwen2_vl", "lora"), ("paligemma", "prefix"), ("qwen2_vl_tokenizer_template", "adalink"),
@@ -34,7 +50,7 @@ DEFAULT = {("t5_v11", "lora"), ("flan_t5", "prefix"), ("llava_next", "lora"), ("
 
 def _cells():
     for case in CASES:
-        for method in METHODS:
+        for method in _methods():
             marks = () if FULL or (case, method) in DEFAULT else (
                 pytest.mark.skip(reason="the full sweep runs with REPSPACE_FULL_SWEEP=1"),)
             yield pytest.param(case, method, id=f"{case}-{method}", marks=marks)
@@ -54,7 +70,7 @@ def folder(tmp_path_factory):
 
 def config(base: str, out, task: str, method: str, **kw) -> TrainConfig:
     # batch 2 of a dozen questions: batches shorter than the longest row, as in real runs
-    args = dict(base=base, method=method, method_options=OPTIONS[method], task=task, n_train=2,
+    args = dict(base=base, method=method, method_options=_options(method), task=task, n_train=2,
                 n_eval=1, image_size=18, steps=2, batch_size=2, lr=1e-3, warmup_ratio=0.0, seed=0,
                 save_every=10, max_new_tokens=2, output_dir=str(out))
     args.update(kw)
