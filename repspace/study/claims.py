@@ -1,35 +1,37 @@
 """The papers' claims (``docs`` reproduction checklist) checked on a study's main slice.
 
-Each check compares means over seeds and states its criterion.  Two methods are compared
-like with like (:class:`Matched`): at the largest data fraction both have, and at the same
-budget (``r=8`` vs ``r=8``) where both vary the same knob, otherwise at the budgets closest
-in trainable parameters; the evidence names the budgets compared.  One-method checks use
-the main slice (per method: first budget, largest data fraction; see
-:func:`repspace.study.results.main_slice`).
-"holds" / "does not hold" is a *direction* on this model and data, not a significance
-test; when both sides have 95 % t-intervals that overlap the verdict says so.  A claim
-the grid cannot test (a method missing, one data fraction...) is "not testable".
+A claim *holds* or is *contradicted* only when the 95 % interval of its quantity (a
+difference between two methods, a ratio against 1, ...) excludes the other side; otherwise
+it is *undetermined*, with the numbers: each side's value ± half its interval and the
+difference's interval.  The intervals (:mod:`repspace.study.evidence`) are over seeds when
+every side has ≥ 2 (Student-t, Welch–Satterthwaite for differences); with one seed they are
+the delete-one-block jackknife over the probe rows (representation columns; paired between
+two cells probed on the same rows) or the variance bound p(1 − p)/n over the held-out items
+(accuracies), and the verdict says "one seed".  A claim made of several comparisons (both
+PT-PEFT pairs) holds when every one holds; one contradicted and one holding is "mixed".
+
+Two methods are compared like with like (:class:`Matched`): at the largest data fraction both
+have, and at the same budget (``r=8`` vs ``r=8``) where both vary the same knob, otherwise at
+the budgets closest in trainable parameters; the evidence names the budgets compared.
+One-method checks use the main slice (per method: first budget, largest data fraction; see
+:func:`repspace.study.results.main_slice`).  A claim the grid cannot test (a method missing,
+one data fraction...) is "not testable".
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import numpy as np
 import scipy.stats
 
-from repspace.study.results import StudyTables, main_slice
+from repspace.study.evidence import ROUTE_WORDS, Side, combine, direction, over_seeds
+from repspace.study.results import GROUP_COLUMNS, PRIMARY_SCORE, StudyTables, main_slice
 
 __all__ = ["check_claims"]
 
 
 def _ok(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _overlap(a: dict, b: dict, col: str) -> bool:
-    lo_a, hi_a, lo_b, hi_b = (a.get(f"{col}_ci_low"), a.get(f"{col}_ci_high"),
-                              b.get(f"{col}_ci_low"), b.get(f"{col}_ci_high"))
-    return all(_ok(v) for v in (lo_a, hi_a, lo_b, hi_b)) and lo_a <= hi_b and lo_b <= hi_a
 
 
 def _claim(paper, claim, verdict, evidence) -> dict:
@@ -88,95 +90,180 @@ class Matched:
         return ra, rb_all[0]
 
 
-def _greater(rows: Matched, a: str, b: str, col: str) -> tuple[bool | None, str, bool]:
-    """``a > b`` on ``col``, like with like (None when either is missing), evidence, CIs overlap."""
+@dataclass
+class _Part:
+    """One comparison of a claim: its verdict, the numbers, and the interval's route."""
+
+    verdict: str
+    evidence: str
+    route: str
+
+
+def _side(tables: StudyTables, row: dict) -> Side:
+    """The cells (seeds) behind a summary row, with their one-seed evidence."""
+    cells = [c for c in tables.cells if all(c.get(k) == row[k] for k in GROUP_COLUMNS)]
+    return Side(cells, tables.evidence)
+
+
+def _score(tables: StudyTables, task: str, col: str) -> str | None:
+    return PRIMARY_SCORE.get(task) if col == "primary_score" else None
+
+
+def _difference(tables: StudyTables, task: str, a: tuple[str, dict], b: tuple[str, dict],
+                col: str, claimed: str = ">", f=None, label=None) -> _Part | None:
+    """``a − b`` on ``col`` (``f`` applied first) against the claimed side of 0."""
+    (na, ra), (nb, rb) = a, b
+    sa, sb = _side(tables, ra), _side(tables, rb)
+    score = _score(tables, task, col)
+    seeds = over_seeds([sa, sb], col, f)
+    ea = combine([(1, sa)], col, f, score_name=score, seeds=seeds)
+    eb = combine([(1, sb)], col, f, score_name=score, seeds=seeds)
+    if not (_ok(ea.value) and _ok(eb.value)):
+        return None
+    d = combine([(1, sa), (-1, sb)], col, f, score_name=score, seeds=seeds)
+    name = label or (lambda m: m)
+    ev = (f"{name(na)} {ea.pm()} ({_budget(ra)}) vs {name(nb)} {eb.pm()} ({_budget(rb)}): "
+          f"difference {d.bracket()}")
+    return _Part(direction(d, claimed), ev, d.route)
+
+
+def _pair(tables: StudyTables, rows: Matched, task: str, a: str, b: str, col: str,
+          claimed: str = ">", f=None, label=None) -> _Part | None:
     pair = rows.pair(a, b)
-    if pair is None or not (_ok(pair[0][col]) and _ok(pair[1][col])):
-        return None, "", False
-    ra, rb = pair
-    ev = f"{a} {ra[col]:.3f} ({_budget(ra)}) vs {b} {rb[col]:.3f} ({_budget(rb)})"
-    return ra[col] > rb[col], ev, _overlap(ra, rb, col)
+    if pair is None:
+        return None
+    return _difference(tables, task, (a, pair[0]), (b, pair[1]), col, claimed, f, label)
 
 
-def _all_of(paper: str, claim: str, results, why: str = "a method of the comparison is missing"
+def _combined(verdicts: list[str]) -> str:
+    """Every part holds: holds; every part contradicted: contradicted; both kinds: mixed;
+    otherwise undetermined (how many parts did hold or were contradicted is said)."""
+    n = len(verdicts)
+    held, against = verdicts.count("holds"), verdicts.count("contradicted")
+    if held == n:
+        return "holds"
+    if against == n:
+        return "contradicted"
+    if held and against:
+        return f"mixed ({held} of {n} hold, {against} contradicted)"
+    if against:
+        return f"contradicted ({against} of {n}; the rest undetermined)"
+    return f"undetermined ({held} of {n} hold)" if held else "undetermined"
+
+
+def _all_of(paper: str, claim: str, parts, why: str = "a method of the comparison is missing"
             ) -> dict:
-    results = [r for r in results if r[0] is not None]
-    if not results:
+    parts = [p for p in parts if p is not None]
+    if not parts:
         return _claim(paper, claim, "not testable", why)
-    holds = all(r[0] for r in results)
-    verdict = "holds" if holds else "does not hold"
-    if any(r[2] for r in results):
-        verdict += " (95 % CIs overlap)"
-    return _claim(paper, claim, verdict, "; ".join(r[1] for r in results))
+    verdict = _combined([p.verdict for p in parts])
+    routes = [r for r in dict.fromkeys(p.route for p in parts) if r != "seeds"]
+    if routes:  # one seed: the verdict says so, and which interval it read
+        verdict += " — one seed: " + "; ".join(ROUTE_WORDS[r] for r in routes)
+    return _claim(paper, claim, verdict, "; ".join(p.evidence for p in parts))
 
 
-def _needs(rows: dict, *groups: str) -> str:
+def _needs(rows, *groups: str) -> str:
     """Why a claim is not testable: ``"needs prefix and lora or adapter (with scores)"``."""
     missing = [g for g in groups if not any(m in rows for m in g.split("|"))]
     text = " and ".join(g.replace("|", " or ") for g in (missing or groups))
     return f"needs {text} in the grid" if missing else f"needs finite values for {text}"
 
 
+def _ratio_below_one(tables: StudyTables, rows: Matched, m: str) -> _Part | None:
+    if m not in rows or not _ok(rows[m]["erank_ratio"]):
+        return None
+    side = _side(tables, rows[m])
+    ratio = combine([(1, side)], "erank_ratio")
+    e = combine([(1, side)], "erank_ratio", constant=-1.0)
+    return _Part(direction(e, "<"), f"{m} erank ratio {ratio.pm()} ({_budget(rows[m])})",
+                 e.route)
+
+
+def _criterion_part(tables, task, pair, coef: float, words: str) -> _Part | None:
+    """``a − coef · b ≥ 0`` on the primary score (AdaLink: ≥ 90 % of LoRA)."""
+    (na, ra), (nb, rb) = pair
+    sa, sb = _side(tables, ra), _side(tables, rb)
+    score = _score(tables, task, "primary_score")
+    seeds = over_seeds([sa, sb], "primary_score")
+    ea = combine([(1, sa)], "primary_score", score_name=score, seeds=seeds)
+    eb = combine([(1, sb)], "primary_score", score_name=score, seeds=seeds)
+    if not (_ok(ea.value) and _ok(eb.value)):
+        return None
+    d = combine([(1, sa), (-coef, sb)], "primary_score", score_name=score, seeds=seeds)
+    return _Part(direction(d, ">="), f"{na} {ea.pm()} ({_budget(ra)}) vs {nb} {eb.pm()} "
+                 f"({_budget(rb)}) ({words}): {na} − {coef:g} × {nb} {d.bracket()}", d.route)
+
+
 def _task_claims(tables: StudyTables, task: str) -> list[dict]:
     rows = Matched(tables, task)
     out = []
     pt = "PT-PEFT"
-    lower = []
-    for m in ("lora", "adapter"):
-        if m in rows and _ok(rows[m]["erank_ratio"]):
-            lower.append((rows[m]["erank_ratio"] < 1, f"{m} erank ratio {rows[m]['erank_ratio']:.3f}",
-                          False))
-    out.append(_all_of(pt, "LoRA/adapters lower the effective rank (ratio < 1)", lower,
+
+    def pair(a, b, col, claimed=">", f=None, label=None):
+        return _pair(tables, rows, task, a, b, col, claimed, f, label)
+
+    out.append(_all_of(pt, "LoRA/adapters lower the effective rank (ratio < 1)",
+                       [_ratio_below_one(tables, rows, m) for m in ("lora", "adapter")],
                        _needs(rows, "lora|adapter")))
-    near = []
-    for m in ("lora", "adapter"):
-        pair = rows.pair("prefix", m)
-        if pair and _ok(pair[0]["erank_ratio"]) and _ok(pair[1]["erank_ratio"]):
-            dp, dm = abs(pair[0]["erank_ratio"] - 1), abs(pair[1]["erank_ratio"] - 1)
-            near.append((dp < dm, f"|prefix − 1| {dp:.3f} ({_budget(pair[0])}) vs |{m} − 1| "
-                                  f"{dm:.3f} ({_budget(pair[1])})", False))
-    out.append(_all_of(pt, "prefix-tuning keeps the effective rank closer to the base", near,
+    def dist(x: float) -> float:  # distance of a rank ratio from the base's 1
+        return abs(x - 1.0)
+
+    out.append(_all_of(pt, "prefix-tuning keeps the effective rank closer to the base",
+                       [pair("prefix", m, "erank_ratio", "<", dist, lambda n: f"|{n} − 1|")
+                        for m in ("lora", "adapter")],
                        _needs(rows, "prefix", "lora|adapter")))
     out.append(_all_of(pt, "prefix-tuning alone scores lower than LoRA/adapters",
-                       [_greater(rows, m, "prefix", "primary_score") for m in ("lora", "adapter")],
+                       [pair(m, "prefix", "primary_score") for m in ("lora", "adapter")],
                        _needs(rows, "prefix", "lora|adapter")))
     pairs = (("pt_lora", "lora"), ("pt_adapter", "adapter"))
     why = _needs(rows, "pt_lora|pt_adapter", "lora|adapter")
     out.append(_all_of(pt, "PT-PEFT scores higher than vanilla PEFT",
-                       [_greater(rows, a, b, "primary_score") for a, b in pairs], why))
+                       [pair(a, b, "primary_score") for a, b in pairs], why))
     out.append(_all_of(pt, "PT-PEFT ends with a higher effective rank than vanilla PEFT",
-                       [_greater(rows, a, b, "erank_ratio") for a, b in pairs], why))
+                       [pair(a, b, "erank_ratio") for a, b in pairs], why))
     ada = "AdaLink"
-    comp = []
-    pair = rows.pair("adalink", "lora")
-    if pair and all(_ok(r["primary_score"]) for r in pair):
-        a, b = pair[0]["primary_score"], pair[1]["primary_score"]
-        comp.append((a >= 0.9 * b, f"adalink {a:.3f} ({_budget(pair[0])}) vs lora {b:.3f} "
-                                   f"({_budget(pair[1])}) (criterion: ≥ 90 % of LoRA)", False))
+    matched = rows.pair("adalink", "lora")
+    comp = [_criterion_part(tables, task, (("adalink", matched[0]), ("lora", matched[1])), 0.9,
+                            "criterion: ≥ 90 % of LoRA")] if matched else []
     out.append(_all_of(ada, "competitive with LoRA", comp, _needs(rows, "adalink", "lora")))
     out.append(_all_of(ada, "better than prompt tuning",
-                       [_greater(rows, "adalink", "prompt", "primary_score")],
+                       [pair("adalink", "prompt", "primary_score")],
                        _needs(rows, "adalink", "prompt")))
     out += _sweep_claims(tables, task)
-    layer = [m for m in ("lora", "adapter") if m in rows and _ok(rows[m]["primary_score"])]
-    emb = [m for m in ("prompt", "prefix") if m in rows and _ok(rows[m]["primary_score"])]
-    if layer and emb:
-        a = float(np.mean([rows[m]["primary_score"] for m in layer]))
-        b = float(np.mean([rows[m]["primary_score"] for m in emb]))
-        out.append(_claim("Empirical study", "layer composition (LoRA, adapters) beats embedding "
-                          "composition (prompt, prefix)", "holds" if a > b else "does not hold",
-                          f"mean {'/'.join(layer)} {a:.3f} vs mean {'/'.join(emb)} {b:.3f}"))
-    else:
-        out.append(_claim("Empirical study", "layer composition (LoRA, adapters) beats embedding "
-                          "composition (prompt, prefix)", "not testable",
-                          _needs(rows, "lora|adapter", "prompt|prefix")))
+    out.append(_composition_claim(tables, rows, task))
     for c in out:
         c["task"] = task
     return out
 
 
+def _composition_claim(tables: StudyTables, rows: Matched, task: str) -> dict:
+    """Mean score of LoRA/adapters minus the mean of prompt/prefix tuning (equal weights)."""
+    claim = "layer composition (LoRA, adapters) beats embedding composition (prompt, prefix)"
+    layer = [m for m in ("lora", "adapter") if m in rows and _ok(rows[m]["primary_score"])]
+    emb = [m for m in ("prompt", "prefix") if m in rows and _ok(rows[m]["primary_score"])]
+    if not (layer and emb):
+        return _claim("Empirical study", claim, "not testable",
+                      _needs(rows, "lora|adapter", "prompt|prefix"))
+    score = _score(tables, task, "primary_score")
+    sides_a = [_side(tables, rows[m]) for m in layer]
+    sides_b = [_side(tables, rows[m]) for m in emb]
+    seeds = over_seeds(sides_a + sides_b, "primary_score")
+    ea = combine([(1 / len(layer), s) for s in sides_a], "primary_score", score_name=score,
+                 seeds=seeds)
+    eb = combine([(1 / len(emb), s) for s in sides_b], "primary_score", score_name=score,
+                 seeds=seeds)
+    d = combine([(1 / len(layer), s) for s in sides_a] + [(-1 / len(emb), s) for s in sides_b],
+                "primary_score", score_name=score, seeds=seeds)
+    part = _Part(direction(d, ">"), f"mean {'/'.join(layer)} {ea.pm()} vs mean {'/'.join(emb)} "
+                                    f"{eb.pm()}: difference {d.bracket()}", d.route)
+    return _all_of("Empirical study", claim, [part])
+
+
 def _sweep_claims(tables: StudyTables, task: str) -> list[dict]:
-    """Score rises with data size / with trainable parameters (Spearman ρ > 0 per method)."""
+    """Score rises with data size / with trainable parameters: per method, the score at the
+    largest value minus the score at the smallest (with its interval); Spearman ρ of the
+    means over every value is shown beside it."""
     out = []
     for axis, claim in (("data_fraction", "score rises with data size"),
                         ("trainable_params", "score rises with trainable-parameter size")):
@@ -184,29 +271,32 @@ def _sweep_claims(tables: StudyTables, task: str) -> list[dict]:
         for r in tables.summary:
             if r["task"] == task and r["method"] != "base" and _ok(r["primary_score"]):
                 per_method.setdefault(r["method"], []).append(r)
-        tests = []
-        for m, rows in per_method.items():
+        parts = []
+        for m, mine in per_method.items():
             if axis == "data_fraction":
-                b0 = rows[0]["budget"]
-                rows = [r for r in rows if r["budget"] == b0]
+                b0 = mine[0]["budget"]
+                mine = [r for r in mine if r["budget"] == b0]
             else:
-                top = max(r["data_fraction"] for r in rows)
-                rows = [r for r in rows if r["data_fraction"] == top]
-            xs = [r[axis] for r in rows]
-            if len(set(xs)) < 2:
+                top = max(r["data_fraction"] for r in mine)
+                mine = [r for r in mine if r["data_fraction"] == top]
+            mine = [r for r in mine if _ok(r[axis])]
+            if len({r[axis] for r in mine}) < 2:
                 continue
-            ys = [r["primary_score"] for r in rows]
-            if len(set(ys)) < 2:
-                continue  # constant scores: no rank correlation
-            rho = scipy.stats.spearmanr(xs, ys).statistic
-            if _ok(rho):
-                tests.append((rho > 0, f"{m} ρ={rho:+.2f}", False))
+            mine.sort(key=lambda r: r[axis])
+            lo, hi = mine[0], mine[-1]
+            word = "data" if axis == "data_fraction" else "params"
+            part = _difference(tables, task, (f"{m} at {word} {hi[axis]:g}", hi),
+                               (f"{m} at {word} {lo[axis]:g}", lo), "primary_score")
+            if part is None:
+                continue
+            ys = [r["primary_score"] for r in mine]
+            if len(mine) > 2 and len(set(ys)) > 1:
+                rho = scipy.stats.spearmanr([r[axis] for r in mine], ys).statistic
+                part.evidence += f" (Spearman ρ of the {len(mine)} means {rho:+.2f})"
+            parts.append(part)
         knob = "data_fractions" if axis == "data_fraction" else "budgets"
-        verdict = _all_of("Empirical study", claim + " (Spearman ρ > 0)", tests,
-                          f"the grid does not vary {knob} (or the scores are constant)")
-        if tests and not all(t[0] for t in tests) and any(t[0] for t in tests):
-            verdict["verdict"] = f"mixed ({sum(t[0] for t in tests)}/{len(tests)} methods)"
-        out.append(verdict)
+        out.append(_all_of("Empirical study", claim + " (largest vs smallest)", parts,
+                           f"the grid does not vary {knob}"))
     return out
 
 

@@ -21,6 +21,8 @@ File format (TOML; YAML takes the same keys)::
     domain = "source"
     output_dir = "studies/demo"            # default: studies/<name> (older spelling: output)
     summary_layer = -1                     # layer index the one-number summaries use
+    track_every = 50                       # distortion trajectories (off when unset)
+    track_samples = 64
 
     [options.lora]                         # make_config("lora", r=8, ...)
     r = 8
@@ -76,7 +78,8 @@ _COMPARE_KEYS = ("probe", "num_samples", "layers", "batch_size", "pooling", "see
                  "sample_rows", "max_length")
 _TOP_KEYS = ("name", "base", "tasks", "methods", "options", "budgets", "data_fractions",
              "seeds", "steps", "batch_size", "lr", "n_train", "n_eval", "domain",
-             "image_size", "train", "compare", "output_dir", "summary_layer")
+             "image_size", "train", "compare", "output_dir", "summary_layer", "track_every",
+             "track_samples")
 # Older spellings still read: key -> its name now (both given: an error).
 _OLD_KEYS = {"output": "output_dir"}
 # TrainConfig fields the study sets itself; [train] may not set them.
@@ -138,6 +141,10 @@ class StudyConfig:
     compare: CompareSettings = field(default_factory=CompareSettings)
     output_dir: str | None = None
     summary_layer: int = -1
+    # `train --track-every`: each trained cell measures its distortion every N steps on
+    # track_samples rows of the primary probe (None: off; docs/study.md#trajectories)
+    track_every: int | None = None
+    track_samples: int = 128
     source: str = "<dict>"
 
     # -- per-method lookups -------------------------------------------------------------
@@ -393,7 +400,8 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     if "lr" in data:
         kw["lr"] = _per_method(c, "lr", data["lr"], methods,
                                lambda k, v: c.float_(k, v, low_open=0.0))
-    for key, low in (("batch_size", 1), ("n_train", 1), ("n_eval", 1), ("image_size", 8)):
+    for key, low in (("batch_size", 1), ("n_train", 1), ("n_eval", 1), ("image_size", 8),
+                     ("track_every", 1), ("track_samples", 4)):
         if key in data:
             kw[key] = c.int_(key, data[key], low=low)
     if "summary_layer" in data:

@@ -53,6 +53,13 @@ CAPTIONS = {
                          "mean linear CKA; the axes span the values (not from 0), error bars "
                          "are 95 % t-intervals over seeds. Budgets compared: see the claim "
                          "table in summary.md.",
+    "trajectory": "Distortion during training (a study with `track_every`): linear CKA to the "
+                  "base averaged over the tracked layers, against the training step, one panel "
+                  "per method (main slice), the other methods in grey behind it; dashed: 1, the "
+                  "base itself. Line: mean over seeds; band: 95 % t-interval over seeds (none "
+                  "with one seed). Measured by `repspace.track` on the study's primary probe "
+                  "(`track_samples` rows) at step 0, every `track_every` steps and the last "
+                  "step; `results/trajectory.csv` has every tracked metric per layer.",
 }
 
 PT_PAIRS = (("pt_lora", "lora"), ("pt_adapter", "adapter"))

@@ -24,7 +24,8 @@ from typing import Any
 from repspace import __version__
 from repspace.study.config import BASE_METHOD, StudyConfig, method_name
 
-__all__ = ["Cell", "expand_grid", "train_config_for", "cell_key", "RECORD_SCHEMA"]
+__all__ = ["Cell", "expand_grid", "train_config_for", "cell_key", "track_settings",
+           "RECORD_SCHEMA"]
 
 # The layout of a cached cell record; bump it when a key or a score name changes, so old
 # caches are recomputed instead of read with missing values (2: bleu_4 / cider_d).
@@ -127,4 +128,17 @@ def cell_key(config: StudyConfig, cell: Cell, train_config=None) -> str:
     else:
         cfg = train_config if train_config is not None else train_config_for(config, cell)
         payload["train"] = cfg.config_hash()
+        if config.track_every is not None:
+            # tracking changes no weight, but a cell cached without its trajectory cannot
+            # give one: a tracked cell is its own cell (untracked keys stay as they were)
+            payload["track"] = track_settings(config)
     return _sha(payload)
+
+
+def track_settings(config: StudyConfig) -> dict[str, Any]:
+    """``train(track_every=, track_probe=, track_samples=)`` of every trained cell ({} when
+    the study does not track)."""
+    if config.track_every is None:
+        return {}
+    return {"track_every": config.track_every, "track_probe": config.compare.probes[0],
+            "track_samples": config.track_samples}

@@ -36,7 +36,8 @@ import scipy.stats
 from repspace.outputs import atomic_path, atomic_write_text
 
 __all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
-           "write_tables", "main_slice", "PRIMARY_SCORE", "ID_COLUMNS", "GROUP_COLUMNS"]
+           "write_tables", "main_slice", "cell_evidence", "PRIMARY_SCORE", "ID_COLUMNS",
+           "GROUP_COLUMNS"]
 
 PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider_d", "classify": "accuracy"}
 ID_COLUMNS = ("cell", "task", "method", "budget_field", "budget", "data_fraction", "seed")
@@ -51,6 +52,9 @@ class StudyTables:
     summary: list[dict] = field(default_factory=list)
     summary_layer: str | None = None
     confidence: float = 0.95
+    # {cell label: {"replicates": {column: (B,) array}, "n_eval_items": n}}: what the claim
+    # checks' one-seed intervals read (cell_evidence; repspace.study.evidence)
+    evidence: dict = field(default_factory=dict)
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]:
@@ -212,7 +216,64 @@ def build_tables(records: list[dict], summary_layer: int = -1,
                  confidence: float = 0.95) -> StudyTables:
     cells = cell_rows(records, summary_layer)
     layer = next((r["summary_layer"] for r in cells if r.get("summary_layer")), None)
-    return StudyTables(long_rows(records), cells, aggregate(cells, confidence), layer, confidence)
+    return StudyTables(long_rows(records), cells, aggregate(cells, confidence), layer, confidence,
+                       cell_evidence(records, summary_layer))
+
+
+def _column_replicates(rec: dict, summary_layer: int) -> dict[str, np.ndarray]:
+    """The cell's jackknife replicates (``rec["jackknife"]``, delete-one-block over the probe
+    rows) carried through the same formulas :func:`cell_rows` applies to its estimates: one
+    (B,) array per column it can rebuild (a column needing a layer without replicates is
+    left out)."""
+    jk = rec.get("jackknife") or {}
+    reps = jk.get("replicates") or {}
+    layers = rec.get("layers") or []
+    if not reps or not layers:
+        return {}
+
+    def rep(layer: str, metric: str) -> np.ndarray | None:
+        r = reps.get(layer, {}).get(metric)
+        return None if r is None else np.asarray([_num(x) for x in r], dtype=np.float64)
+
+    out: dict[str, np.ndarray] = {}
+    finite = [layer for layer in layers
+              if math.isfinite(_num(rec["metrics"].get(layer, {}).get("linear_cka")))]
+    ckas = [rep(layer, "linear_cka") for layer in finite]
+    if ckas and all(r is not None for r in ckas) and len({r.size for r in ckas}) == 1:
+        out["mean_linear_cka"] = np.mean(ckas, axis=0)
+    if -len(layers) <= summary_layer < len(layers):
+        layer = layers[summary_layer]
+        cka, eb, et = rep(layer, "linear_cka"), rep(layer, "effective_rank_base"), rep(
+            layer, "effective_rank_tuned")
+        pb, pt = rep(layer, "participation_ratio_base"), rep(layer, "participation_ratio_tuned")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if cka is not None:
+                out["linear_cka_at_layer"] = cka
+            if eb is not None and et is not None:
+                out["erank_base"], out["erank_tuned"] = eb, et
+                out["erank_delta"], out["erank_ratio"] = et - eb, et / eb
+            if pb is not None and pt is not None:
+                out["pr_ratio"] = pt / pb
+    return out
+
+
+def _independent_items(rec: dict) -> int | None:
+    """How many independent held-out items the cell's score averages: its evaluated items,
+    except for shapes-world VQA, where the several questions about one image are not
+    independent and the images (``n_eval``) are counted instead."""
+    n = rec.get("n_eval_items")
+    tc = rec.get("train_config") or {}
+    if (n and rec["cell"].get("task") == "vqa" and not tc.get("data")
+            and isinstance(tc.get("n_eval"), int)):
+        return min(int(n), tc["n_eval"])
+    return n
+
+
+def cell_evidence(records: list[dict], summary_layer: int = -1) -> dict[str, dict]:
+    """``{label: {"replicates": {column: (B,) array}, "n_eval_items": n or None}}`` per cell
+    (``n_eval_items``: the independent held-out items, :func:`_independent_items`)."""
+    return {rec["label"]: {"replicates": _column_replicates(rec, summary_layer),
+                           "n_eval_items": _independent_items(rec)} for rec in records}
 
 
 # -- writing ------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from repspace import __version__
 from repspace.outputs import atomic_write_text, clean_stale
 from repspace.study import comparing
 from repspace.study.config import StudyConfig
-from repspace.study.grid import Cell, cell_key, expand_grid, train_config_for
+from repspace.study.grid import Cell, cell_key, expand_grid, track_settings, train_config_for
 from repspace.study.writing import write_results
 
 __all__ = ["PlannedCell", "StudyResult", "plan_study", "run_study", "CELL_SCHEMA"]
@@ -152,10 +152,12 @@ def probe_label(source: str) -> str:
     return {"builtin": "task", "general": "general"}.get(source, Path(source).stem or source)
 
 
-def default_train(cfg, progress: bool = False):
+def default_train(cfg, progress: bool = False, **track):
+    """:func:`repspace.training.train`; ``track``: its ``track_every`` / ``track_probe`` /
+    ``track_samples`` (:func:`repspace.study.grid.track_settings`)."""
     from repspace.training import train
 
-    return train(cfg, progress=progress)
+    return train(cfg, progress=progress, **track)
 
 
 def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
@@ -182,6 +184,39 @@ def _params(result) -> dict:
     return {"trainable": int(p.trainable), "total": int(p.total)}
 
 
+# The per-layer metrics whose jackknife replicates a cell keeps (for the claim checks'
+# intervals with one seed: repspace.study.evidence); the rest of the report's are not needed.
+JACKKNIFE_METRICS = ("linear_cka", "effective_rank_base", "effective_rank_tuned",
+                     "participation_ratio_base", "participation_ratio_tuned")
+
+
+def _jackknife(result, name: str) -> dict | None:
+    """``{"blocks", "level", "replicates": {layer: {metric: [B values]}}}`` of the primary
+    probe's compare (delete-one-block jackknife over the probe rows, the same blocks in every
+    cell: row i in block i mod B), or None when the compare kept no replicates."""
+    reps = (getattr(result, "replicates", None) or {}).get(name) or {}
+    kept = {layer: {m: [float(x) for x in per[m]] for m in JACKKNIFE_METRICS if m in per}
+            for layer, per in reps.items()}
+    kept = {layer: per for layer, per in kept.items() if per}
+    if not kept:
+        return None
+    info = result.settings.get("intervals", {}) if isinstance(result.settings, dict) else {}
+    return {"method": info.get("method", "jackknife"),
+            "blocks": len(next(iter(next(iter(kept.values())).values()))),
+            "level": info.get("level", 0.95), "replicates": kept}
+
+
+def _trajectory(run_dir: Path, label: str) -> dict:
+    """The run's ``track/trajectory.json`` (written by ``train(track_every=...)``)."""
+    from repspace.track.trajectory import read_trajectory
+
+    path = run_dir / "track" / "trajectory.json"
+    if not path.is_file():
+        raise RuntimeError(f"training of {label} was asked to track its distortion but wrote no "
+                           f"{path}")
+    return read_trajectory(path).to_dict()
+
+
 def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_score_fn,
               force: bool, out: Path) -> dict:
     t0 = time.perf_counter()
@@ -189,7 +224,7 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
     if pc.cell.is_base:
         scores = base_score_fn(config, pc.cell)
         params = {"trainable": 0, "total": None}
-        run_rel = None
+        run_rel, trajectory, n_eval_items = None, None, None
         t1 = time.perf_counter()
         with warnings.catch_warnings():  # base vs itself: identical states are the point
             warnings.filterwarnings("ignore", message=".*bit-identical to the base.*")
@@ -197,11 +232,14 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
     else:
         if force and pc.run_dir.exists():
             shutil.rmtree(pc.run_dir)
-        trained = train_fn(pc.train_config, progress=False)
+        track = track_settings(config)  # {} unless the study tracks: stub trainers need no kwargs
+        trained = train_fn(pc.train_config, progress=False, **track)
         if getattr(trained, "finished", True) is False:
             raise RuntimeError(f"training of {pc.label} stopped before its last step")
         scores, params = getattr(trained, "scores", {}), _params(trained)
         run_dir = Path(trained.run_dir)
+        trajectory = _trajectory(run_dir, pc.label) if track else None
+        n_eval_items = (getattr(trained, "manifest", None) or {}).get("n_eval_items")
         run_rel = os.path.relpath(run_dir.resolve(), out.resolve())
         t1 = time.perf_counter()
         result = compare_fn(config.base, [str(run_dir)], **cmp_kwargs)
@@ -227,7 +265,8 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
         "schema": CELL_SCHEMA, "schema_version": 1, "key": pc.key, "label": pc.label,
         "cell": pc.cell.to_dict(), "scores": _flat_scores(scores), "params": params,
         "run_dir": run_rel, "layers": list(result.layers), "metrics": metrics,
-        "probes": probes, "probe_errors": probe_errors,
+        "jackknife": _jackknife(result, name), "n_eval_items": n_eval_items,
+        "trajectory": trajectory, "probes": probes, "probe_errors": probe_errors,
         "train_config": pc.train_config.to_dict() if pc.train_config is not None else None,
         "compare": config.compare.to_dict(), "repspace": __version__,
         "seconds": {"train": t1 - t0, "compare": time.perf_counter() - t1},
@@ -243,7 +282,8 @@ def run_study(config: StudyConfig, output_dir: str | Path | None = None, progres
               write_outputs: bool = True, figures: bool = True) -> StudyResult:
     """Run (or finish) the study; returns a :class:`StudyResult`.
 
-    ``train_fn(train_config, progress=False) -> TrainResult`` (default
+    ``train_fn(train_config, progress=False[, track_every=, track_probe=, track_samples=])
+    -> TrainResult`` (the tracking keywords only when the study sets ``track_every``; default
     :func:`repspace.training.train`), ``compare_fn(base, [tuned], **settings) ->
     CompareResult`` (default :func:`repspace.compare.compare`) and
     ``base_score_fn(config, cell) -> scores`` are the seams a test or another backend

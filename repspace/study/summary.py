@@ -120,7 +120,9 @@ def markdown(result) -> str:
     lines += [f"- {line}" for line in headline(result)[:-1]]
     one_seed = all(r["n_seeds"] < 2 for r in tables.summary)
     lines += ["", "Values are means over seeds ± half the 95 % Student-t interval (n − 1 dof)"
-              + (". **One seed per cell: no interval is defined (NaN in the CSVs).**"
+              + (". **One seed per cell: no interval over seeds is defined (NaN in the "
+                 "CSVs)**; the claim checks below use intervals over the probe rows or the "
+                 "held-out items instead."
                  if one_seed else "; cells with one seed show the mean alone."),
               "`erank ratio` = effective rank of the tuned model / the base's, at the summary "
               "layer; `PR ratio` the same for the participation ratio; `mean CKA` = linear "
@@ -130,11 +132,20 @@ def markdown(result) -> str:
     claims = check_claims(tables) if tables.summary else []
     if claims:
         lines += ["## The papers' claims on this study", "",
-                  "Direction checks, not significance tests. Two methods are compared like "
-                  "with like: at the largest data fraction both have and at the same budget "
-                  "where both vary the same knob (else the budgets closest in trainable "
-                  "parameters); the evidence names the budgets compared. One-method checks "
-                  "use the main slice (first budget, largest data fraction).", "",
+                  "A claim **holds** or is **contradicted** only when the 95 % interval of "
+                  "its quantity (the difference between two methods, a ratio against 1) "
+                  "excludes the other side; otherwise it is **undetermined**. The evidence "
+                  "gives each side as value ± half its interval and the difference with its "
+                  "interval. Intervals: over seeds when every side has two or more (Student-t; "
+                  "Welch–Satterthwaite for differences); with **one seed** (the verdict says "
+                  "so) the delete-one-block jackknife over the probe rows for representation "
+                  "numbers (paired when both cells saw the same probe rows), the bound "
+                  "p(1 − p)/n over the held-out items for accuracies, none for other scores. "
+                  "Two methods are compared like with like: at the largest data fraction both "
+                  "have and at the same budget where both vary the same knob (else the budgets "
+                  "closest in trainable parameters); the evidence names the budgets compared. "
+                  "One-method checks use the main slice (first budget, largest data "
+                  "fraction).", "",
                   "| task | paper | claim | verdict | evidence |", "|---|---|---|---|---|"]
         cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731 - |x − 1| in evidence
         lines += ["| " + " | ".join(cell(c[k]) for k in ("task", "paper", "claim", "verdict",
@@ -167,6 +178,9 @@ def markdown(result) -> str:
               "- `results/metrics_long.csv`: every metric per cell × layer",
               "- `cells/*.json`: cached cell results; `runs/*`: the trained runs "
               "(`repspace compare BASE runs/<cell>` works on them)", ""]
+    if "trajectory.csv" in result.files:
+        lines.insert(-1, "- `results/trajectory.csv`: the tracked distortion per method, step, "
+                         "layer and metric (mean and 95 % CI over seeds)")
     if result.notes:
         lines += ["## Notes", "", *[f"- {n}" for n in result.notes], ""]
     return "\n".join(lines)

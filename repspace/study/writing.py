@@ -4,6 +4,7 @@ from __future__ import annotations
 from repspace.study.figures import make_figures
 from repspace.study.results import build_tables, write_tables
 from repspace.study.summary import write_summary
+from repspace.study.trajectories import write_trajectories
 
 __all__ = ["write_results"]
 
@@ -19,4 +20,5 @@ def write_results(result, figures: bool = True) -> None:
         figs, fig_notes = make_figures(tables, result.output_dir / "figures")
         result.files.update(figs)
         result.notes.extend(fig_notes)
+    write_trajectories(result, figures=figures)  # a tracked study: after the end-point figures
     result.files["summary.md"] = write_summary(result)

@@ -7,6 +7,9 @@
   depth order).
 - :func:`plot_runs`: several runs (e.g. LoRA vs full fine-tuning) side by side, one panel per
   layer, each run in its method's colour and marker.
+- :func:`plot_highlighted`: many runs' summaries (e.g. a study's methods, mean ± 95 % band
+  over seeds) as small multiples, one panel per run with the others in grey behind it, so
+  nine methods stay readable.
 
 Each is saved as a vector PDF and a PNG, atomically (:func:`repspace.report.plots.save_figure`),
 and returns the written paths.  No pyplot: figures are bare matplotlib ``Figure`` objects.
@@ -24,8 +27,8 @@ from repspace.report.style import (BASE_COLOR, figure_handles, legend_outside, p
                                    styles_for, subplots)
 from repspace.track.trajectory import Trajectory
 
-__all__ = ["plot_trajectory", "plot_heatmap", "plot_runs", "metric_label", "default_panels",
-           "CMAP"]
+__all__ = ["plot_trajectory", "plot_heatmap", "plot_runs", "plot_highlighted", "metric_label",
+           "default_panels", "CMAP"]
 
 CMAP = "viridis"  # sequential, perceptually uniform, readable with any colour-vision deficiency
 
@@ -143,13 +146,16 @@ def plot_heatmap(traj: Trajectory, stem: Path, metric: str = "linear_cka") -> li
     if hi - lo < 1e-6:
         lo, hi = lo - 0.005, hi + 0.005
     steps, layers = traj.steps, traj.layers
+    # room for the layer names beside the cells (long names on few steps collapsed the axes)
+    names = max((len(n) for n in short_layer_names(layers)), default=0)
     with paper_style():
-        fig, ax = subplots(figsize=(min(9.0, max(4.2, 0.28 * len(steps) + 2.8)),
+        fig, ax = subplots(figsize=(min(12.0, max(4.2, 0.28 * len(steps) + 2.8) + 0.07 * names),
                                     max(2.2, 0.3 * len(layers) + 1.3)), layout="constrained")
         im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap=CMAP, vmin=lo, vmax=hi,
                        interpolation="nearest")
         bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
         bar.set_label(metric_label(metric))
+        bar.ax.yaxis.get_major_formatter().set_useOffset(False)  # 0.99995, not 1e-5 + 0.9999
         every = max(1, math.ceil(len(steps) / 10))
         ax.set_xticks(range(0, len(steps), every))
         ax.set_xticklabels([str(s) for s in steps[::every]])
@@ -209,4 +215,48 @@ def plot_runs(runs: dict[str, Trajectory], stem: Path, metric: str = "linear_cka
         legend_outside(fig, *figure_handles(fig))
         fig.suptitle(f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} during "
                      "training, per layer")
+        return save_figure(fig, stem)
+
+
+def plot_highlighted(panels: list[dict], stem: Path, ylabel: str, title: str,
+                     reference: float | None = None, max_cols: int = 4) -> list[Path]:
+    """Small multiples, one panel per entry of ``panels``, shared axes.
+
+    Each entry: ``label`` (the panel title), ``method`` (its colour and marker), ``context``
+    (panels of the same context are drawn in grey behind each other, e.g. a task's methods),
+    ``steps``, ``mean``, and ``low`` / ``high`` (a band, e.g. a 95 % interval over seeds; NaN:
+    no band).  ``reference``: a dashed line where an unmoved model sits."""
+    panels = [p for p in panels if len(p["steps"]) and np.isfinite(p["mean"]).any()]
+    if not panels:
+        return []
+    styles = styles_for(list(dict.fromkeys(p["method"] for p in panels)))
+    ncols = min(max_cols, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    with paper_style():
+        fig, axes = subplots(nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.2 * nrows + 0.7),
+                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+        for ax, p in zip(axes.flat, panels):
+            if reference is not None:
+                ax.axhline(reference, color=BASE_COLOR, lw=0.9, ls="--", zorder=1)
+            for other in panels:  # the context, behind
+                if other is not p and other["context"] == p["context"]:
+                    ax.plot(other["steps"], other["mean"], color="#C8C8C8", lw=0.9, zorder=2)
+            st = styles[p["method"]]
+            band = np.isfinite(p["low"]) & np.isfinite(p["high"])
+            if band.any():
+                ax.fill_between(p["steps"], np.where(band, p["low"], np.nan),
+                                np.where(band, p["high"], np.nan), color=st["color"],
+                                alpha=0.2, lw=0, zorder=3)
+            ax.plot(p["steps"], p["mean"], color=st["color"], ls=st["ls"], marker=st["marker"],
+                    ms=3, lw=1.5, zorder=4, markevery=max(1, len(p["steps"]) // 12))
+            ax.set_title(p["label"], loc="left", fontsize=9)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for c in range(ncols):  # the step axis under the lowest panel of each column
+            ax = axes[max(r for r in range(nrows) if r * ncols + c < len(panels)), c]
+            _step_axis(ax)
+            ax.xaxis.set_tick_params(labelbottom=True)
+        for row in axes:
+            row[0].set_ylabel(ylabel)
+        fig.suptitle(title)
         return save_figure(fig, stem)

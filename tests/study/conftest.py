@@ -69,3 +69,22 @@ def trainer():
 @pytest.fixture
 def comparer():
     return StubCompare()
+
+
+@pytest.fixture(scope="module")
+def tiny_blip(tmp_path_factory):
+    """A tiny BLIP (2 + 2 blocks of width 32) saved with its processor: real training and
+    compare in seconds."""
+    import torch
+    import transformers
+
+    from repspace.models import build_processor, tiny_blip_config
+
+    transformers.logging.set_verbosity_error()
+    folder = tmp_path_factory.mktemp("base") / "tiny-blip"
+    torch.manual_seed(0)
+    cfg = tiny_blip_config(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2,
+                           text_hidden=32, text_layers=2, num_heads=2)
+    transformers.BlipForConditionalGeneration(cfg).eval().save_pretrained(folder)
+    build_processor(32).save_pretrained(folder)
+    return folder

@@ -16,18 +16,7 @@ from repspace.study import StudyConfig, run_study  # noqa: E402
 from repspace.study.cli import add_study_parser, run_study_cli  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_blip(tmp_path_factory):
-    from repspace.models import build_processor, tiny_blip_config
-
-    transformers.logging.set_verbosity_error()
-    folder = tmp_path_factory.mktemp("base") / "tiny-blip"
-    torch.manual_seed(0)
-    cfg = tiny_blip_config(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2,
-                           text_hidden=32, text_layers=2, num_heads=2)
-    transformers.BlipForConditionalGeneration(cfg).eval().save_pretrained(folder)
-    build_processor(32).save_pretrained(folder)
-    return folder
+# tiny_blip: tests/study/conftest.py
 
 
 def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, capsys):
@@ -48,6 +37,21 @@ def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, caps
             m = rec["metrics"][layer]
             assert -1e-9 <= m["linear_cka"] <= 1 + 1e-9 and m["effective_rank_tuned"] > 1
     assert by["base"]["metrics"][layers[-1]]["linear_cka"] == pytest.approx(1.0, abs=1e-9)
+    # the one-seed claim intervals (issue 27): each cell keeps its jackknife replicates over
+    # the probe rows, and two cells' base replicates agree exactly (the same rows in the same
+    # blocks in separate compare calls), so their differences are paired
+    jl, jp = by["lora"]["jackknife"], by["prefix"]["jackknife"]
+    assert jl["blocks"] == jp["blocks"] == 16  # 16 probe rows: delete-one-row
+    for layer in layers:
+        assert len(jl["replicates"][layer]["effective_rank_tuned"]) == 16
+        assert (jl["replicates"][layer]["effective_rank_base"]
+                == jp["replicates"][layer]["effective_rank_base"])
+    # (prefix leaves the vision tower as it was; the text blocks moved differently)
+    assert jl["replicates"][layers[-1]]["effective_rank_tuned"] != jp["replicates"][layers[-1]][
+        "effective_rank_tuned"]
+    # VQA: several questions per held-out image; the interval counts the 4 images
+    assert by["lora"]["n_eval_items"] > 4 and by["base"]["n_eval_items"] is None
+    assert result.tables.evidence[by["lora"]["label"]]["n_eval_items"] == 4
     run_dir = tmp_path / "out" / by["lora"]["run_dir"]
     assert (run_dir / "repspace_manifest.json").is_file()
     with open(tmp_path / "out" / "results" / "summary.csv") as f:

@@ -54,5 +54,8 @@ def test_claims_read_the_directions():
         "verdict"] == "holds"
     assert claims["PT-PEFT", "PT-PEFT scores higher than vanilla PEFT"]["verdict"].startswith("holds")
     assert claims["AdaLink", "better than prompt tuning"]["verdict"] == "not testable"
-    assert claims["Empirical study", "score rises with data size (Spearman ρ > 0)"][
-        "verdict"] == "holds"
+    # LoRA's score rises with the data (0.47 -> 0.52, tight over seeds); prefix's and
+    # PT-LoRA's do not move: the claim is not established for every method
+    rises = claims["Empirical study", "score rises with data size (largest vs smallest)"]
+    assert rises["verdict"] == "undetermined (1 of 3 hold)", rises
+    assert "lora at data 1 0.525 ± " in rises["evidence"], rises
