@@ -122,7 +122,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="print the wall time of each stage (load, "
                    "inputs, forward, pooling, statistics, metrics, report) on stderr at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_threads_option(p)
+    add_threads_option(p, adapt_to_load=True)
     return p
 
 
@@ -303,7 +303,7 @@ def _run(args) -> int:
     from repspace._threads import apply_threads
     from repspace.checkpoints import resolve_spec
 
-    apply_threads(resolve_spec(args.base), args.threads)
+    apply_threads(resolve_spec(args.base), args.threads, adapt_to_load=True)  # forwards only
     base_label, tuned_labels = parse_names(args)
     swapped = swapped_warning(args.base, args.tuned)
     if swapped:

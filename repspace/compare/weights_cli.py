@@ -44,7 +44,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "model.to(dtype).merge_and_unload()) and compare with the unmerged float32 "
                         "model per layer (on --probe, default builtin) and per matrix")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights folder")
-    add_threads_option(p)
+    add_threads_option(p, adapt_to_load=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown when stderr "
                    "is a terminal)")
     return p
@@ -70,7 +70,7 @@ def run(args) -> int:
     from repspace.compare.weights_api import summary_lines, weights_report
 
     settings = config_from_args(args)
-    apply_threads(resolve_spec(args.base), getattr(args, "threads", None))
+    apply_threads(resolve_spec(args.base), getattr(args, "threads", None), adapt_to_load=True)
     report = weights_report(args.base, args.tuned, settings, output=args.output,
                             overwrite=args.overwrite)
     for line in summary_lines(report):

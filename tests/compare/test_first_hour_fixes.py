@@ -152,3 +152,57 @@ def test_warnings_print_one_line_without_the_source_line():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "UserWarning: the adapter warns\n"  # no file:line, no source line
+
+
+# -- thread policy ------------------------------------------------------------------------------
+
+def test_compare_and_weights_use_the_free_cores_training_does_not(monkeypatch, tmp_path):
+    import json
+
+    from repspace import _threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "config.json").write_text(json.dumps({"hidden_size": 384}))
+    monkeypatch.setattr(_threads, "usable_cores", lambda: 8)
+    for load, expected in ((0.0, None), (0.4, None), (1.6, 6), (3.0, 5), (7.5, 1), (40.0, 1)):
+        monkeypatch.setattr(_threads.os, "getloadavg", lambda load=load: (load, load, load))
+        assert _threads.choose_threads(big, adapt_to_load=True) == expected, load
+        assert _threads.choose_threads(big) is None  # train / study: every core, any load
+    assert _threads.choose_threads(big, 3, adapt_to_load=True) == 3  # asked for: exactly that
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "config.json").write_text(json.dumps({"hidden_size": 96}))
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert _threads.choose_threads(small, adapt_to_load=True) == 1  # small: one thread, idle too
+
+    def unreadable():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(_threads.os, "getloadavg", unreadable)
+    assert _threads.free_cores() is None
+    assert _threads.choose_threads(big, adapt_to_load=True) is None
+    for command, follows in (("compare", True), ("weights", True), ("train", False)):
+        assert ("load average" in _help(command, "--threads")) is follows
+
+
+def test_the_thread_count_changes_no_forward():
+    """Why compare and weights may follow the load: a forward of a block of MiniLM's width is
+    bit-identical on 1 and 2 threads (a training step is not: train keeps every core)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=100, hidden_size=384, num_hidden_layers=2,
+                                 num_attention_heads=12, intermediate_size=1536)).eval()
+    ids = torch.randint(0, 100, (16, 48), generator=torch.Generator().manual_seed(1))
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs.append(model(input_ids=ids, output_hidden_states=True).hidden_states)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*outs))
