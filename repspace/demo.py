@@ -7,7 +7,7 @@ joint compare report of every method against the base (``compare_report/``).  Ev
 is tracked (``track_every`` in the preset): ``figures/trajectory.png`` shows each method's
 distortion during training.  Cells and
 the joint report are cached (keyed by their inputs), so a second run only rewrites the
-study outputs.  ``--quick`` is a seconds-long version (a few steps, tiny data) for smoke
+study outputs.  ``--quick`` is a short version (a few steps, tiny data; 83-93 s on 2 busy cores) for smoke
 tests (untracked); its numbers mean nothing.
 """
 from __future__ import annotations
@@ -43,7 +43,8 @@ def add_parser(sub):
     p.add_argument("-o", "--output", default=None,
                    help="study folder (default: repspace-demo, or repspace-demo-quick)")
     p.add_argument("--quick", action="store_true",
-                   help="seconds-long smoke version (2 steps, tiny data; numbers mean nothing)")
+                   help="smoke version, about 1.5 minutes on 2 busy cores (2 steps, tiny data; "
+                        "numbers mean nothing)")
     p.add_argument("--force", action="store_true", help="recompute every cell")
     p.add_argument("--no-compare-report", action="store_true",
                    help="skip the joint compare report of every method")
