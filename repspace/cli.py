@@ -65,7 +65,22 @@ class _NoStdin(io.TextIOBase):
 DEBUG_HELP = "on an unexpected error, print the full traceback too"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: list[str] | None) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not an option), or None: none,
+    an unknown one, or ``--help`` / ``--version`` before it (the top-level parser answers,
+    with every command)."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+        if word in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``repspace`` parser; ``only``: with that subcommand's parser alone (each command
+    module is imported to add its parser, and several import torch: a ``compare --plan``
+    from configs needs none of them)."""
     parser = _Parser(
         prog="repspace",
         description="Measure how far fine-tuning moves a pre-trained model's representation space.",
@@ -73,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"repspace {__version__}")
     parser.add_argument("--debug", dest="debug_all", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         _command(name, 0)(sub)
         sub.choices[name].add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
@@ -84,6 +99,13 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\b")
+    if "transformers" not in sys.modules:
+        # Not imported yet (and a command may never import it: `compare --plan` from configs):
+        # the same three settings through the variables the libraries read when imported.
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        os.environ["HF_HUB_VERBOSITY"] = "error"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        return
     try:
         from transformers.utils import logging as hf_logging
 
@@ -128,7 +150,6 @@ def _check_common_options(args) -> None:
     accept) and ``--device`` (a device that is there; not the meta device)."""
     from repspace._threads import check_threads
     from repspace.compare.options import check_seed
-    from repspace.devices import resolve_device
 
     if getattr(args, "threads", None) is not None:
         check_threads(args.threads)
@@ -136,7 +157,9 @@ def _check_common_options(args) -> None:
         check_seed(args.seed)
     placed = getattr(args, "device_map", None) is not None or getattr(args, "load_in_4bit", False) \
         or getattr(args, "load_in_8bit", False)  # then --device is not used
-    if isinstance(getattr(args, "device", None), str) and not placed:
+    if isinstance(getattr(args, "device", None), str) and not placed and args.device != "cpu":
+        from repspace.devices import resolve_device  # torch: not for the CPU, always there
+
         resolve_device(args.device, "--device")  # the meta device, a GPU that is not there
 
 
@@ -178,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             saved_term = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread: leave signals alone
             pass
-        parser = build_parser()
+        parser = build_parser(_named_command(argv))
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, --version, a usage error (already printed)

@@ -141,9 +141,14 @@ def resolve_positionals(args) -> None:
     the base is the one it records."""
     if args.tuned:
         return
-    from repspace.checkpoints.loader import recorded_base
+    from repspace.compare.plan_fast import recorded_adapter_base
 
-    base = args.base_override or recorded_base(args.base)  # --base X: compare with X
+    # an adapter's record read without the loader's imports (torch) where it is plain
+    base = args.base_override or recorded_adapter_base(args.base)  # --base X: compare with X
+    if not base:
+        from repspace.checkpoints.loader import recorded_base
+
+        base = recorded_base(args.base)
     if not base:
         raise ValueError(f"{args.base}: give BASE TUNED; a single checkpoint must be a PEFT adapter "
                          "or repspace run that records its base model")
@@ -269,10 +274,14 @@ def settings_from_args(args) -> CompareConfig:
 def _plan(args) -> int:
     """``--plan``: the table from the configs alone; exit 2 (one line) when it cannot fit."""
     from repspace.cli_errors import printable
-    from repspace.compare.plan import plan_compare
+    from repspace.compare.plan_fast import plan_from_args
 
-    plan = plan_compare(args.base, args.tuned, settings_from_args(args),
-                        calibrate=args.calibrate)
+    plan = plan_from_args(args)  # from config.json alone, without torch, where it is exact
+    if plan is None:
+        from repspace.compare.plan import plan_compare
+
+        plan = plan_compare(args.base, args.tuned, settings_from_args(args),
+                            calibrate=args.calibrate)
     if args.json:
         json.dump(plan.to_dict(), sys.stdout, indent=2)
         print()
@@ -295,13 +304,13 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from repspace._profile import stage
-    from repspace.compare.api import compare
 
     preflight(args)
     if args.plan:
         return _plan(args)
     from repspace._threads import apply_threads
     from repspace.checkpoints import resolve_spec
+    from repspace.compare.api import compare
 
     apply_threads(resolve_spec(args.base), args.threads, adapt_to_load=True)  # forwards only
     base_label, tuned_labels = parse_names(args)

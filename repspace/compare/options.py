@@ -52,13 +52,15 @@ def check_settings(*, num_samples=None, batch_size=32, max_length=64, sample_row
                    device_map=None) -> None:
     """Every compare setting that can be checked without a model."""
     from repspace.checkpoints.precision import check_dtype
-    from repspace.devices import check_device_map, resolve_device
 
     check_dtype(dtype)
     check_seed(seed)
-    check_device_map(device_map)
-    if device_map is None and device is not None:
-        resolve_device(device, "--device")  # not there, or the meta device: before loading
+    if device_map is not None or device not in (None, "cpu"):  # torch: not for the CPU
+        from repspace.devices import check_device_map, resolve_device
+
+        check_device_map(device_map)
+        if device_map is None:
+            resolve_device(device, "--device")  # not there, or the meta device: before loading
     _positive("--num-samples", num_samples)
     _positive("--batch-size", batch_size)
     _positive("--max-length", max_length)
