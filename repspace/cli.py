@@ -175,6 +175,27 @@ def _hub_kernels_off() -> None:
         flags._kernels_enabled = False
 
 
+def in_cli_vocabulary(exc: BaseException, parser, command: str) -> BaseException:
+    """A settings class names a bad field as the API spells it (``num_samples``); on the
+    command line the user typed an option (``--num-samples``).  The one place that renames:
+    the command's own parser maps each ``dest`` to its longest option string."""
+    from repspace._constraints import SettingError
+
+    if not isinstance(exc, SettingError) or parser is None or not command:
+        return exc
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    sub = subparsers[0].choices.get(command) if subparsers else None
+    if sub is None:
+        return exc
+    names = {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
+    names.update({a.dest: (a.metavar or a.dest).upper() for a in sub._actions
+                  if not a.option_strings and isinstance(a.dest, str)})
+    renamed = exc.in_vocabulary(names)
+    renamed.__cause__ = exc.__cause__
+    renamed.__traceback__ = exc.__traceback__
+    return renamed
+
+
 def _prog(command: str) -> str:
     return f"repspace {command}" if command else "repspace"
 
@@ -190,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                                      Terminated, print_error)
 
     command, debug = "", os.environ.get("REPSPACE_DEBUG", "") not in ("", "0")
+    parser = None
     saved_stdin, saved_out, saved_err, saved_term = sys.stdin, sys.stdout, sys.stderr, None
     _hub_kernels_off()
     try:
@@ -224,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `repspace layers ... | head`: the reader has all it wanted
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into one line
-        return print_error(command, exc, debug)
+        return print_error(command, in_cli_vocabulary(exc, parser, command), debug)
     finally:
         sys.stdin, sys.stdout, sys.stderr = saved_stdin, saved_out, saved_err
         if saved_term is not None:
