@@ -405,6 +405,18 @@ def check_tuned_per_pass(value) -> None:
                          f"checkpoints in one pass); got {value!r}")
 
 
+def _check_task_id_used(task_id, checkpoints) -> None:
+    """``--task-id`` feeds task-conditioned adapters only; given where none is, it would be
+    recorded in the report as if it had chosen a task: refused before the capture."""
+    from repspace.capture.tokens import task_ids_needed
+
+    if any(task_ids_needed(ck.model, task_id) is not None for ck in checkpoints):
+        return
+    raise ValueError(f"--task-id {task_id}: none of the compared models is a task-conditioned "
+                     "adapter (peft multitask prompt tuning or Poly), so no task is chosen; drop "
+                     "--task-id")
+
+
 def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn,
                    settings: CompareOptions | None = None, *, probe_info: dict | None = None,
                    names: Sequence[str] | None = None, dist=None, row_offset: int = 0,
@@ -436,6 +448,8 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
         CompareOptions.from_options(**options)  # the names are checked: one-line error
         settings = replace(settings, **options)
     check_tuned_per_pass(settings.tuned_per_pass)
+    if settings.task_id is not None:
+        _check_task_id_used(settings.task_id, [base, *tuned])
     if settings.segments and dist is not None:
         raise ValueError("--segments runs in one process; launch it without torchrun")
     collector = None

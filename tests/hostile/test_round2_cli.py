@@ -77,6 +77,12 @@ def test_a_task_id_beyond_the_adapters_tasks_names_the_option(ws, capsys):
     assert "2 task(s)" in line and "unexpected" not in line
 
 
+def test_a_task_id_for_models_without_tasks_is_refused_not_recorded(ws, capsys):
+    line = refused(capsys, ws.root, _compare(ws, "--task-id", "0", "--no-report"),
+                   names="--task-id 0")
+    assert "task-conditioned" in line and "drop --task-id" in line
+
+
 # -- repspace weights ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content", [
