@@ -242,6 +242,7 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
         MAX_LINES,
         broken,
         figure_legend,
+        figure_title,
         grid,
         layer_axis,
         panel_position,
@@ -276,7 +277,7 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
         for ax in axes.ravel()[len(groups):]:
             fig.delaxes(ax)
         figure_legend(fig)
-        fig.suptitle("Similarity to the base per token segment")
+        figure_title(fig, "Similarity to the base per token segment")
         return save_figure(fig, stem)
 
 
@@ -327,7 +328,7 @@ def layer_matching_scale(result: CompareResult) -> tuple[float, float] | None:
 
 
 def _plot_layer_matching(result: CompareResult, stem: Path) -> list[Path]:
-    from repspace.report.figures_layout import grid, save_figure
+    from repspace.report.figures_layout import figure_title, grid, save_figure
     from repspace.report.plots import short_layer_names
     from repspace.report.style import paper_style
 
@@ -358,9 +359,9 @@ def _plot_layer_matching(result: CompareResult, stem: Path) -> list[Path]:
             ax.grid(False)
         for ax in axes.ravel()[len(lm):]:
             fig.delaxes(ax)
-        fig.colorbar(im, ax=[a for a in axes.ravel()[:len(lm)]], label="linear CKA (one scale "
-                     "for every panel)", shrink=0.9)
-        fig.suptitle("Layer matching: cross-layer linear CKA, tuned against base")
+        fig.colorbar(im, ax=list(axes.ravel()[:len(lm)]), shrink=0.9, label="linear CKA"
+                     + (" (one scale for every panel)" if len(lm) > 1 else ""))
+        figure_title(fig, "Layer matching: cross-layer linear CKA")
         return save_figure(fig, stem)
 
 

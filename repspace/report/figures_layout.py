@@ -34,8 +34,10 @@ __all__ = [
     "MAX_LINES",
     "MAX_WIDTH",
     "SMALL_MULTIPLES_NOTE",
+    "SMALL_MULTIPLES_ROWS_NOTE",
     "broken",
     "figure_legend",
+    "figure_title",
     "grid",
     "layer_axis",
     "log_label",
@@ -58,6 +60,10 @@ SMALL_MULTIPLES_NOTE = (" One panel per checkpoint (more than {max_lines} lines 
                         "would hide each other): the checkpoint named above the panel in its "
                         "colour, the other checkpoints in light grey behind it; the panels "
                         "share their axes.")
+SMALL_MULTIPLES_ROWS_NOTE = (" One row of panels per checkpoint (more than {max_lines} lines in "
+                             "one panel would hide each other), the checkpoint named on the left "
+                             "in its colour, the other checkpoints in light grey behind it; "
+                             "{shared}.")
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
@@ -152,6 +158,11 @@ def grid(nrows: int, ncols: int, panel_w: float, panel_h: float, *, legend: bool
     fig, axes = subplots(nrows, ncols, figsize=(width, height), squeeze=False, sharex=sharex,
                          sharey=sharey, layout="constrained")
     return fig, axes
+
+
+def figure_title(fig, text: str):
+    """The figure's title, left-aligned: clear of the legend in the top right corner."""
+    return fig.suptitle(text, x=0.01, ha="left")
 
 
 def figure_legend(fig, handles=None, labels=None, **kw):

@@ -19,6 +19,7 @@ from repspace.report.figures_layout import (
     MAX_LINES,
     broken,
     figure_legend,
+    figure_title,
     grid,
     layer_axis,
     log_label,
@@ -170,7 +171,7 @@ def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quanti
             handles.append(Patch(color="0.5", alpha=0.3, lw=0))
             labels.append("interval (shaded)")
         figure_legend(fig, handles, labels)
-        fig.suptitle(title)
+        figure_title(fig, title)
         return save_figure(fig, stem)
 
 
@@ -252,7 +253,7 @@ def plot_effective_rank(result: CompareResult, stem: Path) -> list[Path]:
 DRIFT_LABELS = {"frechet_distance": ("Fréchet distance", "Fréchet distance (feature units²)"),
                 "mmd_linear": ("MMD², linear kernel (paired)", "MMD² linear (feature units²)"),
                 "mmd_rbf": ("MMD², RBF kernel (median-distance bandwidth)",
-                            "MMD² RBF (kernel units, 0–2)")}
+                            "MMD² RBF, median-distance σ (kernel units, 0–2)")}
 
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
@@ -361,6 +362,6 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
             ax.set_xlabel("component i" if bottom else "")
         figure_legend(fig, *_legend_entries(fig))
         where = f" at {layer_title(result.layers, layers[0])}" if len(layers) == 1 else ""
-        fig.suptitle("Singular-value spectra relative to the base" + where
+        figure_title(fig, "Singular-value spectra relative to the base" + where
                      + (f"\n{ylabel}, one y axis for every panel" if rows_are_names else ""))
         return save_figure(fig, stem)

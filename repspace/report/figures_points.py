@@ -11,6 +11,7 @@ from repspace.report.figures_layout import (
     MAX_ASPECT,
     MAX_WIDTH,
     figure_legend,
+    figure_title,
     grid,
     layer_axis,
     panel_position,
@@ -74,7 +75,7 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
         figure_legend(fig, markerscale=1.6)
         layer = emb.get("layer")
         where = layer_title(result.layers, layer) if layer in result.layers else str(layer)
-        fig.suptitle(f"Features at {where}: joint 2-D {method}")
+        figure_title(fig, f"Features at {where}: joint 2-D {method}")
         return save_figure(fig, stem)
 
 

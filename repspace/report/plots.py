@@ -13,6 +13,7 @@ import numpy as np
 from repspace.report.figures_layout import (
     MAX_LINES,
     SMALL_MULTIPLES_NOTE,
+    SMALL_MULTIPLES_ROWS_NOTE,
     broken,
     layer_axis,
     save_figure,
@@ -65,11 +66,14 @@ def register_captioner(prefix: str, fn: Callable[[str, CompareResult], str]) -> 
     _CAPTIONERS[prefix] = fn
 
 
-def tower_note(layers: list[str]) -> str:
-    """The caption sentence for a figure with a layer axis over several towers ("" for one)."""
+def tower_note(layers: list[str], lines: bool = True) -> str:
+    """The caption sentence for a figure with a layer axis over several towers ("" for one);
+    ``lines``: the figure draws lines (never joined across the divider)."""
     towers = [g for g, _ in layer_groups(layers) if g]
-    return (f" The vertical line separates the towers ({', '.join(towers)}); lines are not "
-            "joined across it." if towers else "")
+    if not towers:
+        return ""
+    return (f" The vertical line separates the towers ({', '.join(towers)})"
+            + ("; lines are not joined across it." if lines else "."))
 
 
 def _pooled_samples(result: CompareResult) -> int | None:
@@ -77,6 +81,16 @@ def _pooled_samples(result: CompareResult) -> int | None:
     n = result.probe.get("num_samples")
     pooling = (result.settings or {}).get("pooling")
     return n if isinstance(n, int) and pooling and pooling != "tokens" else None
+
+
+def _sample_rows(result: CompareResult) -> str:
+    """How many rows the row-sample metrics saw: "128 rows" when each probe sample is one
+    row and the sample takes them all, else "up to N rows (--sample-rows)"."""
+    cap = (result.settings or {}).get("sample_rows")
+    rows = _pooled_samples(result)
+    if isinstance(cap, int) and rows is not None and rows <= cap:
+        return f"all {rows} rows"
+    return f"up to {cap} rows (--sample-rows)" if cap else "the row sample"
 
 
 def _cka_caption(result: CompareResult, probe: str) -> str:
@@ -110,8 +124,7 @@ def _drift_caption(result: CompareResult, probe: str) -> str:
                       "unbiased, so it can dip below 0)",
         "mmd_rbf": "MMD² with an RBF kernel exp(−‖a − b‖² / 2σ²), σ = the median pairwise "
                    "distance of the pooled base and tuned row sample at each layer (median "
-                   f"heuristic; {(result.settings or {}).get('sample_rows', 'the')} rows, "
-                   "--sample-rows), in kernel units between 0 and 2",
+                   f"heuristic; on {_sample_rows(result)}), in kernel units between 0 and 2",
     }
     listed = "; ".join(parts[m] for m in drawn) or "no drift metric"
     return (f"Distribution drift from the base {result.base.name} per layer, one panel per "
@@ -183,11 +196,22 @@ def caption(name: str, result: CompareResult) -> str:
     many = (len(spectra_names(result)) > MAX_LINES if name == "spectra"
             else keys is not None and many_lines(result, keys))
     if many:
-        text += SMALL_MULTIPLES_NOTE.format(max_lines=MAX_LINES)
+        if name == "drift":
+            columns = [m for m in DRIFT_LABELS if any(
+                not np.isnan(result.series(n, m)).all() for n in result.tuned_names)]
+        else:
+            columns = spectra_layers(result) if name == "spectra" else keys
+        if len(columns) > 1:
+            shared = {"drift": "the panels of one measure (a column) share their y axis",
+                      "spectra": "every panel shares one y axis, the layer above each column"
+                      }.get(name, "every panel shares one y axis")
+            text += SMALL_MULTIPLES_ROWS_NOTE.format(max_lines=MAX_LINES, shared=shared)
+        else:
+            text += SMALL_MULTIPLES_NOTE.format(max_lines=MAX_LINES)
     if name in ("cka", "effective_rank", "drift"):
         text += interval_note(result)
     if name in ("cka", "effective_rank", "drift", "heatmap"):
-        text += tower_note(result.layers)
+        text += tower_note(result.layers, lines=name != "heatmap")
     return text
 
 

@@ -23,6 +23,7 @@ from repspace.report.figures_layout import (
     MAX_LINES,
     broken,
     figure_legend,
+    figure_title,
     grid,
     layer_axis,
     log_label,
@@ -44,9 +45,9 @@ __all__ = [
 ]
 
 WEIGHT_TITLES = {
-    "adapter_effect": "Where the adapter acts: adapter output relative to the frozen output",
+    "adapter_effect": "Where the adapter acts",
     "weight_space": "Weight space beside representation space",
-    "merge_fidelity": "Merge fidelity: the merged model against the unmerged one",
+    "merge_fidelity": "Merge fidelity: merged against unmerged",
 }
 
 
@@ -110,7 +111,7 @@ def plot_adapter_effect(blocks: dict[str, dict[str, dict]], stem: Path) -> list[
         handles, labels = _legend_entries(fig)
         figure_legend(fig, handles + [Patch(color="0.5", alpha=0.3, lw=0)],
                       labels + ["interquartile range\nover probe samples"])
-        fig.suptitle(WEIGHT_TITLES["adapter_effect"])
+        figure_title(fig, WEIGHT_TITLES["adapter_effect"])
         return save_figure(fig, stem)
 
 
@@ -192,12 +193,12 @@ def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict
                 ax.set_ylabel(labels[key], fontsize=8)
             else:
                 if top:
-                    ax.set_title(labels[key].replace("\n", " "), loc="left", fontsize=8)
+                    ax.set_title(labels[key], loc="left", fontsize=8)
                 ax.set_ylabel(ckpt if left else "", color=styles[ckpt]["color"], fontsize=9)
         _block_axes(fig, panels, blocks)
         handles, labels_ = _legend_entries(fig)
         figure_legend(fig, handles, labels_)
-        fig.suptitle(WEIGHT_TITLES["weight_space"])
+        figure_title(fig, WEIGHT_TITLES["weight_space"])
         return save_figure(fig, stem)
 
 
@@ -234,7 +235,7 @@ def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
                Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none")]
         figure_legend(fig, handles + key, labels + ["merged (filled)",
                                                     "weights rounded only,\nnot merged (hollow)"])
-        fig.suptitle(WEIGHT_TITLES["merge_fidelity"])
+        figure_title(fig, WEIGHT_TITLES["merge_fidelity"])
         return save_figure(fig, stem)
 
 

@@ -356,3 +356,12 @@ def test_weights_figures_are_numbered_and_captioned():
     assert "*Figure 2.* Where the adapter acts" in md and "Figure 3" not in md
     assert "![weight_vs_representation](weight_vs_representation.png)" in md
     assert figures_markdown({}) == ""
+
+
+def test_small_multiple_captions_describe_their_layout(drawn):
+    result, _ = drawn["nine"]
+    drift = P.caption("drift", result)
+    assert "One row of panels per checkpoint" in drift and "a column) share their y axis" in drift
+    assert "One panel per checkpoint" in P.caption("cka", result)
+    heat = P.caption("heatmap", result)
+    assert "vertical line separates" in heat and "lines are not joined" not in heat
