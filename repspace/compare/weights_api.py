@@ -180,6 +180,7 @@ def weights_report(base: str, tuned: Sequence[str], settings: WeightsConfig | No
         weight_space,
     )
     from repspace.outputs import check_output
+    from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 
     s = WeightsConfig.from_options(**options) if settings is None else replace(
         settings, **options)

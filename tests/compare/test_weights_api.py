@@ -81,3 +81,21 @@ def test_weights_shows_bars_with_totals(base_dir, lora_dir, tmp_path, capsys):
     assert "weights" in err and "1/1" in err  # one bar over the checkpoints
     assert "ΔW spectra" in err  # and one over the linear maps, with their count
     assert any(f"/{n} " in err or f"/{n}[" in err for n in range(6, 40))
+
+
+def test_a_repspace_run_folder_is_read(tmp_path):
+    """`repspace weights BASE runs/x` (the first-hour recipe): the run-folder loader is
+    registered by the command itself (it failed with 'import repspace.training first')."""
+    import subprocess
+    import sys
+
+    from repspace.training import TrainConfig, train
+
+    run = tmp_path / "lora-run"
+    train(TrainConfig(base="embedded", method="lora", task="vqa", steps=2, batch_size=4,
+                      n_train=8, n_eval=4, output_dir=str(run)), progress=False)
+    # a fresh interpreter: nothing else has imported repspace.training
+    proc = subprocess.run([sys.executable, "-m", "repspace", "weights", "embedded", str(run),
+                           "-o", str(tmp_path / "w")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "lora-run: 6 changed linear maps" in proc.stdout and (tmp_path / "w" / "weights.json").is_file()
