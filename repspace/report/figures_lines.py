@@ -159,13 +159,15 @@ def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quanti
             if name is None:
                 ax.set_title(q.title, loc="left")
                 ax.set_ylabel(ylabel)
-            elif len(quantities) == 1:
+            elif len(quantities) == 1:  # the y label once for the grid (fig.supylabel below)
                 ax.set_title(name, loc="left", fontsize=9, color=styles[name]["color"])
-                ax.set_ylabel(ylabel if left else "")
             else:  # one row per checkpoint, one column per quantity
                 if top:  # the column's quantity, its unit on a second line
                     ax.set_title(ylabel.replace(" (", "\n("), loc="left", fontsize=8)
                 ax.set_ylabel(name if left else "", color=styles[name]["color"], fontsize=9)
+        if panels[0][1] is not None and len(quantities) == 1:
+            fig.supylabel(log_label(quantities[0].ylabel, bool(log.get(quantities[0].key))),
+                          fontsize=9)
         handles, labels = _legend_entries(fig)
         if bands:
             handles.append(Patch(color="0.5", alpha=0.3, lw=0))
@@ -355,11 +357,13 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
                 ax.set_title(layer_title(result.layers, layer), fontsize=9)
             if rows_are_names:  # one row per checkpoint: the row's name on the left
                 ax.set_ylabel(name if left else "", color=styles[name]["color"], fontsize=9)
-            else:
+            elif name is None:
                 ax.set_ylabel(ylabel if left else "")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(axis="x", labelbottom=bottom)
             ax.set_xlabel("component i" if bottom else "")
+        if panels[0][1] is not None and not rows_are_names:  # one layer: the label once
+            fig.supylabel(ylabel, fontsize=9)
         figure_legend(fig, *_legend_entries(fig))
         where = f" at {layer_title(result.layers, layers[0])}" if len(layers) == 1 else ""
         figure_title(fig, "Singular-value spectra relative to the base" + where

@@ -106,7 +106,10 @@ def plot_adapter_effect(blocks: dict[str, dict[str, dict]], stem: Path) -> list[
                 log_axis(ax, "y")
             if ckpt is not None:
                 ax.set_title(ckpt, loc="left", fontsize=9, color=styles[ckpt]["color"])
-            ax.set_ylabel(ylabel if panel_position(fig, ax)[2] else "")
+            if ckpt is None:
+                ax.set_ylabel(ylabel)
+        if panels[0][1] is not None:  # small multiples: the y label once for the grid
+            fig.supylabel(ylabel, fontsize=9)
         _block_axes(fig, panels, names)
         handles, labels = _legend_entries(fig)
         figure_legend(fig, handles + [Patch(color="0.5", alpha=0.3, lw=0)],
