@@ -2,11 +2,13 @@
 
     python docs/gallery/make_analysis_gallery.py /tmp/ag          # about a minute on a CPU
 
-builds three pairs of tiny models offline (the test suite's builders, fixed seeds), saves each
+builds three sets of tiny models offline (the test suite's builders, fixed seeds), saves each
 with ``save_pretrained`` under ``/tmp/ag/models`` and runs the real CLI on them:
 
-- ``--weight-space``: a 3-block tiny BERT and a LoRA adapter (r = 4 on query / value) trained
-  30 steps on a toy sentence task (``tests/compare/conftest.py``);
+- ``--weight-space --adapter-effect --merge-dtype bfloat16,float16``: a 3-block tiny BERT, a
+  LoRA adapter (r = 4 on query / value) trained 30 steps on a toy sentence task
+  (``tests/compare/conftest.py``) and a stand-in for full fine-tuning (every weight moved by
+  Gaussian noise, so ΔW is full-rank);
 - ``--match-layers``: a 4-block tiny LLaMA and its LLaMA-Pro-style expansion to 6 blocks
   (copies of blocks 1 and 3 with near-zero output projections,
   ``tests/metrics/test_layer_matching.py``): the depths differ, so only matched pairs compare;
@@ -81,9 +83,26 @@ def segments_models(models: Path) -> tuple[Path, Path]:
     return base, lora
 
 
-def compare(out: Path, base: Path, tuned: Path, *args) -> Path:
-    cmd = [sys.executable, "-m", "repspace", "compare", str(base), str(tuned), "-o", str(out),
-           "--overwrite", *FAST, *map(str, args)]
+def full_finetune(models: Path, base: Path) -> Path:
+    """A stand-in for full fine-tuning: every weight of the tiny BERT moved by Gaussian noise
+    (5 % of a unit), so ΔW is full-rank where LoRA's is rank 4 (as in
+    ``tests/report/test_report_browser.py``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tests.compare.conftest import tiny_bert
+
+    torch.manual_seed(1)
+    state = {k: (v + 0.05 * torch.randn_like(v)).contiguous() for k, v in tiny_bert().state_dict().items()}
+    path = models / "tiny-bert-full-ft.safetensors"
+    save_file(state, path)
+    return path
+
+
+def compare(out: Path, base: Path, tuned, *args) -> Path:
+    tuned = [tuned] if isinstance(tuned, Path) else list(tuned)
+    cmd = [sys.executable, "-m", "repspace", "compare", str(base), *map(str, tuned), "-o",
+           str(out), "--overwrite", *FAST, *map(str, args)]
     print("$", shlex.join(["python", *cmd[1:]]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     return out
@@ -97,10 +116,15 @@ def main(folder: str) -> None:
 
     probe = folder / "sentences.txt"
     probe.write_text("\n".join(SENTENCES))
+    base, lora = weight_space_models(models)
+    weights = compare(folder / "weight_space", base, [lora, full_finetune(models, base)],
+                      "--probe", probe, "--weight-space", "--adapter-effect", "--merge-dtype",
+                      "bfloat16,float16", "--name", "base=tiny-BERT", "--name", "tuned1=lora",
+                      "--name", "tuned2=full")
     runs = {
-        "analysis_weight_space": compare(
-            folder / "weight_space", *weight_space_models(models), "--probe", probe,
-            "--weight-space", "--name", "base=tiny-BERT", "--name", "tuned1=lora"),
+        "analysis_weight_space": weights,
+        "analysis_adapter_effect": weights,
+        "analysis_merge_fidelity": weights,
         "analysis_layer_matching": compare(
             folder / "layer_matching", *layer_matching_models(models), "--probe", probe,
             "--match-layers", "--name", "base=llama4", "--name", "tuned1=llama-pro6"),
