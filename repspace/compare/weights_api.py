@@ -298,13 +298,18 @@ def write_weights(report: WeightsReport, output: str | Path, *, overwrite: bool 
         (tmp / "weights.json").write_text(json.dumps(report.to_dict(), indent=2, allow_nan=True),
                                           encoding="utf-8")
         (tmp / "weights.csv").write_text(_csv(report.checkpoints), encoding="utf-8")
-        (tmp / "weights.md").write_text(_markdown(report.checkpoints, report.settings),
-                                        encoding="utf-8")
         from repspace.report.weight_figures import (
+            figures_markdown,
             plot_adapter_effect,
             plot_merge_fidelity,
             plot_weight_vs_representation,
         )
+
+        md = _markdown(report.checkpoints, report.settings) + figures_markdown(  # numbered
+            {c: ws.blocks for c, ws in report.checkpoints.items()} if report.blocks else {},
+            representation=bool(report.ranks), effects=bool(report.effects),
+            merges=any(ws.merge for ws in report.checkpoints.values()))
+        (tmp / "weights.md").write_text(md, encoding="utf-8")
 
         if report.blocks:
             plot_weight_vs_representation({c: ws.blocks for c, ws in report.checkpoints.items()},
