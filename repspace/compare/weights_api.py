@@ -18,6 +18,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
+
+from repspace._constraints import Interval, Options, SettingError, Types, Validated
 
 __all__ = [
     "SettingError",
@@ -29,27 +32,8 @@ __all__ = [
 ]
 
 
-class SettingError(ValueError):
-    """A bad setting: ``field`` names it, ``template`` is the message with ``{name}`` where
-    the field's name goes (the API says ``top_k``, the CLI ``--top-k``)."""
-
-    def __init__(self, field_name: str, template: str):
-        self.field = field_name
-        self.template = template
-        super().__init__(self.named(field_name))
-
-    def named(self, name: str) -> str:
-        """The message with the field called ``name`` (e.g. the CLI's ``--top-k``)."""
-        return self.template.replace("{name}", name, 1)
-
-
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SettingError(name, "{name} must be a positive integer; got " + repr(value))
-
-
 @dataclass(frozen=True)
-class WeightsConfig:
+class WeightsConfig(Validated):
     """How :func:`weights_report` measures.
 
     ``top_k`` tuned singular vectors examined for intruder dimensions, intruder when the
@@ -72,31 +56,31 @@ class WeightsConfig:
     merge_dtypes: Sequence[str] | None = None
     progress: bool | None = None
 
+    _constraints: ClassVar = {
+        "top_k": [Interval(int, 1, None)],
+        "threshold": [Interval(float, 0, 1, closed="right")],
+        "side": [Options("left", "right")],
+        "report": [Types(str, Path, name="a path"), None],
+        "probe": [Types(str, Path, name="a path"), None],
+        "num_samples": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "progress": [Types(bool), None],
+    }
+
     def __post_init__(self):
-        _positive_int("top_k", self.top_k)
-        t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < t <= 1.0:
-            raise SettingError("threshold", "{name} must be in (0, 1]; got " + repr(t))
-        if self.side not in ("left", "right"):
-            raise SettingError("side", "{name} must be 'left' or 'right'; got " + repr(self.side))
+        super().__post_init__()
         if self.merge_dtypes is not None:
-            from repspace.compare.merge_fidelity import parse_merge_dtypes
+            from repspace.compare.merge_fidelity import MERGE_DTYPES, parse_merge_dtypes
 
             text = self.merge_dtypes if isinstance(self.merge_dtypes, str) else ",".join(
                 map(str, self.merge_dtypes))
             try:
                 parsed = tuple(parse_merge_dtypes(text))
-            except ValueError as exc:  # its message names --merge-dtype: say it as a field
-                raise SettingError("merge_dtypes", "{name}" + str(exc).removeprefix(
-                    "--merge-dtype")) from None
+            except ValueError:
+                raise SettingError("merge_dtypes", self.merge_dtypes,
+                                   f"dtypes from {', '.join(MERGE_DTYPES)}",
+                                   type(self).__name__) from None
             object.__setattr__(self, "merge_dtypes", parsed)
-        for name in ("report", "probe"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, Path)):
-                raise SettingError(name, "{name} must be a path (or None); got "
-                                   + type(value).__name__)
-        _positive_int("num_samples", self.num_samples)
-        _positive_int("batch_size", self.batch_size)
 
     @classmethod
     def from_options(cls, **options) -> WeightsConfig:

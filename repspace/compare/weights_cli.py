@@ -52,7 +52,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def config_from_args(args):
     """The API's settings for these options; a bad one is a one-line error naming the option."""
-    from repspace.compare.weights_api import SettingError, WeightsConfig
+    from repspace._constraints import SettingError
+    from repspace.compare.weights_api import WeightsConfig
 
     try:
         return WeightsConfig(top_k=args.top_k, threshold=args.threshold, side=args.side,
@@ -60,7 +61,7 @@ def config_from_args(args):
                              batch_size=args.batch_size, merge_dtypes=args.merge_dtype,
                              progress=False if getattr(args, "quiet", False) else None)
     except SettingError as exc:
-        raise ValueError(exc.named(OPTION_OF.get(exc.field, exc.field))) from None
+        raise exc.in_vocabulary(OPTION_OF) from None
 
 
 def run(args) -> int:

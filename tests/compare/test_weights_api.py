@@ -7,18 +7,19 @@ import pytest
 
 from repspace.cli import main
 from repspace.compare import weights_api
-from repspace.compare.weights_api import SettingError, WeightsConfig, weights_report
+from repspace._constraints import SettingError
+from repspace.compare.weights_api import WeightsConfig, weights_report
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("top_k", 0, "top_k must be a positive integer"),
-    ("top_k", True, "top_k must be a positive integer"),
-    ("threshold", 0.0, "threshold must be in (0, 1]"),
-    ("threshold", 1.5, "threshold must be in (0, 1]"),
-    ("side", "up", "side must be 'left' or 'right'"),
-    ("num_samples", -1, "num_samples must be a positive integer"),
-    ("batch_size", 2.5, "batch_size must be a positive integer"),
-    ("merge_dtypes", ("float8",), "merge_dtypes: 'float8'"),
+    ("top_k", 0, "top_k must be an integer ≥ 1; got"),
+    ("top_k", True, "top_k must be an integer ≥ 1; got"),
+    ("threshold", 0.0, "threshold must be a number in (0, 1]"),
+    ("threshold", 1.5, "threshold must be a number in (0, 1]"),
+    ("side", "up", "side must be one of left, right"),
+    ("num_samples", -1, "num_samples must be an integer ≥ 1"),
+    ("batch_size", 2.5, "batch_size must be an integer ≥ 1"),
+    ("merge_dtypes", ("float8",), "merge_dtypes must be dtypes from float32"),
     ("report", 3, "report must be a path"),
 ])
 def test_every_bad_setting_is_one_line_naming_the_field(field, value, words):
@@ -48,9 +49,9 @@ def test_bad_settings_fail_before_any_model_or_file_is_read(monkeypatch, base_di
 
 
 def test_the_cli_names_the_option(base_dir, lora_dir, tmp_path, capsys):
-    for args, option in ((["--top-k", "0"], "--top-k must be a positive integer"),
-                         (["--num-samples", "0"], "--num-samples must be a positive integer"),
-                         (["--merge-dtype", "float8"], "--merge-dtype: 'float8'")):
+    for args, option in ((["--top-k", "0"], "--top-k must be an integer ≥ 1"),
+                         (["--num-samples", "0"], "--num-samples must be an integer ≥ 1"),
+                         (["--merge-dtype", "float8"], "--merge-dtype must be dtypes from float32")):
         assert main(["weights", str(base_dir), str(lora_dir), "-o", str(tmp_path / "w"), *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and option in err[0], err
