@@ -136,9 +136,10 @@ def cell_key(config: StudyConfig, cell: Cell, train_config=None) -> str:
 
 
 def track_settings(config: StudyConfig) -> dict[str, Any]:
-    """``train(track_every=, track_probe=, track_samples=)`` of every trained cell ({} when
-    the study does not track)."""
+    """``train(track_every=, track_probe=, track_samples=, track_figures=)`` of every trained
+    cell ({} when the study does not track).  Each run keeps its trajectory.csv / .json but
+    not its own figures: the study draws every method's trajectory over seeds in one."""
     if config.track_every is None:
         return {}
     return {"track_every": config.track_every, "track_probe": config.compare.probes[0],
-            "track_samples": config.track_samples}
+            "track_samples": config.track_samples, "track_figures": False}

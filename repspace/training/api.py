@@ -142,7 +142,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
           max_steps_this_call: int | None = None,
           on_start: Callable[[ParamCount], None] | None = None,
           track_every: int | None = None, track_probe: str = "builtin",
-          track_samples: int = 128) -> TrainResult:
+          track_samples: int = 128, track_figures: bool = True) -> TrainResult:
     """Fine-tune ``cfg.base`` with ``cfg.method`` on ``cfg.task`` and write the run folder.
 
     Resumes when ``cfg.output_dir`` holds an unfinished run of the same config hash; returns
@@ -156,7 +156,8 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     ``repspace compare --probe``), and write ``track/`` (trajectory.csv / .json, figures)
     into the run folder.  Tracking is not part of the config: it does not change a single
     weight or loss (the tracker restores every RNG state), and a resumed run continues the
-    trajectory.
+    trajectory.  ``track_figures=False`` writes the trajectory without its figures (a study
+    draws its own over seeds; the figures cost seconds per run).
     """
     from repspace.checkpoints import checkpoint_sha256, load_checkpoint, resolve_spec
     from repspace.methods import apply_method, count_parameters, make_config
@@ -248,7 +249,7 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
             tracker.measure(out.model, out.step)  # the last step, due or not
     finally:  # an interrupted run keeps what it measured (resume continues it)
         if tracker is not None and tracker.trajectory.steps:
-            tracker.finish(run_dir / "track")
+            tracker.finish(run_dir / "track", figures=track_figures)
     model = out.model
     timings["train"] = out.seconds
     trained_numel = sum(p.numel() for p in {id(p): p for p in model.parameters() if id(p) in out.trained}.values())
