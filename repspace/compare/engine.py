@@ -134,31 +134,52 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: int) -> dict:
+def _sample_metrics(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: int,
+                    where: str = "") -> dict:
+    """The sample-based measures of one layer pair.  A measure undefined on this sample is
+    NaN, and the reason its code warned with is recorded once, naming ``where`` (the layer
+    and checkpoint): a NaN in the report always comes with its why."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _sample_measures(x, y, wanted, seed)
+    seen = set()
+    for w in caught:
+        if not issubclass(w.category, (RepspaceWarning, RuntimeWarning)):
+            continue  # libraries' deprecation chatter: not about these numbers
+        text = f"{where}: {w.message}" if where else str(w.message)
+        if text not in seen:
+            seen.add(text)
+            warnings.warn(text, w.category, stacklevel=2)
+    return out
+
+
+def _sample_measures(x: torch.Tensor, y: torch.Tensor, wanted: set[str], seed: int) -> dict:
     out: dict[str, float] = {}
     if x.shape[0] < 4:
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # undefined values are NaN; the report shows them
-        if "rbf_cka" in wanted:
-            out["rbf_cka"] = rbf_cka(x, y, seed=seed)
-        if "mmd_rbf" in wanted and x.shape[1] == y.shape[1]:
-            try:
-                out["mmd_rbf"] = mmd(x, y, kernel="rbf", paired=True, seed=seed).mmd2
-            except ValueError:  # all rows identical: no bandwidth
-                out["mmd_rbf"] = math.nan
-        if "linear_cka_null" in wanted:  # opt-in only: not in SAMPLE_METRICS (B products)
-            from repspace.metrics.permutation import cka_permutation_test
+    if "rbf_cka" in wanted:
+        out["rbf_cka"] = rbf_cka(x, y, seed=seed)
+    if "mmd_rbf" in wanted and x.shape[1] == y.shape[1]:
+        try:
+            out["mmd_rbf"] = mmd(x, y, kernel="rbf", paired=True, seed=seed).mmd2
+        except ValueError as exc:  # all rows identical: no bandwidth
+            warnings.warn(f"mmd_rbf is undefined on this row sample: {exc}", RepspaceWarning,
+                          stacklevel=2)
+            out["mmd_rbf"] = math.nan
+    if "linear_cka_null" in wanted:  # opt-in only: not in SAMPLE_METRICS (B products)
+        from repspace.metrics.permutation import cka_permutation_test
 
-            null = cka_permutation_test(x, y, n_permutations=NULL_PERMUTATIONS, seed=seed)
-            out["linear_cka_null_p"], out["linear_cka_null_z"] = null.p_value, null.z_score
-            out["linear_cka_null_resolution"] = 1.0 / (NULL_PERMUTATIONS + 1)
-        if "mutual_knn_overlap" in wanted and x.shape[0] > 10:
-            try:
-                out["mutual_knn_overlap"] = mutual_knn_overlap(x, y, k=10)
-            except ValueError:  # zero rows under the cosine metric
-                out["mutual_knn_overlap"] = math.nan
-        out.update(_extra_sample_metrics(x, y, wanted, seed))
+        null = cka_permutation_test(x, y, n_permutations=NULL_PERMUTATIONS, seed=seed)
+        out["linear_cka_null_p"], out["linear_cka_null_z"] = null.p_value, null.z_score
+        out["linear_cka_null_resolution"] = 1.0 / (NULL_PERMUTATIONS + 1)
+    if "mutual_knn_overlap" in wanted and x.shape[0] > 10:
+        try:
+            out["mutual_knn_overlap"] = mutual_knn_overlap(x, y, k=10)
+        except ValueError as exc:  # zero rows under the cosine metric
+            warnings.warn(f"mutual_knn_overlap is undefined on this row sample: {exc}",
+                          RepspaceWarning, stacklevel=2)
+            out["mutual_knn_overlap"] = math.nan
+    out.update(_extra_sample_metrics(x, y, wanted, seed))
     return out
 
 
@@ -354,7 +375,8 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
                 captured.blocks = blocks
         for layer in sampled:
             x, y = sink.samples["base"][layer], sink.samples["tuned"][layer]
-            rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed))
+            rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed,
+                                               where=f"{name}, layer {layer}"))
             samples_base.setdefault(layer, x)
             samples_tuned.setdefault(name, {})[layer] = y
             bar.update(1)
