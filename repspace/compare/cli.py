@@ -115,7 +115,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--task-id", type=int, default=None, metavar="N",
                    help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
                         "prompt tuning and Poly")
-    p.add_argument("--embedding", default="umap", choices=["umap", "pca", "none"])
+    p.add_argument("--embedding", default="none", choices=["none", "umap", "pca"],
+                   help="a 2-D map of the last layer's row sample (opt in: umap, or pca; "
+                   "default: none)")
     p.add_argument("--embedding-layer", default=None, help="layer of the 2-D embedding (default: last)")
     p.add_argument("--no-report", action="store_true", help="print results without writing a folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")

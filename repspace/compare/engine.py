@@ -17,12 +17,14 @@ import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from repspace._profile import stage
+from repspace._constraints import Options, Validated
 from repspace._validation import RepspaceWarning
 from repspace.capture.backbone import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
@@ -45,14 +47,15 @@ NULL_PERMUTATIONS = 999
 
 
 @dataclass(frozen=True)
-class CompareOptions:
+class CompareOptions(Validated):
     """How a comparison runs and what it computes: every option of :func:`compare_models`.
 
     ``layers`` (preset, glob list or names), ``pooling`` (mean | first | last | tokens),
     ``metrics`` (None: all; names or prefixes of report keys), ``batch_size``, ``device``
     (None: auto), ``seed``, ``precision`` of the streaming GEMMs, ``sample_rows`` (row
     sample per layer for the sample-based metrics), ``spectrum_layers`` (None: a few),
-    ``embedding`` (umap | pca | none) at ``embedding_layer`` (None: the last), ``progress``
+    ``embedding`` (none, the default | umap | pca: a 2-D map of the row sample, opt in) at
+    ``embedding_layer`` (None: the last), ``progress``
     bars, ``tuned_per_pass`` (None: every tuned checkpoint in one pass), ``task_id`` for
     task-conditioned adapters, ``segments`` (also image / text / virtual-token metrics).
     """
@@ -66,12 +69,17 @@ class CompareOptions:
     precision: str = "float64"
     sample_rows: int = 1000
     spectrum_layers: Sequence[str] | None = None
-    embedding: str = "umap"
+    embedding: str = "none"
     embedding_layer: str | None = None
     progress: bool = True
     tuned_per_pass: int | None = None
     task_id: int | None = None
     segments: bool = False
+
+    _constraints: ClassVar = {
+        "pooling": [Options("mean", "first", "cls", "last", "tokens")],
+        "embedding": [Options("none", "umap", "pca")],
+    }
 
     @classmethod
     def from_options(cls, **options) -> "CompareOptions":
@@ -225,6 +233,11 @@ def embed_2d(points: dict[str, np.ndarray], method: str = "umap", seed: int = 0)
         except Exception:  # noqa: BLE001 - UMAP is optional polish; PCA is the fallback
             coords = None
     if coords is None:
+        if method == "umap":  # never silently: the figure and report say PCA, and why
+            why = ("UMAP needs at least 20 points" if stacked.shape[0] < 20 else
+                   "umap-learn is not installed or failed")
+            warnings.warn(f"--embedding umap: {why}; the 2-D embedding uses PCA instead",
+                          RepspaceWarning, stacklevel=2)
         used = "pca"
         centred = stacked - stacked.mean(0)
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
