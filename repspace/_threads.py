@@ -74,8 +74,13 @@ def hidden_size_of(folder: str | Path) -> int | None:
     """The widest hidden size in ``folder``'s config.json (read as plain JSON; nothing is
     loaded), or ``None`` when it cannot be told (a hub id, no config).  Callers resolve
     names such as ``embedded`` to their folder first."""
+    path = Path(folder) / "config.json"
     try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        # a regular file of sane size only: a named pipe would block here forever, and the
+        # loader refuses it (and anything else odd) with a message naming the file
+        if not path.is_file() or path.stat().st_size > 16 << 20:
+            return None
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     widths = _widths(config) if isinstance(config, dict) else []
