@@ -15,8 +15,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^(?:<!-- doc-test: skip (?P<skip>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```$",
                    re.M | re.S)

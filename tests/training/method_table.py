@@ -149,7 +149,6 @@ def problems(res: dict) -> list[str]:
 
 
 def _cell(res: dict, arch: str, column: str, notes: list[str]) -> str:
-    method = "adapter" if column == "adapter-parallel" else column
     checks = [(TRAINS, arch, column)]
     marks = []
     if column == "full":
