@@ -81,7 +81,7 @@ def hidden_size_of(folder: str | Path) -> int | None:
         if not path.is_file() or path.stat().st_size > 16 << 20:
             return None
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # hostile nesting: the loader names the file
         return None
     widths = _widths(config) if isinstance(config, dict) else []
     return max(widths) if widths else None
