@@ -203,6 +203,17 @@ class Validated:
     A subclass with its own ``__post_init__`` calls ``super().__post_init__()`` first."""
 
     _constraints: ClassVar[dict[str, list]] = {}
+    _command: ClassVar[str] = "settings"  # who the fields belong to, in from_options' message
+
+    @classmethod
+    def from_options(cls, **options):
+        """Settings from keyword options; an unknown name is a one-line error listing the known."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"{cls._command}: unknown option(s) {', '.join(unknown)}; the "
+                             f"options are {', '.join(sorted(known))}")
+        return cls(**options)
 
     def __post_init__(self):
         if is_dataclass(self):

@@ -16,7 +16,7 @@ import math
 import warnings
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -76,20 +76,11 @@ class CompareOptions(Validated):
     task_id: int | None = None
     segments: bool = False
 
+    _command: ClassVar = "compare"
     _constraints: ClassVar = {
         "pooling": [Options("mean", "first", "cls", "last", "tokens")],
         "embedding": [Options("none", "umap", "pca")],
     }
-
-    @classmethod
-    def from_options(cls, **options) -> "CompareOptions":
-        """Settings from keyword options; an unknown one is a one-line error listing the valid."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"compare: unknown option(s) {', '.join(unknown)}; the options are "
-                             f"{', '.join(sorted(known))}")
-        return cls(**options)
 
     @property
     def wanted(self) -> set[str] | None:

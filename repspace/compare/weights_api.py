@@ -16,7 +16,7 @@ import math
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -56,6 +56,7 @@ class WeightsConfig(Validated):
     merge_dtypes: Sequence[str] | None = None
     progress: bool | None = None
 
+    _command: ClassVar = "weights"
     _constraints: ClassVar = {
         "top_k": [Interval(int, 1, None)],
         "threshold": [Interval(float, 0, 1, closed="right")],
@@ -81,17 +82,6 @@ class WeightsConfig(Validated):
                                    f"dtypes from {', '.join(MERGE_DTYPES)}",
                                    type(self).__name__) from None
             object.__setattr__(self, "merge_dtypes", parsed)
-
-    @classmethod
-    def from_options(cls, **options) -> WeightsConfig:
-        """Settings from keyword options; an unknown name is a one-line error listing the known."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"weights: unknown option(s) {', '.join(unknown)}; the options are "
-                             f"{', '.join(sorted(known))}")
-        return cls(**options)
-
 
 @dataclass
 class WeightsReport:
