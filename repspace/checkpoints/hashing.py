@@ -56,9 +56,11 @@ def _entry(key: str) -> Path | None:
 
 def _read_cached(key: str) -> str | None:
     entry = _entry(key)
+    if entry is None:
+        return None
     try:
         stored_key, digest = entry.read_text(encoding="utf-8").split("\n")[:2]
-    except (AttributeError, OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
     if stored_key != key.replace("\0", "|") or len(digest) != 64:
         return None
