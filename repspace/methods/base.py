@@ -17,6 +17,7 @@ a saved checkpoint is rebuilt before its trainable weights are loaded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from repspace._constraints import Check, Interval, SettingError, Types, Validated, validate
 from repspace.checkpoints.errors import CheckpointError
 from repspace.introspection import register_adapter_component
 from repspace.methods.architectures import ArchSpec, architecture_of
@@ -32,8 +34,8 @@ from repspace.methods.architectures import ArchSpec, architecture_of
 __all__ = [
     "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
     "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
-    "load_trainable_state_dict", "generation_kwargs", "method_name", "check_towers", "check_choices",
-    "check_positive_int", "check_number", "head_parameters", "MethodFacts", "method_facts",
+    "load_trainable_state_dict", "generation_kwargs", "method_name", "head_parameters", "MethodFacts",
+    "method_facts", "SettingError", "MAX_SIZE", "SIZE", "SWITCH", "TOWERS", "subset_of", "names",
 ]
 
 # Families import lazily, so `import repspace` stays cheap and peft is only imported on use;
@@ -42,20 +44,68 @@ _REGISTRY: dict[str, "MethodSpec"] = {}
 _loaded = False
 
 
+MAX_SIZE = 1 << 16  # ranks, widths and virtual-token counts above this are typos or attacks
+
+# What the families declare their fields with (``_constraints``), so every method refuses a
+# bad option with the same one-line SettingError naming the option.
+SIZE = Interval(int, 1, MAX_SIZE)
+SWITCH = Types(bool, name="true or false")  # --option takes JSON: true / false
+
+
+def subset_of(allowed, *, unique: bool = False) -> Check:
+    """One name of ``allowed``, or a non-empty sequence of them (``unique``: no repeats);
+    :func:`names` turns the accepted value into the tuple the config keeps."""
+    allowed = tuple(allowed)
+
+    def accepts(value) -> bool:
+        chosen = names(value)
+        return bool(chosen) and all(isinstance(n, str) and n in allowed for n in chosen) and (
+            not unique or len(set(chosen)) == len(chosen))
+
+    return Check(accepts, f"a non-empty subset of {', '.join(allowed)}"
+                          + (" without repeats" if unique else ""))
+
+
+def names(value) -> tuple:
+    """One name or a sequence of names as a tuple (JSON and TOML give lists)."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+TOWERS = subset_of(("text", "vision"))
+
+
 @dataclass
-class MethodConfig:
+class MethodConfig(Validated):
     """Base of every method's config.  Subclasses are dataclasses with defaults for every field.
 
     ``budget_field`` names the parameter-budget knob (LoRA ``r``, adapter ``width``,
     prefix/prompt ``num_virtual_tokens``, AdaLink ``rank``) that studies sweep.
     ``train_head`` (every method): also train the task head (:func:`head_parameters`).
+
+    A family declares what its fields accept in ``_constraints`` (its own fields only: the
+    base's are merged in); a field it leaves undeclared is held to the kind of its default
+    (a bool default: true or false; a float default: a finite number), so a new method
+    cannot forget NaN and inf.  ``__post_init__`` checks them all when the config is made.
     """
 
     method: ClassVar[str] = ""
     budget_field: ClassVar[str | None] = None
     num_stages: ClassVar[int] = 1
+    _command: ClassVar[str] = "method config"
+    _constraints: ClassVar[dict] = {"train_head": [SWITCH]}
     # "PEFT + head" (Tian et al. 2024): the task head trains fully alongside the method
     train_head: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        merged: dict = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("_constraints", {}))
+        cls._constraints = merged
+
+    def __post_init__(self):
+        super().__post_init__()
+        validate(_implied_constraints(type(self)), self, owner=type(self).__name__)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, including ``"method"``; inverse of :func:`config_from_dict`."""
@@ -74,54 +124,18 @@ class MethodConfig:
         return [int(total_steps)]
 
 
-# Validators the families' config ``__post_init__`` share, so every method rejects a bad
-# option with the same one-line message.
-def check_choices(method: str, field: str, value, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    """``value`` (one name or several) as a non-empty tuple of names from ``allowed``;
-    ValueError naming ``method`` and ``field`` otherwise."""
-    names = (value,) if isinstance(value, str) else tuple(value)
-    bad = [v for v in names if v not in allowed]
-    if not names or bad:
-        raise ValueError(f"{method}: {field} must be a non-empty subset of {', '.join(allowed)}; "
-                         f"got {names!r}")
-    return names
-
-
-def check_towers(method: str, towers, allowed=("text", "vision")) -> tuple[str, ...]:
-    """``towers`` as a non-empty tuple of known tower names (ValueError otherwise)."""
-    return check_choices(method, "towers", towers, allowed)
-
-
-MAX_SIZE = 1 << 16  # ranks, widths and virtual-token counts above this are typos or attacks
-
-
-def check_positive_int(method: str, field: str, value) -> int:
-    """``value`` unchanged if it is an int >= 1 (bool excluded); ValueError naming ``method``
-    and ``field`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{method}: {field} must be a positive integer; got {value!r}")
-    if value > MAX_SIZE:  # a rank / width / token count this large only exhausts the memory
-        raise ValueError(f"{method}: {field} = {value} is beyond any model's width (at most "
-                         f"{MAX_SIZE}); pick a budget below the model's hidden size")
-    return value
-
-
-def check_number(method: str, field: str, value, low: float, high: float, *,
-                 low_open: bool = True) -> float:
-    """``value`` as a float if it is a finite real number in ``(low, high]`` (``[low, high]``
-    with ``low_open=False``); ValueError naming ``method`` and ``field`` otherwise.  A scale,
-    rate or initialisation of 1e300, inf or nan is refused here, at the door, instead of
-    surfacing as a non-finite loss at the first step that blames the learning rate."""
-    import math
-
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and math.isfinite(value) and (value > low if low_open else value >= low)
-          and value <= high)
-    if not ok:
-        what = (f"a positive number, at most {high:g}" if low == 0 and low_open else
-                f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}]")
-        raise ValueError(f"{method}: {field} must be {what}; got {value!r}")
-    return float(value)
+@functools.cache
+def _implied_constraints(cls: type) -> dict[str, list]:
+    """The kind of each undeclared field's default, as a constraint (see MethodConfig)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in cls._constraints or f.default is dataclasses.MISSING:
+            continue
+        if isinstance(f.default, bool):
+            out[f.name] = [SWITCH]
+        elif isinstance(f.default, float):
+            out[f.name] = [Interval(float)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -235,27 +249,7 @@ def make_config(method: str, **options) -> MethodConfig:
     for f in dataclasses.fields(spec.config_class):  # JSON/TOML give lists; configs use tuples
         if isinstance(kwargs.get(f.name), list):
             kwargs[f.name] = tuple(kwargs[f.name])
-    config = spec.config_class(**kwargs)
-    _check_kinds(method, config)
-    return config
-
-
-def _check_kinds(method: str, config: MethodConfig) -> None:
-    """Every option of the kind its field's default has: a switch (bool default) is true or
-    false, a number (float default) a finite number.  Runs after a family's own
-    ``__post_init__`` (its ranges and messages come first), so a new method cannot forget
-    nan and inf."""
-    import math
-
-    for f in dataclasses.fields(config):
-        if f.default is dataclasses.MISSING:
-            continue
-        v = getattr(config, f.name)
-        if isinstance(f.default, bool) and not isinstance(v, bool):
-            raise ValueError(f"{method}: {f.name} must be true or false; got {v!r}")
-        if isinstance(f.default, float) and not isinstance(f.default, bool) and (
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            raise ValueError(f"{method}: {f.name} must be a finite number; got {v!r}")
+    return spec.config_class(**kwargs)
 
 
 def method_name(config: MethodConfig) -> str:
@@ -286,8 +280,6 @@ def apply_method(model: nn.Module, config: MethodConfig, stage: int | None = Non
     arch: ArchSpec | None = None
     if not spec.facts.trains_all_weights:  # full fine-tuning needs no sites
         arch = architecture_of(model)
-    if not isinstance(getattr(config, "train_head", False), bool):
-        raise ValueError(f"{spec.name}: train_head must be true or false; got {config.train_head!r}")
     for k in stages:
         if k == 1:
             for p in model.parameters():

@@ -74,8 +74,8 @@ def test_hook_adds_low_rank_residual_to_embedding_output():
     ("gpt2", dict(modalities=("image",)), "no embeddings for modalities image"),
     ("bert", dict(modalities=("image",)), "available: text"),
     ("gpt2", dict(r=4), "no option"),
-    ("gpt2", dict(rank=0), "rank must be a positive integer"),
-    ("gpt2", dict(modalities=("audio",)), "modalities must be"),
+    ("gpt2", dict(rank=0), "^rank must be an integer from 1 to 65536; got 0$"),
+    ("gpt2", dict(modalities=("audio",)), "^modalities must be a non-empty subset of text, image"),
 ])
 def test_errors_are_one_line(arch, options, match):
     with pytest.raises(ValueError, match=match) as err:

@@ -78,9 +78,9 @@ def test_applying_twice_fails():
 @pytest.mark.parametrize("options,match", [
     (dict(towers=("vision",)), "no attn_out site in tower"),
     (dict(bottleneck=4), "no option"),
-    (dict(width=0), "width must be a positive integer"),
-    (dict(activation="swish"), "activation must be one of"),
-    (dict(init_scale=0.0), "init_scale must be a positive number"),
+    (dict(width=0), "^width must be an integer from 1 to 65536; got 0$"),
+    (dict(activation="swish"), "^activation must be one of gelu, relu, silu, tanh"),
+    (dict(init_scale=0.0), r"^init_scale must be a number in \(0, 10\]; got 0.0$"),
 ])
 def test_errors_are_one_line(options, match):
     with pytest.raises(ValueError, match=match) as err:

@@ -3,6 +3,7 @@ beside the feed-forward sublayer, reading its input) and "PEFT + head" (``train_
 import pytest
 import torch
 
+from repspace._constraints import SettingError
 from repspace.methods import apply_method, count_parameters, make_config
 from tests.methods import family_checks as fc
 from tests.methods.conftest import tiny_inputs, tiny_model
@@ -45,10 +46,11 @@ def test_parallel_adapter_trains_and_round_trips():
 
 def test_bad_adapter_options_are_one_line():
     for bad in (dict(placement="beside"), dict(parallel_scale=0), dict(parallel_scale=True)):
-        with pytest.raises(ValueError, match="adapter: ") as exc:
+        (name,) = bad
+        with pytest.raises(SettingError, match=f"^{name} must be ") as exc:
             make_config("adapter", **bad)
-        assert "\n" not in str(exc.value)
-    with pytest.raises(ValueError, match="train_head must be true or false"):
+        assert "\n" not in str(exc.value) and exc.value.field == name
+    with pytest.raises(SettingError, match="^train_head must be true or false; got 'yes'$"):
         apply_method(tiny_model("gpt2"), make_config("lora", train_head="yes"))
 
 
@@ -120,7 +122,7 @@ def test_parallel_attention_adapter_on_t5_reads_queries_not_the_encoder_states()
 def test_parallel_sites_options_are_checked_in_one_line():
     for bad in (dict(placement="parallel", parallel_sites=()), dict(placement="parallel", parallel_sites=["mlp"]),
                 dict(placement="parallel", parallel_sites=["ffn", "ffn"]), dict(parallel_sites=["attention"])):
-        with pytest.raises(ValueError, match="adapter: parallel_sites") as exc:
+        with pytest.raises(SettingError, match="^parallel_sites must be ") as exc:
             make_config("adapter", **bad)
         assert "\n" not in str(exc.value)
     cfg = make_config("adapter", placement="parallel", parallel_sites=["attention", "ffn"])

@@ -74,9 +74,9 @@ def test_trainable_names():
 @pytest.mark.parametrize("options,match", [
     (dict(towers=("vision",)), "no query_value site in tower"),
     (dict(rank=4), "no option"),
-    (dict(r=0), "r must be a positive integer"),
-    (dict(sites=("embeddings",)), "sites must be"),
-    (dict(dropout=1.0), "dropout"),
+    (dict(r=0), "^r must be an integer from 1 to 65536; got 0$"),
+    (dict(sites=("embeddings",)), "^sites must be a non-empty subset of query_value"),
+    (dict(dropout=1.0), r"^dropout must be a number in \[0, 1\); got 1.0$"),
 ])
 def test_errors_are_one_line(options, match):
     with pytest.raises(ValueError, match=match) as err:

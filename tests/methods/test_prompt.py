@@ -211,9 +211,9 @@ def test_init_modes():
 
 
 def test_errors_are_one_line():
-    with pytest.raises(ValueError, match="init must be one of vocab, random"):
+    with pytest.raises(ValueError, match="^init must be one of vocab, random; got 'zeros'$"):
         make_config("prompt", init="zeros")
-    with pytest.raises(ValueError, match="num_virtual_tokens must be a positive integer"):
+    with pytest.raises(ValueError, match="^num_virtual_tokens must be an integer from 1 to 65536; got -1$"):
         make_config("prompt", num_virtual_tokens=-1)
     model = prompted("gpt2")
     with pytest.raises(ValueError, match="already has a prompt"):

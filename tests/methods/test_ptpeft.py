@@ -103,11 +103,11 @@ def test_stage_steps():
 
 def test_errors_are_one_line():
     for bad in (0, 1, 1.5, True, "half"):
-        with pytest.raises(ValueError, match="stage1_fraction must be a number strictly between 0 and 1"):
+        with pytest.raises(ValueError, match=r"^stage1_fraction must be a number in \(0, 1\); got "):
             config("pt_lora", stage1_fraction=bad)
-    with pytest.raises(ValueError, match="total_steps must be an integer >= 2"):
+    with pytest.raises(ValueError, match="^total_steps must be an integer ≥ 2"):
         config("pt_adapter").stage_steps(1)
-    with pytest.raises(ValueError, match="lora: r must be a positive integer"):
+    with pytest.raises(ValueError, match="^r must be an integer from 1 to 65536; got 0$"):
         make_config("pt_lora", r=0)
     with pytest.raises(ValueError, match="stage 2 needs the stage-1 prefix") as e:
         apply_method(tiny_model("gpt2"), config("pt_lora"), stage=2)

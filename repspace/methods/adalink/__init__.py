@@ -21,14 +21,14 @@ is in ``state_dict`` and hidden from capture) and applied by a forward hook retu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, output_width, site_modules
-from repspace.methods.base import (MethodConfig, MethodFacts, check_choices, check_positive_int,
-                                   register_method)
+from repspace.methods.base import SIZE, MethodConfig, MethodFacts, names, register_method, subset_of
 
 __all__ = ["AdaLinkConfig", "LowRankResidual", "apply_adalink", "MODALITIES"]
 
@@ -43,10 +43,11 @@ class AdaLinkConfig(MethodConfig):
     budget_field = "rank"
     rank: int = 4
     modalities: tuple[str, ...] = MODALITIES
+    _constraints: ClassVar = {"rank": [SIZE], "modalities": [subset_of(MODALITIES)]}
 
     def __post_init__(self):
-        check_positive_int("adalink", "rank", self.rank)
-        self.modalities = check_choices("adalink", "modalities", self.modalities, MODALITIES)
+        super().__post_init__()
+        self.modalities = names(self.modalities)
 
 
 class LowRankResidual(nn.Module):

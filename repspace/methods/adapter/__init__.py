@@ -29,19 +29,22 @@ backbone's become ``<target>.base_layer.*``.  Nothing else's ``requires_grad`` i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-import torch
 from torch import nn
 
+from repspace._constraints import Interval, Options, SettingError
 from repspace.introspection import unwrap_model
-from repspace.methods.architectures import ArchSpec, output_width, site_modules
-from repspace.methods.base import (MethodConfig, MethodFacts, check_number, check_positive_int, check_towers,
-                                   register_method)
+from repspace.methods.adapter.modules import (ACTIVATIONS, AdapterWrapped, Bottleneck,
+                                              ParallelAdapterWrapped, linear_output_width)
+from repspace.methods.adapter.parallel import PARALLEL_SITES, apply_parallel
+from repspace.methods.architectures import ArchSpec, site_modules
+from repspace.methods.base import (SIZE, TOWERS, MethodConfig, MethodFacts, names, register_method,
+                                   subset_of)
 
 __all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "apply_adapter",
            "ACTIVATIONS", "PLACEMENTS"]
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 PLACEMENTS = ("sequential", "parallel")
 MAX_INIT_SCALE = 10.0    # standard deviation of W_down's initialisation (default 1e-3)
 MAX_SCALE = 1000.0       # multiplier of the parallel adapter's output (He et al.: 4)
@@ -62,102 +65,25 @@ class AdapterConfig(MethodConfig):
     placement: str = "sequential"
     parallel_scale: float = 4.0
     parallel_sites: tuple[str, ...] = ("ffn",)
-
-    def __post_init__(self):
-        from repspace.methods.adapter.parallel import PARALLEL_SITES
-
-        sites = (self.parallel_sites,) if isinstance(self.parallel_sites, str) else tuple(self.parallel_sites)
-        if not sites or any(x not in PARALLEL_SITES for x in sites) or len(set(sites)) != len(sites):
-            raise ValueError(f"adapter: parallel_sites must be a non-empty subset of "
-                             f"{', '.join(PARALLEL_SITES)}; got {self.parallel_sites!r}")
-        if self.placement != "parallel" and sites != ("ffn",):
-            raise ValueError("adapter: parallel_sites applies to placement='parallel' only; "
-                             "set placement='parallel' or drop parallel_sites")
-        self.parallel_sites = sites
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"adapter: placement must be one of {', '.join(PLACEMENTS)}; "
-                             f"got {self.placement!r}")
-        check_number("adapter", "parallel_scale", self.parallel_scale, 0, MAX_SCALE)
-        check_positive_int("adapter", "width", self.width)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"adapter: activation must be one of {', '.join(ACTIVATIONS)}; "
-                             f"got {self.activation!r}")
-        self.towers = check_towers("adapter", self.towers)
+    _constraints: ClassVar = {
+        "width": [SIZE],
+        "activation": [Options(*ACTIVATIONS)],
+        "towers": [TOWERS],
         # zero would leave W_down = W_up = 0: no gradient ever reaches the weights; a standard
         # deviation above MAX_INIT_SCALE only saturates the bottleneck (1e300: inf weights)
-        check_number("adapter", "init_scale", self.init_scale, 0, MAX_INIT_SCALE)
+        "init_scale": [Interval(float, 0, MAX_INIT_SCALE, closed="right")],
+        "placement": [Options(*PLACEMENTS)],
+        "parallel_scale": [Interval(float, 0, MAX_SCALE, closed="right")],
+        "parallel_sites": [subset_of(PARALLEL_SITES, unique=True)],
+    }
 
-
-class Bottleneck(nn.Module):
-    """``h -> W_up act(W_down h + b_down) + b_up`` (the residual is added by the wrapper)."""
-
-    def __init__(self, d: int, width: int, activation: str = "gelu", init_scale: float = 1e-3,
-                 dtype: torch.dtype | None = None, device=None, d_in: int | None = None):
-        super().__init__()
-        self.down = nn.Linear(d if d_in is None else d_in, width, dtype=dtype, device=device)
-        self.act = ACTIVATIONS[activation]()
-        self.up = nn.Linear(width, d, dtype=dtype, device=device)
-        with torch.no_grad():
-            bound = 2 * init_scale
-            nn.init.trunc_normal_(self.down.weight, std=init_scale, a=-bound, b=bound)
-            nn.init.zeros_(self.down.bias)
-            nn.init.zeros_(self.up.weight)
-            nn.init.zeros_(self.up.bias)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.up(self.act(self.down(h)))
-
-
-class AdapterWrapped(nn.Module):
-    """``base_layer`` followed by a residual :class:`Bottleneck` on its (tensor) output."""
-
-    def __init__(self, base_layer: nn.Module, adapter: Bottleneck):
-        super().__init__()
-        self.base_layer = base_layer
-        self.adapter = adapter
-
-    @property
-    def weight(self):  # code that peeks at e.g. `dense.weight.dtype` keeps working
-        return self.base_layer.weight
-
-    @property
-    def bias(self):
-        return self.base_layer.bias
-
-    def forward(self, *args, **kwargs):
-        h = self.base_layer(*args, **kwargs)
-        return h + self.adapter(h)
-
-
-class ParallelAdapterWrapped(AdapterWrapped):
-    """``base_layer`` (a feed-forward output projection) plus ``scale * adapter(x)`` where
-    ``x`` is the feed-forward sublayer's *input*, stashed by a pre-hook on its first
-    projection (He et al. 2022: the adapter runs beside the sublayer, not after it)."""
-
-    def __init__(self, base_layer: nn.Module, adapter: Bottleneck, scale: float):
-        super().__init__(base_layer, adapter)
-        self.scale = float(scale)
-        self.__dict__["_stash"] = None  # a plain attribute: not state, never saved
-
-    def stash(self, module, args, kwargs=None):
-        self.__dict__["_stash"] = args[0] if args else next(iter((kwargs or {}).values()))
-
-    def forward(self, *args, **kwargs):
-        x = self.__dict__["_stash"]
-        self.__dict__["_stash"] = None
-        if x is None:
-            raise ValueError("parallel adapter: the feed-forward input was not seen before its output "
-                             "projection ran; this architecture's ffn_in / ffn_out sites do not pair")
-        return self.base_layer(*args, **kwargs) + self.scale * self.adapter(x)
-
-
-def _output_width(name: str, module: nn.Module) -> int:
-    """``d`` of a linear-like module (``nn.Linear.out_features``, transformers ``Conv1D.nf``)."""
-    d = output_width(module, kinds=("out_features", "nf"))
-    if d is None:
-        raise ValueError(f"adapter: cannot tell the output width of {name} ({type(module).__name__}); "
-                         "expected nn.Linear or transformers Conv1D")
-    return d
+    def __post_init__(self):
+        super().__post_init__()
+        self.towers, self.parallel_sites = names(self.towers), names(self.parallel_sites)
+        if self.placement != "parallel" and self.parallel_sites != ("ffn",):
+            raise SettingError("parallel_sites", self.parallel_sites, "left out unless "
+                               "placement='parallel' (it places parallel adapters only)",
+                               type(self).__name__)
 
 
 def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
@@ -165,8 +91,6 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
     """Wrap every ``attn_out`` and ``ffn_out`` module of ``config.towers`` in place."""
     root = unwrap_model(model)
     if config.placement == "parallel":
-        from repspace.methods.adapter.parallel import apply_parallel
-
         apply_parallel(root, config, arch)
         return model
     targets = site_modules(root, arch, ("attn_out", "ffn_out"), config.towers, "adapter")
@@ -174,7 +98,7 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
         if isinstance(module, AdapterWrapped):
             raise ValueError(f"adapter: {name} already has an adapter; apply it once")
         weight = next(module.parameters(), None)
-        adapter = Bottleneck(_output_width(name, module), config.width, config.activation,
+        adapter = Bottleneck(linear_output_width(name, module), config.width, config.activation,
                              config.init_scale, dtype=None if weight is None else weight.dtype,
                              device=None if weight is None else weight.device)
         parent_name, _, child = name.rpartition(".")

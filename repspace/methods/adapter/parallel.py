@@ -13,13 +13,15 @@ It reads the sublayer's input ``x`` and its scaled output is added to the sublay
   (``attn_out``).
 
 The input is stashed by a forward pre-hook on the source module and consumed by the wrapped
-output module (:class:`~repspace.methods.adapter.ParallelAdapterWrapped`), so both run in the
+output module (:class:`~repspace.methods.adapter.modules.ParallelAdapterWrapped`), so both run in the
 sublayer's own forward and nothing about the block's code changes.
 """
 from __future__ import annotations
 
 from torch import nn
 
+from repspace.methods.adapter.modules import (AdapterWrapped, Bottleneck, ParallelAdapterWrapped,
+                                              linear_output_width)
 from repspace.methods.architectures import ArchSpec, site_modules
 
 __all__ = ["PARALLEL_SITES", "apply_parallel"]
@@ -68,8 +70,6 @@ def _source(name: str, ins: list[tuple[str, nn.Module]], sublayer: str) -> tuple
 
 def apply_parallel(root: nn.Module, config, arch: ArchSpec) -> None:
     """One parallel adapter per sublayer of ``config.parallel_sites`` in ``config.towers``."""
-    from repspace.methods.adapter import AdapterWrapped, Bottleneck, ParallelAdapterWrapped, _output_width
-
     for sublayer in config.parallel_sites:
         in_site, out_site = PARALLEL_SITES[sublayer]
         outs = site_modules(root, arch, (out_site,), config.towers, "adapter")
@@ -79,7 +79,7 @@ def apply_parallel(root: nn.Module, config, arch: ArchSpec) -> None:
                 raise ValueError(f"adapter: {name} already has an adapter; apply it once")
             src_name, src = _source(name, ins, sublayer)
             weight = next(module.parameters(), None)
-            adapter = Bottleneck(_output_width(name, module), config.width, config.activation,
+            adapter = Bottleneck(linear_output_width(name, module), config.width, config.activation,
                                  config.init_scale, dtype=None if weight is None else weight.dtype,
                                  device=None if weight is None else weight.device,
                                  d_in=_input_width(src_name, src))

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
-from repspace.methods.base import MethodConfig, MethodFacts, register_method
+from repspace.methods.base import SWITCH, MethodConfig, MethodFacts, register_method
 
 __all__ = ["FullConfig"]
 
@@ -19,6 +20,7 @@ class FullConfig(MethodConfig):
 
     method = "full"
     freeze_vision: bool = False
+    _constraints: ClassVar = {"freeze_vision": [SWITCH]}
 
 
 def _apply(model: nn.Module, config: FullConfig, arch, stage: int) -> nn.Module:

@@ -19,13 +19,14 @@ stay trainable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, MethodFacts, check_towers, register_method
-from repspace.methods.lora.targets import exact_pattern, inject_peft, linear_layout
+from repspace.methods.base import TOWERS, MethodConfig, MethodFacts, names, register_method
+from repspace.methods.peft_injection import exact_pattern, inject_peft, linear_layout
 
 __all__ = ["IA3Config", "apply_ia3"]
 
@@ -37,9 +38,11 @@ class IA3Config(MethodConfig):
     method = "ia3"
     budget_field = None
     towers: tuple[str, ...] = ("text",)
+    _constraints: ClassVar = {"towers": [TOWERS]}
 
     def __post_init__(self):
-        self.towers = check_towers("ia3", self.towers)
+        super().__post_init__()
+        self.towers = names(self.towers)
 
 
 def apply_ia3(model: nn.Module, config: IA3Config, arch: ArchSpec, stage: int = 1) -> nn.Module:

@@ -18,14 +18,16 @@ Parameters that were trainable before the call stay trainable (peft would freeze
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import (MAX_SIZE, MethodConfig, MethodFacts, check_choices, check_number,
-                                   check_positive_int, check_towers, register_method)
-from repspace.methods.lora.targets import exact_pattern, inject_peft, linear_layout
+from repspace._constraints import Interval
+from repspace.methods.base import (MAX_SIZE, SIZE, TOWERS, MethodConfig, MethodFacts, names,
+                                   register_method, subset_of)
+from repspace.methods.peft_injection import exact_pattern, inject_peft, linear_layout
 
 __all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
 
@@ -44,16 +46,18 @@ class LoRAConfig(MethodConfig):
     dropout: float = 0.0
     towers: tuple[str, ...] = ("text",)
     sites: tuple[str, ...] = ("query_value",)
+    _constraints: ClassVar = {
+        "r": [SIZE],
+        # the scale alpha / r multiplies every update: above MAX_SIZE it only overflows
+        "alpha": [Interval(float, 0, MAX_SIZE, closed="right")],
+        "dropout": [Interval(float, 0, 1, closed="left")],
+        "towers": [TOWERS],
+        "sites": [subset_of(LORA_SITES)],
+    }
 
     def __post_init__(self):
-        check_positive_int("lora", "r", self.r)
-        # scale alpha / r multiplies every update: above MAX_SIZE it only overflows
-        check_number("lora", "alpha", self.alpha, 0, MAX_SIZE)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0 <= self.dropout < 1:
-            raise ValueError(f"lora: dropout must be in [0, 1); got {self.dropout!r}")
-        self.towers = check_towers("lora", self.towers)
-        self.sites = check_choices("lora", "sites", self.sites, LORA_SITES)
+        super().__post_init__()
+        self.towers, self.sites = names(self.towers), names(self.sites)
 
 
 def apply_lora(model: nn.Module, config: LoRAConfig, arch: ArchSpec, stage: int = 1) -> nn.Module:

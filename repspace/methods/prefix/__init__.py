@@ -25,12 +25,13 @@ Llama / LLaVA's language model, CLIP, ...), with eager or sdpa attention.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, check_towers, register_method
+from repspace.methods.base import SIZE, SWITCH, TOWERS, MethodConfig, MethodFacts, names, register_method
 
 __all__ = ["PrefixConfig", "apply_prefix", "inject_prefix", "prefix_modules", "prefix_parameters"]
 
@@ -46,13 +47,12 @@ class PrefixConfig(MethodConfig):
     towers: tuple[str, ...] = ("text",)
     reparameterize: bool = False
     prefix_hidden: int = 64
+    _constraints: ClassVar = {"num_virtual_tokens": [SIZE], "towers": [TOWERS],
+                              "reparameterize": [SWITCH], "prefix_hidden": [SIZE]}
 
     def __post_init__(self):
-        check_positive_int("prefix", "num_virtual_tokens", self.num_virtual_tokens)
-        check_positive_int("prefix", "prefix_hidden", self.prefix_hidden)
-        self.towers = check_towers("prefix", self.towers)
-        if not isinstance(self.reparameterize, bool):
-            raise ValueError(f"prefix: reparameterize must be true or false; got {self.reparameterize!r}")
+        super().__post_init__()
+        self.towers = names(self.towers)
 
 
 def inject_prefix(model: nn.Module, num_virtual_tokens: int, towers: tuple[str, ...], arch: ArchSpec,

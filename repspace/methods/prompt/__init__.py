@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec, find_modules
-from repspace.methods.base import MethodConfig, MethodFacts, check_positive_int, register_method
+from repspace._constraints import Options
+from repspace.methods.base import SIZE, MethodConfig, MethodFacts, register_method
 
 __all__ = ["PromptConfig", "apply_prompt", "text_model_of", "PROMPT_INITS"]
 
@@ -44,11 +46,7 @@ class PromptConfig(MethodConfig):
     budget_field = "num_virtual_tokens"
     num_virtual_tokens: int = 10
     init: str = "vocab"
-
-    def __post_init__(self):
-        check_positive_int("prompt", "num_virtual_tokens", self.num_virtual_tokens)
-        if self.init not in PROMPT_INITS:
-            raise ValueError(f"prompt: init must be one of {', '.join(PROMPT_INITS)}; got {self.init!r}")
+    _constraints: ClassVar = {"num_virtual_tokens": [SIZE], "init": [Options(*PROMPT_INITS)]}
 
 
 def text_model_of(root: nn.Module, arch: ArchSpec) -> tuple[str, nn.Module]:

@@ -14,44 +14,41 @@ builds both stages at once, which is how a checkpoint is rebuilt before loading 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
 from repspace.introspection import unwrap_model
 from repspace.methods.architectures import ArchSpec
+from repspace._constraints import Interval, SettingError
 from repspace.methods.base import (
-    MethodConfig, MethodFacts, check_positive_int, check_towers, get_method, make_config, register_method,
+    MAX_SIZE, SIZE, TOWERS, MethodConfig, MethodFacts, get_method, make_config, names, register_method,
 )
 from repspace.methods.prefix import inject_prefix, prefix_modules, prefix_parameters
 
 __all__ = ["PTLoRAConfig", "PTAdapterConfig", "apply_ptpeft"]
 
 
-def _check_fraction(method: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{method}: stage1_fraction must be a number strictly between 0 and 1; "
-                         f"got {value!r}")
-    return float(value)
-
-
 class _TwoStages:
     """Shared stage bookkeeping of the two PT-PEFT configs."""
 
     num_stages = 2
+    _constraints: ClassVar = {"num_virtual_tokens": [SIZE], "towers": [TOWERS],
+                              "stage1_fraction": [Interval(float, 0, 1, closed="neither")]}
 
     def stage_steps(self, total_steps: int) -> list[int]:
         """``[stage-1 steps, stage-2 steps]`` summing to ``total_steps`` (>= 2), each >= 1."""
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 2:
-            raise ValueError(f"{self.method}: total_steps must be an integer >= 2 (one step per stage at "
-                             f"least); got {total_steps!r}")
+            raise SettingError("total_steps", total_steps, "an integer ≥ 2 (one step per stage at "
+                               "least)", self.method)
         first = min(max(round(self.stage1_fraction * total_steps), 1), total_steps - 1)
         return [first, total_steps - first]
 
     def __post_init__(self):
-        check_positive_int(self.method, "num_virtual_tokens", self.num_virtual_tokens)
-        self.towers = check_towers(self.method, self.towers)
-        self.stage1_fraction = _check_fraction(self.method, self.stage1_fraction)
-        self.stage2_config()  # validates the stage-2 options now, not at stage 2
+        super().__post_init__()
+        self.towers = names(self.towers)
+        self.stage1_fraction = float(self.stage1_fraction)
+        self.stage2_config()  # the stage-2 method's own checks, now rather than at stage 2
 
 
 @dataclass
@@ -66,6 +63,7 @@ class PTLoRAConfig(_TwoStages, MethodConfig):
     alpha: float = 16
     towers: tuple[str, ...] = ("text",)
     stage1_fraction: float = 0.5
+    _constraints: ClassVar = {"r": [SIZE], "alpha": [Interval(float, 0, MAX_SIZE, closed="right")]}
 
     def stage2_config(self) -> MethodConfig:
         return make_config("lora", r=self.r, alpha=self.alpha, towers=self.towers)
@@ -82,6 +80,7 @@ class PTAdapterConfig(_TwoStages, MethodConfig):
     width: int = 16
     towers: tuple[str, ...] = ("text",)
     stage1_fraction: float = 0.5
+    _constraints: ClassVar = {"width": [SIZE]}
 
     def stage2_config(self) -> MethodConfig:
         return make_config("adapter", width=self.width, towers=self.towers)

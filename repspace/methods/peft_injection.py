@@ -1,5 +1,6 @@
 """Run peft injection on resolved sites without touching what the caller already made
-trainable.  Shared by the peft-backed families (LoRA, IA3); sites are resolved by
+trainable.  Shared by every peft-backed family (LoRA, IA3; PT-PEFT through LoRA), so it
+belongs to none of them; sites are resolved by
 :func:`repspace.methods.architectures.site_modules`.
 """
 from __future__ import annotations
