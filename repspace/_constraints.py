@@ -197,6 +197,18 @@ def validate(constraints: Mapping[str, list], values, *, owner: str | None = Non
         raise SettingError(name, value, describe(allowed), owner)
 
 
+def _plain(value):
+    """``value`` as JSON has it: sequences as lists, mappings with their values plain, paths
+    and other objects (a torch.device) as their text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
 class Validated:
     """Mixin for settings dataclasses: ``__post_init__`` checks ``_constraints`` (a class
     attribute), so a bad setting fails when the settings are made, before any model loads.
@@ -214,6 +226,17 @@ class Validated:
             raise ValueError(f"{cls._command}: unknown option(s) {', '.join(unknown)}; the "
                              f"options are {', '.join(sorted(known))}")
         return cls(**options)
+
+    def to_dict(self) -> dict:
+        """Every field as a JSON-ready value (tuples become lists, paths strings);
+        :meth:`from_dict` inverts it."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping):
+        """Settings from a mapping of field names (as :meth:`to_dict` writes them); an unknown
+        name is a one-line error listing the known, a bad value a :class:`SettingError`."""
+        return cls.from_options(**dict(data))
 
     def __post_init__(self):
         if is_dataclass(self):

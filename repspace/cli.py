@@ -178,7 +178,9 @@ def _hub_kernels_off() -> None:
 def in_cli_vocabulary(exc: BaseException, parser, command: str) -> BaseException:
     """A settings class names a bad field as the API spells it (``num_samples``); on the
     command line the user typed an option (``--num-samples``).  The one place that renames:
-    the command's own parser maps each ``dest`` to its longest option string."""
+    the command's own parser maps each ``dest`` to its longest option string, and a field
+    set by an option of another name (``progress`` by ``--quiet``) to the option its parser
+    declares with ``set_defaults(field_options={field: option})``."""
     from repspace._constraints import SettingError
 
     if not isinstance(exc, SettingError) or parser is None or not command:
@@ -190,6 +192,7 @@ def in_cli_vocabulary(exc: BaseException, parser, command: str) -> BaseException
     names = {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
     names.update({a.dest: (a.metavar or a.dest).upper() for a in sub._actions
                   if not a.option_strings and isinstance(a.dest, str)})
+    names.update(sub.get_default("field_options") or {})
     renamed = exc.in_vocabulary(names)
     renamed.__cause__ = exc.__cause__
     renamed.__traceback__ = exc.__traceback__

@@ -9,10 +9,10 @@ from repspace._lazy import lazy_attributes
 
 # name -> module that defines it (loaded on first use)
 _LAZY = {
-    "CompareConfig": "repspace.compare.api",
+    "CompareConfig": "repspace.compare.settings",
     "compare": "repspace.compare.api",
     "SAMPLE_METRICS": "repspace.compare.engine",
-    "CompareOptions": "repspace.compare.engine",
+    "CompareOptions": "repspace.compare.settings",
     "compare_models": "repspace.compare.engine",
     "embed_2d": "repspace.compare.engine",
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 
 import torch
 
@@ -22,10 +22,10 @@ from repspace.capture.backbone import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
 from repspace.compare.analyses import needs_separate_base, run_analyses
-from repspace.compare.engine import (CompareOptions, check_tuned_per_pass, checkpoint_info,
-                                     compare_models, step)
+from repspace.compare.engine import checkpoint_info, compare_models, step
 from repspace.compare.names import display_name
-from repspace.compare.options import check_settings
+from repspace.compare.options import check_placement
+from repspace.compare.settings import CompareConfig, CompareOptions
 from repspace.compare.same_inputs import check_same_tokens
 from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
 from repspace.probe.processors import choose_processor
@@ -179,64 +179,6 @@ def _record_settings(result: CompareResult, s: CompareConfig, loaded: dict[str, 
             result.settings[key] = {"spec": spec, "sha256": checkpoint_sha256(resolve_spec(spec))}
 
 
-@dataclass(frozen=True)
-class CompareConfig(CompareOptions):
-    """Every option of :func:`compare`: the engine's (:class:`CompareOptions`: layers,
-    pooling, metrics, batch size, device, ...) and what the engine is not told about.
-
-    What to probe: ``probe`` (a source: ``builtin``, ``general``, a file, a folder),
-    ``num_samples`` (None: all), ``max_length`` (tokens per text).
-
-    What to load, and where: ``base_override`` (apply adapters / bare weights onto this
-    model instead of the base), ``config`` (the architecture of bare weights), ``strict``
-    (refuse weights that do not fit exactly), ``device_map`` (e.g. ``"auto"``: accelerate's
-    big-model dispatch, layers spread over the GPUs, then CPU; the models stay where it put
-    them and ``device`` is ignored), ``dtype`` (``"auto"``, the default: each checkpoint's
-    own, read from its config, weights memory-mapped; ``"float32"`` upcasts; ``"bfloat16"``,
-    ``"float16"``; None is ``"auto"``), ``load_in_4bit`` / ``load_in_8bit`` (through
-    bitsandbytes, on CUDA; the models stay on the GPU it put them on), ``two_models`` (load
-    the base separately even for one adapter on its own
-    base), ``distributed`` (None: auto — a running ``torch.distributed`` group or torchrun's
-    ``WORLD_SIZE > 1``; each rank captures a contiguous shard of the probe set, cut on batch
-    boundaries, so the statistics equal one process's to float64 rounding and the row sample
-    is the same rows), ``dist_timeout`` (seconds a collective waits for a peer).
-
-    The PEFT-aware analyses of :mod:`repspace.compare.analyses`, on the same checkpoints and
-    probe batches, in ``result.analyses`` (one process only): ``adapter_effect``,
-    ``weight_space``, ``merge_dtypes`` (e.g. ``("bfloat16",)``), ``match_layers``.
-
-    Field names are the CLI's option names (``--num-samples`` is ``num_samples``).
-    """
-
-    probe: str = "builtin"
-    num_samples: int | None = 512
-    max_length: int = 64
-    base_override: str | None = None
-    config: str | None = None
-    strict: bool = True
-    device_map: str | dict | None = None
-    dtype: str | None = "auto"
-    load_in_4bit: bool = False
-    load_in_8bit: bool = False
-    two_models: bool = False
-    distributed: bool | None = None
-    dist_timeout: float | None = None
-    adapter_effect: bool = False
-    weight_space: bool = False
-    merge_dtypes: Sequence[str] | None = None
-    match_layers: bool = False
-
-    def engine_options(self, **changes) -> CompareOptions:
-        """The engine's share of these settings (:func:`compare_models`), with ``changes``."""
-        return replace(CompareOptions(**{f.name: getattr(self, f.name)
-                                         for f in fields(CompareOptions)}), **changes)
-
-    @property
-    def analyses_wanted(self) -> bool:
-        return bool(self.adapter_effect or self.weight_space or self.merge_dtypes
-                    or self.match_layers)
-
-
 @_recording_warnings
 def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = None, *,
             names: Sequence[str] | None = None, **options) -> CompareResult:
@@ -265,23 +207,12 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
     else:
         CompareConfig.from_options(**options)  # the names are checked: one-line error
         s = replace(settings, **options)
-    if s.merge_dtypes is not None:
-        from repspace.compare.merge_fidelity import parse_merge_dtypes
-
-        # before loading anything
-        s = replace(s, merge_dtypes=parse_merge_dtypes(",".join(s.merge_dtypes)))
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
-    check_tuned_per_pass(s.tuned_per_pass)  # before minutes of loading
-    check_settings(num_samples=s.num_samples, batch_size=s.batch_size, max_length=s.max_length,
-                   sample_rows=s.sample_rows, metrics=s.metrics, layers=s.layers,
-                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers, dtype=s.dtype,
-                   seed=s.seed, device_map=s.device_map)
+    # the settings checked themselves when made; what needs this machine is checked here,
+    # before minutes of loading: a device_map accelerate can place, a device that is there
     quantized = quantization_of(s) is not None  # bitsandbytes usable here, or a one-line error
-    if s.device_map is None and not quantized:
-        from repspace.devices import resolve_device
-
-        resolve_device(s.device, "--device")  # not there, or the meta device: before loading
+    check_placement(s.device, s.device_map, placed=quantized)
     # the base's chain of recorded bases (and --base-override's) is followed when they load:
     # a loop is refused here; a tuned adapter is applied onto base / base_override instead
     preflight_checkpoints([base, *tuned, s.base_override, s.config],

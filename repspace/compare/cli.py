@@ -12,7 +12,7 @@ from repspace.report.summary import summarize
 from repspace.report.tables import terminal_table
 
 if TYPE_CHECKING:
-    from repspace.compare.api import CompareConfig
+    from repspace.compare.settings import CompareConfig
 
 
 def _csv_list(text: str) -> list[str]:
@@ -125,6 +125,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "inputs, forward, pooling, statistics, metrics, report) on stderr at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads_option(p, adapt_to_load=True)
+    # CompareConfig fields set by an option of another name (repspace.cli.in_cli_vocabulary
+    # renames every other field to its option from the parser itself)
+    p.set_defaults(field_options={"merge_dtypes": "--merge-dtype", "strict": "--non-strict",
+                                  "progress": "--quiet"})
     return p
 
 
@@ -227,18 +231,14 @@ def swapped_warning(base: str, tuned: list[str]) -> str | None:
 
 def preflight(args) -> None:
     """Every check that needs no model, before minutes of loading: settings, output folder."""
-    from repspace.compare.options import check_settings
+    from repspace.compare.options import check_placement
     from repspace.outputs import check_output
 
     resolve_positionals(args)
     parse_names(args)
-    layers = _csv_list(args.layers)
-    check_settings(num_samples=args.num_samples, batch_size=args.batch_size,
-                   max_length=args.max_length, sample_rows=args.sample_rows, metrics=args.metrics,
-                   layers=layers, dist_timeout=args.dist_timeout,
-                   tuned_per_pass=args.tuned_per_pass, spectrum_layers=args.spectrum_layers,
-                   dtype=args.dtype, seed=args.seed, device=None if args.load_in_4bit or
-                   args.load_in_8bit else args.device, device_map=args.device_map)
+    settings = settings_from_args(args)  # every setting checked; the option named if bad
+    check_placement(settings.device, settings.device_map,
+                    placed=settings.load_in_4bit or settings.load_in_8bit)
     if args.calibrate and not args.plan:
         raise ValueError("--calibrate: only with --plan (it times one batch to estimate the run)")
     if args.plan:
@@ -253,7 +253,7 @@ def preflight(args) -> None:
 def settings_from_args(args) -> CompareConfig:
     """The API's settings for these parsed options (one name each: ``--num-samples`` is
     ``num_samples``)."""
-    from repspace.compare.api import CompareConfig
+    from repspace.compare.settings import CompareConfig
 
     layers = _csv_list(args.layers)
     return CompareConfig(

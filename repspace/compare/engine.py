@@ -17,87 +17,31 @@ import warnings
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from repspace._profile import stage
-from repspace._constraints import Options, Validated
 from repspace._validation import RepspaceWarning
 from repspace.capture.backbone import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
                                      inactive_adapter_warning)
 from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare.options import check_layer_choices
+from repspace.compare.settings import CompareOptions
 from repspace.compare.sink import CompareSink, FanOutSink
 from repspace.functional.jackknife import DEFAULT_BLOCKS, LEVEL, default_blocks, jackknife_interval
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult
 
-__all__ = ["compare_models", "CompareOptions", "SAMPLE_METRICS", "embed_2d", "checkpoint_info", "step",
-           "check_tuned_per_pass"]
+__all__ = ["compare_models", "CompareOptions", "SAMPLE_METRICS", "embed_2d", "checkpoint_info", "step"]
 
 SAMPLE_METRICS = ("rbf_cka", "mmd_rbf", "mutual_knn_overlap")
 # --metrics linear_cka_null: permutations of the row sample per layer.  The p-value cannot be
 # below 1/(B + 1): 999 resolves p = 0.001, and the resolution is reported beside p.
 NULL_PERMUTATIONS = 999
-
-
-@dataclass(frozen=True)
-class CompareOptions(Validated):
-    """How a comparison runs and what it computes: every option of :func:`compare_models`.
-
-    ``layers`` (preset, glob list or names), ``pooling`` (mean | first | last | tokens),
-    ``metrics`` (None: all; names or prefixes of report keys), ``batch_size``, ``device``
-    (None: auto), ``seed``, ``precision`` of the streaming GEMMs, ``sample_rows`` (row
-    sample per layer for the sample-based metrics), ``spectrum_layers`` (None: a few),
-    ``embedding`` (none, the default | umap | pca: a 2-D map of the row sample, opt in) at
-    ``embedding_layer`` (None: the last), ``progress``
-    bars, ``tuned_per_pass`` (None: every tuned checkpoint in one pass), ``task_id`` for
-    task-conditioned adapters, ``segments`` (also image / text / virtual-token metrics).
-    """
-
-    layers: object = "blocks"
-    pooling: str = "mean"
-    metrics: Sequence[str] | None = None
-    batch_size: int = 32
-    device: str | None = None
-    seed: int = 0
-    precision: str = "float64"
-    sample_rows: int = 1000
-    spectrum_layers: Sequence[str] | None = None
-    embedding: str = "none"
-    embedding_layer: str | None = None
-    progress: bool = True
-    tuned_per_pass: int | None = None
-    task_id: int | None = None
-    segments: bool = False
-
-    _command: ClassVar = "compare"
-    _constraints: ClassVar = {
-        "pooling": [Options("mean", "first", "cls", "last", "tokens")],
-        "embedding": [Options("none", "umap", "pca")],
-    }
-
-    @property
-    def wanted(self) -> set[str] | None:
-        """The requested metric names (``all``, ``default`` and prefixes expanded by the
-        registry), or None for the defaults."""
-        from repspace.metrics.registry import expand
-
-        return set(expand(list(self.metrics))) if self.metrics else None
-
-    def report_dict(self) -> dict:
-        """The settings a report records (what decides its numbers)."""
-        wanted = self.wanted
-        return {"layers": self.layers if isinstance(self.layers, str) else list(self.layers),
-                "pooling": self.pooling, "metrics": sorted(wanted) if wanted else "default",
-                "batch_size": self.batch_size, "device": self.device or "cpu", "seed": self.seed,
-                "precision": self.precision, "sample_rows": self.sample_rows,
-                "embedding": self.embedding}
 
 
 @dataclass
@@ -425,12 +369,6 @@ def _needs_sample(settings: CompareOptions) -> bool:
             or any(REGISTRY[m].kind == "sample" for m in wanted if m in REGISTRY))
 
 
-def check_tuned_per_pass(value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"tuned_per_pass must be a positive integer or None (all tuned "
-                         f"checkpoints in one pass); got {value!r}")
-
-
 def _check_task_id_used(task_id, checkpoints) -> None:
     """``--task-id`` feeds task-conditioned adapters only; given where none is, it would be
     recorded in the report as if it had chosen a task: refused before the capture."""
@@ -473,7 +411,6 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
     elif options:
         CompareOptions.from_options(**options)  # the names are checked: one-line error
         settings = replace(settings, **options)
-    check_tuned_per_pass(settings.tuned_per_pass)
     if settings.task_id is not None:
         _check_task_id_used(settings.task_id, [base, *tuned])
     if settings.segments and dist is not None:

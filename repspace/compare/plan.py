@@ -31,7 +31,7 @@ from repspace.compare.plan_core import (LayerPlan, ModelPlan, Plan, available_me
                                         build_plan)
 
 if TYPE_CHECKING:
-    from repspace.compare.api import CompareConfig
+    from repspace.compare.settings import CompareConfig
 
 # Nothing here imports torch at the top: the meta-device path imports it inside plan_compare,
 # and the config-only plan (plan_fast) needs none.
@@ -125,8 +125,7 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
     without building the models); False always builds them on the meta device.
     """
     from repspace.checkpoints.loader import recorded_base
-    from repspace.compare.api import CompareConfig
-    from repspace.compare.options import check_settings
+    from repspace.compare.settings import CompareConfig
 
     s = settings or CompareConfig()
     if not isinstance(s, CompareConfig):
@@ -140,11 +139,6 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
             raise ValueError(f"{base}: give BASE TUNED; a single checkpoint must be a PEFT "
                              "adapter or repspace run that records its base model")
         base, tuned = recorded, [base]
-    check_settings(num_samples=s.num_samples, batch_size=s.batch_size, max_length=s.max_length,
-                   sample_rows=s.sample_rows, metrics=s.metrics, layers=s.layers,
-                   dist_timeout=s.dist_timeout, spectrum_layers=s.spectrum_layers, dtype=s.dtype)
-    if s.load_in_4bit and s.load_in_8bit:
-        raise ValueError("--load-in-4bit and --load-in-8bit: choose one")
     plan = None
     if fast:
         from repspace.compare.plan_fast import fast_plan

@@ -379,43 +379,6 @@ def _plan(base: str, tuned: list[str], s, available_bytes: int | None) -> Plan:
         tuned_count=len(tuned), available_bytes=available_bytes)
 
 
-@dataclass(frozen=True)
-class _ArgSettings:
-    """The settings :func:`fast_plan` reads, from parsed ``repspace compare`` arguments as
-    :func:`repspace.compare.cli.settings_from_args` maps them (that builds a CompareConfig,
-    whose module imports torch); tests/compare/test_plan_fast.py checks they agree."""
-
-    num_samples: int | None
-    max_length: int
-    layers: object
-    pooling: str
-    batch_size: int
-    sample_rows: int
-    tuned_per_pass: int | None
-    dtype: str | None
-    load_in_4bit: bool
-    load_in_8bit: bool
-    device: str | None
-    device_map: object
-    base_override: str | None
-    config: str | None
-    two_models: bool
-    weight_space: bool
-    match_layers: bool
-
-
-def settings_of_args(args) -> _ArgSettings:
-    layers = [t.strip() for t in args.layers.split(",") if t.strip()]
-    return _ArgSettings(
-        num_samples=args.num_samples, max_length=args.max_length,
-        layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
-        batch_size=args.batch_size, sample_rows=args.sample_rows,
-        tuned_per_pass=args.tuned_per_pass, dtype=args.dtype, load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit, device=args.device, device_map=args.device_map,
-        base_override=args.base_override, config=args.config, two_models=args.two_models,
-        weight_space=args.weight_space, match_layers=args.match_layers)
-
-
 def recorded_adapter_base(spec: str) -> str | None:
     """The base a PEFT adapter folder records (``base_model_name_or_path``), as
     :func:`repspace.checkpoints.loader.recorded_base` reads it, without importing the loader
@@ -445,8 +408,6 @@ def plan_from_args(args) -> Plan | None:
     (:func:`repspace.compare.plan.plan_compare`), as for ``--calibrate``."""
     if getattr(args, "calibrate", False) or not args.tuned:
         return None
-    try:
-        s = settings_of_args(args)
-    except (AttributeError, TypeError):
-        return None
-    return fast_plan(args.base, args.tuned, s)
+    from repspace.compare.cli import settings_from_args  # torch-free, as the settings
+
+    return fast_plan(args.base, args.tuned, settings_from_args(args))

@@ -7,12 +7,7 @@ import argparse
 
 from repspace._threads import add_threads_option
 
-__all__ = ["OPTION_OF", "add_parser", "config_from_args", "run"]
-
-# API field -> the option that sets it: one table, so an error names what the caller typed
-OPTION_OF = {"top_k": "--top-k", "threshold": "--threshold", "side": "--side",
-             "report": "--report", "probe": "--probe", "num_samples": "--num-samples",
-             "batch_size": "--batch-size", "merge_dtypes": "--merge-dtype", "progress": "--quiet"}
+__all__ = ["add_parser", "config_from_args", "run"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -47,21 +42,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_threads_option(p, adapt_to_load=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars (shown when stderr "
                    "is a terminal)")
+    # WeightsConfig fields set by an option of another name (repspace.cli.in_cli_vocabulary
+    # renames every other field to its option from the parser itself)
+    p.set_defaults(field_options={"merge_dtypes": "--merge-dtype", "progress": "--quiet"})
     return p
 
 
 def config_from_args(args):
-    """The API's settings for these options; a bad one is a one-line error naming the option."""
-    from repspace._constraints import SettingError
+    """The API's settings for these options (a bad one is a SettingError naming the field;
+    :func:`repspace.cli.main` names the option)."""
     from repspace.compare.weights_api import WeightsConfig
 
-    try:
-        return WeightsConfig(top_k=args.top_k, threshold=args.threshold, side=args.side,
-                             report=args.report, probe=args.probe, num_samples=args.num_samples,
-                             batch_size=args.batch_size, merge_dtypes=args.merge_dtype,
-                             progress=False if getattr(args, "quiet", False) else None)
-    except SettingError as exc:
-        raise exc.in_vocabulary(OPTION_OF) from None
+    return WeightsConfig(top_k=args.top_k, threshold=args.threshold, side=args.side,
+                         report=args.report, probe=args.probe, num_samples=args.num_samples,
+                         batch_size=args.batch_size, merge_dtypes=args.merge_dtype,
+                         progress=False if getattr(args, "quiet", False) else None)
 
 
 def run(args) -> int:

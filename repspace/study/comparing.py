@@ -12,12 +12,9 @@ __all__ = ["compare_settings", "default_compare"]
 
 def compare_settings(config: StudyConfig, probe: str | None = None) -> dict:
     """Keyword arguments of :func:`repspace.compare.compare` for ``config`` (``probe``: one of
-    its probes; default the first)."""
-    s = config.compare
-    return dict(probe=probe or s.probes[0], num_samples=s.num_samples, layers=s.layers,
-                batch_size=s.batch_size, pooling=s.pooling, seed=s.seed,
-                sample_rows=s.sample_rows, max_length=s.max_length, embedding="none",
-                distributed=False, progress=False)
+    its probes; default the first): every field of its :class:`~repspace.study.config.
+    CompareSettings`, the study's declared defaults included."""
+    return config.compare.compare_kwargs(probe)
 
 
 def default_compare(base: str, tuned: list[str], **kwargs):

@@ -30,7 +30,7 @@ File format (TOML; YAML takes the same keys)::
     lora = [2, 8, 32]
     [train]                                # any other TrainConfig field
     warmup_ratio = 0.1
-    [compare]                              # compare() settings
+    [compare]                              # any CompareConfig field (compare() settings)
     probe = ["builtin", "general"]         # default: the task's probe + general text
     num_samples = 256
     layers = "blocks"
@@ -49,7 +49,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from repspace._constraints import Check, Interval, Options, SettingError, Types, Validated
+from repspace.compare.settings import MAX_SEED, CompareConfig
 
 __all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config",
            "method_name", "grid_size", "MAX_CELLS", "MAX_EXPANDED", "MAX_FILE_BYTES"]
@@ -74,8 +77,7 @@ TASKS = ("vqa", "captioning", "classify")
 # a study measures both unless told otherwise.  The first probe is the primary one (the
 # ``metrics`` of a cell and every un-prefixed table column); the others add columns.
 DEFAULT_PROBES = ("builtin", "general")
-_COMPARE_KEYS = ("probe", "num_samples", "layers", "batch_size", "pooling", "seed",
-                 "sample_rows", "max_length")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # a study folder's name
 _TOP_KEYS = ("name", "base", "tasks", "methods", "options", "budgets", "data_fractions",
              "seeds", "steps", "batch_size", "lr", "n_train", "n_eval", "domain",
              "image_size", "train", "compare", "output_dir", "summary_layer", "track_every",
@@ -88,39 +90,111 @@ _OWNED_TRAIN_FIELDS = ("base", "method", "method_options", "task", "domain", "da
                        "output_dir")
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    """Settings of every cell's ``compare(base, [run])`` (part of each cell's cache key).
+def _probes(value) -> bool:
+    """One probe source, or a non-empty list of distinct ones."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return (isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(v, str) and v.strip() for v in value)
+            and len(set(value)) == len(value))
 
-    ``probe``: one probe source or several (compared one after the other; the first is the
-    primary probe).  A probe after the first that the base cannot read (e.g. general text
-    on a closed-vocabulary model) is recorded as skipped in the cell, with the reason.
+
+@dataclass(frozen=True)
+class CompareSettings(CompareConfig):
+    """Every cell's ``compare(base, [run])`` settings: a :class:`~repspace.compare.
+    CompareConfig` (the same fields, checks and ``to_dict``; part of each cell's cache key)
+    with the study's own defaults, declared here as overrides and nowhere else:
+
+    - ``probe``: one probe source or several, compared one after the other (the first is
+      the primary probe).  A probe after the first that the base cannot read (e.g. general
+      text on a closed-vocabulary model) is recorded as skipped in the cell, with the reason.
+      Default: the task's own probe and general text.
+    - ``num_samples`` 256 (at least 4, not None) and ``sample_rows`` 512 (a study compares
+      hundreds of cells);
+    - ``pooling``: one row per sample (not ``tokens``);
+    - ``progress`` False and ``distributed`` False (the study shows its own progress and
+      runs each compare in its process).
     """
 
     probe: str | tuple[str, ...] = DEFAULT_PROBES
-    num_samples: int = 256
-    layers: str | tuple[str, ...] = "blocks"
-    batch_size: int = 32
-    pooling: str = "mean"
-    seed: int = 0
+    num_samples: int | None = 256
     sample_rows: int = 512
-    max_length: int = 64
+    progress: bool = False
+    distributed: bool | None = False
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["layers"] = d["layers"] if isinstance(d["layers"], str) else list(d["layers"])
-        d["probe"] = d["probe"] if isinstance(d["probe"], str) else list(d["probe"])
-        return d
+    _constraints: ClassVar = {
+        **CompareConfig._constraints,
+        "probe": [Check(_probes, "a probe source or a list of distinct ones (builtin, general, "
+                                 "a file or a folder)")],
+        "num_samples": [Interval(int, 4, None)],  # the metrics need 4 rows; a size to estimate
+        "pooling": [Options("mean", "first", "cls", "last")],  # one row per sample
+    }
+
+    def __post_init__(self):
+        for name in ("probe", "layers", "metrics", "spectrum_layers"):  # TOML lists: tuples
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        super().__post_init__()
 
     @property
     def probes(self) -> tuple[str, ...]:
         """The probe sources, primary first."""
         return (self.probe,) if isinstance(self.probe, str) else tuple(self.probe)
 
+    def compare_kwargs(self, probe: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`repspace.compare.compare` on one ``probe`` (default:
+        the primary one)."""
+        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(CompareConfig)}
+        kwargs["probe"] = probe or self.probes[0]
+        return kwargs
+
+
+def _per_method_or(constraint):
+    """``constraint`` for one value, or for every value of a ``{method or "default": value}``
+    table."""
+    return Check(lambda v: isinstance(v, dict) and all(isinstance(k, str) and constraint.accepts(x)
+                                                       for k, x in v.items()),
+                 f"or a table of method → {constraint.describe()}")
+
+
+def _items(constraint, name: str):
+    """A non-empty list of values ``constraint`` accepts."""
+    return Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                 and all(constraint.accepts(x) for x in v), f"a non-empty list of {name}")
+
+
+_STEPS = Interval(int, 1, None)
+_LR = Interval(float, 0, None, closed="neither")
+
 
 @dataclass(frozen=True)
-class StudyConfig:
-    """A validated study.  Build with :func:`load_study_config` or :meth:`from_dict`."""
+class StudyConfig(Validated):
+    """A validated study.  Build with :func:`load_study_config` or :meth:`from_dict`; one
+    made directly is checked the same way (``_constraints``), naming the field."""
+
+    _command: ClassVar = "study"
+    _constraints: ClassVar = {
+        "name": [Check(lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
+                       "letters, digits and _ . + - (starting with a letter or digit, at most "
+                       "100; it names the study folder)")],
+        "methods": [_items(Types(str), "method names")],
+        "base": [Types(str, Path, name="a checkpoint")],
+        "tasks": [_items(Options(*TASKS), "tasks (" + ", ".join(TASKS) + ")")],
+        "data_fractions": [_items(Interval(float, 0, 1, closed="right"), "numbers in (0, 1]")],
+        "seeds": [_items(Interval(int, 0, MAX_SEED), f"integers from 0 to {MAX_SEED}")],
+        "steps": [_STEPS, _per_method_or(_STEPS)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [_LR, _per_method_or(_LR), None],
+        "n_train": [Interval(int, 1, None)],
+        "n_eval": [Interval(int, 1, None)],
+        "domain": [Check(lambda v: isinstance(v, str) and v.strip() != "", "a domain name")],
+        "image_size": [Interval(int, 8, None), None],
+        "output_dir": [Types(str, Path, name="a folder"), None],
+        "summary_layer": [Interval(int)],
+        "track_every": [Interval(int, 1, None), None],
+        "track_samples": [Interval(int, 4, None)],
+    }
 
     name: str
     methods: tuple[str, ...]
@@ -361,7 +435,7 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     kw: dict[str, Any] = {"source": source}
     kw["name"] = c.str_("name", data.get("name", Path(source).stem if source != "<dict>"
                                           else "study"))
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}", kw["name"]):
+    if not _NAME.fullmatch(kw["name"]):
         # it becomes the folder studies/<name>: no separators, no "..", no hidden names
         c.fail("name", "must be letters, digits and _ . + - (starting with a letter or digit, at "
                        "most 100); it names the study folder")
@@ -400,10 +474,9 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     if "lr" in data:
         kw["lr"] = _per_method(c, "lr", data["lr"], methods,
                                lambda k, v: c.float_(k, v, low_open=0.0))
-    for key, low in (("batch_size", 1), ("n_train", 1), ("n_eval", 1), ("image_size", 8),
-                     ("track_every", 1), ("track_samples", 4)):
-        if key in data:
-            kw[key] = c.int_(key, data[key], low=low)
+    for key in ("batch_size", "n_train", "n_eval", "image_size", "track_every", "track_samples"):
+        if key in data:  # the bound StudyConfig declares, with the file's key in the message
+            kw[key] = c.int_(key, data[key], low=StudyConfig._constraints[key][0].left)
     if "summary_layer" in data:
         kw["summary_layer"] = c.int_("summary_layer", data["summary_layer"])
     for key in ("domain", "output_dir"):
@@ -427,7 +500,10 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
         kw["train"] = dict(train)
     if "compare" in data:
         kw["compare"] = _compare(c, c.table("compare", data["compare"]))
-    config = StudyConfig(**kw)
+    try:
+        config = StudyConfig(**kw)
+    except SettingError as exc:  # what the file-level checks above let through
+        c.fail(exc.field, f"must be {exc.expected}, got {exc.value!r}")
     _check_grid(config)
     return config
 
@@ -495,24 +571,12 @@ def _budgets(c: _Checker, budgets, methods, options, check: bool) -> dict:
 
 
 def _compare(c: _Checker, data: dict) -> CompareSettings:
-    unknown = sorted(set(data) - set(_COMPARE_KEYS))
+    settable = [f.name for f in dataclasses.fields(CompareSettings)]
+    unknown = sorted(set(data) - set(settable))
     if unknown:
-        c.fail(f"compare.{unknown[0]}", f"unknown key; valid keys are {', '.join(_COMPARE_KEYS)}")
-    kw: dict[str, Any] = {}
-    if "probe" in data:
-        v = data["probe"]
-        kw["probe"] = (c.str_("compare.probe", v) if isinstance(v, str)
-                       else c.list_("compare.probe", v, c.str_))
-    for key, low in (("num_samples", 4), ("batch_size", 1), ("seed", 0), ("sample_rows", 0),
-                     ("max_length", 1)):
-        if key in data:
-            kw[key] = c.int_(f"compare.{key}", data[key], low=low)
-    if "pooling" in data:
-        kw["pooling"] = c.str_("compare.pooling", data["pooling"])
-        if kw["pooling"] not in ("mean", "first", "cls", "last"):
-            c.fail("compare.pooling", f"must be mean, first, cls or last, got {kw['pooling']!r}")
-    if "layers" in data:
-        v = data["layers"]
-        kw["layers"] = (c.str_("compare.layers", v) if isinstance(v, str)
-                        else c.list_("compare.layers", v, c.str_))
-    return CompareSettings(**kw)
+        c.fail(f"compare.{unknown[0]}", f"unknown key; valid keys are {', '.join(settable)}")
+    try:
+        return CompareSettings.from_dict(data)
+    except SettingError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        c.fail(f"compare.{exc.field}", f"must be {exc.expected}, got {exc.value!r}{hint}")

@@ -138,8 +138,8 @@ def seed_baseline(result, compare_fn: Callable | None = None, force: bool = Fals
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # two runs may agree on early layers exactly
-                    res = compare_fn(run_a, [run_b], base_override=result.config.base,
-                                     **comparing.compare_settings(result.config))
+                    res = compare_fn(run_a, [run_b], **{**comparing.compare_settings(
+                        result.config), "base_override": result.config.base})
             except Exception as exc:  # noqa: BLE001 - one failed pair must not sink the table
                 notes.append(f"seed baseline {a['label']} vs {b['label']} failed: "
                              f"{type(exc).__name__}: {' '.join(str(exc).split())}")

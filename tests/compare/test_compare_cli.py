@@ -161,4 +161,4 @@ def test_tuned_per_pass_gives_the_same_numbers(base_dir, lora_dir, probe_file, t
     assert len(a) == len(b) == 6 and [r["metrics"] for r in a] == [r["metrics"] for r in b]  # 2 x 3 layers
     out = tmp_path / "never"
     _assert_clean_failure(capsys, out, base_dir, lora_dir, "--probe", probe_file,
-                          "--tuned-per-pass", "0", match="tuned_per_pass")
+                          "--tuned-per-pass", "0", match="--tuned-per-pass must be an integer ≥ 1")

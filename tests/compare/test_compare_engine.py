@@ -137,7 +137,7 @@ def test_tuned_per_pass_bounds_concurrent_checkpoints_with_the_same_numbers(cks,
     for ck in tuned:
         assert_same_metrics(split.metrics[ck.name], joint.metrics[ck.name])
     for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="tuned_per_pass must be a positive integer"):
+        with pytest.raises(ValueError, match="^tuned_per_pass must be an integer ≥ 1"):
             compare_models(base, tuned, batches, tuned_per_pass=bad, **FAST)
     with pytest.raises(ValueError, match="tuned_per_pass"):  # before loading anything
         compare("no/such/base", ["no/such/tuned"], tuned_per_pass=0, distributed=False)

@@ -70,7 +70,7 @@ def test_compare_settings_and_keyword_options():
         compare("embedded", ["embedded"], CompareConfig(num_samples=8), bach_size=8)
     # keyword options override the object; the object is not changed (frozen)
     base = CompareConfig(num_samples=8, batch_size=4)
-    with pytest.raises(ValueError, match="--batch-size must be an integer"):
+    with pytest.raises(ValueError, match="^batch_size must be an integer"):
         compare("embedded", ["embedded"], base, batch_size=0)
     assert base.batch_size == 4
 
@@ -79,7 +79,7 @@ def test_compare_takes_the_engine_settings_too_and_refuses_anything_else():
     from repspace.compare.engine import CompareOptions
 
     # an engine-only settings object is completed with compare's defaults (then checked)
-    with pytest.raises(ValueError, match="--batch-size must be an integer"):
+    with pytest.raises(ValueError, match="^batch_size must be an integer"):
         compare("embedded", ["embedded"], CompareOptions(batch_size=0))
     with pytest.raises(TypeError, match="settings must be a CompareConfig"):
         compare("embedded", ["embedded"], {"num_samples": 8})

@@ -52,11 +52,11 @@ def test_a_bad_thread_count_is_one_line_naming_the_option(command, base_dir, lor
 @pytest.mark.parametrize("metrics", ["all,linear_cka_null", "default,linear_cka_null",
                                      "linear_cka_null,default,effective_rank"])
 def test_metrics_accept_all_or_default_plus_additions(metrics):
-    from repspace.compare.options import check_settings
+    from repspace.compare.settings import CompareOptions
     from repspace.metrics.registry import default_names, expand
 
     names = metrics.split(",")
-    check_settings(metrics=names)  # no error
+    CompareOptions(metrics=names)  # no error
     wanted = expand(names)
     assert "linear_cka_null" in wanted and set(default_names()) <= set(wanted)
 

@@ -248,27 +248,6 @@ def test_capture_itemsize_table_is_the_hooks_rule():
         assert capture_itemsize(dtype) == size, dtype
 
 
-@pytest.mark.parametrize("argv", [
-    [],
-    ["--layers", "blocks", "--dtype", "bfloat16", "--pooling", "tokens", "--max-length", "8"],
-    ["--layers", "model.layers.0,model.layers.1", "--two-models", "--tuned-per-pass", "1",
-     "--weight-space", "--match-layers", "--sample-rows", "0", "--device-map", "auto",
-     "--base-override", "x", "--config", "y", "--load-in-4bit", "--batch-size", "3"],
-])
-def test_settings_read_from_the_arguments_are_the_cli_settings(argv):
-    import argparse
-
-    from repspace.compare.cli import add_parser, settings_from_args
-    from repspace.compare.plan_fast import settings_of_args
-
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["compare", "a", "b", "--plan", *argv])
-    fast, full = settings_of_args(args), settings_from_args(args)
-    for name in fast.__dataclass_fields__:
-        assert getattr(fast, name) == getattr(full, name), name
-
-
 def test_the_fast_plan_imports_neither_torch_nor_transformers(tmp_path):
     base = save_config(tmp_path / "base", "llama", dtype="bfloat16")
     lora = save_lora(tmp_path / "lora", base, target_modules="all-linear")
