@@ -26,7 +26,7 @@ COMMANDS = {
     "train": ("repspace.training.cli", "add_train_parser", "run_train"),
     "methods": ("repspace.methods.cli", "add_parser", "run"),
     "metrics": ("repspace.metrics.cli", "add_parser", "run"),
-    "pretrain": ("repspace.training.pretrain", "add_pretrain_parser", "run_pretrain"),
+    "pretrain": ("repspace.training.pretrain.cli", "add_pretrain_parser", "run_pretrain"),
     "study": ("repspace.study.cli", "add_study_parser", "run_study_cli"),
     "weights": ("repspace.compare.weights_cli", "add_parser", "run"),
 }

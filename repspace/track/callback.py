@@ -41,8 +41,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from repspace.track.options import (DEFAULT_METRICS, check_every_n_steps, check_layers,
-                                    check_metrics, check_pooling, check_positive)
+from repspace.track.options import DEFAULT_METRICS, TrackSettings
 from repspace.track.tracker import Tracker
 
 __all__ = ["DistortionCallback", "OUTPUT_SUBDIR"]
@@ -73,14 +72,13 @@ class DistortionCallback(TrainerCallback):
                              "folder, 'general', 'builtin', a ProbeSet or a list of texts)")
         from repspace.track.inputs import probe_set
 
-        self.every_n_steps = check_every_n_steps(every_n_steps)
-        check_positive("batch_size", batch_size)
-        check_positive("max_length", max_length)
-        check_positive("seed", seed, minimum=0)
-        self.options = dict(layers=check_layers(layers), pooling=check_pooling(pooling),
-                            metrics=check_metrics(metrics), every_n_steps=every_n_steps,
-                            batch_size=batch_size, max_length=max_length, processor=processor,
-                            seed=seed)
+        s = TrackSettings(every_n_steps=every_n_steps, batch_size=batch_size, max_length=max_length,
+                          seed=seed, num_samples=num_samples, metrics=metrics, layers=layers,
+                          pooling=pooling)
+        self.every_n_steps = s.every_n_steps
+        self.options = dict(layers=s.layers, pooling=s.pooling, metrics=s.metrics,
+                            every_n_steps=s.every_n_steps, batch_size=s.batch_size,
+                            max_length=s.max_length, processor=processor, seed=s.seed)
         self.probe = probe_set(probe, num_samples, seed, pooling)  # fails now when empty
         if base is not None and not isinstance(base, (str, Path)) and not hasattr(base, "modules"):
             raise ValueError(f"base must be None, a checkpoint folder or a module; got "

@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from repspace._constraints import validate
+from repspace.track.options import TrackSettings
+
 __all__ = ["probe_set", "processor_for", "probe_batches", "MIN_SAMPLES"]
 
 MIN_SAMPLES = 4  # the debiased estimators need four samples (compare refuses fewer too)
@@ -24,9 +27,7 @@ def probe_set(probe, num_samples: int | None = None, seed: int = 0, pooling: str
     ``num_samples`` seeded samples (all when None)."""
     from repspace.probe import ProbeSet, load_probe
 
-    if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
-                                    or num_samples < 1):
-        raise ValueError(f"num_samples must be an integer ≥ 1 or None (all); got {num_samples!r}")
+    validate({"num_samples": TrackSettings._constraints["num_samples"]}, {"num_samples": num_samples})
     try:
         if isinstance(probe, ProbeSet):
             out = probe.subset(num_samples, seed)

@@ -42,15 +42,13 @@ from torch import nn
 
 from repspace.track.guard import untouched
 from repspace.track.inputs import probe_batches, probe_set, processor_for
-from repspace.track.options import (DEFAULT_METRICS, RATIOS, check_every_n_steps, check_layers,
-                                    check_metrics, check_pooling, check_positive, computed_metrics,
-                                    kept)
+from repspace._constraints import Interval, validate
+from repspace.track.options import DEFAULT_METRICS, RATIOS, TrackSettings, computed_metrics, kept
 from repspace.track.trajectory import Trajectory
 
 __all__ = ["Tracker", "scalar_name", "SCALAR_PREFIX"]
 
 SCALAR_PREFIX = "repspace"
-PRECISIONS = ("float64", "auto")
 
 
 def scalar_name(metric: str, layer: str) -> str:
@@ -142,8 +140,9 @@ class Tracker:
     fallback_processor : used when neither ``processor`` nor the base's folder gives one (the
         callback passes the trainer's ``processing_class``).
 
-    Every argument is checked here, before any training step, with a one-line ``ValueError``
-    naming it.
+    Every argument is checked here, before the base is captured (or loaded) and before any
+    training step: the settings by :class:`~repspace.track.options.TrackSettings` (a one-line
+    :class:`~repspace._constraints.SettingError` naming the argument), then the probe.
     """
 
     def __init__(self, base_model, probe, *, layers="blocks", pooling="mean",
@@ -152,16 +151,12 @@ class Tracker:
                  num_samples: int | None = None, precision: str = "float64", device=None,
                  distributed: bool | None = None, task_id: int | None = None,
                  fallback_processor=None):
-        self.every_n_steps = check_every_n_steps(every_n_steps)
-        self.batch_size = check_positive("batch_size", batch_size)
-        self.max_length = check_positive("max_length", max_length)
-        self.seed = check_positive("seed", seed, minimum=0)
-        self.metrics = check_metrics(metrics)
-        self.layers = check_layers(layers)
-        self.pooling = check_pooling(pooling)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-        self.precision = precision
+        s = TrackSettings(every_n_steps=every_n_steps, batch_size=batch_size, max_length=max_length,
+                          seed=seed, num_samples=num_samples, metrics=metrics, layers=layers,
+                          pooling=pooling, precision=precision)
+        self.every_n_steps, self.batch_size, self.max_length = s.every_n_steps, s.batch_size, s.max_length
+        self.seed, self.metrics, self.layers, self.pooling = s.seed, s.metrics, s.layers, s.pooling
+        self.precision = s.precision
         self.task_id = task_id
         self.probe = probe_set(probe, num_samples, seed, pooling)
         self._computed = computed_metrics(self.metrics)
@@ -327,7 +322,7 @@ class Tracker:
         in :attr:`trajectory` at ``step``.  Eval mode and no autograd inside; the model's
         training flags and every RNG state are as before afterwards.  Distributed: a
         collective (every rank calls it at the same step); every rank returns the values."""
-        step = check_positive("step", step, minimum=0)
+        validate({"step": [Interval(int, 0, None)]}, {"step": step}, owner="Tracker.measure")
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
         with self._step(f"the capture at step {step}"):

@@ -168,8 +168,8 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
 
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"train() needs a TrainConfig, got {type(cfg).__name__}")
-    if max_steps_this_call is not None and max_steps_this_call < 1:
-        raise ValueError(f"max_steps_this_call must be a positive integer or None, got {max_steps_this_call!r}")
+    check_call(max_steps_this_call=max_steps_this_call, track_every=track_every,
+               track_samples=track_samples, track_probe=track_probe, seed=cfg.seed)
     config_hash = cfg.config_hash()  # resolves the method (unknown method: one-line error)
     mcfg = make_config(cfg.method, **cfg.method_options)
     device = resolve_device(cfg.device, "TrainConfig.device")
@@ -281,6 +281,35 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     return TrainResult(run_dir, cfg, params, scores, manifest, True, out.step, out.losses, out.resumed_from,
                        timings, model, out.stages)
 
+
+
+# train()'s own arguments -> the tracker setting each one is (TrackSettings' field)
+TRACK_ARGS = {"track_every": "every_n_steps", "track_samples": "num_samples"}
+
+
+def check_call(*, max_steps_this_call=None, track_every=None, track_samples=128,
+               track_probe="builtin", seed=0) -> None:
+    """:func:`train`'s arguments beside the config, checked before anything is read or
+    loaded; a SettingError names the argument as :func:`train` spells it."""
+    from repspace._constraints import Interval, SettingError, Types, validate
+
+    validate({"max_steps_this_call": [Interval(int, 1, None), None],
+              "track_probe": [Types(str, Path, name="a probe source (a file, a folder, "
+                                                     "'general', 'builtin')")]},
+             {"max_steps_this_call": max_steps_this_call, "track_probe": track_probe},
+             owner="train")
+    if track_every is None:
+        return
+    from repspace.track.options import TrackSettings
+
+    given = {"track_every": track_every, "track_samples": track_samples}
+    try:
+        TrackSettings(seed=seed, **{TRACK_ARGS[k]: v for k, v in given.items()})
+    except SettingError as exc:
+        ours = {v: k for k, v in TRACK_ARGS.items()}.get(exc.field)
+        if ours is None:
+            raise
+        raise SettingError(ours, exc.value, exc.expected, "train", exc.hint) from None
 
 
 def _tracker(model, cfg: TrainConfig, every: int | None, probe: str, samples: int, run_dir: Path):

@@ -10,9 +10,22 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_train_parser", "run_train", "parse_option", "resume_command"]
+__all__ = ["OPTION_OF", "add_train_parser", "config_from_args", "run_train", "parse_option",
+           "resume_command"]
 
 _PARSER: list = []  # the train parser, to write the command that resumes an interrupted run
+
+# API name (a TrainConfig field, a train() argument) -> the option that sets it: one table, so
+# an error names what the caller typed.  A method's own option NAME is ``--option NAME``.
+OPTION_OF = {"base": "--base", "method": "--method", "method_options": "--option",
+             "task": "--task", "domain": "--domain", "data": "--data",
+             "data_fraction": "--data-fraction", "n_train": "--n-train", "n_eval": "--n-eval",
+             "image_size": "--image-size", "steps": "--steps", "batch_size": "--batch-size",
+             "lr": "--lr", "weight_decay": "--weight-decay", "warmup_ratio": "--warmup-ratio",
+             "schedule": "--schedule", "seed": "--seed", "eval_every": "--eval-every",
+             "save_every": "--save-every", "device": "--device", "output_dir": "--output",
+             "overwrite": "--overwrite", "track_every": "--track-every",
+             "track_probe": "--track-probe", "track_samples": "--track-samples"}
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -132,20 +145,42 @@ def _stage_summary(manifest: dict | None) -> str:
     return " (" + "; ".join(f"stage {k}: {n:,}" for k, n in enumerate(counts, 1)) + ")"
 
 
+def config_from_args(args):
+    """``(TrainConfig, the method's config)`` for these options, every setting checked before
+    anything is read or loaded; a bad one is a one-line error naming the option (a method
+    option as ``--option NAME``)."""
+    from repspace._constraints import SettingError
+    from repspace.methods import make_config
+    from repspace.training import TrainConfig
+    from repspace.training.api import check_call
+
+    try:
+        options = dict(parse_option(o) for o in args.option)
+        cfg = TrainConfig(
+            base=args.base, method=args.method, method_options=options, task=args.task,
+            domain=args.domain, data=args.data, data_fraction=args.data_fraction,
+            n_train=args.n_train, n_eval=args.n_eval, image_size=args.image_size, steps=args.steps,
+            batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+            warmup_ratio=args.warmup_ratio, schedule=args.schedule, seed=args.seed,
+            eval_every=args.eval_every, save_every=args.save_every, device=args.device,
+            output_dir=args.output, overwrite=args.overwrite)
+        check_call(track_every=args.track_every, track_samples=args.track_samples,
+                   track_probe=args.track_probe, seed=cfg.seed)
+    except SettingError as exc:
+        raise exc.in_vocabulary(OPTION_OF) from None
+    try:
+        return cfg, make_config(cfg.method, **options)
+    except SettingError as exc:  # a method's option: not a field of TrainConfig
+        raise exc.in_vocabulary({exc.field: f"--option {exc.field}"}) from None
+
+
 def run_train(args) -> int:
     from repspace._threads import apply_threads
     from repspace.checkpoints import resolve_spec
-    from repspace.training import TrainConfig, train
+    from repspace.training import train
     from repspace.training.state import latest_state
 
-    options = dict(parse_option(o) for o in args.option)
-    cfg = TrainConfig(
-        base=args.base, method=args.method, method_options=options, task=args.task, domain=args.domain,
-        data=args.data, data_fraction=args.data_fraction, n_train=args.n_train, n_eval=args.n_eval,
-        image_size=args.image_size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, schedule=args.schedule,
-        seed=args.seed, eval_every=args.eval_every, save_every=args.save_every, device=args.device,
-        output_dir=args.output, overwrite=args.overwrite)
+    cfg, method_config = config_from_args(args)
     if args.resume and latest_state(Path(cfg.output_dir)) is None:
         raise ValueError(f"--resume: {cfg.output_dir} holds no unfinished run to resume")
     err = sys.stderr if args.json else sys.stdout
@@ -155,9 +190,7 @@ def run_train(args) -> int:
     if not args.json:
         print(header, file=err)
 
-    from repspace.methods import make_config
-
-    n_stages = type(make_config(cfg.method, **options)).num_stages
+    n_stages = type(method_config).num_stages
 
     def announce(params) -> None:
         if args.json:  # on stderr: only once training starts, so a refusal stays one line there

@@ -25,15 +25,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "default_lr"]
+from repspace._constraints import Check, Interval, Options, SettingError, Types, Validated
+from repspace.data.domains import DOMAINS
+
+__all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "MAX_SEED", "SEED", "default_lr"]
 
 TASKS = ("captioning", "vqa", "classify")
 SCHEDULES = ("cosine", "linear", "constant")
+
+
 class _DefaultLR(Mapping):
     """``{method: default learning rate}``, read from each method's own facts
     (:class:`repspace.methods.MethodFacts`); a view, so a newly registered method appears."""
@@ -68,12 +73,12 @@ def default_lr(method: str) -> float:
     return get_method(method).facts.default_lr
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes no more
+SEED = Interval(int, 0, MAX_SEED)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Validated):
     """One fine-tuning run (see :mod:`repspace.training`).
 
     Attributes:
@@ -127,59 +132,54 @@ class TrainConfig:
     overwrite: bool = False
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.base, str) or not self.base:
-            raise ValueError(f"TrainConfig.base must be a checkpoint spec string, got {self.base!r}")
-        if not isinstance(self.method, str) or not self.method:
-            raise ValueError(f"TrainConfig.method must be a method name, got {self.method!r}")
-        if not isinstance(self.method_options, dict):
-            raise ValueError(f"TrainConfig.method_options must be a dict, got {type(self.method_options).__name__}")
-        if self.task not in TASKS:
-            raise ValueError(f"TrainConfig.task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        from repspace.data import DOMAINS
+    _command: ClassVar = "train"
+    _constraints: ClassVar = {
+        "base": [Check(lambda v: isinstance(v, str) and bool(v), "a checkpoint spec (a folder, "
+                       "hub id or 'embedded')")],
+        "method": [Check(lambda v: isinstance(v, str) and bool(v), "a method name")],
+        "method_options": [Types(dict, name="a mapping of option names to JSON values")],
+        "task": [Options(*TASKS)],
+        "domain": [Options(*DOMAINS)],
+        "data": [Check(lambda v: isinstance(v, str) and bool(v), "a path to a data-spec JSON"),
+                 None],
+        "data_fraction": [Interval(float, 0, 1, closed="right")],
+        "data_seed": [SEED],
+        "n_train": [Interval(int, 1, None)],
+        "n_eval": [Interval(int, 1, None)],
+        # the processors resize anyway; below 18 px the shapes world's shapes are unreadable
+        "image_size": [Interval(int, 18, None)],
+        "steps": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, 1, closed="neither"), None],  # None: the method's default
+        "weight_decay": [Interval(float, 0, 10)],
+        "warmup_ratio": [Interval(float, 0, 1)],
+        "schedule": [Options(*SCHEDULES)],
+        "max_grad_norm": [Interval(float)],  # <= 0 turns clipping off
+        "seed": [SEED],
+        "eval_every": [Interval(int, 1, None), None],
+        "save_every": [Interval(int, 1, None)],
+        "max_new_tokens": [Interval(int, 1, None), None],
+        "eval_batch_size": [Interval(int, 1, None), None],
+        "output_dir": [Types(str, os.PathLike, name="a folder path"), None],
+        "overwrite": [Types(bool)],
+        "device": [Types(str, name="a device name (cpu, cuda, cuda:1, auto)")],
+    }
 
-        if self.domain not in DOMAINS:
-            raise ValueError(f"TrainConfig.domain must be one of {', '.join(sorted(DOMAINS))}, got {self.domain!r}")
-        if self.data is not None and (not isinstance(self.data, str) or not self.data):
-            raise ValueError(f"TrainConfig.data must be a path to a data-spec JSON or None, got {self.data!r}")
-        if isinstance(self.data_fraction, bool) or not isinstance(self.data_fraction, (int, float)) \
-                or not 0.0 < float(self.data_fraction) <= 1.0:
-            raise ValueError(f"TrainConfig.data_fraction must be in (0, 1], got {self.data_fraction!r}")
-        self.data_fraction = float(self.data_fraction)
-        for name, low in (("n_train", 1), ("n_eval", 1), ("steps", 1), ("batch_size", 1),
-                          ("save_every", 1), ("seed", 0), ("data_seed", 0)):
-            v = getattr(self, name)
-            if not _is_int(v) or v < low:
-                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
-        if not _is_int(self.image_size) or self.image_size < 18:
-            raise ValueError(f"TrainConfig.image_size must be an integer >= 18, got {self.image_size!r}")
-        for name in ("eval_every", "max_new_tokens", "eval_batch_size"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1):
-                raise ValueError(f"TrainConfig.{name} must be a positive integer or None, got {v!r}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            json.dumps(self.method_options)
+        except (TypeError, ValueError):
+            raise SettingError("method_options", self.method_options, "JSON-serialisable (numbers, "
+                               "strings, lists)", type(self).__name__) from None
+        # floats from here on: the config hash of lr=1e-3 and of a 0.001 read from JSON agree
+        for name in ("data_fraction", "weight_decay", "warmup_ratio", "max_grad_norm"):
+            setattr(self, name, float(getattr(self, name)))
         if self.lr is not None:
-            if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
-                raise ValueError(f"TrainConfig.lr must be in (0, 1) or None (method default), got {self.lr!r}")
             self.lr = float(self.lr)
-        for name, hi in (("weight_decay", 10.0), ("warmup_ratio", 1.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= hi:
-                raise ValueError(f"TrainConfig.{name} must be in [0, {hi:g}], got {v!r}")
-            setattr(self, name, float(v))
-        if isinstance(self.max_grad_norm, bool) or not isinstance(self.max_grad_norm, (int, float)) \
-                or not math.isfinite(self.max_grad_norm):
-            raise ValueError(f"TrainConfig.max_grad_norm must be a finite number (<= 0 disables clipping), "
-                             f"got {self.max_grad_norm!r}")
-        self.max_grad_norm = float(self.max_grad_norm)
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.method}-{self.task}-s{self.seed}"
         self.output_dir = str(self.output_dir)
-        try:
-            json.dumps(self.method_options)
-        except TypeError:
-            raise ValueError("TrainConfig.method_options must be JSON-serialisable (numbers, strings, lists)") from None
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ transformers.logging.set_verbosity_error()
 from safetensors.torch import load_file  # noqa: E402
 
 import repspace.training.pretrain as pt  # noqa: E402
+import repspace.training.pretrain.cli as pt_cli  # noqa: E402
+import repspace.training.pretrain.loop as loop  # noqa: E402
 from repspace.models import load_embedded  # noqa: E402
 
 FILES = {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
@@ -19,7 +21,7 @@ FILES = {"config.json", "model.safetensors", "processor_config.json", "tokenizer
 
 def _parse(argv):
     parser = argparse.ArgumentParser()
-    pt.add_pretrain_parser(parser.add_subparsers(dest="command"))
+    pt_cli.add_pretrain_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["pretrain", *argv])
 
 
@@ -27,7 +29,7 @@ def _parse(argv):
 def quick_pair(tmp_path_factory):
     """Two --quick runs with the same seed (one through the CLI entry point) and one with another seed."""
     root = tmp_path_factory.mktemp("pretrain")
-    assert pt.run_pretrain(_parse(["--quick", "--no-progress", "--output", str(root / "a")])) == 0
+    assert pt_cli.run_pretrain(_parse(["--quick", "--no-progress", "--output", str(root / "a")])) == 0
     # the CLI's default is 1 thread; the same count here (threads=None would inherit whatever
     # an earlier test left torch with, and another count sums GEMMs in another order)
     pt.pretrain(pt.QUICK, root / "b", progress=False, threads=1)
@@ -61,7 +63,7 @@ def test_failure_keeps_old_folder_and_leaves_no_partial_one(tmp_path, monkeypatc
 
     def boom(folder):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(pt, "_normal_permissions", boom)
+    monkeypatch.setattr(pt, "apply_umask", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         pt.pretrain(replace(pt.QUICK, seed=5), out, progress=False)
     with pytest.raises(RuntimeError, match="disk full"):
@@ -72,7 +74,7 @@ def test_failure_keeps_old_folder_and_leaves_no_partial_one(tmp_path, monkeypatc
 
 def test_output_and_config_validation(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not written by `repspace pretrain`"):
+    with pytest.raises(ValueError, match="is not a `repspace pretrain` model folder"):
         pt.pretrain(pt.QUICK, tmp_path, progress=False)
     with pytest.raises(ValueError, match="is a file"):
         pt.pretrain(pt.QUICK, tmp_path / "notes.txt", progress=False)
@@ -83,7 +85,7 @@ def test_output_and_config_validation(tmp_path):
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
-    f = pt._lr_lambda(100, 0.1)
+    f = loop.lr_lambda(100, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
 

@@ -1,6 +1,7 @@
 """Bad arguments fail before any training step, in one line naming the argument."""
 import pytest
 
+from repspace._constraints import SettingError
 from repspace.track import DistortionCallback, Tracker
 from tests.compare.conftest import SENTENCES, word_tokenizer
 from tests.track.conftest import load_tiny
@@ -57,18 +58,22 @@ def test_a_layer_pattern_matching_nothing(model):
         one_line(e, "layers must be")
 
 
-@pytest.mark.parametrize("metrics, prefix", [(["rbf_cka"], "metrics: 'rbf_cka' not tracked"),
-                                             ("linear_cka", "metrics must be"),
-                                             ([], "metrics must be"),
-                                             (["linear_cka", "cka_typo"], "metrics: 'cka_typo'")])
-def test_metrics(model, metrics, prefix):
-    with pytest.raises(ValueError) as e:
+NOT_TRACKED = "metrics must be metrics the tracker computes (closed-form metrics"
+
+
+@pytest.mark.parametrize("metrics, prefix, end", [
+    (["rbf_cka"], NOT_TRACKED, "; got ['rbf_cka']"),
+    ("linear_cka", "metrics must be a non-empty list of metric names", "; got 'linear_cka'"),
+    ([], "metrics must be a non-empty list of metric names", "; got []"),
+    (["linear_cka", "cka_typo"], NOT_TRACKED, "; got ['cka_typo']")])  # only the unknown one
+def test_metrics(model, metrics, prefix, end):
+    with pytest.raises(SettingError) as e:
         DistortionCallback(probe=SENTENCES, metrics=metrics)
-    one_line(e, prefix)
+    assert one_line(e, prefix).endswith(end) and e.value.field == "metrics"
 
 
 @pytest.mark.parametrize("kwargs, prefix", [({"pooling": "none"}, "pooling must be one of"),
-                                            ({"pooling": "avg"}, "pooling: pooling must be"),
+                                            ({"pooling": "avg"}, "pooling must be one of"),
                                             ({"batch_size": 0}, "batch_size must be"),
                                             ({"max_length": 2.0}, "max_length must be"),
                                             ({"num_samples": 0}, "num_samples must be")])

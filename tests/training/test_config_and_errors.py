@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from repspace._constraints import SettingError
 from repspace.checkpoints import CheckpointError
 from repspace.training import DEFAULT_LR, TrainConfig, load_run, train
 from repspace.training.trainer import batch_indices, lr_factor
@@ -18,9 +19,9 @@ from conftest import small_config
     ("warmup_ratio", 1.5), ("eval_every", 0),
 ])
 def test_invalid_fields_fail_in_one_line_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=f"TrainConfig.{field}") as exc:
+    with pytest.raises(SettingError, match=f"^{field} must be ") as exc:
         TrainConfig(**{field: value})
-    assert "\n" not in str(exc.value)
+    assert "\n" not in str(exc.value) and exc.value.field == field
 
 
 def test_round_trip_and_hash():

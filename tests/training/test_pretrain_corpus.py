@@ -11,6 +11,7 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 import repspace.training.pretrain as pt  # noqa: E402
+import repspace.training.pretrain.loop as loop  # noqa: E402
 from repspace.data import ShapesWorld  # noqa: E402
 from repspace.data.text import captions  # noqa: E402
 from repspace.training.pretrain_corpus import CORPORA, build_targets, itm_negative  # noqa: E402
@@ -73,7 +74,7 @@ def test_corpus_is_a_function_of_the_seed(world_and_tok):
 
 def test_unknown_corpus_is_named():
     assert set(CORPORA) == set(pt.RECIPES)
-    with pytest.raises(ValueError, match="unknown corpus 'web'"):
+    with pytest.raises(ValueError, match=r"^corpus must be one of canonical, captions\+itm, captions\+itm\+text; got 'web'$"):
         pt.PretrainConfig(corpus="web")
 
 
@@ -100,7 +101,7 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     arch = dict(patch_size=8, vision_hidden=16, vision_layers=1, text_hidden=16, text_layers=1,
                 num_heads=2, mlp_ratio=2)
     world = ShapesWorld(seed=0, domain="source", image_size=32, n_train=12, n_test=2)
-    images, _, sc = pt._render(world, "train", 12)
+    images, _, sc = loop.render(world, "train", 12)
     one = build_targets(tok, sc, "canonical", seed=0)
     five = TextTargets(one.input_ids.repeat(1, 5, 1), one.attention_mask.repeat(1, 5, 1),
                        one.label_mask.repeat(1, 5, 1), [r * 5 for r in one.texts])
@@ -110,7 +111,7 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     for targets in (one, five):
         torch.manual_seed(0)
         model = transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=32, tokenizer=tok, **arch))
-        pt._train(model, torch.from_numpy(images), targets, cfg, progress=False)
+        loop.train_loop(model, torch.from_numpy(images), targets, cfg, progress=False)
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
@@ -119,7 +120,7 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     shuffled.input_ids[:, 1:, 1] = tok.convert_tokens_to_ids("yes")
     torch.manual_seed(0)
     model = transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=32, tokenizer=tok, **arch))
-    pt._train(model, torch.from_numpy(images), shuffled, cfg, progress=False)
+    loop.train_loop(model, torch.from_numpy(images), shuffled, cfg, progress=False)
     assert any(not torch.equal(states[0][k], v) for k, v in model.state_dict().items())
 
 
@@ -141,7 +142,7 @@ def test_text_stream_is_questions_and_answers_of_both_domains_without_images():
     arch = dict(patch_size=8, vision_hidden=16, vision_layers=1, text_hidden=16, text_layers=1,
                 num_heads=2, mlp_ratio=2)
     model = transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=32, tokenizer=tok, **arch))
-    loss = pt._text_loss(model, s, torch.arange(8))
+    loss = loop.text_loss(model, s, torch.arange(8))
     loss.backward()
     assert torch.isfinite(loss) and loss > 0
     assert all(p.grad is None for p in model.vision_model.parameters())

@@ -16,6 +16,7 @@ transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
 
 import repspace.training.pretrain as pt  # noqa: E402
+import repspace.training.pretrain.loop as loop  # noqa: E402
 from repspace.training.trainer import adamw, batch_indices, clip_and_set_lr, epoch_batch  # noqa: E402
 
 # Much smaller than the shipped architecture: the loop, not the model, is under test.
@@ -78,7 +79,7 @@ def data():
     world = ShapesWorld(seed=0, domain="source", image_size=24, n_train=10, n_test=2)
     from repspace.training.pretrain_corpus import build_targets
 
-    images, refs, scenes = pt._render(world, "train", 10)
+    images, refs, scenes = loop.render(world, "train", 10)
     tok = build_processor(24).tokenizer
     enc = decoder_inputs(tok, [r[0] for r in refs])
     targets = build_targets(tok, scenes, "canonical", seed=0)
@@ -110,7 +111,7 @@ def test_loop_is_bit_identical_to_the_reference_recipe(data, cfg):
     ref, new = _model(tok, cfg.seed), _model(tok, cfg.seed)
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), new.state_dict().values()))
     losses = _reference_train(ref, pixels, ids, mask, cfg)
-    curve, _ = pt._train(new, pixels, targets, cfg, progress=False)
+    curve, _ = loop.train_loop(new, pixels, targets, cfg, progress=False)
     assert curve == [[cfg.steps, round(sum(losses) / len(losses), 5)]]
     a, b = ref.state_dict(), new.state_dict()
     assert a.keys() == b.keys()
@@ -122,13 +123,13 @@ def test_loop_is_bit_identical_to_the_reference_recipe(data, cfg):
 def test_lr_schedule_matches_the_reference_at_every_step():
     for steps in (1, 2, 3, 7, 10, 100):
         for ratio in (0.0, 0.05, 0.3, 0.5, 0.9):
-            f, g = pt._lr_lambda(steps, ratio), _reference_lr(steps, ratio)
+            f, g = loop.lr_lambda(steps, ratio), _reference_lr(steps, ratio)
             assert [f(s) for s in range(steps + 1)] == [g(s) for s in range(steps + 1)], (steps, ratio)
 
 
 def test_data_order_matches_the_reference_stream():
     for n, b, steps in [(10, 4, 9), (10, 3, 12), (10, 10, 4), (10, 16, 4), (7, 2, 11), (1, 1, 3)]:
-        perms = pt._StreamPermutations(n, seed=5, skip=int(b > n))
+        perms = loop.StreamPermutations(n, seed=5, skip=int(b > n))
         got = [epoch_batch(s, n, b, perms) for s in range(steps)]
         want = _reference_order(n, b, steps, seed=5)
         assert all(torch.equal(x, y) for x, y in zip(got, want)), (n, b)
