@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from repspace._constraints import SettingError
 from repspace.training import train
 
 from conftest import small_config
@@ -65,6 +66,6 @@ def test_an_interrupted_tracked_run_continues_its_trajectory(tiny_base, tmp_path
 def test_a_bad_tracking_argument_fails_before_training(tiny_base, tmp_path):
     base = tiny_base("blip")
     cfg = small_config(base, tmp_path, output_dir=str(tmp_path / "bad"), method="lora", steps=4)
-    with pytest.raises(ValueError, match="--track-every: every_n_steps"):
+    with pytest.raises(SettingError, match="^track_every must be an integer ≥ 1; got 0$"):
         train(cfg, progress=False, track_every=0)
-    assert not (tmp_path / "bad" / "train_log.jsonl").exists()
+    assert not (tmp_path / "bad").exists()  # refused before the run folder was made
