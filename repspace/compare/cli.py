@@ -278,12 +278,12 @@ def _plan(args) -> int:
     from repspace.cli_errors import printable
     from repspace.compare.plan_fast import plan_from_args
 
-    plan = plan_from_args(args)  # from config.json alone, without torch, where it is exact
+    settings = settings_from_args(args)
+    plan = plan_from_args(args, settings)  # from config.json alone, without torch, where exact
     if plan is None:
         from repspace.compare.plan import plan_compare
 
-        plan = plan_compare(args.base, args.tuned, settings_from_args(args),
-                            calibrate=args.calibrate)
+        plan = plan_compare(args.base, args.tuned, settings, calibrate=args.calibrate)
     if args.json:
         json.dump(plan.to_dict(), sys.stdout, indent=2)
         print()

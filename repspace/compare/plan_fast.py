@@ -402,12 +402,11 @@ def recorded_adapter_base(spec: str) -> str | None:
     return named
 
 
-def plan_from_args(args) -> Plan | None:
-    """``repspace compare --plan``'s plan from config.json alone, after the command's
-    preflight checked every setting; None: build the models on the meta device
+def plan_from_args(args, settings) -> Plan | None:
+    """``repspace compare --plan``'s plan from config.json alone; ``settings``: the command's
+    :class:`~repspace.compare.settings.CompareConfig` (:func:`repspace.compare.cli.
+    settings_from_args`, already checked).  None: build the models on the meta device
     (:func:`repspace.compare.plan.plan_compare`), as for ``--calibrate``."""
     if getattr(args, "calibrate", False) or not args.tuned:
         return None
-    from repspace.compare.cli import settings_from_args  # torch-free, as the settings
-
-    return fast_plan(args.base, args.tuned, settings_from_args(args))
+    return fast_plan(args.base, args.tuned, settings)

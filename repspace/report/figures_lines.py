@@ -255,12 +255,13 @@ def plot_effective_rank(result: CompareResult, stem: Path) -> list[Path]:
 DRIFT_LABELS = {"frechet_distance": ("Fréchet distance", "Fréchet distance (feature units²)"),
                 "mmd_linear": ("MMD², linear kernel (paired)", "MMD² linear (feature units²)"),
                 "mmd_rbf": ("MMD², RBF kernel (median-distance bandwidth)",
-                            "MMD² RBF, median-distance σ (kernel units, 0–2)")}
+                            "MMD² RBF, median-distance σ (kernel units, 0–2)"),
+                "energy_distance": ("Energy distance (Székely)", "energy distance (feature units)")}
 
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
-    """Per-layer distribution drift: Fréchet distance and MMD², one panel each (stacked,
-    each with its own unit)."""
+    """Per-layer distribution drift: Fréchet distance, MMD² and (when asked for) the energy
+    distance, one panel each (stacked, each with its own unit)."""
     qs = [Quantity(k, title, ylabel) for k, (title, ylabel) in DRIFT_LABELS.items()]
     return _per_layer_figure(result, stem, qs, "Drift from the base distribution",
                              same_quantity=False)

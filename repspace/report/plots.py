@@ -33,6 +33,8 @@ from repspace.report.figures_lines import (
     spectra_layers,
     spectra_names,
 )
+from repspace.report.figures_families import (FAMILY_FIGURES, family_caption, family_keys,
+                                               family_plots)
 from repspace.report.figures_points import embedding_panels, plot_embedding, plot_heatmap
 from repspace.report.layer_names import layer_groups, layer_title, short_layer_names
 from repspace.report.result import CompareResult
@@ -125,6 +127,8 @@ def _drift_caption(result: CompareResult, probe: str) -> str:
         "mmd_rbf": "MMD² with an RBF kernel exp(−‖a − b‖² / 2σ²), σ = the median pairwise "
                    "distance of the pooled base and tuned row sample at each layer (median "
                    f"heuristic; on {_sample_rows(result)}), in kernel units between 0 and 2",
+        "energy_distance": "energy distance 2E‖a − b‖ − E‖a − a′‖ − E‖b − b′‖ (Székely; a "
+                           f"V-statistic on {_sample_rows(result)}), in feature units",
     }
     listed = "; ".join(parts[m] for m in drawn) or "no drift metric"
     return (f"Distribution drift from the base {result.base.name} per layer, one panel per "
@@ -189,28 +193,32 @@ def caption(name: str, result: CompareResult) -> str:
     elif name == "heatmap":
         text = (f"Linear CKA to the base {base} per checkpoint and layer; the colour scale spans "
                 "the values shown (see the colour bar), so small differences stay visible.")
+    elif name in FAMILY_FIGURES:
+        text = family_caption(name, result, probe, _sample_rows(result))
     else:
         return name
     keys = {"cka": cka_panels(result), "effective_rank": ["effective_rank_tuned"],
-            "drift": list(DRIFT_LABELS)}.get(name)
+            "drift": list(DRIFT_LABELS),
+            **{n: [m.name for m in family_keys(f)] for n, f in FAMILY_FIGURES.items()}}.get(name)
     many = (len(spectra_names(result)) > MAX_LINES if name == "spectra"
             else keys is not None and many_lines(result, keys))
+    per_measure = name == "drift" or name in FAMILY_FIGURES  # one column per measure drawn
     if many:
-        if name == "drift":
-            columns = [m for m in DRIFT_LABELS if any(
+        if per_measure:
+            columns = [m for m in keys if any(
                 not np.isnan(result.series(n, m)).all() for n in result.tuned_names)]
         else:
             columns = spectra_layers(result) if name == "spectra" else keys
         if len(columns) > 1:
             shared = {"drift": "the panels of one measure (a column) share their y axis",
                       "spectra": "every panel shares one y axis, the layer above each column"
-                      }.get(name, "every panel shares one y axis")
+                      }.get("drift" if per_measure else name, "every panel shares one y axis")
             text += SMALL_MULTIPLES_ROWS_NOTE.format(max_lines=MAX_LINES, shared=shared)
         else:
             text += SMALL_MULTIPLES_NOTE.format(max_lines=MAX_LINES)
-    if name in ("cka", "effective_rank", "drift"):
+    if name in ("cka", "effective_rank", "drift") or name in FAMILY_FIGURES:
         text += interval_note(result)
-    if name in ("cka", "effective_rank", "drift", "heatmap"):
+    if name in ("cka", "effective_rank", "drift", "heatmap") or name in FAMILY_FIGURES:
         text += tower_note(result.layers, lines=name != "heatmap")
     return text
 
@@ -222,4 +230,6 @@ ALL_PLOTS = {
     "drift": plot_drift,
     "embedding": plot_embedding,
     "heatmap": plot_heatmap,
+    # every other metric family, one figure each, drawn when the report holds its values
+    **family_plots(),
 }

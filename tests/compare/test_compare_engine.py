@@ -270,9 +270,14 @@ def test_a_shared_base_is_decomposed_once_for_all_checkpoints(cks, batches, monk
     assert res.settings["statistics"]["routes"] == dict.fromkeys(res.layers, route)
 
 
-def test_metrics_all_reports_every_registered_measure(cks, batches):
+def test_metrics_all_reports_every_registered_measure(cks, batches, tmp_path):
     """`--metrics all`: every registered key on every layer (the opt-in CCA family, shape,
-    RSA, neighbourhoods, intrinsic dimension and energy distance included)."""
+    RSA, neighbourhoods, intrinsic dimension and energy distance included), and the report
+    draws one figure per metric family, captioned with every measure it shows."""
+    import json
+
+    from repspace.report import write_report
+    from repspace.report.figures_families import FAMILY_FIGURES, OWN_FIGURE, family_keys
     from repspace.metrics.registry import REGISTRY
 
     base, tuned = cks
@@ -282,3 +287,16 @@ def test_metrics_all_reports_every_registered_measure(cks, batches):
     for layer in res.layers:
         assert set(res.metrics["t1"][layer]) == want, layer
     assert res.settings["metrics"] == sorted(REGISTRY)
+    write_report(res, tmp_path / "r", progress=False)
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    families = {m.family for m in REGISTRY.values()}
+    figure_of = {**OWN_FIGURE, **{f: n for n, f in FAMILY_FIGURES.items()}}
+    assert families <= set(figure_of)
+    for family in families:
+        name = figure_of[family]
+        assert name in rep["plots"], f"no figure for the {family} family"
+        assert all((tmp_path / "r" / f).is_file() for f in rep["plots"][name])
+    for name, family in FAMILY_FIGURES.items():
+        caption = rep["captions"][rep["plots"][name][0]]
+        assert all(m.name in caption for m in family_keys(family)), (family, caption)
+    assert "energy distance 2E" in rep["captions"][rep["plots"]["drift"][0]]

@@ -253,12 +253,12 @@ def test_the_fast_plan_imports_neither_torch_nor_transformers(tmp_path):
     lora = save_lora(tmp_path / "lora", base, target_modules="all-linear")
     code = f"""
 import argparse, sys
-from repspace.compare.cli import add_parser
+from repspace.compare.cli import add_parser, settings_from_args
 from repspace.compare.plan_fast import plan_from_args
 parser = argparse.ArgumentParser()
 add_parser(parser.add_subparsers())
 args = parser.parse_args(["compare", {str(base)!r}, {str(lora)!r}, "--plan"])
-plan = plan_from_args(args)
+plan = plan_from_args(args, settings_from_args(args))
 assert plan is not None and plan.models[1].adapter_parameters > 0
 plan.to_text(), plan.to_dict()
 heavy = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)

@@ -45,7 +45,7 @@ def _compare(ws, *extra):
     (["--layers", ","], "--layers"),
     (["--spectrum-layers", ","], "--spectrum-layers"),
     (["--sample-rows", "0", "--metrics", "rbf_cka"], "--sample-rows"),
-    (["--tuned-per-pass", "0"], "tuned_per_pass"),
+    (["--tuned-per-pass", "0"], "--tuned-per-pass"),
     (["--batch-size", "abc"], "--batch-size"),
     (["--dtype", "float8"], "--dtype"),
     (["--frobnicate"], "--frobnicate"),
@@ -140,7 +140,8 @@ def test_no_traceback_for_an_unexpected_error_and_debug_shows_it(ws, capsys, mon
 
 def test_train_absurd_lora_rank(ws, capsys):
     refused(capsys, ws.root, ["train", "--method", "lora", "--task", "vqa", "--option",
-                              "r=1000000000", "--output", "run", "--no-progress"], names="r = 1000000000",
+                              "r=1000000000", "--output", "run", "--no-progress"],
+            names="--option r must be an integer from 1 to 65536; got 1000000000",
             out=ws.root / "work" / "run")
 
 
