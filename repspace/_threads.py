@@ -32,9 +32,10 @@ The choice, in order:
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+from repspace._jsonfile import JSONFileError, read_json
 
 __all__ = [
     "MEASURE_THREADS_HELP",
@@ -74,14 +75,10 @@ def hidden_size_of(folder: str | Path) -> int | None:
     """The widest hidden size in ``folder``'s config.json (read as plain JSON; nothing is
     loaded), or ``None`` when it cannot be told (a hub id, no config).  Callers resolve
     names such as ``embedded`` to their folder first."""
-    path = Path(folder) / "config.json"
     try:
-        # a regular file of sane size only: a named pipe would block here forever, and the
-        # loader refuses it (and anything else odd) with a message naming the file
-        if not path.is_file() or path.stat().st_size > 16 << 20:
-            return None
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # hostile nesting: the loader names the file
+        # a pipe, a huge or hostile file: the loader refuses it later with a message naming it
+        config = read_json(Path(folder) / "config.json", max_bytes=16 << 20)
+    except JSONFileError:
         return None
     widths = _widths(config) if isinstance(config, dict) else []
     return max(widths) if widths else None

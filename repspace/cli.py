@@ -30,6 +30,11 @@ COMMANDS = {
     "study": ("repspace.study.cli", "add_study_parser", "run_study_cli"),
     "weights": ("repspace.compare.weights_cli", "add_parser", "run"),
 }
+# Commands whose module sits below repspace.training yet loads any model compare accepts, a
+# training run folder included: a run's loader registers with repspace.checkpoints when
+# repspace.training is imported, so the entry point imports it for them (docs/development.md,
+# "Layers": a lower floor is told about a higher one, it never imports it).
+LOADS_RUNS = ("layers",)
 
 
 def _command(name: str, which: int):
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         _check_common_options(args)
         _quiet_libraries()
+        if args.command in LOADS_RUNS:
+            import repspace.training.runs  # noqa: F401 - registers the run-folder loaders
         return _run_keeping_warnings(_command(args.command, 1), args, debug)
     except Terminated:
         print(f"{_prog(command)}: terminated; nothing half-written was kept", file=sys.stderr)

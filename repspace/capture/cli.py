@@ -8,6 +8,11 @@ Wire into :mod:`repspace.cli` with::
 
 The model is built from its ``config.json`` on the ``meta`` device: no weights are
 read, so listing a 7B checkpoint is instant and needs no memory.
+
+A repspace training run folder is listed when its loader is registered, i.e. once
+:mod:`repspace.training` is imported: ``repspace layers`` (:mod:`repspace.cli`) does that;
+this module, on the capture floor, does not (``python -m repspace.capture.cli`` lists every
+other kind of MODEL).
 """
 from __future__ import annotations
 
@@ -86,17 +91,12 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
             raise ValueError(f"cannot fetch the config of hub model {spec!r} ({first}); on an "
                              "offline machine pass a local checkpoint directory") from None
         return _build_on_meta(config, model_class)
-    from repspace.checkpoints.remote_code import check_adapter_config, refuse_remote_code
+    from repspace.checkpoints.loader import adapter_config
+    from repspace.checkpoints.remote_code import refuse_remote_code
 
     refuse_remote_code(path)  # before transformers reads it: never run or prompt for its code
     if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
-        import json
-
-        try:
-            adapter = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ValueError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
-        check_adapter_config(adapter, path / "adapter_config.json")
+        adapter = adapter_config(path)  # read and checked as compare reads it
         named = base or adapter.get("base_model_name_or_path")
         if not named:
             raise ValueError(f"{path} is a PEFT adapter that does not name its base model "
@@ -123,9 +123,11 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
 
 def _load_run(spec: str) -> nn.Module:
     """A repspace training run: loaded as compare loads it (its method family builds the model
-    onto its base), so the names listed are the ones compare selects."""
+    onto its base), so the names listed are the ones compare selects.  Its loader is
+    registered with :mod:`repspace.checkpoints` by whoever imported :mod:`repspace.training`
+    (the ``repspace`` entry point does for this command); this module sits below training and
+    never imports it (docs/development.md, "Layers")."""
     from repspace.checkpoints import CheckpointError, load_checkpoint
-    from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 
     try:
         return load_checkpoint(spec).model

@@ -25,9 +25,9 @@ file:
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from repspace._jsonfile import JSONFileError, read_json
 from repspace.checkpoints.errors import CheckpointError
 
 __all__ = ["index_shards", "check_indexes", "weight_files", "check_config_values",
@@ -54,13 +54,13 @@ _KERNEL_KEYS = {"attn_implementation", "_attn_implementation", "_attn_implementa
 def index_shards(index: Path) -> list[Path]:
     """The shard files a weights index names, each checked to lie inside its folder."""
     try:
-        if index.stat().st_size > _MAX_INDEX_BYTES:
-            raise CheckpointError(f"{index}: {index.stat().st_size} bytes is too large for a "
-                                  "weights index; check the checkpoint")
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{index}: not a readable weights index ({exc}); re-download or "
-                              "re-save the checkpoint") from None
+        data = read_json(index, max_bytes=_MAX_INDEX_BYTES)
+    except JSONFileError as exc:
+        if exc.size is not None:
+            raise CheckpointError(f"{index}: {exc.size} bytes is too large for a weights index; "
+                                  "check the checkpoint") from None
+        raise CheckpointError(f"{index}: not a readable weights index ({exc.problem}); "
+                              "re-download or re-save the checkpoint") from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict):
         raise CheckpointError(f"{index}: a weights index must hold a 'weight_map' object "

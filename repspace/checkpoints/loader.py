@@ -17,7 +17,6 @@ model, a tiny BLIP pre-trained on the built-in shapes world and shipped in the p
 """
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import warnings
@@ -27,6 +26,7 @@ from typing import Any
 
 import torch
 
+from repspace._jsonfile import JSONFileError, read_json
 from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.hashing import checkpoint_sha256
 from repspace.checkpoints.hf_format import load_saved_format
@@ -285,9 +285,9 @@ def processor_failure(spec: str) -> str | None:
 def adapter_config(path: Path) -> dict:
     """An adapter folder's ``adapter_config.json``, checked (one-line errors naming it)."""
     try:
-        cfg = json.loads((path / "adapter_config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{path / 'adapter_config.json'}: unreadable ({exc})") from None
+        cfg = read_json(path / "adapter_config.json")
+    except JSONFileError as exc:
+        raise CheckpointError(f"{exc.path}: unreadable ({exc.problem})") from None
     check_adapter_config(cfg, path / "adapter_config.json")
     return cfg
 
@@ -315,9 +315,9 @@ def recorded_base(spec: str) -> str | None:
         return None
     if (path / MANIFEST_NAME).is_file():
         try:
-            manifest = json.loads((path / MANIFEST_NAME).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise CheckpointError(f"{path / MANIFEST_NAME}: unreadable ({exc})") from None
+            manifest = read_json(path / MANIFEST_NAME)
+        except JSONFileError as exc:
+            raise CheckpointError(f"{exc.path}: unreadable ({exc.problem})") from None
         if not isinstance(manifest, dict):
             return None
         for key in ("base", "base_path"):
@@ -560,9 +560,9 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
                                checkpoint_sha256(spec), base=base, notes=notes)
     else:  # repspace
         try:
-            manifest = json.loads((path / MANIFEST_NAME).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise CheckpointError(f"{path / MANIFEST_NAME}: unreadable manifest ({exc}); "
+            manifest = read_json(path / MANIFEST_NAME)
+        except JSONFileError as exc:
+            raise CheckpointError(f"{exc.path}: unreadable manifest ({exc.problem}); "
                                   "was the run interrupted while saving?") from None
         if not isinstance(manifest, dict):
             raise CheckpointError(f"{path / MANIFEST_NAME}: must hold a JSON object; got "

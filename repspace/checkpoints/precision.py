@@ -14,17 +14,17 @@ recorded note rather than upcasting silently.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from repspace._jsonfile import JSONFileError, read_json
 from repspace.checkpoints.errors import CheckpointError
 
 if TYPE_CHECKING:  # torch is imported where a function needs it: reading a config needs none
     import torch
 
-__all__ = ["DTYPE_CHOICES", "check_dtype", "config_dtype", "read_config", "resolve_dtype",
+__all__ = ["DTYPE_CHOICES", "MAX_CONFIG_BYTES", "check_dtype", "config_error", "config_dtype", "read_config", "resolve_dtype",
            "weights_dtype", "slow_matmul_note", "itemsize"]
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")  # the CLI's; the API also takes float64
@@ -32,6 +32,7 @@ _FLOATS = ("float32", "bfloat16", "float16", "float64")
 _ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16",
             "half": "float16", "double": "float64"}
 _ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+MAX_CONFIG_BYTES = 64 << 20  # a config (or weights index) larger than this is not one
 
 
 def _torch_dtype_name(value):
@@ -57,15 +58,26 @@ def check_dtype(dtype, option: str = "--dtype") -> str:
 
 
 def read_config(path: Path) -> dict:
-    """A JSON config file as a dict; a one-line :class:`CheckpointError` naming it otherwise."""
+    """A JSON config file as a dict; a one-line :class:`CheckpointError` naming it otherwise
+    (a pipe or device instead of the file, more than :data:`MAX_CONFIG_BYTES`, unreadable or
+    not JSON: :func:`repspace._jsonfile.read_json`)."""
     try:
-        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{path}: not a readable JSON config ({exc}); re-download or "
-                              "re-save the checkpoint") from None
+        cfg = read_json(path, max_bytes=MAX_CONFIG_BYTES)
+    except JSONFileError as exc:
+        raise config_error(path, exc) from None
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: must hold a JSON object; got {type(cfg).__name__}")
     return cfg
+
+
+def config_error(path, exc: JSONFileError) -> CheckpointError:
+    """The loader's one line for a config file that :func:`repspace._jsonfile.read_json`
+    refused (read with ``max_bytes=MAX_CONFIG_BYTES``)."""
+    if exc.size is not None:
+        return CheckpointError(f"{path}: {exc.size} bytes is too large for a config file; "
+                               "check the checkpoint")
+    return CheckpointError(f"{path}: not a readable JSON config ({exc.problem}); re-download or "
+                           "re-save the checkpoint")
 
 
 def _named(value) -> str | None:

@@ -9,11 +9,12 @@ transformers call, with one line naming the file.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from repspace._jsonfile import JSONFileError, read_json
 from repspace.checkpoints.errors import CheckpointError
+from repspace.checkpoints.precision import MAX_CONFIG_BYTES, config_error
 
 __all__ = ["CONFIG_FILES", "refuse_remote_code", "check_model_class", "model_class_of"]
 
@@ -22,7 +23,6 @@ CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
                 "preprocessor_config.json", "image_processor_config.json",
                 "feature_extractor_config.json", "video_preprocessor_config.json",
                 "adapter_config.json")
-_MAX_CONFIG_BYTES = 64 << 20  # a config larger than this is not a config
 
 
 def _config_files(path: Path) -> list[Path]:
@@ -77,14 +77,10 @@ def refuse_remote_code(spec: str | Path) -> None:
     check_indexes(path)  # shards named outside the folder: refused (outside its hash)
     for f in _config_files(path):
         try:
-            if f.stat().st_size > _MAX_CONFIG_BYTES:
-                raise CheckpointError(f"{f}: {f.stat().st_size} bytes is too large for a config "
-                                      "file; check the checkpoint")
-            obj = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            if f.name == "config.json" or f == path:
-                raise CheckpointError(f"{f}: not a readable JSON config ({exc}); re-download or "
-                                      "re-save the checkpoint") from None
+            obj = read_json(f, max_bytes=MAX_CONFIG_BYTES)
+        except JSONFileError as exc:
+            if exc.size is not None or f.name == "config.json" or f == path:
+                raise config_error(f, exc) from None
             continue  # other loaders report their own unreadable files
         keys = _remote_code_keys(obj)
         if keys:

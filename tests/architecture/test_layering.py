@@ -3,8 +3,19 @@
 Every module belongs to a floor; a module may import modules of its own floor or of
 lower floors, never of a higher one, and no set of modules imports itself in a cycle.
 Function-local imports count as much as top-level ones: a lazy import still couples the
-two modules.  Entry points (``repspace/cli.py`` and every package's ``cli`` module) sit
-on the top floor, because a command wires everything below it.
+two modules.
+
+Command-line modules have no exemption.  The rule: a CLI module sits on its package's floor
+or above.  A package's ``cli`` module is on that package's floor, like every other module
+there, and may import only that floor and the ones below; a command that must wire a higher
+floor lives higher up (in a package on that floor, or in the top-level entry point
+``repspace/cli.py``, which is on the top floor with ``study``), or is told about the higher
+floor by registration from above (``repspace layers`` lists training runs because the entry
+point imports ``repspace.training``, whose run loader registers with ``checkpoints``).
+
+A package and its own modules get no exemption either: an ``__init__`` that imports a
+submodule which imports the package back is a cycle like any other.  The one place a known
+cycle may stand is :data:`KNOWN_CYCLES`, each entry named, explained and owned.
 
 The graph is read from the source (an AST walk of every module), so the test needs no
 import of repspace and sees every edge, even ones in code paths the suite does not run.
@@ -21,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2] / "repspace"
 # floor -> the packages / top-level modules on it (names relative to ``repspace``)
 FLOORS: dict[int, tuple[str, ...]] = {
     0: ("_validation", "_constraints", "outputs", "cli_errors", "_profile", "_threads",
-        "introspection", "devices", "_lazy"),
+        "introspection", "devices", "_lazy", "_jsonfile"),
     1: ("functional", "data", "evaluation"),
     2: ("statistics", "models"),
     3: ("metrics", "distributed", "checkpoints"),
@@ -83,8 +94,10 @@ GRAPH = {m: _imports(m, p) for m, p in MODULES.items()}
 
 
 def floor(module: str) -> int:
+    """The floor of ``module``: its package's (or top-level module's) entry in FLOORS; the
+    package ``repspace`` itself (``__version__``) is the whole house, the top floor."""
     parts = module.split(".")
-    if parts[-1] == "cli" or module == "repspace":
+    if module == "repspace":
         return TOP
     if len(parts) < 2 or parts[1] not in FLOOR_OF:
         raise KeyError(module)
@@ -144,16 +157,40 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def _without_package_reexports(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    # A package's __init__ re-exporting its own submodules, and a submodule importing a
-    # sibling through the package, is one module in two files, not a cycle between layers.
-    return {m: {t for t in ts if not (m.startswith(t + ".") or t.startswith(m + "."))}
-            for m, ts in graph.items()}
+# Cycles known today, each a set of modules -> why it is tolerated and who removes it.  An
+# entry is a debt, not a rule: once its cycle is gone, test_known_cycles_are_still_there
+# warns, and the entry goes.
+KNOWN_CYCLES: dict[frozenset[str], str] = {
+    # methods/base.py's _families() imports the package repspace.methods for its __path__,
+    # and the package's __init__ imports base: found when the re-export exemption went
+    # (issue 30 item 8); for the methods owner (e.g. discover families from base's own
+    # folder, or let the package hand its __path__ to base).
+    frozenset({"repspace.methods", "repspace.methods.base"}):
+        "methods <-> methods.base: _families() imports the package for its __path__",
+    # compare/plan_fast.py's plan_from_args imports settings_from_args from compare/cli.py
+    # (lazily), while cli imports plan and plan imports plan_fast (since d4217c2); for the
+    # compare owner: cli hands plan_from_args its settings, or settings_from_args moves
+    # down beside the settings class.
+    frozenset({"repspace.compare.cli", "repspace.compare.plan", "repspace.compare.plan_fast"}):
+        "compare.cli <-> plan <-> plan_fast: plan_from_args imports the command module",
+}
 
 
 def test_no_import_cycles():
-    cycles = _cycles(_without_package_reexports(GRAPH))
+    cycles = [c for c in _cycles(GRAPH) if frozenset(c) not in KNOWN_CYCLES]
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_known_cycles_are_still_there():
+    """A known cycle that is gone leaves its entry behind: a warning, not a failure, so that
+    the fix and the removal of its entry need not land in one commit."""
+    import warnings
+
+    found = {frozenset(c) for c in _cycles(GRAPH)}
+    for members, why in KNOWN_CYCLES.items():
+        if not any(members <= c for c in found):
+            warnings.warn(f"KNOWN_CYCLES: {why!r} is no longer a cycle; delete its entry "
+                          "(tests/architecture/test_layering.py)", stacklevel=1)
 
 
 def test_the_walker_sees_function_local_and_relative_imports():
@@ -168,3 +205,41 @@ def test_the_walker_sees_function_local_and_relative_imports():
 @pytest.mark.parametrize("module", ["repspace.metrics.cka", "repspace.statistics.layerwise"])
 def test_known_edges_are_seen(module):
     assert GRAPH[module], f"{module} imports nothing according to the walker"
+
+
+def test_a_cli_module_sits_on_its_packages_floor():
+    """No blanket exemption: a package's command module is placed like its siblings, so an
+    upward import from it (capture/cli.py once imported repspace.training) fails the test."""
+    clis = [m for m in MODULES if m.endswith(".cli") and m.count(".") > 1]
+    assert "repspace.capture.cli" in clis
+    for m in clis:
+        package = m.rpartition(".")[0]
+        assert floor(m) == floor(package), m
+    assert floor("repspace.cli") == TOP
+
+
+def test_a_package_and_its_modules_can_form_a_cycle():
+    """The re-export exemption is gone: an __init__ importing a submodule that imports the
+    package back is reported (what the known adapter cycle looked like)."""
+    graph = {"p": {"p.a"}, "p.a": {"p"}, "p.b": {"p"}}
+    assert _cycles(graph) == [["p", "p.a"]]
+
+
+def test_the_entry_point_registers_the_run_loader_for_layers():
+    """``repspace layers RUN`` lists a training run although capture/cli.py sits below
+    training: the entry point imports repspace.training for it (LOADS_RUNS)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from repspace.cli import main\n"
+            "main(['layers', sys.argv[1]])\n"
+            "from repspace.checkpoints.loader import RUN_FORMATS, _MANIFEST_LOADERS\n"
+            "print(sorted(set(RUN_FORMATS) & set(_MANIFEST_LOADERS)))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "no-such-model")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "['repspace.full', 'repspace.trainable']", (
+        out.stdout + out.stderr)
