@@ -21,7 +21,7 @@ from repspace._profile import stage
 from repspace.capture.backbone import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
-from repspace.compare.analyses import needs_separate_base, run_analyses
+from repspace.compare.analyses import AnalysisContext, needs_separate_base, run_analyses
 from repspace.compare.engine import checkpoint_info, compare_models, step
 from repspace.compare.names import display_name
 from repspace.compare.options import check_placement
@@ -29,6 +29,7 @@ from repspace.compare.settings import CompareConfig, CompareOptions
 from repspace.compare.same_inputs import check_same_tokens
 from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
 from repspace.probe.processors import choose_processor
+from repspace.report.analysis_registry import wanted_analyses
 from repspace.report.result import CompareResult
 from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 
@@ -112,8 +113,7 @@ def _load(base: str, tuned: Sequence[str], s: CompareConfig):
     load = dict(config=s.config, device_map=s.device_map, strict=s.strict,
                 dtype=check_dtype(s.dtype), quantization=quantization_of(s))
     why = plan_reason(base, tuned, base_override=s.base_override, config=s.config,
-                      two_models=s.two_models) or needs_separate_base(s.weight_space,
-                                                                      s.match_layers)
+                      two_models=s.two_models) or needs_separate_base(settings=s)
     if why is None:  # one model: the tuned adapter's, base read with it disabled
         tuned_cks = [load_checkpoint(tuned[0], base=base, **load)]
         why = disabled_base_reason(tuned_cks[0].model)
@@ -227,8 +227,8 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
                              "is not set; launch with torchrun --nproc-per-node N")
         if ctx is not None and s.analyses_wanted:
             ctx.close(barrier=False)
-            raise ValueError("--adapter-effect, --weight-space, --merge-dtype and --match-layers "
-                             "run in one process; launch them without torchrun")
+            raise ValueError(f"{', '.join(a.flags() for a in wanted_analyses(s))} run(s) in "
+                             "one process; launch without torchrun")
     finished = False
     try:
         device = s.device
@@ -275,12 +275,12 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
                                     probe_info=probe_set.describe(), names=names, dist=ctx,
                                     row_offset=rows.start)
         result.settings["base_capture"] = base_capture
-        with stage("metrics"):
+        with stage("metrics"):  # what the comparison recorded (the matching of another
+            # depth, the segments) is not computed again
             result.analyses.update(run_analyses(
-                base_ck, tuned_cks, result.tuned_names, batches, adapter_effect=s.adapter_effect,
-                weight_space=s.weight_space, merge_dtypes=s.merge_dtypes,
-                match_layers=s.match_layers and not matched,
-                batch_size=s.batch_size, device=device))
+                AnalysisContext(base_ck, tuned_cks, result.tuned_names, batches, s,
+                                device=device, progress=None),
+                done=tuple(result.analyses)))
         _record_settings(result, s, loaded)
         finished = True
         return result

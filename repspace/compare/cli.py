@@ -93,25 +93,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="at most N tuned checkpoints per pass over the probe (default: all in one pass, "
                         "k+1 forwards per batch; each holds its own statistics, 24*L*d^2 bytes: "
                         "lower N when they do not fit, at one more base forward per batch and pass)")
-    p.add_argument("--segments", action="store_true",
-                   help="also the metrics over image tokens, text tokens and (tuned side) virtual "
-                        "tokens separately, from the same capture pass (multimodal and "
-                        "prompt-learning models); shown in the report")
-    p.add_argument("--adapter-effect", action="store_true",
-                   help="also where the adapter acts: ‖Δh‖/‖h‖ per adapted module and block "
-                        "(PEFT adapters), in the report")
-    p.add_argument("--weight-space", action="store_true",
-                   help="also the ΔW spectrum, effective rank and intruder dimensions per linear "
-                        "map and block beside the representation's rank (loads the base separately)")
-    p.add_argument("--merge-dtype", default=None, metavar="DTYPES",
-                   help="also merge fidelity: per-layer drift of the adapter merged in each of "
-                        "these dtypes (comma-separated: float32, float16, bfloat16) against the "
-                        "unmerged model")
-    p.add_argument("--match-layers", action="store_true",
-                   help="also match tuned blocks to base blocks by the cross-layer CKA matrix; "
-                        "when the depths differ (block expansion, layer replication) the "
-                        "per-layer metrics are those of the matched pairs; loads the base "
-                        "separately")
+    _add_analysis_options(p)
     p.add_argument("--task-id", type=int, default=None, metavar="N",
                    help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
                         "prompt tuning and Poly")
@@ -127,9 +109,49 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_threads_option(p, adapt_to_load=True)
     # CompareConfig fields set by an option of another name (repspace.cli.in_cli_vocabulary
     # renames every other field to its option from the parser itself)
-    p.set_defaults(field_options={"merge_dtypes": "--merge-dtype", "strict": "--non-strict",
-                                  "progress": "--quiet"})
+    p.set_defaults(field_options={"strict": "--non-strict", "progress": "--quiet",
+                                  **{o.field: o.flag for o in _analysis_options()
+                                     if o.field and o.field != o.dest}})
     return p
+
+
+def _analysis_options() -> list:
+    """The registered analyses' options, in report order
+    (:mod:`repspace.report.analysis_registry`; the built-ins register with
+    :mod:`repspace.compare.analyses`)."""
+    import repspace.compare.analyses  # noqa: F401 - registers the built-in analyses
+    from repspace.report.analysis_registry import analyses
+
+    return [o for a in analyses() for o in a.options]
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """One option per registered analysis option: a flag, or a value (``metavar``)."""
+    for o in _analysis_options():
+        if o.metavar is None:
+            p.add_argument(o.flag, action="store_true", help=o.help)
+        else:
+            p.add_argument(o.flag, default=None, metavar=o.metavar, help=o.help)
+
+
+def _analysis_settings(args) -> dict:
+    """The CompareConfig values the analyses' options set: each built-in's own field, and
+    ``analyses``, the names of the others whose flag was given."""
+    from repspace.report.analysis_registry import analyses
+
+    values: dict = {}
+    named = []
+    for a in analyses():
+        for o in a.options:
+            given = getattr(args, o.dest, None)  # registered after this parser: not given
+            if o.field is None:
+                if given:
+                    named.append(a.name)
+            elif o.metavar is None:
+                values[o.field] = bool(given)
+            else:  # an empty value is the option not given
+                values[o.field] = (o.parse(given) if o.parse else given) if given else None
+    return {**values, "analyses": tuple(dict.fromkeys(named)) or None}
 
 
 def _inputs(args) -> list[tuple[str, str | None]]:
@@ -267,10 +289,7 @@ def settings_from_args(args) -> CompareConfig:
         precision=args.precision, sample_rows=args.sample_rows,
         spectrum_layers=args.spectrum_layers, embedding=args.embedding,
         embedding_layer=args.embedding_layer, progress=not args.quiet and not args.json,
-        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, segments=args.segments,
-        adapter_effect=args.adapter_effect, weight_space=args.weight_space,
-        match_layers=args.match_layers,
-        merge_dtypes=_csv_list(args.merge_dtype) if args.merge_dtype else None)
+        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, **_analysis_settings(args))
 
 
 def _plan(args) -> int:

@@ -57,6 +57,33 @@ def _weights_dtype(value) -> bool:
     return True
 
 
+def _run_by_name() -> list[str]:
+    """The registered analyses asked for by name in ``analyses`` (:mod:`repspace.report.
+    analysis_registry`): those that run, less the built-ins with a field of their own
+    (``adapter_effect=True``)."""
+    from repspace.report.analysis_registry import analyses
+
+    return [a.name for a in analyses() if a.run is not None and not a.switches]
+
+
+def _analysis_names(value) -> bool:
+    named = set(_run_by_name())
+    return (not isinstance(value, (str, bytes)) and isinstance(value, Sequence)
+            and all(isinstance(v, str) and v in named for v in value))
+
+
+class _AnalysisNames(Check):
+    """The ``analyses`` rule; its description lists the names registered when it is read."""
+
+    def __init__(self):
+        super().__init__(_analysis_names, "")
+
+    def describe(self) -> str:
+        return ("names of registered analyses run by name (" + (", ".join(_run_by_name()) or "none")
+                + "; the built-in ones have fields of their own: adapter_effect, weight_space, "
+                "merge_dtypes, match_layers)")
+
+
 def _merge_names(value) -> list[str]:
     """``"bfloat16,float16"`` or a sequence of names → the distinct names, in order."""
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -184,7 +211,9 @@ class CompareConfig(CompareOptions):
 
     The PEFT-aware analyses of :mod:`repspace.compare.analyses`, on the same checkpoints and
     probe batches, in ``result.analyses`` (one process only): ``adapter_effect``,
-    ``weight_space``, ``merge_dtypes`` (e.g. ``("bfloat16",)``), ``match_layers``.
+    ``weight_space``, ``merge_dtypes`` (e.g. ``("bfloat16",)``), ``match_layers``; and
+    ``analyses``: the names of other registered analyses to run (None: none)
+    (:mod:`repspace.report.analysis_registry`; each one's CLI flag adds its name).
 
     Field names are the CLI's option names (``--num-samples`` is ``num_samples``).
     """
@@ -206,6 +235,7 @@ class CompareConfig(CompareOptions):
     weight_space: bool = False
     merge_dtypes: Sequence[str] | None = None
     match_layers: bool = False
+    analyses: Sequence[str] | None = None
 
     _constraints: ClassVar = {
         **CompareOptions._constraints,
@@ -229,10 +259,13 @@ class CompareConfig(CompareOptions):
         "merge_dtypes": [Check(lambda v: bool(_merge_names(v)),
                                f"dtypes from {', '.join(MERGE_DTYPE_NAMES)}"), None],
         "match_layers": [Types(bool)],
+        "analyses": [_AnalysisNames(), None],
     }
 
     def __post_init__(self):
         super().__post_init__()
+        if self.analyses is not None:  # one spelling downstream: distinct names, in order
+            object.__setattr__(self, "analyses", tuple(dict.fromkeys(self.analyses)))
         if self.merge_dtypes is not None:  # one spelling downstream: a list of names
             object.__setattr__(self, "merge_dtypes", _merge_names(self.merge_dtypes))
         if self.load_in_4bit and self.load_in_8bit:
@@ -246,5 +279,6 @@ class CompareConfig(CompareOptions):
 
     @property
     def analyses_wanted(self) -> bool:
+        """Any analysis that runs after the comparison (in one process) is asked for."""
         return bool(self.adapter_effect or self.weight_space or self.merge_dtypes
-                    or self.match_layers)
+                    or self.match_layers or self.analyses)

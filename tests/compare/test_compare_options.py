@@ -32,7 +32,8 @@ from repspace.compare.cli import settings_from_args  # noqa: E402
 _CLI_SPELLING = {"strict": "--non-strict",        # a flag turns the default off
                  "progress": "--quiet",           # likewise
                  "merge_dtypes": "--merge-dtype",  # repeatable / comma list, one dtype each
-                 "distributed": None}             # the launcher decides: torchrun sets WORLD_SIZE
+                 "distributed": None,             # the launcher decides: torchrun sets WORLD_SIZE
+                 "analyses": None}                # each registered analysis's own flag adds its name
 
 
 def _compare_flags() -> set[str]:

@@ -46,6 +46,7 @@ BAD = {
     "weight_space": [None],
     "merge_dtypes": ["fp8", ["float8"], [], ""],
     "match_layers": [1],
+    "analyses": ["toy", ["no_such_analysis"], ("adapter_effect",), ("null",), [1]],
 }
 CASES = [(f, v) for f, values in BAD.items() for v in values]
 
