@@ -35,7 +35,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any, ClassVar
 
 __all__ = ["SettingError", "Interval", "Options", "Types", "Check", "validate", "Validated",
-           "describe"]
+           "describe", "MAX_SEED", "SEED"]
 
 
 class SettingError(ValueError):
@@ -168,6 +168,13 @@ class Check:
 
     def describe(self) -> str:
         return self.description
+
+
+# Every seed repspace hands on reaches numpy's legacy RandomState (np.random.seed, UMAP's
+# random_state, the probe subsets), which takes no more than 2**32 - 1: one bound for every
+# settings class with a seed.
+MAX_SEED = 2**32 - 1
+SEED = Interval(int, 0, MAX_SEED)
 
 
 def describe(constraints: list) -> str:

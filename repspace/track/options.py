@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from repspace._constraints import Check, Interval, Options, SettingError, Validated
+from repspace._constraints import MAX_SEED, SEED, Check, Interval, Options, SettingError, Validated
 
 __all__ = ["DEFAULT_METRICS", "RATIOS", "MAX_SEED", "PRECISIONS", "TrackSettings", "check_metrics",
            "closed_form_metrics", "computed_metrics", "kept"]
@@ -34,7 +34,6 @@ RATIOS = {f"{r}_ratio": (f"{r}_tuned", f"{r}_base")
           for r in ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio")}
 
 PRECISIONS = ("float64", "auto")
-MAX_SEED = 2**32 - 1  # the probe subset's seed goes to numpy, which takes no more
 _ACCUMULATED_POOLING = ("mean", "first", "cls", "last", "tokens")
 
 
@@ -79,7 +78,7 @@ class TrackSettings(Validated):
         "every_n_steps": [Interval(int, 1, None)],
         "batch_size": [Interval(int, 1, None)],
         "max_length": [Interval(int, 1, None)],
-        "seed": [Interval(int, 0, MAX_SEED)],
+        "seed": [SEED],
         "num_samples": [Interval(int, 1, None), None],  # None: the whole probe
         "metrics": [Check(_metric_names, f"a non-empty list of metric names (e.g. "
                                          f"{list(DEFAULT_METRICS)})")],

@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from repspace._constraints import Check, Interval, Options, SettingError, Types, Validated
+from repspace._constraints import (MAX_SEED, SEED, Check, Interval, Options, SettingError, Types,
+                                   Validated)
 from repspace.data.domains import DOMAINS
 
 __all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "MAX_SEED", "SEED", "default_lr"]
@@ -73,8 +74,6 @@ def default_lr(method: str) -> float:
     return get_method(method).facts.default_lr
 
 
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed) takes no more
-SEED = Interval(int, 0, MAX_SEED)
 
 
 @dataclass
