@@ -225,6 +225,7 @@ def test_a_package_and_its_modules_can_form_a_cycle():
     assert _cycles(graph) == [["p", "p.a"]]
 
 
+@pytest.mark.slow  # a fresh interpreter importing transformers: seconds, 29 s at load 6
 def test_the_entry_point_registers_the_run_loader_for_layers():
     """``repspace layers RUN`` lists a training run although capture/cli.py sits below
     training: the entry point imports repspace.training for it (LOADS_RUNS)."""
