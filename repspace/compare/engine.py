@@ -304,7 +304,12 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
     accs = list(sink.accumulators.values()) or [sink.acc]
     rows: dict[str, dict[str, float]] = {}
     layer_order = [layer for acc in accs for layer in acc.layers]
-    sampled = [layer for layer in layer_order if sink.samples["base"].get(layer) is not None]
+    has_sample = set(sink.sampled_layers)
+    sampled = [layer for layer in layer_order if layer in has_sample]
+    # the rows the 2-D embedding draws are kept for the result; every other layer's sample
+    # is read, used and dropped one layer at a time
+    embedded = (settings.embedding_layer or (layer_order[-1] if layer_order else None)
+                if settings.embedding != "none" else None)
     chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
     with tqdm(total=sum(len(acc.cross) for acc in accs) + len(sampled), unit="layer",
               desc=f"metrics {name}", disable=not settings.progress, leave=False) as bar:
@@ -322,11 +327,13 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
                         for k, r in reps.items() if k in rows[b]}
                 captured.blocks = blocks
         for layer in sampled:
-            x, y = sink.samples["base"][layer], sink.samples["tuned"][layer]
+            _, x, y = sink.sample(layer)
             rows[layer].update(_sample_metrics(x, y, wanted or set(SAMPLE_METRICS), seed,
                                                where=f"{name}, layer {layer}"))
-            samples_base.setdefault(layer, x)
-            samples_tuned.setdefault(name, {})[layer] = y
+            if layer == embedded:
+                samples_base.setdefault(layer, x)
+                samples_tuned.setdefault(name, {})[layer] = y
+            del x, y
             bar.update(1)
     for acc in accs:
         for layer in acc.layers:

@@ -13,6 +13,13 @@ its shard's first sample), so the union of the ranks' bottom-k samples, bottom-k
 
 Devices: with a model split over devices (``device_map``), a layer's tuned rows are
 moved to the device of its base rows, so each layer's statistics live on one device.
+
+Memory: while a layer's sample still holds every row it saw (n ≤ ``max_rows``, the usual
+case of a big model on a small probe) it keeps the batches' own tensors -- the ones the
+rows route of the statistics keeps too -- and their keys, not a copy; the rows are put in
+key order when read (:meth:`CompareSink.sample`, one layer at a time).  Past ``2 ·
+max_rows`` held rows the layer is thinned to its bottom ``max_rows`` (amortised: one
+concatenation per ``max_rows`` rows, not one per batch).
 """
 from __future__ import annotations
 
@@ -45,13 +52,40 @@ class CompareSink(AccumulatorSink):
         self.seed = seed
         self.row_offset = row_offset
         self._seen: dict[str, int] = {}
-        self._keys: dict[str, torch.Tensor] = {}
-        self.samples: dict[str, dict[str, torch.Tensor]] = {"base": {}, "tuned": {}}
+        # per layer: (keys, base rows, tuned rows) -- lists of the batches' tensors, or one
+        # tensor each once thinned; keys and rows in the same order, not yet sorted
+        self._parts: dict[str, tuple[list, list, list]] = {}
+
+    # -- reading the sample ----------------------------------------------------------------
+    @property
+    def sampled_layers(self) -> list[str]:
+        """The layers with a row sample, in capture order."""
+        return [layer for layer, (keys, _, _) in self._parts.items() if keys]
+
+    def sample(self, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(keys, base rows, tuned rows)`` of ``layer``'s sample in ascending key order
+        (float32, CPU), or None when it has none.  A fresh tensor each call: nothing is
+        kept, so reading the layers one by one holds one layer's copy at a time."""
+        parts = self._parts.get(layer)
+        if not parts or not parts[0]:
+            return None
+        keys, base, tuned = (torch.cat(p) if len(p) > 1 else p[0] for p in parts)
+        order = torch.argsort(keys)[: self.max_rows]
+        return keys[order], base[order], tuned[order]
 
     @property
     def sample_keys(self) -> dict[str, torch.Tensor]:
         """Bottom-k keys of the sampled rows per layer, ascending (the order of :attr:`samples`)."""
-        return self._keys
+        return {layer: self.sample(layer)[0] for layer in self.sampled_layers}
+
+    @property
+    def samples(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``{"base" | "tuned": {layer: rows}}``, every layer at once (each a copy: prefer
+        :meth:`sample` to read them one by one)."""
+        out: dict[str, dict[str, torch.Tensor]] = {"base": {}, "tuned": {}}
+        for layer in self.sampled_layers:
+            _, out["base"][layer], out["tuned"][layer] = self.sample(layer)
+        return out
 
     def replace_sample(self, keys: dict[str, torch.Tensor], base: dict[str, torch.Tensor],
                        tuned: dict[str, torch.Tensor]) -> None:
@@ -59,9 +93,9 @@ class CompareSink(AccumulatorSink):
         processes): per layer, ``keys`` ascending and the rows in the same order."""
         if not (set(keys) == set(base) == set(tuned)):
             raise ValueError("replace_sample: keys, base and tuned must name the same layers")
-        self._keys = dict(keys)
-        self.samples = {"base": dict(base), "tuned": dict(tuned)}
+        self._parts = {layer: ([keys[layer]], [base[layer]], [tuned[layer]]) for layer in keys}
 
+    # -- taking batches ----------------------------------------------------------------------
     def update(self, captured: CapturedBatch) -> None:
         base, tuned = captured.sides.get("base", {}), captured.sides.get("tuned", {})
         if any(n in tuned and tuned[n].device != r.device for n, r in base.items()):
@@ -72,17 +106,16 @@ class CompareSink(AccumulatorSink):
             return
         for layer, rows in captured.sides["base"].items():
             start = self._seen.get(layer, self.row_offset)
-            keys = _row_keys(self.seed, layer, start, rows.shape[0])
             self._seen[layer] = start + rows.shape[0]
-            old = self._keys.get(layer)
-            all_keys = keys if old is None else torch.cat([old, keys])
-            keep = torch.argsort(all_keys)[: self.max_rows]
-            self._keys[layer] = all_keys[keep]
-            for side in ("base", "tuned"):
-                new = captured.sides[side][layer].detach().to("cpu", torch.float32)
-                prev = self.samples[side].get(layer)
-                both = new if prev is None else torch.cat([prev, new])
-                self.samples[side][layer] = both[keep]
+            keys, base_rows, tuned_rows = self._parts.setdefault(layer, ([], [], []))
+            keys.append(_row_keys(self.seed, layer, start, rows.shape[0]))
+            # .to() returns the tensor itself when it is already float32 on the CPU: the
+            # sample then shares the rows the statistics keep
+            base_rows.append(rows.detach().to("cpu", torch.float32))
+            tuned_rows.append(captured.sides["tuned"][layer].detach().to("cpu", torch.float32))
+            if sum(k.shape[0] for k in keys) > 2 * self.max_rows:
+                kept = self.sample(layer)
+                self._parts[layer] = tuple([t] for t in kept)
 
 
 class FanOutSink:
