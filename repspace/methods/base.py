@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -203,9 +204,10 @@ def register_method(name: str, config_class: type[MethodConfig], apply: Callable
 
 def _families() -> list[str]:
     """The method families: every sub-package of repspace.methods (``__path__`` may list more
-    than one folder, e.g. a plugin directory appended by the user)."""
-    import repspace.methods as package
-
+    than one folder, e.g. a plugin directory appended by the user).  The package is read from
+    ``sys.modules``, not imported: Python imported it before this submodule, and an import
+    here would make base and the package that re-exports it import each other."""
+    package = sys.modules[__name__.rpartition(".")[0]]
     return sorted({m.name for m in pkgutil.iter_modules(package.__path__) if m.ispkg})
 
 

@@ -161,18 +161,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 # entry is a debt, not a rule: once its cycle is gone, test_known_cycles_are_still_there
 # warns, and the entry goes.
 KNOWN_CYCLES: dict[frozenset[str], str] = {
-    # methods/base.py's _families() imports the package repspace.methods for its __path__,
-    # and the package's __init__ imports base: found when the re-export exemption went
-    # (issue 30 item 8); for the methods owner (e.g. discover families from base's own
-    # folder, or let the package hand its __path__ to base).
-    frozenset({"repspace.methods", "repspace.methods.base"}):
-        "methods <-> methods.base: _families() imports the package for its __path__",
-    # compare/plan_fast.py's plan_from_args imports settings_from_args from compare/cli.py
-    # (lazily), while cli imports plan and plan imports plan_fast (since d4217c2); for the
-    # compare owner: cli hands plan_from_args its settings, or settings_from_args moves
-    # down beside the settings class.
-    frozenset({"repspace.compare.cli", "repspace.compare.plan", "repspace.compare.plan_fast"}):
-        "compare.cli <-> plan <-> plan_fast: plan_from_args imports the command module",
+    # none today; an entry names the modules, says why the cycle stands and who removes it
 }
 
 
