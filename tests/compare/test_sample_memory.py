@@ -66,7 +66,7 @@ def test_thinning_bounds_what_is_held():
     sink = _sink(10)
     for b in _batches(50, 6, layers=("a",)):
         sink.update(b)
-        assert sum(k.shape[0] for k in sink._parts["a"][0]) <= 2 * 10 + 6
+        assert sum(k.shape[0] for k in sink._parts["a"][0]) <= 10 + 5 + 6
 
 
 def test_replace_sample_and_no_sample():
