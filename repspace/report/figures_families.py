@@ -22,6 +22,7 @@ import numpy as np
 from repspace.metrics.registry import REGISTRY, MetricInfo
 from repspace.report.figures_lines import Quantity, _drawn, _per_layer_figure
 from repspace.report.result import CompareResult
+from repspace.report.tables import metrics_asked_for
 
 __all__ = ["FAMILY_FIGURES", "family_caption", "family_keys", "family_plots"]
 
@@ -65,14 +66,9 @@ def _quantities(result: CompareResult, family: str) -> list[Quantity]:
     return out
 
 
-def asked_for(result: CompareResult) -> bool:
-    """Whether the metrics were chosen (not the default set): then each family is drawn."""
-    return (result.settings or {}).get("metrics", "default") != "default"
-
-
 def _plot(family: str):
     def plot(result: CompareResult, stem: Path) -> list[Path]:
-        if not asked_for(result):
+        if not metrics_asked_for(result):
             return []
         return _per_layer_figure(result, stem, _quantities(result, family),
                                  f"{family[:1].upper() + family[1:]} per layer",

@@ -95,6 +95,27 @@ def terminal_table(result: CompareResult, metrics=HEADLINE) -> str:
     return "\n".join(out)
 
 
+def metrics_asked_for(result: CompareResult) -> bool:
+    """Whether the metrics were chosen by name (``--metrics all``, a family, a metric), not
+    the default set: then the report shows every measure, by family."""
+    return (result.settings or {}).get("metrics", "default") != "default"
+
+
+def family_columns(result: CompareResult) -> list[tuple[str, list[str]]]:
+    """``[(family, metric keys)]`` of every computed registered measure not in the headline
+    table, in the registry's order, when :func:`metrics_asked_for` (else ``[]``)."""
+    if not metrics_asked_for(result):
+        return []
+    from repspace.metrics.registry import REGISTRY
+
+    computed = set(result.metric_names())
+    out: dict[str, list[str]] = {}
+    for m in REGISTRY.values():
+        if m.name in computed and m.name not in HEADLINE:
+            out.setdefault(m.family, []).append(m.name)
+    return list(out.items())
+
+
 def markdown_table(result: CompareResult, metrics=HEADLINE) -> str:
     header, body = _grid(result, metrics)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

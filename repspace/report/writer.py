@@ -29,7 +29,7 @@ from repspace.report import analyses as _analyses  # noqa: F401 - registers the 
 from repspace.report import plots as _plots
 from repspace.report.result import CompareResult
 from repspace.report.summary import rank_bound, summarize
-from repspace.report.tables import grid, markdown_table, md_text, to_csv
+from repspace.report.tables import family_columns, grid, markdown_table, md_text, to_csv
 
 SCHEMA = "repspace.report"
 SCHEMA_VERSION = 1
@@ -234,8 +234,11 @@ def _markdown(result: CompareResult, summary: str, plots: dict[str, list[str]]) 
         lines += ["", md_text(bound)]
     lines += ["", "## Per-layer metrics", "", "<details><summary>Full table "
               f"({len(result.tuned_names)} checkpoints × {len(result.layers)} layers)</summary>",
-              "", markdown_table(result), "", "</details>", "",
-              "All metrics per layer are in `metrics.csv` (tidy) and `report.json`."]
+              "", markdown_table(result), "", "</details>", ""]
+    for family, keys in family_columns(result):  # metrics asked for by name: every one
+        lines += [f"### {md_text(family[:1].upper() + family[1:])}", "",
+                  markdown_table(result, keys), ""]
+    lines += ["All metrics per layer are in `metrics.csv` (tidy) and `report.json`."]
     if result.settings.get("intervals"):
         iv = result.settings["intervals"]
         lines += ["", f"± is half the {iv.get('level', 0.95):.0%} interval of a delete-one-block "
@@ -281,6 +284,10 @@ def _html(result: CompareResult, summary: str, plots: dict[str, list[str]], root
     head, rows = grid(result)  # the cells themselves: a "|" in a name cannot shift columns
     head = [h.replace("_", " ") for h in head]
     full = table(head, rows, "full")
+    for family, keys in family_columns(result):  # metrics asked for by name: every one
+        fhead, frows = grid(result, keys)
+        full += (f"<h3>{_h(family[:1].upper() + family[1:])}</h3>"
+                 + table([h.replace("_", " ") for h in fhead], frows, "full"))
     key = table(*key_numbers(result), "key")
     pngs = [(name, next((f for f in files if f.endswith(".png")), None)) for name, files in plots.items()]
     figures = "".join(img(i, name, f) for i, (name, f) in enumerate(pngs, 1) if f)

@@ -300,3 +300,9 @@ def test_metrics_all_reports_every_registered_measure(cks, batches, tmp_path):
         caption = rep["captions"][rep["plots"][name][0]]
         assert all(m.name in caption for m in family_keys(family)), (family, caption)
     assert "energy distance 2E" in rep["captions"][rep["plots"]["drift"][0]]
+    # every measure is in the tables too, one per family, in report.md and report.html
+    md, html = ((tmp_path / "r" / f).read_text() for f in ("report.md", "report.html"))
+    for key in REGISTRY:
+        if key != "linear_cka_null":
+            assert f"| {key.replace('_', chr(92) + '_')} |" in md or f"| {key} |" in md, key
+            assert f"<th>{key.replace('_', ' ')}</th>" in html, key
