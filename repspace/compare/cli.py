@@ -251,8 +251,9 @@ def swapped_warning(base: str, tuned: list[str]) -> str | None:
             f"given as a tuned checkpoint; did you mean `repspace compare {hit} {base}`?")
 
 
-def preflight(args) -> None:
-    """Every check that needs no model, before minutes of loading: settings, output folder."""
+def preflight(args) -> CompareConfig:
+    """Every check that needs no model, before minutes of loading: settings, output folder.
+    Returns the settings (made and checked once, here)."""
     from repspace.compare.options import check_placement
     from repspace.outputs import check_output
 
@@ -264,12 +265,13 @@ def preflight(args) -> None:
     if args.calibrate and not args.plan:
         raise ValueError("--calibrate: only with --plan (it times one batch to estimate the run)")
     if args.plan:
-        return  # writes nothing (and loads nothing unless --calibrate)
+        return settings  # writes nothing (and loads nothing unless --calibrate)
     from repspace.checkpoints.quantization import check_quantization
 
     check_quantization(args.load_in_4bit, args.load_in_8bit)  # before minutes of loading
     if not args.no_report:  # on every rank (read-only): all refuse together, none waits
         check_output(args.output, overwrite=args.overwrite, inputs=_inputs(args))
+    return settings
 
 
 def settings_from_args(args) -> CompareConfig:
@@ -292,12 +294,11 @@ def settings_from_args(args) -> CompareConfig:
         tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, **_analysis_settings(args))
 
 
-def _plan(args) -> int:
+def _plan(args, settings: CompareConfig) -> int:
     """``--plan``: the table from the configs alone; exit 2 (one line) when it cannot fit."""
     from repspace.cli_errors import printable
     from repspace.compare.plan_fast import plan_from_args
 
-    settings = settings_from_args(args)
     plan = plan_from_args(args, settings)  # from config.json alone, without torch, where exact
     if plan is None:
         from repspace.compare.plan import plan_compare
@@ -326,9 +327,9 @@ def run(args) -> int:
 def _run(args) -> int:
     from repspace._profile import stage
 
-    preflight(args)
+    settings = preflight(args)
     if args.plan:
-        return _plan(args)
+        return _plan(args, settings)
     from repspace._threads import apply_threads
     from repspace.checkpoints import resolve_spec
     from repspace.compare.api import compare
@@ -342,7 +343,7 @@ def _run(args) -> int:
         from repspace._validation import RepspaceWarning
 
         warnings.warn(RepspaceWarning(swapped), stacklevel=1)
-    result = compare(args.base, args.tuned, settings_from_args(args))
+    result = compare(args.base, args.tuned, settings)
     if base_label or tuned_labels:
         from repspace.report.result import rename_checkpoint
 

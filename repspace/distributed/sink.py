@@ -46,7 +46,9 @@ def reduce_sink(sink, group=None, device=None) -> None:
 def gather_row_sample(sink, group=None) -> None:
     """Replace ``sink.samples`` by the global bottom-k sample on rank 0 (a collective)."""
     world = dist.get_world_size(group)
-    mine = {layer: k.numpy() for layer, k in sink.sample_keys.items()}
+    # each layer's sample read once (reading it sorts and copies it)
+    held = {layer: sink.sample(layer) for layer in sink.sampled_layers}
+    mine = {layer: keys.numpy() for layer, (keys, _, _) in held.items()}
     all_keys: list = [None] * world
     dist.all_gather_object(all_keys, mine, group=group)
     layers = list(dict.fromkeys(layer for keys in all_keys for layer in keys))
@@ -57,8 +59,7 @@ def gather_row_sample(sink, group=None) -> None:
         tau = np.partition(union, k - 1)[k - 1]
         if layer in mine:
             keep = torch.from_numpy(mine[layer] <= tau)
-            payload[layer] = (sink.sample_keys[layer][keep],
-                              sink.samples["base"][layer][keep], sink.samples["tuned"][layer][keep])
+            payload[layer] = tuple(t[keep] for t in held[layer])
     parts: list | None = [None] * world if dist.get_rank(group) == 0 else None
     dist.gather_object(payload, parts, dst=0, group=group)
     keys_of, base, tuned = {}, {}, {}
