@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from repspace._heap import HeapTrimmer
 from repspace._profile import add_time, stage, timed_iter
 from repspace.capture.hooks import LayerCapture
 from repspace.capture.inputs import batch_hash, batch_rows, chain_hash, check_input_keys, iter_batches
@@ -134,6 +135,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
     identical = dict.fromkeys(names, True)
     chain, offset, seen = "", 0, 0
     rows_checked = False
+    trim_heap = HeapTrimmer()
     with ExitStack() as stack:
         caps: dict[str, LayerCapture] = {}
         for s, m in models.items():
@@ -197,6 +199,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
             with stage("statistics"):
                 sink.update(CapturedBatch(sides=sides, streams=streams, n=n, batch_index=i, hash=h,
                                           index=index if pool.mode == "tokens" else {}))
+            trim_heap()  # the batch's activations are free now: give their pages back
             offset += n
     if seen < done:
         raise ValueError(f"the resumed capture already holds {done} batches but the inputs have "

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from repspace._heap import trim_heap
 from repspace._profile import stage
 from repspace._validation import RepspaceWarning
 from repspace.capture.backbone import shared_layers
@@ -452,6 +453,7 @@ def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], ba
                                                                     settings, captured)
                 captured.layers = captured.layers or order
         del sink
+        trim_heap()  # the checkpoint's statistics are gone: return their pages before the next
     result = None
     with step(dist, "the report"), stage("metrics"):  # the 2-D embedding and the result
         if main:

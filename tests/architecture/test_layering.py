@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2] / "repspace"
 
 # floor -> the packages / top-level modules on it (names relative to ``repspace``)
 FLOORS: dict[int, tuple[str, ...]] = {
-    0: ("_validation", "_constraints", "outputs", "cli_errors", "_profile", "_threads",
+    0: ("_validation", "_constraints", "outputs", "cli_errors", "_profile", "_threads", "_heap",
         "introspection", "devices", "_lazy", "_jsonfile"),
     1: ("functional", "data", "evaluation"),
     2: ("statistics", "models"),
