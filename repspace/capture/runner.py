@@ -187,6 +187,9 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                     sides[side][name] = rows
                     if idx is not None:
                         index[side][name] = idx
+                # every layer's full states, freed before the next side's forward (they would
+                # otherwise live through it: 2 x the states of every captured layer at peak)
+                raw = states = valid = None
                 add_time("pooling", time.perf_counter() - pooling_started)
             if not rows_checked and n > 1:
                 rows_checked = True
