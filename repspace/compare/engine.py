@@ -312,8 +312,13 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
     embedded = (settings.embedding_layer or (layer_order[-1] if layer_order else None)
                 if settings.embedding != "none" else None)
     chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
-    with tqdm(total=sum(len(acc.cross) for acc in accs) + len(sampled), unit="layer",
-              desc=f"metrics {name}", disable=not settings.progress, leave=False) as bar:
+    # intervals (jackknife replicates) are a pass of their own over the layers: the bar counts
+    # them, since at n in the thousands they cost more than the point estimates
+    intervals = default_blocks(accs[0].n) >= 2 if accs else False
+    total = (sum(len(acc.cross) for acc in accs) + len(sampled)
+             + (sum(acc.replicated_pairs() for acc in accs) if intervals else 0))
+    with tqdm(total=total, unit="layer", desc=f"metrics {name}", disable=not settings.progress,
+              leave=False) as bar:
         for acc in accs:
             captured.statistics.setdefault(name, {}).update(_statistics_record(acc))
             rows.update({b: r for (b, _), r in acc.compute(
@@ -321,7 +326,8 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
                 spectra_cache=captured.spectra_cache).items()})
             blocks = default_blocks(acc.n)
             if blocks >= 2:
-                for (b, _), reps in acc.replicates(blocks, metrics=wanted or None).items():
+                for (b, _), reps in acc.replicates(blocks, metrics=wanted or None,
+                                                   progress=bar.update).items():
                     captured.replicates.setdefault(name, {})[b] = reps
                     captured.intervals.setdefault(name, {})[b] = {
                         k: jackknife_interval(rows[b][k], r).to_dict()

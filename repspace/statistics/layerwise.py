@@ -480,12 +480,14 @@ class LayerwiseMoments(Accumulator):
         return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress,
                                  spectra_cache=spectra_cache)
 
-    def replicates(self, blocks: int, metrics=None,
-                   top_k: int = 10) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    def replicates(self, blocks: int, metrics=None, top_k: int = 10,
+                   progress=None) -> dict[tuple[str, str], dict[str, np.ndarray]]:
         """Delete-one-block jackknife replicates of every closed-form metric: pairs held as
         rows from their rows (:mod:`repspace.functional.jackknife`; row i in block i mod
         ``blocks``), pairs held as moments from their per-block moments where kept
-        (``blocks=`` at construction; :mod:`repspace.statistics.blocks`), else absent."""
+        (``blocks=`` at construction; :mod:`repspace.statistics.blocks`), else absent.
+        ``progress``: called with 1 after each pair that has replicates (a bar's update;
+        :meth:`replicated_pairs` counts them beforehand)."""
         self._check_ready(4)
         out = {}
         for index, unit in enumerate(self.units):
@@ -501,13 +503,22 @@ class LayerwiseMoments(Accumulator):
                                 reps.setdefault(pair, {}).setdefault(key, []).append(v)
                     out.update({pair: {k: np.asarray(v) for k, v in row.items()}
                                 for pair, row in reps.items()})
+                    if progress is not None:
+                        progress(len(reps))
                 continue
             for b, t in unit.pairs:
                 x, y = self.base[b], self.tuned[t]
                 xr = x.rows()
                 out[b, t] = rows_replicates(xr, y.rows().to(xr.device), blocks, metrics, top_k,
                                             (x.eps, y.eps))
+                if progress is not None:
+                    progress(1)
         return out
+
+    def replicated_pairs(self) -> int:
+        """How many pairs :meth:`replicates` will give replicates for (a progress total)."""
+        return sum(len(unit.pairs) for index, unit in enumerate(self.units)
+                   if self.unit_route(unit) == "rows" or index in self.interval_blocks.units)
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.

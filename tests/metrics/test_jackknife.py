@@ -122,3 +122,26 @@ def test_wide_moments_layers_keep_no_blocks_and_say_so():
     x = np.random.default_rng(0).standard_normal((8, p))
     acc.update({"l": x}, {"l": x})
     assert acc.interval_blocks.units == {} and acc.replicates(4) == {}
+
+
+@pytest.mark.parametrize("route", ["rows", "moments"])
+def test_replicates_report_progress_once_per_pair_they_cover(route):
+    """The metrics bar counts the intervals' pass: one update per pair with replicates, as
+    many as replicated_pairs() announced beforehand (a wide moments layer has none)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((60, 6))
+    acc = LayerwiseMoments(precision="float64", route=route, blocks=5)
+    acc.update({"a": x, "b": x + 1}, {"a": x * 2, "b": x - 1})
+    ticks = []
+    reps = acc.replicates(5, progress=ticks.append)
+    assert sum(ticks) == acc.replicated_pairs() == len(reps) == 2
+
+    wide = LayerwiseMoments(precision="float64", route="moments", blocks=20)
+    from repspace.statistics.blocks import MAX_BYTES
+
+    p = 1 + int(math.sqrt(MAX_BYTES / 20 / 24))
+    z = rng.standard_normal((8, p))
+    wide.update({"l": z}, {"l": z})
+    ticks.clear()
+    assert wide.replicates(4, progress=ticks.append) == {} and ticks == []
+    assert wide.replicated_pairs() == 0
