@@ -316,7 +316,7 @@ def _checkpoint_metrics(sink, name, base_name, settings: CompareOptions,
     # them, since at n in the thousands they cost more than the point estimates
     intervals = default_blocks(accs[0].n) >= 2 if accs else False
     total = (sum(len(acc.cross) for acc in accs) + len(sampled)
-             + (sum(acc.replicated_pairs() for acc in accs) if intervals else 0))
+             + (sum(acc.replicated_pairs(default_blocks(acc.n)) for acc in accs) if intervals else 0))
     with tqdm(total=total, unit="layer", desc=f"metrics {name}", disable=not settings.progress,
               leave=False) as bar:
         for acc in accs:
@@ -523,10 +523,11 @@ def _warn_missing_intervals(captured: _Captured) -> None:
     if missing:
         warnings.warn(
             f"no intervals for {len(missing)} layer(s) ({', '.join(missing[:3])}"
-            f"{', …' if len(missing) > 3 else ''}): they are held as moments (n past their "
-            "rows' break-even) and too wide for per-block moments "
-            "(repspace.statistics.blocks), or the run was distributed; their numbers are "
-            "point estimates", RepspaceWarning, stacklevel=3)
+            f"{', …' if len(missing) > 3 else ''}): they are too wide for per-block moments "
+            "(repspace.statistics.blocks) and either held as moments (n past their rows' "
+            "break-even) or held as rows too many for the n × n jackknife (n above both the "
+            "width and 1448: repspace.functional.jackknife.grams_affordable), or the run was "
+            "distributed; their numbers are point estimates", RepspaceWarning, stacklevel=3)
 
 
 def paired_differences(metrics: dict, replicates: dict, names: Sequence[str]) -> dict:

@@ -44,12 +44,27 @@ __all__ = [
     "Interval",
     "block_ids",
     "default_blocks",
+    "grams_affordable",
     "jackknife_interval",
     "rows_replicates",
 ]
 
 DEFAULT_BLOCKS = 20
 LEVEL = 0.95
+#: the n × n jackknife's working set (about eight n × n float64 matrices: K, L, M, one
+#: replicate's three centred sub-matrices, temporaries) is affordable up to this size (n ≤ 1448)
+GRAM_FLOOR_BYTES = 128 * 2 ** 20
+GRAM_COPIES = 8
+
+
+def grams_affordable(n: int, p: int, q: int) -> bool:
+    """Whether the replicates may go through n × n Grams: while n is no larger than the wider
+    side (the n × n forms are then no larger than the d × d ones the rows route avoids) or
+    their working set is small in absolute terms (:data:`GRAM_FLOOR_BYTES`).  Past that, a
+    replicate's eigendecompositions cost O(n³) where the width-space ones cost O(d³), and the
+    working set outgrows the rows: a 2048-wide layer at n = 6000 would hold 2.3 GB and
+    decompose forty 5700² matrices per layer."""
+    return n <= max(p, q) or GRAM_COPIES * 8 * n * n <= GRAM_FLOOR_BYTES
 
 
 @dataclass(frozen=True)

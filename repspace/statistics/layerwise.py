@@ -18,7 +18,7 @@ import numpy as np
 
 from repspace._validation import as_matrix, check_min_rows
 from repspace.functional.cka import linear_cka_from_moments
-from repspace.functional.jackknife import rows_replicates
+from repspace.functional.jackknife import grams_affordable, rows_replicates
 from repspace.functional.rows import linear_cka_from_rows
 from repspace.functional.summary import layerwise_summary
 from repspace.statistics.base import Accumulator
@@ -348,13 +348,17 @@ class LayerwiseMoments(Accumulator):
         """A unit going from rows to moments: its rows, replayed in order, into its blocks."""
         if not (self.block_count and self.interval_blocks.affordable(unit, self.widths())):
             return
-        self.interval_blocks.start(index, unit, lambda: self._block(unit))
+        self._feed_blocks(self.interval_blocks, index, unit)
+
+    def _feed_blocks(self, blocks: IntervalBlocks, index: int, unit: Unit) -> None:
+        """Open ``blocks`` for a rows unit and feed them its rows, in order."""
+        blocks.start(index, unit, lambda: self._block(unit))
         sides = {key: self._side(key).batches for key in unit.sides}
         first = 0
         for i in range(len(sides[unit.sides[0]])):
             base = {layer: rows[i] for (side, layer), rows in sides.items() if side == "base"}
             tuned = {layer: rows[i] for (side, layer), rows in sides.items() if side == "tuned"}
-            self.interval_blocks.feed(index, unit, base, tuned, first)
+            blocks.feed(index, unit, base, tuned, first)
             first += sides[unit.sides[0]][i].shape[0]
 
     def merge(self, other: "LayerwiseMoments") -> "LayerwiseMoments":
@@ -491,20 +495,22 @@ class LayerwiseMoments(Accumulator):
         self._check_ready(4)
         out = {}
         for index, unit in enumerate(self.units):
-            if self.unit_route(unit) != "rows":
-                if index in self.interval_blocks.units:
-                    reps: dict = {}
-                    for loo in self.interval_blocks.leave_one_out(index, lambda: self._block(unit)):
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore")  # an undefined replicate is NaN
-                            values = loo.compute(top_k=top_k, metrics=metrics)
-                        for pair, row in values.items():
-                            for key, v in row.items():
-                                reps.setdefault(pair, {}).setdefault(key, []).append(v)
-                    out.update({pair: {k: np.asarray(v) for k, v in row.items()}
-                                for pair, row in reps.items()})
-                    if progress is not None:
-                        progress(len(reps))
+            source = self._replicate_source(index, unit, blocks)
+            if source is None:
+                continue
+            if source != "grams":
+                reps: dict = {}
+                for loo in source.leave_one_out(index, lambda: self._block(unit)):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # an undefined replicate is NaN
+                        values = loo.compute(top_k=top_k, metrics=metrics)
+                    for pair, row in values.items():
+                        for key, v in row.items():
+                            reps.setdefault(pair, {}).setdefault(key, []).append(v)
+                out.update({pair: {k: np.asarray(v) for k, v in row.items()}
+                            for pair, row in reps.items()})
+                if progress is not None:
+                    progress(len(reps))
                 continue
             for b, t in unit.pairs:
                 x, y = self.base[b], self.tuned[t]
@@ -515,10 +521,28 @@ class LayerwiseMoments(Accumulator):
                     progress(1)
         return out
 
-    def replicated_pairs(self) -> int:
+    def replicated_pairs(self, blocks: int = 2) -> int:
         """How many pairs :meth:`replicates` will give replicates for (a progress total)."""
         return sum(len(unit.pairs) for index, unit in enumerate(self.units)
-                   if self.unit_route(unit) == "rows" or index in self.interval_blocks.units)
+                   if self._replicate_source(index, unit, blocks, build=False) is not None)
+
+    def _replicate_source(self, index: int, unit: Unit, blocks: int, build: bool = True):
+        """Where a unit's replicates come from: ``"grams"`` (its rows' n × n Grams), an
+        :class:`IntervalBlocks` (per-block moments: kept since the unit became moments, or
+        built now from rows too many for the Grams), or None (no interval: see
+        :func:`~repspace.functional.jackknife.grams_affordable` and
+        :mod:`repspace.statistics.blocks`)."""
+        if self.unit_route(unit) != "rows":
+            return self.interval_blocks if index in self.interval_blocks.units else None
+        widths = self.widths()
+        if all(grams_affordable(self.n, widths["base", b], widths["tuned", t]) for b, t in unit.pairs):
+            return "grams"
+        per_block = IntervalBlocks(blocks)
+        if not per_block.affordable(unit, widths):
+            return None
+        if build:
+            self._feed_blocks(per_block, index, unit)
+        return per_block
 
     def cka_matrix(self, debiased: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
         """Cross-layer CKA: ``(matrix[L_base, L_tuned], base_names, tuned_names)``.

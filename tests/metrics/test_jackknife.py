@@ -145,3 +145,45 @@ def test_replicates_report_progress_once_per_pair_they_cover(route):
     ticks.clear()
     assert wide.replicates(4, progress=ticks.append) == {} and ticks == []
     assert wide.replicated_pairs() == 0
+
+
+def test_grams_affordable_bounds_the_n_by_n_working_set():
+    from repspace.functional.jackknife import grams_affordable
+
+    assert grams_affordable(1448, 10, 10) and not grams_affordable(1449, 10, 10)
+    assert grams_affordable(3000, 3000, 100)  # n no larger than the wider side: n × n ≤ d × d
+    assert not grams_affordable(6000, 2048, 2048)
+
+
+def test_rows_too_many_for_the_grams_get_replicates_from_per_block_moments():
+    """A layer held as rows with n past both its width and the Grams' floor: the replicates
+    come from per-block moments of its rows (row i in block i mod B), exactly the metric of
+    the rows outside each block."""
+    rng = np.random.default_rng(11)
+    n, p, blocks = 1500, 16, 20
+    x = rng.standard_normal((n, p)) + 2
+    y = x @ rng.standard_normal((p, p)) * 0.2 + x
+    acc = LayerwiseMoments(precision="float64", route="rows")
+    for i in range(0, n, 100):
+        acc.update({"l": x[i:i + 100]}, {"l": y[i:i + 100]})
+    assert acc.routes() == {("l", "l"): "rows"} and acc.replicated_pairs(blocks) == 1
+    reps = acc.replicates(blocks)["l", "l"]
+    ids = np.arange(n) % blocks
+    for b in (0, 7, 19):
+        ref = LayerwiseMoments(precision="float64", route="moments")
+        ref.update({"l": x[ids != b]}, {"l": y[ids != b]})
+        with _quiet():
+            want = ref.compute()["l", "l"]
+        for key in ("linear_cka", "linear_cka_debiased", "effective_rank_base", "procrustes_distance",
+                    "frechet_distance", "cosine_similarity_mean"):
+            assert reps[key][b] == pytest.approx(want[key], rel=1e-9), (key, b)
+
+
+def test_rows_too_many_and_too_wide_get_no_replicates():
+    from repspace.statistics.blocks import MAX_BYTES
+
+    p = 1 + int(math.sqrt(MAX_BYTES / 20 / 24))  # 20 blocks of 3·p²·8 bytes: over the budget
+    x = np.random.default_rng(2).standard_normal((1500, p)).astype(np.float32)
+    acc = LayerwiseMoments(precision="float64", route="rows")
+    acc.update({"l": x}, {"l": x * 2})
+    assert acc.replicated_pairs(20) == 0 and acc.replicates(20) == {}
