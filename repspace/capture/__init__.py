@@ -8,7 +8,7 @@ manager) -> :mod:`.tokens` / :mod:`.pooling` (masks, virtual tokens, pooling) ->
 """
 from repspace.capture.disk import CaptureReader, DiskSink, load_capture
 from repspace.capture.hooks import LayerCapture, hidden_tensor
-from repspace.introspection import (canonical_modules, layer_names, register_adapter_component,
+from repspace.layer_table import (canonical_modules, layer_names, register_adapter_component,
                                     unwrap_model)
 from repspace.capture.pooling import POOLING_MODES, Pooling, pool_states
 from repspace.capture.presets import PRESETS, block_lists, resolve_preset

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from repspace.introspection import canonical_modules, split_input_suffix
+from repspace.layer_table import canonical_modules, split_input_suffix
 from repspace.capture.selection import LayerSpec, resolve_layers
 
 __all__ = ["LayerCapture", "hidden_tensor"]
@@ -54,7 +54,7 @@ class LayerCapture:
     ----------
     model : nn.Module
         HF model, PEFT ``PeftModel`` or plain module.  Names are canonical (see
-        :mod:`repspace.introspection`), so the same ``layers`` work on base and tuned.
+        :mod:`repspace.layer_table`), so the same ``layers`` work on base and tuned.
     layers : names, globs, regexes or presets (see :mod:`repspace.capture.selection`).
     early_stop : bool
         Abort the forward pass (via a private exception caught in :meth:`forward`) as

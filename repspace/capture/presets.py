@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from repspace.introspection import INPUT_SUFFIX, canonical_modules, unwrap_model
+from repspace.layer_table import INPUT_SUFFIX, canonical_modules, unwrap_model
 
 __all__ = ["PRESETS", "block_lists", "is_vision_layer", "resolve_preset"]
 

@@ -25,7 +25,7 @@ from repspace._profile import add_time, stage, timed_iter
 from repspace.capture.hooks import LayerCapture
 from repspace.capture.inputs import batch_hash, batch_rows, chain_hash, check_input_keys, iter_batches
 from repspace.devices import resolve_device
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.capture.pooling import Pooling, pool_states
 from repspace.capture.selection import LayerSpec, resolve_layers, resolve_paired_layers
 from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from repspace.introspection import closest_names, layer_names, split_input_suffix
+from repspace.layer_table import closest_names, layer_names, split_input_suffix
 from repspace.capture.presets import PRESETS, resolve_preset
 
 __all__ = ["LayerSpec", "resolve_layers", "resolve_paired_layers"]

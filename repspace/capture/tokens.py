@@ -44,7 +44,7 @@ def num_virtual_tokens(model: nn.Module) -> int:
     prompt-learning adapter's ``num_virtual_tokens``, or repspace's own prompt tuning (a
     module with a ``repspace_num_virtual_tokens`` attribute, see
     :mod:`repspace.methods.prompt`)."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     try:
         from peft import PeftModel, PeftType
@@ -93,7 +93,7 @@ def task_ids_needed(model: nn.Module, task_id: int | None, side: str = "tuned") 
 
 def image_token_id(model: nn.Module) -> int | None:
     """The placeholder id a LLaVA-style model replaces by image features (else ``None``)."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     cfg = getattr(unwrap_model(model), "config", None)
     for key in ("image_token_id", "image_token_index"):

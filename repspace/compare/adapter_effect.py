@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from repspace.introspection import canonical_modules
+from repspace.layer_table import canonical_modules
 from repspace.statistics.drift_stats import REL_EDGES, StreamingSummary
 
 __all__ = ["adapted_modules", "adapter_effect"]

@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 import torch
 
 from repspace._profile import stage
-from repspace.capture.backbone import shared_layers
+from repspace.capture.task_heads import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
 from repspace.compare.analyses import AnalysisContext, needs_separate_base, run_analyses

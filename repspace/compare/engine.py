@@ -24,14 +24,14 @@ from tqdm.auto import tqdm
 
 from repspace._profile import stage
 from repspace._validation import RepspaceWarning
-from repspace.capture.backbone import shared_layers
+from repspace.capture.task_heads import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
                                      inactive_adapter_warning)
 from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare.options import check_layer_choices
 from repspace.compare.settings import CompareOptions
 from repspace.compare.sink import CompareSink, FanOutSink
-from repspace.functional.jackknife import DEFAULT_BLOCKS, LEVEL, default_blocks, jackknife_interval
+from repspace.closed_forms.jackknife import DEFAULT_BLOCKS, LEVEL, default_blocks, jackknife_interval
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult

@@ -111,7 +111,7 @@ def merge_matrix_errors(unmerged: nn.Module, merged: nn.Module) -> dict[str, dic
 
 
 def canonical(model: nn.Module) -> dict[str, nn.Module]:
-    from repspace.introspection import canonical_modules
+    from repspace.layer_table import canonical_modules
 
     return canonical_modules(model)
 

@@ -5,7 +5,7 @@ Nothing is loaded: every model is built from its ``config.json`` on the ``meta``
 the seconds of importing torch and transformers), a PEFT adapter's parameters are counted
 from its ``adapter_config.json`` on that model (:mod:`repspace.compare.plan_adapters`: LoRA
 adds r·(in + out) per target module), and the captured layers are resolved with the
-selection compare uses (:func:`repspace.capture.backbone.shared_layers`).  Llama-family
+selection compare uses (:func:`repspace.capture.task_heads.shared_layers`).  Llama-family
 decoders (and LoRA adapters on them) with ``--layers blocks`` skip the build: the same plan
 from config.json arithmetic, without torch (:mod:`repspace.compare.plan_fast`).  Per layer
 pair the route rule of :mod:`repspace.statistics.routes` decides rows or moments
@@ -81,7 +81,7 @@ def _vision_test(model):
 
 
 def _widths(model, names: list[str], config) -> dict[str, int]:
-    from repspace.introspection import canonical_modules, split_input_suffix
+    from repspace.layer_table import canonical_modules, split_input_suffix
 
     modules = canonical_modules(model)
     vision_of = _vision_test(model)
@@ -155,7 +155,7 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
 
 def _meta_plan(base: str, tuned: list[str], s, available_bytes: int | None) -> Plan:
     """The plan with every model built on the meta device (any architecture)."""
-    from repspace.capture.backbone import shared_layers
+    from repspace.capture.task_heads import shared_layers
     from repspace.compare.plan_models import plan_models
 
     quant = "4bit" if s.load_in_4bit else "8bit" if s.load_in_8bit else None

@@ -23,7 +23,7 @@ def calibrate(base: str, tuned: list[str], s, num_samples: int) -> dict:
     """Seconds to load, and to capture one batch, for ``compare(base, tuned, s)``; the
     capture time extrapolated to ``num_samples`` samples."""
     from repspace.capture import LayerCapture
-    from repspace.capture.backbone import shared_layers
+    from repspace.capture.task_heads import shared_layers
     from repspace.compare.api import _load, quantization_of
     from repspace.compare.same_inputs import check_same_tokens
     from repspace.devices import resolve_device

@@ -23,7 +23,7 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.functional.drift import (
+from repspace.closed_forms.drift import (
     angles_between,
     check_k,
     frechet_distance_from_moments,
@@ -35,7 +35,7 @@ from repspace.functional.drift import (
     trace_sqrt_product,
     undetermined_angles,
 )
-from repspace.functional.kernels import median_distance, sq_distances
+from repspace.closed_forms.kernels import median_distance, sq_distances
 from repspace.metrics.spectrum import numerical_rank
 from repspace.statistics.drift_stats import per_sample_drift, summarize
 from repspace.statistics.moments import FeatureMoments

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite, check_min_rows, check_paired
-from repspace.functional.distances import distances
-from repspace.functional.drift import same_width
+from repspace.closed_forms.distances import distances
+from repspace.closed_forms.drift import same_width
 
 __all__ = ["EnergyResult", "energy_distance"]
 

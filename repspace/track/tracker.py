@@ -239,7 +239,7 @@ class Tracker:
     @staticmethod
     def _core_names(model: nn.Module, names: list[str]) -> list[str] | None:
         """``names`` as the model's backbone calls them (a head model's ``bert.`` stripped)."""
-        from repspace.capture.backbone import backbone_of
+        from repspace.capture.task_heads import backbone_of
 
         found = backbone_of(model)
         if found is None:
@@ -262,7 +262,7 @@ class Tracker:
         compare) its backbone against the base's (a bare encoder vs its classifier)."""
         if model in self._sides:
             return self._sides[model]
-        from repspace.capture.backbone import backbone_of
+        from repspace.capture.task_heads import backbone_of
         from repspace.capture.selection import resolve_layers
 
         def names_of(m):

@@ -132,7 +132,7 @@ class CausalClassificationTask(EncoderClassificationTask):
         return Encoded(len(records), t, {"input_ids": "attention_mask", "attention_mask": "attention_mask"})
 
     def logits(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from repspace.introspection import unwrap_model
+        from repspace.layer_table import unwrap_model
         from repspace.training.tasks.encoder_head import HEAD_NAME
 
         root = unwrap_model(model)

@@ -23,7 +23,7 @@ _HEADS = ("classifier", "score")
 
 
 def _head_owner(model: nn.Module) -> tuple[nn.Module, str]:
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     for name in _HEADS:

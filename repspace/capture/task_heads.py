@@ -11,6 +11,9 @@ backbone's blocks are the same whether or not the head runs after them.
 
 Prompt-learning adapters prepend virtual tokens in the wrapper's forward, which the bare
 backbone would skip, so those are never reduced.
+
+(Named ``backbone`` before issue 30: it does not load or define a backbone, it strips task
+heads so that a bare backbone and its head models share layer names.)
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.capture.selection import LayerSpec, resolve_paired_layers
 from repspace.capture.tokens import num_virtual_tokens
 
