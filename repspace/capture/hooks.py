@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from repspace.layer_table import canonical_modules, split_input_suffix
+from repspace.capture.model_view import model_view
+from repspace.layer_table import split_input_suffix
 from repspace.capture.selection import LayerSpec, resolve_layers
 
 __all__ = ["LayerCapture", "hidden_tensor"]
@@ -70,7 +71,7 @@ class LayerCapture:
     def __init__(self, model: nn.Module, layers: LayerSpec, *, early_stop: bool = False):
         self.model = model
         self.names = resolve_layers(model, layers)
-        modules = canonical_modules(model)
+        modules = model_view(model).modules
         self._targets = [(n, modules[split_input_suffix(n)[0]], split_input_suffix(n)[1])
                          for n in self.names]
         self.early_stop = early_stop

@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 import torch
 
 from repspace._profile import stage
+from repspace.capture.model_view import resolving_views_once
 from repspace.capture.task_heads import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
@@ -180,6 +181,7 @@ def _record_settings(result: CompareResult, s: CompareConfig, loaded: dict[str, 
 
 
 @_recording_warnings
+@resolving_views_once  # one model view per loaded model, from loading to the analyses
 def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = None, *,
             names: Sequence[str] | None = None, **options) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from repspace._profile import stage
 from repspace._validation import RepspaceWarning
+from repspace.capture.model_view import resolving_views_once
 from repspace.capture.task_heads import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
                                      inactive_adapter_warning)
@@ -388,6 +389,7 @@ def _check_task_id_used(task_id, checkpoints) -> None:
                      "--task-id")
 
 
+@resolving_views_once  # one model view per model for the whole comparison
 def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn,
                    settings: CompareOptions | None = None, *, probe_info: dict | None = None,
                    names: Sequence[str] | None = None, dist=None, row_offset: int = 0,

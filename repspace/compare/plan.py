@@ -47,9 +47,9 @@ def layer_width(module, is_input: bool = False) -> int | None:
     which is the hidden width a block keeps.  None when it holds no such parameter."""
     from torch import nn
 
-    from repspace.capture.presets import _core
+    from repspace.capture.model_view import core_module
 
-    module = _core(module)
+    module = core_module(module)
     weight = getattr(module, "weight", None)
     if isinstance(module, nn.Linear):
         return module.in_features if is_input else module.out_features
@@ -81,9 +81,10 @@ def _vision_test(model):
 
 
 def _widths(model, names: list[str], config) -> dict[str, int]:
-    from repspace.layer_table import canonical_modules, split_input_suffix
+    from repspace.capture.model_view import model_view
+    from repspace.layer_table import split_input_suffix
 
-    modules = canonical_modules(model)
+    modules = model_view(model).modules
     vision_of = _vision_test(model)
     out = {}
     for name in names:

@@ -325,7 +325,11 @@ class Tracker:
         validate({"step": [Interval(int, 0, None)]}, {"step": step}, owner="Tracker.measure")
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
-        with self._step(f"the capture at step {step}"):
+        from repspace.capture.model_view import views_resolved_once
+
+        # one model view for this measurement (not across steps: training may change the
+        # model in place between them)
+        with self._step(f"the capture at step {step}"), views_resolved_once():
             module, names = self._tuned_side(model)
             with untouched(model):
                 tuned = self._capture(module, names, "tuned")
