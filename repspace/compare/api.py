@@ -27,9 +27,8 @@ from repspace.compare.engine import checkpoint_info, compare_models, step
 from repspace.compare.names import display_name
 from repspace.compare.options import check_placement
 from repspace.compare.settings import CompareConfig, CompareOptions
-from repspace.compare.same_inputs import check_same_tokens
-from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
-from repspace.probe.processors import choose_processor
+from repspace.compare.same_inputs import probe_processor
+from repspace.probe import ProbeSet, load_probe, make_batches
 from repspace.report.analysis_registry import wanted_analyses
 from repspace.report.result import CompareResult
 from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
@@ -250,15 +249,7 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
             _note_slow_matmuls(loaded, device, base_ck)
             rows = ctx.shard(len(probe_set), s.batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
-            # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
-            modalities = model_modalities(base_ck.model)
-            processor = choose_processor(
-                [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
-                modalities, probe_set.texts)
-            # every model reads those ids as its own tokenizer would have written them
-            check_same_tokens(processor, [(f"base checkpoint {base_ck.spec}", base_ck.processor),
-                                          *((f"tuned checkpoint {t.spec}", t.processor)
-                                            for t in tuned_cks)], modalities, probe_set.texts)
+            processor = probe_processor(base_ck, tuned_cks, probe_set.texts)
 
             def batches():
                 if local is None:
