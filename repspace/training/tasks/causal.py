@@ -30,9 +30,7 @@ _TRIM = {"input_ids": "attention_mask", "labels": "attention_mask", "attention_m
 
 class CausalLMTask(Task):
     def __init__(self, model, processor, task: str, image: bool) -> None:
-        if task == "captioning" and not image:
-            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
-        super().__init__(model, processor, task)
+        super().__init__(model, processor, task, text_only=not image)
         self.image = image
         self.kind = "llava" if image else "causal-lm"
         tok = self.tokenizer
