@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from repspace.closed_forms.cca import (bases_of_moments, cca_from_moments, cca_from_rows,
-                                     pwcca_from_moments, pwcca_from_rows, svcca_from_moments,
-                                     svcca_from_rows)
+                                       pwcca_from_moments, pwcca_from_rows, svcca_from_moments,
+                                       svcca_from_rows)
 from repspace.closed_forms.centred import CentredRows
 from repspace.closed_forms.cka import linear_cka_from_moments
 from repspace.closed_forms.drift import (
