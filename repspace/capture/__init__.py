@@ -9,7 +9,8 @@ manager) -> :mod:`.tokens` / :mod:`.pooling` (masks, virtual tokens, pooling) ->
 """
 from repspace.capture.disk import CaptureReader, DiskSink, load_capture
 from repspace.capture.hooks import LayerCapture, hidden_tensor
-from repspace.capture.model_view import ModelView, model_view, views_resolved_once
+# not the function model_view: it would shadow the submodule repspace.capture.model_view
+from repspace.capture.model_view import ModelView, views_resolved_once
 from repspace.layer_table import (canonical_modules, layer_names, register_adapter_component,
                                   unwrap_model)
 from repspace.capture.pooling import POOLING_MODES, Pooling, pool_states
@@ -23,7 +24,7 @@ __all__ = [
     "POOLING_MODES", "PRESETS", "AccumulatorSink", "AdapterInactiveWarning", "CaptureReader",
     "CapturedBatch", "DiskSink", "LayerCapture", "MemorySink", "ModelView", "Pooling", "block_lists",
     "canonical_modules", "capture", "capture_paired", "describe_model", "hidden_tensor",
-    "layer_names", "load_capture", "model_view", "pool_states", "register_adapter_component",
+    "layer_names", "load_capture", "pool_states", "register_adapter_component",
     "resolve_layers", "resolve_paired_layers", "resolve_preset", "unwrap_model",
     "views_resolved_once",
 ]

@@ -8,13 +8,15 @@ each name) several times per compare.  :class:`ModelView` holds them; :func:`mod
 returns one.
 
 When a view is cached, and why only then: inside :func:`views_resolved_once` (which
-:func:`repspace.compare.compare` and :func:`repspace.compare.engine.compare_models` open)
-each model object gets one view, built on first use and kept until the scope ends.  Outside
+:func:`repspace.compare.compare` opens once its models are loaded, and
+:func:`repspace.compare.engine.compare_models` and each tracker measurement open) each model
+object gets one view, built on first use and kept until the scope ends.  Outside
 a scope every call builds a fresh view, exactly what the call sites computed before: a model
 whose structure changes in place (an adapter injected by ``get_peft_model``, a training
 run, ``merge_and_unload``) would make a long-lived cache stale, while a comparison never
-changes a model's structure (merge fidelity merges deep copies, new objects with views of
-their own).
+changes a model's structure once it is loaded (merge fidelity merges deep copies, new
+objects with views of their own) -- loading does (a run folder's method is applied onto its
+base in place, after the method has read the base's presets), so the scope opens after it.
 
 Call sites that need only the root of a model outside the capture path (probe inputs,
 training tasks, methods) still call :func:`repspace.layer_table.unwrap_model`: it is two

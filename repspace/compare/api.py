@@ -10,6 +10,7 @@ unmerged models with it).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from dataclasses import fields, replace
 import torch
 
 from repspace._profile import stage
-from repspace.capture.model_view import resolving_views_once
+from repspace.capture.model_view import views_resolved_once
 from repspace.capture.task_heads import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
@@ -180,7 +181,6 @@ def _record_settings(result: CompareResult, s: CompareConfig, loaded: dict[str, 
 
 
 @_recording_warnings
-@resolving_views_once  # one model view per loaded model, from loading to the analyses
 def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = None, *,
             names: Sequence[str] | None = None, **options) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
@@ -231,6 +231,7 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
             raise ValueError(f"{', '.join(a.flags() for a in wanted_analyses(s))} run(s) in "
                              "one process; launch without torchrun")
     finished = False
+    scope = contextlib.ExitStack()
     try:
         device = s.device
         if ctx is not None:
@@ -245,6 +246,9 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
                 raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
                                  "metrics need at least 4 — use more probe samples")
             base_ck, tuned_cks, base_capture = _load(base, tuned, s)
+            # One model view per model from here to the analyses; not while loading, which
+            # changes models in place (a run folder's method is applied onto its base).
+            scope.enter_context(views_resolved_once())
             loaded = _loaded_dtypes(base_ck, tuned_cks)
             _note_slow_matmuls(loaded, device, base_ck)
             rows = ctx.shard(len(probe_set), s.batch_size) if ctx else range(len(probe_set))
@@ -278,6 +282,7 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
         finished = True
         return result
     finally:
+        scope.close()
         if ctx is not None:
             # after a success every rank is here: wait for all before tearing the group down
             # (a rank that destroys it while a peer still talks to it aborts inside gloo)
