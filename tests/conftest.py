@@ -38,7 +38,9 @@ def rng():
 # 2-core machine (2026-11-26, load average 5-7): each entry's tests together take seconds
 # (a folder: a minute or more), or run commands end to end (train, study, the README
 # walkthrough).  What stays quick covers metrics and statistics, settings and constraints,
-# the layering, CLI parsing and errors, checkpoints, data and probes, in under a minute.  A new test module is quick until it is listed; list one that takes
+# the layering, CLI parsing and errors, checkpoints, data and probes, and one tiny compare end to
+# end (test_quick_compare.py), in under a minute.  A new test module is quick until it is
+# listed; list one that takes
 # more than a second or two.  CI runs everything (.ci/run).
 SLOW = frozenset({
     # whole folders: training runs, studies, architecture zoos, hostile inputs end to end

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from torch import nn
 
-from repspace.introspection import canonical_modules, split_input_suffix
+from repspace.layer_table import canonical_modules, split_input_suffix
 from repspace.capture.presets import PRESETS, resolve_preset
 from repspace.capture.selection import resolve_layers
 

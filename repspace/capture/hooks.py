@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from repspace.introspection import canonical_modules, split_input_suffix
+from repspace.capture.model_view import model_view
+from repspace.layer_table import split_input_suffix
 from repspace.capture.selection import LayerSpec, resolve_layers
 
 __all__ = ["LayerCapture", "hidden_tensor"]
@@ -54,7 +55,7 @@ class LayerCapture:
     ----------
     model : nn.Module
         HF model, PEFT ``PeftModel`` or plain module.  Names are canonical (see
-        :mod:`repspace.introspection`), so the same ``layers`` work on base and tuned.
+        :mod:`repspace.layer_table`), so the same ``layers`` work on base and tuned.
     layers : names, globs, regexes or presets (see :mod:`repspace.capture.selection`).
     early_stop : bool
         Abort the forward pass (via a private exception caught in :meth:`forward`) as
@@ -70,7 +71,7 @@ class LayerCapture:
     def __init__(self, model: nn.Module, layers: LayerSpec, *, early_stop: bool = False):
         self.model = model
         self.names = resolve_layers(model, layers)
-        modules = canonical_modules(model)
+        modules = model_view(model).modules
         self._targets = [(n, modules[split_input_suffix(n)[0]], split_input_suffix(n)[1])
                          for n in self.names]
         self.early_stop = early_stop

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from repspace.devices import resolve_device  # re-exported: capture's public API had it
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 
 __all__ = ["batch_hash", "batch_rows", "check_input_keys", "iter_batches", "resolve_device"]
 

@@ -25,49 +25,22 @@ from __future__ import annotations
 
 from torch import nn
 
-from repspace.introspection import INPUT_SUFFIX, canonical_modules, unwrap_model
+from repspace.capture.model_view import model_view
+from repspace.layer_table import INPUT_SUFFIX
 
 __all__ = ["PRESETS", "block_lists", "is_vision_layer", "resolve_preset"]
 
 PRESETS = ("blocks", "vision", "text", "embeddings")
 _VISION_WORDS = ("vision", "visual", "image", "vit", "patch", "pixel")
-# Leaf-ish layers never count as "blocks" even when stacked in a ModuleList.
-_NOT_BLOCKS = (nn.Linear, nn.Embedding, nn.LayerNorm, nn.Dropout, nn.Conv1d, nn.Conv2d)
-
-
-def _core(module: nn.Module) -> nn.Module:
-    """The original module inside adapter wrappers (``base_layer`` chains)."""
-    while isinstance(getattr(module, "base_layer", None), nn.Module):
-        module = module.base_layer
-    return module
 
 
 def block_lists(model: nn.Module) -> list[tuple[str, list[str]]]:
     """``[(list_path, [block names])]`` for every outermost homogeneous block list.
 
-    Paths are canonical (relative to the un-wrapped model), in registration order.
+    Paths are canonical (relative to the un-wrapped model), in registration order; the
+    lists are the model view's towers (:mod:`repspace.capture.model_view`, resolved once).
     """
-    modules = canonical_modules(model)
-    ids = {id(m): n for n, m in modules.items()}
-    found: list[tuple[str, list[str]]] = []
-    root = unwrap_model(model)
-    for path, module in root.named_modules():
-        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) == 0:
-            continue
-        children = list(module)
-        kinds = {type(_core(c)) for c in children}
-        if len(kinds) != 1 or isinstance(_core(children[0]), _NOT_BLOCKS):
-            continue
-        if not any(True for _ in children[0].children()):
-            continue  # a list of leaves (e.g. activations) is not a stack of blocks
-        names = [ids.get(id(c)) for c in children]
-        if any(n is None for n in names):
-            continue  # inside an adapter component
-        if any(n.startswith(p + ".") for p, blocks in found for n in names
-               if any(n.startswith(b + ".") for b in blocks)):
-            continue  # nested inside a block of an outer list (e.g. T5 sub-layers)
-        found.append((names[0].rsplit(".", 1)[0], names))
-    return found
+    return [(path, list(blocks)) for path, blocks in model_view(model).towers]
 
 
 def is_vision_layer(model: nn.Module, name: str) -> bool:
@@ -77,9 +50,10 @@ def is_vision_layer(model: nn.Module, name: str) -> bool:
     # A multimodal model names its vision tower (vision_model, vision_tower, visual);
     # only a pure vision model (ViT: main input pixel_values, no named tower) makes
     # every layer a vision layer.
-    if any(_has_vision_words(path) for path, _ in block_lists(model)):
+    view = model_view(model)
+    if any(_has_vision_words(path) for path, _ in view.towers):
         return False
-    return getattr(unwrap_model(model), "main_input_name", "") == "pixel_values"
+    return view.main_input_name == "pixel_values"
 
 
 def _has_vision_words(name: str) -> bool:
@@ -87,7 +61,7 @@ def _has_vision_words(name: str) -> bool:
 
 
 def _embeddings_for(model: nn.Module, list_path: str, first_block: str) -> str:
-    modules = canonical_modules(model)
+    modules = model_view(model).modules
     parts = list_path.split(".")
     for depth in range(len(parts) - 1, -1, -1):  # walk up from the list's parent
         parent = ".".join(parts[:depth])

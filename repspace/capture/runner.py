@@ -26,7 +26,7 @@ from repspace._profile import add_time, stage, timed_iter
 from repspace.capture.hooks import LayerCapture
 from repspace.capture.inputs import batch_hash, batch_rows, chain_hash, check_input_keys, iter_batches
 from repspace.devices import resolve_device
-from repspace.introspection import unwrap_model
+from repspace.capture.model_view import model_view
 from repspace.capture.pooling import Pooling, pool_states
 from repspace.capture.selection import LayerSpec, resolve_layers, resolve_paired_layers
 from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink
@@ -77,7 +77,7 @@ def check_distinct(base: nn.Module, tuned: nn.Module, subject: str = "base and t
 
 def describe_model(model: nn.Module) -> dict:
     """JSON-able identity of a model for manifests: classes, checkpoint path, PEFT types."""
-    root = unwrap_model(model)
+    root = model_view(model).root
     cfg = getattr(root, "config", None)
     peft = getattr(model, "peft_config", None)
     return {

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from repspace.introspection import closest_names, layer_names, split_input_suffix
+from repspace.capture.model_view import model_view
+from repspace.layer_table import closest_names, split_input_suffix
 from repspace.capture.presets import PRESETS, resolve_preset
 
 __all__ = ["LayerSpec", "resolve_layers", "resolve_paired_layers"]
@@ -63,7 +64,7 @@ def resolve_layers(model: nn.Module, spec: LayerSpec) -> list[str]:
     Raises ``ValueError`` naming the pattern and the closest existing names when any
     item of ``spec`` matches nothing.
     """
-    names = layer_names(model)
+    names = model_view(model).names
     order = {n: i for i, n in enumerate(names)}
     chosen: list[str] = []
     for item in _items(spec):

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from repspace.capture.model_view import adapter_disabled, model_view
 from repspace.capture.presets import is_vision_layer
 
 __all__ = ["MODALITIES", "align_tokens", "image_token_id", "layer_stream", "num_virtual_tokens"]
@@ -43,24 +44,11 @@ def num_virtual_tokens(model: nn.Module) -> int:
     """Positions a prompt-learning method prepends to the sequence (0 if none): a PEFT
     prompt-learning adapter's ``num_virtual_tokens``, or repspace's own prompt tuning (a
     module with a ``repspace_num_virtual_tokens`` attribute, see
-    :mod:`repspace.methods.prompt`)."""
-    from repspace.introspection import unwrap_model
-
-    try:
-        from peft import PeftModel, PeftType
-    except ImportError:
-        PeftModel = None
-    if PeftModel is not None and isinstance(model, PeftModel):
-        if not getattr(model, "has_active_enabled_adapter", True):
-            return 0  # inside disable_adapter(): the base forward runs, nothing is prepended
-        cfg = model.active_peft_config
-        if getattr(cfg, "is_prompt_learning", False) and cfg.peft_type != PeftType.PREFIX_TUNING:
-            return int(cfg.num_virtual_tokens)
-    for module in unwrap_model(model).modules():
-        n = getattr(module, "repspace_num_virtual_tokens", None)
-        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
-            return n
-    return 0
+    :mod:`repspace.methods.prompt`); 0 inside ``disable_adapter()``, where the base forward
+    runs.  The count is the model view's (resolved once); the switch is read each call."""
+    if adapter_disabled(model):
+        return 0
+    return model_view(model).virtual_tokens
 
 
 def task_ids_needed(model: nn.Module, task_id: int | None, side: str = "tuned") -> int | None:
@@ -93,14 +81,7 @@ def task_ids_needed(model: nn.Module, task_id: int | None, side: str = "tuned") 
 
 def image_token_id(model: nn.Module) -> int | None:
     """The placeholder id a LLaVA-style model replaces by image features (else ``None``)."""
-    from repspace.introspection import unwrap_model
-
-    cfg = getattr(unwrap_model(model), "config", None)
-    for key in ("image_token_id", "image_token_index"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int):
-            return value
-    return None
+    return model_view(model).image_token
 
 
 def layer_stream(model: nn.Module, name: str, batch: Mapping[str, object]) -> str:

@@ -2,7 +2,7 @@
 
 For every linear map of the base model (``nn.Linear``; transformers' ``Conv1D``, whose
 weight is stored transposed) the tuned model's *effective* weight at the same canonical
-name (:func:`repspace.introspection.canonical_modules`) is read:
+name (:func:`repspace.layer_table.canonical_modules`) is read:
 
 * a plain module of the same class (full fine-tuning, or an untouched layer): its weight;
 * a wrapper (a LoRA/DoRA/IA³/LoHa/LoKr/VeRA layer of peft, or any module that replaced the
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from repspace.introspection import canonical_modules
+from repspace.capture.model_view import model_view
 
 __all__ = ["MatrixPair", "weight_pairs", "linear_weight"]
 
@@ -82,7 +82,7 @@ def weight_pairs(base: nn.Module, tuned: nn.Module, names: list[str] | None = No
 
     Raises ``ValueError`` naming the layer when ``tuned`` lacks a base linear map or its
     effective weight has another shape."""
-    base_mods, tuned_mods = canonical_modules(base), canonical_modules(tuned)
+    base_mods, tuned_mods = model_view(base).modules, model_view(tuned).modules
     wanted = list(base_mods) if names is None else list(names)
     out: list[MatrixPair] = []
     for name in wanted:

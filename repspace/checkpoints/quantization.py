@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from repspace.checkpoints.errors import CheckpointError
 
-__all__ = ["QUANT_FLAGS", "check_quantization", "bnb_config", "bnb_usable", "stored_quantization",
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["QUANT_FLAGS", "check_quantization", "quantization_mode", "bnb_config", "bnb_usable", "stored_quantization",
            "qlora_reason"]
 
 QUANT_FLAGS = {"4bit": "--load-in-4bit", "8bit": "--load-in-8bit"}
@@ -33,17 +35,25 @@ def bnb_usable() -> str | None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         return (f"bitsandbytes cannot be imported ({first}); install it (pip install "
                 "bitsandbytes) on a machine with a CUDA GPU")
+    import torch
+
     if not torch.cuda.is_available():
         return "there is no CUDA device on this machine, and bitsandbytes quantizes on one"
     return None
 
 
+def quantization_mode(load_in_4bit: bool = False, load_in_8bit: bool = False) -> str | None:
+    """``"4bit"``, ``"8bit"`` or None: the one rule of the two flags (both is an error).
+    torch-free, so that settings classes check it when they are made."""
+    if load_in_4bit and load_in_8bit:
+        raise ValueError("--load-in-4bit and --load-in-8bit: choose one")
+    return "4bit" if load_in_4bit else "8bit" if load_in_8bit else None
+
+
 def check_quantization(load_in_4bit: bool = False, load_in_8bit: bool = False) -> str | None:
     """``"4bit"``, ``"8bit"`` or None; a one-line error naming the flag and what to do when
     both are given or bitsandbytes cannot load models on this machine."""
-    if load_in_4bit and load_in_8bit:
-        raise ValueError("--load-in-4bit and --load-in-8bit: choose one")
-    mode = "4bit" if load_in_4bit else "8bit" if load_in_8bit else None
+    mode = quantization_mode(load_in_4bit, load_in_8bit)
     if mode is None:
         return None
     why = bnb_usable()
@@ -53,15 +63,16 @@ def check_quantization(load_in_4bit: bool = False, load_in_8bit: bool = False) -
     return mode
 
 
-def bnb_config(mode: str, compute_dtype: torch.dtype = torch.bfloat16):
+def bnb_config(mode: str, compute_dtype: torch.dtype | None = None):
     """transformers' ``BitsAndBytesConfig`` for ``mode``: 4-bit is QLoRA's recipe (NF4, double
-    quantization, ``compute_dtype`` matmuls), 8-bit is LLM.int8()."""
+    quantization, ``compute_dtype`` matmuls, bfloat16 when None), 8-bit is LLM.int8()."""
+    import torch
     from transformers import BitsAndBytesConfig
 
     if mode == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                   bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+                                  bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16)
     if mode == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"quantization must be '4bit' or '8bit'; got {mode!r}")
@@ -113,5 +124,7 @@ def compute_dtype_of(base_config: dict | None) -> torch.dtype | None:
     """The ``bnb_4bit_compute_dtype`` a quantized base records, or None."""
     q = stored_quantization(base_config or {}) or {}
     name = q.get("bnb_4bit_compute_dtype")
+    import torch
+
     dtype = getattr(torch, str(name).removeprefix("torch."), None) if name else None
     return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else None

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from repspace.introspection import canonical_modules
+from repspace.capture.model_view import model_view
 from repspace.statistics.drift_stats import REL_EDGES, StreamingSummary
 
 __all__ = ["adapted_modules", "adapter_effect"]
@@ -31,7 +31,7 @@ __all__ = ["adapted_modules", "adapter_effect"]
 
 def adapted_modules(model: nn.Module) -> dict[str, nn.Module]:
     """``{canonical name: wrapper}`` of every module that holds its original as ``base_layer``."""
-    return {name: m for name, m in canonical_modules(model).items()
+    return {name: m for name, m in model_view(model).modules.items()
             if isinstance(getattr(m, "base_layer", None), nn.Module)}
 
 

@@ -10,6 +10,7 @@ unmerged models with it).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Sequence
@@ -18,7 +19,8 @@ from dataclasses import fields, replace
 import torch
 
 from repspace._profile import stage
-from repspace.capture.backbone import shared_layers
+from repspace.capture.model_view import views_resolved_once
+from repspace.capture.task_heads import shared_layers
 from repspace.checkpoints import load_checkpoint, preflight_checkpoints
 from repspace.checkpoints.precision import check_dtype, slow_matmul_note, weights_dtype
 from repspace.compare.analyses import AnalysisContext, needs_separate_base, run_analyses
@@ -26,9 +28,8 @@ from repspace.compare.engine import checkpoint_info, compare_models, step
 from repspace.compare.names import display_name
 from repspace.compare.options import check_placement
 from repspace.compare.settings import CompareConfig, CompareOptions
-from repspace.compare.same_inputs import check_same_tokens
-from repspace.probe import ProbeSet, load_probe, make_batches, model_modalities
-from repspace.probe.processors import choose_processor
+from repspace.compare.same_inputs import probe_processor
+from repspace.probe import ProbeSet, load_probe, make_batches
 from repspace.report.analysis_registry import wanted_analyses
 from repspace.report.result import CompareResult
 from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
@@ -230,6 +231,7 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
             raise ValueError(f"{', '.join(a.flags() for a in wanted_analyses(s))} run(s) in "
                              "one process; launch without torchrun")
     finished = False
+    scope = contextlib.ExitStack()
     try:
         device = s.device
         if ctx is not None:
@@ -244,19 +246,14 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
                 raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
                                  "metrics need at least 4 — use more probe samples")
             base_ck, tuned_cks, base_capture = _load(base, tuned, s)
+            # One model view per model from here to the analyses; not while loading, which
+            # changes models in place (a run folder's method is applied onto its base).
+            scope.enter_context(views_resolved_once())
             loaded = _loaded_dtypes(base_ck, tuned_cks)
             _note_slow_matmuls(loaded, device, base_ck)
             rows = ctx.shard(len(probe_set), s.batch_size) if ctx else range(len(probe_set))
             local = _shard(probe_set, rows)
-            # The base's tokenizer/processor unless it is unusable (e.g. an empty vocabulary).
-            modalities = model_modalities(base_ck.model)
-            processor = choose_processor(
-                [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
-                modalities, probe_set.texts)
-            # every model reads those ids as its own tokenizer would have written them
-            check_same_tokens(processor, [(f"base checkpoint {base_ck.spec}", base_ck.processor),
-                                          *((f"tuned checkpoint {t.spec}", t.processor)
-                                            for t in tuned_cks)], modalities, probe_set.texts)
+            processor = probe_processor(base_ck, tuned_cks, probe_set.texts)
 
             def batches():
                 if local is None:
@@ -285,6 +282,7 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
         finished = True
         return result
     finally:
+        scope.close()
         if ctx is not None:
             # after a success every rank is here: wait for all before tearing the group down
             # (a rank that destroys it while a peer still talks to it aborts inside gloo)

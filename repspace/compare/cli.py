@@ -251,27 +251,27 @@ def swapped_warning(base: str, tuned: list[str]) -> str | None:
             f"given as a tuned checkpoint; did you mean `repspace compare {hit} {base}`?")
 
 
-def preflight(args) -> CompareConfig:
+def preflight(args) -> tuple[CompareConfig, tuple[str | None, list[str] | None]]:
     """Every check that needs no model, before minutes of loading: settings, output folder.
-    Returns the settings (made and checked once, here)."""
+    Returns the settings and the ``--name`` labels (each made and checked once, here)."""
     from repspace.compare.options import check_placement
     from repspace.outputs import check_output
 
     resolve_positionals(args)
-    parse_names(args)
+    labels = parse_names(args)
     settings = settings_from_args(args)  # every setting checked; the option named if bad
     check_placement(settings.device, settings.device_map,
                     placed=settings.load_in_4bit or settings.load_in_8bit)
     if args.calibrate and not args.plan:
         raise ValueError("--calibrate: only with --plan (it times one batch to estimate the run)")
     if args.plan:
-        return settings  # writes nothing (and loads nothing unless --calibrate)
+        return settings, labels  # writes nothing (and loads nothing unless --calibrate)
     from repspace.checkpoints.quantization import check_quantization
 
     check_quantization(args.load_in_4bit, args.load_in_8bit)  # before minutes of loading
     if not args.no_report:  # on every rank (read-only): all refuse together, none waits
         check_output(args.output, overwrite=args.overwrite, inputs=_inputs(args))
-    return settings
+    return settings, labels
 
 
 def settings_from_args(args) -> CompareConfig:
@@ -327,7 +327,7 @@ def run(args) -> int:
 def _run(args) -> int:
     from repspace._profile import stage
 
-    settings = preflight(args)
+    settings, (base_label, tuned_labels) = preflight(args)
     if args.plan:
         return _plan(args, settings)
     from repspace._threads import apply_threads
@@ -335,7 +335,6 @@ def _run(args) -> int:
     from repspace.compare.api import compare
 
     apply_threads(resolve_spec(args.base), args.threads, adapt_to_load=True)  # forwards only
-    base_label, tuned_labels = parse_names(args)
     swapped = swapped_warning(args.base, args.tuned)
     if swapped:
         import warnings

@@ -25,14 +25,15 @@ from tqdm.auto import tqdm
 from repspace._heap import trim_heap
 from repspace._profile import stage
 from repspace._validation import RepspaceWarning
-from repspace.capture.backbone import shared_layers
+from repspace.capture.model_view import resolving_views_once
+from repspace.capture.task_heads import shared_layers
 from repspace.capture.runner import (AdapterDisabled, capture_sides, check_distinct,
                                      inactive_adapter_warning)
 from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare.options import check_layer_choices
 from repspace.compare.settings import CompareOptions
 from repspace.compare.sink import CompareSink, FanOutSink
-from repspace.functional.jackknife import DEFAULT_BLOCKS, LEVEL, default_blocks, jackknife_interval
+from repspace.closed_forms.jackknife import DEFAULT_BLOCKS, LEVEL, default_blocks, jackknife_interval
 from repspace.metrics import mmd, mutual_knn_overlap, rbf_cka
 from repspace.metrics.spectrum import spectrum
 from repspace.report.result import CheckpointInfo, CompareResult
@@ -395,6 +396,7 @@ def _check_task_id_used(task_id, checkpoints) -> None:
                      "--task-id")
 
 
+@resolving_views_once  # one model view per model for the whole comparison
 def compare_models(base: LoadedCheckpoint, tuned: Sequence[LoadedCheckpoint], batches_fn,
                    settings: CompareOptions | None = None, *, probe_info: dict | None = None,
                    names: Sequence[str] | None = None, dist=None, row_offset: int = 0,
@@ -526,7 +528,7 @@ def _warn_missing_intervals(captured: _Captured) -> None:
             f"{', …' if len(missing) > 3 else ''}): they are too wide for per-block moments "
             "(repspace.statistics.blocks) and either held as moments (n past their rows' "
             "break-even) or held as rows too many for the n × n jackknife (n above both the "
-            "width and 1448: repspace.functional.jackknife.grams_affordable), or the run was "
+            "width and 1448: repspace.closed_forms.jackknife.grams_affordable), or the run was "
             "distributed; their numbers are point estimates", RepspaceWarning, stacklevel=3)
 
 

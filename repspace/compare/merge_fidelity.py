@@ -111,9 +111,9 @@ def merge_matrix_errors(unmerged: nn.Module, merged: nn.Module) -> dict[str, dic
 
 
 def canonical(model: nn.Module) -> dict[str, nn.Module]:
-    from repspace.introspection import canonical_modules
+    from repspace.capture.model_view import model_view
 
-    return canonical_modules(model)
+    return dict(model_view(model).modules)
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from repspace.compare.settings import MAX_SEED
-from repspace.metrics.registry import PREFIXES, REGISTRY, expand
+from repspace.compare.settings import MAX_SEED, CompareOptions
+from repspace.metrics.registry import PREFIXES, REGISTRY
 
 __all__ = ["METRIC_NAMES", "check_metrics", "check_placement", "check_layer_choices",
            "check_seed", "MAX_SEED"]
@@ -20,13 +20,11 @@ METRIC_NAMES = ("all", "default", *REGISTRY, *_FAMILIES)
 
 def check_metrics(metrics: Sequence[str] | None) -> None:
     """Names, prefixes, ``all`` (every registered metric) and ``default`` (what a plain
-    compare computes), in any mix: ``all,linear_cka_null``; see :mod:`repspace.metrics.registry`."""
-    if metrics is None:
-        return
-    if isinstance(metrics, str) or not metrics:
-        raise ValueError("--metrics: give comma-separated metric names, 'all' or 'default' (or "
-                         f"leave it out for the defaults); known: {', '.join(METRIC_NAMES)}")
-    expand(list(metrics))  # unknown names: one line naming them and the known ones
+    compare computes), in any mix: ``all,linear_cka_null``; see :mod:`repspace.metrics.registry`.
+    The settings class's own check (:class:`CompareOptions`), for a caller holding a bare list:
+    one rule, one message."""
+    if metrics is not None:
+        CompareOptions(metrics=metrics)
 
 
 def check_seed(seed, option: str = "--seed") -> None:

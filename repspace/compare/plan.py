@@ -5,7 +5,7 @@ Nothing is loaded: every model is built from its ``config.json`` on the ``meta``
 the seconds of importing torch and transformers), a PEFT adapter's parameters are counted
 from its ``adapter_config.json`` on that model (:mod:`repspace.compare.plan_adapters`: LoRA
 adds r·(in + out) per target module), and the captured layers are resolved with the
-selection compare uses (:func:`repspace.capture.backbone.shared_layers`).  Llama-family
+selection compare uses (:func:`repspace.capture.task_heads.shared_layers`).  Llama-family
 decoders (and LoRA adapters on them) with ``--layers blocks`` skip the build: the same plan
 from config.json arithmetic, without torch (:mod:`repspace.compare.plan_fast`).  Per layer
 pair the route rule of :mod:`repspace.statistics.routes` decides rows or moments
@@ -47,9 +47,9 @@ def layer_width(module, is_input: bool = False) -> int | None:
     which is the hidden width a block keeps.  None when it holds no such parameter."""
     from torch import nn
 
-    from repspace.capture.presets import _core
+    from repspace.capture.model_view import core_module
 
-    module = _core(module)
+    module = core_module(module)
     weight = getattr(module, "weight", None)
     if isinstance(module, nn.Linear):
         return module.in_features if is_input else module.out_features
@@ -81,9 +81,10 @@ def _vision_test(model):
 
 
 def _widths(model, names: list[str], config) -> dict[str, int]:
-    from repspace.introspection import canonical_modules, split_input_suffix
+    from repspace.capture.model_view import model_view
+    from repspace.layer_table import split_input_suffix
 
-    modules = canonical_modules(model)
+    modules = model_view(model).modules
     vision_of = _vision_test(model)
     out = {}
     for name in names:
@@ -155,7 +156,7 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
 
 def _meta_plan(base: str, tuned: list[str], s, available_bytes: int | None) -> Plan:
     """The plan with every model built on the meta device (any architecture)."""
-    from repspace.capture.backbone import shared_layers
+    from repspace.capture.task_heads import shared_layers
     from repspace.compare.plan_models import plan_models
 
     quant = "4bit" if s.load_in_4bit else "8bit" if s.load_in_8bit else None

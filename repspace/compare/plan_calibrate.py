@@ -23,12 +23,11 @@ def calibrate(base: str, tuned: list[str], s, num_samples: int) -> dict:
     """Seconds to load, and to capture one batch, for ``compare(base, tuned, s)``; the
     capture time extrapolated to ``num_samples`` samples."""
     from repspace.capture import LayerCapture
-    from repspace.capture.backbone import shared_layers
+    from repspace.capture.task_heads import shared_layers
     from repspace.compare.api import _load, quantization_of
-    from repspace.compare.same_inputs import check_same_tokens
+    from repspace.compare.same_inputs import probe_processor
     from repspace.devices import resolve_device
-    from repspace.probe import load_probe, make_batches, model_modalities
-    from repspace.probe.processors import choose_processor
+    from repspace.probe import load_probe, make_batches
 
     b = s.batch_size
     started = time.perf_counter()
@@ -37,13 +36,7 @@ def calibrate(base: str, tuned: list[str], s, num_samples: int) -> dict:
         base_ck, tuned_cks, capture = _load(base, tuned, s)
     load = time.perf_counter() - started
     probe = load_probe(s.probe, num_samples=min(2 * b, num_samples), seed=s.seed)
-    modalities = model_modalities(base_ck.model)
-    processor = choose_processor(
-        [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
-        modalities, probe.texts)
-    check_same_tokens(processor, [(f"base checkpoint {base_ck.spec}", base_ck.processor),
-                                  *((f"tuned checkpoint {t.spec}", t.processor)
-                                    for t in tuned_cks)], modalities, probe.texts)
+    processor = probe_processor(base_ck, tuned_cks, probe.texts)
     started = time.perf_counter()
     batches = list(make_batches(probe, base_ck.model, processor, batch_size=b,
                                 max_length=s.max_length))

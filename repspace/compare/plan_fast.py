@@ -309,7 +309,7 @@ def _separate_reason(tuned: list[str], kinds: list[str], s) -> str | None:
         why = f"the tuned checkpoint is not a PEFT adapter folder (kind {kinds[0]})"
     else:
         why = adapter_file_reason(Path(tuned[0]))
-    return why or needs_separate_base(s.weight_space, s.match_layers)
+    return why or needs_separate_base(settings=s)
 
 
 # What the hooks hand the statistics per dtype (repspace.capture.hooks.hidden_tensor: half

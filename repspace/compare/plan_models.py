@@ -134,8 +134,7 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
     notes: list[str] = []
     base_arch = arch(base, "base")
     why = plan_reason(base, tuned, base_override=s.base_override, config=s.config,
-                      two_models=s.two_models) or needs_separate_base(s.weight_space,
-                                                                      s.match_layers)
+                      two_models=s.two_models) or needs_separate_base(settings=s)
     shared = why is None
     stored = stored_quantization(base_arch.raw)
     base_quant = quant or ("4bit" if stored and stored.get("load_in_4bit") else

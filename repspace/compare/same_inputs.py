@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["check_same_tokens"]
+__all__ = ["check_same_tokens", "probe_processor"]
 
 _SAMPLE = 64  # probe texts encoded by each tokenizer
 
@@ -62,3 +62,20 @@ def check_same_tokens(used, checkpoints: Sequence[tuple[str, object]], modalitie
             f"{got[i][:8]} to it, {expected[i][:8]} as built, so its model would read another "
             "model's token ids; compare checkpoints that share a tokenizer (an adapter through "
             "--base-override only onto a model with the base's tokenizer)")
+
+
+def probe_processor(base_ck, tuned_cks: Sequence, texts: Sequence[str]):
+    """The tokenizer / processor that writes the probe batches of a comparison: the base's
+    unless it is unusable (e.g. an empty vocabulary), checked to write every model's ids as
+    its own would (:func:`check_same_tokens`).  One place for the run and ``--calibrate``."""
+    from repspace.probe import model_modalities
+    from repspace.probe.processors import choose_processor
+
+    modalities = model_modalities(base_ck.model)
+    processor = choose_processor(
+        [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
+        modalities, texts)
+    check_same_tokens(processor, [(f"base checkpoint {base_ck.spec}", base_ck.processor),
+                                  *((f"tuned checkpoint {t.spec}", t.processor)
+                                    for t in tuned_cks)], modalities, texts)
+    return processor

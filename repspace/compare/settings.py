@@ -151,10 +151,12 @@ class CompareOptions(Validated):
 
             try:
                 asked = expand(list(self.metrics))
-            except ValueError as exc:  # unknown names: the message lists the known ones
-                known = str(exc).split("; ", 1)[-1]
+            except ValueError as exc:  # the registry's message names the unknown and the known
+                unknown, _, known = str(exc).partition("; ")
+                unknown = unknown.split(": ", 1)[-1]  # less the registry's own "--metrics: "
                 raise SettingError("metrics", self.metrics, "metric names, families, 'all' or "
-                                   "'default'", type(self).__name__, hint=known) from None
+                                   f"'default' ({unknown})", type(self).__name__,
+                                   hint=known) from None
             sample = [m for m in asked if _is_sample_metric(m)]
             if self.sample_rows == 0 and sample:
                 raise SettingError("sample_rows", 0, "≥ 4 when the metrics include "
@@ -268,9 +270,13 @@ class CompareConfig(CompareOptions):
             object.__setattr__(self, "analyses", tuple(dict.fromkeys(self.analyses)))
         if self.merge_dtypes is not None:  # one spelling downstream: a list of names
             object.__setattr__(self, "merge_dtypes", _merge_names(self.merge_dtypes))
-        if self.load_in_4bit and self.load_in_8bit:
+        from repspace.checkpoints.quantization import quantization_mode  # torch-free
+
+        try:  # the flags' one rule, in the caller's vocabulary
+            quantization_mode(self.load_in_4bit, self.load_in_8bit)
+        except ValueError:
             raise SettingError("load_in_8bit", True, "False when load_in_4bit is True (choose "
-                               "one)", type(self).__name__)
+                               "one)", type(self).__name__) from None
 
     def engine_options(self, **changes) -> CompareOptions:
         """The engine's share of these settings (:func:`compare_models`), with ``changes``."""

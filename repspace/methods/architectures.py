@@ -16,7 +16,7 @@ Towers are ``"text"`` (the language model / text encoder / text decoder) and ``"
 (the image encoder); ``embeddings`` is keyed by modality (``"text"``, ``"image"``).
 
 Patterns are regular expressions that must match a whole ``named_modules()`` path of the
-*unwrapped* model (see :func:`repspace.introspection.unwrap_model`).  To add an
+*unwrapped* model (see :func:`repspace.layer_table.unwrap_model`).  To add an
 architecture, add one :class:`ArchSpec` to ``ARCHITECTURES`` (see ``docs/methods.md``).
 """
 from __future__ import annotations
@@ -217,7 +217,7 @@ ARCHITECTURES: tuple[ArchSpec, ...] = (
 
 def architecture_of(model: nn.Module) -> ArchSpec:
     """The :class:`ArchSpec` of ``model`` (unwrapped from PEFT), by ``config.model_type``."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     model_type = getattr(getattr(root, "config", None), "model_type", None)
@@ -236,7 +236,7 @@ def find_modules(model: nn.Module, pattern: str, what: str = "modules") -> list[
     Raises ValueError naming ``what`` when nothing matches: a method that silently
     adapts zero modules would train nothing and report a wrong number.
     """
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     rx = re.compile(pattern)
@@ -254,13 +254,13 @@ def site_modules(model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers:
     matches.
 
     Sites are matched against *canonical* layer names
-    (:func:`repspace.introspection.canonical_modules`: ``base_layer`` path components
+    (:func:`repspace.layer_table.canonical_modules`: ``base_layer`` path components
     dropped, adapter sub-modules skipped), so a site still resolves on a model whose modules
     another method already wrapped (PT-PEFT stage 2 on a model with a prefix injected); the
     returned names are the real ``named_modules()`` paths of the unwrapped model, which is
     what peft and ``setattr`` need.
     """
-    from repspace.introspection import canonical_modules, unwrap_model
+    from repspace.layer_table import canonical_modules, unwrap_model
 
     root = unwrap_model(model)
     rx = re.compile("|".join(f"(?:{arch.pattern(s, tuple(towers))})" for s in sites))

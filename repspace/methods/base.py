@@ -29,7 +29,7 @@ from torch import nn
 
 from repspace._constraints import Check, Interval, SettingError, Types, Validated, validate
 from repspace.checkpoints.errors import CheckpointError
-from repspace.introspection import register_adapter_component
+from repspace.layer_table import register_adapter_component
 from repspace.methods.architectures import ArchSpec, architecture_of
 
 __all__ = [
@@ -303,7 +303,7 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters of ``model``'s task head: a classification head (``adapter_task_head``,
     ``classifier``, ``score``) if it has one, else its output embeddings (the LM head; where
     they are tied to the input embeddings, that one shared matrix).  ValueError if none."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     for name in _HEADS:

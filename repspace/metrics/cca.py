@@ -2,12 +2,12 @@
 
 Shapes: ``x`` is (n, p) features of the base model, ``y`` is (n, q) features of the tuned
 model for the *same* n inputs in the same order.  The numbers are the closed forms of
-:mod:`repspace.functional.cca` (see there for the formulas, the rank rule and the ridge):
+:mod:`repspace.closed_forms.cca` (see there for the formulas, the rank rule and the ridge):
 computed in float64 whatever the input dtype, from the held rows when n is small against the
 widths and from the exact centred moments (accumulated in row chunks, memory flat in n)
 otherwise — the same number either way, and the same as streaming the rows through
 :class:`~repspace.statistics.LayerwiseMoments` and calling
-:func:`~repspace.functional.cca.cca_from_moments`.
+:func:`~repspace.closed_forms.cca.cca_from_moments`.
 
 Invariances (of ρ̄, R²_CCA and SVCCA with the default numerical rank): translation, any
 invertible linear map of either side (so orthogonal maps, isotropic scaling and feature
@@ -18,7 +18,7 @@ are ℓ₁ norms over features, so it is invariant to feature permutations and i
 but not to rotations.
 
 References: Hotelling 1936; Raghu et al., NeurIPS 2017; Morcos et al., NeurIPS 2018;
-Kornblith et al., ICML 2019 — see :mod:`repspace.functional.cca`.
+Kornblith et al., ICML 2019 — see :mod:`repspace.closed_forms.cca`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite, check_min_rows, check_paired
-from repspace.functional.cca import (
+from repspace.closed_forms.cca import (
     CCAResult,
     PWCCAResult,
     cca_from_moments,
@@ -36,8 +36,8 @@ from repspace.functional.cca import (
     svcca_from_moments,
     svcca_from_rows,
 )
-from repspace.functional.centred import CentredRows
-from repspace.functional.rows import sample_space
+from repspace.closed_forms.centred import CentredRows
+from repspace.closed_forms.rows import sample_space
 from repspace.metrics.cka import one_call_chunk_rows
 from repspace.statistics.layerwise import PairedMoments
 
@@ -72,7 +72,7 @@ def centred_pair(x, y, what: str):
 def cca(x, y, *, ridge: float = 0.0, rank: int | None = None) -> CCAResult:
     """Canonical correlations of paired representations (Hotelling 1936).
 
-    Returns a :class:`~repspace.functional.cca.CCAResult`: ``.mean`` is the mean CCA ρ̄,
+    Returns a :class:`~repspace.closed_forms.cca.CCAResult`: ``.mean`` is the mean CCA ρ̄,
     ``.r2`` is R²_CCA (Kornblith et al. 2019), ``.correlations`` all m = min(rank_x, rank_y)
     canonical correlations, and the ranks, selection rule and ridge used.
 

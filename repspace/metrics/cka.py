@@ -24,8 +24,8 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.functional.cka import linear_cka_from_moments
-from repspace.functional.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
+from repspace.closed_forms.cka import linear_cka_from_moments
+from repspace.closed_forms.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
 from repspace.statistics.base import Accumulator
 from repspace.statistics.layerwise import LayerwiseMoments
 from repspace.statistics.moments import CrossMoments, FeatureMoments, gemm_dtype
@@ -188,8 +188,8 @@ def rbf_cka(x, y, sigma_factor: float = 0.8, debiased: bool = False, *,
     ``sigma_y`` are given.  The n² kernel sums are accumulated in float64 tiles of
     ``tile_size``², so memory is O(n + tile_size²) and time O(n²(p + q)).
 
-    See :func:`~repspace.functional.kernels.median_distance` for how the median is taken
-    and :func:`~repspace.functional.kernels.hsic_from_sums` for the HSIC estimators.
+    See :func:`~repspace.closed_forms.kernels.median_distance` for how the median is taken
+    and :func:`~repspace.closed_forms.kernels.hsic_from_sums` for the HSIC estimators.
     """
     xt, yt = as_matrix(x, "x"), as_matrix(y, "y")
     check_paired(xt, yt)

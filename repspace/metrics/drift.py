@@ -23,7 +23,7 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.functional.drift import (
+from repspace.closed_forms.drift import (
     angles_between,
     check_k,
     frechet_distance_from_moments,
@@ -35,7 +35,7 @@ from repspace.functional.drift import (
     trace_sqrt_product,
     undetermined_angles,
 )
-from repspace.functional.kernels import median_distance, sq_distances
+from repspace.closed_forms.kernels import median_distance, sq_distances, tiled_label_sums
 from repspace.metrics.spectrum import numerical_rank
 from repspace.statistics.drift_stats import per_sample_drift, summarize
 from repspace.statistics.moments import FeatureMoments
@@ -127,19 +127,8 @@ def _within_sums(z: torch.Tensor, labels: torch.Tensor, kernel: str, gamma: floa
         quad = (za * za).sum(0) - sq @ labels
         rows = z @ z.sum(0) - sq
         return quad, rows, float(rows.sum()), sq
-    quad = torch.zeros(labels.shape[1], dtype=torch.float64, device=z.device)
-    rows = torch.zeros(n, dtype=torch.float64, device=z.device)
-    for i in range(0, n, tile_size):
-        zi, ai = z[i:i + tile_size], labels[i:i + tile_size]
-        for j in range(i, n, tile_size):
-            kt = torch.exp(-gamma * sq_distances(zi, z[j:j + tile_size]))
-            if j == i:
-                kt.fill_diagonal_(0.0)
-            w = 1.0 if j == i else 2.0  # an off-diagonal tile also stands for its transpose
-            quad += w * (ai * (kt @ labels[j:j + tile_size])).sum(0)
-            rows[i:i + tile_size] += kt.sum(1)
-            if j != i:
-                rows[j:j + tile_size] += kt.sum(0)
+    quad, rows = tiled_label_sums(z, labels, lambda a, b: torch.exp(-gamma * sq_distances(a, b)),
+                                  tile_size)
     return quad, rows, float(rows.sum()), torch.ones(n, dtype=torch.float64, device=z.device)
 
 

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite, check_min_rows, check_paired
-from repspace.functional.distances import distances
-from repspace.functional.drift import same_width
+from repspace.closed_forms.distances import distances
+from repspace.closed_forms.drift import same_width
+from repspace.closed_forms.kernels import tiled_label_sums
 
 __all__ = ["EnergyResult", "energy_distance"]
 
@@ -99,19 +100,7 @@ def energy_distance(x, y, *, permutations: int = 0, paired: bool = False, seed: 
     z = z - z.mean(0)  # distances are shift-free; this helps round-off
     labels = _labels(m, n, permutations, paired, seed).to(z.device)
     total_n = m + n
-    quad = torch.zeros(labels.shape[1], dtype=torch.float64, device=z.device)  # aᵀDa
-    rows = torch.zeros(total_n, dtype=torch.float64, device=z.device)          # D1
-    for i in range(0, total_n, tile_size):
-        zi, ai = z[i:i + tile_size], labels[i:i + tile_size]
-        for j in range(i, total_n, tile_size):
-            d = distances(zi, z[j:j + tile_size])
-            if j == i:
-                d.fill_diagonal_(0.0)
-            w = 1.0 if j == i else 2.0  # an off-diagonal tile also stands for its transpose
-            quad += w * (ai * (d @ labels[j:j + tile_size])).sum(0)
-            rows[i:i + tile_size] += d.sum(1)
-            if j != i:
-                rows[j:j + tile_size] += d.sum(0)
+    quad, rows = tiled_label_sums(z, labels, distances, tile_size)  # aᵀDa, D1
     total = rows.sum()
     r_a = rows @ labels
     s_xx, s_yy, s_xy = quad, total - 2.0 * r_a + quad, r_a - quad

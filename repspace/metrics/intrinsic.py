@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from repspace._validation import RepspaceWarning, as_matrix, check_finite
-from repspace.functional.kernels import sq_distances
+from repspace.closed_forms.kernels import sq_distances
 
 __all__ = [
     "ESTIMATORS",

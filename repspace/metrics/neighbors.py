@@ -33,7 +33,7 @@ import math
 import torch
 
 from repspace._validation import as_matrix, check_finite, check_paired, warn_undefined
-from repspace.functional.kernels import sq_distances
+from repspace.closed_forms.kernels import sq_distances
 
 __all__ = ["cknna", "jaccard_knn", "knn_indices"]
 

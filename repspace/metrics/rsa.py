@@ -53,7 +53,7 @@ from repspace._validation import (
     check_paired,
     warn_undefined,
 )
-from repspace.functional.distances import distances
+from repspace.closed_forms.distances import distances
 
 __all__ = ["DISTANCES", "RSA_METHODS", "RSAResult", "rdm", "rsa"]
 

@@ -1,11 +1,11 @@
 """Generalized shape metrics (Williams et al., NeurIPS 2021): the array-level API.
 
-See :mod:`repspace.functional.shape` for the formula and the conventions (each side scaled
+See :mod:`repspace.closed_forms.shape` for the formula and the conventions (each side scaled
 to unit Frobenius norm before partial whitening; angular and Euclidean forms).
 """
 from __future__ import annotations
 
-from repspace.functional.shape import (
+from repspace.closed_forms.shape import (
     ShapeResult,
     shape_metric_from_moments,
     shape_metric_from_rows,
@@ -21,7 +21,7 @@ def shape_metric(x, y, alpha: float = 1.0, *, ridge: float = 0.0,
 
     ``alpha`` ∈ [0, 1] interpolates between CCA (0: full whitening, invariant to any
     invertible linear map) and Procrustes (1, the default: invariant to orthogonal maps and
-    isotropic scaling).  Returns a :class:`~repspace.functional.shape.ShapeResult` with the
+    isotropic scaling).  Returns a :class:`~repspace.closed_forms.shape.ShapeResult` with the
     angular distance θ = arccos(cos θ) ∈ [0, π/2] and the Euclidean one √(2 − 2cos θ); at
     α = 1 the latter squared is :func:`~repspace.metrics.procrustes_distance`.  ``ridge``
     and ``rank`` as in :func:`~repspace.metrics.cca.cca` (defaults: none, numerical rank).

@@ -1,7 +1,7 @@
 """Spectrum of one representation: singular values and the ranks derived from them.
 
 The conventions (σ of the column-centred features, the resolution ``tol``, which
-eigen-route is taken) and the references are in :mod:`repspace.functional.spectrum`;
+eigen-route is taken) and the references are in :mod:`repspace.closed_forms.spectrum`;
 the functions here accept arrays, tensors, accumulators or centred moments.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from repspace._validation import as_matrix, check_finite, check_min_rows
-from repspace.functional.centred import CentredFeature, CentredRows
-from repspace.functional.rows import spectrum_of_rows
-from repspace.functional.spectrum import (
+from repspace.closed_forms.centred import CentredFeature, CentredRows
+from repspace.closed_forms.rows import spectrum_of_rows
+from repspace.closed_forms.spectrum import (
     Spectrum,
     effective_rank_of,
     numerical_rank_of,
@@ -81,7 +81,7 @@ def singular_values(x) -> np.ndarray:
 
 def numerical_rank(x, tol: float | None = None) -> int:
     """#{σᵢ > tol}; default tol as in ``numpy.linalg.matrix_rank`` (see
-    :mod:`repspace.functional.spectrum`)."""
+    :mod:`repspace.closed_forms.spectrum`)."""
     return numerical_rank_of(spectrum(x), tol)
 
 

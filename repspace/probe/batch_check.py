@@ -54,7 +54,7 @@ def finish_batch(batch: Mapping[str, object]) -> dict:
 
 def vocabulary_size(model: torch.nn.Module) -> int | None:
     """Rows of the (unwrapped) model's input embeddings, or None when it has none to show."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     try:

@@ -12,7 +12,7 @@ from repspace.probe.sources import ProbeSet
 
 def forward_parameters(model: torch.nn.Module) -> set[str]:
     """Names the (unwrapped) model's forward accepts."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     return set(inspect.signature(root.forward).parameters)
@@ -31,7 +31,7 @@ def _decoder_start_id(model: torch.nn.Module) -> int | None:
     """BLIP's captioning decoder reads ``[DEC]`` (bos) at position 0, where its tokenizer puts
     ``[CLS]``; BLIP's own code (``blip_decoder.forward``) and ``generate`` overwrite it, so the
     probe must too or the decoder is probed on an input it never saw in training."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     if type(root).__name__ != "BlipForConditionalGeneration":
@@ -61,7 +61,7 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
     Image placeholders (BLIP-2 / InstructBLIP on Flan-T5 put them in the encoder's text) are
     left out: only the encoder replaces them by image features, the decoder would read the
     bare placeholder embedding."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     cfg = getattr(root, "config", None)
@@ -137,7 +137,7 @@ def _text_capacity(tokenizer, model: torch.nn.Module) -> int | None:
     ``model_max_length`` (when it is a real limit: transformers puts ~1e30 there when the
     checkpoint names none) and the text config's ``max_position_embeddings`` (a tokenizer
     saved without its limit still meets the model's position table); None when neither says."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     limits = [getattr(tokenizer, "model_max_length", None)]
     cfg = getattr(unwrap_model(model), "config", None)

@@ -126,15 +126,19 @@ def _segment_tables(result: CompareResult) -> list[Table]:
     return out
 
 
+def _noted(per_checkpoint: dict) -> tuple[list[tuple[str, dict]], list[str]]:
+    """``(checkpoints with results, "name: note" lines of those with only a note)``: an
+    analysis that could not run on a checkpoint records why instead of its numbers."""
+    notes = [f"{name}: {r['note']}" for name, r in per_checkpoint.items() if "note" in r]
+    return [(name, r) for name, r in per_checkpoint.items() if "note" not in r], notes
+
+
 def _adapter_effect_tables(result: CompareResult) -> list[Table]:
     eff = _of(result, "adapter_effect")
     if not eff:
         return []
-    rows, notes = [], []
-    for name, r in eff.items():
-        if "note" in r:
-            notes.append(f"{name}: {r['note']}")
-            continue
+    (done, notes), rows = _noted(eff), []
+    for name, r in done:
         for block, m in r.get("blocks", {}).items():
             rows.append([name, block, _f(m.get("mean")), _f(m.get("q25")), _f(m.get("q75"))])
     return [Table("Where the adapter acts: ‖Δh‖/‖h‖ per block",
@@ -170,11 +174,8 @@ def _merge_tables(result: CompareResult) -> list[Table]:
     mf = _of(result, "merge_fidelity")
     if not mf:
         return []
-    rows, notes = [], []
-    for name, per in mf.items():
-        if "note" in per:
-            notes.append(f"{name}: {per['note']}")
-            continue
+    (done, notes), rows = _noted(mf), []
+    for name, per in done:
         for dtype, f in per.items():
             s = f.get("summary", {})
             rows.append([name, dtype, _f(s.get("min_linear_cka"), 9),

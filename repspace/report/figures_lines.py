@@ -31,7 +31,8 @@ from repspace.report.figures_layout import (
 )
 from repspace.report.layer_names import layer_title
 from repspace.report.result import CompareResult
-from repspace.report.style import BASE_COLOR, BASE_MARKER, log_axis, paper_style, styles_for
+from repspace.report.style import (BASE_COLOR, BASE_MARKER, figure_handles, log_axis, paper_style,
+                                   styles_for)
 
 __all__ = [
     "DRIFT_LABELS",
@@ -168,21 +169,13 @@ def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quanti
         if panels[0][1] is not None and len(quantities) == 1:
             fig.supylabel(log_label(quantities[0].ylabel, bool(log.get(quantities[0].key))),
                           fontsize=9)
-        handles, labels = _legend_entries(fig)
+        handles, labels = figure_handles(fig)
         if bands:
             handles.append(Patch(color="0.5", alpha=0.3, lw=0))
             labels.append("interval (shaded)")
         figure_legend(fig, handles, labels)
         figure_title(fig, title)
         return save_figure(fig, stem)
-
-
-def _legend_entries(fig):
-    seen: dict[str, object] = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    return list(seen.values()), list(seen)
 
 
 def debiased_agreement(result: CompareResult) -> tuple[bool, float | None, bool]:
@@ -365,7 +358,7 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
             ax.set_xlabel("component i" if bottom else "")
         if panels[0][1] is not None and not rows_are_names:  # one layer: the label once
             fig.supylabel(ylabel, fontsize=9)
-        figure_legend(fig, *_legend_entries(fig))
+        figure_legend(fig, *figure_handles(fig))
         where = f" at {layer_title(result.layers, layers[0])}" if len(layers) == 1 else ""
         figure_title(fig, "Singular-value spectra relative to the base" + where
                      + (f"\n{ylabel}, one y axis for every panel" if rows_are_names else ""))

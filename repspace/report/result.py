@@ -76,7 +76,7 @@ class CompareResult:
         (the same blocks), e.g. a mean over layers or a ratio; None without replicates."""
         import numpy as np
 
-        from repspace.functional.jackknife import jackknife_interval
+        from repspace.closed_forms.jackknife import jackknife_interval
 
         reps = self.replicates.get(tuned, {})
         try:

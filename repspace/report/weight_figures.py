@@ -33,7 +33,7 @@ from repspace.report.figures_layout import (
     save_figure,
     small_multiples,
 )
-from repspace.report.style import log_axis, paper_style, styles_for
+from repspace.report.style import figure_handles, log_axis, paper_style, styles_for
 
 __all__ = [
     "WEIGHT_TITLES",
@@ -53,14 +53,6 @@ WEIGHT_TITLES = {
 
 def _series(per: dict[str, dict], blocks: list[str], key: str) -> np.ndarray:
     return np.array([(per.get(b) or {}).get(key, math.nan) for b in blocks], dtype=np.float64)
-
-
-def _legend_entries(fig) -> tuple[list, list]:
-    seen: dict[str, object] = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    return list(seen.values()), list(seen)
 
 
 def _block_axes(fig, panels, blocks):
@@ -111,7 +103,7 @@ def plot_adapter_effect(blocks: dict[str, dict[str, dict]], stem: Path) -> list[
         if panels[0][1] is not None:  # small multiples: the y label once for the grid
             fig.supylabel(ylabel, fontsize=9)
         _block_axes(fig, panels, names)
-        handles, labels = _legend_entries(fig)
+        handles, labels = figure_handles(fig)
         figure_legend(fig, handles + [Patch(color="0.5", alpha=0.3, lw=0)],
                       labels + ["interquartile range\nover probe samples"])
         figure_title(fig, WEIGHT_TITLES["adapter_effect"])
@@ -199,7 +191,7 @@ def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict
                     ax.set_title(labels[key], loc="left", fontsize=8)
                 ax.set_ylabel(ckpt if left else "", color=styles[ckpt]["color"], fontsize=9)
         _block_axes(fig, panels, blocks)
-        handles, labels_ = _legend_entries(fig)
+        handles, labels_ = figure_handles(fig)
         figure_legend(fig, handles, labels_)
         figure_title(fig, WEIGHT_TITLES["weight_space"])
         return save_figure(fig, stem)
@@ -233,7 +225,7 @@ def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
             layer_axis(ax, layers)
             ax.set_title(f"merged in {dtype}", loc="left")
         axes[0][0].set_ylabel("‖y_merged − y‖ / ‖y‖ (log scale)")
-        handles, labels = _legend_entries(fig)
+        handles, labels = figure_handles(fig)
         key = [Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
                Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none")]
         figure_legend(fig, handles + key, labels + ["merged (filled)",

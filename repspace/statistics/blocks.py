@@ -1,7 +1,7 @@
 """Per-block moments of the layers held as moments: the jackknife's statistics at n ≫ d.
 
 A layer on the rows route gets its jackknife replicates from its rows
-(:mod:`repspace.functional.jackknife`).  A layer held as moments has no rows left, so the
+(:mod:`repspace.closed_forms.jackknife`).  A layer held as moments has no rows left, so the
 replicates need per-block moments: row i (global number) also enters block i mod B, a
 moments accumulator of its own, and replicate b is the metric of the other B − 1 blocks
 merged (exact: merging moments is).  That costs B × the layer's moments in memory and, per

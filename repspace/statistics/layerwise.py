@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from repspace._validation import as_matrix, check_min_rows
-from repspace.functional.cka import linear_cka_from_moments
-from repspace.functional.jackknife import grams_affordable, rows_replicates
-from repspace.functional.rows import linear_cka_from_rows
-from repspace.functional.summary import layerwise_summary
+from repspace.closed_forms.cka import linear_cka_from_moments
+from repspace.closed_forms.jackknife import grams_affordable, rows_replicates
+from repspace.closed_forms.rows import linear_cka_from_rows
+from repspace.closed_forms.summary import layerwise_summary
 from repspace.statistics.base import Accumulator
 from repspace.statistics.blocks import IntervalBlocks
 from repspace.statistics.collective import collective_device
@@ -478,7 +478,7 @@ class LayerwiseMoments(Accumulator):
         ``cosine_similarity_mean`` / ``_q50`` and ``relative_shift_mean`` / ``_q50``).
         Needs at least 4 samples (the debiased estimators); undefined values are NaN
         with an ``UndefinedMetricWarning``.  ``progress``: called with 1 after each pair;
-        ``spectra_cache``: see :func:`~repspace.functional.summary.layerwise_summary`.
+        ``spectra_cache``: see :func:`~repspace.closed_forms.summary.layerwise_summary`.
         """
         self._check_ready(4)
         return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress,
@@ -487,7 +487,7 @@ class LayerwiseMoments(Accumulator):
     def replicates(self, blocks: int, metrics=None, top_k: int = 10,
                    progress=None) -> dict[tuple[str, str], dict[str, np.ndarray]]:
         """Delete-one-block jackknife replicates of every closed-form metric: pairs held as
-        rows from their rows (:mod:`repspace.functional.jackknife`; row i in block i mod
+        rows from their rows (:mod:`repspace.closed_forms.jackknife`; row i in block i mod
         ``blocks``), pairs held as moments from their per-block moments where kept
         (``blocks=`` at construction; :mod:`repspace.statistics.blocks`), else absent.
         ``progress``: called with 1 after each pair that has replicates (a bar's update;
@@ -530,7 +530,7 @@ class LayerwiseMoments(Accumulator):
         """Where a unit's replicates come from: ``"grams"`` (its rows' n × n Grams), an
         :class:`IntervalBlocks` (per-block moments: kept since the unit became moments, or
         built now from rows too many for the Grams), or None (no interval: see
-        :func:`~repspace.functional.jackknife.grams_affordable` and
+        :func:`~repspace.closed_forms.jackknife.grams_affordable` and
         :mod:`repspace.statistics.blocks`)."""
         if self.unit_route(unit) != "rows":
             return self.interval_blocks if index in self.interval_blocks.units else None

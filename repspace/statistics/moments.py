@@ -26,7 +26,7 @@ import torch
 from repspace._validation import as_matrix, check_finite
 from repspace.statistics.base import Accumulator
 from repspace.statistics.collective import agree, collective_device, global_means, reduce_states
-from repspace.functional.centred import CentredCross, CentredFeature
+from repspace.closed_forms.centred import CentredCross, CentredFeature
 
 __all__ = ["FeatureMoments", "CrossMoments", "CentredFeature", "CentredCross", "gemm_dtype"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from repspace.functional.centred import CentredRows
+from repspace.closed_forms.centred import CentredRows
 from repspace.statistics.base import Accumulator
 from repspace.statistics.moments import FeatureMoments, gemm_dtype, prepare_batch
 

@@ -11,7 +11,7 @@ mean, or one value against a constant.  Its interval comes from one of three rou
   Σ cᵢ² sᵢ²/nᵢ with Welch–Satterthwaite degrees of freedom and a Student-t interval (for one
   side this is the t-interval of the seed mean, as in ``summary.csv``).
 - **rows** (one seed, a representation column): the cell's delete-one-block jackknife over
-  the probe rows (:mod:`repspace.functional.jackknife`; the replicates a cell keeps,
+  the probe rows (:mod:`repspace.closed_forms.jackknife`; the replicates a cell keeps,
   :data:`repspace.study.runner.JACKKNIFE_METRICS`).  Two cells probed on the same rows (the
   base's replicates agree exactly: same probe, same blocks) are **paired** — the combination
   is taken replicate by replicate, as compare's paired differences are; otherwise the
@@ -128,7 +128,7 @@ def _seeds(terms, col, f, level) -> Estimate:
 
 
 def _rows(terms, col, f, level) -> Estimate | None:
-    from repspace.functional.jackknife import jackknife_interval
+    from repspace.closed_forms.jackknife import jackknife_interval
 
     parts = []
     for c, side in terms:

@@ -49,7 +49,7 @@ def probe_set(probe, num_samples: int | None = None, seed: int = 0, pooling: str
 
 def _local_dir(model) -> str | None:
     """The local folder ``model`` was loaded from (its config's ``_name_or_path``), if any."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     name = getattr(getattr(unwrap_model(model), "config", None), "_name_or_path", None)
     return str(name) if name and Path(str(name)).is_dir() else None

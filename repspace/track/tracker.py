@@ -239,7 +239,7 @@ class Tracker:
     @staticmethod
     def _core_names(model: nn.Module, names: list[str]) -> list[str] | None:
         """``names`` as the model's backbone calls them (a head model's ``bert.`` stripped)."""
-        from repspace.capture.backbone import backbone_of
+        from repspace.capture.task_heads import backbone_of
 
         found = backbone_of(model)
         if found is None:
@@ -262,7 +262,7 @@ class Tracker:
         compare) its backbone against the base's (a bare encoder vs its classifier)."""
         if model in self._sides:
             return self._sides[model]
-        from repspace.capture.backbone import backbone_of
+        from repspace.capture.task_heads import backbone_of
         from repspace.capture.selection import resolve_layers
 
         def names_of(m):
@@ -325,7 +325,11 @@ class Tracker:
         validate({"step": [Interval(int, 0, None)]}, {"step": step}, owner="Tracker.measure")
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module; got {type(model).__name__}")
-        with self._step(f"the capture at step {step}"):
+        from repspace.capture.model_view import views_resolved_once
+
+        # one model view for this measurement (not across steps: training may change the
+        # model in place between them)
+        with self._step(f"the capture at step {step}"), views_resolved_once():
             module, names = self._tuned_side(model)
             with untouched(model):
                 tuned = self._capture(module, names, "tuned")

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[2] / "repspace"
 # floor -> the packages / top-level modules on it (names relative to ``repspace``)
 FLOORS: dict[int, tuple[str, ...]] = {
     0: ("_validation", "_constraints", "outputs", "cli_errors", "_profile", "_threads", "_heap",
-        "introspection", "devices", "_lazy", "_jsonfile"),
-    1: ("functional", "data", "evaluation"),
+        "layer_table", "devices", "_lazy", "_jsonfile"),
+    1: ("closed_forms", "data", "evaluation"),
     2: ("statistics", "models"),
     3: ("metrics", "distributed", "checkpoints"),
     4: ("capture", "probe"),

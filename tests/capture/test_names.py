@@ -104,13 +104,13 @@ class BlockAdapter(nn.Module):
 
 
 def test_adalink_and_adapters_do_not_shift_names(bert, text, monkeypatch):
-    import repspace.introspection as introspection
+    import repspace.layer_table as layer_table
 
     # hand-written adapters declare the sub-module names they insert, as repspace's own
     # methods do through MethodFacts.hidden_modules (docs/methods.md)
-    monkeypatch.setattr(introspection, "_ADAPTER_PARTS", set(introspection._ADAPTER_PARTS))
-    introspection.register_adapter_component("adalink")
-    introspection.register_adapter_component("adapter")
+    monkeypatch.setattr(layer_table, "_ADAPTER_PARTS", set(layer_table._ADAPTER_PARTS))
+    layer_table.register_adapter_component("adalink")
+    layer_table.register_adapter_component("adapter")
     tuned = copy.deepcopy(bert)
     tuned.embeddings.word_embeddings = AdaLinkEmbedding(tuned.embeddings.word_embeddings)
     tuned.encoder.layer[0] = BlockAdapter(tuned.encoder.layer[0])
@@ -150,11 +150,11 @@ def test_match_in_base_not_tuned_names_both(bert, text):
 
 def test_repspace_methods_declare_the_names_they_hide():
     """The built-in families register their inserted sub-module names when they load."""
-    import repspace.introspection as introspection
+    import repspace.layer_table as layer_table
     from repspace.methods import method_facts
 
     facts = method_facts()
     assert facts["adapter"].hidden_modules and facts["adalink"].hidden_modules
     for f in facts.values():
         for name in f.hidden_modules:
-            assert name in introspection._ADAPTER_PARTS
+            assert name in layer_table._ADAPTER_PARTS

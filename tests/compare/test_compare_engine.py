@@ -9,7 +9,7 @@ from repspace.checkpoints import LoadedCheckpoint
 from repspace.compare import compare, compare_models
 from repspace.compare import engine
 from repspace.compare.sink import CompareSink
-from repspace.functional import summary
+from repspace.closed_forms import summary
 from repspace.statistics import LayerwiseMoments, PairedDriftStats
 from tests.compare.conftest import SENTENCES, tiny_bert, word_tokenizer
 

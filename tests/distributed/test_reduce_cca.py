@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from repspace.functional.cca import (
+from repspace.closed_forms.cca import (
     cca_from_moments,
     cca_from_rows,
     pwcca_from_moments,
@@ -20,9 +20,9 @@ from repspace.functional.cca import (
     svcca_from_moments,
     svcca_from_rows,
 )
-from repspace.functional.centred import CentredRows
-from repspace.functional.shape import shape_metric_from_moments, shape_metric_from_rows
-from repspace.functional.summary import CCA_KEYS
+from repspace.closed_forms.centred import CentredRows
+from repspace.closed_forms.shape import shape_metric_from_moments, shape_metric_from_rows
+from repspace.closed_forms.summary import CCA_KEYS
 from repspace.statistics import LayerwiseMoments
 from tests.distributed import workers
 from tests.distributed.conftest import launch

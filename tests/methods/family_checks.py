@@ -1,7 +1,7 @@
 """Checks shared by the LoRA / IA3 / adapter / AdaLink family tests (not a test module)."""
 import torch
 
-from repspace.introspection import layer_names
+from repspace.layer_table import layer_names
 from repspace.methods import (
     apply_method, count_parameters, load_trainable_state_dict, make_config, trainable_state_dict,
 )

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from repspace.introspection import layer_names
+from repspace.layer_table import layer_names
 from repspace.capture.tokens import num_virtual_tokens
 from repspace.methods import apply_method, count_parameters, generation_kwargs, make_config
 from repspace.methods.prefix.attention import attention_route

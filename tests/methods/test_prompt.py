@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from repspace.introspection import layer_names
+from repspace.layer_table import layer_names
 from repspace.capture.tokens import align_tokens, num_virtual_tokens
 from repspace.methods import apply_method, count_parameters, generation_kwargs, make_config
 from tests.methods import family_checks as fc

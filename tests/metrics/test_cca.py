@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from repspace._validation import RepspaceWarning, UndefinedMetricWarning
-from repspace.functional.cca import (
+from repspace.closed_forms.cca import (
     cca_from_moments,
     cca_from_rows,
     pwcca_from_moments,
@@ -336,8 +336,8 @@ def test_svcca_and_pwcca_arguments_are_checked():
 
 
 def test_one_eigendecomposition_per_side_can_serve_every_measure():
-    from repspace.functional.cca import bases_of_moments
-    from repspace.functional.shape import shape_metric_from_moments
+    from repspace.closed_forms.cca import bases_of_moments
+    from repspace.closed_forms.shape import shape_metric_from_moments
     rng = np.random.default_rng(12)
     x, y = ref.correlated_pair(rng, 120, 6, 5, noise=0.5)
     cx, cy, cxy = streamed(x, y, "moments", [0, 50, 120])

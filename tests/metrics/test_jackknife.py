@@ -1,4 +1,4 @@
-"""Delete-one-block jackknife intervals (repspace.functional.jackknife): each replicate is
+"""Delete-one-block jackknife intervals (repspace.closed_forms.jackknife): each replicate is
 the metric of the rows without its block, the interval covers a known population CKA, and
 differences between checkpoints are paired."""
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from repspace.functional.jackknife import block_ids, jackknife_interval, rows_replicates
+from repspace.closed_forms.jackknife import block_ids, jackknife_interval, rows_replicates
 from repspace.statistics import LayerwiseMoments
 
 LOOSE = {"effective_rank_base": 1e-7, "effective_rank_tuned": 1e-7, "subspace_overlap": 1e-7,
@@ -148,7 +148,7 @@ def test_replicates_report_progress_once_per_pair_they_cover(route):
 
 
 def test_grams_affordable_bounds_the_n_by_n_working_set():
-    from repspace.functional.jackknife import grams_affordable
+    from repspace.closed_forms.jackknife import grams_affordable
 
     assert grams_affordable(1448, 10, 10) and not grams_affordable(1449, 10, 10)
     assert grams_affordable(3000, 3000, 100)  # n no larger than the wider side: n × n ≤ d × d

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from repspace.functional.rows import sample_space
+from repspace.closed_forms.rows import sample_space
 from repspace.metrics.spectrum import spectrum
 from repspace.statistics import FeatureRows, LayerwiseMoments, PairedMoments
 from repspace.statistics.routes import break_even_rows, keeps_rows, moments_bytes, rows_bytes

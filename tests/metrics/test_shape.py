@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.linalg import orthogonal_procrustes
 
 from repspace._validation import RepspaceWarning, UndefinedMetricWarning
-from repspace.functional.shape import shape_metric_from_moments, shape_metric_from_rows
+from repspace.closed_forms.shape import shape_metric_from_moments, shape_metric_from_rows
 from repspace.metrics.cca import cca
 from repspace.metrics.drift import procrustes_distance
 from repspace.metrics.shape import shape_metric

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 import torch
 
-import repspace.introspection as introspection
+import repspace.layer_table as layer_table
 import repspace.methods as methods_pkg
 from repspace.methods import base as registry
 
@@ -65,7 +65,7 @@ def toy_method(tmp_path, monkeypatch):
     monkeypatch.setattr(methods_pkg, "__path__", [*methods_pkg.__path__, str(tmp_path / "plugins")])
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(introspection, "_ADAPTER_PARTS", set(introspection._ADAPTER_PARTS))
+    monkeypatch.setattr(layer_table, "_ADAPTER_PARTS", set(layer_table._ADAPTER_PARTS))
     yield "toy_scale"
     sys.modules.pop("repspace.methods.toy_scale", None)
 

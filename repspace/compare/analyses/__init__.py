@@ -39,18 +39,13 @@ __all__ = ["ANALYSES", "AnalysisContext", "needs_separate_base", "run_analyses"]
 ANALYSES = ("adapter_effect", "weight_space", "merge_fidelity", "layer_matching")
 
 
-def needs_separate_base(weight_space: bool = False, match_layers: bool = False, *,
-                        settings=None) -> str | None:
-    """Why the analyses asked for need the base as a model of its own (None: they do not):
-    those declared ``separate_base`` (weight space reads the base's linear maps, layer
-    matching captures the base by itself; both would see the adapter if the base were the
-    adapter's model).  ``settings`` (a CompareConfig): every registered analysis it asks
-    for; else the two built-in flags."""
-    if settings is not None:
-        wanted = [a.flags() for a in analyses() if a.separate_base and a.wanted(settings)]
-    else:
-        wanted = [flag for flag, on in (("--weight-space", weight_space),
-                                        ("--match-layers", match_layers)) if on]
+def needs_separate_base(*, settings) -> str | None:
+    """Why the analyses ``settings`` (a CompareConfig) ask for need the base as a model of
+    its own (None: they do not): those declared ``separate_base`` in the registry (weight
+    space reads the base's linear maps, layer matching captures the base by itself; both
+    would see the adapter if the base were the adapter's model).  The run and both plans
+    (``--plan``, fast and loaded) ask here, so a new analysis declares it once."""
+    wanted = [a.flags() for a in analyses() if a.separate_base and a.wanted(settings)]
     if wanted:
         return f"{' and '.join(wanted)} read(s) the base model on its own"
     return None

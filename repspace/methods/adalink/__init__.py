@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, output_width, site_modules
 from repspace.methods.base import SIZE, MethodConfig, MethodFacts, names, register_method, subset_of
 

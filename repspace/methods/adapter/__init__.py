@@ -22,7 +22,7 @@ its query projection, output added to its output projection); see :mod:`.paralle
 
 Each target is replaced in its parent by :class:`AdapterWrapped`, which keeps the original
 under ``base_layer`` and the bottleneck under ``adapter`` (both hidden by
-:mod:`repspace.introspection`, so layer names do not shift).  Trainable parameters are named
+:mod:`repspace.layer_table`, so layer names do not shift).  Trainable parameters are named
 ``<target>.adapter.down.{weight,bias}`` and ``<target>.adapter.up.{weight,bias}``; the
 backbone's become ``<target>.base_layer.*``.  Nothing else's ``requires_grad`` is touched.
 """
@@ -34,7 +34,7 @@ from typing import ClassVar
 from torch import nn
 
 from repspace._constraints import Interval, Options, SettingError
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.adapter.modules import (ACTIVATIONS, AdapterWrapped, Bottleneck,
                                               ParallelAdapterWrapped, linear_output_width)
 from repspace.methods.adapter.parallel import PARALLEL_SITES, apply_parallel

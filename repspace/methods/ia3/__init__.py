@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace.methods.base import TOWERS, MethodConfig, MethodFacts, names, register_method
 from repspace.methods.peft_injection import exact_pattern, inject_peft, linear_layout

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace._constraints import Interval
 from repspace.methods.base import (MAX_SIZE, SIZE, TOWERS, MethodConfig, MethodFacts, names,

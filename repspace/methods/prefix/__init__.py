@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace.methods.base import SIZE, SWITCH, TOWERS, MethodConfig, MethodFacts, names, register_method
 

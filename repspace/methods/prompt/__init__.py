@@ -28,7 +28,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, find_modules
 from repspace._constraints import Options
 from repspace.methods.base import SIZE, MethodConfig, MethodFacts, register_method

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec
 from repspace._constraints import Interval, SettingError
 from repspace.methods.base import (

@@ -38,7 +38,7 @@ IMAGE_TEXT_TYPES = ("blip-2", "instructblip", "paligemma", "llava_next", "idefic
 
 def make_task(model: nn.Module, processor, task: str) -> Task:
     """The :class:`Task` glue of ``model`` (unwrapped from PEFT) for ``task``."""
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
     from repspace.training.tasks.blip import BlipGenerativeTask, BlipQuestionAnsweringTask
     from repspace.training.tasks.causal import CausalLMTask
     from repspace.training.tasks.encoder_head import EncoderClassificationTask

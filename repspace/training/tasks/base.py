@@ -118,7 +118,11 @@ class Task:
 
     kind = "task"
 
-    def __init__(self, model: nn.Module, processor, task: str) -> None:
+    def __init__(self, model: nn.Module, processor, task: str, *, text_only: bool = False) -> None:
+        # text_only: the model takes no images, so captioning (an image task) is refused here,
+        # once for every text task
+        if task == "captioning" and text_only:
+            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
         self.task = task
         self.processor = processor
         self.tokenizer = tokenizer_of(processor)

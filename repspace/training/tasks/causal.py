@@ -30,9 +30,7 @@ _TRIM = {"input_ids": "attention_mask", "labels": "attention_mask", "attention_m
 
 class CausalLMTask(Task):
     def __init__(self, model, processor, task: str, image: bool) -> None:
-        if task == "captioning" and not image:
-            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
-        super().__init__(model, processor, task)
+        super().__init__(model, processor, task, text_only=not image)
         self.image = image
         self.kind = "llava" if image else "causal-lm"
         tok = self.tokenizer
@@ -132,7 +130,7 @@ class CausalClassificationTask(EncoderClassificationTask):
         return Encoded(len(records), t, {"input_ids": "attention_mask", "attention_mask": "attention_mask"})
 
     def logits(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from repspace.introspection import unwrap_model
+        from repspace.layer_table import unwrap_model
         from repspace.training.tasks.encoder_head import HEAD_NAME
 
         root = unwrap_model(model)

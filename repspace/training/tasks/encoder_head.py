@@ -42,7 +42,7 @@ class EncoderClassificationTask(SequenceClassificationTask):
     kind = "encoder-classification"
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        from repspace.introspection import unwrap_model
+        from repspace.layer_table import unwrap_model
 
         root = unwrap_model(model)
         hidden = getattr(root.config, "hidden_size", None)
@@ -57,13 +57,13 @@ class EncoderClassificationTask(SequenceClassificationTask):
         return ClassificationHead(hidden, n_labels)
 
     def after_apply(self, model: nn.Module) -> None:
-        from repspace.introspection import unwrap_model
+        from repspace.layer_table import unwrap_model
 
         for p in getattr(unwrap_model(model), HEAD_NAME).parameters():
             p.requires_grad_(True)
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from repspace.introspection import unwrap_model
+        from repspace.layer_table import unwrap_model
 
         root = unwrap_model(model)
         inputs = {k: v for k, v in batch.items() if k != "labels"}

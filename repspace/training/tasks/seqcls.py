@@ -23,7 +23,7 @@ _HEADS = ("classifier", "score")
 
 
 def _head_owner(model: nn.Module) -> tuple[nn.Module, str]:
-    from repspace.introspection import unwrap_model
+    from repspace.layer_table import unwrap_model
 
     root = unwrap_model(model)
     for name in _HEADS:
@@ -37,9 +37,7 @@ class SequenceClassificationTask(Task):
     kind = "sequence-classification"
 
     def __init__(self, model, processor, task: str) -> None:
-        if task == "captioning":
-            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
-        super().__init__(model, processor, task)
+        super().__init__(model, processor, task, text_only=True)
         self.answers: list[str] = []
 
     def fit(self, train_records: Sequence[dict]) -> None:

@@ -24,9 +24,7 @@ class TextToTextTask(Task):
     kind = "text-to-text"
 
     def __init__(self, model, processor, task: str) -> None:
-        if task == "captioning":
-            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
-        super().__init__(model, processor, task)
+        super().__init__(model, processor, task, text_only=True)
         tok = self.tokenizer
         self.eos = tok.eos_token_id
         if self.eos is None or tok.pad_token_id is None:

@@ -8,7 +8,7 @@ whitened*::
 rescaled to keep its total variance (‖φ_α(X̃)‖_F = 1, netrep's ``preserve_variance``), and
 aligned to the other side by the best orthogonal map.  With X̃ = U diag(s̃) Vᵀ,
 φ_α(X̃) = U diag(t) Vᵀ with tᵢ ∝ α s̃ᵢ + (1 − α), so with Q = Uₓᵀ U_y
-(:mod:`repspace.functional.cca`, exact on both routes)::
+(:mod:`repspace.closed_forms.cca`, exact on both routes)::
 
     cos θ = max_T ⟨φ(X̃), φ(Ỹ)T⟩ = ‖diag(tₓ) Q diag(t_y)‖_*        (T orthogonal)
     angular   θ = arccos(cos θ) ∈ [0, π/2]
@@ -27,7 +27,7 @@ on inputs of unit Frobenius norm the two agree; for p ≠ q netrep zero-pads the
 and its variance-preserving rescale also counts the padded directions, which moves its
 Euclidean form for α < 1 but not the angular one; repspace rescales over the kept directions).
 
-Rank and ridge as in :mod:`repspace.functional.cca`: each side keeps its numerical rank (or
+Rank and ridge as in :mod:`repspace.closed_forms.cca`: each side keeps its numerical rank (or
 ``rank`` top directions) and ``ridge = c`` replaces the whitening factor 1 by
 s̃ᵢ/√(s̃ᵢ² + c/p) (netrep instead clips eigenvalues at an absolute 1e-7); the result records
 what was used.
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from repspace._validation import warn_undefined
-from repspace.functional.cca import (
+from repspace.closed_forms.cca import (
     Basis,
     bases_of_moments,
     check_cca_args,
@@ -52,7 +52,7 @@ from repspace.functional.cca import (
     ridge_weights,
     whitened_cross_of_moments,
 )
-from repspace.functional.centred import CentredCross, CentredFeature, CentredRows
+from repspace.closed_forms.centred import CentredCross, CentredFeature, CentredRows
 
 __all__ = ["ShapeResult", "shape_metric_from_moments", "shape_metric_from_rows",
            "shape_from_parts"]
@@ -118,8 +118,8 @@ def shape_metric_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: Centr
 
     ``alpha``: 1 (default) Procrustes, 0 CCA, between them partial whitening; ``ridge``
     (default 0: none) and ``rank`` (default None: the numerical rank) as in
-    :func:`repspace.functional.cca.cca_from_moments`, and ``bases`` (each side's
-    eigendecomposition, :func:`~repspace.functional.cca.bases_of_moments`) to share them.
+    :func:`repspace.closed_forms.cca.cca_from_moments`, and ``bases`` (each side's
+    eigendecomposition, :func:`~repspace.closed_forms.cca.bases_of_moments`) to share them.
     """
     alpha = _check_alpha(alpha)
     ridge = check_cca_args(cx.n, ridge, rank, "shape metric")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from repspace._validation import warn_undefined
-from repspace.functional.centred import CentredFeature
+from repspace.closed_forms.centred import CentredFeature
 
 __all__ = ["Spectrum", "spectrum_from_scatter", "spectrum_of_centred", "numerical_rank_of",
            "stable_rank_of", "effective_rank_of", "participation_ratio_of", "resolved_or_nan"]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["GramSums", "rbf_gram_sums", "median_distance", "hsic_from_sums", "sq_distances"]
+__all__ = ["GramSums", "rbf_gram_sums", "median_distance", "hsic_from_sums", "sq_distances",
+           "tiled_label_sums"]
 
 MEDIAN_MAX_ROWS = 2048
 
@@ -25,6 +26,32 @@ def sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # ‖a‖² + ‖b‖² − 2a·b can round to a tiny negative for (near-)identical rows; a squared
     # distance is non-negative by definition, so this is round-off, not a hidden error.
     return d.clamp_min_(0.0)
+
+
+def tiled_label_sums(z: torch.Tensor, labels: torch.Tensor, pair_tile, tile_size: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(aᵀK̃a per column of labels, K̃1)`` for the n × n matrix K̃ = ``pair_tile(zᵢ, zⱼ)``
+    with its diagonal zeroed, one ``tile_size``² tile at a time over the upper triangle.
+
+    The one loop of the MMD (an RBF kernel) and the energy distance (Euclidean distances),
+    which differ only in ``pair_tile``: memory O(n · P + tile_size²), never n².  float64
+    like ``z``.
+    """
+    n = z.shape[0]
+    quad = torch.zeros(labels.shape[1], dtype=torch.float64, device=z.device)
+    rows = torch.zeros(n, dtype=torch.float64, device=z.device)
+    for i in range(0, n, tile_size):
+        zi, ai = z[i:i + tile_size], labels[i:i + tile_size]
+        for j in range(i, n, tile_size):
+            kt = pair_tile(zi, z[j:j + tile_size])
+            if j == i:
+                kt.fill_diagonal_(0.0)
+            w = 1.0 if j == i else 2.0  # an off-diagonal tile also stands for its transpose
+            quad += w * (ai * (kt @ labels[j:j + tile_size])).sum(0)
+            rows[i:i + tile_size] += kt.sum(1)
+            if j != i:
+                rows[j:j + tile_size] += kt.sum(0)
+    return quad, rows
 
 
 def median_distance(x: torch.Tensor, seed: int = 0) -> float:

@@ -11,6 +11,9 @@ backbone's blocks are the same whether or not the head runs after them.
 
 Prompt-learning adapters prepend virtual tokens in the wrapper's forward, which the bare
 backbone would skip, so those are never reduced.
+
+(Named ``backbone`` before issue 30: it does not load or define a backbone, it strips task
+heads so that a bare backbone and its head models share layer names.)
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from repspace.introspection import unwrap_model
+from repspace.capture.model_view import model_view
 from repspace.capture.selection import LayerSpec, resolve_paired_layers
 from repspace.capture.tokens import num_virtual_tokens
 
@@ -28,7 +31,8 @@ __all__ = ["backbone_of", "shared_layers"]
 
 def backbone_of(model: nn.Module) -> tuple[str, nn.Module] | None:
     """``(prefix, backbone)`` of a head model (``model.<base_model_prefix>``), else None."""
-    root = unwrap_model(model)
+    view = model_view(model)
+    root = view.root
     prefix = getattr(root, "base_model_prefix", "") or ""
     sub = getattr(root, prefix, None) if prefix else None
     if isinstance(sub, nn.Module) and sub is not root and num_virtual_tokens(model) == 0:
@@ -58,7 +62,7 @@ def shared_layers(base: nn.Module, tuned: Sequence[nn.Module], spec: LayerSpec, 
         names = [resolve_paired_layers(cores[0], t, spec) for t in cores[1:]]
     except ValueError:
         raise first from None
-    heads = sorted({f"{type(unwrap_model(m)).__name__} (prefix '{r[0]}.')"
+    heads = sorted({f"{type(model_view(m).root).__name__} (prefix '{r[0]}.')"
                     for m, r in zip(models, reduced) if r})
     if warn:
         warnings.warn(f"base and tuned models have different heads; compared layer by layer on the "

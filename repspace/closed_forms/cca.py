@@ -28,7 +28,7 @@ Q, so αᵢ ∝ ‖Vₓ Sₓ aᵢ‖₁ from the eigendecomposition of XᵀX and
 
 **Rank.**  By default each side keeps its *numerical rank*: the singular values above
 σ₁·√(p·ε), the resolution of an eigendecomposition of the scatter (the rule of
-:mod:`repspace.functional.spectrum`, applied on both routes so they keep the same directions).
+:mod:`repspace.closed_forms.spectrum`, applied on both routes so they keep the same directions).
 Dropping directions below the resolution is not regularisation: they are round-off of exact
 zeros (collinear features, p > n), which CCA would otherwise whiten into noise.  ε is that of
 the GEMMs that built the scatter (float64: ≈4e-7·σ₁ at p = 768; float32 GEMMs ≈1e-2·σ₁, so
@@ -63,9 +63,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from repspace._validation import RepspaceWarning, check_min_rows, warn_undefined
-from repspace.functional.centred import CentredCross, CentredFeature, CentredRows, cross_of_rows
-from repspace.functional.drift import resolved_count
-from repspace.functional.rows import sample_space
+from repspace.closed_forms.centred import CentredCross, CentredFeature, CentredRows, cross_of_rows
+from repspace.closed_forms.drift import resolved_count
+from repspace.closed_forms.rows import sample_space
 
 __all__ = [
     "CCAResult",
@@ -316,7 +316,7 @@ def cca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, 
     ``ridge`` (default 0: none) and ``rank`` (default None: each side's numerical rank) are
     described in the module docstring; the result records both.  ``bases``: the two sides'
     :func:`bases_of_moments`, to share one eigendecomposition per side between the measures
-    of this module and :mod:`repspace.functional.shape` (computed here when None).
+    of this module and :mod:`repspace.closed_forms.shape` (computed here when None).
     """
     ridge = check_cca_args(cx.n, ridge, rank, "CCA")
     return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
@@ -423,7 +423,7 @@ def pwcca_from_rows(cx: CentredRows, cy: CentredRows, *, weights_from: str = "x"
 def kept_pair(bx: Basis, by: Basis, q_of, rank: int | None = None,
               variance: float | None = None):
     """Each side cut to its kept rank, and the whitened cross block Q between them (for
-    :mod:`repspace.functional.shape`; arguments already checked by :func:`check_cca_args`)."""
+    :mod:`repspace.closed_forms.shape`; arguments already checked by :func:`check_cca_args`)."""
     rx = kept_rank(bx, "x (base)", rank, variance)
     ry = kept_rank(by, "y (tuned)", rank, variance)
     bx, by = bx.kept(rx), by.kept(ry)

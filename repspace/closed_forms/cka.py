@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from repspace._validation import check_min_rows, warn_undefined
-from repspace.functional.centred import CentredCross, CentredFeature
-from repspace.functional.kernels import cka_from_hsic
+from repspace.closed_forms.centred import CentredCross, CentredFeature
+from repspace.closed_forms.kernels import cka_from_hsic
 
 __all__ = ["linear_cka_from_moments", "linear_cka_from_sums", "constant_side"]
 

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from repspace.functional.cca import (bases_of_moments, cca_from_moments, cca_from_rows,
-                                     pwcca_from_moments, pwcca_from_rows, svcca_from_moments,
-                                     svcca_from_rows)
-from repspace.functional.centred import CentredRows
-from repspace.functional.cka import linear_cka_from_moments
-from repspace.functional.drift import (
+from repspace.closed_forms.cca import (bases_of_moments, cca_from_moments, cca_from_rows,
+                                       pwcca_from_moments, pwcca_from_rows, svcca_from_moments,
+                                       svcca_from_rows)
+from repspace.closed_forms.centred import CentredRows
+from repspace.closed_forms.cka import linear_cka_from_moments
+from repspace.closed_forms.drift import (
     frechet_distance_from_moments,
     mmd_linear_from_moments,
     overlap_of_angles,
     principal_angles_from_moments,
     procrustes_distance_from_moments,
 )
-from repspace.functional.rows import (
+from repspace.closed_forms.rows import (
     frechet_distance_from_rows,
     linear_cka_from_rows,
     mmd_linear_from_rows,
@@ -27,8 +27,8 @@ from repspace.functional.rows import (
     procrustes_distance_from_rows,
     spectrum_of_rows,
 )
-from repspace.functional.shape import shape_metric_from_moments, shape_metric_from_rows
-from repspace.functional.spectrum import (
+from repspace.closed_forms.shape import shape_metric_from_moments, shape_metric_from_rows
+from repspace.closed_forms.spectrum import (
     effective_rank_of,
     numerical_rank_of,
     participation_ratio_of,
@@ -54,7 +54,7 @@ def _rank(name: str, sp) -> float:
 
 
 def spectrum_summary(sp, ranks: tuple[str, ...] = RANKS) -> dict[str, float]:
-    """Ranks (``ranks``, default all four) of one representation's :class:`~repspace.functional.spectrum.Spectrum`."""
+    """Ranks (``ranks``, default all four) of one representation's :class:`~repspace.closed_forms.spectrum.Spectrum`."""
     return {name: _rank(name, sp) for name in ranks}
 
 
@@ -66,12 +66,12 @@ def layerwise_summary(acc, top_k: int = 10,
     ``metrics``: keep only the keys starting with one of these names (``"linear_cka"``
     keeps ``linear_cka`` and ``linear_cka_debiased``); ``None``: every key.  Only what the
     kept keys need (centred statistics, cross terms, spectra, drift) is computed.  A pair
-    held as rows (:class:`~repspace.functional.centred.CentredRows`) goes through the
-    n-dimensional forms of :mod:`repspace.functional.rows`, a pair held as moments through
+    held as rows (:class:`~repspace.closed_forms.centred.CentredRows`) goes through the
+    n-dimensional forms of :mod:`repspace.closed_forms.rows`, a pair held as moments through
     the d-dimensional ones: the same numbers.  Each side's centred statistics are dropped
     once its last pair is done, so memory holds one layer's at a time for matched pairs.
     ``progress``: called once per pair (a progress bar's ``update``).  ``spectra_cache``: a
-    mapping from a side's accumulator to its :class:`~repspace.functional.spectrum.Spectrum`
+    mapping from a side's accumulator to its :class:`~repspace.closed_forms.spectrum.Spectrum`
     (e.g. a ``weakref.WeakKeyDictionary``), read and filled, so k tuned models against one
     shared base decompose the base once, and callers reuse the spectra for their figures.
     """

@@ -1,5 +1,8 @@
-"""Model introspection: the canonical, human-readable layer names that a base model and
-its tuned versions share, and the original architecture inside PEFT wrappers.
+"""The layer table: the canonical, human-readable layer names that a base model and its
+tuned versions share, and the model root (the original architecture inside PEFT wrappers).
+
+(Named ``introspection`` before issue 30: the name said nothing about layer names, which is
+what a newcomer looks for.)
 
 A foundation module (it imports nothing from repspace): capture, probe, methods and
 training all need it.

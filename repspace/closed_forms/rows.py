@@ -1,4 +1,4 @@
-"""The closed forms of :mod:`repspace.functional` on held rows: cost bounded by n, not d.
+"""The closed forms of :mod:`repspace.closed_forms` on held rows: cost bounded by n, not d.
 
 A layer on the rows route (:mod:`repspace.statistics.routes`) holds its centred rows
 Xc (n × p) and Yc (n × q).  Each metric below is the *same number* as its moments form,
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from repspace._validation import check_min_rows, warn_undefined
-from repspace.functional.centred import CentredRows, cross_of_rows
-from repspace.functional.cka import constant_side, linear_cka_from_moments, linear_cka_from_sums
-from repspace.functional.drift import (
+from repspace.closed_forms.centred import CentredRows, cross_of_rows
+from repspace.closed_forms.cka import constant_side, linear_cka_from_moments, linear_cka_from_sums
+from repspace.closed_forms.drift import (
     angles_between,
     check_k,
     frechet_distance_from_moments,
@@ -37,7 +37,7 @@ from repspace.functional.drift import (
     same_width,
     undetermined_angles,
 )
-from repspace.functional.spectrum import Spectrum, spectrum_of_centred
+from repspace.closed_forms.spectrum import Spectrum, spectrum_of_centred
 
 __all__ = ["sample_space", "linear_cka_from_rows", "spectrum_of_rows", "frechet_distance_from_rows",
            "mmd_linear_from_rows", "procrustes_distance_from_rows", "principal_angles_from_rows"]

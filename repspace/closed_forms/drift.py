@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from repspace._validation import check_min_rows, warn_undefined
-from repspace.functional.centred import CentredCross, CentredFeature
+from repspace.closed_forms.centred import CentredCross, CentredFeature
 
 __all__ = [
     "frechet_distance_from_moments",

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from scipy.special import stdtrit  # the t quantile; scipy.stats costs 0.4 s to import
 
-from repspace.functional.cka import linear_cka_from_sums
-from repspace.functional.drift import overlap_of_angles, resolved_count
-from repspace.functional.spectrum import Spectrum
-from repspace.functional.summary import RANKS, spectrum_summary
+from repspace.closed_forms.cka import linear_cka_from_sums
+from repspace.closed_forms.drift import overlap_of_angles, resolved_count
+from repspace.closed_forms.spectrum import Spectrum
+from repspace.closed_forms.summary import RANKS, spectrum_summary
 
 __all__ = [
     "DEFAULT_BLOCKS",

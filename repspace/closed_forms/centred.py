@@ -2,7 +2,7 @@
 
 A :class:`CentredFeature` describes one representation about its exact sample mean; a
 :class:`CentredCross` a pair of them.  :mod:`repspace.statistics` accumulates and centres
-them; the functions of :mod:`repspace.functional` turn them into numbers.
+them; the functions of :mod:`repspace.closed_forms` turn them into numbers.
 """
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ class CentredRows:
 
     The rows route of :mod:`repspace.statistics.routes`: ``rows`` is Xc (n × p); every
     closed form of the moments has an n-dimensional counterpart
-    (:mod:`repspace.functional.rows`), and :meth:`to_feature` gives the moments themselves,
+    (:mod:`repspace.closed_forms.rows`), and :meth:`to_feature` gives the moments themselves,
     exactly, when the p-dimensional form is cheaper.  ``eps`` is the resolution the moments
     route would have had (the GEMM dtype's unit round-off), so both routes resolve the same
-    singular values (:mod:`repspace.functional.spectrum`).
+    singular values (:mod:`repspace.closed_forms.spectrum`).
     """
 
     n: int
