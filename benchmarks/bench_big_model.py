@@ -64,6 +64,7 @@ Full scale on the 2-core CPU (measured at load 4-7, other jobs running): buildin
 tokens ≈ 17 s on 22 blocks, ≈ 4 s on the 4-block slice); so ``n512`` ≈ 1 h and ``n8192``
 (2 × 1024 slice forwards per child) several hours: run those when the machine is free.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,14 +85,34 @@ DEFAULT_WORKDIR = Path.home() / ".cache" / "repspace-bench" / "tinyllama"
 
 # TinyLlama-1.1B's shape (config.json of TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T).
 SCALES = {
-    "full": dict(hidden_size=2048, num_hidden_layers=22, intermediate_size=5632,
-                 num_attention_heads=32, num_key_value_heads=4, slice_layers=4),
-    "tiny": dict(hidden_size=256, num_hidden_layers=2, intermediate_size=688,
-                 num_attention_heads=4, num_key_value_heads=2, slice_layers=1),
+    "full": dict(
+        hidden_size=2048,
+        num_hidden_layers=22,
+        intermediate_size=5632,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        slice_layers=4,
+    ),
+    "tiny": dict(
+        hidden_size=256,
+        num_hidden_layers=2,
+        intermediate_size=688,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        slice_layers=1,
+    ),
 }
-COMMON = dict(vocab_size=32000, max_position_embeddings=2048, tie_word_embeddings=False,
-              rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", bos_token_id=1,
-              eos_token_id=2, initializer_range=0.02)
+COMMON = dict(
+    vocab_size=32000,
+    max_position_embeddings=2048,
+    tie_word_embeddings=False,
+    rms_norm_eps=1e-5,
+    rope_theta=10000.0,
+    hidden_act="silu",
+    bos_token_id=1,
+    eos_token_id=2,
+    initializer_range=0.02,
+)
 # case: (which model, n at full scale, n at tiny scale).  Tiny's third case stays above
 # the rows/moments break-even of d = 256 (768 float32 rows, 1536 bf16) in a few seconds.
 CASES = {"n32": ("model", 32, 32), "n512": ("model", 512, 512), "n8192": ("slice", 8192, 2048)}
@@ -107,18 +128,70 @@ def parse_case(name: str, scale: str) -> tuple[str, int] | None:
     if n.isdigit() and int(n) > 1 and which in ("", "slice-"):
         return ("slice" if which else "model"), int(n)
     return None
+
+
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SEED = 0
 BUILD_MARK = "bench_build.json"  # written last: a folder with it is complete
 
 # ----------------------------------------------------------------------------- probe text
 
-_ONSETS = ["b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w",
-           "br", "cl", "dr", "fr", "gl", "pl", "st", "tr", "sh", "ch", "th"]
+_ONSETS = [
+    "b",
+    "c",
+    "d",
+    "f",
+    "g",
+    "h",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "w",
+    "br",
+    "cl",
+    "dr",
+    "fr",
+    "gl",
+    "pl",
+    "st",
+    "tr",
+    "sh",
+    "ch",
+    "th",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "io"]
 _CODAS = ["", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ck"]
-_FUNCTION = ["the", "a", "of", "and", "to", "in", "is", "that", "for", "on", "with", "as",
-             "by", "it", "from", "at", "was", "which", "this", "be", "are", "or", "an"]
+_FUNCTION = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "by",
+    "it",
+    "from",
+    "at",
+    "was",
+    "which",
+    "this",
+    "be",
+    "are",
+    "or",
+    "an",
+]
 
 
 def _lexicon(size: int = 3000, seed: int = SEED) -> list[str]:
@@ -128,8 +201,14 @@ def _lexicon(size: int = 3000, seed: int = SEED) -> list[str]:
     words: set[str] = set()
     while len(words) < size:
         k = int(rng.integers(1, 4))
-        words.add("".join(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))]
-                          + _CODAS[rng.integers(len(_CODAS))] for _ in range(k)))
+        words.add(
+            "".join(
+                _ONSETS[rng.integers(len(_ONSETS))]
+                + _VOWELS[rng.integers(len(_VOWELS))]
+                + _CODAS[rng.integers(len(_CODAS))]
+                for _ in range(k)
+            )
+        )
     ordered = sorted(words)
     return [ordered[i] for i in rng.permutation(len(ordered))]  # frequency rank ≠ spelling
 
@@ -146,8 +225,11 @@ def text_lines(n: int, seed: int, short_every: int = 8) -> list[str]:
     out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])
-        length = int(rng.integers(12, 41)) if short_every and i % short_every == short_every - 1 \
+        length = (
+            int(rng.integers(12, 41))
+            if short_every and i % short_every == short_every - 1
             else int(rng.integers(80, 111))
+        )
         u = rng.random((4, length))
         func = rng.integers(len(_FUNCTION), size=length)
         content = np.minimum(np.searchsorted(cdf, u[1]), len(lex) - 1)
@@ -164,6 +246,7 @@ def text_lines(n: int, seed: int, short_every: int = 8) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ builders
+
 
 def _config(scale: str, layers: int | None = None):
     from transformers import LlamaConfig
@@ -185,14 +268,25 @@ def train_tokenizer(folder: Path) -> None:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=4000, special_tokens=["<unk>", "<s>", "</s>"],
-                                  min_frequency=2, show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=4000,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        min_frequency=2,
+        show_progress=False,
+    )
     tok.train_from_iterator(text_lines(4000, seed=SEED + 101, short_every=0), trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", padding_side="left", model_max_length=2048,
-                                   clean_up_tokenization_spaces=False)
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        padding_side="left",
+        model_max_length=2048,
+        clean_up_tokenization_spaces=False,
+    )
     fast.save_pretrained(folder)
 
 
@@ -232,9 +326,16 @@ def build_adapter(model, base: Path, folder: Path) -> dict:
 
     t0 = time.perf_counter()
     torch.manual_seed(SEED + 1)  # lora_A: peft's kaiming-uniform init, seeded
-    peft_model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
-                                                  target_modules=LORA_TARGETS,
-                                                  task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            target_modules=LORA_TARGETS,
+            task_type="CAUSAL_LM",
+        ),
+    )
     gen = torch.Generator().manual_seed(SEED + 2)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -285,8 +386,10 @@ def worker_build(root: str, scale: str, layers: str) -> None:
 
 # ---------------------------------------------------------------- the hand-written script
 
-def worker_script(base: str, adapter: str, probe: str, batch_size: str, max_length: str,
-                  out: str) -> None:
+
+def worker_script(
+    base: str, adapter: str, probe: str, batch_size: str, max_length: str, out: str
+) -> None:
     """The reference: plain transformers + peft, one model, bf16, masked mean, CKA via Grams."""
     import copy
     from contextlib import nullcontext
@@ -303,18 +406,21 @@ def worker_script(base: str, adapter: str, probe: str, batch_size: str, max_leng
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
     model = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16), adapter).eval()
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16), adapter
+    ).eval()
     decoder = model.get_base_model().model  # LlamaModel with the LoRA layers in it: no LM head
     last = {}
     decoder.layers[-1].register_forward_hook(
-        lambda m, i, o: last.__setitem__("h", o[0] if isinstance(o, tuple) else o))
+        lambda m, i, o: last.__setitem__("h", o[0] if isinstance(o, tuple) else o)
+    )
     t_load = time.perf_counter()
     pooled: dict[str, list[torch.Tensor]] = {"base": [], "tuned": []}
     tokens = 0
     with torch.inference_mode():
         for s in range(0, len(texts), bs):
-            enc = tok(texts[s:s + bs], padding=True, truncation=True, max_length=ml,
-                      return_tensors="pt")
+            enc = tok(
+                texts[s : s + bs], padding=True, truncation=True, max_length=ml, return_tensors="pt"
+            )
             enc = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
             tokens += int(enc["attention_mask"].sum())
             for side in ("base", "tuned"):
@@ -324,8 +430,9 @@ def worker_script(base: str, adapter: str, probe: str, batch_size: str, max_leng
                 # float32 sums: a bf16 mean rounds each row to 8 bits (~2e-5 on CKA)
                 mask = enc["attention_mask"].to(torch.float32)[..., None]
                 count = mask.sum(1)
-                pooled[side].append(torch.stack([(h.float() * mask).sum(1) / count
-                                                 for h in states]))
+                pooled[side].append(
+                    torch.stack([(h.float() * mask).sum(1) / count for h in states])
+                )
     t_fwd = time.perf_counter()
     xs = torch.cat(pooled["base"], 1)  # (layers, n, d)
     ys = torch.cat(pooled["tuned"], 1)
@@ -342,10 +449,14 @@ def worker_script(base: str, adapter: str, probe: str, batch_size: str, max_leng
         else:  # n > d: the feature-space Grams, the same number
             ckas.append(float((y.T @ x).norm() ** 2 / ((x.T @ x).norm() * (y.T @ y).norm())))
     t_end = time.perf_counter()
-    result = {"cka": ckas, "n": int(xs.shape[1]), "layers": int(xs.shape[0]),
-              "tokens": tokens, "threads": torch.get_num_threads(),
-              "stages": {"load": t_load - t0, "forward+pool": t_fwd - t_load,
-                         "cka": t_end - t_fwd}}
+    result = {
+        "cka": ckas,
+        "n": int(xs.shape[1]),
+        "layers": int(xs.shape[0]),
+        "tokens": tokens,
+        "threads": torch.get_num_threads(),
+        "stages": {"load": t_load - t0, "forward+pool": t_fwd - t_load, "cka": t_end - t_fwd},
+    }
     Path(out).write_text(json.dumps(result))
 
 
@@ -373,8 +484,9 @@ def run_child(cmd: list[str], env: dict, stdout: Path, stderr: Path, timeout: fl
     with open(stdout, "wb") as so, open(stderr, "wb") as se:
         # cwd: the scratch folder, so ``python -c`` imports the installed repspace (not a
         # checkout that happens to be the current directory)
-        proc = subprocess.Popen(cmd, stdout=so, stderr=se, env=env, cwd=stdout.parent,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=so, stderr=se, env=env, cwd=stdout.parent, start_new_session=True
+        )
         timed_out = False
         while True:
             pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
@@ -388,8 +500,13 @@ def run_child(cmd: list[str], env: dict, stdout: Path, stderr: Path, timeout: fl
             time.sleep(0.1)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": wall, "peak_rss_gb": ru.ru_maxrss * 1024 / 1e9, "rc": proc.returncode,
-            "timed_out": timed_out, "load": max(load0, os.getloadavg()[0])}
+    return {
+        "wall_s": wall,
+        "peak_rss_gb": ru.ru_maxrss * 1024 / 1e9,
+        "rc": proc.returncode,
+        "timed_out": timed_out,
+        "load": max(load0, os.getloadavg()[0]),
+    }
 
 
 def warm_cache(*folders: Path) -> None:
@@ -439,9 +556,11 @@ def statistics_info(payload: dict, n: int, d: int, layers: int, itemsize: int) -
         vals = v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v]
         routes |= {r for r in vals if isinstance(r, str)}
     words = ("stat", "route", "rows", "moment")
-    reported = [(p, v) for p, v in _find(payload, lambda k: "bytes" in k.lower())
-                if isinstance(v, (int, float))
-                and any(w in str(s).lower() for s in p for w in words)]
+    reported = [
+        (p, v)
+        for p, v in _find(payload, lambda k: "bytes" in k.lower())
+        if isinstance(v, (int, float)) and any(w in str(s).lower() for s in p for w in words)
+    ]
     try:
         from repspace.statistics.routes import keeps_rows, moments_bytes, rows_bytes
     except ImportError:  # the rule as issue 25 states it
@@ -450,10 +569,14 @@ def statistics_info(payload: dict, n: int, d: int, layers: int, itemsize: int) -
         keeps_rows = lambda n, p, q, s: rows_bytes(n, p, q, s) < moments_bytes(p, q)  # noqa: E731
     rule_rows = keeps_rows(n, d, d, itemsize)
     rule_bytes = layers * (rows_bytes(n, d, d, itemsize) if rule_rows else moments_bytes(d, d))
-    out = {"route_rule": "rows" if rule_rows else "moments", "bytes_rule": rule_bytes,
-           "routes_reported": sorted(routes)}
-    totals = [(".".join(map(str, p)), v) for p, v in reported
-              if not any(isinstance(k, int) for k in p)]
+    out = {
+        "route_rule": "rows" if rule_rows else "moments",
+        "bytes_rule": rule_bytes,
+        "routes_reported": sorted(routes),
+    }
+    totals = [
+        (".".join(map(str, p)), v) for p, v in reported if not any(isinstance(k, int) for k in p)
+    ]
     per_item: dict[str, float] = {}  # e.g. results[i].statistics_bytes: summed over the items
     for p, v in reported:
         if any(isinstance(k, int) for k in p):
@@ -483,11 +606,13 @@ def package_versions() -> dict:
     out["repspace_path"] = str(where) if where else None
     if where is not None:
         git = ["git", "-C", str(where)]
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True)
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
         if head.returncode == 0:
-            dirty = subprocess.run([*git, "status", "--porcelain", "--", "."],
-                                   capture_output=True, text=True).stdout.strip()
+            dirty = subprocess.run(
+                [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True
+            ).stdout.strip()
             out["repspace_commit"] = head.stdout.strip() + ("+dirty" if dirty else "")
     return out
 
@@ -500,12 +625,31 @@ def run_case(case: str, root: Path, n: int, args, env: dict, scratch: Path) -> d
     cfg = json.loads((base / "config.json").read_text())
     d, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
     warm_cache(base, adapter)
-    compare_cmd = [sys.executable, "-c", COMPARE_WRAPPER, "compare", str(base), str(adapter),
-                   "--probe", str(probe), "--num-samples", str(n), "--batch-size",
-                   str(args.batch_size), "--max-length", str(args.max_length),
-                   "--metrics", "linear_cka", "--embedding", "none", "--no-report", "--json",
-                   "--profile", *(["--dtype", args.compare_dtype] if args.compare_dtype else []),
-                   *shlex.split(args.compare_extra)]
+    compare_cmd = [
+        sys.executable,
+        "-c",
+        COMPARE_WRAPPER,
+        "compare",
+        str(base),
+        str(adapter),
+        "--probe",
+        str(probe),
+        "--num-samples",
+        str(n),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--metrics",
+        "linear_cka",
+        "--embedding",
+        "none",
+        "--no-report",
+        "--json",
+        "--profile",
+        *(["--dtype", args.compare_dtype] if args.compare_dtype else []),
+        *shlex.split(args.compare_extra),
+    ]
     best: dict[str, dict] = {}
     for rep in range(args.repeats):
         order = ("script", "compare") if rep % 2 == 0 else ("compare", "script")
@@ -515,8 +659,18 @@ def run_case(case: str, root: Path, n: int, args, env: dict, scratch: Path) -> d
             if kind == "compare":
                 cmd = compare_cmd
             else:
-                cmd = [sys.executable, str(HERE), "--worker", "script", str(base), str(adapter),
-                       str(probe), str(args.batch_size), str(args.max_length), str(side)]
+                cmd = [
+                    sys.executable,
+                    str(HERE),
+                    "--worker",
+                    "script",
+                    str(base),
+                    str(adapter),
+                    str(probe),
+                    str(args.batch_size),
+                    str(args.max_length),
+                    str(side),
+                ]
             print(f"  [{case}] {kind} run {rep + 1}/{args.repeats} ...", flush=True)
             r = run_child(cmd, dict(env, BENCH_SIDE_FILE=str(side)), so, se, args.timeout)
             r["stderr_tail"] = se.read_text(errors="replace")[-3000:]
@@ -530,13 +684,22 @@ def run_case(case: str, root: Path, n: int, args, env: dict, scratch: Path) -> d
                     r["warnings"] = payload.get("warnings", [])
                 else:
                     r.update(json.loads(side.read_text()))
-            print(f"    wall {r['wall_s']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, rc {r['rc']}"
-                  f"{' (timed out)' if r['timed_out'] else ''}", flush=True)
+            print(
+                f"    wall {r['wall_s']:.1f} s, peak RSS {r['peak_rss_gb']:.2f} GB, rc {r['rc']}"
+                f"{' (timed out)' if r['timed_out'] else ''}",
+                flush=True,
+            )
             prev = best.get(kind)
             if prev is None or (r["rc"] == 0 and (prev["rc"] != 0 or r["wall_s"] < prev["wall_s"])):
                 best[kind] = r
-    return {"case": case, "n": n, "d": d, "layers": layers,
-            "checkpoint_bytes": checkpoint_bytes(base, adapter), **best}
+    return {
+        "case": case,
+        "n": n,
+        "d": d,
+        "layers": layers,
+        "checkpoint_bytes": checkpoint_bytes(base, adapter),
+        **best,
+    }
 
 
 def verdict(res: dict, target: float, cores: int, check_rss: bool = True) -> dict:
@@ -554,8 +717,11 @@ def verdict(res: dict, target: float, cores: int, check_rss: bool = True) -> dic
     stat_bytes = stats.get("bytes_reported", stats["bytes_rule"])
     out["rss_budget_gb"] = (1.3 * res["checkpoint_bytes"] + stat_bytes) / 1e9
     out["rss_vs_script"] = c["peak_rss_gb"] / s["peak_rss_gb"]
-    out["max_dcka"] = max(abs(a - b) for a, b in zip(c["cka"], s["cka"])) \
-        if len(c["cka"]) == len(s["cka"]) else math.inf
+    out["max_dcka"] = (
+        max(abs(a - b) for a, b in zip(c["cka"], s["cka"]))
+        if len(c["cka"]) == len(s["cka"])
+        else math.inf
+    )
     why = []
     if out["ratio"] > target:
         why.append(f"time {out['ratio']:.2f}x > {target}")
@@ -570,30 +736,55 @@ def verdict(res: dict, target: float, cores: int, check_rss: bool = True) -> dic
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="full")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help=f"cache of the built models and probes (default {DEFAULT_WORKDIR}, "
-                         "or its sibling 'tiny' with --scale tiny)")
-    ap.add_argument("--only", default=",".join(CASES),
-                    help=f"comma-separated cases: {', '.join(CASES)} (default: all), or "
-                         "n<N> / slice-n<N> for another n on the full-depth model / the slice")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="OMP/MKL threads of both children (default: the core count; 1 with "
-                         "--scale tiny, as repspace's own rule for hidden <= 256: a second "
-                         "thread on a busy machine made its forwards 5-10x slower)")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help=f"cache of the built models and probes (default {DEFAULT_WORKDIR}, "
+        "or its sibling 'tiny' with --scale tiny)",
+    )
+    ap.add_argument(
+        "--only",
+        default=",".join(CASES),
+        help=f"comma-separated cases: {', '.join(CASES)} (default: all), or "
+        "n<N> / slice-n<N> for another n on the full-depth model / the slice",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP/MKL threads of both children (default: the core count; 1 with "
+        "--scale tiny, as repspace's own rule for hidden <= 256: a second "
+        "thread on a busy machine made its forwards 5-10x slower)",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1, help="interleaved repeats; fastest kept")
-    ap.add_argument("--target", type=float, default=1.10,
-                    help="largest acceptable compare / script wall-time ratio")
-    ap.add_argument("--compare-dtype", default="",
-                    help="--dtype given to repspace compare (default: none, i.e. its own "
-                         "default 'auto', the checkpoint's bf16)")
-    ap.add_argument("--compare-extra", default="",
-                    help="more arguments for repspace compare, e.g. "
-                         "--compare-extra='--sample-rows 0' (its default keeps 1000 sample rows "
-                         "per layer and side even with --metrics linear_cka)")
-    ap.add_argument("--timeout", type=float, default=8 * 3600,
-                    help="seconds per child run before it is killed (default 8 h)")
+    ap.add_argument(
+        "--target",
+        type=float,
+        default=1.10,
+        help="largest acceptable compare / script wall-time ratio",
+    )
+    ap.add_argument(
+        "--compare-dtype",
+        default="",
+        help="--dtype given to repspace compare (default: none, i.e. its own "
+        "default 'auto', the checkpoint's bf16)",
+    )
+    ap.add_argument(
+        "--compare-extra",
+        default="",
+        help="more arguments for repspace compare, e.g. "
+        "--compare-extra='--sample-rows 0' (its default keeps 1000 sample rows "
+        "per layer and side even with --metrics linear_cka)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=8 * 3600,
+        help="seconds per child run before it is killed (default 8 h)",
+    )
     ap.add_argument("--build-only", action="store_true", help="build (or check) and stop")
     ap.add_argument("--out", type=Path, help="also write the results as JSON here")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -606,43 +797,65 @@ def main() -> int:
     bad = [c for c in cases if parse_case(c, args.scale) is None]
     if bad:
         ap.error(f"--only: unknown case(s) {bad}; choose among {list(CASES)}")
-    workdir = args.workdir or (DEFAULT_WORKDIR if args.scale == "full"
-                               else DEFAULT_WORKDIR.parent / "tiny")
+    workdir = args.workdir or (
+        DEFAULT_WORKDIR if args.scale == "full" else DEFAULT_WORKDIR.parent / "tiny"
+    )
     workdir = workdir.expanduser().resolve()
     cores = os.cpu_count() or 1
     if args.threads is None:
         args.threads = cores if args.scale == "full" else 1
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-               TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads),
+        TOKENIZERS_PARALLELISM="false",
+        TQDM_DISABLE="1",
+        PYTHONUNBUFFERED="1",
+    )
     shape = SCALES[args.scale]
-    roots = {"model": (workdir, shape["num_hidden_layers"]),
-             "slice": (workdir / f"slice{shape['slice_layers']}", shape["slice_layers"])}
+    roots = {
+        "model": (workdir, shape["num_hidden_layers"]),
+        "slice": (workdir / f"slice{shape['slice_layers']}", shape["slice_layers"]),
+    }
     builds = {}
     for which in sorted({parse_case(c, args.scale)[0] for c in cases} or {"model"}):
         root, layers = roots[which]
-        print(f"# build {which}: {root} ({layers} blocks, hidden {shape['hidden_size']})",
-              flush=True)
+        print(
+            f"# build {which}: {root} ({layers} blocks, hidden {shape['hidden_size']})", flush=True
+        )
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(HERE), "--worker", "build", str(root),
-                               args.scale, str(layers)], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, str(HERE), "--worker", "build", str(root), args.scale, str(layers)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             sys.exit(f"build of {root} failed:\n{proc.stderr[-3000:]}")
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         info["wall_s"] = time.perf_counter() - t0
         builds[which] = info
-        how = (f"cached (built in {info['build_s']:.0f} s + adapter {info['adapter_s']:.0f} s)"
-               if info.get("cached")
-               else f"built in {info['wall_s']:.0f} s (init {info['init_s']:.0f} s, "
-                    f"save + tokenizer {info['build_s'] - info['init_s']:.0f} s)")
-        print(f"  {info['params'] / 1e9:.3f}B params, {info['lora_params'] / 1e6:.1f}M LoRA "
-              f"params; {how}", flush=True)
+        how = (
+            f"cached (built in {info['build_s']:.0f} s + adapter {info['adapter_s']:.0f} s)"
+            if info.get("cached")
+            else f"built in {info['wall_s']:.0f} s (init {info['init_s']:.0f} s, "
+            f"save + tokenizer {info['build_s'] - info['init_s']:.0f} s)"
+        )
+        print(
+            f"  {info['params'] / 1e9:.3f}B params, {info['lora_params'] / 1e6:.1f}M LoRA "
+            f"params; {how}",
+            flush=True,
+        )
     if args.build_only:
         return 0
 
-    print(f"# {platform.machine()}, {cores} cores, python {platform.python_version()}, "
-          f"--threads {args.threads}, batch {args.batch_size}, max length {args.max_length}, "
-          f"repspace compare --dtype {args.compare_dtype or '(default)'}; "
-          f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"# {platform.machine()}, {cores} cores, python {platform.python_version()}, "
+        f"--threads {args.threads}, batch {args.batch_size}, max length {args.max_length}, "
+        f"repspace compare --dtype {args.compare_dtype or '(default)'}; "
+        f"load average at start {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     scratch = workdir / "runs"
     scratch.mkdir(parents=True, exist_ok=True)
     results = []
@@ -653,13 +866,18 @@ def main() -> int:
         results.append(res)
         for kind in ("compare", "script"):
             if res[kind]["rc"] != 0:
-                print(f"  {kind} failed (rc {res[kind]['rc']}); stderr tail:\n"
-                      + res[kind]["stderr_tail"][-1500:], flush=True)
+                print(
+                    f"  {kind} failed (rc {res[kind]['rc']}); stderr tail:\n"
+                    + res[kind]["stderr_tail"][-1500:],
+                    flush=True,
+                )
 
     print()
-    print("| N | blocks | route (reported / rule) | compare s | script s | ratio | compare RSS GB "
-          "| script RSS GB | RSS budget GB | RSS ratio | max abs dCKA | load | threads c/s "
-          "| verdict |")
+    print(
+        "| N | blocks | route (reported / rule) | compare s | script s | ratio | compare RSS GB "
+        "| script RSS GB | RSS budget GB | RSS ratio | max abs dCKA | load | threads c/s "
+        "| verdict |"
+    )
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     ok = True
     for res in results:
@@ -669,52 +887,88 @@ def main() -> int:
         mark = "*" if v["loaded"] else ""
         budget = f"{v['rss_budget_gb']:.2f}" if "rss_budget_gb" in v else "-"
         budget += "" if args.scale == "full" else " (n/a)"
-        cells = [res["n"], res["layers"], route, f"{c['wall_s']:.1f}", f"{s['wall_s']:.1f}",
-                 f"{v['ratio']:.2f}{mark}", f"{c['peak_rss_gb']:.2f}", f"{s['peak_rss_gb']:.2f}",
-                 budget, f"{v['rss_vs_script']:.2f}" if "rss_vs_script" in v else "-",
-                 f"{v['max_dcka']:.1e}" if "max_dcka" in v else "-", f"{v['load']:.1f}{mark}",
-                 f"{c.get('threads', '?')}/{s.get('threads', '?')}",
-                 "ok" if v["ok"] else "MISSED: " + v["why"]]
+        cells = [
+            res["n"],
+            res["layers"],
+            route,
+            f"{c['wall_s']:.1f}",
+            f"{s['wall_s']:.1f}",
+            f"{v['ratio']:.2f}{mark}",
+            f"{c['peak_rss_gb']:.2f}",
+            f"{s['peak_rss_gb']:.2f}",
+            budget,
+            f"{v['rss_vs_script']:.2f}" if "rss_vs_script" in v else "-",
+            f"{v['max_dcka']:.1e}" if "max_dcka" in v else "-",
+            f"{v['load']:.1f}{mark}",
+            f"{c.get('threads', '?')}/{s.get('threads', '?')}",
+            "ok" if v["ok"] else "MISSED: " + v["why"],
+        ]
         print("| " + " | ".join(map(str, cells)) + " |")
         ok &= v["ok"]
     if any(r["verdict"]["loaded"] for r in results):
-        print(f"\n* measured at load above the core count ({cores}): other processes shared "
-              "the cores, the ratio is less trustworthy")
+        print(
+            f"\n* measured at load above the core count ({cores}): other processes shared "
+            "the cores, the ratio is less trustworthy"
+        )
     for res in results:
         c, s = res["compare"], res["script"]
         st = c.get("statistics", {})
-        src = (f"reported {st['bytes_reported'] / 1e6:.1f} MB at {st['bytes_reported_at']}"
-               if "bytes_reported" in st else
-               f"not reported; rule: {st.get('bytes_rule', 0) / 1e6:.1f} MB")
-        print(f"\n[{res['case']}] checkpoint {res['checkpoint_bytes'] / 1e9:.3f} GB; statistics "
-              f"{src}; script stages "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in s.get("stages", {}).items())
-              + f"; {s.get('tokens', 0) / max(res['n'], 1):.1f} tokens/sample; compare "
-              f"weights_dtype {c.get('settings', {}).get('weights_dtype', '?')}")
+        src = (
+            f"reported {st['bytes_reported'] / 1e6:.1f} MB at {st['bytes_reported_at']}"
+            if "bytes_reported" in st
+            else f"not reported; rule: {st.get('bytes_rule', 0) / 1e6:.1f} MB"
+        )
+        print(
+            f"\n[{res['case']}] checkpoint {res['checkpoint_bytes'] / 1e9:.3f} GB; statistics "
+            f"{src}; script stages "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in s.get("stages", {}).items())
+            + f"; {s.get('tokens', 0) / max(res['n'], 1):.1f} tokens/sample; compare "
+            f"weights_dtype {c.get('settings', {}).get('weights_dtype', '?')}"
+        )
         lines = c.get("stderr_tail", "").splitlines()
         start = next((i for i, ln in enumerate(lines) if ln.startswith("profile (")), None)
         if start is not None:
-            end = next((i for i in range(start, len(lines))
-                        if lines[i].strip().startswith("total")), len(lines) - 1)
-            print("  compare --profile: " + "; ".join(" ".join(ln.split()[:2]) + " s"
-                                                   for ln in lines[start + 1:end + 1]))
+            end = next(
+                (i for i in range(start, len(lines)) if lines[i].strip().startswith("total")),
+                len(lines) - 1,
+            )
+            print(
+                "  compare --profile: "
+                + "; ".join(" ".join(ln.split()[:2]) + " s" for ln in lines[start + 1 : end + 1])
+            )
         if c["rc"] == 0 and s["rc"] == 0 and s["peak_rss_gb"] > res["verdict"]["rss_budget_gb"]:
-            print(f"  note: the hand script itself peaks at {s['peak_rss_gb']:.2f} GB, above the "
-                  f"{res['verdict']['rss_budget_gb']:.2f} GB budget (a torch + transformers + "
-                  "peft process holds ~0.5 GB before any weights)")
+            print(
+                f"  note: the hand script itself peaks at {s['peak_rss_gb']:.2f} GB, above the "
+                f"{res['verdict']['rss_budget_gb']:.2f} GB budget (a torch + transformers + "
+                "peft process holds ~0.5 GB before any weights)"
+            )
     if args.out:
         for res in results:
             for kind in ("compare", "script"):
                 res[kind].pop("stderr_tail", None) if res[kind]["rc"] == 0 else None
-        args.out.write_text(json.dumps({"command": [sys.executable, *sys.argv],
-                                        "scale": args.scale, "threads": args.threads,
-                                        "cores": cores, "machine": platform.machine(),
-                                        "packages": package_versions(), "builds": builds,
-                                        "cases": results}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "command": [sys.executable, *sys.argv],
+                    "scale": args.scale,
+                    "threads": args.threads,
+                    "cores": cores,
+                    "machine": platform.machine(),
+                    "packages": package_versions(),
+                    "builds": builds,
+                    "cases": results,
+                },
+                indent=2,
+            )
+        )
         print(f"\nresults: {args.out}")
-    print("\nverdict:", "every case within target" if ok
-          else f"MISSED (time <= {args.target}x, RSS <= 1.3 x checkpoint + statistics, "
-               "|dCKA| <= 1e-6)")
+    print(
+        "\nverdict:",
+        "every case within target"
+        if ok
+        else f"MISSED (time <= {args.target}x, RSS <= 1.3 x checkpoint + statistics, "
+        "|dCKA| <= 1e-6)",
+    )
     return 0 if ok else 1
 
 

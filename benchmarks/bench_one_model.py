@@ -14,6 +14,7 @@ file size; the bench exits non-zero when the median peak-RSS saving is under 75 
 
     OMP_NUM_THREADS=1 python benchmarks/bench_one_model.py [--pairs 3] [--num-samples 256]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,11 +54,15 @@ def make_adapter(base: str, out: Path) -> tuple[int, int]:
 
     model = AutoModel.from_pretrained(base, local_files_only=True)
     nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    tables = sum(m.weight.numel() * m.weight.element_size() for m in model.modules()
-                 if isinstance(m, torch.nn.Embedding))
+    tables = sum(
+        m.weight.numel() * m.weight.element_size()
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding)
+    )
     torch.manual_seed(0)
-    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16,
-                                                  target_modules=["query", "value"]))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"])
+    )
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
             if "lora_B" in n:
@@ -71,8 +76,12 @@ def make_adapter(base: str, out: Path) -> tuple[int, int]:
 
 def run(base: str, adapter: Path, n: int, two: bool) -> dict:
     arg = json.dumps({"base": base, "adapter": str(adapter), "n": n, "two": two})
-    out = subprocess.run([sys.executable, "-c", CHILD, arg], capture_output=True, text=True,
-                         env=dict(os.environ, TQDM_DISABLE="1"))
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, arg],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TQDM_DISABLE="1"),
+    )
     if out.returncode:
         sys.exit(f"child failed ({'two models' if two else 'one model'}):\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -91,7 +100,7 @@ def main() -> int:
         nbytes, dense = make_adapter(base, adapter)
         runs: dict[str, list[dict]] = {"one": [], "two": []}
         for i in range(args.pairs):  # interleaved, order alternating: drift hits both alike
-            for mode in (("one", "two") if i % 2 == 0 else ("two", "one")):
+            for mode in ("one", "two") if i % 2 == 0 else ("two", "one"):
                 runs[mode].append(run(base, adapter, args.num_samples, mode == "two"))
     assert all(r["mode"] == "adapter_disabled" for r in runs["one"]), runs["one"][0]["mode"]
     assert all(r["mode"] == "separate" for r in runs["two"])
@@ -102,29 +111,39 @@ def main() -> int:
             w = a[layer][key]
             if not (v != v and w != w):  # NaN in both is agreement
                 worst = max(worst, abs(w - v) / max(1.0, abs(v)))
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("peak_rss_mb", "compare_s")}
-           for m, rs in runs.items()}
+    med = {
+        m: {k: statistics.median(r[k] for r in rs) for k in ("peak_rss_mb", "compare_s")}
+        for m, rs in runs.items()
+    }
     saving = med["two"]["peak_rss_mb"] - med["one"]["peak_rss_mb"]
     model_mb, dense_mb = nbytes / 2**20, dense / 2**20
-    print(f"MiniLM ({model_mb:.1f} MiB of float32 parameters, {dense_mb:.1f} MiB outside the "
-          f"embedding tables) + LoRA r=8, "
-          f"{args.num_samples} builtin probe samples, {args.pairs} interleaved pairs, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"MiniLM ({model_mb:.1f} MiB of float32 parameters, {dense_mb:.1f} MiB outside the "
+        f"embedding tables) + LoRA r=8, "
+        f"{args.num_samples} builtin probe samples, {args.pairs} interleaved pairs, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     for m, label in (("one", "one model (adapter disabled)"), ("two", "two models (--two-models)")):
         rss = ", ".join(f"{r['peak_rss_mb']:.0f}" for r in runs[m])
         secs = ", ".join(f"{r['compare_s']:.2f}" for r in runs[m])
-        print(f"  {label:30s} peak RSS median {med[m]['peak_rss_mb']:7.1f} MiB ({rss}); "
-              f"compare() median {med[m]['compare_s']:.2f} s ({secs})")
-    print(f"  saving {saving:.1f} MiB = {saving / dense_mb:.2f} x the non-embedding weights "
-          f"({saving / model_mb:.2f} x all parameters); time ratio "
-          f"one/two {med['one']['compare_s'] / med['two']['compare_s']:.2f}; "
-          f"largest metric difference {worst:.1e}")
+        print(
+            f"  {label:30s} peak RSS median {med[m]['peak_rss_mb']:7.1f} MiB ({rss}); "
+            f"compare() median {med[m]['compare_s']:.2f} s ({secs})"
+        )
+    print(
+        f"  saving {saving:.1f} MiB = {saving / dense_mb:.2f} x the non-embedding weights "
+        f"({saving / model_mb:.2f} x all parameters); time ratio "
+        f"one/two {med['one']['compare_s'] / med['two']['compare_s']:.2f}; "
+        f"largest metric difference {worst:.1e}"
+    )
     if worst > 1e-12:
         print("FAIL: the two paths disagree beyond 1e-12")
         return 1
     if saving < 0.75 * dense_mb:
-        print("FAIL: peak memory is not clearly lower (saving < 75 % of the weights a copy "
-              "makes resident)")
+        print(
+            "FAIL: peak memory is not clearly lower (saving < 75 % of the weights a copy "
+            "makes resident)"
+        )
         return 1
     return 0
 

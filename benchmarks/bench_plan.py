@@ -19,6 +19,7 @@ machine, read the times with it.
     python benchmarks/bench_plan.py                   # 5 runs each, about half a minute
     python benchmarks/bench_plan.py --repo /tmp/wt    # time another checkout's command
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,20 @@ import tempfile
 import time
 from pathlib import Path
 
-LLAMA_70B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8192,
-             "num_hidden_layers": 80, "intermediate_size": 28672, "num_attention_heads": 64,
-             "num_key_value_heads": 8, "vocab_size": 128256, "torch_dtype": "bfloat16",
-             "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+LLAMA_70B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "num_hidden_layers": 80,
+    "intermediate_size": 28672,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "torch_dtype": "bfloat16",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
+}
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -51,9 +62,19 @@ def write_checkpoints(root: Path) -> tuple[Path, Path]:
     base.mkdir()
     lora.mkdir()
     (base / "config.json").write_text(json.dumps(LLAMA_70B))
-    (lora / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base),
-         "r": 16, "lora_alpha": 32, "target_modules": ALL_LINEAR, "bias": "none"}))
+    (lora / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "base_model_name_or_path": str(base),
+                "r": 16,
+                "lora_alpha": 32,
+                "target_modules": ALL_LINEAR,
+                "bias": "none",
+            }
+        )
+    )
     return base, lora
 
 
@@ -75,13 +96,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--budget", type=float, default=2.0, help="seconds (median, whole command)")
-    ap.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
-                    help="the checkout whose `python -m repspace` is timed (default: this one)")
+    ap.add_argument(
+        "--repo",
+        type=Path,
+        default=Path(__file__).resolve().parents[1],
+        help="the checkout whose `python -m repspace` is timed (default: this one)",
+    )
     args = ap.parse_args()
     load_before = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; repo {args.repo}; load average before "
-          f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; repo {args.repo}; load average before "
+        f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
+    )
     exact = parameters_70b() * 2  # bfloat16
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,9 +132,11 @@ def main() -> int:
             median = statistics.median(times)
             ok = median < args.budget and off <= 0.05
             failed |= not ok
-            print(f"{name:28s} median {median:5.2f} s (runs {', '.join(f'{t:.2f}' for t in times)})"
-                  f"; base weights {weights / 2**30:.1f} GiB, {off:.1e} off parameters × 2 B"
-                  f" {'ok' if ok else 'FAILED'}")
+            print(
+                f"{name:28s} median {median:5.2f} s (runs {', '.join(f'{t:.2f}' for t in times)})"
+                f"; base weights {weights / 2**30:.1f} GiB, {off:.1e} off parameters × 2 B"
+                f" {'ok' if ok else 'FAILED'}"
+            )
         meta = []
         for _ in range(max(1, args.runs // 2)):
             seconds, run = timed([sys.executable, "-c", META, str(base), str(lora)], args.repo)
@@ -115,8 +144,10 @@ def main() -> int:
                 print(f"meta-device reference failed: {run.stderr.strip()[-300:]}")
                 return 1
             meta.append(seconds)
-        print(f"{'reference: meta device':28s} median {statistics.median(meta):5.2f} s (runs "
-              f"{', '.join(f'{t:.2f}' for t in meta)}; plan_compare(fast=False), fresh process)")
+        print(
+            f"{'reference: meta device':28s} median {statistics.median(meta):5.2f} s (runs "
+            f"{', '.join(f'{t:.2f}' for t in meta)}; plan_compare(fast=False), fresh process)"
+        )
     load_after = os.getloadavg()
     print(f"load average after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     return 1 if failed else 0

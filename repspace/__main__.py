@@ -1,4 +1,5 @@
 """``python -m repspace`` (and ``torchrun -m repspace``): the ``repspace`` command."""
+
 import sys
 
 from repspace.cli import main

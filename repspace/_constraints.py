@@ -26,6 +26,7 @@ parser's own ``dest`` → option table), so ``--num-samples must be …`` in a s
 Booleans are never integers here (``True`` is not a sample count), NaN is in no interval,
 no number is infinite, and an interval's bounds are part of the message.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any, ClassVar
 
-__all__ = ["SettingError", "Interval", "Options", "Types", "Check", "validate", "Validated",
-           "describe", "MAX_SEED", "SEED"]
+__all__ = [
+    "SettingError",
+    "Interval",
+    "Options",
+    "Types",
+    "Check",
+    "validate",
+    "Validated",
+    "describe",
+    "MAX_SEED",
+    "SEED",
+]
 
 
 class SettingError(ValueError):
@@ -43,10 +54,21 @@ class SettingError(ValueError):
 
     ``str()`` is one line naming the field as the caller spelled it."""
 
-    def __init__(self, field: str, value: Any, expected: str, owner: str | None = None,
-                 hint: str | None = None):
+    def __init__(
+        self,
+        field: str,
+        value: Any,
+        expected: str,
+        owner: str | None = None,
+        hint: str | None = None,
+    ):
         self.field, self.value, self.expected, self.owner, self.hint = (
-            field, value, expected, owner, hint)
+            field,
+            value,
+            expected,
+            owner,
+            hint,
+        )
         super().__init__(self._text(field))
 
     def _text(self, name: str) -> str:
@@ -65,6 +87,7 @@ class SettingError(ValueError):
 
 
 # -- constraints --------------------------------------------------------------------------------
+
 
 def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -87,7 +110,9 @@ class Interval:
         if kind not in (int, float):
             raise TypeError(f"Interval kind must be int or float; got {kind!r}")
         if closed not in ("both", "left", "right", "neither"):
-            raise ValueError(f"Interval closed must be both, left, right or neither; got {closed!r}")
+            raise ValueError(
+                f"Interval closed must be both, left, right or neither; got {closed!r}"
+            )
         self.kind, self.left, self.right, self.closed = kind, left, right, closed
 
     def accepts(self, value) -> bool:
@@ -95,11 +120,13 @@ class Interval:
             return False
         if isinstance(value, float) and not math.isfinite(value):
             return False  # no setting wants NaN, and ±inf hides a typo (1e309)
-        if self.left is not None and (value < self.left or
-                                      (value == self.left and self.closed in ("right", "neither"))):
+        if self.left is not None and (
+            value < self.left or (value == self.left and self.closed in ("right", "neither"))
+        ):
             return False
-        return self.right is None or not (value > self.right or (
-            value == self.right and self.closed in ("left", "neither")))
+        return self.right is None or not (
+            value > self.right or (value == self.right and self.closed in ("left", "neither"))
+        )
 
     def describe(self) -> str:
         what = "an integer" if self.kind is int else "a number"
@@ -136,8 +163,15 @@ class Options:
 class Types:
     """An instance of any of ``types`` (``bool`` is not an ``int``)."""
 
-    _NAMES: ClassVar = {str: "a string", int: "an integer", float: "a number", bool: "True or False",
-                        list: "a list", tuple: "a tuple", dict: "a mapping"}
+    _NAMES: ClassVar = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "True or False",
+        list: "a list",
+        tuple: "a tuple",
+        dict: "a mapping",
+    }
 
     def __init__(self, *types: type, name: str | None = None):
         self.types, self.name = types, name
@@ -230,8 +264,10 @@ class Validated:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"{cls._command}: unknown option(s) {', '.join(unknown)}; the "
-                             f"options are {', '.join(sorted(known))}")
+            raise ValueError(
+                f"{cls._command}: unknown option(s) {', '.join(unknown)}; the "
+                f"options are {', '.join(sorted(known))}"
+            )
         return cls(**options)
 
     def to_dict(self) -> dict:
@@ -249,6 +285,8 @@ class Validated:
         if is_dataclass(self):
             unknown = set(self._constraints) - {f.name for f in fields(self)}
             if unknown:  # a typo in the declaration would silently check nothing
-                raise TypeError(f"{type(self).__name__}._constraints names no field: "
-                                f"{', '.join(sorted(unknown))}")
+                raise TypeError(
+                    f"{type(self).__name__}._constraints names no field: "
+                    f"{', '.join(sorted(unknown))}"
+                )
         validate(self._constraints, self, owner=type(self).__name__)

@@ -15,6 +15,7 @@ returns every whole free page of every arena (``madvise``) and costs a walk of t
 lists (milliseconds).  Elsewhere (macOS, Windows, musl) it does nothing: those allocators
 return memory differently.  ``REPSPACE_HEAP_TRIM=0`` turns it off (to measure without it).
 """
+
 from __future__ import annotations
 
 import ctypes

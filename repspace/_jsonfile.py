@@ -16,6 +16,7 @@ Every failure is one :class:`JSONFileError`; callers word it in their own vocabu
 checkpoint loader names the file and the fix, the threads policy reads "width unknown").
 Floor 0: imports nothing of repspace.
 """
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ another (the forwards of an analysis inside ``metrics``, the first batch built i
 ``other`` add up to the total (100 %).  Outside :func:`profiling`, :func:`stage` costs one
 global lookup.
 """
+
 from __future__ import annotations
 
 import contextlib

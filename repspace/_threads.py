@@ -30,6 +30,7 @@ The choice, in order:
    (:func:`free_cores`), torch's default when every core is free or the load cannot be read;
 5. otherwise torch's default (one per core).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,18 +54,26 @@ __all__ = [
 
 SMALL_HIDDEN = 256  # the embedded model's 96 and the test models' 32 are far below it
 # One help text for every command's --threads (docs/cli.md is generated from it).
-THREADS_HELP = ("torch intra-op threads (default: 1 for small bases such as the embedded model, "
-                "else every core; OMP_NUM_THREADS is honoured); on a busy machine --threads 1 "
-                "is often several times faster (docs/benchmarks.md, threads)")
+THREADS_HELP = (
+    "torch intra-op threads (default: 1 for small bases such as the embedded model, "
+    "else every core; OMP_NUM_THREADS is honoured); on a busy machine --threads 1 "
+    "is often several times faster (docs/benchmarks.md, threads)"
+)
 # compare and weights: their results do not depend on the count, so they follow the load
-MEASURE_THREADS_HELP = ("torch intra-op threads (default: 1 for small bases such as the embedded "
-                        "model, else one per core not busy with other work, by the 1-minute "
-                        "load average; OMP_NUM_THREADS is honoured)")
+MEASURE_THREADS_HELP = (
+    "torch intra-op threads (default: 1 for small bases such as the embedded "
+    "model, else one per core not busy with other work, by the 1-minute "
+    "load average; OMP_NUM_THREADS is honoured)"
+)
 _WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim")
 
 
 def _widths(config: dict) -> list[int]:
-    out = [v for k, v in config.items() if k in _WIDTH_KEYS and isinstance(v, int) and not isinstance(v, bool)]
+    out = [
+        v
+        for k, v in config.items()
+        if k in _WIDTH_KEYS and isinstance(v, int) and not isinstance(v, bool)
+    ]
     for sub in config.values():
         if isinstance(sub, dict):
             out += _widths(sub)
@@ -103,13 +112,16 @@ def check_threads(requested, option: str = "--threads") -> None:
         raise ValueError(f"{option} must be a positive integer; got {requested!r}")
     limit = max_threads()
     if requested > limit:
-        raise ValueError(f"{option} {requested}: this machine has {os.cpu_count()} CPU core(s); "
-                         f"give at most {limit} ({THREADS_PER_CORE} per core), or leave it out "
-                         "for repspace's choice")
+        raise ValueError(
+            f"{option} {requested}: this machine has {os.cpu_count()} CPU core(s); "
+            f"give at most {limit} ({THREADS_PER_CORE} per core), or leave it out "
+            "for repspace's choice"
+        )
 
 
-def choose_threads(base: str | Path | None = None, requested: int | None = None, *,
-                   adapt_to_load: bool = False) -> int | None:
+def choose_threads(
+    base: str | Path | None = None, requested: int | None = None, *, adapt_to_load: bool = False
+) -> int | None:
     """Threads to set (see the module docstring), or ``None`` to leave torch's setting.
     ``adapt_to_load``: only the free cores (for commands whose results do not depend on
     the count: forwards only)."""
@@ -146,8 +158,9 @@ def free_cores() -> int | None:
     return max(1, min(cores, int(cores - load + 0.5)))
 
 
-def apply_threads(base: str | Path | None = None, requested: int | None = None, *,
-                  adapt_to_load: bool = False) -> int:
+def apply_threads(
+    base: str | Path | None = None, requested: int | None = None, *, adapt_to_load: bool = False
+) -> int:
     """Set torch's intra-op threads by :func:`choose_threads`; returns the count in use."""
     import torch
 
@@ -160,5 +173,10 @@ def apply_threads(base: str | Path | None = None, requested: int | None = None, 
 def add_threads_option(parser, *, adapt_to_load: bool = False) -> None:
     """``--threads N`` with the policy's help text (checked at the CLI door, repspace/cli.py);
     ``adapt_to_load`` for the commands that follow the load (compare, weights)."""
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help=MEASURE_THREADS_HELP if adapt_to_load else THREADS_HELP)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=MEASURE_THREADS_HELP if adapt_to_load else THREADS_HELP,
+    )

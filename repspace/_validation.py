@@ -5,6 +5,7 @@ one-line ``ValueError`` that names the argument and says what to do.  Quantities
 are mathematically undefined for valid input (e.g. CKA of a constant representation)
 are returned as NaN together with a :class:`RepspaceWarning`.
 """
+
 from __future__ import annotations
 
 import warnings

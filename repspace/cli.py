@@ -7,6 +7,7 @@ input, 1 for anything unexpected, ``--debug`` for the traceback).  stdin is neve
 library prompt (transformers' "run the custom code? [y/N]") sees end-of-file, so
 ``yes | repspace ...`` cannot answer it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -160,8 +161,11 @@ def _check_common_options(args) -> None:
         check_threads(args.threads)
     if getattr(args, "seed", None) is not None:
         check_seed(args.seed)
-    placed = getattr(args, "device_map", None) is not None or getattr(args, "load_in_4bit", False) \
-        or getattr(args, "load_in_8bit", False)  # then --device is not used
+    placed = (
+        getattr(args, "device_map", None) is not None
+        or getattr(args, "load_in_4bit", False)
+        or getattr(args, "load_in_8bit", False)
+    )  # then --device is not used
     if isinstance(getattr(args, "device", None), str) and not placed and args.device != "cpu":
         from repspace.devices import resolve_device  # torch: not for the CPU, always there
 
@@ -195,8 +199,13 @@ def in_cli_vocabulary(exc: BaseException, parser, command: str) -> BaseException
     if sub is None:
         return exc
     names = {a.dest: max(a.option_strings, key=len) for a in sub._actions if a.option_strings}
-    names.update({a.dest: (a.metavar or a.dest).upper() for a in sub._actions
-                  if not a.option_strings and isinstance(a.dest, str)})
+    names.update(
+        {
+            a.dest: (a.metavar or a.dest).upper()
+            for a in sub._actions
+            if not a.option_strings and isinstance(a.dest, str)
+        }
+    )
     names.update(sub.get_default("field_options") or {})
     renamed = exc.in_vocabulary(names)
     renamed.__cause__ = exc.__cause__
@@ -215,8 +224,13 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repspace.cli_errors import (EXIT_INTERRUPTED, EXIT_TERMINATED, EscapingStream,
-                                     Terminated, print_error)
+    from repspace.cli_errors import (
+        EXIT_INTERRUPTED,
+        EXIT_TERMINATED,
+        EscapingStream,
+        Terminated,
+        print_error,
+    )
 
     command, debug = "", os.environ.get("REPSPACE_DEBUG", "") not in ("", "0")
     parser = None

@@ -9,6 +9,7 @@ from the parser's *actions*, not from argparse's formatted help, so it is identi
 every Python version and terminal width (argparse's own layout changed in 3.13 and wraps
 at ``$COLUMNS``).  ``tests/test_cli_docs.py`` checks that ``docs/cli.md`` equals it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,9 +83,13 @@ def _value(action: argparse.Action) -> str:
 
 
 def _visible(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [a for a in parser._actions
-            if a.help is not argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
-            and not isinstance(a, argparse._SubParsersAction)]
+    return [
+        a
+        for a in parser._actions
+        if a.help is not argparse.SUPPRESS
+        and not isinstance(a, argparse._HelpAction)
+        and not isinstance(a, argparse._SubParsersAction)
+    ]
 
 
 def _exclusive(parser: argparse.ArgumentParser) -> dict[int, list[argparse.Action]]:
@@ -107,7 +112,11 @@ def _usage(prog: str, parser: argparse.ArgumentParser) -> str:
         done.update(id(m) for m in members)
         texts = []
         for m in members:
-            flag = m.option_strings[-1] if m.option_strings[-1].startswith("--") else m.option_strings[0]
+            flag = (
+                m.option_strings[-1]
+                if m.option_strings[-1].startswith("--")
+                else m.option_strings[0]
+            )
             texts.append(f"{flag} {_value(m)}" if _takes_value(m) else flag)
         text = " | ".join(texts)
         parts.append(text if a.required else f"[{text}]")
@@ -176,8 +185,9 @@ def _argument_rows(prog: str, parser: argparse.ArgumentParser) -> list[str]:
     rows = ["| argument | type | default | description |", "|---|---|---|---|"]
     for a in _visible(parser):
         if a.option_strings:
-            names = ", ".join(f"`{o} {_value(a)}`" if _takes_value(a) else f"`{o}`"
-                              for o in a.option_strings)
+            names = ", ".join(
+                f"`{o} {_value(a)}`" if _takes_value(a) else f"`{o}`" for o in a.option_strings
+            )
         else:
             names = f"`{_value(a)}`"
         desc = _help(a, prog)
@@ -186,8 +196,14 @@ def _argument_rows(prog: str, parser: argparse.ArgumentParser) -> list[str]:
         if isinstance(a, argparse._AppendAction) and "repeatable" not in desc:
             desc += " (repeatable)"
         if exclusive.get(id(a)):
-            desc += " (not with " + ", ".join(f"`{b.option_strings[-1]}`" for b in exclusive[id(a)]) + ")"
-        rows.append(f"| {_cell(names)} | {_kind(a)} | {_cell(_default(a))} | {_cell(_prose(desc))} |")
+            desc += (
+                " (not with "
+                + ", ".join(f"`{b.option_strings[-1]}`" for b in exclusive[id(a)])
+                + ")"
+            )
+        rows.append(
+            f"| {_cell(names)} | {_kind(a)} | {_cell(_default(a))} | {_cell(_prose(desc))} |"
+        )
     return rows
 
 
@@ -213,9 +229,16 @@ def render_cli_reference() -> str:
     lines = [_HEADER]
     commands = _commands(parser)
     lines += ["| command | what it does |", "|---|---|"]
-    lines += [f"| [`{prog} {name}`](#{prog}-{name}) | {_cell(_prose(summary))} |" for name, summary, _ in commands]
-    lines += ["", f"Global options: `{prog} --help`, `{prog} --version`. "
-              f"`python -m {prog} COMMAND ...` is the same as `{prog} COMMAND ...`.", ""]
+    lines += [
+        f"| [`{prog} {name}`](#{prog}-{name}) | {_cell(_prose(summary))} |"
+        for name, summary, _ in commands
+    ]
+    lines += [
+        "",
+        f"Global options: `{prog} --help`, `{prog} --version`. "
+        f"`python -m {prog} COMMAND ...` is the same as `{prog} COMMAND ...`.",
+        "",
+    ]
     for name, summary, sub in commands:
         lines += _section(f"{prog} {name}", summary, sub, 2)
     return "\n".join(lines).rstrip("\n") + "\n"

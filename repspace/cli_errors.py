@@ -6,6 +6,7 @@ checkpoint or argument and what to do, exit code 2.  Anything else is a repspace
 input it does not recognise: one line too, saying how to see the traceback (``--debug``),
 exit code 1.  Ctrl-C and SIGTERM: exit 130 / 143, after the command's own clean-up ran.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,9 +15,21 @@ import re
 import sys
 from collections.abc import Iterator
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_INPUT", "EXIT_INTERRUPTED", "EXIT_TERMINATED",
-           "Terminated", "one_line", "printable", "escape_text", "EscapingStream", "classify",
-           "format_warning", "plain_warnings"]
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "Terminated",
+    "one_line",
+    "printable",
+    "escape_text",
+    "EscapingStream",
+    "classify",
+    "format_warning",
+    "plain_warnings",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 _MAX_CHARS = 1500
@@ -107,8 +120,10 @@ def _os_error(exc: OSError) -> str:
         where = f"{where} -> {exc.filename2}"
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"{where or 'writing'}: no space left on the device; nothing half-written was "
-                "kept — free some space or choose an output folder on another disk")
+        return (
+            f"{where or 'writing'}: no space left on the device; nothing half-written was "
+            "kept — free some space or choose an output folder on another disk"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{where}: {reason}; check its permissions or choose another location"
     return f"{where}: {reason}" if where else reason
@@ -123,24 +138,30 @@ def classify(exc: BaseException) -> tuple[str, int]:
     except ImportError:  # pragma: no cover - Pillow is a dependency
         bomb = ()
     if bomb and isinstance(exc, bomb):
-        return one_line(f"an image is too large to decode safely ({exc}); resize it or remove "
-                        "it from the probe data"), EXIT_INPUT
+        return one_line(
+            f"an image is too large to decode safely ({exc}); resize it or remove "
+            "it from the probe data"
+        ), EXIT_INPUT
     if isinstance(exc, ValueError):  # CheckpointError, OutputError, JSON / TOML / Unicode errors
         return one_line(exc), EXIT_INPUT
     if isinstance(exc, OSError):
         return one_line(_os_error(exc)), EXIT_INPUT
     if isinstance(exc, MemoryError):
-        return one_line("ran out of memory; lower --batch-size / --num-samples or use a "
-                        "smaller model"), EXIT_INPUT
+        return one_line(
+            "ran out of memory; lower --batch-size / --num-samples or use a smaller model"
+        ), EXIT_INPUT
     detail = one_line(f"{type(exc).__name__}: {exc}")
     library = _failing_library(exc)
     if library is not None:  # the model's own code raised: say so, with the version
         name, version, where = library
-        return (f"the model's own code failed in {name} {version} ({where}): {detail}; this "
-                f"checkpoint may need another {name} version, or be an older layout it no longer "
-                "runs (rerun with --debug for the traceback)"), EXIT_FAILED
-    return (f"unexpected error: {detail} (rerun with --debug for the traceback, and please "
-            "report it)"), EXIT_FAILED
+        return (
+            f"the model's own code failed in {name} {version} ({where}): {detail}; this "
+            f"checkpoint may need another {name} version, or be an older layout it no longer "
+            "runs (rerun with --debug for the traceback)"
+        ), EXIT_FAILED
+    return (
+        f"unexpected error: {detail} (rerun with --debug for the traceback, and please report it)"
+    ), EXIT_FAILED
 
 
 _LIBRARIES = ("transformers", "peft", "accelerate")

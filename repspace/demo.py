@@ -10,6 +10,7 @@ the joint report are cached (keyed by their inputs), so a second run only rewrit
 study outputs.  ``--quick`` is a short version (a few steps, tiny data; 83-93 s on 2 busy cores) for smoke
 tests (untracked); its numbers mean nothing.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,27 +28,45 @@ def demo_config(quick: bool = False) -> StudyConfig:
     figures: about 4 s of matplotlib per run, more than the run's 2 steps)."""
     config = load_study_config(preset_path("demo"))
     if quick:
-        config = config.replace(name="demo-quick", methods=QUICK_METHODS, steps=2, batch_size=4,
-                                n_train=8, n_eval=4, track_every=None,
-                                compare=CompareSettings(num_samples=16, batch_size=16,
-                                                        sample_rows=16))
+        config = config.replace(
+            name="demo-quick",
+            methods=QUICK_METHODS,
+            steps=2,
+            batch_size=4,
+            n_train=8,
+            n_eval=4,
+            track_every=None,
+            compare=CompareSettings(num_samples=16, batch_size=16, sample_rows=16),
+        )
     return config
 
 
 def add_parser(sub):
-    p = sub.add_parser("demo", help="train every method on the embedded model and compare "
-                       "(the preset study)",
-                       description="Run the preset study: every method family fine-tuned on "
-                                   "shapes-world VQA from the embedded model, each compared "
-                                   "with the base; writes tables, figures and a summary.")
-    p.add_argument("-o", "--output", default=None,
-                   help="study folder (default: repspace-demo, or repspace-demo-quick)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke version, about 1.5 minutes on 2 busy cores (2 steps, tiny data; "
-                        "numbers mean nothing)")
+    p = sub.add_parser(
+        "demo",
+        help="train every method on the embedded model and compare (the preset study)",
+        description="Run the preset study: every method family fine-tuned on "
+        "shapes-world VQA from the embedded model, each compared "
+        "with the base; writes tables, figures and a summary.",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="study folder (default: repspace-demo, or repspace-demo-quick)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke version, about 1.5 minutes on 2 busy cores (2 steps, tiny data; "
+        "numbers mean nothing)",
+    )
     p.add_argument("--force", action="store_true", help="recompute every cell")
-    p.add_argument("--no-compare-report", action="store_true",
-                   help="skip the joint compare report of every method")
+    p.add_argument(
+        "--no-compare-report",
+        action="store_true",
+        help="skip the joint compare report of every method",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from repspace._threads import add_threads_option
 
@@ -69,8 +88,10 @@ def run(args) -> int:
     from repspace.study.cli import _check_output
 
     _check_output(config, out)  # a new, empty or study folder, before any training
-    print(f"repspace demo: {len(config.methods)} methods on the {config.base} model, task "
-          f"{', '.join(config.tasks)}; writing {out}/")
+    print(
+        f"repspace demo: {len(config.methods)} methods on the {config.base} model, task "
+        f"{', '.join(config.tasks)}; writing {out}/"
+    )
     try:
         result = run_study(config, out, progress=not args.quiet, force=args.force)
     except KeyboardInterrupt as exc:
@@ -78,12 +99,15 @@ def run(args) -> int:
 
         if isinstance(exc, Terminated):  # SIGTERM: exit 143 through the CLI, not 130
             raise
-        print(f"\nrepspace demo: interrupted; finished cells are kept in {out}/cells and the "
-              "next run continues from there")
+        print(
+            f"\nrepspace demo: interrupted; finished cells are kept in {out}/cells and the "
+            "next run continues from there"
+        )
         return 130
     if not args.no_compare_report and result.records:
-        report = joint_compare_report(result, out / "compare_report", progress=not args.quiet,
-                                      force=args.force)
+        report = joint_compare_report(
+            result, out / "compare_report", progress=not args.quiet, force=args.force
+        )
         if report is not None:
             result.files["compare_report"] = report
     print()

@@ -1,4 +1,5 @@
 """Which torch device a ``device`` argument means (one rule for capture, compare and training)."""
+
 from __future__ import annotations
 
 import torch
@@ -24,14 +25,19 @@ def resolve_device(device: str | torch.device | None, what: str = "device") -> t
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"{what} {device!r} is not a torch device; use 'cpu', 'cuda', "
-                         "'cuda:N', 'mps' or 'auto'") from None
+        raise ValueError(
+            f"{what} {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
+        ) from None
     if dev.type == "meta":
-        raise ValueError(f"{what} {device!r}: the meta device holds shapes but no data, so no "
-                         "model can run on it; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+        raise ValueError(
+            f"{what} {device!r}: the meta device holds shapes but no data, so no "
+            "model can run on it; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
+        )
     if dev.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise ValueError(f"{what} {device!r}: repspace does not run models on {dev.type!r} "
-                         "devices; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+        raise ValueError(
+            f"{what} {device!r}: repspace does not run models on {dev.type!r} "
+            "devices; use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{what} {device!r} requested but CUDA is not available; use 'cpu'")
     if dev.type == "mps" and not _mps_available():
@@ -39,8 +45,10 @@ def resolve_device(device: str | torch.device | None, what: str = "device") -> t
     if dev.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
         raise ValueError(f"{what} {device!r} requested but XPU is not available; use 'cpu'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"{what} {device!r}: this machine has {torch.cuda.device_count()} CUDA "
-                         f"device(s) (cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+        raise ValueError(
+            f"{what} {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s) (cuda:0 … cuda:{torch.cuda.device_count() - 1})"
+        )
     return dev
 
 
@@ -59,14 +67,18 @@ def check_device_map(device_map, what: str = "--device-map") -> None:
             resolve_device(dev, f"{what} entry {module!r}:")
         return
     if not isinstance(device_map, str) or not device_map:
-        raise ValueError(f"{what} {device_map!r}: give auto, balanced, balanced_low_0, "
-                         "sequential or a device (cpu, cuda, cuda:N, mps)")
+        raise ValueError(
+            f"{what} {device_map!r}: give auto, balanced, balanced_low_0, "
+            "sequential or a device (cpu, cuda, cuda:N, mps)"
+        )
     if device_map in _DEVICE_MAP_STRATEGIES:
         return
     try:
         torch.device(device_map)
     except (RuntimeError, TypeError):
-        raise ValueError(f"{what} {device_map!r} is neither a placement strategy nor a device; "
-                         "give auto, balanced, balanced_low_0, sequential or a device (cpu, "
-                         "cuda, cuda:N, mps)") from None
+        raise ValueError(
+            f"{what} {device_map!r} is neither a placement strategy nor a device; "
+            "give auto, balanced, balanced_low_0, sequential or a device (cpu, "
+            "cuda, cuda:N, mps)"
+        ) from None
     resolve_device(device_map, what)  # the meta device, a GPU that is not there

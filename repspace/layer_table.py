@@ -23,6 +23,7 @@ block in
 A name may end in ``:input`` to capture what goes *into* that module (used by the
 ``embeddings`` preset on models without an embeddings module, e.g. GPT-2).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -47,16 +48,40 @@ INPUT_SUFFIX = ":input"
 # are peft's; repspace's own methods declare theirs (MethodFacts.hidden_modules) and
 # register them here when they register (register_adapter_component).
 _ADAPTER_PARTS = {
-    "modules_to_save", "prompt_encoder",
-    "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B",
-    "lora_magnitude_vector", "ia3_l", "vera_A", "vera_B", "oft_r", "boft_R", "hra_u",
+    "modules_to_save",
+    "prompt_encoder",
+    "lora_A",
+    "lora_B",
+    "lora_dropout",
+    "lora_embedding_A",
+    "lora_embedding_B",
+    "lora_magnitude_vector",
+    "ia3_l",
+    "vera_A",
+    "vera_B",
+    "oft_r",
+    "boft_R",
+    "hra_u",
 }
 # Wrappers keep the original module under one of these attributes: the component is
 # dropped from the path, so the original sub-modules keep their names and the wrapper
 # (registered first) takes the original's name.
 _COLLAPSED_PARTS = {"base_layer", "original_module"}
-_ADAPTER_PREFIXES = ("lora_", "ia3_", "adalink_", "adapter_", "vera_", "oft_", "boft_",
-                     "loha_", "lokr_", "hra_", "fourierft_", "bone_", "ln_tuning_")
+_ADAPTER_PREFIXES = (
+    "lora_",
+    "ia3_",
+    "adalink_",
+    "adapter_",
+    "vera_",
+    "oft_",
+    "boft_",
+    "loha_",
+    "lokr_",
+    "hra_",
+    "fourierft_",
+    "bone_",
+    "ln_tuning_",
+)
 # Containers are never called themselves, so a hook on them would capture nothing.
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
 _PEFT_PREFIXES = ("base_model.model.", "base_model.")
@@ -108,7 +133,7 @@ def canonical_modules(model: nn.Module) -> dict[str, nn.Module]:
         name = ".".join(c for c in parts if c not in _COLLAPSED_PARTS)
         for prefix in _PEFT_PREFIXES:  # a PEFT model nested inside a plain module
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
                 break
         out.setdefault(name, module)
     return out

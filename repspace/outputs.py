@@ -14,6 +14,7 @@ Promises (docs/security.md):
   one rename (:func:`publish`), which re-checks the target: whatever appeared there
   meanwhile is left untouched unless it is a repspace output and overwriting was asked for.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,9 +28,23 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["OutputError", "TMP_PREFIX", "check_location", "check_output", "staging_dir", "staging_prefix", "publish",
-           "clean_stale", "atomic_path", "atomic_write_bytes", "atomic_write_text",
-           "apply_umask", "current_umask", "has_json_schema", "is_report_folder"]
+__all__ = [
+    "OutputError",
+    "TMP_PREFIX",
+    "check_location",
+    "check_output",
+    "staging_dir",
+    "staging_prefix",
+    "publish",
+    "clean_stale",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "apply_umask",
+    "current_umask",
+    "has_json_schema",
+    "is_report_folder",
+]
 
 TMP_PREFIX = ".repspace-tmp-"
 _TMP_NAME = re.compile(r"^\.repspace-tmp-(\d+)@([^.]*)\.")
@@ -109,7 +124,12 @@ def clean_stale(parent: Path) -> list[Path]:
     host = _host()
     for entry in entries:
         m = _TMP_NAME.match(entry.name)
-        if not m or m.group(2) != host or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+        if (
+            not m
+            or m.group(2) != host
+            or int(m.group(1)) == os.getpid()
+            or _pid_alive(int(m.group(1)))
+        ):
             continue
         try:
             if entry.is_symlink() or not entry.is_dir():
@@ -143,8 +163,9 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{staging_prefix()}{path.name}.", suffix=".tmp",
-                                dir=path.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{staging_prefix()}{path.name}.", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(name)
     try:
@@ -196,13 +217,16 @@ def _overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]], option:
             relation = "contains"
         else:
             continue
-        raise OutputError(f"{option} {out} {relation} the {what} {spec} that this run reads; choose "
-                          "an output folder outside every input of the run (checkpoints, probe "
-                          "and data files)")
+        raise OutputError(
+            f"{option} {out} {relation} the {what} {spec} that this run reads; choose "
+            "an output folder outside every input of the run (checkpoints, probe "
+            "and data files)"
+        )
 
 
-def check_location(out: str | Path, *, inputs: Iterable[tuple[str, str | Path | None]] = (),
-                   option: str = "-o") -> Path:
+def check_location(
+    out: str | Path, *, inputs: Iterable[tuple[str, str | Path | None]] = (), option: str = "-o"
+) -> Path:
     """Where an output may go, whatever is there now; returns it as an absolute path.
 
     Not empty text, not the file-system root, not the current folder or one of its parents,
@@ -219,31 +243,44 @@ def check_location(out: str | Path, *, inputs: Iterable[tuple[str, str | Path | 
         raise OutputError(f"{option} {text}: is the file-system root; give a new folder")
     cwd = Path(os.path.abspath(os.getcwd()))
     if path == cwd or path in cwd.parents:
-        raise OutputError(f"{option} {text}: is the current folder or one of its parents; give a "
-                          "new folder for the output (e.g. -o report)")
+        raise OutputError(
+            f"{option} {text}: is the current folder or one of its parents; give a "
+            "new folder for the output (e.g. -o report)"
+        )
     if path.is_symlink():
-        raise OutputError(f"{option} {text}: is a symbolic link; repspace writes only real "
-                          "folders — give the folder it points to, or a new one")
+        raise OutputError(
+            f"{option} {text}: is a symbolic link; repspace writes only real "
+            "folders — give the folder it points to, or a new one"
+        )
     for parent in path.parents:
         if os.path.lexists(parent):
             if not parent.is_dir():
-                raise OutputError(f"{option} {text}: {parent} is a file, so no folder can be made "
-                                  "under it; choose another location")
+                raise OutputError(
+                    f"{option} {text}: {parent} is a file, so no folder can be made "
+                    "under it; choose another location"
+                )
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise OutputError(f"{option} {text}: {parent} is not writable; choose a location "
-                                  "you can write to")
+                raise OutputError(
+                    f"{option} {text}: {parent} is not writable; choose a location you can write to"
+                )
             break
     _overlap(path, inputs, option)
     if os.path.lexists(path) and not path.is_dir():
-        raise OutputError(f"{option} {text}: is a file; give a folder path (repspace never "
-                          "replaces files)")
+        raise OutputError(
+            f"{option} {text}: is a file; give a folder path (repspace never replaces files)"
+        )
     return path
 
 
-def check_output(out: str | Path, *, overwrite: bool = False,
-                 inputs: Iterable[tuple[str, str | Path | None]] = (),
-                 is_ours: Callable[[Path], bool] = is_report_folder, option: str = "-o",
-                 kind: str = "repspace report") -> Path:
+def check_output(
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+    is_ours: Callable[[Path], bool] = is_report_folder,
+    option: str = "-o",
+    kind: str = "repspace report",
+) -> Path:
     """Validate an output folder before any work; returns it as an absolute path.
 
     ``inputs``: ``(what, path)`` pairs being read (checkpoints, probe and data files): the
@@ -255,17 +292,27 @@ def check_output(out: str | Path, *, overwrite: bool = False,
     path = check_location(out, inputs=inputs, option=option)
     if os.path.lexists(path) and any(path.iterdir()):
         if not is_ours(path):
-            raise OutputError(f"{option} {text}: already exists and is not a {kind} folder; "
-                              "repspace only ever replaces its own outputs — choose a new or "
-                              "empty folder")
+            raise OutputError(
+                f"{option} {text}: already exists and is not a {kind} folder; "
+                "repspace only ever replaces its own outputs — choose a new or "
+                "empty folder"
+            )
         if not overwrite:
-            raise OutputError(f"{option} {text}: already holds a {kind}; pass --overwrite to "
-                              "replace it, or choose another folder")
+            raise OutputError(
+                f"{option} {text}: already holds a {kind}; pass --overwrite to "
+                "replace it, or choose another folder"
+            )
     return path
 
 
-def publish(tmp: Path, out: Path, *, overwrite: bool = False,
-            is_ours: Callable[[Path], bool] = is_report_folder, kind: str = "repspace report") -> None:
+def publish(
+    tmp: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    is_ours: Callable[[Path], bool] = is_report_folder,
+    kind: str = "repspace report",
+) -> None:
     """Move the finished staging folder ``tmp`` to ``out`` with one rename.
 
     The rename itself re-checks the target: it succeeds only where ``out`` is absent or an
@@ -281,16 +328,22 @@ def publish(tmp: Path, out: Path, *, overwrite: bool = False,
         if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
             raise
     if out.is_symlink() or not out.is_dir() or not overwrite or not is_ours(out):
-        raise OutputError(f"{out}: something was created there while repspace was working; it was "
-                          f"left untouched and no {kind} was written — rerun with another output "
-                          "folder")
-    aside = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}@{_host()}.old-", dir=out.parent))
+        raise OutputError(
+            f"{out}: something was created there while repspace was working; it was "
+            f"left untouched and no {kind} was written — rerun with another output "
+            "folder"
+        )
+    aside = Path(
+        tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}@{_host()}.old-", dir=out.parent)
+    )
     os.rmdir(aside)  # only the unique, recognisable name is wanted
     os.rename(out, aside)
     if not is_ours(aside):  # swapped for something else between the check and the rename
         os.rename(aside, out)
-        raise OutputError(f"{out}: changed while repspace was replacing it; it was left untouched "
-                          "— rerun with another output folder")
+        raise OutputError(
+            f"{out}: changed while repspace was replacing it; it was left untouched "
+            "— rerun with another output folder"
+        )
     try:
         os.rename(tmp, out)
     except OSError:

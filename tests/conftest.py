@@ -21,7 +21,9 @@ torch.set_num_threads(1)
 
 # CI machines are slow and shared: no per-example deadline, bounded example counts.
 settings.register_profile(
-    "repspace", deadline=None, max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "30")),
+    "repspace",
+    deadline=None,
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "30")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("repspace")
@@ -42,14 +44,28 @@ def rng():
 # end (test_quick_compare.py), in under a minute.  A new test module is quick until it is
 # listed; list one that takes
 # more than a second or two.  CI runs everything (.ci/run).
-SLOW = frozenset({
-    # whole folders: training runs, studies, architecture zoos, hostile inputs end to end
-    "training/", "study/", "compat/", "hostile/", "distributed/", "track/", "notebooks/",
-    "methods/", "docs/", "compare/", "capture/", "report/",
-    # modules of otherwise quick folders
-    "metrics/test_jackknife.py", "metrics/test_routes.py", "metrics/test_bootstrap.py",
-    "models/test_pretrain.py",
-})
+SLOW = frozenset(
+    {
+        # whole folders: training runs, studies, architecture zoos, hostile inputs end to end
+        "training/",
+        "study/",
+        "compat/",
+        "hostile/",
+        "distributed/",
+        "track/",
+        "notebooks/",
+        "methods/",
+        "docs/",
+        "compare/",
+        "capture/",
+        "report/",
+        # modules of otherwise quick folders
+        "metrics/test_jackknife.py",
+        "metrics/test_routes.py",
+        "metrics/test_bootstrap.py",
+        "models/test_pretrain.py",
+    }
+)
 # Quick modules inside SLOW folders: CLI parsing and the settings vocabulary.
 QUICK = frozenset({"capture/test_cli.py", "compare/test_compare_options.py"})
 _TESTS = Path(__file__).resolve().parent

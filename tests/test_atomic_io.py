@@ -1,4 +1,5 @@
 """repspace.outputs.atomic_path: the one way a single file is written."""
+
 import os
 import stat
 
@@ -53,8 +54,12 @@ def test_a_crashed_writers_leftover_is_recognised(tmp_path):
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(dead.stdout)
     ours = staging_prefix()  # ".repspace-tmp-<our pid>@<host>."
     stale = tmp_path / (ours.replace(f"-{os.getpid()}@", f"-{pid}@") + "report.json.abc.tmp")

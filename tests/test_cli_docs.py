@@ -1,4 +1,5 @@
 """docs/cli.md is generated from the argparse parser and must match it exactly."""
+
 import argparse
 from pathlib import Path
 
@@ -17,9 +18,13 @@ def test_docs_cli_md_matches_the_parser():
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
-    return [o for a in parser._actions if a.help is not argparse.SUPPRESS
-            and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
-            for o in a.option_strings]
+    return [
+        o
+        for a in parser._actions
+        if a.help is not argparse.SUPPRESS
+        and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+        for o in a.option_strings
+    ]
 
 
 def test_every_command_and_option_is_documented():
@@ -39,14 +44,16 @@ def test_rendering_is_independent_of_terminal_width(monkeypatch):
     narrow = render_cli_reference()
     monkeypatch.setenv("COLUMNS", "300")
     assert render_cli_reference() == narrow
-    assert all(len(line) <= 88 for block in narrow.split("```")[1::2] for line in block.splitlines())
+    assert all(
+        len(line) <= 88 for block in narrow.split("```")[1::2] for line in block.splitlines()
+    )
 
 
 def test_help_interpolation_and_defaults():
     text = render_cli_reference()
     assert "%(default)" not in text
-    assert "| `--method METHOD` | text | required |" in text      # required option
-    assert "(not with `--overwrite`)" in text                      # mutually exclusive group
+    assert "| `--method METHOD` | text | required |" in text  # required option
+    assert "(not with `--overwrite`)" in text  # mutually exclusive group
 
 
 @pytest.mark.parametrize("command,dest", [("compare", "base_override"), ("layers", "base")])

@@ -17,12 +17,15 @@ def _raise_from(path: str, code: str):
 def test_a_failure_inside_the_model_library_names_it_and_its_version():
     import transformers
 
-    exc = _raise_from("/x/site-packages/transformers/models/blip_2/modeling_blip_2.py",
-                      "return x.unsqueeze(0)")
+    exc = _raise_from(
+        "/x/site-packages/transformers/models/blip_2/modeling_blip_2.py", "return x.unsqueeze(0)"
+    )
     message, code = classify(exc)
     assert code == EXIT_FAILED and "\n" not in message
-    assert message.startswith(f"the model's own code failed in transformers {transformers.__version__} "
-                              "(forward in models/blip_2/modeling_blip_2.py): AttributeError")
+    assert message.startswith(
+        f"the model's own code failed in transformers {transformers.__version__} "
+        "(forward in models/blip_2/modeling_blip_2.py): AttributeError"
+    )
     assert "please report" not in message
 
 

@@ -1,4 +1,5 @@
 """The heap trimmer gives freed heap pages back (glibc), and is a no-op where it cannot."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def test_trim_returns_the_pages_small_survivors_pin():
         pytest.skip("no glibc malloc_trim on this platform")
     # a fresh process: the allocator's state (its mmap threshold) is the capture's, not the
     # test session's
-    out = subprocess.run([sys.executable, "-c", PATTERN], capture_output=True, text=True,
-                         check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PATTERN], capture_output=True, text=True, check=True, timeout=120
+    )
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["trimmed"] and got["kept"]
     assert got["before"] - got["after"] > 64 << 20, got  # most of the 128 MiB comes back

@@ -1,4 +1,5 @@
 """repspace._jsonfile.read_json: the one reader of JSON files a stranger may have written."""
+
 import json
 import os
 
@@ -37,8 +38,9 @@ def test_size_bound(tmp_path):
     assert info.value.size == path.stat().st_size and "too large" in info.value.problem
 
 
-@pytest.mark.parametrize("text,error", [
-    ("{", json.JSONDecodeError), ("[" * 100000 + "]" * 100000, RecursionError)])
+@pytest.mark.parametrize(
+    "text,error", [("{", json.JSONDecodeError), ("[" * 100000 + "]" * 100000, RecursionError)]
+)
 def test_bad_json_is_one_error_with_the_parsers_words(tmp_path, text, error):
     path = tmp_path / "bad.json"
     path.write_text(text)

@@ -1,5 +1,6 @@
 """Thread choice for train / study / demo: explicit count, then OMP_NUM_THREADS, then one
 thread for small bases (read from config.json, nothing loaded), else torch's default."""
+
 import json
 
 import pytest
@@ -25,8 +26,12 @@ def test_embedded_model_gets_one_thread(no_omp):
 
 
 def test_large_nested_config_keeps_torch_default(no_omp, tmp_path):
-    folder = _folder(tmp_path, model_type="llava", text_config={"hidden_size": 4096},
-                     vision_config={"hidden_size": 1024})
+    folder = _folder(
+        tmp_path,
+        model_type="llava",
+        text_config={"hidden_size": 4096},
+        vision_config={"hidden_size": 1024},
+    )
     assert hidden_size_of(folder) == 4096
     assert choose_threads(folder) is None
     assert choose_threads(tmp_path / "missing") is None  # cannot tell: leave torch alone

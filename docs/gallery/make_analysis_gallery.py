@@ -21,6 +21,7 @@ are copied to ``/tmp/ag/compare_analysis_*.png`` (copy those into docs/gallery/)
 It imports the builders from the repository's ``tests/`` (found from this file's path), so
 it runs from a source checkout with repspace installed (``pip install -e .``).
 """
+
 import json
 import shlex
 import shutil
@@ -68,8 +69,10 @@ def segments_models(models: Path) -> tuple[Path, Path]:
     base = zoo.save("llava", models / "tiny-llava")
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration.from_pretrained(base, local_files_only=True)
-    tuned = peft.get_peft_model(model, peft.LoraConfig(
-        r=2, lora_alpha=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"))
+    tuned = peft.get_peft_model(
+        model,
+        peft.LoraConfig(r=2, lora_alpha=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"),
+    )
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in tuned.named_parameters():
@@ -93,7 +96,10 @@ def full_finetune(models: Path, base: Path) -> Path:
     from tests.compare.conftest import tiny_bert
 
     torch.manual_seed(1)
-    state = {k: (v + 0.05 * torch.randn_like(v)).contiguous() for k, v in tiny_bert().state_dict().items()}
+    state = {
+        k: (v + 0.05 * torch.randn_like(v)).contiguous()
+        for k, v in tiny_bert().state_dict().items()
+    }
     path = models / "tiny-bert-full-ft.safetensors"
     save_file(state, path)
     return path
@@ -101,8 +107,19 @@ def full_finetune(models: Path, base: Path) -> Path:
 
 def compare(out: Path, base: Path, tuned, *args) -> Path:
     tuned = [tuned] if isinstance(tuned, Path) else list(tuned)
-    cmd = [sys.executable, "-m", "repspace", "compare", str(base), *map(str, tuned), "-o",
-           str(out), "--overwrite", *FAST, *map(str, args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "repspace",
+        "compare",
+        str(base),
+        *map(str, tuned),
+        "-o",
+        str(out),
+        "--overwrite",
+        *FAST,
+        *map(str, args),
+    ]
     print("$", shlex.join(["python", *cmd[1:]]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     return out
@@ -117,20 +134,49 @@ def main(folder: str) -> None:
     probe = folder / "sentences.txt"
     probe.write_text("\n".join(SENTENCES))
     base, lora = weight_space_models(models)
-    weights = compare(folder / "weight_space", base, [lora, full_finetune(models, base)],
-                      "--probe", probe, "--weight-space", "--adapter-effect", "--merge-dtype",
-                      "bfloat16,float16", "--name", "base=tiny-BERT", "--name", "tuned1=lora",
-                      "--name", "tuned2=full")
+    weights = compare(
+        folder / "weight_space",
+        base,
+        [lora, full_finetune(models, base)],
+        "--probe",
+        probe,
+        "--weight-space",
+        "--adapter-effect",
+        "--merge-dtype",
+        "bfloat16,float16",
+        "--name",
+        "base=tiny-BERT",
+        "--name",
+        "tuned1=lora",
+        "--name",
+        "tuned2=full",
+    )
     runs = {
         "analysis_weight_space": weights,
         "analysis_adapter_effect": weights,
         "analysis_merge_fidelity": weights,
         "analysis_layer_matching": compare(
-            folder / "layer_matching", *layer_matching_models(models), "--probe", probe,
-            "--match-layers", "--name", "base=llama4", "--name", "tuned1=llama-pro6"),
+            folder / "layer_matching",
+            *layer_matching_models(models),
+            "--probe",
+            probe,
+            "--match-layers",
+            "--name",
+            "base=llama4",
+            "--name",
+            "tuned1=llama-pro6",
+        ),
         "analysis_segments": compare(
-            folder / "segments", *segments_models(models), "--num-samples", 64,
-            "--segments", "--name", "base=tiny-LLaVA", "--name", "tuned1=lora"),
+            folder / "segments",
+            *segments_models(models),
+            "--num-samples",
+            64,
+            "--segments",
+            "--name",
+            "base=tiny-LLaVA",
+            "--name",
+            "tuned1=lora",
+        ),
     }
     for fig, report in runs.items():
         png = report / "plots" / f"{fig}.png"

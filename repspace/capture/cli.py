@@ -14,6 +14,7 @@ A repspace training run folder is listed when its loader is registered, i.e. onc
 this module, on the capture floor, does not (``python -m repspace.capture.cli`` lists every
 other kind of MODEL).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,28 +33,53 @@ __all__ = ["add_layers_parser", "format_flat", "format_tree", "load_skeleton", "
 def add_layers_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``layers`` sub-command to an ``argparse`` sub-parsers object."""
     p = subparsers.add_parser(
-        "layers", help="list the selectable layer names of a model checkpoint",
+        "layers",
+        help="list the selectable layer names of a model checkpoint",
         description="Print the canonical layer names (usable as `layers=` globs/regexes/presets) "
-                    "of a local Hugging Face checkpoint directory or config.json.")
-    p.add_argument("model", metavar="MODEL", help="checkpoint directory, config.json or hub id "
-                   "(a PEFT adapter directory lists its base model's names)")
+        "of a local Hugging Face checkpoint directory or config.json.",
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="checkpoint directory, config.json or hub id "
+        "(a PEFT adapter directory lists its base model's names)",
+    )
     p.add_argument("--format", choices=("tree", "flat"), default="tree", help="output layout")
     p.add_argument("--depth", type=int, default=None, help="tree: deepest level to print")
-    p.add_argument("--select", metavar="PATTERN", action="append",
-                   help=f"print only what a name/glob/'re:' regex/preset ({', '.join(PRESETS)}) selects")
-    p.add_argument("--model-class", default=None,
-                   help="transformers class to build (default: config.architectures[0])")
-    p.add_argument("--base-override", "--base", dest="base", default=None,
-                   help="as in compare: the model a PEFT adapter or a bare weights file MODEL "
-                        "applies onto (its names are listed); --base is the older spelling")
-    p.add_argument("--config", default=None,
-                   help="as in compare: model config (folder or config.json) naming the "
-                        "architecture of a bare weights file MODEL")
+    p.add_argument(
+        "--select",
+        metavar="PATTERN",
+        action="append",
+        help=f"print only what a name/glob/'re:' regex/preset ({', '.join(PRESETS)}) selects",
+    )
+    p.add_argument(
+        "--model-class",
+        default=None,
+        help="transformers class to build (default: config.architectures[0])",
+    )
+    p.add_argument(
+        "--base-override",
+        "--base",
+        dest="base",
+        default=None,
+        help="as in compare: the model a PEFT adapter or a bare weights file MODEL "
+        "applies onto (its names are listed); --base is the older spelling",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="as in compare: model config (folder or config.json) naming the "
+        "architecture of a bare weights file MODEL",
+    )
     return p
 
 
-def load_skeleton(path: str | Path, model_class: str | None = None, base: str | None = None,
-                  config: str | None = None) -> nn.Module:
+def load_skeleton(
+    path: str | Path,
+    model_class: str | None = None,
+    base: str | None = None,
+    config: str | None = None,
+) -> nn.Module:
     """The model of any spec compare accepts as a model, to list its names: a model folder,
     config.json or hub id is built on the meta device (no weights loaded); ``embedded`` is
     the shipped model's folder; a repspace run is loaded as compare loads it; a PEFT adapter
@@ -71,8 +97,10 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
         return _load_run(spec)
     if path.is_file() and path.suffix.lower() in STATE_DICT_SUFFIXES:
         if base is None and config is None:
-            raise ValueError(f"{spec}: a bare weights file has no architecture; pass --base-override (the "
-                             "checkpoint it applies to) or --config, as compare takes them")
+            raise ValueError(
+                f"{spec}: a bare weights file has no architecture; pass --base-override (the "
+                "checkpoint it applies to) or --config, as compare takes them"
+            )
         return load_skeleton(config if config is not None else base, model_class)
     if not path.exists():
         from repspace.checkpoints import CheckpointError, detect_kind
@@ -82,28 +110,40 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
         except CheckpointError:
             kind = None
         if kind != "hub":
-            raise ValueError(f"MODEL {spec!r} does not exist; pass a checkpoint directory, a "
-                             "config.json or a Hugging Face hub id")
+            raise ValueError(
+                f"MODEL {spec!r} does not exist; pass a checkpoint directory, a "
+                "config.json or a Hugging Face hub id"
+            )
         try:  # a hub id: only its config.json is fetched (or read from the cache)
             config = transformers.AutoConfig.from_pretrained(spec, trust_remote_code=False)
         except (OSError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise ValueError(f"cannot fetch the config of hub model {spec!r} ({first}); on an "
-                             "offline machine pass a local checkpoint directory") from None
+            raise ValueError(
+                f"cannot fetch the config of hub model {spec!r} ({first}); on an "
+                "offline machine pass a local checkpoint directory"
+            ) from None
         return _build_on_meta(config, model_class)
     from repspace.checkpoints.loader import adapter_config
     from repspace.checkpoints.remote_code import refuse_remote_code
 
     refuse_remote_code(path)  # before transformers reads it: never run or prompt for its code
-    if path.is_dir() and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
+    if (
+        path.is_dir()
+        and (path / "adapter_config.json").exists()
+        and not (path / "config.json").exists()
+    ):
         adapter = adapter_config(path)  # read and checked as compare reads it
         named = base or adapter.get("base_model_name_or_path")
         if not named:
-            raise ValueError(f"{path} is a PEFT adapter that does not name its base model "
-                             "(base_model_name_or_path is empty); pass --base-override")
+            raise ValueError(
+                f"{path} is a PEFT adapter that does not name its base model "
+                "(base_model_name_or_path is empty); pass --base-override"
+            )
         if not base and not Path(named).exists() and named.startswith(("/", ".", "~")):
-            raise ValueError(f"{path}: its base model {named} does not exist on this machine; "
-                             "pass --base-override with the base model folder")
+            raise ValueError(
+                f"{path}: its base model {named} does not exist on this machine; "
+                "pass --base-override with the base model folder"
+            )
         return load_skeleton(named, model_class)  # a folder or a hub id, as compare loads it
     if path.is_dir() and (path / "config.json").is_file():
         from repspace.checkpoints.precision import read_config
@@ -111,11 +151,13 @@ def load_skeleton(path: str | Path, model_class: str | None = None, base: str | 
 
         # a config claiming 20 000 layers on a 3-layer checkpoint: refused before the skeleton
         # (and the config's per-layer lists) are built
-        check_layer_counts(path / "config.json", read_config(path / "config.json"),
-                           stored_weights(path))
+        check_layer_counts(
+            path / "config.json", read_config(path / "config.json"), stored_weights(path)
+        )
     try:
-        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True,
-                                                         trust_remote_code=False)
+        config = transformers.AutoConfig.from_pretrained(
+            str(path), local_files_only=True, trust_remote_code=False
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"cannot read a transformers config from {str(path)!r}: {exc}") from None
     return _build_on_meta(config, model_class)
@@ -144,12 +186,17 @@ def _build_on_meta(config, model_class: str | None) -> nn.Module:
     archs = config.architectures or [None]
     name = model_class or (archs[0] if isinstance(archs, (list, tuple)) else archs)
     # A model class only: `architectures` is the checkpoint's text, never a function to call.
-    cls = check_model_class(name, "--model-class" if model_class else "config.json") if name else None
+    cls = (
+        check_model_class(name, "--model-class" if model_class else "config.json") if name else None
+    )
     if name and cls is None:
         raise ValueError(f"--model-class {name!r} is not a transformers class")
     with torch.device("meta"):
-        return cls(config) if cls is not None else transformers.AutoModel.from_config(
-            config, trust_remote_code=False)
+        return (
+            cls(config)
+            if cls is not None
+            else transformers.AutoModel.from_config(config, trust_remote_code=False)
+        )
 
 
 def _annotations(model: nn.Module) -> dict[str, list[str]]:
@@ -196,8 +243,12 @@ def format_tree(model: nn.Module, depth: int | None = None) -> str:
 def run_layers(args: argparse.Namespace) -> int:
     """Execute ``repspace layers``; returns the exit code (2 on bad input)."""
     try:
-        model = load_skeleton(args.model, getattr(args, "model_class", None),
-                              getattr(args, "base", None), getattr(args, "config", None))
+        model = load_skeleton(
+            args.model,
+            getattr(args, "model_class", None),
+            getattr(args, "base", None),
+            getattr(args, "config", None),
+        )
         if getattr(args, "select", None):
             print(format_flat(model, resolve_layers(model, args.select)))
         elif args.format == "flat":

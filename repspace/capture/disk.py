@@ -18,6 +18,7 @@ type), ``layers``, ``sides``, ``streams``, ``pooling``, ``dtype``, ``n`` (sample
 ``batches``, ``data_hash`` (chained SHA-256 of the input batches), ``complete``,
 ``shards`` (file, n, batches, data_hash).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,15 @@ class DiskSink:
         ``resume=False`` an existing capture is an error unless ``overwrite=True``.
     """
 
-    def __init__(self, path: str | os.PathLike, *, shard_size: int = 4096, dtype: str = "float32",
-                 resume: bool = True, overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        shard_size: int = 4096,
+        dtype: str = "float32",
+        resume: bool = True,
+        overwrite: bool = False,
+    ):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
         if not isinstance(shard_size, int) or shard_size < 1:
@@ -85,17 +93,30 @@ class DiskSink:
         self.path.mkdir(parents=True, exist_ok=True)
         for stray in self.path.glob(".*.tmp"):  # half-written files of a crashed run
             stray.unlink()
-        fresh = {"format": FORMAT, "version": VERSION, **info, "dtype": self.dtype, "n": 0,
-                 "batches": 0, "data_hash": "", "complete": False, "shards": []}
+        fresh = {
+            "format": FORMAT,
+            "version": VERSION,
+            **info,
+            "dtype": self.dtype,
+            "n": 0,
+            "batches": 0,
+            "data_hash": "",
+            "complete": False,
+            "shards": [],
+        }
         if self.manifest_path.exists() and not self.overwrite:
             if not self.resume:
-                raise ValueError(f"{self.path} already holds a capture; pass resume=True to "
-                                 "continue it or overwrite=True to replace it")
+                raise ValueError(
+                    f"{self.path} already holds a capture; pass resume=True to "
+                    "continue it or overwrite=True to replace it"
+                )
             old = json.loads(self.manifest_path.read_text())
             diff = [k for k in _RESUME_KEYS if old.get(k) != fresh.get(k)]
             if old.get("format") != FORMAT or diff:
-                raise ValueError(f"{self.path} holds a different capture (differs in {diff or ['format']}); "
-                                 "use another path or overwrite=True")
+                raise ValueError(
+                    f"{self.path} holds a different capture (differs in {diff or ['format']}); "
+                    "use another path or overwrite=True"
+                )
             self.manifest = old
         else:
             for f in self.path.glob("shard-*.safetensors"):
@@ -132,12 +153,16 @@ class DiskSink:
         try:
             merged = {k: torch.cat(v) for k, v in tensors.items()}
         except RuntimeError:
-            raise ValueError("pooling='none' needs every batch padded to the same length to "
-                             "share a shard; use shard_size=batch_size or pad to a fixed length") from None
+            raise ValueError(
+                "pooling='none' needs every batch padded to the same length to "
+                "share a shard; use shard_size=batch_size or pad to a fixed length"
+            ) from None
         _atomic_save_tensors(self.path / file, merged, {"n": str(n)})
         m = self.manifest
         m.setdefault("streams", dict(self._buffer[0].streams))
-        m["shards"].append({"file": file, "n": n, "batches": len(self._buffer), "data_hash": self._chain})
+        m["shards"].append(
+            {"file": file, "n": n, "batches": len(self._buffer), "data_hash": self._chain}
+        )
         m["n"] += n
         m["batches"] += len(self._buffer)
         m["data_hash"] = self._chain
@@ -176,8 +201,10 @@ class CaptureReader:
     def _key(self, key) -> str:
         side, layer = key if isinstance(key, tuple) else (self.sides[0], key)
         if side not in self.sides or layer.split("#")[0] not in self.layers:
-            raise ValueError(f"no capture for side {side!r}, layer {layer!r}; sides {self.sides}, "
-                             f"layers {self.layers}")
+            raise ValueError(
+                f"no capture for side {side!r}, layer {layer!r}; sides {self.sides}, "
+                f"layers {self.layers}"
+            )
         return f"{side}/{layer}"
 
     def _read(self, key: str) -> torch.Tensor:
@@ -213,8 +240,10 @@ class CaptureReader:
         from repspace.statistics import LayerwiseMoments
 
         if set(self.sides) != {"base", "tuned"}:
-            raise ValueError(f"to_accumulator needs a paired capture (base and tuned); this one "
-                             f"has sides {self.sides}")
+            raise ValueError(
+                f"to_accumulator needs a paired capture (base and tuned); this one "
+                f"has sides {self.sides}"
+            )
         acc = acc if acc is not None else LayerwiseMoments(pairs="matched")
         for shard in self.iter_shards():
             acc.update(shard["base"], shard["tuned"])

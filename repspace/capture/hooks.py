@@ -7,6 +7,7 @@
 States are the module outputs *as the model sees them*: for a LoRA-wrapped linear
 that includes the adapter's update, for a block the block's hidden-state output.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -38,8 +39,10 @@ def hidden_tensor(output: object, layer: str) -> torch.Tensor:
     elif isinstance(t, (tuple, list)):
         t = next((v for v in t if torch.is_tensor(v)), None)
     if not torch.is_tensor(t):
-        raise ValueError(f"layer {layer!r} returned {type(output).__name__} without a tensor; "
-                         "select a module whose output is a hidden-state tensor")
+        raise ValueError(
+            f"layer {layer!r} returned {type(output).__name__} without a tensor; "
+            "select a module whose output is a hidden-state tensor"
+        )
     t = t.detach()
     # Metrics accumulate in float64 anyway; fp32 keeps half-precision rounding out of
     # pooling sums without doubling the transfer size.
@@ -72,8 +75,9 @@ class LayerCapture:
         self.model = model
         self.names = resolve_layers(model, layers)
         modules = model_view(model).modules
-        self._targets = [(n, modules[split_input_suffix(n)[0]], split_input_suffix(n)[1])
-                         for n in self.names]
+        self._targets = [
+            (n, modules[split_input_suffix(n)[0]], split_input_suffix(n)[1]) for n in self.names
+        ]
         self.early_stop = early_stop
         self.states: dict[str, torch.Tensor] = {}
         self._handles: list = []
@@ -82,22 +86,33 @@ class LayerCapture:
     # -- hooks ---------------------------------------------------------------------------
     def _store(self, name: str, value: object) -> None:
         if name in self.states:
-            raise ValueError(f"layer {name!r} ran more than once in one forward pass (a shared "
-                             "or re-used module); select a module that runs once per input")
+            raise ValueError(
+                f"layer {name!r} ran more than once in one forward pass (a shared "
+                "or re-used module); select a module that runs once per input"
+            )
         self.states[name] = hidden_tensor(value, name)
         if self.early_stop and len(self.states) == len(self._targets):
             raise _StopForward
 
     def _make_hook(self, name: str, on_input: bool):
         if on_input:
+
             def pre_hook(module, args, kwargs):
-                value = args[0] if args and torch.is_tensor(args[0]) else kwargs.get(
-                    "hidden_states", next((v for v in kwargs.values() if torch.is_tensor(v)), None))
+                value = (
+                    args[0]
+                    if args and torch.is_tensor(args[0])
+                    else kwargs.get(
+                        "hidden_states",
+                        next((v for v in kwargs.values() if torch.is_tensor(v)), None),
+                    )
+                )
                 self._store(name, value)
+
             return pre_hook
 
         def hook(module, args, output):
             self._store(name, output)
+
         return hook
 
     def __enter__(self) -> "LayerCapture":
@@ -106,8 +121,11 @@ class LayerCapture:
         try:
             for name, module, on_input in self._targets:
                 fn = self._make_hook(name, on_input)
-                self._handles.append(module.register_forward_pre_hook(fn, with_kwargs=True)
-                                     if on_input else module.register_forward_hook(fn))
+                self._handles.append(
+                    module.register_forward_pre_hook(fn, with_kwargs=True)
+                    if on_input
+                    else module.register_forward_hook(fn)
+                )
         except BaseException:
             self.remove()
             raise
@@ -150,7 +168,9 @@ class LayerCapture:
                 pass
         missing = [n for n in self.names if n not in self.states]
         if missing:
-            raise ValueError(f"layers {missing} did not run for inputs {sorted(inputs)}; they "
-                             "belong to a part of the model these inputs do not reach — "
-                             "pass the inputs that part needs or deselect them")
+            raise ValueError(
+                f"layers {missing} did not run for inputs {sorted(inputs)}; they "
+                "belong to a part of the model these inputs do not reach — "
+                "pass the inputs that part needs or deselect them"
+            )
         return {n: self.states[n] for n in self.names}

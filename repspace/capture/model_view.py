@@ -26,6 +26,7 @@ The virtual-token count is the adapter's *enabled* count; :func:`num_virtual_tok
 answers 0 inside ``disable_adapter()``, checked at each call (the one fact that changes
 while a model is compared: the shared-base capture switches the adapter off and on).
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,15 @@ from torch import nn
 
 from repspace.layer_table import canonical_modules, unwrap_model
 
-__all__ = ["ModelView", "adapter_disabled", "build_view", "core_module", "model_view",
-           "resolving_views_once", "views_resolved_once"]
+__all__ = [
+    "ModelView",
+    "adapter_disabled",
+    "build_view",
+    "core_module",
+    "model_view",
+    "resolving_views_once",
+    "views_resolved_once",
+]
 
 # Leaf-ish layers never count as "blocks" even when stacked in a ModuleList.
 _NOT_BLOCKS = (nn.Linear, nn.Embedding, nn.LayerNorm, nn.Dropout, nn.Conv1d, nn.Conv2d)
@@ -79,11 +87,15 @@ def build_view(model: nn.Module) -> ModelView:
     """Resolve ``model``'s view now (no cache: :func:`model_view` is the usual entry)."""
     root = unwrap_model(model)
     modules = canonical_modules(root)
-    return ModelView(model=model, root=root, modules=MappingProxyType(modules),
-                     towers=_towers(root, modules),
-                     main_input_name=getattr(root, "main_input_name", "") or "",
-                     virtual_tokens=_virtual_tokens(model, root),
-                     image_token=_image_token(root))
+    return ModelView(
+        model=model,
+        root=root,
+        modules=MappingProxyType(modules),
+        towers=_towers(root, modules),
+        main_input_name=getattr(root, "main_input_name", "") or "",
+        virtual_tokens=_virtual_tokens(model, root),
+        image_token=_image_token(root),
+    )
 
 
 _VIEWS: ContextVar[WeakKeyDictionary | None] = ContextVar("repspace_model_views", default=None)
@@ -105,10 +117,12 @@ def views_resolved_once() -> Iterator[None]:
 
 def resolving_views_once(fn):
     """``fn`` run inside :func:`views_resolved_once` (for the entry points of a compare)."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with views_resolved_once():
             return fn(*args, **kwargs)
+
     return wrapper
 
 
@@ -143,8 +157,9 @@ def core_module(module: nn.Module) -> nn.Module:
     return module
 
 
-def _towers(root: nn.Module, modules: Mapping[str, nn.Module]
-            ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _towers(
+    root: nn.Module, modules: Mapping[str, nn.Module]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """Every outermost homogeneous block list, paths canonical, in registration order."""
     ids = {id(m): n for n, m in modules.items()}
     found: list[tuple[str, list[str]]] = []
@@ -160,8 +175,12 @@ def _towers(root: nn.Module, modules: Mapping[str, nn.Module]
         names = [ids.get(id(c)) for c in children]
         if any(n is None for n in names):
             continue  # inside an adapter component
-        if any(n.startswith(p + ".") for p, blocks in found for n in names
-               if any(n.startswith(b + ".") for b in blocks)):
+        if any(
+            n.startswith(p + ".")
+            for p, blocks in found
+            for n in names
+            if any(n.startswith(b + ".") for b in blocks)
+        ):
             continue  # nested inside a block of an outer list (e.g. T5 sub-layers)
         found.append((names[0].rsplit(".", 1)[0], names))
     return tuple((p, tuple(b)) for p, b in found)

@@ -16,6 +16,7 @@ Modes
 ``"auto"``/``"text"`` pool text tokens only, ``"image"`` image-placeholder positions
 only, ``"all"`` both (see :func:`repspace.capture.tokens.align_tokens`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class Pooling:
 
     def __post_init__(self):
         if self.mode not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {', '.join(POOLING_MODES)}; got {self.mode!r}")
+            raise ValueError(
+                f"pooling must be one of {', '.join(POOLING_MODES)}; got {self.mode!r}"
+            )
         if self.modality not in ("auto", "text", "image", "all"):
             raise ValueError(f"modality must be auto, text, image or all; got {self.modality!r}")
         if self.max_tokens is not None:
@@ -52,8 +55,12 @@ class Pooling:
         return spec if isinstance(spec, Pooling) else cls(spec)
 
     def describe(self) -> dict:
-        return {"mode": self.mode, "max_tokens": self.max_tokens, "seed": self.seed,
-                "modality": self.modality}
+        return {
+            "mode": self.mode,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "modality": self.modality,
+        }
 
 
 def _token_choice(valid: torch.Tensor, k: int, seed: int, batch_index: int) -> torch.Tensor:
@@ -68,9 +75,15 @@ def _token_choice(valid: torch.Tensor, k: int, seed: int, batch_index: int) -> t
     return chosen & valid
 
 
-def pool_states(states: torch.Tensor, valid: torch.Tensor | None, pooling: Pooling, *,
-                layer: str, batch_index: int = 0, sample_offset: int = 0
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def pool_states(
+    states: torch.Tensor,
+    valid: torch.Tensor | None,
+    pooling: Pooling,
+    *,
+    layer: str,
+    batch_index: int = 0,
+    sample_offset: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pool ``states (b, t, d)`` with validity mask ``valid (b, t)`` (``None``: all valid).
 
     Returns ``(rows, sample_index)``: ``rows`` is ``(b, d)`` (or ``(n_tokens, d)`` for
@@ -88,8 +101,10 @@ def pool_states(states: torch.Tensor, valid: torch.Tensor | None, pooling: Pooli
     counts = valid.sum(1)
     if bool((counts == 0).any()):
         bad = int((counts == 0).nonzero()[0]) + sample_offset
-        raise ValueError(f"sample {bad} has no valid tokens at layer {layer!r} (all-zero "
-                         "attention mask); drop empty inputs before capturing")
+        raise ValueError(
+            f"sample {bad} has no valid tokens at layer {layer!r} (all-zero "
+            "attention mask); drop empty inputs before capturing"
+        )
     if mode == "mean":
         # (b, 1, t) @ (b, t, d): one batched GEMM, no (b, t, d) temporary.
         w = valid.to(states.dtype)[:, None, :]
@@ -102,8 +117,11 @@ def pool_states(states: torch.Tensor, valid: torch.Tensor | None, pooling: Pooli
         idx = positions.masked_fill(~valid, -1).amax(1)
         return states[torch.arange(b, device=states.device), idx], None
     # tokens
-    chosen = valid if pooling.max_tokens is None else _token_choice(
-        valid, pooling.max_tokens, pooling.seed, batch_index)
+    chosen = (
+        valid
+        if pooling.max_tokens is None
+        else _token_choice(valid, pooling.max_tokens, pooling.seed, batch_index)
+    )
     rows = states[chosen]  # row-major: sample by sample, positions ascending
     sample = torch.arange(b, device=states.device)[:, None].expand(b, t)[chosen] + sample_offset
     return rows, sample

@@ -21,6 +21,7 @@ These are structural rules, not a per-model table, so new architectures work
 when they follow the usual HF layout; ``repspace layers MODEL`` shows what a preset
 resolves to.
 """
+
 from __future__ import annotations
 
 from torch import nn

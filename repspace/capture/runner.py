@@ -9,6 +9,7 @@ Deterministic: batches keep their order, dropout is off (``eval()``), token
 subsampling is seeded by ``(seed, batch index)``.  Forward passes run under
 ``torch.inference_mode`` and stop after the last requested layer (``early_stop``).
 """
+
 from __future__ import annotations
 
 import time
@@ -24,17 +25,36 @@ from tqdm.auto import tqdm
 from repspace._heap import HeapTrimmer
 from repspace._profile import add_time, stage, timed_iter
 from repspace.capture.hooks import LayerCapture
-from repspace.capture.inputs import batch_hash, batch_rows, chain_hash, check_input_keys, iter_batches
+from repspace.capture.inputs import (
+    batch_hash,
+    batch_rows,
+    chain_hash,
+    check_input_keys,
+    iter_batches,
+)
 from repspace.devices import resolve_device
 from repspace.capture.model_view import model_view
 from repspace.capture.pooling import Pooling, pool_states
 from repspace.capture.selection import LayerSpec, resolve_layers, resolve_paired_layers
 from repspace.capture.sinks import AccumulatorSink, CapturedBatch, MemorySink
-from repspace.capture.tokens import (align_tokens, image_token_id, layer_stream,
-                                     num_virtual_tokens, task_ids_needed)
+from repspace.capture.tokens import (
+    align_tokens,
+    image_token_id,
+    layer_stream,
+    num_virtual_tokens,
+    task_ids_needed,
+)
 
-__all__ = ["AdapterDisabled", "AdapterInactiveWarning", "capture", "capture_paired",
-           "capture_sides", "describe_model", "check_distinct", "inactive_adapter_warning"]
+__all__ = [
+    "AdapterDisabled",
+    "AdapterInactiveWarning",
+    "capture",
+    "capture_paired",
+    "capture_sides",
+    "describe_model",
+    "check_distinct",
+    "inactive_adapter_warning",
+]
 
 Inputs = Mapping[str, object] | Iterable[Mapping[str, object]]
 
@@ -65,14 +85,17 @@ def inactive_adapter_warning(subject: str, n_layers: int) -> AdapterInactiveWarn
     return AdapterInactiveWarning(
         f"{subject} produced states bit-identical to the base model at every captured layer "
         f"({n_layers}); the adapter is probably not active (zero-initialised LoRA B, "
-        "disable_adapter(), wrong active adapter) or the same weights were passed twice")
+        "disable_adapter(), wrong active adapter) or the same weights were passed twice"
+    )
 
 
 def check_distinct(base: nn.Module, tuned: nn.Module, subject: str = "base and tuned") -> None:
     """Refuse a tuned model that *is* the base object (``subject`` names the pair)."""
     if base is tuned:
-        raise ValueError(f"{subject} are the same object; PEFT's get_peft_model modifies the "
-                         "model in place — build the base model separately (or deepcopy it first)")
+        raise ValueError(
+            f"{subject} are the same object; PEFT's get_peft_model modifies the "
+            "model in place — build the base model separately (or deepcopy it first)"
+        )
 
 
 def describe_model(model: nn.Module) -> dict:
@@ -85,7 +108,8 @@ def describe_model(model: nn.Module) -> dict:
         "architecture": type(root).__name__,
         "name_or_path": str(getattr(cfg, "_name_or_path", "") or ""),
         "peft": sorted(str(getattr(c.peft_type, "value", c.peft_type)) for c in peft.values())
-        if isinstance(peft, dict) else [],
+        if isinstance(peft, dict)
+        else [],
     }
 
 
@@ -94,9 +118,20 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str], *, pooling, sink,
-                  batch_size: int, device, progress: bool, early_stop: bool,
-                  task_id: int | None = None, tap=None) -> tuple[object, dict]:
+def capture_sides(
+    models: dict[str, nn.Module],
+    inputs: Inputs,
+    names: list[str],
+    *,
+    pooling,
+    sink,
+    batch_size: int,
+    device,
+    progress: bool,
+    early_stop: bool,
+    task_id: int | None = None,
+    tap=None,
+) -> tuple[object, dict]:
     """Run every model of ``models`` (side name -> model) on each batch and feed ``sink``.
 
     ``names``: resolved canonical layer names, present in every model.  Returns ``(sink,
@@ -126,8 +161,7 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
     described = {s: describe_model(m) for s, m in models.items()}
     for s in off:
         described[s]["adapter_disabled"] = True
-    info = {"models": described, "layers": names,
-            "sides": list(models), "pooling": pool.describe()}
+    info = {"models": described, "layers": names, "sides": list(models), "pooling": pool.describe()}
     done = sink.start(info)
     batches, total = iter_batches(inputs, batch_size)
     checked: set[frozenset] = set()
@@ -140,10 +174,14 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
         caps: dict[str, LayerCapture] = {}
         for s, m in models.items():
             twin = next((t for t in caps if models[t] is m), None)
-            caps[s] = caps[twin] if twin is not None else stack.enter_context(
-                LayerCapture(m, names, early_stop=early_stop))
-        bar = stack.enter_context(tqdm(total=total, disable=not progress, desc="capture",
-                                       unit="batch", leave=False))
+            caps[s] = (
+                caps[twin]
+                if twin is not None
+                else stack.enter_context(LayerCapture(m, names, early_stop=early_stop))
+            )
+        bar = stack.enter_context(
+            tqdm(total=total, disable=not progress, desc="capture", unit="batch", leave=False)
+        )
         for i, batch in enumerate(timed_iter(batches)):
             bar.update(1)
             seen = i + 1
@@ -156,19 +194,26 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
             if i < done:  # already stored by an interrupted run: verify, skip
                 chain = chain_hash(chain, h)
                 if i == done - 1 and chain != sink.resume_hash:
-                    raise ValueError(f"the first {done} input batches differ from those of the "
-                                     "interrupted capture being resumed; pass the same inputs in "
-                                     "the same order, or overwrite=True to start again")
+                    raise ValueError(
+                        f"the first {done} input batches differ from those of the "
+                        "interrupted capture being resumed; pass the same inputs in "
+                        "the same order, or overwrite=True to start again"
+                    )
                 offset += n
                 continue
             sides, index, streams = {}, {}, {}
             for side, cap in caps.items():
-                on_dev = {k: v.to(devices[side]) if torch.is_tensor(v) else v for k, v in batch.items()}
+                on_dev = {
+                    k: v.to(devices[side]) if torch.is_tensor(v) else v for k, v in batch.items()
+                }
                 if tasks[side] is not None:
-                    on_dev["task_ids"] = torch.full((n,), tasks[side], dtype=torch.long,
-                                                    device=devices[side])
-                with stage("forward"), (off[side].disable_adapter() if side in off
-                                        else nullcontext()):
+                    on_dev["task_ids"] = torch.full(
+                        (n,), tasks[side], dtype=torch.long, device=devices[side]
+                    )
+                with (
+                    stage("forward"),
+                    off[side].disable_adapter() if side in off else nullcontext(),
+                ):
                     raw = cap.forward(on_dev)
                 sides[side], index[side] = {}, {}
                 pooling_started = time.perf_counter()
@@ -178,12 +223,28 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
                         stream_cache[ck] = layer_stream(models[side], name, batch)
                     streams[name] = stream_cache[ck]
                     if tap is not None:
-                        tap(side, name, states, on_dev, streams[name], virtual[side],
-                            image_ids[side], offset)
-                    states, valid = align_tokens(name, states, on_dev, streams[name], virtual[side],
-                                                 image_token=image_ids[side], modality=pool.modality)
-                    rows, idx = pool_states(states, valid, pool, layer=name, batch_index=i,
-                                            sample_offset=offset)
+                        tap(
+                            side,
+                            name,
+                            states,
+                            on_dev,
+                            streams[name],
+                            virtual[side],
+                            image_ids[side],
+                            offset,
+                        )
+                    states, valid = align_tokens(
+                        name,
+                        states,
+                        on_dev,
+                        streams[name],
+                        virtual[side],
+                        image_token=image_ids[side],
+                        modality=pool.modality,
+                    )
+                    rows, idx = pool_states(
+                        states, valid, pool, layer=name, batch_index=i, sample_offset=offset
+                    )
                     sides[side][name] = rows
                     if idx is not None:
                         index[side][name] = idx
@@ -197,16 +258,27 @@ def capture_sides(models: dict[str, nn.Module], inputs: Inputs, names: list[str]
             if len(sides) == 2:
                 for name in names:
                     if identical[name]:
-                        identical[name] = torch.equal(sides["base"][name].cpu(),
-                                                      sides["tuned"][name].cpu())
+                        identical[name] = torch.equal(
+                            sides["base"][name].cpu(), sides["tuned"][name].cpu()
+                        )
             with stage("statistics"):
-                sink.update(CapturedBatch(sides=sides, streams=streams, n=n, batch_index=i, hash=h,
-                                          index=index if pool.mode == "tokens" else {}))
+                sink.update(
+                    CapturedBatch(
+                        sides=sides,
+                        streams=streams,
+                        n=n,
+                        batch_index=i,
+                        hash=h,
+                        index=index if pool.mode == "tokens" else {},
+                    )
+                )
             trim_heap()  # the batch's activations are free now: give their pages back
             offset += n
     if seen < done:
-        raise ValueError(f"the resumed capture already holds {done} batches but the inputs have "
-                         f"only {seen}; pass the same inputs as the interrupted run")
+        raise ValueError(
+            f"the resumed capture already holds {done} batches but the inputs have "
+            f"only {seen}; pass the same inputs as the interrupted run"
+        )
     with stage("statistics"):
         sink.finish()
     return sink, identical if seen > done else {}
@@ -220,24 +292,39 @@ def _check_rows_differ(rows: dict[str, torch.Tensor], pool: Pooling, n: int) -> 
         return
     same = [name for name, r in rows.items() if r.shape[0] > 1 and bool((r == r[:1]).all())]
     if len(same) == len(rows):
-        raise ValueError(f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
-                         f"first batch at every captured layer (e.g. {same[0]!r}; a "
-                         "causal model's first token is its BOS and sees nothing after it); use "
-                         "--pooling mean or last")
+        raise ValueError(
+            f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
+            f"first batch at every captured layer (e.g. {same[0]!r}; a "
+            "causal model's first token is its BOS and sees nothing after it); use "
+            "--pooling mean or last"
+        )
     if same:
         # Some layers only: e.g. `first` on a VLM, whose vision tower's first patch differs
         # per image while its causal text stream starts with the same BOS/template token.
         # Their metrics would be undefined (NaN), so they are refused, named, not reported.
-        shown = ", ".join(repr(x) for x in same[:3]) + (f" and {len(same) - 3} more"
-                                                         if len(same) > 3 else "")
-        raise ValueError(f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
-                         f"first batch at {len(same)} of {len(rows)} captured layers ({shown}); "
-                         "use --pooling mean or last, or leave those layers out (--layers)")
+        shown = ", ".join(repr(x) for x in same[:3]) + (
+            f" and {len(same) - 3} more" if len(same) > 3 else ""
+        )
+        raise ValueError(
+            f"pooling '{pool.mode}' gives the same row for all {n} samples of the "
+            f"first batch at {len(same)} of {len(rows)} captured layers ({shown}); "
+            "use --pooling mean or last, or leave those layers out (--layers)"
+        )
 
 
-def capture(model: nn.Module, inputs: Inputs, layers: LayerSpec, *, pooling: str | Pooling = "mean",
-            sink=None, batch_size: int = 32, device: str | None = None, progress: bool = True,
-            early_stop: bool = True, side: str = "base"):
+def capture(
+    model: nn.Module,
+    inputs: Inputs,
+    layers: LayerSpec,
+    *,
+    pooling: str | Pooling = "mean",
+    sink=None,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool = True,
+    early_stop: bool = True,
+    side: str = "base",
+):
     """Capture ``layers`` of one model over ``inputs``; returns the sink.
 
     Parameters
@@ -255,14 +342,33 @@ def capture(model: nn.Module, inputs: Inputs, layers: LayerSpec, *, pooling: str
     """
     names = resolve_layers(model, layers)
     sink = MemorySink() if sink is None else sink
-    return capture_sides({side: model}, inputs, names, pooling=pooling, sink=sink, batch_size=batch_size,
-                device=device, progress=progress, early_stop=early_stop)[0]
+    return capture_sides(
+        {side: model},
+        inputs,
+        names,
+        pooling=pooling,
+        sink=sink,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        early_stop=early_stop,
+    )[0]
 
 
-def capture_paired(base: nn.Module, tuned: nn.Module, inputs: Inputs, layers: LayerSpec, *,
-                   pooling: str | Pooling = "mean", sink=None, batch_size: int = 32,
-                   device: str | None = None, progress: bool = True, early_stop: bool = True,
-                   check_adapter: bool = True):
+def capture_paired(
+    base: nn.Module,
+    tuned: nn.Module,
+    inputs: Inputs,
+    layers: LayerSpec,
+    *,
+    pooling: str | Pooling = "mean",
+    sink=None,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool = True,
+    early_stop: bool = True,
+    check_adapter: bool = True,
+):
     """Capture the same ``layers`` of a base and a tuned model on the same batches.
 
     Rows stay paired (sample i of the base with sample i of the tuned model).  The
@@ -278,10 +384,20 @@ def capture_paired(base: nn.Module, tuned: nn.Module, inputs: Inputs, layers: La
     check_distinct(base, tuned)
     names = resolve_paired_layers(base, tuned, layers)
     sink = AccumulatorSink() if sink is None else sink
-    sink, identical = capture_sides({"base": base, "tuned": tuned}, inputs, names, pooling=pooling,
-                                    sink=sink, batch_size=batch_size, device=device, progress=progress,
-                                    early_stop=early_stop)
+    sink, identical = capture_sides(
+        {"base": base, "tuned": tuned},
+        inputs,
+        names,
+        pooling=pooling,
+        sink=sink,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        early_stop=early_stop,
+    )
     if check_adapter and identical and all(identical.values()):
-        warnings.warn(inactive_adapter_warning(f"the tuned model ({type(tuned).__name__})",
-                                               len(identical)), stacklevel=2)
+        warnings.warn(
+            inactive_adapter_warning(f"the tuned model ({type(tuned).__name__})", len(identical)),
+            stacklevel=2,
+        )
     return sink

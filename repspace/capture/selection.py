@@ -9,6 +9,7 @@ Selection syntax (a string or a list of them, unions taken in model order):
   blocks ``text_decoder.bert.encoder.layer.0``, ``...1``, not their sub-modules;
 * an exact canonical name, optionally with ``":input"``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -31,8 +32,10 @@ def _items(spec: LayerSpec) -> list[str | re.Pattern]:
         return [spec]
     if isinstance(spec, Sequence) and spec and all(isinstance(s, (str, re.Pattern)) for s in spec):
         return list(spec)
-    raise ValueError(f"layers must be a name, glob, regex ('re:...'), preset "
-                     f"({', '.join(PRESETS)}) or a non-empty list of them; got {spec!r}")
+    raise ValueError(
+        f"layers must be a name, glob, regex ('re:...'), preset "
+        f"({', '.join(PRESETS)}) or a non-empty list of them; got {spec!r}"
+    )
 
 
 def _outermost(matches: list[str]) -> list[str]:
@@ -71,14 +74,19 @@ def resolve_layers(model: nn.Module, spec: LayerSpec) -> list[str]:
         hits = _match_one(model, item, names)
         if not hits:
             label = item.pattern if isinstance(item, re.Pattern) else item
-            what = (f"preset {label!r} found no such layers in {type(model).__name__}"
-                    if label in PRESETS else
-                    f"layer pattern {label!r} matches no module of {type(model).__name__}")
-            raise ValueError(f"{what}; closest names: {closest_names(label, names)} "
-                             "(`repspace layers MODEL` lists them all)")
+            what = (
+                f"preset {label!r} found no such layers in {type(model).__name__}"
+                if label in PRESETS
+                else f"layer pattern {label!r} matches no module of {type(model).__name__}"
+            )
+            raise ValueError(
+                f"{what}; closest names: {closest_names(label, names)} "
+                "(`repspace layers MODEL` lists them all)"
+            )
         chosen += [h for h in hits if h not in chosen]
-    return sorted(chosen, key=lambda n: (order.get(split_input_suffix(n)[0], 0),
-                                         not split_input_suffix(n)[1]))
+    return sorted(
+        chosen, key=lambda n: (order.get(split_input_suffix(n)[0], 0), not split_input_suffix(n)[1])
+    )
 
 
 def _some(names: list[str], k: int = 5) -> str:
@@ -93,14 +101,18 @@ def resolve_paired_layers(base: nn.Module, tuned: nn.Module, spec: LayerSpec) ->
     try:
         t = resolve_layers(tuned, spec)
     except ValueError as exc:
-        raise ValueError(f"layers {spec!r} match {len(b)} layers in the base model "
-                         f"({type(base).__name__}) but not in the tuned model "
-                         f"({type(tuned).__name__}): {exc}") from None
+        raise ValueError(
+            f"layers {spec!r} match {len(b)} layers in the base model "
+            f"({type(base).__name__}) but not in the tuned model "
+            f"({type(tuned).__name__}): {exc}"
+        ) from None
     if b != t:
         only_b = [n for n in b if n not in t]
         only_t = [n for n in t if n not in b]
-        raise ValueError(f"layers {spec!r} select different layers in the base model "
-                         f"({type(base).__name__}) and the tuned model ({type(tuned).__name__}): "
-                         f"only in base {_some(only_b)}, only in tuned {_some(only_t)}; select "
-                         "names that exist in both")
+        raise ValueError(
+            f"layers {spec!r} select different layers in the base model "
+            f"({type(base).__name__}) and the tuned model ({type(tuned).__name__}): "
+            f"only in base {_some(only_b)}, only in tuned {_some(only_t)}; select "
+            "names that exist in both"
+        )
     return b

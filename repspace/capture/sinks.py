@@ -9,6 +9,7 @@ A sink receives one :class:`CapturedBatch` per input batch::
 Memory use of :class:`AccumulatorSink` is constant in the number of samples: it only
 keeps the sufficient statistics of :class:`repspace.statistics.LayerwiseMoments`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -109,20 +110,27 @@ class AccumulatorSink:
 
     def update(self, captured: CapturedBatch) -> None:
         if set(captured.sides) != {"base", "tuned"}:
-            raise ValueError("AccumulatorSink needs paired captures (base and tuned); use "
-                             "capture_paired() or a DiskSink for a single model")
+            raise ValueError(
+                "AccumulatorSink needs paired captures (base and tuned); use "
+                "capture_paired() or a DiskSink for a single model"
+            )
         base, tuned = captured.sides["base"], captured.sides["tuned"]
         groups: dict[str, list[str]] = {}
         for name, rows in base.items():
             if rows.ndim != 2:
-                raise ValueError(f"layer {name!r} has unpooled states {tuple(rows.shape)}; the "
-                                 "accumulator needs pooling mean/first/cls/last/tokens")
+                raise ValueError(
+                    f"layer {name!r} has unpooled states {tuple(rows.shape)}; the "
+                    "accumulator needs pooling mean/first/cls/last/tokens"
+                )
             key = captured.streams[name] if captured.index else "all"
             groups.setdefault(key, []).append(name)
-            if captured.index and not torch.equal(captured.index["base"][name],
-                                                  captured.index["tuned"][name]):
-                raise ValueError(f"layer {name!r}: base and tuned kept different tokens; their "
-                                 "attention masks differ, so token rows cannot be paired")
+            if captured.index and not torch.equal(
+                captured.index["base"][name], captured.index["tuned"][name]
+            ):
+                raise ValueError(
+                    f"layer {name!r}: base and tuned kept different tokens; their "
+                    "attention masks differ, so token rows cannot be paired"
+                )
         for key, names in groups.items():
             self.accumulator_for(key)
             pending = self._pending.setdefault(key, [])
@@ -130,8 +138,10 @@ class AccumulatorSink:
             if self._base_owner is not None:  # flush with the owner, so the base rows match
                 flush = self._base_owner._flushed_now.get(key, False)
             else:
-                flush = self.accumulators[key].holds_rows_only() or \
-                    sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows
+                flush = (
+                    self.accumulators[key].holds_rows_only()
+                    or sum(next(iter(b.values())).shape[0] for b, _ in pending) >= self.buffer_rows
+                )
             self._flushed_now[key] = flush
             if flush:
                 self._flush(key)
@@ -142,9 +152,9 @@ class AccumulatorSink:
             return
         names = list(pending[0][0])
         if len(pending) == 1:  # one batch: its own tensors, no copy (rows keep what they get)
-            cat = (lambda side: dict(pending[0][side]))
+            cat = lambda side: dict(pending[0][side])
         else:
-            cat = (lambda side: {n: torch.cat([p[side][n] for p in pending]) for n in names})
+            cat = lambda side: {n: torch.cat([p[side][n] for p in pending]) for n in names}
         rows = [p[0][n] for p in pending for n in names]
         base = None
         if self._base_owner is not None:  # the owner's concatenation of the same rows, if so
@@ -195,8 +205,12 @@ class MemorySink:
     @property
     def tensors(self) -> dict[str, dict[str, torch.Tensor]]:
         """``{side: {layer: Tensor}}`` concatenated over batches."""
-        return {s: {n: torch.cat(p) for n, p in layers.items()} for s, layers in self._parts.items()}
+        return {
+            s: {n: torch.cat(p) for n, p in layers.items()} for s, layers in self._parts.items()
+        }
 
     @property
     def sample_index(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {s: {n: torch.cat(p) for n, p in layers.items()} for s, layers in self._index.items()}
+        return {
+            s: {n: torch.cat(p) for n, p in layers.items()} for s, layers in self._index.items()
+        }

@@ -15,6 +15,7 @@ backbone would skip, so those are never reduced.
 (Named ``backbone`` before issue 30: it does not load or define a backbone, it strips task
 heads so that a bare backbone and its head models share layer names.)
 """
+
 from __future__ import annotations
 
 import warnings
@@ -40,8 +41,9 @@ def backbone_of(model: nn.Module) -> tuple[str, nn.Module] | None:
     return None
 
 
-def shared_layers(base: nn.Module, tuned: Sequence[nn.Module], spec: LayerSpec, *,
-                  warn: bool = True) -> tuple[nn.Module, list[nn.Module], list[str]]:
+def shared_layers(
+    base: nn.Module, tuned: Sequence[nn.Module], spec: LayerSpec, *, warn: bool = True
+) -> tuple[nn.Module, list[nn.Module], list[str]]:
     """``(base, tuned, names)`` to capture: the models as given when ``spec`` names the same
     layers in all of them, else their shared backbones (a ``UserWarning`` says so).
 
@@ -62,10 +64,19 @@ def shared_layers(base: nn.Module, tuned: Sequence[nn.Module], spec: LayerSpec, 
         names = [resolve_paired_layers(cores[0], t, spec) for t in cores[1:]]
     except ValueError:
         raise first from None
-    heads = sorted({f"{type(model_view(m).root).__name__} (prefix '{r[0]}.')"
-                    for m, r in zip(models, reduced) if r})
+    heads = sorted(
+        {
+            f"{type(model_view(m).root).__name__} (prefix '{r[0]}.')"
+            for m, r in zip(models, reduced)
+            if r
+        }
+    )
     if warn:
-        warnings.warn(f"base and tuned models have different heads; compared layer by layer on the "
-                      f"shared backbone ({', '.join(heads)} stripped): layer names are the "
-                      "backbone's", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"base and tuned models have different heads; compared layer by layer on the "
+            f"shared backbone ({', '.join(heads)} stripped): layer names are the "
+            "backbone's",
+            UserWarning,
+            stacklevel=3,
+        )
     return cores[0], cores[1:], names[0] if names else []

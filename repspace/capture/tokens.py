@@ -21,6 +21,7 @@ Prompt tuning and P-tuning prepend ``num_virtual_tokens`` positions to the input
 embeddings of the tuned model; :func:`align_tokens` strips them so the tuned sequence
 lines up with the base one (prefix tuning only adds keys/values: nothing to strip).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -36,8 +37,10 @@ __all__ = ["MODALITIES", "align_tokens", "image_token_id", "layer_stream", "num_
 MODALITIES = ("auto", "text", "image", "all")
 
 _QUERY_WORDS = ("qformer", "q_former", "resampler", "perceiver")
-_STREAM_KEYS = {"text": ("attention_mask", "input_ids"),
-                "decoder": ("decoder_attention_mask", "decoder_input_ids")}
+_STREAM_KEYS = {
+    "text": ("attention_mask", "input_ids"),
+    "decoder": ("decoder_attention_mask", "decoder_input_ids"),
+}
 
 
 def num_virtual_tokens(model: nn.Module) -> int:
@@ -65,17 +68,24 @@ def task_ids_needed(model: nn.Module, task_id: int | None, side: str = "tuned") 
     if kind not in (PeftType.MULTITASK_PROMPT_TUNING, PeftType.POLY):
         return None
     if task_id is None:
-        raise ValueError(f"the {side} model is a task-conditioned adapter ({kind.value}); pass the "
-                         "task to probe with --task-id N (task_id=N)")
+        raise ValueError(
+            f"the {side} model is a task-conditioned adapter ({kind.value}); pass the "
+            "task to probe with --task-id N (task_id=N)"
+        )
     if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id < 0:
         raise ValueError(f"--task-id must be a non-negative integer; got {task_id!r}")
     cfg = model.active_peft_config
-    tasks = getattr(cfg, "num_tasks", None) if kind is PeftType.MULTITASK_PROMPT_TUNING else \
-        getattr(cfg, "n_tasks", None)
+    tasks = (
+        getattr(cfg, "num_tasks", None)
+        if kind is PeftType.MULTITASK_PROMPT_TUNING
+        else getattr(cfg, "n_tasks", None)
+    )
     if isinstance(tasks, int) and not isinstance(tasks, bool) and task_id >= tasks:
-        raise ValueError(f"--task-id {task_id}: the {side} model's {kind.value} adapter was "
-                         f"trained on {tasks} task(s), numbered 0 to {tasks - 1}; choose one of "
-                         "them")
+        raise ValueError(
+            f"--task-id {task_id}: the {side} model's {kind.value} adapter was "
+            f"trained on {tasks} task(s), numbered 0 to {tasks - 1}; choose one of "
+            "them"
+        )
     return task_id
 
 
@@ -102,13 +112,22 @@ def _to_tokens(states: torch.Tensor, name: str) -> torch.Tensor:
         return states[:, None, :]
     if states.ndim == 4:  # conv feature map (b, c, h, w): each position is a token
         return states.flatten(2).transpose(1, 2)
-    raise ValueError(f"layer {name!r} produced states of shape {tuple(states.shape)}; expected "
-                     "(batch, tokens, hidden), (batch, hidden) or (batch, channels, h, w)")
+    raise ValueError(
+        f"layer {name!r} produced states of shape {tuple(states.shape)}; expected "
+        "(batch, tokens, hidden), (batch, hidden) or (batch, channels, h, w)"
+    )
 
 
-def align_tokens(name: str, states: torch.Tensor, batch: Mapping[str, object], stream: str,
-                 n_virtual: int = 0, *, image_token: int | None = None, modality: str = "auto"
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def align_tokens(
+    name: str,
+    states: torch.Tensor,
+    batch: Mapping[str, object],
+    stream: str,
+    n_virtual: int = 0,
+    *,
+    image_token: int | None = None,
+    modality: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(states (b, t, d), valid (b, t) bool or None)`` with virtual tokens stripped.
 
     ``valid is None`` means every position is a real token.  A length that fits neither
@@ -121,11 +140,18 @@ def align_tokens(name: str, states: torch.Tensor, batch: Mapping[str, object], s
     """
     states, valid = _align(name, states, batch, stream, n_virtual)
     ids = batch.get("input_ids")
-    if (stream != "text" or image_token is None or modality == "all" or not torch.is_tensor(ids)
-            or ids.shape[:2] != states.shape[:2]):
+    if (
+        stream != "text"
+        or image_token is None
+        or modality == "all"
+        or not torch.is_tensor(ids)
+        or ids.shape[:2] != states.shape[:2]
+    ):
         if modality == "image" and stream != "vision":
-            raise ValueError(f"modality='image' needs image placeholder tokens in input_ids; layer "
-                             f"{name!r} has none (use a vision-tower layer or modality='auto')")
+            raise ValueError(
+                f"modality='image' needs image placeholder tokens in input_ids; layer "
+                f"{name!r} has none (use a vision-tower layer or modality='auto')"
+            )
         return states, valid
     is_image = ids.to(states.device) == image_token
     if modality == "auto" and not bool(is_image.any()):
@@ -134,8 +160,9 @@ def align_tokens(name: str, states: torch.Tensor, batch: Mapping[str, object], s
     return states, keep if valid is None else valid & keep
 
 
-def _align(name: str, states: torch.Tensor, batch: Mapping[str, object], stream: str,
-           n_virtual: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _align(
+    name: str, states: torch.Tensor, batch: Mapping[str, object], stream: str, n_virtual: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     states = _to_tokens(states, name)
     if stream == "vision":
         return _per_sample(name, states, batch)
@@ -151,15 +178,19 @@ def _align(name: str, states: torch.Tensor, batch: Mapping[str, object], stream:
     if not torch.is_tensor(ref) or ref.ndim != 2:
         # No mask nor ids (e.g. inputs_embeds): all positions valid, but prompt-learning
         # tokens are still at the front.
-        return (states[:, n_virtual:] if n_virtual and states.shape[1] > n_virtual else states), None
+        return (
+            states[:, n_virtual:] if n_virtual and states.shape[1] > n_virtual else states
+        ), None
     length, seq = ref.shape[1], states.shape[1]
     if seq == length + n_virtual and n_virtual:
         states = states[:, n_virtual:]
     elif seq != length:
-        raise ValueError(f"layer {name!r} has {seq} tokens per sample but {ref.shape[1]} are in "
-                         f"{'the ' + mask_key if mask_key in batch else ids_key}"
-                         f"{f' (+{n_virtual} virtual tokens)' if n_virtual else ''}; "
-                         "pool it with pooling='none' or pick a layer on the input sequence")
+        raise ValueError(
+            f"layer {name!r} has {seq} tokens per sample but {ref.shape[1]} are in "
+            f"{'the ' + mask_key if mask_key in batch else ids_key}"
+            f"{f' (+{n_virtual} virtual tokens)' if n_virtual else ''}; "
+            "pool it with pooling='none' or pick a layer on the input sequence"
+        )
     if mask_key not in batch:
         return states, None
     return states, ref.to(device=states.device, dtype=torch.bool)
@@ -168,7 +199,11 @@ def _align(name: str, states: torch.Tensor, batch: Mapping[str, object], stream:
 def _samples(batch: Mapping[str, object]) -> int | None:
     for key in ("input_ids", "attention_mask", "pixel_values"):
         v = batch.get(key)
-        if torch.is_tensor(v) and v.ndim >= 2 and not (key == "pixel_values" and "image_grid_thw" in batch):
+        if (
+            torch.is_tensor(v)
+            and v.ndim >= 2
+            and not (key == "pixel_values" and "image_grid_thw" in batch)
+        ):
             return v.shape[0]
     grid = batch.get("image_grid_thw")
     return grid.shape[0] if torch.is_tensor(grid) else None
@@ -187,13 +222,16 @@ def _images_per_sample(name: str, rows: int, batch: Mapping[str, object], n: int
         real = pixels.flatten(2).ne(0).any(-1).sum(1)
         if int(real.sum()) == rows:
             return [int(c) for c in real]
-    raise ValueError(f"layer {name!r} ran on {rows} images or crops for {n} samples and repspace "
-                     "cannot tell which belong to which sample; capture a layer that sees one "
-                     "sequence per sample (e.g. the text layers)")
+    raise ValueError(
+        f"layer {name!r} ran on {rows} images or crops for {n} samples and repspace "
+        "cannot tell which belong to which sample; capture a layer that sees one "
+        "sequence per sample (e.g. the text layers)"
+    )
 
 
-def _per_sample(name: str, states: torch.Tensor, batch: Mapping[str, object]
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _per_sample(
+    name: str, states: torch.Tensor, batch: Mapping[str, object]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Vision states with one row per sample (crops / patches of a sample concatenated)."""
     n = _samples(batch)
     if n is None or states.shape[0] == n:
@@ -205,7 +243,7 @@ def _per_sample(name: str, states: torch.Tensor, batch: Mapping[str, object]
     valid = torch.zeros(n, width, dtype=torch.bool, device=states.device)
     start = 0
     for i, c in enumerate(counts):
-        out[i, :c * t] = states[start:start + c].reshape(c * t, d)
-        valid[i, :c * t] = True
+        out[i, : c * t] = states[start : start + c].reshape(c * t, d)
+        valid[i, : c * t] = True
         start += c
     return out, valid

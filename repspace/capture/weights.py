@@ -14,6 +14,7 @@ name (:func:`repspace.layer_table.canonical_modules`) is read:
 
 Matrices are compared in the base's layout, (out_features, in_features).
 """
+
 from __future__ import annotations
 
 import copy
@@ -67,17 +68,22 @@ def _probe(module: nn.Module, d_in: int, name: str) -> tuple[torch.Tensor | None
             mixed = twin((0.7 * x - 1.3 * y)[None]) - zero
             scale = max(float(fx.abs().max()), float(fy.abs().max()), 1e-300)
             if float((mixed - (0.7 * fx - 1.3 * fy)).abs().max()) > 1e-9 * scale:
-                return None, "not a linear map (e.g. a bottleneck adapter): no weight update to compare"
+                return (
+                    None,
+                    "not a linear map (e.g. a bottleneck adapter): no weight update to compare",
+                )
             rows = []
             for start in range(0, d_in, PROBE_CHUNK):
-                eye = torch.eye(d_in, dtype=torch.float64)[start:start + PROBE_CHUNK]
+                eye = torch.eye(d_in, dtype=torch.float64)[start : start + PROBE_CHUNK]
                 rows.append(twin(eye) - zero)
     except Exception as exc:  # noqa: BLE001 - a wrapper that cannot be called on plain rows
         return None, f"cannot be probed with plain input rows ({type(exc).__name__}: {exc})"
     return torch.cat(rows).reshape(d_in, -1), ""
 
 
-def weight_pairs(base: nn.Module, tuned: nn.Module, names: list[str] | None = None) -> list[MatrixPair]:
+def weight_pairs(
+    base: nn.Module, tuned: nn.Module, names: list[str] | None = None
+) -> list[MatrixPair]:
     """Every linear map of ``base`` (or those in ``names``) with ``tuned``'s effective weight.
 
     Raises ``ValueError`` naming the layer when ``tuned`` lacks a base linear map or its
@@ -94,16 +100,20 @@ def weight_pairs(base: nn.Module, tuned: nn.Module, names: list[str] | None = No
             continue
         tm = tuned_mods.get(name)
         if tm is None:
-            raise ValueError(f"layer {name!r}: the tuned model has no module there; are base and "
-                             "tuned the same architecture?")
+            raise ValueError(
+                f"layer {name!r}: the tuned model has no module there; are base and "
+                "tuned the same architecture?"
+            )
         eps = float(torch.finfo(w0.dtype).eps)
         w0 = w0.double().cpu()
         w1 = linear_weight(tm)
         if w1 is not None and type(tm) is type(bm):
             if tuple(w1.shape) != tuple(w0.shape):
-                raise ValueError(f"layer {name!r}: the tuned model maps {w1.shape[1]} -> "
-                                 f"{w1.shape[0]} features, the base {w0.shape[1]} -> "
-                                 f"{w0.shape[0]} (another width)")
+                raise ValueError(
+                    f"layer {name!r}: the tuned model maps {w1.shape[1]} -> "
+                    f"{w1.shape[0]} features, the base {w0.shape[1]} -> "
+                    f"{w0.shape[0]} (another width)"
+                )
             eps = max(eps, float(torch.finfo(w1.dtype).eps))
             out.append(MatrixPair(name, w0, w1.double().cpu(), "weights", eps=eps))
             continue
@@ -113,7 +123,9 @@ def weight_pairs(base: nn.Module, tuned: nn.Module, names: list[str] | None = No
             continue
         w1 = wt.T.contiguous()
         if w1.shape != w0.shape:
-            raise ValueError(f"layer {name!r}: the tuned model maps {w1.shape[1]} -> {w1.shape[0]} "
-                             f"features, the base {w0.shape[1]} -> {w0.shape[0]}")
+            raise ValueError(
+                f"layer {name!r}: the tuned model maps {w1.shape[1]} -> {w1.shape[0]} "
+                f"features, the base {w0.shape[1]} -> {w0.shape[0]}"
+            )
         out.append(MatrixPair(name, w0, w1, "probed", eps=eps))
     return out

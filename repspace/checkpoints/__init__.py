@@ -3,6 +3,7 @@
 The names below are imported on first use (PEP 562): reading a config (``compare --plan``,
 :mod:`repspace.checkpoints.precision`, :mod:`repspace.checkpoints.errors`) needs no torch.
 """
+
 from __future__ import annotations
 
 from repspace._lazy import lazy_attributes
@@ -12,10 +13,21 @@ from repspace.checkpoints.errors import CheckpointError  # torch-free, and caugh
 _LAZY = {
     "checkpoint_sha256": "repspace.checkpoints.hashing",
     "file_sha256": "repspace.checkpoints.hashing",
-    **dict.fromkeys(["EMBEDDED", "MANIFEST_NAME", "LoadedCheckpoint", "detect_kind",
-                     "load_checkpoint", "load_hf_model", "load_processor",
-                     "preflight_checkpoints", "register_manifest_loader", "resolve_spec"],
-                    "repspace.checkpoints.loader"),
+    **dict.fromkeys(
+        [
+            "EMBEDDED",
+            "MANIFEST_NAME",
+            "LoadedCheckpoint",
+            "detect_kind",
+            "load_checkpoint",
+            "load_hf_model",
+            "load_processor",
+            "preflight_checkpoints",
+            "register_manifest_loader",
+            "resolve_spec",
+        ],
+        "repspace.checkpoints.loader",
+    ),
     "apply_state_dict": "repspace.checkpoints.state_dict",
     "read_state_dict": "repspace.checkpoints.state_dict",
 }

@@ -23,6 +23,7 @@ file:
   repository (``org/name``) makes transformers download and run compiled code; refused like
   ``auto_map``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -30,25 +31,64 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from repspace._jsonfile import JSONFileError, read_json
 from repspace.checkpoints.errors import CheckpointError
 
-__all__ = ["index_shards", "check_indexes", "weight_files", "check_config_values",
-           "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS", "MAX_IMAGE_TOKENS", "PROCESSOR_FILES"]
+__all__ = [
+    "index_shards",
+    "check_indexes",
+    "weight_files",
+    "check_config_values",
+    "MAX_IMAGE_SIDE",
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_TOKENS",
+    "PROCESSOR_FILES",
+]
 
 MAX_IMAGE_SIDE = 8192
 MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
 MAX_IMAGE_TOKENS = 1 << 16
-PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json",
-                   "image_processor_config.json", "video_preprocessor_config.json",
-                   "feature_extractor_config.json")
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "processor_config.json",
+    "image_processor_config.json",
+    "video_preprocessor_config.json",
+    "feature_extractor_config.json",
+)
 _MAX_INDEX_BYTES = 64 << 20
-_SIDE_KEYS = {"height", "width", "shortest_edge", "longest_edge", "max_height", "max_width",
-              "min_height", "min_width", "image_size", "crop_size", "size", "max_image_size",
-              "pad_size", "tile_size", "patch_size"}
+_SIDE_KEYS = {
+    "height",
+    "width",
+    "shortest_edge",
+    "longest_edge",
+    "max_height",
+    "max_width",
+    "min_height",
+    "min_width",
+    "image_size",
+    "crop_size",
+    "size",
+    "max_image_size",
+    "pad_size",
+    "tile_size",
+    "patch_size",
+}
 _PIXEL_KEYS = {"max_pixels", "min_pixels", "max_area", "min_area"}
-_TOKEN_KEYS = {"image_seq_length", "num_image_tokens", "image_seq_len", "num_query_tokens",
-               "max_image_tiles", "max_num_tiles", "num_crops", "max_crops"}
-_KERNEL_KEYS = {"attn_implementation", "_attn_implementation", "_attn_implementation_internal",
-                "experts_implementation", "_experts_implementation",
-                "_experts_implementation_internal"}
+_TOKEN_KEYS = {
+    "image_seq_length",
+    "num_image_tokens",
+    "image_seq_len",
+    "num_query_tokens",
+    "max_image_tiles",
+    "max_num_tiles",
+    "num_crops",
+    "max_crops",
+}
+_KERNEL_KEYS = {
+    "attn_implementation",
+    "_attn_implementation",
+    "_attn_implementation_internal",
+    "experts_implementation",
+    "_experts_implementation",
+    "_experts_implementation_internal",
+}
 
 
 def index_shards(index: Path) -> list[Path]:
@@ -57,25 +97,36 @@ def index_shards(index: Path) -> list[Path]:
         data = read_json(index, max_bytes=_MAX_INDEX_BYTES)
     except JSONFileError as exc:
         if exc.size is not None:
-            raise CheckpointError(f"{index}: {exc.size} bytes is too large for a weights index; "
-                                  "check the checkpoint") from None
-        raise CheckpointError(f"{index}: not a readable weights index ({exc.problem}); "
-                              "re-download or re-save the checkpoint") from None
+            raise CheckpointError(
+                f"{index}: {exc.size} bytes is too large for a weights index; check the checkpoint"
+            ) from None
+        raise CheckpointError(
+            f"{index}: not a readable weights index ({exc.problem}); "
+            "re-download or re-save the checkpoint"
+        ) from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict):
-        raise CheckpointError(f"{index}: a weights index must hold a 'weight_map' object "
-                              "(tensor name -> shard file); re-download or re-save the checkpoint")
+        raise CheckpointError(
+            f"{index}: a weights index must hold a 'weight_map' object "
+            "(tensor name -> shard file); re-download or re-save the checkpoint"
+        )
     shards: list[Path] = []
     for name in dict.fromkeys(weight_map.values()):
         if not isinstance(name, str) or not name or "\0" in name:
             raise CheckpointError(f"{index}: shard {name!r} is not a file name")
         posix, windows = PurePosixPath(name), PureWindowsPath(name)
-        if (posix.is_absolute() or windows.is_absolute() or windows.drive
-                or ".." in posix.parts or ".." in windows.parts):
+        if (
+            posix.is_absolute()
+            or windows.is_absolute()
+            or windows.drive
+            or ".." in posix.parts
+            or ".." in windows.parts
+        ):
             raise CheckpointError(
                 f"{index}: refused — shard {name!r} lies outside the checkpoint folder; a "
                 "checkpoint's shards must sit inside it (they are what its sha256 covers): move "
-                "the shard into the folder and name it relative to the index")
+                "the shard into the folder and name it relative to the index"
+            )
         shards.append(index.parent / name)
     return shards
 
@@ -129,14 +180,17 @@ def _check_sizes(obj, source: Path, path: str = "") -> None:
         elif key in _TOKEN_KEYS and n > MAX_IMAGE_TOKENS:
             limit, what = MAX_IMAGE_TOKENS, "tokens per image"
         elif key in _SIDE_KEYS | _PIXEL_KEYS | _TOKEN_KEYS and n < 0:
-            raise CheckpointError(f"{source}: {where} is {value!r}; a size cannot be negative: "
-                                  "fix the processor config or re-download the checkpoint")
+            raise CheckpointError(
+                f"{source}: {where} is {value!r}; a size cannot be negative: "
+                "fix the processor config or re-download the checkpoint"
+            )
         else:
             continue
         raise CheckpointError(
             f"{source}: {where} is {value!r}, beyond the {limit:,} {what} repspace accepts; "
             "every probe image would be resized to it (memory grows with its square): fix the "
-            "processor config or re-download the checkpoint")
+            "processor config or re-download the checkpoint"
+        )
 
 
 def _check_kernels(obj, source: Path, depth: int = 0) -> None:
@@ -151,7 +205,8 @@ def _check_kernels(obj, source: Path, depth: int = 0) -> None:
                         f"{source}: refused — {key} {name!r} names a Hub kernel repository, "
                         "whose compiled code transformers would download and run; repspace "
                         "runs no code shipped with a checkpoint: remove the entry (or set it "
-                        "to eager / sdpa)")
+                        "to eager / sdpa)"
+                    )
         if isinstance(value, dict):
             _check_kernels(value, source, depth + 1)
 
@@ -159,6 +214,8 @@ def _check_kernels(obj, source: Path, depth: int = 0) -> None:
 def check_config_values(obj, source: Path) -> None:
     """The checks of one parsed config file (see the module docstring)."""
     _check_kernels(obj, source)
-    if source.name in PROCESSOR_FILES or (source.name.endswith("config.json") and any(
-            p in source.name for p in ("processor", "feature_extractor"))):
+    if source.name in PROCESSOR_FILES or (
+        source.name.endswith("config.json")
+        and any(p in source.name for p in ("processor", "feature_extractor"))
+    ):
         _check_sizes(obj, source)

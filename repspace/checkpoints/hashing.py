@@ -12,6 +12,7 @@ unchanged).  In the process, and on disk under ``$REPSPACE_CACHE_DIR`` (default
 digest written atomically, as git's index and DVC trust stat data.  ``REPSPACE_HASH_CACHE=0``
 turns the disk cache off; an unreadable or unwritable cache only costs the hashing again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,21 @@ from pathlib import Path
 
 # Every file kind transformers / tokenizers read when building a model and its inputs
 # (weights, configs, vocabularies, merges, sentencepiece models, chat templates).
-HASHED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".model", ".txt",
-                   ".jinja", ".tiktoken", ".spm", ".vocab", ".codes")
+HASHED_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".json",
+    ".model",
+    ".txt",
+    ".jinja",
+    ".tiktoken",
+    ".spm",
+    ".vocab",
+    ".codes",
+)
 
 DISK_CACHE_MIN_BYTES = 64 << 20
 RACY_NS = 2_000_000_000

@@ -11,6 +11,7 @@ the door (:mod:`repspace.checkpoints.files`), and the command line sets
 ``USE_HUB_KERNELS=NO`` before transformers is imported (the switch of its lazily loaded
 quantization and MoE kernels).
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,8 +29,10 @@ def _supported() -> bool:
     import transformers
 
     model = transformers.PreTrainedModel
-    if hasattr(model, "set_use_kernels") or "use_kernels" in inspect.signature(
-            model.from_pretrained).parameters:
+    if (
+        hasattr(model, "set_use_kernels")
+        or "use_kernels" in inspect.signature(model.from_pretrained).parameters
+    ):
         return True
     try:
         return "use_kernels" in inspect.getsource(model.from_pretrained)

@@ -15,6 +15,7 @@ Kinds, detected in this order:
 The spec ``"embedded"`` (when no such local folder exists) names repspace's embedded default
 model, a tiny BLIP pre-trained on the built-in shapes world and shipped in the package.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -31,8 +32,13 @@ from repspace.checkpoints.errors import CheckpointError
 from repspace.checkpoints.hashing import checkpoint_sha256
 from repspace.checkpoints.hf_format import load_saved_format
 from repspace.checkpoints.precision import check_dtype, config_dtype, read_config, resolve_dtype
-from repspace.checkpoints.quantization import (QUANT_FLAGS, bnb_config, compute_dtype_of,
-                                               qlora_reason, refuse_stored_quantization)
+from repspace.checkpoints.quantization import (
+    QUANT_FLAGS,
+    bnb_config,
+    compute_dtype_of,
+    qlora_reason,
+    refuse_stored_quantization,
+)
 from repspace.checkpoints.remote_code import (
     check_adapter_config,
     model_class_of,
@@ -40,10 +46,22 @@ from repspace.checkpoints.remote_code import (
 )
 from repspace.checkpoints.state_dict import STATE_DICT_SUFFIXES, apply_state_dict, read_state_dict
 
-__all__ = ["LoadedCheckpoint", "detect_kind", "load_checkpoint", "load_hf_model", "preflight_checkpoints",
-           "base_chain", "MAX_BASE_DEPTH", "check_sizes",
-           "MANIFEST_NAME", "EMBEDDED", "register_manifest_loader", "resolve_spec",
-           "adapter_config", "local_config"]
+__all__ = [
+    "LoadedCheckpoint",
+    "detect_kind",
+    "load_checkpoint",
+    "load_hf_model",
+    "preflight_checkpoints",
+    "base_chain",
+    "MAX_BASE_DEPTH",
+    "check_sizes",
+    "MANIFEST_NAME",
+    "EMBEDDED",
+    "register_manifest_loader",
+    "resolve_spec",
+    "adapter_config",
+    "local_config",
+]
 
 MANIFEST_NAME = "repspace_manifest.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -65,13 +83,13 @@ def resolve_spec(spec: str) -> str:
 class LoadedCheckpoint:
     """A loaded model with what identifies it in a report."""
 
-    spec: str                     # what the user passed
-    name: str                     # short display name (folder or file stem)
-    kind: str                     # repspace | peft | hf | state_dict | hub
+    spec: str  # what the user passed
+    name: str  # short display name (folder or file stem)
+    kind: str  # repspace | peft | hf | state_dict | hub
     model: torch.nn.Module
-    processor: Any = None         # tokenizer or multimodal processor, when one ships
+    processor: Any = None  # tokenizer or multimodal processor, when one ships
     sha256: str | None = None
-    base: str | None = None       # the base checkpoint it was applied onto, if any
+    base: str | None = None  # the base checkpoint it was applied onto, if any
     notes: list[str] = field(default_factory=list)
     manifest: dict | None = None
 
@@ -88,18 +106,29 @@ def register_manifest_loader(weights_format: str, fn) -> None:
 def detect_kind(spec: str) -> str:
     p = Path(spec)
     if p.is_dir():
-        for marker, kind in ((MANIFEST_NAME, "repspace"), ("adapter_config.json", "peft"),
-                             ("config.json", "hf")):
+        for marker, kind in (
+            (MANIFEST_NAME, "repspace"),
+            ("adapter_config.json", "peft"),
+            ("config.json", "hf"),
+        ):
             if (p / marker).is_file():
                 return kind
-        raise CheckpointError(f"{spec}: a folder without config.json, adapter_config.json or "
-                              f"{MANIFEST_NAME}; point at a model or adapter folder")
+        raise CheckpointError(
+            f"{spec}: a folder without config.json, adapter_config.json or "
+            f"{MANIFEST_NAME}; point at a model or adapter folder"
+        )
     if p.is_file():
         if p.suffix.lower() in STATE_DICT_SUFFIXES:
             return "state_dict"
-        raise CheckpointError(f"{spec}: unknown checkpoint file type {p.suffix!r}; expected "
-                              f"{', '.join(STATE_DICT_SUFFIXES)} or a folder")
-    if p.suffix.lower() in STATE_DICT_SUFFIXES or spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
+        raise CheckpointError(
+            f"{spec}: unknown checkpoint file type {p.suffix!r}; expected "
+            f"{', '.join(STATE_DICT_SUFFIXES)} or a folder"
+        )
+    if (
+        p.suffix.lower() in STATE_DICT_SUFFIXES
+        or spec.startswith((".", "/", "~"))
+        or not _HUB_ID.match(spec)
+    ):
         raise CheckpointError(f"{spec}: no such file or folder")
     return "hub"
 
@@ -108,7 +137,8 @@ def _hub_hint(spec: str, exc: Exception) -> CheckpointError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     return CheckpointError(
         f"{spec}: could not load it from a local folder, the Hugging Face cache or the hub "
-        f"({first}); on an offline machine pass a local model folder")
+        f"({first}); on an offline machine pass a local model folder"
+    )
 
 
 def _as_dict(obj) -> dict:
@@ -119,9 +149,15 @@ def _as_dict(obj) -> dict:
     return to_dict() if callable(to_dict) else {}
 
 
-def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str | None = None,
-                  device_map: str | dict | None = None, strict: bool = True,
-                  notes: list[str] | None = None, quantization: str | None = None):
+def load_hf_model(
+    spec: str,
+    config: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    device_map: str | dict | None = None,
+    strict: bool = True,
+    notes: list[str] | None = None,
+    quantization: str | None = None,
+):
     """A transformers model from a folder or hub id, in the class its config names.
 
     ``dtype``: ``"auto"`` keeps the checkpoint's own (``torch_dtype`` / ``dtype`` of its
@@ -150,8 +186,9 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str
         check_sizes(spec, config)  # a config claiming more than its weights: before building
     try:
         # trust_remote_code=False: transformers refuses custom code instead of asking on stdin.
-        cfg = transformers.AutoConfig.from_pretrained(config or spec, local_files_only=local,
-                                                      trust_remote_code=False)
+        cfg = transformers.AutoConfig.from_pretrained(
+            config or spec, local_files_only=local, trust_remote_code=False
+        )
         cls = model_class_of(cfg, str(config_file))
         stored = getattr(cfg, "quantization_config", None)
         if quantization is None and stored is not None:
@@ -163,28 +200,43 @@ def load_hf_model(spec: str, config: str | None = None, dtype: torch.dtype | str
             torch_dtype = half  # the dtype of the modules bitsandbytes leaves unquantized
             extra["quantization_config"] = bnb_config(quantization, half)
             extra.setdefault("device_map", {"": torch.cuda.current_device()})
-        model, info = cls.from_pretrained(spec, config=cfg, local_files_only=local,
-                                          dtype=torch_dtype, trust_remote_code=False,
-                                          output_loading_info=True, **no_hub_kernels(), **extra)
+        model, info = cls.from_pretrained(
+            spec,
+            config=cfg,
+            local_files_only=local,
+            dtype=torch_dtype,
+            trust_remote_code=False,
+            output_loading_info=True,
+            **no_hub_kernels(),
+            **extra,
+        )
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - untrusted files fail in many exception types
         if isinstance(exc, pickle.UnpicklingError):
-            raise CheckpointError(f"{spec}: refused — a weights file in it holds Python objects "
-                                  "beyond tensors, and unpickling it could run arbitrary code; "
-                                  "ask its author for a .safetensors copy") from None
+            raise CheckpointError(
+                f"{spec}: refused — a weights file in it holds Python objects "
+                "beyond tensors, and unpickling it could run arbitrary code; "
+                "ask its author for a .safetensors copy"
+            ) from None
         if local or not isinstance(exc, (OSError, ValueError, KeyError)):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"{spec}: not a loadable transformers model "
-                                  f"({type(exc).__name__}: {first}); check or re-download it") from None
+            raise CheckpointError(
+                f"{spec}: not a loadable transformers model "
+                f"({type(exc).__name__}: {first}); check or re-download it"
+            ) from None
         raise _hub_hint(spec, exc) from None
     missing = sorted(info.get("missing_keys") or [])
     if missing:
-        text = (f"{len(missing)} weight(s) of {cls.__name__} missing from its files (e.g. "
-                f"{', '.join(missing[:3])}), so transformers filled them with random values")
+        text = (
+            f"{len(missing)} weight(s) of {cls.__name__} missing from its files (e.g. "
+            f"{', '.join(missing[:3])}), so transformers filled them with random values"
+        )
         if strict:
-            raise CheckpointError(f"{spec}: {text}; re-save or re-download it, or pass "
-                                  "--non-strict to measure it anyway")
+            raise CheckpointError(
+                f"{spec}: {text}; re-save or re-download it, or pass "
+                "--non-strict to measure it anyway"
+            )
         if notes is not None:
             notes.append(text)
     return model
@@ -201,8 +253,7 @@ def check_sizes(spec: str, config: str | None = None) -> None:
     else (hub ids, folders without weights); done once per unchanged folder."""
     import os
 
-    from repspace.checkpoints.sizes import (check_layer_counts, check_parameter_count,
-                                            stored_weights)
+    from repspace.checkpoints.sizes import check_layer_counts, check_parameter_count, stored_weights
 
     if not Path(spec).is_dir():
         return
@@ -214,8 +265,10 @@ def check_sizes(spec: str, config: str | None = None) -> None:
     if weights is None:
         return
     try:
-        key = tuple((os.path.realpath(f), f.stat().st_mtime_ns, f.stat().st_size)
-                    for f in (config_file, *weights.files))
+        key = tuple(
+            (os.path.realpath(f), f.stat().st_mtime_ns, f.stat().st_size)
+            for f in (config_file, *weights.files)
+        )
     except OSError:
         key = None
     if key is not None and key in _SIZES_CHECKED:
@@ -225,8 +278,9 @@ def check_sizes(spec: str, config: str | None = None) -> None:
     import transformers
 
     try:
-        cfg = transformers.AutoConfig.from_pretrained(str(config or spec), local_files_only=True,
-                                                      trust_remote_code=False)
+        cfg = transformers.AutoConfig.from_pretrained(
+            str(config or spec), local_files_only=True, trust_remote_code=False
+        )
         cls = model_class_of(cfg, str(config_file))
     except CheckpointError:
         raise
@@ -298,11 +352,15 @@ def _base_of_adapter(path: Path, base: str | None) -> str:
     if base:
         return base
     if not named:
-        raise CheckpointError(f"{path}: the adapter does not name its base model "
-                              "(base_model_name_or_path is empty); pass --base-override")
+        raise CheckpointError(
+            f"{path}: the adapter does not name its base model "
+            "(base_model_name_or_path is empty); pass --base-override"
+        )
     if not Path(named).exists() and named.startswith(("/", ".", "~")):
-        raise CheckpointError(f"{path}: its base model {named} does not exist on this machine; "
-                              "pass --base-override with the base model folder")
+        raise CheckpointError(
+            f"{path}: its base model {named} does not exist on this machine; "
+            "pass --base-override with the base model folder"
+        )
     return named
 
 
@@ -359,17 +417,22 @@ def _qlora_base_dtype(spec: str, adapter_cfg: dict, base_spec: str, dtype, quant
     if _is_auto(dtype):
         own = config_dtype(base_cfg) if base_cfg else "float32"
         chosen = compute_dtype_of(base_cfg) or (
-            getattr(torch, own) if own in ("bfloat16", "float16") else torch.bfloat16)
+            getattr(torch, own) if own in ("bfloat16", "float16") else torch.bfloat16
+        )
     else:
         chosen = dtype if dtype is not None else torch.float32
     name = str(chosen).removeprefix("torch.")
     from repspace._validation import RepspaceWarning
 
-    warnings.warn(RepspaceWarning(
-        f"note: {spec} is a QLoRA adapter ({why}); it is compared on the unquantized base in "
-        f"{name}: the numbers are the adapter's effect on the full-precision weights, not on the "
-        f"4-bit model it was trained with (docs/compare.md; {QUANT_FLAGS['4bit']} on a CUDA "
-        "machine with bitsandbytes loads the base as trained)"), stacklevel=3)
+    warnings.warn(
+        RepspaceWarning(
+            f"note: {spec} is a QLoRA adapter ({why}); it is compared on the unquantized base in "
+            f"{name}: the numbers are the adapter's effect on the full-precision weights, not on the "
+            f"4-bit model it was trained with (docs/compare.md; {QUANT_FLAGS['4bit']} on a CUDA "
+            "machine with bitsandbytes loads the base as trained)"
+        ),
+        stacklevel=3,
+    )
     return chosen
 
 
@@ -384,7 +447,8 @@ def _check_adapter_loaded(caught, spec: str, base_spec: str) -> None:
             raise CheckpointError(
                 f"{spec}: {len(keys) or 'some'} adapter weight(s) found no place in its base "
                 f"{base_spec} (e.g. {', '.join(keys[:2])}); the adapter was trained on another "
-                "model or head class: pass --base-override with the model it was trained on")
+                "model or head class: pass --base-override with the model it was trained on"
+            )
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
@@ -406,10 +470,13 @@ def _chain_error(chain: list[str], last: str, looped: bool) -> CheckpointError:
             f"{chain[0]}: its chain of base models loops ({shown}): an adapter or run records "
             "itself, or a checkpoint that leads back to it, as its base "
             "(base_model_name_or_path / the manifest's base); pass --base-override with the "
-            "model it was trained on")
-    return CheckpointError(f"{chain[0]}: its chain of base models is longer than "
-                           f"{MAX_BASE_DEPTH} ({shown} -> …); pass --base-override with the "
-                           "model it was trained on")
+            "model it was trained on"
+        )
+    return CheckpointError(
+        f"{chain[0]}: its chain of base models is longer than "
+        f"{MAX_BASE_DEPTH} ({shown} -> …); pass --base-override with the "
+        "model it was trained on"
+    )
 
 
 def _extend_chain(chain: tuple[tuple[str, str], ...], spec: str) -> tuple[tuple[str, str], ...]:
@@ -472,11 +539,17 @@ def preflight_checkpoints(specs, chains=None) -> None:
         check_sizes(folder)
 
 
-def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: str | None = None,
-                    strict: bool = True, dtype: torch.dtype | str | None = None,
-                    device_map: str | dict | None = None,
-                    quantization: str | None = None, *,
-                    _chain: tuple[tuple[str, str], ...] = ()) -> LoadedCheckpoint:
+def load_checkpoint(
+    spec: str | Path,
+    base: str | Path | None = None,
+    config: str | None = None,
+    strict: bool = True,
+    dtype: torch.dtype | str | None = None,
+    device_map: str | dict | None = None,
+    quantization: str | None = None,
+    *,
+    _chain: tuple[tuple[str, str], ...] = (),
+) -> LoadedCheckpoint:
     """Load ``spec`` (see module docstring) in eval mode.
 
     ``base``: the base checkpoint a PEFT adapter or a bare state dict is applied onto
@@ -500,23 +573,47 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
     out: LoadedCheckpoint
     if kind in ("hf", "hub"):
         notes: list[str] = []
-        model = load_hf_model(spec, config=config, dtype=dtype, device_map=device_map,
-                              strict=strict, notes=notes, quantization=quantization)
-        out = LoadedCheckpoint(spec, name if kind == "hf" else spec, kind, model,
-                               load_processor(spec), checkpoint_sha256(spec), notes=notes)
+        model = load_hf_model(
+            spec,
+            config=config,
+            dtype=dtype,
+            device_map=device_map,
+            strict=strict,
+            notes=notes,
+            quantization=quantization,
+        )
+        out = LoadedCheckpoint(
+            spec,
+            name if kind == "hf" else spec,
+            kind,
+            model,
+            load_processor(spec),
+            checkpoint_sha256(spec),
+            notes=notes,
+        )
     elif kind == "peft":
         from peft import PeftModel
 
         base_spec = _base_of_adapter(path, base)
         base_dtype = _qlora_base_dtype(spec, adapter_config(path), base_spec, dtype, quantization)
-        weights = [path / f for f in ("adapter_model.safetensors", "adapter_model.bin")
-                   if (path / f).is_file()]
+        weights = [
+            path / f
+            for f in ("adapter_model.safetensors", "adapter_model.bin")
+            if (path / f).is_file()
+        ]
         if not weights:
-            raise CheckpointError(f"{spec}: adapter folder without weights (adapter_model."
-                                  "safetensors or adapter_model.bin); was save_pretrained interrupted?")
+            raise CheckpointError(
+                f"{spec}: adapter folder without weights (adapter_model."
+                "safetensors or adapter_model.bin); was save_pretrained interrupted?"
+            )
         read_state_dict(weights[0])  # refuses payloads / truncation, naming the file, before peft
-        base_model = load_checkpoint(base_spec, dtype=base_dtype, device_map=device_map,
-                                     quantization=quantization, _chain=chain).model
+        base_model = load_checkpoint(
+            base_spec,
+            dtype=base_dtype,
+            device_map=device_map,
+            quantization=quantization,
+            _chain=chain,
+        ).model
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -524,23 +621,36 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
             _check_adapter_loaded(caught, spec, base_spec)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CheckpointError(f"{spec}: adapter does not fit its base {base_spec} ({first}); "
-                                  "pass --base-override with the model it was trained on") from None
-        out = LoadedCheckpoint(spec, name, kind, model,
-                               load_processor(spec) or load_processor(base_spec),
-                               checkpoint_sha256(spec), base=base_spec)
+            raise CheckpointError(
+                f"{spec}: adapter does not fit its base {base_spec} ({first}); "
+                "pass --base-override with the model it was trained on"
+            ) from None
+        out = LoadedCheckpoint(
+            spec,
+            name,
+            kind,
+            model,
+            load_processor(spec) or load_processor(base_spec),
+            checkpoint_sha256(spec),
+            base=base_spec,
+        )
     elif kind == "state_dict":
         if base is None and config is None:
-            raise CheckpointError(f"{spec}: a bare weights file has no architecture; pass the base "
-                                  "checkpoint (repspace compare BASE TUNED) or --config")
+            raise CheckpointError(
+                f"{spec}: a bare weights file has no architecture; pass the base "
+                "checkpoint (repspace compare BASE TUNED) or --config"
+            )
         if quantization is not None:
-            raise CheckpointError(f"{spec}: {QUANT_FLAGS[quantization]} quantizes models loaded "
-                                  "from folders; a bare weights file is applied onto a "
-                                  "full-precision architecture: leave the flag out")
+            raise CheckpointError(
+                f"{spec}: {QUANT_FLAGS[quantization]} quantizes models loaded "
+                "from folders; a bare weights file is applied onto a "
+                "full-precision architecture: leave the flag out"
+            )
         state = read_state_dict(path)  # read (and refuse unsafe pickles) before building a model
         arch_spec = config or base
-        model = load_hf_model(base if base is not None else config, config=config, dtype=dtype,
-                              device_map=device_map)
+        model = load_hf_model(
+            base if base is not None else config, config=config, dtype=dtype, device_map=device_map
+        )
         dtype = model.dtype  # "auto" resolved: the architecture's own
         try:
             notes = apply_state_dict(model, state, spec, strict=strict)
@@ -549,40 +659,63 @@ def load_checkpoint(spec: str | Path, base: str | Path | None = None, config: st
             # names, which transformers 5 renames when loading: load it the same way.  When
             # that does not fit either, the key-by-key error above is the one to show.
             try:
-                saved = None if device_map is not None else load_saved_format(
-                    path, config or base, strict=strict, dtype=dtype)
+                saved = (
+                    None
+                    if device_map is not None
+                    else load_saved_format(path, config or base, strict=strict, dtype=dtype)
+                )
             except CheckpointError:
                 saved = None
             if saved is None:
                 raise exc from None
             model, notes = saved
-        out = LoadedCheckpoint(spec, name, kind, model, load_processor(base or arch_spec),
-                               checkpoint_sha256(spec), base=base, notes=notes)
+        out = LoadedCheckpoint(
+            spec,
+            name,
+            kind,
+            model,
+            load_processor(base or arch_spec),
+            checkpoint_sha256(spec),
+            base=base,
+            notes=notes,
+        )
     else:  # repspace
         try:
             manifest = read_json(path / MANIFEST_NAME)
         except JSONFileError as exc:
-            raise CheckpointError(f"{exc.path}: unreadable manifest ({exc.problem}); "
-                                  "was the run interrupted while saving?") from None
+            raise CheckpointError(
+                f"{exc.path}: unreadable manifest ({exc.problem}); "
+                "was the run interrupted while saving?"
+            ) from None
         if not isinstance(manifest, dict):
-            raise CheckpointError(f"{path / MANIFEST_NAME}: must hold a JSON object; got "
-                                  f"{type(manifest).__name__}")
+            raise CheckpointError(
+                f"{path / MANIFEST_NAME}: must hold a JSON object; got {type(manifest).__name__}"
+            )
         fmt = manifest.get("weights_format")
         if not isinstance(fmt, str):
-            raise CheckpointError(f"{path / MANIFEST_NAME}: 'weights_format' must be a string; "
-                                  f"got {fmt!r}; was the run written by repspace?")
+            raise CheckpointError(
+                f"{path / MANIFEST_NAME}: 'weights_format' must be a string; "
+                f"got {fmt!r}; was the run written by repspace?"
+            )
         loader = _MANIFEST_LOADERS.get(fmt)
         if loader is None and fmt in RUN_FORMATS:
             # checkpoints sit below training and must not import it; training registers.
-            raise CheckpointError(f"{spec}: a repspace training run; its loader registers when "
-                                  "repspace.training is imported: `import repspace.training` first "
-                                  "(repspace compare, repspace layers and repspace.compare do)")
+            raise CheckpointError(
+                f"{spec}: a repspace training run; its loader registers when "
+                "repspace.training is imported: `import repspace.training` first "
+                "(repspace compare, repspace layers and repspace.compare do)"
+            )
         if loader is None:
-            raise CheckpointError(f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "
-                                  "this version of repspace cannot load; upgrade repspace")
-        out = loader(path, manifest, lambda s: load_checkpoint(s, dtype=dtype,
-                                                               quantization=quantization,
-                                                               _chain=chain), base)
+            raise CheckpointError(
+                f"{spec}: repspace checkpoint with weights_format {fmt!r}, which "
+                "this version of repspace cannot load; upgrade repspace"
+            )
+        out = loader(
+            path,
+            manifest,
+            lambda s: load_checkpoint(s, dtype=dtype, quantization=quantization, _chain=chain),
+            base,
+        )
         out.manifest = manifest
     out.model.eval()
     return out

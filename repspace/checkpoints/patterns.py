@@ -27,6 +27,7 @@ field and the pattern unless its structure bounds the work:
 A bounded-time match (the ``regex`` package's ``timeout``) was the alternative; it would
 bound repspace's own match but not peft's, which runs the same pattern again with ``re``.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,9 +50,16 @@ _POSSESSIVE = getattr(_c, "POSSESSIVE_REPEAT", None)
 _REPEATS = {_c.MAX_REPEAT, _c.MIN_REPEAT} | ({_POSSESSIVE} if _POSSESSIVE is not None else set())
 _NESTING = {_c.SUBPATTERN, _c.ATOMIC_GROUP} if hasattr(_c, "ATOMIC_GROUP") else {_c.SUBPATTERN}
 _LOOK = {_c.ASSERT, _c.ASSERT_NOT}
-_BACKREF = {getattr(_c, name, None) for name in (
-    "GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "GROUPREF_LOC_IGNORE",
-    "GROUPREF_UNI_IGNORE")} - {None}
+_BACKREF = {
+    getattr(_c, name, None)
+    for name in (
+        "GROUPREF",
+        "GROUPREF_EXISTS",
+        "GROUPREF_IGNORE",
+        "GROUPREF_LOC_IGNORE",
+        "GROUPREF_UNI_IGNORE",
+    )
+} - {None}
 
 
 def _children(op, av) -> list:
@@ -89,11 +97,15 @@ def _problem(parsed) -> str | None:
             if high > 1 and op is not _POSSESSIVE:
                 for inner, _ in _walk(body):
                     if inner in _REPEATS or inner is _c.BRANCH:
-                        return ("a repeated group that itself contains a repetition or an "
-                                "alternation (nested quantifiers: exponential backtracking)")
+                        return (
+                            "a repeated group that itself contains a repetition or an "
+                            "alternation (nested quantifiers: exponential backtracking)"
+                        )
     if variable > MAX_VARIABLE_REPEATS:
-        return (f"{variable} variable-length repetitions (at most {MAX_VARIABLE_REPEATS}: the "
-                "matching time grows with the name's length to that power)")
+        return (
+            f"{variable} variable-length repetitions (at most {MAX_VARIABLE_REPEATS}: the "
+            "matching time grows with the name's length to that power)"
+        )
     return None
 
 
@@ -102,20 +114,25 @@ def check_pattern(pattern, composed: str, source: Path, field: str) -> None:
     builds around it -- compiles and has a bounded matching time (see the module docstring)."""
     shown = pattern if len(str(pattern)) <= 120 else str(pattern)[:120] + "…"
     if len(composed) > MAX_PATTERN_CHARS:
-        raise CheckpointError(f"{source}: {field} {shown!r} is {len(str(pattern))} characters; "
-                              f"at most {MAX_PATTERN_CHARS} are accepted in a module pattern: "
-                              "list the module names instead")
+        raise CheckpointError(
+            f"{source}: {field} {shown!r} is {len(str(pattern))} characters; "
+            f"at most {MAX_PATTERN_CHARS} are accepted in a module pattern: "
+            "list the module names instead"
+        )
     try:
         parsed = _parser.parse(composed)
     except (re.error, RecursionError, OverflowError) as exc:
-        raise CheckpointError(f"{source}: {field} {shown!r} is not a valid regular expression "
-                              f"({exc}); fix or re-save the adapter") from None
+        raise CheckpointError(
+            f"{source}: {field} {shown!r} is not a valid regular expression "
+            f"({exc}); fix or re-save the adapter"
+        ) from None
     why = _problem(parsed)
     if why:
         raise CheckpointError(
             f"{source}: refused — {field} {shown!r} is a regular expression peft would match "
             f"against every module name, and it has {why}, so matching could take hours; "
-            "use a simpler pattern or a list of module names")
+            "use a simpler pattern or a list of module names"
+        )
 
 
 def check_adapter_patterns(cfg: dict, source: Path) -> None:

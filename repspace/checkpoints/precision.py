@@ -12,6 +12,7 @@ AVX512-BF16 / AMX for bfloat16, no AVX512-FP16 / AMX-FP16 for float16) still run
 own dtype, several times slower than float32: :func:`slow_matmul_note` says so, once, in a
 recorded note rather than upcasting silently.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,13 +25,29 @@ from repspace.checkpoints.errors import CheckpointError
 if TYPE_CHECKING:  # torch is imported where a function needs it: reading a config needs none
     import torch
 
-__all__ = ["DTYPE_CHOICES", "MAX_CONFIG_BYTES", "check_dtype", "config_error", "config_dtype", "read_config", "resolve_dtype",
-           "weights_dtype", "slow_matmul_note", "itemsize"]
+__all__ = [
+    "DTYPE_CHOICES",
+    "MAX_CONFIG_BYTES",
+    "check_dtype",
+    "config_error",
+    "config_dtype",
+    "read_config",
+    "resolve_dtype",
+    "weights_dtype",
+    "slow_matmul_note",
+    "itemsize",
+]
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")  # the CLI's; the API also takes float64
 _FLOATS = ("float32", "bfloat16", "float16", "float64")
-_ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16",
-            "half": "float16", "double": "float64"}
+_ALIASES = {
+    "fp32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "half": "float16",
+    "double": "float64",
+}
 _ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 MAX_CONFIG_BYTES = 64 << 20  # a config (or weights index) larger than this is not one
 
@@ -52,8 +69,10 @@ def check_dtype(dtype, option: str = "--dtype") -> str:
     dtype = _torch_dtype_name(dtype)
     name = _ALIASES.get(str(dtype), str(dtype))
     if name != "auto" and name not in _FLOATS:
-        raise ValueError(f"{option}: {dtype!r} is not a weights dtype; choose auto (the "
-                         f"checkpoint's own), {', '.join(_FLOATS[:3])} (or float64 in the API)")
+        raise ValueError(
+            f"{option}: {dtype!r} is not a weights dtype; choose auto (the "
+            f"checkpoint's own), {', '.join(_FLOATS[:3])} (or float64 in the API)"
+        )
     return name
 
 
@@ -74,10 +93,12 @@ def config_error(path, exc: JSONFileError) -> CheckpointError:
     """The loader's one line for a config file that :func:`repspace._jsonfile.read_json`
     refused (read with ``max_bytes=MAX_CONFIG_BYTES``)."""
     if exc.size is not None:
-        return CheckpointError(f"{path}: {exc.size} bytes is too large for a config file; "
-                               "check the checkpoint")
-    return CheckpointError(f"{path}: not a readable JSON config ({exc.problem}); re-download or "
-                           "re-save the checkpoint")
+        return CheckpointError(
+            f"{path}: {exc.size} bytes is too large for a config file; check the checkpoint"
+        )
+    return CheckpointError(
+        f"{path}: not a readable JSON config ({exc.problem}); re-download or re-save the checkpoint"
+    )
 
 
 def _named(value) -> str | None:
@@ -95,10 +116,20 @@ def config_dtype(config) -> str:
         named = _named(_get(config, key))
         if named:
             return named
-    subs = ([v for v in config.values() if isinstance(v, dict)] if isinstance(config, dict) else
-            [getattr(config, k, None) for k in getattr(config, "sub_configs", {}) or {}])
-    found = {d for d in (config_dtype(s) if s is not None else None for s in subs
-                         if s is not None and _sub_has_dtype(s)) if d}
+    subs = (
+        [v for v in config.values() if isinstance(v, dict)]
+        if isinstance(config, dict)
+        else [getattr(config, k, None) for k in getattr(config, "sub_configs", {}) or {}]
+    )
+    found = {
+        d
+        for d in (
+            config_dtype(s) if s is not None else None
+            for s in subs
+            if s is not None and _sub_has_dtype(s)
+        )
+        if d
+    }
     return found.pop() if len(found) == 1 else "float32"
 
 
@@ -203,7 +234,9 @@ def slow_matmul_note(dtypes, device) -> str | None:
     dev = torch.device(device or "cpu")
     needs = " or ".join(_FAST_CPU[slow[0]]).upper().replace("_", "-")
     where = "this CPU" if dev.type == "cpu" else f"this GPU ({dev})"
-    return (f"note: {where} has no fast {' / '.join(slow)} matrix multiply"
-            f"{f' (no {needs})' if dev.type == 'cpu' else ''}; the weights are kept in "
-            f"{' / '.join(slow)} (not upcast) and the forward passes may run several times "
-            "slower than in float32; --dtype float32 trades twice the weight memory for speed")
+    return (
+        f"note: {where} has no fast {' / '.join(slow)} matrix multiply"
+        f"{f' (no {needs})' if dev.type == 'cpu' else ''}; the weights are kept in "
+        f"{' / '.join(slow)} (not upcast) and the forward passes may run several times "
+        "slower than in float32; --dtype float32 trades twice the weight memory for speed"
+    )

@@ -6,6 +6,7 @@ a probe has no videos.  Their image and text halves load on their own (the image
 PIL path, the tokenizer); :class:`ImageOnlyProcessor` puts them back together.  Part of
 loading a checkpoint (:func:`repspace.checkpoints.loader.load_processor` falls back to it).
 """
+
 from __future__ import annotations
 
 __all__ = ["ImageOnlyProcessor", "image_only_processor"]
@@ -25,8 +26,15 @@ class ImageOnlyProcessor:
     checks whole outputs against the real processor class.
     """
 
-    def __init__(self, processor_class: type, tokenizer, image_processor, image_token: str,
-                 chat_template: str | None = None, **attributes):
+    def __init__(
+        self,
+        processor_class: type,
+        tokenizer,
+        image_processor,
+        image_token: str,
+        chat_template: str | None = None,
+        **attributes,
+    ):
         self.processor_class = processor_class
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -46,29 +54,45 @@ class ImageOnlyProcessor:
         member = getattr(self.processor_class, name, None)
         if callable(member) and not isinstance(member, type):
             return member.__get__(self)
-        raise AttributeError(f"{type(self).__name__} ({self.processor_class.__name__}) has no {name!r}")
+        raise AttributeError(
+            f"{type(self).__name__} ({self.processor_class.__name__}) has no {name!r}"
+        )
 
     def __repr__(self) -> str:
-        return (f"ImageOnlyProcessor({self.processor_class.__name__}: "
-                f"{type(self.tokenizer).__name__} + {type(self.image_processor).__name__})")
+        return (
+            f"ImageOnlyProcessor({self.processor_class.__name__}: "
+            f"{type(self.tokenizer).__name__} + {type(self.image_processor).__name__})"
+        )
 
-    def apply_chat_template(self, conversation, tokenize: bool = False,
-                            add_generation_prompt: bool = False, **kwargs):
+    def apply_chat_template(
+        self, conversation, tokenize: bool = False, add_generation_prompt: bool = False, **kwargs
+    ):
         """The processor's chat template rendered with its tokenizer (text only)."""
-        return self.tokenizer.apply_chat_template(conversation, chat_template=self.chat_template,
-                                                  tokenize=tokenize,
-                                                  add_generation_prompt=add_generation_prompt, **kwargs)
+        return self.tokenizer.apply_chat_template(
+            conversation,
+            chat_template=self.chat_template,
+            tokenize=tokenize,
+            add_generation_prompt=add_generation_prompt,
+            **kwargs,
+        )
 
     def _expand(self, texts: list[str], replacements: list[str]) -> list[str]:
         """Each ``image_token`` replaced, in prompt order across the batch, by its image's
         replacement (``ProcessorMixin.get_text_with_replacements`` for images)."""
         found = sum(t.count(self.image_token) for t in texts)
         if found != len(replacements):
-            raise ValueError(f"{self.processor_class.__name__}: found {found} {self.image_token} "
-                             f"tokens in the prompts for {len(replacements)} images")
+            raise ValueError(
+                f"{self.processor_class.__name__}: found {found} {self.image_token} "
+                f"tokens in the prompts for {len(replacements)} images"
+            )
         it = iter(replacements)
-        return ["".join(part if i == 0 else next(it) + part
-                        for i, part in enumerate(t.split(self.image_token))) for t in texts]
+        return [
+            "".join(
+                part if i == 0 else next(it) + part
+                for i, part in enumerate(t.split(self.image_token))
+            )
+            for t in texts
+        ]
 
     def __call__(self, text=None, images=None, return_tensors=None, **text_kwargs):
         from transformers.feature_extraction_utils import BatchFeature
@@ -82,14 +106,19 @@ class ImageOnlyProcessor:
         texts = [text] if isinstance(text, str) else list(text)
         n_images = len(make_flat_list_of_images(images))
         try:
-            replacements = [self.processor_class.replace_image_token(self, processed, image_idx=i)
-                            for i in range(n_images)]
+            replacements = [
+                self.processor_class.replace_image_token(self, processed, image_idx=i)
+                for i in range(n_images)
+            ]
         except (AttributeError, KeyError, NotImplementedError, TypeError) as exc:
-            raise ValueError(f"{self.processor_class.__name__}: its image token rule cannot run "
-                             f"without the full processor ({type(exc).__name__}: {exc}); install "
-                             "what its processor needs (torchvision)") from None
-        enc = self.tokenizer(self._expand(texts, replacements), return_tensors=return_tensors,
-                             **text_kwargs)
+            raise ValueError(
+                f"{self.processor_class.__name__}: its image token rule cannot run "
+                f"without the full processor ({type(exc).__name__}: {exc}); install "
+                "what its processor needs (torchvision)"
+            ) from None
+        enc = self.tokenizer(
+            self._expand(texts, replacements), return_tensors=return_tensors, **text_kwargs
+        )
         data = dict(enc)
         if getattr(self.processor_class, "return_mm_token_type_ids", False):
             import numpy as np
@@ -115,9 +144,13 @@ def _json_file(spec: str, name: str, local: bool) -> dict | str | None:
     from transformers.utils import cached_file
 
     try:
-        path = cached_file(spec, name, local_files_only=local,
-                           _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False)
+        path = cached_file(
+            spec,
+            name,
+            local_files_only=local,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
         if path is None:
             return None
         with open(path, encoding="utf-8") as f:
@@ -169,22 +202,30 @@ def image_only_processor(spec: str, tokenizer, failure: str):
 
     local = Path(spec).is_dir()
     cls = _processor_class(spec, local)
-    if (cls is None or not isinstance(cls, type) or not issubclass(cls, ProcessorMixin)
-            or "video_processor" not in cls.get_attributes()
-            or cls.__call__ is not ProcessorMixin.__call__
-            or cls.replace_image_token is ProcessorMixin.replace_image_token):
+    if (
+        cls is None
+        or not isinstance(cls, type)
+        or not issubclass(cls, ProcessorMixin)
+        or "video_processor" not in cls.get_attributes()
+        or cls.__call__ is not ProcessorMixin.__call__
+        or cls.replace_image_token is ProcessorMixin.replace_image_token
+    ):
         return None
     try:
         image_processor = transformers.AutoImageProcessor.from_pretrained(
-            spec, local_files_only=local, trust_remote_code=False)
+            spec, local_files_only=local, trust_remote_code=False
+        )
     except Exception:  # noqa: BLE001 - the original AutoProcessor failure is what gets reported
         return None
     config = _json_file(spec, "processor_config.json", local)
     config = config if isinstance(config, dict) else {}
     # The processor's own init kwargs (patch_size, num_image_tokens, …); not its sub-processors.
-    attributes = {k: v for k, v in config.items()
-                  if k not in ("processor_class", "chat_template", *cls.get_attributes())
-                  and not isinstance(v, dict)}
+    attributes = {
+        k: v
+        for k, v in config.items()
+        if k not in ("processor_class", "chat_template", *cls.get_attributes())
+        and not isinstance(v, dict)
+    }
     # The placeholder the processor expands: the tokenizer's, the processor config's, else
     # the token of the model's image_token_id (what the expansion must produce in the end).
     tokens = {}
@@ -196,11 +237,16 @@ def image_only_processor(spec: str, tokenizer, failure: str):
         tokens[kind] = token
     image_token = tokens["image"]
     if not isinstance(image_token, str) or tokenizer.convert_tokens_to_ids(image_token) in (
-            None, tokenizer.unk_token_id):
+        None,
+        tokenizer.unk_token_id,
+    ):
         return None
     if isinstance(tokens["video"], str):
         attributes["video_token"] = tokens["video"]
     template = _json_file(spec, "chat_template.json", local)
-    template = (template.get("chat_template") if isinstance(template, dict)
-                else _json_file(spec, "chat_template.jinja", local)) or tokenizer.chat_template
+    template = (
+        template.get("chat_template")
+        if isinstance(template, dict)
+        else _json_file(spec, "chat_template.jinja", local)
+    ) or tokenizer.chat_template
     return ImageOnlyProcessor(cls, tokenizer, image_processor, image_token, template, **attributes)

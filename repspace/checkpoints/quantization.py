@@ -8,6 +8,7 @@ docs/compare.md).  Where ``bitsandbytes`` imports and a CUDA device exists,
 ``--load-in-4bit`` / ``--load-in-8bit`` load every transformers model of the comparison
 through transformers' ``BitsAndBytesConfig``, as the adapter was trained.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,15 @@ from repspace.checkpoints.errors import CheckpointError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["QUANT_FLAGS", "check_quantization", "quantization_mode", "bnb_config", "bnb_usable", "stored_quantization",
-           "qlora_reason"]
+__all__ = [
+    "QUANT_FLAGS",
+    "check_quantization",
+    "quantization_mode",
+    "bnb_config",
+    "bnb_usable",
+    "stored_quantization",
+    "qlora_reason",
+]
 
 QUANT_FLAGS = {"4bit": "--load-in-4bit", "8bit": "--load-in-8bit"}
 # How QLoRA bases are usually named on the hub (unsloth/…-bnb-4bit, …-nf4, …-int4, …-4bit).
@@ -33,8 +41,10 @@ def bnb_usable() -> str | None:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - ImportError, or a library that fails to load
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        return (f"bitsandbytes cannot be imported ({first}); install it (pip install "
-                "bitsandbytes) on a machine with a CUDA GPU")
+        return (
+            f"bitsandbytes cannot be imported ({first}); install it (pip install "
+            "bitsandbytes) on a machine with a CUDA GPU"
+        )
     import torch
 
     if not torch.cuda.is_available():
@@ -58,8 +68,10 @@ def check_quantization(load_in_4bit: bool = False, load_in_8bit: bool = False) -
         return None
     why = bnb_usable()
     if why is not None:
-        raise ValueError(f"{QUANT_FLAGS[mode]}: {why}; or leave the flag out to compare on the "
-                         "unquantized base in its own dtype (--dtype auto)")
+        raise ValueError(
+            f"{QUANT_FLAGS[mode]}: {why}; or leave the flag out to compare on the "
+            "unquantized base in its own dtype (--dtype auto)"
+        )
     return mode
 
 
@@ -70,9 +82,12 @@ def bnb_config(mode: str, compute_dtype: torch.dtype | None = None):
     from transformers import BitsAndBytesConfig
 
     if mode == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
+        )
     if mode == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"quantization must be '4bit' or '8bit'; got {mode!r}")
@@ -86,8 +101,15 @@ def stored_quantization(config: dict) -> dict | None:
 
 def describe_quantization(q: dict) -> str:
     method = str(q.get("quant_method", "?"))
-    bits = ("4-bit" if q.get("load_in_4bit") else "8-bit" if q.get("load_in_8bit")
-            else f"{q['bits']}-bit" if q.get("bits") else None)
+    bits = (
+        "4-bit"
+        if q.get("load_in_4bit")
+        else "8-bit"
+        if q.get("load_in_8bit")
+        else f"{q['bits']}-bit"
+        if q.get("bits")
+        else None
+    )
     return f"{method}{f' {bits}' if bits else ''}"
 
 
@@ -105,7 +127,8 @@ def refuse_stored_quantization(spec: str, config: dict, mode: str | None) -> Non
         f"{spec}: its weights are stored quantized ({describe_quantization(q)}) and {why}; "
         f"run on a CUDA machine with bitsandbytes (it loads as stored; {flag} there for the "
         "other models), or pass --base-override with the unquantized model it was made from "
-        "(a QLoRA adapter is then compared on it in bfloat16, see docs/compare.md)")
+        "(a QLoRA adapter is then compared on it in bfloat16, see docs/compare.md)"
+    )
 
 
 def qlora_reason(adapter_config: dict, base_config: dict | None) -> str | None:

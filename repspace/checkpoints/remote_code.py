@@ -7,6 +7,7 @@ means running a stranger's code.  Every repspace loader call passes
 code? [y/N]" on stdin), and :func:`refuse_remote_code` rejects such a folder *before* any
 transformers call, with one line naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,16 @@ from repspace.checkpoints.precision import MAX_CONFIG_BYTES, config_error
 __all__ = ["CONFIG_FILES", "refuse_remote_code", "check_model_class", "model_class_of"]
 
 # Files transformers reads an ``auto_map`` from (model, tokenizer, processors).
-CONFIG_FILES = ("config.json", "tokenizer_config.json", "processor_config.json",
-                "preprocessor_config.json", "image_processor_config.json",
-                "feature_extractor_config.json", "video_preprocessor_config.json",
-                "adapter_config.json")
+CONFIG_FILES = (
+    "config.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "image_processor_config.json",
+    "feature_extractor_config.json",
+    "video_preprocessor_config.json",
+    "adapter_config.json",
+)
 
 
 def _config_files(path: Path) -> list[Path]:
@@ -59,8 +66,10 @@ def _refuse_special_files(path: Path) -> None:
         except OSError:
             continue  # a dangling link: the reader that needs it reports it
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise CheckpointError(f"{entry}: not a regular file (a pipe, socket or device); "
-                                  "a checkpoint holds only files and folders")
+            raise CheckpointError(
+                f"{entry}: not a regular file (a pipe, socket or device); "
+                "a checkpoint holds only files and folders"
+            )
 
 
 def refuse_remote_code(spec: str | Path) -> None:
@@ -88,7 +97,8 @@ def refuse_remote_code(spec: str | Path) -> None:
                 f"{f}: refused — its {keys[0]!r} asks transformers to import Python code shipped "
                 "with the checkpoint, which repspace never runs; use a checkpoint whose "
                 "architecture is built into transformers (or remove the entry if you have "
-                "audited the code and the model class exists in transformers)")
+                "audited the code and the model class exists in transformers)"
+            )
         check_config_values(obj, f)  # Hub kernels, absurd image sizes
         if f.name == "adapter_config.json" and isinstance(obj, dict):
             from repspace.checkpoints.patterns import check_adapter_patterns
@@ -102,21 +112,32 @@ def check_model_class(name, source: str):
     import transformers
 
     if not isinstance(name, str) or not name.isidentifier():
-        raise CheckpointError(f"{source}: architectures entry {name!r} is not a class name; "
-                              "fix config.json")
+        raise CheckpointError(
+            f"{source}: architectures entry {name!r} is not a class name; fix config.json"
+        )
     cls = getattr(transformers, name, None)
     if cls is None:
         return None
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-        raise CheckpointError(f"{source}: {name!r} is not a transformers model class; fix "
-                              "`architectures` in config.json (or --model-class)")
+        raise CheckpointError(
+            f"{source}: {name!r} is not a transformers model class; fix "
+            "`architectures` in config.json (or --model-class)"
+        )
     return cls
 
 
 # adapter_config.json fields whose type peft trusts (a string rank crashes deep inside it;
 # an absurd one allocates until the machine dies).
-_ADAPTER_INTS = ("r", "lora_alpha", "num_virtual_tokens", "num_transformer_submodules",
-                 "num_attention_heads", "num_layers", "token_dim", "encoder_hidden_size")
+_ADAPTER_INTS = (
+    "r",
+    "lora_alpha",
+    "num_virtual_tokens",
+    "num_transformer_submodules",
+    "num_attention_heads",
+    "num_layers",
+    "token_dim",
+    "encoder_hidden_size",
+)
 _MAX_ADAPTER_INT = 1 << 16
 
 
@@ -126,12 +147,16 @@ def check_adapter_config(cfg, source: Path) -> None:
         raise CheckpointError(f"{source}: must hold a JSON object; got {type(cfg).__name__}")
     for key in ("base_model_name_or_path", "peft_type", "task_type"):
         if cfg.get(key) is not None and not isinstance(cfg[key], str):
-            raise CheckpointError(f"{source}: {key!r} must be a string; got "
-                                  f"{type(cfg[key]).__name__}; fix or re-save the adapter")
+            raise CheckpointError(
+                f"{source}: {key!r} must be a string; got "
+                f"{type(cfg[key]).__name__}; fix or re-save the adapter"
+            )
     if str(cfg.get("peft_type", "")).upper() == "XLORA":
         # X-LoRA's config names further adapter folders to load, anywhere on disk.
-        raise CheckpointError(f"{source}: X-LoRA adapters load other adapter folders named in "
-                              "their config; repspace does not follow such references")
+        raise CheckpointError(
+            f"{source}: X-LoRA adapters load other adapter folders named in "
+            "their config; repspace does not follow such references"
+        )
     tok = cfg.get("tokenizer_name_or_path")
     if tok is not None:
         if not isinstance(tok, str):
@@ -145,8 +170,10 @@ def check_adapter_config(cfg, source: Path) -> None:
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= _MAX_ADAPTER_INT:
-            raise CheckpointError(f"{source}: {key!r} is {v!r}; expected a number between 1 and "
-                                  f"{_MAX_ADAPTER_INT}; fix or re-save the adapter")
+            raise CheckpointError(
+                f"{source}: {key!r} is {v!r}; expected a number between 1 and "
+                f"{_MAX_ADAPTER_INT}; fix or re-save the adapter"
+            )
 
 
 def model_class_of(config, source: str):
@@ -156,8 +183,9 @@ def model_class_of(config, source: str):
 
     archs = getattr(config, "architectures", None) or []
     if not isinstance(archs, (list, tuple)):
-        raise CheckpointError(f"{source}: `architectures` must be a list of class names; got "
-                              f"{type(archs).__name__}")
+        raise CheckpointError(
+            f"{source}: `architectures` must be a list of class names; got {type(archs).__name__}"
+        )
     for arch in archs:
         cls = check_model_class(arch, source)  # a model class, never a function or pipeline
         if cls is not None:

@@ -22,6 +22,7 @@ memory-mapped, not read).  So, before the model is built:
 Both refusals are one line naming ``config.json``, what it claims and what the weights hold.
 Checkpoints stored quantized (packed values) and hub ids (no local files) are not checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,19 +33,36 @@ from pathlib import Path
 
 from repspace.checkpoints.errors import CheckpointError
 
-__all__ = ["StoredWeights", "stored_weights", "check_layer_counts", "check_parameter_count",
-           "LAYER_COUNT_KEYS"]
+__all__ = [
+    "StoredWeights",
+    "stored_weights",
+    "check_layer_counts",
+    "check_parameter_count",
+    "LAYER_COUNT_KEYS",
+]
 
 # Config keys that count stacked layers (transformers' names across architectures).
-LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "num_blocks",
-                    "encoder_layers", "decoder_layers", "num_encoder_layers",
-                    "num_decoder_layers", "text_layers", "vision_layers", "depth",
-                    "num_hidden_groups", "n_layers_per_block")
+LAYER_COUNT_KEYS = (
+    "num_hidden_layers",
+    "num_layers",
+    "n_layer",
+    "n_layers",
+    "num_blocks",
+    "encoder_layers",
+    "decoder_layers",
+    "num_encoder_layers",
+    "num_decoder_layers",
+    "text_layers",
+    "vision_layers",
+    "depth",
+    "num_hidden_groups",
+    "n_layers_per_block",
+)
 _WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "intermediate_size", "vocab_size")
-MIN_LAYER_BOUND = 64      # a layer count up to this is always built (cheap on meta)
+MIN_LAYER_BOUND = 64  # a layer count up to this is always built (cheap on meta)
 LAYER_FACTOR = 4
 PARAM_FACTOR, PARAM_SLACK = 2, 1 << 16
-_MAX_HEADER = 100 << 20   # a safetensors header larger than this is not a header
+_MAX_HEADER = 100 << 20  # a safetensors header larger than this is not a header
 _INDEX = re.compile(r"(?:^|\.)(\d+)(?=\.|$)")
 
 
@@ -83,9 +101,11 @@ class StoredWeights:
 
     def describe(self) -> str:
         width = "/".join(map(str, self.widths)) or "?"
-        return (f"the weights ({', '.join(f.name for f in self.files[:2])}"
-                f"{', …' if len(self.files) > 2 else ''}) hold {self.values:,} values in "
-                f"{len(self.shapes)} tensors, {self.layers} numbered layer(s), widths {width}")
+        return (
+            f"the weights ({', '.join(f.name for f in self.files[:2])}"
+            f"{', …' if len(self.files) > 2 else ''}) hold {self.values:,} values in "
+            f"{len(self.shapes)} tensors, {self.layers} numbered layer(s), widths {width}"
+        )
 
 
 def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
@@ -107,8 +127,9 @@ def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
         if name == "__metadata__":
             continue
         shape = info.get("shape") if isinstance(info, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool)
-                                                  and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             return None
         out[name] = tuple(shape)
     return out
@@ -123,8 +144,9 @@ def _torch_zip_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
         return None
     if not isinstance(state, dict):
         return None
-    return {k: tuple(v.shape) for k, v in state.items()
-            if isinstance(k, str) and hasattr(v, "shape")}
+    return {
+        k: tuple(v.shape) for k, v in state.items() if isinstance(k, str) and hasattr(v, "shape")
+    }
 
 
 def _shards(folder: Path, index_name: str) -> list[Path] | None:
@@ -144,10 +166,10 @@ def stored_weights(folder: str | Path) -> StoredWeights | None:
     if not folder.is_dir():
         return None
     candidates = []
-    for single, index, reader in (("model.safetensors", "model.safetensors.index.json",
-                                   _safetensors_shapes),
-                                  ("pytorch_model.bin", "pytorch_model.bin.index.json",
-                                   _torch_zip_shapes)):
+    for single, index, reader in (
+        ("model.safetensors", "model.safetensors.index.json", _safetensors_shapes),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json", _torch_zip_shapes),
+    ):
         files = [folder / single] if (folder / single).is_file() else _shards(folder, index)
         if files:
             candidates.append((files, reader))
@@ -181,8 +203,11 @@ def _sizes(config, path: str = "") -> list[str]:
     out = []
     if isinstance(config, dict):
         for key, value in config.items():
-            if key in _WIDTH_KEYS + LAYER_COUNT_KEYS and isinstance(value, int) \
-                    and not isinstance(value, bool):
+            if (
+                key in _WIDTH_KEYS + LAYER_COUNT_KEYS
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 out.append(f"{path}{key} {value}")
             elif isinstance(value, dict):
                 out += _sizes(value, f"{path}{key}.")
@@ -200,14 +225,22 @@ def check_layer_counts(config_file: Path, config: dict, stored: StoredWeights | 
             raise CheckpointError(
                 f"{config_file}: {key} is {value:,}, but {stored.describe()}; the config claims "
                 f"far more layers than its weights (at most {bound} accepted): fix config.json "
-                "or re-download the checkpoint")
+                "or re-download the checkpoint"
+            )
         if value < 0:
-            raise CheckpointError(f"{config_file}: {key} is {value}; a layer count cannot be "
-                                  "negative: fix config.json or re-download the checkpoint")
+            raise CheckpointError(
+                f"{config_file}: {key} is {value}; a layer count cannot be "
+                "negative: fix config.json or re-download the checkpoint"
+            )
 
 
-def check_parameter_count(config_file: Path, config_obj, model_class, stored: StoredWeights | None,
-                          raw: dict | None = None) -> None:
+def check_parameter_count(
+    config_file: Path,
+    config_obj,
+    model_class,
+    stored: StoredWeights | None,
+    raw: dict | None = None,
+) -> None:
     """Step 2: the architecture on the meta device against the values the files hold."""
     if stored is None or (raw or {}).get("quantization_config") is not None:
         return
@@ -216,8 +249,11 @@ def check_parameter_count(config_file: Path, config_obj, model_class, stored: St
 
     try:
         with torch.device("meta"):
-            model = (model_class(config_obj) if model_class is not transformers.AutoModel
-                     else model_class.from_config(config_obj))
+            model = (
+                model_class(config_obj)
+                if model_class is not transformers.AutoModel
+                else model_class.from_config(config_obj)
+            )
     except Exception:  # noqa: BLE001 - a config that cannot build: from_pretrained reports it
         return
     wanted = sum(p.numel() for p in model.parameters())
@@ -227,4 +263,5 @@ def check_parameter_count(config_file: Path, config_obj, model_class, stored: St
             f"{config_file}: describes a {type(model).__name__} of {wanted:,} parameters"
             f"{f' ({claims})' if claims else ''}, but {stored.describe()}; the config claims far "
             "more layers or wider layers than its weights: fix config.json or re-download the "
-            "checkpoint")
+            "checkpoint"
+        )

@@ -54,6 +54,7 @@ Insights on representational similarity in neural networks with canonical correl
 NeurIPS 2018 (PWCCA).  Kornblith, Norouzi, Lee, Hinton, ICML 2019 (ρ̄, R²_CCA).  Vinod,
 Canonical ridge and econometrics of joint production, J. Econometrics 1976.
 """
+
 from __future__ import annotations
 
 import math
@@ -154,8 +155,14 @@ class Basis:
     dim: int
 
     def kept(self, r: int) -> "Basis":
-        return Basis(self.s[:r], self.v[:, :r], None if self.u is None else self.u[:, :r],
-                     self.total, self.resolved, self.dim)
+        return Basis(
+            self.s[:r],
+            self.v[:, :r],
+            None if self.u is None else self.u[:, :r],
+            self.total,
+            self.resolved,
+            self.dim,
+        )
 
 
 def _eps(c) -> float:
@@ -171,8 +178,9 @@ def basis_of_moments(c: CentredFeature) -> Basis:
     if c.is_constant:
         sv = np.zeros_like(sv)
     r = resolved_count(sv, c.dim, _eps(c))
-    return Basis(sv[:r].copy(), np.ascontiguousarray(vec[:, :r]), None,
-                 float(np.trace(s)), r, c.dim)
+    return Basis(
+        sv[:r].copy(), np.ascontiguousarray(vec[:, :r]), None, float(np.trace(s)), r, c.dim
+    )
 
 
 def basis_of_rows(c: CentredRows) -> Basis:
@@ -182,8 +190,14 @@ def basis_of_rows(c: CentredRows) -> Basis:
         sv = np.zeros_like(sv)
     r = resolved_count(sv, c.dim, _eps(c))
     total = float(c.rows.double().square().sum())
-    return Basis(sv[:r].copy(), np.ascontiguousarray(vh[:r].T), np.ascontiguousarray(u[:, :r]),
-                 total, r, c.dim)
+    return Basis(
+        sv[:r].copy(),
+        np.ascontiguousarray(vh[:r].T),
+        np.ascontiguousarray(u[:, :r]),
+        total,
+        r,
+        c.dim,
+    )
 
 
 def whitened_cross_of_moments(bx: Basis, by: Basis, cxy: CentredCross) -> np.ndarray:
@@ -199,37 +213,49 @@ def whitened_cross_of_rows(bx: Basis, by: Basis) -> np.ndarray:
 
 def _check_rank(rank, what: str) -> None:
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ValueError(f"{what}: rank must be a positive integer or None (the numerical "
-                         f"rank); got {rank!r}")
+        raise ValueError(
+            f"{what}: rank must be a positive integer or None (the numerical rank); got {rank!r}"
+        )
 
 
 def _check_ridge(ridge) -> float:
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0 \
-            or not math.isfinite(ridge):
-        raise ValueError(f"ridge must be a finite number ≥ 0 (a multiple of the mean feature "
-                         f"variance; 0 = none); got {ridge!r}")
+    if (
+        isinstance(ridge, bool)
+        or not isinstance(ridge, (int, float))
+        or not ridge >= 0
+        or not math.isfinite(ridge)
+    ):
+        raise ValueError(
+            f"ridge must be a finite number ≥ 0 (a multiple of the mean feature "
+            f"variance; 0 = none); got {ridge!r}"
+        )
     return float(ridge)
 
 
 def _check_variance(variance) -> float:
-    if isinstance(variance, bool) or not isinstance(variance, (int, float)) \
-            or not 0.0 < variance <= 1.0:
+    if (
+        isinstance(variance, bool)
+        or not isinstance(variance, (int, float))
+        or not 0.0 < variance <= 1.0
+    ):
         raise ValueError(f"variance must be a fraction in (0, 1]; got {variance!r}")
     return float(variance)
 
 
-def kept_rank(b: Basis, side: str, rank: int | None = None,
-              variance: float | None = None) -> int:
+def kept_rank(b: Basis, side: str, rank: int | None = None, variance: float | None = None) -> int:
     """Directions kept on one side: the numerical rank, the top ``rank`` (at most the
     numerical rank, with a warning when capped) or the fewest explaining ``variance``."""
     if rank is not None:
         if rank > b.resolved:
-            warnings.warn(f"rank={rank} exceeds the numerical rank {b.resolved} of {side}; "
-                          f"using {b.resolved} (the other directions are round-off)",
-                          RepspaceWarning, stacklevel=4)
+            warnings.warn(
+                f"rank={rank} exceeds the numerical rank {b.resolved} of {side}; "
+                f"using {b.resolved} (the other directions are round-off)",
+                RepspaceWarning,
+                stacklevel=4,
+            )
         return min(rank, b.resolved)
     if variance is not None and b.resolved:
-        frac = np.cumsum(b.s ** 2) / b.total if b.total > 0 else np.ones_like(b.s)
+        frac = np.cumsum(b.s**2) / b.total if b.total > 0 else np.ones_like(b.s)
         # the fewest leading directions whose share reaches `variance` (all resolved ones
         # when round-off keeps the sum a hair below it)
         return int(min(np.searchsorted(frac, variance * (1 - 1e-12)) + 1, b.resolved))
@@ -241,7 +267,7 @@ def ridge_weights(b: Basis, ridge: float) -> np.ndarray:
     if ridge == 0.0:
         return np.ones_like(b.s)
     kappa = ridge * b.total / b.dim
-    return b.s / np.sqrt(b.s ** 2 + kappa)
+    return b.s / np.sqrt(b.s**2 + kappa)
 
 
 def check_cca_args(n: int, ridge, rank, what: str) -> float:
@@ -259,15 +285,18 @@ def _selection(rank, variance) -> str:
     return "numerical rank"
 
 
-def _correlations(bx: Basis, by: Basis, q: np.ndarray, n: int, ridge: float,
-                  selection: str, what: str):
+def _correlations(
+    bx: Basis, by: Basis, q: np.ndarray, n: int, ridge: float, selection: str, what: str
+):
     """(CCAResult, left and right singular vectors of the weighted Q, weights)."""
     rx, ry = bx.s.size, by.s.size
     m = min(rx, ry)
     if m == 0:
         side = "x (base)" if rx == 0 else "y (tuned)"
-        warn_undefined(f"{what} is undefined: {side} is constant (no direction above the "
-                       "resolution); check that the layer produces varying outputs")
+        warn_undefined(
+            f"{what} is undefined: {side} is constant (no direction above the "
+            "resolution); check that the layer produces varying outputs"
+        )
         empty = np.zeros(0)
         return CCAResult(empty, rx, ry, selection, ridge, 0, n), None, None, None, None
     wx, wy = ridge_weights(bx, ridge), ridge_weights(by, ridge)
@@ -278,7 +307,10 @@ def _correlations(bx: Basis, by: Basis, q: np.ndarray, n: int, ridge: float,
         warnings.warn(
             f"{what} is saturated: the ranks kept ({rx} + {ry}) exceed n − 1 = {n - 1}, so "
             f"{saturated} canonical correlation(s) are 1 whatever the data; keep fewer "
-            "directions (rank=, SVCCA) or set ridge=", RepspaceWarning, stacklevel=4)
+            "directions (rank=, SVCCA) or set ridge=",
+            RepspaceWarning,
+            stacklevel=4,
+        )
     res = CCAResult(rho, rx, ry, selection, ridge, saturated, n)
     return res, a[:, :m], bt[:m].T, wx, wy
 
@@ -299,8 +331,9 @@ def _bases(cx, cy, bases):
         return bases_of_moments(cx, cy)
     bx, by = bases
     if bx.dim != cx.dim or by.dim != cy.dim:
-        raise ValueError(f"bases are for widths ({bx.dim}, {by.dim}), the moments for "
-                         f"({cx.dim}, {cy.dim})")
+        raise ValueError(
+            f"bases are for widths ({bx.dim}, {by.dim}), the moments for ({cx.dim}, {cy.dim})"
+        )
     return bx, by
 
 
@@ -308,9 +341,15 @@ def _moments_q(cxy):
     return lambda bx, by: whitened_cross_of_moments(bx, by, cxy)
 
 
-def cca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
-                     ridge: float = 0.0, rank: int | None = None,
-                     bases: tuple[Basis, Basis] | None = None) -> CCAResult:
+def cca_from_moments(
+    cx: CentredFeature,
+    cy: CentredFeature,
+    cxy: CentredCross,
+    *,
+    ridge: float = 0.0,
+    rank: int | None = None,
+    bases: tuple[Basis, Basis] | None = None,
+) -> CCAResult:
     """Canonical correlations of X and Y from their centred moments (exact at any n).
 
     ``ridge`` (default 0: none) and ``rank`` (default None: each side's numerical rank) are
@@ -319,8 +358,7 @@ def cca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, 
     of this module and :mod:`repspace.closed_forms.shape` (computed here when None).
     """
     ridge = check_cca_args(cx.n, ridge, rank, "CCA")
-    return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
-                rank, None, "CCA")[2]
+    return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge, rank, None, "CCA")[2]
 
 
 def pair_of_rows(cx: CentredRows, cy: CentredRows):
@@ -328,12 +366,16 @@ def pair_of_rows(cx: CentredRows, cy: CentredRows):
     n is small against the widths, else the exact moments of the rows."""
     if sample_space(cx.n, cx.dim, cy.dim):
         return basis_of_rows(cx), basis_of_rows(cy), whitened_cross_of_rows
-    return (basis_of_moments(cx.to_feature()), basis_of_moments(cy.to_feature()),
-            _moments_q(cross_of_rows(cx, cy)))
+    return (
+        basis_of_moments(cx.to_feature()),
+        basis_of_moments(cy.to_feature()),
+        _moments_q(cross_of_rows(cx, cy)),
+    )
 
 
-def cca_from_rows(cx: CentredRows, cy: CentredRows, *, ridge: float = 0.0,
-                  rank: int | None = None) -> CCAResult:
+def cca_from_rows(
+    cx: CentredRows, cy: CentredRows, *, ridge: float = 0.0, rank: int | None = None
+) -> CCAResult:
     """:func:`cca_from_moments` on held rows: the same number (see the module docstring)."""
     ridge = check_cca_args(cx.n, ridge, rank, "CCA")
     return _cca(*pair_of_rows(cx, cy), cx.n, ridge, rank, None, "CCA")[2]
@@ -348,10 +390,16 @@ def _svcca_args(k, variance):
     return k, (None if k is not None else variance)
 
 
-def svcca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
-                       k: int | None = None, variance: float | None = 0.99,
-                       ridge: float = 0.0,
-                       bases: tuple[Basis, Basis] | None = None) -> CCAResult:
+def svcca_from_moments(
+    cx: CentredFeature,
+    cy: CentredFeature,
+    cxy: CentredCross,
+    *,
+    k: int | None = None,
+    variance: float | None = 0.99,
+    ridge: float = 0.0,
+    bases: tuple[Basis, Basis] | None = None,
+) -> CCAResult:
     """SVCCA (Raghu et al. 2017): CCA of the top principal directions of each side.
 
     ``k`` directions per side when given, else the fewest explaining ``variance`` of each
@@ -361,12 +409,17 @@ def svcca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross
     """
     k, variance = _svcca_args(k, variance)
     ridge = check_cca_args(cx.n, ridge, k, "SVCCA")
-    return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
-                k, variance, "SVCCA")[2]
+    return _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge, k, variance, "SVCCA")[2]
 
 
-def svcca_from_rows(cx: CentredRows, cy: CentredRows, *, k: int | None = None,
-                    variance: float | None = 0.99, ridge: float = 0.0) -> CCAResult:
+def svcca_from_rows(
+    cx: CentredRows,
+    cy: CentredRows,
+    *,
+    k: int | None = None,
+    variance: float | None = 0.99,
+    ridge: float = 0.0,
+) -> CCAResult:
     """:func:`svcca_from_moments` on held rows (the same number)."""
     k, variance = _svcca_args(k, variance)
     ridge = check_cca_args(cx.n, ridge, k, "SVCCA")
@@ -388,14 +441,21 @@ def _pwcca(parts, weights_from: str, p: int, q: int) -> PWCCAResult:
 
 def _check_weights_from(weights_from) -> None:
     if weights_from not in WEIGHTS_FROM:
-        raise ValueError(f"weights_from must be one of {', '.join(WEIGHTS_FROM)}; "
-                         f"got {weights_from!r}")
+        raise ValueError(
+            f"weights_from must be one of {', '.join(WEIGHTS_FROM)}; got {weights_from!r}"
+        )
 
 
-def pwcca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
-                       weights_from: str = "x", ridge: float = 0.0,
-                       rank: int | None = None,
-                       bases: tuple[Basis, Basis] | None = None) -> PWCCAResult:
+def pwcca_from_moments(
+    cx: CentredFeature,
+    cy: CentredFeature,
+    cxy: CentredCross,
+    *,
+    weights_from: str = "x",
+    ridge: float = 0.0,
+    rank: int | None = None,
+    bases: tuple[Basis, Basis] | None = None,
+) -> PWCCAResult:
     """Projection-weighted CCA (Morcos et al. 2018) from centred moments.
 
     αᵢ ∝ Σⱼ |⟨hᵢ, xⱼ⟩| over the centred features xⱼ of the side named by ``weights_from``
@@ -406,13 +466,18 @@ def pwcca_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross
     """
     _check_weights_from(weights_from)
     ridge = check_cca_args(cx.n, ridge, rank, "PWCCA")
-    parts = _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge,
-                 rank, None, "PWCCA")
+    parts = _cca(*_bases(cx, cy, bases), _moments_q(cxy), cx.n, ridge, rank, None, "PWCCA")
     return _pwcca(parts, weights_from, cx.dim, cy.dim)
 
 
-def pwcca_from_rows(cx: CentredRows, cy: CentredRows, *, weights_from: str = "x",
-                    ridge: float = 0.0, rank: int | None = None) -> PWCCAResult:
+def pwcca_from_rows(
+    cx: CentredRows,
+    cy: CentredRows,
+    *,
+    weights_from: str = "x",
+    ridge: float = 0.0,
+    rank: int | None = None,
+) -> PWCCAResult:
     """:func:`pwcca_from_moments` on held rows (the same number)."""
     _check_weights_from(weights_from)
     ridge = check_cca_args(cx.n, ridge, rank, "PWCCA")
@@ -420,8 +485,7 @@ def pwcca_from_rows(cx: CentredRows, cy: CentredRows, *, weights_from: str = "x"
     return _pwcca(parts, weights_from, cx.dim, cy.dim)
 
 
-def kept_pair(bx: Basis, by: Basis, q_of, rank: int | None = None,
-              variance: float | None = None):
+def kept_pair(bx: Basis, by: Basis, q_of, rank: int | None = None, variance: float | None = None):
     """Each side cut to its kept rank, and the whitened cross block Q between them (for
     :mod:`repspace.closed_forms.shape`; arguments already checked by :func:`check_cca_args`)."""
     rx = kept_rank(bx, "x (base)", rank, variance)

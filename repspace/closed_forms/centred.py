@@ -4,6 +4,7 @@ A :class:`CentredFeature` describes one representation about its exact sample me
 :class:`CentredCross` a pair of them.  :mod:`repspace.statistics` accumulates and centres
 them; the functions of :mod:`repspace.closed_forms` turn them into numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -97,13 +98,21 @@ class CentredRows:
     def to_feature(self) -> CentredFeature:
         """The centred moments of these rows (XcᵀXc and the k-statistics), exact in float64."""
         k = self.norms2()
-        return CentredFeature(n=self.n, mean=self.mean, scatter=self.rows.T @ self.rows,
-                              k1=k.sum(), k2=(k * k).sum(), kx=self.rows.T @ k,
-                              constant=self.constant, eps=self.eps)
+        return CentredFeature(
+            n=self.n,
+            mean=self.mean,
+            scatter=self.rows.T @ self.rows,
+            k1=k.sum(),
+            k2=(k * k).sum(),
+            kx=self.rows.T @ k,
+            constant=self.constant,
+            eps=self.eps,
+        )
 
 
 def cross_of_rows(cx: CentredRows, cy: CentredRows) -> CentredCross:
     """The centred cross moments of two row sets (XcᵀYc, Σkl, Σk·yc, Σl·xc), exact."""
     k, l = cx.norms2(), cy.norms2()
-    return CentredCross(n=cx.n, scatter=cx.rows.T @ cy.rows, kl=k @ l, ky=cy.rows.T @ k,
-                        lx=cx.rows.T @ l)
+    return CentredCross(
+        n=cx.n, scatter=cx.rows.T @ cy.rows, kl=k @ l, ky=cy.rows.T @ k, lx=cx.rows.T @ l
+    )

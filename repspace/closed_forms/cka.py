@@ -1,4 +1,5 @@
 """Linear CKA from centred moments (closed forms; see :func:`repspace.metrics.linear_cka`)."""
+
 from __future__ import annotations
 
 from repspace._validation import check_min_rows, warn_undefined
@@ -17,8 +18,18 @@ def _hsic1_times_norm(s2: float, kl: float, k1: float, l1: float, n: int) -> flo
     return (s2 - kl) + k1 * l1 / ((n - 1) * (n - 2)) - 2.0 * kl / (n - 2)
 
 
-def linear_cka_from_sums(sxy: float, sxx: float, syy: float, kl: float, kk: float, ll: float,
-                         k1: float, l1: float, n: int, debiased: bool = False) -> float:
+def linear_cka_from_sums(
+    sxy: float,
+    sxx: float,
+    syy: float,
+    kl: float,
+    kk: float,
+    ll: float,
+    k1: float,
+    l1: float,
+    n: int,
+    debiased: bool = False,
+) -> float:
     """Linear CKA from the sums both routes produce (``what`` the moments or the Grams hold).
 
     ``sxy = ‖XcᵀYc‖²_F = tr(K L)``, ``sxx = ‖XcᵀXc‖²_F = tr(K K)``, ``syy``; with
@@ -38,18 +49,29 @@ def constant_side(cx, cy, what: str) -> float | None:
     """NaN with a warning when a side is constant (CKA undefined), else None."""
     if cx.is_constant or cy.is_constant:
         side = "x (base)" if cx.is_constant else "y (tuned)"
-        return warn_undefined(f"{what} is undefined: {side} is constant (zero variance in "
-                              "every feature); check that the layer produces varying outputs")
+        return warn_undefined(
+            f"{what} is undefined: {side} is constant (zero variance in "
+            "every feature); check that the layer produces varying outputs"
+        )
     return None
 
 
-def linear_cka_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross,
-                            debiased: bool = False) -> float:
+def linear_cka_from_moments(
+    cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, debiased: bool = False
+) -> float:
     """Linear CKA from centred streaming statistics (exact; see :func:`linear_cka`)."""
     undefined = constant_side(cx, cy, "debiased linear CKA" if debiased else "linear CKA")
     if undefined is not None:
         return undefined
     return linear_cka_from_sums(
-        float((cxy.scatter ** 2).sum()), float((cx.scatter ** 2).sum()),
-        float((cy.scatter ** 2).sum()), float(cxy.kl), float(cx.k2), float(cy.k2),
-        float(cx.k1), float(cy.k1), cx.n, debiased)
+        float((cxy.scatter**2).sum()),
+        float((cx.scatter**2).sum()),
+        float((cy.scatter**2).sum()),
+        float(cxy.kl),
+        float(cx.k2),
+        float(cy.k2),
+        float(cx.k1),
+        float(cy.k1),
+        cx.n,
+        debiased,
+    )

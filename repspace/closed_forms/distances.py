@@ -7,6 +7,7 @@ recomputed as ‖a − b‖ directly (few pairs: near-duplicates, or the same in
 nearly equal layers), so identical rows are at distance exactly 0 and the rest keep the
 GEMM's speed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,6 +28,6 @@ def distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         i, j = close.nonzero(as_tuple=True)
         step = max(1, CHUNK_VALUES // max(1, a.shape[1]))  # bounded memory for many pairs
         for s in range(0, i.numel(), step):
-            ii, jj = i[s:s + step], j[s:s + step]
+            ii, jj = i[s : s + step], j[s : s + step]
             d2[ii, jj] = (a[ii] - b[jj]).square().sum(1)
     return d2.clamp_min_(0.0).sqrt_()

@@ -4,6 +4,7 @@ Fréchet distance, linear-kernel MMD², orthogonal Procrustes distance and princ
 angles of top-k PCA subspaces; the array-level functions and their references are in
 :mod:`repspace.metrics.drift`.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,11 @@ def same_width(x: torch.Tensor | int, y: torch.Tensor | int, what: str) -> None:
     p = x if isinstance(x, int) else x.shape[1]
     q = y if isinstance(y, int) else y.shape[1]
     if p != q:
-        raise ValueError(f"{what} compares coordinates, so x and y need the same number of "
-                         f"features; got {p} and {q} (use CKA for different widths)")
+        raise ValueError(
+            f"{what} compares coordinates, so x and y need the same number of "
+            f"features; got {p} and {q} (use CKA for different widths)"
+        )
+
 
 def _psd_eigvals_resolved(w: np.ndarray) -> np.ndarray:
     """Eigenvalues of a PSD matrix with round-off zeros set to 0.
@@ -72,11 +76,14 @@ def frechet_distance_from_moments(cx: CentredFeature, cy: CentredFeature) -> flo
     cov_x = cx.covariance().cpu().numpy()
     cov_y = cy.covariance().cpu().numpy()
     diff = (cx.mean - cy.mean).cpu().numpy()
-    return float(diff @ diff + np.trace(cov_x) + np.trace(cov_y)
-                 - 2.0 * trace_sqrt_product(cov_x, cov_y))
+    return float(
+        diff @ diff + np.trace(cov_x) + np.trace(cov_y) - 2.0 * trace_sqrt_product(cov_x, cov_y)
+    )
 
-def mmd_linear_from_moments(cx: CentredFeature, cy: CentredFeature,
-                            cxy: CentredCross | None = None) -> float:
+
+def mmd_linear_from_moments(
+    cx: CentredFeature, cy: CentredFeature, cxy: CentredCross | None = None
+) -> float:
     """Unbiased linear-kernel MMD² from moments.
 
     Unpaired: ‖μx − μy‖² − tr(Σx)/n_x − tr(Σy)/n_y.  Paired (``cxy`` given, rows are the
@@ -90,16 +97,22 @@ def mmd_linear_from_moments(cx: CentredFeature, cy: CentredFeature,
         n = cx.n
         tr_d = torch.trace(cx.scatter) + torch.trace(cy.scatter) - 2 * torch.trace(cxy.scatter)
         return float(diff @ diff - tr_d / (n * (n - 1)))
-    return float(diff @ diff - torch.trace(cx.scatter) / (cx.n * (cx.n - 1))
-                 - torch.trace(cy.scatter) / (cy.n * (cy.n - 1)))
+    return float(
+        diff @ diff
+        - torch.trace(cx.scatter) / (cx.n * (cx.n - 1))
+        - torch.trace(cy.scatter) / (cy.n * (cy.n - 1))
+    )
 
-def procrustes_distance_from_moments(cx: CentredFeature, cy: CentredFeature,
-                                     cxy: CentredCross) -> float:
+
+def procrustes_distance_from_moments(
+    cx: CentredFeature, cy: CentredFeature, cxy: CentredCross
+) -> float:
     nuc = float(torch.linalg.svdvals(cxy.scatter).sum())
     norm = math.sqrt(float(torch.trace(cx.scatter)) * float(torch.trace(cy.scatter)))
     if norm == 0.0:
         return warn_undefined("Procrustes distance is undefined: a representation is constant")
     return 2.0 - 2.0 * nuc / norm
+
 
 def _top_components(c: CentredFeature, k: int) -> tuple[np.ndarray, int]:
     """Top-k eigenvectors of the scatter and its numerical rank (the spectrum's resolution)."""
@@ -122,10 +135,14 @@ def undetermined_angles(k: int, rank_x: int, rank_y: int) -> np.ndarray | None:
     if low >= k:
         return None
     side = "base (x)" if rank_x <= rank_y else "tuned (y)"
-    return np.full(k, warn_undefined(
-        f"principal angles of the top-{k} subspaces are undefined: the {side} representation "
-        f"has numerical rank {low} < {k}, so {k - low} of its directions are arbitrary; "
-        f"use k ≤ {low}"))
+    return np.full(
+        k,
+        warn_undefined(
+            f"principal angles of the top-{k} subspaces are undefined: the {side} representation "
+            f"has numerical rank {low} < {k}, so {k - low} of its directions are arbitrary; "
+            f"use k ≤ {low}"
+        ),
+    )
 
 
 def principal_angles_from_moments(cx: CentredFeature, cy: CentredFeature, k: int) -> np.ndarray:
@@ -138,14 +155,17 @@ def principal_angles_from_moments(cx: CentredFeature, cy: CentredFeature, k: int
 
 def check_k(k, p: int, n: int) -> None:
     if not isinstance(k, int) or not 1 <= k <= min(p, n - 1):
-        raise ValueError(f"k must be an integer in [1, min(n_features, n_samples − 1)] = "
-                         f"[1, {min(p, n - 1)}]; got {k!r}")
+        raise ValueError(
+            f"k must be an integer in [1, min(n_features, n_samples − 1)] = "
+            f"[1, {min(p, n - 1)}]; got {k!r}"
+        )
 
 
 def angles_between(ux: np.ndarray, uy: np.ndarray) -> np.ndarray:
     cos = np.linalg.svd(ux.T @ uy, compute_uv=False)
     # Cosines of principal angles lie in [0, 1]; round-off can exceed 1 by ~1e-16.
     return np.arccos(np.minimum(cos, 1.0))
+
 
 def overlap_of_angles(angles: np.ndarray) -> float:
     """Mean cos² of principal angles: the summary :func:`subspace_overlap` reports."""

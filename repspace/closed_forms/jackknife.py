@@ -22,6 +22,7 @@ delete-d form with d = n/B is consistent for quantiles too, Shao & Wu 1989).  Th
 estimate stays the full-sample value: no bias correction is applied, so a report's number
 does not depend on B.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,7 @@ DEFAULT_BLOCKS = 20
 LEVEL = 0.95
 #: the n × n jackknife's working set (about eight n × n float64 matrices: K, L, M, one
 #: replicate's three centred sub-matrices, temporaries) is affordable up to this size (n ≤ 1448)
-GRAM_FLOOR_BYTES = 128 * 2 ** 20
+GRAM_FLOOR_BYTES = 128 * 2**20
 GRAM_COPIES = 8
 
 
@@ -94,7 +95,7 @@ def block_ids(n: int, blocks: int) -> np.ndarray:
     n mod B rows are in every replicate (-1), so every replicate has the same m = n − ⌊n/B⌋
     rows: a rank bounded by m does not vary with the size of the deleted block."""
     ids = np.arange(n) % blocks
-    ids[blocks * (n // blocks):] = -1
+    ids[blocks * (n // blocks) :] = -1
     return ids
 
 
@@ -129,32 +130,56 @@ def _eig_desc(kc: torch.Tensor):
     return w.flip(0).clamp_min(0.0), u.flip(1)
 
 
-def _replicate(g: _Grams, keep: torch.Tensor, want: Callable[[str], bool], top_k: int,
-               eps: tuple[float, float], ranks: dict[str, tuple[str, ...]]) -> dict[str, float]:
+def _replicate(
+    g: _Grams,
+    keep: torch.Tensor,
+    want: Callable[[str], bool],
+    top_k: int,
+    eps: tuple[float, float],
+    ranks: dict[str, tuple[str, ...]],
+) -> dict[str, float]:
     m = int(keep.numel())
     kc, lc = _centre(g.k[keep][:, keep]), _centre(g.l[keep][:, keep])
     same_width = g.x.shape[1] == g.y.shape[1]
     out: dict[str, float] = {}
     kd, ld = kc.diagonal(), lc.diagonal()
-    sums = (float((kc * lc).sum()), float((kc * kc).sum()), float((lc * lc).sum()),
-            float(kd @ ld), float(kd @ kd), float(ld @ ld), float(kd.sum()), float(ld.sum()), m)
+    sums = (
+        float((kc * lc).sum()),
+        float((kc * kc).sum()),
+        float((lc * lc).sum()),
+        float(kd @ ld),
+        float(kd @ kd),
+        float(ld @ ld),
+        float(kd.sum()),
+        float(ld.sum()),
+        m,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an undefined replicate is NaN; the interval says so
         if want("linear_cka"):
             out["linear_cka"] = linear_cka_from_sums(*sums)
         if want("linear_cka_debiased"):
             out["linear_cka_debiased"] = linear_cka_from_sums(*sums, debiased=True)
-    need_eig = (want("procrustes_distance") or ranks["base"] or ranks["tuned"]
-                or (same_width and want("subspace_overlap")))
+    need_eig = (
+        want("procrustes_distance")
+        or ranks["base"]
+        or ranks["tuned"]
+        or (same_width and want("subspace_overlap"))
+    )
     if need_eig:
         (wx, ux), (wy, uy) = _eig_desc(kc), _eig_desc(lc)
     if want("procrustes_distance"):
         norm = math.sqrt(float(kd.sum()) * float(ld.sum()))
         fx, fy = ux * wx.sqrt(), uy * wy.sqrt()
-        out["procrustes_distance"] = (2.0 - 2.0 * float(torch.linalg.svdvals(fx.T @ fy).sum()) / norm
-                                      if norm > 0 else math.nan)
-    for side, w, width, e in (("base", wx if need_eig else None, g.x.shape[1], eps[0]),
-                              ("tuned", wy if need_eig else None, g.y.shape[1], eps[1])):
+        out["procrustes_distance"] = (
+            2.0 - 2.0 * float(torch.linalg.svdvals(fx.T @ fy).sum()) / norm
+            if norm > 0
+            else math.nan
+        )
+    for side, w, width, e in (
+        ("base", wx if need_eig else None, g.x.shape[1], eps[0]),
+        ("tuned", wy if need_eig else None, g.y.shape[1], eps[1]),
+    ):
         if ranks[side]:
             sp = Spectrum(w.sqrt().cpu().numpy()[: min(m, width)], m, width, "rows", e)
             with warnings.catch_warnings():
@@ -165,10 +190,13 @@ def _replicate(g: _Grams, keep: torch.Tensor, want: Callable[[str], bool], top_k
         mx, my = g.x[keep].mean(0), g.y[keep].mean(0)
         diff = float((mx - my) @ (mx - my))
         if want("frechet_distance"):
-            out["frechet_distance"] = (diff + (float(kd.sum()) + float(ld.sum())
-                                               - 2.0 * float(torch.linalg.svdvals(mc).sum())) / (m - 1))
+            out["frechet_distance"] = diff + (
+                float(kd.sum()) + float(ld.sum()) - 2.0 * float(torch.linalg.svdvals(mc).sum())
+            ) / (m - 1)
         if want("mmd_linear"):
-            out["mmd_linear"] = diff - float(kd.sum() + ld.sum() - 2 * mc.diagonal().sum()) / (m * (m - 1))
+            out["mmd_linear"] = diff - float(kd.sum() + ld.sum() - 2 * mc.diagonal().sum()) / (
+                m * (m - 1)
+            )
         if want("subspace_overlap"):
             k = min(top_k, g.x.shape[1], m - 1)
             rx = resolved_count(wx.sqrt().cpu().numpy(), g.x.shape[1], eps[0])
@@ -180,8 +208,9 @@ def _replicate(g: _Grams, keep: torch.Tensor, want: Callable[[str], bool], top_k
                 cross = (ux[:, :k].T @ mc @ uy[:, :k]) / sx[:, None] / sy[None, :]  # V_xᵀV_y
                 cos = np.minimum(np.linalg.svd(cross.cpu().numpy(), compute_uv=False), 1.0)
                 out["subspace_overlap"] = overlap_of_angles(np.arccos(cos))
-    if same_width and any(want(f"{a}_{b}") for a in ("cosine_similarity", "relative_shift")
-                          for b in ("mean", "q50")):
+    if same_width and any(
+        want(f"{a}_{b}") for a in ("cosine_similarity", "relative_shift") for b in ("mean", "q50")
+    ):
         kk, ll = g.k.diagonal()[keep], g.l.diagonal()[keep]
         mm = (g.x[keep] * g.y[keep]).sum(1)
         cos = mm / (kk * ll).sqrt()
@@ -195,21 +224,28 @@ def _replicate(g: _Grams, keep: torch.Tensor, want: Callable[[str], bool], top_k
     return out
 
 
-def rows_replicates(x: torch.Tensor, y: torch.Tensor, blocks: int,
-                    metrics: Collection[str] | None = None, top_k: int = 10,
-                    eps: tuple[float, float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
+def rows_replicates(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    blocks: int,
+    metrics: Collection[str] | None = None,
+    top_k: int = 10,
+    eps: tuple[float, float] = (0.0, 0.0),
+) -> dict[str, np.ndarray]:
     """``{metric: (B,) replicates}``: each metric of :func:`layerwise_summary` recomputed
     without each block of rows (``x``, ``y``: the raw rows, n × p and n × q, in order).
 
     ``eps``: the moments route's resolution of each side (for the ranks and the angles).
     """
+
     def want(key: str) -> bool:
         return metrics is None or any(key.startswith(m) for m in metrics)
 
     ranks = {side: tuple(r for r in RANKS if want(f"{r}_{side}")) for side in ("base", "tuned")}
     x, y = x.double(), y.double()
     cross = x.shape[1] == y.shape[1] and any(
-        want(k) for k in ("frechet_distance", "mmd_linear", "subspace_overlap"))
+        want(k) for k in ("frechet_distance", "mmd_linear", "subspace_overlap")
+    )
     g = _Grams(x, y, x @ x.T, y @ y.T, x @ y.T if cross else None)
     ids = torch.as_tensor(block_ids(x.shape[0], blocks))
     out: dict[str, list[float]] = {}

@@ -6,6 +6,7 @@ O(n + tile_size²) and nothing like H = I − 11ᵀ/n or K @ L is ever formed:
 
     tr(K̃ L̃) = Σ K̃ ∘ L̃,   1ᵀ K̃ L̃ 1 = (K̃ 1) · (L̃ 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["GramSums", "rbf_gram_sums", "median_distance", "hsic_from_sums", "sq_distances",
-           "tiled_label_sums"]
+__all__ = [
+    "GramSums",
+    "rbf_gram_sums",
+    "median_distance",
+    "hsic_from_sums",
+    "sq_distances",
+    "tiled_label_sums",
+]
 
 MEDIAN_MAX_ROWS = 2048
 
@@ -28,8 +35,9 @@ def sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d.clamp_min_(0.0)
 
 
-def tiled_label_sums(z: torch.Tensor, labels: torch.Tensor, pair_tile, tile_size: int
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def tiled_label_sums(
+    z: torch.Tensor, labels: torch.Tensor, pair_tile, tile_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(aᵀK̃a per column of labels, K̃1)`` for the n × n matrix K̃ = ``pair_tile(zᵢ, zⱼ)``
     with its diagonal zeroed, one ``tile_size``² tile at a time over the upper triangle.
 
@@ -41,16 +49,16 @@ def tiled_label_sums(z: torch.Tensor, labels: torch.Tensor, pair_tile, tile_size
     quad = torch.zeros(labels.shape[1], dtype=torch.float64, device=z.device)
     rows = torch.zeros(n, dtype=torch.float64, device=z.device)
     for i in range(0, n, tile_size):
-        zi, ai = z[i:i + tile_size], labels[i:i + tile_size]
+        zi, ai = z[i : i + tile_size], labels[i : i + tile_size]
         for j in range(i, n, tile_size):
-            kt = pair_tile(zi, z[j:j + tile_size])
+            kt = pair_tile(zi, z[j : j + tile_size])
             if j == i:
                 kt.fill_diagonal_(0.0)
             w = 1.0 if j == i else 2.0  # an off-diagonal tile also stands for its transpose
-            quad += w * (ai * (kt @ labels[j:j + tile_size])).sum(0)
-            rows[i:i + tile_size] += kt.sum(1)
+            quad += w * (ai * (kt @ labels[j : j + tile_size])).sum(0)
+            rows[i : i + tile_size] += kt.sum(1)
             if j != i:
-                rows[j:j + tile_size] += kt.sum(0)
+                rows[j : j + tile_size] += kt.sum(0)
     return quad, rows
 
 
@@ -78,46 +86,62 @@ class GramSums:
     """Sums of two Gram matrices K, L (n×n) needed by HSIC / CKA estimators."""
 
     n: int
-    kl: float            # Σ K∘L
-    kk: float            # Σ K∘K
-    ll: float            # Σ L∘L
-    k_rows: np.ndarray   # K 1
-    l_rows: np.ndarray   # L 1
-    k_diag: np.ndarray   # diag K
-    l_diag: np.ndarray   # diag L
+    kl: float  # Σ K∘L
+    kk: float  # Σ K∘K
+    ll: float  # Σ L∘L
+    k_rows: np.ndarray  # K 1
+    l_rows: np.ndarray  # L 1
+    k_diag: np.ndarray  # diag K
+    l_diag: np.ndarray  # diag L
 
 
-def rbf_gram_sums(x: torch.Tensor, y: torch.Tensor, sigma_x: float, sigma_y: float,
-                  tile_size: int = 1024) -> GramSums:
+def rbf_gram_sums(
+    x: torch.Tensor, y: torch.Tensor, sigma_x: float, sigma_y: float, tile_size: int = 1024
+) -> GramSums:
     """Accumulate :class:`GramSums` of RBF kernels exp(−‖a−b‖² / (2σ²)) tile by tile."""
     n = x.shape[0]
     x = x.double() - x.double().mean(0)
     y = y.double() - y.double().mean(0)
-    gx, gy = 1.0 / (2.0 * sigma_x ** 2), 1.0 / (2.0 * sigma_y ** 2)
+    gx, gy = 1.0 / (2.0 * sigma_x**2), 1.0 / (2.0 * sigma_y**2)
     kl = kk = ll = 0.0
     k_rows = torch.zeros(n, dtype=torch.float64, device=x.device)
     l_rows = torch.zeros(n, dtype=torch.float64, device=x.device)
     for i in range(0, n, tile_size):
-        xi, yi = x[i:i + tile_size], y[i:i + tile_size]
+        xi, yi = x[i : i + tile_size], y[i : i + tile_size]
         for j in range(i, n, tile_size):
-            kt = torch.exp(-gx * sq_distances(xi, x[j:j + tile_size]))
-            lt = torch.exp(-gy * sq_distances(yi, y[j:j + tile_size]))
+            kt = torch.exp(-gx * sq_distances(xi, x[j : j + tile_size]))
+            lt = torch.exp(-gy * sq_distances(yi, y[j : j + tile_size]))
             w = 1.0 if j == i else 2.0  # off-diagonal tiles stand for their transpose too
             kl += w * float((kt * lt).sum())
             kk += w * float((kt * kt).sum())
             ll += w * float((lt * lt).sum())
-            k_rows[i:i + tile_size] += kt.sum(1)
-            l_rows[i:i + tile_size] += lt.sum(1)
+            k_rows[i : i + tile_size] += kt.sum(1)
+            l_rows[i : i + tile_size] += lt.sum(1)
             if j != i:
-                k_rows[j:j + tile_size] += kt.sum(0)
-                l_rows[j:j + tile_size] += lt.sum(0)
+                k_rows[j : j + tile_size] += kt.sum(0)
+                l_rows[j : j + tile_size] += lt.sum(0)
     ones = np.ones(n)
-    return GramSums(n=n, kl=kl, kk=kk, ll=ll, k_rows=k_rows.cpu().numpy(),
-                    l_rows=l_rows.cpu().numpy(), k_diag=ones, l_diag=ones)
+    return GramSums(
+        n=n,
+        kl=kl,
+        kk=kk,
+        ll=ll,
+        k_rows=k_rows.cpu().numpy(),
+        l_rows=l_rows.cpu().numpy(),
+        k_diag=ones,
+        l_diag=ones,
+    )
 
 
-def hsic_from_sums(s_kl: float, k_rows: np.ndarray, l_rows: np.ndarray,
-                   k_diag: np.ndarray, l_diag: np.ndarray, n: int, debiased: bool) -> float:
+def hsic_from_sums(
+    s_kl: float,
+    k_rows: np.ndarray,
+    l_rows: np.ndarray,
+    k_diag: np.ndarray,
+    l_diag: np.ndarray,
+    n: int,
+    debiased: bool,
+) -> float:
     """HSIC of two Grams from their sums.
 
     Biased (Gretton et al. 2005, as in Kornblith et al. 2019)::
@@ -129,12 +153,15 @@ def hsic_from_sums(s_kl: float, k_rows: np.ndarray, l_rows: np.ndarray,
         HSIC₁ = [tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2) · 1ᵀK̃L̃1] / (n(n−3))
     """
     if not debiased:
-        t = s_kl - 2.0 / n * float(k_rows @ l_rows) + k_rows.sum() * l_rows.sum() / n ** 2
+        t = s_kl - 2.0 / n * float(k_rows @ l_rows) + k_rows.sum() * l_rows.sum() / n**2
         return t / (n - 1) ** 2
     kt_rows, lt_rows = k_rows - k_diag, l_rows - l_diag
     tr = s_kl - float(k_diag @ l_diag)
-    t = (tr + kt_rows.sum() * lt_rows.sum() / ((n - 1) * (n - 2))
-         - 2.0 / (n - 2) * float(kt_rows @ lt_rows))
+    t = (
+        tr
+        + kt_rows.sum() * lt_rows.sum() / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * float(kt_rows @ lt_rows)
+    )
     return t / (n * (n - 3))
 
 

@@ -17,6 +17,7 @@ widths) and from the exact moments XcᵀXc, XcᵀYc otherwise:
 No d × d matrix is formed on the sample-space side, so a 2048-wide layer probed with 32
 samples costs milliseconds, where one eigendecomposition of its 2048² moments costs seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,15 @@ from repspace.closed_forms.drift import (
 )
 from repspace.closed_forms.spectrum import Spectrum, spectrum_of_centred
 
-__all__ = ["sample_space", "linear_cka_from_rows", "spectrum_of_rows", "frechet_distance_from_rows",
-           "mmd_linear_from_rows", "procrustes_distance_from_rows", "principal_angles_from_rows"]
+__all__ = [
+    "sample_space",
+    "linear_cka_from_rows",
+    "spectrum_of_rows",
+    "frechet_distance_from_rows",
+    "mmd_linear_from_rows",
+    "procrustes_distance_from_rows",
+    "principal_angles_from_rows",
+]
 
 
 def sample_space(n: int, *widths: int) -> bool:
@@ -51,16 +59,26 @@ def sample_space(n: int, *widths: int) -> bool:
 def linear_cka_from_rows(cx: CentredRows, cy: CentredRows, debiased: bool = False) -> float:
     """Linear CKA (biased or debiased) of two held row sets; see the module docstring."""
     if not sample_space(cx.n, cx.dim, cy.dim):
-        return linear_cka_from_moments(cx.to_feature(), cy.to_feature(), cross_of_rows(cx, cy),
-                                       debiased)
+        return linear_cka_from_moments(
+            cx.to_feature(), cy.to_feature(), cross_of_rows(cx, cy), debiased
+        )
     undefined = constant_side(cx, cy, "debiased linear CKA" if debiased else "linear CKA")
     if undefined is not None:
         return undefined
     k, l = cx.rows @ cx.rows.T, cy.rows @ cy.rows.T
     kd, ld = k.diagonal(), l.diagonal()
-    return linear_cka_from_sums(float((k * l).sum()), float((k * k).sum()), float((l * l).sum()),
-                                float(kd @ ld), float(kd @ kd), float(ld @ ld),
-                                float(kd.sum()), float(ld.sum()), cx.n, debiased)
+    return linear_cka_from_sums(
+        float((k * l).sum()),
+        float((k * k).sum()),
+        float((l * l).sum()),
+        float(kd @ ld),
+        float(kd @ kd),
+        float(ld @ ld),
+        float(kd.sum()),
+        float(ld.sum()),
+        cx.n,
+        debiased,
+    )
 
 
 def spectrum_of_rows(c: CentredRows) -> Spectrum:
@@ -101,8 +119,9 @@ def mmd_linear_from_rows(cx: CentredRows, cy: CentredRows) -> float:
 def procrustes_distance_from_rows(cx: CentredRows, cy: CentredRows) -> float:
     """Orthogonal Procrustes distance 2 − 2‖XcᵀYc‖_* / (‖Xc‖_F ‖Yc‖_F) of held rows."""
     if not sample_space(cx.n, cx.dim, cy.dim):
-        return procrustes_distance_from_moments(cx.to_feature(), cy.to_feature(),
-                                                cross_of_rows(cx, cy))
+        return procrustes_distance_from_moments(
+            cx.to_feature(), cy.to_feature(), cross_of_rows(cx, cy)
+        )
     norm = math.sqrt(float(cx.rows.square().sum()) * float(cy.rows.square().sum()))
     if norm == 0.0:
         return warn_undefined("Procrustes distance is undefined: a representation is constant")

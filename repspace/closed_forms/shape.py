@@ -35,6 +35,7 @@ what was used.
 Reference: Williams, Kunz, Kornblith, Linderman. Generalized Shape Metrics on Neural
 Representations. NeurIPS 2021 (and its code, netrep's ``LinearMetric``).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,7 @@ from repspace.closed_forms.cca import (
 )
 from repspace.closed_forms.centred import CentredCross, CentredFeature, CentredRows
 
-__all__ = ["ShapeResult", "shape_metric_from_moments", "shape_metric_from_rows",
-           "shape_from_parts"]
+__all__ = ["ShapeResult", "shape_metric_from_moments", "shape_metric_from_rows", "shape_from_parts"]
 
 
 @dataclass(frozen=True)
@@ -94,26 +94,35 @@ def _spectrum_weights(b: Basis, alpha: float, ridge: float) -> np.ndarray:
     return t / np.linalg.norm(t)
 
 
-def shape_from_parts(bx: Basis, by: Basis, q: np.ndarray, n: int, alpha: float,
-                     ridge: float) -> ShapeResult:
+def shape_from_parts(
+    bx: Basis, by: Basis, q: np.ndarray, n: int, alpha: float, ridge: float
+) -> ShapeResult:
     """The shape distances from the kept bases and their whitened cross block Q."""
     rx, ry = bx.s.size, by.s.size
     if rx == 0 or ry == 0:
         side = "x (base)" if rx == 0 else "y (tuned)"
-        nan = warn_undefined(f"the shape metric is undefined: {side} is constant (no "
-                             "direction above the resolution)")
+        nan = warn_undefined(
+            f"the shape metric is undefined: {side} is constant (no direction above the resolution)"
+        )
         return ShapeResult(nan, nan, nan, alpha, rx, ry, ridge, n)
     tx, ty = _spectrum_weights(bx, alpha, ridge), _spectrum_weights(by, alpha, ridge)
     cos = float(np.linalg.svd(tx[:, None] * q * ty[None, :], compute_uv=False).sum())
     cos = min(max(cos, 0.0), 1.0)  # a cosine: round-off can pass 1 by ~1e-15
-    return ShapeResult(math.acos(cos), math.sqrt(max(2.0 - 2.0 * cos, 0.0)), cos, alpha,
-                       rx, ry, ridge, n)
+    return ShapeResult(
+        math.acos(cos), math.sqrt(max(2.0 - 2.0 * cos, 0.0)), cos, alpha, rx, ry, ridge, n
+    )
 
 
-def shape_metric_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: CentredCross, *,
-                              alpha: float = 1.0, ridge: float = 0.0,
-                              rank: int | None = None,
-                              bases: tuple[Basis, Basis] | None = None) -> ShapeResult:
+def shape_metric_from_moments(
+    cx: CentredFeature,
+    cy: CentredFeature,
+    cxy: CentredCross,
+    *,
+    alpha: float = 1.0,
+    ridge: float = 0.0,
+    rank: int | None = None,
+    bases: tuple[Basis, Basis] | None = None,
+) -> ShapeResult:
     """Generalized shape distance of X and Y from centred moments (exact at any n).
 
     ``alpha``: 1 (default) Procrustes, 0 CCA, between them partial whitening; ``ridge``
@@ -128,8 +137,14 @@ def shape_metric_from_moments(cx: CentredFeature, cy: CentredFeature, cxy: Centr
     return shape_from_parts(bx, by, q, cx.n, alpha, ridge)
 
 
-def shape_metric_from_rows(cx: CentredRows, cy: CentredRows, *, alpha: float = 1.0,
-                           ridge: float = 0.0, rank: int | None = None) -> ShapeResult:
+def shape_metric_from_rows(
+    cx: CentredRows,
+    cy: CentredRows,
+    *,
+    alpha: float = 1.0,
+    ridge: float = 0.0,
+    rank: int | None = None,
+) -> ShapeResult:
     """:func:`shape_metric_from_moments` on held rows (the same number)."""
     alpha = _check_alpha(alpha)
     ridge = check_cca_args(cx.n, ridge, rank, "shape metric")

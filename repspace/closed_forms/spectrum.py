@@ -28,6 +28,7 @@ References: Roy & Vetterli, The effective rank, EUSIPCO 2007; Rudelson & Vershyn
 Sampling from large matrices, JACM 2007 (stable rank); Gao et al. 2017 / Recanatesi et
 al. 2019 (participation ratio); Garrido et al., RankMe, ICML 2023.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,16 @@ import torch
 from repspace._validation import warn_undefined
 from repspace.closed_forms.centred import CentredFeature
 
-__all__ = ["Spectrum", "spectrum_from_scatter", "spectrum_of_centred", "numerical_rank_of",
-           "stable_rank_of", "effective_rank_of", "participation_ratio_of", "resolved_or_nan"]
+__all__ = [
+    "Spectrum",
+    "spectrum_from_scatter",
+    "spectrum_of_centred",
+    "numerical_rank_of",
+    "stable_rank_of",
+    "effective_rank_of",
+    "participation_ratio_of",
+    "resolved_or_nan",
+]
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class Spectrum:
     n_samples: int
     n_features: int
     method: str  # "svd", "covariance" or "rows" (SVD of held rows at the covariance's resolution)
-    eps: float   # unit round-off of the computation (see module docstring)
+    eps: float  # unit round-off of the computation (see module docstring)
     is_constant: bool = False
 
     @property
@@ -100,7 +109,8 @@ def resolved_or_nan(sp: Spectrum, what: str, tol: float | None):
     if sv.size == 0:
         return None, warn_undefined(
             f"{what} is undefined: the representation is constant (no variance); check "
-            "that the layer produces varying outputs")
+            "that the layer produces varying outputs"
+        )
     return sv, None
 
 
@@ -134,4 +144,4 @@ def participation_ratio_of(sp: Spectrum, tol: float | None = None) -> float:
     if sv is None:
         return nan
     lam = sv.astype(np.float64) ** 2
-    return float(lam.sum() ** 2 / (lam ** 2).sum())
+    return float(lam.sum() ** 2 / (lam**2).sum())

@@ -3,13 +3,20 @@
 Keys are the public metric functions' names (debiased variants suffixed ``_debiased``,
 per-side spectra suffixed ``_base`` / ``_tuned``), so reports and scripts can rely on them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection
 
-from repspace.closed_forms.cca import (bases_of_moments, cca_from_moments, cca_from_rows,
-                                       pwcca_from_moments, pwcca_from_rows, svcca_from_moments,
-                                       svcca_from_rows)
+from repspace.closed_forms.cca import (
+    bases_of_moments,
+    cca_from_moments,
+    cca_from_rows,
+    pwcca_from_moments,
+    pwcca_from_rows,
+    svcca_from_moments,
+    svcca_from_rows,
+)
 from repspace.closed_forms.centred import CentredRows
 from repspace.closed_forms.cka import linear_cka_from_moments
 from repspace.closed_forms.drift import (
@@ -58,9 +65,9 @@ def spectrum_summary(sp, ranks: tuple[str, ...] = RANKS) -> dict[str, float]:
     return {name: _rank(name, sp) for name in ranks}
 
 
-def layerwise_summary(acc, top_k: int = 10,
-                      metrics: Collection[str] | None = None,
-                      progress=None, spectra_cache=None) -> dict[tuple[str, str], dict[str, float]]:
+def layerwise_summary(
+    acc, top_k: int = 10, metrics: Collection[str] | None = None, progress=None, spectra_cache=None
+) -> dict[tuple[str, str], dict[str, float]]:
     """``{(base_layer, tuned_layer): {metric: value}}`` for every pair tracked by ``acc``.
 
     ``metrics``: keep only the keys starting with one of these names (``"linear_cka"``
@@ -75,16 +82,30 @@ def layerwise_summary(acc, top_k: int = 10,
     (e.g. a ``weakref.WeakKeyDictionary``), read and filled, so k tuned models against one
     shared base decompose the base once, and callers reuse the spectra for their figures.
     """
+
     def want(key: str) -> bool:
         if metrics is None:
             return not key.startswith(OPT_IN)
         return any(key.startswith(m) for m in metrics)
 
     ranks = {side: tuple(r for r in RANKS if want(f"{r}_{side}")) for side in ("base", "tuned")}
-    need_cross = any(want(k) for k in ("linear_cka", "linear_cka_debiased", "procrustes_distance",
-                                         "mmd_linear", *CCA_KEYS))
-    need_centred = (need_cross or ranks["base"] or ranks["tuned"]
-                    or want("frechet_distance") or want("subspace_overlap"))
+    need_cross = any(
+        want(k)
+        for k in (
+            "linear_cka",
+            "linear_cka_debiased",
+            "procrustes_distance",
+            "mmd_linear",
+            *CCA_KEYS,
+        )
+    )
+    need_centred = (
+        need_cross
+        or ranks["base"]
+        or ranks["tuned"]
+        or want("frechet_distance")
+        or want("subspace_overlap")
+    )
     cxy = None
     centred: dict[tuple[str, str], object] = {}
     spectra: dict[tuple[str, str], dict[str, float]] = {}
@@ -126,7 +147,11 @@ def layerwise_summary(acc, top_k: int = 10,
             if ranks[side]:
                 row.update({f"{k}_{side}": v for k, v in side_ranks(side, layer).items()})
         drift = acc.drift.get((b, t))
-        kept = [n for n in ("cosine_similarity", "relative_shift") if want(f"{n}_mean") or want(f"{n}_q50")]
+        kept = [
+            n
+            for n in ("cosine_similarity", "relative_shift")
+            if want(f"{n}_mean") or want(f"{n}_q50")
+        ]
         if drift is not None and kept:
             d = drift.compute()
             for name in kept:
@@ -177,15 +202,27 @@ def _cca_family(cx, cy, cxy, want) -> dict[str, float]:
         if want("pwcca"):
             row["pwcca"] = pwcca_from_moments(cx, cy, cxy, bases=bases).value
         if want("shape_angular"):
-            row["shape_angular"] = shape_metric_from_moments(cx, cy, cxy, alpha=SHAPE_ALPHA,
-                                                             bases=bases).angular
+            row["shape_angular"] = shape_metric_from_moments(
+                cx, cy, cxy, alpha=SHAPE_ALPHA, bases=bases
+            ).angular
     return {k: v for k, v in row.items() if want(k)}
 
 
-_ORDER = {k: i for i, k in enumerate((
-    "linear_cka", "linear_cka_debiased", "procrustes_distance",
-    *(f"{r}_{side}" for side in ("base", "tuned") for r in RANKS),
-    "frechet_distance", "mmd_linear", "subspace_overlap", *CCA_KEYS))}
+_ORDER = {
+    k: i
+    for i, k in enumerate(
+        (
+            "linear_cka",
+            "linear_cka_debiased",
+            "procrustes_distance",
+            *(f"{r}_{side}" for side in ("base", "tuned") for r in RANKS),
+            "frechet_distance",
+            "mmd_linear",
+            "subspace_overlap",
+            *CCA_KEYS,
+        )
+    )
+}
 
 
 def _moments_pair(cx, cy, cxy, want, top_k: int) -> dict[str, float]:

@@ -3,6 +3,7 @@
 The names below are imported on first use (PEP 562): ``repspace compare --plan`` from
 configs alone (:mod:`repspace.compare.plan_fast`) runs without importing torch.
 """
+
 from __future__ import annotations
 
 from repspace._lazy import lazy_attributes
@@ -17,7 +18,13 @@ _LAZY = {
     "embed_2d": "repspace.compare.engine",
 }
 
-__all__ = ["SAMPLE_METRICS", "CompareConfig", "CompareOptions", "compare", "compare_models",
-           "embed_2d"]
+__all__ = [
+    "SAMPLE_METRICS",
+    "CompareConfig",
+    "CompareOptions",
+    "compare",
+    "compare_models",
+    "embed_2d",
+]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

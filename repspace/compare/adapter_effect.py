@@ -14,6 +14,7 @@ y (forward hooks on the wrapper and on its ``base_layer``): no second model, no 
 The distribution of r_s over the probe is summarised exactly (mean, min, max, n) with
 histogram quantiles (q05..q95, resolution 1 % in log scale) as in ``paired_drift``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -31,8 +32,11 @@ __all__ = ["adapted_modules", "adapter_effect"]
 
 def adapted_modules(model: nn.Module) -> dict[str, nn.Module]:
     """``{canonical name: wrapper}`` of every module that holds its original as ``base_layer``."""
-    return {name: m for name, m in model_view(model).modules.items()
-            if isinstance(getattr(m, "base_layer", None), nn.Module)}
+    return {
+        name: m
+        for name, m in model_view(model).modules.items()
+        if isinstance(getattr(m, "base_layer", None), nn.Module)
+    }
 
 
 def _first_tensor(out):
@@ -61,8 +65,12 @@ def _ratios(h: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> np.n
         return np.where(h2.cpu().numpy() > 0, np.sqrt(d2.cpu().numpy() / h2.cpu().numpy()), np.nan)
 
 
-def adapter_effect(model: nn.Module, batches: Iterable[Mapping[str, object]],
-                   device: str | torch.device | None = None, progress: bool = False) -> dict[str, dict]:
+def adapter_effect(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, object]],
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict[str, dict]:
     """``{module: summary of r_s}`` over every sample of ``batches`` (model inputs).
 
     ``model``: the tuned model with its adapters active (a ``PeftModel`` or a model with
@@ -70,8 +78,10 @@ def adapter_effect(model: nn.Module, batches: Iterable[Mapping[str, object]],
     the inputs never reach has ``n == 0`` and NaN statistics."""
     wrappers = adapted_modules(model)
     if not wrappers:
-        raise ValueError(f"{type(model).__name__}: no adapted module (a tuner layer holding its "
-                         "original as base_layer); the adapter-effect analysis needs a PEFT adapter")
+        raise ValueError(
+            f"{type(model).__name__}: no adapted module (a tuner layer holding its "
+            "original as base_layer); the adapter-effect analysis needs a PEFT adapter"
+        )
     stats = {name: StreamingSummary(REL_EDGES) for name in wrappers}
     frozen: dict[str, torch.Tensor] = {}
     state: dict[str, torch.Tensor | None] = {"mask": None}
@@ -82,6 +92,7 @@ def adapter_effect(model: nn.Module, batches: Iterable[Mapping[str, object]],
             t = _first_tensor(out)
             if t is not None:
                 frozen[name] = t
+
         return hook
 
     def on_wrapper(name):
@@ -89,6 +100,7 @@ def adapter_effect(model: nn.Module, batches: Iterable[Mapping[str, object]],
             y, h = _first_tensor(out), frozen.pop(name, None)
             if y is not None and h is not None and h.shape == y.shape:
                 stats[name].update(_ratios(h, y, state["mask"]))
+
         return hook
 
     for name, m in wrappers.items():

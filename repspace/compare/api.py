@@ -8,6 +8,7 @@ its own base, :mod:`repspace.compare.shared_base`), builds the probe batches, ru
 It sits above the engine, which the analyses also use (merge fidelity compares merged and
 unmerged models with it).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,29 +48,52 @@ def _depth_differs(base, tuned, layers) -> bool:
     return False
 
 
-def _compare_matched(base, tuned, batches_fn, probe_info, o: CompareOptions,
-                     names: Sequence[str] | None) -> CompareResult:
+def _compare_matched(
+    base, tuned, batches_fn, probe_info, o: CompareOptions, names: Sequence[str] | None
+) -> CompareResult:
     """The comparison of one tuned checkpoint of another depth, layer pairs matched by
     cross-layer CKA (:mod:`repspace.compare.matched`)."""
     from repspace.compare.matched import compare_matched
 
     if len(tuned) != 1:
-        raise ValueError(f"--match-layers with models of different depth compares one tuned "
-                         f"checkpoint at a time; got {len(tuned)}")
+        raise ValueError(
+            f"--match-layers with models of different depth compares one tuned "
+            f"checkpoint at a time; got {len(tuned)}"
+        )
     name = (list(names) if names else [tuned[0].name])[0]
     wanted = o.wanted
-    per_layer, order, info = compare_matched(base, tuned[0], name, batches_fn, layers=o.layers,
-                                             pooling=o.pooling, batch_size=o.batch_size,
-                                             device=o.device, metrics=wanted, progress=o.progress)
-    settings = {"layers": o.layers if isinstance(o.layers, str) else list(o.layers),
-                "pooling": o.pooling, "metrics": sorted(wanted) if wanted else "default",
-                "batch_size": o.batch_size, "device": o.device or "cpu", "seed": o.seed,
-                "precision": "float64",
-                "layer_pairing": "matched by cross-layer CKA (--match-layers: the models differ "
-                                 "in depth); each tuned layer against its matched base layer"}
-    return CompareResult(base=checkpoint_info(base, base.name), tuned=[checkpoint_info(tuned[0], name)],
-                         layers=order, metrics={name: per_layer}, settings=settings,
-                         probe=probe_info or {}, analyses={"layer_matching": {name: info}})
+    per_layer, order, info = compare_matched(
+        base,
+        tuned[0],
+        name,
+        batches_fn,
+        layers=o.layers,
+        pooling=o.pooling,
+        batch_size=o.batch_size,
+        device=o.device,
+        metrics=wanted,
+        progress=o.progress,
+    )
+    settings = {
+        "layers": o.layers if isinstance(o.layers, str) else list(o.layers),
+        "pooling": o.pooling,
+        "metrics": sorted(wanted) if wanted else "default",
+        "batch_size": o.batch_size,
+        "device": o.device or "cpu",
+        "seed": o.seed,
+        "precision": "float64",
+        "layer_pairing": "matched by cross-layer CKA (--match-layers: the models differ "
+        "in depth); each tuned layer against its matched base layer",
+    }
+    return CompareResult(
+        base=checkpoint_info(base, base.name),
+        tuned=[checkpoint_info(tuned[0], name)],
+        layers=order,
+        metrics={name: per_layer},
+        settings=settings,
+        probe=probe_info or {},
+        analyses={"layer_matching": {name: info}},
+    )
 
 
 def _shard(probe_set: ProbeSet, rows: range) -> ProbeSet | None:
@@ -78,13 +102,19 @@ def _shard(probe_set: ProbeSet, rows: range) -> ProbeSet | None:
 
 
 # Library housekeeping (deprecations) says nothing about the numbers: not put in reports.
-_UNREPORTED = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning,
-               ResourceWarning)
+_UNREPORTED = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    FutureWarning,
+    ImportWarning,
+    ResourceWarning,
+)
 
 
 def _recording_warnings(fn):
     """Run ``fn`` recording its warnings into ``result.warnings`` (each once); they are
     re-issued afterwards, so they still reach the terminal and warning filters."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         caught: list = []
@@ -96,11 +126,15 @@ def _recording_warnings(fn):
             unique = {(w.category, str(w.message)): w for w in caught}
             for w in unique.values():
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        texts = [f"{cat.__name__}: {' '.join(msg.split())}" for cat, msg in unique
-                 if not issubclass(cat, _UNREPORTED)]
+        texts = [
+            f"{cat.__name__}: {' '.join(msg.split())}"
+            for cat, msg in unique
+            if not issubclass(cat, _UNREPORTED)
+        ]
         if result is not None:
             result.warnings = list(dict.fromkeys([*result.warnings, *texts]))
         return result
+
     return wrapper
 
 
@@ -108,18 +142,30 @@ def _load(base: str, tuned: Sequence[str], s: CompareConfig):
     """The loaded base and tuned checkpoints, and how the base is captured (``settings
     ["base_capture"]``): from the one tuned adapter's model with the adapter disabled, or
     loaded separately (with the reason)."""
-    from repspace.compare.shared_base import (disabled_base_reason, plan_reason,
-                                              shared_base_checkpoint)
+    from repspace.compare.shared_base import (
+        disabled_base_reason,
+        plan_reason,
+        shared_base_checkpoint,
+    )
 
-    load = dict(config=s.config, device_map=s.device_map, strict=s.strict,
-                dtype=check_dtype(s.dtype), quantization=quantization_of(s))
-    why = plan_reason(base, tuned, base_override=s.base_override, config=s.config,
-                      two_models=s.two_models) or needs_separate_base(settings=s)
+    load = dict(
+        config=s.config,
+        device_map=s.device_map,
+        strict=s.strict,
+        dtype=check_dtype(s.dtype),
+        quantization=quantization_of(s),
+    )
+    why = plan_reason(
+        base, tuned, base_override=s.base_override, config=s.config, two_models=s.two_models
+    ) or needs_separate_base(settings=s)
     if why is None:  # one model: the tuned adapter's, base read with it disabled
         tuned_cks = [load_checkpoint(tuned[0], base=base, **load)]
         why = disabled_base_reason(tuned_cks[0].model)
-        base_ck = (shared_base_checkpoint(base, tuned_cks[0]) if why is None
-                   else load_checkpoint(base, **load))
+        base_ck = (
+            shared_base_checkpoint(base, tuned_cks[0])
+            if why is None
+            else load_checkpoint(base, **load)
+        )
     else:
         base_ck = load_checkpoint(base, **load)
         tuned_cks = [load_checkpoint(t, base=s.base_override or base, **load) for t in tuned]
@@ -138,8 +184,10 @@ def quantization_of(s: CompareConfig) -> str | None:
 
 def _loaded_dtypes(base_ck, tuned_cks) -> dict[str, str]:
     """The dtype each model was loaded in (``base``, ``tuned1``, … as ``--name`` counts)."""
-    return {"base": weights_dtype(base_ck.model),
-            **{f"tuned{i}": weights_dtype(t.model) for i, t in enumerate(tuned_cks, 1)}}
+    return {
+        "base": weights_dtype(base_ck.model),
+        **{f"tuned{i}": weights_dtype(t.model) for i, t in enumerate(tuned_cks, 1)},
+    }
 
 
 def _note_slow_matmuls(loaded: dict[str, str], device, base_ck) -> None:
@@ -181,8 +229,14 @@ def _record_settings(result: CompareResult, s: CompareConfig, loaded: dict[str, 
 
 
 @_recording_warnings
-def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = None, *,
-            names: Sequence[str] | None = None, **options) -> CompareResult:
+def compare(
+    base: str,
+    tuned: Sequence[str],
+    settings: CompareConfig | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    **options,
+) -> CompareResult:
     """Load ``base`` and every ``tuned`` checkpoint, then :func:`compare_models`.
 
     ``settings`` (:class:`CompareConfig`), or its fields as keyword ``options`` (both: the
@@ -199,10 +253,14 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
     """
     if isinstance(settings, CompareOptions) and not isinstance(settings, CompareConfig):
         # the engine's settings alone: the rest at their defaults
-        settings = CompareConfig(**{f.name: getattr(settings, f.name) for f in fields(CompareOptions)})
+        settings = CompareConfig(
+            **{f.name: getattr(settings, f.name) for f in fields(CompareOptions)}
+        )
     if settings is not None and not isinstance(settings, CompareConfig):
-        raise TypeError(f"compare: settings must be a CompareConfig (or CompareOptions); got "
-                        f"{type(settings).__name__} -- pass options by name instead")
+        raise TypeError(
+            f"compare: settings must be a CompareConfig (or CompareOptions); got "
+            f"{type(settings).__name__} -- pass options by name instead"
+        )
     if settings is None:
         s = CompareConfig.from_options(**options)
     else:
@@ -216,20 +274,23 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
     check_placement(s.device, s.device_map, placed=quantized)
     # the base's chain of recorded bases (and --base-override's) is followed when they load:
     # a loop is refused here; a tuned adapter is applied onto base / base_override instead
-    preflight_checkpoints([base, *tuned, s.base_override, s.config],
-                          chains=[base, s.base_override])
+    preflight_checkpoints([base, *tuned, s.base_override, s.config], chains=[base, s.base_override])
     ctx = None
     if s.distributed is not False:
         from repspace.distributed import DistContext
 
         ctx = DistContext.from_env(s.device, s.dist_timeout)
         if ctx is None and s.distributed:
-            raise ValueError("distributed=True but no process group is running and WORLD_SIZE "
-                             "is not set; launch with torchrun --nproc-per-node N")
+            raise ValueError(
+                "distributed=True but no process group is running and WORLD_SIZE "
+                "is not set; launch with torchrun --nproc-per-node N"
+            )
         if ctx is not None and s.analyses_wanted:
             ctx.close(barrier=False)
-            raise ValueError(f"{', '.join(a.flags() for a in wanted_analyses(s))} run(s) in "
-                             "one process; launch without torchrun")
+            raise ValueError(
+                f"{', '.join(a.flags() for a in wanted_analyses(s))} run(s) in "
+                "one process; launch without torchrun"
+            )
     finished = False
     scope = contextlib.ExitStack()
     try:
@@ -243,8 +304,10 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
         with step(ctx, "loading"), stage("load"):
             probe_set = load_probe(s.probe, num_samples=s.num_samples, seed=s.seed)  # cheap: first
             if len(probe_set) < 4 and s.pooling != "tokens":
-                raise ValueError(f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
-                                 "metrics need at least 4 — use more probe samples")
+                raise ValueError(
+                    f"probe data {probe_set.source}: {len(probe_set)} sample(s); the "
+                    "metrics need at least 4 — use more probe samples"
+                )
             base_ck, tuned_cks, base_capture = _load(base, tuned, s)
             # One model view per model from here to the analyses; not while loading, which
             # changes models in place (a run folder's method is applied onto its base).
@@ -258,26 +321,49 @@ def compare(base: str, tuned: Sequence[str], settings: CompareConfig | None = No
             def batches():
                 if local is None:
                     return iter(())
-                return make_batches(local, base_ck.model, processor, batch_size=s.batch_size,
-                                    max_length=s.max_length)
+                return make_batches(
+                    local,
+                    base_ck.model,
+                    processor,
+                    batch_size=s.batch_size,
+                    max_length=s.max_length,
+                )
 
             if local is not None:
                 next(iter(batches()))  # fail early on unusable probe data, before any capture
         matched = s.match_layers and _depth_differs(base_ck, tuned_cks, s.layers)
         if matched:  # another depth: compare the layer pairs matched by cross-layer CKA
-            result = _compare_matched(base_ck, tuned_cks, batches, probe_set.describe(), engine,
-                                      names)
+            result = _compare_matched(
+                base_ck, tuned_cks, batches, probe_set.describe(), engine, names
+            )
         else:
-            result = compare_models(base_ck, tuned_cks, batches, engine,
-                                    probe_info=probe_set.describe(), names=names, dist=ctx,
-                                    row_offset=rows.start)
+            result = compare_models(
+                base_ck,
+                tuned_cks,
+                batches,
+                engine,
+                probe_info=probe_set.describe(),
+                names=names,
+                dist=ctx,
+                row_offset=rows.start,
+            )
         result.settings["base_capture"] = base_capture
         with stage("metrics"):  # what the comparison recorded (the matching of another
             # depth, the segments) is not computed again
-            result.analyses.update(run_analyses(
-                AnalysisContext(base_ck, tuned_cks, result.tuned_names, batches, s,
-                                device=device, progress=None),
-                done=tuple(result.analyses)))
+            result.analyses.update(
+                run_analyses(
+                    AnalysisContext(
+                        base_ck,
+                        tuned_cks,
+                        result.tuned_names,
+                        batches,
+                        s,
+                        device=device,
+                        progress=None,
+                    ),
+                    done=tuple(result.analyses),
+                )
+            )
         _record_settings(result, s, loaded)
         finished = True
         return result

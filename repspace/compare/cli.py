@@ -1,4 +1,5 @@
 """`repspace compare BASE TUNED [TUNED ...] -o OUT`: argument parsing and output."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,97 +22,207 @@ def _csv_list(text: str) -> list[str]:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "compare", help="how far tuned checkpoints moved the base's representations",
+        "compare",
+        help="how far tuned checkpoints moved the base's representations",
         description="Compare the per-layer representations of one or more tuned checkpoints "
-                    "with the base checkpoint and write a report folder.")
-    p.add_argument("base", help="base checkpoint: HF model folder or hub id (given alone: the "
-                   "tuned checkpoint, an adapter or repspace run, compared with the base it records)")
-    p.add_argument("tuned", nargs="*", help="tuned checkpoint(s): HF folder, PEFT adapter folder, "
-                   "weights file (.safetensors/.ckpt/.pt/.bin) or repspace training output")
-    p.add_argument("--name", action="append", default=None, metavar="WHICH=LABEL",
-                   help="label of a checkpoint in the report (repeatable): WHICH is base, "
-                        "tuned1, tuned2, ... (in command-line order) or the checkpoint exactly as "
-                        "given, e.g. --name base=MiniLM --name tuned1=LoRA-r8")
-    p.add_argument("-o", "--output", default="repspace-report", help="report folder (default: %(default)s)")
+        "with the base checkpoint and write a report folder.",
+    )
+    p.add_argument(
+        "base",
+        help="base checkpoint: HF model folder or hub id (given alone: the "
+        "tuned checkpoint, an adapter or repspace run, compared with the base it records)",
+    )
+    p.add_argument(
+        "tuned",
+        nargs="*",
+        help="tuned checkpoint(s): HF folder, PEFT adapter folder, "
+        "weights file (.safetensors/.ckpt/.pt/.bin) or repspace training output",
+    )
+    p.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        metavar="WHICH=LABEL",
+        help="label of a checkpoint in the report (repeatable): WHICH is base, "
+        "tuned1, tuned2, ... (in command-line order) or the checkpoint exactly as "
+        "given, e.g. --name base=MiniLM --name tuned1=LoRA-r8",
+    )
+    p.add_argument(
+        "-o", "--output", default="repspace-report", help="report folder (default: %(default)s)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
-    p.add_argument("--probe", default="builtin", help="probe data: 'builtin' (shapes-world "
-                   "captions and images), 'general' (256 diverse general-text sentences on 16 "
-                   "topics: how far the model moved off its training task), a .txt (one sample "
-                   "per line), .jsonl/.csv (text and/or image), or an image folder")
-    p.add_argument("--num-samples", type=int, default=512, help="probe samples (default %(default)s)")
+    p.add_argument(
+        "--probe",
+        default="builtin",
+        help="probe data: 'builtin' (shapes-world "
+        "captions and images), 'general' (256 diverse general-text sentences on 16 "
+        "topics: how far the model moved off its training task), a .txt (one sample "
+        "per line), .jsonl/.csv (text and/or image), or an image folder",
+    )
+    p.add_argument(
+        "--num-samples", type=int, default=512, help="probe samples (default %(default)s)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=64, help="max tokens per text sample")
-    p.add_argument("--layers", default="blocks", help="comma-separated layer names, globs, re:REGEX "
-                   "or presets (blocks, vision, text, embeddings); see `repspace layers`")
+    p.add_argument(
+        "--layers",
+        default="blocks",
+        help="comma-separated layer names, globs, re:REGEX "
+        "or presets (blocks, vision, text, embeddings); see `repspace layers`",
+    )
     p.add_argument("--pooling", default="mean", choices=["mean", "first", "cls", "last", "tokens"])
-    p.add_argument("--metrics", type=_csv_list, default=None,
-                   help="comma-separated metric names, families (effective_rank, mmd, ...), "
-                        "'default' (what a plain compare computes) or 'all' (every metric, opt-in "
-                        "ones included), mixed freely: default,linear_cka_null adds one metric "
-                        "(default: default; `repspace metrics` lists them)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps or auto (under torchrun, "
-                   "cuda/auto mean each rank's own GPU)")
-    p.add_argument("--device-map", default=None, help="load the models with accelerate's "
-                   "device_map (e.g. auto: layers spread over the GPUs, then CPU); overrides --device")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="weights dtype (default auto: each checkpoint's own, torch_dtype / dtype "
-                        "of its config.json, float32 when it names none, weights memory-mapped; "
-                        "float32 upcasts; recorded in the report)")
-    p.add_argument("--load-in-4bit", action="store_true",
-                   help="load the models 4-bit through bitsandbytes (NF4, as QLoRA trains; needs "
-                        "bitsandbytes and a CUDA GPU)")
-    p.add_argument("--load-in-8bit", action="store_true",
-                   help="load the models 8-bit through bitsandbytes (needs bitsandbytes and a CUDA GPU)")
-    p.add_argument("--plan", action="store_true",
-                   help="read only the configs (no weights) and print the memory of weights, "
-                        "statistics (per route), capture buffer and activations, and each "
-                        "layer's route; exit 2 when it cannot fit the free memory")
-    p.add_argument("--calibrate", action="store_true",
-                   help="with --plan, when it fits: also load the models and run one batch of "
-                        "the comparison to estimate its time (this reads the weights)")
-    p.add_argument("--dist-timeout", type=float, default=None, help="under torchrun: seconds a "
-                   "rank waits for the others before giving up (default 600)")
+    p.add_argument(
+        "--metrics",
+        type=_csv_list,
+        default=None,
+        help="comma-separated metric names, families (effective_rank, mmd, ...), "
+        "'default' (what a plain compare computes) or 'all' (every metric, opt-in "
+        "ones included), mixed freely: default,linear_cka_null adds one metric "
+        "(default: default; `repspace metrics` lists them)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:1, mps or auto (under torchrun, cuda/auto mean each rank's own GPU)",
+    )
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="load the models with accelerate's "
+        "device_map (e.g. auto: layers spread over the GPUs, then CPU); overrides --device",
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype (default auto: each checkpoint's own, torch_dtype / dtype "
+        "of its config.json, float32 when it names none, weights memory-mapped; "
+        "float32 upcasts; recorded in the report)",
+    )
+    p.add_argument(
+        "--load-in-4bit",
+        action="store_true",
+        help="load the models 4-bit through bitsandbytes (NF4, as QLoRA trains; needs "
+        "bitsandbytes and a CUDA GPU)",
+    )
+    p.add_argument(
+        "--load-in-8bit",
+        action="store_true",
+        help="load the models 8-bit through bitsandbytes (needs bitsandbytes and a CUDA GPU)",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="read only the configs (no weights) and print the memory of weights, "
+        "statistics (per route), capture buffer and activations, and each "
+        "layer's route; exit 2 when it cannot fit the free memory",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="with --plan, when it fits: also load the models and run one batch of "
+        "the comparison to estimate its time (this reads the weights)",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=None,
+        help="under torchrun: seconds a rank waits for the others before giving up (default 600)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--base-override", "--base", dest="base_override", default=None,
-                   help="apply adapters / weights files onto this model instead of BASE (the "
-                        "report's settings.base_override; --base is the older spelling)")
-    p.add_argument("--two-models", action="store_true",
-                   help="load the base separately even for a PEFT adapter (default: the base is "
-                        "the adapter's model with the adapter disabled, one model in memory, "
-                        "where that is exactly the base; the report says which was used)")
-    p.add_argument("--config", default=None, help="model config (folder or config.json) naming "
-                   "the architecture of bare weights files")
-    p.add_argument("--non-strict", action="store_true",
-                   help="load weights files even when some keys are missing or unexpected")
-    p.add_argument("--precision", default="float64", choices=["float64", "auto"],
-                   help="GEMM precision of the statistics (default %(default)s)")
-    p.add_argument("--sample-rows", type=int, default=1000,
-                   help="rows kept per layer for RBF CKA, RBF MMD, k-NN overlap and the embedding")
-    p.add_argument("--spectrum-layers", type=_csv_list, default=None,
-                   help="layers for the spectrum plot (default: first, middle, last)")
-    p.add_argument("--tuned-per-pass", type=int, default=None, metavar="N",
-                   help="at most N tuned checkpoints per pass over the probe (default: all in one pass, "
-                        "k+1 forwards per batch; each holds its own statistics, 24*L*d^2 bytes: "
-                        "lower N when they do not fit, at one more base forward per batch and pass)")
+    p.add_argument(
+        "--base-override",
+        "--base",
+        dest="base_override",
+        default=None,
+        help="apply adapters / weights files onto this model instead of BASE (the "
+        "report's settings.base_override; --base is the older spelling)",
+    )
+    p.add_argument(
+        "--two-models",
+        action="store_true",
+        help="load the base separately even for a PEFT adapter (default: the base is "
+        "the adapter's model with the adapter disabled, one model in memory, "
+        "where that is exactly the base; the report says which was used)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="model config (folder or config.json) naming the architecture of bare weights files",
+    )
+    p.add_argument(
+        "--non-strict",
+        action="store_true",
+        help="load weights files even when some keys are missing or unexpected",
+    )
+    p.add_argument(
+        "--precision",
+        default="float64",
+        choices=["float64", "auto"],
+        help="GEMM precision of the statistics (default %(default)s)",
+    )
+    p.add_argument(
+        "--sample-rows",
+        type=int,
+        default=1000,
+        help="rows kept per layer for RBF CKA, RBF MMD, k-NN overlap and the embedding",
+    )
+    p.add_argument(
+        "--spectrum-layers",
+        type=_csv_list,
+        default=None,
+        help="layers for the spectrum plot (default: first, middle, last)",
+    )
+    p.add_argument(
+        "--tuned-per-pass",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N tuned checkpoints per pass over the probe (default: all in one pass, "
+        "k+1 forwards per batch; each holds its own statistics, 24*L*d^2 bytes: "
+        "lower N when they do not fit, at one more base forward per batch and pass)",
+    )
     _add_analysis_options(p)
-    p.add_argument("--task-id", type=int, default=None, metavar="N",
-                   help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
-                        "prompt tuning and Poly")
-    p.add_argument("--embedding", default="none", choices=["none", "umap", "pca"],
-                   help="a 2-D map of the last layer's row sample (opt in: umap, or pca; "
-                   "default: none)")
-    p.add_argument("--embedding-layer", default=None, help="layer of the 2-D embedding (default: last)")
-    p.add_argument("--no-report", action="store_true", help="print results without writing a folder")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
-    p.add_argument("--profile", action="store_true", help="print the wall time of each stage (load, "
-                   "inputs, forward, pooling, statistics, metrics, report) on stderr at the end")
+    p.add_argument(
+        "--task-id",
+        type=int,
+        default=None,
+        metavar="N",
+        help="task index fed (as task_ids) to task-conditioned adapters: peft multitask "
+        "prompt tuning and Poly",
+    )
+    p.add_argument(
+        "--embedding",
+        default="none",
+        choices=["none", "umap", "pca"],
+        help="a 2-D map of the last layer's row sample (opt in: umap, or pca; default: none)",
+    )
+    p.add_argument(
+        "--embedding-layer", default=None, help="layer of the 2-D embedding (default: last)"
+    )
+    p.add_argument(
+        "--no-report", action="store_true", help="print results without writing a folder"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON instead of a table"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the wall time of each stage (load, "
+        "inputs, forward, pooling, statistics, metrics, report) on stderr at the end",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_threads_option(p, adapt_to_load=True)
     # CompareConfig fields set by an option of another name (repspace.cli.in_cli_vocabulary
     # renames every other field to its option from the parser itself)
-    p.set_defaults(field_options={"strict": "--non-strict", "progress": "--quiet",
-                                  **{o.field: o.flag for o in _analysis_options()
-                                     if o.field and o.field != o.dest}})
+    p.set_defaults(
+        field_options={
+            "strict": "--non-strict",
+            "progress": "--quiet",
+            **{o.field: o.flag for o in _analysis_options() if o.field and o.field != o.dest},
+        }
+    )
     return p
 
 
@@ -158,8 +269,12 @@ def _inputs(args) -> list[tuple[str, str | None]]:
     """What this comparison reads (the output may not be, hold or lie inside any of them)."""
     from repspace.checkpoints import resolve_spec
 
-    specs = [("base checkpoint", args.base), *(("tuned checkpoint", t) for t in args.tuned),
-             ("--base-override checkpoint", args.base_override), ("--config", args.config)]
+    specs = [
+        ("base checkpoint", args.base),
+        *(("tuned checkpoint", t) for t in args.tuned),
+        ("--base-override checkpoint", args.base_override),
+        ("--config", args.config),
+    ]
     found = [(what, resolve_spec(s)) for what, s in specs if s]
     return found + ([("probe data", args.probe)] if args.probe != "builtin" else [])
 
@@ -178,8 +293,10 @@ def resolve_positionals(args) -> None:
 
         base = recorded_base(args.base)
     if not base:
-        raise ValueError(f"{args.base}: give BASE TUNED; a single checkpoint must be a PEFT adapter "
-                         "or repspace run that records its base model")
+        raise ValueError(
+            f"{args.base}: give BASE TUNED; a single checkpoint must be a PEFT adapter "
+            "or repspace run that records its base model"
+        )
     args.tuned, args.base = [args.base], base
 
 
@@ -192,24 +309,30 @@ def parse_names(args) -> tuple[str | None, list[str] | None]:
         which, sep, label = item.partition("=")
         which, label = which.strip(), label.strip()
         if not sep or not which or not label:
-            raise ValueError(f"--name {item!r}: expected WHICH=LABEL, e.g. base=MiniLM or "
-                             "tuned1=LoRA-r8")
+            raise ValueError(
+                f"--name {item!r}: expected WHICH=LABEL, e.g. base=MiniLM or tuned1=LoRA-r8"
+            )
         if which == "base" or which == args.base:
             key = "base"
         elif which.startswith("tuned") and which[5:].isdigit():
             i = int(which[5:])
             if not 1 <= i <= len(args.tuned):
-                raise ValueError(f"--name {item!r}: there are {len(args.tuned)} tuned "
-                                 f"checkpoint(s) (tuned1..tuned{len(args.tuned)})")
+                raise ValueError(
+                    f"--name {item!r}: there are {len(args.tuned)} tuned "
+                    f"checkpoint(s) (tuned1..tuned{len(args.tuned)})"
+                )
             key = f"tuned{i}"
         elif which in args.tuned:
             if args.tuned.count(which) > 1:
-                raise ValueError(f"--name {item!r}: {which} is given twice; name it tuned1, "
-                                 "tuned2, ...")
+                raise ValueError(
+                    f"--name {item!r}: {which} is given twice; name it tuned1, tuned2, ..."
+                )
             key = f"tuned{args.tuned.index(which) + 1}"
         else:
-            raise ValueError(f"--name {item!r}: {which!r} is neither base, tunedN nor a "
-                             "checkpoint on the command line")
+            raise ValueError(
+                f"--name {item!r}: {which!r} is neither base, tunedN nor a "
+                "checkpoint on the command line"
+            )
         if key in labels:
             raise ValueError(f"--name: {key} is named twice ({labels[key]!r}, {label!r})")
         labels[key] = label
@@ -245,10 +368,14 @@ def swapped_warning(base: str, tuned: list[str]) -> str | None:
 
     hit = next((t for t in tuned if same(parent, t)), None)
     if hit is None:
-        return (f"the base {base} is itself fine-tuned (it records the base {parent}); the "
-                "report measures the tuned checkpoints against it, not against a pre-trained model")
-    return (f"base and tuned look swapped: the base {base} is fine-tuned from {hit}, which is "
-            f"given as a tuned checkpoint; did you mean `repspace compare {hit} {base}`?")
+        return (
+            f"the base {base} is itself fine-tuned (it records the base {parent}); the "
+            "report measures the tuned checkpoints against it, not against a pre-trained model"
+        )
+    return (
+        f"base and tuned look swapped: the base {base} is fine-tuned from {hit}, which is "
+        f"given as a tuned checkpoint; did you mean `repspace compare {hit} {base}`?"
+    )
 
 
 def preflight(args) -> tuple[CompareConfig, tuple[str | None, list[str] | None]]:
@@ -260,8 +387,9 @@ def preflight(args) -> tuple[CompareConfig, tuple[str | None, list[str] | None]]
     resolve_positionals(args)
     labels = parse_names(args)
     settings = settings_from_args(args)  # every setting checked; the option named if bad
-    check_placement(settings.device, settings.device_map,
-                    placed=settings.load_in_4bit or settings.load_in_8bit)
+    check_placement(
+        settings.device, settings.device_map, placed=settings.load_in_4bit or settings.load_in_8bit
+    )
     if args.calibrate and not args.plan:
         raise ValueError("--calibrate: only with --plan (it times one batch to estimate the run)")
     if args.plan:
@@ -281,17 +409,34 @@ def settings_from_args(args) -> CompareConfig:
 
     layers = _csv_list(args.layers)
     return CompareConfig(
-        probe=args.probe, num_samples=args.num_samples, max_length=args.max_length,
-        base_override=args.base_override, config=args.config, strict=not args.non_strict,
-        device_map=args.device_map, dtype=args.dtype, two_models=args.two_models,
-        load_in_4bit=args.load_in_4bit, load_in_8bit=args.load_in_8bit,
+        probe=args.probe,
+        num_samples=args.num_samples,
+        max_length=args.max_length,
+        base_override=args.base_override,
+        config=args.config,
+        strict=not args.non_strict,
+        device_map=args.device_map,
+        dtype=args.dtype,
+        two_models=args.two_models,
+        load_in_4bit=args.load_in_4bit,
+        load_in_8bit=args.load_in_8bit,
         dist_timeout=args.dist_timeout,
-        layers=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
-        metrics=args.metrics, batch_size=args.batch_size, device=args.device, seed=args.seed,
-        precision=args.precision, sample_rows=args.sample_rows,
-        spectrum_layers=args.spectrum_layers, embedding=args.embedding,
-        embedding_layer=args.embedding_layer, progress=not args.quiet and not args.json,
-        tuned_per_pass=args.tuned_per_pass, task_id=args.task_id, **_analysis_settings(args))
+        layers=layers[0] if len(layers) == 1 else layers,
+        pooling=args.pooling,
+        metrics=args.metrics,
+        batch_size=args.batch_size,
+        device=args.device,
+        seed=args.seed,
+        precision=args.precision,
+        sample_rows=args.sample_rows,
+        spectrum_layers=args.spectrum_layers,
+        embedding=args.embedding,
+        embedding_layer=args.embedding_layer,
+        progress=not args.quiet and not args.json,
+        tuned_per_pass=args.tuned_per_pass,
+        task_id=args.task_id,
+        **_analysis_settings(args),
+    )
 
 
 def _plan(args, settings: CompareConfig) -> int:
@@ -348,9 +493,13 @@ def _run(args) -> int:
 
         # unnamed ones keep their default (folder) name; a label may take a default's name
         # only if that checkpoint is renamed too (checked: labels are unique, see below)
-        renames = [(info, label) for info, label in zip([result.base, *result.tuned],
-                                                         [base_label, *(tuned_labels or [])])
-                   if label]
+        renames = [
+            (info, label)
+            for info, label in zip(
+                [result.base, *result.tuned], [base_label, *(tuned_labels or [])]
+            )
+            if label
+        ]
         taken = {i.name for i in [result.base, *result.tuned]} - {i.name for i, _ in renames}
         clash = next((label for _, label in renames if label in taken), None)
         if clash:
@@ -383,6 +532,9 @@ def _run(args) -> int:
     print()
     print(printable(summarize(result)))
     if out:
-        print(printable(f"\nreport: {out}/report.html (also report.md, report.json, metrics.csv, "
-                        "plots/)"))
+        print(
+            printable(
+                f"\nreport: {out}/report.html (also report.md, report.json, metrics.csv, plots/)"
+            )
+        )
     return 0

@@ -11,6 +11,7 @@ that model alone, so they need not share names or count) are captured with
 :func:`repspace.metrics.layer_matching.match_layers`.  Memory: the pooled rows of every
 captured layer (n × d each), fine for probes of thousands of samples.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -22,19 +23,45 @@ from repspace.metrics.layer_matching import LayerMatching, match_layers
 __all__ = ["layer_matching"]
 
 
-def layer_matching(base: nn.Module, tuned: nn.Module, batches_fn: Callable, *,
-                   base_layers="blocks", tuned_layers="blocks", pooling: str = "mean",
-                   debiased: bool = False, monotone: bool = True, batch_size: int = 32,
-                   device: str | None = None, progress: bool = False) -> LayerMatching:
+def layer_matching(
+    base: nn.Module,
+    tuned: nn.Module,
+    batches_fn: Callable,
+    *,
+    base_layers="blocks",
+    tuned_layers="blocks",
+    pooling: str = "mean",
+    debiased: bool = False,
+    monotone: bool = True,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool = False,
+) -> LayerMatching:
     """Match ``tuned``'s layers to ``base``'s by cross-layer CKA on ``batches_fn()``'s inputs."""
     from repspace.capture import capture
     from repspace.metrics import cka_matrix
 
-    xs = capture(base, batches_fn(), base_layers, pooling=pooling, batch_size=batch_size,
-                 device=device, progress=progress).tensors["base"]
-    ys = capture(tuned, batches_fn(), tuned_layers, pooling=pooling, batch_size=batch_size,
-                 device=device, progress=progress).tensors["base"]
+    xs = capture(
+        base,
+        batches_fn(),
+        base_layers,
+        pooling=pooling,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    ).tensors["base"]
+    ys = capture(
+        tuned,
+        batches_fn(),
+        tuned_layers,
+        pooling=pooling,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    ).tensors["base"]
     if next(iter(xs.values())).shape[0] != next(iter(ys.values())).shape[0]:
-        raise ValueError("the two models produced different numbers of rows; pass batches_fn "
-                         "returning the same inputs each call")
+        raise ValueError(
+            "the two models produced different numbers of rows; pass batches_fn "
+            "returning the same inputs each call"
+        )
     return match_layers(cka_matrix(xs, ys, debiased=debiased), monotone=monotone)

@@ -13,6 +13,7 @@ result's layers are the tuned model's blocks; ``analyses["layer_matching"]`` say
 block each one was compared with.  Sample-based metrics, spectra and the embedding are not
 computed on this path.  Memory: every pooled row of every block of both models (n × d each).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,19 @@ import numpy as np
 __all__ = ["compare_matched"]
 
 
-def compare_matched(base, tuned, name: str, batches_fn, *, layers="blocks", pooling: str = "mean",
-                    batch_size: int = 32, device: str | None = None, metrics=None,
-                    progress: bool = False) -> tuple[dict, list[str], dict]:
+def compare_matched(
+    base,
+    tuned,
+    name: str,
+    batches_fn,
+    *,
+    layers="blocks",
+    pooling: str = "mean",
+    batch_size: int = 32,
+    device: str | None = None,
+    metrics=None,
+    progress: bool = False,
+) -> tuple[dict, list[str], dict]:
     """``(metrics {tuned layer: {metric: value}}, tuned layer order, layer_matching dict)`` of
     one tuned checkpoint against the base, layers paired by matching."""
     from repspace.capture import capture
@@ -30,15 +41,31 @@ def compare_matched(base, tuned, name: str, batches_fn, *, layers="blocks", pool
     from repspace.metrics.layer_matching import match_layers
     from repspace.statistics import LayerwiseMoments
 
-    xs = capture(base.model, batches_fn(), layers, pooling=pooling, batch_size=batch_size,
-                 device=device, progress=progress).tensors["base"]
-    ys = capture(tuned.model, batches_fn(), layers, pooling=pooling, batch_size=batch_size,
-                 device=device, progress=progress).tensors["base"]
+    xs = capture(
+        base.model,
+        batches_fn(),
+        layers,
+        pooling=pooling,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    ).tensors["base"]
+    ys = capture(
+        tuned.model,
+        batches_fn(),
+        layers,
+        pooling=pooling,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    ).tensors["base"]
     n_x, n_y = next(iter(xs.values())).shape[0], next(iter(ys.values())).shape[0]
     if n_x != n_y:
-        raise ValueError(f"tuned checkpoint {name!r}: {n_y} pooled rows against the base's {n_x}; "
-                         "layer matching needs one row per probe sample (--pooling mean, first, "
-                         "cls or last)")
+        raise ValueError(
+            f"tuned checkpoint {name!r}: {n_y} pooled rows against the base's {n_x}; "
+            "layer matching needs one row per probe sample (--pooling mean, first, "
+            "cls or last)"
+        )
     matrix, base_names, tuned_names = cka_matrix(xs, ys, precision="float64")
     m = match_layers(matrix, base_names, tuned_names)
     pairs = [(b, t) for t, b, _ in m.pairs()]
@@ -47,9 +74,12 @@ def compare_matched(base, tuned, name: str, batches_fn, *, layers="blocks", pool
     rows = acc.compute(metrics=metrics)
     per_layer = {t: dict(rows[(b, t)]) for b, t in pairs}
     info = m.as_dict()
-    info.update(base_layers=list(m.base_names), tuned_layers=list(m.tuned_names),
-                matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
-                same_depth=len(m.base_names) == len(m.tuned_names),
-                identity=list(m.mapping) == list(range(len(m.tuned_names))),
-                paired_by_matching=True)
+    info.update(
+        base_layers=list(m.base_names),
+        tuned_layers=list(m.tuned_names),
+        matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
+        same_depth=len(m.base_names) == len(m.tuned_names),
+        identity=list(m.mapping) == list(range(len(m.tuned_names))),
+        paired_by_matching=True,
+    )
     return per_layer, list(ys), info

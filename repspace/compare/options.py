@@ -2,6 +2,7 @@
 checks every field when made): the machine (devices, placement) before any model loads,
 and layer names as soon as the layers are known, before the capture.  A typo must cost
 seconds, not the minutes of a comparison, and must never silently drop a metric or a plot."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,8 +10,14 @@ from collections.abc import Sequence
 from repspace.compare.settings import MAX_SEED, CompareOptions
 from repspace.metrics.registry import PREFIXES, REGISTRY
 
-__all__ = ["METRIC_NAMES", "check_metrics", "check_placement", "check_layer_choices",
-           "check_seed", "MAX_SEED"]
+__all__ = [
+    "METRIC_NAMES",
+    "check_metrics",
+    "check_placement",
+    "check_layer_choices",
+    "check_seed",
+    "MAX_SEED",
+]
 
 # Family names select every key they prefix ("effective_rank" -> _base and _tuned,
 # "mmd" -> mmd_linear and mmd_rbf: the kernel is always in the key, as in mmd(kernel=...)).
@@ -48,15 +55,19 @@ def check_placement(device, device_map, *, placed: bool = False) -> None:
         resolve_device(device, "--device")
 
 
-def check_layer_choices(layers: Sequence[str], spectrum_layers=None, embedding_layer=None,
-                        embedding: str = "umap") -> None:
+def check_layer_choices(
+    layers: Sequence[str], spectrum_layers=None, embedding_layer=None, embedding: str = "umap"
+) -> None:
     """``--spectrum-layers`` / ``--embedding-layer`` must name captured layers."""
     known = set(layers)
-    for option, names in (("--spectrum-layers", spectrum_layers or []),
-                          ("--embedding-layer", [embedding_layer] if embedding_layer and
-                           embedding != "none" else [])):
+    for option, names in (
+        ("--spectrum-layers", spectrum_layers or []),
+        ("--embedding-layer", [embedding_layer] if embedding_layer and embedding != "none" else []),
+    ):
         missing = [n for n in names if n not in known]
         if missing:
-            raise ValueError(f"{option}: {', '.join(map(repr, missing))} not among the captured "
-                             f"layers ({', '.join(layers[:8])}{', …' if len(layers) > 8 else ''}); "
-                             "choose from these (see --layers)")
+            raise ValueError(
+                f"{option}: {', '.join(map(repr, missing))} not among the captured "
+                f"layers ({', '.join(layers[:8])}{', …' if len(layers) > 8 else ''}); "
+                "choose from these (see --layers)"
+            )

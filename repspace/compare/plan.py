@@ -21,14 +21,14 @@ pair the route rule of :mod:`repspace.statistics.routes` decides rows or moments
 - **activations**: one batch — the hooks' states of the captured layers per model in the
   pass, and the forward's own working set (≈ b·t·(4h + 2i) plus b·heads·t² values).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from repspace.compare.plan_core import (LayerPlan, ModelPlan, Plan, available_memory,
-                                        build_plan)
+from repspace.compare.plan_core import LayerPlan, ModelPlan, Plan, available_memory, build_plan
 
 if TYPE_CHECKING:
     from repspace.compare.settings import CompareConfig
@@ -39,6 +39,7 @@ __all__ = ["Plan", "ModelPlan", "LayerPlan", "plan_compare", "available_memory",
 
 
 # -- layer widths ------------------------------------------------------------------------------
+
 
 def layer_width(module, is_input: bool = False) -> int | None:
     """The feature width of a module's output (``is_input``: its input), read from its
@@ -109,9 +110,17 @@ def _image_tokens(config) -> int:
 
 # -- the plan ----------------------------------------------------------------------------------
 
-def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig | None = None,
-                 *, available_bytes: int | None = None, calibrate: bool = False,
-                 fast: bool = True, **options) -> Plan:
+
+def plan_compare(
+    base: str,
+    tuned: Sequence[str] = (),
+    settings: CompareConfig | None = None,
+    *,
+    available_bytes: int | None = None,
+    calibrate: bool = False,
+    fast: bool = True,
+    **options,
+) -> Plan:
     """The memory plan of ``compare(base, tuned, settings)``, from the configs alone.
 
     ``tuned`` empty: ``base`` is an adapter (or repspace run) compared with the base it
@@ -137,8 +146,10 @@ def plan_compare(base: str, tuned: Sequence[str] = (), settings: CompareConfig |
     if not tuned:
         recorded = s.base_override or recorded_base(str(base))
         if not recorded:
-            raise ValueError(f"{base}: give BASE TUNED; a single checkpoint must be a PEFT "
-                             "adapter or repspace run that records its base model")
+            raise ValueError(
+                f"{base}: give BASE TUNED; a single checkpoint must be a PEFT "
+                "adapter or repspace run that records its base model"
+            )
         base, tuned = recorded, [base]
     plan = None
     if fast:
@@ -167,16 +178,28 @@ def _meta_plan(base: str, tuned: list[str], s, available_bytes: int | None) -> P
 
         n = len(load_probe(s.probe, num_samples=None, seed=s.seed))
     try:
-        base_model, tuned_models, names = shared_layers(m.base_model, m.tuned_models, s.layers,
-                                                        warn=False)
+        base_model, tuned_models, names = shared_layers(
+            m.base_model, m.tuned_models, s.layers, warn=False
+        )
     except ValueError as exc:
         raise ValueError(f"--layers: {exc}") from None
     vision_of = _vision_test(base_model)
     return build_plan(
-        m.models, names, _widths(base_model, names, m.base_config),
+        m.models,
+        names,
+        _widths(base_model, names, m.base_config),
         [_widths(t, names, c) for t, c in zip(tuned_models, m.tuned_configs)],
-        vision=[vision_of(name) for name in names], image=_image_tokens(m.base_config),
-        text_sees_images=m.text_sees_images, capture_itemsize=m.capture_itemsize,
-        compute_itemsize=m.compute_itemsize, working_width=m.working_width, heads=m.heads,
-        base_capture=m.base_capture, notes=m.notes, num_samples=n, settings=s,
-        tuned_count=len(tuned), available_bytes=available_bytes)
+        vision=[vision_of(name) for name in names],
+        image=_image_tokens(m.base_config),
+        text_sees_images=m.text_sees_images,
+        capture_itemsize=m.capture_itemsize,
+        compute_itemsize=m.compute_itemsize,
+        working_width=m.working_width,
+        heads=m.heads,
+        base_capture=m.base_capture,
+        notes=m.notes,
+        num_samples=n,
+        settings=s,
+        tuned_count=len(tuned),
+        available_bytes=available_bytes,
+    )

@@ -11,6 +11,7 @@ reads only names and widths, so the config-only plan (:mod:`repspace.compare.pla
 shares it.  Other adapter types are counted from the header of ``adapter_model.safetensors``
 (shapes only, no tensor is read).
 """
+
 from __future__ import annotations
 
 import json
@@ -109,8 +110,11 @@ def _header_parameters(path: Path) -> int | None:
             header = json.loads(f.read(length))
     except (OSError, struct.error, ValueError, UnicodeDecodeError):
         return None
-    return sum(math.prod(v.get("shape", [])) for k, v in header.items()
-               if k != "__metadata__" and isinstance(v, dict))
+    return sum(
+        math.prod(v.get("shape", []))
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict)
+    )
 
 
 def adapter_parameters(model, cfg: dict, folder: Path) -> tuple[int, str, str | None]:
@@ -120,10 +124,12 @@ def adapter_parameters(model, cfg: dict, folder: Path) -> tuple[int, str, str | 
     if kind == "LORA" and cfg.get("target_modules"):
         total, count = lora_count(linear_sites(model), cfg)
         if count == 0:
-            raise ValueError(f"{folder}: the adapter's target_modules "
-                             f"{cfg.get('target_modules')!r} match no module of its base "
-                             f"{type(model).__name__}; pass --base-override with the model it "
-                             "was trained on")
+            raise ValueError(
+                f"{folder}: the adapter's target_modules "
+                f"{cfg.get('target_modules')!r} match no module of its base "
+                f"{type(model).__name__}; pass --base-override with the model it "
+                "was trained on"
+            )
         return total, lora_description(cfg, count), None
     stored = _header_parameters(folder / "adapter_model.safetensors")
     if stored is not None:

@@ -8,6 +8,7 @@ per batch, plus the input preparation, times the number of batches and the base'
 forwards per pass (``--tuned-per-pass``).  Loading is measured once.  The metrics are not
 extrapolated: their cost depends on n, the widths and each layer's route.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ def calibrate(base: str, tuned: list[str], s, num_samples: int) -> dict:
     probe = load_probe(s.probe, num_samples=min(2 * b, num_samples), seed=s.seed)
     processor = probe_processor(base_ck, tuned_cks, probe.texts)
     started = time.perf_counter()
-    batches = list(make_batches(probe, base_ck.model, processor, batch_size=b,
-                                max_length=s.max_length))
+    batches = list(
+        make_batches(probe, base_ck.model, processor, batch_size=b, max_length=s.max_length)
+    )
     inputs = (time.perf_counter() - started) / len(batches)
     models = [t.model for t in tuned_cks]
     if capture["mode"] != "adapter_disabled":
@@ -66,14 +68,22 @@ def calibrate(base: str, tuned: list[str], s, num_samples: int) -> dict:
     passes = math.ceil(len(tuned) / held)
     per_batch = inputs + forward + (passes - 1) * forward / sides  # the base again per pass
     batches_n = math.ceil(num_samples / b)
-    return {"batch_size": b, "batches": batches_n, "load": load, "inputs_per_batch": inputs,
-            "forward_per_batch": forward, "capture": batches_n * per_batch}
+    return {
+        "batch_size": b,
+        "batches": batches_n,
+        "load": load,
+        "inputs_per_batch": inputs,
+        "forward_per_batch": forward,
+        "capture": batches_n * per_batch,
+    }
 
 
 def calibration_text(c: dict) -> list[str]:
-    return [f"calibration (models loaded, two batches of {c['batch_size']} captured, the "
-            f"second timed): load {c['load']:.1f} s, per batch {c['inputs_per_batch']:.2f} s "
-            f"inputs + {c['forward_per_batch']:.2f} s forwards",
-            f"estimated capture: ≈ {c['capture']:.0f} s for {c['batches']} batches, plus the "
-            "load; the metrics come on top and are not estimated (they depend on n, the "
-            "widths and each layer's route)"]
+    return [
+        f"calibration (models loaded, two batches of {c['batch_size']} captured, the "
+        f"second timed): load {c['load']:.1f} s, per batch {c['inputs_per_batch']:.2f} s "
+        f"inputs + {c['forward_per_batch']:.2f} s forwards",
+        f"estimated capture: ≈ {c['capture']:.0f} s for {c['batches']} batches, plus the "
+        "load; the metrics come on top and are not estimated (they depend on n, the "
+        "widths and each layer's route)",
+    ]

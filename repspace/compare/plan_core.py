@@ -6,6 +6,7 @@ are (layer names and widths, parameters, dtypes) into routes and bytes.  Both wa
 finding out what the models are use it: building them on the meta device
 (:mod:`repspace.compare.plan`) and reading config.json (:mod:`repspace.compare.plan_fast`).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -14,13 +15,24 @@ from pathlib import Path
 from repspace.compare.plan_text import plan_text, size_text as _size
 from repspace.statistics.routes import break_even_rows, keeps_rows, moments_bytes, rows_bytes
 
-__all__ = ["BUFFER_ROWS", "LayerPlan", "ModelPlan", "Plan", "SHARED_NOTE", "SHARES_WEIGHTS",
-           "available_memory", "build_plan", "load_dtype"]
+__all__ = [
+    "BUFFER_ROWS",
+    "LayerPlan",
+    "ModelPlan",
+    "Plan",
+    "SHARED_NOTE",
+    "SHARES_WEIGHTS",
+    "available_memory",
+    "build_plan",
+    "load_dtype",
+]
 
 BUFFER_ROWS = 2048  # AccumulatorSink's default: rows collected before one update
 SHARES_WEIGHTS = "shares the base's weights (one model)"
-SHARED_NOTE = ("one model in memory: the adapter's, the base read with it disabled (two if the "
-               "adapter file turns out to hold base tensors)")
+SHARED_NOTE = (
+    "one model in memory: the adapter's, the base read with it disabled (two if the "
+    "adapter file turns out to hold base tensors)"
+)
 
 
 def load_dtype(requested: str, raw: dict, quant: str | None) -> str:
@@ -38,13 +50,13 @@ def load_dtype(requested: str, raw: dict, quant: str | None) -> str:
 class ModelPlan:
     """One checkpoint: its architecture, parameters, dtype and what it adds to memory."""
 
-    role: str                 # base, tuned1, tuned2, …
+    role: str  # base, tuned1, tuned2, …
     spec: str
-    kind: str                 # hf | peft | state_dict | repspace | hub
+    kind: str  # hf | peft | state_dict | repspace | hub
     architecture: str
-    parameters: int           # the model's (for an adapter: its base's)
+    parameters: int  # the model's (for an adapter: its base's)
     dtype: str
-    weights_bytes: int        # what loading it adds to memory (0: shares another's)
+    weights_bytes: int  # what loading it adds to memory (0: shares another's)
     adapter: str | None = None
     adapter_parameters: int = 0
     note: str | None = None
@@ -79,7 +91,7 @@ class Plan:
     pooling: str
     tokens: int
     batch_size: int
-    held: int                 # tuned checkpoints whose statistics are held at once
+    held: int  # tuned checkpoints whose statistics are held at once
     base_capture: str
     weights_bytes: int
     statistics_bytes: int
@@ -88,11 +100,13 @@ class Plan:
     available_bytes: int | None
     memory_source: str
     notes: list[str] = field(default_factory=list)
-    calibration: dict | None = None   # --calibrate: one batch timed (plan_calibrate)
+    calibration: dict | None = None  # --calibrate: one batch timed (plan_calibrate)
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.statistics_bytes + self.buffer_bytes + self.activation_bytes
+        return (
+            self.weights_bytes + self.statistics_bytes + self.buffer_bytes + self.activation_bytes
+        )
 
     @property
     def fits(self) -> bool:
@@ -102,20 +116,28 @@ class Plan:
         """The one-line reason this run cannot fit, with the levers; None when it fits."""
         if self.fits:
             return None
-        parts = {"weights": self.weights_bytes, "statistics": self.statistics_bytes,
-                 "capture buffer": self.buffer_bytes, "activations": self.activation_bytes}
+        parts = {
+            "weights": self.weights_bytes,
+            "statistics": self.statistics_bytes,
+            "capture buffer": self.buffer_bytes,
+            "activations": self.activation_bytes,
+        }
         full = any(m.dtype in ("float32", "float64") for m in self.models)
-        levers = {"weights": ["--dtype bfloat16 (half the bytes of float32 weights)"] * full
-                  + ["--device-map auto (weights spread over the GPUs, then the CPU)"],
-                  "statistics": ["fewer --layers"] + ["--tuned-per-pass 1"] * (self.held > 1),
-                  "capture buffer": ["fewer --layers", "a smaller --sample-rows"],
-                  "activations": ["a smaller --batch-size", "a smaller --max-length"]}
+        levers = {
+            "weights": ["--dtype bfloat16 (half the bytes of float32 weights)"] * full
+            + ["--device-map auto (weights spread over the GPUs, then the CPU)"],
+            "statistics": ["fewer --layers"] + ["--tuned-per-pass 1"] * (self.held > 1),
+            "capture buffer": ["fewer --layers", "a smaller --sample-rows"],
+            "activations": ["a smaller --batch-size", "a smaller --max-length"],
+        }
         order = sorted(parts, key=parts.get, reverse=True)
         ways = dict.fromkeys(w for k in order for w in levers[k])
-        return (f"--plan: this comparison needs about {_size(self.total_bytes)} "
-                f"({', '.join(f'{k} {_size(parts[k])}' for k in order)}) but "
-                f"{self.memory_source} has {_size(self.available_bytes)} free; levers: "
-                f"{', '.join(ways)}")
+        return (
+            f"--plan: this comparison needs about {_size(self.total_bytes)} "
+            f"({', '.join(f'{k} {_size(parts[k])}' for k in order)}) but "
+            f"{self.memory_source} has {_size(self.available_bytes)} free; levers: "
+            f"{', '.join(ways)}"
+        )
 
     def check_fits(self) -> None:
         """Raise ``ValueError`` (one line, exit 2 in the CLI) when it cannot fit."""
@@ -171,12 +193,26 @@ def _available_ram() -> int | None:
     return None
 
 
-def build_plan(models: list[ModelPlan], names: list[str], p_widths: dict[str, int],
-               q_widths: list[dict[str, int]], *, vision: list[bool], image: int,
-               text_sees_images: bool, capture_itemsize: int, compute_itemsize: int,
-               working_width: int, heads: int, base_capture: str, notes: list[str],
-               num_samples: int, settings, tuned_count: int,
-               available_bytes: int | None) -> Plan:
+def build_plan(
+    models: list[ModelPlan],
+    names: list[str],
+    p_widths: dict[str, int],
+    q_widths: list[dict[str, int]],
+    *,
+    vision: list[bool],
+    image: int,
+    text_sees_images: bool,
+    capture_itemsize: int,
+    compute_itemsize: int,
+    working_width: int,
+    heads: int,
+    base_capture: str,
+    notes: list[str],
+    num_samples: int,
+    settings,
+    tuned_count: int,
+    available_bytes: int | None,
+) -> Plan:
     """The plan from what the models are (however that was found out: built on the meta
     device, or read from config.json by :mod:`repspace.compare.plan_fast`): per layer its
     route and bytes, then the statistics, capture buffer, activations and free memory."""
@@ -190,19 +226,29 @@ def build_plan(models: list[ModelPlan], names: list[str], p_widths: dict[str, in
         p = p_widths[name]
         q = max(w[name] for w in q_widths)
         size = capture_itemsize
-        layers.append(LayerPlan(name, p, q, rows, size,
-                                "rows" if keeps_rows(rows, p, q, size) else "moments",
-                                rows_bytes(rows, p, q, size), moments_bytes(p, q),
-                                break_even_rows(p, q, size)))
+        layers.append(
+            LayerPlan(
+                name,
+                p,
+                q,
+                rows,
+                size,
+                "rows" if keeps_rows(rows, p, q, size) else "moments",
+                rows_bytes(rows, p, q, size),
+                moments_bytes(p, q),
+                break_even_rows(p, q, size),
+            )
+        )
     statistics = held * sum(layer.bytes for layer in layers)
     widths = sum(layer.p + layer.q for layer in layers)
     most = max((la.n for la in layers), default=0)
     buffer = held * widths * 4 * (min(most, BUFFER_ROWS) + min(most, s.sample_rows))
     t = s.max_length + (image if text_sees_images else 0)
     # one model's hooked states at a time (float32), plus the forward's own working set
-    activation = s.batch_size * t * (sum(la.p for la in layers) * 4
-                                     + working_width * compute_itemsize) \
+    activation = (
+        s.batch_size * t * (sum(la.p for la in layers) * 4 + working_width * compute_itemsize)
         + s.batch_size * heads * t * t * compute_itemsize
+    )
     if available_bytes is None:
         on_gpu = quant is not None and not str(s.device or "").startswith("cuda")
         free, where = available_memory("cuda" if on_gpu else s.device, s.device_map)
@@ -210,12 +256,25 @@ def build_plan(models: list[ModelPlan], names: list[str], p_widths: dict[str, in
         free, where = available_bytes, "the given budget"
     notes = list(notes)
     if s.pooling == "tokens":
-        notes.append(f"--pooling tokens: n = {n} samples × tokens per sample (at most "
-                     f"{s.max_length} text{f', {image} image' if image else ''} tokens; padding "
-                     "drops rows), so n may be smaller and a layer keep its rows longer than shown")
-    return Plan(models=models, layers=layers, num_samples=n, pooling=s.pooling, tokens=t,
-                batch_size=s.batch_size, held=held, base_capture=base_capture,
-                weights_bytes=sum(x.weights_bytes + x.adapter_parameters * 4 for x in models),
-                statistics_bytes=statistics, buffer_bytes=buffer,
-                activation_bytes=int(activation), available_bytes=free, memory_source=where,
-                notes=notes)
+        notes.append(
+            f"--pooling tokens: n = {n} samples × tokens per sample (at most "
+            f"{s.max_length} text{f', {image} image' if image else ''} tokens; padding "
+            "drops rows), so n may be smaller and a layer keep its rows longer than shown"
+        )
+    return Plan(
+        models=models,
+        layers=layers,
+        num_samples=n,
+        pooling=s.pooling,
+        tokens=t,
+        batch_size=s.batch_size,
+        held=held,
+        base_capture=base_capture,
+        weights_bytes=sum(x.weights_bytes + x.adapter_parameters * 4 for x in models),
+        statistics_bytes=statistics,
+        buffer_bytes=buffer,
+        activation_bytes=int(activation),
+        available_bytes=free,
+        memory_source=where,
+        notes=notes,
+    )

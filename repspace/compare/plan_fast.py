@@ -23,6 +23,7 @@ Not checked here: config fields that do not enter the count (``rms_norm_eps``,
 ``rope_parameters``, …).  A config transformers would refuse for such a field gets a plan;
 the comparison itself then stops at loading with transformers' message.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from repspace.compare.plan_core import (SHARED_NOTE, SHARES_WEIGHTS, ModelPlan, Plan,
-                                        build_plan, load_dtype)
+from repspace.compare.plan_core import (
+    SHARED_NOTE,
+    SHARES_WEIGHTS,
+    ModelPlan,
+    Plan,
+    build_plan,
+    load_dtype,
+)
 
 __all__ = ["FAMILIES", "fast_plan", "plan_from_args", "recorded_adapter_base"]
 
@@ -59,43 +66,118 @@ class Family:
 
 
 FAMILIES = {
-    "llama": Family("LlamaForCausalLM",
-                    {"pad_token_id": None, "num_key_value_heads": None, "head_dim": None,
-                     "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False},
-                    attention_bias=None, mlp_bias=None, o_bias=True),
-    "mistral": Family("MistralForCausalLM",
-                      {"pad_token_id": None, "num_key_value_heads": 8, "head_dim": None,
-                       "tie_word_embeddings": False},
-                      attention_bias=False, mlp_bias=False, o_bias=False),
-    "qwen2": Family("Qwen2ForCausalLM",
-                    {"pad_token_id": None, "num_key_value_heads": 32, "head_dim": None,
-                     "tie_word_embeddings": False},
-                    attention_bias=True, mlp_bias=False, o_bias=False),
-    "qwen3": Family("Qwen3ForCausalLM",
-                    {"pad_token_id": None, "num_key_value_heads": 32, "head_dim": 128,
-                     "tie_word_embeddings": False, "attention_bias": False},
-                    attention_bias=None, mlp_bias=False, o_bias=True, qk_norm=True),
-    "gemma": Family("GemmaForCausalLM",
-                    {"pad_token_id": 0, "num_key_value_heads": 16, "head_dim": 256,
-                     "tie_word_embeddings": True, "attention_bias": False},
-                    attention_bias=None, mlp_bias=False, o_bias=True),
-    "phi3": Family("Phi3ForCausalLM",
-                   {"pad_token_id": 32000, "num_key_value_heads": None, "head_dim": None,
-                    "tie_word_embeddings": False},
-                   attention_bias=False, mlp_bias=False, o_bias=False, fused=True),
+    "llama": Family(
+        "LlamaForCausalLM",
+        {
+            "pad_token_id": None,
+            "num_key_value_heads": None,
+            "head_dim": None,
+            "tie_word_embeddings": False,
+            "attention_bias": False,
+            "mlp_bias": False,
+        },
+        attention_bias=None,
+        mlp_bias=None,
+        o_bias=True,
+    ),
+    "mistral": Family(
+        "MistralForCausalLM",
+        {
+            "pad_token_id": None,
+            "num_key_value_heads": 8,
+            "head_dim": None,
+            "tie_word_embeddings": False,
+        },
+        attention_bias=False,
+        mlp_bias=False,
+        o_bias=False,
+    ),
+    "qwen2": Family(
+        "Qwen2ForCausalLM",
+        {
+            "pad_token_id": None,
+            "num_key_value_heads": 32,
+            "head_dim": None,
+            "tie_word_embeddings": False,
+        },
+        attention_bias=True,
+        mlp_bias=False,
+        o_bias=False,
+    ),
+    "qwen3": Family(
+        "Qwen3ForCausalLM",
+        {
+            "pad_token_id": None,
+            "num_key_value_heads": 32,
+            "head_dim": 128,
+            "tie_word_embeddings": False,
+            "attention_bias": False,
+        },
+        attention_bias=None,
+        mlp_bias=False,
+        o_bias=True,
+        qk_norm=True,
+    ),
+    "gemma": Family(
+        "GemmaForCausalLM",
+        {
+            "pad_token_id": 0,
+            "num_key_value_heads": 16,
+            "head_dim": 256,
+            "tie_word_embeddings": True,
+            "attention_bias": False,
+        },
+        attention_bias=None,
+        mlp_bias=False,
+        o_bias=True,
+    ),
+    "phi3": Family(
+        "Phi3ForCausalLM",
+        {
+            "pad_token_id": 32000,
+            "num_key_value_heads": None,
+            "head_dim": None,
+            "tie_word_embeddings": False,
+        },
+        attention_bias=False,
+        mlp_bias=False,
+        o_bias=False,
+        fused=True,
+    ),
 }
-_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-             "vocab_size")
+_REQUIRED = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+)
 # Keys of a config.json that make it something else than the plain decoder counted here.
-_OTHER = ("quantization_config", "auto_map", "vision_config", "text_config", "audio_config",
-          "image_size", "patch_size", "image_token_index", "image_token_id", "num_experts",
-          "num_local_experts")
+_OTHER = (
+    "quantization_config",
+    "auto_map",
+    "vision_config",
+    "text_config",
+    "audio_config",
+    "image_size",
+    "patch_size",
+    "image_token_index",
+    "image_token_id",
+    "num_experts",
+    "num_local_experts",
+)
 # LoRA settings that change what is stored (or where) beyond r·(in + out) per listed module;
 # besides, any other ``use_*`` switch or ``*_config`` section that is set (peft grows LoRA
 # variants: DoRA, QALoRA, block-diagonal, KaSA, …), but for these, which only scale or
 # initialise the same A and B.
-_LORA_REFUSED = ("layers_to_transform", "modules_to_save", "trainable_token_indices",
-                 "layer_replication", "lora_bias", "target_parameters")
+_LORA_REFUSED = (
+    "layers_to_transform",
+    "modules_to_save",
+    "trainable_token_indices",
+    "layer_replication",
+    "lora_bias",
+    "target_parameters",
+)
 _LORA_HARMLESS = ("use_rslora", "loftq_config", "eva_config", "corda_config", "lora_ga_config")
 _FOUR_BIT = re.compile(r"(bnb|nf4|int4|4-?bit)", re.IGNORECASE)  # quantization.qlora_reason's
 _MANIFEST = "repspace_checkpoint.json"
@@ -165,18 +247,22 @@ class _Decoder:
         out = [("model.embed_tokens", "embedding", self.vocab, h, False)]
         for name in self.block_names():
             if self.family.fused:
-                out += [(f"{name}.self_attn.o_proj", "linear", q, h, False),
-                        (f"{name}.self_attn.qkv_proj", "linear", h, q + 2 * kv, False),
-                        (f"{name}.mlp.gate_up_proj", "linear", h, 2 * i, False),
-                        (f"{name}.mlp.down_proj", "linear", i, h, False)]
-                continue
-            out += [(f"{name}.self_attn.q_proj", "linear", h, q, False),
-                    (f"{name}.self_attn.k_proj", "linear", h, kv, False),
-                    (f"{name}.self_attn.v_proj", "linear", h, kv, False),
+                out += [
                     (f"{name}.self_attn.o_proj", "linear", q, h, False),
-                    (f"{name}.mlp.gate_proj", "linear", h, i, False),
-                    (f"{name}.mlp.up_proj", "linear", h, i, False),
-                    (f"{name}.mlp.down_proj", "linear", i, h, False)]
+                    (f"{name}.self_attn.qkv_proj", "linear", h, q + 2 * kv, False),
+                    (f"{name}.mlp.gate_up_proj", "linear", h, 2 * i, False),
+                    (f"{name}.mlp.down_proj", "linear", i, h, False),
+                ]
+                continue
+            out += [
+                (f"{name}.self_attn.q_proj", "linear", h, q, False),
+                (f"{name}.self_attn.k_proj", "linear", h, kv, False),
+                (f"{name}.self_attn.v_proj", "linear", h, kv, False),
+                (f"{name}.self_attn.o_proj", "linear", q, h, False),
+                (f"{name}.mlp.gate_proj", "linear", h, i, False),
+                (f"{name}.mlp.up_proj", "linear", h, i, False),
+                (f"{name}.mlp.down_proj", "linear", i, h, False),
+            ]
         out.append(("lm_head", "linear", h, self.vocab, True))
         return out
 
@@ -197,8 +283,11 @@ def _kind(spec: str) -> str:
     path = Path(spec)
     if spec == "embedded" or not path.is_dir():
         raise _Unsure
-    for marker, kind in ((_MANIFEST, "repspace"), ("adapter_config.json", "peft"),
-                         ("config.json", "hf")):
+    for marker, kind in (
+        (_MANIFEST, "repspace"),
+        ("adapter_config.json", "peft"),
+        ("config.json", "hf"),
+    ):
         if (path / marker).is_file():
             return kind
     raise _Unsure
@@ -241,16 +330,29 @@ def _decoder(spec: str) -> _Decoder:
         raise _Unsure
     vocab = _positive(raw["vocab_size"])
     pad = raw.get("pad_token_id", family.defaults["pad_token_id"])
-    if pad is not None and (isinstance(pad, bool) or not isinstance(pad, int)
-                            or not -vocab <= pad < vocab):
+    if pad is not None and (
+        isinstance(pad, bool) or not isinstance(pad, int) or not -vocab <= pad < vocab
+    ):
         raise _Unsure  # nn.Embedding refuses such a padding_idx; the meta path says so
-    bias = family.attention_bias if family.attention_bias is not None else \
-        _flag(get("attention_bias"))
+    bias = (
+        family.attention_bias if family.attention_bias is not None else _flag(get("attention_bias"))
+    )
     mlp_bias = family.mlp_bias if family.mlp_bias is not None else _flag(get("mlp_bias"))
-    return _Decoder(spec, raw, family, hidden, _positive(raw["intermediate_size"]),
-                    _positive(raw["num_hidden_layers"]), heads, kv, head_dim,
-                    vocab, _flag(get("tie_word_embeddings")), bias,
-                    mlp_bias)
+    return _Decoder(
+        spec,
+        raw,
+        family,
+        hidden,
+        _positive(raw["intermediate_size"]),
+        _positive(raw["num_hidden_layers"]),
+        heads,
+        kv,
+        head_dim,
+        vocab,
+        _flag(get("tie_word_embeddings")),
+        bias,
+        mlp_bias,
+    )
 
 
 def _names(value) -> bool:
@@ -272,8 +374,9 @@ def _lora(spec: str, base: _Decoder) -> tuple[int, str]:
     if str(cfg.get("peft_type", "?")).upper() != "LORA":
         raise _Unsure
     if any(cfg.get(k) for k in _LORA_REFUSED) or any(
-            v and (k.startswith("use_") or k.endswith("_config")) and k not in _LORA_HARMLESS
-            for k, v in cfg.items()):
+        v and (k.startswith("use_") or k.endswith("_config")) and k not in _LORA_HARMLESS
+        for k, v in cfg.items()
+    ):
         raise _Unsure
     named = cfg.get("base_model_name_or_path")
     if isinstance(named, str) and _FOUR_BIT.search(named):
@@ -363,20 +466,46 @@ def _plan(base: str, tuned: list[str], s, available_bytes: int | None) -> Plan:
             raise _Unsure
         dtypes.append(dtype)
         q_widths.append(dict.fromkeys(model.block_names(), model.hidden))
-        models.append(ModelPlan(f"tuned{i}", spec, kind, model.architecture,
-                                model.parameters(), dtype, weights, adapter, added, note))
-    models.insert(0, ModelPlan("base", base, "hf", arch.architecture, params, dtypes[0],
-                               params * itemsize(dtypes[0])))
+        models.append(
+            ModelPlan(
+                f"tuned{i}",
+                spec,
+                kind,
+                model.architecture,
+                model.parameters(),
+                dtype,
+                weights,
+                adapter,
+                added,
+                note,
+            )
+        )
+    models.insert(
+        0,
+        ModelPlan(
+            "base", base, "hf", arch.architecture, params, dtypes[0], params * itemsize(dtypes[0])
+        ),
+    )
     names = arch.block_names()
     return build_plan(
-        models, names, dict.fromkeys(names, arch.hidden), q_widths,
-        vision=[False] * len(names), image=0, text_sees_images=False,
+        models,
+        names,
+        dict.fromkeys(names, arch.hidden),
+        q_widths,
+        vision=[False] * len(names),
+        image=0,
+        text_sees_images=False,
         capture_itemsize=max(_CAPTURE_ITEMSIZE[d] for d in dtypes),
         compute_itemsize=max(itemsize(d) for d in dtypes),
-        working_width=4 * arch.hidden + 2 * arch.intermediate, heads=arch.heads,
+        working_width=4 * arch.hidden + 2 * arch.intermediate,
+        heads=arch.heads,
         base_capture="adapter_disabled" if shared else f"separate ({why})",
-        notes=[SHARED_NOTE] if shared else [], num_samples=s.num_samples, settings=s,
-        tuned_count=len(tuned), available_bytes=available_bytes)
+        notes=[SHARED_NOTE] if shared else [],
+        num_samples=s.num_samples,
+        settings=s,
+        tuned_count=len(tuned),
+        available_bytes=available_bytes,
+    )
 
 
 def recorded_adapter_base(spec: str) -> str | None:

@@ -5,6 +5,7 @@ configs: one model for a PEFT adapter on its own base (:func:`plan_reason`), eac
 checkpoint's own dtype under ``--dtype auto``, a QLoRA adapter's base in bfloat16, an
 adapter's base loaded again for each adapter when the base is captured separately.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,6 +20,7 @@ from repspace.checkpoints.loader import adapter_config, local_config, recorded_b
 from repspace.checkpoints.precision import check_dtype, config_dtype, itemsize
 from repspace.checkpoints.quantization import qlora_reason, stored_quantization
 from repspace.checkpoints.remote_code import model_class_of, refuse_remote_code
+
 # torch-free pieces, shared with the config-only plan (plan_fast)
 from repspace.compare.plan_core import SHARED_NOTE, SHARES_WEIGHTS, ModelPlan
 from repspace.compare.plan_core import load_dtype as _load_dtype
@@ -32,13 +34,14 @@ _QUANT_BYTES = {"4bit": 0.5 * 1.03, "8bit": 1.0}  # per linear weight value (+ N
 
 # -- models on the meta device ----------------------------------------------------------------
 
+
 @dataclass
 class _Arch:
     """A checkpoint's architecture, built on the meta device."""
 
     spec: str
-    config: object            # the transformers config
-    raw: dict                 # its config.json (empty for a hub id)
+    config: object  # the transformers config
+    raw: dict  # its config.json (empty for a hub id)
     model: nn.Module
 
 
@@ -53,21 +56,24 @@ def _meta_arch(spec: str, what: str) -> _Arch:
     if local and not source.is_file():
         raise CheckpointError(f"{spec}: no config.json; --plan reads the {what}'s config")
     try:
-        cfg = transformers.AutoConfig.from_pretrained(spec, local_files_only=local,
-                                                      trust_remote_code=False)
+        cfg = transformers.AutoConfig.from_pretrained(
+            spec, local_files_only=local, trust_remote_code=False
+        )
     except Exception as exc:  # noqa: BLE001 - malformed configs fail in many exception types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         where = "" if local else " (a hub id: needs a network or a warm cache)"
-        raise CheckpointError(f"{spec}: cannot read the {what}'s config{where} "
-                              f"({type(exc).__name__}: {first})") from None
+        raise CheckpointError(
+            f"{spec}: cannot read the {what}'s config{where} ({type(exc).__name__}: {first})"
+        ) from None
     cls = model_class_of(cfg, str(source))
     try:
         with torch.device("meta"):
             model = cls(cfg) if cls is not transformers.AutoModel else cls.from_config(cfg)
     except Exception as exc:  # noqa: BLE001
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{spec}: cannot build {cls.__name__} from its config "
-                              f"({type(exc).__name__}: {first})") from None
+        raise CheckpointError(
+            f"{spec}: cannot build {cls.__name__} from its config ({type(exc).__name__}: {first})"
+        ) from None
     return _Arch(spec, cfg, local_config(spec) or {}, model.eval())
 
 
@@ -76,8 +82,11 @@ def _weights(model: nn.Module, dtype: str, quant: str | None) -> int:
     size = itemsize(dtype)
     if quant is None:
         return sum(p.numel() for p in model.parameters()) * size
-    linear = {id(m.weight) for n, m in model.named_modules()
-              if isinstance(m, nn.Linear) and not n.endswith("lm_head")}
+    linear = {
+        id(m.weight)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear) and not n.endswith("lm_head")
+    }
     total, seen = 0.0, set()
     for p in model.parameters():
         if id(p) in seen:
@@ -103,11 +112,11 @@ class PlannedModels:
     tuned_models: list[nn.Module]
     base_config: object
     tuned_configs: list[object]
-    capture_itemsize: int     # of the rows the statistics receive
-    compute_itemsize: int     # of the forward's activations (the weights' dtype)
+    capture_itemsize: int  # of the rows the statistics receive
+    compute_itemsize: int  # of the forward's activations (the weights' dtype)
     base_capture: str
     text_sees_images: bool
-    working_width: int        # ≈ 4h + 2i values per token in the forward's working set
+    working_width: int  # ≈ 4h + 2i values per token in the forward's working set
     heads: int
     notes: list[str] = field(default_factory=list)
 
@@ -133,15 +142,23 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
 
     notes: list[str] = []
     base_arch = arch(base, "base")
-    why = plan_reason(base, tuned, base_override=s.base_override, config=s.config,
-                      two_models=s.two_models) or needs_separate_base(settings=s)
+    why = plan_reason(
+        base, tuned, base_override=s.base_override, config=s.config, two_models=s.two_models
+    ) or needs_separate_base(settings=s)
     shared = why is None
     stored = stored_quantization(base_arch.raw)
-    base_quant = quant or ("4bit" if stored and stored.get("load_in_4bit") else
-                           "8bit" if stored and stored.get("load_in_8bit") else None)
+    base_quant = quant or (
+        "4bit"
+        if stored and stored.get("load_in_4bit")
+        else "8bit"
+        if stored and stored.get("load_in_8bit")
+        else None
+    )
     if stored and not quant:
-        notes.append(f"{base}: stored quantized ({stored.get('quant_method')}); it loads as "
-                     "stored where bitsandbytes and a CUDA GPU are, and is refused elsewhere")
+        notes.append(
+            f"{base}: stored quantized ({stored.get('quant_method')}); it loads as "
+            "stored where bitsandbytes and a CUDA GPU are, and is refused elsewhere"
+        )
     base_dtype = _load_dtype(requested, base_arch.raw, base_quant)
     models: list[ModelPlan] = []
     tuned_models, tuned_configs, dtypes = [], [], [base_dtype]
@@ -157,8 +174,11 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
             qlora = qlora_reason(acfg, onto.raw)
             if qlora and not quant and not stored_quantization(onto.raw):
                 own = config_dtype(onto.raw)
-                dtype = (own if own in ("bfloat16", "float16") else "bfloat16") \
-                    if requested == "auto" else requested
+                dtype = (
+                    (own if own in ("bfloat16", "float16") else "bfloat16")
+                    if requested == "auto"
+                    else requested
+                )
                 note = f"QLoRA adapter ({qlora}): compared on the unquantized base in {dtype}"
             added, adapter, counted = adapter_parameters(onto.model, acfg, Path(resolved))
             model = onto.model  # an adapter keeps its base's layer names and widths
@@ -169,38 +189,64 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
                 note = "; ".join(filter(None, [note, SHARES_WEIGHTS]))
             else:
                 weights = _weights(onto.model, dtype, quant)
-            cfg, parameters, architecture = onto.config, sum(
-                p.numel() for p in onto.model.parameters()), type(onto.model).__name__
+            cfg, parameters, architecture = (
+                onto.config,
+                sum(p.numel() for p in onto.model.parameters()),
+                type(onto.model).__name__,
+            )
         elif kind in ("hf", "hub"):
             a = arch(spec, "tuned checkpoint")
             model, cfg = a.model, a.config
             dtype = _load_dtype(requested, a.raw, quant)
             weights = _weights(model, dtype, quant)
-            parameters, architecture = sum(p.numel() for p in model.parameters()), type(model).__name__
+            parameters, architecture = (
+                sum(p.numel() for p in model.parameters()),
+                type(model).__name__,
+            )
         elif kind == "state_dict":
             a = arch(s.config or s.base_override or base, "architecture (--config or base)")
             model, cfg = copy.deepcopy(a.model), a.config
             dtype = _load_dtype(requested, a.raw, None)
             weights = _weights(model, dtype, None)
-            parameters, architecture = sum(p.numel() for p in model.parameters()), type(model).__name__
-            note = (f"a bare weights file ({size_text(Path(resolved).stat().st_size)}) is read "
-                    "whole while it is applied")
+            parameters, architecture = (
+                sum(p.numel() for p in model.parameters()),
+                type(model).__name__,
+            )
+            note = (
+                f"a bare weights file ({size_text(Path(resolved).stat().st_size)}) is read "
+                "whole while it is applied"
+            )
         else:  # a repspace training run: counted as a full copy of its base
             onto = arch(s.base_override or recorded_base(resolved) or base, "run's base")
             model, cfg = copy.deepcopy(onto.model), onto.config
             dtype = _load_dtype(requested, onto.raw, quant)
             weights = _weights(model, dtype, quant)
-            parameters, architecture = sum(p.numel() for p in model.parameters()), type(model).__name__
+            parameters, architecture = (
+                sum(p.numel() for p in model.parameters()),
+                type(model).__name__,
+            )
             note = "a repspace run: counted as a full copy of its base"
         dtypes.append(dtype)
         tuned_models.append(model)
         tuned_configs.append(cfg)
-        models.append(ModelPlan(role, spec, kind, architecture, parameters, dtype, weights,
-                                adapter, added, note))
+        models.append(
+            ModelPlan(
+                role, spec, kind, architecture, parameters, dtype, weights, adapter, added, note
+            )
+        )
     base_params = sum(p.numel() for p in base_arch.model.parameters())
-    models.insert(0, ModelPlan("base", base, detect_kind(resolve_spec(base)),
-                               type(base_arch.model).__name__, base_params, base_dtype,
-                               _weights(base_arch.model, base_dtype, base_quant)))
+    models.insert(
+        0,
+        ModelPlan(
+            "base",
+            base,
+            detect_kind(resolve_spec(base)),
+            type(base_arch.model).__name__,
+            base_params,
+            base_dtype,
+            _weights(base_arch.model, base_dtype, base_quant),
+        ),
+    )
     capture = "adapter_disabled" if shared else f"separate ({why})"
     if shared:
         notes.append(SHARED_NOTE)
@@ -208,9 +254,22 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
     hidden = getattr(text, "hidden_size", None) or getattr(text, "d_model", 0) or 0
     inter = getattr(text, "intermediate_size", None) or getattr(text, "d_ff", None) or 4 * hidden
     heads = getattr(text, "num_attention_heads", None) or getattr(text, "num_heads", 0) or 0
-    sees = any(getattr(base_arch.config, k, None) is not None
-               for k in ("image_token_index", "image_token_id"))
+    sees = any(
+        getattr(base_arch.config, k, None) is not None
+        for k in ("image_token_index", "image_token_id")
+    )
     captured = [capture_itemsize(d) for d in dtypes]
-    return PlannedModels(models, base_arch.model, tuned_models, base_arch.config, tuned_configs,
-                         max(captured), max(itemsize(d) for d in dtypes), capture, sees,
-                         4 * hidden + 2 * inter, heads, notes)
+    return PlannedModels(
+        models,
+        base_arch.model,
+        tuned_models,
+        base_arch.config,
+        tuned_configs,
+        max(captured),
+        max(itemsize(d) for d in dtypes),
+        capture,
+        sees,
+        4 * hidden + 2 * inter,
+        heads,
+        notes,
+    )

@@ -11,6 +11,7 @@ the probe texts themselves, on every path of ``compare`` (one model or two, ``--
 An adapter carries no tokenizer of its own: it is checked through the model it is applied
 onto (``--base-override`` applies it onto another model, whose tokenizer is then checked).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,14 +23,20 @@ _SAMPLE = 64  # probe texts encoded by each tokenizer
 
 def _ids(tokenizer, texts: Sequence[str]) -> list[list[int]] | None:
     try:
-        return [list(map(int, row)) for row in tokenizer(list(texts), add_special_tokens=True)
-                ["input_ids"]]
+        return [
+            list(map(int, row))
+            for row in tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        ]
     except Exception:  # noqa: BLE001 - a tokenizer that cannot encode: choose_processor decides
         return None
 
 
-def check_same_tokens(used, checkpoints: Sequence[tuple[str, object]], modalities: Sequence[str],
-                      texts: Sequence[str] | None) -> None:
+def check_same_tokens(
+    used,
+    checkpoints: Sequence[tuple[str, object]],
+    modalities: Sequence[str],
+    texts: Sequence[str] | None,
+) -> None:
     """Raise a one-line ``ValueError`` naming the checkpoint when one of ``checkpoints``
     (``(what, processor)``, e.g. ``("tuned checkpoint lora-r8", proc)``) ships a usable
     tokenizer that encodes the probe ``texts`` differently from ``used``, the processor the
@@ -61,7 +68,8 @@ def check_same_tokens(used, checkpoints: Sequence[tuple[str, object]], modalitie
             f"({type(reference).__name__}, {len(reference)} tokens): e.g. {sample[i][:40]!r} is "
             f"{got[i][:8]} to it, {expected[i][:8]} as built, so its model would read another "
             "model's token ids; compare checkpoints that share a tokenizer (an adapter through "
-            "--base-override only onto a model with the base's tokenizer)")
+            "--base-override only onto a model with the base's tokenizer)"
+        )
 
 
 def probe_processor(base_ck, tuned_cks: Sequence, texts: Sequence[str]):
@@ -74,8 +82,16 @@ def probe_processor(base_ck, tuned_cks: Sequence, texts: Sequence[str]):
     modalities = model_modalities(base_ck.model)
     processor = choose_processor(
         [(base_ck.spec, base_ck.processor), *((t.spec, t.processor) for t in tuned_cks)],
-        modalities, texts)
-    check_same_tokens(processor, [(f"base checkpoint {base_ck.spec}", base_ck.processor),
-                                  *((f"tuned checkpoint {t.spec}", t.processor)
-                                    for t in tuned_cks)], modalities, texts)
+        modalities,
+        texts,
+    )
+    check_same_tokens(
+        processor,
+        [
+            (f"base checkpoint {base_ck.spec}", base_ck.processor),
+            *((f"tuned checkpoint {t.spec}", t.processor) for t in tuned_cks),
+        ],
+        modalities,
+        texts,
+    )
     return processor

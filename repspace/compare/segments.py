@@ -37,6 +37,7 @@ For the virtual segment (tuned side alone; the first ``virtual_rows`` token rows
 
 Memory: the pooled rows are kept, n·d float64 values per layer, segment and side.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,22 +54,32 @@ SEGMENTS = ("text", "image", "query", "virtual")
 VIRTUAL_ROWS = 4096  # virtual-token rows kept per layer for the effective rank
 
 
-def split_segments(name: str, raw: torch.Tensor, batch: Mapping[str, object], stream: str,
-                   n_virtual: int = 0, image_token: int | None = None
-                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def split_segments(
+    name: str,
+    raw: torch.Tensor,
+    batch: Mapping[str, object],
+    stream: str,
+    n_virtual: int = 0,
+    image_token: int | None = None,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{segment: (states (b, t, d), valid (b, t) bool)}`` of one captured layer's states."""
     tokens = _to_tokens(raw, name)
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if stream in ("text", "decoder") and n_virtual:
         mask_key, ids_key = _STREAM_KEYS[stream]
         ref = batch.get(mask_key, batch.get(ids_key))
-        fits = torch.is_tensor(ref) and ref.ndim == 2 and tokens.shape[1] == ref.shape[1] + n_virtual
+        fits = (
+            torch.is_tensor(ref) and ref.ndim == 2 and tokens.shape[1] == ref.shape[1] + n_virtual
+        )
         if fits or not torch.is_tensor(ref):
             virtual = tokens[:, :n_virtual]
-            out["virtual"] = (virtual, torch.ones(virtual.shape[:2], dtype=torch.bool,
-                                                  device=virtual.device))
-    states, valid = align_tokens(name, raw, batch, stream, n_virtual, image_token=None,
-                                 modality="all")
+            out["virtual"] = (
+                virtual,
+                torch.ones(virtual.shape[:2], dtype=torch.bool, device=virtual.device),
+            )
+    states, valid = align_tokens(
+        name, raw, batch, stream, n_virtual, image_token=None, modality="all"
+    )
     if valid is None:
         valid = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
     if stream == "vision":
@@ -78,8 +89,12 @@ def split_segments(name: str, raw: torch.Tensor, batch: Mapping[str, object], st
         out["query"] = (states, valid)
         return out
     ids = batch.get("input_ids")
-    if (stream == "text" and image_token is not None and torch.is_tensor(ids)
-            and ids.shape[:2] == states.shape[:2]):
+    if (
+        stream == "text"
+        and image_token is not None
+        and torch.is_tensor(ids)
+        and ids.shape[:2] == states.shape[:2]
+    ):
         is_image = ids.to(states.device) == image_token
         if bool((valid & is_image).any()):
             out["image"] = (states, valid & is_image)
@@ -124,7 +139,7 @@ class _Virtual:
         self.norm_sum += float(norms.sum())
         self.tokens += norms.numel()
         if self.kept < VIRTUAL_ROWS:
-            flat = h.reshape(-1, h.shape[-1])[:VIRTUAL_ROWS - self.kept]
+            flat = h.reshape(-1, h.shape[-1])[: VIRTUAL_ROWS - self.kept]
             self.rows.append(flat)
             self.kept += flat.shape[0]
 
@@ -144,11 +159,16 @@ class _Virtual:
         between = float(self.n * ((means - means.mean(0)) ** 2).sum())
         total = within + between  # the cross term Σᵢ (hᵢₚ − mₚ) is zero
         rows = torch.cat(self.rows)
-        out = {"virtual_tokens": float(v), "virtual_samples": float(self.n),
-               "virtual_effective_rank": effective_rank(rows) if rows.shape[0] > 1 else math.nan,
-               "virtual_sample_share": within / total if total > 0 else math.nan,
-               "virtual_norm_ratio": (self.norm_sum / self.tokens)
-               / (self.text_norm_sum / self.text_tokens) if self.text_tokens else math.nan}
+        out = {
+            "virtual_tokens": float(v),
+            "virtual_samples": float(self.n),
+            "virtual_effective_rank": effective_rank(rows) if rows.shape[0] > 1 else math.nan,
+            "virtual_sample_share": within / total if total > 0 else math.nan,
+            "virtual_norm_ratio": (self.norm_sum / self.tokens)
+            / (self.text_norm_sum / self.text_tokens)
+            if self.text_tokens
+            else math.nan,
+        }
         return out
 
 
@@ -161,8 +181,17 @@ class SegmentCollector:
         self.ids: dict[tuple[str, str, str], list[torch.Tensor]] = {}
         self.virtual: dict[tuple[str, str], _Virtual] = {}
 
-    def __call__(self, side: str, layer: str, raw: torch.Tensor, batch, stream: str,
-                 n_virtual: int, image_token: int | None, offset: int) -> None:
+    def __call__(
+        self,
+        side: str,
+        layer: str,
+        raw: torch.Tensor,
+        batch,
+        stream: str,
+        n_virtual: int,
+        image_token: int | None,
+        offset: int,
+    ) -> None:
         parts = split_segments(layer, raw, batch, stream, n_virtual, image_token)
         for seg, (states, valid) in parts.items():
             if seg == "virtual":
@@ -171,8 +200,7 @@ class SegmentCollector:
             means, has = _mean_rows(states, valid)
             key = (side, layer, seg)
             self.rows.setdefault(key, []).append(means.cpu())
-            self.ids.setdefault(key, []).append(
-                torch.arange(states.shape[0])[has.cpu()] + offset)
+            self.ids.setdefault(key, []).append(torch.arange(states.shape[0])[has.cpu()] + offset)
         if "virtual" in parts and "text" in parts:
             self.virtual[(side, layer)].add_text(*parts["text"])
 
@@ -183,8 +211,9 @@ class SegmentCollector:
         return torch.cat(self.rows[key]), torch.cat(self.ids[key]).numpy()
 
 
-def segment_metrics(collector: SegmentCollector, base_side: str, tuned_side: str,
-                    layers: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+def segment_metrics(
+    collector: SegmentCollector, base_side: str, tuned_side: str, layers: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
     """``{layer: {segment: metrics}}`` of one tuned side against the base side."""
     from repspace.metrics import linear_cka
     from repspace.metrics.spectrum import effective_rank
@@ -205,8 +234,7 @@ def segment_metrics(collector: SegmentCollector, base_side: str, tuned_side: str
                 m["effective_rank_base"] = effective_rank(x)
                 m["effective_rank_tuned"] = effective_rank(y)
                 if x.shape[1] == y.shape[1]:
-                    m["relative_shift_mean"] = float(((y - x).norm(dim=1)
-                                                      / x.norm(dim=1)).mean())
+                    m["relative_shift_mean"] = float(((y - x).norm(dim=1) / x.norm(dim=1)).mean())
             row[seg] = m
         v = collector.virtual.get((tuned_side, layer))
         if v is not None:

@@ -16,6 +16,7 @@ loads anything.
 This module imports neither torch nor transformers: ``repspace compare --plan`` builds its
 settings in milliseconds.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -25,8 +26,16 @@ from typing import ClassVar
 
 from repspace._constraints import Check, Interval, Options, SettingError, Types, Validated
 
-__all__ = ["CompareOptions", "CompareConfig", "MAX_SEED", "MERGE_DTYPE_NAMES", "POOLINGS",
-           "EMBEDDINGS", "PRECISIONS", "WEIGHT_DTYPES"]
+__all__ = [
+    "CompareOptions",
+    "CompareConfig",
+    "MAX_SEED",
+    "MERGE_DTYPE_NAMES",
+    "POOLINGS",
+    "EMBEDDINGS",
+    "PRECISIONS",
+    "WEIGHT_DTYPES",
+]
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState (UMAP's random_state) takes no more
 POOLINGS = ("mean", "first", "cls", "last", "tokens")
@@ -38,8 +47,12 @@ WEIGHT_DTYPES = "auto, float32, bfloat16, float16 (or float64 in the API)"
 
 def _names(value) -> bool:
     """A non-empty sequence (not a string) of non-empty strings."""
-    return (not isinstance(value, (str, bytes)) and isinstance(value, Sequence) and len(value) > 0
-            and all(isinstance(v, str) and v.strip() for v in value))
+    return (
+        not isinstance(value, (str, bytes))
+        and isinstance(value, Sequence)
+        and len(value) > 0
+        and all(isinstance(v, str) and v.strip() for v in value)
+    )
 
 
 def _layers(value) -> bool:
@@ -68,8 +81,11 @@ def _run_by_name() -> list[str]:
 
 def _analysis_names(value) -> bool:
     named = set(_run_by_name())
-    return (not isinstance(value, (str, bytes)) and isinstance(value, Sequence)
-            and all(isinstance(v, str) and v in named for v in value))
+    return (
+        not isinstance(value, (str, bytes))
+        and isinstance(value, Sequence)
+        and all(isinstance(v, str) and v in named for v in value)
+    )
 
 
 class _AnalysisNames(Check):
@@ -79,9 +95,12 @@ class _AnalysisNames(Check):
         super().__init__(_analysis_names, "")
 
     def describe(self) -> str:
-        return ("names of registered analyses run by name (" + (", ".join(_run_by_name()) or "none")
-                + "; the built-in ones have fields of their own: adapter_effect, weight_space, "
-                "merge_dtypes, match_layers)")
+        return (
+            "names of registered analyses run by name ("
+            + (", ".join(_run_by_name()) or "none")
+            + "; the built-in ones have fields of their own: adapter_effect, weight_space, "
+            "merge_dtypes, match_layers)"
+        )
 
 
 def _merge_names(value) -> list[str]:
@@ -125,11 +144,22 @@ class CompareOptions(Validated):
 
     _command: ClassVar = "compare"
     _constraints: ClassVar = {
-        "layers": [Check(_layers, "layer names, globs, re:REGEX or a preset (blocks, vision, "
-                                  "text, embeddings; see `repspace layers MODEL`)")],
+        "layers": [
+            Check(
+                _layers,
+                "layer names, globs, re:REGEX or a preset (blocks, vision, "
+                "text, embeddings; see `repspace layers MODEL`)",
+            )
+        ],
         "pooling": [Options(*POOLINGS)],
-        "metrics": [Check(_names, "a list of metric names, families, 'all' or 'default' "
-                                  "(`repspace metrics` lists them)"), None],
+        "metrics": [
+            Check(
+                _names,
+                "a list of metric names, families, 'all' or 'default' "
+                "(`repspace metrics` lists them)",
+            ),
+            None,
+        ],
         "batch_size": [Interval(int, 1, None)],
         "device": [Types(str), Check(_torch_device, "a torch.device"), None],
         "seed": [Interval(int, 0, MAX_SEED)],
@@ -154,14 +184,22 @@ class CompareOptions(Validated):
             except ValueError as exc:  # the registry's message names the unknown and the known
                 unknown, _, known = str(exc).partition("; ")
                 unknown = unknown.split(": ", 1)[-1]  # less the registry's own "--metrics: "
-                raise SettingError("metrics", self.metrics, "metric names, families, 'all' or "
-                                   f"'default' ({unknown})", type(self).__name__,
-                                   hint=known) from None
+                raise SettingError(
+                    "metrics",
+                    self.metrics,
+                    f"metric names, families, 'all' or 'default' ({unknown})",
+                    type(self).__name__,
+                    hint=known,
+                ) from None
             sample = [m for m in asked if _is_sample_metric(m)]
             if self.sample_rows == 0 and sample:
-                raise SettingError("sample_rows", 0, "≥ 4 when the metrics include "
-                                   f"{', '.join(sample)} (they are computed on the row sample)",
-                                   type(self).__name__)
+                raise SettingError(
+                    "sample_rows",
+                    0,
+                    "≥ 4 when the metrics include "
+                    f"{', '.join(sample)} (they are computed on the row sample)",
+                    type(self).__name__,
+                )
 
     @property
     def wanted(self) -> set[str] | None:
@@ -174,11 +212,17 @@ class CompareOptions(Validated):
     def report_dict(self) -> dict:
         """The settings a report records (what decides its numbers)."""
         wanted = self.wanted
-        return {"layers": self.layers if isinstance(self.layers, str) else list(self.layers),
-                "pooling": self.pooling, "metrics": sorted(wanted) if wanted else "default",
-                "batch_size": self.batch_size, "device": str(self.device or "cpu"),
-                "seed": self.seed, "precision": self.precision, "sample_rows": self.sample_rows,
-                "embedding": self.embedding}
+        return {
+            "layers": self.layers if isinstance(self.layers, str) else list(self.layers),
+            "pooling": self.pooling,
+            "metrics": sorted(wanted) if wanted else "default",
+            "batch_size": self.batch_size,
+            "device": str(self.device or "cpu"),
+            "seed": self.seed,
+            "precision": self.precision,
+            "sample_rows": self.sample_rows,
+            "embedding": self.embedding,
+        }
 
 
 def _is_sample_metric(name: str) -> bool:
@@ -241,15 +285,26 @@ class CompareConfig(CompareOptions):
 
     _constraints: ClassVar = {
         **CompareOptions._constraints,
-        "probe": [Check(lambda v: isinstance(v, (str, Path)) and str(v).strip() != "",
-                        "a probe source (builtin, general, a file or a folder)")],
+        "probe": [
+            Check(
+                lambda v: isinstance(v, (str, Path)) and str(v).strip() != "",
+                "a probe source (builtin, general, a file or a folder)",
+            )
+        ],
         "num_samples": [Interval(int, 1, None), None],
         "max_length": [Interval(int, 1, None)],
         "base_override": [Types(str, Path, name="a checkpoint"), None],
         "config": [Types(str, Path, name="a checkpoint or config.json"), None],
         "strict": [Types(bool)],
-        "device_map": [Types(str, dict, name="a placement strategy (auto, balanced, ...), a "
-                                           "device or a mapping of module → device"), None],
+        "device_map": [
+            Types(
+                str,
+                dict,
+                name="a placement strategy (auto, balanced, ...), a "
+                "device or a mapping of module → device",
+            ),
+            None,
+        ],
         "dtype": [Check(_weights_dtype, WEIGHT_DTYPES), None],
         "load_in_4bit": [Types(bool)],
         "load_in_8bit": [Types(bool)],
@@ -258,8 +313,10 @@ class CompareConfig(CompareOptions):
         "dist_timeout": [Interval(float, 0, None, closed="neither"), None],
         "adapter_effect": [Types(bool)],
         "weight_space": [Types(bool)],
-        "merge_dtypes": [Check(lambda v: bool(_merge_names(v)),
-                               f"dtypes from {', '.join(MERGE_DTYPE_NAMES)}"), None],
+        "merge_dtypes": [
+            Check(lambda v: bool(_merge_names(v)), f"dtypes from {', '.join(MERGE_DTYPE_NAMES)}"),
+            None,
+        ],
         "match_layers": [Types(bool)],
         "analyses": [_AnalysisNames(), None],
     }
@@ -275,16 +332,27 @@ class CompareConfig(CompareOptions):
         try:  # the flags' one rule, in the caller's vocabulary
             quantization_mode(self.load_in_4bit, self.load_in_8bit)
         except ValueError:
-            raise SettingError("load_in_8bit", True, "False when load_in_4bit is True (choose "
-                               "one)", type(self).__name__) from None
+            raise SettingError(
+                "load_in_8bit",
+                True,
+                "False when load_in_4bit is True (choose one)",
+                type(self).__name__,
+            ) from None
 
     def engine_options(self, **changes) -> CompareOptions:
         """The engine's share of these settings (:func:`compare_models`), with ``changes``."""
-        return replace(CompareOptions(**{f.name: getattr(self, f.name)
-                                         for f in fields(CompareOptions)}), **changes)
+        return replace(
+            CompareOptions(**{f.name: getattr(self, f.name) for f in fields(CompareOptions)}),
+            **changes,
+        )
 
     @property
     def analyses_wanted(self) -> bool:
         """Any analysis that runs after the comparison (in one process) is asked for."""
-        return bool(self.adapter_effect or self.weight_space or self.merge_dtypes
-                    or self.match_layers or self.analyses)
+        return bool(
+            self.adapter_effect
+            or self.weight_space
+            or self.merge_dtypes
+            or self.match_layers
+            or self.analyses
+        )

@@ -26,6 +26,7 @@ That holds only when everything the adapter changed lives in adapter layers that
   (the adapter is not applied onto the compared base), or a checkpoint that is not a
   PEFT adapter folder.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,8 +39,14 @@ if TYPE_CHECKING:  # annotations only: adapter_file_reason serves the torch-free
 __all__ = ["disabled_base_reason", "plan_reason", "adapter_file_reason", "shared_base_checkpoint"]
 
 
-def plan_reason(base: str, tuned: Sequence[str], *, base_override: str | None = None,
-                config: str | None = None, two_models: bool = False) -> str | None:
+def plan_reason(
+    base: str,
+    tuned: Sequence[str],
+    *,
+    base_override: str | None = None,
+    config: str | None = None,
+    two_models: bool = False,
+) -> str | None:
     """Why the base must be loaded separately, from the arguments alone (None: the tuned
     checkpoint may supply it; :func:`disabled_base_reason` decides after loading it)."""
     from repspace.checkpoints import resolve_spec
@@ -80,15 +87,25 @@ def adapter_file_reason(path: Path) -> str | None:
     """Reasons readable from an adapter folder's ``adapter_config.json`` alone."""
     cfg = _adapter_config(path)
     kind = str(cfg.get("peft_type", "?"))
-    if kind in ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "CPT",
-                "ADAPTION_PROMPT"):
-        return (f"prompt learning ({kind}): peft disables it by swapping the forward and the "
-                "tuned sequence carries virtual tokens")
+    if kind in (
+        "PROMPT_TUNING",
+        "P_TUNING",
+        "PREFIX_TUNING",
+        "MULTITASK_PROMPT_TUNING",
+        "CPT",
+        "ADAPTION_PROMPT",
+    ):
+        return (
+            f"prompt learning ({kind}): peft disables it by swapping the forward and the "
+            "tuned sequence carries virtual tokens"
+        )
     if str(cfg.get("bias", "none")) != "none":
-        return (f"trainable biases (bias={cfg['bias']!r}): the adapter overwrote base biases that "
-                "disable_adapter() does not restore")
+        return (
+            f"trainable biases (bias={cfg['bias']!r}): the adapter overwrote base biases that "
+            "disable_adapter() does not restore"
+        )
     if cfg.get("modules_to_save"):
-        return (f"modules_to_save {cfg['modules_to_save']}: trained copies of whole base modules")
+        return f"modules_to_save {cfg['modules_to_save']}: trained copies of whole base modules"
     if cfg.get("trainable_token_indices"):
         return "trainable_token_indices: trained embedding rows of the base"
     if cfg.get("layer_replication"):
@@ -119,18 +136,24 @@ def disabled_base_reason(model: torch.nn.Module) -> str | None:
     cfg = model.active_peft_config
     kind = str(getattr(cfg.peft_type, "value", cfg.peft_type))
     if getattr(cfg, "is_prompt_learning", False) or getattr(cfg, "is_adaption_prompt", False):
-        return (f"prompt learning ({kind}): peft disables it by swapping the forward and the "
-                "tuned sequence carries virtual tokens")
+        return (
+            f"prompt learning ({kind}): peft disables it by swapping the forward and the "
+            "tuned sequence carries virtual tokens"
+        )
     bias = getattr(cfg, "bias", "none")
     if bias not in (None, "none"):
-        return (f"trainable biases (bias={bias!r}): the adapter overwrote base biases that "
-                "disable_adapter() does not restore")
+        return (
+            f"trainable biases (bias={bias!r}): the adapter overwrote base biases that "
+            "disable_adapter() does not restore"
+        )
     if getattr(cfg, "layer_replication", None):
         return "layer_replication: the base's layer stack was rebuilt"
     for name, module in model.named_modules():
         if isinstance(module, AuxiliaryTrainingWrapper):
-            return (f"{type(module).__name__} at {name} (modules_to_save / trainable tokens): "
-                    "trained copies of base modules")
+            return (
+                f"{type(module).__name__} at {name} (modules_to_save / trainable tokens): "
+                "trained copies of base modules"
+            )
         if isinstance(module, BaseTunerLayer) and getattr(module, "merged", False):
             return f"merged weights ({name}): ΔW was added into the base weights"
     prefix = getattr(model.base_model, "prefix", None)
@@ -138,13 +161,22 @@ def disabled_base_reason(model: torch.nn.Module) -> str | None:
         return f"{kind}: the tuner does not name its parameters (no prefix to check)"
     # An adapter's own tensors carry the tuner's prefix (lora_A, hada_w1_a, ...) or one of its
     # layers' declared parameter names (VeRA's shared vera_A / vera_B).
-    own = {n for m in model.modules() if isinstance(m, BaseTunerLayer)
-           for n in (*m.adapter_layer_names, *m.other_param_names)}
-    foreign = [k for k in _stored_keys(model)
-               if not any(part.startswith(prefix) or part in own for part in k.split("."))]
+    own = {
+        n
+        for m in model.modules()
+        if isinstance(m, BaseTunerLayer)
+        for n in (*m.adapter_layer_names, *m.other_param_names)
+    }
+    foreign = [
+        k
+        for k in _stored_keys(model)
+        if not any(part.startswith(prefix) or part in own for part in k.split("."))
+    ]
     if foreign:
-        return (f"the adapter stores {len(foreign)} tensor(s) of the base itself (e.g. "
-                f"{foreign[0]}), which disable_adapter() does not restore")
+        return (
+            f"the adapter stores {len(foreign)} tensor(s) of the base itself (e.g. "
+            f"{foreign[0]}), which disable_adapter() does not restore"
+        )
     return None
 
 
@@ -158,9 +190,13 @@ def shared_base_checkpoint(base: str, tuned):
     spec = resolve_spec(str(base))
     kind = detect_kind(spec)
     path = Path(spec)
-    name = str(base) if str(base) == EMBEDDED else (
-        path.stem if path.is_file() else (path.name or spec))
+    name = (
+        str(base)
+        if str(base) == EMBEDDED
+        else (path.stem if path.is_file() else (path.name or spec))
+    )
     if kind == "hub":
         name = spec
-    return LoadedCheckpoint(spec, name, kind, tuned.model, load_processor(spec),
-                            checkpoint_sha256(spec))
+    return LoadedCheckpoint(
+        spec, name, kind, tuned.model, load_processor(spec), checkpoint_sha256(spec)
+    )

@@ -22,6 +22,7 @@ max_rows`` held rows the layer is thinned to its bottom ``max_rows`` (amortised:
 concatenation per ``max_rows / 2`` rows, not one per batch -- at n = 8192 on a 2048-wide
 model the per-batch thinning took ~90 s of a 20-minute compare, now ~2 s).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -88,8 +89,12 @@ class CompareSink(AccumulatorSink):
             _, out["base"][layer], out["tuned"][layer] = self.sample(layer)
         return out
 
-    def replace_sample(self, keys: dict[str, torch.Tensor], base: dict[str, torch.Tensor],
-                       tuned: dict[str, torch.Tensor]) -> None:
+    def replace_sample(
+        self,
+        keys: dict[str, torch.Tensor],
+        base: dict[str, torch.Tensor],
+        tuned: dict[str, torch.Tensor],
+    ) -> None:
         """Hold exactly these sampled rows (e.g. the global bottom-k gathered across
         processes): per layer, ``keys`` ascending and the rows in the same order."""
         if not (set(keys) == set(base) == set(tuned)):
@@ -137,8 +142,9 @@ class FanOutSink:
         # labels: side -> what an error calls it (every pair sink sees its side as "tuned")
         self.labels = labels or {}
         if "base" in sinks:
-            raise ValueError("FanOutSink: 'base' is the base model's side; name the tuned sides "
-                             "differently")
+            raise ValueError(
+                "FanOutSink: 'base' is the base model's side; name the tuned sides differently"
+            )
         self.sinks = sinks
         self.identical: dict[str, dict[str, bool]] = {side: {} for side in sinks}
         # one base Gram per layer, not k: the first pair sink owns the base statistics
@@ -150,8 +156,10 @@ class FanOutSink:
     def start(self, info: dict) -> int:
         done = {side: sink.start(info) for side, sink in self.sinks.items()}
         if any(done.values()):
-            raise ValueError(f"FanOutSink cannot resume: pair sinks already hold batches {done}; "
-                             "give it fresh sinks")
+            raise ValueError(
+                f"FanOutSink cannot resume: pair sinks already hold batches {done}; "
+                "give it fresh sinks"
+            )
         return 0
 
     def update(self, captured: CapturedBatch) -> None:
@@ -166,11 +174,15 @@ class FanOutSink:
                         base_cpu[name] = base[name].cpu()
                     same[name] = torch.equal(base_cpu[name], tuned[name].cpu())
             self.identical[side] = same
-            index = ({"base": captured.index["base"], "tuned": captured.index[side]}
-                     if captured.index else {})
+            index = (
+                {"base": captured.index["base"], "tuned": captured.index[side]}
+                if captured.index
+                else {}
+            )
             with self._naming(side):
-                sink.update(dataclasses.replace(captured, sides={"base": base, "tuned": tuned},
-                                                index=index))
+                sink.update(
+                    dataclasses.replace(captured, sides={"base": base, "tuned": tuned}, index=index)
+                )
 
     @contextlib.contextmanager
     def _naming(self, side: str):

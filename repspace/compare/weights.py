@@ -12,6 +12,7 @@ also where each adapter acts (:mod:`repspace.compare.adapter_effect`): ‖Δh‖
 module and probe sample, and ``adapter_effect.{pdf,png}`` per block.  Formulas:
 :mod:`repspace.metrics.weights`; how effective weights are read: :mod:`repspace.capture.weights`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,16 @@ __all__ = ["WeightSpace", "effect_blocks", "read_report_ranks", "weight_space"]
 # repspace.compare.weights_cli.
 
 SCHEMA = "repspace.weights"
-SUMMARY_KEYS = ("delta_norm", "relative_delta", "delta_sigma_max", "delta_effective_rank",
-                "delta_stable_rank", "delta_numerical_rank", "intruder_dimensions", "min_max_cos")
+SUMMARY_KEYS = (
+    "delta_norm",
+    "relative_delta",
+    "delta_sigma_max",
+    "delta_effective_rank",
+    "delta_stable_rank",
+    "delta_numerical_rank",
+    "intruder_dimensions",
+    "min_max_cos",
+)
 
 
 @dataclass
@@ -56,8 +65,9 @@ def _block_of(name: str, blocks: list[str]) -> str | None:
     return None
 
 
-def weight_space(base, tuned, k: int = 10, threshold: float = 0.5, side: str = "left", *,
-                 progress: bool = False) -> WeightSpace:
+def weight_space(
+    base, tuned, k: int = 10, threshold: float = 0.5, side: str = "left", *, progress: bool = False
+) -> WeightSpace:
     """:class:`WeightSpace` of ``tuned`` (an ``nn.Module``, PEFT-wrapped or not) against
     ``base``; ``progress``: a bar over the linear maps (one SVD pair each: minutes for a
     large model)."""
@@ -69,26 +79,33 @@ def weight_space(base, tuned, k: int = 10, threshold: float = 0.5, side: str = "
     matrices: dict[str, dict[str, float]] = {}
     unchanged, skipped = [], {}
     pairs = weight_pairs(base, tuned)
-    for pair in tqdm(pairs, total=len(pairs), desc="ΔW spectra", unit="matrix", leave=False,
-                     disable=not progress):
+    for pair in tqdm(
+        pairs, total=len(pairs), desc="ΔW spectra", unit="matrix", leave=False, disable=not progress
+    ):
         if pair.tuned is None:
             skipped[pair.name] = pair.note
         elif np.array_equal(pair.tuned.numpy(), pair.base.numpy()):
             unchanged.append(pair.name)
         else:
-            matrices[pair.name] = {"route": pair.route, **weight_delta_summary(
-                pair.base, pair.tuned, k, threshold, side, eps=pair.eps)}
+            matrices[pair.name] = {
+                "route": pair.route,
+                **weight_delta_summary(pair.base, pair.tuned, k, threshold, side, eps=pair.eps),
+            }
     block_names = _block_names(base)
     groups: dict[str, list[dict]] = {}
     for name, row in matrices.items():
         b = _block_of(name, block_names)
         if b is not None:
             groups.setdefault(b, []).append(row)
-    blocks = {b: {"matrices": len(rows),
-                  "delta_effective_rank": float(np.nanmean([r["delta_effective_rank"] for r in rows])),
-                  "relative_delta": float(np.mean([r["relative_delta"] for r in rows])),
-                  "intruder_dimensions": int(sum(r["intruder_dimensions"] for r in rows))}
-              for b, rows in ((b, groups[b]) for b in block_names if b in groups)}
+    blocks = {
+        b: {
+            "matrices": len(rows),
+            "delta_effective_rank": float(np.nanmean([r["delta_effective_rank"] for r in rows])),
+            "relative_delta": float(np.mean([r["relative_delta"] for r in rows])),
+            "intruder_dimensions": int(sum(r["intruder_dimensions"] for r in rows)),
+        }
+        for b, rows in ((b, groups[b]) for b in block_names if b in groups)
+    }
     return WeightSpace(matrices, unchanged, skipped, blocks)
 
 
@@ -99,8 +116,10 @@ def effect_blocks(ws: WeightSpace, block_names: list[str]) -> dict[str, dict[str
         b = _block_of(name, block_names)
         if b is not None and row["n"]:
             groups.setdefault(b, []).append(row)
-    return {b: {k: float(np.mean([r[k] for r in rows])) for k in ("mean", "q25", "q75")}
-            for b, rows in ((b, groups[b]) for b in block_names if b in groups)}
+    return {
+        b: {k: float(np.mean([r[k] for r in rows])) for k in ("mean", "q25", "q75")}
+        for b, rows in ((b, groups[b]) for b in block_names if b in groups)
+    }
 
 
 # -- report files ------------------------------------------------------------------------------
@@ -118,27 +137,44 @@ def _csv(results: dict[str, WeightSpace]) -> str:
 def _markdown(results: dict[str, WeightSpace], settings: dict) -> str:
     from repspace.report.tables import md_text
 
-    lines = ["# repspace weight space", "",
-             f"Intruder dimensions: top {settings['k']} {settings['side']} singular vectors of each "
-             f"tuned matrix whose best |cos| with every base singular vector is below "
-             f"{settings['threshold']} (Shuttleworth et al. 2024).", ""]
+    lines = [
+        "# repspace weight space",
+        "",
+        f"Intruder dimensions: top {settings['k']} {settings['side']} singular vectors of each "
+        f"tuned matrix whose best |cos| with every base singular vector is below "
+        f"{settings['threshold']} (Shuttleworth et al. 2024).",
+        "",
+    ]
     for ckpt, ws in results.items():
-        lines += [f"## {md_text(ckpt)}", "",
-                  f"{len(ws.matrices)} changed linear maps, {len(ws.unchanged)} unchanged, "
-                  f"{len(ws.skipped)} without a weight update.", "",
-                  "| block | matrices | mean erank(ΔW) | mean ‖ΔW‖/‖W₀‖ | intruder dims |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## {md_text(ckpt)}",
+            "",
+            f"{len(ws.matrices)} changed linear maps, {len(ws.unchanged)} unchanged, "
+            f"{len(ws.skipped)} without a weight update.",
+            "",
+            "| block | matrices | mean erank(ΔW) | mean ‖ΔW‖/‖W₀‖ | intruder dims |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for b, row in ws.blocks.items():
-            lines.append(f"| {md_text(b)} | {row['matrices']} | {row['delta_effective_rank']:.3f} | "
-                         f"{row['relative_delta']:.3g} | {row['intruder_dimensions']} |")
+            lines.append(
+                f"| {md_text(b)} | {row['matrices']} | {row['delta_effective_rank']:.3f} | "
+                f"{row['relative_delta']:.3g} | {row['intruder_dimensions']} |"
+            )
         for name, why in ws.skipped.items():
             lines.append(f"\n- `{md_text(name)}`: {md_text(why)}")
         if ws.effect:
-            lines += ["", "Where the adapter acts (‖Δh‖ / ‖h‖ per probe sample):", "",
-                      "| module | mean | q05 | median | q95 | samples |", "|---|---:|---:|---:|---:|---:|"]
+            lines += [
+                "",
+                "Where the adapter acts (‖Δh‖ / ‖h‖ per probe sample):",
+                "",
+                "| module | mean | q05 | median | q95 | samples |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
             for name, e in ws.effect.items():
-                lines.append(f"| {md_text(name)} | {e['mean']:.3g} | {e['q05']:.3g} | {e['q50']:.3g} | "
-                             f"{e['q95']:.3g} | {e['n']} |")
+                lines.append(
+                    f"| {md_text(name)} | {e['mean']:.3g} | {e['q05']:.3g} | {e['q50']:.3g} | "
+                    f"{e['q95']:.3g} | {e['n']} |"
+                )
         elif ws.effect_note:
             lines += ["", md_text(ws.effect_note)]
         if ws.merge:
@@ -162,38 +198,53 @@ def read_report_ranks(report_dir: Path) -> dict[str, dict[str, float]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"{where}: not a readable report ({exc}); give the folder `repspace "
-                         "compare -o` wrote") from None
+        raise ValueError(
+            f"{where}: not a readable report ({exc}); give the folder `repspace compare -o` wrote"
+        ) from None
     if not isinstance(data, dict) or data.get("schema") != "repspace.report":
-        raise ValueError(f"{where}: not a repspace compare report (no \"schema\": "
-                         "\"repspace.report\"); give the folder `repspace compare -o` wrote")
+        raise ValueError(
+            f'{where}: not a repspace compare report (no "schema": '
+            '"repspace.report"); give the folder `repspace compare -o` wrote'
+        )
     rows = data.get("results", [])
     if not isinstance(rows, list):
-        raise ValueError(f"{where}: 'results' must be a list of rows; got "
-                         f"{type(rows).__name__}: the file is damaged, rerun repspace compare")
+        raise ValueError(
+            f"{where}: 'results' must be a list of rows; got "
+            f"{type(rows).__name__}: the file is damaged, rerun repspace compare"
+        )
     out: dict[str, dict[str, float]] = {}
     for i, r in enumerate(rows):
         m = r.get("metrics") if isinstance(r, dict) else None
-        if not isinstance(m, dict) or not isinstance(r.get("checkpoint"), str) \
-                or not isinstance(r.get("layer"), str):
-            raise ValueError(f"{where}: results[{i}] is not a row with a checkpoint, a layer and "
-                             "metrics: the file is damaged, rerun repspace compare")
+        if (
+            not isinstance(m, dict)
+            or not isinstance(r.get("checkpoint"), str)
+            or not isinstance(r.get("layer"), str)
+        ):
+            raise ValueError(
+                f"{where}: results[{i}] is not a row with a checkpoint, a layer and "
+                "metrics: the file is damaged, rerun repspace compare"
+            )
         base, tuned = m.get("effective_rank_base"), m.get("effective_rank_tuned")
         if base is None or tuned is None:
             continue
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (base, tuned)):
-            raise ValueError(f"{where}: results[{i}] has a non-numeric effective rank "
-                             f"({base!r}, {tuned!r}): the file is damaged, rerun repspace compare")
+            raise ValueError(
+                f"{where}: results[{i}] has a non-numeric effective rank "
+                f"({base!r}, {tuned!r}): the file is damaged, rerun repspace compare"
+            )
         if base and math.isfinite(base) and math.isfinite(tuned):
             out.setdefault(r["checkpoint"], {})[r["layer"]] = tuned / base
     return out
 
 
-def _representation_ranks(ranks: dict[str, dict[str, float]] | None,
-                          blocks: list[str]) -> dict[str, dict[str, float]]:
+def _representation_ranks(
+    ranks: dict[str, dict[str, float]] | None, blocks: list[str]
+) -> dict[str, dict[str, float]]:
     """The ratios of :func:`read_report_ranks` at ``blocks``."""
-    return {c: {layer: v for layer, v in per.items() if layer in blocks}
-            for c, per in (ranks or {}).items()}
+    return {
+        c: {layer: v for layer, v in per.items() if layer in blocks}
+        for c, per in (ranks or {}).items()
+    }
 
 
 def _is_weights_folder(path: Path) -> bool:
@@ -216,9 +267,16 @@ def _processor(base, ck, probe):
     from repspace.probe.processors import choose_processor
 
     modalities = model_modalities(base.model)
-    processor = choose_processor([(base.spec, base.processor), (ck.spec, ck.processor)],
-                                 modalities, probe.texts)
-    check_same_tokens(processor, [(f"base checkpoint {base.spec}", base.processor),
-                                  (f"tuned checkpoint {ck.spec}", ck.processor)], modalities,
-                      probe.texts)
+    processor = choose_processor(
+        [(base.spec, base.processor), (ck.spec, ck.processor)], modalities, probe.texts
+    )
+    check_same_tokens(
+        processor,
+        [
+            (f"base checkpoint {base.spec}", base.processor),
+            (f"tuned checkpoint {ck.spec}", ck.processor),
+        ],
+        modalities,
+        probe.texts,
+    )
     return processor

@@ -9,6 +9,7 @@ command line (:mod:`repspace.compare.weights_cli`) renames the field to its opti
 folder, the checkpoints' files and chains, the output folder, the probe -- is checked
 before the first model loads.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,15 +74,22 @@ class WeightsConfig(Validated):
         if self.merge_dtypes is not None:
             from repspace.compare.merge_fidelity import MERGE_DTYPES, parse_merge_dtypes
 
-            text = self.merge_dtypes if isinstance(self.merge_dtypes, str) else ",".join(
-                map(str, self.merge_dtypes))
+            text = (
+                self.merge_dtypes
+                if isinstance(self.merge_dtypes, str)
+                else ",".join(map(str, self.merge_dtypes))
+            )
             try:
                 parsed = tuple(parse_merge_dtypes(text))
             except ValueError:
-                raise SettingError("merge_dtypes", self.merge_dtypes,
-                                   f"dtypes from {', '.join(MERGE_DTYPES)}",
-                                   type(self).__name__) from None
+                raise SettingError(
+                    "merge_dtypes",
+                    self.merge_dtypes,
+                    f"dtypes from {', '.join(MERGE_DTYPES)}",
+                    type(self).__name__,
+                ) from None
             object.__setattr__(self, "merge_dtypes", parsed)
+
 
 @dataclass
 class WeightsReport:
@@ -101,14 +109,25 @@ class WeightsReport:
         """``weights.json``'s content (schema ``repspace.weights``)."""
         from repspace.compare.weights import SCHEMA
 
-        return {"schema": SCHEMA, "schema_version": 1, "settings": self.settings,
-                "checkpoints": {c: {"matrices": ws.matrices, "unchanged": ws.unchanged,
-                                    "skipped": ws.skipped, "blocks": ws.blocks,
-                                    "adapter_effect": ws.effect,
-                                    "adapter_effect_blocks": self.effects.get(c, {}),
-                                    "adapter_effect_note": ws.effect_note,
-                                    "merge_fidelity": ws.merge, "merge_fidelity_note": ws.merge_note}
-                                for c, ws in self.checkpoints.items()}}
+        return {
+            "schema": SCHEMA,
+            "schema_version": 1,
+            "settings": self.settings,
+            "checkpoints": {
+                c: {
+                    "matrices": ws.matrices,
+                    "unchanged": ws.unchanged,
+                    "skipped": ws.skipped,
+                    "blocks": ws.blocks,
+                    "adapter_effect": ws.effect,
+                    "adapter_effect_blocks": self.effects.get(c, {}),
+                    "adapter_effect_note": ws.effect_note,
+                    "merge_fidelity": ws.merge,
+                    "merge_fidelity_note": ws.merge_note,
+                }
+                for c, ws in self.checkpoints.items()
+            },
+        }
 
 
 def _inputs(base: str, tuned: Sequence[str], s: WeightsConfig) -> list[tuple[str, str]]:
@@ -130,14 +149,21 @@ def _read_ranks(report) -> dict | None:
         return None
     report_dir = Path(report)
     if not (report_dir / "report.json").is_file():
-        raise ValueError(f"--report {report}: no report.json there; give a `repspace compare` "
-                         "output folder")
+        raise ValueError(
+            f"--report {report}: no report.json there; give a `repspace compare` output folder"
+        )
     return read_report_ranks(report_dir)
 
 
-def weights_report(base: str, tuned: Sequence[str], settings: WeightsConfig | None = None, *,
-                   output: str | Path | None = None, overwrite: bool = False,
-                   **options) -> WeightsReport:
+def weights_report(
+    base: str,
+    tuned: Sequence[str],
+    settings: WeightsConfig | None = None,
+    *,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    **options,
+) -> WeightsReport:
     """The weight space of every ``tuned`` checkpoint against ``base`` (checkpoint specs, as
     the command line takes them); ``settings`` or its fields as keyword ``options``.
 
@@ -156,8 +182,7 @@ def weights_report(base: str, tuned: Sequence[str], settings: WeightsConfig | No
     from repspace.outputs import check_output
     from repspace.training import runs as _runs  # noqa: F401 - registers the run-folder loaders
 
-    s = WeightsConfig.from_options(**options) if settings is None else replace(
-        settings, **options)
+    s = WeightsConfig.from_options(**options) if settings is None else replace(settings, **options)
     base, tuned = str(base), [str(t) for t in tuned]
     if not tuned:
         raise ValueError("give at least one tuned checkpoint to compare with the base")
@@ -166,8 +191,13 @@ def weights_report(base: str, tuned: Sequence[str], settings: WeightsConfig | No
     if output is not None:
         from repspace.compare.weights import _is_weights_folder
 
-        check_output(output, overwrite=overwrite, inputs=_inputs(base, tuned, s),
-                     is_ours=_is_weights_folder, kind="repspace weights")
+        check_output(
+            output,
+            overwrite=overwrite,
+            inputs=_inputs(base, tuned, s),
+            is_ours=_is_weights_folder,
+            kind="repspace weights",
+        )
     probe = None
     if s.probe is not None or s.merge_dtypes:
         from repspace.probe import load_probe
@@ -187,16 +217,20 @@ def weights_report(base: str, tuned: Sequence[str], settings: WeightsConfig | No
                 name += "'"
             bar.set_postfix_str(name, refresh=False)
             try:
-                ws = results[name] = weight_space(base_ck.model, ck.model, s.top_k, s.threshold,
-                                                  s.side, progress=s.progress)
+                ws = results[name] = weight_space(
+                    base_ck.model, ck.model, s.top_k, s.threshold, s.side, progress=s.progress
+                )
             except ValueError as exc:  # another architecture or width: say which pair, and the fix
-                raise ValueError(f"tuned checkpoint {spec} against base {base}: {exc}; the "
-                                 "weight space compares a fine-tune with the model it was "
-                                 "fine-tuned from (same architecture and widths): give that base") \
-                    from None
+                raise ValueError(
+                    f"tuned checkpoint {spec} against base {base}: {exc}; the "
+                    "weight space compares a fine-tune with the model it was "
+                    "fine-tuned from (same architecture and widths): give that base"
+                ) from None
             if not ws.matrices and not ws.skipped:
-                raise ValueError(f"tuned checkpoint {spec}: no linear map differs from the base; is it "
-                                 "the base itself, or an adapter that is not active?")
+                raise ValueError(
+                    f"tuned checkpoint {spec}: no linear map differs from the base; is it "
+                    "the base itself, or an adapter that is not active?"
+                )
             if probe is not None and s.probe is not None:
                 _measure_effect(ws, base_ck, ck, probe, s)
             if s.merge_dtypes:
@@ -205,13 +239,21 @@ def weights_report(base: str, tuned: Sequence[str], settings: WeightsConfig | No
     block_names = _block_names(base_ck.model)
     report = WeightsReport(
         checkpoints=results,
-        settings={"k": s.top_k, "threshold": s.threshold, "side": s.side, "base": base,
-                  "tuned": list(tuned), "report": None if s.report is None else str(s.report),
-                  "probe": None if probe is None else probe.describe(),
-                  "num_samples": None if probe is None else len(probe),
-                  "merge_dtypes": None if s.merge_dtypes is None else list(s.merge_dtypes)},
+        settings={
+            "k": s.top_k,
+            "threshold": s.threshold,
+            "side": s.side,
+            "base": base,
+            "tuned": list(tuned),
+            "report": None if s.report is None else str(s.report),
+            "probe": None if probe is None else probe.describe(),
+            "num_samples": None if probe is None else len(probe),
+            "merge_dtypes": None if s.merge_dtypes is None else list(s.merge_dtypes),
+        },
         effects={c: effect_blocks(ws, block_names) for c, ws in results.items() if ws.effect},
-        ranks=_representation_ranks(ranks, blocks), blocks=blocks)
+        ranks=_representation_ranks(ranks, blocks),
+        blocks=blocks,
+    )
     if output is not None:
         write_weights(report, output, overwrite=overwrite, inputs=_inputs(base, tuned, s))
     return report
@@ -228,8 +270,15 @@ def _batches(probe, base_ck, ck, s: WeightsConfig, what: str):
     total = math.ceil(len(probe) / s.batch_size)
 
     def fresh():
-        return tqdm(make_batches(probe, base_ck.model, processor, batch_size=s.batch_size),
-                    total=total, desc=what, unit="batch", leave=False, disable=not s.progress)
+        return tqdm(
+            make_batches(probe, base_ck.model, processor, batch_size=s.batch_size),
+            total=total,
+            desc=what,
+            unit="batch",
+            leave=False,
+            disable=not s.progress,
+        )
+
     return fresh
 
 
@@ -238,8 +287,10 @@ def _measure_effect(ws, base_ck, ck, probe, s: WeightsConfig) -> None:
     from repspace.compare.adapter_effect import adapted_modules, adapter_effect
 
     if not adapted_modules(ck.model):
-        ws.effect_note = ("no adapter modules (e.g. a full fine-tune or merged weights): the "
-                          "adapter's share of each output is not defined; see the ΔW table")
+        ws.effect_note = (
+            "no adapter modules (e.g. a full fine-tune or merged weights): the "
+            "adapter's share of each output is not defined; see the ΔW table"
+        )
         return
     ws.effect = adapter_effect(ck.model, _batches(probe, base_ck, ck, s, "adapter effect")())
 
@@ -252,25 +303,37 @@ def _measure_merge(ws, base_ck, ck, probe, s: WeightsConfig) -> None:
     if why:
         ws.merge_note = why
         return
-    fid = merge_fidelity(ck.model, _batches(probe, base_ck, ck, s, "merge fidelity"),
-                         list(s.merge_dtypes), batch_size=s.batch_size, label=ck.spec,
-                         progress=s.progress)
+    fid = merge_fidelity(
+        ck.model,
+        _batches(probe, base_ck, ck, s, "merge fidelity"),
+        list(s.merge_dtypes),
+        batch_size=s.batch_size,
+        label=ck.spec,
+        progress=s.progress,
+    )
     ws.merge = {d: f.as_dict() for d, f in fid.items()}
 
 
-def write_weights(report: WeightsReport, output: str | Path, *, overwrite: bool = False,
-                  inputs=()) -> Path:
+def write_weights(
+    report: WeightsReport, output: str | Path, *, overwrite: bool = False, inputs=()
+) -> Path:
     """Write ``report`` into ``output`` atomically (staged, then published: a failure leaves
     nothing half-written); returns the folder."""
     from repspace.compare.weights import _csv, _is_weights_folder, _markdown
     from repspace.outputs import apply_umask, check_output, publish, staging_dir
 
-    out = check_output(output, overwrite=overwrite, inputs=inputs, is_ours=_is_weights_folder,
-                       kind="repspace weights")
+    out = check_output(
+        output,
+        overwrite=overwrite,
+        inputs=inputs,
+        is_ours=_is_weights_folder,
+        kind="repspace weights",
+    )
     tmp = staging_dir(out, "weights")
     try:
-        (tmp / "weights.json").write_text(json.dumps(report.to_dict(), indent=2, allow_nan=True),
-                                          encoding="utf-8")
+        (tmp / "weights.json").write_text(
+            json.dumps(report.to_dict(), indent=2, allow_nan=True), encoding="utf-8"
+        )
         (tmp / "weights.csv").write_text(_csv(report.checkpoints), encoding="utf-8")
         from repspace.report.weight_figures import (
             figures_markdown,
@@ -281,13 +344,18 @@ def write_weights(report: WeightsReport, output: str | Path, *, overwrite: bool 
 
         md = _markdown(report.checkpoints, report.settings) + figures_markdown(  # numbered
             {c: ws.blocks for c, ws in report.checkpoints.items()} if report.blocks else {},
-            representation=bool(report.ranks), effects=bool(report.effects),
-            merges=any(ws.merge for ws in report.checkpoints.values()))
+            representation=bool(report.ranks),
+            effects=bool(report.effects),
+            merges=any(ws.merge for ws in report.checkpoints.values()),
+        )
         (tmp / "weights.md").write_text(md, encoding="utf-8")
 
         if report.blocks:
-            plot_weight_vs_representation({c: ws.blocks for c, ws in report.checkpoints.items()},
-                                          report.ranks, tmp / "weight_vs_representation")
+            plot_weight_vs_representation(
+                {c: ws.blocks for c, ws in report.checkpoints.items()},
+                report.ranks,
+                tmp / "weight_vs_representation",
+            )
         if report.effects:
             plot_adapter_effect(report.effects, tmp / "adapter_effect")
         merges = {c: ws.merge for c, ws in report.checkpoints.items() if ws.merge}
@@ -309,21 +377,27 @@ def summary_lines(report: WeightsReport) -> list[str]:
     lines = []
     for ckpt, ws in report.checkpoints.items():
         intr = sum(r["intruder_dimensions"] for r in ws.matrices.values())
-        lines.append(f"{ckpt}: {len(ws.matrices)} changed linear maps, {intr} intruder dimensions "
-                     f"(top {k}, |cos| < {threshold})")
+        lines.append(
+            f"{ckpt}: {len(ws.matrices)} changed linear maps, {intr} intruder dimensions "
+            f"(top {k}, |cos| < {threshold})"
+        )
         for dtype, f in ws.merge.items():
             m = f["summary"]
-            lines.append(f"{ckpt}: merged in {dtype}: min CKA {m['min_linear_cka']:.9f}, max "
-                         f"relative shift {m['max_relative_shift']:.3g}, median ‖W_m − W‖/‖ΔW‖ "
-                         f"{m['median_merge_error']:.3g}")
+            lines.append(
+                f"{ckpt}: merged in {dtype}: min CKA {m['min_linear_cka']:.9f}, max "
+                f"relative shift {m['max_relative_shift']:.3g}, median ‖W_m − W‖/‖ΔW‖ "
+                f"{m['median_merge_error']:.3g}"
+            )
         if ws.merge_note:
             lines.append(f"{ckpt}: merge fidelity: {ws.merge_note}")
     if report.output is not None:
         merges = any(ws.merge for ws in report.checkpoints.values())
-        lines.append(f"wrote {report.output}/weights.json, weights.csv, weights.md" +
-                     (", weight_vs_representation.pdf/png" if report.blocks else "") +
-                     (", adapter_effect.pdf/png" if report.effects else "") +
-                     (", merge_fidelity.pdf/png" if merges else ""))
+        lines.append(
+            f"wrote {report.output}/weights.json, weights.csv, weights.md"
+            + (", weight_vs_representation.pdf/png" if report.blocks else "")
+            + (", adapter_effect.pdf/png" if report.effects else "")
+            + (", merge_fidelity.pdf/png" if merges else "")
+        )
     return lines
 
 

@@ -12,6 +12,7 @@ domain::
     probe = make_probe_set(256, seed=0)          # images, captions, texts
     tok = build_tokenizer()                      # word-level, BLIP special-token layout
 """
+
 from repspace.data.coco import CocoCaptions
 from repspace.data.domains import DOMAINS, DomainSpec, get_domain
 from repspace.data.images import collate, load_image, to_float_tensor
@@ -21,17 +22,49 @@ from repspace.data.text import QA, QUESTION_TYPES, captions, questions, vocabula
 from repspace.data.tokenizer import SPECIAL_TOKENS, blip_token_ids, build_tokenizer, decoder_inputs
 from repspace.data.vqa import COCO_FILE_PATTERN, VQADataset
 from repspace.data.world import (
-    SPLITS, ProbeSet, Sample, ShapesCaptionDataset, ShapesVQADataset, ShapesWorld,
-    ShapesWorldConfig, caption_region, make_probe_set,
+    SPLITS,
+    ProbeSet,
+    Sample,
+    ShapesCaptionDataset,
+    ShapesVQADataset,
+    ShapesWorld,
+    ShapesWorldConfig,
+    caption_region,
+    make_probe_set,
 )
 
 __all__ = [
-    "CocoCaptions", "VQADataset", "COCO_FILE_PATTERN",
-    "DOMAINS", "DomainSpec", "get_domain",
-    "collate", "load_image", "to_float_tensor",
-    "render_scene", "shape_mask", "Scene", "SceneObject", "sample_scene",
-    "QA", "QUESTION_TYPES", "captions", "questions", "vocabulary", "words",
-    "SPECIAL_TOKENS", "blip_token_ids", "build_tokenizer", "decoder_inputs",
-    "SPLITS", "ProbeSet", "Sample", "ShapesCaptionDataset", "ShapesVQADataset", "ShapesWorld",
-    "ShapesWorldConfig", "caption_region", "make_probe_set",
+    "CocoCaptions",
+    "VQADataset",
+    "COCO_FILE_PATTERN",
+    "DOMAINS",
+    "DomainSpec",
+    "get_domain",
+    "collate",
+    "load_image",
+    "to_float_tensor",
+    "render_scene",
+    "shape_mask",
+    "Scene",
+    "SceneObject",
+    "sample_scene",
+    "QA",
+    "QUESTION_TYPES",
+    "captions",
+    "questions",
+    "vocabulary",
+    "words",
+    "SPECIAL_TOKENS",
+    "blip_token_ids",
+    "build_tokenizer",
+    "decoder_inputs",
+    "SPLITS",
+    "ProbeSet",
+    "Sample",
+    "ShapesCaptionDataset",
+    "ShapesVQADataset",
+    "ShapesWorld",
+    "ShapesWorldConfig",
+    "caption_region",
+    "make_probe_set",
 ]

@@ -7,6 +7,7 @@ Every text file repspace reads as data (probe ``.txt`` / ``.jsonl`` / ``.csv`` f
 byte-order mark dropped (editors on Windows write one; left in, it became part of the first
 text), UTF-16 and other encodings refused in one line naming the file and the fix.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,16 @@ import json
 import os
 from typing import Any
 
-__all__ = ["decode_text", "read_text", "read_json", "parse_json", "read_jsonl", "read_csv",
-           "require_list", "require_keys"]
+__all__ = [
+    "decode_text",
+    "read_text",
+    "read_json",
+    "parse_json",
+    "read_jsonl",
+    "read_csv",
+    "require_list",
+    "require_keys",
+]
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")
@@ -28,14 +37,18 @@ def decode_text(data: bytes, path: str | os.PathLike, what: str) -> str:
     path = os.fspath(path)
     if data.startswith(_UTF32_BOMS) or data.startswith(_UTF16_BOMS):
         kind = "UTF-32" if data.startswith(_UTF32_BOMS) else "UTF-16"
-        raise ValueError(f"{what} {path} is {kind} text, not UTF-8; save it as UTF-8 (e.g. "
-                         f"iconv -f {kind} -t UTF-8, or 'Save as UTF-8' in the editor)")
+        raise ValueError(
+            f"{what} {path} is {kind} text, not UTF-8; save it as UTF-8 (e.g. "
+            f"iconv -f {kind} -t UTF-8, or 'Save as UTF-8' in the editor)"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                         f"{exc.start}); save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8, or "
-                         "'Save as UTF-8' in the editor)") from None
+        raise ValueError(
+            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8, or "
+            "'Save as UTF-8' in the editor)"
+        ) from None
 
 
 def _short(exc: BaseException) -> str:
@@ -59,10 +72,14 @@ def parse_json(text: str, path: str | os.PathLike, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{what} file {os.fspath(path)} is not valid JSON: {e.msg} at line "
-                         f"{e.lineno} column {e.colno}") from None
+        raise ValueError(
+            f"{what} file {os.fspath(path)} is not valid JSON: {e.msg} at line "
+            f"{e.lineno} column {e.colno}"
+        ) from None
     except RecursionError:
-        raise ValueError(f"{what} file {os.fspath(path)} is not usable JSON: nested too deeply") from None
+        raise ValueError(
+            f"{what} file {os.fspath(path)} is not usable JSON: nested too deeply"
+        ) from None
     except ValueError as e:  # e.g. an integer beyond Python's 4300-digit conversion limit
         raise ValueError(f"{what} file {os.fspath(path)} is not usable JSON: {_short(e)}") from None
 
@@ -84,12 +101,19 @@ def read_jsonl(path: str | os.PathLike, what: str, hint: str = "") -> list[tuple
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer
-            why = (exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-                   if isinstance(exc, RecursionError) else _short(exc))
+            why = (
+                exc.msg
+                if isinstance(exc, json.JSONDecodeError)
+                else "nested too deeply"
+                if isinstance(exc, RecursionError)
+                else _short(exc)
+            )
             raise ValueError(f"{path}: line {i + 1} is not valid JSON ({why})") from None
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: line {i + 1} is JSON but not an object "
-                             f"({type(obj).__name__}){'; ' + hint if hint else ''}")
+            raise ValueError(
+                f"{path}: line {i + 1} is JSON but not an object "
+                f"({type(obj).__name__}){'; ' + hint if hint else ''}"
+            )
         out.append((i + 1, obj))
     return out
 
@@ -107,7 +131,9 @@ def read_csv(path: str | os.PathLike, what: str) -> list[dict]:
 def require_list(doc: Any, key: str, path: str) -> list:
     """``doc[key]``, which must exist and be a list (``doc`` must be a JSON object)."""
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: top level must be a JSON object with a {key!r} list, got {type(doc).__name__}")
+        raise ValueError(
+            f"{path}: top level must be a JSON object with a {key!r} list, got {type(doc).__name__}"
+        )
     if key not in doc:
         raise ValueError(f"{path}: missing top-level key {key!r}")
     if not isinstance(doc[key], list):

@@ -5,6 +5,7 @@ one-line ``ValueError`` naming the file and the offending entry, and by default 
 file is checked to exist at construction (``check_files``), so a broken dataset fails before
 training starts rather than hours into it.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,13 @@ class CocoCaptions(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, annotation_file: str | os.PathLike, image_dir: str | os.PathLike, image_size: int = 224,
-        per_caption: bool = False, image_format: str = "uint8", check_files: bool = True,
+        self,
+        annotation_file: str | os.PathLike,
+        image_dir: str | os.PathLike,
+        image_size: int = 224,
+        per_caption: bool = False,
+        image_format: str = "uint8",
+        check_files: bool = True,
     ) -> None:
         if image_format not in ("uint8", "float"):
             raise ValueError(f"image_format must be 'uint8' or 'float', got {image_format!r}")
@@ -58,18 +64,27 @@ class CocoCaptions(torch.utils.data.Dataset):
                     f"{path}: annotations[{k}] refers to image_id {ann['image_id']!r}, which is not in 'images'"
                 )
             if not isinstance(ann["caption"], str):
-                raise ValueError(f"{path}: annotations[{k}] caption must be a string, got {type(ann['caption']).__name__}")
+                raise ValueError(
+                    f"{path}: annotations[{k}] caption must be a string, got {type(ann['caption']).__name__}"
+                )
             caps.setdefault(ann["image_id"], []).append(ann["caption"].strip())
-        self.image_dir, self.image_size, self.image_format = os.fspath(image_dir), image_size, image_format
+        self.image_dir, self.image_size, self.image_format = (
+            os.fspath(image_dir),
+            image_size,
+            image_format,
+        )
         self.image_ids = [i for i in files if i in caps]  # JSON order, captioned images only
         self.files = {i: os.path.join(self.image_dir, files[i]) for i in self.image_ids}
         self.captions = caps
         if check_files:
             for i in self.image_ids:
                 if not os.path.isfile(self.files[i]):
-                    raise ValueError(f"{path}: image file for image_id {i!r} does not exist: {self.files[i]}")
+                    raise ValueError(
+                        f"{path}: image file for image_id {i!r} does not exist: {self.files[i]}"
+                    )
         self.items = (
-            [(i, c) for i in self.image_ids for c in range(len(caps[i]))] if per_caption
+            [(i, c) for i in self.image_ids for c in range(len(caps[i]))]
+            if per_caption
             else [(i, 0) for i in self.image_ids]
         )
 
@@ -81,7 +96,8 @@ class CocoCaptions(torch.utils.data.Dataset):
         img = load_image(self.files[image_id], self.image_size)
         return {
             "image": img if self.image_format == "uint8" else to_float_tensor(img),
-            "caption": self.captions[image_id][c], "captions": list(self.captions[image_id]),
+            "caption": self.captions[image_id][c],
+            "captions": list(self.captions[image_id]),
             "id": image_id,
         }
 

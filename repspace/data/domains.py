@@ -18,6 +18,7 @@ Design constraints relied on elsewhere (and tested):
 * Colour *names* are shared where it makes sense (red/green/blue in both domains) so a word
   means the same concept with a different appearance after the shift.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,10 +31,15 @@ __all__ = ["DomainSpec", "DOMAINS", "SIZES", "get_domain", "PLURALS", "BG_MIN_SH
 SIZES: Mapping[str, float] = MappingProxyType({"small": 0.5, "large": 0.85})
 
 #: Plural forms used by count questions ("how many circles are there?").
-PLURALS: Mapping[str, str] = MappingProxyType({
-    "circle": "circles", "square": "squares", "triangle": "triangles",
-    "diamond": "diamonds", "cross": "crosses",
-})
+PLURALS: Mapping[str, str] = MappingProxyType(
+    {
+        "circle": "circles",
+        "square": "squares",
+        "triangle": "triangles",
+        "diamond": "diamonds",
+        "cross": "crosses",
+    }
+)
 
 #: Lowest channel value of any shifted-domain background pixel (after clipping).
 BG_MIN_SHIFTED = 150
@@ -58,28 +64,41 @@ class DomainSpec:
     bg_rgb: tuple[int, int, int]
 
 
-DOMAINS: Mapping[str, DomainSpec] = MappingProxyType({
-    "source": DomainSpec(
-        name="source",
-        shapes=("circle", "square", "triangle"),
-        colors=MappingProxyType({
-            "red": (230, 40, 40), "green": (40, 200, 70), "blue": (50, 100, 240),
-            "yellow": (240, 220, 40), "white": (240, 240, 240),
-        }),
-        background="plain",
-        bg_rgb=(24, 24, 32),
-    ),
-    "shifted": DomainSpec(
-        name="shifted",
-        shapes=("circle", "square", "triangle", "diamond", "cross"),
-        colors=MappingProxyType({
-            "red": (170, 20, 60), "green": (20, 120, 50), "blue": (30, 50, 150),
-            "orange": (245, 130, 10), "purple": (120, 40, 170), "black": (20, 20, 20),
-        }),
-        background="textured",
-        bg_rgb=(210, 210, 210),
-    ),
-})
+DOMAINS: Mapping[str, DomainSpec] = MappingProxyType(
+    {
+        "source": DomainSpec(
+            name="source",
+            shapes=("circle", "square", "triangle"),
+            colors=MappingProxyType(
+                {
+                    "red": (230, 40, 40),
+                    "green": (40, 200, 70),
+                    "blue": (50, 100, 240),
+                    "yellow": (240, 220, 40),
+                    "white": (240, 240, 240),
+                }
+            ),
+            background="plain",
+            bg_rgb=(24, 24, 32),
+        ),
+        "shifted": DomainSpec(
+            name="shifted",
+            shapes=("circle", "square", "triangle", "diamond", "cross"),
+            colors=MappingProxyType(
+                {
+                    "red": (170, 20, 60),
+                    "green": (20, 120, 50),
+                    "blue": (30, 50, 150),
+                    "orange": (245, 130, 10),
+                    "purple": (120, 40, 170),
+                    "black": (20, 20, 20),
+                }
+            ),
+            background="textured",
+            bg_rgb=(210, 210, 210),
+        ),
+    }
+)
 
 
 def get_domain(name: str) -> DomainSpec:

@@ -3,6 +3,7 @@
 Images are ``(H, W, 3)`` uint8 numpy arrays everywhere; :func:`to_float_tensor` converts to
 the ``(3, H, W)`` float32 layout models take.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["load_image", "open_image", "to_rgb", "decode_rgb", "plain_rgb", "to_float_tensor", "collate",
-           "MAX_IMAGE_PIXELS"]
+__all__ = [
+    "load_image",
+    "open_image",
+    "to_rgb",
+    "decode_rgb",
+    "plain_rgb",
+    "to_float_tensor",
+    "collate",
+    "MAX_IMAGE_PIXELS",
+]
 
 # Images above this many pixels are refused before any pixel is decoded (a decompression
 # bomb: a few kB of PNG claiming 40000 x 40000 pixels).  Pillow's own default threshold,
@@ -33,7 +42,7 @@ _REFUSED = {
     "I": "32-bit integer pixels with no defined white level",
     "F": "32-bit floating-point pixels with no defined white level",
     "CMYK": "print colours (CMYK), whose RGB rendering depends on an ink profile repspace does "
-            "not guess",
+    "not guess",
 }
 
 
@@ -51,8 +60,10 @@ def plain_rgb(image, where: str) -> bool:
     if mode in _PLAIN_MODES:
         return True
     why = _REFUSED.get(mode, "a pixel format repspace does not convert")
-    raise ValueError(f"{where}: mode {mode} ({why}); save it as an 8-bit or 16-bit RGB, "
-                     "RGBA or greyscale image (e.g. PNG) and retry")
+    raise ValueError(
+        f"{where}: mode {mode} ({why}); save it as an 8-bit or 16-bit RGB, "
+        "RGBA or greyscale image (e.g. PNG) and retry"
+    )
 
 
 def to_rgb(image, where: str):
@@ -105,18 +116,24 @@ def open_image(path: str | os.PathLike, where: str | None = None) -> Iterator:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ValueError(f"{where}: claims more pixels than can be decoded safely ({_reason(exc)}); "
-                         "resize it or remove it") from None
+        raise ValueError(
+            f"{where}: claims more pixels than can be decoded safely ({_reason(exc)}); "
+            "resize it or remove it"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any failure of a (hostile) file's header is its own
-        raise ValueError(f"{where}: cannot be used ({_reason(exc)}); replace or remove it") from None
+        raise ValueError(
+            f"{where}: cannot be used ({_reason(exc)}); replace or remove it"
+        ) from None
     try:
         w, h = image.size
         if w < 1 or h < 1:
             raise ValueError(f"{where}: empty ({w}x{h})")
         if w * h > MAX_IMAGE_PIXELS:
-            raise ValueError(f"{where}: {w}x{h} = {w * h:,} pixels, above the limit of "
-                             f"{MAX_IMAGE_PIXELS:,} against decompression bombs; resize it or "
-                             "remove it")
+            raise ValueError(
+                f"{where}: {w}x{h} = {w * h:,} pixels, above the limit of "
+                f"{MAX_IMAGE_PIXELS:,} against decompression bombs; resize it or "
+                "remove it"
+            )
         yield image
     finally:
         image.close()
@@ -134,7 +151,9 @@ def decode_rgb(image, where: str):
     except ValueError:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise OSError, SyntaxError, …
-        raise ValueError(f"{where}: cannot be decoded ({_reason(exc)}); replace or remove it") from None
+        raise ValueError(
+            f"{where}: cannot be decoded ({_reason(exc)}); replace or remove it"
+        ) from None
 
 
 def load_image(path: str | os.PathLike, image_size: int | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ diamond     ``|u| + |v| <= 1``
 cross       ``|u| <= 1/3  or  |v| <= 1/3``
 ==========  ===============================
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -68,7 +69,12 @@ def render_background(domain: str, image_size: int, rng: np.random.Generator) ->
     if spec.background == "plain":
         return np.broadcast_to(np.array(spec.bg_rgb, np.uint8), (image_size, image_size, 3)).copy()
     tint = np.asarray(spec.bg_rgb, np.float32) + rng.uniform(-25, 25, 3).astype(np.float32)
-    amp, freq, theta, phase = rng.uniform(8, 20), rng.uniform(2, 5), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+    amp, freq, theta, phase = (
+        rng.uniform(8, 20),
+        rng.uniform(2, 5),
+        rng.uniform(0, np.pi),
+        rng.uniform(0, 2 * np.pi),
+    )
     x, y = _coords(image_size)
     lum = amp * np.sin(2 * np.pi * freq * (x * np.cos(theta) + y * np.sin(theta)) + phase)
     lum += rng.normal(0.0, 8.0, (image_size, image_size)).astype(np.float32)

@@ -11,6 +11,7 @@ Objects in the same column are neither left nor right of each other.  Everything
 image, captions, questions, answers) is a deterministic function of the :class:`Scene` (plus,
 for the image, a render RNG for background texture).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ class Scene:
     def count(self, shape: str | None = None, color: str | None = None) -> int:
         """Number of objects with the given shape and/or colour (all objects if both None)."""
         return sum(
-            1 for o in self.objects
+            1
+            for o in self.objects
             if (shape is None or o.shape == shape) and (color is None or o.color == color)
         )
 
@@ -92,8 +94,11 @@ def object_side(image_size: int, size: str) -> int:
 
 
 def sample_scene(
-    rng: np.random.Generator, domain: str, image_size: int,
-    min_objects: int = 1, max_objects: int = 3,
+    rng: np.random.Generator,
+    domain: str,
+    image_size: int,
+    min_objects: int = 1,
+    max_objects: int = 3,
 ) -> Scene:
     """Draw a random scene: number of objects, distinct cells, attributes, and jitter inside each cell.
 
@@ -123,9 +128,15 @@ def sample_scene(
         # Offset inside the cell in [1, cell - side - 1]: a 1 px margin keeps neighbours apart.
         x0 = edges[col] + 1 + int(jitter[k, 0] * (edges[col + 1] - edges[col] - side - 1))
         y0 = edges[row] + 1 + int(jitter[k, 1] * (edges[row + 1] - edges[row] - side - 1))
-        objs.append(SceneObject(
-            shape=spec.shapes[int(shapes[k])], color=colors[int(cols_[k])], size=size,
-            row=row, col=col, bbox=(x0, y0, x0 + side, y0 + side),
-        ))
+        objs.append(
+            SceneObject(
+                shape=spec.shapes[int(shapes[k])],
+                color=colors[int(cols_[k])],
+                size=size,
+                row=row,
+                col=col,
+                bbox=(x0, y0, x0 + side, y0 + side),
+            )
+        )
     objs.sort(key=lambda o: (o.col, o.row))
     return Scene(objects=tuple(objs), domain=domain, image_size=image_size)

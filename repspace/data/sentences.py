@@ -33,15 +33,21 @@ is for text models with their own tokenizers.
 Records: ``{"text", "answer", "answers", "question_type": "leftmost"|"rightmost",
 "question", "caption", "id"}``.
 """
+
 from __future__ import annotations
 
 from repspace.data.text import captions
 
 __all__ = ["sentence_records", "CHAIN_CAPTIONS", "QUESTIONS", "end_color"]
 
-CHAIN_CAPTIONS = (0, 1)  # reference captions used (0: left to right, 1: reversed; 2 lists positions: left out)
-QUESTIONS = {"leftmost": "what color is the leftmost shape?",
-             "rightmost": "what color is the rightmost shape?"}
+CHAIN_CAPTIONS = (
+    0,
+    1,
+)  # reference captions used (0: left to right, 1: reversed; 2 lists positions: left out)
+QUESTIONS = {
+    "leftmost": "what color is the leftmost shape?",
+    "rightmost": "what color is the rightmost shape?",
+}
 
 
 def end_color(scene, end: str) -> str:
@@ -66,7 +72,15 @@ def sentence_records(world, split: str) -> list[dict]:
             pairs = [(CHAIN_CAPTIONS[idx % 2], ("leftmost", "rightmost")[(idx // 2) % 2])]
         for k, end in pairs:
             label = end_color(scene, end)
-            out.append({"text": f"{QUESTIONS[end]} {caps[k]}", "answer": label, "answers": [label],
-                        "question_type": end, "question": QUESTIONS[end], "caption": caps[k],
-                        "id": f"{domain}/{split}/{idx}/{k}"})
+            out.append(
+                {
+                    "text": f"{QUESTIONS[end]} {caps[k]}",
+                    "answer": label,
+                    "answers": [label],
+                    "question_type": end,
+                    "question": QUESTIONS[end],
+                    "caption": caps[k],
+                    "id": f"{domain}/{split}/{idx}/{k}",
+                }
+            )
     return out

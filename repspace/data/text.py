@@ -30,6 +30,7 @@ exist       is there a red circle?                          yes / no
 Referring expressions are the shortest attribute combination that matches *exactly one*
 object, so "what color is the circle" is only asked when there is exactly one circle.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,8 +43,16 @@ from repspace.data.domains import DOMAINS, PLURALS, SIZES, get_domain
 from repspace.data.scene import GRID, Scene, SceneObject, position_name
 
 __all__ = [
-    "QA", "QUESTION_TYPES", "canonical_caption", "NUMBER_WORDS", "RELATIONS", "captions", "questions", "relation_holds",
-    "vocabulary", "words",
+    "QA",
+    "QUESTION_TYPES",
+    "canonical_caption",
+    "NUMBER_WORDS",
+    "RELATIONS",
+    "captions",
+    "questions",
+    "relation_holds",
+    "vocabulary",
+    "words",
 ]
 
 QUESTION_TYPES = ("color", "shape", "count", "relation", "exist")
@@ -90,13 +99,20 @@ def captions(scene: Scene) -> list[str]:
         c2 = f"there is {_np(objs[0])} at the {objs[0].position}"
     else:
         rev = objs[::-1]
-        c2 = " ".join([_np(rev[0])] + [
-            w for a, b in zip(rev[:-1], rev[1:]) for w in ("right of" if a.col > b.col else "below", _np(b))
-        ])
+        c2 = " ".join(
+            [_np(rev[0])]
+            + [
+                w
+                for a, b in zip(rev[:-1], rev[1:])
+                for w in ("right of" if a.col > b.col else "below", _np(b))
+            ]
+        )
     be, noun = ("is", "shape") if n == 1 else ("are", "shapes")
     # Positions make caption 3 a function of the full layout, so the canonical caption is a function
     # of every caption: scenes with different canonical captions share *no* caption (split disjointness).
-    c3 = f"there {be} {NUMBER_WORDS[n]} {noun} " + " and ".join(f"{_np(o)} at the {o.position}" for o in objs)
+    c3 = f"there {be} {NUMBER_WORDS[n]} {noun} " + " and ".join(
+        f"{_np(o)} at the {o.position}" for o in objs
+    )
     return [canonical_caption(scene), c2, c3]
 
 
@@ -115,8 +131,12 @@ _REF = (("shape",), ("size", "shape"), ("color", "shape"), ("size", "color", "sh
 
 def relation_holds(a: SceneObject, rel: str, b: SceneObject) -> bool:
     """Truth of ``a <rel> b`` on grid coordinates (see :mod:`repspace.data.scene`)."""
-    return {"left of": a.col < b.col, "right of": a.col > b.col,
-            "above": a.row < b.row, "below": a.row > b.row}[rel]
+    return {
+        "left of": a.col < b.col,
+        "right of": a.col > b.col,
+        "above": a.row < b.row,
+        "below": a.row > b.row,
+    }[rel]
 
 
 def questions(scene: Scene, rng: np.random.Generator) -> list[QA]:

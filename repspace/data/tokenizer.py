@@ -15,6 +15,7 @@ sorted order.  Encoding: lowercase, split on whitespace and punctuation, templat
 ``[CLS] text [SEP]`` (BERT layout, as BLIP's tokenizer).  Use :func:`blip_token_ids` to fill
 ``BlipTextConfig`` so model and tokenizer cannot disagree.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -46,16 +47,26 @@ def build_tokenizer(vocab: Sequence[str] | None = None, model_max_length: int = 
     table = {t: i for i, t in enumerate(list(SPECIAL_TOKENS) + words)}
     tok = Tokenizer(models.WordLevel(table, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", table["[CLS]"]), ("[SEP]", table["[SEP]"])],
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, model_max_length=model_max_length,
-        pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", bos_token="[DEC]", eos_token="[SEP]",
-        additional_special_tokens=["[ENC]"], clean_up_tokenization_spaces=True,
+        tokenizer_object=tok,
+        model_max_length=model_max_length,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        bos_token="[DEC]",
+        eos_token="[SEP]",
+        additional_special_tokens=["[ENC]"],
+        clean_up_tokenization_spaces=True,
     )
 
 
@@ -63,13 +74,17 @@ def blip_token_ids(tokenizer) -> dict[str, int]:
     """``BlipTextConfig`` keyword arguments that match ``tokenizer``:
     ``vocab_size, pad_token_id, bos_token_id, eos_token_id, sep_token_id``."""
     return {
-        "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.sep_token_id,
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
         "sep_token_id": tokenizer.sep_token_id,
     }
 
 
-def decoder_inputs(tokenizer, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+def decoder_inputs(
+    tokenizer, texts: Sequence[str], max_length: int | None = None
+) -> dict[str, torch.Tensor]:
     """Training inputs for a BLIP text decoder: ``[DEC] text [SEP] [PAD]...``.
 
     Returns ``input_ids`` and ``attention_mask`` ``(batch, length)`` int64 and ``labels`` =
@@ -77,8 +92,13 @@ def decoder_inputs(tokenizer, texts: Sequence[str], max_length: int | None = Non
     """
     if isinstance(texts, str) or not len(texts):
         raise ValueError("texts must be a non-empty list of strings")
-    enc = tokenizer(list(texts), padding="longest" if max_length is None else "max_length",
-                    truncation=max_length is not None, max_length=max_length, return_tensors="pt")
+    enc = tokenizer(
+        list(texts),
+        padding="longest" if max_length is None else "max_length",
+        truncation=max_length is not None,
+        max_length=max_length,
+        return_tensors="pt",
+    )
     ids = enc["input_ids"].clone()
     ids[:, 0] = tokenizer.bos_token_id  # [CLS] -> [DEC], as BLIP's own captioning model does
     labels = ids.masked_fill(enc["attention_mask"] == 0, -100)

@@ -9,6 +9,7 @@
 
 Validation mirrors :mod:`repspace.data.coco`: eager, one-line ``ValueError`` naming the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,17 +38,22 @@ def check_file_pattern(pattern, where: str) -> str:
     try:
         parts = list(string.Formatter().parse(pattern))
     except ValueError as exc:
-        raise ValueError(f"{where}: file_pattern {pattern!r} is not a format pattern ({exc})") from None
+        raise ValueError(
+            f"{where}: file_pattern {pattern!r} is not a format pattern ({exc})"
+        ) from None
     for _, field, spec, conversion in parts:
         if field is None:
             continue
         if field not in _PATTERN_FIELDS or conversion is not None or "{" in (spec or ""):
-            raise ValueError(f"{where}: file_pattern {pattern!r} may only use {{split}} and "
-                             f"{{image_id}} (with a format such as {{image_id:012d}}); got {{{field}}}")
+            raise ValueError(
+                f"{where}: file_pattern {pattern!r} may only use {{split}} and "
+                f"{{image_id}} (with a format such as {{image_id:012d}}); got {{{field}}}"
+            )
         width = "".join(c for c in (spec or "") if c.isdigit())
         if len(spec or "") > 16 or (width and int(width[:6]) > 255):
-            raise ValueError(f"{where}: file_pattern {pattern!r}: format {spec!r} is too wide for a "
-                             "file name")
+            raise ValueError(
+                f"{where}: file_pattern {pattern!r}: format {spec!r} is too wide for a file name"
+            )
     return pattern
 
 
@@ -68,9 +74,14 @@ class VQADataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, questions_file: str | os.PathLike, image_dir: str | os.PathLike,
-        annotations_file: str | os.PathLike | None = None, split: str = "val2014",
-        file_pattern: str = COCO_FILE_PATTERN, image_size: int = 224, image_format: str = "uint8",
+        self,
+        questions_file: str | os.PathLike,
+        image_dir: str | os.PathLike,
+        annotations_file: str | os.PathLike | None = None,
+        split: str = "val2014",
+        file_pattern: str = COCO_FILE_PATTERN,
+        image_size: int = 224,
+        image_format: str = "uint8",
         check_files: bool = True,
     ) -> None:
         if image_format not in ("uint8", "float"):
@@ -83,10 +94,17 @@ class VQADataset(torch.utils.data.Dataset):
         for k, q in enumerate(qs):
             require_keys(q, ("question_id", "image_id", "question"), f"questions[{k}]", qpath)
             if q["question_id"] in seen:
-                raise ValueError(f"{qpath}: questions[{k}] repeats question_id {q['question_id']!r}")
+                raise ValueError(
+                    f"{qpath}: questions[{k}] repeats question_id {q['question_id']!r}"
+                )
             seen[q["question_id"]] = k
-            self.questions.append({"question_id": q["question_id"], "image_id": q["image_id"],
-                                   "question": str(q["question"]).strip()})
+            self.questions.append(
+                {
+                    "question_id": q["question_id"],
+                    "image_id": q["image_id"],
+                    "question": str(q["question"]).strip(),
+                }
+            )
         self.answers: dict | None = None
         if annotations_file is not None:
             self.answers = self._read_annotations(os.fspath(annotations_file), seen, qpath)
@@ -99,11 +117,14 @@ class VQADataset(torch.utils.data.Dataset):
                 try:
                     name = file_pattern.format(split=split, image_id=i)
                 except (KeyError, IndexError, ValueError) as e:
-                    raise ValueError(f"{qpath}: file_pattern {file_pattern!r} cannot format image_id "
-                                     f"{i!r}: {e}") from None
+                    raise ValueError(
+                        f"{qpath}: file_pattern {file_pattern!r} cannot format image_id {i!r}: {e}"
+                    ) from None
                 self.files[i] = os.path.join(self.image_dir, name)
                 if check_files and not os.path.isfile(self.files[i]):
-                    raise ValueError(f"{qpath}: image file for image_id {i!r} does not exist: {self.files[i]}")
+                    raise ValueError(
+                        f"{qpath}: image file for image_id {i!r} does not exist: {self.files[i]}"
+                    )
 
     def _read_annotations(self, apath: str, seen: dict, qpath: str) -> dict:
         anns = require_list(read_json(apath, "VQA annotations"), "annotations", apath)
@@ -113,7 +134,9 @@ class VQADataset(torch.utils.data.Dataset):
             require_keys(a, ("question_id", "answers"), where, apath)
             qid = a["question_id"]
             if qid not in seen:
-                raise ValueError(f"{apath}: {where} refers to question_id {qid!r}, which is not in {qpath}")
+                raise ValueError(
+                    f"{apath}: {where} refers to question_id {qid!r}, which is not in {qpath}"
+                )
             q_image = self.questions[seen[qid]]["image_id"]
             if "image_id" in a and a["image_id"] != q_image:
                 raise ValueError(
@@ -128,7 +151,9 @@ class VQADataset(torch.utils.data.Dataset):
             out[qid] = (answers, str(best))
         missing = [q["question_id"] for q in self.questions if q["question_id"] not in out]
         if missing:
-            raise ValueError(f"{apath}: no annotation for {len(missing)} question(s), e.g. question_id {missing[0]!r}")
+            raise ValueError(
+                f"{apath}: no annotation for {len(missing)} question(s), e.g. question_id {missing[0]!r}"
+            )
         return out
 
     def __len__(self) -> int:
@@ -139,14 +164,21 @@ class VQADataset(torch.utils.data.Dataset):
         img = load_image(self.files[q["image_id"]], self.image_size)
         item = {
             "image": img if self.image_format == "uint8" else to_float_tensor(img),
-            "question": q["question"], "question_id": q["question_id"], "id": q["image_id"],
+            "question": q["question"],
+            "question_id": q["question_id"],
+            "id": q["image_id"],
         }
         if self.answers is not None:
-            item["answers"], item["answer"] = list(self.answers[q["question_id"]][0]), self.answers[q["question_id"]][1]
+            item["answers"], item["answer"] = (
+                list(self.answers[q["question_id"]][0]),
+                self.answers[q["question_id"]][1],
+            )
         return item
 
     def references(self) -> list[list[str]]:
         """Human answers per question in item order (for :func:`repspace.evaluation.vqa_accuracy`)."""
         if self.answers is None:
-            raise ValueError("this VQADataset was built without an annotations file; it has no answers")
+            raise ValueError(
+                "this VQADataset was built without an annotations file; it has no answers"
+            )
         return [list(self.answers[q["question_id"]][0]) for q in self.questions]

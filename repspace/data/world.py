@@ -17,6 +17,7 @@ Data fractions.  ``data_fraction`` keeps ``max(1, round(f * n_train))`` train sa
 with the smallest per-index keys ``default_rng([seed, domain_id, 0xFAC]).random(n_train)``, so
 the 0.25 subset is a subset of the 0.5 subset (nested) for a fixed ``n_train``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,15 @@ from repspace.data.scene import Scene, sample_scene
 from repspace.data.text import QA, QUESTION_TYPES, canonical_caption, captions, questions
 
 __all__ = [
-    "SPLITS", "ShapesWorldConfig", "Sample", "ShapesWorld", "ShapesCaptionDataset",
-    "ShapesVQADataset", "ProbeSet", "make_probe_set", "caption_region",
+    "SPLITS",
+    "ShapesWorldConfig",
+    "Sample",
+    "ShapesWorld",
+    "ShapesCaptionDataset",
+    "ShapesVQADataset",
+    "ProbeSet",
+    "make_probe_set",
+    "caption_region",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -87,13 +95,15 @@ class ShapesWorldConfig:
             )
         val, test = self.holdout
         if not (0.0 < val < 1.0 and 0.0 < test < 1.0 and val + test < 1.0):
-            raise ValueError(f"holdout must be (val, test) with each in (0, 1) and sum < 1, got {self.holdout!r}")
+            raise ValueError(
+                f"holdout must be (val, test) with each in (0, 1) and sum < 1, got {self.holdout!r}"
+            )
 
 
 def caption_region(caption: str, holdout: tuple[float, float] = (0.1, 0.1)) -> str:
     """Split (``"train"``/``"val"``/``"test"``) whose region of caption space contains ``caption``."""
     h = hashlib.blake2b(caption.encode("utf-8"), digest_size=8).digest()
-    u = int.from_bytes(h, "little") / 2.0 ** 64
+    u = int.from_bytes(h, "little") / 2.0**64
     val, test = holdout
     return "train" if u < 1.0 - val - test else ("val" if u < 1.0 - test else "test")
 
@@ -129,6 +139,7 @@ class ShapesWorld:
             config = ShapesWorldConfig(**overrides)
         elif overrides:
             from dataclasses import replace
+
             config = replace(config, **overrides)
         self.config = config
 
@@ -144,7 +155,9 @@ class ShapesWorld:
         if split != "train" or self.config.data_fraction >= 1.0:
             return np.arange(n, dtype=np.int64)
         keep = max(1, int(round(self.config.data_fraction * n))) if n else 0
-        keys = np.random.default_rng([self.config.seed, _DOMAIN_IDS[self.config.domain], 0xFAC]).random(n)
+        keys = np.random.default_rng(
+            [self.config.seed, _DOMAIN_IDS[self.config.domain], 0xFAC]
+        ).random(n)
         return np.sort(np.argsort(keys, kind="stable")[:keep]).astype(np.int64)
 
     def _check_split(self, split: str, probe: bool = True) -> None:
@@ -156,7 +169,9 @@ class ShapesWorld:
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
         c = self.config
-        return np.random.default_rng([c.seed, _DOMAIN_IDS[c.domain], _SPLIT_IDS[split], int(index), stream])
+        return np.random.default_rng(
+            [c.seed, _DOMAIN_IDS[c.domain], _SPLIT_IDS[split], int(index), stream]
+        )
 
     # -- generation ---------------------------------------------------------------------------
     def scene(self, split: str, index: int) -> Scene:
@@ -185,8 +200,13 @@ class ShapesWorld:
         """Everything about sample ``index`` of ``split``."""
         s = self.scene(split, index)
         return Sample(
-            id=f"{self.config.domain}/{split}/{int(index)}", split=split, index=int(index), scene=s,
-            image=self.image(split, index, s), captions=captions(s), qa=self.questions(split, index, s),
+            id=f"{self.config.domain}/{split}/{int(index)}",
+            split=split,
+            index=int(index),
+            scene=s,
+            image=self.image(split, index, s),
+            captions=captions(s),
+            qa=self.questions(split, index, s),
         )
 
     def images(self, split: str, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -203,7 +223,10 @@ class ShapesWorld:
         return ShapesCaptionDataset(self, split, image_format)
 
     def vqa_dataset(
-        self, split: str, image_format: str = "uint8", question_types: Sequence[str] | None = None,
+        self,
+        split: str,
+        image_format: str = "uint8",
+        question_types: Sequence[str] | None = None,
     ) -> "ShapesVQADataset":
         """Torch dataset of ``split`` for VQA (one item per image-question pair)."""
         return ShapesVQADataset(self, split, image_format, question_types)
@@ -215,7 +238,9 @@ def _format_image(img: np.ndarray, image_format: str):
 
 def _check_format(image_format: str) -> None:
     if image_format not in ("uint8", "float"):
-        raise ValueError(f"image_format must be 'uint8' (HWC numpy) or 'float' (CHW tensor in [0, 1]), got {image_format!r}")
+        raise ValueError(
+            f"image_format must be 'uint8' (HWC numpy) or 'float' (CHW tensor in [0, 1]), got {image_format!r}"
+        )
 
 
 class ShapesCaptionDataset(torch.utils.data.Dataset):
@@ -241,7 +266,9 @@ class ShapesCaptionDataset(torch.utils.data.Dataset):
         caps = captions(s)
         return {
             "image": _format_image(self.world.image(self.split, idx, s), self.image_format),
-            "caption": caps[0], "captions": caps, "id": f"{self.world.config.domain}/{self.split}/{idx}",
+            "caption": caps[0],
+            "captions": caps,
+            "id": f"{self.world.config.domain}/{self.split}/{idx}",
         }
 
 
@@ -255,7 +282,10 @@ class ShapesVQADataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, world: ShapesWorld, split: str, image_format: str = "uint8",
+        self,
+        world: ShapesWorld,
+        split: str,
+        image_format: str = "uint8",
         question_types: Sequence[str] | None = None,
     ) -> None:
         _check_format(image_format)
@@ -269,7 +299,9 @@ class ShapesVQADataset(torch.utils.data.Dataset):
         for idx in world.indices(split):
             s = world.scene(split, int(idx))
             self._scenes[int(idx)] = s
-            self.items += [(int(idx), qa) for qa in world.questions(split, int(idx), s) if qa.qtype in types]
+            self.items += [
+                (int(idx), qa) for qa in world.questions(split, int(idx), s) if qa.qtype in types
+            ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -279,8 +311,11 @@ class ShapesVQADataset(torch.utils.data.Dataset):
         s = self._scenes[idx]
         return {
             "image": _format_image(self.world.image(self.split, idx, s), self.image_format),
-            "question": qa.question, "answer": qa.answer, "answers": [qa.answer],
-            "question_type": qa.qtype, "caption": captions(s)[0],
+            "question": qa.question,
+            "answer": qa.answer,
+            "answers": [qa.answer],
+            "question_type": qa.qtype,
+            "caption": captions(s)[0],
             "id": f"{self.world.config.domain}/{self.split}/{idx}",
         }
 
@@ -318,6 +353,9 @@ def make_probe_set(n: int, seed: int = 0, domain: str = "source", image_size: in
     images = np.stack([w.image("probe", i, s) for i, s in enumerate(scenes)])
     texts = [captions(w.scene("probe_text", i))[0] for i in range(n)]
     return ProbeSet(
-        images=images, captions=[captions(s)[0] for s in scenes], texts=texts,
-        ids=[f"{domain}/probe/{i}" for i in range(n)], scenes=scenes,
+        images=images,
+        captions=[captions(s)[0] for s in scenes],
+        texts=texts,
+        ids=[f"{domain}/probe/{i}" for i in range(n)],
+        scenes=scenes,
     )

@@ -6,9 +6,18 @@ are all-reduced in float64 by their reduction rules (:func:`reduce_accumulator`)
 bounded row sample is merged on rank 0 (:func:`gather_row_sample`), and rank 0 writes
 the report.  See ``docs/scaling.md``.
 """
+
 from repspace.distributed.context import DistContext, RankFailedError, batch_shard
 from repspace.distributed.reduce import accumulator_layout, reduce_accumulator, reduce_states
 from repspace.distributed.sink import gather_row_sample, reduce_sink
 
-__all__ = ["DistContext", "RankFailedError", "accumulator_layout", "batch_shard",
-           "gather_row_sample", "reduce_accumulator", "reduce_sink", "reduce_states"]
+__all__ = [
+    "DistContext",
+    "RankFailedError",
+    "accumulator_layout",
+    "batch_shard",
+    "gather_row_sample",
+    "reduce_accumulator",
+    "reduce_sink",
+    "reduce_states",
+]

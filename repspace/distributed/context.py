@@ -13,6 +13,7 @@ collective; the surviving ranks turn that into ``ValueError("rank R: lost contac
 the other ranks during <phase> …")`` — within ``timeout`` seconds at worst, at once
 when the dead peer's socket closes (gloo).
 """
+
 from __future__ import annotations
 
 import os
@@ -80,14 +81,22 @@ class DistContext:
 
     # -- set-up -----------------------------------------------------------------------
     @classmethod
-    def from_env(cls, device: str | None = None, timeout_s: float | None = None) -> "DistContext | None":
+    def from_env(
+        cls, device: str | None = None, timeout_s: float | None = None
+    ) -> "DistContext | None":
         """The running group, or a new one from torchrun's environment; None when single-process."""
         timeout_s = float(timeout_s or os.environ.get("REPSPACE_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if dist.is_available() and dist.is_initialized():
             backend = dist.get_backend()
-            return cls(dist.get_rank(), dist.get_world_size(), backend,
-                       cls._comm_device(backend, local_rank), local_rank, timeout_s=timeout_s)
+            return cls(
+                dist.get_rank(),
+                dist.get_world_size(),
+                backend,
+                cls._comm_device(backend, local_rank),
+                local_rank,
+                timeout_s=timeout_s,
+            )
         if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
             return None
         if not dist.is_available():
@@ -99,12 +108,20 @@ class DistContext:
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
         except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"could not join the process group ({backend}, MASTER_ADDR="
-                             f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}): "
-                             f"{_first_line(exc)}") from None
-        return cls(dist.get_rank(), dist.get_world_size(), backend,
-                   cls._comm_device(backend, local_rank), local_rank, owns_group=True,
-                   timeout_s=timeout_s)
+            raise ValueError(
+                f"could not join the process group ({backend}, MASTER_ADDR="
+                f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}): "
+                f"{_first_line(exc)}"
+            ) from None
+        return cls(
+            dist.get_rank(),
+            dist.get_world_size(),
+            backend,
+            cls._comm_device(backend, local_rank),
+            local_rank,
+            owns_group=True,
+            timeout_s=timeout_s,
+        )
 
     @staticmethod
     def _comm_device(backend: str, local_rank: int) -> torch.device:
@@ -167,7 +184,8 @@ class DistContext:
         except RuntimeError as exc:  # DistBackendError, gloo "Connection closed by peer", timeouts
             raise RankFailedError(
                 f"rank {self.rank}: lost contact with the other ranks during {phase} "
-                f"({_backend_reason(exc)}); another rank probably died — see its log") from None
+                f"({_backend_reason(exc)}); another rank probably died — see its log"
+            ) from None
 
     def agree(self, phase: str, error: BaseException | None) -> None:
         """All ranks learn whether any rank failed; if so every rank raises the same error."""
@@ -181,7 +199,8 @@ class DistContext:
             dist.all_gather_object(messages, mine, group=self.group)
         rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
         raise RankFailedError(f"rank {rank} failed during {phase}: {message}") from (
-            error if error is not None and rank == self.rank else None)
+            error if error is not None and rank == self.rank else None
+        )
 
     @contextmanager
     def step(self, phase: str):

@@ -6,6 +6,7 @@ chooses the device and dispatches, through that public interface.  What the redu
 does, exactly, is documented in :mod:`repspace.statistics.collective` and
 :mod:`repspace.statistics.reduce`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,6 +33,8 @@ def reduce_accumulator(acc: Accumulator, group=None, device: torch.device | str 
     gloo, the rank's GPU for NCCL; default: CPU unless the backend is NCCL).
     """
     if not isinstance(acc, Accumulator):
-        raise TypeError(f"cannot reduce {type(acc).__name__}; expected LayerwiseMoments, "
-                        "PairedMoments or FeatureMoments")
+        raise TypeError(
+            f"cannot reduce {type(acc).__name__}; expected LayerwiseMoments, "
+            "PairedMoments or FeatureMoments"
+        )
     return acc.all_reduce(group, collective_device(group) if device is None else device)

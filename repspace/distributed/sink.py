@@ -18,6 +18,7 @@ Rank 0 then holds exactly the single-process sample, rows in the same order, whe
 rows are numbered by global sample number (pooled rows).  Every other rank's sample is
 emptied.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,10 @@ def reduce_sink(sink, group=None, device=None) -> None:
     keys = next((k for k in keys_by_rank if k), [])
     for r, k in enumerate(keys_by_rank):
         if k and k != keys:
-            raise ValueError(f"rank {r} captured token streams {k} but another rank {keys}; "
-                             "every rank must run the same models and layers")
+            raise ValueError(
+                f"rank {r} captured token streams {k} but another rank {keys}; "
+                "every rank must run the same models and layers"
+            )
     for key in keys:
         reduce_accumulator(sink.accumulator_for(key), group=group, device=device)
 

@@ -1,4 +1,5 @@
 """Input validation and tokenisation shared by the task metrics."""
+
 from __future__ import annotations
 
 import re
@@ -22,13 +23,17 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN_RE.findall(text.lower())
 
 
-def check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]], metric: str) -> None:
+def check_inputs(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], metric: str
+) -> None:
     """One-line ``ValueError`` unless ``predictions`` is a non-empty list of strings and
     ``references`` a same-length list of non-empty lists of strings."""
     if isinstance(predictions, str):
         raise ValueError(f"{metric}: predictions must be a list of strings, got a single string")
     if isinstance(references, str):
-        raise ValueError(f"{metric}: references must be a list of lists of strings, got a single string")
+        raise ValueError(
+            f"{metric}: references must be a list of lists of strings, got a single string"
+        )
     if len(predictions) == 0:
         raise ValueError(f"{metric}: predictions is empty")
     if len(predictions) != len(references):
@@ -39,9 +44,15 @@ def check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]]
         if not isinstance(p, str):
             raise ValueError(f"{metric}: predictions[{i}] must be a string, got {type(p).__name__}")
         if isinstance(refs, str):
-            raise ValueError(f"{metric}: references[{i}] must be a list of strings, got a string (wrap it in a list)")
+            raise ValueError(
+                f"{metric}: references[{i}] must be a list of strings, got a string (wrap it in a list)"
+            )
         if len(refs) == 0:
-            raise ValueError(f"{metric}: references[{i}] is empty; every prediction needs at least one reference")
+            raise ValueError(
+                f"{metric}: references[{i}] is empty; every prediction needs at least one reference"
+            )
         for j, r in enumerate(refs):
             if not isinstance(r, str):
-                raise ValueError(f"{metric}: references[{i}][{j}] must be a string, got {type(r).__name__}")
+                raise ValueError(
+                    f"{metric}: references[{i}][{j}] must be a string, got {type(r).__name__}"
+                )

@@ -16,6 +16,7 @@ Deviation from ``pycocoevalcap``: it adds 1e-15 / 1e-9 to every numerator / deno
 a corpus without any matching 4-gram scores a small positive number there; here it scores
 exactly 0 (and ``p_n = 0`` when there are no candidate n-grams at all), as in the paper.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,11 +30,15 @@ __all__ = ["bleu_scores", "corpus_bleu", "ngram_counts"]
 
 def ngram_counts(tokens: Sequence[str], n: int) -> Counter:
     """Counts of all k-grams of ``tokens`` for ``k = 1..n`` (keys are tuples)."""
-    return Counter(tuple(tokens[i:i + k]) for k in range(1, n + 1) for i in range(len(tokens) - k + 1))
+    return Counter(
+        tuple(tokens[i : i + k]) for k in range(1, n + 1) for i in range(len(tokens) - k + 1)
+    )
 
 
 def bleu_scores(
-    predictions: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4,
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    max_n: int = 4,
 ) -> list[float]:
     """Corpus BLEU-1 .. BLEU-``max_n`` (each with the brevity penalty), in [0, 1]."""
     check_inputs(predictions, references, "bleu")
@@ -66,6 +71,8 @@ def bleu_scores(
     return out
 
 
-def corpus_bleu(predictions: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4) -> float:
+def corpus_bleu(
+    predictions: Sequence[str], references: Sequence[Sequence[str]], max_n: int = 4
+) -> float:
     """Corpus BLEU-``max_n`` (default BLEU-4) of ``predictions`` against lists of ``references``."""
     return bleu_scores(predictions, references, max_n)[-1]

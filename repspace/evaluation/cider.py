@@ -18,6 +18,7 @@ length differences enter the penalty, so this equals the word-length difference 
 non-empty sentences.  Consequences worth knowing: with ``N = 1`` every idf is 0 and every
 score 0; an n-gram present in every image's references carries no weight.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,12 +58,15 @@ def _sim(hyp, ref, n: int, sigma: float) -> np.ndarray:
             val[k] += min(w, wr) * wr
         if nh[k] != 0 and nr[k] != 0:
             val[k] /= nh[k] * nr[k]
-        val[k] *= math.exp(-(delta ** 2) / (2 * sigma ** 2))
+        val[k] *= math.exp(-(delta**2) / (2 * sigma**2))
     return val
 
 
 def cider_d_scores(
-    predictions: Sequence[str], references: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0,
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    n: int = 4,
+    sigma: float = 6.0,
 ) -> np.ndarray:
     """Per-image CIDEr-D, shape ``(len(predictions),)``, float64 (>= 0; 10 x cosine-like, so up to ~10)."""
     check_inputs(predictions, references, "cider_d")
@@ -82,7 +86,10 @@ def cider_d_scores(
 
 
 def cider_d(
-    predictions: Sequence[str], references: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0,
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    n: int = 4,
+    sigma: float = 6.0,
 ) -> float:
     """Corpus CIDEr-D: the mean of :func:`cider_d_scores` over images."""
     return float(np.mean(cider_d_scores(predictions, references, n, sigma)))

@@ -22,6 +22,7 @@ Normalisation (the official evaluator's steps, re-implemented):
 Deviation: the official script normalises only when the 10 human answers are not all equal;
 here both sides are always normalised (so ``"Yes."`` matches 10 x ``"yes"``).
 """
+
 from __future__ import annotations
 
 import re
@@ -33,20 +34,80 @@ from repspace.evaluation._inputs import check_inputs
 
 __all__ = ["normalize_answer", "vqa_scores", "vqa_accuracy"]
 
-_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+_PUNCT = [
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+]
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 _PERIOD_STRIP = re.compile(r"\.(?!\d)")
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-            "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _ARTICLES = {"a", "an", "the"}
 _CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldnt": "couldn't", "couldve": "could've",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-    "havent": "haven't", "isnt": "isn't", "mightnt": "mightn't", "mustnt": "mustn't", "shouldnt": "shouldn't",
-    "shouldve": "should've", "wasnt": "wasn't", "werent": "weren't", "wont": "won't", "wouldnt": "wouldn't",
-    "wouldve": "would've", "youre": "you're", "youve": "you've", "theyre": "they're", "theyve": "they've",
-    "im": "i'm", "ive": "i've", "whats": "what's", "thats": "that's", "theres": "there's",
-    "wheres": "where's", "whos": "who's", "hows": "how's",
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldnt": "couldn't",
+    "couldve": "could've",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "isnt": "isn't",
+    "mightnt": "mightn't",
+    "mustnt": "mustn't",
+    "shouldnt": "shouldn't",
+    "shouldve": "should've",
+    "wasnt": "wasn't",
+    "werent": "weren't",
+    "wont": "won't",
+    "wouldnt": "wouldn't",
+    "wouldve": "would've",
+    "youre": "you're",
+    "youve": "you've",
+    "theyre": "they're",
+    "theyve": "they've",
+    "im": "i'm",
+    "ive": "i've",
+    "whats": "what's",
+    "thats": "that's",
+    "theres": "there's",
+    "wheres": "where's",
+    "whos": "who's",
+    "hows": "how's",
 }
 
 

@@ -19,6 +19,7 @@ Patterns are regular expressions that must match a whole ``named_modules()`` pat
 *unwrapped* model (see :func:`repspace.layer_table.unwrap_model`).  To add an
 architecture, add one :class:`ArchSpec` to ``ARCHITECTURES`` (see ``docs/methods.md``).
 """
+
 from __future__ import annotations
 
 import re
@@ -27,7 +28,14 @@ from typing import Iterable
 
 from torch import nn
 
-__all__ = ["ArchSpec", "ARCHITECTURES", "architecture_of", "find_modules", "site_modules", "output_width"]
+__all__ = [
+    "ArchSpec",
+    "ARCHITECTURES",
+    "architecture_of",
+    "find_modules",
+    "site_modules",
+    "output_width",
+]
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,10 @@ class ArchSpec:
         missing = [t for t in towers if t not in table]
         if missing or not towers:
             have = ", ".join(sorted(table)) or "none"
-            raise ValueError(f"{self.name} models have no {site} site in tower(s) "
-                             f"{', '.join(missing) or '(none given)'}; available: {have}")
+            raise ValueError(
+                f"{self.name} models have no {site} site in tower(s) "
+                f"{', '.join(missing) or '(none given)'}; available: {have}"
+            )
         return "|".join(f"(?:{table[t]})" for t in towers)
 
 
@@ -88,130 +98,261 @@ _QWEN2VL_T = r"model\.language_model\.layers\.\d+\."
 _QWEN2VL_V = r"model\.visual\.blocks\.\d+\."
 
 ARCHITECTURES: tuple[ArchSpec, ...] = (
-    ArchSpec("blip", ("blip",), {
-        "query_value": {"text": _BLIP_T + r"attention\.self\.(?:query|value)", "vision": _BLIP_V + r"self_attn\.qkv"},
-        "key_value": {"text": _BLIP_T + r"attention\.self\.(?:key|value)", "vision": _BLIP_V + r"self_attn\.qkv"},
-        "ffn_in": {"text": _BLIP_T + r"intermediate\.dense", "vision": _BLIP_V + r"mlp\.fc1"},
-        "ffn_out": {"text": _BLIP_T + r"output\.dense", "vision": _BLIP_V + r"mlp\.fc2"},
-        "attn_out": {"text": _BLIP_T + r"attention\.output\.dense", "vision": _BLIP_V + r"self_attn\.projection"},
-        "self_attention": {"text": _BLIP_T + r"attention\.self", "vision": _BLIP_V + r"self_attn"},
-        "embeddings": {"text": r"text_decoder\.bert\.embeddings|text_encoder\.embeddings",
-                       "image": r"vision_model\.embeddings"},
-    }, fused_qkv=("vision",)),
+    ArchSpec(
+        "blip",
+        ("blip",),
+        {
+            "query_value": {
+                "text": _BLIP_T + r"attention\.self\.(?:query|value)",
+                "vision": _BLIP_V + r"self_attn\.qkv",
+            },
+            "key_value": {
+                "text": _BLIP_T + r"attention\.self\.(?:key|value)",
+                "vision": _BLIP_V + r"self_attn\.qkv",
+            },
+            "ffn_in": {"text": _BLIP_T + r"intermediate\.dense", "vision": _BLIP_V + r"mlp\.fc1"},
+            "ffn_out": {"text": _BLIP_T + r"output\.dense", "vision": _BLIP_V + r"mlp\.fc2"},
+            "attn_out": {
+                "text": _BLIP_T + r"attention\.output\.dense",
+                "vision": _BLIP_V + r"self_attn\.projection",
+            },
+            "self_attention": {
+                "text": _BLIP_T + r"attention\.self",
+                "vision": _BLIP_V + r"self_attn",
+            },
+            "embeddings": {
+                "text": r"text_decoder\.bert\.embeddings|text_encoder\.embeddings",
+                "image": r"vision_model\.embeddings",
+            },
+        },
+        fused_qkv=("vision",),
+    ),
     # LLaVA-NeXT and PaliGemma share LLaVA's layout (vision_tower -> multi_modal_projector ->
     # language_model); SigLIP's vision blocks are named like CLIP's.
-    ArchSpec("llava", ("llava", "llava_next", "paligemma"), {
-        "query_value": {"text": _LLAVA_T + r"self_attn\.(?:q|v)_proj", "vision": _LLAVA_V + r"self_attn\.(?:q|v)_proj"},
-        "key_value": {"text": _LLAVA_T + r"self_attn\.(?:k|v)_proj", "vision": _LLAVA_V + r"self_attn\.(?:k|v)_proj"},
-        "ffn_in": {"text": _LLAVA_T + r"mlp\.(?:gate|up)_proj", "vision": _LLAVA_V + r"mlp\.fc1"},
-        "ffn_out": {"text": _LLAVA_T + r"mlp\.down_proj", "vision": _LLAVA_V + r"mlp\.fc2"},
-        "attn_out": {"text": _LLAVA_T + r"self_attn\.o_proj", "vision": _LLAVA_V + r"self_attn\.out_proj"},
-        "self_attention": {"text": _LLAVA_T + r"self_attn", "vision": _LLAVA_V + r"self_attn"},
-        "embeddings": {"text": r"(?:model\.language_model|language_model\.model|language_model)\.embed_tokens",
-                       "image": r"(?:model\.)?multi_modal_projector"},
-    }),
-    ArchSpec("gpt2", ("gpt2",), {
-        "query_value": {"text": _GPT2_T + r"attn\.c_attn"},
-        "key_value": {"text": _GPT2_T + r"attn\.c_attn"},
-        "ffn_in": {"text": _GPT2_T + r"mlp\.c_fc"},
-        "ffn_out": {"text": _GPT2_T + r"mlp\.c_proj"},
-        "attn_out": {"text": _GPT2_T + r"attn\.c_proj"},
-        "self_attention": {"text": _GPT2_T + r"attn"},
-        # wte + wpe -> dropout -> first block: the dropout's output is the block input.
-        "embeddings": {"text": r"(?:transformer\.)?drop"},
-    }, fused_qkv=("text",)),
-    ArchSpec("bert", ("bert", "roberta"), {
-        "query_value": {"text": _BERT_T + r"attention\.self\.(?:query|value)"},
-        "key_value": {"text": _BERT_T + r"attention\.self\.(?:key|value)"},
-        "ffn_in": {"text": _BERT_T + r"intermediate\.dense"},
-        "ffn_out": {"text": _BERT_T + r"output\.dense"},
-        "attn_out": {"text": _BERT_T + r"attention\.output\.dense"},
-        "self_attention": {"text": _BERT_T + r"attention\.self"},
-        "embeddings": {"text": r"(?:(?:bert|roberta)\.)?embeddings"},
-    }),
-    ArchSpec("llama", ("llama", "mistral", "qwen2", "gemma", "gemma2"), {
-        "query_value": {"text": _LLAMA_T + r"self_attn\.(?:q|v)_proj"},
-        "key_value": {"text": _LLAMA_T + r"self_attn\.(?:k|v)_proj"},
-        "ffn_in": {"text": _LLAMA_T + r"mlp\.(?:gate|up)_proj"},
-        "ffn_out": {"text": _LLAMA_T + r"mlp\.down_proj"},
-        "attn_out": {"text": _LLAMA_T + r"self_attn\.o_proj"},
-        "self_attention": {"text": _LLAMA_T + r"self_attn"},
-        "embeddings": {"text": r"(?:model\.)?embed_tokens"},
-    }),
+    ArchSpec(
+        "llava",
+        ("llava", "llava_next", "paligemma"),
+        {
+            "query_value": {
+                "text": _LLAVA_T + r"self_attn\.(?:q|v)_proj",
+                "vision": _LLAVA_V + r"self_attn\.(?:q|v)_proj",
+            },
+            "key_value": {
+                "text": _LLAVA_T + r"self_attn\.(?:k|v)_proj",
+                "vision": _LLAVA_V + r"self_attn\.(?:k|v)_proj",
+            },
+            "ffn_in": {
+                "text": _LLAVA_T + r"mlp\.(?:gate|up)_proj",
+                "vision": _LLAVA_V + r"mlp\.fc1",
+            },
+            "ffn_out": {"text": _LLAVA_T + r"mlp\.down_proj", "vision": _LLAVA_V + r"mlp\.fc2"},
+            "attn_out": {
+                "text": _LLAVA_T + r"self_attn\.o_proj",
+                "vision": _LLAVA_V + r"self_attn\.out_proj",
+            },
+            "self_attention": {"text": _LLAVA_T + r"self_attn", "vision": _LLAVA_V + r"self_attn"},
+            "embeddings": {
+                "text": r"(?:model\.language_model|language_model\.model|language_model)\.embed_tokens",
+                "image": r"(?:model\.)?multi_modal_projector",
+            },
+        },
+    ),
+    ArchSpec(
+        "gpt2",
+        ("gpt2",),
+        {
+            "query_value": {"text": _GPT2_T + r"attn\.c_attn"},
+            "key_value": {"text": _GPT2_T + r"attn\.c_attn"},
+            "ffn_in": {"text": _GPT2_T + r"mlp\.c_fc"},
+            "ffn_out": {"text": _GPT2_T + r"mlp\.c_proj"},
+            "attn_out": {"text": _GPT2_T + r"attn\.c_proj"},
+            "self_attention": {"text": _GPT2_T + r"attn"},
+            # wte + wpe -> dropout -> first block: the dropout's output is the block input.
+            "embeddings": {"text": r"(?:transformer\.)?drop"},
+        },
+        fused_qkv=("text",),
+    ),
+    ArchSpec(
+        "bert",
+        ("bert", "roberta"),
+        {
+            "query_value": {"text": _BERT_T + r"attention\.self\.(?:query|value)"},
+            "key_value": {"text": _BERT_T + r"attention\.self\.(?:key|value)"},
+            "ffn_in": {"text": _BERT_T + r"intermediate\.dense"},
+            "ffn_out": {"text": _BERT_T + r"output\.dense"},
+            "attn_out": {"text": _BERT_T + r"attention\.output\.dense"},
+            "self_attention": {"text": _BERT_T + r"attention\.self"},
+            "embeddings": {"text": r"(?:(?:bert|roberta)\.)?embeddings"},
+        },
+    ),
+    ArchSpec(
+        "llama",
+        ("llama", "mistral", "qwen2", "gemma", "gemma2"),
+        {
+            "query_value": {"text": _LLAMA_T + r"self_attn\.(?:q|v)_proj"},
+            "key_value": {"text": _LLAMA_T + r"self_attn\.(?:k|v)_proj"},
+            "ffn_in": {"text": _LLAMA_T + r"mlp\.(?:gate|up)_proj"},
+            "ffn_out": {"text": _LLAMA_T + r"mlp\.down_proj"},
+            "attn_out": {"text": _LLAMA_T + r"self_attn\.o_proj"},
+            "self_attention": {"text": _LLAMA_T + r"self_attn"},
+            "embeddings": {"text": r"(?:model\.)?embed_tokens"},
+        },
+    ),
     # transformers >= 5 names ViT blocks ``layers.N`` with ``q_proj``/``mlp.fc1``; earlier
     # versions ``encoder.layer.N`` with ``attention.attention.query``/``intermediate.dense``.
-    ArchSpec("vit", ("vit",), {
-        "query_value": {"vision": _VIT_V + r"attention\.(?:attention\.(?:query|value)|(?:q|v)_proj)"},
-        "key_value": {"vision": _VIT_V + r"attention\.(?:attention\.(?:key|value)|(?:k|v)_proj)"},
-        "ffn_in": {"vision": _VIT_V + r"(?:intermediate\.dense|mlp\.fc1)"},
-        "ffn_out": {"vision": _VIT_V + r"(?:output\.dense|mlp\.fc2)"},
-        "attn_out": {"vision": _VIT_V + r"attention\.(?:output\.dense|o_proj)"},
-        "self_attention": {"vision": r"(?:vit\.)?(?:encoder\.layer\.\d+\.attention\.attention|layers\.\d+\.attention)"},
-        "embeddings": {"image": r"(?:vit\.)?embeddings"},
-    }),
+    ArchSpec(
+        "vit",
+        ("vit",),
+        {
+            "query_value": {
+                "vision": _VIT_V + r"attention\.(?:attention\.(?:query|value)|(?:q|v)_proj)"
+            },
+            "key_value": {
+                "vision": _VIT_V + r"attention\.(?:attention\.(?:key|value)|(?:k|v)_proj)"
+            },
+            "ffn_in": {"vision": _VIT_V + r"(?:intermediate\.dense|mlp\.fc1)"},
+            "ffn_out": {"vision": _VIT_V + r"(?:output\.dense|mlp\.fc2)"},
+            "attn_out": {"vision": _VIT_V + r"attention\.(?:output\.dense|o_proj)"},
+            "self_attention": {
+                "vision": r"(?:vit\.)?(?:encoder\.layer\.\d+\.attention\.attention|layers\.\d+\.attention)"
+            },
+            "embeddings": {"image": r"(?:vit\.)?embeddings"},
+        },
+    ),
     # Phi-3 fuses q, k, v into qkv_proj and gate, up into gate_up_proj: LoRA and IA3 adapt the
     # fused map (IA3's vector then rescales the queries too, as on GPT-2).
-    ArchSpec("phi3", ("phi3",), {
-        "query_value": {"text": _PHI3_T + r"self_attn\.qkv_proj"},
-        "key_value": {"text": _PHI3_T + r"self_attn\.qkv_proj"},
-        "ffn_in": {"text": _PHI3_T + r"mlp\.gate_up_proj"},
-        "ffn_out": {"text": _PHI3_T + r"mlp\.down_proj"},
-        "attn_out": {"text": _PHI3_T + r"self_attn\.o_proj"},
-        "self_attention": {"text": _PHI3_T + r"self_attn"},
-        "embeddings": {"text": r"(?:model\.)?embed_tokens"},
-    }, fused_qkv=("text",)),
+    ArchSpec(
+        "phi3",
+        ("phi3",),
+        {
+            "query_value": {"text": _PHI3_T + r"self_attn\.qkv_proj"},
+            "key_value": {"text": _PHI3_T + r"self_attn\.qkv_proj"},
+            "ffn_in": {"text": _PHI3_T + r"mlp\.gate_up_proj"},
+            "ffn_out": {"text": _PHI3_T + r"mlp\.down_proj"},
+            "attn_out": {"text": _PHI3_T + r"self_attn\.o_proj"},
+            "self_attention": {"text": _PHI3_T + r"self_attn"},
+            "embeddings": {"text": r"(?:model\.)?embed_tokens"},
+        },
+        fused_qkv=("text",),
+    ),
     # T5: LoRA/IA3/adapters on self- and cross-attention (peft's own T5 targets q, v / k, v,
     # wo in both); prefixes on self-attention only.  AdaLink adapts the encoder's input
     # embeddings (the input text; the decoder's are the target's) and prompt tuning prepends
     # to the encoder input.
-    ArchSpec("t5", ("t5", "mt5", "umt5"), {
-        "query_value": {"text": _T5_ATTN + r"(?:q|v)"},
-        "key_value": {"text": _T5_ATTN + r"(?:k|v)"},
-        "ffn_in": {"text": _T5_T + r"DenseReluDense\.(?:wi|wi_0|wi_1)"},
-        "ffn_out": {"text": _T5_T + r"DenseReluDense\.wo"},
-        "attn_out": {"text": _T5_ATTN + r"o"},
-        "self_attention": {"text": _T5_T + r"SelfAttention"},
-        "embeddings": {"text": r"encoder\.embed_tokens"},
-    }),
+    ArchSpec(
+        "t5",
+        ("t5", "mt5", "umt5"),
+        {
+            "query_value": {"text": _T5_ATTN + r"(?:q|v)"},
+            "key_value": {"text": _T5_ATTN + r"(?:k|v)"},
+            "ffn_in": {"text": _T5_T + r"DenseReluDense\.(?:wi|wi_0|wi_1)"},
+            "ffn_out": {"text": _T5_T + r"DenseReluDense\.wo"},
+            "attn_out": {"text": _T5_ATTN + r"o"},
+            "self_attention": {"text": _T5_T + r"SelfAttention"},
+            "embeddings": {"text": r"encoder\.embed_tokens"},
+        },
+    ),
     # BLIP-2 and InstructBLIP: the text tower is the language model (OPT, Llama/Vicuna or
     # T5 / FLAN-T5), the vision tower the ViT; the Q-Former between them is tuned only by
     # full fine-tuning.  Image "embeddings" are the projected query outputs entering the LM.
-    ArchSpec("blip2", ("blip-2", "instructblip"), {
-        "query_value": {"text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn\.(?:q|v)_proj|{_T5_ATTN}(?:q|v)",
-                        "vision": _B2_V + r"self_attn\.qkv"},
-        "key_value": {"text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn\.(?:k|v)_proj|{_T5_ATTN}(?:k|v)",
-                      "vision": _B2_V + r"self_attn\.qkv"},
-        "ffn_in": {"text": rf"{_B2_OPT}fc1|{_B2_LLAMA}mlp\.(?:gate|up)_proj|{_T5_T}DenseReluDense\.(?:wi|wi_0|wi_1)",
-                   "vision": _B2_V + r"mlp\.fc1"},
-        "ffn_out": {"text": rf"{_B2_OPT}fc2|{_B2_LLAMA}mlp\.down_proj|{_T5_T}DenseReluDense\.wo",
-                    "vision": _B2_V + r"mlp\.fc2"},
-        "attn_out": {"text": rf"{_B2_OPT}self_attn\.out_proj|{_B2_LLAMA}self_attn\.o_proj|{_T5_ATTN}o",
-                     "vision": _B2_V + r"self_attn\.projection"},
-        "self_attention": {"text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn|{_T5_T}SelfAttention",
-                           "vision": _B2_V + r"self_attn"},
-        "embeddings": {"text": r"language_model\.(?:model\.decoder\.|model\.)?embed_tokens|language_model\.shared",
-                       "image": r"language_projection"},
-    }, fused_qkv=("vision",), text_input=r"language_model\.encoder"),
+    ArchSpec(
+        "blip2",
+        ("blip-2", "instructblip"),
+        {
+            "query_value": {
+                "text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn\.(?:q|v)_proj|{_T5_ATTN}(?:q|v)",
+                "vision": _B2_V + r"self_attn\.qkv",
+            },
+            "key_value": {
+                "text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn\.(?:k|v)_proj|{_T5_ATTN}(?:k|v)",
+                "vision": _B2_V + r"self_attn\.qkv",
+            },
+            "ffn_in": {
+                "text": rf"{_B2_OPT}fc1|{_B2_LLAMA}mlp\.(?:gate|up)_proj|{_T5_T}DenseReluDense\.(?:wi|wi_0|wi_1)",
+                "vision": _B2_V + r"mlp\.fc1",
+            },
+            "ffn_out": {
+                "text": rf"{_B2_OPT}fc2|{_B2_LLAMA}mlp\.down_proj|{_T5_T}DenseReluDense\.wo",
+                "vision": _B2_V + r"mlp\.fc2",
+            },
+            "attn_out": {
+                "text": rf"{_B2_OPT}self_attn\.out_proj|{_B2_LLAMA}self_attn\.o_proj|{_T5_ATTN}o",
+                "vision": _B2_V + r"self_attn\.projection",
+            },
+            "self_attention": {
+                "text": rf"(?:{_B2_OPT}|{_B2_LLAMA})self_attn|{_T5_T}SelfAttention",
+                "vision": _B2_V + r"self_attn",
+            },
+            "embeddings": {
+                "text": r"language_model\.(?:model\.decoder\.|model\.)?embed_tokens|language_model\.shared",
+                "image": r"language_projection",
+            },
+        },
+        fused_qkv=("vision",),
+        text_input=r"language_model\.encoder",
+    ),
     # Idefics3 / SmolVLM: vision_model -> connector (pixel shuffle + projection) -> text_model.
-    ArchSpec("idefics3", ("idefics3", "smolvlm"), {
-        "query_value": {"text": _IDEFICS_T + r"self_attn\.(?:q|v)_proj", "vision": _IDEFICS_V + r"self_attn\.(?:q|v)_proj"},
-        "key_value": {"text": _IDEFICS_T + r"self_attn\.(?:k|v)_proj", "vision": _IDEFICS_V + r"self_attn\.(?:k|v)_proj"},
-        "ffn_in": {"text": _IDEFICS_T + r"mlp\.(?:gate|up)_proj", "vision": _IDEFICS_V + r"mlp\.fc1"},
-        "ffn_out": {"text": _IDEFICS_T + r"mlp\.down_proj", "vision": _IDEFICS_V + r"mlp\.fc2"},
-        "attn_out": {"text": _IDEFICS_T + r"self_attn\.o_proj", "vision": _IDEFICS_V + r"self_attn\.out_proj"},
-        "self_attention": {"text": _IDEFICS_T + r"self_attn", "vision": _IDEFICS_V + r"self_attn"},
-        "embeddings": {"text": r"model\.text_model\.embed_tokens", "image": r"model\.connector"},
-    }),
+    ArchSpec(
+        "idefics3",
+        ("idefics3", "smolvlm"),
+        {
+            "query_value": {
+                "text": _IDEFICS_T + r"self_attn\.(?:q|v)_proj",
+                "vision": _IDEFICS_V + r"self_attn\.(?:q|v)_proj",
+            },
+            "key_value": {
+                "text": _IDEFICS_T + r"self_attn\.(?:k|v)_proj",
+                "vision": _IDEFICS_V + r"self_attn\.(?:k|v)_proj",
+            },
+            "ffn_in": {
+                "text": _IDEFICS_T + r"mlp\.(?:gate|up)_proj",
+                "vision": _IDEFICS_V + r"mlp\.fc1",
+            },
+            "ffn_out": {"text": _IDEFICS_T + r"mlp\.down_proj", "vision": _IDEFICS_V + r"mlp\.fc2"},
+            "attn_out": {
+                "text": _IDEFICS_T + r"self_attn\.o_proj",
+                "vision": _IDEFICS_V + r"self_attn\.out_proj",
+            },
+            "self_attention": {
+                "text": _IDEFICS_T + r"self_attn",
+                "vision": _IDEFICS_V + r"self_attn",
+            },
+            "embeddings": {
+                "text": r"model\.text_model\.embed_tokens",
+                "image": r"model\.connector",
+            },
+        },
+    ),
     # Qwen2-VL: vision blocks with fused qkv; the merger's output is the image tokens.
-    ArchSpec("qwen2_vl", ("qwen2_vl",), {
-        "query_value": {"text": _QWEN2VL_T + r"self_attn\.(?:q|v)_proj", "vision": _QWEN2VL_V + r"attn\.qkv"},
-        "key_value": {"text": _QWEN2VL_T + r"self_attn\.(?:k|v)_proj", "vision": _QWEN2VL_V + r"attn\.qkv"},
-        "ffn_in": {"text": _QWEN2VL_T + r"mlp\.(?:gate|up)_proj", "vision": _QWEN2VL_V + r"mlp\.fc1"},
-        "ffn_out": {"text": _QWEN2VL_T + r"mlp\.down_proj", "vision": _QWEN2VL_V + r"mlp\.fc2"},
-        "attn_out": {"text": _QWEN2VL_T + r"self_attn\.o_proj", "vision": _QWEN2VL_V + r"attn\.proj"},
-        "self_attention": {"text": _QWEN2VL_T + r"self_attn", "vision": _QWEN2VL_V + r"attn"},
-        "embeddings": {"text": r"model\.language_model\.embed_tokens", "image": r"model\.visual\.merger"},
-    }, fused_qkv=("vision",)),
+    ArchSpec(
+        "qwen2_vl",
+        ("qwen2_vl",),
+        {
+            "query_value": {
+                "text": _QWEN2VL_T + r"self_attn\.(?:q|v)_proj",
+                "vision": _QWEN2VL_V + r"attn\.qkv",
+            },
+            "key_value": {
+                "text": _QWEN2VL_T + r"self_attn\.(?:k|v)_proj",
+                "vision": _QWEN2VL_V + r"attn\.qkv",
+            },
+            "ffn_in": {
+                "text": _QWEN2VL_T + r"mlp\.(?:gate|up)_proj",
+                "vision": _QWEN2VL_V + r"mlp\.fc1",
+            },
+            "ffn_out": {"text": _QWEN2VL_T + r"mlp\.down_proj", "vision": _QWEN2VL_V + r"mlp\.fc2"},
+            "attn_out": {
+                "text": _QWEN2VL_T + r"self_attn\.o_proj",
+                "vision": _QWEN2VL_V + r"attn\.proj",
+            },
+            "self_attention": {"text": _QWEN2VL_T + r"self_attn", "vision": _QWEN2VL_V + r"attn"},
+            "embeddings": {
+                "text": r"model\.language_model\.embed_tokens",
+                "image": r"model\.visual\.merger",
+            },
+        },
+        fused_qkv=("vision",),
+    ),
 )
 
 
@@ -225,12 +366,16 @@ def architecture_of(model: nn.Module) -> ArchSpec:
         if model_type in spec.model_types:
             return spec
     known = ", ".join(t for s in ARCHITECTURES for t in s.model_types)
-    raise ValueError(f"{type(root).__name__} (model_type {model_type!r}): repspace has no method "
-                     f"sites for this architecture (known: {known}); add an ArchSpec "
-                     "(docs/methods.md, 'Adding an architecture')")
+    raise ValueError(
+        f"{type(root).__name__} (model_type {model_type!r}): repspace has no method "
+        f"sites for this architecture (known: {known}); add an ArchSpec "
+        "(docs/methods.md, 'Adding an architecture')"
+    )
 
 
-def find_modules(model: nn.Module, pattern: str, what: str = "modules") -> list[tuple[str, nn.Module]]:
+def find_modules(
+    model: nn.Module, pattern: str, what: str = "modules"
+) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of the unwrapped model whose full path matches ``pattern``.
 
     Raises ValueError naming ``what`` when nothing matches: a method that silently
@@ -242,13 +387,16 @@ def find_modules(model: nn.Module, pattern: str, what: str = "modules") -> list[
     rx = re.compile(pattern)
     out = [(n, m) for n, m in root.named_modules() if n and rx.fullmatch(n)]
     if not out:
-        raise ValueError(f"{type(root).__name__}: no {what} match {pattern!r}; is this the "
-                         "architecture family repspace thinks it is?")
+        raise ValueError(
+            f"{type(root).__name__}: no {what} match {pattern!r}; is this the "
+            "architecture family repspace thinks it is?"
+        )
     return out
 
 
-def site_modules(model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers: Iterable[str],
-                 what: str) -> list[tuple[str, nn.Module]]:
+def site_modules(
+    model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers: Iterable[str], what: str
+) -> list[tuple[str, nn.Module]]:
     """``(real name, module)`` of every module of ``sites`` in ``towers``, in model order,
     each once.  ValueError (one line, naming ``what``) when a tower lacks a site or nothing
     matches.
@@ -267,9 +415,11 @@ def site_modules(model: nn.Module, arch: ArchSpec, sites: Iterable[str], towers:
     real: dict[int, str] = {id(m): n for n, m in root.named_modules()}  # deduplicated by torch
     out = [(real[id(m)], m) for c, m in canonical_modules(root).items() if rx.fullmatch(c)]
     if not out:
-        raise ValueError(f"{what}: no module of {type(root).__name__} matches site(s) "
-                         f"{', '.join(sites)} in tower(s) {', '.join(towers)}; is this really a "
-                         f"{arch.name} model?")
+        raise ValueError(
+            f"{what}: no module of {type(root).__name__} matches site(s) "
+            f"{', '.join(sites)} in tower(s) {', '.join(towers)}; is this really a "
+            f"{arch.name} model?"
+        )
     return out
 
 

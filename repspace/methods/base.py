@@ -14,6 +14,7 @@ Multi-stage methods (PT-PEFT) declare ``num_stages > 1``; stage ``k`` adds to wh
 ``< k`` built.  :func:`apply_method` with ``stage=None`` builds every stage, which is how
 a saved checkpoint is rebuilt before its trainable weights are loaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,10 +34,30 @@ from repspace.layer_table import register_adapter_component
 from repspace.methods.architectures import ArchSpec, architecture_of
 
 __all__ = [
-    "MethodConfig", "MethodSpec", "ParamCount", "register_method", "get_method", "available_methods",
-    "make_config", "config_from_dict", "apply_method", "count_parameters", "trainable_state_dict",
-    "load_trainable_state_dict", "generation_kwargs", "method_name", "head_parameters", "MethodFacts",
-    "method_facts", "SettingError", "MAX_SIZE", "SIZE", "SWITCH", "TOWERS", "subset_of", "names",
+    "MethodConfig",
+    "MethodSpec",
+    "ParamCount",
+    "register_method",
+    "get_method",
+    "available_methods",
+    "make_config",
+    "config_from_dict",
+    "apply_method",
+    "count_parameters",
+    "trainable_state_dict",
+    "load_trainable_state_dict",
+    "generation_kwargs",
+    "method_name",
+    "head_parameters",
+    "MethodFacts",
+    "method_facts",
+    "SettingError",
+    "MAX_SIZE",
+    "SIZE",
+    "SWITCH",
+    "TOWERS",
+    "subset_of",
+    "names",
 ]
 
 # Families import lazily, so `import repspace` stays cheap and peft is only imported on use;
@@ -60,11 +81,16 @@ def subset_of(allowed, *, unique: bool = False) -> Check:
 
     def accepts(value) -> bool:
         chosen = names(value)
-        return bool(chosen) and all(isinstance(n, str) and n in allowed for n in chosen) and (
-            not unique or len(set(chosen)) == len(chosen))
+        return (
+            bool(chosen)
+            and all(isinstance(n, str) and n in allowed for n in chosen)
+            and (not unique or len(set(chosen)) == len(chosen))
+        )
 
-    return Check(accepts, f"a non-empty subset of {', '.join(allowed)}"
-                          + (" without repeats" if unique else ""))
+    return Check(
+        accepts,
+        f"a non-empty subset of {', '.join(allowed)}" + (" without repeats" if unique else ""),
+    )
 
 
 def names(value) -> tuple:
@@ -188,9 +214,16 @@ class ParamCount:
         return f"{self.trainable:,} trainable of {self.total:,} ({100 * self.fraction:.3f} %)"
 
 
-def register_method(name: str, config_class: type[MethodConfig], apply: Callable[..., nn.Module],
-                    summary: str, paper: str = "", *, facts: MethodFacts = MethodFacts(),
-                    **defaults) -> None:
+def register_method(
+    name: str,
+    config_class: type[MethodConfig],
+    apply: Callable[..., nn.Module],
+    summary: str,
+    paper: str = "",
+    *,
+    facts: MethodFacts = MethodFacts(),
+    **defaults,
+) -> None:
     """Register method ``name`` with its :class:`MethodFacts`.  ``defaults`` override config
     fields for this name (e.g. ``pt_lora`` and ``pt_adapter`` share one config class)."""
     if not dataclasses.is_dataclass(config_class) or not issubclass(config_class, MethodConfig):
@@ -245,8 +278,10 @@ def make_config(method: str, **options) -> MethodConfig:
     fields = {f.name for f in dataclasses.fields(spec.config_class)}
     unknown = sorted(set(options) - fields)
     if unknown:
-        raise ValueError(f"method {method!r} has no option(s) {', '.join(unknown)}; "
-                         f"its options are {', '.join(sorted(fields)) or 'none'}")
+        raise ValueError(
+            f"method {method!r} has no option(s) {', '.join(unknown)}; "
+            f"its options are {', '.join(sorted(fields)) or 'none'}"
+        )
     kwargs = {**spec.defaults, **options}
     for f in dataclasses.fields(spec.config_class):  # JSON/TOML give lists; configs use tuples
         if isinstance(kwargs.get(f.name), list):
@@ -291,8 +326,10 @@ def apply_method(model: nn.Module, config: MethodConfig, stage: int | None = Non
             for p in head_parameters(model):
                 p.requires_grad_(True)
     if count_parameters(model).trainable == 0:
-        raise ValueError(f"method {spec.name} left no trainable parameter in {type(model).__name__}; "
-                         "check its target towers")
+        raise ValueError(
+            f"method {spec.name} left no trainable parameter in {type(model).__name__}; "
+            "check its target towers"
+        )
     return model
 
 
@@ -314,8 +351,10 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     head = get() if callable(get) else None
     if isinstance(head, nn.Module):
         return list(head.parameters())
-    raise ValueError(f"train_head: {type(root).__name__} has no task head (classifier, score or "
-                     "output embeddings) to train")
+    raise ValueError(
+        f"train_head: {type(root).__name__} has no task head (classifier, score or "
+        "output embeddings) to train"
+    )
 
 
 def count_parameters(model: nn.Module) -> ParamCount:
@@ -333,11 +372,14 @@ def count_parameters(model: nn.Module) -> ParamCount:
 
 def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """``{parameter name: detached CPU tensor}`` of the trainable parameters only."""
-    return {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
-def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
-                              *, full: bool = False) -> None:
+def load_trainable_state_dict(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str, *, full: bool = False
+) -> None:
     """Copy ``state`` into ``model`` strictly: every *trainable* parameter (``full``: every
     parameter) must be present with its shape, and nothing unknown may be in ``state``;
     otherwise a one-line :class:`~repspace.checkpoints.CheckpointError` (a ValueError) naming
@@ -349,13 +391,17 @@ def load_trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor], 
     if missing or extra:
         parts = [f"missing {len(missing)} (e.g. {missing[0]})"] if missing else []
         parts += [f"unexpected {len(extra)} (e.g. {extra[0]})"] if extra else []
-        raise CheckpointError(f"{source}: weights do not fit the rebuilt model ({'; '.join(parts)}); "
-                              "was it trained with a different method config, base or repspace "
-                              "version?")
+        raise CheckpointError(
+            f"{source}: weights do not fit the rebuilt model ({'; '.join(parts)}); "
+            "was it trained with a different method config, base or repspace "
+            "version?"
+        )
     for n, t in state.items():
         if tuple(t.shape) != tuple(params[n].shape):
-            raise CheckpointError(f"{source}: {n} has shape {tuple(t.shape)}, the rebuilt model "
-                                  f"expects {tuple(params[n].shape)}")
+            raise CheckpointError(
+                f"{source}: {n} has shape {tuple(t.shape)}, the rebuilt model "
+                f"expects {tuple(params[n].shape)}"
+            )
     with torch.no_grad():
         for n, t in state.items():
             params[n].copy_(t.to(dtype=params[n].dtype, device=params[n].device))

@@ -1,4 +1,5 @@
 """`repspace methods`: the registered methods, their budget knob and options."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,12 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("methods", help="list the fine-tuning methods and their options",
-                       description="List every registered method: its budget knob (what studies "
-                                   "sweep), its options with defaults, and the paper it follows.")
+    p = sub.add_parser(
+        "methods",
+        help="list the fine-tuning methods and their options",
+        description="List every registered method: its budget knob (what studies "
+        "sweep), its options with defaults, and the paper it follows.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -20,10 +24,16 @@ def _rows() -> list[dict]:
     for name in available_methods():
         spec = get_method(name)
         cfg = spec.config_class(**spec.defaults)
-        rows.append({"method": name, "budget": spec.config_class.budget_field,
-                     "stages": spec.config_class.num_stages, "summary": spec.summary,
-                     "paper": spec.paper,
-                     "options": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}})
+        rows.append(
+            {
+                "method": name,
+                "budget": spec.config_class.budget_field,
+                "stages": spec.config_class.num_stages,
+                "summary": spec.summary,
+                "paper": spec.paper,
+                "options": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)},
+            }
+        )
     return rows
 
 

@@ -11,6 +11,7 @@ to float noise; a real mismatch raises :class:`CachedGenerationMismatch` naming 
 the architecture and the transformers version.  Only a first differing token whose logits
 agree within tolerance (an arg-max near-tie, float noise between the two paths) is accepted.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,6 +33,7 @@ class CachedGenerationMismatch(ValueError):
 
 def _transformers_version() -> str:
     import transformers
+
     return transformers.__version__
 
 
@@ -52,7 +54,8 @@ def compare_cached_generation(generate, args: tuple, kwargs: dict, label: str, m
         raise CachedGenerationMismatch(
             f"{label} on {_architecture(model)} with transformers {_transformers_version()}: cached and "
             f"uncached greedy generation disagree ({problem}); the task scores would be wrong -- "
-            "report this at repspace, or evaluate with use_cache=False")
+            "report this at repspace, or evaluate with use_cache=False"
+        )
     return cached if want_dict else cached.sequences
 
 
@@ -71,7 +74,9 @@ def _disagreement(cached, plain) -> str:
     last = len(steps_a) if not len(differs) else int(differs[0]) - prompt_len + 1
     for step in range(max(0, min(last, len(steps_a), len(steps_b)))):
         la, lb = steps_a[step].double(), steps_b[step].double()
-        if la.shape != lb.shape or not torch.allclose(la, lb, rtol=RTOL, atol=ATOL * max(1.0, lb.abs().max().item())):
+        if la.shape != lb.shape or not torch.allclose(
+            la, lb, rtol=RTOL, atol=ATOL * max(1.0, lb.abs().max().item())
+        ):
             gap = (la - lb).abs().max().item() if la.shape == lb.shape else float("nan")
             return f"new token {step}: logits differ by up to {gap:.3g}"
     if a.shape[1] != b.shape[1] and not len(differs):

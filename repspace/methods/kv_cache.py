@@ -6,6 +6,7 @@ old name is still accepted by a deprecation shim until 5.40).  Methods that wrap
 one of them silently drops the cache on the other releases, and cached generation then
 attends to the newest token only.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,7 @@ trainable.  Shared by every peft-backed family (LoRA, IA3; PT-PEFT through LoRA)
 belongs to none of them; sites are resolved by
 :func:`repspace.methods.architectures.site_modules`.
 """
+
 from __future__ import annotations
 
 import re
@@ -40,7 +41,9 @@ class keep_trainable:
         return False
 
 
-def linear_layout(method: str, targets: list[tuple[str, nn.Module]], linear_only: bool = False) -> bool:
+def linear_layout(
+    method: str, targets: list[tuple[str, nn.Module]], linear_only: bool = False
+) -> bool:
     """peft's ``fan_in_fan_out`` for ``targets``: True when every one is a transformers
     ``Conv1D``, which stores W as (d_in, d_out) (with mixed module types peft fixes it per
     module).  ``linear_only``: a target that is neither ``nn.Linear`` nor ``Conv1D`` is a
@@ -50,8 +53,10 @@ def linear_layout(method: str, targets: list[tuple[str, nn.Module]], linear_only
     if linear_only:
         for name, m in targets:
             if not isinstance(m, (nn.Linear, Conv1D)):
-                raise ValueError(f"{method}: target {name} is a {type(m).__name__}; {method} "
-                                 "supports nn.Linear and transformers Conv1D only")
+                raise ValueError(
+                    f"{method}: target {name} is a {type(m).__name__}; {method} "
+                    "supports nn.Linear and transformers Conv1D only"
+                )
     return all(isinstance(m, Conv1D) for _, m in targets)
 
 
@@ -62,7 +67,9 @@ def inject_peft(method: str, root: nn.Module, peft_config) -> None:
     import peft
 
     if "default" in (getattr(root, "peft_config", None) or {}):
-        raise ValueError(f"{method}: {type(root).__name__} already carries a peft adapter 'default'; "
-                         f"apply {method} to a model without LoRA/IA3")
+        raise ValueError(
+            f"{method}: {type(root).__name__} already carries a peft adapter 'default'; "
+            f"apply {method} to a model without LoRA/IA3"
+        )
     with keep_trainable(root):
         peft.inject_adapter_in_model(peft_config, root)

@@ -7,6 +7,7 @@ Streaming versions live in :mod:`repspace.statistics`.
 The names below are imported on first use (PEP 562): the metric registry
 (:mod:`repspace.metrics.registry`, read to check ``--metrics``) needs no torch.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,16 +19,39 @@ from repspace._lazy import lazy_attributes
 _LAZY = {
     "BootstrapResult": "repspace.metrics.bootstrap",
     "bootstrap_ci": "repspace.metrics.bootstrap",
-    **dict.fromkeys(["MinibatchCKA", "cka_matrix", "linear_cka", "minibatch_cka", "rbf_cka"],
-                    "repspace.metrics.cka"),
-    **dict.fromkeys(["MMDResult", "frechet_distance", "mmd", "mutual_knn_overlap",
-                     "paired_drift", "principal_angles", "procrustes_distance",
-                     "subspace_overlap"], "repspace.metrics.drift"),
+    **dict.fromkeys(
+        ["MinibatchCKA", "cka_matrix", "linear_cka", "minibatch_cka", "rbf_cka"],
+        "repspace.metrics.cka",
+    ),
+    **dict.fromkeys(
+        [
+            "MMDResult",
+            "frechet_distance",
+            "mmd",
+            "mutual_knn_overlap",
+            "paired_drift",
+            "principal_angles",
+            "procrustes_distance",
+            "subspace_overlap",
+        ],
+        "repspace.metrics.drift",
+    ),
     "CKAPermutationResult": "repspace.metrics.permutation",
     "cka_permutation_test": "repspace.metrics.permutation",
-    **dict.fromkeys(["Spectrum", "effective_rank", "explained_variance", "n_components",
-                     "numerical_rank", "participation_ratio", "singular_values", "spectrum",
-                     "stable_rank"], "repspace.metrics.spectrum"),
+    **dict.fromkeys(
+        [
+            "Spectrum",
+            "effective_rank",
+            "explained_variance",
+            "n_components",
+            "numerical_rank",
+            "participation_ratio",
+            "singular_values",
+            "spectrum",
+            "stable_rank",
+        ],
+        "repspace.metrics.spectrum",
+    ),
 }
 
 __all__ = [

@@ -1,4 +1,5 @@
 """Bootstrap confidence intervals for any paired metric (rows resampled jointly)."""
+
 from __future__ import annotations
 
 import warnings
@@ -33,9 +34,18 @@ class BootstrapResult:
         return f"{self.estimate:.4g} [{pct}% CI {self.low:.4g}, {self.high:.4g}]"
 
 
-def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
-                 confidence_level: float = 0.95, method: str = "percentile", seed: int = 0,
-                 progress: bool = False, **metric_kwargs) -> BootstrapResult:
+def bootstrap_ci(
+    metric: Callable,
+    x,
+    y,
+    *,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    method: str = "percentile",
+    seed: int = 0,
+    progress: bool = False,
+    **metric_kwargs,
+) -> BootstrapResult:
     """Confidence interval for ``metric(x, y, **metric_kwargs)`` by resampling paired rows.
 
     Each replicate draws n row indices with replacement and evaluates the metric on
@@ -63,8 +73,11 @@ def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
     check_finite(xt, "x")
     check_finite(yt, "y")
     estimate = float(metric(xt, yt, **metric_kwargs))
-    bar = tqdm(total=n_resamples, desc=f"bootstrap {getattr(metric, '__name__', 'metric')}",
-               disable=not progress)
+    bar = tqdm(
+        total=n_resamples,
+        desc=f"bootstrap {getattr(metric, '__name__', 'metric')}",
+        disable=not progress,
+    )
 
     def statistic(idx):
         idx = np.asarray(idx, dtype=np.int64)
@@ -74,8 +87,12 @@ def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
     import scipy.stats  # on use: importing scipy.stats costs ~0.5 s every repspace command
 
     res = scipy.stats.bootstrap(
-        (np.arange(xt.shape[0]),), statistic, n_resamples=n_resamples, vectorized=False,
-        confidence_level=confidence_level, method=METHODS[method],
+        (np.arange(xt.shape[0]),),
+        statistic,
+        n_resamples=n_resamples,
+        vectorized=False,
+        confidence_level=confidence_level,
+        method=METHODS[method],
         rng=np.random.default_rng(seed),
     )
     bar.close()
@@ -87,6 +104,9 @@ def bootstrap_ci(metric: Callable, x, y, *, n_resamples: int = 1000,
             f"{estimate:.4g}: resampling with replacement duplicates rows, which shifts "
             "estimators such as CKA when n is not much larger than the feature count; "
             "use method='basic' (bias-reflected) or more samples, and report the shift",
-            RepspaceWarning, stacklevel=2)
-    return BootstrapResult(estimate, low, high, float(res.standard_error),
-                           confidence_level, n_resamples, method, dist)
+            RepspaceWarning,
+            stacklevel=2,
+        )
+    return BootstrapResult(
+        estimate, low, high, float(res.standard_error), confidence_level, n_resamples, method, dist
+    )

@@ -20,6 +20,7 @@ but not to rotations.
 References: Hotelling 1936; Raghu et al., NeurIPS 2017; Morcos et al., NeurIPS 2018;
 Kornblith et al., ICML 2019 — see :mod:`repspace.closed_forms.cca`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,8 +48,13 @@ __all__ = ["CCAResult", "PWCCAResult", "cca", "centred_pair", "pwcca", "svcca"]
 def _rows(t: torch.Tensor) -> CentredRows:
     d = t.double()
     mean = d.mean(0)
-    return CentredRows(n=d.shape[0], mean=mean, rows=d - mean, constant=d.amax(0) == d.amin(0),
-                       eps=float(np.finfo(np.float64).eps))
+    return CentredRows(
+        n=d.shape[0],
+        mean=mean,
+        rows=d - mean,
+        constant=d.amax(0) == d.amin(0),
+        eps=float(np.finfo(np.float64).eps),
+    )
 
 
 def centred_pair(x, y, what: str):
@@ -65,7 +71,7 @@ def centred_pair(x, y, what: str):
     acc = PairedMoments(precision="float64", paired_drift=False, route="moments")
     chunk = one_call_chunk_rows(max(p, q), 8)
     for start in range(0, n, chunk):
-        acc.update(xt[start:start + chunk], yt[start:start + chunk])
+        acc.update(xt[start : start + chunk], yt[start : start + chunk])
     return acc.x.centred(), acc.y.centred(), acc.xy.centred(acc.x, acc.y)
 
 
@@ -96,8 +102,9 @@ def cca(x, y, *, ridge: float = 0.0, rank: int | None = None) -> CCAResult:
     return cca_from_moments(cx, cy, cxy, ridge=ridge, rank=rank)
 
 
-def svcca(x, y, *, k: int | None = None, variance: float | None = 0.99,
-          ridge: float = 0.0) -> CCAResult:
+def svcca(
+    x, y, *, k: int | None = None, variance: float | None = 0.99, ridge: float = 0.0
+) -> CCAResult:
     """SVCCA (Raghu et al. 2017): CCA of each side's top principal directions.
 
     ``k`` directions per side when given, else the fewest explaining ``variance`` (default
@@ -110,8 +117,9 @@ def svcca(x, y, *, k: int | None = None, variance: float | None = 0.99,
     return svcca_from_moments(cx, cy, cxy, k=k, variance=variance, ridge=ridge)
 
 
-def pwcca(x, y, *, weights_from: str = "x", ridge: float = 0.0,
-          rank: int | None = None) -> PWCCAResult:
+def pwcca(
+    x, y, *, weights_from: str = "x", ridge: float = 0.0, rank: int | None = None
+) -> PWCCAResult:
     """Projection-weighted CCA (Morcos et al. 2018): Σ αᵢ ρᵢ.
 
     αᵢ ∝ Σⱼ |⟨hᵢ, xⱼ⟩|, hᵢ the unit canonical variates of the side ``weights_from``

@@ -10,6 +10,7 @@ Revisited. ICML 2019.  Song, Smola, Gretton, Bedo, Borgwardt. Feature Selection 
 Dependence Maximization. JMLR 2012 (unbiased HSIC₁).  Nguyen, Raghu, Kornblith. Do Wide
 and Deep Networks Learn the Same Things? ICLR 2021 (minibatch CKA).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,12 @@ from repspace._validation import (
     warn_undefined,
 )
 from repspace.closed_forms.cka import linear_cka_from_moments
-from repspace.closed_forms.kernels import cka_from_hsic, hsic_from_sums, median_distance, rbf_gram_sums
+from repspace.closed_forms.kernels import (
+    cka_from_hsic,
+    hsic_from_sums,
+    median_distance,
+    rbf_gram_sums,
+)
 from repspace.statistics.base import Accumulator
 from repspace.statistics.layerwise import LayerwiseMoments
 from repspace.statistics.moments import CrossMoments, FeatureMoments, gemm_dtype
@@ -44,8 +50,15 @@ def one_call_chunk_rows(width: int, itemsize: int) -> int:
     lo, hi = ONE_CALL_CHUNK_ROWS
     return max(lo, min(hi, ONE_CALL_CHUNK_BYTES // max(1, width * itemsize)))
 
-__all__ = ["linear_cka", "minibatch_cka", "MinibatchCKA", "rbf_cka", "cka_matrix",
-           "linear_cka_from_moments"]
+
+__all__ = [
+    "linear_cka",
+    "minibatch_cka",
+    "MinibatchCKA",
+    "rbf_cka",
+    "cka_matrix",
+    "linear_cka_from_moments",
+]
 
 
 def linear_cka(x, y, debiased: bool = False, precision: str = "auto") -> float:
@@ -82,8 +95,9 @@ def linear_cka(x, y, debiased: bool = False, precision: str = "auto") -> float:
     """
     xt, yt = as_matrix(x, "x"), as_matrix(y, "y")
     check_paired(xt, yt)
-    check_min_rows(xt.shape[0], 4 if debiased else 2,
-                   "debiased linear CKA" if debiased else "linear CKA")
+    check_min_rows(
+        xt.shape[0], 4 if debiased else 2, "debiased linear CKA" if debiased else "linear CKA"
+    )
     fx, fy = FeatureMoments(precision, name="x"), FeatureMoments(precision, name="y")
     cross = CrossMoments()
     # Row chunks keep the extra memory (the shifted copies) flat in n and reuse one scratch
@@ -93,21 +107,28 @@ def linear_cka(x, y, debiased: bool = False, precision: str = "auto") -> float:
     itemsize = max(torch.empty(0, dtype=d).element_size() for d in dtypes)
     n = xt.shape[0]
     chunk = min(n, one_call_chunk_rows(width, itemsize))
-    scratch = [torch.empty(chunk, t.shape[1], dtype=d, device=t.device)
-               for t, d in zip((xt, yt), dtypes)]
+    scratch = [
+        torch.empty(chunk, t.shape[1], dtype=d, device=t.device) for t, d in zip((xt, yt), dtypes)
+    ]
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
-        xs = fx.shifted(xt[start:start + rows], row_offset=start, out=scratch[0][:rows])
-        ys = fy.shifted(yt[start:start + rows], row_offset=start, out=scratch[1][:rows])
+        xs = fx.shifted(xt[start : start + rows], row_offset=start, out=scratch[0][:rows])
+        ys = fy.shifted(yt[start : start + rows], row_offset=start, out=scratch[1][:rows])
         cross.update_shifted(xs, ys, fx.update_shifted(xs), fy.update_shifted(ys))
     return linear_cka_from_moments(fx.centred(), fy.centred(), cross.centred(fx, fy), debiased)
 
 
 def _gram_hsic(k: torch.Tensor, l: torch.Tensor, debiased: bool) -> float:
     n = k.shape[0]
-    return hsic_from_sums(float((k * l).sum()), k.sum(1).cpu().numpy(), l.sum(1).cpu().numpy(),
-                          torch.diagonal(k).cpu().numpy(), torch.diagonal(l).cpu().numpy(),
-                          n, debiased)
+    return hsic_from_sums(
+        float((k * l).sum()),
+        k.sum(1).cpu().numpy(),
+        l.sum(1).cpu().numpy(),
+        torch.diagonal(k).cpu().numpy(),
+        torch.diagonal(l).cpu().numpy(),
+        n,
+        debiased,
+    )
 
 
 class MinibatchCKA(Accumulator):
@@ -137,8 +158,11 @@ class MinibatchCKA(Accumulator):
         check_finite(y, "y_batch", self.n)
         check_min_rows(x.shape[0], 4 if self.debiased else 2, "a minibatch of minibatch CKA")
         k, l = x @ x.T, y @ y.T
-        self.sums += [_gram_hsic(k, l, self.debiased), _gram_hsic(k, k, self.debiased),
-                      _gram_hsic(l, l, self.debiased)]
+        self.sums += [
+            _gram_hsic(k, l, self.debiased),
+            _gram_hsic(k, k, self.debiased),
+            _gram_hsic(l, l, self.debiased),
+        ]
         self.batches += 1
         self.n += x.shape[0]
         return self
@@ -174,13 +198,21 @@ def minibatch_cka(x, y, batch_size: int = 256, debiased: bool = True) -> float:
     acc = MinibatchCKA(debiased=debiased)
     for i in range(0, xt.shape[0], batch_size):
         if xt.shape[0] - i >= minimum:
-            acc.update(xt[i:i + batch_size], yt[i:i + batch_size])
+            acc.update(xt[i : i + batch_size], yt[i : i + batch_size])
     return acc.compute()
 
 
-def rbf_cka(x, y, sigma_factor: float = 0.8, debiased: bool = False, *,
-            sigma_x: float | None = None, sigma_y: float | None = None,
-            tile_size: int = 1024, seed: int = 0) -> float:
+def rbf_cka(
+    x,
+    y,
+    sigma_factor: float = 0.8,
+    debiased: bool = False,
+    *,
+    sigma_x: float | None = None,
+    sigma_y: float | None = None,
+    tile_size: int = 1024,
+    seed: int = 0,
+) -> float:
     """CKA with Gaussian RBF kernels k(a, b) = exp(−‖a − b‖² / (2σ²)).
 
     The bandwidth of each side is ``sigma_factor`` × the median pairwise distance of
@@ -210,8 +242,10 @@ def rbf_cka(x, y, sigma_factor: float = 0.8, debiased: bool = False, *,
             continue
         med = median_distance(t, seed=seed)
         if med == 0.0:
-            return warn_undefined(f"{what} is undefined: the median pairwise distance of {name} "
-                                  "is 0 (more than half of the samples are identical)")
+            return warn_undefined(
+                f"{what} is undefined: the median pairwise distance of {name} "
+                "is 0 (more than half of the samples are identical)"
+            )
         sig[name] = sigma_factor * med
     s = rbf_gram_sums(xt, yt, sig["x"], sig["y"], tile_size=tile_size)
     hxy = hsic_from_sums(s.kl, s.k_rows, s.l_rows, s.k_diag, s.l_diag, s.n, debiased)
@@ -252,8 +286,10 @@ def _as_layer_dict(layers, name: str) -> dict:
     elif isinstance(layers, Sequence) and not isinstance(layers, (str, bytes)):
         out = {str(i): v for i, v in enumerate(layers)}
     else:
-        raise ValueError(f"{name} must be a mapping {{layer: array}} or a list of arrays; "
-                         f"got {type(layers).__name__}")
+        raise ValueError(
+            f"{name} must be a mapping {{layer: array}} or a list of arrays; "
+            f"got {type(layers).__name__}"
+        )
     if not out:
         raise ValueError(f"{name} has no layers")
     return {k: as_matrix(v, f"{name}[{k}]") for k, v in out.items()}

@@ -8,6 +8,7 @@ principal angles between top-k PCA subspaces.
 Shapes: ``x`` (n_x, p) base features, ``y`` (n_y, q) tuned features; paired metrics
 need n_x = n_y, and those that compare coordinates need p = q.
 """
+
 from __future__ import annotations
 
 import math
@@ -114,8 +115,7 @@ class MMDResult:
         return self.mmd2
 
 
-def _within_sums(z: torch.Tensor, labels: torch.Tensor, kernel: str, gamma: float,
-                 tile_size: int):
+def _within_sums(z: torch.Tensor, labels: torch.Tensor, kernel: str, gamma: float, tile_size: int):
     """For label columns A (N × P, 1 = "x"): aᵀK̃a per column, K̃1, 1ᵀK̃1 and diag K.
 
     K̃ is the kernel matrix with its diagonal zeroed (the U-statistic leaves out i = j).
@@ -127,34 +127,46 @@ def _within_sums(z: torch.Tensor, labels: torch.Tensor, kernel: str, gamma: floa
         quad = (za * za).sum(0) - sq @ labels
         rows = z @ z.sum(0) - sq
         return quad, rows, float(rows.sum()), sq
-    quad, rows = tiled_label_sums(z, labels, lambda a, b: torch.exp(-gamma * sq_distances(a, b)),
-                                  tile_size)
+    quad, rows = tiled_label_sums(
+        z, labels, lambda a, b: torch.exp(-gamma * sq_distances(a, b)), tile_size
+    )
     return quad, rows, float(rows.sum()), torch.ones(n, dtype=torch.float64, device=z.device)
 
 
-def _mmd2_from_sums(quad, rows, total, diag, labels, m: int, n: int, unbiased: bool,
-                    pair_sum: float | None = None):
+def _mmd2_from_sums(
+    quad, rows, total, diag, labels, m: int, n: int, unbiased: bool, pair_sum: float | None = None
+):
     """MMD² for every label column from the within-sample sums (U- or V-statistic).
 
     ``pair_sum`` = Σᵢ k(xᵢ, yᵢ) selects the paired U-statistic, which also leaves out the
     cross terms of the same input (they are dependent).
     """
     r_a = rows @ labels
-    s_xx = quad                       # Σ_{i≠j ∈ X} k
-    s_yy = total - 2.0 * r_a + quad   # Σ_{i≠j ∈ Y} k, since 1 − a marks Y
-    s_xy = r_a - quad                 # Σ_{i ∈ X, j ∈ Y} k
+    s_xx = quad  # Σ_{i≠j ∈ X} k
+    s_yy = total - 2.0 * r_a + quad  # Σ_{i≠j ∈ Y} k, since 1 − a marks Y
+    s_xy = r_a - quad  # Σ_{i ∈ X, j ∈ Y} k
     if unbiased and pair_sum is not None:
         return (s_xx + s_yy - 2.0 * (s_xy - pair_sum)) / (n * (n - 1))
     if unbiased:
         return s_xx / (m * (m - 1)) + s_yy / (n * (n - 1)) - 2.0 * s_xy / (m * n)
     d_x = diag @ labels
     d_y = diag.sum() - d_x
-    return (s_xx + d_x) / m ** 2 + (s_yy + d_y) / n ** 2 - 2.0 * s_xy / (m * n)
+    return (s_xx + d_x) / m**2 + (s_yy + d_y) / n**2 - 2.0 * s_xy / (m * n)
 
 
-def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: float = 1.0,
-        permutations: int = 0, unbiased: bool = True, paired: bool = False, seed: int = 0,
-        tile_size: int = 1024) -> MMDResult:
+def mmd(
+    x,
+    y,
+    kernel: str = "rbf",
+    *,
+    sigma: float | None = None,
+    sigma_factor: float = 1.0,
+    permutations: int = 0,
+    unbiased: bool = True,
+    paired: bool = False,
+    seed: int = 0,
+    tile_size: int = 1024,
+) -> MMDResult:
     """Maximum mean discrepancy MMD² between the distributions of ``x`` and ``y``.
 
     Unbiased U-statistic (Gretton et al., JMLR 2012, eq. 3)::
@@ -200,14 +212,19 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
                 raise ValueError(f"sigma_factor must be > 0; got {sigma_factor!r}")
             sig = sigma_factor * median_distance(z, seed=seed)
             if sig == 0.0:
-                raise ValueError("the median pairwise distance of the pooled samples is 0; pass "
-                                 "sigma= explicitly or use kernel='linear'")
-        gamma = 1.0 / (2.0 * sig ** 2)
+                raise ValueError(
+                    "the median pairwise distance of the pooled samples is 0; pass "
+                    "sigma= explicitly or use kernel='linear'"
+                )
+        gamma = 1.0 / (2.0 * sig**2)
     pair_sum = None
     if paired:
         zx, zy = z[:m], z[m:]
-        pair_sum = float((zx * zy).sum() if kernel == "linear"
-                         else torch.exp(-gamma * ((zx - zy) ** 2).sum(1)).sum())
+        pair_sum = float(
+            (zx * zy).sum()
+            if kernel == "linear"
+            else torch.exp(-gamma * ((zx - zy) ** 2).sum(1)).sum()
+        )
     observed = torch.zeros(m + n, 1, dtype=torch.float64, device=z.device)
     observed[:m] = 1.0
     gen = torch.Generator().manual_seed(seed)
@@ -227,8 +244,11 @@ def mmd(x, y, kernel: str = "rbf", *, sigma: float | None = None, sigma_factor: 
                 a[torch.randperm(m + n, generator=gen)[:m]] = 1.0
             cols.append(a.to(z.device))
         labels = torch.stack(cols, 1)
-        stats.append(_mmd2_from_sums(*_within_sums(z, labels, kernel, gamma, tile_size),
-                                     labels, m, n, unbiased, pair_sum))
+        stats.append(
+            _mmd2_from_sums(
+                *_within_sums(z, labels, kernel, gamma, tile_size), labels, m, n, unbiased, pair_sum
+            )
+        )
     stats = torch.cat(stats).cpu().numpy()
     p_value = None
     if permutations:
@@ -249,8 +269,10 @@ def paired_drift(x, y) -> dict:
     check_paired(xt, yt)
     same_width(xt, yt, "paired drift")
     cos, rel = per_sample_drift(xt, yt)
-    return {"cosine_similarity": summarize(cos.cpu().numpy()),
-            "relative_shift": summarize(rel.cpu().numpy())}
+    return {
+        "cosine_similarity": summarize(cos.cpu().numpy()),
+        "relative_shift": summarize(rel.cpu().numpy()),
+    }
 
 
 def procrustes_distance(x, y) -> float:
@@ -300,8 +322,10 @@ def mutual_knn_overlap(x, y, k: int = 10, metric: str = "cosine", tile_size: int
         if metric == "cosine":
             norms = t.norm(dim=1, keepdim=True)
             if bool((norms == 0).any()):
-                raise ValueError("cosine k-NN needs non-zero rows; some rows are all zeros "
-                                 "(use metric='euclidean')")
+                raise ValueError(
+                    "cosine k-NN needs non-zero rows; some rows are all zeros "
+                    "(use metric='euclidean')"
+                )
             return t / norms
         return t - t.mean(0)
 
@@ -310,8 +334,11 @@ def mutual_knn_overlap(x, y, k: int = 10, metric: str = "cosine", tile_size: int
     for i in range(0, n, tile_size):
         idx = []
         for t in (xs, ys):
-            score = t[i:i + tile_size] @ t.T if metric == "cosine" else -sq_distances(
-                t[i:i + tile_size], t)
+            score = (
+                t[i : i + tile_size] @ t.T
+                if metric == "cosine"
+                else -sq_distances(t[i : i + tile_size], t)
+            )
             rows = torch.arange(score.shape[0])
             score[rows, rows + i] = -math.inf  # a sample is not its own neighbour
             idx.append(score.topk(k, dim=1).indices)
@@ -349,5 +376,3 @@ def subspace_overlap(x, y, k: int = 10) -> float:
     1 = same subspace, k/p ≈ chance for random subspaces.  Equals ‖U_Xᵀ U_Y‖²_F / k.
     """
     return overlap_of_angles(principal_angles(x, y, k))
-
-

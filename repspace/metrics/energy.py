@@ -24,6 +24,7 @@ References: Székely, Rizzo. Testing for equal distributions in high dimension. 
 2004.  Székely, Rizzo. Energy statistics: a class of statistics based on distances. J. Stat.
 Planning and Inference 2013.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,9 @@ def _labels(m: int, n: int, permutations: int, paired: bool, seed: int) -> torch
     return torch.stack(cols, 1).double()
 
 
-def energy_distance(x, y, *, permutations: int = 0, paired: bool = False, seed: int = 0,
-                    tile_size: int = 1024) -> EnergyResult:
+def energy_distance(
+    x, y, *, permutations: int = 0, paired: bool = False, seed: int = 0, tile_size: int = 1024
+) -> EnergyResult:
     """Energy distance E between the samples x (m, p) and y (n, p); see the module docstring.
 
     Time O((m + n)² (p + permutations)), memory O(tile_size² + (m + n)·permutations).
@@ -104,12 +106,12 @@ def energy_distance(x, y, *, permutations: int = 0, paired: bool = False, seed: 
     total = rows.sum()
     r_a = rows @ labels
     s_xx, s_yy, s_xy = quad, total - 2.0 * r_a + quad, r_a - quad
-    stats = (2.0 * s_xy / (m * n) - s_xx / m ** 2 - s_yy / n ** 2).cpu().numpy()
+    stats = (2.0 * s_xy / (m * n) - s_xx / m**2 - s_yy / n**2).cpu().numpy()
     p_value = resolution = None
     if permutations:
         # ties with the observed split (e.g. a permutation that reproduces it) count, up to
         # round-off of the sums
-        tol = 1e-12 * max(abs(float(stats[0])), float(total) / total_n ** 2)
+        tol = 1e-12 * max(abs(float(stats[0])), float(total) / total_n**2)
         p_value = float((1 + np.sum(stats[1:] >= stats[0] - tol)) / (1 + permutations))
         resolution = 1.0 / (1 + permutations)
     return EnergyResult(float(stats[0]), p_value, permutations, resolution, paired, m, n)

@@ -26,6 +26,7 @@ dropped, counted in the result's ``dropped`` and announced with a ``RepspaceWarn
 Both estimates are invariant to translation, orthogonal maps and isotropic scaling of the
 representation and to permuting its samples; not to anisotropic scaling.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,7 +74,7 @@ def neighbour_distances(t: torch.Tensor, k: int, tile_size: int = 1024) -> np.nd
     n = t.shape[0]
     out = []
     for i in range(0, n, tile_size):
-        block = t[i:i + tile_size]
+        block = t[i : i + tile_size]
         d2 = sq_distances(block, t)
         rows = torch.arange(block.shape[0], device=t.device)
         d2[rows, rows + i] = math.inf  # a point is not its own neighbour
@@ -94,13 +95,18 @@ def _checked(x, minimum: int, what: str) -> torch.Tensor:
 def _drop_duplicates(r1: np.ndarray, what: str) -> np.ndarray:
     dup = r1 == 0
     if dup.any():
-        warnings.warn(f"{what}: dropped {int(dup.sum())} point(s) whose nearest neighbour is at "
-                      "distance 0 (duplicate samples)", RepspaceWarning, stacklevel=3)
+        warnings.warn(
+            f"{what}: dropped {int(dup.sum())} point(s) whose nearest neighbour is at "
+            "distance 0 (duplicate samples)",
+            RepspaceWarning,
+            stacklevel=3,
+        )
     return ~dup
 
 
-def twonn_dimension(x, *, discard_fraction: float = 0.1, fit: str = "linear",
-                    tile_size: int = 1024) -> IntrinsicDimension:
+def twonn_dimension(
+    x, *, discard_fraction: float = 0.1, fit: str = "linear", tile_size: int = 1024
+) -> IntrinsicDimension:
     """TwoNN intrinsic dimension (Facco et al. 2017) of x (n, p); see the module docstring.
 
     ``discard_fraction`` in [0, 1): the share of largest ratios μ left out of the fit;
@@ -108,8 +114,11 @@ def twonn_dimension(x, *, discard_fraction: float = 0.1, fit: str = "linear",
     """
     if fit not in ("linear", "mle"):
         raise ValueError(f"fit must be 'linear' or 'mle'; got {fit!r}")
-    if isinstance(discard_fraction, bool) or not isinstance(discard_fraction, (int, float)) \
-            or not 0.0 <= discard_fraction < 1.0:
+    if (
+        isinstance(discard_fraction, bool)
+        or not isinstance(discard_fraction, (int, float))
+        or not 0.0 <= discard_fraction < 1.0
+    ):
         raise ValueError(f"discard_fraction must be in [0, 1); got {discard_fraction!r}")
     t = _checked(x, 3, "TwoNN")
     d = neighbour_distances(t, 2, tile_size)
@@ -118,8 +127,10 @@ def twonn_dimension(x, *, discard_fraction: float = 0.1, fit: str = "linear",
     n_pts = mu.size
     n_keep = int(n_pts * (1.0 - discard_fraction))
     if n_keep < 2:
-        raise ValueError(f"TwoNN needs at least 2 ratios after discarding; {n_pts} point(s) "
-                         f"and discard_fraction={discard_fraction} leave {n_keep}")
+        raise ValueError(
+            f"TwoNN needs at least 2 ratios after discarding; {n_pts} point(s) "
+            f"and discard_fraction={discard_fraction} leave {n_keep}"
+        )
     log_mu = np.log(mu[:n_keep])
     if fit == "mle":
         dim = (n_keep - 1) / (log_mu.sum() + (n_pts - n_keep) * log_mu[-1])
@@ -128,12 +139,14 @@ def twonn_dimension(x, *, discard_fraction: float = 0.1, fit: str = "linear",
         fit_n = min(n_keep, n_pts - 1)
         y = -np.log(1.0 - np.arange(1, fit_n + 1) / n_pts)
         dim = float(log_mu[:fit_n] @ y / (log_mu[:fit_n] @ log_mu[:fit_n]))
-    return IntrinsicDimension(float(dim), "twonn", n_pts, int((~keep).sum()), None, fit,
-                              float(discard_fraction))
+    return IntrinsicDimension(
+        float(dim), "twonn", n_pts, int((~keep).sum()), None, fit, float(discard_fraction)
+    )
 
 
-def mle_dimension(x, k: int = 20, *, unbiased: bool = False,
-                  tile_size: int = 1024) -> IntrinsicDimension:
+def mle_dimension(
+    x, k: int = 20, *, unbiased: bool = False, tile_size: int = 1024
+) -> IntrinsicDimension:
     """Levina–Bickel MLE of the intrinsic dimension of x (n, p) with the MacKay–Ghahramani
     average of inverses (see the module docstring); ``k`` neighbours per point (≥ 2, or ≥ 3
     with ``unbiased``), k < n."""
@@ -141,8 +154,9 @@ def mle_dimension(x, k: int = 20, *, unbiased: bool = False,
     t = _checked(x, minimum + 1, "MLE intrinsic dimension")
     n = t.shape[0]
     if isinstance(k, bool) or not isinstance(k, int) or not minimum <= k < n:
-        raise ValueError(f"k must be an integer in [{minimum}, n_samples − 1] = "
-                         f"[{minimum}, {n - 1}]; got {k!r}")
+        raise ValueError(
+            f"k must be an integer in [{minimum}, n_samples − 1] = [{minimum}, {n - 1}]; got {k!r}"
+        )
     d = neighbour_distances(t, k, tile_size)
     keep = _drop_duplicates(d[:, 0], "MLE intrinsic dimension")
     d = d[keep]
@@ -172,13 +186,15 @@ def report_jobs(x, y) -> dict:
     def ratio(est: str) -> float:
         b, t = side(est, "base"), side(est, "tuned")
         if not (math.isfinite(b) and math.isfinite(t) and b > 0):
-            raise ValueError(f"{est} dimension ratio needs finite positive dimensions; got "
-                             f"base {b!r}, tuned {t!r}")
+            raise ValueError(
+                f"{est} dimension ratio needs finite positive dimensions; got "
+                f"base {b!r}, tuned {t!r}"
+            )
         return t / b
 
     jobs = {}
     for est in ESTIMATORS:
         for name in ("base", "tuned"):
-            jobs[f"{est}_dimension_{name}"] = (lambda e=est, s=name: side(e, s))
-        jobs[f"{est}_dimension_ratio"] = (lambda e=est: ratio(e))
+            jobs[f"{est}_dimension_{name}"] = lambda e=est, s=name: side(e, s)
+        jobs[f"{est}_dimension_ratio"] = lambda e=est: ratio(e)
     return jobs

@@ -26,6 +26,7 @@ feature permutations, and a permutation of the samples applied to both sides; no
 translation (cosines change).  ``jaccard_knn(metric="euclidean")`` is also translation
 invariant.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,20 +51,24 @@ def _checked_pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check_k(k, n: int, minimum: int = 1) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not minimum <= k < n:
-        raise ValueError(f"k must be an integer in [{minimum}, n_samples − 1] = "
-                         f"[{minimum}, {n - 1}]; got {k!r}")
+        raise ValueError(
+            f"k must be an integer in [{minimum}, n_samples − 1] = [{minimum}, {n - 1}]; got {k!r}"
+        )
 
 
 def _unit_rows(t: torch.Tensor, name: str) -> torch.Tensor:
     norms = t.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
-        raise ValueError(f"cosine neighbours need non-zero rows; {int((norms == 0).sum())} row(s) "
-                         f"of {name} are all zeros (use metric='euclidean')")
+        raise ValueError(
+            f"cosine neighbours need non-zero rows; {int((norms == 0).sum())} row(s) "
+            f"of {name} are all zeros (use metric='euclidean')"
+        )
     return t / norms
 
 
-def knn_indices(t: torch.Tensor, k: int, metric: str = "cosine", tile_size: int = 1024,
-                name: str = "x") -> tuple[torch.Tensor, torch.Tensor]:
+def knn_indices(
+    t: torch.Tensor, k: int, metric: str = "cosine", tile_size: int = 1024, name: str = "x"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(indices, scores)``, both (n, k): each row's k nearest other rows, nearest first.
 
     ``scores`` are the cosine similarities (``"cosine"``), minus the squared Euclidean
@@ -78,8 +83,11 @@ def knn_indices(t: torch.Tensor, k: int, metric: str = "cosine", tile_size: int 
     n = t.shape[0]
     idx, val = [], []
     for i in range(0, n, tile_size):
-        score = -sq_distances(t[i:i + tile_size], t) if metric == "euclidean" else (
-            t[i:i + tile_size] @ t.T)
+        score = (
+            -sq_distances(t[i : i + tile_size], t)
+            if metric == "euclidean"
+            else (t[i : i + tile_size] @ t.T)
+        )
         rows = torch.arange(score.shape[0], device=t.device)
         score[rows, rows + i] = -math.inf  # a sample is not its own neighbour
         top = score.topk(k, dim=1)
@@ -105,8 +113,9 @@ def jaccard_knn(x, y, k: int = 10, metric: str = "cosine", tile_size: int = 1024
     return float((shared / (2 * k - shared)).mean())
 
 
-def _masked_hsic(rows: torch.Tensor, cols: torch.Tensor, kv: torch.Tensor, lv: torch.Tensor,
-                 n: int) -> float:
+def _masked_hsic(
+    rows: torch.Tensor, cols: torch.Tensor, kv: torch.Tensor, lv: torch.Tensor, n: int
+) -> float:
     """Unbiased HSIC₁ (Song et al. 2012, eq. 5) of A = M∘K and B = M∘L given M's entries
     (rows, cols) with K and L there; diagonal entries are absent (never neighbours).
 
@@ -117,8 +126,11 @@ def _masked_hsic(rows: torch.Tensor, cols: torch.Tensor, kv: torch.Tensor, lv: t
     trace = float((kv * lv)[mutual].sum())
     col_a = torch.zeros(n, dtype=torch.float64, device=kv.device).index_add_(0, cols, kv)
     row_b = torch.zeros(n, dtype=torch.float64, device=kv.device).index_add_(0, rows, lv)
-    value = (trace + float(kv.sum()) * float(lv.sum()) / ((n - 1) * (n - 2))
-             - 2.0 * float(col_a @ row_b) / (n - 2))
+    value = (
+        trace
+        + float(kv.sum()) * float(lv.sum()) / ((n - 1) * (n - 2))
+        - 2.0 * float(col_a @ row_b) / (n - 2)
+    )
     return value / (n * (n - 3))
 
 
@@ -159,6 +171,8 @@ def cknna(x, y, k: int = 10, *, normalize: bool = True, tile_size: int = 1024) -
     r, c = _entries(common, ix)
     h_kl = _masked_hsic(r, c, kx[common], _pair_values(yt, r, c), n)
     if not h_kk * h_ll > 0:
-        return warn_undefined("CKNNA is undefined: a self term HSIC(M∘K, M∘K) is not positive "
-                              "(too few neighbours or a degenerate representation)")
+        return warn_undefined(
+            "CKNNA is undefined: a self term HSIC(M∘K, M∘K) is not positive "
+            "(too few neighbours or a degenerate representation)"
+        )
     return h_kl / math.sqrt(h_kk * h_ll)

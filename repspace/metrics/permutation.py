@@ -40,6 +40,7 @@ scaling and translation of either side (the null distribution is the same for th
 References: Kornblith et al. (ICML 2019) for CKA; Phipson & Smyth, "Permutation P-values
 Should Never Be Zero", SAGMB 2010.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,9 +87,14 @@ class CKAPermutationResult:
 
     def as_dict(self) -> dict[str, float]:
         """The scalar fields (for tables and JSON)."""
-        return {"observed": self.observed, "null_mean": self.null_mean, "null_std": self.null_std,
-                "p_value": self.p_value, "z_score": self.z_score,
-                "n_permutations": self.n_permutations}
+        return {
+            "observed": self.observed,
+            "null_mean": self.null_mean,
+            "null_std": self.null_std,
+            "p_value": self.p_value,
+            "z_score": self.z_score,
+            "n_permutations": self.n_permutations,
+        }
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -100,12 +106,14 @@ def _check_int(name: str, value, minimum: int) -> int:
 def _undefined(what: str, n_permutations: int, debiased: bool, method: str) -> CKAPermutationResult:
     warnings.warn(what, UndefinedMetricWarning, stacklevel=3)
     nan = math.nan
-    return CKAPermutationResult(nan, nan, nan, nan, nan, n_permutations, debiased, method,
-                                np.full(n_permutations, nan))
+    return CKAPermutationResult(
+        nan, nan, nan, nan, nan, n_permutations, debiased, method, np.full(n_permutations, nan)
+    )
 
 
-def cka_permutation_test(x, y, n_permutations: int = 1000, seed: int = 0, debiased: bool = False,
-                         method: str = "auto") -> CKAPermutationResult:
+def cka_permutation_test(
+    x, y, n_permutations: int = 1000, seed: int = 0, debiased: bool = False, method: str = "auto"
+) -> CKAPermutationResult:
     """Linear CKA of paired rows and its null distribution under shuffled pairing.
 
     Parameters
@@ -141,8 +149,10 @@ def cka_permutation_test(x, y, n_permutations: int = 1000, seed: int = 0, debias
     if method == "auto":
         method = "gram" if n <= GRAM_MAX_ROWS and 300 * n < p * q else "features"
     if method == "gram" and n > GRAM_MAX_ROWS:
-        raise ValueError(f"method='gram' keeps an n×n Gram matrix; n = {n} > {GRAM_MAX_ROWS} rows: "
-                         "use method='features' (or 'auto')")
+        raise ValueError(
+            f"method='gram' keeps an n×n Gram matrix; n = {n} > {GRAM_MAX_ROWS} rows: "
+            "use method='features' (or 'auto')"
+        )
     xc = xt.double().cpu()
     yc = yt.double().cpu()
     xc = xc - xc.mean(0)
@@ -153,9 +163,13 @@ def cka_permutation_test(x, y, n_permutations: int = 1000, seed: int = 0, debias
     syy = float(((yc.T @ yc) ** 2).sum())
     if sxx == 0.0 or syy == 0.0:
         side = "x (base)" if sxx == 0.0 else "y (tuned)"
-        return _undefined(f"{what} is undefined: {side} is constant (zero variance in every "
-                          "feature); check that the layer produces varying outputs",
-                          n_permutations, debiased, method)
+        return _undefined(
+            f"{what} is undefined: {side} is constant (zero variance in every "
+            "feature); check that the layer produces varying outputs",
+            n_permutations,
+            debiased,
+            method,
+        )
 
     if method == "gram":
         kg, lg = xc @ xc.T, yc @ yc.T
@@ -163,6 +177,7 @@ def cka_permutation_test(x, y, n_permutations: int = 1000, seed: int = 0, debias
         def cross(perm: torch.Tensor) -> float:
             return float((kg * lg[perm][:, perm]).sum())
     else:
+
         def cross(perm: torch.Tensor) -> float:
             return float(((xc.T @ yc[perm]) ** 2).sum())
 
@@ -177,9 +192,13 @@ def cka_permutation_test(x, y, n_permutations: int = 1000, seed: int = 0, debias
         hxx = hsic(sxx, k2, k1 * k1 / ((n - 1) * (n - 2)))
         hyy = hsic(syy, l2, l1 * l1 / ((n - 1) * (n - 2)))
         if not hxx > 0 or not hyy > 0:
-            return _undefined(f"{what} is undefined: an HSIC₁ self term is not positive "
-                              f"(n = {n} rows of a nearly constant representation)",
-                              n_permutations, debiased, method)
+            return _undefined(
+                f"{what} is undefined: an HSIC₁ self term is not positive "
+                f"(n = {n} rows of a nearly constant representation)",
+                n_permutations,
+                debiased,
+                method,
+            )
         denom = math.sqrt(hxx * hyy)
 
         def cka(perm: torch.Tensor | None) -> float:
@@ -205,9 +224,14 @@ def cka_permutation_test(x, y, n_permutations: int = 1000, seed: int = 0, debias
     if math.isfinite(std) and std > 0:
         z = (observed - mean) / std
     else:
-        warnings.warn(f"the z-score of the {what} permutation test is undefined: the null "
-                      f"distribution has no spread ({n_permutations} permutation(s)); use more "
-                      "permutations or more rows", UndefinedMetricWarning, stacklevel=2)
+        warnings.warn(
+            f"the z-score of the {what} permutation test is undefined: the null "
+            f"distribution has no spread ({n_permutations} permutation(s)); use more "
+            "permutations or more rows",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
         z = math.nan
-    return CKAPermutationResult(observed, mean, std, p_value, z, n_permutations, debiased,
-                                method, null)
+    return CKAPermutationResult(
+        observed, mean, std, p_value, z, n_permutations, debiased, method, null
+    )

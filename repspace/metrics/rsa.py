@@ -38,6 +38,7 @@ Mantel. The detection of disease clustering and a generalized regression approac
 Research 1967.  Nili et al. A toolbox for representational similarity analysis (rsatoolbox).
 PLoS Comput. Biol. 2014.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,8 +85,10 @@ def _unit_rows(t: torch.Tensor, name: str, what: str) -> torch.Tensor:
     if bool((norms == 0).any()):
         bad = int((norms == 0).sum())
         why = "no variance across features" if what == "correlation" else "zero norm"
-        raise ValueError(f"the {what} distance is undefined for {bad} row(s) of {name} with "
-                         f"{why}; use distance='euclidean'")
+        raise ValueError(
+            f"the {what} distance is undefined for {bad} row(s) of {name} with "
+            f"{why}; use distance='euclidean'"
+        )
     return t / norms
 
 
@@ -122,8 +125,15 @@ def _standardised(v: np.ndarray) -> np.ndarray | None:
     return v / norm if norm > 0 else None
 
 
-def rsa(x, y, *, distance: str = "correlation", method: str = "spearman",
-        permutations: int = 0, seed: int = 0) -> RSAResult:
+def rsa(
+    x,
+    y,
+    *,
+    distance: str = "correlation",
+    method: str = "spearman",
+    permutations: int = 0,
+    seed: int = 0,
+) -> RSAResult:
     """Correlation of the RDMs of paired representations x (n, p) and y (n, q).
 
     See the module docstring for the distances, the correlation and the permutation test.

@@ -3,6 +3,7 @@
 See :mod:`repspace.closed_forms.shape` for the formula and the conventions (each side scaled
 to unit Frobenius norm before partial whitening; angular and Euclidean forms).
 """
+
 from __future__ import annotations
 
 from repspace.closed_forms.shape import (
@@ -15,8 +16,9 @@ from repspace.metrics.cca import centred_pair
 __all__ = ["ShapeResult", "shape_metric"]
 
 
-def shape_metric(x, y, alpha: float = 1.0, *, ridge: float = 0.0,
-                 rank: int | None = None) -> ShapeResult:
+def shape_metric(
+    x, y, alpha: float = 1.0, *, ridge: float = 0.0, rank: int | None = None
+) -> ShapeResult:
     """Generalized shape distance between paired representations x (n, p) and y (n, q).
 
     ``alpha`` ∈ [0, 1] interpolates between CCA (0: full whitening, invariant to any

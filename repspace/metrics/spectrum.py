@@ -4,6 +4,7 @@ The conventions (σ of the column-centred features, the resolution ``tol``, whic
 eigen-route is taken) and the references are in :mod:`repspace.closed_forms.spectrum`;
 the functions here accept arrays, tensors, accumulators or centred moments.
 """
+
 from __future__ import annotations
 
 import math
@@ -130,5 +131,4 @@ def n_components(x, thresholds=THRESHOLDS) -> dict[float, float]:
         return {t: math.nan for t in ths}
     # A fraction of exactly 1 is reached at the last non-zero component; tiny round-off
     # in the cumulative sum must not push it past the end.
-    return {t: float(min(np.searchsorted(cum, t - 1e-12, side="left") + 1, cum.size))
-            for t in ths}
+    return {t: float(min(np.searchsorted(cum, t - 1e-12, side="left") + 1, cum.size)) for t in ths}

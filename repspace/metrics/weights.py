@@ -22,6 +22,7 @@ W = W₀ + ΔW:
 
 Every function takes float tensors or arrays and computes in float64.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,13 @@ import torch
 
 from repspace.metrics.spectrum import Spectrum, effective_rank, numerical_rank, stable_rank
 
-__all__ = ["IntruderDimensions", "delta_resolution", "delta_spectrum", "intruder_dimensions",
-           "weight_delta_summary"]
+__all__ = [
+    "IntruderDimensions",
+    "delta_resolution",
+    "delta_spectrum",
+    "intruder_dimensions",
+    "weight_delta_summary",
+]
 
 _F64_EPS = float(np.finfo(np.float64).eps)
 
@@ -40,7 +46,9 @@ _F64_EPS = float(np.finfo(np.float64).eps)
 def _matrix(w, name: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w.detach())
     if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D weight matrix; got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must be a non-empty 2-D weight matrix; got shape {tuple(t.shape)}"
+        )
     if not torch.is_floating_point(t):
         raise ValueError(f"{name} must be floating point; got {t.dtype}")
     t = t.double().cpu()
@@ -82,8 +90,9 @@ class IntruderDimensions:
     side: str
 
 
-def intruder_dimensions(w_base, w_tuned, k: int = 10, threshold: float = 0.5,
-                        side: str = "left") -> IntruderDimensions:
+def intruder_dimensions(
+    w_base, w_tuned, k: int = 10, threshold: float = 0.5, side: str = "left"
+) -> IntruderDimensions:
     """Intruder dimensions of ``w_tuned`` against ``w_base`` (module docstring).
 
     ``k``: how many of the tuned matrix's top singular vectors are examined (capped at its
@@ -104,7 +113,9 @@ def intruder_dimensions(w_base, w_tuned, k: int = 10, threshold: float = 0.5,
     u0 = torch.linalg.svd(w0, full_matrices=False)[0]
     u1 = torch.linalg.svd(w1, full_matrices=False)[0][:, :k]
     best = (u1.T @ u0).abs().max(1).values.numpy()  # columns are unit vectors: |uᵀv| = |cos|
-    return IntruderDimensions(int((best < threshold).sum()), best, int(u1.shape[1]), float(threshold), side)
+    return IntruderDimensions(
+        int((best < threshold).sum()), best, int(u1.shape[1]), float(threshold), side
+    )
 
 
 def delta_resolution(w_base, w_tuned, eps: float | None = None) -> float:
@@ -117,12 +128,20 @@ def delta_resolution(w_base, w_tuned, eps: float | None = None) -> float:
     coarsest unit round-off of the stored weights (float32: 1.2e-7, bfloat16: 7.8e-3)."""
     w0, w1 = _matrix(w_base, "w_base"), _matrix(w_tuned, "w_tuned")
     eps = _unit_roundoff(w_base, w_tuned) if eps is None else float(eps)
-    scale = max(float(torch.linalg.matrix_norm(w0, ord=2)), float(torch.linalg.matrix_norm(w1, ord=2)))
+    scale = max(
+        float(torch.linalg.matrix_norm(w0, ord=2)), float(torch.linalg.matrix_norm(w1, ord=2))
+    )
     return max(w0.shape) * eps * scale
 
 
-def weight_delta_summary(w_base, w_tuned, k: int = 10, threshold: float = 0.5,
-                         side: str = "left", eps: float | None = None) -> dict[str, float]:
+def weight_delta_summary(
+    w_base,
+    w_tuned,
+    k: int = 10,
+    threshold: float = 0.5,
+    side: str = "left",
+    eps: float | None = None,
+) -> dict[str, float]:
     """Every weight-space number of one matrix: ``delta_norm`` ‖ΔW‖_F, ``relative_delta``
     ‖ΔW‖_F / ‖W₀‖_F, ``delta_sigma_max``, ``delta_effective_rank``, ``delta_stable_rank``,
     ``delta_numerical_rank`` (over σ above :func:`delta_resolution`; NaN ranks when nothing
@@ -135,16 +154,24 @@ def weight_delta_summary(w_base, w_tuned, k: int = 10, threshold: float = 0.5,
     tol = delta_resolution(w_base, w_tuned, eps)
     sp = delta_spectrum(w1 - w0)
     norm0 = float(torch.linalg.matrix_norm(w0))
-    dnorm = float(np.sqrt((sp.singular_values ** 2).sum()))
-    out = {"delta_norm": dnorm, "relative_delta": dnorm / norm0 if norm0 else float("nan"),
-           "delta_sigma_max": float(sp.singular_values[0]) if sp.singular_values.size else 0.0}
+    dnorm = float(np.sqrt((sp.singular_values**2).sum()))
+    out = {
+        "delta_norm": dnorm,
+        "relative_delta": dnorm / norm0 if norm0 else float("nan"),
+        "delta_sigma_max": float(sp.singular_values[0]) if sp.singular_values.size else 0.0,
+    }
     if not (sp.singular_values > tol).any():
-        out.update(delta_effective_rank=float("nan"), delta_stable_rank=float("nan"),
-                   delta_numerical_rank=0)
+        out.update(
+            delta_effective_rank=float("nan"),
+            delta_stable_rank=float("nan"),
+            delta_numerical_rank=0,
+        )
     else:
-        out.update(delta_effective_rank=effective_rank(sp, tol=tol),
-                   delta_stable_rank=stable_rank(sp, tol=tol),
-                   delta_numerical_rank=numerical_rank(sp, tol=tol))
+        out.update(
+            delta_effective_rank=effective_rank(sp, tol=tol),
+            delta_stable_rank=stable_rank(sp, tol=tol),
+            delta_numerical_rank=numerical_rank(sp, tol=tol),
+        )
     intr = intruder_dimensions(w0, w1, k=k, threshold=threshold, side=side)
     out.update(intruder_dimensions=intr.count, min_max_cos=float(intr.max_cos.min()))
     return out

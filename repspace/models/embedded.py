@@ -5,6 +5,7 @@
 ``repspace pretrain`` (:mod:`repspace.training.pretrain`); see ``docs/embedded_model.md``.
 Users name it with the spec string :data:`EMBEDDED` (``--base embedded``).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def embedded_path() -> Path:
 def _check_folder(path: Path) -> None:
     missing = [f for f in _REQUIRED if not (path / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"embedded model folder {path} lacks {', '.join(missing)}; "
-                                "reinstall repspace or regenerate it with `repspace pretrain`")
+        raise FileNotFoundError(
+            f"embedded model folder {path} lacks {', '.join(missing)}; "
+            "reinstall repspace or regenerate it with `repspace pretrain`"
+        )
 
 
 def load_embedded(path: str | Path | None = None):
@@ -41,12 +44,15 @@ def load_embedded(path: str | Path | None = None):
     _check_folder(folder)
     # Hub kernels off, as every load in repspace (repspace/checkpoints/kernels.py, a floor
     # above this one: the same test of the installed transformers, inline)
-    kernels = ({"use_kernels": False}
-               if hasattr(transformers.PreTrainedModel, "set_use_kernels") else {})
+    kernels = (
+        {"use_kernels": False} if hasattr(transformers.PreTrainedModel, "set_use_kernels") else {}
+    )
     model = transformers.BlipForConditionalGeneration.from_pretrained(
-        folder, local_files_only=True, trust_remote_code=False, **kernels)
+        folder, local_files_only=True, trust_remote_code=False, **kernels
+    )
     processor = transformers.AutoProcessor.from_pretrained(
-        folder, local_files_only=True, trust_remote_code=False)
+        folder, local_files_only=True, trust_remote_code=False
+    )
     return model.eval(), processor
 
 
@@ -56,5 +62,6 @@ def embedded_manifest(path: str | Path | None = None) -> dict:
     try:
         return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{folder / MANIFEST} does not exist; regenerate the folder with "
-                                "`repspace pretrain`") from None
+        raise FileNotFoundError(
+            f"{folder / MANIFEST} does not exist; regenerate the folder with `repspace pretrain`"
+        ) from None

@@ -9,12 +9,29 @@ health, technology, nature, travel, law, art and music, everyday talk, weather, 
 fiction, instructions), varied in length, register and form (statements, questions,
 imperatives, dialogue, numbers).  None of them uses the shapes world's templates.
 """
+
 from __future__ import annotations
 
 __all__ = ["GENERAL_SENTENCES", "TOPICS"]
 
-TOPICS = ("science", "history", "cooking", "sport", "finance", "health", "technology", "nature",
-          "travel", "law", "arts", "conversation", "weather", "education", "fiction", "instructions")
+TOPICS = (
+    "science",
+    "history",
+    "cooking",
+    "sport",
+    "finance",
+    "health",
+    "technology",
+    "nature",
+    "travel",
+    "law",
+    "arts",
+    "conversation",
+    "weather",
+    "education",
+    "fiction",
+    "instructions",
+)
 
 _BY_TOPIC = {
     "science": (
@@ -222,7 +239,7 @@ _BY_TOPIC = {
         "What time does the meeting start tomorrow?",
         "Thanks so much for helping me move last weekend.",
         "Honestly, I think we should just order pizza.",
-        "\"Are you coming?\" she asked. \"In a minute,\" he replied.",
+        '"Are you coming?" she asked. "In a minute," he replied.',
         "I haven't seen him since we finished school.",
         "That's a great idea, why didn't I think of that?",
         "Don't worry about it, these things happen.",

@@ -1,4 +1,5 @@
 """Turn a probe set into model input batches with the checkpoint's own processor."""
+
 from __future__ import annotations
 
 import inspect
@@ -20,10 +21,14 @@ def forward_parameters(model: torch.nn.Module) -> set[str]:
 
 def model_modalities(model: torch.nn.Module) -> tuple[str, ...]:
     params = forward_parameters(model)
-    mods = tuple(m for m, key in (("text", "input_ids"), ("image", "pixel_values")) if key in params)
+    mods = tuple(
+        m for m, key in (("text", "input_ids"), ("image", "pixel_values")) if key in params
+    )
     if not mods:
-        raise ValueError(f"{type(model).__name__}: its forward takes neither input_ids nor "
-                         "pixel_values; repspace cannot build inputs for it")
+        raise ValueError(
+            f"{type(model).__name__}: its forward takes neither input_ids nor "
+            "pixel_values; repspace cannot build inputs for it"
+        )
     return mods
 
 
@@ -51,8 +56,9 @@ def _load_image(im):
         raise ValueError(f"probe image {im}: cannot be read ({exc})") from None
 
 
-def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
-                    image_token: int | None = None) -> None:
+def _decoder_inputs(
+    model: torch.nn.Module, batch: dict, accepted: set[str], image_token: int | None = None
+) -> None:
     """Models with a decoder fed ``decoder_input_ids`` (encoder-decoder LMs such as T5 and
     BART, and BLIP's VQA model, whose answer decoder is not an encoder-decoder in its config):
     the decoder sees its start token followed by the probe
@@ -65,7 +71,11 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
 
     root = unwrap_model(model)
     cfg = getattr(root, "config", None)
-    if "decoder_input_ids" not in accepted or "decoder_input_ids" in batch or "input_ids" not in batch:
+    if (
+        "decoder_input_ids" not in accepted
+        or "decoder_input_ids" in batch
+        or "input_ids" not in batch
+    ):
         return
     # A composite model (BLIP-2 / InstructBLIP on Flan-T5) keeps them in its text config.
     configs = [cfg]
@@ -79,20 +89,37 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
     # (BLIP-2 on OPT takes them because BLIP-2 on Flan-T5 needs them): decoder inputs go to
     # models that are encoder-decoders in their config or their language model's, or that
     # name their own decoder start token (BLIP VQA's answer decoder).
-    if not (getattr(cfg, "is_encoder_decoder", False) or getattr(text, "is_encoder_decoder", False)
-            or isinstance(getattr(root, "decoder_start_token_id", None), int)):
+    if not (
+        getattr(cfg, "is_encoder_decoder", False)
+        or getattr(text, "is_encoder_decoder", False)
+        or isinstance(getattr(root, "decoder_start_token_id", None), int)
+    ):
         return
     # The model's own attribute first (BLIP VQA: its text config's bos, "[DEC]").
     start = getattr(root, "decoder_start_token_id", None)
     if not isinstance(start, int):
-        start = next((getattr(c, "decoder_start_token_id", None) for c in configs
-                      if getattr(c, "decoder_start_token_id", None) is not None), None)
+        start = next(
+            (
+                getattr(c, "decoder_start_token_id", None)
+                for c in configs
+                if getattr(c, "decoder_start_token_id", None) is not None
+            ),
+            None,
+        )
     if start is None:
-        start = next((getattr(c, "pad_token_id", None) for c in configs
-                      if getattr(c, "pad_token_id", None) is not None), None)
+        start = next(
+            (
+                getattr(c, "pad_token_id", None)
+                for c in configs
+                if getattr(c, "pad_token_id", None) is not None
+            ),
+            None,
+        )
     if start is None:
-        raise ValueError(f"{type(model).__name__}: an encoder-decoder model whose config names no "
-                         "decoder_start_token_id nor pad_token_id; set one in its config.json")
+        raise ValueError(
+            f"{type(model).__name__}: an encoder-decoder model whose config names no "
+            "decoder_start_token_id nor pad_token_id; set one in its config.json"
+        )
     ids = batch["input_ids"]
     mask = batch.get("attention_mask")
     if image_token is not None and bool((ids == image_token).any()):
@@ -102,8 +129,8 @@ def _decoder_inputs(model: torch.nn.Module, batch: dict, accepted: set[str],
         text = ids.new_full((len(rows), length), start)  # padding: masked out below
         text_mask = ids.new_zeros((len(rows), length))
         for i, (row, k) in enumerate(zip(rows, keep)):
-            text[i, :len(row)] = row
-            text_mask[i, :len(row)] = 1 if mask is None else mask[i][k]
+            text[i, : len(row)] = row
+            text_mask[i, : len(row)] = 1 if mask is None else mask[i][k]
         ids, mask = text, text_mask
     batch["decoder_input_ids"] = torch.cat([torch.full_like(ids[:, :1], start), ids[:, :-1]], 1)
     if mask is not None and "decoder_attention_mask" in accepted:
@@ -146,13 +173,15 @@ def _text_capacity(tokenizer, model: torch.nn.Module) -> int | None:
     except (AttributeError, TypeError, ValueError):
         text = None
     limits.append(getattr(text if text is not None else cfg, "max_position_embeddings", None))
-    limits = [n for n in limits if isinstance(n, int) and not isinstance(n, bool)
-              and 0 < n < 1_000_000]
+    limits = [
+        n for n in limits if isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1_000_000
+    ]
     return min(limits) if limits else None
 
 
-def _warn_capped(tokenizer, texts, limit: int, max_length: int, cap: int | None, *,
-                 special: bool) -> bool:
+def _warn_capped(
+    tokenizer, texts, limit: int, max_length: int, cap: int | None, *, special: bool
+) -> bool:
     """Warn (and return True) when a probe text is cut below ``--max-length`` because the
     text encoder takes fewer positions."""
     if cap is None or limit >= max_length or not texts:
@@ -162,15 +191,20 @@ def _warn_capped(tokenizer, texts, limit: int, max_length: int, cap: int | None,
         return False
     import warnings
 
-    warnings.warn(f"probe texts cut to {limit} tokens, below --max-length {max_length}: the "
-                  f"text encoder takes at most {cap} positions (its tokenizer's "
-                  "model_max_length or its config's max_position_embeddings), special tokens "
-                  "included", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"probe texts cut to {limit} tokens, below --max-length {max_length}: the "
+        f"text encoder takes at most {cap} positions (its tokenizer's "
+        "model_max_length or its config's max_position_embeddings), special tokens "
+        "included",
+        UserWarning,
+        stacklevel=3,
+    )
     return True
 
 
-def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size: int = 32,
-                 max_length: int = 64) -> Iterator[dict]:
+def make_batches(
+    probe: ProbeSet, model: torch.nn.Module, processor, batch_size: int = 32, max_length: int = 64
+) -> Iterator[dict]:
     """Yield ``{input_ids, attention_mask, pixel_values, ...}`` batches in probe order.
 
     Text is padded per batch (not to the longest sample overall) and truncated to
@@ -184,19 +218,28 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     from repspace.probe.prompts import tokenizer_of, with_pad_token
 
     if processor is None:
-        raise ValueError(f"{type(model).__name__}: no tokenizer or processor was found with the "
-                         "checkpoint; save one next to the weights (save_pretrained)")
+        raise ValueError(
+            f"{type(model).__name__}: no tokenizer or processor was found with the "
+            "checkpoint; save one next to the weights (save_pretrained)"
+        )
     wanted = model_modalities(model)
     if any(m not in probe.modalities for m in wanted):
-        raise ValueError(f"{type(model).__name__} needs {' and '.join(wanted)} inputs but the probe "
-                         f"data {probe.source} has only {' and '.join(probe.modalities)}")
-    if "image" in wanted and not hasattr(processor, "image_processor") \
-            and tokenizer_of(processor) is processor:
+        raise ValueError(
+            f"{type(model).__name__} needs {' and '.join(wanted)} inputs but the probe "
+            f"data {probe.source} has only {' and '.join(probe.modalities)}"
+        )
+    if (
+        "image" in wanted
+        and not hasattr(processor, "image_processor")
+        and tokenizer_of(processor) is processor
+    ):
         reason = getattr(processor, "repspace_processor_error", None)
-        raise ValueError(f"{type(model).__name__} takes images but only a tokenizer was loaded with "
-                         "the checkpoint, no image processor"
-                         f"{f' (AutoProcessor failed: {reason})' if reason else ''}; "
-                         "save the model's processor next to it or install what it needs")
+        raise ValueError(
+            f"{type(model).__name__} takes images but only a tokenizer was loaded with "
+            "the checkpoint, no image processor"
+            f"{f' (AutoProcessor failed: {reason})' if reason else ''}; "
+            "save the model's processor next to it or install what it needs"
+        )
     processor = with_pad_token(processor)
     accepted = forward_parameters(model)
     start_id = _decoder_start_id(model)
@@ -208,9 +251,25 @@ def make_batches(probe: ProbeSet, model: torch.nn.Module, processor, batch_size:
     cap = _text_capacity(tok, model) if image_token is None else None
     text_only = max_length if cap is None else min(max_length, cap)
     budget = max_length if cap is None else max(1, min(max_length, cap - _special_tokens(tok)))
-    return SizedBatches(_batches(probe, model, wanted, processor, tok, padding, accepted, start_id,
-                                 image_token, cap, text_only, budget, max_length, batch_size),
-                        -(-len(probe) // batch_size))
+    return SizedBatches(
+        _batches(
+            probe,
+            model,
+            wanted,
+            processor,
+            tok,
+            padding,
+            accepted,
+            start_id,
+            image_token,
+            cap,
+            text_only,
+            budget,
+            max_length,
+            batch_size,
+        ),
+        -(-len(probe) // batch_size),
+    )
 
 
 class SizedBatches:
@@ -229,21 +288,47 @@ class SizedBatches:
         return self.total
 
 
-def _batches(probe, model, wanted, processor, tok, padding, accepted, start_id, image_token, cap,
-             text_only, budget, max_length, batch_size) -> Iterator[dict]:
+def _batches(
+    probe,
+    model,
+    wanted,
+    processor,
+    tok,
+    padding,
+    accepted,
+    start_id,
+    image_token,
+    cap,
+    text_only,
+    budget,
+    max_length,
+    batch_size,
+) -> Iterator[dict]:
     from repspace.probe.batch_check import check_batch, finish_batch
-    from repspace.probe.prompts import count_image_tokens, image_prompts, prompt_mode, truncate_texts
+    from repspace.probe.prompts import (
+        count_image_tokens,
+        image_prompts,
+        prompt_mode,
+        truncate_texts,
+    )
 
     mode = None
     warned = False
     for start in range(0, len(probe), batch_size):
-        texts = probe.texts[start:start + batch_size] if "text" in wanted else None
-        images = ([_load_image(im) for im in probe.images[start:start + batch_size]]
-                  if "image" in wanted else None)
+        texts = probe.texts[start : start + batch_size] if "text" in wanted else None
+        images = (
+            [_load_image(im) for im in probe.images[start : start + batch_size]]
+            if "image" in wanted
+            else None
+        )
         if images is None:
             warned = warned or _warn_capped(tok, texts, text_only, max_length, cap, special=True)
-            enc = processor(texts, return_tensors="pt", truncation=True,
-                            **{"max_length": text_only, **padding(text_only)})
+            enc = processor(
+                texts,
+                return_tensors="pt",
+                truncation=True,
+                **{"max_length": text_only, **padding(text_only)},
+            )
         elif texts is None:
             enc = processor(images=images, return_tensors="pt")
         else:
@@ -256,13 +341,18 @@ def _batches(probe, model, wanted, processor, tok, padding, accepted, start_id, 
             extra = _special_tokens(tok) if mode == "plain" else None
             fixed = None if extra is None else budget + extra
             fixed = fixed if fixed is None or cap is None else min(fixed, cap)
-            enc = processor(text=image_prompts(processor, texts, mode), images=images,
-                            return_tensors="pt",
-                            **(padding(fixed) if fixed is not None else {"padding": True}))
+            enc = processor(
+                text=image_prompts(processor, texts, mode),
+                images=images,
+                return_tensors="pt",
+                **(padding(fixed) if fixed is not None else {"padding": True}),
+            )
             if image_token is not None and count_image_tokens(enc, image_token) == 0:
-                raise ValueError(f"{type(model).__name__}: the probe prompts built with "
-                                 f"{type(processor).__name__} carry no image token (id "
-                                 f"{image_token}); save the model's own processor with it")
+                raise ValueError(
+                    f"{type(model).__name__}: the probe prompts built with "
+                    f"{type(processor).__name__} carry no image token (id "
+                    f"{image_token}); save the model's own processor with it"
+                )
         batch = {k: v for k, v in dict(enc).items() if k in accepted and torch.is_tensor(v)}
         if start_id is not None and "input_ids" in batch:
             batch["input_ids"] = batch["input_ids"].clone()

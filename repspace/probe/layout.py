@@ -4,6 +4,7 @@ Shared by the probe and every training recipe (:mod:`repspace.training.tasks`), 
 out sequences one way: int64, padded on the right (a causal model's positions then do not
 depend on the other rows of a batch), contiguous.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     out = torch.full((len(rows), width), int(value), dtype=torch.long)
     for i, r in enumerate(rows):
         if len(r):
-            out[i, :len(r)] = torch.as_tensor(list(r), dtype=torch.long)
+            out[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
     return out
 
 
@@ -32,8 +33,9 @@ def mask_rows(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     return pad_rows([[1] * len(r) for r in rows], 0)
 
 
-def answer_rows(prompt: Sequence[int], answer: Sequence[int], seq2seq: bool
-                ) -> tuple[list[int], list[int]]:
+def answer_rows(
+    prompt: Sequence[int], answer: Sequence[int], seq2seq: bool
+) -> tuple[list[int], list[int]]:
     """``(input row, label row)`` of one sample that learns ``answer`` after ``prompt``.
 
     Decoder-only: the row is ``prompt + answer`` and the labels are :data:`IGNORE` on the

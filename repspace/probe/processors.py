@@ -7,6 +7,7 @@ the base checkpoint's when it is usable, else the first usable tuned checkpoint'
 warning), else a one-line error.  A model that takes images needs an image processor, not
 just a tokenizer.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,8 +24,9 @@ __all__ = ["processor_problem", "choose_processor"]
 MAX_UNKNOWN_FRACTION = 0.1
 
 
-def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str] | None,
-                      spec: str | None = None) -> str | None:
+def processor_problem(
+    processor, modalities: Sequence[str], texts: Sequence[str] | None, spec: str | None = None
+) -> str | None:
     """Why ``processor`` (loaded from checkpoint ``spec``) cannot build probe inputs for a model
     taking ``modalities``, or None."""
     if processor is None:
@@ -35,8 +37,9 @@ def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str]
     tok = tokenizer_of(processor)
     if "image" in modalities and tok is processor and not hasattr(processor, "image_processor"):
         reason = getattr(processor, "repspace_processor_error", None)
-        return ("the model takes images but only a tokenizer loaded, no image processor"
-                + (f" (AutoProcessor failed: {reason})" if reason else ""))
+        return "the model takes images but only a tokenizer loaded, no image processor" + (
+            f" (AutoProcessor failed: {reason})" if reason else ""
+        )
     if "text" not in modalities or not texts:
         return None
     if tok is None:
@@ -48,14 +51,17 @@ def processor_problem(processor, modalities: Sequence[str], texts: Sequence[str]
     if unk is not None:
         frac = sum(i == unk for i in ids) / len(ids)
         if frac > MAX_UNKNOWN_FRACTION:
-            return (f"its tokenizer ({type(tok).__name__}, {len(tok)} tokens) maps {frac:.0%} of "
-                    f"the probe's tokens to {tok.unk_token} (an empty or wrong vocabulary, or a "
-                    "probe in a language it does not know: pass --probe with text it can read)")
+            return (
+                f"its tokenizer ({type(tok).__name__}, {len(tok)} tokens) maps {frac:.0%} of "
+                f"the probe's tokens to {tok.unk_token} (an empty or wrong vocabulary, or a "
+                "probe in a language it does not know: pass --probe with text it can read)"
+            )
     return None
 
 
-def choose_processor(candidates: Sequence[tuple[str, object]], modalities: Sequence[str],
-                     texts: Sequence[str] | None):
+def choose_processor(
+    candidates: Sequence[tuple[str, object]], modalities: Sequence[str], texts: Sequence[str] | None
+):
     """The first usable processor of ``candidates`` (``(checkpoint spec, processor)``, base
     first); a ``UserWarning`` when it is not the base's; ``ValueError`` when none is usable."""
     problems = []
@@ -63,11 +69,17 @@ def choose_processor(candidates: Sequence[tuple[str, object]], modalities: Seque
         problem = processor_problem(proc, modalities, texts, spec)
         if problem is None:
             if i:
-                warnings.warn(f"probe inputs built with the processor of {spec}, not the base's "
-                              f"({candidates[0][0]}: {problems[0]})", UserWarning, stacklevel=2)
+                warnings.warn(
+                    f"probe inputs built with the processor of {spec}, not the base's "
+                    f"({candidates[0][0]}: {problems[0]})",
+                    UserWarning,
+                    stacklevel=2,
+                )
             return proc
         problems.append(problem)
     spec, first = candidates[0][0], problems[0]
     others = "" if len(candidates) == 1 else " (nor do the tuned checkpoints ship a usable one)"
-    raise ValueError(f"{spec}: {first}{others}; save the model's tokenizer/processor next to its "
-                     "weights (save_pretrained), or install what its processor needs")
+    raise ValueError(
+        f"{spec}: {first}{others}; save the model's tokenizer/processor next to its "
+        "weights (save_pretrained), or install what its processor needs"
+    )

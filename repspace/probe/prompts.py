@@ -21,12 +21,20 @@
   cuts the text *before* the processor adds image tokens, template and special tokens, so
   truncation can never cut image placeholders.
 """
+
 from __future__ import annotations
 
 import copy
 
-__all__ = ["tokenizer_of", "with_pad_token", "truncate_texts", "image_prompts", "count_image_tokens",
-           "chat_template_of", "prompt_mode"]
+__all__ = [
+    "tokenizer_of",
+    "with_pad_token",
+    "truncate_texts",
+    "image_prompts",
+    "count_image_tokens",
+    "chat_template_of",
+    "prompt_mode",
+]
 
 
 def tokenizer_of(processor):
@@ -49,12 +57,18 @@ def with_pad_token(processor):
     right leaves every real token where it is alone, for causal and bidirectional models.
     """
     tok = tokenizer_of(processor)
-    if tok is None or (tok.pad_token is not None and getattr(tok, "padding_side", "right") == "right"):
+    if tok is None or (
+        tok.pad_token is not None and getattr(tok, "padding_side", "right") == "right"
+    ):
         return processor
-    pad = tok.pad_token or next((t for t in (tok.eos_token, tok.unk_token, tok.bos_token) if t), None)
+    pad = tok.pad_token or next(
+        (t for t in (tok.eos_token, tok.unk_token, tok.bos_token) if t), None
+    )
     if pad is None:
-        raise ValueError(f"{type(tok).__name__}: the tokenizer has no pad, eos, unk or bos token to "
-                         "pad probe batches with; add a pad token to the checkpoint's tokenizer")
+        raise ValueError(
+            f"{type(tok).__name__}: the tokenizer has no pad, eos, unk or bos token to "
+            "pad probe batches with; add a pad token to the checkpoint's tokenizer"
+        )
     is_tokenizer = tok is processor
     tok = copy.deepcopy(tok)
     tok.pad_token = pad
@@ -88,15 +102,18 @@ def truncate_texts(tokenizer, texts: list[str], max_length: int) -> list[str]:
                 out.append(text)
                 continue
             k = max_length
-            while k > 1 and not _fits(tokenizer, text[:offsets[k - 1][1]], max_length):
+            while k > 1 and not _fits(tokenizer, text[: offsets[k - 1][1]], max_length):
                 k -= 1
-            out.append(text[:offsets[k - 1][1]])
+            out.append(text[: offsets[k - 1][1]])
         return out
     except (NotImplementedError, TypeError, KeyError):  # slow tokenizers have no offsets
         for text in texts:
             tokens = tokenizer.tokenize(text)
-            out.append(text if len(tokens) <= max_length
-                       else tokenizer.convert_tokens_to_string(tokens[:max_length]))
+            out.append(
+                text
+                if len(tokens) <= max_length
+                else tokenizer.convert_tokens_to_string(tokens[:max_length])
+            )
         return out
 
 
@@ -121,12 +138,15 @@ def chat_template_of(processor) -> str | dict | None:
 
 
 def _chat_prompt(processor, text: str, generation: bool = False) -> str:
-    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    conversation = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
+    ]
     kwargs = {}
     if not getattr(processor, "chat_template", None):  # the tokenizer's template
         kwargs["chat_template"] = chat_template_of(processor)
-    return processor.apply_chat_template(conversation, tokenize=False,
-                                         add_generation_prompt=generation, **kwargs)
+    return processor.apply_chat_template(
+        conversation, tokenize=False, add_generation_prompt=generation, **kwargs
+    )
 
 
 def image_prompts(processor, texts: list[str], mode: str, generation: bool = False) -> list[str]:
@@ -144,8 +164,9 @@ def image_prompts(processor, texts: list[str], mode: str, generation: bool = Fal
 def _places_images(processor, mode: str, image_token: int, text: str, image) -> bool:
     """Whether prompts of ``mode`` come out of the processor with image placeholders."""
     try:
-        enc = processor(text=image_prompts(processor, [text], mode), images=[image],
-                        return_tensors="pt")
+        enc = processor(
+            text=image_prompts(processor, [text], mode), images=[image], return_tensors="pt"
+        )
     except (ValueError, TypeError, IndexError, KeyError):  # "found 0 <image> tokens and 1 images"
         return False
     return count_image_tokens(enc, image_token) > 0
@@ -161,13 +182,16 @@ def prompt_mode(processor, image_token: int | None, sample_text: str, sample_ima
     if image_token is None:
         return "plain"
     # A chat template that renders no image placeholder (a text-only template) falls through.
-    if chat_template_of(processor) and _places_images(processor, "chat", image_token,
-                                                      sample_text, sample_image):
+    if chat_template_of(processor) and _places_images(
+        processor, "chat", image_token, sample_text, sample_image
+    ):
         return "chat"
     if _places_images(processor, "plain", image_token, sample_text, sample_image):
         return "plain"
     if isinstance(getattr(processor, "image_token", None), str):
         return "token"
-    raise ValueError(f"{type(processor).__name__}: the model takes image token id {image_token} "
-                     "in its text, but the processor has no chat template and no image_token to "
-                     "build a prompt with; save the model's processor (with its chat template)")
+    raise ValueError(
+        f"{type(processor).__name__}: the model takes image token id {image_token} "
+        "in its text, but the processor has no chat template and no image_token to "
+        "build a prompt with; save the model's processor (with its chat template)"
+    )

@@ -12,6 +12,7 @@ Sources (``load_probe(source, ...)``):
 - ``*.csv``: columns ``image`` and/or ``text``/``caption``;
 - a folder of images, with an optional ``captions.jsonl`` / ``captions.csv`` beside them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,9 @@ class ProbeSet:
         if not n:
             raise ValueError(f"probe data {self.source}: no texts and no images")
         if len(n) != 1:
-            raise ValueError(f"probe data {self.source}: {len(self.texts)} texts but "
-                             f"{len(self.images)} images")
+            raise ValueError(
+                f"probe data {self.source}: {len(self.texts)} texts but {len(self.images)} images"
+            )
         if n == {0}:
             raise ValueError(f"probe data {self.source}: empty")
 
@@ -79,13 +81,19 @@ class ProbeSet:
                 try:
                     h.update(bytes.fromhex(file_sha256(im)))
                 except OSError as exc:
-                    raise ValueError(f"probe data {self.source}: image {im} is unreadable "
-                                     f"({exc.strerror or exc})") from None
+                    raise ValueError(
+                        f"probe data {self.source}: image {im} is unreadable "
+                        f"({exc.strerror or exc})"
+                    ) from None
         return h.hexdigest()
 
     def describe(self) -> dict:
-        return {"source": self.source, "num_samples": len(self), "modalities": list(self.modalities),
-                "sha256": self.sha256()}
+        return {
+            "source": self.source,
+            "num_samples": len(self),
+            "modalities": list(self.modalities),
+            "sha256": self.sha256(),
+        }
 
 
 def builtin_probe(n: int = 512, seed: int = 0) -> ProbeSet:
@@ -148,8 +156,10 @@ def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
             if not im:
                 raise ValueError(f"{source}: record {i} has no image field")
             if not isinstance(im, str):
-                raise ValueError(f"{source}: record {i}: image must be a file path (a string); "
-                                 f"got {type(im).__name__}")
+                raise ValueError(
+                    f"{source}: record {i}: image must be a file path (a string); "
+                    f"got {type(im).__name__}"
+                )
             if not (base / im).is_file():
                 raise ValueError(f"{source}: record {i}: image {base / im} does not exist")
         images = [str(base / im) for im in images]
@@ -157,8 +167,9 @@ def _from_records(records: list[dict], base: Path, source: str) -> ProbeSet:
     return ProbeSet(source, texts if has_text else None, images if has_image else None)
 
 
-def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
-               seed: int = 0) -> ProbeSet:
+def load_probe(
+    source: str | Path = "builtin", num_samples: int | None = None, seed: int = 0
+) -> ProbeSet:
     """Load probe data from ``source`` (see module docstring) and keep ``num_samples``."""
     if str(source) == "builtin":
         return builtin_probe(num_samples or 512, seed=seed)
@@ -177,11 +188,14 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
             if (path / side).is_file():
                 return load_probe(path / side, num_samples, seed)
         if not images:
-            raise ValueError(f"probe data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no "
-                             "captions.jsonl/captions.csv")
+            raise ValueError(
+                f"probe data {path}: no images ({', '.join(IMAGE_SUFFIXES)}) and no "
+                "captions.jsonl/captions.csv"
+            )
         check_image_files(images, str(path))
-        return _faithful_images(ProbeSet(str(path), None, [str(p) for p in images])
-                                .subset(num_samples, seed))
+        return _faithful_images(
+            ProbeSet(str(path), None, [str(p) for p in images]).subset(num_samples, seed)
+        )
     from repspace.data._io import read_csv, read_jsonl, read_text
 
     suffix = path.suffix.lower()
@@ -189,12 +203,18 @@ def load_probe(source: str | Path = "builtin", num_samples: int | None = None,
         lines = [line.strip() for line in read_text(path, "probe data").splitlines()]
         probe = ProbeSet(str(path), [line for line in lines if line])
     elif suffix == ".jsonl":
-        records = [obj for _, obj in read_jsonl(path, "probe data", 'write one {"text": ..., '
-                                                '"image": ...} object per line')]
+        records = [
+            obj
+            for _, obj in read_jsonl(
+                path, "probe data", 'write one {"text": ..., "image": ...} object per line'
+            )
+        ]
         probe = _from_records(records, path.parent, str(path))
     elif suffix == ".csv":
         probe = _from_records(read_csv(path, "probe data"), path.parent, str(path))
     else:
-        raise ValueError(f"probe data {path}: unknown format {suffix!r}; use .txt, .jsonl, "
-                         ".csv, a folder of images, or 'builtin'")
+        raise ValueError(
+            f"probe data {path}: unknown format {suffix!r}; use .txt, .jsonl, "
+            ".csv, a folder of images, or 'builtin'"
+        )
     return _faithful_images(probe.subset(num_samples, seed))

@@ -3,6 +3,7 @@
 Names load on first use (PEP 562): a comparison that writes no report (``--no-report``)
 should not pay for importing matplotlib.
 """
+
 from __future__ import annotations
 
 from repspace._lazy import lazy_attributes
@@ -18,8 +19,16 @@ _LAZY = {
     "write_report": "repspace.report.writer",
 }
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "CheckpointInfo", "CompareResult", "summarize",
-           "terminal_table", "tidy_rows", "write_report"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "CheckpointInfo",
+    "CompareResult",
+    "summarize",
+    "terminal_table",
+    "tidy_rows",
+    "write_report",
+]
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -12,6 +12,7 @@ run (:mod:`repspace.compare.analyses`).  Kept apart from :mod:`repspace.report.w
 from :func:`analysis_caption`.  Input: ``result.analyses``, the ``linear_cka_null_*``
 metrics and ``result.settings["base_capture"]``.
 """
+
 from __future__ import annotations
 
 import html
@@ -53,8 +54,10 @@ def base_capture_text(settings: dict) -> str | None:
     if not isinstance(bc, dict):
         return None
     if bc.get("mode") == "adapter_disabled":
-        return ("one model: the base was run as the adapter's model with the adapter disabled "
-                "(peft disable_adapter(); identical to loading it separately)")
+        return (
+            "one model: the base was run as the adapter's model with the adapter disabled "
+            "(peft disable_adapter(); identical to loading it separately)"
+        )
     return f"two models: the base was loaded separately ({bc.get('reason', 'reason not recorded')})"
 
 
@@ -68,9 +71,15 @@ def _null_rows(result: CompareResult) -> list[list[str]]:
                 res = m.get("linear_cka_null_resolution")
                 p = m["linear_cka_null_p"]
                 floor = res is not None and p <= res * (1 + 1e-9)
-                rows.append([name, layer, _f(m.get("linear_cka")),
-                             f"≤ {_f(p)}" if floor else _f(p),  # at the floor: not smaller
-                             _f(m.get("linear_cka_null_z"))])
+                rows.append(
+                    [
+                        name,
+                        layer,
+                        _f(m.get("linear_cka")),
+                        f"≤ {_f(p)}" if floor else _f(p),  # at the floor: not smaller
+                        _f(m.get("linear_cka_null_z")),
+                    ]
+                )
     return rows
 
 
@@ -78,15 +87,24 @@ def _null_tables(result: CompareResult) -> list[Table]:
     rows = _null_rows(result)
     if not rows:
         return []
-    return [Table("Calibrated similarity: permutation null of linear CKA",
-                  "The tuned rows of the paired sample are shuffled (B permutations, the pairing "
-                  "destroyed) and linear CKA recomputed: p = (1 + #{CKA_perm ≥ CKA}) / (B + 1), "
-                  "z = (CKA − mean_null) / sd_null. A small p says the two representations share "
-                  "sample-specific structure; it does not say they are unchanged (CKA itself "
-                  "does).",
-                  ["checkpoint", "layer", "linear CKA", "p", "z"], rows,
-                  [("p ≥ 1/(B + 1) for B permutations of the row sample: '≤' marks a p-value "
-                    "at that floor (every permutation scored lower); z says by how much")])]
+    return [
+        Table(
+            "Calibrated similarity: permutation null of linear CKA",
+            "The tuned rows of the paired sample are shuffled (B permutations, the pairing "
+            "destroyed) and linear CKA recomputed: p = (1 + #{CKA_perm ≥ CKA}) / (B + 1), "
+            "z = (CKA − mean_null) / sd_null. A small p says the two representations share "
+            "sample-specific structure; it does not say they are unchanged (CKA itself "
+            "does).",
+            ["checkpoint", "layer", "linear CKA", "p", "z"],
+            rows,
+            [
+                (
+                    "p ≥ 1/(B + 1) for B permutations of the row sample: '≤' marks a p-value "
+                    "at that floor (every permutation scored lower); z says by how much"
+                )
+            ],
+        )
+    ]
 
 
 def _segment_tables(result: CompareResult) -> list[Table]:
@@ -95,34 +113,70 @@ def _segment_tables(result: CompareResult) -> list[Table]:
         for layer, parts in per.items():
             for s, m in parts.items():
                 if s == "virtual":
-                    vrows.append([name, layer, _f(m.get("virtual_tokens")),
-                                  _f(m.get("virtual_effective_rank")),
-                                  _f(m.get("virtual_norm_ratio")),
-                                  _f(m.get("virtual_sample_share"))])
+                    vrows.append(
+                        [
+                            name,
+                            layer,
+                            _f(m.get("virtual_tokens")),
+                            _f(m.get("virtual_effective_rank")),
+                            _f(m.get("virtual_norm_ratio")),
+                            _f(m.get("virtual_sample_share")),
+                        ]
+                    )
                 else:
-                    rows.append([name, layer, s, _f(m.get("n")), _f(m.get("linear_cka")),
-                                 _f(m.get("effective_rank_base")),
-                                 _f(m.get("effective_rank_tuned")),
-                                 _f(m.get("relative_shift_mean"))])
+                    rows.append(
+                        [
+                            name,
+                            layer,
+                            s,
+                            _f(m.get("n")),
+                            _f(m.get("linear_cka")),
+                            _f(m.get("effective_rank_base")),
+                            _f(m.get("effective_rank_tuned")),
+                            _f(m.get("relative_shift_mean")),
+                        ]
+                    )
     out = []
     if rows:
-        out.append(Table(
-            "Per segment: image and text tokens",
-            "Metrics over each token segment separately, from the same capture pass: rows are "
-            "per-sample means over the segment's tokens (image: vision-tower tokens and "
-            "image-placeholder positions; text: the other valid tokens), n samples that have "
-            "the segment.",
-            ["checkpoint", "layer", "segment", "n", "linear CKA", "erank base", "erank tuned",
-             "‖Δh‖/‖h‖ mean"], rows))
+        out.append(
+            Table(
+                "Per segment: image and text tokens",
+                "Metrics over each token segment separately, from the same capture pass: rows are "
+                "per-sample means over the segment's tokens (image: vision-tower tokens and "
+                "image-placeholder positions; text: the other valid tokens), n samples that have "
+                "the segment.",
+                [
+                    "checkpoint",
+                    "layer",
+                    "segment",
+                    "n",
+                    "linear CKA",
+                    "erank base",
+                    "erank tuned",
+                    "‖Δh‖/‖h‖ mean",
+                ],
+                rows,
+            )
+        )
     if vrows:
-        out.append(Table(
-            "Per segment: the tuned side's virtual tokens",
-            "The positions a prompt-learning adapter prepends exist on the tuned side only: "
-            "their effective rank (directions the prompt spans), their mean norm over the text "
-            "tokens' (does the prompt dominate?), and the share of their variance that is "
-            "between samples at a fixed position (0: input-independent).",
-            ["checkpoint", "layer", "tokens", "erank", "norm / text norm",
-             "between-sample share"], vrows))
+        out.append(
+            Table(
+                "Per segment: the tuned side's virtual tokens",
+                "The positions a prompt-learning adapter prepends exist on the tuned side only: "
+                "their effective rank (directions the prompt spans), their mean norm over the text "
+                "tokens' (does the prompt dominate?), and the share of their variance that is "
+                "between samples at a fixed position (0: input-independent).",
+                [
+                    "checkpoint",
+                    "layer",
+                    "tokens",
+                    "erank",
+                    "norm / text norm",
+                    "between-sample share",
+                ],
+                vrows,
+            )
+        )
     return out
 
 
@@ -141,11 +195,17 @@ def _adapter_effect_tables(result: CompareResult) -> list[Table]:
     for name, r in done:
         for block, m in r.get("blocks", {}).items():
             rows.append([name, block, _f(m.get("mean")), _f(m.get("q25")), _f(m.get("q75"))])
-    return [Table("Where the adapter acts: ‖Δh‖/‖h‖ per block",
-                  "Per adapted module and sample, r = ‖Δh‖/‖h‖: the adapter branch's output "
-                  "against the frozen path's, over valid tokens; averaged over the block's "
-                  "modules (mean and interquartile range over samples).",
-                  ["checkpoint", "block", "mean", "q25", "q75"], rows, notes)]
+    return [
+        Table(
+            "Where the adapter acts: ‖Δh‖/‖h‖ per block",
+            "Per adapted module and sample, r = ‖Δh‖/‖h‖: the adapter branch's output "
+            "against the frozen path's, over valid tokens; averaged over the block's "
+            "modules (mean and interquartile range over samples).",
+            ["checkpoint", "block", "mean", "q25", "q75"],
+            rows,
+            notes,
+        )
+    ]
 
 
 def _weight_space_tables(result: CompareResult) -> list[Table]:
@@ -155,19 +215,41 @@ def _weight_space_tables(result: CompareResult) -> list[Table]:
     rows, notes = [], []
     for name, r in ws.items():
         for block, m in r.get("blocks", {}).items():
-            rows.append([name, block, _f(m.get("matrices")), _f(m.get("relative_delta")),
-                         _f(m.get("delta_effective_rank")), _f(m.get("intruder_dimensions"))])
-        notes.append(f"{name}: {len(r.get('matrices', {}))} changed linear maps, "
-                     f"{r.get('unchanged', 0)} unchanged, {len(r.get('skipped', {}))} not "
-                     f"linear; {r.get('intruder_dimensions', 0)} intruder dimensions in all "
-                     f"(top {r.get('top_k')}, |cos| < {r.get('threshold')})")
-    return [Table("Weight space: ΔW per block",
-                  "ΔW of every changed linear map (from the adapter, or W_tuned − W_base): its "
-                  "size relative to W, its effective rank, and intruder dimensions "
-                  "(Shuttleworth et al., 2024: top singular vectors of W_tuned with low cosine "
-                  "similarity to every base singular vector).",
-                  ["checkpoint", "block", "matrices", "‖ΔW‖/‖W‖ mean", "erank ΔW mean",
-                   "intruder dimensions"], rows, notes)]
+            rows.append(
+                [
+                    name,
+                    block,
+                    _f(m.get("matrices")),
+                    _f(m.get("relative_delta")),
+                    _f(m.get("delta_effective_rank")),
+                    _f(m.get("intruder_dimensions")),
+                ]
+            )
+        notes.append(
+            f"{name}: {len(r.get('matrices', {}))} changed linear maps, "
+            f"{r.get('unchanged', 0)} unchanged, {len(r.get('skipped', {}))} not "
+            f"linear; {r.get('intruder_dimensions', 0)} intruder dimensions in all "
+            f"(top {r.get('top_k')}, |cos| < {r.get('threshold')})"
+        )
+    return [
+        Table(
+            "Weight space: ΔW per block",
+            "ΔW of every changed linear map (from the adapter, or W_tuned − W_base): its "
+            "size relative to W, its effective rank, and intruder dimensions "
+            "(Shuttleworth et al., 2024: top singular vectors of W_tuned with low cosine "
+            "similarity to every base singular vector).",
+            [
+                "checkpoint",
+                "block",
+                "matrices",
+                "‖ΔW‖/‖W‖ mean",
+                "erank ΔW mean",
+                "intruder dimensions",
+            ],
+            rows,
+            notes,
+        )
+    ]
 
 
 def _merge_tables(result: CompareResult) -> list[Table]:
@@ -178,16 +260,36 @@ def _merge_tables(result: CompareResult) -> list[Table]:
     for name, per in done:
         for dtype, f in per.items():
             s = f.get("summary", {})
-            rows.append([name, dtype, _f(s.get("min_linear_cka"), 9),
-                         _f(s.get("max_relative_shift")), _f(s.get("median_merge_error")),
-                         _f(s.get("median_update_error")), _f(s.get("mean_absorbed_fraction"))])
-    return [Table("Merge fidelity",
-                  "The adapter merged into the weights in each dtype, run in float32, against "
-                  "the unmerged float32 model: representation drift per layer and the error of "
-                  "the merged matrices relative to ΔW.",
-                  ["checkpoint", "dtype", "min CKA merged vs unmerged", "max ‖Δy‖/‖y‖",
-                   "median ‖W_m − W‖/‖ΔW‖", "median update lost", "ΔW entries rounded away"],
-                  rows, notes)]
+            rows.append(
+                [
+                    name,
+                    dtype,
+                    _f(s.get("min_linear_cka"), 9),
+                    _f(s.get("max_relative_shift")),
+                    _f(s.get("median_merge_error")),
+                    _f(s.get("median_update_error")),
+                    _f(s.get("mean_absorbed_fraction")),
+                ]
+            )
+    return [
+        Table(
+            "Merge fidelity",
+            "The adapter merged into the weights in each dtype, run in float32, against "
+            "the unmerged float32 model: representation drift per layer and the error of "
+            "the merged matrices relative to ΔW.",
+            [
+                "checkpoint",
+                "dtype",
+                "min CKA merged vs unmerged",
+                "max ‖Δy‖/‖y‖",
+                "median ‖W_m − W‖/‖ΔW‖",
+                "median update lost",
+                "ΔW entries rounded away",
+            ],
+            rows,
+            notes,
+        )
+    ]
 
 
 def _layer_matching_tables(result: CompareResult) -> list[Table]:
@@ -199,16 +301,25 @@ def _layer_matching_tables(result: CompareResult) -> list[Table]:
         for p in m.get("pairs", []):
             rows.append([name, p["tuned"], p["base"], _f(p["cka"])])
         if m.get("unmatched_base"):
-            notes.append(f"{name}: base layers matched to no tuned layer: "
-                         f"{', '.join(m['unmatched_base'])}")
+            notes.append(
+                f"{name}: base layers matched to no tuned layer: {', '.join(m['unmatched_base'])}"
+            )
         if m.get("identity"):
-            notes.append(f"{name}: every tuned block matched the base block of the same index "
-                         "(no depth change detected)")
-    return [Table("Layer matching by cross-layer CKA",
-                  "Each tuned block matched to a base block by the cross-layer linear CKA matrix "
-                  "(monotone assignment maximising the total CKA), for tuned models of another "
-                  "depth (block expansion, layer replication).",
-                  ["checkpoint", "tuned layer", "matched base layer", "linear CKA"], rows, notes)]
+            notes.append(
+                f"{name}: every tuned block matched the base block of the same index "
+                "(no depth change detected)"
+            )
+    return [
+        Table(
+            "Layer matching by cross-layer CKA",
+            "Each tuned block matched to a base block by the cross-layer linear CKA matrix "
+            "(monotone assignment maximising the total CKA), for tuned models of another "
+            "depth (block expansion, layer replication).",
+            ["checkpoint", "tuned layer", "matched base layer", "linear CKA"],
+            rows,
+            notes,
+        )
+    ]
 
 
 def _tables(result: CompareResult) -> list[Table]:
@@ -227,8 +338,10 @@ def markdown_section(result: CompareResult, plots: dict[str, list[str]] | None =
     for t in tables:
         lines += [f"### {md_text(t.title)}", "", f"*{md_text(t.description)}*", ""]
         if t.rows:
-            lines += ["| " + " | ".join(md_text(h) for h in t.head) + " |",
-                      "|" + "---|" * len(t.head)]
+            lines += [
+                "| " + " | ".join(md_text(h) for h in t.head) + " |",
+                "|" + "---|" * len(t.head),
+            ]
             lines += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in t.rows]
         lines += [f"- {md_text(n)}" for n in t.notes]
         lines.append("")
@@ -245,11 +358,16 @@ def html_section(result: CompareResult) -> str:
     for t in tables:
         parts.append(f"<h3>{h(t.title)}</h3><p><small>{h(t.description)}</small></p>")
         if t.rows:
-            parts.append('<details open><summary>Table</summary><div class="scroll"><table '
-                         'class="full"><thead><tr>' + "".join(f"<th>{h(c)}</th>" for c in t.head)
-                         + "</tr></thead><tbody>" + "".join(
-                             "<tr>" + "".join(f"<td>{h(str(c))}</td>" for c in r) + "</tr>"
-                             for r in t.rows) + "</tbody></table></div></details>")
+            parts.append(
+                '<details open><summary>Table</summary><div class="scroll"><table '
+                'class="full"><thead><tr>'
+                + "".join(f"<th>{h(c)}</th>" for c in t.head)
+                + "</tr></thead><tbody>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{h(str(c))}</td>" for c in r) + "</tr>" for r in t.rows
+                )
+                + "</tbody></table></div></details>"
+            )
         if t.notes:
             parts.append("<ul>" + "".join(f"<li>{h(n)}</li>" for n in t.notes) + "</ul>")
     return "".join(parts)
@@ -261,8 +379,10 @@ def _segment_series(result: CompareResult) -> dict[str, dict[str, np.ndarray]]:
     series: dict[str, dict[str, np.ndarray]] = {}
     for name, per in _of(result, "segments").items():
         for s in ("text", "image", "query"):
-            y = np.array([per.get(l, {}).get(s, {}).get("linear_cka", math.nan)
-                          for l in result.layers], dtype=np.float64)
+            y = np.array(
+                [per.get(l, {}).get(s, {}).get("linear_cka", math.nan) for l in result.layers],
+                dtype=np.float64,
+            )
             if not np.isnan(y).all():
                 series.setdefault(name, {})[s] = y
     return series
@@ -291,9 +411,14 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
     styles = styles_for([f"{n}: {s}" for n, per in series.items() for s in per])
     with paper_style():
         ncols = min(3, len(groups))
-        fig, axes = grid(math.ceil(len(groups) / ncols), ncols,
-                         panel_width(len(result.layers)) if ncols == 1 else 2.45, 2.8,
-                         sharex=True, sharey=True)
+        fig, axes = grid(
+            math.ceil(len(groups) / ncols),
+            ncols,
+            panel_width(len(result.layers)) if ncols == 1 else 2.45,
+            2.8,
+            sharex=True,
+            sharey=True,
+        )
         for ax, group in zip(axes.ravel(), groups):
             for name in group:
                 for s, y in series[name].items():  # no line across a tower divider
@@ -305,7 +430,7 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
             ax.set_ylabel("linear CKA to the base" if left else "")
             if len(groups) > 1:
                 ax.set_title(group[0], loc="left", fontsize=9)
-        for ax in axes.ravel()[len(groups):]:
+        for ax in axes.ravel()[len(groups) :]:
             fig.delaxes(ax)
         figure_legend(fig)
         figure_title(fig, "Similarity to the base per token segment")
@@ -315,16 +440,14 @@ def _plot_segments(result: CompareResult, stem: Path) -> list[Path]:
 def _plot_adapter_effect(result: CompareResult, stem: Path) -> list[Path]:
     from repspace.report.weight_figures import plot_adapter_effect
 
-    blocks = {n: r["blocks"] for n, r in _of(result, "adapter_effect").items()
-              if r.get("blocks")}
+    blocks = {n: r["blocks"] for n, r in _of(result, "adapter_effect").items() if r.get("blocks")}
     return plot_adapter_effect(blocks, stem) if blocks else []
 
 
 def _plot_weight_space(result: CompareResult, stem: Path) -> list[Path]:
     from repspace.report.weight_figures import plot_weight_vs_representation
 
-    ws = {n: r["blocks"] for n, r in _of(result, "weight_space").items()
-          if r.get("blocks")}
+    ws = {n: r["blocks"] for n, r in _of(result, "weight_space").items() if r.get("blocks")}
     if not ws:
         return []
     rep = {}  # the representation's effective-rank ratio at the blocks the comparison captured
@@ -340,16 +463,18 @@ def _plot_weight_space(result: CompareResult, stem: Path) -> list[Path]:
 def _plot_merge(result: CompareResult, stem: Path) -> list[Path]:
     from repspace.report.weight_figures import plot_merge_fidelity
 
-    merges = {n: per for n, per in _of(result, "merge_fidelity").items()
-              if "note" not in per}
+    merges = {n: per for n, per in _of(result, "merge_fidelity").items() if "note" not in per}
     return plot_merge_fidelity(merges, stem) if merges else []
 
 
 def layer_matching_scale(result: CompareResult) -> tuple[float, float] | None:
     """The one colour scale (low, high) of every layer-matching panel: the range of all the
     CKA values shown, so one colour means one CKA in every panel."""
-    mats = [np.asarray(m["matrix"], dtype=np.float64)
-            for m in _of(result, "layer_matching").values() if m.get("matrix")]
+    mats = [
+        np.asarray(m["matrix"], dtype=np.float64)
+        for m in _of(result, "layer_matching").values()
+        if m.get("matrix")
+    ]
     vals = np.concatenate([m.ravel() for m in mats]) if mats else np.zeros(0)
     vals = vals[np.isfinite(vals)]
     if not vals.size:
@@ -369,35 +494,55 @@ def _plot_layer_matching(result: CompareResult, stem: Path) -> list[Path]:
         return []
     with paper_style():
         ncols = min(3, len(lm))
-        fig, axes = grid(math.ceil(len(lm) / ncols), ncols, 3.0, 3.2, legend=False,
-                         sharex=False, sharey=False)
+        fig, axes = grid(
+            math.ceil(len(lm) / ncols), ncols, 3.0, 3.2, legend=False, sharex=False, sharey=False
+        )
         for ax, (name, m) in zip(axes.ravel(), lm.items()):
             mat = np.asarray(m["matrix"], dtype=np.float64)  # (base, tuned)
-            im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", vmin=scale[0],
-                           vmax=scale[1])
+            im = ax.imshow(
+                mat, origin="lower", aspect="auto", cmap="viridis", vmin=scale[0], vmax=scale[1]
+            )
             base_idx = {b: i for i, b in enumerate(m["base_layers"])}
             tuned_idx = {t: j for j, t in enumerate(m["tuned_layers"])}
-            ax.scatter([tuned_idx[p["tuned"]] for p in m["pairs"]],
-                       [base_idx[p["base"]] for p in m["pairs"]], marker="o", s=14,
-                       facecolors="none", edgecolors="white", lw=1.0, label="matched")
-            ax.set_xticks(range(len(m["tuned_layers"])), short_layer_names(m["tuned_layers"]),
-                          rotation=60, ha="right", fontsize=6)
-            ax.set_yticks(range(len(m["base_layers"])), short_layer_names(m["base_layers"]),
-                          fontsize=6)
+            ax.scatter(
+                [tuned_idx[p["tuned"]] for p in m["pairs"]],
+                [base_idx[p["base"]] for p in m["pairs"]],
+                marker="o",
+                s=14,
+                facecolors="none",
+                edgecolors="white",
+                lw=1.0,
+                label="matched",
+            )
+            ax.set_xticks(
+                range(len(m["tuned_layers"])),
+                short_layer_names(m["tuned_layers"]),
+                rotation=60,
+                ha="right",
+                fontsize=6,
+            )
+            ax.set_yticks(
+                range(len(m["base_layers"])), short_layer_names(m["base_layers"]), fontsize=6
+            )
             ax.set_xlabel(f"{name} layer")
             ax.set_ylabel(f"base {result.base.name} layer")
             ax.set_title(name, loc="left", fontsize=9)
             ax.grid(False)
-        for ax in axes.ravel()[len(lm):]:
+        for ax in axes.ravel()[len(lm) :]:
             fig.delaxes(ax)
-        fig.colorbar(im, ax=list(axes.ravel()[:len(lm)]), shrink=0.9, label="linear CKA"
-                     + (" (one scale for every panel)" if len(lm) > 1 else ""))
+        fig.colorbar(
+            im,
+            ax=list(axes.ravel()[: len(lm)]),
+            shrink=0.9,
+            label="linear CKA" + (" (one scale for every panel)" if len(lm) > 1 else ""),
+        )
         figure_title(fig, "Layer matching: cross-layer linear CKA")
         return save_figure(fig, stem)
 
 
-def analysis_plots(result: CompareResult, folder: Path,
-                   only: tuple[str, ...] | None = None) -> dict[str, list[Path]]:
+def analysis_plots(
+    result: CompareResult, folder: Path, only: tuple[str, ...] | None = None
+) -> dict[str, list[Path]]:
     """Write the registered analyses' figures into ``folder`` (``only``: those named);
     ``{figure name: files}`` of those made, in report order."""
     out = {}
@@ -424,11 +569,17 @@ def _segments_caption(result: CompareResult) -> str:
     from repspace.report.plots import tower_note
 
     lines = sum(len(v) for v in _segment_series(result).values())
-    return ("Linear CKA to the base " + result.base.name + " per layer over each token segment "
-            "separately (per-sample means over the segment's tokens), from the "
-            "comparison's capture pass; 1 = unchanged (dashed)."
-            + (" One panel per checkpoint (more than five lines would hide each other), "
-               "on one y axis." if lines > MAX_LINES else "") + tower_note(result.layers))
+    return (
+        "Linear CKA to the base " + result.base.name + " per layer over each token segment "
+        "separately (per-sample means over the segment's tokens), from the "
+        "comparison's capture pass; 1 = unchanged (dashed)."
+        + (
+            " One panel per checkpoint (more than five lines would hide each other), on one y axis."
+            if lines > MAX_LINES
+            else ""
+        )
+        + tower_note(result.layers)
+    )
 
 
 def _adapter_effect_caption(result: CompareResult) -> str:
@@ -438,7 +589,8 @@ def _adapter_effect_caption(result: CompareResult) -> str:
 
     eff = {n: r["blocks"] for n, r in _of(result, "adapter_effect").items() if r.get("blocks")}
     return weight_caption("adapter_effect", many=len(eff) > MAX_LINES) + tower_note(
-        list(dict.fromkeys(b for per in eff.values() for b in per)))
+        list(dict.fromkeys(b for per in eff.values() for b in per))
+    )
 
 
 def _weight_space_caption(result: CompareResult) -> str:
@@ -447,43 +599,76 @@ def _weight_space_caption(result: CompareResult) -> str:
     from repspace.report.weight_figures import weight_caption, weight_space_is_log
 
     ws = {n: r["blocks"] for n, r in _of(result, "weight_space").items() if r.get("blocks")}
-    rep = any(result.metrics.get(n, {}).get(b, {}).get("effective_rank_tuned") is not None
-              for n in ws for b in result.layers)
-    return weight_caption("weight_space", log=weight_space_is_log(ws), with_representation=rep,
-                          many=len(ws) > MAX_LINES) + tower_note(
-        list(dict.fromkeys(b for per in ws.values() for b in per)))
+    rep = any(
+        result.metrics.get(n, {}).get(b, {}).get("effective_rank_tuned") is not None
+        for n in ws
+        for b in result.layers
+    )
+    return weight_caption(
+        "weight_space",
+        log=weight_space_is_log(ws),
+        with_representation=rep,
+        many=len(ws) > MAX_LINES,
+    ) + tower_note(list(dict.fromkeys(b for per in ws.values() for b in per)))
 
 
 def _merge_caption(result: CompareResult) -> str:
     from repspace.report.plots import tower_note
     from repspace.report.weight_figures import weight_caption
 
-    layers = [l for per in _of(result, "merge_fidelity").values() if "note" not in per
-              for f in per.values() for l in f.get("layers", {})]
+    layers = [
+        l
+        for per in _of(result, "merge_fidelity").values()
+        if "note" not in per
+        for f in per.values()
+        for l in f.get("layers", {})
+    ]
     return weight_caption("merge_fidelity") + tower_note(list(dict.fromkeys(layers)))
 
 
 def _layer_matching_caption(result: CompareResult) -> str:
     scale = layer_matching_scale(result)
     span = f" (from {scale[0]:.2f} to {scale[1]:.2f})" if scale else ""
-    return (f"Cross-layer linear CKA between the base {result.base.name}'s blocks (rows) and "
-            "each tuned model's (columns), one panel per tuned model, all on one colour scale"
-            f"{span} with one colour bar; circles: the monotone matching maximising the "
-            "total CKA.")
+    return (
+        f"Cross-layer linear CKA between the base {result.base.name}'s blocks (rows) and "
+        "each tuned model's (columns), one panel per tuned model, all on one colour scale"
+        f"{span} with one colour bar; circles: the monotone matching maximising the "
+        "total CKA."
+    )
 
 
 # The report side of the built-in analyses: a saved result renders without repspace.compare,
 # which adds how each runs and is asked for (repspace.compare.analyses).  ``order`` keeps the
 # report's order: the null first, then as the options are listed.
 declare_analysis("null", tables=_null_tables, order=10)
-declare_analysis("segments", tables=_segment_tables, order=20, figures=(
-    Figure("analysis_segments", _plot_segments, _segments_caption),))
-declare_analysis("adapter_effect", tables=_adapter_effect_tables, order=30, figures=(
-    Figure("analysis_adapter_effect", _plot_adapter_effect, _adapter_effect_caption),))
-declare_analysis("weight_space", tables=_weight_space_tables, order=40, figures=(
-    Figure("analysis_weight_space", _plot_weight_space, _weight_space_caption),))
-declare_analysis("merge_fidelity", tables=_merge_tables, order=50, figures=(
-    Figure("analysis_merge_fidelity", _plot_merge, _merge_caption),))
-declare_analysis("layer_matching", tables=_layer_matching_tables, order=60, figures=(
-    Figure("analysis_layer_matching", _plot_layer_matching, _layer_matching_caption),))
+declare_analysis(
+    "segments",
+    tables=_segment_tables,
+    order=20,
+    figures=(Figure("analysis_segments", _plot_segments, _segments_caption),),
+)
+declare_analysis(
+    "adapter_effect",
+    tables=_adapter_effect_tables,
+    order=30,
+    figures=(Figure("analysis_adapter_effect", _plot_adapter_effect, _adapter_effect_caption),),
+)
+declare_analysis(
+    "weight_space",
+    tables=_weight_space_tables,
+    order=40,
+    figures=(Figure("analysis_weight_space", _plot_weight_space, _weight_space_caption),),
+)
+declare_analysis(
+    "merge_fidelity",
+    tables=_merge_tables,
+    order=50,
+    figures=(Figure("analysis_merge_fidelity", _plot_merge, _merge_caption),),
+)
+declare_analysis(
+    "layer_matching",
+    tables=_layer_matching_tables,
+    order=60,
+    figures=(Figure("analysis_layer_matching", _plot_layer_matching, _layer_matching_caption),),
+)
 register_captioner("analysis_", analysis_caption)

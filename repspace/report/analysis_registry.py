@@ -30,6 +30,7 @@ their report side in :mod:`repspace.report.analyses` (a saved result renders wit
 
 This module imports nothing heavy: the settings and the CLI parser read it without torch.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,9 +38,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-__all__ = ["Analysis", "AnalysisContext", "Figure", "Option", "Table", "analyses",
-           "declare_analysis", "get_analysis", "register_analysis", "unregister_analysis",
-           "wanted_analyses"]
+__all__ = [
+    "Analysis",
+    "AnalysisContext",
+    "Figure",
+    "Option",
+    "Table",
+    "analyses",
+    "declare_analysis",
+    "get_analysis",
+    "register_analysis",
+    "unregister_analysis",
+    "wanted_analyses",
+]
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _FLAG = re.compile(r"--[a-z][a-z0-9-]*\Z")
@@ -144,23 +155,32 @@ _REGISTRY: dict[str, Analysis] = {}
 def _check(a: Analysis) -> Analysis:
     """One-line errors for a declaration the CLI, the settings or the report cannot use."""
     if not isinstance(a.name, str) or not _NAME.match(a.name):
-        raise ValueError(f"register_analysis: name {a.name!r} must be snake_case "
-                         "(letters, digits, _): it is a key of report.json")
+        raise ValueError(
+            f"register_analysis: name {a.name!r} must be snake_case "
+            "(letters, digits, _): it is a key of report.json"
+        )
     a = replace(a, options=tuple(a.options), figures=tuple(a.figures))
     for o in a.options:
         if not _FLAG.match(o.flag):
-            raise ValueError(f"register_analysis {a.name}: option {o.flag!r} must look like "
-                             "--kebab-case")
+            raise ValueError(
+                f"register_analysis {a.name}: option {o.flag!r} must look like --kebab-case"
+            )
         if o.field is None and (o.metavar is not None or o.parse is not None):
-            raise ValueError(f"register_analysis {a.name}: option {o.flag} without a field is "
-                             "a flag adding the name to CompareConfig.analyses (no metavar)")
+            raise ValueError(
+                f"register_analysis {a.name}: option {o.flag} without a field is "
+                "a flag adding the name to CompareConfig.analyses (no metavar)"
+            )
     if a.options and len({o.field is None for o in a.options}) > 1:
-        raise ValueError(f"register_analysis {a.name}: its options either all set fields or "
-                         "all add its name to CompareConfig.analyses")
+        raise ValueError(
+            f"register_analysis {a.name}: its options either all set fields or "
+            "all add its name to CompareConfig.analyses"
+        )
     for f in a.figures:
         if not f.name.startswith("analysis_"):
-            raise ValueError(f"register_analysis {a.name}: figure {f.name!r} must start with "
-                             "'analysis_' (how the report finds its caption)")
+            raise ValueError(
+                f"register_analysis {a.name}: figure {f.name!r} must start with "
+                "'analysis_' (how the report finds its caption)"
+            )
     return a
 
 
@@ -174,12 +194,14 @@ def register_analysis(analysis: Analysis | None = None, /, **declared) -> Analys
     taken_figures = {f.name: b.name for b in _REGISTRY.values() for f in b.figures}
     for o in a.options:
         if o.flag in taken_flags:
-            raise ValueError(f"register_analysis {a.name}: option {o.flag} is already "
-                             f"{taken_flags[o.flag]}'s")
+            raise ValueError(
+                f"register_analysis {a.name}: option {o.flag} is already {taken_flags[o.flag]}'s"
+            )
     for f in a.figures:
         if f.name in taken_figures:
-            raise ValueError(f"register_analysis {a.name}: figure {f.name} is already "
-                             f"{taken_figures[f.name]}'s")
+            raise ValueError(
+                f"register_analysis {a.name}: figure {f.name} is already {taken_figures[f.name]}'s"
+            )
     _REGISTRY[a.name] = a
     return a
 
@@ -219,8 +241,10 @@ def unregister_analysis(name: str) -> None:
 def get_analysis(name: str) -> Analysis:
     """The analysis registered as ``name``; unknown: a one-line error listing the known."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown analysis {name!r}; registered: "
-                         f"{', '.join(a.name for a in analyses()) or 'none'}")
+        raise ValueError(
+            f"unknown analysis {name!r}; registered: "
+            f"{', '.join(a.name for a in analyses()) or 'none'}"
+        )
     return _REGISTRY[name]
 
 
@@ -232,4 +256,3 @@ def analyses() -> list[Analysis]:
 def wanted_analyses(settings) -> list[Analysis]:
     """The registered analyses with a ``run`` that ``settings`` ask for, in report order."""
     return [a for a in analyses() if a.run is not None and a.wanted(settings)]
-

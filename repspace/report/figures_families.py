@@ -13,6 +13,7 @@ per measure, each on its own y axis
 come from the registry's descriptions, directions and ranges, so a new metric is drawn and
 described without touching this module.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,11 @@ FAMILY_FIGURES = {f"family_{_slug(f)}": f for f in _families()}
 
 def family_keys(family: str) -> list[MetricInfo]:
     """The measures of ``family`` drawn as panels (``…_base`` and ``…_ratio`` are not)."""
-    return [m for m in REGISTRY.values() if m.family == family
-            and not m.name.endswith(("_base", "_ratio"))]
+    return [
+        m
+        for m in REGISTRY.values()
+        if m.family == family and not m.name.endswith(("_base", "_ratio"))
+    ]
 
 
 def _base_series(result: CompareResult, key: str) -> np.ndarray | None:
@@ -59,8 +63,11 @@ def _base_series(result: CompareResult, key: str) -> np.ndarray | None:
 def _quantities(result: CompareResult, family: str) -> list[Quantity]:
     out = []
     for m in family_keys(family):
-        ref = (_base_series(result, m.name[: -len("_tuned")] + "_base")
-               if m.name.endswith("_tuned") else None)
+        ref = (
+            _base_series(result, m.name[: -len("_tuned")] + "_base")
+            if m.name.endswith("_tuned")
+            else None
+        )
         title = m.description[:1].upper() + m.description[1:] if m.description else m.name
         out.append(Quantity(m.name, title, f"{m.name}, range {m.range}", ref))
     return out
@@ -70,9 +77,13 @@ def _plot(family: str):
     def plot(result: CompareResult, stem: Path) -> list[Path]:
         if not metrics_asked_for(result):
             return []
-        return _per_layer_figure(result, stem, _quantities(result, family),
-                                 f"{family[:1].upper() + family[1:]} per layer",
-                                 same_quantity=False)
+        return _per_layer_figure(
+            result,
+            stem,
+            _quantities(result, family),
+            f"{family[:1].upper() + family[1:]} per layer",
+            same_quantity=False,
+        )
 
     plot.__name__ = f"plot_{_slug(family)}"
     plot.__doc__ = f"Per-layer {family} measures, one panel each (see the module docstring)."
@@ -84,9 +95,11 @@ def family_plots() -> dict:
     return {name: _plot(family) for name, family in FAMILY_FIGURES.items()}
 
 
-_DIRECTION = {"similarity": "higher = more similar to the base",
-              "distance": "higher = farther from the base, 0 = the same",
-              "property": "a property of each model's own features"}
+_DIRECTION = {
+    "similarity": "higher = more similar to the base",
+    "distance": "higher = farther from the base, 0 = the same",
+    "property": "a property of each model's own features",
+}
 
 
 def family_caption(name: str, result: CompareResult, probe: str, sample_rows: str) -> str:
@@ -94,15 +107,24 @@ def family_caption(name: str, result: CompareResult, probe: str, sample_rows: st
     and ``sample_rows`` say what the measures saw (as the other captions say it)."""
     family = FAMILY_FIGURES[name]
     drawn = [m for m in family_keys(family) if _drawn(result, [m.name])]
-    parts = [f"{m.name}: {m.description or m.name} ({_DIRECTION.get(m.direction, m.direction)}; "
-             f"range {m.range})" for m in drawn]
-    text = (f"{family[:1].upper() + family[1:]} measures per layer against the base "
-            f"{result.base.name}, one panel per measure, each on its own y axis: "
-            f"{'; '.join(parts) or 'none computed'}. On {probe}.")
+    parts = [
+        f"{m.name}: {m.description or m.name} ({_DIRECTION.get(m.direction, m.direction)}; "
+        f"range {m.range})"
+        for m in drawn
+    ]
+    text = (
+        f"{family[:1].upper() + family[1:]} measures per layer against the base "
+        f"{result.base.name}, one panel per measure, each on its own y axis: "
+        f"{'; '.join(parts) or 'none computed'}. On {probe}."
+    )
     if any(m.name.endswith("_tuned") for m in drawn):
-        text += " Measures of each model's own features show the base's value as the dashed grey line."
+        text += (
+            " Measures of each model's own features show the base's value as the dashed grey line."
+        )
     sample = [m.name for m in drawn if m.kind == "sample"]
     if sample:
-        text += (f" {', '.join(sample)} {'is' if len(sample) == 1 else 'are'} computed on the "
-                 f"seeded row sample: {sample_rows} per layer.")
+        text += (
+            f" {', '.join(sample)} {'is' if len(sample) == 1 else 'are'} computed on the "
+            f"seeded row sample: {sample_rows} per layer."
+        )
     return text

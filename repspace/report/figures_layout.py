@@ -16,6 +16,7 @@
 Figures are drawn with matplotlib's constrained layout: the suptitle, colour bars and the
 legend outside the panels (``loc="outside right upper"``) all fit inside ``figsize``.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,14 +57,18 @@ LEGEND_WIDTH = 1.7  # inches kept for a legend right of the panels
 CONTEXT_COLOR = "#D4D4D4"  # the other checkpoints of a small multiple: lighter than the base grey
 SMALL_COLS = 3
 
-SMALL_MULTIPLES_NOTE = (" One panel per checkpoint (more than {max_lines} lines in one panel "
-                        "would hide each other): the checkpoint named above the panel in its "
-                        "colour, the other checkpoints in light grey behind it; the panels "
-                        "share their axes.")
-SMALL_MULTIPLES_ROWS_NOTE = (" One row of panels per checkpoint (more than {max_lines} lines in "
-                             "one panel would hide each other), the checkpoint named on the left "
-                             "in its colour, the other checkpoints in light grey behind it; "
-                             "{shared}.")
+SMALL_MULTIPLES_NOTE = (
+    " One panel per checkpoint (more than {max_lines} lines in one panel "
+    "would hide each other): the checkpoint named above the panel in its "
+    "colour, the other checkpoints in light grey behind it; the panels "
+    "share their axes."
+)
+SMALL_MULTIPLES_ROWS_NOTE = (
+    " One row of panels per checkpoint (more than {max_lines} lines in "
+    "one panel would hide each other), the checkpoint named on the left "
+    "in its colour, the other checkpoints in light grey behind it; "
+    "{shared}."
+)
 
 
 def save_figure(fig, stem: Path) -> list[Path]:
@@ -97,8 +102,14 @@ def broken(y, layers: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
 
 
-def layer_axis(ax, layers: list[str], fontsize: float | None = None, *,
-               labels: bool | None = None, towers: bool = True) -> None:
+def layer_axis(
+    ax,
+    layers: list[str],
+    fontsize: float | None = None,
+    *,
+    labels: bool | None = None,
+    towers: bool = True,
+) -> None:
     """Layer ticks (short names within each tower), a divider between towers and the tower
     names along the top edge.  ``labels=False``: ticks without their names or the axis
     label (a panel with another under it); True: names shown even where a shared x axis
@@ -111,8 +122,9 @@ def layer_axis(ax, layers: list[str], fontsize: float | None = None, *,
             ticks[i] = short
     rotate = len(layers) > 4 or max((len(t) for t in ticks), default=0) > 10
     ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels(ticks, rotation=45 if rotate else 0, ha="right" if rotate else "center",
-                       fontsize=fontsize)
+    ax.set_xticklabels(
+        ticks, rotation=45 if rotate else 0, ha="right" if rotate else "center", fontsize=fontsize
+    )
     if labels is not None:
         ax.tick_params(axis="x", labelbottom=labels)
     ax.set_xlim(-0.5, len(layers) - 0.5)
@@ -146,8 +158,16 @@ def log_label(label: str, log: bool) -> str:
     return f"{label} (log scale)" if log else label
 
 
-def grid(nrows: int, ncols: int, panel_w: float, panel_h: float, *, legend: bool = True,
-         sharex=True, sharey=False):
+def grid(
+    nrows: int,
+    ncols: int,
+    panel_w: float,
+    panel_h: float,
+    *,
+    legend: bool = True,
+    sharex=True,
+    sharey=False,
+):
     """A constrained-layout figure of ``nrows × ncols`` panels at most :data:`MAX_WIDTH`
     wide (the panels narrowed to fit, room kept for a legend on the right) and at most
     :data:`MAX_ASPECT` times as wide as tall."""
@@ -155,8 +175,15 @@ def grid(nrows: int, ncols: int, panel_w: float, panel_h: float, *, legend: bool
     panel_w = min(panel_w, (MAX_WIDTH - extra) / ncols)
     width = panel_w * ncols + extra
     height = max(panel_h * nrows + 0.5, width / MAX_ASPECT)  # + 0.5: the suptitle
-    fig, axes = subplots(nrows, ncols, figsize=(width, height), squeeze=False, sharex=sharex,
-                         sharey=sharey, layout="constrained")
+    fig, axes = subplots(
+        nrows,
+        ncols,
+        figsize=(width, height),
+        squeeze=False,
+        sharex=sharex,
+        sharey=sharey,
+        layout="constrained",
+    )
     return fig, axes
 
 
@@ -177,16 +204,29 @@ def figure_legend(fig, handles=None, labels=None, **kw):
     if not handles:
         return None
     # the base first, the grey context lines last: the checkpoints in their own order between
-    rank = {i: (0 if lab.endswith("(base)") else 2 if lab == "other checkpoints" else 1)
-            for i, lab in enumerate(labels)}
+    rank = {
+        i: (0 if lab.endswith("(base)") else 2 if lab == "other checkpoints" else 1)
+        for i, lab in enumerate(labels)
+    }
     order = sorted(range(len(labels)), key=lambda i: rank[i])
-    return fig.legend([handles[i] for i in order], [labels[i] for i in order],
-                      loc="outside right upper", frameon=False, **kw)
+    return fig.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="outside right upper",
+        frameon=False,
+        **kw,
+    )
 
 
-def small_multiples(names: Sequence[str], columns: Sequence[str],
-                    draw: Callable[[object, str, str, str], None], *, panel_w: float,
-                    panel_h: float, shared_y: bool = True):
+def small_multiples(
+    names: Sequence[str],
+    columns: Sequence[str],
+    draw: Callable[[object, str, str, str], None],
+    *,
+    panel_w: float,
+    panel_h: float,
+    shared_y: bool = True,
+):
     """The highlight-one-checkpoint grid: ``draw(ax, column, name, mode)`` is called for every
     panel with ``mode`` "context" for each other checkpoint, then "highlight" for the
     panel's own.  One column key (``columns == [key]``): the checkpoints wrap into
@@ -201,9 +241,17 @@ def small_multiples(names: Sequence[str], columns: Sequence[str],
     else:  # a row per checkpoint: low panels, or nine checkpoints make a poster
         ncols, nrows = len(columns), len(names)
         panel_h = min(panel_h, 1.3)
-        cells = [((i, j), name, col) for i, name in enumerate(names) for j, col in enumerate(columns)]
-    fig, axes = grid(nrows, ncols, panel_w, panel_h, sharex=True,
-                     sharey=True if shared_y or len(columns) == 1 else "col")
+        cells = [
+            ((i, j), name, col) for i, name in enumerate(names) for j, col in enumerate(columns)
+        ]
+    fig, axes = grid(
+        nrows,
+        ncols,
+        panel_w,
+        panel_h,
+        sharex=True,
+        sharey=True if shared_y or len(columns) == 1 else "col",
+    )
     panels = []
     for (r, c), name, col in cells:
         ax = axes[r][c]
@@ -224,8 +272,15 @@ def panel_position(fig, ax) -> tuple[bool, bool, bool]:
     with no panel under it counts as the bottom row: its x labels must show)."""
     spec = ax.get_subplotspec()
     gs = spec.get_gridspec()
-    below = [a for a in fig.axes if a.get_subplotspec() is not None
-             and a.get_subplotspec().colspan.start == spec.colspan.start
-             and a.get_subplotspec().rowspan.start > spec.rowspan.start]
-    return spec.rowspan.start == 0, not below or spec.rowspan.stop == gs.nrows, \
-        spec.colspan.start == 0
+    below = [
+        a
+        for a in fig.axes
+        if a.get_subplotspec() is not None
+        and a.get_subplotspec().colspan.start == spec.colspan.start
+        and a.get_subplotspec().rowspan.start > spec.rowspan.start
+    ]
+    return (
+        spec.rowspan.start == 0,
+        not below or spec.rowspan.stop == gs.nrows,
+        spec.colspan.start == 0,
+    )

@@ -4,6 +4,7 @@ past five checkpoints, one y axis per quantity, log axes where values span order
 magnitude).  Each decision is a function of the result alone, so the caption
 (:mod:`repspace.report.plots`) describes exactly what was drawn.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,14 @@ from repspace.report.figures_layout import (
 )
 from repspace.report.layer_names import layer_title
 from repspace.report.result import CompareResult
-from repspace.report.style import (BASE_COLOR, BASE_MARKER, figure_handles, log_axis, paper_style,
-                                   styles_for)
+from repspace.report.style import (
+    BASE_COLOR,
+    BASE_MARKER,
+    figure_handles,
+    log_axis,
+    paper_style,
+    styles_for,
+)
 
 __all__ = [
     "DRIFT_LABELS",
@@ -74,8 +81,9 @@ def _styles(result: CompareResult) -> dict[str, dict]:
 
 def _drawn(result: CompareResult, keys) -> list[str]:
     """The tuned checkpoints with a value for any of ``keys``."""
-    return [n for n in result.tuned_names
-            if any(not np.isnan(result.series(n, k)).all() for k in keys)]
+    return [
+        n for n in result.tuned_names if any(not np.isnan(result.series(n, k)).all() for k in keys)
+    ]
 
 
 def many_lines(result: CompareResult, keys=("linear_cka",)) -> bool:
@@ -97,12 +105,20 @@ def interval_note(result: CompareResult) -> str:
     iv = result.settings.get("intervals") if result.settings else None
     if not iv:
         return ""
-    return (f" Shaded: {iv.get('level', 0.95):.0%} interval of a delete-one-block jackknife "
-            f"over {iv.get('blocks')} blocks of probe rows (no extra forward pass).")
+    return (
+        f" Shaded: {iv.get('level', 0.95):.0%} interval of a delete-one-block jackknife "
+        f"over {iv.get('blocks')} blocks of probe rows (no extra forward pass)."
+    )
 
 
-def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quantity], title: str,
-                      same_quantity: bool, log: dict[str, bool] | None = None) -> list[Path]:
+def _per_layer_figure(
+    result: CompareResult,
+    stem: Path,
+    quantities: list[Quantity],
+    title: str,
+    same_quantity: bool,
+    log: dict[str, bool] | None = None,
+) -> list[Path]:
     quantities = [q for q in quantities if _drawn(result, [q.key])]
     names = _drawn(result, [q.key for q in quantities])
     if not names:
@@ -126,20 +142,42 @@ def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quanti
         band = _band(result, name, key)
         if band is not None:  # the jackknife interval, in the line's colour
             bands = True
-            ax.fill_between(x, broken(band[0], layers)[1], broken(band[1], layers)[1],
-                            color=st["color"], alpha=0.18, lw=0, zorder=2)
-        ax.plot(x, yb, marker=st["marker"], ms=4, color=st["color"], ls=st["ls"], lw=1.3,
-                label=name, zorder=3)
+            ax.fill_between(
+                x,
+                broken(band[0], layers)[1],
+                broken(band[1], layers)[1],
+                color=st["color"],
+                alpha=0.18,
+                lw=0,
+                zorder=2,
+            )
+        ax.plot(
+            x,
+            yb,
+            marker=st["marker"],
+            ms=4,
+            color=st["color"],
+            ls=st["ls"],
+            lw=1.3,
+            label=name,
+            zorder=3,
+        )
 
     with paper_style():
         many = len(names) > MAX_LINES
         if many:
-            fig, panels = small_multiples(names, list(by_key), draw, panel_w=2.45, panel_h=1.75,
-                                          shared_y=same_quantity)
+            fig, panels = small_multiples(
+                names, list(by_key), draw, panel_w=2.45, panel_h=1.75, shared_y=same_quantity
+            )
         else:
-            fig, axes = grid(len(quantities), 1, panel_width(len(layers)),
-                             2.6 if len(quantities) == 1 else 2.2, sharex=True,
-                             sharey=same_quantity)
+            fig, axes = grid(
+                len(quantities),
+                1,
+                panel_width(len(layers)),
+                2.6 if len(quantities) == 1 else 2.2,
+                sharex=True,
+                sharey=same_quantity,
+            )
             panels = [(axes[i][0], None, q.key) for i, q in enumerate(quantities)]
             for ax, _, key in panels:
                 for name in names:
@@ -147,11 +185,25 @@ def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quanti
         for ax, name, key in panels:
             q = by_key[key]
             if isinstance(q.reference, np.ndarray):
-                ax.plot(*broken(q.reference, layers), color=BASE_COLOR, ls="--", lw=1.1,
-                        marker=BASE_MARKER, ms=3, label=f"{result.base.name} (base)", zorder=2)
+                ax.plot(
+                    *broken(q.reference, layers),
+                    color=BASE_COLOR,
+                    ls="--",
+                    lw=1.1,
+                    marker=BASE_MARKER,
+                    ms=3,
+                    label=f"{result.base.name} (base)",
+                    zorder=2,
+                )
             elif q.reference is not None:
-                ax.axhline(q.reference, color=BASE_COLOR, ls="--", lw=0.9,
-                           label=f"{result.base.name} (base)", zorder=2)
+                ax.axhline(
+                    q.reference,
+                    color=BASE_COLOR,
+                    ls="--",
+                    lw=0.9,
+                    label=f"{result.base.name} (base)",
+                    zorder=2,
+                )
             if log.get(key):
                 log_axis(ax, "y")
             top, bottom, left = panel_position(fig, ax)
@@ -167,8 +219,9 @@ def _per_layer_figure(result: CompareResult, stem: Path, quantities: list[Quanti
                     ax.set_title(ylabel.replace(" (", "\n("), loc="left", fontsize=8)
                 ax.set_ylabel(name if left else "", color=styles[name]["color"], fontsize=9)
         if panels[0][1] is not None and len(quantities) == 1:
-            fig.supylabel(log_label(quantities[0].ylabel, bool(log.get(quantities[0].key))),
-                          fontsize=9)
+            fig.supylabel(
+                log_label(quantities[0].ylabel, bool(log.get(quantities[0].key))), fontsize=9
+            )
         handles, labels = figure_handles(fig)
         if bands:
             handles.append(Patch(color="0.5", alpha=0.3, lw=0))
@@ -192,8 +245,13 @@ def debiased_agreement(result: CompareResult) -> tuple[bool, float | None, bool]
                 continue
             diffs.append(abs(a - d))
             ivs = [result.interval(name, layer, k) for k in ("linear_cka", "linear_cka_debiased")]
-            halves = [(iv["high"] - iv["low"]) / 2 for iv in ivs if iv
-                      and math.isfinite(iv.get("low", math.nan)) and math.isfinite(iv.get("high", math.nan))]
+            halves = [
+                (iv["high"] - iv["low"]) / 2
+                for iv in ivs
+                if iv
+                and math.isfinite(iv.get("low", math.nan))
+                and math.isfinite(iv.get("high", math.nan))
+            ]
             if halves:
                 by_interval = True
                 agree &= abs(a - d) <= max(halves)
@@ -214,11 +272,19 @@ def cka_panels(result: CompareResult) -> list[str]:
 def plot_cka(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer CKA to the base: linear CKA, and debiased CKA on the same y axis when the two
     differ by more than their intervals (the caption says which)."""
-    qs = {"linear_cka": Quantity("linear_cka", "Linear CKA", "linear CKA to the base", 1.0),
-          "linear_cka_debiased": Quantity("linear_cka_debiased", "Debiased linear CKA",
-                                          "debiased linear CKA to the base", 1.0)}
-    return _per_layer_figure(result, stem, [qs[k] for k in cka_panels(result)],
-                             "Representation similarity to the base model", same_quantity=True)
+    qs = {
+        "linear_cka": Quantity("linear_cka", "Linear CKA", "linear CKA to the base", 1.0),
+        "linear_cka_debiased": Quantity(
+            "linear_cka_debiased", "Debiased linear CKA", "debiased linear CKA to the base", 1.0
+        ),
+    }
+    return _per_layer_figure(
+        result,
+        stem,
+        [qs[k] for k in cka_panels(result)],
+        "Representation similarity to the base model",
+        same_quantity=True,
+    )
 
 
 def _base_rank(result: CompareResult) -> np.ndarray | None:
@@ -233,31 +299,52 @@ def rank_is_log(result: CompareResult) -> bool:
     """Whether the effective-rank figure has a log y axis (ranks spanning a decade)."""
     names = _drawn(result, ["effective_rank_tuned"])
     base = _base_rank(result)
-    return needs_log(np.concatenate([result.series(n, "effective_rank_tuned") for n in names]
-                                    + ([base] if base is not None else [])) if names else [])
+    return needs_log(
+        np.concatenate(
+            [result.series(n, "effective_rank_tuned") for n in names]
+            + ([base] if base is not None else [])
+        )
+        if names
+        else []
+    )
 
 
 def plot_effective_rank(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer effective rank of each tuned checkpoint, the base as the dashed reference."""
-    q = Quantity("effective_rank_tuned", "Effective rank", "effective rank (Roy & Vetterli)",
-                 _base_rank(result))
-    return _per_layer_figure(result, stem, [q], "Effective rank of the feature matrix",
-                             same_quantity=True, log={q.key: rank_is_log(result)})
+    q = Quantity(
+        "effective_rank_tuned",
+        "Effective rank",
+        "effective rank (Roy & Vetterli)",
+        _base_rank(result),
+    )
+    return _per_layer_figure(
+        result,
+        stem,
+        [q],
+        "Effective rank of the feature matrix",
+        same_quantity=True,
+        log={q.key: rank_is_log(result)},
+    )
 
 
-DRIFT_LABELS = {"frechet_distance": ("Fréchet distance", "Fréchet distance (feature units²)"),
-                "mmd_linear": ("MMD², linear kernel (paired)", "MMD² linear (feature units²)"),
-                "mmd_rbf": ("MMD², RBF kernel (median-distance bandwidth)",
-                            "MMD² RBF, median-distance σ (kernel units, 0–2)"),
-                "energy_distance": ("Energy distance (Székely)", "energy distance (feature units)")}
+DRIFT_LABELS = {
+    "frechet_distance": ("Fréchet distance", "Fréchet distance (feature units²)"),
+    "mmd_linear": ("MMD², linear kernel (paired)", "MMD² linear (feature units²)"),
+    "mmd_rbf": (
+        "MMD², RBF kernel (median-distance bandwidth)",
+        "MMD² RBF, median-distance σ (kernel units, 0–2)",
+    ),
+    "energy_distance": ("Energy distance (Székely)", "energy distance (feature units)"),
+}
 
 
 def plot_drift(result: CompareResult, stem: Path) -> list[Path]:
     """Per-layer distribution drift: Fréchet distance, MMD² and (when asked for) the energy
     distance, one panel each (stacked, each with its own unit)."""
     qs = [Quantity(k, title, ylabel) for k, (title, ylabel) in DRIFT_LABELS.items()]
-    return _per_layer_figure(result, stem, qs, "Drift from the base distribution",
-                             same_quantity=False)
+    return _per_layer_figure(
+        result, stem, qs, "Drift from the base distribution", same_quantity=False
+    )
 
 
 # -- spectra -----------------------------------------------------------------------------------
@@ -320,8 +407,18 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
             ax.plot(x, r, color=CONTEXT_COLOR, lw=0.9, zorder=1, label="other checkpoints")
             return
         st = styles[name]
-        ax.plot(x, r, color=st["color"], ls=st["ls"], lw=1.2, marker=st["marker"], ms=3,
-                markevery=max(1, r.size // 12), label=name, zorder=3)
+        ax.plot(
+            x,
+            r,
+            color=st["color"],
+            ls=st["ls"],
+            lw=1.2,
+            marker=st["marker"],
+            ms=3,
+            markevery=max(1, r.size // 12),
+            label=name,
+            zorder=3,
+        )
 
     with paper_style():
         if len(names) > MAX_LINES:
@@ -336,7 +433,7 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
                 for name in names:
                     draw(ax, layer, name, "line")
                 panels.append((ax, None, layer))
-            for ax in axes.ravel()[len(layers):]:
+            for ax in axes.ravel()[len(layers) :]:
                 fig.delaxes(ax)
         ylabel = log_label("σᵢ(tuned) / σᵢ(base)", log)
         rows_are_names = panels[0][1] is not None and len(layers) > 1
@@ -360,6 +457,10 @@ def plot_spectra(result: CompareResult, stem: Path) -> list[Path]:
             fig.supylabel(ylabel, fontsize=9)
         figure_legend(fig, *figure_handles(fig))
         where = f" at {layer_title(result.layers, layers[0])}" if len(layers) == 1 else ""
-        figure_title(fig, "Singular-value spectra relative to the base" + where
-                     + (f"\n{ylabel}, one y axis for every panel" if rows_are_names else ""))
+        figure_title(
+            fig,
+            "Singular-value spectra relative to the base"
+            + where
+            + (f"\n{ylabel}, one y axis for every panel" if rows_are_names else ""),
+        )
         return save_figure(fig, stem)

@@ -1,5 +1,6 @@
 """The compare report's 2-D embedding (one panel per tuned checkpoint over the base, so the
 point clouds do not hide each other) and the checkpoint × layer heat map."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,10 @@ __all__ = ["embedding_panels", "plot_embedding", "plot_heatmap"]
 
 def _points(result: CompareResult) -> dict[str, np.ndarray]:
     emb = result.embedding or {}
-    return {n: np.asarray(p, dtype=np.float64).reshape(-1, 2)
-            for n, p in (emb.get("points") or {}).items()}
+    return {
+        n: np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        for n, p in (emb.get("points") or {}).items()
+    }
 
 
 def embedding_panels(result: CompareResult) -> list[str | None]:
@@ -54,23 +57,42 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
             fig, axes = grid(1, 1, 4.4, 3.6)
         else:
             ncols = min(3, len(panels))
-            fig, axes = grid(math.ceil(len(panels) / ncols), ncols, 2.35, 2.25, sharex=True,
-                             sharey=True)
+            fig, axes = grid(
+                math.ceil(len(panels) / ncols), ncols, 2.35, 2.25, sharex=True, sharey=True
+            )
         for ax, name in zip(axes.ravel(), panels):
             if base in pts:
-                ax.scatter(pts[base][:, 0], pts[base][:, 1], s=7, alpha=0.45, color=BASE_COLOR,
-                           marker=BASE_MARKER, linewidths=0, label=f"{base} (base)", zorder=1)
+                ax.scatter(
+                    pts[base][:, 0],
+                    pts[base][:, 1],
+                    s=7,
+                    alpha=0.45,
+                    color=BASE_COLOR,
+                    marker=BASE_MARKER,
+                    linewidths=0,
+                    label=f"{base} (base)",
+                    zorder=1,
+                )
             if name is not None:
                 st = styles[name]
-                ax.scatter(pts[name][:, 0], pts[name][:, 1], s=9, alpha=0.7, color=st["color"],
-                           marker=st["marker"], linewidths=0, label=name, zorder=2)
+                ax.scatter(
+                    pts[name][:, 0],
+                    pts[name][:, 1],
+                    s=9,
+                    alpha=0.7,
+                    color=st["color"],
+                    marker=st["marker"],
+                    linewidths=0,
+                    label=name,
+                    zorder=2,
+                )
                 if len(panels) > 1:
                     ax.set_title(name, loc="left", fontsize=9, color=st["color"])
             _, bottom, left = panel_position(fig, ax)
             ax.tick_params(labelbottom=bottom, labelleft=left)
             ax.set_xlabel(f"{method} 1" if bottom else "")
             ax.set_ylabel(f"{method} 2" if left else "")
-        for ax in axes.ravel()[len(panels):]:
+        for ax in axes.ravel()[len(panels) :]:
             fig.delaxes(ax)
         figure_legend(fig, markerscale=1.6)
         layer = emb.get("layer")
@@ -82,8 +104,11 @@ def plot_embedding(result: CompareResult, stem: Path) -> list[Path]:
 def plot_heatmap(result: CompareResult, stem: Path, metric: str = "linear_cka") -> list[Path]:
     """Summary heat map: checkpoints × layers of ``metric``, the colour scale fitted to the
     values shown (with a colour bar), the values printed in the cells where they fit."""
-    data = np.vstack([result.series(n, metric) for n in result.tuned_names]) \
-        if result.tuned_names else np.zeros((0, len(result.layers)))
+    data = (
+        np.vstack([result.series(n, metric) for n in result.tuned_names])
+        if result.tuned_names
+        else np.zeros((0, len(result.layers)))
+    )
     if data.size == 0 or np.isnan(data).all():
         return []
     lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
@@ -96,16 +121,29 @@ def plot_heatmap(result: CompareResult, stem: Path, metric: str = "linear_cka") 
     with paper_style():
         height = max(2.4, width / MAX_ASPECT, 0.3 * len(result.tuned_names) + 1.9)
         fig, ax = subplots(figsize=(width, height), layout="constrained")
-        im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", vmin=lo, vmax=hi,
-                       interpolation="nearest")
+        im = ax.imshow(
+            np.ma.masked_invalid(data),
+            aspect="auto",
+            cmap="viridis",
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+        )
         cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
         cbar.set_label(label)
         if cell >= 0.42 and data.shape[0] <= 20:  # "0.9876" at 7 pt needs ~0.4 inch
             mid = (lo + hi) / 2
             for (i, j), v in np.ndenumerate(data):
                 if np.isfinite(v):
-                    ax.text(j, i, f"{v:.{digits}f}", ha="center", va="center", fontsize=7,
-                            color="white" if v < mid else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.{digits}f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if v < mid else "black",
+                    )
         for _, idx in layer_groups(result.layers)[1:]:
             ax.axvline(idx[0] - 0.5, color="white", lw=2)
         layer_axis(ax, result.layers)

@@ -1,5 +1,6 @@
 """Short, unambiguous layer names for tables, captions and figure axes (no plotting here,
 so the terminal summary does not import matplotlib)."""
+
 from __future__ import annotations
 
 __all__ = ["short_layer_names", "layer_groups", "tower_short_names", "layer_title"]
@@ -13,8 +14,10 @@ def short_layer_names(layers: list[str]) -> list[str]:
     # Keep a word before a bare index: "layer.3", not "3".
     keep = [2 if p[-1].isdigit() and len(p) > 1 else 1 for p in parts]
     common = 0
-    while (all(len(p) - common > k for p, k in zip(parts, keep))
-           and len({p[common] for p in parts}) == 1):
+    while (
+        all(len(p) - common > k for p, k in zip(parts, keep))
+        and len({p[common] for p in parts}) == 1
+    ):
         common += 1
     return [".".join(p[common:]) for p in parts]
 

@@ -1,4 +1,5 @@
 """The in-memory result of a comparison, the one input of every report writer."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -63,8 +64,9 @@ class CompareResult:
     def series(self, tuned: str, metric: str) -> np.ndarray:
         """``metric`` of checkpoint ``tuned`` over the layers (NaN where absent)."""
         rows = self.metrics.get(tuned, {})
-        return np.array([rows.get(layer, {}).get(metric, np.nan) for layer in self.layers],
-                        dtype=np.float64)
+        return np.array(
+            [rows.get(layer, {}).get(metric, np.nan) for layer in self.layers], dtype=np.float64
+        )
 
     def interval(self, tuned: str, layer: str, metric: str) -> dict | None:
         """``{"se", "low", "high"}`` of one metric, or None where none was computed."""
@@ -96,8 +98,9 @@ class CompareResult:
         return list(names)
 
 
-def rename_checkpoint(result: CompareResult, old: str, new: str,
-                      info: CheckpointInfo | None = None) -> None:
+def rename_checkpoint(
+    result: CompareResult, old: str, new: str, info: CheckpointInfo | None = None
+) -> None:
     """Show checkpoint ``old`` (base or tuned; ``info`` when only that one) as ``new``
     everywhere in ``result``."""
     if old == new:

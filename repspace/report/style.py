@@ -1,4 +1,5 @@
 """One look for every figure: method colours, sizes and fonts for papers."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,8 +21,11 @@ class _FactView(Mapping):
     def _table(self) -> dict[str, str]:
         from repspace.methods import method_facts  # the registry, read when a figure is drawn
 
-        return {name: getattr(f, self._field) for name, f in method_facts().items()
-                if getattr(f, self._field)}
+        return {
+            name: getattr(f, self._field)
+            for name, f in method_facts().items()
+            if getattr(f, self._field)
+        }
 
     def __getitem__(self, method: str) -> str:
         return self._table()[method]
@@ -43,8 +47,18 @@ FALLBACK_MARKERS = ["o", "^", "D", "v", "P", "X", "*", "h", "p", "<", ">"]
 FAMILY_MARKERS = ["<", ">", "d", "8", "H", "1", "2", "3", "4"]
 # Checkpoints of one family (lora-r8, lora-r16) share the colour; these tell them apart.
 LINESTYLES = ["-", "--", "-.", ":"]
-FALLBACK = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
-            "#882255", "#44AA99", "#999933"]
+FALLBACK = [
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#F0E442",
+    "#882255",
+    "#44AA99",
+    "#999933",
+]
 
 
 def color_for(name: str, index: int = 0) -> str:
@@ -91,7 +105,8 @@ def styles_for(names: list[str], base: str | None = None) -> dict[str, dict]:
         if k:  # a marker no method and not the base wears, so lora-r16 is not read as adapter
             taken = {*METHOD_MARKERS.values(), BASE_MARKER, marker}
             others = [m for m in FAMILY_MARKERS if m not in taken] or [
-                m for m in FALLBACK_MARKERS if m != marker]
+                m for m in FALLBACK_MARKERS if m != marker
+            ]
             marker = others[(k - 1) % len(others)]
         out[name] = {"color": color, "marker": marker, "ls": LINESTYLES[k % len(LINESTYLES)]}
     return out
@@ -102,14 +117,18 @@ def legend_outside(ax_or_fig, handles=None, labels=None, **kw):
     from matplotlib.figure import Figure
 
     if handles is None:
-        handles, labels = ax_or_fig.get_legend_handles_labels() if not isinstance(
-            ax_or_fig, Figure) else figure_handles(ax_or_fig)
+        handles, labels = (
+            ax_or_fig.get_legend_handles_labels()
+            if not isinstance(ax_or_fig, Figure)
+            else figure_handles(ax_or_fig)
+        )
     if not handles:
         return None
     opts = {"frameon": False, "loc": "upper left", "borderaxespad": 0.0}
     if isinstance(ax_or_fig, Figure):
-        opts.update(loc="upper left", bbox_to_anchor=(1.0, 0.95),
-                    bbox_transform=ax_or_fig.transFigure)
+        opts.update(
+            loc="upper left", bbox_to_anchor=(1.0, 0.95), bbox_transform=ax_or_fig.transFigure
+        )
     else:
         opts.update(bbox_to_anchor=(1.02, 1.0))
     opts.update(kw)
@@ -153,8 +172,15 @@ def paper_style():
     return matplotlib.rc_context(PAPER_RC)
 
 
-_SUBPLOT_ARGS = {"sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
-                 "gridspec_kw"}
+_SUBPLOT_ARGS = {
+    "sharex",
+    "sharey",
+    "squeeze",
+    "width_ratios",
+    "height_ratios",
+    "subplot_kw",
+    "gridspec_kw",
+}
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs):

@@ -1,4 +1,5 @@
 """Tidy rows, CSV, terminal and markdown tables of a comparison."""
+
 from __future__ import annotations
 
 import csv
@@ -9,9 +10,16 @@ import re
 from repspace.report.result import CompareResult
 
 CSV_COLUMNS = ("checkpoint", "layer", "layer_index", "metric", "value", "se", "low", "high")
-HEADLINE = ("linear_cka", "linear_cka_debiased", "effective_rank_base", "effective_rank_tuned",
-            "twonn_dimension_ratio", "mle_dimension_ratio",  # opt-in: shown when computed
-            "frechet_distance", "cosine_similarity_mean")
+HEADLINE = (
+    "linear_cka",
+    "linear_cka_debiased",
+    "effective_rank_base",
+    "effective_rank_tuned",
+    "twonn_dimension_ratio",
+    "mle_dimension_ratio",  # opt-in: shown when computed
+    "frechet_distance",
+    "cosine_similarity_mean",
+)
 
 
 def tidy_rows(result: CompareResult) -> list[dict]:
@@ -21,9 +29,16 @@ def tidy_rows(result: CompareResult) -> list[dict]:
         for i, layer in enumerate(result.layers):
             for metric, value in result.metrics.get(name, {}).get(layer, {}).items():
                 iv = result.interval(name, layer, metric) or {}
-                rows.append({"checkpoint": name, "layer": layer, "layer_index": i,
-                             "metric": metric, "value": value,
-                             **{k: iv.get(k, math.nan) for k in ("se", "low", "high")}})
+                rows.append(
+                    {
+                        "checkpoint": name,
+                        "layer": layer,
+                        "layer_index": i,
+                        "metric": metric,
+                        "value": value,
+                        **{k: iv.get(k, math.nan) for k in ("se", "low", "high")},
+                    }
+                )
     return rows
 
 
@@ -79,8 +94,9 @@ def _grid(result: CompareResult, metrics) -> tuple[list[str], list[list[str]]]:
     for name in result.tuned_names:
         for layer in result.layers:
             row = result.metrics.get(name, {}).get(layer, {})
-            body.append([name, layer, *(_fmt(row.get(m), result.interval(name, layer, m))
-                                        for m in metrics)])
+            body.append(
+                [name, layer, *(_fmt(row.get(m), result.interval(name, layer, m)) for m in metrics)]
+            )
     return header, body
 
 
@@ -88,10 +104,14 @@ def terminal_table(result: CompareResult, metrics=HEADLINE) -> str:
     header, body = _grid(result, metrics)
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     line = "  ".join
-    out = [line(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    out = [
+        line(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    ]
     out.append(line("-" * w for w in widths))
     for r in body:
-        out.append(line(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        out.append(
+            line(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        )
     return "\n".join(out)
 
 
@@ -119,6 +139,7 @@ def family_columns(result: CompareResult) -> list[tuple[str, list[str]]]:
 def markdown_table(result: CompareResult, metrics=HEADLINE) -> str:
     header, body = _grid(result, metrics)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(md_text(c) if i < 2 else c for i, c in enumerate(r)) + " |"
-            for r in body]
+    out += [
+        "| " + " | ".join(md_text(c) if i < 2 else c for i, c in enumerate(r)) + " |" for r in body
+    ]
     return "\n".join(out)

@@ -8,6 +8,7 @@ Layout rules as in :mod:`repspace.report.figures_layout`: log axes where values 
 of magnitude (LoRA's ΔW rank ≈ 4 against full fine-tuning's ≈ 180), counts as bars,
 small multiples past five checkpoints.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,7 +72,9 @@ def plot_adapter_effect(blocks: dict[str, dict[str, dict]], stem: Path) -> list[
     if not ckpts:
         return []
     styles = styles_for(ckpts)
-    values = np.concatenate([_series(blocks[c], names, k) for c in ckpts for k in ("q25", "q75", "mean")])
+    values = np.concatenate(
+        [_series(blocks[c], names, k) for c in ckpts for k in ("q25", "q75", "mean")]
+    )
     log = needs_log(values) or bool(np.nanmin(values) > 0)  # a ratio: log whenever it can be
 
     def draw(ax, _key, ckpt, mode):
@@ -104,8 +107,11 @@ def plot_adapter_effect(blocks: dict[str, dict[str, dict]], stem: Path) -> list[
             fig.supylabel(ylabel, fontsize=9)
         _block_axes(fig, panels, names)
         handles, labels = figure_handles(fig)
-        figure_legend(fig, handles + [Patch(color="0.5", alpha=0.3, lw=0)],
-                      labels + ["interquartile range\nover probe samples"])
+        figure_legend(
+            fig,
+            handles + [Patch(color="0.5", alpha=0.3, lw=0)],
+            labels + ["interquartile range\nover probe samples"],
+        )
         figure_title(fig, WEIGHT_TITLES["adapter_effect"])
         return save_figure(fig, stem)
 
@@ -113,12 +119,16 @@ def plot_adapter_effect(blocks: dict[str, dict[str, dict]], stem: Path) -> list[
 def weight_space_is_log(results: dict[str, dict[str, dict]]) -> bool:
     """Whether ΔW's effective rank gets a log axis (ranks spanning a decade)."""
     blocks = list(dict.fromkeys(b for per in results.values() for b in per))
-    return needs_log(np.concatenate([_series(per, blocks, "delta_effective_rank")
-                                     for per in results.values()]) if results else [])
+    return needs_log(
+        np.concatenate([_series(per, blocks, "delta_effective_rank") for per in results.values()])
+        if results
+        else []
+    )
 
 
-def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict[str, dict[str, float]],
-                                  stem: Path) -> list[Path]:
+def plot_weight_vs_representation(
+    results: dict[str, dict[str, dict]], rep: dict[str, dict[str, float]], stem: Path
+) -> list[Path]:
     """Per block, stacked panels: mean effective rank of ΔW (log axis when the checkpoints'
     ranks span a decade), intruder dimensions (bars: a count), and (with a compare report)
     the representation's effective-rank ratio tuned / base (``results``:
@@ -130,16 +140,21 @@ def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict
     keys = ["rank", "intruders"] + (["rep"] if rep else [])
     log = weight_space_is_log(results)
     styles = styles_for(ckpts)
-    labels = {"rank": log_label("effective rank of ΔW\n(block mean)", log),
-              "intruders": "intruder dimensions\n(count, block total)",
-              "rep": "representation erank\ntuned / base"}
+    labels = {
+        "rank": log_label("effective rank of ΔW\n(block mean)", log),
+        "intruders": "intruder dimensions\n(count, block total)",
+        "rep": "representation erank\ntuned / base",
+    }
     many = len(ckpts) > MAX_LINES
 
     def values(key, ckpt):
         if key == "rep":
             return np.array([rep.get(ckpt, {}).get(b, math.nan) for b in blocks], dtype=np.float64)
-        return _series(results[ckpt], blocks, "delta_effective_rank" if key == "rank"
-                       else "intruder_dimensions")
+        return _series(
+            results[ckpt],
+            blocks,
+            "delta_effective_rank" if key == "rank" else "intruder_dimensions",
+        )
 
     def draw(ax, key, ckpt, mode):
         y = values(key, ckpt)
@@ -151,8 +166,17 @@ def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict
             width = 0.8 / k
             x = np.arange(len(blocks)) + (i - (k - 1) / 2) * width
             ok = np.isfinite(y)
-            ax.bar(x[ok], y[ok], width=width * 0.95, color=st["color"], edgecolor="black",
-                   lw=0.4, hatch=None if i % 2 == 0 else "//", label=ckpt, zorder=3)
+            ax.bar(
+                x[ok],
+                y[ok],
+                width=width * 0.95,
+                color=st["color"],
+                edgecolor="black",
+                lw=0.4,
+                hatch=None if i % 2 == 0 else "//",
+                label=ckpt,
+                zorder=3,
+            )
             return
         x, yb = broken(y, blocks)
         if mode == "context":
@@ -162,8 +186,9 @@ def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict
 
     with paper_style():
         if many:
-            fig, panels = small_multiples(ckpts, keys, draw, panel_w=2.3, panel_h=1.6,
-                                          shared_y=False)
+            fig, panels = small_multiples(
+                ckpts, keys, draw, panel_w=2.3, panel_h=1.6, shared_y=False
+            )
         else:
             fig, axes = grid(len(keys), 1, panel_width(len(blocks)), 2.1, sharex=True)
             panels = [(axes[i][0], None, key) for i, key in enumerate(keys)]
@@ -180,8 +205,16 @@ def plot_weight_vs_representation(results: dict[str, dict[str, dict]], rep: dict
                 ax.grid(axis="x", visible=False)
                 if not np.nansum([np.nansum(values("intruders", c)) for c in ckpts]):
                     ax.set_ylim(0, 1)
-                    ax.text(0.5, 0.5, "no intruder dimensions", transform=ax.transAxes,
-                            ha="center", va="center", fontsize=8, color="0.4")
+                    ax.text(
+                        0.5,
+                        0.5,
+                        "no intruder dimensions",
+                        transform=ax.transAxes,
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="0.4",
+                    )
             if key == "rep":
                 ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
             if ckpt is None:
@@ -201,7 +234,9 @@ def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
     """Per layer, one panel per merge dtype (one shared log y axis): relative shift of the
     merged model (filled markers, the checkpoint's line) and of the rounded, unmerged control
     (hollow markers, dotted), each checkpoint in its method's colour and marker."""
-    layers = list(dict.fromkeys(l for fid in results.values() for f in fid.values() for l in f["layers"]))
+    layers = list(
+        dict.fromkeys(l for fid in results.values() for f in fid.values() for l in f["layers"])
+    )
     dtypes = list(dict.fromkeys(d for fid in results.values() for d in fid))
     if not layers or not dtypes:
         return []
@@ -217,62 +252,115 @@ def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
                 merged = _series(f["layers"], layers, "relative_shift_mean")
                 cast = _series(f["layers"], layers, "cast_relative_shift_mean")
                 # a bit-exact layer (shift 0) has no place on a log axis: left out, not faked
-                ax.plot(*broken(np.where(merged > 0, merged, np.nan), layers), color=st["color"],
-                        marker=st["marker"], ls=st["ls"], ms=4, lw=1.3, label=ckpt)
-                ax.plot(*broken(np.where(cast > 0, cast, np.nan), layers), color=st["color"],
-                        marker=st["marker"], ls=":", ms=4, lw=1.0, mfc="none")
+                ax.plot(
+                    *broken(np.where(merged > 0, merged, np.nan), layers),
+                    color=st["color"],
+                    marker=st["marker"],
+                    ls=st["ls"],
+                    ms=4,
+                    lw=1.3,
+                    label=ckpt,
+                )
+                ax.plot(
+                    *broken(np.where(cast > 0, cast, np.nan), layers),
+                    color=st["color"],
+                    marker=st["marker"],
+                    ls=":",
+                    ms=4,
+                    lw=1.0,
+                    mfc="none",
+                )
             log_axis(ax, "y")
             layer_axis(ax, layers)
             ax.set_title(f"merged in {dtype}", loc="left")
         axes[0][0].set_ylabel("‖y_merged − y‖ / ‖y‖ (log scale)")
         handles, labels = figure_handles(fig)
-        key = [Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
-               Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none")]
-        figure_legend(fig, handles + key, labels + ["merged (filled)",
-                                                    "weights rounded only,\nnot merged (hollow)"])
+        key = [
+            Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
+            Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none"),
+        ]
+        figure_legend(
+            fig,
+            handles + key,
+            labels + ["merged (filled)", "weights rounded only,\nnot merged (hollow)"],
+        )
         figure_title(fig, WEIGHT_TITLES["merge_fidelity"])
         return save_figure(fig, stem)
 
 
-def weight_caption(name: str, *, log: bool = False, with_representation: bool = True,
-                   many: bool = False) -> str:
+def weight_caption(
+    name: str, *, log: bool = False, with_representation: bool = True, many: bool = False
+) -> str:
     """Caption of a weight figure ("adapter_effect", "weight_space", "merge_fidelity"):
     what is drawn, the axes and what the band means."""
-    multiples = (" One panel per checkpoint (more than five would hide each other), the "
-                 "others in light grey." if many else "")
+    multiples = (
+        " One panel per checkpoint (more than five would hide each other), the "
+        "others in light grey."
+        if many
+        else ""
+    )
     if name == "adapter_effect":
-        return ("Where the adapter acts: per block, the mean over its adapted modules of "
-                "r = ‖Δh‖/‖h‖, the adapter branch's output over the frozen path's output for "
-                "the same input (per probe sample, over its valid tokens); log y axis. Shaded "
-                "band: the 25th to 75th percentile of r over probe samples (averaged over the "
-                "block's modules), i.e. how much samples differ, not an uncertainty of the "
-                "mean." + multiples)
+        return (
+            "Where the adapter acts: per block, the mean over its adapted modules of "
+            "r = ‖Δh‖/‖h‖, the adapter branch's output over the frozen path's output for "
+            "the same input (per probe sample, over its valid tokens); log y axis. Shaded "
+            "band: the 25th to 75th percentile of r over probe samples (averaged over the "
+            "block's modules), i.e. how much samples differ, not an uncertainty of the "
+            "mean." + multiples
+        )
     if name == "weight_space":
-        return ("Weight space per block: the mean effective rank of ΔW over the block's changed "
-                "linear maps" + (" (log y axis: the checkpoints' ranks span more than a factor "
-                                 "of 10)" if log else "")
-                + "; intruder dimensions, bars of the block's total count (top singular vectors "
-                "of W_tuned whose best |cos| with every base singular vector is below the "
-                "threshold; Shuttleworth et al., 2024)"
-                + ("; and the representation's effective-rank ratio tuned / base at that block "
-                   "(1 = unchanged, dashed)" if with_representation else "") + "." + multiples)
+        return (
+            "Weight space per block: the mean effective rank of ΔW over the block's changed "
+            "linear maps"
+            + (" (log y axis: the checkpoints' ranks span more than a factor of 10)" if log else "")
+            + "; intruder dimensions, bars of the block's total count (top singular vectors "
+            "of W_tuned whose best |cos| with every base singular vector is below the "
+            "threshold; Shuttleworth et al., 2024)"
+            + (
+                "; and the representation's effective-rank ratio tuned / base at that block "
+                "(1 = unchanged, dashed)"
+                if with_representation
+                else ""
+            )
+            + "."
+            + multiples
+        )
     if name == "merge_fidelity":
-        return ("Merge fidelity, one panel per dtype on one shared log y axis: per layer, "
-                "‖y_merged − y‖ / ‖y‖ of the adapter merged into the weights in that dtype "
-                "(filled markers) and of the unmerged model with its weights merely rounded to "
-                "it (hollow markers, dotted: the floor rounding alone sets); a bit-exact layer "
-                "has no point.")
+        return (
+            "Merge fidelity, one panel per dtype on one shared log y axis: per layer, "
+            "‖y_merged − y‖ / ‖y‖ of the adapter merged into the weights in that dtype "
+            "(filled markers) and of the unmerged model with its weights merely rounded to "
+            "it (hollow markers, dotted: the floor rounding alone sets); a bit-exact layer "
+            "has no point."
+        )
     return name
 
 
-def figures_markdown(results: dict[str, dict[str, dict]], *, representation: bool = False,
-                     effects: bool = False, merges: bool = False) -> str:
+def figures_markdown(
+    results: dict[str, dict[str, dict]],
+    *,
+    representation: bool = False,
+    effects: bool = False,
+    merges: bool = False,
+) -> str:
     """The "Figures" section of ``repspace weights``' weights.md: each figure written beside
     it (``weight_vs_representation``, ``adapter_effect``, ``merge_fidelity``, those that
     were drawn) with its numbered caption (``results``: ``{checkpoint: blocks}``)."""
-    drawn = [("weight_vs_representation", weight_caption(
-        "weight_space", log=weight_space_is_log(results), with_representation=representation,
-        many=len(results) > MAX_LINES))] if results else []
+    drawn = (
+        [
+            (
+                "weight_vs_representation",
+                weight_caption(
+                    "weight_space",
+                    log=weight_space_is_log(results),
+                    with_representation=representation,
+                    many=len(results) > MAX_LINES,
+                ),
+            )
+        ]
+        if results
+        else []
+    )
     drawn += [("adapter_effect", weight_caption("adapter_effect"))] if effects else []
     drawn += [("merge_fidelity", weight_caption("merge_fidelity"))] if merges else []
     lines = ["", "## Figures", ""] if drawn else []

@@ -7,6 +7,7 @@ another accumulator (another shard, process or run), ``compute()`` returns metri
 The accumulators are imported on first use (PEP 562): :mod:`repspace.statistics.routes`
 (the rows-or-moments rule, pure arithmetic) is read by ``compare --plan`` without torch.
 """
+
 from __future__ import annotations
 
 from repspace._lazy import lazy_attributes

@@ -18,6 +18,7 @@ all ranks' rows, exactly (float64), as if one accumulator had seen them all.  Su
 whose states are sums about a per-rank shift override ``all_reduce`` to bring them to a
 common shift first (:mod:`repspace.statistics.collective`, :mod:`repspace.statistics.reduce`).
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -46,8 +47,10 @@ class Accumulator:
             raise TypeError(f"{cls.__name__}.reductions: unknown rules {bad}; use one of {RULES}")
         undeclared = sorted(set(cls.reductions) - set(cls.defaults))
         if cls.defaults and undeclared:
-            raise TypeError(f"{cls.__name__}: states {undeclared} reduce across processes but "
-                            "have no declared default (reset could not restore them)")
+            raise TypeError(
+                f"{cls.__name__}: states {undeclared} reduce across processes but "
+                "have no declared default (reset could not restore them)"
+            )
 
     # -- what each accumulator implements ---------------------------------------------
     def update(self, *batch: Any) -> "Accumulator":
@@ -78,8 +81,15 @@ class Accumulator:
             raise KeyError(f"{type(self).__name__}.load_state_dict: missing states {missing}")
         for key in self.reductions:
             value = states[key]
-            setattr(self, key, value.clone() if isinstance(value, torch.Tensor)
-                    else value.copy() if isinstance(value, np.ndarray) else value)
+            setattr(
+                self,
+                key,
+                value.clone()
+                if isinstance(value, torch.Tensor)
+                else value.copy()
+                if isinstance(value, np.ndarray)
+                else value,
+            )
         return self
 
     def all_reduce(self, group=None, device=None) -> "Accumulator":
@@ -87,4 +97,6 @@ class Accumulator:
         every rank calls it).  ``device``: where the buffers travel (default: the rank's GPU
         for NCCL, else CPU).  Returns self, now holding the global statistics."""
         device = collective_device(group) if device is None else device
-        return self.load_state_dict(reduce_states(self.state_dict(), self.reductions, group, device))
+        return self.load_state_dict(
+            reduce_states(self.state_dict(), self.reductions, group, device)
+        )

@@ -11,6 +11,7 @@ up to ≈ 500 at B = 20).  Wider layers past the break-even get no interval, and
 says so.  Blocks live on one process: a distributed reduction drops them (their layers then
 have no interval), as does a merge with an accumulator that has none.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,7 @@ from repspace.statistics.units import Unit, unit_moments_bytes
 
 __all__ = ["IntervalBlocks", "MAX_BYTES"]
 
-MAX_BYTES = 128 * 2 ** 20
+MAX_BYTES = 128 * 2**20
 
 
 class IntervalBlocks:
@@ -42,14 +43,16 @@ class IntervalBlocks:
         if blocks is None:
             return
         rows = next(iter(base.values())).shape[0]
-        ids = (torch.arange(first_row, first_row + rows) % self.count)
+        ids = torch.arange(first_row, first_row + rows) % self.count
         b_names = list(dict.fromkeys(b for b, _ in unit.pairs))
         t_names = list(dict.fromkeys(t for _, t in unit.pairs))
         for j, acc in enumerate(blocks):
             keep = torch.nonzero(ids == j).flatten()
             if keep.numel():
-                acc.update({b: base[b][keep.to(base[b].device)] for b in b_names},
-                           {t: tuned[t][keep.to(tuned[t].device)] for t in t_names})
+                acc.update(
+                    {b: base[b][keep.to(base[b].device)] for b in b_names},
+                    {t: tuned[t][keep.to(tuned[t].device)] for t in t_names},
+                )
 
     def leave_one_out(self, index: int, make):
         """The B accumulators of every block but one (replicate b leaves block b out)."""

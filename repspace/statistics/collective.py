@@ -6,6 +6,7 @@ global mean  c = Σ_r (Σx'_r + n_r·c_r) / Σ_r n_r  (one all-reduce of n and t
 re-shifted with the exact polynomial identity of :meth:`FeatureMoments.reshifted`, and
 only then reduced state by state, in float64.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def _as_tensor(value, device) -> torch.Tensor:
     return torch.as_tensor(value, dtype=torch.float64).to(device)
 
 
-def reduce_states(states: dict, reductions: dict[str, str], group=None,
-                  device: torch.device | str = "cpu") -> dict:
+def reduce_states(
+    states: dict, reductions: dict[str, str], group=None, device: torch.device | str = "cpu"
+) -> dict:
     """``states`` reduced across the group by ``reductions`` (float64; new dict).
 
     Rules "sum", "min", "max" and "same" (checked: all-reduced MIN == MAX); a "chan" state
@@ -49,13 +51,15 @@ def reduce_states(states: dict, reductions: dict[str, str], group=None,
             dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group)
             dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group)
             if not torch.equal(lo, hi):
-                raise ValueError(f"states {names} must be equal on every rank but differ; "
-                                 "were the ranks fed different layers or shifts?")
+                raise ValueError(
+                    f"states {names} must be equal on every rank but differ; "
+                    "were the ranks fed different layers or shifts?"
+                )
         else:
             dist.all_reduce(flat, op=_OPS[rule], group=group)
         start = 0
         for k, part in zip(names, parts):
-            value = flat[start:start + part.numel()]
+            value = flat[start : start + part.numel()]
             start += part.numel()
             old = states[k]
             if isinstance(old, torch.Tensor):
@@ -69,7 +73,9 @@ def reduce_states(states: dict, reductions: dict[str, str], group=None,
     return out
 
 
-def global_means(moments: list, widths: list[int], group, device, round_f32: bool) -> list[torch.Tensor]:
+def global_means(
+    moments: list, widths: list[int], group, device, round_f32: bool
+) -> list[torch.Tensor]:
     """The global mean of each accumulator in ``moments`` (FeatureMoments, or None on a
     rank that saw no rows of it), in one all-reduce of [n, Σx' + n·c] for all of them.
 
@@ -82,13 +88,14 @@ def global_means(moments: list, widths: list[int], group, device, round_f32: boo
             parts.append(torch.zeros(width + 1, dtype=torch.float64, device=device))
         else:
             raw = (fm.sum + fm.n * fm.shift).to(device)
-            parts.append(torch.cat([torch.tensor([float(fm.n)], dtype=torch.float64, device=device),
-                                    raw]))
+            parts.append(
+                torch.cat([torch.tensor([float(fm.n)], dtype=torch.float64, device=device), raw])
+            )
     flat = torch.cat(parts)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
     out, start = [], 0
     for part in parts:
-        seg = flat[start:start + part.numel()]
+        seg = flat[start : start + part.numel()]
         start += part.numel()
         mean = seg[1:] / seg[0]
         out.append(mean.float().double() if round_f32 else mean)
@@ -107,6 +114,8 @@ def agree(value, group, what: str):
     r0, first = present[0]
     for r, v in present[1:]:
         if v != first:
-            raise ValueError(f"rank {r} captured different {what} than rank {r0}; every rank "
-                             "must run the same models with the same layer selection")
+            raise ValueError(
+                f"rank {r} captured different {what} than rank {r0}; every rank "
+                "must run the same models with the same layer selection"
+            )
     return first

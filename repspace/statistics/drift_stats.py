@@ -7,6 +7,7 @@ from fixed histograms (cosine: 2000 bins on [-1, 1], resolution 1e-3; relative s
 log-spaced bins from 1e-8 to 1e4, 100 per decade, i.e. ±1.2 % relative), so memory is
 independent of n.  Use :func:`repspace.metrics.paired_drift` on arrays for exact quantiles.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,12 @@ def summarize(values: np.ndarray) -> DriftSummary:
         out.update({k: math.nan for k in ("mean", "std", "min", "max")})
         out.update({f"q{int(q * 100):02d}": math.nan for q in QUANTILES})
         return out
-    out.update(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if ok.size > 1 else math.nan,
-               min=float(ok.min()), max=float(ok.max()))
+    out.update(
+        mean=float(ok.mean()),
+        std=float(ok.std(ddof=1)) if ok.size > 1 else math.nan,
+        min=float(ok.min()),
+        max=float(ok.max()),
+    )
     for q, val in zip(QUANTILES, np.quantile(ok, QUANTILES)):
         out[f"q{int(q * 100):02d}"] = float(val)
     return out
@@ -60,11 +65,24 @@ class _StreamingSummary(Accumulator):
 
     # How each state reduces across processes; "chan": (n, mean, m2) merged by the
     # parallel formula (see merge), which also yields the reduced n.
-    reductions = {"n": "chan", "mean": "chan", "m2": "chan", "n_undefined": "sum",
-                  "counts": "sum", "min": "min", "max": "max"}
-    defaults = {"n": 0, "n_undefined": 0, "mean": 0.0, "m2": 0.0, "min": math.inf,
-                "max": -math.inf,  # counts: + under/overflow bins
-                "counts": lambda self: np.zeros(len(self.edges) + 1, dtype=np.int64)}
+    reductions = {
+        "n": "chan",
+        "mean": "chan",
+        "m2": "chan",
+        "n_undefined": "sum",
+        "counts": "sum",
+        "min": "min",
+        "max": "max",
+    }
+    defaults = {
+        "n": 0,
+        "n_undefined": 0,
+        "mean": 0.0,
+        "m2": 0.0,
+        "min": math.inf,
+        "max": -math.inf,  # counts: + under/overflow bins
+        "counts": lambda self: np.zeros(len(self.edges) + 1, dtype=np.int64),
+    }
 
     def __init__(self, edges: np.ndarray):
         self.edges = edges
@@ -85,8 +103,9 @@ class _StreamingSummary(Accumulator):
             other.n, other.mean = ok.size, float(ok.mean())
             other.m2 = float(((ok - other.mean) ** 2).sum())
             other.min, other.max = float(ok.min()), float(ok.max())
-            other.counts = np.bincount(np.searchsorted(self.edges, ok, side="right"),
-                                       minlength=len(self.edges) + 1)
+            other.counts = np.bincount(
+                np.searchsorted(self.edges, ok, side="right"), minlength=len(self.edges) + 1
+            )
             self.merge(other)
         return self
 
@@ -116,8 +135,11 @@ class _StreamingSummary(Accumulator):
         dist.all_gather(gathered, triple, group=group)
         merged = type(self)(self.edges)
         for t in gathered:
-            merged.merge(type(self).from_moments(self.edges, int(t[0].item()), float(t[1].item()),
-                                                 float(t[2].item())))
+            merged.merge(
+                type(self).from_moments(
+                    self.edges, int(t[0].item()), float(t[1].item()), float(t[2].item())
+                )
+            )
         n = merged.n
         self.n, self.mean, self.m2 = n, merged.mean, merged.m2
         self.n_undefined = states["n_undefined"]
@@ -143,8 +165,12 @@ class _StreamingSummary(Accumulator):
             out.update({k: math.nan for k in ("mean", "std", "min", "max")})
             out.update({f"q{int(q * 100):02d}": math.nan for q in QUANTILES})
             return out
-        out.update(mean=self.mean, std=math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else math.nan,
-                   min=self.min, max=self.max)
+        out.update(
+            mean=self.mean,
+            std=math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else math.nan,
+            min=self.min,
+            max=self.max,
+        )
         for q in QUANTILES:
             out[f"q{int(q * 100):02d}"] = self.quantile(q)
         return out
@@ -156,8 +182,10 @@ StreamingSummary = _StreamingSummary  # public name: exact mean/min/max + histog
 class PairedDriftStats(Accumulator):
     """Streaming per-sample cosine similarity and relative shift of paired rows."""
 
-    defaults = {"cosine": lambda self: _StreamingSummary(COS_EDGES),
-                "relative_shift": lambda self: _StreamingSummary(REL_EDGES)}
+    defaults = {
+        "cosine": lambda self: _StreamingSummary(COS_EDGES),
+        "relative_shift": lambda self: _StreamingSummary(REL_EDGES),
+    }
 
     def __init__(self):
         self.reset()
@@ -174,7 +202,10 @@ class PairedDriftStats(Accumulator):
         return self
 
     def state_dict(self) -> dict:
-        return {"cosine": self.cosine.state_dict(), "relative_shift": self.relative_shift.state_dict()}
+        return {
+            "cosine": self.cosine.state_dict(),
+            "relative_shift": self.relative_shift.state_dict(),
+        }
 
     def load_state_dict(self, states: dict) -> "PairedDriftStats":
         self.cosine.load_state_dict(states["cosine"])
@@ -187,5 +218,7 @@ class PairedDriftStats(Accumulator):
         return self
 
     def compute(self) -> dict:
-        return {"cosine_similarity": self.cosine.summary(),
-                "relative_shift": self.relative_shift.summary()}
+        return {
+            "cosine_similarity": self.cosine.summary(),
+            "relative_shift": self.relative_shift.summary(),
+        }

@@ -9,6 +9,7 @@ function of the statistics, and ``cka_matrix()`` the cross-layer CKA.
 It follows torchmetrics' shape: ``update`` / ``merge`` / ``compute`` and
 ``state_dict()`` with per-state reduction rules.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -71,19 +72,33 @@ class LayerwiseMoments(Accumulator):
     """
 
     # reset: forget every sample and layer, keep the settings (pairs, precision, sharing, route)
-    defaults = {"base": _empty, "tuned": _empty, "cross": _empty, "drift": _empty,
-                "units": lambda self: [], "n": 0,
-                "interval_blocks": lambda self: IntervalBlocks(self.block_count)}
+    defaults = {
+        "base": _empty,
+        "tuned": _empty,
+        "cross": _empty,
+        "drift": _empty,
+        "units": lambda self: [],
+        "n": 0,
+        "interval_blocks": lambda self: IntervalBlocks(self.block_count),
+    }
 
-    def __init__(self, pairs: PairSpec = "matched", precision: str = "auto",
-                 paired_drift: bool = True, side_names: tuple[str, str] = ("base", "tuned"),
-                 base_from: "LayerwiseMoments | None" = None, route: str = "auto",
-                 blocks: int = 0):
+    def __init__(
+        self,
+        pairs: PairSpec = "matched",
+        precision: str = "auto",
+        paired_drift: bool = True,
+        side_names: tuple[str, str] = ("base", "tuned"),
+        base_from: "LayerwiseMoments | None" = None,
+        route: str = "auto",
+        blocks: int = 0,
+    ):
         if route not in ROUTE_CHOICES:
             raise ValueError(f"route must be one of {', '.join(ROUTE_CHOICES)}; got {route!r}")
         if isinstance(pairs, str) and pairs not in ("matched", "all"):
-            raise ValueError(f"pairs must be 'matched', 'all' or a list of (base, tuned) "
-                             f"layer names; got {pairs!r}")
+            raise ValueError(
+                f"pairs must be 'matched', 'all' or a list of (base, tuned) "
+                f"layer names; got {pairs!r}"
+            )
         self.pairs_spec = pairs if isinstance(pairs, str) else [tuple(p) for p in pairs]
         self.precision = precision
         self.track_drift = paired_drift
@@ -114,11 +129,15 @@ class LayerwiseMoments(Accumulator):
             return [(b, t) for b in base_names for t in tuned_names]
         for b, t in self.pairs_spec:
             if b not in base_names:
-                raise ValueError(f"pair ({b!r}, {t!r}): base layer {b!r} was not given to "
-                                 f"update(); got {sorted(base_names)}")
+                raise ValueError(
+                    f"pair ({b!r}, {t!r}): base layer {b!r} was not given to "
+                    f"update(); got {sorted(base_names)}"
+                )
             if t not in tuned_names:
-                raise ValueError(f"pair ({b!r}, {t!r}): tuned layer {t!r} was not given to "
-                                 f"update(); got {sorted(tuned_names)}")
+                raise ValueError(
+                    f"pair ({b!r}, {t!r}): tuned layer {t!r} was not given to "
+                    f"update(); got {sorted(tuned_names)}"
+                )
         return list(self.pairs_spec)
 
     def _label(self, side: int, layer: str) -> str:
@@ -144,14 +163,19 @@ class LayerwiseMoments(Accumulator):
             return self._new_side(0, name, rows)
         owner = self.base_from.base.get(name)
         if owner is None or not owner.shared:
-            raise ValueError(f"base layer {name!r}: the accumulator given as base_from has not "
-                             "seen it or did not call share_base() before its first batch")
+            raise ValueError(
+                f"base layer {name!r}: the accumulator given as base_from has not "
+                "seen it or did not call share_base() before its first batch"
+            )
         return owner
 
     def _starts_on_rows(self, unit: Unit) -> bool:
         if self.base_from is not None:  # follow the owner of the shared base
-            return all(isinstance(self.base_from.base.get(layer), FeatureRows)
-                       for side, layer in unit.sides if side == "base")
+            return all(
+                isinstance(self.base_from.base.get(layer), FeatureRows)
+                for side, layer in unit.sides
+                if side == "base"
+            )
         return self.route != "moments"
 
     # -- routes ------------------------------------------------------------------------
@@ -190,8 +214,11 @@ class LayerwiseMoments(Accumulator):
 
     def _due_for_moments(self, unit: Unit) -> bool:
         if self.base_from is not None:
-            return any(isinstance(self.base_from.base.get(layer), FeatureMoments)
-                       for side, layer in unit.sides if side == "base")
+            return any(
+                isinstance(self.base_from.base.get(layer), FeatureMoments)
+                for side, layer in unit.sides
+                if side == "base"
+            )
         if self.route != "auto":
             return False
         itemsize = max(self._side(k).itemsize for k in unit.sides)
@@ -268,10 +295,13 @@ class LayerwiseMoments(Accumulator):
         if len(set(rows.values())) != 1:
             if len(rows) == 2:
                 (a, na), (b, nb) = rows.items()
-                raise ValueError(f"{a} has {na} rows but {b} has {nb}; paired metrics need "
-                                 "the same samples, in the same order, through both models")
-            raise ValueError(f"all layers of one batch need the same number of rows "
-                             f"(paired samples); got {rows}")
+                raise ValueError(
+                    f"{a} has {na} rows but {b} has {nb}; paired metrics need "
+                    "the same samples, in the same order, through both models"
+                )
+            raise ValueError(
+                f"all layers of one batch need the same number of rows (paired samples); got {rows}"
+            )
         if not self.cross:
             pairs = self._pairs_for(list(base), list(tuned))  # validate before any state
             self.units = units_of(pairs)
@@ -289,8 +319,11 @@ class LayerwiseMoments(Accumulator):
                 accs = self.base if side == 0 else self.tuned
                 for name in names:
                     if name not in accs:
-                        accs[name] = (self._base_moments(name, False) if side == 0
-                                      else self._new_side(1, name, False))
+                        accs[name] = (
+                            self._base_moments(name, False)
+                            if side == 0
+                            else self._new_side(1, name, False)
+                        )
 
         # Validate every layer before touching any state, so a bad layer leaves no
         # half-updated accumulator behind.
@@ -303,7 +336,8 @@ class LayerwiseMoments(Accumulator):
                         shifted[side, name] = done
                     else:
                         kept[side, name] = shifted[side, name] = accs[name].prepared(
-                            raw[side][name], row_offset=self.n)
+                            raw[side][name], row_offset=self.n
+                        )
                 elif done is not None:
                     shifted[side, name], norms[side, name] = done
                 else:
@@ -317,10 +351,14 @@ class LayerwiseMoments(Accumulator):
                     norms[side, name] = accs[name].update_shifted(shifted[side, name])
                     accs[name].remember(raw[side][name], shifted[side, name], norms[side, name])
         if self.block_count and self.n == 0:  # units on moments from the first batch
-            widths = {**{("base", k): v.shape[1] for k, v in base.items()},
-                      **{("tuned", k): v.shape[1] for k, v in tuned.items()}}
+            widths = {
+                **{("base", k): v.shape[1] for k, v in base.items()},
+                **{("tuned", k): v.shape[1] for k, v in tuned.items()},
+            }
             for i, unit in enumerate(self.units):
-                if self.unit_route(unit) == "moments" and self.interval_blocks.affordable(unit, widths):
+                if self.unit_route(unit) == "moments" and self.interval_blocks.affordable(
+                    unit, widths
+                ):
                     self.interval_blocks.start(i, unit, lambda u=unit: self._block(u))
         for i, unit in enumerate(self.units):
             if self.unit_route(unit) == "moments":
@@ -332,7 +370,8 @@ class LayerwiseMoments(Accumulator):
             if self.track_drift and xs.shape[1] == ys.shape[1]:
                 # from the rows as given, so both routes see the same per-sample values
                 self.drift.setdefault((b, t), PairedDriftStats()).update(
-                    base[b].double().to(xs.device), tuned[t].double().to(xs.device))
+                    base[b].double().to(xs.device), tuned[t].double().to(xs.device)
+                )
         self.n += next(iter(rows.values()))
         for i, unit in enumerate(self.units):
             if self.unit_route(unit) == "rows" and self._due_for_moments(unit):
@@ -341,8 +380,13 @@ class LayerwiseMoments(Accumulator):
         return self
 
     def _block(self, unit: Unit) -> "LayerwiseMoments":
-        return LayerwiseMoments(list(unit.pairs), precision=self.precision, route="moments",
-                                paired_drift=self.track_drift, side_names=self.side_names)
+        return LayerwiseMoments(
+            list(unit.pairs),
+            precision=self.precision,
+            route="moments",
+            paired_drift=self.track_drift,
+            side_names=self.side_names,
+        )
 
     def _open_blocks(self, index: int, unit: Unit) -> None:
         """A unit going from rows to moments: its rows, replayed in order, into its blocks."""
@@ -367,8 +411,10 @@ class LayerwiseMoments(Accumulator):
         if not isinstance(other, LayerwiseMoments):
             raise TypeError(f"cannot merge {type(other).__name__} into LayerwiseMoments")
         if any(fm.shared for fm in self.base.values()):
-            raise ValueError("cannot merge into an accumulator whose base statistics are shared "
-                             "with others (base_from): the merge would add the base rows to all")
+            raise ValueError(
+                "cannot merge into an accumulator whose base statistics are shared "
+                "with others (base_from): the merge would add the base rows to all"
+            )
         if other.n == 0:
             return self
         if self.n == 0 and not self.cross:
@@ -386,10 +432,14 @@ class LayerwiseMoments(Accumulator):
                 continue
             if self.unit_route(unit) == "rows":
                 self._install(*self._replayed(unit, share_base=False))
-            theirs, their_cross = ((other._replayed(unit, share_base=False))
-                                   if other.unit_route(unit) == "rows" else
-                                   ({k: other._side(k) for k in unit.sides},
-                                    {p: other.cross[p] for p in unit.pairs}))
+            theirs, their_cross = (
+                (other._replayed(unit, share_base=False))
+                if other.unit_route(unit) == "rows"
+                else (
+                    {k: other._side(k) for k in unit.sides},
+                    {p: other.cross[p] for p in unit.pairs},
+                )
+            )
             self._merge_moments(unit, theirs, their_cross)
         for side, accs in (("base", self.base), ("tuned", self.tuned)):  # layers in no pair
             for k, fm in accs.items():
@@ -409,8 +459,13 @@ class LayerwiseMoments(Accumulator):
             self._side(key).adopt_shift_of(theirs[key])
         # Cross terms first: they are re-shifted with the other side's pre-merge sums.
         for b, t in unit.pairs:
-            self.cross[b, t].merge_from(their_cross[b, t], self.base[b], self.tuned[t],
-                                        theirs["base", b], theirs["tuned", t])
+            self.cross[b, t].merge_from(
+                their_cross[b, t],
+                self.base[b],
+                self.tuned[t],
+                theirs["base", b],
+                theirs["tuned", t],
+            )
         for key in unit.sides:
             self._side(key).merge(theirs[key])
 
@@ -421,24 +476,31 @@ class LayerwiseMoments(Accumulator):
             "n": self.n,
             "base": {k: v.state_dict() for k, v in self.base.items()},
             "tuned": {k: v.state_dict() for k, v in self.tuned.items()},
-            "cross": {k: v.state_dict() if isinstance(v, CrossMoments) else {}
-                      for k, v in self.cross.items()},
+            "cross": {
+                k: v.state_dict() if isinstance(v, CrossMoments) else {}
+                for k, v in self.cross.items()
+            },
             "drift": {k: v.state_dict() for k, v in self.drift.items()},
         }
 
     def load_state_dict(self, states: dict) -> "LayerwiseMoments":
         """Replace every state by ``states`` (as :meth:`state_dict` returns them)."""
+
         def side(i: int, k: str, state: dict):
             cls = FeatureRows if "rows" in state else FeatureMoments
             return cls(self.precision, name=self._label(i, k)).load_state_dict(state)
 
         self.base = {k: side(0, k, v) for k, v in states["base"].items()}
         self.tuned = {k: side(1, k, v) for k, v in states["tuned"].items()}
-        self.cross = {tuple(k): CrossMoments().load_state_dict(v) if v else CrossRows()
-                      for k, v in states["cross"].items()}
+        self.cross = {
+            tuple(k): CrossMoments().load_state_dict(v) if v else CrossRows()
+            for k, v in states["cross"].items()
+        }
         self.units = units_of(list(self.cross))
-        self.drift = {tuple(k): PairedDriftStats().load_state_dict(v)
-                      for k, v in states.get("drift", {}).items()}
+        self.drift = {
+            tuple(k): PairedDriftStats().load_state_dict(v)
+            for k, v in states.get("drift", {}).items()
+        }
         self.n = int(states["n"])
         return self
 
@@ -447,11 +509,16 @@ class LayerwiseMoments(Accumulator):
         None before any data.  Ranks of a distributed run must agree on it."""
         if self.n == 0:
             return None
-        return {"base": {k: v.dim for k, v in self.base.items()},
-                "tuned": {k: v.dim for k, v in self.tuned.items()},
-                "pairs": list(self.cross), "drift": list(self.drift),
-                "names": ({k: v.name for k, v in self.base.items()},
-                          {k: v.name for k, v in self.tuned.items()})}
+        return {
+            "base": {k: v.dim for k, v in self.base.items()},
+            "tuned": {k: v.dim for k, v in self.tuned.items()},
+            "pairs": list(self.cross),
+            "drift": list(self.drift),
+            "names": (
+                {k: v.name for k, v in self.base.items()},
+                {k: v.name for k, v in self.tuned.items()},
+            ),
+        }
 
     def all_reduce(self, group=None, device=None) -> "LayerwiseMoments":
         """Every rank's rows in this accumulator, on every rank (a collective; ranks that saw
@@ -466,8 +533,9 @@ class LayerwiseMoments(Accumulator):
             raise ValueError("no samples were accumulated; call update() first")
         check_min_rows(self.n, minimum, "this metric")
 
-    def compute(self, top_k: int = 10, metrics=None, progress=None,
-                spectra_cache=None) -> dict[tuple[str, str], dict[str, float]]:
+    def compute(
+        self, top_k: int = 10, metrics=None, progress=None, spectra_cache=None
+    ) -> dict[tuple[str, str], dict[str, float]]:
         """Every closed-form metric for every tracked pair: ``{(base, tuned): {metric: value}}``
         (``metrics``: only the keys starting with one of these names, and only their work).
 
@@ -481,11 +549,13 @@ class LayerwiseMoments(Accumulator):
         ``spectra_cache``: see :func:`~repspace.closed_forms.summary.layerwise_summary`.
         """
         self._check_ready(4)
-        return layerwise_summary(self, top_k=top_k, metrics=metrics, progress=progress,
-                                 spectra_cache=spectra_cache)
+        return layerwise_summary(
+            self, top_k=top_k, metrics=metrics, progress=progress, spectra_cache=spectra_cache
+        )
 
-    def replicates(self, blocks: int, metrics=None, top_k: int = 10,
-                   progress=None) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    def replicates(
+        self, blocks: int, metrics=None, top_k: int = 10, progress=None
+    ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
         """Delete-one-block jackknife replicates of every closed-form metric: pairs held as
         rows from their rows (:mod:`repspace.closed_forms.jackknife`; row i in block i mod
         ``blocks``), pairs held as moments from their per-block moments where kept
@@ -507,24 +577,29 @@ class LayerwiseMoments(Accumulator):
                     for pair, row in values.items():
                         for key, v in row.items():
                             reps.setdefault(pair, {}).setdefault(key, []).append(v)
-                out.update({pair: {k: np.asarray(v) for k, v in row.items()}
-                            for pair, row in reps.items()})
+                out.update(
+                    {pair: {k: np.asarray(v) for k, v in row.items()} for pair, row in reps.items()}
+                )
                 if progress is not None:
                     progress(len(reps))
                 continue
             for b, t in unit.pairs:
                 x, y = self.base[b], self.tuned[t]
                 xr = x.rows()
-                out[b, t] = rows_replicates(xr, y.rows().to(xr.device), blocks, metrics, top_k,
-                                            (x.eps, y.eps))
+                out[b, t] = rows_replicates(
+                    xr, y.rows().to(xr.device), blocks, metrics, top_k, (x.eps, y.eps)
+                )
                 if progress is not None:
                     progress(1)
         return out
 
     def replicated_pairs(self, blocks: int = 2) -> int:
         """How many pairs :meth:`replicates` will give replicates for (a progress total)."""
-        return sum(len(unit.pairs) for index, unit in enumerate(self.units)
-                   if self._replicate_source(index, unit, blocks, build=False) is not None)
+        return sum(
+            len(unit.pairs)
+            for index, unit in enumerate(self.units)
+            if self._replicate_source(index, unit, blocks, build=False) is not None
+        )
 
     def _replicate_source(self, index: int, unit: Unit, blocks: int, build: bool = True):
         """Where a unit's replicates come from: ``"grams"`` (its rows' n × n Grams), an
@@ -535,7 +610,9 @@ class LayerwiseMoments(Accumulator):
         if self.unit_route(unit) != "rows":
             return self.interval_blocks if index in self.interval_blocks.units else None
         widths = self.widths()
-        if all(grams_affordable(self.n, widths["base", b], widths["tuned", t]) for b, t in unit.pairs):
+        if all(
+            grams_affordable(self.n, widths["base", b], widths["tuned", t]) for b, t in unit.pairs
+        ):
             return "grams"
         per_block = IntervalBlocks(blocks)
         if not per_block.affordable(unit, widths):
@@ -568,9 +645,12 @@ class LayerwiseMoments(Accumulator):
                 for key in (("base", b), ("tuned", t)):
                     if key not in centred:
                         centred[key] = self._side(key).centred()
-                value = linear_cka_from_moments(centred["base", b], centred["tuned", t],
-                                                cross.centred(self.base[b], self.tuned[t]),
-                                                debiased=debiased)
+                value = linear_cka_from_moments(
+                    centred["base", b],
+                    centred["tuned", t],
+                    cross.centred(self.base[b], self.tuned[t]),
+                    debiased=debiased,
+                )
             out[bnames.index(b), tnames.index(t)] = value
         return out, bnames, tnames
 
@@ -587,8 +667,13 @@ class PairedMoments(Accumulator):
     """
 
     def __init__(self, precision: str = "auto", paired_drift: bool = True, route: str = "auto"):
-        self._layers = LayerwiseMoments("matched", precision=precision, route=route,
-                                        paired_drift=paired_drift, side_names=("x", "y"))
+        self._layers = LayerwiseMoments(
+            "matched",
+            precision=precision,
+            route=route,
+            paired_drift=paired_drift,
+            side_names=("x", "y"),
+        )
 
     @property
     def n(self) -> int:

@@ -18,6 +18,7 @@ shift is a polynomial identity in the shift difference (:meth:`FeatureMoments.re
 which makes accumulators mergeable whatever their shifts, and lets :meth:`centred`
 return the statistics about the exact sample mean.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,13 +77,32 @@ class FeatureMoments(Accumulator):
 
     # How each state reduces across processes (torchmetrics-style); "shift" must agree.
     reductions = {
-        "n": "sum", "sum": "sum", "outer": "sum", "k1": "sum", "k2": "sum", "kx": "sum",
-        "min": "min", "max": "max", "eps": "max", "shift": "same",
+        "n": "sum",
+        "sum": "sum",
+        "outer": "sum",
+        "k1": "sum",
+        "k2": "sum",
+        "kx": "sum",
+        "min": "min",
+        "max": "max",
+        "eps": "max",
+        "shift": "same",
     }
     # Before the first batch the width is unknown: the p-sized states exist from then on
     # (init_states); the remembered batch of a shared side is forgotten too.
-    defaults = {"n": 0, "eps": 0.0, "shift": None, "sum": None, "outer": None, "k1": None,
-                "k2": None, "kx": None, "min": None, "max": None, "_last": None}
+    defaults = {
+        "n": 0,
+        "eps": 0.0,
+        "shift": None,
+        "sum": None,
+        "outer": None,
+        "k1": None,
+        "k2": None,
+        "kx": None,
+        "min": None,
+        "max": None,
+        "_last": None,
+    }
 
     def __init__(self, precision: str = "auto", shift=None, name: str = "x"):
         gemm_dtype(torch.float32, precision)  # validates the argument
@@ -94,11 +114,16 @@ class FeatureMoments(Accumulator):
         self.shared = False
         self.reset()
         if shift is not None:
-            c = torch.as_tensor(np.asarray(shift, dtype=np.float64) if not isinstance(
-                shift, torch.Tensor) else shift).double()
+            c = torch.as_tensor(
+                np.asarray(shift, dtype=np.float64)
+                if not isinstance(shift, torch.Tensor)
+                else shift
+            ).double()
             if c.ndim != 1 or not bool(torch.isfinite(c).all()):
-                raise ValueError(f"shift for {name} must be a finite 1-D vector of length "
-                                 f"n_features; got shape {tuple(c.shape)}")
+                raise ValueError(
+                    f"shift for {name} must be a finite 1-D vector of length "
+                    f"n_features; got shape {tuple(c.shape)}"
+                )
             self.init_states(c)
 
     # -- state handling ------------------------------------------------------------
@@ -141,16 +166,20 @@ class FeatureMoments(Accumulator):
         width = agree(self.dim if self.n else None, group, "feature widths")
         if width is None:  # no rank saw a row
             return self
-        (mean,) = global_means([self if self.n else None], [width], group, device,
-                               self.precision == "auto")
+        (mean,) = global_means(
+            [self if self.n else None], [width], group, device, self.precision == "auto"
+        )
         if self.n:
             super().load_state_dict(self.reshifted(mean.to(self.shift.device)).state_dict())
         else:
             self.init_states(mean)
-        return self.load_state_dict(reduce_states(self.state_dict(), self.reductions, group, device))
+        return self.load_state_dict(
+            reduce_states(self.state_dict(), self.reductions, group, device)
+        )
 
-    def shifted(self, batch, row_offset: int | None = None,
-                out: torch.Tensor | None = None) -> torch.Tensor:
+    def shifted(
+        self, batch, row_offset: int | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Validate ``batch``, set the shift from it if unset, return x − c in the GEMM dtype.
 
         ``out``: a scratch tensor to write x − c into when its shape, dtype and device fit
@@ -170,7 +199,12 @@ class FeatureMoments(Accumulator):
             )
         t = t.to(self.shift.device)
         self.eps = max(self.eps, torch.finfo(dtype).eps)
-        if out is not None and out.shape == t.shape and out.dtype == dtype and out.device == t.device:
+        if (
+            out is not None
+            and out.shape == t.shape
+            and out.dtype == dtype
+            and out.device == t.device
+        ):
             return torch.sub(t.to(dtype), self.shift.to(dtype), out=out)
         return t.to(dtype) - self.shift.to(dtype)
 
@@ -232,8 +266,14 @@ class FeatureMoments(Accumulator):
         half = s + (0.5 * n) * d
         out.outer = m.clone().addr_(half, d).addr_(d, half)
         out.k1 = self.k1 + 2 * sd + n * delta
-        out.k2 = (self.k2 + 4 * (self.kx @ d) + 2 * delta * self.k1 + 4 * (d @ md)
-                  + 4 * delta * sd + n * delta * delta)
+        out.k2 = (
+            self.k2
+            + 4 * (self.kx @ d)
+            + 2 * delta * self.k1
+            + 4 * (d @ md)
+            + 4 * delta * sd
+            + n * delta * delta
+        )
         out.kx = self.kx + self.k1 * d + 2 * md + 2 * sd * d + delta * s + n * delta * d
         out.min = self.min + d
         out.max = self.max + d
@@ -279,8 +319,14 @@ class FeatureMoments(Accumulator):
             raise ValueError(f"{self.name}: no samples were accumulated; call update() first")
         c = self.reshifted(self.mean())
         return CentredFeature(
-            n=self.n, mean=c.shift, scatter=c.outer, k1=c.k1, k2=c.k2, kx=c.kx,
-            constant=self.min == self.max, eps=self.eps,
+            n=self.n,
+            mean=c.shift,
+            scatter=c.outer,
+            k1=c.k1,
+            k2=c.k2,
+            kx=c.kx,
+            constant=self.min == self.max,
+            eps=self.eps,
         )
 
 
@@ -308,8 +354,10 @@ class CrossMoments:
         return self
 
     def all_reduce(self, group=None, device=None):
-        raise TypeError("cross statistics are sums about both sides' shifts: all-reduce the "
-                        "LayerwiseMoments (or PairedMoments) that holds them")
+        raise TypeError(
+            "cross statistics are sums about both sides' shifts: all-reduce the "
+            "LayerwiseMoments (or PairedMoments) that holds them"
+        )
 
     def init_states(self, p: int, q: int, device) -> None:
         """Zero cross statistics for widths ``p`` × ``q`` (see FeatureMoments.init_states)."""
@@ -338,13 +386,19 @@ class CrossMoments:
         out = CrossMoments()
         # sxy + sx eᵀ + d syᵀ + n d eᵀ = sxy + (sx + n d) eᵀ + d syᵀ: two in-place rank-1 updates
         out.sum_xy = sxy.clone().addr_(sx + n * d, e).addr_(d, sy)
-        out.kl = (self.kl + 2 * (self.ky @ e) + eps * fx.k1 + 2 * (self.lx @ d)
-                  + 4 * (d @ sxy @ e) + 2 * eps * sxd + delta * fy.k1 + 2 * delta * sye
-                  + n * delta * eps)
-        out.ky = (self.ky + fx.k1 * e + 2 * (sxy.T @ d) + 2 * sxd * e + delta * sy
-                  + n * delta * e)
-        out.lx = (self.lx + fy.k1 * d + 2 * (sxy @ e) + 2 * sye * d + eps * sx
-                  + n * eps * d)
+        out.kl = (
+            self.kl
+            + 2 * (self.ky @ e)
+            + eps * fx.k1
+            + 2 * (self.lx @ d)
+            + 4 * (d @ sxy @ e)
+            + 2 * eps * sxd
+            + delta * fy.k1
+            + 2 * delta * sye
+            + n * delta * eps
+        )
+        out.ky = self.ky + fx.k1 * e + 2 * (sxy.T @ d) + 2 * sxd * e + delta * sy + n * delta * e
+        out.lx = self.lx + fy.k1 * d + 2 * (sxy @ e) + 2 * sye * d + eps * sx + n * eps * d
         return out
 
     def merge_from(self, other: "CrossMoments", fx_self, fy_self, fx_other, fy_other) -> None:
@@ -353,8 +407,10 @@ class CrossMoments:
             return
         o = other
         dev = fx_other.shift.device
-        if not (torch.equal(fx_other.shift, fx_self.shift.to(dev))
-                and torch.equal(fy_other.shift, fy_self.shift.to(dev))):
+        if not (
+            torch.equal(fx_other.shift, fx_self.shift.to(dev))
+            and torch.equal(fy_other.shift, fy_self.shift.to(dev))
+        ):
             o = other.reshifted(fx_other, fy_other, fx_self.shift.to(dev), fy_self.shift.to(dev))
         if self.sum_xy is None:
             self.init_states(o.sum_xy.shape[0], o.sum_xy.shape[1], fx_self.shift.device)

@@ -20,6 +20,7 @@ those rows are all-gathered in rank order — the single-process order, since ea
 shard is a contiguous block — so every rank then holds exactly the rows one process would.
 The other units' rows become moments on each rank (replayed, exact) and reduce as above.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,8 +46,10 @@ def _materialise(acc, layout: dict, shifts: dict, rows_units: list) -> None:
             cls = FeatureRows if (side, k) in on_rows else FeatureMoments
             accs[k] = cls(acc.precision, name=layout["names"][i][k])
         setattr(acc, side, accs)
-    acc.cross = {tuple(p): CrossRows() if ("base", p[0]) in on_rows else CrossMoments()
-                 for p in layout["pairs"]}
+    acc.cross = {
+        tuple(p): CrossRows() if ("base", p[0]) in on_rows else CrossMoments()
+        for p in layout["pairs"]
+    }
     acc.drift = {tuple(p): PairedDriftStats() for p in layout["drift"]}
     for side, accs in (("base", acc.base), ("tuned", acc.tuned)):
         for k, fm in accs.items():
@@ -61,20 +64,35 @@ def _routes(acc, layout: dict, group, device) -> tuple[int, list]:
     """The global n and the units that stay on the rows route: a unit goes to moments when
     any rank holds it as moments or the global n crosses its break-even."""
     units = units_of([tuple(p) for p in layout["pairs"]])
-    local = [0.0 if acc.n and isinstance(acc._side(u.sides[0]), FeatureRows) else
-             (1.0 if acc.n else 0.0) for u in units]
+    local = [
+        0.0 if acc.n and isinstance(acc._side(u.sides[0]), FeatureRows) else (1.0 if acc.n else 0.0)
+        for u in units
+    ]
     flags = torch.tensor([float(acc.n), *local], dtype=torch.float64, device=device)
     n = int(reduce_states({"n": flags[:1]}, {"n": "sum"}, group, device)["n"].item())
     moments = reduce_states({"m": flags[1:]}, {"m": "max"}, group, device)["m"]
     widths = {("base", k): w for k, w in layout["base"].items()}
     widths.update({("tuned", k): w for k, w in layout["tuned"].items()})
-    itemsize = max((acc._side(k).itemsize for u in units for k in u.sides
-                    if acc.n and isinstance(acc._side(k), FeatureRows)), default=4)
+    itemsize = max(
+        (
+            acc._side(k).itemsize
+            for u in units
+            for k in u.sides
+            if acc.n and isinstance(acc._side(k), FeatureRows)
+        ),
+        default=4,
+    )
     itemsize = int(reduce_states({"i": itemsize}, {"i": "max"}, group, device)["i"])
-    rows_units = [u for u, m in zip(units, moments.tolist())
-                  if not m and acc.route != "moments"
-                  and (acc.route == "rows"
-                       or unit_rows_bytes(u, widths, n, itemsize) < unit_moments_bytes(u, widths))]
+    rows_units = [
+        u
+        for u, m in zip(units, moments.tolist())
+        if not m
+        and acc.route != "moments"
+        and (
+            acc.route == "rows"
+            or unit_rows_bytes(u, widths, n, itemsize) < unit_moments_bytes(u, widths)
+        )
+    ]
     return n, rows_units
 
 
@@ -96,13 +114,21 @@ def _gather_rows(acc, rows_units: list, group, device) -> None:
     counts = [None] * world
     dist.all_gather_object(counts, (acc.n, widths, str(dtype).removeprefix("torch.")), group=group)
     widths = next(w for n, w, _ in counts if n)
-    common = torch.float64 if len({d for n, _, d in counts if n}) > 1 else getattr(
-        torch, next(d for n, _, d in counts if n))
+    common = (
+        torch.float64
+        if len({d for n, _, d in counts if n}) > 1
+        else getattr(torch, next(d for n, _, d in counts if n))
+    )
     most = max(n for n, _, _ in counts)
     buf = torch.zeros(most, sum(widths), dtype=common, device=device)
     if acc.n:
-        buf[:acc.n] = torch.cat([s.rows().to(common) if len(s.batches) != 1 else
-                                 s.batches[0].to(common) for s in sides], dim=1).to(device)
+        buf[: acc.n] = torch.cat(
+            [
+                s.rows().to(common) if len(s.batches) != 1 else s.batches[0].to(common)
+                for s in sides
+            ],
+            dim=1,
+        ).to(device)
     parts = [torch.empty_like(buf) for _ in range(world)]
     dist.all_gather(parts, buf, group=group)
     everything = torch.cat([p[:n] for p, (n, _, _) in zip(parts, counts)])
@@ -110,7 +136,7 @@ def _gather_rows(acc, rows_units: list, group, device) -> None:
     for key, width in zip(keys, widths):
         fresh = FeatureRows(acc.precision, name=acc._side(key).name)
         home = acc._side(key).batches[0].device if acc.n else device
-        fresh.add(everything[:, start:start + width].to(home).contiguous())
+        fresh.add(everything[:, start : start + width].to(home).contiguous())
         start += width
         (acc.base if key[0] == "base" else acc.tuned)[key[1]] = fresh
 
@@ -128,9 +154,17 @@ def all_reduce_layerwise(acc, group, device):
                 acc._install(*acc._replayed(unit, share_base=False))
     keys = [("base", k) for k in layout["base"] if ("base", k) not in on_rows]
     keys += [("tuned", k) for k in layout["tuned"] if ("tuned", k) not in on_rows]
-    means = global_means([getattr(acc, side).get(k) for side, k in keys],
-                         [layout[side][k] for side, k in keys], group, device,
-                         acc.precision == "auto") if keys else []
+    means = (
+        global_means(
+            [getattr(acc, side).get(k) for side, k in keys],
+            [layout[side][k] for side, k in keys],
+            group,
+            device,
+            acc.precision == "auto",
+        )
+        if keys
+        else []
+    )
     shifts = dict(zip(keys, means))
     if acc.n == 0:
         _materialise(acc, layout, shifts, rows_units)
@@ -138,8 +172,12 @@ def all_reduce_layerwise(acc, group, device):
         for (b, t), cm in list(acc.cross.items()):
             if isinstance(cm, CrossMoments):
                 fx, fy = acc.base[b], acc.tuned[t]
-                acc.cross[b, t] = cm.reshifted(fx, fy, shifts["base", b].to(fx.shift.device),
-                                               shifts["tuned", t].to(fy.shift.device))
+                acc.cross[b, t] = cm.reshifted(
+                    fx,
+                    fy,
+                    shifts["base", b].to(fx.shift.device),
+                    shifts["tuned", t].to(fy.shift.device),
+                )
         for side in ("base", "tuned"):
             accs = getattr(acc, side)
             for k, fm in accs.items():

@@ -13,6 +13,7 @@ moments, exactly (the same batches replayed in order), the moment n crosses the
 break-even.  A big model probed with a few hundred samples (n ≪ d) therefore never forms a
 d × d matrix; a long probe (n ≫ d) streams in memory flat in n.
 """
+
 from __future__ import annotations
 
 __all__ = ["ROUTES", "moments_bytes", "rows_bytes", "keeps_rows", "break_even_rows"]

@@ -6,6 +6,7 @@ in their capture dtype, on the device they arrived on, and :meth:`FeatureRows.to
 replays those batches, in order, into a :class:`~repspace.statistics.FeatureMoments` —
 the very states the moments route would hold had it seen the batches itself.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,8 +57,10 @@ class FeatureRows(Accumulator):
         if isinstance(batch, torch.Tensor) and batch.dtype in HALF and batch.ndim == 2:
             t = batch.detach()  # validated; kept in its own 2 bytes per value
         if self.dim is not None and t.shape[1] != self.dim:
-            raise ValueError(f"{self.name} batch has {t.shape[1]} features but this accumulator "
-                             f"holds {self.dim}; every batch of one layer must have the same width")
+            raise ValueError(
+                f"{self.name} batch has {t.shape[1]} features but this accumulator "
+                f"holds {self.dim}; every batch of one layer must have the same width"
+            )
         return t
 
     def update(self, batch) -> "FeatureRows":
@@ -106,16 +109,20 @@ class FeatureRows(Accumulator):
         return self.centred()
 
     def all_reduce(self, group=None, device=None):
-        raise TypeError("rows are gathered with their layer pairs: all-reduce the "
-                        "LayerwiseMoments that holds them")
+        raise TypeError(
+            "rows are gathered with their layer pairs: all-reduce the "
+            "LayerwiseMoments that holds them"
+        )
 
     # -- results -----------------------------------------------------------------------
     @property
     def eps(self) -> float:
         """The unit round-off the moments route's GEMMs would have had on these rows."""
         dtype = self.batches[0].dtype if self.batches else torch.float32
-        return max(float(torch.finfo(gemm_dtype(dtype, self.precision)).eps),
-                   float(np.finfo(np.float64).eps))
+        return max(
+            float(torch.finfo(gemm_dtype(dtype, self.precision)).eps),
+            float(np.finfo(np.float64).eps),
+        )
 
     def mean(self) -> torch.Tensor:
         """The exact sample mean (p,), float64."""
@@ -130,7 +137,7 @@ class FeatureRows(Accumulator):
             raise ValueError(f"{self.name}: no samples were accumulated; call update() first")
         x = self.rows()
         mean = x.mean(0)
-        constant = (x.amax(0) == x.amin(0))
+        constant = x.amax(0) == x.amin(0)
         return CentredRows(n=self.n, mean=mean, rows=x - mean, constant=constant, eps=self.eps)
 
     def to_moments(self, fm: FeatureMoments | None = None) -> FeatureMoments:

@@ -6,6 +6,7 @@ layer with its namesake (one unit per layer), with ``pairs="all"`` every layer a
 A unit keeps its rows while they are smaller than its moments
 (:func:`repspace.statistics.routes.keeps_rows` generalised to several sides and pairs).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -17,6 +17,7 @@ One-method checks use the main slice (per method: first budget, largest data fra
 :func:`repspace.study.results.main_slice`).  A claim the grid cannot test (a method missing,
 one data fraction...) is "not testable".
 """
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,11 @@ class Matched:
                 ra = shared[0]
                 return ra, next(x for x in rb_all if x["budget"] == ra["budget"])
         tp = ra.get("trainable_params")
-        if _ok(tp) and tp > 0 and all(_ok(x.get("trainable_params")) and x["trainable_params"] > 0
-                                      for x in rb_all):
+        if (
+            _ok(tp)
+            and tp > 0
+            and all(_ok(x.get("trainable_params")) and x["trainable_params"] > 0 for x in rb_all)
+        ):
             return ra, min(rb_all, key=lambda x: abs(math.log(x["trainable_params"] / tp)))
         return ra, rb_all[0]
 
@@ -109,8 +113,16 @@ def _score(tables: StudyTables, task: str, col: str) -> str | None:
     return PRIMARY_SCORE.get(task) if col == "primary_score" else None
 
 
-def _difference(tables: StudyTables, task: str, a: tuple[str, dict], b: tuple[str, dict],
-                col: str, claimed: str = ">", f=None, label=None) -> _Part | None:
+def _difference(
+    tables: StudyTables,
+    task: str,
+    a: tuple[str, dict],
+    b: tuple[str, dict],
+    col: str,
+    claimed: str = ">",
+    f=None,
+    label=None,
+) -> _Part | None:
     """``a − b`` on ``col`` (``f`` applied first) against the claimed side of 0."""
     (na, ra), (nb, rb) = a, b
     sa, sb = _side(tables, ra), _side(tables, rb)
@@ -122,13 +134,24 @@ def _difference(tables: StudyTables, task: str, a: tuple[str, dict], b: tuple[st
         return None
     d = combine([(1, sa), (-1, sb)], col, f, score_name=score, seeds=seeds)
     name = label or (lambda m: m)
-    ev = (f"{name(na)} {ea.pm()} ({_budget(ra)}) vs {name(nb)} {eb.pm()} ({_budget(rb)}): "
-          f"difference {d.bracket()}")
+    ev = (
+        f"{name(na)} {ea.pm()} ({_budget(ra)}) vs {name(nb)} {eb.pm()} ({_budget(rb)}): "
+        f"difference {d.bracket()}"
+    )
     return _Part(direction(d, claimed), ev, d.route)
 
 
-def _pair(tables: StudyTables, rows: Matched, task: str, a: str, b: str, col: str,
-          claimed: str = ">", f=None, label=None) -> _Part | None:
+def _pair(
+    tables: StudyTables,
+    rows: Matched,
+    task: str,
+    a: str,
+    b: str,
+    col: str,
+    claimed: str = ">",
+    f=None,
+    label=None,
+) -> _Part | None:
     pair = rows.pair(a, b)
     if pair is None:
         return None
@@ -151,8 +174,9 @@ def _combined(verdicts: list[str]) -> str:
     return f"undetermined ({held} of {n} hold)" if held else "undetermined"
 
 
-def _all_of(paper: str, claim: str, parts, why: str = "a method of the comparison is missing"
-            ) -> dict:
+def _all_of(
+    paper: str, claim: str, parts, why: str = "a method of the comparison is missing"
+) -> dict:
     parts = [p for p in parts if p is not None]
     if not parts:
         return _claim(paper, claim, "not testable", why)
@@ -176,8 +200,7 @@ def _ratio_below_one(tables: StudyTables, rows: Matched, m: str) -> _Part | None
     side = _side(tables, rows[m])
     ratio = combine([(1, side)], "erank_ratio")
     e = combine([(1, side)], "erank_ratio", constant=-1.0)
-    return _Part(direction(e, "<"), f"{m} erank ratio {ratio.pm()} ({_budget(rows[m])})",
-                 e.route)
+    return _Part(direction(e, "<"), f"{m} erank ratio {ratio.pm()} ({_budget(rows[m])})", e.route)
 
 
 def _criterion_part(tables, task, pair, coef: float, words: str) -> _Part | None:
@@ -191,8 +214,12 @@ def _criterion_part(tables, task, pair, coef: float, words: str) -> _Part | None
     if not (_ok(ea.value) and _ok(eb.value)):
         return None
     d = combine([(1, sa), (-coef, sb)], "primary_score", score_name=score, seeds=seeds)
-    return _Part(direction(d, ">="), f"{na} {ea.pm()} ({_budget(ra)}) vs {nb} {eb.pm()} "
-                 f"({_budget(rb)}) ({words}): {na} − {coef:g} × {nb} {d.bracket()}", d.route)
+    return _Part(
+        direction(d, ">="),
+        f"{na} {ea.pm()} ({_budget(ra)}) vs {nb} {eb.pm()} "
+        f"({_budget(rb)}) ({words}): {na} − {coef:g} × {nb} {d.bracket()}",
+        d.route,
+    )
 
 
 def _task_claims(tables: StudyTables, task: str) -> list[dict]:
@@ -203,33 +230,79 @@ def _task_claims(tables: StudyTables, task: str) -> list[dict]:
     def pair(a, b, col, claimed=">", f=None, label=None):
         return _pair(tables, rows, task, a, b, col, claimed, f, label)
 
-    out.append(_all_of(pt, "LoRA/adapters lower the effective rank (ratio < 1)",
-                       [_ratio_below_one(tables, rows, m) for m in ("lora", "adapter")],
-                       _needs(rows, "lora|adapter")))
+    out.append(
+        _all_of(
+            pt,
+            "LoRA/adapters lower the effective rank (ratio < 1)",
+            [_ratio_below_one(tables, rows, m) for m in ("lora", "adapter")],
+            _needs(rows, "lora|adapter"),
+        )
+    )
+
     def dist(x: float) -> float:  # distance of a rank ratio from the base's 1
         return abs(x - 1.0)
 
-    out.append(_all_of(pt, "prefix-tuning keeps the effective rank closer to the base",
-                       [pair("prefix", m, "erank_ratio", "<", dist, lambda n: f"|{n} − 1|")
-                        for m in ("lora", "adapter")],
-                       _needs(rows, "prefix", "lora|adapter")))
-    out.append(_all_of(pt, "prefix-tuning alone scores lower than LoRA/adapters",
-                       [pair(m, "prefix", "primary_score") for m in ("lora", "adapter")],
-                       _needs(rows, "prefix", "lora|adapter")))
+    out.append(
+        _all_of(
+            pt,
+            "prefix-tuning keeps the effective rank closer to the base",
+            [
+                pair("prefix", m, "erank_ratio", "<", dist, lambda n: f"|{n} − 1|")
+                for m in ("lora", "adapter")
+            ],
+            _needs(rows, "prefix", "lora|adapter"),
+        )
+    )
+    out.append(
+        _all_of(
+            pt,
+            "prefix-tuning alone scores lower than LoRA/adapters",
+            [pair(m, "prefix", "primary_score") for m in ("lora", "adapter")],
+            _needs(rows, "prefix", "lora|adapter"),
+        )
+    )
     pairs = (("pt_lora", "lora"), ("pt_adapter", "adapter"))
     why = _needs(rows, "pt_lora|pt_adapter", "lora|adapter")
-    out.append(_all_of(pt, "PT-PEFT scores higher than vanilla PEFT",
-                       [pair(a, b, "primary_score") for a, b in pairs], why))
-    out.append(_all_of(pt, "PT-PEFT ends with a higher effective rank than vanilla PEFT",
-                       [pair(a, b, "erank_ratio") for a, b in pairs], why))
+    out.append(
+        _all_of(
+            pt,
+            "PT-PEFT scores higher than vanilla PEFT",
+            [pair(a, b, "primary_score") for a, b in pairs],
+            why,
+        )
+    )
+    out.append(
+        _all_of(
+            pt,
+            "PT-PEFT ends with a higher effective rank than vanilla PEFT",
+            [pair(a, b, "erank_ratio") for a, b in pairs],
+            why,
+        )
+    )
     ada = "AdaLink"
     matched = rows.pair("adalink", "lora")
-    comp = [_criterion_part(tables, task, (("adalink", matched[0]), ("lora", matched[1])), 0.9,
-                            "criterion: ≥ 90 % of LoRA")] if matched else []
+    comp = (
+        [
+            _criterion_part(
+                tables,
+                task,
+                (("adalink", matched[0]), ("lora", matched[1])),
+                0.9,
+                "criterion: ≥ 90 % of LoRA",
+            )
+        ]
+        if matched
+        else []
+    )
     out.append(_all_of(ada, "competitive with LoRA", comp, _needs(rows, "adalink", "lora")))
-    out.append(_all_of(ada, "better than prompt tuning",
-                       [pair("adalink", "prompt", "primary_score")],
-                       _needs(rows, "adalink", "prompt")))
+    out.append(
+        _all_of(
+            ada,
+            "better than prompt tuning",
+            [pair("adalink", "prompt", "primary_score")],
+            _needs(rows, "adalink", "prompt"),
+        )
+    )
     out += _sweep_claims(tables, task)
     out.append(_composition_claim(tables, rows, task))
     for c in out:
@@ -243,20 +316,31 @@ def _composition_claim(tables: StudyTables, rows: Matched, task: str) -> dict:
     layer = [m for m in ("lora", "adapter") if m in rows and _ok(rows[m]["primary_score"])]
     emb = [m for m in ("prompt", "prefix") if m in rows and _ok(rows[m]["primary_score"])]
     if not (layer and emb):
-        return _claim("Empirical study", claim, "not testable",
-                      _needs(rows, "lora|adapter", "prompt|prefix"))
+        return _claim(
+            "Empirical study", claim, "not testable", _needs(rows, "lora|adapter", "prompt|prefix")
+        )
     score = _score(tables, task, "primary_score")
     sides_a = [_side(tables, rows[m]) for m in layer]
     sides_b = [_side(tables, rows[m]) for m in emb]
     seeds = over_seeds(sides_a + sides_b, "primary_score")
-    ea = combine([(1 / len(layer), s) for s in sides_a], "primary_score", score_name=score,
-                 seeds=seeds)
-    eb = combine([(1 / len(emb), s) for s in sides_b], "primary_score", score_name=score,
-                 seeds=seeds)
-    d = combine([(1 / len(layer), s) for s in sides_a] + [(-1 / len(emb), s) for s in sides_b],
-                "primary_score", score_name=score, seeds=seeds)
-    part = _Part(direction(d, ">"), f"mean {'/'.join(layer)} {ea.pm()} vs mean {'/'.join(emb)} "
-                                    f"{eb.pm()}: difference {d.bracket()}", d.route)
+    ea = combine(
+        [(1 / len(layer), s) for s in sides_a], "primary_score", score_name=score, seeds=seeds
+    )
+    eb = combine(
+        [(1 / len(emb), s) for s in sides_b], "primary_score", score_name=score, seeds=seeds
+    )
+    d = combine(
+        [(1 / len(layer), s) for s in sides_a] + [(-1 / len(emb), s) for s in sides_b],
+        "primary_score",
+        score_name=score,
+        seeds=seeds,
+    )
+    part = _Part(
+        direction(d, ">"),
+        f"mean {'/'.join(layer)} {ea.pm()} vs mean {'/'.join(emb)} "
+        f"{eb.pm()}: difference {d.bracket()}",
+        d.route,
+    )
     return _all_of("Empirical study", claim, [part])
 
 
@@ -265,8 +349,10 @@ def _sweep_claims(tables: StudyTables, task: str) -> list[dict]:
     largest value minus the score at the smallest (with its interval); Spearman ρ of the
     means over every value is shown beside it."""
     out = []
-    for axis, claim in (("data_fraction", "score rises with data size"),
-                        ("trainable_params", "score rises with trainable-parameter size")):
+    for axis, claim in (
+        ("data_fraction", "score rises with data size"),
+        ("trainable_params", "score rises with trainable-parameter size"),
+    ):
         per_method: dict[str, list[dict]] = {}
         for r in tables.summary:
             if r["task"] == task and r["method"] != "base" and _ok(r["primary_score"]):
@@ -285,8 +371,13 @@ def _sweep_claims(tables: StudyTables, task: str) -> list[dict]:
             mine.sort(key=lambda r: r[axis])
             lo, hi = mine[0], mine[-1]
             word = "data" if axis == "data_fraction" else "params"
-            part = _difference(tables, task, (f"{m} at {word} {hi[axis]:g}", hi),
-                               (f"{m} at {word} {lo[axis]:g}", lo), "primary_score")
+            part = _difference(
+                tables,
+                task,
+                (f"{m} at {word} {hi[axis]:g}", hi),
+                (f"{m} at {word} {lo[axis]:g}", lo),
+                "primary_score",
+            )
             if part is None:
                 continue
             ys = [r["primary_score"] for r in mine]
@@ -295,8 +386,14 @@ def _sweep_claims(tables: StudyTables, task: str) -> list[dict]:
                 part.evidence += f" (Spearman ρ of the {len(mine)} means {rho:+.2f})"
             parts.append(part)
         knob = "data_fractions" if axis == "data_fraction" else "budgets"
-        out.append(_all_of("Empirical study", claim + " (largest vs smallest)", parts,
-                           f"the grid does not vary {knob}"))
+        out.append(
+            _all_of(
+                "Empirical study",
+                claim + " (largest vs smallest)",
+                parts,
+                f"the grid does not vary {knob}",
+            )
+        )
     return out
 
 

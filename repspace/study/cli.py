@@ -1,4 +1,5 @@
 """`repspace study CONFIG [-o OUT] [--base SPEC] [--force] [--dry-run] [--jobs 1]`."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,36 +9,60 @@ __all__ = ["add_study_parser", "run_study_cli", "print_grid"]
 
 def add_study_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "study", help="train and compare a grid of fine-tuning runs (methods × budgets × data × seeds)",
+        "study",
+        help="train and compare a grid of fine-tuning runs (methods × budgets × data × seeds)",
         description="Run a study: train every cell of the grid in CONFIG, compare each run with "
-                    "the base, and write tables, figures and summary.md.  Finished cells are "
-                    "cached: rerunning skips them, an interrupted study resumes.")
-    p.add_argument("config", help="study file (.toml, .yaml or .json), or 'preset:NAME' "
-                   "(e.g. preset:demo)")
-    p.add_argument("-o", "--output", default=None,
-                   help="study folder (default: the config's `output_dir`, else studies/<name>)")
-    p.add_argument("--base", default=None, metavar="SPEC",
-                   help="use this base checkpoint instead of the config's `base` (e.g. the local "
-                        "folder of the model the config names); part of every cell's key")
-    p.add_argument("--force", action="store_true",
-                   help="recompute every cell (deletes its run folder first)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the grid (cached cells and cells to run) and an estimate of the "
-                        "wall time on this machine, from a short calibration (a few training "
-                        "steps per method, one evaluation batch, one small compare; in a "
-                        "temporary folder), then exit")
-    p.add_argument("--no-estimate", action="store_true",
-                   help="with --dry-run: the grid only, no calibration")
+        "the base, and write tables, figures and summary.md.  Finished cells are "
+        "cached: rerunning skips them, an interrupted study resumes.",
+    )
+    p.add_argument(
+        "config", help="study file (.toml, .yaml or .json), or 'preset:NAME' (e.g. preset:demo)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="study folder (default: the config's `output_dir`, else studies/<name>)",
+    )
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="SPEC",
+        help="use this base checkpoint instead of the config's `base` (e.g. the local "
+        "folder of the model the config names); part of every cell's key",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="recompute every cell (deletes its run folder first)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the grid (cached cells and cells to run) and an estimate of the "
+        "wall time on this machine, from a short calibration (a few training "
+        "steps per method, one evaluation batch, one small compare; in a "
+        "temporary folder), then exit",
+    )
+    p.add_argument(
+        "--no-estimate", action="store_true", help="with --dry-run: the grid only, no calibration"
+    )
     p.add_argument("--jobs", type=int, default=1, help="cells run at once (only 1 is supported)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
-    p.add_argument("--seed-baseline", action="store_true",
-                   help="also compare consecutive seeds of each method with each other (their tuned "
-                        "models) into results/seed_baseline.csv, so a method's movement is judged "
-                        "against run-to-run variation (cached per pair)")
+    p.add_argument(
+        "--seed-baseline",
+        action="store_true",
+        help="also compare consecutive seeds of each method with each other (their tuned "
+        "models) into results/seed_baseline.csv, so a method's movement is judged "
+        "against run-to-run variation (cached per pair)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 "
-                   "for small bases such as the embedded model, else every core; OMP_NUM_THREADS "
-                   "is honoured)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: 1 "
+        "for small bases such as the embedded model, else every core; OMP_NUM_THREADS "
+        "is honoured)",
+    )
     return p
 
 
@@ -56,19 +81,27 @@ def print_grid(config, output, estimate: bool = False) -> None:
 
     planned = plan_study(config, output)
     done = sum(p.done for p in planned)
-    print(f"study {config.name}: {len(planned)} cells ({done} cached, {len(planned) - done} "
-          f"to run) in {output}")
+    print(
+        f"study {config.name}: {len(planned)} cells ({done} cached, {len(planned) - done} "
+        f"to run) in {output}"
+    )
     for p in planned:
         c = p.train_config
-        extra = (f"steps={c.steps} lr={c.resolved_lr():g} options={c.method_options}"
-                 if c is not None else "no training (reference)")
+        extra = (
+            f"steps={c.steps} lr={c.resolved_lr():g} options={c.method_options}"
+            if c is not None
+            else "no training (reference)"
+        )
         print(f"  {'cached ' if p.done else 'to run '} {p.label:<36} {p.key[:10]}  {extra}")
     if estimate:
         from repspace.study.estimate import estimate_study
 
         if done < len(planned):
-            print("calibrating on this machine (a few steps per method, one evaluation batch, "
-                  "one small compare) ...", flush=True)
+            print(
+                "calibrating on this machine (a few steps per method, one evaluation batch, "
+                "one small compare) ...",
+                flush=True,
+            )
         for line in estimate_study(config, planned).lines(config.compare.num_samples):
             print(line)
 
@@ -87,9 +120,13 @@ def _check_output(config, output) -> None:
     inputs += [("probe data", p) for p in config.compare.probes if p not in BUILTIN_PROBES]
     data = config.train.get("data")
     inputs += data_inputs(data) if isinstance(data, str) and data else []
-    check_output(output, overwrite=True, inputs=inputs,
-                 is_ours=lambda p: has_json_schema(p, "study.json", "repspace.study"),
-                 kind="repspace study")
+    check_output(
+        output,
+        overwrite=True,
+        inputs=inputs,
+        is_ours=lambda p: has_json_schema(p, "study.json", "repspace.study"),
+        kind="repspace study",
+    )
 
 
 def run_study_cli(args) -> int:
@@ -102,8 +139,10 @@ def run_study_cli(args) -> int:
     from repspace.study.summary import headline
 
     if args.jobs != 1:
-        raise ValueError(f"--jobs {args.jobs}: only --jobs 1 is supported (cells run one after "
-                         "another; torch already uses every core inside a cell)")
+        raise ValueError(
+            f"--jobs {args.jobs}: only --jobs 1 is supported (cells run one after "
+            "another; torch already uses every core inside a cell)"
+        )
     config = _load(args.config)
     if args.base:
         config = config.replace(base=args.base)
@@ -120,15 +159,19 @@ def run_study_cli(args) -> int:
     preflight(config)  # before the study folder exists: a bad study leaves nothing behind
     apply_threads(resolve_spec(config.base), args.threads)
     try:
-        result = run_study(config, output, progress=not args.quiet, force=args.force,
-                           figures=not args.no_figures)
+        result = run_study(
+            config, output, progress=not args.quiet, force=args.force, figures=not args.no_figures
+        )
     except KeyboardInterrupt as exc:
         from repspace.cli_errors import Terminated
 
         if isinstance(exc, Terminated):  # SIGTERM: exit 143 through the CLI, not 130
             raise
-        print(f"\nrepspace study: interrupted; finished cells are kept in {output}/cells; "
-              "rerun the same command to continue", flush=True)
+        print(
+            f"\nrepspace study: interrupted; finished cells are kept in {output}/cells; "
+            "rerun the same command to continue",
+            flush=True,
+        )
         return 130
     if args.seed_baseline:
         from repspace.study.seed_baseline import seed_baseline
@@ -140,11 +183,15 @@ def run_study_cli(args) -> int:
         write_summary(result)  # again, with the seed-baseline section and its notes
         for note in result.notes[known:]:
             print(f"  {note}")
-        print(f"seed baseline: {len({(r['cell_a'], r['cell_b']) for r in rows})} seed pair(s) "
-              f"compared, {output}/results/seed_baseline.csv")
-    print(f"\nstudy {config.name}: {len(result.records)} cells "
-          f"({len(result.computed)} computed, {len(result.cached)} cached, "
-          f"{len(result.failed)} failed)")
+        print(
+            f"seed baseline: {len({(r['cell_a'], r['cell_b']) for r in rows})} seed pair(s) "
+            f"compared, {output}/results/seed_baseline.csv"
+        )
+    print(
+        f"\nstudy {config.name}: {len(result.records)} cells "
+        f"({len(result.computed)} computed, {len(result.cached)} cached, "
+        f"{len(result.failed)} failed)"
+    )
     for line in headline(result):
         print(f"  {line}")
     for label, error in result.failed.items():

@@ -3,6 +3,7 @@
 Shared by the cell runner, the seed-to-seed baseline and the joint report, so each of them
 calls ``comparing.default_compare`` (looked up at call time: tests and callers may replace it).
 """
+
 from __future__ import annotations
 
 from repspace.study.config import StudyConfig

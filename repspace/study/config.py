@@ -41,6 +41,7 @@ Every error is one line naming the file and the key.  A study file is small: one
 :data:`MAX_EXPANDED` values and characters, or one whose grid has more than :data:`MAX_CELLS`
 cells is refused before anything else reads it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,14 +55,24 @@ from typing import Any, ClassVar
 from repspace._constraints import Check, Interval, Options, SettingError, Types, Validated
 from repspace.compare.settings import MAX_SEED, CompareConfig
 
-__all__ = ["StudyConfig", "CompareSettings", "BASE_METHOD", "TASKS", "load_study_config",
-           "method_name", "grid_size", "MAX_CELLS", "MAX_EXPANDED", "MAX_FILE_BYTES"]
+__all__ = [
+    "StudyConfig",
+    "CompareSettings",
+    "BASE_METHOD",
+    "TASKS",
+    "load_study_config",
+    "method_name",
+    "grid_size",
+    "MAX_CELLS",
+    "MAX_EXPANDED",
+    "MAX_FILE_BYTES",
+]
 
 BASE_METHOD = "base"
 # Bounds of a study file (docs/security.md): a real one is a few kB with a few dozen values.
 MAX_FILE_BYTES = 1 << 20
-MAX_EXPANDED = 1_000_000   # values + characters once aliases are expanded
-MAX_CELLS = 10_000         # tasks x methods x budgets x data fractions x seeds
+MAX_EXPANDED = 1_000_000  # values + characters once aliases are expanded
+MAX_CELLS = 10_000  # tasks x methods x budgets x data fractions x seeds
 
 
 def method_name(entry: str) -> str:
@@ -72,31 +83,68 @@ def method_name(entry: str) -> str:
     table, with its own ``[options."METHOD@VARIANT"]``, ``steps`` and ``lr`` keys (falling back
     to the plain method's, then ``default``)."""
     return entry.split("@", 1)[0]
+
+
 TASKS = ("vqa", "captioning", "classify")
 # Distortion on the task's own inputs and on general text can disagree (docs/reproduction.md):
 # a study measures both unless told otherwise.  The first probe is the primary one (the
 # ``metrics`` of a cell and every un-prefixed table column); the others add columns.
 DEFAULT_PROBES = ("builtin", "general")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # a study folder's name
-_TOP_KEYS = ("name", "base", "tasks", "methods", "options", "budgets", "data_fractions",
-             "seeds", "steps", "batch_size", "lr", "n_train", "n_eval", "domain",
-             "image_size", "train", "compare", "output_dir", "summary_layer", "track_every",
-             "track_samples")
+_TOP_KEYS = (
+    "name",
+    "base",
+    "tasks",
+    "methods",
+    "options",
+    "budgets",
+    "data_fractions",
+    "seeds",
+    "steps",
+    "batch_size",
+    "lr",
+    "n_train",
+    "n_eval",
+    "domain",
+    "image_size",
+    "train",
+    "compare",
+    "output_dir",
+    "summary_layer",
+    "track_every",
+    "track_samples",
+)
 # Older spellings still read: key -> its name now (both given: an error).
 _OLD_KEYS = {"output": "output_dir"}
 # TrainConfig fields the study sets itself; [train] may not set them.
-_OWNED_TRAIN_FIELDS = ("base", "method", "method_options", "task", "domain", "data_fraction",
-                       "n_train", "n_eval", "image_size", "steps", "batch_size", "lr", "seed",
-                       "output_dir")
+_OWNED_TRAIN_FIELDS = (
+    "base",
+    "method",
+    "method_options",
+    "task",
+    "domain",
+    "data_fraction",
+    "n_train",
+    "n_eval",
+    "image_size",
+    "steps",
+    "batch_size",
+    "lr",
+    "seed",
+    "output_dir",
+)
 
 
 def _probes(value) -> bool:
     """One probe source, or a non-empty list of distinct ones."""
     if isinstance(value, str):
         return bool(value.strip())
-    return (isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(v, str) and v.strip() for v in value)
-            and len(set(value)) == len(value))
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, str) and v.strip() for v in value)
+        and len(set(value)) == len(value)
+    )
 
 
 @dataclass(frozen=True)
@@ -124,8 +172,12 @@ class CompareSettings(CompareConfig):
 
     _constraints: ClassVar = {
         **CompareConfig._constraints,
-        "probe": [Check(_probes, "a probe source or a list of distinct ones (builtin, general, "
-                                 "a file or a folder)")],
+        "probe": [
+            Check(
+                _probes,
+                "a probe source or a list of distinct ones (builtin, general, a file or a folder)",
+            )
+        ],
         "num_samples": [Interval(int, 4, None)],  # the metrics need 4 rows; a size to estimate
         "pooling": [Options("mean", "first", "cls", "last")],  # one row per sample
     }
@@ -153,15 +205,23 @@ class CompareSettings(CompareConfig):
 def _per_method_or(constraint):
     """``constraint`` for one value, or for every value of a ``{method or "default": value}``
     table."""
-    return Check(lambda v: isinstance(v, dict) and all(isinstance(k, str) and constraint.accepts(x)
-                                                       for k, x in v.items()),
-                 f"or a table of method → {constraint.describe()}")
+    return Check(
+        lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(k, str) and constraint.accepts(x) for k, x in v.items())
+        ),
+        f"or a table of method → {constraint.describe()}",
+    )
 
 
 def _items(constraint, name: str):
     """A non-empty list of values ``constraint`` accepts."""
-    return Check(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-                 and all(constraint.accepts(x) for x in v), f"a non-empty list of {name}")
+    return Check(
+        lambda v: (
+            isinstance(v, (list, tuple)) and len(v) > 0 and all(constraint.accepts(x) for x in v)
+        ),
+        f"a non-empty list of {name}",
+    )
 
 
 _STEPS = Interval(int, 1, None)
@@ -175,9 +235,13 @@ class StudyConfig(Validated):
 
     _command: ClassVar = "study"
     _constraints: ClassVar = {
-        "name": [Check(lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
-                       "letters, digits and _ . + - (starting with a letter or digit, at most "
-                       "100; it names the study folder)")],
+        "name": [
+            Check(
+                lambda v: isinstance(v, str) and _NAME.fullmatch(v) is not None,
+                "letters, digits and _ . + - (starting with a letter or digit, at most "
+                "100; it names the study folder)",
+            )
+        ],
         "methods": [_items(Types(str), "method names")],
         "base": [Types(str, Path, name="a checkpoint")],
         "tasks": [_items(Options(*TASKS), "tasks (" + ", ".join(TASKS) + ")")],
@@ -224,8 +288,11 @@ class StudyConfig(Validated):
     # -- per-method lookups -------------------------------------------------------------
     def steps_for(self, method: str) -> int:
         if isinstance(self.steps, dict):
-            return int(self.steps.get(method, self.steps.get(method_name(method),
-                                                              self.steps.get("default", 100))))
+            return int(
+                self.steps.get(
+                    method, self.steps.get(method_name(method), self.steps.get("default", 100))
+                )
+            )
         return int(self.steps)
 
     def lr_for(self, method: str) -> float | None:
@@ -256,8 +323,9 @@ class StudyConfig(Validated):
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>", check_methods: bool = True
-                  ) -> "StudyConfig":
+    def from_dict(
+        cls, data: dict, source: str = "<dict>", check_methods: bool = True
+    ) -> "StudyConfig":
         return _parse(data, source, check_methods)
 
 
@@ -268,12 +336,15 @@ def load_study_config(path: str | Path, check_methods: bool = True) -> StudyConf
         raise ValueError(f"study config {path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml", ".json"):
-        raise ValueError(f"{path}: unknown study config format {suffix!r}; use .toml, .yaml "
-                         "or .json")
+        raise ValueError(
+            f"{path}: unknown study config format {suffix!r}; use .toml, .yaml or .json"
+        )
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise ValueError(f"study config {path} is {size:,} bytes, more than {MAX_FILE_BYTES:,}; a "
-                         "study file is a few keys — is this the right file?")
+        raise ValueError(
+            f"study config {path} is {size:,} bytes, more than {MAX_FILE_BYTES:,}; a "
+            "study file is a few keys — is this the right file?"
+        )
     from repspace.data._io import read_text
 
     text = read_text(path, "study config")  # UTF-8, a byte-order mark dropped
@@ -294,8 +365,9 @@ def load_study_config(path: str | Path, check_methods: bool = True) -> StudyConf
         kind = {".yml": "YAML"}.get(suffix, suffix[1:].upper())
         raise ValueError(f"{path}: not valid {kind}: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the study config must be a table of keys, got "
-                         f"{type(data).__name__}")
+        raise ValueError(
+            f"{path}: the study config must be a table of keys, got {type(data).__name__}"
+        )
     _check_expansion(data, str(path))
     return _parse(data, str(path), check_methods)
 
@@ -321,23 +393,34 @@ def _check_expansion(data, source: str) -> None:
         key = id(node)
         if done:
             active.discard(key)
-            total = 1 + sum(sizes[id(c)] if isinstance(c, (dict, list, tuple)) else
-                            1 + (len(c) if isinstance(c, str) else 0) for c in children)
+            total = 1 + sum(
+                sizes[id(c)]
+                if isinstance(c, (dict, list, tuple))
+                else 1 + (len(c) if isinstance(c, str) else 0)
+                for c in children
+            )
             sizes[key] = min(total, MAX_EXPANDED + 1)
             if total > MAX_EXPANDED:
-                raise ValueError(f"{source}: expands to more than {MAX_EXPANDED:,} values and "
-                                 "characters (YAML anchors and aliases repeating parts of the "
-                                 "file); a study config is a few keys — write it without aliases")
+                raise ValueError(
+                    f"{source}: expands to more than {MAX_EXPANDED:,} values and "
+                    "characters (YAML anchors and aliases repeating parts of the "
+                    "file); a study config is a few keys — write it without aliases"
+                )
             continue
         if key in sizes:
             continue
         if key in active:
-            raise ValueError(f"{source}: refers to itself (a recursive YAML alias); write the study "
-                             "config without aliases")
+            raise ValueError(
+                f"{source}: refers to itself (a recursive YAML alias); write the study "
+                "config without aliases"
+            )
         active.add(key)
         stack.append((node, True))
-        stack.extend((c, False) for c in children if isinstance(c, (dict, list, tuple))
-                     and id(c) not in sizes)
+        stack.extend(
+            (c, False)
+            for c in children
+            if isinstance(c, (dict, list, tuple)) and id(c) not in sizes
+        )
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -412,8 +495,10 @@ def _per_method(c: _Checker, key: str, v, methods: tuple, item) -> Any:
         out = {}
         for m, x in v.items():
             if m != "default" and m not in methods:
-                c.fail(f"{key}.{m}", f"{m!r} is not one of the study's methods "
-                                     f"({', '.join(methods)}) nor 'default'")
+                c.fail(
+                    f"{key}.{m}",
+                    f"{m!r} is not one of the study's methods ({', '.join(methods)}) nor 'default'",
+                )
             out[m] = item(f"{key}.{m}", x)
         return out
     return item(key, v)
@@ -431,22 +516,29 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     if unknown:
         c.fail(unknown[0], f"unknown key; valid keys are {', '.join(_TOP_KEYS)}")
     if "methods" not in data:
-        c.fail("methods", "missing; list the methods to train (\"base\" = the untrained model)")
+        c.fail("methods", 'missing; list the methods to train ("base" = the untrained model)')
     kw: dict[str, Any] = {"source": source}
-    kw["name"] = c.str_("name", data.get("name", Path(source).stem if source != "<dict>"
-                                          else "study"))
+    kw["name"] = c.str_(
+        "name", data.get("name", Path(source).stem if source != "<dict>" else "study")
+    )
     if not _NAME.fullmatch(kw["name"]):
         # it becomes the folder studies/<name>: no separators, no "..", no hidden names
-        c.fail("name", "must be letters, digits and _ . + - (starting with a letter or digit, at "
-                       "most 100); it names the study folder")
+        c.fail(
+            "name",
+            "must be letters, digits and _ . + - (starting with a letter or digit, at "
+            "most 100); it names the study folder",
+        )
     known = _known_methods(check_methods)
 
     def method_item(key, m):
         c.str_(key, m)
         name, _, variant = m.partition("@")
         if "@" in m and not re.fullmatch(r"[A-Za-z0-9_+-]{1,40}", variant):
-            c.fail(key, f"{m!r}: a variant is METHOD@NAME, NAME of letters, digits, _ + - "
-                        "(e.g. adapter@parallel)")
+            c.fail(
+                key,
+                f"{m!r}: a variant is METHOD@NAME, NAME of letters, digits, _ + - "
+                "(e.g. adapter@parallel)",
+            )
         if known is not None and m != BASE_METHOD and name not in known:
             c.fail(key, f"unknown method {name!r}; choose from {BASE_METHOD}, {', '.join(known)}")
         return m
@@ -464,16 +556,21 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
     if "tasks" in data:
         kw["tasks"] = c.list_("tasks", data["tasks"], task_item)
     if "data_fractions" in data:
-        kw["data_fractions"] = c.list_("data_fractions", data["data_fractions"],
-                                       lambda k, v: c.float_(k, v, low_open=0.0, high=1.0))
+        kw["data_fractions"] = c.list_(
+            "data_fractions",
+            data["data_fractions"],
+            lambda k, v: c.float_(k, v, low_open=0.0, high=1.0),
+        )
     if "seeds" in data:
         kw["seeds"] = c.list_("seeds", data["seeds"], lambda k, v: c.int_(k, v, low=0))
     if "steps" in data:
-        kw["steps"] = _per_method(c, "steps", data["steps"], methods,
-                                  lambda k, v: c.int_(k, v, low=1))
+        kw["steps"] = _per_method(
+            c, "steps", data["steps"], methods, lambda k, v: c.int_(k, v, low=1)
+        )
     if "lr" in data:
-        kw["lr"] = _per_method(c, "lr", data["lr"], methods,
-                               lambda k, v: c.float_(k, v, low_open=0.0))
+        kw["lr"] = _per_method(
+            c, "lr", data["lr"], methods, lambda k, v: c.float_(k, v, low_open=0.0)
+        )
     for key in ("batch_size", "n_train", "n_eval", "image_size", "track_every", "track_samples"):
         if key in data:  # the bound StudyConfig declares, with the file's key in the message
             kw[key] = c.int_(key, data[key], low=StudyConfig._constraints[key][0].left)
@@ -493,8 +590,11 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
         settable = sorted({f.name for f in fields(TrainConfig)} - set(_OWNED_TRAIN_FIELDS))
         for k in train:
             if k in _OWNED_TRAIN_FIELDS:
-                c.fail(f"train.{k}", "is set by the study itself; use the top-level key "
-                                     f"({'options' if k == 'method_options' else k})")
+                c.fail(
+                    f"train.{k}",
+                    "is set by the study itself; use the top-level key "
+                    f"({'options' if k == 'method_options' else k})",
+                )
             if k not in settable:  # a typo must not become a TypeError deep in the grid
                 c.fail(f"train.{k}", f"unknown key; valid keys are {', '.join(settable)}")
         kw["train"] = dict(train)
@@ -511,9 +611,12 @@ def _parse(data: dict, source: str, check_methods: bool) -> StudyConfig:
 def grid_size(config: StudyConfig) -> int:
     """How many cells :func:`repspace.study.grid.expand_grid` makes of ``config``: per task,
     one base cell, and budgets x data fractions x seeds cells per trained method."""
-    per_task = sum(1 if m == BASE_METHOD else
-                   len(config.budgets_for(m)) * len(config.data_fractions) * len(config.seeds)
-                   for m in config.methods)
+    per_task = sum(
+        1
+        if m == BASE_METHOD
+        else len(config.budgets_for(m)) * len(config.data_fractions) * len(config.seeds)
+        for m in config.methods
+    )
     return len(config.tasks) * per_task
 
 
@@ -521,10 +624,12 @@ def _check_grid(config: StudyConfig) -> None:
     n = grid_size(config)
     if n > MAX_CELLS:
         budgets = sum(len(config.budgets_for(m)) for m in config.trained_methods)
-        raise ValueError(f"{config.source}: the grid has {n:,} cells ({len(config.tasks)} task(s) x "
-                         f"{budgets} method budget(s) x {len(config.data_fractions)} data "
-                         f"fraction(s) x {len(config.seeds)} seed(s)), more than {MAX_CELLS:,}, each "
-                         "a training run; split it into smaller studies")
+        raise ValueError(
+            f"{config.source}: the grid has {n:,} cells ({len(config.tasks)} task(s) x "
+            f"{budgets} method budget(s) x {len(config.data_fractions)} data "
+            f"fraction(s) x {len(config.seeds)} seed(s)), more than {MAX_CELLS:,}, each "
+            "a training run; split it into smaller studies"
+        )
 
 
 def _options(c: _Checker, options, methods, check: bool) -> dict:
@@ -532,8 +637,11 @@ def _options(c: _Checker, options, methods, check: bool) -> dict:
     out = {}
     for m, opts in options.items():
         if m not in methods or m == BASE_METHOD:
-            c.fail(f"options.{m}", f"{m!r} is not a trained method of this study "
-                                   f"({', '.join(x for x in methods if x != BASE_METHOD)})")
+            c.fail(
+                f"options.{m}",
+                f"{m!r} is not a trained method of this study "
+                f"({', '.join(x for x in methods if x != BASE_METHOD)})",
+            )
         c.table(f"options.{m}", opts)
         if check:
             from repspace.methods import make_config

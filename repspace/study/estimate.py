@@ -17,6 +17,7 @@ The range printed with the estimate uses the fastest and the slowest of the time
 does not cover what the calibration never sees (a multi-stage method's later stages, larger
 budgets of the same method, other load on the machine).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,9 +37,9 @@ CALIBRATION_STEPS = 4
 @dataclass
 class MethodTiming:
     method: str
-    label: str                  # the cell that was timed
-    setup: float                # seconds from train() to the first step
-    steps: list[float]          # seconds per timed step (the first, warm-up, left out)
+    label: str  # the cell that was timed
+    setup: float  # seconds from train() to the first step
+    steps: list[float]  # seconds per timed step (the first, warm-up, left out)
     stages: int = 1
 
     @property
@@ -57,39 +58,53 @@ class StudyEstimate:
     high: float = 0.0
     per_cell: dict[str, float] = field(default_factory=dict)
     methods: dict[str, MethodTiming] = field(default_factory=dict)
-    eval_batch: float = 0.0               # one held-out batch, decoded twice (cache check)
-    eval_batches: int = 0                 # batches of the held-out split
+    eval_batch: float = 0.0  # one held-out batch, decoded twice (cache check)
+    eval_batches: int = 0  # batches of the held-out split
     compare_fixed: float = 0.0
     compare_per_sample: float = 0.0
     compare_samples_timed: int = 0
-    probes: int = 1                       # compares per cell (one per probe)
+    probes: int = 1  # compares per cell (one per probe)
     calibration_seconds: float = 0.0
 
     def lines(self, num_samples: int) -> list[str]:
         """The estimate and its basis, for the terminal."""
         if not self.to_run:
-            return [f"nothing to run: all {len(self.cached)} cells are cached (a run only "
-                    "rewrites the tables and figures)"]
-        out = [f"estimated wall time for the {len(self.to_run)} cell(s) to run: "
-               f"{format_duration(self.seconds)} (range {format_duration(self.low)} – "
-               f"{format_duration(self.high)}) on this machine"]
+            return [
+                f"nothing to run: all {len(self.cached)} cells are cached (a run only "
+                "rewrites the tables and figures)"
+            ]
+        out = [
+            f"estimated wall time for the {len(self.to_run)} cell(s) to run: "
+            f"{format_duration(self.seconds)} (range {format_duration(self.low)} – "
+            f"{format_duration(self.high)}) on this machine"
+        ]
         if self.cached:
-            out.append(f"  cached, skipped: {len(self.cached)} cell(s) "
-                       f"({', '.join(self.cached[:6])}{', …' if len(self.cached) > 6 else ''})")
-        steps = ", ".join(f"{m} {t.step:.3g} s/step" + (f" (stage 1 of {t.stages})" if t.stages > 1 else "")
-                          for m, t in self.methods.items())
+            out.append(
+                f"  cached, skipped: {len(self.cached)} cell(s) "
+                f"({', '.join(self.cached[:6])}{', …' if len(self.cached) > 6 else ''})"
+            )
+        steps = ", ".join(
+            f"{m} {t.step:.3g} s/step" + (f" (stage 1 of {t.stages})" if t.stages > 1 else "")
+            for m, t in self.methods.items()
+        )
         setup = statistics.median([t.setup for t in self.methods.values()]) if self.methods else 0.0
         if self.methods:
-            out.append(f"  basis: {len(next(iter(self.methods.values())).steps) + 1} timed steps "
-                       f"per method ({steps}); set-up {setup:.3g} s per run")
-        out.append(f"  evaluation: one held-out batch {self.eval_batch:.3g} s (decoded twice), "
-                   f"{self.eval_batches} batch(es) per cell; compare: "
-                   f"{self.compare_fixed:.3g} s + {1000 * self.compare_per_sample:.3g} ms per "
-                   f"probe sample × {num_samples} (timed on {self.compare_samples_timed})"
-                   + (f", × {self.probes} probes" if self.probes > 1 else ""))
-        out.append(f"  range: the fastest and slowest timed steps; a multi-stage method's later "
-                   f"stages and other budgets are assumed to cost the same; calibration took "
-                   f"{self.calibration_seconds:.1f} s")
+            out.append(
+                f"  basis: {len(next(iter(self.methods.values())).steps) + 1} timed steps "
+                f"per method ({steps}); set-up {setup:.3g} s per run"
+            )
+        out.append(
+            f"  evaluation: one held-out batch {self.eval_batch:.3g} s (decoded twice), "
+            f"{self.eval_batches} batch(es) per cell; compare: "
+            f"{self.compare_fixed:.3g} s + {1000 * self.compare_per_sample:.3g} ms per "
+            f"probe sample × {num_samples} (timed on {self.compare_samples_timed})"
+            + (f", × {self.probes} probes" if self.probes > 1 else "")
+        )
+        out.append(
+            f"  range: the fastest and slowest timed steps; a multi-stage method's later "
+            f"stages and other budgets are assumed to cost the same; calibration took "
+            f"{self.calibration_seconds:.1f} s"
+        )
         return out
 
 
@@ -110,8 +125,12 @@ def _time_training(cfg, label: str, steps: int, folder: Path) -> MethodTiming:
     stamps: list[float] = []
     run = dataclasses.replace(cfg, output_dir=str(folder / label))
     start = time.perf_counter()
-    train(run, progress=False, max_steps_this_call=min(steps, cfg.steps),
-          callback=lambda step, loss: stamps.append(time.perf_counter()))
+    train(
+        run,
+        progress=False,
+        max_steps_this_call=min(steps, cfg.steps),
+        callback=lambda step, loss: stamps.append(time.perf_counter()),
+    )
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     if not gaps:  # a one-step cell: its only step, set-up included
         gaps = [stamps[0] - start] if stamps else [0.0]
@@ -138,8 +157,11 @@ def _time_eval_batch(cfg) -> tuple[float, int]:
     records = load_records(cfg, "test")
     size = cfg.eval_batch_size or cfg.batch_size
     batch = records[:size]
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
     model.to(device)
     enc = task.encode(batch, False)
     start = time.perf_counter()
@@ -171,9 +193,17 @@ def _training_config(config, cell):
     if config.image_size is not None:
         kw["image_size"] = config.image_size
     method = config.trained_methods[0] if config.trained_methods else "full"
-    return TrainConfig(base=config.base, method=method, task=cell.task, domain=config.domain,
-                       n_train=config.n_train, n_eval=config.n_eval, seed=cell.seed,
-                       batch_size=config.batch_size, **kw)
+    return TrainConfig(
+        base=config.base,
+        method=method,
+        task=cell.task,
+        domain=config.domain,
+        n_train=config.n_train,
+        n_eval=config.n_eval,
+        seed=cell.seed,
+        batch_size=config.batch_size,
+        **kw,
+    )
 
 
 def estimate_study(config, planned, steps: int = CALIBRATION_STEPS) -> StudyEstimate:
@@ -182,12 +212,18 @@ def estimate_study(config, planned, steps: int = CALIBRATION_STEPS) -> StudyEsti
     ``planned``: :func:`repspace.study.runner.plan_study`'s list.  Writes only to a
     temporary folder, removed afterwards."""
     todo = [p for p in planned if not p.done]
-    est = StudyEstimate([p.label for p in todo], [p.label for p in planned if p.done],
-                        probes=len(config.compare.probes))
+    est = StudyEstimate(
+        [p.label for p in todo],
+        [p.label for p in planned if p.done],
+        probes=len(config.compare.probes),
+    )
     if not todo:
         return est
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="repspace-calibrate-") as tmp, warnings.catch_warnings():
+    with (
+        tempfile.TemporaryDirectory(prefix="repspace-calibrate-") as tmp,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         first = todo[0]  # evaluation first: it loads the base, so no run's set-up is cold
         eval_cfg = first.train_config or _training_config(config, first.cell)
@@ -201,8 +237,9 @@ def estimate_study(config, planned, steps: int = CALIBRATION_STEPS) -> StudyEsti
     # the first batch is decoded twice (with and without the KV cache), the others once
     evaluation = est.eval_batch * (est.eval_batches + 1) / 2
     # one compare per probe (the first is timed)
-    compare = len(config.compare.probes) * (est.compare_fixed
-                                            + est.compare_per_sample * config.compare.num_samples)
+    compare = len(config.compare.probes) * (
+        est.compare_fixed + est.compare_per_sample * config.compare.num_samples
+    )
     setup = statistics.median([t.setup for t in est.methods.values()]) if est.methods else 0.0
     for p in todo:
         cfg = p.train_config

@@ -27,6 +27,7 @@ mean, or one value against a constant.  Its interval comes from one of three rou
 A quantity none of the routes covers (one seed of CIDEr-D, a cell cached before the
 intervals were recorded) has no interval and is undetermined.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,16 +37,25 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-__all__ = ["BOUNDED_SCORES", "ROUTE_WORDS", "Estimate", "Side", "combine", "direction",
-           "over_seeds"]
+__all__ = [
+    "BOUNDED_SCORES",
+    "ROUTE_WORDS",
+    "Estimate",
+    "Side",
+    "combine",
+    "direction",
+    "over_seeds",
+]
 
 # Scores that are a mean over eval items of per-item values in [0, 1] (the items route).
 BOUNDED_SCORES = ("vqa_accuracy", "accuracy")
 # How each route's interval is named in a verdict.
-ROUTE_WORDS = {"seeds": "95 % t-interval over seeds",
-               "rows": "95 % jackknife interval over the probe rows",
-               "items": "95 % interval over the held-out items",
-               "none": "no interval"}
+ROUTE_WORDS = {
+    "seeds": "95 % t-interval over seeds",
+    "rows": "95 % jackknife interval over the probe rows",
+    "items": "95 % interval over the held-out items",
+    "none": "no interval",
+}
 
 
 @dataclass(frozen=True)
@@ -108,8 +118,11 @@ def _ok(v) -> bool:
 
 
 def _t(dof: float, level: float) -> float:
-    return float(stats.t.ppf((1 + level) / 2, dof)) if math.isfinite(dof) else float(
-        stats.norm.ppf((1 + level) / 2))
+    return (
+        float(stats.t.ppf((1 + level) / 2, dof))
+        if math.isfinite(dof)
+        else float(stats.norm.ppf((1 + level) / 2))
+    )
 
 
 def _seeds(terms, col, f, level) -> Estimate:
@@ -137,13 +150,22 @@ def _rows(terms, col, f, level) -> Estimate | None:
         reps = (ev.get("replicates") or {}).get(col)
         if reps is None or not _ok(cell.get(col)):
             return None
-        parts.append((c, f(float(cell[col])), np.array([f(x) for x in reps], dtype=np.float64),
-                      ev.get("replicates", {}).get("erank_base")))
+        parts.append(
+            (
+                c,
+                f(float(cell[col])),
+                np.array([f(x) for x in reps], dtype=np.float64),
+                ev.get("replicates", {}).get("erank_base"),
+            )
+        )
     est = sum(c * v for c, v, _, _ in parts)
     sizes = {r.size for _, _, r, _ in parts}
     bases = [b for _, _, _, b in parts]
-    paired = (len(sizes) == 1 and all(b is not None for b in bases)
-              and all(np.array_equal(np.asarray(b), np.asarray(bases[0])) for b in bases))
+    paired = (
+        len(sizes) == 1
+        and all(b is not None for b in bases)
+        and all(np.array_equal(np.asarray(b), np.asarray(bases[0])) for b in bases)
+    )
     if paired:  # the same probe rows and blocks: the combination replicate by replicate
         iv = jackknife_interval(est, sum(c * r for c, _, r, _ in parts), level)
         return Estimate(est, iv.low, iv.high, "rows")
@@ -152,7 +174,7 @@ def _rows(terms, col, f, level) -> Estimate | None:
         iv = jackknife_interval(v, r, level)
         if not math.isfinite(iv.se):
             return None
-        var += c * c * iv.se ** 2
+        var += c * c * iv.se**2
         dof = min(dof, r.size - 1)
     half = _t(dof, level) * math.sqrt(var)
     return Estimate(est, est - half, est + half, "rows")
@@ -177,9 +199,15 @@ def over_seeds(sides, col: str, f: Callable | None = None) -> bool:
     return all(side.values(col, f).size >= 2 for side in sides)
 
 
-def combine(terms: list[tuple[float, Side]], col: str, f: Callable | None = None,
-            constant: float = 0.0, score_name: str | None = None,
-            level: float = 0.95, seeds: bool | None = None) -> Estimate:
+def combine(
+    terms: list[tuple[float, Side]],
+    col: str,
+    f: Callable | None = None,
+    constant: float = 0.0,
+    score_name: str | None = None,
+    level: float = 0.95,
+    seeds: bool | None = None,
+) -> Estimate:
     """``constant + Σ c · f(col)`` over ``terms`` with its interval (module doc for the
     routes; ``f`` None: the column itself).  ``score_name``: the task score behind ``col``
     when it is the primary score (the items route needs one of :data:`BOUNDED_SCORES` and no

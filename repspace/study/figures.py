@@ -13,6 +13,7 @@
 The "main slice" the per-method figures use: per method its first listed budget and the
 largest data fraction.  A figure the grid cannot support is skipped with a note.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from repspace.report.plots import broken, layer_axis, save_figure
-from repspace.report.style import (BASE_COLOR, BASE_MARKER, color_for, legend_outside, log_axis, subplots,
-                                   marker_for, paper_style)
+from repspace.report.style import (
+    BASE_COLOR,
+    BASE_MARKER,
+    color_for,
+    legend_outside,
+    log_axis,
+    subplots,
+    marker_for,
+    paper_style,
+)
 from repspace.study.config import BASE_METHOD
 from repspace.study.results import PRIMARY_SCORE, StudyTables, main_slice, mean_ci
 
@@ -30,36 +39,36 @@ __all__ = ["make_figures", "PT_PAIRS", "CAPTIONS"]
 
 CAPTIONS = {
     "score_vs_preservation": "Task score against representation preservation, one point per "
-                             "method on the main slice (each method's first budget, largest data "
-                             "fraction): left, mean linear CKA to the base over the compared "
-                             "layers; right, effective rank tuned / base at the summary layer "
-                             "(1 = unchanged). Error bars: 95 % t-intervals over seeds (none "
-                             "with one seed). Grey square: the untrained base.",
+    "method on the main slice (each method's first budget, largest data "
+    "fraction): left, mean linear CKA to the base over the compared "
+    "layers; right, effective rank tuned / base at the summary layer "
+    "(1 = unchanged). Error bars: 95 % t-intervals over seeds (none "
+    "with one seed). Grey square: the untrained base.",
     "effective_rank_layers": "Effective rank of the features per layer and method (main slice), "
-                             "mean over seeds with the 95 % band; the untrained base dashed "
-                             "grey. A vertical line separates the towers; lines are not joined "
-                             "across it.",
+    "mean over seeds with the 95 % band; the untrained base dashed "
+    "grey. A vertical line separates the towers; lines are not joined "
+    "across it.",
     "cka_layers": "Linear CKA to the base per layer and method (main slice), mean over seeds "
-                  "with the 95 % band; 1 (dashed) = the base's own representation. A vertical "
-                  "line separates the towers; lines are not joined across it.",
+    "with the 95 % band; 1 (dashed) = the base's own representation. A vertical "
+    "line separates the towers; lines are not joined across it.",
     "data_fraction": "Task score, mean linear CKA and effective-rank ratio against the fraction "
-                     "of training data used (each method at its first budget); dashed: the "
-                     "untrained base. Error bars: 95 % t-intervals over seeds.",
+    "of training data used (each method at its first budget); dashed: the "
+    "untrained base. Error bars: 95 % t-intervals over seeds.",
     "budget": "Task score, mean linear CKA and effective-rank ratio against the number of "
-              "trainable parameters (log axis; each method at its largest data fraction); "
-              "dashed: the untrained base. Error bars: 95 % t-intervals over seeds.",
+    "trainable parameters (log axis; each method at its largest data fraction); "
+    "dashed: the untrained base. Error bars: 95 % t-intervals over seeds.",
     "ptpeft_vs_vanilla": "PT-PEFT (a prefix-tuning stage first) beside its vanilla "
-                         "counterpart on the main slice: task score, effective-rank ratio and "
-                         "mean linear CKA; the axes span the values (not from 0), error bars "
-                         "are 95 % t-intervals over seeds. Budgets compared: see the claim "
-                         "table in summary.md.",
+    "counterpart on the main slice: task score, effective-rank ratio and "
+    "mean linear CKA; the axes span the values (not from 0), error bars "
+    "are 95 % t-intervals over seeds. Budgets compared: see the claim "
+    "table in summary.md.",
     "trajectory": "Distortion during training (a study with `track_every`): linear CKA to the "
-                  "base averaged over the tracked layers, against the training step, one panel "
-                  "per method (main slice), the other methods in grey behind it; dashed: 1, the "
-                  "base itself. Line: mean over seeds; band: 95 % t-interval over seeds (none "
-                  "with one seed). Measured by `repspace.track` on the study's primary probe "
-                  "(`track_samples` rows) at step 0, every `track_every` steps and the last "
-                  "step; `results/trajectory.csv` has every tracked metric per layer.",
+    "base averaged over the tracked layers, against the training step, one panel "
+    "per method (main slice), the other methods in grey behind it; dashed: 1, the "
+    "base itself. Line: mean over seeds; band: 95 % t-interval over seeds (none "
+    "with one seed). Measured by `repspace.track` on the study's primary probe "
+    "(`track_samples` rows) at step 0, every `track_every` steps and the last "
+    "step; `results/trajectory.csv` has every tracked metric per layer.",
 }
 
 PT_PAIRS = (("pt_lora", "lora"), ("pt_adapter", "adapter"))
@@ -83,8 +92,14 @@ def _fig_legend(fig) -> None:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
     if seen:
-        fig.legend(list(seen.values()), list(seen), frameon=False, loc="center left",
-                   bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        fig.legend(
+            list(seen.values()),
+            list(seen),
+            frameon=False,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            fontsize=8,
+        )
 
 
 def _finite(v) -> bool:
@@ -107,8 +122,9 @@ def _summary_layer(tables: StudyTables) -> str:
     """The summary layer's short, tower-qualified name (``text_decoder: layer.2``)."""
     from repspace.report.layer_names import tower_short_names
 
-    layers = list(dict.fromkeys(r["layer"] for r in sorted(tables.long,
-                                                          key=lambda r: r["layer_index"])))
+    layers = list(
+        dict.fromkeys(r["layer"] for r in sorted(tables.long, key=lambda r: r["layer_index"]))
+    )
     if tables.summary_layer in layers:
         return tower_short_names(layers)[layers.index(tables.summary_layer)]
     return str(tables.summary_layer)
@@ -125,12 +141,17 @@ def _legend(ax) -> None:
 
 
 def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
-    tasks = [t for t in _tasks(tables)
-             if any(_finite(r["primary_score"]) for r in main_slice(tables.summary, t))]
+    tasks = [
+        t
+        for t in _tasks(tables)
+        if any(_finite(r["primary_score"]) for r in main_slice(tables.summary, t))
+    ]
     if not tasks:
         return "score_vs_preservation skipped: no cell has a task score"
-    xs = (("mean_linear_cka", "mean linear CKA to base (over layers)"),
-          ("erank_ratio", f"effective-rank ratio tuned / base ({_summary_layer(tables)})"))
+    xs = (
+        ("mean_linear_cka", "mean linear CKA to base (over layers)"),
+        ("erank_ratio", f"effective-rank ratio tuned / base ({_summary_layer(tables)})"),
+    )
     with paper_style():
         fig, axes = subplots(len(tasks), 2, figsize=(8.0, 3.2 * len(tasks)), squeeze=False)
         for row_axes, task in zip(axes, tasks):
@@ -138,11 +159,17 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
                 for r in main_slice(tables.summary, task):
                     if not (_finite(r[col]) and _finite(r["primary_score"])):
                         continue
-                    ax.errorbar(r[col], r["primary_score"], xerr=_err(r, col),
-                                yerr=_err(r, "primary_score"), fmt=_marker(r["method"]), ms=6,
-                                capsize=2, color=_color(r["method"]),
-                                label="base (no training)" if r["method"] == BASE_METHOD
-                                else r["method"])
+                    ax.errorbar(
+                        r[col],
+                        r["primary_score"],
+                        xerr=_err(r, col),
+                        yerr=_err(r, "primary_score"),
+                        fmt=_marker(r["method"]),
+                        ms=6,
+                        capsize=2,
+                        color=_color(r["method"]),
+                        label="base (no training)" if r["method"] == BASE_METHOD else r["method"],
+                    )
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(_score_label(task))
                 ax.set_title(task, loc="left", fontsize=9)
@@ -152,8 +179,9 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
         return save_figure(fig, stem)
 
 
-def _layer_means(tables: StudyTables, group: dict, metric: str) -> tuple[list[str], np.ndarray,
-                                                                          np.ndarray, np.ndarray]:
+def _layer_means(
+    tables: StudyTables, group: dict, metric: str
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Per-layer mean and CI over seeds of ``metric`` for one summary group."""
     keys = ("task", "method", "budget", "data_fraction")
     by_layer: dict[int, list[float]] = {}
@@ -164,12 +192,17 @@ def _layer_means(tables: StudyTables, group: dict, metric: str) -> tuple[list[st
             names[r["layer_index"]] = r["layer"]
     idx = sorted(by_layer)
     stats = [mean_ci(by_layer[i], tables.confidence) for i in idx]
-    return ([names[i] for i in idx], np.array([s[0] for s in stats]),
-            np.array([s[1] for s in stats]), np.array([s[2] for s in stats]))
+    return (
+        [names[i] for i in idx],
+        np.array([s[0] for s in stats]),
+        np.array([s[1] for s in stats]),
+        np.array([s[2] for s in stats]),
+    )
 
 
-def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title: str,
-               reference: str | None) -> list[Path] | str:
+def _per_layer(
+    tables: StudyTables, stem: Path, metric: str, ylabel: str, title: str, reference: str | None
+) -> list[Path] | str:
     tasks = _tasks(tables)
     if not tables.long:
         return f"{stem.name} skipped: no per-layer metrics"
@@ -186,8 +219,15 @@ def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title:
                     names = vals[0][0]
                     base = np.nanmean(np.vstack([v[1] for v in vals if len(v[1]) == len(names)]), 0)
                     bx, by = broken(base, names)
-                    ax.plot(bx, by, color=BASE_COLOR, ls="--", marker=BASE_MARKER, ms=3,
-                            label="base (no training)")
+                    ax.plot(
+                        bx,
+                        by,
+                        color=BASE_COLOR,
+                        ls="--",
+                        marker=BASE_MARKER,
+                        ms=3,
+                        label="base (no training)",
+                    )
             for r in rows:
                 if r["method"] == BASE_METHOD:  # the base is the reference (line or 1.0)
                     continue
@@ -196,11 +236,23 @@ def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title:
                     continue
                 names = names or layer_names
                 x, y = broken(mean, layer_names)
-                ax.plot(x, y, marker=_marker(r["method"]), ms=4, color=_color(r["method"]),
-                        label=r["method"])
+                ax.plot(
+                    x,
+                    y,
+                    marker=_marker(r["method"]),
+                    ms=4,
+                    color=_color(r["method"]),
+                    label=r["method"],
+                )
                 if np.isfinite(low).any():
-                    ax.fill_between(x, broken(low, layer_names)[1], broken(high, layer_names)[1],
-                                    color=_color(r["method"]), alpha=0.15, lw=0)
+                    ax.fill_between(
+                        x,
+                        broken(low, layer_names)[1],
+                        broken(high, layer_names)[1],
+                        color=_color(r["method"]),
+                        alpha=0.15,
+                        lw=0,
+                    )
             layer_axis(ax, names, fontsize=7)
             ax.set_ylabel(ylabel)
             ax.set_title(f"{title} ({task})", pad=18)
@@ -211,8 +263,11 @@ def _per_layer(tables: StudyTables, stem: Path, metric: str, ylabel: str, title:
         return save_figure(fig, stem)
 
 
-_SWEEP_Y = (("primary_score", None), ("mean_linear_cka", "mean linear CKA to base"),
-            ("erank_ratio", "effective-rank ratio tuned / base"))
+_SWEEP_Y = (
+    ("primary_score", None),
+    ("mean_linear_cka", "mean linear CKA to base"),
+    ("erank_ratio", "effective-rank ratio tuned / base"),
+)
 
 
 def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
@@ -223,20 +278,28 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
         if r["method"] == BASE_METHOD:
             continue
         if axis == "data_fraction":
-            first_budget = next(x["budget"] for x in tables.summary
-                                if x["task"] == r["task"] and x["method"] == r["method"])
+            first_budget = next(
+                x["budget"]
+                for x in tables.summary
+                if x["task"] == r["task"] and x["method"] == r["method"]
+            )
             if r["budget"] == first_budget:
                 lines.setdefault((r["task"], r["method"]), []).append(r)
         else:
-            fr = [x["data_fraction"] for x in tables.summary
-                  if x["task"] == r["task"] and x["method"] == r["method"]]
+            fr = [
+                x["data_fraction"]
+                for x in tables.summary
+                if x["task"] == r["task"] and x["method"] == r["method"]
+            ]
             if r["data_fraction"] == max(fr):
                 lines.setdefault((r["task"], r["method"]), []).append(r)
     xcol = "data_fraction" if axis == "data_fraction" else "trainable_params"
     lines = {k: v for k, v in lines.items() if len({x[xcol] for x in v}) > 1}
     if not lines:
-        return (f"{stem.name} skipped: the grid does not vary "
-                f"{'data_fractions' if axis == 'data_fraction' else 'budgets'}")
+        return (
+            f"{stem.name} skipped: the grid does not vary "
+            f"{'data_fractions' if axis == 'data_fraction' else 'budgets'}"
+        )
     with paper_style():
         fig, axes = subplots(len(tasks), 3, figsize=(11.0, 3.0 * len(tasks)), squeeze=False)
         for row_axes, task in zip(axes, tasks):
@@ -248,22 +311,40 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
                     rows = sorted(rows, key=lambda x: x[xcol])
                     x = [r[xcol] for r in rows]
                     y = [r[col] for r in rows]
-                    lo = [r[col] - r[f"{col}_ci_low"] if _finite(r[f"{col}_ci_low"]) else 0
-                          for r in rows]
-                    hi = [r[f"{col}_ci_high"] - r[col] if _finite(r[f"{col}_ci_high"]) else 0
-                          for r in rows]
-                    ax.errorbar(x, y, yerr=[lo, hi], marker=_marker(method), ms=5, capsize=2,
-                                color=_color(method), label=method)
+                    lo = [
+                        r[col] - r[f"{col}_ci_low"] if _finite(r[f"{col}_ci_low"]) else 0
+                        for r in rows
+                    ]
+                    hi = [
+                        r[f"{col}_ci_high"] - r[col] if _finite(r[f"{col}_ci_high"]) else 0
+                        for r in rows
+                    ]
+                    ax.errorbar(
+                        x,
+                        y,
+                        yerr=[lo, hi],
+                        marker=_marker(method),
+                        ms=5,
+                        capsize=2,
+                        color=_color(method),
+                        label=method,
+                    )
                 if bases and _finite(bases[0][col]):
-                    ax.axhline(bases[0][col], color=BASE_COLOR, ls="--", lw=0.9,
-                               label="base (no training)")
-                ax.set_xlabel("fraction of training data" if axis == "data_fraction"
-                              else "trainable parameters")
+                    ax.axhline(
+                        bases[0][col], color=BASE_COLOR, ls="--", lw=0.9, label="base (no training)"
+                    )
+                ax.set_xlabel(
+                    "fraction of training data"
+                    if axis == "data_fraction"
+                    else "trainable parameters"
+                )
                 if axis != "data_fraction":
                     log_axis(ax, "x")
                 ax.set_ylabel(ylabel or _score_label(task))
-        fig.suptitle("Score and distortion vs " + ("data size" if axis == "data_fraction"
-                                                   else "parameter budget"))
+        fig.suptitle(
+            "Score and distortion vs "
+            + ("data size" if axis == "data_fraction" else "parameter budget")
+        )
         fig.tight_layout()
         _fig_legend(fig)
         return save_figure(fig, stem)
@@ -271,9 +352,12 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
 
 def _pair_label(a: dict, b: dict) -> str:
     """``pt_lora (r=8)\nvs lora (r=8)``: the methods and the budgets compared."""
+
     def one(r):
-        return r["method"] + (f" ({r['budget_field']}={r['budget']})"
-                               if r.get("budget") is not None else "")
+        return r["method"] + (
+            f" ({r['budget_field']}={r['budget']})" if r.get("budget") is not None else ""
+        )
+
     return f"{one(a)}\nvs {one(b)}"
 
 
@@ -288,9 +372,11 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
             panels.append((task, {p: matched.pair(*p) for p in pairs}, pairs))
     if not panels:
         return "ptpeft_vs_vanilla skipped: the grid has no (pt_lora, lora) or (pt_adapter, adapter) pair"
-    cols = (("primary_score", None),
-            ("erank_ratio", f"effective-rank ratio tuned / base\n({_summary_layer(tables)})"),
-            ("mean_linear_cka", "mean linear CKA to base"))
+    cols = (
+        ("primary_score", None),
+        ("erank_ratio", f"effective-rank ratio tuned / base\n({_summary_layer(tables)})"),
+        ("mean_linear_cka", "mean linear CKA to base"),
+    )
     with paper_style():
         fig, axes = subplots(len(panels), 3, figsize=(10.0, 3.2 * len(panels)), squeeze=False)
         for row_axes, (task, rows, pairs) in zip(axes, panels):
@@ -302,8 +388,16 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
                         r = rows[pair][j]
                         if not _finite(r[col]):
                             continue
-                        ax.errorbar(i + (j - 0.5) * 0.4, r[col], yerr=_err(r, col), capsize=3,
-                                    fmt=_marker(method), ms=7, color=_color(method), label=method)
+                        ax.errorbar(
+                            i + (j - 0.5) * 0.4,
+                            r[col],
+                            yerr=_err(r, col),
+                            capsize=3,
+                            fmt=_marker(method),
+                            ms=7,
+                            color=_color(method),
+                            label=method,
+                        )
                 ax.set_xticks(range(len(pairs)))
                 ax.set_xticklabels([_pair_label(*rows[p]) for p in pairs], fontsize=7)
                 ax.set_xlim(-0.6, len(pairs) - 0.4)
@@ -324,10 +418,21 @@ def make_figures(tables: StudyTables, folder: Path) -> tuple[dict[str, Path], li
     jobs = {
         "score_vs_preservation": lambda s: _score_vs_preservation(tables, s),
         "effective_rank_layers": lambda s: _per_layer(
-            tables, s, "effective_rank_tuned", "effective rank (Roy & Vetterli)",
-            "Effective rank per layer", reference="effective_rank_base"),
-        "cka_layers": lambda s: _per_layer(tables, s, "linear_cka", "linear CKA to base",
-                                           "CKA to the base per layer", reference=None),
+            tables,
+            s,
+            "effective_rank_tuned",
+            "effective rank (Roy & Vetterli)",
+            "Effective rank per layer",
+            reference="effective_rank_base",
+        ),
+        "cka_layers": lambda s: _per_layer(
+            tables,
+            s,
+            "linear_cka",
+            "linear CKA to base",
+            "CKA to the base per layer",
+            reference=None,
+        ),
         "data_fraction": lambda s: _sweep(tables, s, "data_fraction"),
         "budget": lambda s: _sweep(tables, s, "budget"),
         "ptpeft_vs_vanilla": lambda s: _ptpeft(tables, s),

@@ -13,6 +13,7 @@ evaluation settings and the compare settings; it has one cell per task, at the f
 (the training seed does not change an untrained model's evaluation; budgets and data
 fractions do not apply to it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,7 @@ from typing import Any
 from repspace import __version__
 from repspace.study.config import BASE_METHOD, StudyConfig, method_name
 
-__all__ = ["Cell", "expand_grid", "train_config_for", "cell_key", "track_settings",
-           "RECORD_SCHEMA"]
+__all__ = ["Cell", "expand_grid", "train_config_for", "cell_key", "track_settings", "RECORD_SCHEMA"]
 
 # The layout of a cached cell record; bump it when a key or a score name changes, so old
 # caches are recomputed instead of read with missing values (2: bleu_4 / cider_d).
@@ -60,8 +60,14 @@ class Cell:
         return self.method == BASE_METHOD
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "method": self.method, "budget_field": self.budget_field,
-                "budget": self.budget, "data_fraction": self.data_fraction, "seed": self.seed}
+        return {
+            "task": self.task,
+            "method": self.method,
+            "budget_field": self.budget_field,
+            "budget": self.budget,
+            "data_fraction": self.data_fraction,
+            "seed": self.seed,
+        }
 
 
 def _budget_field(method: str) -> str | None:
@@ -103,11 +109,21 @@ def train_config_for(config: StudyConfig, cell: Cell, output_dir: str | Path | N
     if config.image_size is not None:
         kw["image_size"] = config.image_size
     return TrainConfig(
-        base=config.base, method=method_name(cell.method), method_options=options, task=cell.task,
-        domain=config.domain, data_fraction=cell.data_fraction, n_train=config.n_train,
-        n_eval=config.n_eval, steps=config.steps_for(cell.method),
-        batch_size=config.batch_size, lr=config.lr_for(cell.method), seed=cell.seed,
-        output_dir=None if output_dir is None else str(output_dir), **kw)
+        base=config.base,
+        method=method_name(cell.method),
+        method_options=options,
+        task=cell.task,
+        domain=config.domain,
+        data_fraction=cell.data_fraction,
+        n_train=config.n_train,
+        n_eval=config.n_eval,
+        steps=config.steps_for(cell.method),
+        batch_size=config.batch_size,
+        lr=config.lr_for(cell.method),
+        seed=cell.seed,
+        output_dir=None if output_dir is None else str(output_dir),
+        **kw,
+    )
 
 
 def _sha(payload: dict) -> str:
@@ -117,14 +133,22 @@ def _sha(payload: dict) -> str:
 
 def cell_key(config: StudyConfig, cell: Cell, train_config=None) -> str:
     """sha256 (hex) of everything that affects the cell's result (see the module doc)."""
-    payload: dict[str, Any] = {"repspace": __version__, "records": RECORD_SCHEMA,
-                               "compare": config.compare.to_dict(),
-                               "cell": cell.to_dict()}
+    payload: dict[str, Any] = {
+        "repspace": __version__,
+        "records": RECORD_SCHEMA,
+        "compare": config.compare.to_dict(),
+        "cell": cell.to_dict(),
+    }
     if cell.is_base:
-        payload["base"] = {"spec": config.base, "domain": config.domain,
-                           "n_eval": config.n_eval, "image_size": config.image_size,
-                           "batch_size": config.batch_size, "n_train": config.n_train,
-                           "train": dict(config.train)}
+        payload["base"] = {
+            "spec": config.base,
+            "domain": config.domain,
+            "n_eval": config.n_eval,
+            "image_size": config.image_size,
+            "batch_size": config.batch_size,
+            "n_train": config.n_train,
+            "train": dict(config.train),
+        }
     else:
         cfg = train_config if train_config is not None else train_config_for(config, cell)
         payload["train"] = cfg.config_hash()
@@ -141,5 +165,9 @@ def track_settings(config: StudyConfig) -> dict[str, Any]:
     not its own figures: the study draws every method's trajectory over seeds in one."""
     if config.track_every is None:
         return {}
-    return {"track_every": config.track_every, "track_probe": config.compare.probes[0],
-            "track_samples": config.track_samples, "track_figures": False}
+    return {
+        "track_every": config.track_every,
+        "track_probe": config.compare.probes[0],
+        "track_samples": config.track_samples,
+        "track_figures": False,
+    }

@@ -1,5 +1,6 @@
 """One compare report of every method of a study against the base (``repspace compare``'s
 report: per-layer tables, CKA/rank/spectra/drift plots, embedding), for the main slice."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,14 @@ from repspace.study.results import main_slice
 __all__ = ["joint_compare_report"]
 
 
-def joint_compare_report(result, folder: str | Path, task: str | None = None,
-                         progress: bool = True, compare_fn=None, force: bool = False
-                         ) -> Path | None:
+def joint_compare_report(
+    result,
+    folder: str | Path,
+    task: str | None = None,
+    progress: bool = True,
+    compare_fn=None,
+    force: bool = False,
+) -> Path | None:
     """Compare the base with the main-slice run of every method (first task unless ``task``,
     lowest seed) in one :func:`repspace.compare.compare` call and write its report folder.
 
@@ -33,8 +39,11 @@ def joint_compare_report(result, folder: str | Path, task: str | None = None,
     for row in main_slice(tables.summary, task):
         if row["method"] == BASE_METHOD:
             continue
-        recs = [r for r in result.records if r.get("run_dir")
-                and all(r["cell"][k] == row[k] for k in keys)]
+        recs = [
+            r
+            for r in result.records
+            if r.get("run_dir") and all(r["cell"][k] == row[k] for k in keys)
+        ]
         if recs:
             rec = min(recs, key=lambda r: r["cell"]["seed"])
             names.append(row["method"])
@@ -58,10 +67,18 @@ def _joint_key(base: str, task: str, names: list[str], cell_keys: list, kwargs: 
 
     from repspace import __version__
 
-    blob = json.dumps({"repspace": __version__, "base": base, "task": task, "names": names,
-                       "cells": cell_keys,
-                       "compare": {k: v for k, v in kwargs.items() if k != "progress"}},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "repspace": __version__,
+            "base": base,
+            "task": task,
+            "names": names,
+            "cells": cell_keys,
+            "compare": {k: v for k, v in kwargs.items() if k != "progress"},
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -14,6 +14,7 @@ alike (the same refusal, the same message, nothing written):
    ``summary_layer`` indexes one of them — a name or index the model does not have would
    otherwise fail every cell, or give empty summary columns.
 """
+
 from __future__ import annotations
 
 from repspace.study.config import StudyConfig
@@ -40,7 +41,9 @@ def preflight(config: StudyConfig, load_base: bool = True) -> None:
         try:
             cfg = train_config_for(config, cell)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{config.source}: cell {cell.label}: {' '.join(str(exc).split())}") from None
+            raise ValueError(
+                f"{config.source}: cell {cell.label}: {' '.join(str(exc).split())}"
+            ) from None
         if (cfg.task, cfg.data_fraction) not in checked:
             checked.add((cfg.task, cfg.data_fraction))
             check_data(cfg)
@@ -57,10 +60,14 @@ def _check_layers(config: StudyConfig) -> None:
     try:
         names = resolve_layers(model, layers)
     except ValueError as exc:
-        raise ValueError(f"{config.source}: key 'compare.layers': {' '.join(str(exc).split())} "
-                         f"(base {config.base})") from None
+        raise ValueError(
+            f"{config.source}: key 'compare.layers': {' '.join(str(exc).split())} "
+            f"(base {config.base})"
+        ) from None
     n, i = len(names), config.summary_layer
     if not -n <= i < n:
-        raise ValueError(f"{config.source}: key 'summary_layer': {i} is not a layer of the "
-                         f"{n} compared ({layers!r} on the base {config.base}: {names[0]} … "
-                         f"{names[-1]}); use an index from {-n} to {n - 1} (-1: the last)")
+        raise ValueError(
+            f"{config.source}: key 'summary_layer': {i} is not a layer of the "
+            f"{n} compared ({layers!r} on the base {config.base}: {names[0]} … "
+            f"{names[-1]}); use an index from {-n} to {n - 1} (-1: the last)"
+        )

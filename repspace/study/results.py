@@ -22,6 +22,7 @@ Over seeds (``summary.csv``): every numeric column ``c`` becomes ``c`` (mean ove
 mean ± t₀.₉₇₅,ₙ₋₁ · s / √n with s the n − 1 standard deviation) and ``n_seeds``.  With
 one seed the interval is undefined and written as NaN (empty in CSV).
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,9 +36,20 @@ import scipy.stats
 
 from repspace.outputs import atomic_path, atomic_write_text
 
-__all__ = ["StudyTables", "build_tables", "long_rows", "cell_rows", "aggregate", "mean_ci",
-           "write_tables", "main_slice", "cell_evidence", "PRIMARY_SCORE", "ID_COLUMNS",
-           "GROUP_COLUMNS"]
+__all__ = [
+    "StudyTables",
+    "build_tables",
+    "long_rows",
+    "cell_rows",
+    "aggregate",
+    "mean_ci",
+    "write_tables",
+    "main_slice",
+    "cell_evidence",
+    "PRIMARY_SCORE",
+    "ID_COLUMNS",
+    "GROUP_COLUMNS",
+]
 
 PRIMARY_SCORE = {"vqa": "vqa_accuracy", "captioning": "cider_d", "classify": "accuracy"}
 ID_COLUMNS = ("cell", "task", "method", "budget_field", "budget", "data_fraction", "seed")
@@ -77,9 +89,15 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]
 
 def _ident(record: dict) -> dict:
     c = record["cell"]
-    return {"cell": record["label"], "task": c["task"], "method": c["method"],
-            "budget_field": c.get("budget_field"), "budget": c.get("budget"),
-            "data_fraction": c.get("data_fraction"), "seed": c["seed"]}
+    return {
+        "cell": record["label"],
+        "task": c["task"],
+        "method": c["method"],
+        "budget_field": c.get("budget_field"),
+        "budget": c.get("budget"),
+        "data_fraction": c.get("data_fraction"),
+        "seed": c["seed"],
+    }
 
 
 def long_rows(records: list[dict]) -> list[dict]:
@@ -89,8 +107,15 @@ def long_rows(records: list[dict]) -> list[dict]:
         ident = _ident(rec)
         for i, layer in enumerate(rec["layers"]):
             for metric, value in rec["metrics"].get(layer, {}).items():
-                rows.append({**ident, "layer": layer, "layer_index": i, "metric": metric,
-                             "value": _num(value)})
+                rows.append(
+                    {
+                        **ident,
+                        "layer": layer,
+                        "layer_index": i,
+                        "metric": metric,
+                        "value": _num(value),
+                    }
+                )
     return rows
 
 
@@ -99,8 +124,10 @@ def _num(v) -> float:
 
 
 def _layer_series(rec: dict, metric: str) -> np.ndarray:
-    return np.array([_num(rec["metrics"].get(layer, {}).get(metric)) for layer in rec["layers"]],
-                    dtype=np.float64)
+    return np.array(
+        [_num(rec["metrics"].get(layer, {}).get(metric)) for layer in rec["layers"]],
+        dtype=np.float64,
+    )
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -134,13 +161,19 @@ def cell_rows(records: list[dict], summary_layer: int = -1) -> list[dict]:
         for name in score_names:
             row[f"score_{name.replace('/', '.')}"] = _num(scores.get(name))
         primary = PRIMARY_SCORE.get(ident["task"])
-        row["primary_score"] = _num(scores.get(primary)) if primary in scores else (
-            _num(next(iter(scores.values()))) if scores else math.nan)
+        row["primary_score"] = (
+            _num(scores.get(primary))
+            if primary in scores
+            else (_num(next(iter(scores.values()))) if scores else math.nan)
+        )
         cka = _layer_series(rec, "linear_cka")
         row["mean_linear_cka"] = _nanmean(cka)
         row["mean_linear_cka_debiased"] = _nanmean(_layer_series(rec, "linear_cka_debiased"))
         row["min_linear_cka"] = float(np.nanmin(cka)) if np.isfinite(cka).any() else math.nan
-        eb, et = _layer_series(rec, "effective_rank_base"), _layer_series(rec, "effective_rank_tuned")
+        eb, et = (
+            _layer_series(rec, "effective_rank_base"),
+            _layer_series(rec, "effective_rank_tuned"),
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             row["mean_erank_ratio"] = _nanmean(et / eb)
         if layers and -len(layers) <= summary_layer < len(layers):
@@ -157,8 +190,17 @@ def cell_rows(records: list[dict], summary_layer: int = -1) -> list[dict]:
             row["frechet_distance"] = _num(rec["metrics"][layers[i]].get("frechet_distance"))
         else:
             row["summary_layer"] = None
-            for k in ("linear_cka_at_layer", "erank_base", "erank_tuned", "erank_delta",
-                      "erank_ratio", "pr_base", "pr_tuned", "pr_ratio", "frechet_distance"):
+            for k in (
+                "linear_cka_at_layer",
+                "erank_base",
+                "erank_tuned",
+                "erank_delta",
+                "erank_ratio",
+                "pr_base",
+                "pr_tuned",
+                "pr_ratio",
+                "frechet_distance",
+            ):
                 row[k] = math.nan
         if len(probe_names) > 1:
             for probe in probe_names:
@@ -188,8 +230,10 @@ def _probe_columns(rec: dict, probe: str, summary_layer: int) -> dict[str, float
         i = summary_layer
         out[f"{probe}:linear_cka_at_layer"] = float(cka[i])
         for col, metric in (("erank_ratio", "effective_rank"), ("pr_ratio", "participation_ratio")):
-            out[f"{probe}:{col}"] = _ratio(float(_layer_series(sub, f"{metric}_tuned")[i]),
-                                           float(_layer_series(sub, f"{metric}_base")[i]))
+            out[f"{probe}:{col}"] = _ratio(
+                float(_layer_series(sub, f"{metric}_tuned")[i]),
+                float(_layer_series(sub, f"{metric}_base")[i]),
+            )
     return out
 
 
@@ -212,12 +256,19 @@ def aggregate(rows: list[dict], confidence: float = 0.95) -> list[dict]:
     return out
 
 
-def build_tables(records: list[dict], summary_layer: int = -1,
-                 confidence: float = 0.95) -> StudyTables:
+def build_tables(
+    records: list[dict], summary_layer: int = -1, confidence: float = 0.95
+) -> StudyTables:
     cells = cell_rows(records, summary_layer)
     layer = next((r["summary_layer"] for r in cells if r.get("summary_layer")), None)
-    return StudyTables(long_rows(records), cells, aggregate(cells, confidence), layer, confidence,
-                       cell_evidence(records, summary_layer))
+    return StudyTables(
+        long_rows(records),
+        cells,
+        aggregate(cells, confidence),
+        layer,
+        confidence,
+        cell_evidence(records, summary_layer),
+    )
 
 
 def _column_replicates(rec: dict, summary_layer: int) -> dict[str, np.ndarray]:
@@ -236,15 +287,21 @@ def _column_replicates(rec: dict, summary_layer: int) -> dict[str, np.ndarray]:
         return None if r is None else np.asarray([_num(x) for x in r], dtype=np.float64)
 
     out: dict[str, np.ndarray] = {}
-    finite = [layer for layer in layers
-              if math.isfinite(_num(rec["metrics"].get(layer, {}).get("linear_cka")))]
+    finite = [
+        layer
+        for layer in layers
+        if math.isfinite(_num(rec["metrics"].get(layer, {}).get("linear_cka")))
+    ]
     ckas = [rep(layer, "linear_cka") for layer in finite]
     if ckas and all(r is not None for r in ckas) and len({r.size for r in ckas}) == 1:
         out["mean_linear_cka"] = np.mean(ckas, axis=0)
     if -len(layers) <= summary_layer < len(layers):
         layer = layers[summary_layer]
-        cka, eb, et = rep(layer, "linear_cka"), rep(layer, "effective_rank_base"), rep(
-            layer, "effective_rank_tuned")
+        cka, eb, et = (
+            rep(layer, "linear_cka"),
+            rep(layer, "effective_rank_base"),
+            rep(layer, "effective_rank_tuned"),
+        )
         pb, pt = rep(layer, "participation_ratio_base"), rep(layer, "participation_ratio_tuned")
         with np.errstate(divide="ignore", invalid="ignore"):
             if cka is not None:
@@ -263,8 +320,12 @@ def _independent_items(rec: dict) -> int | None:
     independent and the images (``n_eval``) are counted instead."""
     n = rec.get("n_eval_items")
     tc = rec.get("train_config") or {}
-    if (n and rec["cell"].get("task") == "vqa" and not tc.get("data")
-            and isinstance(tc.get("n_eval"), int)):
+    if (
+        n
+        and rec["cell"].get("task") == "vqa"
+        and not tc.get("data")
+        and isinstance(tc.get("n_eval"), int)
+    ):
         return min(int(n), tc["n_eval"])
     return n
 
@@ -272,8 +333,13 @@ def _independent_items(rec: dict) -> int | None:
 def cell_evidence(records: list[dict], summary_layer: int = -1) -> dict[str, dict]:
     """``{label: {"replicates": {column: (B,) array}, "n_eval_items": n or None}}`` per cell
     (``n_eval_items``: the independent held-out items, :func:`_independent_items`)."""
-    return {rec["label"]: {"replicates": _column_replicates(rec, summary_layer),
-                           "n_eval_items": _independent_items(rec)} for rec in records}
+    return {
+        rec["label"]: {
+            "replicates": _column_replicates(rec, summary_layer),
+            "n_eval_items": _independent_items(rec),
+        }
+        for rec in records
+    }
 
 
 # -- writing ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ Caching: a cell whose ``cells/*.json`` exists (same key) is not recomputed.  The
 written atomically after the compare, so an interruption loses at most the running cell,
 and its trainer resumes from its last save on the next run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,9 +45,9 @@ CELL_SCHEMA = "repspace.study.cell"
 class PlannedCell:
     cell: Cell
     key: str
-    run_dir: Path | None          # None for the base cell
+    run_dir: Path | None  # None for the base cell
     record_path: Path
-    train_config: Any = None      # TrainConfig (None for the base cell)
+    train_config: Any = None  # TrainConfig (None for the base cell)
 
     @property
     def label(self) -> str:
@@ -64,10 +65,10 @@ class StudyResult:
     config: StudyConfig
     output_dir: Path
     records: list[dict]
-    computed: list[str] = field(default_factory=list)   # labels run this time
-    cached: list[str] = field(default_factory=list)     # labels loaded from cells/
+    computed: list[str] = field(default_factory=list)  # labels run this time
+    cached: list[str] = field(default_factory=list)  # labels loaded from cells/
     failed: dict[str, str] = field(default_factory=dict)  # label -> one-line error
-    tables: Any = None                                   # results.StudyTables
+    tables: Any = None  # results.StudyTables
     files: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     seed_baseline: list[dict] = field(default_factory=list)  # see repspace.study.seed_baseline
@@ -96,9 +97,19 @@ def _read_record(path: Path, key: str) -> dict | None:
     except (OSError, ValueError, RecursionError):
         return None
     # A corrupt or foreign cell file is simply not a cached result: the cell is recomputed.
-    if not isinstance(record, dict) or record.get("schema") != CELL_SCHEMA or record.get("key") != key:
+    if (
+        not isinstance(record, dict)
+        or record.get("schema") != CELL_SCHEMA
+        or record.get("key") != key
+    ):
         return None
-    shapes = (("metrics", dict), ("layers", list), ("scores", dict), ("params", dict), ("cell", dict))
+    shapes = (
+        ("metrics", dict),
+        ("layers", list),
+        ("scores", dict),
+        ("params", dict),
+        ("cell", dict),
+    )
     if not all(isinstance(record.get(k), t) for k, t in shapes):
         return None
     run_dir = record.get("run_dir")
@@ -130,8 +141,9 @@ def plan_study(config: StudyConfig, output_dir: str | Path | None = None) -> lis
         key = cell_key(config, cell, cfg)
         stem = f"{cell.label}-{key[:10]}"
         cfg.output_dir = str(out / "runs" / stem)
-        planned.append(PlannedCell(cell, key, out / "runs" / stem,
-                                   out / "cells" / f"{stem}.json", cfg))
+        planned.append(
+            PlannedCell(cell, key, out / "runs" / stem, out / "cells" / f"{stem}.json", cfg)
+        )
     return planned
 
 
@@ -171,9 +183,17 @@ def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
     from repspace.study.config import method_name
 
     method = method_name(config.trained_methods[0]) if config.trained_methods else "full"
-    cfg = TrainConfig(base=config.base, method=method, task=cell.task, domain=config.domain,
-                      n_train=config.n_train, n_eval=config.n_eval, seed=cell.seed,
-                      batch_size=config.batch_size, **kw)
+    cfg = TrainConfig(
+        base=config.base,
+        method=method,
+        task=cell.task,
+        domain=config.domain,
+        n_train=config.n_train,
+        n_eval=config.n_eval,
+        seed=cell.seed,
+        batch_size=config.batch_size,
+        **kw,
+    )
     return evaluate_base(cfg)
 
 
@@ -186,8 +206,13 @@ def _params(result) -> dict:
 
 # The per-layer metrics whose jackknife replicates a cell keeps (for the claim checks'
 # intervals with one seed: repspace.study.evidence); the rest of the report's are not needed.
-JACKKNIFE_METRICS = ("linear_cka", "effective_rank_base", "effective_rank_tuned",
-                     "participation_ratio_base", "participation_ratio_tuned")
+JACKKNIFE_METRICS = (
+    "linear_cka",
+    "effective_rank_base",
+    "effective_rank_tuned",
+    "participation_ratio_base",
+    "participation_ratio_tuned",
+)
 
 
 def _jackknife(result, name: str) -> dict | None:
@@ -195,15 +220,20 @@ def _jackknife(result, name: str) -> dict | None:
     probe's compare (delete-one-block jackknife over the probe rows, the same blocks in every
     cell: row i in block i mod B), or None when the compare kept no replicates."""
     reps = (getattr(result, "replicates", None) or {}).get(name) or {}
-    kept = {layer: {m: [float(x) for x in per[m]] for m in JACKKNIFE_METRICS if m in per}
-            for layer, per in reps.items()}
+    kept = {
+        layer: {m: [float(x) for x in per[m]] for m in JACKKNIFE_METRICS if m in per}
+        for layer, per in reps.items()
+    }
     kept = {layer: per for layer, per in kept.items() if per}
     if not kept:
         return None
     info = result.settings.get("intervals", {}) if isinstance(result.settings, dict) else {}
-    return {"method": info.get("method", "jackknife"),
-            "blocks": len(next(iter(next(iter(kept.values())).values()))),
-            "level": info.get("level", 0.95), "replicates": kept}
+    return {
+        "method": info.get("method", "jackknife"),
+        "blocks": len(next(iter(next(iter(kept.values())).values()))),
+        "level": info.get("level", 0.95),
+        "replicates": kept,
+    }
 
 
 def _trajectory(run_dir: Path, label: str) -> dict:
@@ -212,13 +242,21 @@ def _trajectory(run_dir: Path, label: str) -> dict:
 
     path = run_dir / "track" / "trajectory.json"
     if not path.is_file():
-        raise RuntimeError(f"training of {label} was asked to track its distortion but wrote no "
-                           f"{path}")
+        raise RuntimeError(
+            f"training of {label} was asked to track its distortion but wrote no {path}"
+        )
     return read_trajectory(path).to_dict()
 
 
-def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_score_fn,
-              force: bool, out: Path) -> dict:
+def _run_cell(
+    config: StudyConfig,
+    pc: PlannedCell,
+    train_fn,
+    compare_fn,
+    base_score_fn,
+    force: bool,
+    out: Path,
+) -> dict:
     t0 = time.perf_counter()
     cmp_kwargs = comparing.compare_settings(config)
     if pc.cell.is_base:
@@ -246,29 +284,51 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
     name = result.tuned_names[0]
     metrics = {layer: dict(result.metrics.get(name, {}).get(layer, {})) for layer in result.layers}
     spec = config.base if pc.cell.is_base else str(run_dir)
-    probes = {probe_label(config.compare.probes[0]): {"source": config.compare.probes[0],
-                                                      "layers": list(result.layers), "metrics": metrics}}
+    probes = {
+        probe_label(config.compare.probes[0]): {
+            "source": config.compare.probes[0],
+            "layers": list(result.layers),
+            "metrics": metrics,
+        }
+    }
     probe_errors = {}
     for source in config.compare.probes[1:]:
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*bit-identical to the base.*")
-                extra = compare_fn(config.base, [spec], **comparing.compare_settings(config, source))
+                extra = compare_fn(
+                    config.base, [spec], **comparing.compare_settings(config, source)
+                )
         except ValueError as exc:  # e.g. general text on a closed-vocabulary model: recorded
             probe_errors[probe_label(source)] = f"{source}: {' '.join(str(exc).split())}"
             continue
         xname = extra.tuned_names[0]
         probes[probe_label(source)] = {
-            "source": source, "layers": list(extra.layers),
-            "metrics": {layer: dict(extra.metrics.get(xname, {}).get(layer, {})) for layer in extra.layers}}
+            "source": source,
+            "layers": list(extra.layers),
+            "metrics": {
+                layer: dict(extra.metrics.get(xname, {}).get(layer, {})) for layer in extra.layers
+            },
+        }
     record = {
-        "schema": CELL_SCHEMA, "schema_version": 1, "key": pc.key, "label": pc.label,
-        "cell": pc.cell.to_dict(), "scores": _flat_scores(scores), "params": params,
-        "run_dir": run_rel, "layers": list(result.layers), "metrics": metrics,
-        "jackknife": _jackknife(result, name), "n_eval_items": n_eval_items,
-        "trajectory": trajectory, "probes": probes, "probe_errors": probe_errors,
+        "schema": CELL_SCHEMA,
+        "schema_version": 1,
+        "key": pc.key,
+        "label": pc.label,
+        "cell": pc.cell.to_dict(),
+        "scores": _flat_scores(scores),
+        "params": params,
+        "run_dir": run_rel,
+        "layers": list(result.layers),
+        "metrics": metrics,
+        "jackknife": _jackknife(result, name),
+        "n_eval_items": n_eval_items,
+        "trajectory": trajectory,
+        "probes": probes,
+        "probe_errors": probe_errors,
         "train_config": pc.train_config.to_dict() if pc.train_config is not None else None,
-        "compare": config.compare.to_dict(), "repspace": __version__,
+        "compare": config.compare.to_dict(),
+        "repspace": __version__,
         "seconds": {"train": t1 - t0, "compare": time.perf_counter() - t1},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -276,10 +336,17 @@ def _run_cell(config: StudyConfig, pc: PlannedCell, train_fn, compare_fn, base_s
     return json.loads(json.dumps(_jsonable(record)))  # same shape as a cached record
 
 
-def run_study(config: StudyConfig, output_dir: str | Path | None = None, progress: bool = True,
-              train_fn: Callable | None = None, compare_fn: Callable | None = None,
-              base_score_fn: Callable | None = None, force: bool = False,
-              write_outputs: bool = True, figures: bool = True) -> StudyResult:
+def run_study(
+    config: StudyConfig,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+    train_fn: Callable | None = None,
+    compare_fn: Callable | None = None,
+    base_score_fn: Callable | None = None,
+    force: bool = False,
+    write_outputs: bool = True,
+    figures: bool = True,
+) -> StudyResult:
     """Run (or finish) the study; returns a :class:`StudyResult`.
 
     ``train_fn(train_config, progress=False[, track_every=, track_probe=, track_samples=])
@@ -300,8 +367,18 @@ def run_study(config: StudyConfig, output_dir: str | Path | None = None, progres
     with study_lock(out):
         for folder in (out, out / "cells", out / "results", out / "figures"):
             clean_stale(folder)  # temporary files of a killed study (none can be running here)
-        return _run_planned(config, out, planned, progress, train_fn, compare_fn, base_score_fn,
-                            force, write_outputs, figures)
+        return _run_planned(
+            config,
+            out,
+            planned,
+            progress,
+            train_fn,
+            compare_fn,
+            base_score_fn,
+            force,
+            write_outputs,
+            figures,
+        )
 
 
 @contextlib.contextmanager
@@ -315,19 +392,38 @@ def study_lock(out: Path):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise ValueError(f"{out}: another repspace study is running in this folder; wait for "
-                             "it to finish or pass another -o") from None
+            raise ValueError(
+                f"{out}: another repspace study is running in this folder; wait for "
+                "it to finish or pass another -o"
+            ) from None
         yield
     finally:
         lock.close()  # closing releases the lock
 
 
-def _run_planned(config, out, planned, progress, train_fn, compare_fn, base_score_fn, force,
-                 write_outputs, figures) -> StudyResult:
-    _write_json(out / "study.json", {
-        "schema": "repspace.study", "schema_version": 1, "repspace": __version__,
-        "config": config.to_dict(), "source": config.source,
-        "cells": [{"label": p.label, "key": p.key, **p.cell.to_dict()} for p in planned]})
+def _run_planned(
+    config,
+    out,
+    planned,
+    progress,
+    train_fn,
+    compare_fn,
+    base_score_fn,
+    force,
+    write_outputs,
+    figures,
+) -> StudyResult:
+    _write_json(
+        out / "study.json",
+        {
+            "schema": "repspace.study",
+            "schema_version": 1,
+            "repspace": __version__,
+            "config": config.to_dict(),
+            "source": config.source,
+            "cells": [{"label": p.label, "key": p.key, **p.cell.to_dict()} for p in planned],
+        },
+    )
     result = StudyResult(config, out, [])
     records: dict[str, dict] = {}
     if not force:
@@ -337,14 +433,21 @@ def _run_planned(config, out, planned, progress, train_fn, compare_fn, base_scor
                 records[p.label] = rec
                 result.cached.append(p.label)
     todo = [p for p in planned if p.label not in records]
-    bar = tqdm(total=len(planned), initial=len(planned) - len(todo), desc=f"study {config.name}",
-               unit="cell", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(planned),
+        initial=len(planned) - len(todo),
+        desc=f"study {config.name}",
+        unit="cell",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for p in todo:
             bar.set_postfix_str(p.label)
             try:
-                records[p.label] = _run_cell(config, p, train_fn, compare_fn, base_score_fn,
-                                             force, out)
+                records[p.label] = _run_cell(
+                    config, p, train_fn, compare_fn, base_score_fn, force, out
+                )
                 result.computed.append(p.label)
                 (out / "cells" / f"{p.label}.error.txt").unlink(missing_ok=True)
             except Exception as exc:  # noqa: BLE001 - one failed cell must not sink the study

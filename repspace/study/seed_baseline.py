@@ -24,6 +24,7 @@ table is ``results/seed_baseline.csv`` (tidy: one row per pair and layer).
 Seeds of the ``base`` method are the same model and are skipped; a group with one seed, or
 whose runs are missing, is listed in the notes.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,14 @@ from repspace.study.results import GROUP_COLUMNS, _ident, _num, to_csv
 __all__ = ["seed_pairs", "seed_baseline", "SEED_BASELINE_SCHEMA", "COLUMNS"]
 
 SEED_BASELINE_SCHEMA = "repspace.study.seed_pair"
-COLUMNS = ("cka_seed_to_seed", "cka_seed_to_seed_debiased", "cka_base_to_tuned", "moved",
-           "seed_variation", "movement_ratio")
+COLUMNS = (
+    "cka_seed_to_seed",
+    "cka_seed_to_seed_debiased",
+    "cka_base_to_tuned",
+    "moved",
+    "seed_variation",
+    "movement_ratio",
+)
 
 
 def seed_pairs(records: list[dict]) -> tuple[list[tuple[dict, dict]], list[str]]:
@@ -56,8 +63,10 @@ def seed_pairs(records: list[dict]) -> tuple[list[tuple[dict, dict]], list[str]]
     pairs, notes = [], []
     for members in groups.values():
         if len(members) < 2:
-            notes.append(f"seed baseline: {members[0]['label']} has no second seed; add seeds "
-                         "to the study to get one")
+            notes.append(
+                f"seed baseline: {members[0]['label']} has no second seed; add seeds "
+                "to the study to get one"
+            )
             continue
         members = sorted(members, key=lambda r: r["cell"]["seed"])
         pairs.extend(zip(members, members[1:]))
@@ -73,9 +82,14 @@ def _cached(path: Path, a: dict, b: dict, settings: dict) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):
         return None
-    if (not isinstance(data, dict) or data.get("schema") != SEED_BASELINE_SCHEMA
-            or data.get("keys") != [a["key"], b["key"]] or data.get("compare") != settings
-            or not isinstance(data.get("metrics"), dict) or not isinstance(data.get("layers"), list)):
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != SEED_BASELINE_SCHEMA
+        or data.get("keys") != [a["key"], b["key"]]
+        or data.get("compare") != settings
+        or not isinstance(data.get("metrics"), dict)
+        or not isinstance(data.get("layers"), list)
+    ):
         return None
     return data
 
@@ -97,17 +111,29 @@ def _rows(a: dict, b: dict, pair: dict) -> list[dict]:
         to_base = [_num(r["metrics"].get(layer, {}).get("linear_cka")) for r in (a, b)]
         base = sum(to_base) / 2 if all(math.isfinite(v) for v in to_base) else math.nan
         moved, variation = 1.0 - base, 1.0 - seeds
-        rows.append({**ident, "seed_a": a["cell"]["seed"], "seed_b": b["cell"]["seed"],
-                     "cell_a": a["label"], "cell_b": b["label"], "layer": layer, "layer_index": i,
-                     "cka_seed_to_seed": seeds,
-                     "cka_seed_to_seed_debiased": _num(m.get("linear_cka_debiased")),
-                     "cka_base_to_tuned": base, "moved": moved, "seed_variation": variation,
-                     "movement_ratio": _ratio(moved, variation)})
+        rows.append(
+            {
+                **ident,
+                "seed_a": a["cell"]["seed"],
+                "seed_b": b["cell"]["seed"],
+                "cell_a": a["label"],
+                "cell_b": b["label"],
+                "layer": layer,
+                "layer_index": i,
+                "cka_seed_to_seed": seeds,
+                "cka_seed_to_seed_debiased": _num(m.get("linear_cka_debiased")),
+                "cka_base_to_tuned": base,
+                "moved": moved,
+                "seed_variation": variation,
+                "movement_ratio": _ratio(moved, variation),
+            }
+        )
     return rows
 
 
-def seed_baseline(result, compare_fn: Callable | None = None, force: bool = False,
-                  figures: bool = True) -> list[dict]:
+def seed_baseline(
+    result, compare_fn: Callable | None = None, force: bool = False, figures: bool = True
+) -> list[dict]:
     """Compare consecutive seeds of every trained group of a finished study.
 
     ``result``: a :class:`~repspace.study.runner.StudyResult` (its ``records``, ``config``
@@ -131,27 +157,43 @@ def seed_baseline(result, compare_fn: Callable | None = None, force: bool = Fals
             run_a, run_b = (str((out / r["run_dir"]).resolve()) for r in (a, b))
             missing = [r["label"] for r, d in ((a, run_a), (b, run_b)) if not Path(d).exists()]
             if missing:
-                notes.append(f"seed baseline: the run of {missing[0]} is missing; rerun the study "
-                             "with --force to retrain it")
+                notes.append(
+                    f"seed baseline: the run of {missing[0]} is missing; rerun the study "
+                    "with --force to retrain it"
+                )
                 continue
             t0 = time.perf_counter()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # two runs may agree on early layers exactly
-                    res = compare_fn(run_a, [run_b], **{**comparing.compare_settings(
-                        result.config), "base_override": result.config.base})
+                    res = compare_fn(
+                        run_a,
+                        [run_b],
+                        **{
+                            **comparing.compare_settings(result.config),
+                            "base_override": result.config.base,
+                        },
+                    )
             except Exception as exc:  # noqa: BLE001 - one failed pair must not sink the table
-                notes.append(f"seed baseline {a['label']} vs {b['label']} failed: "
-                             f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+                notes.append(
+                    f"seed baseline {a['label']} vs {b['label']} failed: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+                )
                 continue
             name = res.tuned_names[0]
-            data = {"schema": SEED_BASELINE_SCHEMA, "schema_version": 1,
-                    "keys": [a["key"], b["key"]], "cells": [a["label"], b["label"]],
-                    "compare": settings, "layers": list(res.layers),
-                    "metrics": {layer: dict(res.metrics.get(name, {}).get(layer, {}))
-                                for layer in res.layers},
-                    "seconds": time.perf_counter() - t0,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            data = {
+                "schema": SEED_BASELINE_SCHEMA,
+                "schema_version": 1,
+                "keys": [a["key"], b["key"]],
+                "cells": [a["label"], b["label"]],
+                "compare": settings,
+                "layers": list(res.layers),
+                "metrics": {
+                    layer: dict(res.metrics.get(name, {}).get(layer, {})) for layer in res.layers
+                },
+                "seconds": time.perf_counter() - t0,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             data = json.loads(json.dumps(data, allow_nan=True, default=float))
             _write_json(path, data)
         rows.extend(_rows(a, b, data))
@@ -172,7 +214,9 @@ def seed_baseline(result, compare_fn: Callable | None = None, force: bool = Fals
 def _groups(rows: list[dict]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in rows:
-        budget = "" if r.get("budget") is None else f" {r.get('budget_field') or 'budget'}={r['budget']}"
+        budget = (
+            "" if r.get("budget") is None else f" {r.get('budget_field') or 'budget'}={r['budget']}"
+        )
         out.setdefault(f"{r['task']} {r['method']}{budget} d={r['data_fraction']}", []).append(r)
     return out
 
@@ -184,26 +228,36 @@ def _mean(values) -> float:
 
 def summary_lines(rows: list[dict], figure: bool = True) -> list[str]:
     """The ``summary.md`` section: per group, means over its seed pairs and layers."""
-    lines = ["## Seed-to-seed baseline", "",
-             "Consecutive seeds of each method compared with each other. `moved` = 1 − CKA to the "
-             "base (mean of the two seeds), `seed variation` = 1 − CKA between the seeds, ratio = "
-             "moved / seed variation (means over layers and seed pairs; per layer in "
-             "`results/seed_baseline.csv`). A ratio near 1: the method's movement is what "
-             "another seed alone gives.", "",
-             "| group | pairs | mean CKA seed↔seed | moved | seed variation | ratio |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Seed-to-seed baseline",
+        "",
+        "Consecutive seeds of each method compared with each other. `moved` = 1 − CKA to the "
+        "base (mean of the two seeds), `seed variation` = 1 − CKA between the seeds, ratio = "
+        "moved / seed variation (means over layers and seed pairs; per layer in "
+        "`results/seed_baseline.csv`). A ratio near 1: the method's movement is what "
+        "another seed alone gives.",
+        "",
+        "| group | pairs | mean CKA seed↔seed | moved | seed variation | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, members in _groups(rows).items():
         pairs = len({(r["cell_a"], r["cell_b"]) for r in members})
-        lines.append(f"| {name} | {pairs} | {_mean(r['cka_seed_to_seed'] for r in members):.4f} | "
-                     f"{_mean(r['moved'] for r in members):.4f} | "
-                     f"{_mean(r['seed_variation'] for r in members):.4f} | "
-                     f"{_mean(r['movement_ratio'] for r in members):.3g} |")
+        lines.append(
+            f"| {name} | {pairs} | {_mean(r['cka_seed_to_seed'] for r in members):.4f} | "
+            f"{_mean(r['moved'] for r in members):.4f} | "
+            f"{_mean(r['seed_variation'] for r in members):.4f} | "
+            f"{_mean(r['movement_ratio'] for r in members):.3g} |"
+        )
     lines.append("")
     if figure:
-        lines += ["![seed_baseline](figures/seed_baseline.png)", "",
-                  "*Seed baseline.* Per layer: how far each method moved the base (1 − CKA to the "
-                  "base, filled markers) against how far two of its seeds differ (1 − CKA seed to "
-                  "seed, hollow markers, dotted), in the method's colour and marker; means over seed pairs. (vector: `figures/seed_baseline.pdf`)", ""]
+        lines += [
+            "![seed_baseline](figures/seed_baseline.png)",
+            "",
+            "*Seed baseline.* Per layer: how far each method moved the base (1 − CKA to the "
+            "base, filled markers) against how far two of its seeds differ (1 − CKA seed to "
+            "seed, hollow markers, dotted), in the method's colour and marker; means over seed pairs. (vector: `figures/seed_baseline.pdf`)",
+            "",
+        ]
     return lines
 
 
@@ -224,16 +278,35 @@ def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
         for name, members in groups.items():
             st = styles[name]
             per = lambda key: [_mean(r[key] for r in members if r["layer"] == l) for l in layers]  # noqa: E731
-            ax.plot(*broken(per("moved"), layers), color=st["color"], marker=st["marker"],
-                    ls=st["ls"], ms=4, lw=1.3, label=name)
-            ax.plot(*broken(per("seed_variation"), layers), color=st["color"], marker=st["marker"],
-                    ls=":", ms=4, lw=1.0, mfc="none")
+            ax.plot(
+                *broken(per("moved"), layers),
+                color=st["color"],
+                marker=st["marker"],
+                ls=st["ls"],
+                ms=4,
+                lw=1.3,
+                label=name,
+            )
+            ax.plot(
+                *broken(per("seed_variation"), layers),
+                color=st["color"],
+                marker=st["marker"],
+                ls=":",
+                ms=4,
+                lw=1.0,
+                mfc="none",
+            )
         layer_axis(ax, layers)
         ax.set_ylabel("1 − linear CKA")
         handles, labels = ax.get_legend_handles_labels()
-        key = [Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
-               Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none")]
+        key = [
+            Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
+            Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none"),
+        ]
         fig.tight_layout()
-        legend_outside(ax, handles + key, labels + ["moved from the base (filled)",
-                                                    "seed to seed (hollow, dotted)"])
+        legend_outside(
+            ax,
+            handles + key,
+            labels + ["moved from the base (filled)", "seed to seed (hollow, dotted)"],
+        )
         return save_figure(fig, stem)

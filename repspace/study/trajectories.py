@@ -11,6 +11,7 @@ over the tracked layers, then over seeds (``layer`` = ``"mean over layers"``, ``
 ``mean_linear_cka`` against the step for each method's main slice
 (:func:`repspace.track.figures.plot_highlighted`).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,13 @@ import numpy as np
 
 from repspace.study.results import GROUP_COLUMNS, main_slice, mean_ci, to_csv
 
-__all__ = ["MEAN_LAYER", "SUMMARY_METRIC", "trajectory_figure", "trajectory_rows",
-           "write_trajectories"]
+__all__ = [
+    "MEAN_LAYER",
+    "SUMMARY_METRIC",
+    "trajectory_figure",
+    "trajectory_rows",
+    "write_trajectories",
+]
 
 MEAN_LAYER = "mean over layers"
 SUMMARY_METRIC = "mean_linear_cka"
@@ -61,19 +67,40 @@ def trajectory_rows(records: list[dict], confidence: float = 0.95) -> list[dict]
         for step in sorted({s for t in trajs for s in t.steps}):
             at = [t for t in trajs if step in t.values]
             if "linear_cka" in metrics:
-                mean, low, high, n = mean_ci([_layer_mean(t, step, "linear_cka") for t in at],
-                                             confidence)
-                rows.append({**ident, "step": step, "layer": MEAN_LAYER, "layer_index": -1,
-                             "metric": SUMMARY_METRIC, "mean": mean, "ci_low": low,
-                             "ci_high": high, "n_seeds": n})
+                mean, low, high, n = mean_ci(
+                    [_layer_mean(t, step, "linear_cka") for t in at], confidence
+                )
+                rows.append(
+                    {
+                        **ident,
+                        "step": step,
+                        "layer": MEAN_LAYER,
+                        "layer_index": -1,
+                        "metric": SUMMARY_METRIC,
+                        "mean": mean,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "n_seeds": n,
+                    }
+                )
             for i, layer in enumerate(layers):
                 for metric in metrics:
                     vals = [t.at(step).get(layer, {}).get(metric) for t in at]
                     mean, low, high, n = mean_ci(vals, confidence)
                     if n:
-                        rows.append({**ident, "step": step, "layer": layer, "layer_index": i,
-                                     "metric": metric, "mean": mean, "ci_low": low,
-                                     "ci_high": high, "n_seeds": n})
+                        rows.append(
+                            {
+                                **ident,
+                                "step": step,
+                                "layer": layer,
+                                "layer_index": i,
+                                "metric": metric,
+                                "mean": mean,
+                                "ci_low": low,
+                                "ci_high": high,
+                                "n_seeds": n,
+                            }
+                        )
     return rows
 
 
@@ -86,24 +113,36 @@ def trajectory_figure(rows: list[dict], summary: list[dict], stem: Path) -> list
     tasks = list(dict.fromkeys(r["task"] for r in summary))
     for task in tasks:
         for srow in main_slice(summary, task):
-            mine = sorted((r for r in rows if r["metric"] == SUMMARY_METRIC
-                           and all(r[k] == srow[k] for k in GROUP_COLUMNS)),
-                          key=lambda r: r["step"])
+            mine = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["metric"] == SUMMARY_METRIC and all(r[k] == srow[k] for k in GROUP_COLUMNS)
+                ),
+                key=lambda r: r["step"],
+            )
             if not mine:
                 continue
-            panels.append({"label": srow["method"] if len(tasks) == 1
-                           else f"{task}: {srow['method']}",
-                           "method": srow["method"], "context": task,
-                           "steps": np.array([r["step"] for r in mine]),
-                           "mean": np.array([r["mean"] for r in mine], dtype=np.float64),
-                           "low": np.array([r["ci_low"] for r in mine], dtype=np.float64),
-                           "high": np.array([r["ci_high"] for r in mine], dtype=np.float64)})
+            panels.append(
+                {
+                    "label": srow["method"] if len(tasks) == 1 else f"{task}: {srow['method']}",
+                    "method": srow["method"],
+                    "context": task,
+                    "steps": np.array([r["step"] for r in mine]),
+                    "mean": np.array([r["mean"] for r in mine], dtype=np.float64),
+                    "low": np.array([r["ci_low"] for r in mine], dtype=np.float64),
+                    "high": np.array([r["ci_high"] for r in mine], dtype=np.float64),
+                }
+            )
     if not panels:
         return "trajectory skipped: no cell of the main slice has a trajectory"
-    return plot_highlighted(panels, stem, reference=1.0,
-                            ylabel="mean linear CKA to the base\n(over the tracked layers)",
-                            title="Distortion during training: mean linear CKA to the base, "
-                                  "per method")
+    return plot_highlighted(
+        panels,
+        stem,
+        reference=1.0,
+        ylabel="mean linear CKA to the base\n(over the tracked layers)",
+        title="Distortion during training: mean linear CKA to the base, per method",
+    )
 
 
 def write_trajectories(result, figures: bool = True) -> None:
@@ -115,8 +154,9 @@ def write_trajectories(result, figures: bool = True) -> None:
     if not rows:
         return
     out = Path(result.output_dir)
-    result.files["trajectory.csv"] = atomic_write_text(out / "results" / "trajectory.csv",
-                                                       to_csv(rows))
+    result.files["trajectory.csv"] = atomic_write_text(
+        out / "results" / "trajectory.csv", to_csv(rows)
+    )
     if figures:
         made = trajectory_figure(rows, result.tables.summary, out / "figures" / "trajectory")
         if isinstance(made, str):

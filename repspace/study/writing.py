@@ -1,4 +1,5 @@
 """A finished study's outputs: tables, figures and ``summary.md`` (the last step of a run)."""
+
 from __future__ import annotations
 
 from repspace.study.figures import make_figures

@@ -16,6 +16,7 @@
 See ``docs/tracking.md``.  The names load on first use: importing the package imports
 neither transformers nor matplotlib.
 """
+
 from __future__ import annotations
 
 from repspace._lazy import lazy_attributes

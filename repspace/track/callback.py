@@ -33,6 +33,7 @@ Under torchrun + DDP every rank measures its shard of the probe and the statisti
 reduced exactly (:class:`Tracker`); every rank logs the same values (the integrations
 write on the main process only) and rank 0 writes the folder.
 """
+
 from __future__ import annotations
 
 import sys
@@ -62,27 +63,58 @@ class DistortionCallback(TrainerCallback):
     (see the module docstring for the alternatives).
     """
 
-    def __init__(self, base=None, probe=None, layers="blocks", every_n_steps: int = 50,
-                 metrics=DEFAULT_METRICS, output_dir=None, *, pooling="mean",
-                 batch_size: int = 32, max_length: int = 64, num_samples: int | None = None,
-                 processor=None, seed: int = 0, measure_at_start: bool = True,
-                 figures: bool = True, trainer=None):
+    def __init__(
+        self,
+        base=None,
+        probe=None,
+        layers="blocks",
+        every_n_steps: int = 50,
+        metrics=DEFAULT_METRICS,
+        output_dir=None,
+        *,
+        pooling="mean",
+        batch_size: int = 32,
+        max_length: int = 64,
+        num_samples: int | None = None,
+        processor=None,
+        seed: int = 0,
+        measure_at_start: bool = True,
+        figures: bool = True,
+        trainer=None,
+    ):
         if probe is None:
-            raise ValueError("probe: give the probe data (a .txt/.jsonl/.csv file, an image "
-                             "folder, 'general', 'builtin', a ProbeSet or a list of texts)")
+            raise ValueError(
+                "probe: give the probe data (a .txt/.jsonl/.csv file, an image "
+                "folder, 'general', 'builtin', a ProbeSet or a list of texts)"
+            )
         from repspace.track.inputs import probe_set
 
-        s = TrackSettings(every_n_steps=every_n_steps, batch_size=batch_size, max_length=max_length,
-                          seed=seed, num_samples=num_samples, metrics=metrics, layers=layers,
-                          pooling=pooling)
+        s = TrackSettings(
+            every_n_steps=every_n_steps,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+            num_samples=num_samples,
+            metrics=metrics,
+            layers=layers,
+            pooling=pooling,
+        )
         self.every_n_steps = s.every_n_steps
-        self.options = dict(layers=s.layers, pooling=s.pooling, metrics=s.metrics,
-                            every_n_steps=s.every_n_steps, batch_size=s.batch_size,
-                            max_length=s.max_length, processor=processor, seed=s.seed)
+        self.options = dict(
+            layers=s.layers,
+            pooling=s.pooling,
+            metrics=s.metrics,
+            every_n_steps=s.every_n_steps,
+            batch_size=s.batch_size,
+            max_length=s.max_length,
+            processor=processor,
+            seed=s.seed,
+        )
         self.probe = probe_set(probe, num_samples, seed, pooling)  # fails now when empty
         if base is not None and not isinstance(base, (str, Path)) and not hasattr(base, "modules"):
-            raise ValueError(f"base must be None, a checkpoint folder or a module; got "
-                             f"{type(base).__name__}")
+            raise ValueError(
+                f"base must be None, a checkpoint folder or a module; got {type(base).__name__}"
+            )
         self.base = base
         self.output_dir = None if output_dir is None else Path(output_dir)
         if self.output_dir is not None:
@@ -113,8 +145,11 @@ class DistortionCallback(TrainerCallback):
             if "self" in frame.f_code.co_varnames:
                 owner = frame.f_locals.get("self")
                 handler = getattr(owner, "callback_handler", None)
-                if handler is not None and callable(getattr(owner, "log", None)) and any(
-                        cb is self for cb in getattr(handler, "callbacks", ())):
+                if (
+                    handler is not None
+                    and callable(getattr(owner, "log", None))
+                    and any(cb is self for cb in getattr(handler, "callbacks", ()))
+                ):
                     self.trainer = owner
                     return
             frame = frame.f_back
@@ -152,21 +187,27 @@ class DistortionCallback(TrainerCallback):
             from repspace.track.tracker import _is_peft
 
             if not _is_peft(model):
-                raise ValueError("base: training resumes at step "
-                                 f"{state.global_step}, so the model is no longer the base; "
-                                 "pass base= (the pre-trained model's folder)")
+                raise ValueError(
+                    "base: training resumes at step "
+                    f"{state.global_step}, so the model is no longer the base; "
+                    "pass base= (the pre-trained model's folder)"
+                )
         device = next((p.device for p in model.parameters()), None)
-        self.tracker = Tracker(model if base is None else base, self.probe,
-                               fallback_processor=processing_class,
-                               device=device if isinstance(base, (str, Path)) else None,
-                               **self.options)
+        self.tracker = Tracker(
+            model if base is None else base,
+            self.probe,
+            fallback_processor=processing_class,
+            device=device if isinstance(base, (str, Path)) else None,
+            **self.options,
+        )
         if self.measure_at_start and self.tracker.due(state.global_step):
             self._measure(model, state, control)
         return control
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.tracker is not None and (self.tracker.due(state.global_step)
-                                         or state.global_step >= state.max_steps):
+        if self.tracker is not None and (
+            self.tracker.due(state.global_step) or state.global_step >= state.max_steps
+        ):
             self._measure(model, state, control)
         return control
 
@@ -184,7 +225,9 @@ class DistortionCallback(TrainerCallback):
         if self.trainer is not None:
             # Trainer.log clears control.should_log (the handler's on_log does): keep the
             # trainer's own decision to log the loss at this step.
-            controls = [c for c in (control, getattr(self.trainer, "control", None)) if c is not None]
+            controls = [
+                c for c in (control, getattr(self.trainer, "control", None)) if c is not None
+            ]
             flags = [c.should_log for c in controls]
             self.trainer.log(scalars)
             for c, flag in zip(controls, flags):
@@ -192,9 +235,12 @@ class DistortionCallback(TrainerCallback):
             return
         if not self._warned:
             self._warned = True
-            warnings.warn("DistortionCallback: no trainer to log through (pass trainer= or call "
-                          "attach(trainer)); values go to state.log_history and the trajectory "
-                          "only, report_to integrations do not see them", stacklevel=3)
+            warnings.warn(
+                "DistortionCallback: no trainer to log through (pass trainer= or call "
+                "attach(trainer)); values go to state.log_history and the trajectory "
+                "only, report_to integrations do not see them",
+                stacklevel=3,
+            )
         state.log_history.append({**scalars, "step": state.global_step})
 
     @property

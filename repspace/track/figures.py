@@ -14,6 +14,7 @@
 Each is saved as a vector PDF and a PNG, atomically (:func:`repspace.report.plots.save_figure`),
 and returns the written paths.  No pyplot: figures are bare matplotlib ``Figure`` objects.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,12 +24,25 @@ import numpy as np
 
 from repspace.report.layer_names import short_layer_names
 from repspace.report.plots import save_figure
-from repspace.report.style import (BASE_COLOR, figure_handles, legend_outside, paper_style,
-                                   styles_for, subplots)
+from repspace.report.style import (
+    BASE_COLOR,
+    figure_handles,
+    legend_outside,
+    paper_style,
+    styles_for,
+    subplots,
+)
 from repspace.track.trajectory import Trajectory
 
-__all__ = ["plot_trajectory", "plot_heatmap", "plot_runs", "plot_highlighted", "metric_label",
-           "default_panels", "CMAP"]
+__all__ = [
+    "plot_trajectory",
+    "plot_heatmap",
+    "plot_runs",
+    "plot_highlighted",
+    "metric_label",
+    "default_panels",
+    "CMAP",
+]
 
 CMAP = "viridis"  # sequential, perceptually uniform, readable with any colour-vision deficiency
 
@@ -45,19 +59,26 @@ _LABELS = {
     "relative_shift_q50": "relative shift ‖y − x‖ / ‖x‖ (median)",
 }
 # where an unmoved model sits: a dashed reference line
-_REFERENCE = {"linear_cka": 1.0, "linear_cka_debiased": 1.0, "subspace_overlap": 1.0,
-              "cosine_similarity": 1.0, "relative_shift": 0.0, "procrustes_distance": 0.0,
-              "frechet_distance": 0.0, "mmd_linear": 0.0}
+_REFERENCE = {
+    "linear_cka": 1.0,
+    "linear_cka_debiased": 1.0,
+    "subspace_overlap": 1.0,
+    "cosine_similarity": 1.0,
+    "relative_shift": 0.0,
+    "procrustes_distance": 0.0,
+    "frechet_distance": 0.0,
+    "mmd_linear": 0.0,
+}
 
 
 def metric_label(metric: str) -> str:
     if metric in _LABELS:
         return _LABELS[metric]
     if metric.endswith("_ratio"):
-        return f"{metric[:-len('_ratio')].replace('_', ' ')}, tuned / base"
+        return f"{metric[: -len('_ratio')].replace('_', ' ')}, tuned / base"
     for side in ("base", "tuned"):
         if metric.endswith(f"_{side}"):
-            return f"{metric[:-len(side) - 1].replace('_', ' ')} ({side})"
+            return f"{metric[: -len(side) - 1].replace('_', ' ')} ({side})"
     return metric.replace("_", " ")
 
 
@@ -70,9 +91,8 @@ def _reference(metric: str) -> float | None:
 def default_panels(traj: Trajectory) -> list[str]:
     """The metrics worth a panel: a rank's ratio replaces its base and tuned values (the
     base's is constant over the steps)."""
-    ratios = {m[:-len("_ratio")] for m in traj.metrics if m.endswith("_ratio")}
-    return [m for m in traj.metrics
-            if not any(m in (f"{r}_base", f"{r}_tuned") for r in ratios)]
+    ratios = {m[: -len("_ratio")] for m in traj.metrics if m.endswith("_ratio")}
+    return [m for m in traj.metrics if not any(m in (f"{r}_base", f"{r}_tuned") for r in ratios)]
 
 
 def _depth_colors(n: int) -> np.ndarray:
@@ -108,8 +128,11 @@ def _step_axis(ax) -> None:
 
 def plot_trajectory(traj: Trajectory, stem: Path, metrics: list[str] | None = None) -> list[Path]:
     """Each metric against the step, one line per layer coloured by depth."""
-    metrics = [m for m in (metrics or default_panels(traj)) if m in traj.metrics
-               and not np.isnan(traj.matrix(m)).all()]
+    metrics = [
+        m
+        for m in (metrics or default_panels(traj))
+        if m in traj.metrics and not np.isnan(traj.matrix(m)).all()
+    ]
     if not metrics or not traj.steps:
         return []
     ncols = min(3, len(metrics))
@@ -117,8 +140,13 @@ def plot_trajectory(traj: Trajectory, stem: Path, metrics: list[str] | None = No
     colors = _depth_colors(len(traj.layers))
     marker = "o" if len(traj.steps) <= 25 else None
     with paper_style():
-        fig, axes = subplots(nrows, ncols, figsize=(3.3 * ncols + 1.3, 2.7 * nrows + 0.5),
-                             squeeze=False, layout="constrained")
+        fig, axes = subplots(
+            nrows,
+            ncols,
+            figsize=(3.3 * ncols + 1.3, 2.7 * nrows + 0.5),
+            squeeze=False,
+            layout="constrained",
+        )
         for ax, metric in zip(axes.flat, metrics):
             ref = _reference(metric)
             if ref is not None:
@@ -128,7 +156,7 @@ def plot_trajectory(traj: Trajectory, stem: Path, metrics: list[str] | None = No
                 ax.plot(steps, vals, color=color, lw=1.3, marker=marker, ms=2.5, zorder=2)
             ax.set_title(metric_label(metric), loc="left", fontsize=9)
             _step_axis(ax)
-        for ax in axes.flat[len(metrics):]:
+        for ax in axes.flat[len(metrics) :]:
             ax.set_visible(False)
         _layer_colorbar(fig, axes, traj.layers)
         fig.suptitle("Movement away from the base during training (dashed: the base itself)")
@@ -149,10 +177,21 @@ def plot_heatmap(traj: Trajectory, stem: Path, metric: str = "linear_cka") -> li
     # room for the layer names beside the cells (long names on few steps collapsed the axes)
     names = max((len(n) for n in short_layer_names(layers)), default=0)
     with paper_style():
-        fig, ax = subplots(figsize=(min(12.0, max(4.2, 0.28 * len(steps) + 2.8) + 0.07 * names),
-                                    max(2.2, 0.3 * len(layers) + 1.3)), layout="constrained")
-        im = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap=CMAP, vmin=lo, vmax=hi,
-                       interpolation="nearest")
+        fig, ax = subplots(
+            figsize=(
+                min(12.0, max(4.2, 0.28 * len(steps) + 2.8) + 0.07 * names),
+                max(2.2, 0.3 * len(layers) + 1.3),
+            ),
+            layout="constrained",
+        )
+        im = ax.imshow(
+            np.ma.masked_invalid(data),
+            aspect="auto",
+            cmap=CMAP,
+            vmin=lo,
+            vmax=hi,
+            interpolation="nearest",
+        )
         bar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
         bar.set_label(metric_label(metric))
         bar.ax.yaxis.get_major_formatter().set_useOffset(False)  # 0.99995, not 1e-5 + 0.9999
@@ -163,8 +202,10 @@ def plot_heatmap(traj: Trajectory, stem: Path, metric: str = "linear_cka") -> li
         ax.set_yticks(range(len(layers)))
         ax.set_yticklabels(short_layer_names(layers))
         ax.set_ylabel("layer")
-        ax.set_title(f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]}, per layer "
-                     "and step", loc="left")
+        ax.set_title(
+            f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]}, per layer and step",
+            loc="left",
+        )
         ax.grid(False)
         ax.spines[:].set_visible(False)
         return save_figure(fig, stem)
@@ -178,15 +219,23 @@ def _spread(layers: list[str], k: int) -> list[str]:
     return [layers[i] for i in idx]
 
 
-def plot_runs(runs: dict[str, Trajectory], stem: Path, metric: str = "linear_cka",
-              layers: list[str] | None = None, max_panels: int = 6) -> list[Path]:
+def plot_runs(
+    runs: dict[str, Trajectory],
+    stem: Path,
+    metric: str = "linear_cka",
+    layers: list[str] | None = None,
+    max_panels: int = 6,
+) -> list[Path]:
     """Several runs' ``metric`` against the step, one panel per layer (at most ``max_panels``
     evenly spaced layers unless ``layers`` names them); each run in its method's look."""
     runs = {name: t for name, t in runs.items() if metric in t.metrics and t.steps}
     if not runs:
         return []
-    common = [layer for layer in next(iter(runs.values())).layers
-              if all(layer in t.layers for t in runs.values())]
+    common = [
+        layer
+        for layer in next(iter(runs.values())).layers
+        if all(layer in t.layers for t in runs.values())
+    ]
     shown = [layer for layer in (layers or _spread(common, max_panels)) if layer in common]
     if not shown:
         return []
@@ -196,30 +245,53 @@ def plot_runs(runs: dict[str, Trajectory], stem: Path, metric: str = "linear_cka
     ref = _reference(metric)
     short = dict(zip(common, short_layer_names(common)))
     with paper_style():
-        fig, axes = subplots(nrows, ncols, figsize=(3.1 * ncols + 1.6, 2.5 * nrows + 0.5),
-                             squeeze=False, sharey=True, layout="constrained")
+        fig, axes = subplots(
+            nrows,
+            ncols,
+            figsize=(3.1 * ncols + 1.6, 2.5 * nrows + 0.5),
+            squeeze=False,
+            sharey=True,
+            layout="constrained",
+        )
         for ax, layer in zip(axes.flat, shown):
             if ref is not None:
                 ax.axhline(ref, color=BASE_COLOR, lw=0.9, ls="--", zorder=1)
             for name, traj in runs.items():
                 steps, vals = traj.series(metric, layer)
                 st = styles[name]
-                ax.plot(steps, vals, color=st["color"], ls=st["ls"], marker=st["marker"], ms=3,
-                        lw=1.3, label=name, markevery=max(1, len(steps) // 12))
+                ax.plot(
+                    steps,
+                    vals,
+                    color=st["color"],
+                    ls=st["ls"],
+                    marker=st["marker"],
+                    ms=3,
+                    lw=1.3,
+                    label=name,
+                    markevery=max(1, len(steps) // 12),
+                )
             ax.set_title(short[layer], loc="left", fontsize=9)
             _step_axis(ax)
-        for ax in axes.flat[len(shown):]:
+        for ax in axes.flat[len(shown) :]:
             ax.set_visible(False)
         for row in axes:
             row[0].set_ylabel(metric_label(metric))
         legend_outside(fig, *figure_handles(fig))
-        fig.suptitle(f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} during "
-                     "training, per layer")
+        fig.suptitle(
+            f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} during "
+            "training, per layer"
+        )
         return save_figure(fig, stem)
 
 
-def plot_highlighted(panels: list[dict], stem: Path, ylabel: str, title: str,
-                     reference: float | None = None, max_cols: int = 4) -> list[Path]:
+def plot_highlighted(
+    panels: list[dict],
+    stem: Path,
+    ylabel: str,
+    title: str,
+    reference: float | None = None,
+    max_cols: int = 4,
+) -> list[Path]:
     """Small multiples, one panel per entry of ``panels``, shared axes.
 
     Each entry: ``label`` (the panel title), ``method`` (its colour and marker), ``context``
@@ -233,8 +305,15 @@ def plot_highlighted(panels: list[dict], stem: Path, ylabel: str, title: str,
     ncols = min(max_cols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     with paper_style():
-        fig, axes = subplots(nrows, ncols, figsize=(2.6 * ncols + 0.6, 2.2 * nrows + 0.7),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+        fig, axes = subplots(
+            nrows,
+            ncols,
+            figsize=(2.6 * ncols + 0.6, 2.2 * nrows + 0.7),
+            squeeze=False,
+            sharex=True,
+            sharey=True,
+            layout="constrained",
+        )
         for ax, p in zip(axes.flat, panels):
             if reference is not None:
                 ax.axhline(reference, color=BASE_COLOR, lw=0.9, ls="--", zorder=1)
@@ -244,13 +323,28 @@ def plot_highlighted(panels: list[dict], stem: Path, ylabel: str, title: str,
             st = styles[p["method"]]
             band = np.isfinite(p["low"]) & np.isfinite(p["high"])
             if band.any():
-                ax.fill_between(p["steps"], np.where(band, p["low"], np.nan),
-                                np.where(band, p["high"], np.nan), color=st["color"],
-                                alpha=0.2, lw=0, zorder=3)
-            ax.plot(p["steps"], p["mean"], color=st["color"], ls=st["ls"], marker=st["marker"],
-                    ms=3, lw=1.5, zorder=4, markevery=max(1, len(p["steps"]) // 12))
+                ax.fill_between(
+                    p["steps"],
+                    np.where(band, p["low"], np.nan),
+                    np.where(band, p["high"], np.nan),
+                    color=st["color"],
+                    alpha=0.2,
+                    lw=0,
+                    zorder=3,
+                )
+            ax.plot(
+                p["steps"],
+                p["mean"],
+                color=st["color"],
+                ls=st["ls"],
+                marker=st["marker"],
+                ms=3,
+                lw=1.5,
+                zorder=4,
+                markevery=max(1, len(p["steps"]) // 12),
+            )
             ax.set_title(p["label"], loc="left", fontsize=9)
-        for ax in axes.flat[len(panels):]:
+        for ax in axes.flat[len(panels) :]:
             ax.set_visible(False)
         for c in range(ncols):  # the step axis under the lowest panel of each column
             ax = axes[max(r for r in range(nrows) if r * ncols + c < len(panels)), c]

@@ -9,13 +9,13 @@ new one, never half of one.  The folder is checked before training starts
 trajectory folder (its ``trajectory.json`` carries the trajectory schema) — a rerun of the
 same training replaces its own earlier trajectory, nothing else is touched.
 """
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from repspace.outputs import (atomic_write_text, check_output, has_json_schema, publish,
-                              staging_dir)
+from repspace.outputs import atomic_write_text, check_output, has_json_schema, publish, staging_dir
 from repspace.track.trajectory import SCHEMA, Trajectory
 
 __all__ = ["check_track_output", "is_track_folder", "write_trajectory", "HEATMAP_METRICS"]
@@ -30,12 +30,18 @@ def is_track_folder(folder: Path) -> bool:
 
 def check_track_output(output_dir) -> Path:
     """``output_dir`` as an absolute path, or a one-line ``OutputError`` (a ``ValueError``)."""
-    return check_output(output_dir, overwrite=True, is_ours=is_track_folder, option="output_dir",
-                        kind=KIND)
+    return check_output(
+        output_dir, overwrite=True, is_ours=is_track_folder, option="output_dir", kind=KIND
+    )
 
 
-def write_trajectory(traj: Trajectory, output_dir, *, figures: bool = True,
-                     heatmaps: tuple[str, ...] = HEATMAP_METRICS) -> Path:
+def write_trajectory(
+    traj: Trajectory,
+    output_dir,
+    *,
+    figures: bool = True,
+    heatmaps: tuple[str, ...] = HEATMAP_METRICS,
+) -> Path:
     """Write ``traj`` (csv, json, figures) to ``output_dir``, atomically; returns the folder."""
     out = check_track_output(output_dir)
     tmp = staging_dir(out, "track-")

@@ -15,6 +15,7 @@ wraps the model's ``forward`` in ``torch.autocast`` and keeps the original besid
 in the model's own dtype — the numbers `repspace compare` gives for the saved checkpoint —
 and the wrapper is put back afterwards.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,11 @@ def _mps_ready() -> bool:
 
 def rng_state() -> dict:
     """Every global generator's state: python, numpy, torch CPU, CUDA (per device), MPS."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if _cuda_ready():
         state["cuda"] = torch.cuda.get_rng_state_all()
     if _mps_ready():
@@ -64,8 +68,11 @@ def set_rng_state(state: dict) -> None:
 def untouched(*models: nn.Module) -> Iterator[None]:
     """Eval mode and ``torch.no_grad()`` inside; training flags and RNG states restored after."""
     flags = {m: m.training for model in models for m in model.modules()}
-    wrapped = {m: m.__dict__["forward"] for m in flags
-               if "_original_forward" in m.__dict__ and "forward" in m.__dict__}
+    wrapped = {
+        m: m.__dict__["forward"]
+        for m in flags
+        if "_original_forward" in m.__dict__ and "forward" in m.__dict__
+    }
     state = rng_state()
     try:
         for module in wrapped:  # accelerate's autocast wrapper off: the model's own dtype

@@ -8,6 +8,7 @@ padding and truncation (:func:`repspace.probe.make_batches`) — so a tracked va
 rank keeps its contiguous block of whole batches (:func:`repspace.distributed.batch_shard`):
 concatenated in rank order they are the single-process batches.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,7 +28,9 @@ def probe_set(probe, num_samples: int | None = None, seed: int = 0, pooling: str
     ``num_samples`` seeded samples (all when None)."""
     from repspace.probe import ProbeSet, load_probe
 
-    validate({"num_samples": TrackSettings._constraints["num_samples"]}, {"num_samples": num_samples})
+    validate(
+        {"num_samples": TrackSettings._constraints["num_samples"]}, {"num_samples": num_samples}
+    )
     try:
         if isinstance(probe, ProbeSet):
             out = probe.subset(num_samples, seed)
@@ -36,14 +39,17 @@ def probe_set(probe, num_samples: int | None = None, seed: int = 0, pooling: str
         elif isinstance(probe, Sequence) and all(isinstance(t, str) for t in probe):
             out = ProbeSet(f"<{len(probe)} texts>", list(probe)).subset(num_samples, seed)
         else:
-            raise ValueError("give a ProbeSet, a probe source (a .txt/.jsonl/.csv file, an "
-                             f"image folder, 'general', 'builtin') or a list of texts; got "
-                             f"{type(probe).__name__}")
+            raise ValueError(
+                "give a ProbeSet, a probe source (a .txt/.jsonl/.csv file, an "
+                f"image folder, 'general', 'builtin') or a list of texts; got "
+                f"{type(probe).__name__}"
+            )
     except ValueError as exc:
         raise ValueError(f"probe: {exc}") from None
     if len(out) < MIN_SAMPLES and getattr(pooling, "mode", pooling) != "tokens":
-        raise ValueError(f"probe: {out.source} has {len(out)} sample(s); the metrics need at "
-                         f"least {MIN_SAMPLES}")
+        raise ValueError(
+            f"probe: {out.source} has {len(out)} sample(s); the metrics need at least {MIN_SAMPLES}"
+        )
     return out
 
 
@@ -55,8 +61,7 @@ def _local_dir(model) -> str | None:
     return str(name) if name and Path(str(name)).is_dir() else None
 
 
-def processor_for(model, probe, *, processor=None, base_spec: str | None = None,
-                  fallback=None):
+def processor_for(model, probe, *, processor=None, base_spec: str | None = None, fallback=None):
     """The tokenizer / processor that builds the probe inputs.
 
     ``processor`` when given; otherwise, as compare chooses, the base's: the one shipped
@@ -80,16 +85,19 @@ def processor_for(model, probe, *, processor=None, base_spec: str | None = None,
         if fallback is not None:
             candidates.append(("the trainer's processing_class", fallback))
     if not candidates:
-        raise ValueError("processor: no tokenizer or processor to build the probe inputs with "
-                         "(the model was not loaded from a local folder); pass processor=")
+        raise ValueError(
+            "processor: no tokenizer or processor to build the probe inputs with "
+            "(the model was not loaded from a local folder); pass processor="
+        )
     try:
         return choose_processor(candidates, model_modalities(model), probe.texts)
     except ValueError as exc:
         raise ValueError(f"processor: {exc}") from None
 
 
-def probe_batches(probe, model, processor, *, batch_size: int, max_length: int,
-                  rows: range | None = None) -> list[dict]:
+def probe_batches(
+    probe, model, processor, *, batch_size: int, max_length: int, rows: range | None = None
+) -> list[dict]:
     """This process's probe batches (``rows``: its shard; all when None), as CPU tensors."""
     from repspace.probe import make_batches
 
@@ -97,7 +105,8 @@ def probe_batches(probe, model, processor, *, batch_size: int, max_length: int,
     if local is None:
         return []
     try:
-        return list(make_batches(local, model, processor, batch_size=batch_size,
-                                 max_length=max_length))
+        return list(
+            make_batches(local, model, processor, batch_size=batch_size, max_length=max_length)
+        )
     except ValueError as exc:
         raise ValueError(f"probe: {exc}") from None

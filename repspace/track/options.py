@@ -10,6 +10,7 @@ prefixes the way ``compute(metrics=...)`` reads them: ``"linear_cka"`` selects
 ``linear_cka`` and ``linear_cka_debiased``, ``"effective_rank"`` the base's, the tuned
 model's and their ratio.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,8 +22,17 @@ from typing import ClassVar
 
 from repspace._constraints import MAX_SEED, SEED, Check, Interval, Options, SettingError, Validated
 
-__all__ = ["DEFAULT_METRICS", "RATIOS", "MAX_SEED", "PRECISIONS", "TrackSettings", "check_metrics",
-           "closed_form_metrics", "computed_metrics", "kept"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "RATIOS",
+    "MAX_SEED",
+    "PRECISIONS",
+    "TrackSettings",
+    "check_metrics",
+    "closed_form_metrics",
+    "computed_metrics",
+    "kept",
+]
 
 # Linear CKA (and its debiased estimator), the effective rank of either side and their
 # ratio, and the per-sample drift (mean cosine similarity and relative shift of each
@@ -30,8 +40,10 @@ __all__ = ["DEFAULT_METRICS", "RATIOS", "MAX_SEED", "PRECISIONS", "TrackSettings
 DEFAULT_METRICS = ("linear_cka", "effective_rank", "cosine_similarity_mean", "relative_shift_mean")
 
 # Derived per layer from a pair of computed keys: tuned / base.
-RATIOS = {f"{r}_ratio": (f"{r}_tuned", f"{r}_base")
-          for r in ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio")}
+RATIOS = {
+    f"{r}_ratio": (f"{r}_tuned", f"{r}_base")
+    for r in ("effective_rank", "stable_rank", "numerical_rank", "participation_ratio")
+}
 
 PRECISIONS = ("float64", "auto")
 _ACCUMULATED_POOLING = ("mean", "first", "cls", "last", "tokens")
@@ -47,13 +59,21 @@ def _layer_selection(layers) -> bool:
     def one(x) -> bool:
         return isinstance(x, (str, re.Pattern)) and bool(getattr(x, "pattern", x))
 
-    return one(layers) or (isinstance(layers, Sequence) and not isinstance(layers, str)
-                           and bool(layers) and all(one(x) for x in layers))
+    return one(layers) or (
+        isinstance(layers, Sequence)
+        and not isinstance(layers, str)
+        and bool(layers)
+        and all(one(x) for x in layers)
+    )
 
 
 def _metric_names(metrics) -> bool:
-    return (not isinstance(metrics, str) and isinstance(metrics, Sequence) and bool(metrics)
-            and all(isinstance(m, str) and m for m in metrics))
+    return (
+        not isinstance(metrics, str)
+        and isinstance(metrics, Sequence)
+        and bool(metrics)
+        and all(isinstance(m, str) and m for m in metrics)
+    )
 
 
 @dataclass(frozen=True)
@@ -80,13 +100,24 @@ class TrackSettings(Validated):
         "max_length": [Interval(int, 1, None)],
         "seed": [SEED],
         "num_samples": [Interval(int, 1, None), None],  # None: the whole probe
-        "metrics": [Check(_metric_names, f"a non-empty list of metric names (e.g. "
-                                         f"{list(DEFAULT_METRICS)})")],
-        "layers": [Check(_layer_selection, "a preset (blocks, vision, text, embeddings), a layer "
-                                           "name, a glob, 're:REGEX' or a non-empty list of them")],
+        "metrics": [
+            Check(_metric_names, f"a non-empty list of metric names (e.g. {list(DEFAULT_METRICS)})")
+        ],
+        "layers": [
+            Check(
+                _layer_selection,
+                "a preset (blocks, vision, text, embeddings), a layer "
+                "name, a glob, 're:REGEX' or a non-empty list of them",
+            )
+        ],
         # the statistics need one row per sample or token
-        "pooling": [Check(_accumulated_pooling, f"one of {', '.join(_ACCUMULATED_POOLING)} "
-                                                "(the statistics need one row per sample or token)")],
+        "pooling": [
+            Check(
+                _accumulated_pooling,
+                f"one of {', '.join(_ACCUMULATED_POOLING)} "
+                "(the statistics need one row per sample or token)",
+            )
+        ],
         "precision": [Options(*PRECISIONS)],
     }
 
@@ -122,8 +153,12 @@ def check_metrics(metrics) -> tuple[str, ...]:
     known = (*closed_form_metrics(), *RATIOS)
     unknown = [m for m in metrics if not any(k.startswith(m) for k in known)]
     if unknown:
-        raise SettingError("metrics", unknown, "metrics the tracker computes (closed-form metrics "
-                           f"of the streaming statistics only): {', '.join(known)}")
+        raise SettingError(
+            "metrics",
+            unknown,
+            "metrics the tracker computes (closed-form metrics "
+            f"of the streaming statistics only): {', '.join(known)}",
+        )
     return tuple(dict.fromkeys(metrics))
 
 

@@ -32,6 +32,7 @@ torchrun + DDP): each rank captures its contiguous block of whole probe batches,
 statistics are all-reduced exactly (``acc.all_reduce(group)``), rank 0 computes the metrics
 and every rank receives them; rank 0 writes.  Same numbers as one process.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -82,7 +83,9 @@ def _is_peft(model: nn.Module) -> bool:
 
 def _prompt_learning(model: nn.Module) -> bool:
     cfg = model.active_peft_config
-    return bool(getattr(cfg, "is_prompt_learning", False) or getattr(cfg, "is_adaption_prompt", False))
+    return bool(
+        getattr(cfg, "is_prompt_learning", False) or getattr(cfg, "is_adaption_prompt", False)
+    )
 
 
 def base_side(model: nn.Module):
@@ -91,7 +94,10 @@ def base_side(model: nn.Module):
 
     if _is_peft(model):
         if _prompt_learning(model):
-            return model.get_base_model(), "the PEFT model's base model (prompt learning: without the prompt)"
+            return (
+                model.get_base_model(),
+                "the PEFT model's base model (prompt learning: without the prompt)",
+            )
         return AdapterDisabled(model, model), "the PEFT model with its adapter disabled"
     return model, "the model as given"
 
@@ -106,8 +112,10 @@ def _dist_context(distributed):
 
         return DistContext.from_env()
     if distributed:
-        raise ValueError("distributed=True but no torch.distributed process group with more than "
-                         "one process is running; launch with torchrun (or leave it None)")
+        raise ValueError(
+            "distributed=True but no torch.distributed process group with more than "
+            "one process is running; launch with torchrun (or leave it None)"
+        )
     return None
 
 
@@ -145,16 +153,42 @@ class Tracker:
     :class:`~repspace._constraints.SettingError` naming the argument), then the probe.
     """
 
-    def __init__(self, base_model, probe, *, layers="blocks", pooling="mean",
-                 metrics=DEFAULT_METRICS, every_n_steps: int = 50, batch_size: int = 32,
-                 max_length: int = 64, processor=None, seed: int = 0,
-                 num_samples: int | None = None, precision: str = "float64", device=None,
-                 distributed: bool | None = None, task_id: int | None = None,
-                 fallback_processor=None):
-        s = TrackSettings(every_n_steps=every_n_steps, batch_size=batch_size, max_length=max_length,
-                          seed=seed, num_samples=num_samples, metrics=metrics, layers=layers,
-                          pooling=pooling, precision=precision)
-        self.every_n_steps, self.batch_size, self.max_length = s.every_n_steps, s.batch_size, s.max_length
+    def __init__(
+        self,
+        base_model,
+        probe,
+        *,
+        layers="blocks",
+        pooling="mean",
+        metrics=DEFAULT_METRICS,
+        every_n_steps: int = 50,
+        batch_size: int = 32,
+        max_length: int = 64,
+        processor=None,
+        seed: int = 0,
+        num_samples: int | None = None,
+        precision: str = "float64",
+        device=None,
+        distributed: bool | None = None,
+        task_id: int | None = None,
+        fallback_processor=None,
+    ):
+        s = TrackSettings(
+            every_n_steps=every_n_steps,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+            num_samples=num_samples,
+            metrics=metrics,
+            layers=layers,
+            pooling=pooling,
+            precision=precision,
+        )
+        self.every_n_steps, self.batch_size, self.max_length = (
+            s.every_n_steps,
+            s.batch_size,
+            s.max_length,
+        )
         self.seed, self.metrics, self.layers, self.pooling = s.seed, s.metrics, s.layers, s.pooling
         self.precision = s.precision
         self.task_id = task_id
@@ -179,8 +213,10 @@ class Tracker:
         elif isinstance(base_model, nn.Module):
             module, described = base_model, None
         else:
-            raise ValueError(f"base_model must be an nn.Module or a checkpoint spec (a folder); got "
-                             f"{type(base_model).__name__}")
+            raise ValueError(
+                f"base_model must be an nn.Module or a checkpoint spec (a folder); got "
+                f"{type(base_model).__name__}"
+            )
         side, how = base_side(module)
         self.base_description = described or how
         from repspace.capture.selection import resolve_layers
@@ -196,12 +232,21 @@ class Tracker:
         rows = self.ctx.shard(len(self.probe), self.batch_size) if self.ctx else None
         self.row_offset = rows.start if rows is not None else 0
         with self._step("the probe and the base's capture"):  # distributed: a failure stops all
-            self.processor = processor_for(module, self.probe,
-                                           processor=processor or loaded_processor,
-                                           base_spec=base_spec, fallback=fallback_processor)
-            self.batches = probe_batches(self.probe, module, self.processor,
-                                         batch_size=self.batch_size, max_length=self.max_length,
-                                         rows=rows)
+            self.processor = processor_for(
+                module,
+                self.probe,
+                processor=processor or loaded_processor,
+                base_spec=base_spec,
+                fallback=fallback_processor,
+            )
+            self.batches = probe_batches(
+                self.probe,
+                module,
+                self.processor,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                rows=rows,
+            )
             with untouched(module):
                 self._base = self._capture(side, self._base_names, "base")
         self.trajectory = Trajectory(settings=self.settings(), probe=self.probe.describe())
@@ -219,12 +264,18 @@ class Tracker:
 
     def settings(self) -> dict:
         """What decides the numbers (recorded in trajectory.json)."""
-        return {"layers": self.layers if isinstance(self.layers, str) else list(map(str, self.layers)),
-                "pooling": self.pooling if isinstance(self.pooling, str) else self.pooling.describe(),
-                "metrics": list(self.metrics), "every_n_steps": self.every_n_steps,
-                "batch_size": self.batch_size, "max_length": self.max_length, "seed": self.seed,
-                "precision": self.precision, "base": self.base_description,
-                "world_size": self.world_size}
+        return {
+            "layers": self.layers if isinstance(self.layers, str) else list(map(str, self.layers)),
+            "pooling": self.pooling if isinstance(self.pooling, str) else self.pooling.describe(),
+            "metrics": list(self.metrics),
+            "every_n_steps": self.every_n_steps,
+            "batch_size": self.batch_size,
+            "max_length": self.max_length,
+            "seed": self.seed,
+            "precision": self.precision,
+            "base": self.base_description,
+            "world_size": self.world_size,
+        }
 
     def due(self, step: int) -> bool:
         """Whether ``step`` is one :meth:`maybe_measure` measures (a multiple of every_n_steps)."""
@@ -245,15 +296,26 @@ class Tracker:
         if found is None:
             return list(names)
         prefix = found[0] + "."
-        return [n[len(prefix):] for n in names] if all(n.startswith(prefix) for n in names) else None
+        return (
+            [n[len(prefix) :] for n in names] if all(n.startswith(prefix) for n in names) else None
+        )
 
     def _capture(self, side, names: list[str], label: str) -> list:
         from repspace.capture.runner import capture_sides
 
         sink = _Rows()
-        capture_sides({label: side}, iter(self.batches), names, pooling=self.pooling, sink=sink,
-                      batch_size=self.batch_size, device=None, progress=False, early_stop=True,
-                      task_id=self.task_id)
+        capture_sides(
+            {label: side},
+            iter(self.batches),
+            names,
+            pooling=self.pooling,
+            sink=sink,
+            batch_size=self.batch_size,
+            device=None,
+            progress=False,
+            early_stop=True,
+            task_id=self.task_id,
+        )
         return sink.batches
 
     def _tuned_side(self, model: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -279,10 +341,12 @@ class Tracker:
             core = model if found is None else found[1]
             core_names = names_of(core)
             if core_names is None or core_names != self._base_core_names:
-                raise ValueError(f"layers {self.layers!r} select {names or core_names} in "
-                                 f"{type(model).__name__}, but the base was captured at "
-                                 f"{self._base_names}; measure the model this tracker was built "
-                                 "for")
+                raise ValueError(
+                    f"layers {self.layers!r} select {names or core_names} in "
+                    f"{type(model).__name__}, but the base was captured at "
+                    f"{self._base_names}; measure the model this tracker was built "
+                    "for"
+                )
             out = (core, core_names)
         self._sides[model] = out
         return out
@@ -302,16 +366,24 @@ class Tracker:
         from repspace.capture.sinks import AccumulatorSink
 
         if len(tuned) != len(self._base):
-            raise ValueError(f"the probe gave {len(tuned)} batches but the base's capture had "
-                             f"{len(self._base)}")
+            raise ValueError(
+                f"the probe gave {len(tuned)} batches but the base's capture had {len(self._base)}"
+            )
         sink = AccumulatorSink(precision=self.precision)
         for b, t in zip(self._base, tuned):
             rows = t.sides["tuned"]
             pairs = list(zip(rows, self._base_names))
-            base = {name: self._base_rows(b, base_name, rows[name].device)
-                    for name, base_name in pairs}
-            index = ({"base": {name: b.index["base"][base_name] for name, base_name in pairs},
-                      "tuned": t.index["tuned"]} if t.index else {})
+            base = {
+                name: self._base_rows(b, base_name, rows[name].device) for name, base_name in pairs
+            }
+            index = (
+                {
+                    "base": {name: b.index["base"][base_name] for name, base_name in pairs},
+                    "tuned": t.index["tuned"],
+                }
+                if t.index
+                else {}
+            )
             sink.update(replace(t, sides={"base": base, "tuned": rows}, index=index))
         sink.finish()
         return sink
@@ -344,7 +416,9 @@ class Tracker:
             if self.is_main:
                 values = self._metrics(sink)
         if self.ctx is not None:
-            values = self.ctx.broadcast_object(values, f"repspace track: the metrics at step {step}")
+            values = self.ctx.broadcast_object(
+                values, f"repspace track: the metrics at step {step}"
+            )
         self.trajectory.add(step, values)
         self.last_step = step
         return values
@@ -357,11 +431,14 @@ class Tracker:
 
     def _metrics(self, sink) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
-        for key, acc in (sink.accumulators.items() or [("all", sink.acc)]):
+        for key, acc in sink.accumulators.items() or [("all", sink.acc)]:
             # The base's rows are the same at every step: its spectra are decomposed once
             # (spectra_cache maps a side's accumulator to its spectrum, read and filled).
-            cache = {acc.base[layer]: self._base_spectra[key, layer] for layer in acc.base
-                     if (key, layer) in self._base_spectra}
+            cache = {
+                acc.base[layer]: self._base_spectra[key, layer]
+                for layer in acc.base
+                if (key, layer) in self._base_spectra
+            }
             values = acc.compute(metrics=list(self._computed), spectra_cache=cache)
             for layer in acc.base:
                 if acc.base[layer] in cache:

@@ -8,6 +8,7 @@ the settings that decide the numbers (layers, pooling, batch size, max length, m
 every_n_steps, precision, world size) and the probe's identity (source, size, SHA-256).
 Undefined values are NaN in memory, empty in the CSV and ``null`` in the JSON.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,8 +54,9 @@ class Trajectory:
             for metric in row:
                 if metric not in self.metrics:
                     self.metrics.append(metric)
-        self.values[step] = {layer: {m: _float(v) for m, v in row.items()}
-                             for layer, row in values.items()}
+        self.values[step] = {
+            layer: {m: _float(v) for m, v in row.items()} for layer, row in values.items()
+        }
         self.values = dict(sorted(self.values.items()))
 
     def merge(self, other: "Trajectory") -> "Trajectory":
@@ -83,14 +85,17 @@ class Trajectory:
     def series(self, metric: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, values)`` of one metric at one layer (NaN where it was not measured)."""
         steps = np.asarray(self.steps, dtype=np.int64)
-        vals = np.asarray([self.values[s].get(layer, {}).get(metric, math.nan) for s in self.steps],
-                          dtype=np.float64)
+        vals = np.asarray(
+            [self.values[s].get(layer, {}).get(metric, math.nan) for s in self.steps],
+            dtype=np.float64,
+        )
         return steps, vals
 
     def matrix(self, metric: str) -> np.ndarray:
         """``(layers, steps)`` array of one metric (NaN where missing)."""
-        return np.asarray([self.series(metric, layer)[1] for layer in self.layers],
-                          dtype=np.float64).reshape(len(self.layers), len(self.values))
+        return np.asarray(
+            [self.series(metric, layer)[1] for layer in self.layers], dtype=np.float64
+        ).reshape(len(self.layers), len(self.values))
 
     # -- tidy table ----------------------------------------------------------------------
     def records(self) -> list[dict]:
@@ -101,8 +106,15 @@ class Trajectory:
                 row = per_layer.get(layer, {})
                 for metric in self.metrics:
                     if metric in row:
-                        out.append({"step": step, "layer": layer, "layer_index": i,
-                                    "metric": metric, "value": row[metric]})
+                        out.append(
+                            {
+                                "step": step,
+                                "layer": layer,
+                                "layer_index": i,
+                                "metric": metric,
+                                "value": row[metric],
+                            }
+                        )
         return out
 
     def to_dataframe(self):
@@ -117,20 +129,39 @@ class Trajectory:
         writer.writerow(CSV_COLUMNS)
         for r in self.records():
             v = r["value"]
-            writer.writerow([r["step"], r["layer"], r["layer_index"], r["metric"],
-                             "" if math.isnan(v) else repr(float(v))])
+            writer.writerow(
+                [
+                    r["step"],
+                    r["layer"],
+                    r["layer_index"],
+                    r["metric"],
+                    "" if math.isnan(v) else repr(float(v)),
+                ]
+            )
         return buf.getvalue()
 
     def to_dict(self) -> dict:
         """The JSON document (NaN as None)."""
+
         def clean(v):
             return None if v is None or math.isnan(v) else float(v)
 
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-                "settings": self.settings, "probe": self.probe,
-                "layers": list(self.layers), "metrics": list(self.metrics), "steps": self.steps,
-                "values": {m: {layer: [clean(self.values[s].get(layer, {}).get(m)) for s in self.steps]
-                               for layer in self.layers} for m in self.metrics}}
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "settings": self.settings,
+            "probe": self.probe,
+            "layers": list(self.layers),
+            "metrics": list(self.metrics),
+            "steps": self.steps,
+            "values": {
+                m: {
+                    layer: [clean(self.values[s].get(layer, {}).get(m)) for s in self.steps]
+                    for layer in self.layers
+                }
+                for m in self.metrics
+            },
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
@@ -140,15 +171,25 @@ class Trajectory:
         if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
             raise ValueError(f"not a repspace trajectory (schema {SCHEMA!r} expected)")
         if doc.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"trajectory schema version {doc.get('schema_version')!r}; this "
-                             f"repspace reads version {SCHEMA_VERSION}")
-        traj = cls(layers=list(doc["layers"]), metrics=list(doc["metrics"]),
-                   settings=dict(doc.get("settings", {})), probe=dict(doc.get("probe", {})))
+            raise ValueError(
+                f"trajectory schema version {doc.get('schema_version')!r}; this "
+                f"repspace reads version {SCHEMA_VERSION}"
+            )
+        traj = cls(
+            layers=list(doc["layers"]),
+            metrics=list(doc["metrics"]),
+            settings=dict(doc.get("settings", {})),
+            probe=dict(doc.get("probe", {})),
+        )
         for i, step in enumerate(doc["steps"]):
             traj.values[int(step)] = {
-                layer: {m: _float(doc["values"][m][layer][i]) for m in traj.metrics
-                        if layer in doc["values"].get(m, {})}
-                for layer in traj.layers}
+                layer: {
+                    m: _float(doc["values"][m][layer][i])
+                    for m in traj.metrics
+                    if layer in doc["values"].get(m, {})
+                }
+                for layer in traj.layers
+            }
         return traj
 
 

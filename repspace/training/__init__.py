@@ -11,6 +11,7 @@ and ``repspace compare`` read them.  The trainer itself (:mod:`~repspace.trainin
 :mod:`~repspace.training.trainer`) is imported only when one of its names is used: reading
 a run folder needs the methods and the task heads, not the training loop.
 """
+
 from __future__ import annotations
 
 from repspace._lazy import lazy_attributes
@@ -28,7 +29,16 @@ _LAZY = {
     "default_lr": "repspace.training.config",
 }
 
-__all__ = ["TrainConfig", "TrainResult", "train", "load_run", "evaluate_model", "evaluate_base", "DEFAULT_LR", "default_lr"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "load_run",
+    "evaluate_model",
+    "evaluate_base",
+    "DEFAULT_LR",
+    "default_lr",
+]
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

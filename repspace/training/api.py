@@ -5,6 +5,7 @@ hash -> method config -> base checkpoint -> task glue (architecture x task) -> d
 -> method injection (seeded) -> tensors pre-materialised once -> loop -> held-out evaluation
 -> run folder (see :mod:`repspace.training.runs`).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ def _output_status(cfg: TrainConfig, config_hash: str) -> str:
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return "fresh"
     if not any((run_dir / m).exists() for m in _RUN_MARKERS):
-        raise ValueError(f"output_dir {run_dir} is not empty and holds no repspace run; choose an empty or new folder")
+        raise ValueError(
+            f"output_dir {run_dir} is not empty and holds no repspace run; choose an empty or new folder"
+        )
     if cfg.overwrite:
         return "overwrite"
     old_hash = None
@@ -83,8 +86,10 @@ def _output_status(cfg: TrainConfig, config_hash: str) -> str:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         pass
     if old_hash != config_hash:
-        raise ValueError(f"output_dir {run_dir} holds a different run (config hash {str(old_hash)[:12]} vs "
-                         f"{config_hash[:12]}); pass overwrite=True (--overwrite) or choose another --output")
+        raise ValueError(
+            f"output_dir {run_dir} holds a different run (config hash {str(old_hash)[:12]} vs "
+            f"{config_hash[:12]}); pass overwrite=True (--overwrite) or choose another --output"
+        )
     if (run_dir / MANIFEST_NAME).is_file():
         return "done"
     return "resume" if latest_state(run_dir) is not None else "fresh"
@@ -97,8 +102,9 @@ def _make_output(run_dir: Path, status: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def evaluate_model(task, model, enc, records, cfg: TrainConfig, device: torch.device,
-                   label: str | None = None) -> dict[str, float]:
+def evaluate_model(
+    task, model, enc, records, cfg: TrainConfig, device: torch.device, label: str | None = None
+) -> dict[str, float]:
     """Greedy predictions on ``records`` scored by :func:`repspace.training.tasks.score`.
 
     Raises :class:`~repspace.methods.generation.CachedGenerationMismatch` when cached and
@@ -114,7 +120,9 @@ def evaluate_model(task, model, enc, records, cfg: TrainConfig, device: torch.de
     # the first generated batch is decoded with and without the KV cache: a method whose hooks
     # miss the cache (as on a new transformers release) fails here instead of scoring wrongly
     with torch.no_grad(), cache_checked(model, label or cfg.method):
-        preds = task.predict(model, enc, cfg.eval_batch_size or cfg.batch_size, max_new, generation_kwargs(model))
+        preds = task.predict(
+            model, enc, cfg.eval_batch_size or cfg.batch_size, max_new, generation_kwargs(model)
+        )
     model.train(was_training)
     return score(cfg.task, preds, records)
 
@@ -134,15 +142,22 @@ def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
     records = load_records(cfg, "test")
     device = resolve_device(cfg.device, "TrainConfig.device")
     model.to(device)
-    return evaluate_model(task, model, task.encode(records, False), records, cfg, device,
-                          label="the untuned base")
+    return evaluate_model(
+        task, model, task.encode(records, False), records, cfg, device, label="the untuned base"
+    )
 
 
-def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = None,
-          max_steps_this_call: int | None = None,
-          on_start: Callable[[ParamCount], None] | None = None,
-          track_every: int | None = None, track_probe: str = "builtin",
-          track_samples: int = 128, track_figures: bool = True) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    progress: bool = True,
+    callback: Callable | None = None,
+    max_steps_this_call: int | None = None,
+    on_start: Callable[[ParamCount], None] | None = None,
+    track_every: int | None = None,
+    track_probe: str = "builtin",
+    track_samples: int = 128,
+    track_figures: bool = True,
+) -> TrainResult:
     """Fine-tune ``cfg.base`` with ``cfg.method`` on ``cfg.task`` and write the run folder.
 
     Resumes when ``cfg.output_dir`` holds an unfinished run of the same config hash; returns
@@ -168,8 +183,13 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
 
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"train() needs a TrainConfig, got {type(cfg).__name__}")
-    check_call(max_steps_this_call=max_steps_this_call, track_every=track_every,
-               track_samples=track_samples, track_probe=track_probe, seed=cfg.seed)
+    check_call(
+        max_steps_this_call=max_steps_this_call,
+        track_every=track_every,
+        track_samples=track_samples,
+        track_probe=track_probe,
+        seed=cfg.seed,
+    )
     config_hash = cfg.config_hash()  # resolves the method (unknown method: one-line error)
     mcfg = make_config(cfg.method, **cfg.method_options)
     device = resolve_device(cfg.device, "TrainConfig.device")
@@ -179,8 +199,15 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     run_dir = Path(cfg.output_dir)
     if status == "done":
         manifest = json.loads((run_dir / MANIFEST_NAME).read_text())
-        return TrainResult(run_dir, cfg, ParamCount(manifest["trainable_params"], manifest["total_params"]),
-                           manifest.get("scores", {}), manifest, True, cfg.steps)
+        return TrainResult(
+            run_dir,
+            cfg,
+            ParamCount(manifest["trainable_params"], manifest["total_params"]),
+            manifest.get("scores", {}),
+            manifest,
+            True,
+            cfg.steps,
+        )
     timings: dict[str, float] = {}
     t = time.perf_counter()
     base = load_checkpoint(cfg.base)
@@ -191,7 +218,9 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     train_records, test_records = load_records(cfg, "train"), load_records(cfg, "test")
     val_records = load_records(cfg, "val") if cfg.eval_every else None
     if not train_records:
-        raise ValueError("the training set is empty; raise n_train / data_fraction or check the data files")
+        raise ValueError(
+            "the training set is empty; raise n_train / data_fraction or check the data files"
+        )
     timings["records"] = time.perf_counter() - t
     task.fit(train_records)
     tracker = _tracker(model, cfg, track_every, track_probe, track_samples, run_dir)
@@ -208,8 +237,10 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
     timings["encode"] = time.perf_counter() - t
     stage_steps = [cfg.steps] if n_stages == 1 else list(mcfg.stage_steps(cfg.steps))
     if sum(stage_steps) != cfg.steps or len(stage_steps) != n_stages:
-        raise ValueError(f"method {cfg.method}: stage_steps({cfg.steps}) = {stage_steps} does not split the steps "
-                         f"into {n_stages} stage(s)")
+        raise ValueError(
+            f"method {cfg.method}: stage_steps({cfg.steps}) = {stage_steps} does not split the steps "
+            f"into {n_stages} stage(s)"
+        )
     resolved_base = resolve_spec(cfg.base)
     base_sha = base.sha256 or checkpoint_sha256(resolved_base)
     if status == "resume":
@@ -219,12 +250,23 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             old_sha = None
         if old_sha and base_sha and old_sha != base_sha:
-            raise ValueError(f"output_dir {run_dir}: the base {cfg.base} changed since this run started "
-                             "(sha256 differs); pass overwrite=True (--overwrite) to start over")
+            raise ValueError(
+                f"output_dir {run_dir}: the base {cfg.base} changed since this run started "
+                "(sha256 differs); pass overwrite=True (--overwrite) to start over"
+            )
     _make_output(run_dir, status)
     if status in ("fresh", "overwrite"):
-        atomic_write_text(run_dir / "train_config.json", json.dumps(
-            {"train_config": cfg.to_dict(), "config_hash": config_hash, "base_sha256": base_sha}, indent=2))
+        atomic_write_text(
+            run_dir / "train_config.json",
+            json.dumps(
+                {
+                    "train_config": cfg.to_dict(),
+                    "config_hash": config_hash,
+                    "base_sha256": base_sha,
+                },
+                indent=2,
+            ),
+        )
 
     def apply_stage(m, k: int):
         m = apply_method(m, mcfg, stage=k)
@@ -235,16 +277,28 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
         return evaluate_model(task, m, enc_val, val_records, cfg, device)
 
     desc = f"train {cfg.method} {cfg.task}"
-    loop = Loop(cfg, run_dir, config_hash, task, enc_train, stage_steps, apply_stage,
-                evaluate if enc_val is not None else None, device, progress, desc)
+    loop = Loop(
+        cfg,
+        run_dir,
+        config_hash,
+        task,
+        enc_train,
+        stage_steps,
+        apply_stage,
+        evaluate if enc_val is not None else None,
+        device,
+        progress,
+        desc,
+    )
     observe = None
     if tracker is not None:
         observe = tracker.maybe_measure  # eval mode, no grad, every RNG state restored
         if status != "resume":
             tracker.maybe_measure(model, 0)
     try:
-        out = loop.run(model, callback=callback, max_steps_this_call=max_steps_this_call,
-                       observe=observe)
+        out = loop.run(
+            model, callback=callback, max_steps_this_call=max_steps_this_call, observe=observe
+        )
         if tracker is not None and out.step != tracker.last_step:
             tracker.measure(out.model, out.step)  # the last step, due or not
     finally:  # an interrupted run keeps what it measured (resume continues it)
@@ -252,52 +306,112 @@ def train(cfg: TrainConfig, progress: bool = True, callback: Callable | None = N
             tracker.finish(run_dir / "track", figures=track_figures)
     model = out.model
     timings["train"] = out.seconds
-    trained_numel = sum(p.numel() for p in {id(p): p for p in model.parameters() if id(p) in out.trained}.values())
+    trained_numel = sum(
+        p.numel() for p in {id(p): p for p in model.parameters() if id(p) in out.trained}.values()
+    )
     params = ParamCount(trained_numel, count_parameters(model).total)
     if not out.finished:
-        return TrainResult(run_dir, cfg, params, {}, None, False, out.step, out.losses, out.resumed_from,
-                           timings, model, out.stages)
+        return TrainResult(
+            run_dir,
+            cfg,
+            params,
+            {},
+            None,
+            False,
+            out.step,
+            out.losses,
+            out.resumed_from,
+            timings,
+            model,
+            out.stages,
+        )
     t = time.perf_counter()
     scores = evaluate_model(task, model, enc_test, test_records, cfg, device)
     timings["evaluate"] = time.perf_counter() - t
     full = get_method(cfg.method).facts.trains_all_weights  # saves every weight, not the trained
-    weights = {n: p.detach().cpu() for n, p in model.named_parameters() if full or id(p) in out.trained}
-    manifest = write_run(run_dir, weights=weights, full=full, processor=processor, fields={
-        "method": cfg.method, "method_config": mcfg.to_dict(), "budget": mcfg.budget,
-        "task": cfg.task, "task_kind": task.kind, "task_state": task.state(),
-        "domain": None if cfg.data else cfg.domain, "data": cfg.data, "data_fraction": cfg.data_fraction,
-        "seed": cfg.seed, "steps": cfg.steps, "stage_steps": stage_steps,
-        "trainable_params": params.trainable, "total_params": params.total,
-        "base": cfg.base, "base_path": str(Path(resolved_base).resolve()) if Path(resolved_base).exists() else resolved_base,
-        "base_sha256": base_sha, "scores": scores, "train_config": cfg.to_dict(), "config_hash": config_hash,
-        "n_train_items": enc_train.n, "n_eval_items": enc_test.n, "final_loss": out.losses[-1] if out.losses else None,
-        # trainable_params counts every parameter trained in any stage; per stage here
-        **({"stage_trainable_params": [out.stages[k][0] for k in sorted(out.stages)]} if n_stages > 1 else {}),
-    })
+    weights = {
+        n: p.detach().cpu() for n, p in model.named_parameters() if full or id(p) in out.trained
+    }
+    manifest = write_run(
+        run_dir,
+        weights=weights,
+        full=full,
+        processor=processor,
+        fields={
+            "method": cfg.method,
+            "method_config": mcfg.to_dict(),
+            "budget": mcfg.budget,
+            "task": cfg.task,
+            "task_kind": task.kind,
+            "task_state": task.state(),
+            "domain": None if cfg.data else cfg.domain,
+            "data": cfg.data,
+            "data_fraction": cfg.data_fraction,
+            "seed": cfg.seed,
+            "steps": cfg.steps,
+            "stage_steps": stage_steps,
+            "trainable_params": params.trainable,
+            "total_params": params.total,
+            "base": cfg.base,
+            "base_path": str(Path(resolved_base).resolve())
+            if Path(resolved_base).exists()
+            else resolved_base,
+            "base_sha256": base_sha,
+            "scores": scores,
+            "train_config": cfg.to_dict(),
+            "config_hash": config_hash,
+            "n_train_items": enc_train.n,
+            "n_eval_items": enc_test.n,
+            "final_loss": out.losses[-1] if out.losses else None,
+            # trainable_params counts every parameter trained in any stage; per stage here
+            **(
+                {"stage_trainable_params": [out.stages[k][0] for k in sorted(out.stages)]}
+                if n_stages > 1
+                else {}
+            ),
+        },
+    )
     shutil.rmtree(run_dir / "state", ignore_errors=True)
     with open(run_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": out.step, "test": scores, "timings": timings}) + "\n")
     model.eval()
-    return TrainResult(run_dir, cfg, params, scores, manifest, True, out.step, out.losses, out.resumed_from,
-                       timings, model, out.stages)
-
+    return TrainResult(
+        run_dir,
+        cfg,
+        params,
+        scores,
+        manifest,
+        True,
+        out.step,
+        out.losses,
+        out.resumed_from,
+        timings,
+        model,
+        out.stages,
+    )
 
 
 # train()'s own arguments -> the tracker setting each one is (TrackSettings' field)
 TRACK_ARGS = {"track_every": "every_n_steps", "track_samples": "num_samples"}
 
 
-def check_call(*, max_steps_this_call=None, track_every=None, track_samples=128,
-               track_probe="builtin", seed=0) -> None:
+def check_call(
+    *, max_steps_this_call=None, track_every=None, track_samples=128, track_probe="builtin", seed=0
+) -> None:
     """:func:`train`'s arguments beside the config, checked before anything is read or
     loaded; a SettingError names the argument as :func:`train` spells it."""
     from repspace._constraints import Interval, SettingError, Types, validate
 
-    validate({"max_steps_this_call": [Interval(int, 1, None), None],
-              "track_probe": [Types(str, Path, name="a probe source (a file, a folder, "
-                                                     "'general', 'builtin')")]},
-             {"max_steps_this_call": max_steps_this_call, "track_probe": track_probe},
-             owner="train")
+    validate(
+        {
+            "max_steps_this_call": [Interval(int, 1, None), None],
+            "track_probe": [
+                Types(str, Path, name="a probe source (a file, a folder, 'general', 'builtin')")
+            ],
+        },
+        {"max_steps_this_call": max_steps_this_call, "track_probe": track_probe},
+        owner="train",
+    )
     if track_every is None:
         return
     from repspace.track.options import TrackSettings

@@ -20,6 +20,7 @@ adalink    1e-3    residual low-rank bottleneck on the embeddings
 ptpeft     1e-3    prefix stage then LoRA/adapter stage
 =========  ======  ==========================================================
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from repspace._constraints import (MAX_SEED, SEED, Check, Interval, Options, SettingError, Types,
-                                   Validated)
+from repspace._constraints import (
+    MAX_SEED,
+    SEED,
+    Check,
+    Interval,
+    Options,
+    SettingError,
+    Types,
+    Validated,
+)
 from repspace.data.domains import DOMAINS
 
 __all__ = ["TrainConfig", "DEFAULT_LR", "TASKS", "SCHEDULES", "MAX_SEED", "SEED", "default_lr"]
@@ -72,8 +81,6 @@ def default_lr(method: str) -> float:
     from repspace.methods import get_method
 
     return get_method(method).facts.default_lr
-
-
 
 
 @dataclass
@@ -133,14 +140,20 @@ class TrainConfig(Validated):
 
     _command: ClassVar = "train"
     _constraints: ClassVar = {
-        "base": [Check(lambda v: isinstance(v, str) and bool(v), "a checkpoint spec (a folder, "
-                       "hub id or 'embedded')")],
+        "base": [
+            Check(
+                lambda v: isinstance(v, str) and bool(v),
+                "a checkpoint spec (a folder, hub id or 'embedded')",
+            )
+        ],
         "method": [Check(lambda v: isinstance(v, str) and bool(v), "a method name")],
         "method_options": [Types(dict, name="a mapping of option names to JSON values")],
         "task": [Options(*TASKS)],
         "domain": [Options(*DOMAINS)],
-        "data": [Check(lambda v: isinstance(v, str) and bool(v), "a path to a data-spec JSON"),
-                 None],
+        "data": [
+            Check(lambda v: isinstance(v, str) and bool(v), "a path to a data-spec JSON"),
+            None,
+        ],
         "data_fraction": [Interval(float, 0, 1, closed="right")],
         "data_seed": [SEED],
         "n_train": [Interval(int, 1, None)],
@@ -169,8 +182,12 @@ class TrainConfig(Validated):
         try:
             json.dumps(self.method_options)
         except (TypeError, ValueError):
-            raise SettingError("method_options", self.method_options, "JSON-serialisable (numbers, "
-                               "strings, lists)", type(self).__name__) from None
+            raise SettingError(
+                "method_options",
+                self.method_options,
+                "JSON-serialisable (numbers, strings, lists)",
+                type(self).__name__,
+            ) from None
         # floats from here on: the config hash of lr=1e-3 and of a 0.001 read from JSON agree
         for name in ("data_fraction", "weight_decay", "warmup_ratio", "max_grad_norm"):
             setattr(self, name, float(getattr(self, name)))
@@ -193,7 +210,9 @@ class TrainConfig(Validated):
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"TrainConfig has no field(s) {', '.join(unknown)}; fields are {', '.join(sorted(names))}")
+            raise ValueError(
+                f"TrainConfig has no field(s) {', '.join(unknown)}; fields are {', '.join(sorted(names))}"
+            )
         return cls(**d)
 
     def resolved_lr(self) -> float:

@@ -31,6 +31,7 @@ training split whose labels are all one class, which trains to a loss of 0 and a
 a run reads, so its output folder is kept away from them
 (:func:`repspace.outputs.check_location`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,9 +61,15 @@ def load_records(cfg, split: str) -> list[dict]:
 def _shapes_records(cfg, split: str) -> list[dict]:
     from repspace.data import ShapesWorld
 
-    world = ShapesWorld(seed=cfg.data_seed, domain=cfg.domain, image_size=cfg.image_size,
-                        n_train=cfg.n_train, n_val=cfg.n_eval, n_test=cfg.n_eval,
-                        data_fraction=cfg.data_fraction if split == "train" else 1.0)
+    world = ShapesWorld(
+        seed=cfg.data_seed,
+        domain=cfg.domain,
+        image_size=cfg.image_size,
+        n_train=cfg.n_train,
+        n_val=cfg.n_eval,
+        n_test=cfg.n_eval,
+        data_fraction=cfg.data_fraction if split == "train" else 1.0,
+    )
     if cfg.task == "classify":  # text only: no image is rendered
         from repspace.data.sentences import sentence_records
 
@@ -71,8 +78,11 @@ def _shapes_records(cfg, split: str) -> list[dict]:
         ds = world.caption_dataset(split)
         items = [ds[i] for i in range(len(ds))]
         if split == "train":
-            return [{"image": it["image"], "caption": c, "captions": it["captions"], "id": it["id"]}
-                    for it in items for c in it["captions"]]
+            return [
+                {"image": it["image"], "caption": c, "captions": it["captions"], "id": it["id"]}
+                for it in items
+                for c in it["captions"]
+            ]
         return items
     ds = world.vqa_dataset(split)
     images: dict[int, np.ndarray] = {}
@@ -91,9 +101,14 @@ def _vqa_item(ds, k: int) -> dict:
 
     idx, qa = ds.items[k]
     s = ds._scenes[idx]
-    return {"question": qa.question, "answer": qa.answer, "answers": [qa.answer],
-            "question_type": qa.qtype, "caption": captions(s)[0],
-            "id": f"{ds.world.config.domain}/{ds.split}/{idx}"}
+    return {
+        "question": qa.question,
+        "answer": qa.answer,
+        "answers": [qa.answer],
+        "question_type": qa.qtype,
+        "caption": captions(s)[0],
+        "id": f"{ds.world.config.domain}/{ds.split}/{idx}",
+    }
 
 
 def _read_spec(path: str) -> dict:
@@ -101,8 +116,10 @@ def _read_spec(path: str) -> dict:
 
     spec = read_json(path, "data spec")
     if not isinstance(spec, dict) or "train" not in spec or "test" not in spec:
-        raise ValueError(f"{path}: a data spec must be a JSON object with 'train' and 'test' entries "
-                         "(see repspace.training.data)")
+        raise ValueError(
+            f"{path}: a data spec must be a JSON object with 'train' and 'test' entries "
+            "(see repspace.training.data)"
+        )
     return spec
 
 
@@ -122,14 +139,20 @@ def data_inputs(data: str | None) -> list[tuple[str, Path]]:
     for split in ("train", "val", "test"):
         entry = spec.get(split)
         if isinstance(entry, dict):
-            out += [(f"{split} data ({key})", spec_path.parent / str(entry[key]))
-                    for key in _FILE_KEYS if isinstance(entry.get(key), str) and entry[key]]
+            out += [
+                (f"{split} data ({key})", spec_path.parent / str(entry[key]))
+                for key in _FILE_KEYS
+                if isinstance(entry.get(key), str) and entry[key]
+            ]
     return out
 
 
 def _subset(n: int, cfg, split: str):
-    return (nested_subset(n, cfg.data_fraction, cfg.data_seed) if split == "train"
-            else range(min(n, cfg.n_eval)))
+    return (
+        nested_subset(n, cfg.data_fraction, cfg.data_seed)
+        if split == "train"
+        else range(min(n, cfg.n_eval))
+    )
 
 
 def _split_labels(cfg, split: str) -> tuple[str, list[str] | None, int]:
@@ -138,7 +161,9 @@ def _split_labels(cfg, split: str) -> tuple[str, list[str] | None, int]:
     (None where the task has no classes: captioning, and VQA, whose answers are text a
     generative model may learn whatever they are), ``n`` how many records."""
     if cfg.data is None:
-        where = f"the shapes world ({cfg.domain} domain, n_train {cfg.n_train}, n_eval {cfg.n_eval})"
+        where = (
+            f"the shapes world ({cfg.domain} domain, n_train {cfg.n_train}, n_eval {cfg.n_eval})"
+        )
         if cfg.task != "classify":  # generated captions and questions: never one answer
             return where, None, cfg.n_train if split == "train" else cfg.n_eval
         records = _shapes_records(cfg, split)
@@ -153,14 +178,22 @@ def _split_labels(cfg, split: str) -> tuple[str, list[str] | None, int]:
         return str(path), labels, len(labels)
     if cfg.task == "captioning":
         path = _entry_path(spec_path, entry, split, "annotations")
-        ds = CocoCaptions(path, _entry_path(spec_path, entry, split, "images"),
-                          image_size=cfg.image_size, per_caption=split == "train")
+        ds = CocoCaptions(
+            path,
+            _entry_path(spec_path, entry, split, "images"),
+            image_size=cfg.image_size,
+            per_caption=split == "train",
+        )
         return str(path), None, len(_subset(len(ds), cfg, split))
     kwargs = _vqa_kwargs(spec_path, entry, split)
     path = _entry_path(spec_path, entry, split, "annotations")
-    ds = VQADataset(_entry_path(spec_path, entry, split, "questions"),
-                    _entry_path(spec_path, entry, split, "images"), path,
-                    image_size=cfg.image_size, **kwargs)
+    ds = VQADataset(
+        _entry_path(spec_path, entry, split, "questions"),
+        _entry_path(spec_path, entry, split, "images"),
+        path,
+        image_size=cfg.image_size,
+        **kwargs,
+    )
     return str(path), None, len(_subset(len(ds), cfg, split))
 
 
@@ -181,24 +214,32 @@ def check_data(cfg) -> None:
     for split in splits:
         where, labels, n = _split_labels(cfg, split)
         if n == 0:
-            raise ValueError(f"{where}: the {split} split has no records; add some, or check the "
-                             "data spec and --data-fraction")
+            raise ValueError(
+                f"{where}: the {split} split has no records; add some, or check the "
+                "data spec and --data-fraction"
+            )
         if split == "train" and labels is not None and len(set(labels)) < 2:
-            frac = (f" after --data-fraction {cfg.data_fraction:g} ({n} records kept)"
-                    if cfg.data_fraction < 1 else "")
-            raise ValueError(f"{where}: every training record has the same label{frac} "
-                             f"(count per class: {_counts(labels)}); a {cfg.task} run needs at least "
-                             f"two classes to learn anything (it would score 1.0 by answering "
-                             f"{labels[0]!r} always) — "
-                             + ("add records of other classes" if cfg.data is not None else
-                                "raise --n-train"))
+            frac = (
+                f" after --data-fraction {cfg.data_fraction:g} ({n} records kept)"
+                if cfg.data_fraction < 1
+                else ""
+            )
+            raise ValueError(
+                f"{where}: every training record has the same label{frac} "
+                f"(count per class: {_counts(labels)}); a {cfg.task} run needs at least "
+                f"two classes to learn anything (it would score 1.0 by answering "
+                f"{labels[0]!r} always) — "
+                + ("add records of other classes" if cfg.data is not None else "raise --n-train")
+            )
 
 
 def _entry(cfg, split: str) -> tuple[Path, dict]:
     spec_path = Path(cfg.data)
     spec = _read_spec(str(spec_path))
     if spec.get("task", cfg.task) != cfg.task:
-        raise ValueError(f"{spec_path}: data spec is for task {spec.get('task')!r}, not {cfg.task!r}")
+        raise ValueError(
+            f"{spec_path}: data spec is for task {spec.get('task')!r}, not {cfg.task!r}"
+        )
     entry = spec.get(split) if split != "val" else spec.get("val", spec["test"])
     if not isinstance(entry, dict):
         raise ValueError(f"{spec_path}: entry {split!r} must be a JSON object of file names")
@@ -220,8 +261,10 @@ def _entry_path(spec_path: Path, entry: dict, split: str, key: str, required: bo
             raise ValueError(f"{spec_path}: entry {split!r} is missing {key!r}")
         return None
     if not isinstance(entry[key], str) or not entry[key]:
-        raise ValueError(f"{spec_path}: entry {split!r}: {key!r} must be a file name (a string), "
-                         f"got {type(entry[key]).__name__}")
+        raise ValueError(
+            f"{spec_path}: entry {split!r}: {key!r} must be a file name (a string), "
+            f"got {type(entry[key]).__name__}"
+        )
     return spec_path.parent / entry[key]
 
 
@@ -237,11 +280,17 @@ def _real_records(cfg, split: str) -> list[dict]:
         rows = _labelled_texts(path("texts"))
         return [rows[int(i)] for i in _subset(len(rows), cfg, split)]
     if cfg.task == "captioning":
-        ds = CocoCaptions(path("annotations"), path("images"), image_size=cfg.image_size,
-                          per_caption=split == "train")
+        ds = CocoCaptions(
+            path("annotations"),
+            path("images"),
+            image_size=cfg.image_size,
+            per_caption=split == "train",
+        )
         return [ds[int(i)] for i in _subset(len(ds), cfg, split)]
     kwargs = _vqa_kwargs(spec_path, entry, split)
-    ds = VQADataset(path("questions"), path("images"), path("annotations"), image_size=cfg.image_size, **kwargs)
+    ds = VQADataset(
+        path("questions"), path("images"), path("annotations"), image_size=cfg.image_size, **kwargs
+    )
     out = []
     for i in _subset(len(ds), cfg, split):
         item = ds[int(i)]
@@ -255,17 +304,34 @@ def _labelled_texts(path: Path) -> list[dict]:
     from repspace.data._io import read_jsonl
 
     if not path.is_file():
-        raise ValueError(f"{path}: no such file (a JSONL file of {{\"text\": ..., \"label\": ...}} lines)")
+        raise ValueError(
+            f'{path}: no such file (a JSONL file of {{"text": ..., "label": ...}} lines)'
+        )
     out = []
-    for line, row in read_jsonl(path, "labelled texts", 'write one {"text": ..., "label": ...} '
-                                "object per line"):
-        if not isinstance(row.get("text"), str) or not row["text"].strip() \
-                or not isinstance(row.get("label"), (str, int)) or isinstance(row.get("label"), bool):
-            raise ValueError(f"{path}: line {line} must be an object with a non-empty string \"text\" "
-                             "and a string or integer \"label\"")
+    for line, row in read_jsonl(
+        path, "labelled texts", 'write one {"text": ..., "label": ...} object per line'
+    ):
+        if (
+            not isinstance(row.get("text"), str)
+            or not row["text"].strip()
+            or not isinstance(row.get("label"), (str, int))
+            or isinstance(row.get("label"), bool)
+        ):
+            raise ValueError(
+                f'{path}: line {line} must be an object with a non-empty string "text" '
+                'and a string or integer "label"'
+            )
         label = str(row["label"])
-        out.append({"text": row["text"], "caption": row["text"], "answer": label, "answers": [label],
-                    "question_type": "all", "id": f"{path.name}/{line}"})
+        out.append(
+            {
+                "text": row["text"],
+                "caption": row["text"],
+                "answer": label,
+                "answers": [label],
+                "question_type": "all",
+                "id": f"{path.name}/{line}",
+            }
+        )
     if not out:
         raise ValueError(f"{path}: no records")
     return out

@@ -40,6 +40,7 @@ stream teaches how questions read, without an image to answer from.
 Every choice is drawn from ``numpy.random.default_rng([seed, 0x5E7, index])``, so the
 corpus is a function of the world and the seed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -47,7 +48,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-__all__ = ["CORPORA", "TextTargets", "build_targets", "build_text_stream", "itm_negative", "matching_accuracy"]
+__all__ = [
+    "CORPORA",
+    "TextTargets",
+    "build_targets",
+    "build_text_stream",
+    "itm_negative",
+    "matching_accuracy",
+]
 
 CORPORA = ("canonical", "captions+itm", "captions+itm+text")
 _DIGIT_OF = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5"}
@@ -85,7 +93,7 @@ def itm_negative(scene, rng: np.random.Generator) -> object:
     values = {"color": tuple(spec.colors), "shape": tuple(spec.shapes), "size": tuple(SIZES)}[attr]
     others = [v for v in values if v != getattr(obj, attr)]
     new = replace(obj, **{attr: others[int(rng.integers(len(others)))]})
-    return replace(scene, objects=scene.objects[:i] + (new,) + scene.objects[i + 1:])
+    return replace(scene, objects=scene.objects[:i] + (new,) + scene.objects[i + 1 :])
 
 
 def _with_digit(caption: str) -> str:
@@ -112,7 +120,9 @@ def _texts_itm(scenes, seed: int) -> tuple[list[list[str]], list[list[bool]]]:
         else:
             j = (i + 1 + int(rng.integers(n - 1))) % n  # any other image
             neg = refs[j][k]
-        if neg in r:  # a caption of another scene can coincide with this one's: make it hard instead
+        if (
+            neg in r
+        ):  # a caption of another scene can coincide with this one's: make it hard instead
             neg = captions(itm_negative(scene, rng))[k]
         texts.append([r[0], r[1], c3, f"{pos} ? yes", f"{neg} ? no"])
         answer_only.append([False, False, False, True, True])
@@ -146,7 +156,9 @@ def build_targets(tokenizer, scenes, corpus: str, seed: int) -> TextTargets:
     return TextTargets(ids, mask, labels, texts)
 
 
-def matching_accuracy(model, tokenizer, pixel_values, scenes, seed: int = 0, batch_size: int = 64) -> dict:
+def matching_accuracy(
+    model, tokenizer, pixel_values, scenes, seed: int = 0, batch_size: int = 64
+) -> dict:
     """Held-out image-text matching as the model was pre-trained to do it: for each image,
     its canonical caption and a hard negative (:func:`itm_negative`, drawn from
     ``default_rng([seed, 0x17E, index])``) are each followed by ``?``, and the model is
@@ -160,20 +172,27 @@ def matching_accuracy(model, tokenizer, pixel_values, scenes, seed: int = 0, bat
     from repspace.data.text import canonical_caption
 
     yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
-    negs = [canonical_caption(itm_negative(s, np.random.default_rng([seed, 0x17E, i])))
-            for i, s in enumerate(scenes)]
+    negs = [
+        canonical_caption(itm_negative(s, np.random.default_rng([seed, 0x17E, i])))
+        for i, s in enumerate(scenes)
+    ]
     out = {}
     model.eval()
-    for name, texts, want_yes in (("positive", [canonical_caption(s) for s in scenes], True),
-                                  ("hard_negative", negs, False)):
+    for name, texts, want_yes in (
+        ("positive", [canonical_caption(s) for s in scenes], True),
+        ("hard_negative", negs, False),
+    ):
         enc = decoder_inputs(tokenizer, [f"{t} ?" for t in texts])
         last = enc["attention_mask"].sum(1) - 2  # position of "?" ([SEP] follows it)
         right = 0
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
                 sl = slice(i, i + batch_size)
-                logits = model(pixel_values=pixel_values[sl], input_ids=enc["input_ids"][sl],
-                               attention_mask=enc["attention_mask"][sl]).logits
+                logits = model(
+                    pixel_values=pixel_values[sl],
+                    input_ids=enc["input_ids"][sl],
+                    attention_mask=enc["attention_mask"][sl],
+                ).logits
                 at = logits[torch.arange(logits.shape[0]), last[sl]]
                 says_yes = at[:, yes] > at[:, no]
                 right += int((says_yes == want_yes).sum())
@@ -198,7 +217,9 @@ def build_text_stream(tokenizer, world_seed: int, n_scenes: int, seed: int) -> T
 
     texts = []
     for d, domain in enumerate(("source", "shifted")):
-        world = ShapesWorld(seed=world_seed, domain=domain, image_size=32, n_train=n_scenes, n_val=2, n_test=2)
+        world = ShapesWorld(
+            seed=world_seed, domain=domain, image_size=32, n_train=n_scenes, n_val=2, n_test=2
+        )
         for i in range(n_scenes):
             qas = questions(world.scene("train", i), np.random.default_rng([seed, 0x7E7, d, i]))
             texts += [[f"{qa.question} {qa.answer}"] for qa in qas]

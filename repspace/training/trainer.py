@@ -12,6 +12,7 @@ boundary ``apply_method(model, cfg, stage=k)`` runs and AdamW is rebuilt over th
 trainable set (fresh moments); each stage has its own warmup + decay.  Parameters trained
 in *any* stage are saved (a later stage may freeze earlier ones).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,21 @@ from torch import nn
 
 from repspace.training.state import latest_state, load_state, save_state, set_rng_state
 
-__all__ = ["lr_factor", "batch_indices", "epoch_batch", "seed_everything", "adamw", "clip_and_set_lr",
-           "Loop", "LoopResult"]
+__all__ = [
+    "lr_factor",
+    "batch_indices",
+    "epoch_batch",
+    "seed_everything",
+    "adamw",
+    "clip_and_set_lr",
+    "Loop",
+    "LoopResult",
+]
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
+    np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
 
 
@@ -50,8 +59,9 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * t)) if schedule == "cosine" else 1.0 - t
 
 
-def epoch_batch(step: int, n: int, batch_size: int,
-                permutation: Callable[[int], torch.Tensor]) -> torch.Tensor:
+def epoch_batch(
+    step: int, n: int, batch_size: int, permutation: Callable[[int], torch.Tensor]
+) -> torch.Tensor:
     """Item indices ``(min(n, batch_size),)`` of the batch of global ``step``.
 
     An epoch is ``max(1, n // batch_size)`` batches (the ragged tail of each permutation is
@@ -63,18 +73,25 @@ def epoch_batch(step: int, n: int, batch_size: int,
     per_epoch = max(1, n // batch_size)
     epoch, k = divmod(step, per_epoch)
     perm = permutation(epoch)
-    return perm if n <= batch_size else perm[k * batch_size:(k + 1) * batch_size]
+    return perm if n <= batch_size else perm[k * batch_size : (k + 1) * batch_size]
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
     """Item indices of the batch of global ``step`` (see the module docstring)."""
+
     def permutation(epoch: int) -> torch.Tensor:
         return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
     return epoch_batch(step, n, batch_size, permutation)
 
 
-def adamw(named_params, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-          no_decay: Callable[[str, torch.Tensor], bool] | None = None) -> torch.optim.AdamW:
+def adamw(
+    named_params,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    no_decay: Callable[[str, torch.Tensor], bool] | None = None,
+) -> torch.optim.AdamW:
     """AdamW over the ``requires_grad`` parameters of ``named_params`` ((name, tensor) pairs, order
     kept).  ``no_decay(name, param) -> True`` moves a parameter into a second group with weight
     decay 0, listed after the decayed group; ``None`` makes a single group.  ``foreach=False``
@@ -84,12 +101,16 @@ def adamw(named_params, lr: float, weight_decay: float, betas: tuple[float, floa
     if no_decay is None:
         params = [p for _, p in named]
     else:
-        params = [{"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
-                  {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0}]
+        params = [
+            {"params": [p for n, p in named if not no_decay(n, p)], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if no_decay(n, p)], "weight_decay": 0.0},
+        ]
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, foreach=False)
 
 
-def clip_and_set_lr(opt: torch.optim.Optimizer, lr: float, max_grad_norm: float, params=None) -> None:
+def clip_and_set_lr(
+    opt: torch.optim.Optimizer, lr: float, max_grad_norm: float, params=None
+) -> None:
     """Ready ``opt.step()``: clip the global gradient norm of ``params`` (default: ``opt``'s
     parameters in group order) to ``max_grad_norm`` (<= 0: no clipping) and set every group's
     learning rate to ``lr``.  The order of ``params`` matters to the last bit: the per-tensor
@@ -109,7 +130,7 @@ class LoopResult:
     losses: list[float] = field(default_factory=list)
     resumed_from: int | None = None
     model: nn.Module | None = None
-    trained: set = field(default_factory=set)   # ids of parameters trained in any stage
+    trained: set = field(default_factory=set)  # ids of parameters trained in any stage
     seconds: float = 0.0
     # stage -> (trainable parameters once it is built, of which kept from the stage before)
     stages: dict = field(default_factory=dict)
@@ -119,13 +140,26 @@ class Loop:
     """One training run's loop.  ``apply_stage(model, k) -> model`` applies stage ``k``
     (and re-enables task heads); ``evaluate(model) -> scores`` for ``eval_every``."""
 
-    def __init__(self, cfg, run_dir: Path, config_hash: str, task, enc, stage_steps: list[int],
-                 apply_stage: Callable, evaluate: Callable | None, device: torch.device,
-                 progress: bool, desc: str) -> None:
+    def __init__(
+        self,
+        cfg,
+        run_dir: Path,
+        config_hash: str,
+        task,
+        enc,
+        stage_steps: list[int],
+        apply_stage: Callable,
+        evaluate: Callable | None,
+        device: torch.device,
+        progress: bool,
+        desc: str,
+    ) -> None:
         self.cfg, self.run_dir, self.hash = cfg, Path(run_dir), config_hash
         self.task, self.enc, self.apply_stage, self.evaluate = task, enc, apply_stage, evaluate
         self.device, self.progress, self.desc = device, progress, desc
-        self.bounds = np.cumsum([0] + list(stage_steps)).tolist()  # stage k spans bounds[k-1]:bounds[k]
+        self.bounds = np.cumsum(
+            [0] + list(stage_steps)
+        ).tolist()  # stage k spans bounds[k-1]:bounds[k]
         self.lr = cfg.resolved_lr()
         self.log_path = self.run_dir / "train_log.jsonl"
 
@@ -152,8 +186,11 @@ class Loop:
 
         if not self.log_path.is_file():
             return
-        keep = [line for line in self.log_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        keep = [
+            line
+            for line in self.log_path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
         atomic_write_text(self.log_path, "".join(k + "\n" for k in keep))
 
     @staticmethod
@@ -161,13 +198,21 @@ class Loop:
         """Record stage ``k``'s trainable count (and how many of those stage ``k - 1`` trained);
         returns the ids of the parameters trainable now."""
         now = {id(p): p for p in model.parameters() if p.requires_grad}
-        stages[k] = (sum(p.numel() for p in now.values()),
-                     sum(p.numel() for i, p in now.items() if i in before))
+        stages[k] = (
+            sum(p.numel() for p in now.values()),
+            sum(p.numel() for i, p in now.items() if i in before),
+        )
         return set(now)
 
     def _save(self, model, opt, step: int, applied: int, trained: set) -> None:
-        save_state(self.run_dir, step, applied, self.weights(model, trained), opt.state_dict(),
-                   {"config_hash": self.hash})
+        save_state(
+            self.run_dir,
+            step,
+            applied,
+            self.weights(model, trained),
+            opt.state_dict(),
+            {"config_hash": self.hash},
+        )
 
     def _non_finite(self, value: float, step: int) -> str:
         """The culprit of a non-finite loss: on the very first batch the learning rate has not
@@ -176,17 +221,25 @@ class Loop:
         cfg = self.cfg
         if step == 0:
             options = ", ".join(f"{k}={v!r}" for k, v in sorted(cfg.method_options.items()))
-            return (f"the loss is {value} on the first batch, before any update (the learning "
-                    f"rate is not the cause): the base checkpoint {cfg.base} or the "
-                    f"initialisation of {cfg.method}{f' (options {options})' if options else ''} "
-                    "gives non-finite outputs; check the method options and the base's weights")
-        return (f"the loss became {value} at step {step} of {cfg.steps}: training diverged; lower "
-                f"the learning rate (now {self.lr:g}, --lr) or raise --warmup-ratio")
+            return (
+                f"the loss is {value} on the first batch, before any update (the learning "
+                f"rate is not the cause): the base checkpoint {cfg.base} or the "
+                f"initialisation of {cfg.method}{f' (options {options})' if options else ''} "
+                "gives non-finite outputs; check the method options and the base's weights"
+            )
+        return (
+            f"the loss became {value} at step {step} of {cfg.steps}: training diverged; lower "
+            f"the learning rate (now {self.lr:g}, --lr) or raise --warmup-ratio"
+        )
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, model: nn.Module, callback: Callable | None = None,
-            max_steps_this_call: int | None = None,
-            observe: Callable[[nn.Module, int], None] | None = None) -> LoopResult:
+    def run(
+        self,
+        model: nn.Module,
+        callback: Callable | None = None,
+        max_steps_this_call: int | None = None,
+        observe: Callable[[nn.Module, int], None] | None = None,
+    ) -> LoopResult:
         """Train from the saved state (if any) to the last step.  ``callback(step, loss)``
         after every step; ``observe(model, step)`` too, with the model as it is then (a
         stage boundary replaces it): the distortion tracker's hook."""
@@ -199,7 +252,9 @@ class Loop:
         if latest_state(self.run_dir) is not None:
             weights, opt_state, meta = load_state(self.run_dir)
             if meta.get("config_hash") != self.hash:
-                raise ValueError(f"{self.run_dir}: saved state belongs to a different config; pass overwrite=True")
+                raise ValueError(
+                    f"{self.run_dir}: saved state belongs to a different config; pass overwrite=True"
+                )
             start = resumed_from = int(meta["step"])
             for applied in range(2, int(meta["stage"]) + 1):
                 model = self.apply_stage(model, applied)
@@ -208,7 +263,9 @@ class Loop:
 
             load_trainable_state_dict(model, weights, f"{self.run_dir}/state")
             params = dict(model.named_parameters())
-            trained = {id(params[n]) for n in weights} | {id(p) for p in model.parameters() if p.requires_grad}
+            trained = {id(params[n]) for n in weights} | {
+                id(p) for p in model.parameters() if p.requires_grad
+            }
             state = (opt_state, meta["rng"])
             self._truncate_log(start)
         elif self.log_path.exists():
@@ -220,9 +277,11 @@ class Loop:
                 opt.load_state_dict(state[0])
                 set_rng_state(state[1])
             except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
-                raise ValueError(f"{self.run_dir}/state: saved optimizer / RNG state does not fit "
-                                 f"({type(exc).__name__}: {str(exc)[:120]}); pass --overwrite to "
-                                 "start over") from None
+                raise ValueError(
+                    f"{self.run_dir}/state: saved optimizer / RNG state does not fit "
+                    f"({type(exc).__name__}: {str(exc)[:120]}); pass --overwrite to "
+                    "start over"
+                ) from None
         stop = total if max_steps_this_call is None else min(total, start + max_steps_this_call)
         losses: list[float] = []
         bar = None
@@ -241,16 +300,25 @@ class Loop:
                     current = self._count(model, stages, applied, current)
                     opt = self.optimizer(model)
                 model.train()
-                batch = {n: v.to(self.device) for n, v in
-                         self.enc.batch(batch_indices(step, self.enc.n, cfg.batch_size, cfg.seed)).items()}
-                self.task.check(model, batch)  # repspace's inputs verified: a failure past here is the model's
+                batch = {
+                    n: v.to(self.device)
+                    for n, v in self.enc.batch(
+                        batch_indices(step, self.enc.n, cfg.batch_size, cfg.seed)
+                    ).items()
+                }
+                self.task.check(
+                    model, batch
+                )  # repspace's inputs verified: a failure past here is the model's
                 loss = self.task.loss(model, batch)
                 if not torch.isfinite(loss):
                     raise ValueError(self._non_finite(loss.item(), step))
                 loss.backward()
-                lr = self.lr * lr_factor(step - self.bounds[k - 1], self.bounds[k] - self.bounds[k - 1],
-                                         int(round(cfg.warmup_ratio * (self.bounds[k] - self.bounds[k - 1]))),
-                                         cfg.schedule)
+                lr = self.lr * lr_factor(
+                    step - self.bounds[k - 1],
+                    self.bounds[k] - self.bounds[k - 1],
+                    int(round(cfg.warmup_ratio * (self.bounds[k] - self.bounds[k - 1]))),
+                    cfg.schedule,
+                )
                 clip_and_set_lr(opt, lr, cfg.max_grad_norm)
                 updating = True
                 opt.step()
@@ -262,7 +330,12 @@ class Loop:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                if self.evaluate is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                if (
+                    self.evaluate is not None
+                    and cfg.eval_every
+                    and step % cfg.eval_every == 0
+                    and step < total
+                ):
                     self._log({"step": step, "eval": self.evaluate(model)})
                 if step % cfg.save_every == 0 or step == stop:
                     self._save(model, opt, step, applied, trained)
@@ -272,7 +345,9 @@ class Loop:
                     callback(step, losses[-1])
         except KeyboardInterrupt:
             if not updating and step > start:
-                self._save(model, opt, step, applied, trained)  # Ctrl-C keeps the last complete step
+                self._save(
+                    model, opt, step, applied, trained
+                )  # Ctrl-C keeps the last complete step
             raise
         finally:
             if bar is not None:
@@ -283,5 +358,13 @@ class Loop:
                 model = self.apply_stage(model, applied).to(self.device)
                 trained |= {id(p) for p in model.parameters() if p.requires_grad}
                 current = self._count(model, stages, applied, current)
-        return LoopResult(step, step >= total, losses, resumed_from, model, trained,
-                          time.perf_counter() - t0, stages)
+        return LoopResult(
+            step,
+            step >= total,
+            losses,
+            resumed_from,
+            model,
+            trained,
+            time.perf_counter() - t0,
+            stages,
+        )

@@ -20,6 +20,7 @@ cycle may stand is :data:`KNOWN_CYCLES`, each entry named, explained and owned.
 The graph is read from the source (an AST walk of every module), so the test needs no
 import of repspace and sees every edge, even ones in code paths the suite does not run.
 """
+
 from __future__ import annotations
 
 import ast
@@ -31,8 +32,19 @@ ROOT = Path(__file__).resolve().parents[2] / "repspace"
 
 # floor -> the packages / top-level modules on it (names relative to ``repspace``)
 FLOORS: dict[int, tuple[str, ...]] = {
-    0: ("_validation", "_constraints", "outputs", "cli_errors", "_profile", "_threads", "_heap",
-        "layer_table", "devices", "_lazy", "_jsonfile"),
+    0: (
+        "_validation",
+        "_constraints",
+        "outputs",
+        "cli_errors",
+        "_profile",
+        "_threads",
+        "_heap",
+        "layer_table",
+        "devices",
+        "_lazy",
+        "_jsonfile",
+    ),
     1: ("closed_forms", "data", "evaluation"),
     2: ("statistics", "models"),
     3: ("metrics", "distributed", "checkpoints"),
@@ -110,9 +122,12 @@ def test_every_module_has_a_floor():
 
 
 def test_imports_only_point_down():
-    upward = [f"{m} (floor {floor(m)}) imports {t} (floor {floor(t)})"
-              for m, targets in sorted(GRAPH.items()) for t in sorted(targets)
-              if floor(t) > floor(m) and not m.startswith(t + ".")]
+    upward = [
+        f"{m} (floor {floor(m)}) imports {t} (floor {floor(t)})"
+        for m, targets in sorted(GRAPH.items())
+        for t in sorted(targets)
+        if floor(t) > floor(m) and not m.startswith(t + ".")
+    ]
     assert not upward, "upward imports:\n" + "\n".join(upward)
 
 
@@ -178,8 +193,11 @@ def test_known_cycles_are_still_there():
     found = {frozenset(c) for c in _cycles(GRAPH)}
     for members, why in KNOWN_CYCLES.items():
         if not any(members <= c for c in found):
-            warnings.warn(f"KNOWN_CYCLES: {why!r} is no longer a cycle; delete its entry "
-                          "(tests/architecture/test_layering.py)", stacklevel=1)
+            warnings.warn(
+                f"KNOWN_CYCLES: {why!r} is no longer a cycle; delete its entry "
+                "(tests/architecture/test_layering.py)",
+                stacklevel=1,
+            )
 
 
 def test_the_walker_sees_function_local_and_relative_imports():
@@ -222,14 +240,24 @@ def test_the_entry_point_registers_the_run_loader_for_layers():
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from repspace.cli import main\n"
-            "main(['layers', sys.argv[1]])\n"
-            "from repspace.checkpoints.loader import RUN_FORMATS, _MANIFEST_LOADERS\n"
-            "print(sorted(set(RUN_FORMATS) & set(_MANIFEST_LOADERS)))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "no-such-model")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    code = (
+        "import sys\n"
+        "from repspace.cli import main\n"
+        "main(['layers', sys.argv[1]])\n"
+        "from repspace.checkpoints.loader import RUN_FORMATS, _MANIFEST_LOADERS\n"
+        "print(sorted(set(RUN_FORMATS) & set(_MANIFEST_LOADERS)))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "no-such-model")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.stdout.strip().splitlines()[-1] == "['repspace.full', 'repspace.trainable']", (
-        out.stdout + out.stderr)
+        out.stdout + out.stderr
+    )

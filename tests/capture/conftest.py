@@ -1,5 +1,6 @@
 """Tiny models built from transformers configs (hidden 32, 2 layers) and their inputs.
 The configs live in tests/tiny_models.py, shared with tests/methods."""
+
 import copy
 import warnings
 
@@ -125,4 +126,3 @@ def nonzero_lora(model, seed=1):
 def _quiet_library_deprecations():
     with quiet_library_deprecations():
         yield
-

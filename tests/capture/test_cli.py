@@ -1,4 +1,5 @@
 """`repspace layers MODEL` (wired through repspace.capture.cli)."""
+
 import argparse
 
 import pytest
@@ -32,7 +33,9 @@ def test_tree_flat_and_select(checkpoint, capsys):
     assert "text_decoder.bert.encoder.layer.1  (BlipTextLayer)  [blocks, text]" in flat
     assert main(["layers", str(checkpoint), "--select", "text_decoder.*.layer.*"]) == 0
     assert [l.split()[0] for l in capsys.readouterr().out.splitlines()] == [
-        "text_decoder.bert.encoder.layer.0", "text_decoder.bert.encoder.layer.1"]
+        "text_decoder.bert.encoder.layer.0",
+        "text_decoder.bert.encoder.layer.1",
+    ]
 
 
 def test_errors_are_one_line(checkpoint, tmp_path, capsys):
@@ -41,5 +44,15 @@ def test_errors_are_one_line(checkpoint, tmp_path, capsys):
     assert err.startswith("repspace layers: error:") and err.count("\n") == 1
     assert main(["layers", str(checkpoint), "--select", "vision_model.layer.*"]) == 2
     assert "closest names" in capsys.readouterr().err
-    assert run_layers(argparse.Namespace(model=str(checkpoint), format="flat", select=None,
-                                         model_class="NoSuchModel", depth=None)) == 2
+    assert (
+        run_layers(
+            argparse.Namespace(
+                model=str(checkpoint),
+                format="flat",
+                select=None,
+                model_class="NoSuchModel",
+                depth=None,
+            )
+        )
+        == 2
+    )

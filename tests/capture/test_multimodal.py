@@ -1,4 +1,5 @@
 """LLaVA-style models: image features inside the text sequence are kept apart."""
+
 import pytest
 import torch
 
@@ -16,10 +17,14 @@ def llava_batch():
 
 
 def test_llava_towers_and_image_tokens(llava, llava_batch):
-    assert resolve_layers(llava, "vision") == ["model.vision_tower.encoder.layers.0",
-                                               "model.vision_tower.encoder.layers.1"]
-    assert resolve_layers(llava, "text") == ["model.language_model.layers.0",
-                                             "model.language_model.layers.1"]
+    assert resolve_layers(llava, "vision") == [
+        "model.vision_tower.encoder.layers.0",
+        "model.vision_tower.encoder.layers.1",
+    ]
+    assert resolve_layers(llava, "text") == [
+        "model.language_model.layers.0",
+        "model.language_model.layers.1",
+    ]
     layer = "model.language_model.layers.1"
     with LayerCapture(llava, layer) as cap:
         full = cap.forward(llava_batch)[layer]
@@ -27,8 +32,9 @@ def test_llava_towers_and_image_tokens(llava, llava_batch):
     is_img = llava_batch["input_ids"] == IMAGE_TOKEN
 
     def pooled(modality, mode="mean"):
-        return capture(llava, llava_batch, layer, pooling=Pooling(mode, modality=modality),
-                       progress=False).tensors["base"][layer]
+        return capture(
+            llava, llava_batch, layer, pooling=Pooling(mode, modality=modality), progress=False
+        ).tensors["base"][layer]
 
     def mean(sel):
         w = sel[..., None].float()
@@ -38,8 +44,9 @@ def test_llava_towers_and_image_tokens(llava, llava_batch):
     torch.testing.assert_close(pooled("text"), mean(mask & ~is_img))
     torch.testing.assert_close(pooled("image"), mean(is_img))
     torch.testing.assert_close(pooled("all"), mean(mask))
-    tok = capture(llava, llava_batch, layer, pooling=Pooling("tokens", modality="image"),
-                  progress=False).tensors["base"][layer]
+    tok = capture(
+        llava, llava_batch, layer, pooling=Pooling("tokens", modality="image"), progress=False
+    ).tensors["base"][layer]
     assert tok.shape == (3 * 4, 32)
     # Vision-tower layers are image patches whatever the modality.
     vis = capture(llava, llava_batch, "vision", pooling="tokens", progress=False).tensors["base"]

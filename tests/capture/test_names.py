@@ -1,4 +1,5 @@
 """Canonical names, selection syntax, presets and selection errors."""
+
 import copy
 import re
 
@@ -7,8 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from repspace.capture import (LayerCapture, capture_paired, layer_names, resolve_layers,
-                              resolve_paired_layers, resolve_preset)
+from repspace.capture import (
+    LayerCapture,
+    capture_paired,
+    layer_names,
+    resolve_layers,
+    resolve_paired_layers,
+    resolve_preset,
+)
 
 
 def test_presets_per_architecture(bert, gpt2, vit, blip_caption, blip_vqa):
@@ -17,41 +24,93 @@ def test_presets_per_architecture(bert, gpt2, vit, blip_caption, blip_vqa):
     assert resolve_layers(gpt2, "blocks") == ["transformer.h.0", "transformer.h.1"]
     # GPT-2 adds wte + wpe inline: the embedding state is the first block's input.
     assert resolve_layers(gpt2, "embeddings") == ["transformer.h.0:input"]
-    assert resolve_layers(vit, "vision") == resolve_layers(vit, "blocks") == ["layers.0", "layers.1"]
+    assert (
+        resolve_layers(vit, "vision") == resolve_layers(vit, "blocks") == ["layers.0", "layers.1"]
+    )
     assert resolve_preset(vit, "text") == []
     assert resolve_layers(blip_caption, "vision") == [
-        "vision_model.encoder.layers.0", "vision_model.encoder.layers.1"]
+        "vision_model.encoder.layers.0",
+        "vision_model.encoder.layers.1",
+    ]
     assert resolve_layers(blip_caption, "text") == [
-        "text_decoder.bert.encoder.layer.0", "text_decoder.bert.encoder.layer.1"]
+        "text_decoder.bert.encoder.layer.0",
+        "text_decoder.bert.encoder.layer.1",
+    ]
     assert resolve_layers(blip_caption, "embeddings") == [
-        "vision_model.embeddings", "text_decoder.bert.embeddings"]
+        "vision_model.embeddings",
+        "text_decoder.bert.embeddings",
+    ]
     assert resolve_layers(blip_vqa, "text") == [
-        "text_encoder.encoder.layer.0", "text_encoder.encoder.layer.1",
-        "text_decoder.bert.encoder.layer.0", "text_decoder.bert.encoder.layer.1"]
+        "text_encoder.encoder.layer.0",
+        "text_encoder.encoder.layer.1",
+        "text_decoder.bert.encoder.layer.0",
+        "text_decoder.bert.encoder.layer.1",
+    ]
 
 
 def test_glob_regex_exact(blip_caption, bert):
     # '*' spans dots but only the outermost matches are kept: blocks, not sub-modules.
     assert resolve_layers(blip_caption, "text_decoder.*.layer.*") == [
-        "text_decoder.bert.encoder.layer.0", "text_decoder.bert.encoder.layer.1"]
-    assert resolve_layers(bert, "re:encoder\\.layer\\.\\d+") == ["encoder.layer.0", "encoder.layer.1"]
+        "text_decoder.bert.encoder.layer.0",
+        "text_decoder.bert.encoder.layer.1",
+    ]
+    assert resolve_layers(bert, "re:encoder\\.layer\\.\\d+") == [
+        "encoder.layer.0",
+        "encoder.layer.1",
+    ]
     assert resolve_layers(bert, re.compile(r".*\.query")) == [
-        "encoder.layer.0.attention.self.query", "encoder.layer.1.attention.self.query"]
+        "encoder.layer.0.attention.self.query",
+        "encoder.layer.1.attention.self.query",
+    ]
     # Union, deduplicated, in model order whatever the order given.
     assert resolve_layers(bert, ["encoder.layer.1", "embeddings", "blocks"]) == [
-        "embeddings", "encoder.layer.0", "encoder.layer.1"]
+        "embeddings",
+        "encoder.layer.0",
+        "encoder.layer.1",
+    ]
 
 
 def _peft_variants(bert, gpt2):
-    yield bert, peft.get_peft_model(copy.deepcopy(bert), peft.LoraConfig(target_modules=["query", "value"], r=2))
-    yield gpt2, peft.get_peft_model(copy.deepcopy(gpt2), peft.IA3Config(
-        task_type="CAUSAL_LM", target_modules=["c_attn", "mlp.c_proj"], feedforward_modules=["mlp.c_proj"]))
-    yield gpt2, peft.get_peft_model(copy.deepcopy(gpt2), peft.PromptTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=3))
-    yield gpt2, peft.get_peft_model(copy.deepcopy(gpt2), peft.PrefixTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=3))
-    yield gpt2, peft.get_peft_model(copy.deepcopy(gpt2), peft.LoraConfig(
-        task_type="CAUSAL_LM", target_modules=["c_attn"], r=2, fan_in_fan_out=True))
+    yield (
+        bert,
+        peft.get_peft_model(
+            copy.deepcopy(bert), peft.LoraConfig(target_modules=["query", "value"], r=2)
+        ),
+    )
+    yield (
+        gpt2,
+        peft.get_peft_model(
+            copy.deepcopy(gpt2),
+            peft.IA3Config(
+                task_type="CAUSAL_LM",
+                target_modules=["c_attn", "mlp.c_proj"],
+                feedforward_modules=["mlp.c_proj"],
+            ),
+        ),
+    )
+    yield (
+        gpt2,
+        peft.get_peft_model(
+            copy.deepcopy(gpt2),
+            peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+        ),
+    )
+    yield (
+        gpt2,
+        peft.get_peft_model(
+            copy.deepcopy(gpt2),
+            peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+        ),
+    )
+    yield (
+        gpt2,
+        peft.get_peft_model(
+            copy.deepcopy(gpt2),
+            peft.LoraConfig(
+                task_type="CAUSAL_LM", target_modules=["c_attn"], r=2, fan_in_fan_out=True
+            ),
+        ),
+    )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -64,9 +123,11 @@ def test_peft_names_match_base(bert, gpt2):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_peft_names_match_multimodal(blip_caption, vit):
-    for base, cfg in [(blip_caption, peft.LoraConfig(target_modules=["qkv", "query", "value"], r=2)),
-                      (blip_caption, peft.IA3Config(target_modules=["qkv", "fc2"], feedforward_modules=["fc2"])),
-                      (vit, peft.LoraConfig(target_modules=["q_proj", "v_proj"], r=2))]:
+    for base, cfg in [
+        (blip_caption, peft.LoraConfig(target_modules=["qkv", "query", "value"], r=2)),
+        (blip_caption, peft.IA3Config(target_modules=["qkv", "fc2"], feedforward_modules=["fc2"])),
+        (vit, peft.LoraConfig(target_modules=["q_proj", "v_proj"], r=2)),
+    ]:
         tuned = peft.get_peft_model(copy.deepcopy(base), cfg)
         assert layer_names(tuned) == layer_names(base)
         for preset in ("blocks", "vision", "text", "embeddings"):
@@ -139,10 +200,13 @@ def test_no_match_lists_closest_names(bert):
 
 def test_match_in_base_not_tuned_names_both(bert, text):
     import transformers
+
     cfg = copy.deepcopy(bert.config)
     cfg.num_hidden_layers = 1
     shallow = transformers.BertModel(cfg).eval()
-    with pytest.raises(ValueError, match=r"base model \(BertModel\) but not in the tuned model \(BertModel\)"):
+    with pytest.raises(
+        ValueError, match=r"base model \(BertModel\) but not in the tuned model \(BertModel\)"
+    ):
         resolve_paired_layers(bert, shallow, "encoder.layer.1")
     with pytest.raises(ValueError, match="only in base"):
         capture_paired(bert, shallow, text, "blocks", progress=False)

@@ -1,4 +1,5 @@
 """AccumulatorSink on the rows route: each batch goes straight in, held once (issue 25)."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,13 @@ from repspace.statistics import LayerwiseMoments
 def _batches(n_batches=4, b=8, width=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     for i in range(n_batches):
-        yield i, ({"l0": torch.randn(b, width, generator=g)},
-                  {"l0": torch.randn(b, width, generator=g)})
+        yield (
+            i,
+            (
+                {"l0": torch.randn(b, width, generator=g)},
+                {"l0": torch.randn(b, width, generator=g)},
+            ),
+        )
 
 
 def test_rows_are_not_buffered_or_copied():

@@ -1,6 +1,7 @@
 """Effective weights of tuned models, against independent computations: ΔW = B A · scale
 from the LoRA factors, and dense subtraction of peft's own merged weights (LoRA on GPT-2's
 transposed Conv1D, DoRA, IA³), and of a full fine-tune."""
+
 import copy
 
 import pytest
@@ -38,31 +39,46 @@ def _merged_deltas(base, peft_model):
 
 def test_lora_delta_equals_b_times_a():
     base = tiny_model("bert")
-    tuned = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(
-        r=2, lora_alpha=5, target_modules=["query", "value"]))
+    tuned = peft.get_peft_model(
+        copy.deepcopy(base), peft.LoraConfig(r=2, lora_alpha=5, target_modules=["query", "value"])
+    )
     _perturb_adapter(tuned)
     pairs = {p.name: p for p in weight_pairs(base, tuned)}
     probed = [n for n, p in pairs.items() if p.route == "probed"]
     assert len(probed) == 4 and all(n.endswith(("query", "value")) for n in probed)
     for name in probed:
         layer = tuned.get_submodule("base_model.model." + name)
-        dw = (layer.lora_B["default"].weight.double() @ layer.lora_A["default"].weight.double()
-              * layer.scaling["default"])
+        dw = (
+            layer.lora_B["default"].weight.double()
+            @ layer.lora_A["default"].weight.double()
+            * layer.scaling["default"]
+        )
         torch.testing.assert_close(pairs[name].tuned - pairs[name].base, dw, rtol=0, atol=1e-12)
     untouched = [p for p in pairs.values() if p.route == "weights"]
     assert untouched and all(torch.equal(p.base, p.tuned) for p in untouched)
 
 
-@pytest.mark.parametrize("arch,config", [
-    ("gpt2", dict(kind="lora", target_modules=["c_attn"], fan_in_fan_out=True)),
-    ("bert", dict(kind="lora", target_modules=["query", "dense"], use_dora=True)),
-    ("bert", dict(kind="ia3", target_modules=["key", "value", "output.dense"],
-                  feedforward_modules=["output.dense"])),
-])
+@pytest.mark.parametrize(
+    "arch,config",
+    [
+        ("gpt2", dict(kind="lora", target_modules=["c_attn"], fan_in_fan_out=True)),
+        ("bert", dict(kind="lora", target_modules=["query", "dense"], use_dora=True)),
+        (
+            "bert",
+            dict(
+                kind="ia3",
+                target_modules=["key", "value", "output.dense"],
+                feedforward_modules=["output.dense"],
+            ),
+        ),
+    ],
+)
 def test_probed_weights_equal_peft_merge(arch, config):
     config = dict(config)
     kind = config.pop("kind")
-    cfg = peft.LoraConfig(r=2, lora_alpha=4, **config) if kind == "lora" else peft.IA3Config(**config)
+    cfg = (
+        peft.LoraConfig(r=2, lora_alpha=4, **config) if kind == "lora" else peft.IA3Config(**config)
+    )
     base = tiny_model(arch)
     tuned = _perturb_adapter(peft.get_peft_model(copy.deepcopy(base), cfg))
     want = _merged_deltas(base, tuned)
@@ -118,8 +134,9 @@ def test_lora_adds_intruders_full_rank_noise_does_not():
     """The paper's qualitative finding on a toy: a strong low-rank update brings new
     dominant directions; a small dense perturbation keeps the old ones."""
     base = tiny_model("bert")
-    lora = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(r=1, lora_alpha=64,
-                                                                    target_modules=["query"]))
+    lora = peft.get_peft_model(
+        copy.deepcopy(base), peft.LoraConfig(r=1, lora_alpha=64, target_modules=["query"])
+    )
     _perturb_adapter(lora)
     full = copy.deepcopy(base)
     g = torch.Generator().manual_seed(1)

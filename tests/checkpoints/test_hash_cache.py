@@ -1,4 +1,5 @@
 """Remembered digests of large checkpoint files (checkpoints/hashing.py): never stale."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Checkpoint detection and loading: every supported kind, and every way it can go wrong."""
+
 import json
 import pickle
 from pathlib import Path
@@ -19,8 +20,14 @@ from repspace.checkpoints import (
 
 def tiny_bert(hidden=32, seed=0):
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=64, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=64,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return BertModel(cfg).eval()
 
 
@@ -84,8 +91,10 @@ def test_malicious_pickle_is_refused_and_never_runs(base_dir, tmp_path):
 
 
 def test_truncated_safetensors(base_dir, tmp_path):
-    save_file({k: v.contiguous() for k, v in tiny_bert().state_dict().items()},
-              tmp_path / "full.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in tiny_bert().state_dict().items()},
+        tmp_path / "full.safetensors",
+    )
     data = (tmp_path / "full.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cut\.safetensors: not a readable safetensors"):
@@ -93,8 +102,10 @@ def test_truncated_safetensors(base_dir, tmp_path):
 
 
 def test_wrong_architecture_is_named(base_dir, tmp_path):
-    save_file({k: v.contiguous() for k, v in tiny_bert(hidden=16).state_dict().items()},
-              tmp_path / "small.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in tiny_bert(hidden=16).state_dict().items()},
+        tmp_path / "small.safetensors",
+    )
     with pytest.raises(CheckpointError, match=r"wrong shape for BertModel .*--config"):
         load_checkpoint(tmp_path / "small.safetensors", base=base_dir)
     sd = tiny_bert().state_dict()
@@ -158,6 +169,8 @@ def test_detection_errors(tmp_path):
 
 
 def test_hub_id_offline_gives_one_line_error():
-    with pytest.raises(CheckpointError, match=r"hub .*offline machine pass a local model folder") as e:
+    with pytest.raises(
+        CheckpointError, match=r"hub .*offline machine pass a local model folder"
+    ) as e:
         load_checkpoint("some-org/model-that-is-not-cached")
     assert "\n" not in str(e.value)

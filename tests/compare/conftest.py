@@ -1,4 +1,5 @@
 """Tiny checkpoints on disk for end-to-end compare tests (built from configs, offline)."""
+
 import json
 
 import pytest
@@ -6,27 +7,46 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-WORDS = ("a the red blue green yellow circle square triangle star is left right of above below "
-         "small large and two three one shape picture").split()
-SENTENCES = [f"a {size} {c} {s} is {p} of the {c2} {s2}"
-             for size in ("small", "large") for c in ("red", "blue", "green")
-             for s in ("circle", "square") for p in ("left", "right", "above")
-             for c2, s2 in (("yellow", "star"), ("blue", "triangle"))]
+WORDS = (
+    "a the red blue green yellow circle square triangle star is left right of above below "
+    "small large and two three one shape picture"
+).split()
+SENTENCES = [
+    f"a {size} {c} {s} is {p} of the {c2} {s2}"
+    for size in ("small", "large")
+    for c in ("red", "blue", "green")
+    for s in ("circle", "square")
+    for p in ("left", "right", "above")
+    for c2, s2 in (("yellow", "star"), ("blue", "triangle"))
+]
 
 
 def word_tokenizer():
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 def tiny_bert(seed=0, hidden=32):
     torch.manual_seed(seed)
-    return BertModel(BertConfig(vocab_size=len(WORDS) + 5, hidden_size=hidden, num_hidden_layers=3,
-                                num_attention_heads=2, intermediate_size=64,
-                                max_position_embeddings=32)).eval()
+    return BertModel(
+        BertConfig(
+            vocab_size=len(WORDS) + 5,
+            hidden_size=hidden,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+        )
+    ).eval()
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +75,10 @@ def train_lora(base_dir, out, steps=30, seed=0, lr=1e-2, label_word="red", token
 
     torch.manual_seed(seed)
     tok = tokenizer or word_tokenizer()
-    model = get_peft_model(AutoModel.from_pretrained(base_dir, local_files_only=True),
-                           LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"]))
+    model = get_peft_model(
+        AutoModel.from_pretrained(base_dir, local_files_only=True),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"]),
+    )
     head = torch.nn.Linear(model.config.hidden_size, 1)
     enc = tok(SENTENCES, padding=True, return_tensors="pt")
     labels = torch.tensor([float(label_word in s) for s in SENTENCES])

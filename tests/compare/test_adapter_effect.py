@@ -1,5 +1,6 @@
 """Where the adapter acts: ‖Δh‖/‖h‖ per adapted module and sample, against two explicit
 forwards of each wrapped module on the input it saw (frozen path and wrapper)."""
+
 import copy
 
 import numpy as np
@@ -14,8 +15,10 @@ from tests.tiny_models import tiny_inputs, tiny_model  # noqa: E402
 
 def _lora_bert(r=2, scale=0.3):
     torch.manual_seed(0)  # peft draws A at random
-    model = peft.get_peft_model(copy.deepcopy(tiny_model("bert")), peft.LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules=["query", "value"]))
+    model = peft.get_peft_model(
+        copy.deepcopy(tiny_model("bert")),
+        peft.LoraConfig(r=r, lora_alpha=2 * r, target_modules=["query", "value"]),
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -31,8 +34,10 @@ def test_ratio_equals_explicit_forwards():
     got = adapter_effect(model, [batch])
     assert set(got) == set(adapted_modules(model)) and len(got) == 4
     inputs = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, a, name=name: inputs.__setitem__(name, a[0]))
-             for name, m in adapted_modules(model).items()]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, a, name=name: inputs.__setitem__(name, a[0]))
+        for name, m in adapted_modules(model).items()
+    ]
     with torch.no_grad():
         model(**batch)
     for h in hooks:
@@ -43,7 +48,7 @@ def test_ratio_equals_explicit_forwards():
             h = m.base_layer(inputs[name]).double()
             y = m(inputs[name]).double()
         num = (((y - h) ** 2).sum(-1) * mask).sum(1).sqrt()
-        den = ((h ** 2).sum(-1) * mask).sum(1).sqrt()
+        den = ((h**2).sum(-1) * mask).sum(1).sqrt()
         want = (num / den).numpy()
         s = got[name]
         assert s["n"] == 4 and s["n_undefined"] == 0
@@ -71,10 +76,20 @@ def test_a_model_without_adapters_is_refused():
 
 
 def test_unreached_module_reports_no_data_not_a_number():
-    model = peft.get_peft_model(copy.deepcopy(tiny_model("blip")), peft.LoraConfig(
-        r=2, target_modules=r".*vision_model.*\.qkv"))
+    model = peft.get_peft_model(
+        copy.deepcopy(tiny_model("blip")),
+        peft.LoraConfig(r=2, target_modules=r".*vision_model.*\.qkv"),
+    )
     x = tiny_inputs("blip", n=2)
-    got = adapter_effect(model, [{"input_ids": x["input_ids"], "attention_mask": x["attention_mask"],
-                                  "pixel_values": x["pixel_values"]}])
+    got = adapter_effect(
+        model,
+        [
+            {
+                "input_ids": x["input_ids"],
+                "attention_mask": x["attention_mask"],
+                "pixel_values": x["pixel_values"],
+            }
+        ],
+    )
     assert got and all(s["n"] == 2 for s in got.values())
     assert all(np.isfinite(s["mean"]) for s in got.values())

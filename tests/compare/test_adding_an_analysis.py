@@ -7,6 +7,7 @@ help, what it needs, how it runs on the loaded checkpoints and probe batches, it
 section and its figure with a caption.  Without any edit elsewhere `repspace compare --help`
 lists its flag, the flag runs it, and report.json, report.md, report.html and plots/ show it.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,17 +28,26 @@ CAPTION = "Toy figure: weights per tuned checkpoint, test only"
 def _run(ctx: registry.AnalysisContext, name: str, ck) -> dict:
     """Rows of the probe batches the comparison used, and the checkpoint's weight count."""
     rows = sum(len(b["input_ids"]) for b in ctx.batches_fn())
-    return {"rows": rows, "weights": int(sum(p.numel() for p in ck.model.parameters())),
-            "batch_size": ctx.settings.batch_size}
+    return {
+        "rows": rows,
+        "weights": int(sum(p.numel() for p in ck.model.parameters())),
+        "batch_size": ctx.settings.batch_size,
+    }
 
 
 def _tables(result) -> list[registry.Table]:
     toy = (result.analyses or {}).get("toy_stat") or {}
     if not toy:
         return []
-    return [registry.Table(TITLE, DESCRIPTION, ["checkpoint", "probe rows", "weights"],
-                           [[n, str(r["rows"]), str(r["weights"])] for n, r in toy.items()],
-                           ["toy note: counted on the comparison's own batches"])]
+    return [
+        registry.Table(
+            TITLE,
+            DESCRIPTION,
+            ["checkpoint", "probe rows", "weights"],
+            [[n, str(r["rows"]), str(r["weights"])] for n, r in toy.items()],
+            ["toy note: counted on the comparison's own batches"],
+        )
+    ]
 
 
 def _plot(result, stem):
@@ -62,9 +72,12 @@ def _plot(result, stem):
 @pytest.fixture()
 def toy_analysis():
     registry.register_analysis(
-        name="toy_stat", run=_run, tables=_tables,
+        name="toy_stat",
+        run=_run,
+        tables=_tables,
         options=(registry.Option("--toy-stat", help="also the toy statistic (a test analysis)"),),
-        figures=(registry.Figure("analysis_toy_stat", _plot, lambda result: CAPTION),))
+        figures=(registry.Figure("analysis_toy_stat", _plot, lambda result: CAPTION),),
+    )
     try:
         yield "toy_stat"
     finally:
@@ -72,15 +85,31 @@ def toy_analysis():
     assert "toy_stat" not in {a.name for a in registry.analyses()}
 
 
-def test_a_registered_analysis_is_offered_run_and_reported(toy_analysis, base_dir, lora_dir,
-                                                           probe_file, tmp_path, capsys):
+def test_a_registered_analysis_is_offered_run_and_reported(
+    toy_analysis, base_dir, lora_dir, probe_file, tmp_path, capsys
+):
     assert main(["compare", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--toy-stat" in help_text and "also the toy statistic (a test analysis)" in help_text
 
     out = tmp_path / "rep"
-    rc = main(["compare", str(base_dir), str(lora_dir), "--probe", str(probe_file), "-o",
-               str(out), "--metrics", "linear_cka", "--toy-stat", "--batch-size", "16", *FAST])
+    rc = main(
+        [
+            "compare",
+            str(base_dir),
+            str(lora_dir),
+            "--probe",
+            str(probe_file),
+            "-o",
+            str(out),
+            "--metrics",
+            "linear_cka",
+            "--toy-stat",
+            "--batch-size",
+            "16",
+            *FAST,
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     rep = json.loads((out / "report.json").read_text())
     name = rep["inputs"]["tuned"][0]["name"]
@@ -92,8 +121,7 @@ def test_a_registered_analysis_is_offered_run_and_reported(toy_analysis, base_di
     assert (out / "plots" / "analysis_toy_stat.png").is_file()
     assert "analysis_toy_stat" in rep["plots"]
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
-    for text in ("## Analyses", TITLE, DESCRIPTION, "toy note", "analysis_toy_stat.png",
-                 CAPTION):
+    for text in ("## Analyses", TITLE, DESCRIPTION, "toy note", "analysis_toy_stat.png", CAPTION):
         assert text in md, text
     for text in (TITLE, DESCRIPTION, "toy note", 'id="fig-analysis_toy_stat"', CAPTION):
         assert text in html, text
@@ -108,8 +136,11 @@ def test_the_api_asks_for_it_by_name_and_refuses_unknown_names(toy_analysis):
     assert s.analyses == ("toy_stat",) and s.analyses_wanted
     assert [a.name for a in registry.wanted_analyses(s)] == ["toy_stat"]
     assert needs_separate_base(settings=s) is None  # declared: the base may be the adapter's
-    with pytest.raises(SettingError, match=r"analyses must be names of registered analyses run "
-                                           r"by name \(toy_stat;"):
+    with pytest.raises(
+        SettingError,
+        match=r"analyses must be names of registered analyses run "
+        r"by name \(toy_stat;",
+    ):
         CompareConfig(analyses=["toy_stats"])
 
 
@@ -117,11 +148,13 @@ def test_a_declaration_the_cli_or_report_cannot_use_is_refused():
     with pytest.raises(ValueError, match="option --adapter-effect is already adapter_effect's"):
         import repspace.compare.analyses  # noqa: F401 - the built-ins are registered
 
-        registry.register_analysis(name="toy_clash", options=(
-            registry.Option("--adapter-effect", help="clash"),))
+        registry.register_analysis(
+            name="toy_clash", options=(registry.Option("--adapter-effect", help="clash"),)
+        )
     with pytest.raises(ValueError, match="figure 'toy' must start with 'analysis_'"):
-        registry.register_analysis(name="toy_fig", figures=(
-            registry.Figure("toy", lambda r, s: [], lambda r: ""),))
+        registry.register_analysis(
+            name="toy_fig", figures=(registry.Figure("toy", lambda r, s: [], lambda r: ""),)
+        )
     with pytest.raises(ValueError, match="'adapter_effect' is already registered"):
         registry.register_analysis(name="adapter_effect")
     assert not {"toy_clash", "toy_fig"} & {a.name for a in registry.analyses()}

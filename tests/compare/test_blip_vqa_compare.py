@@ -1,6 +1,7 @@
 """BLIP's VQA model (BlipForQuestionAnswering, e.g. Salesforce/blip-vqa-base): its answer
 decoder is fed ``decoder_input_ids`` although its config is not an encoder-decoder one.
 `repspace compare` must give it decoder inputs (and the right start token) like T5."""
+
 import json
 import warnings
 
@@ -42,8 +43,25 @@ def test_compare_runs_on_blip_vqa_and_reaches_the_answer_decoder(blip_vqa, tmp_p
 
     folder, _ = blip_vqa
     out = tmp_path / "report"
-    assert main(["compare", str(folder), str(folder), "-o", str(out), "--metrics", "linear_cka",
-                 "--num-samples", "12", "--embedding", "none", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(folder),
+                str(folder),
+                "-o",
+                str(out),
+                "--metrics",
+                "linear_cka",
+                "--num-samples",
+                "12",
+                "--embedding",
+                "none",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "report.json").read_text())["results"]
     layers = [r["layer"] for r in rows]
     assert any(name.startswith("text_decoder.") for name in layers), layers
@@ -57,16 +75,37 @@ def test_a_lora_on_the_answer_decoder_moves_only_the_decoder(blip_vqa, tmp_path)
 
     folder, model = blip_vqa
     torch.manual_seed(1)
-    lora = get_peft_model(model, LoraConfig(r=4, target_modules=r"text_decoder\..*\.(query|value)",
-                                            init_lora_weights=False))
+    lora = get_peft_model(
+        model,
+        LoraConfig(r=4, target_modules=r"text_decoder\..*\.(query|value)", init_lora_weights=False),
+    )
     adapter = tmp_path / "lora"
     lora.save_pretrained(adapter)
     lora.unload()  # leave the module-scoped model as it was
     out = tmp_path / "report"
-    assert main(["compare", str(folder), str(adapter), "-o", str(out), "--metrics", "linear_cka",
-                 "--num-samples", "12", "--embedding", "none", "--quiet"]) == 0
-    rows = {r["layer"]: r["metrics"]["linear_cka"]
-            for r in json.loads((out / "report.json").read_text())["results"]}
+    assert (
+        main(
+            [
+                "compare",
+                str(folder),
+                str(adapter),
+                "-o",
+                str(out),
+                "--metrics",
+                "linear_cka",
+                "--num-samples",
+                "12",
+                "--embedding",
+                "none",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rows = {
+        r["layer"]: r["metrics"]["linear_cka"]
+        for r in json.loads((out / "report.json").read_text())["results"]
+    }
     decoder = [v for k, v in rows.items() if k.startswith("text_decoder.")]
     others = [v for k, v in rows.items() if not k.startswith("text_decoder.")]
     assert decoder and min(decoder) < 1 - 1e-6

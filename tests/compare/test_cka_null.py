@@ -1,4 +1,5 @@
 """`--metrics linear_cka_null`: the permutation null of linear CKA on the compare row sample."""
+
 import math
 
 import pytest
@@ -23,7 +24,9 @@ def test_null_is_opt_in_and_computed_on_the_row_sample(cks, batches, monkeypatch
         return real(x, y, **kw)
 
     monkeypatch.setattr("repspace.metrics.permutation.cka_permutation_test", spy)
-    res = compare_models(base, tuned[:1], batches, metrics=["linear_cka", "linear_cka_null"], **FAST)
+    res = compare_models(
+        base, tuned[:1], batches, metrics=["linear_cka", "linear_cka_null"], **FAST
+    )
     rows = res.metrics["t1"]
     assert len(seen) == len(rows)
     for (x, y), layer in zip(seen, rows):

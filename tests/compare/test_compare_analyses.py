@@ -1,6 +1,7 @@
 """The issue-19 analyses through `repspace compare` and into its report: the numbers in
 report.json equal the analyses run directly, and report.html / report.md show each one with
 its caption and figure."""
+
 import json
 
 import numpy as np
@@ -21,9 +22,23 @@ def run_cli(capsys, *args):
 
 def test_one_model_analyses_in_the_report(base_dir, lora_dir, probe_file, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc, stdout, _ = run_cli(capsys, "compare", base_dir, lora_dir, "--probe", probe_file, "-o", out,
-                            "--segments", "--adapter-effect", "--merge-dtype", "bfloat16",
-                            "--metrics", "linear_cka,linear_cka_null,effective_rank", *FAST)
+    rc, stdout, _ = run_cli(
+        capsys,
+        "compare",
+        base_dir,
+        lora_dir,
+        "--probe",
+        probe_file,
+        "-o",
+        out,
+        "--segments",
+        "--adapter-effect",
+        "--merge-dtype",
+        "bfloat16",
+        "--metrics",
+        "linear_cka,linear_cka_null,effective_rank",
+        *FAST,
+    )
     assert rc == 0, stdout
     rep = json.loads((out / "report.json").read_text())
     assert rep["settings"]["base_capture"] == {"mode": "adapter_disabled"}
@@ -44,9 +59,15 @@ def test_one_model_analyses_in_the_report(base_dir, lora_dir, probe_file, tmp_pa
     assert 0.9 < fid["summary"]["min_linear_cka"] <= 1
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
-    for text in ("Analyses", "base capture", "one model: the base was run as the adapter",
-                 "Per segment: image and text tokens", "Where the adapter acts",
-                 "Merge fidelity", "permutation null of linear CKA"):
+    for text in (
+        "Analyses",
+        "base capture",
+        "one model: the base was run as the adapter",
+        "Per segment: image and text tokens",
+        "Where the adapter acts",
+        "Merge fidelity",
+        "permutation null of linear CKA",
+    ):
         assert text in html and text in md, text
     assert not (out / "plots" / "analysis_segments.png").exists()  # text only: the CKA figure
     for fig in ("analysis_adapter_effect", "analysis_merge_fidelity"):
@@ -55,15 +76,30 @@ def test_one_model_analyses_in_the_report(base_dir, lora_dir, probe_file, tmp_pa
     assert "Where the adapter acts: per block" in html  # the figure's own caption
 
 
-def test_weight_space_and_layer_matching_load_the_base_separately(base_dir, lora_dir, probe_file,
-                                                                   tmp_path, capsys):
+def test_weight_space_and_layer_matching_load_the_base_separately(
+    base_dir, lora_dir, probe_file, tmp_path, capsys
+):
     from repspace.compare.weights import weight_space
     from transformers import AutoModel
 
     out = tmp_path / "rep2"
-    rc, stdout, _ = run_cli(capsys, "compare", base_dir, lora_dir, "--probe", probe_file, "-o", out,
-                            "--weight-space", "--match-layers", "--name", "tuned1=lora",
-                            "--metrics", "linear_cka,effective_rank", *FAST)
+    rc, stdout, _ = run_cli(
+        capsys,
+        "compare",
+        base_dir,
+        lora_dir,
+        "--probe",
+        probe_file,
+        "-o",
+        out,
+        "--weight-space",
+        "--match-layers",
+        "--name",
+        "tuned1=lora",
+        "--metrics",
+        "linear_cka,effective_rank",
+        *FAST,
+    )
     assert rc == 0, stdout
     rep = json.loads((out / "report.json").read_text())
     bc = rep["settings"]["base_capture"]
@@ -71,18 +107,21 @@ def test_weight_space_and_layer_matching_load_the_base_separately(base_dir, lora
     ws = rep["analyses"]["weight_space"]["lora"]  # renamed with --name like everything else
     base = AutoModel.from_pretrained(base_dir, local_files_only=True)
     tuned = peft.PeftModel.from_pretrained(
-        AutoModel.from_pretrained(base_dir, local_files_only=True), lora_dir)
+        AutoModel.from_pretrained(base_dir, local_files_only=True), lora_dir
+    )
     want = weight_space(base, tuned)
     assert set(ws["matrices"]) == set(want.matrices) and len(want.matrices) == 6
     for m, row in want.matrices.items():
         assert ws["matrices"][m]["delta_effective_rank"] == pytest.approx(
-            row["delta_effective_rank"], rel=1e-12)
+            row["delta_effective_rank"], rel=1e-12
+        )
     lm = rep["analyses"]["layer_matching"]["lora"]
     assert lm["same_depth"] and len(lm["pairs"]) == 3
     mat = np.array(lm["matrix"])  # (base, tuned), from each model's own capture
     # its diagonal is the comparison's per-layer CKA (an independent capture of the same pairs)
-    assert np.diag(mat) == pytest.approx([r["metrics"]["linear_cka"] for r in rep["results"]],
-                                         rel=1e-6)
+    assert np.diag(mat) == pytest.approx(
+        [r["metrics"]["linear_cka"] for r in rep["results"]], rel=1e-6
+    )
     rows = {b: i for i, b in enumerate(lm["base_layers"])}
     for j, p in enumerate(lm["pairs"]):
         assert p["cka"] == mat[rows[p["base"]], j]
@@ -93,10 +132,23 @@ def test_weight_space_and_layer_matching_load_the_base_separately(base_dir, lora
         assert (out / "plots" / f"{fig}.png").is_file()
 
 
-def test_bad_merge_dtype_is_a_one_line_error_before_loading(base_dir, lora_dir, probe_file,
-                                                             tmp_path, capsys):
-    rc = main(["compare", str(base_dir), str(lora_dir), "--probe", str(probe_file), "-o",
-               str(tmp_path / "x"), "--merge-dtype", "float8", *FAST])
+def test_bad_merge_dtype_is_a_one_line_error_before_loading(
+    base_dir, lora_dir, probe_file, tmp_path, capsys
+):
+    rc = main(
+        [
+            "compare",
+            str(base_dir),
+            str(lora_dir),
+            "--probe",
+            str(probe_file),
+            "-o",
+            str(tmp_path / "x"),
+            "--merge-dtype",
+            "float8",
+            *FAST,
+        ]
+    )
     _, err = capsys.readouterr()
     assert rc != 0 and "--merge-dtype" in err and "float8" in err
 
@@ -119,9 +171,20 @@ def test_match_layers_compares_matched_pairs_when_depth_changes(tmp_path, capsys
     probe = tmp_path / "probe.txt"
     probe.write_text("\n".join(SENTENCES))
     out = tmp_path / "rep"
-    args = ["compare", tmp_path / "llama4", tmp_path / "llama-pro6", "--probe", probe, "-o", out,
-            "--metrics", "linear_cka,effective_rank,relative_shift", *FAST,
-            "--num-samples", len(SENTENCES)]  # every sentence: the hooks below see the same set
+    args = [
+        "compare",
+        tmp_path / "llama4",
+        tmp_path / "llama-pro6",
+        "--probe",
+        probe,
+        "-o",
+        out,
+        "--metrics",
+        "linear_cka,effective_rank,relative_shift",
+        *FAST,
+        "--num-samples",
+        len(SENTENCES),
+    ]  # every sentence: the hooks below see the same set
     rc, _, err = run_cli(capsys, *args)
     assert rc != 0 and "only in tuned" in err  # without --match-layers: a one-line error
     rc, stdout, _ = run_cli(capsys, *args, "--match-layers")
@@ -129,8 +192,14 @@ def test_match_layers_compares_matched_pairs_when_depth_changes(tmp_path, capsys
     rep = json.loads((out / "report.json").read_text())
     assert "matched by cross-layer CKA" in rep["settings"]["layer_pairing"]
     lm = rep["analyses"]["layer_matching"]["llama-pro6"]
-    assert [p["base"] for p in lm["pairs"]] == ["layers.0", "layers.1", "layers.1", "layers.2",
-                                                 "layers.3", "layers.3"]
+    assert [p["base"] for p in lm["pairs"]] == [
+        "layers.0",
+        "layers.1",
+        "layers.1",
+        "layers.2",
+        "layers.3",
+        "layers.3",
+    ]
     assert rep["layers"] == [f"layers.{j}" for j in range(6)]
     # independent: mean-pooled block outputs from forward hooks on the same tokenised probe
     enc = tok(SENTENCES, padding=True, truncation=True, max_length=64, return_tensors="pt")
@@ -139,9 +208,14 @@ def test_match_layers_compares_matched_pairs_when_depth_changes(tmp_path, capsys
 
     def pooled(model):
         got = []
-        hooks = [b.register_forward_hook(lambda m, a, o: got.append(
-            ((o[0] if isinstance(o, tuple) else o).double() * keep).sum(1) / keep.sum(1)))
-            for b in model.layers]
+        hooks = [
+            b.register_forward_hook(
+                lambda m, a, o: got.append(
+                    ((o[0] if isinstance(o, tuple) else o).double() * keep).sum(1) / keep.sum(1)
+                )
+            )
+            for b in model.layers
+        ]
         with torch.no_grad():
             model(**enc)
         for h in hooks:

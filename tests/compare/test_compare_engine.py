@@ -1,4 +1,5 @@
 """compare_models: one base forward per batch for k tuned checkpoints; only the asked metrics."""
+
 import math
 
 import pytest
@@ -31,8 +32,10 @@ def nudged(seed: int, scale: float) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def batches():
     tok = word_tokenizer()
-    data = [dict(tok(SENTENCES[i:i + BATCH], padding=True, return_tensors="pt"))
-            for i in range(0, len(SENTENCES), BATCH)]
+    data = [
+        dict(tok(SENTENCES[i : i + BATCH], padding=True, return_tensors="pt"))
+        for i in range(0, len(SENTENCES), BATCH)
+    ]
     return lambda: iter(data)
 
 
@@ -47,16 +50,19 @@ def count_forwards(*models):
     counts = [0] * len(models)
     handles = []
     for i, m in enumerate(models):
+
         def hook(module, args, kwargs, i=i):
             counts[i] += 1
+
         handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
     return counts, handles
 
 
 def same(a, b) -> bool:
     """Bitwise equality of floats, NaN equal to NaN."""
-    return a == b or (isinstance(a, float) and isinstance(b, float)
-                      and math.isnan(a) and math.isnan(b))
+    return a == b or (
+        isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+    )
 
 
 def assert_same_metrics(got: dict, want: dict):
@@ -96,14 +102,25 @@ def test_single_pair_equals_the_plain_paired_capture(cks, batches):
     """k = 1 gives exactly what capture_paired + CompareSink + compute() gave before."""
     base, tuned = cks
     res = compare_models(base, [tuned[0]], batches, **FAST)
-    sink = capture_paired(base.model, tuned[0].model, batches(), "blocks", batch_size=BATCH,
-                          progress=False, sink=CompareSink(max_rows=40, seed=3,
-                                                           precision="float64"))
+    sink = capture_paired(
+        base.model,
+        tuned[0].model,
+        batches(),
+        "blocks",
+        batch_size=BATCH,
+        progress=False,
+        sink=CompareSink(max_rows=40, seed=3, precision="float64"),
+    )
     ref = {}
     for (layer, _), row in sink.acc.compute().items():
-        row.update(engine._sample_metrics(sink.samples["base"][layer],
-                                          sink.samples["tuned"][layer], set(engine.SAMPLE_METRICS),
-                                          seed=3))
+        row.update(
+            engine._sample_metrics(
+                sink.samples["base"][layer],
+                sink.samples["tuned"][layer],
+                set(engine.SAMPLE_METRICS),
+                seed=3,
+            )
+        )
         ref[layer] = row
     assert_same_metrics(res.metrics["t1"], ref)
     assert res.metrics["t1"]["encoder.layer.2"]["linear_cka"] < 0.999  # the models differ
@@ -153,11 +170,13 @@ def test_inactive_adapter_warning_names_the_checkpoint(cks, batches):
 
 # -- only the requested metrics --------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def acc(cks, batches):
     base, tuned = cks
-    return capture_paired(base.model, tuned[1].model, batches(), "blocks", batch_size=BATCH,
-                          progress=False).acc
+    return capture_paired(
+        base.model, tuned[1].model, batches(), "blocks", batch_size=BATCH, progress=False
+    ).acc
 
 
 def test_selected_metrics_equal_the_full_computation_bit_for_bit(acc):
@@ -165,7 +184,9 @@ def test_selected_metrics_equal_the_full_computation_bit_for_bit(acc):
     keys = list(next(iter(full.values())))
     assert len(keys) >= 18 and "subspace_overlap" in keys
     prefixes = keys + ["linear", "effective_rank", "cosine_similarity", "relative"]
-    for wanted in [{k} for k in prefixes] + [{"mmd_linear", "stable_rank_base", "relative_shift_q50"}]:
+    for wanted in [{k} for k in prefixes] + [
+        {"mmd_linear", "stable_rank_base", "relative_shift_q50"}
+    ]:
         got = acc.compute(metrics=wanted)
         assert list(got) == list(full)
         for pair, row in full.items():
@@ -176,8 +197,10 @@ def test_selected_metrics_equal_the_full_computation_bit_for_bit(acc):
     assert all(r == {} for r in acc.compute(metrics={"no_such_metric"}).values())
     again = acc.compute(metrics=None)
     assert list(again) == list(full)
-    assert all(list(again[p]) == list(r) and all(same(again[p][k], v) for k, v in r.items())
-               for p, r in full.items())
+    assert all(
+        list(again[p]) == list(r) and all(same(again[p][k], v) for k, v in r.items())
+        for p, r in full.items()
+    )
 
 
 COMPUTES = {  # (module, function) -> the metric keys it produces
@@ -192,10 +215,18 @@ COMPUTES = {  # (module, function) -> the metric keys it produces
     (summary, "frechet_distance_from_rows"): ("frechet_distance",),
     (summary, "mmd_linear_from_rows"): ("mmd_linear",),
     (summary, "principal_angles_from_rows"): ("subspace_overlap",),
-    (summary, "spectrum_of_rows"): ("effective_rank", "stable_rank", "numerical_rank",
-                                    "participation_ratio"),
-    (summary, "spectrum_of_centred"): ("effective_rank", "stable_rank", "numerical_rank",
-                                       "participation_ratio"),
+    (summary, "spectrum_of_rows"): (
+        "effective_rank",
+        "stable_rank",
+        "numerical_rank",
+        "participation_ratio",
+    ),
+    (summary, "spectrum_of_centred"): (
+        "effective_rank",
+        "stable_rank",
+        "numerical_rank",
+        "participation_ratio",
+    ),
     (summary, "effective_rank_of"): ("effective_rank",),
     (summary, "stable_rank_of"): ("stable_rank",),
     (summary, "numerical_rank_of"): ("numerical_rank",),
@@ -206,14 +237,20 @@ COMPUTES = {  # (module, function) -> the metric keys it produces
 }
 
 
-@pytest.mark.parametrize("metrics,keys", [
-    (["linear_cka"], {"linear_cka", "linear_cka_debiased"}),
-    (["effective_rank_tuned", "cosine_similarity_mean"], {"effective_rank_tuned",
-                                                          "cosine_similarity_mean"}),
-    (["rbf_cka", "frechet_distance"], {"rbf_cka", "frechet_distance"}),
-])
-def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, monkeypatch,
-                                                                metrics, keys):
+@pytest.mark.parametrize(
+    "metrics,keys",
+    [
+        (["linear_cka"], {"linear_cka", "linear_cka_debiased"}),
+        (
+            ["effective_rank_tuned", "cosine_similarity_mean"],
+            {"effective_rank_tuned", "cosine_similarity_mean"},
+        ),
+        (["rbf_cka", "frechet_distance"], {"rbf_cka", "frechet_distance"}),
+    ],
+)
+def test_unrequested_metrics_are_neither_computed_nor_reported(
+    cks, batches, monkeypatch, metrics, keys
+):
     base, tuned = cks
     calls = {}
 
@@ -223,6 +260,7 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
                 raise AssertionError(f"{name} ran but only {metrics} were asked for")
             calls[name] = calls.get(name, 0) + 1
             return real(*args, **kwargs)
+
         return wrapper
 
     for where, name in COMPUTES:
@@ -232,12 +270,23 @@ def test_unrequested_metrics_are_neither_computed_nor_reported(cks, batches, mon
         raise AssertionError("the full metric set was computed")
 
     real_compute = LayerwiseMoments.compute
-    monkeypatch.setattr(LayerwiseMoments, "compute", lambda self, top_k=10, metrics=None, **kw: (
-        no_full_compute() if metrics is None else real_compute(self, top_k, metrics, **kw)))
+    monkeypatch.setattr(
+        LayerwiseMoments,
+        "compute",
+        lambda self, top_k=10, metrics=None, **kw: (
+            no_full_compute() if metrics is None else real_compute(self, top_k, metrics, **kw)
+        ),
+    )
     real_drift = PairedDriftStats.compute
-    monkeypatch.setattr(PairedDriftStats, "compute", lambda self: (
-        real_drift(self) if any(k.startswith(("cosine", "relative")) for k in keys)
-        else no_full_compute()))
+    monkeypatch.setattr(
+        PairedDriftStats,
+        "compute",
+        lambda self: (
+            real_drift(self)
+            if any(k.startswith(("cosine", "relative")) for k in keys)
+            else no_full_compute()
+        ),
+    )
     res = compare_models(base, tuned[:2], batches, metrics=metrics, **FAST)
     for name in ("t1", "t2"):
         assert res.metrics[name] and all(set(r) == keys for r in res.metrics[name].values())
@@ -256,12 +305,15 @@ def test_a_shared_base_is_decomposed_once_for_all_checkpoints(cks, batches, monk
     real = {name: getattr(summary, name) for name in ("spectrum_of_rows", "spectrum_of_centred")}
     for name, fn in real.items():
         monkeypatch.setattr(summary, name, lambda c, fn=fn, name=name: calls.append(name) or fn(c))
-    monkeypatch.setattr(engine, "spectrum", lambda x: pytest.fail("a spectrum was decomposed twice"))
+    monkeypatch.setattr(
+        engine, "spectrum", lambda x: pytest.fail("a spectrum was decomposed twice")
+    )
     monkeypatch.setattr(LayerwiseMoments, "replicates", lambda *a, **k: {})  # not the jackknife's
     factory = CompareSink.__init__
 
     def forced(self, *args, **kwargs):
         factory(self, *args, **{**kwargs, "route": route})
+
     monkeypatch.setattr(CompareSink, "__init__", forced)
     res = compare_models(base, tuned[:2], batches, spectrum_layers=None, **FAST)
     layers = len(res.layers)
@@ -283,7 +335,10 @@ def test_metrics_all_reports_every_registered_measure(cks, batches, tmp_path):
     base, tuned = cks
     res = compare_models(base, tuned[:1], batches, metrics=["all"], **FAST)
     want = {k for k in REGISTRY if k != "linear_cka_null"} | {
-        "linear_cka_null_p", "linear_cka_null_z", "linear_cka_null_resolution"}
+        "linear_cka_null_p",
+        "linear_cka_null_z",
+        "linear_cka_null_resolution",
+    }
     for layer in res.layers:
         assert set(res.metrics["t1"][layer]) == want, layer
     assert res.settings["metrics"] == sorted(REGISTRY)

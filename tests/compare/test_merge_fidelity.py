@@ -1,5 +1,6 @@
 """Merge fidelity: a LoRA merged in float32 / float16 / bfloat16 against the unmerged float32
 model, checked against explicit merges of the adapter's factors and explicit forwards."""
+
 import json
 import math
 
@@ -10,7 +11,11 @@ from peft import LoraConfig, get_peft_model
 
 from repspace.cli import main
 from repspace.compare.merge_fidelity import (
-    can_merge, merge_fidelity, merge_matrix_errors, merged_copy, parse_merge_dtypes,
+    can_merge,
+    merge_fidelity,
+    merge_matrix_errors,
+    merged_copy,
+    parse_merge_dtypes,
 )
 from tests.compare.conftest import SENTENCES, tiny_bert, word_tokenizer
 
@@ -19,7 +24,9 @@ NAME = "encoder.layer.1.attention.self.query"
 
 def lora_model(b_std=0.02, seed=0):
     torch.manual_seed(seed)
-    model = get_peft_model(tiny_bert(), LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"]))
+    model = get_peft_model(
+        tiny_bert(), LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"])
+    )
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_B" in n:
@@ -29,15 +36,20 @@ def lora_model(b_std=0.02, seed=0):
 
 def batches():
     tok = word_tokenizer()
-    data = [dict(tok(SENTENCES[i:i + 8], padding=True, return_tensors="pt"))
-            for i in range(0, len(SENTENCES), 8)]
+    data = [
+        dict(tok(SENTENCES[i : i + 8], padding=True, return_tensors="pt"))
+        for i in range(0, len(SENTENCES), 8)
+    ]
     return lambda: iter(data)
 
 
 def factors(model, name=NAME):
     mod = dict(model.named_modules())[f"base_model.model.{name}"]
     w0 = mod.base_layer.weight.detach().double()
-    dw = mod.lora_B["default"].weight.detach().double() @ mod.lora_A["default"].weight.detach().double()
+    dw = (
+        mod.lora_B["default"].weight.detach().double()
+        @ mod.lora_A["default"].weight.detach().double()
+    )
     return w0, dw * mod.scaling["default"]
 
 
@@ -71,14 +83,21 @@ def test_matrix_errors_against_the_adapter_factors(model):
         row = merge_matrix_errors(model, merged)[NAME]
         dn = float(torch.linalg.norm(dw))
         assert row["delta_norm"] == pytest.approx(dn, rel=1e-6)  # float32 factors vs float64 probe
-        assert row["merge_error"] == pytest.approx(float(torch.linalg.norm(wm - w0 - dw)) / dn, rel=1e-3, abs=1e-9)
+        assert row["merge_error"] == pytest.approx(
+            float(torch.linalg.norm(wm - w0 - dw)) / dn, rel=1e-3, abs=1e-9
+        )
         w0r = w0.to(dt).double()
-        assert row["update_error"] == pytest.approx(float(torch.linalg.norm(wm - w0r - dw)) / dn, rel=1e-3, abs=1e-9)
-        assert row["base_rounding"] == pytest.approx(float(torch.linalg.norm(w0r - w0)) / dn, rel=1e-9, abs=1e-12)
+        assert row["update_error"] == pytest.approx(
+            float(torch.linalg.norm(wm - w0r - dw)) / dn, rel=1e-3, abs=1e-9
+        )
+        assert row["base_rounding"] == pytest.approx(
+            float(torch.linalg.norm(w0r - w0)) / dn, rel=1e-9, abs=1e-12
+        )
         nz = dw != 0
         assert row["absorbed_fraction"] == pytest.approx(float(((wm == w0r) & nz).sum() / nz.sum()))
     assert set(merge_matrix_errors(model, merged_copy(model, "float32"))) == {
-        f"encoder.layer.{i}.attention.self.{m}" for i in range(3) for m in ("query", "value")}
+        f"encoder.layer.{i}.attention.self.{m}" for i in range(3) for m in ("query", "value")
+    }
 
 
 def test_float32_merge_is_faithful_and_bfloat16_is_not(fidelity):
@@ -88,7 +107,11 @@ def test_float32_merge_is_faithful_and_bfloat16_is_not(fidelity):
     assert bf16.summary["median_merge_error"] > 1e-3 and bf16.summary["max_relative_shift"] > 1e-4
     assert bf16.summary["min_linear_cka"] < 1 - 1e-8
     f16 = fidelity["float16"]  # 3 more mantissa bits than bfloat16: about 8x less damage
-    assert f32.summary["max_relative_shift"] < f16.summary["max_relative_shift"] < bf16.summary["max_relative_shift"] / 3
+    assert (
+        f32.summary["max_relative_shift"]
+        < f16.summary["max_relative_shift"]
+        < bf16.summary["max_relative_shift"] / 3
+    )
     assert list(f32.layers) == [f"encoder.layer.{i}" for i in range(3)]
     # the float32 control (rounding to float32 changes nothing) is exact
     assert all(r["cast_relative_shift_mean"] == 0 for r in f32.layers.values())
@@ -125,7 +148,9 @@ def test_refusals():
     assert "nothing to merge" in can_merge(tiny_bert())
     with pytest.raises(ValueError, match="cannot merge: not a PEFT model"):
         merged_copy(tiny_bert(), "bfloat16")
-    with pytest.raises(ValueError, match="--merge-dtype: 'int8'; give comma-separated dtypes from float32"):
+    with pytest.raises(
+        ValueError, match="--merge-dtype: 'int8'; give comma-separated dtypes from float32"
+    ):
         parse_merge_dtypes("bfloat16,int8")
     with pytest.raises(ValueError, match="nothing given"):
         parse_merge_dtypes(" , ")
@@ -141,13 +166,36 @@ def test_cli(base_dir, lora_dir, probe_file, tmp_path, capsys):
         ft.encoder.layer[1].output.dense.weight.mul_(1.1)
     ft.save_pretrained(full)
     out = tmp_path / "w"
-    assert main([str(a) for a in ("weights", base_dir, lora_dir, full, "-o", out, "--merge-dtype",
-                                  "float32,bfloat16", "--probe", probe_file, "--num-samples", 16)]) == 0
+    assert (
+        main(
+            [
+                str(a)
+                for a in (
+                    "weights",
+                    base_dir,
+                    lora_dir,
+                    full,
+                    "-o",
+                    out,
+                    "--merge-dtype",
+                    "float32,bfloat16",
+                    "--probe",
+                    probe_file,
+                    "--num-samples",
+                    16,
+                )
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "lora-r4: merged in bfloat16: min CKA" in printed and "merge_fidelity.pdf" in printed
     data = json.loads((out / "weights.json").read_text())
     fid = data["checkpoints"]["lora-r4"]["merge_fidelity"]
-    assert list(fid) == ["float32", "bfloat16"] and data["settings"]["merge_dtypes"] == ["float32", "bfloat16"]
+    assert list(fid) == ["float32", "bfloat16"] and data["settings"]["merge_dtypes"] == [
+        "float32",
+        "bfloat16",
+    ]
     assert fid["float32"]["summary"]["max_relative_shift"] < 1e-6
     assert fid["bfloat16"]["summary"]["max_relative_shift"] > 1e-4
     assert "nothing to merge" in data["checkpoints"]["full-ft"]["merge_fidelity_note"]
@@ -155,8 +203,20 @@ def test_cli(base_dir, lora_dir, probe_file, tmp_path, capsys):
     assert "Merge fidelity" in md and "| bfloat16 | encoder.layer.2 |" in md
     assert (out / "merge_fidelity.pdf").is_file() and (out / "merge_fidelity.png").is_file()
     assert all(math.isfinite(r["linear_cka"]) for r in fid["bfloat16"]["layers"].values())
-    assert main(["weights", str(base_dir), str(lora_dir), "-o", str(tmp_path / "x"),
-                 "--merge-dtype", "fp8"]) != 0
+    assert (
+        main(
+            [
+                "weights",
+                str(base_dir),
+                str(lora_dir),
+                "-o",
+                str(tmp_path / "x"),
+                "--merge-dtype",
+                "fp8",
+            ]
+        )
+        != 0
+    )
     err = capsys.readouterr().err  # the settings' one vocabulary, named as the option
     assert "--merge-dtype must be dtypes from float32, float16, bfloat16; got 'fp8'" in err
     assert not (tmp_path / "x").exists()

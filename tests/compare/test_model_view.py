@@ -1,4 +1,5 @@
 """The model view (issue 30 item 4): each model's structure is resolved once per compare."""
+
 from collections import Counter
 
 import pytest
@@ -29,8 +30,15 @@ def builds(monkeypatch):
 def test_a_compare_builds_each_models_view_once(builds, base_dir, lora_dir, probe_file, two_models):
     from repspace.compare import compare
 
-    res = compare(str(base_dir), [str(lora_dir)], probe=str(probe_file), num_samples=16,
-                  batch_size=8, two_models=two_models, adapter_effect=True)
+    res = compare(
+        str(base_dir),
+        [str(lora_dir)],
+        probe=str(probe_file),
+        num_samples=16,
+        batch_size=8,
+        two_models=two_models,
+        adapter_effect=True,
+    )
     assert builds, "the compare never asked for a model view"
     assert max(builds.values()) == 1, dict(builds)
     # one model (the adapter's, base read disabled) or two: one view each
@@ -72,8 +80,10 @@ def test_virtual_tokens_follow_the_adapter_switch(base_dir, monkeypatch):
     from peft import PromptTuningConfig, get_peft_model
     from transformers import AutoModel
 
-    model = get_peft_model(AutoModel.from_pretrained(base_dir),
-                           PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=3))
+    model = get_peft_model(
+        AutoModel.from_pretrained(base_dir),
+        PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=3),
+    )
     with views_resolved_once():
         assert num_virtual_tokens(model) == 3
         # what disable_adapter() turns off (peft's own context fails on a bare BertModel,

@@ -1,4 +1,5 @@
 """`repspace compare --plan`: the memory of a comparison from the configs alone, no weights."""
+
 import json
 import subprocess
 import sys
@@ -12,10 +13,20 @@ from repspace.cli import main
 from repspace.compare.plan import plan_compare
 from repspace.statistics.routes import break_even_rows
 
-LLAMA_70B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8192,
-             "num_hidden_layers": 80, "intermediate_size": 28672, "num_attention_heads": 64,
-             "num_key_value_heads": 8, "vocab_size": 128256, "torch_dtype": "bfloat16",
-             "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+LLAMA_70B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 8192,
+    "num_hidden_layers": 80,
+    "intermediate_size": 28672,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "torch_dtype": "bfloat16",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": False,
+}
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -35,9 +46,19 @@ def llama_70b(tmp_path):
     (base / "config.json").write_text(json.dumps(LLAMA_70B))
     lora = tmp_path / "lora-r16"
     lora.mkdir()
-    (lora / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": str(base),
-         "r": 16, "lora_alpha": 32, "target_modules": ALL_LINEAR, "bias": "none"}))
+    (lora / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "base_model_name_or_path": str(base),
+                "r": 16,
+                "lora_alpha": 32,
+                "target_modules": ALL_LINEAR,
+                "bias": "none",
+            }
+        )
+    )
     return base, lora
 
 
@@ -50,8 +71,12 @@ def test_70b_config_plans_fast_and_weights_match_the_parameter_count(llama_70b):
     # parser imports torch).  CI is a loaded 2-core machine, so the bound here has margin;
     # test_plan_fast.py asserts the command imports neither torch nor transformers.
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "repspace", "compare", str(lora), "--plan",
-                          "--json"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "repspace", "compare", str(lora), "--plan", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     wall = time.perf_counter() - started
     plan = json.loads(run.stdout)
     fits = plan["fits"]
@@ -107,8 +132,9 @@ def test_the_route_flips_at_the_break_even_and_tokens_multiply_n(base_dir, lora_
     assert below.layers[0].break_even == even and below.layers[0].itemsize == 4
     assert below.statistics_bytes == 3 * (even - 1) * 64 * 4
     assert at.statistics_bytes == 3 * 8 * 3 * 32 * 32
-    tokens = plan_compare(str(base_dir), [str(lora_dir)], num_samples=4, pooling="tokens",
-                          max_length=16, **kw)
+    tokens = plan_compare(
+        str(base_dir), [str(lora_dir)], num_samples=4, pooling="tokens", max_length=16, **kw
+    )
     assert tokens.layers[0].n == 4 * 16
     assert any("--pooling tokens: n = 4 samples × tokens" in n for n in tokens.notes)
 
@@ -131,16 +157,32 @@ def test_adapter_count_equals_peft_and_weights_are_never_read(base_dir, lora_dir
         shutil.copytree(folder, tmp_path / folder.name)
     (tmp_path / base_dir.name / "model.safetensors").write_bytes(b"not weights")
     (tmp_path / lora_dir.name / "adapter_model.safetensors").write_bytes(b"not weights")
-    again = plan_compare(str(tmp_path / base_dir.name), [str(tmp_path / lora_dir.name)],
-                         available_bytes=1 << 40)
+    again = plan_compare(
+        str(tmp_path / base_dir.name), [str(tmp_path / lora_dir.name)], available_bytes=1 << 40
+    )
     assert again.weights_bytes == plan.weights_bytes
     two = plan_compare(str(base_dir), [str(lora_dir), str(lora_dir)], available_bytes=1 << 40)
     assert two.models[1].weights_bytes == two.models[0].weights_bytes  # base loaded per adapter
     assert two.held == 2 and two.statistics_bytes == 2 * plan.statistics_bytes
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "t5", "bert", "blip", "blip2", "llava",
-                                  "qwen2_vl", "clip", "vit", "gemma2", "phi3"])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "gpt2",
+        "llama",
+        "t5",
+        "bert",
+        "blip",
+        "blip2",
+        "llava",
+        "qwen2_vl",
+        "clip",
+        "vit",
+        "gemma2",
+        "phi3",
+    ],
+)
 def test_widths_and_counts_match_the_loaded_models(arch, tmp_path_factory):
     """What --plan says of a layer (width, count) is what compare then captures."""
     from repspace.capture import LayerCapture
@@ -150,13 +192,24 @@ def test_widths_and_counts_match_the_loaded_models(arch, tmp_path_factory):
 
     root = tmp_path_factory.getbasetemp() / "plan-zoo"
     paths = checks.build(arch, root)
-    plan = plan_compare(str(paths["base"]), [str(paths["lora"])], layers=["blocks", "embeddings"],
-                        available_bytes=1 << 40)
+    plan = plan_compare(
+        str(paths["base"]),
+        [str(paths["lora"])],
+        layers=["blocks", "embeddings"],
+        available_bytes=1 << 40,
+    )
     model = checks.load(paths["base"])
     assert plan.models[0].parameters == sum(p.numel() for p in model.parameters())
     assert plan.models[0].weights_bytes == 4 * plan.models[0].parameters  # float32 on disk
-    batch = next(make_batches(load_probe("builtin", num_samples=2), model,
-                              load_processor(str(paths["base"])), batch_size=2, max_length=16))
+    batch = next(
+        make_batches(
+            load_probe("builtin", num_samples=2),
+            model,
+            load_processor(str(paths["base"])),
+            batch_size=2,
+            max_length=16,
+        )
+    )
     names = [la.name for la in plan.layers]
     with LayerCapture(model, names) as cap, torch.no_grad():
         states = cap.forward(batch)
@@ -174,7 +227,9 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match=r"^compare: unknown option\(s\) num_sample;"):
         plan_compare(str(empty), [str(empty)], num_sample=3)
-    with pytest.raises(ValueError, match=r"^dtype must be auto, float32, bfloat16, float16.*; got 'int4'"):
+    with pytest.raises(
+        ValueError, match=r"^dtype must be auto, float32, bfloat16, float16.*; got 'int4'"
+    ):
         plan_compare(str(empty), [str(empty)], dtype="int4")
     assert Path(empty / "config.json").read_text() == "{not json"
 
@@ -195,16 +250,25 @@ def test_the_plan_predicts_the_routes_and_bytes_compare_then_holds(tmp_path, pro
     for n in (even - 1, even):
         kw = dict(num_samples=n, batch_size=16, probe=str(probe_file))
         plan = plan_compare(folders[0], folders[1:], available_bytes=1 << 40, **kw)
-        done = compare(folders[0], folders[1:], embedding="none", progress=False, sample_rows=8,
-                       **kw).settings["statistics"]
+        done = compare(
+            folders[0], folders[1:], embedding="none", progress=False, sample_rows=8, **kw
+        ).settings["statistics"]
         assert done["routes"] == {la.name: la.route for la in plan.layers}
         assert done["bytes"] == plan.statistics_bytes
 
 
-def test_calibrate_times_two_real_batches_and_extrapolates_the_capture(base_dir, lora_dir,
-                                                                       probe_file, capsys):
-    plan = plan_compare(str(base_dir), [str(lora_dir)], num_samples=70, batch_size=8,
-                        probe=str(probe_file), available_bytes=1 << 40, calibrate=True)
+def test_calibrate_times_two_real_batches_and_extrapolates_the_capture(
+    base_dir, lora_dir, probe_file, capsys
+):
+    plan = plan_compare(
+        str(base_dir),
+        [str(lora_dir)],
+        num_samples=70,
+        batch_size=8,
+        probe=str(probe_file),
+        available_bytes=1 << 40,
+        calibrate=True,
+    )
     c = plan.calibration
     assert c["batches"] == 9 and c["batch_size"] == 8
     assert c["forward_per_batch"] > 0 and c["capture"] >= 9 * c["forward_per_batch"]

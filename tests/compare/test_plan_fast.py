@@ -4,6 +4,7 @@ The fast plan writes down what building the model on the meta device finds; ever
 builds both and asks for the same ``to_dict()`` (parameters, layer names, widths, routes,
 bytes, notes).  Where it cannot be sure it must step aside (None), and the meta path plans.
 """
+
 import json
 import subprocess
 import sys
@@ -16,14 +17,34 @@ from repspace.compare.api import CompareConfig
 from repspace.compare.plan import plan_compare
 from repspace.compare.plan_fast import FAMILIES, fast_plan
 
-CONFIGS = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig,
-           "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
-           "gemma": transformers.GemmaConfig, "phi3": transformers.Phi3Config}
-TINY = dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2)
+CONFIGS = {
+    "llama": transformers.LlamaConfig,
+    "mistral": transformers.MistralConfig,
+    "qwen2": transformers.Qwen2Config,
+    "qwen3": transformers.Qwen3Config,
+    "gemma": transformers.GemmaConfig,
+    "phi3": transformers.Phi3Config,
+}
+TINY = dict(
+    vocab_size=50,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 BUDGET = 1 << 40
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-              "qkv_proj", "gate_up_proj"]  # the last two: Phi-3's fused maps
+ALL_LINEAR = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "qkv_proj",
+    "gate_up_proj",
+]  # the last two: Phi-3's fused maps
 
 
 def save_config(folder, family: str, **kw):
@@ -39,8 +60,9 @@ def save_lora(folder, base, **kw):
     from peft import LoraConfig
 
     kw.setdefault("target_modules", ["q_proj", "v_proj"])
-    LoraConfig(r=kw.pop("r", 4), base_model_name_or_path=str(base), task_type="CAUSAL_LM",
-               **kw).save_pretrained(folder)
+    LoraConfig(
+        r=kw.pop("r", 4), base_model_name_or_path=str(base), task_type="CAUSAL_LM", **kw
+    ).save_pretrained(folder)
     return folder
 
 
@@ -48,8 +70,7 @@ def both(base, tuned, **options):
     """(fast plan, meta plan) of the same comparison."""
     s = replace(CompareConfig(num_samples=64), **options)
     fast = fast_plan(str(base), [str(t) for t in tuned], s, available_bytes=BUDGET)
-    meta = plan_compare(str(base), [str(t) for t in tuned], s, available_bytes=BUDGET,
-                        fast=False)
+    meta = plan_compare(str(base), [str(t) for t in tuned], s, available_bytes=BUDGET, fast=False)
     return fast, meta
 
 
@@ -57,7 +78,7 @@ VARIANTS = {
     "plain": {},
     "tied+bias": dict(tie_word_embeddings=True, attention_bias=True, mlp_bias=True),
     "bf16": dict(dtype="bfloat16"),
-    "head_dim": dict(head_dim=16),          # wider than hidden / heads
+    "head_dim": dict(head_dim=16),  # wider than hidden / heads
     "mha": dict(num_key_value_heads=4),
 }
 
@@ -71,12 +92,17 @@ def test_base_against_itself_and_with_lora_equals_the_meta_plan(family, variant,
     assert fast is not None and fast.to_dict() == meta.to_dict()
     assert [la.name for la in fast.layers] == ["model.layers.0", "model.layers.1"]
     qv = ["qkv_proj"] if family == "phi3" else ["q_proj", "v_proj"]
-    for name, kw in {"qv": dict(target_modules=qv), "all": dict(target_modules="all-linear"),
-                     "ranks": dict(target_modules=ALL_LINEAR, rank_pattern={"v_proj": 2,
-                                   "model.layers.1.mlp.down_proj": 8}),
-                     "embed+head": dict(target_modules=["embed_tokens", "lm_head", "q_proj"],
-                                        exclude_modules=["model.layers.0.self_attn.q_proj"])
-                     }.items():
+    for name, kw in {
+        "qv": dict(target_modules=qv),
+        "all": dict(target_modules="all-linear"),
+        "ranks": dict(
+            target_modules=ALL_LINEAR, rank_pattern={"v_proj": 2, "model.layers.1.mlp.down_proj": 8}
+        ),
+        "embed+head": dict(
+            target_modules=["embed_tokens", "lm_head", "q_proj"],
+            exclude_modules=["model.layers.0.self_attn.q_proj"],
+        ),
+    }.items():
         lora = save_lora(tmp_path / f"lora-{name}", base, **kw)
         fast, meta = both(base, [lora])
         assert fast is not None, name
@@ -89,14 +115,16 @@ def test_settings_that_change_the_plan_agree_too(tmp_path):
     other = save_config(tmp_path / "other", "qwen2", hidden_size=48)  # p ≠ q
     lora = save_lora(tmp_path / "lora", base, target_modules="all-linear")
     biased = save_lora(tmp_path / "biased", base, bias="all")  # separate base: a reason
-    cases = [([lora], dict(pooling="tokens", max_length=16)),
-             ([lora], dict(dtype="float32", batch_size=3)),
-             ([lora], dict(two_models=True)),
-             ([lora], dict(weight_space=True)),
-             ([lora, lora], dict(tuned_per_pass=1)),
-             ([lora, other], {}),
-             ([biased], {}),
-             ([other], dict(num_samples=20000, sample_rows=0))]  # moments route
+    cases = [
+        ([lora], dict(pooling="tokens", max_length=16)),
+        ([lora], dict(dtype="float32", batch_size=3)),
+        ([lora], dict(two_models=True)),
+        ([lora], dict(weight_space=True)),
+        ([lora, lora], dict(tuned_per_pass=1)),
+        ([lora, other], {}),
+        ([biased], {}),
+        ([other], dict(num_samples=20000, sample_rows=0)),
+    ]  # moments route
     for tuned, options in cases:
         fast, meta = both(base, tuned, **options)
         assert fast is not None, options
@@ -112,10 +140,19 @@ def test_minimal_configs_take_each_class_default(tmp_path):
     for family in CONFIGS:
         folder = tmp_path / family
         folder.mkdir()
-        (folder / "config.json").write_text(json.dumps(
-            {"model_type": family, "architectures": [FAMILIES[family].architecture],
-             "vocab_size": 32064 if family == "phi3" else 50, "hidden_size": 64,
-             "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 32}))
+        (folder / "config.json").write_text(
+            json.dumps(
+                {
+                    "model_type": family,
+                    "architectures": [FAMILIES[family].architecture],
+                    "vocab_size": 32064 if family == "phi3" else 50,
+                    "hidden_size": 64,
+                    "intermediate_size": 96,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 32,
+                }
+            )
+        )
         fast, meta = both(folder, [folder])
         assert fast is not None and fast.to_dict() == meta.to_dict(), family
 
@@ -127,8 +164,9 @@ def test_a_real_llama_and_peft_adapter_count_what_peft_builds(tmp_path):
     cfg = transformers.LlamaConfig(**TINY)
     model = transformers.LlamaForCausalLM(cfg)
     model.save_pretrained(tmp_path / "base")
-    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear",
-                                                  rank_pattern={"o_proj": 2}))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, target_modules="all-linear", rank_pattern={"o_proj": 2})
+    )
     peft_model.save_pretrained(tmp_path / "lora")
     lora = sum(p.numel() for n, p in peft_model.named_parameters() if "lora_" in n)
     fast, meta = both(tmp_path / "base", [tmp_path / "lora"])
@@ -216,22 +254,27 @@ def test_settings_and_checkpoints_it_leaves_to_the_meta_path(tmp_path):
     _edit(qlora, "adapter_config.json", base_model_name_or_path="org/llama-bnb-4bit")
     ia3 = tmp_path / "ia3"
     ia3.mkdir()
-    (ia3 / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "IA3", "target_modules": ["k_proj"], "base_model_name_or_path": str(base)}))
+    (ia3 / "adapter_config.json").write_text(
+        json.dumps(
+            {"peft_type": "IA3", "target_modules": ["k_proj"], "base_model_name_or_path": str(base)}
+        )
+    )
     weights = tmp_path / "tuned.safetensors"
     weights.write_bytes(b"")
     s = CompareConfig(num_samples=64)
-    cases = {"4-bit": ([lora], dict(load_in_4bit=True)),
-             "base override": ([lora], dict(base_override=str(base))),
-             "config": ([lora], dict(config=str(base))),
-             "all samples": ([lora], dict(num_samples=None)),
-             "other layers": ([lora], dict(layers="embeddings")),
-             "layer names": ([lora], dict(layers=["model.layers.1"])),
-             "other depth": ([deeper], {}),
-             "QLoRA": ([qlora], {}),
-             "IA3": ([ia3], {}),
-             "weights file": ([weights], {}),
-             "hub id": (["org/model"], {})}
+    cases = {
+        "4-bit": ([lora], dict(load_in_4bit=True)),
+        "base override": ([lora], dict(base_override=str(base))),
+        "config": ([lora], dict(config=str(base))),
+        "all samples": ([lora], dict(num_samples=None)),
+        "other layers": ([lora], dict(layers="embeddings")),
+        "layer names": ([lora], dict(layers=["model.layers.1"])),
+        "other depth": ([deeper], {}),
+        "QLoRA": ([qlora], {}),
+        "IA3": ([ia3], {}),
+        "weights file": ([weights], {}),
+        "hub id": (["org/model"], {}),
+    }
     for case, (tuned, options) in cases.items():
         assert fast_plan(str(base), [str(t) for t in tuned], replace(s, **options)) is None, case
     assert fast_plan("org/model", [str(lora)], s) is None  # a hub id as the base
@@ -265,8 +308,7 @@ heavy = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
 assert not heavy, heavy
 print("ok")
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
 
 
@@ -296,8 +338,10 @@ def _hook_applied() -> bool:
     return "plan_from_args" in inspect.getsource(cli._plan)
 
 
-@pytest.mark.skipif(not _hook_applied(), reason="compare/cli.py does not try plan_fast yet "
-                    "(/tmp/helpers/plan_hook.patch)")
+@pytest.mark.skipif(
+    not _hook_applied(),
+    reason="compare/cli.py does not try plan_fast yet (/tmp/helpers/plan_hook.patch)",
+)
 @pytest.mark.parametrize("form", ["base tuned", "adapter"])
 def test_the_whole_command_imports_neither_torch_nor_transformers(form, tmp_path):
     base = save_config(tmp_path / "base", "qwen2", dtype="bfloat16")
@@ -310,8 +354,7 @@ rc = main(["compare", *{specs!r}, "--plan", "--json"])
 heavy = sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules)
 assert rc in (0, 2) and not heavy, (rc, heavy)
 """
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     plan = json.loads(run.stdout)
     assert plan["models"][1]["adapter"].startswith("LoRA r=4 on ")
@@ -342,4 +385,5 @@ def test_zoo_checkpoints_are_counted_as_the_loaded_models_hold_them(arch, tmp_pa
 
     lora = PeftModel.from_pretrained(model, paths["lora"])
     assert plan.models[1].adapter_parameters == sum(
-        p.numel() for n, p in lora.named_parameters() if "lora_" in n)
+        p.numel() for n, p in lora.named_parameters() if "lora_" in n
+    )

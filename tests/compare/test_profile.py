@@ -1,5 +1,6 @@
 """`repspace compare --profile`: every stage timed, stages add up to no more than the total,
 and nothing is collected (or printed) without the flag."""
+
 import re
 
 from repspace import _profile
@@ -7,8 +8,18 @@ from repspace.cli import main
 
 
 def test_profile_breaks_down_the_wall_time(base_dir, lora_dir, probe_file, capsys):
-    args = [str(base_dir), str(lora_dir), "--probe", str(probe_file), "--no-report",
-            "--metrics", "linear_cka", "--embedding", "none", "--quiet"]
+    args = [
+        str(base_dir),
+        str(lora_dir),
+        "--probe",
+        str(probe_file),
+        "--no-report",
+        "--metrics",
+        "linear_cka",
+        "--embedding",
+        "none",
+        "--quiet",
+    ]
     assert main(["compare", *args, "--profile"]) == 0
     err = capsys.readouterr().err
     seconds = dict(re.findall(r"^  (\w+)\s+([0-9.]+) s", err, flags=re.M))

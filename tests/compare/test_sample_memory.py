@@ -1,6 +1,7 @@
 """The compare sink's row sample (repspace/compare/sink.py): the same bottom-k rows as an
 independent computation over every row, and no second copy of the rows while the sample
 holds them all (issue 25: the statistics' rows route keeps the same tensors)."""
+
 from __future__ import annotations
 
 import torch
@@ -12,10 +13,13 @@ from repspace.compare.sink import CompareSink, _row_keys
 def _batches(n_batches: int, size: int, width: int = 6, layers=("a", "b"), seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     for i in range(n_batches):
-        sides = {side: {layer: torch.randn(size, width, generator=g) for layer in layers}
-                 for side in ("base", "tuned")}
-        yield CapturedBatch(sides=sides, streams=dict.fromkeys(layers, "text"), n=size,
-                            batch_index=i)
+        sides = {
+            side: {layer: torch.randn(size, width, generator=g) for layer in layers}
+            for side in ("base", "tuned")
+        }
+        yield CapturedBatch(
+            sides=sides, streams=dict.fromkeys(layers, "text"), n=size, batch_index=i
+        )
 
 
 def _expected(batches, layer: str, max_rows: int, seed: int):
@@ -53,13 +57,18 @@ def test_no_copy_of_the_rows_while_the_sample_holds_them_all():
     for b in batches:
         sink.update(b)
     held = {t.data_ptr() for p in sink._parts.values() for side in p[1:] for t in side}
-    given = {b.sides[s][layer].data_ptr() for b in batches for s in ("base", "tuned")
-             for layer in ("a", "b")}
+    given = {
+        b.sides[s][layer].data_ptr()
+        for b in batches
+        for s in ("base", "tuned")
+        for layer in ("a", "b")
+    }
     assert held == given  # the batches' own tensors: no concatenated copy held
     # reading a layer builds one fresh copy and keeps nothing
     _, x, _ = sink.sample("a")
     assert x.data_ptr() not in given and held == {
-        t.data_ptr() for p in sink._parts.values() for side in p[1:] for t in side}
+        t.data_ptr() for p in sink._parts.values() for side in p[1:] for t in side
+    }
 
 
 def test_thinning_bounds_what_is_held():
@@ -75,7 +84,8 @@ def test_replace_sample_and_no_sample():
         sink.update(b)
     assert sink.sampled_layers == [] and sink.sample("a") is None
     sink = _sink(5)
-    sink.replace_sample({"a": torch.tensor([1, 2])}, {"a": torch.ones(2, 3)},
-                        {"a": torch.zeros(2, 3)})
+    sink.replace_sample(
+        {"a": torch.tensor([1, 2])}, {"a": torch.ones(2, 3)}, {"a": torch.zeros(2, 3)}
+    )
     keys, x, y = sink.sample("a")
     assert keys.tolist() == [1, 2] and x.shape == y.shape == (2, 3)

@@ -1,5 +1,6 @@
 """A sample-based measure that is undefined on the row sample is NaN *with its reason*,
 recorded once and naming the checkpoint and layer (it used to be silenced)."""
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,8 @@ def test_defined_measures_stay_quiet():
     y = x @ torch.randn(5, 5, generator=g, dtype=torch.float64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = _sample_metrics(x, y, {"rbf_cka", "mmd_rbf", "mutual_knn_overlap"}, seed=0,
-                              where="lora, layer l0")
+        out = _sample_metrics(
+            x, y, {"rbf_cka", "mmd_rbf", "mutual_knn_overlap"}, seed=0, where="lora, layer l0"
+        )
     assert all(math.isfinite(v) for v in out.values())
     assert not [w for w in caught if "layer l0" in str(w.message)]

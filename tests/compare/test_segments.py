@@ -1,5 +1,6 @@
 """Per-segment metrics (issue 19.4) against an independent computation: plain forward hooks
 on the blocks, masks built by hand from input_ids / attention_mask, numpy CKA."""
+
 import copy
 import math
 
@@ -27,10 +28,14 @@ def _batches(arch, k=3, n=4):
 def _hooked(model, modules, batches):
     """{name: [(b, t, d) per batch]} from forward hooks on ``modules`` (name -> module)."""
     got = {name: [] for name in modules}
-    hooks = [m.register_forward_hook(
-        lambda mod, a, out, name=name: got[name].append(
-            (out[0] if isinstance(out, tuple) else out).detach().double()))
-        for name, m in modules.items()]
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, a, out, name=name: got[name].append(
+                (out[0] if isinstance(out, tuple) else out).detach().double()
+            )
+        )
+        for name, m in modules.items()
+    ]
     with torch.no_grad():
         for x in batches:
             model(**x)
@@ -63,8 +68,10 @@ def _means(states, masks):
 def _lora_llava():
     torch.manual_seed(0)
     base = tiny_model("llava")
-    tuned = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(
-        r=2, lora_alpha=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"))
+    tuned = peft.get_peft_model(
+        copy.deepcopy(base),
+        peft.LoraConfig(r=2, lora_alpha=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"),
+    )
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for n, p in tuned.named_parameters():
@@ -76,17 +83,27 @@ def _lora_llava():
 def test_llava_image_and_text_segments_match_hand_masks(tmp_path):
     base, tuned = _lora_llava()
     batches = _batches("llava")
-    res = compare_models(LoadedCheckpoint("b", "base", "hf", base),
-                         [LoadedCheckpoint("t", "lora", "peft", tuned)], lambda: iter(batches),
-                         progress=False, embedding="none", segments=True, metrics=["linear_cka"])
+    res = compare_models(
+        LoadedCheckpoint("b", "base", "hf", base),
+        [LoadedCheckpoint("t", "lora", "peft", tuned)],
+        lambda: iter(batches),
+        progress=False,
+        embedding="none",
+        segments=True,
+        metrics=["linear_cka"],
+    )
     seg = res.analyses["segments"]["lora"]
     assert res.settings["segments"] is True
-    vision = {f"model.vision_tower.encoder.layers.{i}": base.model.vision_tower.encoder.layers[i]
-              for i in range(2)}
-    text = {f"model.language_model.layers.{i}": base.model.language_model.layers[i]
-            for i in range(2)}
-    tvision = {k: tuned.base_model.model.model.vision_tower.encoder.layers[int(k[-1])]
-               for k in vision}
+    vision = {
+        f"model.vision_tower.encoder.layers.{i}": base.model.vision_tower.encoder.layers[i]
+        for i in range(2)
+    }
+    text = {
+        f"model.language_model.layers.{i}": base.model.language_model.layers[i] for i in range(2)
+    }
+    tvision = {
+        k: tuned.base_model.model.model.vision_tower.encoder.layers[int(k[-1])] for k in vision
+    }
     ttext = {k: tuned.base_model.model.model.language_model.layers[int(k[-1])] for k in text}
     hb = _hooked(base, {**vision, **text}, batches)
     ht = _hooked(tuned, {**tvision, **ttext}, batches)
@@ -114,7 +131,8 @@ def test_llava_image_and_text_segments_match_hand_masks(tmp_path):
     # the pooled comparison mixes nothing in: text pooling ("auto") equals the text segment
     for name in text:
         assert res.metrics["lora"][name]["linear_cka"] == pytest.approx(
-            seg[name]["text"]["linear_cka"], rel=1e-6)
+            seg[name]["text"]["linear_cka"], rel=1e-6
+        )
     from repspace.report import write_report
 
     out = write_report(res, tmp_path / "report")
@@ -126,17 +144,25 @@ def test_llava_image_and_text_segments_match_hand_masks(tmp_path):
 def test_prompt_tuning_virtual_tokens_against_hand_statistics():
     torch.manual_seed(0)
     base = tiny_model("bert")
-    tuned = peft.get_peft_model(copy.deepcopy(base), peft.PromptTuningConfig(
-        task_type="SEQ_CLS", num_virtual_tokens=3)).eval()
+    tuned = peft.get_peft_model(
+        copy.deepcopy(base), peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=3)
+    ).eval()
     batches = _batches("bert", k=3, n=4)
-    res = compare_models(LoadedCheckpoint("b", "base", "hf", base),
-                         [LoadedCheckpoint("t", "prompt", "peft", tuned)], lambda: iter(batches),
-                         progress=False, embedding="none", segments=True, metrics=["linear_cka"])
+    res = compare_models(
+        LoadedCheckpoint("b", "base", "hf", base),
+        [LoadedCheckpoint("t", "prompt", "peft", tuned)],
+        lambda: iter(batches),
+        progress=False,
+        embedding="none",
+        segments=True,
+        metrics=["linear_cka"],
+    )
     seg = res.analyses["segments"]["prompt"]
     layers = {f"bert.encoder.layer.{i}": i for i in range(2)}
     hb = _hooked(base, {k: base.bert.encoder.layer[i] for k, i in layers.items()}, batches)
-    ht = _hooked(tuned, {k: tuned.base_model.bert.encoder.layer[i] for k, i in layers.items()},
-                 batches)
+    ht = _hooked(
+        tuned, {k: tuned.base_model.bert.encoder.layer[i] for k, i in layers.items()}, batches
+    )
     masks = [x["attention_mask"] == 1 for x in batches]
     for name in layers:
         assert set(seg[name]) == {"text", "virtual"}
@@ -152,7 +178,8 @@ def test_prompt_tuning_virtual_tokens_against_hand_statistics():
         # whose small singular values carry ~1e-8 relative error (numpy: SVD of the rows)
         assert got["virtual_effective_rank"] == pytest.approx(_erank(rows), rel=1e-6)
         assert got["virtual_norm_ratio"] == pytest.approx(
-            np.linalg.norm(rows, axis=1).mean() / np.linalg.norm(txt, axis=1).mean(), rel=1e-9)
+            np.linalg.norm(rows, axis=1).mean() / np.linalg.norm(txt, axis=1).mean(), rel=1e-9
+        )
         within = ((v - v.mean(0)) ** 2).sum()
         total = ((rows - rows.mean(0)) ** 2).sum()
         assert got["virtual_sample_share"] == pytest.approx(within / total, rel=1e-9)
@@ -161,8 +188,10 @@ def test_prompt_tuning_virtual_tokens_against_hand_statistics():
 
 def test_split_segments_without_placeholders_is_all_text():
     h = torch.randn(2, 5, 4)
-    batch = {"input_ids": torch.ones(2, 5, dtype=torch.long),
-             "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]])}
+    batch = {
+        "input_ids": torch.ones(2, 5, dtype=torch.long),
+        "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]),
+    }
     parts = split_segments("l", h, batch, "text", 0, image_token=None)
     assert set(parts) == {"text"}
     assert torch.equal(parts["text"][1], batch["attention_mask"].bool())

@@ -1,6 +1,7 @@
 """One model for base and tuned (issue 19.1): the base captured from the adapter's model with
 the adapter disabled equals the separately loaded base, and every case where disabling is
 not the base falls back to two models with the reason recorded."""
+
 import copy
 import json
 
@@ -31,15 +32,26 @@ def _randomise_adapter(model, scale=0.3, seed=0):
 def _peft_bert(dtype=torch.float64, **cfg):
     torch.manual_seed(0)
     base = copy.deepcopy(tiny_model("bert")).to(dtype)
-    model = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(
-        r=2, lora_alpha=4, target_modules=["query", "value"], **cfg))
+    model = peft.get_peft_model(
+        copy.deepcopy(base),
+        peft.LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"], **cfg),
+    )
     return base.eval(), _randomise_adapter(model).eval()
 
 
 def _capture(models, batch):
     names = resolve_layers(models["tuned"] if "tuned" in models else models["base"], "blocks")
-    sink, _ = capture_sides(models, [batch], names, pooling="mean", sink=MemorySink(),
-                            batch_size=8, device=None, progress=False, early_stop=True)
+    sink, _ = capture_sides(
+        models,
+        [batch],
+        names,
+        pooling="mean",
+        sink=MemorySink(),
+        batch_size=8,
+        device=None,
+        progress=False,
+        early_stop=True,
+    )
     return sink
 
 
@@ -62,9 +74,10 @@ def _save_adapter(tmp_path, base_dir, name, **cfg):
     from transformers import AutoModel
 
     torch.manual_seed(0)
-    model = peft.get_peft_model(AutoModel.from_pretrained(base_dir, local_files_only=True),
-                                peft.LoraConfig(r=4, lora_alpha=8,
-                                                target_modules=["query", "value"], **cfg))
+    model = peft.get_peft_model(
+        AutoModel.from_pretrained(base_dir, local_files_only=True),
+        peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], **cfg),
+    )
     _randomise_adapter(model, scale=0.1)
     out = tmp_path / name
     model.save_pretrained(out)
@@ -84,8 +97,18 @@ def base64_dir(tmp_path_factory):
 
 
 def _run(base, adapter, probe, **kw):
-    return compare(str(base), [str(adapter)], probe=str(probe), num_samples=48, batch_size=16,
-                   embedding="none", progress=False, distributed=False, dtype="float64", **kw)
+    return compare(
+        str(base),
+        [str(adapter)],
+        probe=str(probe),
+        num_samples=48,
+        batch_size=16,
+        embedding="none",
+        progress=False,
+        distributed=False,
+        dtype="float64",
+        **kw,
+    )
 
 
 def test_compare_one_model_equals_two_models(tmp_path, base64_dir, probe_file):
@@ -111,16 +134,29 @@ def test_compare_one_model_equals_two_models(tmp_path, base64_dir, probe_file):
     assert one.base.name == two.base.name and one.base.sha256 == two.base.sha256
 
 
-@pytest.mark.parametrize("cfg, words", [
-    ({"bias": "all"}, "trainable biases"),
-    ({"modules_to_save": ["pooler"]}, "modules_to_save"),
-])
-def test_unsafe_adapters_fall_back_to_two_models_with_the_reason(tmp_path, base_dir, probe_file,
-                                                                  cfg, words):
+@pytest.mark.parametrize(
+    "cfg, words",
+    [
+        ({"bias": "all"}, "trainable biases"),
+        ({"modules_to_save": ["pooler"]}, "modules_to_save"),
+    ],
+)
+def test_unsafe_adapters_fall_back_to_two_models_with_the_reason(
+    tmp_path, base_dir, probe_file, cfg, words
+):
     adapter = _save_adapter(tmp_path, base_dir, "unsafe", **cfg)
-    res = compare(str(base_dir), [str(adapter)], probe=str(probe_file), num_samples=24,
-                  batch_size=12, embedding="none", progress=False, distributed=False,
-                  layers="encoder.layer.0", metrics=["linear_cka"])
+    res = compare(
+        str(base_dir),
+        [str(adapter)],
+        probe=str(probe_file),
+        num_samples=24,
+        batch_size=12,
+        embedding="none",
+        progress=False,
+        distributed=False,
+        layers="encoder.layer.0",
+        metrics=["linear_cka"],
+    )
     assert res.settings["base_capture"]["mode"] == "separate"
     assert words in res.settings["base_capture"]["reason"]
 
@@ -150,8 +186,10 @@ def test_reasons_for_models_that_are_not_plain_adapters():
     _, ms = _peft_bert(modules_to_save=["pooler"])
     assert "modules_to_save" in disabled_base_reason(ms)
     torch.manual_seed(0)
-    prompt = peft.get_peft_model(copy.deepcopy(tiny_model("bert")), peft.PromptTuningConfig(
-        task_type="FEATURE_EXTRACTION", num_virtual_tokens=3))
+    prompt = peft.get_peft_model(
+        copy.deepcopy(tiny_model("bert")),
+        peft.PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=3),
+    )
     assert "prompt learning" in disabled_base_reason(prompt)
 
 

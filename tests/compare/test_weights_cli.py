@@ -1,6 +1,7 @@
 """`repspace weights`: a trained LoRA adapter folder and a full fine-tune saved as a folder,
 against the saved base; files, numbers against the adapter's own factors, the figure beside
 a compare report, and one-line errors."""
+
 import csv
 import json
 
@@ -8,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from repspace.cli import main
+
 
 def run(*args):
     return main([str(a) for a in args])
@@ -28,12 +30,38 @@ def test_lora_and_full_finetune(base_dir, lora_dir, probe_file, tmp_path, capsys
     report = tmp_path / "report"
     assert run("compare", base_dir, lora_dir, full, "--probe", probe_file, "-o", report) == 0
     out = tmp_path / "weights"
-    assert run("weights", base_dir, lora_dir, full, "-o", out, "--report", report, "--top-k", 3,
-               "--probe", probe_file, "--num-samples", 12) == 0
+    assert (
+        run(
+            "weights",
+            base_dir,
+            lora_dir,
+            full,
+            "-o",
+            out,
+            "--report",
+            report,
+            "--top-k",
+            3,
+            "--probe",
+            probe_file,
+            "--num-samples",
+            12,
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    assert "lora-r4: 6 changed linear maps" in printed and "full-ft: 1 changed linear maps" in printed
-    for f in ("weights.json", "weights.csv", "weights.md", "weight_vs_representation.pdf",
-              "weight_vs_representation.png", "adapter_effect.pdf", "adapter_effect.png"):
+    assert (
+        "lora-r4: 6 changed linear maps" in printed and "full-ft: 1 changed linear maps" in printed
+    )
+    for f in (
+        "weights.json",
+        "weights.csv",
+        "weights.md",
+        "weight_vs_representation.pdf",
+        "weight_vs_representation.png",
+        "adapter_effect.pdf",
+        "adapter_effect.png",
+    ):
         assert (out / f).is_file(), f
     data = json.loads((out / "weights.json").read_text())
     assert data["schema"] == "repspace.weights" and data["settings"]["k"] == 3
@@ -49,9 +77,13 @@ def test_lora_and_full_finetune(base_dir, lora_dir, probe_file, tmp_path, capsys
     assert abs(row["delta_norm"] - float(torch.linalg.matrix_norm(dw))) <= 1e-10 * row["delta_norm"]
     assert set(lora["blocks"]) == {f"encoder.layer.{i}" for i in range(3)}
     # where the adapter acts: every adapted module, every probe sample, a positive share
-    assert set(lora["adapter_effect"]) == {n for n, r in lora["matrices"].items() if r["route"] == "probed"}
-    assert all(e["n"] == 12 and e["n_undefined"] == 0 and 0 < e["min"] <= e["q50"] <= e["max"]
-               for e in lora["adapter_effect"].values())
+    assert set(lora["adapter_effect"]) == {
+        n for n, r in lora["matrices"].items() if r["route"] == "probed"
+    }
+    assert all(
+        e["n"] == 12 and e["n_undefined"] == 0 and 0 < e["min"] <= e["q50"] <= e["max"]
+        for e in lora["adapter_effect"].values()
+    )
     assert set(lora["adapter_effect_blocks"]) == set(lora["blocks"])
     assert data["checkpoints"]["full-ft"]["adapter_effect"] == {}
     assert "no adapter modules" in data["checkpoints"]["full-ft"]["adapter_effect_note"]
@@ -75,9 +107,13 @@ def test_errors_are_one_line_and_write_nothing(base_dir, lora_dir, tmp_path, cap
     assert run("weights", base_dir, base_dir, "-o", out) == 2  # nothing changed
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("repspace weights: error:") for line in err)
-    assert "--threshold" in err[0] and "no report.json" in err[1] and "no linear map differs" in err[2]
+    assert (
+        "--threshold" in err[0] and "no report.json" in err[1] and "no linear map differs" in err[2]
+    )
     assert not out.exists()
-    assert run("weights", base_dir, lora_dir, "-o", lora_dir / "inside") == 2  # output inside an input
+    assert (
+        run("weights", base_dir, lora_dir, "-o", lora_dir / "inside") == 2
+    )  # output inside an input
     assert "that this run reads" in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ For one architecture of :mod:`tests.compat.zoo`, saved in ``root/<name>/``:
 Every compare uses the default probe (built-in images + captions, default layers,
 pooling and ``--max-length``); only the number of samples is small.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,14 +43,18 @@ def save_lora(base: Path, out: Path) -> Path:
     from peft import LoraConfig, get_peft_model
 
     model = load(base)
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-             if isinstance(m, (torch.nn.Linear, transformers.pytorch_utils.Conv1D))}
+    names = {
+        n.rsplit(".", 1)[-1]
+        for n, m in model.named_modules()
+        if isinstance(m, (torch.nn.Linear, transformers.pytorch_utils.Conv1D))
+    }
     targets = [t for t in LORA_TARGETS if t in names]
     torch.manual_seed(1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GPT-2's Conv1D fan_in_fan_out notice
-        peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets,
-                                                      init_lora_weights=False))
+        peft_model = get_peft_model(
+            model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
+        )
     peft_model.save_pretrained(out)
     cfg = json.loads((out / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(base)
@@ -68,8 +73,10 @@ def save_full(base: Path, out: Path, scale: float = 0.1) -> Path:
                 p.add_(torch.randn(p.shape, generator=g) * scale * (p.std() + 1e-3))
     model.save_pretrained(out)
     for f in base.iterdir():
-        if f.suffix in (".json", ".jinja", ".txt") and f.name not in ("config.json",
-                                                                       "generation_config.json"):
+        if f.suffix in (".json", ".jinja", ".txt") and f.name not in (
+            "config.json",
+            "generation_config.json",
+        ):
             shutil.copy(f, out / f.name)
     return out
 
@@ -117,7 +124,9 @@ def verdict(check: str, values: list[float]) -> str | None:
     if check == "self":
         bad = [v for v in values if not abs(v - 1) < 1e-6]
         return None if not bad else f"self-compare CKA {bad[:3]} != 1"
-    return None if min(values) < 1 - 1e-6 else f"CKA {min(values):.6f} at every layer: no change seen"
+    return (
+        None if min(values) < 1 - 1e-6 else f"CKA {min(values):.6f} at every layer: no change seen"
+    )
 
 
 def verdicts(result) -> dict[str, str | None]:

@@ -1,4 +1,5 @@
 """The compatibility zoo, built once per test session in a temporary folder."""
+
 import pytest
 
 pytest.importorskip("transformers")
@@ -23,4 +24,5 @@ def arch_results(zoo_root):
         if arch not in cache:
             cache[arch] = checks.run_checks(arch, zoo_root)
         return cache[arch]
+
     return results

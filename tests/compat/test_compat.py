@@ -5,6 +5,7 @@ next to the tokenizer / processor class its hub checkpoints ship.  The checks an
 table share tests/compat/checks.py.  The targeted tests below pin each general fix on the
 smallest model that needs it.
 """
+
 import json
 import shutil
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from tests.compat import checks, zoo
+
 
 @pytest.mark.parametrize("arch", list(zoo.ARCHITECTURES))
 def test_architecture(arch, arch_results):
@@ -23,15 +25,18 @@ def test_docs_compatibility_table_matches_the_suite(arch_results):
     """docs/compatibility.md shows what the checks find (regenerate: python -m tests.compat.table)."""
     from tests.compat.table import DOC
 
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[4:-1]]
-            for line in DOC.read_text(encoding="utf-8").splitlines()
-            if line.startswith("| ") and not line.startswith("| architecture")}
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[4:-1]]
+        for line in DOC.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and not line.startswith("| architecture")
+    }
     assert set(rows) == set(zoo.ARCHITECTURES), "regenerate: python -m tests.compat.table"
     for arch in zoo.ARCHITECTURES:
         found = ["✓" if arch_results(arch)[c] is None else "✗" for c in checks.CHECKS]
         assert [c[0] for c in rows[arch]] == found, (
             f"{arch}: docs say {rows[arch]}, the suite finds {found}; regenerate: "
-            "python -m tests.compat.table")
+            "python -m tests.compat.table"
+        )
 
 
 def _probe(n=4):
@@ -65,8 +70,14 @@ def test_truncation_never_cuts_image_tokens(arch, zoo_root):
 
     base = checks.build(arch, zoo_root)["base"]
     model = checks.load(base)
-    batch = lambda n: next(make_batches(_probe(), model, load_processor(str(base)),  # noqa: E731
-                                        max_length=n))
+    batch = lambda n: next(
+        make_batches(
+            _probe(),
+            model,
+            load_processor(str(base)),  # noqa: E731
+            max_length=n,
+        )
+    )
     short, full = batch(1), batch(64)
     image = image_token_id(model)
     per_row = (short["input_ids"] == image).sum(1)
@@ -142,9 +153,15 @@ def test_adapter_that_misses_its_base_is_refused(zoo_root, tmp_path):
 
     base = checks.build("bert", zoo_root)["base"]
     head = transformers.BertForSequenceClassification.from_pretrained(base, num_labels=2)
-    lora = get_peft_model(head, LoraConfig(task_type=TaskType.SEQ_CLS, r=2,
-                                           target_modules=["query", "value"],
-                                           init_lora_weights=False))
+    lora = get_peft_model(
+        head,
+        LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=2,
+            target_modules=["query", "value"],
+            init_lora_weights=False,
+        ),
+    )
     lora.save_pretrained(tmp_path / "cls-lora")
     cfg = json.loads((tmp_path / "cls-lora" / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(base)
@@ -166,7 +183,9 @@ def test_first_token_pooling_on_a_vlm_names_the_constant_layers(zoo_root):
     """`first` on LLaVA: the vision tower's first token (CLS) differs per image, the causal text
     stream's (BOS) does not; the text layers' metrics would be NaN, so they are named."""
     paths = checks.build("llava", zoo_root)
-    with pytest.raises(ValueError, match=r"at 2 of 4 captured layers \('model.language_model") as err:
+    with pytest.raises(
+        ValueError, match=r"at 2 of 4 captured layers \('model.language_model"
+    ) as err:
         checks.compare(paths["base"], [paths["lora"]], pooling="first")
     assert "\n" not in str(err.value) and "--pooling mean or last" in str(err.value)
     result = checks.compare(paths["base"], [paths["lora"]], pooling="first", layers="vision")
@@ -181,7 +200,9 @@ def test_warnings_are_recorded_in_the_report(zoo_root, tmp_path):
         result = checks.compare(base, [base])
     assert any("bit-identical" in w for w in result.warnings)
     out = write_report(result, tmp_path / "report")
-    assert any("bit-identical" in w for w in json.loads((out / "report.json").read_text())["warnings"])
+    assert any(
+        "bit-identical" in w for w in json.loads((out / "report.json").read_text())["warnings"]
+    )
     assert "bit-identical" in (out / "report.html").read_text()
 
 
@@ -202,9 +223,13 @@ def test_layers_accepts_every_spec_compare_accepts(zoo_root, tmp_path, capsys):
     (moved / "adapter_config.json").write_text(json.dumps(cfg))
     weights = str(paths["full"] / "model.safetensors")
     want = checks.run_layers(paths["base"])
-    for argv in ([str(paths["base"] / "config.json")], [str(paths["lora"])],
-                 [str(moved), "--base", str(paths["base"])], [weights, "--base", str(paths["base"])],
-                 [weights, "--config", str(paths["base"] / "config.json")]):
+    for argv in (
+        [str(paths["base"] / "config.json")],
+        [str(paths["lora"])],
+        [str(moved), "--base", str(paths["base"])],
+        [weights, "--base", str(paths["base"])],
+        [weights, "--config", str(paths["base"] / "config.json")],
+    ):
         assert main(["layers", *argv, "--select", "blocks"]) == 0, argv
         assert capsys.readouterr().out == want, argv
     for argv, why in (([weights], "pass --base"), ([str(moved)], "does not exist on this machine")):
@@ -226,15 +251,23 @@ def test_flattened_patches_batched_per_sample(zoo_root):
     tok = transformers.AutoTokenizer.from_pretrained(paths["base"])
     images = transformers.Qwen2VLImageProcessor.from_pretrained(paths["base"])
     probe = _probe(5)
-    pix = images(images=[Image.fromarray(np.asarray(im)) for im in probe.images], return_tensors="pt")
-    per_image = pix["image_grid_thw"].prod(-1) // images.merge_size ** 2
+    pix = images(
+        images=[Image.fromarray(np.asarray(im)) for im in probe.images], return_tensors="pt"
+    )
+    per_image = pix["image_grid_thw"].prod(-1) // images.merge_size**2
     # What Qwen2VLProcessor does: one <|image_pad|> per merged patch.
-    texts = [f"<|vision_start|>{'<|image_pad|>' * int(k)}<|vision_end|>{t}"
-             for k, t in zip(per_image, probe.texts)]
+    texts = [
+        f"<|vision_start|>{'<|image_pad|>' * int(k)}<|vision_end|>{t}"
+        for k, t in zip(per_image, probe.texts)
+    ]
     enc = tok(texts, padding=True, return_tensors="pt")
     mm_types = (enc["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).long()  # 1 = image
-    inputs = {**enc, "mm_token_type_ids": mm_types, "pixel_values": pix["pixel_values"],
-              "image_grid_thw": pix["image_grid_thw"]}
+    inputs = {
+        **enc,
+        "mm_token_type_ids": mm_types,
+        "pixel_values": pix["pixel_values"],
+        "image_grid_thw": pix["image_grid_thw"],
+    }
     base, lora = checks.load(paths["base"]), checks.load(paths["base"])
     from peft import PeftModel
 
@@ -269,12 +302,19 @@ def test_crops_per_sample_vary_and_pool_per_sample(arch, zoo_root, varied_images
     from repspace.probe import load_probe, make_batches
 
     paths = checks.build(arch, zoo_root)
-    batch = next(make_batches(load_probe(varied_images), checks.load(paths["base"]),
-                              load_processor(str(paths["base"])), batch_size=6))
+    batch = next(
+        make_batches(
+            load_probe(varied_images),
+            checks.load(paths["base"]),
+            load_processor(str(paths["base"])),
+            batch_size=6,
+        )
+    )
     crops = batch["pixel_values"].flatten(2).ne(0).any(-1).sum(1)
     assert len(set(crops.tolist())) > 1  # the zero-padded path is exercised
-    result = checks.compare(paths["base"], [paths["base"], paths["lora"]], probe=str(varied_images),
-                            batch_size=5)
+    result = checks.compare(
+        paths["base"], [paths["base"], paths["lora"]], probe=str(varied_images), batch_size=5
+    )
     assert checks.verdict("self", checks.ckas(result, 0)) is None
     assert checks.verdict("lora", checks.ckas(result, 1)) is None
 
@@ -291,15 +331,22 @@ def test_per_sample_regrouping_of_crops_and_patches():
     out, valid = align_tokens("vision_tower.layers.0", states, batch, "vision")
     assert out.shape == (2, 3 * t, d)
     assert torch.equal(out[0], states[:3].reshape(3 * t, d))
-    assert torch.equal(out[1, :2 * t], states[3:].reshape(2 * t, d))
-    assert valid[0].all() and valid[1, :2 * t].all() and not valid[1, 2 * t:].any()
+    assert torch.equal(out[1, : 2 * t], states[3:].reshape(2 * t, d))
+    assert valid[0].all() and valid[1, : 2 * t].all() and not valid[1, 2 * t :].any()
     # Qwen2-VL: flattened patches, t*h*w per image
     grid = torch.tensor([[1, 2, 2], [1, 2, 4]])
     flat = torch.randn(12, d)
-    batch = {"input_ids": torch.ones(2, 5, dtype=torch.long), "pixel_values": torch.randn(12, 8),
-             "image_grid_thw": grid}
+    batch = {
+        "input_ids": torch.ones(2, 5, dtype=torch.long),
+        "pixel_values": torch.randn(12, 8),
+        "image_grid_thw": grid,
+    }
     out, valid = align_tokens("visual.blocks.0", flat, batch, "vision")
-    assert out.shape == (2, 8, d) and torch.equal(out[0, :4], flat[:4]) and torch.equal(out[1], flat[4:])
+    assert (
+        out.shape == (2, 8, d)
+        and torch.equal(out[0, :4], flat[:4])
+        and torch.equal(out[1], flat[4:])
+    )
     assert valid.sum(1).tolist() == [4, 8]
     with pytest.raises(ValueError, match="cannot tell which belong to which sample"):
         align_tokens("visual.blocks.0", torch.randn(11, d), batch, "vision")
@@ -317,7 +364,9 @@ def test_pad_token_on_a_processor_copy(zoo_root):
     proc.tokenizer.pad_token = None
     padded = with_pad_token(proc)
     assert padded is not proc and padded.tokenizer is not proc.tokenizer
-    assert padded.tokenizer.pad_token == proc.tokenizer.eos_token and proc.tokenizer.pad_token is None
+    assert (
+        padded.tokenizer.pad_token == proc.tokenizer.eos_token and proc.tokenizer.pad_token is None
+    )
     batch = next(make_batches(_probe(4), checks.load(base), proc))
     assert (batch["attention_mask"] == 0).any()  # it did pad
     assert batch["input_ids"].shape[0] == 4 and proc.tokenizer.pad_token is None
@@ -349,14 +398,28 @@ def test_cli_compare_writes_the_report(arch, zoo_root, tmp_path):
 
     paths = checks.build(arch, zoo_root)
     out = tmp_path / "report"
-    code = main(["compare", str(paths["base"]), str(paths["lora"]),
-                 str(paths["full"] / "model.safetensors"), "-o", str(out), "--num-samples", "16",
-                 "--quiet", "--embedding", "pca"])  # UMAP: seconds of numba start-up
+    code = main(
+        [
+            "compare",
+            str(paths["base"]),
+            str(paths["lora"]),
+            str(paths["full"] / "model.safetensors"),
+            "-o",
+            str(out),
+            "--num-samples",
+            "16",
+            "--quiet",
+            "--embedding",
+            "pca",
+        ]
+    )  # UMAP: seconds of numba start-up
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["warnings"] == [] and len(report["layers"]) >= 2
     if arch == "qwen2_vl":  # the images reached the model: its vision blocks were compared
-        assert any(layer.startswith("model.visual.") for layer in report["layers"]), report["layers"]
+        assert any(layer.startswith("model.visual.") for layer in report["layers"]), report[
+            "layers"
+        ]
     cka = [r["metrics"]["linear_cka"] for r in report["results"]]
     assert all(0 < c < 1 for c in cka[:1]) and all(c == c for c in cka)  # no NaN
 
@@ -392,9 +455,11 @@ def test_chat_template_without_image_placeholder_falls_back_to_the_image_token(z
 
     base = checks.build("llava", zoo_root)["base"]
     proc, model = load_processor(str(base)), checks.load(base)
-    proc.chat_template = ("{% for m in messages %}USER: {% for c in m['content'] %}"
-                          "{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
-                          "{% endfor %}")
+    proc.chat_template = (
+        "{% for m in messages %}USER: {% for c in m['content'] %}"
+        "{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+        "{% endfor %}"
+    )
     import numpy as np
     from PIL import Image
 

@@ -5,6 +5,7 @@ fails until each one compares or is skipped with a reason below.  Every trainabl
 weight is moved off its (often identity) initialisation before ``save_pretrained``, so the
 compare must see a change: CKA < 1 at some layer.
 """
+
 import json
 
 import pytest
@@ -32,14 +33,14 @@ OPTIONS = {
 EMBEDDINGS = {"llama": "embed_tokens", "bert": "word_embeddings"}
 SKIP = {
     "XLORA": "X-LoRA mixes already trained LoRA experts (adapters=…); it has no adapter of its own "
-             "to build from a config",
+    "to build from a config",
     "SHADOW": "peft 0.21's SHADOW layer returns a ShadowCarrier that the models' attention cannot "
-              "use (AttributeError in the plain model forward, outside repspace)",
+    "use (AttributeError in the plain model forward, outside repspace)",
     ("bert", "ADAPTION_PROMPT"): "peft supports adaption prompts on Llama-style models only",
     ("bert", "CPT"): "peft's CPTConfig supports task_type CAUSAL_LM only",
     ("bert", "MULTITASK_PROMPT_TUNING"): "peft 0.21's PeftModelForFeatureExtraction.forward does "
-                                         "not pass task_ids to the prompt encoder (fails outside "
-                                         "repspace); tested on Llama",
+    "not pass task_ids to the prompt encoder (fails outside "
+    "repspace); tested on Llama",
 }
 TASK_CONDITIONED = {"MULTITASK_PROMPT_TUNING", "POLY"}
 
@@ -50,8 +51,12 @@ def _config(arch: str, kind: PeftType, base):
     cls = PEFT_TYPE_TO_CONFIG_MAPPING[kind]
     fields = {f.name for f in dataclasses.fields(cls)}
     kw = {"task_type": TASK[arch]}
-    for key, value in (("target_modules", TARGETS[arch]), ("num_virtual_tokens", 4), ("r", 2),
-                       ("feedforward_modules", [])):
+    for key, value in (
+        ("target_modules", TARGETS[arch]),
+        ("num_virtual_tokens", 4),
+        ("r", 2),
+        ("feedforward_modules", []),
+    ):
         if key in fields:
             kw[key] = value
     kw.update(OPTIONS.get(kind.name, {}))
@@ -62,8 +67,9 @@ def _config(arch: str, kind: PeftType, base):
 
         tok = AutoTokenizer.from_pretrained(base)
         kw["target_modules"] = [EMBEDDINGS[arch]]
-        kw["token_indices"] = sorted(set(tok("a small large circle square triangle",
-                                              add_special_tokens=False)["input_ids"]))
+        kw["token_indices"] = sorted(
+            set(tok("a small large circle square triangle", add_special_tokens=False)["input_ids"])
+        )
     return cls(**kw)
 
 

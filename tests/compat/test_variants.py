@@ -13,6 +13,7 @@ tokenizers, other configurations):
   plus special tokens must not exceed them, and a text cut to N tokens must come out of
   the tokenizer again as at most N tokens.
 """
+
 import pytest
 import torch
 import transformers
@@ -29,11 +30,20 @@ def blip2_t5():
     cfg = transformers.Blip2Config(
         vision_config=dict(zoo.VISION),
         qformer_config=dict(zoo.H, encoder_hidden_size=32, vocab_size=zoo.vocab_of(tok)),
-        text_config=transformers.T5Config(vocab_size=zoo.vocab_of(tok), d_model=32, d_ff=64, d_kv=16,
-                                          num_layers=2, num_heads=2, pad_token_id=tok.pad_token_id,
-                                          eos_token_id=tok.eos_token_id,
-                                          decoder_start_token_id=tok.pad_token_id),
-        num_query_tokens=n_query, image_token_index=tok.convert_tokens_to_ids("<image>"))
+        text_config=transformers.T5Config(
+            vocab_size=zoo.vocab_of(tok),
+            d_model=32,
+            d_ff=64,
+            d_kv=16,
+            num_layers=2,
+            num_heads=2,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+        ),
+        num_query_tokens=n_query,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
     proc = transformers.Blip2Processor(zoo.blip_image_processor(), tok, num_query_tokens=n_query)
     return transformers.Blip2ForConditionalGeneration(cfg), proc
 
@@ -46,15 +56,22 @@ def blip2_t5_paths(tmp_path_factory):
     base = root / "blip2_t5"
     model.eval().save_pretrained(base)
     proc.save_pretrained(base)
-    return {"base": base, "lora": checks.save_lora(base, root / "blip2_t5-lora"),
-            "full": checks.save_full(base, root / "blip2_t5-full")}
+    return {
+        "base": base,
+        "lora": checks.save_lora(base, root / "blip2_t5-lora"),
+        "full": checks.save_full(base, root / "blip2_t5-full"),
+    }
 
 
 def test_blip2_on_an_encoder_decoder_lm_compares(blip2_t5_paths):
     p = blip2_t5_paths
-    result = checks.compare(p["base"], [p["base"], p["lora"], p["full"], p["full"] / "model.safetensors"])
-    assert any(layer.startswith("model.language_model.decoder") or ".decoder." in layer
-               for layer in result.layers), result.layers
+    result = checks.compare(
+        p["base"], [p["base"], p["lora"], p["full"], p["full"] / "model.safetensors"]
+    )
+    assert any(
+        layer.startswith("model.language_model.decoder") or ".decoder." in layer
+        for layer in result.layers
+    ), result.layers
     assert checks.verdicts(result) == dict.fromkeys(checks.CHECKS[1:]), checks.verdicts(result)
 
 
@@ -65,8 +82,11 @@ def test_decoder_only_lm_behind_a_qformer_gets_no_decoder_inputs(tmp_path):
     from repspace.probe import load_probe, make_batches
 
     base = checks.build("blip2", tmp_path)["base"]
-    batch = next(make_batches(load_probe("builtin", num_samples=4), checks.load(base),
-                              load_processor(str(base))))
+    batch = next(
+        make_batches(
+            load_probe("builtin", num_samples=4), checks.load(base), load_processor(str(base))
+        )
+    )
     assert "decoder_input_ids" not in batch and "decoder_attention_mask" not in batch
 
 
@@ -76,17 +96,22 @@ def test_decoder_reads_the_text_without_image_placeholders(blip2_t5_paths):
 
     model = checks.load(blip2_t5_paths["base"])
     image = model.config.image_token_index
-    batch = next(make_batches(load_probe("builtin", num_samples=4), model,
-                              load_processor(str(blip2_t5_paths["base"]))))
+    batch = next(
+        make_batches(
+            load_probe("builtin", num_samples=4), model, load_processor(str(blip2_t5_paths["base"]))
+        )
+    )
     assert (batch["input_ids"] == image).sum(1).tolist() == [3] * 4  # the encoder's placeholders
     assert not (batch["decoder_input_ids"] == image).any()
     start = model.config.text_config.decoder_start_token_id
     assert (batch["decoder_input_ids"][:, 0] == start).all()
     for i in range(4):  # the decoder reads the encoder's text tokens, shifted right by one
-        text = batch["input_ids"][i][(batch["input_ids"][i] != image) & (batch["attention_mask"][i] == 1)]
+        text = batch["input_ids"][i][
+            (batch["input_ids"][i] != image) & (batch["attention_mask"][i] == 1)
+        ]
         n = int(batch["decoder_attention_mask"][i].sum())
         assert n == len(text)  # start + the text but its last token (eos)
-        assert torch.equal(batch["decoder_input_ids"][i, 1:n], text[:n - 1])
+        assert torch.equal(batch["decoder_input_ids"][i, 1:n], text[: n - 1])
         assert not batch["decoder_attention_mask"][i, n:].any()
 
 
@@ -131,8 +156,12 @@ def long_probe(tmp_path_factory):
     words = "the fishing boats stayed in port while violinists practised scales".split()
     records = []
     for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (20 + 4 * i, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        text = " ".join(words[(i + j) % len(words)] + ("ing" if j % 7 == 3 else "") for j in range(90))
+        Image.fromarray(rng.integers(0, 255, (20 + 4 * i, 30, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png"
+        )
+        text = " ".join(
+            words[(i + j) % len(words)] + ("ing" if j % 7 == 3 else "") for j in range(90)
+        )
         records.append({"image": f"{i}.png", "text": text})
     (folder / "captions.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     return folder
@@ -149,8 +178,10 @@ def clip_reloaded(tmp_path_factory=None):
         return transformers.AutoTokenizer.from_pretrained(tmp)
 
 
-@pytest.mark.parametrize("tokenizer", [clip_reloaded, zoo.gpt2_tokenizer, zoo.llama_tokenizer,
-                                       zoo.bert_tokenizer, zoo.t5_tokenizer])
+@pytest.mark.parametrize(
+    "tokenizer",
+    [clip_reloaded, zoo.gpt2_tokenizer, zoo.llama_tokenizer, zoo.bert_tokenizer, zoo.t5_tokenizer],
+)
 def test_truncated_texts_retokenize_within_the_limit(tokenizer, long_probe):
     from repspace.probe import load_probe
     from repspace.probe.prompts import truncate_texts
@@ -179,4 +210,6 @@ def test_text_encoder_positions_bound_the_probe_texts(declared_by, long_probe, t
     lora = checks.save_lora(base, tmp_path / "clip24-lora")
     result = checks.compare(base, [lora], probe=str(long_probe))
     assert checks.verdict("lora", checks.ckas(result, 0)) is None
-    assert any("cut to 22 tokens, below --max-length 64" in w for w in result.warnings), result.warnings
+    assert any("cut to 22 tokens, below --max-length 64" in w for w in result.warnings), (
+        result.warnings
+    )

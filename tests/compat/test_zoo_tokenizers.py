@@ -2,6 +2,7 @@
 which process built its fixtures.  (tokenizers' WordPiece trainer broke ties in hash order
 and its Unigram trainer's scores moved in the sixth decimal: three processes gave three BERT
 vocabularies, and a threshold test passed or failed with the test order.)"""
+
 import json
 import subprocess
 import sys
@@ -22,7 +23,13 @@ json.dump(out, sys.stdout)
 
 
 def test_every_zoo_tokenizer_is_the_same_in_every_process():
-    runs = [json.loads(subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, check=True,
-                                      capture_output=True, text=True).stdout) for _ in range(2)]
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", SCRIPT], cwd=ROOT, check=True, capture_output=True, text=True
+            ).stdout
+        )
+        for _ in range(2)
+    ]
     for name in runs[0]:
         assert runs[0][name] == runs[1][name], f"zoo.{name} differs between two processes"

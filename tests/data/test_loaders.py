@@ -1,4 +1,5 @@
 """COCO caption and VQAv2 loaders on tiny fixture datasets built in tmp_path."""
+
 import json
 
 import numpy as np
@@ -21,9 +22,14 @@ def coco(tmp_path):
     _write_image(img / "b.png", (0, 0, 255))
     _write_image(img / "c.png", (0, 255, 0))
     doc = {
-        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.png"}, {"id": 3, "file_name": "c.png"}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg"},
+            {"id": 2, "file_name": "b.png"},
+            {"id": 3, "file_name": "c.png"},
+        ],
         "annotations": [
-            {"image_id": 1, "caption": "A red picture."}, {"image_id": 2, "caption": "blue"},
+            {"image_id": 1, "caption": "A red picture."},
+            {"image_id": 2, "caption": "blue"},
             {"image_id": 1, "caption": "all red"},
         ],
     }
@@ -37,12 +43,20 @@ def test_coco_items(coco):
     ds = CocoCaptions(ann, img, image_size=16)
     assert len(ds) == 2  # image 3 has no caption
     item = ds[0]
-    assert item["id"] == 1 and item["captions"] == ["A red picture.", "all red"] and item["caption"] == "A red picture."
+    assert (
+        item["id"] == 1
+        and item["captions"] == ["A red picture.", "all red"]
+        and item["caption"] == "A red picture."
+    )
     assert item["image"].shape == (16, 16, 3) and item["image"].dtype == np.uint8
     assert abs(int(item["image"][..., 0].mean()) - 255) < 8 and item["image"][..., 2].mean() < 8
     assert ds.references() == [["A red picture.", "all red"], ["blue"]]
     pairs = CocoCaptions(ann, img, image_size=16, per_caption=True, image_format="float")
-    assert len(pairs) == 3 and [pairs[i]["caption"] for i in range(3)] == ["A red picture.", "all red", "blue"]
+    assert len(pairs) == 3 and [pairs[i]["caption"] for i in range(3)] == [
+        "A red picture.",
+        "all red",
+        "blue",
+    ]
     assert pairs[0]["image"].shape == (3, 16, 16) and pairs[0]["image"].dtype == torch.float32
     batch = collate([ds[0], ds[1]])  # reference lists of different lengths
     assert batch["image"].shape == (2, 16, 16, 3) and batch["captions"][1] == ["blue"]
@@ -53,15 +67,30 @@ def _rewrite(path, doc):
     return path
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d.pop("annotations"), "missing top-level key 'annotations'"),
-    (lambda d: d["images"][1].pop("file_name"), r"images\[1\] is missing key\(s\) \['file_name'\]"),
-    (lambda d: d["annotations"][2].pop("caption"), r"annotations\[2\] is missing key\(s\) \['caption'\]"),
-    (lambda d: d["annotations"].append({"image_id": 99, "caption": "x"}), "refers to image_id 99, which is not in 'images'"),
-    (lambda d: d["images"].append({"id": 1, "file_name": "a.jpg"}), "repeats image id 1"),
-    (lambda d: d.__setitem__("images", {}), "'images' must be a list"),
-    (lambda d: d["images"][0].__setitem__("file_name", "gone.jpg"), r"image file for image_id 1 does not exist: .*gone\.jpg"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("annotations"), "missing top-level key 'annotations'"),
+        (
+            lambda d: d["images"][1].pop("file_name"),
+            r"images\[1\] is missing key\(s\) \['file_name'\]",
+        ),
+        (
+            lambda d: d["annotations"][2].pop("caption"),
+            r"annotations\[2\] is missing key\(s\) \['caption'\]",
+        ),
+        (
+            lambda d: d["annotations"].append({"image_id": 99, "caption": "x"}),
+            "refers to image_id 99, which is not in 'images'",
+        ),
+        (lambda d: d["images"].append({"id": 1, "file_name": "a.jpg"}), "repeats image id 1"),
+        (lambda d: d.__setitem__("images", {}), "'images' must be a list"),
+        (
+            lambda d: d["images"][0].__setitem__("file_name", "gone.jpg"),
+            r"image file for image_id 1 does not exist: .*gone\.jpg",
+        ),
+    ],
+)
 def test_coco_errors(coco, mutate, message):
     ann, img, doc = coco
     mutate(doc)
@@ -103,17 +132,30 @@ def vqa(tmp_path):
     img.mkdir()
     _write_image(img / "COCO_val2014_000000000007.jpg", (10, 200, 10))
     _write_image(img / "COCO_val2014_000000000042.jpg", (200, 10, 10))
-    qs = {"questions": [
-        {"question_id": 70, "image_id": 7, "question": "What color is it?"},
-        {"question_id": 71, "image_id": 7, "question": "How many?"},
-        {"question_id": 420, "image_id": 42, "question": "Is it red?"},
-    ]}
-    anns = {"annotations": [
-        {"question_id": 70, "image_id": 7, "multiple_choice_answer": "green",
-         "answers": [{"answer": "green"}] * 9 + [{"answer": "lime"}]},
-        {"question_id": 71, "answers": [{"answer": "one"}, {"answer": "1"}, {"answer": "1"}]},
-        {"question_id": 420, "image_id": 42, "multiple_choice_answer": "yes", "answers": [{"answer": "yes"}] * 10},
-    ]}
+    qs = {
+        "questions": [
+            {"question_id": 70, "image_id": 7, "question": "What color is it?"},
+            {"question_id": 71, "image_id": 7, "question": "How many?"},
+            {"question_id": 420, "image_id": 42, "question": "Is it red?"},
+        ]
+    }
+    anns = {
+        "annotations": [
+            {
+                "question_id": 70,
+                "image_id": 7,
+                "multiple_choice_answer": "green",
+                "answers": [{"answer": "green"}] * 9 + [{"answer": "lime"}],
+            },
+            {"question_id": 71, "answers": [{"answer": "one"}, {"answer": "1"}, {"answer": "1"}]},
+            {
+                "question_id": 420,
+                "image_id": 42,
+                "multiple_choice_answer": "yes",
+                "answers": [{"answer": "yes"}] * 10,
+            },
+        ]
+    }
     qf, af = tmp_path / "questions.json", tmp_path / "annotations.json"
     qf.write_text(json.dumps(qs))
     af.write_text(json.dumps(anns))
@@ -146,17 +188,52 @@ def test_vqa_custom_file_pattern(vqa, tmp_path):
         VQADataset(qf, img, file_pattern="{name}.jpg")
 
 
-@pytest.mark.parametrize("target, mutate, message", [
-    ("q", lambda q, a: q["questions"][1].pop("image_id"), r"questions\[1\] is missing key\(s\) \['image_id'\]"),
-    ("q", lambda q, a: q["questions"].append(dict(q["questions"][0])), "repeats question_id 70"),
-    ("q", lambda q, a: q["questions"][1].__setitem__("image_id", 5), r"image file for image_id 5 does not exist: .*COCO_val2014_000000000005\.jpg"),
-    ("a", lambda q, a: a["annotations"][0]["answers"].append({"text": "x"}), r"annotations\[0\]\.answers\[10\] is missing key"),
-    ("a", lambda q, a: a["annotations"][1].pop("answers"), r"annotations\[1\] is missing key\(s\) \['answers'\]"),
-    ("a", lambda q, a: a["annotations"][1].__setitem__("question_id", 5), "refers to question_id 5, which is not in"),
-    ("a", lambda q, a: a["annotations"][0].__setitem__("image_id", 42), "has image_id 42 but question 70 is about image 7"),
-    ("a", lambda q, a: a["annotations"].pop(), "no annotation for 1 question"),
-    ("a", lambda q, a: a["annotations"][2].__setitem__("answers", []), "'answers' must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "target, mutate, message",
+    [
+        (
+            "q",
+            lambda q, a: q["questions"][1].pop("image_id"),
+            r"questions\[1\] is missing key\(s\) \['image_id'\]",
+        ),
+        (
+            "q",
+            lambda q, a: q["questions"].append(dict(q["questions"][0])),
+            "repeats question_id 70",
+        ),
+        (
+            "q",
+            lambda q, a: q["questions"][1].__setitem__("image_id", 5),
+            r"image file for image_id 5 does not exist: .*COCO_val2014_000000000005\.jpg",
+        ),
+        (
+            "a",
+            lambda q, a: a["annotations"][0]["answers"].append({"text": "x"}),
+            r"annotations\[0\]\.answers\[10\] is missing key",
+        ),
+        (
+            "a",
+            lambda q, a: a["annotations"][1].pop("answers"),
+            r"annotations\[1\] is missing key\(s\) \['answers'\]",
+        ),
+        (
+            "a",
+            lambda q, a: a["annotations"][1].__setitem__("question_id", 5),
+            "refers to question_id 5, which is not in",
+        ),
+        (
+            "a",
+            lambda q, a: a["annotations"][0].__setitem__("image_id", 42),
+            "has image_id 42 but question 70 is about image 7",
+        ),
+        ("a", lambda q, a: a["annotations"].pop(), "no annotation for 1 question"),
+        (
+            "a",
+            lambda q, a: a["annotations"][2].__setitem__("answers", []),
+            "'answers' must be a non-empty list",
+        ),
+    ],
+)
 def test_vqa_errors(vqa, target, mutate, message):
     qf, af, img, qs, anns = vqa
     mutate(qs, anns)
@@ -173,5 +250,7 @@ def test_vqa_file_errors(vqa, tmp_path):
     with pytest.raises(ValueError, match="VQA questions file does not exist"):
         VQADataset(tmp_path / "x.json", img)
     af.write_text("{not json")
-    with pytest.raises(ValueError, match=r"VQA annotations file .*annotations\.json is not valid JSON"):
+    with pytest.raises(
+        ValueError, match=r"VQA annotations file .*annotations\.json is not valid JSON"
+    ):
         VQADataset(qf, img, af)

@@ -1,4 +1,5 @@
 """Scene geometry and pixels: every scene-graph fact used by captions/VQA is visible in the image."""
+
 import numpy as np
 import pytest
 
@@ -45,7 +46,9 @@ def test_colors_and_count_recomputed_from_pixels(domain):
         for rgb in spec.colors.values():
             obj_px |= _palette_mask(img, rgb)
         occupied = sum(
-            obj_px[edges[r]:edges[r + 1], edges[c]:edges[c + 1]].any() for r in range(GRID) for c in range(GRID)
+            obj_px[edges[r] : edges[r + 1], edges[c] : edges[c + 1]].any()
+            for r in range(GRID)
+            for c in range(GRID)
         )
         assert occupied == len(s.scene.objects)
         # each object's pixels are exactly its colour, inside its bbox; nothing outside bboxes
@@ -62,6 +65,7 @@ def test_shape_and_size_recomputed_from_pixels_source():
     # fill ratio of the bbox separates square (1), circle (~pi/4) and triangle (~1/2)
     def classify(ratio):
         return "square" if ratio > 0.95 else ("circle" if ratio > 0.65 else "triangle")
+
     n = 0
     for s in _samples("source", 80):
         areas = {}
@@ -81,7 +85,7 @@ def test_shape_masks_distinct_and_symmetric():
     masks = {s: shape_mask(s, 16) for s in ("circle", "square", "triangle", "diamond", "cross")}
     keys = list(masks)
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             assert not np.array_equal(masks[a], masks[b])
         assert np.array_equal(masks[a], masks[a][:, ::-1])  # left-right symmetric
     with pytest.raises(ValueError):
@@ -93,6 +97,7 @@ def test_domains_differ_measurably():
         imgs = np.stack([s.image for s in _samples(domain, 30)]).astype(float)
         corner = imgs[:, :1, :1].reshape(-1, 3)  # the 1 px margin keeps corners background
         return imgs.mean(), corner.mean(), imgs[:, :1, :].std(axis=(1, 2)).mean()
+
     src, shf = bg_stats("source"), bg_stats("shifted")
     assert src[1] < 60 and shf[1] > 150  # dark vs light background
     assert src[2] == 0 and shf[2] > 3  # plain vs textured (top row varies along the row)
@@ -100,7 +105,11 @@ def test_domains_differ_measurably():
     # shifted has shapes the source never shows
     shapes = {o.shape for s in _samples("shifted", 100) for o in s.scene.objects}
     assert {"diamond", "cross"} <= shapes
-    assert {o.shape for s in _samples("source", 100) for o in s.scene.objects} == {"circle", "square", "triangle"}
+    assert {o.shape for s in _samples("source", 100) for o in s.scene.objects} == {
+        "circle",
+        "square",
+        "triangle",
+    }
 
 
 def test_shifted_background_never_equals_object_color():

@@ -1,4 +1,5 @@
 """Captions and VQA pairs: consistent with the scene graph, unambiguous, inside the vocabulary."""
+
 import re
 
 import pytest
@@ -54,7 +55,12 @@ def _answer(scene, question):
         b = [o for o in objs if _matches(o, m[3])]
         assert len(a) == 1 and len(b) == 1 and a[0] != b[0], question
         a, b = a[0], b[0]
-        holds = {"left of": a.col < b.col, "right of": a.col > b.col, "above": a.row < b.row, "below": a.row > b.row}
+        holds = {
+            "left of": a.col < b.col,
+            "right of": a.col > b.col,
+            "above": a.row < b.row,
+            "below": a.row > b.row,
+        }
         return "yes" if holds[m[2]] else "no"
     if m := re.fullmatch(r"is there a (\w+) (\w+)\?", question):
         return "yes" if any(o.color == m[1] and o.shape == m[2] for o in objs) else "no"

@@ -1,9 +1,17 @@
 """Word-level tokenizer: BLIP special-token layout, no [UNK] on generated text, save/load round trip."""
+
 import pytest
 import torch
 from transformers import AutoTokenizer, BlipTextConfig, PreTrainedTokenizerFast
 
-from repspace.data import SPECIAL_TOKENS, ShapesWorld, blip_token_ids, build_tokenizer, decoder_inputs, vocabulary
+from repspace.data import (
+    SPECIAL_TOKENS,
+    ShapesWorld,
+    blip_token_ids,
+    build_tokenizer,
+    decoder_inputs,
+    vocabulary,
+)
 
 
 @pytest.fixture(scope="module")
@@ -12,14 +20,24 @@ def tok():
 
 
 def test_layout_matches_blip(tok):
-    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == list(
+        range(len(SPECIAL_TOKENS))
+    )
     assert tok.pad_token_id == 0  # BlipTextConfig default, also the embedding padding_idx
-    assert tok.bos_token == "[DEC]" and tok.eos_token_id == tok.sep_token_id  # generate() stops at sep
+    assert (
+        tok.bos_token == "[DEC]" and tok.eos_token_id == tok.sep_token_id
+    )  # generate() stops at sep
     assert len(tok) == len(SPECIAL_TOKENS) + len(vocabulary())
     ids = blip_token_ids(tok)
-    cfg = BlipTextConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, **ids)
+    cfg = BlipTextConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, **ids
+    )
     assert (cfg.vocab_size, cfg.bos_token_id, cfg.sep_token_id, cfg.pad_token_id) == (
-        len(tok), tok.bos_token_id, tok.sep_token_id, 0)
+        len(tok),
+        tok.bos_token_id,
+        tok.sep_token_id,
+        0,
+    )
 
 
 def test_generated_text_round_trips_without_unk(tok):
@@ -46,7 +64,9 @@ def test_save_load_round_trip(tok, tmp_path, loader):
 
 
 def test_decoder_inputs(tok):
-    out = decoder_inputs(tok, ["a red circle at the top", "there is one shape a small blue square at the center"])
+    out = decoder_inputs(
+        tok, ["a red circle at the top", "there is one shape a small blue square at the center"]
+    )
     ids, mask, labels = out["input_ids"], out["attention_mask"], out["labels"]
     assert ids.dtype == torch.long and ids.shape == mask.shape == labels.shape
     assert (ids[:, 0] == tok.bos_token_id).all()

@@ -1,4 +1,5 @@
 """ShapesWorld: determinism, split disjointness and stability, nested fractions, datasets, probe set."""
+
 import time
 
 import numpy as np
@@ -6,7 +7,12 @@ import pytest
 import torch
 
 from repspace.data import (
-    ShapesWorld, ShapesWorldConfig, caption_region, captions, collate, make_probe_set,
+    ShapesWorld,
+    ShapesWorldConfig,
+    caption_region,
+    captions,
+    collate,
+    make_probe_set,
 )
 
 
@@ -23,7 +29,10 @@ def test_same_seed_identical_bytes_different_seed_differs(domain):
     assert [a.sample("val", i).qa for i in range(20)] == [b.sample("val", i).qa for i in range(20)]
     assert _bytes(a, "train", range(20)) != _bytes(c, "train", range(20))
     # request order does not matter: a sample is a pure function of (seed, domain, split, index)
-    assert a.image("test", 5).tobytes() == ShapesWorld(seed=7, domain=domain).image("test", 5).tobytes()
+    assert (
+        a.image("test", 5).tobytes()
+        == ShapesWorld(seed=7, domain=domain).image("test", 5).tobytes()
+    )
 
 
 def test_samples_stable_when_other_split_sizes_change():
@@ -56,6 +65,7 @@ def test_probe_uses_held_out_compositions():
 def test_data_fraction_nested_and_sized():
     def idx(f):
         return set(ShapesWorld(seed=1, n_train=200, data_fraction=f).indices("train").tolist())
+
     i25, i50, i100 = idx(0.25), idx(0.5), idx(1.0)
     assert len(i25) == 50 and len(i50) == 100 and len(i100) == 200
     assert i25 < i50 < i100
@@ -68,11 +78,21 @@ def test_data_fraction_nested_and_sized():
     assert len(w.caption_dataset("train")) == 200
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"seed": -1}, {"domain": "mars"}, {"image_size": 8}, {"n_train": -1}, {"data_fraction": 0.0},
-    {"data_fraction": 1.5}, {"min_objects": 3, "max_objects": 2}, {"max_objects": 10},
-    {"holdout": (0.0, 0.1)}, {"holdout": (0.6, 0.5)},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": -1},
+        {"domain": "mars"},
+        {"image_size": 8},
+        {"n_train": -1},
+        {"data_fraction": 0.0},
+        {"data_fraction": 1.5},
+        {"min_objects": 3, "max_objects": 2},
+        {"max_objects": 10},
+        {"holdout": (0.0, 0.1)},
+        {"holdout": (0.6, 0.5)},
+    ],
+)
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
         ShapesWorldConfig(**kwargs)

@@ -1,4 +1,5 @@
 """``device_map`` (accelerate's big-model dispatch) reaches from_pretrained; capture follows it."""
+
 import pytest
 
 from repspace.checkpoints import load_checkpoint
@@ -22,8 +23,14 @@ def test_loader_passes_device_map(base_dir, lora_dir, monkeypatch):
 
 
 def test_compare_with_device_map_equals_plain_compare(base_dir, lora_dir, probe_file):
-    kw = dict(probe=str(probe_file), num_samples=24, batch_size=8, embedding="none",
-              progress=False, metrics=["linear_cka", "frechet_distance"])
+    kw = dict(
+        probe=str(probe_file),
+        num_samples=24,
+        batch_size=8,
+        embedding="none",
+        progress=False,
+        metrics=["linear_cka", "frechet_distance"],
+    )
     plain = compare(str(base_dir), [str(lora_dir)], **kw)
     mapped = compare(str(base_dir), [str(lora_dir)], device_map="cpu", **kw)
     assert mapped.settings["device_map"] == "cpu"

@@ -1,4 +1,5 @@
 """A rank that fails mid-capture: every rank gets one clear error, none returns a result."""
+
 import json
 
 
@@ -8,8 +9,11 @@ from tests.distributed.conftest import launch
 
 def outcomes(tmp_path, mode):
     codes = launch(workers.failure_worker, 2, str(tmp_path), mode)
-    got = {r: json.loads((tmp_path / f"fail{r}.json").read_text())
-           for r in range(2) if (tmp_path / f"fail{r}.json").exists()}
+    got = {
+        r: json.loads((tmp_path / f"fail{r}.json").read_text())
+        for r in range(2)
+        if (tmp_path / f"fail{r}.json").exists()
+    }
     return codes, got
 
 
@@ -18,8 +22,9 @@ def test_raised_error_on_one_rank_reaches_every_rank(tmp_path):
     assert codes == [0, 0] and set(got) == {0, 1}
     for r in (0, 1):
         assert got[r]["type"] == "RankFailedError"
-        assert got[r]["error"] == ("rank 1 failed during capture of other: probe shard unreadable: "
-                                   "disk quota exceeded")
+        assert got[r]["error"] == (
+            "rank 1 failed during capture of other: probe shard unreadable: disk quota exceeded"
+        )
 
 
 def test_rank_that_dies_gives_an_error_on_the_survivor(tmp_path):

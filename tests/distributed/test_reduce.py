@@ -3,6 +3,7 @@
 Rank 1 gets an empty shard (it must take part with zero states); the data have a large
 common offset (1e3), so per-rank shifts differ and the common re-shift is exercised.
 """
+
 import json
 import math
 
@@ -104,8 +105,13 @@ def test_row_sample_is_the_single_process_sample(ranks):
     x, y = workers.data()
     sink = CompareSink(max_rows=20, seed=3, precision="float64")
     for s in range(0, 90, 8):
-        rows = {"base": {"L": torch.from_numpy(x[s:s + 8])}, "tuned": {"L": torch.from_numpy(y[s:s + 8])}}
-        sink.update(CapturedBatch(sides=rows, streams={"L": "text"}, n=len(x[s:s + 8]), batch_index=s))
+        rows = {
+            "base": {"L": torch.from_numpy(x[s : s + 8])},
+            "tuned": {"L": torch.from_numpy(y[s : s + 8])},
+        }
+        sink.update(
+            CapturedBatch(sides=rows, streams={"L": "text"}, n=len(x[s : s + 8]), batch_index=s)
+        )
     sink.finish()
     np.testing.assert_array_equal(ranks[0]["sample"]["base"], sink.samples["base"]["L"].numpy())
     np.testing.assert_array_equal(ranks[0]["sample"]["tuned"], sink.samples["tuned"]["L"].numpy())
@@ -132,7 +138,7 @@ def test_rows_route_reduces_like_one_process(ranks, width):
     x, y = workers.wide_data(p=width)
     ref = LayerwiseMoments(precision="float64")
     for s in range(0, len(x), 7):
-        ref.update({"a": x[s:s + 7]}, {"a": y[s:s + 7]})
+        ref.update({"a": x[s : s + 7]}, {"a": y[s : s + 7]})
     want = ref.compute()["a", "a"]
     assert ref.routes()["a", "a"] == workers.ROUTE_CASES[width]
     fan = workers.fan_out_sinks(x, y)
@@ -143,10 +149,11 @@ def test_rows_route_reduces_like_one_process(ranks, width):
         for k, v in want.items():
             assert got["metrics"][k] == pytest.approx(v, rel=1e-10, abs=1e-12), k
         for side, sink in fan.sinks.items():
-            assert got["fan"][side] == pytest.approx(sink.acc.compute()["L", "L"]["linear_cka"],
-                                                     rel=1e-10), side
+            assert got["fan"][side] == pytest.approx(
+                sink.acc.compute()["L", "L"]["linear_cka"], rel=1e-10
+            ), side
     assert ranks[0]["routes"][str(width)]["local"] == "rows"  # 45 rows of each width
-    assert ranks[1]["routes"][str(width)]["local"] is None    # the empty shard
+    assert ranks[1]["routes"][str(width)]["local"] is None  # the empty shard
 
 
 @pytest.mark.parametrize("n,b,w", [(72, 8, 2), (10, 4, 3), (5, 8, 2), (0, 3, 2), (100, 7, 8)])

@@ -6,6 +6,7 @@ The shards are uneven (38 and 52 rows, batches of 7) and the data carry a large 
 offset, so each rank's shift differs and the reduction re-shifts: what CCA whitens is then
 the reduced scatter, and any slip in it would be amplified, not hidden.
 """
+
 import json
 import os
 
@@ -28,6 +29,8 @@ from tests.distributed import workers
 from tests.distributed.conftest import launch
 
 WORLD, CUT = 2, 38
+
+
 # route -> the data: 6 wide with n = 90 is held as moments, 32 wide as rows (90·2·32·4 B of
 # float32 rows < 3·32²·8 B of moments); CCA is not saturated on either (r_x + r_y < n − 1)
 def noisy_wide():
@@ -78,8 +81,11 @@ def worker(rank, world, port, out_dir):
         fan = workers.fan_out_sinks(x, y, mine)
         for sink in fan.sinks.values():
             reduce_sink(sink)
-        res[case] = {"n": acc.n, "measures": measures(acc, "a"),
-                     "fan": {side: measures(s.acc, "L") for side, s in fan.sinks.items()}}
+        res[case] = {
+            "n": acc.n,
+            "measures": measures(acc, "a"),
+            "fan": {side: measures(s.acc, "L") for side, s in fan.sinks.items()},
+        }
     with open(os.path.join(out_dir, f"cca{rank}.json"), "w") as f:
         json.dump(res, f)
     workers.dist.destroy_process_group()
@@ -107,7 +113,7 @@ def test_two_gloo_processes_equal_one_process(ranks, case):
     x, y = CASES[case]()
     one = LayerwiseMoments(precision="float64")
     for s in range(0, len(x), 7):
-        one.update({"a": x[s:s + 7]}, {"a": y[s:s + 7]})
+        one.update({"a": x[s : s + 7]}, {"a": y[s : s + 7]})
     want = measures(one, "a")
     assert want["route"] == case
     assert set(CCA_KEYS) <= set(want)

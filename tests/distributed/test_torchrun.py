@@ -3,6 +3,7 @@
 Both runs use one thread per process (torchrun's default), so the forward passes are
 bit-identical and any difference comes from the distributed reduction alone.
 """
+
 import json
 import os
 import subprocess
@@ -22,17 +23,43 @@ SPECTRUM_TAIL = {"effective_rank_base", "effective_rank_tuned", "subspace_overla
 
 
 def run(args, nproc, out, **env):
-    cmd = ([str(VENV_BIN / "torchrun"), "--nproc-per-node", str(nproc), "--master-port",
-            str(free_port()), "-m", "repspace"] if nproc > 1 else [sys.executable, "-m", "repspace"])
+    cmd = (
+        [
+            str(VENV_BIN / "torchrun"),
+            "--nproc-per-node",
+            str(nproc),
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "repspace",
+        ]
+        if nproc > 1
+        else [sys.executable, "-m", "repspace"]
+    )
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **env}
-    return subprocess.run([*cmd, "compare", *args, "-o", str(out), "--quiet"], env=full_env,
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [*cmd, "compare", *args, "-o", str(out), "--quiet"],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture(scope="module")
 def args(base_dir, lora_dir, probe_file):
-    return [str(base_dir), str(lora_dir), "--probe", str(probe_file), "--batch-size", "8",
-            "--embedding", "pca", "--sample-rows", "50"]
+    return [
+        str(base_dir),
+        str(lora_dir),
+        "--probe",
+        str(probe_file),
+        "--batch-size",
+        "8",
+        "--embedding",
+        "pca",
+        "--sample-rows",
+        "50",
+    ]
 
 
 def test_two_gloo_processes_give_the_single_process_report(args, tmp_path):
@@ -63,8 +90,10 @@ def test_failure_on_rank_0_stops_every_rank_and_writes_nothing(args, tmp_path):
     assert res.returncode != 0
     # one clear line from each rank (the two ranks share stderr, so lines may interleave)
     # (an unknown layer is now caught before the capture, on every rank: the lowest one reports)
-    message = ("repspace compare: error: rank 0 failed during capture of lora-r4: "
-               "--embedding-layer: 'nope' not among the captured layers")
+    message = (
+        "repspace compare: error: rank 0 failed during capture of lora-r4: "
+        "--embedding-layer: 'nope' not among the captured layers"
+    )
     assert res.stderr.count(message) == 2, res.stderr[-3000:]
     assert res.stderr.count("repspace compare: error:") == 2
     assert not (tmp_path / "out").exists()

@@ -1,4 +1,5 @@
 """Worker bodies for the multi-process tests (module-level: picklable for spawn)."""
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,18 @@ def data(n=90, p=6, q=5, seed=0):
     """Paired features with a large common offset (the hard case for the shift)."""
     g = np.random.default_rng(seed)
     x = g.standard_normal((n, p)) * [1, 2, 3, 0.5, 1, 4][:p] + 1e3
-    y = np.hstack([x[:, :q] * 0.7 + 0.1 * g.standard_normal((n, q)), x[:, :p - q]])[:, :p] - 5e2
+    y = np.hstack([x[:, :q] * 0.7 + 0.1 * g.standard_normal((n, q)), x[:, : p - q]])[:, :p] - 5e2
     return x.astype(np.float32), y.astype(np.float32)
 
 
 def init(rank, world, port, timeout=30):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
 
 
@@ -53,21 +59,24 @@ def reduce_worker(rank, world, port, out_dir):
             acc.update({"a": x[s:e], "b": x[s:e, :4]}, {"a": y[s:e], "b": y[s:e, :4]})
         reduce_accumulator(acc)
         res[precision] = {
-            "n": acc.n, "metrics": {f"{b}|{t}": v for (b, t), v in acc.compute().items()},
+            "n": acc.n,
+            "metrics": {f"{b}|{t}": v for (b, t), v in acc.compute().items()},
             "scatter": acc.base["a"].centred().scatter.tolist(),
             "cross": acc.cross["a", "a"].centred(acc.base["a"], acc.tuned["a"]).scatter.tolist(),
-            "min": acc.base["a"].min.tolist(), "max": acc.tuned["b"].max.tolist(),
-            "drift": acc.drift["a", "a"].compute()}
+            "min": acc.base["a"].min.tolist(),
+            "max": acc.tuned["b"].max.tolist(),
+            "drift": acc.drift["a", "a"].compute(),
+        }
         # the reduced accumulator keeps streaming (its shift is usable by later updates)
         acc.update({"a": x[:5], "b": x[:5, :4]}, {"a": y[:5], "b": y[:5, :4]})
         res[precision]["after_update"] = acc.compute()["a", "a"]["linear_cka"]
     pm = PairedMoments(precision="float64")
     if len(mine):
-        pm.update(x[mine.start:mine.stop], y[mine.start:mine.stop])
+        pm.update(x[mine.start : mine.stop], y[mine.start : mine.stop])
     res["paired_cka"] = reduce_accumulator(pm).linear_cka(debiased=True)
     fm = FeatureMoments(precision="float64")
     if len(mine):
-        fm.update(x[mine.start:mine.stop])
+        fm.update(x[mine.start : mine.stop])
     reduce_accumulator(fm)
     res["feature_mean"] = fm.mean().tolist()
     # the compare sink: statistics plus the global bottom-k row sample
@@ -83,7 +92,9 @@ def reduce_worker(rank, world, port, out_dir):
     fan = fan_out_sinks(x, y, mine)
     for pair_sink in fan.sinks.values():
         reduce_sink(pair_sink)
-    res["fan_cka"] = {side: s.acc.compute()["L", "L"]["linear_cka"] for side, s in fan.sinks.items()}
+    res["fan_cka"] = {
+        side: s.acc.compute()["L", "L"]["linear_cka"] for side, s in fan.sinks.items()
+    }
     res["sample"] = {k: v["L"].tolist() for k, v in sink.samples.items() if "L" in v}
     res["routes"] = route_results(rank, world)
     with open(os.path.join(out_dir, f"reduce{rank}.json"), "w") as f:
@@ -100,7 +111,7 @@ def wide_data(n=90, p=64, seed=1):
 
 
 ROUTE_CASES = {  # width: what the global n = 90 does with it (rows: 90·2p·4 B vs 3p²·8 B)
-    64: "rows",     # stays on rows: 46 kB of rows against 98 kB of moments
+    64: "rows",  # stays on rows: 46 kB of rows against 98 kB of moments
     16: "moments",  # each 45-row shard keeps rows (5.8 kB < 6.1 kB), the 90 rows do not
 }
 
@@ -123,12 +134,14 @@ def route_results(rank, world):
         fan = fan_out_sinks(x, y, mine)
         for pair_sink in fan.sinks.values():
             reduce_sink(pair_sink)
-        out[str(p)] = {"local": local, "global": acc.routes()[("a", "a")], "n": acc.n,
-                       "metrics": acc.compute()["a", "a"],
-                       "fan": {side: s.acc.compute()["L", "L"]["linear_cka"]
-                               for side, s in fan.sinks.items()},
-                       "fan_routes": {side: s.acc.routes()[("L", "L")]
-                                      for side, s in fan.sinks.items()}}
+        out[str(p)] = {
+            "local": local,
+            "global": acc.routes()[("a", "a")],
+            "n": acc.n,
+            "metrics": acc.compute()["a", "a"],
+            "fan": {side: s.acc.compute()["L", "L"]["linear_cka"] for side, s in fan.sinks.items()},
+            "fan_routes": {side: s.acc.routes()[("L", "L")] for side, s in fan.sinks.items()},
+        }
     return out
 
 
@@ -138,8 +151,9 @@ def fan_out_sinks(x, y, rows=None):
     from repspace.compare.sink import CompareSink, FanOutSink
 
     rows = range(len(x)) if rows is None else rows
-    fan = FanOutSink({f"t{j}": CompareSink(max_rows=0, precision="float64", buffer_rows=16)
-                      for j in range(3)})
+    fan = FanOutSink(
+        {f"t{j}": CompareSink(max_rows=0, precision="float64", buffer_rows=16) for j in range(3)}
+    )
     for s in range(rows.start, rows.stop, 8):
         e = min(s + 8, rows.stop)
         xb, yb = torch.from_numpy(x[s:e]), torch.from_numpy(y[s:e])
@@ -162,7 +176,8 @@ def failing_batches(mode, rank):
                 if mode == "raise":
                     raise OSError("probe shard unreadable: disk quota exceeded")
                 os._exit(7)  # dies without a word, mid-capture
-            yield dict(tok(SENTENCES[s:s + 8], padding=True, return_tensors="pt"))
+            yield dict(tok(SENTENCES[s : s + 8], padding=True, return_tensors="pt"))
+
     return gen
 
 
@@ -177,8 +192,16 @@ def failure_worker(rank, world, port, out_dir, mode):
     base = LoadedCheckpoint("base", "base", "hf", tiny_bert(0))
     tuned = LoadedCheckpoint("other", "other", "hf", tiny_bert(1))
     try:
-        compare_models(base, [tuned], failing_batches(mode, rank), batch_size=8, progress=False,
-                       embedding="none", dist=ctx, row_offset=24 * rank)
+        compare_models(
+            base,
+            [tuned],
+            failing_batches(mode, rank),
+            batch_size=8,
+            progress=False,
+            embedding="none",
+            dist=ctx,
+            row_offset=24 * rank,
+        )
         outcome = {"error": None}
     except ValueError as exc:
         outcome = {"error": str(exc), "type": type(exc).__name__}

@@ -8,6 +8,7 @@ the skipped blocks and their reasons are listed (and must give one).  Python blo
 blocks run the same way, and every relative link in README.md and docs/ points at a file of
 the repository.
 """
+
 import os
 import re
 import subprocess
@@ -16,22 +17,38 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FENCE = re.compile(r"^(?:<!-- doc-test: skip (?P<skip>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```$",
-                   re.M | re.S)
-PY_PRELUDE = ("import warnings\nfrom repspace._validation import RepspaceWarning\n"
-              "warnings.simplefilter('error', RepspaceWarning)\n")
+FENCE = re.compile(
+    r"^(?:<!-- doc-test: skip (?P<skip>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```$",
+    re.M | re.S,
+)
+PY_PRELUDE = (
+    "import warnings\nfrom repspace._validation import RepspaceWarning\n"
+    "warnings.simplefilter('error', RepspaceWarning)\n"
+)
 
 
 def blocks(path: Path) -> list[dict]:
     """Fenced blocks of ``path``: ``{"lang", "body", "skip" (reason or None), "line"}``."""
     text = path.read_text(encoding="utf-8")
-    return [{"lang": m["lang"], "body": m["body"], "skip": m["skip"],
-             "line": text.count("\n", 0, m.start("body")) + 1} for m in FENCE.finditer(text)]
+    return [
+        {
+            "lang": m["lang"],
+            "body": m["body"],
+            "skip": m["skip"],
+            "line": text.count("\n", 0, m.start("body")) + 1,
+        }
+        for m in FENCE.finditer(text)
+    ]
 
 
 def _env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg",
-               PYTHONWARNINGS="ignore::FutureWarning")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        MPLBACKEND="Agg",
+        PYTHONWARNINGS="ignore::FutureWarning",
+    )
     # `repspace` is the console script of the interpreter running the tests
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -42,11 +59,20 @@ def run_block(block: dict, cwd: Path, where: str) -> subprocess.CompletedProcess
         cmd = ["bash", "-euo", "pipefail", "-c", block["body"]]
     else:
         cmd = [sys.executable, "-c", PY_PRELUDE + block["body"]]
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=900)
-    assert proc.returncode == 0, (f"{where} (line {block['line']}) failed, exit {proc.returncode}:\n"
-                                  f"{block['body']}\n--- stdout\n{proc.stdout[-3000:]}\n"
-                                  f"--- stderr\n{proc.stderr[-3000:]}")
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (
+        f"{where} (line {block['line']}) failed, exit {proc.returncode}:\n"
+        f"{block['body']}\n--- stdout\n{proc.stdout[-3000:]}\n"
+        f"--- stderr\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -66,8 +92,11 @@ def test_getting_started_runs_in_order(tmp_path):
         if b["lang"] not in ("bash", "python"):
             continue  # output listings
         ran.append((b["line"], run_block(b, tmp_path, "getting_started.md")))
-    print("getting_started.md: skipped blocks:", *(f"  line {n}: {why}" for n, why in skipped),
-          sep="\n")
+    print(
+        "getting_started.md: skipped blocks:",
+        *(f"  line {n}: {why}" for n, why in skipped),
+        sep="\n",
+    )
     # what ran: the train/compare section, the study's dry run, and both Python snippets
     assert len(ran) >= 4 and len(skipped) <= 5, (len(ran), skipped)
     assert (tmp_path / "runs" / "lora-vqa-s0" / "repspace_manifest.json").is_file()

@@ -1,4 +1,5 @@
 """What the commands write by default, run inside the checkout, is not offered to git."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,8 +9,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("path", ["repspace-demo/summary.md", "repspace-demo-quick/summary.md",
-                                  "repspace-report/report.html", "runs/lora-vqa-s0/state/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "repspace-demo/summary.md",
+        "repspace-demo-quick/summary.md",
+        "repspace-report/report.html",
+        "runs/lora-vqa-s0/state/x",
+    ],
+)
 def test_default_outputs_are_ignored(path):
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")

@@ -1,4 +1,5 @@
 """Corpus BLEU against hand computations and properties."""
+
 import math
 
 import pytest
@@ -18,7 +19,7 @@ def test_hand_example_multiple_references():
     assert b[0] == pytest.approx(1.0)
     assert b[1] == pytest.approx(1.0)
     assert b[2] == pytest.approx((3 / 4) ** (1 / 3))
-    assert b[3] == pytest.approx(2 ** -0.5)
+    assert b[3] == pytest.approx(2**-0.5)
 
 
 def test_clipping_papineni_example():
@@ -30,7 +31,9 @@ def test_clipping_papineni_example():
 
 def test_brevity_penalty_closest_reference():
     # c = 4; refs of length 5 and 8 -> r = 5 (closest); all precisions 1 -> BLEU = exp(1 - 5/4)
-    assert corpus_bleu(["a b c d"], [["a b c d e", "a b c d e f g h"]]) == pytest.approx(math.exp(-0.25))
+    assert corpus_bleu(["a b c d"], [["a b c d e", "a b c d e f g h"]]) == pytest.approx(
+        math.exp(-0.25)
+    )
     # tie |5 - 4| = |3 - 4|: the shorter reference (3) wins, as in pycocoevalcap -> c >= r -> BP = 1
     assert corpus_bleu(["a b c d"], [["a b c d e", "a b c"]]) == pytest.approx(1.0)
 
@@ -64,15 +67,18 @@ def test_tokenize():
     assert tokenize("Don't stop_now!") == ["don't", "stop", "now"]
 
 
-@pytest.mark.parametrize("preds, refs, message", [
-    (["a"], [["a"], ["b"]], "1 predictions but 2 reference lists"),
-    (["a"], [[]], r"references\[0\] is empty"),
-    ([], [], "predictions is empty"),
-    (["a"], ["a"], r"references\[0\] must be a list of strings"),
-    ("a", [["a"]], "single string"),
-    ([None], [["a"]], r"predictions\[0\] must be a string"),
-    (["a"], [["a", 3]], r"references\[0\]\[1\] must be a string"),
-])
+@pytest.mark.parametrize(
+    "preds, refs, message",
+    [
+        (["a"], [["a"], ["b"]], "1 predictions but 2 reference lists"),
+        (["a"], [[]], r"references\[0\] is empty"),
+        ([], [], "predictions is empty"),
+        (["a"], ["a"], r"references\[0\] must be a list of strings"),
+        ("a", [["a"]], "single string"),
+        ([None], [["a"]], r"predictions\[0\] must be a string"),
+        (["a"], [["a", 3]], r"references\[0\]\[1\] must be a string"),
+    ],
+)
 def test_validation(preds, refs, message):
     with pytest.raises(ValueError, match=message):
         corpus_bleu(preds, refs)
@@ -80,6 +86,7 @@ def test_validation(preds, refs, message):
 
 def test_caption_metrics_keys():
     from repspace.evaluation import caption_metrics
+
     refs = [["a red circle"], ["a blue square at the top"]]
     m = caption_metrics([r[0] for r in refs], refs)
     assert list(m) == ["bleu_1", "bleu_2", "bleu_3", "bleu_4", "cider_d"]

@@ -1,4 +1,5 @@
 """CIDEr-D against hand computations, an independent dense implementation, and properties."""
+
 import math
 
 import numpy as np
@@ -47,8 +48,11 @@ def test_references_averaged():
 
 
 def test_properties():
-    refs = [["a red circle", "a red circle"], ["a blue square at the top", "a blue square at the top"],
-            ["two green triangles", "two green triangles"]]
+    refs = [
+        ["a red circle", "a red circle"],
+        ["a blue square at the top", "a blue square at the top"],
+        ["two green triangles", "two green triangles"],
+    ]
     perfect = [r[0] for r in refs]
     s = cider_d_scores(perfect, refs)
     assert (s > 0).all()
@@ -67,19 +71,23 @@ def test_properties():
 
 def _dense_cider_d(preds, refs, sigma=6.0):
     """Independent dense re-implementation (vocabulary-indexed arrays) of CIDEr-D."""
+
     def grams(s, k):
         w = s.split()
-        return [tuple(w[i:i + k]) for i in range(len(w) - k + 1)]
+        return [tuple(w[i : i + k]) for i in range(len(w) - k + 1)]
+
     n_img = len(preds)
     out = np.zeros(n_img)
     for k in range(1, 5):
         vocab = sorted({g for s in preds + [r for rs in refs for r in rs] for g in grams(s, k)})
         index = {g: i for i, g in enumerate(vocab)}
+
         def tf(s):
             v = np.zeros(len(vocab))
             for g in grams(s, k):
                 v[index[g]] += 1
             return v
+
         df = np.zeros(len(vocab))
         for rs in refs:
             df += (sum(tf(r) for r in rs) > 0) if vocab else 0
@@ -92,15 +100,21 @@ def _dense_cider_d(preds, refs, sigma=6.0):
                 den = np.linalg.norm(h) * np.linalg.norm(g)
                 val = num / den if den > 0 else num
                 delta = max(len(p.split()) - 1, 0) - max(len(r.split()) - 1, 0)
-                out[i] += val * math.exp(-delta ** 2 / (2 * sigma ** 2)) / 4 / len(rs) * 10
+                out[i] += val * math.exp(-(delta**2) / (2 * sigma**2)) / 4 / len(rs) * 10
     return out
 
 
 _sentence = st.lists(st.sampled_from("a b c d e".split()), min_size=1, max_size=7).map(" ".join)
 
 
-@given(st.lists(st.tuples(_sentence, st.lists(_sentence, min_size=1, max_size=3)), min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.tuples(_sentence, st.lists(_sentence, min_size=1, max_size=3)), min_size=1, max_size=5
+    )
+)
 def test_matches_dense_reference(data):
     preds = [p for p, _ in data]
     refs = [r for _, r in data]
-    np.testing.assert_allclose(cider_d_scores(preds, refs), _dense_cider_d(preds, refs), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        cider_d_scores(preds, refs), _dense_cider_d(preds, refs), rtol=1e-9, atol=1e-12
+    )

@@ -1,10 +1,13 @@
 """VQA accuracy: official soft accuracy with 10 answers, exact match otherwise, answer normalisation."""
+
 import pytest
 
 from repspace.evaluation import normalize_answer, vqa_accuracy, vqa_scores
 
 
-@pytest.mark.parametrize("k, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)])
+@pytest.mark.parametrize(
+    "k, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)]
+)
 def test_soft_accuracy_leave_one_out(k, expected):
     # k of 10 humans said "yes".  Leaving out one of the k: min(1, (k-1)/3); one of the other 10-k: min(1, k/3).
     # k=1: (1*0 + 9*1/3)/10 = 0.3 ; k=2: (2*1/3 + 8*2/3)/10 = 0.6 ; k=3: (3*2/3 + 7*1)/10 = 0.9 ; k=4: 1
@@ -20,11 +23,21 @@ def test_normalisation_applied_to_both_sides():
     assert vqa_scores(["four"], [refs])[0] == 0.0
 
 
-@pytest.mark.parametrize("raw, norm", [
-    ("Yes.", "yes"), ("  A Dog\n", "dog"), ("t-shirt", "t shirt"), ("1,000", "1000"), ("3.5", "3.5"),
-    ("dont know", "don't know"), ("red, white", "red white"), ("none", "0"), ("what?", "what"),
-    ("the an a", ""),
-])
+@pytest.mark.parametrize(
+    "raw, norm",
+    [
+        ("Yes.", "yes"),
+        ("  A Dog\n", "dog"),
+        ("t-shirt", "t shirt"),
+        ("1,000", "1000"),
+        ("3.5", "3.5"),
+        ("dont know", "don't know"),
+        ("red, white", "red white"),
+        ("none", "0"),
+        ("what?", "what"),
+        ("the an a", ""),
+    ],
+)
 def test_normalize_answer(raw, norm):
     assert normalize_answer(raw) == norm
 

@@ -6,6 +6,7 @@ names the offending input, no traceback, no marker file written by a payload, no
 or half-written at the output location, and every pre-existing file untouched (bytes and
 mode).  Tiny checkpoints are built once per session.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,11 @@ MARKER_NAME = "PWNED"
 
 @dataclass
 class World:
-    root: Path            # session folder holding the pristine fixtures
-    base: Path            # tiny BERT model folder (config, safetensors, tokenizer)
-    adapter: Path         # PEFT LoRA adapter folder onto ``base``
-    probe: Path           # text probe
-    small: Path           # a 2-layer BERT (layer names differ from ``base``)
+    root: Path  # session folder holding the pristine fixtures
+    base: Path  # tiny BERT model folder (config, safetensors, tokenizer)
+    adapter: Path  # PEFT LoRA adapter folder onto ``base``
+    probe: Path  # text probe
+    small: Path  # a 2-layer BERT (layer names differ from ``base``)
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +45,10 @@ def world(tmp_path_factory) -> World:
     word_tokenizer().save_pretrained(base)
     torch.manual_seed(1)
     adapter = root / "lora"
-    model = get_peft_model(AutoModel.from_pretrained(base, local_files_only=True),
-                           LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"],
-                                      init_lora_weights=False))
+    model = get_peft_model(
+        AutoModel.from_pretrained(base, local_files_only=True),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["query", "value"], init_lora_weights=False),
+    )
     model.save_pretrained(adapter)
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(base)
@@ -55,9 +57,16 @@ def world(tmp_path_factory) -> World:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(2)
-    BertModel(BertConfig(vocab_size=len(word_tokenizer()), hidden_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=32)).save_pretrained(small)
+    BertModel(
+        BertConfig(
+            vocab_size=len(word_tokenizer()),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+        )
+    ).save_pretrained(small)
     word_tokenizer().save_pretrained(small)
     probe = root / "probe.txt"
     probe.write_text("\n".join(SENTENCES[:24]))
@@ -76,12 +85,26 @@ def ws(world, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    return World(tmp_path, tmp_path / "tiny-bert", tmp_path / "lora", tmp_path / "probe.txt",
-                 tmp_path / "tiny-bert-2")
+    return World(
+        tmp_path,
+        tmp_path / "tiny-bert",
+        tmp_path / "lora",
+        tmp_path / "probe.txt",
+        tmp_path / "tiny-bert-2",
+    )
 
 
-FAST = ["--embedding", "pca", "--quiet", "--sample-rows", "32", "--num-samples", "24",
-        "--batch-size", "8"]
+FAST = [
+    "--embedding",
+    "pca",
+    "--quiet",
+    "--sample-rows",
+    "32",
+    "--num-samples",
+    "24",
+    "--batch-size",
+    "8",
+]
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -106,8 +129,9 @@ def marker_paths(root: Path) -> list[Path]:
     return [root / MARKER_NAME, Path.cwd() / MARKER_NAME]
 
 
-def refused(capsys, root: Path, args: list, *, names: str, out: Path | None = None,
-            code: int = 2) -> str:
+def refused(
+    capsys, root: Path, args: list, *, names: str, out: Path | None = None, code: int = 2
+) -> str:
     """Run ``repspace *args``; assert every promise of a refused hostile input (see module
     docstring); returns the error line."""
     capsys.readouterr()
@@ -157,8 +181,10 @@ def torch_save_payload(path: Path, marker: Path) -> Path:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    torch.save({"encoder.layer.0.attention.self.query.weight": torch.zeros(32, 32),
-                "evil": Payload()}, path)
+    torch.save(
+        {"encoder.layer.0.attention.self.query.weight": torch.zeros(32, 32), "evil": Payload()},
+        path,
+    )
     return path
 
 
@@ -166,9 +192,14 @@ def add_auto_map(folder: Path, file: str = "config.json", key: str = "auto_map")
     """Make ``folder`` ask transformers to import its own ``evil.py`` (which writes the marker)."""
     cfg_path = folder / file
     cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-    cfg[key] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel",
-                "AutoTokenizer": ["evil.EvilTokenizer", None], "AutoProcessor": "evil.EvilProcessor"}
+    cfg[key] = {
+        "AutoConfig": "evil.EvilConfig",
+        "AutoModel": "evil.EvilModel",
+        "AutoTokenizer": ["evil.EvilTokenizer", None],
+        "AutoProcessor": "evil.EvilProcessor",
+    }
     cfg_path.write_text(json.dumps(cfg))
     (folder / "evil.py").write_text(
         f"open({str(folder.parent / MARKER_NAME)!r}, 'w').write('ran')\n"
-        "from transformers import BertConfig as EvilConfig, BertModel as EvilModel\n")
+        "from transformers import BertConfig as EvilConfig, BertModel as EvilModel\n"
+    )

@@ -1,5 +1,6 @@
 """The output location: checked before loading, re-checked under the final rename, only ever
 replacing a repspace report, never an input; staging folders of killed runs are cleaned."""
+
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from tests.hostile.conftest import FAST, refused
 @pytest.fixture
 def no_model(monkeypatch):
     """Refusals that must come before any model is loaded: loading fails the test."""
+
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the output/argument check")
 
@@ -30,8 +32,9 @@ def _compare(ws, *extra):
 
 
 def test_output_is_the_tuned_checkpoint(ws, capsys, no_model):
-    line = refused(capsys, ws.root, _compare(ws, "-o", ws.adapter, "--overwrite"),
-                   names=str(ws.adapter))
+    line = refused(
+        capsys, ws.root, _compare(ws, "-o", ws.adapter, "--overwrite"), names=str(ws.adapter)
+    )
     assert "reads" in line
 
 
@@ -47,8 +50,12 @@ def test_output_containing_the_probe_file(ws, capsys, no_model):
     (old / "report.json").write_text(json.dumps({"schema": "repspace.report"}))
     probe = old / "probe.txt"
     shutil.copy(ws.probe, probe)
-    refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST, "-o", old,
-                              "--overwrite"], names=str(probe))
+    refused(
+        capsys,
+        ws.root,
+        ["compare", ws.base, ws.adapter, "--probe", probe, *FAST, "-o", old, "--overwrite"],
+        names=str(probe),
+    )
 
 
 def test_output_is_a_symlink_to_a_report(ws, capsys, no_model):
@@ -89,8 +96,10 @@ def test_overwrite_of_a_folder_that_is_no_report(ws, capsys, no_model):
     assert "not a repspace report" in line
 
 
-@pytest.mark.parametrize("content", ['{"schema": "something.else"}', "[1, 2]", "not json",
-                                     '{"schema": ["repspace.report"]}'])
+@pytest.mark.parametrize(
+    "content",
+    ['{"schema": "something.else"}', "[1, 2]", "not json", '{"schema": ["repspace.report"]}'],
+)
 def test_overwrite_of_a_folder_with_a_forged_report_json(ws, capsys, no_model, content):
     out = ws.root / "work" / "forged"
     out.mkdir()
@@ -152,7 +161,9 @@ def test_a_folder_that_appears_while_writing_is_kept(ws, capsys, monkeypatch):
     rc = main([str(a) for a in _compare(ws, "-o", out)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.splitlines()) == 1 and str(out) in err, err
-    assert (out / "theirs.txt").read_text() == "other run" and sorted(p.name for p in out.iterdir()) == ["theirs.txt"]
+    assert (out / "theirs.txt").read_text() == "other run" and sorted(
+        p.name for p in out.iterdir()
+    ) == ["theirs.txt"]
     assert {p.name for p in out.parent.iterdir()} == before | {"race"}  # no staging left
 
 
@@ -225,8 +236,9 @@ def test_ctrl_c_during_start_up(ws, capsys, monkeypatch):
 
 def test_stale_staging_folders_of_dead_runs_are_removed(tmp_path):
     out = tmp_path / "report"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     host = staging_dir(out).name.split("@")[1].split(".")[0]
     stale = tmp_path / f"{TMP_PREFIX}{dead}@{host}.abcd1234"
     (stale / "plots").mkdir(parents=True)
@@ -260,8 +272,9 @@ def test_a_killed_study_leaves_nothing_the_next_one_keeps(tmp_path):
     from repspace.study import load_study_config
     from repspace.study.runner import run_study
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     out = tmp_path / "study"
     (out / "results").mkdir(parents=True)
     prefix = staging_prefix().replace(f"-{os.getpid()}@", f"-{dead}@")
@@ -269,6 +282,12 @@ def test_a_killed_study_leaves_nothing_the_next_one_keeps(tmp_path):
     leftover.write_text("half")
     cfg = tmp_path / "s.toml"
     cfg.write_text('name = "s"\nmethods = ["base"]\ntasks = ["vqa"]\n')
-    run_study(load_study_config(cfg), out, progress=False, compare_fn=lambda *a, **k: None,
-              base_score_fn=lambda *a: {}, write_outputs=False)  # the cell fails; that is fine
+    run_study(
+        load_study_config(cfg),
+        out,
+        progress=False,
+        compare_fn=lambda *a, **k: None,
+        base_score_fn=lambda *a: {},
+        write_outputs=False,
+    )  # the cell fails; that is fine
     assert not leftover.exists()

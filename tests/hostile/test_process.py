@@ -1,4 +1,5 @@
 """Cases where the process matters: stdin (a `yes |` must answer no prompt), a real SIGTERM."""
+
 import os
 import signal
 import subprocess
@@ -19,13 +20,32 @@ def _env():
 
 def test_yes_on_stdin_cannot_accept_remote_code(ws):
     add_auto_map(ws.base)
-    res = subprocess.run([sys.executable, "-m", "repspace", "compare", str(ws.base), str(ws.adapter),
-                          "--probe", str(ws.probe), *FAST, "-o", "out"],
-                         input="y\n" * 1000, capture_output=True, text=True, cwd=ws.root / "work",
-                         env=_env(), timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "repspace",
+            "compare",
+            str(ws.base),
+            str(ws.adapter),
+            "--probe",
+            str(ws.probe),
+            *FAST,
+            "-o",
+            "out",
+        ],
+        input="y\n" * 1000,
+        capture_output=True,
+        text=True,
+        cwd=ws.root / "work",
+        env=_env(),
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr
     lines = res.stderr.splitlines()
-    assert len(lines) == 1 and str(ws.base / "config.json") in lines[0] and "[y/N]" not in res.stdout
+    assert (
+        len(lines) == 1 and str(ws.base / "config.json") in lines[0] and "[y/N]" not in res.stdout
+    )
     assert not (ws.root / MARKER_NAME).exists() and not (ws.root / "work" / "out").exists()
 
 
@@ -44,8 +64,15 @@ def test_library_prompts_see_end_of_file(ws, capsys, monkeypatch):
 
     monkeypatch.setattr(api, "load_checkpoint", prompt)
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("y\n"))
-    assert main([str(a) for a in ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST,
-                                  "-o", "out"]]) == 2
+    assert (
+        main(
+            [
+                str(a)
+                for a in ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST, "-o", "out"]
+            ]
+        )
+        == 2
+    )
     assert seen == [EOFError]
     assert sys.stdin.read() == "y\n"  # repspace's own stdin is restored, untouched
 
@@ -56,8 +83,9 @@ def test_real_sigterm_while_writing_leaves_nothing(ws, capsys, monkeypatch):
 
     monkeypatch.setattr(writer, "_html", terminate)
     out = ws.root / "work" / "report"
-    rc = main([str(a) for a in ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST,
-                                "-o", out]])
+    rc = main(
+        [str(a) for a in ["compare", ws.base, ws.adapter, "--probe", ws.probe, *FAST, "-o", out]]
+    )
     err = capsys.readouterr().err
     assert rc == 143 and len(err.splitlines()) == 1, err
     assert not out.exists()
@@ -71,8 +99,26 @@ def test_a_real_process_prints_one_line_even_when_libraries_warn(ws):
     from tests.hostile.conftest import payload_pickle
 
     evil = payload_pickle(ws.root / "tuned.pt", ws.root / MARKER_NAME)
-    res = subprocess.run([sys.executable, "-m", "repspace", "compare", str(ws.base), str(evil),
-                          "--probe", str(ws.probe), *FAST, "-o", "out"], stdin=subprocess.DEVNULL,
-                         capture_output=True, text=True, cwd=ws.root / "work", env=_env(), timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "repspace",
+            "compare",
+            str(ws.base),
+            str(evil),
+            "--probe",
+            str(ws.probe),
+            *FAST,
+            "-o",
+            "out",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=ws.root / "work",
+        env=_env(),
+        timeout=300,
+    )
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert str(evil) in res.stderr and not (ws.root / MARKER_NAME).exists()

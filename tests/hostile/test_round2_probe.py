@@ -1,6 +1,7 @@
 """Round two (issue 26), probe decoding: byte-order marks and encodings, every image mode
 rendered faithfully or refused by name, decompression bombs whatever PIL's own setting, and
 every decoding error naming its file (docs/security.md, promises 7 and 8)."""
+
 import json
 
 import numpy as np
@@ -13,8 +14,11 @@ from repspace.probe.inputs import _load_image
 from tests.hostile.conftest import FAST, refused
 
 BOM = "\ufeff"
-TEXTS = ["a red circle is left of the blue square", "a small green star is above the triangle",
-         "two large shapes and a yellow star"]
+TEXTS = [
+    "a red circle is left of the blue square",
+    "a small green star is above the triangle",
+    "two large shapes and a yellow star",
+]
 
 
 def _write(path, text: str, bom: bool):
@@ -44,10 +48,27 @@ def test_a_byte_order_mark_changes_no_number_of_compare(ws, capsys):
     reports = {}
     for name, probe in (("plain", ws.probe), ("bom", marked)):
         capsys.readouterr()
-        assert main(["compare", str(ws.base), str(ws.adapter), "--probe", str(probe), *FAST,
-                     "--metrics", "linear_cka,effective_rank", "--no-report", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "compare",
+                    str(ws.base),
+                    str(ws.adapter),
+                    "--probe",
+                    str(probe),
+                    *FAST,
+                    "--metrics",
+                    "linear_cka,effective_rank",
+                    "--no-report",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         reports[name] = json.loads(capsys.readouterr().out)
-    assert reports["bom"]["inputs"]["probe"]["sha256"] == reports["plain"]["inputs"]["probe"]["sha256"]
+    assert (
+        reports["bom"]["inputs"]["probe"]["sha256"] == reports["plain"]["inputs"]["probe"]["sha256"]
+    )
     assert reports["bom"]["results"] == reports["plain"]["results"]
 
 
@@ -55,8 +76,9 @@ def test_a_byte_order_mark_changes_no_number_of_compare(ws, capsys):
 def test_a_probe_in_another_encoding_is_refused_with_the_fix(ws, capsys, encoding, fix):
     probe = ws.root / "probe-other.txt"
     probe.write_bytes("a red circle caf\xe9\n".encode(encoding))
-    line = refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
-                   names=str(probe))
+    line = refused(
+        capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST], names=str(probe)
+    )
     assert fix in line and "save it as UTF-8" in line
 
 
@@ -66,16 +88,21 @@ def test_non_utf8_captions_beside_an_image_folder_name_the_captions_file(ws, cap
     Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "a.png")
     captions = folder / "captions.jsonl"
     captions.write_bytes('{"image": "a.png", "caption": "caf\xe9"}\n'.encode("latin-1"))
-    line = refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", folder, *FAST],
-                   names=str(captions))
+    line = refused(
+        capsys,
+        ws.root,
+        ["compare", ws.base, ws.adapter, "--probe", folder, *FAST],
+        names=str(captions),
+    )
     assert "save it as UTF-8" in line
 
 
 def test_a_jsonl_line_with_a_5000_digit_number_names_the_file(ws, capsys):
     probe = ws.root / "probe.jsonl"
     probe.write_text('{"text": "a red circle"}\n{"text": "x", "n": ' + "9" * 5000 + "}\n")
-    line = refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
-                   names=str(probe))
+    line = refused(
+        capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST], names=str(probe)
+    )
     assert "line 2" in line
 
 
@@ -139,14 +166,24 @@ def _save(kind, path):
     assert Image.open(path).mode == kind
 
 
-@pytest.mark.parametrize("kind,name", [("F", "float.tif"), ("I", "int32.tif"), ("CMYK", "print.jpg")])
+@pytest.mark.parametrize(
+    "kind,name", [("F", "float.tif"), ("I", "int32.tif"), ("CMYK", "print.jpg")]
+)
 def test_a_mode_without_a_faithful_rgb_rendering_is_refused_by_name(ws, capsys, kind, name):
     _save(kind, ws.root / name)
     probe = ws.root / "probe.jsonl"
-    probe.write_text("".join(json.dumps({"text": t, "image": img}) + "\n"
-                             for t, img in ((TEXTS[0], name), (TEXTS[1], name))))
-    line = refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
-                   names=str(ws.root / name))
+    probe.write_text(
+        "".join(
+            json.dumps({"text": t, "image": img}) + "\n"
+            for t, img in ((TEXTS[0], name), (TEXTS[1], name))
+        )
+    )
+    line = refused(
+        capsys,
+        ws.root,
+        ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
+        names=str(ws.root / name),
+    )
     assert f"mode {kind}" in line
 
 
@@ -159,8 +196,12 @@ def test_a_decompression_bomb_is_refused_even_with_pils_limit_lifted(ws, capsys,
     (ws.root / "bomb.png").write_bytes(_png(30000, 30000))
     probe = ws.root / "probe.jsonl"
     probe.write_text(json.dumps({"text": TEXTS[0], "image": "bomb.png"}) + "\n")
-    line = refused(capsys, ws.root, ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
-                   names=str(ws.root / "bomb.png"))
+    line = refused(
+        capsys,
+        ws.root,
+        ["compare", ws.base, ws.adapter, "--probe", probe, *FAST],
+        names=str(ws.root / "bomb.png"),
+    )
     assert "30000x30000" in line
 
 

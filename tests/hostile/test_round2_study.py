@@ -2,6 +2,7 @@
 cell (layers, the summary layer, remote code in the base, probe files, training data and
 options), refused in one line with nothing written; study files are bounded (size, alias
 expansion, grid size) and decoded like every data file (docs/security.md)."""
+
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from tests.hostile.conftest import refused
 @pytest.fixture
 def no_training(monkeypatch):
     """Refusals that must come before any cell trains: training fails the test."""
+
     def boom(*a, **k):
         raise AssertionError("a cell was trained before the study was checked")
 
@@ -21,17 +23,24 @@ def no_training(monkeypatch):
 
 def _study(ws, body: str = "", name: str = "study.toml", compare: str = "") -> object:
     path = ws.root / name
-    path.write_text(f'name = "t"\nbase = "{ws.base}"\ntasks = ["classify"]\nmethods = ["lora"]\n'
-                    f'steps = 2\nbatch_size = 4\nn_train = 8\nn_eval = 4\n{body}\n[compare]\n'
-                    f'probe = "{ws.probe}"\nnum_samples = 8\nbatch_size = 8\nsample_rows = 8\n'
-                    f"{compare}")
+    path.write_text(
+        f'name = "t"\nbase = "{ws.base}"\ntasks = ["classify"]\nmethods = ["lora"]\n'
+        f"steps = 2\nbatch_size = 4\nn_train = 8\nn_eval = 4\n{body}\n[compare]\n"
+        f'probe = "{ws.probe}"\nnum_samples = 8\nbatch_size = 8\nsample_rows = 8\n'
+        f"{compare}"
+    )
     return path
 
 
 def _run(ws, capsys, cfg, *, names, extra=()):
     out = ws.root / "work" / "s"
-    return refused(capsys, ws.root, ["study", cfg, "-o", out, "--quiet", "--no-figures", *extra],
-                   names=names, out=out)
+    return refused(
+        capsys,
+        ws.root,
+        ["study", cfg, "-o", out, "--quiet", "--no-figures", *extra],
+        names=names,
+        out=out,
+    )
 
 
 # -- names the model does not have -----------------------------------------------------------
@@ -69,10 +78,14 @@ def test_one_class_training_data_is_refused_before_any_cell(ws, capsys, no_train
     data = ws.root / "data"
     data.mkdir()
     for split in ("train", "test"):
-        (data / f"{split}.jsonl").write_text("".join(json.dumps({"text": f"shape {i}", "label": "red"})
-                                                     + "\n" for i in range(6)))
-    (data / "spec.json").write_text(json.dumps({"task": "classify", "train": {"texts": "train.jsonl"},
-                                                "test": {"texts": "test.jsonl"}}))
+        (data / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"text": f"shape {i}", "label": "red"}) + "\n" for i in range(6))
+        )
+    (data / "spec.json").write_text(
+        json.dumps(
+            {"task": "classify", "train": {"texts": "train.jsonl"}, "test": {"texts": "test.jsonl"}}
+        )
+    )
     cfg = _study(ws, f'[train]\ndata = "{data / "spec.json"}"')
     line = _run(ws, capsys, cfg, names=str(data / "train.jsonl"))
     assert "'red': 6" in line
@@ -82,13 +95,20 @@ def test_training_data_inside_the_study_folder_is_refused(ws, capsys, no_trainin
     out = ws.root / "work" / "s"
     out.mkdir(parents=True)
     (out / "study.json").write_text(json.dumps({"schema": "repspace.study"}))
-    (out / "train.jsonl").write_text("".join(json.dumps({"text": f"shape {i}", "label": "ab"[i % 2]})
-                                             + "\n" for i in range(6)))
-    (out / "spec.json").write_text(json.dumps({"task": "classify", "train": {"texts": "train.jsonl"},
-                                               "test": {"texts": "train.jsonl"}}))
+    (out / "train.jsonl").write_text(
+        "".join(json.dumps({"text": f"shape {i}", "label": "ab"[i % 2]}) + "\n" for i in range(6))
+    )
+    (out / "spec.json").write_text(
+        json.dumps(
+            {
+                "task": "classify",
+                "train": {"texts": "train.jsonl"},
+                "test": {"texts": "train.jsonl"},
+            }
+        )
+    )
     cfg = _study(ws, f'[train]\ndata = "{out / "spec.json"}"')
-    refused(capsys, ws.root, ["study", cfg, "-o", out, "--quiet"],
-            names=str(out / "spec.json"))
+    refused(capsys, ws.root, ["study", cfg, "-o", out, "--quiet"], names=str(out / "spec.json"))
 
 
 @pytest.mark.parametrize("setting", ["max_grad_norm = nan", "max_grad_norm = inf"])
@@ -99,7 +119,7 @@ def test_a_non_finite_train_setting_is_refused_naming_it(ws, capsys, no_training
 
 
 def test_an_absurd_method_option_in_a_study_is_refused_naming_it(ws, capsys, no_training):
-    cfg = _study(ws, '[options.lora]\nalpha = 1e300')
+    cfg = _study(ws, "[options.lora]\nalpha = 1e300")
     line = _run(ws, capsys, cfg, names=str(cfg))
     assert "alpha" in line
 
@@ -107,8 +127,8 @@ def test_an_absurd_method_option_in_a_study_is_refused_naming_it(ws, capsys, no_
 # -- the study file itself ---------------------------------------------------------------------
 def _alias_bomb(levels: int, width: int = 8) -> str:
     """YAML of a few hundred bytes whose ``eval_every`` expands to ``width ** levels`` strings."""
-    items = [f'&a0 [{", ".join(["xxxxxxxx"] * width)}]']
-    items += [f'&a{i} [{", ".join([f"*a{i - 1}"] * width)}]' for i in range(1, levels + 1)]
+    items = [f"&a0 [{', '.join(['xxxxxxxx'] * width)}]"]
+    items += [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
     return "train:\n  eval_every: [" + ", ".join(items) + "]\n"
 
 
@@ -118,8 +138,12 @@ def test_a_yaml_study_that_expands_without_bound_is_refused(ws, capsys, kind):
     body = _alias_bomb(7) if kind == "billion-laughs" else "train:\n  eval_every: &a [1, *a]\n"
     cfg.write_text(f"name: t\nbase: {ws.base}\nmethods: [lora]\ntasks: [classify]\n{body}")
     assert cfg.stat().st_size < 1024
-    line = refused(capsys, ws.root, ["study", cfg, "-o", ws.root / "work" / "s", "--dry-run",
-                                     "--no-estimate"], names=str(cfg))
+    line = refused(
+        capsys,
+        ws.root,
+        ["study", cfg, "-o", ws.root / "work" / "s", "--dry-run", "--no-estimate"],
+        names=str(cfg),
+    )
     assert "alias" in line
 
 
@@ -147,6 +171,8 @@ def test_a_study_file_with_a_byte_order_mark_reads(ws, capsys):
     cfg = _study(ws)
     cfg.write_bytes("\ufeff".encode() + cfg.read_bytes())
     capsys.readouterr()
-    assert main(["study", str(cfg), "-o", str(ws.root / "work" / "s"), "--dry-run",
-                 "--no-estimate"]) == 0, capsys.readouterr().err
+    assert (
+        main(["study", str(cfg), "-o", str(ws.root / "work" / "s"), "--dry-run", "--no-estimate"])
+        == 0
+    ), capsys.readouterr().err
     assert "classify-lora" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 before training, outputs never inside or around any input of the run (data files
 included), absurd method options refused at the door naming the option, and every data
 decoding error naming its file (docs/security.md)."""
+
 import json
 import shutil
 
@@ -11,15 +12,36 @@ from repspace import checkpoints
 from repspace.training.data import nested_subset
 from tests.hostile.conftest import refused
 
-TRAIN = ["train", "--method", "lora", "--task", "classify", "--steps", "1", "--batch-size", "4",
-         "--n-eval", "4", "--option", "r=2", "--no-progress"]
-ROWS = [("a red circle", "red"), ("a blue square", "blue"), ("a green star", "green"),
-        ("a red square", "red"), ("a blue circle", "blue"), ("a green circle", "green")]
+TRAIN = [
+    "train",
+    "--method",
+    "lora",
+    "--task",
+    "classify",
+    "--steps",
+    "1",
+    "--batch-size",
+    "4",
+    "--n-eval",
+    "4",
+    "--option",
+    "r=2",
+    "--no-progress",
+]
+ROWS = [
+    ("a red circle", "red"),
+    ("a blue square", "blue"),
+    ("a green star", "green"),
+    ("a red square", "red"),
+    ("a blue circle", "blue"),
+    ("a green circle", "green"),
+]
 
 
 @pytest.fixture
 def no_model(monkeypatch):
     """Refusals that must come before the base is loaded: loading fails the test."""
+
     def boom(*a, **k):
         raise AssertionError("the base was loaded before the data / option check")
 
@@ -28,16 +50,24 @@ def no_model(monkeypatch):
 
 def _texts(path, rows, prefix: bytes = b"", encoding="utf-8"):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(prefix + "".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n"
-                                      for t, y in rows).encode(encoding))
+    path.write_bytes(
+        prefix
+        + "".join(
+            json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n" for t, y in rows
+        ).encode(encoding)
+    )
     return path
 
 
 def _spec(folder, train="train.jsonl", test="test.jsonl", prefix: bytes = b""):
     folder.mkdir(parents=True, exist_ok=True)
     spec = folder / "spec.json"
-    spec.write_bytes(prefix + json.dumps({"task": "classify", "train": {"texts": train},
-                                          "test": {"texts": test}}).encode())
+    spec.write_bytes(
+        prefix
+        + json.dumps(
+            {"task": "classify", "train": {"texts": train}, "test": {"texts": test}}
+        ).encode()
+    )
     return spec
 
 
@@ -50,8 +80,13 @@ def _data(folder, rows=ROWS):
 # -- degenerate data -----------------------------------------------------------------------
 def test_classify_where_every_label_is_the_same_is_refused(ws, capsys, no_model):
     spec = _data(ws.root / "data", [(t, "red") for t, _ in ROWS])
-    line = refused(capsys, ws.root, [*TRAIN, "--base", ws.base, "--data", spec, "-o", "run"],
-                   names=str(ws.root / "data" / "train.jsonl"), out=ws.root / "work" / "run")
+    line = refused(
+        capsys,
+        ws.root,
+        [*TRAIN, "--base", ws.base, "--data", spec, "-o", "run"],
+        names=str(ws.root / "data" / "train.jsonl"),
+        out=ws.root / "work" / "run",
+    )
     assert "'red': 6" in line and "two classes" in line
 
 
@@ -59,16 +94,23 @@ def test_classify_with_one_class_left_by_the_data_fraction_is_refused(ws, capsys
     keep = set(nested_subset(20, 0.1, 0).tolist())  # the 2 records --data-fraction 0.1 keeps
     rows = [(f"shape number {i}", "red" if i in keep else "blue") for i in range(20)]
     spec = _data(ws.root / "data", rows)
-    line = refused(capsys, ws.root, [*TRAIN, "--base", ws.base, "--data", spec, "-o", "run",
-                                     "--data-fraction", "0.1"],
-                   names=str(ws.root / "data" / "train.jsonl"))
+    line = refused(
+        capsys,
+        ws.root,
+        [*TRAIN, "--base", ws.base, "--data", spec, "-o", "run", "--data-fraction", "0.1"],
+        names=str(ws.root / "data" / "train.jsonl"),
+    )
     assert "--data-fraction 0.1" in line and "'red': 2" in line
 
 
 def test_classify_on_a_one_class_shapes_world_is_refused(ws, capsys, no_model):
     # one scene of one shape: its leftmost and rightmost colours are the same
-    line = refused(capsys, ws.root, [*TRAIN, "--base", ws.base, "--n-train", "1", "-o", "run"],
-                   names="shapes world")
+    line = refused(
+        capsys,
+        ws.root,
+        [*TRAIN, "--base", ws.base, "--n-train", "1", "-o", "run"],
+        names="shapes world",
+    )
     assert "--n-train" in line and "count per class" in line
 
 
@@ -79,15 +121,44 @@ def test_a_split_without_records_names_its_file(ws, capsys, no_model):
     (data / "images").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(data / "images" / "1.png")
     (data / "train.json").write_text(json.dumps({"images": [], "annotations": []}))
-    (data / "test.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "1.png"}], "annotations": [{"image_id": 1, "caption": "x"}]}))
+    (data / "test.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "1.png"}],
+                "annotations": [{"image_id": 1, "caption": "x"}],
+            }
+        )
+    )
     spec = data / "coco.json"
-    spec.write_text(json.dumps({"task": "captioning",
-                                "train": {"annotations": "train.json", "images": "images"},
-                                "test": {"annotations": "test.json", "images": "images"}}))
-    line = refused(capsys, ws.root, ["train", "--method", "lora", "--task", "captioning", "--base",
-                                     ws.base, "--data", spec, "-o", "run", "--steps", "1"],
-                   names=str(data / "train.json"))
+    spec.write_text(
+        json.dumps(
+            {
+                "task": "captioning",
+                "train": {"annotations": "train.json", "images": "images"},
+                "test": {"annotations": "test.json", "images": "images"},
+            }
+        )
+    )
+    line = refused(
+        capsys,
+        ws.root,
+        [
+            "train",
+            "--method",
+            "lora",
+            "--task",
+            "captioning",
+            "--base",
+            ws.base,
+            "--data",
+            spec,
+            "-o",
+            "run",
+            "--steps",
+            "1",
+        ],
+        names=str(data / "train.json"),
+    )
     assert "no records" in line
 
 
@@ -105,14 +176,22 @@ def test_byte_order_marks_in_the_spec_and_texts_are_not_data(tmp_path):
 
 
 @pytest.mark.parametrize("encoding,fix", [("latin-1", "UTF-8"), ("utf-16", "UTF-16")])
-def test_labelled_texts_in_another_encoding_name_the_file_and_the_fix(ws, capsys, no_model,
-                                                                       encoding, fix):
+def test_labelled_texts_in_another_encoding_name_the_file_and_the_fix(
+    ws, capsys, no_model, encoding, fix
+):
     data = ws.root / "data"
-    _texts(data / "train.jsonl", [("un caf\xe9 rouge", "red"), ("a blue square", "blue")],
-           encoding=encoding)
+    _texts(
+        data / "train.jsonl",
+        [("un caf\xe9 rouge", "red"), ("a blue square", "blue")],
+        encoding=encoding,
+    )
     _texts(data / "test.jsonl", ROWS)
-    line = refused(capsys, ws.root, [*TRAIN, "--base", ws.base, "--data", _spec(data), "-o", "run"],
-                   names=str(data / "train.jsonl"))
+    line = refused(
+        capsys,
+        ws.root,
+        [*TRAIN, "--base", ws.base, "--data", _spec(data), "-o", "run"],
+        names=str(data / "train.jsonl"),
+    )
     assert fix in line and "save it as UTF-8" in line
 
 
@@ -120,21 +199,45 @@ def test_labelled_texts_in_another_encoding_name_the_file_and_the_fix(ws, capsys
 def test_a_data_spec_too_deep_or_with_a_giant_number_names_the_file(ws, capsys, no_model, content):
     spec = ws.root / "spec.json"
     spec.write_text(content)
-    refused(capsys, ws.root, [*TRAIN, "--base", ws.base, "--data", spec, "-o", "run"],
-            names=str(spec))
+    refused(
+        capsys, ws.root, [*TRAIN, "--base", ws.base, "--data", spec, "-o", "run"], names=str(spec)
+    )
 
 
-@pytest.mark.parametrize("pattern", ["{image_id.__class__.__name__}.png", "{image_id:>999999999}",
-                                     "{0}.png"])
+@pytest.mark.parametrize(
+    "pattern", ["{image_id.__class__.__name__}.png", "{image_id:>999999999}", "{0}.png"]
+)
 def test_a_vqa_file_pattern_beyond_split_and_image_id_is_refused(ws, capsys, no_model, pattern):
     data = ws.root / "data"
     data.mkdir()
     spec = data / "vqa.json"
-    entry = {"questions": "q.json", "annotations": "a.json", "images": "images",
-             "file_pattern": pattern}
+    entry = {
+        "questions": "q.json",
+        "annotations": "a.json",
+        "images": "images",
+        "file_pattern": pattern,
+    }
     spec.write_text(json.dumps({"task": "vqa", "train": entry, "test": entry}))
-    line = refused(capsys, ws.root, ["train", "--method", "lora", "--task", "vqa", "--base", ws.base,
-                                     "--data", spec, "-o", "run", "--steps", "1"], names=str(spec))
+    line = refused(
+        capsys,
+        ws.root,
+        [
+            "train",
+            "--method",
+            "lora",
+            "--task",
+            "vqa",
+            "--base",
+            ws.base,
+            "--data",
+            spec,
+            "-o",
+            "run",
+            "--steps",
+            "1",
+        ],
+        names=str(spec),
+    )
     assert "file_pattern" in line
 
 
@@ -147,15 +250,27 @@ def finished_run(world, tmp_path_factory):
     root = tmp_path_factory.mktemp("earlier-run")
     spec = _data(root / "data")
     run = root / "run"
-    train(TrainConfig(base=str(world.base), method="lora", method_options={"r": 2}, task="classify",
-                      data=str(spec), steps=1, batch_size=4, n_eval=4, output_dir=str(run)),
-          progress=False)
+    train(
+        TrainConfig(
+            base=str(world.base),
+            method="lora",
+            method_options={"r": 2},
+            task="classify",
+            data=str(spec),
+            steps=1,
+            batch_size=4,
+            n_eval=4,
+            output_dir=str(run),
+        ),
+        progress=False,
+    )
     return run
 
 
 @pytest.mark.parametrize("where,overwrite", [("spec", True), ("texts", True), ("texts", False)])
-def test_data_inside_the_run_folder_is_never_deleted(ws, capsys, no_model, finished_run, where,
-                                                     overwrite):
+def test_data_inside_the_run_folder_is_never_deleted(
+    ws, capsys, no_model, finished_run, where, overwrite
+):
     run = ws.root / "work" / "run"
     shutil.copytree(finished_run, run)
     if where == "spec":  # the whole data folder inside the earlier run folder
@@ -165,8 +280,21 @@ def test_data_inside_the_run_folder_is_never_deleted(ws, capsys, no_model, finis
         _texts(ws.root / "data" / "test.jsonl", ROWS)
         spec = _spec(ws.root / "data", train="../work/run/my-train.jsonl")
         named = "my-train.jsonl"
-    line = refused(capsys, ws.root, [*TRAIN, "--base", ws.base, "--data", spec, "-o", run,
-                                     *(["--overwrite"] if overwrite else [])], names=str(named))
+    line = refused(
+        capsys,
+        ws.root,
+        [
+            *TRAIN,
+            "--base",
+            ws.base,
+            "--data",
+            spec,
+            "-o",
+            run,
+            *(["--overwrite"] if overwrite else []),
+        ],
+        names=str(named),
+    )
     assert str(run) in line and "contains" in line
 
 
@@ -176,15 +304,36 @@ def test_a_run_folder_inside_the_training_images_is_refused(ws, capsys, no_model
     data = ws.root / "data"
     (data / "images").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(data / "images" / "1.png")
-    doc = {"images": [{"id": 1, "file_name": "1.png"}], "annotations": [{"image_id": 1, "caption": "x"}]}
+    doc = {
+        "images": [{"id": 1, "file_name": "1.png"}],
+        "annotations": [{"image_id": 1, "caption": "x"}],
+    }
     (data / "captions.json").write_text(json.dumps(doc))
     spec = data / "coco.json"
     entry = {"annotations": "captions.json", "images": "images"}
     spec.write_text(json.dumps({"task": "captioning", "train": entry, "test": entry}))
     out = data / "images" / "run"
-    line = refused(capsys, ws.root, ["train", "--method", "lora", "--task", "captioning", "--base",
-                                     ws.base, "--data", spec, "-o", out, "--steps", "1"],
-                   names=str(data / "images"), out=out)
+    line = refused(
+        capsys,
+        ws.root,
+        [
+            "train",
+            "--method",
+            "lora",
+            "--task",
+            "captioning",
+            "--base",
+            ws.base,
+            "--data",
+            spec,
+            "-o",
+            out,
+            "--steps",
+            "1",
+        ],
+        names=str(data / "images"),
+        out=out,
+    )
     assert "is inside" in line
 
 
@@ -201,14 +350,37 @@ def test_pretrain_output_is_checked_like_every_output(ws, capsys, where):
 
 
 # -- options -------------------------------------------------------------------------------
-@pytest.mark.parametrize("method,option", [("adapter", "init_scale=1e300"),
-                                           ("adapter", "init_scale=Infinity"),
-                                           ("adapter", "parallel_scale=1e300"),
-                                           ("lora", "alpha=NaN"), ("lora", "alpha=1e300")])
+@pytest.mark.parametrize(
+    "method,option",
+    [
+        ("adapter", "init_scale=1e300"),
+        ("adapter", "init_scale=Infinity"),
+        ("adapter", "parallel_scale=1e300"),
+        ("lora", "alpha=NaN"),
+        ("lora", "alpha=1e300"),
+    ],
+)
 def test_an_absurd_method_option_is_refused_at_the_door(ws, capsys, no_model, method, option):
-    line = refused(capsys, ws.root, ["train", "--method", method, "--task", "classify", "--base",
-                                     ws.base, "--option", option, "-o", "run", "--steps", "1"],
-                   names=option.split("=")[0])
+    line = refused(
+        capsys,
+        ws.root,
+        [
+            "train",
+            "--method",
+            method,
+            "--task",
+            "classify",
+            "--base",
+            ws.base,
+            "--option",
+            option,
+            "-o",
+            "run",
+            "--steps",
+            "1",
+        ],
+        names=option.split("=")[0],
+    )
     assert "lr" not in line
 
 

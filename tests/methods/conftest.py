@@ -18,8 +18,15 @@ from tests.tiny_models import (  # noqa: E402  (after the skip)
     tiny_model,
 )
 
-__all__ = ["ARCHS", "IMAGE_TOKEN", "VOCAB", "blip_config", "llava_config", "tiny_inputs",
-           "tiny_model"]
+__all__ = [
+    "ARCHS",
+    "IMAGE_TOKEN",
+    "VOCAB",
+    "blip_config",
+    "llava_config",
+    "tiny_inputs",
+    "tiny_model",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,14 @@
 """Checks shared by the LoRA / IA3 / adapter / AdaLink family tests (not a test module)."""
+
 import torch
 
 from repspace.layer_table import layer_names
 from repspace.methods import (
-    apply_method, count_parameters, load_trainable_state_dict, make_config, trainable_state_dict,
+    apply_method,
+    count_parameters,
+    load_trainable_state_dict,
+    make_config,
+    trainable_state_dict,
 )
 from tests.methods.conftest import tiny_inputs, tiny_model
 
@@ -27,8 +32,11 @@ def assert_same_outputs(a, b):
 
 def backbone(model):
     """Frozen parameters by their pre-injection name (wrappers' ``.base_layer`` removed)."""
-    return {n.replace(".base_layer", ""): p.detach().clone()
-            for n, p in model.named_parameters() if not p.requires_grad}
+    return {
+        n.replace(".base_layer", ""): p.detach().clone()
+        for n, p in model.named_parameters()
+        if not p.requires_grad
+    }
 
 
 def perturb_trainable(model, seed=1, scale=0.1):
@@ -116,4 +124,6 @@ def check_keeps_trainable(method, arch, apply, **options):
     model = apply(model, make_config(method, **options), architecture_of(model), 1)
     assert earlier.requires_grad
     expected = apply_method(tiny_model(arch), make_config(method, **options))
-    assert count_parameters(model).trainable == count_parameters(expected).trainable + earlier.numel()
+    assert (
+        count_parameters(model).trainable == count_parameters(expected).trainable + earlier.numel()
+    )

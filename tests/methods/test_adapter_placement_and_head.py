@@ -1,5 +1,6 @@
 """Issue 18, the two options of Tian et al.'s study: the parallel adapter (He et al. 2022:
 beside the feed-forward sublayer, reading its input) and "PEFT + head" (``train_head``)."""
+
 import pytest
 import torch
 
@@ -22,8 +23,10 @@ def test_parallel_adapter_counts_identity_names(arch):
 
 
 def test_parallel_adapter_reads_the_sublayer_input_and_adds_beside_it():
-    model = apply_method(tiny_model("gpt2"), make_config("adapter", width=W, placement="parallel",
-                                                         parallel_scale=2.5))
+    model = apply_method(
+        tiny_model("gpt2"),
+        make_config("adapter", width=W, placement="parallel", parallel_scale=2.5),
+    )
     fc.perturb_trainable(model, scale=0.5)
     mlp = model.transformer.h[0].mlp
     seen = {}
@@ -34,7 +37,9 @@ def test_parallel_adapter_reads_the_sublayer_input_and_adds_beside_it():
     with torch.no_grad():
         model(**tiny_inputs("gpt2"))
         want = seen["ffn"] + 2.5 * mlp.c_proj.adapter(seen["x"])
-        after = seen["ffn"] + mlp.c_proj.adapter(seen["ffn"])  # what the sequential adapter computes
+        after = seen["ffn"] + mlp.c_proj.adapter(
+            seen["ffn"]
+        )  # what the sequential adapter computes
     torch.testing.assert_close(seen["out"], mlp.dropout(want))
     assert not torch.allclose(seen["out"], mlp.dropout(after))
 
@@ -57,7 +62,9 @@ def test_bad_adapter_options_are_one_line():
 @pytest.mark.parametrize("method", ["lora", "prefix", "pt_adapter", "adalink"])
 def test_train_head_adds_exactly_the_head(method):
     opts = {"pt_adapter": dict(width=W)}.get(method, {})
-    plain = count_parameters(apply_method(tiny_model("bert"), make_config(method, **opts))).trainable
+    plain = count_parameters(
+        apply_method(tiny_model("bert"), make_config(method, **opts))
+    ).trainable
     model = apply_method(tiny_model("bert"), make_config(method, train_head=True, **opts))
     head = sum(p.numel() for p in model.classifier.parameters())
     assert count_parameters(model).trainable == plain + head
@@ -86,8 +93,12 @@ def test_parallel_adapter_beside_attention_and_ffn_counts_identity_names(arch):
 def test_parallel_adapter_beside_attention_reads_the_query_input():
     """GPT-2 (fused c_attn): the attention sublayer's output projection gets
     ``c_proj(z) + s * adapter(x)`` with ``x`` the input of ``c_attn`` (the normalised hidden state)."""
-    model = apply_method(tiny_model("gpt2"), make_config("adapter", width=W, placement="parallel",
-                                                         parallel_scale=2.5, parallel_sites="attention"))
+    model = apply_method(
+        tiny_model("gpt2"),
+        make_config(
+            "adapter", width=W, placement="parallel", parallel_scale=2.5, parallel_sites="attention"
+        ),
+    )
     fc.perturb_trainable(model, scale=0.5)
     attn = model.transformer.h[1].attn
     seen = {}
@@ -108,20 +119,29 @@ def test_parallel_attention_adapter_on_t5_reads_queries_not_the_encoder_states()
 
     torch.manual_seed(0)
     base, _ = zoo.t5()
-    model = apply_method(zoo.t5()[0], make_config("adapter", width=W, placement="parallel",
-                                                   parallel_sites=["attention"]))
+    model = apply_method(
+        zoo.t5()[0],
+        make_config("adapter", width=W, placement="parallel", parallel_sites=["attention"]),
+    )
     n = sum(1 for name, _ in model.named_modules() if name.endswith(".adapter"))
     assert n == 6  # 2 encoder self-attentions, 2 decoder self- and 2 cross-attentions
     assert count_parameters(model).trainable == 6 * (2 * 32 * W + W + 32)
     fc.perturb_trainable(model, scale=0.5)
-    x = dict(input_ids=torch.tensor([[20, 21, 22, 23, 24, 25, 26]]), decoder_input_ids=torch.tensor([[20, 21, 22]]))
+    x = dict(
+        input_ids=torch.tensor([[20, 21, 22, 23, 24, 25, 26]]),
+        decoder_input_ids=torch.tensor([[20, 21, 22]]),
+    )
     out = model(**x).logits
     assert out.shape == base(**x).logits.shape and torch.isfinite(out).all()
 
 
 def test_parallel_sites_options_are_checked_in_one_line():
-    for bad in (dict(placement="parallel", parallel_sites=()), dict(placement="parallel", parallel_sites=["mlp"]),
-                dict(placement="parallel", parallel_sites=["ffn", "ffn"]), dict(parallel_sites=["attention"])):
+    for bad in (
+        dict(placement="parallel", parallel_sites=()),
+        dict(placement="parallel", parallel_sites=["mlp"]),
+        dict(placement="parallel", parallel_sites=["ffn", "ffn"]),
+        dict(parallel_sites=["attention"]),
+    ):
         with pytest.raises(SettingError, match="^parallel_sites must be ") as exc:
             make_config("adapter", **bad)
         assert "\n" not in str(exc.value)

@@ -5,12 +5,17 @@ turns a broken cache path into a one-line error instead of a wrong score.
 transformers 5.24 renamed the cache argument (``past_key_values`` -> ``cache``); before the
 fix BLIP's prefix attention silently dropped the cache and these tests failed for prefix and
 PT-PEFT on BLIP captioning."""
+
 import pytest
 import torch
 import transformers
 
 from repspace.methods import apply_method, generation_kwargs, make_config
-from repspace.methods.generation import CachedGenerationMismatch, cache_checked, compare_cached_generation
+from repspace.methods.generation import (
+    CachedGenerationMismatch,
+    cache_checked,
+    compare_cached_generation,
+)
 from repspace.methods.kv_cache import pop_cache
 from tests.methods import family_checks as fc
 from tests.methods.conftest import tiny_inputs, tiny_model
@@ -21,7 +26,9 @@ GENERATING = ["blip", "blip_vqa", "gpt2", "llava"]
 
 def _method(arch, method):
     torch.manual_seed(0)
-    model = apply_method(tiny_model(arch), make_config(method, num_virtual_tokens=3, **METHODS[method]))
+    model = apply_method(
+        tiny_model(arch), make_config(method, num_virtual_tokens=3, **METHODS[method])
+    )
     fc.perturb_trainable(model, scale=1.0)  # far from identity: a wrong cache path shows
     return model.eval()
 
@@ -42,9 +49,13 @@ def test_cached_equals_uncached(method, arch):
     model = _method(arch, method)
     kwargs = _generate_kwargs(arch)
     with torch.no_grad():
-        plain = model.generate(**kwargs, use_cache=False, return_dict_in_generate=True, output_logits=True)
+        plain = model.generate(
+            **kwargs, use_cache=False, return_dict_in_generate=True, output_logits=True
+        )
         try:
-            cached = model.generate(**kwargs, use_cache=True, return_dict_in_generate=True, output_logits=True)
+            cached = model.generate(
+                **kwargs, use_cache=True, return_dict_in_generate=True, output_logits=True
+            )
         except ValueError as exc:
             # prompt tuning re-prepends its vectors on every call; where the prompted model
             # itself decodes with a cache it must refuse, and say how to generate instead
@@ -75,7 +86,9 @@ def test_forced_mismatch_fails_with_one_line(monkeypatch):
     kwargs = _generate_kwargs("blip")
     _drop_blip_prefix_cache(monkeypatch)
     with torch.no_grad():
-        assert not torch.equal(model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False))
+        assert not torch.equal(
+            model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False)
+        )
         with pytest.raises(CachedGenerationMismatch) as exc, cache_checked(model, "pt_lora"):
             model.generate(**kwargs)
     msg = str(exc.value)
@@ -116,6 +129,7 @@ def test_guard_accepts_float_noise_not_a_real_difference():
             if not k["use_cache"]:
                 out.logits = tuple(l + noise * l.abs().max() for l in out.logits)
             return out
+
         return generate
 
     with torch.no_grad():
@@ -134,6 +148,7 @@ def test_without_logits_any_token_difference_is_a_mismatch():
     def fake(other):
         def generate(*a, **k):
             return SimpleNamespace(sequences=seq if k["use_cache"] else other, logits=None)
+
         return generate
 
     assert torch.equal(compare_cached_generation(fake(seq.clone()), (), {}, "prefix", model), seq)

@@ -1,5 +1,6 @@
 """LoRA family: exact parameter counts, identity at init, training, round trip, generate,
 fused Conv1D qkv numerics, errors."""
+
 import pytest
 import torch
 
@@ -10,10 +11,10 @@ from tests.methods.conftest import ARCHS, tiny_model
 
 # r * (d_in + d_out) per target, r = 8, 2 layers per tower, hidden 32, FFN 37 (GPT-2: 128).
 EXPECTED = {
-    "blip": 4 * 8 * (32 + 32),       # text decoder query, value
-    "blip_vqa": 8 * 8 * (32 + 32),   # text encoder + text decoder
-    "llava": 4 * 8 * (32 + 32),      # q_proj, v_proj (2 kv heads x 16)
-    "gpt2": 2 * 8 * (32 + 96),       # fused c_attn: 32 -> 3 * 32
+    "blip": 4 * 8 * (32 + 32),  # text decoder query, value
+    "blip_vqa": 8 * 8 * (32 + 32),  # text encoder + text decoder
+    "llava": 4 * 8 * (32 + 32),  # q_proj, v_proj (2 kv heads x 16)
+    "gpt2": 2 * 8 * (32 + 96),  # fused c_attn: 32 -> 3 * 32
     "bert": 4 * 8 * (32 + 32),
 }
 
@@ -23,12 +24,23 @@ def test_counts_identity_and_layer_names(arch):
     fc.check_counts_identity_names("lora", arch, EXPECTED[arch])
 
 
-@pytest.mark.parametrize("arch,options,expected", [
-    # text q,v 2048 + vision fused qkv 2*8*(32+96) + ffn_out 37->32 in both towers 4*8*(37+32)
-    ("blip", dict(towers=("text", "vision"), sites=("query_value", "ffn_out")), 2048 + 2048 + 4 * 8 * 69),
-    ("gpt2", dict(sites=("query_value", "ffn_out"), r=4), 2 * 4 * (32 + 96) + 2 * 4 * (128 + 32)),
-    ("llava", dict(sites=["query_value", "key_value"], towers=["text"]), 6 * 8 * 64),  # v once
-])
+@pytest.mark.parametrize(
+    "arch,options,expected",
+    [
+        # text q,v 2048 + vision fused qkv 2*8*(32+96) + ffn_out 37->32 in both towers 4*8*(37+32)
+        (
+            "blip",
+            dict(towers=("text", "vision"), sites=("query_value", "ffn_out")),
+            2048 + 2048 + 4 * 8 * 69,
+        ),
+        (
+            "gpt2",
+            dict(sites=("query_value", "ffn_out"), r=4),
+            2 * 4 * (32 + 96) + 2 * 4 * (128 + 32),
+        ),
+        ("llava", dict(sites=["query_value", "key_value"], towers=["text"]), 6 * 8 * 64),  # v once
+    ],
+)
 def test_counts_other_sites(arch, options, expected):
     fc.check_counts_identity_names("lora", arch, expected, **options)
 
@@ -67,17 +79,22 @@ def test_keeps_earlier_stage_trainable():
 def test_trainable_names():
     model = apply_method(tiny_model("gpt2"), make_config("lora"))
     names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    assert names[:2] == ["transformer.h.0.attn.c_attn.lora_A.default.weight",
-                         "transformer.h.0.attn.c_attn.lora_B.default.weight"]
+    assert names[:2] == [
+        "transformer.h.0.attn.c_attn.lora_A.default.weight",
+        "transformer.h.0.attn.c_attn.lora_B.default.weight",
+    ]
 
 
-@pytest.mark.parametrize("options,match", [
-    (dict(towers=("vision",)), "no query_value site in tower"),
-    (dict(rank=4), "no option"),
-    (dict(r=0), "^r must be an integer from 1 to 65536; got 0$"),
-    (dict(sites=("embeddings",)), "^sites must be a non-empty subset of query_value"),
-    (dict(dropout=1.0), r"^dropout must be a number in \[0, 1\); got 1.0$"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        (dict(towers=("vision",)), "no query_value site in tower"),
+        (dict(rank=4), "no option"),
+        (dict(r=0), "^r must be an integer from 1 to 65536; got 0$"),
+        (dict(sites=("embeddings",)), "^sites must be a non-empty subset of query_value"),
+        (dict(dropout=1.0), r"^dropout must be a number in \[0, 1\); got 1.0$"),
+    ],
+)
 def test_errors_are_one_line(options, match):
     with pytest.raises(ValueError, match=match) as err:
         apply_method(tiny_model("gpt2"), make_config("lora", **options))
@@ -86,6 +103,7 @@ def test_errors_are_one_line(options, match):
 
 def test_sites_resolve_through_another_methods_wrapper():
     """PT-PEFT stage 2: attention modules already wrapped (original under ``base_layer``)."""
+
     class Wrapper(torch.nn.Module):
         def __init__(self, base_layer):
             super().__init__()
@@ -99,4 +117,7 @@ def test_sites_resolve_through_another_methods_wrapper():
         block.attn = Wrapper(block.attn)
     model = apply_method(model, make_config("lora"))
     names = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-    assert len(names) == 4 and names[0] == "transformer.h.0.attn.base_layer.c_attn.lora_A.default.weight"
+    assert (
+        len(names) == 4
+        and names[0] == "transformer.h.0.attn.base_layer.c_attn.lora_A.default.weight"
+    )

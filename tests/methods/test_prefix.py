@@ -1,5 +1,6 @@
 """Prefix-tuning: exact counts, attention against a hand-computed reference, a hidden prefix
 reproduces the base, causality, training, round trip, generation (cached = uncached), errors."""
+
 import copy
 import math
 
@@ -49,7 +50,9 @@ def test_counts_names_and_frozen_backbone(arch):
 def test_reparameterized_counts_and_names():
     model = prefixed("gpt2", reparameterize=True, prefix_hidden=16)
     d, h, layers = 32, 16, 2
-    assert count_parameters(model).trainable == P * d + d * h + h + h * layers * 2 * d + layers * 2 * d
+    assert (
+        count_parameters(model).trainable == P * d + d * h + h + h * layers * 2 * d + layers * 2 * d
+    )
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert all(n.startswith("adapter_prefix_encoder_text.") for n in names), names
 
@@ -63,8 +66,10 @@ def test_reparameterized_slices_equal_full_mlp():
         torch.testing.assert_close(v, full[:, layer, 1], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch,towers", [(a, ("text",)) for a in ARCHS]
-                         + [("blip", ("text", "vision")), ("llava", ("text", "vision"))])
+@pytest.mark.parametrize(
+    "arch,towers",
+    [(a, ("text",)) for a in ARCHS] + [("blip", ("text", "vision")), ("llava", ("text", "vision"))],
+)
 def test_hidden_prefix_reproduces_base(arch, towers):
     """With every prefix position blocked in the mask, the prefixed model computes the base
     (this exercises the concatenation, the mask padding and the explicit causal mask)."""
@@ -100,6 +105,7 @@ def _layer_io(model, module, inputs):
     def hook(mod, args, kwargs, out):
         seen["h"] = args[0] if args else kwargs["hidden_states"]
         seen["out"] = out[0]
+
     handle = module.register_forward_hook(hook, with_kwargs=True)
     with torch.no_grad():
         model(**inputs)
@@ -121,8 +127,15 @@ def test_blip_text_attention_matches_hand_computation():
     h, out = _layer_io(model, att, inputs)
     split = lambda lin: lin(h).view(*h.shape[:2], 2, 16)  # noqa: E731
     pk, pv = _prefix_of(att)
-    ref = _reference_attention(split(att.query), split(att.key), split(att.value), pk, pv,
-                               inputs["attention_mask"], causal=True)
+    ref = _reference_attention(
+        split(att.query),
+        split(att.key),
+        split(att.value),
+        pk,
+        pv,
+        inputs["attention_mask"],
+        causal=True,
+    )
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
 
 
@@ -171,8 +184,14 @@ def test_training_moves_only_prefix(arch):
     fc.check_training("prefix", arch, num_virtual_tokens=P)
 
 
-@pytest.mark.parametrize("arch,options", [("blip", {}), ("gpt2", {"reparameterize": True}),
-                                          ("blip_vqa", {"towers": ("text", "vision")})])
+@pytest.mark.parametrize(
+    "arch,options",
+    [
+        ("blip", {}),
+        ("gpt2", {"reparameterize": True}),
+        ("blip_vqa", {"towers": ("text", "vision")}),
+    ],
+)
 def test_roundtrip(arch, options):
     fc.check_roundtrip("prefix", arch, num_virtual_tokens=P, **options)
 
@@ -187,9 +206,14 @@ def test_generate_cached_equals_uncached(arch):
     if arch == "blip":
         kwargs["pixel_values"] = inputs["pixel_values"]
     else:
-        kwargs.update(input_ids=inputs["input_ids"][:2], attention_mask=inputs["attention_mask"][:2])
+        kwargs.update(
+            input_ids=inputs["input_ids"][:2], attention_mask=inputs["attention_mask"][:2]
+        )
     with torch.no_grad():
-        cached, plain = model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False)
+        cached, plain = (
+            model.generate(**kwargs, use_cache=True),
+            model.generate(**kwargs, use_cache=False),
+        )
     assert cached.shape[1] >= 6 and torch.equal(cached, plain)
 
 
@@ -199,13 +223,17 @@ def test_deepcopy_keeps_prefix():
     twin = copy.deepcopy(model)
     fc.assert_same_outputs(fc.outputs(twin, "llava"), fc.outputs(model, "llava"))
     set_masked(twin)  # the copy owns its own prefixes
-    assert not torch.equal(fc.outputs(twin, "llava")["logits"], fc.outputs(model, "llava")["logits"])
+    assert not torch.equal(
+        fc.outputs(twin, "llava")["logits"], fc.outputs(model, "llava")["logits"]
+    )
 
 
 def test_errors_are_one_line():
     with pytest.raises(ValueError, match="prefix-tuning is not implemented for Linear"):
         attention_route(nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="^num_virtual_tokens must be an integer from 1 to 65536; got 0$"):
+    with pytest.raises(
+        ValueError, match="^num_virtual_tokens must be an integer from 1 to 65536; got 0$"
+    ):
         make_config("prefix", num_virtual_tokens=0)
     with pytest.raises(ValueError, match="^towers must be a non-empty subset of text, vision"):
         make_config("prefix", towers=("audio",))

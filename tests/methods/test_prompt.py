@@ -1,6 +1,7 @@
 """Prompt tuning: exact counts, outputs against a hand-built prepended sequence, base-shaped
 logits and loss, causality, capture strips the virtual tokens, training, round trip,
 generation, errors."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,14 +41,24 @@ def test_counts_names_shapes(arch):
     model = prompted(arch)
     assert count_parameters(model).trainable == P * 32
     assert [n for n, p in model.named_parameters() if p.requires_grad] == [
-        {"blip": "text_decoder.bert", "blip_vqa": "text_encoder", "llava": "model.language_model",
-         "gpt2": "transformer", "bert": "bert"}[arch] + ".adapter_prompt.weight"]
+        {
+            "blip": "text_decoder.bert",
+            "blip_vqa": "text_encoder",
+            "llava": "model.language_model",
+            "gpt2": "transformer",
+            "bert": "bert",
+        }[arch]
+        + ".adapter_prompt.weight"
+    ]
     assert layer_names(model) == layer_names(base)
     assert num_virtual_tokens(model) == P and num_virtual_tokens(base) == 0
     assert generation_kwargs(model) == {"use_cache": False}
     with torch.no_grad():
         got, want = model(**tiny_inputs(arch)), base(**tiny_inputs(arch))
-    for key in ("logits", "last_hidden_state"):  # base shapes: the prompt never leaves the text model
+    for key in (
+        "logits",
+        "last_hidden_state",
+    ):  # base shapes: the prompt never leaves the text model
         if getattr(want, key, None) is not None:
             assert getattr(got, key).shape == getattr(want, key).shape
 
@@ -82,8 +93,13 @@ def test_blip_decoder_matches_hand_built_sequence():
     emb, pos, mask = hand_built(model, text.embeddings.word_embeddings, x)
     with torch.no_grad():
         image = base.vision_model(pixel_values=x["pixel_values"]).last_hidden_state
-        h = text(inputs_embeds=emb, position_ids=pos, attention_mask=mask, encoder_hidden_states=image,
-                 is_decoder=True).last_hidden_state
+        h = text(
+            inputs_embeds=emb,
+            position_ids=pos,
+            attention_mask=mask,
+            encoder_hidden_states=image,
+            is_decoder=True,
+        ).last_hidden_state
         want = base.text_decoder.cls(h[:, P:])
         out = model(**x)
     torch.testing.assert_close(out.logits, want, rtol=0, atol=1e-6)
@@ -103,11 +119,16 @@ def test_blip_vqa_prompts_the_question_encoder_only():
     emb, pos, mask = hand_built(model, enc.embeddings.word_embeddings, x)
     seen = []
     hook = model.text_decoder.register_forward_pre_hook(
-        lambda m, a, kw: seen.append(kw["encoder_hidden_states"]), with_kwargs=True)
+        lambda m, a, kw: seen.append(kw["encoder_hidden_states"]), with_kwargs=True
+    )
     with torch.no_grad():
         image = base.vision_model(pixel_values=x["pixel_values"]).last_hidden_state
-        want = enc(inputs_embeds=emb, position_ids=pos, attention_mask=mask, encoder_hidden_states=image,
-                   ).last_hidden_state[:, P:]
+        want = enc(
+            inputs_embeds=emb,
+            position_ids=pos,
+            attention_mask=mask,
+            encoder_hidden_states=image,
+        ).last_hidden_state[:, P:]
         model(**x)
     hook.remove()
     assert seen and seen[0].shape == (b, t, want.shape[-1])
@@ -148,7 +169,9 @@ def test_causality_and_prompt_reaches_every_position(arch):
     with torch.no_grad():
         a, b = model(**x).logits, model(**other).logits
         torch.testing.assert_close(a[:, :-1], b[:, :-1], rtol=0, atol=1e-6)
-        prompt_of(model).add_(torch.randn(prompt_of(model).shape, generator=torch.Generator().manual_seed(3)))
+        prompt_of(model).add_(
+            torch.randn(prompt_of(model).shape, generator=torch.Generator().manual_seed(3))
+        )
         c = model(**x).logits
     assert (c - a).abs().amax(-1)[:, 1:].min() > 1e-4  # the prompt is seen from every position
 
@@ -158,13 +181,16 @@ def test_capture_strips_virtual_tokens():
     x = tiny_inputs("blip")
     layer = model.text_decoder.bert.encoder.layer[0]
     seen = []
-    handle = layer.register_forward_hook(lambda m, a, o: seen.append(o if torch.is_tensor(o) else o[0]))
+    handle = layer.register_forward_hook(
+        lambda m, a, o: seen.append(o if torch.is_tensor(o) else o[0])
+    )
     with torch.no_grad():
         model(**x)
     handle.remove()
     assert seen[0].shape[1] == P + 6
-    states, valid = align_tokens("text_decoder.bert.encoder.layer.0", seen[0], x, "text",
-                                 num_virtual_tokens(model))
+    states, valid = align_tokens(
+        "text_decoder.bert.encoder.layer.0", seen[0], x, "text", num_virtual_tokens(model)
+    )
     assert states.shape[1] == 6 and torch.equal(states, seen[0][:, P:])
     assert torch.equal(valid, x["attention_mask"].bool())
 
@@ -196,7 +222,9 @@ def test_generate(arch):
         out = model.generate(**kwargs)
         assert out.shape[1] >= 4
         if arch == "gpt2":  # greedy: the first new token is the argmax of the last real logits
-            first = model(input_ids=kwargs["input_ids"], attention_mask=kwargs["attention_mask"]).logits[:, -1]
+            first = model(
+                input_ids=kwargs["input_ids"], attention_mask=kwargs["attention_mask"]
+            ).logits[:, -1]
             assert torch.equal(out[:, 6], first.argmax(-1))
             with pytest.raises(ValueError, match="use_cache=False"):
                 model.generate(**dict(kwargs, use_cache=True))
@@ -213,7 +241,9 @@ def test_init_modes():
 def test_errors_are_one_line():
     with pytest.raises(ValueError, match="^init must be one of vocab, random; got 'zeros'$"):
         make_config("prompt", init="zeros")
-    with pytest.raises(ValueError, match="^num_virtual_tokens must be an integer from 1 to 65536; got -1$"):
+    with pytest.raises(
+        ValueError, match="^num_virtual_tokens must be an integer from 1 to 65536; got -1$"
+    ):
         make_config("prompt", num_virtual_tokens=-1)
     model = prompted("gpt2")
     with pytest.raises(ValueError, match="already has a prompt"):

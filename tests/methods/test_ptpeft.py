@@ -1,10 +1,15 @@
 """PT-PEFT: stage-wise trainable sets (prefix, then prefix + LoRA/adapter, never the backbone),
 two-stage training, round trip through all stages, generation, stage split, errors."""
+
 import pytest
 import torch
 
 from repspace.methods import (
-    apply_method, config_from_dict, count_parameters, generation_kwargs, make_config,
+    apply_method,
+    config_from_dict,
+    count_parameters,
+    generation_kwargs,
+    make_config,
 )
 from tests.methods import family_checks as fc
 from tests.methods.conftest import tiny_inputs, tiny_model
@@ -30,7 +35,9 @@ def own_part(name):
 def test_trainable_sets_per_stage(method, arch):
     torch.manual_seed(0)
     cfg = config(method)
-    prefix_only = count_parameters(apply_method(tiny_model(arch), make_config("prefix", num_virtual_tokens=P)))
+    prefix_only = count_parameters(
+        apply_method(tiny_model(arch), make_config("prefix", num_virtual_tokens=P))
+    )
     name, opts = SECOND[method]
     second_only = count_parameters(apply_method(tiny_model(arch), make_config(name, **opts)))
     model = apply_method(tiny_model(arch), cfg, stage=1)
@@ -56,7 +63,9 @@ def test_two_stage_training(method):
     for stage, steps in zip((1, 2), cfg.stage_steps(10)):
         if stage == 2:
             model = apply_method(model, cfg, stage=2)
-            prefix_before = {n: p.detach().clone() for n, p in model.named_parameters() if "adapter_prefix" in n}
+            prefix_before = {
+                n: p.detach().clone() for n, p in model.named_parameters() if "adapter_prefix" in n
+            }
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
         for _ in range(steps):
             loss = model(**x).loss
@@ -66,12 +75,16 @@ def test_two_stage_training(method):
             losses.append(loss.item())
     assert losses[-1] < losses[4] < losses[0], losses
     prefix_after = {n: p for n, p in model.named_parameters() if "adapter_prefix" in n}
-    assert all(not torch.equal(prefix_before[n], prefix_after[n]) for n in prefix_before)  # still training
+    assert all(
+        not torch.equal(prefix_before[n], prefix_after[n]) for n in prefix_before
+    )  # still training
     after = fc.backbone(model)
     assert all(torch.equal(after[n], frozen[n]) for n in frozen)
 
 
-@pytest.mark.parametrize("method,arch", [("pt_lora", "blip"), ("pt_adapter", "gpt2"), ("pt_lora", "llava")])
+@pytest.mark.parametrize(
+    "method,arch", [("pt_lora", "blip"), ("pt_adapter", "gpt2"), ("pt_lora", "llava")]
+)
 def test_roundtrip_all_stages(method, arch):
     torch.manual_seed(0)
     fc.check_roundtrip(method, arch, num_virtual_tokens=P, **SECOND[method][1])
@@ -88,7 +101,9 @@ def test_generate(arch):
     else:
         kwargs["input_ids"] = x["input_ids"][:1]
     with torch.no_grad():
-        assert torch.equal(model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False))
+        assert torch.equal(
+            model.generate(**kwargs, use_cache=True), model.generate(**kwargs, use_cache=False)
+        )
 
 
 def test_stage_steps():
@@ -103,7 +118,9 @@ def test_stage_steps():
 
 def test_errors_are_one_line():
     for bad in (0, 1, 1.5, True, "half"):
-        with pytest.raises(ValueError, match=r"^stage1_fraction must be a number in \(0, 1\); got "):
+        with pytest.raises(
+            ValueError, match=r"^stage1_fraction must be a number in \(0, 1\); got "
+        ):
             config("pt_lora", stage1_fraction=bad)
     with pytest.raises(ValueError, match="^total_steps must be an integer ≥ 2"):
         config("pt_adapter").stage_steps(1)

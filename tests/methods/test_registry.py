@@ -1,14 +1,31 @@
 """The method registry: names, configs round trip, one-line errors, `repspace methods`."""
+
 import json
 
 import pytest
 
 from repspace.cli import main
-from repspace.methods import (apply_method, available_methods, config_from_dict, count_parameters,
-                              get_method, make_config)
+from repspace.methods import (
+    apply_method,
+    available_methods,
+    config_from_dict,
+    count_parameters,
+    get_method,
+    make_config,
+)
 from tests.methods.conftest import tiny_model
 
-PAPER_METHODS = {"full", "lora", "ia3", "adapter", "prefix", "prompt", "adalink", "pt_lora", "pt_adapter"}
+PAPER_METHODS = {
+    "full",
+    "lora",
+    "ia3",
+    "adapter",
+    "prefix",
+    "prompt",
+    "adalink",
+    "pt_lora",
+    "pt_adapter",
+}
 
 
 def test_every_method_of_the_papers_is_registered():
@@ -72,9 +89,16 @@ def test_methods_find_their_sites_on_vit(name):
     import transformers
 
     torch.manual_seed(0)
-    vit = transformers.ViTModel(transformers.ViTConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-        image_size=16, patch_size=8)).eval()
+    vit = transformers.ViTModel(
+        transformers.ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            image_size=16,
+            patch_size=8,
+        )
+    ).eval()
     extra = {} if name == "adalink" else {"towers": ("vision",)}
     if name == "adalink":
         extra = {"modalities": ("image",)}

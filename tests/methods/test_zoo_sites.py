@@ -8,6 +8,7 @@ LMs (Gemma2, Phi-3, LLaVA-NeXT's and Idefics3's Llama, PaliGemma's Gemma) have o
 key/value head (keys and values 16 wide); OPT (BLIP-2), BERT, RoBERTa and T5 have full-width
 keys (32).  T5 has 2 encoder + 2 decoder blocks, the decoder with cross-attention too.
 """
+
 import pytest
 import torch
 
@@ -15,15 +16,29 @@ from repspace.methods import apply_method, count_parameters, make_config
 from tests.compat import zoo
 
 R = W = K = 2  # LoRA rank, adapter width, AdaLink rank
-P = 3          # virtual tokens
+P = 3  # virtual tokens
 
-LORA_LLAMA = 2 * R * ((32 + 32) + (32 + 16))         # q: 32->32, v: 32->16, 2 blocks
-IA3_LLAMA = 2 * (16 + 16 + 64)                        # k, v outputs; down_proj input
-SITE = 2 * 32 * W + W + 32                            # one bottleneck on a 32-wide output
-LLAMA = dict(lora=LORA_LLAMA, ia3=IA3_LLAMA, adapter=4 * SITE, parallel=2 * SITE,
-             adalink=2 * 32 * K, prefix=2 * 2 * P * 16, prompt=P * 32)
-ENCODER = dict(lora=2 * 2 * R * 64, ia3=2 * (32 + 32 + 64), adapter=4 * SITE, parallel=2 * SITE,
-               adalink=2 * 32 * K, prefix=2 * 2 * P * 32, prompt=P * 32)
+LORA_LLAMA = 2 * R * ((32 + 32) + (32 + 16))  # q: 32->32, v: 32->16, 2 blocks
+IA3_LLAMA = 2 * (16 + 16 + 64)  # k, v outputs; down_proj input
+SITE = 2 * 32 * W + W + 32  # one bottleneck on a 32-wide output
+LLAMA = dict(
+    lora=LORA_LLAMA,
+    ia3=IA3_LLAMA,
+    adapter=4 * SITE,
+    parallel=2 * SITE,
+    adalink=2 * 32 * K,
+    prefix=2 * 2 * P * 16,
+    prompt=P * 32,
+)
+ENCODER = dict(
+    lora=2 * 2 * R * 64,
+    ia3=2 * (32 + 32 + 64),
+    adapter=4 * SITE,
+    parallel=2 * SITE,
+    adalink=2 * 32 * K,
+    prefix=2 * 2 * P * 32,
+    prompt=P * 32,
+)
 EXPECTED = {
     "gemma2": LLAMA,
     # Phi-3: LoRA and IA3 adapt the fused qkv_proj (32 -> 32 + 16 + 16)
@@ -32,8 +47,15 @@ EXPECTED = {
     "roberta": ENCODER,
     # 12 attention maps (4 self, 2 cross) x q/v or k/v; 10 adapter sites (6 attention outputs,
     # 4 feed-forward); prefixes on the 4 self-attentions
-    "t5": dict(lora=12 * R * 64, ia3=12 * 32 + 4 * 64, adapter=10 * SITE, parallel=4 * SITE,
-               adalink=2 * 32 * K, prefix=4 * 2 * P * 32, prompt=P * 32),
+    "t5": dict(
+        lora=12 * R * 64,
+        ia3=12 * 32 + 4 * 64,
+        adapter=10 * SITE,
+        parallel=4 * SITE,
+        adalink=2 * 32 * K,
+        prefix=4 * 2 * P * 32,
+        prompt=P * 32,
+    ),
     # LMMs: AdaLink adds the image tokens' map (projector output 32 wide)
     "blip2": dict(ENCODER, adalink=2 * 2 * 32 * K),
     "paligemma": dict(LLAMA, adalink=2 * 2 * 32 * K),
@@ -53,13 +75,21 @@ for _counts in EXPECTED.values():
 # BLIP-2 with a T5 language model: T5's text-tower counts, AdaLink on text and image tokens
 EXPECTED["blip2_t5"] = dict(EXPECTED["t5"], adalink=2 * 2 * 32 * K)
 EXPECTED["instructblip"] = dict(LLAMA, adalink=2 * 2 * 32 * K)
-CONFIGS = {"lora": ("lora", dict(r=R)), "ia3": ("ia3", {}), "adapter": ("adapter", dict(width=W)),
-           "parallel": ("adapter", dict(width=W, placement="parallel")),
-           "parallel_both": ("adapter", dict(width=W, placement="parallel", parallel_sites=("attention", "ffn"))),
-           "adalink": ("adalink", dict(rank=K)), "prefix": ("prefix", dict(num_virtual_tokens=P)),
-           "prompt": ("prompt", dict(num_virtual_tokens=P)),
-           "pt_lora": ("pt_lora", dict(num_virtual_tokens=P, r=R)),
-           "pt_adapter": ("pt_adapter", dict(num_virtual_tokens=P, width=W))}
+CONFIGS = {
+    "lora": ("lora", dict(r=R)),
+    "ia3": ("ia3", {}),
+    "adapter": ("adapter", dict(width=W)),
+    "parallel": ("adapter", dict(width=W, placement="parallel")),
+    "parallel_both": (
+        "adapter",
+        dict(width=W, placement="parallel", parallel_sites=("attention", "ffn")),
+    ),
+    "adalink": ("adalink", dict(rank=K)),
+    "prefix": ("prefix", dict(num_virtual_tokens=P)),
+    "prompt": ("prompt", dict(num_virtual_tokens=P)),
+    "pt_lora": ("pt_lora", dict(num_virtual_tokens=P, r=R)),
+    "pt_adapter": ("pt_adapter", dict(num_virtual_tokens=P, width=W)),
+}
 IDENTITY = ("lora", "ia3", "adapter", "parallel", "parallel_both", "adalink")
 
 
@@ -77,7 +107,9 @@ def _inputs(arch, model):
         return dict(input_ids=ids, decoder_input_ids=ids[:, :4])
     cfg = model.config
     image_token = getattr(cfg, "image_token_id", None) or getattr(cfg, "image_token_index", None)
-    if image_token is None or arch == "qwen2_vl":  # Qwen2-VL: text only (its images need M-RoPE types)
+    if (
+        image_token is None or arch == "qwen2_vl"
+    ):  # Qwen2-VL: text only (its images need M-RoPE types)
         return dict(input_ids=ids)
     n = {"llava_next": 24, "idefics3": 1}.get(arch, 4)  # image tokens (BLIP-2: query tokens)
     x = dict(input_ids=torch.cat([torch.full((1, n), image_token), ids], 1))

@@ -2,6 +2,7 @@
 
 They share no code with repspace: plain numpy, explicit n × n matrices, explicit loops.
 """
+
 import numpy as np
 
 
@@ -39,7 +40,7 @@ def linear_gram(x):
 
 def rbf_gram(x, sigma):
     sq = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-    return np.exp(-sq / (2 * sigma ** 2))
+    return np.exp(-sq / (2 * sigma**2))
 
 
 def median_offdiag_distance(x):
@@ -56,7 +57,7 @@ def mmd2_naive(x, y, kern, unbiased=True):
     sxy = sum(kern(x[i], y[j]) for i in range(m) for j in range(n))
     if unbiased:
         return sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * sxy / (m * n)
-    return sxx / m ** 2 + syy / n ** 2 - 2 * sxy / (m * n)
+    return sxx / m**2 + syy / n**2 - 2 * sxy / (m * n)
 
 
 def random_orthogonal(p, rng):

@@ -1,5 +1,6 @@
 """The accumulator contract (torchmetrics' shape): reductions table, update / merge /
 compute / reset, state_dict round trips, and the public all_reduce collective."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from repspace.statistics import (FeatureMoments, FeatureRows, LayerwiseMoments, PairedDriftStats,
-                                 PairedMoments)
+from repspace.statistics import (
+    FeatureMoments,
+    FeatureRows,
+    LayerwiseMoments,
+    PairedDriftStats,
+    PairedMoments,
+)
 from repspace.statistics.base import Accumulator
 from repspace.statistics.moments import CrossMoments
 
@@ -33,13 +39,21 @@ def _layerwise(x, y, chunks=3):
 def test_every_accumulator_follows_the_contract():
     for cls in (FeatureMoments, FeatureRows, LayerwiseMoments, PairedMoments, PairedDriftStats):
         assert issubclass(cls, Accumulator)
-        for method in ("update", "merge", "compute", "reset", "state_dict", "load_state_dict",
-                       "all_reduce"):
+        for method in (
+            "update",
+            "merge",
+            "compute",
+            "reset",
+            "state_dict",
+            "load_state_dict",
+            "all_reduce",
+        ):
             assert callable(getattr(cls, method)), (cls, method)
 
 
 def test_an_unknown_reduction_rule_is_refused_when_the_class_is_defined():
     with pytest.raises(TypeError, match="unknown rules"):
+
         class Bad(Accumulator):  # noqa: F841
             reductions = {"n": "average"}
 
@@ -117,4 +131,6 @@ def test_all_reduce_of_one_rank_is_the_identity(one_process_group):
     drift.update(x[:, :4].double(), y.double())
     want = drift.compute()
     got = drift.all_reduce(one_process_group).compute()
-    assert got["cosine_similarity"]["mean"] == pytest.approx(want["cosine_similarity"]["mean"], rel=1e-14)
+    assert got["cosine_similarity"]["mean"] == pytest.approx(
+        want["cosine_similarity"]["mean"], rel=1e-14
+    )

@@ -2,6 +2,7 @@
 ``reset`` return self, a merge of two halves equals one accumulator fed both, reset restores
 the declared defaults (a reset accumulator is a fresh one), and states round-trip.  A new
 subclass without an entry below fails the first test: the contract cannot be skipped."""
+
 import importlib
 import pkgutil
 
@@ -11,7 +12,13 @@ import torch
 
 import repspace
 from repspace.metrics.cka import MinibatchCKA
-from repspace.statistics import FeatureMoments, FeatureRows, LayerwiseMoments, PairedDriftStats, PairedMoments
+from repspace.statistics import (
+    FeatureMoments,
+    FeatureRows,
+    LayerwiseMoments,
+    PairedDriftStats,
+    PairedMoments,
+)
 from repspace.statistics.base import Accumulator
 from repspace.statistics.drift_stats import COS_EDGES, StreamingSummary
 
@@ -22,19 +29,36 @@ def _cka(acc):
 
 # class -> (fresh accumulator, feed(acc, x, y) -> what update returned, a number to compare)
 CONTRACT = {
-    FeatureMoments: (lambda: FeatureMoments(precision="float64"),
-                     lambda acc, x, y: acc.update(x), lambda acc: acc.centred().scatter.sum().item()),
-    FeatureRows: (lambda: FeatureRows("float64"), lambda acc, x, y: acc.update(x),
-                  lambda acc: acc.centred().rows.square().sum().item()),
-    LayerwiseMoments: (lambda: LayerwiseMoments(precision="float64"),
-                       lambda acc, x, y: acc.update({"a": x}, {"a": y}), _cka),
-    PairedMoments: (lambda: PairedMoments(precision="float64"), lambda acc, x, y: acc.update(x, y),
-                    lambda acc: acc.linear_cka()),
-    PairedDriftStats: (PairedDriftStats, lambda acc, x, y: acc.update(x, y),
-                       lambda acc: acc.compute()["cosine_similarity"]["mean"]),
-    StreamingSummary: (lambda: StreamingSummary(COS_EDGES),
-                       lambda acc, x, y: acc.update(torch.nn.functional.cosine_similarity(x, y).numpy()),
-                       lambda acc: acc.compute()["mean"]),
+    FeatureMoments: (
+        lambda: FeatureMoments(precision="float64"),
+        lambda acc, x, y: acc.update(x),
+        lambda acc: acc.centred().scatter.sum().item(),
+    ),
+    FeatureRows: (
+        lambda: FeatureRows("float64"),
+        lambda acc, x, y: acc.update(x),
+        lambda acc: acc.centred().rows.square().sum().item(),
+    ),
+    LayerwiseMoments: (
+        lambda: LayerwiseMoments(precision="float64"),
+        lambda acc, x, y: acc.update({"a": x}, {"a": y}),
+        _cka,
+    ),
+    PairedMoments: (
+        lambda: PairedMoments(precision="float64"),
+        lambda acc, x, y: acc.update(x, y),
+        lambda acc: acc.linear_cka(),
+    ),
+    PairedDriftStats: (
+        PairedDriftStats,
+        lambda acc, x, y: acc.update(x, y),
+        lambda acc: acc.compute()["cosine_similarity"]["mean"],
+    ),
+    StreamingSummary: (
+        lambda: StreamingSummary(COS_EDGES),
+        lambda acc, x, y: acc.update(torch.nn.functional.cosine_similarity(x, y).numpy()),
+        lambda acc: acc.compute()["mean"],
+    ),
     MinibatchCKA: (MinibatchCKA, lambda acc, x, y: acc.update(x, y), lambda acc: acc.compute()),
 }
 
@@ -109,6 +133,7 @@ def test_state_dict_round_trip(cls):
 
 def test_a_reduced_state_without_a_default_is_refused_at_class_definition():
     with pytest.raises(TypeError, match="no declared default"):
+
         class Bad(Accumulator):  # noqa: F841
             reductions = {"n": "sum", "total": "sum"}
             defaults = {"n": 0}

@@ -19,8 +19,9 @@ def test_bootstrap_ci_brackets_the_estimate_and_is_reproducible(rng, method):
 def test_bootstrap_percentile_interval_is_the_quantiles_of_paired_resamples(rng):
     x, y = ref.correlated_pair(rng, 50, 4, 4)
     res = bootstrap_ci(linear_cka, x, y, n_resamples=300, seed=0)
-    np.testing.assert_allclose([res.low, res.high],
-                               np.quantile(res.distribution, [0.025, 0.975]), rtol=1e-12)
+    np.testing.assert_allclose(
+        [res.low, res.high], np.quantile(res.distribution, [0.025, 0.975]), rtol=1e-12
+    )
     # the resampling keeps rows paired: a perfectly related pair stays at CKA = 1
     perfect = bootstrap_ci(linear_cka, x, 3 * x, n_resamples=50)
     np.testing.assert_allclose(perfect.distribution, 1.0, atol=1e-10)

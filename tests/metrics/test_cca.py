@@ -1,5 +1,6 @@
 """CCA, SVCCA and PWCCA (issue 29): against cca-zoo and independent formulas, moments ==
 rows == array == streaming, their invariances and what they are not invariant to."""
+
 import math
 import warnings
 
@@ -74,8 +75,9 @@ def well_conditioned_pair(rng, n, p, q, noise=0.5, offset=0.0):
     ε·κ² of the kept directions, so the 1e-10 checks use conditioned data."""
     a = np.eye(p) + 0.3 * rng.standard_normal((p, p)) / math.sqrt(p)
     x = rng.standard_normal((n, p)) @ a
-    y = (x - x.mean(0)) @ rng.standard_normal((p, q)) / math.sqrt(p) \
-        + noise * rng.standard_normal((n, q))
+    y = (x - x.mean(0)) @ rng.standard_normal((p, q)) / math.sqrt(p) + noise * rng.standard_normal(
+        (n, q)
+    )
     return x + offset, y - offset
 
 
@@ -113,9 +115,14 @@ def test_cca_matches_principal_angles_of_the_column_spaces(n, p, q):
     want = canonical_correlations(x, y)
     np.testing.assert_allclose(got.correlations, want, atol=1e-10)
     assert got.mean == pytest.approx(want.mean(), abs=1e-12)
-    assert got.r2 == pytest.approx((want ** 2).mean(), abs=1e-12)
+    assert got.r2 == pytest.approx((want**2).mean(), abs=1e-12)
     assert (got.rank_x, got.rank_y, got.selection, got.ridge, got.saturated) == (
-        p, q, "numerical rank", 0.0, 0)
+        p,
+        q,
+        "numerical rank",
+        0.0,
+        0,
+    )
 
 
 @pytest.mark.parametrize("c", [0.01, 0.5, 10.0])
@@ -143,8 +150,9 @@ def test_svcca_is_cca_of_the_top_principal_directions():
             share = np.cumsum(s2) / s2.sum()
             assert r == int(np.argmax(share >= v)) + 1
         ux, uy = orthonormal_basis(x, res.rank_x)[0], orthonormal_basis(y, res.rank_y)[0]
-        assert res.mean == pytest.approx(np.linalg.svd(ux.T @ uy, compute_uv=False).mean(),
-                                         abs=1e-10)
+        assert res.mean == pytest.approx(
+            np.linalg.svd(ux.T @ uy, compute_uv=False).mean(), abs=1e-10
+        )
     assert svcca(x, y, k=4).mean == cca(x, y, rank=4).mean
 
 
@@ -159,7 +167,7 @@ def test_pwcca_matches_googles_weighting_and_its_definition():
         ux, _ = orthonormal_basis(x)
         uy, _ = orthonormal_basis(y)
         a, rho, _ = np.linalg.svd(ux.T @ uy, full_matrices=False)
-        h = ux @ a[:, :len(rho)]
+        h = ux @ a[:, : len(rho)]
         alpha = np.abs(h.T @ (x - x.mean(0))).sum(1)
         np.testing.assert_allclose(got.weights, alpha / alpha.sum(), atol=1e-10)
         assert got.weights_from == "x" and got.weights.sum() == pytest.approx(1.0)
@@ -168,8 +176,7 @@ def test_pwcca_matches_googles_weighting_and_its_definition():
     x, y = ref.correlated_pair(rng, 100, 7, 4, noise=0.7)
     assert pwcca(x, y, weights_from="smaller").weights_from == "y"
     assert pwcca(x, y, weights_from="smaller").value == pwcca(x, y, weights_from="y").value
-    assert pwcca(x, y, weights_from="y").value == pytest.approx(
-        pwcca_google_style(y, x), abs=1e-10)
+    assert pwcca(x, y, weights_from="y").value == pytest.approx(pwcca_google_style(y, x), abs=1e-10)
 
 
 # -- routes: moments == rows == array == streaming ----------------------------------------
@@ -177,9 +184,15 @@ def test_pwcca_matches_googles_weighting_and_its_definition():
 def pairs(draw):
     n = draw(st.integers(5, 40))
     p, q = draw(st.integers(1, 48)), draw(st.integers(1, 48))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
-    x, y = well_conditioned_pair(rng, n, p, q, noise=draw(st.sampled_from([0.1, 1.0])),
-                                 offset=draw(st.sampled_from([0.0, 7.0, -300.0])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x, y = well_conditioned_pair(
+        rng,
+        n,
+        p,
+        q,
+        noise=draw(st.sampled_from([0.1, 1.0])),
+        offset=draw(st.sampled_from([0.0, 7.0, -300.0])),
+    )
     cuts = sorted({0, n, *rng.integers(1, n, size=draw(st.integers(0, 3))).tolist()})
     return x, y, cuts
 
@@ -203,8 +216,11 @@ def test_moments_rows_array_and_streaming_agree(data):
                 np.testing.assert_allclose(u.correlations, v.correlations, rtol=0, atol=1e-10)
                 assert u.r2 == pytest.approx(v.r2, abs=1e-10)
         for kw in ({"k": k}, {"variance": 0.9}):
-            vals = (svcca_from_moments(mx, my, mxy, **kw).mean, svcca_from_rows(rx, ry, **kw).mean,
-                    svcca(x, y, **kw).mean)
+            vals = (
+                svcca_from_moments(mx, my, mxy, **kw).mean,
+                svcca_from_rows(rx, ry, **kw).mean,
+                svcca(x, y, **kw).mean,
+            )
             assert max(vals) - min(vals) <= 1e-10, (kw, vals)
         pw = (pwcca_from_moments(mx, my, mxy), pwcca_from_rows(rx, ry), pwcca(x, y))
         if pw[0].cca.saturated == 0:  # saturated: a block of equal ρ = 1, weights ambiguous
@@ -216,7 +232,7 @@ def test_moments_rows_array_and_streaming_agree(data):
 def full_rank_pair(draw):
     n = draw(st.integers(30, 60))
     p, q = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x, y = well_conditioned_pair(rng, n, p, q, noise=1.0)
     return x, y, rng
 
@@ -258,7 +274,7 @@ def test_svcca_not_invariant_to_anisotropic_scaling():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((200, 4)) * np.array([5.0, 4.0, 1.0, 0.5])
     y = x[:, 2:] + 0.1 * rng.standard_normal((200, 2))  # y follows x's weak directions
-    stretched = x * np.array([1.0, 1.0, 20.0, 20.0])   # ... which now lead x's spectrum
+    stretched = x * np.array([1.0, 1.0, 20.0, 20.0])  # ... which now lead x's spectrum
     assert svcca(x, y, k=2).mean < 0.2
     assert svcca(stretched, y, k=2).mean > 0.95
     assert cca(x, y).mean == pytest.approx(cca(stretched, y).mean, abs=1e-12)
@@ -277,8 +293,11 @@ def test_pwcca_invariant_to_feature_permutation_and_scale_not_to_rotation():
 def test_saturation_is_counted_and_announced():
     rng = np.random.default_rng(9)
     x, y = rng.standard_normal((12, 30)), rng.standard_normal((12, 20))  # independent, p > n
-    with pytest.warns(RepspaceWarning, match=r"saturated: the ranks kept \(11 \+ 11\) exceed "
-                                             r"n − 1 = 11, so 11 canonical"):
+    with pytest.warns(
+        RepspaceWarning,
+        match=r"saturated: the ranks kept \(11 \+ 11\) exceed "
+        r"n − 1 = 11, so 11 canonical",
+    ):
         res = cca(x, y)
     assert res.saturated == 11 and res.mean == pytest.approx(1.0, abs=1e-10)
     with warnings.catch_warnings():
@@ -311,12 +330,15 @@ def test_constant_side_is_undefined():
         assert math.isnan(pwcca(np.ones((10, 3)), rng.standard_normal((10, 2))).value)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"ridge": -1.0}, "ridge must be a finite number ≥ 0"),
-    ({"ridge": float("nan")}, "ridge must be"),
-    ({"rank": 0}, "rank must be a positive integer"),
-    ({"rank": 2.5}, "rank must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"ridge": -1.0}, "ridge must be a finite number ≥ 0"),
+        ({"ridge": float("nan")}, "ridge must be"),
+        ({"rank": 0}, "rank must be a positive integer"),
+        ({"rank": 2.5}, "rank must be a positive integer"),
+    ],
+)
 def test_arguments_are_checked(kwargs, match):
     x = np.random.default_rng(0).standard_normal((10, 3))
     with pytest.raises(ValueError, match=match):
@@ -338,17 +360,24 @@ def test_svcca_and_pwcca_arguments_are_checked():
 def test_one_eigendecomposition_per_side_can_serve_every_measure():
     from repspace.closed_forms.cca import bases_of_moments
     from repspace.closed_forms.shape import shape_metric_from_moments
+
     rng = np.random.default_rng(12)
     x, y = ref.correlated_pair(rng, 120, 6, 5, noise=0.5)
     cx, cy, cxy = streamed(x, y, "moments", [0, 50, 120])
     bases = bases_of_moments(cx, cy)
-    np.testing.assert_array_equal(cca_from_moments(cx, cy, cxy, bases=bases).correlations,
-                                  cca_from_moments(cx, cy, cxy).correlations)
-    assert svcca_from_moments(cx, cy, cxy, k=3, bases=bases).mean == \
-        svcca_from_moments(cx, cy, cxy, k=3).mean
-    assert pwcca_from_moments(cx, cy, cxy, bases=bases).value == \
-        pwcca_from_moments(cx, cy, cxy).value
-    assert shape_metric_from_moments(cx, cy, cxy, alpha=0.5, bases=bases) == \
-        shape_metric_from_moments(cx, cy, cxy, alpha=0.5)
+    np.testing.assert_array_equal(
+        cca_from_moments(cx, cy, cxy, bases=bases).correlations,
+        cca_from_moments(cx, cy, cxy).correlations,
+    )
+    assert (
+        svcca_from_moments(cx, cy, cxy, k=3, bases=bases).mean
+        == svcca_from_moments(cx, cy, cxy, k=3).mean
+    )
+    assert (
+        pwcca_from_moments(cx, cy, cxy, bases=bases).value == pwcca_from_moments(cx, cy, cxy).value
+    )
+    assert shape_metric_from_moments(
+        cx, cy, cxy, alpha=0.5, bases=bases
+    ) == shape_metric_from_moments(cx, cy, cxy, alpha=0.5)
     with pytest.raises(ValueError, match=r"bases are for widths \(5, 6\)"):
         cca_from_moments(cx, cy, cxy, bases=bases[::-1])

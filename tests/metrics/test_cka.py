@@ -1,4 +1,5 @@
 """CKA estimators against the papers' Gram-matrix formulas (independent implementations)."""
+
 import numpy as np
 import pytest
 import torch
@@ -28,7 +29,8 @@ def test_debiased_cka_can_be_negative_and_is_not_clamped(rng):
         x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 3))
         val = linear_cka(x, y, debiased=True)
         assert val == pytest.approx(
-            ref.cka_gram(ref.linear_gram(x), ref.linear_gram(y), debiased=True), rel=1e-9)
+            ref.cka_gram(ref.linear_gram(x), ref.linear_gram(y), debiased=True), rel=1e-9
+        )
         found.append(val)
     assert min(found) < 0
 
@@ -45,7 +47,7 @@ def test_float32_with_large_offset_matches_float64(rng, debiased):
 
     acc = PairedMoments()
     for i in range(0, 4000, 512):
-        acc.update(torch.from_numpy(x32[i:i + 512]), torch.from_numpy(y32[i:i + 512]))
+        acc.update(torch.from_numpy(x32[i : i + 512]), torch.from_numpy(y32[i : i + 512]))
     assert abs(acc.linear_cka(debiased=debiased) - exact) <= 1e-6
 
 
@@ -104,14 +106,20 @@ def test_rbf_cka_large_bandwidth_approaches_linear(rng):
 def test_minibatch_cka_matches_per_batch_definition(rng, debiased):
     x, y = ref.correlated_pair(rng, 103, 8, 6)
     b = 25  # 4 full batches and a final batch of 3 rows, dropped when debiased
-    batches = [(x[i:i + b], y[i:i + b]) for i in range(0, 103, b)]
+    batches = [(x[i : i + b], y[i : i + b]) for i in range(0, 103, b)]
     if debiased:
         batches = [t for t in batches if len(t[0]) >= 4]
     f = ref.hsic_unbiased if debiased else ref.hsic_biased
-    hs = np.array([[f(xb @ xb.T, yb @ yb.T), f(xb @ xb.T, xb @ xb.T), f(yb @ yb.T, yb @ yb.T)]
-                   for xb, yb in batches]).mean(0)
+    hs = np.array(
+        [
+            [f(xb @ xb.T, yb @ yb.T), f(xb @ xb.T, xb @ xb.T), f(yb @ yb.T, yb @ yb.T)]
+            for xb, yb in batches
+        ]
+    ).mean(0)
     expected = hs[0] / np.sqrt(hs[1] * hs[2])
-    assert minibatch_cka(x, y, batch_size=b, debiased=debiased) == pytest.approx(expected, rel=1e-10)
+    assert minibatch_cka(x, y, batch_size=b, debiased=debiased) == pytest.approx(
+        expected, rel=1e-10
+    )
 
 
 def test_minibatch_cka_is_a_different_estimator(rng):
@@ -124,8 +132,8 @@ def test_minibatch_accumulator_merge(rng):
     x, y = ref.correlated_pair(rng, 96, 8, 6)
     a, b, whole = MinibatchCKA(), MinibatchCKA(), MinibatchCKA()
     for i in range(0, 96, 16):
-        (a if i < 48 else b).update(x[i:i + 16], y[i:i + 16])
-        whole.update(x[i:i + 16], y[i:i + 16])
+        (a if i < 48 else b).update(x[i : i + 16], y[i : i + 16])
+        whole.update(x[i : i + 16], y[i : i + 16])
     assert a.merge(b).compute() == pytest.approx(whole.compute(), rel=1e-12)
     with pytest.raises(ValueError, match="no minibatches"):
         MinibatchCKA().compute()
@@ -135,7 +143,9 @@ def test_minibatch_accumulator_merge(rng):
 def test_cka_matrix_entries_equal_pairwise_cka(rng, debiased):
     layers = [rng.standard_normal((50, d)) for d in (4, 6, 5)]
     layers[1] = layers[0] @ rng.standard_normal((4, 6)) + 0.1 * layers[1]
-    tuned = {f"t{i}": layer + 0.3 * rng.standard_normal(layer.shape) for i, layer in enumerate(layers)}
+    tuned = {
+        f"t{i}": layer + 0.3 * rng.standard_normal(layer.shape) for i, layer in enumerate(layers)
+    }
     mat, bn, tn = cka_matrix({f"b{i}": v for i, v in enumerate(layers)}, tuned, debiased=debiased)
     assert mat.shape == (3, 3) and bn == ["b0", "b1", "b2"] and tn == ["t0", "t1", "t2"]
     for i, xb in enumerate(layers):

@@ -1,4 +1,5 @@
 """Drift metrics against scipy and naive reference formulas."""
+
 import math
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_frechet_of_identical_samples_is_zero(rng):
 def test_mmd_rbf_equals_naive_double_loop(rng, unbiased, tile):
     x, y = rng.standard_normal((12, 3)), rng.standard_normal((9, 3)) + 0.5
     sigma = 1.3
-    kern = lambda a, b: math.exp(-((a - b) ** 2).sum() / (2 * sigma ** 2))  # noqa: E731
+    kern = lambda a, b: math.exp(-((a - b) ** 2).sum() / (2 * sigma**2))  # noqa: E731
     got = mmd(x, y, kernel="rbf", sigma=sigma, unbiased=unbiased, tile_size=tile)
     assert got.mmd2 == pytest.approx(ref.mmd2_naive(x, y, kern, unbiased), rel=1e-10)
     assert got.p_value is None and got.sigma == sigma
@@ -77,8 +78,11 @@ def test_paired_mmd_equals_naive_h_statistic(rng, kernel):
     x = rng.standard_normal((11, 3))
     y = x + 0.3 * rng.standard_normal((11, 3)) + 0.2
     sigma = 1.1
-    kern = ((lambda a, b: a @ b) if kernel == "linear"  # noqa: E731
-            else (lambda a, b: math.exp(-((a - b) ** 2).sum() / (2 * sigma ** 2))))
+    kern = (
+        (lambda a, b: a @ b)
+        if kernel == "linear"  # noqa: E731
+        else (lambda a, b: math.exp(-((a - b) ** 2).sum() / (2 * sigma**2)))
+    )
     got = mmd(x, y, kernel=kernel, sigma=sigma, paired=True, tile_size=4).mmd2
     assert got == pytest.approx(ref.mmd2_paired_naive(x, y, kern), rel=1e-9)
     assert mmd(x, x, kernel=kernel, sigma=sigma, paired=True).mmd2 == pytest.approx(0, abs=1e-12)
@@ -113,12 +117,14 @@ def test_mmd_median_heuristic_bandwidth(rng):
 
 def test_mmd_permutation_test(rng):
     same = mmd(rng.standard_normal((60, 3)), rng.standard_normal((60, 3)), permutations=199)
-    shifted = mmd(rng.standard_normal((60, 3)), rng.standard_normal((60, 3)) + 1.0,
-                  permutations=199)
+    shifted = mmd(
+        rng.standard_normal((60, 3)), rng.standard_normal((60, 3)) + 1.0, permutations=199
+    )
     assert shifted.p_value == pytest.approx(1 / 200)
     assert same.p_value > 0.05
-    again = mmd(rng.standard_normal((60, 3)), rng.standard_normal((60, 3)) + 1.0,
-                permutations=199, seed=3)
+    again = mmd(
+        rng.standard_normal((60, 3)), rng.standard_normal((60, 3)) + 1.0, permutations=199, seed=3
+    )
     assert again.permutations == 199 and 0 < again.p_value <= 1
 
 

@@ -1,5 +1,6 @@
 """Energy distance (issue 29): against scipy (1-D) and the V-statistic written out with
 cdist, the permutation tests (pooled and paired) against brute force, invariances."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -40,6 +41,7 @@ def test_permutation_tests_against_brute_force():
     got = energy_distance(x, y, permutations=60, seed=3)
     # the same relabellings, statistic recomputed from scratch
     import torch
+
     gen = torch.Generator().manual_seed(3)
     z = np.vstack([x, y])
     null = []
@@ -60,18 +62,24 @@ def test_permutation_tests_against_brute_force():
         swap = torch.randint(0, 2, (12,), generator=gen).numpy().astype(bool)
         a, b = np.where(swap[:, None], yp, x), np.where(swap[:, None], x, yp)
         null.append(v_statistic(a, b))
-    assert got.p_value == pytest.approx((1 + np.sum(np.array(null) >= v_statistic(x, yp) - 1e-12))
-                                        / 41)
+    assert got.p_value == pytest.approx(
+        (1 + np.sum(np.array(null) >= v_statistic(x, yp) - 1e-12)) / 41
+    )
     assert got.paired
 
 
 def test_the_test_has_power_and_level():
     rng = np.random.default_rng(5)
-    shifted = energy_distance(rng.standard_normal((40, 4)), rng.standard_normal((40, 4)) + 1.0,
-                              permutations=99)
+    shifted = energy_distance(
+        rng.standard_normal((40, 4)), rng.standard_normal((40, 4)) + 1.0, permutations=99
+    )
     assert shifted.p_value == pytest.approx(0.01)
-    null = [energy_distance(rng.standard_normal((15, 3)), rng.standard_normal((15, 3)),
-                            permutations=39, seed=s).p_value for s in range(20)]
+    null = [
+        energy_distance(
+            rng.standard_normal((15, 3)), rng.standard_normal((15, 3)), permutations=39, seed=s
+        ).p_value
+        for s in range(20)
+    ]
     assert 0.2 < np.mean(null) < 0.8
 
 
@@ -79,7 +87,7 @@ def test_the_test_has_power_and_level():
 def samples(draw):
     m, n = draw(st.integers(2, 30)), draw(st.integers(2, 30))
     p = draw(st.integers(1, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     return rng.standard_normal((m, p)), rng.standard_normal((n, p)) + 0.3, rng
 
 

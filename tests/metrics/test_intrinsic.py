@@ -1,5 +1,6 @@
 """Intrinsic dimension (issue 29): TwoNN and the Levina–Bickel MLE against scikit-dimension
 and against the formulas written out, known dimensions, invariances, duplicates."""
+
 import math
 
 import numpy as np
@@ -38,7 +39,8 @@ def mle_formula(x, k):
 
 def on_a_subspace(rng, n, d, p, noise=0.0):
     return rng.standard_normal((n, d)) @ rng.standard_normal((d, p)) + noise * rng.standard_normal(
-        (n, p))
+        (n, p)
+    )
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # inside skdim, F_emp = 1
@@ -50,13 +52,19 @@ def test_matches_scikit_dimension():
         x = on_a_subspace(rng, n, d, p, noise=0.01)
         pairs = [
             (twonn_dimension(x).dimension, skdim.id.TwoNN().fit(x).dimension_),
-            (twonn_dimension(x, fit="mle").dimension,
-             skdim.id.TwoNN(method="mle").fit(x).dimension_),
-            (twonn_dimension(x, discard_fraction=0.0, fit="mle").dimension,
-             skdim.id.TwoNN(discard_fraction=0.0, method="mle").fit(x).dimension_),
+            (
+                twonn_dimension(x, fit="mle").dimension,
+                skdim.id.TwoNN(method="mle").fit(x).dimension_,
+            ),
+            (
+                twonn_dimension(x, discard_fraction=0.0, fit="mle").dimension,
+                skdim.id.TwoNN(discard_fraction=0.0, method="mle").fit(x).dimension_,
+            ),
             (mle_dimension(x).dimension, skdim.id.MLE().fit(x).dimension_),
-            (mle_dimension(x, 10, unbiased=True).dimension,
-             skdim.id.MLE(unbiased=True).fit(x, n_neighbors=10).dimension_),
+            (
+                mle_dimension(x, 10, unbiased=True).dimension,
+                skdim.id.MLE(unbiased=True).fit(x, n_neighbors=10).dimension_,
+            ),
         ]
         worst = max(worst, max(abs(a - b) / b for a, b in pairs))
     assert worst < 1e-10, worst
@@ -68,7 +76,12 @@ def test_matches_the_formulas_written_out():
     res = twonn_dimension(x)
     assert res.dimension == pytest.approx(twonn_formula(x), rel=1e-12)
     assert (res.method, res.fit, res.discard_fraction, res.n_used, res.dropped) == (
-        "twonn", "linear", 0.1, 120, 0)
+        "twonn",
+        "linear",
+        0.1,
+        120,
+        0,
+    )
     mle = mle_dimension(x, 15)
     assert mle.dimension == pytest.approx(mle_formula(x, 15), rel=1e-12)
     assert (mle.method, mle.k, mle.n_used) == ("mle", 15, 120)
@@ -79,7 +92,8 @@ def test_matches_the_formulas_written_out():
     mu = np.sort(r[:, 1] / r[:, 0])[:-1]
     ys = -np.log(1 - np.arange(1, 120) / 120)
     assert twonn_dimension(x, discard_fraction=0.0).dimension == pytest.approx(
-        np.log(mu) @ ys / (np.log(mu) @ np.log(mu)), rel=1e-12)
+        np.log(mu) @ ys / (np.log(mu) @ np.log(mu)), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("d", [1, 3, 6])
@@ -94,7 +108,7 @@ def test_finds_the_dimension_of_a_linear_subspace(d):
 def cloud(draw):
     n = draw(st.integers(20, 80))
     p = draw(st.integers(2, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     return rng.standard_normal((n, p)) @ rng.standard_normal((p, p)), rng
 
 
@@ -153,8 +167,9 @@ def test_report_jobs_give_each_side_once_and_the_ratio_tuned_over_base(monkeypat
     x, y = on_a_subspace(rng, 300, 3, 12), on_a_subspace(rng, 300, 6, 12)
     calls = []
     for name, fn in list(intrinsic.ESTIMATORS.items()):
-        monkeypatch.setitem(intrinsic.ESTIMATORS, name,
-                            lambda t, _fn=fn, _n=name: calls.append(_n) or _fn(t))
+        monkeypatch.setitem(
+            intrinsic.ESTIMATORS, name, lambda t, _fn=fn, _n=name: calls.append(_n) or _fn(t)
+        )
     jobs = intrinsic.report_jobs(x, y)
     got = {k: job() for k, job in jobs.items()}
     assert sorted(calls) == ["mle", "mle", "twonn", "twonn"]
@@ -162,9 +177,11 @@ def test_report_jobs_give_each_side_once_and_the_ratio_tuned_over_base(monkeypat
     assert got["mle_dimension_tuned"] == pytest.approx(mle_formula(y, 20), rel=1e-10)
     for est in ("twonn", "mle"):
         assert got[f"{est}_dimension_ratio"] == pytest.approx(
-            got[f"{est}_dimension_tuned"] / got[f"{est}_dimension_base"], rel=1e-15)
+            got[f"{est}_dimension_tuned"] / got[f"{est}_dimension_base"], rel=1e-15
+        )
         assert 1.4 < got[f"{est}_dimension_ratio"] < 2.6  # 6 vs 3 dimensions
     from repspace.metrics.registry import REGISTRY
+
     assert set(jobs) <= set(REGISTRY)  # every key compare reports is registered
 
 

@@ -1,6 +1,7 @@
 """Delete-one-block jackknife intervals (repspace.closed_forms.jackknife): each replicate is
 the metric of the rows without its block, the interval covers a known population CKA, and
 differences between checkpoints are paired."""
+
 import math
 
 import numpy as np
@@ -11,8 +12,12 @@ from scipy import stats
 from repspace.closed_forms.jackknife import block_ids, jackknife_interval, rows_replicates
 from repspace.statistics import LayerwiseMoments
 
-LOOSE = {"effective_rank_base": 1e-7, "effective_rank_tuned": 1e-7, "subspace_overlap": 1e-7,
-         "procrustes_distance": 1e-7}
+LOOSE = {
+    "effective_rank_base": 1e-7,
+    "effective_rank_tuned": 1e-7,
+    "subspace_overlap": 1e-7,
+    "procrustes_distance": 1e-7,
+}
 
 
 def test_blocks_have_equal_size_and_leftovers_stay():
@@ -42,12 +47,14 @@ def test_each_replicate_is_the_metric_without_its_block(n, p, q):
                 continue
             w = want[key]
             assert (math.isnan(w) and math.isnan(values[b])) or values[b] == pytest.approx(
-                w, rel=LOOSE.get(key, 1e-9), abs=1e-10), (key, b)
+                w, rel=LOOSE.get(key, 1e-9), abs=1e-10
+            ), (key, b)
 
 
 class _quiet:
     def __enter__(self):
         import warnings
+
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore")
@@ -76,7 +83,7 @@ def test_coverage_of_a_known_population_cka(key):
     sx = np.diag(np.linspace(0.5, 2, p))
     a = rng.standard_normal((p, p)) * 0.5
     sy = a.T @ sx @ a + np.eye(p)
-    pop = ((sx @ a) ** 2).sum() / math.sqrt((sx ** 2).sum() * (sy ** 2).sum())
+    pop = ((sx @ a) ** 2).sum() / math.sqrt((sx**2).sum() * (sy**2).sum())
     hits = 0
     for _ in range(120):
         x = rng.standard_normal((n, p)) @ np.sqrt(sx)
@@ -100,7 +107,7 @@ def test_moments_layers_get_replicates_from_per_block_moments(route):
     y = x @ rng.standard_normal((p, p)) * 0.3 + x
     acc = LayerwiseMoments(precision="float64", route=route, blocks=10)
     for i in range(0, n, 37):
-        acc.update({"l": x[i:i + 37]}, {"l": y[i:i + 37]})
+        acc.update({"l": x[i : i + 37]}, {"l": y[i : i + 37]})
     assert acc.routes() == {("l", "l"): "moments"}
     reps = acc.replicates(10)["l", "l"]
     ids = np.arange(n) % 10
@@ -109,8 +116,15 @@ def test_moments_layers_get_replicates_from_per_block_moments(route):
         ref.update({"l": x[ids != b]}, {"l": y[ids != b]})
         with _quiet():
             want = ref.compute()["l", "l"]
-        for key in ("linear_cka", "linear_cka_debiased", "effective_rank_base", "frechet_distance",
-                    "cosine_similarity_mean", "subspace_overlap", "procrustes_distance"):
+        for key in (
+            "linear_cka",
+            "linear_cka_debiased",
+            "effective_rank_base",
+            "frechet_distance",
+            "cosine_similarity_mean",
+            "subspace_overlap",
+            "procrustes_distance",
+        ):
             assert reps[key][b] == pytest.approx(want[key], rel=1e-9), (key, b)
 
 
@@ -165,7 +179,7 @@ def test_rows_too_many_for_the_grams_get_replicates_from_per_block_moments():
     y = x @ rng.standard_normal((p, p)) * 0.2 + x
     acc = LayerwiseMoments(precision="float64", route="rows")
     for i in range(0, n, 100):
-        acc.update({"l": x[i:i + 100]}, {"l": y[i:i + 100]})
+        acc.update({"l": x[i : i + 100]}, {"l": y[i : i + 100]})
     assert acc.routes() == {("l", "l"): "rows"} and acc.replicated_pairs(blocks) == 1
     reps = acc.replicates(blocks)["l", "l"]
     ids = np.arange(n) % blocks
@@ -174,8 +188,14 @@ def test_rows_too_many_for_the_grams_get_replicates_from_per_block_moments():
         ref.update({"l": x[ids != b]}, {"l": y[ids != b]})
         with _quiet():
             want = ref.compute()["l", "l"]
-        for key in ("linear_cka", "linear_cka_debiased", "effective_rank_base", "procrustes_distance",
-                    "frechet_distance", "cosine_similarity_mean"):
+        for key in (
+            "linear_cka",
+            "linear_cka_debiased",
+            "effective_rank_base",
+            "procrustes_distance",
+            "frechet_distance",
+            "cosine_similarity_mean",
+        ):
             assert reps[key][b] == pytest.approx(want[key], rel=1e-9), (key, b)
 
 

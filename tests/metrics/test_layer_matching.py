@@ -1,5 +1,6 @@
 """Monotone layer matching: against a brute-force search, properties, and a LLaMA-Pro-style
 expanded model whose inserted blocks must be matched to the block they follow."""
+
 import copy
 import itertools
 
@@ -15,13 +16,16 @@ from repspace.metrics.layer_matching import match_layers
 
 def brute_force(c):
     nb, nt = c.shape
-    best = max(itertools.combinations_with_replacement(range(nb), nt),
-               key=lambda m: sum(c[i, j] for j, i in enumerate(m)))
+    best = max(
+        itertools.combinations_with_replacement(range(nb), nt),
+        key=lambda m: sum(c[i, j] for j, i in enumerate(m)),
+    )
     return list(best), sum(c[i, j] for j, i in enumerate(best))
 
 
 matrices = st.tuples(st.integers(1, 5), st.integers(1, 6)).flatmap(
-    lambda s: arrays(np.float64, s, elements=st.floats(-0.2, 1.0, allow_nan=False)))
+    lambda s: arrays(np.float64, s, elements=st.floats(-0.2, 1.0, allow_nan=False))
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -89,9 +93,16 @@ def expanded_llama(after=(1, 3), noise=1e-3):
     from transformers import LlamaConfig, LlamaModel
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                      use_cache=False)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        use_cache=False,
+    )
     base = LlamaModel(cfg).eval()
     tuned = copy.deepcopy(base)
     blocks = []
@@ -115,13 +126,24 @@ def test_llama_pro_expansion_is_recovered():
 
     base, tuned = expanded_llama()
     g = torch.Generator().manual_seed(1)
-    batches = [{"input_ids": torch.randint(0, 64, (16, 10), generator=g),
-                "attention_mask": torch.ones(16, 10, dtype=torch.long)} for _ in range(4)]
+    batches = [
+        {
+            "input_ids": torch.randint(0, 64, (16, 10), generator=g),
+            "attention_mask": torch.ones(16, 10, dtype=torch.long),
+        }
+        for _ in range(4)
+    ]
     m = layer_matching(base, tuned, lambda: iter(batches))
     assert len(m.base_names) == 4 and len(m.tuned_names) == 6
     assert m.mapping == [0, 1, 1, 2, 3, 3]
-    assert [b for _, b, _ in m.pairs()] == ["layers.0", "layers.1", "layers.1", "layers.2",
-                                             "layers.3", "layers.3"]
+    assert [b for _, b, _ in m.pairs()] == [
+        "layers.0",
+        "layers.1",
+        "layers.1",
+        "layers.2",
+        "layers.3",
+        "layers.3",
+    ]
     assert min(m.scores) > 0.99
     # the naive same-index pairing is worse: tuned layer 2 is base layer 1, not 2
     assert m.matrix[1, 2] > m.matrix[2, 2]
@@ -129,10 +151,21 @@ def test_llama_pro_expansion_is_recovered():
     from repspace.metrics import linear_cka
 
     with torch.no_grad():
-        hb = [torch.cat([base(**b, output_hidden_states=True).hidden_states[k + 1].mean(1)
-                         for b in batches]) for k in range(4)]
-        ht = [torch.cat([tuned(**b, output_hidden_states=True).hidden_states[k + 1].mean(1)
-                         for b in batches]) for k in range(6)]
+        hb = [
+            torch.cat(
+                [base(**b, output_hidden_states=True).hidden_states[k + 1].mean(1) for b in batches]
+            )
+            for k in range(4)
+        ]
+        ht = [
+            torch.cat(
+                [
+                    tuned(**b, output_hidden_states=True).hidden_states[k + 1].mean(1)
+                    for b in batches
+                ]
+            )
+            for k in range(6)
+        ]
     # the last hidden state goes through the final norm in HF's output; blocks 0..4 do not
     for j in range(5):
         for i in range(4):

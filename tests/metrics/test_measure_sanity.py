@@ -1,5 +1,6 @@
 """The sanity suite's logic (benchmarks/measure_sanity.py) on a tiny synthetic case: layer
 identification, the specificity verdicts against the registry, monotonicity in t."""
+
 import importlib.util
 from pathlib import Path
 
@@ -17,8 +18,10 @@ _spec.loader.exec_module(ms)
 
 def layers(seed, n=60, p=8, count=3):
     g = np.random.default_rng(seed)
-    return [torch.from_numpy(g.standard_normal((n, p)) * np.linspace(0.5, 2, p) + i)
-            for i in range(count)]
+    return [
+        torch.from_numpy(g.standard_normal((n, p)) * np.linspace(0.5, 2, p) + i)
+        for i in range(count)
+    ]
 
 
 def test_layer_identification_picks_and_scores_with_the_measure_direction():
@@ -43,8 +46,10 @@ def test_layer_identification_with_the_real_measures():
     one is an invertible map of the other: the test shows it."""
     g = np.random.default_rng(2)
     z = g.standard_normal((60, 8))
-    a = [torch.from_numpy(z @ g.standard_normal((8, 8)) + 0.3 * g.standard_normal((60, 8)))
-         for _ in range(3)]
+    a = [
+        torch.from_numpy(z @ g.standard_normal((8, 8)) + 0.3 * g.standard_normal((60, 8)))
+        for _ in range(3)
+    ]
     q, _ = np.linalg.qr(g.standard_normal((8, 8)))
     b = [t @ torch.from_numpy(q) + 0.01 * torch.from_numpy(g.standard_normal((60, 8))) for t in a]
     keys = ["linear_cka", "rbf_cka", "procrustes_distance", "cknna", "svcca"]
@@ -65,7 +70,10 @@ def test_specificity_verdicts_follow_the_registry():
     broken = {(k, t): v for k, cells in got.items() for t, v in cells.items() if v[0] == "FAIL"}
     assert not broken, broken  # every declared invariance holds on generic data
     # declared and holding, and not declared and moving, on measures with known answers
-    assert got["linear_cka"]["orthogonal"][0] == "pass" and got["linear_cka"]["orthogonal"][1] < 1.0 + 1e-9
+    assert (
+        got["linear_cka"]["orthogonal"][0] == "pass"
+        and got["linear_cka"]["orthogonal"][1] < 1.0 + 1e-9
+    )
     assert got["linear_cka"]["invertible linear"][0] == "pass"  # CKA moves: not declared
     assert got["cca_mean"]["invertible linear"][0] == "pass"  # CCA stays: declared
     assert got["rsa_spearman"]["orthogonal"][0] == "pass"  # correlation RDMs move: not declared
@@ -94,10 +102,17 @@ def test_a_broken_declaration_is_a_failure_and_an_extra_invariance_is_reported()
     assert REGISTRY["pwcca"].invariant_to.count("orthogonal") == 0
 
 
-@pytest.mark.parametrize("values,direction,ok", [
-    ([1.0, 0.9, 0.9, 0.5], "similarity", True), ([1.0, 0.8, 0.9], "similarity", False),
-    ([0.0, 0.1, 0.4], "distance", True), ([0.0, 0.3, 0.2], "distance", False),
-    ([0.0, float("nan"), 0.4], "distance", False), ([1.0, 1.0 + 1e-12, 0.5], "similarity", True)])
+@pytest.mark.parametrize(
+    "values,direction,ok",
+    [
+        ([1.0, 0.9, 0.9, 0.5], "similarity", True),
+        ([1.0, 0.8, 0.9], "similarity", False),
+        ([0.0, 0.1, 0.4], "distance", True),
+        ([0.0, 0.3, 0.2], "distance", False),
+        ([0.0, float("nan"), 0.4], "distance", False),
+        ([1.0, 1.0 + 1e-12, 0.5], "similarity", True),
+    ],
+)
 def test_monotone(values, direction, ok):
     assert ms.monotone(values, direction) is ok
 

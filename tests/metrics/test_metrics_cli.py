@@ -1,4 +1,5 @@
 """`repspace metrics` lists exactly the registry: every key, with what the registry says."""
+
 import dataclasses
 import json
 
@@ -10,7 +11,7 @@ def test_lists_every_registered_metric_with_its_facts(capsys):
     assert main(["metrics"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    keys = [ln.split()[0] for ln in lines[0:2 * len(REGISTRY):2]]
+    keys = [ln.split()[0] for ln in lines[0 : 2 * len(REGISTRY) : 2]]
     assert keys == list(REGISTRY)  # one two-line entry a metric, in registry order
     for i, m in enumerate(REGISTRY.values()):
         head, detail = lines[2 * i], lines[2 * i + 1]
@@ -24,7 +25,9 @@ def test_lists_every_registered_metric_with_its_facts(capsys):
 def test_json_is_the_registry(capsys):
     assert main(["metrics", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    want = [{**dataclasses.asdict(m), "invariant_to": list(m.invariant_to)} for m in REGISTRY.values()]
+    want = [
+        {**dataclasses.asdict(m), "invariant_to": list(m.invariant_to)} for m in REGISTRY.values()
+    ]
     assert got == want
 
 

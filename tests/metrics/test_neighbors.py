@@ -1,5 +1,6 @@
 """CKNNA and Jaccard k-NN (issue 29): against platonic-rep's and ReSi's definitions written
 independently (dense n × n, sklearn's neighbours), invariances and non-invariances."""
+
 import math
 
 import numpy as np
@@ -20,8 +21,11 @@ def hsic_unbiased_as_platonic(k, l):
     kt, lt = k.copy(), l.copy()
     np.fill_diagonal(kt, 0.0)
     np.fill_diagonal(lt, 0.0)
-    return ((kt * lt.T).sum() + kt.sum() * lt.sum() / ((m - 1) * (m - 2))
-            - 2 * (kt @ lt).sum() / (m - 2)) / (m * (m - 3))
+    return (
+        (kt * lt.T).sum()
+        + kt.sum() * lt.sum() / ((m - 1) * (m - 2))
+        - 2 * (kt @ lt).sum() / (m - 2)
+    ) / (m * (m - 3))
 
 
 def cknna_dense(a, b, k):
@@ -48,8 +52,10 @@ def cknna_dense(a, b, k):
 
 def jaccard_as_resi(a, b, k, metric="cosine"):
     """ReSi's jaccard_similarity: sklearn's k + 1 neighbours minus the point itself."""
+
     def nn(r):
         return NearestNeighbors(n_neighbors=k + 1, metric=metric).fit(r).kneighbors(r)[1][:, 1:]
+
     na, nb = nn(a), nn(b)
     return float(np.mean([len(set(i) & set(j)) / len(set(i) | set(j)) for i, j in zip(na, nb)]))
 
@@ -75,8 +81,9 @@ def test_jaccard_matches_resi(metric):
     rng = np.random.default_rng(1)
     for n, k in ((40, 5), (30, 10), (12, 1)):
         x, y = related(rng, n)
-        assert jaccard_knn(x, y, k, metric) == pytest.approx(jaccard_as_resi(x, y, k, metric),
-                                                             abs=1e-12)
+        assert jaccard_knn(x, y, k, metric) == pytest.approx(
+            jaccard_as_resi(x, y, k, metric), abs=1e-12
+        )
 
 
 def test_jaccard_and_mutual_knn_count_the_same_shared_neighbours():
@@ -93,7 +100,7 @@ def test_jaccard_and_mutual_knn_count_the_same_shared_neighbours():
 def pair(draw):
     n = draw(st.integers(12, 40))
     p, q = draw(st.integers(2, 6)), draw(st.integers(2, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x, y = ref.correlated_pair(rng, n, p, q, noise=1.0)
     return x, y, rng, draw(st.integers(2, min(8, n - 1)))
 
@@ -112,7 +119,8 @@ def test_invariant_to_rotation_scale_and_sample_order(data):
     # Jaccard is symmetric; CKNNA is not (1ᵀAB1 ≠ 1ᵀBA1 for the non-symmetric masked kernels)
     assert jaccard_knn(y, x, k) == pytest.approx(jaccard_knn(x, y, k), abs=1e-12)
     assert jaccard_knn(x + 5.0, y, k, "euclidean") == pytest.approx(
-        jaccard_knn(x, y, k, "euclidean"), abs=1e-12)
+        jaccard_knn(x, y, k, "euclidean"), abs=1e-12
+    )
 
 
 def test_not_invariant_to_translation_nor_to_breaking_the_pairing():

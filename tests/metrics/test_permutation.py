@@ -1,4 +1,5 @@
 """Permutation null of linear CKA against a brute-force loop over the reference Gram formula."""
+
 import math
 
 import numpy as np
@@ -18,8 +19,12 @@ def brute_force(x, y, n_permutations, seed, debiased):
     rng = np.random.default_rng(seed)
     k = ref.linear_gram(x)
     observed = ref.cka_gram(k, ref.linear_gram(y), debiased=debiased)
-    null = np.array([ref.cka_gram(k, ref.linear_gram(y[rng.permutation(len(x))]), debiased=debiased)
-                     for _ in range(n_permutations)])
+    null = np.array(
+        [
+            ref.cka_gram(k, ref.linear_gram(y[rng.permutation(len(x))]), debiased=debiased)
+            for _ in range(n_permutations)
+        ]
+    )
     return observed, null
 
 
@@ -43,12 +48,15 @@ def test_matches_brute_force_loop(rng, method, debiased, n, p, q):
 
 def test_auto_picks_the_cheaper_route_and_agrees(rng):
     x, y = ref.correlated_pair(rng, 20, 4, 4)
-    assert cka_permutation_test(x, y, 10).method == "features"     # 300·n > p·q
+    assert cka_permutation_test(x, y, 10).method == "features"  # 300·n > p·q
     wide_x, wide_y = rng.standard_normal((12, 80)), rng.standard_normal((12, 90))
     auto = cka_permutation_test(wide_x, wide_y, 30, seed=1)
-    assert auto.method == "gram"                                   # 300·n < p·q
-    np.testing.assert_allclose(auto.null, cka_permutation_test(wide_x, wide_y, 30, seed=1,
-                                                               method="features").null, rtol=1e-10)
+    assert auto.method == "gram"  # 300·n < p·q
+    np.testing.assert_allclose(
+        auto.null,
+        cka_permutation_test(wide_x, wide_y, 30, seed=1, method="features").null,
+        rtol=1e-10,
+    )
 
 
 def test_null_mean_is_the_exact_permutation_expectation(rng):
@@ -68,8 +76,13 @@ def test_corresponding_rows_are_significant_and_independent_rows_are_not(rng):
     res = cka_permutation_test(x, y, n_permutations=199, seed=0)
     assert res.p_value == 1 / 200 and res.z_score > 5
     # calibration: under the null (independent sides) p is uniform, so P(p ≤ 0.1) ≈ 0.1
-    small = [cka_permutation_test(rng.standard_normal((20, 3)), rng.standard_normal((20, 4)),
-                                  n_permutations=99, seed=s).p_value <= 0.1 for s in range(60)]
+    small = [
+        cka_permutation_test(
+            rng.standard_normal((20, 3)), rng.standard_normal((20, 4)), n_permutations=99, seed=s
+        ).p_value
+        <= 0.1
+        for s in range(60)
+    ]
     assert 0 < sum(small) <= 15  # binomial(60, 0.1): mean 6, P(> 15) < 1e-3
 
 
@@ -86,7 +99,7 @@ def test_the_identity_permutation_is_a_tie_not_lost_to_round_off():
 def pair(draw):
     n = draw(st.integers(6, 30))
     p, q = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x, y = ref.correlated_pair(rng, n, p, q, noise=draw(st.sampled_from([0.1, 1.0, 10.0])))
     return x, y, rng
 
@@ -98,8 +111,14 @@ def test_invariant_to_orthogonal_transforms_scaling_and_translation(data, debias
     a = cka_permutation_test(x, y, n_permutations=40, seed=7, debiased=debiased, method=method)
     qx, qy = ref.random_orthogonal(x.shape[1], rng), ref.random_orthogonal(y.shape[1], rng)
     scale = float(rng.uniform(0.01, 100))
-    b = cka_permutation_test(scale * x @ qx + rng.standard_normal(x.shape[1]) * 50, y @ qy - 3.0,
-                             n_permutations=40, seed=7, debiased=debiased, method=method)
+    b = cka_permutation_test(
+        scale * x @ qx + rng.standard_normal(x.shape[1]) * 50,
+        y @ qy - 3.0,
+        n_permutations=40,
+        seed=7,
+        debiased=debiased,
+        method=method,
+    )
     np.testing.assert_allclose(b.null, a.null, rtol=1e-7, atol=1e-9)
     assert b.observed == pytest.approx(a.observed, rel=1e-7, abs=1e-9)
     # the tie tolerance (1e-10) absorbs round-off, so the count cannot flip at a tie
@@ -120,7 +139,9 @@ def test_p_value_is_in_its_range_and_null_values_are_ckas(data):
 def test_accepts_torch_and_float32(rng):
     x, y = ref.correlated_pair(rng, 30, 4, 4)
     a = cka_permutation_test(x, y, 20)
-    b = cka_permutation_test(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), 20)
+    b = cka_permutation_test(
+        torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), 20
+    )
     np.testing.assert_allclose(b.null, a.null, rtol=1e-5)
 
 
@@ -137,13 +158,16 @@ def test_one_permutation_has_no_z_score(rng):
     assert math.isnan(res.z_score) and res.p_value in (0.5, 1.0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(n_permutations=0), "n_permutations must be an integer ≥ 1"),
-    (dict(n_permutations=True), "n_permutations must be an integer"),
-    (dict(n_permutations=2.5), "n_permutations must be an integer"),
-    (dict(seed=-1), "seed must be an integer ≥ 0"),
-    (dict(method="exact"), "method must be one of auto, gram, features"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_permutations=0), "n_permutations must be an integer ≥ 1"),
+        (dict(n_permutations=True), "n_permutations must be an integer"),
+        (dict(n_permutations=2.5), "n_permutations must be an integer"),
+        (dict(seed=-1), "seed must be an integer ≥ 0"),
+        (dict(method="exact"), "method must be one of auto, gram, features"),
+    ],
+)
 def test_bad_arguments_name_themselves(rng, kwargs, match):
     x, y = ref.correlated_pair(rng, 10, 3, 3)
     with pytest.raises(ValueError, match=match):
@@ -156,4 +180,6 @@ def test_bad_data_is_a_one_line_error(rng):
     with pytest.raises(ValueError, match="x"):
         cka_permutation_test(np.full((10, 3), np.nan), rng.standard_normal((10, 3)))
     with pytest.raises(ValueError, match="at least 4"):
-        cka_permutation_test(rng.standard_normal((3, 3)), rng.standard_normal((3, 3)), debiased=True)
+        cka_permutation_test(
+            rng.standard_normal((3, 3)), rng.standard_normal((3, 3)), debiased=True
+        )

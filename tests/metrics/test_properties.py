@@ -1,4 +1,5 @@
 """Property tests (hypothesis): invariances every similarity metric promises."""
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,7 +13,7 @@ from tests.metrics import reference as ref
 def pair(draw, min_n=6, max_n=40):
     n = draw(st.integers(min_n, max_n))
     p, q = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     scale = draw(st.sampled_from([1e-3, 1.0, 1e3]))
     x, y = ref.correlated_pair(rng, n, p, q, noise=1.0)
     return x * scale, y, rng

@@ -1,5 +1,6 @@
 """The metric registry: every key a compare reports is registered, the doc table is the
 registry's, and --metrics expands all / default / prefixes in any mix."""
+
 import re
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def test_doc_table_is_generated_from_the_registry():
     assert table, "docs/metrics.md lost its registry markers"
     assert table.group(1) == markdown_table(), (
         "docs/metrics.md's metric table differs from repspace.metrics.registry: regenerate it "
-        "with markdown_table()")
+        "with markdown_table()"
+    )
 
 
 def test_expand_all_default_prefixes_and_mixes():

@@ -1,6 +1,7 @@
 """Rows or moments (repspace.statistics.routes): every metric is the same number on both
 routes, the switch at the break-even is exact, and the rows route never forms a d × d
 decomposition when n is small."""
+
 import math
 
 import numpy as np
@@ -25,8 +26,10 @@ def fed(x, y, route, cuts=None, precision="float64", **kw):
     acc = LayerwiseMoments(precision=precision, route=route, **kw)
     cuts = cuts or [0, len(x)]
     for a, b in zip(cuts[:-1], cuts[1:]):
-        acc.update({"l": x[a:b], "m": x[a:b, : max(1, x.shape[1] // 2)]},
-                   {"l": y[a:b], "m": y[a:b, : max(1, y.shape[1] // 2)]})
+        acc.update(
+            {"l": x[a:b], "m": x[a:b, : max(1, x.shape[1] // 2)]},
+            {"l": y[a:b], "m": y[a:b, : max(1, y.shape[1] // 2)]},
+        )
     return acc
 
 
@@ -40,8 +43,11 @@ def assert_same_metrics(a: dict, b: dict, scale: float = 1.0):
                 assert np.isnan(v), (pair, k, v)
                 continue
             # distances that are differences of O(scale) terms: absolute error
-            absolute = 1e-10 * scale if k in ("frechet_distance", "mmd_linear",
-                                               "procrustes_distance") else 1e-12
+            absolute = (
+                1e-10 * scale
+                if k in ("frechet_distance", "mmd_linear", "procrustes_distance")
+                else 1e-12
+            )
             assert v == pytest.approx(w, rel=LOOSE.get(k, 1e-10), abs=absolute), (pair, k, v, w)
 
 
@@ -49,7 +55,7 @@ def assert_same_metrics(a: dict, b: dict, scale: float = 1.0):
 def pairs(draw):
     n = draw(st.integers(5, 40))
     p, q = draw(st.integers(1, 48)), draw(st.integers(1, 48))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x, y = ref.correlated_pair(rng, n, p, q, noise=draw(st.sampled_from([0.1, 1.0])))
     offset = draw(st.sampled_from([0.0, 7.0, -300.0]))
     k = draw(st.integers(0, 4))
@@ -101,13 +107,16 @@ def test_auto_switches_exactly_at_the_break_even(p, q):
     auto = LayerwiseMoments(pairs=pair, precision="auto", route="auto")
     moments = LayerwiseMoments(pairs=pair, precision="auto", route="moments")
     for a in range(0, n0 + 9, 3):
-        xb, yb = {"l": x[a:a + 3]}, {"l": y[a:a + 3]}
+        xb, yb = {"l": x[a : a + 3]}, {"l": y[a : a + 3]}
         auto.update(xb, yb)
         moments.update(xb, yb)
         assert auto.routes()["l", "l"] == ("rows" if auto.n < n0 else "moments"), auto.n
         if auto.n < n0:
             assert auto.statistics_bytes()["l"] == auto.n * (p + q) * 4
-    for mine, theirs in ((auto.base["l"], moments.base["l"]), (auto.tuned["l"], moments.tuned["l"])):
+    for mine, theirs in (
+        (auto.base["l"], moments.base["l"]),
+        (auto.tuned["l"], moments.tuned["l"]),
+    ):
         for key, value in theirs.state_dict().items():
             got = mine.state_dict()[key]
             assert torch.equal(got, value) if torch.is_tensor(value) else got == value, key
@@ -130,10 +139,16 @@ def test_rows_route_forms_no_d_by_d_decomposition(monkeypatch):
         def guarded(a, *args, **kwargs):
             assert max(np.shape(a)[-2:]) <= 12, f"{name} of a {np.shape(a)} matrix"
             return original(a, *args, **kwargs)
+
         return guarded
 
-    for mod, name in ((np.linalg, "eigh"), (np.linalg, "eigvalsh"), (np.linalg, "svd"),
-                      (torch.linalg, "eigh"), (torch.linalg, "eigvalsh")):
+    for mod, name in (
+        (np.linalg, "eigh"),
+        (np.linalg, "eigvalsh"),
+        (np.linalg, "svd"),
+        (torch.linalg, "eigh"),
+        (torch.linalg, "eigvalsh"),
+    ):
         monkeypatch.setattr(mod, name, no_big(name, getattr(mod, name)))
     got = acc.compute()["l", "l"]
     for k, v in got.items():
@@ -150,8 +165,9 @@ def test_cka_matrix_and_paired_view_on_rows():
         acc.update(xs, ys)
     assert len(rows.units) == 1 and set(rows.routes().values()) == {"rows"}
     for debiased in (False, True):
-        np.testing.assert_allclose(rows.cka_matrix(debiased)[0], moments.cka_matrix(debiased)[0],
-                                   rtol=1e-10)
+        np.testing.assert_allclose(
+            rows.cka_matrix(debiased)[0], moments.cka_matrix(debiased)[0], rtol=1e-10
+        )
     x, y = xs["b0"], ys["t0"]
     pm = PairedMoments(precision="float64").update(x, y)
     assert isinstance(pm.x, FeatureRows)

@@ -1,5 +1,6 @@
 """RSA (issue 29): against rsatoolbox and scipy, the permutation test against a brute-force
 Mantel test, invariances per distance and the non-invariances each distance should show."""
+
 import math
 
 import numpy as np
@@ -25,18 +26,23 @@ def scipy_rsa(x, y, distance, method):
     return (spearmanr(dx, dy) if method == "spearman" else pearsonr(dx, dy))[0]
 
 
-@pytest.mark.parametrize("distance,method,theirs", [
-    ("correlation", "spearman", "spearman"), ("correlation", "pearson", "corr"),
-    ("euclidean", "spearman", "spearman"),
-])
+@pytest.mark.parametrize(
+    "distance,method,theirs",
+    [
+        ("correlation", "spearman", "spearman"),
+        ("correlation", "pearson", "corr"),
+        ("euclidean", "spearman", "spearman"),
+    ],
+)
 def test_matches_rsatoolbox(distance, method, theirs):
     rsatoolbox = pytest.importorskip("rsatoolbox")
     rng = np.random.default_rng(0)
     worst = 0.0
     for n, p, q in ((25, 6, 4), (40, 10, 10), (12, 3, 8)):
         x, y = related(rng, n, p, q)
-        rdms = [rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(a), method=distance)
-                for a in (x, y)]
+        rdms = [
+            rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(a), method=distance) for a in (x, y)
+        ]
         want = rsatoolbox.rdm.compare(rdms[0], rdms[1], method=theirs)[0, 0]
         worst = max(worst, abs(rsa(x, y, distance=distance, method=method).value - want))
     assert worst < 1e-12, worst
@@ -50,7 +56,8 @@ def test_matches_scipy_pdist(distance, method):
     rng = np.random.default_rng(1)
     x, y = related(rng, 30, 7, 5)
     assert rsa(x, y, distance=distance, method=method).value == pytest.approx(
-        scipy_rsa(x, y, distance, method), abs=1e-12)
+        scipy_rsa(x, y, distance, method), abs=1e-12
+    )
     np.testing.assert_allclose(rdm(x, distance), squareform(pdist(x, distance)), atol=1e-12)
 
 
@@ -68,8 +75,12 @@ def test_permutation_p_value_is_a_mantel_test():
     assert rsa(x, y, permutations=200, seed=7).p_value == got.p_value  # seeded
     strong = rsa(x, x @ rng.standard_normal((4, 4)), permutations=99)
     assert strong.p_value == pytest.approx(0.01)  # the resolution: no permutation beats it
-    independent = [rsa(rng.standard_normal((15, 4)), rng.standard_normal((15, 4)),
-                       permutations=49, seed=s).p_value for s in range(20)]
+    independent = [
+        rsa(
+            rng.standard_normal((15, 4)), rng.standard_normal((15, 4)), permutations=49, seed=s
+        ).p_value
+        for s in range(20)
+    ]
     assert 0.2 < np.mean(independent) < 0.8  # uniform-ish under H₀
     assert rsa(x, y).p_value is None and rsa(x, y).resolution is None
 
@@ -80,7 +91,7 @@ def pair(draw):
     # p ≥ 3: with two features every correlation distance is 0 or 2, ties that round-off
     # breaks one way or the other
     p, q = draw(st.integers(3, 6)), draw(st.integers(3, 6))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x, y = ref.correlated_pair(rng, n, p, q, noise=1.0)
     return x, y, rng, draw(st.sampled_from(["spearman", "pearson"]))
 
@@ -89,8 +100,10 @@ def pair(draw):
 @given(pair())
 def test_invariances_per_distance(data):
     x, y, rng, method = data
-    base = {d: rsa(x, y, distance=d, method=method).value for d in ("correlation", "euclidean",
-                                                                    "cosine")}
+    base = {
+        d: rsa(x, y, distance=d, method=method).value
+        for d in ("correlation", "euclidean", "cosine")
+    }
     perm, feat = rng.permutation(len(x)), rng.permutation(x.shape[1])
     q = ref.random_orthogonal(x.shape[1], rng)
     shift = rng.standard_normal(x.shape[1]) * 10
@@ -98,12 +111,14 @@ def test_invariances_per_distance(data):
         assert -1 - 1e-12 <= v <= 1 + 1e-12
         assert rsa(x[perm], y[perm], distance=d, method=method).value == pytest.approx(v, abs=1e-9)
         assert rsa(3.5 * x[:, feat], y, distance=d, method=method).value == pytest.approx(
-            v, abs=1e-9)
+            v, abs=1e-9
+        )
         assert rsa(y, x, distance=d, method=method).value == pytest.approx(v, abs=1e-12)
     for d in ("euclidean", "cosine"):
         assert rsa(x @ q, y, distance=d, method=method).value == pytest.approx(base[d], abs=1e-9)
     assert rsa(x + shift, y, distance="euclidean", method=method).value == pytest.approx(
-        base["euclidean"], abs=1e-9)
+        base["euclidean"], abs=1e-9
+    )
     assert rsa(x, x, distance="cosine", method=method).value == pytest.approx(1.0, abs=1e-12)
 
 

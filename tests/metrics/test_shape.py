@@ -1,6 +1,7 @@
 """Generalized shape metrics (Williams et al. 2021; issue 29): against netrep's formula
 written independently, Procrustes and CCA at the ends, moments == rows == array, metric
 axioms and invariances."""
+
 import math
 import warnings
 
@@ -32,9 +33,8 @@ def netrep_linear_metric(x, y, alpha, score="angular"):
         if alpha < 1 - 1e-7:
             lam, v = np.linalg.eigh(a.T @ a)
             lam = np.maximum(lam, 1e-7)
-            d = alpha + (1 - alpha) * lam ** -0.5
-            new_var = np.sum(alpha ** 2 * lam + 2 * alpha * (1 - alpha) * lam ** 0.5
-                             + (1 - alpha) ** 2)
+            d = alpha + (1 - alpha) * lam**-0.5
+            new_var = np.sum(alpha**2 * lam + 2 * alpha * (1 - alpha) * lam**0.5 + (1 - alpha) ** 2)
             d *= np.sqrt(lam.sum() / new_var)
             a = a @ (v * d) @ v.T
         sides.append(a)
@@ -74,12 +74,14 @@ def test_netrep_differs_off_the_ends_on_raw_units_which_repspace_ignores():
     rng = np.random.default_rng(1)
     x, y = ref.correlated_pair(rng, 100, 4, 4, noise=0.5)
     assert abs(netrep_linear_metric(x, y, 0.5) - netrep_linear_metric(100 * x, y, 0.5)) > 1e-3
-    assert shape_metric(x, y, 0.5).angular == pytest.approx(shape_metric(100 * x, y, 0.5).angular,
-                                                            abs=1e-12)
+    assert shape_metric(x, y, 0.5).angular == pytest.approx(
+        shape_metric(100 * x, y, 0.5).angular, abs=1e-12
+    )
     # at the ends the angular forms agree whatever the units
     for alpha in (0.0, 1.0):
         assert shape_metric(x, y, alpha).angular == pytest.approx(
-            netrep_linear_metric(x, y, alpha), abs=1e-9)
+            netrep_linear_metric(x, y, alpha), abs=1e-9
+        )
 
 
 def test_alpha_one_is_procrustes_and_alpha_zero_is_mean_cca():
@@ -89,11 +91,12 @@ def test_alpha_one_is_procrustes_and_alpha_zero_is_mean_cca():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RepspaceWarning)
             proc = shape_metric(x, y, 1.0)
-            assert proc.euclidean ** 2 == pytest.approx(procrustes_distance(x, y), abs=1e-12)
+            assert proc.euclidean**2 == pytest.approx(procrustes_distance(x, y), abs=1e-12)
             full = shape_metric(x, y, 0.0)
             res = cca(x, y)
         assert full.cosine == pytest.approx(
-            res.correlations.sum() / math.sqrt(res.rank_x * res.rank_y), abs=1e-12)
+            res.correlations.sum() / math.sqrt(res.rank_x * res.rank_y), abs=1e-12
+        )
         if p == q:
             assert full.cosine == pytest.approx(res.mean, abs=1e-12)
         assert full.euclidean == pytest.approx(2 * math.sin(full.angular / 2), abs=1e-12)
@@ -103,9 +106,15 @@ def test_alpha_one_is_procrustes_and_alpha_zero_is_mean_cca():
 def pairs(draw):
     n = draw(st.integers(5, 40))
     p, q = draw(st.integers(1, 40)), draw(st.integers(1, 40))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
-    x, y = well_conditioned_pair(rng, n, p, q, noise=draw(st.sampled_from([0.1, 1.0])),
-                                 offset=draw(st.sampled_from([0.0, -300.0])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x, y = well_conditioned_pair(
+        rng,
+        n,
+        p,
+        q,
+        noise=draw(st.sampled_from([0.1, 1.0])),
+        offset=draw(st.sampled_from([0.0, -300.0])),
+    )
     cuts = sorted({0, n, *rng.integers(1, n, size=draw(st.integers(0, 3))).tolist()})
     return x, y, cuts, draw(st.sampled_from([0.0, 0.3, 1.0])), draw(st.sampled_from([0.0, 0.1]))
 
@@ -118,12 +127,14 @@ def test_moments_rows_array_and_streaming_agree(data):
         warnings.simplefilter("ignore", RepspaceWarning)
         mx, my, mxy = streamed(x, y, "moments", cuts)
         rx, ry, _ = streamed(x, y, "rows", cuts)
-        got = (shape_metric_from_moments(mx, my, mxy, alpha=alpha, ridge=ridge),
-               shape_metric_from_rows(rx, ry, alpha=alpha, ridge=ridge),
-               shape_metric(x, y, alpha, ridge=ridge))
+        got = (
+            shape_metric_from_moments(mx, my, mxy, alpha=alpha, ridge=ridge),
+            shape_metric_from_rows(rx, ry, alpha=alpha, ridge=ridge),
+            shape_metric(x, y, alpha, ridge=ridge),
+        )
     cos = [g.cosine for g in got]
     assert max(cos) - min(cos) <= 1e-10, cos
-    euc = [g.euclidean ** 2 for g in got]
+    euc = [g.euclidean**2 for g in got]
     assert max(euc) - min(euc) <= 2e-10, euc
 
 
@@ -131,7 +142,7 @@ def test_moments_rows_array_and_streaming_agree(data):
 def triple(draw):
     n = draw(st.integers(20, 50))
     p = draw(st.integers(1, 5))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
     x = rng.standard_normal((n, p))
     y = x @ rng.standard_normal((p, p)) + rng.standard_normal((n, p))
     z = y @ rng.standard_normal((p, p)) + rng.standard_normal((n, p))
@@ -142,11 +153,13 @@ def triple(draw):
 @given(triple())
 def test_metric_axioms_and_invariances(data):
     x, y, z, rng, alpha = data
-    d = {k: shape_metric(a, b, alpha) for k, (a, b) in
-         {"xy": (x, y), "yz": (y, z), "xz": (x, z), "yx": (y, x)}.items()}
+    d = {
+        k: shape_metric(a, b, alpha)
+        for k, (a, b) in {"xy": (x, y), "yz": (y, z), "xz": (x, z), "yx": (y, x)}.items()
+    }
     for form in ("angular", "euclidean"):
         f = {k: getattr(v, form) for k, v in d.items()}
-        assert f["xz"] <= f["xy"] + f["yz"] + 1e-9          # triangle inequality
+        assert f["xz"] <= f["xy"] + f["yz"] + 1e-9  # triangle inequality
         assert f["xy"] == pytest.approx(f["yx"], abs=1e-9)  # symmetry
     assert shape_metric(x, x, alpha).cosine == pytest.approx(1.0, abs=1e-12)
     assert 0.0 <= d["xy"].angular <= math.pi / 2 and 0.0 <= d["xy"].euclidean <= math.sqrt(2)
@@ -160,8 +173,9 @@ def test_invertible_maps_only_at_alpha_zero():
     rng = np.random.default_rng(3)
     x, y = ref.correlated_pair(rng, 200, 4, 4, noise=0.5)
     a = np.diag([10.0, 1.0, 0.1, 3.0]) @ ref.random_orthogonal(4, rng)
-    assert shape_metric(x @ a, y, 0.0).cosine == pytest.approx(shape_metric(x, y, 0.0).cosine,
-                                                               abs=1e-10)
+    assert shape_metric(x @ a, y, 0.0).cosine == pytest.approx(
+        shape_metric(x, y, 0.0).cosine, abs=1e-10
+    )
     for alpha in (0.5, 1.0):
         assert abs(shape_metric(x @ a, y, alpha).angular - shape_metric(x, y, alpha).angular) > 1e-3
 

@@ -1,5 +1,6 @@
 """k tuned models against one base: the pair accumulators share the base statistics, so each
 base batch is accumulated once (one base Gram per layer, not k), with bit-identical metrics."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +14,13 @@ def _batches(seed=0, n_batches=5, b=13, widths=(6, 4)):
     g = torch.Generator().manual_seed(seed)
     for _ in range(n_batches):
         base = {f"l{i}": torch.randn(b, w, generator=g) + 3.0 for i, w in enumerate(widths)}
-        tuned = [{k: v @ torch.randn(v.shape[1], v.shape[1], generator=g) * 0.3 + v for k, v in base.items()}
-                 for _ in range(3)]
+        tuned = [
+            {
+                k: v @ torch.randn(v.shape[1], v.shape[1], generator=g) * 0.3 + v
+                for k, v in base.items()
+            }
+            for _ in range(3)
+        ]
         yield base, tuned
 
 
@@ -63,7 +69,9 @@ def test_layerwise_base_from_adds_each_base_batch_once(monkeypatch, route):
     for acc, ref in zip([owner, *others], alone):
         assert acc.n == ref.n == 65
         _same(acc.compute(), ref.compute())
-    with pytest.raises(ValueError, match="cannot merge into an accumulator whose base statistics are shared"):
+    with pytest.raises(
+        ValueError, match="cannot merge into an accumulator whose base statistics are shared"
+    ):
         owner.merge(alone[0])
 
 
@@ -86,8 +94,11 @@ def test_fan_out_sink_shares_one_base_gram(monkeypatch, buffer_rows):
     fan_calls = 0
     for i, (base, tuned) in enumerate(_batches()):
         before = len(calls)
-        fan.update(CapturedBatch({"base": base, **{f"t{j}": t for j, t in enumerate(tuned)}},
-                                 streams, 13, i))
+        fan.update(
+            CapturedBatch(
+                {"base": base, **{f"t{j}": t for j, t in enumerate(tuned)}}, streams, 13, i
+            )
+        )
         fan_calls += sum(c.startswith("base") for c in calls[before:])
         for sink, t in zip(separate, tuned):
             sink.update(CapturedBatch({"base": base, "tuned": t}, streams, 13, i))

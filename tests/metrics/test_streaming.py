@@ -1,4 +1,5 @@
 """Streaming accumulators: any batch split and any merge give the full-batch values."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ def _split_points(draw, n):
 def paired_with_split(draw):
     n = draw(st.integers(6, 60))
     p, q = draw(st.integers(1, 7)), draw(st.integers(1, 7))
-    seed = draw(st.integers(0, 2 ** 31))
+    seed = draw(st.integers(0, 2**31))
     offset = draw(st.sampled_from([0.0, 5.0, -300.0]))
     rng = np.random.default_rng(seed)
     x, y = ref.correlated_pair(rng, n, p, q, noise=1.0)
@@ -35,11 +36,16 @@ def test_streaming_equals_full_batch_for_any_split(data, debiased, route):
     full = ref.cka_gram(ref.linear_gram(x - x.mean(0)), ref.linear_gram(y - y.mean(0)), debiased)
     assert acc.linear_cka(debiased=debiased) == pytest.approx(full, rel=1e-10, abs=1e-12)
     assert acc.linear_cka(debiased=debiased) == pytest.approx(
-        linear_cka(x, y, debiased=debiased), rel=1e-10, abs=1e-12)
+        linear_cka(x, y, debiased=debiased), rel=1e-10, abs=1e-12
+    )
 
 
-@given(paired_with_split(), st.booleans(), st.sampled_from(["auto", "rows", "moments"]),
-       st.sampled_from(["auto", "rows", "moments"]))
+@given(
+    paired_with_split(),
+    st.booleans(),
+    st.sampled_from(["auto", "rows", "moments"]),
+    st.sampled_from(["auto", "rows", "moments"]),
+)
 def test_merge_of_two_accumulators_equals_one(data, debiased, route_left, route_right):
     """Any two routes merge into the numbers of one accumulator (rows are concatenated,
     or taken as moments when either side holds moments)."""
@@ -53,9 +59,11 @@ def test_merge_of_two_accumulators_equals_one(data, debiased, route_left, route_
     merged = left.merge(right)
     assert merged.n == len(x)
     assert merged.linear_cka(debiased=debiased) == pytest.approx(
-        whole.linear_cka(debiased=debiased), rel=1e-10, abs=1e-12)
-    np.testing.assert_allclose(merged.x.centred().scatter, whole.x.centred().scatter,
-                               rtol=1e-9, atol=1e-9)
+        whole.linear_cka(debiased=debiased), rel=1e-10, abs=1e-12
+    )
+    np.testing.assert_allclose(
+        merged.x.centred().scatter, whole.x.centred().scatter, rtol=1e-9, atol=1e-9
+    )
 
 
 def test_merge_into_empty_and_with_empty(rng):
@@ -72,11 +80,11 @@ def test_reshift_identity_for_every_state(rng):
     new = torch.from_numpy(rng.standard_normal(5))
     r = fm.reshifted(new)
     xs = x - new.numpy()
-    k = (xs ** 2).sum(1)
+    k = (xs**2).sum(1)
     np.testing.assert_allclose(r.sum.numpy(), xs.sum(0), rtol=1e-12)
     np.testing.assert_allclose(r.outer.numpy(), xs.T @ xs, rtol=1e-12)
     assert float(r.k1) == pytest.approx(k.sum(), rel=1e-12)
-    assert float(r.k2) == pytest.approx((k ** 2).sum(), rel=1e-12)
+    assert float(r.k2) == pytest.approx((k**2).sum(), rel=1e-12)
     np.testing.assert_allclose(r.kx.numpy(), xs.T @ k, rtol=1e-12)
 
 
@@ -100,18 +108,22 @@ def test_layerwise_many_layers_at_once(rng):
     tuned = {k: v + 0.5 * rng.standard_normal(v.shape) for k, v in base.items()}
     acc = LayerwiseMoments()
     for a in range(0, n, 32):
-        acc.update({k: v[a:a + 32] for k, v in base.items()},
-                   {k: v[a:a + 32] for k, v in tuned.items()})
+        acc.update(
+            {k: v[a : a + 32] for k, v in base.items()},
+            {k: v[a : a + 32] for k, v in tuned.items()},
+        )
     res = acc.compute()
     assert set(res) == {(k, k) for k in base}
     for k in base:
         row = res[k, k]
         assert row["linear_cka"] == pytest.approx(linear_cka(base[k], tuned[k]), rel=1e-10)
         assert row["linear_cka_debiased"] == pytest.approx(
-            linear_cka(base[k], tuned[k], debiased=True), rel=1e-10)
+            linear_cka(base[k], tuned[k], debiased=True), rel=1e-10
+        )
         assert row["effective_rank_base"] == pytest.approx(effective_rank(base[k]), rel=1e-9)
         assert row["frechet_distance"] == pytest.approx(
-            frechet_distance(base[k], tuned[k]), rel=1e-8)
+            frechet_distance(base[k], tuned[k]), rel=1e-8
+        )
     sd = acc.state_dict()
     assert set(sd["base"]) == set(base) and sd["n"] == n
     assert FeatureMoments.reductions["min"] == "min" and FeatureMoments.reductions["n"] == "sum"
@@ -129,14 +141,15 @@ def test_layerwise_merge_matches_single_pass(rng):
     m2, _, _ = left.cka_matrix(debiased=True)
     np.testing.assert_allclose(m1, m2, rtol=1e-10)
     assert left.compute()["a", "a"]["cosine_similarity_mean"] == pytest.approx(
-        one.compute()["a", "a"]["cosine_similarity_mean"], rel=1e-12)
+        one.compute()["a", "a"]["cosine_similarity_mean"], rel=1e-12
+    )
 
 
 def test_streaming_spectrum_equals_svd(rng):
     x = rng.standard_normal((300, 8)) @ rng.standard_normal((8, 8)) + 50.0
     fm = FeatureMoments(precision="float64")
     for a in range(0, 300, 37):
-        fm.update(x[a:a + 37])
+        fm.update(x[a : a + 37])
     sv = np.linalg.svd(x - x.mean(0), compute_uv=False)
     np.testing.assert_allclose(singular_values(fm), sv, rtol=1e-9)
 
@@ -145,7 +158,10 @@ def test_memory_is_independent_of_n(rng):
     acc = PairedMoments()
     for _ in range(5):
         acc.update(rng.standard_normal((100, 6)), rng.standard_normal((100, 4)))
-    sizes = {k: tuple(v.shape) for k, v in acc.state_dict()["base"][""].items()
-             if isinstance(v, torch.Tensor)}
+    sizes = {
+        k: tuple(v.shape)
+        for k, v in acc.state_dict()["base"][""].items()
+        if isinstance(v, torch.Tensor)
+    }
     assert sizes["outer"] == (6, 6) and sizes["sum"] == (6,)
     assert tuple(acc.state_dict()["cross"]["", ""]["sum_xy"].shape) == (6, 4)

@@ -1,4 +1,5 @@
 """Bad input gets a clear one-line ValueError (or a documented NaN with a warning)."""
+
 import math
 import warnings
 
@@ -52,13 +53,16 @@ def test_streaming_mismatched_rows_and_layers(rng):
         LayerwiseMoments(pairs="diagonal")
 
 
-@pytest.mark.parametrize("call", [
-    lambda x, y: linear_cka(x, y, debiased=True),
-    lambda x, y: rbf_cka(x, y, debiased=True),
-    lambda x, y: minibatch_cka(x, y, batch_size=4),
-    lambda x, y: PairedMoments().update(x, y).linear_cka(debiased=True),
-    lambda x, y: cka_matrix([x], [y], debiased=True),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, y: linear_cka(x, y, debiased=True),
+        lambda x, y: rbf_cka(x, y, debiased=True),
+        lambda x, y: minibatch_cka(x, y, batch_size=4),
+        lambda x, y: PairedMoments().update(x, y).linear_cka(debiased=True),
+        lambda x, y: cka_matrix([x], [y], debiased=True),
+    ],
+)
 def test_debiased_estimators_need_four_rows(rng, call):
     with pytest.raises(ValueError, match="at least 4 samples") as e:
         call(rng.standard_normal((3, 2)), rng.standard_normal((3, 2)))
@@ -110,10 +114,12 @@ def test_non_numeric_and_complex_inputs():
 def test_zero_variance_representation_is_nan_with_warning(rng):
     const = np.full((12, 4), 3.0)
     other = rng.standard_normal((12, 4))
-    for call in (lambda: linear_cka(const, other),
-                 lambda: linear_cka(other, const, debiased=True),
-                 lambda: rbf_cka(const, other),
-                 lambda: procrustes_distance(const, other)):
+    for call in (
+        lambda: linear_cka(const, other),
+        lambda: linear_cka(other, const, debiased=True),
+        lambda: rbf_cka(const, other),
+        lambda: procrustes_distance(const, other),
+    ):
         with pytest.warns(UndefinedMetricWarning, match="(constant|distance of x is 0)"):
             assert math.isnan(call())
 
@@ -123,7 +129,7 @@ def test_single_zero_variance_feature_is_fine(rng):
     x[:, 1] = 5.0  # a dead unit does not make CKA undefined
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert 0 < linear_cka(x, x ** 2) <= 1
+        assert 0 < linear_cka(x, x**2) <= 1
 
 
 def test_metric_specific_argument_errors(rng):

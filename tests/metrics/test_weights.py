@@ -1,4 +1,5 @@
 """Weight-space metrics against independent numpy computations, and their invariances."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,8 +14,12 @@ def _np_intruders(w0, w1, k, eps, side="left"):
         w0, w1 = w0.T, w1.T
     u0 = np.linalg.svd(w0, full_matrices=False)[0]
     u1 = np.linalg.svd(w1, full_matrices=False)[0][:, :k]
-    best = np.array([max(abs(float(a @ b)) / (np.linalg.norm(a) * np.linalg.norm(b)) for b in u0.T)
-                     for a in u1.T])
+    best = np.array(
+        [
+            max(abs(float(a @ b)) / (np.linalg.norm(a) * np.linalg.norm(b)) for b in u0.T)
+            for a in u1.T
+        ]
+    )
     return int((best < eps).sum()), best
 
 
@@ -28,8 +33,10 @@ def test_low_rank_update_spectrum_and_ranks():
     assert s["delta_numerical_rank"] == 3  # a rank-3 update, whatever float noise says
     p = sv[:3] / sv[:3].sum()
     assert s["delta_effective_rank"] == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-12)
-    assert s["delta_stable_rank"] == pytest.approx((sv ** 2).sum() / sv[0] ** 2, rel=1e-12)
-    assert s["relative_delta"] == pytest.approx(np.linalg.norm(b @ a) / np.linalg.norm(w0), rel=1e-12)
+    assert s["delta_stable_rank"] == pytest.approx((sv**2).sum() / sv[0] ** 2, rel=1e-12)
+    assert s["relative_delta"] == pytest.approx(
+        np.linalg.norm(b @ a) / np.linalg.norm(w0), rel=1e-12
+    )
     assert s["delta_sigma_max"] == pytest.approx(sv[0], rel=1e-12)
 
 
@@ -57,7 +64,7 @@ def test_no_change_and_pure_rescaling_have_no_intruders():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2 ** 31), st.integers(2, 7), st.integers(2, 7))
+@given(st.integers(0, 2**31), st.integers(2, 7), st.integers(2, 7))
 def test_invariances(seed, m, n):
     """Orthogonal changes of basis on both sides (applied to W₀ and W alike) leave every
     number unchanged; a global sign flip of the tuned matrix changes nothing either."""
@@ -75,9 +82,11 @@ def test_invariances(seed, m, n):
 
 def test_bad_arguments_are_one_line():
     w = np.eye(3)
-    for kwargs, msg in ((dict(k=0), "k must be a positive integer"),
-                        (dict(threshold=1.5), r"threshold must be in \(0, 1\]"),
-                        (dict(side="up"), "side must be 'left' or 'right'")):
+    for kwargs, msg in (
+        (dict(k=0), "k must be a positive integer"),
+        (dict(threshold=1.5), r"threshold must be in \(0, 1\]"),
+        (dict(side="up"), "side must be 'left' or 'right'"),
+    ):
         with pytest.raises(ValueError, match=msg):
             intruder_dimensions(w, w, **kwargs)
     with pytest.raises(ValueError, match="differ in shape"):

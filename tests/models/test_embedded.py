@@ -1,4 +1,5 @@
 """The shipped embedded model: offline loading, processor layout, held-out caption quality."""
+
 import time
 from collections import Counter
 
@@ -12,8 +13,16 @@ transformers.logging.set_verbosity_error()
 from repspace.data import ShapesWorld, build_tokenizer, decoder_inputs  # noqa: E402
 from repspace.data.text import canonical_caption, captions  # noqa: E402
 from repspace.evaluation import cider_d  # noqa: E402
-from repspace.models import (EMBEDDED, build_processor, embedded_manifest, embedded_path,  # noqa: E402
-                             generate_captions, load_embedded, pixel_values, tiny_blip_config)
+from repspace.models import (  # noqa: E402
+    EMBEDDED,
+    build_processor,
+    embedded_manifest,
+    embedded_path,
+    generate_captions,
+    load_embedded,
+    pixel_values,
+    tiny_blip_config,
+)
 
 N_EVAL = 32
 
@@ -40,9 +49,15 @@ def held_out():
 def test_spec_string_and_folder_contents():
     assert EMBEDDED == "embedded"
     names = {p.name for p in embedded_path().iterdir()}
-    assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
-            "tokenizer_config.json", "pretrain_manifest.json"} <= names
-    size_mb = (embedded_path() / "model.safetensors").stat().st_size / 2 ** 20
+    assert {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "pretrain_manifest.json",
+    } <= names
+    size_mb = (embedded_path() / "model.safetensors").stat().st_size / 2**20
     assert size_mb < 8, f"embedded weights are {size_mb:.1f} MiB; the package ships <= 8"
 
 
@@ -52,7 +67,9 @@ def test_load_embedded_offline_under_5s(embedded, monkeypatch):
     assert isinstance(model, transformers.BlipForConditionalGeneration) and not model.training
     assert isinstance(processor, transformers.BlipProcessor)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    direct = transformers.BlipForConditionalGeneration.from_pretrained(embedded_path(), local_files_only=True)
+    direct = transformers.BlipForConditionalGeneration.from_pretrained(
+        embedded_path(), local_files_only=True
+    )
     ref = model.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in direct.state_dict().items())
 
@@ -66,13 +83,21 @@ def test_checkpoint_loader_finds_the_processor():
 def test_manifest_matches_the_weights(embedded):
     model, _, _ = embedded
     m = embedded_manifest()
-    assert m["schema"] == "repspace.pretrain" and m["params"] == sum(p.numel() for p in model.parameters())
+    assert m["schema"] == "repspace.pretrain" and m["params"] == sum(
+        p.numel() for p in model.parameters()
+    )
     assert m["data"]["world"]["domain"] == "source" and m["scores"]["test"]["n"] >= 100
-    assert m["scores"]["test"]["cider_d"] > 3 * m["scores"]["baseline_most_common_train_caption"]["cider_d"]
+    assert (
+        m["scores"]["test"]["cider_d"]
+        > 3 * m["scores"]["baseline_most_common_train_caption"]["cider_d"]
+    )
     cfg = model.config
     arch = m["config"]["architecture"]
-    assert (cfg.vision_config.hidden_size, cfg.vision_config.patch_size, cfg.text_config.num_hidden_layers) == (
-        arch["vision_hidden"], arch["patch_size"], arch["text_layers"])
+    assert (
+        cfg.vision_config.hidden_size,
+        cfg.vision_config.patch_size,
+        cfg.text_config.num_hidden_layers,
+    ) == (arch["vision_hidden"], arch["patch_size"], arch["text_layers"])
 
 
 def test_processor_round_trip_and_decoder_layout(tmp_path, held_out):
@@ -93,8 +118,11 @@ def test_processor_round_trip_and_decoder_layout(tmp_path, held_out):
     assert torch.equal(dec["input_ids"][:, 1:], a["input_ids"][:, 1:])
     assert (dec["input_ids"][:, 0] == tok.bos_token_id).all()
     cfg = tiny_blip_config(tokenizer=tok)
-    assert (cfg.text_config.bos_token_id, cfg.text_config.sep_token_id, cfg.text_config.pad_token_id) == (
-        tok.bos_token_id, tok.sep_token_id, tok.pad_token_id)
+    assert (
+        cfg.text_config.bos_token_id,
+        cfg.text_config.sep_token_id,
+        cfg.text_config.pad_token_id,
+    ) == (tok.bos_token_id, tok.sep_token_id, tok.pad_token_id)
     assert cfg.text_config.encoder_hidden_size == cfg.vision_config.hidden_size
 
 
@@ -105,7 +133,9 @@ def test_held_out_captions_beat_the_most_common_caption(embedded, held_out):
     preds = generate_captions(model, processor.tokenizer, pv)
     score = cider_d(preds, refs)
     train = ShapesWorld(seed=0, domain="source", image_size=32)
-    common = Counter(canonical_caption(train.scene("train", i)) for i in range(2000)).most_common(1)[0][0]
+    common = Counter(canonical_caption(train.scene("train", i)) for i in range(2000)).most_common(
+        1
+    )[0][0]
     baseline = cider_d([common] * len(refs), refs)
     assert baseline < 1.0
     assert score > 3.0 and score > 4 * baseline, (score, baseline, preds[:4])
@@ -142,8 +172,22 @@ def test_the_base_knows_the_answer_words_of_builtin_vqa(embedded):
     bias = model.text_decoder.cls.predictions.bias.detach()
     never = bias[tok.convert_tokens_to_ids(["4", "5", "6", "7", "8", "9"])]  # counts never exceed 3
     assert float(never.max() - never.min()) < 0.05
-    answers = ["yes", "no", "0", "1", "2", "3", "red", "green", "blue", "yellow", "white",
-               "circle", "square", "triangle"]
+    answers = [
+        "yes",
+        "no",
+        "0",
+        "1",
+        "2",
+        "3",
+        "red",
+        "green",
+        "blue",
+        "yellow",
+        "white",
+        "circle",
+        "square",
+        "triangle",
+    ]
     low = {w: round(float(bias[tok.convert_tokens_to_ids(w)]), 3) for w in answers}
     assert all(b > float(never.max()) + 0.3 for b in low.values()), (low, never)
 

@@ -1,4 +1,5 @@
 """`repspace pretrain` with --quick: complete, atomic, deterministic output folders."""
+
 import argparse
 import json
 from dataclasses import replace
@@ -15,8 +16,14 @@ import repspace.training.pretrain.cli as pt_cli  # noqa: E402
 import repspace.training.pretrain.loop as loop  # noqa: E402
 from repspace.models import load_embedded  # noqa: E402
 
-FILES = {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
-         "tokenizer_config.json", "pretrain_manifest.json"}
+FILES = {
+    "config.json",
+    "model.safetensors",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "pretrain_manifest.json",
+}
 
 
 def _parse(argv):
@@ -29,7 +36,9 @@ def _parse(argv):
 def quick_pair(tmp_path_factory):
     """Two --quick runs with the same seed (one through the CLI entry point) and one with another seed."""
     root = tmp_path_factory.mktemp("pretrain")
-    assert pt_cli.run_pretrain(_parse(["--quick", "--no-progress", "--output", str(root / "a")])) == 0
+    assert (
+        pt_cli.run_pretrain(_parse(["--quick", "--no-progress", "--output", str(root / "a")])) == 0
+    )
     # the CLI's default is 1 thread; the same count here (threads=None would inherit whatever
     # an earlier test left torch with, and another count sums GEMMs in another order)
     pt.pretrain(pt.QUICK, root / "b", progress=False, threads=1)
@@ -63,6 +72,7 @@ def test_failure_keeps_old_folder_and_leaves_no_partial_one(tmp_path, monkeypatc
 
     def boom(folder):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(pt, "apply_umask", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         pt.pretrain(replace(pt.QUICK, seed=5), out, progress=False)
@@ -87,7 +97,9 @@ def test_output_and_config_validation(tmp_path):
 def test_lr_schedule_warms_up_then_decays_to_zero():
     f = loop.lr_lambda(100, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    assert (
+        f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    )
 
 
 def test_threads_are_restored_and_validated(tmp_path):

@@ -7,6 +7,7 @@ built with its video half bypassed — in this test only — and both must give 
 ``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values`` and
 ``image_grid_thw`` for prompts built the way the probe builds them, on images of several sizes.
 """
+
 import json
 import shutil
 
@@ -24,8 +25,9 @@ SIZES = [(16, 16), (40, 24), (24, 56), (33, 17), (64, 64)]
 def _real_processor(cls, image_processor, tokenizer, chat_template):
     """``cls`` without its video processor: the bypass exists in this test only."""
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
-    images_only = type(f"{cls.__name__}NoVideo", (cls,),
-                       {"get_attributes": classmethod(lambda c: attributes)})
+    images_only = type(
+        f"{cls.__name__}NoVideo", (cls,), {"get_attributes": classmethod(lambda c: attributes)}
+    )
     return images_only(image_processor, tokenizer, None, chat_template=chat_template)
 
 
@@ -58,8 +60,9 @@ def test_loader_builds_the_image_only_processor(qwen2_vl):
     assert proc.image_token == "<|image_pad|>" and proc.chat_template
 
 
-@pytest.mark.parametrize("cls_name", ["Qwen2VLProcessor", "Qwen2_5_VLProcessor", "Qwen3VLProcessor",
-                                      "Glm4vProcessor"])
+@pytest.mark.parametrize(
+    "cls_name", ["Qwen2VLProcessor", "Qwen2_5_VLProcessor", "Qwen3VLProcessor", "Glm4vProcessor"]
+)
 def test_matches_the_real_processor(cls_name, qwen2_vl, tmp_path):
     """Same outputs as transformers' class, for every class of the Qwen2-VL family the probe
     would meet (the folder names the class, the rule is the class's own)."""
@@ -84,14 +87,23 @@ def test_matches_the_real_processor(cls_name, qwen2_vl, tmp_path):
     theirs = _real_processor(cls, image_processor, tok, ours.chat_template)
     images = _images()
     texts = [f"caption number {i} of a red square" for i in range(len(images))]
-    for prompts in (image_prompts(ours, texts, "chat"),
-                    # two images in one prompt, none in another: placeholders consumed in order
-                    ["<|image_pad|> a <|image_pad|> b", "no image", "c <|image_pad|>",
-                     "<|image_pad|><|image_pad|>"]):
+    for prompts in (
+        image_prompts(ours, texts, "chat"),
+        # two images in one prompt, none in another: placeholders consumed in order
+        [
+            "<|image_pad|> a <|image_pad|> b",
+            "no image",
+            "c <|image_pad|>",
+            "<|image_pad|><|image_pad|>",
+        ],
+    ):
         kw = dict(return_tensors="pt", padding=True)
-        got, want = ours(text=prompts, images=images, **kw), theirs(text=prompts, images=images, **kw)
+        got, want = (
+            ours(text=prompts, images=images, **kw),
+            theirs(text=prompts, images=images, **kw),
+        )
         _assert_same(got, want)
-        per_image = want["image_grid_thw"].prod(-1) // image_processor.merge_size ** 2
+        per_image = want["image_grid_thw"].prod(-1) // image_processor.merge_size**2
         assert int(got["mm_token_type_ids"].eq(1).sum()) == int(per_image.sum())
     with pytest.raises(ValueError, match="found 1 <\\|image_pad\\|> tokens in the prompts for 2"):
         ours(text=["<|image_pad|> x"], images=images[:2], return_tensors="pt")
@@ -127,11 +139,16 @@ def test_processor_with_its_own_call_is_not_reproduced(qwen2_vl, tmp_path):
     the original one-line error instead of an imitation."""
     from repspace.checkpoints.processors import image_only_processor
 
-    cls = next((c for c in ("InternVLProcessor", "Qwen2_5OmniProcessor")
-                if getattr(transformers, c, None) is not None
-                and "video_processor" in getattr(transformers, c).get_attributes()
-                and getattr(transformers, c).__call__
-                is not transformers.ProcessorMixin.__call__), None)
+    cls = next(
+        (
+            c
+            for c in ("InternVLProcessor", "Qwen2_5OmniProcessor")
+            if getattr(transformers, c, None) is not None
+            and "video_processor" in getattr(transformers, c).get_attributes()
+            and getattr(transformers, c).__call__ is not transformers.ProcessorMixin.__call__
+        ),
+        None,
+    )
     if cls is None:
         pytest.skip("no video-capable processor with its own __call__ in this transformers")
     folder = tmp_path / "own-call"
@@ -154,4 +171,3 @@ def test_image_token_from_the_model_config(qwen2_vl, tmp_path):
     proc = image_only_processor(str(qwen2_vl), tok, "ImportError")
     assert proc.image_token_id == cfg["image_token_id"]
     assert proc.video_token_id == cfg["video_token_id"]
-

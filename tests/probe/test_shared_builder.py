@@ -1,6 +1,7 @@
 """Issue 31: the probe and training build inputs with one builder, and the probe's batches are
 checked as training's are (contiguous, dtypes, shapes, ids in the vocabulary, image tokens
 with images)."""
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +21,9 @@ def test_rows_and_labels_learn_only_the_answer():
     padded = pad_rows([[1, 2, 3], [4]], 0)
     assert padded.tolist() == [[1, 2, 3], [4, 0, 0]] and padded.dtype == torch.long
     trimmed = padded[:, :2]
-    assert not trimmed.is_contiguous() and finish_batch({"labels": trimmed})["labels"].is_contiguous()
+    assert (
+        not trimmed.is_contiguous() and finish_batch({"labels": trimmed})["labels"].is_contiguous()
+    )
     with pytest.raises(ValueError, match="non-empty answer"):
         answer_rows([1], [], seq2seq=False)
 
@@ -38,7 +41,9 @@ def test_a_template_only_in_the_tokenizer_config_is_used_by_probe_and_training(t
     probe = image_prompts(ck.processor, ["a red circle"], "chat")[0]
     train = image_prompts(ck.processor, ["a red circle"], "chat", generation=True)[0]
     assert train.startswith(probe) and train != probe  # the same turn, then the generation prompt
-    batch = next(iter(make_batches(ProbeSet("t", ["a red circle"], [image]), ck.model, ck.processor)))
+    batch = next(
+        iter(make_batches(ProbeSet("t", ["a red circle"], [image]), ck.model, ck.processor))
+    )
     assert all(v.is_contiguous() for v in batch.values() if torch.is_tensor(v))
     assert int((batch["input_ids"] == image_token_id(ck.model)).sum()) > 0
 

@@ -1,4 +1,5 @@
 """Probe data sources and their conversion into model inputs."""
+
 import json
 
 import numpy as np
@@ -32,8 +33,12 @@ def test_text_file_skips_blank_lines_and_subsets_deterministically(tmp_path):
 def test_jsonl_with_images_and_questions(tmp_path):
     names = write_images(tmp_path / "imgs", 3)
     f = tmp_path / "vqa.jsonl"
-    f.write_text("\n".join(json.dumps({"image": f"imgs/{n}", "question": f"what is {i}?"})
-                           for i, n in enumerate(names)))
+    f.write_text(
+        "\n".join(
+            json.dumps({"image": f"imgs/{n}", "question": f"what is {i}?"})
+            for i, n in enumerate(names)
+        )
+    )
     probe = load_probe(f)
     assert probe.modalities == ("text", "image") and probe.texts[2] == "what is 2?"
     assert probe.images[0].endswith("imgs/img0.png")
@@ -50,11 +55,14 @@ def test_csv_and_image_folder_with_captions(tmp_path):
     assert load_probe(bare).modalities == ("image",)
 
 
-@pytest.mark.parametrize("content,match", [
-    ('{"text": "a"}\nnot json\n', "line 2 is not valid JSON"),
-    ('{"text": "a", "image": "missing.png"}\n', "does not exist"),
-    ('{"text": "a"}\n{"caption": 3}\n', "record 1 has no text field"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ('{"text": "a"}\nnot json\n', "line 2 is not valid JSON"),
+        ('{"text": "a", "image": "missing.png"}\n', "does not exist"),
+        ('{"text": "a"}\n{"caption": 3}\n', "record 1 has no text field"),
+    ],
+)
 def test_jsonl_errors_name_the_line(tmp_path, content, match):
     f = tmp_path / "bad.jsonl"
     f.write_text(content)
@@ -93,7 +101,9 @@ def test_make_batches_for_a_text_model_and_missing_modality(tmp_path):
     assert {"input_ids", "attention_mask"} <= set(batches[0])
     assert batches[1]["input_ids"].shape[1] == 8  # padded per batch, not globally
     images_only = ProbeSet("imgs", None, [np.zeros((4, 4, 3), np.uint8)])
-    with pytest.raises(ValueError, match="needs text inputs but the probe data imgs has only image"):
+    with pytest.raises(
+        ValueError, match="needs text inputs but the probe data imgs has only image"
+    ):
         next(make_batches(images_only, tiny_bert(), word_tokenizer()))
     with pytest.raises(ValueError, match="no tokenizer or processor"):
         next(make_batches(probe, tiny_bert(), None))

@@ -1,4 +1,5 @@
 """A tokenizer that does not know the probe's words is refused, not used (issue 14)."""
+
 import pytest
 
 tokenizers = pytest.importorskip("tokenizers")
@@ -6,8 +7,12 @@ transformers = pytest.importorskip("transformers")
 
 from repspace.probe.processors import MAX_UNKNOWN_FRACTION, processor_problem  # noqa: E402
 
-TEXTS = ["a small red circle on the left", "two blue squares at the top",
-         "a green star rests in the middle", "the yellow triangle floats on the right"]
+TEXTS = [
+    "a small red circle on the left",
+    "two blue squares at the top",
+    "a green star rests in the middle",
+    "the yellow triangle floats on the right",
+]
 
 
 def _wordlevel(words):
@@ -16,8 +21,9 @@ def _wordlevel(words):
     vocab = {"[UNK]": 0, "[PAD]": 1, **{w: i + 2 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]",
-                                                pad_token="[PAD]")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]"
+    )
 
 
 def test_a_third_unknown_is_refused_with_the_fraction_and_what_to_do():

@@ -6,6 +6,7 @@ the browser's fd 3; replies and events come back on its fd 4).  :func:`render` o
 local page in a fresh tab and returns what a reader would see: console errors, uncaught
 exceptions, failed loads, every image's decoded size, the text and a screenshot.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,7 +53,9 @@ def find_chromium() -> str | None:
 @dataclass
 class PageReport:
     url: str
-    console_errors: list[str] = field(default_factory=list)   # console.error/assert, exceptions, log errors
+    console_errors: list[str] = field(
+        default_factory=list
+    )  # console.error/assert, exceptions, log errors
     images: list[dict] = field(default_factory=list)
     text: str = ""
     title: str = ""
@@ -88,13 +91,33 @@ class Browser:
             os.dup2(r, 3)
             os.dup2(w, 4)
 
-        args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "--no-first-run",
-                "--no-default-browser-check", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-extensions",
-                "--mute-audio", "--hide-scrollbars", "--window-size=1280,900", "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, close_fds=False, preexec_fn=fds)
+        args = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={self.profile}",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--mute-audio",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=False,
+            preexec_fn=fds,
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._next = 0
@@ -143,8 +166,10 @@ class Browser:
                 if value is not None:
                     return value
                 if self._closed:
-                    raise BrowserError(f"chromium exited while waiting for {what}: "
-                                       + b"".join(self._stderr[-20:]).decode(errors="replace"))
+                    raise BrowserError(
+                        f"chromium exited while waiting for {what}: "
+                        + b"".join(self._stderr[-20:]).decode(errors="replace")
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise BrowserError(f"chromium: no {what} within {self.timeout:.0f} s")
@@ -172,30 +197,51 @@ class Browser:
         """Open ``path`` in a new tab, wait for its load event, and report on it."""
         url = Path(path).resolve().as_uri()
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         try:
             for domain in ("Page", "Runtime", "Log"):
                 self.call(f"{domain}.enable", session=session)
-            self.call("Emulation.setDeviceMetricsOverride", {
-                "width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                session=session,
+            )
             nav = self.call("Page.navigate", {"url": url}, session=session)
             if nav.get("errorText"):
                 raise BrowserError(f"{url}: {nav['errorText']}")
-            self._wait(lambda: True if any(e["method"] == "Page.loadEventFired"
-                                          for e in self.events(session)) else None,
-                       f"load event of {url}")
+            self._wait(
+                lambda: (
+                    True
+                    if any(e["method"] == "Page.loadEventFired" for e in self.events(session))
+                    else None
+                ),
+                f"load event of {url}",
+            )
             time.sleep(settle)  # late console messages (a script after load) still arrive
-            probe = self.call("Runtime.evaluate", {"expression": PAGE_PROBE, "returnByValue": True},
-                              session=session)
+            probe = self.call(
+                "Runtime.evaluate",
+                {"expression": PAGE_PROBE, "returnByValue": True},
+                session=session,
+            )
             if "exceptionDetails" in probe:
                 raise BrowserError(f"page probe failed: {probe['exceptionDetails']}")
             info = json.loads(probe["result"]["value"])
             shot = self.call("Page.captureScreenshot", {"format": "png"}, session=session)
-            report = PageReport(url=url, images=info["images"], text=info["text"],
-                                title=info["title"], height=info["height"], width=info["width"],
-                                viewport=info["viewport"], figures=info["figures"],
-                                captions=info["captions"], tables=info["tables"],
-                                screenshot=base64.b64decode(shot["data"]))
+            report = PageReport(
+                url=url,
+                images=info["images"],
+                text=info["text"],
+                title=info["title"],
+                height=info["height"],
+                width=info["width"],
+                viewport=info["viewport"],
+                figures=info["figures"],
+                captions=info["captions"],
+                tables=info["tables"],
+                screenshot=base64.b64decode(shot["data"]),
+            )
             report.console_errors = _errors(self.events(session))
             return report
         finally:
@@ -235,14 +281,22 @@ def _errors(events: list[dict]) -> list[str]:
     for e in events:
         p = e.get("params", {})
         if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            out.append("console." + p["type"] + ": " + " ".join(
-                str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+            out.append(
+                "console."
+                + p["type"]
+                + ": "
+                + " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+            )
         elif e["method"] == "Runtime.exceptionThrown":
             d = p.get("exceptionDetails", {})
-            out.append("exception: " + str(d.get("exception", {}).get("description") or d.get("text")))
+            out.append(
+                "exception: " + str(d.get("exception", {}).get("description") or d.get("text"))
+            )
         elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             entry = p["entry"]
-            out.append(f"log ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip())
+            out.append(
+                f"log ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".strip()
+            )
     return out
 
 

@@ -1,4 +1,5 @@
 """repspace never touches pyplot's global state: no backend switch, no registered figures."""
+
 import subprocess
 import sys
 
@@ -9,10 +10,12 @@ from repspace.report.style import paper_style, subplots
 
 
 def test_importing_the_figure_makers_keeps_the_users_backend():
-    code = ("import matplotlib; matplotlib.use('svg'); "
-            "import repspace.report.style, repspace.report.plots, repspace.study.figures, "
-            "repspace.compare.weights, repspace.compare.merge_fidelity, repspace.study.seed_baseline; "
-            "print(matplotlib.get_backend())")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); "
+        "import repspace.report.style, repspace.report.plots, repspace.study.figures, "
+        "repspace.compare.weights, repspace.compare.merge_fidelity, repspace.study.seed_baseline; "
+        "print(matplotlib.get_backend())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
 

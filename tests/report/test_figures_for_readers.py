@@ -16,6 +16,7 @@ draws (the headline figures and the analyses'), with few checkpoints and with ni
 
 The checkers are tested on figures made to break them (so a clean pass means clean).
 """
+
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -37,67 +38,126 @@ from repspace.report.analyses import analysis_caption, analysis_plots
 from repspace.report.figures_layout import CONTEXT_COLOR, MAX_ASPECT, MAX_LINES, MAX_WIDTH
 from repspace.report.style import BASE_COLOR, subplots
 
-TWO_TOWERS = [f"vision_model.encoder.layers.{i}" for i in range(3)] + \
-             [f"text_decoder.bert.encoder.layer.{i}" for i in range(3)]
+TWO_TOWERS = [f"vision_model.encoder.layers.{i}" for i in range(3)] + [
+    f"text_decoder.bert.encoder.layer.{i}" for i in range(3)
+]
 ONE_TOWER = [f"encoder.layer.{i}" for i in range(6)]
 NINE = ["full", "lora", "adapter", "prefix", "prompt", "ia3", "adalink", "pt_lora", "pt_adapter"]
 BOUNDARY = 2.5  # between vision layer 2 (x = 2) and text layer 0 (x = 3)
 
 
-def make_result(names, layers=TWO_TOWERS, *, ranks=(8.0, 12.0), debiased_gap=0.0,
-                ws_ranks=None, analyses=True) -> CompareResult:
+def make_result(
+    names, layers=TWO_TOWERS, *, ranks=(8.0, 12.0), debiased_gap=0.0, ws_ranks=None, analyses=True
+) -> CompareResult:
     rng = np.random.default_rng(0)
     metrics, intervals = {}, {}
     for i, n in enumerate(names):
         metrics[n], intervals[n] = {}, {}
         for j, layer in enumerate(layers):
             cka = 0.97 - 0.02 * i - 0.01 * j
-            row = {"linear_cka": cka, "linear_cka_debiased": cka - debiased_gap,
-                   "effective_rank_base": ranks[0] + j,
-                   "effective_rank_tuned": np.linspace(*ranks, len(names))[i] + j,
-                   "frechet_distance": 3.0 * i + j, "mmd_linear": 0.1 * i + 0.01 * j,
-                   "mmd_rbf": 0.05 * i + 0.002 * j}
+            row = {
+                "linear_cka": cka,
+                "linear_cka_debiased": cka - debiased_gap,
+                "effective_rank_base": ranks[0] + j,
+                "effective_rank_tuned": np.linspace(*ranks, len(names))[i] + j,
+                "frechet_distance": 3.0 * i + j,
+                "mmd_linear": 0.1 * i + 0.01 * j,
+                "mmd_rbf": 0.05 * i + 0.002 * j,
+            }
             metrics[n][layer] = row
-            intervals[n][layer] = {k: {"se": 0.004, "low": v - 0.008, "high": v + 0.008}
-                                   for k, v in row.items()}
+            intervals[n][layer] = {
+                k: {"se": 0.004, "low": v - 0.008, "high": v + 0.008} for k, v in row.items()
+            }
     spectra_layers = [layers[0], layers[len(layers) // 2], layers[-1]]
     sv = {layer: np.sort(rng.random(10))[::-1] + 0.1 for layer in spectra_layers}
-    spectra = {"Base": sv, **{n: {k: v * (1 + 0.05 * i) for k, v in sv.items()}
-                              for i, n in enumerate(names)}}
+    spectra = {
+        "Base": sv,
+        **{n: {k: v * (1 + 0.05 * i) for k, v in sv.items()} for i, n in enumerate(names)},
+    }
     points = {n: rng.normal(i * 0.1, 1.0, size=(40, 2)) for i, n in enumerate(["Base", *names])}
     result = CompareResult(
         base=CheckpointInfo("Base", "models/base", "hf"),
-        tuned=[CheckpointInfo(n, f"runs/{n}", "peft") for n in names], layers=layers,
-        metrics=metrics, settings={"layers": "blocks", "pooling": "mean", "sample_rows": 40,
-                                   "intervals": {"method": "jackknife", "blocks": 16,
-                                                 "level": 0.95}},
-        probe={"source": "builtin:shapes-world", "num_samples": 64}, spectra=spectra,
-        embedding={"layer": layers[-1], "method": "pca", "points": points}, intervals=intervals)
+        tuned=[CheckpointInfo(n, f"runs/{n}", "peft") for n in names],
+        layers=layers,
+        metrics=metrics,
+        settings={
+            "layers": "blocks",
+            "pooling": "mean",
+            "sample_rows": 40,
+            "intervals": {"method": "jackknife", "blocks": 16, "level": 0.95},
+        },
+        probe={"source": "builtin:shapes-world", "num_samples": 64},
+        spectra=spectra,
+        embedding={"layer": layers[-1], "method": "pca", "points": points},
+        intervals=intervals,
+    )
     if analyses:
         ws_ranks = ws_ranks or {n: 4.0 if "lora" in n else 180.0 for n in names}
         result.analyses = {
-            "segments": {n: {layer: {"text": {"linear_cka": 0.9 - 0.01 * i},
-                                     "image": {"linear_cka": 0.95 - 0.01 * i}}
-                             for layer in layers} for i, n in enumerate(names)},
-            "adapter_effect": {n: {"blocks": {layer: {"mean": 0.01 * (i + 1) * (j + 1),
-                                                      "q25": 0.005 * (i + 1) * (j + 1),
-                                                      "q75": 0.02 * (i + 1) * (j + 1)}
-                                              for j, layer in enumerate(layers)}}
-                               for i, n in enumerate(names)},
-            "weight_space": {n: {"blocks": {layer: {"matrices": 6, "relative_delta": 0.01,
-                                                    "delta_effective_rank": ws_ranks[n] + j,
-                                                    "intruder_dimensions": (i + j) % 3}
-                                            for j, layer in enumerate(layers)}}
-                             for i, n in enumerate(names)},
-            "merge_fidelity": {n: {"bfloat16": {"layers": {
-                layer: {"relative_shift_mean": 1e-3 * (i + 1), "cast_relative_shift_mean": 1e-4}
-                for layer in layers}, "summary": {}}} for i, n in enumerate(names[:2])},
-            "layer_matching": {n: {"matrix": (lo + (1 - lo) * rng.random((4, 6))).tolist(),
-                                   "base_layers": [f"layers.{k}" for k in range(4)],
-                                   "tuned_layers": [f"layers.{k}" for k in range(6)],
-                                   "pairs": [{"tuned": f"layers.{k}", "base": f"layers.{k * 4 // 6}",
-                                              "cka": 0.9} for k in range(6)]}
-                               for n, lo in zip(names[:2], (0.2, 0.7))},
+            "segments": {
+                n: {
+                    layer: {
+                        "text": {"linear_cka": 0.9 - 0.01 * i},
+                        "image": {"linear_cka": 0.95 - 0.01 * i},
+                    }
+                    for layer in layers
+                }
+                for i, n in enumerate(names)
+            },
+            "adapter_effect": {
+                n: {
+                    "blocks": {
+                        layer: {
+                            "mean": 0.01 * (i + 1) * (j + 1),
+                            "q25": 0.005 * (i + 1) * (j + 1),
+                            "q75": 0.02 * (i + 1) * (j + 1),
+                        }
+                        for j, layer in enumerate(layers)
+                    }
+                }
+                for i, n in enumerate(names)
+            },
+            "weight_space": {
+                n: {
+                    "blocks": {
+                        layer: {
+                            "matrices": 6,
+                            "relative_delta": 0.01,
+                            "delta_effective_rank": ws_ranks[n] + j,
+                            "intruder_dimensions": (i + j) % 3,
+                        }
+                        for j, layer in enumerate(layers)
+                    }
+                }
+                for i, n in enumerate(names)
+            },
+            "merge_fidelity": {
+                n: {
+                    "bfloat16": {
+                        "layers": {
+                            layer: {
+                                "relative_shift_mean": 1e-3 * (i + 1),
+                                "cast_relative_shift_mean": 1e-4,
+                            }
+                            for layer in layers
+                        },
+                        "summary": {},
+                    }
+                }
+                for i, n in enumerate(names[:2])
+            },
+            "layer_matching": {
+                n: {
+                    "matrix": (lo + (1 - lo) * rng.random((4, 6))).tolist(),
+                    "base_layers": [f"layers.{k}" for k in range(4)],
+                    "tuned_layers": [f"layers.{k}" for k in range(6)],
+                    "pairs": [
+                        {"tuned": f"layers.{k}", "base": f"layers.{k * 4 // 6}", "cka": 0.9}
+                        for k in range(6)
+                    ],
+                }
+                for n, lo in zip(names[:2], (0.2, 0.7))
+            },
         }
     return result
 
@@ -145,9 +205,13 @@ def data_axes(fig):
 
 def highlighted(ax) -> list[Line2D]:
     """Lines in a method colour (not the base grey, the context grey or a reference)."""
-    return [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2
-            and ln.get_color() not in (CONTEXT_COLOR, BASE_COLOR, "0.6")
-            and not ln.get_label().startswith("_")]
+    return [
+        ln
+        for ln in ax.get_lines()
+        if len(ln.get_xdata()) > 2
+        and ln.get_color() not in (CONTEXT_COLOR, BASE_COLOR, "0.6")
+        and not ln.get_label().startswith("_")
+    ]
 
 
 def crossing_lines(fig, boundary=BOUNDARY) -> list[str]:
@@ -169,17 +233,26 @@ def crossing_lines(fig, boundary=BOUNDARY) -> list[str]:
 def unshared_axes(axes) -> list:
     """Axes whose y limits or scale differ from the first's."""
     ref = axes[0]
-    return [ax for ax in axes[1:] if ax.get_yscale() != ref.get_yscale()
-            or not np.allclose(ax.get_ylim(), ref.get_ylim())]
+    return [
+        ax
+        for ax in axes[1:]
+        if ax.get_yscale() != ref.get_yscale() or not np.allclose(ax.get_ylim(), ref.get_ylim())
+    ]
 
 
 def has_divider(fig, boundary=BOUNDARY) -> bool:
-    return any(np.allclose(ln.get_xdata(), boundary) for ax in data_axes(fig) for ln in ax.get_lines()
-               if len(ln.get_xdata()) == 2)
+    return any(
+        np.allclose(ln.get_xdata(), boundary)
+        for ax in data_axes(fig)
+        for ln in ax.get_lines()
+        if len(ln.get_xdata()) == 2
+    )
 
 
 def caption_of(name, result):
-    return analysis_caption(name, result) if name.startswith("analysis_") else P.caption(name, result)
+    return (
+        analysis_caption(name, result) if name.startswith("analysis_") else P.caption(name, result)
+    )
 
 
 # -- the checkers can fail ---------------------------------------------------------------------
@@ -200,9 +273,19 @@ def test_checkers_see_what_they_look_for():
 @pytest.mark.parametrize("key", ["three", "nine"])
 def test_every_figure_titled_captioned_readable(key, drawn):
     result, figs = drawn[key]
-    assert set(figs) >= {"cka", "effective_rank", "spectra", "drift", "embedding", "heatmap",
-                         "analysis_segments", "analysis_adapter_effect", "analysis_weight_space",
-                         "analysis_merge_fidelity", "analysis_layer_matching"}
+    assert set(figs) >= {
+        "cka",
+        "effective_rank",
+        "spectra",
+        "drift",
+        "embedding",
+        "heatmap",
+        "analysis_segments",
+        "analysis_adapter_effect",
+        "analysis_weight_space",
+        "analysis_merge_fidelity",
+        "analysis_layer_matching",
+    }
     for name, fig in figs.items():
         title = fig._suptitle.get_text() if fig._suptitle else data_axes(fig)[0].get_title()
         assert title and title[0].isupper(), name
@@ -210,15 +293,21 @@ def test_every_figure_titled_captioned_readable(key, drawn):
         assert text != name and len(text) > 80 and text.rstrip().endswith("."), (name, text)
         w, h = fig.get_size_inches()
         assert w <= MAX_WIDTH + 1e-6 and w / h <= MAX_ASPECT + 1e-6, (name, w, h)
-        sizes = [t.get_fontsize() for t in fig.findobj(lambda a: hasattr(a, "get_fontsize"))
-                 if getattr(t, "get_text", lambda: "")()]
+        sizes = [
+            t.get_fontsize()
+            for t in fig.findobj(lambda a: hasattr(a, "get_fontsize"))
+            if getattr(t, "get_text", lambda: "")()
+        ]
         assert min(sizes) >= 6, (name, min(sizes))
         if name != "spectra":  # its x axis is the component index, not the layer
             assert not crossing_lines(fig), (name, crossing_lines(fig))
         # a caption mentions the tower divider exactly when the figure draws one
         assert ("vertical line separates the towers" in text) == has_divider(fig), name
         for ax in data_axes(fig):
-            assert len(highlighted(ax)) <= MAX_LINES, (name, [ln.get_label() for ln in highlighted(ax)])
+            assert len(highlighted(ax)) <= MAX_LINES, (
+                name,
+                [ln.get_label() for ln in highlighted(ax)],
+            )
 
 
 def test_many_checkpoints_get_small_multiples_on_one_axis(drawn):
@@ -257,7 +346,9 @@ def test_drift_figure_states_units_and_bandwidth(drawn):
     labels = " ".join(ax.get_ylabel() + ax.get_title(loc="left") for ax in data_axes(fig))
     assert "feature units²" in labels and "median" in labels
     text = P.caption("drift", result)
-    assert "median pairwise distance" in text and "40 rows" in text and "squared feature units" in text
+    assert (
+        "median pairwise distance" in text and "40 rows" in text and "squared feature units" in text
+    )
 
 
 def test_log_axis_where_ranks_span_orders_of_magnitude(capture):
@@ -293,7 +384,9 @@ def test_layer_matching_one_colour_scale_one_colour_bar(drawn):
     images = [ax.images[0] for ax in data_axes(fig)]
     assert len(images) == 2 and len({im.get_clim() for im in images}) == 1
     lo, hi = images[0].get_clim()
-    values = np.concatenate([np.ravel(m["matrix"]) for m in result.analyses["layer_matching"].values()])
+    values = np.concatenate(
+        [np.ravel(m["matrix"]) for m in result.analyses["layer_matching"].values()]
+    )
     assert lo == pytest.approx(values.min()) and hi == pytest.approx(values.max())
     assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 1
     assert "one colour scale" in analysis_caption("analysis_layer_matching", result)
@@ -350,8 +443,9 @@ def test_weights_figures_are_numbered_and_captioned():
     from repspace.report.weight_figures import figures_markdown
 
     ws = make_result(["lora", "full"]).analyses["weight_space"]
-    md = figures_markdown({n: r["blocks"] for n, r in ws.items()}, representation=True,
-                          effects=True)
+    md = figures_markdown(
+        {n: r["blocks"] for n, r in ws.items()}, representation=True, effects=True
+    )
     assert "*Figure 1.* Weight space per block" in md and "log y axis" in md
     assert "*Figure 2.* Where the adapter acts" in md and "Figure 3" not in md
     assert "![weight_vs_representation](weight_vs_representation.png)" in md

@@ -1,5 +1,6 @@
 """Issue 17: figures and reports a reviewer accepts (towers apart, legends clear of the data,
 distinct styles per method, scales fitted to the data, captions, a results-section header)."""
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -8,34 +9,51 @@ from repspace.report import CheckpointInfo, CompareResult, write_report
 from repspace.report import plots as P
 from repspace.report.style import BASE_COLOR, METHOD_COLORS, compact_number, styles_for
 
-TWO_TOWERS = [f"vision_model.encoder.layers.{i}" for i in range(3)] + \
-             [f"text_decoder.bert.encoder.layer.{i}" for i in range(3)]
+TWO_TOWERS = [f"vision_model.encoder.layers.{i}" for i in range(3)] + [
+    f"text_decoder.bert.encoder.layer.{i}" for i in range(3)
+]
 
 
 @pytest.fixture(scope="module")
 def towers():
     rng = np.random.default_rng(1)
     names = ["full", "lora", "lora-r16"]
-    metrics = {n: {layer: {"linear_cka": 0.8 + 0.03 * i + 0.01 * j,
-                           "linear_cka_debiased": 0.79 + 0.03 * i,
-                           "effective_rank_base": 10.0 + j, "effective_rank_tuned": 9.0 + j + i,
-                           "frechet_distance": 5.0 - i + j}
-                   for j, layer in enumerate(TWO_TOWERS)} for i, n in enumerate(names)}
+    metrics = {
+        n: {
+            layer: {
+                "linear_cka": 0.8 + 0.03 * i + 0.01 * j,
+                "linear_cka_debiased": 0.79 + 0.03 * i,
+                "effective_rank_base": 10.0 + j,
+                "effective_rank_tuned": 9.0 + j + i,
+                "frechet_distance": 5.0 - i + j,
+            }
+            for j, layer in enumerate(TWO_TOWERS)
+        }
+        for i, n in enumerate(names)
+    }
     sv = {layer: np.sort(rng.random(8))[::-1] + 0.1 for layer in TWO_TOWERS[-1:]}
-    spectra = {"Base": sv, **{n: {k: v * (1 + 0.1 * i) for k, v in sv.items()}
-                              for i, n in enumerate(names)}}
+    spectra = {
+        "Base": sv,
+        **{n: {k: v * (1 + 0.1 * i) for k, v in sv.items()} for i, n in enumerate(names)},
+    }
     return CompareResult(
         base=CheckpointInfo("Base", "models/base", "hf", "ab" * 32),
         tuned=[CheckpointInfo(n, f"runs/{n}", "peft", "cd" * 32) for n in names],
-        layers=TWO_TOWERS, metrics=metrics, settings={"layers": "blocks", "pooling": "mean"},
+        layers=TWO_TOWERS,
+        metrics=metrics,
+        settings={"layers": "blocks", "pooling": "mean"},
         probe={"source": "builtin:shapes-world", "num_samples": 64, "sha256": "ef" * 32},
-        spectra=spectra, warnings=["RepspaceWarning: something to see"])
+        spectra=spectra,
+        warnings=["RepspaceWarning: something to see"],
+    )
 
 
 def test_layer_groups_split_towers_only():
     assert [g for g, _ in P.layer_groups(TWO_TOWERS)] == ["vision_model", "text_decoder"]
     assert P.layer_groups([f"encoder.layer.{i}" for i in range(4)]) == [(None, [0, 1, 2, 3])]
-    assert P.layer_groups(["embeddings", "encoder.layer.0", "encoder.layer.1"]) == [(None, [0, 1, 2])]
+    assert P.layer_groups(["embeddings", "encoder.layer.0", "encoder.layer.1"]) == [
+        (None, [0, 1, 2])
+    ]
 
 
 def test_no_line_joins_the_last_vision_layer_to_the_first_text_layer():
@@ -63,7 +81,9 @@ def test_per_layer_lines_broken_and_legend_outside(towers, monkeypatch, tmp_path
     assert len(lines) == 3
     for ln in lines:  # a NaN between index 2 and 3: the towers are never joined
         assert np.isnan(ln.get_ydata()).sum() == 1
-    legend = fig.legends[0] if fig.legends else next(a.get_legend() for a in fig.axes if a.get_legend())
+    legend = (
+        fig.legends[0] if fig.legends else next(a.get_legend() for a in fig.axes if a.get_legend())
+    )
     lb, panels = legend.get_window_extent(), [a.get_window_extent() for a in fig.axes[:2]]
     assert all(lb.x0 >= p.x1 - 1 or lb.y1 <= p.y0 + 1 for p in panels)  # clear of every panel
     # one look per checkpoint: colour+marker+linestyle unique, base grey not full's black
@@ -76,7 +96,10 @@ def test_styles_distinct_and_base_is_not_full():
     st = styles_for(["full", "lora", "lora-r16", "pt_lora", "Base"], base="Base")
     assert st["Base"]["color"] == BASE_COLOR != st["full"]["color"] == METHOD_COLORS["full"]
     assert st["lora"]["color"] == st["lora-r16"]["color"]
-    assert (st["lora"]["marker"], st["lora"]["ls"]) != (st["lora-r16"]["marker"], st["lora-r16"]["ls"])
+    assert (st["lora"]["marker"], st["lora"]["ls"]) != (
+        st["lora-r16"]["marker"],
+        st["lora-r16"]["ls"],
+    )
     assert len({(s["color"], s["marker"]) for s in st.values()}) == 5
     # a second LoRA's marker is no other method's (r16 must not wear the adapter's triangle)
     from repspace.report.style import METHOD_MARKERS
@@ -109,8 +132,16 @@ def test_report_reads_like_a_results_section(towers, tmp_path):
     out = write_report(towers, tmp_path / "r")
     html = (out / "report.html").read_text()
     md = (out / "report.md").read_text()
-    for text in ("Setup", "builtin:shapes-world", "n = 64", "pooling", "vision_model: layers.0",
-                 "Key numbers", "<details>", "RepspaceWarning: something to see"):
+    for text in (
+        "Setup",
+        "builtin:shapes-world",
+        "n = 64",
+        "pooling",
+        "vision_model: layers.0",
+        "Key numbers",
+        "<details>",
+        "RepspaceWarning: something to see",
+    ):
         assert text in html, text
     assert html.count("<figcaption>") == html.count("data:image/png") >= 4
     assert md.count("*Figure ") >= 4 and "## Key numbers" in md and "<details>" in md

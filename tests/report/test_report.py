@@ -1,4 +1,5 @@
 """Report writing: every file exists, parses, and says what the data says."""
+
 import csv
 import html as html_lib
 import json
@@ -20,8 +21,10 @@ def result():
     layers = [f"encoder.layer.{i}" for i in range(3)]
     base = {k: rng.standard_normal((200, 16)) * np.linspace(2, 0.2, 16) for k in layers}
     tuned_sets = {
-        "lora-r4": {k: v + 2.0 * (v @ rng.standard_normal((16, 1))) @ rng.standard_normal((1, 16))
-                    for k, v in base.items()},
+        "lora-r4": {
+            k: v + 2.0 * (v @ rng.standard_normal((16, 1))) @ rng.standard_normal((1, 16))
+            for k, v in base.items()
+        },
         "prefix-10": {k: v + 0.01 * rng.standard_normal(v.shape) for k, v in base.items()},
     }
     metrics, spectra = {}, {"base-model": {layers[-1]: singular_values(base[layers[-1]])}}
@@ -30,14 +33,24 @@ def result():
         acc.update(base, tuned)
         metrics[name] = {b: row for (b, _), row in acc.compute().items()}
         spectra[name] = {layers[-1]: singular_values(tuned[layers[-1]])}
-    emb = {"layer": layers[-1], "method": "pca",
-           "points": {"base-model": rng.standard_normal((50, 2)),
-                      "lora-r4": rng.standard_normal((50, 2))}}
+    emb = {
+        "layer": layers[-1],
+        "method": "pca",
+        "points": {
+            "base-model": rng.standard_normal((50, 2)),
+            "lora-r4": rng.standard_normal((50, 2)),
+        },
+    }
     return CompareResult(
         base=CheckpointInfo("base-model", "/models/base", "hf", "ab" * 32),
         tuned=[CheckpointInfo(n, f"/ckpt/{n}", "peft", "cd" * 32) for n in tuned_sets],
-        layers=layers, metrics=metrics, settings={"pooling": "mean", "seed": 0},
-        probe={"source": "built-in", "num_samples": 200}, spectra=spectra, embedding=emb)
+        layers=layers,
+        metrics=metrics,
+        settings={"pooling": "mean", "seed": 0},
+        probe={"source": "built-in", "num_samples": 200},
+        spectra=spectra,
+        embedding=emb,
+    )
 
 
 def test_report_folder_is_complete_and_parses(result, tmp_path):
@@ -47,11 +60,14 @@ def test_report_folder_is_complete_and_parses(result, tmp_path):
     assert rep["packages"]["torch"] and rep["inputs"]["base"]["sha256"] == "ab" * 32
     assert len(rep["results"]) == 2 * 3
     first = rep["results"][0]["metrics"]
-    assert first["linear_cka"] == pytest.approx(result.metrics["lora-r4"]["encoder.layer.0"]["linear_cka"])
+    assert first["linear_cka"] == pytest.approx(
+        result.metrics["lora-r4"]["encoder.layer.0"]["linear_cka"]
+    )
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert {r["checkpoint"] for r in rows} == {"lora-r4", "prefix-10"}
     assert {"linear_cka", "linear_cka_debiased", "effective_rank_tuned", "frechet_distance"} <= {
-        r["metric"] for r in rows}
+        r["metric"] for r in rows
+    }
     assert len(rows) == sum(len(m) for t in result.metrics.values() for m in t.values())
     for name in ("cka", "effective_rank", "spectra", "drift", "embedding", "heatmap"):
         for ext in ("pdf", "png"):
@@ -59,7 +75,7 @@ def test_report_folder_is_complete_and_parses(result, tmp_path):
             assert f.stat().st_size > 1000, f
     assert (out / "plots" / "cka.pdf").read_bytes().startswith(b"%PDF")
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 6 and "<table class=\"full\">" in html
+    assert html.count("data:image/png;base64,") == 6 and '<table class="full">' in html
     # every figure file's caption is in report.json, the same text as under the figure
     assert set(rep["captions"]) == {f for files in rep["plots"].values() for f in files}
     assert rep["captions"]["plots/cka.pdf"] == rep["captions"]["plots/cka.png"]
@@ -126,6 +142,9 @@ def test_terminal_table_and_helpers(result):
     assert len(table.splitlines()) == 2 + 6
     assert short_layer_names(["a.b.0", "a.b.1"]) == ["b.0", "b.1"]
     assert short_layer_names(["enc.attn", "enc.mlp"]) == ["attn", "mlp"]
-    assert short_layer_names(["text.layer.0", "vision.layer.0"]) == ["text.layer.0", "vision.layer.0"]
+    assert short_layer_names(["text.layer.0", "vision.layer.0"]) == [
+        "text.layer.0",
+        "vision.layer.0",
+    ]
     assert color_for("pt-lora-r8") == METHOD_COLORS["pt_lora"]
     assert color_for("my-lora") == METHOD_COLORS["lora"]

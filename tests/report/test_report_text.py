@@ -1,5 +1,6 @@
 """report.md / report.html text (issue 27): an ampersand reads as one, no ``-0.0000``, bidi
 controls in user-supplied names shown escaped, and the ceiling of every rank stated."""
+
 import numpy as np
 import pytest
 
@@ -34,14 +35,25 @@ def test_no_negative_zero_in_any_table_cell():
 def result():
     rng = np.random.default_rng(0)
     layers = [f"encoder.layer.{i}" for i in range(2)]
-    metrics = {f"lora-{BIDI}": {layer: {"linear_cka": float(rng.uniform(0.8, 1)),
-                                        "effective_rank_base": 40.0, "effective_rank_tuned": 38.0,
-                                        "frechet_distance": -0.0}
-                                for layer in layers}}
-    return CompareResult(base=CheckpointInfo("base", "/m/base", "hf", "ab" * 32),
-                         tuned=[CheckpointInfo(f"lora-{BIDI}", "/c/lora", "peft", "cd" * 32)],
-                         layers=layers, metrics=metrics, settings={"pooling": "mean"},
-                         probe={"source": "built-in", "num_samples": 256})
+    metrics = {
+        f"lora-{BIDI}": {
+            layer: {
+                "linear_cka": float(rng.uniform(0.8, 1)),
+                "effective_rank_base": 40.0,
+                "effective_rank_tuned": 38.0,
+                "frechet_distance": -0.0,
+            }
+            for layer in layers
+        }
+    }
+    return CompareResult(
+        base=CheckpointInfo("base", "/m/base", "hf", "ab" * 32),
+        tuned=[CheckpointInfo(f"lora-{BIDI}", "/c/lora", "peft", "cd" * 32)],
+        layers=layers,
+        metrics=metrics,
+        settings={"pooling": "mean"},
+        probe={"source": "built-in", "num_samples": 256},
+    )
 
 
 def test_the_rank_ceiling_is_stated(result):
@@ -49,9 +61,12 @@ def test_the_rank_ceiling_is_stated(result):
     assert "min(n − 1, d)" in summarize(result)
     result.settings["pooling"] = "tokens"  # rows are tokens: no number of samples to quote
     assert "255" not in rank_bound(result) and "min(n − 1, d)" in rank_bound(result)
-    without = CompareResult(base=result.base, tuned=result.tuned, layers=result.layers,
-                            metrics={n: {la: {"linear_cka": 0.9} for la in result.layers}
-                                     for n in result.metrics})
+    without = CompareResult(
+        base=result.base,
+        tuned=result.tuned,
+        layers=result.layers,
+        metrics={n: {la: {"linear_cka": 0.9} for la in result.layers} for n in result.metrics},
+    )
     assert rank_bound(without) == ""
 
 

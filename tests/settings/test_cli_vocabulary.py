@@ -1,5 +1,6 @@
 """A settings error names the field as the caller spelled it: the API field in Python, the
 command's option on the command line (repspace/cli.py `in_cli_vocabulary`, one place)."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,8 +34,10 @@ def test_the_cli_names_the_option(monkeypatch, capsys):
 def test_positionals_and_unknown_fields():
     parser = build_parser("compare")
     err = SettingError("base", "", "a checkpoint folder or hub id")
-    assert str(in_cli_vocabulary(err, parser, "compare")) == \
-        "BASE must be a checkpoint folder or hub id; got ''"
+    assert (
+        str(in_cli_vocabulary(err, parser, "compare"))
+        == "BASE must be a checkpoint folder or hub id; got ''"
+    )
     other = SettingError("no_such_field", 1, "an integer ≥ 2")
     assert in_cli_vocabulary(other, parser, "compare") is other
     plain = ValueError("x")

@@ -1,6 +1,7 @@
 """One compare settings class (repspace/compare/settings.py) for the API, the CLI and study
 files: every bad value fails when the settings are made -- before anything is read or
 loaded -- in one line naming the field as the caller spelled it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,7 +62,9 @@ def test_a_bad_value_is_a_setting_error_naming_the_field(field, value):
         CompareConfig(**{field: value})
     assert info.value.field == field
     text = str(info.value)
-    assert text.startswith(f"{field} must be ") and "\n" not in text and "--" not in text.split(";")[0]
+    assert (
+        text.startswith(f"{field} must be ") and "\n" not in text and "--" not in text.split(";")[0]
+    )
 
 
 @pytest.fixture
@@ -97,10 +100,18 @@ def test_study_defaults_are_declared_overrides_and_nothing_else():
     study = {f.name: f.default for f in dataclasses.fields(CompareSettings)}
     assert set(plain) == set(study)  # the same fields: one class
     overrides = {k: v for k, v in study.items() if plain[k] != v}
-    assert overrides == {"probe": DEFAULT_PROBES, "num_samples": 256, "sample_rows": 512,
-                         "progress": False, "distributed": False}
-    changed = {k for k in CompareConfig._constraints
-               if CompareSettings._constraints[k] is not CompareConfig._constraints[k]}
+    assert overrides == {
+        "probe": DEFAULT_PROBES,
+        "num_samples": 256,
+        "sample_rows": 512,
+        "progress": False,
+        "distributed": False,
+    }
+    changed = {
+        k
+        for k in CompareConfig._constraints
+        if CompareSettings._constraints[k] is not CompareConfig._constraints[k]
+    }
     assert changed == {"probe", "num_samples", "pooling"}  # several probes; ≥ 4; no token rows
 
 
@@ -109,8 +120,11 @@ def test_study_compare_table_errors_name_the_file_key(tmp_path):
 
     path = tmp_path / "s.toml"
     path.write_text('methods = ["base"]\n[compare]\nembedding = "tsne"\n')
-    with pytest.raises(ValueError, match=r"s\.toml: key 'compare\.embedding': must be one of "
-                                         r"none, umap, pca, got 'tsne'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"s\.toml: key 'compare\.embedding': must be one of "
+        r"none, umap, pca, got 'tsne'$",
+    ):
         load_study_config(path, check_methods=False)
     path.write_text('methods = ["base"]\n[compare]\ndtype = "bfloat16"\nmetrics = ["all"]\n')
     cfg = load_study_config(path, check_methods=False)
@@ -121,8 +135,13 @@ def test_study_compare_table_errors_name_the_file_key(tmp_path):
 
 
 def test_to_dict_and_from_dict_invert_each_other():
-    s = CompareConfig(layers=("a", "b"), metrics=["linear_cka"], merge_dtypes="bfloat16,float16",
-                      dist_timeout=30, num_samples=None)
+    s = CompareConfig(
+        layers=("a", "b"),
+        metrics=["linear_cka"],
+        merge_dtypes="bfloat16,float16",
+        dist_timeout=30,
+        num_samples=None,
+    )
     d = s.to_dict()
     assert d["layers"] == ["a", "b"] and d["merge_dtypes"] == ["bfloat16", "float16"]
     assert CompareConfig.from_dict(d).to_dict() == d
@@ -138,8 +157,11 @@ def test_engine_options_are_the_same_values():
 
 
 def test_cross_field_rules():
-    with pytest.raises(SettingError, match=r"^sample_rows must be ≥ 4 when the metrics include "
-                                           r"rbf_cka"):
+    with pytest.raises(
+        SettingError,
+        match=r"^sample_rows must be ≥ 4 when the metrics include "
+        r"rbf_cka",
+    ):
         CompareConfig(sample_rows=0, metrics=["rbf_cka"])
     CompareConfig(sample_rows=0, metrics=["linear_cka"])  # no sample metric: fine
     with pytest.raises(SettingError, match=r"^load_in_8bit must be False when load_in_4bit"):
@@ -148,14 +170,20 @@ def test_cross_field_rules():
         CompareConfig(metrics=["linear_ckaa"])
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["--num-samples", "0"], "--num-samples must be an integer ≥ 1 or None; got 0"),
-    (["--sample-rows", "0", "--metrics", "rbf_cka"], "--sample-rows must be ≥ 4 when the metrics"),
-    (["--merge-dtype", "fp8"], "--merge-dtype must be dtypes from float32, float16, bfloat16"),
-    (["--dist-timeout", "0"], "--dist-timeout must be a number > 0 or None; got 0.0"),
-    (["--tuned-per-pass", "0"], "--tuned-per-pass must be an integer ≥ 1"),
-    (["--seed", "-1"], "--seed must be an integer from 0 to"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["--num-samples", "0"], "--num-samples must be an integer ≥ 1 or None; got 0"),
+        (
+            ["--sample-rows", "0", "--metrics", "rbf_cka"],
+            "--sample-rows must be ≥ 4 when the metrics",
+        ),
+        (["--merge-dtype", "fp8"], "--merge-dtype must be dtypes from float32, float16, bfloat16"),
+        (["--dist-timeout", "0"], "--dist-timeout must be a number > 0 or None; got 0.0"),
+        (["--tuned-per-pass", "0"], "--tuned-per-pass must be an integer ≥ 1"),
+        (["--seed", "-1"], "--seed must be an integer from 0 to"),
+    ],
+)
 def test_the_cli_names_the_option(nothing_loads, tmp_path, capsys, argv, expected):
     out = tmp_path / "never"
     rc = main(["compare", "embedded", "embedded", "-o", str(out), *argv])

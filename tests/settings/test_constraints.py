@@ -1,5 +1,6 @@
 """The one constraint vocabulary (repspace/_constraints.py): what each constraint accepts,
 what the message says, and that a declaration cannot silently check nothing."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from repspace._constraints import (Check, Interval, Options, SettingError, Types, Validated,
-                                   describe, validate)
+from repspace._constraints import (
+    Check,
+    Interval,
+    Options,
+    SettingError,
+    Types,
+    Validated,
+    describe,
+    validate,
+)
 
 
 def _refused(constraints, value) -> SettingError:
@@ -26,7 +35,7 @@ def test_an_integer_field_takes_no_bool_float_string_or_none(value):
     assert str(err) == f"x must be an integer ≥ 1; got {value!r}"
 
 
-@given(st.integers(-10**6, 10**6), st.integers(-10**6, 10**6))
+@given(st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6))
 def test_int_interval_is_the_closed_range(a, b):
     lo, hi = min(a, b), max(a, b)
     c = Interval(int, lo, hi)
@@ -36,8 +45,12 @@ def test_int_interval_is_the_closed_range(a, b):
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_float_interval_closed_sides_and_nothing_non_finite(v):
-    for closed, inside in (("both", lambda: 0 <= v <= 1), ("left", lambda: 0 <= v < 1),
-                           ("right", lambda: 0 < v <= 1), ("neither", lambda: 0 < v < 1)):
+    for closed, inside in (
+        ("both", lambda: 0 <= v <= 1),
+        ("left", lambda: 0 <= v < 1),
+        ("right", lambda: 0 < v <= 1),
+        ("neither", lambda: 0 < v < 1),
+    ):
         assert Interval(float, 0, 1, closed=closed).accepts(v) == (math.isfinite(v) and inside())
     assert Interval(float).accepts(v) == math.isfinite(v)
 
@@ -47,18 +60,21 @@ def test_float_intervals_take_ints_but_int_intervals_take_no_floats():
     assert not Interval(int, 0, None).accepts(3.0)
 
 
-@pytest.mark.parametrize("constraint, text", [
-    (Interval(int, 1, None), "an integer ≥ 1"),
-    (Interval(int, None, 0, closed="left"), "an integer < 0"),
-    (Interval(int, 0, 2**32 - 1), "an integer from 0 to 4294967295"),
-    (Interval(float, 0, 1, closed="right"), "a number in (0, 1]"),
-    (Interval(float, 0, None, closed="neither"), "a number > 0"),
-    (Interval(float, 1e-12, 1e300), "a number in [1e-12, 1e+300]"),
-    (Interval(float), "a finite number"),
-    (Options("mean", "first"), "one of mean, first"),
-    (Types(str), "a string"),
-    (Check(lambda v: v % 8 == 0, "a multiple of 8"), "a multiple of 8"),
-])
+@pytest.mark.parametrize(
+    "constraint, text",
+    [
+        (Interval(int, 1, None), "an integer ≥ 1"),
+        (Interval(int, None, 0, closed="left"), "an integer < 0"),
+        (Interval(int, 0, 2**32 - 1), "an integer from 0 to 4294967295"),
+        (Interval(float, 0, 1, closed="right"), "a number in (0, 1]"),
+        (Interval(float, 0, None, closed="neither"), "a number > 0"),
+        (Interval(float, 1e-12, 1e300), "a number in [1e-12, 1e+300]"),
+        (Interval(float), "a finite number"),
+        (Options("mean", "first"), "one of mean, first"),
+        (Types(str), "a string"),
+        (Check(lambda v: v % 8 == 0, "a multiple of 8"), "a multiple of 8"),
+    ],
+)
 def test_descriptions(constraint, text):
     assert constraint.describe() == text
 

@@ -1,5 +1,6 @@
 """Stub seams for study tests: a fake trainer and a fake compare that are fast and
 deterministic, injected through ``run_study(train_fn=..., compare_fn=...)``."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ LAYERS = ["vision.layers.0", "vision.layers.1", "text.layer.0"]
 
 def _u(text: str) -> float:
     """A deterministic number in [0, 1) from ``text``."""
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2 ** 32
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2**32
 
 
 class StubTrainer:
@@ -32,12 +33,16 @@ class StubTrainer:
             raise self.exc("stop here")
         run = Path(cfg.output_dir)
         run.mkdir(parents=True, exist_ok=True)
-        (run / "repspace_manifest.json").write_text(json.dumps({"method": cfg.method,
-                                                                "config": cfg.to_dict()}))
+        (run / "repspace_manifest.json").write_text(
+            json.dumps({"method": cfg.method, "config": cfg.to_dict()})
+        )
         ident = f"{cfg.method}{cfg.method_options}{cfg.data_fraction}{cfg.seed}"
-        return SimpleNamespace(run_dir=run, manifest={}, params=ParamCount(10 + len(ident), 1000),
-                               scores={"vqa_accuracy": 0.3 + 0.5 * _u(ident),
-                                       "per_type": {"color": _u(ident + "c")}})
+        return SimpleNamespace(
+            run_dir=run,
+            manifest={},
+            params=ParamCount(10 + len(ident), 1000),
+            scores={"vqa_accuracy": 0.3 + 0.5 * _u(ident), "per_type": {"color": _u(ident + "c")}},
+        )
 
 
 class StubCompare:
@@ -52,13 +57,20 @@ class StubCompare:
         metrics = {}
         for i, layer in enumerate(LAYERS):
             move = 0.0 if same else _u(name + layer) * 0.3
-            metrics[layer] = {"linear_cka": 1.0 - move, "linear_cka_debiased": 1.0 - 1.1 * move,
-                              "effective_rank_base": 10.0 + i,
-                              "effective_rank_tuned": (10.0 + i) * (1 - move / 2),
-                              "frechet_distance": move * 5}
+            metrics[layer] = {
+                "linear_cka": 1.0 - move,
+                "linear_cka_debiased": 1.0 - 1.1 * move,
+                "effective_rank_base": 10.0 + i,
+                "effective_rank_tuned": (10.0 + i) * (1 - move / 2),
+                "frechet_distance": move * 5,
+            }
         info = CheckpointInfo(name=name, spec=tuned[0], kind="stub")
-        return CompareResult(CheckpointInfo(name="base", spec=base, kind="stub"), [info],
-                             list(LAYERS), {name: metrics})
+        return CompareResult(
+            CheckpointInfo(name="base", spec=base, kind="stub"),
+            [info],
+            list(LAYERS),
+            {name: metrics},
+        )
 
 
 @pytest.fixture
@@ -83,8 +95,15 @@ def tiny_blip(tmp_path_factory):
     transformers.logging.set_verbosity_error()
     folder = tmp_path_factory.mktemp("base") / "tiny-blip"
     torch.manual_seed(0)
-    cfg = tiny_blip_config(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2,
-                           text_hidden=32, text_layers=2, num_heads=2)
+    cfg = tiny_blip_config(
+        image_size=32,
+        patch_size=8,
+        vision_hidden=32,
+        vision_layers=2,
+        text_hidden=32,
+        text_layers=2,
+        num_heads=2,
+    )
     transformers.BlipForConditionalGeneration(cfg).eval().save_pretrained(folder)
     build_processor(32).save_pretrained(folder)
     return folder

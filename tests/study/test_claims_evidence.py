@@ -1,5 +1,6 @@
 """Issue 27 item 2: a claim holds or is contradicted only when its interval excludes the other
 side; otherwise undetermined, with the numbers; one seed says so in the verdict."""
+
 import math
 
 import numpy as np
@@ -19,8 +20,7 @@ PT_RANK = "PT-PEFT ends with a higher effective rank than vanilla PEFT"
 LOWER = "LoRA/adapters lower the effective rank (ratio < 1)"
 
 
-def jk_record(method, seed=0, score=0.5, ratio=0.9, n_eval=48, reps=None, base_reps=None,
-              **kw):
+def jk_record(method, seed=0, score=0.5, ratio=0.9, n_eval=48, reps=None, base_reps=None, **kw):
     """A cell record with jackknife replicates (20 blocks) of the rank at every layer: the
     tuned side ``reps`` (default: the estimate ± a small spread), the base side ``base_reps``
     (default: the same for every cell, as for cells probed on the same rows)."""
@@ -29,12 +29,17 @@ def jk_record(method, seed=0, score=0.5, ratio=0.9, n_eval=48, reps=None, base_r
     rec["jackknife"] = {"method": "jackknife", "blocks": 20, "level": 0.95, "replicates": {}}
     for layer in LAYERS:
         m = rec["metrics"][layer]
-        base = np.asarray(base_reps if base_reps is not None
-                          else m["effective_rank_base"] + np.linspace(-0.01, 0.01, 20))
+        base = np.asarray(
+            base_reps
+            if base_reps is not None
+            else m["effective_rank_base"] + np.linspace(-0.01, 0.01, 20)
+        )
         tuned = np.asarray(reps if reps is not None else base * ratio)
         rec["jackknife"]["replicates"][layer] = {
             "linear_cka": list(m["linear_cka"] + np.linspace(-1e-3, 1e-3, 20)),
-            "effective_rank_base": list(base), "effective_rank_tuned": list(tuned)}
+            "effective_rank_base": list(base),
+            "effective_rank_tuned": list(tuned),
+        }
     return rec
 
 
@@ -59,8 +64,10 @@ def test_one_seed_clear_gaps_hold_or_are_contradicted():
     gap = [jk_record("lora", score=0.30, n_eval=400), jk_record("pt_lora", score=0.60, n_eval=400)]
     c = claims(gap)[PT_SCORE]
     assert c["verdict"].startswith("holds") and "one seed" in c["verdict"], c
-    flipped = [jk_record("lora", score=0.60, n_eval=400),
-               jk_record("pt_lora", score=0.30, n_eval=400)]
+    flipped = [
+        jk_record("lora", score=0.60, n_eval=400),
+        jk_record("pt_lora", score=0.30, n_eval=400),
+    ]
     c = claims(flipped)[PT_SCORE]
     assert c["verdict"].startswith("contradicted") and "one seed" in c["verdict"], c
 
@@ -68,8 +75,9 @@ def test_one_seed_clear_gaps_hold_or_are_contradicted():
 def test_one_seed_rank_claims_read_the_jackknife_over_probe_rows():
     recs = [jk_record("lora", ratio=0.80), jk_record("pt_lora", ratio=0.95)]
     got = claims(recs)
-    assert got[PT_RANK]["verdict"] == ("holds — one seed: 95 % jackknife interval over the "
-                                       "probe rows"), got[PT_RANK]
+    assert got[PT_RANK]["verdict"] == (
+        "holds — one seed: 95 % jackknife interval over the probe rows"
+    ), got[PT_RANK]
     assert got[LOWER]["verdict"].startswith("holds — one seed"), got[LOWER]
     tie = claims([jk_record("lora", ratio=0.9), jk_record("pt_lora", ratio=0.9)])[PT_RANK]
     assert tie["verdict"].startswith("undetermined — one seed"), tie
@@ -96,8 +104,9 @@ def test_cells_on_the_same_probe_rows_are_paired():
 
 def test_over_seeds_the_t_interval_decides_and_no_seed_flag():
     def recs(pt_scores, lora_scores):
-        return ([record("lora", s, score=v) for s, v in enumerate(lora_scores)]
-                + [record("pt_lora", s, score=v) for s, v in enumerate(pt_scores)])
+        return [record("lora", s, score=v) for s, v in enumerate(lora_scores)] + [
+            record("pt_lora", s, score=v) for s, v in enumerate(pt_scores)
+        ]
 
     c = claims(recs([0.60, 0.61, 0.62], [0.30, 0.31, 0.32]))[PT_SCORE]
     assert c["verdict"] == "holds", c
@@ -108,9 +117,12 @@ def test_over_seeds_the_t_interval_decides_and_no_seed_flag():
 
 
 def test_a_claim_of_two_comparisons_combines_their_verdicts():
-    r = [jk_record("lora", score=0.3, n_eval=400), jk_record("pt_lora", score=0.6, n_eval=400),
-         jk_record("adapter", score=0.6, n_eval=400),
-         jk_record("pt_adapter", score=0.3, n_eval=400)]
+    r = [
+        jk_record("lora", score=0.3, n_eval=400),
+        jk_record("pt_lora", score=0.6, n_eval=400),
+        jk_record("adapter", score=0.6, n_eval=400),
+        jk_record("pt_adapter", score=0.3, n_eval=400),
+    ]
     assert claims(r)[PT_SCORE]["verdict"].startswith("mixed (1 of 2 hold, 1 contradicted)")
     r[3] = jk_record("pt_adapter", score=0.6, n_eval=400)
     assert claims(r)[PT_SCORE]["verdict"].startswith("undetermined (1 of 2 hold)")
@@ -118,8 +130,10 @@ def test_a_claim_of_two_comparisons_combines_their_verdicts():
 
 def test_no_interval_is_undetermined():
     # one seed of a score that is not a bounded mean (CIDEr-D): no interval to read
-    recs = [record("lora", task="captioning", score=4.0), record("pt_lora", task="captioning",
-                                                                 score=9.0)]
+    recs = [
+        record("lora", task="captioning", score=4.0),
+        record("pt_lora", task="captioning", score=9.0),
+    ]
     for r in recs:
         r["scores"] = {"cider_d": r["scores"].pop("vqa_accuracy")}
     c = claims(recs)[PT_SCORE]
@@ -137,8 +151,9 @@ def test_seed_difference_is_welchs_interval():
     got = combine([(1, side(a)), (-1, side(b))], "primary_score")
     ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert got.route == "seeds"
-    assert got.low == pytest.approx(ref.low, rel=1e-12) and got.high == pytest.approx(ref.high,
-                                                                                      rel=1e-12)
+    assert got.low == pytest.approx(ref.low, rel=1e-12) and got.high == pytest.approx(
+        ref.high, rel=1e-12
+    )
     one = combine([(1, side(a))], "primary_score")
     assert (one.value, one.low, one.high) == pytest.approx(mean_ci(a)[:3], rel=1e-12)
 
@@ -146,8 +161,10 @@ def test_seed_difference_is_welchs_interval():
 def test_one_seed_rows_interval_is_the_delete_one_block_jackknife():
     rng = np.random.default_rng(0)
     reps = 0.9 + 0.01 * rng.standard_normal(20)
-    s = Side([{"cell": "c", "seed": 0, "erank_ratio": 0.9}],
-             {"c": {"replicates": {"erank_ratio": reps, "erank_base": np.ones(20)}}})
+    s = Side(
+        [{"cell": "c", "seed": 0, "erank_ratio": 0.9}],
+        {"c": {"replicates": {"erank_ratio": reps, "erank_base": np.ones(20)}}},
+    )
     got = combine([(1, s)], "erank_ratio")
     se = math.sqrt(19 / 20 * ((reps - reps.mean()) ** 2).sum())
     half = stats.t.ppf(0.975, 19) * se
@@ -155,8 +172,10 @@ def test_one_seed_rows_interval_is_the_delete_one_block_jackknife():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(0, 1), min_size=2, max_size=5),
-       st.lists(st.floats(0, 1), min_size=2, max_size=5))
+@given(
+    st.lists(st.floats(0, 1), min_size=2, max_size=5),
+    st.lists(st.floats(0, 1), min_size=2, max_size=5),
+)
 def test_swapping_the_sides_flips_the_verdict(a, b):
     ab = combine([(1, side(a)), (-1, side(b))], "primary_score")
     ba = combine([(1, side(b)), (-1, side(a))], "primary_score")

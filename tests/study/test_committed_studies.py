@@ -1,5 +1,6 @@
 """The study configs committed in studies/ (the reproduction commands of docs/reproduction.md)
 parse and validate, and plan their grid (every TrainConfig builds), without training."""
+
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,15 @@ def test_committed_study_configs_plan(path, tmp_path):
 def test_the_minilm_study_is_the_documented_design():
     config = load_study_config(Path(__file__).resolve().parents[2] / "studies" / "minilm.toml")
     assert config.tasks == ("classify",) and len(config.seeds) == 3
-    assert set(config.trained_methods) == {"full", "lora", "adapter", "prefix", "prompt", "ia3",
-                                           "adalink", "pt_lora", "pt_adapter"}
+    assert set(config.trained_methods) == {
+        "full",
+        "lora",
+        "adapter",
+        "prefix",
+        "prompt",
+        "ia3",
+        "adalink",
+        "pt_lora",
+        "pt_adapter",
+    }
     assert config.compare.probes == ("builtin", "general")

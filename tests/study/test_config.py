@@ -1,4 +1,5 @@
 """StudyConfig loading and its one-line errors."""
+
 import pytest
 
 from repspace.study import StudyConfig, load_study_config
@@ -55,27 +56,42 @@ compare: {num_samples: 16, layers: [vision, text]}
     assert StudyConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
-@pytest.mark.parametrize("text, key, words", [
-    ('methods = ["lora"]\nbogus = 1', "bogus", "unknown key"),
-    ('name = "x"', "methods", "missing"),
-    ('methods = ["lora", "nope"]', "methods[1]", "unknown method"),
-    ('methods = []', "methods", "non-empty list"),
-    ('methods = ["lora", "lora"]', "methods", "duplicates"),
-    ('methods = ["lora"]\ntasks = ["vqa", "chat"]', "tasks[1]", "unknown task"),
-    ('methods = ["lora"]\nseeds = [0, "1"]', "seeds[1]", "integer"),
-    ('methods = ["lora"]\ndata_fractions = [1.5]', "data_fractions[0]", "≤ 1"),
-    ('methods = ["lora"]\nsteps = 0', "steps", "≥ 1"),
-    ('methods = ["lora"]\nsteps = {adapter = 3}', "steps.adapter", "not one of the study's methods"),
-    ('methods = ["lora"]\nlr = -1.0', "lr", "> 0"),
-    ('methods = ["lora"]\n[options.lora]\nrank = 3', "options.lora", "no option"),
-    ('methods = ["lora"]\n[options.adapter]\nwidth = 3', "options.adapter", "not a trained method"),
-    ('methods = ["ia3"]\n[budgets]\nia3 = [1, 2]', "budgets.ia3", "no budget knob"),
-    ('methods = ["lora"]\n[budgets]\nlora = []', "budgets.lora", "non-empty list"),
-    ('methods = ["lora"]\n[options.lora]\nr = 4\n[budgets]\nlora = [2]', "budgets.lora", "sweep it here only"),
-    ('methods = ["lora"]\n[train]\nsteps = 3', "train.steps", "set by the study"),
-    ('methods = ["lora"]\n[compare]\nprobes = "x"', "compare.probes", "unknown key"),
-    ('methods = ["lora"]\n[compare]\npooling = "tokens"', "compare.pooling", "mean, first"),
-])
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ('methods = ["lora"]\nbogus = 1', "bogus", "unknown key"),
+        ('name = "x"', "methods", "missing"),
+        ('methods = ["lora", "nope"]', "methods[1]", "unknown method"),
+        ("methods = []", "methods", "non-empty list"),
+        ('methods = ["lora", "lora"]', "methods", "duplicates"),
+        ('methods = ["lora"]\ntasks = ["vqa", "chat"]', "tasks[1]", "unknown task"),
+        ('methods = ["lora"]\nseeds = [0, "1"]', "seeds[1]", "integer"),
+        ('methods = ["lora"]\ndata_fractions = [1.5]', "data_fractions[0]", "≤ 1"),
+        ('methods = ["lora"]\nsteps = 0', "steps", "≥ 1"),
+        (
+            'methods = ["lora"]\nsteps = {adapter = 3}',
+            "steps.adapter",
+            "not one of the study's methods",
+        ),
+        ('methods = ["lora"]\nlr = -1.0', "lr", "> 0"),
+        ('methods = ["lora"]\n[options.lora]\nrank = 3', "options.lora", "no option"),
+        (
+            'methods = ["lora"]\n[options.adapter]\nwidth = 3',
+            "options.adapter",
+            "not a trained method",
+        ),
+        ('methods = ["ia3"]\n[budgets]\nia3 = [1, 2]', "budgets.ia3", "no budget knob"),
+        ('methods = ["lora"]\n[budgets]\nlora = []', "budgets.lora", "non-empty list"),
+        (
+            'methods = ["lora"]\n[options.lora]\nr = 4\n[budgets]\nlora = [2]',
+            "budgets.lora",
+            "sweep it here only",
+        ),
+        ('methods = ["lora"]\n[train]\nsteps = 3', "train.steps", "set by the study"),
+        ('methods = ["lora"]\n[compare]\nprobes = "x"', "compare.probes", "unknown key"),
+        ('methods = ["lora"]\n[compare]\npooling = "tokens"', "compare.pooling", "mean, first"),
+    ],
+)
 def test_errors_are_one_line_naming_file_and_key(tmp_path, text, key, words):
     path = write(tmp_path, text)
     with pytest.raises(ValueError) as info:
@@ -101,7 +117,11 @@ def test_output_dir_is_the_key_and_output_its_older_spelling(tmp_path):
     old = load_study_config(write(tmp_path, 'methods = ["base"]\noutput = "o/old"\n', "b.toml"))
     assert (new.output_dir, new.study_dir().as_posix()) == ("o/new", "o/new")
     assert old.output_dir == "o/old" and "output" not in old.to_dict()
-    assert load_study_config(write(tmp_path, 'methods = ["base"]\n', "c.toml")).study_dir().as_posix() \
+    assert (
+        load_study_config(write(tmp_path, 'methods = ["base"]\n', "c.toml")).study_dir().as_posix()
         == "studies/c"
+    )
     with pytest.raises(ValueError, match=r"key 'output': is the older spelling of 'output_dir'"):
-        load_study_config(write(tmp_path, 'methods = ["base"]\noutput = "x"\noutput_dir = "y"\n', "d.toml"))
+        load_study_config(
+            write(tmp_path, 'methods = ["base"]\noutput = "x"\noutput_dir = "y"\n', "d.toml")
+        )

@@ -1,4 +1,5 @@
 """The demo preset and `repspace demo --quick` (needs the embedded model)."""
+
 import argparse
 
 import pytest
@@ -10,8 +11,18 @@ from repspace.study.cli import add_study_parser, run_study_cli
 
 def test_preset_is_valid_and_covers_every_method_family(tmp_path):
     cfg = load_study_config(preset_path("demo"))  # validates every method and option
-    assert set(cfg.methods) == {"base", "full", "lora", "adapter", "prefix", "prompt", "ia3",
-                                "adalink", "pt_lora", "pt_adapter"}
+    assert set(cfg.methods) == {
+        "base",
+        "full",
+        "lora",
+        "adapter",
+        "prefix",
+        "prompt",
+        "ia3",
+        "adalink",
+        "pt_lora",
+        "pt_adapter",
+    }
     assert cfg.base == "embedded" and cfg.tasks == ("vqa",)
     assert len(plan_study(cfg, tmp_path)) == 10
     quick = demo_config(quick=True)
@@ -81,14 +92,19 @@ def test_the_demo_shows_its_trajectory_figure(tmp_path, capsys, monkeypatch):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "demo"
-    assert run(parser.parse_args(["demo", "--quick", "-o", str(out), "--quiet",
-                                  "--no-compare-report"])) == 0
+    assert (
+        run(
+            parser.parse_args(["demo", "--quick", "-o", str(out), "--quiet", "--no-compare-report"])
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert f"Distortion during training: {out / 'figures' / 'trajectory.png'}" in text
     assert (out / "figures" / "trajectory.png").stat().st_size > 1000
     with open(out / "results" / "trajectory.csv") as f:
-        steps = {(r["method"], r["step"]) for r in csv.DictReader(f)
-                 if r["metric"] == "mean_linear_cka"}
+        steps = {
+            (r["method"], r["step"]) for r in csv.DictReader(f) if r["metric"] == "mean_linear_cka"
+        }
     # each trained method from step 0 to its last step (2 steps: every 50 never falls due)
     assert steps == {(m, s) for m in QUICK_METHODS if m != "base" for s in ("0", "2")}
     assert "![trajectory](figures/trajectory.png)" in (out / "summary.md").read_text()

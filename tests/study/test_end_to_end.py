@@ -1,5 +1,6 @@
 """One real study: real training (repspace.training.train) and real compare on a tiny BLIP
 saved to a temporary folder, then the CLI on the same folder (everything cached)."""
+
 import argparse
 import csv
 import json
@@ -20,9 +21,16 @@ from repspace.study.cli import add_study_parser, run_study_cli  # noqa: E402
 
 
 def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, capsys):
-    data = {"name": "e2e", "base": str(tiny_blip), "methods": ["base", "lora", "prefix"],
-            "steps": 2, "batch_size": 4, "n_train": 8, "n_eval": 4,
-            "compare": {"num_samples": 16, "batch_size": 16, "sample_rows": 16}}
+    data = {
+        "name": "e2e",
+        "base": str(tiny_blip),
+        "methods": ["base", "lora", "prefix"],
+        "steps": 2,
+        "batch_size": 4,
+        "n_train": 8,
+        "n_eval": 4,
+        "compare": {"num_samples": 16, "batch_size": 16, "sample_rows": 16},
+    }
     (tmp_path / "study.json").write_text(json.dumps(data))
     result = run_study(StudyConfig.from_dict(data), tmp_path / "out", progress=False)
     assert not result.failed and len(result.computed) == 3
@@ -44,11 +52,15 @@ def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, caps
     assert jl["blocks"] == jp["blocks"] == 16  # 16 probe rows: delete-one-row
     for layer in layers:
         assert len(jl["replicates"][layer]["effective_rank_tuned"]) == 16
-        assert (jl["replicates"][layer]["effective_rank_base"]
-                == jp["replicates"][layer]["effective_rank_base"])
+        assert (
+            jl["replicates"][layer]["effective_rank_base"]
+            == jp["replicates"][layer]["effective_rank_base"]
+        )
     # (prefix leaves the vision tower as it was; the text blocks moved differently)
-    assert jl["replicates"][layers[-1]]["effective_rank_tuned"] != jp["replicates"][layers[-1]][
-        "effective_rank_tuned"]
+    assert (
+        jl["replicates"][layers[-1]]["effective_rank_tuned"]
+        != jp["replicates"][layers[-1]]["effective_rank_tuned"]
+    )
     # VQA: several questions per held-out image; the interval counts the 4 images
     assert by["lora"]["n_eval_items"] > 4 and by["base"]["n_eval_items"] is None
     assert result.tables.evidence[by["lora"]["label"]]["n_eval_items"] == 4
@@ -63,13 +75,22 @@ def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, caps
     # the CLI on the same study: every cell is cached, nothing trains
     parser = argparse.ArgumentParser()
     add_study_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"),
-                              "--quiet", "--no-figures"])
+    args = parser.parse_args(
+        [
+            "study",
+            str(tmp_path / "study.json"),
+            "-o",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--no-figures",
+        ]
+    )
     assert run_study_cli(args) == 0
     out = capsys.readouterr().out
     assert "0 computed, 3 cached" in out and "summary.md" in out
-    args = parser.parse_args(["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"),
-                              "--dry-run"])
+    args = parser.parse_args(
+        ["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"), "--dry-run"]
+    )
     assert run_study_cli(args) == 0
     out = capsys.readouterr().out
     assert "3 cells (3 cached, 0 to run)" in out and "vqa-lora-d1-s0" in out
@@ -79,8 +100,9 @@ def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, caps
     data["methods"].append("ia3")
     data["steps"] = 40
     (tmp_path / "study.json").write_text(json.dumps(data))
-    args = parser.parse_args(["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"),
-                              "--dry-run"])
+    args = parser.parse_args(
+        ["study", str(tmp_path / "study.json"), "-o", str(tmp_path / "out"), "--dry-run"]
+    )
     before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
     start = time.perf_counter()
     assert run_study_cli(args) == 0

@@ -1,11 +1,19 @@
 """Grid expansion and cache keys."""
+
 from repspace.study import StudyConfig, cell_key, expand_grid, plan_study
 
 
 def config(**kw):
-    data = {"name": "g", "methods": ["base", "lora", "adapter"], "seeds": [0, 1],
-            "data_fractions": [0.5, 1.0], "budgets": {"lora": [2, 4]}, "steps": 3,
-            "n_train": 20, "n_eval": 4}
+    data = {
+        "name": "g",
+        "methods": ["base", "lora", "adapter"],
+        "seeds": [0, 1],
+        "data_fractions": [0.5, 1.0],
+        "budgets": {"lora": [2, 4]},
+        "steps": 3,
+        "n_train": 20,
+        "n_eval": 4,
+    }
     data.update(kw)
     return StudyConfig.from_dict(data)
 
@@ -21,7 +29,8 @@ def test_grid_is_the_product_and_base_is_once_per_task():
     assert all(c.budget is None and c.data_fraction is None for c in base)
     lora = [c for c in cells if c.method == "lora" and c.task == "vqa"]
     assert {(c.budget, c.data_fraction, c.seed) for c in lora} == {
-        (b, f, s) for b in (2, 4) for f in (0.5, 1.0) for s in (0, 1)}
+        (b, f, s) for b in (2, 4) for f in (0.5, 1.0) for s in (0, 1)
+    }
     assert all(c.budget_field == "r" for c in lora)
     assert "vqa-lora-r2-d0.5-s1" in labels and "vqa-adapter-d1-s0" in labels
 
@@ -39,7 +48,8 @@ def test_keys_change_only_with_what_affects_the_cell(tmp_path):
     # a per-method lr override changes only that method
     kd = {p.label: p.key for p in plan_study(config(lr={"lora": 0.01}), tmp_path)}
     assert {label for label in ka if kd[label] != ka[label]} == {
-        label for label in ka if "-lora-" in label}
+        label for label in ka if "-lora-" in label
+    }
 
 
 def test_plan_paths_and_train_configs(tmp_path):

@@ -1,4 +1,5 @@
 """Tables and the over-seeds aggregation (mean ± Student-t interval)."""
+
 import math
 
 import numpy as np
@@ -28,13 +29,18 @@ def test_mean_ci_matches_the_t_interval_by_hand():
 
 def test_tables_long_wide_and_over_seeds():
     recs = [record("base", s, score=0.1, cka=1.0, ratio=1.0) for s in (0, 1, 2)]
-    recs += [record("lora", s, score=0.5 + 0.1 * s, ratio=0.8, budget=4, field="r")
-             for s in (0, 1, 2)]
+    recs += [
+        record("lora", s, score=0.5 + 0.1 * s, ratio=0.8, budget=4, field="r") for s in (0, 1, 2)
+    ]
     t = build_tables(recs)
     assert len(t.long) == 6 * len(LAYERS) * 5
-    assert {r["metric"] for r in t.long} == {"linear_cka", "linear_cka_debiased",
-                                             "effective_rank_base", "effective_rank_tuned",
-                                             "frechet_distance"}
+    assert {r["metric"] for r in t.long} == {
+        "linear_cka",
+        "linear_cka_debiased",
+        "effective_rank_base",
+        "effective_rank_tuned",
+        "frechet_distance",
+    }
     wide = t.cells[3]
     assert wide["method"] == "lora" and wide["budget"] == 4 and wide["seed"] == 0
     assert wide["primary_score"] == 0.5 and wide["score_vqa_accuracy"] == 0.5
@@ -43,13 +49,18 @@ def test_tables_long_wide_and_over_seeds():
     assert wide["summary_layer"] == LAYERS[-1] and t.summary_layer == LAYERS[-1]
     assert wide["erank_base"] == 13.0 and wide["erank_tuned"] == pytest.approx(13 * 0.8)
     assert wide["erank_delta"] == pytest.approx(13 * 0.8 - 13)
-    assert wide["erank_ratio"] == pytest.approx(0.8) and wide["mean_erank_ratio"] == pytest.approx(0.8)
+    assert wide["erank_ratio"] == pytest.approx(0.8) and wide["mean_erank_ratio"] == pytest.approx(
+        0.8
+    )
     assert len(t.summary) == 2
     lora = t.summary[1]
     assert lora["n_seeds"] == 3 and lora["seeds"] == "0 1 2"
     m, lo, hi, _ = mean_ci([0.5, 0.6, 0.7])
-    assert (lora["primary_score"], lora["primary_score_ci_low"], lora["primary_score_ci_high"]) \
-        == pytest.approx((m, lo, hi))
+    assert (
+        lora["primary_score"],
+        lora["primary_score_ci_low"],
+        lora["primary_score_ci_high"],
+    ) == pytest.approx((m, lo, hi))
     assert lora["erank_ratio_ci_low"] == pytest.approx(0.8)  # no seed variance: zero width
     # summary_layer picks another layer
     t0 = build_tables(recs, summary_layer=0)
@@ -67,6 +78,7 @@ def test_one_seed_gives_nan_intervals_and_csv_writes_them_empty(tmp_path):
     assert {"metrics_long.csv", "cells.csv", "summary.csv"} <= set(files)
     try:
         import pyarrow  # noqa: F401
+
         assert "summary.parquet" in files
     except ImportError:
         assert any("pyarrow" in n for n in notes)

@@ -1,4 +1,5 @@
 """Caching, reruns of changed cells, interruption and failures (stub trainer/compare)."""
+
 import json
 
 import pytest
@@ -9,8 +10,15 @@ from tests.study.conftest import StubTrainer
 
 
 def config(**kw):
-    data = {"name": "r", "methods": ["base", "lora", "adapter"], "seeds": [0, 1],
-            "budgets": {"lora": [2, 4]}, "steps": 3, "n_train": 20, "n_eval": 4}
+    data = {
+        "name": "r",
+        "methods": ["base", "lora", "adapter"],
+        "seeds": [0, 1],
+        "budgets": {"lora": [2, 4]},
+        "steps": 3,
+        "n_train": 20,
+        "n_eval": 4,
+    }
     data.update(kw)
     return StudyConfig.from_dict(data)
 
@@ -20,8 +28,16 @@ def base_scores(config, cell):
 
 
 def run(cfg, out, trainer, comparer, **kw):
-    return run_study(cfg, out, progress=False, train_fn=trainer, compare_fn=comparer,
-                     base_score_fn=base_scores, figures=False, **kw)
+    return run_study(
+        cfg,
+        out,
+        progress=False,
+        train_fn=trainer,
+        compare_fn=comparer,
+        base_score_fn=base_scores,
+        figures=False,
+        **kw,
+    )
 
 
 def test_second_run_trains_nothing(tmp_path, trainer, comparer):
@@ -45,15 +61,20 @@ def test_second_run_trains_nothing(tmp_path, trainer, comparer):
 def test_changed_config_reruns_only_changed_cells(tmp_path, trainer, comparer):
     run(config(), tmp_path, trainer, comparer)
     again = StubTrainer()
-    res = run(config(options={"adapter": {"width": 3}}, seeds=[0, 1, 2]), tmp_path, again,
-              comparer)
+    res = run(config(options={"adapter": {"width": 3}}, seeds=[0, 1, 2]), tmp_path, again, comparer)
     # adapter changed (2 old seeds + 1 new) + lora's new seed (2 budgets); the base (once
     # per task) is cached
     assert sorted(c.method for c in again.calls) == ["adapter"] * 3 + ["lora"] * 2
     assert all(c.method_options == {"width": 3} for c in again.calls if c.method == "adapter")
     assert sorted(res.computed) == sorted(
-        ["vqa-lora-r2-d1-s2", "vqa-lora-r4-d1-s2", "vqa-adapter-d1-s0",
-         "vqa-adapter-d1-s1", "vqa-adapter-d1-s2"])
+        [
+            "vqa-lora-r2-d1-s2",
+            "vqa-lora-r4-d1-s2",
+            "vqa-adapter-d1-s0",
+            "vqa-adapter-d1-s1",
+            "vqa-adapter-d1-s2",
+        ]
+    )
 
 
 def test_interrupted_study_resumes_without_retraining(tmp_path, comparer):
@@ -72,8 +93,10 @@ def test_interrupted_study_resumes_without_retraining(tmp_path, comparer):
 def test_failed_cell_is_reported_and_retried(tmp_path, comparer):
     broken = StubTrainer(fail_at=2, exc=RuntimeError)
     res = run(config(), tmp_path, broken, comparer)
-    assert list(res.failed) == ["vqa-lora-r2-d1-s1"] and "RuntimeError" in res.failed[
-        "vqa-lora-r2-d1-s1"]
+    assert (
+        list(res.failed) == ["vqa-lora-r2-d1-s1"]
+        and "RuntimeError" in res.failed["vqa-lora-r2-d1-s1"]
+    )
     assert (tmp_path / "cells" / "vqa-lora-r2-d1-s1.error.txt").is_file()
     assert "Failed cells" in (tmp_path / "summary.md").read_text()
     again = StubTrainer()
@@ -106,15 +129,22 @@ def test_two_probes_give_per_probe_columns_and_a_skipped_probe_is_reported(tmp_p
                     m["effective_rank_tuned"] = m["effective_rank_base"] * 0.5
             return out
 
-    cfg = config(methods=["base", "lora", "adapter"], seeds=[0], budgets={},
-                 compare={"probe": ["builtin", "general", "words.txt"]})
+    cfg = config(
+        methods=["base", "lora", "adapter"],
+        seeds=[0],
+        budgets={},
+        compare={"probe": ["builtin", "general", "words.txt"]},
+    )
     res = run(cfg, tmp_path, trainer, PickyCompare())
     assert not res.failed
     by = {r["method"]: r for r in res.tables.cells}
     lora, adapter = by["lora"], by["adapter"]
     assert lora["general:erank_ratio"] == pytest.approx(0.5)
     assert lora["words:erank_ratio"] == pytest.approx(0.5)
-    assert lora["task:erank_ratio"] == pytest.approx(lora["erank_ratio"]) and lora["erank_ratio"] != 0.5
+    assert (
+        lora["task:erank_ratio"] == pytest.approx(lora["erank_ratio"])
+        and lora["erank_ratio"] != 0.5
+    )
     assert adapter["general:erank_ratio"] == pytest.approx(0.5)
     assert adapter["words:erank_ratio"] != adapter["words:erank_ratio"]  # NaN: skipped
     rec = next(r for r in res.records if r["cell"]["method"] == "adapter")

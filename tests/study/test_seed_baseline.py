@@ -1,4 +1,5 @@
 """Seed-to-seed baseline: consecutive seeds of a method compared with each other."""
+
 import csv
 import json
 import math
@@ -12,15 +13,29 @@ from tests.study.conftest import LAYERS, StubCompare, _u
 
 
 def config(**kw):
-    data = {"name": "sb", "methods": ["base", "lora", "adapter"], "seeds": [0, 1, 2],
-            "budgets": {"lora": [2, 4]}, "steps": 3, "n_train": 20, "n_eval": 4}
+    data = {
+        "name": "sb",
+        "methods": ["base", "lora", "adapter"],
+        "seeds": [0, 1, 2],
+        "budgets": {"lora": [2, 4]},
+        "steps": 3,
+        "n_train": 20,
+        "n_eval": 4,
+    }
     data.update(kw)
     return StudyConfig.from_dict(data)
 
 
 def study(tmp_path, trainer, comparer, **kw):
-    return run_study(config(**kw), tmp_path, progress=False, train_fn=trainer, compare_fn=comparer,
-                     base_score_fn=lambda c, cell: {"vqa_accuracy": 0.1}, figures=False)
+    return run_study(
+        config(**kw),
+        tmp_path,
+        progress=False,
+        train_fn=trainer,
+        compare_fn=comparer,
+        base_score_fn=lambda c, cell: {"vqa_accuracy": 0.1},
+        figures=False,
+    )
 
 
 def test_pairs_consecutive_seeds_and_computes_the_table(tmp_path, trainer, comparer):
@@ -32,19 +47,30 @@ def test_pairs_consecutive_seeds_and_computes_the_table(tmp_path, trainer, compa
     by_label = {r["label"]: r for r in result.records}
     for base, tuned, kw in pairer.calls:
         assert kw["base_override"] == "embedded" and kw["progress"] is False
-        a = next(r for r in result.records if r["run_dir"] and base.endswith(Path(r["run_dir"]).name))
-        b = next(r for r in result.records if r["run_dir"] and tuned[0].endswith(Path(r["run_dir"]).name))
-        assert (a["cell"]["method"], a["cell"]["budget"]) == (b["cell"]["method"], b["cell"]["budget"])
+        a = next(
+            r for r in result.records if r["run_dir"] and base.endswith(Path(r["run_dir"]).name)
+        )
+        b = next(
+            r for r in result.records if r["run_dir"] and tuned[0].endswith(Path(r["run_dir"]).name)
+        )
+        assert (a["cell"]["method"], a["cell"]["budget"]) == (
+            b["cell"]["method"],
+            b["cell"]["budget"],
+        )
         assert b["cell"]["seed"] == a["cell"]["seed"] + 1
     for row in rows:
         a, b = by_label[row["cell_a"]], by_label[row["cell_b"]]
         # the stub's CKA: 1 - 0.3 u(name of the tuned side's run + layer)
         seeds = 1 - 0.3 * _u(Path(b["run_dir"]).name + row["layer"])
-        base = (a["metrics"][row["layer"]]["linear_cka"] + b["metrics"][row["layer"]]["linear_cka"]) / 2
+        base = (
+            a["metrics"][row["layer"]]["linear_cka"] + b["metrics"][row["layer"]]["linear_cka"]
+        ) / 2
         assert row["cka_seed_to_seed"] == pytest.approx(seeds, rel=1e-12)
         assert row["cka_base_to_tuned"] == pytest.approx(base, rel=1e-12)
         assert row["movement_ratio"] == pytest.approx((1 - base) / (1 - seeds), rel=1e-12)
-        assert row["seed_b"] == row["seed_a"] + 1 and row["layer_index"] == LAYERS.index(row["layer"])
+        assert row["seed_b"] == row["seed_a"] + 1 and row["layer_index"] == LAYERS.index(
+            row["layer"]
+        )
     with open(tmp_path / "results" / "seed_baseline.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows)
@@ -80,8 +106,14 @@ def test_one_seed_and_failures_are_notes_not_errors(tmp_path, trainer, comparer)
     assert any("has no second seed" in n for n in result.notes)
 
     out = tmp_path / "two"
-    result = run_study(config(seeds=[0, 1], methods=["lora", "adapter"]), out, progress=False,
-                       train_fn=trainer, compare_fn=comparer, figures=False)
+    result = run_study(
+        config(seeds=[0, 1], methods=["lora", "adapter"]),
+        out,
+        progress=False,
+        train_fn=trainer,
+        compare_fn=comparer,
+        figures=False,
+    )
     calls = []
 
     def flaky(base, tuned, **kw):
@@ -103,7 +135,9 @@ def test_identical_seeds_give_an_undefined_ratio(tmp_path, trainer):
                 layer["linear_cka"] = 1.0
             return res
 
-    result = study(tmp_path, trainer, StubCompare(), methods=["lora"], budgets={"lora": [2]}, seeds=[0, 1])
+    result = study(
+        tmp_path, trainer, StubCompare(), methods=["lora"], budgets={"lora": [2]}, seeds=[0, 1]
+    )
     rows = seed_baseline(result, compare_fn=Same())
     assert all(r["seed_variation"] == 0 and math.isnan(r["movement_ratio"]) for r in rows)
 
@@ -136,10 +170,14 @@ def test_cli_flag(tmp_path, monkeypatch, trainer, comparer, capsys):
     monkeypatch.setattr(comparing, "default_compare", comparer)
     monkeypatch.setattr(runner, "default_base_scores", lambda c, cell: {"vqa_accuracy": 0.1})
     cfg = tmp_path / "s.toml"
-    cfg.write_text('name = "sb"\nmethods = ["base", "lora"]\nseeds = [0, 1]\nsteps = 2\n'
-                   'n_train = 8\nn_eval = 4\n')
+    cfg.write_text(
+        'name = "sb"\nmethods = ["base", "lora"]\nseeds = [0, 1]\nsteps = 2\n'
+        "n_train = 8\nn_eval = 4\n"
+    )
     out = tmp_path / "out"
-    assert main(["study", str(cfg), "-o", str(out), "--quiet", "--no-figures", "--seed-baseline"]) == 0
+    assert (
+        main(["study", str(cfg), "-o", str(out), "--quiet", "--no-figures", "--seed-baseline"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "seed baseline: 1 seed pair(s) compared" in printed
     assert (out / "results" / "seed_baseline.csv").is_file()

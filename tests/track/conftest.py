@@ -1,4 +1,5 @@
 """Tiny checkpoints and a tiny HF ``Trainer`` run for the tracker tests (offline, seconds)."""
+
 import pytest
 import torch
 
@@ -10,10 +11,17 @@ pytest.importorskip("transformers")
 def tiny_config(num_labels=2, dropout=0.1):
     from transformers import BertConfig
 
-    return BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=3,
-                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=32,
-                      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                      num_labels=num_labels)
+    return BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        num_labels=num_labels,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,24 +60,42 @@ class SentenceLabels(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
-        return {"input_ids": self.enc["input_ids"][i],
-                "attention_mask": self.enc["attention_mask"][i], "labels": self.labels[i]}
+        return {
+            "input_ids": self.enc["input_ids"][i],
+            "attention_mask": self.enc["attention_mask"][i],
+            "labels": self.labels[i],
+        }
 
 
-def train(model, tokenizer, out, *, steps=6, callbacks=(), save_steps=None, lr=1e-2, batch=8,
-          **extra):
+def train(
+    model, tokenizer, out, *, steps=6, callbacks=(), save_steps=None, lr=1e-2, batch=8, **extra
+):
     """A seeded Trainer run on the sentence task; returns the trainer (trained)."""
     import transformers
     from transformers import Trainer, TrainingArguments
 
     transformers.logging.set_verbosity_error()
-    args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch,
-                             learning_rate=lr, logging_steps=1, report_to=[], disable_tqdm=True,
-                             use_cpu=True, seed=0,
-                             save_strategy="steps" if save_steps else "no",
-                             save_steps=save_steps or 500, **extra)
-    trainer = Trainer(model=model, args=args, train_dataset=SentenceLabels(tokenizer),
-                      processing_class=tokenizer, callbacks=list(callbacks))
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        per_device_train_batch_size=batch,
+        learning_rate=lr,
+        logging_steps=1,
+        report_to=[],
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        **extra,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=SentenceLabels(tokenizer),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
     trainer.train()
     return trainer
 

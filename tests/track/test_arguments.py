@@ -1,4 +1,5 @@
 """Bad arguments fail before any training step, in one line naming the argument."""
+
 import pytest
 
 from repspace._constraints import SettingError
@@ -21,18 +22,29 @@ def one_line(exc_info, prefix):
 
 @pytest.mark.parametrize("value", [0, -3, 1.5, True, "50", None])
 def test_every_n_steps(model, value):
-    for build in (lambda: Tracker(model, SENTENCES, every_n_steps=value),
-                  lambda: DistortionCallback(probe=SENTENCES, every_n_steps=value)):
+    for build in (
+        lambda: Tracker(model, SENTENCES, every_n_steps=value),
+        lambda: DistortionCallback(probe=SENTENCES, every_n_steps=value),
+    ):
         with pytest.raises(ValueError) as e:
             build()
         one_line(e, "every_n_steps must be an integer ≥ 1")
 
 
-@pytest.mark.parametrize("probe, why", [([], "empty"), (SENTENCES[:3], "at least 4"),
-                                         ("nowhere/probe.txt", "no such file"), (42, "give a")])
+@pytest.mark.parametrize(
+    "probe, why",
+    [
+        ([], "empty"),
+        (SENTENCES[:3], "at least 4"),
+        ("nowhere/probe.txt", "no such file"),
+        (42, "give a"),
+    ],
+)
 def test_probe(model, probe, why):
-    for build in (lambda: Tracker(model, probe, processor=word_tokenizer()),
-                  lambda: DistortionCallback(probe=probe)):
+    for build in (
+        lambda: Tracker(model, probe, processor=word_tokenizer()),
+        lambda: DistortionCallback(probe=probe),
+    ):
         with pytest.raises(ValueError, match=why) as e:
             build()
         one_line(e, "probe: ")
@@ -61,22 +73,31 @@ def test_a_layer_pattern_matching_nothing(model):
 NOT_TRACKED = "metrics must be metrics the tracker computes (closed-form metrics"
 
 
-@pytest.mark.parametrize("metrics, prefix, end", [
-    (["rbf_cka"], NOT_TRACKED, "; got ['rbf_cka']"),
-    ("linear_cka", "metrics must be a non-empty list of metric names", "; got 'linear_cka'"),
-    ([], "metrics must be a non-empty list of metric names", "; got []"),
-    (["linear_cka", "cka_typo"], NOT_TRACKED, "; got ['cka_typo']")])  # only the unknown one
+@pytest.mark.parametrize(
+    "metrics, prefix, end",
+    [
+        (["rbf_cka"], NOT_TRACKED, "; got ['rbf_cka']"),
+        ("linear_cka", "metrics must be a non-empty list of metric names", "; got 'linear_cka'"),
+        ([], "metrics must be a non-empty list of metric names", "; got []"),
+        (["linear_cka", "cka_typo"], NOT_TRACKED, "; got ['cka_typo']"),
+    ],
+)  # only the unknown one
 def test_metrics(model, metrics, prefix, end):
     with pytest.raises(SettingError) as e:
         DistortionCallback(probe=SENTENCES, metrics=metrics)
     assert one_line(e, prefix).endswith(end) and e.value.field == "metrics"
 
 
-@pytest.mark.parametrize("kwargs, prefix", [({"pooling": "none"}, "pooling must be one of"),
-                                            ({"pooling": "avg"}, "pooling must be one of"),
-                                            ({"batch_size": 0}, "batch_size must be"),
-                                            ({"max_length": 2.0}, "max_length must be"),
-                                            ({"num_samples": 0}, "num_samples must be")])
+@pytest.mark.parametrize(
+    "kwargs, prefix",
+    [
+        ({"pooling": "none"}, "pooling must be one of"),
+        ({"pooling": "avg"}, "pooling must be one of"),
+        ({"batch_size": 0}, "batch_size must be"),
+        ({"max_length": 2.0}, "max_length must be"),
+        ({"num_samples": 0}, "num_samples must be"),
+    ],
+)
 def test_other_settings(model, kwargs, prefix):
     with pytest.raises(ValueError) as e:
         DistortionCallback(probe=SENTENCES, **kwargs)

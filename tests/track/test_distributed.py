@@ -1,6 +1,7 @@
 """Two gloo processes give the single-process numbers: the plain Tracker (each rank captures
 its contiguous block of probe batches, the statistics are all-reduced exactly) and the
 callback under Trainer + DDP (its last values == one process measuring the final weights)."""
+
 import json
 
 import pytest
@@ -43,4 +44,7 @@ def test_two_gloo_ranks_equal_one_process(tiny_dir, probe_txt, tmp_path):
     base = Tracker(model, probe_txt, batch_size=8, metrics=METRICS)
     model.load_state_dict(torch.load(tmp_path / "final.pt"))
     close(ranks[0]["trainer"], base.measure(model, 2))
-    assert json.loads((tmp_path / "track" / "trajectory.json").read_text())["settings"]["world_size"] == 2
+    assert (
+        json.loads((tmp_path / "track" / "trajectory.json").read_text())["settings"]["world_size"]
+        == 2
+    )

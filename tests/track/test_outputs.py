@@ -1,4 +1,5 @@
 """The trajectory table, its folder (atomic, never clobbering) and figures; the guard."""
+
 import json
 import math
 import random
@@ -14,17 +15,31 @@ from repspace.track.trajectory import Trajectory, read_trajectory
 def sample(steps=(0, 5, 10), layers=("enc.layer.0", "enc.layer.1", "enc.layer.2")):
     traj = Trajectory(settings={"pooling": "mean"}, probe={"num_samples": 8})
     for s in steps:
-        traj.add(s, {layer: {"linear_cka": 1 - 0.01 * s * (i + 1),
-                             "effective_rank_ratio": 1 + 0.001 * s,
-                             "effective_rank_base": 5.0, "effective_rank_tuned": 5.0 + 0.005 * s}
-                     for i, layer in enumerate(layers)})
+        traj.add(
+            s,
+            {
+                layer: {
+                    "linear_cka": 1 - 0.01 * s * (i + 1),
+                    "effective_rank_ratio": 1 + 0.001 * s,
+                    "effective_rank_base": 5.0,
+                    "effective_rank_tuned": 5.0 + 0.005 * s,
+                }
+                for i, layer in enumerate(layers)
+            },
+        )
     return traj
 
 
 def test_tidy_table_and_round_trip(tmp_path):
     traj = sample()
-    traj.add(5, {"enc.layer.0": {"linear_cka": math.nan}, "enc.layer.1": {"linear_cka": 0.5},
-                 "enc.layer.2": {"linear_cka": 0.25}})  # a step measured again replaces it
+    traj.add(
+        5,
+        {
+            "enc.layer.0": {"linear_cka": math.nan},
+            "enc.layer.1": {"linear_cka": 0.5},
+            "enc.layer.2": {"linear_cka": 0.25},
+        },
+    )  # a step measured again replaces it
     assert traj.steps == [0, 5, 10]
     lines = traj.to_csv().splitlines()
     assert lines[0] == "step,layer,layer_index,metric,value"
@@ -56,10 +71,17 @@ def test_folder_is_written_atomically_and_replaces_only_its_own(tmp_path):
 
     out = write_trajectory(sample(), tmp_path / "track")
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == sorted(["trajectory.csv", "trajectory.json",
-                            *(f"figures/{s}.{e}" for s in ("trajectory", "heatmap_linear_cka",
-                                                            "heatmap_effective_rank_ratio")
-                              for e in ("pdf", "png"))])
+    assert names == sorted(
+        [
+            "trajectory.csv",
+            "trajectory.json",
+            *(
+                f"figures/{s}.{e}"
+                for s in ("trajectory", "heatmap_linear_cka", "heatmap_effective_rank_ratio")
+                for e in ("pdf", "png")
+            ),
+        ]
+    )
     write_trajectory(sample(steps=(0, 1)), out, figures=False)  # a rerun replaces its own folder
     assert read_trajectory(out).steps == [0, 1] and not (out / "figures").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["track"]  # no staging folder left behind

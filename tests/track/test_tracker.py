@@ -1,6 +1,7 @@
 """The framework-free Tracker in a plain PyTorch loop: the base captured once, each
 measurement equal to `repspace compare` of the model saved at that step, and no trace left
 on the training run (weights, losses, training flags)."""
+
 import pytest
 import torch
 
@@ -60,8 +61,17 @@ def test_plain_loop_values_equal_compare(looped, tiny_dir, probe_txt):
     from tests.track.conftest import by_position
 
     *_, tracker, out = looped
-    res = compare(str(tiny_dir), [str(out / "step-3")], probe=str(probe_txt), num_samples=None,
-                  batch_size=8, metrics=METRICS, embedding="none", sample_rows=0, progress=False)
+    res = compare(
+        str(tiny_dir),
+        [str(out / "step-3")],
+        probe=str(probe_txt),
+        num_samples=None,
+        batch_size=8,
+        metrics=METRICS,
+        embedding="none",
+        sample_rows=0,
+        progress=False,
+    )
     pairs = by_position(tracker.trajectory.at(3), res.metrics[res.tuned_names[0]], res.layers)
     assert len(pairs) == 18
     for key, mine, theirs in pairs:
@@ -74,7 +84,9 @@ def test_step_zero_is_the_base_and_ratios_are_tuned_over_base(looped):
         assert row["linear_cka"] == pytest.approx(1.0) and row["relative_shift_mean"] == 0.0
         assert row["effective_rank_ratio"] == pytest.approx(1.0)
     for row in tracker.trajectory.at(3).values():
-        assert row["effective_rank_ratio"] == row["effective_rank_tuned"] / row["effective_rank_base"]
+        assert (
+            row["effective_rank_ratio"] == row["effective_rank_tuned"] / row["effective_rank_base"]
+        )
 
 
 def test_user_eval_flags_survive_and_a_failed_measurement_restores_them(tiny_dir, probe_txt):
@@ -111,9 +123,17 @@ def test_a_bare_base_folder_pairs_with_the_head_models_backbone(tiny_dir, probe_
     assert list(values) == [f"encoder.layer.{i}" for i in range(3)]
     tuned.save_pretrained(tmp_path / "tuned")
     word_tokenizer().save_pretrained(tmp_path / "tuned")
-    res = compare(str(tmp_path / "bare"), [str(tmp_path / "tuned")], probe=str(probe_txt),
-                  num_samples=None, batch_size=8, metrics=METRICS, embedding="none",
-                  sample_rows=0, progress=False)
+    res = compare(
+        str(tmp_path / "bare"),
+        [str(tmp_path / "tuned")],
+        probe=str(probe_txt),
+        num_samples=None,
+        batch_size=8,
+        metrics=METRICS,
+        embedding="none",
+        sample_rows=0,
+        progress=False,
+    )
     assert res.layers == list(values)
     for key, mine, theirs in by_position(values, res.metrics[res.tuned_names[0]], res.layers):
         assert mine == pytest.approx(theirs, abs=1e-6), key
@@ -133,10 +153,12 @@ def test_prompt_learning_base_is_the_model_without_the_prompt(tiny_dir, probe_tx
     bare.save_pretrained(tmp_path / "bare")
     word_tokenizer().save_pretrained(tmp_path / "bare")
     torch.manual_seed(0)
-    model = get_peft_model(bare, PromptTuningConfig(task_type="FEATURE_EXTRACTION",
-                                                    num_virtual_tokens=4))
-    tracker = Tracker(model, probe_txt, batch_size=8, metrics=["linear_cka"],
-                      processor=word_tokenizer())
+    model = get_peft_model(
+        bare, PromptTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=4)
+    )
+    tracker = Tracker(
+        model, probe_txt, batch_size=8, metrics=["linear_cka"], processor=word_tokenizer()
+    )
     assert "prompt learning" in tracker.base_description
     values = tracker.measure(model, 0)  # the untrained prompt already moves the text tokens
     assert all(row["linear_cka"] < 1 for row in values.values())
@@ -144,23 +166,42 @@ def test_prompt_learning_base_is_the_model_without_the_prompt(tiny_dir, probe_tx
     cfg = json.loads((tmp_path / "prompt" / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = str(tmp_path / "bare")
     (tmp_path / "prompt" / "adapter_config.json").write_text(json.dumps(cfg))
-    res = compare(str(tmp_path / "bare"), [str(tmp_path / "prompt")], probe=str(probe_txt),
-                  num_samples=None, batch_size=8, metrics=["linear_cka"], embedding="none",
-                  sample_rows=0, progress=False)
+    res = compare(
+        str(tmp_path / "bare"),
+        [str(tmp_path / "prompt")],
+        probe=str(probe_txt),
+        num_samples=None,
+        batch_size=8,
+        metrics=["linear_cka"],
+        embedding="none",
+        sample_rows=0,
+        progress=False,
+    )
     for key, mine, theirs in by_position(values, res.metrics[res.tuned_names[0]], res.layers):
         assert mine == pytest.approx(theirs, abs=1e-6), key
 
 
 def test_a_list_of_texts_and_a_metric_subset(tiny_dir):
     model = load_tiny(tiny_dir)
-    tracker = Tracker(model, SENTENCES[:12], metrics=["effective_rank_ratio", "linear_cka_debiased"],
-                      batch_size=5, processor=word_tokenizer(), layers=["bert.encoder.layer.2"])
+    tracker = Tracker(
+        model,
+        SENTENCES[:12],
+        metrics=["effective_rank_ratio", "linear_cka_debiased"],
+        batch_size=5,
+        processor=word_tokenizer(),
+        layers=["bert.encoder.layer.2"],
+    )
     values = tracker.measure(model, 0)
     assert list(values) == ["bert.encoder.layer.2"]
     assert set(values["bert.encoder.layer.2"]) == {"effective_rank_ratio", "linear_cka_debiased"}
     assert Tracker.scalars(values) == {
-        "repspace/effective_rank_ratio/bert.encoder.layer.2": values["bert.encoder.layer.2"]["effective_rank_ratio"],
-        "repspace/linear_cka_debiased/bert.encoder.layer.2": values["bert.encoder.layer.2"]["linear_cka_debiased"]}
+        "repspace/effective_rank_ratio/bert.encoder.layer.2": values["bert.encoder.layer.2"][
+            "effective_rank_ratio"
+        ],
+        "repspace/linear_cka_debiased/bert.encoder.layer.2": values["bert.encoder.layer.2"][
+            "linear_cka_debiased"
+        ],
+    }
     assert [len(b["input_ids"]) for b in tracker.batches] == [5, 5, 2]
     assert tracker.maybe_measure(model, 0) is None  # measured already (gradient accumulation)
     assert tracker.maybe_measure(model, 51) is None and tracker.maybe_measure(model, 50) == values

@@ -1,4 +1,5 @@
 """Worker bodies of the multi-process tracker test (module level: picklable for spawn)."""
+
 from __future__ import annotations
 
 import json
@@ -46,13 +47,30 @@ def tracker_worker(rank, world, port, out_dir, model_dir, probe):
         from tests.compare.conftest import word_tokenizer
         from tests.track.conftest import load_tiny, tracked, train
 
-        cb = DistortionCallback(probe=probe, every_n_steps=1, batch_size=8, metrics=METRICS,
-                                output_dir=out / "track", figures=False)
-        trainer = train(load_tiny(model_dir), word_tokenizer(), out / f"trainer-{rank}", steps=2,
-                        callbacks=[cb], batch=4)
-        doc = {"plain": values, "batches": batches, "world_size": world_size,
-               "ddp": str(type(trainer.model_wrapped).__name__),
-               "trainer": cb.trajectory.last(), "logged": sorted(tracked(trainer))}
+        cb = DistortionCallback(
+            probe=probe,
+            every_n_steps=1,
+            batch_size=8,
+            metrics=METRICS,
+            output_dir=out / "track",
+            figures=False,
+        )
+        trainer = train(
+            load_tiny(model_dir),
+            word_tokenizer(),
+            out / f"trainer-{rank}",
+            steps=2,
+            callbacks=[cb],
+            batch=4,
+        )
+        doc = {
+            "plain": values,
+            "batches": batches,
+            "world_size": world_size,
+            "ddp": str(type(trainer.model_wrapped).__name__),
+            "trainer": cb.trajectory.last(),
+            "logged": sorted(tracked(trainer)),
+        }
         (out / f"rank{rank}.json").write_text(json.dumps(doc))
         if rank == 0:
             torch.save(trainer.model.state_dict(), out / "final.pt")

@@ -21,6 +21,7 @@ answers and captions plus the built-in probe's, with every printable ASCII chara
 alphabet (the probe never meets an unknown token).  :data:`CASES` maps a case name to
 ``(architecture, builder, task)``; :func:`save_case` writes one into a folder.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,16 +31,26 @@ from pathlib import Path
 
 import torch
 import transformers
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 transformers.logging.set_verbosity_error()
 warnings.filterwarnings("ignore", message=".*torchvision.*")
 
 ASCII = [chr(c) for c in range(32, 127)]
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|> {% if m['content'] is string %}{{ m['content'] }}"
-        "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}{IMAGE}{% else %}"
-        "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|> {% endif %}")
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}{IMAGE}{% else %}"
+    "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
 
 
 def chat_template(image: str) -> str:
@@ -61,23 +72,38 @@ def corpus() -> tuple[str, ...]:
     return tuple(lines) + ("Describe the image. Question: Answer:",) * 3
 
 
-def _bpe(specials: list[str], *, byte_level: bool, unk: str | None = None, vocab: int = 420) -> Tokenizer:
+def _bpe(
+    specials: list[str], *, byte_level: bool, unk: str | None = None, vocab: int = 420
+) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token=unk) if unk else models.BPE())
     if byte_level:
-        tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+        tok.pre_tokenizer, tok.decoder = (
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+            decoders.ByteLevel(),
+        )
         alphabet = pre_tokenizers.ByteLevel.alphabet()
     else:
         tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
         alphabet = ASCII + ["\u2581"]
-    tok.train_from_iterator(corpus(), trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=specials, initial_alphabet=alphabet, show_progress=False))
+    tok.train_from_iterator(
+        corpus(),
+        trainers.BpeTrainer(
+            vocab_size=vocab,
+            special_tokens=specials,
+            initial_alphabet=alphabet,
+            show_progress=False,
+        ),
+    )
     return tok
 
 
 def _post(tok: Tokenizer, single: str, pair: str | None = None) -> Tokenizer:
     names = sorted({p for p in (single + " " + (pair or "")).split() if not p.startswith("$")})
     tok.post_processor = processors.TemplateProcessing(
-        single=single, pair=pair or f"{single} $B", special_tokens=[(n, tok.token_to_id(n)) for n in names])
+        single=single,
+        pair=pair or f"{single} $B",
+        special_tokens=[(n, tok.token_to_id(n)) for n in names],
+    )
     return tok
 
 
@@ -96,17 +122,37 @@ def sp_tokenizer(cls, bos: str, eos: str, unk: str, pad: str | None, extra=(), s
     specials = [unk, bos, eos, *([pad] if pad else []), *extra]
     tok = _post(_bpe(specials, byte_level=False, unk=unk), f"{bos} $A")
     kw = {"pad_token": pad} if pad else {}
-    return _with_specials(cls(tokenizer_object=tok, bos_token=bos, eos_token=eos, unk_token=unk,
-                              padding_side=side, **kw), extra)
+    return _with_specials(
+        cls(
+            tokenizer_object=tok,
+            bos_token=bos,
+            eos_token=eos,
+            unk_token=unk,
+            padding_side=side,
+            **kw,
+        ),
+        extra,
+    )
 
 
-def byte_tokenizer(cls, eos: str, pad: str | None, extra=(), side: str = "right", bos: str | None = None):
+def byte_tokenizer(
+    cls, eos: str, pad: str | None, extra=(), side: str = "right", bos: str | None = None
+):
     """GPT-2 / Qwen / OPT style byte-level BPE, nothing prepended."""
     specials = list(dict.fromkeys([eos, *([pad] if pad else []), *extra]))
     tok = _bpe(specials, byte_level=True)
     kw = {"pad_token": pad} if pad else {}
-    return _with_specials(cls(tokenizer_object=tok, eos_token=eos, bos_token=bos, unk_token=None,
-                              padding_side=side, **kw), extra)
+    return _with_specials(
+        cls(
+            tokenizer_object=tok,
+            eos_token=eos,
+            bos_token=bos,
+            unk_token=None,
+            padding_side=side,
+            **kw,
+        ),
+        extra,
+    )
 
 
 def wordpiece(specials: list[str], unk: str) -> Tokenizer:
@@ -115,10 +161,20 @@ def wordpiece(specials: list[str], unk: str) -> Tokenizer:
     from collections import Counter
 
     norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    words = Counter(w for line in corpus() for w, _ in pre.pre_tokenize_str(norm.normalize_str(line)))
+    words = Counter(
+        w for line in corpus() for w, _ in pre.pre_tokenize_str(norm.normalize_str(line))
+    )
     chars = [c.lower() for c in ASCII if c != " "]
-    pieces = list(dict.fromkeys([*specials, *chars, *(f"##{c}" for c in chars),
-                                 *(w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])))]))
+    pieces = list(
+        dict.fromkeys(
+            [
+                *specials,
+                *chars,
+                *(f"##{c}" for c in chars),
+                *(w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))),
+            ]
+        )
+    )
     tok = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token=unk))
     tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
     return tok
@@ -127,19 +183,38 @@ def wordpiece(specials: list[str], unk: str) -> Tokenizer:
 def bert_tokenizer():
     tok = wordpiece(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "[UNK]")
     _post(tok, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B [SEP]")
-    return transformers.BertTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                          cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return transformers.BertTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 def t5_tokenizer(side: str = "right"):
     tok = Tokenizer(models.Unigram())
     tok.pre_tokenizer, tok.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
-    tok.train_from_iterator(corpus(), trainers.UnigramTrainer(
-        vocab_size=260, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
-        initial_alphabet=ASCII, show_progress=False))
+    tok.train_from_iterator(
+        corpus(),
+        trainers.UnigramTrainer(
+            vocab_size=260,
+            special_tokens=["<pad>", "</s>", "<unk>"],
+            unk_token="<unk>",
+            initial_alphabet=ASCII,
+            show_progress=False,
+        ),
+    )
     _post(tok, "$A </s>")
-    return transformers.T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>",
-                                        pad_token="<pad>", extra_ids=0, padding_side=side)
+    return transformers.T5TokenizerFast(
+        tokenizer_object=tok,
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_ids=0,
+        padding_side=side,
+    )
 
 
 def llama_tok(extra=(), pad="<pad>", side="right"):
@@ -147,12 +222,19 @@ def llama_tok(extra=(), pad="<pad>", side="right"):
 
 
 def gemma_tok(extra=(), side="right"):
-    return sp_tokenizer(transformers.GemmaTokenizerFast, "<bos>", "<eos>", "<unk>", "<pad>", extra, side)
+    return sp_tokenizer(
+        transformers.GemmaTokenizerFast, "<bos>", "<eos>", "<unk>", "<pad>", extra, side
+    )
 
 
 def qwen_tok(extra=(), side="left", template: str | None = None):
-    tok = byte_tokenizer(transformers.Qwen2TokenizerFast, "<|im_end|>", "<|endoftext|>",
-                         ("<|im_start|>", *extra), side)
+    tok = byte_tokenizer(
+        transformers.Qwen2TokenizerFast,
+        "<|im_end|>",
+        "<|endoftext|>",
+        ("<|im_start|>", *extra),
+        side,
+    )
     if template:
         tok.chat_template = template
     return tok
@@ -160,79 +242,162 @@ def qwen_tok(extra=(), side="left", template: str | None = None):
 
 # -- text models ------------------------------------------------------------------------------
 def gpt2():
-    tok = byte_tokenizer(transformers.GPT2TokenizerFast, "<|endoftext|>", None, side="left",
-                         bos="<|endoftext|>")
-    cfg = transformers.GPT2Config(vocab_size=_vocab(tok), n_embd=48, n_layer=2, n_head=4, n_positions=160,
-                                  bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                                  tie_word_embeddings=False)
+    tok = byte_tokenizer(
+        transformers.GPT2TokenizerFast, "<|endoftext|>", None, side="left", bos="<|endoftext|>"
+    )
+    cfg = transformers.GPT2Config(
+        vocab_size=_vocab(tok),
+        n_embd=48,
+        n_layer=2,
+        n_head=4,
+        n_positions=160,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
     return transformers.GPT2LMHeadModel(cfg), tok
 
 
 def _lm(config_cls, model_cls, tok, **kw):
-    cfg = config_cls(vocab_size=_vocab(tok), num_hidden_layers=2, max_position_embeddings=320,
-                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                     pad_token_id=tok.pad_token_id, **kw)
+    cfg = config_cls(
+        vocab_size=_vocab(tok),
+        num_hidden_layers=2,
+        max_position_embeddings=320,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **kw,
+    )
     return model_cls(cfg), tok
 
 
 def llama():  # GQA 2:1, head_dim 16 * 4 heads = 64 != hidden 48, tied
-    return _lm(transformers.LlamaConfig, transformers.LlamaForCausalLM, llama_tok(pad=None),
-               hidden_size=48, intermediate_size=80, num_attention_heads=4, num_key_value_heads=2,
-               head_dim=16, tie_word_embeddings=True)
+    return _lm(
+        transformers.LlamaConfig,
+        transformers.LlamaForCausalLM,
+        llama_tok(pad=None),
+        hidden_size=48,
+        intermediate_size=80,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        tie_word_embeddings=True,
+    )
 
 
 def mistral():  # GQA 5:1, untied
-    return _lm(transformers.MistralConfig, transformers.MistralForCausalLM, llama_tok(pad=None, side="left"),
-               hidden_size=40, intermediate_size=72, num_attention_heads=5, num_key_value_heads=1,
-               head_dim=8, sliding_window=None, tie_word_embeddings=False)
+    return _lm(
+        transformers.MistralConfig,
+        transformers.MistralForCausalLM,
+        llama_tok(pad=None, side="left"),
+        hidden_size=40,
+        intermediate_size=72,
+        num_attention_heads=5,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=None,
+        tie_word_embeddings=False,
+    )
 
 
 def qwen2():  # GQA 3:1, chat template in the tokenizer config, pads left
-    return _lm(transformers.Qwen2Config, transformers.Qwen2ForCausalLM,
-               qwen_tok(template=chat_template("")), hidden_size=48, intermediate_size=96,
-               num_attention_heads=6, num_key_value_heads=2, tie_word_embeddings=True)
+    return _lm(
+        transformers.Qwen2Config,
+        transformers.Qwen2ForCausalLM,
+        qwen_tok(template=chat_template("")),
+        hidden_size=48,
+        intermediate_size=96,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
 
 
 def gemma2():  # head_dim 12 * 4 = 48 != hidden 40, GQA 2:1
-    return _lm(transformers.Gemma2Config, transformers.Gemma2ForCausalLM, gemma_tok(side="left"),
-               hidden_size=40, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
-               head_dim=12, query_pre_attn_scalar=12, sliding_window=32)
+    return _lm(
+        transformers.Gemma2Config,
+        transformers.Gemma2ForCausalLM,
+        gemma_tok(side="left"),
+        hidden_size=40,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=12,
+        query_pre_attn_scalar=12,
+        sliding_window=32,
+    )
 
 
 def phi3():  # GQA 1:1, untied
-    return _lm(transformers.Phi3Config, transformers.Phi3ForCausalLM, llama_tok(pad="<|endoftext|>"),
-               hidden_size=48, intermediate_size=64, num_attention_heads=4, num_key_value_heads=4,
-               tie_word_embeddings=False)
+    return _lm(
+        transformers.Phi3Config,
+        transformers.Phi3ForCausalLM,
+        llama_tok(pad="<|endoftext|>"),
+        hidden_size=48,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+    )
 
 
 def bert():  # saved as ForMaskedLM (the first zoo saves it bare)
     tok = bert_tokenizer()
-    cfg = transformers.BertConfig(vocab_size=_vocab(tok), hidden_size=48, num_hidden_layers=2,
-                                  num_attention_heads=3, intermediate_size=72, max_position_embeddings=96,
-                                  pad_token_id=tok.pad_token_id)
+    cfg = transformers.BertConfig(
+        vocab_size=_vocab(tok),
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=72,
+        max_position_embeddings=96,
+        pad_token_id=tok.pad_token_id,
+    )
     return transformers.BertForMaskedLM(cfg), tok
 
 
 def roberta():  # bare (the first zoo saves ForMaskedLM)
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok = _post(_bpe(specials, byte_level=True), "<s> $A </s>", "<s> $A </s> </s> $B </s>")
-    tok = transformers.RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                            sep_token="</s>", cls_token="<s>", pad_token="<pad>",
-                                            unk_token="<unk>", mask_token="<mask>")
-    cfg = transformers.RobertaConfig(vocab_size=_vocab(tok), hidden_size=40, num_hidden_layers=2,
-                                     num_attention_heads=5, intermediate_size=64, max_position_embeddings=100,
-                                     pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                                     eos_token_id=tok.eos_token_id)
+    tok = transformers.RobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+    cfg = transformers.RobertaConfig(
+        vocab_size=_vocab(tok),
+        hidden_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=5,
+        intermediate_size=64,
+        max_position_embeddings=100,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     return transformers.RobertaModel(cfg), tok
 
 
 def _t5(d_model, num_heads, d_kv, d_ff, decoder_layers, side="right"):
     tok = t5_tokenizer(side)
-    cfg = transformers.T5Config(vocab_size=_vocab(tok), d_model=d_model, d_kv=d_kv, num_heads=num_heads,
-                                d_ff=d_ff, num_layers=2, num_decoder_layers=decoder_layers,
-                                feed_forward_proj="gated-gelu", tie_word_embeddings=False,
-                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                                decoder_start_token_id=tok.pad_token_id)
+    cfg = transformers.T5Config(
+        vocab_size=_vocab(tok),
+        d_model=d_model,
+        d_kv=d_kv,
+        num_heads=num_heads,
+        d_ff=d_ff,
+        num_layers=2,
+        num_decoder_layers=decoder_layers,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
     return transformers.T5ForConditionalGeneration(cfg), tok
 
 
@@ -252,8 +417,14 @@ def flan_t5():  # Flan-T5-small shaped: 6 heads x 8 = 48 != d_model 32, pads lef
 
 
 # -- vision encoders (no training recipe: refused in one line) -------------------------------------
-V = dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=2,
-         image_size=24, patch_size=8)
+V = dict(
+    hidden_size=24,
+    intermediate_size=40,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=24,
+    patch_size=8,
+)
 
 
 def _clip_images(size=24, cls=transformers.CLIPImageProcessor, **kw):
@@ -261,37 +432,68 @@ def _clip_images(size=24, cls=transformers.CLIPImageProcessor, **kw):
 
 
 def clip():
-    tok = byte_tokenizer(transformers.CLIPTokenizerFast, "<|endoftext|>", "<|endoftext|>",
-                         ("<|startoftext|>",), bos="<|startoftext|>")
-    cfg = transformers.CLIPConfig(text_config=dict(vocab_size=_vocab(tok), hidden_size=32, num_hidden_layers=2,
-                                                   num_attention_heads=2, intermediate_size=48,
-                                                   max_position_embeddings=77),
-                                  vision_config=dict(V), projection_dim=12)
+    tok = byte_tokenizer(
+        transformers.CLIPTokenizerFast,
+        "<|endoftext|>",
+        "<|endoftext|>",
+        ("<|startoftext|>",),
+        bos="<|startoftext|>",
+    )
+    cfg = transformers.CLIPConfig(
+        text_config=dict(
+            vocab_size=_vocab(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(V),
+        projection_dim=12,
+    )
     return transformers.CLIPModel(cfg), transformers.CLIPProcessor(_clip_images(), tok)
 
 
 def siglip():
     tok = gemma_tok()
-    cfg = transformers.SiglipConfig(text_config=dict(vocab_size=_vocab(tok), hidden_size=32, num_hidden_layers=2,
-                                                     num_attention_heads=2, intermediate_size=48,
-                                                     max_position_embeddings=64),
-                                    vision_config=dict(V))
+    cfg = transformers.SiglipConfig(
+        text_config=dict(
+            vocab_size=_vocab(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=48,
+            max_position_embeddings=64,
+        ),
+        vision_config=dict(V),
+    )
     ip = transformers.SiglipImageProcessor(size={"height": 24, "width": 24})
     return transformers.SiglipModel(cfg), transformers.SiglipProcessor(ip, tok)
 
 
 def vit():
-    return (transformers.ViTModel(transformers.ViTConfig(**V)),
-            transformers.ViTImageProcessor(size={"height": 24, "width": 24}))
+    return (
+        transformers.ViTModel(transformers.ViTConfig(**V)),
+        transformers.ViTImageProcessor(size={"height": 24, "width": 24}),
+    )
 
 
 # -- image-text models --------------------------------------------------------------------------
 def blip():
     tok = bert_tokenizer()
     tok.add_special_tokens({"bos_token": "[DEC]"})
-    text = dict(vocab_size=_vocab(tok), hidden_size=40, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=64, encoder_hidden_size=24, max_position_embeddings=96,
-                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id)
+    text = dict(
+        vocab_size=_vocab(tok),
+        hidden_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        encoder_hidden_size=24,
+        max_position_embeddings=96,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        sep_token_id=tok.sep_token_id,
+    )
     cfg = transformers.BlipConfig(text_config=text, vision_config=dict(V), projection_dim=12)
     ip = transformers.BlipImageProcessor(size={"height": 24, "width": 24})
     return transformers.BlipForConditionalGeneration(cfg), transformers.BlipProcessor(ip, tok)
@@ -301,23 +503,49 @@ def blip2():
     tok = byte_tokenizer(transformers.GPT2TokenizerFast, "</s>", "<pad>", ("<image>",), bos="</s>")
     cfg = transformers.Blip2Config(
         vision_config=dict(V),
-        qformer_config=dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=40,
-                            encoder_hidden_size=24, vocab_size=_vocab(tok)),
-        text_config=transformers.OPTConfig(vocab_size=_vocab(tok), hidden_size=40, ffn_dim=64,
-                                           num_hidden_layers=2, num_attention_heads=4, word_embed_proj_dim=40,
-                                           max_position_embeddings=320, pad_token_id=tok.pad_token_id,
-                                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
-        num_query_tokens=3, image_token_index=tok.convert_tokens_to_ids("<image>"))
+        qformer_config=dict(
+            hidden_size=24,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=40,
+            encoder_hidden_size=24,
+            vocab_size=_vocab(tok),
+        ),
+        text_config=transformers.OPTConfig(
+            vocab_size=_vocab(tok),
+            hidden_size=40,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=40,
+            max_position_embeddings=320,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        ),
+        num_query_tokens=3,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
     ip = transformers.BlipImageProcessor(size={"height": 24, "width": 24})
-    return transformers.Blip2ForConditionalGeneration(cfg), transformers.Blip2Processor(ip, tok, num_query_tokens=3)
+    return transformers.Blip2ForConditionalGeneration(cfg), transformers.Blip2Processor(
+        ip, tok, num_query_tokens=3
+    )
 
 
 def _llama_text(tok, hidden=40, heads=4, kv=2):
-    return transformers.LlamaConfig(vocab_size=_vocab(tok), hidden_size=hidden, intermediate_size=64,
-                                    num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=kv,
-                                    max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
-                                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                    tie_word_embeddings=False)
+    return transformers.LlamaConfig(
+        vocab_size=_vocab(tok),
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=1024,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
 
 
 def _clip_vision():
@@ -326,23 +554,43 @@ def _clip_vision():
 
 def llava():  # "full" features (CLS too), chat template in the processor's own file
     tok = llama_tok(("<image>",))
-    cfg = transformers.LlavaConfig(vision_config=_clip_vision(), text_config=_llama_text(tok),
-                                   image_token_index=tok.convert_tokens_to_ids("<image>"),
-                                   vision_feature_layer=-2, vision_feature_select_strategy="full")
-    proc = transformers.LlavaProcessor(_clip_images(), tok, patch_size=8, vision_feature_select_strategy="full",
-                                       num_additional_image_tokens=1, chat_template=chat_template("<image>"))
+    cfg = transformers.LlavaConfig(
+        vision_config=_clip_vision(),
+        text_config=_llama_text(tok),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="full",
+    )
+    proc = transformers.LlavaProcessor(
+        _clip_images(),
+        tok,
+        patch_size=8,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=1,
+        chat_template=chat_template("<image>"),
+    )
     return transformers.LlavaForConditionalGeneration(cfg), proc
 
 
 def _llava_next(grid, template):
     tok = llama_tok(("<image>",), side="left")
-    cfg = transformers.LlavaNextConfig(vision_config=_clip_vision(), text_config=_llama_text(tok, 48, 6, 2),
-                                       image_token_index=tok.convert_tokens_to_ids("<image>"),
-                                       vision_feature_layer=-1, image_grid_pinpoints=grid,
-                                       vision_feature_select_strategy="default")
+    cfg = transformers.LlavaNextConfig(
+        vision_config=_clip_vision(),
+        text_config=_llama_text(tok, 48, 6, 2),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        image_grid_pinpoints=grid,
+        vision_feature_select_strategy="default",
+    )
     ip = _clip_images(cls=transformers.LlavaNextImageProcessor, image_grid_pinpoints=grid)
-    proc = transformers.LlavaNextProcessor(ip, tok, patch_size=8, vision_feature_select_strategy="default",
-                                           num_additional_image_tokens=1, chat_template=template)
+    proc = transformers.LlavaNextProcessor(
+        ip,
+        tok,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=template,
+    )
     return transformers.LlavaNextForConditionalGeneration(cfg), proc
 
 
@@ -357,11 +605,17 @@ def llava_next_chat():  # one-cell grid (no split), chat template
 def _idefics3(splitting: bool, template: str | None):
     extra = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>")
     tok = llama_tok(extra)
-    cfg = transformers.Idefics3Config(vision_config=dict(V, model_type="idefics3_vision"),
-                                      text_config=_llama_text(tok, 48, 4, 1), scale_factor=3,
-                                      image_token_id=tok.convert_tokens_to_ids("<image>"))
-    ip = transformers.Idefics3ImageProcessor(do_image_splitting=splitting, size={"longest_edge": 48 if splitting else 24},
-                                             max_image_size={"longest_edge": 24})
+    cfg = transformers.Idefics3Config(
+        vision_config=dict(V, model_type="idefics3_vision"),
+        text_config=_llama_text(tok, 48, 4, 1),
+        scale_factor=3,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+    )
+    ip = transformers.Idefics3ImageProcessor(
+        do_image_splitting=splitting,
+        size={"longest_edge": 48 if splitting else 24},
+        max_image_size={"longest_edge": 24},
+    )
     proc = transformers.Idefics3Processor(ip, tok, image_seq_len=1, chat_template=template)
     return transformers.Idefics3ForConditionalGeneration(cfg), proc
 
@@ -371,21 +625,37 @@ def idefics3():  # no image splitting, no chat template
 
 
 def idefics3_chat():  # image splitting, chat template
-    return _idefics3(True, chat_template("<image>").replace("\n{% endfor %}", "<end_of_utterance>\n{% endfor %}"))
+    return _idefics3(
+        True, chat_template("<image>").replace("\n{% endfor %}", "<end_of_utterance>\n{% endfor %}")
+    )
 
 
 def paligemma(side: str = "left"):  # no chat template (as PaliGemma ships), head_dim 12 != 40 / 4
     tok = gemma_tok(("<image>",), side=side)
     cfg = transformers.PaliGemmaConfig(
         vision_config=dict(V, model_type="siglip_vision_model", projection_dim=40),
-        text_config=dict(model_type="gemma", vocab_size=_vocab(tok), hidden_size=40, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=12,
-                         max_position_embeddings=320, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
-        image_token_index=tok.convert_tokens_to_ids("<image>"), projection_dim=40)
+        text_config=dict(
+            model_type="gemma",
+            vocab_size=_vocab(tok),
+            hidden_size=40,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=12,
+            max_position_embeddings=320,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        ),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        projection_dim=40,
+    )
     ip = transformers.SiglipImageProcessor(size={"height": 24, "width": 24})
     ip.image_seq_length = 9  # (24 / 8) ** 2
-    return transformers.PaliGemmaForConditionalGeneration(cfg), transformers.PaliGemmaProcessor(ip, tok)
+    return transformers.PaliGemmaForConditionalGeneration(cfg), transformers.PaliGemmaProcessor(
+        ip, tok
+    )
 
 
 class QwenFolder:
@@ -411,16 +681,37 @@ def _qwen2_vl(template: str | None):
     tok = qwen_tok(marks, template=template)
     ids = {m: tok.convert_tokens_to_ids(m) for m in marks}
     cfg = transformers.Qwen2VLConfig(
-        text_config=dict(vocab_size=_vocab(tok), hidden_size=48, intermediate_size=80, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 2, 2]},
-                         bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        vision_config=dict(depth=2, embed_dim=24, hidden_size=48, num_heads=2, mlp_ratio=2, patch_size=8,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    ip = transformers.Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2,
-                                            min_pixels=16 * 16, max_pixels=48 * 48)
+        text_config=dict(
+            vocab_size=_vocab(tok),
+            hidden_size=48,
+            intermediate_size=80,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 2, 2]},
+            bos_token_id=None,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=24,
+            hidden_size=48,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    ip = transformers.Qwen2VLImageProcessor(
+        patch_size=8, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16, max_pixels=48 * 48
+    )
     return transformers.Qwen2VLForConditionalGeneration(cfg), QwenFolder(tok, ip)
 
 
@@ -434,18 +725,29 @@ def qwen2_vl_tokenizer_template():  # the chat template only in tokenizer_config
 
 # case -> (architecture of the compatibility table, builder, task trained; None: refused)
 CASES = {
-    "gpt2": ("gpt2", gpt2, "vqa"), "llama": ("llama", llama, "vqa"), "qwen2": ("qwen2", qwen2, "vqa"),
-    "mistral": ("mistral", mistral, "vqa"), "gemma2": ("gemma2", gemma2, "vqa"), "phi3": ("phi3", phi3, "vqa"),
-    "bert": ("bert", bert, "vqa"), "roberta": ("roberta", roberta, "vqa"),
-    "t5_v11": ("t5", t5_v11, "vqa"), "flan_t5": ("t5", flan_t5, "vqa"),
-    "clip": ("clip", clip, None), "siglip": ("siglip", siglip, None), "vit": ("vit", vit, None),
-    "blip": ("blip", blip, "vqa"), "blip2": ("blip2", blip2, "captioning"),
+    "gpt2": ("gpt2", gpt2, "vqa"),
+    "llama": ("llama", llama, "vqa"),
+    "qwen2": ("qwen2", qwen2, "vqa"),
+    "mistral": ("mistral", mistral, "vqa"),
+    "gemma2": ("gemma2", gemma2, "vqa"),
+    "phi3": ("phi3", phi3, "vqa"),
+    "bert": ("bert", bert, "vqa"),
+    "roberta": ("roberta", roberta, "vqa"),
+    "t5_v11": ("t5", t5_v11, "vqa"),
+    "flan_t5": ("t5", flan_t5, "vqa"),
+    "clip": ("clip", clip, None),
+    "siglip": ("siglip", siglip, None),
+    "vit": ("vit", vit, None),
+    "blip": ("blip", blip, "vqa"),
+    "blip2": ("blip2", blip2, "captioning"),
     "llava": ("llava", llava, "vqa"),
-    "llava_next": ("llava_next", llava_next, "vqa"), "llava_next_chat": ("llava_next", llava_next_chat, "vqa"),
+    "llava_next": ("llava_next", llava_next, "vqa"),
+    "llava_next_chat": ("llava_next", llava_next_chat, "vqa"),
     "qwen2_vl": ("qwen2_vl", qwen2_vl, "vqa"),
     "qwen2_vl_tokenizer_template": ("qwen2_vl", qwen2_vl_tokenizer_template, "vqa"),
     "paligemma": ("paligemma", paligemma, "vqa"),
-    "idefics3": ("idefics3", idefics3, "vqa"), "idefics3_chat": ("idefics3", idefics3_chat, "captioning"),
+    "idefics3": ("idefics3", idefics3, "vqa"),
+    "idefics3_chat": ("idefics3", idefics3_chat, "captioning"),
 }
 
 

@@ -32,6 +32,7 @@ that docs/methods.md holds that table -- a cell may differ only as ✗ with its 
 below the table -- and that every architecture and method the tests parametrize is a row /
 column, and every cell is trained by a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,26 +44,54 @@ import pytest
 DOC = Path(__file__).resolve().parents[2] / "docs" / "methods.md"
 START, END = "<!-- arch-method-table:start -->", "<!-- arch-method-table:end -->"
 HERE = Path(__file__).resolve().parent
-TESTS = [str(HERE / "test_train_zoo_archs.py") + "::test_every_method_trains_and_reloads",
-         str(HERE / "test_train_zoo_archs.py") + "::test_full_fine_tuning_lowers_the_loss",
-         str(HERE / "test_towers_untouched.py"),
-         str(HERE / "test_classify.py") + "::test_every_method_lowers_the_t5_loss_over_20_steps",
-         str(HERE / "test_classify.py") + "::test_every_method_trains_its_own_parameters_beside_the_new_head",
-         str(HERE / "test_loss_decrease_text.py"),
-         str(HERE.parent / "methods" / "test_zoo_sites.py")]
-ROWS = {"gemma2": "Gemma2 (causal LM, text VQA)", "phi3": "Phi-3 (causal LM, text VQA)",
-        "t5": "T5 / FLAN-T5 (text-to-text VQA, classify)",
-        "roberta": "RoBERTa `ForMaskedLM` (new head: VQA, classify)",
-        "bert": "BERT bare `BertModel` / `ForMaskedLM` (new head: VQA, classify)",
-        "blip2": "BLIP-2, OPT LM (captioning, VQA)", "blip2_t5": "BLIP-2, T5 LM (VQA)",
-        "instructblip": "InstructBLIP, Llama LM (captioning, VQA)",
-        "paligemma": "PaliGemma (captioning, VQA)", "idefics3": "Idefics3 / SmolVLM (chat VQA)",
-        "llava_next": "LLaVA-NeXT (chat VQA)", "qwen2_vl": "Qwen2-VL (chat VQA, no torchvision)"}
-COLUMNS = ("full", "lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink",
-           "pt_lora", "pt_adapter")
+TESTS = [
+    str(HERE / "test_train_zoo_archs.py") + "::test_every_method_trains_and_reloads",
+    str(HERE / "test_train_zoo_archs.py") + "::test_full_fine_tuning_lowers_the_loss",
+    str(HERE / "test_towers_untouched.py"),
+    str(HERE / "test_classify.py") + "::test_every_method_lowers_the_t5_loss_over_20_steps",
+    str(HERE / "test_classify.py")
+    + "::test_every_method_trains_its_own_parameters_beside_the_new_head",
+    str(HERE / "test_loss_decrease_text.py"),
+    str(HERE.parent / "methods" / "test_zoo_sites.py"),
+]
+ROWS = {
+    "gemma2": "Gemma2 (causal LM, text VQA)",
+    "phi3": "Phi-3 (causal LM, text VQA)",
+    "t5": "T5 / FLAN-T5 (text-to-text VQA, classify)",
+    "roberta": "RoBERTa `ForMaskedLM` (new head: VQA, classify)",
+    "bert": "BERT bare `BertModel` / `ForMaskedLM` (new head: VQA, classify)",
+    "blip2": "BLIP-2, OPT LM (captioning, VQA)",
+    "blip2_t5": "BLIP-2, T5 LM (VQA)",
+    "instructblip": "InstructBLIP, Llama LM (captioning, VQA)",
+    "paligemma": "PaliGemma (captioning, VQA)",
+    "idefics3": "Idefics3 / SmolVLM (chat VQA)",
+    "llava_next": "LLaVA-NeXT (chat VQA)",
+    "qwen2_vl": "Qwen2-VL (chat VQA, no torchvision)",
+}
+COLUMNS = (
+    "full",
+    "lora",
+    "adapter",
+    "adapter-parallel",
+    "prefix",
+    "prompt",
+    "ia3",
+    "adalink",
+    "pt_lora",
+    "pt_adapter",
+)
 # the methods whose exact counts test_zoo_sites.py computes by hand (not full: it trains all)
-COUNTED = ("lora", "adapter", "adapter-parallel", "prefix", "prompt", "ia3", "adalink", "pt_lora",
-           "pt_adapter")
+COUNTED = (
+    "lora",
+    "adapter",
+    "adapter-parallel",
+    "prefix",
+    "prompt",
+    "ia3",
+    "adalink",
+    "pt_lora",
+    "pt_adapter",
+)
 TRAINS = "test_every_method_trains_and_reloads"
 TOWERS = "test_peft_lowers_the_loss_and_leaves_the_other_towers_exactly_unchanged"
 TEXT_LMS = "test_peft_lowers_the_loss_on_text_lms"
@@ -120,7 +149,9 @@ def collect() -> dict:
 
     collected = _Collected()
     with contextlib.redirect_stdout(io.StringIO()) as out:  # the collected ids: not the table
-        code = pytest.main(["-q", "--collect-only", "-p", "no:cacheprovider", *TESTS], plugins=[collected])
+        code = pytest.main(
+            ["-q", "--collect-only", "-p", "no:cacheprovider", *TESTS], plugins=[collected]
+        )
     if code != 0:
         print(out.getvalue()[-3000:], file=sys.stderr)
     if code != 0 or not collected.results:
@@ -137,7 +168,10 @@ def problems(res: dict) -> list[str]:
     for column in sorted({m for _, m in trained} - set(COLUMNS)):
         out.append(f"{TRAINS} trains method {column!r}, which has no column (COLUMNS)")
     for name, a, m in sorted(res, key=str):
-        if name in (TOWERS, TEXT_LMS, FULL, "test_trainable_counts_and_identity_at_init") and a not in ROWS:
+        if (
+            name in (TOWERS, TEXT_LMS, FULL, "test_trainable_counts_and_identity_at_init")
+            and a not in ROWS
+        ):
             out.append(f"{name} covers architecture {a!r}, which has no row (ROWS)")
         if name == ENCODER_LOSS and _encoder_rows().get(a) not in ROWS:
             out.append(f"{name} covers encoder {a!r}, which maps to no row (ENCODERS)")
@@ -190,24 +224,30 @@ def render(res: dict) -> str:
     head = "| architecture (task recipe) | " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
     for arch, label in ROWS.items():
-        lines.append(f"| {label} | " + " | ".join(_cell(res, arch, c, notes) for c in COLUMNS) + " |")
+        lines.append(
+            f"| {label} | " + " | ".join(_cell(res, arch, c, notes) for c in COLUMNS) + " |"
+        )
     import torch
     import transformers
 
-    out = [f"Generated by `python -m tests.training.method_table` from the tests it names "
-           f"(transformers {transformers.__version__}, torch {torch.__version__}); do not edit by hand. "
-           "`trains` = trains 2 steps, evaluates (cached = uncached decoding) and reloads to "
-           "bit-identical losses (full FT also lowers the loss); `↓` = the loss falls over 20 "
-           "steps on a fixed batch (BERT: on a bare and a `ForMaskedLM` folder; BERT and RoBERTa: "
-           "the method's own parameters carry part of the drop, not only the new head; PT-PEFT: "
-           "over both stages, 10 + 10 steps, and within stage 2 too, the stage-2 LoRA / adapter "
-           "weights leaving their zero init); `=1` = `compare base RUN` gives CKA exactly 1 on the untouched vision tower "
-           "(and Q-Former) and < 1 on the language model -- not claimed for full, whose recipe "
-           "trains every weight (`freeze_vision=False`), the vision tower and Q-Former included "
-           "(checked: CKA < 1 there too); `#` = exact trainable count by hand from the model's "
-           "dimensions (PT-PEFT: prefix + LoRA / adapter, trained over both stages) and identity "
-           "at init where promised (not by PT-PEFT: its prefix changes the outputs). "
-           "`adapter-parallel` = `placement=\"parallel\"` (feed-forward side).", "", *lines]
+    out = [
+        f"Generated by `python -m tests.training.method_table` from the tests it names "
+        f"(transformers {transformers.__version__}, torch {torch.__version__}); do not edit by hand. "
+        "`trains` = trains 2 steps, evaluates (cached = uncached decoding) and reloads to "
+        "bit-identical losses (full FT also lowers the loss); `↓` = the loss falls over 20 "
+        "steps on a fixed batch (BERT: on a bare and a `ForMaskedLM` folder; BERT and RoBERTa: "
+        "the method's own parameters carry part of the drop, not only the new head; PT-PEFT: "
+        "over both stages, 10 + 10 steps, and within stage 2 too, the stage-2 LoRA / adapter "
+        "weights leaving their zero init); `=1` = `compare base RUN` gives CKA exactly 1 on the untouched vision tower "
+        "(and Q-Former) and < 1 on the language model -- not claimed for full, whose recipe "
+        "trains every weight (`freeze_vision=False`), the vision tower and Q-Former included "
+        "(checked: CKA < 1 there too); `#` = exact trainable count by hand from the model's "
+        "dimensions (PT-PEFT: prefix + LoRA / adapter, trained over both stages) and identity "
+        "at init where promised (not by PT-PEFT: its prefix changes the outputs). "
+        '`adapter-parallel` = `placement="parallel"` (feed-forward side).',
+        "",
+        *lines,
+    ]
     if notes:
         out += ["", "Failures:", "", *notes]
     return "\n".join(out)
@@ -216,11 +256,17 @@ def render(res: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stdout", action="store_true", help="print the table instead of writing it")
-    p.add_argument("--expected", action="store_true",
-                   help="print the table every cell would get if all its tests passed (collects the "
-                        "tests without running them: seconds) and any row / column / coverage problem")
-    p.add_argument("-k", default=None, help="pytest -k expression: a partial table, for a quick look "
-                                            "(--stdout only)")
+    p.add_argument(
+        "--expected",
+        action="store_true",
+        help="print the table every cell would get if all its tests passed (collects the "
+        "tests without running them: seconds) and any row / column / coverage problem",
+    )
+    p.add_argument(
+        "-k",
+        default=None,
+        help="pytest -k expression: a partial table, for a quick look (--stdout only)",
+    )
     args = p.parse_args(argv)
     if args.k and not args.stdout:
         p.error("-k makes a partial table: use it with --stdout")
@@ -231,8 +277,10 @@ def main(argv=None) -> int:
             print(f"problem: {line}", file=sys.stderr)
         return 1 if problems(res) else 0
     collector = _Collector()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", *(["-k", args.k] if args.k else []), *TESTS],
-                       plugins=[collector])
+    code = pytest.main(
+        ["-q", "-p", "no:cacheprovider", *(["-k", args.k] if args.k else []), *TESTS],
+        plugins=[collector],
+    )
     if not collector.results:
         print(f"no test ran (pytest exit {code})", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ any edit elsewhere it is listed, builds, keeps the layer names, trains with its 
 default learning rate, gets its own colour and marker in figures, saves and reloads as a
 run folder, and `compare` measures it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -94,8 +95,9 @@ def test_the_new_method_trains_saves_reloads_and_is_measured(toy_method, tiny_ba
     from tests.training.conftest import small_config
 
     base = tiny_base("blip")
-    result = train(small_config(base, tmp_path, method=toy_method, task="captioning", lr=None,
-                                steps=4))
+    result = train(
+        small_config(base, tmp_path, method=toy_method, task="captioning", lr=None, steps=4)
+    )
     assert result.finished and result.config.resolved_lr() == 2e-2
     trained = {n for n, p in result.model.named_parameters() if p.requires_grad}
     assert trained and all(n.endswith("toy_scale.log_scale") for n in trained)
@@ -106,8 +108,25 @@ def test_the_new_method_trains_saves_reloads_and_is_measured(toy_method, tiny_ba
         if n in trained:
             torch.testing.assert_close(reloaded[n].detach(), p.detach().cpu(), rtol=0, atol=0)
     out = tmp_path / "report"
-    assert main(["compare", base, str(result.run_dir), "-o", str(out), "--metrics", "linear_cka",
-                 "--num-samples", "16", "--embedding", "none", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                base,
+                str(result.run_dir),
+                "-o",
+                str(out),
+                "--metrics",
+                "linear_cka",
+                "--num-samples",
+                "16",
+                "--embedding",
+                "none",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((out / "report.json").read_text())["results"]
     text = [r["metrics"]["linear_cka"] for r in rows if r["layer"].startswith("text_")]
     assert text and min(text) < 1.0 - 1e-9  # the learned scales moved the representation

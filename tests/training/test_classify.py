@@ -4,6 +4,7 @@ classify` on a user's encoder folder (bare BERT as sentence-transformers saves i
 *ForMaskedLM), on T5 (label as text) and on causal LMs (GPT-2, Llama: a head on the last
 non-pad token, no pad token needed), the refusals, and every method lowering the loss over
 20 steps on a fixed batch."""
+
 import json
 import re
 
@@ -57,14 +58,18 @@ def test_sentence_records_labels_forms_and_held_out_scenes():
         found = re.findall(rf"\b(?:small|large) ({colours}) ", r["caption"])
         assert 1 <= len(found) <= 3, r
         starts = (r["question_type"] == "leftmost") == (_phrasing(r["caption"]) == "left-to-right")
-        assert r["answer"] == (found[0] if starts else found[-1]) and r["answers"] == [r["answer"]], r
+        assert r["answer"] == (found[0] if starts else found[-1]) and r["answers"] == [
+            r["answer"]
+        ], r
         first_wrong += r["answer"] != found[0]
         last_wrong += r["answer"] != found[-1]
         assert not r["text"].startswith("there are")
     assert first_wrong and last_wrong  # neither end alone answers: the question and phrasing matter
     assert len({r["answer"] for r in train_r}) == 5
     pairs = {(r["question_type"], _phrasing(r["caption"])) for r in test_r}
-    assert len(pairs) == 4 and pairs == {(r["question_type"], _phrasing(r["caption"])) for r in train_r}
+    assert len(pairs) == 4 and pairs == {
+        (r["question_type"], _phrasing(r["caption"])) for r in train_r
+    }
     forms = {r["id"].rsplit("/", 1)[1] for r in test_r}
     assert forms == {"0", "1"}  # both forms are tested
     assert not {r["caption"] for r in train_r} & {r["caption"] for r in test_r}
@@ -79,25 +84,53 @@ def test_sentence_labels_are_the_scene_ends_colours():
     for r in sentence_records(world, "train"):
         scene = world.scene("train", int(r["id"].split("/")[2]))
         cols = [o.col for o in scene.objects]
-        want = scene.objects[cols.index(min(cols)) if r["question_type"] == "leftmost"
-                             else len(cols) - 1 - cols[::-1].index(max(cols))].color
+        want = scene.objects[
+            cols.index(min(cols))
+            if r["question_type"] == "leftmost"
+            else len(cols) - 1 - cols[::-1].index(max(cols))
+        ].color
         assert r["answer"] == want == end_color(scene, r["question_type"]), r
     with pytest.raises(ValueError, match="end must be one of"):
         end_color(scene, "topmost")
 
 
-@pytest.mark.parametrize("arch,kind", [("bert", "encoder-classification"),
-                                       ("roberta", "encoder-classification"),
-                                       ("t5", "text-to-text"),
-                                       ("gpt2", "causal-lm-classification"),
-                                       ("llama", "causal-lm-classification")])
+@pytest.mark.parametrize(
+    "arch,kind",
+    [
+        ("bert", "encoder-classification"),
+        ("roberta", "encoder-classification"),
+        ("t5", "text-to-text"),
+        ("gpt2", "causal-lm-classification"),
+        ("llama", "causal-lm-classification"),
+    ],
+)
 def test_cli_train_classify_on_a_user_folder(folder, tmp_path, capsys, arch, kind):
     from repspace.cli import main
 
     out = tmp_path / "run"
-    rc = main(["train", "--base", folder(arch), "--method", "lora", "--task", "classify",
-               "--steps", "2", "--n-train", "4", "--n-eval", "4", "--batch-size", "8",
-               "--option", "r=2", "--output", str(out)])
+    rc = main(
+        [
+            "train",
+            "--base",
+            folder(arch),
+            "--method",
+            "lora",
+            "--task",
+            "classify",
+            "--steps",
+            "2",
+            "--n-train",
+            "4",
+            "--n-eval",
+            "4",
+            "--batch-size",
+            "8",
+            "--option",
+            "r=2",
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     manifest = json.loads((out / "repspace_manifest.json").read_text())
     assert manifest["task"] == "classify" and manifest["task_kind"] == kind
@@ -119,9 +152,22 @@ def test_classify_is_refused_in_one_line_where_no_recipe_exists(folder, arch):
 
 def _config(base, tmp_path, method, **kw):
     # 6 scenes -> 12 sentences, batch 64: every step sees the same fixed set, so losses compare
-    args = dict(base=base, method=method, method_options=_options(method), task="classify",
-                n_train=6, n_eval=2, steps=20, batch_size=64, lr=1e-2, warmup_ratio=0.0,
-                schedule="constant", seed=0, save_every=100, output_dir=str(tmp_path / method))
+    args = dict(
+        base=base,
+        method=method,
+        method_options=_options(method),
+        task="classify",
+        n_train=6,
+        n_eval=2,
+        steps=20,
+        batch_size=64,
+        lr=1e-2,
+        warmup_ratio=0.0,
+        schedule="constant",
+        seed=0,
+        save_every=100,
+        output_dir=str(tmp_path / method),
+    )
     args.update(kw)
     return TrainConfig(**args)
 
@@ -141,8 +187,13 @@ def test_every_method_lowers_the_t5_loss_over_20_steps(folder, tmp_path, method)
     name, options = _method(method)
     lr = {"full": 1e-3}.get(name, 1e-2)
     if name == "prompt":  # a few input vectors of a random 32-wide T5 barely move its loss (dropout
-        options, lr = {**options, "num_virtual_tokens": 8}, 0.3  # noise ~0.1): more of them, a larger step
-    result = train(_config(folder("t5"), tmp_path, name, method_options=options, lr=lr), progress=False)
+        options, lr = (
+            {**options, "num_virtual_tokens": 8},
+            0.3,
+        )  # noise ~0.1): more of them, a larger step
+    result = train(
+        _config(folder("t5"), tmp_path, name, method_options=options, lr=lr), progress=False
+    )
     losses = result.losses
     assert len(losses) == 20 and all(torch.isfinite(torch.tensor(losses)))
     assert min(losses[-3:]) < losses[0] - 0.05, losses
@@ -156,14 +207,18 @@ def _record_trainable_at_init(monkeypatch, task_class) -> list[dict]:
 
     def after_apply(self, model):
         original(self, model)
-        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+        snapshots.append(
+            {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        )
 
     monkeypatch.setattr(task_class, "after_apply", after_apply)
     return snapshots
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_its_own_parameters_beside_the_new_head(folder, tmp_path, monkeypatch, method):
+def test_every_method_trains_its_own_parameters_beside_the_new_head(
+    folder, tmp_path, monkeypatch, method
+):
     """RoBERTa *ForMaskedLM gets a fresh head; the method's own parameters (not only the
     head) move from their values when they were made trainable, and the losses stay finite.
     (The loss-decrease check for every method on BERT and RoBERTa is
@@ -174,8 +229,16 @@ def test_every_method_trains_its_own_parameters_beside_the_new_head(folder, tmp_
 
     snapshots = _record_trainable_at_init(monkeypatch, EncoderClassificationTask)
     name, options = _method(method)
-    result = train(_config(folder("roberta"), tmp_path, name, method_options=options,
-                           lr=1e-3 if name == "full" else 1e-2), progress=False)
+    result = train(
+        _config(
+            folder("roberta"),
+            tmp_path,
+            name,
+            method_options=options,
+            lr=1e-3 if name == "full" else 1e-2,
+        ),
+        progress=False,
+    )
     assert all(torch.isfinite(torch.tensor(result.losses)))
     if name in ("full", "lora"):
         assert min(result.losses[-3:]) < result.losses[0] - 0.05, result.losses
@@ -192,7 +255,9 @@ CAUSAL = ("gpt2", "llama")
 
 @pytest.mark.parametrize("arch", CAUSAL)
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_a_causal_lm_head_and_its_own_parameters(folder, tmp_path, monkeypatch, arch, method):
+def test_every_method_trains_a_causal_lm_head_and_its_own_parameters(
+    folder, tmp_path, monkeypatch, arch, method
+):
     """Every method trains on GPT-2 and Llama (no pad token); the head is exactly
     ``hidden x n_labels`` (no bias, as transformers' score head), trainable beside the
     method's own parameters, which move; full and LoRA lower the loss over 20 steps."""
@@ -201,8 +266,16 @@ def test_every_method_trains_a_causal_lm_head_and_its_own_parameters(folder, tmp
 
     snapshots = _record_trainable_at_init(monkeypatch, CausalClassificationTask)
     name, options = _method(method)
-    result = train(_config(folder(arch), tmp_path, name, method_options=options,
-                           lr=1e-3 if name == "full" else 1e-2), progress=False)
+    result = train(
+        _config(
+            folder(arch),
+            tmp_path,
+            name,
+            method_options=options,
+            lr=1e-3 if name == "full" else 1e-2,
+        ),
+        progress=False,
+    )
     assert result.manifest["task_kind"] == "causal-lm-classification"
     assert len(result.losses) == 20 and all(torch.isfinite(torch.tensor(result.losses)))
     if name in ("full", "lora"):
@@ -231,15 +304,39 @@ def test_causal_head_reloads_and_compare_sees_the_tuned_blocks(folder, tmp_path,
     task = _task(run.model, run.processor, result.manifest)
     enc = task.encode(_records(), train=False)
     with torch.no_grad():
-        torch.testing.assert_close(task.logits(run.model, enc.batch(torch.arange(enc.n))),
-                                   task.logits(result.model.eval(), enc.batch(torch.arange(enc.n))))
-    res = compare(base, [str(result.run_dir)], num_samples=8, batch_size=8, sample_rows=8, progress=False,
-                  distributed=False, embedding="none")
+        torch.testing.assert_close(
+            task.logits(run.model, enc.batch(torch.arange(enc.n))),
+            task.logits(result.model.eval(), enc.batch(torch.arange(enc.n))),
+        )
+    res = compare(
+        base,
+        [str(result.run_dir)],
+        num_samples=8,
+        batch_size=8,
+        sample_rows=8,
+        progress=False,
+        distributed=False,
+        embedding="none",
+    )
     ckas = {layer: res.metrics[res.tuned_names[0]][layer]["linear_cka"] for layer in res.layers}
     assert ckas and not any("adapter_" in k for k in ckas), list(ckas)
     assert min(ckas.values()) < 1 - 1e-6, ckas
-    assert main(["compare", base, str(result.run_dir), "--num-samples", "8", "--batch-size", "8",
-                 "--output", str(tmp_path / "cmp")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                base,
+                str(result.run_dir),
+                "--num-samples",
+                "8",
+                "--batch-size",
+                "8",
+                "--output",
+                str(tmp_path / "cmp"),
+            ]
+        )
+        == 0
+    )
 
 
 def _task(model, processor, manifest):
@@ -268,14 +365,21 @@ def test_causal_prediction_does_not_depend_on_padding_side_or_batch(folder, tmp_
     right = enc.batch(torch.arange(enc.n))
     lens = right["attention_mask"].sum(1)
     assert len(set(lens.tolist())) > 1  # the batch really is padded
-    left = {k: torch.stack([torch.roll(row, int(row.shape[0] - n)) for row, n in zip(v, lens)])
-            for k, v in right.items() if k in ("input_ids", "attention_mask")}
+    left = {
+        k: torch.stack([torch.roll(row, int(row.shape[0] - n)) for row, n in zip(v, lens)])
+        for k, v in right.items()
+        if k in ("input_ids", "attention_mask")
+    }
     assert bool((left["attention_mask"][:, -1] == 1).all())
     with torch.no_grad():
         a = task.logits(model, right)
         b = task.logits(model, left)
-        alone = torch.cat([task.logits(model, {k: right[k][i:i + 1, :int(lens[i])] for k in left})
-                           for i in range(enc.n)])
+        alone = torch.cat(
+            [
+                task.logits(model, {k: right[k][i : i + 1, : int(lens[i])] for k in left})
+                for i in range(enc.n)
+            ]
+        )
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(a, alone, atol=1e-5, rtol=1e-4)
 
@@ -298,7 +402,11 @@ def test_the_causal_recipe_covers_the_other_decoder_families(folder, arch):
     enc = task.encode(records, train=False)
     right = enc.batch(torch.arange(enc.n))
     lens = right["attention_mask"].sum(1)
-    left = {k: torch.stack([torch.roll(row, int(row.shape[0] - n)) for row, n in zip(right[k], lens)])
-            for k in ("input_ids", "attention_mask")}
+    left = {
+        k: torch.stack([torch.roll(row, int(row.shape[0] - n)) for row, n in zip(right[k], lens)])
+        for k in ("input_ids", "attention_mask")
+    }
     with torch.no_grad():
-        torch.testing.assert_close(task.logits(model, right), task.logits(model, left), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            task.logits(model, right), task.logits(model, left), atol=1e-5, rtol=1e-4
+        )

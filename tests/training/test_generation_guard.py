@@ -1,5 +1,6 @@
 """The training evaluation guard end to end: a run whose cached decoding is wrong fails at
 evaluation with one line naming the method, instead of writing a wrong score."""
+
 import pytest
 
 from repspace.methods.generation import CachedGenerationMismatch

@@ -11,6 +11,7 @@ By default a representative subset runs (every failure class, each of the three 
 refusal: 9 cells, ~30 s); ``REPSPACE_FULL_SWEEP=1`` runs every case x LoRA, prefix, AdaLink
 and every other registered method too (docs/methods.md, "Independently built checkpoints").
 """
+
 import math
 import os
 
@@ -42,17 +43,30 @@ def _methods() -> list[str]:
     from repspace.methods import available_methods
 
     return list(METHODS) + ([m for m in available_methods() if m not in METHODS] if FULL else [])
+
+
 # what runs without REPSPACE_FULL_SWEEP: each failure class of issue 31 and each method
-DEFAULT = {("t5_v11", "lora"), ("flan_t5", "prefix"), ("llava_next", "lora"), ("idefics3", "adalink"),
-           ("qwen2_vl", "lora"), ("paligemma", "prefix"), ("qwen2_vl_tokenizer_template", "adalink"),
-           ("gemma2", "prefix"), ("vit", "lora")}
+DEFAULT = {
+    ("t5_v11", "lora"),
+    ("flan_t5", "prefix"),
+    ("llava_next", "lora"),
+    ("idefics3", "adalink"),
+    ("qwen2_vl", "lora"),
+    ("paligemma", "prefix"),
+    ("qwen2_vl_tokenizer_template", "adalink"),
+    ("gemma2", "prefix"),
+    ("vit", "lora"),
+}
 
 
 def _cells():
     for case in CASES:
         for method in _methods():
-            marks = () if FULL or (case, method) in DEFAULT else (
-                pytest.mark.skip(reason="the full sweep runs with REPSPACE_FULL_SWEEP=1"),)
+            marks = (
+                ()
+                if FULL or (case, method) in DEFAULT
+                else (pytest.mark.skip(reason="the full sweep runs with REPSPACE_FULL_SWEEP=1"),)
+            )
             yield pytest.param(case, method, id=f"{case}-{method}", marks=marks)
 
 
@@ -70,9 +84,23 @@ def folder(tmp_path_factory):
 
 def config(base: str, out, task: str, method: str, **kw) -> TrainConfig:
     # batch 2 of a dozen questions: batches shorter than the longest row, as in real runs
-    args = dict(base=base, method=method, method_options=_options(method), task=task, n_train=2,
-                n_eval=1, image_size=18, steps=2, batch_size=2, lr=1e-3, warmup_ratio=0.0, seed=0,
-                save_every=10, max_new_tokens=2, output_dir=str(out))
+    args = dict(
+        base=base,
+        method=method,
+        method_options=_options(method),
+        task=task,
+        n_train=2,
+        n_eval=1,
+        image_size=18,
+        steps=2,
+        batch_size=2,
+        lr=1e-3,
+        warmup_ratio=0.0,
+        seed=0,
+        save_every=10,
+        max_new_tokens=2,
+        output_dir=str(out),
+    )
     args.update(kw)
     return TrainConfig(**args)
 
@@ -89,8 +117,16 @@ def test_trains_then_compares_or_is_refused_in_one_line(folder, tmp_path, case, 
     result = train(config(base, tmp_path / "run", task, method), progress=False)
     assert result.finished and len(result.losses) == 2
     assert all(torch.isfinite(torch.tensor(result.losses))), result.losses
-    res = compare(base, [str(result.run_dir)], num_samples=8, batch_size=8, sample_rows=8,
-                  progress=False, distributed=False, embedding="none")
+    res = compare(
+        base,
+        [str(result.run_dir)],
+        num_samples=8,
+        batch_size=8,
+        sample_rows=8,
+        progress=False,
+        distributed=False,
+        embedding="none",
+    )
     name = res.tuned_names[0]
     ckas = [res.metrics[name][layer]["linear_cka"] for layer in res.layers]
     assert ckas and not any(math.isnan(c) for c in ckas), ckas  # compared

@@ -10,6 +10,7 @@
 - Ctrl-C says which step was saved and prints the exact command that resumes; ``pt_lora``
   prints the count the manifest records, per stage.
 """
+
 import json
 import shlex
 
@@ -66,19 +67,36 @@ def test_a_non_contiguous_field_is_repspaces_error_not_the_models():
     ids = torch.ones(2, 5, dtype=torch.long)
     labels = torch.ones(2, 8, dtype=torch.long)[:, :4]
     with pytest.raises(InputBuildError) as exc:
-        check_batch(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+        check_batch(
+            model, {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+        )
     message, code = classify(exc.value)
     assert code == 1 and "'labels'" in message and "not contiguous" in message
     assert "please report" in message and "--debug" in message
     assert "model's own code" not in message
 
 
-@pytest.mark.parametrize("batch,field", [
-    ({"input_ids": torch.ones(2, 3), "attention_mask": torch.ones(2, 3, dtype=torch.long)}, "input_ids"),
-    ({"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 4, dtype=torch.long)},
-     "attention_mask"),
-    ({"input_ids": torch.ones(2, 3, dtype=torch.long), "labels": torch.full((2, 3), -5)}, "labels"),
-], ids=["float-ids", "mask-shape", "negative-label"])
+@pytest.mark.parametrize(
+    "batch,field",
+    [
+        (
+            {"input_ids": torch.ones(2, 3), "attention_mask": torch.ones(2, 3, dtype=torch.long)},
+            "input_ids",
+        ),
+        (
+            {
+                "input_ids": torch.ones(2, 3, dtype=torch.long),
+                "attention_mask": torch.ones(2, 4, dtype=torch.long),
+            },
+            "attention_mask",
+        ),
+        (
+            {"input_ids": torch.ones(2, 3, dtype=torch.long), "labels": torch.full((2, 3), -5)},
+            "labels",
+        ),
+    ],
+    ids=["float-ids", "mask-shape", "negative-label"],
+)
 def test_each_check_names_its_field(batch, field):
     with pytest.raises(InputBuildError) as exc:
         check_batch(iz.gpt2()[0], batch)
@@ -115,16 +133,45 @@ def test_the_loop_checks_each_batch_before_the_forward(tiny_base, tmp_path, monk
         return out
 
     monkeypatch.setattr(base.Encoded, "batch", strided)
-    code = main(["train", "--method", "lora", "--task", "vqa", "--base", tiny_base("gpt2"), "--steps", "1",
-                 "--n-train", "2", "--n-eval", "2", "--image-size", "18", "--batch-size", "2",
-                 "-o", str(tmp_path / "run"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--method",
+            "lora",
+            "--task",
+            "vqa",
+            "--base",
+            tiny_base("gpt2"),
+            "--steps",
+            "1",
+            "--n-train",
+            "2",
+            "--n-eval",
+            "2",
+            "--image-size",
+            "18",
+            "--batch-size",
+            "2",
+            "-o",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "'labels'" in err and "please report" in err
     assert "model's own code" not in err
 
 
-@pytest.mark.parametrize("case,mode", [("llava_next", "token"), ("idefics3", "token"), ("qwen2_vl", "token"),
-                                       ("qwen2_vl_tokenizer_template", "chat"), ("paligemma", "plain")])
+@pytest.mark.parametrize(
+    "case,mode",
+    [
+        ("llava_next", "token"),
+        ("idefics3", "token"),
+        ("qwen2_vl", "token"),
+        ("qwen2_vl_tokenizer_template", "chat"),
+        ("paligemma", "plain"),
+    ],
+)
 def test_training_prompts_follow_the_probes_rule(folder, case, mode):
     from repspace.checkpoints import load_checkpoint
     from repspace.training.data import load_records
@@ -141,7 +188,9 @@ def test_training_prompts_follow_the_probes_rule(folder, case, mode):
     assert torch.isfinite(task.loss(ck.model, batch))
 
 
-def test_ctrl_c_names_the_saved_step_and_the_command_that_resumes(tiny_base, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_names_the_saved_step_and_the_command_that_resumes(
+    tiny_base, tmp_path, monkeypatch, capsys
+):
     from repspace.cli import main
     from repspace.training import trainer
 
@@ -154,9 +203,31 @@ def test_ctrl_c_names_the_saved_step_and_the_command_that_resumes(tiny_base, tmp
             raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer.Loop, "_log", interrupt_after_step_2)
-    argv = ["train", "--method", "lora", "--task", "vqa", "--base", tiny_base("gpt2"), "--steps", "4",
-            "--n-train", "2", "--n-eval", "2", "--image-size", "18", "--batch-size", "2",
-            "--option", "r=2", "--overwrite", "-o", str(out), "--no-progress"]
+    argv = [
+        "train",
+        "--method",
+        "lora",
+        "--task",
+        "vqa",
+        "--base",
+        tiny_base("gpt2"),
+        "--steps",
+        "4",
+        "--n-train",
+        "2",
+        "--n-eval",
+        "2",
+        "--image-size",
+        "18",
+        "--batch-size",
+        "2",
+        "--option",
+        "r=2",
+        "--overwrite",
+        "-o",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert f"state saved at step 2 of 4 in {out / 'state'}" in err
@@ -173,9 +244,33 @@ def test_pt_lora_prints_the_count_the_manifest_records(tiny_base, tmp_path, caps
     from repspace.cli import main
 
     out = tmp_path / "pt"
-    assert main(["train", "--method", "pt_lora", "--task", "vqa", "--base", tiny_base("gpt2"), "--steps", "2",
-                 "--n-train", "2", "--n-eval", "2", "--image-size", "18", "--batch-size", "8",
-                 "-o", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "pt_lora",
+                "--task",
+                "vqa",
+                "--base",
+                tiny_base("gpt2"),
+                "--steps",
+                "2",
+                "--n-train",
+                "2",
+                "--n-eval",
+                "2",
+                "--image-size",
+                "18",
+                "--batch-size",
+                "8",
+                "-o",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     manifest = json.loads((out / "repspace_manifest.json").read_text())
     stage1, stage2 = manifest["stage_trainable_params"]
@@ -195,9 +290,19 @@ def test_a_failure_inside_the_model_after_the_checks_is_the_models(tmp_path):
     model, tok = iz.t5_deep_decoder()
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    cfg = TrainConfig(base=str(folder), method="lora", method_options={"r": 2}, task="vqa", n_train=2,
-                      n_eval=1, image_size=18, steps=1, batch_size=2, max_new_tokens=2,
-                      output_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        base=str(folder),
+        method="lora",
+        method_options={"r": 2},
+        task="vqa",
+        n_train=2,
+        n_eval=1,
+        image_size=18,
+        steps=1,
+        batch_size=2,
+        max_new_tokens=2,
+        output_dir=str(tmp_path / "run"),
+    )
     with pytest.raises(Exception) as exc:  # noqa: B017 - whatever transformers raises
         train(cfg, progress=False)
     message, code = classify(exc.value)

@@ -30,6 +30,7 @@ are per method for a tiny random model: full 1e-3 (every weight moves), prompt a
 3e-2 (a few vectors; the towers test uses 5e-2), the rest 1e-2 -- as in the other 20-step
 tests (test_towers_untouched.py, test_classify.py).
 """
+
 import dataclasses
 import json
 
@@ -77,37 +78,64 @@ def _bert_tokenizer():
     words = {w for text in texts for w in re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", text.lower())}
     chars = {c for w in words for c in w}
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {t: i for i, t in enumerate(specials + sorted(words | chars) + sorted("##" + c for c in chars))}
+    vocab = {
+        t: i
+        for i, t in enumerate(specials + sorted(words | chars) + sorted("##" + c for c in chars))
+    }
     tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     tok = zoo.template(tok, "[CLS] $A [SEP]")
-    return transformers.BertTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                          cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    return transformers.BertTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 def _sentences() -> list[dict]:
     """12 sentences, 6 per label; the label is the colour word."""
-    return [{"text": f"a {size} {colour} {shape} is {where}", "label": colour}
-            for colour in ("red", "blue")
-            for size, shape, where in (("small", "circle", "here"), ("large", "square", "there"),
-                                       ("small", "triangle", "left"), ("large", "circle", "right"),
-                                       ("small", "square", "above"), ("large", "triangle", "below"))]
+    return [
+        {"text": f"a {size} {colour} {shape} is {where}", "label": colour}
+        for colour in ("red", "blue")
+        for size, shape, where in (
+            ("small", "circle", "here"),
+            ("large", "square", "there"),
+            ("small", "triangle", "left"),
+            ("large", "circle", "right"),
+            ("small", "square", "above"),
+            ("large", "triangle", "below"),
+        )
+    ]
 
 
 def _encoder(name: str):
     """A tiny random encoder of the real class with its real tokenizer class."""
-    common = dict(initializer_range=0.2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **zoo.H)
+    common = dict(
+        initializer_range=0.2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **zoo.H
+    )
     if name == "roberta":
         tok = zoo.roberta_tokenizer()
-        cfg = transformers.RobertaConfig(vocab_size=zoo.vocab_of(tok), max_position_embeddings=130,
-                                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                                         eos_token_id=tok.eos_token_id, **common)
+        cfg = transformers.RobertaConfig(
+            vocab_size=zoo.vocab_of(tok),
+            max_position_embeddings=130,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            **common,
+        )
         return transformers.RobertaForMaskedLM(cfg), tok
     tok = _bert_tokenizer()
-    cfg = transformers.BertConfig(vocab_size=zoo.vocab_of(tok), max_position_embeddings=128,
-                                  pad_token_id=tok.pad_token_id, **common)
+    cfg = transformers.BertConfig(
+        vocab_size=zoo.vocab_of(tok),
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        **common,
+    )
     cls = transformers.BertForMaskedLM if name == "bert_mlm" else transformers.BertModel
     return cls(cfg), tok
 
@@ -136,8 +164,11 @@ def data(tmp_path_factory):
     rows = _sentences()
     (root / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (root / "test.jsonl").write_text("\n".join(json.dumps(r) for r in rows[::3]) + "\n")
-    (root / "spec.json").write_text(json.dumps({"task": "classify", "train": {"texts": "train.jsonl"},
-                                                "test": {"texts": "test.jsonl"}}))
+    (root / "spec.json").write_text(
+        json.dumps(
+            {"task": "classify", "train": {"texts": "train.jsonl"}, "test": {"texts": "test.jsonl"}}
+        )
+    )
     return str(root / "spec.json")
 
 
@@ -152,8 +183,9 @@ def _method(method: str):
 
 @pytest.mark.parametrize("arch", list(ENCODERS))
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_lowers_the_encoder_loss_over_20_steps(folder, data, tmp_path, monkeypatch,
-                                                            arch, method):
+def test_every_method_lowers_the_encoder_loss_over_20_steps(
+    folder, data, tmp_path, monkeypatch, arch, method
+):
     first: dict[str, torch.Tensor] = {}  # each parameter's value when it first appeared (init)
     original = EncoderClassificationTask.after_apply
 
@@ -164,9 +196,22 @@ def test_every_method_lowers_the_encoder_loss_over_20_steps(folder, data, tmp_pa
 
     monkeypatch.setattr(EncoderClassificationTask, "after_apply", after_apply)
     name, options = _method(method)
-    cfg = TrainConfig(base=folder(arch), method=name, method_options=options, task="classify", data=data,
-                      n_eval=4, steps=20, batch_size=64, lr=LR.get(name, 1e-2), warmup_ratio=0.0,
-                      schedule="constant", seed=0, save_every=100, output_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(
+        base=folder(arch),
+        method=name,
+        method_options=options,
+        task="classify",
+        data=data,
+        n_eval=4,
+        steps=20,
+        batch_size=64,
+        lr=LR.get(name, 1e-2),
+        warmup_ratio=0.0,
+        schedule="constant",
+        seed=0,
+        save_every=100,
+        output_dir=str(tmp_path / "run"),
+    )
     result = train(cfg, progress=False)
     assert result.finished and len(result.losses) == 20
     assert all(torch.isfinite(torch.tensor(result.losses)))

@@ -9,6 +9,7 @@ so adding an architecture or a method to the tests without regenerating the doc 
 and so does a row / column / mark in the doc that no test backs.  A cell may differ from the
 all-pass table only as ✗ with its one-line reason under the table (what the generator writes
 for a failing test)."""
+
 import re
 import subprocess
 import sys
@@ -21,7 +22,11 @@ _VERSIONS = re.compile(r"\(transformers [^,()]+, torch [^()]+\)")
 
 
 def _rows(lines: list[str]) -> list[list[str]]:
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in lines
+        if line.startswith("|")
+    ]
 
 
 def _parts(text: str) -> tuple[str, list[list[str]], list[str]]:
@@ -34,20 +39,29 @@ def _parts(text: str) -> tuple[str, list[list[str]], list[str]]:
 
 def _doc_section() -> str:
     text = (ROOT / "docs" / "methods.md").read_text(encoding="utf-8")
-    assert text.count(mt.START) == 1 and text.count(mt.END) == 1, "table markers missing in docs/methods.md"
-    return text[text.index(mt.START) + len(mt.START):text.index(mt.END)]
+    assert text.count(mt.START) == 1 and text.count(mt.END) == 1, (
+        "table markers missing in docs/methods.md"
+    )
+    return text[text.index(mt.START) + len(mt.START) : text.index(mt.END)]
 
 
 def test_docs_table_is_what_the_tests_parametrize():
-    proc = subprocess.run([sys.executable, "-m", "tests.training.method_table", "--expected"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.training.method_table", "--expected"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]  # a row / column / cell no test covers
     want_legend, want, _ = _parts(proc.stdout)
     legend, doc, notes = _parts(_doc_section())
     regenerate = "regenerate with python -m tests.training.method_table"
     assert legend == want_legend, f"the table's legend differs: {regenerate}"
     assert doc[0] == want[0], f"columns: docs {doc[0]} != tests {want[0]}"
-    assert [r[0] for r in doc[2:]] == [r[0] for r in want[2:]], "rows differ from the tests' architectures"
+    assert [r[0] for r in doc[2:]] == [r[0] for r in want[2:]], (
+        "rows differ from the tests' architectures"
+    )
     label_to_arch = {label: arch for arch, label in mt.ROWS.items()}
     explained = set()
     for got_row, want_row in zip(doc[2:], want[2:]):
@@ -58,8 +72,9 @@ def test_docs_table_is_what_the_tests_parametrize():
                 assert reason, f"{arch} × {column}: ✗ without its one-line reason under the table"
                 explained.update(reason)
             else:
-                assert got == expect, \
+                assert got == expect, (
                     f"{arch} × {column}: docs say {got!r}, the tests give {expect!r}: {regenerate}"
+                )
     stale = sorted(set(notes) - explained)
     assert not stale, f"failure notes for cells that are not ✗: {stale}"
 
@@ -77,7 +92,9 @@ def test_coverage_problems_are_found():
     res = _all_pass()
     assert mt.problems(res) == []
     # an architecture the tests train with no row in the doc's table
-    assert any("'mistral'" in p for p in mt.problems({**res, (mt.TRAINS, "mistral", "lora"): (True, "")}))
+    assert any(
+        "'mistral'" in p for p in mt.problems({**res, (mt.TRAINS, "mistral", "lora"): (True, "")})
+    )
     # a method the tests train with no column
     assert any("'vera'" in p for p in mt.problems({**res, (mt.TRAINS, "t5", "vera"): (True, "")}))
     # a row whose cells no training test covers

@@ -1,4 +1,5 @@
 """The embedded model's pre-training texts (recipe v2: captions + generated image-text matching)."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -41,7 +42,9 @@ def test_v2_texts_are_captions_and_matching_pairs(world_and_tok):
         assert texts[0] == refs[0] and texts[1] == refs[1]
         if texts[2] != refs[2]:  # the count word written as a digit, nothing else changed
             digits += 1
-            assert _diff_words(texts[2], refs[2]) == 1 and texts[2].split()[2] == str(len(scene.objects))
+            assert _diff_words(texts[2], refs[2]) == 1 and texts[2].split()[2] == str(
+                len(scene.objects)
+            )
         pos, ans = texts[3].rsplit(" ? ", 1)
         assert ans == "yes" and pos in refs
         neg, ans = texts[4].rsplit(" ? ", 1)
@@ -74,12 +77,15 @@ def test_corpus_is_a_function_of_the_seed(world_and_tok):
 
 def test_unknown_corpus_is_named():
     assert set(CORPORA) == set(pt.RECIPES)
-    with pytest.raises(ValueError, match=r"^corpus must be one of canonical, captions\+itm, captions\+itm\+text; got 'web'$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^corpus must be one of canonical, captions\+itm, captions\+itm\+text; got 'web'$",
+    ):
         pt.PretrainConfig(corpus="web")
 
 
 @settings(max_examples=60, deadline=None)
-@given(index=st.integers(0, 5000), seed=st.integers(0, 2 ** 16))
+@given(index=st.integers(0, 5000), seed=st.integers(0, 2**16))
 def test_hard_negative_changes_one_attribute_of_one_object(index, seed):
     scene = ShapesWorld(seed=0, domain="source", image_size=32).scene("train", index)
     neg = itm_negative(scene, np.random.default_rng(seed))
@@ -98,19 +104,39 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     from repspace.training.pretrain_corpus import TextTargets
 
     _, tok = world_and_tok
-    arch = dict(patch_size=8, vision_hidden=16, vision_layers=1, text_hidden=16, text_layers=1,
-                num_heads=2, mlp_ratio=2)
+    arch = dict(
+        patch_size=8,
+        vision_hidden=16,
+        vision_layers=1,
+        text_hidden=16,
+        text_layers=1,
+        num_heads=2,
+        mlp_ratio=2,
+    )
     world = ShapesWorld(seed=0, domain="source", image_size=32, n_train=12, n_test=2)
     images, _, sc = loop.render(world, "train", 12)
     one = build_targets(tok, sc, "canonical", seed=0)
-    five = TextTargets(one.input_ids.repeat(1, 5, 1), one.attention_mask.repeat(1, 5, 1),
-                       one.label_mask.repeat(1, 5, 1), [r * 5 for r in one.texts])
-    cfg = pt.PretrainConfig(steps=5, batch_size=4, n_train=12, n_eval=2, image_size=32,
-                            architecture=arch, corpus="canonical")
+    five = TextTargets(
+        one.input_ids.repeat(1, 5, 1),
+        one.attention_mask.repeat(1, 5, 1),
+        one.label_mask.repeat(1, 5, 1),
+        [r * 5 for r in one.texts],
+    )
+    cfg = pt.PretrainConfig(
+        steps=5,
+        batch_size=4,
+        n_train=12,
+        n_eval=2,
+        image_size=32,
+        architecture=arch,
+        corpus="canonical",
+    )
     states = []
     for targets in (one, five):
         torch.manual_seed(0)
-        model = transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=32, tokenizer=tok, **arch))
+        model = transformers.BlipForConditionalGeneration(
+            tiny_blip_config(image_size=32, tokenizer=tok, **arch)
+        )
         loop.train_loop(model, torch.from_numpy(images), targets, cfg, progress=False)
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -119,7 +145,9 @@ def test_variant_draws_select_rows_consistently(world_and_tok):
     shuffled = replace(five, input_ids=five.input_ids.clone())
     shuffled.input_ids[:, 1:, 1] = tok.convert_tokens_to_ids("yes")
     torch.manual_seed(0)
-    model = transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=32, tokenizer=tok, **arch))
+    model = transformers.BlipForConditionalGeneration(
+        tiny_blip_config(image_size=32, tokenizer=tok, **arch)
+    )
     loop.train_loop(model, torch.from_numpy(images), shuffled, cfg, progress=False)
     assert any(not torch.equal(states[0][k], v) for k, v in model.state_dict().items())
 
@@ -135,13 +163,25 @@ def test_text_stream_is_questions_and_answers_of_both_domains_without_images():
     assert s.variants == 1 and len(texts) > 80 and torch.equal(s.label_mask, s.attention_mask)
     assert all("?" in t and t.split("?")[1].strip() for t in texts)  # question, then its answer
     words = {w for t in texts for w in t.replace("?", " ").split()}
-    assert words <= set(vocabulary()) and {"diamond", "white"} & words == {"diamond", "white"}  # shifted + source
+    assert words <= set(vocabulary()) and {"diamond", "white"} & words == {
+        "diamond",
+        "white",
+    }  # shifted + source
     assert s.texts == build_text_stream(tok, world_seed=0, n_scenes=40, seed=0).texts
 
     # the text loss never touches the image side: no gradient reaches the vision tower
-    arch = dict(patch_size=8, vision_hidden=16, vision_layers=1, text_hidden=16, text_layers=1,
-                num_heads=2, mlp_ratio=2)
-    model = transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=32, tokenizer=tok, **arch))
+    arch = dict(
+        patch_size=8,
+        vision_hidden=16,
+        vision_layers=1,
+        text_hidden=16,
+        text_layers=1,
+        num_heads=2,
+        mlp_ratio=2,
+    )
+    model = transformers.BlipForConditionalGeneration(
+        tiny_blip_config(image_size=32, tokenizer=tok, **arch)
+    )
     loss = loop.text_loss(model, s, torch.arange(8))
     loss.backward()
     assert torch.isfinite(loss) and loss > 0

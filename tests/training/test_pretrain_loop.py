@@ -6,6 +6,7 @@ data-order generator consumed with a running position, two-group AdamW with beta
 clipping over ``model.parameters()``).  Any edit that changes the recipe's numbers (data order,
 schedule, optimiser groups or betas, clipping order, step order) makes a tensor differ here.
 """
+
 import math
 from dataclasses import replace
 
@@ -20,8 +21,15 @@ import repspace.training.pretrain.loop as loop  # noqa: E402
 from repspace.training.trainer import adamw, batch_indices, clip_and_set_lr, epoch_batch  # noqa: E402
 
 # Much smaller than the shipped architecture: the loop, not the model, is under test.
-_ARCH = dict(patch_size=8, vision_hidden=16, vision_layers=1, text_hidden=16, text_layers=1,
-             num_heads=2, mlp_ratio=2)
+_ARCH = dict(
+    patch_size=8,
+    vision_hidden=16,
+    vision_layers=1,
+    text_hidden=16,
+    text_layers=1,
+    num_heads=2,
+    mlp_ratio=2,
+)
 
 
 def _reference_lr(steps, warmup_ratio):
@@ -31,6 +39,7 @@ def _reference_lr(steps, warmup_ratio):
         if s < warm:
             return (s + 1) / warm
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (s - warm) / max(1, steps - warm))))
+
     return f
 
 
@@ -40,7 +49,7 @@ def _reference_order(n, batch_size, steps, seed):
     for _ in range(steps):
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=gen), 0
-        out.append(order[pos:pos + min(batch_size, n)])
+        out.append(order[pos : pos + min(batch_size, n)])
         pos += batch_size
     return out
 
@@ -50,8 +59,14 @@ def _reference_train(model, pixels_u8, batch_ids, batch_mask, cfg):
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     keep = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": keep, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": keep, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _reference_lr(cfg.steps, cfg.warmup_ratio))
     losses = []
     model.train()
@@ -59,8 +74,12 @@ def _reference_train(model, pixels_u8, batch_ids, batch_mask, cfg):
         mask = batch_mask[idx]
         width = int(mask.sum(1).max())
         ids, mask = batch_ids[idx, :width], mask[:, :width]
-        loss = model(pixel_values=pixel_values(pixels_u8[idx]), input_ids=ids, attention_mask=mask,
-                     labels=ids.masked_fill(mask == 0, -100)).loss
+        loss = model(
+            pixel_values=pixel_values(pixels_u8[idx]),
+            input_ids=ids,
+            attention_mask=mask,
+            labels=ids.masked_fill(mask == 0, -100),
+        ).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -93,23 +112,41 @@ def _model(tok, seed):
     from repspace.models import tiny_blip_config
 
     torch.manual_seed(seed)
-    return transformers.BlipForConditionalGeneration(tiny_blip_config(image_size=24, tokenizer=tok, **_ARCH))
+    return transformers.BlipForConditionalGeneration(
+        tiny_blip_config(image_size=24, tokenizer=tok, **_ARCH)
+    )
 
 
-_BASE = pt.PretrainConfig(steps=7, batch_size=4, n_train=10, n_eval=2, image_size=24, lr=5e-3,
-                          weight_decay=0.1, warmup_ratio=0.3, max_grad_norm=0.5, architecture=_ARCH,
-                          corpus="canonical")
+_BASE = pt.PretrainConfig(
+    steps=7,
+    batch_size=4,
+    n_train=10,
+    n_eval=2,
+    image_size=24,
+    lr=5e-3,
+    weight_decay=0.1,
+    warmup_ratio=0.3,
+    max_grad_norm=0.5,
+    architecture=_ARCH,
+    corpus="canonical",
+)
 
 
-@pytest.mark.parametrize("cfg", [
-    _BASE,                                                # 3 epochs of 2 batches, ragged tail dropped
-    replace(_BASE, steps=3, batch_size=16, seed=3),       # batch larger than the data
-    replace(_BASE, steps=3, batch_size=10, warmup_ratio=0.0),  # batch == data, no warm-up asked
-], ids=["epochs", "batch_gt_n", "batch_eq_n"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        _BASE,  # 3 epochs of 2 batches, ragged tail dropped
+        replace(_BASE, steps=3, batch_size=16, seed=3),  # batch larger than the data
+        replace(_BASE, steps=3, batch_size=10, warmup_ratio=0.0),  # batch == data, no warm-up asked
+    ],
+    ids=["epochs", "batch_gt_n", "batch_eq_n"],
+)
 def test_loop_is_bit_identical_to_the_reference_recipe(data, cfg):
     pixels, ids, mask, tok, targets = data
     ref, new = _model(tok, cfg.seed), _model(tok, cfg.seed)
-    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), new.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(ref.state_dict().values(), new.state_dict().values())
+    )
     losses = _reference_train(ref, pixels, ids, mask, cfg)
     curve, _ = loop.train_loop(new, pixels, targets, cfg, progress=False)
     assert curve == [[cfg.steps, round(sum(losses) / len(losses), 5)]]
@@ -124,7 +161,10 @@ def test_lr_schedule_matches_the_reference_at_every_step():
     for steps in (1, 2, 3, 7, 10, 100):
         for ratio in (0.0, 0.05, 0.3, 0.5, 0.9):
             f, g = loop.lr_lambda(steps, ratio), _reference_lr(steps, ratio)
-            assert [f(s) for s in range(steps + 1)] == [g(s) for s in range(steps + 1)], (steps, ratio)
+            assert [f(s) for s in range(steps + 1)] == [g(s) for s in range(steps + 1)], (
+                steps,
+                ratio,
+            )
 
 
 def test_data_order_matches_the_reference_stream():
@@ -144,7 +184,9 @@ def test_trainer_helpers_keep_the_trainer_recipe():
         per_epoch = 10 // 3
         g = torch.Generator().manual_seed(7 * 1_000_003 + step // per_epoch)
         k = step % per_epoch
-        assert torch.equal(batch_indices(step, 10, 3, seed=7), torch.randperm(10, generator=g)[3 * k:3 * k + 3])
+        assert torch.equal(
+            batch_indices(step, 10, 3, seed=7), torch.randperm(10, generator=g)[3 * k : 3 * k + 3]
+        )
     lin = torch.nn.Linear(3, 2)
     lin.bias.requires_grad_(False)
     opt = adamw(lin.named_parameters(), 0.1, 0.01)
@@ -152,6 +194,12 @@ def test_trainer_helpers_keep_the_trainer_recipe():
     assert opt.param_groups[0]["betas"] == (0.9, 0.999) and opt.param_groups[0]["foreach"] is False
     lin.weight.grad = torch.full_like(lin.weight, 10.0)
     clip_and_set_lr(opt, 0.25, 0.0)
-    assert torch.equal(lin.weight.grad, torch.full_like(lin.weight, 10.0)) and opt.param_groups[0]["lr"] == 0.25
+    assert (
+        torch.equal(lin.weight.grad, torch.full_like(lin.weight, 10.0))
+        and opt.param_groups[0]["lr"] == 0.25
+    )
     clip_and_set_lr(opt, 0.5, 1.0)
-    assert math.isclose(float(lin.weight.grad.norm()), 1.0, rel_tol=1e-5) and opt.param_groups[0]["lr"] == 0.5
+    assert (
+        math.isclose(float(lin.weight.grad.norm()), 1.0, rel_tol=1e-5)
+        and opt.param_groups[0]["lr"] == 0.5
+    )

@@ -1,4 +1,5 @@
 """Determinism, interruption + resume, and the output-folder rules."""
+
 import json
 
 import pytest
@@ -33,22 +34,29 @@ def _stop_at(k):
     def callback(step, loss):
         if step == k:
             raise KeyboardInterrupt
+
     return callback
 
 
 def _resume_methods():
-    names = ["full", "lora"] + [m for m in available_methods() if get_method(m).config_class.num_stages > 1][:1]
+    names = ["full", "lora"] + [
+        m for m in available_methods() if get_method(m).config_class.num_stages > 1
+    ][:1]
     return [m for m in names if m in available_methods()]
 
 
 @pytest.mark.parametrize("method", _resume_methods())
 def test_interrupt_then_resume_equals_uninterrupted(tiny_base, tmp_path, method):
     base = tiny_base("blip")
-    kw = dict(method=method, steps=6, save_every=100, n_train=4, batch_size=4)  # several batches per epoch
-    ref = train(small_config(base, tmp_path, output_dir=str(tmp_path / "ref"), **kw), progress=False)
+    kw = dict(
+        method=method, steps=6, save_every=100, n_train=4, batch_size=4
+    )  # several batches per epoch
+    ref = train(
+        small_config(base, tmp_path, output_dir=str(tmp_path / "ref"), **kw), progress=False
+    )
     cfg = small_config(base, tmp_path, output_dir=str(tmp_path / "cut"), **kw)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, progress=False, callback=_stop_at(3))   # Ctrl-C after step 3 saves the state
+        train(cfg, progress=False, callback=_stop_at(3))  # Ctrl-C after step 3 saves the state
     assert (tmp_path / "cut" / "state" / "latest.json").is_file()
     part = train(cfg, progress=False, max_steps_this_call=1)  # resume for one step, stop again
     assert not part.finished and part.resumed_from == 3 and part.step == 4
@@ -57,7 +65,10 @@ def test_interrupt_then_resume_equals_uninterrupted(tiny_base, tmp_path, method)
     assert ref.losses[4:] == done.losses
     assert _equal(_weights(ref.run_dir), _weights(done.run_dir))
     assert ref.scores == done.scores
-    steps = [json.loads(l)["step"] for l in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(l)["step"]
+        for l in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()
+    ]
     assert steps[:6] == [1, 2, 3, 4, 5, 6]
 
 
@@ -84,7 +95,10 @@ def test_non_run_folder_is_never_deleted(tiny_base, tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("x")
     with pytest.raises(ValueError, match="holds no repspace run"):
-        train(small_config(tiny_base("gpt2"), tmp_path, output_dir=str(out), overwrite=True), progress=False)
+        train(
+            small_config(tiny_base("gpt2"), tmp_path, output_dir=str(out), overwrite=True),
+            progress=False,
+        )
     assert (out / "precious.txt").is_file()
 
 

@@ -24,22 +24,49 @@ from tests.training.zoo_variants import saved_folders
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 torch.set_num_threads(1)
-PEFTS = ("lora", "ia3", "adapter", "adapter-parallel", "prefix", "prompt", "adalink", "pt_lora", "pt_adapter")
+PEFTS = (
+    "lora",
+    "ia3",
+    "adapter",
+    "adapter-parallel",
+    "prefix",
+    "prompt",
+    "adalink",
+    "pt_lora",
+    "pt_adapter",
+)
 R = W = P = 2  # LoRA rank, adapter width, virtual tokens
-OPTIONS = {"lora": {"r": R}, "adapter": {"width": W}, "prefix": {"num_virtual_tokens": P},
-           "prompt": {"num_virtual_tokens": P}, "adalink": {"rank": 2},
-           "adapter-parallel": {"width": W, "placement": "parallel"},
-           "pt_lora": {"r": R, "num_virtual_tokens": P}, "pt_adapter": {"width": W, "num_virtual_tokens": P}}
+OPTIONS = {
+    "lora": {"r": R},
+    "adapter": {"width": W},
+    "prefix": {"num_virtual_tokens": P},
+    "prompt": {"num_virtual_tokens": P},
+    "adalink": {"rank": 2},
+    "adapter-parallel": {"width": W, "placement": "parallel"},
+    "pt_lora": {"r": R, "num_virtual_tokens": P},
+    "pt_adapter": {"width": W, "num_virtual_tokens": P},
+}
 # the methods whose whole trained count this file checks by hand (the others: test_zoo_sites.py)
 COUNTED = ("adapter-parallel", "pt_lora", "pt_adapter")
 # the towers no PEFT here touches, by layer-name fragment
-UNTOUCHED = {"blip2": ("vision_model", "qformer"), "idefics3": ("vision_model",),
-             "llava_next": ("vision_tower",), "paligemma": ("vision_tower",),
-             "qwen2_vl": ("visual.blocks",),  # AdaLink's image site is the merger after them
-             "blip2_t5": ("vision_model", "qformer"), "instructblip": ("vision_model", "qformer")}
-TUNED = {"blip2": "language_model", "idefics3": "text_model", "llava_next": "language_model",
-         "paligemma": "language_model", "qwen2_vl": "language_model",
-         "blip2_t5": "language_model", "instructblip": "language_model"}
+UNTOUCHED = {
+    "blip2": ("vision_model", "qformer"),
+    "idefics3": ("vision_model",),
+    "llava_next": ("vision_tower",),
+    "paligemma": ("vision_tower",),
+    "qwen2_vl": ("visual.blocks",),  # AdaLink's image site is the merger after them
+    "blip2_t5": ("vision_model", "qformer"),
+    "instructblip": ("vision_model", "qformer"),
+}
+TUNED = {
+    "blip2": "language_model",
+    "idefics3": "text_model",
+    "llava_next": "language_model",
+    "paligemma": "language_model",
+    "qwen2_vl": "language_model",
+    "blip2_t5": "language_model",
+    "instructblip": "language_model",
+}
 TEXT_LMS = ("gemma2", "phi3")
 # the language model's family: Llama-style (q: d -> d, v: d -> kv width), OPT (full-width
 # keys), Phi-3 (fused qkv_proj), T5 (encoder + decoder, cross-attention in the decoder)
@@ -60,18 +87,40 @@ def _train(base, tmp_path, method, steps=20):
     # 2 scenes' questions, batch 64: each step sees the same fixed batch, so losses compare
     lr = {"prompt": 5e-2, "prefix": 5e-2, "full": 1e-3}.get(method, 1e-2)
     name, options = _method(method)
-    cfg = TrainConfig(base=base, method=name, method_options=options, task="vqa",
-                      n_train=2, n_eval=1, image_size=18, steps=steps, batch_size=64, lr=lr,
-                      warmup_ratio=0.0, schedule="constant", seed=0, save_every=100,
-                      max_new_tokens=2, output_dir=str(tmp_path / method))
+    cfg = TrainConfig(
+        base=base,
+        method=name,
+        method_options=options,
+        task="vqa",
+        n_train=2,
+        n_eval=1,
+        image_size=18,
+        steps=steps,
+        batch_size=64,
+        lr=lr,
+        warmup_ratio=0.0,
+        schedule="constant",
+        seed=0,
+        save_every=100,
+        max_new_tokens=2,
+        output_dir=str(tmp_path / method),
+    )
     result = train(cfg, progress=False)
     assert len(result.losses) == steps and all(torch.isfinite(torch.tensor(result.losses)))
     return result
 
 
 def _ckas(base, run):
-    res = compare(base, [str(run)], num_samples=12, batch_size=12, sample_rows=12, progress=False,
-                  distributed=False, embedding="none")
+    res = compare(
+        base,
+        [str(run)],
+        num_samples=12,
+        batch_size=12,
+        sample_rows=12,
+        progress=False,
+        distributed=False,
+        embedding="none",
+    )
     name = res.tuned_names[0]
     return {layer: res.metrics[name][layer]["linear_cka"] for layer in res.layers}
 
@@ -86,7 +135,7 @@ def expected_trainable(arch: str, method: str, text) -> int:
         d, inner = text.d_model, text.num_heads * text.d_kv
         enc, dec = text.num_layers, text.num_decoder_layers
         selfs, attns, ffns = enc + dec, enc + 2 * dec, enc + dec  # cross-attention in the decoder
-        lora = attns * 2 * R * (d + inner)                        # q: d -> inner, v: d -> inner
+        lora = attns * 2 * R * (d + inner)  # q: d -> inner, v: d -> inner
         kv = inner
     else:
         d, layers = text.hidden_size, text.num_hidden_layers
@@ -96,12 +145,15 @@ def expected_trainable(arch: str, method: str, text) -> int:
         selfs = attns = ffns = layers
         if family == "phi3":  # one fused qkv_proj: d -> d + 2 kv
             lora = layers * R * (d + d + 2 * kv)
-        else:                 # q_proj d -> d, v_proj d -> kv
+        else:  # q_proj d -> d, v_proj d -> kv
             lora = layers * R * ((d + d) + (d + kv))
     site = 2 * d * W + W + d  # down (d -> W, bias) and up (W -> d, bias)
     prefix = selfs * 2 * P * kv
-    return {"adapter-parallel": ffns * site, "pt_lora": prefix + lora,
-            "pt_adapter": prefix + (attns + ffns) * site}[method]
+    return {
+        "adapter-parallel": ffns * site,
+        "pt_lora": prefix + lora,
+        "pt_adapter": prefix + (attns + ffns) * site,
+    }[method]
 
 
 def _stage_two_moved(base, result, method):
@@ -111,7 +163,9 @@ def _stage_two_moved(base, result, method):
     assert result.manifest["stage_steps"] == [10, 10], result.manifest["stage_steps"]
     assert min(result.losses[-3:]) < result.losses[10] - 1e-3, result.losses
     name, options = _method(method)
-    fresh = dict(apply_method(load_checkpoint(base).model, make_config(name, **options)).named_parameters())
+    fresh = dict(
+        apply_method(load_checkpoint(base).model, make_config(name, **options)).named_parameters()
+    )
     trained = dict(result.model.named_parameters())
     second = [n for n in fresh if fresh[n].requires_grad and ("lora_" in n or ".adapter." in n)]
     zero = [n for n in second if not fresh[n].any()]
@@ -133,11 +187,16 @@ def _check_run(base, result, arch, method):
 
 @pytest.mark.parametrize("arch", list(UNTOUCHED))
 @pytest.mark.parametrize("method", PEFTS)
-def test_peft_lowers_the_loss_and_leaves_the_other_towers_exactly_unchanged(folder, tmp_path, arch, method):
+def test_peft_lowers_the_loss_and_leaves_the_other_towers_exactly_unchanged(
+    folder, tmp_path, arch, method
+):
     result = _train(folder(arch), tmp_path, method)
     _check_run(folder(arch), result, arch, method)
-    frozen = [n for n, p in result.model.named_parameters()
-              if p.requires_grad and any(t in n for t in UNTOUCHED[arch])]
+    frozen = [
+        n
+        for n, p in result.model.named_parameters()
+        if p.requires_grad and any(t in n for t in UNTOUCHED[arch])
+    ]
     assert not frozen, frozen  # the Q-Former / vision tower stay frozen for every PEFT
     ckas = _ckas(folder(arch), result.run_dir)
     still = {k: v for k, v in ckas.items() if any(t in k for t in UNTOUCHED[arch])}

@@ -1,6 +1,7 @@
 """`repspace train --track-every N`: the distortion tracker inside repspace's own training
 loop changes no weight and no loss, measures at step 0 and every N steps (across a stage
 boundary and an interruption), and its last values are compare's of the saved run."""
+
 import json
 
 import pytest
@@ -25,13 +26,20 @@ def _weights(run_dir):
 def test_tracking_changes_nothing_and_measures_every_n_steps(tiny_base, tmp_path, method):
     base = tiny_base("blip")
     kw = dict(method=method, steps=6, n_train=8, batch_size=4)
-    plain = train(small_config(base, tmp_path, output_dir=str(tmp_path / "plain"), **kw),
-                  progress=False)
-    tracked = train(small_config(base, tmp_path, output_dir=str(tmp_path / "tracked"), **kw),
-                    progress=False, track_every=3, track_samples=16)
+    plain = train(
+        small_config(base, tmp_path, output_dir=str(tmp_path / "plain"), **kw), progress=False
+    )
+    tracked = train(
+        small_config(base, tmp_path, output_dir=str(tmp_path / "tracked"), **kw),
+        progress=False,
+        track_every=3,
+        track_samples=16,
+    )
     assert tracked.losses == plain.losses  # bit for bit: every RNG state restored
     assert _equal(_weights(plain.run_dir), _weights(tracked.run_dir))
-    assert plain.manifest["config_hash"] == tracked.manifest["config_hash"]  # not part of the config
+    assert (
+        plain.manifest["config_hash"] == tracked.manifest["config_hash"]
+    )  # not part of the config
     traj = json.loads((tmp_path / "tracked" / "track" / "trajectory.json").read_text())
     steps = sorted({int(r["step"]) for r in traj["records"]}) if "records" in traj else None
     csv = (tmp_path / "tracked" / "track" / "trajectory.csv").read_text().splitlines()
@@ -41,14 +49,24 @@ def test_tracking_changes_nothing_and_measures_every_n_steps(tiny_base, tmp_path
     # step 0: LoRA's zero B leaves the base; PT-LoRA's initial prefix already moves the text
     # tokens' states a little (its stage 1 starts from a random prefix)
     tol = 0 if method == "lora" else 1e-3
-    assert first and all(float(line.split(",")[-1]) == pytest.approx(1.0, abs=tol) for line in first)
+    assert first and all(
+        float(line.split(",")[-1]) == pytest.approx(1.0, abs=tol) for line in first
+    )
     assert (tmp_path / "tracked" / "track" / "figures").is_dir()
 
 
 def test_an_interrupted_tracked_run_continues_its_trajectory(tiny_base, tmp_path):
     base = tiny_base("blip")
-    cfg = small_config(base, tmp_path, output_dir=str(tmp_path / "cut"), method="lora", steps=6,
-                       n_train=8, batch_size=4, save_every=100)
+    cfg = small_config(
+        base,
+        tmp_path,
+        output_dir=str(tmp_path / "cut"),
+        method="lora",
+        steps=6,
+        n_train=8,
+        batch_size=4,
+        save_every=100,
+    )
 
     def stop(step, loss):
         if step == 4:

@@ -1,6 +1,7 @@
 """End to end on tiny checkpoints: every architecture x task with full fine-tuning, and every
 registered method on BLIP (the main case): the loss falls, the parameter count is the
 method's, the run folder is complete and reloads to identical outputs."""
+
 import json
 
 import pytest
@@ -13,8 +14,15 @@ from repspace.training.runs import MANIFEST_FIELDS
 
 from conftest import small_config
 
-CASES = [("blip", "captioning"), ("blip", "vqa"), ("blip_vqa", "vqa"), ("llava", "vqa"),
-         ("llava", "captioning"), ("gpt2", "vqa"), ("bert", "vqa")]
+CASES = [
+    ("blip", "captioning"),
+    ("blip", "vqa"),
+    ("blip_vqa", "vqa"),
+    ("llava", "vqa"),
+    ("llava", "captioning"),
+    ("gpt2", "vqa"),
+    ("bert", "vqa"),
+]
 
 
 def _same_outputs(a, b, batch):
@@ -47,7 +55,9 @@ def _check_run(result, method):
     manifest = json.loads((run / MANIFEST_NAME).read_text())
     assert set(MANIFEST_FIELDS) <= set(manifest)
     assert manifest["schema"] == "repspace.run" and manifest["method"] == method
-    assert manifest["weights_format"] == ("repspace.full" if method == "full" else "repspace.trainable")
+    assert manifest["weights_format"] == (
+        "repspace.full" if method == "full" else "repspace.trainable"
+    )
     assert manifest["trainable_params"] == result.params.trainable
     assert len(manifest["base_sha256"]) == 64
     keys = {"bleu_4", "cider_d"} if result.config.task == "captioning" else {"vqa_accuracy"}
@@ -94,7 +104,9 @@ def test_every_method_on_blip(tiny_base, tmp_path, method):
 def test_bert_head_is_trainable_and_saved_under_peft(tiny_base, tmp_path):
     if "lora" not in available_methods():
         pytest.skip("lora is not registered yet")
-    result = train(small_config(tiny_base("bert"), tmp_path, method="lora", steps=2), progress=False)
+    result = train(
+        small_config(tiny_base("bert"), tmp_path, method="lora", steps=2), progress=False
+    )
     names = [n for n, p in result.model.named_parameters() if p.requires_grad]
     assert any("classifier" in n for n in names)
     from safetensors.torch import load_file
@@ -110,14 +122,18 @@ def test_multi_stage_methods_switch_trainable_set(tiny_base, tmp_path):
     if not multi:
         pytest.skip("no multi-stage (PT-PEFT) method registered yet")
     for method in multi:
-        cfg = small_config(tiny_base("blip"), tmp_path, method=method, steps=4,
-                           output_dir=str(tmp_path / method))
+        cfg = small_config(
+            tiny_base("blip"), tmp_path, method=method, steps=4, output_dir=str(tmp_path / method)
+        )
         started = []
         try:
             result = train(cfg, progress=False, on_start=started.append)
         except ValueError as exc:
             pytest.skip(f"{method} does not apply to tiny BLIP: {exc}")
-        stages = [json.loads(l).get("stage") for l in (result.run_dir / "train_log.jsonl").read_text().splitlines()]
+        stages = [
+            json.loads(l).get("stage")
+            for l in (result.run_dir / "train_log.jsonl").read_text().splitlines()
+        ]
         assert {1, 2} <= set(stages)
         assert result.params.trainable != started[0].trainable
         assert _same_outputs(result.model, load_run(result.run_dir).model, _batch(result))

@@ -4,6 +4,7 @@ architecture trains, its run folder reloads to identical outputs, and -- where t
 generates -- the held-out evaluation decodes with and without the KV cache and they agree
 (``evaluate_model`` raises ``CachedGenerationMismatch`` otherwise, so a finished run is the
 check).  Full fine-tuning must also lower the loss on a fixed batch."""
+
 import json
 
 import pytest
@@ -15,15 +16,34 @@ from repspace.training import TrainConfig, load_run, train
 from tests.training.zoo_variants import saved_folders
 
 # zoo name -> task trained (captioning for one LMM so both recipes run; VQA elsewhere)
-ARCHS = {"gemma2": "vqa", "phi3": "vqa", "t5": "vqa", "roberta": "vqa", "bert": "vqa",
-         "blip2": "captioning", "paligemma": "vqa", "idefics3": "vqa", "llava_next": "vqa",
-         "blip2_t5": "vqa", "instructblip": "captioning", "qwen2_vl": "vqa"}
-KIND = {"gemma2": "causal-lm", "phi3": "causal-lm", "t5": "text-to-text",
-        "roberta": "encoder-classification", "bert": "encoder-classification",
-        "blip2": "blip-2-image-text-to-text", "paligemma": "paligemma-image-text-to-text",
-        "idefics3": "idefics3-image-text-to-text", "llava_next": "llava_next-image-text-to-text",
-        "blip2_t5": "blip-2-image-text-to-text", "instructblip": "instructblip-image-text-to-text",
-        "qwen2_vl": "qwen2_vl-image-text-to-text"}
+ARCHS = {
+    "gemma2": "vqa",
+    "phi3": "vqa",
+    "t5": "vqa",
+    "roberta": "vqa",
+    "bert": "vqa",
+    "blip2": "captioning",
+    "paligemma": "vqa",
+    "idefics3": "vqa",
+    "llava_next": "vqa",
+    "blip2_t5": "vqa",
+    "instructblip": "captioning",
+    "qwen2_vl": "vqa",
+}
+KIND = {
+    "gemma2": "causal-lm",
+    "phi3": "causal-lm",
+    "t5": "text-to-text",
+    "roberta": "encoder-classification",
+    "bert": "encoder-classification",
+    "blip2": "blip-2-image-text-to-text",
+    "paligemma": "paligemma-image-text-to-text",
+    "idefics3": "idefics3-image-text-to-text",
+    "llava_next": "llava_next-image-text-to-text",
+    "blip2_t5": "blip-2-image-text-to-text",
+    "instructblip": "instructblip-image-text-to-text",
+    "qwen2_vl": "qwen2_vl-image-text-to-text",
+}
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 SMALL = {"r": 2, "width": 2, "num_virtual_tokens": 2, "rank": 2}
 
@@ -42,10 +62,23 @@ def _options(method: str) -> dict:
 
 
 def _config(base, tmp_path, arch, method, **kw):
-    args = dict(base=base, method=method, method_options=_options(method), task=ARCHS[arch],
-                n_train=1, n_eval=1, image_size=18, steps=2, batch_size=8, lr=1e-3,
-                warmup_ratio=0.0, seed=0, save_every=10, max_new_tokens=2,
-                output_dir=str(tmp_path / f"{arch}-{method}"))
+    args = dict(
+        base=base,
+        method=method,
+        method_options=_options(method),
+        task=ARCHS[arch],
+        n_train=1,
+        n_eval=1,
+        image_size=18,
+        steps=2,
+        batch_size=8,
+        lr=1e-3,
+        warmup_ratio=0.0,
+        seed=0,
+        save_every=10,
+        max_new_tokens=2,
+        output_dir=str(tmp_path / f"{arch}-{method}"),
+    )
     args.update(kw)
     return TrainConfig(**args)
 
@@ -71,7 +104,10 @@ def _loss(task, model, batch):
 def test_every_method_trains_and_reloads(zoo_base, tmp_path, arch, method):
     extra = {}
     if method == "adapter-parallel":
-        method, extra = "adapter", {"method_options": {**_options("adapter"), "placement": "parallel"}}
+        method, extra = (
+            "adapter",
+            {"method_options": {**_options("adapter"), "placement": "parallel"}},
+        )
     result = train(_config(zoo_base(arch), tmp_path, arch, method, **extra), progress=False)
     assert result.finished and len(result.losses) == 2
     assert all(torch.isfinite(torch.tensor(result.losses)))
@@ -107,16 +143,24 @@ def test_qwen2_vl_without_an_image_processor_is_refused_in_one_line(zoo_base):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("arch,method,options", [
-    ("t5", "adapter", {"placement": "parallel", "train_head": True}),
-    ("paligemma", "lora", {"train_head": True}),
-    ("gemma2", "pt_adapter", {"train_head": True}),
-], ids=["t5-parallel-adapter+head", "paligemma-lora+head", "gemma2-pt_adapter+head"])
+@pytest.mark.parametrize(
+    "arch,method,options",
+    [
+        ("t5", "adapter", {"placement": "parallel", "train_head": True}),
+        ("paligemma", "lora", {"train_head": True}),
+        ("gemma2", "pt_adapter", {"train_head": True}),
+    ],
+    ids=["t5-parallel-adapter+head", "paligemma-lora+head", "gemma2-pt_adapter+head"],
+)
 def test_study_options_train_save_and_reload(zoo_base, tmp_path, arch, method, options):
-    cfg = _config(zoo_base(arch), tmp_path, arch, method, method_options={**_options(method), **options})
+    cfg = _config(
+        zoo_base(arch), tmp_path, arch, method, method_options={**_options(method), **options}
+    )
     result = train(cfg, progress=False)
     trained = {n for n, p in result.model.named_parameters() if p.requires_grad}
     assert any("lm_head" in n or "shared" in n or "embed_tokens" in n for n in trained)
     assert result.manifest["method_config"]["train_head"] is True
     task, batch = _batch(result)
-    assert torch.equal(_loss(task, result.model, batch), _loss(task, load_run(result.run_dir).model, batch))
+    assert torch.equal(
+        _loss(task, result.model, batch), _loss(task, load_run(result.run_dir).model, batch)
+    )

@@ -23,6 +23,7 @@ comparison.
 Importing this package registers the built-in analyses' run side; it imports neither torch
 nor numpy (the CLI parser reads the options from the registry).
 """
+
 from __future__ import annotations
 
 # each module registers its analysis (report order: the report side declares ``order``)
@@ -65,13 +66,20 @@ def run_analyses(ctx: AnalysisContext, done=()) -> dict:
         return {}
     separate = [a.flags() for a in todo if a.separate_base]
     if separate and any(ck.model is ctx.base.model for ck in ctx.tuned):
-        raise ValueError(f"{' and '.join(separate)} read(s) the base model on its own; load "
-                         "the base separately (two_models=True)")
+        raise ValueError(
+            f"{' and '.join(separate)} read(s) the base model on its own; load "
+            "the base separately (two_models=True)"
+        )
     if ctx.progress is None:
         ctx.progress = sys.stderr.isatty()
     out: dict[str, dict] = {}
-    bar = tqdm(total=len(todo) * len(ctx.tuned), desc="analyses", unit="analysis",
-               disable=not ctx.progress, leave=False)
+    bar = tqdm(
+        total=len(todo) * len(ctx.tuned),
+        desc="analyses",
+        unit="analysis",
+        disable=not ctx.progress,
+        leave=False,
+    )
     try:
         for a in todo:
             res = out[a.name] = {}

@@ -6,6 +6,7 @@ With models of another depth the comparison itself pairs the layers by this matc
 records it (:func:`repspace.compare.api.compare`); it is not run twice.  Its report side:
 :mod:`repspace.report.analyses`.
 """
+
 from __future__ import annotations
 
 from repspace.report.analysis_registry import AnalysisContext, Option, declare_analysis
@@ -17,19 +18,36 @@ def run(ctx: AnalysisContext, name: str, ck) -> dict:
 
     from repspace.compare.layer_matching import layer_matching
 
-    m = layer_matching(ctx.base.model, ck.model, ctx.batches_fn,
-                       batch_size=ctx.settings.batch_size, device=ctx.device,
-                       progress=ctx.progress)
+    m = layer_matching(
+        ctx.base.model,
+        ck.model,
+        ctx.batches_fn,
+        batch_size=ctx.settings.batch_size,
+        device=ctx.device,
+        progress=ctx.progress,
+    )
     d = m.as_dict()
-    d.update(base_layers=list(m.base_names), tuned_layers=list(m.tuned_names),
-             matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
-             same_depth=len(m.base_names) == len(m.tuned_names),
-             identity=list(m.mapping) == list(range(len(m.tuned_names))))
+    d.update(
+        base_layers=list(m.base_names),
+        tuned_layers=list(m.tuned_names),
+        matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
+        same_depth=len(m.base_names) == len(m.tuned_names),
+        identity=list(m.mapping) == list(range(len(m.tuned_names))),
+    )
     return d
 
 
-declare_analysis("layer_matching", run=run, separate_base=True, options=(Option(
-    "--match-layers", field="match_layers",
-    help="also match tuned blocks to base blocks by the cross-layer CKA matrix; when the "
-         "depths differ (block expansion, layer replication) the per-layer metrics are those "
-         "of the matched pairs; loads the base separately"),))
+declare_analysis(
+    "layer_matching",
+    run=run,
+    separate_base=True,
+    options=(
+        Option(
+            "--match-layers",
+            field="match_layers",
+            help="also match tuned blocks to base blocks by the cross-layer CKA matrix; when the "
+            "depths differ (block expansion, layer replication) the per-layer metrics are those "
+            "of the matched pairs; loads the base separately",
+        ),
+    ),
+)

@@ -18,6 +18,7 @@ is in ``state_dict`` and hidden from capture) and applied by a forward hook retu
 ``out + adalink(out)``.  Trainable parameters: ``<embeddings>.adalink.down.weight`` and
 ``<embeddings>.adalink.up.weight``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,20 +84,25 @@ def _output_width(root: nn.Module, name: str, module: nn.Module, modality: str) 
         d = getattr(config.get_text_config(), "hidden_size", None)
         if isinstance(d, int):
             return d
-    raise ValueError(f"adalink: cannot tell the output width of {name} ({type(module).__name__}); "
-                     "fix the embeddings site of this architecture")
+    raise ValueError(
+        f"adalink: cannot tell the output width of {name} ({type(module).__name__}); "
+        "fix the embeddings site of this architecture"
+    )
 
 
-def apply_adalink(model: nn.Module, config: AdaLinkConfig, arch: ArchSpec,
-                  stage: int = 1) -> nn.Module:
+def apply_adalink(
+    model: nn.Module, config: AdaLinkConfig, arch: ArchSpec, stage: int = 1
+) -> nn.Module:
     """Attach one :class:`LowRankResidual` per embedding module of the requested modalities."""
     root = unwrap_model(model)
     have = arch.sites.get("embeddings", {})
     used = [m for m in config.modalities if m in have]
     if not used:
-        raise ValueError(f"adalink: {arch.name} models have no embeddings for modalities "
-                         f"{', '.join(config.modalities)}; "
-                         f"available: {', '.join(sorted(have)) or 'none'}")
+        raise ValueError(
+            f"adalink: {arch.name} models have no embeddings for modalities "
+            f"{', '.join(config.modalities)}; "
+            f"available: {', '.join(sorted(have)) or 'none'}"
+        )
     for modality in used:
         for name, module in site_modules(root, arch, ("embeddings",), (modality,), "adalink"):
             if hasattr(module, "adalink"):
@@ -109,9 +115,15 @@ def apply_adalink(model: nn.Module, config: AdaLinkConfig, arch: ArchSpec,
     return model
 
 
-register_method("adalink", AdaLinkConfig, apply_adalink,
-                "AdaLink: residual low-rank maps on each modality's input embeddings",
-                paper="Wang et al. 2023, Non-Intrusive Adaptation: Input-Centric "
-                      "Parameter-efficient Fine-Tuning for Versatile Multimodal Modeling, "
-                      "arXiv:2310.12100",
-                facts=MethodFacts(default_lr=1e-3, color="#882255", marker="p", hidden_modules=("adalink",), order=60))
+register_method(
+    "adalink",
+    AdaLinkConfig,
+    apply_adalink,
+    "AdaLink: residual low-rank maps on each modality's input embeddings",
+    paper="Wang et al. 2023, Non-Intrusive Adaptation: Input-Centric "
+    "Parameter-efficient Fine-Tuning for Versatile Multimodal Modeling, "
+    "arXiv:2310.12100",
+    facts=MethodFacts(
+        default_lr=1e-3, color="#882255", marker="p", hidden_modules=("adalink",), order=60
+    ),
+)

@@ -26,6 +26,7 @@ under ``base_layer`` and the bottleneck under ``adapter`` (both hidden by
 ``<target>.adapter.down.{weight,bias}`` and ``<target>.adapter.up.{weight,bias}``; the
 backbone's become ``<target>.base_layer.*``.  Nothing else's ``requires_grad`` is touched.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,19 +36,38 @@ from torch import nn
 
 from repspace._constraints import Interval, Options, SettingError
 from repspace.layer_table import unwrap_model
-from repspace.methods.adapter.modules import (ACTIVATIONS, AdapterWrapped, Bottleneck,
-                                              ParallelAdapterWrapped, linear_output_width)
+from repspace.methods.adapter.modules import (
+    ACTIVATIONS,
+    AdapterWrapped,
+    Bottleneck,
+    ParallelAdapterWrapped,
+    linear_output_width,
+)
 from repspace.methods.adapter.parallel import PARALLEL_SITES, apply_parallel
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import (SIZE, TOWERS, MethodConfig, MethodFacts, names, register_method,
-                                   subset_of)
+from repspace.methods.base import (
+    SIZE,
+    TOWERS,
+    MethodConfig,
+    MethodFacts,
+    names,
+    register_method,
+    subset_of,
+)
 
-__all__ = ["AdapterConfig", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "apply_adapter",
-           "ACTIVATIONS", "PLACEMENTS"]
+__all__ = [
+    "AdapterConfig",
+    "Bottleneck",
+    "AdapterWrapped",
+    "ParallelAdapterWrapped",
+    "apply_adapter",
+    "ACTIVATIONS",
+    "PLACEMENTS",
+]
 
 PLACEMENTS = ("sequential", "parallel")
-MAX_INIT_SCALE = 10.0    # standard deviation of W_down's initialisation (default 1e-3)
-MAX_SCALE = 1000.0       # multiplier of the parallel adapter's output (He et al.: 4)
+MAX_INIT_SCALE = 10.0  # standard deviation of W_down's initialisation (default 1e-3)
+MAX_SCALE = 1000.0  # multiplier of the parallel adapter's output (He et al.: 4)
 
 
 @dataclass
@@ -81,13 +101,17 @@ class AdapterConfig(MethodConfig):
         super().__post_init__()
         self.towers, self.parallel_sites = names(self.towers), names(self.parallel_sites)
         if self.placement != "parallel" and self.parallel_sites != ("ffn",):
-            raise SettingError("parallel_sites", self.parallel_sites, "left out unless "
-                               "placement='parallel' (it places parallel adapters only)",
-                               type(self).__name__)
+            raise SettingError(
+                "parallel_sites",
+                self.parallel_sites,
+                "left out unless placement='parallel' (it places parallel adapters only)",
+                type(self).__name__,
+            )
 
 
-def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
-                  stage: int = 1) -> nn.Module:
+def apply_adapter(
+    model: nn.Module, config: AdapterConfig, arch: ArchSpec, stage: int = 1
+) -> nn.Module:
     """Wrap every ``attn_out`` and ``ffn_out`` module of ``config.towers`` in place."""
     root = unwrap_model(model)
     if config.placement == "parallel":
@@ -98,16 +122,30 @@ def apply_adapter(model: nn.Module, config: AdapterConfig, arch: ArchSpec,
         if isinstance(module, AdapterWrapped):
             raise ValueError(f"adapter: {name} already has an adapter; apply it once")
         weight = next(module.parameters(), None)
-        adapter = Bottleneck(linear_output_width(name, module), config.width, config.activation,
-                             config.init_scale, dtype=None if weight is None else weight.dtype,
-                             device=None if weight is None else weight.device)
+        adapter = Bottleneck(
+            linear_output_width(name, module),
+            config.width,
+            config.activation,
+            config.init_scale,
+            dtype=None if weight is None else weight.dtype,
+            device=None if weight is None else weight.device,
+        )
         parent_name, _, child = name.rpartition(".")
         setattr(root.get_submodule(parent_name), child, AdapterWrapped(module, adapter))
     return model
 
 
-register_method("adapter", AdapterConfig, apply_adapter,
-                "Houlsby adapter: residual bottleneck after attention and feed-forward outputs",
-                paper="Houlsby et al. 2019, Parameter-Efficient Transfer Learning for NLP, "
-                      "arXiv:1902.00751",
-                facts=MethodFacts(default_lr=1e-3, color="#E69F00", marker="^", hidden_modules=("adapters", "adapter"), order=30))
+register_method(
+    "adapter",
+    AdapterConfig,
+    apply_adapter,
+    "Houlsby adapter: residual bottleneck after attention and feed-forward outputs",
+    paper="Houlsby et al. 2019, Parameter-Efficient Transfer Learning for NLP, arXiv:1902.00751",
+    facts=MethodFacts(
+        default_lr=1e-3,
+        color="#E69F00",
+        marker="^",
+        hidden_modules=("adapters", "adapter"),
+        order=30,
+    ),
+)

@@ -3,6 +3,7 @@ beside (parallel) a linear map.  Both placements build on them, so they sit belo
 config (:mod:`repspace.methods.adapter`) and the parallel wiring (:mod:`.parallel`), and
 imports between the three run one way.
 """
+
 from __future__ import annotations
 
 import torch
@@ -10,7 +11,13 @@ from torch import nn
 
 from repspace.methods.architectures import output_width
 
-__all__ = ["ACTIVATIONS", "Bottleneck", "AdapterWrapped", "ParallelAdapterWrapped", "linear_output_width"]
+__all__ = [
+    "ACTIVATIONS",
+    "Bottleneck",
+    "AdapterWrapped",
+    "ParallelAdapterWrapped",
+    "linear_output_width",
+]
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -18,8 +25,16 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tan
 class Bottleneck(nn.Module):
     """``h -> W_up act(W_down h + b_down) + b_up`` (the residual is added by the wrapper)."""
 
-    def __init__(self, d: int, width: int, activation: str = "gelu", init_scale: float = 1e-3,
-                 dtype: torch.dtype | None = None, device=None, d_in: int | None = None):
+    def __init__(
+        self,
+        d: int,
+        width: int,
+        activation: str = "gelu",
+        init_scale: float = 1e-3,
+        dtype: torch.dtype | None = None,
+        device=None,
+        d_in: int | None = None,
+    ):
         super().__init__()
         self.down = nn.Linear(d if d_in is None else d_in, width, dtype=dtype, device=device)
         self.act = ACTIVATIONS[activation]()
@@ -73,8 +88,10 @@ class ParallelAdapterWrapped(AdapterWrapped):
         x = self.__dict__["_stash"]
         self.__dict__["_stash"] = None
         if x is None:
-            raise ValueError("parallel adapter: the feed-forward input was not seen before its output "
-                             "projection ran; this architecture's ffn_in / ffn_out sites do not pair")
+            raise ValueError(
+                "parallel adapter: the feed-forward input was not seen before its output "
+                "projection ran; this architecture's ffn_in / ffn_out sites do not pair"
+            )
         return self.base_layer(*args, **kwargs) + self.scale * self.adapter(x)
 
 
@@ -82,6 +99,8 @@ def linear_output_width(name: str, module: nn.Module) -> int:
     """``d`` of a linear-like module (``nn.Linear.out_features``, transformers ``Conv1D.nf``)."""
     d = output_width(module, kinds=("out_features", "nf"))
     if d is None:
-        raise ValueError(f"adapter: cannot tell the output width of {name} ({type(module).__name__}); "
-                         "expected nn.Linear or transformers Conv1D")
+        raise ValueError(
+            f"adapter: cannot tell the output width of {name} ({type(module).__name__}); "
+            "expected nn.Linear or transformers Conv1D"
+        )
     return d

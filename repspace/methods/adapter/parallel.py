@@ -16,12 +16,17 @@ The input is stashed by a forward pre-hook on the source module and consumed by 
 output module (:class:`~repspace.methods.adapter.modules.ParallelAdapterWrapped`), so both run in the
 sublayer's own forward and nothing about the block's code changes.
 """
+
 from __future__ import annotations
 
 from torch import nn
 
-from repspace.methods.adapter.modules import (AdapterWrapped, Bottleneck, ParallelAdapterWrapped,
-                                              linear_output_width)
+from repspace.methods.adapter.modules import (
+    AdapterWrapped,
+    Bottleneck,
+    ParallelAdapterWrapped,
+    linear_output_width,
+)
 from repspace.methods.architectures import ArchSpec, site_modules
 
 __all__ = ["PARALLEL_SITES", "apply_parallel"]
@@ -40,8 +45,10 @@ def _input_width(name: str, module: nn.Module) -> int:
     base = getattr(module, "base_layer", None)  # peft-wrapped (PT-PEFT, LoRA on the source)
     if base is not None:
         return _input_width(name, base)
-    raise ValueError(f"adapter: cannot tell the input width of {name} ({type(module).__name__}); "
-                     "expected nn.Linear or transformers Conv1D")
+    raise ValueError(
+        f"adapter: cannot tell the input width of {name} ({type(module).__name__}); "
+        "expected nn.Linear or transformers Conv1D"
+    )
 
 
 def _common_depth(a: str, b: str) -> int:
@@ -57,14 +64,18 @@ def _source(name: str, ins: list[tuple[str, nn.Module]], sublayer: str) -> tuple
     """The input module of the sublayer whose output module is ``name``: the candidate sharing
     the longest path with it (Llama's gate_proj and up_proj read the same input; either will
     do), among query projections only for attention."""
-    cands = ins if sublayer == "ffn" else [t for t in ins if t[0].rsplit(".", 1)[-1] in _QUERY_NAMES]
+    cands = (
+        ins if sublayer == "ffn" else [t for t in ins if t[0].rsplit(".", 1)[-1] in _QUERY_NAMES]
+    )
     parts = name.split(".")
     layer = max((i for i, p in enumerate(parts) if p.isdigit()), default=len(parts))
     best = max(cands, key=lambda t: _common_depth(t[0], name), default=None)
     if best is None or _common_depth(best[0], name) <= layer:  # not even the same block
         what = "feed-forward input" if sublayer == "ffn" else "attention query"
-        raise ValueError(f"adapter: no {what} projection beside {name}; parallel placement "
-                         f"({sublayer}) needs its input and output modules in the same sublayer")
+        raise ValueError(
+            f"adapter: no {what} projection beside {name}; parallel placement "
+            f"({sublayer}) needs its input and output modules in the same sublayer"
+        )
     return best
 
 
@@ -79,10 +90,15 @@ def apply_parallel(root: nn.Module, config, arch: ArchSpec) -> None:
                 raise ValueError(f"adapter: {name} already has an adapter; apply it once")
             src_name, src = _source(name, ins, sublayer)
             weight = next(module.parameters(), None)
-            adapter = Bottleneck(linear_output_width(name, module), config.width, config.activation,
-                                 config.init_scale, dtype=None if weight is None else weight.dtype,
-                                 device=None if weight is None else weight.device,
-                                 d_in=_input_width(src_name, src))
+            adapter = Bottleneck(
+                linear_output_width(name, module),
+                config.width,
+                config.activation,
+                config.init_scale,
+                dtype=None if weight is None else weight.dtype,
+                device=None if weight is None else weight.device,
+                d_in=_input_width(src_name, src),
+            )
             wrapped = ParallelAdapterWrapped(module, adapter, config.parallel_scale)
             src.register_forward_pre_hook(wrapped.stash, with_kwargs=True)
             parent_name, _, child = name.rpartition(".")

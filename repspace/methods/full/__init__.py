@@ -1,4 +1,5 @@
 """Full fine-tuning: every parameter trains (the reference every PEFT is measured against)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,5 +31,12 @@ def _apply(model: nn.Module, config: FullConfig, arch, stage: int) -> nn.Module:
     return model
 
 
-register_method("full", FullConfig, _apply, "full fine-tuning: all weights train",
-                facts=MethodFacts(default_lr=1e-4, color="#000000", marker="X", trains_all_weights=True, order=0))
+register_method(
+    "full",
+    FullConfig,
+    _apply,
+    "full fine-tuning: all weights train",
+    facts=MethodFacts(
+        default_lr=1e-4, color="#000000", marker="X", trains_all_weights=True, order=0
+    ),
+)

@@ -16,6 +16,7 @@ Injected in place with ``peft.inject_adapter_in_model`` (model returned unwrappe
 trainable parameters are ``<target>.ia3_l.default``; parameters trainable before the call
 stay trainable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,12 @@ def apply_ia3(model: nn.Module, config: IA3Config, arch: ArchSpec, stage: int = 
     return model
 
 
-register_method("ia3", IA3Config, apply_ia3,
-                "(IA)^3: learned vectors rescale keys, values and feed-forward activations",
-                paper="Liu et al. 2022, Few-Shot Parameter-Efficient Fine-Tuning is Better and "
-                      "Cheaper than In-Context Learning, arXiv:2205.05638",
-                facts=MethodFacts(default_lr=3e-3, color="#EE3377", marker="h", order=20))
+register_method(
+    "ia3",
+    IA3Config,
+    apply_ia3,
+    "(IA)^3: learned vectors rescale keys, values and feed-forward activations",
+    paper="Liu et al. 2022, Few-Shot Parameter-Efficient Fine-Tuning is Better and "
+    "Cheaper than In-Context Learning, arXiv:2205.05638",
+    facts=MethodFacts(default_lr=3e-3, color="#EE3377", marker="h", order=20),
+)

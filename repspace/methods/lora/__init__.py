@@ -15,6 +15,7 @@ returned unwrapped (``generate()`` works as before).  Each target becomes a peft
 are named ``<target>.lora_A.default.weight`` and ``<target>.lora_B.default.weight``.
 Parameters that were trainable before the call stay trainable (peft would freeze them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +26,16 @@ from torch import nn
 from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
 from repspace._constraints import Interval
-from repspace.methods.base import (MAX_SIZE, SIZE, TOWERS, MethodConfig, MethodFacts, names,
-                                   register_method, subset_of)
+from repspace.methods.base import (
+    MAX_SIZE,
+    SIZE,
+    TOWERS,
+    MethodConfig,
+    MethodFacts,
+    names,
+    register_method,
+    subset_of,
+)
 from repspace.methods.peft_injection import exact_pattern, inject_peft, linear_layout
 
 __all__ = ["LoRAConfig", "apply_lora", "LORA_SITES"]
@@ -68,15 +77,22 @@ def apply_lora(model: nn.Module, config: LoRAConfig, arch: ArchSpec, stage: int 
     root = unwrap_model(model)
     targets = site_modules(root, arch, config.sites, config.towers, "lora")
     peft_config = peft.LoraConfig(
-        r=config.r, lora_alpha=config.alpha, lora_dropout=float(config.dropout), bias="none",
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=float(config.dropout),
+        bias="none",
         target_modules=exact_pattern(n for n, _ in targets),
-        fan_in_fan_out=linear_layout("lora", targets))
+        fan_in_fan_out=linear_layout("lora", targets),
+    )
     inject_peft("lora", root, peft_config)
     return model
 
 
-register_method("lora", LoRAConfig, apply_lora,
-                "LoRA: trainable low-rank update B A on attention projections",
-                paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, "
-                      "arXiv:2106.09685",
-                facts=MethodFacts(default_lr=1e-3, color="#0077BB", marker="o", order=10))
+register_method(
+    "lora",
+    LoRAConfig,
+    apply_lora,
+    "LoRA: trainable low-rank update B A on attention projections",
+    paper="Hu et al. 2021, LoRA: Low-Rank Adaptation of Large Language Models, arXiv:2106.09685",
+    facts=MethodFacts(default_lr=1e-3, color="#0077BB", marker="o", order=10),
+)

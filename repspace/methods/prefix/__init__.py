@@ -22,6 +22,7 @@ trainable under a later LoRA).  Each targeted module gains an ``adapter_prefix``
 BLIP text and vision, and every module on transformers' attention interface (GPT-2, BERT,
 Llama / LLaVA's language model, CLIP, ...), with eager or sdpa attention.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,15 @@ from torch import nn
 
 from repspace.layer_table import unwrap_model
 from repspace.methods.architectures import ArchSpec, site_modules
-from repspace.methods.base import SIZE, SWITCH, TOWERS, MethodConfig, MethodFacts, names, register_method
+from repspace.methods.base import (
+    SIZE,
+    SWITCH,
+    TOWERS,
+    MethodConfig,
+    MethodFacts,
+    names,
+    register_method,
+)
 
 __all__ = ["PrefixConfig", "apply_prefix", "inject_prefix", "prefix_modules", "prefix_parameters"]
 
@@ -47,16 +56,26 @@ class PrefixConfig(MethodConfig):
     towers: tuple[str, ...] = ("text",)
     reparameterize: bool = False
     prefix_hidden: int = 64
-    _constraints: ClassVar = {"num_virtual_tokens": [SIZE], "towers": [TOWERS],
-                              "reparameterize": [SWITCH], "prefix_hidden": [SIZE]}
+    _constraints: ClassVar = {
+        "num_virtual_tokens": [SIZE],
+        "towers": [TOWERS],
+        "reparameterize": [SWITCH],
+        "prefix_hidden": [SIZE],
+    }
 
     def __post_init__(self):
         super().__post_init__()
         self.towers = names(self.towers)
 
 
-def inject_prefix(model: nn.Module, num_virtual_tokens: int, towers: tuple[str, ...], arch: ArchSpec,
-                  reparameterize: bool = False, prefix_hidden: int = 64) -> nn.Module:
+def inject_prefix(
+    model: nn.Module,
+    num_virtual_tokens: int,
+    towers: tuple[str, ...],
+    arch: ArchSpec,
+    reparameterize: bool = False,
+    prefix_hidden: int = 64,
+) -> nn.Module:
     """Give every ``self_attention`` module of ``towers`` a trainable prefix, in place.
 
     Only the new parameters are made trainable; nothing else's ``requires_grad`` changes.
@@ -67,7 +86,9 @@ def inject_prefix(model: nn.Module, num_virtual_tokens: int, towers: tuple[str, 
 
     root = unwrap_model(model)
     if prefix_modules(root):
-        raise ValueError(f"prefix: {type(root).__name__} already has prefixes; apply prefix-tuning once")
+        raise ValueError(
+            f"prefix: {type(root).__name__} already has prefixes; apply prefix-tuning once"
+        )
     plan = []
     for tower in towers:
         targets = site_modules(root, arch, ("self_attention",), (tower,), "prefix")
@@ -79,20 +100,39 @@ def inject_prefix(model: nn.Module, num_virtual_tokens: int, towers: tuple[str, 
         if reparameterize:
             dims = {h * d for h, d in layouts}
             if len(dims) != 1:
-                raise ValueError(f"prefix: reparameterize needs one key width per tower; {tower} has "
-                                 f"{sorted(dims)}")
-            encoder = PrefixEncoder(num_virtual_tokens, dims.pop(), prefix_hidden, len(targets),
-                                    dtype=weight.dtype, device=weight.device)
+                raise ValueError(
+                    f"prefix: reparameterize needs one key width per tower; {tower} has "
+                    f"{sorted(dims)}"
+                )
+            encoder = PrefixEncoder(
+                num_virtual_tokens,
+                dims.pop(),
+                prefix_hidden,
+                len(targets),
+                dtype=weight.dtype,
+                device=weight.device,
+            )
             root.add_module(f"adapter_prefix_encoder_{tower}", encoder)
         for i, ((_, module), (heads, head_dim)) in enumerate(zip(targets, layouts)):
-            attach(module, PrefixKV(num_virtual_tokens, heads, head_dim, encoder=encoder, index=i,
-                                    dtype=weight.dtype, device=weight.device))
+            attach(
+                module,
+                PrefixKV(
+                    num_virtual_tokens,
+                    heads,
+                    head_dim,
+                    encoder=encoder,
+                    index=i,
+                    dtype=weight.dtype,
+                    device=weight.device,
+                ),
+            )
     return model
 
 
 def prefix_modules(model: nn.Module) -> list[nn.Module]:
     """Every :class:`PrefixKV` and :class:`PrefixEncoder` in ``model``."""
     from repspace.methods.prefix.modules import PrefixEncoder, PrefixKV
+
     return [m for m in model.modules() if isinstance(m, (PrefixKV, PrefixEncoder))]
 
 
@@ -101,13 +141,25 @@ def prefix_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in prefix_modules(model) for p in m.parameters(recurse=True)]
 
 
-def apply_prefix(model: nn.Module, config: PrefixConfig, arch: ArchSpec, stage: int = 1) -> nn.Module:
-    return inject_prefix(model, config.num_virtual_tokens, config.towers, arch,
-                         config.reparameterize, config.prefix_hidden)
+def apply_prefix(
+    model: nn.Module, config: PrefixConfig, arch: ArchSpec, stage: int = 1
+) -> nn.Module:
+    return inject_prefix(
+        model,
+        config.num_virtual_tokens,
+        config.towers,
+        arch,
+        config.reparameterize,
+        config.prefix_hidden,
+    )
 
 
-register_method("prefix", PrefixConfig, apply_prefix,
-                "prefix-tuning: learned key/value vectors prepended in every self-attention layer",
-                paper="Li & Liang 2021, Prefix-Tuning: Optimizing Continuous Prompts for Generation, "
-                      "arXiv:2101.00190",
-                facts=MethodFacts(default_lr=5e-3, color="#117733", marker="P", order=40))
+register_method(
+    "prefix",
+    PrefixConfig,
+    apply_prefix,
+    "prefix-tuning: learned key/value vectors prepended in every self-attention layer",
+    paper="Li & Liang 2021, Prefix-Tuning: Optimizing Continuous Prompts for Generation, "
+    "arXiv:2101.00190",
+    facts=MethodFacts(default_lr=5e-3, color="#117733", marker="P", order=40),
+)

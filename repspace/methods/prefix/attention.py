@@ -18,6 +18,7 @@
 
 Other attention classes raise a one-line ``ValueError``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,13 +32,20 @@ from torch import nn
 from repspace.methods.kv_cache import pop_cache
 from repspace.methods.prefix.modules import PrefixKV, prefix_mask
 
-__all__ = ["attach", "attention_route", "ROUTE", "PrefixBlipTextSelfAttention", "PrefixBlipAttention"]
+__all__ = [
+    "attach",
+    "attention_route",
+    "ROUTE",
+    "PrefixBlipTextSelfAttention",
+    "PrefixBlipAttention",
+]
 
 ROUTE = "repspace_prefix"
 _SUPPORTED_IMPLS = ("eager", "sdpa")
 
 
 # --- route 1: transformers' attention interface ---------------------------------------------
+
 
 class RoutedConfig:
     """An attention module's config that reports ``_attn_implementation == "repspace_prefix"``;
@@ -63,8 +71,15 @@ class RoutedConfig:
         setattr(self.__dict__["_repspace_base"], name, value)
 
 
-def _prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      attention_mask: torch.Tensor | None, *args, **kwargs):
+def _prefix_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *args,
+    **kwargs,
+):
     """Attention over ``[prefix; real]`` keys, through the model's real implementation.
 
     ``query``: ``(b, heads, q, head_dim)``; ``key``/``value``: ``(b, kv_heads, k, head_dim)``
@@ -73,16 +88,21 @@ def _prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     prefix: PrefixKV = module.adapter_prefix
     impl = module.config.repspace_base_implementation
     if impl not in _SUPPORTED_IMPLS:
-        raise ValueError(f"prefix-tuning runs on eager or sdpa attention; {type(module).__name__} uses "
-                         f"{impl!r}: load the model with attn_implementation='sdpa'")
+        raise ValueError(
+            f"prefix-tuning runs on eager or sdpa attention; {type(module).__name__} uses "
+            f"{impl!r}: load the model with attn_implementation='sdpa'"
+        )
     if impl == "sdpa":
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
         base_fn = ALL_ATTENTION_FUNCTIONS["sdpa"]
     else:
         base_fn = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
         if base_fn is None:
-            raise ValueError(f"prefix-tuning: {type(module).__module__} has no eager_attention_forward; "
-                             "load the model with attn_implementation='sdpa'")
+            raise ValueError(
+                f"prefix-tuning: {type(module).__module__} has no eager_attention_forward; "
+                "load the model with attn_implementation='sdpa'"
+            )
     q_len, k_len = query.shape[2], key.shape[2]
     is_causal = kwargs.pop("is_causal", None)
     causal = False
@@ -90,22 +110,33 @@ def _prefix_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
         wanted = is_causal if is_causal is not None else getattr(module, "is_causal", True)
         causal = bool(wanted) and q_len > 1
     pk, pv = prefix(key.shape[0], key)
-    mask = prefix_mask(attention_mask, q_len, k_len, prefix.num_tokens, visible=not prefix.masked,
-                       causal=causal, device=query.device)
+    mask = prefix_mask(
+        attention_mask,
+        q_len,
+        k_len,
+        prefix.num_tokens,
+        visible=not prefix.masked,
+        causal=causal,
+        device=query.device,
+    )
     bias = kwargs.get("position_bias")
     if torch.is_tensor(bias) and bias.shape[-1] == k_len:  # T5: prefixes are position-free
         kwargs["position_bias"] = nn.functional.pad(bias, (prefix.num_tokens, 0))
     if impl == "eager" and mask is not None and mask.dtype == torch.bool:
         mask = torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(
-            ~mask, torch.finfo(query.dtype).min)
+            ~mask, torch.finfo(query.dtype).min
+        )
     if impl == "sdpa":
         kwargs["is_causal"] = False  # causality, if any, is in the explicit mask now
-    return base_fn(module, query, torch.cat([pk, key], 2), torch.cat([pv, value], 2), mask, *args, **kwargs)
+    return base_fn(
+        module, query, torch.cat([pk, key], 2), torch.cat([pv, value], 2), mask, *args, **kwargs
+    )
 
 
 @functools.cache
 def _register_route() -> None:
     from transformers import AttentionInterface
+
     AttentionInterface.register(ROUTE, _prefix_attention)
 
 
@@ -120,13 +151,16 @@ def _uses_attention_interface(cls: type) -> bool:
 
 # --- route 2: BLIP's hand-written attention -------------------------------------------------
 
+
 def _blip_text_cls():
     from transformers.models.blip.modeling_blip_text import BlipTextSelfAttention
+
     return BlipTextSelfAttention
 
 
 def _blip_vision_cls():
     from transformers.models.blip.modeling_blip import BlipAttention
+
     return BlipAttention
 
 
@@ -141,11 +175,24 @@ def _masked_scores(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
 class PrefixBlipTextSelfAttention(_blip_text_cls()):
     """``BlipTextSelfAttention`` with ``adapter_prefix`` keys/values in its *self*-attention."""
 
-    def forward(self, hidden_states, attention_mask=None, encoder_hidden_states=None,
-                encoder_attention_mask=None, *args, **kwargs):
+    def forward(
+        self,
+        hidden_states,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        *args,
+        **kwargs,
+    ):
         if encoder_hidden_states is not None:  # cross-attention: untouched
-            return super().forward(hidden_states, attention_mask, encoder_hidden_states,
-                                   encoder_attention_mask, *args, **kwargs)
+            return super().forward(
+                hidden_states,
+                attention_mask,
+                encoder_hidden_states,
+                encoder_attention_mask,
+                *args,
+                **kwargs,
+            )
         from transformers.cache_utils import EncoderDecoderCache
 
         # the cache is the fifth argument, named past_key_values (<= 5.23) or cache (>= 5.24)
@@ -160,8 +207,14 @@ class PrefixBlipTextSelfAttention(_blip_text_cls()):
             k, v = cache.update(k, v, self.layer_idx)
         prefix: PrefixKV = self.adapter_prefix
         pk, pv = prefix(k.shape[0], k)
-        mask = prefix_mask(attention_mask, q.shape[2], k.shape[2], prefix.num_tokens,
-                           visible=not prefix.masked, device=q.device)
+        mask = prefix_mask(
+            attention_mask,
+            q.shape[2],
+            k.shape[2],
+            prefix.num_tokens,
+            visible=not prefix.masked,
+            device=q.device,
+        )
         k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.attention_head_size)
         probs = nn.Softmax(dim=-1)(_masked_scores(scores, mask))
@@ -179,15 +232,20 @@ class PrefixBlipAttention(_blip_vision_cls()):
         q, k, v = qkv[0], qkv[1], qkv[2]
         prefix: PrefixKV = self.adapter_prefix
         pk, pv = prefix(b, k)
-        mask = prefix_mask(None, t, t, prefix.num_tokens, visible=not prefix.masked, device=q.device)
+        mask = prefix_mask(
+            None, t, t, prefix.num_tokens, visible=not prefix.masked, device=q.device
+        )
         k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
         scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
         probs = nn.functional.softmax(_masked_scores(scores, mask), dim=-1)
-        context = torch.matmul(self.dropout(probs), v).permute(0, 2, 1, 3).reshape(b, t, self.embed_dim)
+        context = (
+            torch.matmul(self.dropout(probs), v).permute(0, 2, 1, 3).reshape(b, t, self.embed_dim)
+        )
         return self.projection(context), probs
 
 
 # --- dispatch --------------------------------------------------------------------------------
+
 
 def attention_route(module: nn.Module) -> str:
     """``"blip_text"``, ``"blip_vision"`` or ``"interface"`` (ValueError if unsupported)."""
@@ -198,8 +256,10 @@ def attention_route(module: nn.Module) -> str:
         return "blip_vision"
     if _uses_attention_interface(cls) and hasattr(module, "config"):
         return "interface"
-    raise ValueError(f"prefix-tuning is not implemented for {cls.__name__} attention "
-                     "(neither BLIP's nor transformers' attention interface)")
+    raise ValueError(
+        f"prefix-tuning is not implemented for {cls.__name__} attention "
+        "(neither BLIP's nor transformers' attention interface)"
+    )
 
 
 def kv_layout(module: nn.Module) -> tuple[int, int]:
@@ -210,21 +270,32 @@ def kv_layout(module: nn.Module) -> tuple[int, int]:
     if route == "blip_vision":
         return module.num_heads, module.head_dim
     cfg = module.config
-    head_dim = (getattr(module, "head_dim", None) or getattr(module, "attention_head_size", None)
-                or getattr(module, "key_value_proj_dim", None))  # T5
-    heads = (getattr(module, "num_heads", None) or getattr(module, "num_attention_heads", None)
-             or getattr(module, "n_heads", None) or cfg.num_attention_heads)
+    head_dim = (
+        getattr(module, "head_dim", None)
+        or getattr(module, "attention_head_size", None)
+        or getattr(module, "key_value_proj_dim", None)
+    )  # T5
+    heads = (
+        getattr(module, "num_heads", None)
+        or getattr(module, "num_attention_heads", None)
+        or getattr(module, "n_heads", None)
+        or cfg.num_attention_heads
+    )
     kv_heads = heads // getattr(module, "num_key_value_groups", 1)
     if not isinstance(head_dim, int) or not isinstance(kv_heads, int) or kv_heads < 1:
-        raise ValueError(f"prefix-tuning: cannot tell the key layout of {type(module).__name__} "
-                         "(no head_dim/attention_head_size or head count)")
+        raise ValueError(
+            f"prefix-tuning: cannot tell the key layout of {type(module).__name__} "
+            "(no head_dim/attention_head_size or head count)"
+        )
     return kv_heads, head_dim
 
 
 def attach(module: nn.Module, prefix: PrefixKV) -> None:
     """Make ``module`` attend over ``prefix`` too (``module.adapter_prefix = prefix``)."""
     if hasattr(module, "adapter_prefix"):
-        raise ValueError(f"prefix-tuning: {type(module).__name__} already has a prefix; apply it once")
+        raise ValueError(
+            f"prefix-tuning: {type(module).__name__} already has a prefix; apply it once"
+        )
     route = attention_route(module)
     module.adapter_prefix = prefix
     if route == "blip_text":
@@ -236,6 +307,8 @@ def attach(module: nn.Module, prefix: PrefixKV) -> None:
         impl = module.config._attn_implementation
         if impl not in _SUPPORTED_IMPLS:
             del module.adapter_prefix
-            raise ValueError(f"prefix-tuning runs on eager or sdpa attention; {type(module).__name__} "
-                             f"uses {impl!r}: load the model with attn_implementation='sdpa'")
+            raise ValueError(
+                f"prefix-tuning runs on eager or sdpa attention; {type(module).__name__} "
+                f"uses {impl!r}: load the model with attn_implementation='sdpa'"
+            )
         module.config = RoutedConfig(module.config)

@@ -11,6 +11,7 @@ Prefix keys are position-free: they are concatenated after rotary embeddings wer
 to the real keys, and after the KV cache was updated (the cache only ever holds real keys,
 so cached generation works unchanged).
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,15 @@ class PrefixEncoder(nn.Module):
     equals slicing the full MLP output.
     """
 
-    def __init__(self, num_tokens: int, kv_dim: int, hidden: int, num_layers: int,
-                 dtype: torch.dtype | None = None, device=None):
+    def __init__(
+        self,
+        num_tokens: int,
+        kv_dim: int,
+        hidden: int,
+        num_layers: int,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
         super().__init__()
         self.kv_dim, self.num_layers = kv_dim, num_layers
         self.embedding = nn.Parameter(torch.randn(num_tokens, kv_dim, dtype=dtype, device=device))
@@ -43,7 +51,7 @@ class PrefixEncoder(nn.Module):
         h = torch.tanh(self.down(self.embedding))
         rows = slice(2 * index * self.kv_dim, 2 * (index + 1) * self.kv_dim)
         kv = nn.functional.linear(h, self.up.weight[rows], self.up.bias[rows])
-        return kv[:, : self.kv_dim], kv[:, self.kv_dim:]
+        return kv[:, : self.kv_dim], kv[:, self.kv_dim :]
 
 
 class PrefixKV(nn.Module):
@@ -59,9 +67,17 @@ class PrefixKV(nn.Module):
     Used by tests and ablations.
     """
 
-    def __init__(self, num_tokens: int, kv_heads: int, head_dim: int, *,
-                 encoder: PrefixEncoder | None = None, index: int = 0,
-                 dtype: torch.dtype | None = None, device=None):
+    def __init__(
+        self,
+        num_tokens: int,
+        kv_heads: int,
+        head_dim: int,
+        *,
+        encoder: PrefixEncoder | None = None,
+        index: int = 0,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
         super().__init__()
         self.num_tokens, self.kv_heads, self.head_dim = num_tokens, kv_heads, head_dim
         self.index = index
@@ -73,8 +89,10 @@ class PrefixKV(nn.Module):
             self.value = nn.Parameter(torch.randn(shape, dtype=dtype, device=device) * INIT_STD)
 
     def extra_repr(self) -> str:
-        return (f"num_tokens={self.num_tokens}, kv_heads={self.kv_heads}, head_dim={self.head_dim}"
-                f"{', reparameterized' if self._encoder is not None else ''}")
+        return (
+            f"num_tokens={self.num_tokens}, kv_heads={self.kv_heads}, head_dim={self.head_dim}"
+            f"{', reparameterized' if self._encoder is not None else ''}"
+        )
 
     def forward(self, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(keys, values)``, each ``(batch, kv_heads, P, head_dim)`` in ``like``'s dtype/device."""
@@ -83,12 +101,19 @@ class PrefixKV(nn.Module):
         else:
             k, v = self.key, self.value
         shape = (1, self.num_tokens, self.kv_heads, self.head_dim)
-        k, v = (x.to(dtype=like.dtype, device=like.device).reshape(shape).transpose(1, 2)
-                .expand(batch, -1, -1, -1) for x in (k, v))
+        k, v = (
+            x.to(dtype=like.dtype, device=like.device)
+            .reshape(shape)
+            .transpose(1, 2)
+            .expand(batch, -1, -1, -1)
+            for x in (k, v)
+        )
         if k.shape[1] != like.shape[1] or k.shape[-1] != like.shape[-1]:
-            raise ValueError(f"prefix: keys of this layer have shape {tuple(like.shape)} (batch, heads, "
-                             f"tokens, head_dim) but the prefix was built for {self.kv_heads} heads of "
-                             f"{self.head_dim}; the attention class is not laid out as repspace assumed")
+            raise ValueError(
+                f"prefix: keys of this layer have shape {tuple(like.shape)} (batch, heads, "
+                f"tokens, head_dim) but the prefix was built for {self.kv_heads} heads of "
+                f"{self.head_dim}; the attention class is not laid out as repspace assumed"
+            )
         return k, v
 
 
@@ -102,13 +127,23 @@ def extend_mask(mask: torch.Tensor, num_tokens: int, visible: bool = True) -> to
         fill = 0.0 if visible else torch.finfo(mask.dtype).min
         pad = torch.full(shape, fill, dtype=mask.dtype, device=mask.device)
     else:
-        raise ValueError(f"prefix: cannot extend an attention mask of dtype {mask.dtype}; expected a "
-                         "bool or additive float mask (batch, 1, queries, keys)")
+        raise ValueError(
+            f"prefix: cannot extend an attention mask of dtype {mask.dtype}; expected a "
+            "bool or additive float mask (batch, 1, queries, keys)"
+        )
     return torch.cat([pad, mask], dim=-1)
 
 
-def prefix_mask(mask: torch.Tensor | None, q_len: int, k_len: int, num_tokens: int, *,
-                visible: bool = True, causal: bool = False, device=None) -> torch.Tensor | None:
+def prefix_mask(
+    mask: torch.Tensor | None,
+    q_len: int,
+    k_len: int,
+    num_tokens: int,
+    *,
+    visible: bool = True,
+    causal: bool = False,
+    device=None,
+) -> torch.Tensor | None:
     """The mask for keys ``[prefix (P), real (k_len)]``.
 
     ``mask`` is the base model's mask over the real keys (``None``: no masking, or implicit

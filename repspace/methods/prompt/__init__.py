@@ -19,6 +19,7 @@ best init for small models, without their class-label refinement); ``"random"`` 
 ``N(0, s^2)`` with ``s`` the word embedding's standard deviation.  Both use torch's global
 RNG (seed it for reproducibility).
 """
+
 from __future__ import annotations
 
 import re
@@ -63,8 +64,10 @@ def text_model_of(root: nn.Module, arch: ArchSpec) -> tuple[str, nn.Module]:
     parent = matches[0][0].rpartition(".")[0]
     module = root.get_submodule(parent)
     if not callable(getattr(module, "get_input_embeddings", None)):
-        raise ValueError(f"prompt tuning is not implemented for {type(module).__name__} "
-                         f"({parent or 'root'}): it has no get_input_embeddings()")
+        raise ValueError(
+            f"prompt tuning is not implemented for {type(module).__name__} "
+            f"({parent or 'root'}): it has no get_input_embeddings()"
+        )
     return parent, module
 
 
@@ -76,17 +79,22 @@ def _initial_prompt(words: nn.Embedding, n: int, init: str) -> torch.Tensor:
     return torch.randn(n, w.shape[1], dtype=w.dtype, device=w.device) * w.float().std().to(w.dtype)
 
 
-def apply_prompt(model: nn.Module, config: PromptConfig, arch: ArchSpec, stage: int = 1) -> nn.Module:
+def apply_prompt(
+    model: nn.Module, config: PromptConfig, arch: ArchSpec, stage: int = 1
+) -> nn.Module:
     """Give the text model a trainable ``adapter_prompt`` and the hooks that prepend it, in place."""
     from repspace.methods.prompt.module import PromptEmbedding
 
     root = unwrap_model(model)
     _, text = text_model_of(root, arch)
     if any(isinstance(m, PromptEmbedding) for m in root.modules()):
-        raise ValueError(f"prompt: {type(root).__name__} already has a prompt; apply prompt tuning once")
+        raise ValueError(
+            f"prompt: {type(root).__name__} already has a prompt; apply prompt tuning once"
+        )
     rotary = hasattr(text, "rotary_emb")
-    prompt = PromptEmbedding(_initial_prompt(text.get_input_embeddings(), config.num_virtual_tokens,
-                                             config.init), rotary)
+    prompt = PromptEmbedding(
+        _initial_prompt(text.get_input_embeddings(), config.num_virtual_tokens, config.init), rotary
+    )
     text.adapter_prompt = prompt
     text.register_forward_pre_hook(prompt.before_text_model, with_kwargs=True)
     text.register_forward_hook(prompt.after_text_model, with_kwargs=True)
@@ -96,8 +104,12 @@ def apply_prompt(model: nn.Module, config: PromptConfig, arch: ArchSpec, stage: 
     return model
 
 
-register_method("prompt", PromptConfig, apply_prompt,
-                "prompt tuning: learned vectors prepended to the text input sequence",
-                paper="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning, "
-                      "arXiv:2104.08691",
-                facts=MethodFacts(default_lr=5e-3, color="#56B4E9", marker="*", order=50))
+register_method(
+    "prompt",
+    PromptConfig,
+    apply_prompt,
+    "prompt tuning: learned vectors prepended to the text input sequence",
+    paper="Lester et al. 2021, The Power of Scale for Parameter-Efficient Prompt Tuning, "
+    "arXiv:2104.08691",
+    facts=MethodFacts(default_lr=5e-3, color="#56B4E9", marker="*", order=50),
+)

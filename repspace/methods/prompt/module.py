@@ -23,6 +23,7 @@ first; :func:`repspace.capture.tokens.num_virtual_tokens` reports ``P`` so captu
 A KV cache cannot be extended (the prompt is re-prepended every call), hence
 ``repspace_generation_kwargs = {"use_cache": False}``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -46,8 +47,10 @@ def _as_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict:
         if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
             out.update(value)
         elif sig.parameters[name].kind is inspect.Parameter.VAR_POSITIONAL:
-            raise ValueError(f"prompt: cannot place extra positional arguments of "
-                             f"{type(module).__name__}.forward; pass them by keyword")
+            raise ValueError(
+                f"prompt: cannot place extra positional arguments of "
+                f"{type(module).__name__}.forward; pass them by keyword"
+            )
         else:
             out[name] = value
     return out
@@ -91,14 +94,18 @@ class PromptEmbedding(nn.Module):
     def before_text_model(self, module: nn.Module, args: tuple, kwargs: dict):
         kw = _as_kwargs(module, args, kwargs)
         if has_cached_tokens(get_cache(kw)):
-            raise ValueError("prompt tuning re-prepends its virtual tokens on every call and cannot "
-                             "extend a KV cache; generate with use_cache=False "
-                             "(**repspace.methods.generation_kwargs(model))")
+            raise ValueError(
+                "prompt tuning re-prepends its virtual tokens on every call and cannot "
+                "extend a KV cache; generate with use_cache=False "
+                "(**repspace.methods.generation_kwargs(model))"
+            )
         ids = kw.pop("input_ids", None)
         emb = kw.get("inputs_embeds")
         if emb is None:
             if ids is None:
-                raise ValueError(f"prompt: {type(module).__name__} got neither input_ids nor inputs_embeds")
+                raise ValueError(
+                    f"prompt: {type(module).__name__} got neither input_ids nor inputs_embeds"
+                )
             emb = module.get_input_embeddings()(ids)
         b, t, p = emb.shape[0], emb.shape[1], self.num_tokens
         dev = emb.device
@@ -109,10 +116,14 @@ class PromptEmbedding(nn.Module):
         if mask.ndim == 4 and mask.shape[-2] == mask.shape[-1] == t:  # PaliGemma's prefix-LM mask
             kw["attention_mask"] = _prepend_square(mask, p)
         elif mask.ndim != 2:
-            raise ValueError(f"prompt tuning needs a 2-D attention_mask (batch, tokens) or a 4-D one "
-                             f"(batch, 1, tokens, tokens); got shape {tuple(mask.shape)}")
+            raise ValueError(
+                f"prompt tuning needs a 2-D attention_mask (batch, tokens) or a 4-D one "
+                f"(batch, 1, tokens, tokens); got shape {tuple(mask.shape)}"
+            )
         else:
-            kw["attention_mask"] = torch.cat([torch.ones(b, p, dtype=mask.dtype, device=dev), mask], 1)
+            kw["attention_mask"] = torch.cat(
+                [torch.ones(b, p, dtype=mask.dtype, device=dev), mask], 1
+            )
         if "position_ids" in inspect.signature(module.forward).parameters or "position_ids" in kw:
             pos = kw.get("position_ids")
             if pos is None:
@@ -131,12 +142,12 @@ class PromptEmbedding(nn.Module):
         n = kwargs["attention_mask"].shape[-1]  # P + t, as set by before_text_model
         if isinstance(output, tuple):
             if torch.is_tensor(output[0]) and output[0].ndim == 3 and output[0].shape[1] == n:
-                output = (output[0][:, self.num_tokens:], *output[1:])
+                output = (output[0][:, self.num_tokens :], *output[1:])
             return output
         h = getattr(output, "last_hidden_state", None)
         if torch.is_tensor(h) and h.shape[1] == n:
-            output.last_hidden_state = h[:, self.num_tokens:]
+            output.last_hidden_state = h[:, self.num_tokens :]
         return output
 
     def before_pooler(self, module: nn.Module, args: tuple):
-        return (args[0][:, self.num_tokens:], *args[1:])
+        return (args[0][:, self.num_tokens :], *args[1:])

@@ -2,6 +2,7 @@
 manifest), checked when they are made: a bad one is a one-line
 :class:`~repspace._constraints.SettingError` naming the field, before any data is rendered
 or any model is built."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,19 +14,31 @@ from repspace.training.config import SEED
 __all__ = ["PretrainConfig", "QUICK", "RECIPES", "RECIPE", "TARGET_NOTES", "ARCHITECTURE_KEYS"]
 
 #: Recipe id per corpus (recorded in the manifest); the shipped model is v2.
-RECIPES = {"canonical": "repspace.pretrain.tiny_blip_captioning/v1",
-           "captions+itm": "repspace.pretrain.tiny_blip_captions_itm/v2-no-text",
-           "captions+itm+text": "repspace.pretrain.tiny_blip_captions_itm_text/v2"}
+RECIPES = {
+    "canonical": "repspace.pretrain.tiny_blip_captioning/v1",
+    "captions+itm": "repspace.pretrain.tiny_blip_captions_itm/v2-no-text",
+    "captions+itm+text": "repspace.pretrain.tiny_blip_captions_itm_text/v2",
+}
 RECIPE = RECIPES["captions+itm+text"]
 
 # what PretrainConfig.architecture may set: tiny_blip_config's sizes (image_size is its own field)
-ARCHITECTURE_KEYS = ("patch_size", "vision_hidden", "vision_layers", "text_hidden", "text_layers",
-                     "num_heads", "mlp_ratio")
+ARCHITECTURE_KEYS = (
+    "patch_size",
+    "vision_hidden",
+    "vision_layers",
+    "text_hidden",
+    "text_layers",
+    "num_heads",
+    "mlp_ratio",
+)
 
 
 def _architecture(value) -> bool:
-    return isinstance(value, dict) and set(value) <= set(ARCHITECTURE_KEYS) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value.values())
+    return (
+        isinstance(value, dict)
+        and set(value) <= set(ARCHITECTURE_KEYS)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value.values())
+    )
 
 
 @dataclass(frozen=True)
@@ -62,9 +75,17 @@ class PretrainConfig(Validated):
     n_eval: int = 200
     image_size: int = 32
     max_new_tokens: int = 24
-    architecture: dict = field(default_factory=lambda: dict(
-        patch_size=4, vision_hidden=96, vision_layers=3, text_hidden=96, text_layers=3,
-        num_heads=4, mlp_ratio=4))
+    architecture: dict = field(
+        default_factory=lambda: dict(
+            patch_size=4,
+            vision_hidden=96,
+            vision_layers=3,
+            text_hidden=96,
+            text_layers=3,
+            num_heads=4,
+            mlp_ratio=4,
+        )
+    )
     corpus: str = "captions+itm+text"
     text_batch_size: int = 32
 
@@ -82,8 +103,13 @@ class PretrainConfig(Validated):
         "n_eval": [Interval(int, 2, None)],  # CIDEr-D's document frequencies need two images
         "image_size": [Interval(int, 1, None)],
         "max_new_tokens": [Interval(int, 1, None)],
-        "architecture": [Check(_architecture, "a mapping of tiny_blip_config's sizes ("
-                                              f"{', '.join(ARCHITECTURE_KEYS)}) to positive integers")],
+        "architecture": [
+            Check(
+                _architecture,
+                "a mapping of tiny_blip_config's sizes ("
+                f"{', '.join(ARCHITECTURE_KEYS)}) to positive integers",
+            )
+        ],
         "corpus": [Options(*RECIPES)],
         "text_batch_size": [Interval(int, 1, None)],
     }
@@ -96,8 +122,8 @@ QUICK = PretrainConfig(steps=4, batch_size=8, n_train=64, n_eval=8, max_new_toke
 TARGET_NOTES = {
     "canonical": "canonical caption (captions[0])",
     "captions+itm+text": "as captions+itm, plus a text-only stream of 'question answer' texts about train "
-                         "scenes of both domains (no image; text_batch_size per step)",
+    "scenes of both domains (no image; text_batch_size per step)",
     "captions+itm": "one of 5 texts per image and step: captions[0], captions[1], captions[2] (count as a "
-                    "digit for half the images), '<true caption> ? yes', '<non-matching caption> ? no' "
-                    "(loss on answer + [SEP] only); repspace.training.pretrain_corpus",
+    "digit for half the images), '<true caption> ? yes', '<non-matching caption> ? no' "
+    "(loss on answer + [SEP] only); repspace.training.pretrain_corpus",
 }

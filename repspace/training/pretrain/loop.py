@@ -1,6 +1,7 @@
 """The pretrain recipe's optimisation loop and data: rendering the shapes world, the data
 order (one generator stream), the schedule, and the decoder losses (see
 :mod:`repspace.training.pretrain` for the recipe as a whole)."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,15 @@ import time
 
 from repspace.training.pretrain.config import PretrainConfig
 
-__all__ = ["lr_lambda", "StreamPermutations", "render", "no_decay", "train_loop", "decoder_batch",
-           "text_loss"]
+__all__ = [
+    "lr_lambda",
+    "StreamPermutations",
+    "render",
+    "no_decay",
+    "train_loop",
+    "decoder_batch",
+    "text_loss",
+]
 
 
 def lr_lambda(steps: int, warmup_ratio: float):
@@ -33,14 +41,21 @@ class StreamPermutations:
     def __init__(self, n: int, seed: int, skip: int) -> None:
         import torch
 
-        self.n, self.gen, self.epoch, self.perm = n, torch.Generator().manual_seed(seed), -1 - skip, None
+        self.n, self.gen, self.epoch, self.perm = (
+            n,
+            torch.Generator().manual_seed(seed),
+            -1 - skip,
+            None,
+        )
 
     def __call__(self, epoch: int):
         import torch
 
         if epoch < self.epoch:
-            raise ValueError(f"pretrain: data order asked for epoch {epoch} after epoch {self.epoch}; "
-                             "the permutation stream only moves forward")
+            raise ValueError(
+                f"pretrain: data order asked for epoch {epoch} after epoch {self.epoch}; "
+                "the permutation stream only moves forward"
+            )
         while self.epoch < epoch:
             self.perm, self.epoch = torch.randperm(self.n, generator=self.gen), self.epoch + 1
         return self.perm
@@ -85,7 +100,9 @@ def train_loop(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, t
     from repspace.models import pixel_values
     from repspace.training.trainer import adamw, clip_and_set_lr, epoch_batch
 
-    opt = adamw(model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.98), no_decay=no_decay)
+    opt = adamw(
+        model.named_parameters(), cfg.lr, cfg.weight_decay, betas=(0.9, 0.98), no_decay=no_decay
+    )
     lr_at = lr_lambda(cfg.steps, cfg.warmup_ratio)
     n = len(pixels_u8)
     order = StreamPermutations(n, cfg.seed, skip=int(cfg.batch_size > n))
@@ -94,16 +111,29 @@ def train_loop(model, pixels_u8, targets, cfg: PretrainConfig, progress: bool, t
     curve, window = [], []
     model.train()
     start = time.perf_counter()
-    bar = tqdm(total=cfg.steps, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps, desc="pretrain", unit="step", disable=not progress, dynamic_ncols=True
+    )
     for step in range(cfg.steps):
         idx = epoch_batch(step, n, cfg.batch_size, order)
-        var = torch.randint(targets.variants, (len(idx),), generator=pick) if targets.variants > 1 else 0
+        var = (
+            torch.randint(targets.variants, (len(idx),), generator=pick)
+            if targets.variants > 1
+            else 0
+        )
         ids, mask, labels = decoder_batch(targets, idx, var)
-        loss = model(pixel_values=pixel_values(pixels_u8[idx]), input_ids=ids, attention_mask=mask,
-                     labels=labels).loss
+        loss = model(
+            pixel_values=pixel_values(pixels_u8[idx]),
+            input_ids=ids,
+            attention_mask=mask,
+            labels=labels,
+        ).loss
         if text is not None:
-            loss = loss + text_loss(model, text, torch.randint(len(text.input_ids), (cfg.text_batch_size,),
-                                                                generator=pick_text))
+            loss = loss + text_loss(
+                model,
+                text,
+                torch.randint(len(text.input_ids), (cfg.text_batch_size,), generator=pick_text),
+            )
         if not math.isfinite(loss.item()):
             raise ValueError(f"pretrain: loss became {loss.item()} at step {step}; lower --lr")
         loss.backward()
@@ -136,4 +166,6 @@ def text_loss(model, text, rows):
     """Decoder loss on text-only rows (no ``encoder_hidden_states``: BLIP's text layers then
     skip cross-attention), with the same label smoothing and mean as the image loss."""
     ids, mask, labels = decoder_batch(text, rows, 0)
-    return model.text_decoder(input_ids=ids, attention_mask=mask, labels=labels, reduction="mean").loss
+    return model.text_decoder(
+        input_ids=ids, attention_mask=mask, labels=labels, reduction="mean"
+    ).loss

@@ -21,6 +21,7 @@ Mistral, Qwen2, Gemma2, Phi-3: a new head on the last non-pad token,
 :class:`~repspace.training.tasks.causal.CausalClassificationTask`) and T5-style text-to-text
 (the label as text).  Image-text models are refused in one line.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -33,7 +34,15 @@ __all__ = ["make_task", "Task", "Encoded", "score", "ENCODER_TYPES", "IMAGE_TEXT
 # Masked-LM / bare text encoders that get a fresh classification head (encoder_head.py).
 ENCODER_TYPES = ("bert", "roberta")
 # LMMs whose processor builds image prompts (vlm.py).
-IMAGE_TEXT_TYPES = ("blip-2", "instructblip", "paligemma", "llava_next", "idefics3", "smolvlm", "qwen2_vl")
+IMAGE_TEXT_TYPES = (
+    "blip-2",
+    "instructblip",
+    "paligemma",
+    "llava_next",
+    "idefics3",
+    "smolvlm",
+    "qwen2_vl",
+)
 
 
 def make_task(model: nn.Module, processor, task: str) -> Task:
@@ -64,18 +73,25 @@ def make_task(model: nn.Module, processor, task: str) -> Task:
         return CausalLMTask(root, processor, task, image=False)
     if model_type in ENCODER_TYPES and (name.endswith("ForMaskedLM") or name.endswith("Model")):
         return EncoderClassificationTask(root, processor, task)
-    if not has_vision and getattr(root.config, "is_encoder_decoder", False) \
-            and name.endswith("ForConditionalGeneration"):
+    if (
+        not has_vision
+        and getattr(root.config, "is_encoder_decoder", False)
+        and name.endswith("ForConditionalGeneration")
+    ):
         return TextToTextTask(root, processor, task)
     if model_type == "qwen2_vl" and getattr(processor, "image_processor", None) is None:
-        raise ValueError(f"{name}: training needs the Qwen2-VL processor, which transformers builds only "
-                         "with torchvision installed (pip install torchvision); none loaded")
+        raise ValueError(
+            f"{name}: training needs the Qwen2-VL processor, which transformers builds only "
+            "with torchvision installed (pip install torchvision); none loaded"
+        )
     if has_vision and name.endswith("ForConditionalGeneration") and model_type in IMAGE_TEXT_TYPES:
         return ImageTextToTextTask(root, processor, task)
-    raise ValueError(f"{name}: repspace has no training recipe for this model class; supported: "
-                     "BlipForConditionalGeneration, BlipForQuestionAnswering, LlavaForConditionalGeneration, "
-                     f"{', '.join(IMAGE_TEXT_TYPES)} (*ForConditionalGeneration), text-only causal LMs, "
-                     "T5-style text-to-text, *ForSequenceClassification, BERT/RoBERTa *ForMaskedLM or bare encoders")
+    raise ValueError(
+        f"{name}: repspace has no training recipe for this model class; supported: "
+        "BlipForConditionalGeneration, BlipForQuestionAnswering, LlavaForConditionalGeneration, "
+        f"{', '.join(IMAGE_TEXT_TYPES)} (*ForConditionalGeneration), text-only causal LMs, "
+        "T5-style text-to-text, *ForSequenceClassification, BERT/RoBERTa *ForMaskedLM or bare encoders"
+    )
 
 
 def _classify_task(root: nn.Module, processor) -> Task:
@@ -89,15 +105,22 @@ def _classify_task(root: nn.Module, processor) -> Task:
     cfg = root.config
     if name.endswith("ForSequenceClassification"):
         return SequenceClassificationTask(root, processor, "classify")
-    if getattr(cfg, "model_type", None) in ENCODER_TYPES and (name.endswith("ForMaskedLM") or name.endswith("Model")):
+    if getattr(cfg, "model_type", None) in ENCODER_TYPES and (
+        name.endswith("ForMaskedLM") or name.endswith("Model")
+    ):
         return EncoderClassificationTask(root, processor, "classify")
     text_only = getattr(cfg, "vision_config", None) is None
     if text_only and (name.endswith("ForCausalLM") or name.endswith("LMHeadModel")):
         return CausalClassificationTask(root, processor, "classify")
-    if text_only and getattr(cfg, "is_encoder_decoder", False) \
-            and name.endswith("ForConditionalGeneration"):
+    if (
+        text_only
+        and getattr(cfg, "is_encoder_decoder", False)
+        and name.endswith("ForConditionalGeneration")
+    ):
         return TextToTextTask(root, processor, "classify")
-    raise ValueError(f"{name}: task classify (sentence classification) needs a text encoder (BERT/RoBERTa "
-                     "*ForMaskedLM, a bare encoder or *ForSequenceClassification), a text-only causal LM "
-                     "(*ForCausalLM, GPT-2) or a T5-style text-to-text model; use --task vqa or captioning "
-                     "for this model")
+    raise ValueError(
+        f"{name}: task classify (sentence classification) needs a text encoder (BERT/RoBERTa "
+        "*ForMaskedLM, a bare encoder or *ForSequenceClassification), a text-only causal LM "
+        "(*ForCausalLM, GPT-2) or a T5-style text-to-text model; use --task vqa or captioning "
+        "for this model"
+    )

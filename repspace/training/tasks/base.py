@@ -11,6 +11,7 @@ padding ever enters a prompt.  That sidesteps left/right-padding differences bet
 architectures (BLIP drops the last prompt token and ignores padding in its cross-attention
 mask at generation time) and makes evaluation identical to unbatched greedy decoding.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ class PixelStore:
 
     def __init__(self, image_processor, records: Sequence[dict], desc: str = "images") -> None:
         if image_processor is None:
-            raise ValueError("this checkpoint has no image processor (preprocessor_config.json); "
-                             "save one next to the model (e.g. BlipProcessor.save_pretrained)")
+            raise ValueError(
+                "this checkpoint has no image processor (preprocessor_config.json); "
+                "save one next to the model (e.g. BlipProcessor.save_pretrained)"
+            )
         self.image_processor = image_processor
         ids: dict[int, int] = {}
         self.images: list[np.ndarray] = []
@@ -68,7 +71,9 @@ class PixelStore:
         self.values: torch.Tensor | None = None
         first = self._process(self.images[:1])
         if first.numel() * 4 * len(self.images) <= _PRECOMPUTE_LIMIT:
-            chunks = [self._process(self.images[i:i + 256]) for i in range(0, len(self.images), 256)]
+            chunks = [
+                self._process(self.images[i : i + 256]) for i in range(0, len(self.images), 256)
+            ]
             self.values = torch.cat(chunks)
 
     def _process(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -122,13 +127,17 @@ class Task:
         # text_only: the model takes no images, so captioning (an image task) is refused here,
         # once for every text task
         if task == "captioning" and text_only:
-            raise ValueError(f"task captioning needs an image model; {type(model).__name__} takes only text")
+            raise ValueError(
+                f"task captioning needs an image model; {type(model).__name__} takes only text"
+            )
         self.task = task
         self.processor = processor
         self.tokenizer = tokenizer_of(processor)
         if self.tokenizer is None:
-            raise ValueError(f"{type(model).__name__}: the checkpoint ships no tokenizer/processor; "
-                             "save one next to the model")
+            raise ValueError(
+                f"{type(model).__name__}: the checkpoint ships no tokenizer/processor; "
+                "save one next to the model"
+            )
 
     # Model surgery (heads) -------------------------------------------------------------
     def fit(self, train_records: Sequence[dict]) -> None:
@@ -152,7 +161,9 @@ class Task:
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
         raise NotImplementedError
 
-    def check(self, model: nn.Module, batch: dict[str, torch.Tensor], what: str = "training batch") -> None:
+    def check(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], what: str = "training batch"
+    ) -> None:
         """Verify ``batch`` before the forward (:func:`repspace.probe.batch_check.check_batch`):
         a failure names the field and is repspace's error, not the model's."""
         from repspace.probe.batch_check import check_batch
@@ -163,24 +174,33 @@ class Task:
         # "label_mask" only trims a batch to its longest target; no model takes it
         return model(**{k: v for k, v in batch.items() if k != "label_mask"}).loss
 
-    def predict(self, model: nn.Module, enc: Encoded, batch_size: int, max_new_tokens: int,
-                gen_kwargs: dict) -> list[str]:
+    def predict(
+        self, model: nn.Module, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
+    ) -> list[str]:
         raise NotImplementedError
 
     def decode(self, ids: Sequence[int], eos: int | None) -> str:
         ids = list(ids)
         if eos is not None and eos in ids:
-            ids = ids[:ids.index(eos)]
+            ids = ids[: ids.index(eos)]
         return " ".join(self.tokenizer.decode(ids, skip_special_tokens=True).split())
 
     def text_ids(self, text: str, lead_space: bool = False) -> list[int]:
         """Token ids of ``text`` without special tokens (BPE tokenizers get a leading space
         for non-initial segments)."""
-        return list(self.tokenizer((" " + text) if lead_space else text, add_special_tokens=False)["input_ids"])
+        return list(
+            self.tokenizer((" " + text) if lead_space else text, add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
 
 
-def generate_by_length(prompts: Sequence[Sequence[int]], batch_size: int,
-                       run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], desc: str = "") -> list[list[int]]:
+def generate_by_length(
+    prompts: Sequence[Sequence[int]],
+    batch_size: int,
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    desc: str = "",
+) -> list[list[int]]:
     """New tokens for every prompt, generated in batches of equal-length prompts.
 
     ``run(input_ids (b, L), record_index (b,)) -> new token ids (b, T)``; rows are returned
@@ -193,7 +213,7 @@ def generate_by_length(prompts: Sequence[Sequence[int]], batch_size: int,
     for length in sorted(groups):
         rows = groups[length]
         for s in range(0, len(rows), batch_size):
-            chunk = rows[s:s + batch_size]
+            chunk = rows[s : s + batch_size]
             ids = torch.tensor([list(prompts[i]) for i in chunk], dtype=torch.long)
             new = run(ids, torch.tensor(chunk, dtype=torch.long))
             for i, r in zip(chunk, new.tolist()):

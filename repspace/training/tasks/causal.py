@@ -13,6 +13,7 @@ them).  ``n`` = (image_size / patch_size)^2, +1 with ``vision_feature_select_str
 Sentence classification (``task="classify"``) on a text-only causal LM is
 :class:`CausalClassificationTask`: a fresh head on the last non-pad token's hidden state.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -25,7 +26,11 @@ from repspace.training.tasks.encoder_head import EncoderClassificationTask
 
 __all__ = ["CausalLMTask", "CausalClassificationTask"]
 
-_TRIM = {"input_ids": "attention_mask", "labels": "attention_mask", "attention_mask": "attention_mask"}
+_TRIM = {
+    "input_ids": "attention_mask",
+    "labels": "attention_mask",
+    "attention_mask": "attention_mask",
+}
 
 
 class CausalLMTask(Task):
@@ -37,7 +42,9 @@ class CausalLMTask(Task):
         self.bos = tok.bos_token_id
         self.eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
         if self.eos is None:
-            raise ValueError(f"{type(model).__name__}: its tokenizer has no eos/sep token to end answers with")
+            raise ValueError(
+                f"{type(model).__name__}: its tokenizer has no eos/sep token to end answers with"
+            )
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos
         self.n_image = 0
         if image:
@@ -46,8 +53,9 @@ class CausalLMTask(Task):
             if self.image_token is None:
                 self.image_token = getattr(cfg, "image_token_index")
             vc = cfg.vision_config
-            self.n_image = (vc.image_size // vc.patch_size) ** 2 + \
-                (1 if getattr(cfg, "vision_feature_select_strategy", "default") == "full" else 0)
+            self.n_image = (vc.image_size // vc.patch_size) ** 2 + (
+                1 if getattr(cfg, "vision_feature_select_strategy", "default") == "full" else 0
+            )
             self.image_processor = getattr(processor, "image_processor", None)
 
     def prompt(self, r: dict) -> list[int]:
@@ -55,8 +63,10 @@ class CausalLMTask(Task):
         p += [] if self.bos is None else [self.bos]
         if not self.image:
             if not r.get("caption"):
-                raise ValueError("text-only VQA answers from the scene's caption; these records have "
-                                 "none (use the shapes world, or an image model for real VQA data)")
+                raise ValueError(
+                    "text-only VQA answers from the scene's caption; these records have "
+                    "none (use the shapes world, or an image model for real VQA data)"
+                )
             p += self.text_ids(r["caption"], lead_space=self.bos is not None)
         if self.task == "vqa":
             p += self.text_ids(r["question"], lead_space=len(p) > 0)
@@ -66,28 +76,42 @@ class CausalLMTask(Task):
         prompts = [self.prompt(r) for r in records]
         rows, labels = [], []
         for r, p in zip(records, prompts):
-            target = self.text_ids(r["caption"] if self.task == "captioning" else r["answer"],
-                                   lead_space=True) + [self.eos]
+            target = self.text_ids(
+                r["caption"] if self.task == "captioning" else r["answer"], lead_space=True
+            ) + [self.eos]
             row, label = answer_rows(p, target, seq2seq=False)
             rows.append(row)
             labels.append(label)
-        t = {"input_ids": pad(rows, self.pad_id), "attention_mask": pad([[1] * len(r) for r in rows], 0),
-             "labels": pad(labels, -100)}
+        t = {
+            "input_ids": pad(rows, self.pad_id),
+            "attention_mask": pad([[1] * len(r) for r in rows], 0),
+            "labels": pad(labels, -100),
+        }
         pixels = PixelStore(self.image_processor, records) if self.image else None
         return Encoded(len(records), t, dict(_TRIM), prompts, pixels)
 
-    def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
+    def predict(
+        self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
+    ) -> list[str]:
         dev = next(model.parameters()).device
 
         def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            kw = dict(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
-                      max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                      eos_token_id=self.eos, pad_token_id=self.pad_id)
+            kw = dict(
+                input_ids=ids.to(dev),
+                attention_mask=torch.ones_like(ids).to(dev),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=self.eos,
+                pad_token_id=self.pad_id,
+            )
             if self.image:
                 kw["pixel_values"] = enc.pixels.get(rows).to(dev)
-            self.check(model, {k: v for k, v in kw.items() if torch.is_tensor(v)}, "generation input")
+            self.check(
+                model, {k: v for k, v in kw.items() if torch.is_tensor(v)}, "generation input"
+            )
             out = model.generate(**kw, **gen_kwargs)
-            return out[:, ids.shape[1]:].cpu()
+            return out[:, ids.shape[1] :].cpu()
 
         new = generate_by_length(enc.prompts, batch_size, run)
         return [self.decode(t, self.eos) for t in new]
@@ -123,11 +147,22 @@ class CausalClassificationTask(EncoderClassificationTask):
         index = {a: i for i, a in enumerate(self.answers)}
         rows = [list(x) for x in tok([r["text"] for r in records], truncation=True)["input_ids"]]
         if any(not r for r in rows):
-            raise ValueError("classify: a sentence tokenized to no tokens; every record needs a non-empty 'text'")
-        fill = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)  # masked anyway
-        t = {"input_ids": pad(rows, fill), "attention_mask": pad([[1] * len(r) for r in rows], 0),
-             "labels": torch.tensor([index.get(r["answer"], -100) for r in records], dtype=torch.long)}
-        return Encoded(len(records), t, {"input_ids": "attention_mask", "attention_mask": "attention_mask"})
+            raise ValueError(
+                "classify: a sentence tokenized to no tokens; every record needs a non-empty 'text'"
+            )
+        fill = (
+            tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        )  # masked anyway
+        t = {
+            "input_ids": pad(rows, fill),
+            "attention_mask": pad([[1] * len(r) for r in rows], 0),
+            "labels": torch.tensor(
+                [index.get(r["answer"], -100) for r in records], dtype=torch.long
+            ),
+        }
+        return Encoded(
+            len(records), t, {"input_ids": "attention_mask", "attention_mask": "attention_mask"}
+        )
 
     def logits(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from repspace.layer_table import unwrap_model
@@ -136,10 +171,18 @@ class CausalClassificationTask(EncoderClassificationTask):
         root = unwrap_model(model)
         mask = batch["attention_mask"]
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        h = root.base_model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions,
-                            use_cache=False).last_hidden_state
+        h = root.base_model(
+            input_ids=batch["input_ids"],
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=False,
+        ).last_hidden_state
         width = torch.arange(mask.shape[-1], device=mask.device)
-        last = torch.where(mask.bool(), width, -1).max(-1).values  # last real token, either padding side
+        last = (
+            torch.where(mask.bool(), width, -1).max(-1).values
+        )  # last real token, either padding side
         if bool((last < 0).any()):
-            raise ValueError("classify: a row of the batch has an all-zero attention_mask (no tokens)")
+            raise ValueError(
+                "classify: a row of the batch has an all-zero attention_mask (no tokens)"
+            )
         return getattr(root, HEAD_NAME)(h[torch.arange(h.shape[0], device=h.device), last])

@@ -10,6 +10,7 @@ the method.  It is attached as ``adapter_task_head`` on the checkpoint's own mod
 the backbone keeps its class and every layer name (``repspace compare`` pairs it with the
 base; capture hides ``adapter_*`` modules); the MLM head is kept but unused.
 """
+
 from __future__ import annotations
 
 
@@ -47,7 +48,9 @@ class EncoderClassificationTask(SequenceClassificationTask):
         root = unwrap_model(model)
         hidden = getattr(root.config, "hidden_size", None)
         if not isinstance(hidden, int):
-            raise ValueError(f"{type(root).__name__}: config has no hidden_size for the classification head")
+            raise ValueError(
+                f"{type(root).__name__}: config has no hidden_size for the classification head"
+            )
         ref = next(root.parameters())
         setattr(root, HEAD_NAME, self.new_head(hidden, len(self.answers)).to(ref.device, ref.dtype))
         return model
@@ -71,9 +74,13 @@ class EncoderClassificationTask(SequenceClassificationTask):
         return getattr(root, HEAD_NAME)(h)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return nn.functional.cross_entropy(self.logits(model, batch), batch["labels"], ignore_index=-100)
+        return nn.functional.cross_entropy(
+            self.logits(model, batch), batch["labels"], ignore_index=-100
+        )
 
-    def predict(self, model, enc, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
+    def predict(
+        self, model, enc, batch_size: int, max_new_tokens: int, gen_kwargs: dict
+    ) -> list[str]:
         dev = next(model.parameters()).device
         out: list[str] = []
         for s in range(0, enc.n, batch_size):

@@ -6,6 +6,7 @@ classify: ``accuracy`` (exact match of the predicted label) and ``accuracy/<labe
 VQA: ``vqa_accuracy`` (VQAv2 soft accuracy / exact match, :func:`repspace.evaluation.vqa_accuracy`)
 and ``vqa_accuracy/<question type>`` per type.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -26,7 +27,9 @@ def score(task: str, predictions: Sequence[str], records: Sequence[dict]) -> dic
         out = {"accuracy": float(hits.mean())}
         labels = [r["answer"] for r in records]
         for label in sorted(set(labels)):
-            out[f"accuracy/{label}"] = float(np.mean([h for h, t in zip(hits, labels) if t == label]))
+            out[f"accuracy/{label}"] = float(
+                np.mean([h for h, t in zip(hits, labels) if t == label])
+            )
         return out
     s = vqa_scores(list(predictions), [list(r["answers"]) for r in records])
     out = {"vqa_accuracy": float(np.mean(s))}

@@ -8,6 +8,7 @@ The checkpoint's classifier is *replaced* by a fresh ``Linear(hidden, n_answers)
 before the method is applied, and is made trainable after it whatever the method — a new
 head has to learn; it is counted in the trainable parameters and saved with them.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -30,7 +31,9 @@ def _head_owner(model: nn.Module) -> tuple[nn.Module, str]:
         mod = getattr(root, name, None)
         if isinstance(mod, nn.Module):
             return root, name
-    raise ValueError(f"{type(root).__name__}: no classification head ({' or '.join(_HEADS)}) to replace")
+    raise ValueError(
+        f"{type(root).__name__}: no classification head ({' or '.join(_HEADS)}) to replace"
+    )
 
 
 class SequenceClassificationTask(Task):
@@ -49,7 +52,9 @@ class SequenceClassificationTask(Task):
     def load_state(self, state: dict) -> None:
         answers = state.get("answers")
         if not isinstance(answers, list) or not answers:
-            raise ValueError("manifest task_state has no answer vocabulary for the classification head")
+            raise ValueError(
+                "manifest task_state has no answer vocabulary for the classification head"
+            )
         self.answers = [str(a) for a in answers]
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -81,17 +86,28 @@ class SequenceClassificationTask(Task):
             enc = self.tokenizer([r["text"] for r in records], truncation=True)
         else:
             if any(not r.get("caption") for r in records):
-                raise ValueError("text-only VQA answers from the scene's caption; these records have none")
-            enc = self.tokenizer([r["caption"] for r in records], [r["question"] for r in records], truncation=True)
+                raise ValueError(
+                    "text-only VQA answers from the scene's caption; these records have none"
+                )
+            enc = self.tokenizer(
+                [r["caption"] for r in records], [r["question"] for r in records], truncation=True
+            )
         ids = pad(enc["input_ids"], self.tokenizer.pad_token_id or 0)
-        t = {"input_ids": ids, "attention_mask": pad([[1] * len(x) for x in enc["input_ids"]], 0),
-             "labels": torch.tensor([index.get(r["answer"], -100) for r in records], dtype=torch.long)}
+        t = {
+            "input_ids": ids,
+            "attention_mask": pad([[1] * len(x) for x in enc["input_ids"]], 0),
+            "labels": torch.tensor(
+                [index.get(r["answer"], -100) for r in records], dtype=torch.long
+            ),
+        }
         if "token_type_ids" in enc:
             t["token_type_ids"] = pad(enc["token_type_ids"], 0)
         trim = {k: "attention_mask" for k in t if k != "labels"}
         return Encoded(len(records), t, trim)
 
-    def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
+    def predict(
+        self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
+    ) -> list[str]:
         dev = next(model.parameters()).device
         out: list[str] = []
         for s in range(0, enc.n, batch_size):

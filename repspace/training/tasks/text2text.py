@@ -8,6 +8,7 @@ carries its question, :mod:`repspace.data.sentences`) -> ``<label> </s>`` (the l
 generated, as T5 does GLUE).  Captioning needs
 an image model and is refused.  Evaluation is greedy decoding of equal-length inputs.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -28,36 +29,61 @@ class TextToTextTask(Task):
         tok = self.tokenizer
         self.eos = tok.eos_token_id
         if self.eos is None or tok.pad_token_id is None:
-            raise ValueError(f"{type(model).__name__}: its tokenizer needs eos and pad tokens for text-to-text")
+            raise ValueError(
+                f"{type(model).__name__}: its tokenizer needs eos and pad tokens for text-to-text"
+            )
         self.pad_id = tok.pad_token_id
 
     def source(self, r: dict) -> list[int]:
         if self.task == "classify":
             return list(self.tokenizer(r["text"])["input_ids"])
         if not r.get("caption"):
-            raise ValueError("text-to-text VQA answers from the scene's caption; these records have none "
-                             "(use the shapes world, or an image model for real VQA data)")
-        return list(self.tokenizer(f"question: {r['question']} context: {r['caption']}")["input_ids"])
+            raise ValueError(
+                "text-to-text VQA answers from the scene's caption; these records have none "
+                "(use the shapes world, or an image model for real VQA data)"
+            )
+        return list(
+            self.tokenizer(f"question: {r['question']} context: {r['caption']}")["input_ids"]
+        )
 
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
         src = [self.source(r) for r in records]
         # the encoder reads the source, the labels are the answer (T5 shifts them itself)
-        tgt = [answer_rows(s, self.text_ids(r["answer"]) + [self.eos], seq2seq=True)[1]
-               for s, r in zip(src, records)]
-        t = {"input_ids": pad(src, self.pad_id), "attention_mask": pad([[1] * len(x) for x in src], 0),
-             "labels": pad(tgt, -100), "label_mask": pad([[1] * len(x) for x in tgt], 0)}
-        trim = {"input_ids": "attention_mask", "attention_mask": "attention_mask",
-                "labels": "label_mask", "label_mask": "label_mask"}
+        tgt = [
+            answer_rows(s, self.text_ids(r["answer"]) + [self.eos], seq2seq=True)[1]
+            for s, r in zip(src, records)
+        ]
+        t = {
+            "input_ids": pad(src, self.pad_id),
+            "attention_mask": pad([[1] * len(x) for x in src], 0),
+            "labels": pad(tgt, -100),
+            "label_mask": pad([[1] * len(x) for x in tgt], 0),
+        }
+        trim = {
+            "input_ids": "attention_mask",
+            "attention_mask": "attention_mask",
+            "labels": "label_mask",
+            "label_mask": "label_mask",
+        }
         return Encoded(len(records), t, trim, src)
 
-    def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
+    def predict(
+        self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
+    ) -> list[str]:
         dev = next(model.parameters()).device
 
         def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             self.check(model, {"input_ids": ids}, "generation input")
-            out = model.generate(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
-                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                 eos_token_id=self.eos, pad_token_id=self.pad_id, **gen_kwargs)
+            out = model.generate(
+                input_ids=ids.to(dev),
+                attention_mask=torch.ones_like(ids).to(dev),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=self.eos,
+                pad_token_id=self.pad_id,
+                **gen_kwargs,
+            )
             return out[:, 1:].cpu()  # drop the decoder start token
 
         new = generate_by_length(enc.prompts, batch_size, run)

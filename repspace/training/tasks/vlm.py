@@ -27,6 +27,7 @@ Image tensors (``pixel_values`` and what goes with them: ``image_sizes``,
 ``pixel_attention_mask``, ``qformer_*``) are computed once per distinct image and stacked
 per batch.  Generation batches prompts of equal length, so no padding enters a prompt.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -69,8 +70,10 @@ class ImageTextToTextTask(Task):
         super().__init__(model, processor, task)
         name = type(model).__name__
         if getattr(processor, "image_processor", None) is None or not callable(processor):
-            raise ValueError(f"{name}: the checkpoint's processor has no image processor; save the "
-                             "model's own processor (e.g. AutoProcessor.save_pretrained) next to it")
+            raise ValueError(
+                f"{name}: the checkpoint's processor has no image processor; save the "
+                "model's own processor (e.g. AutoProcessor.save_pretrained) next to it"
+            )
         cfg = model.config
         self.model_type = cfg.model_type
         self.kind = f"{self.model_type}-image-text-to-text"
@@ -108,7 +111,9 @@ class ImageTextToTextTask(Task):
 
     def target(self, r: dict) -> list[int]:
         text = r["caption"] if self.task == "captioning" else r["answer"]
-        return self.text_ids(text, lead_space=not self.seq2seq and self.model_type != "paligemma") + [self.eos]
+        return self.text_ids(
+            text, lead_space=not self.seq2seq and self.model_type != "paligemma"
+        ) + [self.eos]
 
     # -- data ---------------------------------------------------------------------------------
     def encode(self, records: Sequence[dict], train: bool) -> Encoded:
@@ -123,8 +128,13 @@ class ImageTextToTextTask(Task):
             key = id(r["image"])
             if key not in seen:
                 seen[key] = len(images)
-                images.append({k: v for k, v in out.items()
-                               if k not in _TEXT_KEYS and not k.startswith("qformer_")})
+                images.append(
+                    {
+                        k: v
+                        for k, v in out.items()
+                        if k not in _TEXT_KEYS and not k.startswith("qformer_")
+                    }
+                )
             image_of.append(seen[key])
             for k in out:  # InstructBLIP: the instruction also goes to the Q-Former, per record
                 if k.startswith("qformer_"):
@@ -140,7 +150,10 @@ class ImageTextToTextTask(Task):
                     types.append(out["token_type_ids"][0].tolist() + [1] * len(target))
                 if "mm_token_type_ids" in out:  # Qwen2-VL: the answer is text (0)
                     mm_types.append(out["mm_token_type_ids"][0].tolist() + [0] * len(target))
-        t = {"input_ids": pad(rows, self.pad_id), "attention_mask": pad([[1] * len(x) for x in rows], 0)}
+        t = {
+            "input_ids": pad(rows, self.pad_id),
+            "attention_mask": pad([[1] * len(x) for x in rows], 0),
+        }
         trim = {"input_ids": "attention_mask", "attention_mask": "attention_mask"}
         if types:
             t["token_type_ids"] = pad(types, 0)
@@ -162,7 +175,9 @@ class ImageTextToTextTask(Task):
         enc.images, enc.image_of = images, torch.tensor(image_of, dtype=torch.long)
         return enc
 
-    def predict(self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict) -> list[str]:
+    def predict(
+        self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
+    ) -> list[str]:
         dev = next(model.parameters()).device
 
         def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -170,28 +185,48 @@ class ImageTextToTextTask(Task):
             if "token_type_ids" in enc.tensors:
                 kw["token_type_ids"] = torch.zeros_like(ids).to(dev)
             if "mm_token_type_ids" in enc.tensors:  # the prompt is each row's prefix
-                kw["mm_token_type_ids"] = enc.tensors["mm_token_type_ids"][rows, :ids.shape[1]].to(dev)
+                kw["mm_token_type_ids"] = enc.tensors["mm_token_type_ids"][rows, : ids.shape[1]].to(
+                    dev
+                )
             if "qformer_input_ids" in enc.tensors:
                 b = enc.batch(rows)
-                kw.update({k: b[k].to(dev) for k in ("qformer_input_ids", "qformer_attention_mask")})
+                kw.update(
+                    {k: b[k].to(dev) for k in ("qformer_input_ids", "qformer_attention_mask")}
+                )
             self.check(model, {"input_ids": ids, **kw}, "generation input")
-            if gen_kwargs.get("use_cache") is False and self.model_type in _CACHE_FORCED and not self.seq2seq:
+            if (
+                gen_kwargs.get("use_cache") is False
+                and self.model_type in _CACHE_FORCED
+                and not self.seq2seq
+            ):
                 return self._greedy_uncached(model, ids.to(dev), kw, max_new_tokens).cpu()
-            out = model.generate(input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev),
-                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                 eos_token_id=self.eos, pad_token_id=self.pad_id, **kw, **gen_kwargs)
+            out = model.generate(
+                input_ids=ids.to(dev),
+                attention_mask=torch.ones_like(ids).to(dev),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=self.eos,
+                pad_token_id=self.pad_id,
+                **kw,
+                **gen_kwargs,
+            )
             # decoder-only: prompt + new tokens; encoder-decoder: decoder start + new tokens
-            return (out[:, 1:] if self.seq2seq else out[:, ids.shape[1]:]).cpu()
+            return (out[:, 1:] if self.seq2seq else out[:, ids.shape[1] :]).cpu()
 
         new = generate_by_length(enc.prompts, batch_size, run)
         return [self.decode(t, self.eos) for t in new]
 
-    def _greedy_uncached(self, model, ids: torch.Tensor, kw: dict, max_new_tokens: int) -> torch.Tensor:
+    def _greedy_uncached(
+        self, model, ids: torch.Tensor, kw: dict, max_new_tokens: int
+    ) -> torch.Tensor:
         """Greedy decoding re-running the whole sequence each step (no KV cache): what
         ``generate(use_cache=False)`` would do, for models whose ``generate`` forces a cache."""
         new = []
         for _ in range(max_new_tokens):
-            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, **kw).logits
+            logits = model(
+                input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, **kw
+            ).logits
             token = logits[:, -1].argmax(-1, keepdim=True)
             new.append(token)
             ids = torch.cat([ids, token], 1)
