@@ -169,7 +169,7 @@ def capture_sides(
     identical = dict.fromkeys(names, True)
     chain, offset, seen = "", 0, 0
     rows_checked = False
-    trim_heap = HeapTrimmer()
+    trim = HeapTrimmer()
     with ExitStack() as stack:
         caps: dict[str, LayerCapture] = {}
         for s, m in models.items():
@@ -272,7 +272,7 @@ def capture_sides(
                         index=index if pool.mode == "tokens" else {},
                     )
                 )
-            trim_heap()  # the batch's activations are free now: give their pages back
+            trim()  # the batch's activations are free now: give their pages back
             offset += n
     if seen < done:
         raise ValueError(

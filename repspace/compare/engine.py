@@ -397,11 +397,10 @@ def _checkpoint_metrics(
     chosen = list(spectrum_layers) if spectrum_layers else _default_spectrum_layers(layer_order)
     # intervals (jackknife replicates) are a pass of their own over the layers: the bar counts
     # them, since at n in the thousands they cost more than the point estimates
-    intervals = default_blocks(accs[0].n) >= 2 if accs else False
     total = (
         sum(len(acc.cross) for acc in accs)
         + len(sampled)
-        + (sum(acc.replicated_pairs(default_blocks(acc.n)) for acc in accs) if intervals else 0)
+        + sum(acc.replicated_pairs(b) for acc in accs if (b := default_blocks(acc.n)) >= 2)
     )
     with tqdm(
         total=total,
