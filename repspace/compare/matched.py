@@ -16,8 +16,6 @@ computed on this path.  Memory: every pooled row of every block of both models (
 
 from __future__ import annotations
 
-import numpy as np
-
 __all__ = ["compare_matched"]
 
 
@@ -36,36 +34,23 @@ def compare_matched(
 ) -> tuple[dict, list[str], dict]:
     """``(metrics {tuned layer: {metric: value}}, tuned layer order, layer_matching dict)`` of
     one tuned checkpoint against the base, layers paired by matching."""
-    from repspace.capture import capture
+    from repspace.compare.layer_matching import capture_each, matching_record
     from repspace.metrics import cka_matrix
     from repspace.metrics.layer_matching import match_layers
     from repspace.statistics import LayerwiseMoments
 
-    xs = capture(
+    xs, ys = capture_each(
         base.model,
-        batches_fn(),
-        layers,
-        pooling=pooling,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
-    ).tensors["base"]
-    ys = capture(
         tuned.model,
-        batches_fn(),
+        batches_fn,
+        layers,
         layers,
         pooling=pooling,
         batch_size=batch_size,
         device=device,
         progress=progress,
-    ).tensors["base"]
-    n_x, n_y = next(iter(xs.values())).shape[0], next(iter(ys.values())).shape[0]
-    if n_x != n_y:
-        raise ValueError(
-            f"tuned checkpoint {name!r}: {n_y} pooled rows against the base's {n_x}; "
-            "layer matching needs one row per probe sample (--pooling mean, first, "
-            "cls or last)"
-        )
+        name=repr(name),
+    )
     matrix, base_names, tuned_names = cka_matrix(xs, ys, precision="float64")
     m = match_layers(matrix, base_names, tuned_names)
     pairs = [(b, t) for t, b, _ in m.pairs()]
@@ -73,13 +58,5 @@ def compare_matched(
     acc.update({b: xs[b] for b in dict.fromkeys(b for b, _ in pairs)}, ys)
     rows = acc.compute(metrics=metrics)
     per_layer = {t: dict(rows[(b, t)]) for b, t in pairs}
-    info = m.as_dict()
-    info.update(
-        base_layers=list(m.base_names),
-        tuned_layers=list(m.tuned_names),
-        matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
-        same_depth=len(m.base_names) == len(m.tuned_names),
-        identity=list(m.mapping) == list(range(len(m.tuned_names))),
-        paired_by_matching=True,
-    )
+    info = {**matching_record(m), "paired_by_matching": True}
     return per_layer, list(ys), info

@@ -87,16 +87,20 @@ class DistContext:
         """The running group, or a new one from torchrun's environment; None when single-process."""
         timeout_s = float(timeout_s or os.environ.get("REPSPACE_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        if dist.is_available() and dist.is_initialized():
-            backend = dist.get_backend()
+
+        def joined(backend: str, owns_group: bool) -> "DistContext":
             return cls(
                 dist.get_rank(),
                 dist.get_world_size(),
                 backend,
                 cls._comm_device(backend, local_rank),
                 local_rank,
+                owns_group=owns_group,
                 timeout_s=timeout_s,
             )
+
+        if dist.is_available() and dist.is_initialized():
+            return joined(dist.get_backend(), owns_group=False)
         if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
             return None
         if not dist.is_available():
@@ -113,15 +117,7 @@ class DistContext:
                 f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}): "
                 f"{_first_line(exc)}"
             ) from None
-        return cls(
-            dist.get_rank(),
-            dist.get_world_size(),
-            backend,
-            cls._comm_device(backend, local_rank),
-            local_rank,
-            owns_group=True,
-            timeout_s=timeout_s,
-        )
+        return joined(backend, owns_group=True)
 
     @staticmethod
     def _comm_device(backend: str, local_rank: int) -> torch.device:

@@ -42,6 +42,14 @@ INVARIANCES = (
 BOTH = ("orthogonal of both", "isotropic scaling of both", "translation of both")
 _ORTH = ("orthogonal", "isotropic scaling", "translation", "sample permutation")
 _NONE_BUT_PERM = ("sample permutation",)
+# CCA is invariant to any invertible linear map of either side (and so to its special cases)
+_AFFINE = (
+    "orthogonal",
+    "isotropic scaling",
+    "invertible linear",
+    "translation",
+    "sample permutation",
+)
 
 
 @dataclass(frozen=True)
@@ -217,13 +225,7 @@ _ENTRIES = [
         "similarity",
         "[0, 1]",
         "closed-form",
-        (
-            "orthogonal",
-            "isotropic scaling",
-            "invertible linear",
-            "translation",
-            "sample permutation",
-        ),
+        _AFFINE,
         "n > rank_x + rank_y for unsaturated values",
         False,
         "mean canonical correlation ρ̄",
@@ -234,13 +236,7 @@ _ENTRIES = [
         "similarity",
         "[0, 1]",
         "closed-form",
-        (
-            "orthogonal",
-            "isotropic scaling",
-            "invertible linear",
-            "translation",
-            "sample permutation",
-        ),
+        _AFFINE,
         "n > rank_x + rank_y",
         False,
         "R²_CCA, mean squared canonical correlation",

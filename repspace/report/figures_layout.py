@@ -102,6 +102,27 @@ def broken(y, layers: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
 
 
+def plot_with_control(ax, layers: list[str], main, control, style: dict, label: str) -> None:
+    """One checkpoint's per-layer ``main`` series (its line style, filled markers, labelled)
+    and its ``control`` beside it (dotted, hollow markers, unlabelled), in its colour and
+    marker; :func:`control_key` explains the two looks in the legend."""
+    look = {"color": style["color"], "marker": style["marker"], "ms": 4}
+    ax.plot(*broken(main, layers), ls=style["ls"], lw=1.3, label=label, **look)
+    ax.plot(*broken(control, layers), ls=":", lw=1.0, mfc="none", **look)
+
+
+def control_key(main: str, control: str) -> tuple[list, list[str]]:
+    """Legend handles and labels saying which look is the main series and which the
+    control, for figures drawn with :func:`plot_with_control`."""
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
+        Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none"),
+    ]
+    return handles, [main, control]
+
+
 def layer_axis(
     ax,
     layers: list[str],

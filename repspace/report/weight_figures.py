@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -23,6 +22,7 @@ from repspace.report.figures_layout import (
     CONTEXT_COLOR,
     MAX_LINES,
     broken,
+    control_key,
     figure_legend,
     figure_title,
     grid,
@@ -31,6 +31,7 @@ from repspace.report.figures_layout import (
     needs_log,
     panel_position,
     panel_width,
+    plot_with_control,
     save_figure,
     small_multiples,
 )
@@ -252,38 +253,23 @@ def plot_merge_fidelity(results: dict[str, dict[str, dict]], stem) -> list:
                 merged = _series(f["layers"], layers, "relative_shift_mean")
                 cast = _series(f["layers"], layers, "cast_relative_shift_mean")
                 # a bit-exact layer (shift 0) has no place on a log axis: left out, not faked
-                ax.plot(
-                    *broken(np.where(merged > 0, merged, np.nan), layers),
-                    color=st["color"],
-                    marker=st["marker"],
-                    ls=st["ls"],
-                    ms=4,
-                    lw=1.3,
-                    label=ckpt,
-                )
-                ax.plot(
-                    *broken(np.where(cast > 0, cast, np.nan), layers),
-                    color=st["color"],
-                    marker=st["marker"],
-                    ls=":",
-                    ms=4,
-                    lw=1.0,
-                    mfc="none",
+                plot_with_control(
+                    ax,
+                    layers,
+                    np.where(merged > 0, merged, np.nan),
+                    np.where(cast > 0, cast, np.nan),
+                    st,
+                    ckpt,
                 )
             log_axis(ax, "y")
             layer_axis(ax, layers)
             ax.set_title(f"merged in {dtype}", loc="left")
         axes[0][0].set_ylabel("‖y_merged − y‖ / ‖y‖ (log scale)")
         handles, labels = figure_handles(fig)
-        key = [
-            Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
-            Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none"),
-        ]
-        figure_legend(
-            fig,
-            handles + key,
-            labels + ["merged (filled)", "weights rounded only,\nnot merged (hollow)"],
+        key, key_labels = control_key(
+            "merged (filled)", "weights rounded only,\nnot merged (hollow)"
         )
+        figure_legend(fig, handles + key, labels + key_labels)
         figure_title(fig, WEIGHT_TITLES["merge_fidelity"])
         return save_figure(fig, stem)
 

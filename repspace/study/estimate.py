@@ -29,6 +29,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from repspace.study.grid import base_eval_config
+
 __all__ = ["CALIBRATION_STEPS", "StudyEstimate", "estimate_study", "format_duration"]
 
 CALIBRATION_STEPS = 4
@@ -184,28 +186,6 @@ def _time_compare(config) -> tuple[float, float, int]:
     return max(prof.total - per, 0.0), per / n, n
 
 
-def _training_config(config, cell):
-    """A TrainConfig for evaluating ``cell``'s task (the base cell has none of its own), built
-    as :func:`repspace.study.runner.default_base_scores` builds it."""
-    from repspace.training import TrainConfig
-
-    kw = dict(config.train)
-    if config.image_size is not None:
-        kw["image_size"] = config.image_size
-    method = config.trained_methods[0] if config.trained_methods else "full"
-    return TrainConfig(
-        base=config.base,
-        method=method,
-        task=cell.task,
-        domain=config.domain,
-        n_train=config.n_train,
-        n_eval=config.n_eval,
-        seed=cell.seed,
-        batch_size=config.batch_size,
-        **kw,
-    )
-
-
 def estimate_study(config, planned, steps: int = CALIBRATION_STEPS) -> StudyEstimate:
     """Calibrate on this machine and estimate the wall time of the planned cells not cached.
 
@@ -226,7 +206,7 @@ def estimate_study(config, planned, steps: int = CALIBRATION_STEPS) -> StudyEsti
     ):
         warnings.simplefilter("ignore")
         first = todo[0]  # evaluation first: it loads the base, so no run's set-up is cold
-        eval_cfg = first.train_config or _training_config(config, first.cell)
+        eval_cfg = first.train_config or base_eval_config(config, first.cell)
         est.eval_batch, est.eval_batches = _time_eval_batch(eval_cfg)
         for p in todo:
             cfg = p.train_config

@@ -126,6 +126,29 @@ def train_config_for(config: StudyConfig, cell: Cell, output_dir: str | Path | N
     )
 
 
+def base_eval_config(config: StudyConfig, cell: Cell):
+    """The :class:`~repspace.training.TrainConfig` that evaluates the untrained base on
+    ``cell``'s task (the base cell trains nothing; the first trained method stands in for the
+    trainer's settings, which do not change the base's evaluation)."""
+    from repspace.training import TrainConfig
+
+    kw = dict(config.train)
+    if config.image_size is not None:
+        kw["image_size"] = config.image_size
+    method = method_name(config.trained_methods[0]) if config.trained_methods else "full"
+    return TrainConfig(
+        base=config.base,
+        method=method,
+        task=cell.task,
+        domain=config.domain,
+        n_train=config.n_train,
+        n_eval=config.n_eval,
+        seed=cell.seed,
+        batch_size=config.batch_size,
+        **kw,
+    )
+
+
 def _sha(payload: dict) -> str:
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -33,7 +33,14 @@ from repspace import __version__
 from repspace.outputs import atomic_write_text, clean_stale
 from repspace.study import comparing
 from repspace.study.config import StudyConfig
-from repspace.study.grid import Cell, cell_key, expand_grid, track_settings, train_config_for
+from repspace.study.grid import (
+    Cell,
+    base_eval_config,
+    cell_key,
+    expand_grid,
+    track_settings,
+    train_config_for,
+)
 from repspace.study.writing import write_results
 
 __all__ = ["PlannedCell", "StudyResult", "plan_study", "run_study", "CELL_SCHEMA"]
@@ -175,26 +182,9 @@ def default_train(cfg, progress: bool = False, **track):
 def default_base_scores(config: StudyConfig, cell: Cell) -> dict:
     """Task scores of the untrained base on the cell's held-out split (the trainer's own
     evaluation: same records, same greedy decoding, same scorer)."""
-    from repspace.training import TrainConfig, evaluate_base
+    from repspace.training import evaluate_base
 
-    kw = dict(config.train)
-    if config.image_size is not None:
-        kw["image_size"] = config.image_size
-    from repspace.study.config import method_name
-
-    method = method_name(config.trained_methods[0]) if config.trained_methods else "full"
-    cfg = TrainConfig(
-        base=config.base,
-        method=method,
-        task=cell.task,
-        domain=config.domain,
-        n_train=config.n_train,
-        n_eval=config.n_eval,
-        seed=cell.seed,
-        batch_size=config.batch_size,
-        **kw,
-    )
-    return evaluate_base(cfg)
+    return evaluate_base(base_eval_config(config, cell))
 
 
 def _params(result) -> dict:

@@ -265,9 +265,8 @@ def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
     """Per layer and group: 1 − CKA to the base (filled markers, the group's line) and
     1 − CKA between seeds (hollow markers, dotted), each group in its method's colour and
     marker (:func:`repspace.report.style.styles_for`), towers split, the legend outside."""
-    from matplotlib.lines import Line2D
-
-    from repspace.report.plots import broken, layer_axis, save_figure
+    from repspace.report.figures_layout import control_key, plot_with_control
+    from repspace.report.plots import layer_axis, save_figure
     from repspace.report.style import legend_outside, paper_style, styles_for, subplots
 
     groups = _groups(rows)
@@ -278,35 +277,13 @@ def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
         for name, members in groups.items():
             st = styles[name]
             per = lambda key: [_mean(r[key] for r in members if r["layer"] == l) for l in layers]  # noqa: E731
-            ax.plot(
-                *broken(per("moved"), layers),
-                color=st["color"],
-                marker=st["marker"],
-                ls=st["ls"],
-                ms=4,
-                lw=1.3,
-                label=name,
-            )
-            ax.plot(
-                *broken(per("seed_variation"), layers),
-                color=st["color"],
-                marker=st["marker"],
-                ls=":",
-                ms=4,
-                lw=1.0,
-                mfc="none",
-            )
+            plot_with_control(ax, layers, per("moved"), per("seed_variation"), st, name)
         layer_axis(ax, layers)
         ax.set_ylabel("1 − linear CKA")
         handles, labels = ax.get_legend_handles_labels()
-        key = [
-            Line2D([], [], color="0.35", marker="o", ls="-", ms=4),
-            Line2D([], [], color="0.35", marker="o", ls=":", ms=4, mfc="none"),
-        ]
-        fig.tight_layout()
-        legend_outside(
-            ax,
-            handles + key,
-            labels + ["moved from the base (filled)", "seed to seed (hollow, dotted)"],
+        key, key_labels = control_key(
+            "moved from the base (filled)", "seed to seed (hollow, dotted)"
         )
+        fig.tight_layout()
+        legend_outside(ax, handles + key, labels + key_labels)
         return save_figure(fig, stem)

@@ -14,9 +14,7 @@ from repspace.report.analysis_registry import AnalysisContext, Option, declare_a
 
 def run(ctx: AnalysisContext, name: str, ck) -> dict:
     """The matching of ``ck``'s blocks to the base's, with the CKA matrix behind it."""
-    import numpy as np
-
-    from repspace.compare.layer_matching import layer_matching
+    from repspace.compare.layer_matching import layer_matching, matching_record
 
     m = layer_matching(
         ctx.base.model,
@@ -26,15 +24,7 @@ def run(ctx: AnalysisContext, name: str, ck) -> dict:
         device=ctx.device,
         progress=ctx.progress,
     )
-    d = m.as_dict()
-    d.update(
-        base_layers=list(m.base_names),
-        tuned_layers=list(m.tuned_names),
-        matrix=np.asarray(m.matrix, dtype=np.float64).tolist(),
-        same_depth=len(m.base_names) == len(m.tuned_names),
-        identity=list(m.mapping) == list(range(len(m.tuned_names))),
-    )
-    return d
+    return matching_record(m)
 
 
 declare_analysis(

@@ -179,6 +179,25 @@ class Task:
     ) -> list[str]:
         raise NotImplementedError
 
+    def generate_greedy(
+        self, model: nn.Module, ids: torch.Tensor, extra: dict, max_new_tokens: int, gen_kwargs
+    ) -> torch.Tensor:
+        """``model.generate`` greedy (no sampling, one beam) on unpadded prompts ``ids`` of one
+        length, with ``extra`` model inputs already on the model's device; the task's own
+        ``eos`` / ``pad_id`` end and pad the answers."""
+        dev = next(model.parameters()).device
+        return model.generate(
+            input_ids=ids.to(dev),
+            attention_mask=torch.ones_like(ids).to(dev),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.eos,
+            pad_token_id=self.pad_id,
+            **extra,
+            **gen_kwargs,
+        )
+
     def decode(self, ids: Sequence[int], eos: int | None) -> str:
         ids = list(ids)
         if eos is not None and eos in ids:

@@ -96,21 +96,9 @@ class CausalLMTask(Task):
         dev = next(model.parameters()).device
 
         def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            kw = dict(
-                input_ids=ids.to(dev),
-                attention_mask=torch.ones_like(ids).to(dev),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=self.eos,
-                pad_token_id=self.pad_id,
-            )
-            if self.image:
-                kw["pixel_values"] = enc.pixels.get(rows).to(dev)
-            self.check(
-                model, {k: v for k, v in kw.items() if torch.is_tensor(v)}, "generation input"
-            )
-            out = model.generate(**kw, **gen_kwargs)
+            kw = {"pixel_values": enc.pixels.get(rows).to(dev)} if self.image else {}
+            self.check(model, {"input_ids": ids.to(dev), **kw}, "generation input")
+            out = self.generate_greedy(model, ids, kw, max_new_tokens, gen_kwargs)
             return out[:, ids.shape[1] :].cpu()
 
         new = generate_by_length(enc.prompts, batch_size, run)

@@ -70,20 +70,9 @@ class TextToTextTask(Task):
     def predict(
         self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
     ) -> list[str]:
-        dev = next(model.parameters()).device
-
         def run(ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             self.check(model, {"input_ids": ids}, "generation input")
-            out = model.generate(
-                input_ids=ids.to(dev),
-                attention_mask=torch.ones_like(ids).to(dev),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=self.eos,
-                pad_token_id=self.pad_id,
-                **gen_kwargs,
-            )
+            out = self.generate_greedy(model, ids, {}, max_new_tokens, gen_kwargs)
             return out[:, 1:].cpu()  # drop the decoder start token
 
         new = generate_by_length(enc.prompts, batch_size, run)

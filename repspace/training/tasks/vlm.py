@@ -200,17 +200,7 @@ class ImageTextToTextTask(Task):
                 and not self.seq2seq
             ):
                 return self._greedy_uncached(model, ids.to(dev), kw, max_new_tokens).cpu()
-            out = model.generate(
-                input_ids=ids.to(dev),
-                attention_mask=torch.ones_like(ids).to(dev),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=self.eos,
-                pad_token_id=self.pad_id,
-                **kw,
-                **gen_kwargs,
-            )
+            out = self.generate_greedy(model, ids, kw, max_new_tokens, gen_kwargs)
             # decoder-only: prompt + new tokens; encoder-decoder: decoder start + new tokens
             return (out[:, 1:] if self.seq2seq else out[:, ids.shape[1] :]).cpu()
 
