@@ -82,3 +82,20 @@ def test_bad_variants_fail_in_one_line(methods, options, match):
     with pytest.raises(ValueError, match=match) as exc:
         StudyConfig.from_dict({"name": "v", "methods": methods, "options": options})
     assert "\n" not in str(exc.value)
+
+
+def test_the_base_is_evaluated_with_the_registry_method_of_a_variant_listed_first():
+    # the dry run's calibration and the runner build the base's evaluation settings alike;
+    # a study whose first trained method is a variant ("adapter@parallel") names the
+    # registry method, not the variant (which no TrainConfig accepts)
+    from repspace.study.grid import base_eval_config, expand_grid
+
+    config = _config(
+        methods=["base", "adapter@parallel", "lora"],
+        options={"adapter@parallel": {"width": 4, "placement": "parallel"}},
+        lr={"adapter@parallel": 2e-3},
+        budgets={},
+    )
+    cell = next(c for c in expand_grid(config) if c.is_base)
+    cfg = base_eval_config(config, cell)
+    assert cfg.method == "adapter" and cfg.task == cell.task and cfg.seed == cell.seed
