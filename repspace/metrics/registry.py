@@ -120,7 +120,7 @@ _ENTRIES = [
             "property",
             "[1, min(n − 1, p)]" if r != "numerical_rank" else "{0, …, min(n − 1, p)}",
             "closed-form",
-            ("orthogonal", "isotropic scaling", "translation", "sample permutation"),
+            _ORTH,
             description=f"{_RANK_DOC[r]} of the {side} features",
         )
         for side in ("base", "tuned")
@@ -314,7 +314,7 @@ _ENTRIES = [
             "property",
             "(0, ∞)",
             "sample",
-            ("orthogonal", "isotropic scaling", "translation", "sample permutation"),
+            _ORTH,
             need,
             False,
             f"{what} of the {side} features",
@@ -330,7 +330,7 @@ _ENTRIES = [
             "property",
             "(0, ∞), 1 = unchanged",
             "sample",
-            ("orthogonal", "isotropic scaling", "translation", "sample permutation"),
+            _ORTH,
             need,
             False,
             f"{what}, tuned / base",

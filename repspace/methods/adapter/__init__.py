@@ -41,7 +41,7 @@ from repspace.methods.adapter.modules import (
     AdapterWrapped,
     Bottleneck,
     ParallelAdapterWrapped,
-    linear_output_width,
+    bottleneck_for,
 )
 from repspace.methods.adapter.parallel import PARALLEL_SITES, apply_parallel
 from repspace.methods.architectures import ArchSpec, site_modules
@@ -119,17 +119,7 @@ def apply_adapter(
         return model
     targets = site_modules(root, arch, ("attn_out", "ffn_out"), config.towers, "adapter")
     for name, module in targets:
-        if isinstance(module, AdapterWrapped):
-            raise ValueError(f"adapter: {name} already has an adapter; apply it once")
-        weight = next(module.parameters(), None)
-        adapter = Bottleneck(
-            linear_output_width(name, module),
-            config.width,
-            config.activation,
-            config.init_scale,
-            dtype=None if weight is None else weight.dtype,
-            device=None if weight is None else weight.device,
-        )
+        adapter = bottleneck_for(name, module, config)
         parent_name, _, child = name.rpartition(".")
         setattr(root.get_submodule(parent_name), child, AdapterWrapped(module, adapter))
     return model

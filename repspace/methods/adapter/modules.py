@@ -104,3 +104,21 @@ def linear_output_width(name: str, module: nn.Module) -> int:
             "expected nn.Linear or transformers Conv1D"
         )
     return d
+
+
+def bottleneck_for(name: str, module: nn.Module, config, d_in: int | None = None) -> Bottleneck:
+    """A fresh :class:`Bottleneck` for the linear-like ``module`` at ``name`` (which must not
+    hold an adapter yet): its output width, ``config``'s width, activation and init scale,
+    the module's dtype and device; ``d_in``: the width it reads (parallel placement)."""
+    if isinstance(module, AdapterWrapped):
+        raise ValueError(f"adapter: {name} already has an adapter; apply it once")
+    weight = next(module.parameters(), None)
+    return Bottleneck(
+        linear_output_width(name, module),
+        config.width,
+        config.activation,
+        config.init_scale,
+        dtype=None if weight is None else weight.dtype,
+        device=None if weight is None else weight.device,
+        d_in=d_in,
+    )

@@ -22,10 +22,8 @@ from __future__ import annotations
 from torch import nn
 
 from repspace.methods.adapter.modules import (
-    AdapterWrapped,
-    Bottleneck,
     ParallelAdapterWrapped,
-    linear_output_width,
+    bottleneck_for,
 )
 from repspace.methods.architectures import ArchSpec, site_modules
 
@@ -86,19 +84,8 @@ def apply_parallel(root: nn.Module, config, arch: ArchSpec) -> None:
         outs = site_modules(root, arch, (out_site,), config.towers, "adapter")
         ins = site_modules(root, arch, (in_site,), config.towers, "adapter")
         for name, module in outs:
-            if isinstance(module, AdapterWrapped):
-                raise ValueError(f"adapter: {name} already has an adapter; apply it once")
             src_name, src = _source(name, ins, sublayer)
-            weight = next(module.parameters(), None)
-            adapter = Bottleneck(
-                linear_output_width(name, module),
-                config.width,
-                config.activation,
-                config.init_scale,
-                dtype=None if weight is None else weight.dtype,
-                device=None if weight is None else weight.device,
-                d_in=_input_width(src_name, src),
-            )
+            adapter = bottleneck_for(name, module, config, d_in=_input_width(src_name, src))
             wrapped = ParallelAdapterWrapped(module, adapter, config.parallel_scale)
             src.register_forward_pre_hook(wrapped.stash, with_kwargs=True)
             parent_name, _, child = name.rpartition(".")
