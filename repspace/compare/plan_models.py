@@ -194,38 +194,28 @@ def plan_models(base: str, tuned: list[str], s, quant: str | None) -> PlannedMod
                 sum(p.numel() for p in onto.model.parameters()),
                 type(onto.model).__name__,
             )
-        elif kind in ("hf", "hub"):
-            a = arch(spec, "tuned checkpoint")
-            model, cfg = a.model, a.config
-            dtype = _load_dtype(requested, a.raw, quant)
-            weights = _weights(model, dtype, quant)
+        else:
+            if kind in ("hf", "hub"):
+                a, copied, q = arch(spec, "tuned checkpoint"), False, quant
+            elif kind == "state_dict":
+                a = arch(s.config or s.base_override or base, "architecture (--config or base)")
+                copied, q = True, None
+                note = (
+                    f"a bare weights file ({size_text(Path(resolved).stat().st_size)}) is read "
+                    "whole while it is applied"
+                )
+            else:  # a repspace training run: counted as a full copy of its base
+                a = arch(s.base_override or recorded_base(resolved) or base, "run's base")
+                copied, q = True, quant
+                note = "a repspace run: counted as a full copy of its base"
+            # a bare state dict or a run is applied to a fresh copy of its architecture
+            model, cfg = (copy.deepcopy(a.model) if copied else a.model), a.config
+            dtype = _load_dtype(requested, a.raw, q)
+            weights = _weights(model, dtype, q)
             parameters, architecture = (
                 sum(p.numel() for p in model.parameters()),
                 type(model).__name__,
             )
-        elif kind == "state_dict":
-            a = arch(s.config or s.base_override or base, "architecture (--config or base)")
-            model, cfg = copy.deepcopy(a.model), a.config
-            dtype = _load_dtype(requested, a.raw, None)
-            weights = _weights(model, dtype, None)
-            parameters, architecture = (
-                sum(p.numel() for p in model.parameters()),
-                type(model).__name__,
-            )
-            note = (
-                f"a bare weights file ({size_text(Path(resolved).stat().st_size)}) is read "
-                "whole while it is applied"
-            )
-        else:  # a repspace training run: counted as a full copy of its base
-            onto = arch(s.base_override or recorded_base(resolved) or base, "run's base")
-            model, cfg = copy.deepcopy(onto.model), onto.config
-            dtype = _load_dtype(requested, onto.raw, quant)
-            weights = _weights(model, dtype, quant)
-            parameters, architecture = (
-                sum(p.numel() for p in model.parameters()),
-                type(model).__name__,
-            )
-            note = "a repspace run: counted as a full copy of its base"
         dtypes.append(dtype)
         tuned_models.append(model)
         tuned_configs.append(cfg)

@@ -307,15 +307,20 @@ class ShapesVQADataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict:
+        idx, _ = self.items[i]
+        image = self.world.image(self.split, idx, self._scenes[idx])
+        return {"image": _format_image(image, self.image_format), **self.text_item(i)}
+
+    def text_item(self, i: int) -> dict:
+        """Item ``i`` without its image (which is the costly part to render): question,
+        answer(s), question type, the scene's first caption and the item's id."""
         idx, qa = self.items[i]
-        s = self._scenes[idx]
         return {
-            "image": _format_image(self.world.image(self.split, idx, s), self.image_format),
             "question": qa.question,
             "answer": qa.answer,
             "answers": [qa.answer],
             "question_type": qa.qtype,
-            "caption": captions(s)[0],
+            "caption": captions(self._scenes[idx])[0],
             "id": f"{self.world.config.domain}/{self.split}/{idx}",
         }
 

@@ -90,25 +90,8 @@ def _shapes_records(cfg, split: str) -> list[dict]:
     for k, (idx, _) in enumerate(ds.items):
         if idx not in images:  # render each image once, not once per question
             images[idx] = world.image(split, idx, ds._scenes[idx])
-        item = {key: v for key, v in _vqa_item(ds, k).items()}
-        item["image"] = images[idx]
-        out.append(item)
+        out.append({**ds.text_item(k), "image": images[idx]})
     return out
-
-
-def _vqa_item(ds, k: int) -> dict:
-    from repspace.data.text import captions
-
-    idx, qa = ds.items[k]
-    s = ds._scenes[idx]
-    return {
-        "question": qa.question,
-        "answer": qa.answer,
-        "answers": [qa.answer],
-        "question_type": qa.qtype,
-        "caption": captions(s)[0],
-        "id": f"{ds.world.config.domain}/{ds.split}/{idx}",
-    }
 
 
 def _read_spec(path: str) -> dict:

@@ -40,6 +40,15 @@ def pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return pad_rows(rows, value)
 
 
+# A batch trimmed to its longest row, the labels following the attention mask (causal LMs and
+# BLIP's text decoder)
+TRIM_BY_ATTENTION = {
+    "input_ids": "attention_mask",
+    "labels": "attention_mask",
+    "attention_mask": "attention_mask",
+}
+
+
 class PixelStore:
     """``pixel_values`` of the distinct images of some records, computed once.
 

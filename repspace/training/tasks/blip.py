@@ -21,15 +21,16 @@ from typing import Sequence
 
 import torch
 
-from repspace.training.tasks.base import Encoded, PixelStore, Task, generate_by_length, pad
+from repspace.training.tasks.base import (
+    TRIM_BY_ATTENTION,
+    Encoded,
+    PixelStore,
+    Task,
+    generate_by_length,
+    pad,
+)
 
 __all__ = ["BlipGenerativeTask", "BlipQuestionAnsweringTask"]
-
-_TRIM = {
-    "input_ids": "attention_mask",
-    "labels": "attention_mask",
-    "attention_mask": "attention_mask",
-}
 
 
 class _BlipBase(Task):
@@ -65,7 +66,7 @@ class BlipGenerativeTask(_BlipBase):
         return Encoded(
             len(records),
             {"input_ids": ids, "attention_mask": mask, "labels": lab},
-            dict(_TRIM),
+            dict(TRIM_BY_ATTENTION),
             prompts,
             self.pixels(records),
         )

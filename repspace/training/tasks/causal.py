@@ -21,16 +21,17 @@ from typing import Sequence
 import torch
 
 from repspace.probe.layout import answer_rows
-from repspace.training.tasks.base import Encoded, PixelStore, Task, generate_by_length, pad
+from repspace.training.tasks.base import (
+    TRIM_BY_ATTENTION,
+    Encoded,
+    PixelStore,
+    Task,
+    generate_by_length,
+    pad,
+)
 from repspace.training.tasks.encoder_head import EncoderClassificationTask
 
 __all__ = ["CausalLMTask", "CausalClassificationTask"]
-
-_TRIM = {
-    "input_ids": "attention_mask",
-    "labels": "attention_mask",
-    "attention_mask": "attention_mask",
-}
 
 
 class CausalLMTask(Task):
@@ -88,7 +89,7 @@ class CausalLMTask(Task):
             "labels": pad(labels, -100),
         }
         pixels = PixelStore(self.image_processor, records) if self.image else None
-        return Encoded(len(records), t, dict(_TRIM), prompts, pixels)
+        return Encoded(len(records), t, dict(TRIM_BY_ATTENTION), prompts, pixels)
 
     def predict(
         self, model, enc: Encoded, batch_size: int, max_new_tokens: int, gen_kwargs: dict
