@@ -2,7 +2,7 @@
 
 - ``score_vs_preservation``: task score against mean CKA to the base and against the
   effective-rank ratio at the summary layer, one point per method (error bars: 95 %
-  t-intervals over seeds);
+  t-intervals over seeds; one seed: the claim checks' intervals over rows or items);
 - ``effective_rank_layers``: effective rank per layer per method, the base dashed;
 - ``cka_layers``: linear CKA to the base per layer per method;
 - ``data_fraction`` / ``budget``: score, mean CKA and rank ratio against the data fraction
@@ -21,46 +21,59 @@ from pathlib import Path
 
 import numpy as np
 
+from repspace.report.figures_layout import figure_legend, figure_title, grid
 from repspace.report.plots import broken, layer_axis, save_figure
 from repspace.report.style import (
     BASE_COLOR,
     BASE_MARKER,
     color_for,
-    legend_outside,
     log_axis,
-    subplots,
     marker_for,
     paper_style,
 )
 from repspace.study.config import BASE_METHOD
-from repspace.study.results import PRIMARY_SCORE, StudyTables, main_slice, mean_ci
+from repspace.study.results import (
+    GROUP_COLUMNS,
+    PRIMARY_SCORE,
+    StudyTables,
+    main_slice,
+    mean_ci,
+)
 
 __all__ = ["make_figures", "PT_PAIRS", "CAPTIONS"]
+
+# Where a one-seed cell's error bar comes from (repspace.study.results.one_seed_intervals)
+_ONE_SEED = (
+    "; with one seed, the 95 % jackknife interval over the probe rows for CKA and rank "
+    "ratios, p(1 − p)/n over the held-out items for accuracies, none for other scores"
+)
 
 CAPTIONS = {
     "score_vs_preservation": "Task score against representation preservation, one point per "
     "method on the main slice (each method's first budget, largest data "
     "fraction): left, mean linear CKA to the base over the compared "
     "layers; right, effective rank tuned / base at the summary layer "
-    "(1 = unchanged). Error bars: 95 % t-intervals over seeds (none "
-    "with one seed). Grey square: the untrained base.",
+    "(1 = unchanged). Error bars: 95 % t-intervals over seeds"
+    + _ONE_SEED
+    + ". Grey square: the untrained base.",
     "effective_rank_layers": "Effective rank of the features per layer and method (main slice), "
-    "mean over seeds with the 95 % band; the untrained base dashed "
+    "mean over seeds with the 95 % band over seeds (one seed: the "
+    "jackknife over the probe rows); the untrained base dashed "
     "grey. A vertical line separates the towers; lines are not joined "
     "across it.",
     "cka_layers": "Linear CKA to the base per layer and method (main slice), mean over seeds "
-    "with the 95 % band; 1 (dashed) = the base's own representation. A vertical "
+    "with the 95 % band over seeds (one seed: the jackknife over the probe rows); 1 (dashed) = the base's own representation. A vertical "
     "line separates the towers; lines are not joined across it.",
     "data_fraction": "Task score, mean linear CKA and effective-rank ratio against the fraction "
     "of training data used (each method at its first budget); dashed: the "
-    "untrained base. Error bars: 95 % t-intervals over seeds.",
+    "untrained base. Error bars: 95 % t-intervals over seeds" + _ONE_SEED + ".",
     "budget": "Task score, mean linear CKA and effective-rank ratio against the number of "
     "trainable parameters (log axis; each method at its largest data fraction); "
-    "dashed: the untrained base. Error bars: 95 % t-intervals over seeds.",
+    "dashed: the untrained base. Error bars: 95 % t-intervals over seeds" + _ONE_SEED + ".",
     "ptpeft_vs_vanilla": "PT-PEFT (a prefix-tuning stage first) beside its vanilla "
     "counterpart on the main slice: task score, effective-rank ratio and "
     "mean linear CKA; the axes span the values (not from 0), error bars "
-    "are 95 % t-intervals over seeds. Budgets compared: see the claim "
+    "are 95 % t-intervals over seeds" + _ONE_SEED + ". Budgets compared: see the claim "
     "table in summary.md.",
     "trajectory": "Distortion during training (a study with `track_every`): linear CKA to the "
     "base averaged over the tracked layers, against the training step, one panel "
@@ -83,23 +96,6 @@ def _marker(method: str) -> str:
 
 
 SCORE_WORDS = {"vqa_accuracy": "VQA accuracy", "cider_d": "CIDEr-D"}
-
-
-def _fig_legend(fig) -> None:
-    """One legend for the figure, right of the panels (clear of the data)."""
-    seen: dict[str, object] = {}
-    for ax in fig.axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(lab, h)
-    if seen:
-        fig.legend(
-            list(seen.values()),
-            list(seen),
-            frameon=False,
-            loc="center left",
-            bbox_to_anchor=(1.0, 0.5),
-            fontsize=8,
-        )
 
 
 def _finite(v) -> bool:
@@ -136,10 +132,6 @@ def _score_label(task: str) -> str:
     return words if task.lower() in words.lower() else f"{words} ({task})"
 
 
-def _legend(ax) -> None:
-    legend_outside(ax, fontsize=7)
-
-
 def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
     tasks = [
         t
@@ -150,10 +142,10 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
         return "score_vs_preservation skipped: no cell has a task score"
     xs = (
         ("mean_linear_cka", "mean linear CKA to base (over layers)"),
-        ("erank_ratio", f"effective-rank ratio tuned / base ({_summary_layer(tables)})"),
+        ("erank_ratio", f"effective-rank ratio tuned / base\n({_summary_layer(tables)})"),
     )
     with paper_style():
-        fig, axes = subplots(len(tasks), 2, figsize=(8.0, 3.2 * len(tasks)), squeeze=False)
+        fig, axes = grid(len(tasks), 2, 2.9, 2.8, sharex=False, sharey="row")
         for row_axes, task in zip(axes, tasks):
             for ax, (col, xlabel) in zip(row_axes, xs):
                 for r in main_slice(tables.summary, task):
@@ -171,11 +163,10 @@ def _score_vs_preservation(tables: StudyTables, stem: Path) -> list[Path] | str:
                         label="base (no training)" if r["method"] == BASE_METHOD else r["method"],
                     )
                 ax.set_xlabel(xlabel)
-                ax.set_ylabel(_score_label(task))
                 ax.set_title(task, loc="left", fontsize=9)
-        fig.suptitle("Task score vs representation preservation")
-        fig.tight_layout()
-        _fig_legend(fig)
+            row_axes[0].set_ylabel(_score_label(task))
+        figure_title(fig, "Task score vs representation preservation")
+        figure_legend(fig, fontsize=8)
         return save_figure(fig, stem)
 
 
@@ -192,12 +183,28 @@ def _layer_means(
             names[r["layer_index"]] = r["layer"]
     idx = sorted(by_layer)
     stats = [mean_ci(by_layer[i], tables.confidence) for i in idx]
-    return (
-        [names[i] for i in idx],
-        np.array([s[0] for s in stats]),
-        np.array([s[1] for s in stats]),
-        np.array([s[2] for s in stats]),
-    )
+    mean, low, high = (np.array([s[k] for s in stats]) for k in (0, 1, 2))
+    if group.get("n_seeds") == 1:  # no seeds to vary: the band is the jackknife over rows
+        low, high = _one_seed_band(tables, group, metric, [names[i] for i in idx], mean)
+    return [names[i] for i in idx], mean, low, high
+
+
+def _one_seed_band(
+    tables: StudyTables, group: dict, metric: str, layers: list[str], mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer 95 % jackknife interval over the probe rows of a one-seed group's cell
+    (NaN where the cell kept no replicates of ``metric`` at that layer)."""
+    from repspace.closed_forms.jackknife import jackknife_interval
+
+    cell = next((c for c in tables.cells if all(c[k] == group[k] for k in GROUP_COLUMNS)), None)
+    per_layer = ((tables.evidence.get(cell["cell"]) or {}).get("layers") or {}) if cell else {}
+    low, high = np.full(len(layers), np.nan), np.full(len(layers), np.nan)
+    for j, layer in enumerate(layers):
+        reps = (per_layer.get(layer) or {}).get(metric)
+        if reps is not None:
+            iv = jackknife_interval(float(mean[j]), reps, tables.confidence)
+            low[j], high[j] = iv.low, iv.high
+    return low, high
 
 
 def _per_layer(
@@ -207,8 +214,8 @@ def _per_layer(
     if not tables.long:
         return f"{stem.name} skipped: no per-layer metrics"
     with paper_style():
-        fig, axes = subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.4), squeeze=False)
-        for ax, task in zip(axes[0], tasks):
+        fig, axes = grid(len(tasks), 1, 5.5, 3.0, sharex=False)
+        for ax, task in zip(axes[:, 0], tasks):
             rows = main_slice(tables.summary, task)
             names: list[str] = []
             if reference:  # the base's value (mean over every cell of the task)
@@ -258,8 +265,7 @@ def _per_layer(
             ax.set_title(f"{title} ({task})", pad=18)
             if metric == "linear_cka":
                 ax.axhline(1.0, color=BASE_COLOR, lw=0.9, ls="--", label="base (no training)")
-        fig.tight_layout()
-        _fig_legend(fig)
+        figure_legend(fig, fontsize=8)
         return save_figure(fig, stem)
 
 
@@ -301,10 +307,12 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
             f"{'data_fractions' if axis == 'data_fraction' else 'budgets'}"
         )
     with paper_style():
-        fig, axes = subplots(len(tasks), 3, figsize=(11.0, 3.0 * len(tasks)), squeeze=False)
-        for row_axes, task in zip(axes, tasks):
+        # one column per task, the three quantities stacked on the shared x axis
+        fig, axes = grid(len(_SWEEP_Y), len(tasks), 4.2, 1.9, sharex="col")
+        for col_axes, task in zip(axes.T, tasks):
             bases = [r for r in tables.summary if r["task"] == task and r["method"] == BASE_METHOD]
-            for ax, (col, ylabel) in zip(row_axes, _SWEEP_Y):
+            col_axes[0].set_title(task, loc="left", fontsize=9)
+            for ax, (col, ylabel) in zip(col_axes, _SWEEP_Y):
                 for (t, method), rows in lines.items():
                     if t != task:
                         continue
@@ -333,20 +341,18 @@ def _sweep(tables: StudyTables, stem: Path, axis: str) -> list[Path] | str:
                     ax.axhline(
                         bases[0][col], color=BASE_COLOR, ls="--", lw=0.9, label="base (no training)"
                     )
-                ax.set_xlabel(
-                    "fraction of training data"
-                    if axis == "data_fraction"
-                    else "trainable parameters"
-                )
                 if axis != "data_fraction":
                     log_axis(ax, "x")
                 ax.set_ylabel(ylabel or _score_label(task))
-        fig.suptitle(
+            col_axes[-1].set_xlabel(
+                "fraction of training data" if axis == "data_fraction" else "trainable parameters"
+            )
+        figure_title(
+            fig,
             "Score and distortion vs "
-            + ("data size" if axis == "data_fraction" else "parameter budget")
+            + ("data size" if axis == "data_fraction" else "parameter budget"),
         )
-        fig.tight_layout()
-        _fig_legend(fig)
+        figure_legend(fig, fontsize=8)
         return save_figure(fig, stem)
 
 
@@ -378,9 +384,11 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
         ("mean_linear_cka", "mean linear CKA to base"),
     )
     with paper_style():
-        fig, axes = subplots(len(panels), 3, figsize=(10.0, 3.2 * len(panels)), squeeze=False)
-        for row_axes, (task, rows, pairs) in zip(axes, panels):
-            for ax, (col, ylabel) in zip(row_axes, cols):
+        # one column per task, the three quantities stacked over the shared pairs
+        fig, axes = grid(len(cols), len(panels), 3.6, 2.0, sharex="col")
+        for col_axes, (task, rows, pairs) in zip(axes.T, panels):
+            col_axes[0].set_title(task, loc="left", fontsize=9)
+            for ax, (col, ylabel) in zip(col_axes, cols):
                 # Points with 95 % intervals, the axis fitted to the values: bars from 0 would
                 # hide a 1.05 vs 1.07 difference.
                 for i, pair in enumerate(pairs):
@@ -405,10 +413,8 @@ def _ptpeft(tables: StudyTables, stem: Path) -> list[Path] | str:
                 ax.margins(y=0.25)
                 if col != "primary_score":
                     ax.axhline(1.0, color=BASE_COLOR, lw=0.9, ls="--", label="base (= 1)")
-                ax.set_title(task, loc="left", fontsize=9)
-        fig.suptitle("PT-PEFT (prefix first) vs vanilla PEFT")
-        fig.tight_layout()
-        _fig_legend(fig)
+        figure_title(fig, "PT-PEFT (prefix first) vs vanilla PEFT")
+        figure_legend(fig, fontsize=8)
         return save_figure(fig, stem)
 
 

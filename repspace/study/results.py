@@ -19,8 +19,11 @@ Wide per-cell columns (``cells.csv``):
 
 Over seeds (``summary.csv``): every numeric column ``c`` becomes ``c`` (mean over seeds),
 ``c_ci_low``, ``c_ci_high`` (95 % Student-t interval, n − 1 degrees of freedom:
-mean ± t₀.₉₇₅,ₙ₋₁ · s / √n with s the n − 1 standard deviation) and ``n_seeds``.  With
-one seed the interval is undefined and written as NaN (empty in CSV).
+mean ± t₀.₉₇₅,ₙ₋₁ · s / √n with s the n − 1 standard deviation), ``n_seeds`` and
+``interval`` (where the intervals come from).  With one seed there is no interval over seeds;
+the columns the claim checks can bound get theirs instead (:func:`one_seed_intervals`: the
+jackknife over the probe rows for the representation columns, the held-out items for
+accuracies) and the rest stay NaN (empty in CSV).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "write_tables",
     "main_slice",
     "cell_evidence",
+    "one_seed_intervals",
     "PRIMARY_SCORE",
     "ID_COLUMNS",
     "GROUP_COLUMNS",
@@ -261,14 +265,9 @@ def build_tables(
 ) -> StudyTables:
     cells = cell_rows(records, summary_layer)
     layer = next((r["summary_layer"] for r in cells if r.get("summary_layer")), None)
-    return StudyTables(
-        long_rows(records),
-        cells,
-        aggregate(cells, confidence),
-        layer,
-        confidence,
-        cell_evidence(records, summary_layer),
-    )
+    summary, evidence = aggregate(cells, confidence), cell_evidence(records, summary_layer)
+    one_seed_intervals(summary, cells, evidence, confidence)
+    return StudyTables(long_rows(records), cells, summary, layer, confidence, evidence)
 
 
 def _column_replicates(rec: dict, summary_layer: int) -> dict[str, np.ndarray]:
@@ -310,7 +309,7 @@ def _column_replicates(rec: dict, summary_layer: int) -> dict[str, np.ndarray]:
                 out["erank_base"], out["erank_tuned"] = eb, et
                 out["erank_delta"], out["erank_ratio"] = et - eb, et / eb
             if pb is not None and pt is not None:
-                out["pr_ratio"] = pt / pb
+                out["pr_base"], out["pr_tuned"], out["pr_ratio"] = pb, pt, pt / pb
     return out
 
 
@@ -319,7 +318,7 @@ def _independent_items(rec: dict) -> int | None:
     except for shapes-world VQA, where the several questions about one image are not
     independent and the images (``n_eval``) are counted instead."""
     n = rec.get("n_eval_items")
-    tc = rec.get("train_config") or {}
+    tc = rec.get("train_config") or rec.get("eval_config") or {}
     if (
         n
         and rec["cell"].get("task") == "vqa"
@@ -336,10 +335,57 @@ def cell_evidence(records: list[dict], summary_layer: int = -1) -> dict[str, dic
     return {
         rec["label"]: {
             "replicates": _column_replicates(rec, summary_layer),
+            "layers": _layer_replicates(rec),
             "n_eval_items": _independent_items(rec),
         }
         for rec in records
     }
+
+
+def _layer_replicates(rec: dict) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer: {metric: (B,) replicates}}`` the cell kept (per-layer figures' bands)."""
+    reps = (rec.get("jackknife") or {}).get("replicates") or {}
+    return {
+        layer: {m: np.asarray([_num(x) for x in r], dtype=np.float64) for m, r in per.items()}
+        for layer, per in reps.items()
+    }
+
+
+def one_seed_intervals(
+    summary: list[dict], cells: list[dict], evidence: dict, confidence: float = 0.95
+) -> None:
+    """Give a one-seed group's columns the claim checks' one-seed intervals, in place: the
+    delete-one-block jackknife over the probe rows for the representation columns the cell
+    kept replicates of, ``p(1 − p)/n`` over the held-out items for accuracies
+    (:mod:`repspace.study.evidence`); ``interval`` names the source per row (``seeds`` for
+    two or more seeds).  A column neither covers keeps its NaN interval."""
+    from repspace.study.evidence import ROUTE_WORDS, Side, combine
+
+    for agg in summary:
+        if agg["n_seeds"] >= 2:
+            agg["interval"] = ROUTE_WORDS["seeds"]
+            continue
+        members = [c for c in cells if all(c[k] == agg[k] for k in GROUP_COLUMNS)]
+        side, routes = Side(members, evidence), {}
+        for col in [c for c in agg if f"{c}_ci_low" in agg]:
+            if math.isfinite(agg[f"{col}_ci_low"]):
+                continue
+            score = (
+                PRIMARY_SCORE.get(agg["task"])
+                if col == "primary_score"
+                else col[len("score_") :]
+                if col.startswith("score_")
+                else None
+            )
+            e = combine([(1.0, side)], col, score_name=score, level=confidence, seeds=False)
+            if e.has_interval:
+                agg[f"{col}_ci_low"], agg[f"{col}_ci_high"] = e.low, e.high
+                routes[e.route] = None
+        agg["interval"] = (
+            "one seed: " + "; ".join(ROUTE_WORDS[r] for r in ("rows", "items") if r in routes)
+            if routes
+            else "one seed: none"
+        )
 
 
 # -- writing ------------------------------------------------------------------------------

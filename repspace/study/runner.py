@@ -252,7 +252,9 @@ def _run_cell(
     if pc.cell.is_base:
         scores = base_score_fn(config, pc.cell)
         params = {"trainable": 0, "total": None}
-        run_rel, trajectory, n_eval_items = None, None, None
+        # evaluate_base's scores say how many items they average (a stub's dict does not)
+        run_rel, trajectory = None, None
+        n_eval_items = getattr(scores, "n_eval_items", None)
         t1 = time.perf_counter()
         with warnings.catch_warnings():  # base vs itself: identical states are the point
             warnings.filterwarnings("ignore", message=".*bit-identical to the base.*")
@@ -317,6 +319,8 @@ def _run_cell(
         "probes": probes,
         "probe_errors": probe_errors,
         "train_config": pc.train_config.to_dict() if pc.train_config is not None else None,
+        # how the untrained base was scored (its held-out split: the items its interval counts)
+        "eval_config": base_eval_config(config, pc.cell).to_dict() if pc.cell.is_base else None,
         "compare": config.compare.to_dict(),
         "repspace": __version__,
         "seconds": {"train": t1 - t0, "compare": time.perf_counter() - t1},

@@ -265,15 +265,23 @@ def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
     """Per layer and group: 1 − CKA to the base (filled markers, the group's line) and
     1 − CKA between seeds (hollow markers, dotted), each group in its method's colour and
     marker (:func:`repspace.report.style.styles_for`), towers split, the legend outside."""
-    from repspace.report.figures_layout import control_key, plot_with_control
+    from repspace.report.figures_layout import (
+        control_key,
+        figure_legend,
+        figure_title,
+        grid,
+        panel_width,
+        plot_with_control,
+    )
     from repspace.report.plots import layer_axis, save_figure
-    from repspace.report.style import legend_outside, paper_style, styles_for, subplots
+    from repspace.report.style import paper_style, styles_for
 
     groups = _groups(rows)
     layers = list(dict.fromkeys(r["layer"] for r in rows))
     styles = styles_for(list(groups))
     with paper_style():
-        fig, ax = subplots(figsize=(max(3.6, 0.4 * len(layers) + 2.2) + 2.0, 3.2))
+        fig, axes = grid(1, 1, panel_width(len(layers)), 3.0)
+        ax = axes[0, 0]
         for name, members in groups.items():
             st = styles[name]
             per = lambda key: [_mean(r[key] for r in members if r["layer"] == l) for l in layers]  # noqa: E731
@@ -284,6 +292,6 @@ def plot_seed_baseline(rows: list[dict], stem: Path) -> list[Path]:
         key, key_labels = control_key(
             "moved from the base (filled)", "seed to seed (hollow, dotted)"
         )
-        fig.tight_layout()
-        legend_outside(ax, handles + key, labels + key_labels)
+        figure_title(fig, "Moved from the base vs seed noise")
+        figure_legend(fig, handles + key, labels + key_labels)
         return save_figure(fig, stem)

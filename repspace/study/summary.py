@@ -18,7 +18,7 @@ def _ok(v) -> bool:
 
 
 def _pm(row: dict, col: str, digits: int = 3) -> str:
-    """``mean ± half-width`` (half of the 95 % t-interval), ``mean`` alone with one seed."""
+    """``mean ± half-width`` (half of the row's 95 % interval), ``mean`` alone without one."""
     m, lo, hi = row.get(col), row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
     if not _ok(m):
         return "n/a"
@@ -193,11 +193,15 @@ def markdown(result) -> str:
         "",
         "Values are means over seeds ± half the 95 % Student-t interval (n − 1 dof)"
         + (
-            ". **One seed per cell: no interval over seeds is defined (NaN in the "
-            "CSVs)**; the claim checks below use intervals over the probe rows or the "
-            "held-out items instead."
+            ". **One seed per cell: no interval over seeds is defined**; the values are "
+            "± half the interval the claim checks use instead: the delete-one-block "
+            "jackknife over the probe rows for CKA, ranks and their ratios, p(1 − p)/n "
+            "over the held-out items for accuracies; a value without ± has neither "
+            "(`interval` in summary.csv names the source per row)."
             if one_seed
-            else "; cells with one seed show the mean alone."
+            else "; cells with one seed are ± the jackknife over the probe rows (CKA, "
+            "ranks) or the held-out items (accuracies), or the value alone where neither "
+            "applies (`interval` in summary.csv)."
         ),
         "`erank ratio` = effective rank of the tuned model / the base's, at the summary "
         "layer; `PR ratio` the same for the participation ratio; `mean CKA` = linear "
@@ -275,7 +279,7 @@ def markdown(result) -> str:
         "## Files",
         "",
         "- `results/cells.csv`: one row per cell (scores, parameter counts, summaries)",
-        "- `results/summary.csv`: means and 95 % CIs over seeds",
+        "- `results/summary.csv`: means and 95 % CIs (over seeds; one seed: over probe rows or held-out items, `interval`)",
         "- `results/metrics_long.csv`: every metric per cell × layer",
         "- `cells/*.json`: cached cell results; `runs/*`: the trained runs "
         "(`repspace compare BASE runs/<cell>` works on them)",

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from repspace.report.figures_layout import MAX_ASPECT, MAX_WIDTH, figure_legend, figure_title, grid
 from repspace.report.layer_names import short_layer_names
 from repspace.report.plots import save_figure
 from repspace.report.style import (
     BASE_COLOR,
-    figure_handles,
-    legend_outside,
     paper_style,
     styles_for,
     subplots,
@@ -140,13 +139,7 @@ def plot_trajectory(traj: Trajectory, stem: Path, metrics: list[str] | None = No
     colors = _depth_colors(len(traj.layers))
     marker = "o" if len(traj.steps) <= 25 else None
     with paper_style():
-        fig, axes = subplots(
-            nrows,
-            ncols,
-            figsize=(3.3 * ncols + 1.3, 2.7 * nrows + 0.5),
-            squeeze=False,
-            layout="constrained",
-        )
+        fig, axes = grid(nrows, ncols, 3.3, 2.7, sharex=False)  # the legend's room: the colour bar
         for ax, metric in zip(axes.flat, metrics):
             ref = _reference(metric)
             if ref is not None:
@@ -177,11 +170,9 @@ def plot_heatmap(traj: Trajectory, stem: Path, metric: str = "linear_cka") -> li
     # room for the layer names beside the cells (long names on few steps collapsed the axes)
     names = max((len(n) for n in short_layer_names(layers)), default=0)
     with paper_style():
+        width = min(MAX_WIDTH, max(4.2, 0.28 * len(steps) + 2.8) + 0.07 * names)
         fig, ax = subplots(
-            figsize=(
-                min(12.0, max(4.2, 0.28 * len(steps) + 2.8) + 0.07 * names),
-                max(2.2, 0.3 * len(layers) + 1.3),
-            ),
+            figsize=(width, max(2.2, 0.3 * len(layers) + 1.3, width / MAX_ASPECT)),
             layout="constrained",
         )
         im = ax.imshow(
@@ -245,14 +236,7 @@ def plot_runs(
     ref = _reference(metric)
     short = dict(zip(common, short_layer_names(common)))
     with paper_style():
-        fig, axes = subplots(
-            nrows,
-            ncols,
-            figsize=(3.1 * ncols + 1.6, 2.5 * nrows + 0.5),
-            squeeze=False,
-            sharey=True,
-            layout="constrained",
-        )
+        fig, axes = grid(nrows, ncols, 3.1, 2.5, sharex=False, sharey=True)
         for ax, layer in zip(axes.flat, shown):
             if ref is not None:
                 ax.axhline(ref, color=BASE_COLOR, lw=0.9, ls="--", zorder=1)
@@ -276,10 +260,11 @@ def plot_runs(
             ax.set_visible(False)
         for row in axes:
             row[0].set_ylabel(metric_label(metric))
-        legend_outside(fig, *figure_handles(fig))
-        fig.suptitle(
+        figure_legend(fig)
+        figure_title(
+            fig,
             f"{metric_label(metric)[0].upper()}{metric_label(metric)[1:]} during "
-            "training, per layer"
+            "training, per layer",
         )
         return save_figure(fig, stem)
 
@@ -290,7 +275,7 @@ def plot_highlighted(
     ylabel: str,
     title: str,
     reference: float | None = None,
-    max_cols: int = 4,
+    max_cols: int = 3,
 ) -> list[Path]:
     """Small multiples, one panel per entry of ``panels``, shared axes.
 
@@ -305,15 +290,7 @@ def plot_highlighted(
     ncols = min(max_cols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     with paper_style():
-        fig, axes = subplots(
-            nrows,
-            ncols,
-            figsize=(2.6 * ncols + 0.6, 2.2 * nrows + 0.7),
-            squeeze=False,
-            sharex=True,
-            sharey=True,
-            layout="constrained",
-        )
+        fig, axes = grid(nrows, ncols, 2.6, 2.2, legend=False, sharex=True, sharey=True)
         for ax, p in zip(axes.flat, panels):
             if reference is not None:
                 ax.axhline(reference, color=BASE_COLOR, lw=0.9, ls="--", zorder=1)

@@ -127,7 +127,14 @@ def evaluate_model(
     return score(cfg.task, preds, records)
 
 
-def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
+class BaseScores(dict):
+    """:func:`evaluate_base`'s task scores (a plain ``{name: score}`` dict) with the number of
+    held-out items they average, ``n_eval_items`` (a run's manifest records the same)."""
+
+    n_eval_items: int | None = None
+
+
+def evaluate_base(cfg: TrainConfig) -> BaseScores:
     """Task scores of the untrained ``cfg.base`` on ``cfg``'s held-out split: the records,
     greedy decoding and scorer a run of ``cfg`` is evaluated with, no method applied."""
     from repspace.checkpoints import load_checkpoint
@@ -142,9 +149,12 @@ def evaluate_base(cfg: TrainConfig) -> dict[str, float]:
     records = load_records(cfg, "test")
     device = resolve_device(cfg.device, "TrainConfig.device")
     model.to(device)
-    return evaluate_model(
-        task, model, task.encode(records, False), records, cfg, device, label="the untuned base"
+    enc = task.encode(records, False)
+    scores = BaseScores(
+        evaluate_model(task, model, enc, records, cfg, device, label="the untuned base")
     )
+    scores.n_eval_items = enc.n
+    return scores
 
 
 def train(

@@ -192,3 +192,79 @@ def test_direction_needs_an_interval():
     assert direction(Estimate(0.1, -0.05, 0.2, "seeds"), "<") == "undetermined"
     with pytest.raises(ValueError, match="claimed"):
         direction(Estimate(0.1, 0.0, 0.2), "!=")
+
+
+# -- the tables and figures carry the same one-seed intervals as the claims ---------------
+
+
+def test_one_seed_summary_rows_carry_the_claim_checks_intervals():
+    from repspace.closed_forms.jackknife import jackknife_interval
+
+    recs = [jk_record("lora", score=0.6, ratio=0.8, n_eval=50), jk_record("prefix", score=0.4)]
+    tables = build_tables(recs)
+    lora = next(r for r in tables.summary if r["method"] == "lora")
+    # accuracy: p ± z √(p(1 − p)/n) over the held-out items
+    half = stats.norm.ppf(0.975) * math.sqrt(0.6 * 0.4 / 50)
+    assert lora["primary_score_ci_low"] == pytest.approx(0.6 - half, abs=1e-12)
+    assert lora["primary_score_ci_high"] == pytest.approx(0.6 + half, abs=1e-12)
+    # the rank ratio at the summary layer: the jackknife of its replicates, computed here
+    layer = tables.cells[0]["summary_layer"]
+    rep = recs[0]["jackknife"]["replicates"][layer]
+    ratio = np.asarray(rep["effective_rank_tuned"]) / np.asarray(rep["effective_rank_base"])
+    iv = jackknife_interval(lora["erank_ratio"], ratio)
+    assert (lora["erank_ratio_ci_low"], lora["erank_ratio_ci_high"]) == pytest.approx(
+        (iv.low, iv.high), abs=1e-12
+    )
+    # mean CKA over layers: the replicate-wise mean over layers
+    ckas = np.mean([recs[0]["jackknife"]["replicates"][l]["linear_cka"] for l in LAYERS], 0)
+    iv = jackknife_interval(lora["mean_linear_cka"], ckas)
+    assert lora["mean_linear_cka_ci_low"] == pytest.approx(iv.low, abs=1e-12)
+    # no replicates, no interval: the Fréchet distance and the parameter counts stay NaN
+    assert math.isnan(lora["frechet_distance_ci_low"]) and math.isnan(
+        lora["trainable_params_ci_low"]
+    )
+    assert lora["interval"] == (
+        "one seed: 95 % jackknife interval over the probe rows; "
+        "95 % interval over the held-out items"
+    )
+
+
+def test_two_seed_rows_keep_the_t_interval_over_seeds():
+    recs = [jk_record("lora", seed=s, score=0.5 + 0.1 * s) for s in (0, 1)]
+    row = build_tables(recs).summary[0]
+    mean, low, high, _ = mean_ci([0.5, 0.6])
+    assert (row["primary_score_ci_low"], row["primary_score_ci_high"]) == pytest.approx(
+        (low, high), abs=1e-12
+    )
+    assert row["interval"] == "95 % t-interval over seeds"
+
+
+def test_a_cell_without_replicates_or_items_has_no_interval():
+    from tests.study.records import record
+
+    row = build_tables([record("lora")]).summary[0]
+    assert math.isnan(row["erank_ratio_ci_low"]) and math.isnan(row["primary_score_ci_low"])
+    assert row["interval"] == "one seed: none"
+
+
+def test_one_seed_summary_md_shows_the_intervals_and_says_where_they_come_from():
+    from repspace.study.summary import _table
+
+    recs = [jk_record("lora", score=0.6, n_eval=50)]
+    tables = build_tables(recs)
+    half = stats.norm.ppf(0.975) * math.sqrt(0.6 * 0.4 / 50)
+    assert any(f"0.600 ± {half:.3f}" in line for line in _table(tables, "vqa"))
+
+
+def test_one_seed_per_layer_bands_are_the_jackknife_over_rows():
+    from repspace.closed_forms.jackknife import jackknife_interval
+    from repspace.study.figures import _layer_means
+
+    recs = [jk_record("lora")]
+    tables = build_tables(recs)
+    names, mean, low, high = _layer_means(tables, tables.summary[0], "effective_rank_tuned")
+    assert names == LAYERS
+    for j, layer in enumerate(LAYERS):
+        reps = recs[0]["jackknife"]["replicates"][layer]["effective_rank_tuned"]
+        iv = jackknife_interval(mean[j], np.asarray(reps))
+        assert (low[j], high[j]) == pytest.approx((iv.low, iv.high), abs=1e-12)

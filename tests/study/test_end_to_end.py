@@ -61,9 +61,19 @@ def test_real_study_trains_compares_caches_and_reports(tiny_blip, tmp_path, caps
         jl["replicates"][layers[-1]]["effective_rank_tuned"]
         != jp["replicates"][layers[-1]]["effective_rank_tuned"]
     )
-    # VQA: several questions per held-out image; the interval counts the 4 images
-    assert by["lora"]["n_eval_items"] > 4 and by["base"]["n_eval_items"] is None
-    assert result.tables.evidence[by["lora"]["label"]]["n_eval_items"] == 4
+    # VQA: several questions per held-out image; the interval counts the 4 images, for the
+    # untrained base as for a run (the base cell records how it was scored)
+    assert (
+        by["lora"]["n_eval_items"] > 4 and by["base"]["n_eval_items"] == by["lora"]["n_eval_items"]
+    )
+    assert by["base"]["eval_config"]["n_eval"] == 4 and by["lora"]["eval_config"] is None
+    for method in ("base", "lora"):
+        assert result.tables.evidence[by[method]["label"]]["n_eval_items"] == 4
+    # and the summary rows carry those one-seed intervals (issue 27: every number with its
+    # uncertainty), naming where they come from
+    for row in result.tables.summary:
+        assert row["primary_score_ci_low"] <= row["primary_score"] <= row["primary_score_ci_high"]
+        assert row["interval"].startswith("one seed: 95 % jackknife"), row["interval"]
     run_dir = tmp_path / "out" / by["lora"]["run_dir"]
     assert (run_dir / "repspace_manifest.json").is_file()
     with open(tmp_path / "out" / "results" / "summary.csv") as f:
