@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import scipy.stats
 
 from repspace.study.evidence import ROUTE_WORDS, Side, combine, direction, over_seeds
-from repspace.study.results import GROUP_COLUMNS, PRIMARY_SCORE, StudyTables, main_slice
+from repspace.study.results import PRIMARY_SCORE, StudyTables, group_cells, main_slice
 
 __all__ = ["check_claims"]
 
@@ -105,8 +105,7 @@ class _Part:
 
 def _side(tables: StudyTables, row: dict) -> Side:
     """The cells (seeds) behind a summary row, with their one-seed evidence."""
-    cells = [c for c in tables.cells if all(c.get(k) == row[k] for k in GROUP_COLUMNS)]
-    return Side(cells, tables.evidence)
+    return Side(group_cells(tables.cells, row), tables.evidence)
 
 
 def _score(tables: StudyTables, task: str, col: str) -> str | None:

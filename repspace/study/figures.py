@@ -33,9 +33,9 @@ from repspace.report.style import (
 )
 from repspace.study.config import BASE_METHOD
 from repspace.study.results import (
-    GROUP_COLUMNS,
     PRIMARY_SCORE,
     StudyTables,
+    group_cells,
     main_slice,
     mean_ci,
 )
@@ -62,8 +62,9 @@ CAPTIONS = {
     "grey. A vertical line separates the towers; lines are not joined "
     "across it.",
     "cka_layers": "Linear CKA to the base per layer and method (main slice), mean over seeds "
-    "with the 95 % band over seeds (one seed: the jackknife over the probe rows); 1 (dashed) = the base's own representation. A vertical "
-    "line separates the towers; lines are not joined across it.",
+    "with the 95 % band over seeds (one seed: the jackknife over the probe rows); 1 "
+    "(dashed) = the base's own representation. A vertical line separates the towers; "
+    "lines are not joined across it.",
     "data_fraction": "Task score, mean linear CKA and effective-rank ratio against the fraction "
     "of training data used (each method at its first budget); dashed: the "
     "untrained base. Error bars: 95 % t-intervals over seeds" + _ONE_SEED + ".",
@@ -196,8 +197,9 @@ def _one_seed_band(
     (NaN where the cell kept no replicates of ``metric`` at that layer)."""
     from repspace.closed_forms.jackknife import jackknife_interval
 
-    cell = next((c for c in tables.cells if all(c[k] == group[k] for k in GROUP_COLUMNS)), None)
-    per_layer = ((tables.evidence.get(cell["cell"]) or {}).get("layers") or {}) if cell else {}
+    cells = group_cells(tables.cells, group)
+    evidence = tables.evidence.get(cells[0]["cell"]) or {} if cells else {}
+    per_layer = evidence.get("layers") or {}
     low, high = np.full(len(layers), np.nan), np.full(len(layers), np.nan)
     for j, layer in enumerate(layers):
         reps = (per_layer.get(layer) or {}).get(metric)

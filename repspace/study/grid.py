@@ -96,6 +96,15 @@ def expand_grid(config: StudyConfig) -> list[Cell]:
     return cells
 
 
+def _trainer_settings(config: StudyConfig) -> dict:
+    """The study's ``train`` table and image size: the TrainConfig fields every cell (and the
+    base's evaluation) shares."""
+    kw = dict(config.train)
+    if config.image_size is not None:
+        kw["image_size"] = config.image_size
+    return kw
+
+
 def train_config_for(config: StudyConfig, cell: Cell, output_dir: str | Path | None = None):
     """The :class:`~repspace.training.TrainConfig` of a trained cell."""
     from repspace.training import TrainConfig
@@ -105,9 +114,6 @@ def train_config_for(config: StudyConfig, cell: Cell, output_dir: str | Path | N
     options = dict(config.options.get(cell.method, {}))
     if cell.budget is not None:
         options[cell.budget_field] = cell.budget
-    kw = dict(config.train)
-    if config.image_size is not None:
-        kw["image_size"] = config.image_size
     return TrainConfig(
         base=config.base,
         method=method_name(cell.method),
@@ -122,7 +128,7 @@ def train_config_for(config: StudyConfig, cell: Cell, output_dir: str | Path | N
         lr=config.lr_for(cell.method),
         seed=cell.seed,
         output_dir=None if output_dir is None else str(output_dir),
-        **kw,
+        **_trainer_settings(config),
     )
 
 
@@ -132,9 +138,6 @@ def base_eval_config(config: StudyConfig, cell: Cell):
     trainer's settings, which do not change the base's evaluation)."""
     from repspace.training import TrainConfig
 
-    kw = dict(config.train)
-    if config.image_size is not None:
-        kw["image_size"] = config.image_size
     method = method_name(config.trained_methods[0]) if config.trained_methods else "full"
     return TrainConfig(
         base=config.base,
@@ -145,7 +148,7 @@ def base_eval_config(config: StudyConfig, cell: Cell):
         n_eval=config.n_eval,
         seed=cell.seed,
         batch_size=config.batch_size,
-        **kw,
+        **_trainer_settings(config),
     )
 
 

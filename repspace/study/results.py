@@ -49,6 +49,7 @@ __all__ = [
     "write_tables",
     "main_slice",
     "cell_evidence",
+    "group_cells",
     "one_seed_intervals",
     "PRIMARY_SCORE",
     "ID_COLUMNS",
@@ -89,6 +90,11 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]
         return mean, math.nan, math.nan, 1
     half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half, n
+
+
+def group_cells(cells: list[dict], row: dict) -> list[dict]:
+    """The cells (one per seed) behind a summary ``row``: those of its group."""
+    return [c for c in cells if all(c.get(k) == row[k] for k in GROUP_COLUMNS)]
 
 
 def _ident(record: dict) -> dict:
@@ -365,8 +371,7 @@ def one_seed_intervals(
         if agg["n_seeds"] >= 2:
             agg["interval"] = ROUTE_WORDS["seeds"]
             continue
-        members = [c for c in cells if all(c[k] == agg[k] for k in GROUP_COLUMNS)]
-        side, routes = Side(members, evidence), {}
+        side, routes = Side(group_cells(cells, agg), evidence), {}
         for col in [c for c in agg if f"{c}_ci_low" in agg]:
             if math.isfinite(agg[f"{col}_ci_low"]):
                 continue

@@ -279,7 +279,8 @@ def markdown(result) -> str:
         "## Files",
         "",
         "- `results/cells.csv`: one row per cell (scores, parameter counts, summaries)",
-        "- `results/summary.csv`: means and 95 % CIs (over seeds; one seed: over probe rows or held-out items, `interval`)",
+        "- `results/summary.csv`: means and 95 % CIs (over seeds; one seed: over probe rows "
+        "or held-out items, `interval`)",
         "- `results/metrics_long.csv`: every metric per cell × layer",
         "- `cells/*.json`: cached cell results; `runs/*`: the trained runs "
         "(`repspace compare BASE runs/<cell>` works on them)",
