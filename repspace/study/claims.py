@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import scipy.stats
 
 from repspace.study.evidence import ROUTE_WORDS, Side, combine, direction, over_seeds
-from repspace.study.results import PRIMARY_SCORE, StudyTables, group_cells, main_slice
+from repspace.study.results import StudyTables, group_cells, main_slice, score_name
 
 __all__ = ["check_claims"]
 
@@ -108,10 +108,6 @@ def _side(tables: StudyTables, row: dict) -> Side:
     return Side(group_cells(tables.cells, row), tables.evidence)
 
 
-def _score(tables: StudyTables, task: str, col: str) -> str | None:
-    return PRIMARY_SCORE.get(task) if col == "primary_score" else None
-
-
 def _difference(
     tables: StudyTables,
     task: str,
@@ -125,7 +121,7 @@ def _difference(
     """``a − b`` on ``col`` (``f`` applied first) against the claimed side of 0."""
     (na, ra), (nb, rb) = a, b
     sa, sb = _side(tables, ra), _side(tables, rb)
-    score = _score(tables, task, col)
+    score = score_name(task, col)
     seeds = over_seeds([sa, sb], col, f)
     ea = combine([(1, sa)], col, f, score_name=score, seeds=seeds)
     eb = combine([(1, sb)], col, f, score_name=score, seeds=seeds)
@@ -206,7 +202,7 @@ def _criterion_part(tables, task, pair, coef: float, words: str) -> _Part | None
     """``a − coef · b ≥ 0`` on the primary score (AdaLink: ≥ 90 % of LoRA)."""
     (na, ra), (nb, rb) = pair
     sa, sb = _side(tables, ra), _side(tables, rb)
-    score = _score(tables, task, "primary_score")
+    score = score_name(task, "primary_score")
     seeds = over_seeds([sa, sb], "primary_score")
     ea = combine([(1, sa)], "primary_score", score_name=score, seeds=seeds)
     eb = combine([(1, sb)], "primary_score", score_name=score, seeds=seeds)
@@ -318,7 +314,7 @@ def _composition_claim(tables: StudyTables, rows: Matched, task: str) -> dict:
         return _claim(
             "Empirical study", claim, "not testable", _needs(rows, "lora|adapter", "prompt|prefix")
         )
-    score = _score(tables, task, "primary_score")
+    score = score_name(task, "primary_score")
     sides_a = [_side(tables, rows[m]) for m in layer]
     sides_b = [_side(tables, rows[m]) for m in emb]
     seeds = over_seeds(sides_a + sides_b, "primary_score")

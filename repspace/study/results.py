@@ -50,6 +50,7 @@ __all__ = [
     "main_slice",
     "cell_evidence",
     "group_cells",
+    "score_name",
     "one_seed_intervals",
     "PRIMARY_SCORE",
     "ID_COLUMNS",
@@ -90,6 +91,14 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]
         return mean, math.nan, math.nan, 1
     half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half, n
+
+
+def score_name(task: str, col: str) -> str | None:
+    """The task score a summary column holds (``primary_score`` or ``score_<name>``), None
+    for a representation column: what decides the held-out-items interval."""
+    if col == "primary_score":
+        return PRIMARY_SCORE.get(task)
+    return col[len("score_") :] if col.startswith("score_") else None
 
 
 def group_cells(cells: list[dict], row: dict) -> list[dict]:
@@ -375,13 +384,7 @@ def one_seed_intervals(
         for col in [c for c in agg if f"{c}_ci_low" in agg]:
             if math.isfinite(agg[f"{col}_ci_low"]):
                 continue
-            score = (
-                PRIMARY_SCORE.get(agg["task"])
-                if col == "primary_score"
-                else col[len("score_") :]
-                if col.startswith("score_")
-                else None
-            )
+            score = score_name(agg["task"], col)
             e = combine([(1.0, side)], col, score_name=score, level=confidence, seeds=False)
             if e.has_interval:
                 agg[f"{col}_ci_low"], agg[f"{col}_ci_high"] = e.low, e.high
